@@ -1,0 +1,45 @@
+# refrig-assets — common tasks. Every target installs what is missing first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export REFRIG_HOME ?= $(CURDIR)/.refrig
+export DAGSTER_HOME ?= $(REFRIG_HOME)/dagster
+export MLFLOW_DISABLE_TELEMETRY := true
+export PYTHONWARNINGS ?= ignore
+
+DEVICES ?= 1000
+HOURS ?= 6
+TRAIN_HOURS ?= 2
+START ?= 2026-01-01T00:00
+SEED ?= 42
+
+.PHONY: setup run test test-fast dev bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	VENV=$(VENV) scripts/setup.sh
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME) && touch $@
+
+## run: simulate a small fleet with faults, run the whole graph over it, print a summary
+run: setup $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/refrig simulate --devices $(DEVICES) --hours $(HOURS) --start $(START) --seed $(SEED)
+	$(VENV)/bin/refrig pipeline run --start $(START) --hours $(HOURS) --train-hours $(TRAIN_HOURS)
+
+## test: the whole test suite
+test: setup
+	$(VENV)/bin/pytest -q
+
+## test-fast: skip the slow tests (real servers, browsers)
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow"
+
+## dev: the Dagster UI on http://127.0.0.1:3000
+dev: setup $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -m refrig_assets.definitions
+
+clean:
+	rm -rf $(REFRIG_HOME)

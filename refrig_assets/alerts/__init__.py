@@ -1,0 +1,1 @@
+"""Alerts: severity from model agreement, dedup, the alert database and notifications."""

@@ -1,0 +1,220 @@
+"""``refrig alerts``: list, inspect and act on alerts in the alert database.
+
+The database is ``get_settings().alerts_db_url`` (``REFRIG_ALERTS_DB_URL``; a SQLite file under
+``REFRIG_HOME`` by default). Errors print one line on stderr and exit with status 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+
+from refrig_assets.alerts.store import (
+    ACKNOWLEDGED,
+    FALSE_POSITIVE,
+    RESOLVED,
+    STATUSES,
+    AlertNotFound,
+    AlertStore,
+    InvalidTransition,
+)
+from refrig_assets.settings import get_settings
+
+app = typer.Typer(
+    help="Inspect alerts and move them through their lifecycle (ack, resolve, false positive).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# Columns that fit a terminal; --format json/csv carry every column.
+TABLE_COLUMNS = [
+    "alert_id",
+    "severity",
+    "status",
+    "escalation_level",
+    "sla_breached",
+    "sla_deadline",
+    "device_id",
+    "site_id",
+    "alert_type",
+    "source",
+    "max_score",
+    "models_flagging",
+]
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def _store() -> Iterator[AlertStore]:
+    """The configured store; database and lookup errors become a one-line message + exit 1."""
+    store = None
+    try:
+        store = AlertStore(get_settings().alerts_db_url)
+        yield store
+    except (AlertNotFound, InvalidTransition) as exc:
+        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
+        if isinstance(exc, typer.Exit | typer.Abort):
+            raise
+        _fail(f"{type(exc).__name__}: {exc}")
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _choice(value: str | None, allowed: tuple[str, ...], option: str) -> str | None:
+    if value is None:
+        return None
+    upper = value.upper()
+    if upper not in allowed:
+        _fail(f"{option} must be one of {', '.join(allowed)}; got {value!r}")
+    return upper
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime | pd.Timestamp) else value
+
+
+@app.command("list")
+def list_alerts(
+    severity: str | None = typer.Option(None, "--severity", help="CRITICAL, HIGH, MEDIUM or LOW."),
+    status: str | None = typer.Option(None, "--status", help="OPEN, ACKNOWLEDGED, RESOLVED..."),
+    site: str | None = typer.Option(None, "--site", help="Only alerts of this site_id."),
+    device: str | None = typer.Option(None, "--device", help="Only alerts of this device_id."),
+    include_suppressed: bool = typer.Option(
+        False, "--all", help="Include alerts suppressed as duplicates."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many alerts."),
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="table, json or csv.")
+    ] = OutputFormat.table,
+) -> None:
+    """List alerts, most severe first, then by SLA deadline."""
+    with _store() as store:
+        frame = store.list(
+            severity=_choice(severity, store.severities, "--severity"),
+            status=_choice(status, STATUSES, "--status"),
+            site_id=site,
+            device_id=device,
+            include_suppressed=include_suppressed,
+            limit=limit,
+        )
+    if output is OutputFormat.json:
+        typer.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+    elif output is OutputFormat.csv:
+        typer.echo(frame.to_csv(index=False), nl=False)
+    elif frame.empty:
+        typer.echo("No alerts match.")
+    else:
+        table = frame[TABLE_COLUMNS].copy()
+        table["sla_deadline"] = table["sla_deadline"].dt.strftime("%Y-%m-%d %H:%M")
+        typer.echo(table.to_string(index=False))
+        typer.echo(f"\n{len(table)} alert(s)")
+
+
+@app.command("show")
+def show(alert_id: str = typer.Argument(..., help="The alert to show.")) -> None:
+    """Show one alert with every field and its full history."""
+    with _store() as store:
+        alert = store.get(alert_id)
+        if alert is None:
+            raise AlertNotFound(f"no alert with id {alert_id!r}")
+        history = store.history(alert_id)
+    width = max(len(k) for k in alert)
+    for key, value in alert.items():
+        typer.echo(f"{key:<{width}}  {_iso(value)}")
+    typer.echo("\nhistory:")
+    for t in history:
+        change = f"{t['from_status'] or '-'} -> {t['to_status']}"
+        note = f"  {t['note']}" if t["note"] else ""
+        typer.echo(
+            f"  {t['at']:%Y-%m-%d %H:%M:%S}  {t['event']:<12} {change:<28} {t['actor']}{note}"
+        )
+
+
+def _transition(action: Callable[[AlertStore], dict[str, Any]], verb: str) -> None:
+    with _store() as store:
+        alert = action(store)
+    typer.echo(f"Alert {alert['alert_id']} {verb}; status is now {alert['status']}.")
+
+
+@app.command("ack")
+def ack(
+    alert_id: str = typer.Argument(..., help="The alert to acknowledge."),
+    by: str = typer.Option(..., "--by", help="Who acknowledges it."),
+    note: str = typer.Option("", "--note", help="Free-text note for the audit trail."),
+) -> None:
+    """Acknowledge an OPEN alert (stops SLA escalation)."""
+    _transition(lambda s: s.transition(alert_id, ACKNOWLEDGED, by, note), f"acknowledged by {by}")
+
+
+@app.command("resolve")
+def resolve(
+    alert_id: str = typer.Argument(..., help="The alert to resolve."),
+    by: str = typer.Option(..., "--by", help="Who resolves it."),
+    note: str = typer.Option("", "--note", help="Free-text note for the audit trail."),
+) -> None:
+    """Resolve an OPEN or ACKNOWLEDGED alert."""
+    _transition(lambda s: s.transition(alert_id, RESOLVED, by, note), f"resolved by {by}")
+
+
+@app.command("false-positive")
+def false_positive(
+    alert_id: str = typer.Argument(..., help="The alert to mark."),
+    by: str = typer.Option(..., "--by", help="Who marks it."),
+    note: str = typer.Option("", "--note", help="Why it was not a real fault."),
+) -> None:
+    """Mark an OPEN or ACKNOWLEDGED alert as a false positive."""
+    _transition(
+        lambda s: s.transition(alert_id, FALSE_POSITIVE, by, note),
+        f"marked false positive by {by}",
+    )
+
+
+@app.command("check-sla")
+def check_sla(
+    now: str | None = typer.Option(None, "--now", help="Evaluate at this UTC time (ISO 8601)."),
+    notify: bool = typer.Option(
+        True, "--notify/--no-notify", help="Send escalation events (REFRIG_WEBHOOK_URL or log)."
+    ),
+) -> None:
+    """Flag unacknowledged alerts past their SLA deadline and escalate them one level per period."""
+    from refrig_assets.alerts.notify import notifier_from_env, notify_escalations
+
+    at = datetime.now(UTC)
+    if now is not None:
+        try:
+            at = datetime.fromisoformat(now)
+        except ValueError:
+            _fail(f"--now is not an ISO 8601 time: {now!r}")
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    with _store() as store:
+        escalated = store.check_sla(at)
+    if notify and escalated:
+        notify_escalations(notifier_from_env(), escalated)
+    if not escalated:
+        typer.echo(f"No new SLA breaches at {at.isoformat()}.")
+        return
+    typer.echo(f"{len(escalated)} alert(s) breached or escalated at {at.isoformat()}:")
+    for a in escalated:
+        typer.echo(
+            f"  {a['alert_id']}  {a['severity']:<8} {a['previous_escalation_level']} -> "
+            f"{a['escalation_level']}  deadline {a['sla_deadline']:%Y-%m-%d %H:%M}  "
+            f"device {a['device_id']}"
+        )

@@ -1,0 +1,34 @@
+"""``refrig simulate``: write a simulated fleet into the landing zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+
+from refrig_assets.settings import get_settings
+
+
+def simulate(
+    devices: int = typer.Option(1000, help="Number of devices."),
+    hours: int = typer.Option(6, help="Hours of 1-minute readings."),
+    start: str = typer.Option("2026-01-01T00:00", help="First hour, UTC (ISO 8601)."),
+    seed: int = typer.Option(42, help="Random seed (same seed, same fleet)."),
+    faults: bool = typer.Option(True, "--faults/--no-faults", help="Inject labelled faults."),
+    file_format: str = typer.Option("parquet", "--format", help="parquet or csv landing files."),
+) -> None:
+    """Simulate a fleet: hourly reading files, the device registry and the fault labels."""
+    from refrig_assets.simulator import SimulationConfig, simulate_fleet
+
+    s = get_settings()
+    begin = datetime.fromisoformat(start)
+    begin = begin.replace(tzinfo=UTC) if begin.tzinfo is None else begin.astimezone(UTC)
+    config = SimulationConfig(devices=devices, hours=hours, start=begin, seed=seed, faults=faults)
+    summary = simulate_fleet(
+        config, s.landing_dir, s.registry_path, s.labels_path, file_format=file_format
+    )
+    typer.echo(f"landing files: {s.landing_dir}")
+    typer.echo(f"device registry: {s.registry_path}")
+    typer.echo(f"labels: {s.labels_path}")
+    for key, value in summary.items():
+        typer.echo(f"  {key}: {value}")

@@ -1,0 +1,69 @@
+"""Contract validation in SQL, for datasets too large to hand to pandera row by row.
+
+Checks the same rules as :meth:`Contract.pandera_schema` (required columns, nulls, ranges,
+allowed values, primary key) on a DuckDB relation and returns one row per failing check.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from refrig_assets.contracts import Contract
+
+
+def sql_violations(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    contract: Contract,
+    range_exempt_sql: str | None = None,
+) -> pd.DataFrame:
+    """Failing checks of ``relation`` against ``contract`` (column, check, failures, example).
+
+    ``range_exempt_sql`` is a predicate for rows whose out-of-range values are allowed because
+    they are flagged (clean readings keep such values, marked OUT_OF_RANGE).
+    """
+    present = {d[0] for d in con.execute(f"SELECT * FROM {relation} LIMIT 0").description}
+    rows = []
+    for c in contract.columns:
+        if c.name not in present:
+            rows.append((c.name, "column_present", 1, None))
+    probes = []
+    for c in contract.columns:
+        if c.name not in present:
+            continue
+        if not c.nullable:
+            probes.append((c.name, "not_nullable", f"{c.name} IS NULL", "NULL"))
+        if c.range:
+            cond = f"{c.name} IS NOT NULL AND ({c.name} < {c.range[0]} OR {c.name} > {c.range[1]})"
+            if range_exempt_sql:
+                cond = f"({cond}) AND NOT ({range_exempt_sql})"
+            probes.append(
+                (
+                    c.name,
+                    f"in_range({c.range[0]}, {c.range[1]})",
+                    cond,
+                    f"CAST({c.name} AS VARCHAR)",
+                )
+            )
+        if c.allowed:
+            allowed = ", ".join("'" + a.replace("'", "''") + "'" for a in c.allowed)
+            cond = f"{c.name} IS NOT NULL AND {c.name} NOT IN ({allowed})"
+            probes.append((c.name, "isin", cond, f"CAST({c.name} AS VARCHAR)"))
+    if probes:
+        selects = ", ".join(
+            f"count(*) FILTER (WHERE {cond}), any_value({example}) FILTER (WHERE {cond})"
+            for _, _, cond, example in probes
+        )
+        result = con.execute(f"SELECT {selects} FROM {relation}").fetchone()
+        for i, (col, check, _, _) in enumerate(probes):
+            if result[2 * i]:
+                rows.append((col, check, int(result[2 * i]), result[2 * i + 1]))
+    key = [k for k in contract.primary_key if k in present]
+    if key:
+        dupes = con.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {relation} GROUP BY {', '.join(key)} HAVING count(*) > 1)"
+        ).fetchone()[0]
+        if dupes:
+            rows.append((",".join(key), "unique_key", int(dupes), None))
+    return pd.DataFrame(rows, columns=["column", "check", "failures", "example"])

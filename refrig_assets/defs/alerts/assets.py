@@ -1,0 +1,65 @@
+"""``device_alerts``: batch alerts of one hour, written to Parquet and the alert database."""
+
+from datetime import timedelta
+
+import dagster as dg
+import pandas as pd
+
+from refrig_assets.alerts.generation import generate_alerts
+from refrig_assets.alerts.severity import alert_policy
+from refrig_assets.contracts import load_contract
+from refrig_assets.defs.checks import contract_check_result
+from refrig_assets.defs.partitions import hourly_partitions
+from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.defs.scoring.assets import read_scores_for_hour, scoring_assets
+
+GROUP = "alerts"
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=hourly_partitions,
+    deps=[a.key for a in scoring_assets if a.partitions_def == hourly_partitions]
+    + ["device_registry"],
+    description="Alerts from model agreement per device and window: severity, SLA deadline, site, "
+    "top contributors, explanation, provenance; repeats within the dedup window are suppressed "
+    "(kept, marked). Upserted into the alert database without touching operator state.",
+    check_specs=[dg.AssetCheckSpec("device_alerts_contract", asset="device_alerts", blocking=True)],
+    kinds={"parquet", "sqlite"},
+)
+def device_alerts(
+    context: dg.AssetExecutionContext, refrig: RefrigResource
+) -> dg.MaterializeResult:
+    """Read whatever scores exist for the hour (any detector may be missing) and alert."""
+    window = context.partition_time_window
+    start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
+    scores = read_scores_for_hour(refrig.store, context.partition_key, start, end)
+    registry = refrig.store.read("device_registry")
+    dedup = timedelta(hours=float(alert_policy()["dedup_window_hours"]))
+    previous = refrig.alerts.recent_alerts(since=(start - dedup).to_pydatetime())
+    if len(previous):
+        previous = previous[previous["window_start"] < start]
+    alerts = generate_alerts(scores, registry, previous, context.partition_key, context.run.run_id)
+    path = refrig.store.write("device_alerts", context.partition_key, alerts)
+    counts = refrig.alerts.upsert(alerts)
+    check = contract_check_result("device_alerts", load_contract("device_alerts"), alerts)
+    active = alerts[~alerts["suppressed"]]
+    return dg.MaterializeResult(
+        metadata={
+            "alerts": len(alerts),
+            "suppressed": int(alerts["suppressed"].sum()),
+            "by_severity": dg.MetadataValue.json(active["severity"].value_counts().to_dict()),
+            **{
+                f"alerts_{s.lower()}": int((active["severity"] == s).sum())
+                for s in ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+            },
+            "models_present": dg.MetadataValue.json(sorted(scores["model_id"].unique().tolist())),
+            "inserted": counts.get("inserted", 0),
+            "updated": counts.get("updated", 0),
+            "path": str(path),
+        },
+        check_results=[check],
+    )
+
+
+defs = dg.Definitions(assets=[device_alerts])

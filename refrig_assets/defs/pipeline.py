@@ -1,0 +1,31 @@
+"""Jobs and schedules that drive the graph: hourly readings → alerts; training on demand."""
+
+import dagster as dg
+
+from refrig_assets.defs.partitions import hourly_partitions
+
+hourly_selection = dg.AssetSelection.groups(
+    "ingestion", "quality", "features", "scoring", "alerts"
+) - dg.AssetSelection.assets("device_registry")
+
+hourly_pipeline = dg.define_asset_job(
+    "hourly_pipeline",
+    selection=hourly_selection.required_multi_asset_neighbors(),
+    partitions_def=hourly_partitions,
+    description="One UTC hour from landing files to alerts: readings, quality, features, hourly "
+    "scores, alerts.",
+    executor_def=dg.in_process_executor,
+)
+
+train_detectors = dg.define_asset_job(
+    "train_detectors",
+    selection=dg.AssetSelection.groups("training"),
+    description="Fit every detector on a range of feature hours and register it in MLflow.",
+    executor_def=dg.in_process_executor,
+)
+
+hourly_schedule = dg.build_schedule_from_partitioned_job(
+    hourly_pipeline, minute_of_hour=5, name="hourly_pipeline_schedule"
+)
+
+defs = dg.Definitions(jobs=[hourly_pipeline, train_detectors], schedules=[hourly_schedule])

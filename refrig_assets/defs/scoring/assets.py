@@ -1,0 +1,105 @@
+"""``<model_id>_scores`` assets: the production (or pinned) version scores feature windows.
+
+Hourly detectors score each hourly feature partition; daily detectors score the 24 hourly
+partitions of their day. A failing detector fails only its own asset.
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from refrig_assets.contracts import load_contract
+from refrig_assets.defs.checks import contract_check_result
+from refrig_assets.defs.partitions import daily_partitions, hourly_partitions
+from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
+from refrig_assets.scoring import score_windows, with_cohort
+
+GROUP = "scoring"
+
+
+def feature_hours(context: dg.AssetExecutionContext, schedule: str) -> list[str]:
+    """Hourly feature partitions covered by this score partition."""
+    if schedule == "hourly":
+        return [context.partition_key]
+    window = context.partition_time_window
+    return hourly_partitions.get_partition_keys_in_range(
+        dg.PartitionKeyRange(
+            hourly_partitions.get_partition_key_for_timestamp(window.start.timestamp()),
+            hourly_partitions.get_partition_key_for_timestamp(window.end.timestamp() - 1),
+        )
+    )
+
+
+def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
+    """One score asset for a detector configured in ``models/``."""
+    model_id = config.model_id
+    asset_name = f"{model_id}_scores"
+
+    @dg.asset(
+        name=asset_name,
+        group_name=GROUP,
+        partitions_def=hourly_partitions if config.schedule == "hourly" else daily_partitions,
+        deps=["device_features", f"{model_id}_model", "device_registry"],
+        description=f"{model_id} scores ({config.schedule}, {config.granularity}) in the "
+        "model_scores contract: calibrated score, flag, top contributors, model version.",
+        check_specs=[dg.AssetCheckSpec("model_scores_contract", asset=asset_name, blocking=True)],
+        kinds={"parquet", "mlflow"},
+        tags={"detector": config.detector},
+    )
+    def _score(context: dg.AssetExecutionContext, refrig: RefrigResource) -> dg.MaterializeResult:
+        model_config = load_model_config(model_id, refrig.settings.models_dir)
+        version = refrig.registry.resolve_version(model_id, model_config.pinned_version)
+        detector = refrig.registry.load(model_id, version)
+        hours = feature_hours(context, model_config.schedule)
+        features = refrig.store.read_many("device_features", hours)
+        if features.empty:
+            raise FileNotFoundError(f"{model_id}: no device_features for {hours[0]}..{hours[-1]}")
+        features = with_cohort(features, refrig.store.read("device_registry"))
+        scores = score_windows(detector, version, features, datetime.now(UTC))
+        check = contract_check_result(asset_name, load_contract("model_scores"), scores)
+        # Bad scores (NaN, out of range) are never written: the last good partition stays.
+        path = (
+            refrig.store.write(asset_name, context.partition_key, scores) if check.passed else None
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "model_version": version,
+                "pinned": model_config.pinned_version is not None,
+                "windows_in": len(features),
+                "windows_scored": len(scores),
+                "flag_rate": float(scores["anomaly_flag"].mean()) if len(scores) else 0.0,
+                "score_p50": float(scores["anomaly_score"].median()) if len(scores) else 0.0,
+                "score_p99": float(scores["anomaly_score"].quantile(0.99)) if len(scores) else 0.0,
+                "flagged_devices": int(scores.loc[scores["anomaly_flag"], "device_id"].nunique()),
+                "written": path is not None,
+                "path": str(path),
+            },
+            check_results=[check],
+        )
+
+    return _score
+
+
+def read_scores_for_hour(
+    store, partition_key: str, window_start: pd.Timestamp, window_end: pd.Timestamp
+) -> pd.DataFrame:
+    """Every detector's scores for the windows of one hour (whatever exists; missing is fine)."""
+    frames = []
+    day_key = partition_key[:10]
+    for model_id in all_model_ids():
+        cfg = load_model_config(model_id)
+        key = partition_key if cfg.schedule == "hourly" else day_key
+        if store.exists(f"{model_id}_scores", key):
+            df = store.read(f"{model_id}_scores", key)
+            frames.append(
+                df[(df["window_start"] >= window_start) & (df["window_start"] < window_end)]
+            )
+    if not frames:
+        return load_contract("model_scores").empty_frame()
+    return pd.concat(frames, ignore_index=True)
+
+
+scoring_assets = [build_scoring_asset(load_model_config(m)) for m in all_model_ids()]
+defs = dg.Definitions(assets=scoring_assets)

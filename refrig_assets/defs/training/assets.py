@@ -1,0 +1,88 @@
+"""``<model_id>_model`` assets: fit a detector on a range of feature hours and register it."""
+
+import dagster as dg
+import pandas as pd
+
+from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
+from refrig_assets.scoring import with_cohort
+from refrig_assets.training import train_detector
+
+GROUP = "training"
+
+
+class TrainingConfig(dg.Config):
+    """Which feature hours to train on (hourly partition keys, inclusive); default: all present."""
+
+    start_partition: str | None = None
+    end_partition: str | None = None
+    promote: bool = True
+
+
+def training_partitions(store, start: str | None, end: str | None) -> list[str]:
+    """Feature partition files in the requested range (file stems sort chronologically)."""
+    from refrig_assets.storage import partition_file_name
+
+    stems = store.partitions("device_features")
+    lo = partition_file_name(start) if start else None
+    hi = partition_file_name(end) if end else None
+    return [p for p in stems if (lo is None or p >= lo) and (hi is None or p <= hi)]
+
+
+def load_training_features(refrig: RefrigResource, stems: list[str]) -> pd.DataFrame:
+    paths = [refrig.store.root / "device_features" / f"{s}.parquet" for s in stems]
+    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    registry = refrig.store.read("device_registry")
+    return with_cohort(frame, registry)
+
+
+def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
+    """One training asset for a detector configured in ``models/``."""
+    model_id = config.model_id
+
+    @dg.asset(
+        name=f"{model_id}_model",
+        group_name=GROUP,
+        deps=["device_features", "device_registry"],
+        description=f"{config.settings.get('description', model_id)} Trained on a range of "
+        "feature hours and registered in MLflow with lineage tags.",
+        kinds={"mlflow", "scikitlearn" if "forest" in config.detector else "python"},
+        tags={"detector": config.detector},
+    )
+    def _train(
+        context: dg.AssetExecutionContext, refrig: RefrigResource, config: TrainingConfig
+    ) -> dg.MaterializeResult:
+        model_config = load_model_config(model_id, refrig.settings.models_dir)
+        stems = training_partitions(refrig.store, config.start_partition, config.end_partition)
+        if not stems:
+            raise ValueError(f"{model_id}: no device_features partitions to train on")
+        features = load_training_features(refrig, stems)
+        partitions = f"{stems[0]}..{stems[-1]}"
+        detector, lineage, metrics = train_detector(
+            model_config, features, partitions, context.run.run_id
+        )
+        version = refrig.registry.register(detector, lineage, metrics)
+        promoted = config.promote or refrig.registry.production_version(model_id) is None
+        if promoted:
+            refrig.registry.set_production(model_id, version)
+        tags = refrig.registry.version_tags(model_id, version)
+        context.log.info(f"registered {model_id} version {version} ({tags.get('semver')})")
+        return dg.MaterializeResult(
+            metadata={
+                "model_version": version,
+                "semver": tags.get("semver", ""),
+                "promoted_to_production": promoted,
+                "training_partitions": partitions,
+                "training_windows": lineage.training_rows,
+                "training_data_hash": lineage.training_data_hash,
+                "config_hash": lineage.config_hash,
+                "code_version": lineage.code_version,
+                **{k: float(v) for k, v in metrics.items()},
+            }
+        )
+
+    return _train
+
+
+training_assets = [build_training_asset(load_model_config(m)) for m in all_model_ids()]
+defs = dg.Definitions(assets=training_assets)

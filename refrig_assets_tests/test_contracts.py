@@ -1,0 +1,100 @@
+"""Contracts are the single source of truth, and they reject rows that break them."""
+
+import pandas as pd
+import pytest
+
+from refrig_assets.contracts import ContractError, all_contracts, load_contract, quality_flag_names
+
+DATASETS = {
+    "sensor_readings",
+    "clean_readings",
+    "device_features",
+    "device_registry",
+    "model_scores",
+    "device_alerts",
+    "quarantined_readings",
+}
+
+
+def test_every_dataset_has_a_contract_that_loads_into_pandera():
+    contracts = all_contracts()
+    assert DATASETS <= set(contracts)
+    for contract in contracts.values():
+        schema = contract.pandera_schema()
+        assert list(schema.columns) == contract.column_names
+        assert contract.freshness_sla_minutes > 0
+
+
+def test_sensor_columns_come_from_the_contract_roles():
+    readings = load_contract("sensor_readings")
+    assert readings.sensor_columns[:2] == ["temperature_evaporator", "temperature_condenser"]
+    assert "door_open" not in readings.sensor_columns
+    assert readings.column("pressure_low_side").unit == "kPa"
+
+
+def test_feature_columns_are_generated_per_sensor_and_statistic():
+    features = load_contract("device_features").column_names
+    for sensor in load_contract("sensor_readings").sensor_columns:
+        for stat in ("mean", "std", "min", "max", "last", "slope"):
+            assert f"{sensor}_{stat}" in features
+        assert f"{sensor}_running_mean" in features
+
+
+def test_clean_readings_inherit_the_reading_columns_and_add_flags():
+    clean = load_contract("clean_readings")
+    assert (
+        clean.column_names[: len(load_contract("sensor_readings").columns)]
+        == load_contract("sensor_readings").column_names
+    )
+    assert quality_flag_names()[0] == "SENSOR_DROPOUT"
+
+
+def _readings(**overrides):
+    row = {
+        "device_id": "dev-1",
+        "ts": pd.Timestamp("2026-01-01T00:00Z"),
+        "temperature_evaporator": -20.0,
+        "temperature_condenser": 35.0,
+        "pressure_low_side": 250.0,
+        "pressure_high_side": 1500.0,
+        "current_compressor": 9.0,
+        "vibration_compressor": 2.5,
+        "ambient_temperature": 21.0,
+        "door_open": False,
+    }
+    row.update(overrides)
+    df = pd.DataFrame([row])
+    df["door_open"] = df["door_open"].astype("boolean")
+    return df
+
+
+def test_a_conforming_row_passes():
+    assert load_contract("sensor_readings").validate(_readings()).empty
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "check"),
+    [
+        ("pressure_low_side", -5.0, "in_range"),
+        ("temperature_evaporator", 400.0, "in_range"),
+        ("device_id", None, "not_nullable"),
+    ],
+)
+def test_a_row_breaking_the_contract_is_reported_with_its_column(column, value, check):
+    failures = load_contract("sensor_readings").validate(_readings(**{column: value}))
+    assert column in set(failures["column"])
+    assert failures["check"].astype(str).str.contains(check).any()
+
+
+def test_a_malformed_contract_file_is_refused(tmp_path):
+    (tmp_path / "broken.yaml").write_text(
+        "dataset: broken\ncolumns:\n  - {name: x, type: complex}\n"
+    )
+    with pytest.raises(ContractError, match="unknown type"):
+        load_contract("broken", tmp_path)
+
+
+def test_the_schema_fingerprint_changes_only_with_columns():
+    a = load_contract("model_scores")
+    assert a.schema_fingerprint == load_contract("model_scores").schema_fingerprint
+    assert a.schema_fingerprint != load_contract("device_alerts").schema_fingerprint

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create .venv with everything the project needs. Safe to re-run; does nothing when up to date.
+# torch is installed first and pinned: any other spec would pull gigabytes of CUDA wheels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+if ! command -v java >/dev/null 2>&1; then
+  echo "Java not found: installing a headless JRE 17 for PySpark (Debian/Ubuntu)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless \
+    || echo "warning: could not install Java; the Spark engine and its tests need it" >&2
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  "$VENV/bin/pip" install -q torch==2.13.0
+fi
+"$VENV/bin/pip" install -q uv
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -e '.[dev]'
+echo "environment ready: $VENV"
