@@ -6,6 +6,7 @@ against PostgreSQL when ``REFRIG_TEST_POSTGRES_URL`` names a database they may c
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -229,6 +230,26 @@ def test_upsert_rejects_a_frame_missing_contract_columns(store):
 
 def test_upsert_of_an_empty_frame_is_a_no_op(store):
     assert store.upsert(make_alerts(0))["inserted"] == 0
+
+
+def _upsert_from_another_process(url: str) -> int:
+    return AlertStore(url).upsert(make_alerts(50))["inserted"]
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method"
+)
+def test_concurrent_processes_share_one_sqlite_file_without_locking_errors(tmp_path):
+    # Several Dagster runs and the CLI open the same file at once: table creation and
+    # read-then-write upserts must wait for each other instead of failing "database is locked".
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        inserted = pool.map(_upsert_from_another_process, [url] * 6)
+
+    assert sum(inserted) == 50  # each alert created exactly once, by whichever process won
+    store = AlertStore(url)
+    assert len(store.list()) == 50
+    assert [h["event"] for h in store.history("alert_id-0")] == ["created"]
 
 
 def test_ten_thousand_alerts_upsert_in_bulk(store):

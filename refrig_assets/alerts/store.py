@@ -223,11 +223,12 @@ class AlertStore:
     def _ensure_tables(self) -> None:
         if self._ready:
             return
+        # On SQLite the writer engine serialises concurrent creators (BEGIN IMMEDIATE).
         try:
-            self.metadata.create_all(self.engine)
+            self.metadata.create_all(self._writer)
         except sa.exc.DatabaseError:
-            # Another process created the tables between the existence check and CREATE.
-            self.metadata.create_all(self.engine)
+            # PostgreSQL: another process created the tables between the check and CREATE.
+            self.metadata.create_all(self._writer)
         self._ready = True
 
     def close(self) -> None:
@@ -550,12 +551,10 @@ class AlertStore:
                 return None
 
     def history(self, alert_id: str) -> Records:
-        """Transitions of one alert, oldest first (empty for an unknown id)."""
+        """Transitions of one alert in the order they were recorded (empty for an unknown id)."""
         tr = self.transitions
         with self._begin(write=False) as conn:
-            rows = conn.execute(
-                sa.select(tr).where(tr.c.alert_id == alert_id).order_by(tr.c.at, tr.c.id)
-            )
+            rows = conn.execute(sa.select(tr).where(tr.c.alert_id == alert_id).order_by(tr.c.id))
             return [dict(r) for r in rows.mappings()]
 
     def list(
