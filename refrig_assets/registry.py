@@ -20,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
@@ -41,7 +42,7 @@ class DetectorPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self.detector = Detector.load(Path(context.artifacts["detector"]))
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return self.detector.score(model_input)
 
 

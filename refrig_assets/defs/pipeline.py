@@ -24,8 +24,15 @@ train_detectors = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+refresh_device_registry = dg.define_asset_job(
+    "refresh_device_registry",
+    selection=dg.AssetSelection.assets("device_registry"),
+    description="Re-read the device registry file (sites, cohorts, per-device thresholds).",
+    executor_def=dg.in_process_executor,
+)
+
 hourly_schedule = dg.build_schedule_from_partitioned_job(
     hourly_pipeline, minute_of_hour=5, name="hourly_pipeline_schedule"
 )
 
-defs = dg.Definitions(jobs=[hourly_pipeline, train_detectors], schedules=[hourly_schedule])
+defs = dg.Definitions(jobs=[hourly_pipeline, train_detectors, refresh_device_registry], schedules=[hourly_schedule])

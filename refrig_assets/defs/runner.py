@@ -3,11 +3,16 @@
 Used by ``refrig pipeline run`` (and so ``make run``): the runs show up in the UI afterwards.
 """
 
+import logging
+import os
 from datetime import datetime, timedelta
+
+# MLflow narrates every registration and download; the summary says what matters.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import dagster as dg
 
-from refrig_assets.defs.ingestion.assets import device_registry
 from refrig_assets.defs.partitions import hourly_partitions
 
 
@@ -16,12 +21,17 @@ def hour_keys(start: datetime, hours: int) -> list[str]:
     return [(start + timedelta(hours=h)).strftime("%Y-%m-%d-%H:00") for h in range(hours)]
 
 
+# The console logger prints every Dagster event; the runs are in the instance for the UI anyway.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def _execute(defs: dg.Definitions, instance, selection: list[str], partition_key: str | None):
     job = defs.resolve_job_def("hourly_pipeline" if partition_key else "train_detectors")
     result = job.execute_in_process(
         instance=instance,
         partition_key=partition_key,
         asset_selection=[dg.AssetKey(k) for k in selection],
+        run_config=QUIET,
         raise_on_error=False,
     )
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
@@ -33,13 +43,19 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
     scores and alerts for every hour. Returns a summary of run outcomes."""
     from refrig_assets.definitions import defs
 
-    instance = dg.DagsterInstance.get()
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else _project_instance()
     keys = hour_keys(start, hours)
     unknown = [k for k in keys if not hourly_partitions.has_partition_key(k)]
     if unknown:
         raise ValueError(f"hours before REFRIG_PARTITION_START: {unknown[:3]}")
     failures: list[str] = []
-    ok = dg.materialize([device_registry], instance=instance, resources=defs.resources).success
+    ok = (
+        defs.resolve_job_def("refresh_device_registry")
+        .execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+        .success
+    )
     if not ok:
         raise RuntimeError("device_registry failed; see the Dagster run log")
     prep = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
@@ -54,7 +70,8 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
     result = train_job.execute_in_process(
         instance=instance,
         asset_selection=[dg.AssetKey(a) for a in hourly_models],
-        run_config={
+        run_config=QUIET
+        | {
             "ops": {
                 a: {"config": {"start_partition": train_keys[0], "end_partition": train_keys[-1]}}
                 for a in hourly_models
@@ -72,6 +89,17 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
         log(f"  {k}: scores → alerts {'ok' if success else 'FAILED ' + ','.join(failed)}")
         failures += failed
     return {"hours": keys, "failed_steps": failures}
+
+
+def _project_instance() -> dg.DagsterInstance:
+    """The instance under $REFRIG_HOME/dagster (what `make dev` shows) when DAGSTER_HOME is unset."""
+    from refrig_assets.settings import get_settings
+
+    home = get_settings().dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
 
 
 def _is_hourly(training_asset: str) -> bool:
