@@ -8,6 +8,7 @@ from refrig_assets.defs import (
     alerts,
     features,
     ingestion,
+    monitoring,
     pipeline,
     quality,
     resources,
@@ -23,6 +24,7 @@ defs = dg.Definitions.merge(
     training.defs,
     scoring.defs,
     alerts.defs,
+    monitoring.defs,
     pipeline.defs,
     dg.Definitions(executor=dg.in_process_executor),
 )

@@ -1,0 +1,573 @@
+"""Daily monitoring assets: feature drift, score drift, three-layer pipeline health, a summary.
+
+Each writes its own Parquet partition (contracts ``feature_drift``, ``score_drift``,
+``pipeline_health``) and reports numbers as metadata so the Dagster UI plots them across days.
+"""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from refrig_assets.contracts import load_contract, quality_flag_names
+from refrig_assets.defs.checks import contract_check_result
+from refrig_assets.defs.monitoring.instance_stats import step_executions
+from refrig_assets.defs.partitions import daily_partitions, hourly_partitions
+from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.model_config import all_model_ids, load_model_config
+from refrig_assets.monitoring import health
+from refrig_assets.monitoring.drift import (
+    FLEET,
+    SIGNIFICANT,
+    feature_drift_table,
+    kl_divergence,
+    sample_rows,
+)
+from refrig_assets.monitoring.evidently_report import write_drift_report
+from refrig_assets.monitoring.reference import (
+    ReferenceUnavailable,
+    partition_window,
+    read_features,
+    reference_for,
+    score_reference,
+    training_end,
+)
+from refrig_assets.monitoring.settings import load_monitoring_settings
+from refrig_assets.monitoring.summary import (
+    drift_report_path,
+    feature_drift_markdown,
+    health_alerts_path,
+    health_markdown,
+    score_drift_markdown,
+    summary_path,
+)
+from refrig_assets.quality import flag_bit
+from refrig_assets.registry import RegistryError
+from refrig_assets.storage import partition_file_name
+
+GROUP = "monitoring"
+MODEL_IDS = all_model_ids()
+
+
+def day_hours(context: dg.AssetExecutionContext) -> list[str]:
+    """Hourly partition keys of this daily partition."""
+    window = context.partition_time_window
+    return hourly_partitions.get_partition_keys_in_range(
+        dg.PartitionKeyRange(
+            hourly_partitions.get_partition_key_for_timestamp(window.start.timestamp()),
+            hourly_partitions.get_partition_key_for_timestamp(window.end.timestamp() - 1),
+        )
+    )
+
+
+def _production(refrig: RefrigResource, model_id: str, context) -> str | None:
+    config = load_model_config(model_id, refrig.settings.models_dir)
+    try:
+        return refrig.registry.resolve_version(model_id, config.pinned_version)
+    except RegistryError as exc:
+        context.log.warning(f"{model_id}: not monitored — {exc}")
+        return None
+
+
+class FeatureDriftConfig(dg.Config):
+    """``html_report``: also write Evidently's HTML report per model version (slower)."""
+
+    html_report: bool = True
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    deps=["device_features", "device_registry", *[f"{m}_model" for m in MODEL_IDS]],
+    description="PSI of every model input, fleet-wide and per cohort, of the day's feature "
+    "windows against each production model's training windows; Evidently HTML report per model.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_significant_feature_drift",
+            asset="feature_drift",
+            description="No model input drifted beyond the significant PSI band.",
+        ),
+        dg.AssetCheckSpec("feature_drift_contract", asset="feature_drift"),
+    ],
+    kinds={"parquet", "evidently"},
+)
+def feature_drift(
+    context: dg.AssetExecutionContext, refrig: RefrigResource, config: FeatureDriftConfig
+) -> dg.MaterializeResult:
+    """Compare the day's feature windows with each production model's training reference."""
+    day = context.partition_key
+    store, s = refrig.store, refrig.settings
+    stems = [partition_file_name(h) for h in day_hours(context)]
+    stems = [st for st in stems if store.exists("device_features", st)]
+    if not stems:
+        raise FileNotFoundError(f"feature_drift {day}: no device_features partitions that day")
+    registry = store.read("device_registry")
+    tables, metadata, reports = [], {}, {}
+    for model_id in all_model_ids(s.models_dir):
+        version = _production(refrig, model_id, context)
+        if version is None:
+            continue
+        settings = load_monitoring_settings(model_id, s.models_dir).drift
+        tags = refrig.registry.version_tags(model_id, version)
+        try:
+            ref = reference_for(store, model_id, version, tags)
+        except ReferenceUnavailable as exc:
+            context.log.warning(str(exc))
+            continue
+        current_stems = stems
+        if settings.exclude_training_hours:
+            current_stems = [st for st in stems if st not in ref.stems] or stems
+        features = list(load_model_config(model_id, s.models_dir).feature_columns)
+        seed = settings.sample_seed
+        reference = read_features(
+            store, ref.stems, features, registry, settings.reference_max_rows, seed
+        )
+        current = read_features(
+            store, current_stems, features, registry, settings.current_max_rows, seed
+        )
+        table = feature_drift_table(reference, current, features, settings)
+        table.insert(0, "partition", day)
+        table.insert(1, "model_id", model_id)
+        table.insert(2, "model_version", version)
+        table.insert(3, "training_partitions", ref.training_partitions)
+        tables.append(table)
+        fleet = table[table["scope"] == FLEET]
+        metadata.update({f"psi/{model_id}/{r.feature}": float(r.psi) for r in fleet.itertuples()})
+        metadata[f"max_psi/{model_id}"] = float(table["psi"].max()) if len(table) else 0.0
+        for cohort, rows in table[table["scope"] != FLEET].groupby("cohort"):
+            metadata[f"max_cohort_psi/{model_id}/{cohort}"] = float(rows["psi"].max())
+        metadata[f"significant/{model_id}"] = int((table["band"] == SIGNIFICANT).sum())
+        if config.html_report:
+            path = drift_report_path(s.home, day, model_id, version)
+            write_drift_report(reference, current, features, path, settings)
+            reports[model_id] = path
+            metadata[f"report/{model_id}"] = dg.MetadataValue.path(str(path))
+    contract = load_contract("feature_drift")
+    result = pd.concat(tables, ignore_index=True) if tables else contract.empty_frame()
+    result = result[contract.column_names]
+    check = contract_check_result("feature_drift", contract, result)
+    path = store.write("feature_drift", day, result)
+    significant = result[result["band"] == SIGNIFICANT]
+    top_n = load_monitoring_settings(models_dir=s.models_dir).drift.top_features
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "summary": dg.MetadataValue.md(feature_drift_markdown(result, top_n)),
+            "models": dg.MetadataValue.json(sorted(result["model_id"].unique().tolist())),
+            "feature_hours": len(stems),
+            "path": str(path),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="no_significant_feature_drift",
+                passed=significant.empty,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=(
+                    "no significant drift"
+                    if significant.empty
+                    else f"{len(significant)} feature/slice pairs above the significant band"
+                ),
+                metadata={
+                    "significant": dg.MetadataValue.json(
+                        significant[["model_id", "cohort", "feature", "psi"]]
+                        .round(4)
+                        .to_dict("records")[:50]
+                    ),
+                    "reports": dg.MetadataValue.json({k: str(v) for k, v in reports.items()}),
+                },
+            ),
+            check,
+        ],
+    )
+
+
+def _scores_for_day(refrig: RefrigResource, model_id: str, day: str, hours: list[str]):
+    config = load_model_config(model_id, refrig.settings.models_dir)
+    keys = hours if config.schedule == "hourly" else [day]
+    return refrig.store.read_many(f"{model_id}_scores", keys), keys
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    deps=[f"{m}_scores" for m in MODEL_IDS] + [f"{m}_model" for m in MODEL_IDS],
+    description="KL divergence of each model version's scores of the day against its first "
+    "production scores (its first hours after its training data), and the contamination rate "
+    "(share of windows flagged) of both.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_score_drift",
+            asset="score_drift",
+            description="Every model's score KL divergence is within its threshold.",
+        ),
+        dg.AssetCheckSpec("score_drift_contract", asset="score_drift"),
+    ],
+    kinds={"parquet", "mlflow"},
+)
+def score_drift(context: dg.AssetExecutionContext, refrig: RefrigResource) -> dg.MaterializeResult:
+    """KL(current || reference) of the anomaly scores of each model version scoring that day."""
+    day = context.partition_key
+    store, s = refrig.store, refrig.settings
+    hours = day_hours(context)
+    score_range = load_contract("model_scores").column("anomaly_score").range
+    rows, metadata = [], {}
+    for model_id in all_model_ids(s.models_dir):
+        scores, _ = _scores_for_day(refrig, model_id, day, hours)
+        if scores.empty:
+            context.log.warning(f"{model_id}: no scores on {day}")
+            continue
+        settings = load_monitoring_settings(model_id, s.models_dir).drift
+        for version, day_scores in scores.groupby("model_version", sort=True):
+            version = str(version)
+            try:
+                trained = reference_for(
+                    store, model_id, version, refrig.registry.version_tags(model_id, version)
+                )
+            except ReferenceUnavailable as exc:
+                context.log.warning(str(exc))
+                continue
+            reference = score_reference(
+                store,
+                f"{model_id}_scores",
+                version,
+                training_end(trained),
+                settings.kl_reference_hours,
+            )
+            if reference.empty:
+                continue
+            ref_from = reference["window_start"].min()
+            ref_to = ref_from + pd.Timedelta(hours=settings.kl_reference_hours)
+            current = day_scores[day_scores["window_start"] >= ref_to]
+            if current.empty:
+                context.log.info(
+                    f"{model_id} v{version}: {day} lies in its score reference period "
+                    f"({ref_from:%Y-%m-%d %H:%M}..{ref_to:%H:%M}); nothing to compare yet"
+                )
+                continue
+            current = sample_rows(current, settings.current_max_rows, settings.sample_seed)
+            kl = kl_divergence(
+                current["anomaly_score"],
+                reference["anomaly_score"],
+                settings.kl_bins,
+                settings.kl_epsilon,
+                score_range,
+            )
+            row = {
+                "partition": day,
+                "model_id": model_id,
+                "model_version": version,
+                "kl_divergence": kl,
+                "kl_threshold": settings.kl_threshold,
+                "drifted": kl > settings.kl_threshold,
+                "contamination_rate": float(current["anomaly_flag"].astype(bool).mean()),
+                "reference_contamination_rate": float(
+                    reference["anomaly_flag"].astype(bool).mean()
+                ),
+                "score_mean": float(current["anomaly_score"].mean()),
+                "reference_score_mean": float(reference["anomaly_score"].mean()),
+                "windows": len(current),
+                "reference_windows": len(reference),
+                "reference_from": ref_from,
+                "reference_to": ref_to,
+            }
+            rows.append(row)
+            metadata[f"kl/{model_id}"] = kl
+            metadata[f"contamination_rate/{model_id}"] = row["contamination_rate"]
+            metadata[f"reference_contamination_rate/{model_id}"] = row[
+                "reference_contamination_rate"
+            ]
+    contract = load_contract("score_drift")
+    result = pd.DataFrame(rows, columns=contract.column_names) if rows else contract.empty_frame()
+    check = contract_check_result("score_drift", contract, result)
+    path = store.write("score_drift", day, result)
+    drifted = result[result["drifted"].astype(bool)]
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "summary": dg.MetadataValue.md(score_drift_markdown(result)),
+            "path": str(path),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="no_score_drift",
+                passed=drifted.empty,
+                severity=dg.AssetCheckSeverity.WARN,
+                description="no score drift"
+                if drifted.empty
+                else "score drift: "
+                + ", ".join(
+                    f"{r.model_id} v{r.model_version} KL {r.kl_divergence:.3f}"
+                    for r in drifted.itertuples()
+                ),
+            ),
+            check,
+        ],
+    )
+
+
+def _freshness(refrig: RefrigResource, day_start, as_of, datasets: dict[str, str]):
+    """Newest partition of each dataset that had started by ``as_of``, and the day's count."""
+    newest, counts, sla = {}, {}, {}
+    for dataset, contract_name in datasets.items():
+        windows = [w for st in refrig.store.partitions(dataset) if (w := partition_window(st))]
+        windows = [(start, end) for start, end in windows if start < as_of]
+        newest[dataset] = max((end for _, end in windows), default=None)
+        counts[dataset] = sum(1 for start, _ in windows if start >= day_start)
+        sla[dataset] = load_contract(contract_name).freshness_sla_minutes
+    return health.freshness_table(newest, counts, as_of, sla)
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    deps=[
+        "clean_readings",
+        "quarantined_readings",
+        "device_features",
+        "device_alerts",
+        *[f"{m}_scores" for m in MODEL_IDS],
+    ],
+    description="Health in three separate layers — infrastructure (step durations, failures, "
+    "retries from the Dagster instance), data (quality flag rates, quarantine, freshness), model "
+    "(score distribution, flag rate, empty predictions, alert volume, streaming vs batch "
+    "agreement; tagged with model id and version) — and the health alert rules over them.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "health_rules",
+            asset="pipeline_health",
+            description="No health alert rule fired (latency, error rate, drops, freshness).",
+        ),
+        dg.AssetCheckSpec("pipeline_health_contract", asset="pipeline_health"),
+    ],
+    kinds={"parquet", "dagster"},
+)
+def pipeline_health(
+    context: dg.AssetExecutionContext, refrig: RefrigResource
+) -> dg.MaterializeResult:
+    """Collect the day's health metrics per layer and evaluate the health alert rules."""
+    day = context.partition_key
+    store, s = refrig.store, refrig.settings
+    rules = load_monitoring_settings(models_dir=s.models_dir).health
+    model_ids = all_model_ids(s.models_dir)
+    hours = day_hours(context)
+    window = context.partition_time_window
+    day_start, day_end = pd.Timestamp(window.start), pd.Timestamp(window.end)
+    as_of = min(pd.Timestamp(datetime.now(UTC)), day_end)
+    lookback_start = day_start - pd.Timedelta(days=rules.lookback_days)
+    lookback_hours = hourly_partitions.get_partition_keys_in_range(
+        dg.PartitionKeyRange(
+            hourly_partitions.get_partition_key_for_timestamp(
+                max(lookback_start, pd.Timestamp(hourly_partitions.start)).timestamp()
+            ),
+            hours[-1],
+        )
+    )
+    lookback_days = sorted({h[:10] for h in lookback_hours})
+
+    # Infrastructure layer: step executions of the runs for these partitions.
+    steps = step_executions(context.instance, lookback_hours + lookback_days, set(model_ids))
+    rows = health.infrastructure_metrics(steps)
+    alerts = health.sustained_latency_alerts(steps, rules)
+    alerts += health.error_rate_alerts(steps, rules)
+
+    # Data layer.
+    clean_paths = [store.path("clean_readings", h) for h in hours]
+    flags = {f: flag_bit(f) for f in quality_flag_names()}
+    quarantine = store.read_many("quarantined_readings", hours)
+    rows_clean = sum(_rows(p) for p in clean_paths)
+    datasets = {
+        "sensor_readings": "sensor_readings",
+        "clean_readings": "clean_readings",
+        "device_features": "device_features",
+        "device_alerts": "device_alerts",
+        **{f"{m}_scores": "model_scores" for m in model_ids},
+    }
+    freshness = _freshness(refrig, day_start, as_of, datasets)
+    rows += health.data_metrics(
+        health.quality_flag_rates(clean_paths, flags), quarantine, rows_clean, freshness
+    )
+    alerts += health.stale_data_alerts(freshness, as_of)
+
+    # Model layer.
+    feature_windows = sum(_rows(store.path("device_features", h)) for h in hours)
+    day_alerts = store.read_many("device_alerts", hours)
+    streaming = _streaming_alerts(refrig, day_start, day_end)
+    model_rows = []
+    for model_id in model_ids:
+        scores, _ = _scores_for_day(refrig, model_id, day, hours)
+        model_rows += health.model_metrics(scores, feature_windows, day_alerts)
+        if scores.empty and (version := _production(refrig, model_id, context)):
+            model_rows += health.missing_scores_metrics(model_id, version, feature_windows)
+        series_paths = [
+            store.path(f"{model_id}_scores", k)
+            for k in (
+                lookback_hours
+                if load_model_config(model_id, s.models_dir).schedule == "hourly"
+                else lookback_days
+            )
+        ]
+        version = str(scores["model_version"].iloc[-1]) if len(scores) else None
+        drop = health.sudden_drop_alert(
+            health.hourly_mean_scores_from_files(series_paths),
+            rules.score_drop,
+            rule_name="score_drop",
+            subject=f"{model_id}@{version}" if version else model_id,
+            what="mean anomaly score",
+            model_id=model_id,
+            model_version=version,
+        )
+        alerts += [drop] if drop else []
+    rows += model_rows + health.alert_volume_metrics(day_alerts)
+    agreement = health.streaming_batch_agreement(streaming)
+    rows += health.metric_rows(
+        health.MODEL,
+        "streaming_vs_batch",
+        {"agreement": agreement, "streaming_alerts": len(streaming)},
+    )
+    alerts += health.empty_prediction_alerts(model_rows, rules)
+    alert_series = health.active_alerts_per_partition(
+        {
+            pd.Timestamp(hourly_partitions.time_window_for_partition_key(h).start): store.path(
+                "device_alerts", h
+            )
+            for h in lookback_hours
+        }
+    )
+    drop = health.sudden_drop_alert(
+        alert_series,
+        rules.alert_drop,
+        rule_name="alert_drop",
+        subject="device_alerts",
+        what="active alerts",
+    )
+    alerts += [drop] if drop else []
+
+    contract = load_contract("pipeline_health")
+    result = pd.DataFrame(rows, columns=health.METRIC_COLUMNS)
+    result.insert(0, "partition", day)
+    result = result[contract.column_names]
+    check = contract_check_result("pipeline_health", contract, result)
+    path = store.write("pipeline_health", day, result)
+    fired = [a.as_dict() for a in alerts]
+    _write_health_alerts(s.home, day, fired)
+    numeric = {
+        f"{r.layer}/{r.subject}/{r.metric}": float(r.value)
+        for r in result.itertuples()
+        if r.value is not None and pd.notna(r.value) and r.metric in _PLOTTED
+    }
+    return dg.MaterializeResult(
+        metadata={
+            **numeric,
+            "health_alerts": len(fired),
+            "summary": dg.MetadataValue.md(health_markdown(result, fired)),
+            "path": str(path),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="health_rules",
+                passed=not fired,
+                severity=dg.AssetCheckSeverity.WARN,
+                description="no health rule fired"
+                if not fired
+                else "; ".join(a["message"] for a in fired)[:2000],
+                metadata={"alerts": dg.MetadataValue.json(fired)},
+            ),
+            check,
+        ],
+    )
+
+
+# Metrics worth a plot per day in the UI (the rest are in the Markdown table and the Parquet).
+_PLOTTED = {
+    "duration_p95_s",
+    "error_rate",
+    "retries",
+    "age_minutes",
+    "score_mean",
+    "score_p99",
+    "flag_rate",
+    "empty_prediction_rate",
+    "agreement",
+    "active_critical",
+    "active_high",
+    "active_medium",
+    "active_low",
+}
+
+
+def _rows(path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+
+
+def _streaming_alerts(refrig: RefrigResource, start, end) -> pd.DataFrame:
+    alerts = refrig.alerts.list(source="streaming", include_suppressed=True)
+    if alerts.empty:
+        return alerts
+    return alerts[(alerts["window_start"] >= start) & (alerts["window_start"] < end)]
+
+
+def _write_health_alerts(home, day: str, fired: list[dict]) -> None:
+    path = health_alerts_path(home, day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(fired, indent=2, default=str))
+    tmp.replace(path)
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    deps=["feature_drift", "score_drift", "pipeline_health"],
+    description="The day's monitoring in one page: drift per model, score drift, the three "
+    "health layers, health alerts and retraining requests (Markdown, also under REFRIG_HOME).",
+    kinds={"markdown"},
+)
+def monitoring_summary(
+    context: dg.AssetExecutionContext, refrig: RefrigResource
+) -> dg.MaterializeResult:
+    """Assemble the operator's page from the three monitoring datasets of the day."""
+    from refrig_assets.monitoring.retraining import RetrainingLog
+
+    day = context.partition_key
+    store, s = refrig.store, refrig.settings
+    top_n = load_monitoring_settings(models_dir=s.models_dir).drift.top_features
+    read = lambda name: store.read(name, day) if store.exists(name, day) else pd.DataFrame()  # noqa: E731
+    features, scores, metrics = read("feature_drift"), read("score_drift"), read("pipeline_health")
+    alerts_file = health_alerts_path(s.home, day)
+    fired = json.loads(alerts_file.read_text()) if alerts_file.exists() else []
+    log = RetrainingLog(s.alerts_db_url)
+    requests = log.list()
+    log.close()
+    requests = requests[requests["drift_partition"].isna() | (requests["drift_partition"] == day)]
+    parts = [
+        f"# Monitoring {day}",
+        "## Feature drift (PSI)",
+        feature_drift_markdown(features, top_n) if len(features) else "_not measured_",
+        "## Score drift (KL)",
+        score_drift_markdown(scores) if len(scores) else "_not measured_",
+        "## Pipeline health",
+        health_markdown(metrics, fired) if len(metrics) else "_not measured_",
+        "## Retraining requests",
+        "\n".join(f"- {r.requested_at:%Y-%m-%d %H:%M} {r.reason}" for r in requests.itertuples())
+        or "None.",
+    ]
+    markdown = "\n\n".join(parts)
+    path = summary_path(s.home, day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(markdown)
+    tmp.replace(path)
+    return dg.MaterializeResult(
+        metadata={
+            "summary": dg.MetadataValue.md(markdown),
+            "path": dg.MetadataValue.path(str(path)),
+            "retraining_requests": len(requests),
+            "health_alerts": len(fired),
+        }
+    )
+
+
+monitoring_assets = [feature_drift, score_drift, pipeline_health, monitoring_summary]
