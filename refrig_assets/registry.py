@@ -191,3 +191,52 @@ class ModelRegistry:
             )
             self._loaded[key] = Detector.load(Path(local) / "artifacts" / "detector")
         return self._loaded[key]
+
+    # -- lifecycle (promotion gates, pinning, history) -----------------------------------------
+
+    def versions(self, model_id: str) -> list[dict[str, object]]:
+        """Every registered version, oldest first: version, semver, created_at (UTC), aliases,
+        tags."""
+        from datetime import UTC, datetime
+
+        versions = self._versions(model_id)
+        aliases: dict[str, list[str]] = {}
+        if versions:
+            for alias, version in (self.client.get_registered_model(model_id).aliases or {}).items():
+                aliases.setdefault(str(version), []).append(alias)
+        return [
+            {
+                "version": str(v.version),
+                "semver": dict(v.tags).get("semver", ""),
+                "created_at": datetime.fromtimestamp(v.creation_timestamp / 1000, tz=UTC),
+                "aliases": sorted(aliases.get(str(v.version), [])),
+                "tags": dict(v.tags),
+            }
+            for v in versions
+        ]
+
+    def latest_version(self, model_id: str) -> str | None:
+        """The newest registered version (the candidate after a training run)."""
+        versions = self._versions(model_id)
+        return str(versions[-1].version) if versions else None
+
+    def find_version(self, model_id: str, ref: str) -> str:
+        """A registry version from ``3``, ``v3`` or a semantic version such as ``1.2.0`` (the
+        newest version carrying it)."""
+        ref = str(ref).strip()
+        versions = self._versions(model_id)
+        if not versions:
+            raise RegistryError(f"{model_id}: no version registered")
+        plain = ref[1:] if ref[:1] in ("v", "V") and ref[1:].isdigit() else ref
+        if plain.isdigit() and any(str(v.version) == plain for v in versions):
+            return plain
+        by_semver = [v for v in versions if dict(v.tags).get("semver") == ref.lstrip("vV")]
+        if by_semver:
+            return str(by_semver[-1].version)
+        known = ", ".join(f"{v.version} ({dict(v.tags).get('semver', '?')})" for v in versions)
+        raise RegistryError(f"{model_id}: no version {ref!r} (registered: {known})")
+
+    def set_version_tags(self, model_id: str, version: str, tags: dict[str, str]) -> None:
+        """Add or replace tags on one version (lifecycle status, gate summary)."""
+        for k, v in tags.items():
+            self.client.set_model_version_tag(model_id, str(version), k, str(v))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from refrig_assets.cli import alerts, pipeline, simulate
+from refrig_assets.cli import alerts, models, pipeline, simulate
 
 app = typer.Typer(
     help="refrig-assets: anomaly detection and alerts for refrigeration fleets.",
@@ -14,6 +14,7 @@ app = typer.Typer(
 app.command("simulate")(simulate.simulate)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(models.app, name="models")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -11,6 +11,7 @@ import pandas as pd
 
 from refrig_assets.contracts import load_contract
 from refrig_assets.defs.checks import contract_check_result
+from refrig_assets.defs.lifecycle.holds import distribution_hold, scoring_hold
 from refrig_assets.defs.partitions import daily_partitions, hourly_partitions
 from refrig_assets.defs.resources import RefrigResource
 from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
@@ -50,15 +51,21 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
     )
     def _score(context: dg.AssetExecutionContext, refrig: RefrigResource) -> dg.MaterializeResult:
         model_config = load_model_config(model_id, refrig.settings.models_dir)
+        hours = feature_hours(context, model_config.schedule)
+        if hold := scoring_hold(context, refrig, asset_name, model_id, hours):
+            return hold  # paused model or stale features: nothing scored, last good scores stay
         version = refrig.registry.resolve_version(model_id, model_config.pinned_version)
         detector = refrig.registry.load(model_id, version)
-        hours = feature_hours(context, model_config.schedule)
         features = refrig.store.read_many("device_features", hours)
         if features.empty:
             raise FileNotFoundError(f"{model_id}: no device_features for {hours[0]}..{hours[-1]}")
         features = with_cohort(features, refrig.store.read("device_registry"))
         scores = score_windows(detector, version, features, datetime.now(UTC))
         check = contract_check_result(asset_name, load_contract("model_scores"), scores)
+        if check.passed and (
+            hold := distribution_hold(context, refrig, asset_name, model_id, version, scores)
+        ):
+            return hold  # scores diverged from this version's previous ones: model paused
         # Bad scores (NaN, out of range) are never written: the last good partition stays.
         path = (
             refrig.store.write(asset_name, context.partition_key, scores) if check.passed else None

@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from refrig_assets.defs.lifecycle.common import model_lifecycle, run_actor
 from refrig_assets.defs.resources import RefrigResource
 from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
 from refrig_assets.scoring import with_cohort
@@ -16,7 +17,6 @@ class TrainingConfig(dg.Config):
 
     start_partition: str | None = None
     end_partition: str | None = None
-    promote: bool = True
 
 
 def training_partitions(store, start: str | None, end: str | None) -> list[str]:
@@ -62,9 +62,13 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
             model_config, features, partitions, context.run.run_id
         )
         version = refrig.registry.register(detector, lineage, metrics)
-        promoted = config.promote or refrig.registry.production_version(model_id) is None
-        if promoted:
-            refrig.registry.set_production(model_id, version)
+        # The first version of a model becomes production; a later one is a candidate that
+        # only the promotion gates (<model_id>_canary → <model_id>_promotion) can promote.
+        lifecycle = model_lifecycle(refrig)
+        try:
+            promoted = lifecycle.after_training(model_id, version, run_actor(context)) is not None
+        finally:
+            lifecycle.audit.close()
         tags = refrig.registry.version_tags(model_id, version)
         context.log.info(f"registered {model_id} version {version} ({tags.get('semver')})")
         return dg.MaterializeResult(
@@ -72,6 +76,7 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 "model_version": version,
                 "semver": tags.get("semver", ""),
                 "promoted_to_production": promoted,
+                "awaiting_gates": not promoted,
                 "training_partitions": partitions,
                 "training_windows": lineage.training_rows,
                 "training_data_hash": lineage.training_data_hash,

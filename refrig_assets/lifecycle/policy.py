@@ -1,0 +1,67 @@
+"""The lifecycle policy file ``models/_lifecycle.yaml`` and per-detector overrides.
+
+A detector's own ``models/<id>.yaml`` may override keys of the ``promotion:`` section for itself
+(its absolute thresholds, its tolerances against the champion); everything else is fleet-wide.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from refrig_assets.settings import MODELS_DIR
+
+POLICY_FILE = "_lifecycle.yaml"
+SECTIONS = ("canary", "promotion", "staleness", "pause", "fallback")
+
+
+class PolicyError(ValueError):
+    """The lifecycle policy file is missing a setting or holds an invalid one."""
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def policy_path(models_dir: Path | None = None) -> Path:
+    return Path(models_dir or MODELS_DIR) / POLICY_FILE
+
+
+def load_policy(models_dir: Path | None = None, model_id: str | None = None) -> dict[str, Any]:
+    """The lifecycle policy; with ``model_id``, merged with that detector's ``promotion:`` block."""
+    path = policy_path(models_dir)
+    if not path.exists():
+        raise PolicyError(f"no lifecycle policy file {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    missing = [s for s in SECTIONS if s not in raw]
+    if missing:
+        raise PolicyError(f"{path}: missing section(s) {missing}")
+    raw["path"] = str(path)
+    if model_id is None:
+        return raw
+    model_file = path.parent / f"{model_id}.yaml"
+    model_raw = yaml.safe_load(model_file.read_text()) if model_file.exists() else None
+    override = (model_raw or {}).get("promotion") or {}
+    unknown = set(override) - set(raw["promotion"])
+    if unknown:
+        raise PolicyError(
+            f"{model_file}: promotion overrides may only set {sorted(raw['promotion'])}, "
+            f"not {sorted(unknown)}"
+        )
+    raw["promotion"] = _merge(raw["promotion"], override)
+    return raw
+
+
+def setting(policy: dict[str, Any], dotted: str) -> Any:
+    """One setting by dotted name; a clear error naming the file when it is absent."""
+    node: Any = policy
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise PolicyError(f"{policy.get('path', POLICY_FILE)}: missing setting {dotted!r}")
+        node = node[part]
+    return node
