@@ -33,6 +33,9 @@ def run(
     outcome = run_pipeline(begin, hours, train_hours, log=typer.echo)
     typer.echo("")
     typer.echo(summarise(hour_keys(begin, hours)))
+    from refrig_assets.monitoring.summary import pipeline_run_summary
+
+    typer.echo(pipeline_run_summary(hour_keys(begin, hours)))
     if outcome["failed_steps"]:
         typer.echo(f"failed steps: {outcome['failed_steps']}", err=True)
         raise typer.Exit(1)

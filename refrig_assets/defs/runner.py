@@ -88,6 +88,9 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
         success, failed = _execute(defs, instance, score, k)
         log(f"  {k}: scores → alerts {'ok' if success else 'FAILED ' + ','.join(failed)}")
         failures += failed
+    from refrig_assets.defs.monitoring.runner import run_monitoring
+
+    failures += run_monitoring(defs, instance, keys, log, QUIET)
     return {"hours": keys, "failed_steps": failures}
 
 

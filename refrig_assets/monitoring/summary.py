@@ -117,7 +117,7 @@ def run_summary_lines(
         md = summary_path(home, day)
         if md.exists():
             lines.append(f"{day} monitoring summary: {md}")
-    lines += [f"health: {a['message']}" for a in health_alerts]
+    lines += _grouped_health_lines(health_alerts)
     lines += [
         f"retraining due: {r.reason} (requested by the retraining_trigger sensor)" for r in requests
     ]
@@ -132,6 +132,24 @@ def run_summary_lines(
             lines.append("  top drifting features:")
             for r in top_drifting(rows, top_n).itertuples():
                 lines.append(f"    {r.feature:<38} {_slice(r):<30} PSI {r.psi:6.3f}  {r.band}")
+    return lines
+
+
+def _grouped_health_lines(alerts) -> list[str]:
+    """One line per fired rule; a rule that fired for several subjects lists them."""
+    by_rule: dict[str, list[dict]] = {}
+    for a in alerts:
+        by_rule.setdefault(a["rule"], []).append(a)
+    lines = []
+    for rule, fired in by_rule.items():
+        if len(fired) == 1:
+            lines.append(f"health: {fired[0]['message']}")
+        else:
+            subjects = ", ".join(a["subject"] for a in fired)
+            lines.append(
+                f"health: {rule} on {len(fired)} subjects ({subjects}); first: "
+                f"{fired[0]['message']}"
+            )
     return lines
 
 
