@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from refrig_assets.cli import alerts, models, pipeline, simulate
+from refrig_assets.cli import alerts, console, feedback, maintenance, models, pipeline, simulate
 
 app = typer.Typer(
     help="refrig-assets: anomaly detection and alerts for refrigeration fleets.",
@@ -15,6 +15,9 @@ app.command("simulate")(simulate.simulate)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(models.app, name="models")
+app.command("console")(console.console)
+app.add_typer(maintenance.app, name="maintenance")
+app.add_typer(feedback.app, name="feedback")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

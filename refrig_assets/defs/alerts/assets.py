@@ -40,6 +40,11 @@ def device_alerts(
     if len(previous):
         previous = previous[previous["window_start"] < start]
     alerts = generate_alerts(scores, registry, previous, context.partition_key, context.run.run_id)
+    # -- operator suppression: maintenance windows and applied feedback rules (kept, marked) --
+    from refrig_assets.alerts.suppression import apply_operator_suppression
+
+    alerts = apply_operator_suppression(alerts, refrig.alerts)
+    # -- end operator suppression --
     path = refrig.store.write("device_alerts", context.partition_key, alerts)
     counts = refrig.alerts.upsert(alerts)
     check = contract_check_result("device_alerts", load_contract("device_alerts"), alerts)

@@ -1,0 +1,134 @@
+"""``refrig maintenance``: declare, list, import and cancel maintenance windows.
+
+Windows are kept in the alert database (``get_settings().alerts_db_url``). Alerts inside a window
+are suppressed (kept, marked) and its feature windows are left out of training. Errors print one
+line on stderr and exit with status 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from refrig_assets.alerts.store import AlertStore
+from refrig_assets.maintenance import DEVICE, SITE, MaintenanceError, WindowNotFound
+from refrig_assets.operations_settings import OperationsConfigError
+from refrig_assets.settings import get_settings
+
+app = typer.Typer(
+    help="Maintenance windows: alerts inside them are suppressed and training skips them.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def _store() -> Iterator[AlertStore]:
+    store = AlertStore(get_settings().alerts_db_url)
+    try:
+        yield store
+    except (MaintenanceError, WindowNotFound, OperationsConfigError) as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+
+
+def _print(window: dict) -> None:
+    state = f"  cancelled by {window['cancelled_by']}" if window.get("cancelled_by") else ""
+    typer.echo(
+        f"  #{window['id']:<4} {window['scope']:<6} {window['target']:<14} "
+        f"{window['starts_at']:%Y-%m-%d %H:%M} → {window['ends_at']:%Y-%m-%d %H:%M} UTC  "
+        f"{window['reason']}  ({window['created_by']}){state}"
+    )
+
+
+@app.command("add")
+def add(
+    device: str | None = typer.Option(None, "--device", help="The device under maintenance."),
+    site: str | None = typer.Option(None, "--site", help="A whole site under maintenance."),
+    start: str = typer.Option(..., "--start", help="Start, ISO 8601 (UTC when no offset)."),
+    end: str = typer.Option(..., "--end", help="End, ISO 8601 (UTC when no offset)."),
+    reason: str = typer.Option(..., "--reason", help="What is being done."),
+    by: str = typer.Option(..., "--by", help="Who declares it."),
+) -> None:
+    """Declare a window for one device or a whole site; suppresses stored alerts inside it."""
+    from refrig_assets.alerts.suppression import suppress_stored_alerts
+    from refrig_assets.maintenance import MaintenanceCalendar
+
+    if (device is None) == (site is None):
+        _fail("give exactly one of --device or --site")
+    scope, target = (DEVICE, device) if device else (SITE, site)
+    with _store() as store:
+        window = MaintenanceCalendar(store).add(scope, target, start, end, reason, by)
+        suppressed = suppress_stored_alerts(store, window)
+    typer.echo(
+        f"Declared maintenance window #{window['id']}; {len(suppressed)} alert(s) suppressed."
+    )
+    _print(window)
+
+
+@app.command("import")
+def import_file(
+    path: Annotated[Path, typer.Argument(help="CSV or YAML file of windows.")],
+    by: str = typer.Option(..., "--by", help="Who declares them."),
+) -> None:
+    """Declare every window in a file (all or nothing; identical windows are skipped).
+
+    Columns/keys: scope, target (or device_id / site_id), starts_at, ends_at, reason.
+    """
+    from refrig_assets.alerts.suppression import suppress_stored_alerts
+    from refrig_assets.maintenance import MaintenanceCalendar
+
+    with _store() as store:
+        result = MaintenanceCalendar(store).import_file(path, by)
+        suppressed = sum(len(suppress_stored_alerts(store, w)) for w in result["added"])
+    typer.echo(
+        f"Declared {len(result['added'])} window(s) from {path} ({result['skipped']} already "
+        f"declared); {suppressed} alert(s) suppressed."
+    )
+    for window in result["added"]:
+        _print(window)
+
+
+@app.command("list")
+def list_windows(
+    device: str | None = typer.Option(None, "--device", help="Windows applying to this device."),
+    site: str | None = typer.Option(None, "--site", help="Windows applying to this site."),
+    include_cancelled: bool = typer.Option(False, "--all", help="Include cancelled windows."),
+) -> None:
+    """List maintenance windows, earliest first."""
+    from refrig_assets.maintenance import MaintenanceCalendar
+
+    with _store() as store:
+        frame = MaintenanceCalendar(store).windows(
+            device_id=device, site_id=site, include_cancelled=include_cancelled
+        )
+    if frame.empty:
+        typer.echo("No maintenance windows.")
+        return
+    for window in frame.to_dict("records"):
+        _print(window)
+
+
+@app.command("cancel")
+def cancel(
+    window_id: int = typer.Argument(..., help="The window to cancel."),
+    by: str = typer.Option(..., "--by", help="Who cancels it."),
+) -> None:
+    """Cancel a window (kept on record); the alerts it suppressed come back."""
+    from refrig_assets.alerts.suppression import restore_stored_alerts
+    from refrig_assets.maintenance import MaintenanceCalendar
+
+    with _store() as store:
+        window = MaintenanceCalendar(store).cancel(window_id, by)
+        restored = restore_stored_alerts(store, window)
+    typer.echo(f"Cancelled maintenance window #{window_id}; {len(restored)} alert(s) restored.")

@@ -1,0 +1,193 @@
+"""The console's HTML pages, rendered on the server with Jinja2 templates.
+
+Pages read through :class:`ConsoleService` like the API does; their buttons call the JSON API
+from ``static/console.js``. Everything works offline: no CDN, charts are inline SVG.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import pandas as pd
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from refrig_assets.alerts.store import STATUSES
+from refrig_assets.console.service import ConsoleService
+from refrig_assets.feedback import PROPOSED
+from refrig_assets.operations_settings import OperationsSettings
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+ALL_STATUSES = "ALL"
+
+
+def when(value: Any) -> str:
+    """A timestamp as ``2026-01-01 03:30 UTC`` (empty for none)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    return f"{pd.Timestamp(value).tz_convert('UTC'):%Y-%m-%d %H:%M} UTC"
+
+
+def duration(seconds: float | None) -> str:
+    """A span as ``2 d 3 h``, ``1 h 05 min`` or ``12 min``."""
+    if seconds is None:
+        return ""
+    minutes = int(abs(seconds) // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {mins:02d} min"
+    return f"{mins} min"
+
+
+def sla_text(alert: dict[str, Any]) -> str:
+    """What an operator needs to know about an alert's SLA, in a few words."""
+    state, left = alert["sla_state"], alert["time_left_seconds"]
+    if state == "breached":
+        return f"breached {duration(-left)} ago" if left is not None and left < 0 else "breached"
+    if state == "due":
+        return f"{duration(left)} left"
+    if state == "acknowledged":
+        return f"acknowledged by {alert.get('acknowledged_by') or '?'}"
+    return alert["status"].replace("_", " ").lower()
+
+
+TEMPLATES.env.filters.update(when=when, duration=duration, sla_text=sla_text)
+
+
+def _service(request: Request) -> ConsoleService:
+    return request.app.state.service
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any):
+    return TEMPLATES.TemplateResponse(
+        request, template, {"nav": template.split(".")[0], **context}, status_code=status_code
+    )
+
+
+def render_error(request: Request, status: int, message: str) -> HTMLResponse:
+    """An error page (unknown alert or device, invalid filter)."""
+    return render(request, "error.html", status_code=status, status=status, message=message)
+
+
+def build_pages(settings: OperationsSettings) -> APIRouter:
+    """The HTML routes (left out of the OpenAPI description)."""
+    router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+    limits = {
+        "note_max": settings.console.note_max_chars,
+        "actor_max": settings.console.actor_max_chars,
+    }
+
+    @router.get("/")
+    def alerts_page(
+        request: Request,
+        site: str | None = None,
+        severity: str | None = None,
+        status: str | None = None,
+        model: str | None = None,
+        device: str | None = None,
+        include_suppressed: bool = False,
+        page: Annotated[int, Query(ge=1)] = 1,
+    ):
+        service = _service(request)
+        statuses = list(STATUSES) if status == ALL_STATUSES else ([status] if status else None)
+        size = settings.console.page_size
+        listing = service.list_alerts(
+            site=site,
+            severity=severity,
+            status=statuses,
+            model=model,
+            device=device,
+            include_suppressed=include_suppressed,
+            limit=size,
+            offset=(page - 1) * size,
+        )
+        filters = {
+            "site": site or "",
+            "severity": severity or "",
+            "status": status or "",
+            "model": model or "",
+            "device": device or "",
+            "include_suppressed": include_suppressed,
+        }
+        return render(
+            request,
+            "alerts.html",
+            listing=listing,
+            options=service.filter_options(),
+            filters=filters,
+            page=page,
+            pages=max(1, -(-listing["total"] // size)),
+            page_url=lambda n: "/?" + urlencode({**request.query_params, "page": n}),
+            now=service.now(),
+        )
+
+    @router.get("/alerts/{alert_id}")
+    def alert_page(request: Request, alert_id: str):
+        service = _service(request)
+        detail = service.alert_detail(alert_id)
+        return render(request, "alert.html", d=detail, a=detail["alert"], limits=limits)
+
+    @router.get("/devices/{device_id}")
+    def device_page(
+        request: Request,
+        device_id: str,
+        hours: Annotated[float | None, Query(gt=0, le=744)] = None,
+        until: datetime | None = None,
+        feature: Annotated[list[str] | None, Query()] = None,
+    ):
+        service = _service(request)
+        device = service.device(device_id, hours=hours, until=until, features=feature)
+        charts = service.device_charts(device)
+        return render(request, "device.html", dev=device, charts=charts, limits=limits)
+
+    @router.get("/maintenance")
+    def maintenance_page(request: Request, include_cancelled: bool = False):
+        service = _service(request)
+        windows = service.maintenance(include_cancelled=include_cancelled)
+        now = pd.Timestamp(service.now())
+        for w in windows:
+            if w["cancelled_at"] is not None:
+                w["state"] = "cancelled"
+            elif pd.Timestamp(w["ends_at"]) <= now:
+                w["state"] = "past"
+            elif pd.Timestamp(w["starts_at"]) <= now:
+                w["state"] = "active"
+            else:
+                w["state"] = "upcoming"
+        return render(
+            request,
+            "maintenance.html",
+            windows=windows,
+            include_cancelled=include_cancelled,
+            options=service.filter_options(),
+            limits=limits,
+        )
+
+    @router.get("/feedback")
+    def feedback_page(request: Request):
+        service = _service(request)
+        rules = service.rules()
+        labels = service.labels()
+        return render(
+            request,
+            "feedback.html",
+            proposed=[r for r in rules if r["status"] == PROPOSED],
+            decided=[r for r in rules if r["status"] != PROPOSED],
+            audit=service.audit()[:100],
+            labels=labels,
+            label_counts={
+                "confirmed_incident": sum(lab["label"] == "confirmed_incident" for lab in labels),
+                "false_positive": sum(lab["label"] == "false_positive" for lab in labels),
+            },
+            fb=settings.feedback,
+            limits=limits,
+        )
+
+    return router

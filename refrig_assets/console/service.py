@@ -1,0 +1,506 @@
+"""What the console shows and does, independent of HTTP: one object over the alert database
+(alerts, maintenance, feedback, work orders) and the Parquet datasets (device history).
+
+The JSON API and the HTML pages both call it, so the page and the API can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from refrig_assets.alerts.store import (
+    ACKNOWLEDGED,
+    FALSE_POSITIVE,
+    OPEN,
+    RESOLVED,
+    STATUSES,
+    AlertNotFound,
+    AlertStore,
+)
+from refrig_assets.alerts.suppression import (
+    SuppressionLog,
+    restore_stored_alerts,
+    suppress_stored_alerts,
+)
+from refrig_assets.console.charts import Chart, Line, Span
+from refrig_assets.console.history import (
+    device_history,
+    newest_window_end,
+    oldest_partition_start,
+)
+from refrig_assets.contracts import load_contract
+from refrig_assets.feedback import FeedbackLoop, describe_rule, top_contributor
+from refrig_assets.maintenance import MaintenanceCalendar
+from refrig_assets.model_config import all_model_ids, load_model_config
+from refrig_assets.operations_settings import OperationsSettings
+from refrig_assets.storage import ParquetStore
+from refrig_assets.workorders import WorkOrderDeliveryError, WorkOrderExporter
+
+ACTIVE_STATUSES = (OPEN, ACKNOWLEDGED)
+CLOSED_STATUSES = (RESOLVED, FALSE_POSITIVE)
+
+
+class FilterError(ValueError):
+    """A filter or query parameter has a value the console does not know."""
+
+
+class DeviceNotFound(KeyError):
+    """Neither the registry, the alerts nor the features know this device."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "device not found"
+
+
+def sla_state(alert: dict[str, Any], now: datetime) -> tuple[str, float | None]:
+    """(state, seconds left) of an alert's SLA: ``breached``/``due`` while OPEN (seconds left
+    negative once breached), ``acknowledged`` or ``closed`` otherwise (no countdown)."""
+    if alert["status"] == OPEN:
+        left = (pd.Timestamp(alert["sla_deadline"]) - pd.Timestamp(now)).total_seconds()
+        return ("breached" if alert["sla_breached"] or left < 0 else "due"), left
+    return ("acknowledged" if alert["status"] == ACKNOWLEDGED else "closed"), None
+
+
+def plain(value: Any) -> Any:
+    """A frame value as plain Python: Timestamp → datetime, NaN/NaT → None, numpy → builtin."""
+    if value is None:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else value.to_pydatetime()
+    if isinstance(value, float) and pd.isna(value):
+        return None
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        return value.item()
+    return value
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a frame as dicts of plain Python values."""
+    return [{k: plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def chartable_columns() -> list[str]:
+    """Numeric device_features columns a device page can chart (from the contract)."""
+    contract = load_contract("device_features")
+    return [c.name for c in contract.columns if c.type == "float"]
+
+
+def column_for_contributor(contributor: str) -> str | None:
+    """The device_features column that shows a contributor: itself, or a sensor's mean."""
+    contract = load_contract("device_features")
+    if contributor in chartable_columns():
+        return contributor
+    for c in contract.columns_with_role("feature"):
+        if (
+            c.extra.get("sensor") == contributor
+            and c.extra.get("stat") == "mean"
+            and not c.extra.get("condition")
+        ):
+            return c.name
+    return None
+
+
+@dataclass
+class ConsoleService:
+    """The console's operations over one alert database and one data directory."""
+
+    alerts_db_url: str
+    data_dir: Path
+    settings: OperationsSettings
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    work_order_client: Any = None
+
+    def __post_init__(self) -> None:
+        self.store = AlertStore(self.alerts_db_url, clock=self.clock)
+        self.calendar = MaintenanceCalendar(self.store, clock=self.clock, settings=self.settings)
+        self.feedback = FeedbackLoop(self.store, clock=self.clock, settings=self.settings)
+        self.suppressions = SuppressionLog(self.store, clock=self.clock)
+        self.work_orders = WorkOrderExporter(
+            self.store, clock=self.clock, settings=self.settings, client=self.work_order_client
+        )
+        self.parquet = ParquetStore(self.data_dir)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def now(self) -> datetime:
+        return pd.Timestamp(self.clock()).tz_convert(UTC).to_pydatetime()
+
+    # -- reference data ---------------------------------------------------------------------
+
+    def registry(self) -> pd.DataFrame:
+        """The device registry dataset (empty when it was never materialized)."""
+        if not self.parquet.exists("device_registry"):
+            return pd.DataFrame(columns=["device_id", "site_id", "cohort"])
+        return self.parquet.read("device_registry", columns=["device_id", "site_id", "cohort"])
+
+    def filter_options(self) -> dict[str, list[str]]:
+        """Values the alert filters accept: sites, severities, statuses, models."""
+        sites = set(self.registry()["site_id"].dropna())
+        sites |= set(self.store.list(include_suppressed=True)["site_id"].dropna())
+        return {
+            "sites": sorted(sites),
+            "severities": list(self.store.severities),
+            "statuses": list(STATUSES),
+            "models": all_model_ids(),
+        }
+
+    # -- alerts -----------------------------------------------------------------------------
+
+    def _check_choice(self, name: str, value: str | None, allowed: list[str]) -> str | None:
+        if value in (None, ""):
+            return None
+        upper = value if name in ("model",) else value.upper()
+        if upper not in allowed:
+            raise FilterError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        return upper
+
+    def decorate(self, alert: dict[str, Any]) -> dict[str, Any]:
+        """An alert with its SLA state, seconds left and lead contributor added."""
+        state, left = sla_state(alert, self.now())
+        lead = top_contributor(pd.Series([alert["top_contributors"]])).iat[0]
+        return {**alert, "sla_state": state, "time_left_seconds": left, "contributor": lead}
+
+    def list_alerts(
+        self,
+        *,
+        site: str | None = None,
+        severity: str | None = None,
+        status: list[str] | None = None,
+        model: str | None = None,
+        device: str | None = None,
+        include_suppressed: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """Alerts matching the filters, most severe first, then by SLA deadline.
+
+        ``status`` defaults to the active ones (OPEN and ACKNOWLEDGED). Returns the page of
+        alerts, the total matching, and counts of the active alerts by severity and breached.
+        """
+        severity = self._check_choice("severity", severity, list(self.store.severities))
+        model = self._check_choice("model", model, all_model_ids())
+        statuses = [self._check_choice("status", s, list(STATUSES)) for s in status or []]
+        statuses = [s for s in statuses if s] or list(ACTIVE_STATUSES)
+        limit = self.settings.console.page_size if limit is None else limit
+        if limit < 1 or offset < 0:
+            raise FilterError("limit must be at least 1 and offset at least 0")
+        frame = self.store.list(
+            severity=severity,
+            status=statuses,
+            site_id=site or None,
+            device_id=device or None,
+            include_suppressed=include_suppressed,
+        )
+        if model:
+            frame = frame[
+                frame["model_versions"]
+                .str.split(",")
+                .apply(lambda versions: any(v.split("@")[0] == model for v in versions))
+            ]
+        page = [self.decorate(a) for a in records(frame.iloc[offset : offset + limit])]
+        reasons = self.suppressions.reasons([a["alert_id"] for a in page if a["suppressed"]])
+        by_id = dict(zip(reasons["alert_id"], reasons["reason"], strict=True))
+        for alert in page:
+            alert["suppression_reason"] = (
+                by_id.get(alert["alert_id"]) if alert["suppressed"] else None
+            )
+        return {
+            "alerts": page,
+            "total": len(frame),
+            "offset": offset,
+            "limit": limit,
+            "summary": self.summary(),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Active, unsuppressed alerts by severity, and how many of the OPEN ones are breached."""
+        active = self.store.list(status=list(ACTIVE_STATUSES))
+        now = pd.Timestamp(self.now())
+        is_open = active["status"] == OPEN
+        breached = is_open & (active["sla_breached"] | (active["sla_deadline"] < now))
+        counts = active["severity"].value_counts()
+        return {
+            "by_severity": {s: int(counts.get(s, 0)) for s in self.store.severities},
+            "open": int(is_open.sum()),
+            "acknowledged": int((active["status"] == ACKNOWLEDGED).sum()),
+            "breached": int(breached.sum()),
+        }
+
+    def get_alert(self, alert_id: str) -> dict[str, Any]:
+        alert = self.store.get(alert_id)
+        if alert is None:
+            raise AlertNotFound(f"no alert with id {alert_id!r}")
+        return alert
+
+    def alert_detail(self, alert_id: str) -> dict[str, Any]:
+        """An alert with provenance, lifecycle history, suppression reason, work order and the
+        feedback state of its device and contributor."""
+        alert = self.decorate(self.get_alert(alert_id))
+        models = []
+        for entry in str(alert["model_versions"]).split(","):
+            if entry:
+                model_id, _, version = entry.partition("@")
+                models.append({"model_id": model_id, "version": version})
+        rules = self.feedback.rules(device_id=alert["device_id"])
+        rules = rules[rules["contributor"] == alert["contributor"]]
+        labels = self.feedback.labels()
+        same = labels[
+            (labels["device_id"] == alert["device_id"])
+            & (labels["contributor"] == alert["contributor"])
+            & (labels["label"] == "false_positive")
+        ]
+        return {
+            "alert": alert,
+            "provenance": {
+                "models": models,
+                "source": alert["source"],
+                "alert_type": alert["alert_type"],
+                "feature_window": {"start": alert["window_start"], "end": alert["window_end"]},
+                "feature_partition": alert["feature_partition"],
+                "run_id": alert["run_id"],
+            },
+            "history": self.store.history(alert_id),
+            "suppression": self.suppressions.reason(alert_id) if alert["suppressed"] else None,
+            "work_order": self.work_orders.get(alert_id),
+            "feedback": {
+                "false_positives_same_contributor": len(same),
+                "threshold": self.settings.feedback.false_positive_threshold,
+                "rules": [{**r, "description": describe_rule(r)} for r in records(rules)],
+            },
+        }
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def acknowledge(self, alert_id: str, actor: str, note: str = "") -> dict[str, Any]:
+        """OPEN → ACKNOWLEDGED; sends the work order too when ``work_orders.on_acknowledge``."""
+        alert = self.store.acknowledge(alert_id, actor.strip(), note)
+        out: dict[str, Any] = {"alert": self.decorate(alert), "work_order": None}
+        if self.settings.work_orders.on_acknowledge:
+            try:
+                out["work_order"] = self.work_orders.send(alert_id, actor.strip())
+            except WorkOrderDeliveryError as exc:
+                out["work_order_error"] = str(exc)
+        return out
+
+    def resolve(self, alert_id: str, actor: str, note: str = "") -> dict[str, Any]:
+        """OPEN/ACKNOWLEDGED → RESOLVED (a confirmed incident for the backtest)."""
+        return {"alert": self.decorate(self.store.resolve(alert_id, actor.strip(), note))}
+
+    def false_positive(self, alert_id: str, actor: str, note: str = "") -> dict[str, Any]:
+        """OPEN/ACKNOWLEDGED → FALSE_POSITIVE, then the feedback loop looks for a rule."""
+        outcome = self.feedback.mark_false_positive(alert_id, actor.strip(), note)
+        return {
+            "alert": self.decorate(outcome["alert"]),
+            "false_positives": outcome["false_positives"],
+            "threshold": self.settings.feedback.false_positive_threshold,
+            "rules": [{**r, "description": describe_rule(r)} for r in outcome["rules"]],
+        }
+
+    def send_work_order(self, alert_id: str, actor: str) -> dict[str, Any]:
+        return self.work_orders.send(alert_id, actor)
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def maintenance(
+        self, device: str | None = None, site: str | None = None, include_cancelled: bool = False
+    ) -> list[dict[str, Any]]:
+        frame = self.calendar.windows(
+            device_id=device, site_id=site, include_cancelled=include_cancelled
+        )
+        return records(frame)
+
+    def add_maintenance(
+        self, scope: str, target: str, starts_at: Any, ends_at: Any, reason: str, actor: str
+    ) -> dict[str, Any]:
+        """Declare a window and suppress the stored alerts it covers."""
+        window = self.calendar.add(scope, target, starts_at, ends_at, reason, actor)
+        suppressed = suppress_stored_alerts(self.store, window)
+        return {"window": window, "suppressed_alerts": suppressed}
+
+    def cancel_maintenance(self, window_id: int, actor: str) -> dict[str, Any]:
+        """Cancel a window and give back the alerts it suppressed."""
+        window = self.calendar.cancel(window_id, actor)
+        return {"window": window, "restored_alerts": restore_stored_alerts(self.store, window)}
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    def rules(self, status: str | None = None) -> list[dict[str, Any]]:
+        frame = self.feedback.rules(status=status)
+        return [{**r, "description": describe_rule(r)} for r in records(frame)]
+
+    def decide_rule(self, rule_id: str, to_status: str, actor: str, note: str) -> dict[str, Any]:
+        rule = self.feedback.decide(rule_id, to_status, actor, note)
+        return {**rule, "description": describe_rule(rule)}
+
+    def audit(self) -> list[dict[str, Any]]:
+        return records(self.feedback.audit_log().iloc[::-1])
+
+    def labels(self) -> list[dict[str, Any]]:
+        return records(self.feedback.labels())
+
+    # -- devices ----------------------------------------------------------------------------
+
+    def device(
+        self,
+        device_id: str,
+        *,
+        hours: float | None = None,
+        until: datetime | None = None,
+        features: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """A device: registry entry, history (features and scores), alerts, windows, rules."""
+        registry = self.registry()
+        entry = registry[registry["device_id"] == device_id]
+        alerts = self.store.list(
+            device_id=device_id, include_suppressed=True, status=list(STATUSES)
+        )
+        hours = float(hours or self.settings.console.device_history_hours)
+        if hours <= 0 or hours > 24 * 31:
+            raise FilterError("hours must be between 0 and 744 (31 days)")
+        end = pd.Timestamp(until).tz_convert(UTC) if until else newest_window_end(self.parquet)
+        if end is None:
+            end = pd.Timestamp(self.now())
+        start = end - timedelta(hours=hours)
+        oldest = oldest_partition_start(self.parquet)
+        if oldest is not None and oldest > start and oldest < end:
+            start = oldest  # nothing to show before the first feature hour
+        chartable = chartable_columns()
+        unknown = [f for f in features or [] if f not in chartable]
+        if unknown:
+            raise FilterError(
+                f"unknown feature column(s) {unknown}; chartable: {', '.join(chartable)}"
+            )
+        chosen = list(features or []) or self._default_features(alerts)
+        wanted = self._with_bands(chosen)
+        history = device_history(self.parquet, device_id, start, end, all_model_ids(), wanted)
+        if entry.empty and alerts.empty and history.features.empty:
+            raise DeviceNotFound(
+                f"no device {device_id!r} in the registry, the alerts or the features"
+            )
+        site = (
+            entry["site_id"].iat[0]
+            if len(entry)
+            else (alerts["site_id"].iat[0] if len(alerts) else None)
+        )
+        windows = self.calendar.windows(device_id=device_id, site_id=site)
+        return {
+            "device_id": device_id,
+            "site_id": site,
+            "cohort": entry["cohort"].iat[0] if len(entry) else None,
+            "registered": bool(len(entry)),
+            "period": {
+                "start": start.to_pydatetime(),
+                "end": end.to_pydatetime(),
+                "hours": (end - start).total_seconds() / 3600,
+            },
+            "features_shown": chosen,
+            "features_available": chartable,
+            "features": records(history.features),
+            "scores": records(history.scores),
+            "alerts": [self.decorate(a) for a in records(alerts)],
+            "maintenance": records(windows),
+            "rules": [
+                {**r, "description": describe_rule(r)}
+                for r in records(self.feedback.rules(device_id=device_id))
+            ],
+        }
+
+    def _default_features(self, alerts: pd.DataFrame) -> list[str]:
+        """The device's most frequent lead contributors, as feature columns."""
+        wanted = self.settings.console.device_chart_features
+        counts = Counter(top_contributor(alerts["top_contributors"])) if len(alerts) else Counter()
+        chosen = []
+        for contributor, _ in counts.most_common():
+            column = column_for_contributor(contributor)
+            if column and column not in chosen:
+                chosen.append(column)
+        for sensor in load_contract("sensor_readings").sensor_columns:
+            column = column_for_contributor(sensor)
+            if column and column not in chosen:
+                chosen.append(column)
+        return chosen[:wanted]
+
+    @staticmethod
+    def _with_bands(columns: list[str]) -> list[str]:
+        available = set(chartable_columns())
+        out = list(columns)
+        for column in columns:
+            if column.endswith("_mean"):
+                stem = column[: -len("_mean")]
+                out += [c for c in (f"{stem}_min", f"{stem}_max") if c in available]
+        return out
+
+    def device_charts(self, device: dict[str, Any]) -> list[str]:
+        """SVG charts for a device page: scores of every model, then each chosen feature."""
+        from refrig_assets.console.charts import render_svg
+
+        start = pd.Timestamp(device["period"]["start"])
+        end = pd.Timestamp(device["period"]["end"])
+        spans = [
+            Span(
+                pd.Timestamp(a["window_start"]),
+                pd.Timestamp(a["window_end"]),
+                "alert",
+                f"{a['severity']} alert {a['alert_id']} ({a['status']})",
+            )
+            for a in device["alerts"]
+        ] + [
+            Span(
+                pd.Timestamp(w["starts_at"]),
+                pd.Timestamp(w["ends_at"]),
+                "maintenance",
+                f"maintenance #{w['id']}: {w['reason']}",
+            )
+            for w in device["maintenance"]
+        ]
+        scores = pd.DataFrame(device["scores"])
+        score_chart = Chart("Anomaly score by model", start, end, spans=spans, y_range=(0.0, 1.0))
+        if len(scores):
+            scores["window_start"] = pd.to_datetime(scores["window_start"], utc=True)
+            for model_id, group in scores.groupby("model_id"):
+                group = group.sort_values("window_start")
+                score_chart.lines.append(
+                    Line(
+                        model_id,
+                        group["window_start"],
+                        group["anomaly_score"],
+                        marked=group["anomaly_flag"].astype(bool),
+                    )
+                )
+            thresholds = {}
+            for model_id in scores["model_id"].unique():
+                try:
+                    thresholds.setdefault(load_model_config(model_id).flag_threshold, []).append(
+                        model_id
+                    )
+                except FileNotFoundError:
+                    continue
+            score_chart.references = [
+                (value, f"flag threshold {value:.2f} ({', '.join(ids)})")
+                for value, ids in thresholds.items()
+            ]
+        charts = [render_svg(score_chart)]
+        features = pd.DataFrame(device["features"])
+        contract = load_contract("device_features")
+        for column in device["features_shown"]:
+            chart = Chart(column, start, end, spans=spans, unit=contract.column(column).unit or "")
+            if len(features) and column in features:
+                times = pd.to_datetime(features["window_start"], utc=True)
+                stem = column[: -len("_mean")] if column.endswith("_mean") else None
+                low = features.get(f"{stem}_min") if stem else None
+                high = features.get(f"{stem}_max") if stem else None
+                label = (
+                    f"{column} (band: min–max)" if low is not None and high is not None else column
+                )
+                chart.lines.append(Line(label, times, features[column].astype(float), low, high))
+            charts.append(render_svg(chart))
+        return charts
