@@ -347,13 +347,12 @@ def pipeline_health(
 ) -> dg.MaterializeResult:
     """Collect the day's health metrics per layer and evaluate the health alert rules."""
     day = context.partition_key
-    store, s = refrig.store, refrig.settings
-    rules = load_monitoring_settings(models_dir=s.models_dir).health
-    model_ids = all_model_ids(s.models_dir)
+    rules = load_monitoring_settings(models_dir=refrig.settings.models_dir).health
+    model_ids = all_model_ids(refrig.settings.models_dir)
+    production = {m: _production(refrig, m, context) for m in model_ids}
     hours = day_hours(context)
     window = context.partition_time_window
     day_start, day_end = pd.Timestamp(window.start), pd.Timestamp(window.end)
-    as_of = min(pd.Timestamp(datetime.now(UTC)), day_end)
     lookback_start = day_start - pd.Timedelta(days=rules.lookback_days)
     lookback_hours = hourly_partitions.get_partition_keys_in_range(
         dg.PartitionKeyRange(
@@ -363,94 +362,30 @@ def pipeline_health(
             hours[-1],
         )
     )
-    lookback_days = sorted({h[:10] for h in lookback_hours})
-
-    # Infrastructure layer: step executions of the runs for these partitions.
-    steps = step_executions(context.instance, lookback_hours + lookback_days, set(model_ids))
+    steps = step_executions(
+        context.instance,
+        lookback_hours + sorted({h[:10] for h in lookback_hours}),
+        set(model_ids),
+    )
     rows = health.infrastructure_metrics(steps)
     alerts = health.sustained_latency_alerts(steps, rules)
     alerts += health.error_rate_alerts(steps, rules)
-
-    # Data layer.
-    clean_paths = [store.path("clean_readings", h) for h in hours]
-    flags = {f: flag_bit(f) for f in quality_flag_names()}
-    quarantine = store.read_many("quarantined_readings", hours)
-    rows_clean = sum(_rows(p) for p in clean_paths)
-    datasets = {
-        "sensor_readings": "sensor_readings",
-        "clean_readings": "clean_readings",
-        "device_features": "device_features",
-        "device_alerts": "device_alerts",
-        **{f"{m}_scores": "model_scores" for m in model_ids},
-    }
-    freshness = _freshness(refrig, day_start, as_of, datasets)
-    rows += health.data_metrics(
-        health.quality_flag_rates(clean_paths, flags), quarantine, rows_clean, freshness
+    as_of = min(pd.Timestamp(datetime.now(UTC)), day_end)
+    data_rows, data_alerts = _data_layer(refrig, hours, day_start, as_of, production)
+    model_rows, model_alerts = _model_layer(
+        refrig, day, hours, lookback_hours, (day_start, day_end), production, rules
     )
-    alerts += health.stale_data_alerts(freshness, as_of)
-
-    # Model layer.
-    feature_windows = sum(_rows(store.path("device_features", h)) for h in hours)
-    day_alerts = store.read_many("device_alerts", hours)
-    streaming = _streaming_alerts(refrig, day_start, day_end)
-    model_rows = []
-    for model_id in model_ids:
-        scores, _ = _scores_for_day(refrig, model_id, day, hours)
-        model_rows += health.model_metrics(scores, feature_windows, day_alerts)
-        if scores.empty and (version := _production(refrig, model_id, context)):
-            model_rows += health.missing_scores_metrics(model_id, version, feature_windows)
-        series_paths = [
-            store.path(f"{model_id}_scores", k)
-            for k in (
-                lookback_hours
-                if load_model_config(model_id, s.models_dir).schedule == "hourly"
-                else lookback_days
-            )
-        ]
-        version = str(scores["model_version"].iloc[-1]) if len(scores) else None
-        drop = health.sudden_drop_alert(
-            health.hourly_mean_scores_from_files(series_paths),
-            rules.score_drop,
-            rule_name="score_drop",
-            subject=f"{model_id}@{version}" if version else model_id,
-            what="mean anomaly score",
-            model_id=model_id,
-            model_version=version,
-        )
-        alerts += [drop] if drop else []
-    rows += model_rows + health.alert_volume_metrics(day_alerts)
-    agreement = health.streaming_batch_agreement(streaming)
-    rows += health.metric_rows(
-        health.MODEL,
-        "streaming_vs_batch",
-        {"agreement": agreement, "streaming_alerts": len(streaming)},
-    )
-    alerts += health.empty_prediction_alerts(model_rows, rules)
-    alert_series = health.active_alerts_per_partition(
-        {
-            pd.Timestamp(hourly_partitions.time_window_for_partition_key(h).start): store.path(
-                "device_alerts", h
-            )
-            for h in lookback_hours
-        }
-    )
-    drop = health.sudden_drop_alert(
-        alert_series,
-        rules.alert_drop,
-        rule_name="alert_drop",
-        subject="device_alerts",
-        what="active alerts",
-    )
-    alerts += [drop] if drop else []
+    rows += data_rows + model_rows
+    alerts += data_alerts + model_alerts
 
     contract = load_contract("pipeline_health")
     result = pd.DataFrame(rows, columns=health.METRIC_COLUMNS)
     result.insert(0, "partition", day)
     result = result[contract.column_names]
     check = contract_check_result("pipeline_health", contract, result)
-    path = store.write("pipeline_health", day, result)
+    path = refrig.store.write("pipeline_health", day, result)
     fired = [a.as_dict() for a in alerts]
-    _write_health_alerts(s.home, day, fired)
+    _write_health_alerts(refrig.settings.home, day, fired)
     numeric = {
         f"{r.layer}/{r.subject}/{r.metric}": float(r.value)
         for r in result.itertuples()
@@ -476,6 +411,85 @@ def pipeline_health(
             check,
         ],
     )
+
+
+def _data_layer(refrig: RefrigResource, hours, day_start, as_of, production):
+    """Quality flag rates, quarantined rows by rule, and freshness against each contract."""
+    store = refrig.store
+    clean_paths = [store.path("clean_readings", h) for h in hours]
+    flags = {f: flag_bit(f) for f in quality_flag_names()}
+    datasets = {
+        "sensor_readings": "sensor_readings",
+        "clean_readings": "clean_readings",
+        "device_features": "device_features",
+        "device_alerts": "device_alerts",
+        # A detector never trained has no scores to be late with.
+        **{f"{m}_scores": "model_scores" for m, version in production.items() if version},
+    }
+    freshness = _freshness(refrig, day_start, as_of, datasets)
+    rows = health.data_metrics(
+        health.quality_flag_rates(clean_paths, flags),
+        store.read_many("quarantined_readings", hours),
+        sum(_rows(p) for p in clean_paths),
+        freshness,
+    )
+    return rows, health.stale_data_alerts(freshness, as_of)
+
+
+def _model_layer(refrig: RefrigResource, day, hours, lookback_hours, bounds, production, rules):
+    """Per model version: scores, flags, empty predictions, alert volume; drops over the
+    lookback; streaming vs batch agreement."""
+    store, models_dir = refrig.store, refrig.settings.models_dir
+    feature_windows = sum(_rows(store.path("device_features", h)) for h in hours)
+    day_alerts = store.read_many("device_alerts", hours)
+    rows, alerts = [], []
+    for model_id, production_version in production.items():
+        scores, _ = _scores_for_day(refrig, model_id, day, hours)
+        rows += health.model_metrics(scores, feature_windows, day_alerts)
+        if scores.empty and production_version:
+            rows += health.missing_scores_metrics(model_id, production_version, feature_windows)
+        hourly = load_model_config(model_id, models_dir).schedule == "hourly"
+        keys = lookback_hours if hourly else sorted({h[:10] for h in lookback_hours})
+        version = str(scores["model_version"].iloc[-1]) if len(scores) else None
+        drop = health.sudden_drop_alert(
+            health.hourly_mean_scores_from_files(
+                [store.path(f"{model_id}_scores", k) for k in keys]
+            ),
+            rules.score_drop,
+            rule_name="score_drop",
+            subject=f"{model_id}@{version}" if version else model_id,
+            what="mean anomaly score",
+            model_id=model_id,
+            model_version=version,
+        )
+        alerts += [drop] if drop else []
+    alerts += health.empty_prediction_alerts(rows, rules)
+    rows += health.alert_volume_metrics(day_alerts)
+    streaming = _streaming_alerts(refrig, *bounds)
+    rows += health.metric_rows(
+        health.MODEL,
+        "streaming_vs_batch",
+        {
+            "agreement": health.streaming_batch_agreement(streaming),
+            "streaming_alerts": len(streaming),
+        },
+    )
+    alert_counts = health.active_alerts_per_partition(
+        {
+            pd.Timestamp(hourly_partitions.time_window_for_partition_key(h).start): store.path(
+                "device_alerts", h
+            )
+            for h in lookback_hours
+        }
+    )
+    drop = health.sudden_drop_alert(
+        alert_counts,
+        rules.alert_drop,
+        rule_name="alert_drop",
+        subject="device_alerts",
+        what="active alerts",
+    )
+    return rows, alerts + ([drop] if drop else [])
 
 
 # Metrics worth a plot per day in the UI (the rest are in the Markdown table and the Parquet).
