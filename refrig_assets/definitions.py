@@ -14,6 +14,7 @@ from refrig_assets.defs import (
     quality,
     resources,
     scoring,
+    streaming,
     training,
 )
 
@@ -25,6 +26,7 @@ defs = dg.Definitions.merge(
     training.defs,
     scoring.defs,
     alerts.defs,
+    streaming.defs,
     lifecycle.defs,
     monitoring.defs,
     pipeline.defs,

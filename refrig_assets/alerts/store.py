@@ -595,6 +595,46 @@ class AlertStore:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         return self._frame(rows, [c.name for c in t.columns])
 
+    def overlapping(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        source: str | None = None,
+        alert_type: str | None = None,
+    ) -> pd.DataFrame:
+        """Alerts whose window [window_start, window_end] meets [start, end), every column.
+
+        Used by batch/streaming reconciliation to find the streaming alerts a partition's
+        scores can confirm or soften.
+        """
+        t = self.alerts
+        query = sa.select(t).where(
+            t.c.window_start < _as_utc(end), t.c.window_end >= _as_utc(start)
+        )
+        if source is not None:
+            query = query.where(t.c.source == source)
+        if alert_type is not None:
+            query = query.where(t.c.alert_type == alert_type)
+        with self._begin(write=False) as conn:
+            rows = [dict(r) for r in conn.execute(query.order_by(t.c.alert_id)).mappings()]
+        return self._frame(rows, [c.name for c in t.columns])
+
+    def open_alert_counts(self, created_before: datetime | None = None) -> pd.Series:
+        """Unsuppressed OPEN or ACKNOWLEDGED alerts per device (devices with none are absent),
+        optionally only those created before ``created_before``."""
+        t = self.alerts
+        query = sa.select(t.c.device_id, sa.func.count().label("n")).where(
+            t.c.status.in_([OPEN, ACKNOWLEDGED]), t.c.suppressed.is_(False)
+        )
+        if created_before is not None:
+            query = query.where(t.c.alert_created_at < _as_utc(created_before))
+        with self._begin(write=False) as conn:
+            rows = conn.execute(query.group_by(t.c.device_id)).all()
+        return pd.Series(
+            {device: int(n) for device, n in rows}, dtype="int64", name="open_alert_count"
+        )
+
     def recent_alerts(
         self, device_ids: Iterable[str] | None = None, *, since: datetime
     ) -> pd.DataFrame:

@@ -1,5 +1,10 @@
-"""Alerts: model agreement → severity, SLA, dedup; stored in the alert database."""
+"""Alerts: model agreement → severity, SLA, dedup; stored in the alert database; device status;
+the SLA monitor."""
 
-from refrig_assets.defs.alerts.assets import defs
+import dagster as dg
+
+from refrig_assets.defs.alerts import assets, device_status, sla_monitor
+
+defs = dg.Definitions.merge(assets.defs, device_status.defs, sla_monitor.defs)
 
 __all__ = ["defs"]

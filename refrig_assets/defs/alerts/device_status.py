@@ -1,0 +1,74 @@
+"""``device_status``: per device, its latest anomaly score, trend and open alerts, every hour."""
+
+import math
+
+import dagster as dg
+import pandas as pd
+
+from refrig_assets.contracts import load_contract
+from refrig_assets.defs.checks import contract_check_result
+from refrig_assets.defs.partitions import hourly_partitions
+from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.defs.scoring.assets import read_scores_for_hour
+from refrig_assets.device_status import TrendSettings, device_status
+
+GROUP = "alerts"
+
+
+def trend_hours(settings: TrendSettings) -> int:
+    """Hourly score partitions that hold the trend's windows."""
+    window_minutes = float(load_contract("device_features").settings["window_minutes"])
+    return max(1, math.ceil(settings.windows * window_minutes / 60.0))
+
+
+@dg.asset(
+    name="device_status",
+    group_name=GROUP,
+    partitions_def=hourly_partitions,
+    deps=["device_alerts", "device_registry"],
+    description="Per device as of the end of the hour: latest anomaly score (highest of any "
+    "model in its latest window), trend (rising/stable/falling/unknown: slope of the last window "
+    "scores against the tolerance in contracts/device_status.yaml) and open alert count.",
+    check_specs=[dg.AssetCheckSpec("device_status_contract", asset="device_status", blocking=True)],
+    kinds={"parquet", "sqlite"},
+)
+def device_status_asset(
+    context: dg.AssetExecutionContext, refrig: RefrigResource
+) -> dg.MaterializeResult:
+    """Scores of the last hours (enough for the trend windows), open alerts from the store."""
+    settings = TrendSettings.from_contract()
+    end = pd.Timestamp(context.partition_time_window.end)
+    hours = pd.date_range(end=end - pd.Timedelta("1h"), periods=trend_hours(settings), freq="h")
+    frames = [
+        read_scores_for_hour(refrig.store, h.strftime("%Y-%m-%d-%H:%M"), h, h + pd.Timedelta("1h"))
+        for h in hours
+    ]
+    frames = [f for f in frames if len(f)]
+    scores = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else load_contract("model_scores").empty_frame()
+    )
+    registry = refrig.store.read("device_registry")
+    open_alerts = refrig.alerts.open_alert_counts(created_before=end.to_pydatetime())
+    status = device_status(registry, scores, open_alerts, end, settings)
+    path = refrig.store.write("device_status", context.partition_key, status)
+    check = contract_check_result("device_status", load_contract("device_status"), status)
+    top = status.nlargest(10, "latest_anomaly_score")
+    return dg.MaterializeResult(
+        metadata={
+            "devices": len(status),
+            "by_trend": dg.MetadataValue.json(status["anomaly_trend"].value_counts().to_dict()),
+            "devices_with_open_alerts": int((status["open_alert_count"] > 0).sum()),
+            "highest_scores": dg.MetadataValue.md(
+                top[["device_id", "latest_anomaly_score", "anomaly_trend", "open_alert_count"]]
+                .round(3)
+                .to_markdown(index=False)
+            ),
+            "path": str(path),
+        },
+        check_results=[check],
+    )
+
+
+defs = dg.Definitions(assets=[device_status_asset])

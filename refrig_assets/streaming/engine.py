@@ -1,0 +1,317 @@
+"""Evaluate every streaming rule on one batch of readings and carry the state forward.
+
+A batch is merged with the buffered last minutes of its devices, sorted by device and time,
+and each rule is evaluated on the new readings only. A firing opens an episode unless the same
+rule fired on the device within ``episode_gap_minutes``; only episode openings become alerts.
+Then moving averages, watermarks and the buffer move on. Everything is numpy over flat arrays:
+no Python loop over devices or readings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from refrig_assets.streaming import rules as kinds
+from refrig_assets.streaming.config import NS_PER_MINUTE, StreamingRule, StreamingSettings
+from refrig_assets.streaming.rules import UNKNOWN_STATE, Hits, Readings
+from refrig_assets.streaming.state import NO_TIME, MovingAverage, StreamState
+
+FIRING_COLUMNS = [
+    "device_id",
+    "rule",
+    "kind",
+    "sensor",
+    "ts",
+    "observed",
+    "reference",
+    "threshold",
+    "span_minutes",
+    "running",
+]
+
+
+class DeviceThresholds:
+    """Per-device thresholds and cohorts from the device registry; contract defaults elsewhere."""
+
+    def __init__(self, registry: pd.DataFrame | None, settings: StreamingSettings):
+        self.settings = settings
+        frame = registry if registry is not None else pd.DataFrame(columns=["device_id"])
+        self._registry = frame.drop_duplicates("device_id", keep="last").set_index("device_id")
+        self._cache: tuple[int, dict[str, np.ndarray], np.ndarray, list[str]] | None = None
+
+    def for_devices(self, devices: pd.Index) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
+        """Threshold arrays by registry column, cohort code per device and cohort names."""
+        if self._cache is not None and self._cache[0] == len(devices):
+            return self._cache[1:]
+        rows = self._registry.index.get_indexer(devices)
+        found = rows >= 0
+        values = {}
+        for column, default in self.settings.threshold_defaults.items():
+            out = np.full(len(devices), default, dtype=float)
+            if column in self._registry.columns:
+                given = self._registry[column].to_numpy(dtype=float, na_value=np.nan)[rows[found]]
+                out[found] = np.where(np.isfinite(given), given, default)
+            values[column] = out
+        cohort = np.full(len(devices), "unknown", dtype=object)
+        if "cohort" in self._registry.columns:
+            cohort[found] = self._registry["cohort"].to_numpy(dtype=object)[rows[found]]
+        codes, names = pd.factorize(pd.Series(cohort).fillna("unknown"))
+        self._cache = (len(devices), values, codes.astype(np.int64), list(names))
+        return values, codes.astype(np.int64), list(names)
+
+
+@dataclass
+class BatchResult:
+    """What one batch did: the episode-opening firings (one alert each) and counts."""
+
+    firings: pd.DataFrame
+    readings: int
+    late: int
+    duplicates: int
+    devices: int
+    firing_readings: dict[str, int]
+
+
+class StreamingEngine:
+    """Stateful evaluator: feed it batches of readings in arrival order."""
+
+    def __init__(
+        self, settings: StreamingSettings, state: StreamState, thresholds: DeviceThresholds
+    ):
+        self.settings = settings
+        self.state = state
+        self.thresholds = thresholds
+
+    def process(
+        self, device_id: np.ndarray, ts: np.ndarray, values: dict[str, np.ndarray]
+    ) -> BatchResult:
+        """Evaluate one batch: ``device_id`` (str), ``ts`` (int64 ns UTC), a float array per
+        sensor in ``settings.sensors`` (NaN for missing values)."""
+        s, state = self.settings, self.state
+        device_id = np.asarray(device_id, dtype=object)
+        ts = np.asarray(ts, dtype=np.int64)
+        total = len(ts)
+        usable = pd.notna(device_id) & (ts != NO_TIME)
+        if not usable.all():
+            device_id, ts = device_id[usable], ts[usable]
+        values = {k: np.asarray(values[k], dtype=float)[usable] for k in s.sensors}
+        code = state.codes_for(device_id)
+
+        fresh = ts > state.watermark[code]
+        late = int((~fresh).sum()) + (total - len(ts))
+        code, ts, values = _sorted_unique(
+            code[fresh], ts[fresh], {k: v[fresh] for k, v in values.items()}
+        )
+        duplicates = int(fresh.sum()) - len(ts)
+
+        readings = self._merge_with_buffer(code, ts, values)
+        thresholds, cohorts, _ = self.thresholds.for_devices(state.devices)
+        key = readings.search_key()
+        firings, counts = [], {}
+        for rule in s.rules:
+            hits = self._evaluate(rule, readings, thresholds, cohorts, key)
+            counts[rule.name] = int(hits.fires.sum())
+            opened = self._open_episodes(rule, readings, hits, thresholds[rule.threshold])
+            if len(opened):
+                firings.append(opened)
+        last = _last_of_device(readings.code[readings.new])
+        newest = np.full(len(state), NO_TIME)
+        newest[readings.code[readings.new][last]] = readings.ts[readings.new][last]
+        self._update_averages(readings, newest)
+        self._advance(readings, newest)
+        frame = (
+            pd.concat(firings, ignore_index=True)
+            if firings
+            else pd.DataFrame(columns=FIRING_COLUMNS)
+        )
+        return BatchResult(frame, len(ts), late, duplicates, int(last.sum()), counts)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _merge_with_buffer(
+        self, code: np.ndarray, ts: np.ndarray, values: dict[str, np.ndarray]
+    ) -> Readings:
+        """Buffered and new readings in one device-then-time order. New readings are later than
+        every buffered reading of their device, so each goes right after its device's buffer."""
+        st = self.state
+        n = len(st.buffer_ts) + len(ts)
+        new = np.searchsorted(st.buffer_code, code, side="right") + np.arange(len(ts))
+        old = np.ones(n, dtype=bool)
+        old[new] = False
+
+        def merge(buffered: np.ndarray, fresh: np.ndarray, dtype) -> np.ndarray:
+            out = np.empty(n, dtype=dtype)
+            out[old] = buffered
+            out[new] = fresh
+            return out
+
+        merged = {
+            k: merge(st.buffer_values.get(k, np.full(len(st.buffer_ts), np.nan)), v, float)
+            for k, v in values.items()
+        }
+        current = merged[self.settings.running_sensor]
+        running = np.where(
+            np.isnan(current), UNKNOWN_STATE, current > self.settings.running_above
+        ).astype(np.int8)
+        return Readings(
+            merge(st.buffer_code, code, np.int64),
+            merge(st.buffer_ts, ts, np.int64),
+            merged,
+            new,
+            running,
+        )
+
+    def _evaluate(
+        self,
+        rule: StreamingRule,
+        r: Readings,
+        thresholds: dict[str, np.ndarray],
+        cohorts: np.ndarray,
+        key: np.ndarray,
+    ) -> Hits:
+        limit = thresholds[rule.threshold]
+        gap = self.settings.max_gap_ns
+        if rule.kind == "above":
+            return kinds.above(r, rule, limit)
+        if rule.kind == "drop_within":
+            return kinds.drop_within(r, rule, limit, gap, key)
+        if rule.kind == "sustained_rise":
+            return kinds.sustained_rise(r, rule, limit, gap, key)
+        baseline = self._baseline(rule, cohorts, r.code[r.new])
+        return kinds.above_moving_average(r, rule, limit, baseline)
+
+    def _baseline(self, rule: StreamingRule, cohorts: np.ndarray, needed: np.ndarray) -> np.ndarray:
+        """(devices, 2) moving average per running state: the device's own once it has
+        ``min_history_minutes`` in that state, else its cohort's median over devices that have
+        (when at least ``cohort_min_devices`` do), else NaN. ``needed``: devices to evaluate."""
+        avg = self.state.averages[rule.name]
+        trusted = avg.minutes >= rule.minutes("min_history_minutes")
+        own = np.where(trusted, avg.mean(), np.nan)
+        if trusted[needed].all():
+            return own
+        need = int(rule.params["cohort_min_devices"])
+        for state_col in (0, 1):
+            have = trusted[:, state_col]
+            frame = pd.DataFrame({"cohort": cohorts[have], "mean": own[have, state_col]})
+            stats = frame.groupby("cohort")["mean"].agg(["median", "count"])
+            stats = stats[stats["count"] >= need]
+            typical = np.full(int(cohorts.max()) + 1 if len(cohorts) else 0, np.nan)
+            typical[stats.index.to_numpy(dtype=np.int64)] = stats["median"].to_numpy()
+            own[~have, state_col] = typical[cohorts[~have]]
+        return own
+
+    def _open_episodes(
+        self, rule: StreamingRule, r: Readings, hits: Hits, limit: np.ndarray
+    ) -> pd.DataFrame:
+        """Firings that start a new episode; the rule's episode state moves to the last one."""
+        pos = np.flatnonzero(hits.fires)
+        if not len(pos):
+            return pd.DataFrame(columns=FIRING_COLUMNS)
+        idx = r.new[pos]
+        ep = self.state.episodes[rule.name]
+        code, ts = r.code[idx], r.ts[idx]
+        previous = ep.last[code].copy()
+        same = np.zeros(len(idx), dtype=bool)
+        same[1:] = code[1:] == code[:-1]
+        previous[1:][same[1:]] = ts[:-1][same[1:]]
+        opens = (previous == NO_TIME) | (ts - previous > self.settings.episode_gap_ns)
+        last = _last_of_device(code)
+        ep.last[code[last]] = ts[last]
+        # Each device's episode after this batch started at its last opening here, if any.
+        start_pos = np.maximum.accumulate(np.where(opens, np.arange(len(idx)), 0))
+        opened_here = last & opens[start_pos] & (code[start_pos] == code)
+        ep.start[code[opened_here]] = ts[start_pos[opened_here]]
+        chosen, hit = idx[opens], pos[opens]
+        return pd.DataFrame(
+            {
+                "device_id": self.state.devices.to_numpy()[r.code[chosen]],
+                "rule": rule.name,
+                "kind": rule.kind,
+                "sensor": rule.sensor,
+                "ts": pd.to_datetime(r.ts[chosen], utc=True),
+                "observed": hits.observed[hit],
+                "reference": hits.reference[hit],
+                "threshold": limit[r.code[chosen]],
+                "span_minutes": hits.span_ns[hit] / NS_PER_MINUTE,
+                "running": r.running[chosen],
+            },
+            columns=FIRING_COLUMNS,
+        )
+
+    def _update_averages(self, r: Readings, newest: np.ndarray) -> None:
+        """Fold the new readings into each moving average (exponential weights with the mean age
+        of a plain ``average_hours`` window: time constant half of it)."""
+        n = len(self.state)
+        if not len(r.new):
+            return
+        touched = newest != NO_TIME
+        new = r.new
+        previous = np.maximum(new - 1, 0)
+        continues = (new > 0) & (r.code[previous] == r.code[new])
+        gap = np.where(continues, r.ts[new] - r.ts[previous], 0)
+        step_minutes = np.minimum(gap, self.settings.max_gap_ns) / NS_PER_MINUTE
+        code, ts, state_col = r.code[new], r.ts[new], r.running[new].astype(np.int64)
+        for rule in self.settings.rules:
+            if rule.kind != "above_moving_average":
+                continue
+            avg: MovingAverage = self.state.averages[rule.name]
+            tau_ns = rule.minutes("average_hours") * 60 * NS_PER_MINUTE / 2.0
+            t_new = newest[touched]
+            since = np.where(avg.updated[touched] == NO_TIME, t_new, avg.updated[touched])
+            decay = np.exp(-np.maximum(t_new - since, 0) / tau_ns)
+            avg.total[touched] *= decay[:, None]
+            avg.weight[touched] *= decay[:, None]
+            x = r.values[rule.sensor][new]
+            use = np.isfinite(x) & (state_col >= 0)
+            slot = code[use] * 2 + state_col[use]
+            w = np.exp(-(newest[code[use]] - ts[use]) / tau_ns)
+            for part, weights in (
+                (avg.total, x[use] * w),
+                (avg.weight, w),
+                (avg.minutes, step_minutes[use]),
+            ):
+                part += np.bincount(slot, weights=weights, minlength=2 * n).reshape(n, 2)
+            avg.updated[touched] = t_new
+
+    def _advance(self, r: Readings, newest: np.ndarray) -> None:
+        """Move watermarks to the newest readings and keep only what later windows need: the
+        readings within the longest rule span of the watermark, plus the one just before."""
+        st = self.state
+        touched = newest != NO_TIME
+        st.watermark[touched] = newest[touched]
+        keep = r.ts > st.watermark[r.code] - self.settings.buffer_ns
+        before = np.zeros(len(r), dtype=bool)
+        before[:-1] = keep[1:] & ~keep[:-1] & (r.code[1:] == r.code[:-1])
+        keep |= before
+        st.buffer_code = r.code[keep]
+        st.buffer_ts = r.ts[keep]
+        st.buffer_values = {k: v[keep] for k, v in r.values.items()}
+
+
+def _last_of_device(code: np.ndarray) -> np.ndarray:
+    """Mask of the last element of each run of equal codes."""
+    last = np.ones(len(code), dtype=bool)
+    last[:-1] = code[1:] != code[:-1]
+    return last
+
+
+def _sorted_unique(
+    code: np.ndarray, ts: np.ndarray, values: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Sorted by device then time; of repeated (device, ts) the last row wins."""
+    ordered = len(code) < 2 or bool(
+        np.all((code[1:] > code[:-1]) | ((code[1:] == code[:-1]) & (ts[1:] > ts[:-1])))
+    )
+    if not ordered:
+        order = np.lexsort((np.arange(len(ts)), ts, code))
+        code, ts = code[order], ts[order]
+        values = {k: v[order] for k, v in values.items()}
+        unique = np.ones(len(ts), dtype=bool)
+        unique[:-1] = (code[1:] != code[:-1]) | (ts[1:] != ts[:-1])
+        if not unique.all():
+            code, ts = code[unique], ts[unique]
+            values = {k: v[unique] for k, v in values.items()}
+    return code, ts, values

@@ -1,0 +1,164 @@
+"""The four rule kinds, vectorised over readings of many devices sorted by device, then time.
+
+Older readings (from the state's buffer) are context only: each function evaluates the new
+readings (``Readings.new``) and returns, for each of them, whether the rule fires and the
+numbers an operator needs to read the firing (:class:`Hits`): the value, what it was compared
+with and the time it covers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from refrig_assets.streaming.config import NS_PER_MINUTE, StreamingRule
+
+UNKNOWN_STATE = -1
+NS_PER_MS = 10**6
+# Look-backs spanning at most this many readings use a loop over lags; longer ones (fleets that
+# report every few seconds) a sparse table.
+MAX_LAG_LOOP = 16
+
+
+@dataclass
+class Readings:
+    """Readings sorted by ``code`` (device index) then ``ts`` (int64 ns UTC); ``new`` holds the
+    positions of the readings to evaluate, in order."""
+
+    code: np.ndarray
+    ts: np.ndarray
+    values: dict[str, np.ndarray]
+    new: np.ndarray
+    running: np.ndarray  # int8: 1 running, 0 idle, UNKNOWN_STATE without a current reading
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def same_device_as_previous(self) -> np.ndarray:
+        same = np.zeros(len(self), dtype=bool)
+        same[1:] = self.code[1:] == self.code[:-1]
+        return same
+
+    def search_key(self) -> np.ndarray:
+        """One sortable int64 per reading (device, then ms) for look-ups back in time; the
+        stride leaves room to search back without reaching the previous device."""
+        if not len(self):
+            return np.zeros(0, dtype=np.int64)
+        ms = (self.ts - self.ts.min()) // NS_PER_MS
+        stride = int(ms.max()) + 1 + 10**9
+        return self.code.astype(np.int64) * stride + ms
+
+
+@dataclass
+class Hits:
+    """Per new reading: fires, observed value, what it was compared with, covered span (ns)."""
+
+    fires: np.ndarray
+    observed: np.ndarray
+    reference: np.ndarray
+    span_ns: np.ndarray
+
+
+def above(r: Readings, rule: StreamingRule, threshold: np.ndarray) -> Hits:
+    """Value above the device's threshold."""
+    x = r.values[rule.sensor][r.new]
+    limit = threshold[r.code[r.new]]
+    with np.errstate(invalid="ignore"):
+        fires = x > limit
+    return Hits(fires, x, limit, np.zeros(len(x), dtype=np.int64))
+
+
+def above_moving_average(
+    r: Readings, rule: StreamingRule, multiplier: np.ndarray, baseline: np.ndarray
+) -> Hits:
+    """Value above multiplier × the device's moving average for its current running state.
+
+    ``baseline`` is (devices, 2): the average while idle (column 0) and while running (1); NaN
+    where there is no trustworthy history, so the rule stays silent there.
+    """
+    x = r.values[rule.sensor][r.new]
+    code, state = r.code[r.new], r.running[r.new]
+    known = state != UNKNOWN_STATE
+    base = np.full(len(x), np.nan)
+    base[known] = baseline[code[known], state[known]]
+    with np.errstate(invalid="ignore"):
+        fires = known & (base > 0) & (x > multiplier[code] * base)
+    return Hits(fires, x, base, np.zeros(len(x), dtype=np.int64))
+
+
+def drop_within(
+    r: Readings, rule: StreamingRule, fraction: np.ndarray, max_gap_ns: int, key: np.ndarray
+) -> Hits:
+    """Fall by more than ``fraction`` from an earlier reading within the window, comparing only
+    readings of one unbroken stretch of the same running state (no gap above ``max_gap_ns``)."""
+    n, new = len(r), r.new
+    x = r.values[rule.sensor]
+    window_ns = int(rule.minutes("window_minutes") * NS_PER_MINUTE)
+    continues = r.same_device_as_previous()
+    continues[1:] &= (r.running[1:] == r.running[:-1]) & (r.ts[1:] - r.ts[:-1] <= max_gap_ns)
+    continues &= r.running != UNKNOWN_STATE
+    stretch_start = np.maximum.accumulate(np.where(continues, 0, np.arange(n)))
+    lo = np.searchsorted(key, key[new] - window_ns // NS_PER_MS, side="left")
+    lo = np.maximum(lo, stretch_start[new])
+    earlier = range_max(np.where(np.isfinite(x), x, -np.inf), lo, new)
+    now = x[new]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        drop = (earlier - now) / earlier
+        fires = (r.running[new] != UNKNOWN_STATE) & (earlier > 0) & (drop > fraction[r.code[new]])
+    return Hits(fires, now, earlier, np.full(len(new), window_ns, dtype=np.int64))
+
+
+def sustained_rise(
+    r: Readings, rule: StreamingRule, rate_limit: np.ndarray, max_gap_ns: int, key: np.ndarray
+) -> Hits:
+    """Rate of rise above ``rate_limit`` per minute at every reading for ``sustain_minutes``.
+
+    The rate at a reading is measured against the last reading at least ``rate_window_minutes``
+    earlier (and at most ``max_gap_ns`` earlier). The streak of consecutive readings whose rate
+    exceeds the limit must cover the sustain time, counted from the first rate's reference.
+    """
+    n = len(r)
+    x = r.values[rule.sensor]
+    window_ms = int(rule.minutes("rate_window_minutes") * NS_PER_MINUTE) // NS_PER_MS
+    sustain_ns = int(rule.minutes("sustain_minutes") * NS_PER_MINUTE)
+    ref = np.searchsorted(key, key - window_ms, side="right") - 1
+    has_ref = ref >= 0
+    ref = np.maximum(ref, 0)
+    has_ref &= (r.code[ref] == r.code) & (r.ts - r.ts[ref] <= max_gap_ns) & (ref < np.arange(n))
+    minutes = np.where(has_ref, (r.ts - r.ts[ref]) / NS_PER_MINUTE, 1.0)
+    with np.errstate(invalid="ignore"):
+        rate = np.where(has_ref, (x - x[ref]) / minutes, np.nan)
+        rising = rate > rate_limit[r.code]
+    continues = r.same_device_as_previous() & rising
+    continues[1:] &= rising[:-1] & (r.ts[1:] - r.ts[:-1] <= max_gap_ns)
+    first = np.maximum.accumulate(np.where(continues, 0, np.arange(n)))
+    new = r.new
+    covered = r.ts[new] - r.ts[ref[first[new]]]
+    fires = rising[new] & (covered >= sustain_ns)
+    return Hits(fires, rate[new], rate_limit[r.code[new]], covered)
+
+
+def range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """max(values[lo[i]:hi[i]]) for every i; -inf for an empty range."""
+    out = np.full(len(lo), -np.inf)
+    length = hi - lo
+    if not len(length) or int(length.max()) <= 0:
+        return out
+    longest = int(length.max())
+    if longest <= MAX_LAG_LOOP:
+        for lag in range(1, longest + 1):
+            inside = length >= lag
+            np.maximum(out, np.where(inside, values[np.maximum(hi - lag, 0)], -np.inf), out=out)
+        return out
+    levels = [values.astype(float)]  # sparse table: levels[j][i] = max(values[i : i + 2**j])
+    while (1 << len(levels)) <= longest:
+        prev, step = levels[-1], 1 << (len(levels) - 1)
+        nxt = prev.copy()
+        nxt[:-step] = np.maximum(prev[:-step], prev[step:])
+        levels.append(nxt)
+    ok = length > 0
+    k = np.floor(np.log2(length[ok])).astype(np.int64)
+    table = np.stack(levels)
+    out[ok] = np.maximum(table[k, lo[ok]], table[k, hi[ok] - (np.int64(1) << k)])
+    return out

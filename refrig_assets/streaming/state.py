@@ -1,0 +1,203 @@
+"""What the streaming rules remember between files, per device, in one small file.
+
+* ``watermark``: the newest reading time evaluated (older readings arriving later are the batch
+  path's business, so re-reading a file never fires twice);
+* moving averages per ``above_moving_average`` rule and running state (exponentially weighted,
+  bias-corrected, so a short history is a plain mean rather than a skewed one), with the minutes
+  of history behind each;
+* episodes per rule: when the current episode started and when the rule last fired;
+* a buffer of the last minutes of readings, so a window can span two files.
+
+Stored as one file of ``.npy`` records written to a temporary name and renamed (atomic); device ids
+index every per-device array.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from refrig_assets.streaming.config import StreamingSettings
+
+NO_TIME = np.iinfo(np.int64).min
+FORMAT_VERSION = 1
+
+
+@dataclass
+class MovingAverage:
+    """Per device and running state (column 0 idle, 1 running): weighted sum, weight, minutes."""
+
+    total: np.ndarray
+    weight: np.ndarray
+    minutes: np.ndarray
+    updated: np.ndarray  # int64 ns of the last reading folded in
+
+    @classmethod
+    def empty(cls, n: int) -> MovingAverage:
+        return cls(np.zeros((n, 2)), np.zeros((n, 2)), np.zeros((n, 2)), np.full(n, NO_TIME))
+
+    def grow(self, n: int) -> None:
+        extra = n - len(self.updated)
+        self.total = np.concatenate([self.total, np.zeros((extra, 2))])
+        self.weight = np.concatenate([self.weight, np.zeros((extra, 2))])
+        self.minutes = np.concatenate([self.minutes, np.zeros((extra, 2))])
+        self.updated = np.concatenate([self.updated, np.full(extra, NO_TIME)])
+
+    def mean(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.weight > 0, self.total / self.weight, np.nan)
+
+
+@dataclass
+class Episodes:
+    """Per device: start and last firing (ns) of the current episode of one rule."""
+
+    start: np.ndarray
+    last: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> Episodes:
+        return cls(np.full(n, NO_TIME), np.full(n, NO_TIME))
+
+    def grow(self, n: int) -> None:
+        extra = np.full(n - len(self.start), NO_TIME)
+        self.start = np.concatenate([self.start, extra])
+        self.last = np.concatenate([self.last, extra])
+
+
+@dataclass
+class StreamState:
+    """Everything the rules carry from one batch of readings to the next."""
+
+    devices: pd.Index
+    watermark: np.ndarray
+    averages: dict[str, MovingAverage]
+    episodes: dict[str, Episodes]
+    buffer_code: np.ndarray
+    buffer_ts: np.ndarray
+    buffer_values: dict[str, np.ndarray]
+
+    @classmethod
+    def empty(cls, settings: StreamingSettings) -> StreamState:
+        return cls(
+            devices=pd.Index([], dtype=object),
+            watermark=np.zeros(0, dtype=np.int64),
+            averages={
+                r.name: MovingAverage.empty(0)
+                for r in settings.rules
+                if r.kind == "above_moving_average"
+            },
+            episodes={r.name: Episodes.empty(0) for r in settings.rules},
+            buffer_code=np.zeros(0, dtype=np.int64),
+            buffer_ts=np.zeros(0, dtype=np.int64),
+            buffer_values={s: np.zeros(0) for s in settings.sensors},
+        )
+
+    def __len__(self) -> int:
+        return len(self.devices)
+
+    def codes_for(self, device_ids: np.ndarray) -> np.ndarray:
+        """Device index of each id, adding devices never seen before."""
+        codes = self._codes_in_known_order(device_ids)
+        if codes is not None:
+            return codes
+        codes = self.devices.get_indexer(device_ids)
+        unseen = codes < 0
+        if unseen.any():
+            new_ids = pd.unique(device_ids[unseen])
+            self.devices = self.devices.append(pd.Index(new_ids, dtype=object))
+            n = len(self.devices)
+            self.watermark = np.concatenate(
+                [self.watermark, np.full(n - len(self.watermark), NO_TIME)]
+            )
+            for avg in self.averages.values():
+                avg.grow(n)
+            for ep in self.episodes.values():
+                ep.grow(n)
+            codes[unseen] = self.devices.get_indexer(device_ids[unseen])
+        return codes.astype(np.int64)
+
+    def _codes_in_known_order(self, device_ids: np.ndarray) -> np.ndarray | None:
+        """Fast path for the usual file: runs of readings per device, devices in the order
+        first seen. Returns None when the file is laid out otherwise."""
+        if not len(device_ids):
+            return np.zeros(0, dtype=np.int64)
+        heads = np.flatnonzero(np.r_[True, device_ids[1:] != device_ids[:-1]])
+        if len(heads) > len(self.devices):
+            return None
+        if not np.array_equal(device_ids[heads], self.devices.to_numpy()[: len(heads)]):
+            return None
+        runs = np.diff(np.r_[heads, len(device_ids)])
+        return np.repeat(np.arange(len(heads), dtype=np.int64), runs)
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temporary file in the same directory, then rename)."""
+        arrays: dict[str, np.ndarray] = {
+            "format_version": np.array(FORMAT_VERSION),
+            "devices": np.asarray(self.devices, dtype=str),
+            "watermark": self.watermark,
+            "buffer/code": self.buffer_code,
+            "buffer/ts": self.buffer_ts,
+        }
+        for sensor, values in self.buffer_values.items():
+            # float32 keeps a sensor's precision and halves the file a tick rewrites.
+            arrays[f"buffer/value/{sensor}"] = values.astype(np.float32)
+        for name, avg in self.averages.items():
+            for part in ("total", "weight", "minutes", "updated"):
+                arrays[f"average/{name}/{part}"] = getattr(avg, part)
+        for name, ep in self.episodes.items():
+            arrays[f"episode/{name}/start"] = ep.start
+            arrays[f"episode/{name}/last"] = ep.last
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            # Plain .npy records one after the other (names first): no zip checksum to compute.
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.array(list(arrays)), allow_pickle=False)
+                for values in arrays.values():
+                    np.save(fh, values, allow_pickle=False)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: Path, settings: StreamingSettings) -> StreamState:
+        """The saved state, or an empty one when there is none. Rules added since the file was
+        written start empty; removed rules are dropped."""
+        state = cls.empty(settings)
+        if not path.exists():
+            return state
+        with open(path, "rb") as fh:
+            names = [str(n) for n in np.load(fh, allow_pickle=False)]
+            data = {name: np.load(fh, allow_pickle=False) for name in names}
+        if int(data["format_version"]) != FORMAT_VERSION:
+            raise ValueError(f"{path}: streaming state format {int(data['format_version'])}")
+        n = len(data["devices"])
+        state.devices = pd.Index(data["devices"].astype(object), dtype=object)
+        state.watermark = data["watermark"]
+        state.buffer_code = data["buffer/code"]
+        state.buffer_ts = data["buffer/ts"]
+        for sensor in state.buffer_values:
+            key = f"buffer/value/{sensor}"
+            state.buffer_values[sensor] = (
+                data[key].astype(float) if key in data else np.full(len(state.buffer_ts), np.nan)
+            )
+        for name in state.averages:
+            if f"average/{name}/total" in data:
+                parts = (data[f"average/{name}/{p}"] for p in ("total", "weight", "minutes"))
+                state.averages[name] = MovingAverage(*parts, data[f"average/{name}/updated"])
+            else:
+                state.averages[name] = MovingAverage.empty(n)
+        for name in state.episodes:
+            if f"episode/{name}/start" in data:
+                start, last = data[f"episode/{name}/start"], data[f"episode/{name}/last"]
+                state.episodes[name] = Episodes(start, last)
+            else:
+                state.episodes[name] = Episodes.empty(n)
+        return state

@@ -1,0 +1,237 @@
+"""One pass of the streaming path: new landing files → rule firings → alerts in the store.
+
+Order matters for crash safety: alerts are upserted (deterministic ids) before the state is
+saved, and the state before the caller stores the cursor. Whatever step a crash interrupts,
+the next pass either re-creates the same alert ids (no duplicate) or finds the readings
+already behind the device's watermark (no firing).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from refrig_assets import landing as landing_zone
+from refrig_assets.alerts.notify import Notifier, notify_new_alerts
+from refrig_assets.alerts.severity import alert_policy
+from refrig_assets.alerts.store import AlertStore
+from refrig_assets.contracts import Contract, load_contract
+from refrig_assets.device_registry import load_device_registry
+from refrig_assets.settings import Settings
+from refrig_assets.storage import ParquetStore
+from refrig_assets.streaming.alerts import firings_to_alerts
+from refrig_assets.streaming.config import StreamingSettings, load_streaming_settings
+from refrig_assets.streaming.cursor import LandingCursor
+from refrig_assets.streaming.engine import DeviceThresholds, StreamingEngine
+from refrig_assets.streaming.state import NO_TIME, StreamState
+
+log = logging.getLogger(__name__)
+
+
+def state_path(settings: Settings) -> Path:
+    """Where the streaming rules keep their per-device state."""
+    return settings.home / "state" / "streaming_rules.state"
+
+
+@dataclass
+class TickReport:
+    """What one pass read and raised; ``cursor`` is the cursor to store for the next pass."""
+
+    cursor: str
+    files: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    readings: int = 0
+    late_readings: int = 0
+    firing_readings: dict[str, int] = field(default_factory=dict)
+    alerts: int = 0
+    inserted: int = 0
+    suppressed: int = 0
+    notified: int = 0
+    pending_files: int = 0
+    seconds: float = 0.0
+    alert_ids: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict:
+        """JSON-friendly summary for logs and Dagster metadata."""
+        return {
+            "files": self.files,
+            "rejected_files": self.rejected,
+            "readings": self.readings,
+            "late_readings": self.late_readings,
+            "firing_readings": self.firing_readings,
+            "alerts": self.alerts,
+            "inserted": self.inserted,
+            "suppressed": self.suppressed,
+            "notified": self.notified,
+            "files_left_for_next_tick": self.pending_files,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# A long-lived process (the Dagster code server) keeps the state it saved last and reuses it
+# while the file is unchanged; taken out while a tick works on it, so a failed tick re-reads.
+_state_cache: dict[str, tuple[tuple, StreamState]] = {}
+
+
+def _stamp(path: Path, rules: StreamingSettings) -> tuple | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino, rules.version)
+
+
+def load_state(path: Path, rules: StreamingSettings) -> StreamState:
+    """The saved streaming state (from memory when this process wrote the current file)."""
+    cached = _state_cache.pop(str(path), None)
+    stamp = _stamp(path, rules)
+    if cached is not None and stamp is not None and cached[0] == stamp:
+        return cached[1]
+    return StreamState.load(path, rules)
+
+
+def save_state(state: StreamState, path: Path, rules: StreamingSettings) -> None:
+    """Write the state file and remember it in memory for the next tick."""
+    state.save(path)
+    _state_cache[str(path)] = (_stamp(path, rules), state)
+
+
+_registry_cache: dict[str, tuple[tuple[int, int], pd.DataFrame, DeviceThresholds]] = {}
+
+
+def device_registry_for(
+    settings: Settings, rules: StreamingSettings
+) -> tuple[pd.DataFrame | None, DeviceThresholds]:
+    """The materialised ``device_registry`` asset if there is one, else the registry file, else
+    nothing (every device gets the contract defaults). Cached while the file is unchanged."""
+    path = ParquetStore(settings.data_dir).path("device_registry")
+    source = path if path.exists() else settings.registry_path
+    if not source.exists():
+        return None, DeviceThresholds(None, rules)
+    st = source.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    cached = _registry_cache.get(str(source))
+    if cached and cached[0] == stamp and cached[2].settings == rules:
+        return cached[1], cached[2]
+    registry = pd.read_parquet(source) if source == path else load_device_registry(source)
+    thresholds = DeviceThresholds(registry, rules)
+    _registry_cache[str(source)] = (stamp, registry, thresholds)
+    return registry, thresholds
+
+
+def read_readings(
+    path: Path, landing_dir: Path, contract: Contract, sensors: list[str]
+) -> tuple[pa.Table | None, str | None]:
+    """The usable rows of one landing file (device_id, ts, ``sensors``), read the way the batch
+    path reads it; or (None, reason) for a file the landing rules reject."""
+    con = landing_zone.connect()
+    try:
+        layout, rejection = landing_zone.open_file(con, path, landing_dir, contract, "stream")
+        if rejection is not None:
+            return None, rejection.message
+        received = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+        sql = landing_zone.file_select_sql(layout, contract, received, False)
+        columns = ", ".join(["device_id", "ts", *sensors])
+        table = con.sql(f"SELECT {columns} FROM ({sql}) WHERE read_error IS NULL").to_arrow_table()
+        return table, None
+    finally:
+        con.close()
+
+
+def batch_arrays(
+    table: pa.Table, sensors: list[str], contract: Contract
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """device_id (object), ts (int64 ns UTC, NO_TIME where missing) and float sensor arrays.
+    A value outside its contract range (a sensor glitch, the quality step's OUT_OF_RANGE) is
+    treated as missing, so it can neither fire a rule nor feed a moving average."""
+    ids = table.column("device_id").to_numpy(zero_copy_only=False)
+    ts = pc.cast(table.column("ts"), pa.timestamp("ns", tz="UTC")).cast(pa.int64())
+    ts = ts.fill_null(NO_TIME).to_numpy(zero_copy_only=False)
+    values = {}
+    for s in sensors:
+        v = table.column(s).to_numpy(zero_copy_only=False).astype(float)
+        bounds = contract.column(s).range
+        if bounds is not None:
+            with np.errstate(invalid="ignore"):
+                v[(v < bounds[0]) | (v > bounds[1])] = np.nan
+        values[s] = v
+    return ids, ts, values
+
+
+def process_landed_files(
+    settings: Settings,
+    cursor: str | None,
+    store: AlertStore,
+    notifier: Notifier | None = None,
+    run_id_prefix: str = "streaming",
+    now_ns: int | None = None,
+) -> TickReport:
+    """Evaluate the streaming rules on every new or changed landing file (oldest first, within
+    the tick budget), store the alerts, notify, and return the report with the next cursor."""
+    started = time.monotonic()
+    rules = load_streaming_settings()
+    landing = settings.landing_dir
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    landing_cursor = LandingCursor.from_json(cursor)
+    landing_cursor.forget_older_than(now_ns - rules.lookback_ns)
+    pending = landing_cursor.pending(landing, now_ns, rules.lookback_ns)
+    report = TickReport(cursor=landing_cursor.to_json())
+    if not pending:
+        report.seconds = time.monotonic() - started
+        return report
+
+    contract = load_contract("sensor_readings")
+    registry, thresholds = device_registry_for(settings, rules)
+    path = state_path(settings)
+    engine = StreamingEngine(rules, load_state(path, rules), thresholds)
+    firings, run_ids = [], []
+    for i, file in enumerate(pending):
+        if time.monotonic() - started > rules.tick_budget_seconds:
+            report.pending_files = len(pending) - i
+            break
+        rel = str(file.relative_to(landing))
+        table, rejection = read_readings(file, landing, contract, rules.sensors)
+        landing_cursor.mark(file, landing)
+        report.files.append(rel)
+        if rejection is not None:
+            # The batch path quarantines the file with its reason; streaming just skips it.
+            log.warning("streaming rules skip %s: %s", rel, rejection)
+            report.rejected.append(rel)
+            continue
+        result = engine.process(*batch_arrays(table, rules.sensors, contract))
+        report.readings += result.readings
+        report.late_readings += result.late
+        for rule, count in result.firing_readings.items():
+            report.firing_readings[rule] = report.firing_readings.get(rule, 0) + count
+        if len(result.firings):
+            firings.append(result.firings)
+            run_ids.append(pd.Series(f"{run_id_prefix}:{rel}", index=result.firings.index))
+
+    if firings:
+        frame = pd.concat(firings, ignore_index=True)
+        run_id = pd.concat(run_ids, ignore_index=True)
+        dedup = timedelta(hours=float(alert_policy()["dedup_window_hours"]))
+        since = (frame["ts"].min() - dedup).to_pydatetime()
+        previous = store.recent_alerts(frame["device_id"].unique(), since=since)
+        alerts = firings_to_alerts(frame, registry, rules, run_id="", previous=previous)
+        alerts["run_id"] = run_id.to_numpy()
+        counts = store.upsert(alerts)
+        inserted = alerts[alerts["alert_id"].isin(counts["inserted_ids"])]
+        report.alerts = len(alerts)
+        report.inserted = counts["inserted"]
+        report.suppressed = int(alerts["suppressed"].sum())
+        report.alert_ids = alerts["alert_id"].tolist()
+        if notifier is not None:
+            report.notified = notify_new_alerts(notifier, inserted)
+    save_state(engine.state, path, rules)
+    report.cursor = landing_cursor.to_json()
+    report.seconds = time.monotonic() - started
+    return report

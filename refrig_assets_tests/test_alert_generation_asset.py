@@ -1,0 +1,160 @@
+"""The ``device_alerts`` asset end to end on one hour: scores on disk → alerts in the database,
+new CRITICAL/HIGH alerts posted to a real webhook once, streaming alerts of the hour confirmed or
+softened, and a re-run that changes nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from refrig_assets.alerts.store import AlertStore
+from refrig_assets.defs.alerts.assets import device_alerts
+from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.device_registry import conform_registry
+from refrig_assets.settings import get_settings
+from refrig_assets.storage import ParquetStore
+from refrig_assets.streaming.alerts import firings_to_alerts
+from refrig_assets.streaming.config import load_streaming_settings
+
+HOUR = "2026-01-01-10:00"
+H10 = pd.Timestamp("2026-01-01T10:00:00Z")
+WINDOW = pd.Timedelta(minutes=15)
+DETAIL = "pressure_low_side_running_mean 5.0σ below this device's baseline, given the rest"
+
+
+def scores_for(device: str, values: list[float], model: str, flag_above: float = 0.7):
+    return [
+        {
+            "device_id": device,
+            "window_start": H10 + i * WINDOW,
+            "window_end": H10 + (i + 1) * WINDOW,
+            "model_id": model,
+            "model_version": "3",
+            "granularity": "device",
+            "anomaly_score": v,
+            "anomaly_flag": v > flag_above,
+            "top_contributors": "pressure_low_side,temperature_evaporator",
+            "contributor_detail": DETAIL,
+            "confidence": 1.0,
+            "scored_at": H10,
+        }
+        for i, v in enumerate(values)
+    ]
+
+
+@pytest.fixture
+def webhook(monkeypatch):
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    monkeypatch.setenv("REFRIG_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+    yield received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def hour(refrig_home):
+    """Registry, one hour of statistical_baseline scores, and two streaming alerts of the hour."""
+    s = get_settings()
+    store = ParquetStore(s.data_dir)
+    devices = ["d1", "d2", "d3", "d4"]
+    store.write(
+        "device_registry",
+        None,
+        conform_registry(pd.DataFrame({"device_id": devices, "site_id": "s1", "cohort": "c"})),
+    )
+    rows = (
+        scores_for("d1", [0.97, 0.97, 0.5, 0.5], "statistical_baseline")  # confirms d1
+        + scores_for("d2", [0.1, 0.2, 0.1, 0.2], "statistical_baseline")  # softens d2
+        + scores_for("d3", [0.75, 0.2, 0.2, 0.2], "statistical_baseline")  # MEDIUM by score
+        + scores_for("d4", [0.3, 0.3, 0.3, 0.3], "statistical_baseline")
+    )
+    store.write("statistical_baseline_scores", HOUR, pd.DataFrame(rows))
+    firings = pd.DataFrame(
+        {
+            "device_id": ["d1", "d2"],
+            "rule": ["acute_pressure_loss"] * 2,
+            "kind": ["drop_within"] * 2,
+            "sensor": ["pressure_low_side"] * 2,
+            "ts": [H10 + pd.Timedelta(minutes=20)] * 2,
+            "observed": [100.0, 120.0],
+            "reference": [200.0, 200.0],
+            "threshold": [0.3, 0.3],
+            "span_minutes": [5.0, 5.0],
+            "running": [1, 1],
+        }
+    )
+    alerts = AlertStore(s.alerts_db_url)
+    streaming = firings_to_alerts(firings, None, load_streaming_settings(), run_id="sensor")
+    alerts.upsert(streaming)
+    return s, alerts, dict(zip(streaming["device_id"], streaming["alert_id"], strict=True))
+
+
+@pytest.fixture(scope="module")
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def materialize(instance):
+    result = dg.materialize(
+        [device_alerts],
+        partition_key=HOUR,
+        resources={"refrig": RefrigResource()},
+        instance=instance,
+    )
+    assert result.success
+    return result.asset_materializations_for_node("device_alerts")[0].metadata
+
+
+def test_streaming_alerts_of_the_hour_are_confirmed_or_softened(hour, webhook, instance):
+    _, store, streaming = hour
+
+    metadata = materialize(instance)
+
+    assert store.get(streaming["d1"])["alert_type"] == "ANOMALY_SUSTAINED"
+    assert store.get(streaming["d2"])["alert_type"] == "ANOMALY_RESOLVED"
+    assert store.get(streaming["d2"])["status"] == "OPEN"  # softened, not closed for the operator
+    note = store.history(streaming["d2"])[-1]
+    assert (note["event"], note["actor"]) == ("alert_type", "reconciliation")
+    assert "transient" in note["note"]
+    assert metadata["streaming_reconciled"].value == {
+        "ANOMALY_SUSTAINED": 1,
+        "ANOMALY_RESOLVED": 1,
+    }
+
+
+def test_new_critical_and_high_batch_alerts_are_notified_once(hour, webhook, instance):
+    _, store, _ = hour
+
+    first = materialize(instance)
+    again = materialize(instance)
+
+    batch = store.list(source="batch", include_suppressed=True)
+    assert set(batch["severity"]) == {"CRITICAL", "MEDIUM"}  # d1 0.97 CRITICAL, d3 0.75 MEDIUM
+    assert batch["suppressed"].sum() == 1  # d1's second window repeats its first
+    posted = [e["payload"] for e in webhook if e["event"] == "alert.created"]
+    critical = batch[(batch["severity"] == "CRITICAL") & ~batch["suppressed"]]
+    assert sorted(p["alert_id"] for p in posted) == sorted(critical["alert_id"])
+    assert [p["severity"] for p in posted] == ["CRITICAL"]
+    assert posted[0]["explanation"].startswith(
+        "pressure_low_side 5.0σ below this device's baseline"
+    )
+    assert first["notified"].value == len(posted)
+    assert (again["inserted"].value, again["notified"].value) == (0, 0)
