@@ -148,3 +148,29 @@ def test_the_log_records_each_request_once_and_refuses_changes(tmp_path):
         conn.execute(sa.text("DELETE FROM retraining_requests"))
     assert log.list()["reason"].tolist() == [req.reason]
     log.close()
+
+
+def test_the_cli_lists_recorded_requests_and_the_days_summary(refrig_home):
+    from typer.testing import CliRunner
+
+    from refrig_assets.cli import app
+    from refrig_assets.settings import get_settings
+
+    log = RetrainingLog(get_settings().alerts_db_url)
+    req = request(feature_rows(("*", "a_mean", SIGNIFICANT + 1)))
+    log.record(req, at=datetime(2026, 1, 3, 0, 40, tzinfo=UTC))
+    log.close()
+    runner = CliRunner()
+
+    listed = runner.invoke(app, ["monitor", "requests"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.strip() == f"2026-01-03 00:40 [drift] {req.reason}"
+    as_json = runner.invoke(app, ["monitor", "requests", "--model", "m", "--json"])
+    assert f'"request_id":"{req.request_id}"' in as_json.output
+    assert runner.invoke(app, ["monitor", "requests", "--model", "other"]).output.strip() == (
+        "no retraining requested"
+    )
+
+    summary = runner.invoke(app, ["monitor", "summary", "2026-01-01"])
+    assert summary.exit_code == 0, summary.output
+    assert "2026-01-01: no drift measured" in summary.output

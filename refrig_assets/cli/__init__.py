@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from refrig_assets.cli import alerts, console, feedback, maintenance, models, pipeline, simulate
+from refrig_assets.cli import (
+    alerts,
+    console,
+    feedback,
+    maintenance,
+    models,
+    monitor,
+    pipeline,
+    simulate,
+)
 
 app = typer.Typer(
     help="refrig-assets: anomaly detection and alerts for refrigeration fleets.",
@@ -18,6 +27,7 @@ app.add_typer(models.app, name="models")
 app.command("console")(console.console)
 app.add_typer(maintenance.app, name="maintenance")
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(monitor.app, name="monitor")
 
 if __name__ == "__main__":  # pragma: no cover
     app()
