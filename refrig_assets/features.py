@@ -23,9 +23,14 @@ class Dialect:
 
 
 DIALECTS = {
-    "duckdb": Dialect("duckdb", "epoch({ts})", "to_timestamp({s})"),
-    "spark": Dialect("spark", "unix_micros({ts}) / 1000000.0", "timestamp_seconds({s})"),
+    "duckdb": Dialect("duckdb", "epoch(CAST({ts} AS TIMESTAMPTZ))", "to_timestamp({s})"),
+    "spark": Dialect(
+        "spark", "CAST(unix_micros({ts}) AS DOUBLE) / 1000000", "timestamp_seconds({s})"
+    ),
 }
+# Spark reads a literal 1.0 as DECIMAL (its averages would come back as decimals): typed literals
+# keep every engine computing in DOUBLE.
+ONE, ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
 
 
 def window_minutes(override: int | None = None) -> int:
@@ -107,13 +112,13 @@ def feature_sql(
         rc = running_cols[0]
         aggs["duty_cycle"] = (
             f"avg(CASE WHEN {rc.name} IS NULL THEN NULL "
-            f"WHEN {rc.name} > {rc.extra['running_above']} THEN 1.0 ELSE 0.0 END)"
+            f"WHEN {rc.name} > {rc.extra['running_above']} THEN {ONE} ELSE {ZERO} END)"
         )
     else:
         aggs["duty_cycle"] = "CAST(NULL AS DOUBLE)"
     door = state_cols[0] if state_cols else None
     aggs["door_open_fraction"] = (
-        f"avg(CASE WHEN {door} THEN 1.0 WHEN {door} IS NULL THEN NULL ELSE 0.0 END)"
+        f"avg(CASE WHEN {door} THEN {ONE} WHEN {door} IS NULL THEN NULL ELSE {ZERO} END)"
         if door
         else "CAST(NULL AS DOUBLE)"
     )

@@ -1,16 +1,51 @@
-"""``device_features``: windows of clean readings (15 minutes by default) per device."""
+"""``device_features``: windows of clean readings (15 minutes by default) per device.
+
+The windows are computed by the configured engine (``REFRIG_ENGINE``: embedded DuckDB by
+default, Spark when configured) from the same SQL definition, into the same Parquet file. The
+contract check and the summary run in SQL over the written file, so a 100K-device hour is never
+loaded into pandas here.
+"""
 
 import dagster as dg
-import duckdb
-import pandas as pd
 
 from refrig_assets.contracts import load_contract
-from refrig_assets.defs.checks import contract_check_result
 from refrig_assets.defs.partitions import hourly_partitions
 from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.features import feature_sql
+from refrig_assets.engines import embedded
+from refrig_assets.model_config import all_model_ids, load_model_config
 
 GROUP = "features"
+SAMPLE_ROWS = 10
+
+
+def scoring_floor(models_dir) -> float | None:
+    """The lowest ``min_sensor_completeness`` of the configured detectors (None without any)."""
+    floors = [
+        float(load_model_config(m, models_dir).settings["min_sensor_completeness"])
+        for m in all_model_ids(models_dir)
+    ]
+    return min(floors) if floors else None
+
+
+def contract_check(path) -> dg.AssetCheckResult:
+    """device_features contract (types, nulls, ranges, key) evaluated in SQL over the file."""
+    contract = load_contract("device_features")
+    violations = embedded.file_violations(path, contract)
+    return dg.AssetCheckResult(
+        asset_key="device_features",
+        check_name="device_features_contract",
+        passed=violations.empty,
+        metadata={
+            "failures": int(violations["failures"].sum()) if len(violations) else 0,
+            "contract_version": contract.version,
+            "schema_fingerprint": contract.schema_fingerprint,
+            "failing_checks": dg.MetadataValue.md(
+                violations.head(SAMPLE_ROWS).astype(str).to_markdown(index=False)
+                if len(violations)
+                else "none"
+            ),
+        },
+    )
 
 
 @dg.asset(
@@ -22,32 +57,36 @@ GROUP = "features"
     check_specs=[
         dg.AssetCheckSpec("device_features_contract", asset="device_features", blocking=True)
     ],
-    kinds={"parquet", "duckdb"},
+    kinds={"parquet", "duckdb", "spark"},
 )
 def device_features(
     context: dg.AssetExecutionContext, refrig: RefrigResource
 ) -> dg.MaterializeResult:
-    """Feature windows of one hour, computed by DuckDB over the clean readings."""
+    """Feature windows of one hour, computed by the configured engine over the clean readings."""
     key = context.partition_key
     source = refrig.store.path("clean_readings", key)
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet('{source}')")
-    sql = feature_sql("clean", cadence_seconds=refrig.settings.cadence_seconds)
-    path = refrig.store.write_from_duckdb("device_features", key, con, sql)
-    features = pd.read_parquet(path)
-    con.close()
-    check = contract_check_result("device_features", load_contract("device_features"), features)
-    completeness = features["sensor_completeness"]
+    if not source.exists():
+        raise FileNotFoundError(f"device_features {key}: clean_readings not found at {source}")
+    cadence = refrig.settings.cadence_seconds
+    engine = refrig.engine
+    if engine == "spark":
+        from refrig_assets.engines import spark
+
+        path = spark.write_features(
+            refrig.spark, source, refrig.store, key, cadence_seconds=cadence
+        )
+    else:
+        path = embedded.write_features(source, refrig.store, key, cadence_seconds=cadence)
+    floor = scoring_floor(refrig.settings.models_dir)
+    summary = embedded.feature_summary(path, floor if floor is not None else 0.0)
     return dg.MaterializeResult(
         metadata={
-            "windows": len(features),
-            "devices": int(features["device_id"].nunique()),
-            "mean_completeness": float(completeness.mean()) if len(features) else 0.0,
-            "windows_below_half_complete": int((completeness < 0.5).sum()),
-            "windows_with_flags": int((features["quality_mask"] != 0).sum()),
+            **summary,
+            "scoring_completeness_floor": floor if floor is not None else 0.0,
+            "engine": engine,
             "path": str(path),
         },
-        check_results=[check],
+        check_results=[contract_check(path)],
     )
 
 

@@ -1,0 +1,100 @@
+"""The embedded engine: feature windows computed by DuckDB, in this process, Parquet to Parquet.
+
+The clean readings are never loaded into pandas: DuckDB scans only the columns the feature SQL
+uses, aggregates in parallel and streams the windows to Parquet. Checks and summaries of the
+written file run in SQL over the file as well, so the cost stays a scan, not a DataFrame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from refrig_assets.contract_sql import sql_violations
+from refrig_assets.contracts import Contract
+from refrig_assets.features import feature_sql
+from refrig_assets.storage import ParquetStore
+
+_ARROW_TYPE_CHECKS = {
+    "string": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+    "timestamp": lambda t: pa.types.is_timestamp(t) and t.tz in ("UTC", "+00:00", "Etc/UTC"),
+    "float": pa.types.is_floating,
+    "int": pa.types.is_integer,
+    "bool": pa.types.is_boolean,
+}
+
+
+def _quote(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def write_features(
+    source: Path,
+    store: ParquetStore,
+    partition_key: str,
+    *,
+    cadence_seconds: int | None = None,
+    dataset: str = "device_features",
+) -> Path:
+    """Compute the feature windows of one clean_readings file and write them atomically."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet({_quote(source)})")
+        sql = feature_sql("clean", cadence_seconds=cadence_seconds)
+        return store.write_from_duckdb(dataset, partition_key, con, sql)
+    finally:
+        con.close()
+
+
+def schema_violations(path: Path, contract: Contract) -> list[tuple[str, str, int, object]]:
+    """Columns of a Parquet file whose stored type is not the contract's (or that are extra)."""
+    schema = pq.read_schema(path)
+    rows = []
+    for c in contract.columns:
+        if c.name in schema.names:
+            stored = schema.field(c.name).type
+            if not _ARROW_TYPE_CHECKS[c.type](stored):
+                rows.append((c.name, f"dtype({c.type})", 1, str(stored)))
+    for name in schema.names:
+        if name not in contract.column_names:
+            rows.append((name, "column_in_contract", 1, None))
+    return rows
+
+
+def file_violations(path: Path, contract: Contract) -> pd.DataFrame:
+    """Failing contract checks of a Parquet file: types, presence, nulls, ranges, allowed values
+    and primary key — evaluated in SQL over the file (column, check, failures, example)."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW data AS SELECT * FROM read_parquet({_quote(path)})")
+        found = sql_violations(con, "data", contract)
+    finally:
+        con.close()
+    typed = pd.DataFrame(schema_violations(path, contract), columns=found.columns)
+    return pd.concat([typed, found], ignore_index=True) if len(typed) else found
+
+
+def feature_summary(path: Path, min_completeness: float) -> dict[str, float | int]:
+    """Counts an operator checks on a feature partition (windows, devices, completeness)."""
+    con = duckdb.connect()
+    try:
+        row = con.execute(
+            "SELECT count(*), count(DISTINCT device_id), coalesce(avg(sensor_completeness), 0), "
+            "count(*) FILTER (WHERE sensor_completeness < ?), "
+            "count(*) FILTER (WHERE quality_mask <> 0) "
+            f"FROM read_parquet({_quote(path)})",
+            [min_completeness],
+        ).fetchone()
+    finally:
+        con.close()
+    return {
+        "windows": int(row[0]),
+        "devices": int(row[1]),
+        "mean_completeness": float(row[2]),
+        "windows_below_scoring_floor": int(row[3]),
+        "windows_with_flags": int(row[4]),
+    }

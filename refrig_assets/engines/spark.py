@@ -1,0 +1,212 @@
+"""The Spark engine: the same feature SQL and the same detectors, run by Apache Spark.
+
+Nothing here re-implements project logic. Features are :func:`refrig_assets.features.feature_sql`
+in its Spark dialect; scores are the registered detector's own ``score`` (through
+:func:`refrig_assets.scoring.score_windows`), broadcast to the executors and applied to groups of
+whole devices (or whole cohorts for cohort-level models), so persistence over a device's
+consecutive windows sees the same rows it sees on the embedded engine.
+
+Outputs land in the project's Parquet layout: one file per partition, written under a hidden
+temporary directory and renamed into place (a killed job leaves the old partition or the new one).
+On a cluster the data directory must be mounted at the same path on every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from refrig_assets.contracts import Contract, load_contract
+from refrig_assets.engines import spark_master
+from refrig_assets.features import feature_sql
+from refrig_assets.storage import ParquetStore
+
+if TYPE_CHECKING:  # pyspark is imported only when the Spark engine is used
+    from pyspark.sql import DataFrame, SparkSession
+
+    from refrig_assets.detectors.base import Detector
+
+SPARK_TYPES = {
+    "string": "string",
+    "timestamp": "timestamp",
+    "float": "double",
+    "int": "bigint",
+    "bool": "boolean",
+}
+# Devices are scored in this many groups per core; each group is one pandas batch holding whole
+# devices, so a device's consecutive windows are scored together.
+GROUPS_PER_CORE = 4
+
+
+def spark_session(master: str | None = None, app_name: str = "refrig-assets") -> SparkSession:
+    """The process's Spark session (created on first use) for ``master`` (default: configured).
+
+    Sessions compute in UTC and write Parquet timestamps as microseconds, like the embedded
+    engine. Local masters bind to 127.0.0.1 and run without the web UI.
+    """
+    master = master or spark_master()
+    local = master.startswith("local")
+    if local:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers must see this environment's packages (pandas, the detectors).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    if local:
+        builder = (
+            builder.config("spark.ui.enabled", "false")
+            .config("spark.driver.memory", os.environ.get("REFRIG_SPARK_DRIVER_MEMORY", "4g"))
+            .config("spark.sql.shuffle.partitions", str(max(2, 2 * (os.cpu_count() or 1))))
+        )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("REFRIG_SPARK_LOG_LEVEL", "ERROR"))
+    return spark
+
+
+def _view_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def compute_features(
+    spark: SparkSession, sources: Sequence[Path | str], *, cadence_seconds: int | None = None
+) -> DataFrame:
+    """Feature windows of clean_readings files, as a Spark DataFrame (the shared feature SQL)."""
+    view = _view_name("clean_readings")
+    spark.read.parquet(*[str(s) for s in sources]).createOrReplaceTempView(view)
+    return spark.sql(feature_sql(view, cadence_seconds=cadence_seconds, dialect="spark"))
+
+
+def write_parquet_file(frame: DataFrame, final: Path) -> Path:
+    """Write a Spark DataFrame as the single Parquet file ``final``, atomically.
+
+    Spark writes a directory of part files; one partition is written (order preserved) under a
+    hidden temporary directory next to ``final`` and its part file is renamed into place.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{final.stem}.{uuid.uuid4().hex}.spark"
+    try:
+        frame.coalesce(1).write.option("compression", "zstd").parquet(str(staging))
+        parts = sorted(staging.glob("part-*.parquet"))
+        if len(parts) != 1:
+            raise RuntimeError(f"Spark wrote {len(parts)} part files to {staging}, expected one")
+        os.replace(parts[0], final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def write_features(
+    spark: SparkSession,
+    source: Path,
+    store: ParquetStore,
+    partition_key: str,
+    *,
+    cadence_seconds: int | None = None,
+    dataset: str = "device_features",
+) -> Path:
+    """Spark counterpart of :func:`refrig_assets.engines.embedded.write_features`."""
+    features = compute_features(spark, [source], cadence_seconds=cadence_seconds)
+    return write_parquet_file(features, store.path(dataset, partition_key))
+
+
+def spark_schema(contract: Contract) -> str:
+    """A contract's columns as a Spark DDL schema string."""
+    return ", ".join(f"{c.name} {SPARK_TYPES[c.type]}" for c in contract.columns)
+
+
+def _group_column(detector: Detector) -> str:
+    # Cohort-level models score a cohort together; every other model needs whole devices.
+    return "cohort" if detector.config.granularity == "cohort" else "device_id"
+
+
+def score_on_spark(
+    detector: Detector,
+    version: str,
+    features: DataFrame,
+    registry: pd.DataFrame,
+    scored_at: datetime,
+    *,
+    groups: int | None = None,
+) -> DataFrame:
+    """Scores of ``detector`` for a Spark DataFrame of feature windows (model_scores contract).
+
+    The detector and the device → cohort map are broadcast once; each task scores whole devices
+    (or whole cohorts) with :func:`refrig_assets.scoring.score_windows`, exactly as the embedded
+    engine does. ``registry`` needs ``device_id`` and ``cohort``.
+    """
+    from pyspark.sql import functions as F
+
+    spark = features.sparkSession
+    shared = spark.sparkContext.broadcast(
+        (detector, registry[["device_id", "cohort"]].reset_index(drop=True))
+    )
+    contract = load_contract("model_scores")
+    key = _group_column(detector)
+    n_groups = groups or GROUPS_PER_CORE * spark.sparkContext.defaultParallelism
+
+    def score_group(frame: pd.DataFrame) -> pd.DataFrame:
+        from refrig_assets.scoring import score_windows, with_cohort
+
+        model, cohorts = shared.value
+        frame = with_cohort(_utc(frame.drop(columns=["_group"])), cohorts)
+        return score_windows(model, version, frame, scored_at)
+
+    if key == "cohort":
+        cohort_map = spark.createDataFrame(registry[["device_id", "cohort"]])
+        keyed = features.join(cohort_map.withColumnRenamed("cohort", "_group"), "device_id", "left")
+        keyed = keyed.fillna({"_group": "unknown"})
+    else:
+        keyed = features.withColumn("_group", F.pmod(F.xxhash64("device_id"), F.lit(n_groups)))
+    return keyed.groupBy("_group").applyInPandas(score_group, schema=spark_schema(contract))
+
+
+def score_paths_on_spark(
+    spark: SparkSession,
+    detector: Detector,
+    version: str,
+    feature_paths: Sequence[Path | str],
+    registry: pd.DataFrame,
+    scored_at: datetime,
+) -> pd.DataFrame:
+    """Score feature Parquet files on Spark and bring the scores back as a pandas frame in the
+    model_scores contract (sorted like the embedded engine's output)."""
+    features = spark.read.parquet(*[str(p) for p in feature_paths])
+    scores = score_on_spark(detector, version, features, registry, scored_at)
+    out = scores.toPandas()
+    out = out.sort_values(["device_id", "window_start"], kind="stable").reset_index(drop=True)
+    return _as_contract_dtypes(out, load_contract("model_scores"))
+
+
+def _utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """Spark hands timestamps to pandas as naive session-time (UTC) values: make them UTC-aware,
+    as the embedded engine's frames are."""
+    for name in frame.columns:
+        if pd.api.types.is_datetime64_dtype(frame[name]) and frame[name].dt.tz is None:
+            frame[name] = frame[name].dt.tz_localize("UTC")
+    return frame
+
+
+def _as_contract_dtypes(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    for c in contract.columns:
+        if c.type == "timestamp":
+            frame[c.name] = pd.to_datetime(frame[c.name], utc=True).astype(c.pandas_dtype)
+        elif c.type == "bool":
+            frame[c.name] = frame[c.name].astype(bool)
+    return frame[contract.column_names]
