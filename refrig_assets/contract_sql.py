@@ -12,6 +12,14 @@ import pandas as pd
 from refrig_assets.contracts import Contract
 
 
+def relation_columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    """Column names of a relation (the probe's result is consumed, so the connection is free)."""
+    cursor = con.execute(f"SELECT * FROM {relation} LIMIT 0")
+    names = [d[0] for d in cursor.description]
+    cursor.fetchall()
+    return names
+
+
 def sql_violations(
     con: duckdb.DuckDBPyConnection,
     relation: str,
@@ -23,7 +31,7 @@ def sql_violations(
     ``range_exempt_sql`` is a predicate for rows whose out-of-range values are allowed because
     they are flagged (clean readings keep such values, marked OUT_OF_RANGE).
     """
-    present = {d[0] for d in con.execute(f"SELECT * FROM {relation} LIMIT 0").description}
+    present = set(relation_columns(con, relation))
     rows = []
     for c in contract.columns:
         if c.name not in present:
@@ -55,7 +63,7 @@ def sql_violations(
             f"count(*) FILTER (WHERE {cond}), any_value({example}) FILTER (WHERE {cond})"
             for _, _, cond, example in probes
         )
-        result = con.execute(f"SELECT {selects} FROM {relation}").fetchone()
+        result = con.execute(f"SELECT {selects} FROM {relation}").fetchall()[0]
         for i, (col, check, _, _) in enumerate(probes):
             if result[2 * i]:
                 rows.append((col, check, int(result[2 * i]), result[2 * i + 1]))
@@ -63,7 +71,61 @@ def sql_violations(
     if key:
         dupes = con.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM {relation} GROUP BY {', '.join(key)} HAVING count(*) > 1)"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if dupes:
             rows.append((",".join(key), "unique_key", int(dupes), None))
     return pd.DataFrame(rows, columns=["column", "check", "failures", "example"])
+
+
+def sql_violation_samples(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    contract: Contract,
+    limit: int = 10,
+    range_exempt_sql: str | None = None,
+) -> pd.DataFrame:
+    """Up to ``limit`` failing rows of ``relation`` (key columns, failing column, check, value)."""
+    present = set(relation_columns(con, relation))
+    key = [k for k in contract.primary_key if k in present]
+    probes = []
+    for c in contract.columns:
+        if c.name not in present:
+            continue
+        if not c.nullable:
+            probes.append((c.name, "not_nullable", f"{c.name} IS NULL"))
+        if c.range:
+            cond = f"{c.name} IS NOT NULL AND ({c.name} < {c.range[0]} OR {c.name} > {c.range[1]})"
+            if range_exempt_sql:
+                cond = f"({cond}) AND NOT ({range_exempt_sql})"
+            probes.append((c.name, f"in_range({c.range[0]}, {c.range[1]})", cond))
+        if c.allowed:
+            allowed = ", ".join("'" + a.replace("'", "''") + "'" for a in c.allowed)
+            probes.append((c.name, "isin", f"{c.name} IS NOT NULL AND {c.name} NOT IN ({allowed})"))
+    if not probes:
+        return pd.DataFrame(columns=[*key, "column", "check", "value"])
+    keys = "".join(f"CAST({k} AS VARCHAR) AS {k}, " for k in key)
+    parts = [
+        f"(SELECT {keys}'{col}' AS \"column\", '{check}' AS \"check\", "
+        f"CAST({col} AS VARCHAR) AS value FROM {relation} WHERE {cond} LIMIT {int(limit)})"
+        for col, check, cond in probes
+    ]
+    return con.execute(f"SELECT * FROM ({' UNION ALL '.join(parts)}) LIMIT {int(limit)}").df()
+
+
+def column_changes(previous: dict[str, str] | None, contract: Contract) -> dict[str, list[str]]:
+    """Columns added, removed or retyped in ``contract`` since ``previous`` (name → type).
+
+    Empty lists when nothing changed or there is no previous version to compare with.
+    """
+    now = {c.name: c.type for c in contract.columns}
+    if not previous:
+        return {"added": [], "removed": [], "retyped": []}
+    return {
+        "added": sorted(set(now) - set(previous)),
+        "removed": sorted(set(previous) - set(now)),
+        "retyped": sorted(
+            f"{n}: {previous[n]} -> {now[n]}"
+            for n in set(now) & set(previous)
+            if now[n] != previous[n]
+        ),
+    }

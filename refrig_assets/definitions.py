@@ -17,6 +17,7 @@ from refrig_assets.defs import (
     streaming,
     training,
 )
+from refrig_assets.defs.freshness import with_contract_freshness
 
 defs = dg.Definitions.merge(
     resources.defs,
@@ -32,3 +33,5 @@ defs = dg.Definitions.merge(
     pipeline.defs,
     dg.Definitions(executor=dg.in_process_executor),
 )
+# Contracts set each asset's freshness SLA (see defs/freshness).
+defs = with_contract_freshness(defs)

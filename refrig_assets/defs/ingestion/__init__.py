@@ -1,5 +1,10 @@
-"""Ingestion: landing-zone readings by hour, and the device registry."""
+"""Ingestion: landing-zone readings by hour, the device registry, and the late-data sensor."""
 
-from refrig_assets.defs.ingestion.assets import defs
+import dagster as dg
+
+from refrig_assets.defs.ingestion.assets import defs as asset_defs
+from refrig_assets.defs.ingestion.sensors import late_landing_files
+
+defs = dg.Definitions.merge(asset_defs, dg.Definitions(sensors=[late_landing_files]))
 
 __all__ = ["defs"]

@@ -1,13 +1,26 @@
 """Assets reading the outside world: ``sensor_readings`` (landing zone) and ``device_registry``."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
-import duckdb
 
 from refrig_assets.contracts import load_contract
 from refrig_assets.defs.partitions import hourly_partitions
+from refrig_assets.defs.quality.checks import (
+    contract_version_metadata,
+    schema_check,
+    schema_check_spec,
+    sql_contract_check,
+)
 from refrig_assets.defs.resources import RefrigResource
 from refrig_assets.device_registry import load_device_registry
-from refrig_assets.landing import LandingIndex, read_hour
+from refrig_assets.landing import (
+    LandingIndex,
+    connect,
+    hour_readings,
+    landing_index_path,
+    sql_str,
+)
 
 GROUP = "ingestion"
 
@@ -44,44 +57,75 @@ def device_registry(refrig: RefrigResource) -> dg.MaterializeResult:
     group_name=GROUP,
     partitions_def=hourly_partitions,
     description="Typed readings of one UTC hour, gathered from every landing file (Parquet/CSV), "
-    "with the source file and row of each reading.",
+    "with the source file and row of each reading. Rows that cannot be typed and files that "
+    "cannot be read are kept with their rule (read_error) for the quarantine.",
     check_specs=[
         dg.AssetCheckSpec(
             "landing_files_readable",
             asset="sensor_readings",
             description="Every landing file for this hour could be read (rejected files are "
             "quarantined, named with their rule).",
-        )
+        ),
+        dg.AssetCheckSpec(
+            "sensor_readings_contract",
+            asset="sensor_readings",
+            description="Readings as delivered against contracts/sensor_readings.yaml (warns: "
+            "what fails here is flagged or quarantined by the quality step).",
+        ),
+        schema_check_spec("sensor_readings", "sensor_readings"),
     ],
     kinds={"parquet", "duckdb"},
 )
 def sensor_readings(
     context: dg.AssetExecutionContext, refrig: RefrigResource
 ) -> dg.MaterializeResult:
-    """Readings assigned to the hour of their ``ts``, from all files under the landing zone."""
+    """Readings assigned to the hour of their ``ts``, from all files under the landing zone.
+
+    Records in the landing index which file versions this materialization read, so files that
+    arrive later are marked late and trigger a refresh of the hour (see the landing sensor).
+    """
     s = refrig.settings
+    key = context.partition_key
     window = context.partition_time_window
-    index = LandingIndex(s.home / "state" / "landing_index.json")
+    index = LandingIndex(landing_index_path(s))
     contract = load_contract("sensor_readings")
-    table, files, rejected = read_hour(
-        s.landing_dir, window.start, window.end, contract, index, context.partition_key
-    )
-    index.save()
-    con = duckdb.connect()
-    con.register("hour", table)
-    path = refrig.store.write_from_duckdb(
-        "sensor_readings", context.partition_key, con, "SELECT * FROM hour ORDER BY device_id, ts"
-    )
-    con.close()
+    con = connect()
+    try:
+        hour = hour_readings(con, s.landing_dir, window.start, window.end, key, contract, index)
+        path = refrig.store.write_from_duckdb("sensor_readings", key, con, hour.sql)
+        index.record_hour(key, hour.considered, datetime.now(UTC))
+        index.save()
+        con.execute(
+            f"CREATE VIEW readings AS SELECT * FROM read_parquet({sql_str(str(path))}) "
+            "WHERE source_row >= 0"
+        )
+        rows, late, unreadable = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE late_arrival), "
+            "count(*) FILTER (WHERE read_error IS NOT NULL) FROM readings"
+        ).fetchall()[0]
+        contract_result = sql_contract_check(
+            con,
+            "readings",
+            "sensor_readings",
+            contract,
+            range_exempt_sql="TRUE",  # out-of-range values are flagged downstream, not errors
+            severity=dg.AssetCheckSeverity.WARN,
+        )
+    finally:
+        con.close()
+    rejected = hour.rejected
     for r in rejected:
         context.log.warning(f"landing file rejected [{r.rule}]: {r.message}")
     return dg.MaterializeResult(
         metadata={
-            "rows": table.num_rows,
-            "files": len(files),
+            "rows": int(rows),
+            "files": len(hour.files),
             "rejected_files": len(rejected),
+            "late_rows": int(late),
+            "rows_with_read_errors": int(unreadable),
             "landing_dir": str(s.landing_dir),
             "path": str(path),
+            **contract_version_metadata(contract),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -94,7 +138,9 @@ def sensor_readings(
                         or "none"
                     )
                 },
-            )
+            ),
+            contract_result,
+            schema_check(context, "sensor_readings", contract),
         ],
     )
 

@@ -1,15 +1,20 @@
 """``clean_readings`` and ``quarantined_readings``: one step, so every row is accounted for."""
 
 import dagster as dg
-import duckdb
 import pyarrow.parquet as pq
 
-from refrig_assets.contract_sql import sql_violations
 from refrig_assets.contracts import load_contract
 from refrig_assets.defs.partitions import hourly_partitions
+from refrig_assets.defs.quality.checks import (
+    contract_version_metadata,
+    schema_check,
+    schema_check_spec,
+    sql_contract_check,
+)
 from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.landing import LandingIndex
-from refrig_assets.quality import clean_hour, flag_bit
+from refrig_assets.landing import connect, sql_str
+from refrig_assets.quality import SENSOR_FLAGS, clean_hour, flag_bit
+from refrig_assets.quality_report import summarise, write_summary
 
 GROUP = "quality"
 
@@ -21,7 +26,8 @@ GROUP = "quality"
             group_name=GROUP,
             deps=["sensor_readings", "device_registry"],
             description="Readings that follow the contract, one per (device_id, ts), sorted, with "
-            "quality flags (dropout, out of range, unregistered device...).",
+            "quality flags (dropout, out of range, stuck, duplicate, late, future timestamp, unit "
+            "suspect, unregistered device).",
             kinds={"parquet", "duckdb"},
         ),
         dg.AssetSpec(
@@ -41,90 +47,89 @@ GROUP = "quality"
             description="rows read = rows clean + rows quarantined (nothing lost).",
         ),
         dg.AssetCheckSpec("clean_readings_contract", asset="clean_readings", blocking=True),
+        dg.AssetCheckSpec("quarantined_readings_contract", asset="quarantined_readings"),
+        schema_check_spec("clean_readings", "clean_readings"),
+        schema_check_spec("quarantined_readings", "quarantined_readings"),
     ],
 )
 def clean_readings(context: dg.AssetExecutionContext, refrig: RefrigResource):
-    """Deduplicate, validate and flag the readings of one hour; quarantine what cannot be kept."""
+    """Deduplicate, validate and flag the readings of one hour; quarantine what cannot be kept.
+
+    Data-quality metrics (flag rates overall and per sensor, completeness, quarantine counts)
+    are recorded as metadata so the UI plots them across partitions.
+    """
     key = context.partition_key
-    s = refrig.settings
     contract = load_contract("sensor_readings")
-    readings = pq.read_table(refrig.store.path("sensor_readings", key))
+    clean_contract = load_contract("clean_readings")
+    q_contract = load_contract("quarantined_readings")
+    source = f"read_parquet({sql_str(str(refrig.store.path('sensor_readings', key)))})"
     registry = pq.read_table(refrig.store.path("device_registry"), columns=["device_id"])
-    rejected = LandingIndex(s.home / "state" / "landing_index.json").rejections_for(key)
-    con = duckdb.connect()
-    clean_sql, result = clean_hour(con, readings, contract, registry, rejected)
-    path = refrig.store.write_from_duckdb("clean_readings", key, con, clean_sql)
-    refrig.store.write("quarantined_readings", key, result.quarantine)
-    con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet('{path}')")
-    flag_rates = (
-        con.execute(
-            "SELECT "
-            + ", ".join(
-                f'avg(CASE WHEN quality_mask & {flag_bit(f)} <> 0 THEN 1.0 ELSE 0.0 END) AS "{f}"'
-                for f in ("SENSOR_DROPOUT", "OUT_OF_RANGE", "UNREGISTERED_DEVICE")
-            )
-            + " FROM clean"
+    con = connect()
+    try:
+        clean_sql, result = clean_hour(con, source, contract, registry)
+        path = refrig.store.write_from_duckdb("clean_readings", key, con, clean_sql)
+        refrig.store.write("quarantined_readings", key, result.quarantine)
+        con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet({sql_str(str(path))})")
+        exempt = f"quality_mask & {flag_bit('OUT_OF_RANGE')} <> 0"
+        clean_check = sql_contract_check(
+            con, "clean", "clean_readings", clean_contract, range_exempt_sql=exempt
         )
-        .df()
-        .iloc[0]
-        .fillna(0.0)
-        .round(5)
-        .to_dict()
-    )
-    violations = sql_violations(
-        con,
-        "clean",
-        load_contract("clean_readings"),
-        range_exempt_sql=f"quality_mask & {flag_bit('OUT_OF_RANGE')} <> 0",
-    )
-    con.close()
-    by_rule = result.quarantine["rule"].value_counts().to_dict()
+        con.register("quarantine", result.quarantine)
+        q_check = sql_contract_check(con, "quarantine", "quarantined_readings", q_contract)
+    finally:
+        con.close()
+    summary = summarise(result)
+    write_summary(refrig.store, key, summary)
     for r in result.rejected_files:
         context.log.warning(f"quarantined file [{r.rule}]: {r.message}")
-    balanced = result.rows_read == result.rows_clean + result.rows_quarantined
+    for f, share in result.nan_storm_files.items():
+        context.log.warning(f"NaN storm: {f} misses {share:.1%} of its sensor values; quarantined")
+    per_sensor = {
+        f"{flag.lower()}_rate__{sensor}": float(rate)
+        for flag in SENSOR_FLAGS
+        for sensor, rate in summary["flag_rates_by_sensor"][flag].items()
+    }
     yield dg.MaterializeResult(
         asset_key="clean_readings",
         metadata={
             "rows_read": result.rows_read,
             "rows_clean": result.rows_clean,
             "rows_quarantined": result.rows_quarantined,
-            "flag_rates": dg.MetadataValue.json(flag_rates),
-            **{f"flag_rate_{k.lower()}": float(v) for k, v in flag_rates.items()},
+            "quarantine_rate": float(summary["quarantine_rate"]),
+            "completeness": float(summary["completeness"]),
+            **{f"flag_rate_{f.lower()}": float(r) for f, r in summary["flag_rates"].items()},
+            **per_sensor,
+            "flag_rates_by_sensor": dg.MetadataValue.json(summary["flag_rates_by_sensor"]),
             "path": str(path),
+            **contract_version_metadata(clean_contract),
         },
         check_results=[
             dg.AssetCheckResult(
                 asset_key="clean_readings",
                 check_name="rows_accounted_for",
-                passed=balanced,
+                passed=result.balanced,
                 metadata={
                     "rows_read": result.rows_read,
                     "rows_clean": result.rows_clean,
                     "rows_quarantined": result.rows_quarantined,
                 },
             ),
-            dg.AssetCheckResult(
-                asset_key="clean_readings",
-                check_name="clean_readings_contract",
-                passed=violations.empty,
-                metadata={
-                    "failures": int(violations["failures"].sum()) if len(violations) else 0,
-                    "failing_checks": dg.MetadataValue.md(
-                        violations.astype(str).to_markdown(index=False)
-                        if len(violations)
-                        else "none"
-                    ),
-                },
-            ),
+            clean_check,
+            schema_check(context, "clean_readings", clean_contract),
         ],
     )
     yield dg.MaterializeResult(
         asset_key="quarantined_readings",
         metadata={
             "rows": len(result.quarantine),
+            "rows_quarantined": result.rows_quarantined,
             "rejected_files": len(result.rejected_files),
-            "by_rule": dg.MetadataValue.json({str(k): int(v) for k, v in by_rule.items()}),
+            "nan_storm_files": len(result.nan_storm_files),
+            "by_rule": dg.MetadataValue.json(summary["quarantined_by_rule"]),
+            "rows_by_file": dg.MetadataValue.json(summary["quarantined_rows_by_file"]),
+            **contract_version_metadata(q_contract),
         },
+        check_results=[q_check, schema_check(context, "quarantined_readings", q_contract)],
     )
 
 
