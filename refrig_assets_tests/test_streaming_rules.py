@@ -323,3 +323,27 @@ def test_missing_values_never_fire():
         temperature_evaporator=[np.nan, 10.0],
     )
     assert fire(engine(), nothing).empty
+
+
+@pytest.mark.parametrize("cadence_seconds", [2, 15, 300])
+def test_rules_hold_at_any_reporting_cadence(cadence_seconds):
+    """Windows are in time, not in readings: the same events fire at 2 s, 15 s or 5 min."""
+    per_minute = 60 / cadence_seconds
+    n = int(25 * per_minute)
+    minutes = np.arange(n) / per_minute
+    pressure = np.where(minutes < 16, 300.0, 300.0 - 30.0 * np.minimum(minutes - 16, 4))  # -40 %
+    evaporator = np.where(minutes < 10, -20.0, -20.0 + 2.5 * np.minimum(minutes - 10, 8))
+    frame = pd.DataFrame(
+        {
+            "device_id": ["p"] * n + ["e"] * n,
+            "ts": [T0 + pd.Timedelta(seconds=cadence_seconds * i) for i in range(n)] * 2,
+            **{k: v for k, v in RUNNING.items() if k not in ("pressure_low_side",)},
+            "pressure_low_side": np.r_[pressure, np.full(n, 300.0)],
+        }
+    )
+    frame["temperature_evaporator"] = np.r_[np.full(n, -20.0), evaporator]
+    firing = fire(engine(), frame).set_index("device_id")
+    assert firing["rule"].to_dict() == {"p": "acute_pressure_loss", "e": "total_cooling_loss"}
+    # Pressure passes -30 % at 19 min; the rise covers 3 min by 13 min (one reading later at 5 min).
+    assert firing.loc["p", "ts"] <= T0 + pd.Timedelta(minutes=19, seconds=cadence_seconds)
+    assert firing.loc["e", "ts"] <= T0 + pd.Timedelta(minutes=13, seconds=cadence_seconds)

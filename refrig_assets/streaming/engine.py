@@ -109,10 +109,9 @@ class StreamingEngine:
 
         readings = self._merge_with_buffer(code, ts, values)
         thresholds, cohorts, _ = self.thresholds.for_devices(state.devices)
-        key = readings.search_key()
         firings, counts = [], {}
         for rule in s.rules:
-            hits = self._evaluate(rule, readings, thresholds, cohorts, key)
+            hits = self._evaluate(rule, readings, thresholds, cohorts)
             counts[rule.name] = int(hits.fires.sum())
             opened = self._open_episodes(rule, readings, hits, thresholds[rule.threshold])
             if len(opened):
@@ -148,10 +147,12 @@ class StreamingEngine:
             out[new] = fresh
             return out
 
-        merged = {
-            k: merge(st.buffer_values.get(k, np.full(len(st.buffer_ts), np.nan)), v, float)
-            for k, v in values.items()
-        }
+        merged = {}
+        for k, v in values.items():
+            buffered = st.buffer_values.get(k)
+            if buffered is None:  # a sensor a newly added rule reads
+                buffered = np.full(len(st.buffer_ts), np.nan)
+            merged[k] = merge(buffered, v, float)
         current = merged[self.settings.running_sensor]
         running = np.where(
             np.isnan(current), UNKNOWN_STATE, current > self.settings.running_above
@@ -170,16 +171,15 @@ class StreamingEngine:
         r: Readings,
         thresholds: dict[str, np.ndarray],
         cohorts: np.ndarray,
-        key: np.ndarray,
     ) -> Hits:
         limit = thresholds[rule.threshold]
         gap = self.settings.max_gap_ns
         if rule.kind == "above":
             return kinds.above(r, rule, limit)
         if rule.kind == "drop_within":
-            return kinds.drop_within(r, rule, limit, gap, key)
+            return kinds.drop_within(r, rule, limit, gap)
         if rule.kind == "sustained_rise":
-            return kinds.sustained_rise(r, rule, limit, gap, key)
+            return kinds.sustained_rise(r, rule, limit, gap)
         baseline = self._baseline(rule, cohorts, r.code[r.new])
         return kinds.above_moving_average(r, rule, limit, baseline)
 

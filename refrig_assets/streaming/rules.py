@@ -8,7 +8,7 @@ with and the time it covers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +31,7 @@ class Readings:
     values: dict[str, np.ndarray]
     new: np.ndarray
     running: np.ndarray  # int8: 1 running, 0 idle, UNKNOWN_STATE without a current reading
+    _key: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.code)
@@ -43,11 +44,54 @@ class Readings:
     def search_key(self) -> np.ndarray:
         """One sortable int64 per reading (device, then ms) for look-ups back in time; the
         stride leaves room to search back without reaching the previous device."""
-        if not len(self):
-            return np.zeros(0, dtype=np.int64)
-        ms = (self.ts - self.ts.min()) // NS_PER_MS
-        stride = int(ms.max()) + 1 + 10**9
-        return self.code.astype(np.int64) * stride + ms
+        if self._key is None:
+            if not len(self):
+                self._key = np.zeros(0, dtype=np.int64)
+            else:
+                ms = (self.ts - self.ts.min()) // NS_PER_MS
+                stride = int(ms.max()) + 1 + 10**9
+                self._key = self.code.astype(np.int64) * stride + ms
+        return self._key
+
+    def last_at_or_before(self, rows: np.ndarray, back_ns: int) -> np.ndarray:
+        """For each row, the last reading of its device at least ``back_ns`` earlier (-1: none).
+
+        Walks back a few readings (regular cadences resolve in one or two steps) and binary
+        searches only what is left."""
+        out = np.full(len(rows), -1, dtype=np.int64)
+        todo = np.arange(len(rows))
+        for lag in range(1, MAX_LAG_LOOP + 1):
+            i = rows[todo]
+            j = i - lag
+            gone = (j < 0) | (self.code[np.maximum(j, 0)] != self.code[i])
+            found = ~gone & (self.ts[np.maximum(j, 0)] <= self.ts[i] - back_ns)
+            out[todo[found]] = j[found]
+            todo = todo[~(gone | found)]
+            if not len(todo):
+                return out
+        key, i = self.search_key(), rows[todo]
+        j = np.searchsorted(key, key[i] - back_ns // NS_PER_MS, side="right") - 1
+        ok = (j >= 0) & (self.code[np.maximum(j, 0)] == self.code[i])
+        out[todo] = np.where(ok, j, -1)
+        return out
+
+    def first_within(self, rows: np.ndarray, back_ns: int) -> np.ndarray:
+        """For each row, the first reading of its device at most ``back_ns`` earlier (the row
+        itself when there is none)."""
+        out = rows.copy()
+        todo = np.arange(len(rows))
+        for lag in range(1, MAX_LAG_LOOP + 1):
+            i = rows[todo]
+            j = i - lag
+            inside = (j >= 0) & (self.code[np.maximum(j, 0)] == self.code[i])
+            inside &= self.ts[np.maximum(j, 0)] >= self.ts[i] - back_ns
+            out[todo[inside]] = j[inside]
+            todo = todo[inside]
+            if not len(todo):
+                return out
+        key, i = self.search_key(), rows[todo]
+        out[todo] = np.searchsorted(key, key[i] - back_ns // NS_PER_MS, side="left")
+        return out
 
 
 @dataclass
@@ -87,9 +131,7 @@ def above_moving_average(
     return Hits(fires, x, base, np.zeros(len(x), dtype=np.int64))
 
 
-def drop_within(
-    r: Readings, rule: StreamingRule, fraction: np.ndarray, max_gap_ns: int, key: np.ndarray
-) -> Hits:
+def drop_within(r: Readings, rule: StreamingRule, fraction: np.ndarray, max_gap_ns: int) -> Hits:
     """Fall by more than ``fraction`` from an earlier reading within the window, comparing only
     readings of one unbroken stretch of the same running state (no gap above ``max_gap_ns``)."""
     n, new = len(r), r.new
@@ -99,8 +141,7 @@ def drop_within(
     continues[1:] &= (r.running[1:] == r.running[:-1]) & (r.ts[1:] - r.ts[:-1] <= max_gap_ns)
     continues &= r.running != UNKNOWN_STATE
     stretch_start = np.maximum.accumulate(np.where(continues, 0, np.arange(n)))
-    lo = np.searchsorted(key, key[new] - window_ns // NS_PER_MS, side="left")
-    lo = np.maximum(lo, stretch_start[new])
+    lo = np.maximum(r.first_within(new, window_ns), stretch_start[new])
     earlier = range_max(np.where(np.isfinite(x), x, -np.inf), lo, new)
     now = x[new]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -110,7 +151,7 @@ def drop_within(
 
 
 def sustained_rise(
-    r: Readings, rule: StreamingRule, rate_limit: np.ndarray, max_gap_ns: int, key: np.ndarray
+    r: Readings, rule: StreamingRule, rate_limit: np.ndarray, max_gap_ns: int
 ) -> Hits:
     """Rate of rise above ``rate_limit`` per minute at every reading for ``sustain_minutes``.
 
@@ -120,12 +161,12 @@ def sustained_rise(
     """
     n = len(r)
     x = r.values[rule.sensor]
-    window_ms = int(rule.minutes("rate_window_minutes") * NS_PER_MINUTE) // NS_PER_MS
+    window_ns = int(rule.minutes("rate_window_minutes") * NS_PER_MINUTE)
     sustain_ns = int(rule.minutes("sustain_minutes") * NS_PER_MINUTE)
-    ref = np.searchsorted(key, key - window_ms, side="right") - 1
+    ref = r.last_at_or_before(np.arange(n), window_ns)
     has_ref = ref >= 0
     ref = np.maximum(ref, 0)
-    has_ref &= (r.code[ref] == r.code) & (r.ts - r.ts[ref] <= max_gap_ns) & (ref < np.arange(n))
+    has_ref &= r.ts - r.ts[ref] <= max_gap_ns
     minutes = np.where(has_ref, (r.ts - r.ts[ref]) / NS_PER_MINUTE, 1.0)
     with np.errstate(invalid="ignore"):
         rate = np.where(has_ref, (x - x[ref]) / minutes, np.nan)

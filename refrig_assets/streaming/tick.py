@@ -58,6 +58,12 @@ class TickReport:
     pending_files: int = 0
     seconds: float = 0.0
     alert_ids: list[str] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def _add(self, stage: str, since: float) -> float:
+        now = time.monotonic()
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + now - since
+        return now
 
     def metadata(self) -> dict:
         """JSON-friendly summary for logs and Dagster metadata."""
@@ -73,6 +79,7 @@ class TickReport:
             "notified": self.notified,
             "files_left_for_next_tick": self.pending_files,
             "seconds": round(self.seconds, 3),
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
         }
 
 
@@ -128,22 +135,18 @@ def device_registry_for(
 
 
 def read_readings(
-    path: Path, landing_dir: Path, contract: Contract, sensors: list[str]
+    con, path: Path, landing_dir: Path, contract: Contract, sensors: list[str]
 ) -> tuple[pa.Table | None, str | None]:
-    """The usable rows of one landing file (device_id, ts, ``sensors``), read the way the batch
-    path reads it; or (None, reason) for a file the landing rules reject."""
-    con = landing_zone.connect()
-    try:
-        layout, rejection = landing_zone.open_file(con, path, landing_dir, contract, "stream")
-        if rejection is not None:
-            return None, rejection.message
-        received = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-        sql = landing_zone.file_select_sql(layout, contract, received, False)
-        columns = ", ".join(["device_id", "ts", *sensors])
-        table = con.sql(f"SELECT {columns} FROM ({sql}) WHERE read_error IS NULL").to_arrow_table()
-        return table, None
-    finally:
-        con.close()
+    """The rows of one landing file (device_id, ts, ``sensors``) typed the way the batch path
+    types them, on the DuckDB connection ``con``; or (None, reason) for a file the landing rules
+    reject. Values that cannot be parsed are null, so they never fire a rule."""
+    layout, rejection = landing_zone.open_file(con, path, landing_dir, contract, "stream")
+    if rejection is not None:
+        return None, rejection.message
+    received = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    sql = landing_zone.file_select_sql(layout, contract, received, False)
+    columns = ", ".join(["device_id", "ts", *sensors])
+    return con.sql(f"SELECT {columns} FROM ({sql})").to_arrow_table(), None
 
 
 def batch_arrays(
@@ -189,24 +192,31 @@ def process_landed_files(
         return report
 
     contract = load_contract("sensor_readings")
+    mark = time.monotonic()
     registry, thresholds = device_registry_for(settings, rules)
     path = state_path(settings)
     engine = StreamingEngine(rules, load_state(path, rules), thresholds)
+    mark = report._add("load", mark)
     firings, run_ids = [], []
+    con = landing_zone.connect()
     for i, file in enumerate(pending):
         if time.monotonic() - started > rules.tick_budget_seconds:
             report.pending_files = len(pending) - i
             break
         rel = str(file.relative_to(landing))
-        table, rejection = read_readings(file, landing, contract, rules.sensors)
+        table, rejection = read_readings(con, file, landing, contract, rules.sensors)
         landing_cursor.mark(file, landing)
         report.files.append(rel)
         if rejection is not None:
             # The batch path quarantines the file with its reason; streaming just skips it.
             log.warning("streaming rules skip %s: %s", rel, rejection)
             report.rejected.append(rel)
+            mark = report._add("read", mark)
             continue
-        result = engine.process(*batch_arrays(table, rules.sensors, contract))
+        arrays = batch_arrays(table, rules.sensors, contract)
+        mark = report._add("read", mark)
+        result = engine.process(*arrays)
+        mark = report._add("evaluate", mark)
         report.readings += result.readings
         report.late_readings += result.late
         for rule, count in result.firing_readings.items():
@@ -215,6 +225,7 @@ def process_landed_files(
             firings.append(result.firings)
             run_ids.append(pd.Series(f"{run_id_prefix}:{rel}", index=result.firings.index))
 
+    con.close()
     if firings:
         frame = pd.concat(firings, ignore_index=True)
         run_id = pd.concat(run_ids, ignore_index=True)
@@ -229,9 +240,12 @@ def process_landed_files(
         report.inserted = counts["inserted"]
         report.suppressed = int(alerts["suppressed"].sum())
         report.alert_ids = alerts["alert_id"].tolist()
+        mark = report._add("store", mark)
         if notifier is not None:
             report.notified = notify_new_alerts(notifier, inserted)
+            mark = report._add("notify", mark)
     save_state(engine.state, path, rules)
+    report._add("save_state", mark)
     report.cursor = landing_cursor.to_json()
     report.seconds = time.monotonic() - started
     return report

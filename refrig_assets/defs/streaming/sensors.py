@@ -59,6 +59,7 @@ def streaming_threshold_rules(
             "files": dg.MetadataValue.json(report.files),
             "firing_readings": dg.MetadataValue.json(report.firing_readings),
             "rejected_files": dg.MetadataValue.json(report.rejected),
+            "stage_seconds": dg.MetadataValue.json(report.metadata()["stage_seconds"]),
         },
     )
     return dg.SensorResult(cursor=report.cursor, asset_events=[materialization])
