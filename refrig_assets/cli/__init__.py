@@ -12,6 +12,7 @@ from refrig_assets.cli import (
     models,
     monitor,
     pipeline,
+    quality,
     simulate,
 )
 
@@ -28,6 +29,7 @@ app.command("console")(console.console)
 app.add_typer(maintenance.app, name="maintenance")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(quality.app, name="quality")
 
 if __name__ == "__main__":  # pragma: no cover
     app()
