@@ -27,6 +27,8 @@ def refrig_home(tmp_path, monkeypatch) -> Path:
         "REFRIG_ALERTS_DB_URL",
         "MLFLOW_TRACKING_URI",
         "REFRIG_CADENCE_SECONDS",
+        "REFRIG_OPERATIONS_FILE",
+        "REFRIG_WORKORDER_URL",
     ):
         monkeypatch.delenv(var, raising=False)
     return home

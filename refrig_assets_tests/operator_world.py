@@ -7,6 +7,7 @@ a snapshot of every table for "nothing changed" assertions.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,10 @@ from refrig_assets.settings import MODELS_DIR
 from refrig_assets.storage import ParquetStore
 
 ALERTS = load_contract("device_alerts")
+# Tests taking a `store` built by :func:`fresh_store` also run against PostgreSQL when this names
+# a database they may create and drop tables in.
+POSTGRES_URL = os.environ.get("REFRIG_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
 SLA_MINUTES = ALERTS.settings["sla_minutes"]
 # Data time of the world: the last window of the alerts ends at T0.
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -161,6 +166,27 @@ def seed_store(
     finally:
         store.close()
     return frame
+
+
+def _operator_metadata() -> list[sa.MetaData]:
+    from refrig_assets import feedback, maintenance, workorders
+    from refrig_assets.alerts import suppression
+
+    return [feedback.metadata, maintenance.metadata, suppression.metadata, workorders.metadata]
+
+
+def fresh_store(backend: str, tmp_path: Path, clock: Clock | None = None) -> AlertStore:
+    """An empty alert database: a SQLite file, or the test PostgreSQL database emptied."""
+    url = f"sqlite:///{tmp_path / 'alerts.db'}" if backend == "sqlite" else POSTGRES_URL
+    store = AlertStore(url, clock=clock or Clock())
+    drop_all(store)
+    return store
+
+
+def drop_all(store: AlertStore) -> None:
+    """Drop the alert and operator tables (a shared PostgreSQL database keeps them otherwise)."""
+    for metadata in [*_operator_metadata(), store.metadata]:
+        metadata.drop_all(store.engine)
 
 
 def write_operations_file(tmp_path: Path, **sections: dict[str, Any]) -> Path:

@@ -8,7 +8,16 @@ import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from operator_world import T0, Clock, alert_frame, operations, write_operations_file
+from operator_world import (
+    BACKENDS,
+    T0,
+    Clock,
+    alert_frame,
+    drop_all,
+    fresh_store,
+    operations,
+    write_operations_file,
+)
 
 from refrig_assets.alerts.store import AlertStore
 from refrig_assets.alerts.suppression import SuppressionLog, apply_operator_suppression
@@ -46,10 +55,11 @@ def fp_alerts(device=DEVICE, contributor=LEAD, n=3, start=T0, score=0.86, spacin
     )
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = AlertStore(f"sqlite:///{tmp_path / 'alerts.db'}", clock=Clock())
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    s = fresh_store(request.param, tmp_path)
     yield s
+    drop_all(s)
     s.close()
 
 

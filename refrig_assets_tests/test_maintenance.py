@@ -6,9 +6,17 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from operator_world import T0, Clock, alert_frame, db_snapshot, operations
+from operator_world import (
+    BACKENDS,
+    T0,
+    Clock,
+    alert_frame,
+    db_snapshot,
+    drop_all,
+    fresh_store,
+    operations,
+)
 
-from refrig_assets.alerts.store import AlertStore
 from refrig_assets.alerts.suppression import (
     SuppressionLog,
     apply_operator_suppression,
@@ -27,10 +35,11 @@ from refrig_assets.maintenance import (
 QUARTER = timedelta(minutes=15)
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = AlertStore(f"sqlite:///{tmp_path / 'alerts.db'}", clock=Clock())
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    s = fresh_store(request.param, tmp_path)
     yield s
+    drop_all(s)
     s.close()
 
 
