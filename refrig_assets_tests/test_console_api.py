@@ -530,3 +530,15 @@ def test_html_pages_render_and_unknown_ids_get_a_404_page(client, world, history
     missing = client.get("/alerts/nope")
     assert missing.status_code == 404 and "no alert with id" in missing.text
     assert client.get("/?severity=URGENT").status_code == 422
+
+
+def test_the_device_history_can_end_around_an_alert(client, world, history):
+    detail = client.get(f"/api/alerts/{world.id_of('dev-001')}").json()
+    # alert window ends 11:15; a quarter of the 24 h default span later
+    assert detail["chart_until"] == "2026-03-02T17:15:00Z"
+    body = client.get(f"/api/devices/dev-001?until={detail['chart_until']}&hours=2").json()
+    # the newest features end at 12:00: the history is not stretched into the future
+    assert body["period"]["end"].startswith("2026-03-02T12:00")
+    earlier = client.get("/api/devices/dev-001?until=2026-03-02T11:00:00&hours=1").json()
+    assert earlier["period"]["end"].startswith("2026-03-02T11:00")
+    assert len(earlier["features"]) == 4

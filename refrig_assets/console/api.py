@@ -94,6 +94,7 @@ class Transition(BaseModel):
 
 class AlertDetail(BaseModel):
     alert: Alert  # type: ignore[valid-type]
+    chart_until: str = Field(description="End of the device history that shows this alert")
     provenance: dict[str, Any]
     history: list[Transition]
     suppression: dict[str, Any] | None

@@ -58,6 +58,11 @@ class DeviceNotFound(KeyError):
         return str(self.args[0]) if self.args else "device not found"
 
 
+def _utc(value: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
+
+
 def sla_state(alert: dict[str, Any], now: datetime) -> tuple[str, float | None]:
     """(state, seconds left) of an alert's SLA: ``breached``/``due`` while OPEN (seconds left
     negative once breached), ``acknowledged`` or ``closed`` otherwise (no countdown)."""
@@ -258,8 +263,12 @@ class ConsoleService:
             & (labels["contributor"] == alert["contributor"])
             & (labels["label"] == "false_positive")
         ]
+        # The device page ends a quarter of its default span after the alert.
+        quarter = timedelta(hours=self.settings.console.device_history_hours / 4)
+        until = pd.Timestamp(alert["window_end"]) + quarter
         return {
             "alert": alert,
+            "chart_until": until.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "provenance": {
                 "models": models,
                 "source": alert["source"],
@@ -366,9 +375,12 @@ class ConsoleService:
         hours = float(hours or self.settings.console.device_history_hours)
         if hours <= 0 or hours > 24 * 31:
             raise FilterError("hours must be between 0 and 744 (31 days)")
-        end = pd.Timestamp(until).tz_convert(UTC) if until else newest_window_end(self.parquet)
+        newest = newest_window_end(self.parquet)
+        end = _utc(until) if until is not None else newest
         if end is None:
             end = pd.Timestamp(self.now())
+        elif newest is not None and end > newest:
+            end = newest  # nothing to chart after the newest features
         start = end - timedelta(hours=hours)
         oldest = oldest_partition_start(self.parquet)
         if oldest is not None and oldest > start and oldest < end:
