@@ -186,8 +186,11 @@ class ModelRegistry:
                 mv = self.client.get_model_version(model_id, version)
             except MlflowException as exc:
                 raise RegistryError(f"{model_id} version {version} is not registered") from exc
+            # The version's own artifact location: a ``models:/`` URI would be resolved against
+            # the process-wide registry URI, which may be another registry's.
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{model_id}/{mv.version}", tracking_uri=self.tracking_uri
+                artifact_uri=self.client.get_model_version_download_uri(model_id, mv.version),
+                tracking_uri=self.tracking_uri,
             )
             self._loaded[key] = Detector.load(Path(local) / "artifacts" / "detector")
         return self._loaded[key]
@@ -202,7 +205,9 @@ class ModelRegistry:
         versions = self._versions(model_id)
         aliases: dict[str, list[str]] = {}
         if versions:
-            for alias, version in (self.client.get_registered_model(model_id).aliases or {}).items():
+            for alias, version in (
+                self.client.get_registered_model(model_id).aliases or {}
+            ).items():
                 aliases.setdefault(str(version), []).append(alias)
         return [
             {

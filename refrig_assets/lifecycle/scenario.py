@@ -71,11 +71,13 @@ def simulated_features(
         con = duckdb.connect()
         try:
             con.register("clean", clean)
-            out[hour_key(start)] = con.execute(
-                feature_sql("clean", cadence_seconds=config.cadence_seconds)
-            ).df()
+            frame = con.execute(feature_sql("clean", cadence_seconds=config.cadence_seconds)).df()
         finally:
             con.close()
+        # DuckDB hands back its session zone (Etc/UTC); the contracts want UTC itself.
+        for column in ("window_start", "window_end"):
+            frame[column] = frame[column].dt.tz_convert("UTC")
+        out[hour_key(start)] = frame
     return out, registry, sim.labels()
 
 
