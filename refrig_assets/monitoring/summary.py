@@ -118,19 +118,27 @@ def run_summary_lines(
         if md.exists():
             lines.append(f"{day} monitoring summary: {md}")
     lines += _grouped_health_lines(health_alerts)
-    lines += [
+    due = [
         f"retraining due: {r.reason} (requested by the retraining_trigger sensor)" for r in requests
     ]
+    lines += due or ["retraining due: none (no significant drift)"]
     for day in days:
         if not store.exists("feature_drift", day):
             lines.append(f"{day}: no drift measured (feature_drift not materialized)")
             continue
         table = store.read("feature_drift", day)
+        seen: dict[tuple, str] = {}
         for (model_id, version), rows in table.groupby(["model_id", "model_version"], sort=True):
             report = drift_report_path(home, day, model_id, version)
             lines.append(f"{day} {model_id} v{version}: drift report {report}")
+            top = top_drifting(rows, top_n)
+            key = tuple(zip(top["feature"], top["cohort"], top["psi"].round(6), strict=True))
+            if key in seen:  # same inputs and training hours as a model listed above
+                lines.append(f"  top drifting features: as for {seen[key]}")
+                continue
+            seen[key] = model_id
             lines.append("  top drifting features:")
-            for r in top_drifting(rows, top_n).itertuples():
+            for r in top.itertuples():
                 lines.append(f"    {r.feature:<38} {_slice(r):<30} PSI {r.psi:6.3f}  {r.band}")
     return lines
 
