@@ -13,7 +13,7 @@ TRAIN_HOURS ?= 2
 START ?= 2026-01-01T00:00
 SEED ?= 42
 
-.PHONY: setup run test test-fast dev bench clean
+.PHONY: setup run test test-fast dev bench clean lifecycle-demo
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,10 @@ test: setup
 ## test-fast: skip the slow tests (real servers, browsers)
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
+
+## lifecycle-demo: train v1 → promote → worse v2 blocked by the canary → force → roll back → history
+lifecycle-demo: setup
+	$(VENV)/bin/refrig models demo
 
 ## dev: the Dagster UI on http://127.0.0.1:3000
 dev: setup $(DAGSTER_HOME)/dagster.yaml

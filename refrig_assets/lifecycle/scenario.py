@@ -159,7 +159,9 @@ def run_scenario(
         registry, model_id, v2, v1, features, device_registry, read_labels(labels_path), policy
     )
     blocked = lifecycle.apply(evaluation.report, ACTOR)
-    log(f"canary + gates on {stems[0]}..{stems[-1]}: {blocked.event} — {blocked.reason}")
+    log(f"canary + gates on {stems[0]}..{stems[-1]}: {blocked.event}")
+    for gate in evaluation.report.failed:
+        log(f"  [{gate.kind}] {gate.detail}")
 
     forced = lifecycle.apply(
         evaluation.report, ACTOR, force=True, reason="demo: force-promote past the gates"
@@ -184,7 +186,10 @@ def run_scenario(
             f"  serving v{e.serving_version}  by {e.actor}{'  FORCED' if e.forced else ''}"
         )
     log("\nserving history:")
-    log(timeline.to_string(index=False))
+    for period in timeline.to_dict("records"):
+        until = "now" if pd.isna(period["until"]) else f"{period['until']:%H:%M:%S.%f}"
+        marks = (" pinned" if period["pinned"] else "") + (" FORCED" if period["forced"] else "")
+        log(f"  v{period['version']}{marks}: {period['from']:%H:%M:%S.%f} .. {until}")
     for e in history:
         assert serving_version_at(audit, model_id, e.at) == e.serving_version
     audit.close()
