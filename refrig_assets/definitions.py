@@ -6,6 +6,7 @@ import dagster as dg
 
 from refrig_assets.defs import (
     alerts,
+    evaluation,
     features,
     ingestion,
     lifecycle,
@@ -27,6 +28,7 @@ defs = dg.Definitions.merge(
     training.defs,
     scoring.defs,
     alerts.defs,
+    evaluation.defs,
     streaming.defs,
     lifecycle.defs,
     monitoring.defs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 import pandas as pd
@@ -16,12 +17,24 @@ def with_cohort(features: pd.DataFrame, registry: pd.DataFrame) -> pd.DataFrame:
     return features.assign(cohort=cohort.fillna("unknown").to_numpy())
 
 
+def lookback_hours(detector: Detector) -> int:
+    """Whole hours of earlier features a detector needs before the rows it reports."""
+    return math.ceil(detector.lookback / pd.Timedelta(hours=1))
+
+
 def score_windows(
-    detector: Detector, version: str, features: pd.DataFrame, scored_at: datetime
+    detector: Detector,
+    version: str,
+    features: pd.DataFrame,
+    scored_at: datetime,
+    since: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """Scores of one detector version for the scorable windows of ``features``."""
+    """Scores of one detector version for the scorable windows of ``features``.
+
+    Windows before ``since`` only give context (persistence looks back at them); they are not
+    returned."""
     contract = load_contract("model_scores")
-    out = detector.score(features)
+    out = detector.score(features, since=since)
     if out.empty:
         return contract.empty_frame()
     out["model_id"] = detector.config.model_id

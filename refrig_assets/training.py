@@ -35,11 +35,12 @@ def train_detector(
         "training_score_p99": float(np.quantile(scored["anomaly_score"], 0.99))
         if len(scored)
         else 0.0,
+        **{k: float(v) for k, v in detector.describe().items()},
     }
     lineage = Lineage(
         training_partitions=partitions,
         training_data_hash=data_hash(
-            features[["device_id", "window_start", *config.feature_columns]]
+            features[["device_id", "window_start", "cohort", *detector.input_columns]]
         ),
         config_hash=config.config_hash,
         feature_schema=load_contract("device_features").schema_fingerprint,

@@ -1,14 +1,27 @@
 """The detector interface every model implements.
 
 A detector fits on window features and scores them as calibrated anomaly scores in [0, 1] with
-per-window contributors. Subclasses implement two methods — :meth:`Detector.fit_raw` and
+per-row contributors. Subclasses implement two methods — :meth:`Detector.fit_raw` and
 :meth:`Detector.raw_scores` — and register themselves with :func:`register_detector`; adding a
-model is one file in ``models/`` and one class.
+model is one file in ``models/`` and one class. A detector that scores something other than the
+feature windows themselves (e.g. per-device hourly profiles) also overrides :meth:`Detector.rows`.
+
+The base class owns what every model shares, all driven by the ``models/`` settings:
+
+* which windows are scorable (``min_sensor_completeness``) and when a running-conditioned
+  feature is trustworthy (``running_share``: enough running readings in the window);
+* calibration of raw scores to tail probabilities (``calibration``);
+* persistence (``persistence``): a row keeps its evidence only as far as at least
+  ``min_windows - 1`` of the device's previous ``windows - 1`` rows reached it too, so one odd
+  window does not raise an alert while a lasting change does. The persistent evidence is
+  calibrated again on whole training sequences, so a threshold keeps its meaning;
+* contributors, confidence and persistence on disk.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,6 +51,7 @@ def register_detector(cls: type[Detector]) -> type[Detector]:
     return cls
 
 
+@cache
 def feature_sensor(feature: str) -> str:
     """The sensor a feature column is computed from (``vibration_compressor_max`` → sensor)."""
     from refrig_assets.contracts import load_contract
@@ -46,8 +60,35 @@ def feature_sensor(feature: str) -> str:
     return col.extra.get("sensor", feature)
 
 
+@cache
+def feature_unit(feature: str) -> str | None:
+    """The unit of a device_features column (from the sensor it is computed from)."""
+    from refrig_assets.contracts import load_contract
+
+    return load_contract("device_features").column(feature).unit
+
+
+@cache
+def feature_condition(feature: str) -> str | None:
+    """The operating condition a feature is computed under (``running``), if any."""
+    from refrig_assets.contracts import load_contract
+
+    return load_contract("device_features").column(feature).extra.get("condition")
+
+
+def context_columns(config: ModelConfig) -> list[str]:
+    """Columns a model conditions on without scoring them (``features.context`` in models/)."""
+    from refrig_assets.contracts import load_contract
+
+    names = list(config.settings.get("features", {}).get("context", []) or [])
+    contract = load_contract("device_features")
+    for name in names:
+        contract.column(name)  # KeyError names a column the contract does not have
+    return [n for n in names if n not in config.feature_columns]
+
+
 class Detector(ABC):
-    """Base class: preparation, calibration, contributors, confidence and persistence."""
+    """Base class: preparation, calibration, persistence, contributors, confidence, storage."""
 
     kind: ClassVar[str]
 
@@ -59,18 +100,43 @@ class Detector(ABC):
             decades=float(cal.get("decades", 6)),
         )
         self.feature_columns = list(config.feature_columns)
+        self.context_columns = context_columns(config)
         self.training_rows = 0
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Scored features first, then context features (conditioned on, never contributors)."""
+        return self.feature_columns + self.context_columns
 
     # -- what a subclass implements -------------------------------------------------------
     @abstractmethod
     def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:
-        """Fit on scorable training windows; return the raw scores of those windows."""
+        """Fit on scorable training rows; return the raw scores of those rows."""
 
     @abstractmethod
     def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Raw score per row (higher = more anomalous), a (rows × features) contribution matrix
-        (signed: positive means above normal), and one evidence template per feature with
-        ``{value}`` for the contribution (e.g. ``"{value:.1f}σ from this device's baseline"``)."""
+        """Raw score per row (higher = more anomalous), a (rows × feature_columns) contribution
+        matrix (signed: positive means above normal), and one evidence template per feature
+        with ``{value}`` (the contribution's size, one decimal) and ``{direction}``
+        (``above``/``below``), e.g. ``"{value}σ {direction} this device's baseline"``."""
+
+    def row_minutes(self) -> int:
+        """Length of one scored row in minutes (default: the feature window)."""
+        from refrig_assets.features import window_minutes
+
+        return window_minutes()
+
+    @property
+    def lookback(self) -> pd.Timedelta:
+        """How much earlier data scoring needs before the rows it reports (persistence)."""
+        return pd.Timedelta(minutes=self.row_minutes() * (self.persistence[0] - 1))
+
+    def rows(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows this model scores, from prepared feature windows (default: the windows).
+
+        Must keep ``device_id``, ``cohort``, ``window_start``, ``window_end``,
+        ``sensor_completeness``, ``quality_mask`` and the input columns."""
+        return frame
 
     # -- shared behaviour -----------------------------------------------------------------
     def scorable(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -78,26 +144,92 @@ class Detector(ABC):
         floor = float(self.config.settings.get("min_sensor_completeness", 0.5))
         return features[features["sensor_completeness"] >= floor]
 
+    def prepare(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Scorable windows, with two corrections every model shares:
+
+        * features in a ratio-scale unit (``log_scale_units``: absolute pressure, current,
+          vibration) are taken as logarithms, so multiplicative effects (a pressure that follows
+          the condensing temperature on a saturation curve, a current that rises by a share of
+          itself) become the same additive shift for every device;
+        * running-conditioned features are blanked where the compressor ran for too small a
+          share of the window (``running_share``): a mean over one start-up transient is not a
+          measurement of the running state."""
+        frame = self.scorable(features).copy()
+        log_units = set(self.config.settings.get("log_scale_units") or [])
+        for col in self.input_columns:
+            if feature_unit(col) in log_units:
+                frame[col] = np.log(np.clip(frame[col].to_numpy(dtype=float), 1e-6, None))
+        spec = self.config.settings.get("running_share") or {}
+        share_col, floor = spec.get("column"), float(spec.get("min", 0.0) or 0.0)
+        conditioned = [c for c in self.input_columns if feature_condition(c) == "running"]
+        if conditioned and share_col and floor > 0:
+            too_short = ~(frame[share_col].to_numpy(dtype=float) >= floor)
+            frame.loc[too_short, conditioned] = np.nan
+        return frame
+
     def fit(self, features: pd.DataFrame) -> Detector:
-        """Fit on training windows (needs device_id, cohort and the feature columns)."""
-        frame = self.scorable(features)
+        """Fit on training windows (needs device_id, cohort and the input columns)."""
+        frame = self.rows(self.prepare(features))
+        frame = frame.sort_values(["device_id", "window_start"], kind="stable")
+        frame = frame.reset_index(drop=True)
+        fit_frame = frame
         max_rows = int(self.config.settings.get("training", {}).get("max_rows", 0) or 0)
         if max_rows and len(frame) > max_rows:
-            frame = frame.sample(n=max_rows, random_state=0).sort_index()
-        if len(frame) < 10:
-            raise ValueError(f"{self.config.model_id}: only {len(frame)} scorable training windows")
-        raw = self.fit_raw(frame)
+            fit_frame = frame.sample(n=max_rows, random_state=0).sort_index()
+        if len(fit_frame) < 10:
+            raise ValueError(f"{self.config.model_id}: only {len(frame)} scorable training rows")
+        raw = self.fit_raw(fit_frame.reset_index(drop=True))
         self.calibrator.fit(raw)
-        self.training_rows = len(frame)
+        self.persistence_calibrator = None
+        if self.persistence[1] > 1:
+            sequences = self._device_sample(frame)
+            evidence = self.evidence(self.raw_scores(sequences)[0])
+            self.persistence_calibrator = TailCalibrator(
+                tail_quantile=self.calibrator.tail_quantile, decades=self.calibrator.decades
+            ).fit(self.sustained(sequences, evidence))
+        self.training_rows = len(fit_frame)
         return self
 
-    def score(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Score scorable windows: the model_scores columns a detector is responsible for."""
-        frame = self.scorable(features).reset_index(drop=True)
+    def _device_sample(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Whole training sequences of a sample of devices (persistence needs consecutive
+        rows), at most ``persistence.calibration_rows`` rows."""
+        limit = int((self.config.settings.get("persistence") or {}).get("calibration_rows", 0))
+        if not limit or len(frame) <= limit:
+            return frame
+        devices = frame["device_id"].drop_duplicates().sample(frac=1.0, random_state=0)
+        counts = frame["device_id"].value_counts().reindex(devices).cumsum()
+        chosen = counts.index[counts.to_numpy() <= limit]
+        return frame[frame["device_id"].isin(chosen)].reset_index(drop=True)
+
+    def evidence(self, raw: np.ndarray) -> np.ndarray:
+        """-log10 of the tail probability of raw scores (unclipped calibrated evidence)."""
+        return -np.log10(self.calibrator.tail_probability(raw))
+
+    def calibrated(self, frame: pd.DataFrame, raw: np.ndarray) -> np.ndarray:
+        """Scores in [0, 1]: window evidence, made persistent and recalibrated when the model
+        asks for persistence (so a threshold means the same with or without it)."""
+        if getattr(self, "persistence_calibrator", None) is None:
+            return self.calibrator.transform(raw)
+        sustained = self.sustained(frame, self.evidence(raw))
+        return self.persistence_calibrator.transform(sustained)
+
+    def score(self, features: pd.DataFrame, since: pd.Timestamp | None = None) -> pd.DataFrame:
+        """Score scorable rows: the model_scores columns a detector is responsible for.
+
+        Rows before ``since`` are context only: they feed persistence and are not returned."""
+        frame = self.rows(self.prepare(features))
+        frame = frame.sort_values(["device_id", "window_start"], kind="stable")
+        frame = frame.reset_index(drop=True)
         if frame.empty:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in OUTPUT_COLUMNS})
         raw, contrib, templates = self.raw_scores(frame)
-        score = self.calibrator.transform(raw)
+        score = self.calibrated(frame, raw)
+        keep = (
+            np.ones(len(frame), dtype=bool)
+            if since is None
+            else (frame["window_start"] >= pd.Timestamp(since)).to_numpy()
+        )
+        frame, score, contrib = frame[keep].reset_index(drop=True), score[keep], contrib[keep]
         top_k = int(self.config.settings.get("top_contributors", 3))
         tops, details = self._contributors(contrib, templates, top_k)
         penalty = float(self.config.settings.get("confidence_flag_penalty", 0.25))
@@ -116,30 +248,69 @@ class Detector(ABC):
             }
         )
 
+    @property
+    def persistence(self) -> tuple[int, int]:
+        """(windows, min_windows) from the settings; (1, 1) means no persistence."""
+        spec = self.config.settings.get("persistence") or {}
+        windows = max(1, int(spec.get("windows", 1)))
+        return windows, min(windows, max(1, int(spec.get("min_windows", 1))))
+
+    def sustained(self, frame: pd.DataFrame, score: np.ndarray) -> np.ndarray:
+        """Persistence: a row keeps its score only as far as at least ``min_windows - 1`` of
+        the device's previous ``windows - 1`` rows reached it too, i.e. the row's score is
+        ``min(score, (min_windows-1)-th highest earlier score)``. ``frame`` is sorted by device
+        and time. Earlier rows more than ``windows`` row lengths back do not count, so a gap in
+        the data does not bridge two separate events, and the flag drops as soon as the
+        anomaly ends."""
+        windows, need = self.persistence
+        if need <= 1:
+            return score
+        devices = frame["device_id"].to_numpy()
+        start = pd.DatetimeIndex(frame["window_start"]).as_unit("ns").asi8
+        span = (pd.DatetimeIndex(frame["window_end"]).as_unit("ns").asi8 - start) * windows
+        earlier = np.full((len(score), windows - 1), -np.inf)
+        for lag in range(1, windows):
+            same = (devices[lag:] == devices[:-lag]) & (start[lag:] - start[:-lag] < span[lag:])
+            earlier[lag:, lag - 1] = np.where(same, score[:-lag], -np.inf)
+        support = -np.sort(-earlier, axis=1)[:, need - 2]
+        return np.where(np.isfinite(support), np.minimum(score, support), 0.0)
+
     def _contributors(
         self, contrib: np.ndarray, templates: list[str], top_k: int
-    ) -> tuple[np.ndarray, list[str]]:
-        """Top sensors per row (by their strongest feature) and the evidence for the first."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top sensors per row (by their strongest feature) and the evidence for the first,
+        built column-wise (no per-row Python)."""
+        n = contrib.shape[0]
         sensors = [feature_sensor(f) for f in self.feature_columns]
         names = list(dict.fromkeys(sensors))
         magnitude = np.nan_to_num(np.abs(contrib), nan=0.0)
-        per_sensor = np.zeros((magnitude.shape[0], len(names)))
+        per_sensor = np.zeros((n, len(names)))
         for j, s in enumerate(sensors):
             k = names.index(s)
             per_sensor[:, k] = np.maximum(per_sensor[:, k], magnitude[:, j])
         order = np.argsort(-per_sensor, axis=1, kind="stable")[:, : min(top_k, len(names))]
         labels = np.asarray(names, dtype=object)[order]
-        tops = labels[:, 0]
+        tops = labels[:, 0].copy()
         for c in range(1, labels.shape[1]):
             tops = tops + "," + labels[:, c]
         best = np.argmax(magnitude, axis=1)
-        values = contrib[np.arange(len(best)), best]
-        details = [
-            f"{self.feature_columns[j]} "
-            + templates[j].format(value=abs(v), direction="above" if v >= 0 else "below")
-            for j, v in zip(best.tolist(), np.nan_to_num(values).tolist(), strict=True)
-        ]
+        values = np.nan_to_num(contrib[np.arange(n), best])
+        sizes = np.round(np.abs(values), 1).astype(str).astype(object)
+        direction = np.where(values >= 0, "above", "below").astype(object)
+        details = np.empty(n, dtype=object)
+        for j, template in enumerate(templates):
+            rows = best == j
+            if not rows.any():
+                continue
+            head, _, tail = template.partition("{value}")
+            pre, _, post = tail.partition("{direction}")
+            text = f"{self.feature_columns[j]} {head}" + sizes[rows] + pre
+            details[rows] = text + direction[rows] + post if "{direction}" in tail else text
         return tops, details
+
+    def describe(self) -> dict[str, float]:
+        """Model-specific training facts logged as metrics (e.g. groups found); default none."""
+        return {}
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -152,10 +323,20 @@ class Detector(ABC):
         return joblib.load(Path(directory) / "detector.joblib")
 
 
+def load_detector_modules() -> None:
+    """Import every module of this package, so each ``@register_detector`` class registers."""
+    import importlib
+    import pkgutil
+
+    import refrig_assets.detectors as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
 def build_detector(config: ModelConfig) -> Detector:
     """Instantiate the detector class named by a config's ``detector`` key."""
-    import refrig_assets.detectors  # noqa: F401  (registers the built-in detectors)
-
+    load_detector_modules()
     try:
         cls = DETECTORS[config.detector]
     except KeyError:

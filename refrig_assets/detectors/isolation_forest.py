@@ -1,4 +1,10 @@
-"""Isolation Forest over the whole fleet, on cohort-normalised features."""
+"""Isolation Forest over the whole fleet.
+
+Inputs are either device-relative residuals adjusted for the context features
+(``baseline: device``, :class:`~refrig_assets.detectors.normalise.DeviceResiduals`) or features
+scaled per cohort (``baseline: cohort``). One forest for the fleet learns which combinations of
+residuals occur (normal operating modes of every device type) and isolates the rest.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +13,34 @@ import pandas as pd
 from sklearn.ensemble import IsolationForest
 
 from refrig_assets.detectors.base import Detector, register_detector
-from refrig_assets.detectors.normalise import CohortScaler
+from refrig_assets.detectors.normalise import CohortScaler, DeviceResiduals
 
 
 @register_detector
 class IsolationForestDetector(Detector):
-    """Fleet model; features are scaled per cohort so device types do not look anomalous."""
+    """Fleet model on device-relative (or cohort-scaled) features."""
 
     kind = "isolation_forest"
 
+    def _inputs(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.device_relative:
+            if self.config.hyperparameters.get("inputs") == "conditional":
+                return self.residuals.evaluate(frame)[0]
+            return np.nan_to_num(self.residuals.residuals(frame), nan=0.0)
+        return self.scaler.transform(frame)
+
     def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:
-        self.scaler = CohortScaler().fit(frame, self.feature_columns)
-        x = self.scaler.transform(frame)
         hp = self.config.hyperparameters
+        self.device_relative = hp.get("baseline", "device") == "device"
+        if self.device_relative:
+            self.residuals = DeviceResiduals(
+                int(hp.get("min_device_windows", 4)), float(hp.get("covariance_shrinkage", 0.05))
+            ).fit(frame, self.input_columns, len(self.feature_columns))
+        else:
+            self.scaler = CohortScaler().fit(frame, self.feature_columns)
+        x = self._inputs(frame)
         self.forest = IsolationForest(
-            n_estimators=int(hp.get("n_estimators", 200)),
+            n_estimators=int(hp.get("n_estimators", 100)),
             max_samples=min(int(hp.get("max_samples", 2048)), len(x)),
             random_state=int(hp.get("random_state", 0)),
             n_jobs=1,
@@ -29,7 +48,8 @@ class IsolationForestDetector(Detector):
         return -self.forest.score_samples(x)
 
     def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        x = self.scaler.transform(frame)
+        x = self._inputs(frame)
         raw = -self.forest.score_samples(x)
-        template = "{value:.1f} robust σ {direction} its cohort's typical value"
+        unit = "its own baseline" if self.device_relative else "its cohort's typical value"
+        template = "{value} robust σ {direction} " + unit
         return raw, x, [template] * len(self.feature_columns)

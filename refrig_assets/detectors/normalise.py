@@ -1,4 +1,15 @@
-"""Robust per-group scaling shared by the detectors (median and MAD, with floors)."""
+"""Robust baselines shared by the detectors.
+
+* :class:`CohortScaler` — each feature scaled by its cohort's median and robust spread.
+* :class:`DeviceBaseline` — each feature relative to the device's own median over its training
+  windows (devices with too little history use their cohort's), in units of the cohort's typical
+  within-device spread. What stays is how far a device moved from *its own* normal, which is
+  what a gradual fault changes; the spread between devices of one type is removed.
+* :class:`ConditionalGaussian` — the joint distribution of those residuals in one group
+  (a cohort): each feature's residual is judged *given the other features observed in the same
+  window*. Normal operating modes that move several features together (a defrost, a pull-down,
+  a hot afternoon) stay unremarkable; a combination the group never shows does not.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +18,13 @@ import pandas as pd
 
 MAD_TO_SIGMA = 1.4826
 CLIP = 50.0
+
+
+def robust_scale(values: np.ndarray, floor: np.ndarray | float = 1e-6) -> np.ndarray:
+    """Per-column MAD·1.4826 around 0 (columns of residuals), NaN ignored, floored."""
+    with np.errstate(all="ignore"):
+        mad = np.nanmedian(np.abs(values), axis=0) * MAD_TO_SIGMA
+    return np.maximum(np.nan_to_num(mad, nan=0.0), floor)
 
 
 class CohortScaler:
@@ -29,7 +47,8 @@ class CohortScaler:
             self.scale[cohort] = np.maximum(np.nan_to_num(mad, nan=0.0), 0.1 * self.fleet_scale)
         return self
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+    def transform(self, frame: pd.DataFrame, fill: bool = True) -> np.ndarray:
+        """Scaled features; missing values become 0 (the cohort median) unless ``fill=False``."""
         x = frame[self.columns].to_numpy(dtype=float, copy=True)
         cohorts = frame["cohort"].to_numpy()
         out = np.empty_like(x)
@@ -38,4 +57,220 @@ class CohortScaler:
             center = self.center.get(cohort, self.fleet_center)
             scale = self.scale.get(cohort, self.fleet_scale)
             out[idx] = (x[idx] - center) / scale
-        return np.clip(np.nan_to_num(out, nan=0.0), -CLIP, CLIP)
+        out = np.clip(out, -CLIP, CLIP)
+        return np.nan_to_num(out, nan=0.0) if fill else out
+
+
+class DeviceBaseline:
+    """Features relative to each device's own training median, in cohort within-device units.
+
+    ``min_device_windows``: fewer training windows (with a value) than this and a device's
+    feature is centred on its cohort's median of device medians instead. ``known`` tells, per
+    scored row, whether the device had its own baseline (new devices are judged more loosely by
+    the callers, which use the spread between devices for them).
+    """
+
+    def __init__(self, min_device_windows: int = 4):
+        self.min_device_windows = min_device_windows
+
+    def fit(self, frame: pd.DataFrame, columns: list[str]) -> DeviceBaseline:
+        self.columns = list(columns)
+        values = frame[self.columns].astype(float)
+        devices = frame["device_id"].to_numpy()
+        grouped = values.groupby(devices)
+        med = grouped.median()
+        enough = grouped.count() >= self.min_device_windows
+        cohort_of = frame.groupby("device_id")["cohort"].first().reindex(med.index)
+        self.cohort_center = med.where(enough).groupby(cohort_of.to_numpy()).median()
+        self.fleet_center = med.where(enough).median().fillna(values.median())
+        # A device has its own baseline when most of its features have enough history; a
+        # feature without enough history stays unjudged for it (NaN) until the next training.
+        own = enough.mean(axis=1) >= 0.5
+        self.device_center = med.where(enough)[own]
+        residual = values.to_numpy() - self.device_center.reindex(devices).to_numpy()
+        cohorts = frame["cohort"].to_numpy()
+        fleet_scale = robust_scale(residual)
+        # A feature that never varies inside a device still needs a unit: a tenth of the
+        # spread between devices keeps constant features from dividing by zero.
+        between = robust_scale(med.to_numpy() - self.fleet_center.to_numpy(), floor=1e-6)
+        self.fleet_scale = np.maximum(fleet_scale, 0.1 * between)
+        self.scale: dict[str, np.ndarray] = {}
+        for cohort in pd.unique(cohorts):
+            self.scale[cohort] = np.maximum(
+                robust_scale(residual[cohorts == cohort]), 0.25 * self.fleet_scale
+            )
+        return self
+
+    def known(self, frame: pd.DataFrame) -> np.ndarray:
+        """True for rows whose device has its own baseline."""
+        return frame["device_id"].isin(self.device_center.index).to_numpy()
+
+    def transform(self, frame: pd.DataFrame, as_new: bool = False) -> np.ndarray:
+        """Residuals in units of the cohort's within-device spread (NaN where a value is
+        missing). ``as_new``: centre every device on its cohort, as if it had no history."""
+        x = frame[self.columns].to_numpy(dtype=float)
+        devices = frame["device_id"].to_numpy()
+        cohorts = frame["cohort"].to_numpy()
+        center = self.device_center.reindex(devices).to_numpy()
+        new = np.ones(len(frame), dtype=bool) if as_new else ~self.known(frame)
+        if new.any():
+            fallback = self.cohort_center.reindex(cohorts[new]).to_numpy()
+            fallback = np.where(np.isnan(fallback), self.fleet_center.to_numpy(), fallback)
+            center[new] = fallback
+        out = np.empty_like(x)
+        for cohort in pd.unique(cohorts):
+            idx = cohorts == cohort
+            out[idx] = (x[idx] - center[idx]) / self.scale.get(cohort, self.fleet_scale)
+        return np.clip(out, -CLIP, CLIP)
+
+
+class ConditionalGaussian:
+    """Per-group covariance of standardised residuals; scores each feature given the others.
+
+    For row ``z`` with observed features ``o`` and precision ``P = inv(Σ_oo)``, the conditional
+    z-score of feature ``j`` is ``(P z)_j / sqrt(P_jj)``: its residual from what the other
+    observed features predict, in units of the conditional spread. ``shrinkage`` blends the
+    covariance towards its diagonal (stable with few training rows).
+    """
+
+    def __init__(self, shrinkage: float = 0.05):
+        self.shrinkage = shrinkage
+
+    @staticmethod
+    def _covariance(z: np.ndarray, shrinkage: float) -> np.ndarray:
+        k = z.shape[1]
+        complete = z[np.isfinite(z).all(axis=1)]
+        if len(complete) >= max(10, 2 * k):
+            cov = np.cov(complete, rowvar=False)
+        else:  # too few complete rows: pairwise-complete covariance
+            cov = pd.DataFrame(z).cov(min_periods=2).fillna(0.0).to_numpy()
+        cov = np.atleast_2d(np.nan_to_num(cov, nan=0.0))
+        diag = np.maximum(np.diag(cov), 1e-3)
+        cov = (1 - shrinkage) * cov + shrinkage * np.diag(diag)
+        cov[np.diag_indices(k)] = diag
+        return cov
+
+    def fit(self, z: np.ndarray, groups: np.ndarray) -> ConditionalGaussian:
+        self.fleet_cov = self._covariance(z, self.shrinkage)
+        self.cov = {
+            g: self._covariance(z[groups == g], self.shrinkage)
+            if (groups == g).sum() >= 10
+            else self.fleet_cov
+            for g in pd.unique(groups)
+        }
+        return self
+
+    def evaluate(
+        self, z: np.ndarray, groups: np.ndarray, n_scored: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Conditional z-scores (rows × features, 0 where missing) and the surprise of each row:
+        ``-log10`` of the chi-square tail probability of the Mahalanobis distance of its
+        observed scored features given its observed context features (columns from
+        ``n_scored`` on). The surprise catches shifts that keep features' usual relations
+        (several move together, each as expected given the others, but far too far)."""
+        from scipy.stats import chi2
+
+        out = np.zeros_like(z)
+        surprise = np.zeros(len(z))
+        observed = np.isfinite(z)
+        k = z.shape[1]
+        weights = 1 << np.arange(k, dtype=np.int64)
+        pattern = observed @ weights
+        is_context = np.arange(k) >= n_scored
+        for g in pd.unique(groups):
+            in_group = groups == g
+            cov = self.cov.get(g, self.fleet_cov)
+            for key in np.unique(pattern[in_group]):
+                rows = in_group & (pattern == key)
+                obs = (int(key) & weights) > 0
+                dof = int((obs & ~is_context).sum())
+                if dof == 0:
+                    continue
+                zo = np.nan_to_num(z[np.ix_(rows, obs)])
+                precision = np.linalg.inv(cov[np.ix_(obs, obs)])
+                w = zo @ precision
+                block = np.zeros((int(rows.sum()), k))
+                block[:, obs] = w / np.sqrt(np.diag(precision))
+                out[rows] = block
+                d2 = np.einsum("ij,ij->i", w, zo)
+                ctx = is_context[obs]
+                if ctx.any():
+                    zc = zo[:, ctx]
+                    d2 = d2 - np.einsum(
+                        "ij,ij->i", zc @ np.linalg.inv(cov[np.ix_(obs, obs)][np.ix_(ctx, ctx)]), zc
+                    )
+                surprise[rows] = -chi2.logsf(np.maximum(d2, 0.0), dof) / np.log(10)
+        return np.clip(out, -CLIP, CLIP), surprise
+
+    def context_adjusted(self, z: np.ndarray, groups: np.ndarray, n_scored: int) -> np.ndarray:
+        """Scored residuals minus what the observed context features predict for them, in
+        units of their spread given the context (NaN stays NaN)."""
+        out = z[:, :n_scored].copy()
+        k = z.shape[1]
+        if k == n_scored:
+            return out
+        ctx_obs = np.isfinite(z[:, n_scored:])
+        weights = 1 << np.arange(k - n_scored, dtype=np.int64)
+        pattern = ctx_obs @ weights
+        s = np.arange(n_scored)
+        for g in pd.unique(groups):
+            in_group = groups == g
+            cov = self.cov.get(g, self.fleet_cov)
+            for key in np.unique(pattern[in_group]):
+                c = n_scored + np.flatnonzero((int(key) & weights) > 0)
+                if not len(c):
+                    continue
+                rows = in_group & (pattern == key)
+                beta = np.linalg.solve(cov[np.ix_(c, c)], cov[np.ix_(c, s)])
+                resid_var = np.diag(cov[np.ix_(s, s)] - cov[np.ix_(s, c)] @ beta)
+                out[rows] = (z[np.ix_(rows, s)] - z[np.ix_(rows, c)] @ beta) / np.sqrt(
+                    np.maximum(resid_var, 1e-6)
+                )
+        return np.clip(out, -CLIP, CLIP)
+
+
+class DeviceResiduals:
+    """Device baselines plus per-cohort covariance: what every device-relative model starts
+    from. Devices with their own baseline are judged against the within-device spread of their
+    cohort; new devices against their cohort's baseline and the spread between devices."""
+
+    def __init__(self, min_device_windows: int = 4, shrinkage: float = 0.05):
+        self.baseline = DeviceBaseline(min_device_windows)
+        self.shrinkage = shrinkage
+
+    def fit(self, frame: pd.DataFrame, columns: list[str], n_scored: int) -> DeviceResiduals:
+        self.n_scored = n_scored
+        self.baseline.fit(frame, columns)
+        cohorts = frame["cohort"].to_numpy()
+        self.own = ConditionalGaussian(self.shrinkage).fit(self.baseline.transform(frame), cohorts)
+        as_new = self.baseline.transform(frame, as_new=True)
+        self.new = ConditionalGaussian(self.shrinkage).fit(as_new, cohorts)
+        return self
+
+    def _parts(self, frame: pd.DataFrame):
+        known = self.baseline.known(frame)
+        cohorts = frame["cohort"].to_numpy()
+        for rows, model, as_new in ((known, self.own, False), (~known, self.new, True)):
+            if rows.any():
+                yield (
+                    rows,
+                    model,
+                    self.baseline.transform(frame[rows], as_new=as_new),
+                    cohorts[rows],
+                )
+
+    def evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Conditional z-scores of the scored features and the joint surprise per row."""
+        cz = np.zeros((len(frame), self.n_scored))
+        surprise = np.zeros(len(frame))
+        for rows, model, z, groups in self._parts(frame):
+            full, surprise[rows] = model.evaluate(z, groups, self.n_scored)
+            cz[rows] = full[:, : self.n_scored]
+        return cz, surprise
+
+    def residuals(self, frame: pd.DataFrame) -> np.ndarray:
+        """Context-adjusted residuals of the scored features (NaN where missing)."""
+        out = np.full((len(frame), self.n_scored), np.nan)
+        for rows, model, z, groups in self._parts(frame):
+            out[rows] = model.context_adjusted(z, groups, self.n_scored)
+        return out

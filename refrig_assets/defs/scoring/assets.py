@@ -1,10 +1,13 @@
 """``<model_id>_scores`` assets: the production (or pinned) version scores feature windows.
 
 Hourly detectors score each hourly feature partition; daily detectors score the 24 hourly
-partitions of their day. A failing detector fails only its own asset.
+partitions of their day. Both also read the feature hours just before their partition when
+present, so persistence (a lasting change, not one odd window) holds across partition edges.
+A failing detector fails only its own asset; :mod:`.sensors` then builds the hour's alerts from
+the scores that do exist.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -15,9 +18,12 @@ from refrig_assets.defs.lifecycle.holds import distribution_hold, scoring_hold
 from refrig_assets.defs.partitions import daily_partitions, hourly_partitions
 from refrig_assets.defs.resources import RefrigResource
 from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
-from refrig_assets.scoring import score_windows, with_cohort
+from refrig_assets.scoring import lookback_hours, score_windows, with_cohort
 
 GROUP = "scoring"
+# Daily score assets live in their own group: jobs hold one partitioning each (hourly_pipeline
+# selects the "scoring" group; daily_scoring this one).
+DAILY_GROUP = "daily_scoring"
 
 
 def feature_hours(context: dg.AssetExecutionContext, schedule: str) -> list[str]:
@@ -33,6 +39,12 @@ def feature_hours(context: dg.AssetExecutionContext, schedule: str) -> list[str]
     )
 
 
+def earlier_hours(first_hour: str, count: int) -> list[str]:
+    """The ``count`` hourly partition keys before ``first_hour`` (oldest first)."""
+    start = datetime.strptime(first_hour, "%Y-%m-%d-%H:%M")
+    return [(start - timedelta(hours=h)).strftime("%Y-%m-%d-%H:%M") for h in range(count, 0, -1)]
+
+
 def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
     """One score asset for a detector configured in ``models/``."""
     model_id = config.model_id
@@ -40,7 +52,7 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=asset_name,
-        group_name=GROUP,
+        group_name=GROUP if config.schedule == "hourly" else DAILY_GROUP,
         partitions_def=hourly_partitions if config.schedule == "hourly" else daily_partitions,
         deps=["device_features", f"{model_id}_model", "device_registry"],
         description=f"{model_id} scores ({config.schedule}, {config.granularity}) in the "
@@ -56,11 +68,29 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
             return hold  # paused model or stale features: nothing scored, last good scores stay
         version = refrig.registry.resolve_version(model_id, model_config.pinned_version)
         detector = refrig.registry.load(model_id, version)
-        features = refrig.store.read_many("device_features", hours)
-        if features.empty:
+        if not refrig.store.existing_paths("device_features", hours):
             raise FileNotFoundError(f"{model_id}: no device_features for {hours[0]}..{hours[-1]}")
-        features = with_cohort(features, refrig.store.read("device_registry"))
-        scores = score_windows(detector, version, features, datetime.now(UTC))
+        # Earlier hours (when present) let persistence look back across the partition start.
+        earlier = earlier_hours(hours[0], lookback_hours(detector))
+        since = pd.Timestamp(context.partition_time_window.start)
+        # -- engine switch (refrig_assets.engines): REFRIG_ENGINE=spark scores on Spark --------
+        if refrig.engine == "spark":
+            from refrig_assets.engines.spark import score_partition_on_spark
+
+            features, scores = score_partition_on_spark(
+                refrig.spark,
+                detector,
+                version,
+                refrig.store.existing_paths("device_features", earlier + hours),
+                refrig.store.read("device_registry"),
+                datetime.now(UTC),
+                since=since,
+            )
+        else:
+            features = refrig.store.read_many("device_features", earlier + hours)
+            features = with_cohort(features, refrig.store.read("device_registry"))
+            scores = score_windows(detector, version, features, datetime.now(UTC), since=since)
+        # -- end engine switch ---------------------------------------------------------------
         check = contract_check_result(asset_name, load_contract("model_scores"), scores)
         if check.passed and (
             hold := distribution_hold(context, refrig, asset_name, model_id, version, scores)
@@ -74,7 +104,10 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
             metadata={
                 "model_version": version,
                 "pinned": model_config.pinned_version is not None,
-                "windows_in": len(features),
+                "windows_in": int((features["window_start"] >= since).sum()),
+                "lookback_hours": dg.MetadataValue.json(
+                    [h for h in earlier if refrig.store.exists("device_features", h)]
+                ),
                 "windows_scored": len(scores),
                 "flag_rate": float(scores["anomaly_flag"].mean()) if len(scores) else 0.0,
                 "score_p50": float(scores["anomaly_score"].median()) if len(scores) else 0.0,
@@ -109,4 +142,3 @@ def read_scores_for_hour(
 
 
 scoring_assets = [build_scoring_asset(load_model_config(m)) for m in all_model_ids()]
-defs = dg.Definitions(assets=scoring_assets)

@@ -1,0 +1,90 @@
+"""``detection_backtest``: alerts and scores joined with labelled faults, per fault type and
+per detector, shown as Markdown tables in the asset's metadata.
+
+Labels exist for simulated fleets (``settings.labels_path``); a real fleet has none, and then
+the asset materializes with a note instead of numbers.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from refrig_assets.backtest import backtest, flagged_scores, markdown_table, score_backtest
+from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.defs.scoring.assets import scoring_assets
+from refrig_assets.defs.training.assets import training_partitions
+from refrig_assets.model_config import all_model_ids
+
+GROUP = "evaluation"
+
+
+class BacktestConfig(dg.Config):
+    """Which hours to evaluate (hourly partition keys, inclusive); default: every hour present."""
+
+    start_partition: str | None = None
+    end_partition: str | None = None
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=["device_alerts", *[a.key for a in scoring_assets]],
+    description="Detection quality against labelled faults: per fault type incident recall, "
+    "detection delay from onset and true alerts; alert precision and false alerts per 1,000 "
+    "device-days; the same per detector from its flagged scores. Skipped (with a note) when "
+    "there is no labels file, as on a real fleet.",
+    kinds={"parquet"},
+)
+def detection_backtest(
+    context: dg.AssetExecutionContext, refrig: RefrigResource, config: BacktestConfig
+) -> dg.MaterializeResult:
+    """Join the alerts and flagged scores of the evaluated hours with the labels file."""
+    labels_path = refrig.settings.labels_path
+    if not labels_path.exists():
+        context.log.info(f"no labels at {labels_path}: nothing to evaluate against")
+        return dg.MaterializeResult(
+            metadata={
+                "evaluated": False,
+                "note": f"No labels file at {labels_path}. Labelled faults come with simulated "
+                "fleets; a real fleet has none, so there is nothing to score detection against.",
+            }
+        )
+    stems = training_partitions(refrig.store, config.start_partition, config.end_partition)
+    if not stems:
+        raise ValueError("no device_features partitions in the requested range")
+    labels = pd.read_parquet(labels_path)
+    devices = refrig.store.read("device_registry")["device_id"].nunique()
+    device_hours = float(devices * len(stems))
+    paths = [refrig.store.root / "device_alerts" / f"{s}.parquet" for s in stems]
+    frames = [pd.read_parquet(p) for p in paths if p.exists()]
+    alerts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    active = (
+        alerts[~alerts["suppressed"].astype(bool)]
+        if len(alerts)
+        else pd.DataFrame(columns=["device_id", "window_start", "window_end"])
+    )
+    per_type, totals = backtest(active, labels, device_hours)
+    flagged, counts = [], {}
+    for model_id in all_model_ids(refrig.settings.models_dir):
+        rows, counts[model_id] = flagged_scores(refrig.store, model_id, stems)
+        flagged.append(rows)
+    scored = {m: n for m, n in counts.items() if n}
+    per_model = score_backtest(
+        pd.concat(flagged, ignore_index=True), labels, device_hours, rows_scored=scored
+    )
+    refrig.store.write("detection_backtest", None, per_type)
+    context.log.info(
+        f"recall {totals['recall']:.2f}, precision {totals['precision']:.2f}, "
+        f"{totals['false_alerts_per_1000_device_days']:.1f} false alerts / 1,000 device-days"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "evaluated": True,
+            "hours": f"{stems[0]}..{stems[-1]}",
+            "device_days": device_hours / 24,
+            "per_fault_type": dg.MetadataValue.md(markdown_table(per_type)),
+            "per_detector": dg.MetadataValue.md(markdown_table(per_model)),
+            **{k: float(v) for k, v in totals.items()},
+        }
+    )
+
+
+defs = dg.Definitions(assets=[detection_backtest])

@@ -1,0 +1,51 @@
+"""The end of ``refrig pipeline run``: daily detectors over the days touched, then the backtest."""
+
+import dagster as dg
+
+
+def run_daily_scores_and_backtest(
+    defs: dg.Definitions, instance, keys: list[str], log, run_config: dict
+) -> list[str]:
+    """Materialize the daily score assets for every day of ``keys`` (hourly partition keys),
+    then ``detection_backtest`` over those hours; returns the failed step keys."""
+    failures: list[str] = []
+    job = defs.resolve_job_def("daily_scoring")
+    for day in sorted({k[:10] for k in keys}):
+        result = job.execute_in_process(
+            instance=instance, partition_key=day, run_config=run_config, raise_on_error=False
+        )
+        failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        held = _held(result)
+        status = "ok" if result.success else "FAILED " + ",".join(failed)
+        log(f"  {day}: daily scores {status}")
+        for asset, reason in held.items():
+            log(f"    {asset} held: {reason}")
+        failures += failed
+    backtest = dg.materialize(
+        [defs.resolve_assets_def("detection_backtest")],
+        instance=instance,
+        run_config=run_config
+        | {
+            "ops": {
+                "detection_backtest": {
+                    "config": {"start_partition": keys[0], "end_partition": keys[-1]}
+                }
+            }
+        },
+        raise_on_error=False,
+    )
+    if not backtest.success:
+        failures.append("detection_backtest")
+    log(f"  detection backtest: {'ok' if backtest.success else 'FAILED'}")
+    return failures
+
+
+def _held(result) -> dict[str, str]:
+    """Assets of a run that were held (not scored) and why."""
+    out = {}
+    for event in result.all_events:
+        if event.is_step_materialization:
+            mat = event.step_materialization_data.materialization
+            if "held" in mat.metadata:
+                out[mat.asset_key.to_user_string()] = str(mat.metadata["held"].value)
+    return out

@@ -1,0 +1,128 @@
+"""Autoencoder per cohort (torch): reconstruction error of device-relative residuals.
+
+Each device type gets a small fully connected autoencoder that learns how its devices' residuals
+(features relative to each device's own baseline, adjusted for the context features; see
+:class:`~refrig_assets.detectors.normalise.DeviceResiduals`) move together in normal operation.
+A window the network cannot reconstruct is anomalous: the raw score is the root mean square of
+the per-feature reconstruction errors (each in units of its typical training error), and those
+per-feature errors are the contributors. Training is deterministic: a fixed seed, one thread,
+double-precision CPU arithmetic and a seeded shuffle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from refrig_assets.detectors.base import Detector, register_detector
+from refrig_assets.detectors.normalise import DeviceResiduals, robust_scale
+
+FLEET = "__fleet__"
+
+
+@contextlib.contextmanager
+def deterministic_torch(seed: int):
+    """Seeded, single-threaded torch inside the block (thread count restored afterwards).
+
+    On the CPU the operations used here (dense layers, tanh, Adam) are deterministic once the
+    thread count is fixed, so ``torch.use_deterministic_algorithms`` (which costs seconds of
+    imports) is not needed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def build_network(n_inputs: int, hidden: list[int]) -> nn.Sequential:
+    """Symmetric MLP autoencoder: n → hidden... → code → ...hidden → n (tanh between)."""
+    sizes = [n_inputs, *hidden]
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.Tanh()]
+    back = sizes[::-1]
+    for i, (a, b) in enumerate(zip(back[:-1], back[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(back) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers).double()
+
+
+@register_detector
+class AutoencoderDetector(Detector):
+    """One autoencoder per cohort (and one for the fleet, for unknown cohorts)."""
+
+    kind = "autoencoder"
+
+    def _inputs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Residuals with missing values at 0, and the observed mask."""
+        r = self.residuals.residuals(frame)
+        return np.nan_to_num(r, nan=0.0), np.isfinite(r)
+
+    def _train(self, x: np.ndarray, mask: np.ndarray, seed: int) -> nn.Sequential:
+        hp = self.config.hyperparameters
+        net = build_network(x.shape[1], [int(h) for h in hp.get("hidden", [8, 3])])
+        optimiser = torch.optim.Adam(net.parameters(), lr=float(hp.get("learning_rate", 0.005)))
+        loss_fn = nn.HuberLoss(reduction="none", delta=float(hp.get("huber_delta", 1.0)))
+        clip = float(hp.get("input_clip", 10.0))
+        xt = torch.from_numpy(np.clip(x, -clip, clip))
+        mt = torch.from_numpy(mask.astype(np.float64))
+        batch = int(hp.get("batch_size", 512))
+        generator = torch.Generator().manual_seed(seed)
+        for _ in range(int(hp.get("epochs", 20))):
+            for idx in torch.randperm(len(xt), generator=generator).split(batch):
+                optimiser.zero_grad()
+                err = loss_fn(net(xt[idx]), xt[idx]) * mt[idx]
+                (err.sum() / mt[idx].sum().clamp(min=1.0)).backward()
+                optimiser.step()
+        return net.eval()
+
+    def _reconstruct(self, net: nn.Sequential, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.from_numpy(x)).numpy()
+
+    def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:
+        hp = self.config.hyperparameters
+        seed = int(hp.get("random_state", 0))
+        self.residuals = DeviceResiduals(
+            int(hp.get("min_device_windows", 4)), float(hp.get("covariance_shrinkage", 0.05))
+        ).fit(frame, self.input_columns, len(self.feature_columns))
+        x, mask = self._inputs(frame)
+        cohorts = frame["cohort"].to_numpy()
+        min_rows = int(hp.get("min_cohort_rows", 200))
+        self.networks: dict[str, nn.Sequential] = {}
+        self.error_scale: dict[str, np.ndarray] = {}
+        with deterministic_torch(seed):
+            groups = [(FLEET, np.ones(len(x), dtype=bool))]
+            groups += [(c, cohorts == c) for c in sorted(pd.unique(cohorts))]
+            for name, rows in groups:
+                if rows.sum() < min_rows and name != FLEET:
+                    continue
+                net = self._train(x[rows], mask[rows], seed)
+                err = np.where(mask[rows], x[rows] - self._reconstruct(net, x[rows]), np.nan)
+                self.networks[name] = net
+                self.error_scale[name] = robust_scale(err, floor=1e-3)
+        raw, _, _ = self.raw_scores(frame)
+        return raw
+
+    def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        x, mask = self._inputs(frame)
+        cohorts = frame["cohort"].to_numpy()
+        errors = np.zeros_like(x)
+        with deterministic_torch(int(self.config.hyperparameters.get("random_state", 0))):
+            for cohort in pd.unique(cohorts):
+                rows = cohorts == cohort
+                name = cohort if cohort in self.networks else FLEET
+                recon = self._reconstruct(self.networks[name], x[rows])
+                errors[rows] = (x[rows] - recon) / self.error_scale[name]
+        errors = np.where(mask, errors, 0.0)
+        observed = np.maximum(mask.sum(axis=1), 1)
+        raw = np.sqrt((errors**2).sum(axis=1) / observed)
+        template = "reconstructed {value}× its usual error, {direction} the expected value"
+        return raw, errors, [template] * len(self.feature_columns)

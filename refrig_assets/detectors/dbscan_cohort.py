@@ -1,0 +1,133 @@
+"""DBSCAN behavioural cohorts: devices grouped by how they run; drifting out of the group is
+anomalous.
+
+Training segments devices on their *profiles* (each device's median features over the training
+range, scaled robustly across the fleet) with DBSCAN. So that a fleet of 100,000 devices fits
+on one machine, DBSCAN runs on a sample of devices (``max_fit_devices``) and every other device
+joins the group of its nearest core point. ``eps`` is not a hand-set distance: it is a quantile
+(``eps_quantile``) of the distance of each sampled device to its ``min_samples``-th nearest
+neighbour, so it adapts to the fleet's units and density.
+
+Scoring builds a profile per device and ``profile_minutes`` (default: hourly, one score row
+per device and hour) and measures its distance to the nearest core point of the device's own
+group (devices unseen in training: of any group). The per-feature differences to that core point
+are the contributors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import DBSCAN
+from sklearn.neighbors import KDTree, NearestNeighbors
+
+from refrig_assets.detectors.base import Detector, register_detector
+from refrig_assets.detectors.normalise import robust_scale
+
+NOISE = -1
+
+
+@register_detector
+class DBSCANCohortDetector(Detector):
+    """Behavioural groups from DBSCAN on a sample; nearest-core-point distance as the score."""
+
+    kind = "dbscan_cohort"
+
+    def row_minutes(self) -> int:
+        return int(self.config.hyperparameters.get("profile_minutes", 60))
+
+    def rows(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """One profile per device and ``profile_minutes``: the median of its windows."""
+        minutes = self.row_minutes()
+        period = pd.Timedelta(minutes=minutes)
+        start = frame["window_start"].dt.floor(period)
+        keys = [frame["device_id"], start.rename("profile_start")]
+        grouped = frame.groupby(keys, sort=True, observed=True)
+        profiles = grouped[self.feature_columns].median()
+        meta = grouped.agg(
+            cohort=("cohort", "first"),
+            sensor_completeness=("sensor_completeness", "mean"),
+            quality_mask=("quality_mask", "max"),
+        )
+        out = pd.concat([meta, profiles], axis=1).reset_index()
+        out = out.rename(columns={"profile_start": "window_start"})
+        out["window_end"] = out["window_start"] + period
+        return out
+
+    def _scaled(self, values: np.ndarray) -> np.ndarray:
+        return (values - self.center) / self.scale
+
+    def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:
+        hp = self.config.hyperparameters
+        min_samples = int(hp.get("min_samples", 10))
+        device_profiles = frame.groupby("device_id", sort=True)[self.feature_columns].median()
+        device_profiles = device_profiles.dropna()
+        if len(device_profiles) <= min_samples:
+            raise ValueError(
+                f"{self.config.model_id}: {len(device_profiles)} devices with complete profiles, "
+                f"need more than min_samples={min_samples}"
+            )
+        values = device_profiles.to_numpy()
+        self.center = np.median(values, axis=0)
+        self.scale = robust_scale(values - self.center, floor=1e-6)
+        x = self._scaled(values)
+        rng = np.random.default_rng(int(hp.get("random_state", 0)))
+        n_fit = min(len(x), int(hp.get("max_fit_devices", 20000)))
+        sample = np.sort(rng.choice(len(x), size=n_fit, replace=False))
+        xs = x[sample]
+        knn = NearestNeighbors(n_neighbors=min_samples).fit(xs)
+        kth = knn.kneighbors(xs)[0][:, -1]
+        self.eps = float(max(np.quantile(kth, float(hp.get("eps_quantile", 0.9))), 1e-6))
+        labels = DBSCAN(eps=self.eps, min_samples=min_samples).fit(xs)
+        core = labels.core_sample_indices_
+        if len(core) == 0:  # no dense region at all: every sampled device is its own anchor
+            core = np.arange(len(xs))
+            core_labels = np.zeros(len(xs), dtype=int)
+        else:
+            core_labels = labels.labels_[core]
+        self.core_points = xs[core]
+        self.core_labels = core_labels
+        self.any_core = KDTree(self.core_points)
+        self.trees = {
+            int(g): KDTree(self.core_points[core_labels == g]) for g in np.unique(core_labels)
+        }
+        # Every training device (sampled or not) joins the group of its nearest core point.
+        nearest = self.any_core.query(x, k=1, return_distance=False)[:, 0]
+        self.device_group = pd.Series(core_labels[nearest], index=device_profiles.index)
+        self.device_profile = pd.DataFrame(x, index=device_profiles.index)
+        self.summary = {
+            "groups": float(len(self.trees)),
+            "noise_share_in_sample": float((labels.labels_ == NOISE).mean()),
+            "eps": self.eps,
+            "fit_devices": float(n_fit),
+        }
+        raw, _, _ = self.raw_scores(frame)
+        return raw
+
+    def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        x = self._scaled(frame[self.feature_columns].to_numpy(dtype=float))
+        devices = frame["device_id"].to_numpy()
+        own = self.device_profile.reindex(devices).to_numpy()
+        # A feature missing from a profile is taken as unchanged from the device's own normal.
+        x = np.where(np.isnan(x), own, x)
+        x = np.nan_to_num(x, nan=0.0)
+        group = self.device_group.reindex(devices).to_numpy()
+        raw = np.empty(len(frame))
+        contrib = np.empty_like(x)
+        known = ~np.isnan(group)
+        for g, tree in self.trees.items():
+            rows = known & (group == g)
+            if rows.any():
+                dist, idx = tree.query(x[rows], k=1)
+                raw[rows] = dist[:, 0]
+                contrib[rows] = x[rows] - self.core_points[self.core_labels == g][idx[:, 0]]
+        if (~known).any():
+            dist, idx = self.any_core.query(x[~known], k=1)
+            raw[~known] = dist[:, 0]
+            contrib[~known] = x[~known] - self.core_points[idx[:, 0]]
+        template = "{value} robust σ {direction} its behavioural group"
+        return raw, contrib, [template] * len(self.feature_columns)
+
+    def describe(self) -> dict[str, float]:
+        """Groups found, share of sampled devices DBSCAN left as noise, eps."""
+        return dict(self.summary)
