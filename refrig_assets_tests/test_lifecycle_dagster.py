@@ -1,6 +1,8 @@
 """The lifecycle in the asset graph: gated promotion after training, and each failure mode's
 fallback in the scoring and serving-state assets (in-process runs on a temporary instance)."""
 
+import dataclasses
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -20,9 +22,11 @@ from refrig_assets.lifecycle.promotion import (
     read_labels,
     recent_features,
 )
+from refrig_assets.model_config import load_model_config
 from refrig_assets.registry import ModelRegistry
 from refrig_assets.settings import get_settings
 from refrig_assets.storage import ParquetStore
+from refrig_assets.training import train_detector
 
 
 def execute(job: str, assets: list[str], partition=None, run_config=None):
@@ -153,6 +157,22 @@ def test_each_failure_mode_triggers_its_fallback(world):
     assert not _score(HOURS[2]).success
     assert not store.exists(f"{MODEL}_scores", HOURS[2])
     pd.testing.assert_frame_equal(store.read(f"{MODEL}_scores", HOURS[1]), good)
+
+    # a version that produces NaN scores (a broken calibration setting): the blocking contract
+    # check fails and nothing is written either
+    config = load_model_config(MODEL, s.models_dir)
+    broken = {**config.settings["calibration"], "decades": float("nan")}
+    detector, lineage, metrics = train_detector(
+        dataclasses.replace(config, settings={**config.settings, "calibration": broken}),
+        features,
+        "recent",
+        "nan-test",
+    )
+    nan_version = lc.registry.register(detector, lineage, metrics)
+    lc.pin(MODEL, nan_version, "carol", "reproduce a field report", force=True)
+    nan_run = _score(HOURS[2])
+    assert not nan_run.success and checks(nan_run) == {"model_scores_contract": False}
+    assert not store.exists(f"{MODEL}_scores", HOURS[2])
 
     # two hours later the last good scores are very stale: rules-based fallback alerts
     hot = store.read("device_features", HOURS[3])
