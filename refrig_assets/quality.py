@@ -13,7 +13,9 @@ Flags (bit order = ``allowed_flags`` of clean_readings.quality_flags):
 - ``OUT_OF_RANGE``: a sensor value is outside its physical range (kept as delivered).
 - ``STUCK_SENSOR``: a sensor repeats exactly the same value for ``stuck_sensor_minutes`` or more
   (values listed as ``steady_values`` of a column, e.g. 0 A while the compressor is off, are
-  exempt). Runs are measured within the hour.
+  exempt). A run that opens the hour continues the previous hour's last run of the same value
+  (kept per device and sensor as the hour's "tails"), so runs across hours are measured whole;
+  the earlier hour's part is flagged only once the run is long enough within that hour.
 - ``DUPLICATE``: the reading was delivered more than once; this copy is kept, the others are
   quarantined as ``duplicate_reading``.
 - ``LATE``: its file was not there when the hour was first materialized.
@@ -80,6 +82,9 @@ class QualityResult:
     sensor_flag_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     completeness: float = 0.0
     nan_storm_files: dict[str, float] = field(default_factory=dict)
+    # SQL (on the same connection) of each device's last value and run start per sensor, for
+    # the next hour's stuck-sensor check
+    tails_sql: str = ""
 
     @property
     def balanced(self) -> bool:
@@ -139,27 +144,87 @@ def _nan_storm_files(con: duckdb.DuckDBPyConnection, contract: Contract) -> dict
     return {f: float(share) for f, share in rows}
 
 
-def _stuck_sql(sensor: str, minutes: float) -> str:
-    """(sensor, device_id, ts) of every reading in a run of one repeated value >= ``minutes``.
+EMPTY_TAILS = (
+    "SELECT CAST(NULL AS VARCHAR) AS device_id, CAST(NULL AS VARCHAR) AS sensor, "
+    "CAST(NULL AS DOUBLE) AS value, CAST(NULL AS TIMESTAMPTZ) AS run_start LIMIT 0"
+)
 
-    ``eq_<sensor>`` marks a reading equal to the previous one; consecutive marked readings form a
-    run, which starts at the reading before its first marked one (``prev_ts``).
+
+def _runs_sql(sensor: str) -> str:
+    """Readings equal to the previous one (``eq_<sensor>``), grouped into runs.
+
+    Consecutive marked readings form a run, which starts at the reading before its first marked
+    one (``prev_ts``). One row per marked reading with its run's start and end.
     """
     return f"""
-    SELECT '{sensor}' AS sensor, device_id, ts FROM (
-      WITH cand AS (
-        SELECT device_id, ts, prev_ts,
-               lag(ts) OVER (PARTITION BY device_id ORDER BY ts) AS prev_cand
-        FROM good_rows WHERE eq_{sensor} AND NOT is_dup),
-      runs AS (
-        SELECT *, sum(CASE WHEN prev_ts IS DISTINCT FROM prev_cand THEN 1 ELSE 0 END)
-                  OVER (PARTITION BY device_id ORDER BY ts ROWS UNBOUNDED PRECEDING) AS run
-        FROM cand),
-      long_runs AS (
-        SELECT device_id, run, min(prev_ts) AS run_start FROM runs GROUP BY device_id, run
-        HAVING max(ts) - min(prev_ts) >= INTERVAL ({float(minutes)} * 60) SECOND)
-      SELECT device_id, ts FROM runs JOIN long_runs USING (device_id, run)
-      UNION ALL SELECT device_id, run_start FROM long_runs)"""
+    WITH cand AS (
+      SELECT device_id, ts, prev_ts, lag(ts) OVER (PARTITION BY device_id ORDER BY ts) AS prev_cand
+      FROM good_rows WHERE eq_{sensor} AND NOT is_dup),
+    runs AS (
+      SELECT *, sum(CASE WHEN prev_ts IS DISTINCT FROM prev_cand THEN 1 ELSE 0 END)
+                OVER (PARTITION BY device_id ORDER BY ts ROWS UNBOUNDED PRECEDING) AS run
+      FROM cand)
+    SELECT device_id, ts, min(prev_ts) OVER (PARTITION BY device_id, run) AS run_start,
+           max(ts) OVER (PARTITION BY device_id, run) AS run_end
+    FROM runs"""
+
+
+def _stuck_sensor(con: duckdb.DuckDBPyConnection, c, minutes: float) -> str:
+    """Materialize the runs of one sensor and how the previous hour's run carries into this one;
+    return the SQL of its stuck readings (sensor, device_id, ts).
+
+    A run that opens the hour (from the device's first reading) continues the previous hour's
+    last run when the value is the same, so its length counts from where that run began.
+    """
+    s = c.name
+    long = f"INTERVAL ({float(minutes)} * 60) SECOND"
+    steady = c.extra.get("steady_values") or []
+    not_steady = f" AND d.first_{s} NOT IN ({', '.join(map(str, steady))})" if steady else ""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE runs_{s} AS {_runs_sql(s)}")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE carry_{s} AS
+        SELECT d.device_id, d.first_ts, p.run_start AS carried_start,
+               coalesce(o.run_end, d.first_ts) AS opening_end
+        FROM device_hour d
+        JOIN previous_tails p ON p.device_id = d.device_id AND p.sensor = '{s}'
+                             AND p.value = d.first_{s}{not_steady}
+        LEFT JOIN (SELECT DISTINCT device_id, run_start, run_end FROM runs_{s}) o
+               ON o.device_id = d.device_id AND o.run_start = d.first_ts
+        """
+    )
+    return f"""
+    SELECT '{s}' AS sensor, device_id, ts FROM runs_{s} WHERE run_end - run_start >= {long}
+    UNION ALL
+    SELECT DISTINCT '{s}', device_id, run_start FROM runs_{s} WHERE run_end - run_start >= {long}
+    UNION ALL
+    SELECT '{s}', c.device_id, c.first_ts FROM carry_{s} c
+    WHERE c.opening_end - c.carried_start >= {long}
+    UNION ALL
+    SELECT '{s}', r.device_id, r.ts FROM runs_{s} r
+    JOIN carry_{s} c ON c.device_id = r.device_id AND r.run_start = c.first_ts
+    WHERE c.opening_end - c.carried_start >= {long}"""
+
+
+def _tails_sql(sensors: list) -> str:
+    """Per device and sensor: the last value of the hour and when its run of that value began
+    (carried over from earlier hours), for the next hour's stuck-sensor check."""
+    parts = [
+        f"""
+        SELECT d.device_id, '{c.name}' AS sensor, d.last_{c.name} AS value,
+               CASE WHEN coalesce(t.run_start, d.last_ts) = d.first_ts
+                         AND k.carried_start IS NOT NULL THEN k.carried_start
+                    ELSE coalesce(t.run_start, d.last_ts) END AS run_start
+        FROM device_hour d
+        LEFT JOIN (SELECT DISTINCT device_id, run_start, run_end FROM runs_{c.name}) t
+               ON t.device_id = d.device_id AND t.run_end = d.last_ts
+        LEFT JOIN carry_{c.name} k ON k.device_id = d.device_id
+        WHERE d.last_{c.name} IS NOT NULL"""
+        for c in sensors
+    ]
+    if not parts:
+        return EMPTY_TAILS
+    return " UNION ALL ".join(parts) + " ORDER BY device_id, sensor"
 
 
 def _unit_checked(contract: Contract) -> list:
@@ -171,8 +236,12 @@ def _unit_checked(contract: Contract) -> list:
 
 
 def _device_hour_sql(contract: Contract) -> str:
-    """Per device: clean readings of the hour, and the mean and count of each unit-checked sensor."""
-    aggs = ["count(*) AS n_rows"]
+    """Per device: clean readings of the hour, first and last reading (time and values), and the
+    mean and count of each unit-checked sensor."""
+    aggs = ["count(*) AS n_rows", "min(ts) AS first_ts", "max(ts) AS last_ts"]
+    for c in contract.columns_with_role("sensor"):
+        aggs += [f"arg_min_null({c.name}, ts) AS first_{c.name}"]
+        aggs += [f"arg_max_null({c.name}, ts) AS last_{c.name}"]
     for c in _unit_checked(contract):
         aggs += [f"avg({c.name}) AS m_{c.name}", f"count({c.name}) AS n_{c.name}"]
     return f"SELECT device_id, {', '.join(aggs)} FROM good_rows WHERE NOT is_dup GROUP BY device_id"
@@ -209,13 +278,16 @@ def clean_hour(
     contract: Contract,
     registered_devices: pa.Table,
     rules: dict | None = None,
+    previous_tails: str | None = None,
 ) -> tuple[str, QualityResult]:
     """Apply the quality rules to the typed readings of one hour (see :func:`landing.hour_readings`).
 
     ``source`` is a SQL relation on ``con`` with the typed readings (rows with ``source_row = -1``
     are rejected files and file notices; they become row -1 quarantine entries). Returns the SQL
     of the clean rows (sorted by device_id, ts; the caller streams it to Parquet with the same
-    connection) and the quarantine with the counts.
+    connection) and the quarantine with the counts. ``previous_tails`` (a relation in the shape
+    of :attr:`QualityResult.tails_sql`, from the previous hour) lets a stuck run that began
+    before the hour count from where it began.
     """
     rules = rules or quality_rules()
     sensors = contract.columns_with_role("sensor")
@@ -255,15 +327,24 @@ def clean_hour(
         WINDOW w AS (PARTITION BY device_id ORDER BY ts, source_file, source_row)
         """
     )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE device_hour AS {_device_hour_sql(contract)}")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE previous_tails AS "
+        + (
+            f"SELECT device_id, sensor, value, run_start FROM {previous_tails}"
+            if previous_tails
+            else EMPTY_TAILS
+        )
+    )
+    stuck_parts = [_stuck_sensor(con, c, stuck_minutes) for c in sensors]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE stuck AS "
         + (
-            " UNION ALL ".join(_stuck_sql(c.name, stuck_minutes) for c in sensors)
-            if sensors
+            " UNION ALL ".join(stuck_parts)
+            if stuck_parts
             else "SELECT '' AS sensor, '' AS device_id, NULL::TIMESTAMPTZ AS ts LIMIT 0"
         )
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE device_hour AS {_device_hour_sql(contract)}")
     min_readings = int(rules["unit_suspect_min_readings"])
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE unit_suspect AS {_unit_suspect_sql(contract, min_readings)}"
@@ -317,6 +398,7 @@ def clean_hour(
         sensor_flag_counts=sensor_counts,
         completeness=completeness,
         nan_storm_files=storms,
+        tails_sql=_tails_sql(sensors),
     )
     return clean_sql, result
 

@@ -33,8 +33,11 @@ def run_hour(
     index_path: Path | None = None,
     key: str = KEY,
     start: datetime = HOUR,
+    tails: tuple[Path | None, Path] | None = None,
 ) -> tuple[pd.DataFrame, QualityResult]:
-    """Clean rows (as a frame) and the quality result of one hour of ``landing``."""
+    """Clean rows (as a frame) and the quality result of one hour of ``landing``.
+
+    ``tails`` = (previous hour's stuck-run tails or None, where to write this hour's)."""
     index = LandingIndex(index_path or landing.parent / "index.json")
     con = connect()
     try:
@@ -43,8 +46,11 @@ def run_hour(
         index.record_hour(key, hour.considered, datetime.now(UTC))
         index.save()
         reg = pa.table({"device_id": pa.array(list(registered), pa.string())})
-        clean_sql, result = clean_hour(con, "readings", CONTRACT, reg)
+        previous = f"read_parquet('{tails[0]}')" if tails and tails[0] else None
+        clean_sql, result = clean_hour(con, "readings", CONTRACT, reg, previous_tails=previous)
         clean = con.execute(clean_sql).df()
+        if tails:
+            con.execute(f"COPY ({result.tails_sql}) TO '{tails[1]}' (FORMAT parquet)")
     finally:
         con.close()
     return clean, result

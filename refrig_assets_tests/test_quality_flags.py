@@ -163,3 +163,29 @@ def test_incomplete_windows_are_not_scored_and_flagged_windows_score_with_less_c
     clean_window = window_of.loc[(stuck, pd.Timestamp(HOUR))]
     assert clean_window["quality_mask"] == 0
     assert flagged.loc[pd.Timestamp(HOUR), "confidence"] == clean_window["sensor_completeness"]
+
+
+def test_a_stuck_run_that_began_in_the_previous_hour_counts_from_its_start(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    h0, h1 = good_rows(60), good_rows(60, start_minute=60, value=20.0)
+    h0.loc[40:, "ambient_temperature"] = 21.5  # 00:40-00:59, 19 minutes: not yet stuck
+    h1.loc[:19, "ambient_temperature"] = 21.5  # continues to 01:19: 39 minutes in all
+    pd.concat([h0, h1]).to_parquet(landing / "two_hours.parquet")
+    tails0, tails1 = tmp_path / "tails0.parquet", tmp_path / "tails1.parquet"
+    first, r0 = run_hour(landing, tails=(None, tails0))
+    assert r0.flag_counts["STUCK_SENSOR"] == 0
+
+    second, r1 = run_hour(
+        landing, key="2026-01-01-01:00", start=HOUR + timedelta(hours=1), tails=(tails0, tails1)
+    )
+    stuck = sorted(m for m, f in flags_by_minute(second).items() if "STUCK_SENSOR" in f)
+    assert stuck == list(range(0, 20))
+    assert r1.sensor_flag_counts[("STUCK_SENSOR", "ambient_temperature")] == 20
+    began = pd.read_parquet(tails0).set_index("sensor").loc["ambient_temperature", "run_start"]
+    assert began == HOUR + timedelta(minutes=40)
+    last = pd.read_parquet(tails1).set_index("sensor").loc["ambient_temperature", "run_start"]
+    assert last == HOUR + timedelta(minutes=119)  # the value changed after 01:19
+
+    alone, _ = run_hour(landing, key="2026-01-01-01:00", start=HOUR + timedelta(hours=1))
+    assert not alone["quality_flags"].str.contains("STUCK_SENSOR").any()  # 20 minutes on its own

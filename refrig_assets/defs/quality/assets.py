@@ -17,6 +17,8 @@ from refrig_assets.quality import SENSOR_FLAGS, clean_hour, flag_bit
 from refrig_assets.quality_report import summarise, write_summary
 
 GROUP = "quality"
+# Per device and sensor, the hour's last value and when its run began (stuck runs across hours).
+TAILS = "stuck_sensor_tails"
 
 
 @dg.multi_asset(
@@ -55,6 +57,9 @@ GROUP = "quality"
 def clean_readings(context: dg.AssetExecutionContext, refrig: RefrigResource):
     """Deduplicate, validate and flag the readings of one hour; quarantine what cannot be kept.
 
+    A stuck-sensor run that began in the previous hour counts from its start when that hour's
+    run tails are there (hours run in order, as the schedule and ``refrig pipeline run`` do).
+
     Data-quality metrics (flag rates overall and per sensor, completeness, quarantine counts)
     are recorded as metadata so the UI plots them across partitions.
     """
@@ -64,11 +69,22 @@ def clean_readings(context: dg.AssetExecutionContext, refrig: RefrigResource):
     q_contract = load_contract("quarantined_readings")
     source = f"read_parquet({sql_str(str(refrig.store.path('sensor_readings', key)))})"
     registry = pq.read_table(refrig.store.path("device_registry"), columns=["device_id"])
+    previous = hourly_partitions.get_prev_partition_key(key)
+    tails = refrig.store.path(TAILS, previous) if previous else None
     con = connect()
     try:
-        clean_sql, result = clean_hour(con, source, contract, registry)
+        clean_sql, result = clean_hour(
+            con,
+            source,
+            contract,
+            registry,
+            previous_tails=f"read_parquet({sql_str(str(tails))})"
+            if tails and tails.exists()
+            else None,
+        )
         path = refrig.store.write_from_duckdb("clean_readings", key, con, clean_sql)
         refrig.store.write("quarantined_readings", key, result.quarantine)
+        refrig.store.write_from_duckdb(TAILS, key, con, result.tails_sql)
         con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet({sql_str(str(path))})")
         exempt = f"quality_mask & {flag_bit('OUT_OF_RANGE')} <> 0"
         clean_check = sql_contract_check(
