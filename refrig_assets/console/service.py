@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 
 from refrig_assets.alerts.store import (
     ACKNOWLEDGED,
@@ -150,7 +151,9 @@ class ConsoleService:
     def filter_options(self) -> dict[str, list[str]]:
         """Values the alert filters accept: sites, severities, statuses, models."""
         sites = set(self.registry()["site_id"].dropna())
-        sites |= set(self.store.list(include_suppressed=True)["site_id"].dropna())
+        self.store.get("")  # the tables exist before the first query
+        with self.store.engine.connect() as conn:
+            sites |= set(conn.execute(sa.select(self.store.alerts.c.site_id).distinct()).scalars())
         return {
             "sites": sorted(sites),
             "severities": list(self.store.severities),
@@ -171,7 +174,7 @@ class ConsoleService:
     def decorate(self, alert: dict[str, Any]) -> dict[str, Any]:
         """An alert with its SLA state, seconds left and lead contributor added."""
         state, left = sla_state(alert, self.now())
-        lead = top_contributor(pd.Series([alert["top_contributors"]])).iat[0]
+        lead = str(alert["top_contributors"] or "").split(",")[0].strip()
         return {**alert, "sla_state": state, "time_left_seconds": left, "contributor": lead}
 
     def list_alerts(
@@ -198,20 +201,38 @@ class ConsoleService:
         limit = self.settings.console.page_size if limit is None else limit
         if limit < 1 or offset < 0:
             raise FilterError("limit must be at least 1 and offset at least 0")
-        frame = self.store.list(
-            severity=severity,
-            status=statuses,
-            site_id=site or None,
-            device_id=device or None,
-            include_suppressed=include_suppressed,
-        )
+        t = self.store.alerts
+        conditions = [t.c.status.in_(statuses)]
+        if severity:
+            conditions.append(t.c.severity == severity)
+        if site:
+            conditions.append(t.c.site_id == site)
+        if device:
+            conditions.append(t.c.device_id == device)
+        if not include_suppressed:
+            conditions.append(t.c.suppressed.is_(False))
         if model:
-            frame = frame[
-                frame["model_versions"]
-                .str.split(",")
-                .apply(lambda versions: any(v.split("@")[0] == model for v in versions))
-            ]
-        page = [self.decorate(a) for a in records(frame.iloc[offset : offset + limit])]
+            # model_versions is "model@version,model@version": match a whole model id
+            listed = sa.literal(",") + t.c.model_versions
+            literal = model.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conditions.append(listed.like(f"%,{literal}@%", escape="\\"))
+        rank = sa.case(
+            {s: i for i, s in enumerate(self.store.severities)},
+            value=t.c.severity,
+            else_=len(self.store.severities),
+        )
+        query = (
+            sa.select(t)
+            .where(*conditions)
+            .order_by(rank, t.c.sla_deadline, t.c.alert_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.store.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+            total = conn.execute(sa.select(sa.func.count()).select_from(t).where(*conditions))
+            total = int(total.scalar_one())
+        page = [self.decorate({k: plain(v) for k, v in row.items()}) for row in rows]
         reasons = self.suppressions.reasons([a["alert_id"] for a in page if a["suppressed"]])
         by_id = dict(zip(reasons["alert_id"], reasons["reason"], strict=True))
         for alert in page:
@@ -220,7 +241,7 @@ class ConsoleService:
             )
         return {
             "alerts": page,
-            "total": len(frame),
+            "total": total,
             "offset": offset,
             "limit": limit,
             "summary": self.summary(),
@@ -228,17 +249,31 @@ class ConsoleService:
 
     def summary(self) -> dict[str, Any]:
         """Active, unsuppressed alerts by severity, and how many of the OPEN ones are breached."""
-        active = self.store.list(status=list(ACTIVE_STATUSES))
-        now = pd.Timestamp(self.now())
-        is_open = active["status"] == OPEN
-        breached = is_open & (active["sla_breached"] | (active["sla_deadline"] < now))
-        counts = active["severity"].value_counts()
-        return {
-            "by_severity": {s: int(counts.get(s, 0)) for s in self.store.severities},
-            "open": int(is_open.sum()),
-            "acknowledged": int((active["status"] == ACKNOWLEDGED).sum()),
-            "breached": int(breached.sum()),
-        }
+        t = self.store.alerts
+        now = self.now()
+        breached = sa.and_(
+            t.c.status == OPEN, sa.or_(t.c.sla_breached.is_(True), t.c.sla_deadline < now)
+        )
+        query = (
+            sa.select(
+                t.c.severity,
+                t.c.status,
+                sa.func.count().label("n"),
+                sa.func.sum(sa.case((breached, 1), else_=0)).label("breached"),
+            )
+            .where(t.c.status.in_(ACTIVE_STATUSES), t.c.suppressed.is_(False))
+            .group_by(t.c.severity, t.c.status)
+        )
+        self.store.get("")  # the tables exist before the first query
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        by_severity = {s: 0 for s in self.store.severities}
+        out = {"open": 0, "acknowledged": 0, "breached": 0}
+        for severity, status, n, late in rows:
+            by_severity[severity] = by_severity.get(severity, 0) + int(n)
+            out["open" if status == OPEN else "acknowledged"] += int(n)
+            out["breached"] += int(late or 0)
+        return {"by_severity": by_severity, **out}
 
     def get_alert(self, alert_id: str) -> dict[str, Any]:
         alert = self.store.get(alert_id)
