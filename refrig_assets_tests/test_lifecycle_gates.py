@@ -208,7 +208,7 @@ def test_a_report_lists_the_failed_gates_and_round_trips():
     assert GateReport.from_dict(report.to_dict()) == report
 
 
-def test_a_detector_file_may_override_its_own_absolute_thresholds(tmp_path):
+def test_a_detector_file_may_override_its_own_thresholds_and_canary_criteria(tmp_path):
     models = tmp_path / "models"
     models.mkdir()
     src = load_policy()["path"]
@@ -221,6 +221,14 @@ def test_a_detector_file_may_override_its_own_absolute_thresholds(tmp_path):
     policy = load_policy(models, "det")
     assert policy["promotion"]["absolute"]["max_flag_rate"] == {"at_most": 0.2}
     assert policy["promotion"]["absolute"]["min_training_windows"] == {"at_least": 100}
-    (models / "det.yaml").write_text(yaml.safe_dump({"promotion": {"canary": {}}}))
+    (models / "det.yaml").write_text(
+        yaml.safe_dump(
+            {"promotion": {"canary": {"criteria": {"top_k_overlap": {"at_least": 0.6}}}}}
+        )
+    )
+    policy = load_policy(models, "det")
+    assert policy["canary"]["criteria"]["top_k_overlap"] == {"at_least": 0.6}
+    assert policy["canary"]["criteria"]["score_kl_divergence"] == {"below": 0.1}
+    (models / "det.yaml").write_text(yaml.safe_dump({"promotion": {"staleness": {}}}))
     with pytest.raises(PolicyError, match="det.yaml: promotion overrides may only set"):
         load_policy(models, "det")

@@ -1,7 +1,8 @@
 """The lifecycle policy file ``models/_lifecycle.yaml`` and per-detector overrides.
 
-A detector's own ``models/<id>.yaml`` may override keys of the ``promotion:`` section for itself
-(its absolute thresholds, its tolerances against the champion); everything else is fleet-wide.
+A detector's own ``models/<id>.yaml`` may override, under its ``promotion:`` key, the
+``absolute`` thresholds, the ``vs_champion`` tolerances and (as ``promotion.canary``) the canary
+settings for itself; everything else is fleet-wide.
 """
 
 from __future__ import annotations
@@ -46,14 +47,16 @@ def load_policy(models_dir: Path | None = None, model_id: str | None = None) -> 
         return raw
     model_file = path.parent / f"{model_id}.yaml"
     model_raw = yaml.safe_load(model_file.read_text()) if model_file.exists() else None
-    override = (model_raw or {}).get("promotion") or {}
+    override = dict((model_raw or {}).get("promotion") or {})
+    canary = override.pop("canary", None) or {}
     unknown = set(override) - set(raw["promotion"])
     if unknown:
         raise PolicyError(
-            f"{model_file}: promotion overrides may only set {sorted(raw['promotion'])}, "
-            f"not {sorted(unknown)}"
+            f"{model_file}: promotion overrides may only set "
+            f"{sorted([*raw['promotion'], 'canary'])}, not {sorted(unknown)}"
         )
     raw["promotion"] = _merge(raw["promotion"], override)
+    raw["canary"] = _merge(raw["canary"], canary)
     return raw
 
 
