@@ -13,7 +13,7 @@ TRAIN_HOURS ?= 2
 START ?= 2026-01-01T00:00
 SEED ?= 42
 
-.PHONY: setup run test test-fast dev bench clean lifecycle-demo
+.PHONY: setup run test test-fast check dev bench clean lifecycle-demo
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,18 @@ test-fast: setup
 ## lifecycle-demo: train v1 → promote → worse v2 blocked by the canary → force → roll back → history
 lifecycle-demo: setup
 	$(VENV)/bin/refrig models demo
+
+QUALITY := build/quality
+
+## check: the code quality gate (lint, format, types, coverage floor, dependency audit, grade)
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	mkdir -p $(QUALITY) && rm -f $(QUALITY)/coverage.json $(QUALITY)/audit.json
+	$(VENV)/bin/pytest -q -m "not slow" -p no:cacheprovider --cov=refrig_assets --cov-report=json:$(QUALITY)/coverage.json --cov-report=
+	-$(VENV)/bin/pip-audit --skip-editable --progress-spinner off --format json -o $(QUALITY)/audit.json
+	$(PY) -m refrig_assets.quality_gate --coverage-json $(QUALITY)/coverage.json --audit-json $(QUALITY)/audit.json
 
 ## dev: the Dagster UI on http://127.0.0.1:3000
 dev: setup $(DAGSTER_HOME)/dagster.yaml
