@@ -139,6 +139,14 @@ class AuditTrail:
     def _ensure_table(self) -> None:
         if self._ready:
             return
+        try:
+            self._create()
+        except sa.exc.DatabaseError:
+            # Another process created the table or triggers between our check and CREATE.
+            self._create()
+        self._ready = True
+
+    def _create(self) -> None:
         dialect = self.engine.dialect.name
         with self.engine.begin() as conn:
             self.metadata.create_all(conn)
@@ -160,7 +168,6 @@ class AuditTrail:
                     f"{self.url}: the audit trail needs SQLite or PostgreSQL to enforce "
                     f"append-only records (got {dialect})"
                 )
-        self._ready = True
 
     def close(self) -> None:
         self.engine.dispose()
