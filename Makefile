@@ -13,7 +13,7 @@ TRAIN_HOURS ?= 2
 START ?= 2026-01-01T00:00
 SEED ?= 42
 
-.PHONY: setup run test test-fast check dev bench clean lifecycle-demo
+.PHONY: setup run test test-fast check dev bench clean lifecycle-demo postgres-test ui-test
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,16 @@ test: setup
 ## test-fast: skip the slow tests (real servers, browsers)
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
+
+## postgres-test: the compose deployment's configuration on a throwaway PostgreSQL (no Docker)
+postgres-test: setup
+	scripts/system_packages.sh postgresql docker-compose
+	$(VENV)/bin/pytest -q refrig_assets_tests/test_deploy_configuration.py refrig_assets_tests/test_postgres_deployment.py
+
+## ui-test: the Dagster UI in headless Chromium; screenshots in test-artifacts/
+ui-test: setup
+	scripts/system_packages.sh chromium
+	$(VENV)/bin/pytest -q refrig_assets_tests/test_ui_browser.py
 
 ## lifecycle-demo: train v1 → promote → worse v2 blocked by the canary → force → roll back → history
 lifecycle-demo: setup
