@@ -66,7 +66,7 @@ def stale_feature_partitions(store: ParquetStore, partition_keys: list[str]) -> 
             key,
         )
         if verdict.stale:
-            out[key] = verdict.reason
+            out[key] = verdict.reason or "stale"
     return out
 
 

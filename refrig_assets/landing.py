@@ -532,12 +532,12 @@ class LandingIndex:
         """SHA-256 of the file (cached with its span; computed only when sizes collide)."""
         rel = str(path.relative_to(landing_dir))
         span = self.entries[rel]
-        if span.content_hash is None:
-            with open(path, "rb") as fh:
-                digest = hashlib.file_digest(fh, "sha256").hexdigest()
-            span = dataclasses.replace(span, content_hash=digest)
-            self.put(rel, span)
-        return span.content_hash
+        if span.content_hash is not None:
+            return span.content_hash
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        self.put(rel, dataclasses.replace(span, content_hash=digest))
+        return digest
 
     def hour_files(self, partition_key: str, which: str = "files") -> dict[str, str] | None:
         """Files (path → fingerprint) read by the hour's first or latest materialization."""
@@ -557,7 +557,7 @@ def scan_file(path: Path, landing_dir: Path, contract: Contract, st: os.stat_res
     try:
         layout, rejection = open_file(con, path, landing_dir, contract, "scan")
         now = datetime.now(UTC).isoformat()
-        if rejection is None:
+        if layout is not None:
             sql = file_select_sql(layout, contract, _mtime(st.st_mtime_ns), False)
             # min/max/count come from Parquet statistics without a scan; the hours are those
             # between the first and the last reading
@@ -569,10 +569,9 @@ def scan_file(path: Path, landing_dir: Path, contract: Contract, st: os.stat_res
                 rejection = FileRejection(
                     layout.rel, "empty_file", f"{layout.rel}: file has no data rows"
                 )
-        if rejection is not None:
-            return FileSpan(
-                st.st_size, st.st_mtime_ns, None, None, 0, rejection.__dict__, first_seen=now
-            )
+        if rejection is not None or layout is None:
+            reason = rejection.__dict__ if rejection is not None else None
+            return FileSpan(st.st_size, st.st_mtime_ns, None, None, 0, reason, first_seen=now)
         return FileSpan(
             st.st_size,
             st.st_mtime_ns,
@@ -698,8 +697,9 @@ def hour_readings(
         rel = str(path.relative_to(landing_dir))
         span = index.entries[rel]
         layout, rejection = open_file(con, path, landing_dir, contract, f"h{i}")
-        if rejection is not None:  # changed between scan and read
-            rejected.append(rejection)
+        if layout is None:  # changed between scan and read
+            if rejection is not None:
+                rejected.append(rejection)
             continue
         late = first_files is not None and first_files.get(rel) != span.fingerprint
         in_hour = f"(ts >= {sql_str(start.isoformat())} AND ts < {sql_str(end.isoformat())})"

@@ -1,5 +1,7 @@
 """``clean_readings`` and ``quarantined_readings``: one step, so every row is accounted for."""
 
+from datetime import timedelta
+
 import dagster as dg
 import pyarrow.parquet as pq
 
@@ -12,7 +14,7 @@ from refrig_assets.defs.quality.checks import (
     sql_contract_check,
 )
 from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.landing import connect, sql_str
+from refrig_assets.landing import connect, hour_key, sql_str
 from refrig_assets.quality import SENSOR_FLAGS, clean_hour, flag_bit
 from refrig_assets.quality_report import summarise, write_summary
 
@@ -69,8 +71,9 @@ def clean_readings(context: dg.AssetExecutionContext, refrig: RefrigResource):
     q_contract = load_contract("quarantined_readings")
     source = f"read_parquet({sql_str(str(refrig.store.path('sensor_readings', key)))})"
     registry = pq.read_table(refrig.store.path("device_registry"), columns=["device_id"])
-    previous = hourly_partitions.get_prev_partition_key(key)
-    tails = refrig.store.path(TAILS, previous) if previous else None
+    tails = refrig.store.path(
+        TAILS, hour_key(context.partition_time_window.start - timedelta(hours=1))
+    )
     con = connect()
     try:
         clean_sql, result = clean_hour(
