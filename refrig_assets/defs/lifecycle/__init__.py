@@ -4,6 +4,7 @@ import dagster as dg
 
 from refrig_assets.defs.lifecycle.common import GROUP
 from refrig_assets.defs.lifecycle.promotion import canary_assets, promotion_assets
+from refrig_assets.defs.lifecycle.retraining import conditional_retraining, currency_checks
 from refrig_assets.defs.lifecycle.serving import fallback_alerts, model_serving_state
 from refrig_assets.defs.partitions import hourly_partitions
 
@@ -41,6 +42,8 @@ defs = dg.Definitions(
     assets=[*canary_assets, *promotion_assets, model_serving_state, fallback_alerts],
     jobs=[model_promotion, train_and_promote, lifecycle_watch],
     schedules=[lifecycle_watch_schedule],
+    asset_checks=currency_checks,
+    sensors=[conditional_retraining],
 )
 
 __all__ = ["GROUP", "defs"]

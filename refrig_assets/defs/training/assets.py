@@ -5,6 +5,7 @@ import pandas as pd
 
 from refrig_assets.defs.lifecycle.common import model_lifecycle, run_actor
 from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.lifecycle.retraining_policy import asset_code_version, current_fingerprint
 from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
 from refrig_assets.scoring import with_cohort
 from refrig_assets.training import train_detector
@@ -48,6 +49,8 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
         "feature hours and registered in MLflow with lineage tags.",
         kinds={"mlflow", "scikitlearn" if "forest" in config.detector else "python"},
         tags={"detector": config.detector},
+        # Training code + models/ config: Dagster marks the model stale when either changes.
+        code_version=asset_code_version(config),
     )
     def _train(
         context: dg.AssetExecutionContext, refrig: RefrigResource, config: TrainingConfig
@@ -62,6 +65,9 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
             model_config, features, partitions, context.run.run_id
         )
         version = refrig.registry.register(detector, lineage, metrics)
+        fingerprint = current_fingerprint(
+            model_config, [refrig.store.root / "device_features" / f"{s}.parquet" for s in stems]
+        )
         # The first version of a model becomes production; a later one is a candidate that
         # only the promotion gates (<model_id>_canary → <model_id>_promotion) can promote.
         lifecycle = model_lifecycle(refrig)
@@ -82,6 +88,7 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 "training_data_hash": lineage.training_data_hash,
                 "config_hash": lineage.config_hash,
                 "code_version": lineage.code_version,
+                **fingerprint.as_metadata(),
                 **{k: float(v) for k, v in metrics.items()},
             }
         )
