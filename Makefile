@@ -67,5 +67,10 @@ check: setup
 dev: setup $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -m refrig_assets.definitions
 
+## bench: one hour of 100K devices through the project's steps vs pandas, PySpark and the read
+## floor; table + bench-results/bench.json (BENCH_ARGS="--no-spark --devices 20000" to vary)
+bench: setup
+	$(PY) -m refrig_assets.bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(REFRIG_HOME)

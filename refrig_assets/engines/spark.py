@@ -143,13 +143,15 @@ def score_on_spark(
     registry: pd.DataFrame,
     scored_at: datetime,
     *,
+    since: pd.Timestamp | None = None,
     groups: int | None = None,
 ) -> DataFrame:
     """Scores of ``detector`` for a Spark DataFrame of feature windows (model_scores contract).
 
     The detector and the device → cohort map are broadcast once; each task scores whole devices
     (or whole cohorts) with :func:`refrig_assets.scoring.score_windows`, exactly as the embedded
-    engine does. ``registry`` needs ``device_id`` and ``cohort``.
+    engine does. ``registry`` needs ``device_id`` and ``cohort``. Windows before ``since`` are
+    context for persistence only and are not returned.
     """
     from pyspark.sql import functions as F
 
@@ -166,7 +168,7 @@ def score_on_spark(
 
         model, cohorts = shared.value
         frame = with_cohort(_utc(frame.drop(columns=["_group"])), cohorts)
-        return score_windows(model, version, frame, scored_at)
+        return score_windows(model, version, frame, scored_at, since=since)
 
     if key == "cohort":
         cohort_map = spark.createDataFrame(registry[["device_id", "cohort"]])
@@ -184,14 +186,38 @@ def score_paths_on_spark(
     feature_paths: Sequence[Path | str],
     registry: pd.DataFrame,
     scored_at: datetime,
+    *,
+    since: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Score feature Parquet files on Spark and bring the scores back as a pandas frame in the
     model_scores contract (sorted like the embedded engine's output)."""
     features = spark.read.parquet(*[str(p) for p in feature_paths])
-    scores = score_on_spark(detector, version, features, registry, scored_at)
+    scores = score_on_spark(detector, version, features, registry, scored_at, since=since)
     out = scores.toPandas()
     out = out.sort_values(["device_id", "window_start"], kind="stable").reset_index(drop=True)
     return _as_contract_dtypes(out, load_contract("model_scores"))
+
+
+def score_partition_on_spark(
+    spark: SparkSession,
+    detector: Detector,
+    version: str,
+    feature_paths: Sequence[Path | str],
+    registry: pd.DataFrame,
+    scored_at: datetime,
+    *,
+    since: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What a score asset needs from Spark: the windows read (``device_id``, ``window_start``;
+    for its metadata) and the scores, as :func:`score_paths_on_spark` computes them."""
+    windows = pd.concat(
+        [pd.read_parquet(p, columns=["device_id", "window_start"]) for p in feature_paths],
+        ignore_index=True,
+    )
+    scores = score_paths_on_spark(
+        spark, detector, version, feature_paths, registry, scored_at, since=since
+    )
+    return windows, scores
 
 
 def _utc(frame: pd.DataFrame) -> pd.DataFrame:
