@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from refrig_assets.alerts.store import AlertNotFound, InvalidTransition
 from refrig_assets.console.api import build_api
+from refrig_assets.console.health import build_health
 from refrig_assets.console.pages import build_pages, render_error
 from refrig_assets.console.service import ConsoleService, DeviceNotFound, FilterError
 from refrig_assets.feedback import RuleDecisionError, RuleNotFound
@@ -71,6 +72,7 @@ def create_app(
     app.state.service = service
     app.include_router(build_api(settings))
     app.include_router(build_pages(settings))
+    app.include_router(build_health(alerts_db_url or configured.alerts_db_url))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     for error_type, status in ERROR_STATUS.items():
