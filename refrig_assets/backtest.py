@@ -30,6 +30,12 @@ PER_TYPE_COLUMNS = [
 ]
 
 
+def _times(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` with the given columns as UTC timestamps (concatenated partitions may arrive
+    as objects)."""
+    return frame.assign(**{c: pd.to_datetime(frame[c], utc=True) for c in columns if c in frame})
+
+
 def _true_rows(rows: pd.DataFrame, labels: pd.DataFrame) -> np.ndarray:
     """For each row (device_id, window_start, window_end): does it overlap a labelled event?"""
     if rows.empty or labels.empty:
@@ -73,7 +79,8 @@ def backtest(
     """
     if sources is not None and len(alerts):
         alerts = alerts[alerts["source"].isin(sources)]
-    alerts = alerts.reset_index(drop=True)
+    alerts = _times(alerts.reset_index(drop=True), ("window_start", "window_end"))
+    labels = _times(labels, ("onset", "end"))
     incidents = (
         labels[labels["category"] != "sensor"] if "category" in labels else labels
     ).reset_index(drop=True)
@@ -142,6 +149,8 @@ def score_backtest(
     row count. False flags are counted once per device and hour (a model flags every window of
     a lasting event), per 1,000 device-days."""
     rows = []
+    labels = _times(labels, ("onset", "end"))
+    scores = _times(scores, ("window_start", "window_end"))
     incidents = (
         labels[labels["category"] != "sensor"] if "category" in labels else labels
     ).reset_index(drop=True)

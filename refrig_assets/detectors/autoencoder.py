@@ -62,7 +62,7 @@ class AutoencoderDetector(Detector):
 
     def _inputs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Residuals with missing values at 0, and the observed mask."""
-        r = self.residuals.residuals(frame)
+        r = self.residuals.residuals(frame, self.fitting)
         return np.nan_to_num(r, nan=0.0), np.isfinite(r)
 
     def _train(self, x: np.ndarray, mask: np.ndarray, seed: int) -> nn.Sequential:

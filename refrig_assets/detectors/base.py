@@ -45,6 +45,17 @@ OUTPUT_COLUMNS = [
 ]
 
 
+# What every scored row carries besides the model's input columns.
+META_COLUMNS = [
+    "device_id",
+    "cohort",
+    "window_start",
+    "window_end",
+    "sensor_completeness",
+    "quality_mask",
+]
+
+
 def register_detector(cls: type[Detector]) -> type[Detector]:
     """Class decorator: make a detector available under its ``kind``."""
     DETECTORS[cls.kind] = cls
@@ -102,6 +113,8 @@ class Detector(ABC):
         self.feature_columns = list(config.feature_columns)
         self.context_columns = context_columns(config)
         self.training_rows = 0
+        # True while fit() runs: the rows being scored are the training rows themselves.
+        self.fitting = False
 
     @property
     def input_columns(self) -> list[str]:
@@ -154,13 +167,16 @@ class Detector(ABC):
         * running-conditioned features are blanked where the compressor ran for too small a
           share of the window (``running_share``): a mean over one start-up transient is not a
           measurement of the running state."""
-        frame = self.scorable(features).copy()
+        spec = self.config.settings.get("running_share") or {}
+        share_col, floor = spec.get("column"), float(spec.get("min", 0.0) or 0.0)
+        needed = [*META_COLUMNS, *self.input_columns]
+        if share_col and share_col not in needed:
+            needed.append(share_col)
+        frame = self.scorable(features)[needed].copy()
         log_units = set(self.config.settings.get("log_scale_units") or [])
         for col in self.input_columns:
             if feature_unit(col) in log_units:
                 frame[col] = np.log(np.clip(frame[col].to_numpy(dtype=float), 1e-6, None))
-        spec = self.config.settings.get("running_share") or {}
-        share_col, floor = spec.get("column"), float(spec.get("min", 0.0) or 0.0)
         conditioned = [c for c in self.input_columns if feature_condition(c) == "running"]
         if conditioned and share_col and floor > 0:
             too_short = ~(frame[share_col].to_numpy(dtype=float) >= floor)
@@ -178,15 +194,19 @@ class Detector(ABC):
             fit_frame = frame.sample(n=max_rows, random_state=0).sort_index()
         if len(fit_frame) < 10:
             raise ValueError(f"{self.config.model_id}: only {len(frame)} scorable training rows")
-        raw = self.fit_raw(fit_frame.reset_index(drop=True))
-        self.calibrator.fit(raw)
-        self.persistence_calibrator = None
-        if self.persistence[1] > 1:
-            sequences = self._device_sample(frame)
-            evidence = self.evidence(self.raw_scores(sequences)[0])
-            self.persistence_calibrator = TailCalibrator(
-                tail_quantile=self.calibrator.tail_quantile, decades=self.calibrator.decades
-            ).fit(self.sustained(sequences, evidence))
+        self.fitting = True
+        try:
+            raw = self.fit_raw(fit_frame.reset_index(drop=True))
+            self.calibrator.fit(raw)
+            self.persistence_calibrator = None
+            if self.persistence[1] > 1:
+                sequences = self._device_sample(frame)
+                evidence = self.evidence(self.raw_scores(sequences)[0])
+                self.persistence_calibrator = TailCalibrator(
+                    tail_quantile=self.calibrator.tail_quantile, decades=self.calibrator.decades
+                ).fit(self.sustained(sequences, evidence))
+        finally:
+            self.fitting = False
         self.training_rows = len(fit_frame)
         return self
 
@@ -237,9 +257,9 @@ class Detector(ABC):
         confidence = frame["sensor_completeness"].to_numpy() * np.where(flagged, 1 - penalty, 1.0)
         return pd.DataFrame(
             {
-                "device_id": frame["device_id"].to_numpy(),
-                "window_start": frame["window_start"].to_numpy(),
-                "window_end": frame["window_end"].to_numpy(),
+                "device_id": frame["device_id"],
+                "window_start": frame["window_start"],
+                "window_end": frame["window_end"],
                 "anomaly_score": score,
                 "anomaly_flag": score >= self.config.flag_threshold,
                 "top_contributors": tops,

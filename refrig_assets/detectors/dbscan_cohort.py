@@ -8,10 +8,16 @@ joins the group of its nearest core point. ``eps`` is not a hand-set distance: i
 (``eps_quantile``) of the distance of each sampled device to its ``min_samples``-th nearest
 neighbour, so it adapts to the fleet's units and density.
 
+Profiles are taken at each device's usual context: the features' dependence on the context
+features (``features.context``, e.g. the ambient temperature moving condensing temperature and
+pressure through the day) is learnt from how they move together inside devices and removed.
+
 Scoring builds a profile per device and ``profile_minutes`` (default: hourly, one score row
 per device and hour) and measures its distance to the nearest core point of the device's own
-group (devices unseen in training: of any group). The per-feature differences to that core point
-are the contributors.
+group (devices unseen in training: of any group). The raw score is how much further that is than
+where the device sat in training (new devices: than the group's median device), so a device at
+the edge of its group is not anomalous for being there, only for moving out. The per-feature
+differences to the nearest core point are the contributors.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ class DBSCANCohortDetector(Detector):
         start = frame["window_start"].dt.floor(period)
         keys = [frame["device_id"], start.rename("profile_start")]
         grouped = frame.groupby(keys, sort=True, observed=True)
-        profiles = grouped[self.feature_columns].median()
+        profiles = grouped[self.input_columns].median()
         meta = grouped.agg(
             cohort=("cohort", "first"),
             sensor_completeness=("sensor_completeness", "mean"),
@@ -57,10 +63,40 @@ class DBSCANCohortDetector(Detector):
     def _scaled(self, values: np.ndarray) -> np.ndarray:
         return (values - self.center) / self.scale
 
+    def _fit_context(self, frame: pd.DataFrame) -> None:
+        """Slopes of each feature on the context features (ambient, ...), from how they move
+        together inside devices (pooled least squares on deviations from device medians)."""
+        n = len(self.feature_columns)
+        self.context_slopes = np.zeros((len(self.context_columns), n))
+        if not self.context_columns:
+            return
+        values = frame[self.input_columns].astype(float)
+        self.context_center = values.groupby(frame["device_id"].to_numpy()).median()[
+            self.context_columns
+        ]
+        deviation = values - values.groupby(frame["device_id"].to_numpy()).transform("median")
+        complete = deviation.dropna().to_numpy()
+        if len(complete) > 2 * len(self.input_columns):
+            ctx, feat = complete[:, n:], complete[:, :n]
+            self.context_slopes = np.linalg.lstsq(ctx, feat, rcond=None)[0]
+
+    def _adjusted(self, frame: pd.DataFrame) -> np.ndarray:
+        """Features as they would read at the device's usual context (NaN stays NaN)."""
+        x = frame[self.feature_columns].to_numpy(dtype=float)
+        if not self.context_columns:
+            return x
+        ctx = frame[self.context_columns].to_numpy(dtype=float)
+        usual = self.context_center.reindex(frame["device_id"].to_numpy()).to_numpy()
+        usual = np.where(np.isnan(usual), np.nanmedian(self.context_center.to_numpy(), 0), usual)
+        shift = np.nan_to_num(ctx - usual, nan=0.0)
+        return x - shift @ self.context_slopes
+
     def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:
         hp = self.config.hyperparameters
         min_samples = int(hp.get("min_samples", 10))
-        device_profiles = frame.groupby("device_id", sort=True)[self.feature_columns].median()
+        self._fit_context(frame)
+        adjusted = pd.DataFrame(self._adjusted(frame), columns=self.feature_columns)
+        device_profiles = adjusted.groupby(frame["device_id"].to_numpy(), sort=True).median()
         device_profiles = device_profiles.dropna()
         if len(device_profiles) <= min_samples:
             raise ValueError(
@@ -95,6 +131,14 @@ class DBSCANCohortDetector(Detector):
         nearest = self.any_core.query(x, k=1, return_distance=False)[:, 0]
         self.device_group = pd.Series(core_labels[nearest], index=device_profiles.index)
         self.device_profile = pd.DataFrame(x, index=device_profiles.index)
+        # Where each device sat relative to its group in training: drift is the change.
+        self.device_distance = pd.Series(0.0, index=device_profiles.index)
+        self.group_distance = {}
+        for g, tree in self.trees.items():
+            rows = (self.device_group == g).to_numpy()
+            dist = tree.query(x[rows], k=1)[0][:, 0]
+            self.device_distance[rows] = dist
+            self.group_distance[g] = float(np.median(dist))
         self.summary = {
             "groups": float(len(self.trees)),
             "noise_share_in_sample": float((labels.labels_ == NOISE).mean()),
@@ -105,7 +149,7 @@ class DBSCANCohortDetector(Detector):
         return raw
 
     def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        x = self._scaled(frame[self.feature_columns].to_numpy(dtype=float))
+        x = self._scaled(self._adjusted(frame))
         devices = frame["device_id"].to_numpy()
         own = self.device_profile.reindex(devices).to_numpy()
         # A feature missing from a profile is taken as unchanged from the device's own normal.
@@ -115,15 +159,18 @@ class DBSCANCohortDetector(Detector):
         raw = np.empty(len(frame))
         contrib = np.empty_like(x)
         known = ~np.isnan(group)
+        usual = self.device_distance.reindex(devices).to_numpy()
         for g, tree in self.trees.items():
             rows = known & (group == g)
             if rows.any():
                 dist, idx = tree.query(x[rows], k=1)
-                raw[rows] = dist[:, 0]
+                raw[rows] = dist[:, 0] - usual[rows]
                 contrib[rows] = x[rows] - self.core_points[self.core_labels == g][idx[:, 0]]
         if (~known).any():
             dist, idx = self.any_core.query(x[~known], k=1)
-            raw[~known] = dist[:, 0]
+            nearest_group = self.core_labels[idx[:, 0]]
+            usual_new = np.array([self.group_distance[int(g)] for g in nearest_group])
+            raw[~known] = dist[:, 0] - usual_new
             contrib[~known] = x[~known] - self.core_points[idx[:, 0]]
         template = "{value} robust σ {direction} its behavioural group"
         return raw, contrib, [template] * len(self.feature_columns)

@@ -25,8 +25,8 @@ class IsolationForestDetector(Detector):
     def _inputs(self, frame: pd.DataFrame) -> np.ndarray:
         if self.device_relative:
             if self.config.hyperparameters.get("inputs") == "conditional":
-                return self.residuals.evaluate(frame)[0]
-            return np.nan_to_num(self.residuals.residuals(frame), nan=0.0)
+                return self.residuals.evaluate(frame, joint=False, in_sample=self.fitting)[0]
+            return np.nan_to_num(self.residuals.residuals(frame, self.fitting), nan=0.0)
         return self.scaler.transform(frame)
 
     def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:

@@ -32,8 +32,8 @@ class StatisticalBaselineDetector(Detector):
         return raw
 
     def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        cz, surprise = self.residuals.evaluate(frame)
         joint = self.config.hyperparameters.get("score", "conditional") == "joint"
+        cz, surprise = self.residuals.evaluate(frame, joint, in_sample=self.fitting)
         raw = surprise if joint else np.abs(cz).max(axis=1)
         template = "{value}σ {direction} this device's baseline, given the rest of the window"
         return raw, cz, [template] * len(self.feature_columns)

@@ -14,9 +14,10 @@ import pandas as pd
 
 from refrig_assets.contracts import load_contract
 from refrig_assets.defs.checks import contract_check_result
-from refrig_assets.defs.lifecycle.holds import distribution_hold, scoring_hold
+from refrig_assets.defs.lifecycle.holds import distribution_hold, held, scoring_hold
 from refrig_assets.defs.partitions import daily_partitions, hourly_partitions
 from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.freshness import stale_feature_partitions
 from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
 from refrig_assets.scoring import lookback_hours, score_windows, with_cohort
 
@@ -66,6 +67,8 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
         hours = feature_hours(context, model_config.schedule)
         if hold := scoring_hold(context, refrig, asset_name, model_id, hours):
             return hold  # paused model or stale features: nothing scored, last good scores stay
+        if out_of_date := stale_feature_partitions(refrig.store, hours):
+            return held(asset_name, "; ".join(out_of_date.values()))  # features older than data
         version = refrig.registry.resolve_version(model_id, model_config.pinned_version)
         detector = refrig.registry.load(model_id, version)
         if not refrig.store.existing_paths("device_features", hours):
