@@ -3,6 +3,7 @@
 import dagster as dg
 
 from refrig_assets.defs.partitions import hourly_partitions
+from refrig_assets.model_config import all_model_ids
 
 hourly_selection = dg.AssetSelection.groups(
     "ingestion", "quality", "features", "scoring", "alerts"
@@ -24,6 +25,28 @@ train_detectors = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+# The release order as one job: ingest → features → train → validate (canary with blocking gate
+# checks) → deploy (promotion) → monitor (scores, alerts, serving state). A failing gate check
+# skips the promotion in the same run: validation blocks deployment in the asset graph itself.
+release_selection = (
+    hourly_selection
+    | dg.AssetSelection.groups("training")
+    | dg.AssetSelection.assets(
+        *[f"{m}_{stage}" for m in all_model_ids() for stage in ("canary", "promotion")],
+        "model_serving_state",
+    )
+)
+
+release_pipeline = dg.define_asset_job(
+    "release_pipeline",
+    selection=release_selection.required_multi_asset_neighbors(),
+    partitions_def=hourly_partitions,
+    description="ingest → features → train → validate → deploy → monitor for one UTC hour: "
+    "readings and features, training, canary and blocking promotion gates, promotion, then "
+    "scores, alerts and the serving state.",
+    executor_def=dg.in_process_executor,
+)
+
 refresh_device_registry = dg.define_asset_job(
     "refresh_device_registry",
     selection=dg.AssetSelection.assets("device_registry"),
@@ -35,4 +58,7 @@ hourly_schedule = dg.build_schedule_from_partitioned_job(
     hourly_pipeline, minute_of_hour=5, name="hourly_pipeline_schedule"
 )
 
-defs = dg.Definitions(jobs=[hourly_pipeline, train_detectors, refresh_device_registry], schedules=[hourly_schedule])
+defs = dg.Definitions(
+    jobs=[hourly_pipeline, train_detectors, release_pipeline, refresh_device_registry],
+    schedules=[hourly_schedule],
+)
