@@ -14,6 +14,7 @@ from refrig_assets.cli import (
     pipeline,
     quality,
     simulate,
+    streaming,
 )
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.add_typer(maintenance.app, name="maintenance")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(quality.app, name="quality")
+app.add_typer(streaming.app, name="streaming")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

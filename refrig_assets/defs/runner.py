@@ -63,6 +63,12 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
         success, failed = _execute(defs, instance, prep, k)
         log(f"  {k}: readings → features {'ok' if success else 'FAILED ' + ','.join(failed)}")
         failures += failed
+    # What the streaming_threshold_rules sensor does under the daemon, before the batch alerts
+    # that confirm or soften its alerts.
+    from refrig_assets.streaming.tick import run_once
+
+    stream = run_once()
+    log(f"  streaming rules over {len(stream.files)} landing file(s): {stream.inserted} alert(s)")
     train_keys = keys[: max(1, train_hours)]
     train_job = defs.resolve_job_def("train_detectors")
     training_assets = [k.to_user_string() for k in train_job.asset_layer.executable_asset_keys]
@@ -83,7 +89,8 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
         f"  trained {', '.join(training_assets)} on {train_keys[0]}..{train_keys[-1]}: "
         f"{'ok' if result.success else 'FAILED'}"
     )
-    score = [a.replace("_model", "_scores") for a in hourly_models] + ["device_alerts"]
+    score = [a.replace("_model", "_scores") for a in hourly_models]
+    score += ["device_alerts", "device_status"]
     for k in keys:
         success, failed = _execute(defs, instance, score, k)
         if any(f.endswith("_scores") for f in failed) and "device_alerts" not in failed:

@@ -14,12 +14,15 @@ SOURCE = "streaming"
 # A rule firing is not a model score; it is reported as certain, and reconciliation always
 # looks at the batch models' own scores, never at this value.
 RULE_SCORE = 1.0
+# Contract units as an operator reads them.
+UNIT_WORDS = {"degC": "°C", "degC/min": "°C/min"}
 
 
 def explain(firing: pd.Series | dict, settings: StreamingSettings) -> str:
     """One sentence naming the rule, the sensor, the value and the limit it crossed."""
     rule = settings.rule(firing["rule"])
-    sensor, unit = rule.sensor, settings.units.get(rule.sensor, "")
+    sensor = rule.sensor
+    unit = UNIT_WORDS.get(settings.units.get(sensor, ""), settings.units.get(sensor, ""))
     value, ref, limit = firing["observed"], firing["reference"], firing["threshold"]
     state = "running" if firing["running"] == 1 else "off"
     if rule.kind == "above":

@@ -58,7 +58,7 @@ def detection_by_fault(
     (inclusive), its rule and the delay; ``detected`` False when there is none."""
     out = labels.copy().reset_index(drop=True)
     out["detected"] = False
-    out["delay"] = pd.NaT
+    out["delay"] = pd.Series(pd.NaT, index=out.index, dtype="timedelta64[ns]")
     out["rule"] = None
     if firings.empty or out.empty:
         return out

@@ -249,3 +249,20 @@ def process_landed_files(
     report.cursor = landing_cursor.to_json()
     report.seconds = time.monotonic() - started
     return report
+
+
+def run_once(settings: Settings | None = None, run_id_prefix: str = "cli") -> TickReport:
+    """One pass over every landing file of the lookback with a fresh cursor (what the sensor
+    does, without the daemon). Readings already evaluated are skipped by the watermarks, so
+    repeating a pass raises nothing twice."""
+    from refrig_assets.alerts.notify import notifier_from_env
+    from refrig_assets.settings import get_settings
+
+    settings = settings or get_settings()
+    store = AlertStore(settings.alerts_db_url)
+    try:
+        return process_landed_files(
+            settings, None, store, notifier_from_env(), run_id_prefix=run_id_prefix
+        )
+    finally:
+        store.close()
