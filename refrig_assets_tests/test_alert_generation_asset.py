@@ -158,3 +158,48 @@ def test_new_critical_and_high_batch_alerts_are_notified_once(hour, webhook, ins
     )
     assert first["notified"].value == len(posted)
     assert (again["inserted"].value, again["notified"].value) == (0, 0)
+
+
+def test_sla_monitor_escalates_overdue_alerts_and_notifies_each_once(refrig_home, webhook):
+    from refrig_assets.defs.alerts.sla_monitor import alert_sla_monitor
+
+    s = get_settings()
+    store = AlertStore(s.alerts_db_url)
+    firing = pd.DataFrame(
+        {
+            "device_id": ["d1"],
+            "rule": ["compressor_overload"],
+            "kind": ["above"],
+            "sensor": ["current_compressor"],
+            # Past its 30 min deadline by more than two further SLA periods: top level.
+            "ts": [pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=2)],
+            "observed": [55.0],
+            "reference": [40.0],
+            "threshold": [40.0],
+            "span_minutes": [0.0],
+            "running": [1],
+        }
+    )
+    (alert_id,) = store.upsert(
+        firings_to_alerts(firing, None, load_streaming_settings(), run_id="sensor")
+    )["inserted_ids"]
+
+    def tick():
+        context = dg.build_sensor_context(resources={"refrig": RefrigResource()})
+        return alert_sla_monitor(context)
+
+    first, second = tick(), tick()
+
+    assert "1 alert(s)" in first.skip_message and "0 alert(s)" in second.skip_message
+    alert = store.get(alert_id)
+    assert (alert["sla_breached"], alert["escalation_level"]) == (True, "L3")
+    (event,) = webhook
+    assert event["event"] == "alert.escalated"
+    assert event["payload"]["alert_id"] == alert_id
+    assert (
+        event["payload"]["previous_escalation_level"],
+        event["payload"]["escalation_level"],
+    ) == (
+        "L1",
+        "L3",
+    )
