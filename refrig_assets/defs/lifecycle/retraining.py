@@ -85,9 +85,12 @@ currency_checks = [build_currency_check(m) for m in all_model_ids()]
 
 
 def retraining_request(decision: RetrainingDecision, metadata: dict) -> dg.RunRequest | None:
-    """A training run for a code, config or dataset change (drift-only decisions: None)."""
+    """A training run for a code, config or dataset change (drift-only decisions: None).
+
+    A model whose last training recorded no fingerprint is left alone: what changed is unknown.
+    """
     changes = [r for r in decision.reasons if not r.startswith("drift asked")]
-    if not decision.retrain or not changes or not metadata:
+    if not decision.retrain or not changes or TrainingFingerprint.from_metadata(metadata) is None:
         return None
     asset = f"{decision.model_id}_model"
     first, _, last = str(metadata.get("training_partitions", "")).partition("..")
