@@ -105,6 +105,13 @@ def test_code_and_mlflow_share_one_volume_for_data_landing_zone_and_model_artifa
     assert re.fullmatch(r"postgresql\+psycopg2://.+@postgres:5432/\w+", env["REFRIG_ALERTS_DB_URL"])
 
 
+def test_detector_files_come_from_the_checkout_so_pins_survive_redeploys():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    user_code_stage = dockerfile.split(" AS user_code", 1)[1]
+    project_dir = re.findall(r"^WORKDIR (\S+)", user_code_stage, re.MULTILINE)[-1]
+    assert mounts("user_code")[f"{project_dir}/models"] == "./models"
+
+
 def test_every_database_the_services_use_is_created_by_init_sql():
     init = ROOT / "deploy" / "postgres" / "init.sql"
     created = set(re.findall(r"CREATE DATABASE (\w+)", init.read_text()))

@@ -227,7 +227,7 @@ def compose_services(postgres, tmp_path_factory):
         wait_for_http(f"http://127.0.0.1:{web_port}/server_info", servers)
         yield {"env": env, "web_port": web_port, "servers": servers}
     finally:
-        stop_all(servers)
+        stop_all(servers, timeout=10)
 
 
 def test_run_queue_never_runs_two_runs_of_one_partition_at_once(compose_services, monkeypatch):

@@ -64,13 +64,13 @@ def _location_loaded(base_url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory) -> str:
-    """`dagster dev -m refrig_assets.definitions` on a free loopback port, over 10 simulated
-    devices × 1 hour; stopped with SIGTERM to its process group."""
+    """`dagster dev -m refrig_assets.definitions` on a free loopback port, over 10 healthy
+    simulated devices × 1 hour; stopped with SIGTERM to its process group."""
     from refrig_assets.simulator import SimulationConfig, simulate_fleet
 
     home = tmp_path_factory.mktemp("ui-home")
     simulate_fleet(
-        SimulationConfig(devices=10, hours=1, start=START, seed=11),
+        SimulationConfig(devices=10, hours=1, start=START, seed=11, faults=False),
         home / "landing",
         home / "reference" / "device_registry.csv",
         home / "reference" / "labels.parquet",
@@ -100,7 +100,7 @@ def dagster_ui(tmp_path_factory) -> str:
             time.sleep(1)
         yield base_url
     finally:
-        server.stop()
+        server.stop(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -153,16 +153,7 @@ def test_the_asset_graph_shows_every_asset_group(dagster_ui, page):
     page.goto(f"{dagster_ui}/asset-groups")
     graph = page.locator("svg")
     for group in groups:
-        expect(graph.get_by_text(group, exact=True).first).to_be_visible()
-    screenshot(page, "asset_groups")
-
-    # Expand every group; reloading fits the expanded graph to the window.
-    for group in groups:
-        graph.get_by_text(group, exact=True).first.click()
-    page.reload()
-    for group in groups:
-        expect(graph.get_by_text(group, exact=True).first).to_be_visible()
-    expect(graph.get_by_text("device_features", exact=True).first).to_be_visible()
+        expect(graph.get_by_text(group, exact=True).filter(visible=True)).to_have_count(1)
     assert screenshot(page, "asset_graph").stat().st_size > 0
 
 
@@ -188,14 +179,17 @@ def test_a_partition_materialized_from_the_ui_shows_its_checks(dagster_ui, page)
 
     # The run goes through the daemon's queue into a fresh process.
     page.goto(f"{dagster_ui}/assets/sensor_readings")
-    reload_until_visible(page, page.get_by_text(PARTITION, exact=True).first, RUN_TIMEOUT_MS)
+    latest = page.get_by_text(PARTITION, exact=True).filter(visible=True).first
+    reload_until_visible(page, latest, RUN_TIMEOUT_MS)
     screenshot(page, "materialized")
     page.goto(f"{dagster_ui}/assets/sensor_readings?view=partitions")
     expect(page.get_by_text("Materialized (1)", exact=True)).to_be_visible()
 
     page.goto(f"{dagster_ui}/assets/sensor_readings?view=checks")
     for check in checks:
-        expect(page.get_by_text(check, exact=True).first).to_be_visible()
-    expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(checks))
+        # The list truncates long names in the middle; the full name is the item's title.
+        name = page.get_by_title(check, exact=True).filter(visible=True).first
+        item = name.locator("xpath=../..")
+        expect(item).to_contain_text("Succeeded")
     expect(page.get_by_text("Passed", exact=True).first).to_be_visible()
     screenshot(page, "checks")
