@@ -57,14 +57,15 @@ def feature_staleness(
 
 
 def stale_feature_partitions(store: ParquetStore, partition_keys: list[str]) -> dict[str, str]:
-    """Feature partitions (of those given) that must not be scored, with the reason."""
+    """Feature partitions (of those given) older than their clean readings, with the reason.
+
+    Missing partitions are not listed: scoring reports those itself."""
     out = {}
     for key in partition_keys:
-        verdict = feature_staleness(
-            updated_at(store, "device_features", key),
-            updated_at(store, "clean_readings", key),
-            key,
-        )
+        features = updated_at(store, "device_features", key)
+        if features is None:
+            continue
+        verdict = feature_staleness(features, updated_at(store, "clean_readings", key), key)
         if verdict.stale:
             out[key] = verdict.reason or "stale"
     return out

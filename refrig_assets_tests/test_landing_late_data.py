@@ -71,7 +71,7 @@ def test_a_late_file_refreshes_its_hour_and_equals_a_from_scratch_run(
     with dg.instance_for_test() as instance:
         materialize_registry(defs, instance)
         run_hour(defs, instance, H0)
-        run_hour(defs, instance, H1)
+        run_hour(defs, instance, H1, ["sensor_readings"])  # materialized, and unaffected
         before = store.read("clean_readings", H0)
 
         context = dg.build_sensor_context(instance=instance, definitions=defs)

@@ -122,7 +122,7 @@ def test_features_older_than_their_clean_readings_are_stale(tmp_path):
     os.utime(store.path("device_features", H0), (now.timestamp() - 600, now.timestamp() - 600))
     os.utime(store.path("clean_readings", H0), (now.timestamp() - 60, now.timestamp() - 60))
     os.utime(store.path("sensor_readings", H0), (now.timestamp() - 120, now.timestamp() - 120))
-    assert list(stale_feature_partitions(store, [H0])) == [H0]
+    assert list(stale_feature_partitions(store, [H0, "2026-01-01-01:00"])) == [H0]  # 01 missing
     states = {d: f["state"] for d, f in partition_freshness(store, H0, now).items()}
     assert states == {
         "sensor_readings": "fresh",
