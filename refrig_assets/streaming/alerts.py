@@ -68,9 +68,9 @@ def firings_to_alerts(
         return contract.empty_frame()
     f = firings.reset_index(drop=True)
     ts = pd.to_datetime(f["ts"], utc=True)
-    reg = (registry if registry is not None else pd.DataFrame(columns=["device_id"])).set_index(
-        "device_id"
-    )
+    reg = registry if registry is not None else pd.DataFrame(columns=["device_id"])
+    # Index only the registry rows of these devices (a fleet's registry has 100K rows).
+    reg = reg[reg["device_id"].isin(set(f["device_id"]))].set_index("device_id")
     alerts = pd.DataFrame(
         {
             "alert_id": [
@@ -99,7 +99,7 @@ def firings_to_alerts(
     alerts["escalation_level"] = alert_policy()["escalation_levels"][0]
     prior = _earlier_streaming(previous, alerts["alert_created_at"].min())
     alerts["suppressed"] = mark_suppressed(alerts, prior).astype(bool)
-    alerts["feature_partition"] = ts.dt.floor("h").dt.strftime("%Y-%m-%d-%H:%M")
+    alerts["feature_partition"] = ts.dt.strftime("%Y-%m-%d-%H:00")
     alerts["run_id"] = run_id
     alerts["models_flagging"] = alerts["models_flagging"].astype(np.int64)
     return alerts[contract.column_names]
