@@ -4,8 +4,8 @@
 sensor of ``sensor_readings`` gets a level inside its contract range per cohort, an offset per
 device and noise per window), so detectors can be timed on any fleet size without simulating
 readings first. :func:`bench_scoring` fits every detector in ``models/`` on a training range and
-times scoring one hour (and, for daily detectors, the hour as part of a day), each model in a
-fresh process so peak memory is its own.
+times scoring one hour of windows (and, for daily detectors, a whole day the way the daily
+asset scores it), each measurement in a fresh process so peak memory is its own.
 
     .venv/bin/python -m refrig_assets.scoring_bench --devices 100000
 """
@@ -35,18 +35,22 @@ def synthetic_features(
     seed: int = 0,
     cohorts: tuple[str, ...] = ("cohort_a", "cohort_b", "cohort_c"),
     window_minutes: int = 15,
+    first_hour: int = 0,
 ) -> pd.DataFrame:
-    """Healthy feature windows of ``devices`` × ``hours`` in the device_features contract,
-    plus a ``cohort`` column. Deterministic for a seed."""
-    rng = np.random.default_rng(seed)
+    """Healthy feature windows of ``devices`` × ``hours`` (from hour ``first_hour`` after
+    ``start``) in the device_features contract, plus a ``cohort`` column. Devices are the same
+    for a seed whatever the hours asked, so a long range can be built in pieces."""
+    fleet = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, first_hour, hours])
     readings = load_contract("sensor_readings")
     features = load_contract("device_features")
     per_hour = 60 // window_minutes
     n_windows = hours * per_hour
     n = devices * n_windows
     device_ids = np.array([f"dev-{i:06d}" for i in range(devices)], dtype=object)
-    device_cohort = rng.integers(0, len(cohorts), devices)
+    device_cohort = fleet.integers(0, len(cohorts), devices)
     first = pd.Timestamp(start).tz_convert("UTC").tz_localize(None).to_datetime64()
+    first = first + np.timedelta64(first_hour * 60, "m")
     starts = first + np.arange(n_windows) * np.timedelta64(window_minutes, "m")
     out: dict[str, object] = {
         "device_id": np.repeat(device_ids, n_windows),
@@ -60,9 +64,9 @@ def synthetic_features(
     for col in readings.columns_with_role("sensor"):
         lo, hi = col.range or (0.0, 100.0)
         span = hi - lo
-        cohort_level = lo + span * rng.uniform(0.3, 0.6, len(cohorts))
-        device_level = cohort_level[device_cohort] + rng.normal(0, 0.02 * span, devices)
-        load = rng.uniform(-0.01, 0.01) * span * (duty - 0.6)
+        cohort_level = lo + span * fleet.uniform(0.3, 0.6, len(cohorts))
+        device_level = cohort_level[device_cohort] + fleet.normal(0, 0.02 * span, devices)
+        load = fleet.uniform(-0.01, 0.01) * span * (duty - 0.6)
         levels[col.name] = (
             np.repeat(device_level, n_windows) + load + rng.normal(0, 0.003 * span, n)
         )
@@ -129,12 +133,44 @@ def measure_model(model_id: str, devices: int, train_hours: int, seed: int = 0) 
     }
 
 
+def measure_day(model_id: str, devices: int, train_hours: int, seed: int = 0) -> dict:
+    """Fit one detector, then score a whole day after the training range the way the daily
+    score asset does: runs of ``scoring_chunk_hours`` hours, each with its lookback."""
+    from refrig_assets.detectors.base import build_detector
+    from refrig_assets.model_config import load_model_config
+    from refrig_assets.scoring import lookback_hours, score_windows
+
+    config = load_model_config(model_id)
+    detector = build_detector(config).fit(synthetic_features(devices, train_hours, seed=seed))
+    size = max(1, int(config.settings.get("scoring_chunk_hours", 6)))
+    back = lookback_hours(detector)
+    wall, cpu, rows = 0.0, 0.0, 0
+    for first in range(train_hours, train_hours + 24, size):
+        chunk = synthetic_features(devices, size + back, seed=seed, first_hour=first - back)
+        chunk = chunk[detector.required_columns + ["cohort"]]
+        since = pd.Timestamp(START) + pd.Timedelta(hours=first)
+        t, c = time.perf_counter(), time.process_time()
+        rows += len(score_windows(detector, "bench", chunk, datetime.now(UTC), since=since))
+        wall, cpu = wall + time.perf_counter() - t, cpu + time.process_time() - c
+        del chunk
+    return {
+        "model_id": model_id,
+        "devices": devices,
+        "rows_out_day": rows,
+        "score_day_s": round(wall, 1),
+        "score_day_cpu_s": round(cpu, 1),
+        "peak_rss_gb": round(_peak_rss_gb(), 2),
+    }
+
+
 def bench_scoring(devices: int = 100_000, train_hours: int = 2) -> list[dict]:
     """Every detector in ``models/``, each measured in its own process."""
-    from refrig_assets.model_config import all_model_ids
+    from refrig_assets.model_config import all_model_ids, load_model_config
 
     results = []
-    for model_id in all_model_ids():
+    for model_id, day in [(m, False) for m in all_model_ids()] + [
+        (m, True) for m in all_model_ids() if load_model_config(m).schedule == "daily"
+    ]:
         cmd = [
             sys.executable,
             "-m",
@@ -145,6 +181,7 @@ def bench_scoring(devices: int = 100_000, train_hours: int = 2) -> list[dict]:
             str(devices),
             "--train-hours",
             str(train_hours),
+            *(["--day"] if day else []),
         ]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -156,9 +193,11 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--train-hours", type=int, default=2)
     parser.add_argument("--model", help="measure one model in this process (JSON line out)")
+    parser.add_argument("--day", action="store_true", help="with --model: score a whole day")
     args = parser.parse_args()
     if args.model:
-        print(json.dumps(measure_model(args.model, args.devices, args.train_hours)))
+        measure = measure_day if args.day else measure_model
+        print(json.dumps(measure(args.model, args.devices, args.train_hours)))
         return
     for row in bench_scoring(args.devices, args.train_hours):
         print(json.dumps(row))

@@ -133,6 +133,15 @@ class Detector(ABC):
         with ``{value}`` (the contribution's size, one decimal) and ``{direction}``
         (``above``/``below``), e.g. ``"{value}σ {direction} this device's baseline"``."""
 
+    @property
+    def required_columns(self) -> list[str]:
+        """device_features columns scoring reads (the cohort is joined from the registry)."""
+        spec = self.config.settings.get("running_share") or {}
+        cols = [c for c in META_COLUMNS if c != "cohort"] + self.input_columns
+        if spec.get("column") and spec["column"] not in cols:
+            cols.append(spec["column"])
+        return cols
+
     def row_minutes(self) -> int:
         """Length of one scored row in minutes (default: the feature window)."""
         from refrig_assets.features import window_minutes
@@ -237,6 +246,8 @@ class Detector(ABC):
         """Score scorable rows: the model_scores columns a detector is responsible for.
 
         Rows before ``since`` are context only: they feed persistence and are not returned."""
+        if since is not None:  # only as much earlier data as persistence looks at
+            features = features[features["window_start"] >= pd.Timestamp(since) - self.lookback]
         frame = self.rows(self.prepare(features))
         frame = frame.sort_values(["device_id", "window_start"], kind="stable")
         frame = frame.reset_index(drop=True)
@@ -299,33 +310,38 @@ class Detector(ABC):
         self, contrib: np.ndarray, templates: list[str], top_k: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top sensors per row (by their strongest feature) and the evidence for the first,
-        built column-wise (no per-row Python)."""
+        built column-wise with numpy string ufuncs (no per-row Python)."""
         n = contrib.shape[0]
         sensors = [feature_sensor(f) for f in self.feature_columns]
         names = list(dict.fromkeys(sensors))
         magnitude = np.nan_to_num(np.abs(contrib), nan=0.0)
         per_sensor = np.zeros((n, len(names)))
-        for j, s in enumerate(sensors):
-            k = names.index(s)
+        for j, sensor in enumerate(sensors):
+            k = names.index(sensor)
             per_sensor[:, k] = np.maximum(per_sensor[:, k], magnitude[:, j])
-        order = np.argsort(-per_sensor, axis=1, kind="stable")[:, : min(top_k, len(names))]
-        labels = np.asarray(names, dtype=object)[order]
-        tops = labels[:, 0].copy()
-        for c in range(1, labels.shape[1]):
-            tops = tops + "," + labels[:, c]
+        k = min(top_k, len(names))
+        order = np.argsort(-per_sensor, axis=1, kind="stable")[:, :k]
+        # Few distinct rankings occur: join the names once per ranking, then look them up.
+        code = order @ (len(names) ** np.arange(k))
+        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+        joined = np.array([",".join(names[c] for c in r) for r in order[first]], dtype=object)
+        tops = joined[inverse]
         best = np.argmax(magnitude, axis=1)
         values = np.nan_to_num(contrib[np.arange(n), best])
-        sizes = np.round(np.abs(values), 1).astype(str).astype(object)
-        direction = np.where(values >= 0, "above", "below").astype(object)
+        sizes = np.round(np.abs(values), 1).astype(str)
+        direction = np.where(values >= 0, "above", "below")
         details = np.empty(n, dtype=object)
         for j, template in enumerate(templates):
             rows = best == j
             if not rows.any():
                 continue
             head, _, tail = template.partition("{value}")
-            pre, _, post = tail.partition("{direction}")
-            text = f"{self.feature_columns[j]} {head}" + sizes[rows] + pre
-            details[rows] = text + direction[rows] + post if "{direction}" in tail else text
+            pre, has_direction, post = tail.partition("{direction}")
+            text = np.strings.add(f"{self.feature_columns[j]} {head}", sizes[rows])
+            text = np.strings.add(text, pre)
+            if has_direction:
+                text = np.strings.add(np.strings.add(text, direction[rows]), post)
+            details[rows] = text.astype(object)
         return tops, details
 
     def describe(self) -> dict[str, float]:

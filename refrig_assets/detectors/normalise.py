@@ -116,33 +116,33 @@ class DeviceBaseline:
 
     def known(self, frame: pd.DataFrame) -> np.ndarray:
         """True for rows whose device has its own baseline."""
-        return frame["device_id"].isin(self.device_center.index).to_numpy()
+        return self.device_center.index.get_indexer(frame["device_id"].to_numpy()) >= 0
 
     def transform(
         self, frame: pd.DataFrame, as_new: bool = False, in_sample: bool = False
     ) -> np.ndarray:
         """Residuals in units of the cohort's within-device spread (NaN where a value is
-        missing). ``as_new``: centre every device on its cohort, as if it had no history.
-        ``in_sample``: the rows are the training rows the baselines came from; their residuals
-        are widened to what a new window would show (:func:`out_of_sample_factor`)."""
+        missing). Devices without their own baseline — or every device with ``as_new`` — are
+        centred on their cohort. ``in_sample``: the rows are the training rows the baselines
+        came from; their residuals are widened to what a new window would show
+        (:func:`out_of_sample_factor`)."""
         x = frame[self.columns].to_numpy(dtype=float)
-        devices = frame["device_id"].to_numpy()
-        cohorts = frame["cohort"].to_numpy()
-        center = self.device_center.reindex(devices).to_numpy()
-        new = np.ones(len(frame), dtype=bool) if as_new else ~self.known(frame)
+        at = self.device_center.index.get_indexer(frame["device_id"].to_numpy())
+        new = np.ones(len(frame), dtype=bool) if as_new else at < 0
+        codes, cohorts = pd.factorize(frame["cohort"].to_numpy())
+        center = self.device_center.to_numpy()[np.maximum(at, 0)]
         if new.any():
-            fallback = self.cohort_center.reindex(cohorts[new]).to_numpy()
+            fallback = self.cohort_center.reindex(cohorts).to_numpy()
             fallback = np.where(np.isnan(fallback), self.fleet_center.to_numpy(), fallback)
-            center[new] = fallback
+            center[new] = fallback[codes[new]]
         residual = x - center
         if in_sample and not as_new:
-            counts = self.device_count.reindex(devices).to_numpy()
-            residual = np.where(np.isnan(counts), residual, residual * out_of_sample_factor(counts))
-        out = np.empty_like(x)
-        for cohort in pd.unique(cohorts):
-            idx = cohorts == cohort
-            out[idx] = residual[idx] / self.scale.get(cohort, self.fleet_scale)
-        return np.clip(out, -CLIP, CLIP)
+            counts = self.device_count.to_numpy(dtype=float)[np.maximum(at, 0)]
+            counts[at < 0] = np.nan
+            widened = residual * out_of_sample_factor(counts)
+            residual = np.where(np.isnan(counts), residual, widened)
+        scale = np.stack([self.scale.get(c, self.fleet_scale) for c in cohorts])
+        return np.clip(residual / scale[codes], -CLIP, CLIP)
 
 
 class ConditionalGaussian:
@@ -274,10 +274,10 @@ class DeviceResiduals:
     def _parts(self, frame: pd.DataFrame, in_sample: bool):
         known = self.baseline.known(frame)
         cohorts = frame["cohort"].to_numpy()
-        for rows, model, as_new in ((known, self.own, False), (~known, self.new, True)):
+        z = self.baseline.transform(frame, in_sample=in_sample)  # new devices: cohort-centred
+        for rows, model in ((known, self.own), (~known, self.new)):
             if rows.any():
-                z = self.baseline.transform(frame[rows], as_new=as_new, in_sample=in_sample)
-                yield rows, model, z, cohorts[rows]
+                yield rows, model, z[rows], cohorts[rows]
 
     def evaluate(
         self, frame: pd.DataFrame, joint: bool = True, in_sample: bool = False

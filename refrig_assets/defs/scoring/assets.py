@@ -46,6 +46,32 @@ def earlier_hours(first_hour: str, count: int) -> list[str]:
     return [(start - timedelta(hours=h)).strftime("%Y-%m-%d-%H:%M") for h in range(count, 0, -1)]
 
 
+def score_hour_by_hour(
+    refrig: RefrigResource, detector, version: str, hours: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score the feature hours in runs of ``scoring_chunk_hours`` (models/ setting), each with
+    its lookback and only the columns the detector uses, so a daily partition of a large fleet
+    never holds a whole day of features at once. Returns (window starts scored, scores)."""
+    registry = refrig.store.read("device_registry")
+    columns = detector.required_columns
+    size = max(1, int(detector.config.settings.get("scoring_chunk_hours", 6)))
+    scored_at = datetime.now(UTC)
+    starts, chunks = [], []
+    for i in range(0, len(hours), size):
+        run = hours[i : i + size]
+        keys = [*earlier_hours(run[0], lookback_hours(detector)), *run]
+        features = refrig.store.read_many("device_features", keys, columns=columns)
+        if features.empty:
+            continue
+        since = pd.Timestamp(datetime.strptime(run[0], "%Y-%m-%d-%H:%M").replace(tzinfo=UTC))
+        features = with_cohort(features, registry)
+        starts.append(features.loc[features["window_start"] >= since, ["window_start"]])
+        chunks.append(score_windows(detector, version, features, scored_at, since=since))
+    if not chunks:
+        return pd.DataFrame({"window_start": []}), load_contract("model_scores").empty_frame()
+    return pd.concat(starts, ignore_index=True), pd.concat(chunks, ignore_index=True)
+
+
 def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
     """One score asset for a detector configured in ``models/``."""
     model_id = config.model_id
@@ -90,9 +116,7 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 since=since,
             )
         else:
-            features = refrig.store.read_many("device_features", earlier + hours)
-            features = with_cohort(features, refrig.store.read("device_registry"))
-            scores = score_windows(detector, version, features, datetime.now(UTC), since=since)
+            features, scores = score_hour_by_hour(refrig, detector, version, hours)
         # -- end engine switch ---------------------------------------------------------------
         check = contract_check_result(asset_name, load_contract("model_scores"), scores)
         if check.passed and (
