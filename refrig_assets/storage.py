@@ -90,7 +90,9 @@ class ParquetStore:
         if not paths:
             return pd.DataFrame()
         return pa.concat_tables(
-            [pq.read_table(p, columns=columns) for p in paths], promote_options="default"
+            [pq.read_table(p, columns=columns) for p in paths],
+            # Partitions written by pandas (ns) and DuckDB (us) differ only in timestamp unit.
+            promote_options="permissive",
         ).to_pandas()
 
     def existing_paths(self, dataset: str, partition_keys: Iterable[str]) -> list[Path]:
