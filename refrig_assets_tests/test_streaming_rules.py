@@ -261,6 +261,29 @@ def test_evaporator_rise_spans_two_files():
     ]
 
 
+def test_evaporator_rise_arriving_one_reading_per_file_fires_once_on_time():
+    limit = default("evaporator_rise_per_minute")
+    sustain = int(SETTINGS.rule("total_cooling_loss").minutes("sustain_minutes"))
+    values = rise(limit + 0.5, sustain + 3)
+    eng = engine()
+    fired_at = [
+        minute
+        for minute, value in enumerate(values)
+        if not fire(eng, readings(start=minute, temperature_evaporator=[value])).empty
+    ]
+    assert fired_at == [sustain]
+
+
+def test_a_pause_in_the_rise_restarts_the_sustain_time():
+    limit = default("evaporator_rise_per_minute")
+    up = limit + 0.5
+    values = [-20.0, -20 + up, -20 + 2 * up, -20 + 2 * up, -20 + 3 * up, -20 + 4 * up]
+    eng = engine()
+    assert fire(eng, readings(temperature_evaporator=values[:4])).empty
+    assert fire(eng, readings(start=4, temperature_evaporator=values[4:])).empty
+    assert not fire(eng, readings(start=6, temperature_evaporator=[-20 + 5 * up])).empty
+
+
 # -- episodes, re-reads, state ---------------------------------------------------------------
 
 

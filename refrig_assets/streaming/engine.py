@@ -19,6 +19,8 @@ from refrig_assets.streaming.config import NS_PER_MINUTE, StreamingRule, Streami
 from refrig_assets.streaming.rules import UNKNOWN_STATE, Hits, Readings
 from refrig_assets.streaming.state import NO_TIME, MovingAverage, StreamState
 
+# How far the data moves on before a cohort's typical moving average is recomputed.
+COHORT_REFRESH_NS = 15 * NS_PER_MINUTE
 FIRING_COLUMNS = [
     "device_id",
     "rule",
@@ -94,17 +96,19 @@ class StreamingEngine:
         device_id = np.asarray(device_id, dtype=object)
         ts = np.asarray(ts, dtype=np.int64)
         total = len(ts)
+        values = {k: np.asarray(values[k], dtype=float) for k in s.sensors}
         usable = pd.notna(device_id) & (ts != NO_TIME)
         if not usable.all():
             device_id, ts = device_id[usable], ts[usable]
-        values = {k: np.asarray(values[k], dtype=float)[usable] for k in s.sensors}
+            values = {k: v[usable] for k, v in values.items()}
         code = state.codes_for(device_id)
 
         fresh = ts > state.watermark[code]
         late = int((~fresh).sum()) + (total - len(ts))
-        code, ts, values = _sorted_unique(
-            code[fresh], ts[fresh], {k: v[fresh] for k, v in values.items()}
-        )
+        if not fresh.all():
+            code, ts = code[fresh], ts[fresh]
+            values = {k: v[fresh] for k, v in values.items()}
+        code, ts, values = _sorted_unique(code, ts, values)
         duplicates = int(fresh.sum()) - len(ts)
 
         readings = self._merge_with_buffer(code, ts, values)
@@ -179,7 +183,7 @@ class StreamingEngine:
         if rule.kind == "drop_within":
             return kinds.drop_within(r, rule, limit, gap)
         if rule.kind == "sustained_rise":
-            return kinds.sustained_rise(r, rule, limit, gap)
+            return kinds.sustained_rise(r, rule, limit, gap, self.state.streaks[rule.name])
         baseline = self._baseline(rule, cohorts, r.code[r.new])
         return kinds.above_moving_average(r, rule, limit, baseline)
 
@@ -192,16 +196,33 @@ class StreamingEngine:
         own = np.where(trusted, avg.mean(), np.nan)
         if trusted[needed].all():
             return own
+        typical = self._cohort_typical(rule, cohorts, trusted, own)
+        fill = np.flatnonzero(~trusted.all(axis=1))
+        own[fill] = np.where(trusted[fill], own[fill], typical[cohorts[fill]])
+        return own
+
+    def _cohort_typical(
+        self, rule: StreamingRule, cohorts: np.ndarray, trusted: np.ndarray, own: np.ndarray
+    ) -> np.ndarray:
+        """(cohorts, 2) median of the trusted device averages per cohort and running state (NaN
+        with fewer than ``cohort_min_devices``). A fleet's typical value moves slowly: it is kept
+        in memory and recomputed once the data has moved on by COHORT_REFRESH_NS."""
+        now = int(self.state.watermark.max()) if len(self.state) else 0
+        cached = self.state.cohort_cache.get(rule.name)
+        if cached is not None:
+            at, devices, typical = cached
+            if devices == len(self.state) and now - at < COHORT_REFRESH_NS:
+                return typical
         need = int(rule.params["cohort_min_devices"])
+        typical = np.full((int(cohorts.max()) + 1 if len(cohorts) else 0, 2), np.nan)
         for state_col in (0, 1):
             have = trusted[:, state_col]
             frame = pd.DataFrame({"cohort": cohorts[have], "mean": own[have, state_col]})
             stats = frame.groupby("cohort")["mean"].agg(["median", "count"])
             stats = stats[stats["count"] >= need]
-            typical = np.full(int(cohorts.max()) + 1 if len(cohorts) else 0, np.nan)
-            typical[stats.index.to_numpy(dtype=np.int64)] = stats["median"].to_numpy()
-            own[~have, state_col] = typical[cohorts[~have]]
-        return own
+            typical[stats.index.to_numpy(dtype=np.int64), state_col] = stats["median"].to_numpy()
+        self.state.cohort_cache[rule.name] = (now, len(self.state), typical)
+        return typical
 
     def _open_episodes(
         self, rule: StreamingRule, r: Readings, hits: Hits, limit: np.ndarray
@@ -211,19 +232,15 @@ class StreamingEngine:
         if not len(pos):
             return pd.DataFrame(columns=FIRING_COLUMNS)
         idx = r.new[pos]
-        ep = self.state.episodes[rule.name]
+        last_fired = self.state.last_fired[rule.name]
         code, ts = r.code[idx], r.ts[idx]
-        previous = ep.last[code].copy()
+        previous = last_fired[code].copy()
         same = np.zeros(len(idx), dtype=bool)
         same[1:] = code[1:] == code[:-1]
         previous[1:][same[1:]] = ts[:-1][same[1:]]
         opens = (previous == NO_TIME) | (ts - previous > self.settings.episode_gap_ns)
         last = _last_of_device(code)
-        ep.last[code[last]] = ts[last]
-        # Each device's episode after this batch started at its last opening here, if any.
-        start_pos = np.maximum.accumulate(np.where(opens, np.arange(len(idx)), 0))
-        opened_here = last & opens[start_pos] & (code[start_pos] == code)
-        ep.start[code[opened_here]] = ts[start_pos[opened_here]]
+        last_fired[code[last]] = ts[last]
         chosen, hit = idx[opens], pos[opens]
         return pd.DataFrame(
             {

@@ -15,6 +15,7 @@ import numpy as np
 from refrig_assets.streaming.config import NS_PER_MINUTE, StreamingRule
 
 UNKNOWN_STATE = -1
+NO_TIME = np.iinfo(np.int64).min
 NS_PER_MS = 10**6
 # Look-backs spanning at most this many readings use a loop over lags; longer ones (fleets that
 # report every few seconds) a sparse table.
@@ -151,33 +152,53 @@ def drop_within(r: Readings, rule: StreamingRule, fraction: np.ndarray, max_gap_
 
 
 def sustained_rise(
-    r: Readings, rule: StreamingRule, rate_limit: np.ndarray, max_gap_ns: int
+    r: Readings,
+    rule: StreamingRule,
+    rate_limit: np.ndarray,
+    max_gap_ns: int,
+    streak_from: np.ndarray,
 ) -> Hits:
     """Rate of rise above ``rate_limit`` per minute at every reading for ``sustain_minutes``.
 
     The rate at a reading is measured against the last reading at least ``rate_window_minutes``
     earlier (and at most ``max_gap_ns`` earlier). The streak of consecutive readings whose rate
     exceeds the limit must cover the sustain time, counted from the first rate's reference.
+    ``streak_from`` (per device) carries the streak of the device's last evaluated reading
+    across batches (NO_TIME: that reading was not rising); it is updated in place.
     """
-    n = len(r)
+    new = r.new
     x = r.values[rule.sensor]
     window_ns = int(rule.minutes("rate_window_minutes") * NS_PER_MINUTE)
     sustain_ns = int(rule.minutes("sustain_minutes") * NS_PER_MINUTE)
-    ref = r.last_at_or_before(np.arange(n), window_ns)
+    ref = r.last_at_or_before(new, window_ns)
     has_ref = ref >= 0
     ref = np.maximum(ref, 0)
-    has_ref &= r.ts - r.ts[ref] <= max_gap_ns
-    minutes = np.where(has_ref, (r.ts - r.ts[ref]) / NS_PER_MINUTE, 1.0)
+    ts, code = r.ts[new], r.code[new]
+    has_ref &= ts - r.ts[ref] <= max_gap_ns
+    minutes = np.where(has_ref, (ts - r.ts[ref]) / NS_PER_MINUTE, 1.0)
     with np.errstate(invalid="ignore"):
-        rate = np.where(has_ref, (x - x[ref]) / minutes, np.nan)
-        rising = rate > rate_limit[r.code]
-    continues = r.same_device_as_previous() & rising
-    continues[1:] &= rising[:-1] & (r.ts[1:] - r.ts[:-1] <= max_gap_ns)
-    first = np.maximum.accumulate(np.where(continues, 0, np.arange(n)))
-    new = r.new
-    covered = r.ts[new] - r.ts[ref[first[new]]]
-    fires = rising[new] & (covered >= sustain_ns)
-    return Hits(fires, rate[new], rate_limit[r.code[new]], covered)
+        rate = np.where(has_ref, (x[new] - x[ref]) / minutes, np.nan)
+        rising = rate > rate_limit[code]
+    # The reading before each new one: a new one of the same batch, or the device's last
+    # evaluated reading (the end of the buffer), whose streak the state remembers.
+    before = np.maximum(new - 1, 0)
+    linked = (new > 0) & (r.code[before] == code) & (ts - r.ts[before] <= max_gap_ns)
+    previous_new = np.zeros(len(new), dtype=bool)
+    previous_new[1:] = new[1:] - 1 == new[:-1]
+    previous_rising = np.where(
+        previous_new, np.r_[False, rising[:-1]], streak_from[code] != NO_TIME
+    )
+    continues = rising & linked & previous_rising
+    within = continues & previous_new  # goes on from a reading of this batch
+    first = np.maximum.accumulate(np.where(within, 0, np.arange(len(new))))
+    carried = continues[first]  # the run's first reading goes on from the last batch
+    start = np.where(carried, streak_from[code[first]], r.ts[ref[first]])
+    covered = ts - start
+    fires = rising & (covered >= sustain_ns)
+    last = np.ones(len(new), dtype=bool)
+    last[:-1] = code[1:] != code[:-1]
+    streak_from[code[last]] = np.where(rising[last], start[last], NO_TIME)
+    return Hits(fires, rate, rate_limit[code], covered)
 
 
 def range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

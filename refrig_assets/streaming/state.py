@@ -5,25 +5,27 @@
 * moving averages per ``above_moving_average`` rule and running state (exponentially weighted,
   bias-corrected, so a short history is a plain mean rather than a skewed one), with the minutes
   of history behind each;
-* episodes per rule: when the current episode started and when the rule last fired;
+* per rule, when it last fired on the device (a firing within the episode gap continues the
+  episode);
+* per sustained-rise rule, since when the device's readings have been rising;
 * a buffer of the last minutes of readings, so a window can span two files.
 
-Stored as one file of ``.npy`` records written to a temporary name and renamed (atomic); device ids
-index every per-device array.
+Stored as one file of ``.npy`` records written to a temporary name and renamed (atomic); device
+ids index every per-device array.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from refrig_assets.streaming.config import StreamingSettings
+from refrig_assets.streaming.rules import NO_TIME
 
-NO_TIME = np.iinfo(np.int64).min
 FORMAT_VERSION = 1
 
 
@@ -53,33 +55,19 @@ class MovingAverage:
 
 
 @dataclass
-class Episodes:
-    """Per device: start and last firing (ns) of the current episode of one rule."""
-
-    start: np.ndarray
-    last: np.ndarray
-
-    @classmethod
-    def empty(cls, n: int) -> Episodes:
-        return cls(np.full(n, NO_TIME), np.full(n, NO_TIME))
-
-    def grow(self, n: int) -> None:
-        extra = np.full(n - len(self.start), NO_TIME)
-        self.start = np.concatenate([self.start, extra])
-        self.last = np.concatenate([self.last, extra])
-
-
-@dataclass
 class StreamState:
     """Everything the rules carry from one batch of readings to the next."""
 
     devices: pd.Index
     watermark: np.ndarray
     averages: dict[str, MovingAverage]
-    episodes: dict[str, Episodes]
+    last_fired: dict[str, np.ndarray]  # per rule: when it last fired on the device
+    streaks: dict[str, np.ndarray]  # per sustained_rise rule: start of the running streak
     buffer_code: np.ndarray
     buffer_ts: np.ndarray
     buffer_values: dict[str, np.ndarray]
+    # Derived in memory, never saved: per rule (data time, devices, cohort typical values).
+    cohort_cache: dict[str, tuple[int, int, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, settings: StreamingSettings) -> StreamState:
@@ -91,7 +79,12 @@ class StreamState:
                 for r in settings.rules
                 if r.kind == "above_moving_average"
             },
-            episodes={r.name: Episodes.empty(0) for r in settings.rules},
+            last_fired={r.name: np.zeros(0, dtype=np.int64) for r in settings.rules},
+            streaks={
+                r.name: np.zeros(0, dtype=np.int64)
+                for r in settings.rules
+                if r.kind == "sustained_rise"
+            },
             buffer_code=np.zeros(0, dtype=np.int64),
             buffer_ts=np.zeros(0, dtype=np.int64),
             buffer_values={s: np.zeros(0) for s in settings.sensors},
@@ -116,23 +109,30 @@ class StreamState:
             )
             for avg in self.averages.values():
                 avg.grow(n)
-            for ep in self.episodes.values():
-                ep.grow(n)
+            for per_rule in (self.last_fired, self.streaks):
+                for name, times in per_rule.items():
+                    per_rule[name] = np.concatenate([times, np.full(n - len(times), NO_TIME)])
             codes[unseen] = self.devices.get_indexer(device_ids[unseen])
         return codes.astype(np.int64)
 
     def _codes_in_known_order(self, device_ids: np.ndarray) -> np.ndarray | None:
-        """Fast path for the usual file: runs of readings per device, devices in the order
-        first seen. Returns None when the file is laid out otherwise."""
-        if not len(device_ids):
+        """Fast path for the usual file: its devices in the order first seen, one reading or a
+        run of readings each. Returns None when the file is laid out otherwise."""
+        n, known = len(device_ids), self.devices.to_numpy()
+        if not n:
             return np.zeros(0, dtype=np.int64)
+        if n <= len(known) and device_ids[-1] == known[n - 1]:  # one reading per device?
+            if np.array_equal(device_ids, known[:n]):
+                return np.arange(n, dtype=np.int64)
+            return None
+        if n < 2 or device_ids[0] != device_ids[1]:
+            return None
         heads = np.flatnonzero(np.r_[True, device_ids[1:] != device_ids[:-1]])
-        if len(heads) > len(self.devices):
+        if len(heads) > len(known) or device_ids[-1] != known[len(heads) - 1]:
             return None
-        if not np.array_equal(device_ids[heads], self.devices.to_numpy()[: len(heads)]):
+        if not np.array_equal(device_ids[heads], known[: len(heads)]):
             return None
-        runs = np.diff(np.r_[heads, len(device_ids)])
-        return np.repeat(np.arange(len(heads), dtype=np.int64), runs)
+        return np.repeat(np.arange(len(heads), dtype=np.int64), np.diff(np.r_[heads, n]))
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -142,7 +142,7 @@ class StreamState:
             "format_version": np.array(FORMAT_VERSION),
             "devices": np.asarray(self.devices, dtype=str),
             "watermark": self.watermark,
-            "buffer/code": self.buffer_code,
+            "buffer/code": self.buffer_code.astype(np.int32),
             "buffer/ts": self.buffer_ts,
         }
         for sensor, values in self.buffer_values.items():
@@ -151,9 +151,10 @@ class StreamState:
         for name, avg in self.averages.items():
             for part in ("total", "weight", "minutes", "updated"):
                 arrays[f"average/{name}/{part}"] = getattr(avg, part)
-        for name, ep in self.episodes.items():
-            arrays[f"episode/{name}/start"] = ep.start
-            arrays[f"episode/{name}/last"] = ep.last
+        for name, times in self.last_fired.items():
+            arrays[f"last_fired/{name}"] = times
+        for name, times in self.streaks.items():
+            arrays[f"streak/{name}"] = times
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -181,7 +182,7 @@ class StreamState:
         n = len(data["devices"])
         state.devices = pd.Index(data["devices"].astype(object), dtype=object)
         state.watermark = data["watermark"]
-        state.buffer_code = data["buffer/code"]
+        state.buffer_code = data["buffer/code"].astype(np.int64)
         state.buffer_ts = data["buffer/ts"]
         for sensor in state.buffer_values:
             key = f"buffer/value/{sensor}"
@@ -194,10 +195,8 @@ class StreamState:
                 state.averages[name] = MovingAverage(*parts, data[f"average/{name}/updated"])
             else:
                 state.averages[name] = MovingAverage.empty(n)
-        for name in state.episodes:
-            if f"episode/{name}/start" in data:
-                start, last = data[f"episode/{name}/start"], data[f"episode/{name}/last"]
-                state.episodes[name] = Episodes(start, last)
-            else:
-                state.episodes[name] = Episodes.empty(n)
+        for name in state.last_fired:
+            state.last_fired[name] = data.get(f"last_fired/{name}", np.full(n, NO_TIME))
+        for name in state.streaks:
+            state.streaks[name] = data.get(f"streak/{name}", np.full(n, NO_TIME))
         return state

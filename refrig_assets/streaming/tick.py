@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from refrig_assets import landing as landing_zone
 from refrig_assets.alerts.notify import Notifier, notify_new_alerts
@@ -143,10 +144,22 @@ def read_readings(
     layout, rejection = landing_zone.open_file(con, path, landing_dir, contract, "stream")
     if rejection is not None:
         return None, rejection.message
+    columns = ["device_id", "ts", *sensors]
+    if layout.kind == "parquet" and all(
+        _stored_as(layout.types[c], contract.column(c).type) for c in columns
+    ):
+        # Already stored in the contract's types: nothing to parse, read the columns directly.
+        return pq.read_table(path, columns=columns), None
     received = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
     sql = landing_zone.file_select_sql(layout, contract, received, False)
-    columns = ", ".join(["device_id", "ts", *sensors])
-    return con.sql(f"SELECT {columns} FROM ({sql})").to_arrow_table(), None
+    return con.sql(f"SELECT {', '.join(columns)} FROM ({sql})").to_arrow_table(), None
+
+
+def _stored_as(duck_type: str, contract_type: str) -> bool:
+    """Whether a Parquet column of this DuckDB type already holds the contract type."""
+    if contract_type == "timestamp":
+        return duck_type.startswith("TIMESTAMP")
+    return duck_type == {"string": "VARCHAR", "float": "DOUBLE"}.get(contract_type)
 
 
 def batch_arrays(
