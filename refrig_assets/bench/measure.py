@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 RESULT_MARK = "BENCH_RESULT "
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -45,7 +45,7 @@ class StepResult:
 
 
 def _tree_rss_bytes(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants (Linux /proc)."""
+    """Resident memory of ``root`` and all its descendants (Linux ``/proc/<pid>/stat``)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -55,14 +55,15 @@ def _tree_rss_bytes(root: int) -> int:
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as fh:
                 stat = fh.read().decode(errors="replace")
-            with open(f"/proc/{entry.name}/statm", "rb") as fh:
-                resident = int(fh.read().split()[1]) * page
-        except (OSError, IndexError, ValueError):
+        except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        pid, ppid = int(entry.name), int(fields[1])
+        fields = stat[stat.rfind(")") + 2 :].split()  # fields[0] is field 3 of stat(5)
+        try:
+            pid, ppid, pages = int(entry.name), int(fields[1]), int(fields[21])
+        except (IndexError, ValueError):
+            continue
         children.setdefault(ppid, []).append(pid)
-        rss[pid] = resident
+        rss[pid] = pages * page
     total, stack = 0, [root]
     while stack:
         pid = stack.pop()

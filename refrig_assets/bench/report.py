@@ -82,16 +82,27 @@ def summary(run: BenchRun) -> dict:
         out["ratios"]["project_over_read_floor"] = round(project.wall_s / floor.wall_s, 3)
     if project and pandas:
         out["ratios"]["project_over_pandas"] = round(project.wall_s / pandas.wall_s, 3)
+    cpu = {n: r.report.get("cpu_s") for n, r in (("p", project), ("f", floor), ("d", pandas)) if r}
+    if cpu.get("p") and cpu.get("f"):
+        out["ratios"]["project_over_read_floor_cpu"] = round(cpu["p"] / cpu["f"], 3)
+    if cpu.get("p") and cpu.get("d"):
+        out["ratios"]["project_over_pandas_cpu"] = round(cpu["p"] / cpu["d"], 3)
     if project and spark:
         out["ratios"]["project_over_spark"] = round(project.wall_s / spark.wall_s, 3)
         with_start = spark.wall_s + float(spark.report.get("session_start_s", 0.0))
         out["ratios"]["project_over_spark_with_session_start"] = round(
             project.wall_s / with_start, 4
         )
-    growth = {_size(n): r.wall_s for n, r in _matching(run, "growth_*") if r.ok}
+    grown = [(_size(n), r) for n, r in _matching(run, "growth_*") if r.ok]
+    growth = {k: r.wall_s for k, r in grown}
     out["growth"] = {str(k): round(v, 3) for k, v in sorted(growth.items())}
     if 100_000 in growth and 300_000 in growth:
         out["growth"]["ratio_100k_to_300k"] = round(growth[300_000] / growth[100_000], 3)
+        cpu_growth = {k: r.report.get("cpu_s") for k, r in grown}
+        if cpu_growth.get(100_000) and cpu_growth.get(300_000):
+            out["growth"]["ratio_100k_to_300k_cpu"] = round(
+                cpu_growth[300_000] / cpu_growth[100_000], 3
+            )
 
     def target(name: str, value: float | None, passed: bool | None) -> None:
         out["targets"][name] = {
@@ -145,8 +156,10 @@ def _row(name: str, result: StepResult) -> str:
         notes.append(", ".join(f"{k} {v:.1f}" for k, v in slowest))
     if not result.ok:
         notes.append(f"FAILED: {(result.error or '').splitlines()[0][:80]}")
+    step_cpu = r.get("cpu_s")
+    cpu = "—" if step_cpu is None else f"{float(step_cpu):.1f}"
     return (
-        f"| {name} | {desc} | {result.wall_s:.2f} | {result.cpu_s:.1f} | "
+        f"| {name} | {desc} | {result.wall_s:.2f} | {cpu} | {result.cpu_s:.1f} | "
         f"{result.peak_rss_mb:,.0f} | {result.process_wall_s:.1f} | {'; '.join(notes)} |"
     )
 
@@ -160,19 +173,21 @@ def markdown(run: BenchRun) -> str:
         f"commit {env.get('commit') or '?'}, load average {env.get('load_average_at_start')} → "
         f"{env.get('load_average_at_end')}, benchmark {env.get('benchmark_wall_s')} s).",
         "",
-        "wall = the step's own time in its process (imports excluded); CPU = the process tree "
-        "(imports included); RSS = peak of the process tree; process = interpreter start to exit.",
+        "wall and step CPU = the step's own time in its process (imports excluded; CPU of all its "
+        "threads, not of a Spark JVM); tree CPU = the whole process tree, imports included; "
+        "RSS = peak of the process tree; process = interpreter start to exit. On a shared "
+        "machine (load average above the CPU count) wall times stretch; CPU times much less.",
         "",
-        "| step | what | wall s | CPU s | peak RSS MB | process s | notes |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| step | what | wall s | step CPU s | tree CPU s | peak RSS MB | process s | notes |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for title, patterns in SECTIONS:
         rows = [r for p in patterns for r in _matching(run, p)]
         if rows:
-            lines.append(f"| **{title}** | | | | | | |")
+            lines.append(f"| **{title}** | | | | | | | |")
             lines.extend(_row(n, r) for n, r in rows)
     s = summary(run)
-    lines += ["", "Feature step ratios (project wall / other wall):", ""]
+    lines += ["", "Feature step ratios (project / other; `_cpu`: step CPU instead of wall):", ""]
     for k, v in s["ratios"].items():
         lines.append(f"- {k}: {v} ({1 / v:.1f}× {'faster' if v < 1 else 'slower'})")
     if s["growth"]:
