@@ -2,10 +2,11 @@
 
 An *incident* is one labelled machine fault of one device (sensor faults are labelled too, but
 they are data-quality events, not incidents to catch). It is caught when an alert for that
-device falls in ``[onset, min(end + grace, onset + horizon + grace)]``; the detection delay is
+device (suppressed repeats included: they still show the fault was seen) falls in ``[onset, min(end + grace, onset + horizon + grace)]``; the detection delay is
 the time from onset to the end of the first such alert's window. An alert is *true* when it
 overlaps some labelled event of its device (plus grace, so the tail of a fault still counts),
-otherwise it is a false alert. Rates are per 1,000 device-days of observed fleet time.
+otherwise it is a false alert; precision and false alerts count the unsuppressed alerts
+operators see. Rates are per 1,000 device-days of observed fleet time.
 
 The same rules apply to one detector's flagged score rows (:func:`score_backtest`), so each
 model's own quality is visible even when it alone would not have raised an alert.
@@ -79,12 +80,19 @@ def backtest(
     """
     if sources is not None and len(alerts):
         alerts = alerts[alerts["source"].isin(sources)]
-    alerts = _times(alerts.reset_index(drop=True), ("window_start", "window_end"))
+    detections = _times(alerts.reset_index(drop=True), ("window_start", "window_end"))
     labels = _times(labels, ("onset", "end"))
     incidents = (
         labels[labels["category"] != "sensor"] if "category" in labels else labels
     ).reset_index(drop=True)
-    delay = _first_detection(alerts, incidents, horizon)
+    # A repeat suppressed by dedup still shows the fault was detected; operators only see the
+    # unsuppressed alerts, so precision and false alerts count those.
+    delay = _first_detection(detections, incidents, horizon)
+    alerts = (
+        detections[~detections["suppressed"].astype(bool)].reset_index(drop=True)
+        if "suppressed" in detections
+        else detections
+    )
     true = _true_rows(alerts, labels)
     attributed = _attribute(alerts[true], incidents)
     rows = []
@@ -207,6 +215,23 @@ def flagged_scores(store, model_id: str, hour_stems: list[str]) -> tuple[pd.Data
     ]
     scored = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
     return pa.concat_tables(flagged).to_pandas(), scored
+
+
+def fleet_flagged_scores(
+    store, model_ids: list[str], hour_stems: list[str]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """:func:`flagged_scores` of several detectors, concatenated, and each one's row count
+    (detectors that scored nothing are left out of the counts)."""
+    frames, counts = [], {}
+    for model_id in model_ids:
+        rows, n = flagged_scores(store, model_id, hour_stems)
+        if n:
+            counts[model_id] = n
+        if len(rows):
+            frames.append(rows)
+    columns = [*SCORE_COLUMNS, "anomaly_flag"]
+    flagged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return flagged, counts
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

@@ -89,6 +89,14 @@ def test_an_alert_beyond_the_horizon_does_not_catch_the_incident():
     assert per_type.set_index("fault_type").loc["refrigerant_leak", "caught"] == 0
 
 
+def test_a_suppressed_repeat_counts_as_detection_but_not_as_an_alert():
+    repeat = window("dev-b", "03:00", suppressed=True)  # deduplicated against an earlier alert
+    shown = window("dev-d", "04:00", suppressed=False)
+    per_type, totals = backtest(pd.DataFrame([repeat, shown]), LABELS, DEVICE_HOURS)
+    assert per_type.set_index("fault_type").loc["compressor_overload", "caught"] == 1
+    assert totals["alerts"] == 1 and totals["false_alerts"] == 1
+
+
 def test_no_alerts_at_all_gives_zero_recall_and_no_precision():
     empty = pd.DataFrame(columns=["device_id", "window_start", "window_end"])
     per_type, totals = backtest(empty, LABELS, DEVICE_HOURS)

@@ -70,15 +70,44 @@ def summarise(keys: list[str]) -> str:
     if s.labels_path.exists():
         labels = pd.read_parquet(s.labels_path)
         devices = store.read("device_registry")["device_id"].nunique()
-        per_type, totals = backtest(active, labels, device_hours=devices * len(keys))
+        per_type, totals = backtest(alerts, labels, device_hours=devices * len(keys))
         lines.append(
             f"injected machine faults caught: {int(per_type['caught'].sum())}/{int(per_type['incidents'].sum())}"
             f"  (recall {totals['recall']:.2f}, alert precision {totals['precision']:.2f}, "
             f"{totals['false_alerts_per_1000_device_days']:.1f} false alerts per 1,000 device-days)"
         )
+        lines.append(
+            "  by category: "
+            + ", ".join(
+                f"{k.removeprefix('recall_')} recall {v:.2f}"
+                for k, v in totals.items()
+                if k.startswith("recall_")
+            )
+        )
         lines.append(per_type.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        lines.append(detector_quality(store, labels, keys, devices * len(keys)))
     lines.append(f"list them: refrig alerts list --severity HIGH   (database: {s.alerts_db_url})")
     return "\n".join(lines)
+
+
+def detector_quality(store, labels: pd.DataFrame, keys: list[str], device_hours: float) -> str:
+    """Each detector's own flags against the labels (daily detectors once their day is scored)."""
+    from refrig_assets.backtest import fleet_flagged_scores, score_backtest
+    from refrig_assets.model_config import all_model_ids
+    from refrig_assets.storage import partition_file_name
+
+    stems = [partition_file_name(k) for k in keys]
+    flagged, counts = fleet_flagged_scores(store, all_model_ids(), stems)
+    table = score_backtest(flagged, labels, device_hours, rows_scored=counts)
+    if table.empty:
+        return "per detector: no scores"
+    shown = table[
+        ["model_id", "rows_scored", "incidents_caught", "recall", "median_delay_min"]
+        + ["flag_precision", "false_flags_per_1000_device_days"]
+    ]
+    return "per detector (its own flags):\n" + shown.to_string(
+        index=False, float_format=lambda v: f"{v:.2f}"
+    )
 
 
 def pq_rows(path) -> int:

@@ -8,7 +8,7 @@ the asset materializes with a note instead of numbers.
 import dagster as dg
 import pandas as pd
 
-from refrig_assets.backtest import backtest, flagged_scores, markdown_table, score_backtest
+from refrig_assets.backtest import backtest, fleet_flagged_scores, markdown_table, score_backtest
 from refrig_assets.defs.resources import RefrigResource
 from refrig_assets.defs.scoring.assets import scoring_assets
 from refrig_assets.defs.training.assets import training_partitions
@@ -56,20 +56,12 @@ def detection_backtest(
     paths = [refrig.store.root / "device_alerts" / f"{s}.parquet" for s in stems]
     frames = [pd.read_parquet(p) for p in paths if p.exists()]
     alerts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    active = (
-        alerts[~alerts["suppressed"].astype(bool)]
-        if len(alerts)
-        else pd.DataFrame(columns=["device_id", "window_start", "window_end"])
-    )
-    per_type, totals = backtest(active, labels, device_hours)
-    flagged, counts = [], {}
-    for model_id in all_model_ids(refrig.settings.models_dir):
-        rows, counts[model_id] = flagged_scores(refrig.store, model_id, stems)
-        flagged.append(rows)
-    scored = {m: n for m, n in counts.items() if n}
-    per_model = score_backtest(
-        pd.concat(flagged, ignore_index=True), labels, device_hours, rows_scored=scored
-    )
+    if alerts.empty:
+        alerts = pd.DataFrame(columns=["device_id", "window_start", "window_end", "suppressed"])
+    per_type, totals = backtest(alerts, labels, device_hours)
+    model_ids = all_model_ids(refrig.settings.models_dir)
+    flagged, counts = fleet_flagged_scores(refrig.store, model_ids, stems)
+    per_model = score_backtest(flagged, labels, device_hours, rows_scored=counts)
     refrig.store.write("detection_backtest", None, per_type)
     context.log.info(
         f"recall {totals['recall']:.2f}, precision {totals['precision']:.2f}, "

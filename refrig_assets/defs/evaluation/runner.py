@@ -19,7 +19,7 @@ def run_daily_scores_and_backtest(
         status = "ok" if result.success else "FAILED " + ",".join(failed)
         log(f"  {day}: daily scores {status}")
         for asset, reason in held.items():
-            log(f"    {asset} held: {reason}")
+            log(f"    {asset} held: {reason.split(', more than')[0]}")
         failures += failed
     backtest = dg.materialize(
         [defs.resolve_assets_def("detection_backtest")],
