@@ -6,6 +6,7 @@ import pandas as pd
 from refrig_assets.defs.lifecycle.common import model_lifecycle, run_actor
 from refrig_assets.defs.resources import RefrigResource
 from refrig_assets.lifecycle.retraining_policy import asset_code_version, current_fingerprint
+from refrig_assets.maintenance import exclude_maintenance
 from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
 from refrig_assets.scoring import with_cohort
 from refrig_assets.training import train_detector
@@ -31,10 +32,12 @@ def training_partitions(store, start: str | None, end: str | None) -> list[str]:
 
 
 def load_training_features(refrig: RefrigResource, stems: list[str]) -> pd.DataFrame:
-    paths = [refrig.store.root / "device_features" / f"{s}.parquet" for s in stems]
-    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    """Training windows with cohorts; windows under declared maintenance never shape a baseline."""
+    frame = refrig.store.read_many("device_features", stems)
     registry = refrig.store.read("device_registry")
-    return with_cohort(frame, registry)
+    return exclude_maintenance(
+        with_cohort(frame, registry), refrig.settings.alerts_db_url, registry
+    )
 
 
 def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
