@@ -107,6 +107,17 @@ def test_softening_waits_until_every_matching_window_is_scored():
     assert list(decided.values()) == [RESOLVED]
 
 
+def test_an_event_at_a_window_boundary_is_judged_with_the_next_window_too():
+    alert = streaming_alert(at=H10 + 3 * WINDOW, span=0)  # 10:45, the end of a window
+    first_hour = window_scores("d1", [0.1, 0.1, 0.1, 0.1])
+    decided, _ = decide([alert], first_hour, scored_until=H11)
+    assert decided == {}  # low so far, but the 11:00 window is not scored yet: no softening
+    next_hour = first_hour + window_scores("d1", [0.9], start=H11)  # 11:00 shows the fault
+    decided, out = decide([alert], next_hour, scored_until=H11 + pd.Timedelta(hours=1))
+    assert list(decided.values()) == [SUSTAINED]
+    assert out["windows"].iloc[0] == 2
+
+
 def test_confirmation_does_not_wait():
     alert = streaming_alert(at=H10 + pd.Timedelta(minutes=55))
     decided, _ = decide([alert], window_scores("d1", [0.1, 0.1, 0.1, 0.9]))

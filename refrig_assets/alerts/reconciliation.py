@@ -1,7 +1,8 @@
 """Batch/streaming reconciliation: the batch models confirm or soften a streaming alert.
 
-A streaming alert is matched with the device's batch windows that overlap its own window
-extended by ``confirm_minutes`` (the event and what followed it). The highest score of any
+A streaming alert is matched with the device's batch windows that overlap its own window or
+start within ``confirm_minutes`` after it (the event and what followed it: with the default of
+one window length, the window of the event and the next one). The highest score of any
 model over those windows decides (``reconciliation`` in contracts/device_alerts.yaml):
 
 * above ``sustained_above`` → ``ANOMALY_SUSTAINED``: the anomaly is real and ongoing;
@@ -45,7 +46,8 @@ class ReconciliationPolicy:
 
 
 def matching_span(alerts: pd.DataFrame, policy: ReconciliationPolicy) -> pd.DataFrame:
-    """Each alert's span of interest: [window_start, window_end + confirm)."""
+    """Each alert's span of interest: from window_start to window_end + confirm (a batch window
+    matches when it overlaps the alert's window or starts by the end of the span)."""
     return pd.DataFrame(
         {
             "alert_id": alerts["alert_id"],
@@ -78,7 +80,7 @@ def reconcile_streaming(
     s["window_end"] = pd.to_datetime(s["window_end"], utc=True)
     pairs = spans.merge(s, on="device_id")
     pairs = pairs[
-        (pairs["window_start"] < pairs["span_end"]) & (pairs["window_end"] > pairs["span_start"])
+        (pairs["window_start"] <= pairs["span_end"]) & (pairs["window_end"] > pairs["span_start"])
     ]
     if pairs.empty:
         return pd.DataFrame(columns=DECISION_COLUMNS)
@@ -87,7 +89,8 @@ def reconcile_streaming(
         windows=("window_start", "nunique"),
         span_end=("span_end", "first"),
     )
-    complete = matched["span_end"] <= pd.Timestamp(scored_until)
+    # The window starting at span_end belongs to a later partition than one ending there.
+    complete = matched["span_end"] < pd.Timestamp(scored_until)
     sustained = matched["batch_max_score"] > policy.sustained_above
     resolved = ~sustained & complete & (matched["batch_max_score"] < policy.resolved_below)
     matched["alert_type"] = None
