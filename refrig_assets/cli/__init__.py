@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+
 import typer
 
 from refrig_assets.cli import (
@@ -33,5 +37,23 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(quality.app, name="quality")
 app.add_typer(streaming.app, name="streaming")
 
+
+def main() -> None:  # pragma: no cover (process exit)
+    """Console entry point: run the command, then exit without interpreter teardown.
+
+    DuckDB's bindings print pages of reference-leak diagnostics when the interpreter shuts
+    down; everything the command wrote is committed and flushed before this point.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()
