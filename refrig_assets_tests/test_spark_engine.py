@@ -14,6 +14,7 @@ import pytest
 
 from refrig_assets.contracts import load_contract, quality_flag_names
 from refrig_assets.engines import configured_engine, embedded, spark_master
+from refrig_assets.model_config import all_model_ids
 from refrig_assets.storage import ParquetStore
 
 HOURS = ["2026-01-01-00:00", "2026-01-01-01:00", "2026-01-01-02:00"]
@@ -115,7 +116,7 @@ def test_spark_feature_file_passes_the_device_features_contract(spark, fleet):
     assert embedded.file_violations(path, load_contract("device_features")).empty
 
 
-@pytest.mark.parametrize("model_id", ["isolation_forest", "statistical_baseline"])
+@pytest.mark.parametrize("model_id", all_model_ids())
 def test_spark_scores_equal_the_embedded_scores(spark, fleet, model_id):
     from refrig_assets.detectors import build_detector
     from refrig_assets.engines.spark import score_paths_on_spark
@@ -130,15 +131,22 @@ def test_spark_scores_equal_the_embedded_scores(spark, fleet, model_id):
     training = with_cohort(store.read_many("device_features", HOURS[:2]), registry)
     detector = build_detector(load_model_config(model_id)).fit(training)
 
-    features = with_cohort(store.read("device_features", HOURS[2]), registry)
-    expected = score_windows(detector, "1", features, SCORED_AT)
-    # The same detector on Spark, once on the embedded features and once on Spark's own.
-    for dataset in ("device_features", "device_features_spark"):
-        paths = [store.path(dataset, HOURS[2])]
-        actual = score_paths_on_spark(spark, detector, "1", paths, registry, SCORED_AT)
-        assert load_contract("model_scores").validate(actual).empty
-        assert len(actual) == len(expected) > 0
-        assert_same_frames(expected, actual, ["device_id", "window_start"])
+    # The last hour scored with the earlier ones as context (persistence looks back).
+    since = pd.Timestamp(HOURS[2][:13] + ":00Z")
+    paths = [store.path("device_features", h) for h in HOURS]
+    features = with_cohort(store.read_many("device_features", HOURS), registry)
+    expected = score_windows(detector, "1", features, SCORED_AT, since=since)
+    actual = score_paths_on_spark(spark, detector, "1", paths, registry, SCORED_AT, since=since)
+    assert load_contract("model_scores").validate(actual).empty
+    assert len(actual) == len(expected) > 0
+    assert_same_frames(expected, actual, ["device_id", "window_start"])
+
+    # Spark's own features of the hour give the scores of the embedded features of the hour.
+    hour = with_cohort(store.read("device_features", HOURS[2]), registry)
+    expected = score_windows(detector, "1", hour, SCORED_AT)
+    paths = [store.path("device_features_spark", HOURS[2])]
+    actual = score_paths_on_spark(spark, detector, "1", paths, registry, SCORED_AT)
+    assert_same_frames(expected, actual, ["device_id", "window_start"])
 
 
 def test_the_engine_is_chosen_by_configuration(monkeypatch):
