@@ -170,6 +170,8 @@ def score_on_spark(
         frame = with_cohort(_utc(frame.drop(columns=["_group"])), cohorts)
         return score_windows(model, version, frame, scored_at, since=since)
 
+    # Only the columns the detector reads travel to the Python workers.
+    features = features.select(*dict.fromkeys(detector.required_columns))
     if key == "cohort":
         cohort_map = spark.createDataFrame(registry[["device_id", "cohort"]])
         keyed = features.join(cohort_map.withColumnRenamed("cohort", "_group"), "device_id", "left")
