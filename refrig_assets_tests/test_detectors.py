@@ -51,9 +51,8 @@ def test_scores_are_calibrated_rows_with_sensor_contributors(model_id, trained, 
     assert len(scores) > 0
     assert scores["anomaly_score"].between(0, 1).all()
     assert scores["confidence"].between(0, 1).all()
-    assert (scores["anomaly_flag"] == (scores["anomaly_score"] >= 0.8)).all() or model_id == (
-        "isolation_forest"
-    )
+    threshold = trained[model_id].config.flag_threshold
+    assert (scores["anomaly_flag"] == (scores["anomaly_score"] >= threshold)).all()
     sensors = set(load_contract("sensor_readings").sensor_columns) | {"duty_cycle"}
     for top in scores["top_contributors"].head(50):
         names = top.split(",")
