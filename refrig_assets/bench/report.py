@@ -73,6 +73,11 @@ def _ok(run: BenchRun, name: str) -> StepResult | None:
     return result if result is not None and result.ok else None
 
 
+def _step_cpu(result: StepResult | None) -> float | None:
+    value = result.report.get("cpu_s") if result is not None else None
+    return float(value) if value else None
+
+
 def summary(run: BenchRun) -> dict:
     """Ratios, growth and every target with its measured value and verdict."""
     out: dict = {"ratios": {}, "growth": {}, "targets": {}}
@@ -82,11 +87,12 @@ def summary(run: BenchRun) -> dict:
         out["ratios"]["project_over_read_floor"] = round(project.wall_s / floor.wall_s, 3)
     if project and pandas:
         out["ratios"]["project_over_pandas"] = round(project.wall_s / pandas.wall_s, 3)
-    cpu = {n: r.report.get("cpu_s") for n, r in (("p", project), ("f", floor), ("d", pandas)) if r}
-    if cpu.get("p") and cpu.get("f"):
-        out["ratios"]["project_over_read_floor_cpu"] = round(cpu["p"] / cpu["f"], 3)
-    if cpu.get("p") and cpu.get("d"):
-        out["ratios"]["project_over_pandas_cpu"] = round(cpu["p"] / cpu["d"], 3)
+    cpu = {n: _step_cpu(r) for n, r in (("p", project), ("f", floor), ("d", pandas))}
+    p_cpu, f_cpu, d_cpu = cpu["p"], cpu["f"], cpu["d"]
+    if p_cpu and f_cpu:
+        out["ratios"]["project_over_read_floor_cpu"] = round(p_cpu / f_cpu, 3)
+    if p_cpu and d_cpu:
+        out["ratios"]["project_over_pandas_cpu"] = round(p_cpu / d_cpu, 3)
     if project and spark:
         out["ratios"]["project_over_spark"] = round(project.wall_s / spark.wall_s, 3)
         with_start = spark.wall_s + float(spark.report.get("session_start_s", 0.0))
@@ -98,11 +104,10 @@ def summary(run: BenchRun) -> dict:
     out["growth"] = {str(k): round(v, 3) for k, v in sorted(growth.items())}
     if 100_000 in growth and 300_000 in growth:
         out["growth"]["ratio_100k_to_300k"] = round(growth[300_000] / growth[100_000], 3)
-        cpu_growth = {k: r.report.get("cpu_s") for k, r in grown}
-        if cpu_growth.get(100_000) and cpu_growth.get(300_000):
-            out["growth"]["ratio_100k_to_300k_cpu"] = round(
-                cpu_growth[300_000] / cpu_growth[100_000], 3
-            )
+        cpu_growth = {k: _step_cpu(r) for k, r in grown}
+        small, large = cpu_growth.get(100_000), cpu_growth.get(300_000)
+        if small and large:
+            out["growth"]["ratio_100k_to_300k_cpu"] = round(large / small, 3)
 
     def target(name: str, value: float | None, passed: bool | None) -> None:
         out["targets"][name] = {
@@ -112,8 +117,13 @@ def summary(run: BenchRun) -> dict:
         }
 
     total = _ok(run, "hourly_total")
-    target("hourly_total_wall_s", total and total.wall_s, total and total.wall_s <= 20.0)
-    target("hourly_total_rss_mb", total and total.peak_rss_mb, total and total.peak_rss_mb <= 4096)
+    if total is None:
+        target("hourly_total_wall_s", None, None)
+        target("hourly_total_rss_mb", None, None)
+    else:
+        wall, rss = total.wall_s, total.peak_rss_mb
+        target("hourly_total_wall_s", wall, wall <= TARGETS["hourly_total_wall_s"])
+        target("hourly_total_rss_mb", rss, rss <= TARGETS["hourly_total_rss_mb"])
     ratios = out["ratios"]
     for name, key, better_below in (
         ("feature_speedup_vs_spark", "project_over_spark", False),
@@ -128,7 +138,10 @@ def summary(run: BenchRun) -> dict:
             speedup = 1 / ratios[key]
             target(name, speedup, speedup >= TARGETS[name])
     daily = _ok(run, "daily_scores")
-    target("daily_scores_wall_s", daily and daily.wall_s, daily and daily.wall_s <= 120.0)
+    if daily is None:
+        target("daily_scores_wall_s", None, None)
+    else:
+        target("daily_scores_wall_s", daily.wall_s, daily.wall_s <= TARGETS["daily_scores_wall_s"])
     g = out["growth"].get("ratio_100k_to_300k")
     target("growth_100k_to_300k", g, None if g is None else g <= TARGETS["growth_100k_to_300k"])
     return out

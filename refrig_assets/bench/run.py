@@ -100,7 +100,8 @@ def _pipeline_env(home: Path, landing: Path, registry: Path) -> dict[str, str]:
 def _model_assets() -> tuple[list[str], list[str]]:
     from refrig_assets.model_config import all_model_ids, load_model_config
 
-    hourly, daily = [], []
+    hourly: list[str] = []
+    daily: list[str] = []
     for model_id in all_model_ids():
         (hourly if load_model_config(model_id).schedule == "hourly" else daily).append(model_id)
     return hourly, daily

@@ -297,7 +297,7 @@ def features_pandas(a: dict) -> dict:
         pq.write_table(
             pa.Table.from_pandas(features, preserve_index=False), target, compression="zstd"
         )
-    report = {"wall_s": t.wall, "cpu_s": t.cpu, "windows": len(features)}
+    report: dict = {"wall_s": t.wall, "cpu_s": t.cpu, "windows": len(features)}
     if a.get("compare_with"):
         report["agreement"] = _max_abs_diff(a["compare_with"], str(target))
     return report
@@ -314,7 +314,7 @@ def features_spark(a: dict) -> dict:
     store = ParquetStore(a["out_root"])
     with Timer() as t:
         path = write_features(spark, Path(a["source"]), store, a["partition"])
-    report = {"wall_s": t.wall, "session_start_s": s.wall, "path": str(path)}
+    report: dict = {"wall_s": t.wall, "session_start_s": s.wall, "path": str(path)}
     spark.stop()
     if a.get("compare_with"):
         report["agreement"] = _max_abs_diff(a["compare_with"], str(path))

@@ -53,7 +53,7 @@ def write_features(
 def schema_violations(path: Path, contract: Contract) -> list[tuple[str, str, int, object]]:
     """Columns of a Parquet file whose stored type is not the contract's (or that are extra)."""
     schema = pq.read_schema(path)
-    rows = []
+    rows: list[tuple[str, str, int, object]] = []
     for c in contract.columns:
         if c.name in schema.names:
             stored = schema.field(c.name).type
@@ -88,7 +88,7 @@ def feature_summary(path: Path, min_completeness: float) -> dict[str, float | in
             "count(*) FILTER (WHERE quality_mask <> 0) "
             f"FROM read_parquet({_quote(path)})",
             [min_completeness],
-        ).fetchone()
+        ).fetchall()[0]
     finally:
         con.close()
     return {

@@ -195,7 +195,7 @@ def score_paths_on_spark(
     model_scores contract (sorted like the embedded engine's output)."""
     features = spark.read.parquet(*[str(p) for p in feature_paths])
     scores = score_on_spark(detector, version, features, registry, scored_at, since=since)
-    out = scores.toPandas()
+    out: pd.DataFrame = scores.toPandas()
     out = out.sort_values(["device_id", "window_start"], kind="stable").reset_index(drop=True)
     return _as_contract_dtypes(out, load_contract("model_scores"))
 
