@@ -88,7 +88,7 @@ def _pipeline_env(home: Path, landing: Path, registry: Path) -> dict[str, str]:
         "REFRIG_DEVICE_REGISTRY": str(registry),
         "REFRIG_DATA_DIR": str(home / "data"),
         "REFRIG_ALERTS_DB_URL": f"sqlite:///{home / 'alerts.db'}",
-        # Registry reads go through the global MLflow URI too: point both at the home's store.
+        # The MLflow store of this home (also for code that uses the process-wide URI).
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "REFRIG_ENGINE": "duckdb",
