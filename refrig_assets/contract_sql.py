@@ -51,16 +51,18 @@ def sql_violations(
                     c.name,
                     f"in_range({c.range[0]}, {c.range[1]})",
                     cond,
-                    f"CAST({c.name} AS VARCHAR)",
+                    c.name,
                 )
             )
         if c.allowed:
             allowed = ", ".join("'" + a.replace("'", "''") + "'" for a in c.allowed)
             cond = f"{c.name} IS NOT NULL AND {c.name} NOT IN ({allowed})"
-            probes.append((c.name, "isin", cond, f"CAST({c.name} AS VARCHAR)"))
+            probes.append((c.name, "isin", cond, c.name))
     if probes:
         selects = ", ".join(
-            f"count(*) FILTER (WHERE {cond}), any_value({example}) FILTER (WHERE {cond})"
+            # Cast after aggregating: casting inside would turn every row to text first.
+            f"count(*) FILTER (WHERE {cond}), "
+            f"CAST(any_value({example}) FILTER (WHERE {cond}) AS VARCHAR)"
             for _, _, cond, example in probes
         )
         result = con.execute(f"SELECT {selects} FROM {relation}").fetchall()[0]
