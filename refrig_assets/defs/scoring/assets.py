@@ -47,11 +47,14 @@ def earlier_hours(first_hour: str, count: int) -> list[str]:
 
 
 def score_hour_by_hour(
-    refrig: RefrigResource, detector, version: str, hours: list[str]
+    refrig: RefrigResource, detector, version: str, hours: list[str], devices=None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score the feature hours in runs of ``scoring_chunk_hours`` (models/ setting), each with
     its lookback and only the columns the detector uses, so a daily partition of a large fleet
-    never holds a whole day of features at once. Returns (window starts scored, scores)."""
+    never holds a whole day of features at once. Returns (window starts scored, scores).
+
+    ``devices`` (a progressive rollout's side: device_id Series -> bool mask) keeps only the
+    devices that version serves."""
     registry = refrig.store.read("device_registry")
     columns = detector.required_columns
     size = max(1, int(detector.config.settings.get("scoring_chunk_hours", 6)))
@@ -61,6 +64,8 @@ def score_hour_by_hour(
         run = hours[i : i + size]
         keys = [*earlier_hours(run[0], lookback_hours(detector)), *run]
         features = refrig.store.read_many("device_features", keys, columns=columns)
+        if devices is not None and not features.empty:
+            features = features[devices(features["device_id"])]
         if features.empty:
             continue
         since = pd.Timestamp(datetime.strptime(run[0], "%Y-%m-%d-%H:%M").replace(tzinfo=UTC))
