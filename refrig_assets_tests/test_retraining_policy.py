@@ -1,6 +1,8 @@
 """Conditional retraining: only training code, models/ config, dataset or drift request a retrain."""
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,10 +14,11 @@ from refrig_assets.lifecycle.retraining_policy import (
     asset_code_version,
     current_fingerprint,
     decide_retraining,
+    detector_module_file,
     training_code_files,
     training_range_files,
 )
-from refrig_assets.model_config import MODELS_DIR, load_model_config
+from refrig_assets.model_config import MODELS_DIR, all_model_ids, load_model_config
 
 MODEL = "isolation_forest"
 
@@ -111,3 +114,22 @@ def test_the_asset_code_version_names_training_code_and_config(project):
     assert version.startswith("code-") and f"config-{config.config_hash}" in version
     names = {p.name for p in training_code_files(config, project / "refrig_assets")}
     assert "isolation_forest.py" in names and "notify.py" not in names
+
+
+@pytest.mark.parametrize("model_id", all_model_ids())
+def test_a_detectors_training_code_is_its_registered_class_module(model_id):
+    from refrig_assets.detectors.base import DETECTORS, load_detector_modules
+
+    load_detector_modules()
+    config = load_model_config(model_id)
+    expected = DETECTORS[config.detector].__module__.removeprefix("refrig_assets.")
+    assert detector_module_file(config) == expected.replace(".", "/") + ".py"
+
+
+def test_loading_the_definitions_does_not_import_the_detectors_ml_libraries():
+    # Every Dagster process (code server, run workers, sensors) loads the Definitions.
+    probe = "import sys, refrig_assets.definitions; print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"

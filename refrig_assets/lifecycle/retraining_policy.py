@@ -15,6 +15,7 @@ operator can read. No Dagster here: the asset check and sensor in ``defs/lifecyc
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 from dataclasses import dataclass
@@ -81,7 +82,18 @@ def shared_training_code(release_file: Path | None = None) -> list[str]:
 
 
 def detector_module_file(config: ModelConfig) -> str:
-    """Package-relative path of the module defining ``config``'s detector class."""
+    """Package-relative path of the module defining ``config``'s detector class.
+
+    Found by reading the detector modules' source (a ``@register_detector`` class whose ``kind``
+    is the configured detector), so building the Definitions does not import torch or sklearn;
+    a detector registered any other way is found by importing the modules.
+    """
+    import refrig_assets.detectors as package
+
+    for path in sorted(Path(package.__path__[0]).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ClassDef) and _registers_kind(node, config.detector):
+                return f"detectors/{path.name}"
     from refrig_assets.detectors.base import DETECTORS, load_detector_modules
 
     load_detector_modules()
@@ -90,6 +102,25 @@ def detector_module_file(config: ModelConfig) -> str:
     except KeyError:
         raise ValueError(f"{config.path}: unknown detector {config.detector!r}") from None
     return "/".join(module.split(".")[1:]) + ".py"
+
+
+def _registers_kind(node: ast.ClassDef, kind: str) -> bool:
+    """Whether a class definition is a ``@register_detector`` class with ``kind = "<kind>"``."""
+    decorated = any(
+        (isinstance(d, ast.Name) and d.id == "register_detector")
+        or (isinstance(d, ast.Attribute) and d.attr == "register_detector")
+        for d in node.decorator_list
+    )
+    return decorated and any(
+        isinstance(stmt, ast.Assign | ast.AnnAssign)
+        and any(
+            isinstance(t, ast.Name) and t.id == "kind"
+            for t in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])
+        )
+        and isinstance(stmt.value, ast.Constant)
+        and stmt.value.value == kind
+        for stmt in node.body
+    )
 
 
 def training_code_files(config: ModelConfig, package_root: Path | None = None) -> list[Path]:
