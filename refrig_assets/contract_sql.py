@@ -59,16 +59,23 @@ def sql_violations(
             cond = f"{c.name} IS NOT NULL AND {c.name} NOT IN ({allowed})"
             probes.append((c.name, "isin", cond, c.name))
     if probes:
-        selects = ", ".join(
-            # Cast after aggregating: casting inside would turn every row to text first.
-            f"count(*) FILTER (WHERE {cond}), "
-            f"CAST(any_value({example}) FILTER (WHERE {cond}) AS VARCHAR)"
-            for _, _, cond, example in probes
-        )
-        result = con.execute(f"SELECT {selects} FROM {relation}").fetchall()[0]
-        for i, (col, check, _, _) in enumerate(probes):
-            if result[2 * i]:
-                rows.append((col, check, int(result[2 * i]), result[2 * i + 1]))
+        # count_if over every probe in one scan (FILTER aggregates are ~2x slower in DuckDB);
+        # examples only for the probes that failed, in a second scan that clean data never needs.
+        counts = con.execute(
+            f"SELECT {', '.join(f'count_if({cond})' for _, _, cond, _ in probes)} FROM {relation}"
+        ).fetchall()[0]
+        failed = [(p, int(n)) for p, n in zip(probes, counts, strict=True) if n]
+        if failed:
+            examples = con.execute(
+                "SELECT "
+                + ", ".join(
+                    f"CAST(any_value({example}) FILTER (WHERE {cond}) AS VARCHAR)"
+                    for (_, _, cond, example), _ in failed
+                )
+                + f" FROM {relation}"
+            ).fetchall()[0]
+            for ((col, check, _, _), n), example in zip(failed, examples, strict=True):
+                rows.append((col, check, n, example))
     key = [k for k in contract.primary_key if k in present]
     if key:
         dupes = con.execute(

@@ -1,8 +1,10 @@
 """Contracts are the single source of truth, and they reject rows that break them."""
 
+import duckdb
 import pandas as pd
 import pytest
 
+from refrig_assets.contract_sql import sql_violations
 from refrig_assets.contracts import ContractError, all_contracts, load_contract, quality_flag_names
 
 DATASETS = {
@@ -84,6 +86,35 @@ def test_a_row_breaking_the_contract_is_reported_with_its_column(column, value, 
     failures = load_contract("sensor_readings").validate(_readings(**{column: value}))
     assert column in set(failures["column"])
     assert failures["check"].astype(str).str.contains(check).any()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "check"),
+    [
+        ("pressure_low_side", -5.0, "in_range"),
+        ("temperature_evaporator", 400.0, "in_range"),
+        ("device_id", None, "not_nullable"),
+    ],
+)
+def test_the_sql_check_reports_the_same_breaks_with_a_count_and_an_example(column, value, check):
+    con = duckdb.connect()
+    rows = pd.concat([_readings(), _readings(**{column: value}), _readings(**{column: value})])
+    rows["ts"] = rows["ts"] + pd.to_timedelta(range(3), unit="min")
+    con.register("readings", rows)
+    failures = sql_violations(con, "readings", load_contract("sensor_readings"))
+    row = failures.set_index("column").loc[column]
+    assert row["check"].startswith(check)
+    assert row["failures"] == 2
+    assert row["example"] == (None if value is None else str(value))
+
+
+def test_the_sql_check_passes_a_conforming_relation_and_finds_a_repeated_key():
+    con = duckdb.connect()
+    con.register("readings", _readings())
+    assert sql_violations(con, "readings", load_contract("sensor_readings")).empty
+    con.register("twice", pd.concat([_readings(), _readings()]))
+    failures = sql_violations(con, "twice", load_contract("sensor_readings"))
+    assert failures[["check", "failures"]].values.tolist() == [["unique_key", 1]]
 
 
 def test_a_malformed_contract_file_is_refused(tmp_path):
