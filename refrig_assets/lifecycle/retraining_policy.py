@@ -19,6 +19,7 @@ import ast
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +91,9 @@ def detector_module_file(config: ModelConfig) -> str:
     """
     import refrig_assets.detectors as package
 
-    for path in sorted(Path(package.__path__[0]).glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.ClassDef) and _registers_kind(node, config.detector):
-                return f"detectors/{path.name}"
+    found = _declared_detector_modules(package.__path__[0]).get(config.detector)
+    if found:
+        return found
     from refrig_assets.detectors.base import DETECTORS, load_detector_modules
 
     load_detector_modules()
@@ -104,23 +104,36 @@ def detector_module_file(config: ModelConfig) -> str:
     return "/".join(module.split(".")[1:]) + ".py"
 
 
-def _registers_kind(node: ast.ClassDef, kind: str) -> bool:
-    """Whether a class definition is a ``@register_detector`` class with ``kind = "<kind>"``."""
+@cache
+def _declared_detector_modules(package_dir: str) -> dict[str, str]:
+    """Detector kind → ``detectors/<module>.py`` for the classes declared in the package source."""
+    found: dict[str, str] = {}
+    for path in sorted(Path(package_dir).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ClassDef) and (kind := _registered_kind(node)):
+                found.setdefault(kind, f"detectors/{path.name}")
+    return found
+
+
+def _registered_kind(node: ast.ClassDef) -> str | None:
+    """The ``kind = "..."`` of a ``@register_detector`` class definition (None for others)."""
     decorated = any(
         (isinstance(d, ast.Name) and d.id == "register_detector")
         or (isinstance(d, ast.Attribute) and d.attr == "register_detector")
         for d in node.decorator_list
     )
-    return decorated and any(
-        isinstance(stmt, ast.Assign | ast.AnnAssign)
-        and any(
-            isinstance(t, ast.Name) and t.id == "kind"
-            for t in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])
-        )
-        and isinstance(stmt.value, ast.Constant)
-        and stmt.value.value == kind
-        for stmt in node.body
-    )
+    if not decorated:
+        return None
+    for stmt in node.body:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
+        value = getattr(stmt, "value", None)
+        if (
+            any(isinstance(t, ast.Name) and t.id == "kind" for t in targets)
+            and isinstance(value, ast.Constant)
+            and isinstance(value.value, str)
+        ):
+            return value.value
+    return None
 
 
 def training_code_files(config: ModelConfig, package_root: Path | None = None) -> list[Path]:
