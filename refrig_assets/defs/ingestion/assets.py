@@ -100,8 +100,8 @@ def sensor_readings(
             "WHERE source_row >= 0"
         )
         rows, late, unreadable = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE late_arrival), "
-            "count(*) FILTER (WHERE read_error IS NOT NULL) FROM readings"
+            "SELECT count(*), count_if(late_arrival), count_if(read_error IS NOT NULL) "
+            "FROM readings"
         ).fetchall()[0]
         contract_result = sql_contract_check(
             con,
