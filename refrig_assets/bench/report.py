@@ -16,6 +16,7 @@ TARGETS = {
     "feature_speedup_vs_pandas": 3.0,
     "feature_vs_read_floor": 2.0,
     "daily_scores_wall_s": 120.0,
+    "daily_scores_rss_mb": 4096.0,
     "growth_100k_to_300k": 3.3,
 }
 
@@ -44,7 +45,7 @@ DESCRIPTIONS = {
     "features": "device_features asset (embedded engine)",
     "scores": "hourly score assets",
     "alerts": "device_alerts asset",
-    "hourly_total": "hourly_pipeline job, cold landing index",
+    "hourly_total": "hourly_pipeline job, cold landing index (+ loading the Definitions)",
     "read_floor": "pyarrow read of the clean_readings file",
     "features_project": "project: DuckDB feature SQL → Parquet + contract check",
     "features_pandas": "reference: vectorized pandas, read → compute → write",
@@ -121,7 +122,9 @@ def summary(run: BenchRun) -> dict:
         target("hourly_total_wall_s", None, None)
         target("hourly_total_rss_mb", None, None)
     else:
-        wall, rss = total.wall_s, total.peak_rss_mb
+        # Dagster overhead counts: a run worker loads the Definitions before the job runs.
+        wall = total.wall_s + float(total.report.get("import_s") or 0.0)
+        rss = total.peak_rss_mb
         target("hourly_total_wall_s", wall, wall <= TARGETS["hourly_total_wall_s"])
         target("hourly_total_rss_mb", rss, rss <= TARGETS["hourly_total_rss_mb"])
     ratios = out["ratios"]
@@ -140,8 +143,11 @@ def summary(run: BenchRun) -> dict:
     daily = _ok(run, "daily_scores")
     if daily is None:
         target("daily_scores_wall_s", None, None)
+        target("daily_scores_rss_mb", None, None)
     else:
         target("daily_scores_wall_s", daily.wall_s, daily.wall_s <= TARGETS["daily_scores_wall_s"])
+        rss = daily.peak_rss_mb
+        target("daily_scores_rss_mb", rss, rss <= TARGETS["daily_scores_rss_mb"])
     g = out["growth"].get("ratio_100k_to_300k")
     target("growth_100k_to_300k", g, None if g is None else g <= TARGETS["growth_100k_to_300k"])
     return out
