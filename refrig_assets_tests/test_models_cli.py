@@ -50,8 +50,8 @@ def test_a_worse_version_is_blocked_then_force_promoted_with_a_reason(home):
     assert audit_events()[-1].actor == "bob"
 
 
-def test_a_good_version_is_promoted_through_the_gates(home):
-    result = refrig("promote", MODEL, "3")
+def test_a_good_version_is_promoted_through_the_gates_at_once_with_now(home):
+    result = refrig("promote", MODEL, "3", "--now")
     assert result.exit_code == 0, result.output
     assert "[FAIL]" not in result.output and "promoted: 1 -> 3" in result.output
     listing = refrig("list")
@@ -62,7 +62,7 @@ def test_a_good_version_is_promoted_through_the_gates(home):
 def test_pin_unpin_and_rollback_edit_the_models_file_and_the_audit_trail(home):
     refused = refrig("pin", MODEL, "2")
     assert refused.exit_code == 1 and "has not passed the promotion gates" in refused.output
-    assert refrig("promote", MODEL, "3").exit_code == 0
+    assert refrig("promote", MODEL, "3", "--now").exit_code == 0
     rolled = refrig("rollback", MODEL, "--reason", "alerts doubled")
     assert rolled.exit_code == 0, rolled.output
     assert "rolled_back: 3 -> 1" in rolled.output
@@ -75,7 +75,7 @@ def test_pin_unpin_and_rollback_edit_the_models_file_and_the_audit_trail(home):
 
 
 def test_history_lists_every_change_and_answers_which_version_served_at_a_time(home):
-    refrig("promote", MODEL, "3")
+    refrig("promote", MODEL, "3", "--now")
     refrig("rollback", MODEL)
     history = refrig("history", MODEL)
     assert history.exit_code == 0

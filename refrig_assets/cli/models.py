@@ -1,4 +1,5 @@
-"""``refrig models``: versions, gated promotion, pinning, rollback, pause and audit history.
+"""``refrig models``: versions, gated promotion and progressive rollout, pinning, rollback,
+pause and audit history.
 
 Every change is written to the lifecycle audit trail (``REFRIG_LIFECYCLE_DB_URL``, else the alert
 database) with who did it (``--by``, default ``REFRIG_ACTOR`` or the login name) and why.
@@ -117,17 +118,22 @@ def promote(
     model_id: str = typer.Argument(..., help="Detector (a file in models/)."),
     version: str = typer.Argument(..., help="Registry version (3, v3) or semver (1.2.0)."),
     force: bool = typer.Option(False, "--force", help="Promote even if gates fail (recorded)."),
+    now: bool = typer.Option(
+        False, "--now", help="Skip the progressive rollout: production moves at once."
+    ),
     reason: str = typer.Option("", "--reason", help="Why (required with --force)."),
     by: str | None = BY,
 ) -> None:
-    """Evaluate a version against production on recent features and promote it if every gate
-    passes; a blocked promotion is recorded with the failing gates (exit status 1)."""
+    """Evaluate a version against production on recent features; if every gate passes, start
+    its progressive rollout (or, with --now or the rollout switched off, promote it at once).
+    A blocked promotion is recorded with the failing gates (exit status 1)."""
     from refrig_assets.lifecycle.policy import load_policy
     from refrig_assets.lifecycle.promotion import (
         evaluate_candidate,
         read_labels,
         recent_features,
     )
+    from refrig_assets.lifecycle.rollout import RolloutManager
     from refrig_assets.storage import ParquetStore
 
     _model(model_id)
@@ -160,7 +166,11 @@ def promote(
         )
         for g in evaluation.report.gates:
             typer.echo(f"  [{'pass' if g.passed else 'FAIL'}] {g.detail}")
-        event = lc.apply(evaluation.report, _actor(by), force=force, reason=reason)
+        rollout = RolloutManager(lc)
+        if evaluation.passed and not now and rollout.policy(model_id).enabled:
+            event = rollout.start(evaluation.report, _actor(by), reason=reason)
+        else:
+            event = lc.apply(evaluation.report, _actor(by), force=force, reason=reason)
         typer.echo(_event_line(event))
     if event.event == "promotion_blocked":
         raise typer.Exit(1)
@@ -283,6 +293,78 @@ def history(
         until = "now" if row["until"] is None or row["until"] != row["until"] else row["until"]
         flags = (" (pinned)" if row["pinned"] else "") + (" (forced)" if row["forced"] else "")
         typer.echo(f"  v{row['version']}{flags}: {row['from']} .. {until}")
+
+
+rollout_app = typer.Typer(
+    help="Progressive rollout of a promoted candidate: status, advance, abort.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(rollout_app, name="rollout")
+
+
+def _rollout_lines(rollout, decision) -> list[str]:
+    lines = [
+        f"{rollout.model_id}: rollout of v{rollout.candidate} against v{rollout.champion} "
+        f"{rollout.status.upper()} — step {rollout.step + 1}/{len(rollout.steps)} "
+        f"({' → '.join(f'{s:.0%}' for s in rollout.steps)}): "
+        f"{rollout.share:.0%} of devices on v{rollout.candidate}",
+        f"  started {rollout.started_at:%Y-%m-%d %H:%M} by {rollout.started_by}; "
+        f"step since {rollout.step_started_at:%Y-%m-%d %H:%M}"
+        + (f"; ended {rollout.ended_at:%Y-%m-%d %H:%M}" if rollout.ended_at else ""),
+    ]
+    if decision is not None:
+        lines.append(
+            f"  gates ({decision.partitions} healthy partitions): {decision.action} — "
+            f"{decision.reason}"
+        )
+        lines += [f"  [{'pass' if g.passed else 'FAIL'}] {g.detail}" for g in decision.gates]
+    return lines
+
+
+@rollout_app.command("status")
+def rollout_status(model_id: str = typer.Argument(..., help="Detector (a file in models/).")):
+    """The rollout in progress (or the last one): share, step and the step's gate values."""
+    from refrig_assets.lifecycle.rollout import ACTIVE, RolloutManager
+
+    _model(model_id)
+    with _lifecycle() as lc:
+        manager = RolloutManager(lc)
+        rollout = manager.store.latest(model_id)
+        if rollout is None:
+            typer.echo(f"{model_id}: no rollout recorded.")
+            return
+        decision = manager.judge(rollout) if rollout.status == ACTIVE else None
+        for line in _rollout_lines(rollout, decision):
+            typer.echo(line)
+
+
+@rollout_app.command("advance")
+def rollout_advance(
+    model_id: str = typer.Argument(..., help="Detector (a file in models/)."),
+    by: str | None = BY,
+) -> None:
+    """Advance to the next share now (refused while a health gate fails); the last step moves
+    production to the candidate."""
+    from refrig_assets.lifecycle.rollout import RolloutManager
+
+    _model(model_id)
+    with _lifecycle() as lc:
+        typer.echo(_event_line(RolloutManager(lc).advance(model_id, _actor(by))))
+
+
+@rollout_app.command("abort")
+def rollout_abort(
+    model_id: str = typer.Argument(..., help="Detector (a file in models/)."),
+    reason: str = typer.Option("", "--reason", help="Why."),
+    by: str | None = BY,
+) -> None:
+    """End the rollout: every device back on the champion (no retraining)."""
+    from refrig_assets.lifecycle.rollout import RolloutManager
+
+    _model(model_id)
+    with _lifecycle() as lc:
+        typer.echo(_event_line(RolloutManager(lc).abort(model_id, _actor(by), reason)))
 
 
 @app.command("demo")

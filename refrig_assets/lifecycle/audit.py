@@ -1,7 +1,8 @@
 """The model lifecycle audit trail: an append-only table in a SQL database.
 
-Every promotion (gated, forced or first version), blocked promotion, pin, unpin, rollback and
-scoring pause/resume is one row: who, when, which model, from → to version, why, the gate
+Every promotion (gated, forced or first version), blocked promotion, pin, unpin, rollback,
+scoring pause/resume and progressive rollout step (started, advanced, completed, rolled back,
+aborted) is one row: who, when, which model, from → to version, why, the gate
 results, and the state after the event (production alias, pin, and the version scoring serves).
 
 Rows are never updated or deleted. There is no API for it, and the database refuses it too:
@@ -34,6 +35,11 @@ UNPINNED = "unpinned"
 ROLLED_BACK = "rolled_back"
 SCORING_PAUSED = "scoring_paused"
 SCORING_RESUMED = "scoring_resumed"
+ROLLOUT_STARTED = "rollout_started"
+ROLLOUT_ADVANCED = "rollout_advanced"
+ROLLOUT_COMPLETED = "rollout_completed"
+ROLLOUT_ROLLED_BACK = "rollout_rolled_back"
+ROLLOUT_ABORTED = "rollout_aborted"
 EVENTS = (
     PROMOTED,
     PROMOTED_FORCED,
@@ -43,6 +49,11 @@ EVENTS = (
     ROLLED_BACK,
     SCORING_PAUSED,
     SCORING_RESUMED,
+    ROLLOUT_STARTED,
+    ROLLOUT_ADVANCED,
+    ROLLOUT_COMPLETED,
+    ROLLOUT_ROLLED_BACK,
+    ROLLOUT_ABORTED,
 )
 
 

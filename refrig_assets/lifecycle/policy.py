@@ -1,8 +1,9 @@
 """The lifecycle policy file ``models/_lifecycle.yaml`` and per-detector overrides.
 
 A detector's own ``models/<id>.yaml`` may override, under its ``promotion:`` key, the
-``absolute`` thresholds, the ``vs_champion`` tolerances and (as ``promotion.canary``) the canary
-settings for itself; everything else is fleet-wide.
+``absolute`` thresholds, the ``vs_champion`` tolerances and (as ``promotion.canary`` and
+``promotion.rollout``) the canary and progressive rollout settings for itself; everything else
+is fleet-wide.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import yaml
 from refrig_assets.settings import MODELS_DIR
 
 POLICY_FILE = "_lifecycle.yaml"
-SECTIONS = ("canary", "promotion", "staleness", "pause", "fallback")
+SECTIONS = ("canary", "promotion", "rollout", "staleness", "pause", "fallback")
+# Sections a detector may override under its own ``promotion:`` key.
+NESTED_OVERRIDES = ("canary", "rollout")
 
 
 class PolicyError(ValueError):
@@ -48,15 +51,16 @@ def load_policy(models_dir: Path | None = None, model_id: str | None = None) -> 
     model_file = path.parent / f"{model_id}.yaml"
     model_raw = yaml.safe_load(model_file.read_text()) if model_file.exists() else None
     override = dict((model_raw or {}).get("promotion") or {})
-    canary = override.pop("canary", None) or {}
+    nested = {s: override.pop(s, None) or {} for s in NESTED_OVERRIDES}
     unknown = set(override) - set(raw["promotion"])
     if unknown:
         raise PolicyError(
             f"{model_file}: promotion overrides may only set "
-            f"{sorted([*raw['promotion'], 'canary'])}, not {sorted(unknown)}"
+            f"{sorted([*raw['promotion'], *NESTED_OVERRIDES])}, not {sorted(unknown)}"
         )
     raw["promotion"] = _merge(raw["promotion"], override)
-    raw["canary"] = _merge(raw["canary"], canary)
+    for section, values in nested.items():
+        raw[section] = _merge(raw[section], values)
     return raw
 
 

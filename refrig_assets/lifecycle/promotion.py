@@ -344,6 +344,26 @@ class ModelLifecycle:
             model_id, version, {GATE_STATUS_TAG: status, GATE_SUMMARY_TAG: summary[:_TAG_LIMIT]}
         )
 
+    # -- progressive rollout (refrig_assets.lifecycle.rollout drives these) ---------------------
+    def record(self, model_id: str, event: str, actor: str, reason: str, **kw) -> LifecycleEvent:
+        """Append an audit record that carries the serving state after ``event``."""
+        return self._record(model_id, event, actor, reason, **kw)
+
+    def set_gate_status(self, model_id: str, version: str, status: str, summary: str) -> None:
+        """Tag a version's gate status (``passed`` makes it deployable)."""
+        self._tag(model_id, version, status, summary)
+
+    def move_production(
+        self, model_id: str, version: str, actor: str, reason: str, event: str, **kw
+    ) -> LifecycleEvent:
+        """Move the production alias to ``version`` and record ``event`` (a rollout that
+        reached all devices)."""
+        current = self.registry.production_version(model_id)
+        self.registry.set_production(model_id, version)
+        return self._record(
+            model_id, event, actor, reason, from_version=current, to_version=version, **kw
+        )
+
     # -- pinning and rollback ---------------------------------------------------------------
     def pin(
         self,

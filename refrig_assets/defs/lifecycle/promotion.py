@@ -3,9 +3,11 @@
 The canary asset scores the newest candidate and the champion on the same recent feature hours
 (no alerts), and reports the four canary criteria, the absolute thresholds and the backtest
 against the champion as blocking checks: a failing gate records the blocked promotion in the
-audit trail and keeps the promotion asset from running. The promotion asset moves the
-``production`` alias to a candidate that passed (or, configured with ``force`` and a reason,
-to one that did not — recorded as forced).
+audit trail and keeps the promotion asset from running. The promotion asset starts the
+progressive rollout of a candidate that passed (``rollout`` in ``models/_lifecycle.yaml``; the
+score assets then advance or roll it back), or moves the ``production`` alias at once when the
+rollout is switched off or ``now`` is set — and, configured with ``force`` and a reason, to a
+candidate that did not pass (recorded as forced).
 """
 
 import base64
@@ -15,6 +17,7 @@ import dagster as dg
 
 from refrig_assets.defs.lifecycle.common import GROUP, model_lifecycle, run_actor
 from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.lifecycle.audit import ROLLOUT_STARTED
 from refrig_assets.lifecycle.canary import CRITERIA, canary_markdown, canary_plot
 from refrig_assets.lifecycle.gates import ABSOLUTE, VS_CHAMPION, GateReport
 from refrig_assets.lifecycle.policy import load_policy
@@ -26,6 +29,7 @@ from refrig_assets.lifecycle.promotion import (
     read_labels,
     recent_features,
 )
+from refrig_assets.lifecycle.rollout import RolloutManager
 from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
 
 GATE_CHECKS = {ABSOLUTE: "absolute_gates", VS_CHAMPION: "backtest_vs_champion"}
@@ -39,9 +43,11 @@ class CanaryConfig(dg.Config):
 
 
 class PromotionConfig(dg.Config):
-    """``force`` promotes a candidate that failed its gates (a reason is required; recorded)."""
+    """``force`` promotes a candidate that failed its gates (a reason is required; recorded);
+    ``now`` promotes a passing one without the progressive rollout."""
 
     force: bool = False
+    now: bool = False
     reason: str = ""
 
 
@@ -170,9 +176,10 @@ def build_promotion_asset(config: ModelConfig) -> dg.AssetsDefinition:
         name=f"{model_id}_promotion",
         group_name=GROUP,
         deps=[f"{model_id}_canary"],
-        description=f"Moves the {model_id} production alias to the evaluated candidate when "
-        "every gate passed (or when forced with a reason); audited. The next scoring run uses "
-        "it unless a version is pinned in the models/ file.",
+        description=f"Starts the progressive rollout of the evaluated {model_id} candidate when "
+        "every gate passed (it serves a share of devices; the score asset advances or rolls it "
+        "back), or moves the production alias at once (rollout off, now=true, or forced with a "
+        "reason); audited. A version pinned in the models/ file wins over both.",
         kinds={"mlflow"},
         tags={"detector": config.detector},
     )
@@ -192,10 +199,14 @@ def build_promotion_asset(config: ModelConfig) -> dg.AssetsDefinition:
                     f"the blocked promotion): {report.summary()}. Materialize with force=true and "
                     "a reason to deploy it anyway."
                 )
+            rollout = RolloutManager(lifecycle)
             try:
-                event = lifecycle.apply(
-                    report, run_actor(context), force=config.force, reason=config.reason
-                )
+                if report.passed and not config.now and rollout.policy(model_id).enabled:
+                    event = rollout.start(report, run_actor(context), reason=config.reason)
+                else:
+                    event = lifecycle.apply(
+                        report, run_actor(context), force=config.force, reason=config.reason
+                    )
             except LifecycleError as exc:
                 raise dg.Failure(str(exc)) from exc
             path.unlink(missing_ok=True)
@@ -203,7 +214,8 @@ def build_promotion_asset(config: ModelConfig) -> dg.AssetsDefinition:
             lifecycle.audit.close()
         return dg.MaterializeResult(
             metadata={
-                "promoted": True,
+                "promoted": event.event != ROLLOUT_STARTED,
+                "rollout_started": event.event == ROLLOUT_STARTED,
                 "event": event.event,
                 "from_version": event.from_version or "",
                 "to_version": event.to_version or "",

@@ -15,6 +15,7 @@ import pandas as pd
 from refrig_assets.contracts import load_contract
 from refrig_assets.defs.checks import contract_check_result
 from refrig_assets.defs.lifecycle.holds import distribution_hold, held, scoring_hold
+from refrig_assets.defs.lifecycle.rollout import rollout_metadata, serve_rollout, serving_rollout
 from refrig_assets.defs.partitions import daily_partitions, hourly_partitions
 from refrig_assets.defs.resources import RefrigResource
 from refrig_assets.freshness import stale_feature_partitions
@@ -102,6 +103,8 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
             return held(asset_name, "; ".join(out_of_date.values()))  # features older than data
         version = refrig.registry.resolve_version(model_id, model_config.pinned_version)
         detector = refrig.registry.load(model_id, version)
+        rollout = serving_rollout(context, refrig, model_id, model_config.pinned_version)
+        served = None
         if not refrig.store.existing_paths("device_features", hours):
             raise FileNotFoundError(f"{model_id}: no device_features for {hours[0]}..{hours[-1]}")
         # Earlier hours (when present) let persistence look back across the partition start.
@@ -120,6 +123,15 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 datetime.now(UTC),
                 since=since,
             )
+        elif rollout is not None:  # progressive rollout: candidate and champion split the devices
+            served = serve_rollout(
+                context,
+                refrig,
+                rollout,
+                lambda v: detector if v == version else refrig.registry.load(model_id, v),
+                lambda det, v, keep: score_hour_by_hour(refrig, det, v, hours, devices=keep),
+            )
+            features, scores = served.starts, served.scores
         else:
             features, scores = score_hour_by_hour(refrig, detector, version, hours)
         # -- end engine switch ---------------------------------------------------------------
@@ -147,6 +159,7 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 "flagged_devices": int(scores.loc[scores["anomaly_flag"], "device_id"].nunique()),
                 "written": path is not None,
                 "path": str(path),
+                **rollout_metadata(served),
             },
             check_results=[check],
         )
