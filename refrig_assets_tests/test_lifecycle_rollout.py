@@ -3,12 +3,14 @@ devices (stable by device hash), advances only while its health gates hold again
 champion's devices, and rolls back automatically — audited — when they do not."""
 
 import dataclasses
+import os
 from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 import yaml
 from lifecycle_world import HOURS, MODEL, use_world
 from typer.testing import CliRunner
@@ -34,10 +36,13 @@ from refrig_assets.lifecycle.rollout import (
     CHAMPION,
     COMPLETE,
     ROLL_BACK,
+    ROLLED_BACK,
     ROLLOUT_FAILED,
     WAIT,
+    ArmObservation,
     RolloutManager,
     RolloutPolicy,
+    RolloutStore,
     decide,
     device_buckets,
     serve_partition,
@@ -86,6 +91,39 @@ def test_the_rollout_policy_lives_in_the_lifecycle_file_with_per_model_overrides
     )
     with pytest.raises(PolicyError, match=r"unknown gate\(s\) \['accuracy'\]"):
         RolloutPolicy.load(models, "det")
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+POSTGRES_URL = os.environ.get("REFRIG_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", *(["postgresql"] if POSTGRES_URL else [])])
+def rollout_store(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'lifecycle.db'}" if request.param == "sqlite" else POSTGRES_URL
+    engine = sa.create_engine(url)
+    store = RolloutStore(engine)
+    if request.param == "postgresql":  # a shared database may hold a previous test's tables
+        store.metadata.drop_all(engine)
+    yield store
+    engine.dispose()
+
+
+def test_the_database_holds_one_active_rollout_per_model_and_its_observations(rollout_store):
+    first = rollout_store.create(MODEL, "3", "1", (0.1, 0.5, 1.0), "alice")
+    with pytest.raises(LifecycleError, match="already in progress"):
+        rollout_store.create(MODEL, "4", "1", (0.1, 0.5, 1.0), "bob")
+    assert rollout_store.create("other_model", "2", "1", (0.5, 1.0), "bob").share == 0.5
+    seen = [ArmObservation(CANDIDATE, "3", 3, 12, 12, 0, 1), ArmObservation(CHAMPION, "1", 27)]
+    rollout_store.record(first, HOURS[0], seen)
+    rollout_store.record(first, HOURS[0], seen)  # a re-scored partition replaces its rows
+    assert len(rollout_store.observations(first.id, step=0)) == 2
+    advanced = rollout_store.set_step(first, 1)
+    assert rollout_store.active(MODEL) == advanced and advanced.share == 0.5
+    rollout_store.finish(advanced, ROLLED_BACK)
+    assert rollout_store.active(MODEL) is None
+    assert rollout_store.latest(MODEL).status == ROLLED_BACK
+    assert rollout_store.create(MODEL, "4", "1", (0.1, 1.0), "bob").candidate == "4"
 
 
 # -- health gates on recorded observations ------------------------------------------------------
