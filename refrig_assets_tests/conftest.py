@@ -1,6 +1,8 @@
 """Shared fixtures: an isolated REFRIG_HOME per test, and a small simulated fleet."""
 
 import os
+import subprocess
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,6 +11,39 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """The stores that run on SQLite or PostgreSQL (alerts, audit trail, rollouts) are tested on
+    both: when PostgreSQL is installed (scripts/system_packages.sh) and no
+    ``REFRIG_TEST_POSTGRES_URL`` names a server, a throwaway one runs for the session.
+    ``REFRIG_TEST_POSTGRES=0`` keeps the tests on SQLite only."""
+    if os.environ.get("REFRIG_TEST_POSTGRES_URL") or os.environ.get("REFRIG_TEST_POSTGRES") == "0":
+        return
+    if not any(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
+        return
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "postgres_start.sh")], capture_output=True, text=True, timeout=300
+    )
+    if done.returncode != 0:
+        warnings.warn(
+            f"PostgreSQL tests skipped: postgres_start.sh failed: {done.stderr[-500:]}",
+            stacklevel=1,
+        )
+        return
+    server = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    os.environ["REFRIG_TEST_POSTGRES_URL"] = server["REFRIG_ALERTS_DB_URL"]
+    config.refrig_postgres_dir = server["REFRIG_PG_DIR"]
+
+
+def pytest_unconfigure(config):
+    directory = getattr(config, "refrig_postgres_dir", None)
+    if directory:
+        subprocess.run(
+            [str(ROOT / "scripts" / "postgres_stop.sh"), directory], check=False, timeout=120
+        )
+        os.environ.pop("REFRIG_TEST_POSTGRES_URL", None)
 
 
 @pytest.fixture
