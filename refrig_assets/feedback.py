@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from refrig_assets.alerts.operator_tables import OperatorTables, as_utc, id_column
 from refrig_assets.alerts.store import FALSE_POSITIVE, RESOLVED, AlertStore, UTCDateTime
+from refrig_assets.append_only import make_append_only
 from refrig_assets.operations_settings import OperationsSettings, load_operations_settings
 
 PROPOSED = "PROPOSED"
@@ -108,21 +109,6 @@ feedback_audit = sa.Table(
     sa.Column("contributor", sa.String(), nullable=False),
     sa.Column("detail", sa.Text(), nullable=False),
 )
-_SQLITE_TRIGGERS = [
-    f"""CREATE TRIGGER IF NOT EXISTS {AUDIT_TABLE}_no_{op.lower()} BEFORE {op} ON {AUDIT_TABLE}
-        BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"""
-    for op in ("UPDATE", "DELETE")
-]
-_PG_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION {AUDIT_TABLE}_append_only() RETURNS trigger AS $$
-BEGIN
-  RAISE EXCEPTION '{APPEND_ONLY_MESSAGE}';
-END;
-$$ LANGUAGE plpgsql"""
-_PG_TRIGGERS = [
-    (f"{AUDIT_TABLE}_no_change", f"BEFORE UPDATE OR DELETE ON {AUDIT_TABLE} FOR EACH ROW"),
-    (f"{AUDIT_TABLE}_no_truncate", f"BEFORE TRUNCATE ON {AUDIT_TABLE} FOR EACH STATEMENT"),
-]
 
 
 class RuleNotFound(KeyError):
@@ -315,22 +301,8 @@ class FeedbackLoop(OperatorTables):
         if self._ready:
             return
         super()._ensure_tables()
-        dialect = self.engine.dialect.name
         with self._writer.begin() as conn:
-            if dialect == "sqlite":
-                for ddl in _SQLITE_TRIGGERS:
-                    conn.exec_driver_sql(ddl)
-            elif dialect == "postgresql":
-                conn.exec_driver_sql(_PG_FUNCTION)
-                for name, when in _PG_TRIGGERS:
-                    found = conn.execute(
-                        sa.text("SELECT 1 FROM pg_trigger WHERE tgname = :n"), {"n": name}
-                    ).first()
-                    if not found:
-                        conn.exec_driver_sql(
-                            f"CREATE TRIGGER {name} {when} "
-                            f"EXECUTE FUNCTION {AUDIT_TABLE}_append_only()"
-                        )
+            make_append_only(conn, AUDIT_TABLE, APPEND_ONLY_MESSAGE)
 
     # -- labels -----------------------------------------------------------------------------
 

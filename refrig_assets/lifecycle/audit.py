@@ -23,6 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from refrig_assets.alerts.store import UTCDateTime
+from refrig_assets.append_only import make_append_only
 
 TABLE = "model_lifecycle_events"
 APPEND_ONLY_MESSAGE = "model lifecycle audit records are append-only"
@@ -110,23 +111,6 @@ def _table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-_SQLITE_TRIGGERS = [
-    f"""CREATE TRIGGER IF NOT EXISTS {TABLE}_no_{op.lower()} BEFORE {op} ON {TABLE}
-        BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"""
-    for op in ("UPDATE", "DELETE")
-]
-_PG_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger AS $$
-BEGIN
-  RAISE EXCEPTION '{APPEND_ONLY_MESSAGE}';
-END;
-$$ LANGUAGE plpgsql"""
-_PG_TRIGGERS = [
-    (f"{TABLE}_no_change", f"BEFORE UPDATE OR DELETE ON {TABLE} FOR EACH ROW"),
-    (f"{TABLE}_no_truncate", f"BEFORE TRUNCATE ON {TABLE} FOR EACH STATEMENT"),
-]
-
-
 class AuditTrail:
     """Append and read lifecycle events. ``clock`` (aware UTC datetime) stamps new records."""
 
@@ -158,26 +142,14 @@ class AuditTrail:
 
     def _create(self) -> None:
         dialect = self.engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"{self.url}: the audit trail needs SQLite or PostgreSQL to enforce "
+                f"append-only records (got {dialect})"
+            )
         with self.engine.begin() as conn:
             self.metadata.create_all(conn)
-            if dialect == "sqlite":
-                for ddl in _SQLITE_TRIGGERS:
-                    conn.exec_driver_sql(ddl)
-            elif dialect == "postgresql":
-                conn.exec_driver_sql(_PG_FUNCTION)
-                for name, when in _PG_TRIGGERS:
-                    exists = conn.execute(
-                        sa.text("SELECT 1 FROM pg_trigger WHERE tgname = :n"), {"n": name}
-                    ).first()
-                    if not exists:
-                        conn.exec_driver_sql(
-                            f"CREATE TRIGGER {name} {when} EXECUTE FUNCTION {TABLE}_append_only()"
-                        )
-            else:
-                raise ValueError(
-                    f"{self.url}: the audit trail needs SQLite or PostgreSQL to enforce "
-                    f"append-only records (got {dialect})"
-                )
+            make_append_only(conn, TABLE, APPEND_ONLY_MESSAGE)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -21,6 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from refrig_assets.alerts.store import sql_type
+from refrig_assets.append_only import make_append_only
 from refrig_assets.contracts import load_contract
 from refrig_assets.monitoring.settings import MonitoringSettings
 
@@ -162,9 +163,9 @@ class RetrainingLog:
                 for c in self.contract.columns
             ),
         )
-        for ddl in _append_only_ddl():
-            sa.event.listen(self.table, "after_create", ddl)
-        self.metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            self.metadata.create_all(conn)
+            make_append_only(conn, TABLE, f"{TABLE} is append-only")
 
     def record(self, request: RetrainingRequest, at: datetime | None = None) -> bool:
         """Append ``request``; False when a request with the same id is already recorded."""
@@ -213,29 +214,6 @@ def _engine(url: str) -> sa.Engine:
         # Dagster runs and the CLI share the file: wait for locks instead of failing.
         return sa.create_engine(url, connect_args={"timeout": 30})
     return sa.create_engine(url, pool_pre_ping=True)
-
-
-def _append_only_ddl() -> list[sa.DDL]:
-    """Triggers that make the database itself refuse UPDATE and DELETE on the table."""
-    message = f"{TABLE} is append-only"
-    sqlite = [
-        sa.DDL(
-            f"CREATE TRIGGER IF NOT EXISTS {TABLE}_no_{op.lower()} BEFORE {op} ON {TABLE} "
-            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
-        ).execute_if(dialect="sqlite")
-        for op in ("UPDATE", "DELETE")
-    ]
-    postgres = [
-        sa.DDL(
-            f"CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger AS $$ "
-            f"BEGIN RAISE EXCEPTION '{message}'; END; $$ LANGUAGE plpgsql"
-        ).execute_if(dialect="postgresql"),
-        sa.DDL(
-            f"CREATE TRIGGER {TABLE}_no_change BEFORE UPDATE OR DELETE ON {TABLE} "
-            f"FOR EACH ROW EXECUTE FUNCTION {TABLE}_append_only()"
-        ).execute_if(dialect="postgresql"),
-    ]
-    return sqlite + postgres
 
 
 def requests_for_day(
