@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from refrig_assets.contracts import load_contract
@@ -13,8 +14,12 @@ from refrig_assets.detectors.base import Detector
 
 def with_cohort(features: pd.DataFrame, registry: pd.DataFrame) -> pd.DataFrame:
     """Features joined with each device's cohort (devices missing from the registry: 'unknown')."""
-    cohort = features["device_id"].map(registry.set_index("device_id")["cohort"])
-    return features.assign(cohort=cohort.fillna("unknown").to_numpy())
+    return features.assign(cohort=cohort_of(features["device_id"], registry))
+
+
+def cohort_of(device_ids: pd.Series, registry: pd.DataFrame) -> np.ndarray:
+    """Each device's cohort from the registry ('unknown' for devices it does not hold)."""
+    return device_ids.map(registry.set_index("device_id")["cohort"]).fillna("unknown").to_numpy()
 
 
 def lookback_hours(detector: Detector) -> int:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -61,6 +62,26 @@ class ParquetStore:
                 tmp.unlink()
         return final
 
+    @contextmanager
+    def writer(
+        self, dataset: str, partition_key: str | None, schema: pa.Schema | None = None
+    ) -> Iterator[PartitionWriter]:
+        """Write one partition piece by piece: ``with store.writer(ds, key) as w: w.write(df)``.
+
+        The pieces go to a hidden temporary file that replaces the partition only when the block
+        ends normally; an exception inside the block, or :meth:`PartitionWriter.discard`, leaves
+        the previous partition (or none) and no temporary file."""
+        final = self.path(dataset, partition_key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        out = PartitionWriter(final, final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp", schema)
+        try:
+            yield out
+            out.commit()
+        finally:
+            out.close()
+            if out.tmp.exists():
+                out.tmp.unlink()
+
     def write_from_duckdb(self, dataset: str, partition_key: str | None, con, query: str) -> Path:
         """Atomically write the result of a DuckDB query without materialising it in pandas."""
         final = self.path(dataset, partition_key)
@@ -83,14 +104,17 @@ class ParquetStore:
             raise FileNotFoundError(f"{dataset} partition {partition_key!r} not found at {path}")
         return pq.read_table(path, columns=columns).to_pandas()
 
-    def read_many(self, dataset: str, partition_keys: Iterable[str], columns=None) -> pd.DataFrame:
-        """Concatenate the partitions that exist (missing ones are skipped)."""
+    def read_many(
+        self, dataset: str, partition_keys: Iterable[str], columns=None, filters=None
+    ) -> pd.DataFrame:
+        """Concatenate the partitions that exist (missing ones are skipped); ``filters``
+        (pyarrow's, e.g. ``[("window_start", ">=", ts)]``) keeps only matching rows."""
         paths = [self.path(dataset, k) for k in partition_keys]
         paths = [p for p in paths if p.exists()]
         if not paths:
             return pd.DataFrame()
         return pa.concat_tables(
-            [pq.read_table(p, columns=columns) for p in paths],
+            [pq.read_table(p, columns=columns, filters=filters) for p in paths],
             # Partitions written by pandas (ns) and DuckDB (us) differ only in timestamp unit.
             promote_options="permissive",
         ).to_pandas()
@@ -104,3 +128,53 @@ class ParquetStore:
         if not d.exists():
             return []
         return sorted(p.stem for p in d.glob("*.parquet") if not p.name.startswith("."))
+
+
+class PartitionWriter:
+    """Appends frames to one partition's temporary file (see :meth:`ParquetStore.writer`)."""
+
+    def __init__(self, final: Path, tmp: Path, schema: pa.Schema | None = None):
+        self.final, self.tmp, self.schema = final, tmp, schema
+        self.rows = 0
+        self.discarded = False
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, data: pd.DataFrame | pa.Table) -> None:
+        """Append ``data`` (the first piece fixes the schema unless one was given)."""
+        if self.discarded:
+            raise RuntimeError(f"{self.final}: write after discard")
+        table = (
+            data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        )
+        if self._writer is None:
+            self.schema = self.schema or table.schema
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        if not table.schema.equals(self.schema, check_metadata=False):
+            table = table.cast(self.schema)
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def discard(self) -> None:
+        """Give up this partition: nothing replaces the one on disk when the block ends."""
+        self.discarded = True
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def commit(self) -> Path | None:
+        """Close the file, make it durable and rename it into place (None when discarded).
+
+        With nothing written the partition becomes an empty file of ``schema``."""
+        if self.discarded:
+            return None
+        if self._writer is None:
+            if self.schema is None:
+                raise ValueError(f"{self.final}: nothing written and no schema to write")
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self.close()
+        with open(self.tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.tmp, self.final)
+        return self.final

@@ -153,3 +153,21 @@ def test_missing_measurements_are_reported_as_not_measured():
     s = summary(run)
     assert s["targets"]["feature_vs_read_floor"]["met"] is None
     assert "FAILED: exit code 1: Boom" in markdown(run)
+
+
+def test_only_the_daily_steps_run_on_the_home_of_an_earlier_run(tmp_path):
+    from refrig_assets.bench.__main__ import parse_args
+    from refrig_assets.bench.run import run_benchmark
+
+    config = parse_args(["--only", "daily_scores", "--out", str(tmp_path)])
+    assert config.only == "daily_scores"
+    with pytest.raises(FileNotFoundError, match="earlier full run"):
+        run_benchmark(config, log=lambda *_: None)  # no earlier run: nothing to measure on
+    run = BenchRun(config)
+    for r in [
+        _result("daily_scores", 50.0, rss=3000.0),
+        _result("daily_scores_autoencoder", 30.0, rss=2500.0),
+    ]:
+        run.results[r.name] = r
+    assert summary(run)["targets"]["daily_scores_rss_mb"]["met"] is True
+    assert "| daily_scores_autoencoder | autoencoder_scores alone" in markdown(run)

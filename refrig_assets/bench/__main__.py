@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from refrig_assets.bench.report import markdown
-from refrig_assets.bench.run import BenchConfig, run_benchmark, write_json
+from refrig_assets.bench.run import ONLY, BenchConfig, run_benchmark, write_json
 
 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
@@ -27,6 +27,14 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--no-daily", action="store_true", help="skip the daily detectors")
     parser.add_argument("--out", type=Path, default=defaults.out)
     parser.add_argument("--step-timeout", type=float, default=defaults.step_timeout_s)
+    parser.add_argument(
+        "--only",
+        choices=sorted(ONLY),
+        help="run part of the plan on the project home an earlier full run left in --out: "
+        "'daily' = day of features, daily training, daily scoring (also one step per daily "
+        "asset); 'daily_scores' = the daily scoring steps alone (needs that run's day of "
+        "features and trained daily detectors). Reports go to bench-<part>.md/.json",
+    )
     args = parser.parse_args(argv)
     return BenchConfig(
         devices=args.devices,
@@ -36,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         daily=not args.no_daily,
         out=args.out.resolve(),
         step_timeout_s=args.step_timeout,
+        only=args.only,
     )
 
 
@@ -44,11 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     run = run_benchmark(config)
     report = markdown(run)
     config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / "bench.md").write_text(report + "\n")
-    write_json(run, config.out / "bench.json")
+    name = f"bench-{config.only}" if config.only else "bench"
+    (config.out / f"{name}.md").write_text(report + "\n")
+    write_json(run, config.out / f"{name}.json")
     print()
     print(report)
-    print(f"\nwritten: {config.out / 'bench.json'}, {config.out / 'bench.md'}")
+    print(f"\nwritten: {config.out / f'{name}.json'}, {config.out / f'{name}.md'}")
     return 0 if all(r.ok for r in run.results.values()) else 1
 
 

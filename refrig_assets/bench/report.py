@@ -31,7 +31,7 @@ SECTIONS = [
         ["read_floor", "features_project", "features_pandas", "features_spark"],
     ),
     ("Feature step growth", ["growth_*"]),
-    ("Daily detectors", ["daily_scores"]),
+    ("Daily detectors", ["daily_scores", "daily_scores_*"]),
     (
         "Setup (not part of the targets)",
         ["simulate", "prepare_*", "train_hourly", "daily_features", "train_daily"],
@@ -62,10 +62,16 @@ def _size(name: str) -> int:
     return int(name.rsplit("_", 1)[1])
 
 
+def _order(name: str) -> tuple[int, str]:
+    """Sizes in numeric order (growth_10000 before growth_100000), other names by name."""
+    tail = name.rsplit("_", 1)[-1]
+    return (int(tail), "") if tail.isdigit() else (0, name)
+
+
 def _matching(run: BenchRun, pattern: str) -> list[tuple[str, StepResult]]:
     if pattern.endswith("*"):
         found = [(n, r) for n, r in run.results.items() if n.startswith(pattern[:-1])]
-        return sorted(found, key=lambda item: _size(item[0]))
+        return sorted(found, key=lambda item: _order(item[0]))
     return [(pattern, run.results[pattern])] if pattern in run.results else []
 
 
@@ -157,6 +163,8 @@ def _row(name: str, result: StepResult) -> str:
     desc = DESCRIPTIONS.get(name, "")
     if name.startswith("growth_"):
         desc = f"project feature step, {_size(name):,} devices"
+    if name.startswith("daily_scores_"):
+        desc = f"{name.removeprefix('daily_scores_')}_scores alone over 24 feature hours"
     if name.startswith("prepare_"):
         desc = f"clean_readings of {_size(name):,} devices (cut from / tiled over the hour)"
     notes = []

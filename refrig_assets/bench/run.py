@@ -37,6 +37,16 @@ class BenchConfig:
     daily_train_hours: int = 4
     out: Path = field(default_factory=lambda: PROJECT_ROOT / "bench-results")
     step_timeout_s: float = 900
+    # Run part of the plan on the home of an earlier full run (see ONLY); None: everything.
+    only: str | None = None
+
+
+# Parts of the plan that run on the home an earlier full run left (its measured hour of
+# features; for ``daily_scores`` also its day of features and trained daily detectors).
+ONLY = {
+    "daily": ["daily_features", "train_daily", "daily_scores"],
+    "daily_scores": ["daily_scores"],
+}
 
 
 @dataclass
@@ -115,13 +125,15 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchRun:
     landing, registry = cache / "landing", cache / "device_registry.csv"
     home = out / "home"
     logs = out / "logs"
+    data = home / "data"
+    env = _pipeline_env(home, landing, registry)
+    timeout = config.step_timeout_s
+    if config.only:
+        return _run_only(config, run, env, logs / config.only, log)
     shutil.rmtree(home, ignore_errors=True)
     shutil.rmtree(logs, ignore_errors=True)
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").touch()
-    env = _pipeline_env(home, landing, registry)
-    data = home / "data"
-    timeout = config.step_timeout_s
 
     def step(name: str, kind: str, args: dict) -> StepResult:
         return run.add(run_step(name, kind, args, env, timeout, logs), log)
@@ -225,34 +237,84 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchRun:
 
     # Daily detectors over a day of features.
     if config.daily and daily_models:
+        _daily_steps(config, run, step, data, daily_models, ONLY["daily"])
+    elif config.daily:
+        run.notes.append("no daily detectors configured in models/: daily step skipped")
+
+    return _finish(run, started, hourly_models, daily_models)
+
+
+def _daily_steps(
+    config: BenchConfig, run: BenchRun, step, data: Path, daily_models: list[str], names
+) -> None:
+    """The daily detectors' steps among ``names``: a day of features, training, scoring."""
+    if "daily_features" in names:
         step(
             "daily_features",
             "shifted_feature_hours",
             {"data_dir": str(data), "partition": PARTITION},
         )
+    if "train_daily" in names:
         assets = [f"{m}_model" for m in daily_models]
         last = f"{DAY}-{config.daily_train_hours - 1:02d}:00"
         window = {"start_partition": f"{DAY}-00:00", "end_partition": last}
         step(
             "train_daily",
             "dagster_job",
-            train
-            | {"assets": assets, "run_config": {"ops": {a: {"config": window} for a in assets}}},
+            {"job": "train_detectors", "assets": assets}
+            | {"run_config": {"ops": {a: {"config": window} for a in assets}}},
         )
+    if "daily_scores" in names:
+        # With --only, one step per asset too, so each detector's own peak memory shows.
+        for model_id in daily_models if config.only and len(daily_models) > 1 else []:
+            step(
+                f"daily_scores_{model_id}",
+                "dagster_materialize",
+                {"assets": [f"{model_id}_scores"], "partition": DAY},
+            )
         step(
             "daily_scores",
             "dagster_materialize",
             {"assets": [f"{m}_scores" for m in daily_models], "partition": DAY},
         )
-        run.notes.append(
-            "daily detectors scored 24 hourly feature partitions that are copies of the measured "
-            "hour shifted by 0..23 h (simulating and ingesting 24 hours of "
-            f"{config.devices:,} devices would take longer than the whole benchmark); they were "
-            f"trained on the first {config.daily_train_hours} of those hours"
-        )
-    elif config.daily:
-        run.notes.append("no daily detectors configured in models/: daily step skipped")
+    run.notes.append(
+        "daily detectors scored 24 hourly feature partitions that are copies of the measured "
+        "hour shifted by 0..23 h (simulating and ingesting 24 hours of "
+        f"{config.devices:,} devices would take longer than the whole benchmark); they were "
+        f"trained on the first {config.daily_train_hours} of those hours"
+    )
 
+
+def _run_only(config: BenchConfig, run: BenchRun, env: dict, logs: Path, log) -> BenchRun:
+    """Part of the plan (``config.only``) on the home an earlier full run left."""
+    from refrig_assets.storage import ParquetStore
+
+    names = ONLY[config.only]
+    store = ParquetStore(config.out / "home" / "data")
+    needed = [PARTITION] if "daily_features" in names else _day_hours()
+    missing = [h for h in needed if not store.exists("device_features", h)]
+    if missing:
+        raise FileNotFoundError(
+            f"--only {config.only} needs device_features {', '.join(missing[:3])}... under "
+            f"{store.root} from an earlier full run (python -m refrig_assets.bench)"
+        )
+    started = time.perf_counter()
+    hourly_models, daily_models = _model_assets()
+    log(f"benchmark: {config.devices:,} devices, only {config.only} ({', '.join(names)})")
+
+    def step(name: str, kind: str, args: dict) -> StepResult:
+        return run.add(run_step(name, kind, args, env, config.step_timeout_s, logs), log)
+
+    _daily_steps(config, run, step, store.root, daily_models, names)
+    run.notes.append(f"only {config.only}: on the project home of an earlier full run")
+    return _finish(run, started, hourly_models, daily_models)
+
+
+def _day_hours() -> list[str]:
+    return [f"{DAY}-{h:02d}:00" for h in range(24)]
+
+
+def _finish(run: BenchRun, started: float, hourly_models, daily_models) -> BenchRun:
     run.environment["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     run.environment["benchmark_wall_s"] = round(time.perf_counter() - started, 1)
     run.environment["hourly_models"] = hourly_models

@@ -21,7 +21,14 @@ def contract_check_result(
     asset: str, contract: Contract, frame: pd.DataFrame
 ) -> dg.AssetCheckResult:
     """Validate ``frame`` against ``contract`` with pandera; failures summarised as metadata."""
-    failures = contract.validate(frame)
+    return contract_failures_result(asset, contract, len(frame), contract.validate(frame))
+
+
+def contract_failures_result(
+    asset: str, contract: Contract, rows: int, failures: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """The check result of ``rows`` rows validated (perhaps piece by piece) with ``failures``
+    (pandera's failure table, :meth:`Contract.validate`)."""
     by_check = (
         failures.groupby(["column", "check"], dropna=False).size().reset_index(name="failures")
         if len(failures)
@@ -32,7 +39,7 @@ def contract_check_result(
         check_name=f"{contract.dataset}_contract",
         passed=failures.empty,
         metadata={
-            "rows": len(frame),
+            "rows": rows,
             "failures": len(failures),
             "contract_version": contract.version,
             "schema_fingerprint": contract.schema_fingerprint,

@@ -163,8 +163,12 @@ class Detector(ABC):
     # -- shared behaviour -----------------------------------------------------------------
     def scorable(self, features: pd.DataFrame) -> pd.DataFrame:
         """Windows complete enough to score (seed rule: sensor_completeness >= 0.5)."""
+        return features[self.scorable_mask(features)]
+
+    def scorable_mask(self, features: pd.DataFrame) -> np.ndarray:
+        """Which windows are complete enough to score (``min_sensor_completeness``)."""
         floor = float(self.config.settings.get("min_sensor_completeness", 0.5))
-        return features[features["sensor_completeness"] >= floor]
+        return (features["sensor_completeness"] >= floor).to_numpy()
 
     def prepare(self, features: pd.DataFrame) -> pd.DataFrame:
         """Scorable windows, with two corrections every model shares:
@@ -181,7 +185,8 @@ class Detector(ABC):
         needed = [*META_COLUMNS, *self.input_columns]
         if share_col and share_col not in needed:
             needed.append(share_col)
-        frame = self.scorable(features)[needed].copy()
+        # One selection of rows and columns: a new frame, never a view of the caller's.
+        frame = features.loc[self.scorable_mask(features), needed]
         log_units = set(self.config.settings.get("log_scale_units") or [])
         for col in self.input_columns:
             if feature_unit(col) in log_units:
@@ -247,7 +252,9 @@ class Detector(ABC):
 
         Rows before ``since`` are context only: they feed persistence and are not returned."""
         if since is not None:  # only as much earlier data as persistence looks at
-            features = features[features["window_start"] >= pd.Timestamp(since) - self.lookback]
+            needed = features["window_start"] >= pd.Timestamp(since) - self.lookback
+            if not needed.all():
+                features = features[needed]
         frame = self.rows(self.prepare(features))
         frame = frame.sort_values(["device_id", "window_start"], kind="stable")
         frame = frame.reset_index(drop=True)
@@ -328,20 +335,22 @@ class Detector(ABC):
         tops = joined[inverse]
         best = np.argmax(magnitude, axis=1)
         values = np.nan_to_num(contrib[np.arange(n), best])
-        sizes = np.round(np.abs(values), 1).astype(str)
-        direction = np.where(values >= 0, "above", "below")
-        details = np.empty(n, dtype=object)
-        for j, template in enumerate(templates):
-            rows = best == j
-            if not rows.any():
-                continue
-            head, _, tail = template.partition("{value}")
-            pre, has_direction, post = tail.partition("{direction}")
-            text = np.strings.add(f"{self.feature_columns[j]} {head}", sizes[rows])
-            text = np.strings.add(text, pre)
-            if has_direction:
-                text = np.strings.add(np.strings.add(text, direction[rows]), post)
-            details[rows] = text.astype(object)
+        # The evidence depends only on (feature, size to one decimal, direction): few distinct
+        # combinations occur, so each is written once and the rows look theirs up.
+        size_values, size_of_row = np.unique(np.round(np.abs(values), 1), return_inverse=True)
+        sizes = size_values.astype(str)
+        width = len(self.feature_columns)
+        code = (size_of_row.astype(np.int64) * width + best) * 2 + (values < 0)
+        codes, text_of_row = np.unique(code, return_inverse=True)
+        texts = np.empty(len(codes), dtype=object)
+        for i, c in enumerate(codes.tolist()):
+            (size, j), below = divmod(c // 2, width), c % 2
+            if j < len(templates):
+                head, _, tail = templates[j].partition("{value}")
+                pre, has_direction, post = tail.partition("{direction}")
+                direction = ("below" if below else "above") + post if has_direction else ""
+                texts[i] = f"{self.feature_columns[j]} {head}{sizes[size]}{pre}{direction}"
+        details = texts[text_of_row]
         return tops, details
 
     def describe(self) -> dict[str, float]:

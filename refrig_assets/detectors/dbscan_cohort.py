@@ -22,6 +22,9 @@ differences to the nearest core point are the contributors.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 from sklearn.cluster import DBSCAN
@@ -31,6 +34,20 @@ from refrig_assets.detectors.base import Detector, register_detector
 from refrig_assets.detectors.normalise import robust_scale
 
 NOISE = -1
+# Scoring queries are split across the CPUs in parts of at least this many points.
+MIN_POINTS_PER_THREAD = 50_000
+
+
+def nearest(tree: KDTree, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``tree.query(x, k=1)`` with the points split across the CPUs: KDTree queries release the
+    GIL and each point's answer does not depend on the others, so the result is the same."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(cpus or 1, len(x) // MIN_POINTS_PER_THREAD)
+    if workers <= 1:
+        return tree.query(x, k=1)
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(lambda part: tree.query(part, k=1), np.array_split(x, workers)))
+    return np.concatenate([d for d, _ in parts]), np.concatenate([i for _, i in parts])
 
 
 @register_detector
@@ -163,11 +180,11 @@ class DBSCANCohortDetector(Detector):
         for g, tree in self.trees.items():
             rows = known & (group == g)
             if rows.any():
-                dist, idx = tree.query(x[rows], k=1)
+                dist, idx = nearest(tree, x[rows])
                 raw[rows] = dist[:, 0] - usual[rows]
                 contrib[rows] = x[rows] - self.core_points[self.core_labels == g][idx[:, 0]]
         if (~known).any():
-            dist, idx = self.any_core.query(x[~known], k=1)
+            dist, idx = nearest(self.any_core, x[~known])
             nearest_group = self.core_labels[idx[:, 0]]
             usual_new = np.array([self.group_distance[int(g)] for g in nearest_group])
             raw[~known] = dist[:, 0] - usual_new

@@ -32,20 +32,35 @@ CRITERIA = (
 )
 
 
+def score_counts(scores: np.ndarray, bins: int) -> np.ndarray:
+    """How many scores fall in each of ``bins`` equal bins over [0, 1] (NaN left out, the rest
+    clipped into the range). Counts of parts of a sample add up to the counts of the whole."""
+    s = np.asarray(scores, dtype=float)
+    counts, _ = np.histogram(np.clip(s[~np.isnan(s)], 0.0, 1.0), bins=bins, range=(0.0, 1.0))
+    return counts
+
+
 def score_histogram(scores: np.ndarray, bins: int) -> np.ndarray:
     """Share of scores in each of ``bins`` equal bins over [0, 1]."""
-    s = np.asarray(scores, dtype=float)
-    s = s[~np.isnan(s)]
-    if s.size == 0:
+    return _shares(score_counts(scores, bins))
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    if total == 0:
         raise ValueError("cannot build a histogram of no scores")
-    counts, _ = np.histogram(np.clip(s, 0.0, 1.0), bins=bins, range=(0.0, 1.0))
-    return counts / s.size
+    return counts / total
 
 
 def kl_divergence(current: np.ndarray, reference: np.ndarray, bins: int, epsilon: float) -> float:
     """KL(current ‖ reference) of two score samples; empty bins are floored at ``epsilon``."""
-    p = np.maximum(score_histogram(current, bins), epsilon)
-    q = np.maximum(score_histogram(reference, bins), epsilon)
+    return histogram_kl(score_counts(current, bins), score_counts(reference, bins), epsilon)
+
+
+def histogram_kl(current: np.ndarray, reference: np.ndarray, epsilon: float) -> float:
+    """KL(current ‖ reference) of two histograms of counts (:func:`score_counts`)."""
+    p = np.maximum(_shares(current), epsilon)
+    q = np.maximum(_shares(reference), epsilon)
     p, q = p / p.sum(), q / q.sum()
     return float(np.sum(p * np.log(p / q)))
 

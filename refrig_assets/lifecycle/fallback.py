@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from refrig_assets.alerts.generation import alert_id
 from refrig_assets.alerts.severity import mark_suppressed, sla_deadline
 from refrig_assets.contracts import load_contract
-from refrig_assets.lifecycle.canary import kl_divergence
+from refrig_assets.lifecycle.canary import histogram_kl, score_counts
 from refrig_assets.lifecycle.gates import COMPARISONS
 from refrig_assets.lifecycle.staleness import ACTION, Action, Staleness, classify_age
 from refrig_assets.lifecycle.staleness import schedule_allowance as _allowance
@@ -188,16 +188,32 @@ def distribution_shift(
 ) -> tuple[bool, float | None, str]:
     """Whether newly scored windows diverge from the version's reference scores enough to pause
     scoring: (anomalous, KL or None when too few windows to judge, explanation)."""
-    need = int(pause_policy["min_windows"])
     new = np.asarray(new_scores, dtype=float)
+    return histogram_shift(
+        score_counts(new, bins), len(new), reference_scores, pause_policy, bins, epsilon
+    )
+
+
+def histogram_shift(
+    new_counts: np.ndarray,
+    new_windows: int,
+    reference_scores: np.ndarray,
+    pause_policy: dict[str, Any],
+    bins: int,
+    epsilon: float,
+) -> tuple[bool, float | None, str]:
+    """:func:`distribution_shift` of new scores known only by their histogram (``bins`` counts,
+    :func:`~refrig_assets.lifecycle.canary.score_counts`) and how many windows they cover: a
+    partition written piece by piece never holds all its scores."""
+    need = int(pause_policy["min_windows"])
     ref = np.asarray(reference_scores, dtype=float)
-    if len(new) < need or len(ref) < need:
+    if new_windows < need or len(ref) < need:
         return (
             False,
             None,
-            f"too few windows to judge ({len(new)} new, {len(ref)} reference; need {need})",
+            f"too few windows to judge ({new_windows} new, {len(ref)} reference; need {need})",
         )
-    kl = kl_divergence(new, ref, bins, epsilon)
+    kl = histogram_kl(np.asarray(new_counts), score_counts(ref, bins), epsilon)
     limit = float(pause_policy["when_kl_above"])
     if kl > limit:
         return (

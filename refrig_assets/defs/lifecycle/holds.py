@@ -11,8 +11,10 @@ import pandas as pd
 from refrig_assets.contracts import load_contract
 from refrig_assets.defs.lifecycle.common import model_lifecycle
 from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.lifecycle.fallback import distribution_shift, scoring_hold_reason
+from refrig_assets.lifecycle.canary import score_counts
+from refrig_assets.lifecycle.fallback import histogram_shift, scoring_hold_reason
 from refrig_assets.lifecycle.policy import load_policy
+from refrig_assets.score_summary import ScoreSummary
 from refrig_assets.storage import partition_file_name
 
 
@@ -70,10 +72,11 @@ def distribution_hold(
     asset: str,
     model_id: str,
     version: str,
-    scores: pd.DataFrame,
+    scores: pd.DataFrame | ScoreSummary,
 ) -> dg.MaterializeResult | None:
-    """Pause the model (audited) and hold when the new scores diverge from the same version's
-    previous partitions by more than the policy's KL."""
+    """Pause the model (audited) and hold when the new scores (a frame, or the summary of a
+    partition written piece by piece) diverge from the same version's previous partitions by
+    more than the policy's KL."""
     policy = load_policy(refrig.settings.models_dir)
     pause, canary = policy["pause"], policy["canary"]
     current = partition_file_name(context.partition_key)
@@ -89,11 +92,17 @@ def distribution_hold(
     if reference.empty:
         return None
     reference = reference[reference["model_version"].astype(str) == str(version)]
-    anomalous, kl, why = distribution_shift(
-        scores["anomaly_score"].to_numpy(),
+    bins = int(canary["histogram_bins"])
+    if isinstance(scores, ScoreSummary):
+        new_counts, new_windows = scores.histogram, scores.windows
+    else:
+        new_counts, new_windows = score_counts(scores["anomaly_score"], bins), len(scores)
+    anomalous, kl, why = histogram_shift(
+        new_counts,
+        new_windows,
         reference["anomaly_score"].to_numpy(),
         pause,
-        int(canary["histogram_bins"]),
+        bins,
         float(canary["kl_epsilon"]),
     )
     if not anomalous:

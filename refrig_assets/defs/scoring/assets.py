@@ -7,20 +7,21 @@ A failing detector fails only its own asset; :mod:`.sensors` then builds the hou
 the scores that do exist.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 
 from refrig_assets.contracts import load_contract
-from refrig_assets.defs.checks import contract_check_result
-from refrig_assets.defs.lifecycle.holds import distribution_hold, held, scoring_hold
+from refrig_assets.defs.lifecycle.holds import held, scoring_hold
 from refrig_assets.defs.lifecycle.rollout import rollout_metadata, serve_rollout, serving_rollout
 from refrig_assets.defs.partitions import daily_partitions, hourly_partitions
 from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.defs.scoring.partition_writer import write_score_partition
 from refrig_assets.freshness import stale_feature_partitions
 from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
-from refrig_assets.scoring import lookback_hours, score_windows, with_cohort
+from refrig_assets.scoring import lookback_hours
+from refrig_assets.scoring_runs import earlier_hours, score_runs
 
 GROUP = "scoring"
 # Daily score assets live in their own group: jobs hold one partitioning each (hourly_pipeline
@@ -41,41 +42,25 @@ def feature_hours(context: dg.AssetExecutionContext, schedule: str) -> list[str]
     )
 
 
-def earlier_hours(first_hour: str, count: int) -> list[str]:
-    """The ``count`` hourly partition keys before ``first_hour`` (oldest first)."""
-    start = datetime.strptime(first_hour, "%Y-%m-%d-%H:%M")
-    return [(start - timedelta(hours=h)).strftime("%Y-%m-%d-%H:%M") for h in range(count, 0, -1)]
-
-
 def score_hour_by_hour(
     refrig: RefrigResource, detector, version: str, hours: list[str], devices=None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score the feature hours in runs of ``scoring_chunk_hours`` (models/ setting), each with
-    its lookback and only the columns the detector uses, so a daily partition of a large fleet
-    never holds a whole day of features at once. Returns (window starts scored, scores).
+    """The runs of :func:`~refrig_assets.scoring_runs.score_runs` as two whole frames:
+    (window starts scored, scores), for callers that need the partition at once (a progressive
+    rollout splitting devices between versions); the score assets otherwise write run by run.
 
     ``devices`` (a progressive rollout's side: device_id Series -> bool mask) keeps only the
     devices that version serves."""
     registry = refrig.store.read("device_registry")
-    columns = detector.required_columns
-    size = max(1, int(detector.config.settings.get("scoring_chunk_hours", 6)))
-    scored_at = datetime.now(UTC)
-    starts, chunks = [], []
-    for i in range(0, len(hours), size):
-        run = hours[i : i + size]
-        keys = [*earlier_hours(run[0], lookback_hours(detector)), *run]
-        features = refrig.store.read_many("device_features", keys, columns=columns)
-        if devices is not None and not features.empty:
-            features = features[devices(features["device_id"])]
-        if features.empty:
-            continue
-        since = pd.Timestamp(datetime.strptime(run[0], "%Y-%m-%d-%H:%M").replace(tzinfo=UTC))
-        features = with_cohort(features, registry)
-        starts.append(features.loc[features["window_start"] >= since, ["window_start"]])
-        chunks.append(score_windows(detector, version, features, scored_at, since=since))
-    if not chunks:
+    runs = list(
+        score_runs(refrig.store, registry, detector, version, hours, datetime.now(UTC), devices)
+    )
+    if not runs:
         return pd.DataFrame({"window_start": []}), load_contract("model_scores").empty_frame()
-    return pd.concat(starts, ignore_index=True), pd.concat(chunks, ignore_index=True)
+    return (
+        pd.concat([starts for starts, _ in runs], ignore_index=True),
+        pd.concat([scores for _, scores in runs], ignore_index=True),
+    )
 
 
 def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
@@ -132,36 +117,37 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 lambda det, v, keep: score_hour_by_hour(refrig, det, v, hours, devices=keep),
             )
             features, scores = served.starts, served.scores
-        else:
-            features, scores = score_hour_by_hour(refrig, detector, version, hours)
+        else:  # run by run (scoring_chunk_hours): a day of a large fleet is never in memory
+            pieces = score_runs(
+                refrig.store,
+                refrig.store.read("device_registry"),
+                detector,
+                version,
+                hours,
+                datetime.now(UTC),
+                config=model_config,
+            )
         # -- end engine switch ---------------------------------------------------------------
-        check = contract_check_result(asset_name, load_contract("model_scores"), scores)
-        if check.passed and (
-            hold := distribution_hold(context, refrig, asset_name, model_id, version, scores)
-        ):
-            return hold  # scores diverged from this version's previous ones: model paused
-        # Bad scores (NaN, out of range) are never written: the last good partition stays.
-        path = (
-            refrig.store.write(asset_name, context.partition_key, scores) if check.passed else None
+        if refrig.engine == "spark" or served is not None:  # the partition as whole frames
+            pieces = [(features, scores)]
+        # Each piece is checked against the contract before it is appended; bad scores (NaN,
+        # out of range) or a diverged distribution rename nothing: the last good partition stays.
+        written = write_score_partition(
+            context, refrig, asset_name, model_id, version, pieces, since
         )
+        if written.hold is not None:
+            return written.hold  # scores diverged from this version's previous ones: model paused
         return dg.MaterializeResult(
             metadata={
                 "model_version": version,
                 "pinned": model_config.pinned_version is not None,
-                "windows_in": int((features["window_start"] >= since).sum()),
                 "lookback_hours": dg.MetadataValue.json(
                     [h for h in earlier if refrig.store.exists("device_features", h)]
                 ),
-                "windows_scored": len(scores),
-                "flag_rate": float(scores["anomaly_flag"].mean()) if len(scores) else 0.0,
-                "score_p50": float(scores["anomaly_score"].median()) if len(scores) else 0.0,
-                "score_p99": float(scores["anomaly_score"].quantile(0.99)) if len(scores) else 0.0,
-                "flagged_devices": int(scores.loc[scores["anomaly_flag"], "device_id"].nunique()),
-                "written": path is not None,
-                "path": str(path),
+                **written.metadata,
                 **rollout_metadata(served),
             },
-            check_results=[check],
+            check_results=[written.check],
         )
 
     return _score
