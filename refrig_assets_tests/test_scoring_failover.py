@@ -124,3 +124,27 @@ def test_without_labels_the_backtest_says_so(refrig_home):
     (mat,) = result.asset_materializations_for_node("detection_backtest")
     assert mat.metadata["evaluated"].value is False
     assert "No labels file" in mat.metadata["note"].value
+
+
+def test_the_alert_step_reads_one_hour_of_a_daily_detectors_day_of_scores(tmp_path):
+    import pandas as pd
+
+    from refrig_assets.defs.scoring.assets import read_scores_for_hour
+    from refrig_assets.model_config import all_model_ids, load_model_config
+
+    daily = next(m for m in all_model_ids() if load_model_config(m).schedule == "daily")
+    store = ParquetStore(tmp_path)
+    starts = pd.date_range("2026-01-01T00:00Z", periods=8, freq="15min")  # hours 00 and 01
+    scores = pd.DataFrame(
+        {
+            "device_id": "d1",
+            "window_start": starts,
+            "window_end": starts + pd.Timedelta("15min"),
+            "model_id": daily,
+            "anomaly_score": 0.5,
+        }
+    )
+    store.write(f"{daily}_scores", "2026-01-01", scores)
+    hour = pd.Timestamp("2026-01-01T01:00Z")
+    got = read_scores_for_hour(store, "2026-01-01-01:00", hour, hour + pd.Timedelta("1h"))
+    assert got["window_start"].tolist() == starts[4:].tolist()

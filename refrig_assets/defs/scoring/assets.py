@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 
 from refrig_assets.contracts import load_contract
 from refrig_assets.defs.lifecycle.holds import held, scoring_hold
@@ -162,11 +163,11 @@ def read_scores_for_hour(
     for model_id in all_model_ids():
         cfg = load_model_config(model_id)
         key = partition_key if cfg.schedule == "hourly" else day_key
-        if store.exists(f"{model_id}_scores", key):
-            df = store.read(f"{model_id}_scores", key)
-            frames.append(
-                df[(df["window_start"] >= window_start) & (df["window_start"] < window_end)]
-            )
+        path = store.path(f"{model_id}_scores", key)
+        if path.exists():
+            # Filtered while reading: a daily partition holds 24 hours of a fleet's windows.
+            hour = [("window_start", ">=", window_start), ("window_start", "<", window_end)]
+            frames.append(pq.read_table(path, filters=hour).to_pandas())
     if not frames:
         return load_contract("model_scores").empty_frame()
     return pd.concat(frames, ignore_index=True)
