@@ -126,7 +126,9 @@ class DeviceBaseline:
         centred on their cohort. ``in_sample``: the rows are the training rows the baselines
         came from; their residuals are widened to what a new window would show
         (:func:`out_of_sample_factor`)."""
-        x = frame[self.columns].to_numpy(dtype=float)
+        # One rows x features array, changed in place: on a day of a large fleet each extra
+        # temporary of this size costs more than the arithmetic.
+        residual = np.array(frame[self.columns], dtype=float)
         at = self.device_center.index.get_indexer(frame["device_id"].to_numpy())
         new = np.ones(len(frame), dtype=bool) if as_new else at < 0
         codes, cohorts = pd.factorize(frame["cohort"].to_numpy())
@@ -135,14 +137,18 @@ class DeviceBaseline:
             fallback = self.cohort_center.reindex(cohorts).to_numpy()
             fallback = np.where(np.isnan(fallback), self.fleet_center.to_numpy(), fallback)
             center[new] = fallback[codes[new]]
-        residual = x - center
+        residual -= center
+        del center
         if in_sample and not as_new:
             counts = self.device_count.to_numpy(dtype=float)[np.maximum(at, 0)]
             counts[at < 0] = np.nan
-            widened = residual * out_of_sample_factor(counts)
-            residual = np.where(np.isnan(counts), residual, widened)
+            residual *= np.where(np.isnan(counts), 1.0, out_of_sample_factor(counts))
         scale = np.stack([self.scale.get(c, self.fleet_scale) for c in cohorts])
-        return np.clip(residual / scale[codes], -CLIP, CLIP)
+        if len(scale) == 1:
+            residual /= scale[0]
+        else:
+            residual /= scale[codes]
+        return np.clip(residual, -CLIP, CLIP, out=residual)
 
 
 class ConditionalGaussian:
@@ -275,6 +281,9 @@ class DeviceResiduals:
         known = self.baseline.known(frame)
         cohorts = frame["cohort"].to_numpy()
         z = self.baseline.transform(frame, in_sample=in_sample)  # new devices: cohort-centred
+        if known.all():  # the usual case: no copy of the rows
+            yield slice(None), self.own, z, cohorts
+            return
         for rows, model in ((known, self.own), (~known, self.new)):
             if rows.any():
                 yield rows, model, z[rows], cohorts[rows]
