@@ -289,6 +289,8 @@ def _run_only(config: BenchConfig, run: BenchRun, env: dict, logs: Path, log) ->
     """Part of the plan (``config.only``) on the home an earlier full run left."""
     from refrig_assets.storage import ParquetStore
 
+    if config.only is None:
+        raise ValueError("_run_only needs config.only (one of: " + ", ".join(ONLY) + ")")
     names = ONLY[config.only]
     store = ParquetStore(config.out / "home" / "data")
     needed = [PARTITION] if "daily_features" in names else _day_hours()
