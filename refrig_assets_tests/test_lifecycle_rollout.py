@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from refrig_assets.alerts.generation import generate_alerts
 from refrig_assets.cli import app
+from refrig_assets.console.health import scoring_observations
 from refrig_assets.contracts import load_contract
 from refrig_assets.defs.resources import RefrigResource
 from refrig_assets.defs.scoring.assets import score_hour_by_hour
@@ -51,6 +52,7 @@ from refrig_assets.lifecycle.rollout import (
 from refrig_assets.model_config import load_model_config, resolve_feature_columns
 from refrig_assets.registry import ModelRegistry
 from refrig_assets.scoring import with_cohort
+from refrig_assets.service_health import scoring_stats
 from refrig_assets.settings import get_settings
 from refrig_assets.storage import ParquetStore
 from refrig_assets.training import train_detector
@@ -463,6 +465,7 @@ def test_the_score_asset_serves_two_versions_during_a_rollout(lc):
         result = dg.materialize(
             [asset], partition_key=HOURS[0], instance=instance, resources=defs.resources
         )
+        health_rows = scoring_stats(scoring_observations(instance, [MODEL]))
     assert result.success
     (mat,) = result.asset_materializations_for_node(f"{MODEL}_scores")
     meta = {k: v.value for k, v in mat.metadata.items()}
@@ -478,6 +481,12 @@ def test_the_score_asset_serves_two_versions_during_a_rollout(lc):
     assert {"flags", "failed", "ms_per_1k_windows"} <= set(versions[CANDIDATE])
     assert meta["rollout_step"] == "1/3" and meta["rollout_decision"] == WAIT
     assert "flag_rate" in meta["rollout_gate_values"]
+    # /health's scoring latency and error rate are per version, each side on its own.
+    assert {(r["model_version"], r["steps"], r["error_rate"]) for r in health_rows} == {
+        ("1", 1, 0.0),
+        ("3", 1, 0.0),
+    }
+    assert all(r["latency_p50_s"] > 0 for r in health_rows)
 
 
 def test_promote_starts_a_rollout_and_the_cli_shows_and_ends_it(lc):

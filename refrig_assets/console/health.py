@@ -64,6 +64,9 @@ def scoring_observations(instance: Any, model_ids: list[str]) -> list[ScoringObs
             meta = entry.asset_materialization.metadata if entry.asset_materialization else {}
             if "model_version" not in meta:
                 continue  # held partitions: nothing was scored
+            if "model_versions" in meta:  # a progressive rollout: each version on its own
+                observations += rollout_observations(model_id, meta["model_versions"].value)
+                continue
             stats = instance.get_run_step_stats(entry.run_id, step_keys=[step])
             latency = None
             if stats and stats[0].start_time and stats[0].end_time:
@@ -90,6 +93,21 @@ def scoring_observations(instance: Any, model_ids: list[str]) -> list[ScoringObs
             ):
                 observations.append(ScoringObservation(steps[stat.step_key], None, None, True))
     return observations
+
+
+def rollout_observations(model_id: str, versions: dict[str, Any]) -> list[ScoringObservation]:
+    """One observation per version a rollout partition was scored with (its own scoring time,
+    whether it raised, the windows it scored)."""
+    return [
+        ScoringObservation(
+            model_id,
+            str(side["version"]),
+            float(side["seconds"]) if side.get("seconds") is not None else None,
+            failed=bool(side.get("failed")),
+            windows_scored=int(side.get("windows_scored") or 0),
+        )
+        for side in versions.values()
+    ]
 
 
 def build_health(alerts_db_url: str) -> APIRouter:
