@@ -5,6 +5,8 @@ take seconds to import), so loading the definitions and running assets that do n
 stays fast.
 """
 
+import importlib
+import threading
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
 
     from refrig_assets.alerts.store import AlertStore
     from refrig_assets.registry import ModelRegistry
+
+_warm_lock = threading.Lock()
+_warming: threading.Thread | None = None
 
 
 class RefrigResource(dg.ConfigurableResource):
@@ -54,6 +59,34 @@ class RefrigResource(dg.ConfigurableResource):
     def engine(self) -> str:
         """``duckdb`` (embedded, default) or ``spark``, from ``REFRIG_ENGINE``."""
         return configured_engine()
+
+    def warm_up_scoring(self) -> None:
+        """Import what the hourly score assets need (MLflow, the hourly detectors' modules) in a
+        background thread, once per process (no store is opened: that stays with its user).
+
+        Ingestion and quality spend their time in DuckDB, which releases the GIL: the imports
+        (about 2 s) run there instead of at the start of scoring. Any failure here is left for
+        the score assets to meet and report."""
+        global _warming
+        with _warm_lock:
+            if _warming is not None:
+                return
+            _warming = threading.Thread(target=self._warm, name="warm-up-scoring", daemon=True)
+        _warming.start()
+
+    def _warm(self) -> None:
+        from refrig_assets.lifecycle.retraining_policy import detector_module_file
+        from refrig_assets.model_config import all_model_ids, load_model_config
+
+        try:
+            for model_id in all_model_ids(self.settings.models_dir):
+                config = load_model_config(model_id, self.settings.models_dir)
+                if config.schedule == "hourly":
+                    module = detector_module_file(config).removesuffix(".py").replace("/", ".")
+                    importlib.import_module(f"refrig_assets.{module}")
+            importlib.import_module("refrig_assets.registry")  # MLflow
+        except Exception:  # noqa: BLE001 - scoring imports again and reports the error itself
+            pass
 
     @cached_property
     def spark(self) -> "SparkSession":

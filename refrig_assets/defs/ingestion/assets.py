@@ -84,6 +84,7 @@ def sensor_readings(
     Records in the landing index which file versions this materialization read, so files that
     arrive later are marked late and trigger a refresh of the hour (see the landing sensor).
     """
+    refrig.warm_up_scoring()  # while DuckDB reads the hour
     s = refrig.settings
     key = context.partition_key
     window = context.partition_time_window
