@@ -4,7 +4,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from refrig_assets.contract_sql import sql_violations
+from refrig_assets.contract_sql import repeated_keys, sql_violations
 from refrig_assets.contracts import ContractError, all_contracts, load_contract, quality_flag_names
 
 DATASETS = {
@@ -129,3 +129,19 @@ def test_the_schema_fingerprint_changes_only_with_columns():
     a = load_contract("model_scores")
     assert a.schema_fingerprint == load_contract("model_scores").schema_fingerprint
     assert a.schema_fingerprint != load_contract("device_alerts").schema_fingerprint
+
+
+@pytest.mark.parametrize(
+    ("keys", "repeated"),
+    [
+        (["a", "b", "c", "d"], 0),  # sorted, unique: one ordered pass
+        (["a", "b", "b", "c"], 1),  # sorted, a repeat next to itself
+        (["c", "a", "d", "a"], 1),  # out of order, the repeat far apart
+        (["d", "c", "b", "a"], 0),  # out of order, unique
+        (["a", None, "b", None], 1),  # NULL keys repeat like any value
+    ],
+)
+def test_repeated_keys_are_counted_whatever_the_row_order(keys, repeated):
+    con = duckdb.connect()
+    con.register("rows", pd.DataFrame({"device_id": keys, "n": range(len(keys))}))
+    assert repeated_keys(con, "rows", ["device_id"]) == repeated
