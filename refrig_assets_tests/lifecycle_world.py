@@ -97,3 +97,26 @@ def use_world(tmp_path: Path, monkeypatch) -> Path:
     ):
         monkeypatch.delenv(var, raising=False)
     return home
+
+
+def evaluate(lc, candidate: str):
+    """The gate report of ``candidate`` against the current champion on the world's newest
+    feature hours (what the ``<model>_canary`` asset computes)."""
+    from refrig_assets.lifecycle.policy import load_policy
+    from refrig_assets.lifecycle.promotion import evaluate_candidate, read_labels, recent_features
+    from refrig_assets.settings import get_settings
+
+    s = get_settings()
+    store = ParquetStore(s.data_dir)
+    policy = load_policy(s.models_dir, MODEL)
+    features, _ = recent_features(store, policy["canary"]["recent_hours"])
+    return evaluate_candidate(
+        lc.registry,
+        MODEL,
+        candidate,
+        lc.registry.production_version(MODEL),
+        features,
+        store.read("device_registry"),
+        read_labels(s.labels_path),
+        policy,
+    )

@@ -4,25 +4,20 @@ scripted scenario end to end."""
 import pandas as pd
 import pytest
 import yaml
-from lifecycle_world import MODEL, use_world
+from lifecycle_world import MODEL, evaluate, use_world
 
 from refrig_assets.lifecycle import audit as ev
 from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
 from refrig_assets.lifecycle.pinning import file_pin, write_pin
-from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.lifecycle.promotion import (
     GATE_STATUS_TAG,
     LifecycleError,
     ModelLifecycle,
-    evaluate_candidate,
-    read_labels,
-    recent_features,
 )
 from refrig_assets.lifecycle.scenario import run_scenario
 from refrig_assets.model_config import load_model_config
 from refrig_assets.registry import ModelRegistry
 from refrig_assets.settings import MODELS_DIR, get_settings
-from refrig_assets.storage import ParquetStore
 
 
 @pytest.fixture
@@ -33,23 +28,6 @@ def lifecycle(tmp_path, monkeypatch):
     lc = ModelLifecycle(registry, AuditTrail(lifecycle_db_url(s.alerts_db_url)), s.models_dir)
     yield lc
     lc.audit.close()
-
-
-def evaluate(lc: ModelLifecycle, candidate: str):
-    s = get_settings()
-    store = ParquetStore(s.data_dir)
-    policy = load_policy(s.models_dir, MODEL)
-    features, _ = recent_features(store, policy["canary"]["recent_hours"])
-    return evaluate_candidate(
-        lc.registry,
-        MODEL,
-        candidate,
-        lc.registry.production_version(MODEL),
-        features,
-        store.read("device_registry"),
-        read_labels(s.labels_path),
-        policy,
-    )
 
 
 def test_the_first_version_becomes_production_and_later_ones_wait_for_the_gates(lifecycle):

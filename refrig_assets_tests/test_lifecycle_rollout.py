@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from lifecycle_world import HOURS, MODEL, use_world
+from lifecycle_world import HOURS, MODEL, evaluate, use_world
 from typer.testing import CliRunner
 
 from refrig_assets.alerts.generation import generate_alerts
@@ -27,9 +27,6 @@ from refrig_assets.lifecycle.policy import PolicyError, load_policy
 from refrig_assets.lifecycle.promotion import (
     LifecycleError,
     ModelLifecycle,
-    evaluate_candidate,
-    read_labels,
-    recent_features,
 )
 from refrig_assets.lifecycle.rollout import (
     ADVANCE,
@@ -231,23 +228,6 @@ def lc(tmp_path, monkeypatch):
     lifecycle.audit.close()
 
 
-def evaluation(lc: ModelLifecycle, candidate: str):
-    s = get_settings()
-    store = ParquetStore(s.data_dir)
-    policy = load_policy(s.models_dir, MODEL)
-    features, _ = recent_features(store, policy["canary"]["recent_hours"])
-    return evaluate_candidate(
-        lc.registry,
-        MODEL,
-        candidate,
-        lc.registry.production_version(MODEL),
-        features,
-        store.read("device_registry"),
-        read_labels(s.labels_path),
-        policy,
-    )
-
-
 def serve(manager: RolloutManager, hour: str):
     """Serve one hourly partition the way the score asset does (same scoring function)."""
     refrig = RefrigResource()
@@ -309,7 +289,7 @@ def register_variant(lc: ModelLifecycle, name: str, **settings) -> str:
 
 def test_a_healthy_candidate_advances_10_50_100_and_then_is_production(lc):
     manager = RolloutManager(lc)
-    started = manager.start(evaluation(lc, "3").report, "alice")
+    started = manager.start(evaluate(lc, "3").report, "alice")
     assert (started.event, started.from_version, started.to_version) == (
         ev.ROLLOUT_STARTED,
         "1",
@@ -353,7 +333,7 @@ def test_a_candidate_that_flags_everything_is_rolled_back_at_10_percent(lc):
     loose_promotion_gates(lc.models_dir)
     noisy = register_variant(lc, "flags-everything", flag_threshold=0.0)
     manager = RolloutManager(lc)
-    manager.start(evaluation(lc, noisy).report, "alice")
+    manager.start(evaluate(lc, noisy).report, "alice")
 
     served = serve(manager, HOURS[0])
     assert served.decision.action == ROLL_BACK
@@ -381,7 +361,7 @@ def test_a_candidate_that_starts_failing_is_rolled_back_at_50_percent(lc):
     features = {**config.settings["features"], "extra": ["duty_cycle", "door_open_fraction"]}
     fragile = register_variant(lc, "door-aware", features=features)
     manager = RolloutManager(lc)
-    manager.start(evaluation(lc, fragile).report, "alice")
+    manager.start(evaluate(lc, fragile).report, "alice")
     store = ParquetStore(get_settings().data_dir)
     assert [serve(manager, h).decision.action for h in HOURS[:2]] == [WAIT, ADVANCE]
     for hour in HOURS[2:4]:
@@ -409,7 +389,7 @@ def test_alerts_of_the_candidates_devices_come_from_the_candidate(lc):
     # half the devices on the candidate: a few faulty devices do not dominate its share
     override_promotion(lc.models_dir, rollout={"steps": [0.5, 1.0], "min_candidate_windows": 10})
     manager = RolloutManager(lc)
-    manager.start(evaluation(lc, "3").report, "alice")
+    manager.start(evaluate(lc, "3").report, "alice")
     served = serve(manager, HOURS[5])
     assert served.decision.action == WAIT
     store = ParquetStore(get_settings().data_dir)
@@ -428,7 +408,7 @@ def test_alerts_of_the_candidates_devices_come_from_the_candidate(lc):
 
 def test_a_rollout_is_advanced_or_aborted_by_hand_and_refuses_a_second_one(lc):
     manager = RolloutManager(lc)
-    report = evaluation(lc, "3").report
+    report = evaluate(lc, "3").report
     manager.start(report, "alice")
     with pytest.raises(LifecycleError, match="rollout of v3 is in progress"):
         manager.start(report, "bob")
@@ -444,7 +424,7 @@ def test_a_rollout_is_advanced_or_aborted_by_hand_and_refuses_a_second_one(lc):
 
 def test_a_pin_wins_over_the_rollout_and_a_production_moved_elsewhere_ends_it(lc):
     manager = RolloutManager(lc)
-    manager.start(evaluation(lc, "3").report, "alice")
+    manager.start(evaluate(lc, "3").report, "alice")
     assert manager.serving(MODEL, pinned="1") is None  # pinned: no split, the rollout waits
     assert manager.active(MODEL) is not None
     lc.registry.set_production(MODEL, "2")
@@ -459,7 +439,7 @@ def test_the_score_asset_serves_two_versions_during_a_rollout(lc):
     from refrig_assets.definitions import defs
     from refrig_assets.defs.scoring.assets import scoring_assets
 
-    RolloutManager(lc).start(evaluation(lc, "3").report, "alice")
+    RolloutManager(lc).start(evaluate(lc, "3").report, "alice")
     (asset,) = [a for a in scoring_assets if a.key == dg.AssetKey(f"{MODEL}_scores")]
     with dg.instance_for_test() as instance:
         result = dg.materialize(
