@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -25,7 +24,7 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from refrig_assets.detectors.base import Detector  # noqa: E402
-from refrig_assets.settings import PROJECT_ROOT  # noqa: E402
+from refrig_assets.settings import git_commit  # noqa: E402
 
 PRODUCTION_ALIAS = "production"
 EXPERIMENT = "refrig-detectors"
@@ -69,16 +68,7 @@ def code_version() -> str:
     digest = hashlib.sha256()
     for p in sorted(src.glob("*.py")):
         digest.update(p.read_bytes())
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
+    sha = git_commit()
     return f"{sha or 'nogit'}+{digest.hexdigest()[:10]}"
 
 

@@ -8,6 +8,7 @@ project root by default).
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,3 +63,17 @@ def get_settings() -> Settings:
         cadence_seconds=int(cadence) if cadence else None,
         partition_start=os.environ.get("REFRIG_PARTITION_START", "2025-01-01-00:00"),
     )
+
+
+def git_commit() -> str:
+    """The project's short git commit ("" outside a git checkout)."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""

@@ -11,14 +11,13 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from refrig_assets.bench.measure import StepResult, run_step
-from refrig_assets.settings import PROJECT_ROOT
+from refrig_assets.settings import PROJECT_ROOT, git_commit
 
 PARTITION = "2026-01-01-00:00"  # hour 0 of the simulator's default start
 DAY = "2026-01-01"
@@ -69,16 +68,7 @@ class BenchRun:
 
 
 def _environment() -> dict:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    commit = git_commit()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),

@@ -44,17 +44,19 @@ def feature_hours(context: dg.AssetExecutionContext, schedule: str) -> list[str]
 
 
 def score_hour_by_hour(
-    refrig: RefrigResource, detector, version: str, hours: list[str], devices=None
+    refrig: RefrigResource, detector, version: str, hours: list[str], devices=None, config=None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The runs of :func:`~refrig_assets.scoring_runs.score_runs` as two whole frames:
     (window starts scored, scores), for callers that need the partition at once (a progressive
     rollout splitting devices between versions); the score assets otherwise write run by run.
 
     ``devices`` (a progressive rollout's side: device_id Series -> bool mask) keeps only the
-    devices that version serves."""
+    devices that version serves; ``config`` (the models/ settings now) sets the run length."""
     registry = refrig.store.read("device_registry")
     runs = list(
-        score_runs(refrig.store, registry, detector, version, hours, datetime.now(UTC), devices)
+        score_runs(
+            refrig.store, registry, detector, version, hours, datetime.now(UTC), devices, config
+        )
     )
     if not runs:
         return pd.DataFrame({"window_start": []}), load_contract("model_scores").empty_frame()
@@ -115,7 +117,9 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 refrig,
                 rollout,
                 lambda v: detector if v == version else refrig.registry.load(model_id, v),
-                lambda det, v, keep: score_hour_by_hour(refrig, det, v, hours, devices=keep),
+                lambda det, v, keep: score_hour_by_hour(
+                    refrig, det, v, hours, devices=keep, config=model_config
+                ),
             )
             features, scores = served.starts, served.scores
         else:  # run by run (scoring_chunk_hours): a day of a large fleet is never in memory
