@@ -49,7 +49,7 @@ ui-test: setup
 
 ## lifecycle-demo: train v1 → promote → worse v2 blocked by the canary → force → roll back → history
 lifecycle-demo: setup
-	$(VENV)/bin/refrig models demo
+	$(PY) -m tools.demos.lifecycle_demo
 
 QUALITY := build/quality
 
@@ -61,7 +61,7 @@ check: setup
 	mkdir -p $(QUALITY) && rm -f $(QUALITY)/coverage.json $(QUALITY)/audit.json
 	$(VENV)/bin/pytest -q -m "not slow" -p no:cacheprovider --cov=refrig_assets --cov-report=json:$(QUALITY)/coverage.json --cov-report=
 	-$(VENV)/bin/pip-audit --skip-editable --progress-spinner off --format json -o $(QUALITY)/audit.json
-	$(PY) -m refrig_assets.quality_gate --coverage-json $(QUALITY)/coverage.json --audit-json $(QUALITY)/audit.json
+	$(PY) -m tools.quality_gate --coverage-json $(QUALITY)/coverage.json --audit-json $(QUALITY)/audit.json
 
 ## dev: the Dagster UI on http://127.0.0.1:3000
 dev: setup $(DAGSTER_HOME)/dagster.yaml
@@ -70,7 +70,7 @@ dev: setup $(DAGSTER_HOME)/dagster.yaml
 ## bench: one hour of 100K devices through the project's steps vs pandas, PySpark and the read
 ## floor; table + bench-results/bench.json (BENCH_ARGS="--no-spark --devices 20000" to vary)
 bench: setup
-	$(PY) -m refrig_assets.bench $(BENCH_ARGS)
+	$(PY) -m tools.benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(REFRIG_HOME)

@@ -72,7 +72,7 @@ def refrig_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def small_fleet(refrig_home):
     """40 devices × 3 hours with faults, written to the landing zone of ``refrig_home``."""
-    from refrig_assets.settings import get_settings
+    from refrig_assets.core.settings import get_settings
     from refrig_assets.simulator import SimulationConfig, simulate_fleet
 
     s = get_settings()

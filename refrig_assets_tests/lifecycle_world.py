@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from refrig_assets.lifecycle.scenario import simulated_features, worse_config
-from refrig_assets.model_config import load_model_config
-from refrig_assets.registry import ModelRegistry
-from refrig_assets.scoring import with_cohort
-from refrig_assets.settings import MODELS_DIR
+from refrig_assets.core.model_config import load_model_config
+from refrig_assets.core.settings import MODELS_DIR
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.scoring.score import with_cohort
 from refrig_assets.simulator import SimulationConfig
-from refrig_assets.storage import ParquetStore
-from refrig_assets.training import train_detector
+from refrig_assets.training.fit import train_detector
+from refrig_assets.training.registry import ModelRegistry
+from tools.demos.lifecycle_demo import simulated_features, worse_config
 
 MODEL = "isolation_forest"
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -102,9 +102,9 @@ def use_world(tmp_path: Path, monkeypatch) -> Path:
 def evaluate(lc, candidate: str):
     """The gate report of ``candidate`` against the current champion on the world's newest
     feature hours (what the ``<model>_canary`` asset computes)."""
+    from refrig_assets.core.settings import get_settings
     from refrig_assets.lifecycle.policy import load_policy
     from refrig_assets.lifecycle.promotion import evaluate_candidate, read_labels, recent_features
-    from refrig_assets.settings import get_settings
 
     s = get_settings()
     store = ParquetStore(s.data_dir)

@@ -21,10 +21,10 @@ import yaml
 
 from refrig_assets.alerts.generation import alert_id as make_alert_id
 from refrig_assets.alerts.store import AlertStore
-from refrig_assets.contracts import load_contract
-from refrig_assets.operations_settings import load_operations_settings
-from refrig_assets.settings import MODELS_DIR
-from refrig_assets.storage import ParquetStore
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.settings import MODELS_DIR
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.operations.settings import load_operations_settings
 
 ALERTS = load_contract("device_alerts")
 # Tests taking a `store` built by :func:`fresh_store` also run against PostgreSQL when this names
@@ -169,8 +169,8 @@ def seed_store(
 
 
 def _operator_metadata() -> list[sa.MetaData]:
-    from refrig_assets import feedback, maintenance, workorders
-    from refrig_assets.alerts import suppression
+    from refrig_assets.operations import suppression
+    from refrig_assets.operations import feedback, maintenance, workorders
 
     return [feedback.metadata, maintenance.metadata, suppression.metadata, workorders.metadata]
 
@@ -228,7 +228,7 @@ def write_device_history(data_dir: Path, device_id: str, hours: list[datetime]) 
     Features follow the device_features contract (every column, plausible values); scores
     follow model_scores for every configured model.
     """
-    from refrig_assets.model_config import all_model_ids
+    from refrig_assets.core.model_config import all_model_ids
 
     store = ParquetStore(data_dir)
     features_contract = load_contract("device_features")

@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.landing import LandingIndex, connect, hour_readings
-from refrig_assets.quality import QualityResult, clean_hour
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.ingestion.landing import LandingIndex, connect, hour_readings
+from refrig_assets.quality.rules import QualityResult, clean_hour
 
 HOUR = datetime(2026, 1, 1, 0, tzinfo=UTC)
 KEY = "2026-01-01-00:00"

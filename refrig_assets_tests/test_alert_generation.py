@@ -10,7 +10,7 @@ import pytest
 from refrig_assets.alerts.generation import explain, generate_alerts, readable_evidence
 from refrig_assets.alerts.severity import classify_severity, mark_suppressed, sla_deadline
 from refrig_assets.alerts.store import AlertStore
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
 
 POLICY = load_contract("device_alerts").settings
 W0 = pd.Timestamp("2026-01-01T10:00:00Z")

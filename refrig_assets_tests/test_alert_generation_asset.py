@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from refrig_assets.alerts.store import AlertStore
+from refrig_assets.core.settings import get_settings
+from refrig_assets.core.storage import ParquetStore
 from refrig_assets.defs.alerts.assets import device_alerts
-from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.device_registry import conform_registry
-from refrig_assets.settings import get_settings
-from refrig_assets.storage import ParquetStore
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.ingestion.device_registry import conform_registry
 from refrig_assets.streaming.alerts import firings_to_alerts
 from refrig_assets.streaming.config import load_streaming_settings
 

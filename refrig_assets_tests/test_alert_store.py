@@ -21,7 +21,7 @@ from refrig_assets.alerts.store import (
     AlertStore,
     InvalidTransition,
 )
-from refrig_assets.contracts import ColumnSpec, load_contract
+from refrig_assets.core.contracts import ColumnSpec, load_contract
 
 CONTRACT = load_contract("device_alerts")
 SLA_MINUTES = CONTRACT.settings["sla_minutes"]

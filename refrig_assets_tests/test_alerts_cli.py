@@ -27,7 +27,7 @@ from refrig_assets.alerts.notify import (
 )
 from refrig_assets.alerts.store import LIFECYCLE_COLUMNS, AlertStore
 from refrig_assets.cli import app
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
 
 CONTRACT = load_contract("device_alerts")
 SLA_MINUTES = CONTRACT.settings["sla_minutes"]

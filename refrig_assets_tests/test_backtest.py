@@ -10,7 +10,7 @@ Four devices watched for 6 hours (one device-day):
 import pandas as pd
 import pytest
 
-from refrig_assets.backtest import GRACE, backtest, score_backtest
+from refrig_assets.evaluation.backtest import GRACE, backtest, score_backtest
 
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from tools.benchmarks.measure import StepResult, run_step
+from tools.benchmarks.reference import pandas_features
+from tools.benchmarks.report import markdown, summary
+from tools.benchmarks.run import BenchConfig, BenchRun
 
-from refrig_assets.bench import steps
-from refrig_assets.bench.measure import StepResult, run_step
-from refrig_assets.bench.reference import pandas_features
-from refrig_assets.bench.report import markdown, summary
-from refrig_assets.bench.run import BenchConfig, BenchRun
-from refrig_assets.contracts import load_contract, quality_flag_names
+from refrig_assets.core.contracts import load_contract, quality_flag_names
+from tools.benchmarks import steps
 
 PARTITION = "2026-01-01-00:00"
 
@@ -156,8 +156,8 @@ def test_missing_measurements_are_reported_as_not_measured():
 
 
 def test_only_the_daily_steps_run_on_the_home_of_an_earlier_run(tmp_path):
-    from refrig_assets.bench.__main__ import parse_args
-    from refrig_assets.bench.run import run_benchmark
+    from tools.benchmarks.__main__ import parse_args
+    from tools.benchmarks.run import run_benchmark
 
     config = parse_args(["--only", "daily_scores", "--out", str(tmp_path)])
     assert config.only == "daily_scores"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from operator_world import free_port, seed_store
 
-from refrig_assets.settings import get_settings
+from refrig_assets.core.settings import get_settings
 
 pytestmark = pytest.mark.slow
 

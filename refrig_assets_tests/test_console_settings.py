@@ -4,7 +4,7 @@ import pytest
 import yaml
 from operator_world import write_operations_file
 
-from refrig_assets.operations_settings import OperationsConfigError, load_operations_settings
+from refrig_assets.operations.settings import OperationsConfigError, load_operations_settings
 
 
 def test_the_shipped_file_loads():

@@ -4,8 +4,13 @@ import duckdb
 import pandas as pd
 import pytest
 
-from refrig_assets.contract_sql import repeated_keys, sql_violations
-from refrig_assets.contracts import ContractError, all_contracts, load_contract, quality_flag_names
+from refrig_assets.core.contract_sql import repeated_keys, sql_violations
+from refrig_assets.core.contracts import (
+    ContractError,
+    all_contracts,
+    load_contract,
+    quality_flag_names,
+)
 
 DATASETS = {
     "sensor_readings",

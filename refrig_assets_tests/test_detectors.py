@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.detectors.base import OUTPUT_COLUMNS, Detector, build_detector
-from refrig_assets.model_config import all_model_ids, load_model_config
-from refrig_assets.scoring_bench import START, synthetic_features
+from tools.benchmarks.scoring import START, synthetic_features
 
 MODELS = all_model_ids()
 TRAIN_HOURS, HOURS = 4, 7
@@ -152,8 +152,8 @@ def test_dbscan_scores_one_profile_per_device_and_hour(trained, frame):
 
 
 def test_a_fifth_model_is_one_class_and_one_file(tmp_path: Path, frame):
+    from refrig_assets.core.settings import MODELS_DIR
     from refrig_assets.detectors.base import register_detector
-    from refrig_assets.settings import MODELS_DIR
 
     @register_detector
     class DutyCycleDrift(Detector):

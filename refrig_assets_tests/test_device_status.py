@@ -7,12 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from refrig_assets.alerts.device_status import (
+    TrendSettings,
+    device_status,
+    score_trends,
+    window_scores,
+)
 from refrig_assets.alerts.store import AlertStore
-from refrig_assets.contracts import load_contract
-from refrig_assets.device_registry import conform_registry
-from refrig_assets.device_status import TrendSettings, device_status, score_trends, window_scores
-from refrig_assets.settings import get_settings
-from refrig_assets.storage import ParquetStore
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.settings import get_settings
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.ingestion.device_registry import conform_registry
 
 SETTINGS = TrendSettings.from_contract()
 END = pd.Timestamp("2026-01-01T12:00:00Z")
@@ -154,7 +159,7 @@ def test_open_alert_counts_skip_closed_and_suppressed_alerts(tmp_path):
 
 def test_the_asset_writes_a_status_partition_from_the_last_hours_of_scores(refrig_home):
     from refrig_assets.defs.alerts.device_status import device_status_asset
-    from refrig_assets.defs.resources import RefrigResource
+    from refrig_assets.defs.shared.resources import RefrigResource
 
     s = get_settings()
     store = ParquetStore(s.data_dir)

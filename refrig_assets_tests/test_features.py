@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.features import feature_sql, window_minutes
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.features.windows import feature_sql, window_minutes
 
 SENSORS = load_contract("sensor_readings").sensor_columns
 

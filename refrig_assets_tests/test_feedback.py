@@ -20,9 +20,8 @@ from operator_world import (
 )
 
 from refrig_assets.alerts.store import AlertStore
-from refrig_assets.alerts.suppression import SuppressionLog, apply_operator_suppression
-from refrig_assets.backtest import backtest
-from refrig_assets.feedback import (
+from refrig_assets.evaluation.backtest import backtest
+from refrig_assets.operations.feedback import (
     ACTIVE,
     APPEND_ONLY_MESSAGE,
     PROPOSED,
@@ -33,6 +32,7 @@ from refrig_assets.feedback import (
     judge_on_operator_labels,
     operator_labels,
 )
+from refrig_assets.operations.suppression import SuppressionLog, apply_operator_suppression
 
 DEVICE, OTHER = "dev-100", "dev-200"
 LEAD = "vibration_compressor"
@@ -293,10 +293,10 @@ def scores_frame(rows):
 def test_the_next_device_alerts_run_respects_an_applied_rule(refrig_home, tmp_path, monkeypatch):
     """Three false positives in one hour → a rule (auto-applied) → the real device_alerts asset
     suppresses that device's next alert, with the reason, and still raises the neighbour's."""
+    from refrig_assets.core.settings import get_settings
+    from refrig_assets.core.storage import ParquetStore
     from refrig_assets.defs.alerts.assets import device_alerts
-    from refrig_assets.defs.resources import RefrigResource
-    from refrig_assets.settings import get_settings
-    from refrig_assets.storage import ParquetStore
+    from refrig_assets.defs.shared.resources import RefrigResource
 
     monkeypatch.setenv(
         "REFRIG_OPERATIONS_FILE",

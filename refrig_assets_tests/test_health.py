@@ -6,10 +6,10 @@ from fastapi.testclient import TestClient
 from lifecycle_world import HOURS, MODEL, use_world
 
 from refrig_assets.console.app import create_app
-from refrig_assets.console.health import build_health
-from refrig_assets.registry import ModelRegistry
-from refrig_assets.service_health import ScoringObservation, scoring_stats
-from refrig_assets.settings import get_settings
+from refrig_assets.console.health_endpoint import build_health
+from refrig_assets.core.settings import get_settings
+from refrig_assets.monitoring.service_health import ScoringObservation, scoring_stats
+from refrig_assets.training.registry import ModelRegistry
 
 
 def score_hour(hour: str):

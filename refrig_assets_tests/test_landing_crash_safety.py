@@ -12,16 +12,16 @@ import duckdb
 import pandas as pd
 from quality_helpers import KEY, good_rows
 
-from refrig_assets.storage import ParquetStore
+from refrig_assets.core.storage import ParquetStore
 
 WRITER = textwrap.dedent(
     """
     import sys
     from datetime import datetime, timedelta, timezone
     from pathlib import Path
-    from refrig_assets.contracts import load_contract
-    from refrig_assets.landing import LandingIndex, connect, hour_readings
-    from refrig_assets.storage import ParquetStore
+    from refrig_assets.core.contracts import load_contract
+    from refrig_assets.ingestion.landing import LandingIndex, connect, hour_readings
+    from refrig_assets.core.storage import ParquetStore
 
     landing, data, key = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)

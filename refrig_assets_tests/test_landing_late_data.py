@@ -7,15 +7,15 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from refrig_assets.core.settings import get_settings
+from refrig_assets.core.storage import ParquetStore
 from refrig_assets.defs.features.assets import device_features
 from refrig_assets.defs.ingestion.assets import device_registry, sensor_readings
 from refrig_assets.defs.ingestion.sensors import late_landing_files
-from refrig_assets.defs.partitions import hourly_partitions
 from refrig_assets.defs.quality.assets import clean_readings
-from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.quality import flag_bit
-from refrig_assets.settings import get_settings
-from refrig_assets.storage import ParquetStore
+from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.quality.rules import flag_bit
 
 H0, H1 = "2026-01-01-00:00", "2026-01-01-01:00"
 HOURLY = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]

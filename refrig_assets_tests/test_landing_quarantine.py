@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from quality_helpers import CONTRACT, HOUR, good_rows, quarantine_rows, run_hour
 
-from refrig_assets.quality import decode_mask
+from refrig_assets.quality.rules import decode_mask
 
 
 def landing_with_good_file(tmp_path, n=3):

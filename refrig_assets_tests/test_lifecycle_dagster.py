@@ -11,6 +11,9 @@ import yaml
 from lifecycle_world import HOURS, MODEL, use_world
 
 from refrig_assets.alerts.store import AlertStore
+from refrig_assets.core.model_config import load_model_config
+from refrig_assets.core.settings import get_settings
+from refrig_assets.core.storage import ParquetStore
 from refrig_assets.lifecycle import audit as ev
 from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
 from refrig_assets.lifecycle.fallback import FALLBACK_SOURCE
@@ -22,11 +25,8 @@ from refrig_assets.lifecycle.promotion import (
     read_labels,
     recent_features,
 )
-from refrig_assets.model_config import load_model_config
-from refrig_assets.registry import ModelRegistry
-from refrig_assets.settings import get_settings
-from refrig_assets.storage import ParquetStore
-from refrig_assets.training import train_detector
+from refrig_assets.training.fit import train_detector
+from refrig_assets.training.registry import ModelRegistry
 
 
 def execute(job: str, assets: list[str], partition=None, run_config=None):

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.storage import ParquetStore
 from refrig_assets.lifecycle.fallback import (
     FALLBACK_SOURCE,
     distribution_shift,
@@ -18,7 +19,6 @@ from refrig_assets.lifecycle.fallback import (
 )
 from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.lifecycle.staleness import Action, Staleness, classify_age
-from refrig_assets.storage import ParquetStore
 
 POLICY = load_policy()
 AS_OF = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -6,6 +6,8 @@ import pytest
 import yaml
 from lifecycle_world import MODEL, evaluate, use_world
 
+from refrig_assets.core.model_config import load_model_config
+from refrig_assets.core.settings import MODELS_DIR, get_settings
 from refrig_assets.lifecycle import audit as ev
 from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
 from refrig_assets.lifecycle.pinning import file_pin, write_pin
@@ -14,10 +16,8 @@ from refrig_assets.lifecycle.promotion import (
     LifecycleError,
     ModelLifecycle,
 )
-from refrig_assets.lifecycle.scenario import run_scenario
-from refrig_assets.model_config import load_model_config
-from refrig_assets.registry import ModelRegistry
-from refrig_assets.settings import MODELS_DIR, get_settings
+from refrig_assets.training.registry import ModelRegistry
+from tools.demos.lifecycle_demo import run_scenario
 
 
 @pytest.fixture

@@ -17,10 +17,13 @@ from typer.testing import CliRunner
 
 from refrig_assets.alerts.generation import generate_alerts
 from refrig_assets.cli import app
-from refrig_assets.console.health import scoring_observations
-from refrig_assets.contracts import load_contract
-from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.console.health_endpoint import scoring_observations
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.model_config import load_model_config, resolve_feature_columns
+from refrig_assets.core.settings import get_settings
+from refrig_assets.core.storage import ParquetStore
 from refrig_assets.defs.scoring.assets import score_hour_by_hour
+from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle import audit as ev
 from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
 from refrig_assets.lifecycle.policy import PolicyError, load_policy
@@ -46,13 +49,10 @@ from refrig_assets.lifecycle.rollout import (
     serve_partition,
     serves_candidate,
 )
-from refrig_assets.model_config import load_model_config, resolve_feature_columns
-from refrig_assets.registry import ModelRegistry
-from refrig_assets.scoring import with_cohort
-from refrig_assets.service_health import scoring_stats
-from refrig_assets.settings import get_settings
-from refrig_assets.storage import ParquetStore
-from refrig_assets.training import train_detector
+from refrig_assets.monitoring.service_health import scoring_stats
+from refrig_assets.scoring.score import with_cohort
+from refrig_assets.training.fit import train_detector
+from refrig_assets.training.registry import ModelRegistry
 
 # -- stable assignment --------------------------------------------------------------------------
 

@@ -17,19 +17,19 @@ from operator_world import (
     operations,
 )
 
-from refrig_assets.alerts.suppression import (
-    SuppressionLog,
-    apply_operator_suppression,
-    restore_stored_alerts,
-    suppress_stored_alerts,
-)
-from refrig_assets.contracts import load_contract
-from refrig_assets.maintenance import (
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.operations.maintenance import (
     MaintenanceCalendar,
     MaintenanceError,
     WindowCancelled,
     exclude_maintenance,
     maintenance_mask,
+)
+from refrig_assets.operations.suppression import (
+    SuppressionLog,
+    apply_operator_suppression,
+    restore_stored_alerts,
+    suppress_stored_alerts,
 )
 
 QUARTER = timedelta(minutes=15)
@@ -213,8 +213,8 @@ def synthetic_features(devices=3, windows=96, seed=1):
 def test_the_statistical_baseline_is_not_learned_from_maintenance_windows(store, calendar):
     """A device opened up for four hours reads nothing like itself; training on the fleet minus
     the declared window gives exactly the model trained without those hours."""
-    from refrig_assets.model_config import load_model_config
-    from refrig_assets.training import train_detector
+    from refrig_assets.core.model_config import load_model_config
+    from refrig_assets.training.fit import train_detector
 
     features = synthetic_features()
     start = pd.Timestamp("2026-02-01T08:00", tz="UTC")

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from refrig_assets.alerts.store import AlertStore
 from refrig_assets.cli import app
-from refrig_assets.settings import get_settings
+from refrig_assets.core.settings import get_settings
 
 runner = CliRunner()
 

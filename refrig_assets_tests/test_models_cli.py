@@ -7,9 +7,9 @@ from lifecycle_world import MODEL, use_world
 from typer.testing import CliRunner
 
 from refrig_assets.cli import app
+from refrig_assets.core.model_config import load_model_config
+from refrig_assets.core.settings import get_settings
 from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
-from refrig_assets.model_config import load_model_config
-from refrig_assets.settings import get_settings
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
 from refrig_assets.monitoring.drift import (
     FLEET,
     MODERATE,

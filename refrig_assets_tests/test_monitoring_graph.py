@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.model_config import load_model_config
-from refrig_assets.monitoring.retraining import RetrainingLog
-from refrig_assets.settings import MODELS_DIR
-from refrig_assets.storage import ParquetStore
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.model_config import load_model_config
+from refrig_assets.core.settings import MODELS_DIR
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.monitoring.retraining_trigger import RetrainingLog
 
 HOURS = ["2026-01-01-00:00", "2026-01-01-01:00", "2026-01-01-02:00"]
 DAY = "2026-01-01"

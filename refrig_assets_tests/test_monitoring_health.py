@@ -4,9 +4,9 @@ just past its configured threshold and not at it."""
 import pandas as pd
 import pytest
 
-from refrig_assets.monitoring import health
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.monitoring import pipeline_health as health
 from refrig_assets.monitoring.settings import load_monitoring_settings
-from refrig_assets.storage import ParquetStore
 
 RULES = load_monitoring_settings().health
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from refrig_assets.monitoring.retraining import (
+from refrig_assets.core.settings import MODELS_DIR
+from refrig_assets.monitoring.retraining_trigger import (
     DRIFT,
     SCHEDULE,
     RetrainingLog,
@@ -16,7 +17,6 @@ from refrig_assets.monitoring.retraining import (
     schedule_request,
 )
 from refrig_assets.monitoring.settings import MonitoringConfigError, load_monitoring_settings
-from refrig_assets.settings import MODELS_DIR
 
 SETTINGS = load_monitoring_settings()
 SIGNIFICANT = SETTINGS.drift.psi_significant
@@ -154,7 +154,7 @@ def test_the_cli_lists_recorded_requests_and_the_days_summary(refrig_home):
     from typer.testing import CliRunner
 
     from refrig_assets.cli import app
-    from refrig_assets.settings import get_settings
+    from refrig_assets.core.settings import get_settings
 
     log = RetrainingLog(get_settings().alerts_db_url)
     req = request(feature_rows(("*", "a_mean", SIGNIFICANT + 1)))

@@ -4,8 +4,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.storage import ParquetStore
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.storage import ParquetStore
 
 HOURS = ["2026-01-01-00:00", "2026-01-01-01:00", "2026-01-01-02:00"]
 PREP = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
@@ -76,7 +76,7 @@ def test_readings_to_alerts_for_one_partition(graph, small_fleet):
 
 def test_models_are_registered_with_lineage_tags(graph, small_fleet):
     from refrig_assets.defs.ingestion.assets import device_registry
-    from refrig_assets.registry import ModelRegistry
+    from refrig_assets.training.registry import ModelRegistry
 
     with dg.instance_for_test() as instance:
         dg.materialize([device_registry], instance=instance, resources=graph.resources)

@@ -95,9 +95,9 @@ def test_graph_runs_on_the_postgres_backed_configuration(
     small_fleet, postgres, mlflow_server, monkeypatch, tmp_path
 ):
     from refrig_assets.alerts.store import AlertStore
+    from refrig_assets.core.storage import ParquetStore
     from refrig_assets.definitions import defs
-    from refrig_assets.registry import ModelRegistry
-    from refrig_assets.storage import ParquetStore
+    from refrig_assets.training.registry import ModelRegistry
 
     for name, value in instance_environment(postgres, tmp_path / "dagster").items():
         monkeypatch.setenv(name, value)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from quality_helpers import CONTRACT, HOUR, good_rows, run_hour
 
-from refrig_assets.features import feature_sql
-from refrig_assets.quality import decode_mask, quality_rules
+from refrig_assets.features.windows import feature_sql
+from refrig_assets.quality.rules import decode_mask, quality_rules
 
 STUCK_MINUTES = quality_rules()["stuck_sensor_minutes"]
 
@@ -124,8 +124,8 @@ def test_incomplete_windows_are_not_scored_and_flagged_windows_score_with_less_c
     tmp_path,
 ):
     """Seed rule: sensor_completeness < 0.5 is not scored; a quality flag lowers confidence."""
+    from refrig_assets.core.model_config import load_model_config
     from refrig_assets.detectors import build_detector
-    from refrig_assets.model_config import load_model_config
     from refrig_assets.simulator import FleetSimulator, SimulationConfig
 
     landing = tmp_path / "landing"

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from refrig_assets.quality_gate.grading import (
+from tools.quality_gate.grading import (
     GateConfigError,
     complexity_score,
     coverage_score,
@@ -15,7 +15,7 @@ from refrig_assets.quality_gate.grading import (
     render,
     security_score,
 )
-from refrig_assets.quality_gate.measure import (
+from tools.quality_gate.measure import (
     function_complexities,
     measure_coverage,
     measure_security,

@@ -9,12 +9,16 @@ import dagster as dg
 import pytest
 from typer.testing import CliRunner
 
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.storage import ParquetStore
 from refrig_assets.defs.ingestion.assets import device_registry, sensor_readings
 from refrig_assets.defs.quality.assets import clean_readings
-from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.freshness import feature_staleness, partition_freshness, stale_feature_partitions
-from refrig_assets.storage import ParquetStore
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.quality.freshness import (
+    feature_staleness,
+    partition_freshness,
+    stale_feature_partitions,
+)
 
 H0 = "2026-01-01-00:00"
 ASSETS = [device_registry, sensor_readings, clean_readings]

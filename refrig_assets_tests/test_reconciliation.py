@@ -12,7 +12,7 @@ from refrig_assets.alerts.reconciliation import (
     ReconciliationPolicy,
     reconcile_streaming,
 )
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
 
 POLICY = ReconciliationPolicy.from_contract()
 RULES = load_contract("device_alerts").settings["reconciliation"]

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from refrig_assets.model_config import load_model_config
-from refrig_assets.registry import ModelRegistry
-from refrig_assets.scoring import score_windows
-from refrig_assets.scoring_bench import START, synthetic_features
-from refrig_assets.settings import MODELS_DIR
-from refrig_assets.training import train_detector
+from refrig_assets.core.model_config import load_model_config
+from refrig_assets.core.settings import MODELS_DIR
+from refrig_assets.scoring.score import score_windows
+from refrig_assets.training.fit import train_detector
+from refrig_assets.training.registry import ModelRegistry
+from tools.benchmarks.scoring import START, synthetic_features
 
 MODEL = "statistical_baseline"
 LINEAGE_TAGS = (
@@ -31,7 +31,7 @@ LINEAGE_TAGS = (
 
 @pytest.fixture
 def registry(refrig_home) -> ModelRegistry:
-    from refrig_assets.settings import get_settings
+    from refrig_assets.core.settings import get_settings
 
     s = get_settings()
     return ModelRegistry(s.mlflow_tracking_uri, s.mlflow_artifacts_dir)

@@ -4,7 +4,7 @@ validation gates blocking the deployment in the asset graph itself."""
 import dagster as dg
 import pytest
 
-from refrig_assets.model_config import all_model_ids
+from refrig_assets.core.model_config import all_model_ids
 
 STAGES = [
     ("ingest", "sensor_readings"),

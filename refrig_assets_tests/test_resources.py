@@ -6,11 +6,11 @@ import sys
 
 PROBE = """
 import sys
-from refrig_assets.defs import resources
+from refrig_assets.defs.shared import resources
 resources.RefrigResource().warm_up_scoring()
 resources.RefrigResource().warm_up_scoring()  # once per process
 resources._warming.join()
-print(sorted(m for m in ("refrig_assets.registry", "refrig_assets.detectors.isolation_forest",
+print(sorted(m for m in ("refrig_assets.training.registry", "refrig_assets.detectors.isolation_forest",
     "refrig_assets.detectors.statistical_baseline", "torch") if m in sys.modules))
 """
 
@@ -23,6 +23,6 @@ def test_warming_up_imports_what_the_hourly_detectors_need_and_nothing_else(refr
         [
             "refrig_assets.detectors.isolation_forest",
             "refrig_assets.detectors.statistical_baseline",
-            "refrig_assets.registry",
+            "refrig_assets.training.registry",
         ]
     )

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import refrig_assets
+from refrig_assets.core.model_config import MODELS_DIR, all_model_ids, load_model_config
 from refrig_assets.lifecycle.retraining_policy import (
     TrainingFingerprint,
     asset_code_version,
@@ -18,7 +19,6 @@ from refrig_assets.lifecycle.retraining_policy import (
     training_code_files,
     training_range_files,
 )
-from refrig_assets.model_config import MODELS_DIR, all_model_ids, load_model_config
 
 MODEL = "isolation_forest"
 

@@ -5,7 +5,7 @@ import dagster as dg
 import yaml
 from lifecycle_world import MODEL, use_world
 
-from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.defs.shared.resources import RefrigResource
 
 ASSET = dg.AssetKey(f"{MODEL}_model")
 

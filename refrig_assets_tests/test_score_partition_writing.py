@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.lifecycle.canary import kl_divergence, score_counts
-from refrig_assets.score_summary import QUANTILE_BINS, ScoreSummary
-from refrig_assets.storage import ParquetStore
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.lifecycle.canary import kl_divergence
+from refrig_assets.scoring.summary import QUANTILE_BINS, ScoreSummary, score_counts
 
 DAY = "2026-01-01"
 DAY_START = pd.Timestamp(DAY, tz="UTC")
@@ -130,11 +130,11 @@ def test_a_summary_of_pieces_judges_the_distribution_exactly_like_the_whole_samp
 def scored_day(refrig_home, monkeypatch):
     """A day of synthetic feature hours for 40 devices, both daily detectors trained on its
     first four hours and in production, scoring in runs of ``RUN_HOURS`` hours."""
-    from refrig_assets.defs.resources import RefrigResource
-    from refrig_assets.model_config import load_model_config
-    from refrig_assets.scoring_bench import synthetic_features
-    from refrig_assets.settings import MODELS_DIR
-    from refrig_assets.training import train_detector
+    from refrig_assets.core.model_config import load_model_config
+    from refrig_assets.core.settings import MODELS_DIR
+    from refrig_assets.defs.shared.resources import RefrigResource
+    from refrig_assets.training.fit import train_detector
+    from tools.benchmarks.scoring import synthetic_features
 
     models = refrig_home / "models"
     models.mkdir()
@@ -175,7 +175,7 @@ def materialize_day(assets: list[str]):
 
 
 def test_a_day_written_run_by_run_holds_the_rows_of_scoring_the_day_at_once(scored_day):
-    from refrig_assets.scoring import score_windows
+    from refrig_assets.scoring.score import score_windows
 
     refrig, features = scored_day
     assets = [f"{m}_scores" for m in DAILY_MODELS]
@@ -204,8 +204,8 @@ def test_a_day_written_run_by_run_holds_the_rows_of_scoring_the_day_at_once(scor
 
 
 def test_a_run_failing_the_contract_after_good_runs_writes_nothing(refrig_home):
-    from refrig_assets.defs.resources import RefrigResource
     from refrig_assets.defs.scoring.partition_writer import write_score_partition
+    from refrig_assets.defs.shared.resources import RefrigResource
 
     refrig = RefrigResource()
     store = refrig.store
@@ -227,8 +227,8 @@ def test_a_run_failing_the_contract_after_good_runs_writes_nothing(refrig_home):
 
 
 def test_runs_that_overlap_in_time_fail_the_check(refrig_home):
-    from refrig_assets.defs.resources import RefrigResource
     from refrig_assets.defs.scoring.partition_writer import ORDER_CHECK, write_score_partition
+    from refrig_assets.defs.shared.resources import RefrigResource
 
     refrig = RefrigResource()
     pieces = [(p[["window_start"]], p) for p in (scores_piece(1), scores_piece(1))]

@@ -5,7 +5,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from refrig_assets.storage import ParquetStore
+from refrig_assets.core.storage import ParquetStore
 
 HOURS = ["2026-01-01-00:00", "2026-01-01-01:00", "2026-01-01-02:00"]
 PREP = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
@@ -48,7 +48,7 @@ def trained_fleet(small_fleet):
 def pin_missing_version(tmp_path, monkeypatch, model_id: str) -> None:
     """Point the models/ settings at a copy whose ``model_id`` is pinned to a version the
     registry does not have (a bad rollback): scoring that model raises."""
-    from refrig_assets.settings import MODELS_DIR
+    from refrig_assets.core.settings import MODELS_DIR
 
     d = tmp_path / "models"
     d.mkdir()
@@ -129,8 +129,8 @@ def test_without_labels_the_backtest_says_so(refrig_home):
 def test_the_alert_step_reads_one_hour_of_a_daily_detectors_day_of_scores(tmp_path):
     import pandas as pd
 
-    from refrig_assets.defs.scoring.assets import read_scores_for_hour
-    from refrig_assets.model_config import all_model_ids, load_model_config
+    from refrig_assets.core.model_config import all_model_ids, load_model_config
+    from refrig_assets.scoring.reads import read_scores_for_hour
 
     daily = next(m for m in all_model_ids() if load_model_config(m).schedule == "daily")
     store = ParquetStore(tmp_path)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
 from refrig_assets.simulator import (
     ALL_SENSORS,
     COHORT_NAMES,

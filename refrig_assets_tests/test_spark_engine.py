@@ -12,10 +12,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from refrig_assets.contracts import load_contract, quality_flag_names
+from refrig_assets.core.contracts import load_contract, quality_flag_names
+from refrig_assets.core.model_config import all_model_ids
+from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines import configured_engine, embedded, spark_master
-from refrig_assets.model_config import all_model_ids
-from refrig_assets.storage import ParquetStore
 
 HOURS = ["2026-01-01-00:00", "2026-01-01-01:00", "2026-01-01-02:00"]
 SCORED_AT = datetime(2026, 1, 1, 3, tzinfo=UTC)
@@ -118,10 +118,10 @@ def test_spark_feature_file_passes_the_device_features_contract(spark, fleet):
 
 @pytest.mark.parametrize("model_id", all_model_ids())
 def test_spark_scores_equal_the_embedded_scores(spark, fleet, model_id):
+    from refrig_assets.core.model_config import load_model_config
     from refrig_assets.detectors import build_detector
     from refrig_assets.engines.spark import score_paths_on_spark
-    from refrig_assets.model_config import load_model_config
-    from refrig_assets.scoring import score_windows, with_cohort
+    from refrig_assets.scoring.score import score_windows, with_cohort
 
     store, registry = fleet
     for key in HOURS:
@@ -181,9 +181,9 @@ def test_device_features_asset_runs_on_spark_when_configured(
 ):
     import dagster as dg
 
+    from refrig_assets.core.settings import get_settings
     from refrig_assets.defs.features.assets import device_features
-    from refrig_assets.defs.resources import RefrigResource
-    from refrig_assets.settings import get_settings
+    from refrig_assets.defs.shared.resources import RefrigResource
 
     source, _ = fleet
     home = ParquetStore(get_settings().data_dir)

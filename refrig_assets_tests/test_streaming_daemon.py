@@ -5,7 +5,7 @@ alert only has to arrive within the seed's end-to-end bound."""
 
 import pytest
 
-from refrig_assets.streaming.bench import measure_landing_to_alert
+from tools.benchmarks.streaming import measure_landing_to_alert
 
 
 @pytest.mark.slow

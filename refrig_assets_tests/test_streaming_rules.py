@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
 from refrig_assets.streaming.config import load_streaming_settings
 from refrig_assets.streaming.engine import DeviceThresholds, StreamingEngine
 from refrig_assets.streaming.replay import frame_arrays

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from refrig_assets.alerts.store import AlertStore
-from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.core.settings import get_settings
+from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.streaming.sensors import streaming_threshold_rules
-from refrig_assets.settings import get_settings
 from refrig_assets.simulator.writer import write_frame
 
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from operator_world import T0, Clock, db_snapshot, operations, seed_store, standard_alerts
 
 from refrig_assets.alerts.store import AlertNotFound, AlertStore
-from refrig_assets.workorders import (
+from refrig_assets.operations.workorders import (
     WorkOrderDeliveryError,
     WorkOrderError,
     WorkOrderExporter,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.alerts.severity import classify_severity, mark_suppressed, sla_deadline
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
 
 # How a feature statistic reads in an explanation ("vibration_compressor ... (running mean)").
 STAT_WORDS = {

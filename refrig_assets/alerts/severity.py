@@ -7,7 +7,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
 
 
 def alert_policy() -> dict:

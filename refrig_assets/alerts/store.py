@@ -29,7 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from refrig_assets.contracts import ColumnSpec, Contract, load_contract
+from refrig_assets.core.contracts import ColumnSpec, Contract, load_contract
 
 OPEN = "OPEN"
 ACKNOWLEDGED = "ACKNOWLEDGED"

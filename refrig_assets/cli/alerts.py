@@ -24,7 +24,7 @@ from refrig_assets.alerts.store import (
     AlertStore,
     InvalidTransition,
 )
-from refrig_assets.settings import get_settings
+from refrig_assets.core.settings import get_settings
 
 app = typer.Typer(
     help="Inspect alerts and move them through their lifecycle (ack, resolve, false positive).",

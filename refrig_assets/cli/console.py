@@ -16,7 +16,7 @@ def console(
     import uvicorn
 
     from refrig_assets.console import create_app
-    from refrig_assets.settings import get_settings
+    from refrig_assets.core.settings import get_settings
 
     settings = get_settings()
     typer.echo(

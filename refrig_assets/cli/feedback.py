@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import typer
 
 from refrig_assets.alerts.store import AlertStore
-from refrig_assets.feedback import (
+from refrig_assets.core.settings import get_settings
+from refrig_assets.operations.feedback import (
     ACTIVE,
     REJECTED,
     REVOKED,
@@ -21,8 +22,7 @@ from refrig_assets.feedback import (
     RuleNotFound,
     describe_rule,
 )
-from refrig_assets.operations_settings import OperationsConfigError
-from refrig_assets.settings import get_settings
+from refrig_assets.operations.settings import OperationsConfigError
 
 app = typer.Typer(
     help="False-positive labels and the suppression/threshold rules they propose.",

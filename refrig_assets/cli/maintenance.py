@@ -15,9 +15,9 @@ from typing import Annotated
 import typer
 
 from refrig_assets.alerts.store import AlertStore
-from refrig_assets.maintenance import DEVICE, SITE, MaintenanceError, WindowNotFound
-from refrig_assets.operations_settings import OperationsConfigError
-from refrig_assets.settings import get_settings
+from refrig_assets.core.settings import get_settings
+from refrig_assets.operations.maintenance import DEVICE, SITE, MaintenanceError, WindowNotFound
+from refrig_assets.operations.settings import OperationsConfigError
 
 app = typer.Typer(
     help="Maintenance windows: alerts inside them are suppressed and training skips them.",
@@ -61,8 +61,8 @@ def add(
     by: str = typer.Option(..., "--by", help="Who declares it."),
 ) -> None:
     """Declare a window for one device or a whole site; suppresses stored alerts inside it."""
-    from refrig_assets.alerts.suppression import suppress_stored_alerts
-    from refrig_assets.maintenance import MaintenanceCalendar
+    from refrig_assets.operations.maintenance import MaintenanceCalendar
+    from refrig_assets.operations.suppression import suppress_stored_alerts
 
     if (device is None) == (site is None):
         _fail("give exactly one of --device or --site")
@@ -85,8 +85,8 @@ def import_file(
 
     Columns/keys: scope, target (or device_id / site_id), starts_at, ends_at, reason.
     """
-    from refrig_assets.alerts.suppression import suppress_stored_alerts
-    from refrig_assets.maintenance import MaintenanceCalendar
+    from refrig_assets.operations.maintenance import MaintenanceCalendar
+    from refrig_assets.operations.suppression import suppress_stored_alerts
 
     with _store() as store:
         result = MaintenanceCalendar(store).import_file(path, by)
@@ -106,7 +106,7 @@ def list_windows(
     include_cancelled: bool = typer.Option(False, "--all", help="Include cancelled windows."),
 ) -> None:
     """List maintenance windows, earliest first."""
-    from refrig_assets.maintenance import MaintenanceCalendar
+    from refrig_assets.operations.maintenance import MaintenanceCalendar
 
     with _store() as store:
         frame = MaintenanceCalendar(store).windows(
@@ -125,8 +125,8 @@ def cancel(
     by: str = typer.Option(..., "--by", help="Who cancels it."),
 ) -> None:
     """Cancel a window (kept on record); the alerts it suppressed come back."""
-    from refrig_assets.alerts.suppression import restore_stored_alerts
-    from refrig_assets.maintenance import MaintenanceCalendar
+    from refrig_assets.operations.maintenance import MaintenanceCalendar
+    from refrig_assets.operations.suppression import restore_stored_alerts
 
     with _store() as store:
         window = MaintenanceCalendar(store).cancel(window_id, by)

@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from refrig_assets.settings import get_settings
+from refrig_assets.core.settings import get_settings
 
 app = typer.Typer(
     help="Model versions: list, promote through the gates, pin, roll back, pause, history.",
@@ -37,7 +35,7 @@ def _lifecycle() -> Iterator:
     """The lifecycle service over the configured registry, audit trail and models/ folder."""
     from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
     from refrig_assets.lifecycle.promotion import ModelLifecycle
-    from refrig_assets.registry import ModelRegistry
+    from refrig_assets.training.registry import ModelRegistry
 
     s = get_settings()
     audit = None
@@ -56,7 +54,7 @@ def _lifecycle() -> Iterator:
 
 def _is_lifecycle_error(exc: Exception) -> bool:
     from refrig_assets.lifecycle.promotion import LifecycleError
-    from refrig_assets.registry import RegistryError
+    from refrig_assets.training.registry import RegistryError
 
     return isinstance(exc, LifecycleError | RegistryError | FileNotFoundError)
 
@@ -68,7 +66,7 @@ def _actor(by: str | None) -> str:
 
 
 def _model(model_id: str) -> str:
-    from refrig_assets.model_config import all_model_ids
+    from refrig_assets.core.model_config import all_model_ids
 
     known = all_model_ids(get_settings().models_dir)
     if model_id not in known:
@@ -87,8 +85,8 @@ def _event_line(e) -> str:
 @app.command("list")
 def list_models() -> None:
     """Every detector: production, pinned and serving version, pause, and its versions."""
+    from refrig_assets.core.model_config import all_model_ids
     from refrig_assets.lifecycle.promotion import GATE_STATUS_TAG
-    from refrig_assets.model_config import all_model_ids
 
     with _lifecycle() as lc:
         for model_id in all_model_ids(lc.models_dir):
@@ -127,6 +125,7 @@ def promote(
     """Evaluate a version against production on recent features; if every gate passes, start
     its progressive rollout (or, with --now or the rollout switched off, promote it at once).
     A blocked promotion is recorded with the failing gates (exit status 1)."""
+    from refrig_assets.core.storage import ParquetStore
     from refrig_assets.lifecycle.policy import load_policy
     from refrig_assets.lifecycle.promotion import (
         evaluate_candidate,
@@ -134,7 +133,6 @@ def promote(
         recent_features,
     )
     from refrig_assets.lifecycle.rollout import RolloutManager
-    from refrig_assets.storage import ParquetStore
 
     _model(model_id)
     s = get_settings()
@@ -365,27 +363,3 @@ def rollout_abort(
     _model(model_id)
     with _lifecycle() as lc:
         typer.echo(_event_line(RolloutManager(lc).abort(model_id, _actor(by), reason)))
-
-
-@app.command("demo")
-def demo(
-    workdir: Annotated[
-        Path | None,
-        typer.Option(help="Where to run (emptied first; default REFRIG_HOME/lifecycle-demo)."),
-    ] = None,
-    devices: int = typer.Option(30, "--devices", min=10, help="Simulated devices."),
-) -> None:
-    """Scripted lifecycle: train v1 → promote → worse v2 → canary blocks it → force-promote →
-    roll back to v1 → history. Runs in its own folder with a copy of models/."""
-    import logging
-    import os
-    import warnings
-
-    from refrig_assets.lifecycle.scenario import run_scenario
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    target = workdir or get_settings().home / "lifecycle-demo"
-    outcome = run_scenario(target, devices=devices, log=typer.echo)
-    typer.echo(f"\nall of it is on disk under {outcome.workdir}")

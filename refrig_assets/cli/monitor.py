@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from refrig_assets.settings import get_settings
+from refrig_assets.core.settings import get_settings
 
 app = typer.Typer(help="Drift, pipeline health and retraining requests from daily monitoring.")
 
@@ -15,7 +15,7 @@ def requests(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per request."),
 ) -> None:
     """Every retraining request recorded, oldest first, with its trigger and reason."""
-    from refrig_assets.monitoring.retraining import RetrainingLog
+    from refrig_assets.monitoring.retraining_trigger import RetrainingLog
 
     log = RetrainingLog(get_settings().alerts_db_url)
     rows = log.list(model)

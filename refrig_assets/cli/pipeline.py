@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import typer
 
-from refrig_assets.settings import get_settings
+from refrig_assets.core.settings import get_settings
 
 app = typer.Typer(
     help="Run the asset graph over a range of hours (recorded in the Dagster instance)."
@@ -26,7 +26,7 @@ def run(
     train_hours: int = typer.Option(2, help="Train the detectors on the first N hours."),
 ) -> None:
     """Readings → features for every hour, train on the first hours, then scores and alerts."""
-    from refrig_assets.defs.runner import hour_keys, run_pipeline
+    from refrig_assets.cli.runner import hour_keys, run_pipeline
 
     begin = _parse_hour(start)
     typer.echo(f"Running {hours} hour(s) from {begin:%Y-%m-%d %H:%M} UTC")
@@ -43,8 +43,8 @@ def run(
 
 def summarise(keys: list[str]) -> str:
     """Quality counts, alerts by severity and the backtest for the given hours."""
-    from refrig_assets.backtest import backtest
-    from refrig_assets.storage import ParquetStore
+    from refrig_assets.core.storage import ParquetStore
+    from refrig_assets.evaluation.backtest import backtest
 
     s = get_settings()
     store = ParquetStore(s.data_dir)
@@ -92,9 +92,9 @@ def summarise(keys: list[str]) -> str:
 
 def detector_quality(store, labels: pd.DataFrame, keys: list[str], device_hours: float) -> str:
     """Each detector's own flags against the labels (daily detectors once their day is scored)."""
-    from refrig_assets.backtest import fleet_flagged_scores, score_backtest
-    from refrig_assets.model_config import all_model_ids
-    from refrig_assets.storage import partition_file_name
+    from refrig_assets.core.model_config import all_model_ids
+    from refrig_assets.core.storage import partition_file_name
+    from refrig_assets.evaluation.backtest import fleet_flagged_scores, score_backtest
 
     stems = [partition_file_name(k) for k in keys]
     flagged, counts = fleet_flagged_scores(store, all_model_ids(), stems)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from refrig_assets.settings import get_settings
+from refrig_assets.core.settings import get_settings
 
 app = typer.Typer(
     help="Data quality of the hourly partitions: rows read, clean and quarantined, flag rates, "
@@ -38,8 +38,8 @@ def report(
 ) -> None:
     """Rows read, clean and quarantined (by rule and by file), flag rates per sensor and the
     freshness of each dataset of one partition."""
-    from refrig_assets.quality_report import format_report, quality_report
-    from refrig_assets.storage import ParquetStore
+    from refrig_assets.core.storage import ParquetStore
+    from refrig_assets.quality.report import format_report, quality_report
 
     store = ParquetStore(get_settings().data_dir)
     try:

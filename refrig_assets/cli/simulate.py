@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from refrig_assets.settings import get_settings
+from refrig_assets.core.settings import get_settings
 
 
 def simulate(

@@ -12,7 +12,7 @@ import json
 
 import typer
 
-from refrig_assets.settings import get_settings
+from refrig_assets.core.settings import get_settings
 from refrig_assets.streaming.tick import run_once
 
 app = typer.Typer(

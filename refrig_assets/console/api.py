@@ -15,9 +15,9 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from refrig_assets.console.service import ConsoleService
-from refrig_assets.contracts import load_contract
-from refrig_assets.feedback import ACTIVE, REJECTED, REVOKED, RULE_STATUSES
-from refrig_assets.operations_settings import OperationsSettings
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.operations.feedback import ACTIVE, REJECTED, REVOKED, RULE_STATUSES
+from refrig_assets.operations.settings import OperationsSettings
 
 _PY_TYPES: dict[str, type] = {
     "string": str,

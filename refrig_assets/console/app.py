@@ -19,14 +19,14 @@ from fastapi.staticfiles import StaticFiles
 
 from refrig_assets.alerts.store import AlertNotFound, InvalidTransition
 from refrig_assets.console.api import build_api
-from refrig_assets.console.health import build_health
+from refrig_assets.console.health_endpoint import build_health
 from refrig_assets.console.pages import build_pages, render_error
 from refrig_assets.console.service import ConsoleService, DeviceNotFound, FilterError
-from refrig_assets.feedback import RuleDecisionError, RuleNotFound
-from refrig_assets.maintenance import MaintenanceError, WindowCancelled, WindowNotFound
-from refrig_assets.operations_settings import OperationsSettings, load_operations_settings
-from refrig_assets.settings import get_settings
-from refrig_assets.workorders import WorkOrderDeliveryError, WorkOrderError
+from refrig_assets.core.settings import get_settings
+from refrig_assets.operations.feedback import RuleDecisionError, RuleNotFound
+from refrig_assets.operations.maintenance import MaintenanceError, WindowCancelled, WindowNotFound
+from refrig_assets.operations.settings import OperationsSettings, load_operations_settings
+from refrig_assets.operations.workorders import WorkOrderDeliveryError, WorkOrderError
 
 STATIC_DIR = Path(__file__).parent / "static"
 

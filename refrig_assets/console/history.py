@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from refrig_assets.storage import UNPARTITIONED, ParquetStore
+from refrig_assets.core.storage import UNPARTITIONED, ParquetStore
 
 FEATURES = "device_features"
 

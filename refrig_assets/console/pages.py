@@ -18,8 +18,8 @@ from fastapi.templating import Jinja2Templates
 
 from refrig_assets.alerts.store import STATUSES
 from refrig_assets.console.service import ConsoleService
-from refrig_assets.feedback import PROPOSED
-from refrig_assets.operations_settings import OperationsSettings
+from refrig_assets.operations.feedback import PROPOSED
+from refrig_assets.operations.settings import OperationsSettings
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 ALL_STATUSES = "ALL"

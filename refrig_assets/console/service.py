@@ -25,24 +25,24 @@ from refrig_assets.alerts.store import (
     AlertNotFound,
     AlertStore,
 )
-from refrig_assets.alerts.suppression import (
-    SuppressionLog,
-    restore_stored_alerts,
-    suppress_stored_alerts,
-)
 from refrig_assets.console.charts import Chart, Line, Span
 from refrig_assets.console.history import (
     device_history,
     newest_window_end,
     oldest_partition_start,
 )
-from refrig_assets.contracts import load_contract
-from refrig_assets.feedback import FeedbackLoop, describe_rule, top_contributor
-from refrig_assets.maintenance import MaintenanceCalendar
-from refrig_assets.model_config import all_model_ids, load_model_config
-from refrig_assets.operations_settings import OperationsSettings
-from refrig_assets.storage import ParquetStore
-from refrig_assets.workorders import WorkOrderDeliveryError, WorkOrderExporter
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.model_config import all_model_ids, load_model_config
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.operations.feedback import FeedbackLoop, describe_rule, top_contributor
+from refrig_assets.operations.maintenance import MaintenanceCalendar
+from refrig_assets.operations.settings import OperationsSettings
+from refrig_assets.operations.suppression import (
+    SuppressionLog,
+    restore_stored_alerts,
+    suppress_stored_alerts,
+)
+from refrig_assets.operations.workorders import WorkOrderDeliveryError, WorkOrderExporter
 
 ACTIVE_STATUSES = (OPEN, ACKNOWLEDGED)
 CLOSED_STATUSES = (RESOLVED, FALSE_POSITIVE)

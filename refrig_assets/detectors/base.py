@@ -29,8 +29,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from refrig_assets.core.model_config import ModelConfig
 from refrig_assets.detectors.calibration import TailCalibrator
-from refrig_assets.model_config import ModelConfig
 
 DETECTORS: dict[str, type[Detector]] = {}
 OUTPUT_COLUMNS = [
@@ -65,7 +65,7 @@ def register_detector(cls: type[Detector]) -> type[Detector]:
 @cache
 def feature_sensor(feature: str) -> str:
     """The sensor a feature column is computed from (``vibration_compressor_max`` → sensor)."""
-    from refrig_assets.contracts import load_contract
+    from refrig_assets.core.contracts import load_contract
 
     col = load_contract("device_features").column(feature)
     return col.extra.get("sensor", feature)
@@ -74,7 +74,7 @@ def feature_sensor(feature: str) -> str:
 @cache
 def feature_unit(feature: str) -> str | None:
     """The unit of a device_features column (from the sensor it is computed from)."""
-    from refrig_assets.contracts import load_contract
+    from refrig_assets.core.contracts import load_contract
 
     return load_contract("device_features").column(feature).unit
 
@@ -82,14 +82,14 @@ def feature_unit(feature: str) -> str | None:
 @cache
 def feature_condition(feature: str) -> str | None:
     """The operating condition a feature is computed under (``running``), if any."""
-    from refrig_assets.contracts import load_contract
+    from refrig_assets.core.contracts import load_contract
 
     return load_contract("device_features").column(feature).extra.get("condition")
 
 
 def context_columns(config: ModelConfig) -> list[str]:
     """Columns a model conditions on without scoring them (``features.context`` in models/)."""
-    from refrig_assets.contracts import load_contract
+    from refrig_assets.core.contracts import load_contract
 
     names = list(config.settings.get("features", {}).get("context", []) or [])
     contract = load_contract("device_features")
@@ -144,7 +144,7 @@ class Detector(ABC):
 
     def row_minutes(self) -> int:
         """Length of one scored row in minutes (default: the feature window)."""
-        from refrig_assets.features import window_minutes
+        from refrig_assets.features.windows import window_minutes
 
         return window_minutes()
 

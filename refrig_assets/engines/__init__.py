@@ -1,7 +1,7 @@
 """Where feature windows and scoring run: the embedded engine (DuckDB, default) or Apache Spark.
 
-Both engines read and write the same Parquet layout (:class:`refrig_assets.storage.ParquetStore`)
-and run the same definitions: the feature SQL of :func:`refrig_assets.features.feature_sql` and
+Both engines read and write the same Parquet layout (:class:`refrig_assets.core.storage.ParquetStore`)
+and run the same definitions: the feature SQL of :func:`refrig_assets.features.windows.feature_sql` and
 the detectors' own ``score``. Which one runs is configuration, not code:
 
 * ``REFRIG_ENGINE`` — ``duckdb`` (default: one machine, no service) or ``spark``;

@@ -14,10 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from refrig_assets.contract_sql import sql_violations
-from refrig_assets.contracts import Contract
-from refrig_assets.features import feature_sql
-from refrig_assets.storage import ParquetStore
+from refrig_assets.core.contract_sql import sql_violations
+from refrig_assets.core.contracts import Contract
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.features.windows import feature_sql
 
 _ARROW_TYPE_CHECKS = {
     "string": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),

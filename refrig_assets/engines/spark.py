@@ -1,8 +1,8 @@
 """The Spark engine: the same feature SQL and the same detectors, run by Apache Spark.
 
-Nothing here re-implements project logic. Features are :func:`refrig_assets.features.feature_sql`
+Nothing here re-implements project logic. Features are :func:`refrig_assets.features.windows.feature_sql`
 in its Spark dialect; scores are the registered detector's own ``score`` (through
-:func:`refrig_assets.scoring.score_windows`), broadcast to the executors and applied to groups of
+:func:`refrig_assets.scoring.score.score_windows`), broadcast to the executors and applied to groups of
 whole devices (or whole cohorts for cohort-level models), so persistence over a device's
 consecutive windows sees the same rows it sees on the embedded engine.
 
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from refrig_assets.contracts import Contract, load_contract
+from refrig_assets.core.contracts import Contract, load_contract
+from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines import spark_master
-from refrig_assets.features import feature_sql
-from refrig_assets.storage import ParquetStore
+from refrig_assets.features.windows import feature_sql
 
 if TYPE_CHECKING:  # pyspark is imported only when the Spark engine is used
     from pyspark.sql import DataFrame, SparkSession
@@ -149,7 +149,7 @@ def score_on_spark(
     """Scores of ``detector`` for a Spark DataFrame of feature windows (model_scores contract).
 
     The detector and the device → cohort map are broadcast once; each task scores whole devices
-    (or whole cohorts) with :func:`refrig_assets.scoring.score_windows`, exactly as the embedded
+    (or whole cohorts) with :func:`refrig_assets.scoring.score.score_windows`, exactly as the embedded
     engine does. ``registry`` needs ``device_id`` and ``cohort``. Windows before ``since`` are
     context for persistence only and are not returned.
     """
@@ -164,7 +164,7 @@ def score_on_spark(
     n_groups = groups or GROUPS_PER_CORE * spark.sparkContext.defaultParallelism
 
     def score_group(frame: pd.DataFrame) -> pd.DataFrame:
-        from refrig_assets.scoring import score_windows, with_cohort
+        from refrig_assets.scoring.score import score_windows, with_cohort
 
         model, cohorts = shared.value
         frame = with_cohort(_utc(frame.drop(columns=["_group"])), cohorts)

@@ -23,7 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from refrig_assets.alerts.store import UTCDateTime
-from refrig_assets.append_only import make_append_only
+from refrig_assets.core.append_only import make_append_only
 
 TABLE = "model_lifecycle_events"
 APPEND_ONLY_MESSAGE = "model lifecycle audit records are append-only"

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.lifecycle.gates import CANARY, GateResult, judge
+from refrig_assets.scoring.summary import score_counts
 
 KEY = ["device_id", "window_start"]
 CRITERIA = (
@@ -30,14 +31,6 @@ CRITERIA = (
     "top_k_overlap",
     "score_kl_divergence",
 )
-
-
-def score_counts(scores: np.ndarray, bins: int) -> np.ndarray:
-    """How many scores fall in each of ``bins`` equal bins over [0, 1] (NaN left out, the rest
-    clipped into the range). Counts of parts of a sample add up to the counts of the whole."""
-    s = np.asarray(scores, dtype=float)
-    counts, _ = np.histogram(np.clip(s[~np.isnan(s)], 0.0, 1.0), bins=bins, range=(0.0, 1.0))
-    return counts
 
 
 def score_histogram(scores: np.ndarray, bins: int) -> np.ndarray:

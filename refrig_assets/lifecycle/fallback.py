@@ -21,12 +21,13 @@ import pyarrow.parquet as pq
 
 from refrig_assets.alerts.generation import alert_id
 from refrig_assets.alerts.severity import mark_suppressed, sla_deadline
-from refrig_assets.contracts import load_contract
-from refrig_assets.lifecycle.canary import histogram_kl, score_counts
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.lifecycle.canary import histogram_kl
 from refrig_assets.lifecycle.gates import COMPARISONS
 from refrig_assets.lifecycle.staleness import ACTION, Action, Staleness, classify_age
 from refrig_assets.lifecycle.staleness import schedule_allowance as _allowance
-from refrig_assets.storage import ParquetStore
+from refrig_assets.scoring.summary import score_counts
 
 FALLBACK_SOURCE = "fallback"
 FALLBACK_PROVENANCE = "fallback_rules"
@@ -203,7 +204,7 @@ def histogram_shift(
     epsilon: float,
 ) -> tuple[bool, float | None, str]:
     """:func:`distribution_shift` of new scores known only by their histogram (``bins`` counts,
-    :func:`~refrig_assets.lifecycle.canary.score_counts`) and how many windows they cover: a
+    :func:`~refrig_assets.scoring.summary.score_counts`) and how many windows they cover: a
     partition written piece by piece never holds all its scores."""
     need = int(pause_policy["min_windows"])
     ref = np.asarray(reference_scores, dtype=float)

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from refrig_assets.settings import MODELS_DIR
+from refrig_assets.core.settings import MODELS_DIR
 
 POLICY_FILE = "_lifecycle.yaml"
 SECTIONS = ("canary", "promotion", "rollout", "staleness", "pause", "fallback")

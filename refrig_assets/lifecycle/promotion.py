@@ -22,17 +22,17 @@ from typing import Any
 import pandas as pd
 
 from refrig_assets.alerts.generation import generate_alerts
-from refrig_assets.backtest import backtest
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.model_config import load_model_config
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.evaluation.backtest import backtest
 from refrig_assets.lifecycle import audit as events
 from refrig_assets.lifecycle.audit import AuditTrail, LifecycleEvent
 from refrig_assets.lifecycle.canary import CanaryResult, compare_scores
 from refrig_assets.lifecycle.gates import GateReport, absolute_gates, champion_gates
 from refrig_assets.lifecycle.pinning import model_file, write_pin
-from refrig_assets.model_config import load_model_config
-from refrig_assets.registry import ModelRegistry
-from refrig_assets.scoring import score_windows, with_cohort
-from refrig_assets.storage import ParquetStore
+from refrig_assets.scoring.score import score_windows, with_cohort
+from refrig_assets.training.registry import ModelRegistry
 
 GATE_STATUS_TAG = "gate_status"
 GATE_SUMMARY_TAG = "gate_summary"

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from refrig_assets.model_config import ModelConfig
+from refrig_assets.core.model_config import ModelConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 RELEASE_FILE = PACKAGE_ROOT.parent / "release.yaml"

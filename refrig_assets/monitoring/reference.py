@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow.parquet as pq
 
+from refrig_assets.core.storage import ParquetStore
 from refrig_assets.monitoring.drift import sample_rows
-from refrig_assets.scoring import with_cohort
-from refrig_assets.storage import ParquetStore
+from refrig_assets.scoring.score import with_cohort
 
 FEATURES = "device_features"
 

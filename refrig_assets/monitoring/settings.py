@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from refrig_assets.settings import MODELS_DIR
+from refrig_assets.core.settings import MODELS_DIR
 
 MONITORING_FILE = "_monitoring.yaml"
 

@@ -166,11 +166,11 @@ def pipeline_run_summary(hour_keys: list[str]) -> str:
     (partition keys ``2026-01-01-05:00``)."""
     import json
 
-    from refrig_assets.monitoring.retraining import requests_for_day
+    from refrig_assets.core.settings import get_settings
+    from refrig_assets.core.storage import ParquetStore
+    from refrig_assets.monitoring.retraining_trigger import requests_for_day
     from refrig_assets.monitoring.settings import load_monitoring_settings
-    from refrig_assets.registry import ModelRegistry
-    from refrig_assets.settings import get_settings
-    from refrig_assets.storage import ParquetStore
+    from refrig_assets.training.registry import ModelRegistry
 
     s = get_settings()
     store = ParquetStore(s.data_dir)

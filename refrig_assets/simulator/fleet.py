@@ -16,7 +16,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from refrig_assets.contracts import ContractError, load_contract
+from refrig_assets.core.contracts import ContractError, load_contract
 from refrig_assets.simulator.config import SimulationConfig
 from refrig_assets.simulator.faults import FaultPlan, plan_faults
 from refrig_assets.simulator.physics import (

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
 from refrig_assets.simulator.cohorts import COHORTS
 from refrig_assets.simulator.config import SimulationConfig
 

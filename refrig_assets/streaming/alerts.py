@@ -7,7 +7,7 @@ import pandas as pd
 
 from refrig_assets.alerts.generation import alert_id
 from refrig_assets.alerts.severity import alert_policy, mark_suppressed, sla_deadline
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
 from refrig_assets.streaming.config import StreamingSettings
 
 SOURCE = "streaming"

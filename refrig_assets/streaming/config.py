@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from refrig_assets.contracts import Contract, ContractError, load_contract
+from refrig_assets.core.contracts import Contract, ContractError, load_contract
 
 NS_PER_MINUTE = 60 * 10**9
 

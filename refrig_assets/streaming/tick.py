@@ -20,14 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from refrig_assets import landing as landing_zone
 from refrig_assets.alerts.notify import Notifier, notify_new_alerts
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.alerts.store import AlertStore
-from refrig_assets.contracts import Contract, load_contract
-from refrig_assets.device_registry import load_device_registry
-from refrig_assets.settings import Settings
-from refrig_assets.storage import ParquetStore
+from refrig_assets.core.contracts import Contract, load_contract
+from refrig_assets.core.settings import Settings
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.ingestion import landing as landing_zone
+from refrig_assets.ingestion.device_registry import load_device_registry
 from refrig_assets.streaming.alerts import firings_to_alerts
 from refrig_assets.streaming.config import StreamingSettings, load_streaming_settings
 from refrig_assets.streaming.cursor import LandingCursor
@@ -269,7 +269,7 @@ def run_once(settings: Settings | None = None, run_id_prefix: str = "cli") -> Ti
     does, without the daemon). Readings already evaluated are skipped by the watermarks, so
     repeating a pass raises nothing twice."""
     from refrig_assets.alerts.notify import notifier_from_env
-    from refrig_assets.settings import get_settings
+    from refrig_assets.core.settings import get_settings
 
     settings = settings or get_settings()
     store = AlertStore(settings.alerts_db_url)

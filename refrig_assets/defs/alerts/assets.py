@@ -8,12 +8,13 @@ import pandas as pd
 from refrig_assets.alerts.generation import generate_alerts
 from refrig_assets.alerts.notify import notifier_from_env, notify_new_alerts
 from refrig_assets.alerts.severity import alert_policy
-from refrig_assets.contracts import load_contract
+from refrig_assets.core.contracts import load_contract
 from refrig_assets.defs.alerts.reconcile import reconcile_streaming_alerts
-from refrig_assets.defs.checks import contract_check_result
-from refrig_assets.defs.partitions import hourly_partitions
-from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.defs.scoring.assets import read_scores_for_hour, scoring_assets
+from refrig_assets.defs.shared.contract_checks import contract_check_result
+from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.defs.shared.score_assets import score_asset_keys
+from refrig_assets.scoring.reads import read_scores_for_hour
 
 GROUP = "alerts"
 
@@ -21,8 +22,7 @@ GROUP = "alerts"
 @dg.asset(
     group_name=GROUP,
     partitions_def=hourly_partitions,
-    deps=[a.key for a in scoring_assets if a.partitions_def == hourly_partitions]
-    + ["device_registry"],
+    deps=score_asset_keys("hourly") + ["device_registry"],
     description="Alerts from model agreement per device and window: severity, SLA deadline, site, "
     "top contributors, explanation, provenance; repeats within the dedup window are suppressed "
     "(kept, marked). Upserted into the alert database without touching operator state; new "
@@ -44,7 +44,7 @@ def device_alerts(
         previous = previous[previous["window_start"] < start]
     alerts = generate_alerts(scores, registry, previous, context.partition_key, context.run.run_id)
     # -- operator suppression: maintenance windows and applied feedback rules (kept, marked) --
-    from refrig_assets.alerts.suppression import apply_operator_suppression
+    from refrig_assets.operations.suppression import apply_operator_suppression
 
     alerts = apply_operator_suppression(alerts, refrig.alerts)
     # -- end operator suppression --

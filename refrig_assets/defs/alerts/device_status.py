@@ -5,12 +5,12 @@ import math
 import dagster as dg
 import pandas as pd
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.defs.checks import contract_check_result
-from refrig_assets.defs.partitions import hourly_partitions
-from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.defs.scoring.assets import read_scores_for_hour
-from refrig_assets.device_status import TrendSettings, device_status
+from refrig_assets.alerts.device_status import TrendSettings, device_status
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.defs.shared.contract_checks import contract_check_result
+from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.scoring.reads import read_scores_for_hour
 
 GROUP = "alerts"
 

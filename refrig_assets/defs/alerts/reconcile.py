@@ -8,8 +8,8 @@ from refrig_assets.alerts.reconciliation import (
     ReconciliationPolicy,
     reconcile_streaming,
 )
-from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.defs.scoring.assets import read_scores_for_hour
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.scoring.reads import read_scores_for_hour
 
 
 def reconcile_streaming_alerts(

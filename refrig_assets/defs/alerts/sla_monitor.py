@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from refrig_assets.alerts.notify import notifier_from_env, notify_escalations
-from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.defs.shared.resources import RefrigResource
 
 SLA_CHECK_SECONDS = 60
 

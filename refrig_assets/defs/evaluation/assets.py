@@ -8,11 +8,16 @@ the asset materializes with a note instead of numbers.
 import dagster as dg
 import pandas as pd
 
-from refrig_assets.backtest import backtest, fleet_flagged_scores, markdown_table, score_backtest
-from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.defs.scoring.assets import scoring_assets
-from refrig_assets.defs.training.assets import training_partitions
-from refrig_assets.model_config import all_model_ids
+from refrig_assets.core.model_config import all_model_ids
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.defs.shared.score_assets import score_asset_keys
+from refrig_assets.evaluation.backtest import (
+    backtest,
+    fleet_flagged_scores,
+    markdown_table,
+    score_backtest,
+)
+from refrig_assets.training.fit import training_partitions
 
 GROUP = "evaluation"
 
@@ -26,7 +31,7 @@ class BacktestConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    deps=["device_alerts", *[a.key for a in scoring_assets]],
+    deps=["device_alerts", *score_asset_keys()],
     description="Detection quality against labelled faults: per fault type incident recall, "
     "detection delay from onset and true alerts; alert precision and false alerts per 1,000 "
     "device-days; the same per detector from its flagged scores. Skipped (with a note) when "

@@ -8,11 +8,11 @@ loaded into pandas here.
 
 import dagster as dg
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.defs.partitions import hourly_partitions
-from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.model_config import all_model_ids, load_model_config
+from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines import embedded
-from refrig_assets.model_config import all_model_ids, load_model_config
 
 GROUP = "features"
 SAMPLE_ROWS = 10

@@ -4,17 +4,17 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.defs.partitions import hourly_partitions
-from refrig_assets.defs.quality.checks import (
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.defs.shared.schema_checks import (
     contract_version_metadata,
     schema_check,
     schema_check_spec,
     sql_contract_check,
 )
-from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.device_registry import load_device_registry
-from refrig_assets.landing import (
+from refrig_assets.ingestion.device_registry import load_device_registry
+from refrig_assets.ingestion.landing import (
     LandingIndex,
     connect,
     hour_readings,
@@ -36,7 +36,7 @@ GROUP = "ingestion"
 )
 def device_registry(refrig: RefrigResource) -> dg.MaterializeResult:
     """Read the registry file (CSV or Parquet) named by REFRIG_DEVICE_REGISTRY."""
-    from refrig_assets.defs.checks import contract_check_result
+    from refrig_assets.defs.shared.contract_checks import contract_check_result
 
     registry = load_device_registry(refrig.settings.registry_path)
     path = refrig.store.write("device_registry", None, registry)

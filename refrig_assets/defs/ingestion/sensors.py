@@ -5,10 +5,10 @@ import json
 
 import dagster as dg
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.defs.partitions import hourly_partitions
-from refrig_assets.landing import LandingIndex, hours_to_refresh, landing_index_path
-from refrig_assets.settings import get_settings
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.settings import get_settings
+from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.ingestion.landing import LandingIndex, hours_to_refresh, landing_index_path
 
 JOB = "hourly_pipeline"
 

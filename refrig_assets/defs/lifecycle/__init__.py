@@ -2,11 +2,14 @@
 
 import dagster as dg
 
-from refrig_assets.defs.lifecycle.common import GROUP
+from refrig_assets.defs.lifecycle.conditional_retraining import (
+    conditional_retraining,
+    currency_checks,
+)
 from refrig_assets.defs.lifecycle.promotion import canary_assets, promotion_assets
-from refrig_assets.defs.lifecycle.retraining import conditional_retraining, currency_checks
 from refrig_assets.defs.lifecycle.serving import fallback_alerts, model_serving_state
-from refrig_assets.defs.partitions import hourly_partitions
+from refrig_assets.defs.shared.lifecycle import GROUP
+from refrig_assets.defs.shared.partitions import hourly_partitions
 
 promotion_selection = dg.AssetSelection.assets(*canary_assets, *promotion_assets)
 

@@ -15,8 +15,9 @@ import json
 
 import dagster as dg
 
-from refrig_assets.defs.lifecycle.common import GROUP, model_lifecycle, run_actor
-from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.core.model_config import ModelConfig, all_model_ids, load_model_config
+from refrig_assets.defs.shared.lifecycle import GROUP, model_lifecycle, run_actor
+from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.audit import ROLLOUT_STARTED
 from refrig_assets.lifecycle.canary import CRITERIA, canary_markdown, canary_plot
 from refrig_assets.lifecycle.gates import ABSOLUTE, VS_CHAMPION, GateReport
@@ -30,7 +31,6 @@ from refrig_assets.lifecycle.promotion import (
     recent_features,
 )
 from refrig_assets.lifecycle.rollout import RolloutManager
-from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
 
 GATE_CHECKS = {ABSOLUTE: "absolute_gates", VS_CHAMPION: "backtest_vs_champion"}
 

@@ -13,11 +13,12 @@ import dagster as dg
 import pandas as pd
 
 from refrig_assets.alerts.severity import alert_policy
-from refrig_assets.contracts import load_contract
-from refrig_assets.defs.checks import contract_check_result
-from refrig_assets.defs.lifecycle.common import GROUP, model_lifecycle
-from refrig_assets.defs.partitions import hourly_partitions
-from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.model_config import all_model_ids, load_model_config
+from refrig_assets.defs.shared.contract_checks import contract_check_result
+from refrig_assets.defs.shared.lifecycle import GROUP, model_lifecycle
+from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.fallback import (
     fleet_action,
     model_status,
@@ -26,7 +27,6 @@ from refrig_assets.lifecycle.fallback import (
 )
 from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.lifecycle.staleness import Action
-from refrig_assets.model_config import all_model_ids, load_model_config
 
 STATE_COLUMNS = [
     "model_id",

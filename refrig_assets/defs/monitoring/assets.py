@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from refrig_assets.contracts import load_contract, quality_flag_names
-from refrig_assets.defs.checks import contract_check_result
+from refrig_assets.core.contracts import load_contract, quality_flag_names
+from refrig_assets.core.model_config import all_model_ids, load_model_config
+from refrig_assets.core.storage import partition_file_name
 from refrig_assets.defs.monitoring.instance_stats import step_executions
-from refrig_assets.defs.partitions import daily_partitions, hourly_partitions
-from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.model_config import all_model_ids, load_model_config
-from refrig_assets.monitoring import health
+from refrig_assets.defs.shared.contract_checks import contract_check_result
+from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.monitoring import pipeline_health as health
 from refrig_assets.monitoring.drift import (
     FLEET,
     SIGNIFICANT,
@@ -42,9 +43,8 @@ from refrig_assets.monitoring.summary import (
     score_drift_markdown,
     summary_path,
 )
-from refrig_assets.quality import flag_bit
-from refrig_assets.registry import RegistryError
-from refrig_assets.storage import partition_file_name
+from refrig_assets.quality.rules import flag_bit
+from refrig_assets.training.registry import RegistryError
 
 GROUP = "monitoring"
 MODEL_IDS = all_model_ids()
@@ -543,7 +543,7 @@ def monitoring_summary(
     context: dg.AssetExecutionContext, refrig: RefrigResource
 ) -> dg.MaterializeResult:
     """Assemble the operator's page from the three monitoring datasets of the day."""
-    from refrig_assets.monitoring.retraining import RetrainingLog
+    from refrig_assets.monitoring.retraining_trigger import RetrainingLog
 
     day = context.partition_key
     store, s = refrig.store, refrig.settings

@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from refrig_assets.monitoring.health import STEP_COLUMNS
+from refrig_assets.monitoring.pipeline_health import STEP_COLUMNS
 
 PARTITION_TAG = "dagster/partition"
 

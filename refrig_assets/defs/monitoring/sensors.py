@@ -6,16 +6,16 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from refrig_assets.defs.monitoring.assets import monitoring_assets
-from refrig_assets.defs.partitions import daily_partitions, hourly_partitions
-from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.monitoring.retraining import (
+from refrig_assets.defs.shared.jobs import TRAINING_JOB
+from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.monitoring.retraining_trigger import (
     RetrainingLog,
     RetrainingRequest,
     requests_for_day,
     schedule_requests,
 )
 
-TRAINING_JOB = "train_detectors"
 DRIFT_ASSETS = ("feature_drift", "score_drift")
 
 daily_monitoring = dg.define_asset_job(

@@ -5,18 +5,18 @@ from datetime import timedelta
 import dagster as dg
 import pyarrow.parquet as pq
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.defs.partitions import hourly_partitions
-from refrig_assets.defs.quality.checks import (
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.defs.shared.schema_checks import (
     contract_version_metadata,
     schema_check,
     schema_check_spec,
     sql_contract_check,
 )
-from refrig_assets.defs.resources import RefrigResource
-from refrig_assets.landing import connect, hour_key, sql_str
-from refrig_assets.quality import SENSOR_FLAGS, clean_hour, flag_bit
-from refrig_assets.quality_report import summarise, write_summary
+from refrig_assets.ingestion.landing import connect, hour_key, sql_str
+from refrig_assets.quality.report import summarise, write_summary
+from refrig_assets.quality.rules import SENSOR_FLAGS, clean_hour, flag_bit
 
 GROUP = "quality"
 # Per device and sensor, the hour's last value and when its run began (stuck runs across hours).

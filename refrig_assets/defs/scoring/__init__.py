@@ -4,12 +4,12 @@ fails."""
 
 import dagster as dg
 
-from refrig_assets.defs.partitions import daily_partitions
 from refrig_assets.defs.scoring.assets import DAILY_GROUP, scoring_assets
 from refrig_assets.defs.scoring.sensors import (
     alerts_despite_failed_scoring,
     alerts_from_available_scores,
 )
+from refrig_assets.defs.shared.partitions import daily_partitions
 
 daily_scoring = dg.define_asset_job(
     "daily_scoring",

@@ -11,18 +11,17 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
-import pyarrow.parquet as pq
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.defs.lifecycle.holds import held, scoring_hold
-from refrig_assets.defs.lifecycle.rollout import rollout_metadata, serve_rollout, serving_rollout
-from refrig_assets.defs.partitions import daily_partitions, hourly_partitions
-from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.model_config import ModelConfig, all_model_ids, load_model_config
+from refrig_assets.defs.scoring.holds import held, scoring_hold
 from refrig_assets.defs.scoring.partition_writer import write_score_partition
-from refrig_assets.freshness import stale_feature_partitions
-from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
-from refrig_assets.scoring import lookback_hours
-from refrig_assets.scoring_runs import earlier_hours, score_runs
+from refrig_assets.defs.scoring.rollout import rollout_metadata, serve_rollout, serving_rollout
+from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions
+from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.quality.freshness import stale_feature_partitions
+from refrig_assets.scoring.runs import earlier_hours, score_runs
+from refrig_assets.scoring.score import lookback_hours
 
 GROUP = "scoring"
 # Daily score assets live in their own group: jobs hold one partitioning each (hourly_pipeline
@@ -46,7 +45,7 @@ def feature_hours(context: dg.AssetExecutionContext, schedule: str) -> list[str]
 def score_hour_by_hour(
     refrig: RefrigResource, detector, version: str, hours: list[str], devices=None, config=None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The runs of :func:`~refrig_assets.scoring_runs.score_runs` as two whole frames:
+    """The runs of :func:`~refrig_assets.scoring.runs.score_runs` as two whole frames:
     (window starts scored, scores), for callers that need the partition at once (a progressive
     rollout splitting devices between versions); the score assets otherwise write run by run.
 
@@ -156,25 +155,6 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
         )
 
     return _score
-
-
-def read_scores_for_hour(
-    store, partition_key: str, window_start: pd.Timestamp, window_end: pd.Timestamp
-) -> pd.DataFrame:
-    """Every detector's scores for the windows of one hour (whatever exists; missing is fine)."""
-    frames = []
-    day_key = partition_key[:10]
-    for model_id in all_model_ids():
-        cfg = load_model_config(model_id)
-        key = partition_key if cfg.schedule == "hourly" else day_key
-        path = store.path(f"{model_id}_scores", key)
-        if path.exists():
-            # Filtered while reading: a daily partition holds 24 hours of a fleet's windows.
-            hour = [("window_start", ">=", window_start), ("window_start", "<", window_end)]
-            frames.append(pq.read_table(path, filters=hour).to_pandas())
-    if not frames:
-        return load_contract("model_scores").empty_frame()
-    return pd.concat(frames, ignore_index=True)
 
 
 scoring_assets = [build_scoring_asset(load_model_config(m)) for m in all_model_ids()]

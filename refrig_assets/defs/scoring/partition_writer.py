@@ -1,9 +1,9 @@
 """Writing a score partition piece by piece: check each piece, append it, rename at the end.
 
-Pieces (runs of hours, see :mod:`refrig_assets.scoring_runs`) are validated against the
+Pieces (runs of hours, see :mod:`refrig_assets.scoring.runs`) are validated against the
 model_scores contract and appended to a temporary file of the partition
 (:meth:`ParquetStore.writer`); only counters and histograms of them are kept
-(:class:`~refrig_assets.score_summary.ScoreSummary`). The partition replaces the previous one
+(:class:`~refrig_assets.scoring.summary.ScoreSummary`). The partition replaces the previous one
 only when every piece passed and the score distribution does not hold the model: bad scores are
 never written, and a crash leaves the last good partition.
 """
@@ -16,12 +16,12 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from refrig_assets.contracts import load_contract
-from refrig_assets.defs.checks import contract_failures_result
-from refrig_assets.defs.lifecycle.holds import distribution_hold
-from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.defs.scoring.holds import distribution_hold
+from refrig_assets.defs.shared.contract_checks import contract_failures_result
+from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.policy import load_policy
-from refrig_assets.score_summary import ScoreSummary
+from refrig_assets.scoring.summary import ScoreSummary
 
 # A piece's window starts must all come after the previous pieces' (else a key could repeat
 # across pieces, which the per-piece contract check cannot see).

@@ -8,8 +8,8 @@ launches ``device_alerts`` alone for that hour: it reads whatever scores exist.
 
 import dagster as dg
 
-from refrig_assets.defs.partitions import hourly_partitions
-from refrig_assets.defs.pipeline import hourly_pipeline
+from refrig_assets.defs.shared.jobs import hourly_pipeline
+from refrig_assets.defs.shared.partitions import hourly_partitions
 
 SCORE_SUFFIX = "_scores"
 

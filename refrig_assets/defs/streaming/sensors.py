@@ -10,7 +10,7 @@ tick that reads files records a materialization of ``streaming_alerts`` with wha
 import dagster as dg
 
 from refrig_assets.alerts.notify import notifier_from_env
-from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.streaming.tick import process_landed_files
 
 SENSOR_NAME = "streaming_threshold_rules"

@@ -3,13 +3,13 @@
 import dagster as dg
 import pandas as pd
 
-from refrig_assets.defs.lifecycle.common import model_lifecycle, run_actor
-from refrig_assets.defs.resources import RefrigResource
+from refrig_assets.core.model_config import ModelConfig, all_model_ids, load_model_config
+from refrig_assets.defs.shared.lifecycle import model_lifecycle, run_actor
+from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.retraining_policy import asset_code_version, current_fingerprint
-from refrig_assets.maintenance import exclude_maintenance
-from refrig_assets.model_config import ModelConfig, all_model_ids, load_model_config
-from refrig_assets.scoring import with_cohort
-from refrig_assets.training import train_detector
+from refrig_assets.operations.maintenance import exclude_maintenance
+from refrig_assets.scoring.score import with_cohort
+from refrig_assets.training.fit import train_detector, training_partitions
 
 GROUP = "training"
 
@@ -19,16 +19,6 @@ class TrainingConfig(dg.Config):
 
     start_partition: str | None = None
     end_partition: str | None = None
-
-
-def training_partitions(store, start: str | None, end: str | None) -> list[str]:
-    """Feature partition files in the requested range (file stems sort chronologically)."""
-    from refrig_assets.storage import partition_file_name
-
-    stems = store.partitions("device_features")
-    lo = partition_file_name(start) if start else None
-    hi = partition_file_name(end) if end else None
-    return [p for p in stems if (lo is None or p >= lo) and (hi is None or p <= hi)]
 
 
 def load_training_features(refrig: RefrigResource, stems: list[str]) -> pd.DataFrame:

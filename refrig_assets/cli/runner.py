@@ -1,0 +1,124 @@
+"""Run the graph for a range of hours in this process, recorded in the Dagster instance.
+
+Used by ``refrig pipeline run`` (and so ``make run``): the runs show up in the UI afterwards.
+"""
+
+import logging
+import os
+from datetime import datetime, timedelta
+
+# MLflow narrates every registration and download; the summary says what matters.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import dagster as dg
+
+from refrig_assets.defs.shared.partitions import hourly_partitions
+
+
+def hour_keys(start: datetime, hours: int) -> list[str]:
+    """Hourly partition keys from ``start`` (UTC) for ``hours`` hours."""
+    return [(start + timedelta(hours=h)).strftime("%Y-%m-%d-%H:00") for h in range(hours)]
+
+
+# The console logger prints every Dagster event; the runs are in the instance for the UI anyway.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _execute(defs: dg.Definitions, instance, selection: list[str], partition_key: str | None):
+    job = defs.resolve_job_def("hourly_pipeline" if partition_key else "train_detectors")
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=partition_key,
+        asset_selection=[dg.AssetKey(k) for k in selection],
+        run_config=QUIET,
+        raise_on_error=False,
+    )
+    failed = [e.step_key for e in result.all_events if e.is_step_failure]
+    return result.success, failed
+
+
+def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> dict[str, object]:
+    """Registry → readings..features for every hour → train on the first ``train_hours`` →
+    scores and alerts for every hour. Returns a summary of run outcomes."""
+    from refrig_assets.definitions import defs
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else _project_instance()
+    keys = hour_keys(start, hours)
+    unknown = [k for k in keys if not hourly_partitions.has_partition_key(k)]
+    if unknown:
+        raise ValueError(f"hours before REFRIG_PARTITION_START: {unknown[:3]}")
+    failures: list[str] = []
+    ok = (
+        defs.resolve_job_def("refresh_device_registry")
+        .execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+        .success
+    )
+    if not ok:
+        raise RuntimeError("device_registry failed; see the Dagster run log")
+    prep = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
+    for k in keys:
+        success, failed = _execute(defs, instance, prep, k)
+        log(f"  {k}: readings → features {'ok' if success else 'FAILED ' + ','.join(failed)}")
+        failures += failed
+    # What the streaming_threshold_rules sensor does under the daemon, before the batch alerts
+    # that confirm or soften its alerts.
+    from refrig_assets.streaming.tick import run_once
+
+    stream = run_once()
+    log(f"  streaming rules over {len(stream.files)} landing file(s): {stream.inserted} alert(s)")
+    train_keys = keys[: max(1, train_hours)]
+    train_job = defs.resolve_job_def("train_detectors")
+    training_assets = [k.to_user_string() for k in train_job.asset_layer.executable_asset_keys]
+    hourly_models = [a for a in training_assets if _is_hourly(a)]
+    result = train_job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey(a) for a in training_assets],
+        run_config=QUIET
+        | {
+            "ops": {
+                a: {"config": {"start_partition": train_keys[0], "end_partition": train_keys[-1]}}
+                for a in training_assets
+            }
+        },
+        raise_on_error=False,
+    )
+    log(
+        f"  trained {', '.join(training_assets)} on {train_keys[0]}..{train_keys[-1]}: "
+        f"{'ok' if result.success else 'FAILED'}"
+    )
+    score = [a.replace("_model", "_scores") for a in hourly_models]
+    score += ["device_alerts", "device_status"]
+    for k in keys:
+        success, failed = _execute(defs, instance, score, k)
+        if any(f.endswith("_scores") for f in failed) and "device_alerts" not in failed:
+            # What the alerts_despite_failed_scoring sensor does under the daemon.
+            failed += _execute(defs, instance, ["device_alerts"], k)[1]
+        log(f"  {k}: scores → alerts {'ok' if success else 'FAILED ' + ','.join(failed)}")
+        failures += failed
+    from refrig_assets.cli.evaluation_runner import run_daily_scores_and_backtest
+
+    failures += run_daily_scores_and_backtest(defs, instance, keys, log, QUIET)
+    from refrig_assets.cli.monitoring_runner import run_monitoring
+
+    failures += run_monitoring(defs, instance, keys, log, QUIET)
+    return {"hours": keys, "failed_steps": failures}
+
+
+def _project_instance() -> dg.DagsterInstance:
+    """The instance under $REFRIG_HOME/dagster (what `make dev` shows) when DAGSTER_HOME is unset."""
+    from refrig_assets.core.settings import get_settings
+
+    home = get_settings().dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def _is_hourly(training_asset: str) -> bool:
+    from refrig_assets.core.model_config import load_model_config
+
+    return load_model_config(training_asset.removesuffix("_model")).schedule == "hourly"

@@ -1,0 +1,55 @@
+"""Turning contract validation into asset check results (failure counts and a sample)."""
+
+import dagster as dg
+import pandas as pd
+
+from refrig_assets.core.contracts import Contract
+
+SAMPLE_ROWS = 10
+
+
+def contract_check_spec(asset: str, contract: str, blocking: bool) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name=f"{contract}_contract",
+        asset=asset,
+        blocking=blocking,
+        description=f"Rows follow contracts/{contract}.yaml (types, nulls, ranges, allowed values, keys).",
+    )
+
+
+def contract_check_result(
+    asset: str, contract: Contract, frame: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """Validate ``frame`` against ``contract`` with pandera; failures summarised as metadata."""
+    return contract_failures_result(asset, contract, len(frame), contract.validate(frame))
+
+
+def contract_failures_result(
+    asset: str, contract: Contract, rows: int, failures: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """The check result of ``rows`` rows validated (perhaps piece by piece) with ``failures``
+    (pandera's failure table, :meth:`Contract.validate`)."""
+    by_check = (
+        failures.groupby(["column", "check"], dropna=False).size().reset_index(name="failures")
+        if len(failures)
+        else pd.DataFrame(columns=["column", "check", "failures"])
+    )
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=f"{contract.dataset}_contract",
+        passed=failures.empty,
+        metadata={
+            "rows": rows,
+            "failures": len(failures),
+            "contract_version": contract.version,
+            "schema_fingerprint": contract.schema_fingerprint,
+            "failures_by_check": dg.MetadataValue.md(by_check.to_markdown(index=False))
+            if len(by_check)
+            else "none",
+            "sample": dg.MetadataValue.md(
+                failures.head(SAMPLE_ROWS).astype(str).to_markdown(index=False)
+            )
+            if len(failures)
+            else "none",
+        },
+    )

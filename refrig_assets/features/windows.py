@@ -1,0 +1,147 @@
+"""Feature windows: per device and window, per-sensor statistics plus duty cycle and completeness.
+
+The feature logic is one SQL definition generated from the contracts. It runs on DuckDB (the
+embedded engine) and, through :data:`DIALECTS`, on Spark SQL — the same text with two function
+names swapped, so the engines cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from refrig_assets.core.contracts import Contract, load_contract
+from refrig_assets.quality.rules import flags_from_mask_sql
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The few expressions that differ between SQL engines."""
+
+    name: str
+    epoch_seconds: str  # template with {ts}
+    from_epoch_seconds: str  # template with {s}
+
+
+DIALECTS = {
+    "duckdb": Dialect("duckdb", "epoch(CAST({ts} AS TIMESTAMPTZ))", "to_timestamp({s})"),
+    "spark": Dialect(
+        "spark", "CAST(unix_micros({ts}) AS DOUBLE) / 1000000", "timestamp_seconds({s})"
+    ),
+}
+# Spark reads a literal 1.0 as DECIMAL (its averages would come back as decimals): typed literals
+# keep every engine computing in DOUBLE.
+ONE, ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
+
+
+def window_minutes(override: int | None = None) -> int:
+    """Window length from the device_features contract (must divide the hour)."""
+    minutes = int(override or load_contract("device_features").settings["window_minutes"])
+    if minutes <= 0 or 60 % minutes:
+        raise ValueError(f"window_minutes={minutes} must divide 60")
+    return minutes
+
+
+def expected_readings_per_window(window_min: int, cadence_seconds: int | None = None) -> float:
+    """How many readings a healthy device sends per window at the fleet's cadence."""
+    cadence = cadence_seconds or int(
+        load_contract("sensor_readings").settings["expected_cadence_seconds"]
+    )
+    return window_min * 60 / cadence
+
+
+def feature_sql(
+    source: str,
+    *,
+    window_min: int | None = None,
+    cadence_seconds: int | None = None,
+    dialect: str = "duckdb",
+    readings: Contract | None = None,
+    features: Contract | None = None,
+) -> str:
+    """SQL computing device_features from a clean_readings relation named ``source``.
+
+    Values outside the contract's physical range are ignored (they stay flagged in the clean
+    readings). ``slope`` is a least-squares slope per minute; ``last`` is the latest non-null
+    value. Output columns follow the device_features contract order.
+    """
+    d = DIALECTS[dialect]
+    readings = readings or load_contract("sensor_readings")
+    features = features or load_contract("device_features")
+    wmin = window_minutes(window_min)
+    expected = expected_readings_per_window(wmin, cadence_seconds)
+    wsec = wmin * 60
+    epoch = d.epoch_seconds.format(ts="ts")
+    bucket = f"CAST(floor({epoch} / {wsec}) * {wsec} AS BIGINT)"
+
+    valid = []
+    for c in readings.columns_with_role("sensor"):
+        if c.range:
+            lo, hi = c.range
+            valid.append(f"CASE WHEN {c.name} BETWEEN {lo} AND {hi} THEN {c.name} END AS {c.name}")
+        else:
+            valid.append(c.name)
+    state_cols = [c.name for c in readings.columns_with_role("state")]
+
+    running_cols = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
+    running = (
+        f"{running_cols[0].name} > {running_cols[0].extra['running_above']}"
+        if running_cols
+        else "FALSE"
+    )
+    aggs: dict[str, str] = {}
+    for col in features.columns_with_role("feature"):
+        s, stat = col.extra["sensor"], col.extra["stat"]
+        if col.extra.get("condition") == "running":
+            s = f"CASE WHEN {running} THEN {s} END"
+        aggs[col.name] = {
+            "mean": f"avg({s})",
+            "std": f"stddev_samp({s})",
+            "min": f"min({s})",
+            "max": f"max({s})",
+            "last": f"max_by({s}, CASE WHEN {s} IS NOT NULL THEN t_min END)",
+            "slope": f"regr_slope({s}, CASE WHEN {s} IS NOT NULL THEN t_min END)",
+        }[stat]
+    sensors = readings.sensor_columns
+    present = " + ".join(f"count({s})" for s in sensors)
+    running_cols = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
+    aggs["reading_count"] = "count(*)"
+    aggs["sensor_completeness"] = (
+        f"least(1.0, CAST({present} AS DOUBLE) / {expected * len(sensors)})"
+    )
+    if running_cols:
+        rc = running_cols[0]
+        aggs["duty_cycle"] = (
+            f"avg(CASE WHEN {rc.name} IS NULL THEN NULL "
+            f"WHEN {rc.name} > {rc.extra['running_above']} THEN {ONE} ELSE {ZERO} END)"
+        )
+    else:
+        aggs["duty_cycle"] = "CAST(NULL AS DOUBLE)"
+    door = state_cols[0] if state_cols else None
+    aggs["door_open_fraction"] = (
+        f"avg(CASE WHEN {door} THEN {ONE} WHEN {door} IS NULL THEN NULL ELSE {ZERO} END)"
+        if door
+        else "CAST(NULL AS DOUBLE)"
+    )
+    aggs["quality_mask"] = "CAST(bit_or(quality_mask) AS BIGINT)"
+
+    select = []
+    for col in features.columns:
+        name = col.name
+        if name == "device_id":
+            select.append("device_id")
+        elif name == "window_start":
+            select.append(f"{d.from_epoch_seconds.format(s='bucket')} AS window_start")
+        elif name == "window_end":
+            select.append(f"{d.from_epoch_seconds.format(s=f'bucket + {wsec}')} AS window_end")
+        elif name == "quality_flags":
+            select.append(f"{flags_from_mask_sql('bit_or(quality_mask)')} AS quality_flags")
+        elif name in aggs:
+            select.append(f"{aggs[name]} AS {name}")
+        else:
+            raise ValueError(f"device_features column {name!r} has no feature definition")
+    valid_cols = ", ".join(valid + state_cols)
+    return (
+        f"SELECT {', '.join(select)} FROM ("
+        f"SELECT device_id, {bucket} AS bucket, ({epoch}) / 60.0 AS t_min, quality_mask, {valid_cols} "
+        f"FROM {source}) v GROUP BY device_id, bucket ORDER BY device_id, bucket"
+    )

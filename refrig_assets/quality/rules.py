@@ -1,0 +1,531 @@
+"""Quality rules: turn the typed readings of one hour into clean readings plus a quarantine.
+
+Nothing is dropped silently. A row is either clean (possibly carrying quality flags) or in the
+quarantine with its file, row, column, rule, value and a message. Every rule and threshold comes
+from the contracts (``quality_rules`` in clean_readings.yaml; ranges, operating ranges, plausible
+wrong units and landing rules in sensor_readings.yaml). All of it is SQL on DuckDB: one window
+pass over the hour finds duplicates and repeated values, small follow-up queries find stuck runs
+and unit mistakes, and the clean rows stream to Parquet. No Python touches single rows.
+
+Flags (bit order = ``allowed_flags`` of clean_readings.quality_flags):
+
+- ``SENSOR_DROPOUT``: a sensor value is missing (null or NaN).
+- ``OUT_OF_RANGE``: a sensor value is outside its physical range (kept as delivered).
+- ``STUCK_SENSOR``: a sensor repeats exactly the same value for ``stuck_sensor_minutes`` or more
+  (values listed as ``steady_values`` of a column, e.g. 0 A while the compressor is off, are
+  exempt). A run that opens the hour continues the previous hour's last run of the same value
+  (kept per device and sensor as the hour's "tails"), so runs across hours are measured whole;
+  the earlier hour's part is flagged only once the run is long enough within that hour.
+- ``DUPLICATE``: the reading was delivered more than once; this copy is kept, the others are
+  quarantined as ``duplicate_reading``.
+- ``LATE``: its file was not there when the hour was first materialized.
+- ``FUTURE_TIMESTAMP``: stamped later than its file's arrival (mtime) plus a tolerance.
+- ``UNIT_SUSPECT``: over the device-hour, a sensor's mean lies outside its ``operating_range``
+  but inside that range converted to one of the column's ``misunits`` (°F in a °C column, psi
+  or bar in a kPa column).
+- ``UNREGISTERED_DEVICE``: the device is not in the device registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from refrig_assets.core.contracts import Contract, load_contract, quality_flag_names
+from refrig_assets.ingestion.landing import CONTRACT_FILE, FileRejection, landing_rules, sql_str
+
+QUARANTINE_COLUMNS = ["source_file", "row", "column", "rule", "value", "message", "device_id", "ts"]
+# Flags that belong to one sensor (the others belong to the whole reading).
+SENSOR_FLAGS = ("SENSOR_DROPOUT", "OUT_OF_RANGE", "STUCK_SENSOR", "UNIT_SUSPECT")
+
+
+def flag_bit(name: str) -> int:
+    """Bit value of a quality flag in ``quality_mask``."""
+    return 1 << quality_flag_names().index(name)
+
+
+def flags_from_mask_sql(mask_expr: str) -> str:
+    """SQL turning a quality mask into the comma-separated flag names."""
+    parts = [
+        f"CASE WHEN ({mask_expr}) & {1 << i} <> 0 THEN '{name}' END"
+        for i, name in enumerate(quality_flag_names())
+    ]
+    return f"CASE WHEN ({mask_expr}) = 0 THEN '' ELSE concat_ws(',', {', '.join(parts)}) END"
+
+
+def decode_mask(mask: int) -> list[str]:
+    """Flag names set in a quality mask."""
+    return [n for i, n in enumerate(quality_flag_names()) if mask & (1 << i)]
+
+
+def quality_rules() -> dict:
+    """The ``quality_rules`` block of contracts/clean_readings.yaml."""
+    return dict(load_contract("clean_readings").settings["quality_rules"])
+
+
+@dataclass
+class QualityResult:
+    """Counts that must add up: rows_read == rows_clean + rows_quarantined."""
+
+    rows_read: int
+    rows_clean: int
+    rows_quarantined: int
+    quarantine: pd.DataFrame
+    files: list[str]
+    rejected_files: list[FileRejection]
+    notices: list[FileRejection] = field(default_factory=list)
+    # rows carrying each flag, and per sensor for the sensor flags: {(flag, sensor): rows}
+    flag_counts: dict[str, int] = field(default_factory=dict)
+    sensor_flag_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    completeness: float = 0.0
+    nan_storm_files: dict[str, float] = field(default_factory=dict)
+    # SQL (on the same connection) of each device's last value and run start per sensor, for
+    # the next hour's stuck-sensor check
+    tails_sql: str = ""
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.rows_clean + self.rows_quarantined
+
+
+def quarantine_frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Quarantine rows in the quarantined_readings column order."""
+    df = (
+        pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
+        if isinstance(rows, list)
+        else rows[QUARANTINE_COLUMNS].copy()
+    )
+    df["row"] = df["row"].astype("int64")
+    df["ts"] = pd.to_datetime(df["ts"], utc=True)
+    for c in ["source_file", "column", "rule", "value", "message", "device_id"]:
+        df[c] = df[c].astype(object).where(df[c].notna(), None)
+    return df
+
+
+def file_quarantine_rows(files: list[FileRejection]) -> pd.DataFrame:
+    """Quarantine rows (row -1) for rejected files and file-level notices."""
+    return quarantine_frame(
+        [
+            {
+                "source_file": r.source_file,
+                "row": -1,
+                "column": r.column,
+                "rule": r.rule,
+                "value": None,
+                "message": r.message,
+                "device_id": None,
+                "ts": None,
+            }
+            for r in files
+        ]
+    )
+
+
+def _out_of_range(c, prefix: str = "") -> str:
+    v = f"{prefix}{c.name}"
+    return f"({v} < {c.range[0]} OR {v} > {c.range[1]})"
+
+
+def _nan_storm_files(con: duckdb.DuckDBPyConnection, contract: Contract) -> dict[str, float]:
+    """Files whose readings in this hour miss more sensor values than the contract allows."""
+    rule = landing_rules(contract).get("nan_storm")
+    sensors = contract.sensor_columns
+    if not rule or not sensors:
+        return {}
+    missing = " + ".join(f"count(*) - count({s})" for s in sensors)
+    rows = con.execute(
+        f"SELECT source_file, CAST({missing} AS DOUBLE) / (count(*) * {len(sensors)}) AS share "
+        f"FROM hour_in WHERE read_error IS NULL GROUP BY source_file "
+        f"HAVING count(*) >= {int(rule['min_rows'])} AND share > {float(rule['max_missing_share'])}"
+    ).fetchall()
+    return {f: float(share) for f, share in rows}
+
+
+EMPTY_TAILS = (
+    "SELECT CAST(NULL AS VARCHAR) AS device_id, CAST(NULL AS VARCHAR) AS sensor, "
+    "CAST(NULL AS DOUBLE) AS value, CAST(NULL AS TIMESTAMPTZ) AS run_start LIMIT 0"
+)
+
+
+def _runs_sql(sensor: str) -> str:
+    """Readings equal to the previous one (``eq_<sensor>``), grouped into runs.
+
+    Consecutive marked readings form a run, which starts at the reading before its first marked
+    one (``prev_ts``). One row per marked reading with its run's start and end.
+    """
+    return f"""
+    WITH cand AS (
+      SELECT device_id, ts, prev_ts, lag(ts) OVER (PARTITION BY device_id ORDER BY ts) AS prev_cand
+      FROM good_rows WHERE eq_{sensor} AND NOT is_dup),
+    runs AS (
+      SELECT *, sum(CASE WHEN prev_ts IS DISTINCT FROM prev_cand THEN 1 ELSE 0 END)
+                OVER (PARTITION BY device_id ORDER BY ts ROWS UNBOUNDED PRECEDING) AS run
+      FROM cand)
+    SELECT device_id, ts, min(prev_ts) OVER (PARTITION BY device_id, run) AS run_start,
+           max(ts) OVER (PARTITION BY device_id, run) AS run_end
+    FROM runs"""
+
+
+def _stuck_sensor(con: duckdb.DuckDBPyConnection, c, minutes: float) -> str:
+    """Materialize the runs of one sensor and how the previous hour's run carries into this one;
+    return the SQL of its stuck readings (sensor, device_id, ts).
+
+    A run that opens the hour (from the device's first reading) continues the previous hour's
+    last run when the value is the same, so its length counts from where that run began.
+    """
+    s = c.name
+    long = f"INTERVAL ({float(minutes)} * 60) SECOND"
+    steady = c.extra.get("steady_values") or []
+    not_steady = f" AND d.first_{s} NOT IN ({', '.join(map(str, steady))})" if steady else ""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE runs_{s} AS {_runs_sql(s)}")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE carry_{s} AS
+        SELECT d.device_id, d.first_ts, p.run_start AS carried_start,
+               coalesce(o.run_end, d.first_ts) AS opening_end
+        FROM device_hour d
+        JOIN previous_tails p ON p.device_id = d.device_id AND p.sensor = '{s}'
+                             AND p.value = d.first_{s}{not_steady}
+        LEFT JOIN (SELECT DISTINCT device_id, run_start, run_end FROM runs_{s}) o
+               ON o.device_id = d.device_id AND o.run_start = d.first_ts
+        """
+    )
+    return f"""
+    SELECT '{s}' AS sensor, device_id, ts FROM runs_{s} WHERE run_end - run_start >= {long}
+    UNION ALL
+    SELECT DISTINCT '{s}', device_id, run_start FROM runs_{s} WHERE run_end - run_start >= {long}
+    UNION ALL
+    SELECT '{s}', c.device_id, c.first_ts FROM carry_{s} c
+    WHERE c.opening_end - c.carried_start >= {long}
+    UNION ALL
+    SELECT '{s}', r.device_id, r.ts FROM runs_{s} r
+    JOIN carry_{s} c ON c.device_id = r.device_id AND r.run_start = c.first_ts
+    WHERE c.opening_end - c.carried_start >= {long}"""
+
+
+def _tails_sql(sensors: list) -> str:
+    """Per device and sensor: the last value of the hour and when its run of that value began
+    (carried over from earlier hours), for the next hour's stuck-sensor check."""
+    parts = [
+        f"""
+        SELECT d.device_id, '{c.name}' AS sensor, d.last_{c.name} AS value,
+               CASE WHEN coalesce(t.run_start, d.last_ts) = d.first_ts
+                         AND k.carried_start IS NOT NULL THEN k.carried_start
+                    ELSE coalesce(t.run_start, d.last_ts) END AS run_start
+        FROM device_hour d
+        LEFT JOIN (SELECT DISTINCT device_id, run_start, run_end FROM runs_{c.name}) t
+               ON t.device_id = d.device_id AND t.run_end = d.last_ts
+        LEFT JOIN carry_{c.name} k ON k.device_id = d.device_id
+        WHERE d.last_{c.name} IS NOT NULL"""
+        for c in sensors
+    ]
+    if not parts:
+        return EMPTY_TAILS
+    return " UNION ALL ".join(parts) + " ORDER BY device_id, sensor"
+
+
+def _unit_checked(contract: Contract) -> list:
+    return [
+        c
+        for c in contract.columns_with_role("sensor")
+        if c.extra.get("misunits") and c.extra.get("operating_range")
+    ]
+
+
+def _device_hour_sql(contract: Contract) -> str:
+    """Per device: clean readings of the hour, first and last reading (time and values), and the
+    mean and count of each unit-checked sensor."""
+    aggs = ["count(*) AS n_rows", "min(ts) AS first_ts", "max(ts) AS last_ts"]
+    for c in contract.columns_with_role("sensor"):
+        aggs += [f"arg_min_null({c.name}, ts) AS first_{c.name}"]
+        aggs += [f"arg_max_null({c.name}, ts) AS last_{c.name}"]
+    for c in _unit_checked(contract):
+        aggs += [f"avg({c.name}) AS m_{c.name}", f"count({c.name}) AS n_{c.name}"]
+    return f"SELECT device_id, {', '.join(aggs)} FROM good_rows WHERE NOT is_dup GROUP BY device_id"
+
+
+def _unit_suspect_sql(contract: Contract, min_readings: int) -> str:
+    """(device_id, sensor, unit, n_rows) for device-hours whose mean fits a wrong unit only.
+
+    Judged on the device-hour mean, not on single values: one reading may be a spike, a whole
+    hour that sits where the converted operating range is and the native one is not is a unit.
+    """
+    parts = []
+    for c in _unit_checked(contract):
+        lo, hi = (float(v) for v in c.extra["operating_range"])
+        m = f"m_{c.name}"
+        fits = []
+        for u in c.extra["misunits"]:
+            scale, offset = float(u["scale"]), float(u.get("offset", 0.0))
+            a, b = sorted((lo * scale + offset, hi * scale + offset))
+            fits.append(f"WHEN {m} BETWEEN {a} AND {b} THEN {sql_str(u['unit'])}")
+        parts.append(
+            f"SELECT device_id, '{c.name}' AS sensor, CASE {' '.join(fits)} END AS unit, n_rows "
+            f"FROM device_hour WHERE n_{c.name} >= {int(min_readings)} "
+            f"AND NOT ({m} BETWEEN {lo} AND {hi})"
+        )
+    if not parts:
+        return "SELECT '' AS device_id, '' AS sensor, '' AS unit, 0 AS n_rows LIMIT 0"
+    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) WHERE unit IS NOT NULL"
+
+
+def clean_hour(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    contract: Contract,
+    registered_devices: pa.Table,
+    rules: dict | None = None,
+    previous_tails: str | None = None,
+) -> tuple[str, QualityResult]:
+    """Apply the quality rules to the typed readings of one hour (see :func:`landing.hour_readings`).
+
+    ``source`` is a SQL relation on ``con`` with the typed readings (rows with ``source_row = -1``
+    are rejected files and file notices; they become row -1 quarantine entries). Returns the SQL
+    of the clean rows (sorted by device_id, ts; the caller streams it to Parquet with the same
+    connection) and the quarantine with the counts. ``previous_tails`` (a relation in the shape
+    of :attr:`QualityResult.tails_sql`, from the previous hour) lets a stuck run that began
+    before the hour count from where it began.
+    """
+    rules = rules or quality_rules()
+    sensors = contract.columns_with_role("sensor")
+    value_cols = ", ".join(contract.column_names)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW hour_in AS SELECT * FROM {source} WHERE source_row >= 0"
+    )
+    con.register("registered_devices", registered_devices)
+    file_entries = [
+        FileRejection(f, rule, message, column)
+        for f, rule, message, column in con.execute(
+            f"SELECT source_file, read_error, read_error_value, read_error_column FROM {source} "
+            "WHERE source_row < 0 ORDER BY source_file, read_error, read_error_column"
+        ).fetchall()
+    ]
+    read = {r[0] for r in con.execute("SELECT DISTINCT source_file FROM hour_in").fetchall()}
+    # an entry for a file whose rows were read is a note (e.g. an extra column), not a rejection
+    rejected_files = [e for e in file_entries if e.source_file not in read]
+    notices = [e for e in file_entries if e.source_file in read]
+
+    storms = _nan_storm_files(con, contract)
+    in_storm = f"source_file IN ({', '.join(sql_str(f) for f in storms)})" if storms else "FALSE"
+    keyed = "read_error IS NULL AND device_id IS NOT NULL AND ts IS NOT NULL"
+    stuck_minutes = float(rules["stuck_sensor_minutes"])
+    repeats = []
+    for c in sensors:
+        steady = c.extra.get("steady_values") or []
+        exempt = f" AND {c.name} NOT IN ({', '.join(map(str, steady))})" if steady else ""
+        repeats.append(f"(coalesce({c.name} = lag({c.name}) OVER w, FALSE){exempt}) AS eq_{c.name}")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE good_rows AS
+        SELECT {value_cols}, source_file, source_row, received_at, late_arrival,
+               coalesce(ts = lag(ts) OVER w, FALSE) AS is_dup,
+               lag(ts) OVER w AS prev_ts{"".join(", " + r for r in repeats)}
+        FROM hour_in WHERE {keyed} AND NOT ({in_storm})
+        WINDOW w AS (PARTITION BY device_id ORDER BY ts, source_file, source_row)
+        """
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE device_hour AS {_device_hour_sql(contract)}")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE previous_tails AS "
+        + (
+            f"SELECT device_id, sensor, value, run_start FROM {previous_tails}"
+            if previous_tails
+            else EMPTY_TAILS
+        )
+    )
+    stuck_parts = [_stuck_sensor(con, c, stuck_minutes) for c in sensors]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE stuck AS "
+        + (
+            " UNION ALL ".join(stuck_parts)
+            if stuck_parts
+            else "SELECT '' AS sensor, '' AS device_id, NULL::TIMESTAMPTZ AS ts LIMIT 0"
+        )
+    )
+    min_readings = int(rules["unit_suspect_min_readings"])
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE unit_suspect AS {_unit_suspect_sql(contract, min_readings)}"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE unregistered AS SELECT device_id, n_rows FROM device_hour "
+        "WHERE device_id NOT IN (SELECT device_id FROM registered_devices)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE copied AS "
+        "SELECT DISTINCT device_id, ts FROM good_rows WHERE is_dup"
+    )
+
+    tolerance = float(rules["future_tolerance_minutes"])
+    conditions = _flag_conditions(contract, tolerance)
+    mask = " | ".join(
+        f"(CASE WHEN {cond} THEN {flag_bit(flag)} ELSE 0 END)" for flag, cond in conditions.items()
+    )
+    clean_sql = f"""
+        SELECT {value_cols}, quality_mask, {flags_from_mask_sql("quality_mask")} AS quality_flags,
+               source_file
+        FROM (
+          SELECT g.*, CAST({mask} AS BIGINT) AS quality_mask
+          FROM good_rows g
+          LEFT JOIN (SELECT DISTINCT device_id, ts FROM stuck) st
+                 ON st.device_id = g.device_id AND st.ts = g.ts
+          LEFT JOIN (SELECT DISTINCT device_id FROM unit_suspect) us ON us.device_id = g.device_id
+          LEFT JOIN unregistered r ON r.device_id = g.device_id
+          LEFT JOIN copied cp ON cp.device_id = g.device_id AND cp.ts = g.ts
+          WHERE NOT g.is_dup)
+        ORDER BY device_id, ts
+        """
+    row_q = _row_quarantine(con, contract, storms, keyed, in_storm)
+    quarantine = quarantine_frame(
+        pd.concat(
+            [file_quarantine_rows(rejected_files + notices), row_q], ignore_index=True
+        ).sort_values(["source_file", "row", "rule"], kind="stable", ignore_index=True)
+    )
+    rows_read = con.execute("SELECT count(*) FROM hour_in").fetchall()[0][0]
+    counts, sensor_counts, completeness, rows_clean = _flag_counts(con, contract, tolerance)
+    files = sorted(read)
+    result = QualityResult(
+        rows_read=int(rows_read),
+        rows_clean=int(rows_clean),
+        rows_quarantined=len(row_q),
+        quarantine=quarantine,
+        files=files,
+        rejected_files=rejected_files,
+        notices=notices,
+        flag_counts=counts,
+        sensor_flag_counts=sensor_counts,
+        completeness=completeness,
+        nan_storm_files=storms,
+        tails_sql=_tails_sql(sensors),
+    )
+    return clean_sql, result
+
+
+def _row_quarantine(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    storms: dict[str, float],
+    keyed: str,
+    in_storm: str,
+) -> pd.DataFrame:
+    """Every row of the hour that is not clean, with its rule and message (one SQL query)."""
+    where = "source_file || ' row ' || CAST(source_row AS VARCHAR)"
+    type_of = (
+        "CASE read_error_column "
+        + " ".join(f"WHEN '{c.name}' THEN '{c.type}'" for c in contract.columns)
+        + " END"
+    )
+    messages = {
+        "unparsable_value": f"{where} || ': column ''' || read_error_column || ''' value ''' || "
+        f"read_error_value || ''' cannot be parsed as ' || {type_of}",
+        "malformed_row": f"{where} || ': malformed line (wrong number of fields): ' || read_error_value",
+        "truncated_row": f"{where} || ': last line is cut short (file truncated): ' || read_error_value",
+        "not_utf8": f"{where} || ': line is not valid UTF-8: ' || read_error_value",
+    }
+    read_message = "CASE read_error " + " ".join(
+        f"WHEN '{rule}' THEN {msg}" for rule, msg in messages.items()
+    )
+    read_message += f" ELSE {where} || ': ' || read_error END"
+    key_cols = [c.name for c in contract.columns if c.name in contract.primary_key]
+    missing_col = "CASE " + " ".join(f"WHEN {k} IS NULL THEN '{k}'" for k in key_cols) + " END"
+    limit = float(landing_rules(contract).get("nan_storm", {}).get("max_missing_share", 1.0))
+    storm_share = (
+        "CASE source_file "
+        + " ".join(f"WHEN {sql_str(f)} THEN {share}" for f, share in storms.items())
+        + " END"
+        if storms
+        else "NULL"
+    )
+    sql = f"""
+    SELECT source_file, source_row AS row, read_error_column AS "column", read_error AS rule,
+           read_error_value AS value, {read_message} AS message, device_id, ts
+    FROM hour_in WHERE read_error IS NOT NULL
+    UNION ALL
+    SELECT source_file, source_row, {missing_col}, 'missing_value', NULL,
+           {where} || ': required column ''' || {missing_col} || ''' is empty', device_id, ts
+    FROM hour_in WHERE read_error IS NULL AND NOT ({keyed})
+    UNION ALL
+    SELECT source_file, source_row, NULL, 'nan_storm', NULL,
+           {where} || ': NaN storm, ' || printf('%.1f', 100 * {storm_share}) ||
+           '% of the file''s sensor values in this hour are missing (limit ' ||
+           printf('%.0f', {100 * limit}) || '% in {CONTRACT_FILE}); all its rows are quarantined',
+           device_id, ts
+    FROM hour_in WHERE {keyed} AND {in_storm}
+    UNION ALL
+    SELECT d.source_file, d.source_row, NULL, 'duplicate_reading', CAST(d.ts AS VARCHAR),
+           d.source_file || ' row ' || CAST(d.source_row AS VARCHAR) || ': duplicate reading for device '
+           || d.device_id || ' at ' || strftime(d.ts, '%Y-%m-%dT%H:%M:%SZ') || ' (kept: '
+           || k.source_file || ' row ' || CAST(k.source_row AS VARCHAR) || ')',
+           d.device_id, d.ts
+    FROM (SELECT * FROM good_rows WHERE is_dup) d
+    JOIN (SELECT device_id, ts, source_file, source_row FROM good_rows WHERE NOT is_dup) k
+      ON k.device_id = d.device_id AND k.ts = d.ts
+    ORDER BY 1, 2
+    """
+    return quarantine_frame(con.execute(sql).df())
+
+
+def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g.") -> dict:
+    """SQL condition of each flag on a good_rows row aliased ``g`` (joined tables: see clean_hour)."""
+    sensors = contract.columns_with_role("sensor")
+    return {
+        "SENSOR_DROPOUT": " OR ".join(f"{g}{c.name} IS NULL" for c in sensors) or "FALSE",
+        "OUT_OF_RANGE": " OR ".join(_out_of_range(c, g) for c in sensors if c.range) or "FALSE",
+        "STUCK_SENSOR": "st.device_id IS NOT NULL",
+        "DUPLICATE": "cp.device_id IS NOT NULL",
+        "LATE": f"{g}late_arrival",
+        "FUTURE_TIMESTAMP": f"{g}ts > {g}received_at + INTERVAL ({tolerance_minutes} * 60) SECOND",
+        "UNIT_SUSPECT": "us.device_id IS NOT NULL",
+        "UNREGISTERED_DEVICE": "r.device_id IS NOT NULL",
+    }
+
+
+def _flag_counts(con: duckdb.DuckDBPyConnection, contract: Contract, tolerance: float):
+    """Rows per flag, rows per (sensor flag, sensor), sensor completeness and clean row count.
+
+    One scan of the good rows for the per-row flags; the flags found by joins are counted on
+    their small tables.
+    """
+    sensors = contract.columns_with_role("sensor")
+    cond = _flag_conditions(contract, tolerance, g="")
+    row_flags = ["SENSOR_DROPOUT", "OUT_OF_RANGE", "LATE", "FUTURE_TIMESTAMP"]
+    aggs = ["count(*)"] + [f"count_if({cond[f]})" for f in row_flags]
+    aggs += [f"count({c.name})" for c in sensors]
+    aggs += [f"count_if({_out_of_range(c)})" if c.range else "0" for c in sensors]
+    row = con.execute(f"SELECT {', '.join(aggs)} FROM good_rows WHERE NOT is_dup").fetchall()[0]
+    n = int(row[0])
+    counts = dict(zip(row_flags, map(int, row[1:5]), strict=True))
+    small = con.execute(
+        "SELECT (SELECT count(*) FROM (SELECT DISTINCT device_id, ts FROM stuck)), "
+        "(SELECT count(*) FROM copied), "
+        "(SELECT coalesce(sum(n_rows), 0) FROM (SELECT DISTINCT device_id, n_rows FROM unit_suspect)), "
+        "(SELECT coalesce(sum(n_rows), 0) FROM unregistered)"
+    ).fetchall()[0]
+    counts.update(
+        zip(
+            ["STUCK_SENSOR", "DUPLICATE", "UNIT_SUSPECT", "UNREGISTERED_DEVICE"],
+            map(int, small),
+            strict=True,
+        )
+    )
+    counts = {f: counts.get(f, 0) for f in quality_flag_names()}
+    present = row[5 : 5 + len(sensors)]
+    out_of_range = row[5 + len(sensors) :]
+    per_sensor: dict[tuple[str, str], int] = {}
+    for c, p, o in zip(sensors, present, out_of_range, strict=True):
+        per_sensor[("SENSOR_DROPOUT", c.name)] = n - int(p)
+        per_sensor[("OUT_OF_RANGE", c.name)] = int(o)
+        per_sensor[("STUCK_SENSOR", c.name)] = 0
+        per_sensor[("UNIT_SUSPECT", c.name)] = 0
+    for sensor, rows in con.execute(
+        "SELECT sensor, count(*) FROM (SELECT DISTINCT sensor, device_id, ts FROM stuck) GROUP BY 1"
+    ).fetchall():
+        per_sensor[("STUCK_SENSOR", sensor)] = int(rows)
+    for sensor, rows in con.execute(
+        "SELECT sensor, sum(n_rows) FROM unit_suspect GROUP BY 1"
+    ).fetchall():
+        per_sensor[("UNIT_SUSPECT", sensor)] = int(rows)
+    completeness = float(sum(present)) / (n * len(sensors)) if n and sensors else 0.0
+    return counts, per_sensor, completeness, n

@@ -1,0 +1,237 @@
+"""MLflow model registry: register detectors with lineage, resolve the version to score with.
+
+Each detector is a registered model named by its ``model_id``. A version carries lineage tags
+(training partitions, training-data hash, config hash, code version, Dagster run id, feature
+schema) and a semantic version: MAJOR when the feature schema changes, MINOR on retraining with
+new data, PATCH on a config-only change. The production model is the ``production`` alias; a
+version pinned in the detector's ``models/`` file overrides it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+from refrig_assets.core.settings import git_commit  # noqa: E402
+from refrig_assets.detectors.base import Detector  # noqa: E402
+
+PRODUCTION_ALIAS = "production"
+EXPERIMENT = "refrig-detectors"
+
+
+class RegistryError(RuntimeError):
+    """The registry has no usable version for a detector."""
+
+
+class DetectorPyfunc(mlflow.pyfunc.PythonModel):
+    """Lets MLflow serve a detector (``predict`` = calibrated scores); the project loads the
+    detector object itself for contributors."""
+
+    def load_context(self, context):
+        self.detector = Detector.load(Path(context.artifacts["detector"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return self.detector.score(model_input)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model version came from."""
+
+    training_partitions: str
+    training_data_hash: str
+    config_hash: str
+    feature_schema: str
+    code_version: str
+    run_id: str
+    training_rows: int
+
+    def tags(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.__dict__.items()}
+
+
+@cache
+def code_version() -> str:
+    """Git commit of the project when available, plus a hash of the detector sources."""
+    src = Path(__file__).resolve().parents[1] / "detectors"
+    digest = hashlib.sha256()
+    for p in sorted(src.glob("*.py")):
+        digest.update(p.read_bytes())
+    sha = git_commit()
+    return f"{sha or 'nogit'}+{digest.hexdigest()[:10]}"
+
+
+class ModelRegistry:
+    """Thin wrapper over MLflow's registry with the project's conventions."""
+
+    def __init__(self, tracking_uri: str, artifacts_dir: Path):
+        self.tracking_uri = tracking_uri
+        self.artifacts_dir = Path(artifacts_dir)
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._loaded: dict[tuple[str, str], Detector] = {}
+
+    def _experiment_id(self) -> str:
+        exp = self.client.get_experiment_by_name(EXPERIMENT)
+        if exp is not None:
+            return exp.experiment_id
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        return self.client.create_experiment(
+            EXPERIMENT, artifact_location=self.artifacts_dir.resolve().as_uri()
+        )
+
+    def latest_version_tags(self, model_id: str) -> dict[str, str] | None:
+        versions = self._versions(model_id)
+        return dict(versions[-1].tags) if versions else None
+
+    def _versions(self, model_id: str):
+        try:
+            found = self.client.search_model_versions(f"name='{model_id}'")
+        except MlflowException:
+            return []
+        return sorted(found, key=lambda v: int(v.version))
+
+    def register(self, detector: Detector, lineage: Lineage, metrics: dict[str, float]) -> str:
+        """Log the detector as an MLflow model, register it, tag lineage; returns the version."""
+        model_id = detector.config.model_id
+        previous = self.latest_version_tags(model_id)
+        semver = self._semver(previous, lineage)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            detector.save(Path(tmp) / "detector")
+            with mlflow.start_run(
+                experiment_id=self._experiment_id(), run_name=f"train-{model_id}"
+            ):
+                mlflow.log_params(
+                    {f"hp.{k}": v for k, v in detector.config.hyperparameters.items()}
+                    | {"flag_threshold": detector.config.flag_threshold}
+                )
+                mlflow.log_metrics(metrics)
+                mlflow.set_tags(lineage.tags() | {"model_id": model_id, "semver": semver})
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=DetectorPyfunc(),
+                    artifacts={"detector": str(Path(tmp) / "detector")},
+                    pip_requirements=["refrig-assets"],
+                    registered_model_name=model_id,
+                )
+        version = str(info.registered_model_version)
+        for k, v in (lineage.tags() | {"semver": semver}).items():
+            self.client.set_model_version_tag(model_id, version, k, v)
+        return version
+
+    @staticmethod
+    def _semver(previous: dict[str, str] | None, lineage: Lineage) -> str:
+        if not previous or "semver" not in previous:
+            return "1.0.0"
+        major, minor, patch = (int(x) for x in previous["semver"].split("."))
+        if previous.get("feature_schema") != lineage.feature_schema:
+            return f"{major + 1}.0.0"
+        if previous.get("training_data_hash") == lineage.training_data_hash:
+            return f"{major}.{minor}.{patch + 1}"
+        return f"{major}.{minor + 1}.0"
+
+    def production_version(self, model_id: str) -> str | None:
+        try:
+            return str(self.client.get_model_version_by_alias(model_id, PRODUCTION_ALIAS).version)
+        except MlflowException:
+            return None
+
+    def set_production(self, model_id: str, version: str) -> None:
+        self.client.set_registered_model_alias(model_id, PRODUCTION_ALIAS, version)
+
+    def version_tags(self, model_id: str, version: str) -> dict[str, str]:
+        return dict(self.client.get_model_version(model_id, version).tags)
+
+    def resolve_version(self, model_id: str, pinned: str | None = None) -> str:
+        """The version scoring should use: the pin if set, else the production alias."""
+        if pinned:
+            return str(pinned)
+        version = self.production_version(model_id)
+        if version is None:
+            raise RegistryError(
+                f"{model_id}: no production version in the registry — train it first "
+                f"(materialize the {model_id}_model asset)"
+            )
+        return version
+
+    def load(self, model_id: str, version: str) -> Detector:
+        """Load a registered detector version (cached per process)."""
+        key = (model_id, version)
+        if key not in self._loaded:
+            try:
+                mv = self.client.get_model_version(model_id, version)
+            except MlflowException as exc:
+                raise RegistryError(f"{model_id} version {version} is not registered") from exc
+            # The version's own artifact location: a ``models:/`` URI would be resolved against
+            # the process-wide registry URI, which may be another registry's.
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=self.client.get_model_version_download_uri(model_id, mv.version),
+                tracking_uri=self.tracking_uri,
+            )
+            self._loaded[key] = Detector.load(Path(local) / "artifacts" / "detector")
+        return self._loaded[key]
+
+    # -- lifecycle (promotion gates, pinning, history) -----------------------------------------
+
+    def versions(self, model_id: str) -> list[dict[str, object]]:
+        """Every registered version, oldest first: version, semver, created_at (UTC), aliases,
+        tags."""
+        from datetime import UTC, datetime
+
+        versions = self._versions(model_id)
+        aliases: dict[str, list[str]] = {}
+        if versions:
+            for alias, version in (
+                self.client.get_registered_model(model_id).aliases or {}
+            ).items():
+                aliases.setdefault(str(version), []).append(alias)
+        return [
+            {
+                "version": str(v.version),
+                "semver": dict(v.tags).get("semver", ""),
+                "created_at": datetime.fromtimestamp(v.creation_timestamp / 1000, tz=UTC),
+                "aliases": sorted(aliases.get(str(v.version), [])),
+                "tags": dict(v.tags),
+            }
+            for v in versions
+        ]
+
+    def latest_version(self, model_id: str) -> str | None:
+        """The newest registered version (the candidate after a training run)."""
+        versions = self._versions(model_id)
+        return str(versions[-1].version) if versions else None
+
+    def find_version(self, model_id: str, ref: str) -> str:
+        """A registry version from ``3``, ``v3`` or a semantic version such as ``1.2.0`` (the
+        newest version carrying it)."""
+        ref = str(ref).strip()
+        versions = self._versions(model_id)
+        if not versions:
+            raise RegistryError(f"{model_id}: no version registered")
+        plain = ref[1:] if ref[:1] in ("v", "V") and ref[1:].isdigit() else ref
+        if plain.isdigit() and any(str(v.version) == plain for v in versions):
+            return plain
+        by_semver = [v for v in versions if dict(v.tags).get("semver") == ref.lstrip("vV")]
+        if by_semver:
+            return str(by_semver[-1].version)
+        known = ", ".join(f"{v.version} ({dict(v.tags).get('semver', '?')})" for v in versions)
+        raise RegistryError(f"{model_id}: no version {ref!r} (registered: {known})")
+
+    def set_version_tags(self, model_id: str, version: str, tags: dict[str, str]) -> None:
+        """Add or replace tags on one version (lifecycle status, gate summary)."""
+        for k, v in tags.items():
+            self.client.set_model_version_tag(model_id, str(version), k, str(v))

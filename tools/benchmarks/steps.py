@@ -1,0 +1,337 @@
+"""Benchmark steps, each run in its own interpreter: ``python -m tools.benchmarks.steps``.
+
+A step does one piece of work with the project's own code (or a reference implementation),
+times it in-process (imports excluded) and prints one result line for the parent
+(:func:`tools.benchmarks.measure.emit`). Heavy libraries are imported inside the steps, so a
+step pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from tools.benchmarks.measure import emit
+
+STEPS: dict[str, Callable[[dict], dict]] = {}
+
+
+def step(fn: Callable[[dict], dict]) -> Callable[[dict], dict]:
+    STEPS[fn.__name__] = fn
+    return fn
+
+
+class Timer:
+    """Wall and CPU seconds of a block (``with Timer() as t: ...; t.wall``)."""
+
+    def __enter__(self) -> Timer:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+# ----------------------------------------------------------------------------- inputs
+@step
+def simulate(a: dict) -> dict:
+    """Simulate ``devices`` for one hour into a landing file plus the device registry."""
+    from refrig_assets.simulator import FleetSimulator, SimulationConfig
+    from refrig_assets.simulator.writer import readings_path, write_frame
+
+    config = SimulationConfig(devices=a["devices"], hours=1, seed=a["seed"])
+    with Timer() as t:
+        sim = FleetSimulator(config)
+        readings = sim.hour(0)
+    with Timer() as w:
+        write_frame(readings, readings_path(Path(a["landing_dir"]), config.start, "parquet"))
+        write_frame(sim.registry(), Path(a["registry_path"]))
+    return {
+        "wall_s": t.wall + w.wall,
+        "simulate_s": t.wall,
+        "write_s": w.wall,
+        "rows": len(readings),
+    }
+
+
+@step
+def scaled_clean_readings(a: dict) -> dict:
+    """A clean_readings file of ``devices`` devices cut from, or tiled from, a measured one.
+
+    Tiled copies get distinct device ids (a prefix per copy), so the file keeps the project's
+    order (device_id, ts) and every device carries real simulated readings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    with Timer() as t:
+        table = pq.read_table(a["source"])
+        devices = pc.unique(table.column("device_id")).sort()
+        have, want = len(devices), int(a["devices"])
+        if want <= have:
+            keep = pc.is_in(table.column("device_id"), devices.slice(0, want))
+            out = table.filter(keep)
+        else:
+            copies = -(-want // have)
+            parts = []
+            for i in range(copies):
+                ids = pc.binary_join_element_wise(f"c{i}-", table.column("device_id"), "")
+                part = table.set_column(table.schema.get_field_index("device_id"), "device_id", ids)
+                if i == copies - 1 and copies * have > want:
+                    last = pc.is_in(table.column("device_id"), devices.slice(0, want - i * have))
+                    part = part.filter(last)
+                parts.append(part)
+            out = pa.concat_tables(parts)
+        target = Path(a["target"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(out, target, compression="zstd", row_group_size=500_000)
+    return {"wall_s": t.wall, "rows": out.num_rows, "devices": want}
+
+
+@step
+def shifted_feature_hours(a: dict) -> dict:
+    """``hours`` hourly feature partitions: copies of a measured hour, shifted in time."""
+    from datetime import timedelta
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from refrig_assets.core.storage import ParquetStore
+
+    store = ParquetStore(a["data_dir"])
+    base = pq.read_table(store.path("device_features", a["partition"]))
+    start = datetime.strptime(a["partition"], "%Y-%m-%d-%H:%M")
+    with Timer() as t:
+        for h in range(1, int(a.get("hours", 24))):
+            shift = pa.scalar(timedelta(hours=h), type=pa.duration("us"))
+            table = base
+            for col in ("window_start", "window_end"):
+                idx = table.schema.get_field_index(col)
+                moved = pc.add(table.column(col), shift).cast(table.schema.field(col).type)
+                table = table.set_column(idx, table.schema.field(col), moved)
+            target = store.path(
+                "device_features", (start + timedelta(hours=h)).strftime("%Y-%m-%d-%H:%M")
+            )
+            # Fast compression: these are inputs of the measured step, not part of it.
+            pq.write_table(table, target, compression="zstd", compression_level=1)
+    return {"wall_s": t.wall, "hours": int(a.get("hours", 24)), "rows_per_hour": base.num_rows}
+
+
+# ----------------------------------------------------------------------------- Dagster
+def _definitions():
+    with Timer() as t:
+        from refrig_assets.definitions import defs
+    return defs, t.wall
+
+
+def _step_durations(result) -> dict[str, float]:
+    return {
+        e.step_key: round(e.event_specific_data.duration_ms / 1000, 3)
+        for e in result.all_node_events
+        if e.is_step_success or e.is_step_failure
+        if getattr(e.event_specific_data, "duration_ms", None) is not None
+    }
+
+
+@step
+def dagster_job(a: dict) -> dict:
+    """Execute a job of the project's Definitions in-process (as ``refrig pipeline run`` does)."""
+    import dagster as dg
+
+    if a.get("forget_landing_index"):
+        from refrig_assets.core.settings import get_settings
+
+        (get_settings().home / "state" / "landing_index.json").unlink(missing_ok=True)
+    defs, import_s = _definitions()
+    instance = dg.DagsterInstance.get()
+    job = defs.resolve_job_def(a["job"])
+    selection = [dg.AssetKey(k) for k in a["assets"]] if a.get("assets") else None
+    with Timer() as t:
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=a.get("partition"),
+            asset_selection=selection,
+            run_config=a.get("run_config"),
+            raise_on_error=False,
+        )
+    failed = [e.step_key for e in result.all_events if e.is_step_failure]
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    return {
+        "wall_s": t.wall,
+        "cpu_s": t.cpu,
+        "import_s": import_s,
+        "steps": _step_durations(result),
+        "success": result.success,
+        "failed_steps": failed,
+        "failed_checks": sorted(k for k, v in checks.items() if not v),
+        "error": None if result.success else f"failed steps: {failed}",
+    }
+
+
+@step
+def dagster_materialize(a: dict) -> dict:
+    """Materialize assets of the project's Definitions (those outside any partitioned job); the
+    assets come with the resources the Definitions bind."""
+    import dagster as dg
+
+    defs, import_s = _definitions()
+    instance = dg.DagsterInstance.get()
+    assets = [defs.resolve_assets_def(dg.AssetKey(k)) for k in a["assets"]]
+    with Timer() as t:
+        result = dg.materialize(
+            assets,
+            instance=instance,
+            partition_key=a.get("partition"),
+            run_config=a.get("run_config"),
+            raise_on_error=False,
+        )
+    failed = [e.step_key for e in result.all_events if e.is_step_failure]
+    return {
+        "wall_s": t.wall,
+        "cpu_s": t.cpu,
+        "import_s": import_s,
+        "steps": _step_durations(result),
+        "success": result.success,
+        "error": None if result.success else f"failed steps: {failed}",
+    }
+
+
+# ----------------------------------------------------------------------------- feature step
+def _max_abs_diff(left_path: str, right_path: str) -> dict:
+    """Largest differences between two feature files aligned on device and window (absolute,
+    and relative to the value's size where it exceeds 1)."""
+    import numpy as np
+    import pandas as pd
+
+    keys = ["device_id", "window_start"]
+    left = pd.read_parquet(left_path).sort_values(keys).reset_index(drop=True)
+    right = pd.read_parquet(right_path).sort_values(keys).reset_index(drop=True)
+    if len(left) != len(right) or list(left.columns) != list(right.columns):
+        return {"same_shape": False, "rows": [len(left), len(right)]}
+    worst, worst_rel, nulls_differ, other_differ = 0.0, 0.0, 0, []
+    for col in left.columns:
+        a, b = left[col], right[col]
+        if a.dtype.kind == "f" or b.dtype.kind == "f":
+            x, y = a.to_numpy(dtype=float), b.to_numpy(dtype=float)
+            nulls_differ += int((np.isnan(x) != np.isnan(y)).sum())
+            both = ~np.isnan(x) & ~np.isnan(y)
+            if both.any():
+                gap = np.abs(x[both] - y[both])
+                scale = np.maximum(np.maximum(np.abs(x[both]), np.abs(y[both])), 1.0)
+                worst = max(worst, float(gap.max()))
+                worst_rel = max(worst_rel, float((gap / scale).max()))
+        elif not a.astype(str).equals(b.astype(str)):
+            other_differ.append(col)
+    return {
+        "same_shape": True,
+        "max_abs_diff": worst,
+        "max_rel_diff": worst_rel,
+        "null_mismatches": nulls_differ,
+        "columns_differing": other_differ,
+    }
+
+
+@step
+def read_floor(a: dict) -> dict:
+    """pyarrow read of the whole clean_readings file: the least any step over it can cost."""
+    import pyarrow.parquet as pq
+
+    with Timer() as t:
+        table = pq.read_table(a["source"])
+    return {"wall_s": t.wall, "cpu_s": t.cpu, "rows": table.num_rows, "columns": table.num_columns}
+
+
+@step
+def features_project(a: dict) -> dict:
+    """The project's feature step, as the device_features asset runs it on the embedded engine:
+    windows computed and written, then the contract check and summary over the file."""
+    from refrig_assets.core.contracts import load_contract
+    from refrig_assets.core.settings import get_settings
+    from refrig_assets.core.storage import ParquetStore
+    from refrig_assets.defs.features.assets import scoring_floor
+    from refrig_assets.engines import embedded
+
+    store = ParquetStore(a["out_root"])
+    with Timer() as t:
+        with Timer() as w:
+            path = embedded.write_features(Path(a["source"]), store, a["partition"])
+        with Timer() as c:
+            violations = embedded.file_violations(path, load_contract("device_features"))
+            summary = embedded.feature_summary(
+                path, scoring_floor(get_settings().models_dir) or 0.0
+            )
+    return {
+        "wall_s": t.wall,
+        "cpu_s": t.cpu,
+        "compute_write_s": w.wall,
+        "check_summary_s": c.wall,
+        "windows": summary["windows"],
+        "contract_failures": int(violations["failures"].sum()) if len(violations) else 0,
+        "path": str(path),
+    }
+
+
+@step
+def features_pandas(a: dict) -> dict:
+    """The reference implementation in vectorized pandas: read, compute, write."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tools.benchmarks.reference import pandas_features
+
+    target = Path(a["target"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Timer() as t:
+        names = pq.read_schema(a["source"]).names
+        columns = [n for n in names if n not in ("quality_flags", "source_file")]
+        clean = pd.read_parquet(a["source"], columns=columns)
+        features = pandas_features(clean)
+        pq.write_table(
+            pa.Table.from_pandas(features, preserve_index=False), target, compression="zstd"
+        )
+    report: dict = {"wall_s": t.wall, "cpu_s": t.cpu, "windows": len(features)}
+    if a.get("compare_with"):
+        report["agreement"] = _max_abs_diff(a["compare_with"], str(target))
+    return report
+
+
+@step
+def features_spark(a: dict) -> dict:
+    """The same feature SQL on PySpark (the project's Spark engine), master ``local[*]``."""
+    from refrig_assets.core.storage import ParquetStore
+    from refrig_assets.engines.spark import spark_session, write_features
+
+    with Timer() as s:
+        spark = spark_session(a.get("master", "local[*]"))
+    store = ParquetStore(a["out_root"])
+    with Timer() as t:
+        path = write_features(spark, Path(a["source"]), store, a["partition"])
+    report: dict = {"wall_s": t.wall, "session_start_s": s.wall, "path": str(path)}
+    spark.stop()
+    if a.get("compare_with"):
+        report["agreement"] = _max_abs_diff(a["compare_with"], str(path))
+    return report
+
+
+def main(argv: list[str]) -> int:
+    name, args = argv[0], json.loads(argv[1]) if len(argv) > 1 else {}
+    try:
+        report = STEPS[name](args)
+    except Exception as exc:  # the parent reports the failure and carries on
+        traceback.print_exc()
+        emit({"error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    emit(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
