@@ -40,12 +40,12 @@ test-fast: setup
 ## postgres-test: the compose deployment's configuration on a throwaway PostgreSQL (no Docker)
 postgres-test: setup
 	scripts/system_packages.sh postgresql docker-compose
-	$(VENV)/bin/pytest -q refrig_assets_tests/test_deploy_configuration.py refrig_assets_tests/test_postgres_deployment.py
+	$(VENV)/bin/pytest -q refrig_assets_tests/deployment/test_deploy_configuration.py refrig_assets_tests/deployment/test_postgres_deployment.py
 
 ## ui-test: the Dagster UI in headless Chromium; screenshots in test-artifacts/
 ui-test: setup
 	scripts/system_packages.sh chromium
-	$(VENV)/bin/pytest -q refrig_assets_tests/test_ui_browser.py
+	$(VENV)/bin/pytest -q refrig_assets_tests/deployment/test_ui_browser.py
 
 ## lifecycle-demo: train v1 → promote → worse v2 blocked by the canary → force → roll back → history
 lifecycle-demo: setup

@@ -8,7 +8,12 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from refrig_assets.alerts.severity import classify_severity, mark_suppressed, sla_deadline
+from refrig_assets.alerts.severity import (
+    alert_policy,
+    classify_severity,
+    mark_suppressed,
+    sla_deadline,
+)
 from refrig_assets.core.contracts import load_contract
 
 # How a feature statistic reads in an explanation ("vibration_compressor ... (running mean)").
@@ -122,7 +127,7 @@ def generate_alerts(
     # The data time, not the wall clock, so a re-run produces identical alerts.
     alerts["alert_created_at"] = alerts["window_end"]
     alerts["sla_deadline"] = sla_deadline(alerts["alert_created_at"], alerts["severity"])
-    alerts["escalation_level"] = contract.settings["escalation_levels"][0]
+    alerts["escalation_level"] = alert_policy().escalation_levels[0]
     alerts["suppressed"] = mark_suppressed(alerts, previous_alerts)
     alerts["feature_partition"] = feature_partition
     alerts["run_id"] = run_id

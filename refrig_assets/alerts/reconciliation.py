@@ -3,7 +3,7 @@
 A streaming alert is matched with the device's batch windows that overlap its own window or
 start within ``confirm_minutes`` after it (the event and what followed it: with the default of
 one window length, the window of the event and the next one). The highest score of any
-model over those windows decides (``reconciliation`` in contracts/device_alerts.yaml):
+model over those windows decides (``reconciliation`` in config/alerts.yaml):
 
 * above ``sustained_above`` → ``ANOMALY_SUSTAINED``: the anomaly is real and ongoing;
 * below ``resolved_below`` once every matching window has been scored → ``ANOMALY_RESOLVED``:
@@ -36,12 +36,12 @@ class ReconciliationPolicy:
 
     @classmethod
     def from_contract(cls) -> ReconciliationPolicy:
-        """The ``reconciliation`` block of contracts/device_alerts.yaml."""
-        raw = alert_policy()["reconciliation"]
+        """The ``reconciliation`` block of config/alerts.yaml."""
+        raw = alert_policy().reconciliation
         return cls(
-            float(raw["sustained_above"]),
-            float(raw["resolved_below"]),
-            pd.Timedelta(minutes=float(raw.get("confirm_minutes", 15))),
+            raw.number("sustained_above", minimum=0.0, maximum=1.0),
+            raw.number("resolved_below", minimum=0.0, maximum=1.0),
+            pd.Timedelta(minutes=raw.number("confirm_minutes", minimum=0.0)),
         )
 
 

@@ -1,18 +1,99 @@
-"""Severity, SLA deadline and dedup: the alert policy of the device_alerts contract."""
+"""Severity, SLA deadline and dedup: the alert policy of ``config/alerts.yaml``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 
+from refrig_assets.core.config import Section, deprecated_location, load_config
 from refrig_assets.core.contracts import load_contract
 
+ALERTS_CONFIG = "alerts"
+# Keys that contracts/device_alerts.yaml held before config/ existed (read for one release).
+LEGACY_KEYS = (
+    "severity_rules",
+    "sla_minutes",
+    "dedup_window_hours",
+    "reconciliation",
+    "escalation_levels",
+)
 
-def alert_policy() -> dict:
-    """The alert policy block of contracts/device_alerts.yaml."""
-    return load_contract("device_alerts").settings
+
+@dataclass(frozen=True)
+class SeverityRule:
+    """``severity`` when max_score > ``score_above`` and/or models_flagging >= ``min_models``."""
+
+    severity: str
+    score_above: float | None
+    min_models: int | None
+    any_of: bool
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """Severity rules (first match wins), SLA per severity, dedup window, reconciliation of
+    streaming alerts, escalation levels."""
+
+    severity_rules: tuple[SeverityRule, ...]
+    sla_minutes: dict[str, float]
+    dedup_window_hours: float
+    reconciliation: Section
+    escalation_levels: tuple[str, ...]
+
+    @property
+    def dedup_window(self) -> timedelta:
+        return timedelta(hours=self.dedup_window_hours)
+
+
+def _policy_section() -> Section:
+    section = load_config(ALERTS_CONFIG)
+    legacy = load_contract("device_alerts").settings
+    moved = [k for k in LEGACY_KEYS if k in legacy]
+    if moved:
+        deprecated_location("contracts/device_alerts.yaml", section.path, moved)
+        section = Section(section.path, {**section.raw, **{k: legacy[k] for k in moved}})
+    return section
+
+
+def _severity_rule(section: Section, severities: tuple[str, ...]) -> SeverityRule:
+    return SeverityRule(
+        severity=section.choice("severity", severities),
+        score_above=section.number("score_above", minimum=0.0, maximum=1.0)
+        if section.has("score_above")
+        else None,
+        min_models=section.number("min_models", minimum=1, integer=True)
+        if section.has("min_models")
+        else None,
+        any_of=section.flag("any_of") if section.has("any_of") else False,
+    )
+
+
+def alert_policy() -> AlertPolicy:
+    """The alert policy, checked on load (severities and levels against the alert contract)."""
+    section = _policy_section()
+    contract = load_contract("device_alerts")
+    severities = tuple(contract.column("severity").allowed or ())
+    rules = []
+    for i, raw in enumerate(section.items("severity_rules")):
+        if not isinstance(raw, dict):
+            raise section.fail(f"severity_rules[{i}]", "must be a mapping")
+        rules.append(
+            _severity_rule(Section(section.path, raw, f"severity_rules[{i}]."), severities)
+        )
+    levels = tuple(str(v) for v in section.items("escalation_levels"))
+    unknown = set(levels) - set(contract.column("escalation_level").allowed or ())
+    if unknown:
+        raise section.fail("escalation_levels", f"unknown levels {sorted(unknown)}")
+    return AlertPolicy(
+        severity_rules=tuple(rules),
+        sla_minutes=section.numbers_by_key("sla_minutes", severities),
+        dedup_window_hours=section.number("dedup_window_hours", minimum=0.0),
+        reconciliation=section.section("reconciliation"),
+        escalation_levels=levels,
+    )
 
 
 def classify_severity(max_score: np.ndarray, models_flagging: np.ndarray) -> np.ndarray:
@@ -20,25 +101,25 @@ def classify_severity(max_score: np.ndarray, models_flagging: np.ndarray) -> np.
     max_score = np.asarray(max_score, dtype=float)
     models_flagging = np.asarray(models_flagging, dtype=int)
     out = np.full(max_score.shape, None, dtype=object)
-    for rule in alert_policy()["severity_rules"]:
+    for rule in alert_policy().severity_rules:
         conds = []
-        if "score_above" in rule:
-            conds.append(max_score > float(rule["score_above"]))
-        if "min_models" in rule:
-            conds.append(models_flagging >= int(rule["min_models"]))
+        if rule.score_above is not None:
+            conds.append(max_score > rule.score_above)
+        if rule.min_models is not None:
+            conds.append(models_flagging >= rule.min_models)
         if not conds:
             match = np.ones(max_score.shape, dtype=bool)
-        elif rule.get("any_of"):
+        elif rule.any_of:
             match = np.logical_or.reduce(conds)
         else:
             match = np.logical_and.reduce(conds)
-        out = np.where((out == None) & match, rule["severity"], out)  # noqa: E711
+        out = np.where((out == None) & match, rule.severity, out)  # noqa: E711
     return out
 
 
 def sla_deadline(created_at: pd.Series, severity: pd.Series) -> pd.Series:
     """created_at plus the SLA of each alert's severity."""
-    minutes = severity.map(alert_policy()["sla_minutes"]).astype(float)
+    minutes = severity.map(alert_policy().sla_minutes).astype(float)
     return created_at + pd.to_timedelta(minutes, unit="m")
 
 
@@ -49,7 +130,7 @@ def mark_suppressed(alerts: pd.DataFrame, previous: pd.DataFrame) -> pd.Series:
     (from ``previous`` or earlier in ``alerts``), so a lasting fault re-alerts once per window
     instead of being silenced forever.
     """
-    window = timedelta(hours=float(alert_policy()["dedup_window_hours"]))
+    window = alert_policy().dedup_window
     first = alerts["top_contributors"].str.split(",").str[0]
     last_seen: dict[tuple[str, str], pd.Timestamp] = {}
     if len(previous):

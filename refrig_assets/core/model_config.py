@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from refrig_assets.core.config import ConfigError
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.settings import MODELS_DIR
 
@@ -37,6 +38,22 @@ class ModelConfig:
     def pinned_version(self) -> str | None:
         pinned = self.settings.get("pinned_version")
         return str(pinned) if pinned is not None else None
+
+    def setting(self, dotted: str) -> Any:
+        """A setting of the detector (its file over ``models/_defaults.yaml``), by dotted key;
+        missing raises :class:`ConfigError` naming the file and the key."""
+        node: Any = self.settings
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"{self.path} (over {DEFAULTS_FILE}): {dotted}: missing")
+            node = node[part]
+        return node
+
+    def hyperparameter(self, name: str) -> Any:
+        """One of the detector's ``hyperparameters``; missing raises :class:`ConfigError`."""
+        if name not in self.hyperparameters:
+            raise ConfigError(f"{self.path}: hyperparameters.{name}: missing")
+        return self.hyperparameters[name]
 
     @property
     def config_hash(self) -> str:

@@ -66,16 +66,19 @@ class AutoencoderDetector(Detector):
         return np.nan_to_num(r, nan=0.0), np.isfinite(r)
 
     def _train(self, x: np.ndarray, mask: np.ndarray, seed: int) -> nn.Sequential:
-        hp = self.config.hyperparameters
-        net = build_network(x.shape[1], [int(h) for h in hp.get("hidden", [8, 3])])
-        optimiser = torch.optim.Adam(net.parameters(), lr=float(hp.get("learning_rate", 0.005)))
-        loss_fn = nn.HuberLoss(reduction="none", delta=float(hp.get("huber_delta", 1.0)))
-        clip = float(hp.get("input_clip", 10.0))
+        net = build_network(x.shape[1], [int(h) for h in self.config.hyperparameter("hidden")])
+        optimiser = torch.optim.Adam(
+            net.parameters(), lr=float(self.config.hyperparameter("learning_rate"))
+        )
+        loss_fn = nn.HuberLoss(
+            reduction="none", delta=float(self.config.hyperparameter("huber_delta"))
+        )
+        clip = float(self.config.hyperparameter("input_clip"))
         xt = torch.from_numpy(np.clip(x, -clip, clip))
         mt = torch.from_numpy(mask.astype(np.float64))
-        batch = int(hp.get("batch_size", 512))
+        batch = int(self.config.hyperparameter("batch_size"))
         generator = torch.Generator().manual_seed(seed)
-        for _ in range(int(hp.get("epochs", 20))):
+        for _ in range(int(self.config.hyperparameter("epochs"))):
             for idx in torch.randperm(len(xt), generator=generator).split(batch):
                 optimiser.zero_grad()
                 err = loss_fn(net(xt[idx]), xt[idx]) * mt[idx]
@@ -88,14 +91,14 @@ class AutoencoderDetector(Detector):
             return net(torch.from_numpy(x)).numpy()
 
     def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:
-        hp = self.config.hyperparameters
-        seed = int(hp.get("random_state", 0))
+        seed = int(self.config.hyperparameter("random_state"))
         self.residuals = DeviceResiduals(
-            int(hp.get("min_device_windows", 4)), float(hp.get("covariance_shrinkage", 0.05))
+            int(self.config.hyperparameter("min_device_windows")),
+            float(self.config.hyperparameter("covariance_shrinkage")),
         ).fit(frame, self.input_columns, len(self.feature_columns))
         x, mask = self._inputs(frame)
         cohorts = frame["cohort"].to_numpy()
-        min_rows = int(hp.get("min_cohort_rows", 200))
+        min_rows = int(self.config.hyperparameter("min_cohort_rows"))
         self.networks: dict[str, nn.Sequential] = {}
         self.error_scale: dict[str, np.ndarray] = {}
         with deterministic_torch(seed):
@@ -115,7 +118,7 @@ class AutoencoderDetector(Detector):
         x, mask = self._inputs(frame)
         cohorts = frame["cohort"].to_numpy()
         errors = np.zeros_like(x)
-        with deterministic_torch(int(self.config.hyperparameters.get("random_state", 0))):
+        with deterministic_torch(int(self.config.hyperparameter("random_state"))):
             for cohort in pd.unique(cohorts):
                 rows = cohorts == cohort
                 name = cohort if cohort in self.networks else FLEET

@@ -105,10 +105,9 @@ class Detector(ABC):
 
     def __init__(self, config: ModelConfig):
         self.config = config
-        cal = config.settings.get("calibration", {})
         self.calibrator = TailCalibrator(
-            tail_quantile=float(cal.get("tail_quantile", 0.95)),
-            decades=float(cal.get("decades", 6)),
+            tail_quantile=float(config.setting("calibration.tail_quantile")),
+            decades=float(config.setting("calibration.decades")),
         )
         self.feature_columns = list(config.feature_columns)
         self.context_columns = context_columns(config)
@@ -167,7 +166,7 @@ class Detector(ABC):
 
     def scorable_mask(self, features: pd.DataFrame) -> np.ndarray:
         """Which windows are complete enough to score (``min_sensor_completeness``)."""
-        floor = float(self.config.settings.get("min_sensor_completeness", 0.5))
+        floor = float(self.config.setting("min_sensor_completeness"))
         return (features["sensor_completeness"] >= floor).to_numpy()
 
     def prepare(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -227,7 +226,7 @@ class Detector(ABC):
     def _device_sample(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Whole training sequences of a sample of devices (persistence needs consecutive
         rows), at most ``persistence.calibration_rows`` rows."""
-        limit = int((self.config.settings.get("persistence") or {}).get("calibration_rows", 0))
+        limit = int(self.config.setting("persistence.calibration_rows"))
         if not limit or len(frame) <= limit:
             return frame
         devices = frame["device_id"].drop_duplicates().sample(frac=1.0, random_state=0)
@@ -268,9 +267,9 @@ class Detector(ABC):
             else (frame["window_start"] >= pd.Timestamp(since)).to_numpy()
         )
         frame, score, contrib = frame[keep].reset_index(drop=True), score[keep], contrib[keep]
-        top_k = int(self.config.settings.get("top_contributors", 3))
+        top_k = int(self.config.setting("top_contributors"))
         tops, details = self._contributors(contrib, templates, top_k)
-        penalty = float(self.config.settings.get("confidence_flag_penalty", 0.25))
+        penalty = float(self.config.setting("confidence_flag_penalty"))
         flagged = frame["quality_mask"].to_numpy() != 0
         confidence = frame["sensor_completeness"].to_numpy() * np.where(flagged, 1 - penalty, 1.0)
         return pd.DataFrame(
@@ -289,9 +288,8 @@ class Detector(ABC):
     @property
     def persistence(self) -> tuple[int, int]:
         """(windows, min_windows) from the settings; (1, 1) means no persistence."""
-        spec = self.config.settings.get("persistence") or {}
-        windows = max(1, int(spec.get("windows", 1)))
-        return windows, min(windows, max(1, int(spec.get("min_windows", 1))))
+        windows = max(1, int(self.config.setting("persistence.windows")))
+        return windows, min(windows, max(1, int(self.config.setting("persistence.min_windows"))))
 
     def sustained(self, frame: pd.DataFrame, score: np.ndarray) -> np.ndarray:
         """Persistence: a row keeps its score only as far as at least ``min_windows - 1`` of

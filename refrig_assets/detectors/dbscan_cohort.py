@@ -57,7 +57,7 @@ class DBSCANCohortDetector(Detector):
     kind = "dbscan_cohort"
 
     def row_minutes(self) -> int:
-        return int(self.config.hyperparameters.get("profile_minutes", 60))
+        return int(self.config.hyperparameter("profile_minutes"))
 
     def rows(self, frame: pd.DataFrame) -> pd.DataFrame:
         """One profile per device and ``profile_minutes``: the median of its windows."""
@@ -109,8 +109,7 @@ class DBSCANCohortDetector(Detector):
         return x - shift @ self.context_slopes
 
     def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:
-        hp = self.config.hyperparameters
-        min_samples = int(hp.get("min_samples", 10))
+        min_samples = int(self.config.hyperparameter("min_samples"))
         self._fit_context(frame)
         adjusted = pd.DataFrame(self._adjusted(frame), columns=self.feature_columns)
         device_profiles = adjusted.groupby(frame["device_id"].to_numpy(), sort=True).median()
@@ -124,13 +123,15 @@ class DBSCANCohortDetector(Detector):
         self.center = np.median(values, axis=0)
         self.scale = robust_scale(values - self.center, floor=1e-6)
         x = self._scaled(values)
-        rng = np.random.default_rng(int(hp.get("random_state", 0)))
-        n_fit = min(len(x), int(hp.get("max_fit_devices", 20000)))
+        rng = np.random.default_rng(int(self.config.hyperparameter("random_state")))
+        n_fit = min(len(x), int(self.config.hyperparameter("max_fit_devices")))
         sample = np.sort(rng.choice(len(x), size=n_fit, replace=False))
         xs = x[sample]
         knn = NearestNeighbors(n_neighbors=min_samples).fit(xs)
         kth = knn.kneighbors(xs)[0][:, -1]
-        self.eps = float(max(np.quantile(kth, float(hp.get("eps_quantile", 0.9))), 1e-6))
+        self.eps = float(
+            max(np.quantile(kth, float(self.config.hyperparameter("eps_quantile"))), 1e-6)
+        )
         labels = DBSCAN(eps=self.eps, min_samples=min_samples).fit(xs)
         core = labels.core_sample_indices_
         if len(core) == 0:  # no dense region at all: every sampled device is its own anchor

@@ -24,25 +24,25 @@ class IsolationForestDetector(Detector):
 
     def _inputs(self, frame: pd.DataFrame) -> np.ndarray:
         if self.device_relative:
-            if self.config.hyperparameters.get("inputs") == "conditional":
+            if self.config.hyperparameter("inputs") == "conditional":
                 return self.residuals.evaluate(frame, joint=False, in_sample=self.fitting)[0]
             return np.nan_to_num(self.residuals.residuals(frame, self.fitting), nan=0.0)
         return self.scaler.transform(frame)
 
     def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:
-        hp = self.config.hyperparameters
-        self.device_relative = hp.get("baseline", "device") == "device"
+        self.device_relative = self.config.hyperparameter("baseline") == "device"
         if self.device_relative:
             self.residuals = DeviceResiduals(
-                int(hp.get("min_device_windows", 4)), float(hp.get("covariance_shrinkage", 0.05))
+                int(self.config.hyperparameter("min_device_windows")),
+                float(self.config.hyperparameter("covariance_shrinkage")),
             ).fit(frame, self.input_columns, len(self.feature_columns))
         else:
             self.scaler = CohortScaler().fit(frame, self.feature_columns)
         x = self._inputs(frame)
         self.forest = IsolationForest(
-            n_estimators=int(hp.get("n_estimators", 100)),
-            max_samples=min(int(hp.get("max_samples", 2048)), len(x)),
-            random_state=int(hp.get("random_state", 0)),
+            n_estimators=int(self.config.hyperparameter("n_estimators")),
+            max_samples=min(int(self.config.hyperparameter("max_samples")), len(x)),
+            random_state=int(self.config.hyperparameter("random_state")),
             n_jobs=1,
         ).fit(x)
         return -self.forest.score_samples(x)

@@ -24,15 +24,15 @@ class StatisticalBaselineDetector(Detector):
     kind = "statistical_baseline"
 
     def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:
-        hp = self.config.hyperparameters
         self.residuals = DeviceResiduals(
-            int(hp.get("min_device_windows", 4)), float(hp.get("covariance_shrinkage", 0.05))
+            int(self.config.hyperparameter("min_device_windows")),
+            float(self.config.hyperparameter("covariance_shrinkage")),
         ).fit(frame, self.input_columns, len(self.feature_columns))
         raw, _, _ = self.raw_scores(frame)
         return raw
 
     def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        joint = self.config.hyperparameters.get("score", "conditional") == "joint"
+        joint = self.config.hyperparameter("score") == "joint"
         cz, surprise = self.residuals.evaluate(frame, joint, in_sample=self.fitting)
         raw = surprise if joint else np.abs(cz).max(axis=1)
         template = "{value}σ {direction} this device's baseline, given the rest of the window"

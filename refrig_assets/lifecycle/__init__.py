@@ -3,5 +3,5 @@ audit trail, "which version served at time T", score staleness and the rules-bas
 
 Plain Python (no Dagster): the Dagster wiring is in ``refrig_assets/defs/lifecycle/`` and the
 command line in ``refrig_assets/cli/models.py``. Every threshold is read from
-``models/_lifecycle.yaml`` (see :mod:`refrig_assets.lifecycle.policy`).
+``config/lifecycle.yaml`` (see :mod:`refrig_assets.lifecycle.policy`).
 """

@@ -97,7 +97,7 @@ def compare_scores(
     n = len(joined)
     devices = int(joined["device_id"].nunique()) if n else 0
     metrics: dict[str, float] = {"windows": float(n), "devices": float(devices)}
-    min_windows = int(settings.get("min_windows", 1))
+    min_windows = int(settings["min_windows"])
     criteria = settings["criteria"]
     unknown = set(criteria) - set(CRITERIA)
     if unknown:

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from refrig_assets.alerts.generation import alert_id
-from refrig_assets.alerts.severity import mark_suppressed, sla_deadline
+from refrig_assets.alerts.severity import alert_policy, mark_suppressed, sla_deadline
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.lifecycle.canary import histogram_kl
@@ -331,7 +331,7 @@ def rules_fallback_alerts(
     alerts["model_versions"] = FALLBACK_PROVENANCE
     alerts["alert_created_at"] = alerts["window_end"]
     alerts["sla_deadline"] = sla_deadline(alerts["alert_created_at"], alerts["severity"])
-    alerts["escalation_level"] = contract.settings["escalation_levels"][0]
+    alerts["escalation_level"] = alert_policy().escalation_levels[0]
     alerts["suppressed"] = mark_suppressed(alerts, previous_alerts)
     alerts["feature_partition"] = feature_partition
     alerts["run_id"] = run_id

@@ -1,6 +1,6 @@
 """Promotion gates: named comparisons of a measured value with a threshold from the policy file.
 
-A rule is one comparison word and a threshold (``{below: 0.05}``); see ``models/_lifecycle.yaml``.
+A rule is one comparison word and a threshold (``{below: 0.05}``); see ``config/lifecycle.yaml``.
 Every gate result says what was measured, the rule, and by how much it passed or failed, so a
 blocked promotion explains itself.
 """

@@ -1,4 +1,4 @@
-"""The lifecycle policy file ``models/_lifecycle.yaml`` and per-detector overrides.
+"""The lifecycle policy file ``config/lifecycle.yaml`` and per-detector overrides.
 
 A detector's own ``models/<id>.yaml`` may override, under its ``promotion:`` key, the
 ``absolute`` thresholds, the ``vs_champion`` tolerances and (as ``promotion.canary`` and
@@ -13,15 +13,17 @@ from typing import Any
 
 import yaml
 
+from refrig_assets.core.config import ConfigError, policy_file
 from refrig_assets.core.settings import MODELS_DIR
 
-POLICY_FILE = "_lifecycle.yaml"
+# Where the policy lived before config/ (read for one release, with a warning).
+LEGACY_FILE = "_lifecycle.yaml"
 SECTIONS = ("canary", "promotion", "rollout", "staleness", "pause", "fallback")
 # Sections a detector may override under its own ``promotion:`` key.
 NESTED_OVERRIDES = ("canary", "rollout")
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigError):
     """The lifecycle policy file is missing a setting or holds an invalid one."""
 
 
@@ -33,7 +35,8 @@ def _merge(base: dict, override: dict) -> dict:
 
 
 def policy_path(models_dir: Path | None = None) -> Path:
-    return Path(models_dir or MODELS_DIR) / POLICY_FILE
+    """``config/lifecycle.yaml`` (or a ``_lifecycle.yaml`` left in ``models_dir``)."""
+    return policy_file("lifecycle", Path(models_dir or MODELS_DIR) / LEGACY_FILE)
 
 
 def load_policy(models_dir: Path | None = None, model_id: str | None = None) -> dict[str, Any]:
@@ -48,7 +51,7 @@ def load_policy(models_dir: Path | None = None, model_id: str | None = None) -> 
     raw["path"] = str(path)
     if model_id is None:
         return raw
-    model_file = path.parent / f"{model_id}.yaml"
+    model_file = Path(models_dir or MODELS_DIR) / f"{model_id}.yaml"
     model_raw = yaml.safe_load(model_file.read_text()) if model_file.exists() else None
     override = dict((model_raw or {}).get("promotion") or {})
     nested = {s: override.pop(s, None) or {} for s in NESTED_OVERRIDES}
@@ -69,6 +72,8 @@ def setting(policy: dict[str, Any], dotted: str) -> Any:
     node: Any = policy
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
-            raise PolicyError(f"{policy.get('path', POLICY_FILE)}: missing setting {dotted!r}")
+            raise PolicyError(
+                f"{policy.get('path', 'config/lifecycle.yaml')}: missing setting {dotted!r}"
+            )
         node = node[part]
     return node

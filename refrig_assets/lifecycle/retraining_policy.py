@@ -3,7 +3,7 @@
 What a trained version depends on is summarised by a :class:`TrainingFingerprint`:
 
 - ``training_code``: a hash of the source files its training runs through — the detector's own
-  module plus the shared training code listed in ``release.yaml`` (``retraining.shared_training_code``).
+  module plus the shared training code listed in ``config/release.yaml`` (``retraining.shared_training_code``).
   Any other module may change freely without a retrain;
 - ``config_hash``: the hash of its effective ``models/`` settings (``ModelConfig.config_hash``);
 - ``dataset_version``: a content hash of the feature partitions of its training range.
@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
+from refrig_assets.core.config import config_path
 from refrig_assets.core.model_config import ModelConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-RELEASE_FILE = PACKAGE_ROOT.parent / "release.yaml"
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ class RetrainingDecision:
 
 
 def shared_training_code(release_file: Path | None = None) -> list[str]:
-    """Package-relative source files all training runs through (``release.yaml``)."""
-    file = Path(release_file or os.environ.get("REFRIG_RELEASE_FILE") or RELEASE_FILE)
+    """Package-relative source files all training runs through (``config/release.yaml``)."""
+    file = Path(release_file or os.environ.get("REFRIG_RELEASE_FILE") or config_path("release"))
     try:
         listed = yaml.safe_load(file.read_text())["retraining"]["shared_training_code"]
     except (OSError, KeyError, TypeError) as exc:

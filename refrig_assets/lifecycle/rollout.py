@@ -1,7 +1,7 @@
 """Progressive rollout: a candidate that passed its gates serves a growing share of devices.
 
 The candidate first serves the first share of ``rollout.steps`` (10 % → 50 % → 100 % by default,
-``models/_lifecycle.yaml``) while the other devices stay on the champion. Which devices is
+``config/lifecycle.yaml``) while the other devices stay on the champion. Which devices is
 stable: a device's bucket is the sha256 hash of the model id and its device id mapped to
 [0, 1), and it is on the candidate while its bucket is below the share — so a device on the
 candidate at 10 % stays on it at 50 %. Its scores are the ones its alerts are built from (every
@@ -33,7 +33,7 @@ import pandas as pd
 from refrig_assets.lifecycle import audit as events
 from refrig_assets.lifecycle.audit import LifecycleEvent
 from refrig_assets.lifecycle.gates import GateReport, GateResult, judge, parse_rule
-from refrig_assets.lifecycle.policy import POLICY_FILE, PolicyError, load_policy, setting
+from refrig_assets.lifecycle.policy import PolicyError, load_policy, setting
 from refrig_assets.lifecycle.promotion import PASSED, LifecycleError, ModelLifecycle
 from refrig_assets.lifecycle.rollout_state import (  # noqa: F401 - the rollout's public names
     ABORTED,
@@ -83,7 +83,7 @@ class RolloutPolicy:
     @staticmethod
     def from_policy(policy: dict[str, Any]) -> RolloutPolicy:
         """Read and check the section; errors name the file and the setting."""
-        where = f"{policy.get('path', POLICY_FILE)}: rollout"
+        where = f"{policy.get('path', 'config/lifecycle.yaml')}: rollout"
         steps = tuple(float(s) for s in setting(policy, "rollout.steps"))
         if (
             not steps

@@ -1,6 +1,6 @@
 """How old a model's newest scores are, and what that means (seed 001 staleness policy).
 
-Bands (hours, from ``staleness`` in ``models/_lifecycle.yaml``): [0, 1) fresh — normal;
+Bands (hours, from ``staleness`` in ``config/lifecycle.yaml``): [0, 1) fresh — normal;
 [1, 2) stale — "scores delayed" warning; [2, 4] very stale — rules-based fallback alerts;
 beyond 4 expired — streaming rules only. A model scored daily is allowed its schedule period
 minus one hour before its age counts.

@@ -1,4 +1,4 @@
-"""Monitoring thresholds, read from ``models/_monitoring.yaml`` (never written in code).
+"""Monitoring thresholds, read from ``config/monitoring.yaml`` (never written in code).
 
 A detector may override the ``drift`` and ``retraining`` sections under a ``monitoring:`` key in
 its own ``models/`` file.
@@ -12,12 +12,14 @@ from typing import Any
 
 import yaml
 
+from refrig_assets.core.config import ConfigError, policy_file
 from refrig_assets.core.settings import MODELS_DIR
 
-MONITORING_FILE = "_monitoring.yaml"
+# Where the settings lived before config/ (read for one release, with a warning).
+LEGACY_FILE = "_monitoring.yaml"
 
 
-class MonitoringConfigError(ValueError):
+class MonitoringConfigError(ConfigError):
     """The monitoring settings file is missing a value or holds an invalid one."""
 
 
@@ -119,7 +121,7 @@ def load_monitoring_settings(
 ) -> MonitoringSettings:
     """The monitoring settings, with ``model_id``'s own ``monitoring:`` overrides when given."""
     d = Path(models_dir or MODELS_DIR)
-    path = d / MONITORING_FILE
+    path = policy_file("monitoring", d / LEGACY_FILE)
     if not path.exists():
         raise MonitoringConfigError(f"no monitoring settings file {path}")
     raw = yaml.safe_load(path.read_text()) or {}

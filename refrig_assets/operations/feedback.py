@@ -3,7 +3,7 @@
 * **Labels.** An alert an operator marks FALSE_POSITIVE is a false-positive label; one they
   RESOLVE is a confirmed incident. Both are read from the alert database itself
   (:func:`operator_labels`), whichever way the operator acted (console, API or CLI).
-* **Rules.** When ``feedback.false_positive_threshold`` false positives (``models/_operations.yaml``)
+* **Rules.** When ``feedback.false_positive_threshold`` false positives (``config/operations.yaml``)
   pile up for the same device and top contributor, :meth:`FeedbackLoop.evaluate` proposes a
   per-device rule: ``raise_threshold`` (later alerts of that device and contributor are
   suppressed unless their score beats the strongest one operators called false) or ``suppress``

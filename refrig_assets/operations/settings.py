@@ -1,4 +1,4 @@
-"""Operator workflow settings, read from ``models/_operations.yaml`` (never written in code).
+"""Operator workflow settings, read from ``config/operations.yaml`` (never written in code).
 
 ``REFRIG_OPERATIONS_FILE`` points to another file (tests use it to switch auto-apply on). Every
 value is checked on load; a missing or invalid one raises :class:`OperationsConfigError` naming the
@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from refrig_assets.core.config import ConfigError, Section, policy_file, read_yaml
 from refrig_assets.core.settings import get_settings
 
-OPERATIONS_FILE = "_operations.yaml"
+# Where these settings lived before config/ (read for one release, with a warning).
+LEGACY_FILE = "_operations.yaml"
 FEEDBACK_ACTIONS = ("raise_threshold", "suppress")
 
 
-class OperationsConfigError(ValueError):
+class OperationsConfigError(ConfigError):
     """The operations settings file is missing a value or holds an invalid one."""
 
 
@@ -78,80 +78,30 @@ class OperationsSettings:
 
 
 def operations_file() -> Path:
-    """The settings file in use: ``REFRIG_OPERATIONS_FILE`` or ``<models_dir>/_operations.yaml``."""
+    """The settings file in use: ``REFRIG_OPERATIONS_FILE`` or ``config/operations.yaml``."""
     override = os.environ.get("REFRIG_OPERATIONS_FILE")
-    return Path(override) if override else get_settings().models_dir / OPERATIONS_FILE
-
-
-class _Section:
-    """Typed reads from one section of the file, with errors that name file and key."""
-
-    def __init__(self, path: Path, name: str, raw: dict[str, Any]):
-        self.path, self.name = path, name
-        body = raw.get(name)
-        if not isinstance(body, dict):
-            raise OperationsConfigError(f"{path}: section {name!r} is missing or not a mapping")
-        self.body = body
-
-    def _fail(self, key: str, rule: str) -> OperationsConfigError:
-        value = self.body.get(key, "<missing>")
-        return OperationsConfigError(f"{self.path}: {self.name}.{key} {rule}; got {value!r}")
-
-    def number(self, key: str, *, minimum: float = 0.0, integer: bool = False) -> Any:
-        value = self.body.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._fail(key, "must be a number")
-        if integer and int(value) != value:
-            raise self._fail(key, "must be a whole number")
-        if value < minimum:
-            raise self._fail(key, f"must be at least {minimum:g}")
-        return int(value) if integer else float(value)
-
-    def flag(self, key: str) -> bool:
-        value = self.body.get(key)
-        if not isinstance(value, bool):
-            raise self._fail(key, "must be true or false")
-        return value
-
-    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
-        value = self.body.get(key)
-        if value not in allowed:
-            raise self._fail(key, f"must be one of {', '.join(allowed)}")
-        return str(value)
-
-    def optional_text(self, key: str) -> str | None:
-        value = self.body.get(key)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise self._fail(key, "must be null or a non-empty string")
-        return value
-
-    def numbers_by_key(self, key: str) -> dict[str, float]:
-        value = self.body.get(key)
-        if not isinstance(value, dict) or not value:
-            raise self._fail(key, "must map names to numbers")
-        out = {}
-        for name, number in value.items():
-            if isinstance(number, bool) or not isinstance(number, int | float) or number < 0:
-                raise self._fail(key, f"has a non-numeric or negative value for {name!r}")
-            out[str(name)] = float(number)
-        return out
+    if override:
+        return Path(override)
+    return policy_file("operations", get_settings().models_dir / LEGACY_FILE)
 
 
 def load_operations_settings(path: str | Path | None = None) -> OperationsSettings:
     """Load and check the operations settings (default: :func:`operations_file`)."""
     path = Path(path) if path else operations_file()
-    if not path.exists():
-        raise OperationsConfigError(f"operations settings file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise OperationsConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise OperationsConfigError(f"{path}: expected a mapping of sections")
-    console = _Section(path, "console", raw)
-    maintenance = _Section(path, "maintenance", raw)
-    feedback = _Section(path, "feedback", raw)
-    work = _Section(path, "work_orders", raw)
+        return _operations_settings(path, read_yaml(path))
+    except OperationsConfigError:
+        raise
+    except ConfigError as exc:
+        raise OperationsConfigError(str(exc)) from None
+
+
+def _operations_settings(path: Path, raw: dict[str, Any]) -> OperationsSettings:
+    whole = Section(path, raw)
+    console = whole.section("console")
+    maintenance = whole.section("maintenance")
+    feedback = whole.section("feedback")
+    work = whole.section("work_orders")
     return OperationsSettings(
         console=ConsoleSettings(
             note_max_chars=console.number("note_max_chars", minimum=1, integer=True),
@@ -169,7 +119,7 @@ def load_operations_settings(path: str | Path | None = None) -> OperationsSettin
             ),
             lookback_days=feedback.number("lookback_days", minimum=0.001),
             action=feedback.choice("action", FEEDBACK_ACTIONS),
-            threshold_margin=feedback.number("threshold_margin"),
+            threshold_margin=feedback.number("threshold_margin", minimum=0.0),
             rule_days=feedback.number("rule_days", minimum=0.001),
             auto_apply=feedback.flag("auto_apply"),
         ),

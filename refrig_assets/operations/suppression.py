@@ -11,7 +11,6 @@ window in the console also suppresses the stored alerts it covers
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -160,7 +159,7 @@ def _redo_dedup(alerts: pd.DataFrame, reasons: pd.DataFrame, store: AlertStore) 
     marked suppressed, so dedup ignores them the same way.
     """
     start = alerts["window_start"].min()
-    window = timedelta(hours=float(alert_policy()["dedup_window_hours"]))
+    window = alert_policy().dedup_window
     previous = store.recent_alerts(alerts["device_id"].unique(), since=start - window)
     previous = previous[previous["window_start"] < start]
     rest = alerts[~alerts["alert_id"].isin(reasons["alert_id"])]

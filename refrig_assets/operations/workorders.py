@@ -2,7 +2,7 @@
 
 :func:`work_order_payload` turns an alert into a JSON document (device, site, what is wrong and
 why, severity, when the work is due). :class:`WorkOrderExporter` delivers it to the configured
-webhook (``work_orders.url`` in ``models/_operations.yaml`` or ``REFRIG_WORKORDER_URL``: an HTTP
+webhook (``work_orders.url`` in ``config/operations.yaml`` or ``REFRIG_WORKORDER_URL``: an HTTP
 POST with an ``Idempotency-Key`` header, retried ``attempts`` times) or, with no URL, writes it
 as a JSON file under ``$REFRIG_HOME/work_orders/``. Each delivery is recorded in the
 ``work_orders`` table and in the alert's history; an alert is handed off once (sending again

@@ -35,7 +35,8 @@ import pandas as pd
 import pyarrow as pa
 
 from refrig_assets.core.contracts import Contract, load_contract, quality_flag_names
-from refrig_assets.ingestion.landing import CONTRACT_FILE, FileRejection, landing_rules, sql_str
+from refrig_assets.core.duck import sql_str
+from refrig_assets.ingestion.landing.readers import CONTRACT_FILE, FileRejection, landing_rules
 
 QUARANTINE_COLUMNS = ["source_file", "row", "column", "rule", "value", "message", "device_id", "ts"]
 # Flags that belong to one sensor (the others belong to the whole reading).

@@ -30,7 +30,7 @@ def earlier_hours(first_hour: str, count: int) -> list[str]:
 
 def chunk_hours(config: ModelConfig) -> int:
     """Hours scored per run (``scoring_chunk_hours``, at least 1)."""
-    return max(1, int(config.settings.get("scoring_chunk_hours", 6)))
+    return max(1, int(config.setting("scoring_chunk_hours")))
 
 
 def score_runs(

@@ -96,7 +96,7 @@ def firings_to_alerts(
     alerts["site_id"] = alerts["site_id"].fillna("unknown").astype(str)
     alerts["cohort"] = alerts["cohort"].fillna("unknown").astype(str)
     alerts["sla_deadline"] = sla_deadline(alerts["alert_created_at"], alerts["severity"])
-    alerts["escalation_level"] = alert_policy()["escalation_levels"][0]
+    alerts["escalation_level"] = alert_policy().escalation_levels[0]
     prior = _earlier_streaming(previous, alerts["alert_created_at"].min())
     alerts["suppressed"] = mark_suppressed(alerts, prior).astype(bool)
     alerts["feature_partition"] = ts.dt.strftime("%Y-%m-%d-%H:00")

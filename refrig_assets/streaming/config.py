@@ -1,11 +1,16 @@
-"""The streaming rules as declared in the device registry contract, checked on load."""
+"""The streaming rules of ``config/streaming.yaml``, checked on load against the contracts
+(sensors of sensor_readings, threshold columns of device_registry)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
-from typing import Any
 
-from refrig_assets.core.contracts import Contract, ContractError, load_contract
+from refrig_assets.core.config import ConfigError, Section, deprecated_location, load_config
+from refrig_assets.core.contracts import Contract, load_contract
+
+STREAMING_CONFIG = "streaming"
 
 NS_PER_MINUTE = 60 * 10**9
 
@@ -76,52 +81,66 @@ class StreamingSettings:
         raise KeyError(f"no streaming rule {name!r}")
 
 
+def _streaming_section(registry: Contract) -> Section:
+    section = load_config(STREAMING_CONFIG)
+    legacy = registry.settings
+    if "streaming_rules" in legacy or "streaming" in legacy:
+        deprecated_location(
+            "contracts/device_registry.yaml", section.path, ["streaming_rules", "streaming"]
+        )
+        raw = {**section.raw, **(legacy.get("streaming") or {})}
+        if "streaming_rules" in legacy:
+            raw["rules"] = legacy["streaming_rules"]
+        section = Section(section.path, raw)
+    return section
+
+
 def load_streaming_settings(
     registry: Contract | None = None, readings: Contract | None = None
 ) -> StreamingSettings:
-    """Rules from ``streaming_rules`` of the device registry contract, validated against the
-    sensor_readings contract (sensors) and the registry's own columns (thresholds)."""
+    """Rules from ``config/streaming.yaml``, validated against the sensor_readings contract
+    (sensors) and the device registry's columns (thresholds)."""
     registry = registry or load_contract("device_registry")
     readings = readings or load_contract("sensor_readings")
-    where = "contracts/device_registry.yaml"
-    raw_rules: dict[str, dict[str, Any]] = registry.settings.get("streaming_rules") or {}
-    shared: dict[str, Any] = registry.settings.get("streaming") or {}
+    config = _streaming_section(registry)
+    rules_section = config.section("rules")
     rules = []
-    for name, raw in raw_rules.items():
-        kind = raw.get("kind")
-        if kind not in RULE_KINDS:
-            raise ContractError(f"{where}: rule {name!r} has unknown kind {kind!r}")
-        sensor, threshold = raw.get("sensor"), raw.get("threshold")
-        if sensor not in readings.sensor_columns:
-            raise ContractError(f"{where}: rule {name!r} reads unknown sensor {sensor!r}")
+    for name in rules_section.raw:
+        rule = rules_section.section(name)
+        kind = rule.choice("kind", RULE_KINDS)
+        sensor = rule.choice("sensor", readings.sensor_columns)
+        threshold = rule.text("threshold")
         try:
             column = registry.column(threshold)
         except KeyError:
-            raise ContractError(
-                f"{where}: rule {name!r} names threshold column {threshold!r}, not a registry column"
-            ) from None
+            raise rule.fail("threshold", f"{threshold!r} is not a device_registry column") from None
         if column.default is None:
-            raise ContractError(f"{where}: threshold column {threshold!r} needs a default")
-        missing = [p for p in RULE_KINDS[kind] if p not in raw]
-        if missing:
-            raise ContractError(f"{where}: rule {name!r} ({kind}) lacks {missing}")
-        params = {p: float(raw[p]) for p in RULE_KINDS[kind]}
+            raise rule.fail("threshold", f"registry column {threshold!r} needs a default")
+        params = {p: rule.number(p, minimum=0.0) for p in RULE_KINDS[kind]}
         rules.append(StreamingRule(name, kind, sensor, threshold, params))
     running = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
     if not running:
-        raise ContractError("sensor_readings contract: no sensor declares running_above")
+        raise ConfigError("sensor_readings contract: no sensor declares running_above")
     return StreamingSettings(
         rules=tuple(rules),
         running_sensor=running[0].name,
         running_above=float(running[0].extra["running_above"]),
-        severity=str(shared.get("severity", "CRITICAL")),
-        episode_gap_ns=int(float(shared.get("episode_gap_minutes", 60)) * NS_PER_MINUTE),
-        max_gap_ns=int(float(shared.get("max_gap_minutes", 10)) * NS_PER_MINUTE),
-        lookback_ns=int(float(shared.get("landing_lookback_hours", 24)) * 60 * NS_PER_MINUTE),
-        tick_budget_seconds=float(shared.get("tick_budget_seconds", 20)),
-        version=registry.source_hash,
+        severity=config.choice(
+            "severity", load_contract("device_alerts").column("severity").allowed or ()
+        ),
+        episode_gap_ns=int(config.number("episode_gap_minutes", minimum=0.0) * NS_PER_MINUTE),
+        max_gap_ns=int(config.number("max_gap_minutes", minimum=0.0) * NS_PER_MINUTE),
+        lookback_ns=int(config.number("landing_lookback_hours", minimum=0.0) * 60 * NS_PER_MINUTE),
+        tick_budget_seconds=config.number("tick_budget_seconds", minimum=0.0),
+        version=_version(registry, config),
         units={c.name: c.unit or "" for c in readings.columns},
         threshold_defaults={
             r.threshold: float(registry.column(r.threshold).default) for r in rules
         },
     )
+
+
+def _version(registry: Contract, config: Section) -> str:
+    """Changes when the rules or the registry's thresholds change (alerts name it)."""
+    body = json.dumps(config.raw, sort_keys=True, default=str) + registry.source_hash
+    return hashlib.sha256(body.encode()).hexdigest()[:12]

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from refrig_assets.ingestion.landing import discover_files
+from refrig_assets.ingestion.landing.discovery import discover_files
 
 
 @dataclass

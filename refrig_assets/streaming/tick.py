@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -242,7 +242,7 @@ def process_landed_files(
     if firings:
         frame = pd.concat(firings, ignore_index=True)
         run_id = pd.concat(run_ids, ignore_index=True)
-        dedup = timedelta(hours=float(alert_policy()["dedup_window_hours"]))
+        dedup = alert_policy().dedup_window
         since = (frame["ts"].min() - dedup).to_pydatetime()
         previous = store.recent_alerts(frame["device_id"].unique(), since=since)
         alerts = firings_to_alerts(frame, registry, rules, run_id="", previous=previous)

@@ -40,8 +40,10 @@ def measure(work: Path) -> dict:
     import pyarrow.parquet as pq
 
     from refrig_assets.core.contracts import load_contract
+    from refrig_assets.core.duck import connect, sql_str
     from refrig_assets.core.storage import ParquetStore
-    from refrig_assets.ingestion.landing import LandingIndex, connect, hour_readings, sql_str
+    from refrig_assets.ingestion.landing.hours import hour_readings
+    from refrig_assets.ingestion.landing.index import LandingIndex
     from refrig_assets.quality.rules import clean_hour
 
     def clock():

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.core.contracts import load_contract
+from refrig_assets.scoring.runs import chunk_hours
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -153,7 +154,7 @@ def measure_day(model_id: str, devices: int, train_hours: int, seed: int = 0) ->
     detector.fit(
         synthetic_features(devices, train_hours, seed=seed, columns=detector.required_columns)
     )
-    size = max(1, int(config.settings.get("scoring_chunk_hours", 6)))
+    size = chunk_hours(config)
     back = lookback_hours(detector)
     wall, cpu, rows = 0.0, 0.0, 0
     for first in range(train_hours, train_hours + 24, size):

@@ -1,7 +1,7 @@
 """Grade a code base from its measurements: weighted dimensions, coverage floor, pass threshold.
 
 Pure functions: the measurements come in as numbers (see :mod:`tools.quality_gate.measure`),
-the thresholds from ``release.yaml``. A dimension that could not be measured (``score=None``) is
+the thresholds from ``config/release.yaml``. A dimension that could not be measured (``score=None``) is
 reported as such and its weight is spread over the measured ones, never replaced by a guess.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 DIMENSIONS = ("complexity", "coverage", "documentation", "security")
-RELEASE_FILE = "release.yaml"
+RELEASE_FILE = "config/release.yaml"
 
 
 class GateConfigError(ValueError):
@@ -24,7 +24,7 @@ class GateConfigError(ValueError):
 
 @dataclass(frozen=True)
 class GateSettings:
-    """Weights and thresholds of the quality gate (``quality_gate`` in ``release.yaml``)."""
+    """Weights and thresholds of the quality gate (``quality_gate`` in ``config/release.yaml``)."""
 
     weights: dict[str, float]
     min_score: float
@@ -60,12 +60,12 @@ class GradeReport:
 
 
 def project_root() -> Path:
-    """The repository root (the folder holding ``release.yaml``)."""
+    """The repository root (the folder holding ``config/release.yaml``)."""
     return Path(__file__).resolve().parents[2]
 
 
 def load_gate_settings(path: str | Path | None = None) -> GateSettings:
-    """Read and check the ``quality_gate`` block of ``release.yaml`` (or ``REFRIG_RELEASE_FILE``)."""
+    """Read and check the ``quality_gate`` block of ``config/release.yaml`` (or ``REFRIG_RELEASE_FILE``)."""
     file = Path(path or os.environ.get("REFRIG_RELEASE_FILE") or project_root() / RELEASE_FILE)
     try:
         raw: dict[str, Any] = (yaml.safe_load(file.read_text()) or {})["quality_gate"]

@@ -1,7 +1,5 @@
 """``device_alerts``: batch alerts of one hour, written to Parquet and the alert database."""
 
-from datetime import timedelta
-
 import dagster as dg
 import pandas as pd
 
@@ -38,7 +36,7 @@ def device_alerts(
     start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
     scores = read_scores_for_hour(refrig.store, context.partition_key, start, end)
     registry = refrig.store.read("device_registry")
-    dedup = timedelta(hours=float(alert_policy()["dedup_window_hours"]))
+    dedup = alert_policy().dedup_window
     previous = refrig.alerts.recent_alerts(since=(start - dedup).to_pydatetime())
     if len(previous):
         previous = previous[previous["window_start"] < start]

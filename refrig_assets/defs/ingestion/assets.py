@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.shared.schema_checks import (
@@ -14,13 +15,8 @@ from refrig_assets.defs.shared.schema_checks import (
     sql_contract_check,
 )
 from refrig_assets.ingestion.device_registry import load_device_registry
-from refrig_assets.ingestion.landing import (
-    LandingIndex,
-    connect,
-    hour_readings,
-    landing_index_path,
-    sql_str,
-)
+from refrig_assets.ingestion.landing.hours import hour_readings
+from refrig_assets.ingestion.landing.index import LandingIndex, landing_index_path
 
 GROUP = "ingestion"
 

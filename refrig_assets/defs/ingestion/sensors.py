@@ -8,7 +8,8 @@ import dagster as dg
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.settings import get_settings
 from refrig_assets.defs.shared.partitions import hourly_partitions
-from refrig_assets.ingestion.landing import LandingIndex, hours_to_refresh, landing_index_path
+from refrig_assets.ingestion.landing.hours import hours_to_refresh
+from refrig_assets.ingestion.landing.index import LandingIndex, landing_index_path
 
 JOB = "hourly_pipeline"
 

@@ -4,7 +4,7 @@ The canary asset scores the newest candidate and the champion on the same recent
 (no alerts), and reports the four canary criteria, the absolute thresholds and the backtest
 against the champion as blocking checks: a failing gate records the blocked promotion in the
 audit trail and keeps the promotion asset from running. The promotion asset starts the
-progressive rollout of a candidate that passed (``rollout`` in ``models/_lifecycle.yaml``; the
+progressive rollout of a candidate that passed (``rollout`` in ``config/lifecycle.yaml``; the
 score assets then advance or roll it back), or moves the ``production`` alias at once when the
 rollout is switched off or ``now`` is set — and, configured with ``force`` and a reason, to a
 candidate that did not pass (recorded as forced).

@@ -133,7 +133,7 @@ def model_serving_state(
     deps=["model_serving_state", "device_features", "device_registry"],
     description="Rules-based fallback alerts (source 'fallback') from this hour's features — "
     "evaporator above freezing, extreme vibration, low-side pressure loss, near-overload "
-    "current, thresholds in models/_lifecycle.yaml — written to the alert database only while "
+    "current, thresholds in config/lifecycle.yaml — written to the alert database only while "
     "no batch model has usable scores (very stale or paused).",
     check_specs=[
         dg.AssetCheckSpec("fallback_alerts_contract", asset="fallback_alerts", blocking=True)
@@ -151,7 +151,7 @@ def fallback_alerts(
     alerts = contract.empty_frame()
     if action == Action.RULES_FALLBACK and refrig.store.exists("device_features", key):
         start = pd.Timestamp(context.partition_time_window.start)
-        dedup = timedelta(hours=float(alert_policy()["dedup_window_hours"]))
+        dedup = alert_policy().dedup_window
         previous = refrig.alerts.recent_alerts(since=(start - dedup).to_pydatetime())
         if len(previous):
             previous = previous[previous["window_start"] < start]

@@ -6,6 +6,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.shared.schema_checks import (
@@ -14,7 +15,7 @@ from refrig_assets.defs.shared.schema_checks import (
     schema_check_spec,
     sql_contract_check,
 )
-from refrig_assets.ingestion.landing import connect, hour_key, sql_str
+from refrig_assets.ingestion.landing.hour_keys import hour_key
 from refrig_assets.quality.report import summarise, write_summary
 from refrig_assets.quality.rules import SENSOR_FLAGS, clean_hour, flag_bit
 

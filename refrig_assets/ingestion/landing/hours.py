@@ -1,0 +1,218 @@
+"""The readings of one hour: which landing files hold it, its typed rows as SQL, hours to refresh.
+
+An hour's readings are one ``SELECT ... UNION ALL ...`` over the files that hold that hour, plus
+one row per rejected file or file notice, so the partition holds everything the landing zone
+delivered for the hour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from refrig_assets.core.contracts import ARROW_TYPES, Contract
+from refrig_assets.core.duck import sql_str
+from refrig_assets.ingestion.landing.discovery import discover_files
+from refrig_assets.ingestion.landing.hour_keys import hour_key
+from refrig_assets.ingestion.landing.index import LandingIndex, mtime_utc
+from refrig_assets.ingestion.landing.readers import (
+    SOURCE_COLUMNS,
+    FileRejection,
+    extra_column_notices,
+    file_select_sql,
+    open_file,
+)
+
+
+@dataclass
+class HourSelection:
+    """The landing files of one hour: those to read, and what to report in this partition."""
+
+    paths: list[Path]
+    claimed: set[str]  # files whose rows without a timestamp belong to this hour
+    rejected: list[FileRejection]
+    notices: list[FileRejection]
+    considered: dict[str, str]  # every file of the hour (read or rejected): path -> fingerprint
+
+
+def select_hour_files(
+    landing_dir: Path, partition_key: str, contract: Contract, index: LandingIndex
+) -> HourSelection:
+    """Files holding readings of the hour, plus the rejections and notices to report in it.
+
+    Rejected files, and files without any parsable timestamp, are claimed by the first partition
+    that sees them. A file with the same content as another file of the hour (delivered twice
+    under another name) is not read again: the later delivery is rejected as ``duplicate_file``.
+    """
+    paths, claimed, rejected, notices = [], set(), [], []
+    considered: dict[str, str] = {}
+    for path in discover_files(landing_dir):
+        rel = str(path.relative_to(landing_dir))
+        span = index.span(path, landing_dir, contract)
+        if span.rejection is not None or span.min_ts is None:
+            if span.claimed_by is None:
+                span = dataclasses.replace(span, claimed_by=partition_key)
+                index.put(rel, span)
+            if span.claimed_by != partition_key:
+                continue
+            considered[rel] = span.fingerprint
+            if span.rejection is not None:
+                rejected.append(FileRejection(**span.rejection))
+                continue
+            claimed.add(rel)
+        elif partition_key not in span.hours:
+            continue
+        elif hour_key(datetime.fromisoformat(span.min_ts)) == partition_key:
+            claimed.add(rel)
+        considered[rel] = span.fingerprint
+        paths.append(path)
+    paths, duplicates = _drop_duplicate_files(paths, landing_dir, index)
+    rejected += duplicates
+    for path in paths:
+        rel = str(path.relative_to(landing_dir))
+        notices += extra_column_notices(rel, index.entries[rel].extra_columns)
+    return HourSelection(paths, claimed, rejected, notices, considered)
+
+
+def _drop_duplicate_files(
+    paths: list[Path], landing_dir: Path, index: LandingIndex
+) -> tuple[list[Path], list[FileRejection]]:
+    by_size: dict[int, list[Path]] = {}
+    for p in paths:
+        by_size.setdefault(index.entries[str(p.relative_to(landing_dir))].size, []).append(p)
+    dropped: dict[Path, FileRejection] = {}
+    for same_size in by_size.values():
+        if len(same_size) < 2:
+            continue
+        first_by_hash: dict[str, Path] = {}
+        for p in sorted(
+            same_size,
+            key=lambda q: (index.entries[str(q.relative_to(landing_dir))].mtime_ns, str(q)),
+        ):
+            digest = index.content_hash(p, landing_dir)
+            original = first_by_hash.setdefault(digest, p)
+            if original is not p:
+                rel, orig = str(p.relative_to(landing_dir)), str(original.relative_to(landing_dir))
+                dropped[p] = FileRejection(
+                    rel,
+                    "duplicate_file",
+                    f"{rel}: same content as {orig} (delivered twice); not read again",
+                )
+    return [p for p in paths if p not in dropped], [dropped[p] for p in paths if p in dropped]
+
+
+@dataclass
+class HourReadings:
+    """The typed readings of one hour as a SQL query on a connection, with their provenance."""
+
+    sql: str
+    files: list[str]  # files whose rows were read
+    considered: dict[str, str]  # every file of the hour (read or rejected): path -> fingerprint
+    rejected: list[FileRejection]
+    notices: list[FileRejection]
+
+
+def hour_readings(
+    con: duckdb.DuckDBPyConnection,
+    landing_dir: Path,
+    start: datetime,
+    end: datetime,
+    partition_key: str,
+    contract: Contract,
+    index: LandingIndex,
+) -> HourReadings:
+    """SQL (valid on ``con``) of every reading of the hour [start, end) in the typed shape.
+
+    A row belongs to the hour of its ``ts``; rows without a usable timestamp go with the hour of
+    their file's first reading. Rows of files that the hour's first materialization did not read
+    are marked ``late_arrival``.
+    """
+    selection = select_hour_files(landing_dir, partition_key, contract, index)
+    first_files = index.hour_files(partition_key, "first_files")
+    selects, files = [], []
+    rejected = list(selection.rejected)
+    for i, path in enumerate(selection.paths):
+        rel = str(path.relative_to(landing_dir))
+        span = index.entries[rel]
+        layout, rejection = open_file(con, path, landing_dir, contract, f"h{i}")
+        if layout is None:  # changed between scan and read
+            if rejection is not None:
+                rejected.append(rejection)
+            continue
+        late = first_files is not None and first_files.get(rel) != span.fingerprint
+        in_hour = f"(ts >= {sql_str(start.isoformat())} AND ts < {sql_str(end.isoformat())})"
+        if rel in selection.claimed:
+            in_hour = f"({in_hour} OR ts IS NULL)"
+        sql = file_select_sql(layout, contract, mtime_utc(span.mtime_ns), late)
+        selects.append(f"SELECT * FROM ({sql}) WHERE {in_hour}")
+        files.append(rel)
+    file_rows = file_rows_sql(contract, rejected + selection.notices)
+    if file_rows:
+        selects.append(file_rows)
+    if not selects:
+        selects = [empty_readings_sql(contract)]
+    return HourReadings(
+        " UNION ALL ".join(selects), files, selection.considered, rejected, selection.notices
+    )
+
+
+def file_rows_sql(contract: Contract, entries: list[FileRejection]) -> str | None:
+    """Rejected files and file notices as typed rows with ``source_row = -1``.
+
+    They travel inside the hour's readings so the partition holds everything the landing zone
+    delivered for the hour in one atomic file; for these rows ``read_error`` is the rule and
+    ``read_error_value`` the message.
+    """
+    if not entries:
+        return None
+    nulls = ", ".join(f"CAST(NULL AS {ARROW_TYPES[c.type]}) AS {c.name}" for c in contract.columns)
+    rows = [
+        f"SELECT {nulls}, {sql_str(e.source_file)} AS source_file, CAST(-1 AS BIGINT) AS source_row, "
+        f"CAST(NULL AS TIMESTAMPTZ) AS received_at, FALSE AS late_arrival, {sql_str(e.rule)} AS read_error, "
+        f"{sql_str(e.column) if e.column else 'CAST(NULL AS VARCHAR)'} AS read_error_column, "
+        f"{sql_str(e.message)} AS read_error_value"
+        for e in entries
+    ]
+    return " UNION ALL ".join(rows)
+
+
+def empty_readings_sql(contract: Contract) -> str:
+    """A zero-row SELECT in the typed readings shape."""
+    cols = [f"CAST(NULL AS {ARROW_TYPES[c.type]}) AS {c.name}" for c in contract.columns]
+    cols += [f"CAST(NULL AS {t}) AS {n}" for n, t in SOURCE_COLUMNS.items()]
+    return f"SELECT {', '.join(cols)} LIMIT 0"
+
+
+def hours_to_refresh(
+    landing_dir: Path, contract: Contract, index: LandingIndex
+) -> dict[str, dict[str, list[str]]]:
+    """Materialized hours whose landing files changed since their latest materialization.
+
+    Returns ``{partition_key: {"added": [...], "changed": [...], "removed": [...]}}`` for every
+    hour the index has a record of whose current files (path → fingerprint) differ from the ones
+    it read: a late file, a re-delivery, a corrected or a deleted file.
+    """
+    current: dict[str, dict[str, str]] = {}
+    for path in discover_files(landing_dir):
+        rel = str(path.relative_to(landing_dir))
+        span = index.span(path, landing_dir, contract)
+        hours = [] if span.rejection else list(span.hours)
+        if span.claimed_by and span.claimed_by not in hours:
+            hours.append(span.claimed_by)
+        for h in hours:
+            current.setdefault(h, {})[rel] = span.fingerprint
+    out = {}
+    for key, record in index.hours.items():
+        now, then = current.get(key, {}), record["files"]
+        changes = {
+            "added": sorted(set(now) - set(then)),
+            "changed": sorted(f for f in set(now) & set(then) if now[f] != then[f]),
+            "removed": sorted(set(then) - set(now)),
+        }
+        if any(changes.values()):
+            out[key] = changes
+    return out

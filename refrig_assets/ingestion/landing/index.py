@@ -1,0 +1,185 @@
+"""The landing index: what each landing file holds, and which files each materialized hour read.
+
+Kept as JSON under the state directory so a file is scanned once per version (size + mtime), late
+files can be recognised, and the late-data sensor knows which hours to refresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from refrig_assets.core.contracts import Contract
+from refrig_assets.core.duck import connect
+from refrig_assets.ingestion.landing.hour_keys import hours_between
+from refrig_assets.ingestion.landing.readers import FileRejection, file_select_sql, open_file
+
+
+def landing_index_path(settings) -> Path:
+    """Where the landing index lives: the project's state directory."""
+    return Path(settings.home) / "state" / "landing_index.json"
+
+
+@dataclass(frozen=True)
+class FileSpan:
+    """What the landing index remembers about one version (size, mtime) of a file."""
+
+    size: int
+    mtime_ns: int
+    min_ts: str | None
+    max_ts: str | None
+    rows: int
+    rejection: dict | None = None
+    # A file with no usable timestamp belongs to no hour: the first partition that sees it
+    # reports it (and keeps reporting it on re-runs), so it is quarantined exactly once.
+    claimed_by: str | None = None
+    hours: list[str] = field(default_factory=list)
+    first_seen: str | None = None
+    content_hash: str | None = None
+    extra_columns: list[str] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.size}:{self.mtime_ns}"
+
+
+def mtime_utc(ns: int) -> datetime:
+    """A file's mtime (ns since the epoch) as an aware UTC time: its rows' ``received_at``."""
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+
+
+class LandingIndex:
+    """Per-file spans and per-hour file sets, kept as JSON under the state directory.
+
+    ``files`` maps a landing path to the :class:`FileSpan` of its current version; ``hours`` maps a
+    partition key to ``{"first_at", "first_files", "at", "files"}`` (files as path → fingerprint),
+    recorded each time the hour's readings are materialized. Saving merges with what other
+    processes saved meanwhile (under a file lock), so concurrent partitions do not lose entries.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: dict[str, FileSpan] = {}
+        self.hours: dict[str, dict] = {}
+        self._dirty_files: set[str] = set()
+        self._dirty_hours: set[str] = set()
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        raw = json.loads(self.path.read_text() or "{}")
+        if "files" not in raw:  # an index from before per-hour records: rescan
+            return
+        self.entries = {k: FileSpan(**v) for k, v in raw["files"].items()}
+        self.hours = raw.get("hours", {})
+
+    def save(self) -> None:
+        """Write the entries this process changed, merged into the file on disk."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            disk = LandingIndex.__new__(LandingIndex)
+            disk.path, disk.entries, disk.hours = self.path, {}, {}
+            disk._load()
+            files = {**disk.entries, **{k: self.entries[k] for k in self._dirty_files}}
+            hours = {**disk.hours, **{k: self.hours[k] for k in self._dirty_hours}}
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "files": {k: dataclasses.asdict(v) for k, v in sorted(files.items())},
+                        "hours": dict(sorted(hours.items())),
+                    }
+                )
+            )
+            tmp.replace(self.path)
+            self.entries, self.hours = files, hours
+            self._dirty_files.clear()
+            self._dirty_hours.clear()
+
+    def put(self, rel: str, span: FileSpan) -> None:
+        self.entries[rel] = span
+        self._dirty_files.add(rel)
+
+    def rejections_for(self, partition_key: str) -> list[FileRejection]:
+        """Whole-file rejections reported in one partition."""
+        return [
+            FileRejection(**e.rejection)
+            for e in self.entries.values()
+            if e.rejection is not None and e.claimed_by == partition_key
+        ]
+
+    def span(self, path: Path, landing_dir: Path, contract: Contract) -> FileSpan:
+        """The span of the file's current version (scanned once per size + mtime)."""
+        rel = str(path.relative_to(landing_dir))
+        st = path.stat()
+        cached = self.entries.get(rel)
+        if cached and cached.size == st.st_size and cached.mtime_ns == st.st_mtime_ns:
+            return cached
+        span = scan_file(path, landing_dir, contract, st)
+        self.put(rel, span)
+        return span
+
+    def content_hash(self, path: Path, landing_dir: Path) -> str:
+        """SHA-256 of the file (cached with its span; computed only when sizes collide)."""
+        rel = str(path.relative_to(landing_dir))
+        span = self.entries[rel]
+        if span.content_hash is not None:
+            return span.content_hash
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        self.put(rel, dataclasses.replace(span, content_hash=digest))
+        return digest
+
+    def hour_files(self, partition_key: str, which: str = "files") -> dict[str, str] | None:
+        """Files (path → fingerprint) read by the hour's first or latest materialization."""
+        record = self.hours.get(partition_key)
+        return None if record is None else record[which]
+
+    def record_hour(self, partition_key: str, files: dict[str, str], at: datetime) -> None:
+        """Remember which file versions a materialization of the hour read."""
+        record = self.hours.get(partition_key) or {"first_at": at.isoformat(), "first_files": files}
+        self.hours[partition_key] = {**record, "at": at.isoformat(), "files": files}
+        self._dirty_hours.add(partition_key)
+
+
+def scan_file(path: Path, landing_dir: Path, contract: Contract, st: os.stat_result) -> FileSpan:
+    """Open a file once: its rejection, or its rows, time span, hours and extra columns."""
+    con = connect()
+    try:
+        layout, rejection = open_file(con, path, landing_dir, contract, "scan")
+        now = datetime.now(UTC).isoformat()
+        if layout is not None:
+            sql = file_select_sql(layout, contract, mtime_utc(st.st_mtime_ns), False)
+            # min/max/count come from Parquet statistics without a scan; the hours are those
+            # between the first and the last reading
+            rows, lo, hi = con.execute(
+                f"SELECT count(*), min(ts), max(ts) FROM ({sql})"
+            ).fetchall()[0]
+            hours = hours_between(lo, hi) if lo is not None else []
+            if rows == 0:
+                rejection = FileRejection(
+                    layout.rel, "empty_file", f"{layout.rel}: file has no data rows"
+                )
+        if rejection is not None or layout is None:
+            reason = rejection.__dict__ if rejection is not None else None
+            return FileSpan(st.st_size, st.st_mtime_ns, None, None, 0, reason, first_seen=now)
+        return FileSpan(
+            st.st_size,
+            st.st_mtime_ns,
+            lo.isoformat() if lo else None,
+            hi.isoformat() if hi else None,
+            rows,
+            hours=sorted(hours or []),
+            first_seen=now,
+            extra_columns=[n for n in layout.types if n not in contract.column_names],
+        )
+    finally:
+        con.close()

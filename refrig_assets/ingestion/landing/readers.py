@@ -1,0 +1,373 @@
+"""Opening one landing file and reading its rows in the typed shape of ``sensor_readings``.
+
+:func:`open_file` loads a Parquet or CSV file into DuckDB and checks its columns against the
+contract, returning a :class:`FileLayout` or a :class:`FileRejection` naming the rule the file
+breaks. :func:`file_select_sql` turns a layout into a SELECT of typed rows that keep their
+``source_file``/``source_row``; values that do not parse, and CSV lines DuckDB rejected, become
+rows with ``read_error`` set instead of being dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from refrig_assets.core.contracts import ARROW_TYPES, Contract
+from refrig_assets.core.duck import sql_str
+
+PARQUET_MAGIC = b"PAR1"
+CONTRACT_FILE = "contracts/sensor_readings.yaml"
+# Columns every typed reading carries after the contract's own columns.
+SOURCE_COLUMNS: dict[str, str] = {
+    "source_file": "VARCHAR",
+    "source_row": "BIGINT",
+    "received_at": "TIMESTAMPTZ",
+    "late_arrival": "BOOLEAN",
+    "read_error": "VARCHAR",
+    "read_error_column": "VARCHAR",
+    "read_error_value": "VARCHAR",
+}
+# Delimiters recognised when a CSV header comes out as one column (wrong-delimiter files).
+OTHER_DELIMITERS = (";", "\t", "|", ",")
+INTEGER_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+)
+
+
+@dataclass(frozen=True)
+class FileRejection:
+    """A whole landing file (or one of its columns) that could not be used, with the rule."""
+
+    source_file: str
+    rule: str
+    message: str
+    column: str | None = None
+
+
+@dataclass
+class FileLayout:
+    """How to read one landing file: its format and the columns it has, with their types."""
+
+    path: Path
+    rel: str
+    kind: str  # "parquet" | "csv"
+    types: dict[str, str]  # column -> DuckDB type, in file order
+    relation: str  # SQL relation with the file's raw rows and a 0-based ``_row``
+    rejects: str | None = None  # CSV: table of rejected lines (line, error_type, csv_line, ...)
+    ends_with_newline: bool = True
+    header_lines: int = 0
+    data_lines: int = 0  # CSV: accepted + rejected data lines
+
+
+def landing_rules(contract: Contract) -> dict:
+    """The ``landing:`` block of the sensor_readings contract (CSV dialect, file rules)."""
+    return contract.settings.get("landing", {})
+
+
+def _first_line(exc: Exception, path: Path, rel: str) -> str:
+    """The first line of a DuckDB error, naming the file by its landing path."""
+    return str(exc).strip().splitlines()[0].replace(str(path), rel)
+
+
+def open_file(
+    con: duckdb.DuckDBPyConnection, path: Path, landing_dir: Path, contract: Contract, tag: str
+) -> tuple[FileLayout | None, FileRejection | None]:
+    """Open one file in ``con`` (CSV files are loaded into a temp table with their rejected
+    lines) and check its shape against the contract. Returns (layout, None) or (None, rejection).
+    """
+    rel = str(path.relative_to(landing_dir))
+    size = path.stat().st_size
+    if size == 0:
+        return None, FileRejection(rel, "empty_file", f"{rel}: file is empty (0 bytes)")
+    p = sql_str(str(path))
+    if path.suffix.lower() == ".parquet":
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(max(0, size - 4))
+            tail = fh.read(4)
+        if head == PARQUET_MAGIC and tail != PARQUET_MAGIC:
+            return None, FileRejection(
+                rel,
+                "truncated_file",
+                f"{rel}: Parquet file is truncated (it ends before the closing 'PAR1' footer)",
+            )
+        relation = f"read_parquet({p}, file_row_number = true)"
+        try:
+            desc = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+        except duckdb.Error as exc:
+            return None, FileRejection(
+                rel,
+                "unreadable_file",
+                f"{rel}: cannot be read as Parquet ({_first_line(exc, path, rel)})",
+            )
+        types = {d[0]: d[1] for d in desc if d[0] != "file_row_number"}
+        layout = FileLayout(
+            path,
+            rel,
+            "parquet",
+            types,
+            f"(SELECT * EXCLUDE (file_row_number), file_row_number AS _row FROM {relation})",
+        )
+    else:
+        csv = landing_rules(contract).get("csv", {})
+        delim = csv.get("delimiter", ",")
+        header = "true" if csv.get("header", True) else "false"
+        table, rejects = f"csv_{tag}", f"csv_rejects_{tag}"
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, "
+                f"CAST(row_number() OVER () - 1 AS BIGINT) AS _k FROM read_csv({p}, "
+                f"all_varchar = true, header = {header}, delim = {sql_str(delim)}, "
+                f"ignore_errors = true, store_rejects = true, rejects_table = '{rejects}', "
+                f"rejects_scan = 'csv_scan_{tag}')"
+            )
+        except duckdb.Error as exc:
+            msg = _first_line(exc, path, rel)
+            rule = (
+                "not_utf8"
+                if "unicode" in msg.lower() or "utf" in msg.lower()
+                else "unreadable_file"
+            )
+            what = "is not valid UTF-8" if rule == "not_utf8" else "cannot be read as CSV"
+            return None, FileRejection(rel, rule, f"{rel}: {what} ({msg})")
+        desc = con.execute(f"DESCRIBE SELECT * EXCLUDE (_k) FROM {table}").fetchall()
+        types = {d[0]: d[1] for d in desc}
+        if any(ch < " " and ch != "\t" for name in types for ch in name):
+            return None, FileRejection(
+                rel, "unreadable_file", f"{rel}: cannot be read as CSV (binary data in the header)"
+            )
+        if len(types) == 1:
+            only = next(iter(types))
+            other = [d for d in OTHER_DELIMITERS if d != delim and d in only]
+            if other:
+                return None, FileRejection(
+                    rel,
+                    "wrong_delimiter",
+                    f"{rel}: header is a single column {only!r}; the file looks "
+                    f"{other[0]!r}-delimited but {CONTRACT_FILE} expects {delim!r}",
+                )
+        with open(path, "rb") as fh:
+            fh.seek(size - 1)
+            ends_nl = fh.read(1) == b"\n"
+        lines = con.execute(
+            f"SELECT (SELECT count(*) FROM {table}) + (SELECT count(DISTINCT line) FROM {rejects})"
+        ).fetchall()[0][0]
+        layout = FileLayout(
+            path,
+            rel,
+            "csv",
+            types,
+            _csv_relation(con, table, rejects, 1 if header == "true" else 0),
+            rejects=rejects,
+            ends_with_newline=ends_nl,
+            header_lines=1 if header == "true" else 0,
+            data_lines=lines,
+        )
+    return _check_columns(layout, contract)
+
+
+def _csv_relation(
+    con: duckdb.DuckDBPyConnection, table: str, rejects: str, header_lines: int
+) -> str:
+    """Accepted CSV rows with their 0-based data row (rejected lines shift the numbering)."""
+    n = con.execute(f"SELECT count(DISTINCT line) FROM {rejects}").fetchall()[0][0]
+    if not n:
+        return f"(SELECT * EXCLUDE (_k), _k AS _row FROM {table})"
+    # The k-th accepted row is data row k + (rejected rows before it). With rejected data rows
+    # r_0 < r_1 < ..., r_i - i accepted rows precede r_i, so the shift is #{i : r_i - i <= k}.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table}_shift AS SELECT r - (row_number() OVER (ORDER BY r) - 1) AS pos "
+        f"FROM (SELECT DISTINCT line - {header_lines + 1} AS r FROM {rejects})"
+    )
+    return (
+        f"(SELECT * EXCLUDE (_k), _k + (SELECT count(*) FROM {table}_shift WHERE pos <= _k) AS _row "
+        f"FROM {table})"
+    )
+
+
+def _kind(duck_type: str) -> str:
+    t = duck_type.upper()
+    if t.startswith("VARCHAR"):
+        return "text"
+    if t in INTEGER_TYPES:
+        return "integer"
+    if t in ("FLOAT", "DOUBLE", "REAL") or t.startswith("DECIMAL"):
+        return "numeric"
+    if t.startswith("TIMESTAMP") or t == "DATE":
+        return "timestamp"
+    if t == "BOOLEAN":
+        return "bool"
+    return "other"
+
+
+# Source kinds a contract type accepts without parsing text (text is always parsed, per value).
+COMPATIBLE = {
+    "float": {"numeric", "integer"},
+    "int": {"integer"},
+    "timestamp": {"timestamp"},
+    "bool": {"bool", "integer"},
+    "string": {"numeric", "integer", "timestamp", "bool"},
+}
+
+
+def _check_columns(
+    layout: FileLayout, contract: Contract
+) -> tuple[FileLayout | None, FileRejection | None]:
+    rel = layout.rel
+    missing = [c.name for c in contract.columns if c.name not in layout.types]
+    if missing:
+        names = ", ".join(repr(m) for m in missing)
+        return None, FileRejection(
+            rel,
+            "missing_column",
+            f"{rel}: missing column(s) {names} required by {CONTRACT_FILE} "
+            f"(file has {sorted(layout.types)})",
+            column=missing[0],
+        )
+    for c in contract.columns:
+        kind = _kind(layout.types[c.name])
+        if kind != "text" and kind not in COMPATIBLE[c.type]:
+            return None, FileRejection(
+                rel,
+                "wrong_type",
+                f"{rel}: column {c.name!r} has type {layout.types[c.name]}, which cannot hold "
+                f"a {c.type} ({CONTRACT_FILE})",
+                column=c.name,
+            )
+    extra = [n for n in layout.types if n not in contract.column_names]
+    if extra and landing_rules(contract).get("extra_columns", "report") == "reject":
+        return None, FileRejection(
+            rel,
+            "extra_column",
+            f"{rel}: column(s) {', '.join(map(repr, extra))} are not in {CONTRACT_FILE} "
+            "(extra_columns: reject)",
+            column=extra[0],
+        )
+    return layout, None
+
+
+def extra_column_notices(rel: str, extra: Iterable[str]) -> list[FileRejection]:
+    """One quarantine note per column a file has beyond the contract (its rows are kept)."""
+    return [
+        FileRejection(
+            rel,
+            "extra_column",
+            f"{rel}: column {name!r} is not in {CONTRACT_FILE}; its values are ignored, "
+            "the rows are kept",
+            column=name,
+        )
+        for name in extra
+    ]
+
+
+def _typed(col, src_type: str) -> tuple[str, str | None]:
+    """(typed expression, parse-failure predicate or None) for one contract column."""
+    src = f'"{col.name}"'
+    kind = _kind(src_type)
+    target = ARROW_TYPES[col.type]
+    if col.type == "string":
+        return (src if kind == "text" else f"CAST({src} AS VARCHAR)"), None
+    if kind == "text":
+        expr = f"TRY_CAST(trim({src}) AS {target})"
+        failed = f"({src} IS NOT NULL AND trim({src}) <> '' AND {expr} IS NULL)"
+    elif col.type == "bool" and kind == "integer":
+        expr = f"CASE WHEN {src} = 1 THEN TRUE WHEN {src} = 0 THEN FALSE END"
+        failed = f"({src} IS NOT NULL AND {src} NOT IN (0, 1))"
+    else:
+        expr, failed = f"CAST({src} AS {target})", None
+    if col.type == "float":  # NaN is a missing value, not a number outside every range
+        expr = f"CASE WHEN isnan({expr}) THEN NULL ELSE {expr} END"
+    return expr, failed
+
+
+def file_select_sql(
+    layout: FileLayout, contract: Contract, received_at: datetime, late: bool
+) -> str:
+    """SELECT of one file's rows in the typed shape: contract columns + :data:`SOURCE_COLUMNS`.
+
+    Rejected CSV lines are included as rows with ``read_error`` set (rule ``malformed_row``,
+    ``truncated_row`` or ``not_utf8``) and the raw line as value; their device and timestamp are
+    read from the raw line when possible, so they land in the right hour.
+    """
+    typed, failures = [], []
+    for c in contract.columns:
+        expr, failed = _typed(c, layout.types[c.name])
+        typed.append(f"{expr} AS {c.name}")
+        if failed:
+            failures.append((c.name, failed))
+    if failures:
+        column = "CASE " + " ".join(f"WHEN {f} THEN '{n}'" for n, f in failures) + " END"
+        value = (
+            "CASE "
+            + " ".join(f'WHEN {f} THEN CAST("{n}" AS VARCHAR)' for n, f in failures)
+            + " END"
+        )
+        error = f"CASE WHEN {' OR '.join(f for _, f in failures)} THEN 'unparsable_value' END"
+    else:
+        column = value = error = "CAST(NULL AS VARCHAR)"
+
+    def source(row: str) -> str:
+        return (
+            f"{sql_str(layout.rel)} AS source_file, CAST({row} AS BIGINT) AS source_row, "
+            f"TIMESTAMPTZ {sql_str(received_at.isoformat())} AS received_at, "
+            f"{'TRUE' if late else 'FALSE'} AS late_arrival"
+        )
+
+    sql = (
+        f"SELECT {', '.join(typed)}, {source('_row')}, {error} AS read_error, "
+        f"{column} AS read_error_column, {value} AS read_error_value FROM {layout.relation}"
+    )
+    if layout.rejects:
+        row = f"line - {layout.header_lines + 1}"
+        sql += " UNION ALL " + _rejected_lines_sql(layout, contract, source(row))
+    return sql
+
+
+def _rejected_lines_sql(layout: FileLayout, contract: Contract, source: str) -> str:
+    delim = landing_rules(contract).get("csv", {}).get("delimiter", ",")
+    position = {name: i + 1 for i, name in enumerate(layout.types)}
+
+    def field_of(name: str) -> str:
+        return f"trim(string_split(csv_line, {sql_str(delim)})[{position[name]}])"
+
+    cols = []
+    for c in contract.columns:
+        if c.name in contract.primary_key:
+            raw = field_of(c.name)
+            cols.append(
+                raw + f" AS {c.name}"
+                if c.type == "string"
+                else f"TRY_CAST({raw} AS {ARROW_TYPES[c.type]}) AS {c.name}"
+            )
+        else:
+            cols.append(f"CAST(NULL AS {ARROW_TYPES[c.type]}) AS {c.name}")
+    last_line = layout.data_lines + layout.header_lines
+    truncated = (
+        "FALSE"
+        if layout.ends_with_newline
+        else f"(error_type = 'MISSING COLUMNS' AND line = {last_line})"
+    )
+    rule = (
+        f"CASE WHEN error_type = 'INVALID ENCODING' THEN 'not_utf8' "
+        f"WHEN {truncated} THEN 'truncated_row' ELSE 'malformed_row' END"
+    )
+    return (
+        f"SELECT {', '.join(cols)}, {source}, "
+        f"{rule} AS read_error, CAST(NULL AS VARCHAR) AS read_error_column, "
+        f"csv_line AS read_error_value "
+        f"FROM (SELECT line, arg_min(error_type, column_idx) AS error_type, "
+        f"any_value(csv_line) AS csv_line FROM {layout.rejects} GROUP BY line)"
+    )

@@ -1,0 +1,231 @@
+"""What the docker-compose deployment promises, checked without a Docker engine: the compose
+file validated by a real `docker compose config` where a client is installed, and its
+structure, the Dagster instance and workspace validated with Dagster's own config schemas."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
+SERVICES = COMPOSE["services"]
+DAGSTER_SERVICES = ["user_code", "dagster_webserver", "dagster_daemon"]
+SHARED_VOLUME = "refrig_data"
+
+
+def env_example() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def mounts(service: str) -> dict[str, str]:
+    """Mount target → source (volume name or host path) of a service."""
+    result = {}
+    for volume in SERVICES[service].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        result[target] = source
+    return result
+
+
+def command_flags(service: str) -> dict[str, str]:
+    command = SERVICES[service]["command"]
+    return dict(zip(command, command[1:], strict=False))
+
+
+def env_sources(path: Path) -> set[str]:
+    """Environment variables a Dagster YAML file reads with ``{env: NAME}``."""
+    return set(re.findall(r"\{env:\s*(\w+)\}", path.read_text()))
+
+
+def test_compose_runs_the_deployment_services():
+    assert set(SERVICES) == {
+        "postgres",
+        "user_code",
+        "dagster_webserver",
+        "dagster_daemon",
+        "mlflow",
+    }
+    assert SHARED_VOLUME in COMPOSE["volumes"]
+
+
+def test_only_the_dagster_and_mlflow_uis_are_published_and_only_on_loopback():
+    published = {name: s["ports"] for name, s in SERVICES.items() if s.get("ports")}
+    assert set(published) == {"dagster_webserver", "mlflow"}
+    for ports in published.values():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), port
+
+
+def test_every_service_has_a_healthcheck_and_starts_after_healthy_dependencies():
+    for name, service in SERVICES.items():
+        assert service["healthcheck"]["test"], name
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert condition == {"condition": "service_healthy"}, (name, dependency)
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_credentials_come_only_from_the_uncommitted_env_file():
+    text = COMPOSE_FILE.read_text()
+    example = env_example()
+    interpolated = set(re.findall(r"\$\{(\w+)", text))
+    assert interpolated <= set(example), "every setting is documented in .env.example"
+    assert example["POSTGRES_PASSWORD"] not in text
+    postgres_env = SERVICES["postgres"]["environment"]
+    for name in ("POSTGRES_USER", "POSTGRES_PASSWORD"):
+        assert postgres_env[name].startswith("${" + name + ":?"), "required, never defaulted"
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT)
+    assert ignored.returncode == 0, ".env must be git-ignored"
+
+
+def test_mlflow_server_is_lean_with_postgres_backend_and_artifacts_on_the_shared_volume():
+    flags = command_flags("mlflow")
+    assert flags["--workers"] == "1"
+    assert SERVICES["mlflow"]["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert re.fullmatch(
+        r"postgresql\+psycopg2://.+@postgres:5432/\w+", flags["--backend-store-uri"]
+    )
+    artifacts = PurePosixPath(flags["--default-artifact-root"].removeprefix("file://"))
+    (volume_root,) = [t for t, s in mounts("mlflow").items() if s == SHARED_VOLUME]
+    assert artifacts.is_relative_to(volume_root)
+    assert "mlflow:5000" in flags["--allowed-hosts"].split(",")
+
+
+def test_code_and_mlflow_share_one_volume_for_data_landing_zone_and_model_artifacts():
+    env = SERVICES["user_code"]["environment"]
+    code_root = {s: t for t, s in mounts("user_code").items()}[SHARED_VOLUME]
+    mlflow_root = {s: t for t, s in mounts("mlflow").items()}[SHARED_VOLUME]
+    # Artifact paths that the code logs must resolve identically inside the MLflow server.
+    assert env["REFRIG_HOME"] == code_root == mlflow_root
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert re.fullmatch(r"postgresql\+psycopg2://.+@postgres:5432/\w+", env["REFRIG_ALERTS_DB_URL"])
+
+
+def test_detector_files_come_from_the_checkout_so_pins_survive_redeploys():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    user_code_stage = dockerfile.split(" AS user_code", 1)[1]
+    project_dir = re.findall(r"^WORKDIR (\S+)", user_code_stage, re.MULTILINE)[-1]
+    assert mounts("user_code")[f"{project_dir}/models"] == "./models"
+
+
+def test_every_database_the_services_use_is_created_by_init_sql():
+    init = ROOT / "deploy" / "postgres" / "init.sql"
+    created = set(re.findall(r"CREATE DATABASE (\w+)", init.read_text()))
+    used = {
+        SERVICES["user_code"]["environment"]["DAGSTER_PG_DB"],
+        SERVICES["user_code"]["environment"]["REFRIG_ALERTS_DB_URL"].rsplit("/", 1)[1],
+        command_flags("mlflow")["--backend-store-uri"].rsplit("/", 1)[1],
+    }
+    assert used <= created
+    assert mounts("postgres")["/docker-entrypoint-initdb.d/10-refrig-databases.sql"] == (
+        "./deploy/postgres/init.sql"
+    )
+
+
+def test_dagster_services_get_the_instance_workspace_and_every_variable_they_read():
+    needed = env_sources(ROOT / "deploy" / "dagster.yaml") | env_sources(ROOT / "workspace.yaml")
+    for name in DAGSTER_SERVICES:
+        env = SERVICES[name]["environment"]
+        assert needed <= set(env), (name, needed - set(env))
+        home = PurePosixPath(env["DAGSTER_HOME"])
+        assert mounts(name)[str(home / "dagster.yaml")] == "./deploy/dagster.yaml"
+    for name in ("dagster_webserver", "dagster_daemon"):
+        workspace = command_flags(name)["-w"]
+        assert mounts(name)[workspace] == "./workspace.yaml"
+
+
+def test_workspace_points_at_the_code_server_over_grpc(monkeypatch):
+    from dagster._core.workspace.config_schema import ensure_workspace_config
+
+    env = SERVICES["dagster_webserver"]["environment"]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    path = ROOT / "workspace.yaml"
+    workspace = yaml.safe_load(path.read_text())
+    ensure_workspace_config(workspace, str(path))
+    (entry,) = workspace["load_from"]
+    grpc = entry["grpc_server"]
+    assert env[grpc["host"]["env"]] == "user_code"
+    assert env[grpc["port"]["env"]] == command_flags("user_code")["-p"]
+
+
+def test_instance_queues_runs_one_per_partition_and_retries_crashed_runs():
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+    config, _ = dagster_instance_config(str(ROOT / "deploy"))  # validates against the schema
+    assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {
+        "key": PARTITION_NAME_TAG,
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 1,
+    } in limits
+    retries = config["run_retries"]
+    assert retries["enabled"] and retries["max_retries"] >= 1
+    assert retries["retry_on_asset_or_op_failure"] is False
+    assert config["run_monitoring"]["enabled"]
+
+
+def test_platform_image_pins_the_same_versions_as_the_project():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = {Requirement(r).name: Requirement(r).specifier for r in project}
+    lines = (ROOT / "deploy" / "requirements-platform.txt").read_text().splitlines()
+    for line in lines:
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            assert requirement.specifier == pinned[requirement.name], requirement.name
+
+
+def test_dockerfile_builds_the_targets_and_copies_files_that_exist():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    targets = set(re.findall(r"^FROM \S+ AS (\w+)", dockerfile, re.MULTILINE))
+    for name, service in SERVICES.items():
+        if "build" in service:
+            assert service["build"]["dockerfile"] == "deploy/Dockerfile", name
+            assert service["build"]["target"] in targets, name
+    for source in re.findall(r"^COPY (.+) \S+$", dockerfile, re.MULTILINE):
+        for path in source.split():
+            assert (ROOT / path).exists(), path
+
+
+def compose_client() -> list[str] | None:
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ):
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+def test_docker_compose_config_validates_the_file(tmp_path):
+    client = compose_client()
+    if client is None:
+        pytest.skip(
+            "no `docker compose` / `docker-compose` client "
+            "(scripts/system_packages.sh docker-compose installs one)"
+        )
+    for name in ("docker-compose.yml", "workspace.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    config = [*client, "-f", "docker-compose.yml", "config", "--quiet"]
+
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    valid = subprocess.run(config, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+
+    (tmp_path / ".env").unlink()
+    without_env = subprocess.run(config, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert without_env.returncode != 0
+    assert "POSTGRES_" in without_env.stdout + without_env.stderr

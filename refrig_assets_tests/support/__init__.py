@@ -1,0 +1,1 @@
+"""Shared test worlds and helpers (imported as ``support.<module>``)."""
