@@ -345,7 +345,8 @@ def _alert_volume(alerts: pd.DataFrame, model_at_version: str) -> dict[str, int]
         return dict.fromkeys(SEVERITIES, 0)
     active = alerts[~alerts["suppressed"].astype(bool)]
     named = active["model_versions"].fillna("").str.split(",")
-    mine = active[named.apply(lambda parts: model_at_version in parts)]
+    # A boolean mask even when no alert is active (an empty object Series would select columns).
+    mine = active.loc[named.map(lambda parts: model_at_version in parts).astype(bool)]
     return {sev: int((mine["severity"] == sev).sum()) for sev in SEVERITIES}
 
 

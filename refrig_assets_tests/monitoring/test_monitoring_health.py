@@ -151,6 +151,14 @@ def test_model_layer_is_tagged_by_model_version_and_counts_empty_predictions():
     assert [a.subject for a in alerts] == (["m@4"] if over else [])
 
 
+def test_a_day_whose_alerts_were_all_suppressed_counts_zero_alerts_per_model():
+    scores = score_frame("m", "4", [0.1, 0.9], [False, True])
+    suppressed = alert_frame().assign(suppressed=True)
+    rows = pd.DataFrame(health.model_metrics(scores, feature_windows=2, alerts=suppressed))
+    m = rows.set_index("metric")["value"]
+    assert (m["alerts_critical"], m["alerts_high"], m["alerts_low"]) == (0, 0, 0)
+
+
 def test_empty_predictions_fire_just_past_their_rate():
     rate = RULES.max_empty_prediction_rate
     rows = health.metric_rows("model", "m@4", {"empty_prediction_rate": rate}, "m", "4")
