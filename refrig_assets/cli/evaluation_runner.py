@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from refrig_assets.cli.runner import run_tags
+
 
 def run_daily_scores_and_backtest(
     defs: dg.Definitions, instance, keys: list[str], log, run_config: dict
@@ -12,7 +14,11 @@ def run_daily_scores_and_backtest(
     job = defs.resolve_job_def("daily_scoring")
     for day in sorted({k[:10] for k in keys}):
         result = job.execute_in_process(
-            instance=instance, partition_key=day, run_config=run_config, raise_on_error=False
+            instance=instance,
+            partition_key=day,
+            run_config=run_config,
+            tags=run_tags(),
+            raise_on_error=False,
         )
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
         held = _held(result)
@@ -24,6 +30,7 @@ def run_daily_scores_and_backtest(
     backtest = dg.materialize(
         [defs.resolve_assets_def("detection_backtest")],
         instance=instance,
+        tags=run_tags(),
         run_config=run_config
         | {
             "ops": {

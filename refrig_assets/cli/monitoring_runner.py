@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from refrig_assets.cli.runner import run_tags
+
 
 def run_monitoring(defs: dg.Definitions, instance, hour_keys: list[str], log, run_config) -> list:
     """Materialize the daily_monitoring job for every UTC day in ``hour_keys``; returns the
@@ -10,7 +12,11 @@ def run_monitoring(defs: dg.Definitions, instance, hour_keys: list[str], log, ru
     failed: list[str] = []
     for day in sorted({k[:10] for k in hour_keys}):
         result = job.execute_in_process(
-            instance=instance, partition_key=day, run_config=run_config, raise_on_error=False
+            instance=instance,
+            partition_key=day,
+            run_config=run_config,
+            tags=run_tags(),
+            raise_on_error=False,
         )
         steps = [e.step_key for e in result.all_events if e.is_step_failure]
         log(f"  {day}: drift and health {'ok' if result.success else 'FAILED ' + ','.join(steps)}")

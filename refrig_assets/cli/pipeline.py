@@ -24,13 +24,29 @@ def run(
     start: str = typer.Option("2026-01-01T00:00", help="First hour (UTC)."),
     hours: int = typer.Option(6, help="Number of hours."),
     train_hours: int = typer.Option(2, help="Train the detectors on the first N hours."),
+    wait: bool = typer.Option(
+        False, "--wait", help="When another pipeline run holds this home, wait for it."
+    ),
 ) -> None:
-    """Readings → features for every hour, train on the first hours, then scores and alerts."""
+    """Readings → features for every hour, train on the first hours, then scores and alerts.
+
+    One run per home at a time (it runs in this process, outside Dagster's run queue): a second
+    one refuses, naming the first, or waits with ``--wait``."""
     from refrig_assets.cli.runner import hour_keys, run_pipeline
+    from refrig_assets.core.home_lock import HomeBusy, HomeLock
 
     begin = _parse_hour(start)
-    typer.echo(f"Running {hours} hour(s) from {begin:%Y-%m-%d %H:%M} UTC")
-    outcome = run_pipeline(begin, hours, train_hours, log=typer.echo)
+    lock = HomeLock(get_settings().home, wait=wait)
+    try:
+        lock.acquire()
+    except HomeBusy as busy:
+        typer.echo(f"refused: {busy}", err=True)
+        raise typer.Exit(75) from None  # EX_TEMPFAIL: try again later
+    try:
+        typer.echo(f"Running {hours} hour(s) from {begin:%Y-%m-%d %H:%M} UTC")
+        outcome = run_pipeline(begin, hours, train_hours, log=typer.echo)
+    finally:
+        lock.release()
     typer.echo("")
     typer.echo(summarise(hour_keys(begin, hours)))
     from refrig_assets.monitoring.summary import pipeline_run_summary

@@ -1,6 +1,9 @@
 """Run the graph for a range of hours in this process, recorded in the Dagster instance.
 
 Used by ``refrig pipeline run`` (and so ``make run``): the runs show up in the UI afterwards.
+These runs bypass Dagster's run queue, so they hold the home's lock
+(:mod:`refrig_assets.core.home_lock`) and carry tags naming their process: a run left STARTED
+by a killed process is marked failed by the next one instead of blocking its hour forever.
 """
 
 import logging
@@ -23,6 +26,51 @@ def hour_keys(start: datetime, hours: int) -> list[str]:
 
 # The console logger prints every Dagster event; the runs are in the instance for the UI anyway.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+LAUNCHER_TAG = "refrig/launcher"
+PID_TAG = "refrig/pid"
+LAUNCHER = "pipeline-cli"
+UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def run_tags() -> dict[str, str]:
+    """Tags of every run this process executes in process (who ran it, which pid)."""
+    return {LAUNCHER_TAG: LAUNCHER, PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the unfinished in-process runs whose process is gone (killed, crashed);
+    returns their run ids. Called while holding the home lock, so no live pipeline run of
+    this home can be among them; runs launched by the daemon are left to Dagster's run
+    monitoring."""
+    abandoned = []
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(statuses=UNFINISHED, tags={LAUNCHER_TAG: LAUNCHER})
+    )
+    for run in runs:
+        pid = int(run.tags.get(PID_TAG, "0") or 0)
+        if pid and _alive(pid):
+            continue
+        instance.report_run_failed(
+            run,
+            message=f"abandoned: the process that ran it (pid {pid or '?'}) is gone; "
+            "marked failed by the next refrig pipeline run",
+        )
+        abandoned.append(run.run_id)
+    return abandoned
 
 
 def _execute(defs: dg.Definitions, instance, selection: list[str], partition_key: str | None):
@@ -32,6 +80,7 @@ def _execute(defs: dg.Definitions, instance, selection: list[str], partition_key
         partition_key=partition_key,
         asset_selection=[dg.AssetKey(k) for k in selection],
         run_config=QUIET,
+        tags=run_tags(),
         raise_on_error=False,
     )
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
@@ -50,10 +99,14 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
     unknown = [k for k in keys if not hourly_partitions.has_partition_key(k)]
     if unknown:
         raise ValueError(f"hours before REFRIG_PARTITION_START: {unknown[:3]}")
+    for run_id in fail_abandoned_runs(instance):
+        log(f"  run {run_id} was left unfinished by a process that is gone: marked failed")
     failures: list[str] = []
     ok = (
         defs.resolve_job_def("refresh_device_registry")
-        .execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+        .execute_in_process(
+            instance=instance, run_config=QUIET, tags=run_tags(), raise_on_error=False
+        )
         .success
     )
     if not ok:
@@ -83,6 +136,7 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
                 for a in training_assets
             }
         },
+        tags=run_tags(),
         raise_on_error=False,
     )
     log(
