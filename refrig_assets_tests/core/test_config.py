@@ -17,7 +17,7 @@ from refrig_assets.monitoring.settings import load_monitoring_settings
 from refrig_assets.operations.settings import load_operations_settings
 from refrig_assets.streaming.config import load_streaming_settings
 
-TOPICS = ("alerts", "streaming", "lifecycle", "monitoring", "operations", "release")
+TOPICS = ("alerts", "streaming", "lifecycle", "monitoring", "operations", "registry", "release")
 
 
 @pytest.fixture

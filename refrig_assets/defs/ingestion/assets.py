@@ -14,7 +14,12 @@ from refrig_assets.defs.shared.schema_checks import (
     schema_check_spec,
     sql_contract_check,
 )
-from refrig_assets.ingestion.device_registry import load_device_registry
+from refrig_assets.ingestion.device_registry import (
+    apply_cohort_policy,
+    load_device_registry,
+    load_registry_policy,
+    registry_findings,
+)
 from refrig_assets.ingestion.landing.hours import hour_readings
 from refrig_assets.ingestion.landing.index import LandingIndex, landing_index_path
 
@@ -26,26 +31,57 @@ GROUP = "ingestion"
     description="The fleet's device registry (site, cohort, per-device thresholds), with defaults "
     "filled from the contract.",
     check_specs=[
-        dg.AssetCheckSpec("device_registry_contract", asset="device_registry", blocking=True)
+        dg.AssetCheckSpec("device_registry_contract", asset="device_registry", blocking=True),
+        dg.AssetCheckSpec(
+            "device_registry_keys_and_cohorts",
+            asset="device_registry",
+            blocking=True,
+            description="One row per device_id (duplicates are named with their rows and the "
+            "registry is not replaced); cohorts not known to config/registry.yaml are flagged "
+            "(warning), moved to the `unknown` cohort, or refused, as it says.",
+        ),
     ],
     kinds={"parquet"},
 )
 def device_registry(refrig: RefrigResource) -> dg.MaterializeResult:
-    """Read the registry file (CSV or Parquet) named by REFRIG_DEVICE_REGISTRY."""
+    """Read the registry file (CSV or Parquet) named by REFRIG_DEVICE_REGISTRY. A registry
+    with duplicated devices (or refused cohorts) is reported and not stored: the previous one
+    stays in use."""
     from refrig_assets.defs.shared.contract_checks import contract_check_result
 
-    registry = load_device_registry(refrig.settings.registry_path)
-    path = refrig.store.write("device_registry", None, registry)
+    source = refrig.settings.registry_path
+    policy = load_registry_policy()
+    registry = load_device_registry(source)
+    findings = registry_findings(registry, policy)
+    registry = apply_cohort_policy(registry, findings, policy)
+    refused = bool(findings.duplicates) or (
+        bool(findings.unknown_cohorts) and policy.unknown_cohorts == "fail"
+    )
+    problems = findings.messages(str(source))
+    keys_check = dg.AssetCheckResult(
+        check_name="device_registry_keys_and_cohorts",
+        passed=not problems or (policy.unknown_cohorts == "default" and not refused),
+        severity=dg.AssetCheckSeverity.ERROR if refused else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "duplicated_devices": len(findings.duplicates),
+            "unknown_cohorts": dg.MetadataValue.json(
+                {c: len(d) for c, d in findings.unknown_cohorts.items()}
+            ),
+            "unknown_cohort_policy": policy.unknown_cohorts,
+            "problems": dg.MetadataValue.md("\n".join(f"- {m}" for m in problems) or "none"),
+        },
+    )
+    stored = None if refused else refrig.store.write("device_registry", None, registry)
     check = contract_check_result("device_registry", load_contract("device_registry"), registry)
     return dg.MaterializeResult(
         metadata={
-            "devices": len(registry),
+            "devices": int(registry["device_id"].nunique()),
             "sites": int(registry["site_id"].nunique()),
             "cohorts": dg.MetadataValue.json(registry["cohort"].value_counts().to_dict()),
-            "source": str(refrig.settings.registry_path),
-            "path": str(path),
+            "source": str(source),
+            "path": str(stored) if stored else "not stored: the previous registry stays in use",
         },
-        check_results=[check],
+        check_results=[check, keys_check],
     )
 
 
