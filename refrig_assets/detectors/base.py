@@ -31,6 +31,7 @@ import pandas as pd
 
 from refrig_assets.core.model_config import ModelConfig
 from refrig_assets.detectors.calibration import TailCalibrator
+from refrig_assets.quality.rules import flag_bit
 
 DETECTORS: dict[str, type[Detector]] = {}
 OUTPUT_COLUMNS = [
@@ -165,9 +166,19 @@ class Detector(ABC):
         return features[self.scorable_mask(features)]
 
     def scorable_mask(self, features: pd.DataFrame) -> np.ndarray:
-        """Which windows are complete enough to score (``min_sensor_completeness``)."""
+        """Which windows to score: complete enough (``min_sensor_completeness``) and free of
+        the quality flags that say the numbers are not the device's physics
+        (``unscored_quality_flags``): a device sending °F in a °C column is a data-quality
+        finding on that device, not a refrigeration fault to page about."""
         floor = float(self.config.setting("min_sensor_completeness"))
-        return (features["sensor_completeness"] >= floor).to_numpy()
+        keep = (features["sensor_completeness"] >= floor).to_numpy()
+        unscored = 0
+        for name in self.config.setting("unscored_quality_flags") or []:
+            unscored |= flag_bit(name)
+        if unscored and "quality_mask" in features.columns:
+            mask = features["quality_mask"].fillna(0).astype("int64").to_numpy()
+            keep &= (mask & unscored) == 0
+        return keep
 
     def prepare(self, features: pd.DataFrame) -> pd.DataFrame:
         """Scorable windows, with two corrections every model shares:

@@ -179,3 +179,25 @@ def test_a_fifth_model_is_one_class_and_one_file(tmp_path: Path, frame):
     scores = detector.score(frame)
     assert scores["anomaly_score"].between(0, 1).all()
     assert set(scores["top_contributors"]) == {"duty_cycle"}
+
+
+@pytest.mark.parametrize("model_id", ["statistical_baseline", "isolation_forest"])
+def test_a_device_hour_with_suspect_units_is_a_quality_finding_not_a_fault(model_id, trained):
+    """A device sending psi in a kPa column reads as a wild fault; its windows carry
+    UNIT_SUSPECT and are left unscored instead of paging as a refrigeration fault."""
+    from refrig_assets.quality.rules import flag_bit
+
+    frame = synthetic_features(devices=150, hours=HOURS, seed=3)
+    wrong = (frame["device_id"] == "dev-000007") & (frame["window_start"] >= FAULT_FROM)
+    pressure = [c for c in frame.columns if c.startswith("pressure_low_side_")]
+    frame.loc[wrong, pressure] *= 0.145  # kPa read as psi
+    detector = trained[model_id]
+
+    unflagged = detector.score(frame)
+    assert unflagged[unflagged["device_id"] == "dev-000007"]["anomaly_flag"].any()
+
+    frame.loc[wrong, "quality_mask"] = frame.loc[wrong, "quality_mask"] | flag_bit("UNIT_SUSPECT")
+    scored = detector.score(frame)
+    suspect_rows = scored["device_id"].eq("dev-000007") & (scored["window_start"] >= FAULT_FROM)
+    assert not suspect_rows.any()
+    assert scored["device_id"].eq("dev-000003").any()  # other devices are scored as before
