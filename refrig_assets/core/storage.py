@@ -32,6 +32,19 @@ def partition_file_name(partition_key: str | None) -> str:
     return key.replace(":", "")
 
 
+def durable_replace(tmp: Path, final: Path) -> None:
+    """Make ``tmp`` durable, rename it over ``final`` and make the rename durable: after a
+    power loss the partition is the old file or the whole new one, never a torn one."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
 class ParquetStore:
     """Reads and writes partitioned Parquet datasets under one root directory."""
 
@@ -54,9 +67,7 @@ class ParquetStore:
         tmp = final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp"
         try:
             pq.write_table(table, tmp, compression="zstd")
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            durable_replace(tmp, final)
         finally:
             if tmp.exists():
                 tmp.unlink()
@@ -91,7 +102,7 @@ class ParquetStore:
             con.execute(
                 f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500000)"
             )
-            os.replace(tmp, final)
+            durable_replace(tmp, final)
         finally:
             if tmp.exists():
                 tmp.unlink()
@@ -174,7 +185,5 @@ class PartitionWriter:
                 raise ValueError(f"{self.final}: nothing written and no schema to write")
             self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
         self.close()
-        with open(self.tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self.tmp, self.final)
+        durable_replace(self.tmp, self.final)
         return self.final

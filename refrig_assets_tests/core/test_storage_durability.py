@@ -1,0 +1,44 @@
+"""Every way a partition is written makes the new file durable and then its rename durable, so a
+power loss leaves the old partition or the whole new one."""
+
+import os
+import stat
+
+import duckdb
+import pandas as pd
+import pytest
+
+from refrig_assets.core.storage import ParquetStore
+
+
+@pytest.fixture
+def synced(monkeypatch):
+    """The kinds of things fsync'd, in order: 'file' or 'dir'."""
+    calls = []
+    real = os.fsync
+
+    def recording(fd):
+        calls.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    return calls
+
+
+def test_a_pandas_write_syncs_the_file_then_its_directory(tmp_path, synced):
+    ParquetStore(tmp_path).write("d", "2026-01-01-00:00", pd.DataFrame({"a": [1]}))
+    assert synced == ["file", "dir"]
+
+
+def test_a_duckdb_write_syncs_the_file_then_its_directory(tmp_path, synced):
+    path = ParquetStore(tmp_path).write_from_duckdb(
+        "d", "2026-01-01-00:00", duckdb.connect(), "SELECT 1 AS a"
+    )
+    assert synced == ["file", "dir"]
+    assert pd.read_parquet(path)["a"].tolist() == [1]
+
+
+def test_a_piecewise_write_syncs_the_file_then_its_directory(tmp_path, synced):
+    with ParquetStore(tmp_path).writer("d", "2026-01-01-00:00") as out:
+        out.write(pd.DataFrame({"a": [1, 2]}))
+    assert synced == ["file", "dir"]
