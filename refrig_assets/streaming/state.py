@@ -16,6 +16,7 @@ ids index every per-device array.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,14 @@ from refrig_assets.streaming.config import StreamingSettings
 from refrig_assets.streaming.rules import NO_TIME
 
 FORMAT_VERSION = 1
+
+
+log = logging.getLogger(__name__)
+
+
+def backup_path(path: Path) -> Path:
+    """Where the previous state is kept: ``<name>.bak`` next to it."""
+    return path.with_name(f"{path.name}.bak")
 
 
 @dataclass
@@ -163,17 +172,39 @@ class StreamState:
                 np.save(fh, np.array(list(arrays)), allow_pickle=False)
                 for values in arrays.values():
                     np.save(fh, values, allow_pickle=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if path.exists():
+                # The previous state stays as the backup (a hard link: no copy per tick).
+                link = path.with_name(f".{path.name}.{os.getpid()}.bak.tmp")
+                link.unlink(missing_ok=True)
+                os.link(path, link)
+                os.replace(link, backup_path(path))
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path, settings: StreamingSettings) -> StreamState:
-        """The saved state, or an empty one when there is none. Rules added since the file was
-        written start empty; removed rules are dropped."""
+        """The saved state; its backup when the file is damaged; an empty one (rebuilt from
+        the next readings, with a warning) when both are, or when there is none. Rules added
+        since the file was written start empty; removed rules are dropped."""
+        for candidate in (path, backup_path(path)):
+            if not candidate.exists():
+                continue
+            try:
+                return cls._read(candidate, settings)
+            except (OSError, ValueError, EOFError, KeyError, IndexError) as exc:
+                log.warning(
+                    "streaming state %s is unreadable (%s): trying the backup, then starting empty",
+                    candidate,
+                    exc,
+                )
+        return cls.empty(settings)
+
+    @classmethod
+    def _read(cls, path: Path, settings: StreamingSettings) -> StreamState:
         state = cls.empty(settings)
-        if not path.exists():
-            return state
         with open(path, "rb") as fh:
             names = [str(n) for n in np.load(fh, allow_pickle=False)]
             data = {name: np.load(fh, allow_pickle=False) for name in names}

@@ -339,6 +339,26 @@ def test_state_saved_and_loaded_continues_windows_averages_and_episodes(tmp_path
     ]
 
 
+def test_a_damaged_state_file_falls_back_to_the_previous_state(tmp_path):
+    path = tmp_path / "state"
+    first = engine()
+    fire(first, history())
+    first.state.save(path)
+    saved_devices = list(first.state.devices)
+    fire(first, readings("o", current_compressor=[50.0]))
+    first.state.save(path)  # the first save becomes the backup
+    path.write_bytes(path.read_bytes()[:100])  # a crash or a full disk tore the file
+
+    restored = StreamState.load(path, SETTINGS)
+    assert list(restored.devices) == saved_devices
+
+
+def test_a_state_damaged_beyond_its_backup_is_rebuilt_empty_instead_of_failing(tmp_path):
+    path = tmp_path / "state"
+    path.write_bytes(b"not a state file")
+    assert len(StreamState.load(path, SETTINGS)) == 0
+
+
 def test_missing_values_never_fire():
     nothing = readings(
         current_compressor=[np.nan, np.nan],
