@@ -32,7 +32,7 @@ def run(
 
     One run per home at a time (it runs in this process, outside Dagster's run queue): a second
     one refuses, naming the first, or waits with ``--wait``."""
-    from refrig_assets.cli.runner import hour_keys, run_pipeline
+    from refrig_assets.cli.runner import RegistryRefused, hour_keys, run_pipeline
     from refrig_assets.core.home_lock import HomeBusy, HomeLock
 
     begin = _parse_hour(start)
@@ -45,6 +45,9 @@ def run(
     try:
         typer.echo(f"Running {hours} hour(s) from {begin:%Y-%m-%d %H:%M} UTC")
         outcome = run_pipeline(begin, hours, train_hours, log=typer.echo)
+    except RegistryRefused as refused:
+        typer.echo(str(refused), err=True)
+        raise typer.Exit(1) from None
     finally:
         lock.release()
     typer.echo("")

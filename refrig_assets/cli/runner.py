@@ -36,6 +36,25 @@ UNFINISHED = [
 ]
 
 
+class RegistryRefused(RuntimeError):
+    """The device registry failed its checks; nothing was run on it."""
+
+
+def registry_problems(result) -> str:
+    """What the failed device_registry run found, from its check evaluations."""
+    lines = []
+    for check in result.get_asset_check_evaluations():
+        if check.passed:
+            continue
+        problems = check.metadata.get("problems") or check.metadata.get("failures_by_check")
+        text = getattr(problems, "value", problems)
+        lines.append(f"{check.check_name} failed" + (f":\n{text}" if text else ""))
+    failure = next((e for e in result.all_events if e.is_step_failure), None)
+    if not lines and failure is not None:
+        lines.append(str(failure.message))
+    return "device registry refused, nothing was run on it\n" + "\n".join(lines)
+
+
 def run_tags() -> dict[str, str]:
     """Tags of every run this process executes in process (who ran it, which pid)."""
     return {LAUNCHER_TAG: LAUNCHER, PID_TAG: str(os.getpid())}
@@ -102,15 +121,11 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
     for run_id in fail_abandoned_runs(instance):
         log(f"  run {run_id} was left unfinished by a process that is gone: marked failed")
     failures: list[str] = []
-    ok = (
-        defs.resolve_job_def("refresh_device_registry")
-        .execute_in_process(
-            instance=instance, run_config=QUIET, tags=run_tags(), raise_on_error=False
-        )
-        .success
+    registry = defs.resolve_job_def("refresh_device_registry").execute_in_process(
+        instance=instance, run_config=QUIET, tags=run_tags(), raise_on_error=False
     )
-    if not ok:
-        raise RuntimeError("device_registry failed; see the Dagster run log")
+    if not registry.success:
+        raise RegistryRefused(registry_problems(registry))
     prep = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
     for k in keys:
         success, failed = _execute(defs, instance, prep, k)

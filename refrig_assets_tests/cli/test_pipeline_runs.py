@@ -55,3 +55,19 @@ def test_runs_left_started_by_a_killed_process_are_marked_failed(refrig_home):
             if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE"
         ]
         assert any("abandoned" in (m or "") for m in messages)
+
+
+def test_a_registry_with_a_device_listed_twice_stops_the_run_naming_the_rows(refrig_home):
+    import pandas as pd
+
+    from refrig_assets.core.settings import get_settings
+
+    registry = get_settings().registry_path
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {"device_id": ["a", "b", "a"], "site_id": ["s", "s", "s"], "cohort": ["c", "c", "c"]}
+    ).to_csv(registry, index=False)
+    result = CliRunner().invoke(app, ["pipeline", "run", "--hours", "1"])
+    assert result.exit_code == 1
+    assert "device registry refused" in result.output
+    assert "device_id 'a' is on rows 1, 3" in result.output
