@@ -84,8 +84,8 @@ def feature_summary(path: Path, min_completeness: float) -> dict[str, float | in
     try:
         row = con.execute(
             "SELECT count(*), count(DISTINCT device_id), coalesce(avg(sensor_completeness), 0), "
-            "count_if(sensor_completeness < ?), "
-            "count_if(quality_mask <> 0) "
+            "count(*) FILTER (sensor_completeness < ?), "  # 0, not NULL, for an empty hour
+            "count(*) FILTER (quality_mask <> 0) "
             f"FROM read_parquet({_quote(path)})",
             [min_completeness],
         ).fetchall()[0]

@@ -492,9 +492,10 @@ def _flag_counts(con: duckdb.DuckDBPyConnection, contract: Contract, tolerance: 
     sensors = contract.columns_with_role("sensor")
     cond = _flag_conditions(contract, tolerance, g="")
     row_flags = ["SENSOR_DROPOUT", "OUT_OF_RANGE", "LATE", "FUTURE_TIMESTAMP"]
-    aggs = ["count(*)"] + [f"count_if({cond[f]})" for f in row_flags]
+    # count(*) FILTER is 0 over an empty hour (count_if would be NULL)
+    aggs = ["count(*)"] + [f"count(*) FILTER ({cond[f]})" for f in row_flags]
     aggs += [f"count({c.name})" for c in sensors]
-    aggs += [f"count_if({_out_of_range(c)})" if c.range else "0" for c in sensors]
+    aggs += [f"count(*) FILTER ({_out_of_range(c)})" if c.range else "0" for c in sensors]
     row = con.execute(f"SELECT {', '.join(aggs)} FROM good_rows WHERE NOT is_dup").fetchall()[0]
     n = int(row[0])
     counts = dict(zip(row_flags, map(int, row[1:5]), strict=True))

@@ -96,7 +96,9 @@ def device_registry(refrig: RefrigResource) -> dg.MaterializeResult:
             "landing_files_readable",
             asset="sensor_readings",
             description="Every landing file for this hour could be read (rejected files are "
-            "quarantined, named with their rule).",
+            "quarantined, named with their rule), and the hour has readings. An hour without "
+            "any (a gateway outage, or every file rejected) is a warning: its partitions are "
+            "empty and the pipeline runs on.",
         ),
         dg.AssetCheckSpec(
             "sensor_readings_contract",
@@ -133,8 +135,8 @@ def sensor_readings(
             "WHERE source_row >= 0"
         )
         rows, late, unreadable = con.execute(
-            "SELECT count(*), count_if(late_arrival), count_if(read_error IS NOT NULL) "
-            "FROM readings"
+            "SELECT count(*), count(*) FILTER (late_arrival), "
+            "count(*) FILTER (read_error IS NOT NULL) FROM readings"
         ).fetchall()[0]
         contract_result = sql_contract_check(
             con,
@@ -149,6 +151,15 @@ def sensor_readings(
     rejected = hour.rejected
     for r in rejected:
         context.log.warning(f"landing file rejected [{r.rule}]: {r.message}")
+    readings = (
+        f"{rows} readings from {len(hour.files)} file(s)"
+        if rows
+        else f"no readings for {key}: "
+        + ("every landing file of the hour was rejected" if rejected else "no landing file")
+        + "; the hour's partitions are empty"
+    )
+    if not rows:
+        context.log.warning(readings)
     return dg.MaterializeResult(
         metadata={
             "rows": int(rows),
@@ -163,13 +174,14 @@ def sensor_readings(
         check_results=[
             dg.AssetCheckResult(
                 check_name="landing_files_readable",
-                passed=not rejected,
+                passed=not rejected and rows > 0,
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={
+                    "readings": readings,
                     "rejected": dg.MetadataValue.md(
                         "\n".join(f"- `{r.source_file}` ({r.rule}): {r.message}" for r in rejected)
                         or "none"
-                    )
+                    ),
                 },
             ),
             contract_result,
