@@ -84,24 +84,52 @@ def _event_line(e) -> str:
 
 @app.command("list")
 def list_models() -> None:
-    """Every detector: production, pinned and serving version, pause, and its versions."""
+    """Every detector: production, pinned and serving version, pause, and its versions. The
+    serving version is the one that really serves: artifacts are verified against their sha256,
+    a corrupt version is marked CORRUPT, and an alias moved outside the gates is refused."""
     from refrig_assets.core.model_config import all_model_ids
+    from refrig_assets.lifecycle.integrity import resolve_serving
     from refrig_assets.lifecycle.promotion import GATE_STATUS_TAG
+    from refrig_assets.training.registry import CorruptArtifactError, RegistryError
 
     with _lifecycle() as lc:
         for model_id in all_model_ids(lc.models_dir):
             lc.sync_file_pin(model_id)
             st = lc.state(model_id)
+            versions = lc.registry.versions(model_id)
+            serving, problems = st.serving, []
+            corrupt: dict[str, str] = {}
+            if versions:
+                try:
+                    resolution = resolve_serving(
+                        lc.registry,
+                        lc.audit.events(model_id),
+                        model_id,
+                        st.pinned,
+                        probe=lambda v, m=model_id: lc.registry.check(m, v),
+                    )
+                    serving = resolution.version or "- (no version loads: rules-based fallback)"
+                    problems, corrupt = resolution.problems, dict(resolution.corrupt)
+                except RegistryError:
+                    pass  # nothing in production yet, or a pin naming an unknown version
             typer.echo(
-                f"{model_id}: serving {st.serving or '-'} (production {st.production or '-'}, "
+                f"{model_id}: serving {serving or '-'} (production {st.production or '-'}, "
                 f"pinned {st.pinned or '-'}){'  PAUSED' if st.paused else ''}"
             )
-            for v in lc.registry.versions(model_id):
+            for problem in problems:
+                typer.echo(f"  ! {problem}")
+            for v in versions:
+                if v["version"] not in corrupt:
+                    try:
+                        lc.registry.verify(model_id, v["version"])
+                    except CorruptArtifactError as exc:
+                        corrupt[v["version"]] = str(exc)
                 marks = [
                     m
                     for m, on in (
                         ("production", v["version"] == st.production),
                         ("pinned", v["version"] == st.pinned),
+                        ("CORRUPT", v["version"] in corrupt),
                     )
                     if on
                 ]

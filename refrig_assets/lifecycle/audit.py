@@ -1,7 +1,8 @@
 """The model lifecycle audit trail: an append-only table in a SQL database.
 
-Every promotion (gated, forced or first version), blocked promotion, pin, unpin, rollback,
-scoring pause/resume and progressive rollout step (started, advanced, completed, rolled back,
+Every registration of a version (with the sha256 of each artifact file), promotion (gated,
+forced or first version), blocked promotion, pin, unpin, rollback, scoring pause/resume and
+progressive rollout step (started, advanced, completed, rolled back,
 aborted) is one row: who, when, which model, from → to version, why, the gate
 results, and the state after the event (production alias, pin, and the version scoring serves).
 
@@ -41,7 +42,10 @@ ROLLOUT_ADVANCED = "rollout_advanced"
 ROLLOUT_COMPLETED = "rollout_completed"
 ROLLOUT_ROLLED_BACK = "rollout_rolled_back"
 ROLLOUT_ABORTED = "rollout_aborted"
+# A version registered by training: ``gates`` holds one {"artifact", "sha256"} per file.
+REGISTERED = "registered"
 EVENTS = (
+    REGISTERED,
     PROMOTED,
     PROMOTED_FORCED,
     PROMOTION_BLOCKED,
@@ -56,6 +60,8 @@ EVENTS = (
     ROLLOUT_ROLLED_BACK,
     ROLLOUT_ABORTED,
 )
+# The events that move the production alias (their ``to_version`` is the new production).
+PRODUCTION_MOVES = (PROMOTED, PROMOTED_FORCED, ROLLOUT_COMPLETED)
 
 
 def lifecycle_db_url(alerts_db_url: str) -> str:

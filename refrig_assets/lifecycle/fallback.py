@@ -71,17 +71,34 @@ class ModelStatus:
     pinned: str | None
     features_stale: bool
     message: str
+    # What serving found wrong (corrupt artifact, alias moved outside the gates); "" when none.
+    problem: str = ""
+    # The version that really serves when known (the last good one after a corrupt artifact);
+    # None with ``unservable``: no version loads.
+    served: str | None = None
+    resolved: bool = False
+    unservable: bool = False
 
     @property
     def serving(self) -> str | None:
+        if self.resolved:
+            return self.served
         return self.pinned or self.production
+
+    @property
+    def state(self) -> str:
+        if self.paused:
+            return "PAUSED"
+        if self.unservable:
+            return "UNSERVABLE"
+        return str(self.staleness)
 
     def row(self) -> dict[str, Any]:
         return {
             "model_id": self.model_id,
             "schedule": self.schedule,
             "as_of": pd.Timestamp(self.as_of),
-            "state": "PAUSED" if self.paused else str(self.staleness),
+            "state": self.state,
             "action": str(self.action),
             "score_age_hours": None
             if self.score_age is None
@@ -95,6 +112,7 @@ class ModelStatus:
             "paused": self.paused,
             "features_stale": self.features_stale,
             "message": self.message,
+            "serving_problem": self.problem,
         }
 
 
@@ -109,16 +127,27 @@ def model_status(
     production: str | None = None,
     pinned: str | None = None,
     features_stale: bool = False,
+    served: str | None = None,
+    resolved: bool = False,
+    problem: str = "",
 ) -> ModelStatus:
-    """Classify one model: staleness band of its newest scores and what alerting does."""
+    """Classify one model: staleness band of its newest scores and what alerting does.
+
+    ``resolved`` says ``served`` is the version that really serves (see
+    :mod:`refrig_assets.lifecycle.integrity`); resolved with none served, no version loads and
+    the model is left to the rules-based fallback, like a paused one. ``problem`` is what
+    serving found wrong (a corrupt artifact, a refused alias)."""
     age = None
     if newest_scores_end is not None:
         age = max(timedelta(0), pd.Timestamp(as_of) - pd.Timestamp(newest_scores_end))
     counted = None if age is None else max(timedelta(0), age - _allowance(schedule))
     staleness = classify_age(counted, staleness_policy)
-    action = Action.RULES_FALLBACK if paused else ACTION[staleness]
+    unservable = resolved and served is None
+    action = Action.RULES_FALLBACK if paused or unservable else ACTION[staleness]
     if paused:
         message = "scoring paused: rules-based fallback until resumed"
+    elif unservable:
+        message = "no version of the model loads: rules-based fallback"
     elif staleness is Staleness.NO_SCORES:
         message = "no scores yet: streaming rules only"
     else:
@@ -126,6 +155,8 @@ def model_status(
         message = f"newest scores {hours:.2f} h old: {action}"
     if features_stale:
         message += "; features stale: scoring held"
+    if problem:
+        message += f"; {problem}"
     return ModelStatus(
         model_id,
         schedule,
@@ -139,6 +170,10 @@ def model_status(
         pinned,
         features_stale,
         message,
+        problem=problem,
+        served=served,
+        resolved=resolved,
+        unservable=unservable,
     )
 
 

@@ -44,6 +44,8 @@ def serving_periods(events: list[LifecycleEvent]) -> list[ServingPeriod]:
     for e in events:
         if periods and periods[-1].version == e.serving_version:
             continue
+        if not periods and e.serving_version is None:
+            continue  # e.g. the first version registered: nothing serves before its promotion
         if periods:
             last = periods[-1]
             periods[-1] = ServingPeriod(

@@ -269,6 +269,21 @@ class ModelLifecycle:
     def _exists(self, model_id: str, version: str) -> bool:
         return any(v["version"] == str(version) for v in self.registry.versions(model_id))
 
+    # -- registration -----------------------------------------------------------------------
+    def record_registration(
+        self, model_id: str, version: str, actor: str, checksums: dict[str, str], reason: str
+    ) -> LifecycleEvent:
+        """Audit a newly registered version with the sha256 of each of its artifact files (what
+        serving verifies the artifact against, next to the registry's own tag)."""
+        return self._record(
+            model_id,
+            events.REGISTERED,
+            actor,
+            reason,
+            to_version=str(version),
+            gates=[{"artifact": name, "sha256": sha} for name, sha in sorted(checksums.items())],
+        )
+
     # -- promotion --------------------------------------------------------------------------
     def after_training(self, model_id: str, version: str, actor: str) -> LifecycleEvent | None:
         """A newly registered version: the first one of a model becomes production; any later

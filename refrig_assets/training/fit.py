@@ -24,6 +24,21 @@ def data_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
+def training_fingerprint(config: ModelConfig, features: pd.DataFrame) -> dict[str, str]:
+    """What identifies a training before fitting: code version, config hash, training-data hash
+    and feature schema (the registry's ``FINGERPRINT_TAGS``). Equal fingerprints train the same
+    model, so a registered version with it is reused instead of registering a copy."""
+    columns = build_detector(config).input_columns
+    return {
+        "code_version": code_version(),
+        "config_hash": config.config_hash,
+        "training_data_hash": data_hash(
+            features[["device_id", "window_start", "cohort", *columns]]
+        ),
+        "feature_schema": load_contract("device_features").schema_fingerprint,
+    }
+
+
 def train_detector(
     config: ModelConfig, features: pd.DataFrame, partitions: str, run_id: str
 ) -> tuple[Detector, Lineage, dict[str, float]]:

@@ -5,11 +5,19 @@ Each detector is a registered model named by its ``model_id``. A version carries
 schema) and a semantic version: MAJOR when the feature schema changes, MINOR on retraining with
 new data, PATCH on a config-only change. The production model is the ``production`` alias; a
 version pinned in the detector's ``models/`` file overrides it.
+
+Every version also carries the sha256 of each file of its detector artifact
+(``artifact_sha256``); :meth:`ModelRegistry.load` verifies it before unpickling, so a truncated
+or replaced artifact is refused as a :class:`CorruptArtifactError` that names
+``model@version`` and the file. A training run whose fingerprint (code version, config hash,
+training-data hash, feature schema) matches a registered version reuses that version instead of
+registering an identical one (:meth:`ModelRegistry.version_with_fingerprint`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -28,10 +36,39 @@ from refrig_assets.detectors.base import Detector  # noqa: E402
 
 PRODUCTION_ALIAS = "production"
 EXPERIMENT = "refrig-detectors"
+ARTIFACT_SHA256_TAG = "artifact_sha256"
+# What makes two trainings the same model: equal values of these lineage tags.
+FINGERPRINT_TAGS = ("code_version", "config_hash", "training_data_hash", "feature_schema")
+DETECTOR_FILE = "detector.joblib"
 
 
 class RegistryError(RuntimeError):
     """The registry has no usable version for a detector."""
+
+
+class CorruptArtifactError(RegistryError):
+    """A registered version whose artifact does not match its recorded sha256, is missing, or
+    cannot be loaded."""
+
+    def __init__(self, model_id: str, version: str, path: Path | str, problem: str):
+        self.model_id = model_id
+        self.version = str(version)
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{model_id}@{version}: artifact {path} {problem}")
+
+
+def artifact_checksums(directory: Path) -> dict[str, str]:
+    """sha256 of every file under ``directory``, keyed by its path relative to it."""
+    directory = Path(directory)
+    sums = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        sums[path.relative_to(directory).as_posix()] = digest.hexdigest()
+    return sums
 
 
 class DetectorPyfunc(mlflow.pyfunc.PythonModel):
@@ -112,6 +149,7 @@ class ModelRegistry:
         mlflow.set_registry_uri(self.tracking_uri)
         with tempfile.TemporaryDirectory() as tmp:
             detector.save(Path(tmp) / "detector")
+            checksums = artifact_checksums(Path(tmp) / "detector")
             with mlflow.start_run(
                 experiment_id=self._experiment_id(), run_name=f"train-{model_id}"
             ):
@@ -129,9 +167,22 @@ class ModelRegistry:
                     registered_model_name=model_id,
                 )
         version = str(info.registered_model_version)
-        for k, v in (lineage.tags() | {"semver": semver}).items():
+        checksum_tag = json.dumps(checksums, sort_keys=True)
+        for k, v in (
+            lineage.tags() | {"semver": semver, ARTIFACT_SHA256_TAG: checksum_tag}
+        ).items():
             self.client.set_model_version_tag(model_id, version, k, v)
         return version
+
+    def version_with_fingerprint(self, model_id: str, fingerprint: dict[str, str]) -> str | None:
+        """The newest version trained with the same code, config, data and feature schema
+        (``fingerprint``: the :data:`FINGERPRINT_TAGS` values), if any."""
+        wanted = {k: str(fingerprint[k]) for k in FINGERPRINT_TAGS}
+        for v in reversed(self._versions(model_id)):
+            tags = dict(v.tags)
+            if all(tags.get(k) == value for k, value in wanted.items()):
+                return str(v.version)
+        return None
 
     @staticmethod
     def _semver(previous: dict[str, str] | None, lineage: Lineage) -> str:
@@ -168,21 +219,88 @@ class ModelRegistry:
             )
         return version
 
-    def load(self, model_id: str, version: str) -> Detector:
-        """Load a registered detector version (cached per process)."""
-        key = (model_id, version)
-        if key not in self._loaded:
-            try:
-                mv = self.client.get_model_version(model_id, version)
-            except MlflowException as exc:
-                raise RegistryError(f"{model_id} version {version} is not registered") from exc
-            # The version's own artifact location: a ``models:/`` URI would be resolved against
-            # the process-wide registry URI, which may be another registry's.
+    def recorded_checksums(self, model_id: str, version: str) -> dict[str, str] | None:
+        """The artifact sha256 recorded at registration (None: registered before checksums)."""
+        raw = self.version_tags(model_id, version).get(ARTIFACT_SHA256_TAG)
+        return json.loads(raw) if raw else None
+
+    def artifact_location(self, model_id: str, version: str) -> str:
+        """Where the version's detector artifact lives (its folder, as a path or URI)."""
+        uri = self._download_uri(model_id, version)
+        base = uri.removeprefix("file://") if uri.startswith("file://") else uri
+        return f"{base}/artifacts/detector"
+
+    def _download_uri(self, model_id: str, version: str) -> str:
+        try:
+            mv = self.client.get_model_version(model_id, str(version))
+        except MlflowException as exc:
+            raise RegistryError(f"{model_id} version {version} is not registered") from exc
+        # The version's own artifact location: a ``models:/`` URI would be resolved against
+        # the process-wide registry URI, which may be another registry's.
+        return self.client.get_model_version_download_uri(model_id, mv.version)
+
+    def verify(self, model_id: str, version: str, expected: dict[str, str] | None = None) -> Path:
+        """The local folder of a version's detector artifact after checking every file against
+        ``expected`` sha256 (default: the checksums tagged at registration). A version
+        registered without checksums is not checked. Raises :class:`CorruptArtifactError`
+        naming ``model@version`` and the file."""
+        version = str(version)
+        uri = self._download_uri(model_id, version)
+        where = self.artifact_location(model_id, version)
+        try:
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=self.client.get_model_version_download_uri(model_id, mv.version),
-                tracking_uri=self.tracking_uri,
+                artifact_uri=uri, tracking_uri=self.tracking_uri
             )
-            self._loaded[key] = Detector.load(Path(local) / "artifacts" / "detector")
+        except (MlflowException, OSError) as exc:
+            raise CorruptArtifactError(
+                model_id, version, where, f"cannot be read: {type(exc).__name__}: {exc}"
+            ) from exc
+        directory = Path(local) / "artifacts" / "detector"
+        recorded = expected if expected is not None else self.recorded_checksums(model_id, version)
+        if recorded is None:
+            if not (directory / DETECTOR_FILE).is_file():
+                raise CorruptArtifactError(
+                    model_id, version, directory / DETECTOR_FILE, "is missing"
+                )
+            return directory
+        actual = artifact_checksums(directory) if directory.is_dir() else {}
+        for name, sha in sorted(recorded.items()):
+            if name not in actual:
+                raise CorruptArtifactError(model_id, version, directory / name, "is missing")
+            if actual[name] != sha:
+                raise CorruptArtifactError(
+                    model_id,
+                    version,
+                    directory / name,
+                    f"has sha256 {actual[name][:16]}…, not the {sha[:16]}… recorded at "
+                    "registration (corrupt or replaced)",
+                )
+        return directory
+
+    def check(self, model_id: str, version: str) -> None:
+        """Whether a version could serve, without keeping it: its artifact is verified against
+        the recorded sha256; a version registered without checksums is loaded to find out."""
+        if self.recorded_checksums(model_id, str(version)) is None:
+            self.load(model_id, str(version))
+        else:
+            self.verify(model_id, str(version))
+
+    def load(self, model_id: str, version: str) -> Detector:
+        """Load a registered detector version after verifying its artifact's sha256 (cached
+        per process). A corrupt, missing or unloadable artifact raises
+        :class:`CorruptArtifactError`; an unknown version :class:`RegistryError`."""
+        key = (model_id, str(version))
+        if key not in self._loaded:
+            directory = self.verify(model_id, str(version))
+            try:
+                self._loaded[key] = Detector.load(directory)
+            except Exception as exc:  # noqa: BLE001 - any unpickling failure means unusable
+                raise CorruptArtifactError(
+                    model_id,
+                    str(version),
+                    directory / DETECTOR_FILE,
+                    f"cannot be loaded: {type(exc).__name__}: {exc}",
+                ) from exc
         return self._loaded[key]
 
     # -- lifecycle (promotion gates, pinning, history) -----------------------------------------

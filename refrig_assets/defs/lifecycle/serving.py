@@ -25,8 +25,10 @@ from refrig_assets.lifecycle.fallback import (
     newest_window_end,
     rules_fallback_alerts,
 )
+from refrig_assets.lifecycle.integrity import ServingResolution, resolve_serving
 from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.lifecycle.staleness import Action
+from refrig_assets.training.registry import RegistryError
 
 STATE_COLUMNS = [
     "model_id",
@@ -42,21 +44,46 @@ STATE_COLUMNS = [
     "paused",
     "features_stale",
     "message",
+    "serving_problem",
 ]
 
 
 def _fresh_check(model_id: str, row: dict) -> dg.AssetCheckResult:
+    """Normal alerting passes; delayed scores, or normal alerting served by another version than
+    intended (corrupt artifact, alias moved outside the gates), warn; anything else errs."""
     action = row["action"]
-    ok = action == Action.NORMAL
+    problem = row.get("serving_problem") or ""
+    ok = action == Action.NORMAL and not problem
     return dg.AssetCheckResult(
         asset_key="model_serving_state",
         check_name=f"{model_id}_scores_usable",
         passed=ok,
         severity=dg.AssetCheckSeverity.WARN
-        if action == Action.DELAYED
+        if action in (Action.DELAYED, Action.NORMAL)
         else dg.AssetCheckSeverity.ERROR,
-        metadata={"state": row["state"], "action": action, "message": row["message"]},
+        metadata={
+            "state": row["state"],
+            "action": action,
+            "message": row["message"],
+            "serving_version": row["serving_version"] or "",
+            "serving_problem": problem,
+        },
     )
+
+
+def _resolution(lifecycle, model_id: str, pinned: str | None) -> ServingResolution | None:
+    """Which version really serves (artifacts verified, alias checked against the audit trail);
+    None when the model has no version to serve yet (or its pin names an unknown version)."""
+    try:
+        return resolve_serving(
+            lifecycle.registry,
+            lifecycle.audit.events(model_id),
+            model_id,
+            pinned,
+            probe=lambda v: lifecycle.registry.check(model_id, v),
+        )
+    except RegistryError:
+        return None
 
 
 @dg.asset(
@@ -93,6 +120,9 @@ def model_serving_state(
             config = load_model_config(model_id, refrig.settings.models_dir)
             lifecycle.sync_file_pin(model_id)
             st = lifecycle.state(model_id)
+            resolution = _resolution(lifecycle, model_id, st.pinned)
+            if resolution is not None and resolution.degraded:
+                context.log.error(resolution.summary())
             status = model_status(
                 model_id,
                 config.schedule,
@@ -103,6 +133,9 @@ def model_serving_state(
                 production=st.production,
                 pinned=st.pinned,
                 features_stale=features_stale,
+                served=resolution.version if resolution else None,
+                resolved=resolution is not None,
+                problem=resolution.summary() if resolution and resolution.degraded else "",
             )
             rows.append(status.row())
     finally:
@@ -110,7 +143,9 @@ def model_serving_state(
     table = pd.DataFrame(rows, columns=STATE_COLUMNS)
     path = refrig.store.write("model_serving_state", context.partition_key, table)
     action = fleet_action(table)
-    shown = table[["model_id", "state", "action", "score_age_hours", "serving_version"]]
+    shown = table[
+        ["model_id", "state", "action", "score_age_hours", "serving_version", "serving_problem"]
+    ]
     return dg.MaterializeResult(
         metadata={
             "fleet_action": str(action),

@@ -14,7 +14,7 @@ import pandas as pd
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import ModelConfig, all_model_ids, load_model_config
-from refrig_assets.defs.scoring.holds import held, scoring_hold
+from refrig_assets.defs.scoring.holds import held, scoring_hold, serving_version, unservable
 from refrig_assets.defs.scoring.partition_writer import write_score_partition
 from refrig_assets.defs.scoring.rollout import rollout_metadata, serve_rollout, serving_rollout
 from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions
@@ -88,9 +88,18 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
             return hold  # paused model or stale features: nothing scored, last good scores stay
         if out_of_date := stale_feature_partitions(refrig.store, hours):
             return held(asset_name, "; ".join(out_of_date.values()))  # features older than data
-        version = refrig.registry.resolve_version(model_id, model_config.pinned_version)
-        detector = refrig.registry.load(model_id, version)
-        rollout = serving_rollout(context, refrig, model_id, model_config.pinned_version)
+        # The pin, else the audited production version, its artifact verified; a corrupt one
+        # gives way to the last good version, and no loadable version to the rules fallback.
+        resolution = serving_version(context, refrig, model_id, model_config.pinned_version)
+        if resolution.version is None:
+            return unservable(asset_name, resolution)
+        version, detector = resolution.version, resolution.detector
+        # A degraded serving (corrupt artifact, refused alias) serves one version everywhere.
+        rollout = (
+            None
+            if resolution.degraded
+            else serving_rollout(context, refrig, model_id, model_config.pinned_version)
+        )
         served = None
         if not refrig.store.existing_paths("device_features", hours):
             raise FileNotFoundError(f"{model_id}: no device_features for {hours[0]}..{hours[-1]}")
@@ -145,6 +154,7 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
             metadata={
                 "model_version": version,
                 "pinned": model_config.pinned_version is not None,
+                **resolution.metadata(),
                 "lookback_hours": dg.MetadataValue.json(
                     [h for h in earlier if refrig.store.exists("device_features", h)]
                 ),

@@ -1,5 +1,6 @@
-"""Hooks the scoring assets call: hold scoring for a paused model or stale features, and pause a
-model whose newly scored partition diverges from its previous scores.
+"""Hooks the scoring assets call: hold scoring for a paused model or stale features, pause a
+model whose newly scored partition diverges from its previous scores, and resolve the version
+that serves (audited, artifact verified; the last good one when the artifact is corrupt).
 
 A held partition writes nothing (the last good scores stay) and does not fail, so the other
 detectors and the alert step carry on.
@@ -13,6 +14,7 @@ from refrig_assets.core.storage import partition_file_name
 from refrig_assets.defs.shared.lifecycle import model_lifecycle
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.fallback import histogram_shift, scoring_hold_reason
+from refrig_assets.lifecycle.integrity import ServingResolution, resolve_serving
 from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.scoring.summary import ScoreSummary, score_counts
 
@@ -117,3 +119,30 @@ def distribution_hold(
         lifecycle.audit.close()
     context.log.error(f"{model_id}: {why}; scoring paused, nothing written")
     return held(asset, f"paused: {why}")
+
+
+def serving_version(
+    context: dg.AssetExecutionContext, refrig: RefrigResource, model_id: str, pinned: str | None
+) -> ServingResolution:
+    """The version this partition is scored with, loaded: the pin, else the audited production
+    version; a corrupt artifact or an alias moved outside the gates is logged as an error and
+    the last good version serves (see :mod:`refrig_assets.lifecycle.integrity`)."""
+    lifecycle = model_lifecycle(refrig)
+    try:
+        history = lifecycle.audit.events(model_id)
+    finally:
+        lifecycle.audit.close()
+    resolution = resolve_serving(refrig.registry, history, model_id, pinned)
+    if resolution.degraded:
+        context.log.error(resolution.summary())
+    return resolution
+
+
+def unservable(asset: str, resolution: ServingResolution) -> dg.MaterializeResult:
+    """No version of the model loads: nothing is scored (the other detectors and the alert step
+    carry on) and the serving state hands the model to the rules-based fallback."""
+    result = held(asset, resolution.summary())
+    return dg.MaterializeResult(
+        metadata={**(result.metadata or {}), **resolution.metadata()},
+        check_results=result.check_results,
+    )

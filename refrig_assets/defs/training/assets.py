@@ -6,10 +6,12 @@ import pandas as pd
 from refrig_assets.core.model_config import ModelConfig, all_model_ids, load_model_config
 from refrig_assets.defs.shared.lifecycle import model_lifecycle, run_actor
 from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.lifecycle.promotion import GATE_STATUS_TAG, PENDING
 from refrig_assets.lifecycle.retraining_policy import asset_code_version, current_fingerprint
 from refrig_assets.operations.maintenance import exclude_maintenance
 from refrig_assets.scoring.score import with_cohort
-from refrig_assets.training.fit import train_detector, training_partitions
+from refrig_assets.training.fit import train_detector, training_fingerprint, training_partitions
+from refrig_assets.training.registry import ARTIFACT_SHA256_TAG, CorruptArtifactError
 
 GROUP = "training"
 
@@ -27,6 +29,68 @@ def load_training_features(refrig: RefrigResource, stems: list[str]) -> pd.DataF
     registry = refrig.store.read("device_registry")
     return exclude_maintenance(
         with_cohort(frame, registry), refrig.settings.alerts_db_url, registry
+    )
+
+
+def reusable_version(
+    context: dg.AssetExecutionContext,
+    refrig: RefrigResource,
+    model_id: str,
+    fingerprint: dict[str, str],
+) -> str | None:
+    """The registered version trained with this fingerprint whose artifact is intact, if any
+    (a corrupt one is not reused: training registers a fresh version)."""
+    version = refrig.registry.version_with_fingerprint(model_id, fingerprint)
+    if version is None:
+        return None
+    try:
+        refrig.registry.check(model_id, version)
+    except CorruptArtifactError as exc:
+        context.log.error(f"{exc}; not reused, training a new version")
+        return None
+    return version
+
+
+def reused_result(
+    context: dg.AssetExecutionContext,
+    refrig: RefrigResource,
+    model_id: str,
+    version: str,
+    partitions: str,
+    fingerprint,
+) -> dg.MaterializeResult:
+    """Nothing new registered: the metadata names the reused version. A model without a
+    production version yet still gets its first one (audited)."""
+    lifecycle = model_lifecycle(refrig)
+    try:
+        promoted = False
+        if refrig.registry.production_version(model_id) is None:
+            promoted = lifecycle.after_training(model_id, version, run_actor(context)) is not None
+    finally:
+        lifecycle.audit.close()
+    tags = refrig.registry.version_tags(model_id, version)
+    context.log.info(
+        f"{model_id}: code, config and training data unchanged — reused version {version} "
+        f"({tags.get('semver')}); nothing registered"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": version,
+            "semver": tags.get("semver", ""),
+            "reused_version": True,
+            "reused": f"reused version {version}: same code version, config hash and "
+            "training-data hash",
+            "promoted_to_production": promoted,
+            "awaiting_gates": tags.get(GATE_STATUS_TAG) == PENDING,
+            "training_partitions": partitions,
+            "registered_training_partitions": tags.get("training_partitions", ""),
+            "training_windows": int(tags.get("training_rows", 0) or 0),
+            "training_data_hash": tags.get("training_data_hash", ""),
+            "config_hash": tags.get("config_hash", ""),
+            "code_version": tags.get("code_version", ""),
+            ARTIFACT_SHA256_TAG: tags.get(ARTIFACT_SHA256_TAG, ""),
+            **fingerprint.as_metadata(),
+        }
     )
 
 
@@ -54,26 +118,41 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
             raise ValueError(f"{model_id}: no device_features partitions to train on")
         features = load_training_features(refrig, stems)
         partitions = f"{stems[0]}..{stems[-1]}"
+        fingerprint = current_fingerprint(
+            model_config, [refrig.store.root / "device_features" / f"{s}.parquet" for s in stems]
+        )
+        # Same code, config, data and feature schema as a registered version: reuse it.
+        reused = reusable_version(
+            context, refrig, model_id, training_fingerprint(model_config, features)
+        )
+        if reused is not None:
+            return reused_result(context, refrig, model_id, reused, partitions, fingerprint)
         detector, lineage, metrics = train_detector(
             model_config, features, partitions, context.run.run_id
         )
         version = refrig.registry.register(detector, lineage, metrics)
-        fingerprint = current_fingerprint(
-            model_config, [refrig.store.root / "device_features" / f"{s}.parquet" for s in stems]
-        )
+        tags = refrig.registry.version_tags(model_id, version)
         # The first version of a model becomes production; a later one is a candidate that
         # only the promotion gates (<model_id>_canary → <model_id>_promotion) can promote.
         lifecycle = model_lifecycle(refrig)
         try:
+            lifecycle.record_registration(
+                model_id,
+                version,
+                run_actor(context),
+                refrig.registry.recorded_checksums(model_id, version) or {},
+                f"registered version {version} ({tags.get('semver', '')}) trained on "
+                f"{partitions}; artifact sha256 recorded",
+            )
             promoted = lifecycle.after_training(model_id, version, run_actor(context)) is not None
         finally:
             lifecycle.audit.close()
-        tags = refrig.registry.version_tags(model_id, version)
         context.log.info(f"registered {model_id} version {version} ({tags.get('semver')})")
         return dg.MaterializeResult(
             metadata={
                 "model_version": version,
                 "semver": tags.get("semver", ""),
+                "reused_version": False,
                 "promoted_to_production": promoted,
                 "awaiting_gates": not promoted,
                 "training_partitions": partitions,
@@ -81,6 +160,7 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 "training_data_hash": lineage.training_data_hash,
                 "config_hash": lineage.config_hash,
                 "code_version": lineage.code_version,
+                ARTIFACT_SHA256_TAG: tags.get(ARTIFACT_SHA256_TAG, ""),
                 **fingerprint.as_metadata(),
                 **{k: float(v) for k, v in metrics.items()},
             }
