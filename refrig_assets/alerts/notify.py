@@ -1,28 +1,39 @@
-"""Pluggable alert notifications: log lines by default, a JSON webhook when configured.
+"""Alert notifications: what an event says, its dedup key, and the transports that deliver it.
 
-A notifier must never break the pipeline that calls it: delivery failures are logged, not raised.
-Set ``REFRIG_WEBHOOK_URL`` to POST events as JSON (``{"event": ..., "payload": {...}}``).
+Notifications are not sent by the code that creates alerts. The alert store writes them into its
+``notification_outbox`` in the same transaction as the alert change that causes them (see
+:mod:`refrig_assets.alerts.store.outbox`), and :func:`refrig_assets.alerts.delivery.deliver_due`
+sends them later through a :class:`Notifier`: log lines by default, a JSON webhook when
+``REFRIG_WEBHOOK_URL`` is set (``{"event": ..., "payload": {...}}`` with the notification's dedup
+key as the ``Idempotency-Key`` header).
+
+A notifier's :meth:`Notifier.post` raises when the receiver did not take the event; the delivery
+loop catches that per notification and retries. Error texts never carry the secrets of a webhook
+URL (passwords, tokens in the path or the query): see :func:`mask_secrets`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import urllib.error
+import re
 import urllib.request
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 import pandas as pd
+
+from refrig_assets.alerts.severity import alert_policy
 
 log = logging.getLogger(__name__)
 
 NEW_ALERT_EVENT = "alert.created"
 ESCALATION_EVENT = "alert.escalated"
-# Severities worth interrupting someone for the moment they appear.
-NOTIFY_SEVERITIES = ("CRITICAL", "HIGH")
+DIGEST_EVENT = "alert.sla_digest"
 PAYLOAD_FIELDS = (
     "alert_id",
     "device_id",
@@ -32,13 +43,21 @@ PAYLOAD_FIELDS = (
     "sla_deadline",
     "top_contributors",
 )
+# Ids listed in one digest; the counts always cover every alert.
+DIGEST_IDS = 50
+MASK = "***"
+# A path segment this long (a Slack/Teams/Discord token) is taken for a secret.
+_SECRET_SEGMENT = 16
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
 @runtime_checkable
 class Notifier(Protocol):
-    """Anything that can deliver an event with a JSON-serialisable payload."""
+    """Anything that delivers one event with a JSON-serialisable payload, or raises."""
 
-    def send(self, event: str, payload: dict[str, Any]) -> None: ...
+    def post(self, event: str, payload: dict[str, Any], key: str) -> None:
+        """Deliver ``event``; ``key`` identifies the notification (the same on every retry)."""
+        ...
 
 
 class LogNotifier:
@@ -48,41 +67,59 @@ class LogNotifier:
         self.logger = logger or log
         self.level = level
 
-    def send(self, event: str, payload: dict[str, Any]) -> None:
-        """Log the event and its payload as JSON."""
-        self.logger.log(self.level, "%s %s", event, json.dumps(payload, default=str))
+    def post(self, event: str, payload: dict[str, Any], key: str) -> None:
+        """Log the event, its key and its payload as JSON."""
+        self.logger.log(self.level, "%s [%s] %s", event, key, json.dumps(payload, default=str))
+
+
+class DeliveryFailed(RuntimeError):
+    """The receiver did not take the event; the message holds no secret of its URL."""
 
 
 class WebhookNotifier:
-    """POSTs ``{"event": ..., "payload": ...}`` as JSON to ``url``; failures are only logged."""
+    """POSTs ``{"event": ..., "payload": ...}`` as JSON to ``url`` within ``timeout`` seconds."""
 
-    def __init__(self, url: str, timeout: float = 5.0):
+    def __init__(self, url: str, timeout: float):
         self.url = url
         self.timeout = timeout
+        self.safe_url = masked_url(url)
 
-    def send(self, event: str, payload: dict[str, Any]) -> None:
-        """Deliver one event; returns normally whether or not the receiver got it."""
+    def post(self, event: str, payload: dict[str, Any], key: str) -> None:
+        """Deliver one event; any failure (refused, timed out, an error status, an answer that
+        is not HTTP) raises :class:`DeliveryFailed` with a masked message."""
         body = json.dumps({"event": event, "payload": payload}, default=str).encode()
         request = urllib.request.Request(
             self.url,
             data=body,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "Idempotency-Key": key},
             method="POST",
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            log.warning("webhook %s failed for %s: %s", self.url, event, exc)
+        except Exception as exc:  # the HTTP layer raises far more than URLError/OSError
+            raise DeliveryFailed(self.mask(f"POST {self.url}: {describe(exc)}")) from None
+
+    def mask(self, text: str) -> str:
+        """``text`` with this webhook's URL and each of its secrets masked."""
+        return mask_secrets(text, secrets=url_secrets(self.url))
 
 
 def notifier_from_env() -> Notifier:
-    """A :class:`WebhookNotifier` for ``REFRIG_WEBHOOK_URL``, else a :class:`LogNotifier`."""
+    """A :class:`WebhookNotifier` for ``REFRIG_WEBHOOK_URL``, else a :class:`LogNotifier`.
+
+    The timeout is ``notifications.timeout_seconds`` of config/alerts.yaml, or
+    ``REFRIG_WEBHOOK_TIMEOUT`` when set.
+    """
     url = os.environ.get("REFRIG_WEBHOOK_URL", "").strip()
     if not url:
         return LogNotifier()
-    timeout = float(os.environ.get("REFRIG_WEBHOOK_TIMEOUT", "5"))
+    override = os.environ.get("REFRIG_WEBHOOK_TIMEOUT", "").strip()
+    timeout = float(override) if override else alert_policy().notifications.timeout_seconds
     return WebhookNotifier(url, timeout=timeout)
+
+
+# -- what a notification says ---------------------------------------------------------------
 
 
 def alert_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,34 +127,116 @@ def alert_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _jsonable(alert.get(name)) for name in PAYLOAD_FIELDS}
 
 
-def notify_new_alerts(
-    notifier: Notifier,
-    alerts: pd.DataFrame,
-    severities: Iterable[str] = NOTIFY_SEVERITIES,
-) -> int:
-    """Send one ``alert.created`` event per non-suppressed alert of the given severities.
+def escalation_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """An alert's fields plus its escalation step (``previous_escalation_level`` → level)."""
+    payload = alert_payload(alert)
+    payload["escalation_level"] = alert.get("escalation_level")
+    payload["previous_escalation_level"] = alert.get("previous_escalation_level")
+    return payload
 
-    ``alerts`` should hold only alerts that are new (e.g. the rows whose ids
-    ``AlertStore.upsert`` reported in ``inserted_ids``). Returns how many events were sent.
-    """
+
+def digest_payload(alerts: Iterable[Mapping[str, Any]], at: datetime) -> dict[str, Any]:
+    """One notification for many alerts breached or escalated in the same SLA check: counts by
+    severity and level, and the first :data:`DIGEST_IDS` alert ids (most severe first)."""
+    rows = list(alerts)
+    by_severity: dict[str, int] = {}
+    by_level: dict[str, int] = {}
+    for a in rows:
+        by_severity[str(a["severity"])] = by_severity.get(str(a["severity"]), 0) + 1
+        by_level[str(a["escalation_level"])] = by_level.get(str(a["escalation_level"]), 0) + 1
+    return {
+        "at": _jsonable(at),
+        "alerts": len(rows),
+        "by_severity": by_severity,
+        "by_escalation_level": by_level,
+        "alert_ids": [str(a["alert_id"]) for a in rows[:DIGEST_IDS]],
+        "sites": sorted({str(a.get("site_id")) for a in rows}),
+    }
+
+
+def new_alert_key(alert_id: str) -> str:
+    """The dedup key of an alert's creation notice: one per alert, ever."""
+    return f"{NEW_ALERT_EVENT}:{alert_id}"
+
+
+def escalation_key(alert_id: str, level: str) -> str:
+    """The dedup key of an alert reaching ``level``: levels never go down, so once per level."""
+    return f"{ESCALATION_EVENT}:{alert_id}:{level}"
+
+
+def digest_key(alerts: Iterable[Mapping[str, Any]]) -> str:
+    """The dedup key of a digest: the alerts and the levels they reached."""
+    steps = sorted(f"{a['alert_id']}@{a['escalation_level']}" for a in alerts)
+    return f"{DIGEST_EVENT}:{hashlib.sha256('|'.join(steps).encode()).hexdigest()[:24]}"
+
+
+def wanted_new_alerts(alerts: pd.DataFrame, severities: Iterable[str]) -> pd.DataFrame:
+    """The alerts worth a creation notice: unsuppressed, of one of ``severities``."""
     if alerts.empty:
-        return 0
-    wanted = alerts[alerts["severity"].isin(list(severities)) & ~alerts["suppressed"].astype(bool)]
-    for alert in wanted.to_dict("records"):
-        notifier.send(NEW_ALERT_EVENT, alert_payload(alert))
-    return len(wanted)
+        return alerts
+    keep = alerts["severity"].isin(list(severities)) & ~alerts["suppressed"].astype(bool)
+    return alerts[keep]
 
 
-def notify_escalations(notifier: Notifier, escalated: Iterable[Mapping[str, Any]]) -> int:
-    """Send one ``alert.escalated`` event per alert returned by ``AlertStore.check_sla``."""
-    sent = 0
-    for alert in escalated:
-        payload = alert_payload(alert)
-        payload["escalation_level"] = alert.get("escalation_level")
-        payload["previous_escalation_level"] = alert.get("previous_escalation_level")
-        notifier.send(ESCALATION_EVENT, payload)
-        sent += 1
-    return sent
+# -- errors without secrets -----------------------------------------------------------------
+
+
+def describe(exc: BaseException) -> str:
+    """``ExceptionType: message`` (with the reason of a wrapped URLError)."""
+    reason = getattr(exc, "reason", None)
+    text = str(exc) or repr(exc)
+    if isinstance(reason, BaseException) and str(reason) not in text:
+        text = f"{text} ({type(reason).__name__}: {reason})"
+    return f"{type(exc).__name__}: {text}"
+
+
+def masked_url(url: str) -> str:
+    """``url`` without its secrets: the password (or a bare user token), path segments long
+    enough to be tokens, every query value, and the fragment."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    if parts.username is not None:
+        user = MASK if parts.password is None else f"{parts.username}:{MASK}"
+        netloc = f"{user}@{netloc}"
+    path = "/".join(
+        MASK if len(segment) >= _SECRET_SEGMENT else segment for segment in parts.path.split("/")
+    )
+    query = urlencode([(k, MASK) for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
+    query = query.replace("%2A", "*")
+    return SplitResult(parts.scheme, netloc, path, query, "").geturl()
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that :func:`masked_url` hides, longest first."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [parts.password or "", parts.username if parts.password is None else ""]
+    found += [s for s in parts.path.split("/") if len(s) >= _SECRET_SEGMENT]
+    found += [v for _, v in parse_qsl(parts.query) if len(v) >= 4]
+    found.append(parts.fragment)
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every URL in it masked (:func:`masked_url`) and each of ``secrets``
+    replaced by ``***`` wherever it still appears."""
+    text = _URL.sub(_masked_match, text)
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _masked_match(match: re.Match[str]) -> str:
+    url = match.group(0)
+    kept = url.rstrip(".,:;)]}")
+    return masked_url(kept) + url[len(kept) :]
 
 
 def _jsonable(value: Any) -> Any:

@@ -33,15 +33,48 @@ class SeverityRule:
 
 
 @dataclass(frozen=True)
+class SlaMonitorPolicy:
+    """How the SLA monitor avoids escalation storms (``sla_monitor`` in config/alerts.yaml)."""
+
+    startup_grace: timedelta
+    restart_gap: timedelta
+    digest_above: int
+    historic_cutoff: timedelta
+
+
+@dataclass(frozen=True)
+class NotificationPolicy:
+    """What is notified and how the outbox is delivered (``notifications``)."""
+
+    severities: tuple[str, ...]
+    timeout_seconds: float
+    base_delay: timedelta
+    max_delay: timedelta
+    max_attempts: int
+    batch_size: int
+    pass_budget_seconds: float
+    stop_after_failures: int
+
+    def retry_delay(self, attempts: int) -> timedelta:
+        """Wait before the next try after ``attempts`` failed ones: base × 2^(attempts-1),
+        at most the max delay."""
+        exponent = min(max(0, attempts - 1), 60)
+        seconds = self.base_delay.total_seconds() * 2.0**exponent
+        return min(self.max_delay, timedelta(seconds=min(seconds, 1e9)))
+
+
+@dataclass(frozen=True)
 class AlertPolicy:
     """Severity rules (first match wins), SLA per severity, dedup window, reconciliation of
-    streaming alerts, escalation levels."""
+    streaming alerts, escalation levels, the SLA monitor and notifications."""
 
     severity_rules: tuple[SeverityRule, ...]
     sla_minutes: dict[str, float]
     dedup_window_hours: float
     reconciliation: Section
     escalation_levels: tuple[str, ...]
+    sla_monitor: SlaMonitorPolicy
+    notifications: NotificationPolicy
 
     @property
     def dedup_window(self) -> timedelta:
@@ -87,12 +120,56 @@ def alert_policy() -> AlertPolicy:
     unknown = set(levels) - set(contract.column("escalation_level").allowed or ())
     if unknown:
         raise section.fail("escalation_levels", f"unknown levels {sorted(unknown)}")
+    sla_minutes = section.numbers_by_key("sla_minutes", severities)
     return AlertPolicy(
         severity_rules=tuple(rules),
-        sla_minutes=section.numbers_by_key("sla_minutes", severities),
+        sla_minutes=sla_minutes,
         dedup_window_hours=section.number("dedup_window_hours", minimum=0.0),
         reconciliation=section.section("reconciliation"),
         escalation_levels=levels,
+        sla_monitor=_sla_monitor(section.section("sla_monitor"), sla_minutes, levels),
+        notifications=_notifications(section.section("notifications"), severities),
+    )
+
+
+def _sla_monitor(
+    section: Section, sla_minutes: dict[str, float], levels: tuple[str, ...]
+) -> SlaMonitorPolicy:
+    policy = SlaMonitorPolicy(
+        startup_grace=timedelta(minutes=section.number("startup_grace_minutes", minimum=0.0)),
+        restart_gap=timedelta(minutes=section.number("restart_gap_minutes", minimum=0.0)),
+        digest_above=section.number("digest_above", minimum=1, integer=True),
+        historic_cutoff=timedelta(hours=section.number("historic_cutoff_hours", minimum=0.0)),
+    )
+    # The last escalation of the slowest severity happens (levels - 1) SLA periods after the
+    # alert: a shorter cut-off would silently stop alerts that are still live from escalating.
+    longest = timedelta(minutes=max(sla_minutes.values()) * max(1, len(levels) - 1))
+    if policy.historic_cutoff <= longest:
+        raise section.fail(
+            "historic_cutoff_hours",
+            f"must exceed the longest escalation ({longest.total_seconds() / 3600:g} h)",
+        )
+    return policy
+
+
+def _notifications(section: Section, severities: tuple[str, ...]) -> NotificationPolicy:
+    wanted = tuple(str(v) for v in section.items("severities"))
+    unknown = set(wanted) - set(severities)
+    if unknown:
+        raise section.fail("severities", f"unknown severities {sorted(unknown)}")
+    base = section.number("base_delay_seconds", minimum=0.0)
+    longest = section.number("max_delay_seconds", minimum=0.0)
+    if longest < base:
+        raise section.fail("max_delay_seconds", f"must be at least base_delay_seconds ({base:g})")
+    return NotificationPolicy(
+        severities=wanted,
+        timeout_seconds=section.number("timeout_seconds", minimum=0.001),
+        base_delay=timedelta(seconds=base),
+        max_delay=timedelta(seconds=longest),
+        max_attempts=section.number("max_attempts", minimum=1, integer=True),
+        batch_size=section.number("batch_size", minimum=1, integer=True),
+        pass_budget_seconds=section.number("pass_budget_seconds", minimum=0.0),
+        stop_after_failures=section.number("stop_after_failures", minimum=1, integer=True),
     )
 
 

@@ -191,23 +191,19 @@ def false_positive(
 def check_sla(
     now: str | None = typer.Option(None, "--now", help="Evaluate at this UTC time (ISO 8601)."),
     notify: bool = typer.Option(
-        True, "--notify/--no-notify", help="Send escalation events (REFRIG_WEBHOOK_URL or log)."
+        True,
+        "--notify/--no-notify",
+        help="Queue escalation notifications and deliver what is due (REFRIG_WEBHOOK_URL or log).",
     ),
 ) -> None:
     """Flag unacknowledged alerts past their SLA deadline and escalate them one level per period."""
-    from refrig_assets.alerts.notify import notifier_from_env, notify_escalations
+    from refrig_assets.alerts.delivery import deliver_due
+    from refrig_assets.alerts.notify import notifier_from_env
 
-    at = datetime.now(UTC)
-    if now is not None:
-        try:
-            at = datetime.fromisoformat(now)
-        except ValueError:
-            _fail(f"--now is not an ISO 8601 time: {now!r}")
-        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    at = _utc_option(now, "--now") or datetime.now(UTC)
     with _store() as store:
-        escalated = store.check_sla(at)
-    if notify and escalated:
-        notify_escalations(notifier_from_env(), escalated)
+        escalated = store.check_sla(at, notify=notify)
+        report = deliver_due(store, notifier_from_env()) if notify and escalated else None
     if not escalated:
         typer.echo(f"No new SLA breaches at {at.isoformat()}.")
         return
@@ -216,5 +212,60 @@ def check_sla(
         typer.echo(
             f"  {a['alert_id']}  {a['severity']:<8} {a['previous_escalation_level']} -> "
             f"{a['escalation_level']}  deadline {a['sla_deadline']:%Y-%m-%d %H:%M}  "
-            f"device {a['device_id']}"
+            f"device {a['device_id']}{'' if a['paged'] else '  (backfill, not paged)'}"
         )
+    if report is not None:
+        typer.echo(f"Notifications: {report.summary()}.")
+
+
+@app.command("deliver")
+def deliver(
+    now: str | None = typer.Option(None, "--now", help="Deliver what is due at this UTC time."),
+) -> None:
+    """Send the due notifications of the outbox once (what alert_notification_delivery does)."""
+    from refrig_assets.alerts.delivery import deliver_due
+    from refrig_assets.alerts.notify import notifier_from_env
+
+    at = _utc_option(now, "--now")
+    with _store() as store:
+        report = deliver_due(store, notifier_from_env(), now=at)
+    typer.echo(f"{report.summary()}.")
+    for error in report.errors:
+        typer.echo(f"  {error}")
+
+
+@app.command("outbox")
+def outbox(
+    status: str | None = typer.Option(None, "--status", help="pending, delivered or dead."),
+    limit: int | None = typer.Option(50, "--limit", min=1, help="At most this many, newest first."),
+    retry: bool = typer.Option(False, "--retry-dead", help="Give every dead letter new attempts."),
+) -> None:
+    """List queued notifications (``--status dead``: the dead letters, with their last error)."""
+    from refrig_assets.alerts.store.schema import OUTBOX_STATUSES
+
+    wanted = None if status is None else status.lower()
+    if wanted is not None and wanted not in OUTBOX_STATUSES:
+        _fail(f"--status must be one of {', '.join(OUTBOX_STATUSES)}; got {status!r}")
+    with _store() as store:
+        if retry:
+            typer.echo(f"{store.outbox.requeue_dead(datetime.now(UTC))} dead letter(s) requeued.")
+        rows = store.outbox.list(status=wanted, limit=limit)
+        counts = store.outbox.counts()
+    typer.echo(", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
+    for r in rows:
+        typer.echo(
+            f"  #{r['id']}  {r['status']:<9} {r['event']:<16} attempts {r['attempts']}  "
+            f"{r['dedup_key']}  next {r['next_attempt_at']:%Y-%m-%d %H:%M:%S}"
+            + (f"\n      last error: {r['last_error']}" if r["last_error"] else "")
+        )
+
+
+def _utc_option(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 option as an aware UTC time (naive is UTC); None when not given."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option} is not an ISO 8601 time: {value!r}")
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

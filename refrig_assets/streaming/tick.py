@@ -4,6 +4,11 @@ Order matters for crash safety: alerts are upserted (deterministic ids) before t
 saved, and the state before the caller stores the cursor. Whatever step a crash interrupts,
 the next pass either re-creates the same alert ids (no duplicate) or finds the readings
 already behind the device's watermark (no firing).
+
+A pass never talks to a notification endpoint: new alerts' notifications are queued in the
+alert database's outbox in the same transaction as the alerts, and delivered by the
+``alert_notification_delivery`` sensor (or ``refrig alerts deliver``). A broken or slow
+endpoint can therefore neither fail a pass before it saves its state nor stall it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from refrig_assets.alerts.notify import Notifier, notify_new_alerts
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.alerts.store import AlertStore
 from refrig_assets.core.contracts import Contract, load_contract
@@ -55,7 +59,7 @@ class TickReport:
     alerts: int = 0
     inserted: int = 0
     suppressed: int = 0
-    notified: int = 0
+    notifications_queued: int = 0
     pending_files: int = 0
     seconds: float = 0.0
     alert_ids: list[str] = field(default_factory=list)
@@ -77,7 +81,7 @@ class TickReport:
             "alerts": self.alerts,
             "inserted": self.inserted,
             "suppressed": self.suppressed,
-            "notified": self.notified,
+            "notifications_queued": self.notifications_queued,
             "files_left_for_next_tick": self.pending_files,
             "seconds": round(self.seconds, 3),
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
@@ -186,12 +190,13 @@ def process_landed_files(
     settings: Settings,
     cursor: str | None,
     store: AlertStore,
-    notifier: Notifier | None = None,
+    notify: bool = False,
     run_id_prefix: str = "streaming",
     now_ns: int | None = None,
 ) -> TickReport:
     """Evaluate the streaming rules on every new or changed landing file (oldest first, within
-    the tick budget), store the alerts, notify, and return the report with the next cursor."""
+    the tick budget), store the alerts (with ``notify``, their notifications queued in the same
+    transaction), and return the report with the next cursor."""
     started = time.monotonic()
     rules = load_streaming_settings()
     landing = settings.landing_dir
@@ -247,16 +252,13 @@ def process_landed_files(
         previous = store.recent_alerts(frame["device_id"].unique(), since=since)
         alerts = firings_to_alerts(frame, registry, rules, run_id="", previous=previous)
         alerts["run_id"] = run_id.to_numpy()
-        counts = store.upsert(alerts)
-        inserted = alerts[alerts["alert_id"].isin(counts["inserted_ids"])]
+        counts = store.upsert(alerts, notify=notify)
         report.alerts = len(alerts)
         report.inserted = counts["inserted"]
         report.suppressed = int(alerts["suppressed"].sum())
         report.alert_ids = alerts["alert_id"].tolist()
+        report.notifications_queued = counts["queued"]
         mark = report._add("store", mark)
-        if notifier is not None:
-            report.notified = notify_new_alerts(notifier, inserted)
-            mark = report._add("notify", mark)
     save_state(engine.state, path, rules)
     report._add("save_state", mark)
     report.cursor = landing_cursor.to_json()
@@ -267,15 +269,23 @@ def process_landed_files(
 def run_once(settings: Settings | None = None, run_id_prefix: str = "cli") -> TickReport:
     """One pass over every landing file of the lookback with a fresh cursor (what the sensor
     does, without the daemon). Readings already evaluated are skipped by the watermarks, so
-    repeating a pass raises nothing twice."""
+    repeating a pass raises nothing twice. Once the pass has saved its state, one delivery pass
+    of the outbox follows (what ``alert_notification_delivery`` does under the daemon); it
+    cannot change the pass's outcome."""
+    from refrig_assets.alerts.delivery import deliver_due
     from refrig_assets.alerts.notify import notifier_from_env
     from refrig_assets.core.settings import get_settings
 
     settings = settings or get_settings()
     store = AlertStore(settings.alerts_db_url)
     try:
-        return process_landed_files(
-            settings, None, store, notifier_from_env(), run_id_prefix=run_id_prefix
+        report = process_landed_files(
+            settings, None, store, notify=True, run_id_prefix=run_id_prefix
         )
+        try:
+            deliver_due(store, notifier_from_env())
+        except Exception as exc:  # noqa: BLE001 - queued notifications wait for the next pass
+            log.warning("notification delivery after the streaming pass failed: %s", exc)
+        return report
     finally:
         store.close()

@@ -1,6 +1,6 @@
 """The ``device_alerts`` asset end to end on one hour: scores on disk → alerts in the database,
-new CRITICAL/HIGH alerts posted to a real webhook once, streaming alerts of the hour confirmed or
-softened, and a re-run that changes nothing."""
+new CRITICAL/HIGH alerts queued in the outbox and posted to a real webhook once by the delivery
+sensor, streaming alerts of the hour confirmed or softened, and a re-run that changes nothing."""
 
 from __future__ import annotations
 
@@ -145,6 +145,9 @@ def test_new_critical_and_high_batch_alerts_are_notified_once(hour, webhook, ins
 
     first = materialize(instance)
     again = materialize(instance)
+    assert webhook == []  # the asset only queues
+    deliver()
+    deliver()
 
     batch = store.list(source="batch", include_suppressed=True)
     assert set(batch["severity"]) == {"CRITICAL", "MEDIUM"}  # d1 0.97 CRITICAL, d3 0.75 MEDIUM
@@ -156,23 +159,34 @@ def test_new_critical_and_high_batch_alerts_are_notified_once(hour, webhook, ins
     assert posted[0]["explanation"].startswith(
         "pressure_low_side 5.0σ below this device's baseline"
     )
-    assert first["notified"].value == len(posted)
-    assert (again["inserted"].value, again["notified"].value) == (0, 0)
+    assert first["notifications_queued"].value == len(posted)
+    assert (again["inserted"].value, again["notifications_queued"].value) == (0, 0)
 
 
-def test_sla_monitor_escalates_overdue_alerts_and_notifies_each_once(refrig_home, webhook):
+def deliver():
+    from refrig_assets.defs.alerts.delivery import alert_notification_delivery
+
+    context = dg.build_sensor_context(resources={"refrig": RefrigResource()})
+    return alert_notification_delivery(context)
+
+
+def test_sla_monitor_escalates_overdue_alerts_one_level_per_tick_and_notifies_each_once(
+    refrig_home, webhook
+):
+    from refrig_assets.alerts.sla_monitor import MonitorState
     from refrig_assets.defs.alerts.sla_monitor import alert_sla_monitor
 
     s = get_settings()
     store = AlertStore(s.alerts_db_url)
+    now = pd.Timestamp.now(tz="UTC").floor("s")
     firing = pd.DataFrame(
         {
             "device_id": ["d1"],
             "rule": ["compressor_overload"],
             "kind": ["above"],
             "sensor": ["current_compressor"],
-            # Past its 30 min deadline by more than two further SLA periods: top level.
-            "ts": [pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=2)],
+            # Past its 30 min deadline by more than two further SLA periods: top level is due.
+            "ts": [now - pd.Timedelta(hours=2)],
             "observed": [55.0],
             "reference": [40.0],
             "threshold": [40.0],
@@ -183,23 +197,32 @@ def test_sla_monitor_escalates_overdue_alerts_and_notifies_each_once(refrig_home
     (alert_id,) = store.upsert(
         firings_to_alerts(firing, None, load_streaming_settings(), run_id="sensor")
     )["inserted_ids"]
+    # A monitor that has been running for an hour, past its start-up grace period.
+    running = MonitorState(now - pd.Timedelta(hours=1), now - pd.Timedelta(minutes=1))
+    cursor = running.to_json()
 
     def tick():
-        context = dg.build_sensor_context(resources={"refrig": RefrigResource()})
-        return alert_sla_monitor(context)
+        nonlocal cursor
+        context = dg.build_sensor_context(cursor=cursor, resources={"refrig": RefrigResource()})
+        result = alert_sla_monitor(context)
+        cursor = context.cursor
+        return result
 
-    first, second = tick(), tick()
+    first, second, third = tick(), tick(), tick()
+    deliver()
+    deliver()
 
-    assert "1 alert(s)" in first.skip_message and "0 alert(s)" in second.skip_message
+    assert "1 alert(s)" in first.skip_message and "1 alert(s)" in second.skip_message
+    assert "0 alert(s)" in third.skip_message
     alert = store.get(alert_id)
     assert (alert["sla_breached"], alert["escalation_level"]) == (True, "L3")
-    (event,) = webhook
-    assert event["event"] == "alert.escalated"
-    assert event["payload"]["alert_id"] == alert_id
-    assert (
-        event["payload"]["previous_escalation_level"],
-        event["payload"]["escalation_level"],
-    ) == (
-        "L1",
-        "L3",
-    )
+    steps = [
+        (
+            e["payload"]["alert_id"],
+            e["payload"]["previous_escalation_level"],
+            e["payload"]["escalation_level"],
+        )
+        for e in webhook
+    ]
+    assert [e["event"] for e in webhook] == ["alert.escalated"] * 2
+    assert steps == [(alert_id, "L1", "L2"), (alert_id, "L2", "L3")]

@@ -147,7 +147,7 @@ def test_upserting_the_same_frame_twice_inserts_nothing_the_second_time(store):
 
     again = store.upsert(frame)
 
-    assert again == {"inserted": 0, "updated": 0, "unchanged": 5, "inserted_ids": []}
+    assert again == {"inserted": 0, "updated": 0, "unchanged": 5, "inserted_ids": [], "queued": 0}
     assert len(store.list()) == 5
     assert len(store.history("alert_id-0")) == 1
 
@@ -416,15 +416,42 @@ def test_escalation_moves_one_level_per_further_sla_period_and_stops_at_the_last
     assert len(escalations) == len(LEVELS) - 1
 
 
-def test_a_late_check_catches_up_every_missed_level_with_one_transition_each(store):
+def test_a_late_check_catches_up_one_level_per_check_never_several_at_once(store):
     store.upsert(make_alerts(1))
     period = timedelta(minutes=SLA_MINUTES["CRITICAL"])
+    late = _deadline() + 5 * period
 
-    [late] = store.check_sla(_deadline() + 5 * period)
+    [first] = store.check_sla(late)
+    [second] = store.check_sla(late)
 
-    assert (late["previous_escalation_level"], late["escalation_level"]) == (LEVELS[0], LEVELS[-1])
+    assert (first["previous_escalation_level"], first["escalation_level"]) == tuple(LEVELS[:2])
+    assert (second["previous_escalation_level"], second["escalation_level"]) == tuple(LEVELS[1:])
+    assert store.check_sla(late) == []
     notes = [h["note"] for h in store.history("alert_id-0") if h["event"] == "escalated"]
     assert [n.split(": ")[-1] for n in notes] == ["L1 -> L2", "L2 -> L3"]
+
+
+def test_an_alert_whose_window_ended_before_the_historic_cutoff_is_breached_but_never_paged(
+    store,
+):
+    cutoff = ALERT_POLICY["sla_monitor"]["historic_cutoff_hours"]
+    store.upsert(make_alerts(2, alert_id=["live", "backfill"]))
+    now = T0 + timedelta(hours=cutoff, minutes=1)  # the windows ended at T0
+    with store.engine.begin() as conn:  # "live" is a recent alert, "backfill" an old partition's
+        conn.execute(
+            store.alerts.update()
+            .where(store.alerts.c.alert_id == "live")
+            .values(window_end=now - timedelta(hours=1))
+        )
+
+    changed = {a["alert_id"]: a for a in store.check_sla(now)}
+
+    assert changed["backfill"]["paged"] is False and changed["live"]["paged"] is True
+    backfill = store.get("backfill")
+    assert (backfill["sla_breached"], backfill["escalation_level"]) == (True, LEVELS[0])
+    assert "not escalated or paged" in store.history("backfill")[-1]["note"]
+    assert [n["alert_id"] for n in store.outbox.list()] == ["live"]
+    assert "backfill" not in [a["alert_id"] for a in store.check_sla(now + timedelta(hours=1))]
 
 
 def test_sla_period_comes_from_the_severity(store):

@@ -17,13 +17,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from refrig_assets.alerts.delivery import deliver_due
 from refrig_assets.alerts.notify import (
+    DeliveryFailed,
     LogNotifier,
     Notifier,
     WebhookNotifier,
     notifier_from_env,
-    notify_escalations,
-    notify_new_alerts,
 )
 from refrig_assets.alerts.store import LIFECYCLE_COLUMNS, AlertStore
 from refrig_assets.cli import app
@@ -97,7 +97,12 @@ def webhook():
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 - http.server's naming
             length = int(self.headers["Content-Length"])
-            received.append(json.loads(self.rfile.read(length)))
+            received.append(
+                {
+                    **json.loads(self.rfile.read(length)),
+                    "key": self.headers["Idempotency-Key"],
+                }
+            )
             self.send_response(204)
             self.end_headers()
 
@@ -285,17 +290,19 @@ def test_check_sla_rejects_a_malformed_time(store):
 # -- notifications --------------------------------------------------------------------------
 
 
-def test_new_critical_and_high_alerts_are_posted_to_the_webhook(webhook):
+def test_new_critical_and_high_alerts_are_queued_with_the_alert_and_posted_once(db_url, webhook):
     url, received = webhook
+    store = AlertStore(db_url)
     alerts = make_alerts(
         ["CRITICAL", "HIGH", "MEDIUM", "LOW", "CRITICAL"],
         suppressed=[False, False, False, False, True],
         top_contributors=["temperature_c", "pressure_kpa", "x", "x", "x"],
     )
 
-    sent = notify_new_alerts(WebhookNotifier(url, timeout=5), alerts)
+    assert store.upsert(alerts, notify=True)["queued"] == 2
+    report = deliver_due(store, WebhookNotifier(url, timeout=5))
 
-    assert sent == 2
+    assert report.delivered == 2
     assert [r["event"] for r in received] == ["alert.created", "alert.created"]
     first = received[0]["payload"]
     assert first == {
@@ -307,27 +314,37 @@ def test_new_critical_and_high_alerts_are_posted_to_the_webhook(webhook):
         "sla_deadline": (T0 + timedelta(minutes=SLA_MINUTES["CRITICAL"])).isoformat(),
         "top_contributors": "temperature_c",
     }
+    assert received[0]["key"] == "alert.created:alert_id-0"
     assert received[1]["payload"]["severity"] == "HIGH"
+    assert deliver_due(store, WebhookNotifier(url, timeout=5)).delivered == 0
 
 
 def test_only_alerts_new_to_the_store_are_notified(db_url, webhook):
     url, received = webhook
     store = AlertStore(db_url)
     frame = make_alerts(["CRITICAL", "HIGH"])
-    store.upsert(frame.iloc[:1])
+    store.upsert(frame.iloc[:1])  # without notify: a caller that does not page
 
-    result = store.upsert(frame)
-    notify_new_alerts(WebhookNotifier(url), frame[frame["alert_id"].isin(result["inserted_ids"])])
+    result = store.upsert(frame, notify=True)
+    deliver_due(store, WebhookNotifier(url, timeout=5))
 
+    assert result["queued"] == 1
     assert [r["payload"]["alert_id"] for r in received] == ["alert_id-1"]
 
 
-def test_a_failing_webhook_is_logged_not_raised(caplog):
+def test_a_refused_webhook_raises_a_delivery_failure_without_its_secrets():
     # Port 9 (discard) on localhost: nothing listens, the connection is refused at once.
-    notifier = WebhookNotifier("http://127.0.0.1:9/hook", timeout=1)
-    with caplog.at_level(logging.WARNING):
-        notifier.send("alert.created", {"alert_id": "a"})
-    assert "webhook http://127.0.0.1:9/hook failed" in caplog.text
+    notifier = WebhookNotifier(
+        "http://127.0.0.1:9/hooks/T0123/XyZsecretTokenValue42?token=abc123", 1
+    )
+
+    with pytest.raises(DeliveryFailed) as failed:
+        notifier.post("alert.created", {"alert_id": "a"}, key="alert.created:a")
+
+    message = str(failed.value)
+    assert "refused" in message.lower()
+    assert "XyZsecretTokenValue42" not in message and "abc123" not in message
+    assert "POST http://127.0.0.1:9/hooks/T0123/***?token=***: " in message
 
 
 def test_notifier_from_env_is_log_only_unless_a_webhook_is_set(monkeypatch, caplog):
@@ -335,8 +352,46 @@ def test_notifier_from_env_is_log_only_unless_a_webhook_is_set(monkeypatch, capl
     notifier = notifier_from_env()
     assert isinstance(notifier, LogNotifier) and isinstance(notifier, Notifier)
     with caplog.at_level(logging.INFO):
-        notify_escalations(notifier, [{"alert_id": "a", "escalation_level": "L3"}])
-    assert "alert.escalated" in caplog.text and '"escalation_level": "L3"' in caplog.text
+        notifier.post("alert.escalated", {"alert_id": "a", "escalation_level": "L3"}, key="k1")
+    assert "alert.escalated [k1]" in caplog.text and '"escalation_level": "L3"' in caplog.text
 
     monkeypatch.setenv("REFRIG_WEBHOOK_URL", "http://127.0.0.1:1/x")
-    assert isinstance(notifier_from_env(), WebhookNotifier)
+    webhook = notifier_from_env()
+    assert isinstance(webhook, WebhookNotifier)
+    assert webhook.timeout == ALERT_POLICY["notifications"]["timeout_seconds"]
+    monkeypatch.setenv("REFRIG_WEBHOOK_TIMEOUT", "0.5")
+    assert notifier_from_env().timeout == 0.5
+
+
+# -- the outbox on the command line ---------------------------------------------------------
+
+
+def test_deliver_sends_what_is_due_and_outbox_lists_dead_letters(db_url, monkeypatch):
+    store = AlertStore(db_url)
+    store.upsert(make_alerts(["CRITICAL"]), notify=True)
+    monkeypatch.setenv("REFRIG_WEBHOOK_URL", "http://127.0.0.1:9/hook?token=abcdef123")
+    attempts = ALERT_POLICY["notifications"]["max_attempts"]
+    later = datetime.now(UTC)
+
+    for _ in range(attempts):  # each --now is past any backoff
+        later += timedelta(days=1)
+        result = refrig("deliver", "--now", later.isoformat())
+        assert result.exit_code == 0, result.output
+
+    assert "0 delivered, 0 to retry, 1 dead this pass" in result.stdout
+    dead = refrig("outbox", "--status", "dead")
+    assert dead.exit_code == 0, dead.output
+    assert "0 pending, 0 delivered, 1 dead." in dead.stdout
+    assert "alert.created:alert_id-0" in dead.stdout
+    assert f"attempts {attempts}" in dead.stdout
+    assert "last error: attempt" in dead.stdout and "abcdef123" not in dead.stdout
+
+    requeued = refrig("outbox", "--retry-dead")
+    assert "1 dead letter(s) requeued." in requeued.stdout
+    assert store.outbox.counts() == {"pending": 1, "delivered": 0, "dead": 0}
+
+
+def test_outbox_rejects_an_unknown_status(db_url):
+    result = refrig("outbox", "--status", "lost")
+    assert result.exit_code == 1
+    assert "--status must be one of pending, delivered, dead" in result.stderr

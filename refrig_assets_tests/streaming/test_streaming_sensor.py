@@ -199,12 +199,27 @@ def webhook(monkeypatch):
     server.server_close()
 
 
-def test_new_streaming_alerts_are_posted_once_to_the_webhook(landing, webhook):
+def deliver():
+    from refrig_assets.defs.alerts.delivery import alert_notification_delivery
+
+    context = dg.build_sensor_context(resources={"refrig": RefrigResource()})
+    return alert_notification_delivery(context)
+
+
+def test_new_streaming_alerts_are_queued_by_the_tick_and_posted_once_to_the_webhook(
+    landing, webhook
+):
     drop(landing, "a.parquet", minutes("d2", 0, 3, current_compressor=55.0))
     first, _ = tick()
     time.sleep(0.01)
     drop(landing, "a.parquet", minutes("d2", 0, 3, current_compressor=55.0))
-    tick(first.cursor)
+    second, _ = tick(first.cursor)
+    assert webhook == []  # the tick only queues
+    deliver()
+    deliver()
+
+    assert first.asset_events[0].metadata["notifications_queued"].value == 1
+    assert second.asset_events[0].metadata["notifications_queued"].value == 0
 
     assert len(webhook) == 1
     event = webhook[0]
@@ -220,3 +235,60 @@ def test_new_streaming_alerts_are_posted_once_to_the_webhook(landing, webhook):
     assert payload["top_contributors"] == "current_compressor"
     assert payload["sla_deadline"] == (T0 + pd.Timedelta(minutes=30)).isoformat()
     assert payload["explanation"] == alert["explanation"]
+
+
+# -- notifications never fail or stall the tick -----------------------------------------------
+
+
+@pytest.fixture
+def flaky_webhook(monkeypatch):
+    """A real endpoint a test can make fail, hang or answer garbage; REFRIG_WEBHOOK_URL names it."""
+    from support.webhook import start_webhook, stop_webhook
+
+    hook = start_webhook(hang_seconds=1.5)
+    monkeypatch.setenv("REFRIG_WEBHOOK_URL", hook.url)
+    monkeypatch.setenv("REFRIG_WEBHOOK_TIMEOUT", "1")
+    yield hook
+    stop_webhook(hook)
+
+
+def state_file(settings):
+    from refrig_assets.streaming.tick import state_path
+
+    return state_path(settings)
+
+
+def test_a_webhook_answering_garbage_never_fails_the_tick_before_it_saves_its_state(
+    landing, flaky_webhook
+):
+    flaky_webhook.mode = "garbage"
+    drop(landing, "a.parquet", minutes("d2", 0, 3, current_compressor=55.0))
+
+    result, _ = tick()
+    delivery = deliver()
+    flaky_webhook.mode = "ok"
+    store = AlertStore(landing.alerts_db_url)
+    with store.engine.begin() as conn:  # the retry is due
+        conn.execute(store.outbox_table.update().values(next_attempt_at=pd.Timestamp.now(tz="UTC")))
+    deliver()
+    deliver()
+
+    assert isinstance(result, dg.SensorResult)
+    assert len(streaming_alerts(landing)) == 1
+    assert state_file(landing).exists()
+    assert "1 to retry" in delivery.skip_message
+    [alert_id] = streaming_alerts(landing)["alert_id"]
+    assert flaky_webhook.keys() == [f"alert.created:{alert_id}"]
+
+
+def test_a_hanging_webhook_does_not_stall_the_tick(landing, flaky_webhook):
+    flaky_webhook.mode = "hang"
+    devices = [minutes(f"d{i}", 0, 3, current_compressor=55.0) for i in range(1, 4)]
+    drop(landing, "a.parquet", *devices)
+
+    started = time.monotonic()
+    result, _ = tick()
+
+    assert isinstance(result, dg.SensorResult)
+    assert len(streaming_alerts(landing)) == 3
+    assert time.monotonic() - started < 1.0  # under one webhook timeout, for three alerts

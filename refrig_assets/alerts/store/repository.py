@@ -1,7 +1,9 @@
 """The :class:`AlertStore`: upserts from the pipeline, operator actions, the SLA monitor and reads.
 
 Re-running a partition upserts the same deterministic ``alert_id`` values again: batch-derived
-fields are refreshed, operator and SLA state is never reset.
+fields are refreshed, operator and SLA state is never reset. The notifications an alert change
+causes (a new CRITICAL/HIGH alert, an escalation) are queued in ``notification_outbox`` in the
+same transaction; :attr:`AlertStore.outbox` is how they are delivered and inspected.
 """
 
 from __future__ import annotations
@@ -15,8 +17,20 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from refrig_assets.alerts.notify import (
+    DIGEST_EVENT,
+    ESCALATION_EVENT,
+    NEW_ALERT_EVENT,
+    alert_payload,
+    digest_key,
+    digest_payload,
+    escalation_key,
+    escalation_payload,
+    new_alert_key,
+)
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.alerts.store.engine import make_engine
+from refrig_assets.alerts.store.outbox import Outbox, enqueue, notification
 from refrig_assets.alerts.store.schema import (
     ACKNOWLEDGED,
     FALSE_POSITIVE,
@@ -82,7 +96,10 @@ class AlertStore:
         self._clock = clock or (lambda: datetime.now(UTC))
         self.engine = make_engine(url)
         self._writer = self.engine.execution_options(sqlite_immediate=True)
-        self.metadata, self.alerts, self.transitions = build_tables(self.contract)
+        self.metadata, self.alerts, self.transitions, self.outbox_table = build_tables(
+            self.contract
+        )
+        self.outbox = Outbox(self)
         self._ready = False
 
     # -- plumbing -------------------------------------------------------------------------
@@ -161,7 +178,7 @@ class AlertStore:
 
     # -- writes from the pipeline ---------------------------------------------------------
 
-    def upsert(self, alerts: pd.DataFrame) -> dict[str, Any]:
+    def upsert(self, alerts: pd.DataFrame, *, notify: bool = False) -> dict[str, Any]:
         """Insert new alerts and refresh batch-derived fields of known ones, idempotently.
 
         New ``alert_id`` → inserted OPEN with a creation transition (actor ``system``). Known
@@ -172,12 +189,23 @@ class AlertStore:
         ``ANOMALY_DETECTED``. A changed ``alert_type`` is recorded as a transition. Duplicate ids
         in the frame: the last row wins.
 
-        Returns ``{"inserted": n, "updated": n, "unchanged": n, "inserted_ids": [...]}``.
+        With ``notify``, each new unsuppressed alert of a severity in ``notifications.severities``
+        (config/alerts.yaml) gets an ``alert.created`` notification in the outbox, in the same
+        transaction, once per alert.
+
+        Returns ``{"inserted": n, "updated": n, "unchanged": n, "inserted_ids": [...],
+        "queued": n}``.
         """
         missing = [c for c in self.contract.column_names if c not in alerts.columns]
         if missing:
             raise ValueError(f"alerts frame lacks device_alerts columns {missing}")
-        result: dict[str, Any] = {"inserted": 0, "updated": 0, "unchanged": 0, "inserted_ids": []}
+        result: dict[str, Any] = {
+            "inserted": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "inserted_ids": [],
+            "queued": 0,
+        }
         if alerts.empty:
             return result
         frame = alerts.drop_duplicates("alert_id", keep="last")
@@ -221,6 +249,7 @@ class AlertStore:
                     for r in new
                 ]
                 conn.execute(self.transitions.insert(), created)
+            queued = self._queue_new_alerts(conn, new, now) if notify else 0
 
             changes, type_changes = self._diff(records, existing, updatable)
             if changes:
@@ -250,8 +279,20 @@ class AlertStore:
             updated=len(changes),
             unchanged=len(existing) - len(changes),
             inserted_ids=[r["alert_id"] for r in new],
+            queued=queued,
         )
         return result
+
+    def _queue_new_alerts(self, conn: Connection, new: Records, now: datetime) -> int:
+        severities = set(alert_policy().notifications.severities)
+        items = [
+            notification(
+                NEW_ALERT_EVENT, new_alert_key(r["alert_id"]), alert_payload(r), r["alert_id"]
+            )
+            for r in new
+            if r["severity"] in severities and not r["suppressed"]
+        ]
+        return enqueue(conn, self.outbox_table, items, now)
 
     def _diff(
         self, records: Records, existing: dict[str, dict[str, Any]], updatable: list[str]
@@ -354,57 +395,81 @@ class AlertStore:
 
     # -- SLA monitor ----------------------------------------------------------------------
 
-    def check_sla(self, now: datetime) -> Records:
+    def check_sla(self, now: datetime, *, notify: bool = True) -> Records:
         """Flag and escalate unacknowledged alerts past their SLA deadline.
 
-        An OPEN, unsuppressed alert is breached once ``now`` is strictly after ``sla_deadline``;
-        it then sits ``n`` levels up ``escalation_levels`` (capped at the last), where ``n`` is
-        how many deadlines have passed: the deadline itself, then one per further SLA period
-        of its severity (L1 → L2 just after the deadline, → L3 one period later). Levels are
-        never lowered. Each step is a transition by ``sla-monitor``.
+        An OPEN, unsuppressed alert is breached once ``now`` is strictly after ``sla_deadline``
+        and then belongs ``n`` levels up ``escalation_levels`` (capped at the last), where ``n``
+        is how many deadlines have passed: the deadline itself, then one per further SLA period
+        of its severity (L1 → L2 just after the deadline, → L3 one period later). One call moves
+        an alert at most one level, so a late check catches up one level per call instead of
+        paging every level at once. Levels are never lowered. An alert whose window ended more
+        than ``sla_monitor.historic_cutoff_hours`` before ``now`` (a backfill) is marked
+        breached but neither escalated nor paged. Each change is a transition by
+        ``sla-monitor``.
+
+        With ``notify`` the changes are queued in the outbox in the same transaction: one
+        ``alert.escalated`` per alert and level reached, or, when more than
+        ``sla_monitor.digest_above`` alerts change in this call, one ``alert.sla_digest`` for
+        all of them.
 
         Returns the alerts newly breached or escalated by this call, each with
-        ``previous_escalation_level``.
+        ``previous_escalation_level``, ``paged`` (False for a backfill) and ``notification``
+        (the dedup key queued for it, or None).
         """
         now = as_utc(now)
-        levels = self.escalation_levels
+        policy = alert_policy()
+        levels = list(policy.escalation_levels)
+        historic_before = now - policy.sla_monitor.historic_cutoff
         t = self.alerts
         out: Records = []
         updates: Records = []
         audit: Records = []
         with self._begin() as conn:
             due = conn.execute(
-                sa.select(t).where(
+                sa.select(t)
+                .where(
                     t.c.status == OPEN,
                     t.c.suppressed.is_(False),
                     t.c.sla_deadline < now,
-                    # already breached at the top level: nothing left to do
-                    sa.or_(t.c.sla_breached.is_(False), t.c.escalation_level != levels[-1]),
+                    sa.or_(
+                        t.c.sla_breached.is_(False),
+                        # breached: only live alerts below the top level have a step left
+                        sa.and_(
+                            t.c.escalation_level != levels[-1],
+                            t.c.window_end >= historic_before,
+                        ),
+                    ),
                 )
+                .order_by(t.c.sla_deadline, t.c.alert_id)
             ).mappings()
             for row in due:
-                overdue = now - row["sla_deadline"]
-                passed = deadlines_passed(overdue, self.sla_period(row["severity"]))
                 current = levels.index(row["escalation_level"])
-                target = max(current, min(passed, len(levels) - 1))
+                historic = row["window_end"] < historic_before
+                target = current
+                if not historic:
+                    overdue = now - row["sla_deadline"]
+                    passed = deadlines_passed(overdue, self.sla_period(row["severity"]))
+                    target = max(current, min(passed, len(levels) - 1, current + 1))
                 if row["sla_breached"] and target == current:
                     continue
                 alert_id, deadline = row["alert_id"], row["sla_deadline"].isoformat()
                 updates.append({"_id": alert_id, "level": levels[target]})
                 if target == current:
                     note = f"SLA deadline {deadline} passed"
-                    audit.append(
-                        self._audit_row(alert_id, "sla_breached", OPEN, OPEN, SLA_ACTOR, now, note)
-                    )
-                for step in range(current, target):
+                    if historic:
+                        note += (
+                            f"; not escalated or paged: its window ended "
+                            f"{row['window_end'].isoformat()}, before the historic cut-off"
+                        )
+                    event = "sla_breached"
+                else:
                     note = (
                         f"unacknowledged past SLA deadline {deadline}: "
-                        f"{levels[step]} -> {levels[step + 1]}"
+                        f"{levels[current]} -> {levels[target]}"
                     )
-                    step_row = self._audit_row(
-                        alert_id, "escalated", OPEN, OPEN, SLA_ACTOR, now, note
-                    )
-                    audit.append(step_row)
+                    event = "escalated"
+                audit.append(self._audit_row(alert_id, event, OPEN, OPEN, SLA_ACTOR, now, note))
                 out.append(
                     {
                         **dict(row),
@@ -412,6 +477,8 @@ class AlertStore:
                         "escalation_level": levels[target],
                         "previous_escalation_level": levels[current],
                         "updated_at": now,
+                        "paged": not historic,
+                        "notification": None,
                     }
                 )
             if updates:
@@ -424,7 +491,32 @@ class AlertStore:
                     updates,
                 )
                 conn.execute(self.transitions.insert(), audit)
+            if notify:
+                paged = [a for a in out if a["paged"]]
+                self._queue_sla_notifications(conn, paged, now, self._now())
         return out
+
+    def _queue_sla_notifications(
+        self, conn: Connection, changed: Records, checked_at: datetime, now: datetime
+    ) -> None:
+        """One notification per alert, or one digest when too many changed at once; queued at
+        the store's ``now`` (due at once), whatever time the check was evaluated for."""
+        if not changed:
+            return
+        if len(changed) > alert_policy().sla_monitor.digest_above:
+            key = digest_key(changed)
+            items = [notification(DIGEST_EVENT, key, digest_payload(changed, checked_at), None)]
+            for a in changed:
+                a["notification"] = key
+        else:
+            items = []
+            for a in changed:
+                a["notification"] = escalation_key(a["alert_id"], a["escalation_level"])
+                payload = escalation_payload(a)
+                items.append(
+                    notification(ESCALATION_EVENT, a["notification"], payload, a["alert_id"])
+                )
+        enqueue(conn, self.outbox_table, items, now)
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """The alert database's tables and column types, and the values of an alert's ``status``.
 
 ``alerts`` holds the ``device_alerts`` contract columns plus the lifecycle columns; every change to
-an alert is a row of ``alert_transitions``. Timestamps are UTC: SQLite has no time zones, so
-:class:`UTCDateTime` stores naive UTC there and always returns tz-aware values.
+an alert is a row of ``alert_transitions``; every notification an alert change causes is a row of
+``notification_outbox``, written in the same transaction and delivered later. Timestamps are
+UTC: SQLite has no time zones, so :class:`UTCDateTime` stores naive UTC there and always returns
+tz-aware values.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ ACKNOWLEDGED = "ACKNOWLEDGED"
 RESOLVED = "RESOLVED"
 FALSE_POSITIVE = "FALSE_POSITIVE"
 STATUSES = (OPEN, ACKNOWLEDGED, RESOLVED, FALSE_POSITIVE)
+# Statuses of a notification in the outbox.
+PENDING = "pending"
+DELIVERED = "delivered"
+DEAD = "dead"
+OUTBOX_STATUSES = (PENDING, DELIVERED, DEAD)
 LIFECYCLE_COLUMNS = (
     "status",
     "sla_breached",
@@ -77,8 +84,19 @@ def as_utc(value: Any) -> datetime:
     return ts.to_pydatetime()
 
 
-def build_tables(contract: Contract) -> tuple[sa.MetaData, sa.Table, sa.Table]:
-    """The ``alerts`` table (contract + lifecycle columns) and the ``alert_transitions`` audit."""
+def _serial_id() -> sa.Column:
+    # BIGINT does not autoincrement on SQLite; INTEGER PRIMARY KEY does.
+    return sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    )
+
+
+def build_tables(contract: Contract) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table]:
+    """The ``alerts`` table (contract + lifecycle columns), the ``alert_transitions`` audit and
+    the ``notification_outbox``."""
     metadata = sa.MetaData()
     contract_columns = [
         sa.Column(
@@ -105,13 +123,7 @@ def build_tables(contract: Contract) -> tuple[sa.MetaData, sa.Table, sa.Table]:
     transitions = sa.Table(
         "alert_transitions",
         metadata,
-        # BIGINT does not autoincrement on SQLite; INTEGER PRIMARY KEY does.
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            primary_key=True,
-            autoincrement=True,
-        ),
+        _serial_id(),
         sa.Column("alert_id", sa.String(), nullable=False, index=True),
         sa.Column("event", sa.String(20), nullable=False),
         sa.Column("from_status", sa.String(20), nullable=True),
@@ -120,4 +132,23 @@ def build_tables(contract: Contract) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("at", UTCDateTime(), nullable=False),
         sa.Column("note", sa.String(), nullable=False, default=""),
     )
-    return metadata, alerts, transitions
+    outbox = sa.Table(
+        "notification_outbox",
+        metadata,
+        _serial_id(),
+        # One notification per key (an alert's creation, one escalation step, one digest): a
+        # second enqueue of the same key is ignored, and receivers get it as Idempotency-Key.
+        sa.Column("dedup_key", sa.String(), nullable=False, unique=True),
+        sa.Column("event", sa.String(40), nullable=False),
+        sa.Column("alert_id", sa.String(), nullable=True, index=True),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(12), nullable=False, default=PENDING),
+        sa.Column("attempts", sa.Integer(), nullable=False, default=0),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("delivered_at", UTCDateTime(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+    )
+    return metadata, alerts, transitions, outbox

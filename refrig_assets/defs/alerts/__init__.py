@@ -1,10 +1,10 @@
 """Alerts: model agreement → severity, SLA, dedup; stored in the alert database; device status;
-the SLA monitor."""
+the SLA monitor; delivery of the notification outbox."""
 
 import dagster as dg
 
-from refrig_assets.defs.alerts import assets, device_status, sla_monitor
+from refrig_assets.defs.alerts import assets, delivery, device_status, sla_monitor
 
-defs = dg.Definitions.merge(assets.defs, device_status.defs, sla_monitor.defs)
+defs = dg.Definitions.merge(assets.defs, device_status.defs, sla_monitor.defs, delivery.defs)
 
 __all__ = ["defs"]

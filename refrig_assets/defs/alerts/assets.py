@@ -4,7 +4,6 @@ import dagster as dg
 import pandas as pd
 
 from refrig_assets.alerts.generation import generate_alerts
-from refrig_assets.alerts.notify import notifier_from_env, notify_new_alerts
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.defs.alerts.reconcile import reconcile_streaming_alerts
@@ -24,7 +23,8 @@ GROUP = "alerts"
     description="Alerts from model agreement per device and window: severity, SLA deadline, site, "
     "top contributors, explanation, provenance; repeats within the dedup window are suppressed "
     "(kept, marked). Upserted into the alert database without touching operator state; new "
-    "CRITICAL/HIGH alerts are notified; streaming alerts of the hour are confirmed or softened.",
+    "CRITICAL/HIGH alerts are queued for notification in the same transaction (delivered by "
+    "alert_notification_delivery); streaming alerts of the hour are confirmed or softened.",
     check_specs=[dg.AssetCheckSpec("device_alerts_contract", asset="device_alerts", blocking=True)],
     kinds={"parquet", "sqlite"},
 )
@@ -47,9 +47,7 @@ def device_alerts(
     alerts = apply_operator_suppression(alerts, refrig.alerts)
     # -- end operator suppression --
     path = refrig.store.write("device_alerts", context.partition_key, alerts)
-    counts = refrig.alerts.upsert(alerts)
-    new_alerts = alerts[alerts["alert_id"].isin(counts["inserted_ids"])]
-    notified = notify_new_alerts(notifier_from_env(), new_alerts)
+    counts = refrig.alerts.upsert(alerts, notify=True)
     reconciled = reconcile_streaming_alerts(refrig, start, end, scores)
     check = contract_check_result("device_alerts", load_contract("device_alerts"), alerts)
     active = alerts[~alerts["suppressed"]]
@@ -65,7 +63,7 @@ def device_alerts(
             "models_present": dg.MetadataValue.json(sorted(scores["model_id"].unique().tolist())),
             "inserted": counts.get("inserted", 0),
             "updated": counts.get("updated", 0),
-            "notified": notified,
+            "notifications_queued": counts.get("queued", 0),
             "streaming_reconciled": dg.MetadataValue.json(reconciled),
             "path": str(path),
         },

@@ -9,7 +9,6 @@ tick that reads files records a materialization of ``streaming_alerts`` with wha
 
 import dagster as dg
 
-from refrig_assets.alerts.notify import notifier_from_env
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.streaming.tick import process_landed_files
 
@@ -32,17 +31,19 @@ streaming_alerts = dg.AssetSpec(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Evaluates the streaming threshold rules on landing files that are new or "
     "changed since the last tick (cursor: path, mtime, size) and stores one CRITICAL alert per "
-    "device, rule and episode; new alerts are notified.",
+    "device, rule and episode; new alerts' notifications are queued in the same transaction "
+    "(delivered by alert_notification_delivery, never by this sensor).",
 )
 def streaming_threshold_rules(
     context: dg.SensorEvaluationContext, refrig: RefrigResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """One tick: read new files, fire rules, store and notify alerts, advance the cursor."""
+    """One tick: read new files, fire rules, store alerts and queue their notifications, advance
+    the cursor."""
     report = process_landed_files(
         refrig.settings,
         context.cursor,
         refrig.alerts,
-        notifier_from_env(),
+        notify=True,
         run_id_prefix=f"sensor:{SENSOR_NAME}",
     )
     if not report.files:
