@@ -98,6 +98,14 @@ class Lineage:
         return {k: str(v) for k, v in self.__dict__.items()}
 
 
+def _detector_location(download_uri: str) -> str:
+    """The detector folder under a version's artifact URI (a local path for ``file://``)."""
+    base = (
+        download_uri.removeprefix("file://") if download_uri.startswith("file://") else download_uri
+    )
+    return f"{base}/artifacts/detector"
+
+
 @cache
 def code_version() -> str:
     """Git commit of the project when available, plus a hash of the detector sources."""
@@ -226,18 +234,17 @@ class ModelRegistry:
 
     def artifact_location(self, model_id: str, version: str) -> str:
         """Where the version's detector artifact lives (its folder, as a path or URI)."""
-        uri = self._download_uri(model_id, version)
-        base = uri.removeprefix("file://") if uri.startswith("file://") else uri
-        return f"{base}/artifacts/detector"
+        _, uri = self._version_and_uri(model_id, version)
+        return _detector_location(uri)
 
-    def _download_uri(self, model_id: str, version: str) -> str:
+    def _version_and_uri(self, model_id: str, version: str):
         try:
             mv = self.client.get_model_version(model_id, str(version))
         except MlflowException as exc:
             raise RegistryError(f"{model_id} version {version} is not registered") from exc
         # The version's own artifact location: a ``models:/`` URI would be resolved against
         # the process-wide registry URI, which may be another registry's.
-        return self.client.get_model_version_download_uri(model_id, mv.version)
+        return mv, self.client.get_model_version_download_uri(model_id, mv.version)
 
     def verify(self, model_id: str, version: str, expected: dict[str, str] | None = None) -> Path:
         """The local folder of a version's detector artifact after checking every file against
@@ -245,18 +252,21 @@ class ModelRegistry:
         registered without checksums is not checked. Raises :class:`CorruptArtifactError`
         naming ``model@version`` and the file."""
         version = str(version)
-        uri = self._download_uri(model_id, version)
-        where = self.artifact_location(model_id, version)
+        mv, uri = self._version_and_uri(model_id, version)
         try:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri, tracking_uri=self.tracking_uri
             )
         except (MlflowException, OSError) as exc:
             raise CorruptArtifactError(
-                model_id, version, where, f"cannot be read: {type(exc).__name__}: {exc}"
+                model_id,
+                version,
+                _detector_location(uri),
+                f"cannot be read: {type(exc).__name__}: {exc}",
             ) from exc
         directory = Path(local) / "artifacts" / "detector"
-        recorded = expected if expected is not None else self.recorded_checksums(model_id, version)
+        raw = dict(mv.tags).get(ARTIFACT_SHA256_TAG)
+        recorded = expected if expected is not None else (json.loads(raw) if raw else None)
         if recorded is None:
             if not (directory / DETECTOR_FILE).is_file():
                 raise CorruptArtifactError(
