@@ -5,14 +5,18 @@ it sends one digest when many alerts breach at once, and it never pages for a hi
 
 from __future__ import annotations
 
+import shutil
+
 import dagster as dg
 import pandas as pd
 import pytest
+import yaml
 from support.webhook import start_webhook, stop_webhook
 
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.alerts.sla_monitor import MonitorState
 from refrig_assets.alerts.store import AlertStore
+from refrig_assets.core.config import ConfigError, config_dir
 from refrig_assets.core.settings import get_settings
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.streaming.alerts import firings_to_alerts
@@ -176,3 +180,15 @@ def test_a_backfill_of_old_windows_is_marked_breached_but_never_pages(store, web
     assert "202 backfilled alert(s) marked breached, not paged" in result.skip_message
     assert "0 alert(s)" in again.skip_message
     assert store.outbox.list() == [] and webhook.accepted == []
+
+
+def test_a_historic_cutoff_shorter_than_the_longest_escalation_fails_at_load(tmp_path, monkeypatch):
+    copy = tmp_path / "config"
+    shutil.copytree(config_dir(), copy)
+    policy = yaml.safe_load((copy / "alerts.yaml").read_text())
+    policy["sla_monitor"]["historic_cutoff_hours"] = 24  # LOW escalates until 48 h
+    (copy / "alerts.yaml").write_text(yaml.safe_dump(policy))
+    monkeypatch.setenv("REFRIG_CONFIG_DIR", str(copy))
+
+    with pytest.raises(ConfigError, match=r"sla_monitor.historic_cutoff_hours: must exceed"):
+        alert_policy()

@@ -6,8 +6,9 @@
 * ``"fail"``: answers 500;
 * ``"hang"``: holds the request ``hang_seconds`` (past the client's timeout), then closes the
   connection without an answer;
-* ``"garbage"``: answers raw bytes that are not HTTP, then closes the connection;
-* ``"refuse"``: the server is stopped, so connections are refused.
+* ``"garbage"``: answers raw bytes that are not HTTP, then closes the connection.
+
+(A refused connection needs no server: post to a port nothing listens on.)
 
 Every request is counted in ``requests``; only those answered 2xx land in ``accepted``.
 """
