@@ -13,7 +13,7 @@ TRAIN_HOURS ?= 2
 START ?= 2026-01-01T00:00
 SEED ?= 42
 
-.PHONY: setup run test test-fast check dev bench clean lifecycle-demo postgres-test ui-test
+.PHONY: setup run test test-fast check dev bench chaos clean lifecycle-demo postgres-test ui-test
 
 setup: $(VENV)/.installed
 
@@ -71,6 +71,11 @@ dev: setup $(DAGSTER_HOME)/dagster.yaml
 ## floor; table + bench-results/bench.json (BENCH_ARGS="--no-spark --devices 20000" to vary)
 bench: setup
 	$(PY) -m tools.benchmarks $(BENCH_ARGS)
+
+## chaos: fault cases through the refrig command (bad files, outages, archived files, concurrent
+## and killed runs, unit errors, ...): a table of case, outcome, rows lost; chaos-results/chaos.json
+chaos: setup
+	$(PY) -m tools.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(REFRIG_HOME)
