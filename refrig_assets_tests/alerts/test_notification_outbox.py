@@ -18,7 +18,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from support.webhook import start_webhook, stop_webhook
+from tools.chaos.webhook import start_webhook, stop_webhook
 
 from refrig_assets.alerts.delivery import deliver_due
 from refrig_assets.alerts.notify import WebhookNotifier, mask_secrets, masked_url

@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 import yaml
-from support.webhook import start_webhook, stop_webhook
+from tools.chaos.webhook import start_webhook, stop_webhook
 
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.alerts.sla_monitor import MonitorState

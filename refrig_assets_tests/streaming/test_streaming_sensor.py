@@ -243,7 +243,7 @@ def test_new_streaming_alerts_are_queued_by_the_tick_and_posted_once_to_the_webh
 @pytest.fixture
 def flaky_webhook(monkeypatch):
     """A real endpoint a test can make fail, hang or answer garbage; REFRIG_WEBHOOK_URL names it."""
-    from support.webhook import start_webhook, stop_webhook
+    from tools.chaos.webhook import start_webhook, stop_webhook
 
     hook = start_webhook(hang_seconds=1.5)
     monkeypatch.setenv("REFRIG_WEBHOOK_URL", hook.url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -166,15 +167,16 @@ def pipeline_run_killed_midway(home: Home) -> Outcome:
 
 
 @case
-def device_sending_fahrenheit(home: Home) -> Outcome:
-    """One device reports °F in hour 01: a data-quality finding, never a fault alert."""
+def device_sending_psi(home: Home) -> Outcome:
+    """One device reports its pressures in psi in hour 01: a data-quality finding (UNIT_SUSPECT),
+    never a refrigeration fault alert."""
     home.simulate()
     path = home.hour_file(1)
     frame = pd.read_csv(path)
     device = sorted(frame["device_id"].unique())[0]
     mine = frame["device_id"] == device
-    for column in ("temperature_evaporator", "temperature_condenser"):
-        frame.loc[mine, column] = frame.loc[mine, column] * 1.8 + 32
+    for column in ("pressure_low_side", "pressure_high_side"):
+        frame.loc[mine, column] = frame.loc[mine, column] * 0.1450377
     frame.to_csv(path, index=False)
     landing = home.count_landing_rows()
     done = home.pipeline()
@@ -191,6 +193,125 @@ def device_sending_fahrenheit(home: Home) -> Outcome:
         ok,
         home.rows_lost(landing),
         f"exit {done.returncode}; UNIT_SUSPECT {bool(unit.any())}; alerted {bool(paged)}",
+    )
+
+
+def _versions(home: Home) -> dict[str, list[str]]:
+    """Registered versions per detector, from the home's MLflow store."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home.root / 'mlflow' / 'mlflow.db'}")
+    out: dict[str, list[str]] = {}
+    for model in client.search_registered_models():
+        versions = client.search_model_versions(f"name='{model.name}'")
+        out[model.name] = sorted(str(v.version) for v in versions)
+    return out
+
+
+def _production_artifact(home: Home, model_id: str):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home.root / 'mlflow' / 'mlflow.db'}")
+    version = client.get_model_version_by_alias(model_id, "production")
+    folder = home.root / "mlflow" / "artifacts" / "models" / str(version.model_id)
+    return version.version, next(folder.rglob("*.joblib"))
+
+
+@case
+def rerun_on_the_same_data(home: Home) -> Outcome:
+    """The same `refrig pipeline run` twice: the second registers no new model version."""
+    home.simulate()
+    landing = home.count_landing_rows()
+    first = home.pipeline()
+    before = _versions(home)
+    second = home.pipeline()
+    after = _versions(home)
+    ok = first.returncode == 0 and second.returncode == 0 and before == after
+    return Outcome(
+        "",
+        ok,
+        home.rows_lost(landing),
+        f"exits {first.returncode}/{second.returncode}; versions before {before}, after {after}",
+    )
+
+
+@case
+def corrupt_production_model(home: Home) -> Outcome:
+    """The production isolation_forest artifact is truncated: scoring names model@version, the
+    hour's alerts are still built."""
+    home.simulate()
+    landing = home.count_landing_rows()
+    home.pipeline()
+    version, artifact = _production_artifact(home, "isolation_forest")
+    artifact.write_bytes(artifact.read_bytes()[:64])
+    for alerts in (home.data / "device_alerts").glob("*.parquet"):
+        alerts.unlink()
+    done = home.pipeline()
+    listing = home.refrig("models", "list")
+    alerts = home.partition_rows("device_alerts")
+    named = f"isolation_forest@{version}" in (listing.stdout + done.stdout + done.stderr)
+    ok = len(alerts) == 2 and "CORRUPT" in listing.stdout and named
+    return Outcome(
+        "",
+        ok,
+        home.rows_lost(landing),
+        f"exit {done.returncode}; alert hours {len(alerts)}/2; models list flags it: "
+        f"{'CORRUPT' in listing.stdout}",
+    )
+
+
+@case
+def webhook_failing_then_recovering(home: Home) -> Outcome:
+    """The webhook answers 500, then garbage, then recovers: every queued notification is
+    delivered once (dedup key), none lost, none twice."""
+    import shutil
+
+    import yaml
+
+    from refrig_assets.core.config import CONFIG_DIR
+    from tools.chaos.webhook import start_webhook, stop_webhook
+
+    config = home.root / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    policy = yaml.safe_load((config / "alerts.yaml").read_text())
+    policy["notifications"].update(base_delay_seconds=0, max_delay_seconds=0)
+    (config / "alerts.yaml").write_text(yaml.safe_dump(policy))
+    hook = start_webhook(hang_seconds=0.5)
+    env = {**home.env, "REFRIG_CONFIG_DIR": str(config), "REFRIG_WEBHOOK_URL": hook.url}
+    try:
+        home.simulate()
+        hook.mode = "fail"
+        done = home.refrig("pipeline", "run", "--hours", "2", "--train-hours", "1", env=env)
+        hook.mode = "garbage"
+        home.refrig("alerts", "deliver", env=env)
+        hook.mode = "ok"
+        counts = {}
+        for _ in range(20):
+            home.refrig("alerts", "deliver", env=env)
+            summary = home.refrig("alerts", "outbox", env=env).stdout
+            counts = {k: int(n) for n, k in re.findall(r"(\d+) (pending|delivered|dead)", summary)}
+            if not counts.get("pending"):
+                break
+        keys = hook.keys()
+    finally:
+        stop_webhook(hook)
+    twice = len(keys) - len(set(keys))
+    delivered = counts.get("delivered", 0)
+    ok = (
+        done.returncode == 0
+        and len(keys) > 0
+        and twice == 0
+        and len(set(keys)) == delivered
+        and not counts.get("pending")
+        and not counts.get("dead")
+        and hook.requests > len(keys)
+    )
+    return Outcome(
+        "",
+        ok,
+        0,
+        f"exit {done.returncode}; {hook.requests} POSTs, {len(set(keys))} notifications "
+        f"delivered, {twice} twice; outbox {counts}",
     )
 
 
