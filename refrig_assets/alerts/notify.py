@@ -18,16 +18,15 @@ import hashlib
 import json
 import logging
 import os
-import re
 import urllib.request
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 import pandas as pd
 
 from refrig_assets.alerts.severity import alert_policy
+from refrig_assets.core.secrets import mask_secrets, masked_url, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +44,7 @@ PAYLOAD_FIELDS = (
 )
 # Ids listed in one digest; the counts always cover every alert.
 DIGEST_IDS = 50
-MASK = "***"
 # A path segment this long (a Slack/Teams/Discord token) is taken for a secret.
-_SECRET_SEGMENT = 16
-_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
 @runtime_checkable
@@ -188,55 +184,6 @@ def describe(exc: BaseException) -> str:
     if isinstance(reason, BaseException) and str(reason) not in text:
         text = f"{text} ({type(reason).__name__}: {reason})"
     return f"{type(exc).__name__}: {text}"
-
-
-def masked_url(url: str) -> str:
-    """``url`` without its secrets: the password (or a bare user token), path segments long
-    enough to be tokens, every query value, and the fragment."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return MASK
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    if parts.username is not None:
-        user = MASK if parts.password is None else f"{parts.username}:{MASK}"
-        netloc = f"{user}@{netloc}"
-    path = "/".join(
-        MASK if len(segment) >= _SECRET_SEGMENT else segment for segment in parts.path.split("/")
-    )
-    query = urlencode([(k, MASK) for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
-    query = query.replace("%2A", "*")
-    return SplitResult(parts.scheme, netloc, path, query, "").geturl()
-
-
-def url_secrets(url: str) -> list[str]:
-    """The parts of ``url`` that :func:`masked_url` hides, longest first."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return [url]
-    found = [parts.password or "", parts.username if parts.password is None else ""]
-    found += [s for s in parts.path.split("/") if len(s) >= _SECRET_SEGMENT]
-    found += [v for _, v in parse_qsl(parts.query) if len(v) >= 4]
-    found.append(parts.fragment)
-    return sorted({s for s in found if s}, key=len, reverse=True)
-
-
-def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every URL in it masked (:func:`masked_url`) and each of ``secrets``
-    replaced by ``***`` wherever it still appears."""
-    text = _URL.sub(_masked_match, text)
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
-
-
-def _masked_match(match: re.Match[str]) -> str:
-    url = match.group(0)
-    kept = url.rstrip(".,:;)]}")
-    return masked_url(kept) + url[len(kept) :]
 
 
 def _jsonable(value: Any) -> Any:

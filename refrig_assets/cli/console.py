@@ -16,11 +16,12 @@ def console(
     import uvicorn
 
     from refrig_assets.console import create_app
+    from refrig_assets.core.secrets import masked_url
     from refrig_assets.core.settings import get_settings
 
     settings = get_settings()
     typer.echo(
-        f"Operator console on http://{host}:{port}  (alerts: {settings.alerts_db_url}, "
+        f"Operator console on http://{host}:{port}  (alerts: {masked_url(settings.alerts_db_url)}, "
         f"data: {settings.data_dir}; API description at /docs)"
     )
     uvicorn.run(create_app(), host=host, port=port, log_level="warning")

@@ -62,6 +62,7 @@ def run(
 
 def summarise(keys: list[str]) -> str:
     """Quality counts, alerts by severity and the backtest for the given hours."""
+    from refrig_assets.core.secrets import masked_url
     from refrig_assets.core.storage import ParquetStore
     from refrig_assets.evaluation.backtest import backtest
 
@@ -105,7 +106,8 @@ def summarise(keys: list[str]) -> str:
         )
         lines.append(per_type.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         lines.append(detector_quality(store, labels, keys, devices * len(keys)))
-    lines.append(f"list them: refrig alerts list --severity HIGH   (database: {s.alerts_db_url})")
+    database = masked_url(s.alerts_db_url)
+    lines.append(f"list them: refrig alerts list --severity HIGH   (database: {database})")
     return "\n".join(lines)
 
 
