@@ -36,7 +36,12 @@ import pyarrow as pa
 
 from refrig_assets.core.contracts import Contract, load_contract, quality_flag_names
 from refrig_assets.core.duck import sql_str
-from refrig_assets.ingestion.landing.readers import CONTRACT_FILE, FileRejection, landing_rules
+from refrig_assets.ingestion.landing.readers import (
+    CONTRACT_FILE,
+    FileRejection,
+    landing_rules,
+    plausible_timestamps,
+)
 
 QUARANTINE_COLUMNS = ["source_file", "row", "column", "rule", "value", "message", "device_id", "ts"]
 # Flags that belong to one sensor (the others belong to the whole reading).
@@ -413,6 +418,7 @@ def _row_quarantine(
 ) -> pd.DataFrame:
     """Every row of the hour that is not clean, with its rule and message (one SQL query)."""
     where = "source_file || ' row ' || CAST(source_row AS VARCHAR)"
+    earliest, hours = plausible_timestamps(contract)
     type_of = (
         "CASE read_error_column "
         + " ".join(f"WHEN '{c.name}' THEN '{c.type}'" for c in contract.columns)
@@ -424,6 +430,9 @@ def _row_quarantine(
         "malformed_row": f"{where} || ': malformed line (wrong number of fields): ' || read_error_value",
         "truncated_row": f"{where} || ': last line is cut short (file truncated): ' || read_error_value",
         "not_utf8": f"{where} || ': line is not valid UTF-8: ' || read_error_value",
+        "implausible_timestamp": f"{where} || ': column ''ts'' value ''' || read_error_value || "
+        f"''' is not a plausible reading time (not before {earliest}, at most {hours:g} h after "
+        f"the file arrived at ' || CAST(received_at AS VARCHAR) || '; {CONTRACT_FILE})'",
     }
     read_message = "CASE read_error " + " ".join(
         f"WHEN '{rule}' THEN {msg}" for rule, msg in messages.items()

@@ -12,12 +12,22 @@ from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.core.config import CONFIG_DIR, ConfigError, Section, config_path
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.settings import CONTRACTS_DIR, MODELS_DIR
+from refrig_assets.ingestion.settings import load_ingestion_settings
 from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.monitoring.settings import load_monitoring_settings
 from refrig_assets.operations.settings import load_operations_settings
 from refrig_assets.streaming.config import load_streaming_settings
 
-TOPICS = ("alerts", "streaming", "lifecycle", "monitoring", "operations", "registry", "release")
+TOPICS = (
+    "alerts",
+    "streaming",
+    "lifecycle",
+    "monitoring",
+    "operations",
+    "registry",
+    "release",
+    "ingestion",
+)
 
 
 @pytest.fixture
@@ -44,6 +54,7 @@ def test_every_topic_has_its_file_and_every_loader_reads_it_without_warnings():
         assert load_policy()["path"] == str(config_path("lifecycle"))
         assert load_monitoring_settings().path == config_path("monitoring")
         assert load_operations_settings().path == config_path("operations")
+        assert load_ingestion_settings().authoritative is False
 
 
 def test_policy_is_no_longer_in_the_contracts():

@@ -7,7 +7,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from support.quality_helpers import CONTRACT, HOUR, good_rows, quarantine_rows, run_hour
+from support.quality_helpers import (
+    CONTRACT,
+    HOUR,
+    arrived_in_hour,
+    good_rows,
+    quarantine_rows,
+    run_hour,
+)
 
 from refrig_assets.quality.rules import decode_mask
 
@@ -28,6 +35,7 @@ def csv_text(df: pd.DataFrame) -> str:
 def test_an_empty_file_is_quarantined_and_the_hour_still_materializes(tmp_path):
     landing = landing_with_good_file(tmp_path)
     (landing / "empty.csv").write_bytes(b"")
+    arrived_in_hour(landing / "empty.csv")
     clean, result = run_hour(landing)
     assert len(clean) == 3
     assert quarantine_rows(result) == [["empty.csv", -1, None, "empty_file", None]]
@@ -38,6 +46,7 @@ def test_an_empty_file_is_quarantined_and_the_hour_still_materializes(tmp_path):
 def test_a_header_only_csv_is_an_empty_file(tmp_path):
     landing = landing_with_good_file(tmp_path)
     (landing / "header_only.csv").write_text(",".join(CONTRACT.column_names) + "\n")
+    arrived_in_hour(landing / "header_only.csv")
     _, result = run_hour(landing)
     assert quarantine_rows(result) == [["header_only.csv", -1, None, "empty_file", None]]
     assert result.quarantine["message"].tolist() == ["header_only.csv: file has no data rows"]
@@ -47,6 +56,7 @@ def test_a_corrupt_parquet_file_is_quarantined_as_unreadable(tmp_path):
     landing = landing_with_good_file(tmp_path)
     (landing / "corrupt.parquet").write_bytes(b"this is not parquet at all")
     (landing / "binary.csv").write_bytes(bytes(range(256)))
+    arrived_in_hour(landing / "corrupt.parquet", landing / "binary.csv")
     clean, result = run_hour(landing)
     assert len(clean) == 3
     assert quarantine_rows(result) == [
@@ -62,6 +72,7 @@ def test_a_truncated_parquet_file_is_quarantined_as_truncated(tmp_path):
     landing = landing_with_good_file(tmp_path)
     whole = (landing / "good.parquet").read_bytes()
     (landing / "cut.parquet").write_bytes(whole[: len(whole) // 2])
+    arrived_in_hour(landing / "cut.parquet")
     clean, result = run_hour(landing)
     assert len(clean) == 3
     assert quarantine_rows(result) == [["cut.parquet", -1, None, "truncated_file", None]]
@@ -108,6 +119,7 @@ def test_lines_of_a_non_utf8_csv_that_cannot_be_decoded_are_quarantined(tmp_path
 def test_a_csv_with_another_delimiter_is_quarantined_as_wrong_delimiter(tmp_path):
     landing = landing_with_good_file(tmp_path)
     good_rows(2, device="dev-2").to_csv(landing / "semicolons.csv", sep=";", index=False)
+    arrived_in_hour(landing / "semicolons.csv")
     clean, result = run_hour(landing)
     assert len(clean) == 3
     assert quarantine_rows(result) == [["semicolons.csv", -1, None, "wrong_delimiter", None]]
@@ -123,6 +135,7 @@ def test_a_file_missing_columns_is_quarantined_naming_them(tmp_path):
     good_rows().drop(columns=["device_id", "ambient_temperature"]).to_parquet(
         landing / "no_device.parquet"
     )
+    arrived_in_hour(landing / "no_device.parquet")
     clean, result = run_hour(landing)
     assert len(clean) == 3
     assert quarantine_rows(result) == [
@@ -173,6 +186,7 @@ def test_a_parquet_column_of_the_wrong_type_quarantines_the_file(tmp_path):
     df = good_rows(2, device="dev-2")
     df["ts"] = df["ts"].astype("int64") // 10**9  # epoch seconds: no unit, no zone
     df.to_parquet(landing / "epoch.parquet")
+    arrived_in_hour(landing / "epoch.parquet")
     clean, result = run_hour(landing)
     assert len(clean) == 3
     assert quarantine_rows(result) == [["epoch.parquet", -1, "ts", "wrong_type", None]]
@@ -272,6 +286,7 @@ def test_a_mixed_landing_directory_accounts_for_every_row(tmp_path):
     (landing / "empty.parquet").write_bytes(b"")
     (landing / "corrupt.csv").write_bytes(b"\x00\x01\x02")
     good_rows(3, device="dev-5").drop(columns=["ts"]).to_parquet(landing / "no_ts.parquet")
+    arrived_in_hour(*(landing / f for f in ("empty.parquet", "corrupt.csv", "no_ts.parquet")))
 
     clean, result = run_hour(landing, registered=("dev-1", "dev-2", "dev-3"))
 

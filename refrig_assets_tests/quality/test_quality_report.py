@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
+from support.quality_helpers import arrived_in_hour
 from typer.testing import CliRunner
 
 from refrig_assets.core.contracts import load_contract
@@ -36,6 +37,7 @@ def fleet_with_a_bad_file(small_fleet):
     bad = small_fleet.landing_dir / "bad" / "broken.csv"
     bad.parent.mkdir()
     bad.write_text("device_id,ts\ndev-1,2026-01-01T00:00:00Z\n")
+    arrived_in_hour(bad)  # rejected as a whole: reported in the hour it arrived
     return small_fleet
 
 

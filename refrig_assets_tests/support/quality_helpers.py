@@ -1,5 +1,6 @@
 """Running one hour of a landing directory through ingestion and quality, as the assets do."""
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +28,14 @@ def good_rows(n=3, device="dev-1", start_minute=0, value=10.0, step=0.01) -> pd.
         df[s] = [base + step * k for k in range(n)]
     df["door_open"] = False
     return df
+
+
+def arrived_in_hour(*paths: Path, hour: datetime = HOUR) -> None:
+    """Give files the mtime of a delivery in ``hour``: a file rejected as a whole (or without
+    any usable timestamp) belongs to the hour its name carries, else to its mtime hour."""
+    at = (hour + timedelta(minutes=30)).timestamp()
+    for path in paths:
+        os.utime(path, (at, at))
 
 
 def run_hour(

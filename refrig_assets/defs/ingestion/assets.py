@@ -22,6 +22,7 @@ from refrig_assets.ingestion.device_registry import (
 )
 from refrig_assets.ingestion.landing.hours import hour_readings
 from refrig_assets.ingestion.landing.index import LandingIndex, landing_index_path
+from refrig_assets.ingestion.settings import load_ingestion_settings
 
 GROUP = "ingestion"
 
@@ -126,7 +127,17 @@ def sensor_readings(
     contract = load_contract("sensor_readings")
     con = connect()
     try:
-        hour = hour_readings(con, s.landing_dir, window.start, window.end, key, contract, index)
+        hour = hour_readings(
+            con,
+            s.landing_dir,
+            window.start,
+            window.end,
+            key,
+            contract,
+            index,
+            previous=refrig.store.path("sensor_readings", key),
+            authoritative=load_ingestion_settings().authoritative,
+        )
         path = refrig.store.write_from_duckdb("sensor_readings", key, con, hour.sql)
         index.record_hour(key, hour.considered, datetime.now(UTC))
         index.save()
@@ -151,6 +162,11 @@ def sensor_readings(
     rejected = hour.rejected
     for r in rejected:
         context.log.warning(f"landing file rejected [{r.rule}]: {r.message}")
+    if hour.retained:
+        context.log.info(
+            f"kept the readings of {len(hour.retained)} file(s) no longer in the landing zone "
+            f"(landing.authoritative: false in config/ingestion.yaml): {', '.join(hour.retained)}"
+        )
     readings = (
         f"{rows} readings from {len(hour.files)} file(s)"
         if rows
@@ -164,6 +180,7 @@ def sensor_readings(
         metadata={
             "rows": int(rows),
             "files": len(hour.files),
+            "retained_files": len(hour.retained),
             "rejected_files": len(rejected),
             "late_rows": int(late),
             "rows_with_read_errors": int(unreadable),

@@ -10,6 +10,7 @@ from refrig_assets.core.settings import get_settings
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.ingestion.landing.hours import hours_to_refresh
 from refrig_assets.ingestion.landing.index import LandingIndex, landing_index_path
+from refrig_assets.ingestion.settings import load_ingestion_settings
 
 JOB = "hourly_pipeline"
 
@@ -25,16 +26,23 @@ def _run_key(hour: str, index: LandingIndex, changes: dict) -> str:
     job_name=JOB,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches the landing directory. A new, changed or removed file whose readings "
-    "belong to an hour already materialized requests that hour again, for every asset of the "
-    "hourly pipeline that was materialized for it (readings → quality → features → scores → "
-    "alerts). Re-materializing is idempotent, so a duplicate request changes nothing.",
+    description="Watches the landing directory. A new or changed file whose readings belong to "
+    "an hour already materialized requests that hour again, for every asset of the hourly "
+    "pipeline that was materialized for it (readings → quality → features → scores → alerts). "
+    "A removed file (archiving, retention, an unmounted directory) requests nothing unless "
+    "landing.authoritative is true in config/ingestion.yaml. Re-materializing is idempotent, "
+    "so a duplicate request changes nothing.",
 )
 def late_landing_files(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """One RunRequest per materialized hour whose landing files differ from what it read."""
     settings = get_settings()
     index = LandingIndex(landing_index_path(settings))
-    changes = hours_to_refresh(settings.landing_dir, load_contract("sensor_readings"), index)
+    changes = hours_to_refresh(
+        settings.landing_dir,
+        load_contract("sensor_readings"),
+        index,
+        authoritative=load_ingestion_settings().authoritative,
+    )
     index.save()  # spans of new files, so the runs do not scan them again
     instance = context.instance
     done = instance.get_materialized_partitions(dg.AssetKey("sensor_readings"))

@@ -3,12 +3,19 @@
 An hour's readings are one ``SELECT ... UNION ALL ...`` over the files that hold that hour, plus
 one row per rejected file or file notice, so the partition holds everything the landing zone
 delivered for the hour.
+
+A file belongs to the hours its plausible readings fall in. Rows that name no hour (no usable or
+an implausible timestamp) go with the hour of the file's first plausible reading; a file without
+any, and a file rejected as a whole, belong to the hour its name carries, else its mtime hour.
+
+Unless the landing zone is authoritative (``config/ingestion.yaml``), files removed from it
+(archived, moved away, an unmounted directory) change nothing: their readings stay in the hour's
+partition when it is materialized again, and their removal requests no refresh.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +23,7 @@ import duckdb
 
 from refrig_assets.core.contracts import ARROW_TYPES, Contract
 from refrig_assets.core.duck import sql_str
-from refrig_assets.ingestion.landing.discovery import discover_files
+from refrig_assets.ingestion.landing.discovery import discover_landing
 from refrig_assets.ingestion.landing.hour_keys import hour_key
 from refrig_assets.ingestion.landing.index import LandingIndex, mtime_utc
 from refrig_assets.ingestion.landing.readers import (
@@ -25,7 +32,9 @@ from refrig_assets.ingestion.landing.readers import (
     extra_column_notices,
     file_select_sql,
     open_file,
+    plausible_sql,
 )
+from refrig_assets.ingestion.settings import load_ingestion_settings
 
 
 @dataclass
@@ -37,6 +46,19 @@ class HourSelection:
     rejected: list[FileRejection]
     notices: list[FileRejection]
     considered: dict[str, str]  # every file of the hour (read or rejected): path -> fingerprint
+    present: dict[str, str] = field(default_factory=dict)  # every landing file -> fingerprint
+
+
+def landing_spans(landing_dir: Path, contract: Contract, index: LandingIndex):
+    """(path, relative path, span) of every file in the landing zone (uploads in progress and
+    hidden files skipped); a file removed while listing is left out."""
+    suffixes = load_ingestion_settings().in_progress_suffixes
+    for path in discover_landing(landing_dir, suffixes):
+        try:
+            span = index.span(path, landing_dir, contract)
+        except FileNotFoundError:
+            continue
+        yield path, str(path.relative_to(landing_dir)), span
 
 
 def select_hour_files(
@@ -44,38 +66,31 @@ def select_hour_files(
 ) -> HourSelection:
     """Files holding readings of the hour, plus the rejections and notices to report in it.
 
-    Rejected files, and files without any parsable timestamp, are claimed by the first partition
-    that sees them. A file with the same content as another file of the hour (delivered twice
-    under another name) is not read again: the later delivery is rejected as ``duplicate_file``.
+    A rejected file, and a file without any plausible timestamp, belongs to the hour its name
+    carries (else its mtime hour). A file with the same content as another file of the hour
+    (delivered twice under another name) is not read again: the later delivery is rejected as
+    ``duplicate_file``.
     """
     paths, claimed, rejected, notices = [], set(), [], []
     considered: dict[str, str] = {}
-    for path in discover_files(landing_dir):
-        rel = str(path.relative_to(landing_dir))
-        span = index.span(path, landing_dir, contract)
-        if span.rejection is not None or span.min_ts is None:
-            if span.claimed_by is None:
-                span = dataclasses.replace(span, claimed_by=partition_key)
-                index.put(rel, span)
-            if span.claimed_by != partition_key:
-                continue
-            considered[rel] = span.fingerprint
-            if span.rejection is not None:
-                rejected.append(FileRejection(**span.rejection))
-                continue
-            claimed.add(rel)
-        elif partition_key not in span.hours:
+    present: dict[str, str] = {}
+    for path, rel, span in landing_spans(landing_dir, contract, index):
+        present[rel] = span.fingerprint
+        if partition_key not in span.hours:
             continue
-        elif hour_key(datetime.fromisoformat(span.min_ts)) == partition_key:
-            claimed.add(rel)
         considered[rel] = span.fingerprint
+        if span.rejection is not None:
+            rejected.append(FileRejection(**span.rejection))
+            continue
+        if span.min_ts is None or hour_key(datetime.fromisoformat(span.min_ts)) == partition_key:
+            claimed.add(rel)  # its rows without a plausible timestamp belong to this hour
         paths.append(path)
     paths, duplicates = _drop_duplicate_files(paths, landing_dir, index)
     rejected += duplicates
     for path in paths:
         rel = str(path.relative_to(landing_dir))
         notices += extra_column_notices(rel, index.entries[rel].extra_columns)
-    return HourSelection(paths, claimed, rejected, notices, considered)
+    return HourSelection(paths, claimed, rejected, notices, considered, present)
 
 
 def _drop_duplicate_files(
@@ -114,6 +129,7 @@ class HourReadings:
     considered: dict[str, str]  # every file of the hour (read or rejected): path -> fingerprint
     rejected: list[FileRejection]
     notices: list[FileRejection]
+    retained: list[str] = field(default_factory=list)  # removed files whose rows were kept
 
 
 def hour_readings(
@@ -124,13 +140,23 @@ def hour_readings(
     partition_key: str,
     contract: Contract,
     index: LandingIndex,
+    *,
+    previous: Path | None = None,
+    authoritative: bool | None = None,
 ) -> HourReadings:
     """SQL (valid on ``con``) of every reading of the hour [start, end) in the typed shape.
 
-    A row belongs to the hour of its ``ts``; rows without a usable timestamp go with the hour of
-    their file's first reading. Rows of files that the hour's first materialization did not read
-    are marked ``late_arrival``.
+    A row belongs to the hour of its ``ts``; rows without a usable or with an implausible
+    timestamp go with the hour of their file's first plausible reading. Rows of files that the
+    hour's first materialization did not read are marked ``late_arrival``.
+
+    ``previous`` is the hour's partition as last written. Unless the landing zone is
+    ``authoritative`` (default: config/ingestion.yaml), the rows it holds from files no longer
+    in the landing zone are kept (a file moved within it, same size and mtime, is read under its
+    new name instead).
     """
+    if authoritative is None:
+        authoritative = load_ingestion_settings().authoritative
     selection = select_hour_files(landing_dir, partition_key, contract, index)
     first_files = index.hour_files(partition_key, "first_files")
     selects, files = [], []
@@ -144,20 +170,62 @@ def hour_readings(
                 rejected.append(rejection)
             continue
         late = first_files is not None and first_files.get(rel) != span.fingerprint
-        in_hour = f"(ts >= {sql_str(start.isoformat())} AND ts < {sql_str(end.isoformat())})"
+        received = mtime_utc(span.mtime_ns)
+        placed = plausible_sql(contract, "ts", f"TIMESTAMPTZ {sql_str(received.isoformat())}")
+        in_hour = (
+            f"({placed} AND ts >= {sql_str(start.isoformat())} AND ts < {sql_str(end.isoformat())})"
+        )
         if rel in selection.claimed:
-            in_hour = f"({in_hour} OR ts IS NULL)"
-        sql = file_select_sql(layout, contract, mtime_utc(span.mtime_ns), late)
+            in_hour = f"({in_hour} OR NOT {placed})"
+        sql = file_select_sql(layout, contract, received, late)
         selects.append(f"SELECT * FROM ({sql}) WHERE {in_hour}")
         files.append(rel)
     file_rows = file_rows_sql(contract, rejected + selection.notices)
     if file_rows:
         selects.append(file_rows)
+    considered = dict(selection.considered)
+    retained: list[str] = []
+    if not authoritative and previous is not None and previous.exists():
+        retained = _removed_files(con, previous, selection, index.hour_files(partition_key) or {})
+        if retained:
+            cols = ", ".join([*contract.column_names, *SOURCE_COLUMNS])
+            names = ", ".join(sql_str(f) for f in retained)
+            selects.append(
+                f"SELECT {cols} FROM read_parquet({sql_str(str(previous))}) "
+                f"WHERE source_file IN ({names})"
+            )
+            recorded = index.hour_files(partition_key) or {}
+            considered.update({f: recorded.get(f, "retained") for f in retained})
     if not selects:
         selects = [empty_readings_sql(contract)]
     return HourReadings(
-        " UNION ALL ".join(selects), files, selection.considered, rejected, selection.notices
+        " UNION ALL ".join(selects),
+        files,
+        considered,
+        rejected,
+        selection.notices,
+        retained,
     )
+
+
+def _removed_files(
+    con: duckdb.DuckDBPyConnection,
+    previous: Path,
+    selection: HourSelection,
+    recorded: dict[str, str],
+) -> list[str]:
+    """Files the hour's last partition holds rows of that are no longer in the landing zone.
+
+    A file moved within the landing zone keeps its size and mtime: when a file of the hour now
+    has the fingerprint the hour recorded for a missing one, the missing one is not kept.
+    """
+    moved_to = set(selection.considered.values())
+    before = con.execute(
+        f"SELECT DISTINCT source_file FROM read_parquet({sql_str(str(previous))}) ORDER BY 1"
+    ).fetchall()
+    return [
+        f for (f,) in before if f not in selection.present and recorded.get(f, "") not in moved_to
+    ]
 
 
 def file_rows_sql(contract: Contract, entries: list[FileRejection]) -> str | None:
@@ -188,30 +256,39 @@ def empty_readings_sql(contract: Contract) -> str:
 
 
 def hours_to_refresh(
-    landing_dir: Path, contract: Contract, index: LandingIndex
+    landing_dir: Path,
+    contract: Contract,
+    index: LandingIndex,
+    authoritative: bool | None = None,
 ) -> dict[str, dict[str, list[str]]]:
     """Materialized hours whose landing files changed since their latest materialization.
 
     Returns ``{partition_key: {"added": [...], "changed": [...], "removed": [...]}}`` for every
     hour the index has a record of whose current files (path → fingerprint) differ from the ones
-    it read: a late file, a re-delivery, a corrected or a deleted file.
+    it read: a late file, a re-delivery, a corrected file. A removed file counts only when the
+    landing zone is ``authoritative`` (default: config/ingestion.yaml); a landing directory that
+    does not exist (unmounted) changes nothing either way.
     """
+    if authoritative is None:
+        authoritative = load_ingestion_settings().authoritative
+    if not landing_dir.is_dir():
+        return {}
     current: dict[str, dict[str, str]] = {}
-    for path in discover_files(landing_dir):
-        rel = str(path.relative_to(landing_dir))
-        span = index.span(path, landing_dir, contract)
-        hours = [] if span.rejection else list(span.hours)
-        if span.claimed_by and span.claimed_by not in hours:
-            hours.append(span.claimed_by)
-        for h in hours:
+    present: set[str] = set()
+    for _, rel, span in landing_spans(landing_dir, contract, index):
+        present.add(rel)
+        for h in span.hours:
             current.setdefault(h, {})[rel] = span.fingerprint
     out = {}
     for key, record in index.hours.items():
         now, then = current.get(key, {}), record["files"]
+        removed = sorted(set(then) - set(now))
         changes = {
             "added": sorted(set(now) - set(then)),
             "changed": sorted(f for f in set(now) & set(then) if now[f] != then[f]),
-            "removed": sorted(set(then) - set(now)),
+            # without authority, only a file still in the landing zone that no longer holds
+            # readings of the hour (a corrected delivery) changes it
+            "removed": removed if authoritative else [f for f in removed if f in present],
         }
         if any(changes.values()):
             out[key] = changes

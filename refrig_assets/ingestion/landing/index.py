@@ -16,9 +16,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from refrig_assets.core.contracts import Contract
-from refrig_assets.core.duck import connect
-from refrig_assets.ingestion.landing.hour_keys import hours_between
-from refrig_assets.ingestion.landing.readers import FileRejection, file_select_sql, open_file
+from refrig_assets.core.duck import connect, sql_str
+from refrig_assets.ingestion.landing.hour_keys import file_hour
+from refrig_assets.ingestion.landing.readers import (
+    FileRejection,
+    file_select_sql,
+    open_file,
+    plausible_sql,
+)
+
+# Version 2: spans list the hours a file's rows really touch, and a file that names no hour by
+# its readings (rejected, or without a usable timestamp) lists the hour its name or mtime gives.
+# Spans of older indexes are scanned again (the hours' records are kept).
+INDEX_VERSION = 2
 
 
 def landing_index_path(settings) -> Path:
@@ -36,9 +46,9 @@ class FileSpan:
     max_ts: str | None
     rows: int
     rejection: dict | None = None
-    # A file with no usable timestamp belongs to no hour: the first partition that sees it
-    # reports it (and keeps reporting it on re-runs), so it is quarantined exactly once.
-    claimed_by: str | None = None
+    claimed_by: str | None = None  # unused since index version 2 (see ``hours``)
+    # The hours the file's plausible readings fall in; for a rejected file, or one without any
+    # plausible timestamp, the hour its name carries, else its mtime hour (see file_hour).
     hours: list[str] = field(default_factory=list)
     first_seen: str | None = None
     content_hash: str | None = None
@@ -77,8 +87,9 @@ class LandingIndex:
         raw = json.loads(self.path.read_text() or "{}")
         if "files" not in raw:  # an index from before per-hour records: rescan
             return
-        self.entries = {k: FileSpan(**v) for k, v in raw["files"].items()}
         self.hours = raw.get("hours", {})
+        if raw.get("version") == INDEX_VERSION:
+            self.entries = {k: FileSpan(**v) for k, v in raw["files"].items()}
 
     def save(self) -> None:
         """Write the entries this process changed, merged into the file on disk."""
@@ -94,6 +105,7 @@ class LandingIndex:
             tmp.write_text(
                 json.dumps(
                     {
+                        "version": INDEX_VERSION,
                         "files": {k: dataclasses.asdict(v) for k, v in sorted(files.items())},
                         "hours": dict(sorted(hours.items())),
                     }
@@ -113,7 +125,7 @@ class LandingIndex:
         return [
             FileRejection(**e.rejection)
             for e in self.entries.values()
-            if e.rejection is not None and e.claimed_by == partition_key
+            if e.rejection is not None and partition_key in e.hours
         ]
 
     def span(self, path: Path, landing_dir: Path, contract: Contract) -> FileSpan:
@@ -151,33 +163,40 @@ class LandingIndex:
 
 
 def scan_file(path: Path, landing_dir: Path, contract: Contract, st: os.stat_result) -> FileSpan:
-    """Open a file once: its rejection, or its rows, time span, hours and extra columns."""
+    """Open a file once: its rejection, or its rows, time span, hours and extra columns.
+
+    The hours are those the file's plausible readings really fall in (one scan of ``ts``), so a
+    reading stamped 1970 or 2099 neither widens the span nor lists every hour in between."""
     con = connect()
     try:
         layout, rejection = open_file(con, path, landing_dir, contract, "scan")
         now = datetime.now(UTC).isoformat()
+        received = mtime_utc(st.st_mtime_ns)
+        own_hour = [file_hour(path.name, received)]
         if layout is not None:
-            sql = file_select_sql(layout, contract, mtime_utc(st.st_mtime_ns), False)
-            # min/max/count come from Parquet statistics without a scan; the hours are those
-            # between the first and the last reading
-            rows, lo, hi = con.execute(
-                f"SELECT count(*), min(ts), max(ts) FROM ({sql})"
+            sql = file_select_sql(layout, contract, received, False)
+            placed = plausible_sql(contract, "ts", f"TIMESTAMPTZ {sql_str(received.isoformat())}")
+            rows, lo, hi, hours = con.execute(
+                f"SELECT count(*), min(ts) FILTER ({placed}), max(ts) FILTER ({placed}), "
+                f"list(DISTINCT strftime(date_trunc('hour', ts), '%Y-%m-%d-%H:00')) "
+                f"FILTER ({placed}) FROM ({sql})"
             ).fetchall()[0]
-            hours = hours_between(lo, hi) if lo is not None else []
             if rows == 0:
                 rejection = FileRejection(
                     layout.rel, "empty_file", f"{layout.rel}: file has no data rows"
                 )
         if rejection is not None or layout is None:
             reason = rejection.__dict__ if rejection is not None else None
-            return FileSpan(st.st_size, st.st_mtime_ns, None, None, 0, reason, first_seen=now)
+            return FileSpan(
+                st.st_size, st.st_mtime_ns, None, None, 0, reason, hours=own_hour, first_seen=now
+            )
         return FileSpan(
             st.st_size,
             st.st_mtime_ns,
             lo.isoformat() if lo else None,
             hi.isoformat() if hi else None,
             rows,
-            hours=sorted(hours or []),
+            hours=sorted(hours) if lo is not None else own_hour,
             first_seen=now,
             extra_columns=[n for n in layout.types if n not in contract.column_names],
         )

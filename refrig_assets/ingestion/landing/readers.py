@@ -1,10 +1,12 @@
 """Opening one landing file and reading its rows in the typed shape of ``sensor_readings``.
 
-:func:`open_file` loads a Parquet or CSV file into DuckDB and checks its columns against the
-contract, returning a :class:`FileLayout` or a :class:`FileRejection` naming the rule the file
-breaks. :func:`file_select_sql` turns a layout into a SELECT of typed rows that keep their
-``source_file``/``source_row``; values that do not parse, and CSV lines DuckDB rejected, become
-rows with ``read_error`` set instead of being dropped.
+:func:`open_file` loads a Parquet or CSV file (plain, gzip or zstd) into DuckDB and checks its
+columns against the contract, returning a :class:`FileLayout` or a :class:`FileRejection` naming
+the rule the file breaks (any other kind of file is an ``unsupported_file``).
+:func:`file_select_sql` turns a layout into a SELECT of typed rows that keep their
+``source_file``/``source_row``; values that do not parse, reading times outside the plausible
+range (``implausible_timestamp``) and CSV lines DuckDB rejected become rows with ``read_error``
+set instead of being dropped.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 
 import duckdb
 
-from refrig_assets.core.contracts import ARROW_TYPES, Contract
+from refrig_assets.core.contracts import ARROW_TYPES, Contract, ContractError
 from refrig_assets.core.duck import sql_str
+from refrig_assets.ingestion.landing.discovery import READING_SUFFIXES, file_kind, is_compressed
 
 PARQUET_MAGIC = b"PAR1"
 CONTRACT_FILE = "contracts/sensor_readings.yaml"
@@ -77,6 +80,27 @@ def landing_rules(contract: Contract) -> dict:
     return contract.settings.get("landing", {})
 
 
+def plausible_timestamps(contract: Contract) -> tuple[str, float]:
+    """(earliest reading time, hours a reading may lie after its file arrived) from
+    ``landing.plausible_timestamps`` of the contract; a reading outside is implausible."""
+    rule = landing_rules(contract).get("plausible_timestamps")
+    if not isinstance(rule, dict) or not {"earliest", "max_hours_after_arrival"} <= set(rule):
+        raise ContractError(
+            f"{CONTRACT_FILE}: landing.plausible_timestamps needs earliest and "
+            "max_hours_after_arrival"
+        )
+    return str(rule["earliest"]), float(rule["max_hours_after_arrival"])
+
+
+def plausible_sql(contract: Contract, ts: str, received_at: str) -> str:
+    """SQL: ``ts`` is a plausible reading time (false for NULL)."""
+    earliest, hours = plausible_timestamps(contract)
+    return (
+        f"coalesce({ts} >= TIMESTAMPTZ {sql_str(earliest)} AND "
+        f"{ts} <= {received_at} + INTERVAL ({hours} * 3600) SECOND, FALSE)"
+    )
+
+
 def _first_line(exc: Exception, path: Path, rel: str) -> str:
     """The first line of a DuckDB error, naming the file by its landing path."""
     return str(exc).strip().splitlines()[0].replace(str(path), rel)
@@ -89,11 +113,19 @@ def open_file(
     lines) and check its shape against the contract. Returns (layout, None) or (None, rejection).
     """
     rel = str(path.relative_to(landing_dir))
+    kind = file_kind(path)
+    if kind is None:
+        return None, FileRejection(
+            rel,
+            "unsupported_file",
+            f"{rel}: not a readings file (the landing zone reads "
+            f"{', '.join(READING_SUFFIXES)}); not read",
+        )
     size = path.stat().st_size
     if size == 0:
         return None, FileRejection(rel, "empty_file", f"{rel}: file is empty (0 bytes)")
     p = sql_str(str(path))
-    if path.suffix.lower() == ".parquet":
+    if kind == "parquet":
         with open(path, "rb") as fh:
             head = fh.read(4)
             fh.seek(max(0, size - 4))
@@ -159,9 +191,11 @@ def open_file(
                     f"{rel}: header is a single column {only!r}; the file looks "
                     f"{other[0]!r}-delimited but {CONTRACT_FILE} expects {delim!r}",
                 )
-        with open(path, "rb") as fh:
-            fh.seek(size - 1)
-            ends_nl = fh.read(1) == b"\n"
+        ends_nl = True  # a compressed file's last byte is not its text's (cut lines: malformed)
+        if not is_compressed(path):
+            with open(path, "rb") as fh:
+                fh.seek(size - 1)
+                ends_nl = fh.read(1) == b"\n"
         lines = con.execute(
             f"SELECT (SELECT count(*) FROM {table}) + (SELECT count(DISTINCT line) FROM {rejects})"
         ).fetchall()[0][0]
@@ -300,24 +334,23 @@ def file_select_sql(
 
     Rejected CSV lines are included as rows with ``read_error`` set (rule ``malformed_row``,
     ``truncated_row`` or ``not_utf8``) and the raw line as value; their device and timestamp are
-    read from the raw line when possible, so they land in the right hour.
+    read from the raw line when possible, so they land in the right hour. A ``ts`` outside the
+    plausible range (:func:`plausible_timestamps`) is ``implausible_timestamp``.
     """
-    typed, failures = [], []
+    typed, failures = [], []  # failures: (predicate, rule, column, value)
+    received = f"TIMESTAMPTZ {sql_str(received_at.isoformat())}"
     for c in contract.columns:
         expr, failed = _typed(c, layout.types[c.name])
         typed.append(f"{expr} AS {c.name}")
         if failed:
-            failures.append((c.name, failed))
-    if failures:
-        column = "CASE " + " ".join(f"WHEN {f} THEN '{n}'" for n, f in failures) + " END"
-        value = (
-            "CASE "
-            + " ".join(f'WHEN {f} THEN CAST("{n}" AS VARCHAR)' for n, f in failures)
-            + " END"
-        )
-        error = f"CASE WHEN {' OR '.join(f for _, f in failures)} THEN 'unparsable_value' END"
-    else:
-        column = value = error = "CAST(NULL AS VARCHAR)"
+            failures.append((failed, "unparsable_value", c.name, f'CAST("{c.name}" AS VARCHAR)'))
+        if c.name == "ts":
+            implausible = f"({expr} IS NOT NULL AND NOT {plausible_sql(contract, expr, received)})"
+            ts_value = f"CAST({expr} AS VARCHAR)"
+    failures.append((implausible, "implausible_timestamp", "ts", ts_value))
+    column = "CASE " + " ".join(f"WHEN {f} THEN '{n}'" for f, _, n, _ in failures) + " END"
+    value = "CASE " + " ".join(f"WHEN {f} THEN {v}" for f, _, _, v in failures) + " END"
+    error = "CASE " + " ".join(f"WHEN {f} THEN '{r}'" for f, r, _, _ in failures) + " END"
 
     def source(row: str) -> str:
         return (
