@@ -32,6 +32,18 @@ def partition_file_name(partition_key: str | None) -> str:
     return key.replace(":", "")
 
 
+def without_null_types(table: pa.Table) -> pa.Table:
+    """Columns pandas could not type (empty or all-null object columns, e.g. an empty hour's
+    partition) stored as strings, so the partition reads back together with its neighbours."""
+    if not any(pa.types.is_null(f.type) for f in table.schema):
+        return table
+    schema = pa.schema(
+        [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema],
+        metadata=table.schema.metadata,
+    )
+    return table.cast(schema)
+
+
 def durable_replace(tmp: Path, final: Path) -> None:
     """Make ``tmp`` durable, rename it over ``final`` and make the rename durable: after a
     power loss the partition is the old file or the whole new one, never a torn one."""
@@ -62,6 +74,7 @@ class ParquetStore:
         table = (
             data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
         )
+        table = without_null_types(table)
         final = self.path(dataset, partition_key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp"

@@ -214,7 +214,8 @@ def flagged_scores(store, model_id: str, hour_stems: list[str]) -> tuple[pd.Data
         pq.read_table(p, columns=columns, filters=[("anomaly_flag", "=", True)]) for p in paths
     ]
     scored = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
-    return pa.concat_tables(flagged).to_pandas(), scored
+    # Permissive: an empty hour's partition has null-typed columns and pandas-written ones ns.
+    return pa.concat_tables(flagged, promote_options="permissive").to_pandas(), scored
 
 
 def fleet_flagged_scores(

@@ -122,3 +122,43 @@ def test_per_detector_quality_from_flagged_scores():
     assert m1["false_flag_device_hours"] == 1  # two false windows in the same device-hour
     assert m1["false_flags_per_1000_device_days"] == 1000.0
     assert (m2["rows_flagged"], m2["incidents_caught"]) == (0, 0)
+
+
+def test_flagged_scores_read_across_an_empty_hour(tmp_path):
+    """An hour without readings leaves an empty score partition: the backtest still reads the
+    detector's flags around it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from refrig_assets.evaluation.backtest import flagged_scores
+
+    folder = tmp_path / "isolation_forest_scores"
+    folder.mkdir()
+    start = pd.Timestamp("2026-01-01T00:00Z")
+    pd.DataFrame(
+        {
+            "model_id": ["isolation_forest"],
+            "model_version": ["1"],
+            "device_id": ["d1"],
+            "window_start": [start],
+            "window_end": [start + pd.Timedelta("15min")],
+            "anomaly_flag": [True],
+        }
+    ).to_parquet(folder / "2026-01-01T00.parquet")
+    empty = pa.table(
+        {
+            "model_id": pa.array([], pa.null()),
+            "model_version": pa.array([], pa.null()),
+            "device_id": pa.array([], pa.null()),
+            "window_start": pa.array([], pa.timestamp("ns", tz="UTC")),
+            "window_end": pa.array([], pa.timestamp("ns", tz="UTC")),
+            "anomaly_flag": pa.array([], pa.bool_()),
+        }
+    )
+    pq.write_table(empty, folder / "2026-01-01T01.parquet")
+
+    class Store:
+        root = tmp_path
+
+    rows, scored = flagged_scores(Store(), "isolation_forest", ["2026-01-01T00", "2026-01-01T01"])
+    assert rows["device_id"].tolist() == ["d1"] and scored == 1
