@@ -8,6 +8,7 @@ import re
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
@@ -209,12 +210,14 @@ def _versions(home: Home) -> dict[str, list[str]]:
 
 
 def _production_artifact(home: Home, model_id: str):
-    from mlflow import MlflowClient
+    """The production version of ``model_id`` and its detector artifact file."""
+    from refrig_assets.training.registry import ModelRegistry
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{home.root / 'mlflow' / 'mlflow.db'}")
-    version = client.get_model_version_by_alias(model_id, "production")
-    folder = home.root / "mlflow" / "artifacts" / "models" / str(version.model_id)
-    return version.version, next(folder.rglob("*.joblib"))
+    mlflow_dir = home.root / "mlflow"
+    registry = ModelRegistry(f"sqlite:///{mlflow_dir / 'mlflow.db'}", mlflow_dir / "artifacts")
+    version = registry.production_version(model_id)
+    location = registry.artifact_location(model_id, version).removeprefix("file://")
+    return version, next(p for p in Path(location).rglob("*") if p.is_file())
 
 
 @case
