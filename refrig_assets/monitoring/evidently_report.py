@@ -32,7 +32,16 @@ def write_drift_report(
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    columns = list(features)
+    # Evidently refuses a column with no value on either side (a sensor the fleet lacks, an
+    # hour without readings); such a column has no drift to report.
+    columns = [c for c in features if current[c].notna().any() and reference[c].notna().any()]
+    if not columns:
+        _write_atomically(
+            Path(path),
+            "<html><body><p>No feature has values in both the reference and the current "
+            "windows: nothing to compare.</p></body></html>",
+        )
+        return {}
     definition = DataDefinition(numerical_columns=columns)
 
     def dataset(frame: pd.DataFrame):
@@ -43,16 +52,19 @@ def write_drift_report(
         [DataDriftPreset(method="psi", threshold=settings.psi_moderate)], include_tests=True
     )
     snapshot = report.run(current_data=dataset(current), reference_data=dataset(reference))
-    path = Path(path)
+    _write_atomically(Path(path), snapshot.get_html_str(as_iframe=False))
+    return _psi_by_column(snapshot.dict()["metrics"])
+
+
+def _write_atomically(path: Path, html: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex}.tmp.html"
     try:
-        snapshot.save_html(str(tmp))
+        tmp.write_text(html)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
-    return _psi_by_column(snapshot.dict()["metrics"])
 
 
 def _psi_by_column(metrics: list[dict]) -> dict[str, float]:

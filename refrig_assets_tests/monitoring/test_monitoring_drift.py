@@ -140,3 +140,19 @@ def test_kl_flags_shifted_scores_and_not_resampled_ones():
     )
     assert kl(same_shape) < SETTINGS.kl_threshold / 10
     assert kl(shifted) > SETTINGS.kl_threshold
+
+
+def test_the_evidently_report_leaves_out_a_feature_without_values_instead_of_failing(tmp_path):
+    """A feature with no value on one side (an hour without readings, a sensor the fleet lacks)
+    has no drift to show; the report covers the others."""
+    from refrig_assets.monitoring.evidently_report import write_drift_report
+
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    current = pd.DataFrame({"a": rng.normal(size=300), "b": np.nan})
+    path = tmp_path / "drift.html"
+    psi = write_drift_report(reference, current, ["a", "b"], path, SETTINGS)
+    assert set(psi) == {"a"} and path.stat().st_size > 0
+
+    nothing = write_drift_report(reference, current.assign(a=np.nan), ["a", "b"], path, SETTINGS)
+    assert nothing == {} and "nothing to compare" in path.read_text()
