@@ -104,7 +104,8 @@ class Home:
         rejected_files = set()
         quarantined: dict[str, int] = {}
         if len(quarantine):
-            whole = quarantine["row"].isna()
+            # A file-level rejection names no row (null, or -1 for a file that was not parsed).
+            whole = quarantine["row"].isna() | (quarantine["row"].fillna(-1) < 0)
             rejected_files = set(quarantine.loc[whole, "source_file"].astype(str))
             quarantined = quarantine[~whole].groupby("source_file").size().to_dict()
         lost = 0
