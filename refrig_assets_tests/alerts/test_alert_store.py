@@ -571,3 +571,70 @@ def test_recent_alerts_cover_the_dedup_window_across_devices(store):
     only_d3 = store.recent_alerts(["d3", "d9"], since=since)
     assert list(only_d3["top_contributors"]) == ["door"]
     assert store.recent_alerts([], since=since).empty
+
+
+# -- the audit trail is append-only, concurrent writers ------------------------------------
+
+
+def test_the_transition_history_is_append_only_in_the_database(store):
+    store.upsert(make_alerts(1))
+    store.acknowledge("alert_id-0", "ana", "on it")
+    before = store.history("alert_id-0")
+    statements = [
+        "UPDATE alert_transitions SET actor = 'mallory'",
+        "DELETE FROM alert_transitions",
+        *(["TRUNCATE alert_transitions"] if store.engine.dialect.name == "postgresql" else []),
+    ]
+    for statement in statements:
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            with store.engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+    assert store.history("alert_id-0") == before
+    # the store's own code paths keep working: they only ever append
+    store.resolve("alert_id-0", "ana")
+    store.upsert(make_alerts(1, alert_type="ANOMALY_SUSTAINED"))
+    store.check_sla(T0 + timedelta(days=2))
+    assert len(store.history("alert_id-0")) == len(before) + 2
+
+
+def test_concurrent_upserts_of_overlapping_alerts_never_fail_and_keep_operator_state(store):
+    import threading
+
+    n = 300
+    store.upsert(make_alerts(n))
+    store.acknowledge("alert_id-5", "ana")
+    for round_ in range(5):
+        frames = [
+            make_alerts(n * 2, max_score=0.5 + 0.01 * round_ + 0.001 * w).iloc[w * n // 2 :]
+            for w in range(2)
+        ]
+        for w, frame in enumerate(frames):
+            frame["alert_id"] = [
+                f"r{round_}-{i}" if i >= n else f"alert_id-{i}" for i in frame.index
+            ]
+            frames[w] = frame
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def write(
+            frame: pd.DataFrame, barrier: threading.Barrier, errors: list[BaseException]
+        ) -> None:
+            barrier.wait()
+            try:
+                store.upsert(frame, notify=True)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(f, barrier, errors)) for f in frames]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+    listed = store.list(include_suppressed=True)
+    assert listed["alert_id"].is_unique
+    assert len(listed) == n + 5 * n
+    ack = store.get("alert_id-5")
+    assert (ack["status"], ack["acknowledged_by"]) == ("ACKNOWLEDGED", "ana")
+    created = [h for h in store.history("r0-400") if h["event"] == "created"]
+    assert len(created) == 1

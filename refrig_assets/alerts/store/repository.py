@@ -49,6 +49,7 @@ from refrig_assets.alerts.store.transitions import (
     InvalidTransition,
     deadlines_passed,
 )
+from refrig_assets.core.append_only import make_append_only
 from refrig_assets.core.contracts import ColumnSpec, Contract, load_contract
 
 # Contract columns an upsert never rewrites: the identity, when the alert was first raised, and
@@ -57,6 +58,9 @@ _INSERT_ONLY = ("alert_id", "alert_created_at", "escalation_level", "sla_deadlin
 # Bind parameters per IN (...) query: one query for ~10K ids, under SQLite's (32766) and
 # PostgreSQL's (65535) limits.
 _IN_CHUNK = 30_000
+# The alert history (who acknowledged, resolved, marked false positive; escalations) is an audit
+# trail: the database refuses to change or remove its rows.
+TRANSITIONS_APPEND_ONLY = "alert_transitions is append-only: the alert history cannot be changed"
 
 Records = list[dict[str, Any]]
 
@@ -84,7 +88,9 @@ def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[A
 
 
 class AlertStore:
-    """Alerts and their lifecycle in a SQL database (any SQLAlchemy URL; SQLite or PostgreSQL).
+    """Alerts and their lifecycle in a SQL database (SQLite or PostgreSQL: the history table
+    ``alert_transitions`` is kept append-only by database triggers, which other databases
+    cannot provide).
 
     Tables are created on first use. ``clock`` (returns an aware UTC ``datetime``) stamps
     ``updated_at``/transitions; tests pass a fixed one.
@@ -128,11 +134,17 @@ class AlertStore:
             return
         # On SQLite the writer engine serialises concurrent creators (BEGIN IMMEDIATE).
         try:
-            self.metadata.create_all(self._writer)
+            self._create_tables()
         except sa.exc.DatabaseError:
             # PostgreSQL: another process created the tables between the check and CREATE.
-            self.metadata.create_all(self._writer)
+            self._create_tables()
         self._ready = True
+
+    def _create_tables(self) -> None:
+        """The tables, and the triggers that keep ``alert_transitions`` append-only."""
+        with self._writer.begin() as conn:
+            self.metadata.create_all(conn)
+            make_append_only(conn, self.transitions.name, TRANSITIONS_APPEND_ONLY)
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -226,6 +238,7 @@ class AlertStore:
                     existing[row["alert_id"]] = dict(row)
 
             new = [r for r in records if r["alert_id"] not in existing]
+            raced = 0
             if new:
                 lifecycle = {
                     "status": OPEN,
@@ -235,7 +248,15 @@ class AlertStore:
                     "acknowledged_by": None,
                     "acknowledged_at": None,
                 }
-                conn.execute(t.insert(), [{**r, **lifecycle} for r in new])
+                rows = [{**r, **lifecycle} for r in new]
+                if conn.dialect.name == "postgresql":
+                    inserted = self._insert_or_refresh(conn, rows, updatable)
+                    raced = len(new) - len(inserted)
+                    new = [r for r in new if r["alert_id"] in inserted]
+                else:
+                    # SQLite: the writer holds the write lock since the read (BEGIN IMMEDIATE),
+                    # so no other writer can have inserted these ids in between.
+                    conn.execute(t.insert(), rows)
                 created = [
                     self._audit_row(
                         r["alert_id"],
@@ -248,10 +269,12 @@ class AlertStore:
                     )  # fmt: skip
                     for r in new
                 ]
-                conn.execute(self.transitions.insert(), created)
+                if created:  # (none left when a concurrent writer inserted them all first)
+                    conn.execute(self.transitions.insert(), created)
             queued = self._queue_new_alerts(conn, new, now) if notify else 0
 
             changes, type_changes = self._diff(records, existing, updatable)
+            changes.sort(key=lambda c: c["_id"])  # one lock order for concurrent writers
             if changes:
                 stmt = (
                     t.update()
@@ -276,12 +299,48 @@ class AlertStore:
                 conn.execute(self.transitions.insert(), retyped)
         result.update(
             inserted=len(new),
-            updated=len(changes),
+            updated=len(changes) + raced,
             unchanged=len(existing) - len(changes),
             inserted_ids=[r["alert_id"] for r in new],
             queued=queued,
         )
         return result
+
+    def _insert_or_refresh(self, conn: Connection, rows: Records, updatable: list[str]) -> set[str]:
+        """PostgreSQL: insert alerts this transaction did not see, as ``INSERT ... ON CONFLICT
+        (alert_id) DO UPDATE``, so a concurrent writer that inserted the same ids first never
+        makes this one fail. A conflicting row gets the batch fields only, with the rules of
+        :meth:`_diff` (``sla_deadline`` only earlier, a reconciled ``alert_type`` kept); its
+        operator and SLA state is never touched. Returns the ids this statement inserted."""
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        t = self.alerts
+        stmt = pg_insert(t)
+        incoming = stmt.excluded
+        refresh: dict[str, Any] = {c: incoming[c] for c in updatable}
+        refresh["alert_type"] = sa.case(
+            (
+                sa.and_(
+                    t.c.alert_type != INITIAL_ALERT_TYPE,
+                    incoming.alert_type == INITIAL_ALERT_TYPE,
+                ),
+                t.c.alert_type,
+            ),
+            else_=incoming.alert_type,
+        )
+        refresh["sla_deadline"] = sa.func.least(t.c.sla_deadline, incoming.sla_deadline)
+        refresh["updated_at"] = incoming.updated_at
+        stmt = stmt.on_conflict_do_update(index_elements=[t.c.alert_id], set_=refresh).returning(
+            t.c.alert_id, sa.literal_column("xmax = 0").label("inserted")
+        )
+        inserted: set[str] = set()
+        # Sorted ids: concurrent writers take the row locks in one order (no deadlock).
+        ordered = sorted(rows, key=lambda r: r["alert_id"])
+        for chunk in _chunks(ordered, 1000):
+            for alert_id, was_inserted in conn.execute(stmt.values(list(chunk))).all():
+                if was_inserted:
+                    inserted.add(alert_id)
+        return inserted
 
     def _queue_new_alerts(self, conn: Connection, new: Records, now: datetime) -> int:
         severities = set(alert_policy().notifications.severities)
