@@ -315,8 +315,8 @@ class AlertStore:
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         t = self.alerts
-        stmt = pg_insert(t)
-        incoming = stmt.excluded
+        insert = pg_insert(t)
+        incoming = insert.excluded
         refresh: dict[str, Any] = {c: incoming[c] for c in updatable}
         refresh["alert_type"] = sa.case(
             (
@@ -330,7 +330,7 @@ class AlertStore:
         )
         refresh["sla_deadline"] = sa.func.least(t.c.sla_deadline, incoming.sla_deadline)
         refresh["updated_at"] = incoming.updated_at
-        stmt = stmt.on_conflict_do_update(index_elements=[t.c.alert_id], set_=refresh).returning(
+        stmt = insert.on_conflict_do_update(index_elements=[t.c.alert_id], set_=refresh).returning(
             t.c.alert_id, sa.literal_column("xmax = 0").label("inserted")
         )
         inserted: set[str] = set()
