@@ -29,7 +29,8 @@ def named_hour(file_name: str) -> str | None:
     """The hour a file's name carries (``readings_20260101T05.csv`` → ``2026-01-01-05:00``)."""
     for m in _NAMED_HOUR.finditer(file_name):
         try:
-            return hour_key(datetime(*map(int, m.groups()), tzinfo=UTC))
+            year, month, day, hour = (int(g) for g in m.groups())
+            return hour_key(datetime(year, month, day, hour, tzinfo=UTC))
         except ValueError:  # digits that are not a date and hour
             continue
     return None
