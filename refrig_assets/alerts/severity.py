@@ -54,6 +54,8 @@ class NotificationPolicy:
     batch_size: int
     pass_budget_seconds: float
     stop_after_failures: int
+    # A new alert whose window ended longer ago than this (a backfill) is stored, not notified.
+    historic_cutoff: timedelta
 
     def retry_delay(self, attempts: int) -> timedelta:
         """Wait before the next try after ``attempts`` failed ones: base × 2^(attempts-1),
@@ -170,6 +172,7 @@ def _notifications(section: Section, severities: tuple[str, ...]) -> Notificatio
         batch_size=section.number("batch_size", minimum=1, integer=True),
         pass_budget_seconds=section.number("pass_budget_seconds", minimum=0.0),
         stop_after_failures=section.number("stop_after_failures", minimum=1, integer=True),
+        historic_cutoff=timedelta(hours=section.number("historic_cutoff_hours", minimum=0.0)),
     )
 
 

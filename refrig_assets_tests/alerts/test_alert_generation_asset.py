@@ -5,14 +5,17 @@ sensor, streaming alerts of the hour confirmed or softened, and a re-run that ch
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
 import pandas as pd
 import pytest
+import yaml
 
 from refrig_assets.alerts.store import AlertStore
+from refrig_assets.core.config import config_dir, read_yaml
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.defs.alerts.assets import device_alerts
@@ -140,8 +143,33 @@ def test_streaming_alerts_of_the_hour_are_confirmed_or_softened(hour, webhook, i
     }
 
 
-def test_new_critical_and_high_batch_alerts_are_notified_once(hour, webhook, instance):
-    _, store, _ = hour
+@pytest.fixture
+def live_hour(hour, tmp_path, monkeypatch):
+    """``hour``, with a notification cut-off long enough that the hour counts as live."""
+    config = tmp_path / "config"
+    shutil.copytree(config_dir(), config)
+    policy = read_yaml(config / "alerts.yaml")
+    policy["notifications"]["historic_cutoff_hours"] = 1_000_000
+    (config / "alerts.yaml").write_text(yaml.safe_dump(policy))
+    monkeypatch.setenv("REFRIG_CONFIG_DIR", str(config))
+    return hour
+
+
+def test_new_alerts_of_a_historic_hour_are_stored_but_held_back(hour, webhook, instance):
+    _, store, _ = hour  # the hour ended long before now: a backfill
+
+    metadata = materialize(instance)
+    deliver()
+
+    batch = store.list(source="batch")
+    assert "CRITICAL" in set(batch["severity"])
+    assert metadata["notifications_queued"].value == 0
+    assert metadata["notifications_held_historic"].value == 1
+    assert [e for e in webhook if e["event"] == "alert.created"] == []
+
+
+def test_new_critical_and_high_batch_alerts_are_notified_once(live_hour, webhook, instance):
+    _, store, _ = live_hour
 
     first = materialize(instance)
     again = materialize(instance)

@@ -147,7 +147,14 @@ def test_upserting_the_same_frame_twice_inserts_nothing_the_second_time(store):
 
     again = store.upsert(frame)
 
-    assert again == {"inserted": 0, "updated": 0, "unchanged": 5, "inserted_ids": [], "queued": 0}
+    assert again == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 5,
+        "inserted_ids": [],
+        "queued": 0,
+        "held_historic": 0,
+    }
     assert len(store.list()) == 5
     assert len(store.history("alert_id-0")) == 1
 

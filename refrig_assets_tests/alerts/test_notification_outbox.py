@@ -109,6 +109,26 @@ def test_new_critical_and_high_alerts_and_escalations_are_queued_once_per_key(st
     assert escalated["payload"]["previous_escalation_level"] == "L1"
 
 
+def test_new_alerts_of_a_historic_backfill_are_stored_but_not_queued(store):
+    cutoff = NOTIFY.historic_cutoff
+    store._clock = Clock(T0 + cutoff + timedelta(minutes=1))  # windows ended at T0: historic
+    old = make_alerts(["CRITICAL", "HIGH"], window_end=T0)
+    live = make_alerts(["CRITICAL"], window_end=T0 + cutoff)
+    live["alert_id"] = ["live"]
+
+    counts = store.upsert(
+        pd.concat([old, live], ignore_index=True), notify=True, hold_historic=True
+    )
+
+    assert (counts["inserted"], counts["queued"], counts["held_historic"]) == (3, 1, 2)
+    assert sorted(rows(store)) == ["alert.created:live"]
+    assert store.get("a0")["status"] == "OPEN"
+    # without hold_historic (streaming alerts are live by nature) nothing is held back
+    other = make_alerts(["CRITICAL"], window_end=T0)
+    other["alert_id"] = ["streamed"]
+    assert store.upsert(other, notify=True)["queued"] == 1
+
+
 def test_a_notification_exists_only_if_its_alert_was_committed(tmp_path):
     store = AlertStore(f"sqlite:///{tmp_path / 'alerts.db'}", clock=Clock())
     store.outbox.counts()  # creates the tables

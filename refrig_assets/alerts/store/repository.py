@@ -190,7 +190,9 @@ class AlertStore:
 
     # -- writes from the pipeline ---------------------------------------------------------
 
-    def upsert(self, alerts: pd.DataFrame, *, notify: bool = False) -> dict[str, Any]:
+    def upsert(
+        self, alerts: pd.DataFrame, *, notify: bool = False, hold_historic: bool = False
+    ) -> dict[str, Any]:
         """Insert new alerts and refresh batch-derived fields of known ones, idempotently.
 
         New ``alert_id`` → inserted OPEN with a creation transition (actor ``system``). Known
@@ -203,10 +205,12 @@ class AlertStore:
 
         With ``notify``, each new unsuppressed alert of a severity in ``notifications.severities``
         (config/alerts.yaml) gets an ``alert.created`` notification in the outbox, in the same
-        transaction, once per alert.
+        transaction, once per alert. With ``hold_historic`` too (batch alerts), a new alert
+        whose window ended more than ``notifications.historic_cutoff_hours`` before now (a
+        backfill) is stored but not queued; ``held_historic`` counts them.
 
         Returns ``{"inserted": n, "updated": n, "unchanged": n, "inserted_ids": [...],
-        "queued": n}``.
+        "queued": n, "held_historic": n}``.
         """
         missing = [c for c in self.contract.column_names if c not in alerts.columns]
         if missing:
@@ -217,6 +221,7 @@ class AlertStore:
             "unchanged": 0,
             "inserted_ids": [],
             "queued": 0,
+            "held_historic": 0,
         }
         if alerts.empty:
             return result
@@ -271,7 +276,9 @@ class AlertStore:
                 ]
                 if created:  # (none left when a concurrent writer inserted them all first)
                     conn.execute(self.transitions.insert(), created)
-            queued = self._queue_new_alerts(conn, new, now) if notify else 0
+            queued, held = (
+                self._queue_new_alerts(conn, new, now, hold_historic) if notify else (0, 0)
+            )
 
             changes, type_changes = self._diff(records, existing, updatable)
             changes.sort(key=lambda c: c["_id"])  # one lock order for concurrent writers
@@ -303,6 +310,7 @@ class AlertStore:
             unchanged=len(existing) - len(changes),
             inserted_ids=[r["alert_id"] for r in new],
             queued=queued,
+            held_historic=held,
         )
         return result
 
@@ -342,16 +350,27 @@ class AlertStore:
                     inserted.add(alert_id)
         return inserted
 
-    def _queue_new_alerts(self, conn: Connection, new: Records, now: datetime) -> int:
-        severities = set(alert_policy().notifications.severities)
+    def _queue_new_alerts(
+        self, conn: Connection, new: Records, now: datetime, hold_historic: bool
+    ) -> tuple[int, int]:
+        """Queue the creation notices of ``new`` alerts; returns (queued, held as historic)."""
+        policy = alert_policy().notifications
+        wanted = [r for r in new if r["severity"] in policy.severities and not r["suppressed"]]
+        held = 0
+        if hold_historic:
+            historic_before = now - policy.historic_cutoff
+            live = [
+                r for r in wanted if r["window_end"] is None or r["window_end"] >= historic_before
+            ]
+            held = len(wanted) - len(live)
+            wanted = live
         items = [
             notification(
                 NEW_ALERT_EVENT, new_alert_key(r["alert_id"]), alert_payload(r), r["alert_id"]
             )
-            for r in new
-            if r["severity"] in severities and not r["suppressed"]
+            for r in wanted
         ]
-        return enqueue(conn, self.outbox_table, items, now)
+        return enqueue(conn, self.outbox_table, items, now), held
 
     def _diff(
         self, records: Records, existing: dict[str, dict[str, Any]], updatable: list[str]

@@ -24,7 +24,7 @@ GROUP = "alerts"
     "top contributors, explanation, provenance; repeats within the dedup window are suppressed "
     "(kept, marked). Upserted into the alert database without touching operator state; new "
     "CRITICAL/HIGH alerts are queued for notification in the same transaction (delivered by "
-    "alert_notification_delivery); streaming alerts of the hour are confirmed or softened.",
+    "alert_notification_delivery), except those of a historic backfill; streaming alerts of the hour are confirmed or softened.",
     check_specs=[dg.AssetCheckSpec("device_alerts_contract", asset="device_alerts", blocking=True)],
     kinds={"parquet", "sqlite"},
 )
@@ -47,7 +47,7 @@ def device_alerts(
     alerts = apply_operator_suppression(alerts, refrig.alerts)
     # -- end operator suppression --
     path = refrig.store.write("device_alerts", context.partition_key, alerts)
-    counts = refrig.alerts.upsert(alerts, notify=True)
+    counts = refrig.alerts.upsert(alerts, notify=True, hold_historic=True)
     reconciled = reconcile_streaming_alerts(refrig, start, end, scores)
     check = contract_check_result("device_alerts", load_contract("device_alerts"), alerts)
     active = alerts[~alerts["suppressed"]]
@@ -64,6 +64,8 @@ def device_alerts(
             "inserted": counts.get("inserted", 0),
             "updated": counts.get("updated", 0),
             "notifications_queued": counts.get("queued", 0),
+            # new CRITICAL/HIGH alerts of a backfill: stored, not notified
+            "notifications_held_historic": counts.get("held_historic", 0),
             "streaming_reconciled": dg.MetadataValue.json(reconciled),
             "path": str(path),
         },
