@@ -15,9 +15,11 @@ URL (passwords, tokens in the path or the query): see :func:`mask_secrets`.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
+import time
 import urllib.request
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -73,12 +75,44 @@ class DeliveryFailed(RuntimeError):
 
 
 class WebhookNotifier:
-    """POSTs ``{"event": ..., "payload": ...}`` as JSON to ``url`` within ``timeout`` seconds."""
+    """POSTs ``{"event": ..., "payload": ...}`` as JSON to ``url`` within ``timeout`` seconds.
 
-    def __init__(self, url: str, timeout: float):
+    ``auth_header`` is sent as the ``Authorization`` header. With ``signing_secret`` each POST
+    carries ``X-Refrig-Timestamp`` (Unix seconds) and ``X-Refrig-Signature: sha256=<hex>``, the
+    HMAC-SHA256 of ``b"<timestamp>." + body``: a receiver recomputes it and refuses old
+    timestamps (replays). Neither value appears in any error text.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float,
+        *,
+        auth_header: str | None = None,
+        signing_secret: str | None = None,
+    ):
         self.url = url
         self.timeout = timeout
         self.safe_url = masked_url(url)
+        self._auth_header = auth_header or None
+        self._signing_secret = signing_secret or None
+
+    def __repr__(self) -> str:
+        return f"WebhookNotifier({self.safe_url!r}, timeout={self.timeout})"
+
+    def headers(self, body: bytes, key: str, now: float | None = None) -> dict[str, str]:
+        """The request headers of one POST of ``body``."""
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        if self._auth_header:
+            headers["Authorization"] = self._auth_header
+        if self._signing_secret:
+            stamp = str(int(time.time() if now is None else now))
+            digest = hmac.new(
+                self._signing_secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256
+            )
+            headers["X-Refrig-Timestamp"] = stamp
+            headers["X-Refrig-Signature"] = f"sha256={digest.hexdigest()}"
+        return headers
 
     def post(self, event: str, payload: dict[str, Any], key: str) -> None:
         """Deliver one event; any failure (refused, timed out, an error status, an answer that
@@ -87,7 +121,7 @@ class WebhookNotifier:
         request = urllib.request.Request(
             self.url,
             data=body,
-            headers={"Content-Type": "application/json", "Idempotency-Key": key},
+            headers=self.headers(body, key),
             method="POST",
         )
         try:
@@ -98,21 +132,37 @@ class WebhookNotifier:
 
     def mask(self, text: str) -> str:
         """``text`` with this webhook's URL and each of its secrets masked."""
-        return mask_secrets(text, secrets=url_secrets(self.url))
+        secrets = [*url_secrets(self.url), self._auth_header, self._signing_secret]
+        if self._auth_header and " " in self._auth_header:  # "Bearer <token>": the token too
+            secrets.append(self._auth_header.split(" ", 1)[1])
+        found = sorted({s for s in secrets if s}, key=len, reverse=True)
+        return mask_secrets(text, secrets=found)
 
 
 def notifier_from_env() -> Notifier:
     """A :class:`WebhookNotifier` for ``REFRIG_WEBHOOK_URL``, else a :class:`LogNotifier`.
 
     The timeout is ``notifications.timeout_seconds`` of config/alerts.yaml, or
-    ``REFRIG_WEBHOOK_TIMEOUT`` when set.
+    ``REFRIG_WEBHOOK_TIMEOUT`` when set. The ``Authorization`` value and the signing secret
+    come from the environment variables that ``notifications.auth_header_env`` and
+    ``notifications.signing_secret_env`` name (unset: not sent).
     """
     url = os.environ.get("REFRIG_WEBHOOK_URL", "").strip()
     if not url:
         return LogNotifier()
+    policy = alert_policy().notifications
     override = os.environ.get("REFRIG_WEBHOOK_TIMEOUT", "").strip()
-    timeout = float(override) if override else alert_policy().notifications.timeout_seconds
-    return WebhookNotifier(url, timeout=timeout)
+    timeout = float(override) if override else policy.timeout_seconds
+
+    def secret(env: str | None) -> str | None:
+        return (os.environ.get(env, "").strip() or None) if env else None
+
+    return WebhookNotifier(
+        url,
+        timeout=timeout,
+        auth_header=secret(policy.auth_header_env),
+        signing_secret=secret(policy.signing_secret_env),
+    )
 
 
 # -- what a notification says ---------------------------------------------------------------

@@ -56,6 +56,9 @@ class NotificationPolicy:
     stop_after_failures: int
     # A new alert whose window ended longer ago than this (a backfill) is stored, not notified.
     historic_cutoff: timedelta
+    # Environment variables holding the webhook's Authorization value and signing secret.
+    auth_header_env: str | None
+    signing_secret_env: str | None
 
     def retry_delay(self, attempts: int) -> timedelta:
         """Wait before the next try after ``attempts`` failed ones: base × 2^(attempts-1),
@@ -173,6 +176,8 @@ def _notifications(section: Section, severities: tuple[str, ...]) -> Notificatio
         pass_budget_seconds=section.number("pass_budget_seconds", minimum=0.0),
         stop_after_failures=section.number("stop_after_failures", minimum=1, integer=True),
         historic_cutoff=timedelta(hours=section.number("historic_cutoff_hours", minimum=0.0)),
+        auth_header_env=section.optional_text("auth_header_env"),
+        signing_secret_env=section.optional_text("signing_secret_env"),
     )
 
 

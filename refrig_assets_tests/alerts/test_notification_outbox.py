@@ -328,3 +328,35 @@ def test_the_delivery_sensor_delivers_and_counts_dead_letters(refrig_home, hook,
     assert "1 dead" in result.skip_message
     assert "refrig alerts outbox --status dead" in result.skip_message
     assert hook.keys() == ["alert.created:a1"]
+
+
+def test_webhooks_authenticate_by_header_and_signature_without_secrets_in_urls(
+    store, hook, monkeypatch, caplog
+):
+    import hashlib
+    import hmac
+
+    from refrig_assets.alerts.notify import notifier_from_env
+
+    token, secret = "Bearer tok-3f9a1c0e77d2", "sig-secret-5b2e9d41"
+    monkeypatch.setenv("REFRIG_WEBHOOK_URL", hook.url)
+    monkeypatch.setenv(NOTIFY.auth_header_env or "", token)
+    monkeypatch.setenv(NOTIFY.signing_secret_env or "", secret)
+    store.upsert(make_alerts(["CRITICAL", "HIGH"]), notify=True)
+    notifier = notifier_from_env()
+
+    hook.mode = "fail"
+    deliver_due(store, notifier, now=T0)
+    hook.mode = "ok"
+    deliver_due(store, notifier, now=T0 + timedelta(hours=1))
+
+    assert len(hook.accepted) == 2
+    for received in hook.accepted:
+        headers = received["headers"]
+        assert headers["Authorization"] == token
+        stamp = headers["X-Refrig-Timestamp"]
+        expected = hmac.new(secret.encode(), f"{stamp}.".encode() + received["raw"], "sha256")
+        assert headers["X-Refrig-Signature"] == f"sha256={expected.hexdigest()}"
+    stored = str(store.outbox.list()) + caplog.text
+    assert "failed" in caplog.text or any(r["last_error"] for r in store.outbox.list())
+    assert token not in stored and "tok-3f9a1c0e77d2" not in stored and secret not in stored

@@ -2,7 +2,7 @@
 
 ``mode`` is one of:
 
-* ``"ok"``: answers 204 and records the event (with its ``Idempotency-Key`` header);
+* ``"ok"``: answers 204 and records the event (its ``Idempotency-Key``, raw body and headers);
 * ``"fail"``: answers 500;
 * ``"hang"``: holds the request ``hang_seconds`` (past the client's timeout), then closes the
   connection without an answer;
@@ -75,7 +75,12 @@ def start_webhook(hang_seconds: float = 1.0) -> Webhook:
                 return
             with lock:
                 hook.accepted.append(
-                    {"key": self.headers.get("Idempotency-Key"), "body": json.loads(body)}
+                    {
+                        "key": self.headers.get("Idempotency-Key"),
+                        "body": json.loads(body),
+                        "raw": body,
+                        "headers": dict(self.headers.items()),
+                    }
                 )
             self.send_response(204)
             self.end_headers()
