@@ -18,13 +18,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from tools.chaos.webhook import start_webhook, stop_webhook
 
 from refrig_assets.alerts.delivery import deliver_due
 from refrig_assets.alerts.notify import WebhookNotifier, mask_secrets, masked_url
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.alerts.store import AlertStore
 from refrig_assets.core.contracts import load_contract
+from tools.chaos.webhook import start_webhook, stop_webhook
 
 CONTRACT = load_contract("device_alerts")
 POLICY = alert_policy()
@@ -333,7 +333,6 @@ def test_the_delivery_sensor_delivers_and_counts_dead_letters(refrig_home, hook,
 def test_webhooks_authenticate_by_header_and_signature_without_secrets_in_urls(
     store, hook, monkeypatch, caplog
 ):
-    import hashlib
     import hmac
 
     from refrig_assets.alerts.notify import notifier_from_env

@@ -11,7 +11,6 @@ import dagster as dg
 import pandas as pd
 import pytest
 import yaml
-from tools.chaos.webhook import start_webhook, stop_webhook
 
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.alerts.sla_monitor import MonitorState
@@ -21,6 +20,7 @@ from refrig_assets.core.settings import get_settings
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.streaming.alerts import firings_to_alerts
 from refrig_assets.streaming.config import load_streaming_settings
+from tools.chaos.webhook import start_webhook, stop_webhook
 
 SLA = alert_policy().sla_monitor
 
