@@ -41,6 +41,7 @@ from refrig_assets.ingestion.landing.readers import (
     FileRejection,
     landing_rules,
     plausible_timestamps,
+    text_limits,
 )
 
 QUARANTINE_COLUMNS = ["source_file", "row", "column", "rule", "value", "message", "device_id", "ts"]
@@ -434,6 +435,24 @@ def _row_quarantine(
         f"''' is not a plausible reading time (not before {earliest}, at most {hours:g} h after "
         f"the file arrived at ' || CAST(received_at AS VARCHAR) || '; {CONTRACT_FILE})'",
     }
+    for c in contract.columns:  # invalid_<column>: a text value over its max_length or pattern
+        length, pattern = text_limits(c)
+        if c.type != "string" or (length is None and pattern is None):
+            continue
+        value = f"{where} || ': column ''{c.name}'' value ''' || read_error_value || ''' "
+        broken = []
+        if length is not None:
+            broken.append(
+                f"WHEN length({c.name}) > {length} THEN {value}is longer than {length} "
+                f"characters (max_length in {CONTRACT_FILE})'"
+            )
+        if pattern is not None:
+            quoted = pattern.replace("'", "''''")
+            broken.append(
+                f"WHEN TRUE THEN {value}does not match the pattern ''{quoted}'' "
+                f"(pattern in {CONTRACT_FILE})'"
+            )
+        messages[f"invalid_{c.name}"] = "CASE " + " ".join(broken) + " END"
     read_message = "CASE read_error " + " ".join(
         f"WHEN '{rule}' THEN {msg}" for rule, msg in messages.items()
     )

@@ -89,7 +89,8 @@ def select_hour_files(
     rejected += duplicates
     for path in paths:
         rel = str(path.relative_to(landing_dir))
-        notices += extra_column_notices(rel, index.entries[rel].extra_columns)
+        span = index.entries[rel]
+        notices += extra_column_notices(rel, span.extra_columns, span.extra_column_count)
     return HourSelection(paths, claimed, rejected, notices, considered, present)
 
 

@@ -19,6 +19,7 @@ from refrig_assets.core.contracts import Contract
 from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.ingestion.landing.hour_keys import file_hour
 from refrig_assets.ingestion.landing.readers import (
+    NAMES_SHOWN,
     FileRejection,
     file_select_sql,
     open_file,
@@ -52,7 +53,9 @@ class FileSpan:
     hours: list[str] = field(default_factory=list)
     first_seen: str | None = None
     content_hash: str | None = None
+    # The first few columns beyond the contract (NAMES_SHOWN) and how many there are in all.
     extra_columns: list[str] = field(default_factory=list)
+    extra_column_count: int = 0
 
     @property
     def fingerprint(self) -> str:
@@ -190,6 +193,8 @@ def scan_file(path: Path, landing_dir: Path, contract: Contract, st: os.stat_res
             return FileSpan(
                 st.st_size, st.st_mtime_ns, None, None, 0, reason, hours=own_hour, first_seen=now
             )
+        known = set(contract.column_names)
+        extra = [n for n in layout.types if n not in known]
         return FileSpan(
             st.st_size,
             st.st_mtime_ns,
@@ -198,7 +203,8 @@ def scan_file(path: Path, landing_dir: Path, contract: Contract, st: os.stat_res
             rows,
             hours=sorted(hours) if lo is not None else own_hour,
             first_seen=now,
-            extra_columns=[n for n in layout.types if n not in contract.column_names],
+            extra_columns=extra[:NAMES_SHOWN],
+            extra_column_count=len(extra),
         )
     finally:
         con.close()

@@ -5,13 +5,14 @@ columns against the contract, returning a :class:`FileLayout` or a :class:`FileR
 the rule the file breaks (any other kind of file is an ``unsupported_file``).
 :func:`file_select_sql` turns a layout into a SELECT of typed rows that keep their
 ``source_file``/``source_row``; values that do not parse, reading times outside the plausible
-range (``implausible_timestamp``) and CSV lines DuckDB rejected become rows with ``read_error``
-set instead of being dropped.
+range (``implausible_timestamp``), text values breaking a column's ``max_length`` or ``pattern``
+(``invalid_<column>``, e.g. ``invalid_device_id``) and CSV lines DuckDB rejected become rows with
+``read_error`` set instead of being dropped. A file wider than ``landing.max_columns`` or larger
+than ``landing.max_file_bytes`` is rejected before its rows are read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +49,10 @@ INTEGER_TYPES = (
     "UBIGINT",
     "UHUGEINT",
 )
+# Extra column names spelled out in a notice or message (the rest are counted).
+NAMES_SHOWN = 5
+# Longest offending text value quoted in a quarantine row (the rest is cut, marked by "…").
+VALUE_SHOWN = 200
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,33 @@ class FileLayout:
 def landing_rules(contract: Contract) -> dict:
     """The ``landing:`` block of the sensor_readings contract (CSV dialect, file rules)."""
     return contract.settings.get("landing", {})
+
+
+def landing_limits(contract: Contract) -> tuple[int, int]:
+    """(most columns, most bytes on disk) a landing file may have: ``landing.max_columns`` and
+    ``landing.max_file_bytes`` of the contract; a file over either is rejected unread."""
+    rules = landing_rules(contract)
+    try:
+        return int(rules["max_columns"]), int(rules["max_file_bytes"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ContractError(
+            f"{CONTRACT_FILE}: landing.max_columns and landing.max_file_bytes must be integers "
+            f"({exc!r})"
+        ) from exc
+
+
+def names_text(names: list[str], shown: int = NAMES_SHOWN) -> str:
+    """``'a', 'b', 'c' and 12 more``: the first ``shown`` names, the rest counted."""
+    text = ", ".join(repr(n) for n in names[:shown])
+    return f"{text} and {len(names) - shown} more" if len(names) > shown else text
+
+
+def text_limits(col) -> tuple[int | None, str | None]:
+    """(max_length, pattern) of a string column of the contract (None where not set)."""
+    length, pattern = col.extra.get("max_length"), col.extra.get("pattern")
+    return (int(length) if length is not None else None), (
+        str(pattern) if pattern is not None else None
+    )
 
 
 def plausible_timestamps(contract: Contract) -> tuple[str, float]:
@@ -124,6 +156,14 @@ def open_file(
     size = path.stat().st_size
     if size == 0:
         return None, FileRejection(rel, "empty_file", f"{rel}: file is empty (0 bytes)")
+    max_columns, max_bytes = landing_limits(contract)
+    if size > max_bytes:
+        return None, FileRejection(
+            rel,
+            "file_too_large",
+            f"{rel}: {size} bytes, more than the {max_bytes} allowed "
+            f"(landing.max_file_bytes in {CONTRACT_FILE}); not read",
+        )
     p = sql_str(str(path))
     if kind == "parquet":
         with open(path, "rb") as fh:
@@ -146,6 +186,8 @@ def open_file(
                 f"{rel}: cannot be read as Parquet ({_first_line(exc, path, rel)})",
             )
         types = {d[0]: d[1] for d in desc if d[0] != "file_row_number"}
+        if len(types) > max_columns:
+            return None, _too_wide(rel, len(types), max_columns)
         layout = FileLayout(
             path,
             rel,
@@ -158,6 +200,9 @@ def open_file(
         delim = csv.get("delimiter", ",")
         header = "true" if csv.get("header", True) else "false"
         table, rejects = f"csv_{tag}", f"csv_rejects_{tag}"
+        width = _csv_width(con, p, header, delim)
+        if width is not None and width > max_columns:
+            return None, _too_wide(rel, width, max_columns)
         try:
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, "
@@ -211,6 +256,29 @@ def open_file(
             data_lines=lines,
         )
     return _check_columns(layout, contract)
+
+
+def _too_wide(rel: str, width: int, max_columns: int) -> FileRejection:
+    return FileRejection(
+        rel,
+        "too_many_columns",
+        f"{rel}: {width} columns, more than the {max_columns} allowed "
+        f"(landing.max_columns in {CONTRACT_FILE}); not read",
+    )
+
+
+def _csv_width(con: duckdb.DuckDBPyConnection, p: str, header: str, delim: str) -> int | None:
+    """Columns of a CSV file from its first lines only (None when they cannot be read: the full
+    read then names the problem)."""
+    try:
+        return len(
+            con.execute(
+                f"DESCRIBE SELECT * FROM read_csv({p}, all_varchar = true, header = {header}, "
+                f"delim = {sql_str(delim)}, ignore_errors = true, sample_size = 1)"
+            ).fetchall()
+        )
+    except duckdb.Error:
+        return None
 
 
 def _csv_relation(
@@ -268,7 +336,7 @@ def _check_columns(
             rel,
             "missing_column",
             f"{rel}: missing column(s) {names} required by {CONTRACT_FILE} "
-            f"(file has {sorted(layout.types)})",
+            f"(file has [{names_text(sorted(layout.types), 20)}])",
             column=missing[0],
         )
     for c in contract.columns:
@@ -281,29 +349,37 @@ def _check_columns(
                 f"a {c.type} ({CONTRACT_FILE})",
                 column=c.name,
             )
-    extra = [n for n in layout.types if n not in contract.column_names]
+    known = set(contract.column_names)
+    extra = [n for n in layout.types if n not in known]
     if extra and landing_rules(contract).get("extra_columns", "report") == "reject":
         return None, FileRejection(
             rel,
             "extra_column",
-            f"{rel}: column(s) {', '.join(map(repr, extra))} are not in {CONTRACT_FILE} "
+            f"{rel}: column(s) {names_text(extra)} are not in {CONTRACT_FILE} "
             "(extra_columns: reject)",
             column=extra[0],
         )
     return layout, None
 
 
-def extra_column_notices(rel: str, extra: Iterable[str]) -> list[FileRejection]:
-    """One quarantine note per column a file has beyond the contract (its rows are kept)."""
+def extra_column_notices(
+    rel: str, extra: list[str], count: int | None = None
+) -> list[FileRejection]:
+    """One quarantine note for the columns a file has beyond the contract (its rows are kept):
+    how many, and the first few names (``extra`` may hold only those, ``count`` all of them)."""
+    count = max(count or 0, len(extra))
+    if not count:
+        return []
+    if count == 1:
+        what = f"column {extra[0]!r} is not in {CONTRACT_FILE}; its values are ignored"
+    else:
+        first = extra[:NAMES_SHOWN]
+        shown = ", ".join(repr(n) for n in first)
+        if count > len(first):
+            shown += f" and {count - len(first)} more"
+        what = f"{count} columns are not in {CONTRACT_FILE} ({shown}); their values are ignored"
     return [
-        FileRejection(
-            rel,
-            "extra_column",
-            f"{rel}: column {name!r} is not in {CONTRACT_FILE}; its values are ignored, "
-            "the rows are kept",
-            column=name,
-        )
-        for name in extra
+        FileRejection(rel, "extra_column", f"{rel}: {what}, the rows are kept", column=extra[0])
     ]
 
 
@@ -327,6 +403,20 @@ def _typed(col, src_type: str) -> tuple[str, str | None]:
     return expr, failed
 
 
+def _breaks_text_limits(col, expr: str) -> str | None:
+    """SQL predicate: a string value longer than the column's ``max_length`` or not matching its
+    ``pattern`` (None for a column without either)."""
+    if col.type != "string":
+        return None
+    length, pattern = text_limits(col)
+    tests = []
+    if length is not None:
+        tests.append(f"length({expr}) > {length}")
+    if pattern is not None:
+        tests.append(f"NOT regexp_matches({expr}, {sql_str(pattern)})")
+    return f"({expr} IS NOT NULL AND ({' OR '.join(tests)}))" if tests else None
+
+
 def file_select_sql(
     layout: FileLayout, contract: Contract, received_at: datetime, late: bool
 ) -> str:
@@ -335,18 +425,29 @@ def file_select_sql(
     Rejected CSV lines are included as rows with ``read_error`` set (rule ``malformed_row``,
     ``truncated_row`` or ``not_utf8``) and the raw line as value; their device and timestamp are
     read from the raw line when possible, so they land in the right hour. A ``ts`` outside the
-    plausible range (:func:`plausible_timestamps`) is ``implausible_timestamp``.
+    plausible range (:func:`plausible_timestamps`) is ``implausible_timestamp``; a text value
+    over its column's ``max_length`` or not matching its ``pattern`` is ``invalid_<column>``.
+    A row breaking several rules carries the first: unparsable, invalid, implausible.
     """
-    typed, failures = [], []  # failures: (predicate, rule, column, value)
+    typed, failures = [], []  # failures: (predicate, rule, column, value); the first one counts
+    invalids = []  # a value that parses but breaks its column's max_length or pattern
     received = f"TIMESTAMPTZ {sql_str(received_at.isoformat())}"
     for c in contract.columns:
         expr, failed = _typed(c, layout.types[c.name])
         typed.append(f"{expr} AS {c.name}")
         if failed:
             failures.append((failed, "unparsable_value", c.name, f'CAST("{c.name}" AS VARCHAR)'))
+        invalid = _breaks_text_limits(c, expr)
+        if invalid:
+            shown = (
+                f"CASE WHEN length({expr}) > {VALUE_SHOWN} "
+                f"THEN left({expr}, {VALUE_SHOWN}) || '…' ELSE {expr} END"
+            )
+            invalids.append((invalid, f"invalid_{c.name}", c.name, shown))
         if c.name == "ts":
             implausible = f"({expr} IS NOT NULL AND NOT {plausible_sql(contract, expr, received)})"
             ts_value = f"CAST({expr} AS VARCHAR)"
+    failures += invalids
     failures.append((implausible, "implausible_timestamp", "ts", ts_value))
     column = "CASE " + " ".join(f"WHEN {f} THEN '{n}'" for f, _, n, _ in failures) + " END"
     value = "CASE " + " ".join(f"WHEN {f} THEN {v}" for f, _, _, v in failures) + " END"
