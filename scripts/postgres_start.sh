@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Start a throwaway PostgreSQL server for the Postgres-backed configuration, without Docker:
 # a fresh cluster in a temporary directory, listening on 127.0.0.1 only at a free port, with the
-# deployment's databases (deploy/postgres/init.sql) and a password-protected role.
+# deployment's databases (deploy/postgres/init.sql), a password-protected owner role and the
+# application role refrig_app (deploy/postgres/20-refrig-roles.sh).
 #
 # Usage: set -a; eval "$(scripts/postgres_start.sh)"; set +a   ... scripts/postgres_stop.sh "$REFRIG_PG_DIR"
 # Prints KEY=VALUE lines: the server (REFRIG_PG_DIR, PGHOST, PGPORT, PGUSER, PGPASSWORD) and the
-# settings the deployment reads (DAGSTER_PG_*, REFRIG_ALERTS_DB_URL, MLFLOW_BACKEND_STORE_URI).
+# settings the deployment reads (DAGSTER_PG_*, REFRIG_ALERTS_DB_URL as the owner,
+# MLFLOW_BACKEND_STORE_URI) and the application role's (REFRIG_APP_DB_USER,
+# REFRIG_APP_DB_PASSWORD, REFRIG_APP_ALERTS_DB_URL).
 # Installs Debian's postgresql when absent. PostgreSQL refuses to run as root, so under root
 # the server runs as the `postgres` system user (created by the package).
 # The cluster is for tests and trials: fsync is off, and it lives in /tmp.
@@ -52,6 +55,9 @@ done
 
 as_server_user "$bindir/psql" -q -h "$dir" -p "$port" -U "$user" -d postgres -v ON_ERROR_STOP=1 \
   -f - <"$root/deploy/postgres/init.sql" >/dev/null
+app_password=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+as_server_user env PATH="$bindir:$PATH" PGHOST="$dir" PGPORT="$port" POSTGRES_USER="$user" \
+  REFRIG_APP_DB_PASSWORD="$app_password" "$root/deploy/postgres/20-refrig-roles.sh" >/dev/null
 
 url="postgresql+psycopg2://$user:$password@127.0.0.1:$port"
 cat <<VARS
@@ -67,5 +73,8 @@ DAGSTER_PG_USER=$user
 DAGSTER_PG_PASSWORD=$password
 DAGSTER_PG_DB=dagster
 REFRIG_ALERTS_DB_URL=$url/refrig_alerts
+REFRIG_APP_DB_USER=refrig_app
+REFRIG_APP_DB_PASSWORD=$app_password
+REFRIG_APP_ALERTS_DB_URL=postgresql+psycopg2://refrig_app:$app_password@127.0.0.1:$port/refrig_alerts
 MLFLOW_BACKEND_STORE_URI=$url/mlflow
 VARS

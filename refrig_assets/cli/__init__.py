@@ -11,6 +11,7 @@ import typer
 from refrig_assets.cli import (
     alerts,
     console,
+    db,
     feedback,
     maintenance,
     models,
@@ -36,6 +37,7 @@ app.add_typer(feedback.app, name="feedback")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(quality.app, name="quality")
 app.add_typer(streaming.app, name="streaming")
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:  # pragma: no cover (process exit)

@@ -17,6 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from refrig_assets.alerts.store import UTCDateTime
+from refrig_assets.core.grants import DELETES_ROWS
 from refrig_assets.lifecycle.promotion import LifecycleError
 
 ACTIVE, COMPLETED, ROLLED_BACK, ABORTED = "active", "completed", "rolled_back", "aborted"
@@ -156,6 +157,7 @@ def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column("recorded_at", UTCDateTime(), nullable=False),
         sa.UniqueConstraint("rollout_id", "step", "partition_key", "arm"),
+        info={DELETES_ROWS: True},  # a re-run partition replaces its observations
     )
     return rollouts, observations
 

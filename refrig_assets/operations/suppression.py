@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from refrig_assets.alerts.operator_tables import OperatorTables
 from refrig_assets.alerts.severity import alert_policy, mark_suppressed
 from refrig_assets.alerts.store import AlertStore, UTCDateTime
+from refrig_assets.core.grants import DELETES_ROWS
 from refrig_assets.operations.feedback import FeedbackLoop, describe_rule, rule_matches
 from refrig_assets.operations.maintenance import MaintenanceCalendar, window_matches
 from refrig_assets.operations.settings import OperationsSettings, load_operations_settings
@@ -37,6 +38,7 @@ alert_suppressions = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("was_suppressed", sa.Boolean(), nullable=False),
     sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    info={DELETES_ROWS: True},  # reasons are replaced when alerts are re-evaluated
 )
 
 

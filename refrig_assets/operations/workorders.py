@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from refrig_assets.alerts.operator_tables import OperatorTables, as_utc
 from refrig_assets.alerts.store import ACKNOWLEDGED, AlertNotFound, UTCDateTime
+from refrig_assets.core.grants import DELETES_ROWS
 from refrig_assets.core.settings import get_settings
 from refrig_assets.operations.settings import OperationsSettings, load_operations_settings
 
@@ -44,6 +45,7 @@ work_orders = sa.Table(
     sa.Column("payload", sa.Text(), nullable=False),
     sa.Column("requested_by", sa.String(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    info={DELETES_ROWS: True},  # each request replaces the row of its alert
 )
 
 

@@ -15,6 +15,9 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
 SERVICES = COMPOSE["services"]
 DAGSTER_SERVICES = ["user_code", "dagster_webserver", "dagster_daemon"]
+# Run once and exit: no healthcheck, no restart; dependants wait for their success.
+ONE_SHOT_SERVICES = {"migrate"}
+APP_ROLE = "refrig_app"
 SHARED_VOLUME = "refrig_data"
 
 
@@ -45,6 +48,7 @@ def env_sources(path: Path) -> set[str]:
 def test_compose_runs_the_deployment_services():
     assert set(SERVICES) == {
         "postgres",
+        "migrate",
         "user_code",
         "dagster_webserver",
         "dagster_daemon",
@@ -63,10 +67,41 @@ def test_only_the_dagster_and_mlflow_uis_are_published_and_only_on_loopback():
 
 def test_every_service_has_a_healthcheck_and_starts_after_healthy_dependencies():
     for name, service in SERVICES.items():
-        assert service["healthcheck"]["test"], name
+        if name in ONE_SHOT_SERVICES:
+            assert "healthcheck" not in service and service.get("restart") == "no", name
+        else:
+            assert service["healthcheck"]["test"], name
+            assert service.get("restart") == "unless-stopped", name
         for dependency, condition in service.get("depends_on", {}).items():
-            assert condition == {"condition": "service_healthy"}, (name, dependency)
-        assert service.get("restart") == "unless-stopped", name
+            expected = (
+                "service_completed_successfully"
+                if dependency in ONE_SHOT_SERVICES
+                else "service_healthy"
+            )
+            assert condition == {"condition": expected}, (name, dependency)
+
+
+def test_migrations_run_as_the_owner_and_the_code_connects_as_the_application_role():
+    migrate = SERVICES["migrate"]
+    assert migrate["command"] == ["refrig", "db", "migrate", "--app-role", APP_ROLE]
+    assert migrate["image"] == SERVICES["user_code"]["image"]
+    owner_url = migrate["environment"]["REFRIG_ALERTS_DB_URL"]
+    assert owner_url.startswith("postgresql+psycopg2://${POSTGRES_USER}:${POSTGRES_PASSWORD}@")
+    app_url = SERVICES["user_code"]["environment"]["REFRIG_ALERTS_DB_URL"]
+    assert app_url.startswith(f"postgresql+psycopg2://{APP_ROLE}:${{REFRIG_APP_DB_PASSWORD}}@")
+    assert owner_url.rsplit("@", 1)[1] == app_url.rsplit("@", 1)[1], "the same database"
+    assert "REFRIG_LIFECYCLE_DB_URL" not in SERVICES["user_code"]["environment"]
+    assert SERVICES["user_code"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    # The application role is created on an empty volume, after the databases.
+    roles = ROOT / "deploy" / "postgres" / "20-refrig-roles.sh"
+    assert mounts("postgres")["/docker-entrypoint-initdb.d/20-refrig-roles.sh"] == (
+        "./deploy/postgres/20-refrig-roles.sh"
+    )
+    assert roles.stat().st_mode & 0o111, "the postgres image executes *.sh init files"
+    assert f"CREATE ROLE {APP_ROLE} " in roles.read_text()
+    assert "REFRIG_APP_DB_PASSWORD" in SERVICES["postgres"]["environment"]
 
 
 def test_credentials_come_only_from_the_uncommitted_env_file():
@@ -75,8 +110,9 @@ def test_credentials_come_only_from_the_uncommitted_env_file():
     interpolated = set(re.findall(r"\$\{(\w+)", text))
     assert interpolated <= set(example), "every setting is documented in .env.example"
     assert example["POSTGRES_PASSWORD"] not in text
+    assert example["REFRIG_APP_DB_PASSWORD"] not in text
     postgres_env = SERVICES["postgres"]["environment"]
-    for name in ("POSTGRES_USER", "POSTGRES_PASSWORD"):
+    for name in ("POSTGRES_USER", "POSTGRES_PASSWORD", "REFRIG_APP_DB_PASSWORD"):
         assert postgres_env[name].startswith("${" + name + ":?"), "required, never defaulted"
     ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT)
     assert ignored.returncode == 0, ".env must be git-ignored"
