@@ -277,7 +277,10 @@ def webhook_failing_then_recovering(home: Home) -> Outcome:
     config = home.root / "config"
     shutil.copytree(CONFIG_DIR, config)
     policy = yaml.safe_load((config / "alerts.yaml").read_text())
-    policy["notifications"].update(base_delay_seconds=0, max_delay_seconds=0)
+    # The simulated fleet lives in January 2026: page about it as if it were live data.
+    policy["notifications"].update(
+        base_delay_seconds=0, max_delay_seconds=0, historic_cutoff_hours=10**6
+    )
     (config / "alerts.yaml").write_text(yaml.safe_dump(policy))
     hook = start_webhook(hang_seconds=0.5)
     env = {**home.env, "REFRIG_CONFIG_DIR": str(config), "REFRIG_WEBHOOK_URL": hook.url}
