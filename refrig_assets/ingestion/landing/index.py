@@ -10,6 +10,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,9 @@ from refrig_assets.ingestion.landing.readers import (
 # its readings (rejected, or without a usable timestamp) lists the hour its name or mtime gives.
 # Spans of older indexes are scanned again (the hours' records are kept).
 INDEX_VERSION = 2
+
+
+log = logging.getLogger(__name__)
 
 
 def landing_index_path(settings) -> Path:
@@ -84,11 +88,32 @@ class LandingIndex:
         self._dirty_hours: set[str] = set()
         self._load()
 
+    @property
+    def backup_path(self) -> Path:
+        """The index as it was before the last save."""
+        return self.path.with_name(f"{self.path.name}.bak")
+
+    def _read(self) -> dict:
+        """The index on disk; its backup when the file is damaged; empty (files are rescanned,
+        with a warning) when both are. The index is a cache of what the files hold, so a torn
+        write never stops ingestion."""
+        for candidate in (self.path, self.backup_path):
+            if not candidate.exists():
+                continue
+            try:
+                raw = json.loads(candidate.read_text() or "{}")
+                if isinstance(raw, dict):
+                    return raw
+                raise ValueError("not a JSON object")
+            except (OSError, ValueError) as exc:
+                log.warning(
+                    "landing index %s is unreadable (%s): trying its backup", candidate, exc
+                )
+        return {}
+
     def _load(self) -> None:
-        if not self.path.exists():
-            return
-        raw = json.loads(self.path.read_text() or "{}")
-        if "files" not in raw:  # an index from before per-hour records: rescan
+        raw = self._read()
+        if "files" not in raw:  # none yet, or an index from before per-hour records: rescan
             return
         self.hours = raw.get("hours", {})
         if raw.get("version") == INDEX_VERSION:
@@ -105,15 +130,23 @@ class LandingIndex:
             files = {**disk.entries, **{k: self.entries[k] for k in self._dirty_files}}
             hours = {**disk.hours, **{k: self.hours[k] for k in self._dirty_hours}}
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(
-                json.dumps(
+            with open(tmp, "w") as fh:
+                json.dump(
                     {
                         "version": INDEX_VERSION,
                         "files": {k: dataclasses.asdict(v) for k, v in sorted(files.items())},
                         "hours": dict(sorted(hours.items())),
-                    }
+                    },
+                    fh,
                 )
-            )
+                fh.flush()
+                os.fsync(fh.fileno())
+            if self.path.exists():
+                # The previous index stays as the backup (a hard link: no copy per save).
+                link = self.path.with_suffix(f".{os.getpid()}.bak.tmp")
+                link.unlink(missing_ok=True)
+                os.link(self.path, link)
+                os.replace(link, self.backup_path)
             tmp.replace(self.path)
             self.entries, self.hours = files, hours
             self._dirty_files.clear()
