@@ -18,7 +18,7 @@ from pathlib import Path
 
 from refrig_assets.core.contracts import Contract
 from refrig_assets.core.duck import connect, sql_str
-from refrig_assets.ingestion.landing.hour_keys import file_hour
+from refrig_assets.ingestion.landing.hour_keys import file_hour, hours_between
 from refrig_assets.ingestion.landing.readers import (
     NAMES_SHOWN,
     FileRejection,
@@ -198,6 +198,30 @@ class LandingIndex:
         self._dirty_hours.add(partition_key)
 
 
+# A file whose plausible readings span at most this many hours is indexed by the hours between
+# its first and last reading (count, min and max come from Parquet statistics, no scan); a wider
+# span is scanned for the hours it really touches.
+SPAN_FROM_STATISTICS_HOURS = 2
+
+
+def _span(con, sql: str, placed: str) -> tuple[int, datetime | None, datetime | None, list[str]]:
+    """Rows, first and last plausible reading, and the hours the readings fall in."""
+    rows, lo, hi = con.execute(f"SELECT count(*), min(ts), max(ts) FROM ({sql})").fetchall()[0]
+    if lo is not None:
+        bounds_placed = con.execute(
+            f"SELECT bool_and({placed}) FROM (SELECT unnest([$lo, $hi]) AS ts)",
+            {"lo": lo, "hi": hi},
+        ).fetchall()[0][0]
+        if bounds_placed and (hi - lo).total_seconds() <= SPAN_FROM_STATISTICS_HOURS * 3600:
+            return rows, lo, hi, hours_between(lo, hi)
+    rows, lo, hi, hours = con.execute(
+        f"SELECT count(*), min(ts) FILTER ({placed}), max(ts) FILTER ({placed}), "
+        f"list(DISTINCT strftime(date_trunc('hour', ts), '%Y-%m-%d-%H:00')) "
+        f"FILTER ({placed}) FROM ({sql})"
+    ).fetchall()[0]
+    return rows, lo, hi, hours
+
+
 def scan_file(path: Path, landing_dir: Path, contract: Contract, st: os.stat_result) -> FileSpan:
     """Open a file once: its rejection, or its rows, time span, hours and extra columns.
 
@@ -212,11 +236,7 @@ def scan_file(path: Path, landing_dir: Path, contract: Contract, st: os.stat_res
         if layout is not None:
             sql = file_select_sql(layout, contract, received, False)
             placed = plausible_sql(contract, "ts", f"TIMESTAMPTZ {sql_str(received.isoformat())}")
-            rows, lo, hi, hours = con.execute(
-                f"SELECT count(*), min(ts) FILTER ({placed}), max(ts) FILTER ({placed}), "
-                f"list(DISTINCT strftime(date_trunc('hour', ts), '%Y-%m-%d-%H:00')) "
-                f"FILTER ({placed}) FROM ({sql})"
-            ).fetchall()[0]
+            rows, lo, hi, hours = _span(con, sql, placed)
             if rows == 0:
                 rejection = FileRejection(
                     layout.rel, "empty_file", f"{layout.rel}: file has no data rows"
