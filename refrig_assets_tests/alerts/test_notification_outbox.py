@@ -26,6 +26,8 @@ from refrig_assets.alerts.store import AlertStore
 from refrig_assets.core.contracts import load_contract
 from tools.chaos.webhook import start_webhook, stop_webhook
 
+pytestmark = pytest.mark.fault_injection
+
 CONTRACT = load_contract("device_alerts")
 POLICY = alert_policy()
 NOTIFY = POLICY.notifications

@@ -22,6 +22,8 @@ from refrig_assets.streaming.alerts import firings_to_alerts
 from refrig_assets.streaming.config import load_streaming_settings
 from tools.chaos.webhook import start_webhook, stop_webhook
 
+pytestmark = pytest.mark.fault_injection
+
 SLA = alert_policy().sla_monitor
 
 

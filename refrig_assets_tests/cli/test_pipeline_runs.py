@@ -6,12 +6,15 @@ import subprocess
 import sys
 
 import dagster as dg
+import pytest
 from dagster._core.utils import make_new_run_id
 from typer.testing import CliRunner
 
 from refrig_assets.cli import app
 from refrig_assets.cli.runner import LAUNCHER, LAUNCHER_TAG, PID_TAG, fail_abandoned_runs
 from refrig_assets.core.home_lock import HomeLock
+
+pytestmark = pytest.mark.fault_injection
 
 
 def test_a_concurrent_pipeline_run_is_refused_naming_the_one_in_progress(refrig_home):

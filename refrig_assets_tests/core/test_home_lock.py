@@ -12,6 +12,8 @@ import pytest
 
 from refrig_assets.core.home_lock import HomeBusy, HomeLock
 
+pytestmark = pytest.mark.fault_injection
+
 
 def test_a_second_holder_is_refused_with_the_first_named(tmp_path):
     with HomeLock(tmp_path):

@@ -1,8 +1,11 @@
 """Secrets in URLs never reach a log line, a note or a UI message."""
 
+import pytest
 from typer.testing import CliRunner
 
 from refrig_assets.core.secrets import mask_secrets, masked_url
+
+pytestmark = pytest.mark.fault_injection
 
 
 def test_a_database_password_is_masked_and_the_rest_kept():

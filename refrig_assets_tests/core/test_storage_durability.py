@@ -10,6 +10,8 @@ import pytest
 
 from refrig_assets.core.storage import ParquetStore
 
+pytestmark = pytest.mark.fault_injection
+
 
 @pytest.fixture
 def synced(monkeypatch):

@@ -22,6 +22,8 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.lifecycle.audit import PROMOTED, AuditTrail, LifecycleEvent
 from refrig_assets.operations.database import migrate
 
+pytestmark = pytest.mark.fault_injection
+
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 APPEND_ONLY = {

@@ -15,6 +15,8 @@ from refrig_assets.core.storage import ParquetStore
 from refrig_assets.defs.ingestion.assets import device_registry
 from refrig_assets.defs.shared.resources import RefrigResource
 
+pytestmark = pytest.mark.fault_injection
+
 FLEET = [(f"d{i}", "s1", "walk_in") for i in range(5)] + [
     (f"e{i}", "s2", "reach_in") for i in range(4)
 ]

@@ -5,10 +5,13 @@ import os
 from datetime import timedelta
 
 import dagster as dg
+import pytest
 from support.landing_world import H0, H1, LandingWorld
 from support.quality_helpers import HOUR, good_rows, quarantine_rows, run_hour
 
 from refrig_assets.quality.report import quality_report
+
+pytestmark = pytest.mark.fault_injection
 
 K1 = "2026-01-01-01:00"
 

@@ -9,6 +9,8 @@ import pytest
 from support.landing_world import H0, H1, H2, HOURLY, LandingWorld, checks, metadata
 from support.quality_helpers import good_rows
 
+pytestmark = pytest.mark.fault_injection
+
 
 def hour_file(world: LandingWorld, hour: int, name: str | None = None) -> None:
     """Three good readings of dev-1 in ``hour`` (of 2026-01-01), as Parquet."""

@@ -9,10 +9,13 @@ from datetime import timedelta
 
 import duckdb
 import pandas as pd
+import pytest
 from support.quality_helpers import CONTRACT, HOUR, good_rows, quarantine_rows, run_hour
 
 from refrig_assets.ingestion.landing.index import LandingIndex
 from refrig_assets.ingestion.landing.readers import landing_rules
+
+pytestmark = pytest.mark.fault_injection
 
 K1 = "2026-01-01-01:00"
 

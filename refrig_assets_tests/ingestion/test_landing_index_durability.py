@@ -3,7 +3,11 @@ back to its backup, then to a rescan, and never stops ingestion."""
 
 from datetime import UTC, datetime
 
+import pytest
+
 from refrig_assets.ingestion.landing.index import LandingIndex
+
+pytestmark = pytest.mark.fault_injection
 
 
 def _save_hour(path, key: str) -> None:

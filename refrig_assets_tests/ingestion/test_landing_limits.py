@@ -12,6 +12,8 @@ from support.quality_helpers import CONTRACT, arrived_in_hour, good_rows, quaran
 
 from refrig_assets.ingestion.landing.readers import landing_rules
 
+pytestmark = pytest.mark.fault_injection
+
 DEVICE = CONTRACT.column("device_id").extra
 MAX_COLUMNS = int(landing_rules(CONTRACT)["max_columns"])
 

@@ -12,6 +12,8 @@ from support.quality_helpers import good_rows
 
 from refrig_assets.core.config import CONFIG_DIR
 
+pytestmark = pytest.mark.fault_injection
+
 
 def deliver(world: LandingWorld, hour: int, device="dev-1", name=None):
     name = name or f"readings_20260101T{hour:02d}_{device}.parquet"

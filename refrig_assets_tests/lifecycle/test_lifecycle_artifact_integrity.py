@@ -26,6 +26,8 @@ from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
 from refrig_assets.lifecycle.promotion import ModelLifecycle
 from refrig_assets.training.registry import ModelRegistry
 
+pytestmark = pytest.mark.fault_injection
+
 
 @pytest.fixture
 def lc(tmp_path, monkeypatch):

@@ -24,6 +24,8 @@ from refrig_assets.training.registry import (
 )
 from tools.benchmarks.scoring import START, synthetic_features
 
+pytestmark = pytest.mark.fault_injection
+
 MODEL = "statistical_baseline"
 
 
