@@ -121,7 +121,8 @@ def device_listed_twice_in_the_registry(home: Home) -> Outcome:
     said = (done.stderr or "") + (done.stdout or "")
     device = frame["device_id"].iloc[0]
     ok = done.returncode != 0 and f"device_id '{device}' is on rows" in said
-    return Outcome("", ok, 0, f"exit {done.returncode}; {_tail(done)}")
+    named = next((line for line in said.splitlines() if "is on rows" in line), _tail(done))
+    return Outcome("", ok, 0, f"exit {done.returncode}; {named.split(': ', 1)[-1][:120]}")
 
 
 @case
