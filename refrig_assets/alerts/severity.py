@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-from refrig_assets.core.config import Section, deprecated_location, load_config
+from refrig_assets.core.config import Section, config_path, deprecated_location, load_config
 from refrig_assets.core.contracts import load_contract
 
 ALERTS_CONFIG = "alerts"
@@ -110,7 +111,20 @@ def _severity_rule(section: Section, severities: tuple[str, ...]) -> SeverityRul
 
 
 def alert_policy() -> AlertPolicy:
-    """The alert policy, checked on load (severities and levels against the alert contract)."""
+    """The alert policy, checked on load (severities and levels against the alert contract).
+
+    Built once per version of its files: it is asked for per alert on hot paths (SLA checks)."""
+    path = config_path(ALERTS_CONFIG)
+    try:
+        stat = path.stat()
+        version = (str(path), stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError:
+        version = (str(path), 0, 0)  # load_config names the missing file
+    return _alert_policy(version, load_contract("device_alerts").source_hash)
+
+
+@lru_cache(maxsize=8)
+def _alert_policy(file_version: tuple[str, int, int], contract_hash: str) -> AlertPolicy:
     section = _policy_section()
     contract = load_contract("device_alerts")
     severities = tuple(contract.column("severity").allowed or ())

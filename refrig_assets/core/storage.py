@@ -44,11 +44,16 @@ def without_null_types(table: pa.Table) -> pa.Table:
     return table.cast(schema)
 
 
-def durable_replace(tmp: Path, final: Path) -> None:
+def durable_replace(tmp: Path, final: Path, backup: Path | None = None) -> None:
     """Make ``tmp`` durable, rename it over ``final`` and make the rename durable: after a
-    power loss the partition is the old file or the whole new one, never a torn one."""
+    power loss the file is the old one or the whole new one, never a torn one. With
+    ``backup``, the previous ``final`` stays there (a hard link: no copy)."""
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
+    if backup is not None and final.exists():
+        link = backup.with_name(f".{backup.name}.{uuid.uuid4().hex}.tmp")
+        os.link(final, link)
+        os.replace(link, backup)
     os.replace(tmp, final)
     directory = os.open(final.parent, os.O_RDONLY)
     try:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from refrig_assets.core.storage import durable_replace
 from refrig_assets.streaming.config import StreamingSettings
 from refrig_assets.streaming.rules import NO_TIME
 
@@ -172,15 +173,7 @@ class StreamState:
                 np.save(fh, np.array(list(arrays)), allow_pickle=False)
                 for values in arrays.values():
                     np.save(fh, values, allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if path.exists():
-                # The previous state stays as the backup (a hard link: no copy per tick).
-                link = path.with_name(f".{path.name}.{os.getpid()}.bak.tmp")
-                link.unlink(missing_ok=True)
-                os.link(path, link)
-                os.replace(link, backup_path(path))
-            os.replace(tmp, path)
+            durable_replace(tmp, path, backup=backup_path(path))
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -6,36 +6,13 @@ import shutil
 import dagster as dg
 import pandas as pd
 import pytest
+from support.landing_world import H0, H1, HOURLY, landing_graph
 
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
-from refrig_assets.defs.features.assets import device_features
-from refrig_assets.defs.ingestion.assets import device_registry, sensor_readings
+from refrig_assets.defs.ingestion.assets import device_registry
 from refrig_assets.defs.ingestion.sensors import late_landing_files
-from refrig_assets.defs.quality.assets import clean_readings
-from refrig_assets.defs.shared.partitions import hourly_partitions
-from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.quality.rules import flag_bit
-
-H0, H1 = "2026-01-01-00:00", "2026-01-01-01:00"
-HOURLY = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
-
-
-def graph(home) -> dg.Definitions:
-    """The landing → features part of the graph, with the hourly job the sensor targets."""
-    return dg.Definitions(
-        assets=[device_registry, sensor_readings, clean_readings, device_features],
-        sensors=[late_landing_files],
-        jobs=[
-            dg.define_asset_job(
-                "hourly_pipeline",
-                selection=HOURLY,
-                partitions_def=hourly_partitions,
-                executor_def=dg.in_process_executor,
-            )
-        ],
-        resources={"refrig": RefrigResource(home=str(home))},
-    )
 
 
 def run_hour(defs, instance, hour, assets=HOURLY):
@@ -66,7 +43,7 @@ def test_a_late_file_refreshes_its_hour_and_equals_a_from_scratch_run(
     late_file_world, tmp_path, monkeypatch
 ):
     settings, late_rows = late_file_world
-    defs = graph(settings.home)
+    defs = landing_graph(settings.home)
     store = ParquetStore(settings.data_dir)
     with dg.instance_for_test() as instance:
         materialize_registry(defs, instance)
@@ -105,7 +82,7 @@ def test_a_late_file_refreshes_its_hour_and_equals_a_from_scratch_run(
     shutil.copy2(store.path("device_registry"), registry)
     monkeypatch.setenv("REFRIG_HOME", str(scratch))
     with dg.instance_for_test() as instance:
-        run_hour(graph(scratch), instance, H0)
+        run_hour(landing_graph(scratch), instance, H0)
     fresh = ParquetStore(get_settings().data_dir)
 
     late_bit = flag_bit("LATE")

@@ -24,6 +24,24 @@ H0, H1, H2 = "2026-01-01-00:00", "2026-01-01-01:00", "2026-01-01-02:00"
 HOURLY = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
 
 
+def landing_graph(home) -> dg.Definitions:
+    """The landing → features part of the graph, with the hourly job the late-data sensor
+    targets, on the project home ``home``."""
+    return dg.Definitions(
+        assets=[device_registry, sensor_readings, clean_readings, device_features],
+        sensors=[late_landing_files],
+        jobs=[
+            dg.define_asset_job(
+                "hourly_pipeline",
+                selection=HOURLY,
+                partitions_def=hourly_partitions,
+                executor_def=dg.in_process_executor,
+            )
+        ],
+        resources={"refrig": RefrigResource(home=str(home))},
+    )
+
+
 class LandingWorld:
     """A project home with a landing directory, a registry and the hourly part of the graph."""
 
@@ -34,19 +52,7 @@ class LandingWorld:
         self.landing.mkdir(parents=True, exist_ok=True)
         self.store = ParquetStore(settings.data_dir)
         self.store.write("device_registry", None, pd.DataFrame({"device_id": list(devices)}))
-        self.defs = dg.Definitions(
-            assets=[device_registry, sensor_readings, clean_readings, device_features],
-            sensors=[late_landing_files],
-            jobs=[
-                dg.define_asset_job(
-                    "hourly_pipeline",
-                    selection=HOURLY,
-                    partitions_def=hourly_partitions,
-                    executor_def=dg.in_process_executor,
-                )
-            ],
-            resources={"refrig": RefrigResource(home=str(self.home))},
-        )
+        self.defs = landing_graph(self.home)
 
     def run_hour(self, instance, hour: str, assets=HOURLY) -> dg.ExecuteInProcessResult:
         """Materialize ``assets`` of one hour in one run of the hourly job (it must succeed)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from refrig_assets.core.contracts import Contract
 from refrig_assets.core.duck import connect, sql_str
+from refrig_assets.core.storage import durable_replace
 from refrig_assets.ingestion.landing.hour_keys import file_hour, hours_between
 from refrig_assets.ingestion.landing.readers import (
     NAMES_SHOWN,
@@ -139,15 +140,7 @@ class LandingIndex:
                     },
                     fh,
                 )
-                fh.flush()
-                os.fsync(fh.fileno())
-            if self.path.exists():
-                # The previous index stays as the backup (a hard link: no copy per save).
-                link = self.path.with_suffix(f".{os.getpid()}.bak.tmp")
-                link.unlink(missing_ok=True)
-                os.link(self.path, link)
-                os.replace(link, self.backup_path)
-            tmp.replace(self.path)
+            durable_replace(tmp, self.path, backup=self.backup_path)
             self.entries, self.hours = files, hours
             self._dirty_files.clear()
             self._dirty_hours.clear()
