@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from refrig_assets.core.settings import get_settings
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Definitions load once per test process: their partitions must not depend on the range a
+# `make run` recorded in the developer's own home (tests that need it unset this).
+os.environ.setdefault("REFRIG_PARTITION_START", get_settings().partition_start)
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,10 +32,22 @@ def run(
 
     One run per home at a time (it runs in this process, outside Dagster's run queue): a second
     one refuses, naming the first, or waits with ``--wait``."""
-    from refrig_assets.cli.runner import RegistryRefused, hour_keys, run_pipeline
-    from refrig_assets.core.home_lock import HomeBusy, HomeLock
+    from refrig_assets.core.partition_range import hour_keys, record_run_range
 
     begin = _parse_hour(start)
+    # Before the definitions load: their partitions are the hours recorded here (make dev too).
+    in_force = record_run_range(begin, hours)
+    asked = hour_keys(begin, hours)
+    if in_force.outside(asked):
+        typer.echo(in_force.explain(asked), err=True)
+        raise typer.Exit(1)
+    from refrig_assets.cli.runner import (
+        OutsidePartitions,
+        RegistryRefused,
+        run_pipeline,
+    )
+    from refrig_assets.core.home_lock import HomeBusy, HomeLock
+
     lock = HomeLock(get_settings().home, wait=wait)
     try:
         lock.acquire()
@@ -45,7 +57,7 @@ def run(
     try:
         typer.echo(f"Running {hours} hour(s) from {begin:%Y-%m-%d %H:%M} UTC")
         outcome = run_pipeline(begin, hours, train_hours, log=typer.echo)
-    except RegistryRefused as refused:
+    except (RegistryRefused, OutsidePartitions) as refused:
         typer.echo(str(refused), err=True)
         raise typer.Exit(1) from None
     finally:

@@ -8,7 +8,7 @@ by a killed process is marked failed by the next one instead of blocking its hou
 
 import logging
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 
 # MLflow narrates every registration and download; the summary says what matters.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
@@ -16,13 +16,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import dagster as dg
 
+from refrig_assets.core.partition_range import hour_keys
 from refrig_assets.defs.shared.partitions import hourly_partitions
-
-
-def hour_keys(start: datetime, hours: int) -> list[str]:
-    """Hourly partition keys from ``start`` (UTC) for ``hours`` hours."""
-    return [(start + timedelta(hours=h)).strftime("%Y-%m-%d-%H:00") for h in range(hours)]
-
 
 # The console logger prints every Dagster event; the runs are in the instance for the UI anyway.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -34,6 +29,10 @@ UNFINISHED = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+
+
+class OutsidePartitions(ValueError):
+    """The hours asked for are not partitions of the loaded definitions (the message says why)."""
 
 
 class RegistryRefused(RuntimeError):
@@ -115,9 +114,10 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else _project_instance()
     keys = hour_keys(start, hours)
-    unknown = [k for k in keys if not hourly_partitions.has_partition_key(k)]
-    if unknown:
-        raise ValueError(f"hours before REFRIG_PARTITION_START: {unknown[:3]}")
+    if any(not hourly_partitions.has_partition_key(k) for k in keys):
+        from refrig_assets.defs.shared.partitions import partition_range_in_force
+
+        raise OutsidePartitions(partition_range_in_force.explain(keys))
     for run_id in fail_abandoned_runs(instance):
         log(f"  run {run_id} was left unfinished by a process that is gone: marked failed")
     failures: list[str] = []
