@@ -7,7 +7,7 @@ services then connect as the application role: the stores find their tables and 
 place and create nothing.
 
 The stores, one list: alerts, their history and the notification outbox; maintenance windows,
-feedback rules and their audit trail, work orders, suppression reasons; retraining requests (all
+feedback rules and their audit trail, work orders, suppression reasons; console users, API tokens and the access audit; retraining requests (all
 in the alert database); the model lifecycle audit trail and rollouts (the lifecycle database,
 by default the alert database).
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from refrig_assets.access.store import AccessStore
 from refrig_assets.alerts.operator_tables import OperatorTables
 from refrig_assets.alerts.store import AlertStore
 from refrig_assets.core.grants import grant_application_role
@@ -52,6 +53,7 @@ def _alert_database(alerts: AlertStore) -> list[sa.Table]:
         FeedbackLoop(alerts, settings=settings),
         WorkOrderExporter(alerts, settings=settings),
         SuppressionLog(alerts),
+        AccessStore(alerts),
     ]
     tables = list(alerts.metadata.sorted_tables)
     for store in stores:
