@@ -20,6 +20,8 @@ from refrig_assets.cli import (
     quality,
     simulate,
     streaming,
+    tokens,
+    users,
 )
 
 app = typer.Typer(
@@ -38,6 +40,8 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(quality.app, name="quality")
 app.add_typer(streaming.app, name="streaming")
 app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="users")
+app.add_typer(tokens.app, name="tokens")
 
 
 def main() -> None:  # pragma: no cover (process exit)
