@@ -13,6 +13,7 @@ from refrig_assets.cli import (
     console,
     db,
     feedback,
+    importer,
     maintenance,
     models,
     monitor,
@@ -30,6 +31,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("simulate")(simulate.simulate)
+app.command("import")(importer.import_command)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(models.app, name="models")

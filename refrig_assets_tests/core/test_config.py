@@ -27,6 +27,7 @@ TOPICS = (
     "registry",
     "release",
     "ingestion",
+    "units",
 )
 
 

@@ -1,0 +1,66 @@
+"""``refrig import``: turn a fleet's own export files into landing files with a mapping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from refrig_assets.core.settings import get_settings
+
+SOURCE_SUFFIXES = (".csv", ".csv.gz", ".csv.zst", ".parquet")
+
+
+def source_files(source: Path) -> list[Path]:
+    """``source`` itself, or every CSV/Parquet file (plain or compressed) below a folder."""
+    if source.is_dir():
+        return sorted(
+            p
+            for p in source.rglob("*")
+            if p.is_file()
+            and p.name.lower().endswith(SOURCE_SUFFIXES)
+            and not p.name.startswith(".")
+        )
+    return [source]
+
+
+def import_command(
+    source: str = typer.Argument(..., help="A CSV/Parquet file (.gz/.zst too) or a folder."),
+    mapping: str = typer.Option(..., "--mapping", help="Mapping YAML (see examples/mappings)."),
+    name: str | None = typer.Option(
+        None, help="Identity of the import (one file only; default: the file's name)."
+    ),
+) -> None:
+    """Rename columns, convert units and times to UTC and write one landing file per hour.
+
+    Rows that cannot be readings go to ``$REFRIG_DATA_DIR/import_quarantine/<name>.parquet``
+    with their rule. Importing the same source again replaces its files."""
+    from refrig_assets.ingestion.mapping import MappingError, import_file, load_mapping
+
+    s = get_settings()
+    try:
+        parsed = load_mapping(Path(mapping))
+    except MappingError as exc:
+        typer.echo(f"mapping refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    files = source_files(Path(source))
+    if not files or not files[0].exists():
+        typer.echo(f"no source files at {source}", err=True)
+        raise typer.Exit(2)
+    if name is not None and len(files) > 1:
+        typer.echo("--name needs a single source file", err=True)
+        raise typer.Exit(2)
+    failed = 0
+    for path in files:
+        try:
+            result = import_file(
+                path, parsed, s.landing_dir, s.data_dir / "import_quarantine", name=name
+            )
+        except MappingError as exc:
+            typer.echo(f"{path}: not imported: {exc}", err=True)
+            failed += 1
+            continue
+        typer.echo(json.dumps(result.summary()))
+    if failed:
+        raise typer.Exit(1)

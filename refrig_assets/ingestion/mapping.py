@@ -1,0 +1,744 @@
+"""Importing a fleet's own files: a mapping file turns them into contract-conformant landing files.
+
+Real exports never use the contract's names or units. A mapping (YAML, see
+``examples/mappings/``) says how one source file is laid out and what each of its columns is:
+
+* ``layout: wide`` (one row per device and time, one column per sensor) or ``layout: long``
+  (one row per device, time and sensor, with ``long: {sensor_column, value_column}``);
+* ``device_id``: ``{column: <name>}``, ``{value: <id>}`` (a single-device file) or
+  ``{file_name: true}`` (the file's name without suffixes), with an optional ``prefix``;
+* ``timestamp``: ``{column, format, timezone}``: ``format`` is ``iso`` (default), one of the
+  epoch units of ``config/units.yaml`` (``epoch_s``, ``epoch_ms``, ``epoch_us``, ``epoch_ns``)
+  or a ``strftime`` pattern; text without an offset is local time in ``timezone`` (default
+  ``UTC``) and converted to UTC;
+* ``sensors``: source column (wide) or sensor name (long) -> ``{to: <contract column>, unit,
+  frequency_hz, true_values, false_values}``. Units are converted with the table of
+  ``config/units.yaml`` into the contract's unit of the column.
+
+:func:`convert_frame` does the work on a frame of raw values and returns the readings and the
+quarantine (``quarantined_readings`` shape: ``source_file``, ``row``, ``column``, ``rule``,
+``value``, ``message``, ``device_id``, ``ts``); :func:`import_file` reads a CSV (plain, gzip or
+zstd) or Parquet source, writes one landing Parquet file per hour under
+``<landing>/imports/<name>/`` (re-importing the same source replaces the same files) and checks
+each one with the landing reader before it is moved into place.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from refrig_assets.core.config import Section, load_config
+from refrig_assets.core.contracts import Contract, load_contract
+from refrig_assets.core.duck import connect, sql_str
+from refrig_assets.core.storage import durable_replace
+from refrig_assets.ingestion.landing.readers import open_file, text_limits
+
+LAYOUTS = ("wide", "long")
+QUARANTINE_COLUMNS = ["source_file", "row", "column", "rule", "value", "message", "device_id", "ts"]
+DEFAULT_TRUE = ("1", "true", "yes", "on", "open", "opened")
+DEFAULT_FALSE = ("0", "false", "no", "off", "closed", "close", "shut")
+# Longest raw value quoted in a quarantine row.
+VALUE_SHOWN = 200
+
+
+class MappingError(ValueError):
+    """A mapping file is malformed or names a column, unit or layout that does not exist."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """``value * scale + offset`` (divided by 2*pi*f when ``per_angular_frequency``)."""
+
+    scale: float
+    offset: float = 0.0
+    per_angular_frequency: bool = False
+
+    def apply(self, values: pd.Series, frequency_hz: float | None = None) -> pd.Series:
+        """``values`` in the contract's unit."""
+        out = values * self.scale + self.offset
+        if self.per_angular_frequency:
+            if not frequency_hz:
+                raise MappingError("this unit needs the column's frequency_hz")
+            out = out / (2.0 * math.pi * frequency_hz)
+        return out
+
+
+@dataclass(frozen=True)
+class UnitTable:
+    """The conversions of ``config/units.yaml``: contract unit -> source unit -> conversion."""
+
+    conversions: dict[str, dict[str, Conversion]]
+    aliases: dict[str, str]
+    epoch_units: dict[str, str]
+    path: Path
+
+    def canonical(self, unit: str) -> str:
+        """The table's name for ``unit`` (aliases resolved)."""
+        return self.aliases.get(unit, unit)
+
+    def conversion(self, source_unit: str, contract_unit: str) -> Conversion:
+        """How a value in ``source_unit`` becomes one in ``contract_unit`` (error if unknown)."""
+        known = self.conversions.get(contract_unit)
+        if known is None:
+            raise MappingError(f"{self.path}: no conversions into {contract_unit!r}")
+        unit = self.canonical(source_unit)
+        if unit not in known:
+            raise MappingError(
+                f"unit {source_unit!r} cannot be converted into {contract_unit!r} "
+                f"(known: {', '.join(sorted(known))}; add it to {self.path})"
+            )
+        return known[unit]
+
+
+def load_units() -> UnitTable:
+    """The unit table of ``config/units.yaml``."""
+    section = load_config("units")
+    table: dict[str, dict[str, Conversion]] = {}
+    conv = section.section("conversions")
+    for target in conv.raw:
+        by_source = conv.section(target)
+        table[target] = {}
+        for source in by_source.raw:
+            one = by_source.section(source)
+            table[target][source] = Conversion(
+                scale=one.number("scale"),
+                offset=one.number("offset"),
+                per_angular_frequency=one.flag("per_angular_frequency")
+                if one.has("per_angular_frequency")
+                else False,
+            )
+    aliases = {str(k): str(v) for k, v in section.section("aliases").raw.items()}
+    epochs = {str(k): str(v) for k, v in section.section("epoch_units").raw.items()}
+    return UnitTable(table, aliases, epochs, section.path)
+
+
+@dataclass(frozen=True)
+class SensorMapping:
+    """One source column (wide) or sensor name (long) and the contract column it becomes."""
+
+    source: str
+    target: str
+    conversion: Conversion | None  # None for non-numeric (bool) columns
+    frequency_hz: float | None = None
+    true_values: tuple[str, ...] = DEFAULT_TRUE
+    false_values: tuple[str, ...] = DEFAULT_FALSE
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A parsed mapping file (see the module docstring)."""
+
+    path: Path
+    layout: str
+    sensors: tuple[SensorMapping, ...]
+    ts_column: str
+    ts_format: str
+    timezone: str
+    device_column: str | None = None
+    device_value: str | None = None
+    device_from_file_name: bool = False
+    device_prefix: str = ""
+    sensor_column: str | None = None
+    value_column: str | None = None
+    csv_delimiter: str | None = None
+    epoch_unit: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def targets(self) -> list[str]:
+        """Contract columns the mapping fills, in mapping order."""
+        return [s.target for s in self.sensors]
+
+
+def load_mapping(path: Path | str, contract: Contract | None = None) -> Mapping:
+    """Parse and check a mapping file against the sensor contract and the unit table."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise MappingError(f"{path}: mapping file not found") from None
+    except yaml.YAMLError as exc:
+        raise MappingError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise MappingError(f"{path}: expected a mapping at the top level")
+    contract = contract or load_contract("sensor_readings")
+    units = load_units()
+    top = Section(path, raw)
+    try:
+        return _parse(top, path, contract, units)
+    except (KeyError, TypeError) as exc:
+        raise MappingError(f"{path}: {exc}") from None
+    except ValueError as exc:
+        raise MappingError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
+
+
+def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Mapping:
+    layout = top.choice("layout", LAYOUTS) if top.has("layout") else "wide"
+    device = top.section("device_id")
+    sources = [k for k in ("column", "value", "file_name") if device.has(k)]
+    if len(sources) != 1:
+        raise MappingError(f"{path}: device_id needs exactly one of column, value or file_name")
+    stamp = top.section("timestamp")
+    ts_format = stamp.text("format") if stamp.has("format") else "iso"
+    epoch_unit = units.epoch_units.get(ts_format)
+    if ts_format.startswith("epoch") and epoch_unit is None:
+        raise MappingError(
+            f"{path}: timestamp.format {ts_format!r} is not one of "
+            f"{', '.join(units.epoch_units)} (or iso, or a strftime pattern)"
+        )
+    timezone = stamp.text("timezone") if stamp.has("timezone") else "UTC"
+    try:
+        pd.Timestamp("2026-01-01").tz_localize(timezone)
+    except Exception:
+        raise MappingError(f"{path}: timestamp.timezone {timezone!r} is not a time zone") from None
+    long_cols: tuple[str | None, str | None] = (None, None)
+    if layout == "long":
+        long = top.section("long")
+        long_cols = (long.text("sensor_column"), long.text("value_column"))
+    sensor_section = top.section("sensors")
+    if not sensor_section.raw:
+        raise MappingError(f"{path}: sensors must map at least one column")
+    sensors = []
+    for source in sensor_section.raw:
+        spec = sensor_section.section(str(source))
+        target = spec.text("to")
+        if target not in contract.column_names or target in ("device_id", "ts"):
+            measurable = [c.name for c in contract.columns if c.name not in ("device_id", "ts")]
+            raise MappingError(
+                f"{path}: sensors.{source}.to: {target!r} is not a measurement of "
+                f"sensor_readings ({', '.join(measurable)})"
+            )
+        col = contract.column(target)
+        freq = spec.number("frequency_hz", minimum=0.0) if spec.has("frequency_hz") else None
+        conversion = None
+        if col.type == "float":
+            unit = spec.text("unit") if spec.has("unit") else str(col.unit)
+            conversion = units.conversion(unit, str(col.unit))
+            if conversion.per_angular_frequency and not freq:
+                raise MappingError(
+                    f"{path}: sensors.{source}: unit {unit!r} needs frequency_hz to become "
+                    f"{col.unit}"
+                )
+        words = {
+            k: tuple(str(v).strip().lower() for v in spec.items(k))
+            for k in ("true_values", "false_values")
+            if spec.has(k)
+        }
+        sensors.append(
+            SensorMapping(
+                str(source),
+                target,
+                conversion,
+                freq,
+                words.get("true_values", DEFAULT_TRUE),
+                words.get("false_values", DEFAULT_FALSE),
+            )
+        )
+    targets = [s.target for s in sensors]
+    twice = sorted({t for t in targets if targets.count(t) > 1})
+    if twice:
+        raise MappingError(f"{path}: several sources map to {', '.join(twice)}")
+    csv = top.section("csv") if top.has("csv") else None
+    return Mapping(
+        path=path,
+        layout=layout,
+        sensors=tuple(sensors),
+        ts_column=stamp.text("column"),
+        ts_format=ts_format,
+        timezone=timezone,
+        device_column=device.text("column") if device.has("column") else None,
+        device_value=str(device.value("value")) if device.has("value") else None,
+        device_from_file_name=device.flag("file_name") if device.has("file_name") else False,
+        device_prefix=str(device.value("prefix")) if device.has("prefix") else "",
+        sensor_column=long_cols[0],
+        value_column=long_cols[1],
+        csv_delimiter=csv.text("delimiter") if csv is not None and csv.has("delimiter") else None,
+        epoch_unit=epoch_unit,
+    )
+
+
+# --- converting a frame ------------------------------------------------------------------------
+
+
+def _quarantine(
+    source_file: str,
+    rows: np.ndarray,
+    column: str | None,
+    rule: str,
+    values: pd.Series | list | None,
+    message: str | list[str],
+    devices: pd.Series | list | None = None,
+    ts: pd.Series | list | None = None,
+) -> pd.DataFrame:
+    n = len(rows)
+    texts = (
+        [None if _missing(v) else str(v)[:VALUE_SHOWN] for v in values]
+        if values is not None
+        else [None] * n
+    )
+    return pd.DataFrame(
+        {
+            "source_file": [source_file] * n,
+            "row": np.asarray(rows, dtype="int64"),
+            "column": [column] * n,
+            "rule": [rule] * n,
+            "value": texts,
+            "message": message if isinstance(message, list) else [message] * n,
+            "device_id": list(devices) if devices is not None else [None] * n,
+            "ts": pd.to_datetime(pd.Series(list(ts) if ts is not None else [pd.NaT] * n), utc=True),
+        }
+    )
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return value is pd.NaT or (isinstance(value, str) and not value.strip())
+
+
+def _blank(series: pd.Series) -> pd.Series:
+    """Null, NaN or blank text."""
+    text = series.astype("string").str.strip()
+    return series.isna() | (text == "").fillna(True)
+
+
+def parse_timestamps(raw: pd.Series, mapping: Mapping) -> pd.Series:
+    """Reading times in UTC (NaT where a value does not parse or a local time does not exist or
+    is ambiguous in the mapping's zone)."""
+    if mapping.epoch_unit is not None:
+        numbers = pd.to_numeric(raw, errors="coerce")
+        return pd.to_datetime(numbers, unit=mapping.epoch_unit, utc=True, errors="coerce")
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        return raw.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        parsed = raw
+    else:
+        fmt = "ISO8601" if mapping.ts_format == "iso" else mapping.ts_format
+        text = raw.astype("string").str.strip()
+        aware = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
+        parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+        if aware.any():
+            parsed[aware] = pd.to_datetime(text[aware], format=fmt, utc=True, errors="coerce")
+        naive = pd.to_datetime(text[~aware], format=fmt, errors="coerce")
+        if isinstance(naive.dtype, pd.DatetimeTZDtype):  # a pattern with %z
+            parsed[~aware] = naive.dt.tz_convert("UTC")
+            return parsed
+        parsed[~aware] = _localize(naive, mapping.timezone)
+        return parsed
+    return _localize(parsed, mapping.timezone)
+
+
+def _localize(naive: pd.Series, zone: str) -> pd.Series:
+    return naive.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+
+
+def _numeric(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(float values, parse failed) for one column of raw values."""
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.astype("float64"), pd.Series(False, index=raw.index)
+    text = raw if pd.api.types.is_numeric_dtype(raw) else raw.astype("string").str.strip()
+    values = pd.to_numeric(text, errors="coerce").astype("float64")
+    return values, values.isna() & ~_blank(raw)
+
+
+def _boolean(raw: pd.Series, spec: SensorMapping) -> tuple[pd.Series, pd.Series]:
+    """(nullable booleans, parse failed) using the mapping's true/false words (1/0 always)."""
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.astype("boolean"), pd.Series(False, index=raw.index)
+    text = raw.astype("string").str.strip().str.lower()
+    numbers = pd.to_numeric(text, errors="coerce")
+    out = pd.Series(pd.NA, index=raw.index, dtype="boolean")
+    out[text.isin(spec.true_values).fillna(False) | (numbers == 1).fillna(False)] = True
+    out[text.isin(spec.false_values).fillna(False) | (numbers == 0).fillna(False)] = False
+    return out, out.isna() & ~_blank(raw)
+
+
+def convert_values(raw: pd.Series, spec: SensorMapping) -> tuple[pd.Series, pd.Series]:
+    """(values in the contract's unit and type, parse failed) for one mapped column."""
+    if spec.conversion is None:
+        return _boolean(raw, spec)
+    values, failed = _numeric(raw)
+    values = values.where(np.isfinite(values))
+    return spec.conversion.apply(values, spec.frequency_hz), failed
+
+
+@dataclass
+class Converted:
+    """Readings in the contract's shape (every column; unmapped sensors null) and quarantine."""
+
+    readings: pd.DataFrame
+    quarantine: pd.DataFrame
+    source_rows: int
+
+
+def _device_ids(frame: pd.DataFrame, mapping: Mapping, file_name: str) -> pd.Series:
+    if mapping.device_column is not None:
+        raw = frame[mapping.device_column].astype("string").str.strip()
+        raw = raw.where(~_blank(frame[mapping.device_column]))
+    elif mapping.device_value is not None:
+        raw = pd.Series(mapping.device_value, index=frame.index, dtype="string")
+    else:
+        raw = pd.Series(file_stem(file_name), index=frame.index, dtype="string")
+    return (mapping.device_prefix + raw).astype("string")
+
+
+def file_stem(name: str) -> str:
+    """A file's name without directory and reading suffixes (``pump_3.csv.gz`` -> ``pump_3``)."""
+    base = Path(name).name
+    return re.sub(r"(\.(csv|parquet|tsv|txt|gz|zst|zstd|bz2|xz))+$", "", base, flags=re.I)
+
+
+def convert_frame(
+    frame: pd.DataFrame, mapping: Mapping, source_file: str, contract: Contract | None = None
+) -> Converted:
+    """Rename, convert and check one source frame (its rows in file order, row = 0-based data
+    row). Rows that cannot be readings go to the quarantine with the rule: ``missing_value``
+    (no device or time), ``invalid_device_id``, ``unparsable_value`` (a value or a time that
+    does not parse, a local time that does not exist in the zone), ``duplicate_reading`` (long
+    layout: the same device, time and sensor twice; the first is kept), ``extra_column``
+    (one note per source column or sensor name the mapping does not name, row -1)."""
+    contract = contract or load_contract("sensor_readings")
+    needed = [mapping.ts_column] + ([mapping.device_column] if mapping.device_column else [])
+    if mapping.layout == "long":
+        needed += [str(mapping.sensor_column), str(mapping.value_column)]
+    else:
+        needed += [s.source for s in mapping.sensors if s.source in frame.columns]
+    missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
+    if mapping.layout == "wide" and not any(s.source in frame.columns for s in mapping.sensors):
+        missing += [s.source for s in mapping.sensors]
+    if missing:
+        raise MappingError(
+            f"{source_file}: column(s) {', '.join(map(repr, missing))} named in "
+            f"{mapping.path} are not in the file (it has {', '.join(map(repr, frame.columns))})"
+        )
+    frame = frame.reset_index(drop=True)
+    rows = np.arange(len(frame), dtype="int64")
+    notes: list[pd.DataFrame] = []
+    device = _device_ids(frame, mapping, source_file)
+    ts = parse_timestamps(frame[mapping.ts_column], mapping)
+    raw_ts = frame[mapping.ts_column]
+    bad = pd.Series(False, index=frame.index)
+
+    def reject(mask: pd.Series, column: str, rule: str, values, message) -> None:
+        nonlocal bad
+        mask = mask & ~bad
+        if mask.any():
+            idx = mask.to_numpy()
+            msgs = message(values[mask]) if callable(message) else message
+            notes.append(
+                _quarantine(
+                    source_file,
+                    rows[idx],
+                    column,
+                    rule,
+                    values[mask],
+                    msgs,
+                    device[mask].astype(object).where(device[mask].notna(), None),
+                    ts[mask],
+                )
+            )
+            bad = bad | mask
+
+    no_device = device.isna()
+    reject(no_device, "device_id", "missing_value", device, "no device_id")
+    length, pattern = text_limits(contract.column("device_id"))
+    invalid = pd.Series(False, index=frame.index)
+    if length is not None:
+        invalid |= (device.str.len() > length).fillna(False)
+    if pattern is not None:
+        invalid |= (~device.str.fullmatch(pattern)).fillna(False)
+    reject(
+        invalid,
+        "device_id",
+        "invalid_device_id",
+        device,
+        "device_id breaks max_length or pattern of contracts/sensor_readings.yaml",
+    )
+    no_ts = _blank(raw_ts)
+    reject(no_ts, "ts", "missing_value", raw_ts, "no reading time")
+    reject(
+        ts.isna(),
+        "ts",
+        "unparsable_value",
+        raw_ts,
+        f"reading time does not parse as {mapping.ts_format} (or does not exist / is ambiguous "
+        f"in {mapping.timezone})",
+    )
+
+    known = {s.source: s for s in mapping.sensors}
+    if mapping.layout == "wide":
+        out = pd.DataFrame({"device_id": device, "ts": ts})
+        for spec in mapping.sensors:
+            if spec.source not in frame.columns:
+                continue  # a mapping may name columns only some files have
+            values, failed = convert_values(frame[spec.source], spec)
+            reject(
+                failed,
+                spec.target,
+                "unparsable_value",
+                frame[spec.source],
+                f"{spec.source!r} does not parse as a {contract.column(spec.target).type}",
+            )
+            out[spec.target] = values
+        used = set(needed) | set(known)
+        extra = [c for c in frame.columns if c not in used]
+        notes += [
+            _quarantine(
+                source_file,
+                np.array([-1]),
+                c,
+                "extra_column",
+                None,
+                f"{source_file}: column {c!r} is not in {mapping.path.name}; its values are "
+                "ignored, the rows are kept",
+            )
+            for c in extra
+        ]
+        out = out[~bad.to_numpy()]
+    else:
+        out = _long_to_wide(frame, mapping, source_file, device, ts, bad, rows, notes, contract)
+    for col in contract.columns:
+        if col.name not in out:
+            out[col.name] = pd.Series(
+                pd.NA if col.type == "bool" else np.nan,
+                index=out.index,
+                dtype="boolean" if col.type == "bool" else "float64",
+            )
+    readings = out[contract.column_names].reset_index(drop=True)
+    readings["device_id"] = readings["device_id"].astype(object)
+    quarantine = (
+        pd.concat(notes, ignore_index=True)
+        if notes
+        else pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS})
+    )
+    return Converted(readings, quarantine, len(frame))
+
+
+def _long_to_wide(
+    frame: pd.DataFrame,
+    mapping: Mapping,
+    source_file: str,
+    device: pd.Series,
+    ts: pd.Series,
+    bad: pd.Series,
+    rows: np.ndarray,
+    notes: list[pd.DataFrame],
+    contract: Contract,
+) -> pd.DataFrame:
+    """Long rows (device, time, sensor, value) -> one wide row per device and time."""
+    sensor = frame[str(mapping.sensor_column)].astype("string").str.strip()
+    raw_value = frame[str(mapping.value_column)]
+    known = {s.source: s for s in mapping.sensors}
+    unknown = ~sensor.isin(list(known)).fillna(False) & ~bad
+    for name, count in sensor[unknown].fillna("<blank>").value_counts().items():
+        notes.append(
+            _quarantine(
+                source_file,
+                np.array([-1]),
+                str(mapping.sensor_column),
+                "extra_column",
+                [name],
+                f"{source_file}: sensor {name!r} ({count} rows) is not in {mapping.path.name}; "
+                "its values are ignored",
+            )
+        )
+    keep = ~bad & ~unknown
+    parts = []
+    for spec in mapping.sensors:
+        mask = keep & (sensor == spec.source).fillna(False)
+        if not mask.any():
+            continue
+        values, failed = convert_values(raw_value[mask], spec)
+        if failed.any():
+            idx = failed[failed].index
+            notes.append(
+                _quarantine(
+                    source_file,
+                    rows[idx],
+                    spec.target,
+                    "unparsable_value",
+                    raw_value[idx],
+                    f"value of sensor {spec.source!r} does not parse as a "
+                    f"{contract.column(spec.target).type}",
+                    device[idx].astype(object),
+                    ts[idx],
+                )
+            )
+        ok = ~failed
+        parts.append(
+            pd.DataFrame(
+                {
+                    "device_id": device[mask][ok],
+                    "ts": ts[mask][ok],
+                    "target": spec.target,
+                    "value": values[ok].astype(object),
+                    "_row": rows[mask.to_numpy()][ok.to_numpy()],
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(
+            {"device_id": pd.Series(dtype=object), "ts": pd.Series(dtype="datetime64[ns, UTC]")}
+        )
+    long = pd.concat(parts, ignore_index=True).sort_values("_row", kind="stable")
+    twice = long.duplicated(["device_id", "ts", "target"], keep="first")
+    if twice.any():
+        dup = long[twice]
+        notes.append(
+            _quarantine(
+                source_file,
+                dup["_row"].to_numpy(),
+                None,
+                "duplicate_reading",
+                dup["value"],
+                [
+                    f"second value of {t!r} for this device and time; the first is kept"
+                    for t in dup["target"]
+                ],
+                dup["device_id"].astype(object),
+                dup["ts"],
+            )
+        )
+        long = long[~twice]
+    wide = long.pivot(index=["device_id", "ts"], columns="target", values="value").reset_index()
+    wide.columns.name = None
+    for spec in mapping.sensors:
+        if spec.target in wide:
+            wide[spec.target] = wide[spec.target].astype(
+                "boolean" if spec.conversion is None else "float64"
+            )
+    return wide.sort_values(["ts", "device_id"], kind="stable")
+
+
+# --- reading a source, writing landing files ----------------------------------------------------
+
+
+def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
+    """A source file's rows in file order: Parquet with its own types, CSV (plain, ``.gz``,
+    ``.zst``) as text so that every raw value can be quoted in the quarantine."""
+    name = path.name.lower()
+    con = connect()
+    try:
+        p = sql_str(str(path))
+        if name.endswith(".parquet"):
+            return con.execute(f"SELECT * FROM read_parquet({p})").df()
+        options = "all_varchar = true, header = true"
+        if mapping.csv_delimiter:
+            options += f", delim = {sql_str(mapping.csv_delimiter)}"
+        return con.execute(f"SELECT * FROM read_csv({p}, {options})").df()
+    finally:
+        con.close()
+
+
+@dataclass
+class ImportResult:
+    """What one import wrote: landing files, readings, quarantined rows by rule."""
+
+    source: str
+    name: str
+    source_rows: int
+    readings: int
+    files: list[str]
+    quarantined: dict[str, int]
+    quarantine_path: str | None
+    first_ts: pd.Timestamp | None
+    last_ts: pd.Timestamp | None
+    devices: int
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly summary."""
+        return {
+            "source": self.source,
+            "name": self.name,
+            "source_rows": self.source_rows,
+            "readings": self.readings,
+            "devices": self.devices,
+            "hours": len(self.files),
+            "first_ts": None if self.first_ts is None else self.first_ts.isoformat(),
+            "last_ts": None if self.last_ts is None else self.last_ts.isoformat(),
+            "quarantined": self.quarantined,
+            "quarantine_path": self.quarantine_path,
+        }
+
+
+def import_name(source: Path) -> str:
+    """The default identity of an import: the source's name without suffixes, made safe."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", file_stem(source.name)) or "import"
+
+
+def import_file(
+    source: Path,
+    mapping: Mapping,
+    landing_dir: Path,
+    quarantine_dir: Path,
+    name: str | None = None,
+    contract: Contract | None = None,
+) -> ImportResult:
+    """Import one source file: one landing Parquet file per hour of its readings under
+    ``<landing_dir>/imports/<name>/<YYYY-MM-DD>/readings_<YYYYMMDDTHH>.parquet`` and, when rows
+    were rejected, ``<quarantine_dir>/<name>.parquet`` (both replaced by a re-import of the
+    same name). Each file is written under a hidden name, opened with the landing reader (a file
+    it would reject stops the import) and then moved into place."""
+    contract = contract or load_contract("sensor_readings")
+    source = Path(source)
+    name = name or import_name(source)
+    converted = convert_frame(read_source(source, mapping), mapping, str(source), contract)
+    readings = converted.readings.sort_values(["ts", "device_id"], kind="stable")
+    files: list[str] = []
+    base = Path(landing_dir) / "imports" / name
+    con = connect()
+    try:
+        hours = readings["ts"].dt.floor("h")
+        for i, (hour, part) in enumerate(readings.groupby(hours, sort=True)):
+            final = base / f"{hour:%Y-%m-%d}" / f"readings_{hour:%Y%m%dT%H}.parquet"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(
+                f".{final.stem}.{os.getpid()}.tmp.parquet"
+            )  # hidden: never discovered
+            try:
+                part.to_parquet(tmp, index=False)
+                _layout, rejection = open_file(con, tmp, Path(landing_dir), contract, f"imp{i}")
+                if rejection is not None:
+                    raise MappingError(
+                        f"the landing reader would reject {final}: {rejection.message}"
+                    )
+                durable_replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+            files.append(str(final))
+    finally:
+        con.close()
+    quarantine_path = None
+    counts: dict[str, int] = {}
+    if len(converted.quarantine):
+        q = converted.quarantine
+        counts = {str(k): int(v) for k, v in q["rule"].value_counts().items()}
+        out = Path(quarantine_dir) / f"{name}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        q.to_parquet(tmp, index=False)
+        durable_replace(tmp, out)
+        quarantine_path = str(out)
+    return ImportResult(
+        source=str(source),
+        name=name,
+        source_rows=converted.source_rows,
+        readings=len(readings),
+        files=files,
+        quarantined=counts,
+        quarantine_path=quarantine_path,
+        first_ts=readings["ts"].min() if len(readings) else None,
+        last_ts=readings["ts"].max() if len(readings) else None,
+        devices=int(readings["device_id"].nunique()),
+    )
