@@ -12,6 +12,7 @@ from refrig_assets.cli import (
     alerts,
     console,
     db,
+    evaluate,
     feedback,
     importer,
     maintenance,
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 app.command("simulate")(simulate.simulate)
 app.command("import")(importer.import_command)
+app.command("evaluate")(evaluate.evaluate_command)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(models.app, name="models")

@@ -28,6 +28,7 @@ TOPICS = (
     "release",
     "ingestion",
     "units",
+    "evaluation",
 )
 
 

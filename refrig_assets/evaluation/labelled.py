@@ -1,0 +1,518 @@
+"""Scoring alerts, incidents and detector flags against a user's own labelled history.
+
+Labels come as **points** (``device_id, ts, anomaly``: every labelled reading time, normal ones
+included) or as **intervals** (``device_id, start, end[, kind]``: the anomalous periods; the
+simulator's ``onset``/``end``/``fault_type`` labels are read as intervals too).
+
+*Point-wise* metrics count evaluation points: the labelled points themselves, or, for interval
+labels, every feature window of the evaluated devices (anomalous when it overlaps an interval).
+A point is predicted anomalous when a prediction of its device covers it (for a window: covers
+its middle). Reported: precision, recall, F1, false-alarm rate (share of normal points
+flagged, FAR) and missed-alarm rate (share of anomalous points missed, MAR).
+
+*Event-wise* metrics count episodes: labelled intervals (or runs of anomalous points no more than
+``events.max_gap_minutes`` apart) and predicted episodes (overlapping predictions of a device
+merged). An event is detected when a prediction overlaps ``[start, end + grace]``; its delay is
+from its start to the end of the first such prediction's window (when the prediction was
+available), never negative. Event precision is the share of predicted episodes that touch a
+labelled event (with the same grace).
+
+Predictions come from alerts (every alert window, suppressed repeats included: they still say
+the device was alerting), incidents (``first_window_start`` to ``last_window_end``) and each
+detector's score rows: its own ``anomaly_flag`` and, for the threshold sweep, its calibrated
+``anomaly_score`` at the thresholds of ``config/evaluation.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from refrig_assets.core.config import load_config
+
+POINT_COLUMNS = ("device_id", "ts", "anomaly")
+INTERVAL_COLUMNS = ("device_id", "start", "end")
+METRIC_COLUMNS = [
+    "source",
+    "points",
+    "anomalous_points",
+    "precision",
+    "recall",
+    "f1",
+    "false_alarm_rate",
+    "missed_alarm_rate",
+    "events",
+    "events_detected",
+    "event_recall",
+    "predicted_events",
+    "event_precision",
+    "median_delay_min",
+    "max_delay_min",
+]
+
+
+class LabelsError(ValueError):
+    """A labels file has neither the point nor the interval shape, or values that do not parse."""
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """``config/evaluation.yaml``."""
+
+    grace: pd.Timedelta
+    max_gap: pd.Timedelta
+    sweep_points: int
+
+
+def evaluation_settings() -> EvaluationSettings:
+    """The evaluation policy of ``config/evaluation.yaml``."""
+    s = load_config("evaluation")
+    events, sweep = s.section("events"), s.section("sweep")
+    return EvaluationSettings(
+        grace=pd.Timedelta(minutes=events.number("grace_minutes", minimum=0.0)),
+        max_gap=pd.Timedelta(minutes=events.number("max_gap_minutes", minimum=0.0)),
+        sweep_points=sweep.number("points", minimum=2, integer=True),
+    )
+
+
+@dataclass
+class Labels:
+    """Labels in one of the two shapes: ``points`` (device_id, ts, anomaly) or ``intervals``
+    (device_id, start, end, kind)."""
+
+    kind: str  # "points" | "intervals"
+    frame: pd.DataFrame
+
+    @property
+    def devices(self) -> list[str]:
+        return sorted(self.frame["device_id"].astype(str).unique())
+
+    @property
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """First and last labelled instant."""
+        if self.kind == "points":
+            return self.frame["ts"].min(), self.frame["ts"].max()
+        return self.frame["start"].min(), self.frame["end"].max()
+
+
+def _utc(values: pd.Series, column: str) -> pd.Series:
+    out = pd.to_datetime(values, utc=True, errors="coerce")
+    if out.isna().any():
+        bad = values[out.isna()].iloc[0]
+        raise LabelsError(f"labels: {column} value {bad!r} is not a time")
+    return out
+
+
+def _truthy(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(bool)
+    text = values.astype(str).str.strip().str.lower()
+    known = text.isin(["1", "0", "true", "false", "1.0", "0.0", "yes", "no"])
+    if not known.all():
+        raise LabelsError(f"labels: anomaly value {values[~known].iloc[0]!r} is not 0/1")
+    return text.isin(["1", "true", "1.0", "yes"])
+
+
+def parse_labels(frame: pd.DataFrame) -> Labels:
+    """Labels from a frame of either shape (see the module docstring)."""
+    cols = set(frame.columns)
+    if set(POINT_COLUMNS) <= cols:
+        out = pd.DataFrame(
+            {
+                "device_id": frame["device_id"].astype(str),
+                "ts": _utc(frame["ts"], "ts"),
+                "anomaly": _truthy(frame["anomaly"]),
+            }
+        )
+        return Labels("points", out.sort_values(["device_id", "ts"]).reset_index(drop=True))
+    if {"device_id", "onset", "end"} <= cols:  # the simulator's labels
+        frame = frame.rename(columns={"onset": "start", "fault_type": "kind"})
+    if set(INTERVAL_COLUMNS) <= set(frame.columns):
+        out = pd.DataFrame(
+            {
+                "device_id": frame["device_id"].astype(str),
+                "start": _utc(frame["start"], "start"),
+                "end": _utc(frame["end"], "end"),
+                "kind": frame["kind"].astype(str) if "kind" in frame else "anomaly",
+            }
+        )
+        if (out["end"] < out["start"]).any():
+            raise LabelsError("labels: an interval ends before it starts")
+        return Labels("intervals", out.sort_values(["device_id", "start"]).reset_index(drop=True))
+    raise LabelsError(
+        "labels need the columns device_id, ts, anomaly (points) or device_id, start, end "
+        f"[, kind] (intervals); the file has {', '.join(map(str, frame.columns))}"
+    )
+
+
+def read_labels(path: Path | str) -> Labels:
+    """A labels file: CSV (plain or compressed) or Parquet."""
+    path = Path(path)
+    if not path.exists():
+        raise LabelsError(f"{path}: labels file not found")
+    frame = pd.read_parquet(path) if path.name.lower().endswith(".parquet") else pd.read_csv(path)
+    return parse_labels(frame)
+
+
+# --- evaluation points and predictions ----------------------------------------------------------
+
+
+def evaluation_points(labels: Labels, windows: pd.DataFrame | None) -> pd.DataFrame:
+    """(device_id, t, anomaly) to score: the labelled points, or for interval labels the middle
+    of every window (device_id, window_start, window_end) of the given devices, anomalous when
+    the window overlaps a labelled interval of its device."""
+    if labels.kind == "points":
+        return labels.frame.rename(columns={"ts": "t"})[["device_id", "t", "anomaly"]]
+    if windows is None or windows.empty:
+        raise LabelsError("interval labels need the feature windows of the evaluated hours")
+    w = windows[["device_id", "window_start", "window_end"]].drop_duplicates()
+    w = w.assign(
+        device_id=w["device_id"].astype(str),
+        window_start=pd.to_datetime(w["window_start"], utc=True),
+        window_end=pd.to_datetime(w["window_end"], utc=True),
+    ).reset_index(drop=True)
+    anomalous = _overlapping(
+        w.rename(columns={"window_start": "start", "window_end": "end"}),
+        labels.frame,
+        pd.Timedelta(0),
+    )
+    mid = w["window_start"] + (w["window_end"] - w["window_start"]) / 2
+    return pd.DataFrame({"device_id": w["device_id"], "t": mid, "anomaly": anomalous})
+
+
+def _overlapping(rows: pd.DataFrame, intervals: pd.DataFrame, slack: pd.Timedelta) -> np.ndarray:
+    """For each row (device_id, start, end): does an interval of its device overlap
+    ``[start, end]``, the interval extended by ``slack`` at its end?"""
+    out = np.zeros(len(rows), dtype=bool)
+    if rows.empty or intervals.empty:
+        return out
+    left = rows[["device_id", "start", "end"]].reset_index(drop=True)
+    left = left.assign(_row=np.arange(len(left)))
+    right = intervals[["device_id", "start", "end"]].rename(
+        columns={"start": "i_start", "end": "i_end"}
+    )
+    pairs = left.merge(right, on="device_id")
+    hit = (pairs["i_start"] < pairs["end"]) & (pairs["i_end"] + slack >= pairs["start"])
+    out[pairs.loc[hit, "_row"].to_numpy()] = True
+    return out
+
+
+def covered(points: pd.DataFrame, predictions: pd.DataFrame) -> pd.Series:
+    """The highest score of the predictions (device_id, start, end, score) covering each point
+    (``start <= t < end``); 0 where none does. Predictions of one device may overlap."""
+    best = pd.Series(0.0, index=points.index)
+    if points.empty or predictions.empty:
+        return best
+    p = points[["device_id", "t"]].assign(_i=points.index).sort_values("t")
+    for _layer, part in _non_overlapping_layers(predictions):
+        hit = pd.merge_asof(
+            p,
+            part.sort_values("start"),
+            left_on="t",
+            right_on="start",
+            by="device_id",
+            direction="backward",
+        )
+        inside = hit["end"].notna() & (hit["t"] < hit["end"])
+        score = hit["score"].where(inside, 0.0).to_numpy(dtype=float)
+        best.loc[hit["_i"].to_numpy()] = np.maximum(best.loc[hit["_i"].to_numpy()], score)
+    return best
+
+
+def _non_overlapping_layers(predictions: pd.DataFrame):
+    """Split predictions into groups in which no two of a device overlap (batch windows are one
+    group; overlapping streaming or incident intervals add a few more)."""
+    rest = predictions.sort_values(["device_id", "start"]).reset_index(drop=True)
+    layer = 0
+    while len(rest):
+        # Greedy: keep a row when it starts after the previous kept one of its device ended.
+        keep = np.zeros(len(rest), dtype=bool)
+        last: dict[str, pd.Timestamp] = {}
+        for i, (dev, start, end) in enumerate(
+            zip(rest["device_id"], rest["start"], rest["end"], strict=True)
+        ):
+            if dev not in last or start >= last[dev]:
+                keep[i] = True
+                last[dev] = end
+        yield layer, rest[keep]
+        rest = rest[~keep].reset_index(drop=True)
+        layer += 1
+
+
+def pointwise(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Precision, recall, F1, false-alarm and missed-alarm rates of boolean predictions."""
+    y, predicted = np.asarray(y, dtype=bool), np.asarray(predicted, dtype=bool)
+    tp = int((y & predicted).sum())
+    fp = int((~y & predicted).sum())
+    fn = int((y & ~predicted).sum())
+    tn = int((~y & ~predicted).sum())
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if tp and not np.isnan(precision + recall)
+        else (0.0 if tp + fn else float("nan"))
+    )
+    return {
+        "points": float(len(y)),
+        "anomalous_points": float(tp + fn),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "false_alarm_rate": fp / (fp + tn) if fp + tn else float("nan"),
+        "missed_alarm_rate": fn / (tp + fn) if tp + fn else float("nan"),
+    }
+
+
+def label_events(labels: Labels, max_gap: pd.Timedelta) -> pd.DataFrame:
+    """Labelled events (device_id, start, end): the intervals, or runs of anomalous points of a
+    device with gaps no longer than ``max_gap`` (ended at the run's last point)."""
+    if labels.kind == "intervals":
+        return labels.frame[["device_id", "start", "end"]].reset_index(drop=True)
+    pts = labels.frame
+    pts = pts[pts["anomaly"]].sort_values(["device_id", "ts"])
+    if pts.empty:
+        return pd.DataFrame(
+            {
+                "device_id": pd.Series(dtype=object),
+                "start": pd.Series(dtype="datetime64[ns, UTC]"),
+                "end": pd.Series(dtype="datetime64[ns, UTC]"),
+            }
+        )
+    gap = pts.groupby("device_id")["ts"].diff()
+    new = gap.isna() | (gap > max_gap)
+    run = new.cumsum()
+    return (
+        pts.groupby(run)
+        .agg(device_id=("device_id", "first"), start=("ts", "min"), end=("ts", "max"))
+        .reset_index(drop=True)
+    )
+
+
+def merge_episodes(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Predicted episodes: overlapping or touching predictions of a device merged into one."""
+    if predictions.empty:
+        return predictions[["device_id", "start", "end"]]
+    p = predictions.sort_values(["device_id", "start"]).reset_index(drop=True)
+    running_end = p.groupby("device_id")["end"].cummax()
+    prev_end = running_end.groupby(p["device_id"]).shift()
+    new = prev_end.isna() | (p["start"] > prev_end)
+    run = new.cumsum()
+    return (
+        p.groupby(run)
+        .agg(device_id=("device_id", "first"), start=("start", "min"), end=("end", "max"))
+        .reset_index(drop=True)
+    )
+
+
+def eventwise(
+    events: pd.DataFrame, predictions: pd.DataFrame, grace: pd.Timedelta
+) -> dict[str, float]:
+    """Event recall, precision and detection delay (see the module docstring)."""
+    n = len(events)
+    out = {
+        "events": float(n),
+        "events_detected": 0.0,
+        "event_recall": float("nan") if not n else 0.0,
+        "predicted_events": 0.0,
+        "event_precision": float("nan"),
+        "median_delay_min": float("nan"),
+        "max_delay_min": float("nan"),
+    }
+    if predictions.empty:
+        return out
+    ev = events.reset_index(drop=True).assign(_e=np.arange(n))
+    pairs = ev.merge(
+        predictions[["device_id", "start", "end"]].rename(
+            columns={"start": "p_start", "end": "p_end"}
+        ),
+        on="device_id",
+    )
+    hit = (pairs["p_end"] > pairs["start"]) & (pairs["p_start"] <= pairs["end"] + grace)
+    delay = (
+        ((pairs.loc[hit, "p_end"] - pairs.loc[hit, "start"]).dt.total_seconds() / 60)
+        .clip(lower=0)
+        .groupby(pairs.loc[hit, "_e"])
+        .min()
+    )
+    episodes = merge_episodes(predictions)
+    true_episode = _overlapping(episodes, events, grace)
+    out.update(
+        events_detected=float(len(delay)),
+        event_recall=len(delay) / n if n else float("nan"),
+        predicted_events=float(len(episodes)),
+        event_precision=float(true_episode.mean()) if len(episodes) else float("nan"),
+        median_delay_min=float(delay.median()) if len(delay) else float("nan"),
+        max_delay_min=float(delay.max()) if len(delay) else float("nan"),
+    )
+    return out
+
+
+def evaluate(
+    labels: Labels,
+    predictions: dict[str, pd.DataFrame],
+    windows: pd.DataFrame | None = None,
+    settings: EvaluationSettings | None = None,
+) -> pd.DataFrame:
+    """One row of :data:`METRIC_COLUMNS` per prediction source (``alerts``, ``incidents``,
+    ``<model>`` flags, ...). Each source is a frame of flagged intervals (device_id, start,
+    end[, score]); only the labelled devices (or, for interval labels, the devices of
+    ``windows``) are evaluated."""
+    settings = settings or evaluation_settings()
+    points = evaluation_points(labels, windows)
+    devices = set(points["device_id"])
+    events = label_events(labels, settings.max_gap)
+    rows = []
+    for source, frame in predictions.items():
+        pred = _prepared(frame, devices)
+        hit = covered(points, pred.assign(score=1.0)) > 0
+        row: dict[str, object] = {"source": source}
+        row.update(pointwise(points["anomaly"].to_numpy(), hit.to_numpy()))
+        row.update(eventwise(events, pred, settings.grace))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def _prepared(frame: pd.DataFrame, devices: set[str]) -> pd.DataFrame:
+    if frame.empty:
+        return pd.DataFrame(
+            {
+                "device_id": pd.Series(dtype=object),
+                "start": pd.Series(dtype="datetime64[ns, UTC]"),
+                "end": pd.Series(dtype="datetime64[ns, UTC]"),
+                "score": pd.Series(dtype=float),
+            }
+        )
+    out = pd.DataFrame(
+        {
+            "device_id": frame["device_id"].astype(str),
+            "start": pd.to_datetime(frame["start"], utc=True),
+            "end": pd.to_datetime(frame["end"], utc=True),
+            "score": frame["score"].astype(float) if "score" in frame else 1.0,
+        }
+    )
+    return out[out["device_id"].isin(devices)].reset_index(drop=True)
+
+
+def threshold_sweep(
+    labels: Labels,
+    scores: dict[str, pd.DataFrame],
+    windows: pd.DataFrame | None = None,
+    settings: EvaluationSettings | None = None,
+) -> pd.DataFrame:
+    """Per detector and threshold (evenly spaced in [0, 1]): point-wise precision, recall, F1,
+    FAR and MAR when every window scoring at least the threshold is flagged."""
+    settings = settings or evaluation_settings()
+    points = evaluation_points(labels, windows)
+    devices = set(points["device_id"])
+    y = points["anomaly"].to_numpy()
+    rows = []
+    for model_id, frame in scores.items():
+        pred = _prepared(frame, devices)
+        best = covered(points, pred).to_numpy()
+        has_score = covered(points, pred.assign(score=1.0)).to_numpy() > 0
+        for threshold in np.linspace(0.0, 1.0, settings.sweep_points):
+            flagged = has_score & (best >= threshold)
+            rows.append({"source": model_id, "threshold": float(threshold)} | pointwise(y, flagged))
+    return pd.DataFrame(rows)
+
+
+def best_thresholds(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Per detector, the sweep row with the highest point-wise F1."""
+    if sweep.empty:
+        return sweep
+    ranked = sweep.assign(_f1=sweep["f1"].fillna(-1.0))
+    idx = ranked.groupby("source")["_f1"].idxmax()
+    return sweep.loc[idx].reset_index(drop=True)
+
+
+def sweep_plot(sweep: pd.DataFrame, path: Path) -> Path | None:
+    """F1, false-alarm and missed-alarm rate against the threshold, one panel per detector, as
+    a PNG at ``path`` (None when matplotlib is not installed or there is nothing to plot)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    if sweep.empty:
+        return None
+    sources = sorted(sweep["source"].unique())
+    fig, axes = plt.subplots(
+        1, len(sources), figsize=(4 * len(sources), 3.2), squeeze=False, sharey=True
+    )
+    for ax, source in zip(axes[0], sources, strict=True):
+        part = sweep[sweep["source"] == source]
+        for metric, style in (("f1", "-"), ("false_alarm_rate", "--"), ("missed_alarm_rate", ":")):
+            ax.plot(part["threshold"], part[metric], style, label=metric)
+        ax.set_title(source)
+        ax.set_xlabel("score threshold")
+        ax.set_ylim(0, 1)
+    axes[0][0].legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    from refrig_assets.core.storage import durable_replace
+
+    durable_replace(tmp, path)
+    return path
+
+
+# --- reading predictions from the store ---------------------------------------------------------
+
+
+def _stems_between(store, dataset: str, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
+    """Partition stems of ``dataset`` (hourly ``2026-01-01T05`` or daily ``2026-01-01``) whose
+    day lies in [start, end]."""
+    first, last = f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}"
+    return [s for s in store.partitions(dataset) if first <= s[:10] <= last]
+
+
+def _read(store, dataset: str, start, end, columns: list[str], time_column: str) -> pd.DataFrame:
+    stems = _stems_between(store, dataset, start, end)
+    frame = store.read_many(dataset, stems, columns=columns)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    t = pd.to_datetime(frame[time_column], utc=True)
+    return frame[(t >= start - pd.Timedelta(hours=1)) & (t <= end + pd.Timedelta(hours=1))]
+
+
+def stored_predictions(
+    store, model_ids: list[str], start: pd.Timestamp, end: pd.Timestamp
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], pd.DataFrame]:
+    """From a :class:`~refrig_assets.core.storage.ParquetStore`, for the windows between
+    ``start`` and ``end``: the flagged intervals per source (``alerts``, ``incidents`` when the
+    ``device_incidents`` dataset exists, ``<model> flags`` per detector), the score rows per
+    detector for the sweep (device_id, start, end, score) and the feature windows."""
+    window_cols = ["device_id", "window_start", "window_end"]
+    as_interval = {"window_start": "start", "window_end": "end"}
+    flagged: dict[str, pd.DataFrame] = {}
+    alerts = _read(store, "device_alerts", start, end, window_cols, "window_start")
+    flagged["alerts"] = alerts.rename(columns=as_interval)
+    if (store.root / "device_incidents").exists():
+        cols = ["incident_id", "device_id", "first_window_start", "last_window_end"]
+        inc = _read(store, "device_incidents", start, end, cols, "last_window_end")
+        inc = inc[inc["device_id"].notna()]
+        inc = inc.groupby("incident_id").agg(
+            device_id=("device_id", "first"),
+            start=("first_window_start", "min"),
+            end=("last_window_end", "max"),
+        )
+        flagged["incidents"] = inc.reset_index(drop=True)
+    scores: dict[str, pd.DataFrame] = {}
+    for model_id in model_ids:
+        cols = [*window_cols, "anomaly_score", "anomaly_flag"]
+        rows = _read(store, f"{model_id}_scores", start, end, cols, "window_start")
+        if rows.empty:
+            continue
+        rows = rows.rename(columns={**as_interval, "anomaly_score": "score"})
+        scores[model_id] = rows[["device_id", "start", "end", "score"]]
+        flagged[f"{model_id} flags"] = rows[rows["anomaly_flag"].astype(bool)]
+    windows = _read(store, "device_features", start, end, window_cols, "window_start")
+    return flagged, scores, windows
