@@ -10,6 +10,7 @@ import dagster as dg
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import all_model_ids, load_model_config
+from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines import embedded
@@ -37,7 +38,7 @@ def contract_check(path) -> dg.AssetCheckResult:
         passed=violations.empty,
         metadata={
             "failures": int(violations["failures"].sum()) if len(violations) else 0,
-            "contract_version": contract.version,
+            "contract_version": str(contract.version),  # text: a number would be plotted
             "schema_fingerprint": contract.schema_fingerprint,
             "failing_checks": dg.MetadataValue.md(
                 violations.head(SAMPLE_ROWS).astype(str).to_markdown(index=False)
@@ -50,12 +51,13 @@ def contract_check(path) -> dg.AssetCheckResult:
 
 @dg.asset(
     group_name=GROUP,
+    owners=["team:data-platform"],
     partitions_def=hourly_partitions,
     deps=["clean_readings"],
     description="Per device and window: per-sensor mean/std/min/max/last/slope, duty cycle, "
     "door-open share, sensor completeness and the window's quality flags.",
     check_specs=[
-        dg.AssetCheckSpec("device_features_contract", asset="device_features", blocking=True)
+        contract_check_spec("device_features", "device_features", True, hourly_partitions)
     ],
     kinds={"parquet", "duckdb", "spark"},
 )

@@ -6,6 +6,7 @@ import dagster as dg
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.duck import connect, sql_str
+from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.shared.schema_checks import (
@@ -29,10 +30,11 @@ GROUP = "ingestion"
 
 @dg.asset(
     group_name=GROUP,
+    owners=["team:data-platform"],
     description="The fleet's device registry (site, cohort, per-device thresholds), with defaults "
     "filled from the contract.",
     check_specs=[
-        dg.AssetCheckSpec("device_registry_contract", asset="device_registry", blocking=True),
+        contract_check_spec("device_registry", "device_registry", blocking=True),
         dg.AssetCheckSpec(
             "device_registry_keys_and_cohorts",
             asset="device_registry",
@@ -88,6 +90,7 @@ def device_registry(refrig: RefrigResource) -> dg.MaterializeResult:
 
 @dg.asset(
     group_name=GROUP,
+    owners=["team:data-platform"],
     partitions_def=hourly_partitions,
     description="Typed readings of one UTC hour, gathered from every landing file (Parquet/CSV), "
     "with the source file and row of each reading. Rows that cannot be typed and files that "
@@ -96,6 +99,7 @@ def device_registry(refrig: RefrigResource) -> dg.MaterializeResult:
         dg.AssetCheckSpec(
             "landing_files_readable",
             asset="sensor_readings",
+            partitions_def=hourly_partitions,
             description="Every landing file for this hour could be read (rejected files are "
             "quarantined, named with their rule), and the hour has readings. An hour without "
             "any (a gateway outage, or every file rejected) is a warning: its partitions are "
@@ -104,10 +108,11 @@ def device_registry(refrig: RefrigResource) -> dg.MaterializeResult:
         dg.AssetCheckSpec(
             "sensor_readings_contract",
             asset="sensor_readings",
+            partitions_def=hourly_partitions,
             description="Readings as delivered against contracts/sensor_readings.yaml (warns: "
             "what fails here is flagged or quarantined by the quality step).",
         ),
-        schema_check_spec("sensor_readings", "sensor_readings"),
+        schema_check_spec("sensor_readings", "sensor_readings", hourly_partitions),
     ],
     kinds={"parquet", "duckdb"},
 )

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.duck import connect, sql_str
+from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.shared.schema_checks import (
@@ -17,7 +18,8 @@ from refrig_assets.defs.shared.schema_checks import (
 )
 from refrig_assets.ingestion.landing.hour_keys import hour_key
 from refrig_assets.quality.report import summarise, write_summary
-from refrig_assets.quality.rules import SENSOR_FLAGS, clean_hour, flag_bit
+from refrig_assets.quality.rules import SENSOR_FLAGS, flag_bit
+from refrig_assets.quality.shards import clean_hour_in_shards
 
 GROUP = "quality"
 # Per device and sensor, the hour's last value and when its run began (stuck runs across hours).
@@ -29,6 +31,7 @@ TAILS = "stuck_sensor_tails"
         dg.AssetSpec(
             "clean_readings",
             group_name=GROUP,
+            owners=["team:data-platform"],
             deps=["sensor_readings", "device_registry"],
             description="Readings that follow the contract, one per (device_id, ts), sorted, with "
             "quality flags (dropout, out of range, stuck, duplicate, late, future timestamp, unit "
@@ -38,6 +41,7 @@ TAILS = "stuck_sensor_tails"
         dg.AssetSpec(
             "quarantined_readings",
             group_name=GROUP,
+            owners=["team:data-platform"],
             deps=["sensor_readings"],
             description="Every rejected row or file with file, row, column, rule, value and message.",
             kinds={"parquet"},
@@ -49,12 +53,15 @@ TAILS = "stuck_sensor_tails"
             "rows_accounted_for",
             asset="clean_readings",
             blocking=True,
+            partitions_def=hourly_partitions,
             description="rows read = rows clean + rows quarantined (nothing lost).",
         ),
-        dg.AssetCheckSpec("clean_readings_contract", asset="clean_readings", blocking=True),
-        dg.AssetCheckSpec("quarantined_readings_contract", asset="quarantined_readings"),
-        schema_check_spec("clean_readings", "clean_readings"),
-        schema_check_spec("quarantined_readings", "quarantined_readings"),
+        contract_check_spec("clean_readings", "clean_readings", True, hourly_partitions),
+        contract_check_spec(
+            "quarantined_readings", "quarantined_readings", False, hourly_partitions
+        ),
+        schema_check_spec("clean_readings", "clean_readings", hourly_partitions),
+        schema_check_spec("quarantined_readings", "quarantined_readings", hourly_partitions),
     ],
 )
 def clean_readings(context: dg.AssetExecutionContext, refrig: RefrigResource):
@@ -71,25 +78,24 @@ def clean_readings(context: dg.AssetExecutionContext, refrig: RefrigResource):
     contract = load_contract("sensor_readings")
     clean_contract = load_contract("clean_readings")
     q_contract = load_contract("quarantined_readings")
-    source = f"read_parquet({sql_str(str(refrig.store.path('sensor_readings', key)))})"
     registry = pq.read_table(refrig.store.path("device_registry"), columns=["device_id"])
     tails = refrig.store.path(
         TAILS, hour_key(context.partition_time_window.start - timedelta(hours=1))
     )
     con = connect()
     try:
-        clean_sql, result = clean_hour(
+        # in device shards sized to the memory budget (config/performance.yaml)
+        path, result = clean_hour_in_shards(
             con,
-            source,
+            refrig.store,
+            key,
+            refrig.store.path("sensor_readings", key),
             contract,
             registry,
-            previous_tails=f"read_parquet({sql_str(str(tails))})"
-            if tails and tails.exists()
-            else None,
+            previous_tails=tails if tails and tails.exists() else None,
+            tails_dataset=TAILS,
         )
-        path = refrig.store.write_from_duckdb("clean_readings", key, con, clean_sql)
         refrig.store.write("quarantined_readings", key, result.quarantine)
-        refrig.store.write_from_duckdb(TAILS, key, con, result.tails_sql)
         con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet({sql_str(str(path))})")
         exempt = f"quality_mask & {flag_bit('OUT_OF_RANGE')} <> 0"
         clean_check = sql_contract_check(

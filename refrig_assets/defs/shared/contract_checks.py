@@ -8,12 +8,22 @@ from refrig_assets.core.contracts import Contract
 SAMPLE_ROWS = 10
 
 
-def contract_check_spec(asset: str, contract: str, blocking: bool) -> dg.AssetCheckSpec:
+def contract_check_spec(
+    asset: str,
+    contract: str,
+    blocking: bool,
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> dg.AssetCheckSpec:
+    """The ``<contract>_contract`` check of ``asset``; give the asset's ``partitions_def`` so each
+    evaluation names the partition it checked."""
+    stops = " A failure stops the assets downstream." if blocking else ""
     return dg.AssetCheckSpec(
         name=f"{contract}_contract",
         asset=asset,
         blocking=blocking,
-        description=f"Rows follow contracts/{contract}.yaml (types, nulls, ranges, allowed values, keys).",
+        partitions_def=partitions_def,
+        description=f"Rows follow contracts/{contract}.yaml (types, nulls, ranges, allowed values, "
+        f"keys).{stops}",
     )
 
 
@@ -41,7 +51,8 @@ def contract_failures_result(
         metadata={
             "rows": rows,
             "failures": len(failures),
-            "contract_version": contract.version,
+            # Text, not a number: the UI would plot a constant line.
+            "contract_version": str(contract.version),
             "schema_fingerprint": contract.schema_fingerprint,
             "failures_by_check": dg.MetadataValue.md(by_check.to_markdown(index=False))
             if len(by_check)

@@ -32,7 +32,7 @@ def sql_contract_check(
         severity=severity,
         metadata={
             "failures": int(violations["failures"].sum()) if len(violations) else 0,
-            "contract_version": contract.version,
+            "contract_version": str(contract.version),  # text: a number would be plotted
             "schema_fingerprint": contract.schema_fingerprint,
             "failing_checks": dg.MetadataValue.md(
                 violations.astype(str).to_markdown(index=False) if len(violations) else "none"
@@ -49,7 +49,7 @@ def sql_contract_check(
 def contract_version_metadata(contract: Contract) -> dict:
     """Materialization metadata recording which version of the contract the data follows."""
     return {
-        "contract_version": contract.version,
+        "contract_version": str(contract.version),
         "schema_fingerprint": contract.schema_fingerprint,
         "contract_columns": dg.MetadataValue.json({c.name: c.type for c in contract.columns}),
     }
@@ -91,10 +91,14 @@ def schema_check(
     )
 
 
-def schema_check_spec(asset: str, contract: str) -> dg.AssetCheckSpec:
+def schema_check_spec(
+    asset: str, contract: str, partitions_def: dg.PartitionsDefinition | None = None
+) -> dg.AssetCheckSpec:
+    """The ``<asset>_schema_unchanged`` check; ``partitions_def``: the asset's."""
     return dg.AssetCheckSpec(
         f"{asset}_schema_unchanged",
         asset=asset,
+        partitions_def=partitions_def,
         description=f"The columns of contracts/{contract}.yaml are the ones the previous "
         "materialization followed (a change is reported with the columns added, removed or retyped).",
     )
