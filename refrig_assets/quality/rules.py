@@ -88,6 +88,8 @@ class QualityResult:
     flag_counts: dict[str, int] = field(default_factory=dict)
     sensor_flag_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     completeness: float = 0.0
+    # sensor values present in the clean rows (completeness = present / (rows_clean * sensors))
+    sensor_values_present: int = 0
     nan_storm_files: dict[str, float] = field(default_factory=dict)
     # SQL (on the same connection) of each device's last value and run start per sensor, for
     # the next hour's stuck-sensor check
@@ -136,7 +138,9 @@ def _out_of_range(c, prefix: str = "") -> str:
     return f"({v} < {c.range[0]} OR {v} > {c.range[1]})"
 
 
-def _nan_storm_files(con: duckdb.DuckDBPyConnection, contract: Contract) -> dict[str, float]:
+def _nan_storm_files(
+    con: duckdb.DuckDBPyConnection, contract: Contract, relation: str = "hour_in"
+) -> dict[str, float]:
     """Files whose readings in this hour miss more sensor values than the contract allows."""
     rule = landing_rules(contract).get("nan_storm")
     sensors = contract.sensor_columns
@@ -145,7 +149,7 @@ def _nan_storm_files(con: duckdb.DuckDBPyConnection, contract: Contract) -> dict
     missing = " + ".join(f"count(*) - count({s})" for s in sensors)
     rows = con.execute(
         f"SELECT source_file, CAST({missing} AS DOUBLE) / (count(*) * {len(sensors)}) AS share "
-        f"FROM hour_in WHERE read_error IS NULL GROUP BY source_file "
+        f"FROM {relation} WHERE read_error IS NULL AND source_row >= 0 GROUP BY source_file "
         f"HAVING count(*) >= {int(rule['min_rows'])} AND share > {float(rule['max_missing_share'])}"
     ).fetchall()
     return {f: float(share) for f, share in rows}
@@ -286,6 +290,9 @@ def clean_hour(
     registered_devices: pa.Table,
     rules: dict | None = None,
     previous_tails: str | None = None,
+    *,
+    file_scope: str | None = None,
+    file_entries_here: bool = True,
 ) -> tuple[str, QualityResult]:
     """Apply the quality rules to the typed readings of one hour (see :func:`landing.hour_readings`).
 
@@ -295,6 +302,12 @@ def clean_hour(
     connection) and the quarantine with the counts. ``previous_tails`` (a relation in the shape
     of :attr:`QualityResult.tails_sql`, from the previous hour) lets a stuck run that began
     before the hour count from where it began.
+
+    Every rule but the file-level ones (rejected files, notices, NaN storms) looks at one device
+    at a time, so ``source`` may be one shard of the hour's devices (see
+    :mod:`refrig_assets.quality.shards`): ``file_scope`` is then the whole hour, which the file
+    rules are judged on, and ``file_entries_here`` says whether this shard reports the file
+    entries (exactly one shard does).
     """
     rules = rules or quality_rules()
     sensors = contract.columns_with_role("sensor")
@@ -303,19 +316,25 @@ def clean_hour(
         f"CREATE OR REPLACE TEMP VIEW hour_in AS SELECT * FROM {source} WHERE source_row >= 0"
     )
     con.register("registered_devices", registered_devices)
+    scope = file_scope or source
     file_entries = [
         FileRejection(f, rule, message, column)
         for f, rule, message, column in con.execute(
-            f"SELECT source_file, read_error, read_error_value, read_error_column FROM {source} "
+            f"SELECT source_file, read_error, read_error_value, read_error_column FROM {scope} "
             "WHERE source_row < 0 ORDER BY source_file, read_error, read_error_column"
         ).fetchall()
     ]
-    read = {r[0] for r in con.execute("SELECT DISTINCT source_file FROM hour_in").fetchall()}
+    read = {
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT source_file FROM {scope} WHERE source_row >= 0"
+        ).fetchall()
+    }
     # an entry for a file whose rows were read is a note (e.g. an extra column), not a rejection
     rejected_files = [e for e in file_entries if e.source_file not in read]
     notices = [e for e in file_entries if e.source_file in read]
 
-    storms = _nan_storm_files(con, contract)
+    storms = _nan_storm_files(con, contract, scope)
     in_storm = f"source_file IN ({', '.join(sql_str(f) for f in storms)})" if storms else "FALSE"
     keyed = "read_error IS NULL AND device_id IS NOT NULL AND ts IS NOT NULL"
     stuck_minutes = float(rules["stuck_sensor_minutes"])
@@ -387,11 +406,12 @@ def clean_hour(
     row_q = _row_quarantine(con, contract, storms, keyed, in_storm)
     quarantine = quarantine_frame(
         pd.concat(
-            [file_quarantine_rows(rejected_files + notices), row_q], ignore_index=True
+            [file_quarantine_rows(rejected_files + notices if file_entries_here else []), row_q],
+            ignore_index=True,
         ).sort_values(["source_file", "row", "rule"], kind="stable", ignore_index=True)
     )
     rows_read = con.execute("SELECT count(*) FROM hour_in").fetchall()[0][0]
-    counts, sensor_counts, completeness, rows_clean = _flag_counts(con, contract, tolerance)
+    counts, sensor_counts, present, rows_clean = _flag_counts(con, contract, tolerance)
     files = sorted(read)
     result = QualityResult(
         rows_read=int(rows_read),
@@ -403,7 +423,8 @@ def clean_hour(
         notices=notices,
         flag_counts=counts,
         sensor_flag_counts=sensor_counts,
-        completeness=completeness,
+        completeness=present / (rows_clean * len(sensors)) if rows_clean and sensors else 0.0,
+        sensor_values_present=present,
         nan_storm_files=storms,
         tails_sql=_tails_sql(sensors),
     )
@@ -512,7 +533,7 @@ def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g."
 
 
 def _flag_counts(con: duckdb.DuckDBPyConnection, contract: Contract, tolerance: float):
-    """Rows per flag, rows per (sensor flag, sensor), sensor completeness and clean row count.
+    """Rows per flag, rows per (sensor flag, sensor), sensor values present and clean rows.
 
     One scan of the good rows for the per-row flags; the flags found by joins are counted on
     their small tables.
@@ -557,5 +578,4 @@ def _flag_counts(con: duckdb.DuckDBPyConnection, contract: Contract, tolerance: 
         "SELECT sensor, sum(n_rows) FROM unit_suspect GROUP BY 1"
     ).fetchall():
         per_sensor[("UNIT_SUSPECT", sensor)] = int(rows)
-    completeness = float(sum(present)) / (n * len(sensors)) if n and sensors else 0.0
-    return counts, per_sensor, completeness, n
+    return counts, per_sensor, int(sum(present)), n

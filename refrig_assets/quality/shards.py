@@ -1,0 +1,235 @@
+"""The quality step in device shards, so its memory does not grow with the fleet.
+
+Every quality rule but the file-level ones looks at one device at a time (duplicates, repeated
+values and stuck runs per device in time order, unit checks per device-hour), so the hour can be
+cleaned a group of devices at a time with the same result. The number of shards comes from the
+memory budget in ``config/performance.yaml``: the hour's readings times the working memory of one
+reading, divided by the budget.
+
+Shards are contiguous ranges of device ids, cut where the running count of readings crosses a
+multiple of ``rows / shards``. Written one after the other, they keep the clean readings in
+(device_id, ts) order, so the partition is the same file whatever the shard count, its key check
+stays one ordered pass, and the feature step reads sorted data. Boundaries depend only on the
+hour's device ids and reading counts: rerunning an hour cuts it the same way.
+
+With more than one shard the hour is first split into one temporary Parquet file per shard in a
+single pass (each shard then reads only its own rows), and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from refrig_assets.core.config import load_config
+from refrig_assets.core.contracts import Contract, quality_flag_names
+from refrig_assets.core.duck import sql_str
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.quality.rules import QualityResult, clean_hour, quarantine_frame
+
+# Temporary shard files live under the data directory (same disk as the partitions).
+WORK_DIR = ".shards"
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """How much memory the hourly path may use (``hourly:`` of config/performance.yaml)."""
+
+    path: Path
+    memory_budget_mb: int
+    reading_bytes: int
+
+    def shards_for(self, readings: int) -> int:
+        """Shards needed so one shard's working memory fits the budget (at least one)."""
+        need = readings * self.reading_bytes
+        return max(1, math.ceil(need / (self.memory_budget_mb * 2**20)))
+
+
+def load_shard_settings() -> ShardSettings:
+    """The ``hourly:`` section of config/performance.yaml; errors name the file and the key."""
+    config = load_config("performance")
+    hourly = config.section("hourly")
+    return ShardSettings(
+        path=config.path,
+        memory_budget_mb=hourly.number("memory_budget_mb", minimum=256, integer=True),
+        reading_bytes=hourly.number("reading_bytes", minimum=1, integer=True),
+    )
+
+
+def configure_connection(
+    con: duckdb.DuckDBPyConnection, settings: ShardSettings, spill_dir: Path | None = None
+) -> None:
+    """Hold DuckDB to the memory budget: beyond it, sorts, joins and windows spill to
+    ``spill_dir`` (DuckDB's default temporary directory when None)."""
+    con.execute(f"SET memory_limit = '{int(settings.memory_budget_mb)}MB'")
+    if spill_dir is not None:
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory = {sql_str(str(spill_dir))}")
+
+
+def shard_bounds(con: duckdb.DuckDBPyConnection, source: str, shards: int) -> list[str]:
+    """The first device id of shards 1..n-1: cut where the running count of readings (in
+    device_id order) crosses a multiple of rows / shards. Fewer bounds when the hour has fewer
+    devices than shards."""
+    if shards <= 1:
+        return []
+    rows = con.execute(
+        f"""
+        WITH per_device AS (
+          SELECT device_id, count(*) AS n FROM {source}
+          WHERE device_id IS NOT NULL AND source_row >= 0 GROUP BY device_id),
+        running AS (
+          SELECT device_id, sum(n) OVER (ORDER BY device_id ROWS UNBOUNDED PRECEDING) - n AS before,
+                 sum(n) OVER () AS total
+          FROM per_device)
+        SELECT min(device_id) FROM running
+        GROUP BY CAST(floor(before * {int(shards)} / total) AS BIGINT)
+        ORDER BY 1
+        """
+    ).fetchall()
+    return [r[0] for r in rows if r[0] is not None][1:] if rows else []
+
+
+def _shard_of(bounds: list[str]) -> str:
+    """SQL: the shard index of a row (rows without a device id go to shard 0)."""
+    if not bounds:
+        return "0"
+    cases = " ".join(f"WHEN device_id < {sql_str(b)} THEN {i}" for i, b in enumerate(bounds))
+    return f"CASE WHEN device_id IS NULL THEN 0 {cases} ELSE {len(bounds)} END"
+
+
+def _in_shard(bounds: list[str], k: int) -> str:
+    """SQL condition: a device id of shard ``k`` (a NULL device id belongs to shard 0)."""
+    parts = []
+    if k > 0:
+        parts.append(f"device_id >= {sql_str(bounds[k - 1])}")
+    if k < len(bounds):
+        parts.append(f"device_id < {sql_str(bounds[k])}")
+    cond = " AND ".join(parts) or "TRUE"
+    return f"(device_id IS NULL OR ({cond}))" if k == 0 else f"({cond})"
+
+
+def clean_hour_in_shards(
+    con: duckdb.DuckDBPyConnection,
+    store: ParquetStore,
+    partition_key: str,
+    source: Path,
+    contract: Contract,
+    registered_devices: pa.Table,
+    *,
+    previous_tails: Path | None = None,
+    shards: int | None = None,
+    clean_dataset: str = "clean_readings",
+    tails_dataset: str = "stuck_sensor_tails",
+) -> tuple[Path, QualityResult]:
+    """Clean the typed readings in ``source`` (one hour's Parquet file), writing the clean rows
+    and the stuck-run tails as partitions of ``store``; returns the clean path and the result.
+
+    ``shards`` defaults to what the memory budget needs for the hour's readings. The clean rows,
+    tails, quarantine and counts are the same for any shard count.
+    """
+    settings = load_shard_settings()
+    configure_connection(con, settings, store.root / WORK_DIR / "spill")
+    whole = f"read_parquet({sql_str(str(source))})"
+    tails = f"read_parquet({sql_str(str(previous_tails))})" if previous_tails else None
+    if shards is None:
+        rows = con.execute(f"SELECT count(*) FROM {whole}").fetchall()[0][0]
+        shards = settings.shards_for(int(rows))
+    bounds = shard_bounds(con, whole, shards)
+    if not bounds:
+        clean_sql, result = clean_hour(
+            con, whole, contract, registered_devices, previous_tails=tails
+        )
+        path = store.write_from_duckdb(clean_dataset, partition_key, con, clean_sql)
+        store.write_from_duckdb(tails_dataset, partition_key, con, result.tails_sql)
+        return path, result
+    work = store.root / WORK_DIR / f"{clean_dataset}-{uuid.uuid4().hex}"
+    try:
+        con.execute(
+            f"COPY (SELECT *, {_shard_of(bounds)} AS shard FROM {whole}) TO {sql_str(str(work))} "
+            "(FORMAT parquet, PARTITION_BY (shard), COMPRESSION lz4_raw)"
+        )
+        results: list[QualityResult] = []
+        with (
+            store.writer(clean_dataset, partition_key) as clean_out,
+            store.writer(tails_dataset, partition_key) as tails_out,
+        ):
+            for k in range(len(bounds) + 1):
+                files = sorted((work / f"shard={k}").glob("*.parquet"))
+                part = (
+                    f"read_parquet([{', '.join(sql_str(str(f)) for f in files)}])"
+                    if files
+                    else f"(SELECT * FROM {whole} LIMIT 0)"
+                )
+                shard_tails = (
+                    f"(SELECT * FROM {tails} WHERE {_in_shard(bounds, k)})" if tails else None
+                )
+                clean_sql, result = clean_hour(
+                    con,
+                    part,
+                    contract,
+                    registered_devices,
+                    previous_tails=shard_tails,
+                    file_scope=whole,
+                    file_entries_here=k == 0,
+                )
+                _stream(con, clean_sql, clean_out)
+                _stream(con, result.tails_sql, tails_out)
+                results.append(result)
+        path = store.path(clean_dataset, partition_key)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return path, merge_results(results, len(contract.sensor_columns))
+
+
+def _stream(con: duckdb.DuckDBPyConnection, sql: str, out) -> None:
+    """Append a query's rows to a partition writer in record batches (never whole in memory);
+    a query without rows still fixes the schema."""
+    reader = con.sql(sql).to_arrow_reader(500_000)
+    wrote = False
+    for batch in reader:
+        if batch.num_rows:
+            out.write(pa.Table.from_batches([batch]))
+            wrote = True
+    if not wrote and out.schema is None:
+        out.schema = reader.schema
+
+
+def merge_results(results: list[QualityResult], sensors: int) -> QualityResult:
+    """One hour's result from its shards' (counts add up; file-level findings are the hour's,
+    the same in every shard)."""
+    first = results[0]
+    rows_clean = sum(r.rows_clean for r in results)
+    present = sum(r.sensor_values_present for r in results)
+    flag_counts = {f: sum(r.flag_counts.get(f, 0) for r in results) for f in quality_flag_names()}
+    sensor_counts: dict[tuple[str, str], int] = {}
+    for r in results:
+        for k, v in r.sensor_flag_counts.items():
+            sensor_counts[k] = sensor_counts.get(k, 0) + v
+    quarantine = quarantine_frame(
+        pd.concat([r.quarantine for r in results], ignore_index=True).sort_values(
+            ["source_file", "row", "rule"], kind="stable", ignore_index=True
+        )
+    )
+    return QualityResult(
+        rows_read=sum(r.rows_read for r in results),
+        rows_clean=rows_clean,
+        rows_quarantined=sum(r.rows_quarantined for r in results),
+        quarantine=quarantine,
+        files=first.files,
+        rejected_files=first.rejected_files,
+        notices=first.notices,
+        flag_counts=flag_counts,
+        sensor_flag_counts=sensor_counts,
+        completeness=present / (rows_clean * sensors) if rows_clean and sensors else 0.0,
+        sensor_values_present=present,
+        nan_storm_files=first.nan_storm_files,
+        tails_sql="",
+    )

@@ -1,0 +1,172 @@
+"""The quality step in device shards gives the same partitions as in one piece.
+
+A small simulated fleet with sensor faults, plus hand-made trouble (an unregistered device,
+duplicated deliveries, a row without a device, a stuck sensor that carries across the hour,
+a CSV with unparsable values), is cleaned hour after hour with 1, 2, 3 and more shards than
+devices: clean rows, quarantine rows, stuck-run tails and every count must be the same.
+"""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from support.quality_helpers import CONTRACT, arrived_in_hour, good_rows
+
+from refrig_assets.core.duck import connect
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.ingestion.landing.hours import hour_readings
+from refrig_assets.ingestion.landing.index import LandingIndex
+from refrig_assets.quality.shards import (
+    clean_hour_in_shards,
+    load_shard_settings,
+    shard_bounds,
+)
+from refrig_assets.simulator import FleetSimulator, SimulationConfig
+from refrig_assets.simulator.writer import readings_path, write_frame
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+KEYS = ["2026-01-01-00:00", "2026-01-01-01:00"]
+TAILS = "stuck_sensor_tails"
+
+
+@pytest.fixture(scope="module")
+def hours(tmp_path_factory) -> tuple[ParquetStore, pa.Table]:
+    """Two hours of typed readings (sensor_readings partitions) and the registered devices."""
+    root = tmp_path_factory.mktemp("shards")
+    landing = root / "landing"
+    config = SimulationConfig(devices=24, hours=2, seed=7, sensor_fault_fraction=0.3)
+    sim = FleetSimulator(config)
+    for h in range(2):
+        frame = sim.hour(h)
+        if h == 0:  # delivered twice: duplicates to quarantine, a DUPLICATE flag on the kept one
+            frame = pd.concat([frame, frame[frame["device_id"] == frame["device_id"].iloc[0]]])
+        write_frame(frame, readings_path(landing, config.start + timedelta(hours=h), "parquet"))
+    # a device missing from the registry whose evaporator is stuck from 00:05 to 01:50
+    stuck = good_rows(n=110, device="zz-unregistered", start_minute=0)
+    stuck.loc[5:, "temperature_evaporator"] = 4.25
+    for h in range(2):
+        part = stuck[(stuck["ts"] >= START + timedelta(hours=h))]
+        part = part[part["ts"] < START + timedelta(hours=h + 1)]
+        part.to_parquet(landing / f"extra-{h}.parquet", index=False)
+    # a CSV with a row without a device and a value that is not a number
+    broken = good_rows(n=3, device="dev-000001", start_minute=10).astype({"device_id": object})
+    broken["ts"] = broken["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    broken = broken.astype(str)
+    broken.loc[0, "device_id"] = ""
+    broken.loc[1, "temperature_evaporator"] = "not-a-number"
+    bad = landing / "broken.csv"
+    broken.to_csv(bad, index=False)
+    arrived_in_hour(bad)
+    store = ParquetStore(root / "data")
+    index = LandingIndex(root / "index.json")
+    for h, key in enumerate(KEYS):
+        con = connect()
+        try:
+            start = START + timedelta(hours=h)
+            hour = hour_readings(
+                con, landing, start, start + timedelta(hours=1), key, CONTRACT, index
+            )
+            store.write_from_duckdb("sensor_readings", key, con, hour.sql)
+        finally:
+            con.close()
+    registered = pa.table({"device_id": pa.array(sim.registry()["device_id"], pa.string())})
+    return store, registered
+
+
+def clean_two_hours(hours, root: Path, shards: int):
+    """Both hours cleaned with ``shards`` shards, the second continuing the first's tails."""
+    source, registered = hours
+    out = ParquetStore(root / f"shards-{shards}")
+    results = []
+    for i, key in enumerate(KEYS):
+        con = connect()
+        try:
+            _, result = clean_hour_in_shards(
+                con,
+                out,
+                key,
+                source.path("sensor_readings", key),
+                CONTRACT,
+                registered,
+                previous_tails=out.path(TAILS, KEYS[0]) if i else None,
+                shards=shards,
+                tails_dataset=TAILS,
+            )
+        finally:
+            con.close()
+        results.append(result)
+    return out, results
+
+
+def rows(path: Path) -> pa.Table:
+    """A partition's rows, columns and types, in file order (a writer's not-null markers aside)."""
+    table = pq.read_table(path)
+    schema = pa.schema([f.with_nullable(True) for f in table.schema])
+    return table.cast(schema).combine_chunks()
+
+
+def summary(result) -> dict:
+    return {
+        "rows": (result.rows_read, result.rows_clean, result.rows_quarantined),
+        "files": result.files,
+        "rejected": result.rejected_files,
+        "notices": result.notices,
+        "flags": result.flag_counts,
+        "sensor_flags": result.sensor_flag_counts,
+        "completeness": result.completeness,
+        "storms": result.nan_storm_files,
+    }
+
+
+def test_every_shard_count_gives_the_same_partitions(hours, tmp_path):
+    one, one_results = clean_two_hours(hours, tmp_path, 1)
+    flags = one_results[0].flag_counts
+    # the fixture really exercises the per-device rules and the quarantine
+    assert flags["STUCK_SENSOR"] > 0 and flags["DUPLICATE"] > 0
+    assert flags["UNREGISTERED_DEVICE"] > 0 and one_results[1].flag_counts["STUCK_SENSOR"] > 0
+    assert {"duplicate_reading", "missing_value", "unparsable_value"} <= set(
+        one_results[0].quarantine["rule"]
+    )
+    for shards in (2, 3, 50):
+        many, results = clean_two_hours(hours, tmp_path, shards)
+        for key, a, b in zip(KEYS, one_results, results, strict=True):
+            for dataset in ("clean_readings", TAILS):
+                assert rows(many.path(dataset, key)).equals(rows(one.path(dataset, key))), (
+                    dataset,
+                    key,
+                    shards,
+                )
+            pd.testing.assert_frame_equal(b.quarantine, a.quarantine)
+            assert summary(b) == summary(a)
+            assert b.balanced
+
+
+def test_shards_cut_the_hour_into_ranges_of_devices(hours):
+    source, _ = hours
+    con = connect()
+    try:
+        relation = f"read_parquet('{source.path('sensor_readings', KEYS[0])}')"
+        bounds = shard_bounds(con, relation, 3)
+        devices = [
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT device_id FROM {relation} WHERE device_id IS NOT NULL ORDER BY 1"
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+    assert len(bounds) == 2 and bounds == sorted(bounds)
+    assert set(bounds) <= set(devices) and devices[0] not in bounds
+    assert shard_bounds(connect(), relation, 1) == []
+
+
+def test_shard_count_follows_the_memory_budget():
+    settings = load_shard_settings()
+    per_shard = settings.memory_budget_mb * 2**20 // settings.reading_bytes
+    assert settings.shards_for(0) == 1
+    assert settings.shards_for(per_shard) == 1
+    assert settings.shards_for(per_shard + 1) == 2
+    assert settings.shards_for(10 * per_shard) == 10
