@@ -4,7 +4,6 @@ reports the partition it checked.
 
 A new definition that fails here says which attribute it lacks and where to set it."""
 
-import dagster as dg
 import pytest
 
 HOW = {
@@ -42,7 +41,7 @@ def test_every_asset_has_a_description_an_owner_and_a_group(repository):
             lacking["description"].append(name)
         if not node.owners:
             lacking["owner"].append(name)
-        if not node.group_name or node.group_name == dg.DEFAULT_GROUP_NAME:
+        if not node.group_name or node.group_name == "default":
             lacking["group"].append(name)
     assert not any(lacking.values()), _report("assets", lacking)
 

@@ -7,7 +7,7 @@ from refrig_assets.alerts.generation import generate_alerts
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.defs.alerts.reconcile import reconcile_streaming_alerts
-from refrig_assets.defs.shared.contract_checks import contract_check_result
+from refrig_assets.defs.shared.contract_checks import contract_check_result, contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.shared.score_assets import score_asset_keys
@@ -18,6 +18,7 @@ GROUP = "alerts"
 
 @dg.asset(
     group_name=GROUP,
+    owners=["team:refrigeration-ops"],
     partitions_def=hourly_partitions,
     deps=score_asset_keys("hourly") + ["device_registry"],
     description="Alerts from model agreement per device and window: severity, SLA deadline, site, "
@@ -25,7 +26,7 @@ GROUP = "alerts"
     "(kept, marked). Upserted into the alert database without touching operator state; new "
     "CRITICAL/HIGH alerts are queued for notification in the same transaction (delivered by "
     "alert_notification_delivery), except those of a historic backfill; streaming alerts of the hour are confirmed or softened.",
-    check_specs=[dg.AssetCheckSpec("device_alerts_contract", asset="device_alerts", blocking=True)],
+    check_specs=[contract_check_spec("device_alerts", "device_alerts", True, hourly_partitions)],
     kinds={"parquet", "sqlite"},
 )
 def device_alerts(

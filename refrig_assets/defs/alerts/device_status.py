@@ -7,7 +7,7 @@ import pandas as pd
 
 from refrig_assets.alerts.device_status import TrendSettings, device_status
 from refrig_assets.core.contracts import load_contract
-from refrig_assets.defs.shared.contract_checks import contract_check_result
+from refrig_assets.defs.shared.contract_checks import contract_check_result, contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.scoring.reads import read_scores_for_hour
@@ -24,12 +24,13 @@ def trend_hours(settings: TrendSettings) -> int:
 @dg.asset(
     name="device_status",
     group_name=GROUP,
+    owners=["team:refrigeration-ops"],
     partitions_def=hourly_partitions,
     deps=["device_alerts", "device_registry"],
     description="Per device as of the end of the hour: latest anomaly score (highest of any "
     "model in its latest window), trend (rising/stable/falling/unknown: slope of the last window "
     "scores against the tolerance in contracts/device_status.yaml) and open alert count.",
-    check_specs=[dg.AssetCheckSpec("device_status_contract", asset="device_status", blocking=True)],
+    check_specs=[contract_check_spec("device_status", "device_status", True, hourly_partitions)],
     kinds={"parquet", "sqlite"},
 )
 def device_status_asset(

@@ -38,7 +38,11 @@ lifecycle_watch = dg.define_asset_job(
 )
 
 lifecycle_watch_schedule = dg.build_schedule_from_partitioned_job(
-    lifecycle_watch, minute_of_hour=35, name="lifecycle_watch_schedule"
+    lifecycle_watch,
+    minute_of_hour=35,
+    name="lifecycle_watch_schedule",
+    description="35 minutes past each hour: serving state of every detector (staleness, pins) "
+    "and rules-based fallback alerts while no model has usable scores.",
 )
 
 defs = dg.Definitions(

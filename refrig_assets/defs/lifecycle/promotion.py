@@ -33,6 +33,20 @@ from refrig_assets.lifecycle.promotion import (
 from refrig_assets.lifecycle.rollout import RolloutManager
 
 GATE_CHECKS = {ABSOLUTE: "absolute_gates", VS_CHAMPION: "backtest_vs_champion"}
+CHECK_DESCRIPTIONS = {
+    "canary_mean_abs_score_diff": "Mean |candidate score − production score| over the same "
+    "windows is within config/lifecycle.yaml's canary threshold.",
+    "canary_contamination_rate_change": "The share of windows the candidate flags differs from "
+    "production's by no more than the canary threshold (relative change).",
+    "canary_top_k_overlap": "The candidate's top-K devices overlap production's by at least the "
+    "canary threshold.",
+    "canary_score_kl_divergence": "KL divergence of the candidate's score histogram from "
+    "production's is within the canary threshold.",
+    "absolute_gates": "The candidate meets the absolute thresholds of config/lifecycle.yaml "
+    "(backtest recall, precision, false alerts) on its own.",
+    "backtest_vs_champion": "The candidate's labelled backtest is not worse than the champion's "
+    "by more than the allowed margins.",
+}
 
 
 class CanaryConfig(dg.Config):
@@ -96,12 +110,21 @@ def build_canary_asset(config: ModelConfig) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
         group_name=GROUP,
+        owners=["team:ml-platform"],
         deps=[f"{model_id}_model", "device_features", "device_registry"],
         description=f"Canary of the newest {model_id} candidate against the production "
         "version on the same recent feature hours (no alerts): mean |score diff|, contamination "
         "change, top-K device overlap, score KL, plus absolute thresholds and the labelled "
         "backtest against the champion. Failing gates block the promotion and are audited.",
-        check_specs=[dg.AssetCheckSpec(c, asset=name, blocking=True) for c in check_names],
+        check_specs=[
+            dg.AssetCheckSpec(
+                c,
+                asset=name,
+                blocking=True,
+                description=CHECK_DESCRIPTIONS[c] + " A failure blocks the promotion.",
+            )
+            for c in check_names
+        ],
         kinds={"mlflow", "parquet"},
         tags={"detector": config.detector},
     )
@@ -175,6 +198,7 @@ def build_promotion_asset(config: ModelConfig) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{model_id}_promotion",
         group_name=GROUP,
+        owners=["team:ml-platform"],
         deps=[f"{model_id}_canary"],
         description=f"Starts the progressive rollout of the evaluated {model_id} candidate when "
         "every gate passed (it serves a share of devices; the score asset advances or rolls it "

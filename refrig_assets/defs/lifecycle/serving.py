@@ -15,7 +15,7 @@ import pandas as pd
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import all_model_ids, load_model_config
-from refrig_assets.defs.shared.contract_checks import contract_check_result
+from refrig_assets.defs.shared.contract_checks import contract_check_result, contract_check_spec
 from refrig_assets.defs.shared.lifecycle import GROUP, model_lifecycle
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
@@ -88,6 +88,7 @@ def _resolution(lifecycle, model_id: str, pinned: str | None) -> ServingResoluti
 
 @dg.asset(
     group_name=GROUP,
+    owners=["team:ml-platform"],
     partitions_def=hourly_partitions,
     deps=["device_features", *[f"{m}_scores" for m in all_model_ids()]],
     description="Per detector at the end of the hour: serving version (pin or production), "
@@ -98,6 +99,7 @@ def _resolution(lifecycle, model_id: str, pinned: str | None) -> ServingResoluti
         dg.AssetCheckSpec(
             f"{m}_scores_usable",
             asset="model_serving_state",
+            partitions_def=hourly_partitions,
             description=f"{m}'s scores are fresh enough for normal alerting.",
         )
         for m in all_model_ids()
@@ -164,6 +166,7 @@ def model_serving_state(
 
 @dg.asset(
     group_name=GROUP,
+    owners=["team:ml-platform"],
     partitions_def=hourly_partitions,
     deps=["model_serving_state", "device_features", "device_registry"],
     description="Rules-based fallback alerts (source 'fallback') from this hour's features — "
@@ -171,7 +174,7 @@ def model_serving_state(
     "current, thresholds in config/lifecycle.yaml — written to the alert database only while "
     "no batch model has usable scores (very stale or paused).",
     check_specs=[
-        dg.AssetCheckSpec("fallback_alerts_contract", asset="fallback_alerts", blocking=True)
+        contract_check_spec("fallback_alerts", "fallback_alerts", True, hourly_partitions)
     ],
     kinds={"parquet", "sqlite"},
 )

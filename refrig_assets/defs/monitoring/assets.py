@@ -14,7 +14,7 @@ from refrig_assets.core.contracts import load_contract, quality_flag_names
 from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.core.storage import partition_file_name
 from refrig_assets.defs.monitoring.instance_stats import step_executions
-from refrig_assets.defs.shared.contract_checks import contract_check_result
+from refrig_assets.defs.shared.contract_checks import contract_check_result, contract_check_spec
 from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.monitoring import pipeline_health as health
@@ -78,6 +78,7 @@ class FeatureDriftConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
+    owners=["team:ml-platform"],
     partitions_def=daily_partitions,
     deps=["device_features", "device_registry", *[f"{m}_model" for m in MODEL_IDS]],
     description="PSI of every model input, fleet-wide and per cohort, of the day's feature "
@@ -86,9 +87,10 @@ class FeatureDriftConfig(dg.Config):
         dg.AssetCheckSpec(
             "no_significant_feature_drift",
             asset="feature_drift",
+            partitions_def=daily_partitions,
             description="No model input drifted beyond the significant PSI band.",
         ),
-        dg.AssetCheckSpec("feature_drift_contract", asset="feature_drift"),
+        contract_check_spec("feature_drift", "feature_drift", False, daily_partitions),
     ],
     kinds={"parquet", "evidently"},
 )
@@ -190,6 +192,7 @@ def _scores_for_day(refrig: RefrigResource, model_id: str, day: str, hours: list
 
 @dg.asset(
     group_name=GROUP,
+    owners=["team:ml-platform"],
     partitions_def=daily_partitions,
     deps=[f"{m}_scores" for m in MODEL_IDS] + [f"{m}_model" for m in MODEL_IDS],
     description="KL divergence of each model version's scores of the day against its first "
@@ -199,9 +202,10 @@ def _scores_for_day(refrig: RefrigResource, model_id: str, day: str, hours: list
         dg.AssetCheckSpec(
             "no_score_drift",
             asset="score_drift",
+            partitions_def=daily_partitions,
             description="Every model's score KL divergence is within its threshold.",
         ),
-        dg.AssetCheckSpec("score_drift_contract", asset="score_drift"),
+        contract_check_spec("score_drift", "score_drift", False, daily_partitions),
     ],
     kinds={"parquet", "mlflow"},
 )
@@ -320,6 +324,7 @@ def _freshness(refrig: RefrigResource, day_start, as_of, datasets: dict[str, str
 
 @dg.asset(
     group_name=GROUP,
+    owners=["team:ml-platform"],
     partitions_def=daily_partitions,
     deps=[
         "clean_readings",
@@ -336,9 +341,10 @@ def _freshness(refrig: RefrigResource, day_start, as_of, datasets: dict[str, str
         dg.AssetCheckSpec(
             "health_rules",
             asset="pipeline_health",
+            partitions_def=daily_partitions,
             description="No health alert rule fired (latency, error rate, drops, freshness).",
         ),
-        dg.AssetCheckSpec("pipeline_health_contract", asset="pipeline_health"),
+        contract_check_spec("pipeline_health", "pipeline_health", False, daily_partitions),
     ],
     kinds={"parquet", "dagster"},
 )
@@ -533,6 +539,7 @@ def _write_health_alerts(home, day: str, fired: list[dict]) -> None:
 
 @dg.asset(
     group_name=GROUP,
+    owners=["team:ml-platform"],
     partitions_def=daily_partitions,
     deps=["feature_drift", "score_drift", "pipeline_health"],
     description="The day's monitoring in one page: drift per model, score drift, the three "

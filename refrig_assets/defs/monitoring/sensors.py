@@ -27,7 +27,11 @@ daily_monitoring = dg.define_asset_job(
 )
 
 daily_monitoring_schedule = dg.build_schedule_from_partitioned_job(
-    daily_monitoring, hour_of_day=0, minute_of_hour=30, name="daily_monitoring_schedule"
+    daily_monitoring,
+    hour_of_day=0,
+    minute_of_hour=30,
+    name="daily_monitoring_schedule",
+    description="At 00:30 UTC: drift, score drift and pipeline health of the day just ended.",
 )
 
 

@@ -11,7 +11,11 @@ from refrig_assets.defs.shared.jobs import (
 )
 
 hourly_schedule = dg.build_schedule_from_partitioned_job(
-    hourly_pipeline, minute_of_hour=5, name="hourly_pipeline_schedule"
+    hourly_pipeline,
+    minute_of_hour=5,
+    name="hourly_pipeline_schedule",
+    description="Five minutes past each hour: readings → features → scores → alerts of the hour "
+    "just ended (late files refresh their hour through the late_landing_files sensor).",
 )
 
 defs = dg.Definitions(

@@ -22,7 +22,11 @@ daily_scoring = dg.define_asset_job(
 
 # Seed schedule: the daily batch with every model runs at 03:00 UTC for the day before.
 daily_scoring_schedule = dg.build_schedule_from_partitioned_job(
-    daily_scoring, hour_of_day=3, minute_of_hour=0, name="daily_scoring_schedule"
+    daily_scoring,
+    hour_of_day=3,
+    minute_of_hour=0,
+    name="daily_scoring_schedule",
+    description="At 03:00 UTC: the daily detectors score the day just ended.",
 )
 
 defs = dg.Definitions(

@@ -17,6 +17,7 @@ from refrig_assets.core.model_config import ModelConfig, all_model_ids, load_mod
 from refrig_assets.defs.scoring.holds import held, scoring_hold, serving_version, unservable
 from refrig_assets.defs.scoring.partition_writer import write_score_partition
 from refrig_assets.defs.scoring.rollout import rollout_metadata, serve_rollout, serving_rollout
+from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.quality.freshness import stale_feature_partitions
@@ -69,15 +70,17 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
     """One score asset for a detector configured in ``models/``."""
     model_id = config.model_id
     asset_name = f"{model_id}_scores"
+    partitions = hourly_partitions if config.schedule == "hourly" else daily_partitions
 
     @dg.asset(
         name=asset_name,
         group_name=GROUP if config.schedule == "hourly" else DAILY_GROUP,
-        partitions_def=hourly_partitions if config.schedule == "hourly" else daily_partitions,
+        owners=["team:ml-platform"],
+        partitions_def=partitions,
         deps=["device_features", f"{model_id}_model", "device_registry"],
         description=f"{model_id} scores ({config.schedule}, {config.granularity}) in the "
         "model_scores contract: calibrated score, flag, top contributors, model version.",
-        check_specs=[dg.AssetCheckSpec("model_scores_contract", asset=asset_name, blocking=True)],
+        check_specs=[contract_check_spec(asset_name, "model_scores", True, partitions)],
         kinds={"parquet", "mlflow"},
         tags={"detector": config.detector},
     )

@@ -18,6 +18,7 @@ TICK_SECONDS = 5
 streaming_alerts = dg.AssetSpec(
     "streaming_alerts",
     group_name="streaming",
+    owners=["team:refrigeration-ops"],
     description="CRITICAL alerts raised by the streaming threshold rules (compressor overload, "
     "vibration spike, acute pressure loss, total cooling loss), stored in the alert database "
     "with source=streaming. Written by the streaming_threshold_rules sensor, not by a run.",

@@ -101,6 +101,7 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{model_id}_model",
         group_name=GROUP,
+        owners=["team:ml-platform"],
         deps=["device_features", "device_registry"],
         description=f"{config.settings.get('description', model_id)} Trained on a range of "
         "feature hours and registered in MLflow with lineage tags.",
