@@ -24,8 +24,12 @@ def evaluate_command(
         help="Point labels (device_id, ts, anomaly) or intervals "
         "(device_id, start, end[, kind]); CSV or Parquet.",
     ),
-    start: str | None = typer.Option(None, help="First instant evaluated (default: labels')."),
-    end: str | None = typer.Option(None, help="Last instant evaluated (default: labels')."),
+    start: str | None = typer.Option(
+        None,
+        help="First instant evaluated (default: the labels' first; for intervals, also the "
+        "first stored feature hour).",
+    ),
+    end: str | None = typer.Option(None, help="Last instant evaluated (default: as --start)."),
     labelled_devices_only: bool = typer.Option(
         False,
         "--labelled-devices-only",
@@ -45,11 +49,9 @@ def evaluate_command(
     from refrig_assets.evaluation.labelled import (
         LabelsError,
         best_thresholds,
-        evaluate,
+        evaluate_store,
         read_labels,
-        stored_predictions,
         sweep_plot,
-        threshold_sweep,
     )
 
     s = get_settings()
@@ -59,26 +61,26 @@ def evaluate_command(
         typer.echo(f"labels refused: {exc}", err=True)
         raise typer.Exit(2) from None
     first, last = parsed.span
-    begin, finish = _time(start) or first, _time(end) or last
     store = ParquetStore(s.data_dir)
-    flagged, scores, windows = stored_predictions(store, all_model_ids(), begin, finish)
-    if parsed.kind == "intervals":
-        t = pd.to_datetime(windows["window_start"], utc=True)
-        windows = windows[(t >= begin) & (t <= finish)]
-        if labelled_devices_only:
-            windows = windows[windows["device_id"].astype(str).isin(parsed.devices)]
-        if windows.empty:
-            typer.echo(
-                f"no feature windows between {begin} and {finish}: run the pipeline "
-                "over the labelled hours first",
-                err=True,
-            )
-            raise typer.Exit(1)
-    elif start or end:
-        keep = (parsed.frame["ts"] >= begin) & (parsed.frame["ts"] <= finish)
-        parsed.frame = parsed.frame[keep].reset_index(drop=True)
-    metrics = evaluate(parsed, flagged, windows)
-    sweep = threshold_sweep(parsed, scores, windows)
+    if parsed.kind == "intervals":  # every stored window counts, not only those of the labels
+        stems = store.partitions("device_features")
+        if stems:
+            hour = pd.Timedelta(hours=1)
+            first = min(first, pd.Timestamp(stems[0][:13] + ":00", tz="UTC"))
+            last = max(last, pd.Timestamp(stems[-1][:13] + ":00", tz="UTC") + hour)
+    begin, finish = _time(start) or first, _time(end) or last
+    try:
+        metrics, sweep, sources = evaluate_store(
+            store,
+            parsed,
+            all_model_ids(),
+            begin,
+            finish,
+            labelled_devices_only=labelled_devices_only,
+        )
+    except LabelsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
     folder = Path(out) if out else s.home / "evaluation"
     folder.mkdir(parents=True, exist_ok=True)
     metrics.to_csv(folder / "metrics.csv", index=False)
@@ -89,7 +91,7 @@ def evaluate_command(
         f"labels: {labels} ({parsed.kind}, {len(parsed.frame)} rows, "
         f"{len(parsed.devices)} devices), {begin:%Y-%m-%d %H:%M} to {finish:%Y-%m-%d %H:%M} UTC"
     )
-    if "incidents" not in flagged:
+    if "incidents" not in sources:
         typer.echo("incidents: none stored (device_incidents not materialized)")
     point_cols = [
         "source",

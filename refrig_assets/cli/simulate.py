@@ -11,11 +11,16 @@ from refrig_assets.core.settings import get_settings
 
 def simulate(
     devices: int = typer.Option(1000, help="Number of devices."),
-    hours: int = typer.Option(6, help="Hours of 1-minute readings."),
+    hours: int = typer.Option(6, help="Hours of readings."),
     start: str = typer.Option("2026-01-01T00:00", help="First hour, UTC (ISO 8601)."),
     seed: int = typer.Option(42, help="Random seed (same seed, same fleet)."),
     faults: bool = typer.Option(True, "--faults/--no-faults", help="Inject labelled faults."),
     file_format: str = typer.Option("parquet", "--format", help="parquet or csv landing files."),
+    cadence_seconds: int | None = typer.Option(
+        None,
+        help="Seconds between readings (a divisor of 3600; default: the simulator's); run the "
+        "pipeline with the same REFRIG_CADENCE_SECONDS.",
+    ),
 ) -> None:
     """Simulate a fleet: hourly reading files, the device registry and the fault labels."""
     from refrig_assets.simulator import SimulationConfig, simulate_fleet
@@ -23,7 +28,14 @@ def simulate(
     s = get_settings()
     begin = datetime.fromisoformat(start)
     begin = begin.replace(tzinfo=UTC) if begin.tzinfo is None else begin.astimezone(UTC)
-    config = SimulationConfig(devices=devices, hours=hours, start=begin, seed=seed, faults=faults)
+    config = SimulationConfig(
+        devices=devices,
+        hours=hours,
+        start=begin,
+        seed=seed,
+        faults=faults,
+        **({"cadence_seconds": cadence_seconds} if cadence_seconds else {}),
+    )
     summary = simulate_fleet(
         config, s.landing_dir, s.registry_path, s.labels_path, file_format=file_format
     )

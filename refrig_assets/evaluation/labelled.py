@@ -54,6 +54,9 @@ METRIC_COLUMNS = [
 ]
 
 
+COUNT_COLUMNS = ["points", "anomalous_points", "events", "events_detected", "predicted_events"]
+
+
 class LabelsError(ValueError):
     """A labels file has neither the point nor the interval shape, or values that do not parse."""
 
@@ -98,8 +101,13 @@ class Labels:
         return self.frame["start"].min(), self.frame["end"].max()
 
 
+def utc_ns(values) -> pd.Series:
+    """UTC timestamps in nanoseconds (stores mix pandas-written ns and DuckDB-written us)."""
+    return pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")
+
+
 def _utc(values: pd.Series, column: str) -> pd.Series:
-    out = pd.to_datetime(values, utc=True, errors="coerce")
+    out = pd.to_datetime(values, utc=True, errors="coerce").astype("datetime64[ns, UTC]")
     if out.isna().any():
         bad = values[out.isna()].iloc[0]
         raise LabelsError(f"labels: {column} value {bad!r} is not a time")
@@ -171,8 +179,8 @@ def evaluation_points(labels: Labels, windows: pd.DataFrame | None) -> pd.DataFr
     w = windows[["device_id", "window_start", "window_end"]].drop_duplicates()
     w = w.assign(
         device_id=w["device_id"].astype(str),
-        window_start=pd.to_datetime(w["window_start"], utc=True),
-        window_end=pd.to_datetime(w["window_end"], utc=True),
+        window_start=utc_ns(w["window_start"]),
+        window_end=utc_ns(w["window_end"]),
     ).reset_index(drop=True)
     anomalous = _overlapping(
         w.rename(columns={"window_start": "start", "window_end": "end"}),
@@ -373,7 +381,7 @@ def evaluate(
         row.update(pointwise(points["anomaly"].to_numpy(), hit.to_numpy()))
         row.update(eventwise(events, pred, settings.grace))
         rows.append(row)
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS).astype({c: int for c in COUNT_COLUMNS})
 
 
 def _prepared(frame: pd.DataFrame, devices: set[str]) -> pd.DataFrame:
@@ -389,8 +397,8 @@ def _prepared(frame: pd.DataFrame, devices: set[str]) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "device_id": frame["device_id"].astype(str),
-            "start": pd.to_datetime(frame["start"], utc=True),
-            "end": pd.to_datetime(frame["end"], utc=True),
+            "start": utc_ns(frame["start"]),
+            "end": utc_ns(frame["end"]),
             "score": frame["score"].astype(float) if "score" in frame else 1.0,
         }
     )
@@ -417,7 +425,8 @@ def threshold_sweep(
         for threshold in np.linspace(0.0, 1.0, settings.sweep_points):
             flagged = has_score & (best >= threshold)
             rows.append({"source": model_id, "threshold": float(threshold)} | pointwise(y, flagged))
-    return pd.DataFrame(rows)
+    sweep = pd.DataFrame(rows)
+    return sweep.astype({c: int for c in COUNT_COLUMNS[:2]}) if len(sweep) else sweep
 
 
 def best_thresholds(sweep: pd.DataFrame) -> pd.DataFrame:
@@ -516,3 +525,36 @@ def stored_predictions(
         flagged[f"{model_id} flags"] = rows[rows["anomaly_flag"].astype(bool)]
     windows = _read(store, "device_features", start, end, window_cols, "window_start")
     return flagged, scores, windows
+
+
+def evaluate_store(
+    store,
+    labels: Labels,
+    model_ids: list[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    labelled_devices_only: bool = False,
+    settings: EvaluationSettings | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """:func:`evaluate` and :func:`threshold_sweep` of what a store holds between ``start`` and
+    ``end``; also the prediction sources found. Interval labels are scored on the feature
+    windows of that range: of every device, or with ``labelled_devices_only`` of the labelled
+    ones (unlabelled devices otherwise count as normal)."""
+    settings = settings or evaluation_settings()
+    flagged, scores, windows = stored_predictions(store, model_ids, start, end)
+    if labels.kind == "intervals":
+        t = pd.to_datetime(windows["window_start"], utc=True)
+        windows = windows[(t >= start) & (t < end)]
+        if labelled_devices_only:
+            windows = windows[windows["device_id"].astype(str).isin(labels.devices)]
+        if windows.empty:
+            raise LabelsError(
+                f"no feature windows between {start} and {end}: run the pipeline over the "
+                "labelled hours first"
+            )
+    else:
+        keep = (labels.frame["ts"] >= start) & (labels.frame["ts"] <= end)
+        labels = Labels("points", labels.frame[keep].reset_index(drop=True))
+    metrics = evaluate(labels, flagged, windows, settings)
+    sweep = threshold_sweep(labels, scores, windows, settings)
+    return metrics, sweep, list(flagged)

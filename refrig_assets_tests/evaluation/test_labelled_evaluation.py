@@ -109,6 +109,22 @@ def test_interval_labels_score_every_window_and_the_sweep_finds_the_best_thresho
     assert 0.2 < best["threshold"] <= 0.6
 
 
+def test_the_simulators_fault_labels_are_read_as_intervals():
+    labels = parse_labels(
+        pd.DataFrame(
+            {
+                "device_id": ["d1"],
+                "onset": [minutes(20)],
+                "end": [minutes(40)],
+                "fault_type": ["refrigerant_leak"],
+                "category": ["gradual"],
+            }
+        )
+    )
+    assert labels.kind == "intervals"
+    assert labels.frame[["start", "kind"]].values.tolist() == [[minutes(20), "refrigerant_leak"]]
+
+
 def test_labels_of_another_shape_are_refused_naming_the_columns():
     with pytest.raises(LabelsError, match="device_id, ts, anomaly"):
         parse_labels(pd.DataFrame({"machine": ["a"], "time": ["2026-01-01"]}))
@@ -135,6 +151,9 @@ def test_refrig_evaluate_reads_alerts_incidents_and_scores_from_the_store(refrig
         anomaly_score=[0.1, 0.9, 0.6, 0.2, 0.1, 0.2, 0.7, 0.1],
         anomaly_flag=[False, True, False, False, False, False, True, False],
     )
+    # Written by DuckDB, score partitions hold microseconds; pandas-written ones nanoseconds.
+    us = "datetime64[us, UTC]"
+    model_scores = model_scores.astype({"window_start": us, "window_end": us})
     store.write("statistical_baseline_scores", "2026-01-01-00:00", model_scores)
     labels = tmp_path / "labels.csv"
     pd.DataFrame(

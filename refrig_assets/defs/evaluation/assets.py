@@ -31,10 +31,12 @@ class BacktestConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
+    owners=["team:ml-platform"],
     deps=["device_alerts", *score_asset_keys()],
     description="Detection quality against labelled faults: per fault type incident recall, "
     "detection delay from onset and true alerts; alert precision and false alerts per 1,000 "
-    "device-days; the same per detector from its flagged scores. Skipped (with a note) when "
+    "device-days; the same per detector from its flagged scores; point-wise F1, false- and "
+    "missed-alarm rates and event recall/precision/delay per source (refrig evaluate). Skipped (with a note) when "
     "there is no labels file, as on a real fleet.",
     kinds={"parquet"},
 )
@@ -68,6 +70,7 @@ def detection_backtest(
     flagged, counts = fleet_flagged_scores(refrig.store, model_ids, stems)
     per_model = score_backtest(flagged, labels, device_hours, rows_scored=counts)
     refrig.store.write("detection_backtest", None, per_type)
+    labelled, best = labelled_tables(refrig.store, labels, model_ids, stems)
     context.log.info(
         f"recall {totals['recall']:.2f}, precision {totals['precision']:.2f}, "
         f"{totals['false_alerts_per_1000_device_days']:.1f} false alerts / 1,000 device-days"
@@ -79,9 +82,24 @@ def detection_backtest(
             "device_days": device_hours / 24,
             "per_fault_type": dg.MetadataValue.md(markdown_table(per_type)),
             "per_detector": dg.MetadataValue.md(markdown_table(per_model)),
+            "labelled_evaluation": dg.MetadataValue.md(markdown_table(labelled)),
+            "best_score_thresholds": dg.MetadataValue.md(markdown_table(best)),
             **{k: float(v) for k, v in totals.items()},
         }
     )
+
+
+def labelled_tables(
+    store, labels: pd.DataFrame, model_ids: list[str], stems: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Point- and event-wise metrics per prediction source (``refrig evaluate``) over the
+    evaluated hours, and each detector's best score threshold."""
+    from refrig_assets.evaluation.labelled import best_thresholds, evaluate_store, parse_labels
+
+    start = pd.Timestamp(stems[0][:13] + ":00", tz="UTC")
+    end = pd.Timestamp(stems[-1][:13] + ":00", tz="UTC") + pd.Timedelta(hours=1)
+    metrics, sweep, _sources = evaluate_store(store, parse_labels(labels), model_ids, start, end)
+    return metrics, best_thresholds(sweep)
 
 
 defs = dg.Definitions(assets=[detection_backtest])
