@@ -1,9 +1,13 @@
 """The console's JSON API (``/api/...``), described by FastAPI's ``/openapi.json``.
 
-Ticketing and maintenance systems use the same endpoints as the page's buttons. Errors are
-``{"detail": "..."}`` with 404 (unknown alert, device, window or rule), 409 (a lifecycle change
-the alert's or rule's state does not allow), 422 (bad input: unknown filter value, oversized
-note, missing actor, invalid window) or 502 (a work order the webhook refused).
+Ticketing and maintenance systems use the same endpoints as the page's buttons. Every call
+needs an identity (``Authorization: Bearer <token>``, the trusted proxy header, or a signed-in
+browser) and a role: viewer reads, operator acts, admin decides on suppression rules. The
+identity is the actor of every action; the request body cannot name one. Every list takes
+``limit`` and ``cursor`` and returns ``next_cursor``. Errors are ``{"detail": "..."}`` with 401
+(no identity), 403 (role, four-eyes, cross-site or framed request), 404 (unknown alert, device,
+window, rule or silence), 409 (a change the current state does not allow), 413 (body too
+large), 422 (invalid input) or 502 (a work order the webhook refused).
 """
 
 # No `from __future__ import annotations`: FastAPI must see the request models built inside
@@ -11,10 +15,14 @@ note, missing actor, invalid window) or 502 (a work order the webhook refused).
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from refrig_assets.console.service import ConsoleService
+from refrig_assets.access.identity import ADMIN, OPERATOR, VIEWER, Identity
+from refrig_assets.console.auth import ConsoleAuth
+from refrig_assets.console.paging import decode_cursor, encode_cursor, page, page_limit
+from refrig_assets.console.service import BULK_ACTIONS, SORT_KEYS, ConsoleService, FilterError
+from refrig_assets.console.silences import MATCHERS, RECURRENCES
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.operations.feedback import ACTIVE, REJECTED, REVOKED, RULE_STATUSES
 from refrig_assets.operations.settings import OperationsSettings
@@ -35,6 +43,8 @@ class ErrorOut(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "No identity: send a token or sign in"},
+    403: {"model": ErrorOut, "description": "Role, four-eyes rule, cross-site or framed request"},
     404: {"model": ErrorOut, "description": "Unknown alert, device, window or rule"},
     409: {"model": ErrorOut, "description": "Not allowed in the current state"},
     422: {"model": ErrorOut, "description": "Invalid input"},
@@ -59,6 +69,7 @@ def _alert_model() -> type[BaseModel]:
         time_left_seconds=(float | None, None),
         contributor=(str, ...),
         suppression_reason=(str | None, None),
+        silenced_by=(int | None, None),
     )
     return create_model("Alert", **fields)
 
@@ -78,6 +89,7 @@ class AlertPage(BaseModel):
     total: int
     offset: int
     limit: int
+    next_cursor: str | None = Field(description="Pass as cursor= for the next page; null: last")
     summary: Summary
 
 
@@ -96,6 +108,7 @@ class AlertDetail(BaseModel):
     alert: Alert  # type: ignore[valid-type]
     chart_until: str = Field(description="End of the device history that shows this alert")
     provenance: dict[str, Any]
+    links: dict[str, Any] = Field(description="The Dagster run and MLflow model versions")
     history: list[Transition]
     suppression: dict[str, Any] | None
     work_order: dict[str, Any] | None
@@ -159,34 +172,107 @@ class Label(BaseModel):
     contributor: str
 
 
+class Page(BaseModel):
+    """One page of a list: pass ``next_cursor`` as ``cursor`` for the next (null: last page)."""
+
+    items: list[Any]
+    limit: int
+    total: int | None = Field(description="Items in the whole list (null where not counted)")
+    next_cursor: str | None
+
+
+class BulkResult(BaseModel):
+    action: str
+    done: list[str] = Field(description="Alerts changed")
+    failed: list[dict[str, str]] = Field(description="Alerts left as they were, with why")
+
+
+class Silence(BaseModel):
+    id: int
+    matcher: str
+    value: str
+    starts_at: datetime
+    ends_at: datetime
+    recurrence: str
+    expires_at: datetime
+    reason: str
+    created_by: str
+    created_at: datetime
+    cancelled_by: str | None = None
+    cancelled_at: datetime | None = None
+    active: bool
+    state: str
+    description: str
+
+
 def _service(request: Request) -> ConsoleService:
     return request.app.state.service
 
 
-def build_api(settings: OperationsSettings) -> APIRouter:
-    """The ``/api`` router; request limits (note and actor length) come from ``settings``."""
+def _paged(
+    request: Request, items: list[Any], limit: int | None, cursor: str | None
+) -> dict[str, Any]:
+    service = _service(request)
+    return page(items, decode_cursor(cursor), page_limit(service.access, limit))
+
+
+Limit = Annotated[
+    int | None, Query(ge=1, description="Page size (default and maximum in config/access.yaml)")
+]
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+
+
+def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
+    """The ``/api`` router; request limits (note length) come from ``settings``, identities
+    and roles from ``auth``. Request bodies refuse unknown fields, ``actor`` included: the
+    actor is always the authenticated identity."""
     console = settings.console
-    actor_field = Field(
-        min_length=1,
-        max_length=console.actor_max_chars,
-        pattern=r"\S",
-        description="Who acts (operator name)",
-    )
+    strict = ConfigDict(extra="forbid")
     note_field = Field("", max_length=console.note_max_chars, description="Free-text note")
-    ActionRequest = create_model("ActionRequest", actor=(str, actor_field), note=(str, note_field))
-    WorkOrderRequest = create_model("WorkOrderRequest", actor=(str, actor_field))
+    required_note = Field(
+        min_length=1,
+        max_length=console.note_max_chars,
+        pattern=r"\S",
+        description="Why (required: kept with the label)",
+    )
+    ActionRequest = create_model("ActionRequest", __config__=strict, note=(str, note_field))
+    FalsePositiveRequest = create_model(
+        "FalsePositiveRequest", __config__=strict, note=(str, required_note)
+    )
+    EmptyRequest = create_model("EmptyRequest", __config__=strict)
+    BulkRequest = create_model(
+        "BulkRequest",
+        __config__=strict,
+        action=(Literal[BULK_ACTIONS], Field(description="acknowledge or resolve")),  # type: ignore[valid-type]
+        alert_ids=(list[str], Field(min_length=1, description="The alerts to act on")),
+        note=(str, note_field),
+    )
     MaintenanceRequest = create_model(
         "MaintenanceRequest",
+        __config__=strict,
         scope=(Literal["device", "site"], Field(description="A device or a whole site")),
         target=(str, Field(min_length=1, max_length=200, description="device_id or site_id")),
         starts_at=(datetime, Field(description="ISO 8601; naive times are UTC")),
         ends_at=(datetime, Field(description="ISO 8601; naive times are UTC")),
-        reason=(str, Field(min_length=1, max_length=console.note_max_chars)),
-        actor=(str, actor_field),
+        reason=(str, Field(min_length=1, max_length=console.note_max_chars, pattern=r"\S")),
     )
-    CancelRequest = create_model("CancelRequest", actor=(str, actor_field))
+    SilenceRequest = create_model(
+        "SilenceRequest",
+        __config__=strict,
+        matcher=(Literal[MATCHERS], Field(description="What to match: " + ", ".join(MATCHERS))),  # type: ignore[valid-type]
+        value=(str, Field(min_length=1, max_length=200, pattern=r"\S")),
+        minutes=(float, Field(gt=0, description="How long (each occurrence when recurring)")),
+        reason=(str, Field(min_length=1, max_length=console.note_max_chars, pattern=r"\S")),
+        starts_at=(datetime | None, Field(None, description="Default: now")),
+        recurrence=(Literal[tuple(RECURRENCES)], "none"),  # type: ignore[valid-type]
+        until=(datetime | None, Field(None, description="Expiry of a recurring silence")),
+    )
 
-    router = APIRouter(prefix="/api", responses=ERRORS)
+    viewer = Depends(auth.needs(VIEWER, "reading the console"))
+    router = APIRouter(prefix="/api", responses=ERRORS, dependencies=[viewer])
+
+    def acting(role: str, action: str) -> Any:
+        return Depends(auth.needs(role, action))
 
     @router.get("/alerts", response_model=AlertPage, tags=["alerts"])
     def list_alerts(
@@ -198,20 +284,35 @@ def build_api(settings: OperationsSettings) -> APIRouter:
         ] = None,
         model: Annotated[str | None, Query(description="Only alerts this model flagged")] = None,
         device: Annotated[str | None, Query(description="Only this device_id")] = None,
-        include_suppressed: Annotated[bool, Query(description="Include suppressed alerts")] = False,
-        limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+        include_suppressed: Annotated[
+            bool, Query(description="Include suppressed and silenced alerts")
+        ] = False,
+        q: Annotated[str | None, Query(max_length=200, description="Free-text search")] = None,
+        since: Annotated[
+            str | None, Query(description="Window ends after: 30m, 24h, 7d, 2w or ISO time")
+        ] = None,
+        sort: Annotated[str | None, Query(description=", ".join(SORT_KEYS))] = None,
+        order: Annotated[Literal["asc", "desc"] | None, Query()] = None,
+        limit: Limit = None,
         offset: Annotated[int, Query(ge=0)] = 0,
+        cursor: Cursor = None,
     ):
         """Alerts, most severe first, then by SLA deadline (time left; breached marked)."""
-        return _service(request).list_alerts(
+        service = _service(request)
+        return service.list_alerts(
             site=site,
             severity=severity,
             status=status,
             model=model,
             device=device,
             include_suppressed=include_suppressed,
-            limit=limit,
+            q=q,
+            since=since,
+            sort=sort,
+            order=order,
+            limit=page_limit(service.access, limit),
             offset=offset,
+            cursor=cursor,
         )
 
     @router.get("/filters", tags=["alerts"])
@@ -225,26 +326,56 @@ def build_api(settings: OperationsSettings) -> APIRouter:
         return _service(request).alert_detail(alert_id)
 
     @router.post("/alerts/{alert_id}/acknowledge", response_model=ActionResult, tags=["actions"])
-    def acknowledge(request: Request, alert_id: str, body: ActionRequest):  # type: ignore[valid-type]
+    def acknowledge(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "acknowledging")],
+        alert_id: str,
+        body: ActionRequest,  # type: ignore[valid-type]
+    ):
         """OPEN → ACKNOWLEDGED (stops SLA escalation)."""
-        return _service(request).acknowledge(alert_id, body.actor, body.note)
+        return _service(request).acknowledge(alert_id, who.name, body.note)
 
     @router.post("/alerts/{alert_id}/resolve", response_model=ActionResult, tags=["actions"])
-    def resolve(request: Request, alert_id: str, body: ActionRequest):  # type: ignore[valid-type]
+    def resolve(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "resolving")],
+        alert_id: str,
+        body: ActionRequest,  # type: ignore[valid-type]
+    ):
         """OPEN/ACKNOWLEDGED → RESOLVED: a confirmed incident."""
-        return _service(request).resolve(alert_id, body.actor, body.note)
+        return _service(request).resolve(alert_id, who.name, body.note)
 
     @router.post(
         "/alerts/{alert_id}/false-positive", response_model=FalsePositiveResult, tags=["actions"]
     )
-    def false_positive(request: Request, alert_id: str, body: ActionRequest):  # type: ignore[valid-type]
-        """OPEN/ACKNOWLEDGED → FALSE_POSITIVE; repeated ones propose a per-device rule."""
-        return _service(request).false_positive(alert_id, body.actor, body.note)
+    def false_positive(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "marking a false positive")],
+        alert_id: str,
+        body: FalsePositiveRequest,  # type: ignore[valid-type]
+    ):
+        """OPEN/ACKNOWLEDGED → FALSE_POSITIVE (a note is required); repeated ones propose a
+        per-device rule."""
+        return _service(request).false_positive(alert_id, who.name, body.note)
 
     @router.post("/alerts/{alert_id}/work-order", tags=["actions"])
-    def work_order(request: Request, alert_id: str, body: WorkOrderRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+    def work_order(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "sending a work order")],
+        alert_id: str,
+        body: EmptyRequest | None = None,  # type: ignore[valid-type]
+    ) -> dict[str, Any]:
         """Hand an ACKNOWLEDGED alert off as a work order (once; a failed one can be retried)."""
-        return _service(request).send_work_order(alert_id, body.actor)
+        return _service(request).send_work_order(alert_id, who.name)
+
+    @router.post("/alerts/bulk", response_model=BulkResult, tags=["actions"])
+    def bulk(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "acting on alerts")],
+        body: BulkRequest,  # type: ignore[valid-type]
+    ):
+        """Acknowledge or resolve many alerts at once; each that cannot change is reported."""
+        return _service(request).bulk(body.action, body.alert_ids, who.name, body.note)
 
     @router.get("/devices/{device_id}", tags=["devices"])
     def device(
@@ -261,43 +392,96 @@ def build_api(settings: OperationsSettings) -> APIRouter:
         """A device: registry entry, feature and score history, alerts, maintenance, rules."""
         return _service(request).device(device_id, hours=hours, until=until, features=feature)
 
-    @router.get("/maintenance", response_model=list[MaintenanceWindow], tags=["maintenance"])
+    @router.get("/maintenance", response_model=Page, tags=["maintenance"])
     def maintenance(
         request: Request,
         device: str | None = None,
         site: str | None = None,
         include_cancelled: bool = False,
+        limit: Limit = None,
+        cursor: Cursor = None,
     ):
         """Maintenance windows (those of a device or site when given), earliest first."""
-        return _service(request).maintenance(device, site, include_cancelled)
+        windows = _service(request).maintenance(device, site, include_cancelled)
+        return _paged(request, windows, limit, cursor)
 
     @router.post(
         "/maintenance", response_model=MaintenanceResult, status_code=201, tags=["maintenance"]
     )
-    def add_maintenance(request: Request, body: MaintenanceRequest):  # type: ignore[valid-type]
-        """Declare a window; alerts inside it are suppressed (kept, marked)."""
+    def add_maintenance(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "declaring maintenance")],
+        body: MaintenanceRequest,  # type: ignore[valid-type]
+    ):
+        """Declare a window; alerts inside it are suppressed (kept, marked). A window that
+        starts in the past needs an admin."""
         return _service(request).add_maintenance(
-            body.scope, body.target, body.starts_at, body.ends_at, body.reason, body.actor
+            body.scope, body.target, body.starts_at, body.ends_at, body.reason, who
         )
 
     @router.post(
         "/maintenance/{window_id}/cancel", response_model=MaintenanceResult, tags=["maintenance"]
     )
-    def cancel_maintenance(request: Request, window_id: int, body: CancelRequest):  # type: ignore[valid-type]
+    def cancel_maintenance(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "cancelling maintenance")],
+        window_id: int,
+        body: EmptyRequest | None = None,  # type: ignore[valid-type]
+    ):
         """Cancel a window; the alerts it suppressed come back."""
-        return _service(request).cancel_maintenance(window_id, body.actor)
+        return _service(request).cancel_maintenance(window_id, who.name)
 
-    @router.get("/feedback/rules", response_model=list[FeedbackRule], tags=["feedback"])
+    @router.get("/silences", response_model=Page, tags=["silences"])
+    def list_silences(
+        request: Request,
+        include_ended: Annotated[bool, Query(description="Also expired and cancelled")] = False,
+        limit: Limit = None,
+        cursor: Cursor = None,
+    ):
+        """Silences, newest first."""
+        items = _service(request).silences.listing(include_ended=include_ended)
+        return _paged(request, items, limit, cursor)
+
+    @router.post("/silences", response_model=Silence, status_code=201, tags=["silences"])
+    def add_silence(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "silencing alerts")],
+        body: SilenceRequest,  # type: ignore[valid-type]
+    ):
+        """Hide the alerts of a device, site, cause or lead contributor for a while
+        (optionally every day or week until ``until``)."""
+        return _service(request).add_silence(
+            body.matcher,
+            body.value,
+            body.starts_at,
+            body.minutes,
+            body.reason,
+            who.name,
+            body.recurrence,
+            body.until,
+        )
+
+    @router.post("/silences/{silence_id}/cancel", response_model=Silence, tags=["silences"])
+    def cancel_silence(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "cancelling a silence")],
+        silence_id: int,
+        body: EmptyRequest | None = None,  # type: ignore[valid-type]
+    ):
+        """End a silence now; its alerts show again."""
+        return _service(request).silences.cancel(silence_id, who.name)
+
+    @router.get("/feedback/rules", response_model=Page, tags=["feedback"])
     def rules(
         request: Request,
         status: Annotated[str | None, Query(description=", ".join(RULE_STATUSES))] = None,
+        limit: Limit = None,
+        cursor: Cursor = None,
     ):
         """Feedback rules, newest proposal first."""
         if status is not None and status not in RULE_STATUSES:
-            from refrig_assets.console.service import FilterError
-
             raise FilterError(f"status must be one of {', '.join(RULE_STATUSES)}; got {status!r}")
-        return _service(request).rules(status)
+        return _paged(request, _service(request).rules(status), limit, cursor)
 
     decisions = {"apply": ACTIVE, "reject": REJECTED, "revoke": REVOKED}
 
@@ -306,22 +490,59 @@ def build_api(settings: OperationsSettings) -> APIRouter:
     )
     def decide(
         request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "deciding on a rule")],
         rule_id: str,
         decision: Literal["apply", "reject", "revoke"],
         body: ActionRequest,  # type: ignore[valid-type]
     ):
-        """Apply or reject a proposed rule, or revoke an applied one (audited)."""
-        return _service(request).decide_rule(rule_id, decisions[decision], body.actor, body.note)
+        """Apply or reject a proposed rule, or revoke an applied one (audited). Applying and
+        revoking need an admin; whoever marked one of a rule's false positives cannot apply
+        it (four eyes)."""
+        if decision in ("apply", "revoke"):
+            auth.needs(
+                ADMIN, f"{'applying' if decision == 'apply' else 'revoking'} a suppression rule"
+            )(request)
+        return _service(request).decide_rule(rule_id, decisions[decision], who.name, body.note)
 
-    @router.get("/feedback/audit", tags=["feedback"])
-    def audit(request: Request) -> list[dict[str, Any]]:
+    @router.get("/feedback/audit", response_model=Page, tags=["feedback"])
+    def audit(request: Request, limit: Limit = None, cursor: Cursor = None):
         """The feedback audit trail, newest first."""
-        return _service(request).audit()
+        return _paged(request, _service(request).audit(), limit, cursor)
 
-    @router.get("/labels", response_model=list[Label], tags=["feedback"])
-    def labels(request: Request):
+    @router.get("/labels", response_model=Page, tags=["feedback"])
+    def labels(request: Request, limit: Limit = None, cursor: Cursor = None):
         """Operator labels: confirmed incidents (resolved) and false positives."""
-        return _service(request).labels()
+        return _paged(request, _service(request).labels(), limit, cursor)
+
+    @router.get("/sites", response_model=Page, tags=["alerts"])
+    def sites(request: Request, limit: Limit = None, cursor: Cursor = None):
+        """Open work per site, most urgent site first (breached, then by severity)."""
+        return _paged(request, _service(request).sites(), limit, cursor)
+
+    @router.get("/access/audit", response_model=Page, tags=["access"])
+    def access_audit(
+        request: Request,
+        who: Annotated[Identity, acting(ADMIN, "reading the access audit")],
+        limit: Limit = None,
+        cursor: Cursor = None,
+    ):
+        """Every state-changing request with its identity and outcome, newest first."""
+        size = page_limit(_service(request).access, limit)
+        position = decode_cursor(cursor)
+        rows = auth.store.audit(limit=size + 1, offset=position)
+        return {
+            "items": rows[:size],
+            "limit": size,
+            "total": None,
+            "next_cursor": encode_cursor(position + size) if len(rows) > size else None,
+        }
+
+    @router.get("/me", tags=["access"])
+    def me(request: Request) -> dict[str, Any]:
+        """Who you are to the console: name, role and how you signed in."""
+        identity = auth.identify(request)
+        assert identity is not None
+        return {"name": identity.name, "role": identity.role, "via": identity.via}
 
     @router.get("/healthz", tags=["meta"])
     def healthz(request: Request) -> dict[str, Any]:

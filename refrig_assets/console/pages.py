@@ -9,15 +9,17 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import pandas as pd
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from refrig_assets.access.identity import OPERATOR, Identity, Unauthenticated
 from refrig_assets.alerts.store import STATUSES
-from refrig_assets.console.service import ConsoleService
+from refrig_assets.console.auth import ConsoleAuth
+from refrig_assets.console.service import SORT_KEYS, ConsoleService
 from refrig_assets.operations.feedback import PROPOSED
 from refrig_assets.operations.settings import OperationsSettings
 
@@ -66,8 +68,20 @@ def _service(request: Request) -> ConsoleService:
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any):
+    """A page with the signed-in identity (``me``), its CSRF token and the refresh period."""
+    auth: ConsoleAuth | None = getattr(request.app.state, "auth", None)
+    me = getattr(request.state, "identity", None)
+    base = {
+        "nav": template.split(".")[0],
+        "me": me,
+        "can_act": bool(me and me.can(OPERATOR)),
+        "csrf": auth.csrf_token(request) if auth else "",
+        "csrf_header": auth.policy.session.csrf_header if auth else "",
+        "refresh_seconds": auth.policy.refresh_seconds if auth else 0,
+        "single_user": bool(auth and auth.single_user),
+    }
     return TEMPLATES.TemplateResponse(
-        request, template, {"nav": template.split(".")[0], **context}, status_code=status_code
+        request, template, {**base, **context}, status_code=status_code
     )
 
 
@@ -76,13 +90,60 @@ def render_error(request: Request, status: int, message: str) -> HTMLResponse:
     return render(request, "error.html", status_code=status, status=status, message=message)
 
 
-def build_pages(settings: OperationsSettings) -> APIRouter:
-    """The HTML routes (left out of the OpenAPI description)."""
-    router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+def build_pages(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
+    """The HTML routes (left out of the OpenAPI description). Pages need a viewer; a browser
+    without identity is sent to ``/login``."""
+
+    def signed_in(request: Request) -> Identity:
+        identity = auth.identify(request)
+        if identity is None:
+            raise SignInRequired(request.url.path)
+        return identity
+
+    router = APIRouter(
+        include_in_schema=False,
+        default_response_class=HTMLResponse,
+        dependencies=[Depends(signed_in)],
+    )
+    public = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
     limits = {
         "note_max": settings.console.note_max_chars,
         "actor_max": settings.console.actor_max_chars,
     }
+
+    @public.get("/login")
+    def login_page(request: Request, next: str = "/"):
+        return render(request, "login.html", next=_local(next), error=None)
+
+    @public.post("/login")
+    async def login(request: Request):
+        """Sign in with a token (form field ``token``): a session cookie, then the page."""
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        token = (form.get("token") or [""])[0]
+        target = _local((form.get("next") or ["/"])[0])
+        identity = auth.store.authenticate(token)
+        request.state.identity = identity
+        if identity is None:
+            message = "That token is unknown, revoked or expired, or its user is disabled."
+            return render(request, "login.html", status_code=401, next=target, error=message)
+        cookie, _ = auth.new_session(identity)
+        response = RedirectResponse(target, status_code=303)
+        policy = auth.policy.session
+        response.set_cookie(
+            policy.cookie_name,
+            cookie,
+            max_age=int(policy.max_age_hours * 3600),
+            httponly=True,
+            samesite="strict",
+            secure=policy.secure_cookie,
+        )
+        return response
+
+    @public.post("/logout")
+    def logout(request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(auth.policy.session.cookie_name)
+        return response
 
     @router.get("/")
     def alerts_page(
@@ -93,6 +154,10 @@ def build_pages(settings: OperationsSettings) -> APIRouter:
         model: str | None = None,
         device: str | None = None,
         include_suppressed: bool = False,
+        q: str | None = None,
+        since: str | None = None,
+        sort: str | None = None,
+        order: str | None = None,
         page: Annotated[int, Query(ge=1)] = 1,
     ):
         service = _service(request)
@@ -105,6 +170,10 @@ def build_pages(settings: OperationsSettings) -> APIRouter:
             model=model,
             device=device,
             include_suppressed=include_suppressed,
+            q=q,
+            since=since,
+            sort=sort,
+            order=order,
             limit=size,
             offset=(page - 1) * size,
         )
@@ -115,7 +184,17 @@ def build_pages(settings: OperationsSettings) -> APIRouter:
             "model": model or "",
             "device": device or "",
             "include_suppressed": include_suppressed,
+            "q": q or "",
+            "since": since or "",
         }
+
+        def sort_url(key: str) -> str:
+            flip = "desc" if sort == key and order != "desc" else "asc"
+            params = {
+                k: v for k, v in request.query_params.items() if k not in ("page", "sort", "order")
+            }
+            return "/?" + urlencode({**params, "sort": key, "order": flip})
+
         return render(
             request,
             "alerts.html",
@@ -126,6 +205,27 @@ def build_pages(settings: OperationsSettings) -> APIRouter:
             pages=max(1, -(-listing["total"] // size)),
             page_url=lambda n: "/?" + urlencode({**request.query_params, "page": n}),
             now=service.now(),
+            sort=sort or "",
+            order=order or "",
+            sort_keys=SORT_KEYS,
+            sort_url=sort_url,
+        )
+
+    @router.get("/sites")
+    def sites_page(request: Request):
+        service = _service(request)
+        return render(request, "sites.html", sites=service.sites(), now=service.now())
+
+    @router.get("/silences")
+    def silences_page(request: Request, include_ended: bool = False):
+        service = _service(request)
+        return render(
+            request,
+            "silences.html",
+            silences=service.silences.listing(include_ended=include_ended),
+            include_ended=include_ended,
+            options=service.filter_options(),
+            limits=limits,
         )
 
     @router.get("/alerts/{alert_id}")
@@ -190,4 +290,14 @@ def build_pages(settings: OperationsSettings) -> APIRouter:
             limits=limits,
         )
 
-    return router
+    public.include_router(router)
+    return public
+
+
+class SignInRequired(Unauthenticated):
+    """A page asked for without identity: the browser is sent to the sign-in page."""
+
+
+def _local(target: str) -> str:
+    """A same-site path to go to after signing in (anything else: the alert list)."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"

@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from refrig_assets.access.identity import ADMIN, Forbidden, Identity
+from refrig_assets.access.policy import AccessPolicy, load_access_policy
 from refrig_assets.alerts.store import (
     ACKNOWLEDGED,
     FALSE_POSITIVE,
@@ -24,6 +26,7 @@ from refrig_assets.alerts.store import (
     STATUSES,
     AlertNotFound,
     AlertStore,
+    InvalidTransition,
 )
 from refrig_assets.console.charts import Chart, Line, Span
 from refrig_assets.console.history import (
@@ -31,9 +34,12 @@ from refrig_assets.console.history import (
     newest_window_end,
     oldest_partition_start,
 )
+from refrig_assets.console.paging import decode_cursor, encode_cursor
+from refrig_assets.console.silences import SilenceStore, silence_for
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.core.storage import ParquetStore
+from refrig_assets.operations.feedback import ACTIVE as ACTIVE_RULE
 from refrig_assets.operations.feedback import FeedbackLoop, describe_rule, top_contributor
 from refrig_assets.operations.maintenance import MaintenanceCalendar
 from refrig_assets.operations.settings import OperationsSettings
@@ -45,11 +51,30 @@ from refrig_assets.operations.suppression import (
 from refrig_assets.operations.workorders import WorkOrderDeliveryError, WorkOrderExporter
 
 ACTIVE_STATUSES = (OPEN, ACKNOWLEDGED)
+# Sortable columns of the alert list (``sort=``); severity sorts by rank, most severe first.
+SORT_KEYS = ("severity", "sla", "score", "window", "device", "site", "status")
+BULK_ACTIONS = ("acknowledge", "resolve")
+_SPAN_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 CLOSED_STATUSES = (RESOLVED, FALSE_POSITIVE)
 
 
 class FilterError(ValueError):
     """A filter or query parameter has a value the console does not know."""
+
+
+def parse_since(value: str | None, now: datetime) -> datetime | None:
+    """``since=``: a span back from now (``30m``, ``24h``, ``7d``, ``2w``) or an ISO time."""
+    if not value:
+        return None
+    text = value.strip().lower()
+    if text[-1:] in _SPAN_UNITS and text[:-1].replace(".", "", 1).isdigit():
+        return now - timedelta(**{_SPAN_UNITS[text[-1]]: float(text[:-1])})
+    try:
+        return _utc(value).to_pydatetime()
+    except ValueError:
+        raise FilterError(
+            f"since must be a span like 30m, 24h, 7d or 2w, or an ISO time; got {value!r}"
+        ) from None
 
 
 class DeviceNotFound(KeyError):
@@ -123,6 +148,7 @@ class ConsoleService:
     settings: OperationsSettings
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     work_order_client: Any = None
+    access: AccessPolicy = field(default_factory=load_access_policy)
 
     def __post_init__(self) -> None:
         self.store = AlertStore(self.alerts_db_url, clock=self.clock)
@@ -132,6 +158,7 @@ class ConsoleService:
         self.work_orders = WorkOrderExporter(
             self.store, clock=self.clock, settings=self.settings, client=self.work_order_client
         )
+        self.silences = SilenceStore(self.store, clock=self.clock)
         self.parquet = ParquetStore(self.data_dir)
 
     def close(self) -> None:
@@ -186,14 +213,25 @@ class ConsoleService:
         model: str | None = None,
         device: str | None = None,
         include_suppressed: bool = False,
+        q: str | None = None,
+        since: str | None = None,
+        sort: str | None = None,
+        order: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        cursor: str | None = None,
     ) -> dict[str, Any]:
-        """Alerts matching the filters, most severe first, then by SLA deadline.
+        """Alerts matching the filters, most severe first, then by SLA deadline (or by
+        ``sort``/``order``).
 
-        ``status`` defaults to the active ones (OPEN and ACKNOWLEDGED). Returns the page of
-        alerts, the total matching, and counts of the active alerts by severity and breached.
+        ``status`` defaults to the active ones (OPEN and ACKNOWLEDGED). ``q`` searches ids,
+        device, site, contributors and explanation; ``since`` keeps alerts whose window ends
+        after it. Alerts hidden by an active silence are left out unless
+        ``include_suppressed``. Returns the page of alerts, the total matching, the cursor of
+        the next page, and counts of the active alerts by severity and breached.
         """
+        if cursor:
+            offset = decode_cursor(cursor)
         severity = self._check_choice("severity", severity, list(self.store.severities))
         model = self._check_choice("model", model, all_model_ids())
         statuses = [self._check_choice("status", s, list(STATUSES)) for s in status or []]
@@ -211,6 +249,25 @@ class ConsoleService:
             conditions.append(t.c.device_id == device)
         if not include_suppressed:
             conditions.append(t.c.suppressed.is_(False))
+        if q and q.strip():
+            pattern = (
+                "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            )
+            searched = (
+                t.c.alert_id,
+                t.c.device_id,
+                t.c.site_id,
+                t.c.top_contributors,
+                t.c.explanation,
+                t.c.alert_type,
+            )
+            conditions.append(sa.or_(*(c.ilike(pattern, escape="\\") for c in searched)))
+        since_at = parse_since(since, self.now())
+        if since_at is not None:
+            conditions.append(t.c.window_end >= since_at)
+        active_silences = self.silences.active()
+        if not include_suppressed:
+            conditions += self._unsilenced(active_silences)
         if model:
             # model_versions is "model@version,model@version": match a whole model id
             listed = sa.literal(",") + t.c.model_versions
@@ -224,7 +281,7 @@ class ConsoleService:
         query = (
             sa.select(t)
             .where(*conditions)
-            .order_by(rank, t.c.sla_deadline, t.c.alert_id)
+            .order_by(*self._order(sort, order, rank), t.c.alert_id)
             .limit(limit)
             .offset(offset)
         )
@@ -232,20 +289,77 @@ class ConsoleService:
             rows = [dict(r) for r in conn.execute(query).mappings()]
             total = conn.execute(sa.select(sa.func.count()).select_from(t).where(*conditions))
             total = int(total.scalar_one())
-        page = [self.decorate({k: plain(v) for k, v in row.items()}) for row in rows]
-        reasons = self.suppressions.reasons([a["alert_id"] for a in page if a["suppressed"]])
+        alerts_page = [self.decorate({k: plain(v) for k, v in row.items()}) for row in rows]
+        reasons = self.suppressions.reasons([a["alert_id"] for a in alerts_page if a["suppressed"]])
         by_id = dict(zip(reasons["alert_id"], reasons["reason"], strict=True))
-        for alert in page:
+        for alert in alerts_page:
             alert["suppression_reason"] = (
                 by_id.get(alert["alert_id"]) if alert["suppressed"] else None
             )
+            silence = silence_for(alert, active_silences)
+            alert["silenced_by"] = silence["id"] if silence else None
+            if silence and not alert["suppression_reason"]:
+                alert["suppression_reason"] = silence["description"]
+        end = offset + len(alerts_page)
         return {
-            "alerts": page,
+            "alerts": alerts_page,
             "total": total,
             "offset": offset,
             "limit": limit,
+            "next_cursor": encode_cursor(end) if end < total else None,
             "summary": self.summary(),
         }
+
+    def _unsilenced(self, active: list[dict[str, Any]]) -> list[Any]:
+        """SQL conditions leaving out the alerts ``active`` silences hide."""
+        t = self.store.alerts
+        out: list[Any] = []
+        for silence in active:
+            value = silence["value"]
+            if silence["matcher"] == "device":
+                out.append(t.c.device_id != value)
+            elif silence["matcher"] == "site":
+                out.append(t.c.site_id != value)
+            elif silence["matcher"] == "cause":
+                out.append(t.c.alert_type != value)
+            else:
+                lead = sa.func.trim(t.c.top_contributors)
+                literal = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                out.append(
+                    sa.not_(
+                        sa.or_(
+                            lead == value,
+                            lead.like(f"{literal},%", escape="\\"),
+                            lead.like(f"{literal} ,%", escape="\\"),
+                        )
+                    )
+                )
+        return out
+
+    def _order(self, sort: str | None, order: str | None, rank: Any) -> list[Any]:
+        """ORDER BY of the alert list for ``sort`` (one of :data:`SORT_KEYS`) and ``order``."""
+        t = self.store.alerts
+        if order not in (None, "", "asc", "desc"):
+            raise FilterError(f"order must be asc or desc; got {order!r}")
+        if sort in (None, ""):
+            return (
+                [rank.desc(), t.c.sla_deadline.desc()]
+                if order == "desc"
+                else [rank, t.c.sla_deadline]
+            )
+        columns = {
+            "severity": rank,
+            "sla": t.c.sla_deadline,
+            "score": t.c.max_score,
+            "window": t.c.window_start,
+            "device": t.c.device_id,
+            "site": t.c.site_id,
+            "status": t.c.status,
+        }
+        if sort not in columns:
+            raise FilterError(f"sort must be one of {', '.join(SORT_KEYS)}; got {sort!r}")
+        first = columns[sort].desc() if order == "desc" else columns[sort].asc()
+        return [first, rank, t.c.sla_deadline]
 
     def summary(self) -> dict[str, Any]:
         """Active, unsuppressed alerts by severity, and how many of the OPEN ones are breached."""
@@ -312,6 +426,7 @@ class ConsoleService:
                 "feature_partition": alert["feature_partition"],
                 "run_id": alert["run_id"],
             },
+            "links": self.links(alert),
             "history": self.store.history(alert_id),
             "suppression": self.suppressions.reason(alert_id) if alert["suppressed"] else None,
             "work_order": self.work_orders.get(alert_id),
@@ -352,6 +467,25 @@ class ConsoleService:
     def send_work_order(self, alert_id: str, actor: str) -> dict[str, Any]:
         return self.work_orders.send(alert_id, actor)
 
+    def bulk(self, action: str, alert_ids: list[str], actor: str, note: str = "") -> dict[str, Any]:
+        """Acknowledge or resolve many alerts: each one that may change does; the others are
+        reported with the reason (unknown id, a state that does not allow it)."""
+        if action not in BULK_ACTIONS:
+            raise FilterError(f"action must be one of {', '.join(BULK_ACTIONS)}; got {action!r}")
+        if len(alert_ids) > self.access.bulk_max:
+            raise FilterError(
+                f"at most {self.access.bulk_max} alerts per request (triage.bulk_max); got {len(alert_ids)}"
+            )
+        done: list[str] = []
+        failed: list[dict[str, str]] = []
+        for alert_id in dict.fromkeys(alert_ids):
+            try:
+                getattr(self, action)(alert_id, actor, note)
+                done.append(alert_id)
+            except (AlertNotFound, InvalidTransition) as exc:
+                failed.append({"alert_id": alert_id, "detail": str(exc)})
+        return {"action": action, "done": done, "failed": failed}
+
     # -- maintenance ------------------------------------------------------------------------
 
     def maintenance(
@@ -363,9 +497,25 @@ class ConsoleService:
         return records(frame)
 
     def add_maintenance(
-        self, scope: str, target: str, starts_at: Any, ends_at: Any, reason: str, actor: str
+        self,
+        scope: str,
+        target: str,
+        starts_at: Any,
+        ends_at: Any,
+        reason: str,
+        actor: str | Identity,
     ) -> dict[str, Any]:
-        """Declare a window and suppress the stored alerts it covers."""
+        """Declare a window and suppress the stored alerts it covers. A window starting in
+        the past (beyond ``backdate_tolerance_minutes``) silences alerts retroactively, so it
+        needs an admin."""
+        if isinstance(actor, Identity):
+            earliest = self.now() - timedelta(minutes=self.access.backdate_tolerance_minutes)
+            if _utc(starts_at) < earliest and not actor.can(ADMIN):
+                raise Forbidden(
+                    f"{actor.name} is a {actor.role}; a maintenance window starting in the "
+                    "past (backdated) needs the admin role"
+                )
+            actor = actor.name
         window = self.calendar.add(scope, target, starts_at, ends_at, reason, actor)
         suppressed = suppress_stored_alerts(self.store, window)
         return {"window": window, "suppressed_alerts": suppressed}
@@ -382,6 +532,18 @@ class ConsoleService:
         return [{**r, "description": describe_rule(r)} for r in records(frame)]
 
     def decide_rule(self, rule_id: str, to_status: str, actor: str, note: str) -> dict[str, Any]:
+        """Apply, reject or revoke a rule. Four eyes: whoever marked one of the false
+        positives a rule was proposed from cannot apply it; another admin must."""
+        if to_status == ACTIVE_RULE:
+            rule = self.feedback.get(rule_id)
+            evidence = [e for e in str(rule["evidence"]).split(",") if e]
+            labels = self.feedback.labels()
+            authors = set(labels.loc[labels["alert_id"].isin(evidence), "labelled_by"])
+            if actor in authors:
+                raise Forbidden(
+                    f"four-eyes rule: {actor} marked false positives this rule was proposed "
+                    "from; a different admin must apply it"
+                )
         rule = self.feedback.decide(rule_id, to_status, actor, note)
         return {**rule, "description": describe_rule(rule)}
 
@@ -390,6 +552,76 @@ class ConsoleService:
 
     def labels(self) -> list[dict[str, Any]]:
         return records(self.feedback.labels())
+
+    # -- silences ---------------------------------------------------------------------------
+
+    def add_silence(
+        self,
+        matcher: str,
+        value: str,
+        starts_at: Any,
+        minutes: float,
+        reason: str,
+        actor: str,
+        recurrence: str = "none",
+        until: Any = None,
+    ) -> dict[str, Any]:
+        """A silence from ``starts_at`` (default now) for ``minutes``, optionally recurring."""
+        return self.silences.create(
+            matcher,
+            value,
+            starts_at if starts_at is not None else self.now(),
+            timedelta(minutes=minutes),
+            reason,
+            actor,
+            recurrence=recurrence,
+            until=until,
+            max_days=self.access.silence_max_days,
+        )
+
+    # -- sites and links --------------------------------------------------------------------
+
+    def sites(self) -> list[dict[str, Any]]:
+        """Open and acknowledged, unsuppressed, unsilenced alerts grouped per site: counts by
+        severity, breached, and the alerts, most urgent site first."""
+        listing = self.list_alerts(limit=self.access.max_limit)
+        by_site: dict[str, dict[str, Any]] = {}
+        for alert in listing["alerts"]:
+            site = by_site.setdefault(
+                alert["site_id"],
+                {
+                    "site_id": alert["site_id"],
+                    "by_severity": {s: 0 for s in self.store.severities},
+                    "open": 0,
+                    "acknowledged": 0,
+                    "breached": 0,
+                    "alerts": [],
+                },
+            )
+            site["by_severity"][alert["severity"]] += 1
+            site["open" if alert["status"] == OPEN else "acknowledged"] += 1
+            site["breached"] += alert["sla_state"] == "breached"
+            site["alerts"].append(alert)
+        order = list(self.store.severities)
+        return sorted(
+            by_site.values(),
+            key=lambda s: (-s["breached"], [-s["by_severity"][v] for v in order], s["site_id"]),
+        )
+
+    def links(self, alert: dict[str, Any]) -> dict[str, Any]:
+        """Where an alert came from: its Dagster run and the MLflow model versions."""
+        dagster, mlflow = self.access.dagster_url, self.access.mlflow_url
+        run = alert.get("run_id")
+        models = []
+        for entry in str(alert.get("model_versions") or "").split(","):
+            model_id, _, version = entry.partition("@")
+            if model_id and version:
+                url = f"{mlflow}/#/models/{model_id}/versions/{version}" if mlflow else None
+                models.append({"model_id": model_id, "version": version, "url": url})
+        return {
+            "dagster_run": f"{dagster}/runs/{run}" if dagster and run else None,
+            "models": models,
+        }
 
     # -- devices ----------------------------------------------------------------------------
 

@@ -5,10 +5,11 @@ state does not allow answer 409, invalid values answer 422 — each with a reada
 each leaving the database exactly as it was.
 """
 
+from contextlib import ExitStack
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
+from support.console_access import signed_in_client
 from support.operator_world import (
     T0,
     Clock,
@@ -43,10 +44,25 @@ def settings(tmp_path):
 
 
 @pytest.fixture
-def client(world, settings):
-    app = create_app(world.url, world.data_dir, settings=settings, clock=world.clock)
-    with TestClient(app) as c:
-        yield c
+def app(world, settings):
+    return create_app(world.url, world.data_dir, settings=settings, clock=world.clock)
+
+
+@pytest.fixture
+def as_user(app):
+    """``as_user(name, role)``: a client signed in as that user (bearer token)."""
+    with ExitStack() as stack:
+
+        def client_for(name: str, role: str = "operator"):
+            return stack.enter_context(signed_in_client(app, name, role))
+
+        yield client_for
+
+
+@pytest.fixture
+def client(as_user):
+    """Ana, an admin: may do everything (roles are tested in test_console_access.py)."""
+    return as_user("ana", "admin")
 
 
 def stored(world: World, alert_id: str) -> dict:
@@ -57,13 +73,18 @@ def stored(world: World, alert_id: str) -> dict:
         store.close()
 
 
+def unaudited(snapshot: dict) -> dict:
+    """A database snapshot without the access audit (which records refusals too)."""
+    return {k: v for k, v in snapshot.items() if k != "access_audit"}
+
+
 def refused(client, world, method, path, status, fragment, **kwargs):
     """The request is answered ``status`` with ``fragment`` in the message; nothing changed."""
-    before = db_snapshot(world.url)
+    before = unaudited(db_snapshot(world.url))
     response = client.request(method, path, **kwargs)
     assert response.status_code == status, response.text
     assert fragment in str(response.json()["detail"])
-    assert db_snapshot(world.url) == before
+    assert unaudited(db_snapshot(world.url)) == before
     return response.json()
 
 
@@ -120,7 +141,7 @@ def test_suppressed_alerts_are_listed_only_on_request(client, world):
 
 def test_status_filter_shows_closed_alerts_only_when_asked(client, world):
     dev4 = world.id_of("dev-004")
-    client.post(f"/api/alerts/{dev4}/resolve", json={"actor": "ana", "note": "fixed fan"})
+    client.post(f"/api/alerts/{dev4}/resolve", json={"note": "fixed fan"})
     assert dev4 not in {a["alert_id"] for a in client.get("/api/alerts").json()["alerts"]}
     resolved = client.get("/api/alerts?status=RESOLVED").json()["alerts"]
     assert [a["alert_id"] for a in resolved] == [dev4]
@@ -184,9 +205,7 @@ def test_unknown_alert_is_404(client, world):
 
 def test_acknowledge_is_stored_and_shows_in_history(client, world):
     alert_id = world.id_of("dev-002")
-    response = client.post(
-        f"/api/alerts/{alert_id}/acknowledge", json={"actor": "ana", "note": "on my way"}
-    )
+    response = client.post(f"/api/alerts/{alert_id}/acknowledge", json={"note": "on my way"})
     assert response.status_code == 200
     assert response.json()["alert"]["status"] == "ACKNOWLEDGED"
     row = stored(world, alert_id)
@@ -199,10 +218,10 @@ def test_acknowledge_is_stored_and_shows_in_history(client, world):
     )
 
 
-def test_resolve_records_a_confirmed_incident(client, world):
+def test_resolve_records_a_confirmed_incident(client, world, as_user):
     alert_id = world.id_of("dev-003")
-    client.post(f"/api/alerts/{alert_id}/resolve", json={"actor": "bo", "note": "bad bearing"})
-    labels = client.get("/api/labels").json()
+    as_user("bo").post(f"/api/alerts/{alert_id}/resolve", json={"note": "bad bearing"})
+    labels = client.get("/api/labels").json()["items"]
     assert [(lab["alert_id"], lab["label"]) for lab in labels] == [(alert_id, "confirmed_incident")]
 
 
@@ -210,7 +229,7 @@ def test_false_positive_reports_progress_towards_a_rule(client, world):
     alert_id = world.id_of("dev-001")
     body = client.post(
         f"/api/alerts/{alert_id}/false-positive",
-        json={"actor": "ana", "note": "technician testing the compressor"},
+        json={"note": "technician testing the compressor"},
     ).json()
     assert body["alert"]["status"] == "FALSE_POSITIVE"
     assert body["false_positives"] == 1 and body["threshold"] == 3 and body["rules"] == []
@@ -218,7 +237,7 @@ def test_false_positive_reports_progress_towards_a_rule(client, world):
 
 def test_resolving_a_false_positive_is_409_and_changes_nothing(client, world):
     alert_id = world.id_of("dev-004")
-    client.post(f"/api/alerts/{alert_id}/false-positive", json={"actor": "ana", "note": "door"})
+    client.post(f"/api/alerts/{alert_id}/false-positive", json={"note": "door"})
     refused(
         client,
         world,
@@ -226,13 +245,13 @@ def test_resolving_a_false_positive_is_409_and_changes_nothing(client, world):
         f"/api/alerts/{alert_id}/resolve",
         409,
         "is FALSE_POSITIVE; cannot move it to RESOLVED",
-        json={"actor": "bo"},
+        json={},
     )
 
 
 def test_acknowledging_twice_is_409(client, world):
     alert_id = world.id_of("dev-002")
-    client.post(f"/api/alerts/{alert_id}/acknowledge", json={"actor": "ana"})
+    client.post(f"/api/alerts/{alert_id}/acknowledge", json={})
     refused(
         client,
         world,
@@ -240,7 +259,7 @@ def test_acknowledging_twice_is_409(client, world):
         f"/api/alerts/{alert_id}/acknowledge",
         409,
         "is ACKNOWLEDGED; cannot move it to ACKNOWLEDGED",
-        json={"actor": "bo"},
+        json={},
     )
 
 
@@ -253,7 +272,7 @@ def test_actions_on_an_unknown_alert_are_404(client, world, action):
         f"/api/alerts/does-not-exist/{action}",
         404,
         "no alert with id 'does-not-exist'",
-        json={"actor": "ana"},
+        json={"note": "x"} if action != "work-order" else {},
     )
 
 
@@ -266,23 +285,22 @@ def test_an_oversized_note_is_422_and_changes_nothing(client, world):
         f"/api/alerts/{alert_id}/false-positive",
         422,
         "note: String should have at most 200 characters",
-        json={"actor": "ana", "note": "x" * 201},
+        json={"note": "x" * 201},
     )
     assert body["errors"][0]["loc"] == ["body", "note"]
 
 
-@pytest.mark.parametrize(
-    "payload, fragment",
-    [
-        ({"note": "who am I"}, "actor: Field required"),
-        ({"actor": "   "}, "actor: String should match pattern"),
-        ({"actor": "a" * 101}, "actor: String should have at most 100 characters"),
-    ],
-)
-def test_an_action_needs_a_named_actor(client, world, payload, fragment):
+@pytest.mark.parametrize("action", ["acknowledge", "resolve", "false-positive", "work-order"])
+def test_no_request_field_can_name_the_actor(client, world, action):
     alert_id = world.id_of("dev-002")
     refused(
-        client, world, "POST", f"/api/alerts/{alert_id}/acknowledge", 422, fragment, json=payload
+        client,
+        world,
+        "POST",
+        f"/api/alerts/{alert_id}/{action}",
+        422,
+        "actor: not accepted; actions are recorded under your identity",
+        json={"actor": "system", "note": "x"},
     )
 
 
@@ -295,10 +313,10 @@ def test_a_work_order_needs_an_acknowledged_alert(client, world):
         f"/api/alerts/{alert_id}/work-order",
         409,
         "only an ACKNOWLEDGED alert becomes a work order",
-        json={"actor": "ana"},
+        json={},
     )
-    client.post(f"/api/alerts/{alert_id}/acknowledge", json={"actor": "ana"})
-    record = client.post(f"/api/alerts/{alert_id}/work-order", json={"actor": "ana"}).json()
+    client.post(f"/api/alerts/{alert_id}/acknowledge", json={})
+    record = client.post(f"/api/alerts/{alert_id}/work-order", json={}).json()
     assert record["status"] == "sent" and record["work_order_id"] == f"wo-{alert_id}"
     detail = client.get(f"/api/alerts/{alert_id}").json()
     assert detail["work_order"]["payload"]["device_id"] == "dev-002"
@@ -342,7 +360,6 @@ def window_body(**overrides):
         "starts_at": (T0 - timedelta(hours=2)).isoformat(),
         "ends_at": (T0 + timedelta(hours=1)).isoformat(),
         "reason": "compressor replacement",
-        "actor": "ana",
     }
     return {**body, **overrides}
 
@@ -358,16 +375,16 @@ def test_declaring_maintenance_suppresses_the_alerts_inside_it(client, world):
     listed = client.get("/api/alerts?include_suppressed=true&device=dev-001").json()["alerts"]
     reasons = {a["alert_id"]: a["suppression_reason"] for a in listed}
     assert "compressor replacement" in reasons[world.id_of("dev-001")]
-    assert [w["id"] for w in client.get("/api/maintenance?device=dev-001").json()] == [
+    assert [w["id"] for w in client.get("/api/maintenance?device=dev-001").json()["items"]] == [
         body["window"]["id"]
     ]
     detail = client.get(f"/api/alerts/{world.id_of('dev-001')}").json()
     assert detail["suppression"]["kind"] == "maintenance"
 
 
-def test_cancelling_maintenance_restores_the_alerts(client, world):
+def test_cancelling_maintenance_restores_the_alerts(client, world, as_user):
     window = client.post("/api/maintenance", json=window_body()).json()["window"]
-    body = client.post(f"/api/maintenance/{window['id']}/cancel", json={"actor": "bo"}).json()
+    body = as_user("bo").post(f"/api/maintenance/{window['id']}/cancel", json={}).json()
     assert set(body["restored_alerts"]) == {
         world.id_of("dev-001"),
         world.id_of("dev-001", suppressed=True),
@@ -375,7 +392,7 @@ def test_cancelling_maintenance_restores_the_alerts(client, world):
     # Each gets back what it had: the visible alert shows again, the repeat stays suppressed.
     assert stored(world, world.id_of("dev-001"))["suppressed"] is False
     assert stored(world, world.id_of("dev-001", suppressed=True))["suppressed"] is True
-    assert client.get("/api/maintenance").json() == []
+    assert client.get("/api/maintenance").json()["items"] == []
     refused(
         client,
         world,
@@ -383,7 +400,7 @@ def test_cancelling_maintenance_restores_the_alerts(client, world):
         f"/api/maintenance/{window['id']}/cancel",
         409,
         "already cancelled",
-        json={"actor": "bo"},
+        json={},
     )
 
 
@@ -412,14 +429,14 @@ def test_cancelling_an_unknown_window_is_404(client, world):
         "/api/maintenance/77/cancel",
         404,
         "no maintenance window",
-        json={"actor": "bo"},
+        json={},
     )
 
 
 # -- feedback --------------------------------------------------------------------------------
 
 
-def test_rules_can_be_applied_rejected_and_revoked_over_the_api(client, world, tmp_path):
+def test_rules_can_be_applied_rejected_and_revoked_over_the_api(client, world, tmp_path, as_user):
     from support.operator_world import alert_frame
 
     rows = [
@@ -436,13 +453,13 @@ def test_rules_can_be_applied_rejected_and_revoked_over_the_api(client, world, t
     ids = seed_store(world.url, alert_frame(rows), world.clock)["alert_id"]
     for alert_id in ids:
         body = client.post(
-            f"/api/alerts/{alert_id}/false-positive", json={"actor": "ana", "note": "cleaning"}
+            f"/api/alerts/{alert_id}/false-positive", json={"note": "cleaning"}
         ).json()
     (rule,) = body["rules"]
     assert rule["status"] == "PROPOSED" and rule["contributor"] == "door_open_fraction"
-    assert [r["rule_id"] for r in client.get("/api/feedback/rules?status=PROPOSED").json()] == [
-        rule["rule_id"]
-    ]
+    assert [
+        r["rule_id"] for r in client.get("/api/feedback/rules?status=PROPOSED").json()["items"]
+    ] == [rule["rule_id"]]
     refused(
         client,
         world,
@@ -450,17 +467,16 @@ def test_rules_can_be_applied_rejected_and_revoked_over_the_api(client, world, t
         f"/api/feedback/rules/{rule['rule_id']}/revoke",
         409,
         "only a ACTIVE rule can become REVOKED",
-        json={"actor": "ana"},
+        json={},
     )
-    applied = client.post(
-        f"/api/feedback/rules/{rule['rule_id']}/apply", json={"actor": "lead", "note": "agreed"}
+    lead = as_user("lead", "admin")
+    applied = lead.post(
+        f"/api/feedback/rules/{rule['rule_id']}/apply", json={"note": "agreed"}
     ).json()
     assert applied["status"] == "ACTIVE" and applied["decided_by"] == "lead"
-    revoked = client.post(
-        f"/api/feedback/rules/{rule['rule_id']}/revoke", json={"actor": "lead"}
-    ).json()
+    revoked = lead.post(f"/api/feedback/rules/{rule['rule_id']}/revoke", json={}).json()
     assert revoked["status"] == "REVOKED"
-    events = [e["event"] for e in client.get("/api/feedback/audit").json()]
+    events = [e["event"] for e in client.get("/api/feedback/audit").json()["items"]]
     assert events == ["revoked", "applied", "proposed"]  # newest first
 
 
@@ -472,7 +488,7 @@ def test_rule_decisions_on_unknown_rules_or_verbs_are_refused(client, world):
         "/api/feedback/rules/fr-x/apply",
         404,
         "no feedback rule",
-        json={"actor": "a"},
+        json={},
     )
     refused(
         client,
@@ -481,7 +497,7 @@ def test_rule_decisions_on_unknown_rules_or_verbs_are_refused(client, world):
         "/api/feedback/rules/fr-x/bless",
         422,
         "decision",
-        json={"actor": "a"},
+        json={},
     )
     refused(client, world, "GET", "/api/feedback/rules?status=MAYBE", 422, "status must be one of")
 

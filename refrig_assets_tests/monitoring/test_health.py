@@ -35,7 +35,7 @@ def test_health_reports_components_and_scoring_per_model_version(tmp_path, monke
         MODEL, "1"
     )
     assert score_hour(HOURS[3]).success
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(), base_url="http://127.0.0.1") as client:
         response = client.get("/health")
     assert response.status_code == 200
     body = response.json()

@@ -6,7 +6,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from fastapi.testclient import TestClient
+from support.console_access import signed_in_client
 from support.operator_world import T0, Clock, db_snapshot, operations, seed_store, standard_alerts
 
 from refrig_assets.alerts.store import AlertNotFound, AlertStore
@@ -176,8 +176,8 @@ def test_the_console_sends_a_work_order_on_acknowledge_when_configured(refrig_ho
     with Receiver() as receiver:
         settings = operations(tmp_path, work_orders={"url": receiver.url, "on_acknowledge": True})
         app = create_app(url, tmp_path / "data", settings=settings, clock=Clock(T0))
-        with TestClient(app) as client:
-            body = client.post(f"/api/alerts/{alert_id}/acknowledge", json={"actor": "ana"}).json()
+        with signed_in_client(app, "ana", "operator") as client:
+            body = client.post(f"/api/alerts/{alert_id}/acknowledge", json={}).json()
     assert body["alert"]["status"] == "ACKNOWLEDGED"
     assert body["work_order"]["status"] == "sent"
     assert [r["body"]["alert_id"] for r in receiver.requests] == [alert_id]
