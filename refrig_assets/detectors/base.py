@@ -29,6 +29,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.fleet_sensors import usable_features
 from refrig_assets.core.model_config import ModelConfig
 from refrig_assets.detectors.calibration import TailCalibrator
 from refrig_assets.quality.rules import flag_bit
@@ -110,8 +112,14 @@ class Detector(ABC):
             tail_quantile=float(config.setting("calibration.tail_quantile")),
             decades=float(config.setting("calibration.decades")),
         )
-        self.feature_columns = list(config.feature_columns)
-        self.context_columns = context_columns(config)
+        # A fleet without some sensors (REFRIG_SENSORS) trains on the features it has.
+        features = load_contract("device_features")
+        self.feature_columns = usable_features(list(config.feature_columns), features)
+        self.context_columns = [
+            c
+            for c in usable_features(context_columns(config), features)
+            if c not in self.feature_columns
+        ]
         self.training_rows = 0
         # True while fit() runs: the rows being scored are the training rows themselves.
         self.fitting = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from refrig_assets.core.contracts import Contract, load_contract
+from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.quality.rules import flags_from_mask_sql
 
 
@@ -101,7 +102,7 @@ def feature_sql(
             "last": f"max_by({s}, CASE WHEN {s} IS NOT NULL THEN t_min END)",
             "slope": f"regr_slope({s}, CASE WHEN {s} IS NOT NULL THEN t_min END)",
         }[stat]
-    sensors = readings.sensor_columns
+    sensors = [c.name for c in fleet_sensor_columns(readings)]  # a fleet may lack some
     present = " + ".join(f"count({s})" for s in sensors)
     running_cols = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
     aggs["reading_count"] = "count(*)"

@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from refrig_assets.core.contracts import Contract, load_contract, quality_flag_names
 from refrig_assets.core.duck import sql_str
+from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.ingestion.landing.readers import (
     CONTRACT_FILE,
     FileRejection,
@@ -143,7 +144,7 @@ def _nan_storm_files(
 ) -> dict[str, float]:
     """Files whose readings in this hour miss more sensor values than the contract allows."""
     rule = landing_rules(contract).get("nan_storm")
-    sensors = contract.sensor_columns
+    sensors = [c.name for c in fleet_sensor_columns(contract)]
     if not rule or not sensors:
         return {}
     missing = " + ".join(f"count(*) - count({s})" for s in sensors)
@@ -310,7 +311,7 @@ def clean_hour(
     entries (exactly one shard does).
     """
     rules = rules or quality_rules()
-    sensors = contract.columns_with_role("sensor")
+    sensors = fleet_sensor_columns(contract)
     value_cols = ", ".join(contract.column_names)
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW hour_in AS SELECT * FROM {source} WHERE source_row >= 0"
@@ -338,21 +339,37 @@ def clean_hour(
     in_storm = f"source_file IN ({', '.join(sql_str(f) for f in storms)})" if storms else "FALSE"
     keyed = "read_error IS NULL AND device_id IS NOT NULL AND ts IS NOT NULL"
     stuck_minutes = float(rules["stuck_sensor_minutes"])
+    # One sort of the hour by device and time; duplicates and repeated values are then
+    # comparisons with the previous row (a streaming pass), not a window per device.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE hour_sorted AS
+        SELECT {value_cols}, source_file, source_row, received_at, late_arrival
+        FROM hour_in WHERE {keyed} AND NOT ({in_storm})
+        ORDER BY device_id, ts, source_file, source_row
+        """
+    )
     repeats = []
     for c in sensors:
         steady = c.extra.get("steady_values") or []
         exempt = f" AND {c.name} NOT IN ({', '.join(map(str, steady))})" if steady else ""
-        repeats.append(f"(coalesce({c.name} = lag({c.name}) OVER w, FALSE){exempt}) AS eq_{c.name}")
+        repeats.append(
+            f"(same_device AND coalesce({c.name} = lag_{c.name}, FALSE){exempt}) AS eq_{c.name}"
+        )
+    lags = "".join(f", lag({c.name}) OVER () AS lag_{c.name}" for c in sensors)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE good_rows AS
         SELECT {value_cols}, source_file, source_row, received_at, late_arrival,
-               coalesce(ts = lag(ts) OVER w, FALSE) AS is_dup,
-               lag(ts) OVER w AS prev_ts{"".join(", " + r for r in repeats)}
-        FROM hour_in WHERE {keyed} AND NOT ({in_storm})
-        WINDOW w AS (PARTITION BY device_id ORDER BY ts, source_file, source_row)
+               same_device AND coalesce(ts = lag_ts, FALSE) AS is_dup,
+               CASE WHEN same_device THEN lag_ts END AS prev_ts{"".join(", " + r for r in repeats)}
+        FROM (
+          SELECT *, coalesce(device_id = lag(device_id) OVER (), FALSE) AS same_device,
+                 lag(ts) OVER () AS lag_ts{lags}
+          FROM hour_sorted)
         """
     )
+    con.execute("DROP TABLE hour_sorted")
     con.execute(f"CREATE OR REPLACE TEMP TABLE device_hour AS {_device_hour_sql(contract)}")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE previous_tails AS "
@@ -518,8 +535,9 @@ def _row_quarantine(
 
 
 def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g.") -> dict:
-    """SQL condition of each flag on a good_rows row aliased ``g`` (joined tables: see clean_hour)."""
-    sensors = contract.columns_with_role("sensor")
+    """SQL condition of each flag on a good_rows row aliased ``g`` (joined tables: see clean_hour).
+    Sensors the fleet does not have (``REFRIG_SENSORS``) are never a dropout."""
+    sensors = fleet_sensor_columns(contract)
     return {
         "SENSOR_DROPOUT": " OR ".join(f"{g}{c.name} IS NULL" for c in sensors) or "FALSE",
         "OUT_OF_RANGE": " OR ".join(_out_of_range(c, g) for c in sensors if c.range) or "FALSE",
@@ -538,7 +556,7 @@ def _flag_counts(con: duckdb.DuckDBPyConnection, contract: Contract, tolerance: 
     One scan of the good rows for the per-row flags; the flags found by joins are counted on
     their small tables.
     """
-    sensors = contract.columns_with_role("sensor")
+    sensors = fleet_sensor_columns(contract)
     cond = _flag_conditions(contract, tolerance, g="")
     row_flags = ["SENSOR_DROPOUT", "OUT_OF_RANGE", "LATE", "FUTURE_TIMESTAMP"]
     # count(*) FILTER is 0 over an empty hour (count_if would be NULL)

@@ -31,6 +31,7 @@ import pyarrow as pa
 from refrig_assets.core.config import load_config
 from refrig_assets.core.contracts import Contract, quality_flag_names
 from refrig_assets.core.duck import sql_str
+from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.quality.rules import QualityResult, clean_hour, quarantine_frame
 
@@ -186,7 +187,7 @@ def clean_hour_in_shards(
         path = store.path(clean_dataset, partition_key)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return path, merge_results(results, len(contract.sensor_columns))
+    return path, merge_results(results, len(fleet_sensor_columns(contract)))
 
 
 def _stream(con: duckdb.DuckDBPyConnection, sql: str, out) -> None:

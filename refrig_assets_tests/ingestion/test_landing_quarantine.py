@@ -142,10 +142,37 @@ def test_a_file_missing_columns_is_quarantined_naming_them(tmp_path):
         ["no_device.parquet", -1, "device_id", "missing_column", None]
     ]
     message = result.quarantine["message"].iloc[0]
+    # Measurements are optional (a fleet may lack a sensor): only device_id is named.
     assert message.startswith(
-        "no_device.parquet: missing column(s) 'device_id', 'ambient_temperature' required by "
+        "no_device.parquet: missing column(s) 'device_id' required by "
         "contracts/sensor_readings.yaml (file has ["
     )
+
+
+def test_a_file_without_some_measurements_is_read_with_them_missing(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    measurements = [c.name for c in CONTRACT.columns if c.extra.get("optional")]
+    kept = ["temperature_evaporator", "door_open"]
+    good_rows(3).drop(columns=[m for m in measurements if m not in kept]).to_parquet(
+        landing / "temp_door.parquet"
+    )
+    clean, result = run_hour(landing)
+    assert len(clean) == 3
+    assert clean["temperature_evaporator"].notna().all()
+    assert clean["pressure_low_side"].isna().all()
+    assert quarantine_rows(result) == []
+
+
+def test_a_file_without_any_measurement_is_quarantined(tmp_path):
+    landing = landing_with_good_file(tmp_path)
+    measurements = [c.name for c in CONTRACT.columns if c.extra.get("optional")]
+    good_rows(2, device="dev-2").drop(columns=measurements).to_parquet(landing / "ids.parquet")
+    arrived_in_hour(landing / "ids.parquet")
+    clean, result = run_hour(landing)
+    assert len(clean) == 3
+    assert quarantine_rows(result)[0][:4] == ["ids.parquet", -1, measurements[0], "missing_column"]
+    assert "(min_measurements)" in result.quarantine["message"].iloc[0]
 
 
 def test_extra_columns_are_reported_and_the_rows_kept(tmp_path):

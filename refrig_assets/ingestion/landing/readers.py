@@ -329,7 +329,24 @@ def _check_columns(
     layout: FileLayout, contract: Contract
 ) -> tuple[FileLayout | None, FileRejection | None]:
     rel = layout.rel
-    missing = [c.name for c in contract.columns if c.name not in layout.types]
+    missing = [
+        c.name
+        for c in contract.columns
+        if c.name not in layout.types and not c.extra.get("optional")
+    ]
+    measurements = [c.name for c in contract.columns if c.extra.get("optional")]
+    delivered = [m for m in measurements if m in layout.types]
+    least = int(contract.settings.get("min_measurements", len(measurements)))
+    if not missing and len(delivered) < least:
+        missing = [m for m in measurements if m not in layout.types]
+        return None, FileRejection(
+            rel,
+            "missing_column",
+            f"{rel}: {len(delivered)} measurement column(s), fewer than the "
+            f"{least} (min_measurements) required by {CONTRACT_FILE}; it has none of "
+            f"{names_text(missing, 20)}",
+            column=missing[0],
+        )
     if missing:
         names = ", ".join(repr(m) for m in missing)
         return None, FileRejection(
@@ -340,6 +357,8 @@ def _check_columns(
             column=missing[0],
         )
     for c in contract.columns:
+        if c.name not in layout.types:  # an optional measurement the file does not deliver
+            continue
         kind = _kind(layout.types[c.name])
         if kind != "text" and kind not in COMPATIBLE[c.type]:
             return None, FileRejection(
@@ -433,6 +452,9 @@ def file_select_sql(
     invalids = []  # a value that parses but breaks its column's max_length or pattern
     received = f"TIMESTAMPTZ {sql_str(received_at.isoformat())}"
     for c in contract.columns:
+        if c.name not in layout.types:  # an optional measurement the file lacks: missing
+            typed.append(f"CAST(NULL AS {ARROW_TYPES[c.type]}) AS {c.name}")
+            continue
         expr, failed = _typed(c, layout.types[c.name])
         typed.append(f"{expr} AS {c.name}")
         if failed:
