@@ -1,0 +1,108 @@
+"""The HTTP face of the online scoring service (FastAPI).
+
+* ``POST /v1/score`` — readings (``sensor_readings``) or precomputed windows
+  (``device_features``): a JSON object ``{"readings": [...]}`` / ``{"windows": [...]}``, or a
+  Parquet file / Arrow IPC stream body with ``?input=readings|windows``. Needs
+  ``Authorization: Bearer <token>`` (an API token of ``refrig tokens create``) unless the
+  service runs in single-user mode on loopback. 422 names the contract rule and row of each
+  violation; 401 without a valid token; 413 over the configured limits.
+* ``GET /health`` — model versions loaded and the seed 002 thresholds against what the service
+  saw (503 when no model serves).
+* ``GET /metrics`` — Prometheus exposition of the service's metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from refrig_assets.access import AccessError
+from refrig_assets.access.resolve import bearer_token
+from refrig_assets.serving.inputs import RequestRejected
+from refrig_assets.serving.service import ScoringService, TooLarge
+
+SCORE = "/v1/score"
+
+
+def create_app(service: ScoringService | None = None, *, start: bool = True) -> FastAPI:
+    """The app over ``service`` (default: one from the configured settings). With ``start`` the
+    models load when the app starts and a watcher reloads them on lifecycle changes."""
+    service = service or ScoringService()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if start:
+            await run_in_threadpool(service.start)
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(
+        title="refrig-assets scoring",
+        description="Online scoring of refrigeration devices with the batch path's detectors.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = service
+
+    @app.post(SCORE)
+    async def score(request: Request, input: str | None = None) -> Response:
+        """Score readings or windows of one or more devices (see the module docstring)."""
+        started = time.perf_counter()
+        status, content = 200, None
+        try:
+            await run_in_threadpool(service.authenticate, bearer_token(request.headers))
+            length = int(request.headers.get("content-length") or 0)
+            if length > service.serving.max_body_bytes:
+                raise TooLarge(
+                    f"the body has {length} bytes, more than service.max_body_bytes "
+                    f"({service.serving.max_body_bytes}) in config/serving.yaml"
+                )
+            body = await request.body()
+            content_type = request.headers.get("content-type", "")
+            kind, table = await run_in_threadpool(service.parse, body, content_type, input)
+            result = await run_in_threadpool(service.score, kind, table)
+            if result.all_failed:
+                status = 500
+            content = result.as_dict()
+        except AccessError as exc:
+            status, content = exc.status, {"detail": str(exc)}
+        except RequestRejected as exc:
+            status = 422
+            content = {
+                "detail": str(exc),
+                "violations": [v.as_dict() for v in exc.violations],
+            }
+        except TooLarge as exc:
+            status, content = 413, {"detail": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - counted as an error, reported without a trace
+            status, content = 500, {"detail": f"{type(exc).__name__}: {exc}"}
+        service.metrics.request_done(
+            SCORE,
+            status,
+            time.perf_counter() - started,
+            scored=status not in (401, 403),
+        )
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(content, status_code=status, headers=headers)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        """Versions loaded, latency, error rate, data freshness and drift against thresholds."""
+        status, report = service.health()
+        return JSONResponse(report, status_code=status)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """The service's metrics in the Prometheus exposition format."""
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

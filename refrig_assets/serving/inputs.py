@@ -1,0 +1,331 @@
+"""What a score request carries, checked against the contracts, and its feature windows.
+
+Readings (``sensor_readings``) go through exactly the batch path's code: the landing reader's
+typing and row rules (:func:`refrig_assets.ingestion.landing.readers.file_select_sql`), the quality
+rules hour by hour with the stuck-sensor tails carried from one hour to the next
+(:func:`refrig_assets.quality.rules.clean_hour`) and the feature SQL
+(:func:`refrig_assets.features.windows.feature_sql`), all on one DuckDB connection. A row the batch
+path would quarantine makes the request invalid: :class:`RequestRejected` names the contract rule,
+the row and the batch path's own message. Duplicate readings are kept once and flagged, as in
+batch.
+
+Precomputed windows (``device_features``) are checked column by column against that contract.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from refrig_assets.core.contracts import Contract, load_contract
+from refrig_assets.features.windows import feature_sql
+from refrig_assets.ingestion.landing.readers import (
+    FileLayout,
+    _check_columns,
+    file_select_sql,
+    landing_limits,
+)
+from refrig_assets.quality.rules import clean_hour
+
+REQUEST = "request"  # the source_file of a request's readings in messages
+# Quarantine rules that do not make a request invalid: the batch path keeps these rows too
+# (one copy of a duplicate, flagged; the rows of a file with extra columns).
+KEPT_RULES = frozenset({"duplicate_reading", "extra_column"})
+PARQUET_MAGIC = b"PAR1"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken contract rule: which dataset, rule, row (0-based; -1: the whole request),
+    column and the message the batch path writes for it."""
+
+    dataset: str
+    rule: str
+    row: int
+    column: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "rule": self.rule,
+            "row": self.row,
+            "column": self.column,
+            "message": self.message,
+        }
+
+
+class RequestRejected(ValueError):
+    """The request breaks its contract (HTTP 422); ``violations`` name rule and row."""
+
+    def __init__(self, violations: list[Violation]):
+        self.violations = violations
+        first = violations[0]
+        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+        super().__init__(f"{first.dataset}: {first.rule} at row {first.row}: {first.message}{more}")
+
+
+def reject(dataset: str, rule: str, message: str, column: str | None = None, row: int = -1):
+    """A :class:`RequestRejected` with one violation."""
+    return RequestRejected([Violation(dataset, rule, row, column, message)])
+
+
+# -- bodies -------------------------------------------------------------------------------------
+
+
+def _column(values: list[Any]) -> pa.Array:
+    """One JSON column as Arrow: its own type when the values share one, else text (each value
+    is then parsed by the contract's typing rules, as CSV values are)."""
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        array = None
+    if array is None or pa.types.is_null(array.type) or pa.types.is_nested(array.type):
+        array = pa.array(
+            [None if v is None else (v if isinstance(v, str) else _text(v)) for v in values],
+            pa.string(),
+        )
+    return array
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def table_from_records(records: Any, dataset: str) -> pa.Table:
+    """A list of JSON objects as an Arrow table (columns: every key seen, in first-seen order)."""
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise reject(dataset, "malformed_body", f"'{dataset}' must be a list of objects")
+    names: dict[str, None] = {}
+    for r in records:
+        names.update(dict.fromkeys(r))
+    return pa.table({n: _column([r.get(n) for r in records]) for n in names})
+
+
+def table_from_bytes(body: bytes, content_type: str, dataset: str) -> pa.Table:
+    """A Parquet file or an Arrow IPC stream/file body as an Arrow table."""
+    try:
+        if body[:4] == PARQUET_MAGIC or "parquet" in content_type:
+            return pq.read_table(io.BytesIO(body))
+        try:
+            return pa.ipc.open_stream(io.BytesIO(body)).read_all()
+        except pa.ArrowInvalid:
+            return pa.ipc.open_file(io.BytesIO(body)).read_all()
+    except (pa.ArrowException, OSError) as exc:
+        raise reject(
+            dataset,
+            "unreadable_file",
+            f"{REQUEST}: cannot be read as Parquet or Arrow ({exc})",
+        ) from exc
+
+
+# -- readings → features ------------------------------------------------------------------------
+
+
+def _hours(con: duckdb.DuckDBPyConnection, typed: str) -> list[Any]:
+    """The hours a request's readings fall in (rows without a usable time join the first)."""
+    rows = con.execute(
+        f"SELECT DISTINCT date_trunc('hour', ts) AS h FROM {typed} WHERE ts IS NOT NULL ORDER BY h"
+    ).fetchall()
+    return [h for (h,) in rows] or [None]
+
+
+def readings_features(
+    con: duckdb.DuckDBPyConnection,
+    table: pa.Table,
+    registered: pa.Table,
+    received_at: datetime,
+    *,
+    cadence_seconds: int | None = None,
+    contract: Contract | None = None,
+) -> pd.DataFrame:
+    """Feature windows (``device_features``) of the readings in ``table``, computed by the batch
+    path's code. ``registered`` holds the registry's ``device_id`` (others are flagged
+    UNREGISTERED_DEVICE, as in batch). Raises :class:`RequestRejected` for a row or a column the
+    batch path would quarantine. ``con`` is a connection of :func:`refrig_assets.core.duck.connect`
+    used by one request at a time."""
+    contract = contract or load_contract("sensor_readings")
+    dataset = contract.dataset
+    max_columns, _ = landing_limits(contract)
+    if table.num_columns > max_columns:
+        raise reject(
+            dataset,
+            "too_many_columns",
+            f"{REQUEST}: {table.num_columns} columns, more than the {max_columns} allowed "
+            "(landing.max_columns in contracts/sensor_readings.yaml)",
+        )
+    table = table.append_column("_row", pa.array(np.arange(table.num_rows), pa.int64()))
+    con.register("request_rows", table)
+    desc = con.execute("DESCRIBE SELECT * EXCLUDE (_row) FROM request_rows").fetchall()
+    layout = FileLayout(
+        Path(REQUEST), REQUEST, "parquet", {d[0]: d[1] for d in desc}, "request_rows"
+    )
+    checked, rejection = _check_columns(layout, contract)
+    if checked is None:
+        assert rejection is not None
+        raise reject(dataset, rejection.rule, rejection.message, rejection.column)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE request_typed AS "
+        + file_select_sql(checked, contract, received_at, late=False)
+    )
+    violations: list[Violation] = []
+    frames = []
+    tails: str | None = None
+    hours = _hours(con, "request_typed")
+    for i, hour in enumerate(hours):
+        if hour is None:
+            where = "TRUE"
+        else:
+            where = f"date_trunc('hour', ts) = TIMESTAMPTZ '{hour.isoformat()}'"
+            if i == 0:
+                where += " OR ts IS NULL"
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW request_hour AS SELECT * FROM request_typed WHERE {where}"
+        )
+        clean_sql, result = clean_hour(
+            con, "request_hour", contract, registered, previous_tails=tails
+        )
+        for q in result.quarantine.itertuples(index=False):
+            if q.rule not in KEPT_RULES:
+                violations.append(Violation(dataset, q.rule, int(q.row), q.column, q.message))
+        if violations:
+            continue  # the remaining hours only add to the list of violations
+        con.execute(f"CREATE OR REPLACE TEMP TABLE request_clean AS {clean_sql}")
+        frames.append(
+            con.execute(
+                feature_sql("request_clean", cadence_seconds=cadence_seconds)
+            ).to_arrow_table()
+        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE request_tails AS {result.tails_sql}")
+        tails = "request_tails"
+    con.unregister("request_rows")
+    if violations:
+        raise RequestRejected(sorted(violations, key=lambda v: (v.row, v.rule)))
+    features = pa.concat_tables(frames).to_pandas()
+    for column in (
+        "window_start",
+        "window_end",
+    ):  # the contracts' zone, as batch files hold
+        features[column] = features[column].dt.tz_convert("UTC")
+    return features
+
+
+# -- precomputed windows ------------------------------------------------------------------------
+
+
+def _coerced(series: pd.Series, kind: str) -> pd.Series:
+    if kind == "timestamp":
+        return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
+    if kind in ("float", "int"):
+        return pd.to_numeric(series, errors="coerce")
+    if kind == "bool":
+        return series.map(
+            lambda v: (
+                v
+                if isinstance(v, bool) or v is None
+                else {"true": True, "false": False}.get(str(v).strip().lower())
+            )
+        )
+    return series.map(lambda v: None if v is None else str(v))
+
+
+def windows_frame(
+    table: pa.Table, required: list[str], contract: Contract | None = None
+) -> pd.DataFrame:
+    """Precomputed windows checked against the ``device_features`` contract: the columns the
+    served detectors read (``required``) and the key must be there; every contract column present
+    must parse as its type, be non-null where the contract says so and lie in its range.
+    Raises :class:`RequestRejected` naming rule, row and column."""
+    contract = contract or load_contract("device_features")
+    dataset = contract.dataset
+    frame = table.to_pandas()
+    needed = list(dict.fromkeys([*contract.primary_key, "window_end", *required]))
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise reject(
+            dataset,
+            "missing_column",
+            f"{REQUEST}: missing column(s) {', '.join(map(repr, missing))} required by "
+            "contracts/device_features.yaml",
+            missing[0],
+        )
+    violations: list[Violation] = []
+    out = {}
+    for col in contract.columns:
+        if col.name not in frame.columns:
+            continue
+        raw = frame[col.name].astype(object).where(frame[col.name].notna(), None)
+        value = _coerced(raw, col.type)
+        bad = value.isna() & raw.notna()
+        for row in np.flatnonzero(bad.to_numpy())[:1]:
+            violations.append(
+                Violation(
+                    dataset,
+                    "unparsable_value",
+                    int(row),
+                    col.name,
+                    f"{REQUEST} row {row}: column {col.name!r} value {raw.iloc[row]!r} cannot be "
+                    f"parsed as {col.type}",
+                )
+            )
+        if not col.nullable:
+            for row in np.flatnonzero((raw.isna()).to_numpy())[:1]:
+                violations.append(
+                    Violation(
+                        dataset,
+                        "missing_value",
+                        int(row),
+                        col.name,
+                        f"{REQUEST} row {row}: required column {col.name!r} is empty",
+                    )
+                )
+        if col.range and col.type in ("float", "int"):
+            lo, hi = col.range
+            numbers = value.astype(float)
+            outside = numbers.notna() & ((numbers < lo) | (numbers > hi))
+            for row in np.flatnonzero(outside.to_numpy())[:1]:
+                violations.append(
+                    Violation(
+                        dataset,
+                        "out_of_range",
+                        int(row),
+                        col.name,
+                        f"{REQUEST} row {row}: column {col.name!r} value {numbers.iloc[row]!r} "
+                        f"is outside [{lo}, {hi}] (contracts/device_features.yaml)",
+                    )
+                )
+        out[col.name] = value
+    keys = pd.DataFrame({k: out[k] for k in contract.primary_key})
+    for row in np.flatnonzero(keys.duplicated().to_numpy())[:1]:
+        violations.append(
+            Violation(
+                dataset,
+                "duplicate_key",
+                int(row),
+                None,
+                f"{REQUEST} row {row}: a second window for the same "
+                f"({', '.join(contract.primary_key)})",
+            )
+        )
+    if violations:
+        raise RequestRejected(sorted(violations, key=lambda v: (v.row, v.rule)))
+    result = pd.DataFrame(out)
+    for col in contract.columns:
+        if col.name not in result.columns:
+            continue
+        if col.type == "float" or (col.type == "int" and result[col.name].isna().any()):
+            result[col.name] = result[col.name].astype("float64")
+        elif col.type == "int":
+            result[col.name] = result[col.name].astype("int64")
+    return result

@@ -1,0 +1,194 @@
+"""Scoring one request: feature windows in, per window every hourly detector's score out.
+
+Each model scores with :func:`refrig_assets.scoring.score.score_windows` — the batch path's own
+function — with the version (or, during a rollout, the side) the batch path would use for the
+device. A failing model fails only its own part of the answer, as a failing score asset fails
+only itself. Nothing is written anywhere: the answer is the only output.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from refrig_assets.core.settings import Settings
+from refrig_assets.scoring.runs import HOUR_KEY
+from refrig_assets.scoring.score import cohort_of, score_windows
+from refrig_assets.serving.metrics import ServingMetrics
+from refrig_assets.serving.models import ModelSnapshot
+
+WINDOW_FIELDS = (
+    "device_id",
+    "window_start",
+    "window_end",
+    "sensor_completeness",
+    "quality_flags",
+)
+
+
+def probable_causes(settings: Settings, features: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
+    """Probable cause of each window (``(device_id, window_start)`` → cause, kind, confidence,
+    evidence) from the incidents package's ``diagnose_partition`` — the diagnosis the batch
+    path's incidents use, with the baselines of the hours before each window's hour. Empty when
+    the package is not installed."""
+    try:
+        from refrig_assets.incidents.causes import diagnose_partition
+    except ImportError:
+        return {}
+    out: dict[tuple, dict[str, Any]] = {}
+    hours = pd.DatetimeIndex(features["window_start"]).floor("h")
+    for hour in hours.unique():
+        part = features[hours == hour].drop(columns=["cohort"], errors="ignore")
+        found = diagnose_partition(settings, hour.strftime(HOUR_KEY), part)
+        for row in found.to_dict("records"):
+            evidence = row.get("evidence")
+            out[(row["device_id"], pd.Timestamp(row["window_start"]))] = {
+                "cause": row.get("cause"),
+                "kind": row.get("cause_kind"),
+                "confidence": float(row.get("confidence") or 0.0),
+                "evidence": json.loads(evidence) if isinstance(evidence, str) else evidence,
+            }
+    return out
+
+
+@dataclass
+class ScoreResult:
+    """The answer to one request (see :meth:`as_dict`)."""
+
+    windows: list[dict[str, Any]]
+    models: list[dict[str, Any]]
+    errors: list[dict[str, str]] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    cause_error: str | None = None
+
+    @property
+    def all_failed(self) -> bool:
+        return bool(self.errors) and not any(m.get("windows_scored") for m in self.models)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "windows": self.windows,
+            "models": self.models,
+            "errors": self.errors,
+            "unavailable_models": self.unavailable,
+            **({"probable_cause_error": self.cause_error} if self.cause_error else {}),
+        }
+
+
+def _iso(ts: Any) -> str:
+    return pd.Timestamp(ts).isoformat()
+
+
+def _score_row(row: dict[str, Any], deployment: str) -> dict[str, Any]:
+    tops = row["top_contributors"]
+    return {
+        "model_id": row["model_id"],
+        "model_version": row["model_version"],
+        "deployment": deployment,
+        "anomaly_score": float(row["anomaly_score"]),
+        "anomaly_flag": bool(row["anomaly_flag"]),
+        "top_contributors": [t for t in str(tops).split(",") if t] if tops else [],
+        "contributor_detail": row["contributor_detail"],
+        "confidence": float(row["confidence"]),
+    }
+
+
+def score_request(
+    features: pd.DataFrame,
+    snapshot: ModelSnapshot,
+    registry: pd.DataFrame,
+    metrics: ServingMetrics | None = None,
+    scored_at: datetime | None = None,
+    settings: Settings | None = None,
+) -> ScoreResult:
+    """Score feature windows (``device_features`` columns) with every model of ``snapshot``.
+
+    ``registry`` maps ``device_id`` to ``cohort`` (devices it lacks: ``unknown``, as in batch).
+    Per window: its key, completeness and quality flags, one entry per model that scored it
+    (score, flag, contributors with their σ evidence, confidence, model id, version and
+    deployment), the models that returned no score for it, and the probable cause when the
+    incidents package provides one (``settings`` locate the baselines it compares with)."""
+    scored_at = scored_at or datetime.now(UTC)
+    features = features.sort_values(["device_id", "window_start"], kind="stable")
+    features = features.reset_index(drop=True)
+    features["cohort"] = cohort_of(features["device_id"], registry)
+    keys = list(zip(features["device_id"], features["window_start"], strict=True))
+    per_window: dict[tuple, list[dict[str, Any]]] = {k: [] for k in keys}
+    models_out: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    for model in snapshot.models.values():
+        for side, mask in model.split(features["device_id"]):
+            label = (model.model_id, side.version, side.deployment)
+            part = features[mask]
+            if part.empty:
+                continue
+            started = time.perf_counter()
+            try:
+                scores = score_windows(side.detector, side.version, part, scored_at)
+            except Exception as exc:  # noqa: BLE001 - one model failing leaves the others
+                errors.append(
+                    {
+                        "model_id": model.model_id,
+                        "model_version": side.version,
+                        "error": f"{type(exc).__name__}: {exc}",
+                    }
+                )
+                if metrics is not None:
+                    metrics.model_failed(label)
+                continue
+            seconds = time.perf_counter() - started
+            empty = len(part) - len(scores)
+            if metrics is not None:
+                metrics.model_scored(label, seconds, len(scores), empty)
+            models_out.append(
+                {
+                    "model_id": model.model_id,
+                    "model_version": side.version,
+                    "deployment": side.deployment,
+                    "devices": int(part["device_id"].nunique()),
+                    "windows_in": len(part),
+                    "windows_scored": len(scores),
+                    "latency_ms": round(seconds * 1000.0, 3),
+                }
+            )
+            for row in scores.to_dict("records"):
+                per_window[(row["device_id"], row["window_start"])].append(
+                    _score_row(row, side.deployment)
+                )
+    served = [m["model_id"] for m in models_out]
+    causes: dict[tuple, dict[str, Any]] = {}
+    cause_error = None
+    if settings is not None and models_out:
+        try:
+            causes = probable_causes(settings, features)
+        except Exception as exc:  # noqa: BLE001 - the scores stand without a diagnosis
+            cause_error = f"{type(exc).__name__}: {exc}"
+    windows = []
+    for i, record in enumerate(features[list(WINDOW_FIELDS)].to_dict("records")):
+        entries = per_window[keys[i]]
+        window: dict[str, Any] = {
+            "device_id": record["device_id"],
+            "window_start": _iso(record["window_start"]),
+            "window_end": _iso(record["window_end"]),
+            "sensor_completeness": float(record["sensor_completeness"]),
+            "quality_flags": [f for f in str(record["quality_flags"] or "").split(",") if f],
+            "scores": entries,
+            "not_scored_by": sorted(set(served) - {e["model_id"] for e in entries}),
+        }
+        cause = causes.get((record["device_id"], pd.Timestamp(record["window_start"])))
+        if cause is not None:
+            window["probable_cause"] = cause
+        windows.append(window)
+    return ScoreResult(windows, models_out, errors, dict(snapshot.unavailable), cause_error)
+
+
+def newest_window_end(features: pd.DataFrame) -> float | None:
+    """Epoch seconds of the newest window end of a request (its data's freshness)."""
+    if features.empty:
+        return None
+    return float(pd.Timestamp(features["window_end"].max()).timestamp())

@@ -1,0 +1,367 @@
+"""The online scoring service without its HTTP layer: authentication, limits, one request end to
+end, and the health report.
+
+:class:`ScoringService` is what ``refrig serve`` runs (through :func:`refrig_assets.serving.app.create_app`);
+tests use it directly as well. It reads the device registry, the model registry, the lifecycle
+audit trail and the access tables; it writes nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from refrig_assets.access import VIEWER, Identity, Unauthenticated, require_role
+from refrig_assets.access.identity import VIA_LOCAL
+from refrig_assets.access.store import AccessStore
+from refrig_assets.core.duck import connect
+from refrig_assets.core.settings import Settings, get_settings
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.serving.inputs import (
+    RequestRejected,
+    readings_features,
+    reject,
+    table_from_bytes,
+    table_from_records,
+    windows_frame,
+)
+from refrig_assets.serving.metrics import ServingMetrics
+from refrig_assets.serving.models import ModelSet, ModelSnapshot
+from refrig_assets.serving.scorer import ScoreResult, newest_window_end, score_request
+from refrig_assets.serving.settings import (
+    SINGLE_USER,
+    ServingSettings,
+    load_serving_settings,
+)
+
+READINGS, WINDOWS = "readings", "windows"
+OK, DEGRADED, DOWN = "ok", "degraded", "down"
+
+
+class TooLarge(ValueError):
+    """A request over the configured limits (HTTP 413)."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class _Registry:
+    """The device registry's ``device_id`` and ``cohort``, re-read when its file changes."""
+
+    path: Path
+    stamp: tuple[int, int] | None = None
+    frame: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"device_id": [], "cohort": []})
+    )
+    ids: pa.Table = field(
+        default_factory=lambda: pa.table({"device_id": pa.array([], pa.string())})
+    )
+
+    def current(self) -> tuple[pd.DataFrame, pa.Table]:
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self.stamp:
+            if stamp is None:
+                self.frame = pd.DataFrame({"device_id": [], "cohort": []})
+            else:
+                self.frame = pq.read_table(self.path, columns=["device_id", "cohort"]).to_pandas()
+            self.ids = pa.table({"device_id": pa.array(self.frame["device_id"], pa.string())})
+            self.stamp = stamp
+        return self.frame, self.ids
+
+
+class ScoringService:
+    """One serving process: models (hot reloaded), metrics, authentication and scoring."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        serving: ServingSettings | None = None,
+        *,
+        single_user: bool | None = None,
+        host: str | None = None,
+    ):
+        self.settings = settings or get_settings()
+        self.serving = serving or load_serving_settings()
+        self.host = host or self.serving.host
+        self.single_user = (
+            self.serving.auth == SINGLE_USER if single_user is None else bool(single_user)
+        )
+        if self.single_user and not is_loopback(self.host):
+            raise ValueError(
+                f"single-user mode (no token) serves loopback only; {self.host} is not a loopback "
+                "address: use token authentication (config/serving.yaml service.auth: token)"
+            )
+        self.metrics = ServingMetrics(
+            self.serving.latency_buckets_ms, self.serving.rate_window_seconds
+        )
+        self.store = ParquetStore(self.settings.data_dir)
+        self.models = ModelSet(
+            self.settings, self.serving.reload_check_seconds, on_reload=self._loaded
+        )
+        self.access = None if self.single_user else AccessStore(self.settings.alerts_db_url)
+        self._registry = _Registry(self.store.path("device_registry"))
+        self._registry_lock = threading.Lock()
+        self._local = threading.local()
+        self.newest_reading: float | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def _loaded(self, snapshot: ModelSnapshot) -> None:
+        self.metrics.models_now(
+            [
+                (m.model_id, s.version, s.deployment)
+                for m in snapshot.models.values()
+                for s in m.sides
+            ]
+        )
+
+    def start(self) -> None:
+        """Load the models now and start watching for alias, pin and rollout changes."""
+        self.models.refresh()
+        self.models.start_watching()
+
+    def close(self) -> None:
+        self.models.stop()
+        if self.access is not None:
+            self.access.alerts.close()
+
+    # -- authentication -----------------------------------------------------------------------
+    def authenticate(self, token: str | None) -> Identity:
+        """Who may score: a valid API token of any role (viewer and up), or the single local
+        user in single-user mode. Raises :class:`Unauthenticated` (401)."""
+        if self.single_user:
+            return Identity("local", VIEWER, VIA_LOCAL)
+        assert self.access is not None
+        identity = self.access.authenticate(token) if token else None
+        return require_role(identity, VIEWER, "scoring")
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = connect()
+            con.execute("SET threads = 1")  # one small request per connection: no fan-out
+            self._local.con = con
+        return con
+
+    def _registry_now(self) -> tuple[pd.DataFrame, pa.Table]:
+        with self._registry_lock:
+            return self._registry.current()
+
+    def parse(self, body: bytes, content_type: str, kind: str | None) -> tuple[str, pa.Table]:
+        """(``readings`` or ``windows``, the rows) of a request body: JSON with a ``readings``
+        or ``windows`` list, or a Parquet / Arrow IPC body whose kind is ``kind``."""
+        if len(body) > self.serving.max_body_bytes:
+            raise TooLarge(
+                f"the body has {len(body)} bytes, more than service.max_body_bytes "
+                f"({self.serving.max_body_bytes}) in config/serving.yaml"
+            )
+        if "json" in content_type:
+            try:
+                payload = json.loads(body)
+            except ValueError as exc:
+                raise reject("request", "malformed_body", f"not valid JSON: {exc}") from None
+            if not isinstance(payload, dict):
+                raise reject("request", "malformed_body", "the JSON body must be an object")
+            found = [k for k in (READINGS, WINDOWS) if k in payload]
+            if len(found) != 1:
+                raise reject(
+                    "request",
+                    "malformed_body",
+                    "the JSON body needs exactly one of 'readings' (sensor_readings rows) or "
+                    "'windows' (device_features rows)",
+                )
+            dataset = "sensor_readings" if found[0] == READINGS else "device_features"
+            return found[0], table_from_records(payload[found[0]], dataset)
+        kind = kind or READINGS
+        if kind not in (READINGS, WINDOWS):
+            raise reject(
+                "request",
+                "malformed_body",
+                f"input must be readings or windows, not {kind!r}",
+            )
+        dataset = "sensor_readings" if kind == READINGS else "device_features"
+        return kind, table_from_bytes(body, content_type, dataset)
+
+    def _check_limits(self, table: pa.Table, dataset: str) -> None:
+        if table.num_rows > self.serving.max_rows:
+            raise TooLarge(
+                f"{table.num_rows} rows, more than service.max_rows ({self.serving.max_rows}) in "
+                "config/serving.yaml; larger batches belong in the landing zone"
+            )
+        if "device_id" in table.column_names:
+            devices = len(pa.compute.unique(table.column("device_id")))
+            if devices > self.serving.max_devices:
+                raise TooLarge(
+                    f"{devices} devices, more than service.max_devices "
+                    f"({self.serving.max_devices}) in config/serving.yaml"
+                )
+        if table.num_rows == 0:
+            raise reject(dataset, "empty_request", f"no {dataset} rows in the request")
+
+    def score(
+        self, kind: str, table: pa.Table, snapshot: ModelSnapshot | None = None
+    ) -> ScoreResult:
+        """Score parsed rows with ``snapshot`` (default: the models serving now, taken once, so
+        a reload while this runs does not change the versions it uses)."""
+        snapshot = snapshot or self.models.current()
+        dataset = "sensor_readings" if kind == READINGS else "device_features"
+        self._check_limits(table, dataset)
+        registry, ids = self._registry_now()
+        if kind == READINGS:
+            features = readings_features(
+                self._connection(),
+                table,
+                ids,
+                datetime.now(UTC),
+                cadence_seconds=self.settings.cadence_seconds,
+            )
+        else:
+            needed = sorted(
+                {
+                    c
+                    for m in snapshot.models.values()
+                    for s in m.sides
+                    for c in s.detector.required_columns
+                }
+            )
+            features = windows_frame(table, needed)
+        result = score_request(features, snapshot, registry, self.metrics, settings=self.settings)
+        newest = newest_window_end(features)
+        if newest is not None:
+            self.newest_reading = max(newest, self.newest_reading or newest)
+            self.metrics.freshness.set(time.time() - self.newest_reading)
+        return result
+
+    # -- health -------------------------------------------------------------------------------
+    def drift(self, versions: dict[str, set[str]]) -> dict[str, Any] | None:
+        """The largest feature PSI of a serving version in the newest feature_drift partition."""
+        partitions = self.store.partitions("feature_drift")
+        if not partitions:
+            return None
+        frame = pq.read_table(
+            self.store.root / "feature_drift" / f"{partitions[-1]}.parquet",
+            columns=[
+                "partition",
+                "model_id",
+                "model_version",
+                "cohort",
+                "feature",
+                "psi",
+            ],
+        ).to_pandas()
+        serving = frame[
+            [
+                str(v) in versions.get(m, set())
+                for m, v in zip(frame["model_id"], frame["model_version"], strict=True)
+            ]
+        ]
+        if serving.empty:
+            return None
+        worst = serving.loc[serving["psi"].idxmax()]
+        return {
+            "partition": str(worst["partition"]),
+            "model_id": str(worst["model_id"]),
+            "model_version": str(worst["model_version"]),
+            "cohort": str(worst["cohort"]),
+            "feature": str(worst["feature"]),
+            "psi": float(worst["psi"]),
+        }
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, report): the versions loaded and each seed 002 threshold against what
+        the service saw. 503 when no model serves."""
+        limits = self.serving.thresholds
+        try:
+            snapshot: ModelSnapshot | None = self.models.current()
+            models: dict[str, Any] = snapshot.describe() if snapshot else {}
+            problem = None
+        except Exception as exc:  # noqa: BLE001 - health reports what is wrong, it never raises
+            snapshot, models, problem = None, {}, f"{type(exc).__name__}: {exc}"
+        service = self.metrics.rates.service()
+        p99 = service["p99_latency_ms"]
+        age = None if self.newest_reading is None else (time.time() - self.newest_reading) / 60.0
+        versions = (
+            {m.model_id: {s.version for s in m.sides} for m in snapshot.models.values()}
+            if snapshot
+            else {}
+        )
+        try:
+            drift = self.drift(versions)
+        except (OSError, KeyError, pa.ArrowException) as exc:
+            drift = {"error": str(exc)}
+        psi = drift.get("psi") if drift else None
+        checks: dict[str, dict[str, Any]] = {
+            "latency": {
+                "p99_ms": p99,
+                "threshold_ms": limits.latency_ms,
+                "breached": p99 is not None and p99 > limits.latency_ms,
+                "requests": service["requests"],
+            },
+            "error_rate": {
+                "value": service["error_rate"],
+                "threshold": limits.error_rate,
+                "breached": float(service["error_rate"] or 0.0) > limits.error_rate,
+            },
+            "data_freshness": {
+                "newest_window_end": (
+                    datetime.fromtimestamp(self.newest_reading, UTC).isoformat()
+                    if self.newest_reading
+                    else None
+                ),
+                "age_minutes": age,
+                "threshold_minutes": limits.freshness_minutes,
+                "breached": age is not None and age > limits.freshness_minutes,
+            },
+            "drift": {
+                **(drift or {}),
+                "threshold_psi": limits.drift_psi,
+                "breached": psi is not None and psi > limits.drift_psi,
+            },
+        }
+        serving_any = bool(snapshot and snapshot.models)
+        status = (
+            DOWN
+            if not serving_any
+            else (DEGRADED if any(c["breached"] for c in checks.values()) else OK)
+        )
+        report = {
+            "status": status,
+            "window_seconds": self.serving.rate_window_seconds,
+            "models": models,
+            "checks": checks,
+        }
+        if problem:
+            report["problem"] = problem
+        return (200 if serving_any else 503), report
+
+
+__all__ = [
+    "RequestRejected",
+    "ScoringService",
+    "TooLarge",
+    "Unauthenticated",
+    "is_loopback",
+]

@@ -1,0 +1,72 @@
+"""Typed settings of the online scoring service and the metrics exporter (``config/serving.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from refrig_assets.core.config import load_config
+
+TOKEN, SINGLE_USER = "token", "single_user"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The seed 002 alert thresholds /health compares against."""
+
+    latency_ms: float
+    error_rate: float
+    freshness_minutes: float
+    drift_psi: float
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """``config/serving.yaml`` read once; every default lives in that file."""
+
+    host: str
+    port: int
+    auth: str
+    max_devices: int
+    max_rows: int
+    max_body_bytes: int
+    reload_check_seconds: float
+    thresholds: Thresholds
+    rate_window_seconds: float
+    latency_buckets_ms: tuple[float, ...]
+    exporter_host: str
+    exporter_port: int
+    exporter_recent_runs: int
+
+
+def load_serving_settings() -> ServingSettings:
+    """Read ``config/serving.yaml`` (errors name the file and the key)."""
+    cfg = load_config("serving")
+    service, models, limits = (
+        cfg.section("service"),
+        cfg.section("models"),
+        cfg.section("thresholds"),
+    )
+    exporter = cfg.section("exporter")
+    buckets = cfg.items("latency_buckets_ms")
+    if any(isinstance(b, bool) or not isinstance(b, int | float) or b <= 0 for b in buckets):
+        raise cfg.fail("latency_buckets_ms", f"must be positive numbers, not {buckets!r}")
+    return ServingSettings(
+        host=service.text("host"),
+        port=service.number("port", minimum=1, maximum=65535, integer=True),
+        auth=service.choice("auth", (TOKEN, SINGLE_USER)),
+        max_devices=service.number("max_devices", minimum=1, integer=True),
+        max_rows=service.number("max_rows", minimum=1, integer=True),
+        max_body_bytes=service.number("max_body_bytes", minimum=1, integer=True),
+        reload_check_seconds=models.number("reload_check_seconds", minimum=0),
+        thresholds=Thresholds(
+            latency_ms=limits.number("latency_ms", minimum=0),
+            error_rate=limits.number("error_rate", minimum=0, maximum=1),
+            freshness_minutes=limits.number("freshness_minutes", minimum=0),
+            drift_psi=limits.number("drift_psi", minimum=0),
+        ),
+        rate_window_seconds=cfg.number("rate_window_seconds", minimum=1),
+        latency_buckets_ms=tuple(sorted(float(b) for b in buckets)),
+        exporter_host=exporter.text("host"),
+        exporter_port=exporter.number("port", minimum=1, maximum=65535, integer=True),
+        exporter_recent_runs=exporter.number("recent_runs", minimum=1, integer=True),
+    )
