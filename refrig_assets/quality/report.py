@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.fleet_sensors import absent_measurements
 from refrig_assets.core.storage import ParquetStore, partition_file_name
 from refrig_assets.quality.freshness import partition_freshness
 from refrig_assets.quality.rules import SENSOR_FLAGS, QualityResult
@@ -94,6 +96,7 @@ def quality_report(store: ParquetStore, partition_key: str, now: datetime | None
             for r in by_file.itertuples()
         ],
         "freshness": partition_freshness(store, partition_key, now or datetime.now(UTC)),
+        "sensors_not_fitted": absent_measurements(load_contract("sensor_readings")),
     }
 
 
@@ -105,6 +108,8 @@ def format_report(report: dict) -> str:
         f"quarantined {report['rows_quarantined']:,}   "
         f"(read = clean + quarantined: {report['rows_read'] == report['rows_clean'] + report['rows_quarantined']})",
         f"  sensor completeness {report['completeness']:.4f}",
+        "  sensors not fitted (REFRIG_SENSORS; no flag, feature, rule or detector uses them): "
+        + (", ".join(report.get("sensors_not_fitted") or []) or "none"),
         "  quarantined by rule:",
     ]
     lines += [f"    {k:<20} {v:>10,}" for k, v in sorted(report["quarantined_by_rule"].items())]

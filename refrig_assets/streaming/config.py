@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from refrig_assets.core.config import ConfigError, Section, deprecated_location, load_config
 from refrig_assets.core.contracts import Contract, load_contract
+from refrig_assets.core.fleet_sensors import fleet_measurements
 
 STREAMING_CONFIG = "streaming"
 
@@ -105,10 +106,13 @@ def load_streaming_settings(
     config = _streaming_section(registry)
     rules_section = config.section("rules")
     rules = []
+    fitted = set(fleet_measurements(readings))
     for name in rules_section.raw:
         rule = rules_section.section(name)
         kind = rule.choice("kind", RULE_KINDS)
         sensor = rule.choice("sensor", readings.sensor_columns)
+        if sensor not in fitted:  # a fleet without this sensor (REFRIG_SENSORS) gets no rule
+            continue
         threshold = rule.text("threshold")
         try:
             column = registry.column(threshold)
