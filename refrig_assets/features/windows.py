@@ -124,6 +124,15 @@ def feature_sql(
         else "CAST(NULL AS DOUBLE)"
     )
     aggs["quality_mask"] = "CAST(bit_or(quality_mask) AS BIGINT)"
+    states = {"running": running}
+    defrost_cols = [c for c in readings.columns_with_role("sensor") if "defrost_above" in c.extra]
+    if defrost_cols and running_cols:
+        dc = defrost_cols[0]
+        states["defrost"] = f"(NOT ({running}) AND {dc.name} > {dc.extra['defrost_above']})"
+    for name in state_cols:
+        states[name] = name
+    derived, window_cols = _derived_features(features, states, cadence_seconds, expected, wmin)
+    aggs.update(derived)
 
     select = []
     for col in features.columns:
@@ -141,8 +150,87 @@ def feature_sql(
         else:
             raise ValueError(f"device_features column {name!r} has no feature definition")
     valid_cols = ", ".join(valid + state_cols)
-    return (
-        f"SELECT {', '.join(select)} FROM ("
-        f"SELECT device_id, {bucket} AS bucket, ({epoch}) / 60.0 AS t_min, quality_mask, {valid_cols} "
-        f"FROM {source}) v GROUP BY device_id, bucket ORDER BY device_id, bucket"
+    inner = (
+        f"SELECT device_id, {bucket} AS bucket, ({epoch}) / 60.0 AS t_min, quality_mask, "
+        f"{valid_cols} FROM {source}"
     )
+    if window_cols:
+        # One window pass over each device's readings in time order serves every run, start
+        # and streak feature (they share the window, so the engine sorts once).
+        inner = (
+            f"SELECT *, {', '.join(window_cols)} FROM ({inner}) r "
+            # The default frame (start of the partition to the current row) is what the
+            # running max and first value need; Spark refuses an explicit frame on lag.
+            "WINDOW w AS (PARTITION BY device_id ORDER BY t_min)"
+        )
+    return (
+        f"SELECT {', '.join(select)} FROM ({inner}) v "
+        "GROUP BY device_id, bucket ORDER BY device_id, bucket"
+    )
+
+
+def _derived_features(
+    features: Contract,
+    states: dict[str, str],
+    cadence_seconds: int | None,
+    expected: float,
+    wmin: int,
+) -> tuple[dict[str, str], list[str]]:
+    """Aggregates of the contract's ``derived`` columns and the per-reading window columns
+    they need. A state the readings cannot tell (no running_above, no door column) gives
+    NULL."""
+    step_min = wmin / expected  # minutes per reading at the fleet's cadence
+    aggs: dict[str, str] = {}
+    window: dict[str, str] = {}
+
+    def state_cols(state: str) -> tuple[str, str]:
+        expr = states[state]
+        window[f"_s_{state}"] = (
+            f"CASE WHEN {expr} THEN 1 WHEN ({expr}) IS NULL THEN NULL ELSE 0 END AS _s_{state}"
+        )
+        window[f"_p_{state}"] = (
+            f"lag(CASE WHEN {expr} THEN 1 WHEN ({expr}) IS NULL THEN NULL ELSE 0 END) OVER w AS _p_{state}"
+        )
+        return f"_s_{state}", f"_p_{state}"
+
+    for col in features.columns:
+        spec = col.extra.get("derived")
+        if not spec:
+            continue
+        kind, state = spec["kind"], spec.get("state")
+        if kind == "difference":
+            a, b = spec["sensor"], spec["minus"]
+            if spec.get("condition") == "running":
+                run = states["running"]
+                a, b = (f"CASE WHEN {run} THEN {x} END" for x in (a, b))
+            aggs[col.name] = f"avg({a}) - avg({b})"
+            continue
+        if state not in states:
+            aggs[col.name] = "CAST(NULL AS DOUBLE)"
+            continue
+        s, p = state_cols(state)
+        starts = f"count_if({s} = 1 AND {p} = 0)"
+        if kind == "starts":
+            aggs[col.name] = f"CAST({starts} AS BIGINT)"
+        elif kind == "starts_per_hour":
+            aggs[col.name] = f"CAST({starts} AS DOUBLE) * {60.0 / wmin}"
+        elif kind == "minutes":
+            aggs[col.name] = f"CAST(count_if({s} = 1) AS DOUBLE) * {step_min}"
+        elif kind == "mean_run_minutes":
+            window["_pb"] = "lag(bucket) OVER w AS _pb"
+            runs = f"count_if({s} = 1 AND ({p} IS DISTINCT FROM 1 OR _pb <> bucket))"
+            aggs[col.name] = (
+                f"CAST(count_if({s} = 1) AS DOUBLE) * {step_min} / "
+                f"CASE WHEN {runs} > 0 THEN {runs} END"
+            )
+        elif kind == "longest_streak_minutes":
+            window[f"_c_{state}"] = (
+                f"max(CASE WHEN {states[state]} THEN NULL ELSE t_min END) OVER w AS _c_{state}"
+            )
+            window["_t0"] = "first_value(t_min) OVER w AS _t0"
+            aggs[col.name] = (
+                f"coalesce(max(CASE WHEN {s} = 1 THEN t_min - coalesce(_c_{state}, _t0 - {step_min}) END), {ZERO})"
+            )
+        else:
+            raise ValueError(f"device_features column {col.name!r}: unknown derived kind {kind!r}")
+    return aggs, list(window.values())

@@ -12,6 +12,7 @@ from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.core.config import CONFIG_DIR, ConfigError, Section, config_path
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.settings import CONTRACTS_DIR, MODELS_DIR
+from refrig_assets.incidents.signatures import load_signatures
 from refrig_assets.ingestion.settings import load_ingestion_settings
 from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.monitoring.settings import load_monitoring_settings
@@ -29,6 +30,7 @@ TOPICS = (
     "ingestion",
     "units",
     "evaluation",
+    "causes",
 )
 
 
@@ -57,6 +59,7 @@ def test_every_topic_has_its_file_and_every_loader_reads_it_without_warnings():
         assert load_monitoring_settings().path == config_path("monitoring")
         assert load_operations_settings().path == config_path("operations")
         assert load_ingestion_settings().authoritative is False
+        assert load_signatures().path == config_path("causes")
 
 
 def test_policy_is_no_longer_in_the_contracts():

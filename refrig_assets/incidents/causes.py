@@ -1,0 +1,313 @@
+"""Probable cause of every window: the signature table evaluated against device baselines.
+
+:func:`diagnose` is pure and vectorised: each condition of each signature is one array
+operation over all windows, signatures are tried in table order and the first that matches a
+window names its cause; a window no signature matches is ``unknown`` with confidence 0 and no
+evidence. Evidence is what an engineer checks: per condition the feature, measured value with
+its unit, the baseline (or limit) it was compared with and where that came from (device,
+cohort, fleet), how far off it is (σ for sigma conditions, the multiple for ratio
+conditions), the direction and whether it held.
+
+:func:`diagnose_partition` is what the ``device_incidents`` asset calls: it adds each window's
+cohort, finds or builds the baselines (:mod:`refrig_assets.incidents.causes_store`) and the
+derived features, then calls :func:`diagnose`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+
+import numpy as np
+import pandas as pd
+
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.incidents import baselines as bl
+from refrig_assets.incidents.signatures import (
+    UNKNOWN,
+    Condition,
+    Signature,
+    SignatureTable,
+    load_signatures,
+)
+
+OUTPUT_COLUMNS = [
+    "device_id",
+    "window_start",
+    "window_end",
+    "cause",
+    "cause_kind",
+    "confidence",
+    "base_severity",
+    "standalone",
+    "evidence",
+]
+LEVELS = {2: "device", 1: "cohort", 0: "fleet", -1: None}
+DERIVED_UNITS = {"hours_since_defrost": "h", bl.DEFROST_INTERVAL: "h"}
+
+
+@cache
+def feature_unit(feature: str) -> str | None:
+    """Unit of a feature (device_features contract; derived features: their own)."""
+    if feature in DERIVED_UNITS:
+        return DERIVED_UNITS[feature]
+    try:
+        return load_contract("device_features").column(feature).unit
+    except KeyError:
+        return None
+
+
+class _Evaluated:
+    """One condition over all windows: value, reference, deviation, held, strength."""
+
+    def __init__(self, cond: Condition, value, reference, deviation, held, strength, level, n):
+        self.cond = cond
+        self.value = value
+        self.reference = reference
+        self.deviation = deviation
+        self.evaluated = (
+            ~np.isnan(value) & ~np.isnan(reference)
+            if cond.reference != "flags"
+            else np.ones(n, bool)
+        )
+        self.held = held & self.evaluated
+        self.strength = np.where(self.held, strength, 0.0)
+        self.level = level
+        self.members: list[_Evaluated] = []
+
+
+def _flags_held(frame: pd.DataFrame, flags: tuple[str, ...]) -> np.ndarray:
+    if "quality_mask" in frame:
+        from refrig_assets.quality.rules import quality_flag_names
+
+        names = quality_flag_names()
+        bits = sum(1 << names.index(f) for f in flags if f in names)
+        mask = pd.to_numeric(frame["quality_mask"], errors="coerce").fillna(0).astype(np.int64)
+        return (mask.to_numpy() & bits) != 0
+    if "quality_flags" in frame:
+        text = frame["quality_flags"].fillna("").astype(str)
+        pattern = "|".join(rf"(?:^|,){f}(?:,|$)" for f in flags)
+        return text.str.contains(pattern, regex=True).to_numpy()
+    return np.zeros(len(frame), dtype=bool)
+
+
+def _evaluate(
+    cond: Condition,
+    frame: pd.DataFrame,
+    values: pd.DataFrame,
+    baselines: pd.DataFrame,
+    devices: np.ndarray,
+    cohorts: np.ndarray,
+) -> _Evaluated:
+    n = len(frame)
+    if cond.any_of:
+        members = [_evaluate(m, frame, values, baselines, devices, cohorts) for m in cond.any_of]
+        out = members[0]
+        held = np.any([m.held for m in members], axis=0)
+        strength = np.max([m.strength for m in members], axis=0)
+        nan = np.full(n, np.nan)
+        result = _Evaluated(cond, nan, nan, nan, held, strength, out.level, n)
+        result.evaluated = np.any([m.evaluated for m in members], axis=0)
+        result.held = held
+        result.members = members
+        return result
+    if cond.reference == "flags":
+        held = _flags_held(frame, cond.flags)
+        nan = np.full(n, np.nan)
+        return _Evaluated(cond, nan, nan, nan, held, np.ones(n), np.full(n, -1, np.int8), n)
+    value = (
+        values[cond.feature].to_numpy(dtype=float) if cond.feature in values else np.full(n, np.nan)
+    )
+    sign = 1.0 if cond.direction == "up" else -1.0
+    if cond.reference == "limit":
+        codes, uniques = pd.factorize(pd.Series(cohorts))
+        per = np.array([cond.limit_for(str(c)) for c in uniques] + [cond.limit_for("")], float)
+        reference = per[codes] if len(codes) else np.zeros(0)
+        excess = sign * (value - reference)
+        with np.errstate(all="ignore"):
+            strength = 0.5 + 0.5 * np.clip(excess / np.maximum(np.abs(reference), bl.TINY), 0, 1)
+        held = excess >= 0
+        return _Evaluated(
+            cond, value, reference, excess, held, strength, np.full(n, -1, np.int8), n
+        )
+    center, scale, level = bl.lookup(
+        baselines, devices, cohorts, cond.baseline_feature, own=cond.reference == "baseline"
+    )
+    with np.errstate(all="ignore"):
+        if cond.sigma is not None:
+            deviation = (value - center) / scale
+            excess = sign * deviation - cond.sigma
+            strength = 0.5 + 0.5 * np.clip(excess / cond.sigma, 0, 1)
+            held = excess >= 0
+        else:
+            assert cond.ratio is not None
+            deviation = value / center
+            threshold = cond.ratio * center
+            excess = sign * (value - threshold)
+            strength = 0.5 + 0.5 * np.clip(excess / np.maximum(np.abs(threshold), bl.TINY), 0, 1)
+            held = excess >= 0
+    return _Evaluated(cond, value, center, deviation, held, strength, level, n)
+
+
+def _skip(sig: Signature, frame: pd.DataFrame, values: pd.DataFrame) -> bool:
+    """A signature whose required features the data lacks (no such sensor) is skipped."""
+    for f in sig.requires:
+        if f in values:
+            if not values[f].notna().any():
+                return True
+        elif f not in frame or not frame[f].notna().any():
+            return True
+    return False
+
+
+def _number(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
+
+
+def _evidence_json(results: list[_Evaluated], rows: np.ndarray, frame: pd.DataFrame) -> list[str]:
+    out: list[list[dict]] = [[] for _ in rows]
+    for r in (m for res in results for m in (res.members or [res])):
+        cond = r.cond
+        if cond.reference == "flags":
+            text = (
+                frame["quality_flags"].to_numpy()[rows]
+                if "quality_flags" in frame
+                else np.full(len(rows), "")
+            )
+            for k, i in enumerate(rows):
+                if r.held[i]:
+                    out[k].append(
+                        {
+                            "feature": "quality_flags",
+                            "value": str(text[k]),
+                            "unit": None,
+                            "reference": "flags",
+                            "baseline": list(cond.flags),
+                            "direction": None,
+                            "sigma": None,
+                            "held": True,
+                        }
+                    )
+            continue
+        unit = feature_unit(cond.feature)
+        for k, i in enumerate(rows):
+            if not r.evaluated[i]:
+                continue
+            item = {
+                "feature": cond.feature,
+                "value": _number(r.value[i]),
+                "unit": unit,
+                "reference": cond.reference
+                if cond.reference == "limit"
+                else LEVELS[int(r.level[i])],
+                "baseline": _number(r.reference[i]),
+                "direction": cond.direction,
+                "sigma": _number(r.deviation[i]) if cond.sigma is not None else None,
+                "held": bool(r.held[i]),
+            }
+            if cond.of:
+                item["baseline_of"] = cond.of
+            if cond.sigma is not None:
+                item["threshold_sigma"] = cond.sigma
+            elif cond.ratio is not None:
+                item["ratio"] = _number(r.deviation[i])
+                item["threshold_ratio"] = cond.ratio
+            out[k].append(item)
+    return [json.dumps(items, separators=(",", ":")) for items in out]
+
+
+def diagnose(
+    features: pd.DataFrame, baselines: pd.DataFrame, table: SignatureTable | None = None
+) -> pd.DataFrame:
+    """One row per window of ``features``: probable cause, kind, confidence, base severity,
+    standalone and the evidence (JSON list), from the signatures of ``table``.
+
+    ``features``: device_features rows (device_id, window_start, window_end, ``cohort`` when
+    known, any feature columns; missing columns make their conditions unevaluated and
+    signatures that ``require`` them skipped). ``baselines``: from
+    :func:`~refrig_assets.incidents.baselines.build_baselines`.
+    """
+    table = table or load_signatures()
+    n = len(features)
+    frame = features.reset_index(drop=True)
+    devices = frame["device_id"].astype(str).to_numpy() if n else np.zeros(0, dtype=object)
+    cohorts = (
+        frame["cohort"].fillna("unknown").astype(str).to_numpy()
+        if "cohort" in frame
+        else np.full(n, "unknown", dtype=object)
+    )
+    wanted = sorted(
+        {f for s in table for c in s.conditions if c.reference != "flags" for f in c.features}
+    )
+    values = bl.usable_values(frame, wanted, table.baseline["running_min_duty"])
+    cause = np.full(n, UNKNOWN, dtype=object)
+    kind = np.full(n, UNKNOWN, dtype=object)
+    severity = np.full(n, None, dtype=object)
+    standalone = np.zeros(n, dtype=bool)
+    confidence = np.zeros(n)
+    evidence = np.full(n, "[]", dtype=object)
+    open_rows = np.ones(n, dtype=bool)
+    for sig in table:
+        if not open_rows.any():
+            break
+        if _skip(sig, frame, values):
+            continue
+        results = [_evaluate(c, frame, values, baselines, devices, cohorts) for c in sig.conditions]
+        held = np.vstack([r.held for r in results])
+        required = np.all(
+            [r.held for r, c in zip(results, sig.conditions, strict=True) if c.required]
+            or [np.ones(n, bool)],
+            axis=0,
+        )
+        match = open_rows & required & (held.sum(axis=0) >= sig.min_conditions)
+        if not match.any():
+            continue
+        rows = np.flatnonzero(match)
+        cause[rows], kind[rows] = sig.name, sig.kind
+        standalone[rows] = sig.standalone
+        strength = np.vstack([r.strength for r in results]).sum(axis=0) / len(results)
+        confidence[rows] = np.clip(strength[rows], 0.0, 1.0)
+        sev = np.full(len(rows), sig.severity, dtype=object)
+        if sig.escalate_severity:
+            by_id = {c.id: r for c, r in zip(sig.conditions, results, strict=True) if c.id}
+            up = np.all([by_id[i].held[rows] for i in sig.escalate_when], axis=0)
+            sev[up] = sig.escalate_severity
+        severity[rows] = sev
+        evidence[rows] = _evidence_json(results, rows, frame)
+        open_rows &= ~match
+    out = pd.DataFrame(
+        {
+            "device_id": frame["device_id"] if n else pd.Series(dtype=object),
+            "window_start": frame["window_start"] if n else pd.Series(dtype="datetime64[ns, UTC]"),
+            "window_end": frame["window_end"] if n else pd.Series(dtype="datetime64[ns, UTC]"),
+            "cause": cause,
+            "cause_kind": kind,
+            "confidence": confidence.round(3),
+            "base_severity": severity,
+            "standalone": standalone,
+            "evidence": evidence,
+        }
+    )
+    return out[OUTPUT_COLUMNS]
+
+
+def cause_for_streaming_rule(rule_name: str, table: SignatureTable | None = None) -> str | None:
+    """The cause a streaming rule's alerts mean (the signature listing it), or None."""
+    return (table or load_signatures()).cause_for_streaming_rule(rule_name)
+
+
+def diagnose_partition(
+    refrig_settings_or_home, partition_key: str, features: pd.DataFrame
+) -> pd.DataFrame:
+    """:func:`diagnose` for one hourly partition of device_features, with the cohort from the
+    stored device registry, the baselines of the hours before it (cached) and the derived
+    features (hours since the last defrost)."""
+    from refrig_assets.incidents.causes_store import CauseStore
+
+    store = CauseStore.open(refrig_settings_or_home)
+    table = load_signatures()
+    frame = store.with_cohort(features)
+    baselines = store.baselines(partition_key, table)
+    frame = store.with_derived(partition_key, frame, table)
+    return diagnose(frame, baselines, table)

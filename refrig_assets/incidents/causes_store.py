@@ -1,0 +1,176 @@
+"""Where the causes step keeps what it learns between hours, under the data folder.
+
+* ``cause_baselines/<hour>.parquet``: baselines built for that hour from the device_features of
+  ``baseline.lookback_hours`` before it. An hour reuses the newest baseline built at most
+  ``refresh_hours`` earlier (one build a day on a running fleet); a baseline from less than
+  ``min_history_hours`` of history is used but not kept, so a new fleet's first hours rebuild
+  it as history grows.
+* ``cause_state/<hour>.parquet``: per device, the end of the last window with a defrost (or
+  when observation began) after that hour; the next hour continues from it instead of
+  re-reading a day of features.
+
+Both are derived data: deleting them costs one rebuild, never a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from refrig_assets.core.storage import ParquetStore, partition_file_name
+from refrig_assets.incidents import baselines as bl
+from refrig_assets.incidents.signatures import SignatureTable
+
+BASELINES = "cause_baselines"
+STATE = "cause_state"
+FEATURES = "device_features"
+HOUR = pd.Timedelta(hours=1)
+
+
+def hour_of(partition_key: str) -> pd.Timestamp:
+    """Start of an hourly partition (``2026-01-01-05:00`` or ``2026-01-01T05``), UTC."""
+    return pd.Timestamp(partition_file_name(partition_key)).tz_localize("UTC")
+
+
+def stem_of(hour: pd.Timestamp) -> str:
+    """Partition file stem of an hour (``2026-01-01T05``)."""
+    return hour.strftime("%Y-%m-%dT%H")
+
+
+@dataclass
+class CauseStore:
+    """Baselines, derived-feature state and the registry of one data folder."""
+
+    store: ParquetStore
+
+    @classmethod
+    def open(cls, where) -> CauseStore:
+        """From a Settings (its ``data_dir``), a ParquetStore, or a REFRIG_HOME path."""
+        if isinstance(where, ParquetStore):
+            return cls(where)
+        if hasattr(where, "data_dir"):
+            return cls(ParquetStore(where.data_dir))
+        return cls(ParquetStore(Path(where) / "data"))
+
+    # ------------------------------------------------------------------ registry
+    def registry(self) -> pd.DataFrame | None:
+        """The stored device registry (device_id, cohort), None when there is none."""
+        if not self.store.exists("device_registry"):
+            return None
+        return self.store.read("device_registry", columns=["device_id", "cohort"])
+
+    def with_cohort(self, features: pd.DataFrame) -> pd.DataFrame:
+        """``features`` with each device's cohort (kept when present; 'unknown' otherwise)."""
+        if "cohort" in features:
+            return features
+        registry = self.registry()
+        if registry is None:
+            return features.assign(cohort="unknown")
+        cohort = features["device_id"].map(registry.set_index("device_id")["cohort"])
+        return features.assign(cohort=cohort.fillna("unknown").to_numpy())
+
+    # ------------------------------------------------------------------ history
+    def _history_stems(self, hour: pd.Timestamp, hours: float) -> list[str]:
+        lo, hi = stem_of(hour - pd.Timedelta(hours=hours)), stem_of(hour)
+        return [s for s in self.store.partitions(FEATURES) if lo <= s < hi]
+
+    def _read_features(self, stems: list[str], wanted: list[str]) -> pd.DataFrame:
+        frames = []
+        for stem in stems:
+            path = self.store.root / FEATURES / f"{stem}.parquet"
+            names = set(pq.ParquetFile(path).schema_arrow.names)
+            cols = [c for c in wanted if c in names]
+            frames.append(pq.read_table(path, columns=cols).to_pandas())
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=wanted)
+
+    # ------------------------------------------------------------------ baselines
+    def baselines(self, partition_key: str, table: SignatureTable) -> pd.DataFrame:
+        """Baselines for the hour of ``partition_key`` (cached, see the module docstring)."""
+        hour = hour_of(partition_key)
+        settings = table.baseline
+        directory = self.store.root / BASELINES
+        if directory.exists():
+            built = sorted(p.stem for p in directory.glob("*.parquet"))
+            fresh = [
+                s
+                for s in built
+                if s <= stem_of(hour)
+                and hour - pd.Timestamp(s).tz_localize("UTC")
+                < pd.Timedelta(hours=settings["refresh_hours"])
+            ]
+            if fresh:
+                return pd.read_parquet(directory / f"{fresh[-1]}.parquet")
+        stems = self._history_stems(hour, settings["lookback_hours"])
+        features = table.baseline_features()
+        wanted = ["device_id", "window_start", "window_end", "duty_cycle", bl.DEFROST_COUNT]
+        wanted += [f for f in features if f not in wanted]
+        history = self.with_cohort(self._read_features(stems, wanted))
+        baselines = bl.build_baselines(history, table)
+        if len(stems) >= settings["min_history_hours"]:
+            self.store.write(BASELINES, stem_of(hour), baselines)
+        return baselines
+
+    # ------------------------------------------------------------------ derived features
+    def with_derived(
+        self, partition_key: str, features: pd.DataFrame, table: SignatureTable
+    ) -> pd.DataFrame:
+        """``features`` with ``hours_since_defrost``: hours from the end of the device's last
+        window with any defrost (defrost_minutes > 0) (or from when observation began, at most
+        ``derived.defrost.lookback_hours`` back) to the end of each window."""
+        if bl.DEFROST_MINUTES not in features or features.empty:
+            return features
+        hour = hour_of(partition_key)
+        lookback = table.derived["defrost"]["lookback_hours"]
+        before = self._state_before(hour, lookback)
+        frame = features.reset_index(drop=True)
+        end = pd.to_datetime(frame["window_end"], utc=True)
+        order = np.lexsort((end.to_numpy(), frame["device_id"].astype(str).to_numpy()))
+        f = frame.iloc[order]
+        e = end.iloc[order]
+        start_of = pd.to_datetime(frame["window_start"], utc=True).iloc[order]
+        previous = f["device_id"].map(before).astype("datetime64[ns, UTC]")
+        # Devices new to the state: observed from their first window's start.
+        first_start = start_of.groupby(f["device_id"].to_numpy()).transform("min")
+        previous = previous.fillna(first_start)
+        defrost_end = e.where(_defrosting(f))
+        last = pd.concat([previous, defrost_end], axis=1).max(axis=1)
+        last = last.groupby(f["device_id"].to_numpy()).cummax()
+        hours = (e - last).dt.total_seconds() / 3600
+        since = pd.Series(np.nan, index=frame.index)
+        since.iloc[order] = hours.to_numpy()
+        state = pd.DataFrame({"device_id": f["device_id"].to_numpy(), "last": last.to_numpy()})
+        state = state.groupby("device_id", as_index=False)["last"].max()
+        # Devices absent this hour keep their last known value.
+        carried = pd.DataFrame({"device_id": list(before.index), "last": before.to_numpy()})
+        carried = carried[~carried["device_id"].isin(state["device_id"])]
+        self.store.write(STATE, stem_of(hour), pd.concat([state, carried], ignore_index=True))
+        return frame.assign(hours_since_defrost=since.to_numpy())
+
+    def _state_before(self, hour: pd.Timestamp, lookback: float) -> pd.Series:
+        """Per device, the last defrost end (or observation start) before ``hour``."""
+        prev = self.store.root / STATE / f"{stem_of(hour - HOUR)}.parquet"
+        if prev.exists():
+            state = pd.read_parquet(prev)
+            return state.set_index("device_id")["last"].astype("datetime64[ns, UTC]")
+        stems = self._history_stems(hour, lookback)
+        history = self._read_features(
+            stems, ["device_id", "window_start", "window_end", bl.DEFROST_MINUTES]
+        )
+        if history.empty or bl.DEFROST_MINUTES not in history:
+            return pd.Series(dtype="datetime64[ns, UTC]")
+        end = pd.to_datetime(history["window_end"], utc=True)
+        start = pd.to_datetime(history["window_start"], utc=True)
+        devices = history["device_id"].astype(str).to_numpy()
+        observed = start.groupby(devices).min()
+        defrost = end.where(_defrosting(history))
+        last = defrost.groupby(devices).max()
+        return last.fillna(observed).astype("datetime64[ns, UTC]")
+
+
+def _defrosting(frame: pd.DataFrame) -> pd.Series:
+    """Windows with any time in defrost (a defrost running on from the previous window too)."""
+    return pd.to_numeric(frame[bl.DEFROST_MINUTES], errors="coerce").fillna(0) > 0

@@ -1,0 +1,290 @@
+"""The probable-cause signature table (``config/causes.yaml``), typed and validated.
+
+A :class:`SignatureTable` holds the signatures in the order they are tried, the baseline
+settings and the derived-feature settings. :func:`load_signatures` reads it and raises
+:class:`~refrig_assets.core.config.ConfigError` naming the file, the signature and the key for
+anything it cannot use, so an engineer adding a signature learns at load time, not at 3 a.m.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from refrig_assets.core.config import ConfigError, config_path, read_yaml
+
+KINDS = ("refrigeration", "operational", "sensor", "site")
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+REFERENCES = ("baseline", "cohort", "limit", "flags")
+DIRECTIONS = ("up", "down")
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test of a feature against a reference (see the header of ``config/causes.yaml``)."""
+
+    feature: str
+    reference: str
+    direction: str = "up"
+    sigma: float | None = None
+    ratio: float | None = None
+    limit: dict[str, float] = field(default_factory=dict)  # cohort -> limit, "default"
+    flags: tuple[str, ...] = ()
+    of: str | None = None
+    required: bool = False
+    id: str | None = None
+    any_of: tuple[Condition, ...] = ()
+
+    @property
+    def features(self) -> set[str]:
+        """Features this condition reads (its members' for an ``any_of``)."""
+        if self.any_of:
+            return {f for c in self.any_of for f in c.features}
+        return {self.feature}
+
+    @property
+    def baseline_feature(self) -> str:
+        """The feature whose baseline this condition compares with."""
+        return self.of or self.feature
+
+    def limit_for(self, cohort: str) -> float | None:
+        """The limit of ``cohort`` (its own, else ``default``)."""
+        return self.limit.get(cohort, self.limit.get("default"))
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One probable cause: what it is, how bad it is, and the conditions that reveal it."""
+
+    name: str
+    kind: str
+    severity: str
+    standalone: bool
+    conditions: tuple[Condition, ...]
+    min_conditions: int
+    requires: tuple[str, ...] = ()
+    streaming_rules: tuple[str, ...] = ()
+    description: str = ""
+    hint: str = ""
+    escalate_severity: str | None = None
+    escalate_when: tuple[str, ...] = ()
+
+    @property
+    def features(self) -> set[str]:
+        """Every feature this signature reads."""
+        return {f for c in self.conditions for f in c.features} | set(self.requires)
+
+
+@dataclass(frozen=True)
+class SignatureTable:
+    """The signatures in evaluation order plus the settings of baselines and derived features."""
+
+    signatures: tuple[Signature, ...]
+    baseline: dict[str, float]
+    derived: dict[str, dict[str, float]]
+    path: Path
+
+    def __iter__(self):
+        return iter(self.signatures)
+
+    def __len__(self) -> int:
+        return len(self.signatures)
+
+    def get(self, name: str) -> Signature:
+        """The signature called ``name`` (KeyError names the known ones)."""
+        for s in self.signatures:
+            if s.name == name:
+                return s
+        raise KeyError(f"no signature {name!r}; known: {[s.name for s in self.signatures]}")
+
+    def baseline_features(self) -> list[str]:
+        """Features whose device and cohort baselines the conditions compare with."""
+        out: list[str] = []
+        for s in self.signatures:
+            for c in (m for cond in s.conditions for m in (cond.any_of or (cond,))):
+                if c.reference in ("baseline", "cohort") and c.baseline_feature not in out:
+                    out.append(c.baseline_feature)
+        return out
+
+    def cause_for_streaming_rule(self, rule_name: str) -> str | None:
+        """The cause whose ``streaming_rules`` list ``rule_name`` (None: no cause claims it)."""
+        for s in self.signatures:
+            if rule_name in s.streaming_rules:
+                return s.name
+        return None
+
+
+def _fail(path: Path, where: str, rule: str) -> ConfigError:
+    return ConfigError(f"{path}: {where}: {rule}")
+
+
+def _number(path: Path, where: str, raw: Any, *, positive: bool = True) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise _fail(path, where, f"must be a number, not {raw!r}")
+    if positive and raw <= 0:
+        raise _fail(path, where, f"must be positive, not {raw!r}")
+    return float(raw)
+
+
+def _condition(path: Path, where: str, raw: Any) -> Condition:
+    if not isinstance(raw, dict):
+        raise _fail(path, where, "must be a mapping")
+    if "any_of" in raw:
+        members = raw["any_of"]
+        if (
+            set(raw) - {"any_of", "required", "id"}
+            or not isinstance(members, list)
+            or len(members) < 2
+        ):
+            raise _fail(
+                path, where, "any_of takes a list of at least two conditions (and required, id)"
+            )
+        any_of = tuple(_condition(path, f"{where}.any_of[{j}]", m) for j, m in enumerate(members))
+        if any(m.any_of for m in any_of):
+            raise _fail(path, where, "any_of cannot nest")
+        return Condition(
+            feature="any_of(" + ", ".join(m.feature for m in any_of) + ")",
+            reference="any_of",
+            required=bool(raw.get("required", False)),
+            id=raw.get("id"),
+            any_of=any_of,
+        )
+    known = {"feature", "reference", "direction", "sigma", "ratio", "limit", "flags", "of"}
+    unknown = set(raw) - known - {"required", "id"}
+    if unknown:
+        raise _fail(path, where, f"unknown keys {sorted(unknown)}")
+    if not isinstance(raw.get("feature"), str):
+        raise _fail(path, f"{where}.feature", "missing (a device_features column)")
+    reference = raw.get("reference")
+    if reference not in REFERENCES:
+        raise _fail(path, f"{where}.reference", f"must be one of {list(REFERENCES)}")
+    direction = raw.get("direction", "up")
+    if direction not in DIRECTIONS:
+        raise _fail(path, f"{where}.direction", f"must be one of {list(DIRECTIONS)}")
+    sigma = ratio = None
+    limit: dict[str, float] = {}
+    flags: tuple[str, ...] = ()
+    if reference in ("baseline", "cohort"):
+        if ("sigma" in raw) == ("ratio" in raw):
+            raise _fail(path, where, f"reference {reference} needs exactly one of sigma, ratio")
+        if "sigma" in raw:
+            sigma = _number(path, f"{where}.sigma", raw["sigma"])
+        else:
+            ratio = _number(path, f"{where}.ratio", raw["ratio"])
+    elif reference == "limit":
+        raw_limit = raw.get("limit")
+        if isinstance(raw_limit, dict):
+            if "default" not in raw_limit:
+                raise _fail(path, f"{where}.limit", "a per-cohort mapping needs a default")
+            limit = {
+                str(k): _number(path, f"{where}.limit.{k}", v, positive=False)
+                for k, v in raw_limit.items()
+            }
+        else:
+            limit = {"default": _number(path, f"{where}.limit", raw_limit, positive=False)}
+    else:
+        raw_flags = raw.get("flags")
+        if not isinstance(raw_flags, list) or not raw_flags:
+            raise _fail(path, f"{where}.flags", "must be a non-empty list of quality flags")
+        flags = tuple(str(f) for f in raw_flags)
+    return Condition(
+        feature=raw["feature"],
+        reference=reference,
+        direction=direction,
+        sigma=sigma,
+        ratio=ratio,
+        limit=limit,
+        flags=flags,
+        of=raw.get("of"),
+        required=bool(raw.get("required", False)),
+        id=raw.get("id"),
+    )
+
+
+def _signature(path: Path, i: int, raw: Any) -> Signature:
+    where = f"signatures[{i}]"
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise _fail(path, where, "must be a mapping with a name")
+    where = f"signatures.{raw['name']}"
+    for key, allowed in (("kind", KINDS), ("severity", SEVERITIES)):
+        if raw.get(key) not in allowed:
+            raise _fail(path, f"{where}.{key}", f"must be one of {list(allowed)}")
+    raw_conditions = raw.get("conditions")
+    if not isinstance(raw_conditions, list) or not raw_conditions:
+        raise _fail(path, f"{where}.conditions", "must be a non-empty list")
+    conditions = tuple(
+        _condition(path, f"{where}.conditions[{j}]", c) for j, c in enumerate(raw_conditions)
+    )
+    minimum = raw.get("min_conditions", len(conditions))
+    if not isinstance(minimum, int) or not 1 <= minimum <= len(conditions):
+        raise _fail(path, f"{where}.min_conditions", f"must be 1..{len(conditions)}")
+    escalate = raw.get("escalate") or {}
+    ids = {c.id for c in conditions if c.id}
+    when = tuple(escalate.get("when", ()))
+    if escalate and (
+        escalate.get("severity") not in SEVERITIES or not set(when) <= ids or not when
+    ):
+        raise _fail(path, f"{where}.escalate", "needs a severity and `when`: ids of its conditions")
+    return Signature(
+        name=raw["name"],
+        kind=raw["kind"],
+        severity=raw["severity"],
+        standalone=bool(raw.get("standalone", False)),
+        conditions=conditions,
+        min_conditions=minimum,
+        requires=tuple(raw.get("requires") or ()),
+        streaming_rules=tuple(raw.get("streaming_rules") or ()),
+        description=" ".join(str(raw.get("description", "")).split()),
+        hint=" ".join(str(raw.get("hint", "")).split()),
+        escalate_severity=escalate.get("severity"),
+        escalate_when=when,
+    )
+
+
+def load_signatures(path: Path | str | None = None) -> SignatureTable:
+    """The signature table from ``path`` (default ``config/causes.yaml`` of the config folder).
+
+    Raises :class:`ConfigError` for a missing file, an unknown kind, severity, reference or
+    direction, a condition without its threshold, duplicate names, or a streaming rule claimed
+    by two causes."""
+    file = Path(path) if path is not None else config_path("causes")
+    raw = read_yaml(file)
+    raw_signatures = raw.get("signatures")
+    if not isinstance(raw_signatures, list) or not raw_signatures:
+        raise _fail(file, "signatures", "must be a non-empty list")
+    signatures = tuple(_signature(file, i, s) for i, s in enumerate(raw_signatures))
+    names = [s.name for s in signatures]
+    if len(set(names)) != len(names) or UNKNOWN in names:
+        raise _fail(file, "signatures", f"names must be unique and not {UNKNOWN!r}: {names}")
+    rules = [r for s in signatures for r in s.streaming_rules]
+    if len(set(rules)) != len(rules):
+        raise _fail(file, "streaming_rules", "each streaming rule may mean one cause only")
+    baseline = raw.get("baseline")
+    if not isinstance(baseline, dict):
+        raise _fail(file, "baseline", "must be a mapping")
+    settings = {}
+    for key in (
+        "lookback_hours",
+        "refresh_hours",
+        "min_history_hours",
+        "min_device_windows",
+        "min_scale_share_of_fleet",
+        "running_min_duty",
+    ):
+        if key not in baseline:
+            raise _fail(file, f"baseline.{key}", "missing")
+        settings[key] = _number(file, f"baseline.{key}", baseline[key], positive=False)
+    derived = raw.get("derived") or {}
+    defrost = derived.get("defrost") if isinstance(derived, dict) else None
+    if not isinstance(defrost, dict) or {"lookback_hours", "min_defrosts"} - set(defrost):
+        raise _fail(file, "derived.defrost", "needs lookback_hours and min_defrosts")
+    return SignatureTable(
+        signatures=signatures,
+        baseline=settings,
+        derived={
+            "defrost": {k: _number(file, f"derived.defrost.{k}", v) for k, v in defrost.items()}
+        },
+        path=file,
+    )
