@@ -7,6 +7,8 @@ webserver and daemon reading workspace.yaml.
 """
 
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import time
@@ -46,10 +48,23 @@ def postgres():
     stop_postgres(server)
 
 
+# The MLflow admin user of the test server (the compose file takes it from .env).
+MLFLOW_ADMIN = ("compose-admin", secrets.token_hex(16))
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(postgres, tmp_path_factory):
-    """docker-compose.yml's MLflow command (one worker, Postgres backend store) on loopback."""
+    """docker-compose.yml's MLflow command (one worker, Postgres backend store, basic auth with
+    deploy/mlflow/basic_auth.ini, its user store moved into a temporary directory) on loopback."""
     work = tmp_path_factory.mktemp("mlflow-server")
+    auth_config = (ROOT / "deploy" / "mlflow" / "basic_auth.ini").read_text()
+    auth_config = re.sub(
+        r"^database_uri = .*$",
+        f"database_uri = sqlite:///{work / 'auth.db'}",
+        auth_config,
+        flags=re.MULTILINE,
+    )
+    (work / "basic_auth.ini").write_text(auth_config)
     port = free_port()
     command = compose_command(
         "mlflow",
@@ -60,7 +75,14 @@ def mlflow_server(postgres, tmp_path_factory):
             "--default-artifact-root": (work / "artifacts").as_uri(),
         },
     )
-    env = {**os.environ, **compose_environment("mlflow")}
+    env = {
+        **os.environ,
+        **compose_environment("mlflow"),
+        "MLFLOW_AUTH_CONFIG_PATH": str(work / "basic_auth.ini"),
+        "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_ADMIN[0],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_ADMIN[1],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
     server = ServerProcess("mlflow", command, env, work / "mlflow.log").start()
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", [server])
@@ -103,6 +125,8 @@ def test_graph_runs_on_the_postgres_backed_configuration(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("REFRIG_ALERTS_DB_URL", postgres.url("refrig_alerts"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", MLFLOW_ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", MLFLOW_ADMIN[1])
 
     def run(instance, assets, partition=None, run_config=None):
         job = defs.resolve_job_def("hourly_pipeline" if partition else "train_detectors")
@@ -160,8 +184,20 @@ def test_mlflow_server_accepts_the_compose_service_name_and_no_other_host(mlflow
     import httpx
 
     search = f"{mlflow_server}/api/2.0/mlflow/experiments/search?max_results=1"
-    assert httpx.get(search, headers={"Host": "mlflow:5000"}).status_code == 200
-    assert httpx.get(search, headers={"Host": "attacker.example:5000"}).status_code == 403
+    signed_in = {"auth": MLFLOW_ADMIN}
+    assert httpx.get(search, headers={"Host": "mlflow:5000"}, **signed_in).status_code == 200
+    assert (
+        httpx.get(search, headers={"Host": "attacker.example:5000"}, **signed_in).status_code == 403
+    )
+
+
+def test_mlflow_server_refuses_anonymous_requests(mlflow_server):
+    import httpx
+
+    alias = {"name": "isolation_forest", "alias": "production", "version": "1"}
+    moved = httpx.post(f"{mlflow_server}/api/2.0/mlflow/registered-models/alias", json=alias)
+    assert moved.status_code == 401
+    assert httpx.get(f"{mlflow_server}/health").status_code == 200, "health stays open"
 
 
 @pytest.fixture(scope="module")
