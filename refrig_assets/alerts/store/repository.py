@@ -30,6 +30,10 @@ from refrig_assets.alerts.notify import (
 )
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.alerts.store.engine import make_engine
+from refrig_assets.alerts.store.incident_tables import (
+    INCIDENT_TRANSITIONS_APPEND_ONLY,
+    add_incident_tables,
+)
 from refrig_assets.alerts.store.outbox import Outbox, enqueue, notification
 from refrig_assets.alerts.store.schema import (
     ACKNOWLEDGED,
@@ -105,7 +109,12 @@ class AlertStore:
         self.metadata, self.alerts, self.transitions, self.outbox_table = build_tables(
             self.contract
         )
+        self.incidents, self.incident_evidence, self.incident_transitions = add_incident_tables(
+            self.metadata
+        )
         self.outbox = Outbox(self)
+        # What the last upsert's fold into incidents did (see _fold_into_incidents).
+        self.last_fold: dict[str, int] = {}
         self._ready = False
 
     # -- plumbing -------------------------------------------------------------------------
@@ -145,6 +154,7 @@ class AlertStore:
         with self._writer.begin() as conn:
             self.metadata.create_all(conn)
             make_append_only(conn, self.transitions.name, TRANSITIONS_APPEND_ONLY)
+            make_append_only(conn, self.incident_transitions.name, INCIDENT_TRANSITIONS_APPEND_ONLY)
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -279,6 +289,7 @@ class AlertStore:
             queued, held = (
                 self._queue_new_alerts(conn, new, now, hold_historic) if notify else (0, 0)
             )
+            self.last_fold = self._fold_into_incidents(conn, new, now, notify)
 
             changes, type_changes = self._diff(records, existing, updatable)
             changes.sort(key=lambda c: c["_id"])  # one lock order for concurrent writers
@@ -313,6 +324,18 @@ class AlertStore:
             held_historic=held,
         )
         return result
+
+    def _fold_into_incidents(
+        self, conn: Connection, new: Records, now: datetime, notify: bool
+    ) -> dict[str, int]:
+        """Fold newly stored alerts into their device's open incidents (or open new ones), in
+        the alert's own transaction, so a streaming alert joins its incident within minutes."""
+        if not new:
+            return {}
+        from refrig_assets.incidents.repository import fold_alerts
+
+        frame = pd.DataFrame(new, columns=self.contract.column_names)
+        return fold_alerts(self, conn, frame, now, notify=notify)
 
     def _insert_or_refresh(self, conn: Connection, rows: Records, updatable: list[str]) -> set[str]:
         """PostgreSQL: insert alerts this transaction did not see, as ``INSERT ... ON CONFLICT

@@ -1,0 +1,874 @@
+"""Window-level signals → incidents: one per fault episode, site event or sensor-health ticket.
+
+:func:`build_incidents` is the one pure entry point behind the ``device_incidents`` asset, the
+alert store's fold of newly stored alerts and the backtest. Everything is vectorised (sorts,
+group-wise cumulative maxima and shifts); nothing loops over windows in Python.
+
+A *signal* is one window that says something is wrong with a device: an alert (batch, streaming
+or fallback), a standalone probable cause without an alert (door ajar, short cycling …), a
+persisting sensor-health quality flag, or a window in which most devices of a site switched off
+or went silent together. Signals are grouped per *track* (a device's faults, each of its sensor
+health flags, a site's power or communications loss):
+
+* a signal that starts fewer than ``hysteresis_windows`` normal windows after the track's last
+  signal continues the episode; after that the episode is closed;
+* inside an episode a different known cause that holds for ``cause_change_min_signals``
+  signals starts a new incident; ``unknown`` is compatible with every cause;
+* a new episode whose cause matches a closed incident closed at most ``reopen_minutes`` earlier
+  reopens that incident instead of opening another one;
+* stored incidents (``open_incidents``) take part as the first signal of their own episode, so
+  re-running the same input yields the same incidents and ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from refrig_assets.core.contracts import load_contract, quality_flag_names
+from refrig_assets.incidents.cause_table import CauseTable, cause_table
+from refrig_assets.incidents.policy import IncidentPolicy, incident_policy
+
+UNKNOWN = "unknown"
+DEVICE_TRACK = "device"
+SENSOR_TRACK = "sensor"
+SITE_TRACK = "site"
+# Columns of incident_evidence rows (the store's table and IncidentBuild.evidence).
+EVIDENCE_COLUMNS = [
+    "evidence_id",
+    "incident_id",
+    "evidence_type",
+    "alert_id",
+    "device_id",
+    "window_start",
+    "window_end",
+    "source",
+    "severity",
+    "max_score",
+    "cause",
+    "confidence",
+    "detail",
+    "repeat",
+]
+_OPEN_STATUSES = ("OPEN", "ACKNOWLEDGED")
+
+
+@dataclass
+class IncidentBuild:
+    """Incidents touched by one build (device_incidents contract) and their evidence links."""
+
+    incidents: pd.DataFrame
+    evidence: pd.DataFrame
+
+
+def incident_id(key: str, track: str, first_window_start: Any) -> str:
+    """Deterministic id of an incident: its device or site, its track and its first window."""
+    raw = f"{key}|{track}|{pd.Timestamp(first_window_start).isoformat()}"
+    return "inc-" + hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+def _hashes(prefix: str, *parts: pd.Series) -> list[str]:
+    joined = parts[0].astype(str)
+    for p in parts[1:]:
+        joined = joined + "|" + p.astype(str)
+    return [prefix + hashlib.sha1(v.encode()).hexdigest()[:16] for v in joined]
+
+
+def _utc(series: pd.Series) -> pd.Series:
+    return pd.to_datetime(series, utc=True)
+
+
+# -- signals ------------------------------------------------------------------------------
+
+
+def _empty_signals() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "key": pd.Series(dtype=object),
+            "track": pd.Series(dtype=object),
+            "device_id": pd.Series(dtype=object),
+            "site_id": pd.Series(dtype=object),
+            "cohort": pd.Series(dtype=object),
+            "window_start": pd.Series(dtype="datetime64[ns, UTC]"),
+            "window_end": pd.Series(dtype="datetime64[ns, UTC]"),
+            "evidence_id": pd.Series(dtype=object),
+            "evidence_type": pd.Series(dtype=object),
+            "alert_id": pd.Series(dtype=object),
+            "source": pd.Series(dtype=object),
+            "severity": pd.Series(dtype=object),
+            "max_score": pd.Series(dtype=float),
+            "models_flagging": pd.Series(dtype="int64"),
+            "cause": pd.Series(dtype=object),
+            "confidence": pd.Series(dtype=float),
+            "cause_evidence": pd.Series(dtype=object),
+            "base": pd.Series(dtype=object),
+            "detail": pd.Series(dtype=object),
+            "evaporator": pd.Series(dtype=float),
+        }
+    )
+
+
+def _alert_signals(
+    alerts: pd.DataFrame, diagnoses: pd.DataFrame | None, causes: CauseTable
+) -> pd.DataFrame:
+    """Every alert as a signal, with the probable cause of its window (or of its streaming rule)."""
+    if alerts is None or alerts.empty:
+        return _empty_signals()
+    a = alerts.reset_index(drop=True)
+    out = pd.DataFrame(
+        {
+            "device_id": a["device_id"].astype(str),
+            "site_id": a["site_id"].astype(str) if "site_id" in a else UNKNOWN,
+            "cohort": a["cohort"].astype(str) if "cohort" in a else UNKNOWN,
+            "window_start": _utc(a["window_start"]),
+            "window_end": _utc(a["window_end"]),
+            "evidence_id": a["alert_id"].astype(str),
+            "evidence_type": "alert",
+            "alert_id": a["alert_id"].astype(str),
+            "source": a["source"].astype(str),
+            "severity": a["severity"].astype(str),
+            "max_score": a["max_score"].astype(float),
+            "models_flagging": a["models_flagging"].fillna(0).astype("int64"),
+            "cause": UNKNOWN,
+            "confidence": 0.0,
+            "cause_evidence": "[]",
+            "base": None,
+            "detail": a["explanation"].astype(str) if "explanation" in a else "",
+        }
+    )
+    streaming = out["source"].eq("streaming")
+    if streaming.any():
+        rules = out.loc[streaming, "detail"].str.split(":", n=1).str[0].str.strip()
+        mapped = rules.map(causes.for_streaming_rule)
+        out.loc[streaming, "cause"] = mapped.fillna(UNKNOWN).to_numpy()
+        out.loc[streaming & out["cause"].ne(UNKNOWN), "confidence"] = 1.0
+        out.loc[streaming, "base"] = out.loc[streaming, "cause"].map(causes.severity).to_numpy()
+    if diagnoses is not None and len(diagnoses):
+        d = diagnoses[
+            ["device_id", "window_start", "cause", "confidence", "evidence", "base_severity"]
+        ].copy()
+        d["window_start"] = _utc(d["window_start"])
+        d = d.drop_duplicates(["device_id", "window_start"], keep="last")
+        merged = out[["device_id", "window_start"]].merge(
+            d, on=["device_id", "window_start"], how="left"
+        )
+        use = (~streaming).to_numpy() & merged["cause"].notna().to_numpy()
+        out.loc[use, "cause"] = merged.loc[use, "cause"].astype(str).to_numpy()
+        out.loc[use, "confidence"] = merged.loc[use, "confidence"].astype(float).to_numpy()
+        out.loc[use, "cause_evidence"] = merged.loc[use, "evidence"].astype(str).to_numpy()
+        out.loc[use, "base"] = merged.loc[use, "base_severity"].to_numpy()
+    return out
+
+
+def _diagnosis_signals(
+    diagnoses: pd.DataFrame | None, alerts: pd.DataFrame | None, devices: pd.DataFrame | None
+) -> pd.DataFrame:
+    """Standalone probable causes (door ajar, short cycling …) of windows without an alert."""
+    if diagnoses is None or diagnoses.empty:
+        return _empty_signals()
+    d = diagnoses[diagnoses["standalone"].astype(bool) & diagnoses["cause"].ne(UNKNOWN)]
+    if d.empty:
+        return _empty_signals()
+    d = d.assign(window_start=_utc(d["window_start"]), window_end=_utc(d["window_end"]))
+    if alerts is not None and len(alerts):
+        alerted = pd.MultiIndex.from_arrays(
+            [alerts["device_id"].astype(str), _utc(alerts["window_start"])]
+        )
+        d = d[~pd.MultiIndex.from_arrays([d["device_id"], d["window_start"]]).isin(alerted)]
+    site, cohort = _device_places(d["device_id"], devices, d)
+    return pd.DataFrame(
+        {
+            "device_id": d["device_id"].astype(str).to_numpy(),
+            "site_id": site,
+            "cohort": cohort,
+            "window_start": d["window_start"].to_numpy(),
+            "window_end": d["window_end"].to_numpy(),
+            "evidence_id": _hashes("dx-", d["device_id"], d["window_start"]),
+            "evidence_type": "diagnosis",
+            "alert_id": None,
+            "source": "diagnosis",
+            "severity": d["base_severity"].astype(str).to_numpy(),
+            "max_score": 0.0,
+            "models_flagging": np.int64(0),
+            "cause": d["cause"].astype(str).to_numpy(),
+            "confidence": d["confidence"].astype(float).to_numpy(),
+            "cause_evidence": d["evidence"].astype(str).to_numpy(),
+            "base": d["base_severity"].astype(str).to_numpy(),
+            "detail": "",
+        }
+    ).assign(
+        window_start=lambda f: _utc(f["window_start"]), window_end=lambda f: _utc(f["window_end"])
+    )
+
+
+def _device_places(
+    device_ids: pd.Series, devices: pd.DataFrame | None, frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Site and cohort per device: from ``frame`` when it has them, else from the registry."""
+    out = []
+    for column in ("site_id", "cohort"):
+        if column in frame:
+            out.append(frame[column].astype(str).to_numpy())
+        elif devices is not None and column in devices:
+            lookup = devices.drop_duplicates("device_id").set_index("device_id")[column]
+            out.append(device_ids.map(lookup).fillna(UNKNOWN).astype(str).to_numpy())
+        else:
+            out.append(np.full(len(device_ids), UNKNOWN, dtype=object))
+    return out[0], out[1]
+
+
+def _flag_bits(quality: pd.DataFrame, flags: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per sensor-health flag, whether each quality row carries it (mask bits, else names)."""
+    names = quality_flag_names()
+    if "quality_mask" in quality:
+        mask = quality["quality_mask"].fillna(0).astype("int64").to_numpy()
+        return {f: (mask & (1 << names.index(f))) != 0 for f in flags}
+    text = quality["quality_flags"].fillna("").astype(str)
+    return {f: text.str.contains(rf"\b{f}\b", regex=True).to_numpy() for f in flags}
+
+
+def _silent(quality: pd.DataFrame, policy: IncidentPolicy) -> np.ndarray:
+    """Windows in which a device reported (almost) nothing."""
+    silent = np.zeros(len(quality), dtype=bool)
+    if "reading_count" in quality:
+        silent |= quality["reading_count"].fillna(0).to_numpy() <= 0
+    if "sensor_completeness" in quality:
+        completeness = quality["sensor_completeness"].fillna(0.0).to_numpy(dtype=float)
+        silent |= completeness < policy.silent_completeness_below
+    return silent
+
+
+def _quality_signals(
+    quality: pd.DataFrame | None, devices: pd.DataFrame | None, policy: IncidentPolicy
+) -> pd.DataFrame:
+    """One signal per device window and sensor-health flag (its own ticket track)."""
+    if quality is None or quality.empty:
+        return _empty_signals()
+    tickets = policy.sensor_tickets
+    q = quality.reset_index(drop=True)
+    bits = _flag_bits(q, tickets.flags)
+    bits["SILENT"] = _silent(q, policy)
+    parts = []
+    for flag, present in bits.items():
+        rows = q[present]
+        if rows.empty:
+            continue
+        site, cohort = _device_places(rows["device_id"], devices, rows)
+        cause = tickets.silent_cause if flag == "SILENT" else tickets.cause
+        parts.append(
+            pd.DataFrame(
+                {
+                    "device_id": rows["device_id"].astype(str).to_numpy(),
+                    "site_id": site,
+                    "cohort": cohort,
+                    "window_start": _utc(rows["window_start"]).to_numpy(),
+                    "window_end": _utc(rows["window_end"]).to_numpy(),
+                    "evidence_id": _hashes(
+                        "q-",
+                        rows["device_id"],
+                        _utc(rows["window_start"]),
+                        pd.Series(flag, index=rows.index),
+                    ),
+                    "evidence_type": "quality",
+                    "alert_id": None,
+                    "source": "quality",
+                    "severity": policy.severity.sensor,
+                    "max_score": 0.0,
+                    "models_flagging": np.int64(0),
+                    "cause": cause,
+                    "confidence": 1.0,
+                    "cause_evidence": json.dumps([{"quality_flag": flag}]),
+                    "base": policy.severity.sensor,
+                    "detail": flag,
+                    "track": f"{SENSOR_TRACK}:{flag}",
+                }
+            )
+        )
+    if not parts:
+        return _empty_signals()
+    out = pd.concat(parts, ignore_index=True)
+    out["window_start"] = _utc(out["window_start"])
+    out["window_end"] = _utc(out["window_end"])
+    return out
+
+
+def _site_signals(
+    quality: pd.DataFrame | None, devices: pd.DataFrame | None, policy: IncidentPolicy
+) -> pd.DataFrame:
+    """Windows in which most registered devices of a site switched off or went silent together."""
+    if quality is None or quality.empty or devices is None or devices.empty:
+        return _empty_signals()
+    rules = policy.site_events
+    reg = devices.drop_duplicates("device_id")[["device_id", "site_id"]]
+    per_site = reg.groupby("site_id").size()
+    per_site = per_site[per_site >= rules.min_site_devices]
+    if per_site.empty:
+        return _empty_signals()
+    q = quality.reset_index(drop=True)
+    q = q.assign(window_start=_utc(q["window_start"]), window_end=_utc(q["window_end"]))
+    q = q[q["device_id"].isin(reg["device_id"])]
+    sites = q["device_id"].map(reg.set_index("device_id")["site_id"])
+    reporting = ~_silent(q, policy)
+    current = f"{rules.current_sensor}_mean"
+    off = reporting.copy()
+    if "duty_cycle" in q:
+        off &= q["duty_cycle"].fillna(0.0).to_numpy(dtype=float) <= rules.off_duty_cycle_max
+    if current in q:
+        off &= q[current].fillna(0.0).to_numpy(dtype=float) <= rules.current_off_amps
+    if "duty_cycle" not in q and current not in q:
+        off[:] = False
+    counts = (
+        pd.DataFrame(
+            {
+                "site_id": sites.to_numpy(),
+                "window_start": q["window_start"],
+                "rep": reporting,
+                "off": off,
+            }
+        )
+        .groupby(["site_id", "window_start"])[["rep", "off"]]
+        .sum()
+    )
+    windows = q.drop_duplicates("window_start").set_index("window_start")["window_end"]
+    grid = pd.MultiIndex.from_product(
+        [per_site.index, windows.index], names=["site_id", "window_start"]
+    )
+    counts = counts.reindex(grid, fill_value=0).reset_index()
+    n = counts["site_id"].map(per_site).to_numpy(dtype=float)
+    need = rules.quorum_share * n
+    power = counts["off"].to_numpy() >= need
+    comms = ~power & ((n - counts["rep"].to_numpy()) >= need)
+    counts["cause"] = np.where(power, rules.power_loss_cause, rules.communications_loss_cause)
+    counts["share"] = np.where(power, counts["off"] / n, (n - counts["rep"]) / n)
+    hit = counts[power | comms]
+    if hit.empty:
+        return _empty_signals()
+    out = pd.DataFrame(
+        {
+            "device_id": None,
+            "site_id": hit["site_id"].astype(str).to_numpy(),
+            "cohort": None,
+            "window_start": hit["window_start"].to_numpy(),
+            "window_end": hit["window_start"].map(windows).to_numpy(),
+            "evidence_id": _hashes("s-", hit["site_id"], hit["window_start"], hit["cause"]),
+            "evidence_type": "site",
+            "alert_id": None,
+            "source": "site",
+            "severity": None,
+            "max_score": 0.0,
+            "models_flagging": np.int64(0),
+            "cause": hit["cause"].to_numpy(),
+            "confidence": hit["share"].astype(float).to_numpy(),
+            "cause_evidence": [
+                json.dumps([{"devices_changed_share": round(float(s), 3), "site_devices": int(k)}])
+                for s, k in zip(hit["share"], hit["site_id"].map(per_site), strict=True)
+            ],
+            "base": None,
+            "detail": hit["cause"].to_numpy(),
+        }
+    )
+    out["key"] = out["site_id"]
+    out["track"] = SITE_TRACK + ":" + out["cause"]
+    out["window_start"] = _utc(out["window_start"])
+    out["window_end"] = _utc(out["window_end"])
+    return out
+
+
+def _evaporator(signals: pd.DataFrame, quality: pd.DataFrame | None, feature: str) -> np.ndarray:
+    """The evaporator temperature of each signal's window, where the window was measured."""
+    if quality is None or quality.empty or feature not in quality or signals.empty:
+        return np.full(len(signals), np.nan)
+    q = quality[["device_id", "window_start", feature]].copy()
+    q["window_start"] = _utc(q["window_start"])
+    q = q.drop_duplicates(["device_id", "window_start"])
+    merged = signals[["device_id", "window_start"]].merge(
+        q, on=["device_id", "window_start"], how="left"
+    )
+    return merged[feature].to_numpy(dtype=float)
+
+
+def _silence_refrigeration(
+    signals: pd.DataFrame, quality: pd.DataFrame | None, policy: IncidentPolicy
+) -> None:
+    """A device that reported (almost) nothing is never a refrigeration fault: its device-track
+    signals in silent windows become communications tickets (in place)."""
+    if quality is None or quality.empty or signals.empty:
+        return
+    silent = quality[_silent(quality, policy)]
+    if silent.empty:
+        return
+    keys = pd.MultiIndex.from_arrays(
+        [silent["device_id"].astype(str), _utc(silent["window_start"])]
+    )
+    at = pd.MultiIndex.from_arrays([signals["device_id"].astype(str), signals["window_start"]])
+    hit = at.isin(keys) & signals["track"].eq(DEVICE_TRACK).to_numpy()
+    if hit.any():
+        signals.loc[hit, "cause"] = policy.sensor_tickets.silent_cause
+        signals.loc[hit, "track"] = f"{SENSOR_TRACK}:SILENT"
+        signals.loc[hit, "detail"] = "SILENT"
+        signals.loc[hit, "base"] = policy.severity.sensor
+
+
+# -- grouping -----------------------------------------------------------------------------
+
+
+def _prior_rows(open_incidents: pd.DataFrame | None) -> pd.DataFrame:
+    """Stored incidents as the first signal of their own episode."""
+    if open_incidents is None or open_incidents.empty:
+        return _empty_signals().assign(prior_id=pd.Series(dtype=object))
+    p = open_incidents.reset_index(drop=True)
+    key = np.where(p["scope"].eq("site"), p["site_id"], p["device_id"]).astype(object)
+    return pd.DataFrame(
+        {
+            "key": key,
+            "track": p["track"].astype(str),
+            "device_id": p["device_id"],
+            "site_id": p["site_id"].astype(str),
+            "cohort": p["cohort"],
+            "window_start": _utc(p["first_window_start"]),
+            "window_end": _utc(p["last_window_end"]),
+            "evidence_id": None,
+            "evidence_type": "prior",
+            "alert_id": None,
+            "source": None,
+            "severity": p["severity"].astype(str),
+            "max_score": p["max_score"].astype(float),
+            "models_flagging": p["max_models_flagging"].fillna(0).astype("int64"),
+            "cause": p["cause"].astype(str),
+            "confidence": p["cause_confidence"].astype(float),
+            "cause_evidence": p["cause_evidence"].astype(str),
+            "base": p["base_severity"].astype(str),
+            "detail": p["detail"].astype(str),
+            "evaporator": pd.to_numeric(p["evaporator_start_c"], errors="coerce"),
+            "prior_id": p["incident_id"].astype(str),
+            "is_prior": True,
+            "status": p["status"].astype(str),
+            "closed_at": _utc(p["closed_at"]),
+        }
+    )
+
+
+def _effective_causes(s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy) -> np.ndarray:
+    """Per signal, the cause of the incident it belongs to: unknown signals take their
+    neighbours' known cause; a known cause holding for fewer than ``cause_change_min_signals``
+    signals (after the first cause of the run) is a flicker and takes the preceding cause."""
+    cause = s["cause"].to_numpy(dtype=object)
+    known = cause != UNKNOWN
+    eff = pd.Series(np.where(known, cause, None), dtype=object)
+    if known.any():
+        k = pd.DataFrame(
+            {"run": run[known], "cause": cause[known], "prior": s["is_prior"].to_numpy()[known]}
+        )
+        prev = k.groupby("run")["cause"].shift()
+        block = (prev.isna() | (k["cause"] != prev)).cumsum()
+        size = k.groupby(block)["cause"].transform("size")
+        has_prior = k.groupby(block)["prior"].transform("any")
+        first = ~k["run"].duplicated()
+        first_block = block.isin(block[first.to_numpy()])
+        weak = (size < policy.cause_change_min_signals) & ~has_prior & ~first_block
+        kept = k["cause"].where(~weak)
+        kept = kept.groupby(k["run"].to_numpy()).ffill()
+        eff.loc[np.flatnonzero(known)] = kept.to_numpy()
+    by_run = pd.Series(run)
+    eff = eff.groupby(by_run.to_numpy()).ffill()
+    eff = eff.groupby(by_run.to_numpy()).bfill()
+    return eff.fillna(UNKNOWN).to_numpy(dtype=object)
+
+
+def _group(signals: pd.DataFrame, policy: IncidentPolicy) -> pd.DataFrame:
+    """Assign every signal (and stored incident) its incident: ``incident_id``, ``reopened``."""
+    s = signals.sort_values(
+        ["key", "track", "window_start", "is_prior", "window_end"],
+        ascending=[True, True, True, False, True],
+        kind="mergesort",
+        ignore_index=True,
+    )
+    same_track = (s["key"].eq(s["key"].shift())) & (s["track"].eq(s["track"].shift()))
+    track_id = (~same_track).cumsum().to_numpy()
+    end_max = s.groupby(track_id)["window_end"].cummax()
+    prev_end = end_max.groupby(track_id).shift()
+    gap = (~same_track) | (s["window_start"] - prev_end >= policy.hysteresis).fillna(True)
+    gap = gap | s["is_prior"]
+    run = gap.cumsum().to_numpy()
+    s["cause"] = _effective_causes(s, run, policy)
+    changed = pd.Series(s["cause"]).ne(pd.Series(s["cause"]).shift()) & ~gap
+    segment = (gap | changed).cumsum().to_numpy()
+    s["segment"] = segment
+    seg = s.groupby(segment, sort=True).agg(
+        key=("key", "first"),
+        track=("track", "first"),
+        start=("window_start", "min"),
+        end=("window_end", "max"),
+        cause=("cause", "first"),
+        prior_id=("prior_id", "first"),
+        prior_status=("status", "first"),
+    )
+    first_rows = s.drop_duplicates("segment")
+    seg["opened_by_gap"] = gap[first_rows.index].to_numpy()
+    seg["prior_closed_at"] = first_rows["closed_at"].to_numpy()
+    # A new episode reopens the previous incident of its track when the cause is compatible
+    # and it returns within reopen_minutes of that incident's closing.
+    prev_same = seg["key"].eq(seg["key"].shift()) & seg["track"].eq(seg["track"].shift())
+    prev_closing = pd.to_datetime(seg["prior_closed_at"], utc=True).shift()
+    prev_closing = prev_closing.where(prev_closing.notna(), seg["end"].shift() + policy.hysteresis)
+    prev_cause = seg["cause"].shift()
+    compatible = (prev_cause == seg["cause"]) | prev_cause.eq(UNKNOWN) | seg["cause"].eq(UNKNOWN)
+    reopen = (
+        prev_same
+        & seg["opened_by_gap"]
+        & seg["prior_id"].isna()
+        & compatible
+        & (seg["start"] - prev_closing <= policy.reopen)
+        & ~seg["prior_status"].shift().eq("FALSE_POSITIVE")
+    )
+    chain = (~reopen).cumsum()
+    root = seg.groupby(chain.to_numpy())
+    seg["incident_id"] = root["prior_id"].transform("first").to_numpy()
+    fresh = seg["incident_id"].isna()
+    first_start = root["start"].transform("first")
+    seg.loc[fresh, "incident_id"] = [
+        incident_id(k, t, st)
+        for k, t, st in zip(
+            seg.loc[fresh, "key"], seg.loc[fresh, "track"], first_start[fresh], strict=True
+        )
+    ]
+    seg["reopened"] = reopen.to_numpy()
+    s["incident_id"] = s["segment"].map(seg["incident_id"])
+    s["reopened"] = s["segment"].map(seg["reopened"])
+    return s
+
+
+# -- incidents ----------------------------------------------------------------------------
+
+
+def _kind(cause: pd.Series, track: pd.Series, causes: CauseTable) -> pd.Series:
+    kind = cause.map(causes.kind)
+    kind = kind.where(~track.str.startswith(SENSOR_TRACK), "sensor")
+    kind = kind.where(~track.str.startswith(SITE_TRACK), "site")
+    return kind.fillna(UNKNOWN).where(cause.ne(UNKNOWN) | kind.notna(), UNKNOWN)
+
+
+def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> None:
+    """Severity by impact (in place): cause class, evaporator excursion, persistence, agreement;
+    never below the stored severity of an incident that was already open."""
+    sev = policy.severity
+    ranks = {s: i for i, s in enumerate(policy.severities)}
+    base = inc["signal_base"].where(inc["signal_base"].notna(), inc["cause"].map(causes.severity))
+    base = base.where(inc["cause"].ne(UNKNOWN), sev.unknown_cause).fillna(sev.unknown_cause)
+    base = base.where(inc["kind"].ne("sensor"), sev.sensor)
+    base_rank = base.map(ranks).to_numpy()
+    excursion = (inc["evaporator_peak_c"] - inc["evaporator_start_c"]).fillna(0.0).to_numpy()
+    duration = (inc["last_window_end"] - inc["first_window_start"]).to_numpy()
+    raises = {
+        f"evaporator +{sev.excursion_celsius:g} °C": excursion >= sev.excursion_celsius,
+        f"lasting {sev.persistence}": duration >= np.timedelta64(sev.persistence),
+        f"{sev.agreement_models}+ models agree": inc["max_models_flagging"].to_numpy()
+        >= sev.agreement_models,
+    }
+    count = np.sum(list(raises.values()), axis=0) if len(inc) else np.zeros(0, dtype=int)
+    cap = ranks[sev.raise_cap]
+    rank = np.minimum(base_rank, np.maximum(base_rank - count, cap))
+    critical = excursion >= sev.critical_excursion_celsius
+    rank = np.where(critical, 0, rank)
+    sensor = inc["kind"].eq("sensor").to_numpy()
+    rank = np.where(sensor, ranks[sev.sensor], rank)
+    prior = inc["prior_severity"].map(ranks).to_numpy(dtype=float)
+    rank = np.where(np.isnan(prior), rank, np.minimum(rank, np.nan_to_num(prior, nan=99)))
+    names = np.array(policy.severities, dtype=object)
+    inc["base_severity"] = base.to_numpy()
+    inc["severity"] = names[rank.astype(int)]
+    reasons = []
+    for i in range(len(inc)):
+        why = [f"{inc['cause'].iat[i]}: {base.iat[i]}"]
+        why += [name for name, hit in raises.items() if hit[i] and not sensor[i]]
+        if critical[i] and not sensor[i]:
+            why.append(f"evaporator +{excursion[i]:.1f} °C: CRITICAL")
+        reasons.append("; ".join(why))
+    inc["severity_reasons"] = reasons
+
+
+def _inhibit(inc: pd.DataFrame, policy: IncidentPolicy) -> None:
+    """Device incidents and tickets overlapping a site incident of their site are explained by
+    it: inhibited and linked (in place)."""
+    inc["inhibited"] = False
+    inc["parent_incident_id"] = None
+    sites = inc[inc["scope"].eq("site")]
+    if sites.empty:
+        return
+    devices = inc[inc["scope"].eq("device")].reset_index()
+    pairs = devices[["index", "site_id", "first_window_start", "last_window_end"]].merge(
+        sites[["site_id", "incident_id", "first_window_start", "quiet_until"]],
+        on="site_id",
+        suffixes=("", "_site"),
+    )
+    overlap = (pairs["first_window_start"] < pairs["quiet_until"]) & (
+        pairs["last_window_end"] > pairs["first_window_start_site"]
+    )
+    pairs = pairs[overlap].drop_duplicates("index")
+    inc.loc[pairs["index"], "inhibited"] = True
+    inc.loc[pairs["index"], "parent_incident_id"] = pairs["incident_id"].to_numpy()
+
+
+def _explanation(inc: pd.DataFrame) -> list[str]:
+    out = []
+    for scope, kind, cause, detail, site, n in zip(
+        inc["scope"],
+        inc["kind"],
+        inc["cause"],
+        inc["detail"],
+        inc["site_id"],
+        inc["alert_count"],
+        strict=True,
+    ):
+        if scope == "site":
+            out.append(f"Site {site}: {cause.replace('_', ' ')} ({detail})")
+        elif kind == "sensor":
+            out.append(f"Sensor maintenance: {detail or cause}")
+        else:
+            what = (
+                "unknown cause" if cause == UNKNOWN else f"probable cause {cause.replace('_', ' ')}"
+            )
+            out.append(f"{what}; {n} alert(s). {detail}".strip())
+    return out
+
+
+def build_incidents(
+    alerts: pd.DataFrame | None,
+    diagnoses: pd.DataFrame | None,
+    *,
+    quality: pd.DataFrame | None = None,
+    devices: pd.DataFrame | None = None,
+    policy: IncidentPolicy | None = None,
+    open_incidents: pd.DataFrame | None = None,
+    as_of: Any = None,
+    causes: CauseTable | None = None,
+) -> IncidentBuild:
+    """Group window-level signals into incidents (see the module docstring).
+
+    ``alerts``: device_alerts rows. ``diagnoses``: probable cause per device window (columns of
+    ``refrig_assets.incidents.causes.diagnose``). ``quality``: per device window health and
+    activity (device_features columns: quality_mask or quality_flags, sensor_completeness,
+    reading_count, duty_cycle, ``<current sensor>_mean``, the evaporator feature; any may be
+    missing) for sensor tickets, silent devices, site events and the evaporator excursion.
+    ``devices``: the registry (device_id, site_id, cohort) for site events. ``open_incidents``:
+    stored incidents (with their ``track``) still open or closed within ``reopen_minutes``.
+    ``as_of``: the data time up to which the fleet has been seen; incidents quiet since then
+    close. Returns the incidents this build touched and their evidence.
+    """
+    policy = policy or incident_policy()
+    causes = causes or cause_table()
+    contract = load_contract("device_incidents")
+    parts = [
+        _alert_signals(alerts, diagnoses, causes),
+        _diagnosis_signals(diagnoses, alerts, devices),
+    ]
+    device_signals = pd.concat(
+        [p for p in parts if len(p)] or [_empty_signals()], ignore_index=True
+    )
+    device_signals["key"] = device_signals["device_id"]
+    kinds = device_signals["cause"].map(causes.kind)
+    device_signals["track"] = np.where(kinds.eq("sensor"), SENSOR_TRACK, DEVICE_TRACK)
+    _silence_refrigeration(device_signals, quality, policy)
+    device_signals["evaporator"] = _evaporator(
+        device_signals, quality, policy.severity.evaporator_feature
+    )
+    frames = [
+        device_signals,
+        _quality_signals(quality, devices, policy),
+        _site_signals(quality, devices, policy),
+    ]
+    signals = pd.concat([f for f in frames if len(f)] or [_empty_signals()], ignore_index=True)
+    signals["is_prior"] = False
+    signals["prior_id"] = None
+    signals["status"] = None
+    signals["closed_at"] = pd.NaT
+    prior = _prior_rows(open_incidents)
+    rows = pd.concat([f for f in (signals, prior) if len(f)] or [signals], ignore_index=True)
+    rows["closed_at"] = _utc(rows["closed_at"])
+    rows["window_start"] = _utc(rows["window_start"])
+    rows["window_end"] = _utc(rows["window_end"])
+    if rows.empty:
+        return IncidentBuild(contract.empty_frame(), pd.DataFrame(columns=EVIDENCE_COLUMNS))
+    grouped = _group(rows, policy)
+    evidence = grouped[~grouped["is_prior"]]
+    # Sensor-health flags become tickets only once they persist (or when an alert is involved).
+    spans = evidence.groupby("incident_id").agg(
+        start=("window_start", "min"),
+        end=("window_end", "max"),
+        alerts=("alert_id", "count"),
+        track=("track", "first"),
+    )
+    known = set(prior["prior_id"]) if len(prior) else set()
+    short = (
+        spans["track"].str.startswith(SENSOR_TRACK + ":")
+        & (spans["end"] - spans["start"] < policy.sensor_tickets.persistence)
+        & (spans["alerts"] == 0)
+        & ~spans.index.isin(known)
+    )
+    dropped = set(spans.index[short])
+    grouped = grouped[~grouped["incident_id"].isin(dropped)]
+    evidence = evidence[~evidence["incident_id"].isin(dropped)]
+    inc = _aggregate(grouped, prior, open_incidents, policy, causes)
+    _close(inc, as_of, policy)
+    _inhibit(inc, policy)
+    _severity(inc, policy, causes)
+    inc["explanation"] = _explanation(inc)
+    out_evidence = _evidence(evidence)
+    return IncidentBuild(
+        inc[contract.column_names + ["track"]].reset_index(drop=True), out_evidence
+    )
+
+
+def _aggregate(
+    grouped: pd.DataFrame,
+    prior: pd.DataFrame,
+    open_incidents: pd.DataFrame | None,
+    policy: IncidentPolicy,
+    causes: CauseTable,
+) -> pd.DataFrame:
+    """One row per incident from its signals and, for a stored incident, its stored fields."""
+    g = grouped.sort_values(["incident_id", "window_start"], kind="mergesort")
+    new = g[~g["is_prior"]]
+    by = g.groupby("incident_id", sort=True)
+    inc = by.agg(
+        key=("key", "first"),
+        track=("track", "first"),
+        device_id=("device_id", "first"),
+        site_id=("site_id", "first"),
+        cohort=("cohort", "first"),
+        first_window_start=("window_start", "min"),
+        last_window_end=("window_end", "max"),
+        max_score=("max_score", "max"),
+        max_models_flagging=("models_flagging", "max"),
+        evaporator_peak_c=("evaporator", "max"),
+        reopened=("reopened", "any"),
+    )
+    inc["evaporator_start_c"] = by["evaporator"].first()
+    known = g[g["cause"].ne(UNKNOWN)]
+    inc["cause"] = known.groupby("incident_id")["cause"].last().reindex(inc.index).fillna(UNKNOWN)
+    best = known.sort_values("confidence", kind="mergesort").groupby("incident_id").last()
+    same = best["cause"].reindex(inc.index).eq(inc["cause"])
+    inc["cause_confidence"] = best["confidence"].reindex(inc.index).where(same, 0.0).fillna(0.0)
+    inc["cause_evidence"] = best["cause_evidence"].reindex(inc.index).where(same, "[]").fillna("[]")
+    ranks = {name: i for i, name in enumerate(policy.severities)}
+    based = known[known["base"].isin(ranks)]
+    based = based[
+        based["cause"].to_numpy() == inc["cause"].reindex(based["incident_id"]).to_numpy()
+    ]
+    strongest = based.assign(rank=based["base"].map(ranks)).groupby("incident_id")["rank"].min()
+    names = pd.Series(policy.severities)
+    inc["signal_base"] = strongest.map(names).reindex(inc.index)
+    details = new[new["detail"].astype(str).ne("")].groupby("incident_id")["detail"].first()
+    inc["detail"] = details.reindex(inc.index).fillna("")
+    inc["alert_count"] = new.groupby("incident_id")["alert_id"].count().reindex(inc.index).fillna(0)
+    inc["evidence_count"] = new.groupby("incident_id").size().reindex(inc.index).fillna(0)
+    inc["sources"] = _joined(new, "source").reindex(inc.index).fillna("")
+    inc["scope"] = np.where(inc["track"].str.startswith(SITE_TRACK), "site", "device")
+    inc["device_id"] = inc["device_id"].where(inc["scope"].eq("device"), None)
+    inc["cohort"] = inc["cohort"].where(inc["scope"].eq("device"), None)
+    inc["kind"] = _kind(inc["cause"], inc["track"], causes).to_numpy()
+    inc["status"] = "OPEN"
+    inc["closed_at"] = pd.NaT
+    inc["reopen_count"] = 0
+    inc["prior_severity"] = None
+    inc.index.name = "incident_id"
+    inc = inc.reset_index()
+    if open_incidents is not None and len(open_incidents):
+        stored = open_incidents.set_index("incident_id")
+        ids = inc["incident_id"]
+        have = ids.isin(stored.index)
+        s = stored.reindex(ids[have])
+        inc.loc[have, "status"] = s["status"].to_numpy()
+        inc.loc[have, "closed_at"] = _utc(s["closed_at"]).to_numpy()
+        inc.loc[have, "reopen_count"] = s["reopen_count"].astype(int).to_numpy()
+        inc.loc[have, "prior_severity"] = s["severity"].to_numpy()
+        inc.loc[have, "alert_count"] += s["alert_count"].to_numpy()
+        inc.loc[have, "evidence_count"] += s["evidence_count"].to_numpy()
+        merged = [
+            ",".join(sorted({*a.split(","), *b.split(",")} - {""}))
+            for a, b in zip(inc.loc[have, "sources"], s["sources"].astype(str), strict=True)
+        ]
+        inc.loc[have, "sources"] = merged
+        stored_start = pd.to_numeric(s["evaporator_start_c"], errors="coerce").to_numpy()
+        inc.loc[have, "evaporator_start_c"] = np.where(
+            np.isnan(stored_start), inc.loc[have, "evaporator_start_c"], stored_start
+        )
+    # A reopened incident is live again: its closing is undone, the reopening counted.
+    again = inc["reopened"] & inc["closed_at"].notna()
+    inc.loc[again, "reopen_count"] += 1
+    inc.loc[again, "closed_at"] = pd.NaT
+    inc.loc[again & inc["status"].eq("RESOLVED"), "status"] = "OPEN"
+    fresh_reopen = inc["reopened"] & ~again & inc["prior_severity"].isna()
+    inc.loc[fresh_reopen, "reopen_count"] = (
+        _reopens_in_build(grouped).reindex(inc.loc[fresh_reopen, "incident_id"]).to_numpy()
+    )
+    inc["quiet_until"] = inc["last_window_end"] + policy.hysteresis
+    inc["alert_count"] = inc["alert_count"].astype("int64")
+    inc["evidence_count"] = inc["evidence_count"].astype("int64")
+    inc["reopen_count"] = inc["reopen_count"].astype("int64")
+    inc["max_models_flagging"] = inc["max_models_flagging"].fillna(0).astype("int64")
+    inc["max_score"] = inc["max_score"].fillna(0.0).clip(0.0, 1.0).astype(float)
+    inc["cause_confidence"] = inc["cause_confidence"].astype(float).clip(0.0, 1.0)
+    inc["closed_at"] = _utc(inc["closed_at"])
+    return inc
+
+
+def _joined(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Per incident, the distinct values of ``column`` joined by commas (sorted)."""
+    pairs = frame[["incident_id", column]].dropna().drop_duplicates()
+    pairs = pairs.sort_values(["incident_id", column], kind="mergesort")
+    out: dict[str, list[str]] = {}
+    for key, value in zip(pairs["incident_id"], pairs[column].astype(str), strict=True):
+        out.setdefault(key, []).append(value)
+    return pd.Series({k: ",".join(v) for k, v in out.items()}, dtype=object)
+
+
+def _reopens_in_build(grouped: pd.DataFrame) -> pd.Series:
+    """How many times each incident was reopened within this build's own signals."""
+    firsts = grouped.drop_duplicates("segment")
+    return firsts[firsts["reopened"]].groupby("incident_id").size()
+
+
+def _close(inc: pd.DataFrame, as_of: Any, policy: IncidentPolicy) -> None:
+    """Incidents quiet for the hysteresis by ``as_of`` (or by a later signal of their track in
+    this build, which then started another incident) close: RESOLVED by the system."""
+    live = inc["status"].isin(_OPEN_STATUSES) & inc["closed_at"].isna()
+    done = pd.Series(False, index=inc.index)
+    if as_of is not None:
+        stamp = pd.Timestamp(as_of)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        done = live & (inc["quiet_until"] <= stamp)
+    later = inc.groupby(["key", "track"])["first_window_start"].transform("max")
+    done = done | (live & (later >= inc["quiet_until"]))
+    inc.loc[done, "closed_at"] = inc.loc[done, "quiet_until"]
+    inc.loc[done, "status"] = "RESOLVED"
+
+
+def _evidence(evidence: pd.DataFrame) -> pd.DataFrame:
+    """The evidence links, each marked ``repeat`` when not the first of its incident."""
+    e = evidence.sort_values(["incident_id", "window_start", "evidence_id"], kind="mergesort")
+    e = e.drop_duplicates("evidence_id", keep="last")
+    out = pd.DataFrame(
+        {
+            "evidence_id": e["evidence_id"].astype(str),
+            "incident_id": e["incident_id"].astype(str),
+            "evidence_type": e["evidence_type"].astype(str),
+            "alert_id": e["alert_id"],
+            "device_id": e["device_id"],
+            "window_start": e["window_start"],
+            "window_end": e["window_end"],
+            "source": e["source"].astype(str),
+            "severity": e["severity"],
+            "max_score": e["max_score"].astype(float),
+            "cause": e["cause"].astype(str),
+            "confidence": e["confidence"].astype(float),
+            "detail": e["detail"].astype(str),
+        }
+    )
+    out["repeat"] = out["incident_id"].duplicated()
+    return out.reset_index(drop=True)

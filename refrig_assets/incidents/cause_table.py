@@ -1,0 +1,47 @@
+"""What the incident layer needs from the probable-cause signature table (config/causes.yaml):
+each cause's class (``kind``) and base severity, and the cause a streaming rule stands for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from refrig_assets.incidents.signatures import SignatureTable, load_signatures
+
+
+@dataclass(frozen=True)
+class CauseTable:
+    """Cause name → kind and base severity; streaming rule → cause name."""
+
+    kinds: dict[str, str] = field(default_factory=dict)
+    severities: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)
+
+    def kind(self, cause: str) -> str | None:
+        """The cause class (refrigeration, operational, sensor, site), None if not listed."""
+        return self.kinds.get(cause)
+
+    def severity(self, cause: str) -> str | None:
+        """The cause class's base severity, None if not listed."""
+        return self.severities.get(cause)
+
+    def for_streaming_rule(self, rule: str) -> str | None:
+        """The cause whose signature claims streaming rule ``rule``."""
+        return self.rules.get(rule)
+
+
+def from_signatures(table: SignatureTable) -> CauseTable:
+    """The incident layer's view of a loaded signature table."""
+    rules: dict[str, str] = {}
+    for s in table:
+        for rule in s.streaming_rules:
+            rules.setdefault(rule, s.name)
+    return CauseTable(
+        kinds={s.name: s.kind for s in table},
+        severities={s.name: s.severity for s in table},
+        rules=rules,
+    )
+
+
+def cause_table() -> CauseTable:
+    """The signature table of config/causes.yaml as a :class:`CauseTable`."""
+    return from_signatures(load_signatures())

@@ -1,0 +1,167 @@
+"""One hour of the incident step: what the ``device_incidents`` asset does, without Dagster.
+
+The hour's batch alerts (``device_alerts`` Parquet) and the streaming alerts stored for it, the
+probable cause of every feature window (:func:`refrig_assets.incidents.causes.diagnose_partition`),
+the windows' quality and activity (``device_features``, also of the hours the sensor-ticket
+persistence reaches back to) and the registry go through :func:`build_incidents` together with
+the stored incidents still open (or closed recently enough to reopen); the result is written to
+the alert database (:meth:`IncidentStore.apply`) and the touched incidents, as stored, are the
+partition's ``device_incidents`` rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.incidents.build import build_incidents
+from refrig_assets.incidents.policy import IncidentPolicy, incident_policy
+from refrig_assets.incidents.repository import IncidentStore
+
+
+# device_features columns the incident step reads besides the keys (any may be missing).
+def quality_columns(policy: IncidentPolicy) -> list[str]:
+    """The device_features columns sensor tickets, site events and the excursion need."""
+    wanted = [
+        "device_id",
+        "window_start",
+        "window_end",
+        "reading_count",
+        "sensor_completeness",
+        "duty_cycle",
+        "quality_mask",
+        f"{policy.site_events.current_sensor}_mean",
+        policy.severity.evaporator_feature,
+    ]
+    known = set(load_contract("device_features").column_names)
+    return [c for c in wanted if c in known]
+
+
+@dataclass
+class HourResult:
+    """What one hour of the incident step did."""
+
+    incidents: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+    alerts_seen: int = 0
+    alerts_unlinked: list[str] = field(default_factory=list)
+    windows_diagnosed: int = 0
+
+
+def partition_key_of(hour: pd.Timestamp) -> str:
+    """The hourly partition key of ``hour``."""
+    return hour.strftime("%Y-%m-%d-%H:%M")
+
+
+def _read(
+    store: ParquetStore, dataset: str, key: str | None, columns: list[str] | None = None
+) -> pd.DataFrame | None:
+    if not store.path(dataset, key).exists():
+        return None
+    return store.read(dataset, key, columns=columns)
+
+
+def hour_alerts(
+    store: ParquetStore, incidents: IncidentStore, key: str, start, end
+) -> pd.DataFrame:
+    """The hour's batch alerts (Parquet) and the streaming/fallback alerts stored for it."""
+    batch = _read(store, "device_alerts", key)
+    stored = incidents.alerts.overlapping(start.to_pydatetime(), end.to_pydatetime())
+    stored = stored[stored["source"].ne("batch")] if len(stored) else stored
+    frames = [f for f in (batch, stored) if f is not None and len(f)]
+    if not frames:
+        return load_contract("device_alerts").empty_frame()
+    names = load_contract("device_alerts").column_names
+    out = pd.concat([f[names] for f in frames], ignore_index=True)
+    return out.drop_duplicates("alert_id", keep="first").reset_index(drop=True)
+
+
+def run_hour(
+    store: ParquetStore,
+    incidents: IncidentStore,
+    partition_key: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    diagnose: Callable[[pd.DataFrame], pd.DataFrame] | None,
+    *,
+    now: datetime | None = None,
+    policy: IncidentPolicy | None = None,
+) -> HourResult:
+    """Build, store and return the incidents of one hour (see the module docstring).
+
+    ``diagnose`` maps the hour's device_features to the probable cause of each window (the
+    asset passes ``diagnose_partition``); None leaves every cause unknown."""
+    policy = policy or incident_policy()
+    features = _read(store, "device_features", partition_key)
+    columns = quality_columns(policy)
+    quality_frames = []
+    back = math.ceil(policy.sensor_tickets.persistence / pd.Timedelta(hours=1))
+    for h in range(back, 0, -1):
+        earlier = _read(
+            store, "device_features", partition_key_of(start - pd.Timedelta(hours=h)), columns
+        )
+        if earlier is not None and len(earlier):
+            quality_frames.append(earlier)
+    if features is not None and len(features):
+        quality_frames.append(features[[c for c in columns if c in features]])
+    quality = pd.concat(quality_frames, ignore_index=True) if quality_frames else None
+    diagnoses = None
+    if diagnose is not None and features is not None and len(features):
+        diagnoses = diagnose(features)
+    alerts = hour_alerts(store, incidents, partition_key, start, end)
+    registry = _read(store, "device_registry", None)
+    reach = policy.reopen + policy.hysteresis + policy.sensor_tickets.persistence
+    prior = incidents.open_incidents(closed_since=(start - reach).to_pydatetime())
+    build = build_incidents(
+        alerts,
+        diagnoses,
+        quality=quality,
+        devices=registry,
+        policy=policy,
+        open_incidents=prior,
+        as_of=end,
+    )
+    counts = incidents.apply(build, now=now)
+    touched = build.incidents["incident_id"].tolist()
+    stored = incidents.by_ids(touched)
+    linked = incidents.linked_alerts(alerts["alert_id"].tolist())
+    unlinked = sorted(set(alerts["alert_id"]) - linked)
+    contract = load_contract("device_incidents")
+    return HourResult(
+        incidents=stored[contract.column_names] if len(stored) else contract.empty_frame(),
+        counts=counts,
+        alerts_seen=len(alerts),
+        alerts_unlinked=unlinked,
+        windows_diagnosed=0 if diagnoses is None else len(diagnoses),
+    )
+
+
+def summary(result: HourResult, policy: IncidentPolicy | None = None) -> dict[str, Any]:
+    """Figures for the asset's metadata: counts by severity, kind and cause, live incidents."""
+    policy = policy or incident_policy()
+    inc = result.incidents
+    live = inc[inc["status"].isin(["OPEN", "ACKNOWLEDGED"]) & inc["closed_at"].isna()]
+    device = inc[inc["scope"].eq("device") & inc["kind"].ne("sensor")]
+    critical_share = float((device["severity"] == "CRITICAL").mean()) if len(device) else 0.0
+    return {
+        "incidents": len(inc),
+        "live": len(live),
+        "by_severity": {s: int((inc["severity"] == s).sum()) for s in policy.severities},
+        "by_kind": inc["kind"].value_counts().to_dict(),
+        "by_cause": inc["cause"].value_counts().to_dict(),
+        "site_incidents": int(inc["scope"].eq("site").sum()),
+        "inhibited": int(inc["inhibited"].sum()),
+        "sensor_tickets": int(inc["kind"].eq("sensor").sum()),
+        "critical_share_of_faults": round(critical_share, 3),
+        "alerts_seen": result.alerts_seen,
+        "alerts_unlinked": len(result.alerts_unlinked),
+        "windows_diagnosed": result.windows_diagnosed,
+        **{k: int(v) for k, v in result.counts.items()},
+    }

@@ -1,0 +1,153 @@
+"""The incident policy of ``config/incidents.yaml``: grouping, hysteresis, reopening, site
+events, sensor-health tickets, severity by impact and which incidents are paged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+
+from refrig_assets.core.config import Section, config_path, load_config
+from refrig_assets.core.contracts import load_contract
+
+INCIDENTS_CONFIG = "incidents"
+
+
+@dataclass(frozen=True)
+class SiteEventPolicy:
+    """When most devices of a site change together (``site_events``)."""
+
+    min_site_devices: int
+    quorum_share: float
+    off_duty_cycle_max: float
+    current_off_amps: float
+    current_sensor: str
+    power_loss_cause: str
+    communications_loss_cause: str
+
+
+@dataclass(frozen=True)
+class SensorTicketPolicy:
+    """Which quality flags become maintenance tickets, and after how long (``sensor_tickets``)."""
+
+    flags: tuple[str, ...]
+    persistence: timedelta
+    cause: str
+    silent_cause: str
+
+
+@dataclass(frozen=True)
+class SeverityPolicy:
+    """Severity by impact (``severity``)."""
+
+    unknown_cause: str
+    sensor: str
+    excursion_celsius: float
+    persistence: timedelta
+    agreement_models: int
+    raise_cap: str
+    critical_excursion_celsius: float
+    evaporator_feature: str
+
+
+@dataclass(frozen=True)
+class IncidentPolicy:
+    """Everything ``build_incidents`` and the incident store need from the policy file."""
+
+    hysteresis_windows: int
+    window: timedelta
+    reopen: timedelta
+    cause_change_min_signals: int
+    silent_completeness_below: float
+    site_events: SiteEventPolicy
+    sensor_tickets: SensorTicketPolicy
+    severity: SeverityPolicy
+    notify_severities: tuple[str, ...]
+    severities: tuple[str, ...]
+
+    @property
+    def hysteresis(self) -> timedelta:
+        """How long a device must be normal before its incident closes."""
+        return self.window * self.hysteresis_windows
+
+    def rank(self, severity: str) -> int:
+        """0 for the most severe level, larger for milder ones."""
+        return self.severities.index(severity)
+
+
+def incident_policy() -> IncidentPolicy:
+    """The incident policy, checked on load; built once per version of the file."""
+    path = config_path(INCIDENTS_CONFIG)
+    try:
+        stat = path.stat()
+        version = (str(path), stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError:
+        version = (str(path), 0, 0)  # load_config names the missing file
+    return _incident_policy(version)
+
+
+@lru_cache(maxsize=8)
+def _incident_policy(version: tuple[str, int, int]) -> IncidentPolicy:
+    section = load_config(INCIDENTS_CONFIG)
+    severities = tuple(load_contract("device_incidents").column("severity").allowed or ())
+    window_minutes = float(load_contract("device_features").settings["window_minutes"])
+    notify = tuple(str(v) for v in section.section("notifications").items("severities"))
+    unknown = set(notify) - set(severities)
+    if unknown:
+        raise section.fail("notifications.severities", f"unknown severities {sorted(unknown)}")
+    return IncidentPolicy(
+        hysteresis_windows=section.number("hysteresis_windows", minimum=1, integer=True),
+        window=timedelta(minutes=window_minutes),
+        reopen=timedelta(minutes=section.number("reopen_minutes", minimum=0.0)),
+        cause_change_min_signals=section.number(
+            "cause_change_min_signals", minimum=1, integer=True
+        ),
+        silent_completeness_below=section.number(
+            "silent_completeness_below", minimum=0.0, maximum=1.0
+        ),
+        site_events=_site_events(section.section("site_events")),
+        sensor_tickets=_sensor_tickets(section.section("sensor_tickets")),
+        severity=_severity(section.section("severity"), severities),
+        notify_severities=notify,
+        severities=severities,
+    )
+
+
+def _site_events(s: Section) -> SiteEventPolicy:
+    return SiteEventPolicy(
+        min_site_devices=s.number("min_site_devices", minimum=1, integer=True),
+        quorum_share=s.number("quorum_share", minimum=0.0, maximum=1.0),
+        off_duty_cycle_max=s.number("off_duty_cycle_max", minimum=0.0, maximum=1.0),
+        current_off_amps=s.number("current_off_amps", minimum=0.0),
+        current_sensor=s.text("current_sensor"),
+        power_loss_cause=s.text("power_loss_cause"),
+        communications_loss_cause=s.text("communications_loss_cause"),
+    )
+
+
+def _sensor_tickets(s: Section) -> SensorTicketPolicy:
+    from refrig_assets.core.contracts import quality_flag_names
+
+    flags = tuple(str(v) for v in s.items("flags"))
+    unknown = set(flags) - set(quality_flag_names())
+    if unknown:
+        raise s.fail("flags", f"unknown quality flags {sorted(unknown)}")
+    return SensorTicketPolicy(
+        flags=flags,
+        persistence=timedelta(minutes=s.number("persistence_minutes", minimum=0.0)),
+        cause=s.text("cause"),
+        silent_cause=s.text("silent_cause"),
+    )
+
+
+def _severity(s: Section, severities: tuple[str, ...]) -> SeverityPolicy:
+    return SeverityPolicy(
+        unknown_cause=s.choice("unknown_cause", severities),
+        sensor=s.choice("sensor", severities),
+        excursion_celsius=s.number("excursion_celsius", minimum=0.0),
+        persistence=timedelta(minutes=s.number("persistence_minutes", minimum=0.0)),
+        agreement_models=s.number("agreement_models", minimum=1, integer=True),
+        raise_cap=s.choice("raise_cap", severities),
+        critical_excursion_celsius=s.number("critical_excursion_celsius", minimum=0.0),
+        evaporator_feature=s.text("evaporator_feature"),
+    )
