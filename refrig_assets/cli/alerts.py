@@ -18,12 +18,14 @@ import typer
 from refrig_assets.alerts.store import (
     ACKNOWLEDGED,
     FALSE_POSITIVE,
+    OPEN,
     RESOLVED,
     STATUSES,
     AlertNotFound,
     AlertStore,
     InvalidTransition,
 )
+from refrig_assets.cli.users import BY_HELP, actor
 from refrig_assets.core.settings import get_settings
 
 app = typer.Typer(
@@ -32,21 +34,20 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Columns that fit a terminal; --format json/csv carry every column.
+# The table's columns (header, alert field); --format json/csv carry every column.
 TABLE_COLUMNS = [
-    "alert_id",
-    "severity",
-    "status",
-    "escalation_level",
-    "sla_breached",
-    "sla_deadline",
-    "device_id",
-    "site_id",
-    "alert_type",
-    "source",
-    "max_score",
-    "models_flagging",
+    ("Alert", "alert_id"),
+    ("Severity", "severity"),
+    ("Status", "status"),
+    ("SLA deadline", "sla_deadline"),
+    ("Device", "device_id"),
+    ("Site", "site_id"),
+    ("Score", "max_score"),
+    ("Explanation", "explanation"),
 ]
+ALL_STATUSES = "ALL"
+# The explanation column keeps at least this many characters on a narrow terminal.
+EXPLANATION_MIN = 24
 
 
 class OutputFormat(StrEnum):
@@ -94,27 +95,50 @@ def _iso(value: Any) -> Any:
 @app.command("list")
 def list_alerts(
     severity: str | None = typer.Option(None, "--severity", help="CRITICAL, HIGH, MEDIUM or LOW."),
-    status: str | None = typer.Option(None, "--status", help="OPEN, ACKNOWLEDGED, RESOLVED..."),
+    status: str | None = typer.Option(
+        None,
+        "--status",
+        help="OPEN, ACKNOWLEDGED, RESOLVED, FALSE_POSITIVE or ALL (default: OPEN and "
+        "ACKNOWLEDGED, as in the console).",
+    ),
     site: str | None = typer.Option(None, "--site", help="Only alerts of this site_id."),
     device: str | None = typer.Option(None, "--device", help="Only alerts of this device_id."),
     include_suppressed: bool = typer.Option(
-        False, "--all", help="Include alerts suppressed as duplicates."
+        False,
+        "--all",
+        help="Include suppressed (duplicates, maintenance, rules) and silenced alerts.",
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many alerts."),
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table, json or csv.")
     ] = OutputFormat.table,
 ) -> None:
-    """List alerts, most severe first, then by SLA deadline."""
+    """List alerts, most severe first, then by SLA deadline.
+
+    Same default as the console: OPEN and ACKNOWLEDGED alerts, neither suppressed nor hidden
+    by an active silence. The table fits the terminal; json and csv carry every column.
+    """
+    from refrig_assets.console.silences import SilenceStore, silence_for
+
     with _store() as store:
+        wanted = (
+            list(STATUSES)
+            if status is not None and status.upper() == ALL_STATUSES
+            else _choice(status, STATUSES, "--status") or [OPEN, ACKNOWLEDGED]
+        )
         frame = store.list(
             severity=_choice(severity, store.severities, "--severity"),
-            status=_choice(status, STATUSES, "--status"),
+            status=wanted,
             site_id=site,
             device_id=device,
             include_suppressed=include_suppressed,
-            limit=limit,
         )
+        if not include_suppressed and len(frame):
+            active = SilenceStore(store).active()
+            silenced = [silence_for(a, active) is not None for a in frame.to_dict("records")]
+            frame = frame[[not s for s in silenced]]
+        if limit is not None:
+            frame = frame.head(limit)
     if output is OutputFormat.json:
         typer.echo(frame.to_json(orient="records", date_format="iso", indent=2))
     elif output is OutputFormat.csv:
@@ -122,10 +146,50 @@ def list_alerts(
     elif frame.empty:
         typer.echo("No alerts match.")
     else:
-        table = frame[TABLE_COLUMNS].copy()
-        table["sla_deadline"] = table["sla_deadline"].dt.strftime("%Y-%m-%d %H:%M")
-        typer.echo(table.to_string(index=False))
-        typer.echo(f"\n{len(table)} alert(s)")
+        _print_table(frame)
+
+
+def _print_table(frame: pd.DataFrame) -> None:
+    """Alerts as a table as wide as the terminal: scores to 2 decimals and the explanation
+    wrapped in the space left. On a narrow terminal the site, then the deadline, then the
+    status columns give way so the explanation keeps at least ``EXPLANATION_MIN`` characters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    now = pd.Timestamp.now(tz="UTC")
+    rows = []
+    for row in frame.to_dict("records"):
+        deadline = pd.Timestamp(row["sla_deadline"])
+        late = row["status"] == OPEN and (bool(row["sla_breached"]) or deadline < now)
+        cells = {
+            "sla_deadline": f"{deadline:%m-%d %H:%M}" + (" late" if late else ""),
+            "max_score": f"{float(row['max_score']):.2f}",
+        }
+        rows.append(
+            {f: cells.get(f, str(row[f] if row[f] is not None else "")) for _, f in TABLE_COLUMNS}
+        )
+    console = Console(soft_wrap=False)
+    columns = list(TABLE_COLUMNS)
+
+    def natural(field: str, header: str) -> int:
+        return max([len(header), *(len(r[field]) for r in rows)])
+
+    for optional in ("site_id", "sla_deadline", "status"):
+        fixed = sum(natural(f, h) + 1 for h, f in columns if f != "explanation")
+        if fixed + EXPLANATION_MIN <= console.width:
+            break
+        columns = [c for c in columns if c[1] != optional]
+    table = Table(box=None, pad_edge=False, header_style="bold", collapse_padding=True)
+    for header, field in columns:
+        if field == "explanation":
+            table.add_column(header, ratio=1, min_width=EXPLANATION_MIN, overflow="fold")
+        else:
+            justify = "right" if field == "max_score" else "left"
+            table.add_column(header, no_wrap=True, justify=justify)
+    for row in rows:
+        table.add_row(*(row[f] for _, f in columns))
+    console.print(table)
+    console.print(f"\n{len(frame)} alert(s)")
 
 
 @app.command("show")
@@ -157,33 +221,38 @@ def _transition(action: Callable[[AlertStore], dict[str, Any]], verb: str) -> No
 @app.command("ack")
 def ack(
     alert_id: str = typer.Argument(..., help="The alert to acknowledge."),
-    by: str = typer.Option(..., "--by", help="Who acknowledges it."),
+    by: str | None = typer.Option(None, "--by", help=BY_HELP),
     note: str = typer.Option("", "--note", help="Free-text note for the audit trail."),
 ) -> None:
     """Acknowledge an OPEN alert (stops SLA escalation)."""
-    _transition(lambda s: s.transition(alert_id, ACKNOWLEDGED, by, note), f"acknowledged by {by}")
+    who = actor(by)
+    _transition(lambda s: s.transition(alert_id, ACKNOWLEDGED, who, note), f"acknowledged by {who}")
 
 
 @app.command("resolve")
 def resolve(
     alert_id: str = typer.Argument(..., help="The alert to resolve."),
-    by: str = typer.Option(..., "--by", help="Who resolves it."),
+    by: str | None = typer.Option(None, "--by", help=BY_HELP),
     note: str = typer.Option("", "--note", help="Free-text note for the audit trail."),
 ) -> None:
     """Resolve an OPEN or ACKNOWLEDGED alert."""
-    _transition(lambda s: s.transition(alert_id, RESOLVED, by, note), f"resolved by {by}")
+    who = actor(by)
+    _transition(lambda s: s.transition(alert_id, RESOLVED, who, note), f"resolved by {who}")
 
 
 @app.command("false-positive")
 def false_positive(
     alert_id: str = typer.Argument(..., help="The alert to mark."),
-    by: str = typer.Option(..., "--by", help="Who marks it."),
-    note: str = typer.Option("", "--note", help="Why it was not a real fault."),
+    by: str | None = typer.Option(None, "--by", help=BY_HELP),
+    note: str = typer.Option(..., "--note", help="Why it was not a real fault (required)."),
 ) -> None:
-    """Mark an OPEN or ACKNOWLEDGED alert as a false positive."""
+    """Mark an OPEN or ACKNOWLEDGED alert as a false positive (a note is required)."""
+    if not note.strip():
+        _fail("--note must say why this is a false positive: it is kept with the label")
+    who = actor(by)
     _transition(
-        lambda s: s.transition(alert_id, FALSE_POSITIVE, by, note),
-        f"marked false positive by {by}",
+        lambda s: s.transition(alert_id, FALSE_POSITIVE, who, note),
+        f"marked false positive by {who}",
     )
 
 

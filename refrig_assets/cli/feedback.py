@@ -69,16 +69,31 @@ def rules(
         typer.echo(f"  {rule['rule_id']}  {rule['status']:<10} {describe_rule(rule)}")
 
 
-def _decide(rule_id: str, to_status: str, by: str, note: str) -> None:
+def _decide(rule_id: str, to_status: str, by: str | None, note: str) -> None:
+    """Decide on a rule as ``--by`` (default REFRIG_ACTOR or the login name); applying obeys
+    the four-eyes rule, as in the console."""
+    from refrig_assets.access import AccessError
+    from refrig_assets.access.four_eyes import check_four_eyes
+    from refrig_assets.cli.users import actor
+
+    who = actor(by)
     with _loop() as loop:
-        rule = loop.decide(rule_id, to_status, by, note)
+        if to_status == ACTIVE:
+            try:
+                check_four_eyes(loop, rule_id, who)
+            except AccessError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(1) from None
+        rule = loop.decide(rule_id, to_status, who, note)
     typer.echo(f"Rule {rule_id} is now {rule['status']}: {describe_rule(rule)}")
 
 
 @app.command("apply")
 def apply(
     rule_id: str = typer.Argument(...),
-    by: str = typer.Option(..., "--by"),
+    by: str | None = typer.Option(
+        None, "--by", help="Who decides (default: REFRIG_ACTOR or the login name)."
+    ),
     note: str = typer.Option("", "--note"),
 ) -> None:
     """Apply a proposed rule (the next alert runs respect it)."""
@@ -88,7 +103,9 @@ def apply(
 @app.command("reject")
 def reject(
     rule_id: str = typer.Argument(...),
-    by: str = typer.Option(..., "--by"),
+    by: str | None = typer.Option(
+        None, "--by", help="Who decides (default: REFRIG_ACTOR or the login name)."
+    ),
     note: str = typer.Option("", "--note"),
 ) -> None:
     """Reject a proposed rule."""
@@ -98,7 +115,9 @@ def reject(
 @app.command("revoke")
 def revoke(
     rule_id: str = typer.Argument(...),
-    by: str = typer.Option(..., "--by"),
+    by: str | None = typer.Option(
+        None, "--by", help="Who decides (default: REFRIG_ACTOR or the login name)."
+    ),
     note: str = typer.Option("", "--note"),
 ) -> None:
     """Revoke an applied rule."""

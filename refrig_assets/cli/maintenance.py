@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from refrig_assets.alerts.store import AlertStore
+from refrig_assets.cli.users import actor
 from refrig_assets.core.settings import get_settings
 from refrig_assets.operations.maintenance import DEVICE, SITE, MaintenanceError, WindowNotFound
 from refrig_assets.operations.settings import OperationsConfigError
@@ -58,7 +59,9 @@ def add(
     start: str = typer.Option(..., "--start", help="Start, ISO 8601 (UTC when no offset)."),
     end: str = typer.Option(..., "--end", help="End, ISO 8601 (UTC when no offset)."),
     reason: str = typer.Option(..., "--reason", help="What is being done."),
-    by: str = typer.Option(..., "--by", help="Who declares it."),
+    by: str | None = typer.Option(
+        None, "--by", help="Who acts (default: REFRIG_ACTOR or the login name)."
+    ),
 ) -> None:
     """Declare a window for one device or a whole site; suppresses stored alerts inside it."""
     from refrig_assets.operations.maintenance import MaintenanceCalendar
@@ -68,7 +71,7 @@ def add(
         _fail("give exactly one of --device or --site")
     scope, target = (DEVICE, device) if device else (SITE, site)
     with _store() as store:
-        window = MaintenanceCalendar(store).add(scope, target, start, end, reason, by)
+        window = MaintenanceCalendar(store).add(scope, target, start, end, reason, actor(by))
         suppressed = suppress_stored_alerts(store, window)
     typer.echo(
         f"Declared maintenance window #{window['id']}; {len(suppressed)} alert(s) suppressed."
@@ -79,7 +82,9 @@ def add(
 @app.command("import")
 def import_file(
     path: Annotated[Path, typer.Argument(help="CSV or YAML file of windows.")],
-    by: str = typer.Option(..., "--by", help="Who declares them."),
+    by: str | None = typer.Option(
+        None, "--by", help="Who acts (default: REFRIG_ACTOR or the login name)."
+    ),
 ) -> None:
     """Declare every window in a file (all or nothing; identical windows are skipped).
 
@@ -89,7 +94,7 @@ def import_file(
     from refrig_assets.operations.suppression import suppress_stored_alerts
 
     with _store() as store:
-        result = MaintenanceCalendar(store).import_file(path, by)
+        result = MaintenanceCalendar(store).import_file(path, actor(by))
         suppressed = sum(len(suppress_stored_alerts(store, w)) for w in result["added"])
     typer.echo(
         f"Declared {len(result['added'])} window(s) from {path} ({result['skipped']} already "
@@ -122,13 +127,15 @@ def list_windows(
 @app.command("cancel")
 def cancel(
     window_id: int = typer.Argument(..., help="The window to cancel."),
-    by: str = typer.Option(..., "--by", help="Who cancels it."),
+    by: str | None = typer.Option(
+        None, "--by", help="Who acts (default: REFRIG_ACTOR or the login name)."
+    ),
 ) -> None:
     """Cancel a window (kept on record); the alerts it suppressed come back."""
     from refrig_assets.operations.maintenance import MaintenanceCalendar
     from refrig_assets.operations.suppression import restore_stored_alerts
 
     with _store() as store:
-        window = MaintenanceCalendar(store).cancel(window_id, by)
+        window = MaintenanceCalendar(store).cancel(window_id, actor(by))
         restored = restore_stored_alerts(store, window)
     typer.echo(f"Cancelled maintenance window #{window_id}; {len(restored)} alert(s) restored.")

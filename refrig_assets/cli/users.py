@@ -21,13 +21,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-BY = typer.Option(
-    None, "--by", help="Who makes the change (default: REFRIG_ACTOR or the login name)."
-)
+BY_HELP = "Who acts (default: REFRIG_ACTOR or the login name)."
+BY = typer.Option(None, "--by", help=BY_HELP)
 
 
 def actor(by: str | None) -> str:
-    """Who acts on the command line: ``--by``, else ``REFRIG_ACTOR``, else the login name."""
+    """Who acts on the command line, the same for every actor-taking command: ``--by``, else
+    ``REFRIG_ACTOR``, else the login name."""
     from refrig_assets.lifecycle.promotion import default_actor
 
     return by or default_actor()

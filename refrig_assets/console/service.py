@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from refrig_assets.access.four_eyes import check_four_eyes
 from refrig_assets.access.identity import ADMIN, Forbidden, Identity
 from refrig_assets.access.policy import AccessPolicy, load_access_policy
 from refrig_assets.alerts.store import (
@@ -535,15 +536,7 @@ class ConsoleService:
         """Apply, reject or revoke a rule. Four eyes: whoever marked one of the false
         positives a rule was proposed from cannot apply it; another admin must."""
         if to_status == ACTIVE_RULE:
-            rule = self.feedback.get(rule_id)
-            evidence = [e for e in str(rule["evidence"]).split(",") if e]
-            labels = self.feedback.labels()
-            authors = set(labels.loc[labels["alert_id"].isin(evidence), "labelled_by"])
-            if actor in authors:
-                raise Forbidden(
-                    f"four-eyes rule: {actor} marked false positives this rule was proposed "
-                    "from; a different admin must apply it"
-                )
+            check_four_eyes(self.feedback, rule_id, actor)
         rule = self.feedback.decide(rule_id, to_status, actor, note)
         return {**rule, "description": describe_rule(rule)}
 

@@ -125,10 +125,29 @@ def test_list_table_shows_unsuppressed_alerts_most_severe_first(store):
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split()[:3] == ["alert_id", "severity", "status"]
-    assert [line.split()[1] for line in lines[1:4]] == ["CRITICAL", "HIGH", "LOW"]
+    assert lines[0].split()[:3] == ["Alert", "Severity", "Status"]
+    assert "Explanation" in lines[0]
+    rows = [line.split() for line in lines[1:] if line.startswith("alert_id-")]
+    assert [row[1] for row in rows] == ["CRITICAL", "HIGH", "LOW"]
+    assert all("0.90" in row for row in rows)  # scores rounded to 2 decimals
     assert "alert_id-3" not in result.stdout  # suppressed
     assert "3 alert(s)" in result.stdout
+
+
+def test_list_table_fits_the_terminal_width(store, monkeypatch):
+    store.upsert(make_alerts(["HIGH"], alert_id=["alert_id-9"], explanation=["word " * 60]))
+    for width in (72, 100, 160):
+        monkeypatch.setenv("COLUMNS", str(width))
+        lines = refrig("list").stdout.splitlines()
+        assert max(len(line) for line in lines) <= width
+        # the explanation wraps within the width: every word is there
+        assert sum(line.count("word") for line in lines) == 60
+
+
+def test_list_defaults_to_open_and_acknowledged_like_the_console(store):
+    refrig("resolve", "alert_id-1", "--by", "bob")
+    assert "alert_id-1" not in refrig("list").stdout
+    assert "alert_id-1" in refrig("list", "--status", "all").stdout
 
 
 def test_list_all_includes_suppressed_alerts(store):
@@ -238,7 +257,7 @@ def test_a_disallowed_transition_exits_1_with_a_clear_message(store):
         ["show", "nope"],
         ["ack", "nope", "--by", "alice"],
         ["resolve", "nope", "--by", "alice"],
-        ["false-positive", "nope", "--by", "alice"],
+        ["false-positive", "nope", "--by", "alice", "--note", "door"],
     ],
 )
 def test_an_unknown_alert_id_exits_1(store, args):
@@ -248,8 +267,18 @@ def test_an_unknown_alert_id_exits_1(store, args):
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-def test_ack_requires_who(store):
-    assert refrig("ack", "alert_id-1").exit_code != 0
+def test_the_actor_falls_back_to_refrig_actor(store, monkeypatch):
+    monkeypatch.setenv("REFRIG_ACTOR", "night-shift")
+    assert refrig("ack", "alert_id-1").exit_code == 0
+    assert store.get("alert_id-1")["acknowledged_by"] == "night-shift"
+    assert refrig("resolve", "alert_id-2").exit_code == 0
+    assert store.history("alert_id-2")[-1]["actor"] == "night-shift"
+
+
+def test_a_false_positive_needs_a_note(store):
+    result = refrig("false-positive", "alert_id-2", "--by", "carol", "--note", " ")
+    assert result.exit_code == 1 and "--note must say why" in result.stderr
+    assert store.get("alert_id-2")["status"] == "OPEN"
 
 
 def test_an_unreachable_database_is_a_one_line_error(tmp_path, monkeypatch):
