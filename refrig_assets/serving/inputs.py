@@ -71,10 +71,14 @@ class RequestRejected(ValueError):
         self.violations = violations
         first = violations[0]
         more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
-        super().__init__(f"{first.dataset}: {first.rule} at row {first.row}: {first.message}{more}")
+        super().__init__(
+            f"{first.dataset}: {first.rule} at row {first.row}: {first.message}{more}"
+        )
 
 
-def reject(dataset: str, rule: str, message: str, column: str | None = None, row: int = -1):
+def reject(
+    dataset: str, rule: str, message: str, column: str | None = None, row: int = -1
+):
     """A :class:`RequestRejected` with one violation."""
     return RequestRejected([Violation(dataset, rule, row, column, message)])
 
@@ -91,7 +95,10 @@ def _column(values: list[Any]) -> pa.Array:
         array = None
     if array is None or pa.types.is_null(array.type) or pa.types.is_nested(array.type):
         array = pa.array(
-            [None if v is None else (v if isinstance(v, str) else _text(v)) for v in values],
+            [
+                None if v is None else (v if isinstance(v, str) else _text(v))
+                for v in values
+            ],
             pa.string(),
         )
     return array
@@ -106,7 +113,9 @@ def _text(value: Any) -> str:
 def table_from_records(records: Any, dataset: str) -> pa.Table:
     """A list of JSON objects as an Arrow table (columns: every key seen, in first-seen order)."""
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise reject(dataset, "malformed_body", f"'{dataset}' must be a list of objects")
+        raise reject(
+            dataset, "malformed_body", f"'{dataset}' must be a list of objects"
+        )
     names: dict[str, None] = {}
     for r in records:
         names.update(dict.fromkeys(r))
@@ -198,7 +207,9 @@ def readings_features(
         )
         for q in result.quarantine.itertuples(index=False):
             if q.rule not in KEPT_RULES:
-                violations.append(Violation(dataset, q.rule, int(q.row), q.column, q.message))
+                violations.append(
+                    Violation(dataset, q.rule, int(q.row), q.column, q.message)
+                )
         if violations:
             continue  # the remaining hours only add to the list of violations
         con.execute(f"CREATE OR REPLACE TEMP TABLE request_clean AS {clean_sql}")

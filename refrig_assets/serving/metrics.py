@@ -36,7 +36,9 @@ class _Event:
 class RollingRates:
     """Requests, errors, windows and empty predictions per model key over a trailing window."""
 
-    def __init__(self, window_seconds: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, window_seconds: float, clock: Callable[[], float] = time.monotonic
+    ):
         self.window = float(window_seconds)
         self.clock = clock
         self._events: deque[_Event] = deque()
@@ -53,7 +55,9 @@ class RollingRates:
         while self._http and self._http[0][0] < since:
             self._http.popleft()
 
-    def model(self, key: tuple[str, str, str], failed: bool, windows: int, empty: int) -> None:
+    def model(
+        self, key: tuple[str, str, str], failed: bool, windows: int, empty: int
+    ) -> None:
         with self._lock:
             self._events.append(_Event(self.clock(), key, failed, windows, empty))
             self._trim()
@@ -91,7 +95,11 @@ class RollingRates:
             latencies = sorted(v for _, v in self._latencies)
             failures = sum(1 for _, f in self._http if f)
             count = len(self._http)
-        p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else None
+        p99 = (
+            latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+            if latencies
+            else None
+        )
         return {
             "requests": count,
             "error_rate": failures / count if count else 0.0,
@@ -208,7 +216,9 @@ class ServingMetrics:
         self.errors.labels(*key).inc()
         self.rates.model(key, True, 0, 0)
 
-    def request_done(self, endpoint: str, status: int, seconds: float, scored: bool) -> None:
+    def request_done(
+        self, endpoint: str, status: int, seconds: float, scored: bool
+    ) -> None:
         self.http.labels(endpoint, str(status)).inc()
         self.http_latency.labels(endpoint).observe(seconds * 1000.0)
         if scored:
@@ -218,4 +228,8 @@ class ServingMetrics:
         self.loaded.clear()
         for key in keys:
             self.loaded.labels(*key).set(1)
+            # Series of a serving version exist from the start (0), so rate() sees them.
+            for counter in (self.requests, self.errors, self.windows, self.empty):
+                counter.labels(*key)
+            self.latency.labels(*key)
         self.reloads.inc()

@@ -72,7 +72,9 @@ class ServedModel:
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "model_id": self.model_id,
-            "versions": [{"version": s.version, "deployment": s.deployment} for s in self.sides],
+            "versions": [
+                {"version": s.version, "deployment": s.deployment} for s in self.sides
+            ],
         }
         if self.rollout is not None:
             out["rollout"] = {
@@ -153,10 +155,14 @@ class ModelSet:
             parts.append(
                 (
                     model_id,
-                    load_model_config(model_id, self.settings.models_dir).pinned_version,
+                    load_model_config(
+                        model_id, self.settings.models_dir
+                    ).pinned_version,
                     self.registry.production_version(model_id),
                     latest.id if latest is not None else None,
-                    (rollout.id, rollout.step, rollout.status) if rollout is not None else None,
+                    (rollout.id, rollout.step, rollout.status)
+                    if rollout is not None
+                    else None,
                 )
             )
         return tuple(parts)
@@ -181,7 +187,9 @@ class ModelSet:
         unavailable: dict[str, str] = {}
         for model_id, pinned, *_ in fingerprint:
             if self.lifecycle.is_paused(model_id):
-                unavailable[model_id] = "paused (refrig models resume to serve it again)"
+                unavailable[model_id] = (
+                    "paused (refrig models resume to serve it again)"
+                )
                 continue
             try:
                 history = self.lifecycle.audit.events(model_id)
@@ -211,7 +219,9 @@ class ModelSet:
                 )
             else:
                 sides = (main,)
-            models[model_id] = ServedModel(model_id, sides, rollout, tuple(resolution.problems))
+            models[model_id] = ServedModel(
+                model_id, sides, rollout, tuple(resolution.problems)
+            )
         return ModelSnapshot(models, unavailable, fingerprint, datetime.now(UTC))
 
     def watch(self) -> None:
@@ -220,9 +230,10 @@ class ModelSet:
         while not self._stop.wait(self.check_seconds):
             try:
                 self.refresh()
-            except Exception:  # noqa: BLE001 - the registry may be briefly unreachable
+            except Exception:
                 LOG.warning(
-                    "model reload check failed; the loaded versions keep serving", exc_info=True
+                    "model reload check failed; the loaded versions keep serving",
+                    exc_info=True,
                 )
 
     def start_watching(self) -> threading.Thread | None:

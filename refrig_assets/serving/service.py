@@ -86,8 +86,12 @@ class _Registry:
             if stamp is None:
                 self.frame = pd.DataFrame({"device_id": [], "cohort": []})
             else:
-                self.frame = pq.read_table(self.path, columns=["device_id", "cohort"]).to_pandas()
-            self.ids = pa.table({"device_id": pa.array(self.frame["device_id"], pa.string())})
+                self.frame = pq.read_table(
+                    self.path, columns=["device_id", "cohort"]
+                ).to_pandas()
+            self.ids = pa.table(
+                {"device_id": pa.array(self.frame["device_id"], pa.string())}
+            )
             self.stamp = stamp
         return self.frame, self.ids
 
@@ -107,7 +111,9 @@ class ScoringService:
         self.serving = serving or load_serving_settings()
         self.host = host or self.serving.host
         self.single_user = (
-            self.serving.auth == SINGLE_USER if single_user is None else bool(single_user)
+            self.serving.auth == SINGLE_USER
+            if single_user is None
+            else bool(single_user)
         )
         if self.single_user and not is_loopback(self.host):
             raise ValueError(
@@ -121,7 +127,9 @@ class ScoringService:
         self.models = ModelSet(
             self.settings, self.serving.reload_check_seconds, on_reload=self._loaded
         )
-        self.access = None if self.single_user else AccessStore(self.settings.alerts_db_url)
+        self.access = (
+            None if self.single_user else AccessStore(self.settings.alerts_db_url)
+        )
         self._registry = _Registry(self.store.path("device_registry"))
         self._registry_lock = threading.Lock()
         self._local = threading.local()
@@ -162,7 +170,9 @@ class ScoringService:
         con = getattr(self._local, "con", None)
         if con is None:
             con = connect()
-            con.execute("SET threads = 1")  # one small request per connection: no fan-out
+            con.execute(
+                "SET threads = 1"
+            )  # one small request per connection: no fan-out
             self._local.con = con
         return con
 
@@ -170,7 +180,9 @@ class ScoringService:
         with self._registry_lock:
             return self._registry.current()
 
-    def parse(self, body: bytes, content_type: str, kind: str | None) -> tuple[str, pa.Table]:
+    def parse(
+        self, body: bytes, content_type: str, kind: str | None
+    ) -> tuple[str, pa.Table]:
         """(``readings`` or ``windows``, the rows) of a request body: JSON with a ``readings``
         or ``windows`` list, or a Parquet / Arrow IPC body whose kind is ``kind``."""
         if len(body) > self.serving.max_body_bytes:
@@ -182,9 +194,13 @@ class ScoringService:
             try:
                 payload = json.loads(body)
             except ValueError as exc:
-                raise reject("request", "malformed_body", f"not valid JSON: {exc}") from None
+                raise reject(
+                    "request", "malformed_body", f"not valid JSON: {exc}"
+                ) from None
             if not isinstance(payload, dict):
-                raise reject("request", "malformed_body", "the JSON body must be an object")
+                raise reject(
+                    "request", "malformed_body", "the JSON body must be an object"
+                )
             found = [k for k in (READINGS, WINDOWS) if k in payload]
             if len(found) != 1:
                 raise reject(
@@ -248,7 +264,9 @@ class ScoringService:
                 }
             )
             features = windows_frame(table, needed)
-        result = score_request(features, snapshot, registry, self.metrics, settings=self.settings)
+        result = score_request(
+            features, snapshot, registry, self.metrics, settings=self.settings
+        )
         newest = newest_window_end(features)
         if newest is not None:
             self.newest_reading = max(newest, self.newest_reading or newest)
@@ -302,7 +320,11 @@ class ScoringService:
             snapshot, models, problem = None, {}, f"{type(exc).__name__}: {exc}"
         service = self.metrics.rates.service()
         p99 = service["p99_latency_ms"]
-        age = None if self.newest_reading is None else (time.time() - self.newest_reading) / 60.0
+        age = (
+            None
+            if self.newest_reading is None
+            else (time.time() - self.newest_reading) / 60.0
+        )
         versions = (
             {m.model_id: {s.version for s in m.sides} for m in snapshot.models.values()}
             if snapshot

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from support.serving_world import HOURS, landed_readings, use_serving_world
+from support.serving_world import HOURS, as_json, landed_readings, use_serving_world
 
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
@@ -38,13 +38,6 @@ def client(home):
     service = ScoringService(single_user=True)
     with TestClient(create_app(service)) as c:
         yield c
-
-
-def as_json(readings: pd.DataFrame) -> dict:
-    """Readings as a gateway sends them: ISO timestamps, plain JSON values."""
-    out = readings.assign(ts=readings["ts"].map(lambda t: t.isoformat()))
-    out["door_open"] = out["door_open"].astype(object)
-    return {"readings": out.astype(object).where(out.notna(), None).to_dict("records")}
 
 
 def scores_of(response_json: dict, model_id: str) -> pd.DataFrame:
@@ -74,12 +67,16 @@ def test_scores_equal_the_batch_path_on_the_same_readings(client, home):
         served = scores_of(body, model_id)
         served = served[served["window_start"] >= LAST_HOUR]
         batch = batch_scores(home, model_id)
-        both = batch.merge(served, on=["device_id", "window_start"], suffixes=("_batch", ""))
+        both = batch.merge(
+            served, on=["device_id", "window_start"], suffixes=("_batch", "")
+        )
         assert len(both) == len(batch) == len(served) > 0
         assert (both["anomaly_score_batch"] - both["anomaly_score"]).abs().max() < 1e-12
         assert (both["anomaly_flag_batch"] == both["anomaly_flag"]).all()
         assert (both["contributor_detail_batch"] == both["contributor_detail"]).all()
-        assert (both["top_contributors_batch"] == both["top_contributors"].str.join(",")).all()
+        assert (
+            both["top_contributors_batch"] == both["top_contributors"].str.join(",")
+        ).all()
         assert set(both["model_version"]) == {"1"}
         assert set(both["deployment"]) == {"production"}
 
@@ -100,7 +97,9 @@ def test_precomputed_windows_score_like_the_batch_path(client, home):
     served = scores_of(response.json(), "isolation_forest")
     served = served[served["window_start"] >= LAST_HOUR]
     batch = batch_scores(home, "isolation_forest")
-    both = batch.merge(served, on=["device_id", "window_start"], suffixes=("_batch", ""))
+    both = batch.merge(
+        served, on=["device_id", "window_start"], suffixes=("_batch", "")
+    )
     assert len(both) == len(batch)
     assert (both["anomaly_score_batch"] - both["anomaly_score"]).abs().max() < 1e-12
 
@@ -152,7 +151,9 @@ def test_a_new_pin_serves_the_next_request_while_a_running_one_finishes_on_the_o
     monkeypatch.setattr(scorer, "score_windows", held_scoring)
     answers: dict[str, dict] = {}
     running = threading.Thread(
-        target=lambda: answers.update(first=client.post("/v1/score", json=readings).json())
+        target=lambda: answers.update(
+            first=client.post("/v1/score", json=readings).json()
+        )
     )
     running.start()
     assert inside.wait(60)  # the first request is scoring with version 1
@@ -163,7 +164,9 @@ def test_a_new_pin_serves_the_next_request_while_a_running_one_finishes_on_the_o
     second = client.post("/v1/score", json=readings).json()
     running.join(60)
 
-    first_versions = set(scores_of(answers["first"], "isolation_forest")["model_version"])
+    first_versions = set(
+        scores_of(answers["first"], "isolation_forest")["model_version"]
+    )
     assert first_versions == {"1"}
     second_if = scores_of(second, "isolation_forest")
     assert set(second_if["model_version"]) == {"2"}
@@ -219,7 +222,11 @@ def test_a_window_outside_its_contract_range_is_refused_with_row(client, home):
         window_start=windows["window_start"].map(datetime.isoformat),
         window_end=windows["window_end"].map(datetime.isoformat),
     )
-    body = {"windows": records.astype(object).where(records.notna(), None).to_dict("records")}
+    body = {
+        "windows": records.astype(object)
+        .where(records.notna(), None)
+        .to_dict("records")
+    }
 
     response = client.post("/v1/score", json=body)
 
@@ -241,7 +248,8 @@ def test_scoring_writes_nothing_to_the_alert_store(client, home):
         with engine.connect() as conn:
             tables = sa.inspect(conn).get_table_names()
             return {
-                t: conn.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar() for t in tables
+                t: conn.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar()
+                for t in tables
             }
 
     before = counts()

@@ -74,7 +74,9 @@ def serving_world() -> Path:
         from refrig_assets.defs.ingestion.assets import device_registry
 
         s = get_settings()
-        config = SimulationConfig(devices=40, hours=3, start=START, seed=7, fault_fraction=0.2)
+        config = SimulationConfig(
+            devices=40, hours=3, start=START, seed=7, fault_fraction=0.2
+        )
         simulate_fleet(config, s.landing_dir, s.registry_path, s.labels_path)
         instance = dg.DagsterInstance.ephemeral()
         dg.materialize([device_registry], instance=instance, resources=defs.resources)
@@ -84,7 +86,9 @@ def serving_world() -> Path:
         models = [f"{m}_model" for m in MODELS]
         train = {"ops": {m: {"config": window} for m in models}}
         _run(defs, instance, "train_detectors", models, run_config=train)
-        _run(defs, instance, "hourly_pipeline", [f"{m}_scores" for m in MODELS], HOURS[2])
+        _run(
+            defs, instance, "hourly_pipeline", [f"{m}_scores" for m in MODELS], HOURS[2]
+        )
         _register_second_version(s)
     finally:
         for k, v in saved.items():
@@ -104,7 +108,9 @@ def _register_second_version(settings) -> None:
     from refrig_assets.training.registry import ModelRegistry
 
     store = ParquetStore(settings.data_dir)
-    features = with_cohort(store.read("device_features", HOURS[0]), store.read("device_registry"))
+    features = with_cohort(
+        store.read("device_features", HOURS[0]), store.read("device_registry")
+    )
     detector, lineage, metrics = train_detector(
         load_model_config("isolation_forest"), features, HOURS[0], "v2"
     )
@@ -146,3 +152,10 @@ def landed_readings(home: Path, hours: list[str] = HOURS) -> pd.DataFrame:
         kept = typed[(typed["source_row"] >= 0) & typed["read_error"].isna()]
         frames.append(kept[columns])
     return pd.concat(frames, ignore_index=True)
+
+
+def as_json(readings: pd.DataFrame) -> dict:
+    """Readings as a gateway sends them: ISO timestamps, plain JSON values."""
+    out = readings.assign(ts=readings["ts"].map(lambda t: t.isoformat()))
+    out["door_open"] = out["door_open"].astype(object)
+    return {"readings": out.astype(object).where(out.notna(), None).to_dict("records")}
