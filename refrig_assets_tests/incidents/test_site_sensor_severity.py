@@ -1,0 +1,242 @@
+"""Site events and inhibition, sensor-health tickets, severity by impact."""
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from support.incident_world import (
+    CAUSES,
+    alert,
+    alerts,
+    diagnoses,
+    diagnosis,
+    feature_window,
+    registry,
+)
+
+from refrig_assets.incidents.build import build_incidents
+from refrig_assets.incidents.policy import incident_policy
+
+SITE = {"S1": ["D1", "D2", "D3", "D4", "D5"], "S2": ["E1", "E2", "E3", "E4", "E5"]}
+
+
+@pytest.fixture
+def policy():
+    base = incident_policy()
+    return replace(
+        base,
+        hysteresis_windows=2,
+        reopen=timedelta(0),
+        site_events=replace(
+            base.site_events, min_site_devices=3, quorum_share=0.8, current_off_amps=0.5
+        ),
+        sensor_tickets=replace(base.sensor_tickets, persistence=timedelta(minutes=60)),
+    )
+
+
+def fleet(windows, change=None):
+    """Feature windows of every device of SITE; ``change(device, i)`` returns overrides."""
+    rows = []
+    for devices in SITE.values():
+        for d in devices:
+            for i in windows:
+                rows.append(feature_window(d, i, **((change and change(d, i)) or {})))
+    return pd.DataFrame(rows)
+
+
+def build(alert_rows=(), dx=(), **kwargs):
+    return build_incidents(alerts(alert_rows), diagnoses(dx), causes=CAUSES, **kwargs)
+
+
+def test_a_site_whose_compressors_all_stop_is_one_power_loss_incident(policy):
+    off = fleet(
+        range(4), lambda d, i: {"duty": 0.0, "current": 0.0} if d[0] == "D" else None
+    )
+
+    result = build(quality=off, devices=registry(SITE), policy=policy)
+
+    site = result.incidents[result.incidents["scope"].eq("site")]
+    assert len(site) == 1
+    assert site.iloc[0][["site_id", "cause", "kind", "severity"]].tolist() == [
+        "S1",
+        "power_loss",
+        "site",
+        "CRITICAL",
+    ]
+    assert site.iloc[0]["device_id"] is None
+
+
+def test_the_device_incidents_a_site_incident_explains_are_inhibited_kept_and_linked(
+    policy,
+):
+    off = fleet(
+        range(4), lambda d, i: {"duty": 0.0, "current": 0.0} if d[0] == "D" else None
+    )
+    rows = [alert("D1", 1), alert("D2", 2), alert("E1", 1, site="S2")]
+    dx = [
+        diagnosis("D1", 1, "total_cooling_loss"),
+        diagnosis("D2", 2, "total_cooling_loss"),
+    ]
+
+    result = build(rows, dx, quality=off, devices=registry(SITE), policy=policy)
+
+    inc = result.incidents
+    site_id = inc.loc[inc["scope"].eq("site"), "incident_id"].item()
+    devices = inc[inc["scope"].eq("device")].set_index("device_id")
+    assert devices.loc[["D1", "D2"], "inhibited"].tolist() == [True, True]
+    assert devices.loc[["D1", "D2"], "parent_incident_id"].tolist() == [
+        site_id,
+        site_id,
+    ]
+    # another site's device is not explained by it
+    assert not devices.loc["E1", "inhibited"]
+    assert set(result.evidence["alert_id"].dropna()) == {r["alert_id"] for r in rows}
+
+
+def test_readings_stopping_from_a_whole_site_is_a_communications_loss(policy):
+    silent = fleet(
+        range(3),
+        lambda d, i: {"readings": 0, "completeness": 0.0} if d[0] == "E" else None,
+    )
+
+    result = build(quality=silent, devices=registry(SITE), policy=policy)
+
+    site = result.incidents[result.incidents["scope"].eq("site")]
+    assert site[["site_id", "cause"]].values.tolist() == [["S2", "communications_loss"]]
+
+
+def test_a_few_devices_of_a_site_stopping_is_no_site_event(policy):
+    some = fleet(
+        range(4),
+        lambda d, i: {"duty": 0.0, "current": 0.0} if d in ("D1", "D2") else None,
+    )
+
+    result = build(quality=some, devices=registry(SITE), policy=policy)
+
+    assert not result.incidents["scope"].eq("site").any()
+
+
+def test_a_heat_wave_across_the_fleet_is_context_not_an_incident(policy):
+    hot = fleet(
+        range(4), lambda d, i: {"evaporator": -12.0 + i, "duty": 0.95, "current": 12.0}
+    )
+
+    result = build(quality=hot, devices=registry(SITE), policy=policy)
+
+    assert result.incidents.empty
+
+
+def test_small_sites_never_raise_a_site_incident(policy):
+    small = {"S9": ["X1", "X2"]}
+    rows = [
+        feature_window(d, i, duty=0.0, current=0.0)
+        for d in small["S9"]
+        for i in range(4)
+    ]
+
+    result = build(quality=pd.DataFrame(rows), devices=registry(small), policy=policy)
+
+    assert result.incidents.empty
+
+
+def test_a_stuck_sensor_persisting_for_the_ticket_time_is_a_low_sensor_ticket(policy):
+    stuck = pd.DataFrame(
+        [feature_window("D1", i, flags="STUCK_SENSOR") for i in range(4)]
+    )
+
+    result = build(quality=stuck, policy=policy)
+
+    ticket = result.incidents.iloc[0]
+    assert ticket[["kind", "severity", "cause", "detail"]].tolist() == [
+        "sensor",
+        "LOW",
+        "sensor_fault",
+        "STUCK_SENSOR",
+    ]
+
+
+def test_a_sensor_flag_shorter_than_the_ticket_time_raises_nothing_yet(policy):
+    brief = pd.DataFrame(
+        [feature_window("D1", i, flags="SENSOR_DROPOUT") for i in range(3)]
+    )
+
+    assert build(quality=brief, policy=policy).incidents.empty
+
+
+def test_alerts_diagnosed_as_a_sensor_fault_are_a_sensor_ticket_never_a_refrigeration_fault(
+    policy,
+):
+    dx = [diagnosis("D1", i, "sensor_fault") for i in range(2)]
+
+    result = build([alert("D1", 0), alert("D1", 1)], dx, policy=policy)
+
+    assert result.incidents[["kind", "severity"]].values.tolist() == [["sensor", "LOW"]]
+
+
+def test_a_silent_device_is_never_reported_as_a_cooling_failure(policy):
+    quiet = pd.DataFrame(
+        [feature_window("D1", i, readings=0, completeness=0.0) for i in range(2)]
+    )
+    dx = [diagnosis("D1", i, "total_cooling_loss") for i in range(2)]
+
+    result = build([alert("D1", 0), alert("D1", 1)], dx, quality=quiet, policy=policy)
+
+    assert not result.incidents["kind"].isin(["refrigeration", "operational"]).any()
+    assert set(result.incidents["severity"]) == {"LOW"}
+    assert "total_cooling_loss" not in set(result.incidents["cause"])
+
+
+def test_severity_comes_from_the_cause_class_not_from_saturated_scores(policy):
+    rows = [alert(d, 0, score=1.0) for d in ("D1", "D2", "D3", "D4")]
+    dx = [
+        diagnosis("D1", 0, "total_cooling_loss"),
+        diagnosis("D2", 0, "compressor_overload"),
+        diagnosis("D3", 0, "condenser_fouling"),
+        diagnosis("D4", 0, "unknown"),
+    ]
+
+    result = build(rows, dx, policy=policy)
+
+    severity = result.incidents.set_index("device_id")["severity"].to_dict()
+    assert severity == {
+        "D1": "CRITICAL",
+        "D2": "CRITICAL",
+        "D3": "MEDIUM",
+        "D4": "MEDIUM",
+    }
+
+
+def test_impact_raises_the_base_one_level_each_but_not_past_the_cap(policy):
+    sev = replace(
+        policy.severity, agreement_models=3, excursion_celsius=3.0, raise_cap="HIGH"
+    )
+    policy = replace(policy, severity=sev)
+    rows = [alert("D1", 0, models=3), alert("D1", 1, models=3)]
+    warm = pd.DataFrame(
+        [
+            feature_window("D1", 0, evaporator=-18.0),
+            feature_window("D1", 1, evaporator=-14.0),
+        ]
+    )
+    dx = [diagnosis("D1", i, "condenser_fouling") for i in range(2)]
+
+    result = build(rows, dx, quality=warm, policy=policy)
+
+    incident = result.incidents.iloc[0]
+    assert (incident["base_severity"], incident["severity"]) == ("MEDIUM", "HIGH")
+    assert "models agree" in incident["severity_reasons"]
+
+
+def test_a_large_evaporator_excursion_is_critical_whatever_the_cause(policy):
+    warm = pd.DataFrame(
+        [
+            feature_window("D1", 0, evaporator=-18.0),
+            feature_window("D1", 1, evaporator=-8.0),
+        ]
+    )
+
+    result = build([alert("D1", 0), alert("D1", 1)], quality=warm, policy=policy)
+
+    assert result.incidents.iloc[0]["severity"] == "CRITICAL"
+    assert result.incidents.iloc[0]["evaporator_peak_c"] == -8.0
