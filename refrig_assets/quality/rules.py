@@ -362,7 +362,8 @@ def clean_hour(
         CREATE OR REPLACE TEMP TABLE good_rows AS
         SELECT {value_cols}, source_file, source_row, received_at, late_arrival,
                same_device AND coalesce(ts = lag_ts, FALSE) AS is_dup,
-               CASE WHEN same_device THEN lag_ts END AS prev_ts{"".join(", " + r for r in repeats)}
+               CASE WHEN same_device THEN lag_ts END AS prev_ts{"".join(", " + r for r in repeats)},
+               row_number() OVER () AS seq
         FROM (
           SELECT *, coalesce(device_id = lag(device_id) OVER (), FALSE) AS same_device,
                  lag(ts) OVER () AS lag_ts{lags}
@@ -418,7 +419,7 @@ def clean_hour(
           LEFT JOIN unregistered r ON r.device_id = g.device_id
           LEFT JOIN copied cp ON cp.device_id = g.device_id AND cp.ts = g.ts
           WHERE NOT g.is_dup)
-        ORDER BY device_id, ts
+        ORDER BY seq
         """
     row_q = _row_quarantine(con, contract, storms, keyed, in_storm)
     quarantine = quarantine_frame(
