@@ -13,7 +13,7 @@ TRAIN_HOURS ?= 2
 START ?= 2026-01-01T00:00
 SEED ?= 42
 
-.PHONY: setup run test test-fast check dev bench chaos clean lifecycle-demo postgres-test ui-test
+.PHONY: setup run test test-fast check dev bench bench-scale chaos clean lifecycle-demo postgres-test ui-test compose-test
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ test-fast: setup
 postgres-test: setup
 	scripts/system_packages.sh postgresql docker-compose
 	$(VENV)/bin/pytest -q refrig_assets_tests/deployment/test_deploy_configuration.py refrig_assets_tests/deployment/test_postgres_deployment.py
+
+## compose-test: docker-compose.yml built without an image registry (private dockerd, Debian base
+## image from debootstrap), brought up on loopback and smoke-tested; needs root (deploy/compose-test.sh)
+compose-test: setup
+	deploy/compose-test.sh
 
 ## ui-test: the Dagster UI in headless Chromium; screenshots in test-artifacts/
 ui-test: setup
@@ -71,6 +76,11 @@ dev: setup $(DAGSTER_HOME)/dagster.yaml
 ## floor; table + bench-results/bench.json (BENCH_ARGS="--no-spark --devices 20000" to vary)
 bench: setup
 	$(PY) -m tools.benchmarks $(BENCH_ARGS)
+
+## bench-scale: the whole hourly path at 1M devices (the simulated 100K fleet tiled 10×, cached)
+## next to 100K; figures in bench-results/scale/
+bench-scale: setup
+	$(PY) -m tools.benchmarks --scale 10 --no-spark --no-daily --growth '' --out bench-results/scale $(BENCH_ARGS)
 
 ## chaos: fault cases through the refrig command (bad files, outages, archived files, concurrent
 ## and killed runs, unit errors, ...): a table of case, outcome, rows lost; chaos-results/chaos.json

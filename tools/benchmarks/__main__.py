@@ -25,6 +25,14 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-spark", action="store_true", help="skip the PySpark reference")
     parser.add_argument("--no-daily", action="store_true", help="skip the daily detectors")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=defaults.scale_copies,
+        metavar="COPIES",
+        help="also run the whole hourly path on COPIES times the fleet (the simulated fleet "
+        "tiled; cached): make bench-scale runs 10 × 100,000 devices",
+    )
     parser.add_argument("--out", type=Path, default=defaults.out)
     parser.add_argument("--step-timeout", type=float, default=defaults.step_timeout_s)
     parser.add_argument(
@@ -45,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         out=args.out.resolve(),
         step_timeout_s=args.step_timeout,
         only=args.only,
+        scale_copies=args.scale,
     )
 
 

@@ -34,6 +34,8 @@ class StepResult:
     peak_rss_mb: float
     report: dict = field(default_factory=dict)
     error: str | None = None
+    # 1-minute load average of the machine when the step ended (other work stretches wall times)
+    load_average: float | None = None
 
     @property
     def wall_s(self) -> float:
@@ -136,6 +138,7 @@ def run_step(
         peak_rss_mb=round(peak / 2**20, 1),
         report=report,
         error=error,
+        load_average=round(os.getloadavg()[0], 2),
     )
 
 

@@ -38,6 +38,9 @@ class BenchConfig:
     step_timeout_s: float = 900
     # Run part of the plan on the home of an earlier full run (see ONLY); None: everything.
     only: str | None = None
+    # --scale: after the rest, the whole hourly path again on a fleet this many times larger
+    # (the simulated fleet tiled, cached under <out>/cache); 0: not measured.
+    scale_copies: int = 0
 
 
 # Parts of the plan that run on the home an earlier full run left (its measured hour of
@@ -231,7 +234,51 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchRun:
     elif config.daily:
         run.notes.append("no daily detectors configured in models/: daily step skipped")
 
+    if config.scale_copies > 1:
+        _scale_steps(config, run, env, cache, logs, log)
+
     return _finish(run, started, hourly_models, daily_models)
+
+
+def _scale_steps(config: BenchConfig, run: BenchRun, env: dict, cache: Path, logs, log) -> None:
+    """The hourly path on ``scale_copies`` times the fleet: the simulated fleet tiled (cached),
+    its registry materialized, then the hourly job for the same hour, readings → alerts, with
+    the detectors trained above."""
+    devices = config.devices * config.scale_copies
+    tiled = cache.parent / f"{cache.name}-x{config.scale_copies}"
+    landing, registry = tiled / "landing", tiled / "device_registry.csv"
+    scale_env = env | {"REFRIG_LANDING_DIR": str(landing), "REFRIG_DEVICE_REGISTRY": str(registry)}
+
+    def step(name: str, kind: str, args: dict) -> StepResult:
+        return run.add(run_step(name, kind, args, scale_env, config.step_timeout_s, logs), log)
+
+    if registry.exists() and any(landing.rglob("*.parquet")):
+        run.notes.append(f"scaled fleet reused from {tiled}")
+    else:
+        shutil.rmtree(tiled, ignore_errors=True)
+        step(
+            "scale_prepare",
+            "tiled_fleet",
+            {
+                "copies": config.scale_copies,
+                "landing_dir": str(cache / "landing"),
+                "registry_path": str(cache / "device_registry.csv"),
+                "target_landing_dir": str(landing),
+                "target_registry_path": str(registry),
+            },
+        )
+    step("scale_registry", "dagster_materialize", {"assets": ["device_registry"]})
+    step(
+        "scale_hourly_total",
+        "dagster_job",
+        {"job": "hourly_pipeline", "partition": PARTITION, "forget_landing_index": True}
+        | {"devices": devices},
+    )
+    run.notes.append(
+        f"scale: {devices:,} devices = the simulated {config.devices:,} tiled "
+        f"{config.scale_copies}× (device ids prefixed per copy), one hour through the hourly "
+        "job with the detectors trained on the smaller fleet's hour"
+    )
 
 
 def _daily_steps(
@@ -325,6 +372,7 @@ def write_json(run: BenchRun, path: Path) -> None:
             "seed": run.config.seed,
             "spark": run.config.spark,
             "daily": run.config.daily,
+            "scale_copies": run.config.scale_copies,
         },
         "environment": run.environment,
         "steps": {name: r.to_json() for name, r in run.results.items()},

@@ -95,6 +95,53 @@ def scaled_clean_readings(a: dict) -> dict:
 
 
 @step
+def tiled_fleet(a: dict) -> dict:
+    """A fleet ``copies`` times the size of a simulated one: its landing files and registry
+    repeated, each copy's device ids prefixed (``t1-``, ``t2-``, ...; copy 0 keeps them), so
+    every device carries real simulated readings. One landing file per copy, written one copy
+    at a time (memory stays that of one copy); files keep the source's modification time."""
+    import os
+
+    import pandas as pd
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    copies = int(a["copies"])
+    source, target = Path(a["landing_dir"]), Path(a["target_landing_dir"])
+    rows = 0
+    with Timer() as t:
+        for path in sorted(source.rglob("*.parquet")):
+            table = pq.read_table(path)
+            column = table.schema.get_field_index("device_id")
+            stat = path.stat()
+            for i in range(copies):
+                ids = table.column("device_id")
+                if i:
+                    ids = pc.binary_join_element_wise(f"t{i}-", ids, "")
+                out = target / path.relative_to(source).parent / f"{path.stem}-t{i}.parquet"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(
+                    table.set_column(column, "device_id", ids),
+                    out,
+                    compression="zstd",
+                    compression_level=1,
+                    row_group_size=500_000,
+                )
+                os.utime(out, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+                rows += table.num_rows
+        registry = pd.read_csv(a["registry_path"])
+        tiled = []
+        for i in range(copies):
+            copy = registry.copy()
+            if i:
+                copy["device_id"] = f"t{i}-" + copy["device_id"].astype(str)
+            tiled.append(copy)
+        Path(a["target_registry_path"]).parent.mkdir(parents=True, exist_ok=True)
+        pd.concat(tiled, ignore_index=True).to_csv(a["target_registry_path"], index=False)
+    return {"wall_s": t.wall, "rows": rows, "devices": len(registry) * copies}
+
+
+@step
 def shifted_feature_hours(a: dict) -> dict:
     """``hours`` hourly feature partitions: copies of a measured hour, shifted in time."""
     from datetime import timedelta
@@ -164,6 +211,7 @@ def dagster_job(a: dict) -> dict:
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     return {
+        "devices": a.get("devices"),
         "wall_s": t.wall,
         "cpu_s": t.cpu,
         "import_s": import_s,
