@@ -16,10 +16,12 @@ from refrig_assets.cli import (
     feedback,
     importer,
     maintenance,
+    metrics,
     models,
     monitor,
     pipeline,
     quality,
+    serve,
     simulate,
     streaming,
     tokens,
@@ -46,6 +48,8 @@ app.add_typer(streaming.app, name="streaming")
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
+app.command("serve")(serve.serve)
+app.add_typer(metrics.app, name="metrics")
 
 
 def main() -> None:  # pragma: no cover (process exit)
