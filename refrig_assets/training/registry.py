@@ -36,9 +36,19 @@ from refrig_assets.detectors.base import Detector  # noqa: E402
 
 PRODUCTION_ALIAS = "production"
 EXPERIMENT = "refrig-detectors"
+# The MLflow UI opens an experiment in its classic ML view (runs, metrics, models) with this
+# tag; without it MLflow 3 may show the GenAI view (traces, prompts).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CLASSIC_ML = "custom_model_development"
+SIGNATURE_EXAMPLE_ROWS = 50
 ARTIFACT_SHA256_TAG = "artifact_sha256"
 # What makes two trainings the same model: equal values of these lineage tags.
-FINGERPRINT_TAGS = ("code_version", "config_hash", "training_data_hash", "feature_schema")
+FINGERPRINT_TAGS = (
+    "code_version",
+    "config_hash",
+    "training_data_hash",
+    "feature_schema",
+)
 DETECTOR_FILE = "detector.joblib"
 
 
@@ -101,9 +111,54 @@ class Lineage:
 def _detector_location(download_uri: str) -> str:
     """The detector folder under a version's artifact URI (a local path for ``file://``)."""
     base = (
-        download_uri.removeprefix("file://") if download_uri.startswith("file://") else download_uri
+        download_uri.removeprefix("file://")
+        if download_uri.startswith("file://")
+        else download_uri
     )
     return f"{base}/artifacts/detector"
+
+
+def logged_model_id(version) -> str | None:
+    """The MLflow 3 logged model behind a registry version (where its metrics live); the
+    version's ``model_id`` is not filled by every store, its ``models:/<id>`` source is."""
+    if getattr(version, "model_id", None):
+        return str(version.model_id)
+    source = str(version.source or "")
+    return source.removeprefix("models:/") if source.startswith("models:/m-") else None
+
+
+def _dataset_and_signature(
+    detector: Detector, lineage: Lineage, features: pd.DataFrame
+):
+    """The training frame as an ``mlflow.data`` dataset and the model's signature (inferred
+    from a few of its rows and their scores)."""
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.models import infer_signature
+
+    example = features.head(SIGNATURE_EXAMPLE_ROWS)
+    dataset = from_pandas(
+        features,
+        source=f"device_features/{lineage.training_partitions}",
+        name=f"device_features {lineage.training_partitions}",
+        digest=lineage.training_data_hash,
+    )
+    return dataset, infer_signature(example, detector.score(example))
+
+
+def _version_description(
+    detector: Detector, lineage: Lineage, semver: str, metrics: dict[str, float]
+) -> str:
+    """What the version page says first: what was trained on what, and how it flagged it."""
+    rate = metrics.get("training_flag_rate")
+    flagged = (
+        f"; flagged {rate:.1%} of its training windows" if rate is not None else ""
+    )
+    return (
+        f"{detector.config.model_id} {semver} ({detector.config.detector}): trained on feature "
+        f"hours {lineage.training_partitions}, {lineage.training_rows:,} windows{flagged}. "
+        f"Code {lineage.code_version}, config {lineage.config_hash[:12]}. Canary and backtest "
+        "metrics are added when it is evaluated against production."
+    )
 
 
 @cache
@@ -124,18 +179,66 @@ class ModelRegistry:
         self.tracking_uri = tracking_uri
         self.artifacts_dir = Path(artifacts_dir)
         if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._loaded: dict[tuple[str, str], Detector] = {}
 
     def _experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(EXPERIMENT)
-        if exp is not None:
-            return exp.experiment_id
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        return self.client.create_experiment(
-            EXPERIMENT, artifact_location=self.artifacts_dir.resolve().as_uri()
-        )
+        if exp is None:
+            return self.client.create_experiment(
+                EXPERIMENT,
+                artifact_location=self.artifacts_dir.resolve().as_uri(),
+                tags={EXPERIMENT_KIND_TAG: CLASSIC_ML},
+            )
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != CLASSIC_ML:
+            self.client.set_experiment_tag(
+                exp.experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_ML
+            )
+        self._follow_moved_home(exp)
+        return exp.experiment_id
+
+    def _follow_moved_home(self, exp) -> None:
+        """After the home was moved or copied, new versions go under this home's artifact root,
+        not under the old path recorded in the experiment (SQLite registries: the registry and
+        its artifacts travel together). Earlier versions are found by :meth:`_rebased`."""
+        here = self.artifacts_dir.resolve().as_uri()
+        recorded = exp.artifact_location
+        if recorded == here or not self.tracking_uri.startswith("sqlite:///"):
+            return
+        if (
+            recorded.startswith("file://")
+            and Path(recorded.removeprefix("file://")).exists()
+        ):
+            return  # a registry that shares another home's artifacts on purpose
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.tracking_uri)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "UPDATE experiments SET artifact_location = :here WHERE experiment_id = :id"
+                    ),
+                    {"here": here, "id": int(exp.experiment_id)},
+                )
+        finally:
+            engine.dispose()
+
+    def _rebased(self, uri: str) -> str:
+        """``uri`` under this home's artifact root when it points under another root that no
+        longer exists (a moved or copied home); otherwise unchanged."""
+        if not uri.startswith("file://") or Path(uri.removeprefix("file://")).exists():
+            return uri
+        marker = "/mlflow/artifacts/"
+        if marker not in uri:
+            return uri
+        relative = uri.split(marker, 1)[1]
+        moved = self.artifacts_dir.resolve() / relative
+        return moved.as_uri() if moved.exists() else uri
 
     def latest_version_tags(self, model_id: str) -> dict[str, str] | None:
         versions = self._versions(model_id)
@@ -148,13 +251,28 @@ class ModelRegistry:
             return []
         return sorted(found, key=lambda v: int(v.version))
 
-    def register(self, detector: Detector, lineage: Lineage, metrics: dict[str, float]) -> str:
-        """Log the detector as an MLflow model, register it, tag lineage; returns the version."""
+    def register(
+        self,
+        detector: Detector,
+        lineage: Lineage,
+        metrics: dict[str, float],
+        training_features: pd.DataFrame | None = None,
+    ) -> str:
+        """Log the detector as an MLflow model, register it, tag lineage; returns the version.
+
+        With ``training_features`` (the frame it was fitted on) the version also carries a
+        signature (those columns in, the model_scores columns out) and the frame as its
+        ``mlflow.data`` training dataset, to which the metrics are attached."""
         model_id = detector.config.model_id
         previous = self.latest_version_tags(model_id)
         semver = self._semver(previous, lineage)
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
+        dataset, signature = None, None
+        if training_features is not None:
+            dataset, signature = _dataset_and_signature(
+                detector, lineage, training_features
+            )
         with tempfile.TemporaryDirectory() as tmp:
             detector.save(Path(tmp) / "detector")
             checksums = artifact_checksums(Path(tmp) / "detector")
@@ -165,24 +283,61 @@ class ModelRegistry:
                     {f"hp.{k}": v for k, v in detector.config.hyperparameters.items()}
                     | {"flag_threshold": detector.config.flag_threshold}
                 )
-                mlflow.log_metrics(metrics)
-                mlflow.set_tags(lineage.tags() | {"model_id": model_id, "semver": semver})
+                if dataset is not None:
+                    mlflow.log_input(dataset, context="training")
+                mlflow.set_tags(
+                    lineage.tags() | {"model_id": model_id, "semver": semver}
+                )
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=DetectorPyfunc(),
                     artifacts={"detector": str(Path(tmp) / "detector")},
                     pip_requirements=["refrig-assets"],
                     registered_model_name=model_id,
+                    signature=signature,
                 )
+                # Attached to the logged model: the version page shows them.
+                mlflow.log_metrics(metrics, model_id=info.model_id, dataset=dataset)
         version = str(info.registered_model_version)
         checksum_tag = json.dumps(checksums, sort_keys=True)
         for k, v in (
             lineage.tags() | {"semver": semver, ARTIFACT_SHA256_TAG: checksum_tag}
         ).items():
             self.client.set_model_version_tag(model_id, version, k, v)
+        self.client.update_model_version(
+            model_id,
+            version,
+            description=_version_description(detector, lineage, semver, metrics),
+        )
+        model_description = detector.config.settings.get("description")
+        if model_description:
+            self.client.update_registered_model(
+                model_id, description=str(model_description)
+            )
         return version
 
-    def version_with_fingerprint(self, model_id: str, fingerprint: dict[str, str]) -> str | None:
+    def log_version_metrics(
+        self, model_id: str, version: str, metrics: dict[str, float]
+    ) -> None:
+        """Add evaluation metrics (canary, backtest) to a version, comparable across versions
+        in the MLflow UI; ``None`` values (not measured) are left out."""
+        mv = self.client.get_model_version(model_id, str(version))
+        if mv.run_id is None:
+            return  # registered from outside a run: nothing to attach metrics to
+        for key, value in metrics.items():
+            if value is None:
+                continue
+            self.client.log_metric(
+                mv.run_id, key, float(value), model_id=logged_model_id(mv)
+            )
+
+    def version_url_path(self, model_id: str, version: str) -> str:
+        """The version's page in the MLflow UI, relative to the UI's base URL."""
+        return f"#/models/{model_id}/versions/{version}"
+
+    def version_with_fingerprint(
+        self, model_id: str, fingerprint: dict[str, str]
+    ) -> str | None:
         """The newest version trained with the same code, config, data and feature schema
         (``fingerprint``: the :data:`FINGERPRINT_TAGS` values), if any."""
         wanted = {k: str(fingerprint[k]) for k in FINGERPRINT_TAGS}
@@ -205,7 +360,11 @@ class ModelRegistry:
 
     def production_version(self, model_id: str) -> str | None:
         try:
-            return str(self.client.get_model_version_by_alias(model_id, PRODUCTION_ALIAS).version)
+            return str(
+                self.client.get_model_version_by_alias(
+                    model_id, PRODUCTION_ALIAS
+                ).version
+            )
         except MlflowException:
             return None
 
@@ -241,12 +400,18 @@ class ModelRegistry:
         try:
             mv = self.client.get_model_version(model_id, str(version))
         except MlflowException as exc:
-            raise RegistryError(f"{model_id} version {version} is not registered") from exc
+            raise RegistryError(
+                f"{model_id} version {version} is not registered"
+            ) from exc
         # The version's own artifact location: a ``models:/`` URI would be resolved against
         # the process-wide registry URI, which may be another registry's.
-        return mv, self.client.get_model_version_download_uri(model_id, mv.version)
+        return mv, self._rebased(
+            self.client.get_model_version_download_uri(model_id, mv.version)
+        )
 
-    def verify(self, model_id: str, version: str, expected: dict[str, str] | None = None) -> Path:
+    def verify(
+        self, model_id: str, version: str, expected: dict[str, str] | None = None
+    ) -> Path:
         """The local folder of a version's detector artifact after checking every file against
         ``expected`` sha256 (default: the checksums tagged at registration). A version
         registered without checksums is not checked. Raises :class:`CorruptArtifactError`
@@ -266,7 +431,9 @@ class ModelRegistry:
             ) from exc
         directory = Path(local) / "artifacts" / "detector"
         raw = dict(mv.tags).get(ARTIFACT_SHA256_TAG)
-        recorded = expected if expected is not None else (json.loads(raw) if raw else None)
+        recorded = (
+            expected if expected is not None else (json.loads(raw) if raw else None)
+        )
         if recorded is None:
             if not (directory / DETECTOR_FILE).is_file():
                 raise CorruptArtifactError(
@@ -276,7 +443,9 @@ class ModelRegistry:
         actual = artifact_checksums(directory) if directory.is_dir() else {}
         for name, sha in sorted(recorded.items()):
             if name not in actual:
-                raise CorruptArtifactError(model_id, version, directory / name, "is missing")
+                raise CorruptArtifactError(
+                    model_id, version, directory / name, "is missing"
+                )
             if actual[name] != sha:
                 raise CorruptArtifactError(
                     model_id,
@@ -331,7 +500,9 @@ class ModelRegistry:
             {
                 "version": str(v.version),
                 "semver": dict(v.tags).get("semver", ""),
-                "created_at": datetime.fromtimestamp(v.creation_timestamp / 1000, tz=UTC),
+                "created_at": datetime.fromtimestamp(
+                    v.creation_timestamp / 1000, tz=UTC
+                ),
                 "aliases": sorted(aliases.get(str(v.version), [])),
                 "tags": dict(v.tags),
             }
@@ -353,13 +524,19 @@ class ModelRegistry:
         plain = ref[1:] if ref[:1] in ("v", "V") and ref[1:].isdigit() else ref
         if plain.isdigit() and any(str(v.version) == plain for v in versions):
             return plain
-        by_semver = [v for v in versions if dict(v.tags).get("semver") == ref.lstrip("vV")]
+        by_semver = [
+            v for v in versions if dict(v.tags).get("semver") == ref.lstrip("vV")
+        ]
         if by_semver:
             return str(by_semver[-1].version)
-        known = ", ".join(f"{v.version} ({dict(v.tags).get('semver', '?')})" for v in versions)
+        known = ", ".join(
+            f"{v.version} ({dict(v.tags).get('semver', '?')})" for v in versions
+        )
         raise RegistryError(f"{model_id}: no version {ref!r} (registered: {known})")
 
-    def set_version_tags(self, model_id: str, version: str, tags: dict[str, str]) -> None:
+    def set_version_tags(
+        self, model_id: str, version: str, tags: dict[str, str]
+    ) -> None:
         """Add or replace tags on one version (lifecycle status, gate summary)."""
         for k, v in tags.items():
             self.client.set_model_version_tag(model_id, str(version), k, str(v))

@@ -3,14 +3,25 @@
 import dagster as dg
 import pandas as pd
 
-from refrig_assets.core.model_config import ModelConfig, all_model_ids, load_model_config
+from refrig_assets.core.model_config import (
+    ModelConfig,
+    all_model_ids,
+    load_model_config,
+)
 from refrig_assets.defs.shared.lifecycle import model_lifecycle, run_actor
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.promotion import GATE_STATUS_TAG, PENDING
-from refrig_assets.lifecycle.retraining_policy import asset_code_version, current_fingerprint
+from refrig_assets.lifecycle.retraining_policy import (
+    asset_code_version,
+    current_fingerprint,
+)
 from refrig_assets.operations.maintenance import exclude_maintenance
 from refrig_assets.scoring.score import with_cohort
-from refrig_assets.training.fit import train_detector, training_fingerprint, training_partitions
+from refrig_assets.training.fit import (
+    train_detector,
+    training_fingerprint,
+    training_partitions,
+)
 from refrig_assets.training.registry import ARTIFACT_SHA256_TAG, CorruptArtifactError
 
 GROUP = "training"
@@ -65,7 +76,10 @@ def reused_result(
     try:
         promoted = False
         if refrig.registry.production_version(model_id) is None:
-            promoted = lifecycle.after_training(model_id, version, run_actor(context)) is not None
+            promoted = (
+                lifecycle.after_training(model_id, version, run_actor(context))
+                is not None
+            )
     finally:
         lifecycle.audit.close()
     tags = refrig.registry.version_tags(model_id, version)
@@ -94,6 +108,21 @@ def reused_result(
     )
 
 
+def mlflow_version_link(model_id: str, version: str) -> dict[str, dg.MetadataValue]:
+    """``mlflow_version``: a link to the version's page in the MLflow UI (config/access.yaml
+    links.mlflow_url; none when that is empty)."""
+    from refrig_assets.access.policy import load_access_policy
+
+    base = load_access_policy().mlflow_url
+    if not base:
+        return {}
+    return {
+        "mlflow_version": dg.MetadataValue.url(
+            f"{base}/#/models/{model_id}/versions/{version}"
+        )
+    }
+
+
 def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
     """One training asset for a detector configured in ``models/``."""
     model_id = config.model_id
@@ -111,27 +140,36 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
         code_version=asset_code_version(config),
     )
     def _train(
-        context: dg.AssetExecutionContext, refrig: RefrigResource, config: TrainingConfig
+        context: dg.AssetExecutionContext,
+        refrig: RefrigResource,
+        config: TrainingConfig,
     ) -> dg.MaterializeResult:
         model_config = load_model_config(model_id, refrig.settings.models_dir)
-        stems = training_partitions(refrig.store, config.start_partition, config.end_partition)
+        stems = training_partitions(
+            refrig.store, config.start_partition, config.end_partition
+        )
         if not stems:
             raise ValueError(f"{model_id}: no device_features partitions to train on")
         features = load_training_features(refrig, stems)
         partitions = f"{stems[0]}..{stems[-1]}"
         fingerprint = current_fingerprint(
-            model_config, [refrig.store.root / "device_features" / f"{s}.parquet" for s in stems]
+            model_config,
+            [refrig.store.root / "device_features" / f"{s}.parquet" for s in stems],
         )
         # Same code, config, data and feature schema as a registered version: reuse it.
         reused = reusable_version(
             context, refrig, model_id, training_fingerprint(model_config, features)
         )
         if reused is not None:
-            return reused_result(context, refrig, model_id, reused, partitions, fingerprint)
+            return reused_result(
+                context, refrig, model_id, reused, partitions, fingerprint
+            )
         detector, lineage, metrics = train_detector(
             model_config, features, partitions, context.run.run_id
         )
-        version = refrig.registry.register(detector, lineage, metrics)
+        version = refrig.registry.register(
+            detector, lineage, metrics, training_features=features
+        )
         tags = refrig.registry.version_tags(model_id, version)
         # The first version of a model becomes production; a later one is a candidate that
         # only the promotion gates (<model_id>_canary → <model_id>_promotion) can promote.
@@ -145,13 +183,19 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 f"registered version {version} ({tags.get('semver', '')}) trained on "
                 f"{partitions}; artifact sha256 recorded",
             )
-            promoted = lifecycle.after_training(model_id, version, run_actor(context)) is not None
+            promoted = (
+                lifecycle.after_training(model_id, version, run_actor(context))
+                is not None
+            )
         finally:
             lifecycle.audit.close()
-        context.log.info(f"registered {model_id} version {version} ({tags.get('semver')})")
+        context.log.info(
+            f"registered {model_id} version {version} ({tags.get('semver')})"
+        )
         return dg.MaterializeResult(
             metadata={
                 "model_version": version,
+                **mlflow_version_link(model_id, version),
                 "semver": tags.get("semver", ""),
                 "reused_version": False,
                 "promoted_to_production": promoted,
