@@ -18,10 +18,7 @@ from refrig_assets.features.windows import expected_readings_per_window, window_
 
 def _epoch_seconds(ts: pd.Series) -> np.ndarray:
     return (
-        ts.dt.tz_convert("UTC")
-        .dt.tz_localize(None)
-        .to_numpy("datetime64[ns]")
-        .astype(np.int64)
+        ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]").astype(np.int64)
         / 1e9
     )
 
@@ -29,9 +26,7 @@ def _epoch_seconds(ts: pd.Series) -> np.ndarray:
 def _flag_names(masks: pd.Series) -> pd.Series:
     names = quality_flag_names()
     unique = pd.unique(masks.to_numpy())
-    text = {
-        m: ",".join(n for i, n in enumerate(names) if int(m) & (1 << i)) for m in unique
-    }
+    text = {m: ",".join(n for i, n in enumerate(names) if int(m) & (1 << i)) for m in unique}
     return masks.map(text)
 
 
@@ -54,9 +49,7 @@ def pandas_features(
     device_codes, devices = pd.factorize(clean["device_id"], sort=True)
     bucket_codes, buckets = pd.factorize(bucket, sort=True)
     key = device_codes.astype(np.int64) * len(buckets) + bucket_codes
-    minutes = (
-        epoch - bucket
-    ) / 60.0  # minutes into the window: slopes need no epoch offset
+    minutes = (epoch - bucket) / 60.0  # minutes into the window: slopes need no epoch offset
 
     values = {}
     for c in readings.columns_with_role("sensor"):
@@ -64,9 +57,7 @@ def pandas_features(
         if c.range:
             v = np.where((v >= c.range[0]) & (v <= c.range[1]), v, np.nan)
         values[c.name] = v
-    running_spec = [
-        c for c in readings.columns_with_role("sensor") if "running_above" in c.extra
-    ]
+    running_spec = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
     running = None
     if running_spec:
         current = values[running_spec[0].name]
@@ -92,17 +83,13 @@ def pandas_features(
     if running is not None:
         while_running = np.where(running[:, None], frame.to_numpy(), np.nan)
         stats["running_mean"] = (
-            pd.DataFrame(while_running, columns=frame.columns)
-            .groupby(key, sort=True)
-            .mean()
+            pd.DataFrame(while_running, columns=frame.columns).groupby(key, sort=True).mean()
         )
 
     keys = grouped.size().index.to_numpy()
     out = {
         "device_id": np.asarray(devices)[keys // len(buckets)],
-        "window_start": pd.to_datetime(
-            buckets[keys % len(buckets)], unit="s", utc=True
-        ),
+        "window_start": pd.to_datetime(buckets[keys % len(buckets)], unit="s", utc=True),
     }
     out["window_end"] = out["window_start"] + pd.Timedelta(seconds=wsec)
     out["reading_count"] = grouped.size().to_numpy()
@@ -122,9 +109,7 @@ def pandas_features(
     mask = clean["quality_mask"].to_numpy(dtype=np.int64)
     combined = np.zeros(len(keys), dtype=np.int64)
     for bit in range(len(quality_flag_names())):
-        combined |= (
-            pd.Series(mask & (1 << bit)).groupby(key, sort=True).max().to_numpy()
-        )
+        combined |= pd.Series(mask & (1 << bit)).groupby(key, sort=True).max().to_numpy()
     out["quality_mask"] = combined
     out["quality_flags"] = _flag_names(pd.Series(combined)).to_numpy()
 
@@ -246,9 +231,7 @@ def _derived_features(
                 out[col.name] = np.full(len(keys), np.nan)
                 continue
             idle = states["idle"].to_numpy(dtype=bool, na_value=False)
-            out[col.name] = per_window(
-                np.where(idle, values[spec["sensor"]], np.nan), "max"
-            )
+            out[col.name] = per_window(np.where(idle, values[spec["sensor"]], np.nan), "max")
             continue
         if state not in states:
             out[col.name] = np.full(len(keys), np.nan)
@@ -268,24 +251,16 @@ def _derived_features(
             out[col.name] = count_if(on, unknown) * step_min
         elif kind == "mean_run_minutes":
             prev_bucket = previous(bucket.astype(float))
-            new_run = on & (
-                (p != 1.0) | (~np.isnan(prev_bucket) & (prev_bucket != bucket))
-            )
+            new_run = on & ((p != 1.0) | (~np.isnan(prev_bucket) & (prev_bucket != bucket)))
             runs = count_if(new_run, unknown)
             minutes = count_if(on, unknown) * step_min
-            out[col.name] = np.where(
-                runs > 0, minutes / np.where(runs > 0, runs, 1.0), np.nan
-            )
+            out[col.name] = np.where(runs > 0, minutes / np.where(runs > 0, runs, 1.0), np.nan)
         elif kind == "longest_streak_minutes":
             is_on = states[state].to_numpy(dtype=bool, na_value=False)
             off_at = pd.Series(np.where(is_on, np.nan, t_min))
-            last_off = (
-                off_at.groupby(device_codes).cummax().groupby(device_codes).ffill()
-            )
+            last_off = off_at.groupby(device_codes).cummax().groupby(device_codes).ffill()
             t0 = pd.Series(t_min).groupby(device_codes).transform("first").to_numpy()
-            since = np.where(
-                np.isnan(last_off.to_numpy()), t0 - step_min, last_off.to_numpy()
-            )
+            since = np.where(np.isnan(last_off.to_numpy()), t0 - step_min, last_off.to_numpy())
             streak = np.where(on, t_min - since, np.nan)
             longest = per_window(streak, "max")
             out[col.name] = np.where(np.isnan(longest), 0.0, longest)

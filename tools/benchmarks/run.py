@@ -48,6 +48,8 @@ class BenchConfig:
 ONLY = {
     "daily": ["daily_features", "train_daily", "daily_scores"],
     "daily_scores": ["daily_scores"],
+    # the hourly run at the measured size, then at --scale times it (default 10)
+    "scale": ["registry", "hourly_total", "scale"],
 }
 
 
@@ -328,6 +330,8 @@ def _run_only(config: BenchConfig, run: BenchRun, env: dict, logs: Path, log) ->
 
     if config.only is None:
         raise ValueError("_run_only needs config.only (one of: " + ", ".join(ONLY) + ")")
+    if config.only == "scale":
+        return _run_only_scale(config, run, env, logs, log)
     names = ONLY[config.only]
     store = ParquetStore(config.out / "home" / "data")
     needed = [PARTITION] if "daily_features" in names else _day_hours()
@@ -346,6 +350,37 @@ def _run_only(config: BenchConfig, run: BenchRun, env: dict, logs: Path, log) ->
 
     _daily_steps(config, run, step, store.root, daily_models, names)
     run.notes.append(f"only {config.only}: on the project home of an earlier full run")
+    return _finish(run, started, hourly_models, daily_models)
+
+
+def _run_only_scale(config: BenchConfig, run: BenchRun, env: dict, logs: Path, log) -> BenchRun:
+    """The hourly run at the measured fleet size and at ``scale_copies`` (default 10) times it,
+    one after the other, with the detectors an earlier full run trained in ``<out>/home``."""
+    from dataclasses import replace
+
+    if not (config.out / "home" / "mlflow").exists():
+        raise FileNotFoundError(
+            f"--only scale needs the trained detectors of an earlier full run under "
+            f"{config.out / 'home'} (python -m tools.benchmarks --out {config.out})"
+        )
+    started = time.perf_counter()
+    hourly_models, daily_models = _model_assets()
+    cache = config.out / "cache" / f"fleet-{config.devices}-seed{config.seed}"
+    config = replace(config, scale_copies=config.scale_copies or 10)
+    log(f"benchmark: {config.devices:,} devices and {config.scale_copies}× that, hourly run")
+
+    def step(name: str, kind: str, args: dict) -> StepResult:
+        return run.add(run_step(name, kind, args, env, config.step_timeout_s, logs), log)
+
+    step("registry", "dagster_materialize", {"assets": ["device_registry"]})
+    step(
+        "hourly_total",
+        "dagster_job",
+        {"job": "hourly_pipeline", "partition": PARTITION, "forget_landing_index": True}
+        | {"devices": config.devices},
+    )
+    _scale_steps(config, run, env, cache, logs, log)
+    run.notes.append("only scale: on the project home of an earlier full run")
     return _finish(run, started, hourly_models, daily_models)
 
 
