@@ -43,9 +43,9 @@ CAUSES = CauseTable(
 )
 
 
-def window(i: int) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The i-th 15-minute window after T0."""
-    return T0 + i * WINDOW, T0 + (i + 1) * WINDOW
+def window(i: int, t0: pd.Timestamp = T0) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The i-th 15-minute window after ``t0``."""
+    return t0 + i * WINDOW, t0 + (i + 1) * WINDOW
 
 
 def alert(
@@ -59,9 +59,10 @@ def alert(
     score: float = 0.99,
     models: int = 1,
     minutes: float | None = None,
+    t0: pd.Timestamp = T0,
 ) -> dict[str, Any]:
     """One device_alerts row for window ``i`` (a streaming one: a short span ending in it)."""
-    start, end = window(i)
+    start, end = window(i, t0)
     if source == "streaming":
         start = end - pd.Timedelta(minutes=minutes or 3)
     row: dict[str, Any] = {c: None for c in load_contract("device_alerts").column_names}

@@ -18,6 +18,7 @@ FIXED_ASSET_CONTRACTS: dict[str, str] = {
     "quarantined_readings": "quarantined_readings",
     "device_features": "device_features",
     "device_alerts": "device_alerts",
+    "device_incidents": "device_incidents",
 }
 
 
