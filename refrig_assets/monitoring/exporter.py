@@ -75,14 +75,10 @@ class PipelineCollector:
         self.engine.dispose()
 
     # -- alert pipeline -----------------------------------------------------------------------
-    def _grouped(
-        self, conn: sa.Connection, table: str, columns: list[str]
-    ) -> list[tuple]:
+    def _grouped(self, conn: sa.Connection, table: str, columns: list[str]) -> list[tuple]:
         t = sa.Table(table, sa.MetaData(), autoload_with=conn)
         cols = [t.c[c] for c in columns]
-        return list(
-            conn.execute(sa.select(*cols, sa.func.count()).group_by(*cols)).all()
-        )
+        return list(conn.execute(sa.select(*cols, sa.func.count()).group_by(*cols)).all())
 
     def alert_metrics(self) -> Iterator[Metric]:
         with self.engine.connect() as conn:
@@ -104,9 +100,7 @@ class PipelineCollector:
                 by_severity: dict[str, int] = {}
                 for severity, status, count in rows:
                     current.add_metric([str(severity), str(status)], count)
-                    by_severity[str(severity)] = (
-                        by_severity.get(str(severity), 0) + count
-                    )
+                    by_severity[str(severity)] = by_severity.get(str(severity), 0) + count
                 for severity, count in sorted(by_severity.items()):
                     opened.add_metric([severity], count)
                 yield opened
@@ -116,10 +110,8 @@ class PipelineCollector:
 
     def _outbox(self, conn: sa.Connection) -> Iterator[Metric]:
         t = sa.Table("notification_outbox", sa.MetaData(), autoload_with=conn)
-        by_status = dict(
-            conn.execute(
-                sa.select(t.c.status, sa.func.count()).group_by(t.c.status)
-            ).all()
+        by_status: dict[str, int] = dict(
+            conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status)).all()
         )
         total = CounterMetricFamily(
             "refrig_notifications",
@@ -185,8 +177,7 @@ class PipelineCollector:
         for s in steps:
             tally[(s.step, s.status)] = tally.get((s.step, s.status), 0) + 1
             if s.status == "SUCCESS" and (
-                s.step not in newest
-                or (s.started_at or 0) > (newest[s.step].started_at or 0)
+                s.step not in newest or (s.started_at or 0) > (newest[s.step].started_at or 0)
             ):
                 newest[s.step] = s
         for (step, status), n in sorted(tally.items()):
@@ -208,9 +199,7 @@ class PipelineCollector:
             yield from self.batch_metrics(self.steps())
 
 
-def pipeline_registry(
-    alerts_db_url: str, steps: StepSource | None = None
-) -> CollectorRegistry:
+def pipeline_registry(alerts_db_url: str, steps: StepSource | None = None) -> CollectorRegistry:
     """A registry holding only the pipeline collector (what ``/metrics`` of the exporter serves)."""
     registry = CollectorRegistry()
     registry.register(PipelineCollector(alerts_db_url, steps))  # type: ignore[arg-type]
