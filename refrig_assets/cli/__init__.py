@@ -15,6 +15,7 @@ from refrig_assets.cli import (
     evaluate,
     feedback,
     importer,
+    incidents,
     maintenance,
     metrics,
     models,
@@ -37,6 +38,7 @@ app.command("simulate")(simulate.simulate)
 app.command("import")(importer.import_command)
 app.command("evaluate")(evaluate.evaluate_command)
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(incidents.app, name="incidents")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(models.app, name="models")
 app.command("console")(console.console)
