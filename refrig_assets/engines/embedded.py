@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from refrig_assets.core.contract_sql import sql_violations
 from refrig_assets.core.contracts import Contract
 from refrig_assets.core.storage import ParquetStore
+from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget
 from refrig_assets.features.windows import feature_sql
 
 _ARROW_TYPE_CHECKS = {
@@ -43,6 +44,7 @@ def write_features(
     """Compute the feature windows of one clean_readings file and write them atomically."""
     con = duckdb.connect()
     try:
+        hold_to_budget(con, spill_dir=store.root / SPILL_DIR)
         con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet({_quote(source)})")
         sql = feature_sql("clean", cadence_seconds=cadence_seconds)
         return store.write_from_duckdb(dataset, partition_key, con, sql)

@@ -18,61 +18,23 @@ single pass (each shard then reads only its own rows), and removed afterwards.
 
 from __future__ import annotations
 
-import math
 import shutil
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from refrig_assets.core.config import load_config
 from refrig_assets.core.contracts import Contract, quality_flag_names
 from refrig_assets.core.duck import sql_str
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import ParquetStore
+from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget, load_memory_budget
 from refrig_assets.quality.rules import QualityResult, clean_hour, quarantine_frame
 
 # Temporary shard files live under the data directory (same disk as the partitions).
 WORK_DIR = ".shards"
-
-
-@dataclass(frozen=True)
-class ShardSettings:
-    """How much memory the hourly path may use (``hourly:`` of config/performance.yaml)."""
-
-    path: Path
-    memory_budget_mb: int
-    reading_bytes: int
-
-    def shards_for(self, readings: int) -> int:
-        """Shards needed so one shard's working memory fits the budget (at least one)."""
-        need = readings * self.reading_bytes
-        return max(1, math.ceil(need / (self.memory_budget_mb * 2**20)))
-
-
-def load_shard_settings() -> ShardSettings:
-    """The ``hourly:`` section of config/performance.yaml; errors name the file and the key."""
-    config = load_config("performance")
-    hourly = config.section("hourly")
-    return ShardSettings(
-        path=config.path,
-        memory_budget_mb=hourly.number("memory_budget_mb", minimum=256, integer=True),
-        reading_bytes=hourly.number("reading_bytes", minimum=1, integer=True),
-    )
-
-
-def configure_connection(
-    con: duckdb.DuckDBPyConnection, settings: ShardSettings, spill_dir: Path | None = None
-) -> None:
-    """Hold DuckDB to the memory budget: beyond it, sorts, joins and windows spill to
-    ``spill_dir`` (DuckDB's default temporary directory when None)."""
-    con.execute(f"SET memory_limit = '{int(settings.memory_budget_mb)}MB'")
-    if spill_dir is not None:
-        spill_dir.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = {sql_str(str(spill_dir))}")
 
 
 def shard_bounds(con: duckdb.DuckDBPyConnection, source: str, shards: int) -> list[str]:
@@ -136,8 +98,8 @@ def clean_hour_in_shards(
     ``shards`` defaults to what the memory budget needs for the hour's readings. The clean rows,
     tails, quarantine and counts are the same for any shard count.
     """
-    settings = load_shard_settings()
-    configure_connection(con, settings, store.root / WORK_DIR / "spill")
+    settings = load_memory_budget()
+    hold_to_budget(con, settings, store.root / SPILL_DIR)
     whole = f"read_parquet({sql_str(str(source))})"
     tails = f"read_parquet({sql_str(str(previous_tails))})" if previous_tails else None
     if shards is None:
@@ -152,6 +114,7 @@ def clean_hour_in_shards(
         store.write_from_duckdb(tails_dataset, partition_key, con, result.tails_sql)
         return path, result
     work = store.root / WORK_DIR / f"{clean_dataset}-{uuid.uuid4().hex}"
+    work.parent.mkdir(parents=True, exist_ok=True)
     try:
         con.execute(
             f"COPY (SELECT *, {_shard_of(bounds)} AS shard FROM {whole}) TO {sql_str(str(work))} "

@@ -17,13 +17,10 @@ from support.quality_helpers import CONTRACT, arrived_in_hour, good_rows
 
 from refrig_assets.core.duck import connect
 from refrig_assets.core.storage import ParquetStore
+from refrig_assets.engines.memory import load_memory_budget
 from refrig_assets.ingestion.landing.hours import hour_readings
 from refrig_assets.ingestion.landing.index import LandingIndex
-from refrig_assets.quality.shards import (
-    clean_hour_in_shards,
-    load_shard_settings,
-    shard_bounds,
-)
+from refrig_assets.quality.shards import clean_hour_in_shards, shard_bounds
 from refrig_assets.simulator import FleetSimulator, SimulationConfig
 from refrig_assets.simulator.writer import readings_path, write_frame
 
@@ -164,7 +161,7 @@ def test_shards_cut_the_hour_into_ranges_of_devices(hours):
 
 
 def test_shard_count_follows_the_memory_budget():
-    settings = load_shard_settings()
+    settings = load_memory_budget()
     per_shard = settings.memory_budget_mb * 2**20 // settings.reading_bytes
     assert settings.shards_for(0) == 1
     assert settings.shards_for(per_shard) == 1

@@ -15,6 +15,7 @@ from refrig_assets.defs.shared.schema_checks import (
     schema_check_spec,
     sql_contract_check,
 )
+from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget
 from refrig_assets.ingestion.device_registry import (
     apply_cohort_policy,
     load_device_registry,
@@ -132,6 +133,7 @@ def sensor_readings(
     contract = load_contract("sensor_readings")
     con = connect()
     try:
+        hold_to_budget(con, spill_dir=refrig.store.root / SPILL_DIR)
         hour = hour_readings(
             con,
             s.landing_dir,
