@@ -7,6 +7,7 @@ names swapped, so the engines cannot drift apart.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from refrig_assets.core.contracts import Contract, load_contract
@@ -32,11 +33,41 @@ DIALECTS = {
 # Spark reads a literal 1.0 as DECIMAL (its averages would come back as decimals): typed literals
 # keep every engine computing in DOUBLE.
 ONE, ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
+WINDOW_ENV = "REFRIG_WINDOW_SECONDS"
+HOUR_DIVISORS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)  # window lengths in minutes
 
 
-def window_minutes(override: int | None = None) -> int:
-    """Window length from the device_features contract (must divide the hour)."""
-    minutes = int(override or load_contract("device_features").settings["window_minutes"])
+def fleet_cadence_seconds(cadence_seconds: int | None = None) -> int:
+    """The fleet's cadence: given, else ``REFRIG_CADENCE_SECONDS``, else the contract's."""
+    from refrig_assets.core.settings import get_settings
+
+    return int(
+        cadence_seconds
+        or get_settings().cadence_seconds
+        or load_contract("sensor_readings").settings["expected_cadence_seconds"]
+    )
+
+
+def window_minutes(override: int | None = None, cadence_seconds: int | None = None) -> int:
+    """Window length in minutes (it divides the hour): ``override``, else
+    ``REFRIG_WINDOW_SECONDS``, else the device_features contract's window for the fleet's
+    cadence (``window_by_cadence``, ``window_minutes``), lengthened to hold at least
+    ``min_readings_per_window`` readings."""
+    settings = load_contract("device_features").settings
+    if override:
+        minutes = int(override)
+    elif os.environ.get(WINDOW_ENV):
+        seconds = int(os.environ[WINDOW_ENV])
+        if seconds % 60:
+            raise ValueError(f"{WINDOW_ENV}={seconds} must be whole minutes")
+        minutes = seconds // 60
+    else:
+        cadence = fleet_cadence_seconds(cadence_seconds)
+        bands = settings.get("window_by_cadence") or []
+        band = next((b for b in bands if cadence <= b["max_cadence_seconds"]), None)
+        minutes = int(band["window_seconds"]) // 60 if band else int(settings["window_minutes"])
+        least = float(settings.get("min_readings_per_window", 1)) * cadence / 60
+        minutes = next((m for m in HOUR_DIVISORS if m >= max(minutes, least)), 60)
     if minutes <= 0 or 60 % minutes:
         raise ValueError(f"window_minutes={minutes} must divide 60")
     return minutes
@@ -44,10 +75,7 @@ def window_minutes(override: int | None = None) -> int:
 
 def expected_readings_per_window(window_min: int, cadence_seconds: int | None = None) -> float:
     """How many readings a healthy device sends per window at the fleet's cadence."""
-    cadence = cadence_seconds or int(
-        load_contract("sensor_readings").settings["expected_cadence_seconds"]
-    )
-    return window_min * 60 / cadence
+    return window_min * 60 / fleet_cadence_seconds(cadence_seconds)
 
 
 def feature_sql(
@@ -68,7 +96,7 @@ def feature_sql(
     d = DIALECTS[dialect]
     readings = readings or load_contract("sensor_readings")
     features = features or load_contract("device_features")
-    wmin = window_minutes(window_min)
+    wmin = window_minutes(window_min, cadence_seconds)
     expected = expected_readings_per_window(wmin, cadence_seconds)
     wsec = wmin * 60
     epoch = d.epoch_seconds.format(ts="ts")

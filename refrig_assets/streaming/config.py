@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from refrig_assets.core.config import ConfigError, Section, deprecated_location, load_config
 from refrig_assets.core.contracts import Contract, load_contract
 from refrig_assets.core.fleet_sensors import fleet_measurements
+from refrig_assets.features.windows import fleet_cadence_seconds
 
 STREAMING_CONFIG = "streaming"
 
@@ -107,6 +108,9 @@ def load_streaming_settings(
     rules_section = config.section("rules")
     rules = []
     fitted = set(fleet_measurements(readings))
+    floor_minutes = (
+        config.number("min_readings_per_lookback", minimum=0.0) * fleet_cadence_seconds() / 60.0
+    )
     for name in rules_section.raw:
         rule = rules_section.section(name)
         kind = rule.choice("kind", RULE_KINDS)
@@ -121,6 +125,9 @@ def load_streaming_settings(
         if column.default is None:
             raise rule.fail("threshold", f"registry column {threshold!r} needs a default")
         params = {p: rule.number(p, minimum=0.0) for p in RULE_KINDS[kind]}
+        params = {
+            p: max(v, floor_minutes) if p.endswith("_minutes") else v for p, v in params.items()
+        }
         rules.append(StreamingRule(name, kind, sensor, threshold, params))
     running = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
     if not running:
@@ -133,7 +140,9 @@ def load_streaming_settings(
             "severity", load_contract("device_alerts").column("severity").allowed or ()
         ),
         episode_gap_ns=int(config.number("episode_gap_minutes", minimum=0.0) * NS_PER_MINUTE),
-        max_gap_ns=int(config.number("max_gap_minutes", minimum=0.0) * NS_PER_MINUTE),
+        max_gap_ns=int(
+            max(config.number("max_gap_minutes", minimum=0.0), floor_minutes) * NS_PER_MINUTE
+        ),
         lookback_ns=int(config.number("landing_lookback_hours", minimum=0.0) * 60 * NS_PER_MINUTE),
         tick_budget_seconds=config.number("tick_budget_seconds", minimum=0.0),
         version=_version(registry, config),

@@ -17,8 +17,9 @@ GROUP = "alerts"
 
 def trend_hours(settings: TrendSettings) -> int:
     """Hourly score partitions that hold the trend's windows."""
-    window_minutes = float(load_contract("device_features").settings["window_minutes"])
-    return max(1, math.ceil(settings.windows * window_minutes / 60.0))
+    from refrig_assets.features.windows import window_minutes
+
+    return max(1, math.ceil(settings.windows * window_minutes() / 60.0))
 
 
 @dg.asset(
