@@ -20,8 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from refrig_assets.access.identity import ADMIN, OPERATOR, VIEWER, Identity
 from refrig_assets.console.auth import ConsoleAuth
+from refrig_assets.console.incident_views import INCIDENT_SORT_KEYS
 from refrig_assets.console.paging import decode_cursor, encode_cursor, page, page_limit
-from refrig_assets.console.service import BULK_ACTIONS, SORT_KEYS, ConsoleService, FilterError
+from refrig_assets.console.service import (
+    BULK_ACTIONS,
+    SORT_KEYS,
+    ConsoleService,
+    FilterError,
+    parse_since,
+)
 from refrig_assets.console.silences import MATCHERS, RECURRENCES
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.operations.feedback import ACTIVE, REJECTED, REVOKED, RULE_STATUSES
@@ -44,7 +51,10 @@ class ErrorOut(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "No identity: send a token or sign in"},
-    403: {"model": ErrorOut, "description": "Role, four-eyes rule, cross-site or framed request"},
+    403: {
+        "model": ErrorOut,
+        "description": "Role, four-eyes rule, cross-site or framed request",
+    },
     404: {"model": ErrorOut, "description": "Unknown alert, device, window or rule"},
     409: {"model": ErrorOut, "description": "Not allowed in the current state"},
     422: {"model": ErrorOut, "description": "Invalid input"},
@@ -217,7 +227,8 @@ def _paged(
 
 
 Limit = Annotated[
-    int | None, Query(ge=1, description="Page size (default and maximum in config/access.yaml)")
+    int | None,
+    Query(ge=1, description="Page size (default and maximum in config/access.yaml)"),
 ]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
@@ -247,25 +258,56 @@ def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
         alert_ids=(list[str], Field(min_length=1, description="The alerts to act on")),
         note=(str, note_field),
     )
+    IncidentBulkRequest = create_model(
+        "IncidentBulkRequest",
+        __config__=strict,
+        action=(Literal[BULK_ACTIONS], Field(description="acknowledge or resolve")),  # type: ignore[valid-type]
+        incident_ids=(
+            list[str],
+            Field(min_length=1, description="The incidents to act on"),
+        ),
+        note=(str, note_field),
+    )
     MaintenanceRequest = create_model(
         "MaintenanceRequest",
         __config__=strict,
-        scope=(Literal["device", "site"], Field(description="A device or a whole site")),
-        target=(str, Field(min_length=1, max_length=200, description="device_id or site_id")),
+        scope=(
+            Literal["device", "site"],
+            Field(description="A device or a whole site"),
+        ),
+        target=(
+            str,
+            Field(min_length=1, max_length=200, description="device_id or site_id"),
+        ),
         starts_at=(datetime, Field(description="ISO 8601; naive times are UTC")),
         ends_at=(datetime, Field(description="ISO 8601; naive times are UTC")),
-        reason=(str, Field(min_length=1, max_length=console.note_max_chars, pattern=r"\S")),
+        reason=(
+            str,
+            Field(min_length=1, max_length=console.note_max_chars, pattern=r"\S"),
+        ),
     )
     SilenceRequest = create_model(
         "SilenceRequest",
         __config__=strict,
-        matcher=(Literal[MATCHERS], Field(description="What to match: " + ", ".join(MATCHERS))),  # type: ignore[valid-type]
+        matcher=(
+            Literal[MATCHERS],
+            Field(description="What to match: " + ", ".join(MATCHERS)),
+        ),  # type: ignore[valid-type]
         value=(str, Field(min_length=1, max_length=200, pattern=r"\S")),
-        minutes=(float, Field(gt=0, description="How long (each occurrence when recurring)")),
-        reason=(str, Field(min_length=1, max_length=console.note_max_chars, pattern=r"\S")),
+        minutes=(
+            float,
+            Field(gt=0, description="How long (each occurrence when recurring)"),
+        ),
+        reason=(
+            str,
+            Field(min_length=1, max_length=console.note_max_chars, pattern=r"\S"),
+        ),
         starts_at=(datetime | None, Field(None, description="Default: now")),
         recurrence=(Literal[tuple(RECURRENCES)], "none"),  # type: ignore[valid-type]
-        until=(datetime | None, Field(None, description="Expiry of a recurring silence")),
+        until=(
+            datetime | None,
+            Field(None, description="Expiry of a recurring silence"),
+        ),
     )
 
     viewer = Depends(auth.needs(VIEWER, "reading the console"))
@@ -289,7 +331,8 @@ def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
         ] = False,
         q: Annotated[str | None, Query(max_length=200, description="Free-text search")] = None,
         since: Annotated[
-            str | None, Query(description="Window ends after: 30m, 24h, 7d, 2w or ISO time")
+            str | None,
+            Query(description="Window ends after: 30m, 24h, 7d, 2w or ISO time"),
         ] = None,
         sort: Annotated[str | None, Query(description=", ".join(SORT_KEYS))] = None,
         order: Annotated[Literal["asc", "desc"] | None, Query()] = None,
@@ -314,6 +357,89 @@ def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
             offset=offset,
             cursor=cursor,
         )
+
+    @router.get("/incidents", tags=["incidents"])
+    def list_incidents(
+        request: Request,
+        status: Annotated[
+            list[str] | None, Query(description="Default: OPEN and ACKNOWLEDGED")
+        ] = None,
+        severity: Annotated[str | None, Query(description="CRITICAL, HIGH, MEDIUM or LOW")] = None,
+        cause: Annotated[
+            str | None, Query(description="Probable cause, e.g. refrigerant_leak")
+        ] = None,
+        site: Annotated[str | None, Query(description="Only this site_id")] = None,
+        device: Annotated[str | None, Query(description="Only this device_id")] = None,
+        q: Annotated[str | None, Query(max_length=200, description="Free-text search")] = None,
+        since: Annotated[
+            str | None,
+            Query(description="Last window ends after: 30m, 24h, 7d, 2w or ISO time"),
+        ] = None,
+        include_silenced: Annotated[bool, Query(description="Include silenced incidents")] = False,
+        sort: Annotated[str | None, Query(description=", ".join(INCIDENT_SORT_KEYS))] = None,
+        order: Annotated[Literal["asc", "desc"] | None, Query()] = None,
+        limit: Limit = None,
+        cursor: Cursor = None,
+    ) -> dict[str, Any]:
+        """Incidents (one per fault episode: cause, severity, site, evidence), most severe
+        first, then newest. Alerts stay reachable at /api/alerts and from each incident."""
+        service = _service(request)
+        return service.incidents.listing(
+            status=status,
+            severity=severity,
+            cause=cause,
+            site=site,
+            device=device,
+            q=q,
+            since=parse_since(since, service.now()),
+            include_silenced=include_silenced,
+            sort=sort,
+            order=order,
+            limit=page_limit(service.access, limit),
+            cursor=cursor,
+        )
+
+    @router.get("/incidents/{incident_id}", tags=["incidents"])
+    def incident_detail(request: Request, incident_id: str) -> dict[str, Any]:
+        """One incident with its evidence timeline (alerts, diagnoses, quality and site
+        events, oldest first) and its history."""
+        return _service(request).incidents.get(incident_id)
+
+    @router.post("/incidents/{incident_id}/false-positive", tags=["incidents"])
+    def incident_false_positive(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "marking a false positive")],
+        incident_id: str,
+        body: FalsePositiveRequest,  # type: ignore[valid-type]
+    ) -> dict[str, Any]:
+        """OPEN/ACKNOWLEDGED → FALSE_POSITIVE (a note is required); its alerts follow."""
+        return _service(request).incidents.act(incident_id, "false_positive", who.name, body.note)
+
+    incident_actions = {
+        "acknowledge": ("acknowledge", "acknowledging an incident"),
+        "resolve": ("resolve", "resolving an incident"),
+    }
+
+    @router.post("/incidents/{incident_id}/{action}", tags=["incidents"])
+    def act_on_incident(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "acting on an incident")],
+        incident_id: str,
+        action: Literal["acknowledge", "resolve"],
+        body: ActionRequest,  # type: ignore[valid-type]
+    ) -> dict[str, Any]:
+        """OPEN → ACKNOWLEDGED, or OPEN/ACKNOWLEDGED → RESOLVED; its alerts follow."""
+        method, _ = incident_actions[action]
+        return _service(request).incidents.act(incident_id, method, who.name, body.note)
+
+    @router.post("/incidents/bulk", tags=["incidents"])
+    def bulk_incidents(
+        request: Request,
+        who: Annotated[Identity, acting(OPERATOR, "acting on incidents")],
+        body: IncidentBulkRequest,  # type: ignore[valid-type]
+    ) -> dict[str, Any]:
+        """Acknowledge or resolve many incidents at once; each that cannot change is reported."""
+        return _service(request).incidents.bulk(body.action, body.incident_ids, who.name, body.note)
 
     @router.get("/filters", tags=["alerts"])
     def filters(request: Request) -> dict[str, list[str]]:
@@ -346,7 +472,9 @@ def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
         return _service(request).resolve(alert_id, who.name, body.note)
 
     @router.post(
-        "/alerts/{alert_id}/false-positive", response_model=FalsePositiveResult, tags=["actions"]
+        "/alerts/{alert_id}/false-positive",
+        response_model=FalsePositiveResult,
+        tags=["actions"],
     )
     def false_positive(
         request: Request,
@@ -406,7 +534,10 @@ def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
         return _paged(request, windows, limit, cursor)
 
     @router.post(
-        "/maintenance", response_model=MaintenanceResult, status_code=201, tags=["maintenance"]
+        "/maintenance",
+        response_model=MaintenanceResult,
+        status_code=201,
+        tags=["maintenance"],
     )
     def add_maintenance(
         request: Request,
@@ -420,7 +551,9 @@ def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
         )
 
     @router.post(
-        "/maintenance/{window_id}/cancel", response_model=MaintenanceResult, tags=["maintenance"]
+        "/maintenance/{window_id}/cancel",
+        response_model=MaintenanceResult,
+        tags=["maintenance"],
     )
     def cancel_maintenance(
         request: Request,
@@ -486,7 +619,9 @@ def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
     decisions = {"apply": ACTIVE, "reject": REJECTED, "revoke": REVOKED}
 
     @router.post(
-        "/feedback/rules/{rule_id}/{decision}", response_model=FeedbackRule, tags=["feedback"]
+        "/feedback/rules/{rule_id}/{decision}",
+        response_model=FeedbackRule,
+        tags=["feedback"],
     )
     def decide(
         request: Request,
@@ -500,7 +635,8 @@ def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
         it (four eyes)."""
         if decision in ("apply", "revoke"):
             auth.needs(
-                ADMIN, f"{'applying' if decision == 'apply' else 'revoking'} a suppression rule"
+                ADMIN,
+                f"{'applying' if decision == 'apply' else 'revoking'} a suppression rule",
             )(request)
         return _service(request).decide_rule(rule_id, decisions[decision], who.name, body.note)
 
@@ -516,8 +652,8 @@ def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
 
     @router.get("/sites", response_model=Page, tags=["alerts"])
     def sites(request: Request, limit: Limit = None, cursor: Cursor = None):
-        """Open work per site, most urgent site first (breached, then by severity)."""
-        return _paged(request, _service(request).sites(), limit, cursor)
+        """Open incidents per site, most urgent site first (breached, then by severity)."""
+        return _paged(request, _service(request).incidents.sites(), limit, cursor)
 
     @router.get("/access/audit", response_model=Page, tags=["access"])
     def access_audit(

@@ -35,9 +35,17 @@ from refrig_assets.console.security import UNSAFE_METHODS, SecurityMiddleware
 from refrig_assets.console.service import ConsoleService, DeviceNotFound, FilterError
 from refrig_assets.console.silences import SilenceError, SilenceNotFound
 from refrig_assets.core.settings import get_settings
+from refrig_assets.incidents.repository import IncidentNotFound
 from refrig_assets.operations.feedback import RuleDecisionError, RuleNotFound
-from refrig_assets.operations.maintenance import MaintenanceError, WindowCancelled, WindowNotFound
-from refrig_assets.operations.settings import OperationsSettings, load_operations_settings
+from refrig_assets.operations.maintenance import (
+    MaintenanceError,
+    WindowCancelled,
+    WindowNotFound,
+)
+from refrig_assets.operations.settings import (
+    OperationsSettings,
+    load_operations_settings,
+)
 from refrig_assets.operations.workorders import WorkOrderDeliveryError, WorkOrderError
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -58,6 +66,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     MaintenanceError: 422,
     WorkOrderDeliveryError: 502,
     SilenceNotFound: 404,
+    IncidentNotFound: 404,
     SilenceError: 422,
     CursorError: 422,
     Unauthenticated: 401,

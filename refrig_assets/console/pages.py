@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from refrig_assets.access.identity import OPERATOR, Identity, Unauthenticated
 from refrig_assets.alerts.store import STATUSES
 from refrig_assets.console.auth import ConsoleAuth
-from refrig_assets.console.service import SORT_KEYS, ConsoleService
+from refrig_assets.console.service import SORT_KEYS, ConsoleService, parse_since
 from refrig_assets.operations.feedback import PROPOSED
 from refrig_assets.operations.settings import OperationsSettings
 
@@ -145,7 +145,7 @@ def build_pages(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
         response.delete_cookie(auth.policy.session.cookie_name)
         return response
 
-    @router.get("/")
+    @router.get("/alerts")
     def alerts_page(
         request: Request,
         site: str | None = None,
@@ -193,7 +193,7 @@ def build_pages(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
             params = {
                 k: v for k, v in request.query_params.items() if k not in ("page", "sort", "order")
             }
-            return "/?" + urlencode({**params, "sort": key, "order": flip})
+            return "/alerts?" + urlencode({**params, "sort": key, "order": flip})
 
         return render(
             request,
@@ -203,7 +203,7 @@ def build_pages(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
             filters=filters,
             page=page,
             pages=max(1, -(-listing["total"] // size)),
-            page_url=lambda n: "/?" + urlencode({**request.query_params, "page": n}),
+            page_url=lambda n: "/alerts?" + urlencode({**request.query_params, "page": n}),
             now=service.now(),
             sort=sort or "",
             order=order or "",
@@ -211,10 +211,93 @@ def build_pages(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
             sort_url=sort_url,
         )
 
+    @router.get("/")
+    def incidents_page(
+        request: Request,
+        site: str | None = None,
+        severity: str | None = None,
+        status: str | None = None,
+        cause: str | None = None,
+        device: str | None = None,
+        q: str | None = None,
+        since: str | None = None,
+        sort: str | None = None,
+        order: str | None = None,
+        include_silenced: bool = False,
+        cursor: str | None = None,
+    ):
+        """The main list: incidents (one per fault episode), alerts one click away."""
+        service = _service(request)
+        statuses = list(STATUSES) if status == ALL_STATUSES else ([status] if status else None)
+        listing = service.incidents.listing(
+            status=statuses,
+            severity=severity,
+            cause=cause,
+            site=site,
+            device=device,
+            q=q,
+            since=parse_since(since, service.now()),
+            include_silenced=include_silenced,
+            sort=sort,
+            order=order,
+            limit=settings.console.page_size,
+            cursor=cursor,
+        )
+        filters = {
+            "site": site or "",
+            "severity": severity or "",
+            "status": status or "",
+            "cause": cause or "",
+            "device": device or "",
+            "q": q or "",
+            "since": since or "",
+            "include_silenced": include_silenced,
+        }
+
+        def sort_url(key: str) -> str:
+            flip = "desc" if sort == key and order != "desc" else "asc"
+            params = {
+                k: v
+                for k, v in request.query_params.items()
+                if k not in ("cursor", "sort", "order")
+            }
+            return "/?" + urlencode({**params, "sort": key, "order": flip})
+
+        params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+        return render(
+            request,
+            "incidents.html",
+            listing=listing,
+            options=service.filter_options(),
+            filters=filters,
+            now=service.now(),
+            sort=sort or "",
+            order=order or "",
+            sort_url=sort_url,
+            next_url=(
+                "/?" + urlencode({**params, "cursor": listing["next_cursor"]})
+                if listing["next_cursor"]
+                else None
+            ),
+        )
+
+    @router.get("/incidents/{incident_id}")
+    def incident_page(request: Request, incident_id: str):
+        service = _service(request)
+        detail = service.incidents.get(incident_id)
+        return render(
+            request,
+            "incident.html",
+            d=detail,
+            i=detail["incident"],
+            limits=limits,
+            links=service.links_for_incident(detail),
+        )
+
     @router.get("/sites")
     def sites_page(request: Request):
         service = _service(request)
-        return render(request, "sites.html", sites=service.sites(), now=service.now())
+        return render(request, "sites.html", sites=service.incidents.sites(), now=service.now())
 
     @router.get("/silences")
     def silences_page(request: Request, include_ended: bool = False):

@@ -102,7 +102,10 @@ class SecurityMiddleware:
         """(status, reason) when the request must be refused before routing, else None."""
         host = _host_name(headers.get("host", ""))
         if host not in self.policy.allowed_hosts:
-            return 400, f"host {host!r} is not served here (allowed_hosts in config/access.yaml)"
+            return (
+                400,
+                f"host {host!r} is not served here (allowed_hosts in config/access.yaml)",
+            )
         declared = headers.get("content-length")
         if declared is not None:
             try:

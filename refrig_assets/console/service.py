@@ -35,13 +35,18 @@ from refrig_assets.console.history import (
     newest_window_end,
     oldest_partition_start,
 )
+from refrig_assets.console.incident_views import IncidentViews
 from refrig_assets.console.paging import decode_cursor, encode_cursor
 from refrig_assets.console.silences import SilenceStore, silence_for
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.operations.feedback import ACTIVE as ACTIVE_RULE
-from refrig_assets.operations.feedback import FeedbackLoop, describe_rule, top_contributor
+from refrig_assets.operations.feedback import (
+    FeedbackLoop,
+    describe_rule,
+    top_contributor,
+)
 from refrig_assets.operations.maintenance import MaintenanceCalendar
 from refrig_assets.operations.settings import OperationsSettings
 from refrig_assets.operations.suppression import (
@@ -49,7 +54,10 @@ from refrig_assets.operations.suppression import (
     restore_stored_alerts,
     suppress_stored_alerts,
 )
-from refrig_assets.operations.workorders import WorkOrderDeliveryError, WorkOrderExporter
+from refrig_assets.operations.workorders import (
+    WorkOrderDeliveryError,
+    WorkOrderExporter,
+)
 
 ACTIVE_STATUSES = (OPEN, ACKNOWLEDGED)
 # Sortable columns of the alert list (``sort=``); severity sorts by rank, most severe first.
@@ -157,9 +165,15 @@ class ConsoleService:
         self.feedback = FeedbackLoop(self.store, clock=self.clock, settings=self.settings)
         self.suppressions = SuppressionLog(self.store, clock=self.clock)
         self.work_orders = WorkOrderExporter(
-            self.store, clock=self.clock, settings=self.settings, client=self.work_order_client
+            self.store,
+            clock=self.clock,
+            settings=self.settings,
+            client=self.work_order_client,
         )
         self.silences = SilenceStore(self.store, clock=self.clock)
+        self.incidents = IncidentViews(
+            self.store, self.silences, self.access, self.now, FilterError
+        )
         self.parquet = ParquetStore(self.data_dir)
 
     def close(self) -> None:
@@ -203,7 +217,12 @@ class ConsoleService:
         """An alert with its SLA state, seconds left and lead contributor added."""
         state, left = sla_state(alert, self.now())
         lead = str(alert["top_contributors"] or "").split(",")[0].strip()
-        return {**alert, "sla_state": state, "time_left_seconds": left, "contributor": lead}
+        return {
+            **alert,
+            "sla_state": state,
+            "time_left_seconds": left,
+            "contributor": lead,
+        }
 
     def list_alerts(
         self,
@@ -367,7 +386,8 @@ class ConsoleService:
         t = self.store.alerts
         now = self.now()
         breached = sa.and_(
-            t.c.status == OPEN, sa.or_(t.c.sla_breached.is_(True), t.c.sla_deadline < now)
+            t.c.status == OPEN,
+            sa.or_(t.c.sla_breached.is_(True), t.c.sla_deadline < now),
         )
         query = (
             sa.select(
@@ -423,7 +443,10 @@ class ConsoleService:
                 "models": models,
                 "source": alert["source"],
                 "alert_type": alert["alert_type"],
-                "feature_window": {"start": alert["window_start"], "end": alert["window_end"]},
+                "feature_window": {
+                    "start": alert["window_start"],
+                    "end": alert["window_end"],
+                },
                 "feature_partition": alert["feature_partition"],
                 "run_id": alert["run_id"],
             },
@@ -490,7 +513,10 @@ class ConsoleService:
     # -- maintenance ------------------------------------------------------------------------
 
     def maintenance(
-        self, device: str | None = None, site: str | None = None, include_cancelled: bool = False
+        self,
+        device: str | None = None,
+        site: str | None = None,
+        include_cancelled: bool = False,
     ) -> list[dict[str, Any]]:
         frame = self.calendar.windows(
             device_id=device, site_id=site, include_cancelled=include_cancelled
@@ -524,7 +550,10 @@ class ConsoleService:
     def cancel_maintenance(self, window_id: int, actor: str) -> dict[str, Any]:
         """Cancel a window and give back the alerts it suppressed."""
         window = self.calendar.cancel(window_id, actor)
-        return {"window": window, "restored_alerts": restore_stored_alerts(self.store, window)}
+        return {
+            "window": window,
+            "restored_alerts": restore_stored_alerts(self.store, window),
+        }
 
     # -- feedback ---------------------------------------------------------------------------
 
@@ -574,33 +603,6 @@ class ConsoleService:
 
     # -- sites and links --------------------------------------------------------------------
 
-    def sites(self) -> list[dict[str, Any]]:
-        """Open and acknowledged, unsuppressed, unsilenced alerts grouped per site: counts by
-        severity, breached, and the alerts, most urgent site first."""
-        listing = self.list_alerts(limit=self.access.max_limit)
-        by_site: dict[str, dict[str, Any]] = {}
-        for alert in listing["alerts"]:
-            site = by_site.setdefault(
-                alert["site_id"],
-                {
-                    "site_id": alert["site_id"],
-                    "by_severity": {s: 0 for s in self.store.severities},
-                    "open": 0,
-                    "acknowledged": 0,
-                    "breached": 0,
-                    "alerts": [],
-                },
-            )
-            site["by_severity"][alert["severity"]] += 1
-            site["open" if alert["status"] == OPEN else "acknowledged"] += 1
-            site["breached"] += alert["sla_state"] == "breached"
-            site["alerts"].append(alert)
-        order = list(self.store.severities)
-        return sorted(
-            by_site.values(),
-            key=lambda s: (-s["breached"], [-s["by_severity"][v] for v in order], s["site_id"]),
-        )
-
     def links(self, alert: dict[str, Any]) -> dict[str, Any]:
         """Where an alert came from: its Dagster run and the MLflow model versions."""
         dagster, mlflow = self.access.dagster_url, self.access.mlflow_url
@@ -614,6 +616,23 @@ class ConsoleService:
         return {
             "dagster_run": f"{dagster}/runs/{run}" if dagster and run else None,
             "models": models,
+        }
+
+    def links_for_incident(self, detail: dict[str, Any]) -> dict[str, Any]:
+        """The Dagster runs and MLflow model versions behind an incident's alerts."""
+        runs: dict[str, str | None] = {}
+        models: dict[str, dict[str, Any]] = {}
+        for item in detail["timeline"]:
+            alert = self.store.get(item["alert_id"]) if item.get("alert_id") else None
+            if alert is None:
+                continue
+            links = self.links(alert)
+            runs.setdefault(alert["run_id"], links["dagster_run"])
+            for model in links["models"]:
+                models.setdefault(f"{model['model_id']}@{model['version']}", model)
+        return {
+            "runs": [{"run_id": r, "url": u} for r, u in runs.items() if r],
+            "models": list(models.values()),
         }
 
     # -- devices ----------------------------------------------------------------------------

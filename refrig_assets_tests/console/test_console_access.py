@@ -73,6 +73,8 @@ def mutating_paths(app, world) -> list[str]:
         "rule_id": "fr-x",
         "decision": "apply",
         "silence_id": "1",
+        "incident_id": "inc-x",
+        "action": "acknowledge",
     }
     described = app.openapi()["paths"]
     paths = [p.format(**ids) for p, methods in described.items() if "post" in methods]
@@ -449,3 +451,38 @@ def test_single_user_mode_acts_as_the_local_admin_from_loopback_only(world, tmp_
         assert done.json()["alert"]["acknowledged_by"] == "local-ana"
     with TestClient(app, base_url=CONSOLE_BASE, client=("10.1.0.7", 5000)) as remote:
         assert remote.get("/api/me").status_code == 403
+
+
+def test_the_main_list_shows_incidents_with_their_alerts_one_step_away(world, as_user):
+    otto, vera = as_user("otto"), as_user("vera", "viewer")
+    listing = vera.get("/api/incidents").json()
+    assert listing["total"] == 5 and not listing["truncated"]
+    first = listing["items"][0]
+    assert {"cause", "severity", "site_id", "explanation", "alert_count"} <= set(first)
+    detail = vera.get(f"/api/incidents/{first['incident_id']}").json()
+    alert_ids = [e["alert_id"] for e in detail["timeline"] if e["alert_id"]]
+    assert alert_ids and vera.get(f"/api/alerts/{alert_ids[0]}").status_code == 200
+    page = vera.get("/").text
+    assert first["incident_id"] in page and 'href="/alerts"' in page
+    refused = vera.post(f"/api/incidents/{first['incident_id']}/acknowledge", json={})
+    assert refused.status_code == 403
+    done = otto.post(f"/api/incidents/{first['incident_id']}/acknowledge", json={"note": "on it"})
+    assert done.json()["incident"]["acknowledged_by"] == "otto"
+    # Its alerts follow, named after the same identity.
+    assert vera.get(f"/api/alerts/{alert_ids[0]}").json()["alert"]["acknowledged_by"] == "otto"
+    fp = otto.post(f"/api/incidents/{first['incident_id']}/false-positive", json={"note": ""})
+    assert fp.status_code == 422
+    rest = [i["incident_id"] for i in listing["items"][1:4]]
+    bulk = otto.post("/api/incidents/bulk", json={"action": "acknowledge", "incident_ids": rest})
+    assert bulk.json()["done"] == rest
+    site_b = vera.get("/api/incidents?site=site-B&sort=started&order=asc").json()["items"]
+    starts = [i["first_window_start"] for i in site_b]
+    assert {i["site_id"] for i in site_b} == {"site-B"} and starts == sorted(starts)
+    silenced = otto.post(
+        "/api/silences",
+        json={"matcher": "site", "value": "site-B", "minutes": 60, "reason": "site visit"},
+    )
+    assert silenced.status_code == 201
+    assert {i["site_id"] for i in vera.get("/api/incidents").json()["items"]} == {"site-A"}
+    sites = vera.get("/api/sites").json()["items"]
+    assert [s["site_id"] for s in sites] == ["site-A"]

@@ -534,6 +534,10 @@ def test_html_pages_render_and_unknown_ids_get_a_404_page(client, world, history
     for path in (
         "/",
         "/?site=site-B",
+        "/alerts",
+        "/alerts?site=site-B&sort=score&order=desc",
+        "/sites",
+        "/silences",
         f"/alerts/{world.id_of('dev-001')}",
         "/devices/dev-001",
         "/maintenance",
@@ -546,6 +550,7 @@ def test_html_pages_render_and_unknown_ids_get_a_404_page(client, world, history
     missing = client.get("/alerts/nope")
     assert missing.status_code == 404 and "no alert with id" in missing.text
     assert client.get("/?severity=URGENT").status_code == 422
+    assert client.get("/alerts?severity=URGENT").status_code == 422
 
 
 def test_the_device_history_can_end_around_an_alert(client, world, history):

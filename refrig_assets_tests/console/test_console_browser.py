@@ -43,9 +43,7 @@ PROXY_HEADER = load_access_policy().proxy_header
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"
-    ),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
 ]
 
 
@@ -66,9 +64,7 @@ class Console:
 
     def id_of(self, device: str) -> str:
         frame = self.alerts
-        return frame[(frame["device_id"] == device) & ~frame["suppressed"]][
-            "alert_id"
-        ].iat[0]
+        return frame[(frame["device_id"] == device) & ~frame["suppressed"]]["alert_id"].iat[0]
 
 
 @pytest.fixture
@@ -82,16 +78,12 @@ def console(refrig_home, tmp_path):
     clock = Clock(T0)
     alerts = seed_store(url, clock=clock)
     data_dir = tmp_path / "data"
-    write_device_history(
-        data_dir, "dev-003", [T0 - timedelta(hours=h) for h in range(12, 0, -1)]
-    )
+    write_device_history(data_dir, "dev-003", [T0 - timedelta(hours=h) for h in range(12, 0, -1)])
     # The proxy runs on this machine: its header is trusted from 127.0.0.1.
     policy = dataclasses.replace(
         load_access_policy(), trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),)
     )
-    app = create_app(
-        url, data_dir, settings=operations(tmp_path), clock=clock, access=policy
-    )
+    app = create_app(url, data_dir, settings=operations(tmp_path), clock=clock, access=policy)
     store = app.state.auth.store
     tokens = {}
     for name, role in (
@@ -103,16 +95,12 @@ def console(refrig_home, tmp_path):
         store.add_user(name, role, actor="root")
         tokens[name] = store.create_token(name, actor="root", days=3650)[1]
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, (
-            "console did not start"
-        )
+        assert thread.is_alive() and time.monotonic() < deadline, "console did not start"
         time.sleep(0.05)
     yield Console(f"http://127.0.0.1:{port}", url, alerts, clock, tokens)
     server.should_exit = True
@@ -131,9 +119,7 @@ def browser():
 
 
 def new_page(browser, width=1400, **context):
-    page = browser.new_context(
-        viewport={"width": width, "height": 900}, **context
-    ).new_page()
+    page = browser.new_context(viewport={"width": width, "height": 900}, **context).new_page()
     page.set_default_timeout(15_000)
     return page
 
@@ -168,6 +154,9 @@ def test_token_sign_in_roles_bulk_acknowledge_and_layouts(console, browser):
     # A viewer signs in with a token: reads everything, has no action buttons, the API refuses.
     page = new_page(browser)
     sign_in(page, console, "vera")
+    # The main list shows incidents; the alerts are one click away.
+    assert page.locator("#incident-table tbody tr").count() == 5
+    page.click("#nav a[href='/alerts']")
     rows = page.locator("#alert-table tbody tr")
     assert rows.count() == 5
     assert page.locator("#bulk-bar").count() == 0
@@ -177,16 +166,14 @@ def test_token_sign_in_roles_bulk_acknowledge_and_layouts(console, browser):
     assert "you can read, not act" in page.locator("#read-only").inner_text()
     refused = post_from_page(page, f"/api/alerts/{target}/acknowledge")
     assert refused["status"] == 403
-    assert (
-        refused["body"]["detail"]
-        == "vera is a viewer; acknowledging needs the operator role"
-    )
+    assert refused["body"]["detail"] == "vera is a viewer; acknowledging needs the operator role"
     assert console.status(target)["status"] == "OPEN"
     page.click(".logout button")
     page.wait_for_url("**/login")
 
     # An operator acknowledges one alert with a note; history and database name the operator.
     sign_in(page, console, "otto")
+    page.goto(console.base + "/alerts")
     page.select_option("#filter-site", "site-B")
     page.wait_for_url("**site=site-B**")
     assert rows.count() == 3
@@ -202,10 +189,10 @@ def test_token_sign_in_roles_bulk_acknowledge_and_layouts(console, browser):
     assert console.status(target)["acknowledged_by"] == "otto"
 
     # Bulk: select three open alerts, acknowledge them in one go.
-    page.goto(console.base + "/")
+    page.goto(console.base + "/alerts")
     chosen = [console.id_of(d) for d in ("dev-001", "dev-002", "dev-004")]
     for alert_id in chosen:
-        page.check(f"tr[data-alert-id='{alert_id}'] input.pick-alert")
+        page.check(f"tr[data-alert-id='{alert_id}'] input.pick-item")
     assert page.locator("#bulk-count").inner_text() == "3 selected"
     page.click("#bulk-acknowledge")
     page.wait_for_selector("#flash:not([hidden])")
@@ -217,15 +204,14 @@ def test_token_sign_in_roles_bulk_acknowledge_and_layouts(console, browser):
     page.keyboard.press("x")
     assert page.locator("#bulk-count").inner_text() == "1 selected"
     page.evaluate("window.refrigRefresh()")
-    page.wait_for_function(
-        "document.querySelectorAll('input.pick-alert:checked').length === 1"
-    )
+    page.wait_for_function("document.querySelectorAll('input.pick-item:checked').length === 1")
     page.screenshot(path=str(ARTIFACTS / "alerts-1400.png"), full_page=True)
 
     # A phone: the same pages as cards, the navigation wraps, nothing scrolls sideways.
     phone = new_page(browser, width=390, storage_state=page.context.storage_state())
     for name, path in (
-        ("alerts", "/"),
+        ("incidents", "/"),
+        ("alerts", "/alerts"),
         ("alert", f"/alerts/{target}"),
         ("sites", "/sites"),
         ("device", "/devices/dev-003"),
@@ -258,6 +244,14 @@ def test_proxy_sign_in_four_eyes_silences_and_offline_docs(console, browser):
     assert ana.locator("#identity").inner_text() == "ana"
     assert ana.locator("#role").inner_text() == "admin"
 
+    # An incident: probable cause, its evidence timeline, and the alert behind it.
+    ana.locator("#incident-table a.item-link").first.click()
+    ana.wait_for_url("**/incidents/inc-*")
+    assert ana.locator("#explanation").inner_text()
+    ana.locator("#timeline a").first.click()
+    ana.wait_for_url("**/alerts/*")
+    assert ana.locator("#provenance").count() == 1
+
     # Ana marks three false positives of one device; the rule they propose is hers to propose,
     # not hers to apply.
     for alert_id in seed_rule_alerts(console):
@@ -269,10 +263,7 @@ def test_proxy_sign_in_four_eyes_silences_and_offline_docs(console, browser):
     ana.goto(console.base + "/feedback")
     ana.click("button[id^=apply-]")
     ana.wait_for_selector("#flash.error:not([hidden])")
-    assert (
-        "four-eyes rule: ana marked false positives"
-        in ana.locator("#flash").inner_text()
-    )
+    assert "four-eyes rule: ana marked false positives" in ana.locator("#flash").inner_text()
     lead = new_page(browser, extra_http_headers={PROXY_HEADER: "lead"})
     lead.goto(console.base + "/feedback")
     lead.click("button[id^=apply-]")
@@ -289,12 +280,12 @@ def test_proxy_sign_in_four_eyes_silences_and_offline_docs(console, browser):
     ana.click("#silence-form button[type=submit]")
     ana.wait_for_selector("#flash:not([hidden])")
     assert "silence #1 of device dev-005" in ana.locator("#flash").inner_text()
-    ana.goto(console.base + "/")
+    ana.goto(console.base + "/alerts")
     assert ana.locator(f"tr[data-alert-id='{target}']").count() == 0
     ana.goto(console.base + "/silences")
     assert "compressor swap" in ana.locator("#silences").inner_text()
     console.clock.now = T0 + timedelta(minutes=31)
-    ana.goto(console.base + "/")
+    ana.goto(console.base + "/alerts")
     assert ana.locator(f"tr[data-alert-id='{target}']").count() == 1
 
     # /docs renders Swagger UI with every request outside the console refused.

@@ -30,10 +30,15 @@
       if (rules.length) return "Marked false positive. Rule " + rules[0].rule_id + " " + rules[0].status.toLowerCase() + ": " + rules[0].description;
       return "Marked false positive (" + body.false_positives + " of " + body.threshold + " on this device and contributor before a rule is proposed).";
     }
-    if (url.endsWith("/alerts/bulk")) {
-      let text = body.done.length + " alert(s) " + (body.action === "acknowledge" ? "acknowledged" : "resolved") + ".";
+    if (url.endsWith("/bulk")) {
+      let text = body.done.length + (url.indexOf("incidents") >= 0 ? " incident(s) " : " alert(s) ") + (body.action === "acknowledge" ? "acknowledged" : "resolved") + ".";
       if (body.failed.length) text += " " + body.failed.length + " left as they were: " + body.failed.map(function (f) { return f.detail; }).join("; ");
       return text;
+    }
+    if (url.indexOf("/api/incidents/") >= 0) {
+      if (url.endsWith("/acknowledge")) return "Incident acknowledged (its open alerts too).";
+      if (url.endsWith("/resolve")) return "Incident resolved (its alerts too).";
+      return "Incident marked false positive (its alerts too).";
     }
     if (url.endsWith("/acknowledge")) {
       let text = "Alert acknowledged.";
@@ -157,22 +162,30 @@
   }
 
   // -- the alert list: selection, bulk actions, keyboard, auto-refresh --------------------
-  const list = document.getElementById("alert-list");
+  const list = document.getElementById("triage-list");
   if (!list) return;
-  let selected = new Set(JSON.parse(sessionStorage.getItem(SELECTION_KEY) || "[]"));
+  const itemUrl = list.dataset.itemUrl, bulkUrl = list.dataset.bulkUrl, bulkField = list.dataset.bulkField;
+
+  function bulk(action, ids, button) {
+    const payload = { action: action };
+    payload[bulkField] = ids;
+    return post(bulkUrl, payload, button);
+  }
+  const selectionKey = SELECTION_KEY + ":" + window.location.pathname;
+  let selected = new Set(JSON.parse(sessionStorage.getItem(selectionKey) || "[]"));
   let cursor = -1;
 
-  function rows() { return Array.from(document.querySelectorAll("#alert-table tbody tr[data-alert-id]")); }
+  function rows() { return Array.from(list.querySelectorAll("tbody tr[data-id]")); }
 
-  function remember() { sessionStorage.setItem(SELECTION_KEY, JSON.stringify(Array.from(selected))); }
+  function remember() { sessionStorage.setItem(selectionKey, JSON.stringify(Array.from(selected))); }
 
   function paint() {
-    const present = new Set(rows().map(function (r) { return r.dataset.alertId; }));
+    const present = new Set(rows().map(function (r) { return r.dataset.id; }));
     selected.forEach(function (id) { if (!present.has(id)) selected.delete(id); });
     rows().forEach(function (row, i) {
-      const box = row.querySelector("input.pick-alert");
-      if (box) box.checked = selected.has(row.dataset.alertId);
-      row.classList.toggle("selected", selected.has(row.dataset.alertId));
+      const box = row.querySelector("input.pick-item");
+      if (box) box.checked = selected.has(row.dataset.id);
+      row.classList.toggle("selected", selected.has(row.dataset.id));
       row.classList.toggle("focused", i === cursor);
     });
     const count = document.getElementById("bulk-count");
@@ -185,11 +198,11 @@
     rows().forEach(function (row) {
       row.addEventListener("click", function (event) {
         if (event.target.closest("a, button, input, select, label")) return;
-        window.location.href = "/alerts/" + row.dataset.alertId;
+        window.location.href = itemUrl + row.dataset.id;
       });
-      const box = row.querySelector("input.pick-alert");
+      const box = row.querySelector("input.pick-item");
       if (box) box.addEventListener("change", function () {
-        if (box.checked) selected.add(row.dataset.alertId); else selected.delete(row.dataset.alertId);
+        if (box.checked) selected.add(row.dataset.id); else selected.delete(row.dataset.id);
         paint();
       });
     });
@@ -199,12 +212,12 @@
         if (!ids.length) return;
         selected = new Set();
         remember();
-        post("/api/alerts/bulk", { action: button.dataset.bulk, alert_ids: ids }, button);
+        bulk(button.dataset.bulk, ids, button);
       });
     });
     const all = document.getElementById("select-all");
     if (all) all.addEventListener("change", function () {
-      rows().forEach(function (r) { if (all.checked) selected.add(r.dataset.alertId); else selected.delete(r.dataset.alertId); });
+      rows().forEach(function (r) { if (all.checked) selected.add(r.dataset.id); else selected.delete(r.dataset.id); });
       paint();
     });
     paint();
@@ -219,17 +232,17 @@
       all[cursor].scrollIntoView({ block: "nearest" });
       paint();
     } else if (event.key === "x" && cursor >= 0) {
-      const id = all[cursor].dataset.alertId;
+      const id = all[cursor].dataset.id;
       if (selected.has(id)) selected.delete(id); else selected.add(id);
       paint();
     } else if (event.key === "Enter" && cursor >= 0) {
-      window.location.href = "/alerts/" + all[cursor].dataset.alertId;
+      window.location.href = itemUrl + all[cursor].dataset.id;
     } else if (event.key === "a" && document.body.dataset.role !== "viewer") {
-      const ids = selected.size ? Array.from(selected) : (cursor >= 0 ? [all[cursor].dataset.alertId] : []);
+      const ids = selected.size ? Array.from(selected) : (cursor >= 0 ? [all[cursor].dataset.id] : []);
       if (!ids.length) return;
       selected = new Set();
       remember();
-      post("/api/alerts/bulk", { action: "acknowledge", alert_ids: ids }, null);
+      bulk("acknowledge", ids, null);
     }
   });
 
@@ -238,7 +251,7 @@
       const response = await fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } });
       if (!response.ok) return;
       const doc = new DOMParser().parseFromString(await response.text(), "text/html");
-      const fresh = doc.getElementById("alert-list");
+      const fresh = doc.getElementById("triage-list");
       if (!fresh) return;
       list.innerHTML = fresh.innerHTML;
       wire();
