@@ -51,6 +51,16 @@ def import_command(
     if name is not None and len(files) > 1:
         typer.echo("--name needs a single source file", err=True)
         raise typer.Exit(2)
+    from refrig_assets.core.contracts import load_contract
+    from refrig_assets.core.fleet_sensors import fleet_measurements
+
+    have = [m for m in fleet_measurements(load_contract("sensor_readings")) if m in parsed.targets]
+    if len(have) < len(fleet_measurements(load_contract("sensor_readings"))):
+        typer.echo(
+            f"the mapping delivers {', '.join(parsed.targets)}; run the pipeline with "
+            f"REFRIG_SENSORS={','.join(parsed.targets)} so the missing ones are not dropouts",
+            err=True,
+        )
     failed = 0
     for path in files:
         try:

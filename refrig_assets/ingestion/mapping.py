@@ -375,7 +375,8 @@ def convert_values(raw: pd.Series, spec: SensorMapping) -> tuple[pd.Series, pd.S
 
 @dataclass
 class Converted:
-    """Readings in the contract's shape (every column; unmapped sensors null) and quarantine."""
+    """Readings in the contract's shape (device_id, ts and the mapped measurements) and the
+    quarantine."""
 
     readings: pd.DataFrame
     quarantine: pd.DataFrame
@@ -508,14 +509,13 @@ def convert_frame(
         out = out[~bad.to_numpy()]
     else:
         out = _long_to_wide(frame, mapping, source_file, device, ts, bad, rows, notes, contract)
-    for col in contract.columns:
-        if col.name not in out:
-            out[col.name] = pd.Series(
-                pd.NA if col.type == "bool" else np.nan,
-                index=out.index,
-                dtype="boolean" if col.type == "bool" else "float64",
-            )
-    readings = out[contract.column_names].reset_index(drop=True)
+    # Only the measurements the mapping delivers are written: the landing reader reads the
+    # others as missing, and REFRIG_SENSORS tells the pipeline which ones the fleet has.
+    columns = [c.name for c in contract.columns if c.name in out or not c.extra.get("optional")]
+    for name in columns:
+        if name not in out:
+            out[name] = pd.Series(np.nan, index=out.index, dtype="float64")
+    readings = out[columns].reset_index(drop=True)
     readings["device_id"] = readings["device_id"].astype(object)
     quarantine = (
         pd.concat(notes, ignore_index=True)
