@@ -8,6 +8,7 @@ import warnings
 import pytest
 import yaml
 
+from refrig_assets.access import load_access_policy
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.core.config import CONFIG_DIR, ConfigError, Section, config_path
 from refrig_assets.core.contracts import load_contract
@@ -31,6 +32,7 @@ TOPICS = (
     "units",
     "evaluation",
     "causes",
+    "access",
 )
 
 
@@ -58,6 +60,7 @@ def test_every_topic_has_its_file_and_every_loader_reads_it_without_warnings():
         assert load_policy()["path"] == str(config_path("lifecycle"))
         assert load_monitoring_settings().path == config_path("monitoring")
         assert load_operations_settings().path == config_path("operations")
+        assert load_access_policy().proxy_header
         assert load_ingestion_settings().authoritative is False
         assert load_signatures().path == config_path("causes")
 
