@@ -17,6 +17,13 @@ from refrig_assets.lifecycle.retraining_policy import (
 )
 from refrig_assets.operations.maintenance import exclude_maintenance
 from refrig_assets.scoring.score import with_cohort
+from refrig_assets.training.baselines import (
+    baseline_windows,
+    choose_periods,
+    read_ledger,
+    read_normal_periods,
+    write_ledger,
+)
 from refrig_assets.training.fit import (
     train_detector,
     training_fingerprint,
@@ -28,10 +35,48 @@ GROUP = "training"
 
 
 class TrainingConfig(dg.Config):
-    """Which feature hours to train on (hourly partition keys, inclusive); default: all present."""
+    """Which feature hours to train on (hourly partition keys, inclusive); default: all present.
+
+    Per-device baselines instead of one range for the fleet: ``baseline_first_hours`` (each
+    device's own first N hours of clean windows) and/or ``normal_periods_file`` (CSV/Parquet of
+    device_id, start, end). The periods are kept for later trainings unless
+    ``reset_baselines`` (see :mod:`refrig_assets.training.baselines`)."""
 
     start_partition: str | None = None
     end_partition: str | None = None
+    baseline_first_hours: float | None = None
+    normal_periods_file: str | None = None
+    reset_baselines: bool = False
+
+
+def per_device_baselines(
+    context: dg.AssetExecutionContext,
+    refrig: RefrigResource,
+    config: TrainingConfig,
+    features: pd.DataFrame,
+) -> pd.DataFrame:
+    """The training windows: ``features`` as they are, or each device's baseline windows when
+    the config asks for per-device baselines (periods recorded in the baseline ledger)."""
+    if not config.baseline_first_hours and not config.normal_periods_file:
+        return features
+    ledger_path = refrig.store.root / "device_baselines.parquet"
+    periods = choose_periods(
+        features,
+        first_hours=config.baseline_first_hours,
+        normal_periods=read_normal_periods(config.normal_periods_file)
+        if config.normal_periods_file
+        else None,
+        ledger=read_ledger(ledger_path),
+        reset=config.reset_baselines,
+    )
+    write_ledger(periods, ledger_path)
+    chosen = baseline_windows(features, periods)
+    waiting = features["device_id"].nunique() - chosen["device_id"].nunique()
+    context.log.info(
+        f"per-device baselines: {chosen['device_id'].nunique()} device(s) with their own "
+        f"({len(chosen)} windows); {waiting} without one yet use their cohort's"
+    )
+    return chosen
 
 
 def load_training_features(refrig: RefrigResource, stems: list[str]) -> pd.DataFrame:
@@ -76,10 +121,7 @@ def reused_result(
     try:
         promoted = False
         if refrig.registry.production_version(model_id) is None:
-            promoted = (
-                lifecycle.after_training(model_id, version, run_actor(context))
-                is not None
-            )
+            promoted = lifecycle.after_training(model_id, version, run_actor(context)) is not None
     finally:
         lifecycle.audit.close()
     tags = refrig.registry.version_tags(model_id, version)
@@ -117,9 +159,7 @@ def mlflow_version_link(model_id: str, version: str) -> dict[str, dg.MetadataVal
     if not base:
         return {}
     return {
-        "mlflow_version": dg.MetadataValue.url(
-            f"{base}/#/models/{model_id}/versions/{version}"
-        )
+        "mlflow_version": dg.MetadataValue.url(f"{base}/#/models/{model_id}/versions/{version}")
     }
 
 
@@ -145,12 +185,12 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
         config: TrainingConfig,
     ) -> dg.MaterializeResult:
         model_config = load_model_config(model_id, refrig.settings.models_dir)
-        stems = training_partitions(
-            refrig.store, config.start_partition, config.end_partition
-        )
+        stems = training_partitions(refrig.store, config.start_partition, config.end_partition)
         if not stems:
             raise ValueError(f"{model_id}: no device_features partitions to train on")
-        features = load_training_features(refrig, stems)
+        features = per_device_baselines(
+            context, refrig, config, load_training_features(refrig, stems)
+        )
         partitions = f"{stems[0]}..{stems[-1]}"
         fingerprint = current_fingerprint(
             model_config,
@@ -161,15 +201,11 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
             context, refrig, model_id, training_fingerprint(model_config, features)
         )
         if reused is not None:
-            return reused_result(
-                context, refrig, model_id, reused, partitions, fingerprint
-            )
+            return reused_result(context, refrig, model_id, reused, partitions, fingerprint)
         detector, lineage, metrics = train_detector(
             model_config, features, partitions, context.run.run_id
         )
-        version = refrig.registry.register(
-            detector, lineage, metrics, training_features=features
-        )
+        version = refrig.registry.register(detector, lineage, metrics, training_features=features)
         tags = refrig.registry.version_tags(model_id, version)
         # The first version of a model becomes production; a later one is a candidate that
         # only the promotion gates (<model_id>_canary → <model_id>_promotion) can promote.
@@ -183,15 +219,10 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 f"registered version {version} ({tags.get('semver', '')}) trained on "
                 f"{partitions}; artifact sha256 recorded",
             )
-            promoted = (
-                lifecycle.after_training(model_id, version, run_actor(context))
-                is not None
-            )
+            promoted = lifecycle.after_training(model_id, version, run_actor(context)) is not None
         finally:
             lifecycle.audit.close()
-        context.log.info(
-            f"registered {model_id} version {version} ({tags.get('semver')})"
-        )
+        context.log.info(f"registered {model_id} version {version} ({tags.get('semver')})")
         return dg.MaterializeResult(
             metadata={
                 "model_version": version,
