@@ -15,6 +15,12 @@ def simulate(
     start: str = typer.Option("2026-01-01T00:00", help="First hour, UTC (ISO 8601)."),
     seed: int = typer.Option(42, help="Random seed (same seed, same fleet)."),
     faults: bool = typer.Option(True, "--faults/--no-faults", help="Inject labelled faults."),
+    heat_wave: bool = typer.Option(
+        False,
+        "--heat-wave",
+        help="Warm half of the sites by 8 degC from a third of the range "
+        "on (weather, not a fault: nothing is labelled and nothing should alert).",
+    ),
     file_format: str = typer.Option("parquet", "--format", help="parquet or csv landing files."),
     cadence_seconds: int | None = typer.Option(
         None,
@@ -34,6 +40,7 @@ def simulate(
         start=begin,
         seed=seed,
         faults=faults,
+        heat_wave=heat_wave,
         **({"cadence_seconds": cadence_seconds} if cadence_seconds else {}),
     )
     summary = simulate_fleet(

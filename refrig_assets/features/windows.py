@@ -152,7 +152,8 @@ def feature_sql(
         else "CAST(NULL AS DOUBLE)"
     )
     aggs["quality_mask"] = "CAST(bit_or(quality_mask) AS BIGINT)"
-    states = {"running": running}
+    # A fleet without a running_above current cannot tell runs: those features stay NULL.
+    states = {"running": running, "idle": f"NOT ({running})"} if running_cols else {}
     defrost_cols = [c for c in readings.columns_with_role("sensor") if "defrost_above" in c.extra]
     if defrost_cols and running_cols:
         dc = defrost_cols[0]
@@ -229,9 +230,16 @@ def _derived_features(
         if kind == "difference":
             a, b = spec["sensor"], spec["minus"]
             if spec.get("condition") == "running":
-                run = states["running"]
+                run = states.get("running", "FALSE")
                 a, b = (f"CASE WHEN {run} THEN {x} END" for x in (a, b))
             aggs[col.name] = f"avg({a}) - avg({b})"
+            continue
+        if kind == "idle_max":
+            aggs[col.name] = (
+                f"max(CASE WHEN {states['idle']} THEN {spec['sensor']} END)"
+                if "idle" in states
+                else "CAST(NULL AS DOUBLE)"
+            )
             continue
         if state not in states:
             aggs[col.name] = "CAST(NULL AS DOUBLE)"

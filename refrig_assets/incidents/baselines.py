@@ -13,8 +13,8 @@ A baseline of a feature is a centre and a spread:
 These are the same robust statistics the statistical_baseline detector keeps for its model
 features (``detectors/normalise.DeviceBaseline``), computed here for the cause features, which
 are not model inputs (starts per hour, door streaks, reading counts, idle current, ...), and
-without waiting for a training run. ``defrost_interval_hours`` is the device's observed hours
-per defrost (with at least ``derived.defrost.min_defrosts`` defrosts).
+without waiting for a training run. ``defrost_interval_hours`` is the median time between the
+device's defrosts (with at least ``derived.defrost.min_defrosts`` of them).
 
 The result is one wide frame: ``scope`` (device | cohort | fleet), ``key`` (device id, cohort
 name, ``*``), ``windows`` and ``center:<feature>`` / ``scale:<feature>`` per feature.
@@ -64,7 +64,7 @@ def usable_values(
 def empty_baselines(features: list[str]) -> pd.DataFrame:
     """A baselines frame without rows (every condition needing a baseline stays unevaluated)."""
     cols = ["scope", "key", "windows"]
-    cols += [f"{p}:{f}" for f in features for p in ("center", "scale")]
+    cols += [f"{p}:{f}" for f in features for p in ("center", "scale", "between")]
     return pd.DataFrame(
         {c: pd.Series(dtype=object if c in ("scope", "key") else float) for c in cols}
     )
@@ -90,7 +90,7 @@ def build_baselines(history: pd.DataFrame, table: SignatureTable) -> pd.DataFram
     median = grouped.median()
     enough = grouped.count() >= settings["min_device_windows"]
     median = median.where(enough)
-    median[DEFROST_INTERVAL] = _defrost_interval(history, devices, table)
+    median[DEFROST_INTERVAL] = _defrost_interval(history, devices, table).reindex(median.index)
     device_cohort = cohort.groupby(devices).first().reindex(median.index)
     residual = values.to_numpy() - median.reindex(devices).to_numpy()
     fleet_scale = _mad(residual)
@@ -104,14 +104,27 @@ def build_baselines(history: pd.DataFrame, table: SignatureTable) -> pd.DataFram
         scale[name] = np.maximum(scale[name], TINY)
     fleet_scale = np.maximum(np.nan_to_num(fleet_scale, nan=0.0), TINY)
     columns = list(median.columns)
+    # A cohort baseline needs enough devices with their own (else the fleet's is used).
     cohort_center = median.groupby(device_cohort.to_numpy()).median()
+    contributors = median.notna().groupby(device_cohort.to_numpy()).sum()
+    cohort_center = cohort_center.where(contributors >= settings["min_cohort_devices"])
     counts = grouped.size()
 
-    def block(scope: str, keys, centers: np.ndarray, scales: np.ndarray, windows) -> pd.DataFrame:
+    # Spread between the devices of a cohort (of the fleet): a device judged against its cohort
+    # is judged within it, not within one device's swing.
+    offsets = median.to_numpy() - cohort_center.reindex(device_cohort.to_numpy()).to_numpy()
+    between = {c: _mad(offsets[(device_cohort == c).to_numpy()]) for c in cohort_center.index}
+    fleet_between = _mad(median.to_numpy() - median.median().to_numpy())
+
+    def block(
+        scope: str, keys, centers: np.ndarray, scales: np.ndarray, windows, spread=None
+    ) -> pd.DataFrame:
         data = {"scope": scope, "key": list(keys), "windows": np.asarray(windows, dtype=float)}
+        spread = np.zeros_like(centers) if spread is None else np.nan_to_num(spread, nan=0.0)
         for j, f in enumerate(columns):
             data[f"center:{f}"] = centers[:, j]
             data[f"scale:{f}"] = scales[:, j]
+            data[f"between:{f}"] = spread[:, j]
         return pd.DataFrame(data)
 
     dev_scales = np.vstack([scale[c] for c in device_cohort.to_numpy()])
@@ -123,6 +136,7 @@ def build_baselines(history: pd.DataFrame, table: SignatureTable) -> pd.DataFram
             cohort_center.to_numpy(),
             np.vstack([scale[c] for c in cohort_center.index]),
             device_cohort.value_counts().reindex(cohort_center.index).to_numpy(),
+            np.vstack([between[c] for c in cohort_center.index]),
         ),
         block(
             "fleet",
@@ -130,6 +144,7 @@ def build_baselines(history: pd.DataFrame, table: SignatureTable) -> pd.DataFram
             median.median().to_numpy()[None, :],
             fleet_scale[None, :],
             [len(median)],
+            fleet_between[None, :],
         ),
     ]
     out = pd.concat(parts, ignore_index=True)
@@ -151,33 +166,50 @@ def _mad(residual: np.ndarray) -> np.ndarray:
 def _defrost_interval(
     history: pd.DataFrame, devices: np.ndarray, table: SignatureTable
 ) -> pd.Series:
-    """Observed hours per defrost, per device (NaN with fewer than ``min_defrosts``)."""
-    if DEFROST_COUNT not in history:
+    """Each device's usual defrost interval: the median time between the starts of its
+    defrosts (NaN with fewer than ``derived.defrost.min_defrosts``). A defrost is a run of
+    windows with defrost minutes; windows of one defrost (or a coil flickering around the
+    defrost threshold) count once. The median of the gaps, unlike hours / defrosts, is not
+    biased by a history that is no multiple of the interval, nor by one odd gap."""
+    if DEFROST_MINUTES not in history:
         return pd.Series(np.nan, index=pd.unique(devices))
-    hours = (
-        pd.to_datetime(history["window_end"], utc=True)
-        - pd.to_datetime(history["window_start"], utc=True)
-    ).dt.total_seconds() / 3600
+    start = pd.to_datetime(history["window_start"], utc=True)
+    end = pd.to_datetime(history["window_end"], utc=True)
     frame = pd.DataFrame(
-        {"hours": hours.to_numpy(), "defrosts": pd.to_numeric(history[DEFROST_COUNT]).to_numpy()},
-    )
-    sums = frame.groupby(devices).sum()
-    enough = sums["defrosts"] >= table.derived["defrost"]["min_defrosts"]
-    return (sums["hours"] / sums["defrosts"].where(enough)).astype(float)
+        {
+            "device": devices,
+            "start": start.to_numpy(),
+            "end": end.to_numpy(),
+            "on": pd.to_numeric(history[DEFROST_MINUTES], errors="coerce").fillna(0).to_numpy() > 0,
+        }
+    ).sort_values(["device", "start"], kind="stable")
+    on = frame[frame["on"]]
+    same = on["device"].eq(on["device"].shift())
+    gap_before = on["start"] - on["end"].shift()
+    # A defrost window right after another defrost window (within one window) continues it.
+    joined = same & (gap_before <= (on["end"] - on["start"]))
+    events = on[~joined]
+    gaps = events.groupby("device")["start"].diff().dt.total_seconds() / 3600
+    count = events.groupby("device").size()
+    interval = gaps.groupby(events["device"]).median()
+    enough = count.reindex(interval.index) >= table.derived["defrost"]["min_defrosts"]
+    return interval.where(enough).reindex(pd.unique(devices)).astype(float)
 
 
 def lookup(
     baselines: pd.DataFrame, device_ids: np.ndarray, cohorts: np.ndarray, feature: str, *, own: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Centre and spread of ``feature`` for each row, and which level they came from
-    (2 device, 1 cohort, 0 fleet, -1 none). ``own=False`` skips the device level."""
+    (2 device, 1 cohort, 0 fleet, -1 none), and the spread between devices at that level (0
+    for a device's own baseline). ``own=False`` skips the device level."""
     n = len(device_ids)
     center = np.full(n, np.nan)
     scale = np.full(n, np.nan)
+    between = np.zeros(n)
     level = np.full(n, -1, dtype=np.int8)
-    ccol, scol = f"center:{feature}", f"scale:{feature}"
+    ccol, scol, bcol = f"center:{feature}", f"scale:{feature}", f"between:{feature}"
     if baselines.empty or ccol not in baselines:
-        return center, scale, level
+        return center, scale, level, between
     levels = [(0, "fleet", np.full(n, FLEET, dtype=object)), (1, "cohort", cohorts)]
     if own:
         levels.append((2, "device", device_ids))
@@ -187,11 +219,17 @@ def lookup(
             continue
         at = pd.Index(part["key"].astype(str)).get_indexer(keys)
         found = at >= 0
-        c = np.where(found, part[ccol].to_numpy(dtype=float)[np.maximum(at, 0)], np.nan)
-        s = np.where(found, part[scol].to_numpy(dtype=float)[np.maximum(at, 0)], np.nan)
+        take = np.maximum(at, 0)
+        c = np.where(found, part[ccol].to_numpy(dtype=float)[take], np.nan)
+        s = np.where(found, part[scol].to_numpy(dtype=float)[take], np.nan)
+        b = (
+            np.where(found, part[bcol].to_numpy(dtype=float)[take], 0.0)
+            if bcol in part
+            else np.zeros(n)
+        )
         use = ~np.isnan(c)
-        center[use], level[use] = c[use], code
+        center[use], level[use], between[use] = c[use], code, np.nan_to_num(b[use])
         # A device's spread is its cohort's; keep the cohort's where the device row lacks one.
         s_use = ~np.isnan(s)
         scale[s_use] = s[s_use]
-    return center, scale, level
+    return center, scale, level, between

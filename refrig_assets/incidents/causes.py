@@ -99,10 +99,14 @@ def _evaluate(
     baselines: pd.DataFrame,
     devices: np.ndarray,
     cohorts: np.ndarray,
+    fallback_sigma: float,
 ) -> _Evaluated:
     n = len(frame)
     if cond.any_of:
-        members = [_evaluate(m, frame, values, baselines, devices, cohorts) for m in cond.any_of]
+        members = [
+            _evaluate(m, frame, values, baselines, devices, cohorts, fallback_sigma)
+            for m in cond.any_of
+        ]
         out = members[0]
         held = np.any([m.held for m in members], axis=0)
         strength = np.max([m.strength for m in members], axis=0)
@@ -131,12 +135,14 @@ def _evaluate(
         return _Evaluated(
             cond, value, reference, excess, held, strength, np.full(n, -1, np.int8), n
         )
-    center, scale, level = bl.lookup(
+    center, scale, level, between = bl.lookup(
         baselines, devices, cohorts, cond.baseline_feature, own=cond.reference == "baseline"
     )
     with np.errstate(all="ignore"):
         if cond.sigma is not None:
-            deviation = (value - center) / scale
+            # Against a cohort (a device without its own baseline), the spread between the
+            # cohort's devices counts too.
+            deviation = (value - center) / np.maximum(scale, between)
             excess = sign * deviation - cond.sigma
             strength = 0.5 + 0.5 * np.clip(excess / cond.sigma, 0, 1)
             held = excess >= 0
@@ -146,7 +152,9 @@ def _evaluate(
             threshold = cond.ratio * center
             excess = sign * (value - threshold)
             strength = 0.5 + 0.5 * np.clip(excess / np.maximum(np.abs(threshold), bl.TINY), 0, 1)
-            held = excess >= 0
+            # ... and a ratio to a cohort's centre must also leave the spread between devices.
+            outside = sign * (value - center) >= fallback_sigma * between
+            held = (excess >= 0) & outside
     return _Evaluated(cond, value, center, deviation, held, strength, level, n)
 
 
@@ -248,12 +256,16 @@ def diagnose(
     confidence = np.zeros(n)
     evidence = np.full(n, "[]", dtype=object)
     open_rows = np.ones(n, dtype=bool)
+    fallback = table.baseline["fallback_between_sigma"]
     for sig in table:
         if not open_rows.any():
             break
         if _skip(sig, frame, values):
             continue
-        results = [_evaluate(c, frame, values, baselines, devices, cohorts) for c in sig.conditions]
+        results = [
+            _evaluate(c, frame, values, baselines, devices, cohorts, fallback)
+            for c in sig.conditions
+        ]
         held = np.vstack([r.held for r in results])
         required = np.all(
             [r.held for r, c in zip(results, sig.conditions, strict=True) if c.required]

@@ -106,7 +106,7 @@ class CauseStore:
                 return pd.read_parquet(directory / f"{fresh[-1]}.parquet")
         stems = self._history_stems(hour, settings["lookback_hours"])
         features = table.baseline_features()
-        wanted = ["device_id", "window_start", "window_end", "duty_cycle", bl.DEFROST_COUNT]
+        wanted = ["device_id", "window_start", "window_end", "duty_cycle", bl.DEFROST_MINUTES]
         wanted += [f for f in features if f not in wanted]
         history = self.with_cohort(self._read_features(stems, wanted))
         baselines = bl.build_baselines(history, table)
@@ -127,28 +127,33 @@ class CauseStore:
         lookback = table.derived["defrost"]["lookback_hours"]
         before = self._state_before(hour, lookback)
         frame = features.reset_index(drop=True)
-        end = pd.to_datetime(frame["window_end"], utc=True)
-        order = np.lexsort((end.to_numpy(), frame["device_id"].astype(str).to_numpy()))
-        f = frame.iloc[order]
-        e = end.iloc[order]
-        start_of = pd.to_datetime(frame["window_start"], utc=True).iloc[order]
-        previous = f["device_id"].map(before).astype("datetime64[ns, UTC]")
+        # Times as int64 ns UTC: engines hand timestamps over in several units.
+        end = _ns(frame["window_end"])
+        devices = frame["device_id"].astype(str).to_numpy()
+        order = np.lexsort((end, devices))
+        d, e = devices[order], end[order]
+        start = _ns(frame["window_start"])[order]
+        known = pd.Index(before.index).get_indexer(d)
+        before_ns = _ns(before)
         # Devices new to the state: observed from their first window's start.
-        first_start = start_of.groupby(f["device_id"].to_numpy()).transform("min")
-        previous = previous.fillna(first_start)
-        defrost_end = e.where(_defrosting(f))
-        last = pd.concat([previous, defrost_end], axis=1).max(axis=1)
-        last = last.groupby(f["device_id"].to_numpy()).cummax()
-        hours = (e - last).dt.total_seconds() / 3600
-        since = pd.Series(np.nan, index=frame.index)
-        since.iloc[order] = hours.to_numpy()
-        state = pd.DataFrame({"device_id": f["device_id"].to_numpy(), "last": last.to_numpy()})
+        previous = pd.Series(start).groupby(d).transform("min").to_numpy()
+        if len(before_ns):
+            previous = np.where(known >= 0, before_ns[np.maximum(known, 0)], previous)
+        defrosting = _defrosting(frame).to_numpy()[order]
+        last = np.maximum(previous, np.where(defrosting, e, np.iinfo(np.int64).min))
+        last = pd.Series(last).groupby(d).cummax().to_numpy()
+        since = np.empty(len(frame))
+        since[order] = (e - last) / 3.6e12
+        state = pd.DataFrame({"device_id": d, "last": pd.to_datetime(last, utc=True)})
         state = state.groupby("device_id", as_index=False)["last"].max()
         # Devices absent this hour keep their last known value.
-        carried = pd.DataFrame({"device_id": list(before.index), "last": before.to_numpy()})
+        carried = pd.DataFrame(
+            {"device_id": before.index.astype(str), "last": pd.to_datetime(before_ns, utc=True)}
+        )
         carried = carried[~carried["device_id"].isin(state["device_id"])]
-        self.store.write(STATE, stem_of(hour), pd.concat([state, carried], ignore_index=True))
-        return frame.assign(hours_since_defrost=since.to_numpy())
+        parts = [p for p in (state, carried) if len(p)]
+        self.store.write(STATE, stem_of(hour), pd.concat(parts, ignore_index=True))
+        return frame.assign(hours_since_defrost=since)
 
     def _state_before(self, hour: pd.Timestamp, lookback: float) -> pd.Series:
         """Per device, the last defrost end (or observation start) before ``hour``."""
@@ -174,3 +179,9 @@ class CauseStore:
 def _defrosting(frame: pd.DataFrame) -> pd.Series:
     """Windows with any time in defrost (a defrost running on from the previous window too)."""
     return pd.to_numeric(frame[bl.DEFROST_MINUTES], errors="coerce").fillna(0) > 0
+
+
+def _ns(values) -> np.ndarray:
+    """Timestamps (any unit, naive read as UTC) as int64 nanoseconds since the epoch."""
+    stamps = pd.to_datetime(pd.Series(values), utc=True)
+    return stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64").to_numpy()

@@ -272,6 +272,8 @@ def load_signatures(path: Path | str | None = None) -> SignatureTable:
         "min_device_windows",
         "min_scale_share_of_fleet",
         "running_min_duty",
+        "fallback_between_sigma",
+        "min_cohort_devices",
     ):
         if key not in baseline:
             raise _fail(file, f"baseline.{key}", "missing")

@@ -10,7 +10,9 @@ Plain Python (numpy, pandas, pyarrow); no Dagster. The column names, types and r
 Healthy devices cycle their compressor by thermostat, defrost every 6-8 h and see door
 openings and a diurnal ambient; their low-side pressure swings by 20-33 % whenever the
 compressor starts or stops (normal). Faults (see :data:`FAULT_TYPES`) start after the first
-third of the simulated range, so early hours are clean.
+third of the simulated range, so early hours are clean: machine and sensor faults
+(``faults.py``), operational faults and site power losses (``events.py``), and on request an
+unlabelled heat wave that nothing should alert on.
 """
 
 from refrig_assets.simulator.cohorts import COHORT_NAMES, COHORTS, CohortSpec

@@ -28,6 +28,11 @@ class SimulationConfig:
     sensor_fault_fraction: float = 0.02
     cadence_seconds: int = 60
     sites: int | None = None
+    # Operational faults (door left open, short cycling, defrost failure) on this share of the
+    # devices, site power losses on this many sites, and an unlabelled regional heat wave.
+    operational_fault_fraction: float = 0.03
+    power_loss_sites: int = 1
+    heat_wave: bool = False
 
     def __post_init__(self) -> None:
         start = self.start
@@ -43,11 +48,13 @@ class SimulationConfig:
             raise ValueError("hours must be at least 1")
         if not 1 <= self.cadence_seconds <= 3600 or 3600 % self.cadence_seconds:
             raise ValueError("cadence_seconds must divide 3600")
-        for name in ("fault_fraction", "sensor_fault_fraction"):
+        for name in ("fault_fraction", "sensor_fault_fraction", "operational_fault_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.fault_fraction + self.sensor_fault_fraction > 1.0:
             raise ValueError("fault_fraction + sensor_fault_fraction must not exceed 1")
+        if self.power_loss_sites < 0:
+            raise ValueError("power_loss_sites must not be negative")
         if self.sites is not None and not 1 <= self.sites <= self.devices:
             raise ValueError("sites must be between 1 and the number of devices")
 

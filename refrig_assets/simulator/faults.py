@@ -31,10 +31,21 @@ FAULT_TYPES: dict[str, str] = {
     "total_cooling_loss": "acute",
     "sensor_dropout": "sensor",
     "stuck_sensor": "sensor",
+    # Operational faults and site events (refrig_assets/simulator/events.py plans them from their
+    # own random stream, so the machine and sensor faults of a seed stay what they were).
+    "door_left_open": "operational",
+    "short_cycling": "operational",
+    "defrost_failure": "operational",
+    "site_power_loss": "site",
 }
 FAULT_NAMES: tuple[str, ...] = tuple(FAULT_TYPES)
-MACHINE_FAULTS: tuple[str, ...] = tuple(k for k, v in FAULT_TYPES.items() if v != "sensor")
+MACHINE_FAULTS: tuple[str, ...] = tuple(
+    k for k, v in FAULT_TYPES.items() if v in ("gradual", "acute")
+)
 SENSOR_FAULTS: tuple[str, ...] = tuple(k for k, v in FAULT_TYPES.items() if v == "sensor")
+OPERATIONAL_FAULTS: tuple[str, ...] = tuple(k for k, v in FAULT_TYPES.items() if v == "operational")
+# Faults that act on the physics (everything but the sensor faults, which bend readings only).
+PHYSICAL_FAULTS: tuple[str, ...] = tuple(k for k, v in FAULT_TYPES.items() if v != "sensor")
 LABEL_COLUMNS = ("device_id", "fault_type", "category", "onset", "end", "sensor")
 # ``sensor`` label of a dropout that loses whole readings (the rows are missing).
 ALL_SENSORS = "*"
@@ -62,6 +73,11 @@ PRESSURE_LOSS_MARGIN = (0.33, 0.40)  # drop beyond the pressure_drop_fraction de
 PRESSURE_LOSS_CAPACITY = 0.3
 COOLING_LOSS_RATE_MARGIN = (1.1, 2.0)  # degC/min above the evaporator_rise_per_minute default
 COOLING_LOSS_RAMP_MINUTES = (5.0, 8.0)
+# Operational faults: how the physics bends (see events.py for durations and onsets).
+SHORT_CYCLING_HYSTERESIS = 0.1  # share of the thermostat differential left
+ICING_CAPACITY_LOSS = 0.25  # at full icing (defrost failure)
+ICING_EVAPORATOR_DROP = 3.0  # degC colder running coil at full icing
+ICING_PRESSURE_DROP = 0.08  # low side lower by this share at full icing
 
 
 class FaultPlan:
@@ -90,7 +106,7 @@ class FaultPlan:
         self.magnitude = magnitude.astype(float)
         self.sensor = sensor.astype(object)
         names = np.array(FAULT_NAMES, dtype=object)[self.code] if len(code) else np.array([])
-        self._machine = np.isin(names, MACHINE_FAULTS)
+        self._machine = np.isin(names, PHYSICAL_FAULTS)
         self._sensor_faults = np.flatnonzero(~self._machine)
         stuck = np.flatnonzero(names == "stuck_sensor")
         self.stuck_slot = np.full(len(self.device), -1, dtype=np.int64)
@@ -98,6 +114,15 @@ class FaultPlan:
         self._stuck_by_onset: dict[int, list[int]] = {}
         for j in stuck:
             self._stuck_by_onset.setdefault(int(self.onset[j]), []).append(int(j))
+
+    def merged(self, other: FaultPlan) -> FaultPlan:
+        """This plan and ``other`` as one (sorted by device)."""
+        arrays = [
+            np.concatenate([getattr(self, a), getattr(other, a)])
+            for a in ("device", "code", "onset", "end", "ramp", "magnitude", "sensor")
+        ]
+        order = np.argsort(arrays[0], kind="stable")
+        return FaultPlan(*(a[order] for a in arrays))
 
     @classmethod
     def empty(cls) -> FaultPlan:
@@ -177,6 +202,18 @@ class FaultPlan:
                 m.force_off[d] = True
                 m.evaporator_mode[d] = np.where(elapsed < self.ramp[sel], 1, 2)
                 m.evaporator_rate[d] = mag
+            elif name == "door_left_open":
+                m.force_door[d] = True
+            elif name == "short_cycling":
+                m.hysteresis_factor[d] *= SHORT_CYCLING_HYSTERESIS
+                m.ignore_min_off[d] = True
+            elif name == "defrost_failure":
+                m.no_defrost[d] = True
+                m.capacity[d] *= 1.0 - ICING_CAPACITY_LOSS * progress
+                m.evaporator_offset[d] -= ICING_EVAPORATOR_DROP * progress
+                m.pressure_low_factor[d] *= 1.0 - ICING_PRESSURE_DROP * progress
+            elif name == "site_power_loss":
+                m.power_off[d] = True
         return m
 
     def record_stuck(self, t: int, values: dict[str, np.ndarray], stuck_values: np.ndarray) -> None:

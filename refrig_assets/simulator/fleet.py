@@ -18,6 +18,7 @@ import pandas as pd
 
 from refrig_assets.core.contracts import ContractError, load_contract
 from refrig_assets.simulator.config import SimulationConfig
+from refrig_assets.simulator.events import heat_wave_offset, heat_wave_sites, plan_events
 from refrig_assets.simulator.faults import FaultPlan, plan_faults
 from refrig_assets.simulator.physics import (
     QUANTITIES,
@@ -33,6 +34,7 @@ from refrig_assets.simulator.physics import (
 
 # Independent random streams, combined with the seed (and the hour for per-hour streams).
 STREAM_DEVICES, STREAM_FAULTS, STREAM_INITIAL, STREAM_PROCESS, STREAM_NOISE = range(5)
+STREAM_EVENTS, STREAM_WEATHER = 5, 6
 CHECKPOINT_EVERY_HOURS = 24
 
 
@@ -61,9 +63,10 @@ class FleetSimulator:
         if unknown:
             raise ContractError(f"simulator does not produce columns {sorted(unknown)}")
         self.params = sample_devices(config, self._rng(STREAM_DEVICES))
-        self.plan: FaultPlan = plan_faults(
-            config, self._rng(STREAM_FAULTS), self.contract.sensor_columns
-        )
+        machine = plan_faults(config, self._rng(STREAM_FAULTS), self.contract.sensor_columns)
+        events = plan_events(config, self._rng(STREAM_EVENTS), self.params, machine.device)
+        self.plan: FaultPlan = machine.merged(events)
+        self._heat_wave = heat_wave_sites(config, self._rng(STREAM_WEATHER))[self.params.site_index]
         start_state = initial_state(
             self.params, config, self._rng(STREAM_INITIAL), self.plan.n_stuck
         )
@@ -146,6 +149,8 @@ class FleetSimulator:
             t = i * steps + k
             minute = t * dt
             amb, open_hours = ambient(params, cfg.start.hour + minute / 60.0)
+            if cfg.heat_wave:
+                amb = amb + self._heat_wave * heat_wave_offset(cfg, minute)
             door = door_step(params, state, process, dt, open_hours)
             values = step(
                 params,

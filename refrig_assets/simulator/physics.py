@@ -65,6 +65,7 @@ HIGH_SIDE_CALIBRATION = (0.93, 1.07)
 CURRENT_PER_DEGC = 0.012
 CURRENT_IDLE = (0.03, 0.08)
 VIBRATION_IDLE_SHARE = (0.25, 0.40)  # fans and neighbouring plant when the compressor is off
+POWER_OFF_VIBRATION_SHARE = 0.05  # of the idle vibration, with the whole site's power off
 # Ambient air around the device.
 SITE_AMBIENT = (18.0, 26.0)
 SITE_DIURNAL_AMPLITUDE = (1.0, 3.5)
@@ -168,6 +169,11 @@ class Modifiers:
     current_override: np.ndarray  # NaN where not overridden
     evaporator_mode: np.ndarray  # 0 normal, 1 forced linear rise, 2 drift to ambient
     evaporator_rate: np.ndarray  # degC/min for modes 1 and 2
+    force_door: np.ndarray  # bool: door held open
+    hysteresis_factor: np.ndarray  # thermostat differential multiplier
+    ignore_min_off: np.ndarray  # bool: restarts without the anti-short-cycle delay
+    no_defrost: np.ndarray  # bool: the defrost heaters never come on
+    power_off: np.ndarray  # bool: no supply (compressor, fans and heaters off, current 0)
 
     @classmethod
     def neutral(cls, n: int) -> Modifiers:
@@ -186,6 +192,11 @@ class Modifiers:
             current_override=np.full(n, np.nan),
             evaporator_mode=np.zeros(n, dtype=np.int8),
             evaporator_rate=zeros.copy(),
+            force_door=no.copy(),
+            hysteresis_factor=ones.copy(),
+            ignore_min_off=no.copy(),
+            no_defrost=no.copy(),
+            power_off=no.copy(),
         )
 
 
@@ -332,16 +343,19 @@ def step(
     """Advance ``state`` by one step of ``dt`` minutes; return the noise-free readings."""
     m = mods if mods is not None else Modifiers.neutral(params.n)
     sp = params.setpoint
+    door = door | m.force_door
+    defrost = defrost & ~m.no_defrost & ~m.power_off
 
     # Thermostat with hysteresis, minimum off time, defrost lockout, fault overrides.
     cab = state.cabinet
+    band = params.hysteresis * m.hysteresis_factor
     want = np.where(
-        cab > sp + params.hysteresis,
+        cab > sp + band,
         True,
-        np.where(cab < sp - params.hysteresis, False, state.running),
+        np.where(cab < sp - band, False, state.running),
     )
-    may_start = state.running | (state.idle_steps * dt >= MIN_OFF_MINUTES)
-    running = ((want & may_start & ~defrost) | m.force_on) & ~m.force_off
+    may_start = state.running | (state.idle_steps * dt >= MIN_OFF_MINUTES) | m.ignore_min_off
+    running = ((want & may_start & ~defrost) | m.force_on) & ~m.force_off & ~m.power_off
     heating = defrost & ~running
     state.idle_steps = np.where(running, 0, state.idle_steps + 1)
     state.running = running
@@ -402,9 +416,12 @@ def step(
         params.current_idle,
     )
     current = np.where(np.isnan(m.current_override), current, m.current_override)
+    current = np.where(m.power_off, 0.0, current)
     vibration = np.where(
         running, params.vibration_running * m.vibration_factor, params.vibration_idle
     )
+    # Without power the fans stop too; the sensor still sees a little from the building.
+    vibration = np.where(m.power_off, POWER_OFF_VIBRATION_SHARE * params.vibration_idle, vibration)
 
     return {
         EVAPORATOR: evap,

@@ -80,7 +80,10 @@ def test_a_device_that_stops_defrosting_is_a_defrost_failure(tmp_path):
     out = None
     for h in range(24, 38):
         hour = START + pd.Timedelta(hours=h)
-        out = diagnose_partition(store, hour.strftime("%Y-%m-%d-%H:00"), _hour(hour))
+        # The coil ices up: its running temperature falls.
+        icing = HEALTHY["temperature_evaporator_running_mean"][0] - 1.0
+        features = _hour(hour, temperature_evaporator_running_mean=icing)
+        out = diagnose_partition(store, hour.strftime("%Y-%m-%d-%H:00"), features)
     # Last defrost ended 22:30; usual interval 6 h; 1.5 x 6 h = 9 h later is 07:30.
     assert out is not None
     assert set(out["cause"]) == {"defrost_failure"}

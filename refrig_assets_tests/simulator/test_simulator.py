@@ -216,7 +216,8 @@ def test_labels_cover_every_fault_type_with_sane_times(faulty):
     _, labels = faulty
     assert list(labels.columns) == list(LABEL_COLUMNS)
     assert str(labels["onset"].dtype) == "datetime64[ns, UTC]"
-    assert set(labels["fault_type"]) == set(FAULT_TYPES)
+    # An 8-hour fleet is too short to show a missed defrost (see simulator/events.py).
+    assert set(labels["fault_type"]) == set(FAULT_TYPES) - {"defrost_failure"}
     assert (labels["category"] == labels["fault_type"].map(FAULT_TYPES)).all()
     assert labels["device_id"].is_unique
 
@@ -239,8 +240,10 @@ def test_labels_cover_every_fault_type_with_sane_times(faulty):
 def test_fault_mix_follows_the_fractions():
     config = SimulationConfig(devices=600, hours=3, fault_fraction=0.06, sensor_fault_fraction=0.02)
     counts = FleetSimulator(config).labels()["fault_type"].value_counts()
-    machine = [k for k, v in FAULT_TYPES.items() if v != "sensor"]
+    machine = [k for k, v in FAULT_TYPES.items() if v in ("gradual", "acute")]
     assert counts[machine].sum() == 36 and set(counts[machine]) == {6}
+    # Operational faults: 3 % of the devices, round-robin over what 3 hours can show.
+    assert counts[["door_left_open", "short_cycling"]].tolist() == [9, 9]
     assert counts[["sensor_dropout", "stuck_sensor"]].sum() == 12
 
 

@@ -18,6 +18,9 @@ HEALTHY = {
     "current_compressor_min": (0.05, 0.002),
     "current_compressor_max": (7.0, 0.1),
     "current_compressor_running_mean": (7.0, 0.1),
+    "current_compressor_idle_max": (0.06, 0.002),
+    "vibration_compressor_idle_max": (0.7, 0.02),
+    "compressor_idle_longest_minutes": (8.0, 2.0),
     "vibration_compressor_min": (0.6, 0.02),
     "vibration_compressor_max": (2.2, 0.1),
     "vibration_compressor_running_mean": (2.0, 0.05),
@@ -32,7 +35,7 @@ HEALTHY = {
 DEFROST_EVERY_WINDOWS = 28  # one defrost per 7 h
 
 
-def history(devices=("dev-1", "dev-2", "dev-3"), windows=96):
+def history(devices=tuple(f"dev-{i}" for i in range(1, 7)), windows=96):
     """A day of windows per device alternating around the healthy values (so each feature's
     device median is its healthy value and its spread known)."""
     rows = []
