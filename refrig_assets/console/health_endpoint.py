@@ -126,10 +126,17 @@ def build_health(alerts_db_url: str) -> APIRouter:
         registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir)
         components.append(registry_state(registry, model_ids))
         scoring: list[dict[str, Any]] = []
+        # DAGSTER_HOME, else $REFRIG_HOME/dagster as the Makefile sets it.
+        dagster_home = settings.dagster_home
         try:
-            instance = dg.DagsterInstance.get()
-        except Exception as exc:  # no DAGSTER_HOME or unreadable dagster.yaml: the instance is down
-            components.insert(0, ComponentState("dagster_instance", DOWN, str(exc)))
+            if not dagster_home.is_dir():
+                raise FileNotFoundError(f"no Dagster instance at {dagster_home} (set DAGSTER_HOME)")
+            instance = dg.DagsterInstance.from_config(str(dagster_home))
+        except Exception as exc:  # unreadable dagster.yaml, storage gone: the instance is down
+            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+            components.insert(
+                0, ComponentState("dagster_instance", DOWN, f"{type(exc).__name__}: {first_line}")
+            )
         else:
             with instance:
                 components.insert(0, dagster_state(instance))

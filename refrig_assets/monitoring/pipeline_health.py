@@ -296,12 +296,33 @@ def stale_data_alerts(freshness: pd.DataFrame, as_of: pd.Timestamp) -> list[Heal
 
 
 # -- model --------------------------------------------------------------------------------------
+def expected_rows(feature_files: Sequence[Path], row_minutes: int) -> int:
+    """Rows a model scoring one row per device and ``row_minutes`` can make from these feature
+    files: the feature windows themselves when its rows are windows, else the distinct
+    (device, ``row_minutes`` period) pairs (a model scoring hourly profiles of 15-minute windows
+    makes a quarter as many rows, none of them missing)."""
+    import pyarrow.parquet as pq
+
+    files = [p for p in feature_files if Path(p).exists()]
+    total = 0
+    for path in files:
+        frame = pq.read_table(path, columns=["device_id", "window_start"]).to_pandas()
+        if frame.empty:
+            continue
+        periods = frame["window_start"].dt.floor(pd.Timedelta(minutes=row_minutes))
+        total += int(
+            pd.DataFrame({"d": frame["device_id"], "p": periods}).drop_duplicates().shape[0]
+        )
+    return total
+
+
 def model_metrics(scores: pd.DataFrame, feature_windows: int, alerts: pd.DataFrame) -> list[dict]:
     """Model-layer rows per (model_id, model_version) found in ``scores``.
 
-    ``feature_windows`` is the number of feature windows the scores cover; windows a model left
-    unscored (incomplete input, failed run) count as empty predictions. Alert volume counts the
-    active alerts whose ``model_versions`` name this model version.
+    ``feature_windows`` is the number of rows the model could have scored
+    (:func:`expected_rows`); rows it left unscored (incomplete input, failed run) count as empty
+    predictions. Alert volume counts the active alerts whose ``model_versions`` name this model
+    version.
     """
     rows: list[dict] = []
     if scores.empty:
@@ -315,6 +336,7 @@ def model_metrics(scores: pd.DataFrame, feature_windows: int, alerts: pd.DataFra
             f"{model_id}@{version}",
             {
                 "windows_scored": len(group),
+                "rows_expected": feature_windows,
                 "score_mean": float(s.mean()),
                 "score_p50": float(s.quantile(0.5)),
                 "score_p90": float(s.quantile(0.9)),

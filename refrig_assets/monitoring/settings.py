@@ -32,6 +32,7 @@ class DriftSettings:
     psi_bins: int
     psi_epsilon: float
     kl_threshold: float
+    contamination_change: float
     kl_bins: int
     kl_epsilon: float
     kl_reference_hours: int
@@ -142,6 +143,7 @@ def load_monitoring_settings(
         psi_bins=int(g("drift.psi.bins")),
         psi_epsilon=float(g("drift.psi.epsilon")),
         kl_threshold=float(g("drift.kl.threshold")),
+        contamination_change=float(g("drift.contamination_change")),
         kl_bins=int(g("drift.kl.bins")),
         kl_epsilon=float(g("drift.kl.epsilon")),
         kl_reference_hours=int(g("drift.kl.reference_hours")),

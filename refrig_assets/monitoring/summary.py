@@ -3,6 +3,7 @@ prints at its end (drift report paths, top drifting features, retraining request
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +13,19 @@ from refrig_assets.monitoring.drift import FLEET, top_drifting
 REPORTS = "reports"
 
 
-def drift_report_path(home: Path, day: str, model_id: str, model_version: str) -> Path:
-    """Where the Evidently HTML report of one model version and day is kept."""
-    return Path(home) / REPORTS / "drift" / day / f"{model_id}-v{model_version}.html"
+def drift_report_path(home: Path, day: str, models: Sequence[tuple[str, str]]) -> Path:
+    """Where the day's Evidently HTML report of one input set is kept, named by the
+    ``(model_id, version)`` pairs it serves (models with the same inputs share one report)."""
+    name = "+".join(f"{m}-v{v}" for m, v in sorted(models))
+    return Path(home) / REPORTS / "drift" / day / f"{name}.html"
+
+
+def drift_report_for(home: Path, day: str, model_id: str, model_version: str) -> Path | None:
+    """The day's drift report that covers ``model_id`` ``model_version`` (None: none written)."""
+    token = f"{model_id}-v{model_version}"
+    folder = Path(home) / REPORTS / "drift" / day
+    found = [p for p in sorted(folder.glob("*.html")) if token in p.stem.split("+")]
+    return found[0] if found else None
 
 
 def summary_path(home: Path, day: str) -> Path:
@@ -129,8 +140,8 @@ def run_summary_lines(
         table = store.read("feature_drift", day)
         seen: dict[tuple, str] = {}
         for (model_id, version), rows in table.groupby(["model_id", "model_version"], sort=True):
-            report = drift_report_path(home, day, model_id, version)
-            lines.append(f"{day} {model_id} v{version}: drift report {report}")
+            report = drift_report_for(home, day, model_id, version)
+            lines.append(f"{day} {model_id} v{version}: drift report {report or 'not written'}")
             top = top_drifting(rows, top_n)
             key = tuple(zip(top["feature"], top["cohort"], top["psi"].round(6), strict=True))
             if key in seen:  # same inputs and training hours as a model listed above

@@ -1,5 +1,7 @@
 """``GET /health``: component states, and scoring latency and error rate per model version."""
 
+import shutil
+
 import dagster as dg
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -81,3 +83,23 @@ def test_scoring_stats_give_error_and_empty_rates_and_latency_percentiles_per_ve
     assert rows[("m", "1")]["error_rate"] == 0.0
     assert rows[("m", "unresolved")]["error_rate"] == 1.0
     assert rows[("m", "unresolved")]["latency_p99_s"] is None
+
+
+def test_with_only_refrig_home_set_the_instance_is_the_one_make_dev_uses(tmp_path, monkeypatch):
+    """Like the Makefile: without DAGSTER_HOME the instance is $REFRIG_HOME/dagster."""
+    home = use_world(tmp_path, monkeypatch)
+    monkeypatch.delenv("DAGSTER_HOME")
+    app = FastAPI()
+    app.include_router(build_health(get_settings().alerts_db_url))
+    with TestClient(app) as client:
+        dagster = client.get("/health").json()["components"]["dagster_instance"]
+    assert dagster["state"] == "ok", dagster
+
+    shutil.rmtree(home / "dagster")
+    with TestClient(app) as client:
+        dagster = client.get("/health").json()["components"]["dagster_instance"]
+    assert dagster["state"] == "down"
+    assert (
+        dagster["detail"]
+        == f"FileNotFoundError: no Dagster instance at {home / 'dagster'} (set DAGSTER_HOME)"
+    )

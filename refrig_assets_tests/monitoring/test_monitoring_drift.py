@@ -156,3 +156,42 @@ def test_the_evidently_report_leaves_out_a_feature_without_values_instead_of_fai
 
     nothing = write_drift_report(reference, current.assign(a=np.nan), ["a", "b"], path, SETTINGS)
     assert nothing == {} and "nothing to compare" in path.read_text()
+
+
+def test_the_report_and_the_project_give_one_psi_and_the_report_says_what_it_compares(tmp_path):
+    """The PSI in the Evidently report is the project's: same bins, same figure (within 10 %,
+    the difference sampling may make on large inputs), on features that drift and one that
+    does not, with some missing values."""
+    from refrig_assets.monitoring.drift import feature_drift_table
+    from refrig_assets.monitoring.evidently_report import ReportHeader, write_drift_report
+
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame(
+        {
+            "stable": rng.normal(size=800),
+            "shifted": rng.normal(size=800),
+            "wider": rng.normal(size=800),
+        }
+    )
+    current = pd.DataFrame(
+        {
+            "stable": rng.normal(size=600),
+            "shifted": rng.normal(0.4, 1, size=600),
+            "wider": rng.normal(0, 1.5, size=600),
+        }
+    )
+    current.loc[:20, "stable"] = np.nan
+    features = list(reference.columns)
+    header = ReportHeader("2026-03-03", (("isolation_forest", "2"),), "T00..T05", "T06..T23 (18 h)")
+    path = tmp_path / "drift.html"
+
+    in_report = write_drift_report(reference, current, features, path, SETTINGS, header)
+
+    project = feature_drift_table(reference, current, features, SETTINGS).set_index("feature")
+    for feature in features:
+        assert in_report[feature] == pytest.approx(project.loc[feature, "psi"], rel=0.10), feature
+    # Missing values count in both (a bin of their own), not only in the project's figure.
+    assert project.loc["stable", "psi"] > SETTINGS.psi_moderate
+    page = path.read_text()
+    for shown in ("Feature drift 2026-03-03", "isolation_forest v2", "T00..T05", "T06..T23"):
+        assert shown in page

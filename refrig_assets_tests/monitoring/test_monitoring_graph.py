@@ -91,11 +91,19 @@ def test_daily_monitoring_finds_the_drifting_cohort_and_requests_retraining(smal
         fleet = drift[(drift["scope"] == "fleet") & (drift["feature"] == feature)]
         assert (fleet["psi"].to_numpy() < shifted["psi"].to_numpy()).all()
         metadata = _metadata(result, "feature_drift")
-        assert metadata[f"psi/{MODELS[0]}/{feature}"].value == pytest.approx(
-            float(fleet[fleet["model_id"] == MODELS[0]]["psi"].iloc[0])
+        table = {r.data["feature"]: r.data for r in metadata["psi_by_feature"].value.records}
+        assert table[feature][MODELS[0]] == pytest.approx(
+            float(fleet[fleet["model_id"] == MODELS[0]]["psi"].iloc[0]), abs=5e-5
         )
-        report = Path(metadata[f"report/{MODELS[0]}"].value)
-        assert report.is_relative_to(s.home) and feature in report.read_text()
+        # One report per distinct input set (models with the same features share one).
+        links = {k: Path(v.value) for k, v in metadata.items() if k.startswith("report: ")}
+        feature_sets = {tuple(load_model_config(m).feature_columns) for m in MODELS}
+        assert len(set(links.values())) == len(feature_sets)
+        assert len(list((s.home / "reports" / "drift" / DAY).glob("*.html"))) == len(feature_sets)
+        report = next(p for k, p in links.items() if MODELS[0] in k)
+        page = report.read_text()
+        assert report.is_relative_to(s.home) and feature in page
+        assert f"Feature drift {DAY}" in page and f"{MODELS[0]} v1" in page
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
         assert not checks["no_significant_feature_drift"].passed
         assert checks["feature_drift_contract"].passed

@@ -216,3 +216,20 @@ def test_alert_counts_per_partition_count_empty_hours_as_zero(tmp_path):
             "device_alerts", key, pd.DataFrame({"suppressed": pd.Series(suppressed, dtype=bool)})
         )
     assert health.active_alerts_per_partition(paths).tolist() == [2.0, 0.0, 0.0]
+
+
+def test_a_model_of_hourly_profiles_is_expected_to_score_one_row_per_device_hour(tmp_path):
+    """Four 15-minute windows per device-hour are one hourly profile: a model that scores
+    profiles has no empty predictions for scoring a quarter as many rows as there are windows."""
+    from refrig_assets.monitoring.pipeline_health import expected_rows
+
+    starts = pd.date_range("2026-01-01 00:00", periods=8, freq="15min", tz="UTC")
+    windows = pd.DataFrame(
+        {"device_id": ["a"] * 8 + ["b"] * 8, "window_start": list(starts) * 2}
+    )
+    path = tmp_path / "2026-01-01T00.parquet"
+    windows.to_parquet(path)
+
+    assert expected_rows([path], row_minutes=60) == 4  # 2 devices x 2 hours
+    assert expected_rows([path], row_minutes=15) == 16
+    assert expected_rows([path, tmp_path / "missing.parquet"], row_minutes=60) == 4

@@ -6,6 +6,7 @@ Each writes its own Parquet partition (contracts ``feature_drift``, ``score_drif
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -17,6 +18,8 @@ from refrig_assets.defs.monitoring.instance_stats import step_executions
 from refrig_assets.defs.shared.contract_checks import contract_check_result, contract_check_spec
 from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.detectors.base import build_detector
+from refrig_assets.features.windows import window_minutes
 from refrig_assets.monitoring import pipeline_health as health
 from refrig_assets.monitoring.drift import (
     FLEET,
@@ -25,7 +28,7 @@ from refrig_assets.monitoring.drift import (
     kl_divergence,
     sample_rows,
 )
-from refrig_assets.monitoring.evidently_report import write_drift_report
+from refrig_assets.monitoring.evidently_report import ReportHeader, write_drift_report
 from refrig_assets.monitoring.reference import (
     ReferenceUnavailable,
     partition_window,
@@ -106,6 +109,9 @@ def feature_drift(
         raise FileNotFoundError(f"feature_drift {day}: no device_features partitions that day")
     registry = store.read("device_registry")
     tables, metadata, reports = [], {}, {}
+    # Models with the same training hours, current hours and inputs share one report.
+    report_inputs: dict[tuple, dict] = {}
+    not_compared: dict[str, str] = {}
     for model_id in all_model_ids(s.models_dir):
         version = _production(refrig, model_id, context)
         if version is None:
@@ -119,7 +125,13 @@ def feature_drift(
             continue
         current_stems = stems
         if settings.exclude_training_hours:
-            current_stems = [st for st in stems if st not in ref.stems] or stems
+            current_stems = [st for st in stems if st not in ref.stems]
+            if not current_stems:
+                # Comparing the training data with itself would read "no drift" for nothing.
+                not_compared[f"{model_id} v{version}"] = (
+                    f"the day's feature hours are all its training hours ({ref.training_partitions})"
+                )
+                continue
         features = list(load_model_config(model_id, s.models_dir).feature_columns)
         seed = settings.sample_seed
         reference = read_features(
@@ -134,17 +146,31 @@ def feature_drift(
         table.insert(2, "model_version", version)
         table.insert(3, "training_partitions", ref.training_partitions)
         tables.append(table)
-        fleet = table[table["scope"] == FLEET]
-        metadata.update({f"psi/{model_id}/{r.feature}": float(r.psi) for r in fleet.itertuples()})
-        metadata[f"max_psi/{model_id}"] = float(table["psi"].max()) if len(table) else 0.0
-        for cohort, rows in table[table["scope"] != FLEET].groupby("cohort"):
-            metadata[f"max_cohort_psi/{model_id}/{cohort}"] = float(rows["psi"].max())
-        metadata[f"significant/{model_id}"] = int((table["band"] == SIGNIFICANT).sum())
-        if config.html_report:
-            path = drift_report_path(s.home, day, model_id, version)
-            write_drift_report(reference, current, features, path, settings)
+        # One number per model to plot across days; the per-feature figures are in the table.
+        metadata[f"max_psi/{model_id}"] = round(float(table["psi"].max()), 4) if len(table) else 0.0
+        key = (tuple(ref.stems), tuple(current_stems), tuple(features), settings)
+        entry = report_inputs.setdefault(
+            key,
+            {"models": [], "reference": reference, "current": current, "ref": ref},
+        )
+        entry["models"].append((model_id, version))
+    for (_ref_stems, current_stems, features, settings), entry in report_inputs.items():
+        if not config.html_report:
+            break
+        models = tuple(entry["models"])
+        path = drift_report_path(s.home, day, models)
+        header = ReportHeader(
+            day=day,
+            models=models,
+            reference_hours=entry["ref"].training_partitions,
+            current_hours=f"{current_stems[0]}..{current_stems[-1]} ({len(current_stems)} h)",
+        )
+        write_drift_report(
+            entry["reference"], entry["current"], list(features), path, settings, header
+        )
+        for model_id, _version in models:
             reports[model_id] = path
-            metadata[f"report/{model_id}"] = dg.MetadataValue.path(str(path))
+    metadata |= drift_metadata(tables, reports, not_compared)
     contract = load_contract("feature_drift")
     result = pd.concat(tables, ignore_index=True) if tables else contract.empty_frame()
     result = result[contract.column_names]
@@ -184,6 +210,40 @@ def feature_drift(
     )
 
 
+def drift_metadata(
+    tables: list[pd.DataFrame], reports: dict[str, Path], not_compared: dict[str, str]
+) -> dict[str, object]:
+    """Fleet-wide PSI per model and feature as one table (rounded), a link to each report and
+    the models not compared this day, with why."""
+    both = pd.concat(tables, ignore_index=True) if tables else None
+    fleet = (
+        both[both["scope"] == FLEET]
+        if both is not None
+        else pd.DataFrame(columns=["model_id", "model_version", "feature", "psi", "band"])
+    )
+    wide = fleet.pivot_table(index="feature", columns="model_id", values="psi", aggfunc="first")
+    records = [
+        dg.TableRecord(
+            {"feature": str(feature), **{m: round(float(v), 4) for m, v in row.items() if v == v}}
+        )
+        for feature, row in wide.iterrows()
+    ]
+    columns = [dg.TableColumn("feature", "string")] + [
+        dg.TableColumn(str(m), "float") for m in wide.columns
+    ]
+    out: dict[str, object] = {
+        "psi_by_feature": dg.MetadataValue.table(records, schema=dg.TableSchema(columns=columns)),
+    }
+    for path in sorted(set(reports.values())):
+        served = ", ".join(m for m, p in sorted(reports.items()) if p == path)
+        out[f"report: {served}"] = dg.MetadataValue.path(str(path))
+    if not_compared:
+        out["not_compared"] = dg.MetadataValue.md(
+            "\n".join(f"- {m}: {why}" for m, why in sorted(not_compared.items()))
+        )
+    return out
+
+
 def _scores_for_day(refrig: RefrigResource, model_id: str, day: str, hours: list[str]):
     config = load_model_config(model_id, refrig.settings.models_dir)
     keys = hours if config.schedule == "hourly" else [day]
@@ -203,7 +263,9 @@ def _scores_for_day(refrig: RefrigResource, model_id: str, day: str, hours: list
             "no_score_drift",
             asset="score_drift",
             partitions_def=daily_partitions,
-            description="Every model's score KL divergence is within its threshold.",
+            description="Every model's score KL divergence is within its threshold and the share "
+            "of windows it flags within drift.contamination_change of its first production hours "
+            "(config/monitoring.yaml).",
         ),
         contract_check_spec("score_drift", "score_drift", False, daily_partitions),
     ],
@@ -216,6 +278,7 @@ def score_drift(context: dg.AssetExecutionContext, refrig: RefrigResource) -> dg
     hours = day_hours(context)
     score_range = load_contract("model_scores").column("anomaly_score").range
     rows, metadata = [], {}
+    contamination_moved: list[str] = []
     for model_id in all_model_ids(s.models_dir):
         scores, _ = _scores_for_day(refrig, model_id, day, hours)
         if scores.empty:
@@ -276,11 +339,15 @@ def score_drift(context: dg.AssetExecutionContext, refrig: RefrigResource) -> dg
                 "reference_to": ref_to,
             }
             rows.append(row)
-            metadata[f"kl/{model_id}"] = kl
-            metadata[f"contamination_rate/{model_id}"] = row["contamination_rate"]
-            metadata[f"reference_contamination_rate/{model_id}"] = row[
-                "reference_contamination_rate"
-            ]
+            change = row["contamination_rate"] - row["reference_contamination_rate"]
+            if abs(change) > settings.contamination_change:
+                contamination_moved.append(
+                    f"{model_id} v{version} contamination {row['contamination_rate']:.1%} vs "
+                    f"{row['reference_contamination_rate']:.1%} ({change:+.1%}, limit "
+                    f"±{settings.contamination_change:.1%})"
+                )
+            metadata[f"kl/{model_id}"] = round(kl, 4)
+            metadata[f"contamination_change/{model_id}"] = round(change, 4)
     contract = load_contract("score_drift")
     result = pd.DataFrame(rows, columns=contract.column_names) if rows else contract.empty_frame()
     check = contract_check_result("score_drift", contract, result)
@@ -295,14 +362,17 @@ def score_drift(context: dg.AssetExecutionContext, refrig: RefrigResource) -> dg
         check_results=[
             dg.AssetCheckResult(
                 check_name="no_score_drift",
-                passed=drifted.empty,
+                passed=drifted.empty and not contamination_moved,
                 severity=dg.AssetCheckSeverity.WARN,
                 description="no score drift"
-                if drifted.empty
+                if drifted.empty and not contamination_moved
                 else "score drift: "
                 + ", ".join(
-                    f"{r.model_id} v{r.model_version} KL {r.kl_divergence:.3f}"
-                    for r in drifted.itertuples()
+                    [
+                        f"{r.model_id} v{r.model_version} KL {r.kl_divergence:.3f}"
+                        for r in drifted.itertuples()
+                    ]
+                    + contamination_moved
                 ),
             ),
             check,
@@ -446,11 +516,19 @@ def _model_layer(refrig: RefrigResource, day, hours, lookback_hours, bounds, pro
     """Per model version: scores, flags, empty predictions, alert volume; drops over the
     lookback; streaming vs batch agreement."""
     store, models_dir = refrig.store, refrig.settings.models_dir
-    feature_windows = sum(_rows(store.path("device_features", h)) for h in hours)
+    feature_files = [store.path("device_features", h) for h in hours]
+    windows = sum(_rows(p) for p in feature_files)
     day_alerts = store.read_many("device_alerts", hours)
     rows, alerts = [], []
     for model_id, production_version in production.items():
         scores, _ = _scores_for_day(refrig, model_id, day, hours)
+        # What this model can score: a model of hourly profiles makes fewer rows than windows.
+        row_minutes = build_detector(load_model_config(model_id, models_dir)).row_minutes()
+        feature_windows = (
+            windows
+            if row_minutes <= window_minutes()
+            else health.expected_rows(feature_files, row_minutes)
+        )
         rows += health.model_metrics(scores, feature_windows, day_alerts)
         if scores.empty and production_version:
             rows += health.missing_scores_metrics(model_id, production_version, feature_windows)
