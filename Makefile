@@ -13,7 +13,7 @@ TRAIN_HOURS ?= 2
 START ?= 2026-01-01T00:00
 SEED ?= 42
 
-.PHONY: setup run test test-fast check dev bench bench-scale chaos clean lifecycle-demo postgres-test ui-test compose-test
+.PHONY: setup run test test-fast check dev bench bench-scale bench-serving chaos clean lifecycle-demo postgres-test ui-test compose-test
 
 setup: $(VENV)/.installed
 
@@ -81,6 +81,11 @@ bench: setup
 ## next to 100K; figures in bench-results/scale/
 bench-scale: setup
 	$(PY) -m tools.benchmarks --scale 10 --no-spark --no-daily --growth '' --out bench-results/scale $(BENCH_ARGS)
+
+## bench-serving: refrig serve on loopback under a bounded load generator (latency per request,
+## 100 devices per request, sustained requests/s); bench-results/bench-serving.json
+bench-serving: setup
+	$(PY) -m tools.benchmarks.serving $(BENCH_ARGS)
 
 ## chaos: fault cases through the refrig command (bad files, outages, archived files, concurrent
 ## and killed runs, unit errors, ...): a table of case, outcome, rows lost; chaos-results/chaos.json
