@@ -7,9 +7,10 @@ services then connect as the application role: the stores find their tables and 
 place and create nothing.
 
 The stores, one list: alerts, their history and the notification outbox; maintenance windows,
-feedback rules and their audit trail, work orders, suppression reasons; console users, API tokens and the access audit; retraining requests (all
-in the alert database); the model lifecycle audit trail and rollouts (the lifecycle database,
-by default the alert database).
+feedback rules and their audit trail, work orders, suppression reasons; console users, API
+tokens, the access audit and console silences; retraining requests (all in the alert
+database); the model lifecycle audit trail and rollouts (the lifecycle database, by default the
+alert database).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from refrig_assets.access.store import AccessStore
 from refrig_assets.alerts.operator_tables import OperatorTables
 from refrig_assets.alerts.store import AlertStore
+from refrig_assets.console.silences import SilenceStore
 from refrig_assets.core.grants import grant_application_role
 from refrig_assets.lifecycle.audit import AuditTrail
 from refrig_assets.lifecycle.rollout_state import RolloutStore
@@ -54,6 +56,7 @@ def _alert_database(alerts: AlertStore) -> list[sa.Table]:
         WorkOrderExporter(alerts, settings=settings),
         SuppressionLog(alerts),
         AccessStore(alerts),
+        SilenceStore(alerts),
     ]
     tables = list(alerts.metadata.sorted_tables)
     for store in stores:

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.fault_injection
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 APPEND_ONLY = {
+    "access_audit",
     "alert_transitions",
     "feedback_audit",
     "model_lifecycle_events",
