@@ -240,3 +240,174 @@ def markdown_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "_(no rows)_"
     return frame.to_markdown(index=False, floatfmt=".2f")
+
+
+# ----------------------------------------------------------------------------- incidents
+INCIDENT_COLUMNS = [
+    "fault_type",
+    "category",
+    "faults",
+    "caught",
+    "recall",
+    "median_delay_min",
+    "incidents_per_fault",
+    "cause_accuracy",
+    "causes_named",
+    "severity_mix",
+]
+
+
+def _fault_events(labels: pd.DataFrame, devices: pd.DataFrame | None) -> pd.DataFrame:
+    """Labelled faults as events to catch: one per device fault, one per site for a site-wide
+    event (every device of the site carries its label)."""
+    labels = labels.reset_index(drop=True)
+    site_wide = (
+        labels["category"] == "site" if "category" in labels else np.zeros(len(labels), bool)
+    )
+    events = labels[~site_wide].assign(scope="device", key=labels.loc[~site_wide, "device_id"])
+    if site_wide.any() and devices is not None and "site_id" in devices:
+        site_of = devices.set_index("device_id")["site_id"]
+        sites = labels[site_wide].assign(site_id=lambda f: f["device_id"].map(site_of))
+        grouped = sites.groupby(
+            ["site_id", "fault_type", "category", "onset", "end"], as_index=False
+        )
+        site_events = grouped["device_id"].agg(list).rename(columns={"device_id": "devices"})
+        site_events = site_events.assign(scope="site", key=site_events["site_id"])
+        events = pd.concat([events, site_events], ignore_index=True)
+    return events.reset_index(drop=True)
+
+
+def incident_backtest(
+    incidents: pd.DataFrame,
+    labels: pd.DataFrame,
+    device_hours: float,
+    *,
+    devices: pd.DataFrame | None = None,
+    expected_causes: dict[str, tuple[str, ...]] | None = None,
+    window_minutes: float = 15.0,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Incident-level figures per labelled fault type (:data:`INCIDENT_COLUMNS`) and totals.
+
+    ``incidents``: device_incidents rows (e.g. ``build_incidents(...).incidents``). Operators
+    see the incidents that are not inhibited; those are the ones counted. An incident belongs
+    to a labelled fault when it is on the fault's device (or site, for a site-wide fault, where
+    the site incident and the site's device incidents count) and its windows overlap the fault
+    (plus :data:`GRACE`). Per fault type: recall, median delay from onset to the end of the
+    incident's first window, incidents per caught fault, cause accuracy (the earliest incident
+    of each caught fault names one of ``expected_causes[fault_type]``), the causes named and
+    the severity mix of those incidents. Totals: incidents, false incidents (belonging to no
+    fault) per 1,000 device-days, the severity mix of all incidents and the share CRITICAL.
+    """
+    labels = _times(labels, ("onset", "end"))
+    inc = _times(incidents.reset_index(drop=True), ("first_window_start", "last_window_end"))
+    if "inhibited" in inc:
+        inc = inc[~inc["inhibited"].fillna(False).astype(bool)].reset_index(drop=True)
+    events = _fault_events(labels, devices)
+    site_of = (
+        devices.set_index("device_id")["site_id"]
+        if devices is not None and "site_id" in devices
+        else pd.Series(dtype=object)
+    )
+    inc_site = inc["site_id"] if "site_id" in inc else inc["device_id"].map(site_of)
+    inc = inc.assign(_site=inc_site, _i=np.arange(len(inc)))
+    window = pd.Timedelta(minutes=window_minutes)
+    pairs = []
+    for scope, part in events.groupby("scope"):
+        part = part.assign(_e=part.index)
+        if scope == "device":
+            merged = part.merge(inc[inc["scope"] == "device"], left_on="key", right_on="device_id")
+        else:
+            merged = part.merge(inc, left_on="key", right_on="_site")
+        pairs.append(merged[["_e", "_i", "onset", "end", "first_window_start", "last_window_end"]])
+    pairs_frame = (
+        pd.concat(pairs, ignore_index=True)
+        if pairs
+        else pd.DataFrame(
+            columns=["_e", "_i", "onset", "end", "first_window_start", "last_window_end"]
+        )
+    )
+    hit = (pairs_frame["first_window_start"] <= pairs_frame["end"] + GRACE) & (
+        pairs_frame["last_window_end"] >= pairs_frame["onset"]
+    )
+    pairs_frame = pairs_frame[hit]
+    seen = np.minimum(pairs_frame["first_window_start"] + window, pairs_frame["last_window_end"])
+    pairs_frame = pairs_frame.assign(
+        delay=((seen - pairs_frame["onset"]).dt.total_seconds() / 60).clip(lower=0)
+    )
+    first = pairs_frame.sort_values(["_e", "first_window_start"]).drop_duplicates("_e")
+    expected = expected_causes or {}
+    rows = []
+    for fault_type, idx in events.groupby("fault_type").groups.items():
+        mine = first[first["_e"].isin(idx)]
+        primary = inc.loc[mine["_i"].to_numpy()]
+        want = expected.get(str(fault_type), ())
+        right = primary["cause"].isin(want) if want else pd.Series(dtype=bool)
+        per_fault = pairs_frame[pairs_frame["_e"].isin(idx)].groupby("_e")["_i"].nunique()
+        rows.append(
+            {
+                "fault_type": fault_type,
+                "category": events.loc[idx, "category"].iloc[0],
+                "faults": len(idx),
+                "caught": len(mine),
+                "recall": len(mine) / len(idx),
+                "median_delay_min": float(mine["delay"].median()) if len(mine) else np.nan,
+                "incidents_per_fault": float(per_fault.mean()) if len(per_fault) else np.nan,
+                "cause_accuracy": float(right.mean()) if len(right) else np.nan,
+                "causes_named": _counts(primary["cause"]),
+                "severity_mix": _counts(primary["severity"]),
+            }
+        )
+    per_type = pd.DataFrame(rows, columns=INCIDENT_COLUMNS)
+    matched = set(pairs_frame["_i"])
+    false = inc[~inc["_i"].isin(matched)]
+    device_days = device_hours / 24 if device_hours else np.nan
+    severity = inc["severity"].value_counts(normalize=True) if len(inc) else pd.Series(dtype=float)
+    totals = {
+        "incidents": float(len(inc)),
+        "false_incidents": float(len(false)),
+        "false_incidents_per_1000_device_days": len(false) / device_days * 1000,
+        "incidents_per_fault": float(
+            pairs_frame.groupby("_e")["_i"].nunique().mean() if len(pairs_frame) else np.nan
+        ),
+        "recall": float(len(first) / len(events)) if len(events) else np.nan,
+        "share_critical": float(severity.get("CRITICAL", 0.0)),
+        **{f"share_{k.lower()}": float(v) for k, v in severity.items() if k != "CRITICAL"},
+    }
+    return per_type, totals
+
+
+def _counts(values: pd.Series) -> str:
+    """``a 3, b 1`` (most common first)."""
+    counts = values.astype(str).value_counts()
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def pipeline_incidents(store, stems: list[str]):
+    """The incidents the pipeline builds over the hours ``stems`` of a data folder: stored
+    device_alerts and device_features of those hours, each hour diagnosed by
+    :func:`~refrig_assets.incidents.causes.diagnose_partition`, all of it grouped by
+    :func:`~refrig_assets.incidents.build.build_incidents` (the function behind the
+    device_incidents asset). Returns the :class:`IncidentBuild`, the diagnoses and the
+    registry."""
+    from refrig_assets.incidents.build import build_incidents
+    from refrig_assets.incidents.causes import diagnose_partition
+
+    registry = store.read("device_registry") if store.exists("device_registry") else None
+    alerts, diagnoses, quality = [], [], []
+    for stem in stems:
+        alert_path = store.root / "device_alerts" / f"{stem}.parquet"
+        if alert_path.exists():
+            alerts.append(pd.read_parquet(alert_path))
+        features = store.read("device_features", stem)
+        key = f"{stem[:10]}-{stem[11:13]}:00"
+        diagnoses.append(diagnose_partition(store, key, features))
+        quality.append(features)
+    frame = pd.concat(alerts, ignore_index=True) if alerts else None
+    diag = pd.concat(diagnoses, ignore_index=True)
+    build = build_incidents(
+        frame,
+        diag,
+        quality=pd.concat(quality, ignore_index=True),
+        devices=registry,
+    )
+    return build, diag, registry

@@ -44,6 +44,22 @@ MACHINE_FAULTS: tuple[str, ...] = tuple(
 )
 SENSOR_FAULTS: tuple[str, ...] = tuple(k for k, v in FAULT_TYPES.items() if v == "sensor")
 OPERATIONAL_FAULTS: tuple[str, ...] = tuple(k for k, v in FAULT_TYPES.items() if v == "operational")
+# The probable causes (config/causes.yaml) that correctly name each labelled fault. A device
+# whose whole readings drop out cannot tell a broken logger from a lost connection.
+FAULT_CAUSES: dict[str, tuple[str, ...]] = {
+    "refrigerant_leak": ("refrigerant_leak",),
+    "rapid_pressure_loss": ("refrigerant_leak",),
+    "condenser_fouling": ("condenser_fouling",),
+    "bearing_wear": ("mechanical_wear",),
+    "compressor_overload": ("compressor_overload",),
+    "total_cooling_loss": ("total_cooling_loss",),
+    "sensor_dropout": ("sensor_fault", "communications_loss"),
+    "stuck_sensor": ("sensor_fault",),
+    "door_left_open": ("door_ajar",),
+    "short_cycling": ("short_cycling",),
+    "defrost_failure": ("defrost_failure",),
+    "site_power_loss": ("power_loss",),
+}
 # Faults that act on the physics (everything but the sensor faults, which bend readings only).
 PHYSICAL_FAULTS: tuple[str, ...] = tuple(k for k, v in FAULT_TYPES.items() if v != "sensor")
 LABEL_COLUMNS = ("device_id", "fault_type", "category", "onset", "end", "sensor")

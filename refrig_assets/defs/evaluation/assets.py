@@ -14,9 +14,12 @@ from refrig_assets.defs.shared.score_assets import score_asset_keys
 from refrig_assets.evaluation.backtest import (
     backtest,
     fleet_flagged_scores,
+    incident_backtest,
     markdown_table,
+    pipeline_incidents,
     score_backtest,
 )
+from refrig_assets.simulator.faults import FAULT_CAUSES
 from refrig_assets.training.fit import training_partitions
 
 GROUP = "evaluation"
@@ -71,6 +74,12 @@ def detection_backtest(
     per_model = score_backtest(flagged, labels, device_hours, rows_scored=counts)
     refrig.store.write("detection_backtest", None, per_type)
     labelled, best = labelled_tables(refrig.store, labels, model_ids, stems)
+    # Incident-level figures: the incidents build_incidents makes of these hours (as the
+    # device_incidents asset does), against the labelled faults.
+    build, _, registry = pipeline_incidents(refrig.store, stems)
+    per_incident, incident_totals = incident_backtest(
+        build.incidents, labels, device_hours, devices=registry, expected_causes=FAULT_CAUSES
+    )
     context.log.info(
         f"recall {totals['recall']:.2f}, precision {totals['precision']:.2f}, "
         f"{totals['false_alerts_per_1000_device_days']:.1f} false alerts / 1,000 device-days"
@@ -84,7 +93,9 @@ def detection_backtest(
             "per_detector": dg.MetadataValue.md(markdown_table(per_model)),
             "labelled_evaluation": dg.MetadataValue.md(markdown_table(labelled)),
             "best_score_thresholds": dg.MetadataValue.md(markdown_table(best)),
+            "per_fault_type_incidents": dg.MetadataValue.md(markdown_table(per_incident)),
             **{k: float(v) for k, v in totals.items()},
+            **{f"incident_{k}": float(v) for k, v in incident_totals.items()},
         }
     )
 
