@@ -68,9 +68,7 @@ def create_app(service: ScoringService | None = None, *, start: bool = True) -> 
                 )
             body = await request.body()
             content_type = request.headers.get("content-type", "")
-            kind, table = await run_in_threadpool(
-                service.parse, body, content_type, input
-            )
+            kind, table = await run_in_threadpool(service.parse, body, content_type, input)
             result = await run_in_threadpool(service.score, kind, table)
             if result.all_failed:
                 status = 500
@@ -105,8 +103,6 @@ def create_app(service: ScoringService | None = None, *, start: bool = True) -> 
     @app.get("/metrics")
     def metrics() -> Response:
         """The service's metrics in the Prometheus exposition format."""
-        return Response(
-            generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST
-        )
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

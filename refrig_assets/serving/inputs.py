@@ -71,14 +71,10 @@ class RequestRejected(ValueError):
         self.violations = violations
         first = violations[0]
         more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
-        super().__init__(
-            f"{first.dataset}: {first.rule} at row {first.row}: {first.message}{more}"
-        )
+        super().__init__(f"{first.dataset}: {first.rule} at row {first.row}: {first.message}{more}")
 
 
-def reject(
-    dataset: str, rule: str, message: str, column: str | None = None, row: int = -1
-):
+def reject(dataset: str, rule: str, message: str, column: str | None = None, row: int = -1):
     """A :class:`RequestRejected` with one violation."""
     return RequestRejected([Violation(dataset, rule, row, column, message)])
 
@@ -95,10 +91,7 @@ def _column(values: list[Any]) -> pa.Array:
         array = None
     if array is None or pa.types.is_null(array.type) or pa.types.is_nested(array.type):
         array = pa.array(
-            [
-                None if v is None else (v if isinstance(v, str) else _text(v))
-                for v in values
-            ],
+            [None if v is None else (v if isinstance(v, str) else _text(v)) for v in values],
             pa.string(),
         )
     return array
@@ -113,9 +106,7 @@ def _text(value: Any) -> str:
 def table_from_records(records: Any, dataset: str) -> pa.Table:
     """A list of JSON objects as an Arrow table (columns: every key seen, in first-seen order)."""
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise reject(
-            dataset, "malformed_body", f"'{dataset}' must be a list of objects"
-        )
+        raise reject(dataset, "malformed_body", f"'{dataset}' must be a list of objects")
     names: dict[str, None] = {}
     for r in records:
         names.update(dict.fromkeys(r))
@@ -207,16 +198,12 @@ def readings_features(
         )
         for q in result.quarantine.itertuples(index=False):
             if q.rule not in KEPT_RULES:
-                violations.append(
-                    Violation(dataset, q.rule, int(q.row), q.column, q.message)
-                )
+                violations.append(Violation(dataset, q.rule, int(q.row), q.column, q.message))
         if violations:
             continue  # the remaining hours only add to the list of violations
         con.execute(f"CREATE OR REPLACE TEMP TABLE request_clean AS {clean_sql}")
         frames.append(
-            con.execute(
-                feature_sql("request_clean", cadence_seconds=cadence_seconds)
-            ).to_arrow_table()
+            con.sql(feature_sql("request_clean", cadence_seconds=cadence_seconds)).to_arrow_table()
         )
         con.execute(f"CREATE OR REPLACE TEMP TABLE request_tails AS {result.tails_sql}")
         tails = "request_tails"
@@ -236,19 +223,30 @@ def readings_features(
 
 
 def _coerced(series: pd.Series, kind: str) -> pd.Series:
+    """A column as its contract type; values that do not parse become missing. Columns that
+    already have the type (Parquet, Arrow, JSON numbers) are only converted, not parsed."""
     if kind == "timestamp":
+        if pd.api.types.is_datetime64_any_dtype(series):
+            return (
+                series.dt.tz_localize("UTC")
+                if series.dt.tz is None
+                else series.dt.tz_convert("UTC")
+            )
         return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
     if kind in ("float", "int"):
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            return series.astype("float64")
         return pd.to_numeric(series, errors="coerce")
     if kind == "bool":
+        if pd.api.types.is_bool_dtype(series):
+            return series
+        words = {"true": True, "false": False}
         return series.map(
-            lambda v: (
-                v
-                if isinstance(v, bool) or v is None
-                else {"true": True, "false": False}.get(str(v).strip().lower())
-            )
+            lambda v: v if isinstance(v, bool) or v is None else words.get(str(v).strip().lower())
         )
-    return series.map(lambda v: None if v is None else str(v))
+    if pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series):
+        return series
+    return series.astype(str).where(series.notna(), None)
 
 
 def windows_frame(
@@ -257,7 +255,7 @@ def windows_frame(
     """Precomputed windows checked against the ``device_features`` contract: the columns the
     served detectors read (``required``) and the key must be there; every contract column present
     must parse as its type, be non-null where the contract says so and lie in its range.
-    Raises :class:`RequestRejected` naming rule, row and column."""
+    Raises :class:`RequestRejected` naming rule, row and column (the first row of each)."""
     contract = contract or load_contract("device_features")
     dataset = contract.dataset
     frame = table.to_pandas()
@@ -272,71 +270,58 @@ def windows_frame(
             missing[0],
         )
     violations: list[Violation] = []
-    out = {}
+
+    def first(rule: str, rows: np.ndarray, column: str | None, message: str) -> None:
+        hits = np.flatnonzero(rows)
+        if len(hits):
+            row = int(hits[0])
+            violations.append(
+                Violation(
+                    dataset, rule, row, column, f"{REQUEST} row {row}: " + message.format(row=row)
+                )
+            )
+
+    out: dict[str, pd.Series] = {}
     for col in contract.columns:
         if col.name not in frame.columns:
             continue
-        raw = frame[col.name].astype(object).where(frame[col.name].notna(), None)
+        raw = frame[col.name]
         value = _coerced(raw, col.type)
-        bad = value.isna() & raw.notna()
-        for row in np.flatnonzero(bad.to_numpy())[:1]:
-            violations.append(
-                Violation(
-                    dataset,
-                    "unparsable_value",
-                    int(row),
-                    col.name,
-                    f"{REQUEST} row {row}: column {col.name!r} value {raw.iloc[row]!r} cannot be "
-                    f"parsed as {col.type}",
-                )
+        present = raw.notna().to_numpy()
+        missing_value = value.isna().to_numpy()
+        bad = missing_value & present
+        if bad.any():
+            shown = raw.iloc[int(np.flatnonzero(bad)[0])]
+            first(
+                "unparsable_value",
+                bad,
+                col.name,
+                f"column {col.name!r} value {shown!r} cannot be parsed as {col.type}",
             )
         if not col.nullable:
-            for row in np.flatnonzero((raw.isna()).to_numpy())[:1]:
-                violations.append(
-                    Violation(
-                        dataset,
-                        "missing_value",
-                        int(row),
-                        col.name,
-                        f"{REQUEST} row {row}: required column {col.name!r} is empty",
-                    )
-                )
+            first("missing_value", ~present, col.name, f"required column {col.name!r} is empty")
         if col.range and col.type in ("float", "int"):
             lo, hi = col.range
-            numbers = value.astype(float)
-            outside = numbers.notna() & ((numbers < lo) | (numbers > hi))
-            for row in np.flatnonzero(outside.to_numpy())[:1]:
-                violations.append(
-                    Violation(
-                        dataset,
-                        "out_of_range",
-                        int(row),
-                        col.name,
-                        f"{REQUEST} row {row}: column {col.name!r} value {numbers.iloc[row]!r} "
-                        f"is outside [{lo}, {hi}] (contracts/device_features.yaml)",
-                    )
+            numbers = value.to_numpy(dtype=float, na_value=np.nan)
+            outside = (numbers < lo) | (numbers > hi)
+            if outside.any():
+                shown = numbers[int(np.flatnonzero(outside)[0])]
+                first(
+                    "out_of_range",
+                    outside,
+                    col.name,
+                    f"column {col.name!r} value {shown!r} is outside [{lo}, {hi}] (contracts/device_features.yaml)",
                 )
+        if col.type == "int" and not missing_value.any():
+            value = value.astype("int64")
         out[col.name] = value
     keys = pd.DataFrame({k: out[k] for k in contract.primary_key})
-    for row in np.flatnonzero(keys.duplicated().to_numpy())[:1]:
-        violations.append(
-            Violation(
-                dataset,
-                "duplicate_key",
-                int(row),
-                None,
-                f"{REQUEST} row {row}: a second window for the same "
-                f"({', '.join(contract.primary_key)})",
-            )
-        )
+    first(
+        "duplicate_key",
+        keys.duplicated().to_numpy(),
+        None,
+        f"a second window for the same ({', '.join(contract.primary_key)})",
+    )
     if violations:
         raise RequestRejected(sorted(violations, key=lambda v: (v.row, v.rule)))
-    result = pd.DataFrame(out)
-    for col in contract.columns:
-        if col.name not in result.columns:
-            continue
-        if col.type == "float" or (col.type == "int" and result[col.name].isna().any()):
-            result[col.name] = result[col.name].astype("float64")
-        elif col.type == "int":
-            result[col.name] = result[col.name].astype("int64")
-    return result
+    return pd.DataFrame(out)

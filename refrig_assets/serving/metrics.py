@@ -5,7 +5,8 @@ rollout_champion): ``request_count_total``, ``request_errors_total``, ``windows_
 ``empty_predictions_total``, the ``inference_latency_ms`` histogram, and the gauges
 ``error_rate`` and ``empty_prediction_rate`` over the last ``rate_window_seconds``. Per endpoint:
 ``http_requests_total{endpoint,status}`` and ``http_request_latency_ms``. ``models_loaded`` is 1
-for each version serving now; ``data_freshness_seconds`` is the age of the newest reading scored.
+for each version serving now; ``data_freshness_seconds`` is the age of the newest reading scored; ``feature_drift_psi``
+the largest feature PSI of each serving version.
 
 Each service has its own registry, so two apps in one process (tests) never share counters.
 """
@@ -36,9 +37,7 @@ class _Event:
 class RollingRates:
     """Requests, errors, windows and empty predictions per model key over a trailing window."""
 
-    def __init__(
-        self, window_seconds: float, clock: Callable[[], float] = time.monotonic
-    ):
+    def __init__(self, window_seconds: float, clock: Callable[[], float] = time.monotonic):
         self.window = float(window_seconds)
         self.clock = clock
         self._events: deque[_Event] = deque()
@@ -55,9 +54,7 @@ class RollingRates:
         while self._http and self._http[0][0] < since:
             self._http.popleft()
 
-    def model(
-        self, key: tuple[str, str, str], failed: bool, windows: int, empty: int
-    ) -> None:
+    def model(self, key: tuple[str, str, str], failed: bool, windows: int, empty: int) -> None:
         with self._lock:
             self._events.append(_Event(self.clock(), key, failed, windows, empty))
             self._trim()
@@ -95,11 +92,7 @@ class RollingRates:
             latencies = sorted(v for _, v in self._latencies)
             failures = sum(1 for _, f in self._http if f)
             count = len(self._http)
-        p99 = (
-            latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-            if latencies
-            else None
-        )
+        p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else None
         return {
             "requests": count,
             "error_rate": failures / count if count else 0.0,
@@ -138,6 +131,28 @@ class _RateCollector:
         yield errors
         yield empty
         yield overall
+
+
+class _DriftCollector:
+    """``feature_drift_psi{model_id,model_version}``: the largest feature PSI of each serving
+    version in the newest feature_drift partition, read when scraped."""
+
+    def __init__(self, source: Callable[[], dict[tuple[str, str], float]]):
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "feature_drift_psi",
+            "Largest feature PSI of a serving version (newest feature_drift partition)",
+            labels=["model_id", "model_version"],
+        )
+        try:
+            found = self.source()
+        except Exception:  # noqa: BLE001 - a scrape never fails over a missing drift file
+            found = {}
+        for (model_id, version), psi in sorted(found.items()):
+            family.add_metric([model_id, version], psi)
+        yield family
 
 
 class ServingMetrics:
@@ -216,13 +231,15 @@ class ServingMetrics:
         self.errors.labels(*key).inc()
         self.rates.model(key, True, 0, 0)
 
-    def request_done(
-        self, endpoint: str, status: int, seconds: float, scored: bool
-    ) -> None:
+    def request_done(self, endpoint: str, status: int, seconds: float, scored: bool) -> None:
         self.http.labels(endpoint, str(status)).inc()
         self.http_latency.labels(endpoint).observe(seconds * 1000.0)
         if scored:
             self.rates.request(seconds * 1000.0, status >= 500)
+
+    def watch_drift(self, source: Callable[[], dict[tuple[str, str], float]]) -> None:
+        """Export the drift of the serving versions (see :class:`_DriftCollector`)."""
+        self.registry.register(_DriftCollector(source))  # type: ignore[arg-type]
 
     def models_now(self, keys: list[tuple[str, str, str]]) -> None:
         self.loaded.clear()

@@ -72,9 +72,7 @@ class ServedModel:
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "model_id": self.model_id,
-            "versions": [
-                {"version": s.version, "deployment": s.deployment} for s in self.sides
-            ],
+            "versions": [{"version": s.version, "deployment": s.deployment} for s in self.sides],
         }
         if self.rollout is not None:
             out["rollout"] = {
@@ -155,14 +153,10 @@ class ModelSet:
             parts.append(
                 (
                     model_id,
-                    load_model_config(
-                        model_id, self.settings.models_dir
-                    ).pinned_version,
+                    load_model_config(model_id, self.settings.models_dir).pinned_version,
                     self.registry.production_version(model_id),
                     latest.id if latest is not None else None,
-                    (rollout.id, rollout.step, rollout.status)
-                    if rollout is not None
-                    else None,
+                    (rollout.id, rollout.step, rollout.status) if rollout is not None else None,
                 )
             )
         return tuple(parts)
@@ -187,9 +181,7 @@ class ModelSet:
         unavailable: dict[str, str] = {}
         for model_id, pinned, *_ in fingerprint:
             if self.lifecycle.is_paused(model_id):
-                unavailable[model_id] = (
-                    "paused (refrig models resume to serve it again)"
-                )
+                unavailable[model_id] = "paused (refrig models resume to serve it again)"
                 continue
             try:
                 history = self.lifecycle.audit.events(model_id)
@@ -219,9 +211,7 @@ class ModelSet:
                 )
             else:
                 sides = (main,)
-            models[model_id] = ServedModel(
-                model_id, sides, rollout, tuple(resolution.problems)
-            )
+            models[model_id] = ServedModel(model_id, sides, rollout, tuple(resolution.problems))
         return ModelSnapshot(models, unavailable, fingerprint, datetime.now(UTC))
 
     def watch(self) -> None:

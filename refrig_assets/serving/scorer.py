@@ -31,9 +31,7 @@ WINDOW_FIELDS = (
 )
 
 
-def probable_causes(
-    settings: Settings, features: pd.DataFrame
-) -> dict[tuple, dict[str, Any]]:
+def probable_causes(settings: Settings, features: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
     """Probable cause of each window (``(device_id, window_start)`` → cause, kind, confidence,
     evidence) from the incidents package's ``diagnose_partition`` — the diagnosis the batch
     path's incidents use, with the baselines of the hours before each window's hour. Empty when
@@ -53,9 +51,7 @@ def probable_causes(
                 "cause": row.get("cause"),
                 "kind": row.get("cause_kind"),
                 "confidence": float(row.get("confidence") or 0.0),
-                "evidence": json.loads(evidence)
-                if isinstance(evidence, str)
-                else evidence,
+                "evidence": json.loads(evidence) if isinstance(evidence, str) else evidence,
             }
     return out
 
@@ -72,9 +68,7 @@ class ScoreResult:
 
     @property
     def all_failed(self) -> bool:
-        return bool(self.errors) and not any(
-            m.get("windows_scored") for m in self.models
-        )
+        return bool(self.errors) and not any(m.get("windows_scored") for m in self.models)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -182,9 +176,7 @@ def score_request(
             "window_start": _iso(record["window_start"]),
             "window_end": _iso(record["window_end"]),
             "sensor_completeness": float(record["sensor_completeness"]),
-            "quality_flags": [
-                f for f in str(record["quality_flags"] or "").split(",") if f
-            ],
+            "quality_flags": [f for f in str(record["quality_flags"] or "").split(",") if f],
             "scores": entries,
             "not_scored_by": sorted(set(served) - {e["model_id"] for e in entries}),
         }
@@ -192,9 +184,7 @@ def score_request(
         if cause is not None:
             window["probable_cause"] = cause
         windows.append(window)
-    return ScoreResult(
-        windows, models_out, errors, dict(snapshot.unavailable), cause_error
-    )
+    return ScoreResult(windows, models_out, errors, dict(snapshot.unavailable), cause_error)
 
 
 def newest_window_end(features: pd.DataFrame) -> float | None:

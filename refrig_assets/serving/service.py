@@ -47,6 +47,7 @@ from refrig_assets.serving.settings import (
 
 READINGS, WINDOWS = "readings", "windows"
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
+DRIFT_COLUMNS = ["partition", "model_id", "model_version", "cohort", "feature", "psi"]
 
 
 class TooLarge(ValueError):
@@ -86,12 +87,8 @@ class _Registry:
             if stamp is None:
                 self.frame = pd.DataFrame({"device_id": [], "cohort": []})
             else:
-                self.frame = pq.read_table(
-                    self.path, columns=["device_id", "cohort"]
-                ).to_pandas()
-            self.ids = pa.table(
-                {"device_id": pa.array(self.frame["device_id"], pa.string())}
-            )
+                self.frame = pq.read_table(self.path, columns=["device_id", "cohort"]).to_pandas()
+            self.ids = pa.table({"device_id": pa.array(self.frame["device_id"], pa.string())})
             self.stamp = stamp
         return self.frame, self.ids
 
@@ -111,9 +108,7 @@ class ScoringService:
         self.serving = serving or load_serving_settings()
         self.host = host or self.serving.host
         self.single_user = (
-            self.serving.auth == SINGLE_USER
-            if single_user is None
-            else bool(single_user)
+            self.serving.auth == SINGLE_USER if single_user is None else bool(single_user)
         )
         if self.single_user and not is_loopback(self.host):
             raise ValueError(
@@ -127,13 +122,12 @@ class ScoringService:
         self.models = ModelSet(
             self.settings, self.serving.reload_check_seconds, on_reload=self._loaded
         )
-        self.access = (
-            None if self.single_user else AccessStore(self.settings.alerts_db_url)
-        )
+        self.access = None if self.single_user else AccessStore(self.settings.alerts_db_url)
         self._registry = _Registry(self.store.path("device_registry"))
         self._registry_lock = threading.Lock()
         self._local = threading.local()
         self.newest_reading: float | None = None
+        self.metrics.watch_drift(self.drift_by_version)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _loaded(self, snapshot: ModelSnapshot) -> None:
@@ -170,9 +164,7 @@ class ScoringService:
         con = getattr(self._local, "con", None)
         if con is None:
             con = connect()
-            con.execute(
-                "SET threads = 1"
-            )  # one small request per connection: no fan-out
+            con.execute("SET threads = 1")  # one small request per connection: no fan-out
             self._local.con = con
         return con
 
@@ -180,9 +172,7 @@ class ScoringService:
         with self._registry_lock:
             return self._registry.current()
 
-    def parse(
-        self, body: bytes, content_type: str, kind: str | None
-    ) -> tuple[str, pa.Table]:
+    def parse(self, body: bytes, content_type: str, kind: str | None) -> tuple[str, pa.Table]:
         """(``readings`` or ``windows``, the rows) of a request body: JSON with a ``readings``
         or ``windows`` list, or a Parquet / Arrow IPC body whose kind is ``kind``."""
         if len(body) > self.serving.max_body_bytes:
@@ -194,13 +184,9 @@ class ScoringService:
             try:
                 payload = json.loads(body)
             except ValueError as exc:
-                raise reject(
-                    "request", "malformed_body", f"not valid JSON: {exc}"
-                ) from None
+                raise reject("request", "malformed_body", f"not valid JSON: {exc}") from None
             if not isinstance(payload, dict):
-                raise reject(
-                    "request", "malformed_body", "the JSON body must be an object"
-                )
+                raise reject("request", "malformed_body", "the JSON body must be an object")
             found = [k for k in (READINGS, WINDOWS) if k in payload]
             if len(found) != 1:
                 raise reject(
@@ -264,9 +250,7 @@ class ScoringService:
                 }
             )
             features = windows_frame(table, needed)
-        result = score_request(
-            features, snapshot, registry, self.metrics, settings=self.settings
-        )
+        result = score_request(features, snapshot, registry, self.metrics, settings=self.settings)
         newest = newest_window_end(features)
         if newest is not None:
             self.newest_reading = max(newest, self.newest_reading or newest)
@@ -274,39 +258,40 @@ class ScoringService:
         return result
 
     # -- health -------------------------------------------------------------------------------
-    def drift(self, versions: dict[str, set[str]]) -> dict[str, Any] | None:
-        """The largest feature PSI of a serving version in the newest feature_drift partition."""
+    def _serving_drift(self, versions: dict[str, set[str]]) -> pd.DataFrame:
+        """Rows of the newest feature_drift partition about versions serving now."""
         partitions = self.store.partitions("feature_drift")
         if not partitions:
-            return None
+            return pd.DataFrame(columns=DRIFT_COLUMNS)
         frame = pq.read_table(
-            self.store.root / "feature_drift" / f"{partitions[-1]}.parquet",
-            columns=[
-                "partition",
-                "model_id",
-                "model_version",
-                "cohort",
-                "feature",
-                "psi",
-            ],
+            self.store.root / "feature_drift" / f"{partitions[-1]}.parquet", columns=DRIFT_COLUMNS
         ).to_pandas()
-        serving = frame[
-            [
-                str(v) in versions.get(m, set())
-                for m, v in zip(frame["model_id"], frame["model_version"], strict=True)
-            ]
+        keep = [
+            str(v) in versions.get(m, set())
+            for m, v in zip(frame["model_id"], frame["model_version"], strict=True)
         ]
+        return frame[keep]
+
+    def serving_versions(self) -> dict[str, set[str]]:
+        """model_id → the versions serving now (both sides of a rollout)."""
+        snapshot = self.models.current()
+        return {m.model_id: {s.version for s in m.sides} for m in snapshot.models.values()}
+
+    def drift(self, versions: dict[str, set[str]]) -> dict[str, Any] | None:
+        """The largest feature PSI of a serving version in the newest feature_drift partition."""
+        serving = self._serving_drift(versions)
         if serving.empty:
             return None
         worst = serving.loc[serving["psi"].idxmax()]
-        return {
-            "partition": str(worst["partition"]),
-            "model_id": str(worst["model_id"]),
-            "model_version": str(worst["model_version"]),
-            "cohort": str(worst["cohort"]),
-            "feature": str(worst["feature"]),
-            "psi": float(worst["psi"]),
-        }
+        return {c: (float(worst[c]) if c == "psi" else str(worst[c])) for c in DRIFT_COLUMNS}
+
+    def drift_by_version(self) -> dict[tuple[str, str], float]:
+        """Largest feature PSI per serving (model_id, model_version) (the drift gauge)."""
+        serving = self._serving_drift(self.serving_versions())
+        if serving.empty:
+            return {}
+        worst = serving.groupby(["model_id", "model_version"])["psi"].max()
+        return {(str(m), str(v)): float(p) for (m, v), p in worst.items()}
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """(HTTP status, report): the versions loaded and each seed 002 threshold against what
@@ -320,11 +305,7 @@ class ScoringService:
             snapshot, models, problem = None, {}, f"{type(exc).__name__}: {exc}"
         service = self.metrics.rates.service()
         p99 = service["p99_latency_ms"]
-        age = (
-            None
-            if self.newest_reading is None
-            else (time.time() - self.newest_reading) / 60.0
-        )
+        age = None if self.newest_reading is None else (time.time() - self.newest_reading) / 60.0
         versions = (
             {m.model_id: {s.version for s in m.sides} for m in snapshot.models.values()}
             if snapshot

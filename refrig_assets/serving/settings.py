@@ -48,12 +48,8 @@ def load_serving_settings() -> ServingSettings:
     )
     exporter = cfg.section("exporter")
     buckets = cfg.items("latency_buckets_ms")
-    if any(
-        isinstance(b, bool) or not isinstance(b, int | float) or b <= 0 for b in buckets
-    ):
-        raise cfg.fail(
-            "latency_buckets_ms", f"must be positive numbers, not {buckets!r}"
-        )
+    if any(isinstance(b, bool) or not isinstance(b, int | float) or b <= 0 for b in buckets):
+        raise cfg.fail("latency_buckets_ms", f"must be positive numbers, not {buckets!r}")
     return ServingSettings(
         host=service.text("host"),
         port=service.number("port", minimum=1, maximum=65535, integer=True),

@@ -36,16 +36,12 @@ def set_serving_config(tmp_path, **changes) -> None:
 
 
 def samples(text: str) -> list:
-    return [
-        s for family in text_string_to_metric_families(text) for s in family.samples
-    ]
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
 
 
 def test_metrics_carry_model_version_and_deployment_after_requests(home):
     with TestClient(create_app(ScoringService(single_user=True))) as client:
-        answer = client.post(
-            "/v1/score", json=as_json(landed_readings(home, HOURS[2:]))
-        )
+        answer = client.post("/v1/score", json=as_json(landed_readings(home, HOURS[2:])))
         assert answer.status_code == 200
         bad = as_json(landed_readings(home, HOURS[2:]).head(3))
         bad["readings"][0]["ts"] = "yesterday"
@@ -61,9 +57,7 @@ def test_metrics_carry_model_version_and_deployment_after_requests(home):
 
     def value(name: str, **extra) -> float:
         wanted = {**labels, **extra}
-        [s] = [
-            s for s in found if s.name == name and wanted.items() <= s.labels.items()
-        ]
+        [s] = [s for s in found if s.name == name and wanted.items() <= s.labels.items()]
         return s.value
 
     assert value("request_count_total") == 1
@@ -76,17 +70,13 @@ def test_metrics_carry_model_version_and_deployment_after_requests(home):
     assert value("error_rate") == 0.0
     assert value("models_loaded") == 1
     assert value("request_errors_total") == 0
-    statuses = {
-        s.labels["status"]: s.value for s in found if s.name == "http_requests_total"
-    }
+    statuses = {s.labels["status"]: s.value for s in found if s.name == "http_requests_total"}
     assert statuses == {"200": 1, "422": 1}
     assert any(s.name == "data_freshness_seconds" for s in found)
 
 
 def test_health_reports_versions_and_each_threshold_of_the_config(home, tmp_path):
-    set_serving_config(
-        tmp_path, **{"thresholds.freshness_minutes": 5, "thresholds.drift_psi": 0.2}
-    )
+    set_serving_config(tmp_path, **{"thresholds.freshness_minutes": 5, "thresholds.drift_psi": 0.2})
     store = ParquetStore(home / "data")
     store.write(
         "feature_drift",
@@ -105,13 +95,12 @@ def test_health_reports_versions_and_each_threshold_of_the_config(home, tmp_path
     with TestClient(create_app(ScoringService(single_user=True))) as client:
         client.post("/v1/score", json=as_json(landed_readings(home, HOURS[2:])))
         response = client.get("/health")
+        exported = samples(client.get("/metrics").text)
 
     assert response.status_code == 200
     report = response.json()
     versions = {m["model_id"]: m["versions"] for m in report["models"]["models"]}
-    assert versions["isolation_forest"] == [
-        {"version": "1", "deployment": "production"}
-    ]
+    assert versions["isolation_forest"] == [{"version": "1", "deployment": "production"}]
     checks = report["checks"]
     assert checks["latency"]["threshold_ms"] == 500
     assert checks["error_rate"] == {"value": 0.0, "threshold": 0.01, "breached": False}
@@ -122,14 +111,15 @@ def test_health_reports_versions_and_each_threshold_of_the_config(home, tmp_path
     assert checks["drift"]["feature"] == "pressure_low_side_mean"
     assert checks["drift"]["breached"]
     assert report["status"] == "degraded"
+    [psi] = [s for s in exported if s.name == "feature_drift_psi"]
+    assert psi.labels == {"model_id": "isolation_forest", "model_version": "1"}
+    assert psi.value == pytest.approx(0.35)
 
 
 def test_health_latency_threshold_comes_from_the_config(home, tmp_path):
     set_serving_config(tmp_path, **{"thresholds.latency_ms": 0.001})
     with TestClient(create_app(ScoringService(single_user=True))) as client:
-        client.post(
-            "/v1/score", json=as_json(landed_readings(home, HOURS[2:]).head(60))
-        )
+        client.post("/v1/score", json=as_json(landed_readings(home, HOURS[2:]).head(60)))
         checks = client.get("/health").json()["checks"]
     assert checks["latency"]["threshold_ms"] == 0.001
     assert checks["latency"]["breached"]
@@ -169,12 +159,8 @@ def test_scoring_needs_a_valid_api_token_unless_single_user(home):
 
     with TestClient(create_app(ScoringService(single_user=False))) as client:
         missing = client.post("/v1/score", json=body)
-        wrong = client.post(
-            "/v1/score", json=body, headers={"Authorization": "Bearer nope"}
-        )
-        good = client.post(
-            "/v1/score", json=body, headers={"Authorization": f"Bearer {token}"}
-        )
+        wrong = client.post("/v1/score", json=body, headers={"Authorization": "Bearer nope"})
+        good = client.post("/v1/score", json=body, headers={"Authorization": f"Bearer {token}"})
 
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == "Bearer"

@@ -67,16 +67,12 @@ def test_scores_equal_the_batch_path_on_the_same_readings(client, home):
         served = scores_of(body, model_id)
         served = served[served["window_start"] >= LAST_HOUR]
         batch = batch_scores(home, model_id)
-        both = batch.merge(
-            served, on=["device_id", "window_start"], suffixes=("_batch", "")
-        )
+        both = batch.merge(served, on=["device_id", "window_start"], suffixes=("_batch", ""))
         assert len(both) == len(batch) == len(served) > 0
         assert (both["anomaly_score_batch"] - both["anomaly_score"]).abs().max() < 1e-12
         assert (both["anomaly_flag_batch"] == both["anomaly_flag"]).all()
         assert (both["contributor_detail_batch"] == both["contributor_detail"]).all()
-        assert (
-            both["top_contributors_batch"] == both["top_contributors"].str.join(",")
-        ).all()
+        assert (both["top_contributors_batch"] == both["top_contributors"].str.join(",")).all()
         assert set(both["model_version"]) == {"1"}
         assert set(both["deployment"]) == {"production"}
 
@@ -97,9 +93,7 @@ def test_precomputed_windows_score_like_the_batch_path(client, home):
     served = scores_of(response.json(), "isolation_forest")
     served = served[served["window_start"] >= LAST_HOUR]
     batch = batch_scores(home, "isolation_forest")
-    both = batch.merge(
-        served, on=["device_id", "window_start"], suffixes=("_batch", "")
-    )
+    both = batch.merge(served, on=["device_id", "window_start"], suffixes=("_batch", ""))
     assert len(both) == len(batch)
     assert (both["anomaly_score_batch"] - both["anomaly_score"]).abs().max() < 1e-12
 
@@ -151,9 +145,7 @@ def test_a_new_pin_serves_the_next_request_while_a_running_one_finishes_on_the_o
     monkeypatch.setattr(scorer, "score_windows", held_scoring)
     answers: dict[str, dict] = {}
     running = threading.Thread(
-        target=lambda: answers.update(
-            first=client.post("/v1/score", json=readings).json()
-        )
+        target=lambda: answers.update(first=client.post("/v1/score", json=readings).json())
     )
     running.start()
     assert inside.wait(60)  # the first request is scoring with version 1
@@ -164,9 +156,7 @@ def test_a_new_pin_serves_the_next_request_while_a_running_one_finishes_on_the_o
     second = client.post("/v1/score", json=readings).json()
     running.join(60)
 
-    first_versions = set(
-        scores_of(answers["first"], "isolation_forest")["model_version"]
-    )
+    first_versions = set(scores_of(answers["first"], "isolation_forest")["model_version"])
     assert first_versions == {"1"}
     second_if = scores_of(second, "isolation_forest")
     assert set(second_if["model_version"]) == {"2"}
@@ -222,11 +212,7 @@ def test_a_window_outside_its_contract_range_is_refused_with_row(client, home):
         window_start=windows["window_start"].map(datetime.isoformat),
         window_end=windows["window_end"].map(datetime.isoformat),
     )
-    body = {
-        "windows": records.astype(object)
-        .where(records.notna(), None)
-        .to_dict("records")
-    }
+    body = {"windows": records.astype(object).where(records.notna(), None).to_dict("records")}
 
     response = client.post("/v1/score", json=body)
 
@@ -248,8 +234,7 @@ def test_scoring_writes_nothing_to_the_alert_store(client, home):
         with engine.connect() as conn:
             tables = sa.inspect(conn).get_table_names()
             return {
-                t: conn.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar()
-                for t in tables
+                t: conn.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar() for t in tables
             }
 
     before = counts()
@@ -257,3 +242,25 @@ def test_scoring_writes_nothing_to_the_alert_store(client, home):
     assert response.status_code == 200
     assert counts() == before
     engine.dispose()
+
+
+def test_each_window_carries_the_probable_cause_the_incidents_diagnosis_gives(client, home):
+    from refrig_assets.incidents.causes import diagnose_partition
+
+    response = client.post("/v1/score", json=as_json(landed_readings(home, HOURS[2:])))
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "probable_cause_error" not in body
+    served = {
+        (w["device_id"], pd.Timestamp(w["window_start"])): w["probable_cause"]["cause"]
+        for w in body["windows"]
+    }
+    features = ParquetStore(home / "data").read("device_features", HOURS[2])
+    expected = diagnose_partition(get_settings(), HOURS[2], features)
+    assert served == {
+        (d, pd.Timestamp(t)): c
+        for d, t, c in zip(
+            expected["device_id"], expected["window_start"], expected["cause"], strict=True
+        )
+    }

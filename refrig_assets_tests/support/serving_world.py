@@ -74,9 +74,7 @@ def serving_world() -> Path:
         from refrig_assets.defs.ingestion.assets import device_registry
 
         s = get_settings()
-        config = SimulationConfig(
-            devices=40, hours=3, start=START, seed=7, fault_fraction=0.2
-        )
+        config = SimulationConfig(devices=40, hours=3, start=START, seed=7, fault_fraction=0.2)
         simulate_fleet(config, s.landing_dir, s.registry_path, s.labels_path)
         instance = dg.DagsterInstance.ephemeral()
         dg.materialize([device_registry], instance=instance, resources=defs.resources)
@@ -86,9 +84,7 @@ def serving_world() -> Path:
         models = [f"{m}_model" for m in MODELS]
         train = {"ops": {m: {"config": window} for m in models}}
         _run(defs, instance, "train_detectors", models, run_config=train)
-        _run(
-            defs, instance, "hourly_pipeline", [f"{m}_scores" for m in MODELS], HOURS[2]
-        )
+        _run(defs, instance, "hourly_pipeline", [f"{m}_scores" for m in MODELS], HOURS[2])
         _register_second_version(s)
     finally:
         for k, v in saved.items():
@@ -108,9 +104,7 @@ def _register_second_version(settings) -> None:
     from refrig_assets.training.registry import ModelRegistry
 
     store = ParquetStore(settings.data_dir)
-    features = with_cohort(
-        store.read("device_features", HOURS[0]), store.read("device_registry")
-    )
+    features = with_cohort(store.read("device_features", HOURS[0]), store.read("device_registry"))
     detector, lineage, metrics = train_detector(
         load_model_config("isolation_forest"), features, HOURS[0], "v2"
     )
