@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,12 @@ def _utc(series: pd.Series) -> pd.Series:
 
 
 def _empty_signals() -> pd.DataFrame:
+    """A signal frame without rows (every column, typed)."""
+    return _EMPTY_SIGNALS().copy()
+
+
+@lru_cache(maxsize=1)
+def _EMPTY_SIGNALS() -> pd.DataFrame:  # noqa: N802 - a constant built once
     return pd.DataFrame(
         {
             "key": pd.Series(dtype=object),
@@ -147,9 +154,7 @@ def _alert_signals(
         mapped = rules.map(causes.for_streaming_rule)
         out.loc[streaming, "cause"] = mapped.fillna(UNKNOWN).to_numpy()
         out.loc[streaming & out["cause"].ne(UNKNOWN), "confidence"] = 1.0
-        out.loc[streaming, "base"] = (
-            out.loc[streaming, "cause"].map(causes.severity).to_numpy()
-        )
+        out.loc[streaming, "base"] = out.loc[streaming, "cause"].map(causes.severity).to_numpy()
     if diagnoses is not None and len(diagnoses):
         d = diagnoses[
             [
@@ -168,12 +173,8 @@ def _alert_signals(
         )
         use = (~streaming).to_numpy() & merged["cause"].notna().to_numpy()
         out.loc[use, "cause"] = merged.loc[use, "cause"].astype(str).to_numpy()
-        out.loc[use, "confidence"] = (
-            merged.loc[use, "confidence"].astype(float).to_numpy()
-        )
-        out.loc[use, "cause_evidence"] = (
-            merged.loc[use, "evidence"].astype(str).to_numpy()
-        )
+        out.loc[use, "confidence"] = merged.loc[use, "confidence"].astype(float).to_numpy()
+        out.loc[use, "cause_evidence"] = merged.loc[use, "evidence"].astype(str).to_numpy()
         out.loc[use, "base"] = merged.loc[use, "base_severity"].to_numpy()
     return out
 
@@ -194,11 +195,7 @@ def _diagnosis_signals(
         alerted = pd.MultiIndex.from_arrays(
             [alerts["device_id"].astype(str), _utc(alerts["window_start"])]
         )
-        d = d[
-            ~pd.MultiIndex.from_arrays([d["device_id"], d["window_start"]]).isin(
-                alerted
-            )
-        ]
+        d = d[~pd.MultiIndex.from_arrays([d["device_id"], d["window_start"]]).isin(alerted)]
     site, cohort = _device_places(d["device_id"], devices, d)
     return pd.DataFrame(
         {
@@ -338,10 +335,7 @@ def _site_signals(
     current = f"{rules.current_sensor}_mean"
     off = reporting.copy()
     if "duty_cycle" in q:
-        off &= (
-            q["duty_cycle"].fillna(0.0).to_numpy(dtype=float)
-            <= rules.off_duty_cycle_max
-        )
+        off &= q["duty_cycle"].fillna(0.0).to_numpy(dtype=float) <= rules.off_duty_cycle_max
     if current in q:
         off &= q[current].fillna(0.0).to_numpy(dtype=float) <= rules.current_off_amps
     if "duty_cycle" not in q and current not in q:
@@ -367,9 +361,7 @@ def _site_signals(
     need = rules.quorum_share * n
     power = counts["off"].to_numpy() >= need
     comms = ~power & ((n - counts["rep"].to_numpy()) >= need)
-    counts["cause"] = np.where(
-        power, rules.power_loss_cause, rules.communications_loss_cause
-    )
+    counts["cause"] = np.where(power, rules.power_loss_cause, rules.communications_loss_cause)
     counts["share"] = np.where(power, counts["off"] / n, (n - counts["rep"]) / n)
     hit = counts[power | comms]
     if hit.empty:
@@ -381,9 +373,7 @@ def _site_signals(
             "cohort": None,
             "window_start": hit["window_start"].to_numpy(),
             "window_end": hit["window_start"].map(windows).to_numpy(),
-            "evidence_id": _hashes(
-                "s-", hit["site_id"], hit["window_start"], hit["cause"]
-            ),
+            "evidence_id": _hashes("s-", hit["site_id"], hit["window_start"], hit["cause"]),
             "evidence_type": "site",
             "alert_id": None,
             "source": "site",
@@ -414,9 +404,7 @@ def _site_signals(
     return out
 
 
-def _evaporator(
-    signals: pd.DataFrame, quality: pd.DataFrame | None, feature: str
-) -> np.ndarray:
+def _evaporator(signals: pd.DataFrame, quality: pd.DataFrame | None, feature: str) -> np.ndarray:
     """The evaporator temperature of each signal's window, where the window was measured."""
     if quality is None or quality.empty or feature not in quality or signals.empty:
         return np.full(len(signals), np.nan)
@@ -442,9 +430,7 @@ def _silence_refrigeration(
     keys = pd.MultiIndex.from_arrays(
         [silent["device_id"].astype(str), _utc(silent["window_start"])]
     )
-    at = pd.MultiIndex.from_arrays(
-        [signals["device_id"].astype(str), signals["window_start"]]
-    )
+    at = pd.MultiIndex.from_arrays([signals["device_id"].astype(str), signals["window_start"]])
     hit = at.isin(keys) & signals["track"].eq(DEVICE_TRACK).to_numpy()
     if hit.any():
         signals.loc[hit, "cause"] = policy.sensor_tickets.silent_cause
@@ -492,9 +478,7 @@ def _prior_rows(open_incidents: pd.DataFrame | None) -> pd.DataFrame:
     )
 
 
-def _effective_causes(
-    s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy
-) -> np.ndarray:
+def _effective_causes(s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy) -> np.ndarray:
     """Per signal, the cause of the incident it belongs to: unknown signals take their
     neighbours' known cause; a known cause holding for fewer than ``cause_change_min_signals``
     signals (after the first cause of the run) is a flicker and takes the preceding cause."""
@@ -537,14 +521,10 @@ def _group(signals: pd.DataFrame, policy: IncidentPolicy) -> pd.DataFrame:
     track_id = (~same_track).cumsum().to_numpy()
     end_max = s.groupby(track_id)["window_end"].cummax()
     prev_end = end_max.groupby(track_id).shift()
-    gap = (~same_track) | (s["window_start"] - prev_end >= policy.hysteresis).fillna(
-        True
-    )
+    gap = (~same_track) | (s["window_start"] - prev_end >= policy.hysteresis).fillna(True)
     # A stored incident continues whatever precedes it within the hysteresis; only a second
     # stored incident of the same track stays apart (they were split by a cause change).
-    priors_before = s["is_prior"].astype(int).groupby(track_id).cumsum() - s[
-        "is_prior"
-    ].astype(int)
+    priors_before = s["is_prior"].astype(int).groupby(track_id).cumsum() - s["is_prior"].astype(int)
     gap = gap | (s["is_prior"] & (priors_before > 0))
     run = gap.cumsum().to_numpy()
     s["cause"] = _effective_causes(s, run, policy)
@@ -565,17 +545,11 @@ def _group(signals: pd.DataFrame, policy: IncidentPolicy) -> pd.DataFrame:
     seg["prior_closed_at"] = first_rows["closed_at"].to_numpy()
     # A new episode reopens the previous incident of its track when the cause is compatible
     # and it returns within reopen_minutes of that incident's closing.
-    prev_same = seg["key"].eq(seg["key"].shift()) & seg["track"].eq(
-        seg["track"].shift()
-    )
+    prev_same = seg["key"].eq(seg["key"].shift()) & seg["track"].eq(seg["track"].shift())
     prev_closing = pd.to_datetime(seg["prior_closed_at"], utc=True).shift()
-    prev_closing = prev_closing.where(
-        prev_closing.notna(), seg["end"].shift() + policy.hysteresis
-    )
+    prev_closing = prev_closing.where(prev_closing.notna(), seg["end"].shift() + policy.hysteresis)
     prev_cause = seg["cause"].shift()
-    compatible = (
-        (prev_cause == seg["cause"]) | prev_cause.eq(UNKNOWN) | seg["cause"].eq(UNKNOWN)
-    )
+    compatible = (prev_cause == seg["cause"]) | prev_cause.eq(UNKNOWN) | seg["cause"].eq(UNKNOWN)
     reopen = (
         prev_same
         & seg["opened_by_gap"]
@@ -620,17 +594,11 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
     never below the stored severity of an incident that was already open."""
     sev = policy.severity
     ranks = {s: i for i, s in enumerate(policy.severities)}
-    base = inc["signal_base"].where(
-        inc["signal_base"].notna(), inc["cause"].map(causes.severity)
-    )
-    base = base.where(inc["cause"].ne(UNKNOWN), sev.unknown_cause).fillna(
-        sev.unknown_cause
-    )
+    base = inc["signal_base"].where(inc["signal_base"].notna(), inc["cause"].map(causes.severity))
+    base = base.where(inc["cause"].ne(UNKNOWN), sev.unknown_cause).fillna(sev.unknown_cause)
     base = base.where(inc["kind"].ne("sensor"), sev.sensor)
     base_rank = base.map(ranks).to_numpy()
-    excursion = (
-        (inc["evaporator_peak_c"] - inc["evaporator_start_c"]).fillna(0.0).to_numpy()
-    )
+    excursion = (inc["evaporator_peak_c"] - inc["evaporator_start_c"]).fillna(0.0).to_numpy()
     duration = (inc["last_window_end"] - inc["first_window_start"]).to_numpy()
     raises = {
         f"evaporator +{sev.excursion_celsius:g} °C": excursion >= sev.excursion_celsius,
@@ -638,9 +606,7 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
         f"{sev.agreement_models}+ models agree": inc["max_models_flagging"].to_numpy()
         >= sev.agreement_models,
     }
-    count = (
-        np.sum(list(raises.values()), axis=0) if len(inc) else np.zeros(0, dtype=int)
-    )
+    count = np.sum(list(raises.values()), axis=0) if len(inc) else np.zeros(0, dtype=int)
     cap = ranks[sev.raise_cap]
     rank = np.minimum(base_rank, np.maximum(base_rank - count, cap))
     critical = excursion >= sev.critical_excursion_celsius
@@ -648,9 +614,7 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
     sensor = inc["kind"].eq("sensor").to_numpy()
     rank = np.where(sensor, ranks[sev.sensor], rank)
     prior = inc["prior_severity"].map(ranks).to_numpy(dtype=float)
-    rank = np.where(
-        np.isnan(prior), rank, np.minimum(rank, np.nan_to_num(prior, nan=99))
-    )
+    rank = np.where(np.isnan(prior), rank, np.minimum(rank, np.nan_to_num(prior, nan=99)))
     names = np.array(policy.severities, dtype=object)
     inc["base_severity"] = base.to_numpy()
     inc["severity"] = names[rank.astype(int)]
@@ -673,9 +637,7 @@ def _inhibit(inc: pd.DataFrame, policy: IncidentPolicy) -> None:
     if sites.empty:
         return
     devices = inc[inc["scope"].eq("device")].reset_index()
-    pairs = devices[
-        ["index", "site_id", "first_window_start", "last_window_end"]
-    ].merge(
+    pairs = devices[["index", "site_id", "first_window_start", "last_window_end"]].merge(
         sites[["site_id", "incident_id", "first_window_start", "quiet_until"]],
         on="site_id",
         suffixes=("", "_site"),
@@ -704,9 +666,7 @@ def _explanation(inc: pd.DataFrame) -> list[str]:
             out.append(f"Sensor maintenance: {detail or cause}")
         else:
             what = (
-                "unknown cause"
-                if cause == UNKNOWN
-                else f"probable cause {cause.replace('_', ' ')}"
+                "unknown cause" if cause == UNKNOWN else f"probable cause {cause.replace('_', ' ')}"
             )
             out.append(f"{what}. {detail}".strip())
     return out
@@ -757,9 +717,7 @@ def build_incidents(
         _quality_signals(quality, devices, policy),
         _site_signals(quality, devices, policy),
     ]
-    signals = pd.concat(
-        [f for f in frames if len(f)] or [_empty_signals()], ignore_index=True
-    )
+    signals = pd.concat([f for f in frames if len(f)] or [_empty_signals()], ignore_index=True)
     # Every signal column, whichever kinds of signal this build has.
     columns = [*_empty_signals().columns, "key", "track"]
     signals = signals.reindex(columns=list(dict.fromkeys([*columns, *signals.columns])))
@@ -768,16 +726,12 @@ def build_incidents(
     signals["status"] = None
     signals["closed_at"] = pd.NaT
     prior = _prior_rows(open_incidents)
-    rows = pd.concat(
-        [f for f in (signals, prior) if len(f)] or [signals], ignore_index=True
-    )
+    rows = pd.concat([f for f in (signals, prior) if len(f)] or [signals], ignore_index=True)
     rows["closed_at"] = _utc(rows["closed_at"])
     rows["window_start"] = _utc(rows["window_start"])
     rows["window_end"] = _utc(rows["window_end"])
     if rows.empty:
-        return IncidentBuild(
-            contract.empty_frame(), pd.DataFrame(columns=EVIDENCE_COLUMNS)
-        )
+        return IncidentBuild(contract.empty_frame(), pd.DataFrame(columns=EVIDENCE_COLUMNS))
     grouped = _group(rows, policy)
     evidence = grouped[~grouped["is_prior"]]
     # Sensor-health flags become tickets only once they persist (or when an alert is involved).
@@ -834,40 +788,23 @@ def _aggregate(
     )
     inc["evaporator_start_c"] = by["evaporator"].first()
     known = g[g["cause"].ne(UNKNOWN)]
-    inc["cause"] = (
-        known.groupby("incident_id")["cause"].last().reindex(inc.index).fillna(UNKNOWN)
-    )
-    best = (
-        known.sort_values("confidence", kind="mergesort").groupby("incident_id").last()
-    )
+    inc["cause"] = known.groupby("incident_id")["cause"].last().reindex(inc.index).fillna(UNKNOWN)
+    best = known.sort_values("confidence", kind="mergesort").groupby("incident_id").last()
     same = best["cause"].reindex(inc.index).eq(inc["cause"])
-    inc["cause_confidence"] = (
-        best["confidence"].reindex(inc.index).where(same, 0.0).fillna(0.0)
-    )
-    inc["cause_evidence"] = (
-        best["cause_evidence"].reindex(inc.index).where(same, "[]").fillna("[]")
-    )
+    inc["cause_confidence"] = best["confidence"].reindex(inc.index).where(same, 0.0).fillna(0.0)
+    inc["cause_evidence"] = best["cause_evidence"].reindex(inc.index).where(same, "[]").fillna("[]")
     ranks = {name: i for i, name in enumerate(policy.severities)}
     based = known[known["base"].isin(ranks)]
     based = based[
-        based["cause"].to_numpy()
-        == inc["cause"].reindex(based["incident_id"]).to_numpy()
+        based["cause"].to_numpy() == inc["cause"].reindex(based["incident_id"]).to_numpy()
     ]
-    strongest = (
-        based.assign(rank=based["base"].map(ranks)).groupby("incident_id")["rank"].min()
-    )
+    strongest = based.assign(rank=based["base"].map(ranks)).groupby("incident_id")["rank"].min()
     names = pd.Series(policy.severities)
     inc["signal_base"] = strongest.map(names).reindex(inc.index)
-    details = (
-        new[new["detail"].astype(str).ne("")].groupby("incident_id")["detail"].first()
-    )
+    details = new[new["detail"].astype(str).ne("")].groupby("incident_id")["detail"].first()
     inc["detail"] = details.reindex(inc.index).fillna("")
-    inc["alert_count"] = (
-        new.groupby("incident_id")["alert_id"].count().reindex(inc.index).fillna(0)
-    )
-    inc["evidence_count"] = (
-        new.groupby("incident_id").size().reindex(inc.index).fillna(0)
-    )
+    inc["alert_count"] = new.groupby("incident_id")["alert_id"].count().reindex(inc.index).fillna(0)
+    inc["evidence_count"] = new.groupby("incident_id").size().reindex(inc.index).fillna(0)
     inc["sources"] = _joined(new, "source").reindex(inc.index).fillna("")
     inc["scope"] = np.where(inc["track"].str.startswith(SITE_TRACK), "site", "device")
     inc["device_id"] = inc["device_id"].where(inc["scope"].eq("device"), None)
@@ -892,14 +829,10 @@ def _aggregate(
         inc.loc[have, "evidence_count"] += s["evidence_count"].to_numpy()
         merged = [
             ",".join(sorted({*a.split(","), *b.split(",")} - {""}))
-            for a, b in zip(
-                inc.loc[have, "sources"], s["sources"].astype(str), strict=True
-            )
+            for a, b in zip(inc.loc[have, "sources"], s["sources"].astype(str), strict=True)
         ]
         inc.loc[have, "sources"] = merged
-        stored_start = pd.to_numeric(
-            s["evaporator_start_c"], errors="coerce"
-        ).to_numpy()
+        stored_start = pd.to_numeric(s["evaporator_start_c"], errors="coerce").to_numpy()
         inc.loc[have, "evaporator_start_c"] = np.where(
             np.isnan(stored_start), inc.loc[have, "evaporator_start_c"], stored_start
         )
@@ -910,9 +843,7 @@ def _aggregate(
     inc.loc[again & inc["status"].eq("RESOLVED"), "status"] = "OPEN"
     fresh_reopen = inc["reopened"] & ~again & inc["prior_severity"].isna()
     inc.loc[fresh_reopen, "reopen_count"] = (
-        _reopens_in_build(grouped)
-        .reindex(inc.loc[fresh_reopen, "incident_id"])
-        .to_numpy()
+        _reopens_in_build(grouped).reindex(inc.loc[fresh_reopen, "incident_id"]).to_numpy()
     )
     inc["quiet_until"] = inc["last_window_end"] + policy.hysteresis
     inc["alert_count"] = inc["alert_count"].astype("int64")
@@ -948,11 +879,7 @@ def _close(inc: pd.DataFrame, as_of: Any, policy: IncidentPolicy) -> None:
     done = pd.Series(False, index=inc.index)
     if as_of is not None:
         stamp = pd.Timestamp(as_of)
-        stamp = (
-            stamp.tz_localize("UTC")
-            if stamp.tzinfo is None
-            else stamp.tz_convert("UTC")
-        )
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
         done = live & (inc["quiet_until"] <= stamp)
     later = inc.groupby(["key", "track"])["first_window_start"].transform("max")
     done = done | (live & (later >= inc["quiet_until"]))
@@ -962,9 +889,7 @@ def _close(inc: pd.DataFrame, as_of: Any, policy: IncidentPolicy) -> None:
 
 def _evidence(evidence: pd.DataFrame) -> pd.DataFrame:
     """The evidence links, each marked ``repeat`` when not the first of its incident."""
-    e = evidence.sort_values(
-        ["incident_id", "window_start", "evidence_id"], kind="mergesort"
-    )
+    e = evidence.sort_values(["incident_id", "window_start", "evidence_id"], kind="mergesort")
     e = e.drop_duplicates("evidence_id", keep="last")
     out = pd.DataFrame(
         {

@@ -4,7 +4,9 @@ each cause's class (``kind``) and base severity, and the cause a streaming rule 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from refrig_assets.core.config import config_path
 from refrig_assets.incidents.signatures import SignatureTable, load_signatures
 
 
@@ -43,5 +45,17 @@ def from_signatures(table: SignatureTable) -> CauseTable:
 
 
 def cause_table() -> CauseTable:
-    """The signature table of config/causes.yaml as a :class:`CauseTable`."""
-    return from_signatures(load_signatures())
+    """The signature table of config/causes.yaml as a :class:`CauseTable`, built once per
+    version of the file (the alert store asks for it with every stored alert)."""
+    path = config_path("causes")
+    try:
+        stat = path.stat()
+        version = (str(path), stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError:
+        version = (str(path), 0, 0)  # load_signatures names the missing file
+    return _cause_table(version)
+
+
+@lru_cache(maxsize=8)
+def _cause_table(version: tuple[str, int, int]) -> CauseTable:
+    return from_signatures(load_signatures(version[0]))

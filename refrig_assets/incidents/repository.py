@@ -195,11 +195,18 @@ class IncidentStore:
         conn: Connection | None = None,
         now: datetime | None = None,
         notify: bool = True,
+        hold_historic: bool = True,
     ) -> dict[str, int]:
-        """Write a build (see the module docstring); returns counts of what changed."""
+        """Write a build (see the module docstring); returns counts of what changed.
+
+        With ``hold_historic`` an incident whose latest window ended before the historic
+        cut-off (a backfill) is not paged; streaming alerts are live by nature and pass False.
+        """
         if conn is None:
             with self.alerts._begin() as c:
-                return self.apply(build, conn=c, now=now, notify=notify)
+                return self.apply(
+                    build, conn=c, now=now, notify=notify, hold_historic=hold_historic
+                )
         now = as_utc(now or self.alerts._now())
         counts = {
             "opened": 0,
@@ -271,7 +278,9 @@ class IncidentStore:
             if change:
                 updates.append(change)
         if notify:
-            counts["pages_queued"] = self._page(conn, inserts, updates, existing, now)
+            counts["pages_queued"] = self._page(
+                conn, inserts, updates, existing, now, hold_historic
+            )
         if inserts:
             conn.execute(t.insert(), inserts)
         for u in sorted(updates, key=lambda u: u["incident_id"]):
@@ -414,6 +423,25 @@ class IncidentStore:
             out.update({k: (int(n), int(a)) for k, n, a in conn.execute(q)})
         return out
 
+    def _pageable(self, conn: Connection, ids: list[str]) -> dict[str, str | None]:
+        """Incidents with evidence an operator has not suppressed, each with its first alert
+        (None for incidents raised without an alert: standalone causes, site events)."""
+        e, a = self.evidence_table, self.alerts.alerts
+        out: dict[str, str | None] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            query = (
+                sa.select(e.c.incident_id, e.c.alert_id, a.c.suppressed)
+                .select_from(e.outerjoin(a, a.c.alert_id == e.c.alert_id))
+                .where(e.c.incident_id.in_(ids[i : i + _IN_CHUNK]))
+                .order_by(e.c.incident_id, e.c.window_start, e.c.evidence_id)
+            )
+            for incident, alert_id, suppressed in conn.execute(query):
+                if alert_id is not None and suppressed:
+                    continue
+                if incident not in out or out[incident] is None:
+                    out[incident] = out.get(incident) or alert_id
+        return out
+
     def _page(
         self,
         conn: Connection,
@@ -421,6 +449,7 @@ class IncidentStore:
         updates: Records,
         existing: dict[str, dict[str, Any]],
         now: datetime,
+        hold_historic: bool = True,
     ) -> int:
         """Queue a page for each live incident that opened or rose to a paged severity, and
         note the paged severity in its insert or update (in place)."""
@@ -430,15 +459,18 @@ class IncidentStore:
         changed = {u["incident_id"]: u for u in updates}
         candidates = [(r, r) for r in inserts]
         candidates += [({**existing[k], **u}, u) for k, u in changed.items()]
+        first_alerts = self._pageable(conn, [r["incident_id"] for r, _ in candidates])
         items = []
         for r, target in candidates:
+            if r["incident_id"] not in first_alerts:
+                continue  # only alerts an operator suppressed (maintenance, feedback rules)
             if (
                 r["status"] not in _LIVE
                 or r["closed_at"] is not None
                 or r["inhibited"]
                 or r["kind"] == "sensor"
                 or r["severity"] not in policy.notify_severities
-                or as_utc(r["last_window_end"]) < historic_before
+                or (hold_historic and as_utc(r["last_window_end"]) < historic_before)
             ):
                 continue
             before = r["paged_severity"]
@@ -446,7 +478,8 @@ class IncidentStore:
                 continue
             event = OPENED_EVENT if before is None else RAISED_EVENT
             key = f"incident:{r['incident_id']}:{r['severity']}"
-            items.append(notification(event, key, _payload(r), None))
+            first = first_alerts[r["incident_id"]]
+            items.append(notification(event, key, _payload(r), first))
             target["paged_severity"] = r["severity"]
         return enqueue(conn, self.alerts.outbox_table, items, now) if items else 0
 
@@ -853,6 +886,7 @@ def fold_alerts(
     now: datetime,
     *,
     notify: bool,
+    hold_historic: bool = True,
 ) -> dict[str, int]:
     """Fold newly stored alerts into incidents inside the alert store's transaction: each joins
     its device's live incident (or reopens a recently closed one, or opens a new one), with the
@@ -867,4 +901,4 @@ def fold_alerts(
         closed_since=(earliest - policy.reopen - policy.hysteresis).to_pydatetime(),
     )
     build = build_incidents(alerts, None, policy=policy, open_incidents=prior)
-    return incidents.apply(build, conn=conn, now=now, notify=notify)
+    return incidents.apply(build, conn=conn, now=now, notify=notify, hold_historic=hold_historic)

@@ -168,27 +168,28 @@ def test_new_alerts_of_a_historic_hour_are_stored_but_held_back(hour, webhook, i
     assert [e for e in webhook if e["event"] == "alert.created"] == []
 
 
-def test_new_critical_and_high_batch_alerts_are_notified_once(live_hour, webhook, instance):
+def test_new_batch_alerts_fold_into_incidents_and_are_not_paged_one_by_one(
+    live_hour, webhook, instance
+):
+    # Notifications are per incident: a batch alert joins its device's incident when it is
+    # stored; its cause (and so its severity by impact) comes from device_incidents, which pages.
+    from refrig_assets.incidents.repository import IncidentStore
+
     _, store, _ = live_hour
 
     first = materialize(instance)
     again = materialize(instance)
-    assert webhook == []  # the asset only queues
-    deliver()
     deliver()
 
     batch = store.list(source="batch", include_suppressed=True)
     assert set(batch["severity"]) == {"CRITICAL", "MEDIUM"}  # d1 0.97 CRITICAL, d3 0.75 MEDIUM
     assert batch["suppressed"].sum() == 1  # d1's second window repeats its first
-    posted = [e["payload"] for e in webhook if e["event"] == "alert.created"]
-    critical = batch[(batch["severity"] == "CRITICAL") & ~batch["suppressed"]]
-    assert sorted(p["alert_id"] for p in posted) == sorted(critical["alert_id"])
-    assert [p["severity"] for p in posted] == ["CRITICAL"]
-    assert posted[0]["explanation"].startswith(
-        "pressure_low_side 5.0σ below this device's baseline"
-    )
-    assert first["notifications_queued"].value == len(posted)
-    assert (again["inserted"].value, again["notifications_queued"].value) == (0, 0)
+    incidents = IncidentStore(store)
+    assert incidents.linked_alerts(batch["alert_id"]) == set(batch["alert_id"])
+    assert len({incidents.incident_for_alert(a) for a in batch["alert_id"]}) == 2  # d1, d3
+    assert [e for e in webhook if e["event"] == "alert.created"] == []
+    assert (first["inserted"].value, again["inserted"].value) == (len(batch), 0)
+    assert again["notifications_queued"].value == 0
 
 
 def deliver():

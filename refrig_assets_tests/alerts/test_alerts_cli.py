@@ -319,46 +319,63 @@ def test_check_sla_rejects_a_malformed_time(store):
 # -- notifications --------------------------------------------------------------------------
 
 
-def test_new_critical_and_high_alerts_are_queued_with_the_alert_and_posted_once(db_url, webhook):
+# Notifications are per incident: a streaming firing of a rule whose probable cause is CRITICAL
+# (HIGH, MEDIUM) opens an incident of that severity on its device.
+RULE_OF = {"CRITICAL": "total_cooling_loss", "HIGH": "acute_pressure_loss", "MEDIUM": "door_ajar"}
+
+
+def paging_alerts(severities: list[str], **columns) -> pd.DataFrame:
+    """Streaming alerts, one per severity and device, that open incidents of that severity."""
+    explanations = [f"{RULE_OF.get(s, 'unmapped')}: fired" for s in severities]
+    return make_alerts(severities, source="streaming", explanation=explanations, **columns)
+
+
+@pytest.fixture
+def causes(monkeypatch):
+    from support.incident_world import CAUSES
+
+    monkeypatch.setattr("refrig_assets.incidents.build.cause_table", lambda: CAUSES)
+
+
+def test_new_critical_and_high_incidents_are_queued_with_the_alert_and_posted_once(
+    db_url, webhook, causes
+):
     url, received = webhook
     store = AlertStore(db_url)
-    alerts = make_alerts(
+    alerts = paging_alerts(
         ["CRITICAL", "HIGH", "MEDIUM", "LOW", "CRITICAL"],
         suppressed=[False, False, False, False, True],
-        top_contributors=["temperature_c", "pressure_kpa", "x", "x", "x"],
     )
 
     assert store.upsert(alerts, notify=True)["queued"] == 2
     report = deliver_due(store, WebhookNotifier(url, timeout=5))
 
     assert report.delivered == 2
-    assert [r["event"] for r in received] == ["alert.created", "alert.created"]
+    assert [r["event"] for r in received] == ["incident.opened", "incident.opened"]
+    received.sort(key=lambda r: r["payload"]["device_id"])
     first = received[0]["payload"]
-    assert first == {
-        "alert_id": "alert_id-0",
-        "device_id": "device_id-0",
-        "site_id": "site_id-0",
-        "severity": "CRITICAL",
-        "explanation": "explanation-0",
-        "sla_deadline": (T0 + timedelta(minutes=SLA_MINUTES["CRITICAL"])).isoformat(),
-        "top_contributors": "temperature_c",
-    }
-    assert received[0]["key"] == "alert.created:alert_id-0"
+    assert (first["device_id"], first["site_id"], first["severity"], first["cause"]) == (
+        "device_id-0",
+        "site_id-0",
+        "CRITICAL",
+        "total_cooling_loss",
+    )
+    assert received[0]["key"] == f"incident:{first['incident_id']}:CRITICAL"
     assert received[1]["payload"]["severity"] == "HIGH"
     assert deliver_due(store, WebhookNotifier(url, timeout=5)).delivered == 0
 
 
-def test_only_alerts_new_to_the_store_are_notified(db_url, webhook):
+def test_only_incidents_new_to_the_store_are_notified(db_url, webhook, causes):
     url, received = webhook
     store = AlertStore(db_url)
-    frame = make_alerts(["CRITICAL", "HIGH"])
+    frame = paging_alerts(["CRITICAL", "HIGH"])
     store.upsert(frame.iloc[:1])  # without notify: a caller that does not page
 
     result = store.upsert(frame, notify=True)
     deliver_due(store, WebhookNotifier(url, timeout=5))
 
     assert result["queued"] == 1
-    assert [r["payload"]["alert_id"] for r in received] == ["alert_id-1"]
+    assert [r["payload"]["device_id"] for r in received] == ["device_id-1"]
 
 
 def test_a_refused_webhook_raises_a_delivery_failure_without_its_secrets():
@@ -395,9 +412,9 @@ def test_notifier_from_env_is_log_only_unless_a_webhook_is_set(monkeypatch, capl
 # -- the outbox on the command line ---------------------------------------------------------
 
 
-def test_deliver_sends_what_is_due_and_outbox_lists_dead_letters(db_url, monkeypatch):
+def test_deliver_sends_what_is_due_and_outbox_lists_dead_letters(db_url, monkeypatch, causes):
     store = AlertStore(db_url)
-    store.upsert(make_alerts(["CRITICAL"]), notify=True)
+    store.upsert(paging_alerts(["CRITICAL"]), notify=True)
     monkeypatch.setenv("REFRIG_WEBHOOK_URL", "http://127.0.0.1:9/hook?token=abcdef123")
     attempts = ALERT_POLICY["notifications"]["max_attempts"]
     later = datetime.now(UTC)
@@ -411,7 +428,7 @@ def test_deliver_sends_what_is_due_and_outbox_lists_dead_letters(db_url, monkeyp
     dead = refrig("outbox", "--status", "dead")
     assert dead.exit_code == 0, dead.output
     assert "0 pending, 0 delivered, 1 dead." in dead.stdout
-    assert "alert.created:alert_id-0" in dead.stdout
+    assert "incident.opened" in dead.stdout and "incident:inc-" in dead.stdout
     assert f"attempts {attempts}" in dead.stdout
     assert "last error: attempt" in dead.stdout and "abcdef123" not in dead.stdout
 

@@ -18,12 +18,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from support.incident_world import CAUSES
 
 from refrig_assets.alerts.delivery import deliver_due
 from refrig_assets.alerts.notify import WebhookNotifier, mask_secrets, masked_url
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.alerts.store import AlertStore
 from refrig_assets.core.contracts import load_contract
+from refrig_assets.incidents.repository import IncidentStore
 from tools.chaos.webhook import start_webhook, stop_webhook
 
 pytestmark = pytest.mark.fault_injection
@@ -37,8 +39,26 @@ POSTGRES_URL = os.environ.get("REFRIG_TEST_POSTGRES_URL")
 TIMEOUT = 0.3
 
 
+# Notifications are per incident: each alert is a streaming firing of a rule whose probable
+# cause has the alert's severity, so its incident opens at that severity.
+RULE_OF = {"CRITICAL": "total_cooling_loss", "HIGH": "acute_pressure_loss", "MEDIUM": "door_ajar"}
+
+
+@pytest.fixture(autouse=True)
+def causes(monkeypatch):
+    monkeypatch.setattr("refrig_assets.incidents.build.cause_table", lambda: CAUSES)
+
+
+def page(store: AlertStore, alert_id: str) -> str:
+    """The dedup key of the page about the incident ``alert_id`` opened."""
+    incidents = IncidentStore(store)
+    incident = incidents.get(incidents.incident_for_alert(alert_id))
+    return f"incident:{incident['incident_id']}:{incident['severity']}"
+
+
 def make_alerts(severities: list[str], **columns) -> pd.DataFrame:
-    """Contract-complete alerts raised at T0, one per severity; keyword args override columns."""
+    """Contract-complete streaming alerts raised at T0, one per severity, each on its own device
+    (so each opens an incident of that severity); keyword args override columns."""
     n = len(severities)
     fill = {"string": "x", "timestamp": T0, "float": 0.9, "int": 2, "bool": False}
     frame = pd.DataFrame(
@@ -47,6 +67,8 @@ def make_alerts(severities: list[str], **columns) -> pd.DataFrame:
     frame["alert_id"] = [f"a{i}" for i in range(n)]
     frame["device_id"] = [f"d{i}" for i in range(n)]
     frame["severity"] = severities
+    frame["source"] = "streaming"
+    frame["explanation"] = [f"{RULE_OF.get(sev, 'unmapped')}: fired" for sev in severities]
     minutes = frame["severity"].map(POLICY.sla_minutes)
     frame["sla_deadline"] = T0 + pd.to_timedelta(minutes, unit="min")
     for name, value in columns.items():
@@ -97,11 +119,10 @@ def test_new_critical_and_high_alerts_and_escalations_are_queued_once_per_key(st
     store.check_sla(past_deadline)  # nothing new
 
     assert (first["queued"], again["queued"]) == (2, 0)
-    assert sorted(rows(store)) == [
-        "alert.created:a0",
-        "alert.created:a1",
-        "alert.escalated:a0:L2",
-    ]
+    # one page per incident (a3 was suppressed by an operator: linked, not paged)
+    assert sorted(rows(store)) == sorted(
+        [page(store, "a0"), page(store, "a1"), "alert.escalated:a0:L2"]
+    )
     escalated = rows(store)["alert.escalated:a0:L2"]
     assert (escalated["status"], escalated["attempts"], escalated["alert_id"]) == (
         "pending",
@@ -116,14 +137,14 @@ def test_new_alerts_of_a_historic_backfill_are_stored_but_not_queued(store):
     store._clock = Clock(T0 + cutoff + timedelta(minutes=1))  # windows ended at T0: historic
     old = make_alerts(["CRITICAL", "HIGH"], window_end=T0)
     live = make_alerts(["CRITICAL"], window_end=T0 + cutoff)
-    live["alert_id"] = ["live"]
+    live["alert_id"], live["device_id"] = ["live"], ["d9"]
 
     counts = store.upsert(
         pd.concat([old, live], ignore_index=True), notify=True, hold_historic=True
     )
 
     assert (counts["inserted"], counts["queued"], counts["held_historic"]) == (3, 1, 2)
-    assert sorted(rows(store)) == ["alert.created:live"]
+    assert sorted(rows(store)) == [page(store, "live")]
     assert store.get("a0")["status"] == "OPEN"
     # without hold_historic (streaming alerts are live by nature) nothing is held back
     other = make_alerts(["CRITICAL"], window_end=T0)
@@ -275,7 +296,7 @@ def test_a_claimed_notification_is_sent_by_one_deliverer_only_and_retried_if_it_
     assert deliver_due(store, notifier, now=T0).delivered == 0
     assert deliver_due(store, notifier, now=retry_at).delivered == 1
 
-    assert hook.keys() == ["alert.created:a0"]
+    assert hook.keys() == [page(store, "a0")]
     assert store.outbox.list()[0]["attempts"] == 2
 
 
@@ -329,7 +350,7 @@ def test_the_delivery_sensor_delivers_and_counts_dead_letters(refrig_home, hook,
     assert "1 delivered" in result.skip_message
     assert "1 dead" in result.skip_message
     assert "refrig alerts outbox --status dead" in result.skip_message
-    assert hook.keys() == ["alert.created:a1"]
+    assert hook.keys() == [page(store, "a1")]
 
 
 def test_webhooks_authenticate_by_header_and_signature_without_secrets_in_urls(

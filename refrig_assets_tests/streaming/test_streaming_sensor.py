@@ -17,6 +17,7 @@ from refrig_assets.alerts.store import AlertStore
 from refrig_assets.core.settings import get_settings
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.streaming.sensors import streaming_threshold_rules
+from refrig_assets.incidents.repository import IncidentStore
 from refrig_assets.simulator.writer import write_frame
 
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
@@ -221,20 +222,21 @@ def test_new_streaming_alerts_are_queued_by_the_tick_and_posted_once_to_the_webh
     assert first.asset_events[0].metadata["notifications_queued"].value == 1
     assert second.asset_events[0].metadata["notifications_queued"].value == 0
 
+    # notifications are per incident: the alert opened its device's incident, which is paged
     assert len(webhook) == 1
     event = webhook[0]
-    assert event["event"] == "alert.created"
+    assert event["event"] == "incident.opened"
     payload = event["payload"]
     alert = streaming_alerts(landing).iloc[0]
-    assert payload["alert_id"] == alert["alert_id"]
+    incidents = IncidentStore(landing.alerts_db_url)
+    assert payload["incident_id"] == incidents.incident_for_alert(alert["alert_id"])
     assert (payload["device_id"], payload["site_id"], payload["severity"]) == (
         "d2",
         "site-7",
         "CRITICAL",
     )
-    assert payload["top_contributors"] == "current_compressor"
-    assert payload["sla_deadline"] == (T0 + pd.Timedelta(minutes=30)).isoformat()
-    assert payload["explanation"] == alert["explanation"]
+    assert payload["cause"] == "compressor_overload"  # what the streaming rule stands for
+    assert alert["explanation"] in payload["explanation"]
 
 
 # -- notifications never fail or stall the tick -----------------------------------------------
@@ -278,7 +280,8 @@ def test_a_webhook_answering_garbage_never_fails_the_tick_before_it_saves_its_st
     assert state_file(landing).exists()
     assert "1 to retry" in delivery.skip_message
     [alert_id] = streaming_alerts(landing)["alert_id"]
-    assert flaky_webhook.keys() == [f"alert.created:{alert_id}"]
+    incident_id = IncidentStore(store).incident_for_alert(alert_id)
+    assert flaky_webhook.keys() == [f"incident:{incident_id}:CRITICAL"]
 
 
 def test_a_hanging_webhook_does_not_stall_the_tick(landing, flaky_webhook):

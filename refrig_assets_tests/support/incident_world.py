@@ -39,6 +39,8 @@ CAUSES = CauseTable(
     rules={
         "compressor_overload": "compressor_overload",
         "total_cooling_loss": "total_cooling_loss",
+        "acute_pressure_loss": "refrigerant_leak",
+        "door_ajar": "door_ajar",
     },
 )
 

@@ -20,13 +20,10 @@ from sqlalchemy.engine import Connection
 from refrig_assets.alerts.notify import (
     DIGEST_EVENT,
     ESCALATION_EVENT,
-    NEW_ALERT_EVENT,
-    alert_payload,
     digest_key,
     digest_payload,
     escalation_key,
     escalation_payload,
-    new_alert_key,
 )
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.alerts.store.engine import make_engine
@@ -213,11 +210,16 @@ class AlertStore:
         ``ANOMALY_DETECTED``. A changed ``alert_type`` is recorded as a transition. Duplicate ids
         in the frame: the last row wins.
 
-        With ``notify``, each new unsuppressed alert of a severity in ``notifications.severities``
-        (config/alerts.yaml) gets an ``alert.created`` notification in the outbox, in the same
-        transaction, once per alert. With ``hold_historic`` too (batch alerts), a new alert
-        whose window ended more than ``notifications.historic_cutoff_hours`` before now (a
-        backfill) is stored but not queued; ``held_historic`` counts them.
+        New alerts are folded into their device's incident in the same transaction
+        (:func:`refrig_assets.incidents.repository.fold_alerts`): each joins the device's live
+        incident, reopens a recently closed one or opens a new one. Notifications are per
+        incident, not per alert: with ``notify``, an incident that opens or rises to a severity
+        of ``notifications.severities`` (config/incidents.yaml) is paged once per severity
+        (``queued`` counts them); a repeat inside an open incident pages nothing. With
+        ``hold_historic`` too (batch alerts), an incident whose latest window ended more than
+        ``notifications.historic_cutoff_hours`` (config/alerts.yaml) before now (a backfill) is
+        not paged; ``held_historic`` counts the new unsuppressed alerts of a paged severity
+        held back that way.
 
         Returns ``{"inserted": n, "updated": n, "unchanged": n, "inserted_ids": [...],
         "queued": n, "held_historic": n}``.
@@ -286,10 +288,9 @@ class AlertStore:
                 ]
                 if created:  # (none left when a concurrent writer inserted them all first)
                     conn.execute(self.transitions.insert(), created)
-            queued, held = (
-                self._queue_new_alerts(conn, new, now, hold_historic) if notify else (0, 0)
-            )
-            self.last_fold = self._fold_into_incidents(conn, new, now, notify)
+            held = self._held_historic(new, now) if notify and hold_historic else 0
+            self.last_fold = self._fold_into_incidents(conn, new, now, notify, hold_historic)
+            queued = self.last_fold.get("pages_queued", 0)
 
             changes, type_changes = self._diff(records, existing, updatable)
             changes.sort(key=lambda c: c["_id"])  # one lock order for concurrent writers
@@ -326,7 +327,7 @@ class AlertStore:
         return result
 
     def _fold_into_incidents(
-        self, conn: Connection, new: Records, now: datetime, notify: bool
+        self, conn: Connection, new: Records, now: datetime, notify: bool, hold_historic: bool
     ) -> dict[str, int]:
         """Fold newly stored alerts into their device's open incidents (or open new ones), in
         the alert's own transaction, so a streaming alert joins its incident within minutes."""
@@ -335,7 +336,7 @@ class AlertStore:
         from refrig_assets.incidents.repository import fold_alerts
 
         frame = pd.DataFrame(new, columns=self.contract.column_names)
-        return fold_alerts(self, conn, frame, now, notify=notify)
+        return fold_alerts(self, conn, frame, now, notify=notify, hold_historic=hold_historic)
 
     def _insert_or_refresh(self, conn: Connection, rows: Records, updatable: list[str]) -> set[str]:
         """PostgreSQL: insert alerts this transaction did not see, as ``INSERT ... ON CONFLICT
@@ -373,27 +374,19 @@ class AlertStore:
                     inserted.add(alert_id)
         return inserted
 
-    def _queue_new_alerts(
-        self, conn: Connection, new: Records, now: datetime, hold_historic: bool
-    ) -> tuple[int, int]:
-        """Queue the creation notices of ``new`` alerts; returns (queued, held as historic)."""
+    def _held_historic(self, new: Records, now: datetime) -> int:
+        """New unsuppressed alerts of a notified severity whose window ended before the
+        historic cut-off (a backfill): stored and folded, never paged."""
         policy = alert_policy().notifications
-        wanted = [r for r in new if r["severity"] in policy.severities and not r["suppressed"]]
-        held = 0
-        if hold_historic:
-            historic_before = now - policy.historic_cutoff
-            live = [
-                r for r in wanted if r["window_end"] is None or r["window_end"] >= historic_before
-            ]
-            held = len(wanted) - len(live)
-            wanted = live
-        items = [
-            notification(
-                NEW_ALERT_EVENT, new_alert_key(r["alert_id"]), alert_payload(r), r["alert_id"]
-            )
-            for r in wanted
-        ]
-        return enqueue(conn, self.outbox_table, items, now), held
+        historic_before = now - policy.historic_cutoff
+        return sum(
+            1
+            for r in new
+            if r["severity"] in policy.severities
+            and not r["suppressed"]
+            and r["window_end"] is not None
+            and r["window_end"] < historic_before
+        )
 
     def _diff(
         self, records: Records, existing: dict[str, dict[str, Any]], updatable: list[str]
