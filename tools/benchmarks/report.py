@@ -203,7 +203,8 @@ def _row(name: str, result: StepResult) -> str:
         desc = f"{name.removeprefix('daily_scores_')}_scores alone over 24 feature hours"
     if name.startswith("scale_"):
         base = DESCRIPTIONS.get(name.removeprefix("scale_"), "")
-        desc = f"{base}, {run_devices(result):,} devices" if base else desc
+        devices = run_devices(result)
+        desc = f"{base}, {devices:,} devices" if base and devices else base or desc
     if name.startswith("prepare_"):
         desc = f"clean_readings of {_size(name):,} devices (cut from / tiled over the hour)"
     notes = []
@@ -263,7 +264,7 @@ def markdown(run: BenchRun) -> str:
     s = summary(run)
     lines += ["", "Ratios (step / other in the same run; `_cpu`: step CPU instead of wall):", ""]
     for k, v in s["ratios"].items():
-        lines.append(f"- {k}: {v} ({1 / v:.1f}× {'faster' if v < 1 else 'slower'})")
+        lines.append(f"- {k}: {v} ({1 / v:.1f}× faster)" if v < 1 else f"- {k}: {v} ({v:.1f}×)")
     if s["growth"]:
         lines += ["", "Feature step growth (wall s): " + json_line(s["growth"])]
     lines += [
@@ -278,6 +279,15 @@ def markdown(run: BenchRun) -> str:
         met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
         measured = "—" if t["measured"] is None else f"{t['measured']:,.2f}"
         lines.append(f"| {name} | {t['target']} | {measured} | {met} |")
+    loads = [r.load_average for r in run.results.values() if r.load_average is not None]
+    cpus = env.get("cpus") or 1
+    if loads and max(loads) > cpus:
+        lines += [
+            "",
+            f"**The machine was shared** (load average up to {max(loads):.1f} on {cpus} CPUs): "
+            "wall times, and the verdicts on wall-time ratios above, are not reliable; the "
+            "`_cpu` ratios are closer to what the steps cost. Rerun on a quiet machine.",
+        ]
     if run.notes:
         lines += ["", *[f"- {n}" for n in run.notes]]
     return "\n".join(lines)
