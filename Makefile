@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml:
-	mkdir -p $(DAGSTER_HOME) && touch $@
+	mkdir -p $(DAGSTER_HOME) && printf 'telemetry:\n  enabled: false\n' > $@
 
 ## run: simulate a small fleet with faults, run the whole graph over it, print a summary
 run: setup $(DAGSTER_HOME)/dagster.yaml
@@ -68,9 +68,9 @@ check: setup
 	-$(VENV)/bin/pip-audit --skip-editable --progress-spinner off --format json -o $(QUALITY)/audit.json
 	$(PY) -m tools.quality_gate --coverage-json $(QUALITY)/coverage.json --audit-json $(QUALITY)/audit.json
 
-## dev: the Dagster UI on http://127.0.0.1:3000
+## dev: the Dagster UI on http://127.0.0.1:3000 (stops on Ctrl-C or SIGTERM, also when backgrounded)
 dev: setup $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -m refrig_assets.definitions
+	VENV=$(VENV) scripts/dev.sh
 
 ## bench: one hour of 100K devices through the project's steps vs pandas, PySpark and the read
 ## floor; table + bench-results/bench.json (BENCH_ARGS="--no-spark --devices 20000" to vary)

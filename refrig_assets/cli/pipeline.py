@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import typer
@@ -54,9 +54,12 @@ def run(
     except HomeBusy as busy:
         typer.echo(f"refused: {busy}", err=True)
         raise typer.Exit(75) from None  # EX_TEMPFAIL: try again later
+    from refrig_assets.cli.progress import PipelineProgress, pipeline_steps
+
+    progress = PipelineProgress(pipeline_steps(hours, len({k[:10] for k in asked})))
     try:
         typer.echo(f"Running {hours} hour(s) from {begin:%Y-%m-%d %H:%M} UTC")
-        outcome = run_pipeline(begin, hours, train_hours, log=typer.echo)
+        outcome = run_pipeline(begin, hours, train_hours, log=progress)
     except (RegistryRefused, OutsidePartitions) as refused:
         typer.echo(str(refused), err=True)
         raise typer.Exit(1) from None
@@ -87,17 +90,17 @@ def summarise(keys: list[str]) -> str:
     if len(quarantine):
         for rule, n in quarantine["rule"].value_counts().items():
             lines.append(f"  quarantined [{rule}]: {n}")
+    lines.append(alert_database_line(keys))
     alerts = store.read_many("device_alerts", keys)
     if alerts.empty:
-        lines.append("alerts: none")
+        lines.append("batch alerts: none")
         return "\n".join(lines)
     active = alerts[~alerts["suppressed"]]
     by_sev = active["severity"].value_counts()
     order = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]
     lines.append(
-        f"alerts: {len(active)} active, {int(alerts['suppressed'].sum())} suppressed as repeats  ("
-        + ", ".join(f"{sev} {int(by_sev.get(sev, 0))}" for sev in order)
-        + ")"
+        f"batch alerts: {len(active)} active, {int(alerts['suppressed'].sum())} suppressed as "
+        "repeats  (" + ", ".join(f"{sev} {int(by_sev.get(sev, 0))}" for sev in order) + ")"
     )
     if s.labels_path.exists():
         labels = pd.read_parquet(s.labels_path)
@@ -121,6 +124,33 @@ def summarise(keys: list[str]) -> str:
     database = masked_url(s.alerts_db_url)
     lines.append(f"list them: refrig alerts list --severity HIGH   (database: {database})")
     return "\n".join(lines)
+
+
+def alert_database_line(keys: list[str]) -> str:
+    """What the console lists for these hours: unsuppressed alerts in the alert database whose
+    window meets them, by source (batch, streaming, fallback) and severity."""
+    from refrig_assets.alerts.store import AlertStore
+
+    start = datetime.strptime(keys[0], "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
+    end = datetime.strptime(keys[-1], "%Y-%m-%d-%H:%M").replace(tzinfo=UTC) + timedelta(hours=1)
+    store = AlertStore(get_settings().alerts_db_url)
+    try:
+        found = store.overlapping(start, end)
+    finally:
+        store.close()
+    shown = found[~found["suppressed"].astype(bool)] if len(found) else found
+    if shown.empty:
+        return "alerts (as the console lists them): none"
+    by_source = ", ".join(
+        f"{s} {n}" for s, n in shown["source"].value_counts().sort_index().items()
+    )
+    by_sev = shown["severity"].value_counts()
+    order = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+    return (
+        f"alerts (as the console lists them): {len(shown)}  ({by_source}; "
+        + ", ".join(f"{sev} {int(by_sev.get(sev, 0))}" for sev in order)
+        + ")"
+    )
 
 
 def detector_quality(store, labels: pd.DataFrame, keys: list[str], device_hours: float) -> str:

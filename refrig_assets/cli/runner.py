@@ -9,6 +9,7 @@ by a killed process is marked failed by the next one instead of blocking its hou
 import logging
 import os
 from datetime import datetime
+from pathlib import Path
 
 # MLflow narrates every registration and download; the summary says what matters.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
@@ -19,8 +20,9 @@ import dagster as dg
 from refrig_assets.core.partition_range import hour_keys
 from refrig_assets.defs.shared.partitions import hourly_partitions
 
-# The console logger prints every Dagster event; the runs are in the instance for the UI anyway.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The console logger prints every Dagster event; the runs are in the instance for the UI anyway,
+# and the steps' warnings (held scoring, ...) are summarised by the runner's own lines.
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 LAUNCHER_TAG = "refrig/launcher"
 PID_TAG = "refrig/pid"
 LAUNCHER = "pipeline-cli"
@@ -112,7 +114,11 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
 
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else _project_instance()
+    if os.environ.get("DAGSTER_HOME"):
+        _without_telemetry_banner(Path(os.environ["DAGSTER_HOME"]))
+        instance = dg.DagsterInstance.get()
+    else:
+        instance = _project_instance()
     keys = hour_keys(start, hours)
     if any(not hourly_partitions.has_partition_key(k) for k in keys):
         from refrig_assets.defs.shared.partitions import partition_range_in_force
@@ -182,9 +188,17 @@ def _project_instance() -> dg.DagsterInstance:
 
     home = get_settings().dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
+    _without_telemetry_banner(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
+
+
+def _without_telemetry_banner(dagster_home: Path) -> None:
+    """An instance without configuration gets ``telemetry: enabled: false`` (as `make` writes
+    it): Dagster otherwise prints its telemetry banner into the run's output."""
+    config = dagster_home / "dagster.yaml"
+    if dagster_home.is_dir() and (not config.exists() or not config.read_text().strip()):
+        config.write_text("telemetry:\n  enabled: false\n")
 
 
 def _is_hourly(training_asset: str) -> bool:

@@ -16,7 +16,9 @@ registering an identical one (:meth:`ModelRegistry.version_with_fingerprint`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -293,12 +295,15 @@ class ModelRegistry:
                     python_model=DetectorPyfunc(),
                     artifacts={"detector": str(Path(tmp) / "detector")},
                     pip_requirements=["refrig-assets"],
-                    registered_model_name=model_id,
                     signature=signature,
                 )
                 # Attached to the logged model: the version page shows them.
                 mlflow.log_metrics(metrics, model_id=info.model_id, dataset=dataset)
-        version = str(info.registered_model_version)
+        # MLflow prints "Successfully registered ..." / "Created version ..." to stderr itself;
+        # the asset's metadata and the pipeline summary say it.
+        with contextlib.redirect_stderr(io.StringIO()):
+            registered = mlflow.register_model(info.model_uri, model_id)
+        version = str(registered.version)
         checksum_tag = json.dumps(checksums, sort_keys=True)
         for k, v in (
             lineage.tags() | {"semver": semver, ARTIFACT_SHA256_TAG: checksum_tag}

@@ -16,7 +16,7 @@ from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.core.storage import partition_file_name
 from refrig_assets.defs.monitoring.instance_stats import step_executions
 from refrig_assets.defs.shared.contract_checks import contract_check_result, contract_check_spec
-from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions
+from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions, hours_within
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.detectors.base import build_detector
 from refrig_assets.features.windows import window_minutes
@@ -56,12 +56,7 @@ MODEL_IDS = all_model_ids()
 def day_hours(context: dg.AssetExecutionContext) -> list[str]:
     """Hourly partition keys of this daily partition."""
     window = context.partition_time_window
-    return hourly_partitions.get_partition_keys_in_range(
-        dg.PartitionKeyRange(
-            hourly_partitions.get_partition_key_for_timestamp(window.start.timestamp()),
-            hourly_partitions.get_partition_key_for_timestamp(window.end.timestamp() - 1),
-        )
-    )
+    return hours_within(window.start, window.end)
 
 
 def _production(refrig: RefrigResource, model_id: str, context) -> str | None:
@@ -241,6 +236,34 @@ def drift_metadata(
         out["not_compared"] = dg.MetadataValue.md(
             "\n".join(f"- {m}: {why}" for m, why in sorted(not_compared.items()))
         )
+    return out
+
+
+def health_layer_tables(metrics: pd.DataFrame) -> dict[str, dg.TableMetadataValue]:
+    """One narrow table per layer (subject, metric, value to 4 significant digits, model
+    version): fits the Dagster UI where a wide subject × metric table runs off the page."""
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("subject", "string"),
+            dg.TableColumn("metric", "string"),
+            dg.TableColumn("value", "float"),
+            dg.TableColumn("model_version", "string"),
+        ]
+    )
+    out = {}
+    for layer, rows in metrics.groupby("layer", sort=True):
+        records = [
+            dg.TableRecord(
+                {
+                    "subject": str(r.subject),
+                    "metric": str(r.metric),
+                    "value": float(f"{r.value:.4g}") if pd.notna(r.value) else None,
+                    "model_version": "" if pd.isna(r.model_version) else str(r.model_version),
+                }
+            )
+            for r in rows.itertuples()
+        ]
+        out[f"{layer}_metrics"] = dg.MetadataValue.table(records, schema=schema)
     return out
 
 
@@ -463,7 +486,7 @@ def pipeline_health(
     fired = [a.as_dict() for a in alerts]
     _write_health_alerts(refrig.settings.home, day, fired)
     numeric = {
-        f"{r.layer}/{r.subject}/{r.metric}": float(r.value)
+        f"{r.layer}/{r.subject}/{r.metric}": round(float(r.value), 4)
         for r in result.itertuples()
         if r.value is not None and pd.notna(r.value) and r.metric in _PLOTTED
     }
@@ -471,7 +494,11 @@ def pipeline_health(
         metadata={
             **numeric,
             "health_alerts": len(fired),
-            "summary": dg.MetadataValue.md(health_markdown(result, fired)),
+            **health_layer_tables(result),
+            "fired": dg.MetadataValue.md(
+                "\n".join(f"- **{a['rule']}** ({a['layer']}): {a['message']}" for a in fired)
+                or "No health rule fired."
+            ),
             "path": str(path),
         },
         check_results=[

@@ -7,7 +7,7 @@ import dagster as dg
 
 from refrig_assets.defs.monitoring.assets import monitoring_assets
 from refrig_assets.defs.shared.jobs import TRAINING_JOB
-from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions
+from refrig_assets.defs.shared.partitions import daily_partitions, hours_within
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.monitoring.retraining_trigger import (
     RetrainingLog,
@@ -38,12 +38,7 @@ daily_monitoring_schedule = dg.build_schedule_from_partitioned_job(
 def training_range(store, day: str) -> tuple[str, str] | None:
     """First and last hourly partition key of ``day`` that has feature windows."""
     window = daily_partitions.time_window_for_partition_key(day)
-    hours = hourly_partitions.get_partition_keys_in_range(
-        dg.PartitionKeyRange(
-            hourly_partitions.get_partition_key_for_timestamp(window.start.timestamp()),
-            hourly_partitions.get_partition_key_for_timestamp(window.end.timestamp() - 1),
-        )
-    )
+    hours = hours_within(window.start, window.end)
     present = [h for h in hours if store.exists("device_features", h)]
     return (present[0], present[-1]) if present else None
 

@@ -18,7 +18,7 @@ from refrig_assets.defs.scoring.holds import held, scoring_hold, serving_version
 from refrig_assets.defs.scoring.partition_writer import write_score_partition
 from refrig_assets.defs.scoring.rollout import rollout_metadata, serve_rollout, serving_rollout
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
-from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions
+from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions, hours_within
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.quality.freshness import stale_feature_partitions
 from refrig_assets.scoring.runs import earlier_hours, score_runs
@@ -35,12 +35,7 @@ def feature_hours(context: dg.AssetExecutionContext, schedule: str) -> list[str]
     if schedule == "hourly":
         return [context.partition_key]
     window = context.partition_time_window
-    return hourly_partitions.get_partition_keys_in_range(
-        dg.PartitionKeyRange(
-            hourly_partitions.get_partition_key_for_timestamp(window.start.timestamp()),
-            hourly_partitions.get_partition_key_for_timestamp(window.end.timestamp() - 1),
-        )
-    )
+    return hours_within(window.start, window.end)
 
 
 def score_hour_by_hour(
