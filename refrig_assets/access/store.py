@@ -245,40 +245,39 @@ class AccessStore(OperatorTables):
             )
         return self.token(token_id)
 
-    def identity_for_token_id(self, token_id: str, via: str = VIA_TOKEN) -> Identity | None:
-        """The identity behind a live token id (session cookies carry the id), or None."""
-        now = self.now()
+    def _live_token(self, token_id: str) -> Any:
+        """(name, role, token_sha256) of a live token's enabled user, or None."""
         query = (
-            sa.select(access_users.c.name, access_users.c.role)
+            sa.select(access_users.c.name, access_users.c.role, access_tokens.c.token_sha256)
             .select_from(
                 access_tokens.join(access_users, access_users.c.name == access_tokens.c.user_name)
             )
             .where(
                 access_tokens.c.token_id == token_id,
                 access_tokens.c.revoked_at.is_(None),
-                access_tokens.c.expires_at > now,
+                access_tokens.c.expires_at > self.now(),
                 access_users.c.disabled.is_(False),
             )
         )
         with self.begin(write=False) as conn:
-            row = conn.execute(query).first()
+            return conn.execute(query).first()
+
+    def identity_for_token_id(self, token_id: str, via: str = VIA_TOKEN) -> Identity | None:
+        """The identity behind a live token id (session cookies carry the id), or None."""
+        row = self._live_token(token_id)
         return None if row is None else Identity(row.name, row.role, via, token_id)
 
     def authenticate(self, token: str | None) -> Identity | None:
         """The identity of a presented token, or None (malformed, unknown, wrong secret,
-        revoked, expired, or a disabled user). Comparison is constant-time."""
+        revoked, expired, or a disabled user). One query; the comparison is constant-time."""
         token = (token or "").strip()
         match = _TOKEN_PATTERN.match(token)
         if not match:
             return None
-        token_id = match.group(1)
-        with self.begin(write=False) as conn:
-            stored = conn.execute(
-                sa.select(access_tokens.c.token_sha256).where(access_tokens.c.token_id == token_id)
-            ).scalar()
-        if stored is None or not hmac.compare_digest(stored, token_digest(token)):
+        row = self._live_token(match.group(1))
+        if row is None or not hmac.compare_digest(row.token_sha256, token_digest(token)):
             return None
-        return self.identity_for_token_id(token_id)
+        return Identity(row.name, row.role, VIA_TOKEN, match.group(1))
 
     # -- audit ------------------------------------------------------------------------------
 
