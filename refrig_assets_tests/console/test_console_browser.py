@@ -156,6 +156,7 @@ def test_token_sign_in_roles_bulk_acknowledge_and_layouts(console, browser):
     sign_in(page, console, "vera")
     # The main list shows incidents; the alerts are one click away.
     assert page.locator("#incident-table tbody tr").count() == 5
+    page.screenshot(path=str(ARTIFACTS / "incidents-1400.png"), full_page=True)
     page.click("#nav a[href='/alerts']")
     rows = page.locator("#alert-table tbody tr")
     assert rows.count() == 5
@@ -207,6 +208,16 @@ def test_token_sign_in_roles_bulk_acknowledge_and_layouts(console, browser):
     page.wait_for_function("document.querySelectorAll('input.pick-item:checked').length === 1")
     page.screenshot(path=str(ARTIFACTS / "alerts-1400.png"), full_page=True)
 
+    # x again clears it; j j focuses the third row (dev-005, still open); a acknowledges it.
+    page.keyboard.press("x")
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    assert page.locator("tr.focused").get_attribute("data-alert-id") == console.id_of("dev-005")
+    page.keyboard.press("a")
+    page.wait_for_selector("#flash:not([hidden])")
+    assert "1 alert(s) acknowledged." in page.locator("#flash").inner_text()
+    assert console.status(console.id_of("dev-005"))["acknowledged_by"] == "otto"
+
     # A phone: the same pages as cards, the navigation wraps, nothing scrolls sideways.
     phone = new_page(browser, width=390, storage_state=page.context.storage_state())
     for name, path in (
@@ -220,6 +231,11 @@ def test_token_sign_in_roles_bulk_acknowledge_and_layouts(console, browser):
         assert no_horizontal_scroll(phone), path
         phone.screenshot(path=str(ARTIFACTS / f"{name}-390.png"), full_page=True)
     assert phone.locator("#nav a").last.is_visible()
+    # The narrowest phones still hold the pages.
+    phone.set_viewport_size({"width": 360, "height": 800})
+    for path in ("/", "/alerts", f"/alerts/{target}"):
+        phone.goto(console.base + path)
+        assert no_horizontal_scroll(phone), path
 
 
 def seed_rule_alerts(console) -> list[str]:
