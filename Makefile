@@ -13,7 +13,7 @@ TRAIN_HOURS ?= 2
 START ?= 2026-01-01T00:00
 SEED ?= 42
 
-.PHONY: setup run test test-fast check dev bench bench-scale bench-serving chaos clean lifecycle-demo postgres-test ui-test compose-test
+.PHONY: setup run test test-fast check dev console bench bench-scale bench-serving chaos clean lifecycle-demo postgres-test ui-test compose-test
 
 setup: $(VENV)/.installed
 
@@ -71,6 +71,11 @@ check: setup
 ## dev: the Dagster UI on http://127.0.0.1:3000 (stops on Ctrl-C or SIGTERM, also when backgrounded)
 dev: setup $(DAGSTER_HOME)/dagster.yaml
 	VENV=$(VENV) scripts/dev.sh
+
+## console: the operator console for you alone on http://127.0.0.1:8080 (single-user mode,
+## loopback only; a team signs in with tokens: docs/console.md)
+console: setup
+	$(VENV)/bin/refrig console --single-user
 
 ## bench: one hour of 100K devices through the project's steps vs pandas, PySpark and the read
 ## floor; table + bench-results/bench.json (BENCH_ARGS="--no-spark --devices 20000" to vary)

@@ -40,6 +40,20 @@ def console(
             raise typer.Exit(2)
         local_user = default_actor()
     settings = get_settings()
+    if local_user is None:
+        from refrig_assets.access import AccessStore
+
+        store = AccessStore(settings.alerts_db_url)
+        try:
+            nobody = not store.users()
+        finally:
+            store.alerts.close()
+        if nobody:
+            typer.echo(
+                "No console users yet: `refrig users add NAME --role admin` and "
+                "`refrig tokens create NAME` give someone a way in; "
+                "`refrig console --single-user` serves you alone on this machine."
+            )
     mode = (
         f"single-user mode as {local_user}"
         if local_user
