@@ -382,13 +382,14 @@ def _counts(values: pd.Series) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def pipeline_incidents(store, stems: list[str]):
+def pipeline_incidents(store, stems: list[str], streaming_alerts: pd.DataFrame | None = None):
     """The incidents the pipeline builds over the hours ``stems`` of a data folder: stored
     device_alerts and device_features of those hours, each hour diagnosed by
     :func:`~refrig_assets.incidents.causes.diagnose_partition`, all of it grouped by
     :func:`~refrig_assets.incidents.build.build_incidents` (the function behind the
-    device_incidents asset). Returns the :class:`IncidentBuild`, the diagnoses and the
-    registry."""
+    device_incidents asset), with ``streaming_alerts`` (device_alerts rows of the streaming
+    rules, which the alert store holds rather than the hourly partitions) when given. Returns
+    the :class:`IncidentBuild`, the diagnoses and the registry."""
     from refrig_assets.incidents.build import build_incidents
     from refrig_assets.incidents.causes import diagnose_partition
 
@@ -402,6 +403,8 @@ def pipeline_incidents(store, stems: list[str]):
         key = f"{stem[:10]}-{stem[11:13]}:00"
         diagnoses.append(diagnose_partition(store, key, features))
         quality.append(features)
+    if streaming_alerts is not None and len(streaming_alerts):
+        alerts.append(streaming_alerts)
     frame = pd.concat(alerts, ignore_index=True) if alerts else None
     diag = pd.concat(diagnoses, ignore_index=True)
     build = build_incidents(

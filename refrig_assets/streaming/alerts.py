@@ -39,6 +39,16 @@ def explain(firing: pd.Series | dict, settings: StreamingSettings) -> str:
             f"{sensor} fell {(ref - value) / ref:.0%} ({ref:.0f} → {value:.0f} {unit}) within "
             f"{window:g} min with the compressor {state} throughout (limit {limit:.0%})"
         )
+    elif rule.kind == "state_held":
+        text = (
+            f"{sensor} on for {value:.0f} min without a break (this device's limit {limit:g} min)"
+        )
+    elif rule.kind == "below_moving_average_held":
+        sustain = rule.minutes("sustain_minutes")
+        text = (
+            f"{sensor} {value:.2f} {unit} for {firing['span_minutes']:.0f} min, below "
+            f"{limit:g}× this device's idle average ({ref:.2f} {unit}): no supply"
+        )
     else:
         sustain = rule.minutes("sustain_minutes")
         text = (

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from refrig_assets.core.config import ConfigError, Section, deprecated_location, load_config
 from refrig_assets.core.contracts import Contract, load_contract
-from refrig_assets.core.fleet_sensors import fleet_measurements
+from refrig_assets.core.fleet_sensors import fleet_measurements, measurement_columns
 from refrig_assets.features.windows import fleet_cadence_seconds
 
 STREAMING_CONFIG = "streaming"
@@ -22,7 +22,20 @@ RULE_KINDS: dict[str, tuple[str, ...]] = {
     "above_moving_average": ("average_hours", "min_history_minutes", "cohort_min_devices"),
     "drop_within": ("window_minutes",),
     "sustained_rise": ("rate_window_minutes", "sustain_minutes"),
+    # A state (door_open) on at every reading for longer than the threshold in minutes.
+    "state_held": (),
+    # Below threshold × the device's moving average with the compressor idle at every reading
+    # for sustain_minutes: even the idle draw is gone (no supply).
+    "below_moving_average_held": (
+        "average_hours",
+        "min_history_minutes",
+        "cohort_min_devices",
+        "sustain_minutes",
+    ),
 }
+# Kinds that keep a moving average per running state, and kinds that carry a streak.
+MOVING_AVERAGE_KINDS = ("above_moving_average", "below_moving_average_held")
+STREAK_KINDS = ("sustained_rise", "state_held", "below_moving_average_held")
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,7 @@ def load_streaming_settings(
     for name in rules_section.raw:
         rule = rules_section.section(name)
         kind = rule.choice("kind", RULE_KINDS)
-        sensor = rule.choice("sensor", readings.sensor_columns)
+        sensor = rule.choice("sensor", [c.name for c in measurement_columns(readings)])
         if sensor not in fitted:  # a fleet without this sensor (REFRIG_SENSORS) gets no rule
             continue
         threshold = rule.text("threshold")

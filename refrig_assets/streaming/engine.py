@@ -15,7 +15,12 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.streaming import rules as kinds
-from refrig_assets.streaming.config import NS_PER_MINUTE, StreamingRule, StreamingSettings
+from refrig_assets.streaming.config import (
+    MOVING_AVERAGE_KINDS,
+    NS_PER_MINUTE,
+    StreamingRule,
+    StreamingSettings,
+)
 from refrig_assets.streaming.rules import UNKNOWN_STATE, Hits, Readings
 from refrig_assets.streaming.state import NO_TIME, MovingAverage, StreamState
 
@@ -184,7 +189,13 @@ class StreamingEngine:
             return kinds.drop_within(r, rule, limit, gap)
         if rule.kind == "sustained_rise":
             return kinds.sustained_rise(r, rule, limit, gap, self.state.streaks[rule.name])
+        if rule.kind == "state_held":
+            return kinds.state_held(r, rule, limit, gap, self.state.streaks[rule.name])
         baseline = self._baseline(rule, cohorts, r.code[r.new])
+        if rule.kind == "below_moving_average_held":
+            return kinds.below_moving_average_held(
+                r, rule, limit, baseline, gap, self.state.streaks[rule.name]
+            )
         return kinds.above_moving_average(r, rule, limit, baseline)
 
     def _baseline(self, rule: StreamingRule, cohorts: np.ndarray, needed: np.ndarray) -> np.ndarray:
@@ -272,7 +283,7 @@ class StreamingEngine:
         step_minutes = np.minimum(gap, self.settings.max_gap_ns) / NS_PER_MINUTE
         code, ts, state_col = r.code[new], r.ts[new], r.running[new].astype(np.int64)
         for rule in self.settings.rules:
-            if rule.kind != "above_moving_average":
+            if rule.kind not in MOVING_AVERAGE_KINDS:
                 continue
             avg: MovingAverage = self.state.averages[rule.name]
             tau_ns = rule.minutes("average_hours") * 60 * NS_PER_MINUTE / 2.0

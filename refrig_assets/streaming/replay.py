@@ -25,7 +25,13 @@ def frame_arrays(
     return (
         frame["device_id"].to_numpy(dtype=object),
         ts.to_numpy(dtype="datetime64[ns]").view(np.int64),
-        {s: frame[s].to_numpy(dtype=float, na_value=np.nan) for s in sensors},
+        {
+            # A column the frame lacks (a fleet or file without a door switch) reads as missing.
+            s: frame[s].to_numpy(dtype=float, na_value=np.nan)
+            if s in frame
+            else np.full(len(frame), np.nan)
+            for s in sensors
+        },
     )
 
 

@@ -201,6 +201,67 @@ def sustained_rise(
     return Hits(fires, rate, rate_limit[code], covered)
 
 
+def _held(
+    r: Readings, cond: np.ndarray, need_ns: np.ndarray, max_gap_ns: int, streak_from: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per new reading: whether ``cond`` has held at every reading of its device for at least
+    ``need_ns`` (no gap above ``max_gap_ns``), and for how long. ``streak_from`` (per device)
+    carries the start of a streak across batches (NO_TIME: none) and is updated in place."""
+    new = r.new
+    ts, code = r.ts[new], r.code[new]
+    before = np.maximum(new - 1, 0)
+    linked = (new > 0) & (r.code[before] == code) & (ts - r.ts[before] <= max_gap_ns)
+    previous_new = np.zeros(len(new), dtype=bool)
+    previous_new[1:] = new[1:] - 1 == new[:-1]
+    previous_held = np.where(previous_new, np.r_[False, cond[:-1]], streak_from[code] != NO_TIME)
+    continues = cond & linked & previous_held
+    within = continues & previous_new
+    first = np.maximum.accumulate(np.where(within, 0, np.arange(len(new))))
+    carried = continues[first]
+    start = np.where(carried, streak_from[code[first]], ts[first])
+    covered = np.where(cond, ts - start, 0)
+    fires = cond & (covered >= need_ns)
+    last = np.ones(len(new), dtype=bool)
+    last[:-1] = code[1:] != code[:-1]
+    streak_from[code[last]] = np.where(cond[last], start[last], NO_TIME)
+    return fires, covered
+
+
+def state_held(
+    r: Readings, rule: StreamingRule, limit_minutes: np.ndarray, max_gap_ns: int, streak: np.ndarray
+) -> Hits:
+    """A state (e.g. door_open) on at every reading for longer than the device's limit."""
+    x = r.values[rule.sensor][r.new]
+    code = r.code[r.new]
+    with np.errstate(invalid="ignore"):
+        on = np.nan_to_num(x, nan=0.0) > 0.5
+    limit = limit_minutes[code]
+    fires, covered = _held(r, on, (limit * NS_PER_MINUTE).astype(np.int64), max_gap_ns, streak)
+    fires &= covered > limit * NS_PER_MINUTE
+    return Hits(fires, covered / NS_PER_MINUTE, limit, covered)
+
+
+def below_moving_average_held(
+    r: Readings,
+    rule: StreamingRule,
+    fraction: np.ndarray,
+    baseline: np.ndarray,
+    max_gap_ns: int,
+    streak: np.ndarray,
+) -> Hits:
+    """Below ``fraction`` × the device's moving average with the compressor idle, at every
+    reading for ``sustain_minutes``: not even the idle draw (the supply is gone). A device
+    whose idle average is 0 (its sensor reads 0 when idle) cannot tell and stays silent."""
+    x = r.values[rule.sensor][r.new]
+    code = r.code[r.new]
+    idle = baseline[code, 0]
+    with np.errstate(invalid="ignore"):
+        cond = (idle > 0) & (x < fraction[code] * idle)
+    need = np.full(len(x), int(rule.minutes("sustain_minutes") * NS_PER_MINUTE), dtype=np.int64)
+    fires, covered = _held(r, cond, need, max_gap_ns, streak)
+    return Hits(fires, x, idle, covered)
+
+
 def range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """max(values[lo[i]:hi[i]]) for every i; -inf for an empty range."""
     out = np.full(len(lo), -np.inf)

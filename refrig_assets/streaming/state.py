@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.core.storage import durable_replace
-from refrig_assets.streaming.config import StreamingSettings
+from refrig_assets.streaming.config import MOVING_AVERAGE_KINDS, STREAK_KINDS, StreamingSettings
 from refrig_assets.streaming.rules import NO_TIME
 
 FORMAT_VERSION = 1
@@ -72,7 +72,7 @@ class StreamState:
     watermark: np.ndarray
     averages: dict[str, MovingAverage]
     last_fired: dict[str, np.ndarray]  # per rule: when it last fired on the device
-    streaks: dict[str, np.ndarray]  # per sustained_rise rule: start of the running streak
+    streaks: dict[str, np.ndarray]  # per streak rule (STREAK_KINDS): start of the running streak
     buffer_code: np.ndarray
     buffer_ts: np.ndarray
     buffer_values: dict[str, np.ndarray]
@@ -87,13 +87,13 @@ class StreamState:
             averages={
                 r.name: MovingAverage.empty(0)
                 for r in settings.rules
-                if r.kind == "above_moving_average"
+                if r.kind in MOVING_AVERAGE_KINDS
             },
             last_fired={r.name: np.zeros(0, dtype=np.int64) for r in settings.rules},
             streaks={
                 r.name: np.zeros(0, dtype=np.int64)
                 for r in settings.rules
-                if r.kind == "sustained_rise"
+                if r.kind in STREAK_KINDS
             },
             buffer_code=np.zeros(0, dtype=np.int64),
             buffer_ts=np.zeros(0, dtype=np.int64),

@@ -163,7 +163,9 @@ def _stored_as(duck_type: str, contract_type: str) -> bool:
     """Whether a Parquet column of this DuckDB type already holds the contract type."""
     if contract_type == "timestamp":
         return duck_type.startswith("TIMESTAMP")
-    return duck_type == {"string": "VARCHAR", "float": "DOUBLE"}.get(contract_type)
+    return duck_type == {"string": "VARCHAR", "float": "DOUBLE", "bool": "BOOLEAN"}.get(
+        contract_type
+    )
 
 
 def batch_arrays(
@@ -177,7 +179,8 @@ def batch_arrays(
     ts = ts.fill_null(NO_TIME).to_numpy(zero_copy_only=False)
     values = {}
     for s in sensors:
-        v = table.column(s).to_numpy(zero_copy_only=False).astype(float)
+        # Cast in Arrow: nulls become NaN and a state column (door_open) 1.0 / 0.0.
+        v = table.column(s).cast(pa.float64()).to_numpy(zero_copy_only=False).copy()
         bounds = contract.column(s).range
         if bounds is not None:
             with np.errstate(invalid="ignore"):
