@@ -47,6 +47,8 @@ def evaluate_command(
     from refrig_assets.core.model_config import all_model_ids
     from refrig_assets.core.storage import ParquetStore
     from refrig_assets.evaluation.labelled import (
+        EVENT_METRICS,
+        POINT_METRICS,
         LabelsError,
         best_thresholds,
         evaluate_store,
@@ -93,26 +95,8 @@ def evaluate_command(
     )
     if "incidents" not in sources:
         typer.echo("incidents: none stored (device_incidents not materialized)")
-    point_cols = [
-        "source",
-        "points",
-        "anomalous_points",
-        "precision",
-        "recall",
-        "f1",
-        "false_alarm_rate",
-        "missed_alarm_rate",
-    ]
-    event_cols = [
-        "source",
-        "events",
-        "events_detected",
-        "event_recall",
-        "predicted_events",
-        "event_precision",
-        "median_delay_min",
-        "max_delay_min",
-    ]
+    point_cols = ["source", *POINT_METRICS]
+    event_cols = ["source", *EVENT_METRICS]
     typer.echo("\npoint-wise:\n" + metrics[point_cols].to_string(index=False, **fmt))
     typer.echo("\nevent-wise:\n" + metrics[event_cols].to_string(index=False, **fmt))
     best = best_thresholds(sweep)

@@ -35,8 +35,7 @@ from refrig_assets.core.config import load_config
 
 POINT_COLUMNS = ("device_id", "ts", "anomaly")
 INTERVAL_COLUMNS = ("device_id", "start", "end")
-METRIC_COLUMNS = [
-    "source",
+POINT_METRICS = [
     "points",
     "anomalous_points",
     "precision",
@@ -44,6 +43,8 @@ METRIC_COLUMNS = [
     "f1",
     "false_alarm_rate",
     "missed_alarm_rate",
+]
+EVENT_METRICS = [
     "events",
     "events_detected",
     "event_recall",
@@ -52,6 +53,7 @@ METRIC_COLUMNS = [
     "median_delay_min",
     "max_delay_min",
 ]
+METRIC_COLUMNS = ["source", *POINT_METRICS, *EVENT_METRICS]
 
 
 COUNT_COLUMNS = ["points", "anomalous_points", "events", "events_detected", "predicted_events"]
