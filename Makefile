@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml:
-	mkdir -p $(DAGSTER_HOME) && printf 'telemetry:\n  enabled: false\n' > $@
+	mkdir -p $(DAGSTER_HOME) && printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $@
 
 ## run: simulate a small fleet with faults, run the whole graph over it, print a summary
 run: setup $(DAGSTER_HOME)/dagster.yaml
@@ -70,7 +70,7 @@ check: setup
 
 ## dev: the Dagster UI on http://127.0.0.1:3000 (stops on Ctrl-C or SIGTERM, also when backgrounded)
 dev: setup $(DAGSTER_HOME)/dagster.yaml
-	VENV=$(VENV) scripts/dev.sh
+	$(PY) scripts/dagster_dev.py 3000
 
 ## console: the operator console for you alone on http://127.0.0.1:8080 (single-user mode,
 ## loopback only; a team signs in with tokens: docs/console.md)

@@ -194,11 +194,11 @@ def _project_instance() -> dg.DagsterInstance:
 
 
 def _without_telemetry_banner(dagster_home: Path) -> None:
-    """An instance without configuration gets ``telemetry: enabled: false`` (as `make` writes
-    it): Dagster otherwise prints its telemetry banner into the run's output."""
+    """An instance without configuration gets telemetry and the UI's welcome pop-up off (as
+    `make` writes it): Dagster otherwise prints its telemetry banner into the run's output."""
     config = dagster_home / "dagster.yaml"
     if dagster_home.is_dir() and (not config.exists() or not config.read_text().strip()):
-        config.write_text("telemetry:\n  enabled: false\n")
+        config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
 
 
 def _is_hourly(training_asset: str) -> bool:
