@@ -81,6 +81,10 @@ def _hashes(prefix: str, *parts: pd.Series) -> list[str]:
 
 
 def _utc(series: pd.Series) -> pd.Series:
+    """``series`` as tz-aware UTC timestamps (no copy when it already is)."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC":
+        return series
     return pd.to_datetime(series, utc=True)
 
 
@@ -156,6 +160,8 @@ def _alert_signals(
         out.loc[streaming & out["cause"].ne(UNKNOWN), "confidence"] = 1.0
         out.loc[streaming, "base"] = out.loc[streaming, "cause"].map(causes.severity).to_numpy()
     if diagnoses is not None and len(diagnoses):
+        # Only the alerted devices' windows (a fleet's hour has 100K devices' diagnoses).
+        diagnoses = diagnoses[diagnoses["device_id"].isin(set(out["device_id"]))]
         d = diagnoses[
             [
                 "device_id",
@@ -202,8 +208,8 @@ def _diagnosis_signals(
             "device_id": d["device_id"].astype(str).to_numpy(),
             "site_id": site,
             "cohort": cohort,
-            "window_start": d["window_start"].to_numpy(),
-            "window_end": d["window_end"].to_numpy(),
+            "window_start": d["window_start"].values,
+            "window_end": d["window_end"].values,
             "evidence_id": _hashes("dx-", d["device_id"], d["window_start"]),
             "evidence_type": "diagnosis",
             "alert_id": None,
@@ -283,8 +289,8 @@ def _quality_signals(
                     "device_id": rows["device_id"].astype(str).to_numpy(),
                     "site_id": site,
                     "cohort": cohort,
-                    "window_start": _utc(rows["window_start"]).to_numpy(),
-                    "window_end": _utc(rows["window_end"]).to_numpy(),
+                    "window_start": _utc(rows["window_start"]).values,
+                    "window_end": _utc(rows["window_end"]).values,
                     "evidence_id": _hashes(
                         "q-",
                         rows["device_id"],
@@ -327,10 +333,11 @@ def _site_signals(
     per_site = per_site[per_site >= rules.min_site_devices]
     if per_site.empty:
         return _empty_signals()
-    q = quality.reset_index(drop=True)
-    q = q.assign(window_start=_utc(q["window_start"]), window_end=_utc(q["window_end"]))
-    q = q[q["device_id"].isin(reg["device_id"])]
+    q = quality
     sites = q["device_id"].map(reg.set_index("device_id")["site_id"])
+    known = sites.notna().to_numpy()
+    if not known.all():
+        q, sites = q[known], sites[known]
     reporting = ~_silent(q, policy)
     current = f"{rules.current_sensor}_mean"
     off = reporting.copy()
@@ -340,11 +347,12 @@ def _site_signals(
         off &= q[current].fillna(0.0).to_numpy(dtype=float) <= rules.current_off_amps
     if "duty_cycle" not in q and current not in q:
         off[:] = False
+    starts, ends = _utc(q["window_start"]), _utc(q["window_end"])
     counts = (
         pd.DataFrame(
             {
                 "site_id": sites.to_numpy(),
-                "window_start": q["window_start"],
+                "window_start": starts.values,
                 "rep": reporting,
                 "off": off,
             }
@@ -352,7 +360,8 @@ def _site_signals(
         .groupby(["site_id", "window_start"])[["rep", "off"]]
         .sum()
     )
-    windows = q.drop_duplicates("window_start").set_index("window_start")["window_end"]
+    first = ~starts.duplicated().to_numpy()
+    windows = pd.Series(ends.values[first], index=pd.DatetimeIndex(starts.values[first]))
     grid = pd.MultiIndex.from_product(
         [per_site.index, windows.index], names=["site_id", "window_start"]
     )
@@ -371,8 +380,8 @@ def _site_signals(
             "device_id": None,
             "site_id": hit["site_id"].astype(str).to_numpy(),
             "cohort": None,
-            "window_start": hit["window_start"].to_numpy(),
-            "window_end": hit["window_start"].map(windows).to_numpy(),
+            "window_start": hit["window_start"].values,
+            "window_end": hit["window_start"].map(windows).values,
             "evidence_id": _hashes("s-", hit["site_id"], hit["window_start"], hit["cause"]),
             "evidence_type": "site",
             "alert_id": None,
@@ -408,7 +417,10 @@ def _evaporator(signals: pd.DataFrame, quality: pd.DataFrame | None, feature: st
     """The evaporator temperature of each signal's window, where the window was measured."""
     if quality is None or quality.empty or feature not in quality or signals.empty:
         return np.full(len(signals), np.nan)
-    q = quality[["device_id", "window_start", feature]].copy()
+    q = quality.loc[
+        quality["device_id"].isin(set(signals["device_id"].dropna())),
+        ["device_id", "window_start", feature],
+    ].copy()
     q["window_start"] = _utc(q["window_start"])
     q = q.drop_duplicates(["device_id", "window_start"])
     merged = signals[["device_id", "window_start"]].merge(
