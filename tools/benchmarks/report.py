@@ -37,7 +37,7 @@ FLOOR_RATIOS = {
 SECTIONS = [
     (
         "Hourly partition through Dagster (one asset per fresh process)",
-        ["registry", "ingest", "quality", "features", "scores", "alerts"],
+        ["registry", "ingest", "quality", "features", "scores", "alerts", "incidents"],
     ),
     ("Whole hourly partition, readings → alerts, one Dagster run", ["hourly_total"]),
     (
@@ -60,6 +60,7 @@ DESCRIPTIONS = {
     "features": "device_features asset (embedded engine)",
     "scores": "hourly score assets",
     "alerts": "device_alerts asset",
+    "incidents": "device_incidents asset (causes, grouping, site events, sensor tickets, store)",
     "hourly_total": "hourly_pipeline job, cold landing index (+ loading the Definitions)",
     "read_floor": "pyarrow read of the clean_readings file",
     "features_project": "project: DuckDB feature SQL → Parquet + contract check",

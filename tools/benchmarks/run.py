@@ -228,6 +228,7 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchRun:
         )
         step("scores", "dagster_job", job | {"assets": [f"{m}_scores" for m in hourly_models]})
     step("alerts", "dagster_job", job | {"assets": ["device_alerts"]})
+    step("incidents", "dagster_job", job | {"assets": ["device_incidents"]})
     step("hourly_total", "dagster_job", job | {"forget_landing_index": True})
 
     # Daily detectors over a day of features.
