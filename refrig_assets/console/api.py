@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from refrig_assets.access.identity import ADMIN, OPERATOR, VIEWER, Identity
@@ -311,7 +312,16 @@ def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
     )
 
     viewer = Depends(auth.needs(VIEWER, "reading the console"))
-    router = APIRouter(prefix="/api", responses=ERRORS, dependencies=[viewer])
+    # Declares the bearer scheme in the API description, so /docs offers "Authorize" and sends
+    # the token; the identity itself comes from ``auth`` (token, proxy header or session).
+    bearer = Depends(
+        HTTPBearer(
+            auto_error=False,
+            scheme_name="token",
+            description="An API token from `refrig tokens create`",
+        )
+    )
+    router = APIRouter(prefix="/api", responses=ERRORS, dependencies=[viewer, bearer])
 
     def acting(role: str, action: str) -> Any:
         return Depends(auth.needs(role, action))

@@ -528,6 +528,11 @@ def test_openapi_describes_every_endpoint(client):
     note = spec["components"]["schemas"]["ActionRequest"]["properties"]["note"]
     assert note["maxLength"] == 200
     assert "/" not in paths  # HTML pages are not part of the API description
+    assert spec["components"]["securitySchemes"]["token"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token from `refrig tokens create`",
+    }
 
 
 def test_html_pages_render_and_unknown_ids_get_a_404_page(client, world, history):
