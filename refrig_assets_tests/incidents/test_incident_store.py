@@ -40,11 +40,7 @@ def clock():
 
 @pytest.fixture(params=["sqlite", *(["postgresql"] if POSTGRES_URL else [])])
 def alert_store(request, tmp_path, clock):
-    url = (
-        f"sqlite:///{tmp_path / 'alerts.db'}"
-        if request.param == "sqlite"
-        else POSTGRES_URL
-    )
+    url = f"sqlite:///{tmp_path / 'alerts.db'}" if request.param == "sqlite" else POSTGRES_URL
     s = AlertStore(url, clock=clock)
     s.metadata.drop_all(s.engine)
     yield s
@@ -60,9 +56,7 @@ def incidents(alert_store, monkeypatch):
 
 
 def pages(store: AlertStore) -> list[str]:
-    return sorted(
-        r["dedup_key"] for r in store.outbox.list() if r["event"].startswith("incident")
-    )
+    return sorted(r["dedup_key"] for r in store.outbox.list() if r["event"].startswith("incident"))
 
 
 def test_a_stored_streaming_alert_opens_an_incident_at_once_and_batch_alerts_join_it(
@@ -85,9 +79,7 @@ def test_a_stored_streaming_alert_opens_an_incident_at_once_and_batch_alerts_joi
     assert pages(alert_store) == [f"incident:{live.iloc[0]['incident_id']}:CRITICAL"]
 
 
-def test_the_hourly_build_refines_the_cause_of_the_incident_the_fold_opened(
-    alert_store, incidents
-):
+def test_the_hourly_build_refines_the_cause_of_the_incident_the_fold_opened(alert_store, incidents):
     rows = [alert("D1", 0), alert("D1", 1)]
     alert_store.upsert(alerts(rows), notify=True)
     opened = incidents.list()[0]
@@ -111,14 +103,10 @@ def test_the_hourly_build_refines_the_cause_of_the_incident_the_fold_opened(
 
 def test_re_running_the_same_hour_changes_nothing(alert_store, incidents):
     rows = alerts([alert("D1", 0), alert("D1", 1), alert("D2", 0)])
-    dx = diagnoses(
-        [diagnosis("D1", 0, "total_cooling_loss"), diagnosis("D2", 0, "unknown")]
-    )
+    dx = diagnoses([diagnosis("D1", 0, "total_cooling_loss"), diagnosis("D2", 0, "unknown")])
 
     def run():
-        build = build_incidents(
-            rows, dx, causes=CAUSES, open_incidents=incidents.open_incidents()
-        )
+        build = build_incidents(rows, dx, causes=CAUSES, open_incidents=incidents.open_incidents())
         return build, incidents.apply(build)
 
     first_build, first = run()
@@ -131,9 +119,7 @@ def test_re_running_the_same_hour_changes_nothing(alert_store, incidents):
         first_build.incidents["incident_id"]
     )
     assert first["opened"] == 2 and again["opened"] == 0 and again["updated"] == 0
-    pd.testing.assert_frame_equal(
-        incidents.list()[0].drop(columns=["updated_at"]), state
-    )
+    pd.testing.assert_frame_equal(incidents.list()[0].drop(columns=["updated_at"]), state)
     assert {i: incidents.history(i) for i in state["incident_id"]} == history
     assert pages(alert_store) == outbox
 
@@ -158,12 +144,8 @@ def test_severity_only_rises_while_the_incident_is_open(alert_store, incidents):
     assert incident["alert_count"] == 2
 
 
-def test_a_severity_rise_pages_once_more_and_never_twice_for_the_same_level(
-    alert_store, incidents
-):
-    alert_store.upsert(
-        alerts([alert("D1", 0)]), notify=True
-    )  # unknown cause: MEDIUM, no page
+def test_a_severity_rise_pages_once_more_and_never_twice_for_the_same_level(alert_store, incidents):
+    alert_store.upsert(alerts([alert("D1", 0)]), notify=True)  # unknown cause: MEDIUM, no page
     assert pages(alert_store) == []
     rows = alerts([alert("D1", 0), alert("D1", 1)])
     for _ in range(2):
@@ -188,9 +170,7 @@ def test_a_severity_rise_pages_once_more_and_never_twice_for_the_same_level(
 
 def test_closing_by_hysteresis_and_reopening_are_recorded(alert_store, incidents):
     policy = replace(incident_policy(), hysteresis_windows=2, reopen=timedelta(hours=2))
-    dx = diagnoses(
-        [diagnosis("D1", 0, "refrigerant_leak"), diagnosis("D1", 6, "refrigerant_leak")]
-    )
+    dx = diagnoses([diagnosis("D1", 0, "refrigerant_leak"), diagnosis("D1", 6, "refrigerant_leak")])
     first = build_incidents(
         alerts([alert("D1", 0)]),
         dx,
@@ -221,9 +201,7 @@ def test_closing_by_hysteresis_and_reopening_are_recorded(alert_store, incidents
     assert events == ["created", "closed", "reopened"]
 
 
-def test_acknowledging_an_incident_acknowledges_its_evidence_alerts(
-    alert_store, incidents
-):
+def test_acknowledging_an_incident_acknowledges_its_evidence_alerts(alert_store, incidents):
     rows = alerts([alert("D1", 0), alert("D1", 1)])
     alert_store.upsert(rows, notify=True)
     incident_id = incidents.list()[0].iloc[0]["incident_id"]
@@ -237,9 +215,7 @@ def test_acknowledging_an_incident_acknowledges_its_evidence_alerts(
     assert incidents.history(incident_id)[-1]["note"] == "on my way"
 
     incidents.false_positive(incident_id, "ana")
-    assert {alert_store.get(a)["status"] for a in rows["alert_id"]} == {
-        "FALSE_POSITIVE"
-    }
+    assert {alert_store.get(a)["status"] for a in rows["alert_id"]} == {"FALSE_POSITIVE"}
     with pytest.raises(InvalidTransition, match="FALSE_POSITIVE"):
         incidents.resolve(incident_id, "ana")
     with pytest.raises(IncidentNotFound):
@@ -250,9 +226,7 @@ def test_acknowledging_an_incident_acknowledges_its_evidence_alerts(
 
 def test_inhibited_incidents_and_sensor_tickets_are_never_paged(alert_store, incidents):
     rows = alerts([alert("D1", 0), alert("D2", 0)])
-    dx = diagnoses(
-        [diagnosis("D1", 0, "total_cooling_loss"), diagnosis("D2", 0, "sensor_fault")]
-    )
+    dx = diagnoses([diagnosis("D1", 0, "total_cooling_loss"), diagnosis("D2", 0, "sensor_fault")])
     build = build_incidents(rows, dx, causes=CAUSES)
     build.incidents.loc[build.incidents["device_id"].eq("D1"), "inhibited"] = True
 
@@ -267,9 +241,7 @@ def test_the_list_pages_with_a_cursor_most_severe_first(alert_store, incidents):
     dx = diagnoses([diagnosis(f"D{i}", i, c) for i, c in enumerate(causes)])
     alert_store.upsert(alerts(rows))
     prior = incidents.open_incidents()
-    incidents.apply(
-        build_incidents(alerts(rows), dx, causes=CAUSES, open_incidents=prior)
-    )
+    incidents.apply(build_incidents(alerts(rows), dx, causes=CAUSES, open_incidents=prior))
 
     seen, cursor = [], None
     while True:
@@ -279,7 +251,28 @@ def test_the_list_pages_with_a_cursor_most_severe_first(alert_store, incidents):
             break
 
     assert seen == ["CRITICAL", "HIGH", "MEDIUM", "MEDIUM", "MEDIUM"]
-    timeline = incidents.evidence(
-        incidents.list(severity="CRITICAL")[0].iloc[0]["incident_id"]
-    )
+    timeline = incidents.evidence(incidents.list(severity="CRITICAL")[0].iloc[0]["incident_id"])
     assert timeline[["source", "alert_status"]].values.tolist() == [["batch", "OPEN"]]
+
+
+def test_an_unacknowledged_incident_past_its_sla_escalates_one_level_per_check(
+    alert_store, incidents, clock
+):
+    alert_store.upsert(
+        alerts([alert("D1", 3, source="streaming", rule="total_cooling_loss")]), notify=True
+    )
+    incident = incidents.list()[0].iloc[0]
+    deadline = incident["sla_deadline"]
+
+    assert incidents.check_sla(deadline - timedelta(seconds=1)) == []
+    changed = incidents.check_sla(deadline + timedelta(seconds=1))
+    assert incidents.check_sla(deadline + timedelta(seconds=1)) == []  # one level per period
+
+    assert [(c["previous_escalation_level"], c["escalation_level"]) for c in changed] == [
+        ("L1", "L2")
+    ]
+    assert f"incident:{incident['incident_id']}:escalated:L2" in {
+        r["dedup_key"] for r in alert_store.outbox.list()
+    }
+    incidents.acknowledge(incident["incident_id"], "ana")
+    assert incidents.check_sla(deadline + timedelta(days=1)) == []  # acknowledged: no escalation
