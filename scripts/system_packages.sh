@@ -3,7 +3,10 @@
 #   postgresql      the Postgres-backed configuration run without Docker (scripts/postgres_start.sh)
 #   chromium        the browser test of the Dagster UI (Playwright drives it; no browser download)
 #   docker-compose  `docker-compose config` validates docker-compose.yml without a Docker engine
-# Usage: scripts/system_packages.sh [postgresql] [chromium] [docker-compose]   (default: all)
+#   docker.io       the Docker engine (dockerd) that deploy/compose-test.sh starts
+#   debootstrap     the Debian base image of deploy/compose-test.sh (no image registry)
+# Usage: scripts/system_packages.sh [postgresql] [chromium] [docker-compose] [docker.io] [debootstrap]
+#        (default: postgresql chromium docker-compose)
 # Safe to re-run; does nothing when everything is there. Exits 0 with a warning when apt-get is
 # unavailable, so callers can decide to skip (the tests say why).
 set -euo pipefail
@@ -16,6 +19,8 @@ present() {
     postgresql) compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null ;;
     chromium) [ -x /usr/bin/chromium ] ;;
     docker-compose) command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 ;;
+    docker.io) command -v dockerd >/dev/null 2>&1 ;;
+    debootstrap) command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] ;;
     *) echo "unknown package group: $1" >&2; exit 2 ;;
   esac
 }

@@ -24,9 +24,7 @@ SHARED_VOLUME = "refrig_data"
 
 def env_example() -> dict[str, str]:
     lines = (ROOT / ".env.example").read_text().splitlines()
-    return dict(
-        line.split("=", 1) for line in lines if line and not line.startswith("#")
-    )
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 def mounts(service: str) -> dict[str, str]:
@@ -90,13 +88,9 @@ def test_migrations_run_as_the_owner_and_the_code_connects_as_the_application_ro
     assert migrate["command"] == ["refrig", "db", "migrate", "--app-role", APP_ROLE]
     assert migrate["image"] == SERVICES["user_code"]["image"]
     owner_url = migrate["environment"]["REFRIG_ALERTS_DB_URL"]
-    assert owner_url.startswith(
-        "postgresql+psycopg2://${POSTGRES_USER}:${POSTGRES_PASSWORD}@"
-    )
+    assert owner_url.startswith("postgresql+psycopg2://${POSTGRES_USER}:${POSTGRES_PASSWORD}@")
     app_url = SERVICES["user_code"]["environment"]["REFRIG_ALERTS_DB_URL"]
-    assert app_url.startswith(
-        f"postgresql+psycopg2://{APP_ROLE}:${{REFRIG_APP_DB_PASSWORD}}@"
-    )
+    assert app_url.startswith(f"postgresql+psycopg2://{APP_ROLE}:${{REFRIG_APP_DB_PASSWORD}}@")
     assert owner_url.rsplit("@", 1)[1] == app_url.rsplit("@", 1)[1], "the same database"
     assert "REFRIG_LIFECYCLE_DB_URL" not in SERVICES["user_code"]["environment"]
     assert SERVICES["user_code"]["depends_on"]["migrate"] == {
@@ -121,22 +115,15 @@ def test_credentials_come_only_from_the_uncommitted_env_file():
     assert example["REFRIG_APP_DB_PASSWORD"] not in text
     postgres_env = SERVICES["postgres"]["environment"]
     for name in ("POSTGRES_USER", "POSTGRES_PASSWORD", "REFRIG_APP_DB_PASSWORD"):
-        assert postgres_env[name].startswith("${" + name + ":?"), (
-            "required, never defaulted"
-        )
-    ignored = subprocess.run(
-        ["git", "check-ignore", "-q", ".env"], check=False, cwd=ROOT
-    )
+        assert postgres_env[name].startswith("${" + name + ":?"), "required, never defaulted"
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], check=False, cwd=ROOT)
     assert ignored.returncode == 0, ".env must be git-ignored"
 
 
 def test_mlflow_server_is_lean_with_postgres_backend_and_artifacts_on_the_shared_volume():
     flags = command_flags("mlflow")
     assert flags["--workers"] == "1"
-    assert (
-        SERVICES["mlflow"]["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]
-        == "false"
-    )
+    assert SERVICES["mlflow"]["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert re.fullmatch(
         r"postgresql\+psycopg2://.+@postgres:5432/\w+", flags["--backend-store-uri"]
     )
@@ -172,9 +159,7 @@ def test_code_and_mlflow_share_one_volume_for_data_landing_zone_and_model_artifa
     # Artifact paths that the code logs must resolve identically inside the MLflow server.
     assert env["REFRIG_HOME"] == code_root == mlflow_root
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert re.fullmatch(
-        r"postgresql\+psycopg2://.+@postgres:5432/\w+", env["REFRIG_ALERTS_DB_URL"]
-    )
+    assert re.fullmatch(r"postgresql\+psycopg2://.+@postgres:5432/\w+", env["REFRIG_ALERTS_DB_URL"])
 
 
 def test_detector_files_come_from_the_checkout_so_pins_survive_redeploys():
@@ -193,15 +178,13 @@ def test_every_database_the_services_use_is_created_by_init_sql():
         command_flags("mlflow")["--backend-store-uri"].rsplit("/", 1)[1],
     }
     assert used <= created
-    assert mounts("postgres")[
-        "/docker-entrypoint-initdb.d/10-refrig-databases.sql"
-    ] == ("./deploy/postgres/init.sql")
+    assert mounts("postgres")["/docker-entrypoint-initdb.d/10-refrig-databases.sql"] == (
+        "./deploy/postgres/init.sql"
+    )
 
 
 def test_dagster_services_get_the_instance_workspace_and_every_variable_they_read():
-    needed = env_sources(ROOT / "deploy" / "dagster.yaml") | env_sources(
-        ROOT / "workspace.yaml"
-    )
+    needed = env_sources(ROOT / "deploy" / "dagster.yaml") | env_sources(ROOT / "workspace.yaml")
     for name in DAGSTER_SERVICES:
         env = SERVICES[name]["environment"]
         assert needed <= set(env), (name, needed - set(env))
@@ -231,12 +214,8 @@ def test_instance_queues_runs_one_per_partition_and_retries_crashed_runs():
     from dagster._core.instance.config import dagster_instance_config
     from dagster._core.storage.tags import PARTITION_NAME_TAG
 
-    config, _ = dagster_instance_config(
-        str(ROOT / "deploy")
-    )  # validates against the schema
-    assert (
-        config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
-    )
+    config, _ = dagster_instance_config(str(ROOT / "deploy"))  # validates against the schema
+    assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {
@@ -255,9 +234,7 @@ def test_platform_image_pins_the_same_versions_as_the_project():
 
     from packaging.requirements import Requirement
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-        "dependencies"
-    ]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     pinned = {Requirement(r).name: Requirement(r).specifier for r in project}
     lines = (ROOT / "deploy" / "requirements-platform.txt").read_text().splitlines()
     for line in lines:
