@@ -72,7 +72,7 @@ def evaluate_command(
             last = max(last, pd.Timestamp(stems[-1][:13] + ":00", tz="UTC") + hour)
     begin, finish = _time(start) or first, _time(end) or last
     try:
-        metrics, sweep, sources = evaluate_store(
+        metrics, sweep, sources, by_kind = evaluate_store(
             store,
             parsed,
             all_model_ids(),
@@ -99,6 +99,10 @@ def evaluate_command(
     event_cols = ["source", *EVENT_METRICS]
     typer.echo("\npoint-wise:\n" + metrics[point_cols].to_string(index=False, **fmt))
     typer.echo("\nevent-wise:\n" + metrics[event_cols].to_string(index=False, **fmt))
+    if len(by_kind):
+        by_kind.to_csv(folder / "recall_by_kind.csv", index=False)
+        table = by_kind.pivot(index="kind", columns="source", values="event_recall")
+        typer.echo("\nevent recall by labelled kind:\n" + table.to_string(**fmt))
     best = best_thresholds(sweep)
     if len(best):
         typer.echo(

@@ -537,9 +537,9 @@ def evaluate_store(
     end: pd.Timestamp,
     labelled_devices_only: bool = False,
     settings: EvaluationSettings | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str], pd.DataFrame]:
     """:func:`evaluate` and :func:`threshold_sweep` of what a store holds between ``start`` and
-    ``end``; also the prediction sources found. Interval labels are scored on the feature
+    ``end``; also the prediction sources found and :func:`recall_by_kind`. Interval labels are scored on the feature
     windows of that range: of every device, or with ``labelled_devices_only`` of the labelled
     ones (unlabelled devices otherwise count as normal)."""
     settings = settings or evaluation_settings()
@@ -559,4 +559,39 @@ def evaluate_store(
         labels = Labels("points", labels.frame[keep].reset_index(drop=True))
     metrics = evaluate(labels, flagged, windows, settings)
     sweep = threshold_sweep(labels, scores, windows, settings)
-    return metrics, sweep, list(flagged)
+    devices = set(windows["device_id"].astype(str)) if labels.kind == "intervals" else None
+    by_kind = recall_by_kind(labels, flagged, devices, settings)
+    return metrics, sweep, list(flagged), by_kind
+
+
+def recall_by_kind(
+    labels: Labels,
+    predictions: dict[str, pd.DataFrame],
+    devices: set[str] | None = None,
+    settings: EvaluationSettings | None = None,
+) -> pd.DataFrame:
+    """Interval labels with a ``kind``: per source and kind, events, events detected, event
+    recall and median delay (which kinds of fault a source catches). Empty for point labels."""
+    if labels.kind != "intervals":
+        return pd.DataFrame()
+    settings = settings or evaluation_settings()
+    events = labels.frame
+    if devices is not None:
+        events = events[events["device_id"].isin(devices)]
+    wanted = set(events["device_id"])
+    rows = []
+    for source, frame in predictions.items():
+        pred = _prepared(frame, wanted)
+        for kind, part in events.groupby("kind", sort=True):
+            found = eventwise(part[["device_id", "start", "end"]], pred, settings.grace)
+            rows.append(
+                {
+                    "source": source,
+                    "kind": kind,
+                    "events": int(found["events"]),
+                    "events_detected": int(found["events_detected"]),
+                    "event_recall": found["event_recall"],
+                    "median_delay_min": found["median_delay_min"],
+                }
+            )
+    return pd.DataFrame(rows)

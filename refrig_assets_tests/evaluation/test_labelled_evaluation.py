@@ -14,6 +14,7 @@ from refrig_assets.evaluation.labelled import (
     best_thresholds,
     evaluate,
     parse_labels,
+    recall_by_kind,
     threshold_sweep,
 )
 
@@ -100,6 +101,11 @@ def test_interval_labels_score_every_window_and_the_sweep_finds_the_best_thresho
     assert row["event_recall"] == 1.0 and row["median_delay_min"] == pytest.approx(10.0)
     assert row["predicted_events"] == 2 and row["event_precision"] == pytest.approx(0.5)
 
+    by_kind = recall_by_kind(labels, {"m flags": flags}, settings=SETTINGS)
+    assert by_kind[["source", "kind", "events", "events_detected"]].values.tolist() == [
+        ["m flags", "leak", 1, 1]
+    ]
+
     sweep = threshold_sweep(labels, {"m": scores}, windows, settings=SETTINGS)
     at = sweep.set_index("threshold")
     assert at.loc[0.0, "recall"] == 1.0 and at.loc[0.0, "false_alarm_rate"] == 1.0
@@ -184,6 +190,7 @@ def test_refrig_evaluate_reads_alerts_incidents_and_scores_from_the_store(refrig
     assert metrics.loc["incidents", "f1"] == pytest.approx(1.0)
     assert metrics.loc["incidents", "event_precision"] == pytest.approx(1.0)
     assert (out / "sweep.png").stat().st_size > 0
+    assert "event recall by labelled kind" in result.output
     sweep = pd.read_csv(out / "sweep.csv")
     assert set(sweep["source"]) == {"statistical_baseline"}
     assert "point-wise" in result.output and "event-wise" in result.output
