@@ -173,13 +173,11 @@ def _defrost_interval(
     biased by a history that is no multiple of the interval, nor by one odd gap."""
     if DEFROST_MINUTES not in history:
         return pd.Series(np.nan, index=pd.unique(devices))
-    start = pd.to_datetime(history["window_start"], utc=True)
-    end = pd.to_datetime(history["window_end"], utc=True)
     frame = pd.DataFrame(
         {
             "device": devices,
-            "start": start.to_numpy(),
-            "end": end.to_numpy(),
+            "start": _ns(history["window_start"]),
+            "end": _ns(history["window_end"]),
             "on": pd.to_numeric(history[DEFROST_MINUTES], errors="coerce").fillna(0).to_numpy() > 0,
         }
     ).sort_values(["device", "start"], kind="stable")
@@ -189,47 +187,72 @@ def _defrost_interval(
     # A defrost window right after another defrost window (within one window) continues it.
     joined = same & (gap_before <= (on["end"] - on["start"]))
     events = on[~joined]
-    gaps = events.groupby("device")["start"].diff().dt.total_seconds() / 3600
+    gaps = events.groupby("device")["start"].diff() / 3.6e12
     count = events.groupby("device").size()
     interval = gaps.groupby(events["device"]).median()
     enough = count.reindex(interval.index) >= table.derived["defrost"]["min_defrosts"]
     return interval.where(enough).reindex(pd.unique(devices)).astype(float)
 
 
+class BaselineLookup:
+    """Baselines aligned to a set of rows: where each row's device, cohort and the fleet sit in
+    the baselines frame is found once, then every feature is a few array takes."""
+
+    def __init__(self, baselines: pd.DataFrame, device_ids: np.ndarray, cohorts: np.ndarray):
+        self.n = len(device_ids)
+        self.levels: list[tuple[int, pd.DataFrame, np.ndarray, np.ndarray]] = []
+        if baselines.empty:
+            return
+        keys = {
+            "fleet": np.full(self.n, FLEET, dtype=object),
+            "cohort": cohorts,
+            "device": device_ids,
+        }
+        for code, scope in ((0, "fleet"), (1, "cohort"), (2, "device")):
+            part = baselines[baselines["scope"] == scope]
+            if part.empty:
+                continue
+            at = pd.Index(part["key"].astype(str)).get_indexer(keys[scope])
+            self.levels.append((code, part, np.maximum(at, 0), at >= 0))
+
+    def get(
+        self, feature: str, *, own: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Centre, spread, level (2 device, 1 cohort, 0 fleet, -1 none) and the spread between
+        devices at that level (0 for a device's own baseline) of ``feature`` for each row.
+        ``own=False`` skips the device level."""
+        n = self.n
+        center = np.full(n, np.nan)
+        scale = np.full(n, np.nan)
+        between = np.zeros(n)
+        level = np.full(n, -1, dtype=np.int8)
+        ccol, scol, bcol = f"center:{feature}", f"scale:{feature}", f"between:{feature}"
+        for code, part, take, found in self.levels:
+            if ccol not in part or (code == 2 and not own):
+                continue
+            c = np.where(found, part[ccol].to_numpy(dtype=float)[take], np.nan)
+            sc = np.where(found, part[scol].to_numpy(dtype=float)[take], np.nan)
+            b = (
+                np.where(found, part[bcol].to_numpy(dtype=float)[take], 0.0)
+                if bcol in part
+                else np.zeros(n)
+            )
+            use = ~np.isnan(c)
+            center[use], level[use], between[use] = c[use], code, np.nan_to_num(b[use])
+            # A device's spread is its cohort's; keep the cohort's where the device lacks one.
+            s_use = ~np.isnan(sc)
+            scale[s_use] = sc[s_use]
+        return center, scale, level, between
+
+
 def lookup(
     baselines: pd.DataFrame, device_ids: np.ndarray, cohorts: np.ndarray, feature: str, *, own: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Centre and spread of ``feature`` for each row, and which level they came from
-    (2 device, 1 cohort, 0 fleet, -1 none), and the spread between devices at that level (0
-    for a device's own baseline). ``own=False`` skips the device level."""
-    n = len(device_ids)
-    center = np.full(n, np.nan)
-    scale = np.full(n, np.nan)
-    between = np.zeros(n)
-    level = np.full(n, -1, dtype=np.int8)
-    ccol, scol, bcol = f"center:{feature}", f"scale:{feature}", f"between:{feature}"
-    if baselines.empty or ccol not in baselines:
-        return center, scale, level, between
-    levels = [(0, "fleet", np.full(n, FLEET, dtype=object)), (1, "cohort", cohorts)]
-    if own:
-        levels.append((2, "device", device_ids))
-    for code, scope, keys in levels:
-        part = baselines[baselines["scope"] == scope]
-        if part.empty:
-            continue
-        at = pd.Index(part["key"].astype(str)).get_indexer(keys)
-        found = at >= 0
-        take = np.maximum(at, 0)
-        c = np.where(found, part[ccol].to_numpy(dtype=float)[take], np.nan)
-        s = np.where(found, part[scol].to_numpy(dtype=float)[take], np.nan)
-        b = (
-            np.where(found, part[bcol].to_numpy(dtype=float)[take], 0.0)
-            if bcol in part
-            else np.zeros(n)
-        )
-        use = ~np.isnan(c)
-        center[use], level[use], between[use] = c[use], code, np.nan_to_num(b[use])
-        # A device's spread is its cohort's; keep the cohort's where the device row lacks one.
-        s_use = ~np.isnan(s)
-        scale[s_use] = s[s_use]
-    return center, scale, level, between
+    """:meth:`BaselineLookup.get` for one feature."""
+    return BaselineLookup(baselines, device_ids, cohorts).get(feature, own=own)
+
+
+def _ns(values) -> np.ndarray:
+    """Timestamps (any unit; naive ones read as UTC) as int64 nanoseconds since the epoch."""
+    stamps = pd.to_datetime(pd.Series(values).reset_index(drop=True), utc=True)
+    return stamps.astype("datetime64[ns, UTC]").astype("int64").to_numpy()

@@ -96,7 +96,7 @@ def _evaluate(
     cond: Condition,
     frame: pd.DataFrame,
     values: pd.DataFrame,
-    baselines: pd.DataFrame,
+    baselines: bl.BaselineLookup,
     devices: np.ndarray,
     cohorts: np.ndarray,
     fallback_sigma: float,
@@ -135,8 +135,8 @@ def _evaluate(
         return _Evaluated(
             cond, value, reference, excess, held, strength, np.full(n, -1, np.int8), n
         )
-    center, scale, level, between = bl.lookup(
-        baselines, devices, cohorts, cond.baseline_feature, own=cond.reference == "baseline"
+    center, scale, level, between = baselines.get(
+        cond.baseline_feature, own=cond.reference == "baseline"
     )
     with np.errstate(all="ignore"):
         if cond.sigma is not None:
@@ -257,14 +257,14 @@ def diagnose(
     evidence = np.full(n, "[]", dtype=object)
     open_rows = np.ones(n, dtype=bool)
     fallback = table.baseline["fallback_between_sigma"]
+    aligned = bl.BaselineLookup(baselines, devices, cohorts)
     for sig in table:
         if not open_rows.any():
             break
         if _skip(sig, frame, values):
             continue
         results = [
-            _evaluate(c, frame, values, baselines, devices, cohorts, fallback)
-            for c in sig.conditions
+            _evaluate(c, frame, values, aligned, devices, cohorts, fallback) for c in sig.conditions
         ]
         held = np.vstack([r.held for r in results])
         required = np.all(
