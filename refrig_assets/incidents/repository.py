@@ -243,7 +243,7 @@ class IncidentStore:
             if old is None:
                 r.update(
                     paged_severity=None,
-                    sla_deadline=now + sla[r["severity"]],
+                    sla_deadline=self._raised_at(r, now) + sla[r["severity"]],
                     sla_breached=False,
                     escalation_level=levels[0],
                     first_seen_at=now,
@@ -320,7 +320,7 @@ class IncidentStore:
                 )
             )
             counts["raised"] += 1
-            deadline = now + self.alerts.sla_period(r["severity"])
+            deadline = self._raised_at(r, now) + self.alerts.sla_period(r["severity"])
             values["sla_deadline"] = min(old["sla_deadline"], deadline)
         values["reopen_count"] = max(int(old["reopen_count"]), int(r["reopen_count"]))
         status, closed_at = old["status"], old["closed_at"]
@@ -409,6 +409,11 @@ class IncidentStore:
                 moved,
             )
         return len(new) + len(moved)
+
+    def _raised_at(self, r: dict[str, Any], now: datetime) -> datetime:
+        """When an incident (or its rise) was raised in data time, as for alerts: the end of its
+        latest window, never later than now (a re-run of old hours keeps their deadlines)."""
+        return min(as_utc(r["last_window_end"]), now)
 
     def _tally(self, conn: Connection, ids: list[str]) -> dict[str, tuple[int, int]]:
         """(evidence, alerts) linked per incident, from the evidence table (exact on re-runs)."""
@@ -671,10 +676,13 @@ class IncidentStore:
                     sla_breached=True,
                     escalation_level=levels[target],
                     previous_escalation_level=levels[current],
+                    paged=not historic,
+                    notification=None,
                 )
                 out.append(r)
                 if notify and target != current and r["kind"] != "sensor" and not historic:
                     key = f"incident:{r['incident_id']}:escalated:{levels[target]}"
+                    r["notification"] = key
                     items.append(
                         notification(
                             ESCALATED_EVENT,

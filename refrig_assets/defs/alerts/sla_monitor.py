@@ -34,7 +34,12 @@ def alert_sla_monitor(context: dg.SensorEvaluationContext, refrig: RefrigResourc
             f"grace period after the monitor (re)started at {state.started_at:%H:%M:%S}: "
             f"no breach or escalation before {until:%H:%M:%S} UTC"
         )
+    from refrig_assets.incidents.repository import IncidentStore
+
     changed = refrig.alerts.check_sla(now)
+    # Incidents carry their own SLA state (breached, escalation level) for operators; pages
+    # for escalations still come from the alerts above, so nothing is paged twice.
+    incidents = IncidentStore(refrig.alerts).check_sla(now, notify=False)
     queued = {a["notification"] for a in changed if a["notification"]}
     message = f"{len(changed)} alert(s) breached or escalated, {len(queued)} notification(s) queued"
     if any(key.startswith(DIGEST_EVENT) for key in queued):
@@ -42,7 +47,9 @@ def alert_sla_monitor(context: dg.SensorEvaluationContext, refrig: RefrigResourc
     historic = sum(not a["paged"] for a in changed)
     if historic:
         message += f"; {historic} backfilled alert(s) marked breached, not paged"
-    if changed:
+    if incidents:
+        message += f"; {len(incidents)} incident(s) breached or escalated"
+    if changed or incidents:
         context.log.info(message)
     return dg.SkipReason(message)
 
