@@ -1,0 +1,103 @@
+"""Cause features of device_features, checked against hand-counted readings: compressor starts
+and runs, the longest door-open, idle and defrost streaks, defrost count and minutes, the idle
+maxima and the differences to ambient."""
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.features.windows import feature_sql
+
+READINGS = load_contract("sensor_readings")
+RUNNING_ABOVE = READINGS.column("current_compressor").extra["running_above"]
+DEFROST_ABOVE = READINGS.column("temperature_evaporator").extra["defrost_above"]
+
+
+def clean(minutes=60, **columns):
+    """One device, one reading a minute; ``columns`` are per-minute lists or scalars."""
+    ts = pd.Timestamp("2026-01-01T00:00Z") + pd.to_timedelta(range(minutes), unit="m")
+    frame = pd.DataFrame({"device_id": "dev-1", "ts": ts})
+    for s in READINGS.sensor_columns:
+        frame[s] = 1.0
+    frame["temperature_evaporator"] = -8.0
+    frame["ambient_temperature"] = 20.0
+    frame["door_open"] = False
+    for name, values in columns.items():
+        frame[name] = values
+    frame["quality_mask"] = 0
+    frame["quality_flags"] = ""
+    frame["source_file"] = "f.parquet"
+    return frame
+
+
+def features(frame):
+    con = duckdb.connect()
+    con.register("clean", frame)
+    return con.execute(feature_sql("clean")).df()
+
+
+def test_starts_and_run_lengths_follow_the_compressor():
+    # Window 0 (minutes 0-14): runs at 2-4 and 8-13 -> 2 starts, 9 running minutes, 2 runs.
+    running = [m in (2, 3, 4, 8, 9, 10, 11, 12, 13) for m in range(60)]
+    out = features(clean(current_compressor=[8.0 if r else 0.05 for r in running]))
+    first = out.iloc[0]
+    assert first["compressor_starts_per_hour"] == pytest.approx(2 * 4)
+    assert first["compressor_run_minutes_mean"] == pytest.approx(9 / 2)
+    assert first["compressor_idle_longest_minutes"] == pytest.approx(3.0)  # minutes 5-7
+    # Never running afterwards: no starts, no run length, idle since minute 14.
+    last = out.iloc[3]
+    assert last["compressor_starts_per_hour"] == 0
+    assert np.isnan(last["compressor_run_minutes_mean"])
+    assert last["compressor_idle_longest_minutes"] == pytest.approx(59 - 13)
+
+
+def test_a_run_carried_into_a_window_counts_as_one_run_there():
+    running = [10 <= m < 25 for m in range(60)]
+    out = features(clean(current_compressor=[8.0 if r else 0.05 for r in running]))
+    second = out.iloc[1]  # minutes 15-29: runs 15-24, started in window 0
+    assert second["compressor_starts_per_hour"] == 0
+    assert second["compressor_run_minutes_mean"] == pytest.approx(10.0)
+
+
+def test_the_longest_door_open_streak_spans_windows():
+    door = [20 <= m < 50 for m in range(60)]
+    out = features(clean(door_open=door))
+    # Open for 30 readings from minute 20: the streak reaches 5 min in window 1, 20 in window 2
+    # (minutes 30-44), 30 in window 3.
+    assert out["door_open_longest_minutes"].tolist() == [0.0, 10.0, 25.0, 30.0]
+
+
+def test_defrost_is_an_idle_coil_above_the_defrost_temperature():
+    coil = [DEFROST_ABOVE + 3 if 5 <= m < 25 else -8.0 for m in range(60)]
+    out = features(clean(temperature_evaporator=coil, current_compressor=0.05))
+    assert out["defrost_count"].tolist() == [1, 0, 0, 0]
+    assert out["defrost_minutes"].tolist() == [10.0, 10.0, 0.0, 0.0]
+    assert out["defrost_longest_minutes"].tolist() == [10.0, 20.0, 0.0, 0.0]
+    # The same warm coil with the compressor running is no defrost.
+    running = features(clean(temperature_evaporator=coil, current_compressor=8.0))
+    assert running["defrost_minutes"].sum() == 0
+
+
+def test_idle_maxima_and_differences_to_ambient():
+    current = [8.0 if m % 2 else 0.07 for m in range(60)]
+    condenser = [40.0 if m % 2 else 22.0 for m in range(60)]
+    out = features(clean(current_compressor=current, temperature_condenser=condenser)).iloc[0]
+    assert out["current_compressor_idle_max"] == pytest.approx(0.07)
+    assert out["evaporator_ambient_difference"] == pytest.approx(-28.0)
+    # Condensing temperature above ambient while running only.
+    assert out["condenser_ambient_difference"] == pytest.approx(20.0)
+
+
+def test_without_a_door_column_the_door_streak_is_null():
+    frame = clean().drop(columns=["door_open"])
+    readings = READINGS
+    no_door = type(readings)(
+        **{**readings.__dict__, "columns": [c for c in readings.columns if c.name != "door_open"]}
+    )
+    con = duckdb.connect()
+    con.register("clean", frame)
+    out = con.execute(feature_sql("clean", readings=no_door)).df()
+    assert out["door_open_longest_minutes"].isna().all()
+    assert out["compressor_starts_per_hour"].notna().all()
