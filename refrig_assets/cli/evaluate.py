@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -72,14 +73,16 @@ def evaluate_command(
             last = max(last, pd.Timestamp(stems[-1][:13] + ":00", tz="UTC") + hour)
     begin, finish = _time(start) or first, _time(end) or last
     try:
-        metrics, sweep, sources, by_kind = evaluate_store(
-            store,
-            parsed,
-            all_model_ids(),
-            begin,
-            finish,
-            labelled_devices_only=labelled_devices_only,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            metrics, sweep, sources, by_kind = evaluate_store(
+                store,
+                parsed,
+                all_model_ids(),
+                begin,
+                finish,
+                labelled_devices_only=labelled_devices_only,
+            )
     except LabelsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
@@ -93,8 +96,11 @@ def evaluate_command(
         f"labels: {labels} ({parsed.kind}, {len(parsed.frame)} rows, "
         f"{len(parsed.devices)} devices), {begin:%Y-%m-%d %H:%M} to {finish:%Y-%m-%d %H:%M} UTC"
     )
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            typer.echo(f"note: {w.message}", err=True)
     if "incidents" not in sources:
-        typer.echo("incidents: none stored (device_incidents not materialized)")
+        typer.echo("incidents: none (device_incidents not materialized nor buildable)")
     point_cols = ["source", *POINT_METRICS]
     event_cols = ["source", *EVENT_METRICS]
     typer.echo("\npoint-wise:\n" + metrics[point_cols].to_string(index=False, **fmt))

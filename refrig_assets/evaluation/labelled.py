@@ -25,6 +25,7 @@ detector's score rows: its own ``anomaly_flag`` and, for the threshold sweep, it
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -498,17 +499,34 @@ def stored_predictions(
     store, model_ids: list[str], start: pd.Timestamp, end: pd.Timestamp
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], pd.DataFrame]:
     """From a :class:`~refrig_assets.core.storage.ParquetStore`, for the windows between
-    ``start`` and ``end``: the flagged intervals per source (``alerts``, ``incidents`` when the
-    ``device_incidents`` dataset exists, ``<model> flags`` per detector), the score rows per
+    ``start`` and ``end``: the flagged intervals per source (``alerts``, ``incidents`` from the
+    ``device_incidents`` dataset or, when it is not materialized, as
+    :func:`~refrig_assets.evaluation.backtest.pipeline_incidents` builds them of the stored
+    alerts, ``<model> flags`` per detector), the score rows per
     detector for the sweep (device_id, start, end, score) and the feature windows."""
     window_cols = ["device_id", "window_start", "window_end"]
     as_interval = {"window_start": "start", "window_end": "end"}
     flagged: dict[str, pd.DataFrame] = {}
     alerts = _read(store, "device_alerts", start, end, window_cols, "window_start")
     flagged["alerts"] = alerts.rename(columns=as_interval)
+    cols = ["incident_id", "device_id", "first_window_start", "last_window_end"]
+    inc = None
     if (store.root / "device_incidents").exists():
-        cols = ["incident_id", "device_id", "first_window_start", "last_window_end"]
         inc = _read(store, "device_incidents", start, end, cols, "last_window_end")
+    elif store.partitions("device_features"):
+        # Not materialized: the incidents the pipeline builds of these hours' alerts.
+        from refrig_assets.evaluation.backtest import pipeline_incidents
+
+        stems = [s for s in _stems_between(store, "device_features", start, end) if len(s) > 10]
+        try:
+            built = pipeline_incidents(store, stems)[0].incidents if stems else None
+        except Exception as exc:  # alerts and scores are still worth reporting
+            warnings.warn(
+                f"incidents could not be built: {type(exc).__name__}: {exc}", stacklevel=2
+            )
+            built = None
+        inc = built[cols] if built is not None and set(cols) <= set(built.columns) else None
+    if inc is not None:
         inc = inc[inc["device_id"].notna()]
         inc = inc.groupby("incident_id").agg(
             device_id=("device_id", "first"),
