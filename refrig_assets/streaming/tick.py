@@ -144,13 +144,14 @@ def read_readings(
 ) -> tuple[pa.Table | None, str | None]:
     """The rows of one landing file (device_id, ts, ``sensors``) typed the way the batch path
     types them, on the DuckDB connection ``con``; or (None, reason) for a file the landing rules
-    reject. Values that cannot be parsed are null, so they never fire a rule."""
+    reject. Values that cannot be parsed, and measurements the file lacks, are null, so they
+    never fire a rule."""
     layout, rejection = landing_zone.open_file(con, path, landing_dir, contract, "stream")
     if rejection is not None:
         return None, rejection.message
     columns = ["device_id", "ts", *sensors]
     if layout.kind == "parquet" and all(
-        _stored_as(layout.types[c], contract.column(c).type) for c in columns
+        c in layout.types and _stored_as(layout.types[c], contract.column(c).type) for c in columns
     ):
         # Already stored in the contract's types: nothing to parse, read the columns directly.
         return pq.read_table(path, columns=columns), None

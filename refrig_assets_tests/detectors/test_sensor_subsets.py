@@ -64,3 +64,32 @@ def test_a_temperature_and_door_fleet_alerts_on_a_total_loss_of_cooling(
     assert caught["window_end"].min() - loss["onset"] <= pd.Timedelta(hours=1)
     healthy = flags[~flags["device_id"].isin(labels["device_id"])]
     assert healthy.empty
+
+
+def test_the_streaming_path_reads_a_file_without_the_running_sensor(tmp_path, temperature_and_door):
+    from refrig_assets.core.duck import connect
+    from refrig_assets.streaming.tick import read_readings
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    frame = pd.DataFrame(
+        {
+            "device_id": ["d1", "d1"],
+            "ts": pd.to_datetime(["2026-01-01T00:00Z", "2026-01-01T00:01Z"]),
+            "temperature_evaporator": [-18.0, -17.5],
+            "door_open": [False, True],
+        }
+    )
+    frame.to_parquet(landing / "temp_door.parquet")
+    settings = load_streaming_settings()
+    table, rejection = read_readings(
+        connect(),
+        landing / "temp_door.parquet",
+        landing,
+        load_contract("sensor_readings"),
+        settings.sensors,
+    )
+    assert rejection is None
+    read = table.to_pandas()
+    assert read["temperature_evaporator"].tolist() == [-18.0, -17.5]
+    assert read[settings.running_sensor].isna().all()
