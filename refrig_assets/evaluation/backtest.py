@@ -330,10 +330,14 @@ def incident_backtest(
         pairs_frame["last_window_end"] >= pairs_frame["onset"]
     )
     pairs_frame = pairs_frame[hit]
-    seen = np.minimum(pairs_frame["first_window_start"] + window, pairs_frame["last_window_end"])
-    pairs_frame = pairs_frame.assign(
-        delay=((seen - pairs_frame["onset"]).dt.total_seconds() / 60).clip(lower=0)
-    )
+    if len(pairs_frame):
+        seen = np.minimum(
+            pairs_frame["first_window_start"] + window, pairs_frame["last_window_end"]
+        )
+        delay = ((seen - pairs_frame["onset"]).dt.total_seconds() / 60).clip(lower=0)
+    else:  # a fault-free fleet: nothing to belong to
+        delay = pd.Series(dtype=float)
+    pairs_frame = pairs_frame.assign(delay=delay)
     first = pairs_frame.sort_values(["_e", "first_window_start"]).drop_duplicates("_e")
     expected = expected_causes or {}
     rows = []

@@ -116,3 +116,11 @@ def test_a_wrong_cause_counts_against_cause_accuracy():
         wrong, LABELS, device_hours=60.0, devices=DEVICES, expected_causes=FAULT_CAUSES
     )
     assert per_type.set_index("fault_type").loc["door_left_open", "cause_accuracy"] == 0.0
+
+
+def test_on_a_fault_free_fleet_every_incident_is_false():
+    per_type, totals = incident_backtest(
+        INCIDENTS, LABELS.iloc[0:0], device_hours=60.0, devices=DEVICES
+    )
+    assert per_type.empty
+    assert totals["false_incidents"] == 5
