@@ -32,14 +32,10 @@ def fleet_measurements(contract: Contract) -> list[str]:
         raise ContractError(
             f"{ENV}: {', '.join(unknown)} not measurements of sensor_readings ({', '.join(every)})"
         )
-    optional = {
-        c.name for c in measurement_columns(contract) if c.extra.get("optional")
-    }
+    optional = {c.name for c in measurement_columns(contract) if c.extra.get("optional")}
     left_out = [n for n in every if n not in named and n not in optional]
     if left_out:
-        raise ContractError(
-            f"{ENV}: {', '.join(left_out)} are required by sensor_readings"
-        )
+        raise ContractError(f"{ENV}: {', '.join(left_out)} are required by sensor_readings")
     return [n for n in every if n in named]
 
 
@@ -78,11 +74,7 @@ def usable_features(
     absent = set(absent_measurements(readings))
     if not absent:
         return list(names)
-    running = [
-        c.name
-        for c in readings.columns_with_role("sensor")
-        if "running_above" in c.extra
-    ]
+    running = [c.name for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
     no_running = bool(running) and running[0] in absent
     out: list[str] = []
     for name in names:
@@ -101,10 +93,7 @@ def usable_features(
         needs_running = (
             name == "duty_cycle"
             or "running" in name
-            or (
-                isinstance(derived, dict)
-                and derived.get("state") in ("running", "defrost")
-            )
+            or (isinstance(derived, dict) and derived.get("state") in ("running", "defrost"))
         )
         if no_running and needs_running:
             continue
