@@ -848,6 +848,12 @@ def _aggregate(
         inc.loc[have, "evaporator_start_c"] = np.where(
             np.isnan(stored_start), inc.loc[have, "evaporator_start_c"], stored_start
         )
+        detail = inc.loc[have, "detail"].to_numpy(dtype=object)
+        inc.loc[have, "detail"] = np.where(detail == "", s["detail"].fillna("").to_numpy(), detail)
+        stored_peak = pd.to_numeric(s["evaporator_peak_c"], errors="coerce").to_numpy()
+        inc.loc[have, "evaporator_peak_c"] = np.fmax(
+            inc.loc[have, "evaporator_peak_c"].to_numpy(dtype=float), stored_peak
+        )
     # A reopened incident is live again: its closing is undone, the reopening counted.
     again = inc["reopened"] & inc["closed_at"].notna()
     inc.loc[again, "reopen_count"] += 1

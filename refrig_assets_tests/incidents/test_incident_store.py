@@ -276,3 +276,25 @@ def test_an_unacknowledged_incident_past_its_sla_escalates_one_level_per_check(
     }
     incidents.acknowledge(incident["incident_id"], "ana")
     assert incidents.check_sla(deadline + timedelta(days=1)) == []  # acknowledged: no escalation
+
+
+def test_an_hour_without_new_signals_keeps_the_incident_and_its_warmest_reading(
+    alert_store, incidents
+):
+    from support.incident_world import feature_window
+
+    warm = pd.DataFrame(
+        [feature_window("D1", 0, evaporator=-18.0), feature_window("D1", 1, evaporator=-15.0)]
+    )
+    first = build_incidents(
+        alerts([alert("D1", 0), alert("D1", 1)]), None, quality=warm, causes=CAUSES
+    )
+    incidents.apply(first)
+    stored = incidents.list()[0].iloc[0]
+
+    quiet = build_incidents(None, None, causes=CAUSES, open_incidents=incidents.open_incidents())
+    counts = incidents.apply(quiet)
+
+    assert counts["updated"] == 0
+    after = incidents.get(stored["incident_id"])
+    assert (after["evaporator_start_c"], after["evaporator_peak_c"]) == (-18.0, -15.0)
