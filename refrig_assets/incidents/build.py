@@ -413,6 +413,38 @@ def _site_signals(
     return out
 
 
+def _site_alert_signals(
+    signals: pd.DataFrame, causes: CauseTable, policy: IncidentPolicy
+) -> pd.DataFrame:
+    """Site events seen in alerts: when at least ``min_site_devices`` devices of one site alert
+    with the same site-class cause (a streaming power-loss rule firing across a site), the
+    site has one incident of that cause, which explains (inhibits) the devices' own."""
+    if signals.empty:
+        return _empty_signals()
+    kind = signals["cause"].map(causes.kind)
+    site_wide = signals[kind.eq("site").to_numpy() & signals["site_id"].ne(UNKNOWN).to_numpy()]
+    if site_wide.empty:
+        return _empty_signals()
+    devices = site_wide.groupby(["site_id", "cause"])["device_id"].transform("nunique")
+    hit = site_wide[devices.to_numpy() >= policy.site_events.min_site_devices]
+    if hit.empty:
+        return _empty_signals()
+    out = hit.assign(
+        key=hit["site_id"],
+        track=SITE_TRACK + ":" + hit["cause"],
+        device_id=None,
+        cohort=None,
+        evidence_id=_hashes("s-", hit["site_id"], hit["window_start"], hit["cause"]),
+        evidence_type="site",
+        alert_id=None,
+        source="site",
+        severity=None,
+        detail=hit["cause"],
+        base=None,
+    )
+    return out.drop_duplicates("evidence_id").reset_index(drop=True)
+
+
 def _evaporator(signals: pd.DataFrame, quality: pd.DataFrame | None, feature: str) -> np.ndarray:
     """The evaporator temperature of each signal's window, where the window was measured."""
     if quality is None or quality.empty or feature not in quality or signals.empty:
@@ -728,6 +760,7 @@ def build_incidents(
         device_signals,
         _quality_signals(quality, devices, policy),
         _site_signals(quality, devices, policy),
+        _site_alert_signals(device_signals, causes, policy),
     ]
     signals = pd.concat([f for f in frames if len(f)] or [_empty_signals()], ignore_index=True)
     # Every signal column, whichever kinds of signal this build has.

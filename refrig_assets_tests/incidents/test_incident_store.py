@@ -298,3 +298,15 @@ def test_an_hour_without_new_signals_keeps_the_incident_and_its_warmest_reading(
     assert counts["updated"] == 0
     after = incidents.get(stored["incident_id"])
     assert (after["evaporator_start_c"], after["evaporator_peak_c"]) == (-18.0, -15.0)
+
+
+def test_a_site_losing_power_is_paged_once_for_the_site_not_per_device(alert_store, incidents):
+    rows = [alert(d, 3, source="streaming", rule="power_loss") for d in ("D1", "D2", "D3")]
+
+    alert_store.upsert(alerts(rows), notify=True)
+
+    live = incidents.list(live_only=True)[0]
+    site = live[live["scope"].eq("site")]
+    assert site["cause"].tolist() == ["power_loss"]
+    assert live[live["scope"].eq("device")]["inhibited"].all()
+    assert pages(alert_store) == [f"incident:{site.iloc[0]['incident_id']}:CRITICAL"]

@@ -50,9 +50,7 @@ def build(alert_rows=(), dx=(), **kwargs):
 
 
 def test_a_site_whose_compressors_all_stop_is_one_power_loss_incident(policy):
-    off = fleet(
-        range(4), lambda d, i: {"duty": 0.0, "current": 0.0} if d[0] == "D" else None
-    )
+    off = fleet(range(4), lambda d, i: {"duty": 0.0, "current": 0.0} if d[0] == "D" else None)
 
     result = build(quality=off, devices=registry(SITE), policy=policy)
 
@@ -70,9 +68,7 @@ def test_a_site_whose_compressors_all_stop_is_one_power_loss_incident(policy):
 def test_the_device_incidents_a_site_incident_explains_are_inhibited_kept_and_linked(
     policy,
 ):
-    off = fleet(
-        range(4), lambda d, i: {"duty": 0.0, "current": 0.0} if d[0] == "D" else None
-    )
+    off = fleet(range(4), lambda d, i: {"duty": 0.0, "current": 0.0} if d[0] == "D" else None)
     rows = [alert("D1", 1), alert("D2", 2), alert("E1", 1, site="S2")]
     dx = [
         diagnosis("D1", 1, "total_cooling_loss"),
@@ -118,9 +114,7 @@ def test_a_few_devices_of_a_site_stopping_is_no_site_event(policy):
 
 
 def test_a_heat_wave_across_the_fleet_is_context_not_an_incident(policy):
-    hot = fleet(
-        range(4), lambda d, i: {"evaporator": -12.0 + i, "duty": 0.95, "current": 12.0}
-    )
+    hot = fleet(range(4), lambda d, i: {"evaporator": -12.0 + i, "duty": 0.95, "current": 12.0})
 
     result = build(quality=hot, devices=registry(SITE), policy=policy)
 
@@ -129,11 +123,7 @@ def test_a_heat_wave_across_the_fleet_is_context_not_an_incident(policy):
 
 def test_small_sites_never_raise_a_site_incident(policy):
     small = {"S9": ["X1", "X2"]}
-    rows = [
-        feature_window(d, i, duty=0.0, current=0.0)
-        for d in small["S9"]
-        for i in range(4)
-    ]
+    rows = [feature_window(d, i, duty=0.0, current=0.0) for d in small["S9"] for i in range(4)]
 
     result = build(quality=pd.DataFrame(rows), devices=registry(small), policy=policy)
 
@@ -141,9 +131,7 @@ def test_small_sites_never_raise_a_site_incident(policy):
 
 
 def test_a_stuck_sensor_persisting_for_the_ticket_time_is_a_low_sensor_ticket(policy):
-    stuck = pd.DataFrame(
-        [feature_window("D1", i, flags="STUCK_SENSOR") for i in range(4)]
-    )
+    stuck = pd.DataFrame([feature_window("D1", i, flags="STUCK_SENSOR") for i in range(4)])
 
     result = build(quality=stuck, policy=policy)
 
@@ -157,9 +145,7 @@ def test_a_stuck_sensor_persisting_for_the_ticket_time_is_a_low_sensor_ticket(po
 
 
 def test_a_sensor_flag_shorter_than_the_ticket_time_raises_nothing_yet(policy):
-    brief = pd.DataFrame(
-        [feature_window("D1", i, flags="SENSOR_DROPOUT") for i in range(3)]
-    )
+    brief = pd.DataFrame([feature_window("D1", i, flags="SENSOR_DROPOUT") for i in range(3)])
 
     assert build(quality=brief, policy=policy).incidents.empty
 
@@ -175,9 +161,7 @@ def test_alerts_diagnosed_as_a_sensor_fault_are_a_sensor_ticket_never_a_refriger
 
 
 def test_a_silent_device_is_never_reported_as_a_cooling_failure(policy):
-    quiet = pd.DataFrame(
-        [feature_window("D1", i, readings=0, completeness=0.0) for i in range(2)]
-    )
+    quiet = pd.DataFrame([feature_window("D1", i, readings=0, completeness=0.0) for i in range(2)])
     dx = [diagnosis("D1", i, "total_cooling_loss") for i in range(2)]
 
     result = build([alert("D1", 0), alert("D1", 1)], dx, quality=quiet, policy=policy)
@@ -208,9 +192,7 @@ def test_severity_comes_from_the_cause_class_not_from_saturated_scores(policy):
 
 
 def test_impact_raises_the_base_one_level_each_but_not_past_the_cap(policy):
-    sev = replace(
-        policy.severity, agreement_models=3, excursion_celsius=3.0, raise_cap="HIGH"
-    )
+    sev = replace(policy.severity, agreement_models=3, excursion_celsius=3.0, raise_cap="HIGH")
     policy = replace(policy, severity=sev)
     rows = [alert("D1", 0, models=3), alert("D1", 1, models=3)]
     warm = pd.DataFrame(
@@ -240,3 +222,20 @@ def test_a_large_evaporator_excursion_is_critical_whatever_the_cause(policy):
 
     assert result.incidents.iloc[0]["severity"] == "CRITICAL"
     assert result.incidents.iloc[0]["evaporator_peak_c"] == -8.0
+
+
+def test_a_power_loss_rule_firing_across_a_site_is_one_site_incident_that_inhibits_the_devices(
+    policy,
+):
+    causes = replace(CAUSES, rules={**CAUSES.rules, "power_loss": "power_loss"})
+    rows = [alert(d, 0, source="streaming", rule="power_loss") for d in SITE["S1"][:3]]
+    rows.append(alert("E1", 0, source="streaming", rule="power_loss", site="S2"))  # alone
+
+    result = build_incidents(alerts(rows), None, causes=causes, policy=policy)
+
+    inc = result.incidents
+    site = inc[inc["scope"].eq("site")]
+    assert site[["site_id", "cause"]].values.tolist() == [["S1", "power_loss"]]
+    devices = inc[inc["scope"].eq("device")].set_index("device_id")
+    assert devices.loc[["D1", "D2", "D3"], "inhibited"].all()
+    assert not devices.loc["E1", "inhibited"]  # one device without power is its own incident

@@ -41,6 +41,7 @@ CAUSES = CauseTable(
         "total_cooling_loss": "total_cooling_loss",
         "acute_pressure_loss": "refrigerant_leak",
         "door_ajar": "door_ajar",
+        "power_loss": "power_loss",
     },
 )
 
