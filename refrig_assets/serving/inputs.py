@@ -141,21 +141,11 @@ def _hours(con: duckdb.DuckDBPyConnection, typed: str) -> list[Any]:
     return [h for (h,) in rows] or [None]
 
 
-def readings_features(
-    con: duckdb.DuckDBPyConnection,
-    table: pa.Table,
-    registered: pa.Table,
-    received_at: datetime,
-    *,
-    cadence_seconds: int | None = None,
-    contract: Contract | None = None,
-) -> pd.DataFrame:
-    """Feature windows (``device_features``) of the readings in ``table``, computed by the batch
-    path's code. ``registered`` holds the registry's ``device_id`` (others are flagged
-    UNREGISTERED_DEVICE, as in batch). Raises :class:`RequestRejected` for a row or a column the
-    batch path would quarantine. ``con`` is a connection of :func:`refrig_assets.core.duck.connect`
-    used by one request at a time."""
-    contract = contract or load_contract("sensor_readings")
+def _request_layout(
+    con: duckdb.DuckDBPyConnection, table: pa.Table, rel: str, view: str, contract: Contract
+) -> FileLayout:
+    """Register one request's rows on ``con`` as ``view`` and check its columns the way the
+    landing reader checks a file's (missing, wrong type, extra, too many)."""
     dataset = contract.dataset
     max_columns, _ = landing_limits(contract)
     if table.num_columns > max_columns:
@@ -166,57 +156,125 @@ def readings_features(
             "(landing.max_columns in contracts/sensor_readings.yaml)",
         )
     table = table.append_column("_row", pa.array(np.arange(table.num_rows), pa.int64()))
-    con.register("request_rows", table)
-    desc = con.execute("DESCRIBE SELECT * EXCLUDE (_row) FROM request_rows").fetchall()
-    layout = FileLayout(
-        Path(REQUEST), REQUEST, "parquet", {d[0]: d[1] for d in desc}, "request_rows"
-    )
+    con.register(view, table)
+    desc = con.execute(f"DESCRIBE SELECT * EXCLUDE (_row) FROM {view}").fetchall()
+    layout = FileLayout(Path(rel), rel, "parquet", {d[0]: d[1] for d in desc}, view)
     checked, rejection = _check_columns(layout, contract)
     if checked is None:
         assert rejection is not None
-        raise reject(dataset, rejection.rule, rejection.message, rejection.column)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE request_typed AS "
-        + file_select_sql(checked, contract, received_at, late=False)
-    )
-    violations: list[Violation] = []
+        message = rejection.message.replace(f"{rel}:", f"{REQUEST}:", 1)
+        raise reject(dataset, rejection.rule, message, rejection.column)
+    return checked
+
+
+def readings_features_many(
+    con: duckdb.DuckDBPyConnection,
+    tables: list[pa.Table],
+    registered: pa.Table,
+    received_at: datetime,
+    *,
+    cadence_seconds: int | None = None,
+    contract: Contract | None = None,
+) -> list[pd.DataFrame | RequestRejected]:
+    """Feature windows of several requests in one pass of the batch path's SQL: per request its
+    ``device_features`` rows, or the :class:`RequestRejected` naming its violations.
+
+    The requests must not share a device: every rule of the quality step and every feature is
+    computed per device (or per source file, which is the request), so scoring them together
+    gives each one exactly what it would get alone. ``registered`` holds the registry's
+    ``device_id`` (others are flagged UNREGISTERED_DEVICE, as in batch). ``con`` is a connection
+    of :func:`refrig_assets.core.duck.connect` used by one caller at a time."""
+    contract = contract or load_contract("sensor_readings")
+    dataset = contract.dataset
+    results: list[pd.DataFrame | RequestRejected | None] = [None] * len(tables)
+    selects, index, registered_views = [], {}, []
+    for i, table in enumerate(tables):
+        rel = REQUEST if len(tables) == 1 else f"{REQUEST}-{i}"
+        registered_views.append(f"request_rows_{i}")
+        try:
+            layout = _request_layout(con, table, rel, f"request_rows_{i}", contract)
+        except RequestRejected as exc:
+            results[i] = exc
+            continue
+        selects.append(file_select_sql(layout, contract, received_at, late=False))
+        index[rel] = i
+    violations: dict[int, list[Violation]] = {}
     frames = []
-    tails: str | None = None
-    hours = _hours(con, "request_typed")
-    for i, hour in enumerate(hours):
-        if hour is None:
-            where = "TRUE"
+    if selects:
+        con.execute("CREATE OR REPLACE TEMP TABLE request_typed AS " + " UNION ALL ".join(selects))
+        tails: str | None = None
+        hours = _hours(con, "request_typed")
+        for n, hour in enumerate(hours):
+            if hour is None:
+                where = "TRUE"
+            else:
+                where = f"date_trunc('hour', ts) = TIMESTAMPTZ '{hour.isoformat()}'"
+                if n == 0:
+                    where += " OR ts IS NULL"
+            con.execute(
+                "CREATE OR REPLACE TEMP VIEW request_hour AS "
+                f"SELECT * FROM request_typed WHERE {where}"
+            )
+            clean_sql, result = clean_hour(
+                con, "request_hour", contract, registered, previous_tails=tails
+            )
+            for q in result.quarantine.itertuples(index=False):
+                if q.rule in KEPT_RULES:
+                    continue
+                message = str(q.message).replace(f"{q.source_file} row ", f"{REQUEST} row ", 1)
+                violations.setdefault(index[q.source_file], []).append(
+                    Violation(dataset, q.rule, int(q.row), q.column, message)
+                )
+            con.execute(f"CREATE OR REPLACE TEMP TABLE request_clean AS {clean_sql}")
+            frames.append(
+                con.sql(
+                    "SELECT f.*, s.source_file AS _request FROM ("
+                    + feature_sql("request_clean", cadence_seconds=cadence_seconds)
+                    + ") f JOIN (SELECT DISTINCT device_id, source_file FROM request_clean) s "
+                    "USING (device_id)"
+                ).to_arrow_table()
+            )
+            con.execute(f"CREATE OR REPLACE TEMP TABLE request_tails AS {result.tails_sql}")
+            tails = "request_tails"
+    for i in range(len(tables)):
+        if f"request_rows_{i}" in {name for (name,) in con.execute("SHOW TABLES").fetchall()}:
+            con.unregister(f"request_rows_{i}")
+    features = pa.concat_tables(frames).to_pandas() if frames else pd.DataFrame()
+    if not features.empty:
+        for column in ("window_start", "window_end"):  # the contracts' zone, as in batch files
+            features[column] = features[column].dt.tz_convert("UTC")
+    for rel, i in index.items():
+        if i in violations:
+            found = sorted(violations[i], key=lambda v: (v.row, v.rule))
+            results[i] = RequestRejected(found)
+        elif features.empty:
+            results[i] = features
         else:
-            where = f"date_trunc('hour', ts) = TIMESTAMPTZ '{hour.isoformat()}'"
-            if i == 0:
-                where += " OR ts IS NULL"
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW request_hour AS SELECT * FROM request_typed WHERE {where}"
-        )
-        clean_sql, result = clean_hour(
-            con, "request_hour", contract, registered, previous_tails=tails
-        )
-        for q in result.quarantine.itertuples(index=False):
-            if q.rule not in KEPT_RULES:
-                violations.append(Violation(dataset, q.rule, int(q.row), q.column, q.message))
-        if violations:
-            continue  # the remaining hours only add to the list of violations
-        con.execute(f"CREATE OR REPLACE TEMP TABLE request_clean AS {clean_sql}")
-        frames.append(
-            con.sql(feature_sql("request_clean", cadence_seconds=cadence_seconds)).to_arrow_table()
-        )
-        con.execute(f"CREATE OR REPLACE TEMP TABLE request_tails AS {result.tails_sql}")
-        tails = "request_tails"
-    con.unregister("request_rows")
-    if violations:
-        raise RequestRejected(sorted(violations, key=lambda v: (v.row, v.rule)))
-    features = pa.concat_tables(frames).to_pandas()
-    for column in (
-        "window_start",
-        "window_end",
-    ):  # the contracts' zone, as batch files hold
-        features[column] = features[column].dt.tz_convert("UTC")
-    return features
+            mine = features[features["_request"] == rel]
+            results[i] = mine.drop(columns=["_request"]).sort_values(
+                ["device_id", "window_start"], ignore_index=True
+            )
+    return [r if r is not None else pd.DataFrame() for r in results]
+
+
+def readings_features(
+    con: duckdb.DuckDBPyConnection,
+    table: pa.Table,
+    registered: pa.Table,
+    received_at: datetime,
+    *,
+    cadence_seconds: int | None = None,
+    contract: Contract | None = None,
+) -> pd.DataFrame:
+    """Feature windows (``device_features``) of the readings of one request, computed by the
+    batch path's code (see :func:`readings_features_many`). Raises :class:`RequestRejected` for
+    a row or a column the batch path would quarantine."""
+    [result] = readings_features_many(
+        con, [table], registered, received_at, cadence_seconds=cadence_seconds, contract=contract
+    )
+    if isinstance(result, RequestRejected):
+        raise result
+    return result
 
 
 # -- precomputed windows ------------------------------------------------------------------------

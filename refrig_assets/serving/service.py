@@ -28,9 +28,10 @@ from refrig_assets.access.store import AccessStore
 from refrig_assets.core.duck import connect
 from refrig_assets.core.settings import Settings, get_settings
 from refrig_assets.core.storage import ParquetStore
+from refrig_assets.serving.batching import Batcher
 from refrig_assets.serving.inputs import (
     RequestRejected,
-    readings_features,
+    readings_features_many,
     reject,
     table_from_bytes,
     table_from_records,
@@ -128,6 +129,9 @@ class ScoringService:
         self._local = threading.local()
         self.newest_reading: float | None = None
         self.metrics.watch_drift(self.drift_by_version)
+        self.batcher = Batcher(
+            self._features_of, self.serving.batch_max_requests, self.serving.batch_runners
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _loaded(self, snapshot: ModelSnapshot) -> None:
@@ -231,15 +235,9 @@ class ScoringService:
         snapshot = snapshot or self.models.current()
         dataset = "sensor_readings" if kind == READINGS else "device_features"
         self._check_limits(table, dataset)
-        registry, ids = self._registry_now()
+        registry, _ = self._registry_now()
         if kind == READINGS:
-            features = readings_features(
-                self._connection(),
-                table,
-                ids,
-                datetime.now(UTC),
-                cadence_seconds=self.settings.cadence_seconds,
-            )
+            features = self.batcher.submit(table)
         else:
             needed = sorted(
                 {
@@ -256,6 +254,17 @@ class ScoringService:
             self.newest_reading = max(newest, self.newest_reading or newest)
             self.metrics.freshness.set(time.time() - self.newest_reading)
         return result
+
+    def _features_of(self, tables: list[pa.Table]) -> list[pd.DataFrame | RequestRejected]:
+        """Feature windows of several requests' readings in one pass (see :mod:`.batching`)."""
+        _, ids = self._registry_now()
+        return readings_features_many(
+            self._connection(),
+            tables,
+            ids,
+            datetime.now(UTC),
+            cadence_seconds=self.settings.cadence_seconds,
+        )
 
     # -- health -------------------------------------------------------------------------------
     def _serving_drift(self, versions: dict[str, set[str]]) -> pd.DataFrame:

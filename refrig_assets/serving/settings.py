@@ -30,6 +30,8 @@ class ServingSettings:
     max_rows: int
     max_body_bytes: int
     reload_check_seconds: float
+    batch_max_requests: int
+    batch_runners: int
     thresholds: Thresholds
     rate_window_seconds: float
     latency_buckets_ms: tuple[float, ...]
@@ -46,7 +48,7 @@ def load_serving_settings() -> ServingSettings:
         cfg.section("models"),
         cfg.section("thresholds"),
     )
-    exporter = cfg.section("exporter")
+    exporter, batching = cfg.section("exporter"), cfg.section("batching")
     buckets = cfg.items("latency_buckets_ms")
     if any(isinstance(b, bool) or not isinstance(b, int | float) or b <= 0 for b in buckets):
         raise cfg.fail("latency_buckets_ms", f"must be positive numbers, not {buckets!r}")
@@ -58,6 +60,8 @@ def load_serving_settings() -> ServingSettings:
         max_rows=service.number("max_rows", minimum=1, integer=True),
         max_body_bytes=service.number("max_body_bytes", minimum=1, integer=True),
         reload_check_seconds=models.number("reload_check_seconds", minimum=0),
+        batch_max_requests=batching.number("max_requests", minimum=1, integer=True),
+        batch_runners=batching.number("runners", minimum=1, integer=True),
         thresholds=Thresholds(
             latency_ms=limits.number("latency_ms", minimum=0),
             error_rate=limits.number("error_rate", minimum=0, maximum=1),

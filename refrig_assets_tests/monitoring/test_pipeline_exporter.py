@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.operator_world import T0, Clock, seed_store, standard_alerts
 
 from refrig_assets.alerts.store import AlertStore
+from refrig_assets.alerts.store.outbox import enqueue, notification
 from refrig_assets.cli.metrics import dagster_steps
 from refrig_assets.monitoring.exporter import pipeline_registry
 
@@ -39,24 +40,22 @@ def test_alert_pipeline_figures_come_from_the_alert_database(tmp_path):
         if name == "refrig_alerts_opened_total"
     }
     assert opened == {"CRITICAL": 2, "HIGH": 1, "LOW": 1, "MEDIUM": 2}
-    assert found[("refrig_outbox_depth", ())] == sum(
-        r["status"] == "pending" for r in rows
-    )
+    assert found[("refrig_outbox_depth", ())] == sum(r["status"] == "pending" for r in rows)
     assert found[("refrig_notifications_total", (("status", "dead"),))] == 0
 
 
 def test_delivered_failing_and_dead_notifications_are_told_apart(tmp_path):
     url = f"sqlite:///{tmp_path / 'alerts.db'}"
-    clock = Clock()
-    store = AlertStore(url, clock=clock)
-    store.upsert(standard_alerts(), notify=True)
+    store = AlertStore(url, clock=Clock())
+    store.upsert(standard_alerts())
+    items = [notification("alert.created", f"key-{i}", {"n": i}, None) for i in range(4)]
+    with store._begin() as conn:
+        enqueue(conn, store.outbox_table, items, T0)
     pending = store.outbox.list(status="pending")
-    assert len(pending) >= 3
+    assert len(pending) == 4
     now = T0 + timedelta(minutes=1)
     store.outbox.delivered(pending[0]["id"], now)
-    store.outbox.failed(
-        pending[1]["id"], now, "HTTP 503", retry_at=now + timedelta(minutes=5)
-    )
+    store.outbox.failed(pending[1]["id"], now, "HTTP 503", retry_at=now + timedelta(minutes=5))
     store.outbox.failed(pending[2]["id"], now, "HTTP 410", retry_at=None)
     store.close()
 
@@ -79,9 +78,7 @@ def test_batch_steps_report_outcomes_durations_and_rows_per_step(tmp_path):
 
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize([windows_asset], instance=instance).success
-    assert not dg.materialize(
-        [broken_asset], instance=instance, raise_on_error=False
-    ).success
+    assert not dg.materialize([broken_asset], instance=instance, raise_on_error=False).success
 
     url = f"sqlite:///{tmp_path / 'alerts.db'}"
     AlertStore(url).close()
@@ -90,12 +87,5 @@ def test_batch_steps_report_outcomes_durations_and_rows_per_step(tmp_path):
     assert found[("refrig_batch_last_rows", (("step", "windows_asset"),))] == 42
     assert found[("refrig_batch_step_failures", (("step", "broken_asset"),))] == 1
     assert found[("refrig_batch_step_failures", (("step", "windows_asset"),))] == 0
-    assert (
-        found[
-            ("refrig_batch_steps", (("status", "SUCCESS"), ("step", "windows_asset")))
-        ]
-        == 1
-    )
-    assert (
-        found[("refrig_batch_last_duration_seconds", (("step", "windows_asset"),))] >= 0
-    )
+    assert found[("refrig_batch_steps", (("status", "SUCCESS"), ("step", "windows_asset")))] == 1
+    assert found[("refrig_batch_last_duration_seconds", (("step", "windows_asset"),))] >= 0

@@ -1,0 +1,93 @@
+"""Requests computed together in one pass of the feature SQL get exactly what each would get
+alone, and a request that breaks the contract is refused without touching the others."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from support.serving_world import HOURS, landed_readings, serving_world
+
+from refrig_assets.core.duck import connect
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.serving.batching import Batcher
+from refrig_assets.serving.inputs import (
+    RequestRejected,
+    readings_features,
+    readings_features_many,
+)
+
+
+@pytest.fixture(scope="module")
+def readings() -> dict[str, pa.Table]:
+    frame = landed_readings(serving_world(), HOURS[1:])
+    return {
+        device: pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
+        for device, rows in frame.groupby("device_id")
+    }
+
+
+@pytest.fixture(scope="module")
+def registered() -> pa.Table:
+    ids = ParquetStore(serving_world() / "data").read("device_registry")["device_id"]
+    return pa.table({"device_id": pa.array(ids, pa.string())})
+
+
+def test_requests_computed_together_equal_each_computed_alone(readings, registered):
+    devices = sorted(readings)[:3]
+    at = datetime.now(UTC)
+    together = readings_features_many(connect(), [readings[d] for d in devices], registered, at)
+    for device, features in zip(devices, together, strict=True):
+        alone = readings_features(connect(), readings[device], registered, at)
+        pd.testing.assert_frame_equal(features, alone)
+        assert set(features["device_id"]) == {device}
+
+
+def test_a_broken_request_in_a_pass_is_refused_alone_with_its_own_rows(readings, registered):
+    a, b, c = sorted(readings)[:3]
+    broken = readings[b].to_pandas()
+    broken["ts"] = broken["ts"].astype(str)
+    broken.loc[5, "ts"] = "not a time"
+    tables = [readings[a], pa.Table.from_pandas(broken, preserve_index=False), readings[c]]
+
+    first, refused, last = readings_features_many(connect(), tables, registered, datetime.now(UTC))
+
+    assert isinstance(refused, RequestRejected)
+    [violation] = refused.violations
+    assert (violation.rule, violation.row, violation.column) == ("unparsable_value", 5, "ts")
+    assert violation.message.startswith("request row 5")
+    assert set(first["device_id"]) == {a}
+    assert set(last["device_id"]) == {c}
+
+
+def test_the_batcher_never_puts_one_device_twice_in_a_pass(readings):
+    passes: list[list[frozenset]] = []
+    gate = threading.Event()
+
+    def compute(tables: list[pa.Table]) -> list[int]:
+        gate.wait(10)
+        passes.append([frozenset(t.column("device_id").to_pylist()) for t in tables])
+        return [t.num_rows for t in tables]
+
+    batcher = Batcher(compute, max_requests=10, runners=1)
+    a, b = sorted(readings)[:2]
+    jobs = [readings[a], readings[b], readings[a], readings[b]]
+    answers: list[int] = [0] * len(jobs)
+
+    def call(i: int) -> None:
+        answers[i] = batcher.submit(jobs[i])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(30)
+
+    assert answers == [t.num_rows for t in jobs]
+    for devices in passes:
+        assert len(set().union(*devices)) == len(devices)  # no device in two requests of a pass
+    assert sum(len(p) for p in passes) == len(jobs)
