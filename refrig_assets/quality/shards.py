@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from refrig_assets.core.contracts import Contract, quality_flag_names
-from refrig_assets.core.duck import sql_str
+from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget, load_memory_budget
@@ -135,17 +135,23 @@ def clean_hour_in_shards(
                 shard_tails = (
                     f"(SELECT * FROM {tails} WHERE {_in_shard(bounds, k)})" if tails else None
                 )
-                clean_sql, result = clean_hour(
-                    con,
-                    part,
-                    contract,
-                    registered_devices,
-                    previous_tails=shard_tails,
-                    file_scope=whole,
-                    file_entries_here=k == 0,
-                )
-                _stream(con, clean_sql, clean_out)
-                _stream(con, result.tails_sql, tails_out)
+                # A connection per shard: its temporary tables and buffers go with it.
+                shard_con = connect()
+                try:
+                    hold_to_budget(shard_con, settings, store.root / SPILL_DIR)
+                    clean_sql, result = clean_hour(
+                        shard_con,
+                        part,
+                        contract,
+                        registered_devices,
+                        previous_tails=shard_tails,
+                        file_scope=whole,
+                        file_entries_here=k == 0,
+                    )
+                    _stream(shard_con, clean_sql, clean_out)
+                    _stream(shard_con, result.tails_sql, tails_out)
+                finally:
+                    shard_con.close()
                 results.append(result)
         path = store.path(clean_dataset, partition_key)
     finally:
