@@ -17,6 +17,7 @@ from refrig_assets.evaluation.backtest import (
     incident_backtest,
     markdown_table,
     pipeline_incidents,
+    replayed_streaming_alerts,
     score_backtest,
 )
 from refrig_assets.simulator.faults import FAULT_CAUSES
@@ -76,7 +77,8 @@ def detection_backtest(
     labelled, best = labelled_tables(refrig.store, labels, model_ids, stems)
     # Incident-level figures: the incidents build_incidents makes of these hours (as the
     # device_incidents asset does), against the labelled faults.
-    build, _, registry = pipeline_incidents(refrig.store, stems)
+    streaming = replayed_streaming_alerts(refrig.store, stems)
+    build, _, registry = pipeline_incidents(refrig.store, stems, streaming)
     per_incident, incident_totals = incident_backtest(
         build.incidents, labels, device_hours, devices=registry, expected_causes=FAULT_CAUSES
     )
