@@ -176,9 +176,23 @@ class CauseStore:
         return last.fillna(observed).astype("datetime64[ns, UTC]")
 
 
+# A window whose readings a sensor fault spoiled cannot show that no defrost happened.
+UNREADABLE_FLAGS = ("STUCK_SENSOR", "SENSOR_DROPOUT", "OUT_OF_RANGE", "UNIT_SUSPECT")
+
+
 def _defrosting(frame: pd.DataFrame) -> pd.Series:
-    """Windows with any time in defrost (a defrost running on from the previous window too)."""
-    return pd.to_numeric(frame[bl.DEFROST_MINUTES], errors="coerce").fillna(0) > 0
+    """Windows with any time in defrost (a defrost running on from the previous window too),
+    and windows with a sensor fault: there the defrost cannot be seen, so the count of hours
+    without one restarts rather than growing on readings that cannot show it."""
+    seen = pd.to_numeric(frame[bl.DEFROST_MINUTES], errors="coerce").fillna(0) > 0
+    if "quality_mask" in frame:
+        from refrig_assets.quality.rules import quality_flag_names
+
+        names = quality_flag_names()
+        bits = sum(1 << names.index(f) for f in UNREADABLE_FLAGS if f in names)
+        mask = pd.to_numeric(frame["quality_mask"], errors="coerce").fillna(0).astype("int64")
+        seen |= (mask & bits) != 0
+    return seen
 
 
 def _ns(values) -> np.ndarray:

@@ -87,3 +87,15 @@ def test_a_device_that_stops_defrosting_is_a_defrost_failure(tmp_path):
     # Last defrost ended 22:30; usual interval 6 h; 1.5 x 6 h = 9 h later is 07:30.
     assert out is not None
     assert set(out["cause"]) == {"defrost_failure"}
+
+
+def test_a_sensor_fault_hides_no_defrost_so_the_count_restarts(tmp_path):
+    from refrig_assets.incidents.signatures import load_signatures
+    from refrig_assets.quality.rules import quality_flag_names
+
+    store = _store_with_history(tmp_path)
+    hour = START + pd.Timedelta(hours=24)
+    stuck = _hour(hour)
+    stuck.loc[2, "quality_mask"] = 1 << quality_flag_names().index("STUCK_SENSOR")
+    frame = CauseStore(store).with_derived("2026-01-02-00:00", stuck, load_signatures())
+    assert frame["hours_since_defrost"].tolist()[2:] == [0.0, 0.25]
