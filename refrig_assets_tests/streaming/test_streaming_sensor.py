@@ -289,9 +289,11 @@ def test_a_hanging_webhook_does_not_stall_the_tick(landing, flaky_webhook):
     devices = [minutes(f"d{i}", 0, 3, current_compressor=55.0) for i in range(1, 4)]
     drop(landing, "a.parquet", *devices)
 
-    started = time.monotonic()
     result, _ = tick()
 
     assert isinstance(result, dg.SensorResult)
     assert len(streaming_alerts(landing)) == 3
-    assert time.monotonic() - started < 1.0  # under one webhook timeout, for three alerts
+    # The tick only queues (one page per device's incident): it never called the hanging
+    # endpoint, so it cannot wait on it (the fold into incidents makes wall time load-dependent).
+    assert flaky_webhook.requests == 0
+    assert result.asset_events[0].metadata["notifications_queued"].value == 3
