@@ -499,7 +499,8 @@ def stored_predictions(
     store, model_ids: list[str], start: pd.Timestamp, end: pd.Timestamp
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], pd.DataFrame]:
     """From a :class:`~refrig_assets.core.storage.ParquetStore`, for the windows between
-    ``start`` and ``end``: the flagged intervals per source (``alerts``, ``incidents`` from the
+    ``start`` and ``end``: the flagged intervals per source (``alerts``: batch and streaming,
+    ``streaming rules`` alone when they fired, ``incidents`` from the
     ``device_incidents`` dataset or, when it is not materialized, as
     :func:`~refrig_assets.evaluation.backtest.pipeline_incidents` builds them of the stored
     alerts, ``<model> flags`` per detector), the score rows per
@@ -508,6 +509,19 @@ def stored_predictions(
     as_interval = {"window_start": "start", "window_end": "end"}
     flagged: dict[str, pd.DataFrame] = {}
     alerts = _read(store, "device_alerts", start, end, window_cols, "window_start")
+    # Streaming alerts live in the alert store, not in the hourly partitions: replayed on the
+    # stored clean readings of the hours, as the backtest does.
+    from refrig_assets.evaluation.backtest import replayed_streaming_alerts
+
+    hours = [s for s in _stems_between(store, "clean_readings", start, end) if len(s) > 10]
+    try:
+        streaming = replayed_streaming_alerts(store, hours) if hours else None
+    except Exception as exc:  # batch alerts and scores are still worth reporting
+        warnings.warn(f"streaming alerts could not be replayed: {exc!r}", stacklevel=2)
+        streaming = None
+    if streaming is not None and len(streaming):
+        flagged["streaming rules"] = streaming[window_cols].rename(columns=as_interval)
+        alerts = pd.concat([alerts, streaming[window_cols]], ignore_index=True)
     flagged["alerts"] = alerts.rename(columns=as_interval)
     cols = ["incident_id", "device_id", "first_window_start", "last_window_end"]
     inc = None
@@ -519,7 +533,7 @@ def stored_predictions(
 
         stems = [s for s in _stems_between(store, "device_features", start, end) if len(s) > 10]
         try:
-            built = pipeline_incidents(store, stems)[0].incidents if stems else None
+            built = pipeline_incidents(store, stems, streaming)[0].incidents if stems else None
         except Exception as exc:  # alerts and scores are still worth reporting
             warnings.warn(
                 f"incidents could not be built: {type(exc).__name__}: {exc}", stacklevel=2
