@@ -30,6 +30,7 @@ APPEND_ONLY = {
     "access_audit",
     "alert_transitions",
     "feedback_audit",
+    "incident_transitions",
     "model_lifecycle_events",
     "retraining_requests",
 }
@@ -92,6 +93,12 @@ def make_alerts(severities: list[str]) -> pd.DataFrame:
     frame["alert_id"] = [f"a{i}" for i in range(n)]
     frame["device_id"] = [f"d{i}" for i in range(n)]
     frame["severity"] = severities
+    # Pages are per incident: a streaming firing of the cooling-loss rule opens a CRITICAL one.
+    frame["source"] = "streaming"
+    frame["explanation"] = [
+        "total_cooling_loss: fired" if s == "CRITICAL" else "unmapped_rule: fired"
+        for s in severities
+    ]
     minutes = frame["severity"].map(policy.sla_minutes)
     frame["sla_deadline"] = T0 + pd.to_timedelta(minutes, unit="min")
     return frame
@@ -145,7 +152,7 @@ def test_the_application_role_runs_the_alert_store_audit_trail_and_outbox(migrat
         assert acked["status"] == "ACKNOWLEDGED"
         assert store.history("a0")[-1]["to_status"] == "ACKNOWLEDGED"
         pending = store.outbox.list()
-        assert pending, "a new CRITICAL alert queues a notification"
+        assert pending, "a new CRITICAL incident queues a notification"
         store.outbox.delivered(pending[0]["id"], T0)
     finally:
         store.close()
