@@ -54,8 +54,13 @@ def create_app(service: ScoringService | None = None, *, start: bool = True) -> 
     app.state.service = service
 
     @app.post(SCORE)
-    async def score(request: Request, input: str | None = None) -> Response:
-        """Score readings or windows of one or more devices (see the module docstring)."""
+    async def score(
+        request: Request,
+        input: str | None = None,  # noqa: A002 - the query parameter's public name
+        cause: bool = True,
+    ) -> Response:
+        """Score readings or windows of one or more devices (see the module docstring);
+        ``cause=false`` leaves out the probable cause (its diagnosis reads the baselines)."""
         started = time.perf_counter()
         status, content = 200, None
         try:
@@ -69,7 +74,7 @@ def create_app(service: ScoringService | None = None, *, start: bool = True) -> 
             body = await request.body()
             content_type = request.headers.get("content-type", "")
             kind, table = await run_in_threadpool(service.parse, body, content_type, input)
-            result = await run_in_threadpool(service.score, kind, table)
+            result = await run_in_threadpool(service.score, kind, table, None, cause)
             if result.all_failed:
                 status = 500
             content = result.as_dict()

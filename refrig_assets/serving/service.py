@@ -228,10 +228,15 @@ class ScoringService:
             raise reject(dataset, "empty_request", f"no {dataset} rows in the request")
 
     def score(
-        self, kind: str, table: pa.Table, snapshot: ModelSnapshot | None = None
+        self,
+        kind: str,
+        table: pa.Table,
+        snapshot: ModelSnapshot | None = None,
+        cause: bool = True,
     ) -> ScoreResult:
         """Score parsed rows with ``snapshot`` (default: the models serving now, taken once, so
-        a reload while this runs does not change the versions it uses)."""
+        a reload while this runs does not change the versions it uses); ``cause`` adds each
+        window's probable cause."""
         snapshot = snapshot or self.models.current()
         dataset = "sensor_readings" if kind == READINGS else "device_features"
         self._check_limits(table, dataset)
@@ -248,7 +253,9 @@ class ScoringService:
                 }
             )
             features = windows_frame(table, needed)
-        result = score_request(features, snapshot, registry, self.metrics, settings=self.settings)
+        result = score_request(
+            features, snapshot, registry, self.metrics, settings=self.settings if cause else None
+        )
         newest = newest_window_end(features)
         if newest is not None:
             self.newest_reading = max(newest, self.newest_reading or newest)

@@ -264,3 +264,12 @@ def test_each_window_carries_the_probable_cause_the_incidents_diagnosis_gives(cl
             expected["device_id"], expected["window_start"], expected["cause"], strict=True
         )
     }
+
+
+def test_the_probable_cause_can_be_left_out(client, home):
+    body = as_json(landed_readings(home, HOURS[2:]).head(60))
+    response = client.post("/v1/score?cause=false", json=body)
+    assert response.status_code == 200, response.text
+    windows = response.json()["windows"]
+    assert windows and not any("probable_cause" in w for w in windows)
+    assert all(w["scores"] for w in windows)
