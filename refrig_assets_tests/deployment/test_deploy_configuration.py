@@ -55,13 +55,14 @@ def test_compose_runs_the_deployment_services():
         "dagster_daemon",
         "mlflow",
         "console",
+        "serving",
     }
     assert SHARED_VOLUME in COMPOSE["volumes"]
 
 
 def test_only_the_uis_and_the_console_are_published_and_only_on_loopback():
     published = {name: s["ports"] for name, s in SERVICES.items() if s.get("ports")}
-    assert set(published) == {"dagster_webserver", "mlflow", "console"}
+    assert set(published) == {"dagster_webserver", "mlflow", "console", "serving"}
     for ports in published.values():
         for port in ports:
             assert str(port).startswith("127.0.0.1:"), port
