@@ -18,6 +18,7 @@ from refrig_assets.ingestion.settings import load_ingestion_settings
 from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.monitoring.settings import load_monitoring_settings
 from refrig_assets.operations.settings import load_operations_settings
+from refrig_assets.serving.settings import load_serving_settings
 from refrig_assets.streaming.config import load_streaming_settings
 
 TOPICS = (
@@ -33,6 +34,7 @@ TOPICS = (
     "evaluation",
     "causes",
     "access",
+    "serving",
 )
 
 
@@ -63,6 +65,7 @@ def test_every_topic_has_its_file_and_every_loader_reads_it_without_warnings():
         assert load_access_policy().proxy_header
         assert load_ingestion_settings().authoritative is False
         assert load_signatures().path == config_path("causes")
+        assert load_serving_settings().thresholds.latency_ms > 0
 
 
 def test_policy_is_no_longer_in_the_contracts():
