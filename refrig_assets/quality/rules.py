@@ -284,6 +284,33 @@ def _unit_suspect_sql(contract: Contract, min_readings: int) -> str:
     return f"SELECT * FROM ({' UNION ALL '.join(parts)}) WHERE unit IS NOT NULL"
 
 
+@dataclass
+class FileFindings:
+    """What the quality rules find per landing file over the whole hour."""
+
+    entries: list[FileRejection]  # rejected files and file notices (rows with source_row < 0)
+    read: set[str]  # files whose rows were read
+    storms: dict[str, float]  # NaN-storm files and their share of missing sensor values
+
+
+def file_findings(con: duckdb.DuckDBPyConnection, scope: str, contract: Contract) -> FileFindings:
+    """The file-level findings of the hour's typed readings in relation ``scope``."""
+    entries = [
+        FileRejection(f, rule, message, column)
+        for f, rule, message, column in con.execute(
+            f"SELECT source_file, read_error, read_error_value, read_error_column FROM {scope} "
+            "WHERE source_row < 0 ORDER BY source_file, read_error, read_error_column"
+        ).fetchall()
+    ]
+    read = {
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT source_file FROM {scope} WHERE source_row >= 0"
+        ).fetchall()
+    }
+    return FileFindings(entries, read, _nan_storm_files(con, contract, scope))
+
+
 def clean_hour(
     con: duckdb.DuckDBPyConnection,
     source: str,
@@ -294,6 +321,7 @@ def clean_hour(
     *,
     file_scope: str | None = None,
     file_entries_here: bool = True,
+    findings: FileFindings | None = None,
 ) -> tuple[str, QualityResult]:
     """Apply the quality rules to the typed readings of one hour (see :func:`landing.hour_readings`).
 
@@ -309,6 +337,8 @@ def clean_hour(
     :mod:`refrig_assets.quality.shards`): ``file_scope`` is then the whole hour, which the file
     rules are judged on, and ``file_entries_here`` says whether this shard reports the file
     entries (exactly one shard does).
+    ``findings`` are those file-level findings when the caller judged the hour already (then
+    neither ``file_scope`` nor the hour is scanned for them again).
     """
     rules = rules or quality_rules()
     sensors = fleet_sensor_columns(contract)
@@ -317,25 +347,11 @@ def clean_hour(
         f"CREATE OR REPLACE TEMP VIEW hour_in AS SELECT * FROM {source} WHERE source_row >= 0"
     )
     con.register("registered_devices", registered_devices)
-    scope = file_scope or source
-    file_entries = [
-        FileRejection(f, rule, message, column)
-        for f, rule, message, column in con.execute(
-            f"SELECT source_file, read_error, read_error_value, read_error_column FROM {scope} "
-            "WHERE source_row < 0 ORDER BY source_file, read_error, read_error_column"
-        ).fetchall()
-    ]
-    read = {
-        r[0]
-        for r in con.execute(
-            f"SELECT DISTINCT source_file FROM {scope} WHERE source_row >= 0"
-        ).fetchall()
-    }
+    found = findings or file_findings(con, file_scope or source, contract)
+    read, storms = found.read, found.storms
     # an entry for a file whose rows were read is a note (e.g. an extra column), not a rejection
-    rejected_files = [e for e in file_entries if e.source_file not in read]
-    notices = [e for e in file_entries if e.source_file in read]
-
-    storms = _nan_storm_files(con, contract, scope)
+    rejected_files = [e for e in found.entries if e.source_file not in read]
+    notices = [e for e in found.entries if e.source_file in read]
     in_storm = f"source_file IN ({', '.join(sql_str(f) for f in storms)})" if storms else "FALSE"
     keyed = "read_error IS NULL AND device_id IS NOT NULL AND ts IS NOT NULL"
     stuck_minutes = float(rules["stuck_sensor_minutes"])

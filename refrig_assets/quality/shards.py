@@ -31,7 +31,12 @@ from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget, load_memory_budget
-from refrig_assets.quality.rules import QualityResult, clean_hour, quarantine_frame
+from refrig_assets.quality.rules import (
+    QualityResult,
+    clean_hour,
+    file_findings,
+    quarantine_frame,
+)
 
 # Temporary shard files live under the data directory (same disk as the partitions).
 WORK_DIR = ".shards"
@@ -120,6 +125,7 @@ def clean_hour_in_shards(
             f"COPY (SELECT *, {_shard_of(bounds)} AS shard FROM {whole}) TO {sql_str(str(work))} "
             "(FORMAT parquet, PARTITION_BY (shard), COMPRESSION lz4_raw)"
         )
+        findings = file_findings(con, whole, contract)  # once, not once per shard
         results: list[QualityResult] = []
         with (
             store.writer(clean_dataset, partition_key) as clean_out,
@@ -145,8 +151,8 @@ def clean_hour_in_shards(
                         contract,
                         registered_devices,
                         previous_tails=shard_tails,
-                        file_scope=whole,
                         file_entries_here=k == 0,
+                        findings=findings,
                     )
                     _stream(shard_con, clean_sql, clean_out)
                     _stream(shard_con, result.tails_sql, tails_out)
