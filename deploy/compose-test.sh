@@ -260,6 +260,8 @@ build_images() {
   build user_code -f deploy/Dockerfile --target user_code --build-arg "PYTHON_IMAGE=$BASE_IMAGE" \
     ${TORCH_URL:+--build-arg "TORCH_WHEEL_URL=$TORCH_URL"} -t "refrig-assets-user-code:$TAG" .
   stop_wheel_server
+  # Images that a rebuild replaced (untagged): only disk.
+  docker image prune -f >/dev/null
   docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^refrig-' |
     tee "$LOG_DIR/image-sizes.txt" >&2
 }

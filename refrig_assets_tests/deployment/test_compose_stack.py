@@ -27,6 +27,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from refrig_assets.core.model_config import all_model_ids
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = os.environ.get("REFRIG_COMPOSE")
 
@@ -38,8 +40,8 @@ pytestmark = [
 
 LOCATION = "refrig_assets"
 PREP = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
-MODELS = ["isolation_forest_model", "statistical_baseline_model"]
-DETECTORS = ["isolation_forest", "statistical_baseline"]
+DETECTORS = all_model_ids()
+MODELS = [f"{model}_model" for model in DETECTORS]
 EVERY_MINUTE = "compose_test_every_minute"  # compose_location.py
 RUN_TIMEOUT_S = 900
 
@@ -269,9 +271,10 @@ def test_a_partition_materializes_through_the_run_queue_and_its_alerts_land_in_p
     stack, instance, materialized
 ):
     (run_id,) = materialized["hourly"]
-    queued = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)
-    dequeued = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_DEQUEUED)
-    assert queued and dequeued, "the run went through the daemon's queue"
+    (queued,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)
+    # The daemon takes it off the queue and launches it in the code server.
+    (launched,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_STARTING)
+    assert queued.timestamp <= launched.timestamp
     run = instance.get_run_by_id(run_id)
     assert run and run.tags["dagster/partition"] == stack.hours[-1]
 
@@ -292,7 +295,8 @@ def test_a_partition_materializes_through_the_run_queue_and_its_alerts_land_in_p
         row[0] for row in rows(stack.db_url("refrig_alerts"), "SELECT alert_id FROM alerts")
     }
     assert in_parquet, "the simulated fleet raises alerts in its third hour"
-    assert in_postgres == set(in_parquet)
+    # Every alert of the partition is in PostgreSQL (next to those of the streaming sensor).
+    assert set(in_parquet) <= in_postgres
 
 
 def test_mlflow_holds_the_model_versions_and_refuses_anonymous_alias_changes(
@@ -388,11 +392,8 @@ def set_schedule(stack: Stack, running: bool) -> None:
             "{ ... on Schedule { scheduleState { id selectorId } } } }",
             {"s": selector},
         )["scheduleOrError"]["scheduleState"]
-        mutation = (
-            "mutation($id: String!, $sid: String!) { stopRunningSchedule(id: $id, "
-            "scheduleOriginId: $sid, scheduleSelectorId: $sid) { __typename } }"
-        )
-        variables = {"id": state["id"], "sid": state["selectorId"]}
+        mutation = "mutation($id: String!) { stopRunningSchedule(id: $id) { __typename } }"
+        variables = {"id": state["id"]}
     graphql(stack, mutation, variables)
 
 
@@ -404,10 +405,10 @@ def test_restarting_the_daemon_and_postgres_loses_nothing_and_the_next_scheduled
         before = snapshot(stack)
         assert before["alerts"] and before["model versions"]
         assert before["model_lifecycle_events"], "training recorded its audit rows"
-        restarted_at = datetime.now(UTC)
         stack.run("restart", "dagster_daemon", "postgres")
         states = stack.wait_healthy()
         assert set(states.values()) <= {"healthy", "exited 0"}, states
+        restarted_at = datetime.now(UTC)
 
         after = snapshot(stack)
         for name, kept in before.items():
@@ -418,25 +419,24 @@ def test_restarting_the_daemon_and_postgres_loses_nothing_and_the_next_scheduled
             else:
                 assert kept <= after[name], name
 
+        # The first run the schedule requests once everything is back.
         deadline = time.monotonic() + RUN_TIMEOUT_S
-        scheduled: list = []
+        next_run = None
         while time.monotonic() < deadline:
-            scheduled = [
-                r
-                for r in instance.get_run_records(
-                    dg.RunsFilter(
-                        tags={"dagster/schedule_name": EVERY_MINUTE},
-                        created_after=restarted_at,
-                    )
+            scheduled = instance.get_run_records(
+                dg.RunsFilter(
+                    tags={"dagster/schedule_name": EVERY_MINUTE}, created_after=restarted_at
                 )
-            ]
-            if any(r.dagster_run.is_finished for r in scheduled):
-                break
+            )
+            if scheduled:
+                first = min(scheduled, key=lambda record: record.create_timestamp)
+                next_run = instance.get_run_by_id(first.dagster_run.run_id)
+                if next_run and next_run.is_finished:
+                    break
             time.sleep(5)
-        finished = [r.dagster_run for r in scheduled if r.dagster_run.is_finished]
-        assert finished, "a scheduled run after the restart"
-        assert finished[-1].status == dg.DagsterRunStatus.SUCCESS
-        assert finished[-1].tags["dagster/partition"] == stack.hours[-1]
+        assert next_run is not None, "a scheduled run after the restart"
+        assert next_run.status == dg.DagsterRunStatus.SUCCESS, next_run.status
+        assert next_run.tags["dagster/partition"] == stack.hours[-1]
     finally:
         set_schedule(stack, running=False)
 
