@@ -13,7 +13,11 @@ from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.core.config import CONFIG_DIR, ConfigError, Section, config_path
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.settings import CONTRACTS_DIR, MODELS_DIR
+from refrig_assets.engines.memory import load_memory_budget
+from refrig_assets.evaluation.labelled import evaluation_settings
+from refrig_assets.incidents.policy import incident_policy
 from refrig_assets.incidents.signatures import load_signatures
+from refrig_assets.ingestion.mapping import load_units
 from refrig_assets.ingestion.settings import load_ingestion_settings
 from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.monitoring.settings import load_monitoring_settings
@@ -35,6 +39,8 @@ TOPICS = (
     "causes",
     "access",
     "serving",
+    "incidents",
+    "performance",
 )
 
 
@@ -66,6 +72,10 @@ def test_every_topic_has_its_file_and_every_loader_reads_it_without_warnings():
         assert load_ingestion_settings().authoritative is False
         assert load_signatures().path == config_path("causes")
         assert load_serving_settings().thresholds.latency_ms > 0
+        assert incident_policy().hysteresis_windows >= 1
+        assert load_memory_budget().path == config_path("performance")
+        assert evaluation_settings() is not None
+        assert load_units() is not None
 
 
 def test_policy_is_no_longer_in_the_contracts():
