@@ -132,7 +132,10 @@ class DeviceBaseline:
         at = self.device_center.index.get_indexer(frame["device_id"].to_numpy())
         new = np.ones(len(frame), dtype=bool) if as_new else at < 0
         codes, cohorts = pd.factorize(frame["cohort"].to_numpy())
-        center = self.device_center.to_numpy()[np.maximum(at, 0)]
+        if len(self.device_center):
+            center = self.device_center.to_numpy()[np.maximum(at, 0)]
+        else:  # no device has a baseline of its own yet: every row is centred on its cohort
+            center = np.full(residual.shape, np.nan)
         if new.any():
             fallback = self.cohort_center.reindex(cohorts).to_numpy()
             fallback = np.where(np.isnan(fallback), self.fleet_center.to_numpy(), fallback)
@@ -140,7 +143,11 @@ class DeviceBaseline:
         residual -= center
         del center
         if in_sample and not as_new:
-            counts = self.device_count.to_numpy(dtype=float)[np.maximum(at, 0)]
+            counts = (
+                self.device_count.to_numpy(dtype=float)[np.maximum(at, 0)]
+                if len(self.device_count)
+                else np.full((len(frame), *self.device_count.shape[1:]), np.nan)
+            )
             counts[at < 0] = np.nan
             residual *= np.where(np.isnan(counts), 1.0, out_of_sample_factor(counts))
         scale = np.stack([self.scale.get(c, self.fleet_scale) for c in cohorts])

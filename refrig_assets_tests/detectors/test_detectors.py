@@ -201,3 +201,24 @@ def test_a_device_hour_with_suspect_units_is_a_quality_finding_not_a_fault(model
     suspect_rows = scored["device_id"].eq("dev-000007") & (scored["window_start"] >= FAULT_FROM)
     assert not suspect_rows.any()
     assert scored["device_id"].eq("dev-000003").any()  # other devices are scored as before
+
+
+def test_a_device_baseline_without_any_device_history_centres_every_row_on_the_fleet():
+    # One window per device (a fleet trained on a very short range): no device has enough
+    # history for a baseline of its own, so every row, in training and after, is judged
+    # against the fleet's centre instead of failing.
+    from refrig_assets.detectors.normalise import DeviceBaseline
+
+    frame = pd.DataFrame(
+        {
+            "device_id": [f"d{i}" for i in range(6)],
+            "cohort": ["a", "a", "a", "b", "b", "b"],
+            "x": [1.0, 2.0, 3.0, 10.0, 11.0, 12.0],
+        }
+    )
+    baseline = DeviceBaseline(min_device_windows=4).fit(frame, ["x"])
+    assert not baseline.known(frame).any()
+    residual = baseline.transform(frame, in_sample=True)
+    assert residual.shape == (6, 1)
+    assert np.isfinite(residual).all()
+    assert (np.diff(residual[:, 0]) > 0).all()  # same centre for all: order of x is kept
