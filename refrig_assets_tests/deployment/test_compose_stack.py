@@ -154,11 +154,15 @@ def instance(stack: Stack, tmp_path_factory) -> Iterator[dg.DagsterInstance]:
 
 
 def graphql(stack: Stack, query: str, variables: dict | None = None) -> dict:
-    response = httpx.post(
-        f"{stack.ui}/graphql",
-        json={"query": query, "variables": variables or {}},
-        timeout=60,
-    )
+    """A GraphQL request to the webserver. Right after PostgreSQL restarted, the webserver's
+    first query on a dropped connection answers 500 once: retried, a few times."""
+    for attempt in range(5):
+        response = httpx.post(
+            f"{stack.ui}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
+        )
+        if response.status_code < 500 or attempt == 4:
+            break
+        time.sleep(5)
     response.raise_for_status()
     body = response.json()
     assert "errors" not in body, body["errors"]
