@@ -47,11 +47,6 @@ postgres-test: setup
 compose-test: setup
 	deploy/compose-test.sh
 
-## compose-test: docker-compose.yml built without an image registry (private dockerd, Debian base
-## image from debootstrap), brought up on loopback and smoke-tested; needs root (deploy/compose-test.sh)
-compose-test: setup
-	deploy/compose-test.sh
-
 ## ui-test: the Dagster UI in headless Chromium; screenshots in test-artifacts/
 ui-test: setup
 	scripts/system_packages.sh chromium
