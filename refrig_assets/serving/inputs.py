@@ -142,10 +142,16 @@ def _hours(con: duckdb.DuckDBPyConnection, typed: str) -> list[Any]:
 
 
 def _request_layout(
-    con: duckdb.DuckDBPyConnection, table: pa.Table, rel: str, view: str, contract: Contract
+    con: duckdb.DuckDBPyConnection,
+    table: pa.Table,
+    rel: str,
+    view: str,
+    contract: Contract,
+    views: list[str],
 ) -> FileLayout:
-    """Register one request's rows on ``con`` as ``view`` and check its columns the way the
-    landing reader checks a file's (missing, wrong type, extra, too many)."""
+    """Register one request's rows on ``con`` as ``view`` (noted in ``views``, to unregister)
+    and check its columns the way the landing reader checks a file's (missing, wrong type,
+    extra, too many)."""
     dataset = contract.dataset
     max_columns, _ = landing_limits(contract)
     if table.num_columns > max_columns:
@@ -157,6 +163,7 @@ def _request_layout(
         )
     table = table.append_column("_row", pa.array(np.arange(table.num_rows), pa.int64()))
     con.register(view, table)
+    views.append(view)
     desc = con.execute(f"DESCRIBE SELECT * EXCLUDE (_row) FROM {view}").fetchall()
     layout = FileLayout(Path(rel), rel, "parquet", {d[0]: d[1] for d in desc}, view)
     checked, rejection = _check_columns(layout, contract)
@@ -187,12 +194,15 @@ def readings_features_many(
     contract = contract or load_contract("sensor_readings")
     dataset = contract.dataset
     results: list[pd.DataFrame | RequestRejected | None] = [None] * len(tables)
-    selects, index, registered_views = [], {}, []
+    selects: list[str] = []
+    index: dict[str, int] = {}
+    registered_views: list[str] = []
     for i, table in enumerate(tables):
         rel = REQUEST if len(tables) == 1 else f"{REQUEST}-{i}"
-        registered_views.append(f"request_rows_{i}")
         try:
-            layout = _request_layout(con, table, rel, f"request_rows_{i}", contract)
+            layout = _request_layout(
+                con, table, rel, f"request_rows_{i}", contract, registered_views
+            )
         except RequestRejected as exc:
             results[i] = exc
             continue
@@ -236,9 +246,8 @@ def readings_features_many(
             )
             con.execute(f"CREATE OR REPLACE TEMP TABLE request_tails AS {result.tails_sql}")
             tails = "request_tails"
-    for i in range(len(tables)):
-        if f"request_rows_{i}" in {name for (name,) in con.execute("SHOW TABLES").fetchall()}:
-            con.unregister(f"request_rows_{i}")
+    for view in registered_views:
+        con.unregister(view)
     features = pa.concat_tables(frames).to_pandas() if frames else pd.DataFrame()
     if not features.empty:
         for column in ("window_start", "window_end"):  # the contracts' zone, as in batch files

@@ -31,20 +31,25 @@ WINDOW_FIELDS = (
 )
 
 
-def probable_causes(settings: Settings, features: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
+def probable_causes(
+    settings: Settings, features: pd.DataFrame, diagnosis: Any = None
+) -> dict[tuple, dict[str, Any]]:
     """Probable cause of each window (``(device_id, window_start)`` → cause, kind, confidence,
-    evidence) from the incidents package's ``diagnose_partition`` — the diagnosis the batch
-    path's incidents use, with the baselines of the hours before each window's hour. Empty when
-    the package is not installed."""
-    try:
-        from refrig_assets.incidents.causes import diagnose_partition
-    except ImportError:
-        return {}
+    evidence) from the incidents package's diagnosis (``diagnose_partition``'s steps, through a
+    :class:`refrig_assets.serving.causes.CauseDiagnosis`: nothing written, the hour's baselines
+    and defrost state loaded once) — the diagnosis the batch path's incidents use, with the
+    baselines of the hours before each window's hour. Empty when the package is not installed."""
+    if diagnosis is None:
+        try:
+            from refrig_assets.serving.causes import CauseDiagnosis
+        except ImportError:
+            return {}
+        diagnosis = CauseDiagnosis(settings.data_dir)
     out: dict[tuple, dict[str, Any]] = {}
     hours = pd.DatetimeIndex(features["window_start"]).floor("h")
     for hour in hours.unique():
         part = features[hours == hour].drop(columns=["cohort"], errors="ignore")
-        found = diagnose_partition(settings, hour.strftime(HOUR_KEY), part)
+        found = diagnosis.partition(hour.strftime(HOUR_KEY), part)
         for row in found.to_dict("records"):
             evidence = row.get("evidence")
             out[(row["device_id"], pd.Timestamp(row["window_start"]))] = {
@@ -105,6 +110,7 @@ def score_request(
     metrics: ServingMetrics | None = None,
     scored_at: datetime | None = None,
     settings: Settings | None = None,
+    diagnosis: Any = None,
 ) -> ScoreResult:
     """Score feature windows (``device_features`` columns) with every model of ``snapshot``.
 
@@ -112,7 +118,9 @@ def score_request(
     Per window: its key, completeness and quality flags, one entry per model that scored it
     (score, flag, contributors with their σ evidence, confidence, model id, version and
     deployment), the models that returned no score for it, and the probable cause when the
-    incidents package provides one (``settings`` locate the baselines it compares with)."""
+    incidents package provides one (``settings`` locate the baselines it compares with;
+    ``diagnosis``, a service's :class:`~refrig_assets.serving.causes.CauseDiagnosis`, keeps them
+    loaded between requests)."""
     scored_at = scored_at or datetime.now(UTC)
     features = features.sort_values(["device_id", "window_start"], kind="stable")
     features = features.reset_index(drop=True)
@@ -165,7 +173,7 @@ def score_request(
     cause_error = None
     if settings is not None and models_out:
         try:
-            causes = probable_causes(settings, features)
+            causes = probable_causes(settings, features, diagnosis)
         except Exception as exc:  # noqa: BLE001 - the scores stand without a diagnosis
             cause_error = f"{type(exc).__name__}: {exc}"
     windows = []

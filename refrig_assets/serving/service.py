@@ -29,6 +29,7 @@ from refrig_assets.core.duck import connect
 from refrig_assets.core.settings import Settings, get_settings
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.serving.batching import Batcher
+from refrig_assets.serving.causes import CauseDiagnosis
 from refrig_assets.serving.inputs import (
     RequestRejected,
     readings_features_many,
@@ -127,6 +128,7 @@ class ScoringService:
         self._registry = _Registry(self.store.path("device_registry"))
         self._registry_lock = threading.Lock()
         self._local = threading.local()
+        self.diagnosis = CauseDiagnosis(self.settings.data_dir)
         self.newest_reading: float | None = None
         self.metrics.watch_drift(self.drift_by_version)
         self.batcher = Batcher(
@@ -254,7 +256,12 @@ class ScoringService:
             )
             features = windows_frame(table, needed)
         result = score_request(
-            features, snapshot, registry, self.metrics, settings=self.settings if cause else None
+            features,
+            snapshot,
+            registry,
+            self.metrics,
+            settings=self.settings if cause else None,
+            diagnosis=self.diagnosis,
         )
         newest = newest_window_end(features)
         if newest is not None:

@@ -244,6 +244,25 @@ def test_scoring_writes_nothing_to_the_alert_store(client, home):
     engine.dispose()
 
 
+def test_scoring_leaves_the_data_folder_as_it_was(client, home):
+    """The probable cause uses the batch step's baselines and defrost state but never writes
+    them: a request's few windows must not replace the hour's derived files."""
+
+    def files():
+        return {
+            p.relative_to(home / "data"): p.stat().st_mtime_ns
+            for p in (home / "data").rglob("*")
+            if p.is_file()
+        }
+
+    before = files()
+    for _ in range(2):
+        response = client.post("/v1/score", json=as_json(landed_readings(home, HOURS[2:])))
+        assert response.status_code == 200, response.text
+        assert "probable_cause" in response.json()["windows"][0]
+    assert files() == before
+
+
 def test_each_window_carries_the_probable_cause_the_incidents_diagnosis_gives(client, home):
     from refrig_assets.incidents.causes import diagnose_partition
 
