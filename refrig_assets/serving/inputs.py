@@ -134,7 +134,8 @@ def table_from_bytes(body: bytes, content_type: str, dataset: str) -> pa.Table:
 
 
 def _hours(con: duckdb.DuckDBPyConnection, typed: str) -> list[Any]:
-    """The hours a request's readings fall in (rows without a usable time join the first)."""
+    """The hours a request's readings fall in (rows without a usable time join the first; a
+    request without any has one hour, ``None``)."""
     rows = con.execute(
         f"SELECT DISTINCT date_trunc('hour', ts) AS h FROM {typed} WHERE ts IS NOT NULL ORDER BY h"
     ).fetchall()
@@ -215,19 +216,17 @@ def readings_features_many(
         tails: str | None = None
         hours = _hours(con, "request_typed")
         for n, hour in enumerate(hours):
-            if hour is None:
-                where = "TRUE"
-            else:
+            source = "request_typed"  # one hour: every row is that hour's
+            if len(hours) > 1:
                 where = f"date_trunc('hour', ts) = TIMESTAMPTZ '{hour.isoformat()}'"
                 if n == 0:
                     where += " OR ts IS NULL"
-            con.execute(
-                "CREATE OR REPLACE TEMP VIEW request_hour AS "
-                f"SELECT * FROM request_typed WHERE {where}"
-            )
-            clean_sql, result = clean_hour(
-                con, "request_hour", contract, registered, previous_tails=tails
-            )
+                con.execute(
+                    "CREATE OR REPLACE TEMP VIEW request_hour AS "
+                    f"SELECT * FROM request_typed WHERE {where}"
+                )
+                source = "request_hour"
+            clean_sql, result = clean_hour(con, source, contract, registered, previous_tails=tails)
             for q in result.quarantine.itertuples(index=False):
                 if q.rule in KEPT_RULES:
                     continue
@@ -236,16 +235,21 @@ def readings_features_many(
                     Violation(dataset, q.rule, int(q.row), q.column, message)
                 )
             con.execute(f"CREATE OR REPLACE TEMP TABLE request_clean AS {clean_sql}")
-            frames.append(
-                con.sql(
-                    "SELECT f.*, s.source_file AS _request FROM ("
-                    + feature_sql("request_clean", cadence_seconds=cadence_seconds)
-                    + ") f JOIN (SELECT DISTINCT device_id, source_file FROM request_clean) s "
-                    "USING (device_id)"
+            windows = feature_sql("request_clean", cadence_seconds=cadence_seconds)
+            if len(index) == 1:  # one request: every window is its own
+                found = con.sql(windows).to_arrow_table()
+                found = found.append_column(
+                    "_request", pa.array([next(iter(index))] * found.num_rows, pa.string())
+                )
+            else:
+                found = con.sql(
+                    f"SELECT f.*, s.source_file AS _request FROM ({windows}) f JOIN "
+                    "(SELECT DISTINCT device_id, source_file FROM request_clean) s USING (device_id)"
                 ).to_arrow_table()
-            )
-            con.execute(f"CREATE OR REPLACE TEMP TABLE request_tails AS {result.tails_sql}")
-            tails = "request_tails"
+            frames.append(found)
+            if n + 1 < len(hours):  # the stuck-sensor runs the next hour continues
+                con.execute(f"CREATE OR REPLACE TEMP TABLE request_tails AS {result.tails_sql}")
+                tails = "request_tails"
     for view in registered_views:
         con.unregister(view)
     features = pa.concat_tables(frames).to_pandas() if frames else pd.DataFrame()
