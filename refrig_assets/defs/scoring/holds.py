@@ -12,6 +12,7 @@ import pandas as pd
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.storage import partition_file_name
 from refrig_assets.defs.shared.lifecycle import model_lifecycle
+from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.fallback import histogram_shift, scoring_hold_reason
 from refrig_assets.lifecycle.integrity import ServingResolution, resolve_serving
@@ -55,10 +56,16 @@ def scoring_hold(
     ends = refrig.store.read_many("device_features", feature_partitions, columns=["window_end"])
     if not paused and ends.empty:
         return None
+    # A day of which only some hours are partitions (a run over part of a day) is judged at
+    # the end of its last hour, not at midnight.
+    partition_end = context.partition_time_window.end
+    if feature_partitions:
+        last_hour = hourly_partitions.time_window_for_partition_key(max(feature_partitions))
+        partition_end = min(partition_end, last_hour.end)
     reason = scoring_hold_reason(
         paused,
         ends,
-        context.partition_time_window.end,
+        partition_end,
         float(load_contract("device_features").freshness_sla_minutes),
     )
     if reason is None:
