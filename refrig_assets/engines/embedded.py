@@ -18,7 +18,7 @@ from refrig_assets.core.contract_sql import sql_violations
 from refrig_assets.core.contracts import Contract
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget
-from refrig_assets.features.windows import feature_sql
+from refrig_assets.features.windows import ORDER_ERROR, feature_sql
 
 _ARROW_TYPE_CHECKS = {
     "string": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
@@ -41,11 +41,21 @@ def write_features(
     cadence_seconds: int | None = None,
     dataset: str = "device_features",
 ) -> Path:
-    """Compute the feature windows of one clean_readings file and write them atomically."""
+    """Compute the feature windows of one clean_readings file and write them atomically.
+
+    clean_readings files are in (device_id, ts) order, so the run and streak features follow
+    the rows as read (no sort by device); a file out of that order is computed with the
+    device-partitioned window instead, with the same results."""
     con = duckdb.connect()
     try:
         hold_to_budget(con, spill_dir=store.root / SPILL_DIR)
         con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet({_quote(source)})")
+        sql = feature_sql("clean", cadence_seconds=cadence_seconds, ordered=True)
+        try:
+            return store.write_from_duckdb(dataset, partition_key, con, sql)
+        except duckdb.Error as exc:
+            if ORDER_ERROR not in str(exc):
+                raise
         sql = feature_sql("clean", cadence_seconds=cadence_seconds)
         return store.write_from_duckdb(dataset, partition_key, con, sql)
     finally:

@@ -86,12 +86,20 @@ def feature_sql(
     dialect: str = "duckdb",
     readings: Contract | None = None,
     features: Contract | None = None,
+    ordered: bool = False,
 ) -> str:
     """SQL computing device_features from a clean_readings relation named ``source``.
 
     Values outside the contract's physical range are ignored (they stay flagged in the clean
     readings). ``slope`` is a least-squares slope per minute; ``last`` is the latest non-null
     value. Output columns follow the device_features contract order.
+
+    ``ordered`` says ``source`` yields its rows in (device_id, ts) order, one per key, as
+    clean_readings files are written. On DuckDB the run and streak features then follow the
+    rows as they come (previous-row comparisons with a same-device guard) instead of a window
+    partitioned and re-sorted by device; a row out of that order fails the query with
+    :data:`ORDER_ERROR` in its message. Spark keeps the partitioned window (it promises no row
+    order). The results are the same either way.
     """
     d = DIALECTS[dialect]
     readings = readings or load_contract("sensor_readings")
@@ -160,7 +168,10 @@ def feature_sql(
         states["defrost"] = f"(NOT ({running}) AND {dc.name} > {dc.extra['defrost_above']})"
     for name in state_cols:
         states[name] = name
-    derived, window_cols = _derived_features(features, states, cadence_seconds, expected, wmin)
+    in_order = ordered and dialect == "duckdb"
+    derived, window_cols, passes = _derived_features(
+        features, states, cadence_seconds, expected, wmin, in_order
+    )
     aggs.update(derived)
 
     select = []
@@ -181,9 +192,11 @@ def feature_sql(
     valid_cols = ", ".join(valid + state_cols)
     inner = (
         f"SELECT device_id, {bucket} AS bucket, ({epoch}) / 60.0 AS t_min, quality_mask, "
-        f"{valid_cols} FROM {source}"
+        f"{valid_cols}{', ts' if in_order else ''} FROM {source}"
     )
-    if window_cols:
+    if window_cols and in_order:
+        inner = _in_order_passes(inner, passes)
+    elif window_cols:
         # One window pass over each device's readings in time order serves every run, start
         # and streak feature (they share the window, so the engine sorts once).
         inner = (
@@ -198,28 +211,72 @@ def feature_sql(
     )
 
 
+ORDER_ERROR = "clean readings out of (device_id, ts) order"
+
+
+@dataclass
+class _InOrder:
+    """Per-reading columns of the in-order form, by pass: the state flags, the previous row's
+    values (``lag() OVER ()``, no partition, so no sort), what they give once guarded by
+    ``_same`` (same device as the previous row), and the streak anchors carried forward."""
+
+    flags: dict[str, str]
+    lags: dict[str, str]
+    guarded: dict[str, str]
+    carried: dict[str, str]
+
+
+def _in_order_passes(inner: str, cols: _InOrder) -> str:
+    """Wrap ``inner`` (rows in (device_id, ts) order) in the passes of the in-order form."""
+    lags = {"_ld": "device_id", "_lts": "ts", **cols.lags}
+    out = f"SELECT *, {', '.join(cols.flags.values())} FROM ({inner}) r0"
+    out = (
+        f"SELECT *, {', '.join(f'lag({e}) OVER () AS {n}' for n, e in lags.items())} "
+        f"FROM ({out}) r1"
+    )
+    # A row that does not follow its predecessor in (device_id, ts) order stops the query:
+    # every comparison with the previous row below depends on that order.
+    same = (
+        "CASE WHEN device_id = _ld AND ts > _lts THEN TRUE "
+        "WHEN _ld IS NULL OR device_id > _ld THEN FALSE "
+        f"ELSE error('{ORDER_ERROR}') END AS _same"
+    )
+    out = f"SELECT *, {same} FROM ({out}) r2"
+    out = f"SELECT *, {', '.join(cols.guarded.values())} FROM ({out}) r3"
+    if cols.carried:
+        carried = ", ".join(
+            f"last_value({e} IGNORE NULLS) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+            f" AS {n}"
+            for n, e in cols.carried.items()
+        )
+        out = f"SELECT *, {carried} FROM ({out}) r4"
+    return out
+
+
 def _derived_features(
     features: Contract,
     states: dict[str, str],
     cadence_seconds: int | None,
     expected: float,
     wmin: int,
-) -> tuple[dict[str, str], list[str]]:
+    in_order: bool = False,
+) -> tuple[dict[str, str], list[str], _InOrder]:
     """Aggregates of the contract's ``derived`` columns and the per-reading window columns
-    they need. A state the readings cannot tell (no running_above, no door column) gives
-    NULL."""
+    they need (for the in-order form, its columns by pass). A state the readings cannot tell
+    (no running_above, no door column) gives NULL."""
     step_min = wmin / expected  # minutes per reading at the fleet's cadence
     aggs: dict[str, str] = {}
     window: dict[str, str] = {}
+    passes = _InOrder({}, {}, {}, {})
 
     def state_cols(state: str) -> tuple[str, str]:
         expr = states[state]
-        window[f"_s_{state}"] = (
-            f"CASE WHEN {expr} THEN 1 WHEN ({expr}) IS NULL THEN NULL ELSE 0 END AS _s_{state}"
-        )
-        window[f"_p_{state}"] = (
-            f"lag(CASE WHEN {expr} THEN 1 WHEN ({expr}) IS NULL THEN NULL ELSE 0 END) OVER w AS _p_{state}"
-        )
+        flag = f"CASE WHEN {expr} THEN 1 WHEN ({expr}) IS NULL THEN NULL ELSE 0 END"
+        window[f"_s_{state}"] = f"{flag} AS _s_{state}"
+        window[f"_p_{state}"] = f"lag({flag}) OVER w AS _p_{state}"
+        passes.flags[state] = f"{flag} AS _s_{state}"
+        passes.lags[f"_l_{state}"] = f"_s_{state}"
+        passes.guarded[state] = f"CASE WHEN _same THEN _l_{state} END AS _p_{state}"
         return f"_s_{state}", f"_p_{state}"
 
     for col in features.columns:
@@ -254,6 +311,8 @@ def _derived_features(
             aggs[col.name] = f"CAST(count_if({s} = 1) AS DOUBLE) * {step_min}"
         elif kind == "mean_run_minutes":
             window["_pb"] = "lag(bucket) OVER w AS _pb"
+            passes.lags["_lb"] = "bucket"
+            passes.guarded["_pb"] = "CASE WHEN _same THEN _lb END AS _pb"
             runs = f"count_if({s} = 1 AND ({p} IS DISTINCT FROM 1 OR _pb <> bucket))"
             aggs[col.name] = (
                 f"CAST(count_if({s} = 1) AS DOUBLE) * {step_min} / "
@@ -264,9 +323,18 @@ def _derived_features(
                 f"max(CASE WHEN {states[state]} THEN NULL ELSE t_min END) OVER w AS _c_{state}"
             )
             window["_t0"] = "first_value(t_min) OVER w AS _t0"
-            aggs[col.name] = (
-                f"coalesce(max(CASE WHEN {s} = 1 THEN t_min - coalesce(_c_{state}, _t0 - {step_min}) END), {ZERO})"
-            )
+            start = f"coalesce(_c_{state}, _t0 - {step_min})"
+            if in_order:
+                # The streak's anchor is the last reading out of the state, or a reading
+                # before the device's first when that one is already in it: carried forward
+                # in row order, it never crosses devices (every device's first row sets it).
+                passes.guarded[f"_b_{state}"] = (
+                    f"CASE WHEN {s} IS DISTINCT FROM 1 THEN t_min "
+                    f"WHEN NOT _same THEN t_min - {step_min} END AS _b_{state}"
+                )
+                passes.carried[f"_a_{state}"] = f"_b_{state}"
+                start = f"_a_{state}"
+            aggs[col.name] = f"coalesce(max(CASE WHEN {s} = 1 THEN t_min - {start} END), {ZERO})"
         else:
             raise ValueError(f"device_features column {col.name!r}: unknown derived kind {kind!r}")
-    return aggs, list(window.values())
+    return aggs, list(window.values()), passes

@@ -2,13 +2,17 @@
 and runs, the longest door-open, idle and defrost streaks, defrost count and minutes, the idle
 maxima and the differences to ambient."""
 
+import re
+
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
 from refrig_assets.core.contracts import load_contract
-from refrig_assets.features.windows import feature_sql
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.engines import embedded
+from refrig_assets.features.windows import ORDER_ERROR, feature_sql
 
 READINGS = load_contract("sensor_readings")
 RUNNING_ABOVE = READINGS.column("current_compressor").extra["running_above"]
@@ -32,10 +36,68 @@ def clean(minutes=60, **columns):
     return frame
 
 
+FORM = {"ordered": False}
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["partitioned", "in_order"])
+def sql_form(request):
+    """Every hand count holds for both forms of the feature SQL: the device-partitioned window
+    (any row order) and the in-order pass over rows sorted by (device_id, ts)."""
+    FORM["ordered"] = request.param
+    yield request.param
+    FORM["ordered"] = False
+
+
 def features(frame):
     con = duckdb.connect()
     con.register("clean", frame)
-    return con.execute(feature_sql("clean")).df()
+    return con.execute(feature_sql("clean", ordered=FORM["ordered"])).df()
+
+
+def fleet(devices=5, seed=3):
+    """Several devices, one reading a minute, in (device_id, ts) order; states change at random
+    (runs, door openings and defrosts that start before, inside and across windows), with
+    some missing current readings."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(devices):
+        run = np.repeat(rng.random(12) < 0.5, 5)
+        current = np.where(run, 8.0, 0.05)
+        current[rng.random(60) < 0.05] = np.nan
+        frame = clean(
+            current_compressor=current,
+            temperature_evaporator=np.where(~run & (rng.random(60) < 0.4), 9.0, -8.0),
+            door_open=np.repeat(rng.random(20) < 0.3, 3),
+        )
+        frames.append(frame.assign(device_id=f"dev-{i}"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_the_in_order_pass_gives_the_partitioned_results_for_a_fleet(sql_form):
+    frame = fleet()
+    con = duckdb.connect()
+    con.register("clean", frame)
+    partitioned = con.execute(feature_sql("clean")).df()
+    in_order = con.execute(feature_sql("clean", ordered=True)).df()
+    pd.testing.assert_frame_equal(in_order, partitioned, rtol=1e-12)
+
+
+def test_rows_out_of_order_stop_the_in_order_pass_and_the_file_falls_back(sql_form, tmp_path):
+    frame = fleet()
+    shuffled = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    con = duckdb.connect()
+    con.register("clean", shuffled)
+    with pytest.raises(duckdb.Error, match=re.escape(ORDER_ERROR)):
+        con.execute(feature_sql("clean", ordered=True)).df()
+    store = ParquetStore(tmp_path)
+    paths = {}
+    for name, rows in {"sorted": frame, "shuffled": shuffled}.items():
+        source = tmp_path / f"{name}.parquet"
+        rows.to_parquet(source)
+        paths[name] = embedded.write_features(source, store, "2026-01-01T00", dataset=name)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(paths["shuffled"]), pd.read_parquet(paths["sorted"]), rtol=1e-12
+    )
 
 
 def test_starts_and_run_lengths_follow_the_compressor():
