@@ -41,13 +41,25 @@ def console(
         local_user = default_actor()
     settings = get_settings()
     if local_user is None:
+        import sqlalchemy as sa
+
         from refrig_assets.access import AccessStore
 
-        store = AccessStore(settings.alerts_db_url)
         try:
-            nobody = not store.users()
-        finally:
-            store.alerts.close()
+            store = AccessStore(settings.alerts_db_url)
+            try:
+                nobody = not store.users()
+            finally:
+                store.alerts.close()
+        except sa.exc.SQLAlchemyError as exc:
+            # The console still starts: its pages report the database as it comes back.
+            nobody = False
+            typer.echo(
+                f"warning: alert database {masked_url(settings.alerts_db_url)} not reachable "
+                f"now ({type(getattr(exc, 'orig', None) or exc).__name__}); console users "
+                "cannot sign in until it is",
+                err=True,
+            )
         if nobody:
             typer.echo(
                 "No console users yet: `refrig users add NAME --role admin` and "

@@ -90,7 +90,16 @@ def summarise(keys: list[str]) -> str:
     if len(quarantine):
         for rule, n in quarantine["rule"].value_counts().items():
             lines.append(f"  quarantined [{rule}]: {n}")
-    lines.append(alert_database_line(keys))
+    import sqlalchemy as sa
+
+    try:
+        lines.append(alert_database_line(keys))
+        lines.extend(incident_lines(keys, store, s.labels_path))
+    except sa.exc.SQLAlchemyError as exc:
+        lines.append(
+            f"alerts and incidents: alert database {masked_url(s.alerts_db_url)} not reachable "
+            f"({type(getattr(exc, 'orig', None) or exc).__name__})"
+        )
     alerts = store.read_many("device_alerts", keys)
     if alerts.empty:
         lines.append("batch alerts: none")
@@ -151,6 +160,59 @@ def alert_database_line(keys: list[str]) -> str:
         + ", ".join(f"{sev} {int(by_sev.get(sev, 0))}" for sev in order)
         + ")"
     )
+
+
+def incident_lines(keys: list[str], store, labels_path) -> list[str]:
+    """The incidents the console lists for these hours (severity, kind, causes) and, on a
+    simulated fleet with labels, the incident-level backtest: per fault type recall, delay,
+    incidents per fault and whether the probable cause was right."""
+    from refrig_assets.evaluation.backtest import incident_backtest
+    from refrig_assets.incidents.repository import IncidentStore
+    from refrig_assets.simulator.faults import FAULT_CAUSES
+
+    start = datetime.strptime(keys[0], "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
+    end = datetime.strptime(keys[-1], "%Y-%m-%d-%H:%M").replace(tzinfo=UTC) + timedelta(hours=1)
+    incidents_db = IncidentStore(get_settings().alerts_db_url)
+    try:
+        found, _ = incidents_db.list()
+    finally:
+        incidents_db.close()
+    if len(found):
+        first = pd.to_datetime(found["first_window_start"], utc=True)
+        last = pd.to_datetime(found["last_window_end"], utc=True)
+        found = found[(first < end) & (last > start)]
+    if found.empty:
+        return ["incidents: none"]
+    inhibited = found["inhibited"].fillna(False).astype(bool)
+    shown = found[~inhibited]
+    by_sev = shown["severity"].value_counts()
+    order = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+    kinds = ", ".join(f"{k} {n}" for k, n in shown["kind"].value_counts().items())
+    causes = ", ".join(f"{c} {n}" for c, n in shown["cause"].value_counts().head(6).items())
+    lines = [
+        f"incidents (as the console lists them): {len(shown)}  ("
+        + ", ".join(f"{sev} {int(by_sev.get(sev, 0))}" for sev in order)
+        + f"; {kinds}; {int(inhibited.sum())} more inhibited by a site incident)",
+        f"  probable causes: {causes}",
+    ]
+    if labels_path.exists():
+        labels = pd.read_parquet(labels_path)
+        registry = store.read("device_registry")
+        device_hours = registry["device_id"].nunique() * len(keys)
+        per_type, totals = incident_backtest(
+            found, labels, device_hours, devices=registry, expected_causes=FAULT_CAUSES
+        )
+        lines.append(
+            f"injected faults as incidents: recall {totals['recall']:.2f}, "
+            f"{totals['incidents_per_fault']:.2f} incidents per fault, "
+            f"{totals['false_incidents_per_1000_device_days']:.1f} false incidents per 1,000 "
+            f"device-days, {totals['share_critical']:.0%} CRITICAL"
+        )
+        columns = ["fault_type", "faults", "caught", "recall", "median_delay_min"]
+        columns += ["incidents_per_fault", "cause_accuracy"]
+        lines.append(per_type[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    lines.append("list them: refrig incidents list")
+    return lines
 
 
 def detector_quality(store, labels: pd.DataFrame, keys: list[str], device_hours: float) -> str:

@@ -165,13 +165,13 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
         f"{'ok' if result.success else 'FAILED'}"
     )
     score = [a.replace("_model", "_scores") for a in hourly_models]
-    score += ["device_alerts", "device_status"]
+    score += ["device_alerts", "device_incidents", "device_status"]
     for k in keys:
         success, failed = _execute(defs, instance, score, k)
         if any(f.endswith("_scores") for f in failed) and "device_alerts" not in failed:
             # What the alerts_despite_failed_scoring sensor does under the daemon.
-            failed += _execute(defs, instance, ["device_alerts"], k)[1]
-        log(f"  {k}: scores → alerts {'ok' if success else 'FAILED ' + ','.join(failed)}")
+            failed += _execute(defs, instance, ["device_alerts", "device_incidents"], k)[1]
+        log(f"  {k}: scores → incidents {'ok' if success else 'FAILED ' + ','.join(failed)}")
         failures += failed
     from refrig_assets.cli.evaluation_runner import run_daily_scores_and_backtest
 

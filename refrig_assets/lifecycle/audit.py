@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from refrig_assets.alerts.store import UTCDateTime
 from refrig_assets.core.append_only import make_append_only
+from refrig_assets.core.database import installed_driver_url
 
 TABLE = "model_lifecycle_events"
 APPEND_ONLY_MESSAGE = "model lifecycle audit records are append-only"
@@ -131,7 +132,7 @@ class AuditTrail:
             # Several processes (Dagster runs, the CLI) share the file: wait for the lock.
             self.engine = sa.create_engine(url, connect_args={"timeout": 30})
         else:
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
+            self.engine = sa.create_engine(installed_driver_url(url), pool_pre_ping=True)
         self.metadata = sa.MetaData()
         self.table = _table(self.metadata)
         self._ready = False

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from refrig_assets.alerts.store import sql_type
 from refrig_assets.core.append_only import make_append_only
 from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.database import installed_driver_url
 from refrig_assets.monitoring.settings import MonitoringSettings
 
 DRIFT, SCHEDULE = "drift", "schedule"
@@ -213,7 +214,7 @@ def _engine(url: str) -> sa.Engine:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # Dagster runs and the CLI share the file: wait for locks instead of failing.
         return sa.create_engine(url, connect_args={"timeout": 30})
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(installed_driver_url(url), pool_pre_ping=True)
 
 
 def requests_for_day(

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from refrig_assets.core.database import installed_driver_url
+
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
 
 
@@ -51,7 +53,7 @@ def alert_db_state(url: str) -> ComponentState:
     """The alert database answers ``SELECT 1``."""
 
     def check() -> str:
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(installed_driver_url(url))
         try:
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))

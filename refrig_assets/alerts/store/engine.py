@@ -8,12 +8,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from refrig_assets.core.database import installed_driver_url
+
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; a SQLite file gets its folder, WAL and explicit BEGIN handling."""
-    parsed = sa.engine.make_url(url)
+    parsed = installed_driver_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(parsed, pool_pre_ping=True)
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
