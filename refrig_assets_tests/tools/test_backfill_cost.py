@@ -41,3 +41,13 @@ def test_the_summary_extrapolates_the_median_hour():
     # median 7 s wall × 600 h = 70 min; median steps 1.5 s × 600 h = 15 min
     assert "7.00 s wall = 1.50 s in steps + 5.50 s" in line
     assert "70.0 min (steps alone 15.0 min)" in line
+
+
+def test_the_summary_names_the_hours_whose_run_failed():
+    costs = [
+        RunCost("2026-01-01-00:00", 2.0, 1.0, True),
+        RunCost("2026-01-01-01:00", 2.0, 1.0, False),
+    ]
+    line = summarise("scores", costs, 10)
+    assert line.endswith("; FAILED run: 2026-01-01-01:00")
+    assert "FAILED" not in summarise("scores", costs[:1], 10)

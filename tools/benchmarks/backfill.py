@@ -21,7 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 PREP = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
-SCORE = ["isolation_forest_scores", "statistical_baseline_scores", "device_alerts"]
+SCORE = [
+    "isolation_forest_scores",
+    "statistical_baseline_scores",
+    "device_alerts",
+    "device_incidents",
+    "device_status",
+]
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,8 @@ def hourly_run_costs(defs, instance, keys: list[str], assets: list[str]) -> list
 
 
 def summarise(name: str, costs: list[RunCost], extrapolate_hours: int) -> str:
-    """Median wall, step and overhead seconds per hour, and the extrapolated total."""
+    """Median wall, step and overhead seconds per hour, the extrapolated total, and the hours
+    whose run failed (their time is counted, but it is not a backfill that worked)."""
     wall = statistics.median(c.wall_s for c in costs)
     steps = statistics.median(c.steps_s for c in costs)
     overhead = statistics.median(c.overhead_s for c in costs)
@@ -83,7 +90,7 @@ def summarise(name: str, costs: list[RunCost], extrapolate_hours: int) -> str:
         f"steps + {overhead:.2f} s run/event overhead ({share:.0%}); extrapolated to "
         f"{extrapolate_hours:,} hours: {wall * extrapolate_hours / 60:.1f} min "
         f"(steps alone {steps * extrapolate_hours / 60:.1f} min)"
-    )
+    ) + "".join(f"; FAILED run: {c.partition}" for c in costs if not c.success)
 
 
 def main(argv: list[str] | None = None) -> None:
