@@ -38,14 +38,10 @@ def serve(
     config = load_serving_settings()
     host = host or config.host
     try:
-        service = ScoringService(
-            serving=config, single_user=single_user or None, host=host
-        )
+        service = ScoringService(serving=config, single_user=single_user or None, host=host)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     port = port or config.port
     auth = "single-user (no token)" if service.single_user else "API token"
-    typer.echo(
-        f"Scoring on http://{host}:{port}/v1/score  (auth: {auth}; /health, /metrics)"
-    )
+    typer.echo(f"Scoring on http://{host}:{port}/v1/score  (auth: {auth}; /health, /metrics)")
     uvicorn.run(create_app(service), host=host, port=port, log_level="warning")

@@ -113,9 +113,7 @@ class Lineage:
 def _detector_location(download_uri: str) -> str:
     """The detector folder under a version's artifact URI (a local path for ``file://``)."""
     base = (
-        download_uri.removeprefix("file://")
-        if download_uri.startswith("file://")
-        else download_uri
+        download_uri.removeprefix("file://") if download_uri.startswith("file://") else download_uri
     )
     return f"{base}/artifacts/detector"
 
@@ -129,9 +127,7 @@ def logged_model_id(version) -> str | None:
     return source.removeprefix("models:/") if source.startswith("models:/m-") else None
 
 
-def _dataset_and_signature(
-    detector: Detector, lineage: Lineage, features: pd.DataFrame
-):
+def _dataset_and_signature(detector: Detector, lineage: Lineage, features: pd.DataFrame):
     """The training frame as an ``mlflow.data`` dataset and the model's signature (inferred
     from a few of its rows and their scores)."""
     from mlflow.data.pandas_dataset import from_pandas
@@ -152,9 +148,7 @@ def _version_description(
 ) -> str:
     """What the version page says first: what was trained on what, and how it flagged it."""
     rate = metrics.get("training_flag_rate")
-    flagged = (
-        f"; flagged {rate:.1%} of its training windows" if rate is not None else ""
-    )
+    flagged = f"; flagged {rate:.1%} of its training windows" if rate is not None else ""
     return (
         f"{detector.config.model_id} {semver} ({detector.config.detector}): trained on feature "
         f"hours {lineage.training_partitions}, {lineage.training_rows:,} windows{flagged}. "
@@ -181,9 +175,7 @@ class ModelRegistry:
         self.tracking_uri = tracking_uri
         self.artifacts_dir = Path(artifacts_dir)
         if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
-            )
+            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._loaded: dict[tuple[str, str], Detector] = {}
 
@@ -197,9 +189,7 @@ class ModelRegistry:
                 tags={EXPERIMENT_KIND_TAG: CLASSIC_ML},
             )
         if exp.tags.get(EXPERIMENT_KIND_TAG) != CLASSIC_ML:
-            self.client.set_experiment_tag(
-                exp.experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_ML
-            )
+            self.client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_ML)
         self._follow_moved_home(exp)
         return exp.experiment_id
 
@@ -211,10 +201,7 @@ class ModelRegistry:
         recorded = exp.artifact_location
         if recorded == here or not self.tracking_uri.startswith("sqlite:///"):
             return
-        if (
-            recorded.startswith("file://")
-            and Path(recorded.removeprefix("file://")).exists()
-        ):
+        if recorded.startswith("file://") and Path(recorded.removeprefix("file://")).exists():
             return  # a registry that shares another home's artifacts on purpose
         import sqlalchemy as sa
 
@@ -272,9 +259,7 @@ class ModelRegistry:
         mlflow.set_registry_uri(self.tracking_uri)
         dataset, signature = None, None
         if training_features is not None:
-            dataset, signature = _dataset_and_signature(
-                detector, lineage, training_features
-            )
+            dataset, signature = _dataset_and_signature(detector, lineage, training_features)
         with tempfile.TemporaryDirectory() as tmp:
             detector.save(Path(tmp) / "detector")
             checksums = artifact_checksums(Path(tmp) / "detector")
@@ -287,9 +272,7 @@ class ModelRegistry:
                 )
                 if dataset is not None:
                     mlflow.log_input(dataset, context="training")
-                mlflow.set_tags(
-                    lineage.tags() | {"model_id": model_id, "semver": semver}
-                )
+                mlflow.set_tags(lineage.tags() | {"model_id": model_id, "semver": semver})
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=DetectorPyfunc(),
@@ -316,14 +299,10 @@ class ModelRegistry:
         )
         model_description = detector.config.settings.get("description")
         if model_description:
-            self.client.update_registered_model(
-                model_id, description=str(model_description)
-            )
+            self.client.update_registered_model(model_id, description=str(model_description))
         return version
 
-    def log_version_metrics(
-        self, model_id: str, version: str, metrics: dict[str, float]
-    ) -> None:
+    def log_version_metrics(self, model_id: str, version: str, metrics: dict[str, float]) -> None:
         """Add evaluation metrics (canary, backtest) to a version, comparable across versions
         in the MLflow UI; ``None`` values (not measured) are left out."""
         mv = self.client.get_model_version(model_id, str(version))
@@ -332,17 +311,13 @@ class ModelRegistry:
         for key, value in metrics.items():
             if value is None:
                 continue
-            self.client.log_metric(
-                mv.run_id, key, float(value), model_id=logged_model_id(mv)
-            )
+            self.client.log_metric(mv.run_id, key, float(value), model_id=logged_model_id(mv))
 
     def version_url_path(self, model_id: str, version: str) -> str:
         """The version's page in the MLflow UI, relative to the UI's base URL."""
         return f"#/models/{model_id}/versions/{version}"
 
-    def version_with_fingerprint(
-        self, model_id: str, fingerprint: dict[str, str]
-    ) -> str | None:
+    def version_with_fingerprint(self, model_id: str, fingerprint: dict[str, str]) -> str | None:
         """The newest version trained with the same code, config, data and feature schema
         (``fingerprint``: the :data:`FINGERPRINT_TAGS` values), if any."""
         wanted = {k: str(fingerprint[k]) for k in FINGERPRINT_TAGS}
@@ -365,11 +340,7 @@ class ModelRegistry:
 
     def production_version(self, model_id: str) -> str | None:
         try:
-            return str(
-                self.client.get_model_version_by_alias(
-                    model_id, PRODUCTION_ALIAS
-                ).version
-            )
+            return str(self.client.get_model_version_by_alias(model_id, PRODUCTION_ALIAS).version)
         except MlflowException:
             return None
 
@@ -405,18 +376,12 @@ class ModelRegistry:
         try:
             mv = self.client.get_model_version(model_id, str(version))
         except MlflowException as exc:
-            raise RegistryError(
-                f"{model_id} version {version} is not registered"
-            ) from exc
+            raise RegistryError(f"{model_id} version {version} is not registered") from exc
         # The version's own artifact location: a ``models:/`` URI would be resolved against
         # the process-wide registry URI, which may be another registry's.
-        return mv, self._rebased(
-            self.client.get_model_version_download_uri(model_id, mv.version)
-        )
+        return mv, self._rebased(self.client.get_model_version_download_uri(model_id, mv.version))
 
-    def verify(
-        self, model_id: str, version: str, expected: dict[str, str] | None = None
-    ) -> Path:
+    def verify(self, model_id: str, version: str, expected: dict[str, str] | None = None) -> Path:
         """The local folder of a version's detector artifact after checking every file against
         ``expected`` sha256 (default: the checksums tagged at registration). A version
         registered without checksums is not checked. Raises :class:`CorruptArtifactError`
@@ -436,9 +401,7 @@ class ModelRegistry:
             ) from exc
         directory = Path(local) / "artifacts" / "detector"
         raw = dict(mv.tags).get(ARTIFACT_SHA256_TAG)
-        recorded = (
-            expected if expected is not None else (json.loads(raw) if raw else None)
-        )
+        recorded = expected if expected is not None else (json.loads(raw) if raw else None)
         if recorded is None:
             if not (directory / DETECTOR_FILE).is_file():
                 raise CorruptArtifactError(
@@ -448,9 +411,7 @@ class ModelRegistry:
         actual = artifact_checksums(directory) if directory.is_dir() else {}
         for name, sha in sorted(recorded.items()):
             if name not in actual:
-                raise CorruptArtifactError(
-                    model_id, version, directory / name, "is missing"
-                )
+                raise CorruptArtifactError(model_id, version, directory / name, "is missing")
             if actual[name] != sha:
                 raise CorruptArtifactError(
                     model_id,
@@ -505,9 +466,7 @@ class ModelRegistry:
             {
                 "version": str(v.version),
                 "semver": dict(v.tags).get("semver", ""),
-                "created_at": datetime.fromtimestamp(
-                    v.creation_timestamp / 1000, tz=UTC
-                ),
+                "created_at": datetime.fromtimestamp(v.creation_timestamp / 1000, tz=UTC),
                 "aliases": sorted(aliases.get(str(v.version), [])),
                 "tags": dict(v.tags),
             }
@@ -529,19 +488,13 @@ class ModelRegistry:
         plain = ref[1:] if ref[:1] in ("v", "V") and ref[1:].isdigit() else ref
         if plain.isdigit() and any(str(v.version) == plain for v in versions):
             return plain
-        by_semver = [
-            v for v in versions if dict(v.tags).get("semver") == ref.lstrip("vV")
-        ]
+        by_semver = [v for v in versions if dict(v.tags).get("semver") == ref.lstrip("vV")]
         if by_semver:
             return str(by_semver[-1].version)
-        known = ", ".join(
-            f"{v.version} ({dict(v.tags).get('semver', '?')})" for v in versions
-        )
+        known = ", ".join(f"{v.version} ({dict(v.tags).get('semver', '?')})" for v in versions)
         raise RegistryError(f"{model_id}: no version {ref!r} (registered: {known})")
 
-    def set_version_tags(
-        self, model_id: str, version: str, tags: dict[str, str]
-    ) -> None:
+    def set_version_tags(self, model_id: str, version: str, tags: dict[str, str]) -> None:
         """Add or replace tags on one version (lifecycle status, gate summary)."""
         for k, v in tags.items():
             self.client.set_model_version_tag(model_id, str(version), k, str(v))

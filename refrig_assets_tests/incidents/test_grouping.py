@@ -53,17 +53,13 @@ def test_adjacent_windows_of_one_device_are_one_incident_with_every_alert_as_evi
 
 
 def test_fewer_normal_windows_than_the_hysteresis_continue_the_incident(policy):
-    result = build(
-        [alert("D1", 0), alert("D1", 2)], policy=policy
-    )  # one normal window between
+    result = build([alert("D1", 0), alert("D1", 2)], policy=policy)  # one normal window between
 
     assert len(result.incidents) == 1
 
 
 def test_a_gap_just_over_the_hysteresis_closes_the_incident_and_opens_another(policy):
-    result = build(
-        [alert("D1", 0), alert("D1", 3)], policy=policy
-    )  # two normal windows
+    result = build([alert("D1", 0), alert("D1", 3)], policy=policy)  # two normal windows
 
     first, second = result.incidents.sort_values("first_window_start").itertuples()
     assert first.status == "RESOLVED"
@@ -103,10 +99,7 @@ def test_another_cause_returning_within_the_reopen_time_is_a_new_incident(policy
 
 def test_a_cause_change_that_holds_starts_a_new_incident(policy):
     rows = [alert("D1", i) for i in range(4)]
-    dx = [
-        diagnosis("D1", i, c)
-        for i, c in enumerate(["refrigerant_leak"] * 2 + ["door_ajar"] * 2)
-    ]
+    dx = [diagnosis("D1", i, c) for i, c in enumerate(["refrigerant_leak"] * 2 + ["door_ajar"] * 2)]
 
     result = build(rows, dx, policy=policy)
 
@@ -125,9 +118,7 @@ def test_a_one_window_flicker_of_another_cause_stays_in_the_incident(policy):
     ]
     rows = [alert("D1", i) for i in range(4)]
 
-    result = build(
-        rows, [diagnosis("D1", i, c) for i, c in enumerate(causes)], policy=policy
-    )
+    result = build(rows, [diagnosis("D1", i, c) for i, c in enumerate(causes)], policy=policy)
 
     assert result.incidents["cause"].tolist() == ["refrigerant_leak"]
 
@@ -136,9 +127,7 @@ def test_unknown_windows_are_compatible_with_the_incident_cause(policy):
     causes = ["unknown", "refrigerant_leak", "unknown", "refrigerant_leak"]
     rows = [alert("D1", i) for i in range(4)]
 
-    result = build(
-        rows, [diagnosis("D1", i, c) for i, c in enumerate(causes)], policy=policy
-    )
+    result = build(rows, [diagnosis("D1", i, c) for i, c in enumerate(causes)], policy=policy)
 
     assert result.incidents["cause"].tolist() == ["refrigerant_leak"]
     assert result.incidents["alert_count"].tolist() == [4]

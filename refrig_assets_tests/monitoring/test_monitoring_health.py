@@ -224,9 +224,7 @@ def test_a_model_of_hourly_profiles_is_expected_to_score_one_row_per_device_hour
     from refrig_assets.monitoring.pipeline_health import expected_rows
 
     starts = pd.date_range("2026-01-01 00:00", periods=8, freq="15min", tz="UTC")
-    windows = pd.DataFrame(
-        {"device_id": ["a"] * 8 + ["b"] * 8, "window_start": list(starts) * 2}
-    )
+    windows = pd.DataFrame({"device_id": ["a"] * 8 + ["b"] * 8, "window_start": list(starts) * 2})
     path = tmp_path / "2026-01-01T00.parquet"
     windows.to_parquet(path)
 

@@ -77,9 +77,7 @@ def test_every_version_has_metrics_a_signature_a_dataset_and_a_description(
         ]
         assert datasets[0].dataset.digest == version.tags["training_data_hash"]
         assert version.description.startswith(f"{MODEL} {version.tags['semver']}")
-    second = client.get_logged_model(
-        logged_model_id(client.get_model_version(MODEL, "2"))
-    )
+    second = client.get_logged_model(logged_model_id(client.get_model_version(MODEL, "2")))
     canary = {m.key for m in second.metrics}
     assert {"canary_mean_abs_score_diff", "backtest_recall"} <= canary
 
@@ -101,9 +99,7 @@ def test_a_moved_home_loads_its_models_and_registers_new_ones_under_itself(
 
     by_hour, devices, _ = simulated_features(SMALL_FLEET)
     new = with_cohort(list(by_hour.values())[-1], devices)
-    detector, lineage, metrics = train_detector(
-        load_model_config(MODEL), new, "after-move", "r3"
-    )
+    detector, lineage, metrics = train_detector(load_model_config(MODEL), new, "after-move", "r3")
     version = registry.register(detector, lineage, metrics, training_features=new)
     assert registry.artifact_location(MODEL, version).startswith(
         str(moved / "mlflow" / "artifacts")

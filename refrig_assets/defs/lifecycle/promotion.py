@@ -91,9 +91,7 @@ def pick_candidate(refrig: RefrigResource, model_id: str, requested: str | None)
     return candidate, champion
 
 
-def _check(
-    asset: str, name: str, gates, nothing: str | None = None
-) -> dg.AssetCheckResult:
+def _check(asset: str, name: str, gates, nothing: str | None = None) -> dg.AssetCheckResult:
     if nothing is not None:
         return dg.AssetCheckResult(
             asset_key=asset,
@@ -106,11 +104,7 @@ def _check(
         check_name=name,
         passed=all(g.passed for g in gates),
         metadata={g.name: dg.MetadataValue.text(g.detail) for g in gates}
-        | {
-            "failed_by": dg.MetadataValue.json(
-                {g.name: g.margin for g in gates if not g.passed}
-            )
-        },
+        | {"failed_by": dg.MetadataValue.json({g.name: g.margin for g in gates if not g.passed})},
     )
 
 
@@ -155,9 +149,7 @@ def build_canary_asset(config: ModelConfig) -> dg.AssetsDefinition:
             )
         candidate, champion = picked
         policy = load_policy(refrig.settings.models_dir, model_id)
-        features, stems = recent_features(
-            refrig.store, int(policy["canary"]["recent_hours"])
-        )
+        features, stems = recent_features(refrig.store, int(policy["canary"]["recent_hours"]))
         evaluation = evaluate_candidate(
             refrig.registry,
             model_id,
@@ -168,27 +160,19 @@ def build_canary_asset(config: ModelConfig) -> dg.AssetsDefinition:
             read_labels(refrig.settings.labels_path),
             policy,
         )
-        canary_path = refrig.store.write(
-            "canary_scores", model_id, evaluation.canary.joined
-        )
+        canary_path = refrig.store.write("canary_scores", model_id, evaluation.canary.joined)
         # Comparable across versions in the MLflow UI: the canary figures on the candidate,
         # each side's backtest over the same hours on its own version.
         refrig.registry.log_version_metrics(
             model_id,
             candidate,
             {f"canary_{k}": v for k, v in evaluation.canary.metrics.items()}
-            | {
-                f"backtest_{k}": v
-                for k, v in evaluation.backtests.get("candidate", {}).items()
-            },
+            | {f"backtest_{k}": v for k, v in evaluation.backtests.get("candidate", {}).items()},
         )
         refrig.registry.log_version_metrics(
             model_id,
             champion,
-            {
-                f"backtest_{k}": v
-                for k, v in evaluation.backtests.get("champion", {}).items()
-            },
+            {f"backtest_{k}": v for k, v in evaluation.backtests.get("champion", {}).items()},
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(evaluation.to_dict(), indent=2, default=str))
@@ -201,15 +185,10 @@ def build_canary_asset(config: ModelConfig) -> dg.AssetsDefinition:
             lifecycle = model_lifecycle(refrig)
             lifecycle.apply(evaluation.report, run_actor(context))
             lifecycle.audit.close()
-            context.log.warning(
-                f"{model_id} v{candidate}: {evaluation.report.summary()}"
-            )
+            context.log.warning(f"{model_id} v{candidate}: {evaluation.report.summary()}")
         report = evaluation.report
-        checks = [
-            _check(name, f"canary_{g.name}", [g]) for g in report.of_kind("canary")
-        ] + [
-            _check(name, check, report.of_kind(kind))
-            for kind, check in GATE_CHECKS.items()
+        checks = [_check(name, f"canary_{g.name}", [g]) for g in report.of_kind("canary")] + [
+            _check(name, check, report.of_kind(kind)) for kind, check in GATE_CHECKS.items()
         ]
         metadata = {
             "candidate": candidate,
@@ -225,9 +204,7 @@ def build_canary_asset(config: ModelConfig) -> dg.AssetsDefinition:
         }
         if plot is not None:
             png = base64.b64encode(plot.read_bytes()).decode()
-            metadata["plot"] = dg.MetadataValue.md(
-                f"![canary](data:image/png;base64,{png})"
-            )
+            metadata["plot"] = dg.MetadataValue.md(f"![canary](data:image/png;base64,{png})")
             metadata["plot_path"] = str(plot)
         return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
@@ -257,9 +234,7 @@ def build_promotion_asset(config: ModelConfig) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         path = evaluation_path(refrig, model_id)
         if not path.exists():
-            return dg.MaterializeResult(
-                metadata={"promoted": False, "why": "nothing evaluated"}
-            )
+            return dg.MaterializeResult(metadata={"promoted": False, "why": "nothing evaluated"})
         evaluation = json.loads(path.read_text())
         report = GateReport.from_dict(evaluation)
         lifecycle = model_lifecycle(refrig)
@@ -272,14 +247,8 @@ def build_promotion_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 )
             rollout = RolloutManager(lifecycle)
             try:
-                if (
-                    report.passed
-                    and not config.now
-                    and rollout.policy(model_id).enabled
-                ):
-                    event = rollout.start(
-                        report, run_actor(context), reason=config.reason
-                    )
+                if report.passed and not config.now and rollout.policy(model_id).enabled:
+                    event = rollout.start(report, run_actor(context), reason=config.reason)
                 else:
                     event = lifecycle.apply(
                         report,
