@@ -94,6 +94,12 @@ def synthetic_features(
     out["quality_mask"] = np.zeros(n, dtype=np.int64)
     out["quality_flags"] = np.full(n, "", dtype=object)
     wanted = features.column_names if columns is None else [*columns]
+    for name in features.column_names:
+        # Columns no detector input needs (the probable-cause features): a quiet value of
+        # their type, so the frame is a whole device_features partition.
+        if name in wanted and name not in out:
+            kind = features.column(name).type
+            out[name] = np.zeros(n, dtype=np.int64) if kind == "int" else np.zeros(n)
     frame = pd.DataFrame({c: out[c] for c in features.column_names if c in wanted})
     frame["window_start"] = pd.to_datetime(frame["window_start"], utc=True)
     frame["window_end"] = pd.to_datetime(frame["window_end"], utc=True)
