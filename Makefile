@@ -47,10 +47,10 @@ postgres-test: setup
 compose-test: setup
 	deploy/compose-test.sh
 
-## ui-test: the Dagster UI in headless Chromium; screenshots in test-artifacts/
+## ui-test: the Dagster UI, the MLflow UI after a small run and the console in headless Chromium; screenshots in test-artifacts/
 ui-test: setup
 	scripts/system_packages.sh chromium
-	$(VENV)/bin/pytest -q refrig_assets_tests/deployment/test_ui_browser.py
+	$(VENV)/bin/pytest -q refrig_assets_tests/deployment/test_ui_browser.py refrig_assets_tests/deployment/test_ui_after_make_run.py refrig_assets_tests/console/test_console_browser.py
 
 ## lifecycle-demo: train v1 → promote → worse v2 blocked by the canary → force → roll back → history
 lifecycle-demo: setup
