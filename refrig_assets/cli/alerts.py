@@ -6,10 +6,9 @@ The database is ``get_settings().alerts_db_url`` (``REFRIG_ALERTS_DB_URL``; a SQ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 import pandas as pd
@@ -24,6 +23,14 @@ from refrig_assets.alerts.store import (
     AlertNotFound,
     AlertStore,
     InvalidTransition,
+)
+from refrig_assets.cli.records import (
+    OutputFormat,
+    choice,
+    echo_fields,
+    echo_history,
+    fail,
+    opened_store,
 )
 from refrig_assets.cli.users import BY_HELP, actor
 from refrig_assets.core.settings import get_settings
@@ -50,46 +57,11 @@ ALL_STATUSES = "ALL"
 EXPLANATION_MIN = 24
 
 
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-@contextmanager
-def _store() -> Iterator[AlertStore]:
-    """The configured store; database and lookup errors become a one-line message + exit 1."""
-    store = None
-    try:
-        store = AlertStore(get_settings().alerts_db_url)
-        yield store
-    except (AlertNotFound, InvalidTransition) as exc:
-        _fail(str(exc))
-    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
-        if isinstance(exc, typer.Exit | typer.Abort):
-            raise
-        _fail(f"{type(exc).__name__}: {exc}")
-    finally:
-        if store is not None:
-            store.close()
-
-
-def _choice(value: str | None, allowed: tuple[str, ...], option: str) -> str | None:
-    if value is None:
-        return None
-    upper = value.upper()
-    if upper not in allowed:
-        _fail(f"{option} must be one of {', '.join(allowed)}; got {value!r}")
-    return upper
-
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime | pd.Timestamp) else value
+def _store() -> AbstractContextManager[AlertStore]:
+    """The configured store for one command; errors become one line + exit 1."""
+    return opened_store(
+        lambda: AlertStore(get_settings().alerts_db_url), (AlertNotFound, InvalidTransition)
+    )
 
 
 @app.command("list")
@@ -124,10 +96,10 @@ def list_alerts(
         wanted = (
             list(STATUSES)
             if status is not None and status.upper() == ALL_STATUSES
-            else _choice(status, STATUSES, "--status") or [OPEN, ACKNOWLEDGED]
+            else choice(status, STATUSES, "--status") or [OPEN, ACKNOWLEDGED]
         )
         frame = store.list(
-            severity=_choice(severity, store.severities, "--severity"),
+            severity=choice(severity, store.severities, "--severity"),
             status=wanted,
             site_id=site,
             device_id=device,
@@ -200,16 +172,8 @@ def show(alert_id: str = typer.Argument(..., help="The alert to show.")) -> None
         if alert is None:
             raise AlertNotFound(f"no alert with id {alert_id!r}")
         history = store.history(alert_id)
-    width = max(len(k) for k in alert)
-    for key, value in alert.items():
-        typer.echo(f"{key:<{width}}  {_iso(value)}")
-    typer.echo("\nhistory:")
-    for t in history:
-        change = f"{t['from_status'] or '-'} -> {t['to_status']}"
-        note = f"  {t['note']}" if t["note"] else ""
-        typer.echo(
-            f"  {t['at']:%Y-%m-%d %H:%M:%S}  {t['event']:<12} {change:<28} {t['actor']}{note}"
-        )
+    echo_fields(alert)
+    echo_history(history)
 
 
 def _transition(action: Callable[[AlertStore], dict[str, Any]], verb: str) -> None:
@@ -248,7 +212,7 @@ def false_positive(
 ) -> None:
     """Mark an OPEN or ACKNOWLEDGED alert as a false positive (a note is required)."""
     if not note.strip():
-        _fail("--note must say why this is a false positive: it is kept with the label")
+        fail("--note must say why this is a false positive: it is kept with the label")
     who = actor(by)
     _transition(
         lambda s: s.transition(alert_id, FALSE_POSITIVE, who, note),
@@ -314,7 +278,7 @@ def outbox(
 
     wanted = None if status is None else status.lower()
     if wanted is not None and wanted not in OUTBOX_STATUSES:
-        _fail(f"--status must be one of {', '.join(OUTBOX_STATUSES)}; got {status!r}")
+        fail(f"--status must be one of {', '.join(OUTBOX_STATUSES)}; got {status!r}")
     with _store() as store:
         if retry:
             typer.echo(f"{store.outbox.requeue_dead(datetime.now(UTC))} dead letter(s) requeued.")
@@ -336,5 +300,5 @@ def _utc_option(value: str | None, option: str) -> datetime | None:
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
-        _fail(f"{option} is not an ISO 8601 time: {value!r}")
+        fail(f"{option} is not an ISO 8601 time: {value!r}")
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

@@ -7,16 +7,23 @@ Errors print one line on stderr and exit with status 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime
-from enum import StrEnum
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 import pandas as pd
 import typer
 
 from refrig_assets.alerts.store import STATUSES, InvalidTransition
+from refrig_assets.cli.records import (
+    OutputFormat,
+    choice,
+    echo_fields,
+    echo_history,
+    fail,
+    iso,
+    opened_store,
+)
 from refrig_assets.cli.users import BY_HELP, actor
 from refrig_assets.core.settings import get_settings
 from refrig_assets.incidents.repository import IncidentNotFound, IncidentStore
@@ -42,45 +49,12 @@ TABLE_COLUMNS = [
 ALL_STATUSES = "ALL"
 
 
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-@contextmanager
-def _store() -> Iterator[IncidentStore]:
-    """The configured store; lookup and transition errors become one line + exit 1."""
-    store = None
-    try:
-        store = IncidentStore(get_settings().alerts_db_url)
-        yield store
-    except (IncidentNotFound, InvalidTransition, ValueError) as exc:
-        _fail(str(exc))
-    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
-        if isinstance(exc, typer.Exit | typer.Abort):
-            raise
-        _fail(f"{type(exc).__name__}: {exc}")
-    finally:
-        if store is not None:
-            store.close()
-
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime | pd.Timestamp) else value
-
-
-def _upper(value: str | None, allowed: tuple[str, ...], option: str) -> str | None:
-    if value is None:
-        return None
-    if value.upper() not in allowed:
-        _fail(f"{option} must be one of {', '.join(allowed)}; got {value!r}")
-    return value.upper()
+def _store() -> AbstractContextManager[IncidentStore]:
+    """The configured store for one command; errors become one line + exit 1."""
+    return opened_store(
+        lambda: IncidentStore(get_settings().alerts_db_url),
+        (IncidentNotFound, InvalidTransition, ValueError),
+    )
 
 
 def _emit(frame: pd.DataFrame, output: OutputFormat, empty: str) -> None:
@@ -122,8 +96,8 @@ def list_incidents(
     with _store() as store:
         everything = status is not None and status.upper() == ALL_STATUSES
         frame, next_cursor = store.list(
-            status=None if everything else _upper(status, STATUSES, "--status"),
-            severity=_upper(severity, store.policy.severities, "--severity"),
+            status=None if everything else choice(status, STATUSES, "--status"),
+            severity=choice(severity, store.policy.severities, "--severity"),
             kind=kind,
             cause=cause,
             site_id=site,
@@ -183,18 +157,16 @@ def show(
         import json
 
         doc = {
-            "incident": {k: _iso(v) for k, v in incident.items()},
+            "incident": {k: iso(v) for k, v in incident.items()},
             "evidence": json.loads(evidence.to_json(orient="records", date_format="iso")),
-            "history": [{k: _iso(v) for k, v in h.items()} for h in history],
+            "history": [{k: iso(v) for k, v in h.items()} for h in history],
         }
         typer.echo(json.dumps(doc, indent=2, default=str))
         return
     if output is OutputFormat.csv:
         typer.echo(evidence.to_csv(index=False), nl=False)
         return
-    width = max(len(k) for k in incident)
-    for key, value in incident.items():
-        typer.echo(f"{key:<{width}}  {_iso(value)}")
+    echo_fields(incident)
     typer.echo(f"\nevidence ({len(evidence)}):")
     for e in evidence.to_dict("records"):
         what = e["explanation"] if isinstance(e["explanation"], str) else e["detail"]
@@ -203,13 +175,7 @@ def show(
             f"  {e['window_start']:%Y-%m-%d %H:%M}  {e['source']:<10} {e['severity'] or '-':<8} "
             f"{e['cause']}{repeat}  {what}"
         )
-    typer.echo("\nhistory:")
-    for t in history:
-        change = f"{t['from_status'] or '-'} -> {t['to_status']}"
-        note = f"  {t['note']}" if t["note"] else ""
-        typer.echo(
-            f"  {t['at']:%Y-%m-%d %H:%M:%S}  {t['event']:<12} {change:<28} {t['actor']}{note}"
-        )
+    echo_history(history)
 
 
 def _transition(action: Callable[[IncidentStore], dict[str, Any]], verb: str) -> None:
@@ -248,7 +214,7 @@ def false_positive(
 ) -> None:
     """Mark an OPEN or ACKNOWLEDGED incident and its alerts as a false positive."""
     if not note.strip():
-        _fail("--note must say why this is a false positive: it is kept with the label")
+        fail("--note must say why this is a false positive: it is kept with the label")
     who = actor(by)
     _transition(
         lambda s: s.false_positive(incident_id, who, note), f"marked false positive by {who}"
