@@ -156,8 +156,9 @@ def _print_table(frame: pd.DataFrame) -> None:
         if field == "explanation":
             table.add_column(header, ratio=1, min_width=EXPLANATION_MIN, overflow="fold")
         else:
-            justify = "right" if field == "max_score" else "left"
-            table.add_column(header, no_wrap=True, justify=justify)
+            table.add_column(
+                header, no_wrap=True, justify="right" if field == "max_score" else "left"
+            )
     for row in rows:
         table.add_row(*(row[f] for _, f in columns))
     console.print(table)
