@@ -2,7 +2,8 @@
 # `make compose-test`: the docker-compose deployment built and run on this host without an image
 # registry, then its smoke test (refrig_assets_tests/deployment/test_compose_stack.py).
 #
-#   deploy/compose-test.sh         everything: engine, images, stack, smoke test, tear-down
+#   deploy/compose-test.sh         everything: engine, images, stack, smoke test, tear-down;
+#                                  once passed, deploy/compose-test.passed.json records it
 #   deploy/compose-test.sh build   engine and images only (the engine is left running)
 #   deploy/compose-test.sh up      engine, images and stack, left running; prints how to reach it
 #   deploy/compose-test.sh test    the smoke test against a stack left running by `up`
@@ -377,6 +378,17 @@ smoke_test() {
   timing smoke_test_s $((SECONDS - start))
 }
 
+# deploy/compose-test.passed.json (committed): the deployment files this run built and ran
+# passed; `make test` checks that they have not changed since (deploy/compose_stamp.py).
+record_pass() {
+  local commit
+  commit=$(git -C "$ROOT" describe --always --dirty --abbrev=12 2>/dev/null || true)
+  "$VENV/bin/python" deploy/compose_stamp.py write --source . --expect "$1" \
+    --out "$ROOT/deploy/compose-test.passed.json" --commit "$commit" --source-kind "$SOURCE" \
+    --wall-s "$2" --timings "$LOG_DIR/timings.txt" --images "$LOG_DIR/image-sizes.txt" &&
+    say "passed in $2 s; recorded in deploy/compose-test.passed.json (commit it)"
+}
+
 cleanup() {
   stop_wheel_server
   if [ "${REFRIG_KEEP_STACK:-}" != 1 ]; then
@@ -392,12 +404,15 @@ main() {
       require_root
       : >"$LOG_DIR/timings.txt"
       trap cleanup EXIT
+      local began=$SECONDS tested
       install_packages
       engine_up
       use_source
+      tested=$("$VENV/bin/python" deploy/compose_stamp.py fingerprint .)
       build_images
       stack_up
       smoke_test
+      record_pass "$tested" $((SECONDS - began))
       ;;
     build)
       require_root
