@@ -39,7 +39,7 @@ class DeviceRange:
     high: str | None = None
 
     def filters(self) -> list[tuple[str, str, str]]:
-        """The range as pyarrow read filters (a conjunction; empty for the whole fleet)."""
+        """The range as pyarrow read filter terms (a conjunction; empty for the whole fleet)."""
         out = []
         if self.low is not None:
             out.append(("device_id", ">=", self.low))
@@ -56,6 +56,10 @@ class DeviceRange:
         if self.high is not None:
             keep &= (ids < self.high).to_numpy()
         return keep
+
+    def read_filters(self) -> list[tuple[str, str, str]] | None:
+        """:meth:`filters` as pyarrow's ``filters=`` argument (None for the whole fleet)."""
+        return self.filters() or None
 
 
 WHOLE_FLEET = [DeviceRange()]

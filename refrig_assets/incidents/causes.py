@@ -21,6 +21,7 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.incidents import baselines as bl
@@ -158,15 +159,31 @@ def _evaluate(
     return _Evaluated(cond, value, center, deviation, held, strength, level, n)
 
 
-def _skip(sig: Signature, frame: pd.DataFrame, values: pd.DataFrame) -> bool:
-    """A signature whose required features the data lacks (no such sensor) is skipped."""
-    for f in sig.requires:
+def available_requirements(
+    frame: pd.DataFrame, values: pd.DataFrame, table: SignatureTable
+) -> set[str]:
+    """The features some signature ``requires`` that the data has: a usable value (or, for
+    features no condition compares, any value) in at least one window of ``frame``."""
+    out = set()
+    for f in {f for sig in table for f in sig.requires}:
         if f in values:
-            if not values[f].notna().any():
-                return True
-        elif f not in frame or not frame[f].notna().any():
-            return True
-    return False
+            if values[f].notna().any():
+                out.add(f)
+        elif f in frame and frame[f].notna().any():
+            out.add(f)
+    return out
+
+
+def _skip(sig: Signature, available: set[str]) -> bool:
+    """A signature whose required features the data lacks (no such sensor) is skipped."""
+    return any(f not in available for f in sig.requires)
+
+
+def _wanted(table: SignatureTable) -> list[str]:
+    """The features the conditions compare (all but the quality-flag conditions)."""
+    return sorted(
+        {f for s in table for c in s.conditions if c.reference != "flags" for f in c.features}
+    )
 
 
 def _number(x: float) -> float | None:
@@ -226,7 +243,10 @@ def _evidence_json(results: list[_Evaluated], rows: np.ndarray, frame: pd.DataFr
 
 
 def diagnose(
-    features: pd.DataFrame, baselines: pd.DataFrame, table: SignatureTable | None = None
+    features: pd.DataFrame,
+    baselines: pd.DataFrame,
+    table: SignatureTable | None = None,
+    available: set[str] | None = None,
 ) -> pd.DataFrame:
     """One row per window of ``features``: probable cause, kind, confidence, base severity,
     standalone and the evidence (JSON list), from the signatures of ``table``.
@@ -234,7 +254,9 @@ def diagnose(
     ``features``: device_features rows (device_id, window_start, window_end, ``cohort`` when
     known, any feature columns; missing columns make their conditions unevaluated and
     signatures that ``require`` them skipped). ``baselines``: from
-    :func:`~refrig_assets.incidents.baselines.build_baselines`.
+    :func:`~refrig_assets.incidents.baselines.build_baselines`. ``available``: the required
+    features the data has (:func:`available_requirements`), when ``features`` is one part of
+    the data (a device shard of the hour); by default, those of ``features``.
     """
     table = table or load_signatures()
     n = len(features)
@@ -245,10 +267,9 @@ def diagnose(
         if "cohort" in frame
         else np.full(n, "unknown", dtype=object)
     )
-    wanted = sorted(
-        {f for s in table for c in s.conditions if c.reference != "flags" for f in c.features}
-    )
-    values = bl.usable_values(frame, wanted, table.baseline["running_min_duty"])
+    values = bl.usable_values(frame, _wanted(table), table.baseline["running_min_duty"])
+    if available is None:
+        available = available_requirements(frame, values, table)
     cause = np.full(n, UNKNOWN, dtype=object)
     kind = np.full(n, UNKNOWN, dtype=object)
     severity = np.full(n, None, dtype=object)
@@ -261,7 +282,7 @@ def diagnose(
     for sig in table:
         if not open_rows.any():
             break
-        if _skip(sig, frame, values):
+        if _skip(sig, available):
             continue
         results = [
             _evaluate(c, frame, values, aligned, devices, cohorts, fallback) for c in sig.conditions
@@ -323,3 +344,60 @@ def diagnose_partition(
     baselines = store.baselines(partition_key, table)
     frame = store.with_derived(partition_key, frame, table)
     return diagnose(frame, baselines, table)
+
+
+class HourDiagnosis:
+    """:func:`diagnose_partition` for an hour diagnosed one device shard at a time.
+
+    The hour's fleet-wide context (the signature table, the baselines, the defrost state of the
+    hour before) is loaded once; each call diagnoses one group of devices' windows, and
+    :meth:`finish` stores the defrost state after the hour for every device at once. Shards of
+    disjoint devices, called in device order, give the rows and the stored state of
+    :func:`diagnose_partition` over the whole hour."""
+
+    def __init__(self, refrig_settings_or_home, partition_key: str):
+        from refrig_assets.incidents.causes_store import CauseStore
+
+        self.key = partition_key
+        self.store = CauseStore.open(refrig_settings_or_home)
+        self.table = load_signatures()
+        self.baselines = self.store.baselines(partition_key, self.table)
+        self.available = self._hour_requirements()
+        self._before: pd.Series | None = None
+        self._states: list[pd.DataFrame] = []
+
+    def _hour_requirements(self) -> set[str]:
+        """The required features the whole hour has (a shard lacking a sensor its neighbours
+        have must not skip a signature the hour would not skip)."""
+        from refrig_assets.incidents.causes_store import FEATURES
+
+        path = self.store.store.path(FEATURES, self.key)
+        if not path.exists():
+            return set()
+        names = set(pq.ParquetFile(path).schema_arrow.names)
+        required = {f for sig in self.table for f in sig.requires}
+        columns = [c for c in {*required, "duty_cycle", bl.DEFROST_MINUTES} if c in names]
+        frame = pq.read_table(path, columns=sorted(columns)).to_pandas()
+        if bl.DEFROST_MINUTES in frame and len(frame):
+            # The derived feature has a value in every window wherever defrost is measured.
+            frame["hours_since_defrost"] = 0.0
+        compared = [f for f in _wanted(self.table) if f in required]
+        values = bl.usable_values(frame, compared, self.table.baseline["running_min_duty"])
+        return available_requirements(frame, values, self.table)
+
+    def __call__(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The diagnosis of one shard's windows (device_features rows)."""
+        from refrig_assets.incidents.causes_store import derive_defrost
+
+        frame = self.store.with_cohort(features)
+        if bl.DEFROST_MINUTES in frame and not frame.empty:
+            if self._before is None:
+                self._before = self.store.state_before(self.key, self.table)
+            frame, state = derive_defrost(frame, self._before)
+            self._states.append(state)
+        return diagnose(frame, self.baselines, self.table, self.available)
+
+    def finish(self) -> None:
+        """Store the defrost state after the hour (nothing when no shard had windows)."""
+        if self._states and self._before is not None:
+            self.store.write_state(self.key, self._states, self._before)

@@ -123,37 +123,33 @@ class CauseStore:
         ``derived.defrost.lookback_hours`` back) to the end of each window."""
         if bl.DEFROST_MINUTES not in features or features.empty:
             return features
-        hour = hour_of(partition_key)
+        before = self.state_before(partition_key, table)
+        frame, state = derive_defrost(features, before)
+        self.write_state(partition_key, [state], before)
+        return frame
+
+    def state_before(self, partition_key: str, table: SignatureTable) -> pd.Series:
+        """Per device, the last defrost end (or observation start) before the hour."""
         lookback = table.derived["defrost"]["lookback_hours"]
-        before = self._state_before(hour, lookback)
-        frame = features.reset_index(drop=True)
-        # Times as int64 ns UTC: engines hand timestamps over in several units.
-        end = _ns(frame["window_end"])
-        devices = frame["device_id"].astype(str).to_numpy()
-        order = np.lexsort((end, devices))
-        d, e = devices[order], end[order]
-        start = _ns(frame["window_start"])[order]
-        known = pd.Index(before.index).get_indexer(d)
-        before_ns = _ns(before)
-        # Devices new to the state: observed from their first window's start.
-        previous = pd.Series(start).groupby(d).transform("min").to_numpy()
-        if len(before_ns):
-            previous = np.where(known >= 0, before_ns[np.maximum(known, 0)], previous)
-        defrosting = _defrosting(frame).to_numpy()[order]
-        last = np.maximum(previous, np.where(defrosting, e, np.iinfo(np.int64).min))
-        last = pd.Series(last).groupby(d).cummax().to_numpy()
-        since = np.empty(len(frame))
-        since[order] = (e - last) / 3.6e12
-        state = pd.DataFrame({"device_id": d, "last": pd.to_datetime(last, utc=True)})
-        state = state.groupby("device_id", as_index=False)["last"].max()
+        return self._state_before(hour_of(partition_key), lookback)
+
+    def write_state(
+        self, partition_key: str, states: list[pd.DataFrame], before: pd.Series
+    ) -> None:
+        """Store the state after the hour: ``states`` (of :func:`derive_defrost`, for disjoint
+        groups of devices, in device order) and, for devices absent this hour, their last
+        known value."""
+        state = pd.concat(states, ignore_index=True) if len(states) > 1 else states[0]
         # Devices absent this hour keep their last known value.
+        before_ns = _ns(before)
         carried = pd.DataFrame(
             {"device_id": before.index.astype(str), "last": pd.to_datetime(before_ns, utc=True)}
         )
         carried = carried[~carried["device_id"].isin(state["device_id"])]
         parts = [p for p in (state, carried) if len(p)]
-        self.store.write(STATE, stem_of(hour), pd.concat(parts, ignore_index=True))
-        return frame.assign(hours_since_defrost=since)
+        self.store.write(
+            STATE, stem_of(hour_of(partition_key)), pd.concat(parts, ignore_index=True)
+        )
 
     def _state_before(self, hour: pd.Timestamp, lookback: float) -> pd.Series:
         """Per device, the last defrost end (or observation start) before ``hour``."""
@@ -174,6 +170,33 @@ class CauseStore:
         defrost = end.where(_defrosting(history))
         last = defrost.groupby(devices).max()
         return last.fillna(observed).astype("datetime64[ns, UTC]")
+
+
+def derive_defrost(features: pd.DataFrame, before: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``features`` (with ``defrost_minutes``) with ``hours_since_defrost``, and the state after
+    them (device_id, last) for their devices, continuing from ``before``
+    (:meth:`CauseStore.state_before`). Each device's value depends on its own windows only."""
+    frame = features.reset_index(drop=True)
+    # Times as int64 ns UTC: engines hand timestamps over in several units.
+    end = _ns(frame["window_end"])
+    devices = frame["device_id"].astype(str).to_numpy()
+    order = np.lexsort((end, devices))
+    d, e = devices[order], end[order]
+    start = _ns(frame["window_start"])[order]
+    known = pd.Index(before.index).get_indexer(d)
+    before_ns = _ns(before)
+    # Devices new to the state: observed from their first window's start.
+    previous = pd.Series(start).groupby(d).transform("min").to_numpy()
+    if len(before_ns):
+        previous = np.where(known >= 0, before_ns[np.maximum(known, 0)], previous)
+    defrosting = _defrosting(frame).to_numpy()[order]
+    last = np.maximum(previous, np.where(defrosting, e, np.iinfo(np.int64).min))
+    last = pd.Series(last).groupby(d).cummax().to_numpy()
+    since = np.empty(len(frame))
+    since[order] = (e - last) / 3.6e12
+    state = pd.DataFrame({"device_id": d, "last": pd.to_datetime(last, utc=True)})
+    state = state.groupby("device_id", as_index=False)["last"].max()
+    return frame.assign(hours_since_defrost=since), state
 
 
 # A window whose readings a sensor fault spoiled cannot show that no defrost happened.

@@ -18,10 +18,12 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.storage import ParquetStore
-from refrig_assets.incidents.build import build_incidents
+from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange
+from refrig_assets.incidents.build import UNKNOWN, build_incidents
 from refrig_assets.incidents.policy import IncidentPolicy, incident_policy
 from refrig_assets.incidents.repository import IncidentStore
 
@@ -68,6 +70,14 @@ def _read(
     return store.read(dataset, key, columns=columns)
 
 
+def used_diagnoses(diagnoses: pd.DataFrame, alerted: set[str]) -> pd.DataFrame:
+    """The diagnoses :func:`build_incidents` uses: every window of an alerted device (an
+    alert's probable cause) and the standalone causes (incidents without an alert)."""
+    keep = diagnoses["device_id"].astype(str).isin(alerted).to_numpy()
+    keep |= (diagnoses["standalone"].astype(bool) & diagnoses["cause"].ne(UNKNOWN)).to_numpy()
+    return diagnoses[keep]
+
+
 def hour_alerts(
     store: ParquetStore, incidents: IncidentStore, key: str, start, end
 ) -> pd.DataFrame:
@@ -93,13 +103,17 @@ def run_hour(
     *,
     now: datetime | None = None,
     policy: IncidentPolicy | None = None,
+    shards: list[DeviceRange] | None = None,
 ) -> HourResult:
     """Build, store and return the incidents of one hour (see the module docstring).
 
-    ``diagnose`` maps the hour's device_features to the probable cause of each window (the
-    asset passes ``diagnose_partition``); None leaves every cause unknown."""
+    ``diagnose`` maps device_features rows to the probable cause of each window (the asset
+    passes a :class:`~refrig_assets.incidents.causes.HourDiagnosis`, whose ``finish`` is called
+    after the last shard); None leaves every cause unknown. The hour's features are read and
+    diagnosed one device range of ``shards`` at a time: of each shard's diagnoses only what the
+    grouping uses is kept (the windows of alerted devices and the standalone causes), so the
+    result is the same for any shard count."""
     policy = policy or incident_policy()
-    features = _read(store, "device_features", partition_key)
     columns = quality_columns(policy)
     quality_frames = []
     back = math.ceil(policy.sensor_tickets.persistence / pd.Timedelta(hours=1))
@@ -109,13 +123,35 @@ def run_hour(
         )
         if earlier is not None and len(earlier):
             quality_frames.append(earlier)
-    if features is not None and len(features):
-        quality_frames.append(features[[c for c in columns if c in features]])
+    present = store.path("device_features", partition_key).exists()
+    if present:
+        names = set(pq.ParquetFile(store.path("device_features", partition_key)).schema.names)
+        current = store.read("device_features", partition_key, [c for c in columns if c in names])
+        if len(current):
+            quality_frames.append(current)
     quality = pd.concat(quality_frames, ignore_index=True) if quality_frames else None
-    diagnoses = None
-    if diagnose is not None and features is not None and len(features):
-        diagnoses = diagnose(features)
     alerts = hour_alerts(store, incidents, partition_key, start, end)
+    diagnoses, diagnosed = None, 0
+    if diagnose is not None and present:
+        alerted = set(alerts["device_id"].astype(str))
+        kept = []
+        for shard in shards or WHOLE_FLEET:
+            features = store.read_many(
+                "device_features", [partition_key], filters=shard.read_filters()
+            )
+            if not len(features):
+                continue
+            found = diagnose(features)
+            del features
+            diagnosed += len(found)
+            kept.append(used_diagnoses(found, alerted))
+        finish = getattr(diagnose, "finish", None)
+        if finish is not None:
+            finish()
+        if kept:
+            diagnoses = pd.concat(kept, ignore_index=True).sort_values(
+                ["device_id", "window_start"], kind="stable", ignore_index=True
+            )
     registry = _read(store, "device_registry", None)
     reach = policy.reopen + policy.hysteresis + policy.sensor_tickets.persistence
     prior = incidents.open_incidents(closed_since=(start - reach).to_pydatetime())
@@ -139,7 +175,7 @@ def run_hour(
         counts=counts,
         alerts_seen=len(alerts),
         alerts_unlinked=unlinked,
-        windows_diagnosed=0 if diagnoses is None else len(diagnoses),
+        windows_diagnosed=diagnosed,
     )
 
 

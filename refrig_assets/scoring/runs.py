@@ -17,6 +17,7 @@ import pandas as pd
 from refrig_assets.core.model_config import ModelConfig
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.detectors.base import Detector
+from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange
 from refrig_assets.scoring.score import cohort_of, lookback_hours, score_windows
 
 HOUR_KEY = "%Y-%m-%d-%H:%M"
@@ -42,6 +43,7 @@ def score_runs(
     scored_at: datetime,
     devices: Callable[[pd.Series], np.ndarray] | None = None,
     config: ModelConfig | None = None,
+    shards: list[DeviceRange] | None = None,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """Per run of hours: (the run's input window starts, its scores in the model_scores
     contract). Each run reads only the columns the detector uses, plus the windows of earlier
@@ -49,27 +51,33 @@ def score_runs(
     devices. Runs without features yield nothing. Rows of a run start within its hours
     (features of an hourly partition start in that hour), so runs never score the same window
     twice. The run length comes from ``config`` (the models/ settings now; default: those the
-    detector was trained with)."""
+    detector was trained with).
+
+    ``shards`` (device-id ranges, :func:`~refrig_assets.engines.device_shards.hour_shards`)
+    splits each run further: one range of devices is read, scored and yielded at a time.
+    Scoring looks at one device at a time (persistence within a device, trained state
+    otherwise), so the pieces together are the run's scores, in the same order."""
     columns = detector.required_columns
     size = chunk_hours(config or detector.config)
     lookback = lookback_hours(detector)
     for i in range(0, len(hours), size):
         run = hours[i : i + size]
         since = pd.Timestamp(datetime.strptime(run[0], HOUR_KEY).replace(tzinfo=UTC))
-        # Of the earlier hours, only the windows persistence looks at are read.
-        features = store.read_many(
-            "device_features",
-            [*earlier_hours(run[0], lookback), *run],
-            columns=columns,
-            filters=[("window_start", ">=", since - detector.lookback)],
-        )
-        if devices is not None and not features.empty:
-            features = features[devices(features["device_id"])].reset_index(drop=True)
-        if features.empty:
-            continue
-        features["cohort"] = cohort_of(features["device_id"], registry)  # no copy of the run
-        starts = features.loc[features["window_start"] >= since, ["window_start"]]
-        scores = score_windows(detector, version, features, scored_at, since=since)
-        del features
-        yield starts, scores
-        del starts, scores  # the caller has written them: not held while the next run scores
+        for shard in shards or WHOLE_FLEET:
+            # Of the earlier hours, only the windows persistence looks at are read.
+            features = store.read_many(
+                "device_features",
+                [*earlier_hours(run[0], lookback), *run],
+                columns=columns,
+                filters=[("window_start", ">=", since - detector.lookback), *shard.filters()],
+            )
+            if devices is not None and not features.empty:
+                features = features[devices(features["device_id"])].reset_index(drop=True)
+            if features.empty:
+                continue
+            features["cohort"] = cohort_of(features["device_id"], registry)  # no copy of the run
+            starts = features.loc[features["window_start"] >= since, ["window_start"]]
+            scores = score_windows(detector, version, features, scored_at, since=since)
+            del features
+            yield starts, scores
+            del starts, scores  # the caller has written them: not held while the next piece scores

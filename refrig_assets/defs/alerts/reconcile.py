@@ -13,12 +13,13 @@ from refrig_assets.scoring.reads import read_scores_for_hour
 
 
 def reconcile_streaming_alerts(
-    refrig: RefrigResource, start: pd.Timestamp, end: pd.Timestamp, hour_scores: pd.DataFrame
+    refrig: RefrigResource, partition_key: str, start: pd.Timestamp, end: pd.Timestamp
 ) -> dict[str, int]:
     """Confirm or soften the streaming alerts whose matching windows reach into [start, end).
 
-    Scores of earlier hours are read when an alert's window began before ``start``. Returns how
-    many alerts became ANOMALY_SUSTAINED and ANOMALY_RESOLVED.
+    Only the scores of the alerted devices are read: of the hour, and of earlier hours when an
+    alert's window began before ``start``. Returns how many alerts became ANOMALY_SUSTAINED and
+    ANOMALY_RESOLVED.
     """
     policy = ReconciliationPolicy.from_contract()
     candidates = refrig.alerts.overlapping(
@@ -29,11 +30,17 @@ def reconcile_streaming_alerts(
     )
     if candidates.empty:
         return {}
+    devices = set(candidates["device_id"].astype(str))
+    hour_scores = read_scores_for_hour(refrig.store, partition_key, start, end, device_ids=devices)
     frames = [hour_scores]
     for hour in pd.date_range(candidates["window_start"].min().floor("h"), start, freq="h"):
         if hour < start:
             key = hour.strftime("%Y-%m-%d-%H:%M")
-            frames.append(read_scores_for_hour(refrig.store, key, hour, hour + pd.Timedelta("1h")))
+            frames.append(
+                read_scores_for_hour(
+                    refrig.store, key, hour, hour + pd.Timedelta("1h"), device_ids=devices
+                )
+            )
     frames = [f for f in frames if len(f)]
     scores = pd.concat(frames, ignore_index=True) if frames else hour_scores
     decisions = reconcile_streaming(candidates, scores, scored_until=end, policy=policy)

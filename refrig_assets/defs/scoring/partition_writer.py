@@ -23,8 +23,10 @@ from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.scoring.summary import ScoreSummary
 
-# A piece's window starts must all come after the previous pieces' (else a key could repeat
-# across pieces, which the per-piece contract check cannot see).
+# A piece's keys must come after the previous pieces' (else a key could repeat across pieces,
+# which the per-piece contract check cannot see): either a new run of hours (every window start
+# after the earlier pieces') or the next device shard of the same run (every device id after the
+# run's earlier pieces', every window start after the earlier runs').
 ORDER_CHECK = "window_start after the previous runs"
 FAILURE_COLUMNS = ["schema_context", "column", "check", "index", "failure_case"]
 
@@ -74,7 +76,7 @@ def write_score_partition(
     summary = ScoreSummary(bins)
     failures: list[pd.DataFrame] = []
     windows_in = rows = 0
-    latest = None
+    order = _PieceOrder()
     hold = None
     with refrig.store.writer(asset, context.partition_key) as out:
         for starts, scores in pieces:
@@ -82,13 +84,10 @@ def write_score_partition(
             scores.index = pd.RangeIndex(rows, rows + len(scores))
             rows += len(scores)
             bad = contract.validate(scores)
-            if len(scores) and latest is not None:
-                early = scores["window_start"] <= latest
+            if len(scores):
+                early = order.early(scores)
                 if early.any():
                     bad = pd.concat([bad, _order_failures(scores, early)], ignore_index=True)
-            if len(scores):
-                newest = scores["window_start"].max()
-                latest = newest if latest is None else max(latest, newest)
             summary.add(scores)
             if len(bad):
                 failures.append(bad)
@@ -112,6 +111,30 @@ def write_score_partition(
         else pd.DataFrame(columns=FAILURE_COLUMNS),
     )
     return WrittenScores(check, summary, windows_in, written, hold)
+
+
+class _PieceOrder:
+    """Whether each piece's keys come after the earlier pieces' (see ``ORDER_CHECK``)."""
+
+    def __init__(self) -> None:
+        self.latest = None  # newest window start of all pieces so far
+        self.run_floor = None  # newest window start before the current run
+        self.run_device = None  # largest device id of the current run
+
+    def early(self, scores: pd.DataFrame) -> pd.Series:
+        """Rows of ``scores`` whose key could repeat an earlier piece's; then counts it in."""
+        starts, devices = scores["window_start"], scores["device_id"].astype(str)
+        if self.latest is None or starts.min() > self.latest:  # a new run
+            early = pd.Series(False, index=scores.index)
+            self.run_floor, self.run_device = self.latest, None
+        else:  # the next device shard of the current run
+            early = devices <= self.run_device if self.run_device is not None else starts.isna()
+            if self.run_floor is not None:
+                early |= starts <= self.run_floor
+        newest, last = starts.max(), devices.max()
+        self.latest = newest if self.latest is None else max(self.latest, newest)
+        self.run_device = last if self.run_device is None else max(self.run_device, last)
+        return early
 
 
 def _order_failures(scores: pd.DataFrame, early: pd.Series) -> pd.DataFrame:
