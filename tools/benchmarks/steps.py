@@ -187,6 +187,61 @@ def _step_durations(result) -> dict[str, float]:
     }
 
 
+class StepResources:
+    """CPU seconds (all threads of this process) and peak resident memory of each Dagster step
+    of an in-process run: every event passes through the instance, and the steps of an
+    in-process run execute one after the other, so a step's figures are those between its
+    STEP_START and its end. RSS is polled from ``/proc/self/statm``."""
+
+    def __init__(self, instance):
+        import os
+        import threading
+
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.steps: dict[str, dict] = {}
+        self._current: str | None = None
+        self._cpu = 0.0
+        self._peak = 0
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+        handle = instance.handle_new_event
+
+        def handle_new_event(event, *args, **kwargs):
+            self._on_event(event)
+            return handle(event, *args, **kwargs)
+
+        instance.handle_new_event = handle_new_event
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * self.page
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.1):
+            self._peak = max(self._peak, self._rss())
+
+    def _on_event(self, event) -> None:
+        dagster_event = getattr(event, "dagster_event", None)
+        if dagster_event is None or not dagster_event.step_key:
+            return
+        kind = dagster_event.event_type_value
+        if kind == "STEP_START":
+            self._current, self._cpu, self._peak = dagster_event.step_key, time.process_time(), 0
+            self._peak = self._rss()
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and self._current == dagster_event.step_key:
+            self._peak = max(self._peak, self._rss())
+            self.steps[self._current] = {
+                "cpu_s": round(time.process_time() - self._cpu, 2),
+                "peak_rss_mb": round(self._peak / 2**20),
+            }
+            self._current = None
+
+    def close(self) -> dict[str, dict]:
+        self._done.set()
+        return self.steps
+
+
 @step
 def dagster_job(a: dict) -> dict:
     """Execute a job of the project's Definitions in-process (as ``refrig pipeline run`` does)."""
@@ -200,6 +255,7 @@ def dagster_job(a: dict) -> dict:
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def(a["job"])
     selection = [dg.AssetKey(k) for k in a["assets"]] if a.get("assets") else None
+    resources = StepResources(instance)
     with Timer() as t:
         result = job.execute_in_process(
             instance=instance,
@@ -216,6 +272,7 @@ def dagster_job(a: dict) -> dict:
         "cpu_s": t.cpu,
         "import_s": import_s,
         "steps": _step_durations(result),
+        "step_resources": resources.close(),
         "success": result.success,
         "failed_steps": failed,
         "failed_checks": sorted(k for k, v in checks.items() if not v),
@@ -232,6 +289,7 @@ def dagster_materialize(a: dict) -> dict:
     defs, import_s = _definitions()
     instance = dg.DagsterInstance.get()
     assets = [defs.resolve_assets_def(dg.AssetKey(k)) for k in a["assets"]]
+    resources = StepResources(instance)
     with Timer() as t:
         result = dg.materialize(
             assets,
@@ -246,6 +304,7 @@ def dagster_materialize(a: dict) -> dict:
         "cpu_s": t.cpu,
         "import_s": import_s,
         "steps": _step_durations(result),
+        "step_resources": resources.close(),
         "success": result.success,
         "error": None if result.success else f"failed steps: {failed}",
     }
