@@ -311,6 +311,48 @@ def file_findings(con: duckdb.DuckDBPyConnection, scope: str, contract: Contract
     return FileFindings(entries, read, _nan_storm_files(con, contract, scope))
 
 
+QUALITY_ORDER_ERROR = "readings out of (device_id, ts, source_file, source_row) order"
+
+
+def _previous_row_sql(rows: str, sensors: list, value_cols: str, *, guard: bool) -> str:
+    """The rows of ``rows`` (in (device_id, ts, source_file, source_row) order) with what the
+    previous row says: ``is_dup``, ``prev_ts`` and ``eq_<sensor>`` (same value as the previous
+    reading of the device), numbered in that order (``seq``).
+
+    With ``guard`` the rows are taken in the order they come and a row not after the previous
+    one in that order fails the query with :data:`QUALITY_ORDER_ERROR` (the caller then sorts).
+    """
+    repeats = []
+    for c in sensors:
+        steady = c.extra.get("steady_values") or []
+        exempt = f" AND {c.name} NOT IN ({', '.join(map(str, steady))})" if steady else ""
+        repeats.append(
+            f"(same_device AND coalesce({c.name} = lag_{c.name}, FALSE){exempt}) AS eq_{c.name}"
+        )
+    lags = "".join(f", lag({c.name}) OVER () AS lag_{c.name}" for c in sensors)
+    same_device = "coalesce(device_id = lag_device, FALSE)"
+    if guard:
+        lags += ", lag(source_file) OVER () AS lag_file, lag(source_row) OVER () AS lag_row"
+        # device_id and ts are never NULL here (keyed rows); only the first row has no previous
+        same_device = (
+            "CASE WHEN device_id = lag_device AND (ts > lag_ts OR (ts = lag_ts AND "
+            "(source_file > lag_file OR (source_file = lag_file AND source_row > lag_row)))) "
+            "THEN TRUE WHEN lag_device IS NULL OR device_id > lag_device THEN FALSE "
+            f"ELSE error('{QUALITY_ORDER_ERROR}') END"
+        )
+    return f"""
+        SELECT {value_cols}, source_file, source_row, received_at, late_arrival,
+               same_device AND coalesce(ts = lag_ts, FALSE) AS is_dup,
+               CASE WHEN same_device THEN lag_ts END AS prev_ts{"".join(", " + r for r in repeats)},
+               row_number() OVER () AS seq
+        FROM (
+          SELECT *, {same_device} AS same_device
+          FROM (
+            SELECT *, lag(device_id) OVER () AS lag_device, lag(ts) OVER () AS lag_ts{lags}
+            FROM ({rows})))
+        """
+
+
 def clean_hour(
     con: duckdb.DuckDBPyConnection,
     source: str,
@@ -355,38 +397,29 @@ def clean_hour(
     in_storm = f"source_file IN ({', '.join(sql_str(f) for f in storms)})" if storms else "FALSE"
     keyed = "read_error IS NULL AND device_id IS NOT NULL AND ts IS NOT NULL"
     stuck_minutes = float(rules["stuck_sensor_minutes"])
-    # One sort of the hour by device and time; duplicates and repeated values are then
-    # comparisons with the previous row (a streaming pass), not a window per device.
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE hour_sorted AS
-        SELECT {value_cols}, source_file, source_row, received_at, late_arrival
-        FROM hour_in WHERE {keyed} AND NOT ({in_storm})
-        ORDER BY device_id, ts, source_file, source_row
-        """
+    # The hour in (device_id, ts, source_file, source_row) order; duplicates and repeated
+    # values are then comparisons with the previous row (a streaming pass), not a window per
+    # device. A landing file written in that order (one file per hour, device by device) needs
+    # no sort: the pass runs in the rows' own order and stops at the first row out of it.
+    keyed_rows = (
+        f"SELECT {value_cols}, source_file, source_row, received_at, late_arrival "
+        f"FROM hour_in WHERE {keyed} AND NOT ({in_storm})"
     )
-    repeats = []
-    for c in sensors:
-        steady = c.extra.get("steady_values") or []
-        exempt = f" AND {c.name} NOT IN ({', '.join(map(str, steady))})" if steady else ""
-        repeats.append(
-            f"(same_device AND coalesce({c.name} = lag_{c.name}, FALSE){exempt}) AS eq_{c.name}"
+    try:
+        in_order = _previous_row_sql(keyed_rows, sensors, value_cols, guard=True)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE good_rows AS {in_order}")
+    except duckdb.Error as exc:
+        if QUALITY_ORDER_ERROR not in str(exc):
+            raise
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE hour_sorted AS {keyed_rows} "
+            "ORDER BY device_id, ts, source_file, source_row"
         )
-    lags = "".join(f", lag({c.name}) OVER () AS lag_{c.name}" for c in sensors)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE good_rows AS
-        SELECT {value_cols}, source_file, source_row, received_at, late_arrival,
-               same_device AND coalesce(ts = lag_ts, FALSE) AS is_dup,
-               CASE WHEN same_device THEN lag_ts END AS prev_ts{"".join(", " + r for r in repeats)},
-               row_number() OVER () AS seq
-        FROM (
-          SELECT *, coalesce(device_id = lag(device_id) OVER (), FALSE) AS same_device,
-                 lag(ts) OVER () AS lag_ts{lags}
-          FROM hour_sorted)
-        """
-    )
-    con.execute("DROP TABLE hour_sorted")
+        sorted_sql = _previous_row_sql(
+            "SELECT * FROM hour_sorted", sensors, value_cols, guard=False
+        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE good_rows AS {sorted_sql}")
+        con.execute("DROP TABLE hour_sorted")
     con.execute(f"CREATE OR REPLACE TEMP TABLE device_hour AS {_device_hour_sql(contract)}")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE previous_tails AS "

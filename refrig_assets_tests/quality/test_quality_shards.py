@@ -167,3 +167,47 @@ def test_shard_count_follows_the_memory_budget():
     assert settings.shards_for(per_shard) == 1
     assert settings.shards_for(per_shard + 1) == 2
     assert settings.shards_for(10 * per_shard) == 10
+
+
+class Statements:
+    """A DuckDB connection that records the statements it runs."""
+
+    def __init__(self, con):
+        self.con, self.sql = con, []
+
+    def execute(self, sql, *args):
+        self.sql.append(sql)
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+def test_rows_in_any_order_are_cleaned_as_the_same_rows_in_device_time_order(hours, tmp_path):
+    source, registered = hours
+    typed = pq.read_table(source.path("sensor_readings", KEYS[0])).to_pandas()
+    keyed = ["device_id", "ts", "source_file", "source_row"]
+    ordered = typed.sort_values(keyed, na_position="first", kind="stable", ignore_index=True)
+    shuffled = typed.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    outputs, statements = {}, {}
+    for name, frame in {"ordered": ordered, "shuffled": shuffled}.items():
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+        out = ParquetStore(tmp_path / name)
+        con = Statements(connect())
+        try:
+            _, result = clean_hour_in_shards(
+                con, out, KEYS[0], path, CONTRACT, registered, shards=1, tails_dataset=TAILS
+            )
+        finally:
+            con.close()
+        outputs[name] = (out, result)
+        statements[name] = [s for s in con.sql if "ORDER BY device_id, ts" in s]
+    (a, first), (b, second) = outputs["ordered"], outputs["shuffled"]
+    assert first.flag_counts["DUPLICATE"] > 0 and first.flag_counts["STUCK_SENSOR"] > 0
+    for dataset in ("clean_readings", TAILS):
+        assert rows(b.path(dataset, KEYS[0])).equals(rows(a.path(dataset, KEYS[0]))), dataset
+    pd.testing.assert_frame_equal(second.quarantine, first.quarantine)
+    assert summary(second) == summary(first)
+    # rows already in order are taken as they come; only the shuffled hour is sorted
+    assert statements["ordered"] == [] and len(statements["shuffled"]) == 1
