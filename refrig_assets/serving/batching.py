@@ -1,17 +1,19 @@
-"""Concurrent readings requests computed together: one pass of the feature SQL for many.
+"""Concurrent readings requests computed together: one pass of the feature SQL and of each
+detector for many.
 
-A single-device request spends most of its time in the fixed cost of the quality and feature
-SQL (some twenty small statements per hour), not in its rows. Requests that arrive while the
-passes are busy wait in a queue; the next free runner takes as many as it may
-(``batching.max_requests``) whose devices do not overlap and whose columns have the same types,
-and computes them in one pass (:func:`refrig_assets.serving.inputs.readings_features_many`).
-Every request gets exactly the answer it would get alone; a lone request waits for nothing.
+A single-device request spends most of its time in fixed costs — planning the feature SQL, a
+detector's preparation and calls, the diagnosis — not in its rows. Requests that arrive while
+the passes are busy wait in a queue; the next free runner takes as many as it may
+(``batching.max_requests``) whose devices do not overlap, whose columns have the same types and
+whose ``key`` is the same (the service's: the model snapshot and the options), and computes
+them in one pass. Every request gets exactly the answer it would get alone; a lone request waits
+for nothing.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,8 @@ import pyarrow.compute as pc
 class _Job:
     table: pa.Table
     devices: frozenset
+    key: Hashable
+    context: Any
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
 
@@ -34,11 +38,12 @@ def _devices(table: pa.Table) -> frozenset:
 
 
 class Batcher:
-    """Runs ``compute`` (tables → one result or exception per table) over queued requests."""
+    """Runs ``compute`` (tables and the pass's context → one result or exception per table)
+    over queued requests."""
 
     def __init__(
         self,
-        compute: Callable[[list[pa.Table]], list[Any]],
+        compute: Callable[[list[pa.Table], Any], list[Any]],
         max_requests: int,
         runners: int,
     ):
@@ -48,9 +53,11 @@ class Batcher:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(runners)
 
-    def submit(self, table: pa.Table) -> Any:
-        """The result for ``table`` (an exception the computation gave for it is raised)."""
-        job = _Job(table, _devices(table))
+    def submit(self, table: pa.Table, key: Hashable = None, context: Any = None) -> Any:
+        """The result for ``table`` (an exception the computation gave for it is raised).
+        Only requests with equal ``key`` share a pass; ``compute`` gets the first one's
+        ``context``."""
+        job = _Job(table, _devices(table), key, context)
         with self._lock:
             self._pending.append(job)
         while not job.done.is_set():
@@ -77,7 +84,11 @@ class Batcher:
             for job in self._pending[1:]:
                 if len(batch) >= self.max_requests:
                     break
-                if job.table.schema.equals(first.table.schema) and not (job.devices & seen):
+                if (
+                    job.key == first.key
+                    and job.table.schema.equals(first.table.schema)
+                    and not (job.devices & seen)
+                ):
                     batch.append(job)
                     seen |= job.devices
             self._pending = [j for j in self._pending if j not in batch]
@@ -85,7 +96,7 @@ class Batcher:
 
     def _run(self, batch: list[_Job]) -> None:
         try:
-            results = self.compute([j.table for j in batch])
+            results = self.compute([j.table for j in batch], batch[0].context)
         except Exception as exc:  # noqa: BLE001 - handed to every request of the pass
             results = [exc] * len(batch)
         for job, result in zip(batch, results, strict=True):

@@ -80,6 +80,12 @@ class _CachedCauseStore(CauseStore):
     def registry(self) -> pd.DataFrame | None:
         return self._cached(("registry",), super().registry)
 
+    def write_state(
+        self, partition_key: str, states: list[pd.DataFrame], before: pd.Series
+    ) -> None:
+        """Nothing: the defrost state after an hour is the batch step's to keep (building it
+        for the whole fleet only to drop it cost a request more than its own diagnosis)."""
+
     def baselines(self, partition_key: str, table: SignatureTable) -> pd.DataFrame:
         return self._cached(
             ("baselines", partition_key),

@@ -15,6 +15,7 @@ Precomputed windows (``device_features``) are checked column by column against t
 from __future__ import annotations
 
 import io
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -286,6 +287,24 @@ def _own_windows(features: pd.DataFrame, rel: str) -> pd.DataFrame:
     return mine
 
 
+_FEATURE_VIEWS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[str, str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _feature_view(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """A temporary view on ``con`` of the feature SQL text ``sql``, created once per connection
+    and text: a request then binds the stored view instead of parsing the long SQL again (the
+    text carries the window length and cadence, so a changed setting is a new view)."""
+    views = _FEATURE_VIEWS.setdefault(con, {})
+    name = views.get(sql)
+    if name is None:
+        name = f"request_features_{len(views)}"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+        views[sql] = name
+    return name
+
+
 def small_batch_features(
     con: duckdb.DuckDBPyConnection,
     tables: list[pa.Table],
@@ -323,9 +342,10 @@ def small_batch_features(
         return None
     con.register("request_clean_rows", clean)
     try:
-        found = con.sql(
-            feature_sql("request_clean_rows", cadence_seconds=cadence_seconds)
-        ).to_arrow_table()
+        view = _feature_view(
+            con, feature_sql("request_clean_rows", cadence_seconds=cadence_seconds)
+        )
+        found = con.sql(f"SELECT * FROM {view}").to_arrow_table()
     finally:
         con.unregister("request_clean_rows")
     request_of = dict(

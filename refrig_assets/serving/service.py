@@ -40,7 +40,12 @@ from refrig_assets.serving.inputs import (
 )
 from refrig_assets.serving.metrics import ServingMetrics
 from refrig_assets.serving.models import ModelSet, ModelSnapshot
-from refrig_assets.serving.scorer import ScoreResult, newest_window_end, score_request
+from refrig_assets.serving.scorer import (
+    ScoreResult,
+    newest_window_end,
+    score_many,
+    score_request,
+)
 from refrig_assets.serving.settings import (
     SINGLE_USER,
     ServingSettings,
@@ -132,7 +137,7 @@ class ScoringService:
         self.newest_reading: float | None = None
         self.metrics.watch_drift(self.drift_by_version)
         self.batcher = Batcher(
-            self._features_of, self.serving.batch_max_requests, self.serving.batch_runners
+            self._score_pass, self.serving.batch_max_requests, self.serving.batch_runners
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -242,9 +247,11 @@ class ScoringService:
         snapshot = snapshot or self.models.current()
         dataset = "sensor_readings" if kind == READINGS else "device_features"
         self._check_limits(table, dataset)
-        registry, _ = self._registry_now()
         if kind == READINGS:
-            features = self.batcher.submit(table)
+            # requests scored together share the snapshot and the options
+            result, newest = self.batcher.submit(
+                table, key=(id(snapshot), cause), context=(snapshot, cause)
+            )
         else:
             needed = sorted(
                 {
@@ -255,30 +262,52 @@ class ScoringService:
                 }
             )
             features = windows_frame(table, needed)
-        result = score_request(
-            features,
-            snapshot,
-            registry,
-            self.metrics,
-            settings=self.settings if cause else None,
-            diagnosis=self.diagnosis,
-        )
-        newest = newest_window_end(features)
+            registry, _ = self._registry_now()
+            result = score_request(
+                features,
+                snapshot,
+                registry,
+                self.metrics,
+                settings=self.settings if cause else None,
+                diagnosis=self.diagnosis,
+            )
+            newest = newest_window_end(features)
         if newest is not None:
             self.newest_reading = max(newest, self.newest_reading or newest)
             self.metrics.freshness.set(time.time() - self.newest_reading)
         return result
 
-    def _features_of(self, tables: list[pa.Table]) -> list[pd.DataFrame | RequestRejected]:
-        """Feature windows of several requests' readings in one pass (see :mod:`.batching`)."""
-        _, ids = self._registry_now()
-        return readings_features_many(
+    def _score_pass(
+        self, tables: list[pa.Table], context: tuple[ModelSnapshot, bool]
+    ) -> list[tuple[ScoreResult, float | None] | RequestRejected]:
+        """Several requests' readings in one pass (see :mod:`.batching`): their feature windows
+        together, then each model over all of them, then the diagnosis; per request its
+        (answer, newest window end) or the :class:`RequestRejected` naming its violations."""
+        snapshot, cause = context
+        registry, ids = self._registry_now()
+        found = readings_features_many(
             self._connection(),
             tables,
             ids,
             datetime.now(UTC),
             cadence_seconds=self.settings.cadence_seconds,
         )
+        valid = [i for i, f in enumerate(found) if not isinstance(f, RequestRejected)]
+        frames = [found[i] for i in valid]
+        if not frames:
+            return found
+        answers = score_many(
+            frames,  # type: ignore[arg-type]
+            snapshot,
+            registry,
+            self.metrics,
+            settings=self.settings if cause else None,
+            diagnosis=self.diagnosis,
+        )
+        out: list[Any] = list(found)
+        for i, answer in zip(valid, answers, strict=True):
+            out[i] = (answer, newest_window_end(found[i]))  # type: ignore[arg-type]
+        return out
 
     # -- health -------------------------------------------------------------------------------
     def _serving_drift(self, versions: dict[str, set[str]]) -> pd.DataFrame:

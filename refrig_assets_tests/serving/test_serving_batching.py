@@ -9,16 +9,19 @@ from datetime import UTC, datetime
 import pandas as pd
 import pyarrow as pa
 import pytest
-from support.serving_world import HOURS, landed_readings, serving_world
+from support.serving_world import HOURS, landed_readings, serving_world, use_serving_world
 
 from refrig_assets.core.duck import connect
 from refrig_assets.core.storage import ParquetStore
+from refrig_assets.serving import inputs
 from refrig_assets.serving.batching import Batcher
 from refrig_assets.serving.inputs import (
     RequestRejected,
     readings_features,
     readings_features_many,
+    table_from_records,
 )
+from refrig_assets.serving.service import ScoringService
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,7 @@ def test_the_batcher_never_puts_one_device_twice_in_a_pass(readings):
     passes: list[list[frozenset]] = []
     gate = threading.Event()
 
-    def compute(tables: list[pa.Table]) -> list[int]:
+    def compute(tables: list[pa.Table], context: object) -> list[int]:
         gate.wait(10)
         passes.append([frozenset(t.column("device_id").to_pylist()) for t in tables])
         return [t.num_rows for t in tables]
@@ -91,3 +94,63 @@ def test_the_batcher_never_puts_one_device_twice_in_a_pass(readings):
     for devices in passes:
         assert len(set().union(*devices)) == len(devices)  # no device in two requests of a pass
     assert sum(len(p) for p in passes) == len(jobs)
+
+
+def _without_timings(answer: dict) -> dict:
+    return {
+        **answer,
+        "models": [{k: v for k, v in m.items() if k != "latency_ms"} for m in answer["models"]],
+    }
+
+
+def _one_hour_tables(home) -> dict[str, pa.Table]:
+    from support.serving_world import as_json
+
+    frame = landed_readings(home, HOURS[2:])
+    return {
+        device: table_from_records(as_json(rows)["readings"], "sensor_readings")
+        for device, rows in frame.groupby("device_id")
+    }
+
+
+def test_requests_scored_in_one_pass_get_each_its_own_answer(tmp_path, monkeypatch):
+    home = use_serving_world(tmp_path, monkeypatch)
+    service = ScoringService(single_user=True)
+    service.start()
+    try:
+        tables = _one_hour_tables(home)
+        devices = sorted(tables)[:4]
+        snapshot = service.models.current()
+        together = service._score_pass([tables[d] for d in devices], (snapshot, True))
+        for device, (answer, _) in zip(devices, together, strict=True):
+            alone = service.score("readings", tables[device], snapshot)
+            assert _without_timings(answer.as_dict()) == _without_timings(alone.as_dict())
+            assert {w["device_id"] for w in answer.windows} == {device}
+            assert all("probable_cause" in w for w in answer.windows)
+    finally:
+        service.close()
+
+
+def test_a_one_hour_request_scores_the_same_with_the_rules_in_memory(tmp_path, monkeypatch):
+    home = use_serving_world(tmp_path, monkeypatch)
+    service = ScoringService(single_user=True)
+    service.start()
+    try:
+        table = pa.concat_tables(list(_one_hour_tables(home).values()))
+        taken = []
+        real = inputs.small_batch_features
+
+        def spy(*args, **kwargs):
+            found = real(*args, **kwargs)
+            taken.append(found is not None)
+            return found
+
+        monkeypatch.setattr(inputs, "small_batch_features", spy)
+        fast = service.score("readings", table).as_dict()
+        assert taken == [True]
+        monkeypatch.setattr(inputs, "small_batch_features", lambda *a, **k: None)
+        batch = service.score("readings", table).as_dict()
+        assert _without_timings(fast) == _without_timings(batch)
+        assert len(fast["windows"]) > 0
+    finally:
+        service.close()
