@@ -67,11 +67,16 @@ def register_detector(cls: type[Detector]) -> type[Detector]:
 
 @cache
 def feature_sensor(feature: str) -> str:
-    """The sensor a feature column is computed from (``vibration_compressor_max`` → sensor)."""
+    """The sensor a feature column is computed from (``vibration_compressor_max`` → sensor;
+    a derived feature of one reading column, ``door_open_longest_minutes`` → ``door_open``),
+    else the feature itself (``duty_cycle``)."""
     from refrig_assets.core.contracts import load_contract
 
     col = load_contract("device_features").column(feature)
-    return col.extra.get("sensor", feature)
+    derived = col.extra.get("derived") or {}
+    readings = load_contract("sensor_readings").column_names
+    source = col.extra.get("sensor") or derived.get("sensor") or derived.get("state")
+    return source if source in readings else feature
 
 
 @cache

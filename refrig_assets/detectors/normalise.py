@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 MAD_TO_SIGMA = 1.4826
+# Mean absolute deviation to standard deviation (normal data): sqrt(pi / 2).
+MEAN_AD_TO_SIGMA = float(np.sqrt(np.pi / 2))
 CLIP = 50.0
 # Variance of a sample median relative to a sample mean's (normal data): pi / 2.
 MEDIAN_VARIANCE_FACTOR = np.pi / 2
@@ -32,10 +34,18 @@ def out_of_sample_factor(n: np.ndarray) -> np.ndarray:
 
 
 def robust_scale(values: np.ndarray, floor: np.ndarray | float = 1e-6) -> np.ndarray:
-    """Per-column MAD·1.4826 around 0 (columns of residuals), NaN ignored, floored."""
+    """Per-column MAD·1.4826 around 0 (columns of residuals), NaN ignored, floored.
+
+    Never below half the spread the mean absolute deviation gives (``MEAN_AD_TO_SIGMA``): a
+    feature whose values mostly repeat one number (the duty cycle of one-minute windows is 0 or
+    1, a door fraction is mostly 0) has a MAD of 0, and every other value would then sit at the
+    clip as if it were a fault."""
     with np.errstate(all="ignore"):
-        mad = np.nanmedian(np.abs(values), axis=0) * MAD_TO_SIGMA
-    return np.maximum(np.nan_to_num(mad, nan=0.0), floor)
+        magnitude = np.abs(values)
+        mad = np.nanmedian(magnitude, axis=0) * MAD_TO_SIGMA
+        mean_ad = np.nanmean(magnitude, axis=0) * MEAN_AD_TO_SIGMA
+    spread = np.maximum(np.nan_to_num(mad, nan=0.0), 0.5 * np.nan_to_num(mean_ad, nan=0.0))
+    return np.maximum(spread, floor)
 
 
 class CohortScaler:

@@ -33,6 +33,8 @@ RULE_KINDS: dict[str, tuple[str, ...]] = {
         "sustain_minutes",
     ),
 }
+# A state_held rule's least held time at the fleet's cadence (min_readings_held intervals).
+HELD_FLOOR = "min_held_minutes"
 # Kinds that keep a moving average per running state, and kinds that carry a streak.
 MOVING_AVERAGE_KINDS = ("above_moving_average", "below_moving_average_held")
 STREAK_KINDS = ("sustained_rise", "state_held", "below_moving_average_held")
@@ -121,9 +123,9 @@ def load_streaming_settings(
     rules_section = config.section("rules")
     rules = []
     fitted = set(fleet_measurements(readings))
-    floor_minutes = (
-        config.number("min_readings_per_lookback", minimum=0.0) * fleet_cadence_seconds() / 60.0
-    )
+    cadence_minutes = fleet_cadence_seconds() / 60.0
+    floor_minutes = config.number("min_readings_per_lookback", minimum=0.0) * cadence_minutes
+    held_floor = config.number("min_readings_held", minimum=0.0) * cadence_minutes
     for name in rules_section.raw:
         rule = rules_section.section(name)
         kind = rule.choice("kind", RULE_KINDS)
@@ -141,6 +143,8 @@ def load_streaming_settings(
         params = {
             p: max(v, floor_minutes) if p.endswith("_minutes") else v for p, v in params.items()
         }
+        if kind == "state_held":
+            params[HELD_FLOOR] = held_floor
         rules.append(StreamingRule(name, kind, sensor, threshold, params))
     running = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
     if not running:

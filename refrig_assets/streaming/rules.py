@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refrig_assets.streaming.config import NS_PER_MINUTE, StreamingRule
+from refrig_assets.streaming.config import HELD_FLOOR, NS_PER_MINUTE, StreamingRule
 
 UNKNOWN_STATE = -1
 NO_TIME = np.iinfo(np.int64).min
@@ -230,12 +230,14 @@ def _held(
 def state_held(
     r: Readings, rule: StreamingRule, limit_minutes: np.ndarray, max_gap_ns: int, streak: np.ndarray
 ) -> Hits:
-    """A state (e.g. door_open) on at every reading for longer than the device's limit."""
+    """A state (e.g. door_open) on at every reading for longer than the device's limit, and
+    never less than the rule's ``min_held_minutes`` (``min_readings_held`` reading intervals:
+    at a slow cadence a few consecutive readings that caught a busy door open prove little)."""
     x = r.values[rule.sensor][r.new]
     code = r.code[r.new]
     with np.errstate(invalid="ignore"):
         on = np.nan_to_num(x, nan=0.0) > 0.5
-    limit = limit_minutes[code]
+    limit = np.maximum(limit_minutes[code], rule.params.get(HELD_FLOOR, 0.0))
     fires, covered = _held(r, on, (limit * NS_PER_MINUTE).astype(np.int64), max_gap_ns, streak)
     fires &= covered > limit * NS_PER_MINUTE
     return Hits(fires, covered / NS_PER_MINUTE, limit, covered)

@@ -1,0 +1,151 @@
+"""PCA reconstruction detector: Hotelling's T² and the Q residual (squared prediction error).
+
+Inputs are device-relative residuals adjusted for the context features
+(:class:`~refrig_assets.detectors.normalise.DeviceResiduals`: each device against its own
+baseline, devices without one against their cohort's). Per cohort (and once for the fleet, for
+cohorts with too few training windows or unknown ones) a principal component analysis of those
+residuals learns the few directions in which healthy devices move their sensors together (the
+weather, the load, a defrost). A window is then judged twice:
+
+* **T²** — how far it lies *along* those directions, each in units of its own spread: a large,
+  familiar kind of change (everything shifted as in a hot afternoon, only much further);
+* **Q** — how much of it lies *outside* them, the part the components cannot reconstruct: the
+  sensors no longer move together as they do on healthy devices (a correlated-sensor break),
+  even when every sensor on its own stays inside its usual range.
+
+The raw score is ``T²/T²_limit + Q/Q_limit``, each statistic over its training quantile
+(``control_quantile``), so neither dominates by its units; the shared calibration turns it into
+the anomaly score. A feature's contribution is its share of that sum (its squared prediction
+error in Q plus its part of T²), so the contributors name the sensors that broke the pattern.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from refrig_assets.detectors.base import Detector, register_detector
+from refrig_assets.detectors.normalise import DeviceResiduals
+
+FLEET = "__fleet__"
+# A component with less variance than this (in residual units²) carries no direction to score.
+MIN_EIGENVALUE = 1e-6
+
+
+@dataclass
+class PrincipalSubspace:
+    """One group's principal components of the residuals and the control limits of T² and Q."""
+
+    mean: np.ndarray  # (features,)
+    components: np.ndarray  # (features, retained): orthonormal columns
+    eigenvalues: np.ndarray  # (retained,)
+    t2_limit: float
+    q_limit: float  # 0 when every direction is retained (no residual space: Q is always 0)
+
+    @classmethod
+    def fit(
+        cls, x: np.ndarray, variance_explained: float, quantile: float, clip: float
+    ) -> PrincipalSubspace:
+        """Components explaining ``variance_explained`` of the (clipped) training residuals,
+        at most all but one, so a residual space remains for Q whenever there are two or more
+        features; limits are the ``quantile`` of each statistic over the training rows."""
+        k = x.shape[1]
+        fitted = np.clip(x, -clip, clip)
+        mean = fitted.mean(axis=0)
+        cov = np.atleast_2d(np.cov(fitted - mean, rowvar=False)) if len(x) > 1 else np.eye(k)
+        values, vectors = np.linalg.eigh(cov)
+        order = np.argsort(values)[::-1]
+        values, vectors = np.maximum(values[order], 0.0), vectors[:, order]
+        total = values.sum()
+        share = np.cumsum(values) / total if total > 0 else np.ones(k)
+        retained = int(np.searchsorted(share, variance_explained - 1e-12) + 1)
+        retained = max(1, min(retained, k - 1 if k > 1 else 1))
+        space = cls(
+            mean=mean,
+            components=vectors[:, :retained],
+            eigenvalues=np.maximum(values[:retained], MIN_EIGENVALUE),
+            t2_limit=1.0,
+            q_limit=1.0 if retained < k else 0.0,
+        )
+        t2, q, _, _ = space.statistics(x)
+        space.t2_limit = max(float(np.quantile(t2, quantile)), MIN_EIGENVALUE)
+        if retained < k:
+            space.q_limit = max(float(np.quantile(q, quantile)), MIN_EIGENVALUE)
+        return space
+
+    def statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(T², Q, centred rows, prediction errors) of rows ``x``."""
+        centred = x - self.mean
+        scores = centred @ self.components
+        t2 = (scores**2 / self.eigenvalues).sum(axis=1)
+        errors = centred - scores @ self.components.T
+        q = (errors**2).sum(axis=1) if self.q_limit > 0 else np.zeros(len(x))
+        return t2, q, centred, errors
+
+    def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw score ``T²/T²_limit + Q/Q_limit`` per row and each feature's signed share of it
+        in percent (the sign: above or below the baseline)."""
+        t2, q, centred, errors = self.statistics(x)
+        raw = t2 / self.t2_limit
+        # T² splits exactly over the features as centred_j · (P Λ⁻¹ Pᵀ centred)_j.
+        whitened = ((centred @ self.components) / self.eigenvalues) @ self.components.T
+        part = centred * whitened / self.t2_limit
+        if self.q_limit > 0:
+            raw = raw + q / self.q_limit
+            part = part + errors**2 / self.q_limit
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(raw[:, None] > 0, np.abs(part) / raw[:, None] * 100.0, 0.0)
+        return raw, np.sign(centred) * share
+
+
+@register_detector
+class PcaReconstructionDetector(Detector):
+    """Per-cohort PCA of device-relative residuals: T² along the components, Q outside them."""
+
+    kind = "pca_reconstruction"
+
+    def _inputs(self, frame: pd.DataFrame) -> np.ndarray:
+        """Context-adjusted residuals; a missing value is read as the baseline itself (0)."""
+        return np.nan_to_num(self.residuals.residuals(frame, self.fitting), nan=0.0)
+
+    def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:
+        self.residuals = DeviceResiduals(
+            int(self.config.hyperparameter("min_device_windows")),
+            float(self.config.hyperparameter("covariance_shrinkage")),
+        ).fit(frame, self.input_columns, len(self.feature_columns))
+        x = self._inputs(frame)
+        cohorts = frame["cohort"].to_numpy()
+        settings = (
+            float(self.config.hyperparameter("variance_explained")),
+            float(self.config.hyperparameter("control_quantile")),
+            float(self.config.hyperparameter("input_clip")),
+        )
+        min_rows = int(self.config.hyperparameter("min_cohort_rows"))
+        self.subspaces = {FLEET: PrincipalSubspace.fit(x, *settings)}
+        for cohort in sorted(pd.unique(cohorts)):
+            rows = cohorts == cohort
+            if rows.sum() >= min_rows:
+                self.subspaces[cohort] = PrincipalSubspace.fit(x[rows], *settings)
+        raw, _, _ = self.raw_scores(frame)
+        return raw
+
+    def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        x = self._inputs(frame)
+        cohorts = frame["cohort"].to_numpy()
+        raw = np.zeros(len(x))
+        shares = np.zeros_like(x)
+        for cohort in pd.unique(cohorts):
+            rows = cohorts == cohort
+            space = self.subspaces.get(cohort, self.subspaces[FLEET])
+            raw[rows], shares[rows] = space.evaluate(x[rows])
+        template = "{value}% of the T²+Q surprise, {direction} this device's baseline"
+        return raw, shares, [template] * len(self.feature_columns)
+
+    def describe(self) -> dict[str, float]:
+        """Components retained by the fleet subspace and how many cohorts have their own."""
+        return {
+            "components": float(self.subspaces[FLEET].components.shape[1]),
+            "cohort_subspaces": float(len(self.subspaces) - 1),
+        }
