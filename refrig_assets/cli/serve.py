@@ -44,4 +44,13 @@ def serve(
     port = port or config.port
     auth = "single-user (no token)" if service.single_user else "API token"
     typer.echo(f"Scoring on http://{host}:{port}/v1/score  (auth: {auth}; /health, /metrics)")
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(service),
+        host=host,
+        port=port,
+        log_level="warning",
+        loop=config.server_loop,
+        http=config.server_http,
+        backlog=config.server_backlog,
+        timeout_keep_alive=int(config.server_keep_alive_seconds),
+    )

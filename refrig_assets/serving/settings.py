@@ -38,6 +38,10 @@ class ServingSettings:
     exporter_host: str
     exporter_port: int
     exporter_recent_runs: int
+    server_loop: str
+    server_http: str
+    server_backlog: int
+    server_keep_alive_seconds: float
 
 
 def load_serving_settings() -> ServingSettings:
@@ -49,6 +53,7 @@ def load_serving_settings() -> ServingSettings:
         cfg.section("thresholds"),
     )
     exporter, batching = cfg.section("exporter"), cfg.section("batching")
+    server = cfg.section("server")
     buckets = cfg.items("latency_buckets_ms")
     if any(isinstance(b, bool) or not isinstance(b, int | float) or b <= 0 for b in buckets):
         raise cfg.fail("latency_buckets_ms", f"must be positive numbers, not {buckets!r}")
@@ -73,4 +78,8 @@ def load_serving_settings() -> ServingSettings:
         exporter_host=exporter.text("host"),
         exporter_port=exporter.number("port", minimum=1, maximum=65535, integer=True),
         exporter_recent_runs=exporter.number("recent_runs", minimum=1, integer=True),
+        server_loop=server.choice("loop", ("auto", "asyncio", "uvloop")),
+        server_http=server.choice("http", ("auto", "h11", "httptools")),
+        server_backlog=server.number("backlog", minimum=1, integer=True),
+        server_keep_alive_seconds=server.number("keep_alive_seconds", minimum=0),
     )
