@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -189,7 +191,14 @@ class ConditionalGaussian:
         else:  # too few complete rows: pairwise-complete covariance
             cov = pd.DataFrame(z).cov(min_periods=2).fillna(0.0).to_numpy()
         cov = np.atleast_2d(np.nan_to_num(cov, nan=0.0))
-        diag = np.maximum(np.diag(cov), 1e-3)
+        # Each variance also from every row the feature is observed in: when the complete rows
+        # are a special state (one-minute windows: running features exist only while the
+        # compressor ran, and then the duty cycle is always 1) a feature's spread is not 0.
+        # Only ever raised, so the matrix stays positive semi-definite.
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            observed = np.nan_to_num(np.nanvar(z, axis=0, ddof=1), nan=0.0)
+        diag = np.maximum(np.maximum(np.diag(cov), observed), 1e-3)
         cov = (1 - shrinkage) * cov + shrinkage * np.diag(diag)
         cov[np.diag_indices(k)] = diag
         return cov
