@@ -26,6 +26,7 @@ import dagster as dg
 import httpx
 import pytest
 import sqlalchemy as sa
+from support.service_processes import READS_EVERY_STORAGE
 
 from refrig_assets.core.model_config import all_model_ids
 
@@ -438,14 +439,6 @@ def test_restarting_the_daemon_and_postgres_loses_nothing_and_the_next_scheduled
         assert next_run.tags["dagster/partition"] == stack.hours[-1]
     finally:
         set_schedule(stack, running=False)
-
-
-# Reads of the webserver's three Dagster storages: runs, event log (assets), daemon heartbeats.
-READS_EVERY_STORAGE = (
-    "{ runsOrError(limit: 1) { __typename ... on Runs { results { runId } } } "
-    "assetsOrError(limit: 1) { __typename ... on AssetConnection { nodes { key { path } } } } "
-    "instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }"
-)
 
 
 def test_the_webserver_answers_its_first_request_after_postgres_restarts(stack):

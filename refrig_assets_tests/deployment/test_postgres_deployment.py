@@ -20,12 +20,14 @@ import pytest
 import sqlalchemy as sa
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 from support.service_processes import (
+    READS_EVERY_STORAGE,
     ROOT,
     PostgresServer,
     ServerProcess,
     compose_command,
     compose_environment,
     free_port,
+    restart_postgres,
     start_postgres,
     stop_all,
     stop_postgres,
@@ -313,3 +315,21 @@ def test_run_queue_never_runs_two_runs_of_one_partition_at_once(compose_services
         liveness, env=compose_services["env"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_webserver_answers_its_first_request_after_postgres_restarts(
+    compose_services, postgres
+):
+    """No pooled connection outlives a PostgreSQL restart in the webserver (docker-compose.yml
+    runs it with --db-pool-recycle 0): the very first request after one succeeds."""
+    import httpx
+
+    graphql = f"http://127.0.0.1:{compose_services['web_port']}/graphql"
+    before = httpx.post(graphql, json={"query": READS_EVERY_STORAGE}, timeout=60)
+    assert before.status_code == 200, before.text[:2000]
+
+    restart_postgres(postgres)
+
+    first = httpx.post(graphql, json={"query": READS_EVERY_STORAGE}, timeout=60)
+    assert first.status_code == 200, first.text[:2000]
+    assert "errors" not in first.json()

@@ -203,6 +203,27 @@ def start_postgres() -> PostgresServer:
     return PostgresServer(settings["REFRIG_PG_DIR"], settings)
 
 
+def restart_postgres(server: PostgresServer) -> None:
+    """Restart the server with its options, fast: every client's connection is cut."""
+    command = [
+        f"{server.settings['REFRIG_PG_BIN']}/pg_ctl",
+        *("-D", f"{server.directory}/data", "-l", f"{server.directory}/postgres.log"),
+        *("-m", "fast", "-w", "-t", "60", "restart"),
+    ]
+    if os.getuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+
+# One GraphQL query that reads each of the webserver's Dagster storages: runs, event log
+# (assets) and daemon heartbeats.
+READS_EVERY_STORAGE = (
+    "{ runsOrError(limit: 1) { __typename ... on Runs { results { runId } } } "
+    "assetsOrError(limit: 1) { __typename ... on AssetConnection { nodes { key { path } } } } "
+    "instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }"
+)
+
+
 def stop_postgres(server: PostgresServer) -> None:
     subprocess.run(
         [str(ROOT / "scripts" / "postgres_stop.sh"), server.directory], check=True, timeout=120
