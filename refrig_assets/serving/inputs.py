@@ -144,6 +144,22 @@ def _hours(con: duckdb.DuckDBPyConnection, typed: str) -> list[Any]:
     return [h for (h,) in rows] or [None]
 
 
+_COLUMN_TYPES: dict[pa.Schema, dict[str, str]] = {}
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema, view: str) -> dict[str, str]:
+    """DuckDB's type of each column of ``view`` (a registered table of Arrow ``schema``):
+    asked once per schema, since it depends on nothing else (requests from one gateway share
+    theirs)."""
+    types = _COLUMN_TYPES.get(schema)
+    if types is None:
+        desc = con.execute(f"DESCRIBE SELECT * EXCLUDE (_row) FROM {view}").fetchall()
+        types = {d[0]: d[1] for d in desc}
+        if len(_COLUMN_TYPES) < 256:  # bounded: a stream of odd schemas is asked each time
+            _COLUMN_TYPES[schema] = types
+    return dict(types)
+
+
 def _request_layout(
     con: duckdb.DuckDBPyConnection,
     table: pa.Table,
@@ -167,8 +183,7 @@ def _request_layout(
     table = table.append_column("_row", pa.array(np.arange(table.num_rows), pa.int64()))
     con.register(view, table)
     views.append(view)
-    desc = con.execute(f"DESCRIBE SELECT * EXCLUDE (_row) FROM {view}").fetchall()
-    layout = FileLayout(Path(rel), rel, "parquet", {d[0]: d[1] for d in desc}, view)
+    layout = FileLayout(Path(rel), rel, "parquet", _column_types(con, table.schema, view), view)
     checked, rejection = _check_columns(layout, contract)
     if checked is None:
         assert rejection is not None

@@ -32,6 +32,14 @@ WINDOW_FIELDS = (
 )
 
 
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of ``frame`` as dicts of Python values, as ``to_dict("records")`` gives them,
+    column by column (its cell-by-cell conversion cost a small request milliseconds)."""
+    columns = list(frame.columns)
+    values = [frame[c].tolist() for c in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
+
+
 def probable_causes(
     settings: Settings, features: pd.DataFrame, diagnosis: Any = None
 ) -> dict[tuple, dict[str, Any]]:
@@ -51,7 +59,7 @@ def probable_causes(
     for hour in hours.unique():
         part = features[hours == hour].drop(columns=["cohort"], errors="ignore")
         found = diagnosis.partition(hour.strftime(HOUR_KEY), part)
-        for row in found.to_dict("records"):
+        for row in _records(found):
             evidence = row.get("evidence")
             out[(row["device_id"], pd.Timestamp(row["window_start"]))] = {
                 "cause": row.get("cause"),
@@ -199,7 +207,7 @@ def score_many(
                         "latency_ms": round(seconds * 1000.0, 3),
                     }
                 )
-            for row in scores.to_dict("records"):
+            for row in _records(scores):
                 per_window[(row["device_id"], row["window_start"])].append(
                     _score_row(row, side.deployment)
                 )
@@ -211,7 +219,7 @@ def score_many(
         except Exception as exc:  # noqa: BLE001 - the scores stand without a diagnosis
             cause_error = f"{type(exc).__name__}: {exc}"
     windows: list[list[dict[str, Any]]] = [[] for _ in requests]
-    for i, record in enumerate(features[list(WINDOW_FIELDS)].to_dict("records")):
+    for i, record in enumerate(_records(features[list(WINDOW_FIELDS)])):
         entries = per_window[keys[i]]
         served = [m["model_id"] for m in models_out[owner[i]]]
         window: dict[str, Any] = {

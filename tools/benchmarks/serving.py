@@ -14,7 +14,10 @@ each phase bounded in requests and seconds:
   requests per second (target 200).
 
 Latencies are measured by the client (request sent → answer read). The machine's load average
-before and after is reported with the numbers: on a shared machine they move with it.
+before and after is reported with the numbers: on a shared machine they move with it. So is
+the CPU time the server process spent per request in each phase (from /proc, Linux), which the
+machine's load moves much less, and — after the server stopped — ``in_process``: the scoring
+function (:meth:`ScoringService.score`) called directly, wall and CPU time per call.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -104,6 +108,23 @@ def by_device(records: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (None off Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_server_cpu(pid: int, phase: dict, before: float | None) -> dict:
+    """``phase`` with the server's CPU milliseconds per request since ``before``."""
+    after = cpu_seconds(pid)
+    if before is not None and after is not None and phase["requests"]:
+        phase["server_cpu_ms_per_request"] = round((after - before) * 1000 / phase["requests"], 1)
+    return phase
+
+
 def latencies(
     client: httpx.Client, bodies: list[dict], max_requests: int, max_seconds: float
 ) -> dict:
@@ -157,6 +178,61 @@ def sustained(base_url: str, bodies: list[dict], threads: int, seconds: float) -
     }
 
 
+def timed(call, count: int) -> dict:
+    """Wall and CPU milliseconds of ``count`` calls ``call(i)`` (p50, p99 of the wall)."""
+    wall, cpu = [], []
+    for i in range(count):
+        w, c = time.perf_counter(), time.process_time()
+        call(i)
+        wall.append((time.perf_counter() - w) * 1000.0)
+        cpu.append((time.process_time() - c) * 1000.0)
+    wall.sort()
+    cpu.sort()
+    return {
+        "calls": count,
+        "p50_ms": round(statistics.median(wall), 1),
+        "p99_ms": round(wall[min(count - 1, int(0.99 * count))], 1),
+        "cpu_p50_ms": round(statistics.median(cpu), 1),
+        "cpu_mean_ms": round(statistics.fmean(cpu), 1),
+    }
+
+
+def in_process(data: dict[str, list[dict]], count: int) -> dict:
+    """The scoring function alone (no HTTP, no JSON): :meth:`ScoringService.score` on parsed
+    tables in this process, for one device's readings, its windows, and 100 devices."""
+    from refrig_assets.serving.inputs import table_from_records
+    from refrig_assets.serving.service import ScoringService
+
+    readings, windows = by_device(data["readings"]), by_device(data["windows"])
+    ids = sorted(readings)
+    single = [table_from_records(readings[d], "sensor_readings") for d in ids]
+    single_windows = [
+        table_from_records(windows[d], "device_features") for d in ids if d in windows
+    ]
+    hundred = table_from_records([r for d in ids[:100] for r in readings[d]], "sensor_readings")
+    service = ScoringService(single_user=True)
+    service.start()
+    try:
+        for table in single[:5]:
+            service.score("readings", table)  # warm-up
+        return {
+            "single_device": timed(
+                lambda i: service.score("readings", single[i % len(single)]), count
+            ),
+            "single_device_no_cause": timed(
+                lambda i: service.score("readings", single[i % len(single)], cause=False), count
+            ),
+            "single_device_windows": timed(
+                lambda i: service.score("windows", single_windows[i % len(single_windows)]), count
+            ),
+            "hundred_devices": timed(
+                lambda i: service.score("readings", hundred), max(5, count // 10)
+            ),
+        }
+    finally:
+        service.close()
+
+
 def run(devices: int, seed: int, requests: int, seconds: float, threads: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="refrig-bench-serving-") as tmp:
         home = Path(tmp) / "home"
@@ -174,7 +250,9 @@ def run(devices: int, seed: int, requests: int, seconds: float, threads: int) ->
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         server = subprocess.Popen(
             [
-                str(Path(sys.executable).parent / "refrig"),
+                sys.executable,
+                "-c",
+                "from refrig_assets.cli import main; main()",
                 "serve",
                 "--single-user",
                 "--port",
@@ -197,16 +275,26 @@ def run(devices: int, seed: int, requests: int, seconds: float, threads: int) ->
                 for body in single[:5]:
                     client.post("/v1/score", json=body)  # warm-up: first connections, caches
                 load_before = [round(x, 2) for x in os.getloadavg()]
-                result = {
-                    "single_device": latencies(client, single, requests, seconds),
-                    "single_device_windows": latencies(client, single_windows, requests, seconds),
-                    "hundred_devices": latencies(client, hundred, max(10, requests // 20), seconds),
+                phases = {
+                    "single_device": lambda: latencies(client, single, requests, seconds),
+                    "single_device_windows": lambda: latencies(
+                        client, single_windows, requests, seconds
+                    ),
+                    "hundred_devices": lambda: latencies(
+                        client, hundred, max(10, requests // 20), seconds
+                    ),
+                    "sustained": lambda: sustained(base, single, threads, seconds),
                 }
-            result["sustained"] = sustained(base, single, threads, seconds)
+                result: dict[str, Any] = {}
+                for name, phase in phases.items():
+                    before = cpu_seconds(server.pid)
+                    result[name] = with_server_cpu(server.pid, phase(), before)
             load_after = [round(x, 2) for x in os.getloadavg()]
         finally:
             server.terminate()
             server.wait(30)
+        result["in_process"] = in_process(data, min(requests, 100))
+        result["load_average_in_process"] = [round(x, 2) for x in os.getloadavg()]
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
