@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -67,6 +67,9 @@ def spark_session(master: str | None = None, app_name: str = "refrig-assets") ->
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
+        # pandas writes nanosecond timestamps, which Spark reads only as integers: readers of
+        # such files convert them (see nanos_as_timestamps)
+        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
     )
     if local:
         builder = (
@@ -77,6 +80,26 @@ def spark_session(master: str | None = None, app_name: str = "refrig-assets") ->
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("REFRIG_SPARK_LOG_LEVEL", "ERROR"))
     return spark
+
+
+def nanos_as_timestamps(frame: DataFrame, contract: Contract) -> DataFrame:
+    """``frame`` with the contract's timestamp columns that Spark read as integers (nanosecond
+    timestamps in Parquet written by pandas) as timestamps again (microseconds, as stored)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType
+
+    kinds = {f.name: f.dataType for f in frame.schema.fields}
+    for c in contract.columns:
+        if c.type == "timestamp" and isinstance(kinds.get(c.name), LongType):
+            frame = frame.withColumn(c.name, F.expr(f"timestamp_micros(`{c.name}` div 1000)"))
+    return frame
+
+
+def read_contract_parquet(
+    spark: SparkSession, locations: Sequence[Path | str], contract: Contract
+) -> DataFrame:
+    """Parquet files (paths or URIs) of a contract's dataset, timestamps as timestamps."""
+    return nanos_as_timestamps(spark.read.parquet(*[str(p) for p in locations]), contract)
 
 
 def _view_name(prefix: str) -> str:
@@ -92,12 +115,24 @@ def compute_features(
     return spark.sql(feature_sql(view, cadence_seconds=cadence_seconds, dialect="spark"))
 
 
-def write_parquet_file(frame: DataFrame, final: Path) -> Path:
+def is_uri(location: Path | str) -> bool:
+    """True for a location with a scheme (``file://``, ``hdfs://``, ``s3a://``), as Spark reads."""
+    return "://" in str(location)
+
+
+def write_parquet_file(frame: DataFrame, final: Path | str) -> Path | str:
     """Write a Spark DataFrame as the single Parquet file ``final``, atomically.
 
     Spark writes a directory of part files; one partition is written (order preserved) under a
     hidden temporary directory next to ``final`` and its part file is renamed into place.
+    ``final`` is a local path or a URI Spark writes (``hdfs://``, ``s3a://``, ``file://``); a URI
+    is renamed through Hadoop's FileSystem (on object stores a rename is a copy: the old file
+    stays readable until the new one is complete).
     """
+    if str(final).startswith("file://"):  # local: a plain rename (no Hadoop .crc files)
+        final = Path(str(final).removeprefix("file://"))
+    if is_uri(final):
+        return _write_parquet_uri(frame, str(final))
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.parent / f".{final.stem}.{uuid.uuid4().hex}.spark"
@@ -112,6 +147,30 @@ def write_parquet_file(frame: DataFrame, final: Path) -> Path:
     return final
 
 
+def _write_parquet_uri(frame: DataFrame, final: str) -> str:
+    spark = frame.sparkSession
+    jvm: Any = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    target = jvm.org.apache.hadoop.fs.Path(final)
+    fs = target.getFileSystem(conf)
+    parent = target.getParent()
+    staging = jvm.org.apache.hadoop.fs.Path(parent, f".{target.getName()}.{uuid.uuid4().hex}.spark")
+    try:
+        frame.coalesce(1).write.option("compression", "zstd").parquet(staging.toString())
+        parts = [
+            s.getPath() for s in fs.listStatus(staging) if s.getPath().getName().startswith("part-")
+        ]
+        if len(parts) != 1:
+            raise RuntimeError(f"Spark wrote {len(parts)} part files to {staging}, expected one")
+        if fs.exists(target):
+            fs.delete(target, False)
+        if not fs.rename(parts[0], target):
+            raise RuntimeError(f"could not rename {parts[0]} to {final}")
+    finally:
+        fs.delete(staging, True)
+    return final
+
+
 def write_features(
     spark: SparkSession,
     source: Path,
@@ -123,7 +182,9 @@ def write_features(
 ) -> Path:
     """Spark counterpart of :func:`refrig_assets.engines.embedded.write_features`."""
     features = compute_features(spark, [source], cadence_seconds=cadence_seconds)
-    return write_parquet_file(features, store.path(dataset, partition_key))
+    final = store.path(dataset, partition_key)
+    write_parquet_file(features, final)
+    return final
 
 
 def spark_schema(contract: Contract) -> str:

@@ -1,0 +1,355 @@
+"""The hourly path's other steps on Spark: ingestion, quality (clean rows, quarantine, flags) and
+alert generation, with the same rules as the embedded engine.
+
+Nothing here re-states a rule. Ingestion and quality run the SQL the project generates from the
+contracts (:func:`refrig_assets.ingestion.landing.hours.hour_readings`,
+:func:`refrig_assets.quality.rules.clean_hour`) through :class:`~refrig_assets.engines.spark_sql.SparkConnection`,
+which translates it to Spark SQL; alerts are :func:`refrig_assets.alerts.generation.generate_alerts`
+applied to groups of whole devices, as scores are (see :mod:`refrig_assets.engines.spark`).
+
+Where the work happens:
+
+* ingestion: the driver lists the landing zone and judges each file (the landing index, a Parquet
+  file's footer, a CSV file's lines: DuckDB on the driver, as the embedded engine does); the rows
+  of Parquet files are read and typed by Spark executors. The landing zone is a directory the
+  driver and the executors see at the same path.
+* quality, features, scores and alerts read and write Parquet at locations Spark resolves: local
+  paths or URIs (``file://``, ``hdfs://``, ``s3a://`` where the cluster has the connector).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import pandas as pd
+import pyarrow as pa
+
+from refrig_assets.core.contracts import Contract, load_contract
+from refrig_assets.core.duck import connect
+from refrig_assets.engines.spark import (
+    GROUPS_PER_CORE,
+    _as_contract_dtypes,
+    _utc,
+    read_contract_parquet,
+    spark_schema,
+    write_parquet_file,
+)
+from refrig_assets.engines.spark_sql import SparkConnection, TranslationError
+from refrig_assets.ingestion.landing.hours import HourReadings, hour_readings
+from refrig_assets.quality.rules import QualityResult, clean_hour
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from refrig_assets.ingestion.landing.index import LandingIndex
+
+# The quality pass reads the hour sorted by device and time and compares each reading with the
+# one before (DuckDB: ``lag() OVER ()`` over the sorted rows). Spark tables have no order: the
+# same comparisons within each device, in the same order, give the same rows.
+QUALITY_WINDOW = "PARTITION BY device_id ORDER BY ts, source_file, source_row"
+_CLEAN_ORDER = re.compile(r"\s*ORDER BY seq\s*$", re.I)
+
+
+def _arrow_for_spark(table: pa.Table) -> pa.Table:
+    """Arrow types Spark accepts: dictionaries as their values, unsigned integers as int64."""
+    fields = []
+    for f in table.schema:
+        t = f.type
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        if pa.types.is_unsigned_integer(t):
+            t = pa.int64()
+        fields.append(pa.field(f.name, t))
+    return table.cast(pa.schema(fields))
+
+
+def ingest_hour(
+    spark: SparkSession,
+    landing_dir: Path,
+    start: datetime,
+    end: datetime,
+    partition_key: str,
+    contract: Contract,
+    index: LandingIndex,
+    *,
+    previous: Path | None = None,
+    authoritative: bool | None = None,
+) -> tuple[DataFrame, HourReadings, SparkConnection]:
+    """The typed readings of the hour [start, end) as a Spark DataFrame (sensor_readings shape
+    plus the source columns), with the hour's provenance as the embedded engine reports it.
+
+    The hour's SQL is :func:`hour_readings`'s own; the CSV lines the driver read (and their
+    rejected lines) travel to Spark as tables of raw text. Keep the returned connection open
+    until the frame is written, then close it.
+    """
+    con = connect()
+    try:
+        hour = hour_readings(
+            con,
+            landing_dir,
+            start,
+            end,
+            partition_key,
+            contract,
+            index,
+            previous=previous,
+            authoritative=authoritative,
+        )
+        sc = SparkConnection(spark)
+        temp = con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+        for (name,) in temp:
+            sc.register(
+                name, spark.createDataFrame(_arrow_for_spark(con.table(name).to_arrow_table()))
+            )
+    finally:
+        con.close()
+    return sc.sql(hour.sql), hour, sc
+
+
+def write_hour_readings(
+    spark: SparkSession, *hour: Any, target: Path | str, **options: Any
+) -> HourReadings:
+    """Ingest one hour on Spark (the arguments of :func:`ingest_hour`) and write its typed
+    readings to ``target`` (path or URI)."""
+    frame, readings, sc = ingest_hour(spark, *hour, **options)
+    try:
+        write_parquet_file(frame, target)
+    finally:
+        sc.close()
+    return readings
+
+
+@dataclass
+class SparkQuality:
+    """The quality step's outputs on Spark: the clean rows and the next hour's stuck-run tails
+    as DataFrames (valid until :meth:`close`), the quarantine and counts as the embedded
+    engine's :class:`QualityResult`."""
+
+    clean: DataFrame
+    tails: DataFrame
+    result: QualityResult
+    connection: SparkConnection
+
+    def close(self) -> None:
+        """Release the step's temp tables."""
+        self.connection.close()
+
+
+def clean_hour_on_spark(
+    spark: SparkSession,
+    readings: Path | str,
+    contract: Contract,
+    registered_devices: DataFrame | pa.Table,
+    *,
+    previous_tails: Path | str | None = None,
+) -> SparkQuality:
+    """The quality rules of :func:`clean_hour` on the typed readings at ``readings`` (Parquet
+    path or URI); ``previous_tails`` is the previous hour's stuck_sensor_tails partition."""
+    sc = SparkConnection(spark, window_order=QUALITY_WINDOW)
+    sc.view("hour_typed_readings", spark.read.parquet(str(readings)))
+    tails_in = None
+    if previous_tails is not None:
+        sc.view("hour_previous_tails", spark.read.parquet(str(previous_tails)))
+        tails_in = "hour_previous_tails"
+    clean_sql, result = clean_hour(
+        cast(Any, sc),
+        "hour_typed_readings",
+        contract,
+        cast(Any, registered_devices),
+        previous_tails=tails_in,
+    )
+    body, found = _CLEAN_ORDER.subn("", clean_sql)
+    if not found:
+        raise TranslationError("the clean rows' SQL no longer ends with ORDER BY seq")
+    # seq numbers the rows in (device_id, ts) order; the clean rows are unique on that key
+    clean = sc.sql(body).orderBy("device_id", "ts")
+    return SparkQuality(clean, sc.sql(result.tails_sql), result, sc)
+
+
+def write_quality_hour(
+    spark: SparkSession,
+    readings: Path | str,
+    contract: Contract,
+    registered_devices: DataFrame | pa.Table,
+    *,
+    clean_target: Path | str,
+    tails_target: Path | str,
+    quarantine_target: Path | str,
+    previous_tails: Path | str | None = None,
+) -> QualityResult:
+    """Run the quality step on Spark and write clean rows, tails and quarantine (paths or URIs)."""
+    quality = clean_hour_on_spark(
+        spark, readings, contract, registered_devices, previous_tails=previous_tails
+    )
+    try:
+        write_parquet_file(quality.clean, clean_target)
+        write_parquet_file(quality.tails, tails_target)
+        write_parquet_file(
+            spark.createDataFrame(
+                quality.result.quarantine,
+                schema=spark_schema(load_contract("quarantined_readings")),
+            ),
+            quarantine_target,
+        )
+    finally:
+        quality.close()
+    return quality.result
+
+
+def alerts_on_spark(
+    scores: DataFrame,
+    registry: pd.DataFrame,
+    previous_alerts: pd.DataFrame,
+    feature_partition: str,
+    run_id: str,
+    *,
+    groups: int | None = None,
+) -> DataFrame:
+    """Batch alerts (device_alerts contract) of every model's scores in ``scores``.
+
+    :func:`generate_alerts` runs on groups of whole devices: an alert depends on one device's
+    windows and, for suppression, on that device's earlier alerts, which travel with the
+    registry in one broadcast.
+    """
+    from pyspark.sql import functions as F
+
+    spark = scores.sparkSession
+    shared = spark.sparkContext.broadcast(
+        (registry.reset_index(drop=True), previous_alerts.reset_index(drop=True))
+    )
+    n_groups = groups or GROUPS_PER_CORE * spark.sparkContext.defaultParallelism
+
+    def alerts_of_group(frame: pd.DataFrame) -> pd.DataFrame:
+        from refrig_assets.alerts.generation import generate_alerts
+
+        reg, previous = shared.value
+        frame = _utc(frame.drop(columns=["_group"]))
+        mine = previous[previous["device_id"].isin(frame["device_id"].unique())]
+        return generate_alerts(frame, reg, mine, feature_partition, run_id)
+
+    keyed = scores.withColumn("_group", F.pmod(F.xxhash64("device_id"), F.lit(n_groups)))
+    return keyed.groupBy("_group").applyInPandas(
+        alerts_of_group, schema=spark_schema(load_contract("device_alerts"))
+    )
+
+
+def alerts_of_paths_on_spark(
+    spark: SparkSession,
+    score_paths: list[Path | str],
+    registry: pd.DataFrame,
+    previous_alerts: pd.DataFrame,
+    feature_partition: str,
+    run_id: str,
+) -> pd.DataFrame:
+    """Alerts of score Parquet files (paths or URIs) as a pandas frame in the device_alerts
+    contract, in the embedded engine's order (device, window)."""
+    scores = read_contract_parquet(spark, score_paths, load_contract("model_scores"))
+    alerts = alerts_on_spark(scores, registry, previous_alerts, feature_partition, run_id)
+    out: pd.DataFrame = alerts.toPandas()
+    out = out.sort_values(["device_id", "window_start"], kind="stable").reset_index(drop=True)
+    return _as_contract_dtypes(out, load_contract("device_alerts"))
+
+
+def partition_location(data: Path | str, dataset: str, partition_key: str | None) -> str:
+    """Where a partition lives under a data root given as a path or a URI (the layout of
+    :class:`~refrig_assets.core.storage.ParquetStore`)."""
+    from refrig_assets.core.storage import partition_file_name
+
+    return f"{str(data).rstrip('/')}/{dataset}/{partition_file_name(partition_key)}.parquet"
+
+
+def _exists(spark: SparkSession, location: str) -> bool:
+    jvm: Any = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    return bool(path.getFileSystem(conf).exists(path))
+
+
+def run_hour(
+    spark: SparkSession,
+    landing_dir: Path,
+    index_path: Path,
+    data: Path | str,
+    partition_key: str,
+    *,
+    cadence_seconds: int | None = None,
+) -> dict[str, Any]:
+    """Landing → typed readings → clean rows and quarantine → feature windows for one hour on
+    Spark, written under ``data`` (path or URI) in the project's layout; returns the counts.
+
+    The device registry is ``<data>/device_registry``; the previous hour's stuck-run tails are
+    used when they are there (hours run in order).
+    """
+    from datetime import timedelta
+
+    from refrig_assets.engines.spark import compute_features
+    from refrig_assets.ingestion.landing.hour_keys import hour_key
+    from refrig_assets.ingestion.landing.index import LandingIndex
+
+    start = datetime.strptime(partition_key, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
+    contract = load_contract("sensor_readings")
+    index = LandingIndex(index_path)
+    readings = partition_location(data, "sensor_readings", partition_key)
+    hour = write_hour_readings(
+        spark,
+        landing_dir,
+        start,
+        start + timedelta(hours=1),
+        partition_key,
+        contract,
+        index,
+        target=readings,
+    )
+    index.record_hour(partition_key, hour.considered, datetime.now(UTC))
+    index.save()
+    registry = spark.read.parquet(partition_location(data, "device_registry", None))
+    previous = partition_location(data, "stuck_sensor_tails", hour_key(start - timedelta(hours=1)))
+    clean = partition_location(data, "clean_readings", partition_key)
+    result = write_quality_hour(
+        spark,
+        readings,
+        contract,
+        registry.select("device_id"),
+        clean_target=clean,
+        tails_target=partition_location(data, "stuck_sensor_tails", partition_key),
+        quarantine_target=partition_location(data, "quarantined_readings", partition_key),
+        previous_tails=previous if _exists(spark, previous) else None,
+    )
+    features = compute_features(spark, [clean], cadence_seconds=cadence_seconds)
+    write_parquet_file(features, partition_location(data, "device_features", partition_key))
+    return {
+        "files": len(hour.files),
+        "rejected_files": len(hour.rejected),
+        "rows_read": result.rows_read,
+        "rows_clean": result.rows_clean,
+        "rows_quarantined": result.rows_quarantined,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``spark-submit refrig_assets/engines/spark_hourly.py --hour KEY --landing DIR --index FILE
+    --data URI``: one hour of the hourly path on the session's master (see docs/spark.md)."""
+    import argparse
+    import json
+
+    from refrig_assets.engines.spark import spark_session
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--hour", required=True, help="partition key, e.g. 2026-01-01-05:00")
+    parser.add_argument("--landing", required=True, type=Path, help="landing directory")
+    parser.add_argument("--index", required=True, type=Path, help="landing index file (JSON)")
+    parser.add_argument("--data", required=True, help="data root: path, file://, hdfs://, s3a://")
+    parser.add_argument("--master", default=None, help="Spark master (default: configured)")
+    args = parser.parse_args(argv)
+    spark = spark_session(args.master)
+    counts = run_hour(spark, args.landing, args.index, args.data, args.hour)
+    print(json.dumps({"hour": args.hour, **counts}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
