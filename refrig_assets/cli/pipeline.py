@@ -27,10 +27,17 @@ def run(
     wait: bool = typer.Option(
         False, "--wait", help="When another pipeline run holds this home, wait for it."
     ),
+    hours_per_run: int | None = typer.Option(
+        None,
+        "--hours-per-run",
+        min=1,
+        help="Hours per Dagster run (default: config/backfill.yaml); 1: one run per hour.",
+    ),
 ) -> None:
     """Readings → features for every hour, train on the first hours, then scores and alerts.
 
-    One run per home at a time (it runs in this process, outside Dagster's run queue): a second
+    A long range (a history backfill) runs many hours per Dagster run, each hour still its own
+    partition with its own checks and metadata. One run per home at a time (it runs in this process, outside Dagster's run queue): a second
     one refuses, naming the first, or waits with ``--wait``."""
     from refrig_assets.core.partition_range import hour_keys, record_run_range
 
@@ -59,7 +66,7 @@ def run(
     progress = PipelineProgress(pipeline_steps(hours, len({k[:10] for k in asked})))
     try:
         typer.echo(f"Running {hours} hour(s) from {begin:%Y-%m-%d %H:%M} UTC")
-        outcome = run_pipeline(begin, hours, train_hours, log=progress)
+        outcome = run_pipeline(begin, hours, train_hours, log=progress, hours_per_run=hours_per_run)
     except (RegistryRefused, OutsidePartitions) as refused:
         typer.echo(str(refused), err=True)
         raise typer.Exit(1) from None

@@ -16,6 +16,8 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END_TAG
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START_TAG
 
 from refrig_assets.core.partition_range import hour_keys
 from refrig_assets.defs.shared.partitions import hourly_partitions
@@ -93,24 +95,151 @@ def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
     return abandoned
 
 
-def _execute(defs: dg.Definitions, instance, selection: list[str], partition_key: str | None):
+def _execute(
+    defs: dg.Definitions, instance, selection: list[str], partition_key: str | None, last=None
+):
+    """One run of ``selection``: of the hour ``partition_key``, or of the hours
+    ``partition_key``..``last`` (each step loops over them, see defs/shared/ranges.py).
+    Returns (success, failed step keys, {(asset, hour)} materialized)."""
     job = defs.resolve_job_def("hourly_pipeline" if partition_key else "train_detectors")
+    ranged = last is not None and last != partition_key
+    range_tags = {RANGE_START_TAG: partition_key, RANGE_END_TAG: last} if ranged else {}
     result = job.execute_in_process(
         instance=instance,
-        partition_key=partition_key,
+        partition_key=None if ranged else partition_key,
         asset_selection=[dg.AssetKey(k) for k in selection],
         run_config=QUIET,
-        tags=run_tags(),
+        tags=run_tags() | range_tags,
         raise_on_error=False,
     )
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
-    return result.success, failed
+    done = {
+        (e.asset_key.to_user_string(), e.partition)
+        for e in result.get_asset_materialization_events()
+        if e.asset_key is not None
+    }
+    return result.success, failed, done
 
 
-def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> dict[str, object]:
+def chunked(keys: list[str], per_run: int) -> list[list[str]]:
+    """``keys`` in consecutive runs of at most ``per_run`` hours."""
+    return [keys[i : i + per_run] for i in range(0, len(keys), per_run)]
+
+
+def run_hours(
+    defs: dg.Definitions, instance, selection: list[str], runs: list[list[str]], on_hour
+) -> list[str]:
+    """Run ``selection`` over each list of consecutive hours of ``runs``, one Dagster run each,
+    in order. When a run fails, its hours from the first one that not every asset recorded are
+    run again one by one, so a bad hour fails alone and is named (hours already recorded are not
+    processed twice). ``on_hour(key, success, failed_steps)`` is called for every hour, in order;
+    the failed steps it returns are counted."""
+    failures: list[str] = []
+    for hours in runs:
+        success, failed, done = _execute(defs, instance, selection, hours[0], hours[-1])
+        if len(hours) == 1 or success:
+            for k in hours:
+                failures += on_hour(k, success, failed)
+            continue
+        complete = [all((a, k) in done for a in selection) for k in hours]
+        first = complete.index(False) if False in complete else len(hours)
+        for k in hours[:first]:
+            failures += on_hour(k, True, [])
+        for k in hours[first:]:
+            failures += on_hour(k, *_execute(defs, instance, selection, k)[:2])
+    return failures
+
+
+def may_alert(key: str) -> bool:
+    """Whether the alert step could raise or change an alert in this hour: a score of the hour
+    flags (alerts come only from flagging windows, see alerts/generation.py), or a streaming or
+    fallback alert meets it (reconciled by the batch alerts)."""
+    import pandas as pd
+
+    from refrig_assets.alerts.store import AlertStore
+    from refrig_assets.core.settings import get_settings
+    from refrig_assets.core.storage import ParquetStore
+    from refrig_assets.scoring.reads import read_scores_for_hour
+
+    start = pd.Timestamp(datetime.strptime(key, "%Y-%m-%d-%H:%M"), tz="UTC")
+    end = start + pd.Timedelta(hours=1)
+    s = get_settings()
+    scores = read_scores_for_hour(ParquetStore(s.data_dir), key, start, end)
+    if len(scores) and scores["anomaly_flag"].astype(bool).any():
+        return True
+    store = AlertStore(s.alerts_db_url)
+    try:
+        stored = store.overlapping(start.to_pydatetime(), end.to_pydatetime())
+    finally:
+        store.close()
+    return bool(len(stored) and stored["source"].ne("batch").any())
+
+
+def alert_runs(keys: list[str], per_run: int, may_alert=may_alert) -> list[list[str]]:
+    """Runs of the alert, incident and status steps that give what one run per hour gives.
+
+    Alerts are folded into incidents as they are stored, so the incidents (and the status) of an
+    hour must not see the alerts of a later hour: a run starts at each hour that may alert and
+    takes the quiet hours after it (up to ``per_run``), whose alert step changes nothing."""
+    runs: list[list[str]] = []
+    for k in keys:
+        if runs and len(runs[-1]) < per_run and not may_alert(k):
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return runs
+
+
+PREP = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
+ALERT_STEPS = ["device_alerts", "device_incidents", "device_status"]
+
+
+def prepare_hours(defs: dg.Definitions, instance, keys: list[str], per_run: int, log) -> list:
+    """Readings → features of every hour, in runs of ``per_run`` hours; the failed steps."""
+
+    def prepared(k: str, success: bool, failed: list[str]) -> list[str]:
+        log(f"  {k}: readings → features {'ok' if success else 'FAILED ' + ','.join(failed)}")
+        return failed
+
+    return run_hours(defs, instance, PREP, chunked(keys, per_run), prepared)
+
+
+def score_hours(
+    defs: dg.Definitions, instance, keys: list[str], per_run: int, scores: list[str], log
+) -> list[str]:
+    """The ``scores`` assets of every hour (runs of ``per_run`` hours), then alerts → incidents
+    → status of every hour (:func:`alert_runs`); the failed steps. The alerts run whatever scores
+    exist (what the alerts_despite_failed_scoring sensor does under the daemon)."""
+    failures: list[str] = []
+    score_failures: dict[str, list[str]] = {}
+
+    def scored(k: str, success: bool, failed: list[str]) -> list[str]:
+        score_failures[k] = failed
+        return failed
+
+    if scores:  # scores read features and models only: every hour first
+        failures += run_hours(defs, instance, scores, chunked(keys, per_run), scored)
+
+    def alerted(k: str, success: bool, failed: list[str]) -> list[str]:
+        steps = score_failures.get(k, []) + failed
+        log(f"  {k}: scores → incidents {'FAILED ' + ','.join(steps) if steps else 'ok'}")
+        return failed
+
+    return failures + run_hours(defs, instance, ALERT_STEPS, alert_runs(keys, per_run), alerted)
+
+
+def run_pipeline(
+    start: datetime, hours: int, train_hours: int, log=print, hours_per_run: int | None = None
+) -> dict[str, object]:
     """Registry → readings..features for every hour → train on the first ``train_hours`` →
-    scores and alerts for every hour. Returns a summary of run outcomes."""
+    scores and alerts for every hour. Returns a summary of run outcomes.
+
+    The hourly steps run ``hours_per_run`` hours per Dagster run (default:
+    config/backfill.yaml), every hour still its own partition with its own checks."""
+    from refrig_assets.core.backfill import hours_per_run as configured_hours_per_run
     from refrig_assets.definitions import defs
+
+    per_run = hours_per_run or configured_hours_per_run()
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
 
@@ -132,11 +261,7 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
     )
     if not registry.success:
         raise RegistryRefused(registry_problems(registry))
-    prep = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
-    for k in keys:
-        success, failed = _execute(defs, instance, prep, k)
-        log(f"  {k}: readings → features {'ok' if success else 'FAILED ' + ','.join(failed)}")
-        failures += failed
+    failures += prepare_hours(defs, instance, keys, per_run, log)
     # What the streaming_threshold_rules sensor does under the daemon, before the batch alerts
     # that confirm or soften its alerts.
     from refrig_assets.streaming.tick import run_once
@@ -165,14 +290,7 @@ def run_pipeline(start: datetime, hours: int, train_hours: int, log=print) -> di
         f"{'ok' if result.success else 'FAILED'}"
     )
     score = [a.replace("_model", "_scores") for a in hourly_models]
-    score += ["device_alerts", "device_incidents", "device_status"]
-    for k in keys:
-        success, failed = _execute(defs, instance, score, k)
-        if any(f.endswith("_scores") for f in failed) and "device_alerts" not in failed:
-            # What the alerts_despite_failed_scoring sensor does under the daemon.
-            failed += _execute(defs, instance, ["device_alerts", "device_incidents"], k)[1]
-        log(f"  {k}: scores → incidents {'ok' if success else 'FAILED ' + ','.join(failed)}")
-        failures += failed
+    failures += score_hours(defs, instance, keys, per_run, score, log)
     from refrig_assets.cli.evaluation_runner import run_daily_scores_and_backtest
 
     failures += run_daily_scores_and_backtest(defs, instance, keys, log, QUIET)

@@ -12,6 +12,7 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines import embedded
 
@@ -60,7 +61,9 @@ def contract_check(path) -> dg.AssetCheckResult:
         contract_check_spec("device_features", "device_features", True, hourly_partitions)
     ],
     kinds={"parquet", "duckdb", "spark"},
+    backfill_policy=range_backfill_policy(),
 )
+@hour_by_hour
 def device_features(
     context: dg.AssetExecutionContext, refrig: RefrigResource
 ) -> dg.MaterializeResult:

@@ -8,6 +8,12 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.ranges import (
+    hour_by_hour,
+    in_range,
+    per_range,
+    range_backfill_policy,
+)
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.shared.schema_checks import (
     contract_version_metadata,
@@ -22,7 +28,7 @@ from refrig_assets.ingestion.device_registry import (
     load_registry_policy,
     registry_findings,
 )
-from refrig_assets.ingestion.landing.hours import hour_readings
+from refrig_assets.ingestion.landing.hours import LandingListing, hour_readings
 from refrig_assets.ingestion.landing.index import LandingIndex, landing_index_path
 from refrig_assets.ingestion.settings import load_ingestion_settings
 
@@ -116,7 +122,9 @@ def device_registry(refrig: RefrigResource) -> dg.MaterializeResult:
         schema_check_spec("sensor_readings", "sensor_readings", hourly_partitions),
     ],
     kinds={"parquet", "duckdb"},
+    backfill_policy=range_backfill_policy(),
 )
+@hour_by_hour
 def sensor_readings(
     context: dg.AssetExecutionContext, refrig: RefrigResource
 ) -> dg.MaterializeResult:
@@ -124,13 +132,23 @@ def sensor_readings(
 
     Records in the landing index which file versions this materialization read, so files that
     arrive later are marked late and trigger a refresh of the hour (see the landing sensor).
+    A range of hours loads, lists and saves the landing index once for all its hours.
     """
     refrig.warm_up_scoring()  # while DuckDB reads the hour
     s = refrig.settings
     key = context.partition_key
     window = context.partition_time_window
-    index = LandingIndex(landing_index_path(s))
+    index = per_range(
+        context, "landing_index", lambda: LandingIndex(landing_index_path(s)), LandingIndex.save
+    )
     contract = load_contract("sensor_readings")
+    listing = (  # one hour lists the landing zone in hour_readings
+        per_range(
+            context, "landing_listing", lambda: LandingListing.scan(s.landing_dir, contract, index)
+        )
+        if in_range(context)
+        else None
+    )
     con = connect()
     try:
         hold_to_budget(con, spill_dir=refrig.store.root / SPILL_DIR)
@@ -144,10 +162,12 @@ def sensor_readings(
             index,
             previous=refrig.store.path("sensor_readings", key),
             authoritative=load_ingestion_settings().authoritative,
+            listing=listing,
         )
         path = refrig.store.write_from_duckdb("sensor_readings", key, con, hour.sql)
         index.record_hour(key, hour.considered, datetime.now(UTC))
-        index.save()
+        if not in_range(context):
+            index.save()
         con.execute(
             f"CREATE VIEW readings AS SELECT * FROM read_parquet({sql_str(str(path))}) "
             "WHERE source_row >= 0"

@@ -9,6 +9,7 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.shared.schema_checks import (
     contract_version_metadata,
@@ -63,7 +64,9 @@ TAILS = "stuck_sensor_tails"
         schema_check_spec("clean_readings", "clean_readings", hourly_partitions),
         schema_check_spec("quarantined_readings", "quarantined_readings", hourly_partitions),
     ],
+    backfill_policy=range_backfill_policy(),
 )
+@hour_by_hour
 def clean_readings(context: dg.AssetExecutionContext, refrig: RefrigResource):
     """Deduplicate, validate and flag the readings of one hour; quarantine what cannot be kept.
 

@@ -19,8 +19,8 @@ from refrig_assets.defs.scoring.partition_writer import write_score_partition
 from refrig_assets.defs.scoring.rollout import rollout_metadata, serve_rollout, serving_rollout
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions, hours_within
+from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
-from refrig_assets.engines.device_shards import WHOLE_FLEET, hour_shards
 from refrig_assets.quality.freshness import stale_feature_partitions
 from refrig_assets.scoring.runs import earlier_hours, score_runs
 from refrig_assets.scoring.score import lookback_hours
@@ -79,7 +79,9 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
         check_specs=[contract_check_spec(asset_name, "model_scores", True, partitions)],
         kinds={"parquet", "mlflow"},
         tags={"detector": config.detector},
+        backfill_policy=range_backfill_policy() if config.schedule == "hourly" else None,
     )
+    @hour_by_hour
     def _score(context: dg.AssetExecutionContext, refrig: RefrigResource) -> dg.MaterializeResult:
         model_config = load_model_config(model_id, refrig.settings.models_dir)
         hours = feature_hours(context, model_config.schedule)
@@ -100,7 +102,6 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
             else serving_rollout(context, refrig, model_id, model_config.pinned_version)
         )
         served = None
-        shards = WHOLE_FLEET
         if not refrig.store.existing_paths("device_features", hours):
             raise FileNotFoundError(f"{model_id}: no device_features for {hours[0]}..{hours[-1]}")
         # Earlier hours (when present) let persistence look back across the partition start.
@@ -130,8 +131,7 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 ),
             )
             features, scores = served.starts, served.scores
-        else:  # run by run (scoring_chunk_hours), device shard by shard (memory budget)
-            shards = hour_shards(refrig.store, hours)
+        else:  # run by run (scoring_chunk_hours): a day of a large fleet is never in memory
             pieces = score_runs(
                 refrig.store,
                 refrig.store.read("device_registry"),
@@ -140,7 +140,6 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 hours,
                 datetime.now(UTC),
                 config=model_config,
-                shards=shards,
             )
         # -- end engine switch ---------------------------------------------------------------
         if refrig.engine == "spark" or served is not None:  # the partition as whole frames
@@ -161,7 +160,6 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                     [h for h in earlier if refrig.store.exists("device_features", h)]
                 ),
                 **written.metadata,
-                "device_shards": len(shards),
                 **rollout_metadata(served),
             },
             check_results=[written.check],

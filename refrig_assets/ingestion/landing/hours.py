@@ -25,7 +25,7 @@ from refrig_assets.core.contracts import ARROW_TYPES, Contract
 from refrig_assets.core.duck import sql_str
 from refrig_assets.ingestion.landing.discovery import discover_landing
 from refrig_assets.ingestion.landing.hour_keys import hour_key
-from refrig_assets.ingestion.landing.index import LandingIndex, mtime_utc
+from refrig_assets.ingestion.landing.index import FileSpan, LandingIndex, mtime_utc
 from refrig_assets.ingestion.landing.readers import (
     SOURCE_COLUMNS,
     FileRejection,
@@ -61,23 +61,47 @@ def landing_spans(landing_dir: Path, contract: Contract, index: LandingIndex):
         yield path, str(path.relative_to(landing_dir)), span
 
 
+@dataclass
+class LandingListing:
+    """Every landing file's span, listed once, by the hours it holds (a range of hours lists
+    the landing zone once for all its hours instead of once per hour)."""
+
+    present: dict[str, str]  # every landing file -> fingerprint
+    by_hour: dict[str, list[tuple[Path, str, FileSpan]]]
+
+    @classmethod
+    def scan(cls, landing_dir: Path, contract: Contract, index: LandingIndex) -> LandingListing:
+        """List the landing zone (scanning new or changed files into ``index``)."""
+        present: dict[str, str] = {}
+        by_hour: dict[str, list[tuple[Path, str, FileSpan]]] = {}
+        for path, rel, span in landing_spans(landing_dir, contract, index):
+            present[rel] = span.fingerprint
+            for hour in dict.fromkeys(span.hours):
+                by_hour.setdefault(hour, []).append((path, rel, span))
+        return cls(present, by_hour)
+
+
 def select_hour_files(
-    landing_dir: Path, partition_key: str, contract: Contract, index: LandingIndex
+    landing_dir: Path,
+    partition_key: str,
+    contract: Contract,
+    index: LandingIndex,
+    listing: LandingListing | None = None,
 ) -> HourSelection:
     """Files holding readings of the hour, plus the rejections and notices to report in it.
 
     A rejected file, and a file without any plausible timestamp, belongs to the hour its name
     carries (else its mtime hour). A file with the same content as another file of the hour
     (delivered twice under another name) is not read again: the later delivery is rejected as
-    ``duplicate_file``.
+    ``duplicate_file``. ``listing``: the landing zone as listed for a range of hours (default:
+    listed now).
     """
     paths, claimed, rejected, notices = [], set(), [], []
     considered: dict[str, str] = {}
-    present: dict[str, str] = {}
-    for path, rel, span in landing_spans(landing_dir, contract, index):
-        present[rel] = span.fingerprint
-        if partition_key not in span.hours:
-            continue
+    if listing is None:
+        listing = LandingListing.scan(landing_dir, contract, index)
+    present = listing.present
+    for path, rel, span in listing.by_hour.get(partition_key, []):
         considered[rel] = span.fingerprint
         if span.rejection is not None:
             rejected.append(FileRejection(**span.rejection))
@@ -144,6 +168,7 @@ def hour_readings(
     *,
     previous: Path | None = None,
     authoritative: bool | None = None,
+    listing: LandingListing | None = None,
 ) -> HourReadings:
     """SQL (valid on ``con``) of every reading of the hour [start, end) in the typed shape.
 
@@ -154,11 +179,11 @@ def hour_readings(
     ``previous`` is the hour's partition as last written. Unless the landing zone is
     ``authoritative`` (default: config/ingestion.yaml), the rows it holds from files no longer
     in the landing zone are kept (a file moved within it, same size and mtime, is read under its
-    new name instead).
+    new name instead). ``listing``: the landing zone listed once for a range of hours.
     """
     if authoritative is None:
         authoritative = load_ingestion_settings().authoritative
-    selection = select_hour_files(landing_dir, partition_key, contract, index)
+    selection = select_hour_files(landing_dir, partition_key, contract, index, listing)
     first_files = index.hour_files(partition_key, "first_files")
     selects, files = [], []
     rejected = list(selection.rejected)

@@ -1,0 +1,200 @@
+"""Hourly assets over a range of hours in one run: each hour as its own partition.
+
+A history backfill runs many hours per Dagster run (``config/backfill.yaml``), so it costs what
+its data costs instead of one run's bookkeeping per hour. The hourly assets keep their one-hour
+bodies; :func:`hour_by_hour` runs the body once per hour of the run's range, in order, each time
+with a context whose ``partition_key`` and ``partition_time_window`` are that hour's, so every
+hour is written exactly as a one-hour run writes it (same files, same atomic replace, same
+cross-hour state: stuck-sensor tails, alert dedup, incidents).
+
+What Dagster 1.13 would lose in a ranged step is recorded per hour here:
+
+- materialization metadata: Dagster gives every partition of a ranged output the same
+  metadata, so each hour's is attached to its own partition (``add_asset_metadata``);
+- check results: a check result yielded in a ranged step carries no partition, so each hour's
+  is logged as an ``AssetCheckEvaluation`` of that hour;
+- blocking checks: a failed blocking check of any hour fails the step after every hour's
+  materialization is recorded (the hours downstream are then not run; ``refrig pipeline run``
+  runs such a range again hour by hour, so the failing hour blocks only itself);
+- an hour that raises fails the step; the hours before it, written, are recorded as
+  materialized, so a rerun hour by hour starts at the failing hour.
+
+A one-hour run goes through the body unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
+
+import dagster as dg
+
+from refrig_assets.core.backfill import hours_per_run
+
+T = TypeVar("T")
+RANGE_STATE = "_refrig_range_state"
+
+
+def range_backfill_policy() -> dg.BackfillPolicy:
+    """Backfills of the hourly assets: runs of ``hours_per_run`` hours (config/backfill.yaml)."""
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=hours_per_run())
+
+
+class HourContext:
+    """The step's context seen as a one-hour run of ``key`` (everything else is the step's)."""
+
+    def __init__(self, context: dg.AssetExecutionContext, key: str, state: dict[str, Any]):
+        self._context = context
+        self._key = key
+        self._state = state
+
+    @property
+    def partition_key(self) -> str:
+        return self._key
+
+    @property
+    def partition_keys(self) -> list[str]:
+        return [self._key]
+
+    @property
+    def has_partition_key(self) -> bool:
+        return True
+
+    @property
+    def has_partition_key_range(self) -> bool:
+        return False
+
+    @property
+    def partition_key_range(self) -> dg.PartitionKeyRange:
+        return dg.PartitionKeyRange(self._key, self._key)
+
+    @property
+    def partition_time_window(self):
+        partitions = cast(
+            dg.TimeWindowPartitionsDefinition, self._context.assets_def.partitions_def
+        )
+        return partitions.time_window_for_partition_key(self._key)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == RANGE_STATE:
+            return self._state
+        return getattr(self._context, name)
+
+
+def in_range(context: dg.AssetExecutionContext) -> bool:
+    """True when this hour is one of several of a ranged step (see :func:`per_range`)."""
+    return isinstance(context, HourContext)
+
+
+def per_range(
+    context: dg.AssetExecutionContext,
+    name: str,
+    make: Callable[[], T],
+    finish: Callable[[T], None] | None = None,
+) -> T:
+    """An object made once for all the hours of a ranged step (``finish`` is called on it once,
+    after the last hour, also when an hour failed); in a one-hour run simply ``make()``, which
+    the body finishes itself (``in_range`` tells which)."""
+    if not in_range(context):
+        return make()
+    state: dict[str, Any] = getattr(context, RANGE_STATE)
+    if name not in state:
+        state[name] = make()
+        if finish is not None:
+            state.setdefault("__finish__", []).append((finish, state[name]))
+    return cast(T, state[name])
+
+
+def hour_by_hour(body: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
+    """Decorate an hourly asset's one-hour body so that a ranged run runs it per hour.
+
+    Place it under ``@dg.asset``/``@dg.multi_asset`` (with ``backfill_policy=``
+    :func:`range_backfill_policy`); the body's signature is kept for Dagster."""
+
+    @functools.wraps(body)
+    def run(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        if context.has_partition_key:
+            yield from _results(body(context, *args, **kwargs))
+            return
+        yield from _over_range(body, context, args, kwargs)
+
+    return run
+
+
+def _results(out: Any) -> Iterator[Any]:
+    if inspect.isgenerator(out):
+        yield from out
+    elif out is not None:
+        yield out
+
+
+def _over_range(body, context: dg.AssetExecutionContext, args, kwargs) -> Iterator[Any]:
+    state: dict[str, Any] = {}
+    produced: list[dg.AssetKey] = []
+    blocked: list[str] = []
+    specs = {(s.asset_key, s.name): s for s in context.assets_def.check_specs}
+    done: list[tuple[str, dg.AssetKey, dict]] = []  # hours finished, for a failure's record
+    try:
+        for key in context.partition_keys:
+            hour = cast(dg.AssetExecutionContext, HourContext(context, key, state))
+            finished = []
+            for result in _results(body(hour, *args, **kwargs)):
+                if not isinstance(result, dg.MaterializeResult):
+                    raise TypeError(f"{context.op_def.name}: unexpected result {type(result)}")
+                asset = (
+                    dg.AssetKey.from_coercible(result.asset_key)
+                    if result.asset_key
+                    else context.assets_def.key
+                )
+                if asset not in produced:
+                    produced.append(asset)
+                metadata = dict(result.metadata or {})
+                context.add_asset_metadata(metadata, asset_key=asset, partition_key=key)
+                finished.append((key, asset, metadata))
+                for check in result.check_results or []:
+                    target = (
+                        dg.AssetKey.from_coercible(check.asset_key) if check.asset_key else asset
+                    )
+                    spec = specs.get((target, check.check_name))
+                    blocking = bool(spec and spec.blocking)
+                    context.log_event(
+                        dg.AssetCheckEvaluation(
+                            asset_key=target,
+                            check_name=str(check.check_name),
+                            passed=check.passed,
+                            metadata=check.metadata,
+                            severity=check.severity,
+                            description=check.description,
+                            blocking=blocking,
+                            partition=key,
+                        )
+                    )
+                    if (
+                        blocking
+                        and not check.passed
+                        and check.severity == dg.AssetCheckSeverity.ERROR
+                    ):
+                        blocked.append(f"{key} {target.to_user_string()}.{check.check_name}")
+            done += finished
+    except Exception:
+        # The hours before the failing one were written: record them, as their own runs would.
+        for key, asset, metadata in done:
+            yield dg.AssetMaterialization(asset, partition=key, metadata=metadata)
+        raise
+    finally:
+        for finish, obj in state.get("__finish__", []):
+            finish(obj)
+    for asset in produced:
+        yield dg.MaterializeResult(asset_key=asset)
+    # Each hour's evaluations are logged above; the checks' outputs still close the step (and
+    # let the steps downstream run when nothing blocks).
+    for check_key in context.selected_asset_check_keys:
+        name = context.assets_def.get_output_name_for_asset_check_key(check_key)
+        yield dg.Output(None, output_name=name)
+    if blocked:
+        raise dg.Failure(
+            description="blocking check(s) failed: " + "; ".join(blocked),
+            metadata={"failed_checks": dg.MetadataValue.json(blocked)},
+        )
