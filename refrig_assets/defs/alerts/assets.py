@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from refrig_assets.alerts.generation import generate_alerts
+from refrig_assets.alerts.hourly import alerts_in_shards
 from refrig_assets.alerts.severity import alert_policy
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.defs.alerts.reconcile import reconcile_streaming_alerts
@@ -12,7 +12,7 @@ from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.shared.score_assets import score_asset_keys
-from refrig_assets.scoring.reads import read_scores_for_hour
+from refrig_assets.engines.device_shards import hour_shards
 
 GROUP = "alerts"
 
@@ -38,13 +38,24 @@ def device_alerts(
     """Read whatever scores exist for the hour (any detector may be missing) and alert."""
     window = context.partition_time_window
     start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
-    scores = read_scores_for_hour(refrig.store, context.partition_key, start, end)
     registry = refrig.store.read("device_registry")
     dedup = alert_policy().dedup_window
     previous = refrig.alerts.recent_alerts(since=(start - dedup).to_pydatetime())
     if len(previous):
         previous = previous[previous["window_start"] < start]
-    alerts = generate_alerts(scores, registry, previous, context.partition_key, context.run.run_id)
+    # Device shard by shard (memory budget): the hour's scores are never in memory at once.
+    shards = hour_shards(refrig.store, [context.partition_key])
+    hour = alerts_in_shards(
+        refrig.store,
+        context.partition_key,
+        start,
+        end,
+        registry,
+        previous,
+        context.run.run_id,
+        shards,
+    )
+    alerts = hour.alerts
     # -- operator suppression: maintenance windows and applied feedback rules (kept, marked) --
     from refrig_assets.operations.suppression import apply_operator_suppression
 
@@ -52,7 +63,7 @@ def device_alerts(
     # -- end operator suppression --
     path = refrig.store.write("device_alerts", context.partition_key, alerts)
     counts = refrig.alerts.upsert(alerts, notify=True, hold_historic=True)
-    reconciled = reconcile_streaming_alerts(refrig, start, end, scores)
+    reconciled = reconcile_streaming_alerts(refrig, context.partition_key, start, end)
     check = contract_check_result("device_alerts", load_contract("device_alerts"), alerts)
     active = alerts[~alerts["suppressed"]]
     return dg.MaterializeResult(
@@ -64,7 +75,8 @@ def device_alerts(
                 f"alerts_{s.lower()}": int((active["severity"] == s).sum())
                 for s in ("CRITICAL", "HIGH", "MEDIUM", "LOW")
             },
-            "models_present": dg.MetadataValue.json(sorted(scores["model_id"].unique().tolist())),
+            "models_present": dg.MetadataValue.json(hour.models_present),
+            "device_shards": len(shards),
             "inserted": counts.get("inserted", 0),
             "updated": counts.get("updated", 0),
             "notifications_queued": counts.get("queued", 0),

@@ -8,7 +8,8 @@ from refrig_assets.defs.shared.contract_checks import contract_check_result, con
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
-from refrig_assets.incidents.causes import diagnose_partition
+from refrig_assets.engines.device_shards import hour_shards
+from refrig_assets.incidents.causes import HourDiagnosis
 from refrig_assets.incidents.hourly import run_hour, summary
 from refrig_assets.incidents.repository import IncidentStore
 
@@ -76,13 +77,16 @@ def device_incidents(
     start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
     key = context.partition_key
     incidents = IncidentStore(refrig.alerts)
+    # Device shard by shard (memory budget): the hour's features are never in memory at once.
+    shards = hour_shards(refrig.store, [key])
     result = run_hour(
         refrig.store,
         incidents,
         key,
         start,
         end,
-        lambda features: diagnose_partition(refrig.settings, key, features),
+        HourDiagnosis(refrig.settings, key),
+        shards=shards,
     )
     path = refrig.store.write("device_incidents", key, result.incidents)
     figures = summary(result)
@@ -101,6 +105,7 @@ def device_incidents(
             **{k: v for k, v in figures.items() if isinstance(v, int | float)},
             **{k: dg.MetadataValue.json(v) for k, v in figures.items() if isinstance(v, dict)},
             "live_incidents": dg.MetadataValue.md(_table(result.incidents)),
+            "device_shards": len(shards),
             "path": str(path),
         },
         check_results=[

@@ -21,6 +21,7 @@ from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions, hours_within
 from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.engines.device_shards import WHOLE_FLEET, hour_shards
 from refrig_assets.quality.freshness import stale_feature_partitions
 from refrig_assets.scoring.runs import earlier_hours, score_runs
 from refrig_assets.scoring.score import lookback_hours
@@ -102,6 +103,7 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
             else serving_rollout(context, refrig, model_id, model_config.pinned_version)
         )
         served = None
+        shards = WHOLE_FLEET
         if not refrig.store.existing_paths("device_features", hours):
             raise FileNotFoundError(f"{model_id}: no device_features for {hours[0]}..{hours[-1]}")
         # Earlier hours (when present) let persistence look back across the partition start.
@@ -131,7 +133,8 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 ),
             )
             features, scores = served.starts, served.scores
-        else:  # run by run (scoring_chunk_hours): a day of a large fleet is never in memory
+        else:  # run by run (scoring_chunk_hours), device shard by shard (memory budget)
+            shards = hour_shards(refrig.store, hours)
             pieces = score_runs(
                 refrig.store,
                 refrig.store.read("device_registry"),
@@ -140,6 +143,7 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 hours,
                 datetime.now(UTC),
                 config=model_config,
+                shards=shards,
             )
         # -- end engine switch ---------------------------------------------------------------
         if refrig.engine == "spark" or served is not None:  # the partition as whole frames
@@ -160,6 +164,7 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                     [h for h in earlier if refrig.store.exists("device_features", h)]
                 ),
                 **written.metadata,
+                "device_shards": len(shards),
                 **rollout_metadata(served),
             },
             check_results=[written.check],
