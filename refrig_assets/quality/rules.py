@@ -344,7 +344,7 @@ def _previous_row_sql(rows: str, sensors: list, value_cols: str, *, guard: bool)
         SELECT {value_cols}, source_file, source_row, received_at, late_arrival,
                same_device AND coalesce(ts = lag_ts, FALSE) AS is_dup,
                CASE WHEN same_device THEN lag_ts END AS prev_ts{"".join(", " + r for r in repeats)},
-               row_number() OVER () AS seq
+               row_number() OVER () AS seq, CAST(0 AS BIGINT) AS joined_mask
         FROM (
           SELECT *, {same_device} AS same_device
           FROM (
@@ -364,6 +364,7 @@ def clean_hour(
     file_scope: str | None = None,
     file_entries_here: bool = True,
     findings: FileFindings | None = None,
+    flags_in_place: bool | None = None,
 ) -> tuple[str, QualityResult]:
     """Apply the quality rules to the typed readings of one hour (see :func:`landing.hour_readings`).
 
@@ -381,6 +382,9 @@ def clean_hour(
     entries (exactly one shard does).
     ``findings`` are those file-level findings when the caller judged the hour already (then
     neither ``file_scope`` nor the hour is scanned for them again).
+    ``flags_in_place`` (default: on a DuckDB connection) sets the flags found by joins with an
+    UPDATE of the few rows they concern, so the clean rows need no sort; otherwise (another
+    engine running this SQL) the clean rows' SQL joins them and ends with ``ORDER BY seq``.
     """
     rules = rules or quality_rules()
     sensors = fleet_sensor_columns(contract)
@@ -453,22 +457,49 @@ def clean_hour(
 
     tolerance = float(rules["future_tolerance_minutes"])
     conditions = _flag_conditions(contract, tolerance)
-    mask = " | ".join(
-        f"(CASE WHEN {cond} THEN {flag_bit(flag)} ELSE 0 END)" for flag, cond in conditions.items()
-    )
-    clean_sql = f"""
-        SELECT {value_cols}, quality_mask, {flags_from_mask_sql("quality_mask")} AS quality_flags,
-               source_file
-        FROM (
-          SELECT g.*, CAST({mask} AS BIGINT) AS quality_mask
-          FROM good_rows g
+
+    def mask_of(flags: list[str]) -> str:
+        return " | ".join(
+            f"(CASE WHEN {conditions[f]} THEN {flag_bit(f)} ELSE 0 END)" for f in flags
+        )
+
+    joined = [f for f in conditions if f in JOINED_FLAGS]
+    joins = """
           LEFT JOIN (SELECT DISTINCT device_id, ts FROM stuck) st
                  ON st.device_id = g.device_id AND st.ts = g.ts
           LEFT JOIN (SELECT DISTINCT device_id FROM unit_suspect) us ON us.device_id = g.device_id
           LEFT JOIN unregistered r ON r.device_id = g.device_id
-          LEFT JOIN copied cp ON cp.device_id = g.device_id AND cp.ts = g.ts
-          WHERE NOT g.is_dup)
-        ORDER BY seq
+          LEFT JOIN copied cp ON cp.device_id = g.device_id AND cp.ts = g.ts"""
+    if flags_in_place is None:
+        flags_in_place = isinstance(con, duckdb.DuckDBPyConnection)
+    if flags_in_place:
+        # The flags found in the small tables (stuck runs, copies, unit suspects, unregistered
+        # devices) are set on the few rows they concern, in place: the clean rows then stream
+        # out of good_rows in its own order, with no join (which would reorder them) and no sort.
+        con.execute(
+            f"""
+            UPDATE good_rows SET joined_mask = p.mask
+            FROM (
+              SELECT g.seq, CAST({mask_of(joined)} AS BIGINT) AS mask
+              FROM good_rows g {joins}
+              WHERE NOT g.is_dup AND (st.device_id IS NOT NULL OR us.device_id IS NOT NULL
+                                      OR r.device_id IS NOT NULL OR cp.device_id IS NOT NULL)) p
+            WHERE good_rows.seq = p.seq
+            """
+        )
+        row_mask = mask_of([f for f in conditions if f not in JOINED_FLAGS])
+        flagged = f"SELECT g.*, CAST(({row_mask}) | g.joined_mask AS BIGINT) AS quality_mask"
+        flagged += " FROM good_rows g WHERE NOT g.is_dup"
+        order = ""
+    else:  # one query with the joins, sorted back into seq order
+        flagged = f"SELECT g.*, CAST({mask_of(list(conditions))} AS BIGINT) AS quality_mask"
+        flagged += f" FROM good_rows g {joins} WHERE NOT g.is_dup"
+        order = "ORDER BY seq"
+    clean_sql = f"""
+        SELECT {value_cols}, quality_mask, {flags_from_mask_sql("quality_mask")} AS quality_flags,
+               source_file
+        FROM ({flagged})
+        {order}
         """
     row_q = _row_quarantine(con, contract, storms, keyed, in_storm)
     quarantine = quarantine_frame(
@@ -582,6 +613,10 @@ def _row_quarantine(
     ORDER BY 1, 2
     """
     return quarantine_frame(con.execute(sql).df())
+
+
+# Flags that come from a join with a small table of findings (see clean_hour).
+JOINED_FLAGS = ("STUCK_SENSOR", "DUPLICATE", "UNIT_SUSPECT", "UNREGISTERED_DEVICE")
 
 
 def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g.") -> dict:

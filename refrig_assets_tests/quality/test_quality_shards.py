@@ -20,6 +20,7 @@ from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.memory import load_memory_budget
 from refrig_assets.ingestion.landing.hours import hour_readings
 from refrig_assets.ingestion.landing.index import LandingIndex
+from refrig_assets.quality.rules import clean_hour
 from refrig_assets.quality.shards import clean_hour_in_shards, shard_bounds
 from refrig_assets.simulator import FleetSimulator, SimulationConfig
 from refrig_assets.simulator.writer import readings_path, write_frame
@@ -194,7 +195,7 @@ def test_rows_in_any_order_are_cleaned_as_the_same_rows_in_device_time_order(hou
         path = tmp_path / f"{name}.parquet"
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
         out = ParquetStore(tmp_path / name)
-        con = Statements(connect())
+        con = connect()
         try:
             _, result = clean_hour_in_shards(
                 con, out, KEYS[0], path, CONTRACT, registered, shards=1, tails_dataset=TAILS
@@ -202,7 +203,12 @@ def test_rows_in_any_order_are_cleaned_as_the_same_rows_in_device_time_order(hou
         finally:
             con.close()
         outputs[name] = (out, result)
-        statements[name] = [s for s in con.sql if "ORDER BY device_id, ts" in s]
+        spy = Statements(connect())
+        try:
+            clean_hour(spy, f"read_parquet('{path}')", CONTRACT, registered)
+        finally:
+            spy.close()
+        statements[name] = [s for s in spy.sql if "ORDER BY device_id, ts" in s]
     (a, first), (b, second) = outputs["ordered"], outputs["shuffled"]
     assert first.flag_counts["DUPLICATE"] > 0 and first.flag_counts["STUCK_SENSOR"] > 0
     for dataset in ("clean_readings", TAILS):
