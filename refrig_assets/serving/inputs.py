@@ -413,7 +413,8 @@ def _coerced(series: pd.Series, kind: str) -> pd.Series:
     if kind in ("float", "int"):
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             return series.astype("float64")
-        return pd.to_numeric(series, errors="coerce")
+        # text "1" parses as an integer: the contract's float (and int, until checked) is float
+        return pd.to_numeric(series, errors="coerce").astype("float64")
     if kind == "bool":
         if pd.api.types.is_bool_dtype(series):
             return series
@@ -424,6 +425,12 @@ def _coerced(series: pd.Series, kind: str) -> pd.Series:
     if pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series):
         return series
     return series.astype(str).where(series.notna(), None)
+
+
+def _plain_number(series: pd.Series) -> bool:
+    """A numeric column that is not bool: :func:`_coerced` would only convert it to float."""
+    dtype = series.dtype
+    return isinstance(dtype, np.dtype) and dtype.kind in "iuf"
 
 
 def windows_frame(
@@ -463,9 +470,17 @@ def windows_frame(
         if col.name not in frame.columns:
             continue
         raw = frame[col.name]
-        value = _coerced(raw, col.type)
-        present = raw.notna().to_numpy()
-        missing_value = value.isna().to_numpy()
+        if col.type in ("float", "int") and _plain_number(raw):
+            # already numbers (Parquet, Arrow, JSON): nothing to parse, one array instead of
+            # a chain of Series operations per column
+            numbers = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+            value = pd.Series(numbers, index=raw.index, name=col.name)
+            present = ~np.isnan(numbers)
+            missing_value = ~present
+        else:
+            value = _coerced(raw, col.type)
+            present = raw.notna().to_numpy()
+            missing_value = value.isna().to_numpy()
         bad = missing_value & present
         if bad.any():
             shown = raw.iloc[int(np.flatnonzero(bad)[0])]

@@ -18,6 +18,7 @@ from refrig_assets.serving.inputs import (
     RequestRejected,
     readings_features_many,
     small_batch_features,
+    windows_frame,
 )
 from refrig_assets.simulator import FleetSimulator, SimulationConfig
 
@@ -179,3 +180,22 @@ def test_duplicates_and_several_hours_take_the_batch_path_and_still_score(case):
     )
     [result] = readings_features_many(connect(), [table(frame)], ids, RECEIVED + timedelta(hours=1))
     assert isinstance(result, pd.DataFrame) and len(result) in (4, 8)
+
+
+def test_precomputed_windows_as_numbers_or_as_text_give_the_same_checked_frame():
+    [features] = small_batch_features(
+        connect(), [table(device_hour("dev-a", 11))], registered("dev-a"), RECEIVED
+    )
+    numbers = pa.Table.from_pandas(features, preserve_index=False)
+    numeric = [
+        f.name
+        for f in numbers.schema
+        if pa.types.is_floating(f.type) or pa.types.is_integer(f.type)
+    ]
+    text = numbers
+    for name in numeric:
+        i = text.schema.get_field_index(name)
+        text = text.set_column(i, name, text.column(name).cast(pa.string()))
+
+    pd.testing.assert_frame_equal(windows_frame(numbers, []), windows_frame(text, []))
+    assert len(numeric) > 10
