@@ -20,6 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 UNPARTITIONED = "all"
+# DuckDB's Parquet writer first tries a dictionary for every column; for the readings' doubles
+# that is wasted work (a fifth of the encode of an hour), and zstd keeps the strings as small
+# without one (same file size at 100K devices), so no dictionaries.
+DUCKDB_PARQUET_OPTIONS = (
+    "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500000, DICTIONARY_SIZE_LIMIT 1"
+)
 
 
 def partition_file_name(partition_key: str | None) -> str:
@@ -117,9 +123,7 @@ class ParquetStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp"
         try:
-            con.execute(
-                f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500000)"
-            )
+            con.execute(f"COPY ({query}) TO '{tmp}' ({DUCKDB_PARQUET_OPTIONS})")
             durable_replace(tmp, final)
         finally:
             if tmp.exists():
