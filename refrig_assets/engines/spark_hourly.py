@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 
@@ -45,7 +46,6 @@ from refrig_assets.quality.rules import QualityResult, clean_hour
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from refrig_assets.ingestion.landing.index import LandingIndex
 
 # The quality pass reads the hour sorted by device and time and compares each reading with the
 # one before (DuckDB: ``lag() OVER ()`` over the sorted rows). Spark tables have no order: the
@@ -67,59 +67,51 @@ def _arrow_for_spark(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
-def ingest_hour(
-    spark: SparkSession,
-    landing_dir: Path,
-    start: datetime,
-    end: datetime,
-    partition_key: str,
-    contract: Contract,
-    index: LandingIndex,
-    *,
-    previous: Path | None = None,
-    authoritative: bool | None = None,
-) -> tuple[DataFrame, HourReadings, SparkConnection]:
-    """The typed readings of the hour [start, end) as a Spark DataFrame (sensor_readings shape
-    plus the source columns), with the hour's provenance as the embedded engine reports it.
+def hour_frame(
+    spark: SparkSession, con: duckdb.DuckDBPyConnection, sql: str
+) -> tuple[DataFrame, SparkConnection]:
+    """The hour's typed readings (the SQL of :func:`hour_readings`, valid on the driver's
+    DuckDB connection ``con``) as a Spark DataFrame.
 
-    The hour's SQL is :func:`hour_readings`'s own; the CSV lines the driver read (and their
-    rejected lines) travel to Spark as tables of raw text. Keep the returned connection open
-    until the frame is written, then close it.
+    The CSV lines the driver read (and their rejected lines) travel to Spark as the same
+    tables of raw text; Parquet files are read by the executors. Keep the returned connection
+    open until the frame is written, then close it.
     """
-    con = connect()
+    sc = SparkConnection(spark)
     try:
-        hour = hour_readings(
-            con,
-            landing_dir,
-            start,
-            end,
-            partition_key,
-            contract,
-            index,
-            previous=previous,
-            authoritative=authoritative,
-        )
-        sc = SparkConnection(spark)
         temp = con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
         for (name,) in temp:
-            sc.register(
-                name, spark.createDataFrame(_arrow_for_spark(con.table(name).to_arrow_table()))
-            )
+            table = _arrow_for_spark(con.table(name).to_arrow_table())
+            sc.register(name, spark.createDataFrame(table))
+        return sc.sql(sql), sc
+    except BaseException:
+        sc.close()
+        raise
+
+
+def write_hour_sql(
+    spark: SparkSession, con: duckdb.DuckDBPyConnection, sql: str, target: Path | str
+) -> Path | str:
+    """Write the hour's typed readings (see :func:`hour_frame`) to ``target`` (path or URI)."""
+    frame, sc = hour_frame(spark, con, sql)
+    try:
+        return write_parquet_file(frame, target)
     finally:
-        con.close()
-    return sc.sql(hour.sql), hour, sc
+        sc.close()
 
 
 def write_hour_readings(
     spark: SparkSession, *hour: Any, target: Path | str, **options: Any
 ) -> HourReadings:
-    """Ingest one hour on Spark (the arguments of :func:`ingest_hour`) and write its typed
-    readings to ``target`` (path or URI)."""
-    frame, readings, sc = ingest_hour(spark, *hour, **options)
+    """Read one hour of the landing zone (the arguments of :func:`hour_readings` after its
+    connection) on Spark and write its typed readings to ``target`` (path or URI); returns the
+    hour's provenance as the embedded engine reports it."""
+    con = connect()
     try:
-        write_parquet_file(frame, target)
+        readings = hour_readings(con, *hour, **options)
+        write_hour_sql(spark, con, readings.sql, target)
     finally:
-        sc.close()
+        con.close()
     return readings
 
 

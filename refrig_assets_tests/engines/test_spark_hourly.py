@@ -309,3 +309,35 @@ def test_run_hour_writes_the_hour_under_a_data_uri_as_spark_submit_runs_it(
         _same(embedded_run[0].read(dataset, KEYS[0]), data.read(dataset, KEYS[0]))
     written = data.read("quarantined_readings", KEYS[0])
     _same(expected.quarantine, written, ["source_file", "row", "rule"])
+
+
+def test_the_ingestion_and_quality_assets_run_on_spark_when_configured(
+    world, spark, refrig_home, monkeypatch
+):
+    import shutil
+
+    import dagster as dg
+    from support.landing_world import LandingWorld, checks, metadata
+    from support.quality_helpers import run_hour as embedded_hour
+
+    _, landing, registry = world
+    monkeypatch.setenv("REFRIG_ENGINE", "spark")
+    assets_world = LandingWorld(devices=tuple(registry["device_id"]))
+    shutil.copytree(landing, assets_world.landing, dirs_exist_ok=True)
+    result = assets_world.run_hour(
+        dg.DagsterInstance.ephemeral(),
+        KEYS[0],
+        assets=["sensor_readings", "clean_readings", "quarantined_readings"],
+    )
+    # (the landing's trouble fails the sensor_readings contract check, a warning, on any engine)
+    done = checks(result)
+    for name in ("rows_accounted_for", "clean_readings_contract", "quarantined_readings_contract"):
+        assert done[name].passed, name
+    clean, expected = embedded_hour(
+        assets_world.landing,
+        registered=tuple(registry["device_id"]),
+        index_path=refrig_home / "embedded-index.json",
+    )
+    assert metadata(result, "clean_readings")["rows_clean"] == expected.rows_clean == len(clean)
+    _same(clean, assets_world.rows("clean_readings", KEYS[0]))
+    _same(expected.quarantine, assets_world.rows("quarantined_readings", KEYS[0]))

@@ -164,7 +164,13 @@ def sensor_readings(
             authoritative=load_ingestion_settings().authoritative,
             listing=listing,
         )
-        path = refrig.store.write_from_duckdb("sensor_readings", key, con, hour.sql)
+        if refrig.engine == "spark":  # the files' rows typed by Spark executors
+            from refrig_assets.engines.spark_hourly import write_hour_sql
+
+            path = refrig.store.path("sensor_readings", key)
+            write_hour_sql(refrig.spark, con, hour.sql, path)
+        else:
+            path = refrig.store.write_from_duckdb("sensor_readings", key, con, hour.sql)
         index.record_hour(key, hour.considered, datetime.now(UTC))
         if not in_range(context):
             index.save()

@@ -87,17 +87,32 @@ def clean_readings(context: dg.AssetExecutionContext, refrig: RefrigResource):
     )
     con = connect()
     try:
-        # in device shards sized to the memory budget (config/performance.yaml)
-        path, result = clean_hour_in_shards(
-            con,
-            refrig.store,
-            key,
-            refrig.store.path("sensor_readings", key),
-            contract,
-            registry,
-            previous_tails=tails if tails and tails.exists() else None,
-            tails_dataset=TAILS,
-        )
+        previous = tails if tails and tails.exists() else None
+        if refrig.engine == "spark":  # the same rules' SQL, run by Spark (engines/spark_hourly.py)
+            from refrig_assets.engines.spark_hourly import write_quality_hour
+
+            path = refrig.store.path("clean_readings", key)
+            result = write_quality_hour(
+                refrig.spark,
+                refrig.store.path("sensor_readings", key),
+                contract,
+                registry,
+                clean_target=path,
+                tails_target=refrig.store.path(TAILS, key),
+                quarantine_target=refrig.store.path("quarantined_readings", key),
+                previous_tails=previous,
+            )
+        else:  # in device shards sized to the memory budget (config/performance.yaml)
+            path, result = clean_hour_in_shards(
+                con,
+                refrig.store,
+                key,
+                refrig.store.path("sensor_readings", key),
+                contract,
+                registry,
+                previous_tails=previous,
+                tails_dataset=TAILS,
+            )
         refrig.store.write("quarantined_readings", key, result.quarantine)
         con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet({sql_str(str(path))})")
         exempt = f"quality_mask & {flag_bit('OUT_OF_RANGE')} <> 0"
