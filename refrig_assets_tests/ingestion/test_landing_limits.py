@@ -10,6 +10,7 @@ import pytest
 import support.quality_helpers as helpers
 from support.quality_helpers import CONTRACT, arrived_in_hour, good_rows, quarantine_rows, run_hour
 
+from refrig_assets.ingestion.landing import readers
 from refrig_assets.ingestion.landing.readers import landing_rules
 
 pytestmark = pytest.mark.fault_injection
@@ -42,7 +43,14 @@ def test_the_contract_limits_device_ids():
     assert DEVICE["pattern"] == "^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 
 
-def test_device_ids_too_long_or_of_the_wrong_shape_are_quarantined(tmp_path):
+@pytest.mark.parametrize("most_listed", [None, 0], ids=["values_looked_up", "rows_tested"])
+def test_device_ids_too_long_or_of_the_wrong_shape_are_quarantined(
+    tmp_path, monkeypatch, most_listed
+):
+    # the file's breaking values are listed once and looked up per row; a file with more of
+    # them than listed has each row tested: the same rows are quarantined either way
+    if most_listed is not None:
+        monkeypatch.setattr(readers, "MOST_BREAKS_LISTED", most_listed)
     landing = tmp_path / "landing"
     landing.mkdir()
     long_id = "d" * 65

@@ -78,6 +78,9 @@ class FileLayout:
     ends_with_newline: bool = True
     header_lines: int = 0
     data_lines: int = 0  # CSV: accepted + rejected data lines
+    # per text column with a max_length or pattern: its values that break them, when known
+    # (then each row is looked up instead of tested: see :func:`text_breaks`)
+    breaks: dict[str, list[str]] | None = None
 
 
 def landing_rules(contract: Contract) -> dict:
@@ -255,7 +258,40 @@ def open_file(
             header_lines=1 if header == "true" else 0,
             data_lines=lines,
         )
-    return _check_columns(layout, contract)
+    checked, rejection = _check_columns(layout, contract)
+    if checked is not None:
+        checked.breaks = text_breaks(con, checked, contract)
+    return checked, rejection
+
+
+# Most distinct breaking values a file's rows are looked up in; more and each row is tested.
+MOST_BREAKS_LISTED = 1000
+
+
+def text_breaks(
+    con: duckdb.DuckDBPyConnection, layout: FileLayout, contract: Contract
+) -> dict[str, list[str]] | None:
+    """Per text column with a ``max_length`` or ``pattern``: the file's distinct values that
+    break them (one pass over the column's distinct values: a fleet's ids repeat every
+    reading, so testing each row repeats the same pattern match). None when a column has more
+    than :data:`MOST_BREAKS_LISTED` such values: its rows are then tested one by one."""
+    found: dict[str, list[str]] = {}
+    for c in contract.columns:
+        if c.name not in layout.types:
+            continue
+        expr = _typed(c, layout.types[c.name])[0]
+        test = _breaks_text_limits(c, "v")
+        if test is None:
+            continue
+        values = con.execute(
+            f"SELECT v FROM (SELECT DISTINCT {expr} AS v FROM {layout.relation}) WHERE {test} "
+            f"ORDER BY v LIMIT {MOST_BREAKS_LISTED + 1}"
+        ).fetchall()
+        # a control character stays out of SQL text: such a column is tested row by row
+        if len(values) > MOST_BREAKS_LISTED or any(ch < " " for (v,) in values for ch in str(v)):
+            return None
+        found[c.name] = [v for (v,) in values]
+    return found
 
 
 def _too_wide(rel: str, width: int, max_columns: int) -> FileRejection:
@@ -459,7 +495,11 @@ def file_select_sql(
         typed.append(f"{expr} AS {c.name}")
         if failed:
             failures.append((failed, "unparsable_value", c.name, f'CAST("{c.name}" AS VARCHAR)'))
-        invalid = _breaks_text_limits(c, expr)
+        known = layout.breaks.get(c.name) if layout.breaks is not None else None
+        if known is None:
+            invalid = _breaks_text_limits(c, expr)
+        else:  # the same rows as the test, found by looking the value up
+            invalid = f"({expr} IN ({', '.join(sql_str(v) for v in known)}))" if known else None
         if invalid:
             shown = (
                 f"CASE WHEN length({expr}) > {VALUE_SHOWN} "
