@@ -29,8 +29,10 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from refrig_assets.alerts.hourly import HourAlerts
 from refrig_assets.core.contracts import Contract, load_contract
 from refrig_assets.core.duck import connect
+from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.spark import (
     GROUPS_PER_CORE,
     _as_contract_dtypes,
@@ -244,6 +246,43 @@ def alerts_of_paths_on_spark(
     out: pd.DataFrame = alerts.toPandas()
     out = out.sort_values(["device_id", "window_start"], kind="stable").reset_index(drop=True)
     return _as_contract_dtypes(out, load_contract("device_alerts"))
+
+
+def hour_alerts_on_spark(
+    spark: SparkSession,
+    store: ParquetStore,
+    partition_key: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    registry: pd.DataFrame,
+    previous_alerts: pd.DataFrame,
+    run_id: str,
+) -> HourAlerts:
+    """Spark counterpart of :func:`refrig_assets.alerts.hourly.alerts_in_shards`: every
+    detector's scores of the hour [start, end) that exist, alerted on groups of whole devices."""
+    from refrig_assets.core.model_config import all_model_ids, load_model_config
+
+    paths = []
+    for model_id in all_model_ids():
+        key = (
+            partition_key
+            if load_model_config(model_id).schedule == "hourly"
+            else partition_key[:10]
+        )
+        if store.path(f"{model_id}_scores", key).exists():
+            paths.append(store.path(f"{model_id}_scores", key))
+    if not paths:
+        return HourAlerts(load_contract("device_alerts").empty_frame(), [])
+    scores = read_contract_parquet(spark, paths, load_contract("model_scores"))
+    scores = scores.where((scores.window_start >= start) & (scores.window_start < end)).cache()
+    try:
+        models = sorted(r[0] for r in scores.select("model_id").distinct().collect())
+        alerts = alerts_on_spark(scores, registry, previous_alerts, partition_key, run_id)
+        out: pd.DataFrame = alerts.toPandas()
+    finally:
+        scores.unpersist()
+    out = out.sort_values(["device_id", "window_start"], kind="stable").reset_index(drop=True)
+    return HourAlerts(_as_contract_dtypes(out, load_contract("device_alerts")), models)
 
 
 def partition_location(data: Path | str, dataset: str, partition_key: str | None) -> str:

@@ -278,6 +278,18 @@ def test_scores_and_alerts_on_spark_equal_the_embedded_ones(world, embedded_run,
     assert expected["suppressed"].any()
     _same(expected, actual, ["device_id", "window_start"])
 
+    # the device_alerts asset's hour: every detector's score partition that exists
+    from refrig_assets.alerts.hourly import alerts_in_shards
+    from refrig_assets.engines.spark_hourly import hour_alerts_on_spark
+
+    spark_store.write(f"{MODEL}_scores", KEYS[1], scores)
+    start, end = (pd.Timestamp(t) for t in _hour(KEYS[1]))
+    hour_args = (KEYS[1], start, end, registry, earlier, "run-1")
+    embedded_hour = alerts_in_shards(spark_store, *hour_args)
+    spark_hour = hour_alerts_on_spark(spark, spark_store, *hour_args)
+    assert spark_hour.models_present == embedded_hour.models_present == [MODEL]
+    _same(embedded_hour.alerts, spark_hour.alerts, ["device_id", "window_start"])
+
 
 def test_a_spark_write_to_a_uri_replaces_the_partition_in_one_file(spark, tmp_path: Path):
     from refrig_assets.engines.spark import write_parquet_file

@@ -45,16 +45,30 @@ def device_alerts(
         previous = previous[previous["window_start"] < start]
     # Device shard by shard (memory budget): the hour's scores are never in memory at once.
     shards = hour_shards(refrig.store, [context.partition_key])
-    hour = alerts_in_shards(
-        refrig.store,
-        context.partition_key,
-        start,
-        end,
-        registry,
-        previous,
-        context.run.run_id,
-        shards,
-    )
+    if refrig.engine == "spark":  # the same generation on groups of whole devices
+        from refrig_assets.engines.spark_hourly import hour_alerts_on_spark
+
+        hour = hour_alerts_on_spark(
+            refrig.spark,
+            refrig.store,
+            context.partition_key,
+            start,
+            end,
+            registry,
+            previous,
+            context.run.run_id,
+        )
+    else:
+        hour = alerts_in_shards(
+            refrig.store,
+            context.partition_key,
+            start,
+            end,
+            registry,
+            previous,
+            context.run.run_id,
+            shards,
+        )
     alerts = hour.alerts
     # -- operator suppression: maintenance windows and applied feedback rules (kept, marked) --
     from refrig_assets.operations.suppression import apply_operator_suppression
