@@ -1,4 +1,4 @@
-"""One hour of batch alerts, generated one device shard at a time.
+"""One hour of batch alerts and device status, generated one device shard at a time.
 
 Alert generation looks at one device at a time (model agreement per device and window, the
 dedup against the device's earlier alerts), so the hour's scores are read, turned into alerts
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from refrig_assets.alerts.device_status import TrendSettings, device_status
 from refrig_assets.alerts.generation import generate_alerts
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.storage import ParquetStore
@@ -57,3 +58,39 @@ def alerts_in_shards(
         else load_contract("device_alerts").empty_frame()
     )
     return HourAlerts(alerts, sorted(models))
+
+
+def status_in_shards(
+    store: ParquetStore,
+    hours: list[pd.Timestamp],
+    registry: pd.DataFrame,
+    open_alerts: pd.Series,
+    as_of: pd.Timestamp,
+    settings: TrendSettings,
+    shards: list[DeviceRange] | None = None,
+) -> pd.DataFrame:
+    """:func:`~refrig_assets.alerts.device_status.device_status` over the scores of ``hours``
+    (each hour's windows), read one device range of ``shards`` at a time. A device's status
+    depends on its own scores only, and each range's rows come sorted by device, so the ranges
+    in order give the whole fleet's rows."""
+    frames: list[pd.DataFrame] = []
+    for shard in shards or WHOLE_FLEET:
+        parts = [
+            read_scores_for_hour(
+                store, h.strftime("%Y-%m-%d-%H:%M"), h, h + pd.Timedelta("1h"), shard=shard
+            )
+            for h in hours
+        ]
+        parts = [p for p in parts if len(p)]
+        scores = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else load_contract("model_scores").empty_frame()
+        )
+        devices = registry[shard.mask(registry["device_id"])]
+        status = device_status(devices, scores, open_alerts, as_of, settings)
+        del scores
+        if len(status) or not frames:
+            frames.append(status)
+    nonempty = [f for f in frames if len(f)]
+    return pd.concat(nonempty, ignore_index=True) if nonempty else frames[0]

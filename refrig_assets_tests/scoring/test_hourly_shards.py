@@ -1,8 +1,8 @@
-"""The hourly steps after the features (scores, alerts, incidents) in device shards: the same
-scores, alerts, incidents and stored defrost state for 1, 2, 3 and many shards as for the whole
-fleet at once. Fleet-wide context (the detectors' trained state, the dedup against earlier
-alerts, site-wide events, the baselines and which sensors the hour has) is taken once per hour
-and given to every shard."""
+"""The hourly steps after the features (scores, alerts, device status, incidents) in device
+shards: the same scores, alerts, device status, incidents and stored defrost state for 1, 2, 3
+and many shards as for the whole fleet at once. Fleet-wide context (the detectors' trained
+state, the dedup against earlier alerts, site-wide events, the baselines and which sensors the
+hour has) is taken once per hour and given to every shard."""
 
 import shutil
 from datetime import UTC, datetime
@@ -12,7 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from refrig_assets.alerts.hourly import alerts_in_shards
+from refrig_assets.alerts.device_status import TrendSettings
+from refrig_assets.alerts.hourly import alerts_in_shards, status_in_shards
 from refrig_assets.alerts.store import AlertStore
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import load_model_config
@@ -106,6 +107,15 @@ def run_hourly(root, registry, detectors, shards: int | None, where):
         assert hour.models_present == sorted(HOURLY_MODELS)
         previous = pd.concat([previous, hour.alerts], ignore_index=True)
         out["alerts"].append(hour.alerts)
+        out[("status", h)] = status_in_shards(
+            store,
+            [hour_start(h - 1), start],
+            registry,
+            pd.Series({FAULTY[0]: 2}),
+            end,
+            TrendSettings.from_contract(),
+            ranges,
+        )
         result = run_hour(
             store, incidents, key, start, end, HourDiagnosis(store, key), shards=ranges
         )
@@ -139,6 +149,8 @@ def test_scores_alerts_and_incidents_are_the_same_for_any_shard_count(world, tmp
         assert sharded[("diagnosed", h)] == whole[("diagnosed", h)] == DEVICES * 4
         assert sharded[("unlinked", h)] == whole[("unlinked", h)] == []
         pd.testing.assert_frame_equal(sharded[("state", h)], whole[("state", h)])
+        pd.testing.assert_frame_equal(sharded[("status", h)], whole[("status", h)])
+        assert len(whole[("status", h)]) == DEVICES
 
 
 def test_shards_are_contiguous_device_ranges_of_about_equal_readings():

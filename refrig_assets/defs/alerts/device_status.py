@@ -5,13 +5,13 @@ import math
 import dagster as dg
 import pandas as pd
 
-from refrig_assets.alerts.device_status import TrendSettings, device_status
+from refrig_assets.alerts.device_status import TrendSettings
+from refrig_assets.alerts.hourly import status_in_shards
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.defs.shared.contract_checks import contract_check_result, contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
-from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
-from refrig_assets.scoring.reads import read_scores_for_hour
+from refrig_assets.engines.device_shards import hour_shards
 
 GROUP = "alerts"
 
@@ -34,9 +34,7 @@ def trend_hours(settings: TrendSettings) -> int:
     "scores against the tolerance in contracts/device_status.yaml) and open alert count.",
     check_specs=[contract_check_spec("device_status", "device_status", True, hourly_partitions)],
     kinds={"parquet", "sqlite"},
-    backfill_policy=range_backfill_policy(),
 )
-@hour_by_hour
 def device_status_asset(
     context: dg.AssetExecutionContext, refrig: RefrigResource
 ) -> dg.MaterializeResult:
@@ -44,19 +42,13 @@ def device_status_asset(
     settings = TrendSettings.from_contract()
     end = pd.Timestamp(context.partition_time_window.end)
     hours = pd.date_range(end=end - pd.Timedelta("1h"), periods=trend_hours(settings), freq="h")
-    frames = [
-        read_scores_for_hour(refrig.store, h.strftime("%Y-%m-%d-%H:%M"), h, h + pd.Timedelta("1h"))
-        for h in hours
-    ]
-    frames = [f for f in frames if len(f)]
-    scores = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else load_contract("model_scores").empty_frame()
-    )
     registry = refrig.store.read("device_registry")
     open_alerts = refrig.alerts.open_alert_counts(created_before=end.to_pydatetime())
-    status = device_status(registry, scores, open_alerts, end, settings)
+    # Device shard by shard (memory budget): the hours' scores are never in memory at once.
+    shards = hour_shards(refrig.store, [context.partition_key])
+    status = status_in_shards(
+        refrig.store, list(hours), registry, open_alerts, end, settings, shards
+    )
     path = refrig.store.write("device_status", context.partition_key, status)
     check = contract_check_result("device_status", load_contract("device_status"), status)
     top = status.nlargest(10, "latest_anomaly_score")
@@ -70,6 +62,7 @@ def device_status_asset(
                 .round(3)
                 .to_markdown(index=False)
             ),
+            "device_shards": len(shards),
             "path": str(path),
         },
         check_results=[check],
