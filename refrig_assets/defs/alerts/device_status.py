@@ -10,6 +10,7 @@ from refrig_assets.alerts.hourly import status_in_shards
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.defs.shared.contract_checks import contract_check_result, contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines.device_shards import hour_shards
 
@@ -34,7 +35,9 @@ def trend_hours(settings: TrendSettings) -> int:
     "scores against the tolerance in contracts/device_status.yaml) and open alert count.",
     check_specs=[contract_check_spec("device_status", "device_status", True, hourly_partitions)],
     kinds={"parquet", "sqlite"},
+    backfill_policy=range_backfill_policy(),
 )
+@hour_by_hour
 def device_status_asset(
     context: dg.AssetExecutionContext, refrig: RefrigResource
 ) -> dg.MaterializeResult:
