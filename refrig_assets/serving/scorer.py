@@ -112,6 +112,20 @@ def _score_row(row: dict[str, Any], deployment: str) -> dict[str, Any]:
     }
 
 
+def _failed(
+    errors: list[dict[str, str]],
+    metrics: ServingMetrics | None,
+    label: tuple[str, str, str],
+    exc: Exception,
+) -> None:
+    """Note that model version ``label`` failed for a request (its ``errors``, the metrics)."""
+    errors.append(
+        {"model_id": label[0], "model_version": label[1], "error": f"{type(exc).__name__}: {exc}"}
+    )
+    if metrics is not None:
+        metrics.model_failed(label)
+
+
 def score_request(
     features: pd.DataFrame,
     snapshot: ModelSnapshot,
@@ -164,7 +178,7 @@ def score_many(
     request_of = dict(zip(features["device_id"], owner, strict=True))
     per_window: dict[tuple, list[dict[str, Any]]] = {k: [] for k in keys}
     models_out: list[list[dict[str, Any]]] = [[] for _ in requests]
-    errors: list[dict[str, str]] = []
+    errors: list[list[dict[str, str]]] = [[] for _ in requests]
     for model in snapshot.models.values():
         for side, mask in model.split(features["device_id"]):
             label = (model.model_id, side.version, side.deployment)
@@ -172,45 +186,50 @@ def score_many(
             if part.empty:
                 continue
             mine = owner[np.asarray(mask)]
+
             started = time.perf_counter()
             try:
-                scores = score_windows(side.detector, side.version, part, scored_at)
+                passes = [
+                    (np.unique(mine), score_windows(side.detector, side.version, part, scored_at))
+                ]
             except Exception as exc:  # noqa: BLE001 - one model failing leaves the others
-                errors.append(
-                    {
-                        "model_id": model.model_id,
-                        "model_version": side.version,
-                        "error": f"{type(exc).__name__}: {exc}",
-                    }
-                )
-                if metrics is not None:
-                    for _ in np.unique(mine):
-                        metrics.model_failed(label)
-                continue
+                passes = []
+                if len(np.unique(mine)) == 1:
+                    _failed(errors[int(mine[0])], metrics, label, exc)
+                else:  # what one request sent must not fail the model for the others
+                    for i in np.unique(mine):
+                        try:
+                            found = score_windows(
+                                side.detector, side.version, part[mine == i], scored_at
+                            )
+                            passes.append((np.array([i]), found))
+                        except Exception as alone:  # noqa: BLE001
+                            _failed(errors[int(i)], metrics, label, alone)
             seconds = time.perf_counter() - started
-            scored_by = np.array([request_of[d] for d in scores["device_id"]], np.int64)
-            for i in np.unique(mine):
-                windows_in = int((mine == i).sum())
-                windows_scored = int((scored_by == i).sum())
-                if metrics is not None:
-                    metrics.model_scored(
-                        label, seconds, windows_scored, windows_in - windows_scored
+            for owners, scores in passes:
+                scored_by = np.array([request_of[d] for d in scores["device_id"]], np.int64)
+                for i in owners:
+                    windows_in = int((mine == i).sum())
+                    windows_scored = int((scored_by == i).sum())
+                    if metrics is not None:
+                        metrics.model_scored(
+                            label, seconds, windows_scored, windows_in - windows_scored
+                        )
+                    models_out[i].append(
+                        {
+                            "model_id": model.model_id,
+                            "model_version": side.version,
+                            "deployment": side.deployment,
+                            "devices": int(part["device_id"][mine == i].nunique()),
+                            "windows_in": windows_in,
+                            "windows_scored": windows_scored,
+                            "latency_ms": round(seconds * 1000.0, 3),
+                        }
                     )
-                models_out[i].append(
-                    {
-                        "model_id": model.model_id,
-                        "model_version": side.version,
-                        "deployment": side.deployment,
-                        "devices": int(part["device_id"][mine == i].nunique()),
-                        "windows_in": windows_in,
-                        "windows_scored": windows_scored,
-                        "latency_ms": round(seconds * 1000.0, 3),
-                    }
-                )
-            for row in _records(scores):
-                per_window[(row["device_id"], row["window_start"])].append(
-                    _score_row(row, side.deployment)
-                )
+                for row in _records(scores):
+                    per_window[(row["device_id"], row["window_start"])].append(
+                        _score_row(row, side.deployment)
+                    )
     causes: dict[tuple, dict[str, Any]] = {}
     cause_error = None
     if settings is not None and any(models_out):
@@ -239,7 +258,7 @@ def score_many(
         ScoreResult(
             windows[i],
             models_out[i],
-            list(errors),
+            errors[i],
             dict(snapshot.unavailable),
             cause_error if models_out[i] else None,
         )

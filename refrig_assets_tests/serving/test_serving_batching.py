@@ -13,7 +13,7 @@ from support.serving_world import HOURS, landed_readings, serving_world, use_ser
 
 from refrig_assets.core.duck import connect
 from refrig_assets.core.storage import ParquetStore
-from refrig_assets.serving import inputs
+from refrig_assets.serving import inputs, scorer
 from refrig_assets.serving.batching import Batcher
 from refrig_assets.serving.inputs import (
     RequestRejected,
@@ -152,5 +152,36 @@ def test_a_one_hour_request_scores_the_same_with_the_rules_in_memory(tmp_path, m
         batch = service.score("readings", table).as_dict()
         assert _without_timings(fast) == _without_timings(batch)
         assert len(fast["windows"]) > 0
+    finally:
+        service.close()
+
+
+def test_a_model_failing_on_one_request_of_a_pass_still_scores_the_others(tmp_path, monkeypatch):
+    home = use_serving_world(tmp_path, monkeypatch)
+    service = ScoringService(single_user=True)
+    service.start()
+    try:
+        tables = _one_hour_tables(home)
+        bad, good = sorted(tables)[:2]
+        real = scorer.score_windows
+
+        def refuses_bad(detector, version, features, scored_at, since=None):
+            if detector.config.model_id == "isolation_forest" and bad in set(features["device_id"]):
+                raise ValueError(f"cannot score {bad}")
+            return real(detector, version, features, scored_at, since)
+
+        monkeypatch.setattr(scorer, "score_windows", refuses_bad)
+        snapshot = service.models.current()
+        (first, _), (second, _) = service._score_pass(
+            [tables[bad], tables[good]], (snapshot, False)
+        )
+
+        assert [e["model_id"] for e in first.errors] == ["isolation_forest"]
+        assert "isolation_forest" not in {m["model_id"] for m in first.models}
+        assert second.errors == []
+        assert "isolation_forest" in {m["model_id"] for m in second.models}
+        assert all(
+            "isolation_forest" in {s["model_id"] for s in w["scores"]} for w in second.windows
+        )
     finally:
         service.close()
