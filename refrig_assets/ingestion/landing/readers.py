@@ -283,14 +283,19 @@ def text_breaks(
         test = _breaks_text_limits(c, "v")
         if test is None:
             continue
-        values = con.execute(
-            f"SELECT v FROM (SELECT DISTINCT {expr} AS v FROM {layout.relation}) WHERE {test} "
-            f"ORDER BY v LIMIT {MOST_BREAKS_LISTED + 1}"
-        ).fetchall()
+        # the test as an aggregate's FILTER: as a WHERE it would be pushed into the scan and
+        # run on every row again
+        values = (
+            con.execute(
+                f"SELECT list(v ORDER BY v) FILTER (WHERE {test}) "
+                f"FROM (SELECT DISTINCT {expr} AS v FROM {layout.relation})"
+            ).fetchall()[0][0]
+            or []
+        )
         # a control character stays out of SQL text: such a column is tested row by row
-        if len(values) > MOST_BREAKS_LISTED or any(ch < " " for (v,) in values for ch in str(v)):
+        if len(values) > MOST_BREAKS_LISTED or any(ch < " " for v in values for ch in str(v)):
             return None
-        found[c.name] = [v for (v,) in values]
+        found[c.name] = [str(v) for v in values]
     return found
 
 
