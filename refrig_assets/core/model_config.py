@@ -119,3 +119,13 @@ def all_model_ids(models_dir: Path | None = None) -> list[str]:
     """Every detector configured in ``models/`` (files starting with '_' are shared settings)."""
     d = Path(models_dir or MODELS_DIR)
     return sorted(p.stem for p in d.glob("*.yaml") if not p.name.startswith("_"))
+
+
+def hourly_model_ids(models_dir: Path | None = None) -> list[str]:
+    """The detectors that score every hour (``schedule: hourly``); the daily ones score a whole
+    day of a cohort."""
+    return [
+        m
+        for m in all_model_ids(models_dir)
+        if load_model_config(m, models_dir).schedule == "hourly"
+    ]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from refrig_assets.core.model_config import all_model_ids, load_model_config
+from refrig_assets.core.model_config import hourly_model_ids, load_model_config
 from refrig_assets.core.settings import Settings
 from refrig_assets.detectors.base import Detector
 from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
@@ -101,16 +101,6 @@ class ModelSnapshot:
             "models": [m.describe() for m in self.models.values()],
             "unavailable": dict(self.unavailable),
         }
-
-
-def hourly_model_ids(models_dir) -> list[str]:
-    """The detectors the service scores: every hourly model of models/ (daily models score a
-    whole day of a cohort; they stay with the batch path)."""
-    return [
-        m
-        for m in all_model_ids(models_dir)
-        if load_model_config(m, models_dir).schedule == "hourly"
-    ]
 
 
 @dataclass

@@ -95,6 +95,7 @@ def test_an_hour_whose_only_file_is_rejected_is_an_empty_hour_reporting_the_file
 
 def test_the_whole_hourly_job_runs_through_an_hour_without_readings(small_fleet):
     """Scores, alerts and device status of an outage hour materialize too (empty)."""
+    from refrig_assets.core.model_config import hourly_model_ids
     from refrig_assets.core.storage import ParquetStore
     from refrig_assets.definitions import defs
     from refrig_assets.defs.ingestion.assets import device_registry
@@ -102,7 +103,7 @@ def test_the_whole_hourly_job_runs_through_an_hour_without_readings(small_fleet)
     [outage] = small_fleet.landing_dir.rglob("readings_20260101T02.parquet")
     outage.unlink()
     job = defs.resolve_job_def("hourly_pipeline")
-    models = ["isolation_forest_model", "statistical_baseline_model"]
+    models = [f"{m}_model" for m in hourly_model_ids()]
     config = {"start_partition": H0, "end_partition": H1}
     with dg.instance_for_test() as instance:
         dg.materialize([device_registry], instance=instance, resources=defs.resources)
