@@ -231,7 +231,7 @@ class StepResources:
             self._peak = self._rss()
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and self._current == dagster_event.step_key:
             self._peak = max(self._peak, self._rss())
-            self.steps[self._current] = {
+            self.steps[dagster_event.step_key] = {
                 "cpu_s": round(time.process_time() - self._cpu, 2),
                 "peak_rss_mb": round(self._peak / 2**20),
             }
