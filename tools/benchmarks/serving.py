@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tools.benchmarks.serving            # make bench-serving
 
-A temporary project home gets a simulated fleet, both hourly detectors trained on its first
+A temporary project home gets a simulated fleet, every hourly detector trained on its first
 hour (production versions), and ``refrig serve --single-user`` on a free 127.0.0.1 port. Then,
 each phase bounded in requests and seconds:
 
@@ -56,15 +56,14 @@ def free_port() -> int:
 
 
 def prepare_home(home: Path, devices: int, seed: int) -> dict[str, list[dict]]:
-    """A fleet of ``devices`` × 2 hours; both hourly detectors trained on hour 0 and set as
+    """A fleet of ``devices`` × 2 hours; every hourly detector trained on hour 0 and set as
     production. Returns hour 1's readings and windows per device, as JSON records."""
     os.environ["REFRIG_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
-    from refrig_assets.core.model_config import load_model_config
+    from refrig_assets.core.model_config import hourly_model_ids, load_model_config
     from refrig_assets.core.settings import get_settings
     from refrig_assets.core.storage import ParquetStore
     from refrig_assets.scoring.score import with_cohort
-    from refrig_assets.serving.models import hourly_model_ids
     from refrig_assets.simulator import FleetSimulator, SimulationConfig
     from refrig_assets.training.fit import train_detector
     from refrig_assets.training.registry import ModelRegistry
