@@ -10,6 +10,7 @@ import yaml
 
 from refrig_assets.access import load_access_policy
 from refrig_assets.alerts.severity import alert_policy
+from refrig_assets.core.backfill import hours_per_run
 from refrig_assets.core.config import CONFIG_DIR, ConfigError, Section, config_path
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.settings import CONTRACTS_DIR, MODELS_DIR
@@ -41,6 +42,7 @@ TOPICS = (
     "serving",
     "incidents",
     "performance",
+    "backfill",
 )
 
 
@@ -76,6 +78,7 @@ def test_every_topic_has_its_file_and_every_loader_reads_it_without_warnings():
         assert load_memory_budget().path == config_path("performance")
         assert evaluation_settings() is not None
         assert load_units() is not None
+        assert hours_per_run() >= 1
 
 
 def test_policy_is_no_longer_in_the_contracts():
