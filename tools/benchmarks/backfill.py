@@ -28,10 +28,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from refrig_assets.core.model_config import hourly_model_ids
+
 PREP = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
 SCORE = [
-    "isolation_forest_scores",
-    "statistical_baseline_scores",
+    *(f"{model}_scores" for model in hourly_model_ids()),
     "device_alerts",
     "device_incidents",
     "device_status",
