@@ -18,7 +18,7 @@ from refrig_assets.alerts.generation import generate_alerts
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange
-from refrig_assets.scoring.reads import read_scores_for_hour
+from refrig_assets.scoring.reads import read_scores_for_hour, score_paths_for_hour
 
 
 @dataclass
@@ -42,8 +42,9 @@ def alerts_in_shards(
     """:func:`~refrig_assets.alerts.generation.generate_alerts` over every detector's scores of
     the hour [start, end), read and alerted one device range of ``shards`` at a time."""
     frames, models = [], set()
+    paths = score_paths_for_hour(store, partition_key)
     for shard in shards or WHOLE_FLEET:
-        scores = read_scores_for_hour(store, partition_key, start, end, shard=shard)
+        scores = read_scores_for_hour(store, partition_key, start, end, shard=shard, paths=paths)
         models.update(scores["model_id"].unique().tolist())
         previous = previous_alerts
         if len(previous):
@@ -74,12 +75,14 @@ def status_in_shards(
     depends on its own scores only, and each range's rows come sorted by device, so the ranges
     in order give the whole fleet's rows."""
     frames: list[pd.DataFrame] = []
+    keys = [h.strftime("%Y-%m-%d-%H:%M") for h in hours]
+    paths = {key: score_paths_for_hour(store, key) for key in keys}
     for shard in shards or WHOLE_FLEET:
         parts = [
             read_scores_for_hour(
-                store, h.strftime("%Y-%m-%d-%H:%M"), h, h + pd.Timedelta("1h"), shard=shard
+                store, key, h, h + pd.Timedelta("1h"), shard=shard, paths=paths[key]
             )
-            for h in hours
+            for key, h in zip(keys, hours, strict=True)
         ]
         parts = [p for p in parts if len(p)]
         scores = (

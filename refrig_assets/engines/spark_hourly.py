@@ -260,17 +260,9 @@ def hour_alerts_on_spark(
 ) -> HourAlerts:
     """Spark counterpart of :func:`refrig_assets.alerts.hourly.alerts_in_shards`: every
     detector's scores of the hour [start, end) that exist, alerted on groups of whole devices."""
-    from refrig_assets.core.model_config import all_model_ids, load_model_config
+    from refrig_assets.scoring.reads import score_paths_for_hour
 
-    paths = []
-    for model_id in all_model_ids():
-        key = (
-            partition_key
-            if load_model_config(model_id).schedule == "hourly"
-            else partition_key[:10]
-        )
-        if store.path(f"{model_id}_scores", key).exists():
-            paths.append(store.path(f"{model_id}_scores", key))
+    paths = score_paths_for_hour(store, partition_key)
     if not paths:
         return HourAlerts(load_contract("device_alerts").empty_frame(), [])
     scores = read_contract_parquet(spark, paths, load_contract("model_scores"))
