@@ -256,9 +256,7 @@ def score_paths_on_spark(
     model_scores contract (sorted like the embedded engine's output)."""
     features = spark.read.parquet(*[str(p) for p in feature_paths])
     scores = score_on_spark(detector, version, features, registry, scored_at, since=since)
-    out: pd.DataFrame = scores.toPandas()
-    out = out.sort_values(["device_id", "window_start"], kind="stable").reset_index(drop=True)
-    return _as_contract_dtypes(out, load_contract("model_scores"))
+    return to_contract_pandas(scores, "model_scores")
 
 
 def score_partition_on_spark(
@@ -290,6 +288,14 @@ def _utc(frame: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_datetime64_dtype(frame[name]) and frame[name].dt.tz is None:
             frame[name] = frame[name].dt.tz_localize("UTC")
     return frame
+
+
+def to_contract_pandas(frame: DataFrame, dataset: str) -> pd.DataFrame:
+    """A Spark frame of per-window rows as pandas in ``dataset``'s contract, in the embedded
+    engine's order (device, window)."""
+    out: pd.DataFrame = frame.toPandas()
+    out = out.sort_values(["device_id", "window_start"], kind="stable").reset_index(drop=True)
+    return _as_contract_dtypes(out, load_contract(dataset))
 
 
 def _as_contract_dtypes(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:

@@ -35,10 +35,10 @@ from refrig_assets.core.duck import connect
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.spark import (
     GROUPS_PER_CORE,
-    _as_contract_dtypes,
     _utc,
     read_contract_parquet,
     spark_schema,
+    to_contract_pandas,
     write_parquet_file,
 )
 from refrig_assets.engines.spark_sql import SparkConnection, TranslationError
@@ -243,9 +243,7 @@ def alerts_of_paths_on_spark(
     contract, in the embedded engine's order (device, window)."""
     scores = read_contract_parquet(spark, score_paths, load_contract("model_scores"))
     alerts = alerts_on_spark(scores, registry, previous_alerts, feature_partition, run_id)
-    out: pd.DataFrame = alerts.toPandas()
-    out = out.sort_values(["device_id", "window_start"], kind="stable").reset_index(drop=True)
-    return _as_contract_dtypes(out, load_contract("device_alerts"))
+    return to_contract_pandas(alerts, "device_alerts")
 
 
 def hour_alerts_on_spark(
@@ -270,11 +268,10 @@ def hour_alerts_on_spark(
     try:
         models = sorted(r[0] for r in scores.select("model_id").distinct().collect())
         alerts = alerts_on_spark(scores, registry, previous_alerts, partition_key, run_id)
-        out: pd.DataFrame = alerts.toPandas()
+        out = to_contract_pandas(alerts, "device_alerts")
     finally:
         scores.unpersist()
-    out = out.sort_values(["device_id", "window_start"], kind="stable").reset_index(drop=True)
-    return HourAlerts(_as_contract_dtypes(out, load_contract("device_alerts")), models)
+    return HourAlerts(out, models)
 
 
 def partition_location(data: Path | str, dataset: str, partition_key: str | None) -> str:
