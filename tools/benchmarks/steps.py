@@ -247,10 +247,17 @@ def dagster_job(a: dict) -> dict:
     """Execute a job of the project's Definitions in-process (as ``refrig pipeline run`` does)."""
     import dagster as dg
 
-    if a.get("forget_landing_index"):
+    if a.get("forget_landing_index"):  # the hour is ingested afresh from this landing zone
         from refrig_assets.core.settings import get_settings
+        from refrig_assets.core.storage import ParquetStore
 
-        (get_settings().home / "state" / "landing_index.json").unlink(missing_ok=True)
+        settings = get_settings()
+        (settings.home / "state" / "landing_index.json").unlink(missing_ok=True)
+        # A partition left by another landing zone (the scale runs switch zones in one home)
+        # would otherwise keep its files' readings (landing.authoritative: false) and add them.
+        ParquetStore(settings.data_dir).path("sensor_readings", a["partition"]).unlink(
+            missing_ok=True
+        )
     defs, import_s = _definitions()
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def(a["job"])
