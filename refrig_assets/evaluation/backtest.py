@@ -284,7 +284,7 @@ def incident_backtest(
     *,
     devices: pd.DataFrame | None = None,
     expected_causes: dict[str, tuple[str, ...]] | None = None,
-    window_minutes: float = 15.0,
+    window_minutes: float | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Incident-level figures per labelled fault type (:data:`INCIDENT_COLUMNS`) and totals.
 
@@ -310,6 +310,10 @@ def incident_backtest(
     )
     inc_site = inc["site_id"] if "site_id" in inc else inc["device_id"].map(site_of)
     inc = inc.assign(_site=inc_site, _i=np.arange(len(inc)))
+    if window_minutes is None:
+        from refrig_assets.features.windows import window_minutes as fleet_window_minutes
+
+        window_minutes = fleet_window_minutes()
     window = pd.Timedelta(minutes=window_minutes)
     pairs = []
     for scope, part in events.groupby("scope"):

@@ -348,6 +348,11 @@ def _site_signals(
     if "duty_cycle" not in q and current not in q:
         off[:] = False
     starts, ends = _utc(q["window_start"]), _utc(q["window_end"])
+    stopped = ((ends - starts).dt.total_seconds() / 60).to_numpy(dtype=float)
+    if rules.off_streak_feature in q:
+        streak = q[rules.off_streak_feature].to_numpy(dtype=float)
+        stopped = np.where(np.isnan(streak), stopped, streak)
+    off &= stopped >= rules.min_off_minutes
     counts = (
         pd.DataFrame(
             {

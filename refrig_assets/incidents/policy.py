@@ -24,6 +24,8 @@ class SiteEventPolicy:
     current_sensor: str
     power_loss_cause: str
     communications_loss_cause: str
+    min_off_minutes: float
+    off_streak_feature: str
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,18 @@ def incident_policy() -> IncidentPolicy:
         version = (str(path), stat.st_mtime_ns, stat.st_size)
     except FileNotFoundError:
         version = (str(path), 0, 0)  # load_config names the missing file
-    return _incident_policy(version)
+    # The fleet's feature window (its cadence band or REFRIG_WINDOW_SECONDS), not the
+    # contract's default: hysteresis counts windows, so at 1 s (1-minute windows) a 15-minute
+    # window would keep every incident open half an hour after its device recovered.
+    from refrig_assets.features.windows import window_minutes
+
+    return _incident_policy(version, window_minutes())
 
 
 @lru_cache(maxsize=8)
-def _incident_policy(version: tuple[str, int, int]) -> IncidentPolicy:
+def _incident_policy(version: tuple[str, int, int], window_minutes: int) -> IncidentPolicy:
     section = load_config(INCIDENTS_CONFIG)
     severities = tuple(load_contract("device_incidents").column("severity").allowed or ())
-    window_minutes = float(load_contract("device_features").settings["window_minutes"])
     notify = tuple(str(v) for v in section.section("notifications").items("severities"))
     unknown = set(notify) - set(severities)
     if unknown:
@@ -122,6 +128,8 @@ def _site_events(s: Section) -> SiteEventPolicy:
         current_sensor=s.text("current_sensor"),
         power_loss_cause=s.text("power_loss_cause"),
         communications_loss_cause=s.text("communications_loss_cause"),
+        min_off_minutes=s.number("min_off_minutes", minimum=0.0),
+        off_streak_feature=s.text("off_streak_feature"),
     )
 
 

@@ -1,0 +1,82 @@
+"""Incidents of a fleet whose feature window is not the contract's default (a 1 Hz fleet's
+one-minute windows): hysteresis counts the fleet's windows, and a site power loss needs the
+compressors stopped for longer than an ordinary thermostat off-cycle."""
+
+import pandas as pd
+import pytest
+from support.incident_world import T0, diagnoses, feature_window, registry
+
+from refrig_assets.incidents.build import build_incidents
+from refrig_assets.incidents.policy import incident_policy
+
+MINUTE = pd.Timedelta(minutes=1)
+SITE = {"S1": ["D1", "D2", "D3", "D4", "D5"]}
+CUT = range(60, 90)  # minutes without power at the whole site
+
+
+@pytest.fixture
+def one_hz_fleet(monkeypatch):
+    monkeypatch.setenv("REFRIG_CADENCE_SECONDS", "1")
+    monkeypatch.delenv("REFRIG_WINDOW_SECONDS", raising=False)
+
+
+def test_hysteresis_counts_the_fleets_own_windows(monkeypatch, one_hz_fleet):
+    assert incident_policy().window == MINUTE
+    assert incident_policy().hysteresis == incident_policy().hysteresis_windows * MINUTE
+    monkeypatch.setenv("REFRIG_CADENCE_SECONDS", "60")
+    assert incident_policy().window == pd.Timedelta(minutes=15)
+    monkeypatch.setenv("REFRIG_WINDOW_SECONDS", "300")
+    assert incident_policy().window == pd.Timedelta(minutes=5)
+
+
+def minute_windows(minutes: int) -> pd.DataFrame:
+    """One-minute windows of every device of SITE. The compressors cycle in step, 6 minutes on
+    and 4 off (the whole site idle together for 4 minutes in every 10), except during CUT."""
+    rows = []
+    for devices in SITE.values():
+        for d in devices:
+            idle_since = None
+            for m in range(minutes):
+                off = m in CUT or m % 10 >= 6
+                idle_since = (idle_since if idle_since is not None else m) if off else None
+                row = feature_window(
+                    d, 0, duty=0.0 if off else 1.0, current=0.0 if off else 8.0, readings=60
+                )
+                row["window_start"], row["window_end"] = T0 + m * MINUTE, T0 + (m + 1) * MINUTE
+                row["compressor_idle_longest_minutes"] = (m + 1 - idle_since) if off else 0.0
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_a_site_idle_between_cycles_is_no_power_loss_but_a_real_cut_is_one_short_incident(
+    one_hz_fleet,
+):
+    policy = incident_policy()
+    result = build_incidents(
+        None,
+        diagnoses(()),
+        quality=minute_windows(180),
+        devices=registry(SITE),
+        policy=policy,
+        as_of=T0 + 180 * MINUTE,
+    )
+
+    site = result.incidents[result.incidents["scope"].eq("site")]
+    assert site["cause"].tolist() == ["power_loss"]
+    cut = site.iloc[0]
+    # Stopped since the off-cycle before the cut (minute 56): min_off_minutes later.
+    stopped_long_enough = T0 + (56 + policy.site_events.min_off_minutes - 1) * MINUTE
+    assert cut["first_window_start"] == stopped_long_enough
+    assert cut["last_window_end"] == T0 + CUT.stop * MINUTE  # not the rest of the day
+    assert cut["status"] == "RESOLVED"
+    assert cut["closed_at"] == cut["last_window_end"] + policy.hysteresis
+
+
+def test_without_the_stop_streak_a_window_counts_its_own_length(one_hz_fleet):
+    quality = minute_windows(180).drop(columns="compressor_idle_longest_minutes")
+
+    result = build_incidents(
+        None, diagnoses(()), quality=quality, devices=registry(SITE), policy=incident_policy()
+    )
+
+    assert not result.incidents["scope"].eq("site").any()
