@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import typer
 
+from refrig_assets.core.fleet_sensors import ENV as SENSORS_ENV
 from refrig_assets.core.settings import get_settings
 
 
@@ -27,11 +30,21 @@ def simulate(
         help="Seconds between readings (a divisor of 3600; default: the simulator's); run the "
         "pipeline with the same REFRIG_CADENCE_SECONDS.",
     ),
+    sensors: str | None = typer.Option(
+        None,
+        help="Comma-separated measurements the fleet has (default: REFRIG_SENSORS, else all). "
+        "Only these are written, and only faults they can show are injected.",
+    ),
+    fault_fraction: float | None = typer.Option(
+        None, help="Share of devices with a machine fault (default: the simulator's)."
+    ),
 ) -> None:
     """Simulate a fleet: hourly reading files, the device registry and the fault labels."""
     from refrig_assets.simulator import SimulationConfig, simulate_fleet
 
     s = get_settings()
+    named = sensors if sensors is not None else os.environ.get(SENSORS_ENV, "")
+    fleet_sensors = tuple(n.strip() for n in named.split(",") if n.strip()) or None
     begin = datetime.fromisoformat(start)
     begin = begin.replace(tzinfo=UTC) if begin.tzinfo is None else begin.astimezone(UTC)
     config = SimulationConfig(
@@ -41,8 +54,12 @@ def simulate(
         seed=seed,
         faults=faults,
         heat_wave=heat_wave,
-        **({"cadence_seconds": cadence_seconds} if cadence_seconds else {}),
+        sensors=fleet_sensors,
     )
+    if cadence_seconds:
+        config = replace(config, cadence_seconds=cadence_seconds)
+    if fault_fraction is not None:
+        config = replace(config, fault_fraction=fault_fraction)
     summary = simulate_fleet(
         config, s.landing_dir, s.registry_path, s.labels_path, file_format=file_format
     )

@@ -33,6 +33,9 @@ class SimulationConfig:
     operational_fault_fraction: float = 0.03
     power_loss_sites: int = 1
     heat_wave: bool = False
+    # The measurements the fleet has (None: every one of the contract). Only these are written,
+    # and only faults they can show are injected (faults.FAULT_SIGNATURES).
+    sensors: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         start = self.start
@@ -55,6 +58,10 @@ class SimulationConfig:
             raise ValueError("fault_fraction + sensor_fault_fraction must not exceed 1")
         if self.power_loss_sites < 0:
             raise ValueError("power_loss_sites must not be negative")
+        if self.sensors is not None:
+            object.__setattr__(self, "sensors", tuple(self.sensors))
+            if not self.sensors:
+                raise ValueError("sensors must name at least one measurement")
         if self.sites is not None and not 1 <= self.sites <= self.devices:
             raise ValueError("sites must be between 1 and the number of devices")
 

@@ -8,6 +8,8 @@
   long enough for a missed defrost to be seen (:data:`DEFROST_FAILURE_MIN_HOURS`).
 * ``site_power_loss``: every device of a site loses its supply for 30-90 minutes (compressor,
   fans and heaters off, current 0; the data logger keeps reporting).
+* Faults are planned only where the fleet's sensors (``SimulationConfig.sensors``) can show
+  them (:data:`~refrig_assets.simulator.faults.FAULT_SIGNATURES`).
 * heat wave (``SimulationConfig.heat_wave``): half of the sites warm by up to
   :data:`HEAT_WAVE_DELTA` degC from a third of the range on. Not a fault and not labelled:
   nothing should alert on it.
@@ -26,6 +28,7 @@ from refrig_assets.simulator.faults import (
     ONSET_AFTER_SHARE,
     OPERATIONAL_FAULTS,
     FaultPlan,
+    observable,
 )
 from refrig_assets.simulator.physics import DEFROST_INTERVAL_HOURS, DeviceParams
 
@@ -43,10 +46,11 @@ HEAT_WAVE_RAMP_HOURS = 3.0
 
 
 def operational_kinds(config: SimulationConfig) -> tuple[str, ...]:
-    """The operational faults a simulation of this length can show."""
+    """The operational faults a simulation of this length and these sensors can show."""
+    kinds = tuple(k for k in OPERATIONAL_FAULTS if observable(k, config.sensors))
     if config.hours < DEFROST_FAILURE_MIN_HOURS:
-        return tuple(k for k in OPERATIONAL_FAULTS if k != "defrost_failure")
-    return OPERATIONAL_FAULTS
+        return tuple(k for k in kinds if k != "defrost_failure")
+    return kinds
 
 
 def _minutes(config: SimulationConfig, rng: np.random.Generator, span, k: int) -> np.ndarray:
@@ -114,6 +118,8 @@ def plan_events(
         )
         taken = np.concatenate([taken, device])
     sites = min(config.power_loss_sites, config.n_sites)
+    if not observable("site_power_loss", config.sensors):
+        sites = 0
     if sites:
         faulty = np.bincount(params.site_index[taken], minlength=config.n_sites)
         order = np.lexsort((rng.random(config.n_sites), faulty))[:sites]

@@ -15,6 +15,7 @@ sensor faults end after their duration (cut at the end of the simulation).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,42 @@ FAULT_CAUSES: dict[str, tuple[str, ...]] = {
     "defrost_failure": ("defrost_failure",),
     "site_power_loss": ("power_loss",),
 }
+# The measurements each fault shows on: alternatives, each a set of sensors that must all be
+# present (``ALL_SENSORS``: any measurement, for the sensor faults, which hit one the fleet has).
+# A fleet with a subset of the sensors (``SimulationConfig.sensors``) gets only faults with at
+# least one alternative it measures: a leak whose signature is the suction pressure is no label
+# for a temperature-and-door fleet, which could never see it.
+FAULT_SIGNATURES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "refrigerant_leak": (("pressure_low_side",),),
+    "condenser_fouling": (("temperature_condenser",), ("pressure_high_side",)),
+    "bearing_wear": (("vibration_compressor",),),
+    "compressor_overload": (("current_compressor",),),
+    "rapid_pressure_loss": (("pressure_low_side",),),
+    "total_cooling_loss": (("temperature_evaporator",),),
+    "sensor_dropout": (("*",),),
+    "stuck_sensor": (("*",),),
+    "door_left_open": (("door_open",),),
+    "short_cycling": (("current_compressor",),),
+    # A missed defrost is told from an ordinary stop by the compressor being off while the
+    # coil warms: both sensors.
+    "defrost_failure": (("current_compressor", "temperature_evaporator"),),
+    # The supply lost: the compressor current drops to zero (the temperature alone reads as a
+    # defrost or an idle spell).
+    "site_power_loss": (("current_compressor",),),
+}
+
+
+def observable(fault: str, sensors: Iterable[str] | None) -> bool:
+    """Whether a fleet measuring ``sensors`` (None: every sensor) can show ``fault``."""
+    if sensors is None:
+        return True
+    have = set(sensors)
+    return any(
+        all(s in have or (s == ALL_SENSORS and have) for s in alternative)
+        for alternative in FAULT_SIGNATURES[fault]
+    )
+
+
 # Faults that act on the physics (everything but the sensor faults, which bend readings only).
 PHYSICAL_FAULTS: tuple[str, ...] = tuple(k for k, v in FAULT_TYPES.items() if v != "sensor")
 LABEL_COLUMNS = ("device_id", "fault_type", "category", "onset", "end", "sensor")
@@ -276,19 +313,24 @@ def _steps(config: SimulationConfig, minutes: np.ndarray) -> np.ndarray:
 def plan_faults(
     config: SimulationConfig, rng: np.random.Generator, sensors: list[str]
 ) -> FaultPlan:
-    """Choose faulty devices, fault types (round-robin, so types are about equally common),
-    onsets, durations and magnitudes. ``sensors`` are the columns sensor faults may hit."""
+    """Choose faulty devices, fault types (round-robin over the types the fleet's sensors can
+    show, so those are about equally common), onsets, durations and magnitudes. ``sensors``
+    are the columns sensor faults may hit: the fleet's own (``config.sensors``) among them."""
     if not config.faults:
         return FaultPlan.empty()
+    if config.sensors is not None:
+        sensors = [s for s in sensors if s in config.sensors]
+    machine = [f for f in MACHINE_FAULTS if observable(f, config.sensors)]
+    sensor_kinds = [f for f in SENSOR_FAULTS if sensors and observable(f, config.sensors)]
     n = config.devices
-    n_machine = min(n, round(config.fault_fraction * n))
-    n_sensor = min(n - n_machine, round(config.sensor_fault_fraction * n))
+    n_machine = min(n, round(config.fault_fraction * n)) if machine else 0
+    n_sensor = min(n - n_machine, round(config.sensor_fault_fraction * n)) if sensor_kinds else 0
     k = n_machine + n_sensor
     if k == 0:
         return FaultPlan.empty()
     device = rng.permutation(n)[:k]
-    kinds = [MACHINE_FAULTS[i % len(MACHINE_FAULTS)] for i in range(n_machine)]
-    kinds += [SENSOR_FAULTS[i % len(SENSOR_FAULTS)] for i in range(n_sensor)]
+    kinds = [machine[i % len(machine)] for i in range(n_machine)]
+    kinds += [sensor_kinds[i % len(sensor_kinds)] for i in range(n_sensor)]
     code = np.array([FAULT_NAMES.index(x) for x in kinds])
     category = np.array([FAULT_TYPES[x] for x in kinds], dtype=object)
     kind = np.array(kinds, dtype=object)

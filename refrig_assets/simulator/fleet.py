@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.core.contracts import ContractError, load_contract
+from refrig_assets.core.fleet_sensors import measurement_columns
 from refrig_assets.simulator.config import SimulationConfig
 from refrig_assets.simulator.events import heat_wave_offset, heat_wave_sites, plan_events
 from refrig_assets.simulator.faults import FaultPlan, plan_faults
@@ -62,6 +63,13 @@ class FleetSimulator:
         unknown = set(self.contract.column_names) - set(self.contract.primary_key) - set(QUANTITIES)
         if unknown:
             raise ContractError(f"simulator does not produce columns {sorted(unknown)}")
+        measurements = [c.name for c in measurement_columns(self.contract)]
+        foreign = sorted(set(config.sensors or ()) - set(measurements))
+        if foreign:
+            raise ContractError(
+                f"sensors {foreign} are not measurements of sensor_readings ({measurements})"
+            )
+        self.measurements = [m for m in measurements if not config.sensors or m in config.sensors]
         self.params = sample_devices(config, self._rng(STREAM_DEVICES))
         machine = plan_faults(config, self._rng(STREAM_FAULTS), self.contract.sensor_columns)
         events = plan_events(config, self._rng(STREAM_EVENTS), self.params, machine.device)
@@ -196,6 +204,8 @@ class FleetSimulator:
                 columns[col.name] = pd.Series(ids, dtype=col.pandas_dtype, copy=False)
             elif col.name == ts_col:
                 columns[col.name] = pd.Series(pd.DatetimeIndex(take(ts)).tz_localize("UTC"))
+            elif col.name not in self.measurements:
+                continue  # a sensor this fleet does not have: no column, as in its files
             else:  # every other column is a simulated quantity (checked in __init__)
                 values = take(readings[col.name].ravel())
                 if col.range is not None:  # a sensor saturates at the end of its range
