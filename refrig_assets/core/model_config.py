@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from refrig_assets.core.config import ConfigError
+from refrig_assets.core.config import ConfigError, read_yaml
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.settings import MODELS_DIR
 
@@ -97,10 +95,9 @@ def load_model_config(model_id: str, models_dir: Path | None = None) -> ModelCon
     path = d / f"{model_id}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no detector config {path}")
-    defaults = (
-        yaml.safe_load((d / DEFAULTS_FILE).read_text()) if (d / DEFAULTS_FILE).exists() else {}
-    )
-    raw = _merge(defaults or {}, yaml.safe_load(path.read_text()) or {})
+    # parsed once per version of each file (read per hour and detector on hot paths)
+    defaults = read_yaml(d / DEFAULTS_FILE) if (d / DEFAULTS_FILE).exists() else {}
+    raw = _merge(defaults, read_yaml(path))
     if raw.get("model_id") != model_id:
         raise ValueError(f"{path}: model_id is {raw.get('model_id')!r}, expected {model_id!r}")
     return ModelConfig(

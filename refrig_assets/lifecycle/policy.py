@@ -11,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from refrig_assets.core.config import ConfigError, policy_file
+from refrig_assets.core.config import ConfigError, policy_file, read_yaml
 from refrig_assets.core.settings import MODELS_DIR
 
 # Where the policy lived before config/ (read for one release, with a warning).
@@ -44,7 +42,7 @@ def load_policy(models_dir: Path | None = None, model_id: str | None = None) -> 
     path = policy_path(models_dir)
     if not path.exists():
         raise PolicyError(f"no lifecycle policy file {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path)  # a copy, parsed once per version of the file
     missing = [s for s in SECTIONS if s not in raw]
     if missing:
         raise PolicyError(f"{path}: missing section(s) {missing}")
@@ -52,7 +50,7 @@ def load_policy(models_dir: Path | None = None, model_id: str | None = None) -> 
     if model_id is None:
         return raw
     model_file = Path(models_dir or MODELS_DIR) / f"{model_id}.yaml"
-    model_raw = yaml.safe_load(model_file.read_text()) if model_file.exists() else None
+    model_raw = read_yaml(model_file) if model_file.exists() else None
     override = dict((model_raw or {}).get("promotion") or {})
     nested = {s: override.pop(s, None) or {} for s in NESTED_OVERRIDES}
     unknown = set(override) - set(raw["promotion"])
