@@ -1,10 +1,13 @@
 """Asset-check results shared by the landing and quality assets: contract and schema checks."""
 
+from typing import Any
+
 import dagster as dg
 import duckdb
 
 from refrig_assets.core.contract_sql import column_changes, sql_violation_samples, sql_violations
 from refrig_assets.core.contracts import Contract
+from refrig_assets.defs.shared.ranges import per_range
 
 SAMPLE_ROWS = 10
 
@@ -60,13 +63,11 @@ def schema_check(
 ) -> dg.AssetCheckResult:
     """``<asset>_schema_unchanged``: warns when the contract's columns changed since the asset's
     previous materialization (columns added, removed or retyped), naming them."""
-    previous = None
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
-    if event is not None and event.asset_materialization is not None:
-        meta = event.asset_materialization.metadata
-        if "contract_columns" in meta:
-            previous = meta["contract_columns"].value
-            previous_fp = meta.get("schema_fingerprint")
+    # The hours of a ranged step are recorded when the step ends, so every hour of the range
+    # compares with the same materialization before it: looked up once per range.
+    previous, previous_fp = per_range(
+        context, f"previous_schema:{asset}", lambda: _previous_schema(context, asset)
+    )
     changes = column_changes(previous, contract)
     changed = any(changes.values())
     if changed:
@@ -89,6 +90,16 @@ def schema_check(
             "retyped": ", ".join(changes["retyped"]) or "none",
         },
     )
+
+
+def _previous_schema(context: dg.AssetExecutionContext, asset: str) -> tuple[Any, Any]:
+    """The contract columns and fingerprint the asset's latest materialization recorded."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    if event is not None and event.asset_materialization is not None:
+        meta = event.asset_materialization.metadata
+        if "contract_columns" in meta:
+            return meta["contract_columns"].value, meta.get("schema_fingerprint")
+    return None, None
 
 
 def schema_check_spec(
