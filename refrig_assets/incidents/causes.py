@@ -124,6 +124,9 @@ def _evaluate(
     value = (
         values[cond.feature].to_numpy(dtype=float) if cond.feature in values else np.full(n, np.nan)
     )
+    if cond.min_window_minutes is not None and "window_end" in frame:
+        span = (frame["window_end"] - frame["window_start"]).dt.total_seconds().to_numpy() / 60
+        value = np.where(span >= cond.min_window_minutes, value, np.nan)
     sign = 1.0 if cond.direction == "up" else -1.0
     if cond.reference == "limit":
         codes, uniques = pd.factorize(pd.Series(cohorts))

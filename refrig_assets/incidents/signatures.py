@@ -36,6 +36,9 @@ class Condition:
     required: bool = False
     id: str | None = None
     any_of: tuple[Condition, ...] = ()
+    # Windows shorter than this many minutes leave the condition unevaluated (a rate per hour
+    # read from a window shorter than a few events at that rate is noise).
+    min_window_minutes: float | None = None
 
     @property
     def features(self) -> set[str]:
@@ -151,7 +154,17 @@ def _condition(path: Path, where: str, raw: Any) -> Condition:
             id=raw.get("id"),
             any_of=any_of,
         )
-    known = {"feature", "reference", "direction", "sigma", "ratio", "limit", "flags", "of"}
+    known = {
+        "feature",
+        "reference",
+        "direction",
+        "sigma",
+        "ratio",
+        "limit",
+        "flags",
+        "of",
+        "min_window_minutes",
+    }
     unknown = set(raw) - known - {"required", "id"}
     if unknown:
         raise _fail(path, where, f"unknown keys {sorted(unknown)}")
@@ -200,6 +213,11 @@ def _condition(path: Path, where: str, raw: Any) -> Condition:
         of=raw.get("of"),
         required=bool(raw.get("required", False)),
         id=raw.get("id"),
+        min_window_minutes=(
+            _number(path, f"{where}.min_window_minutes", raw["min_window_minutes"])
+            if "min_window_minutes" in raw
+            else None
+        ),
     )
 
 

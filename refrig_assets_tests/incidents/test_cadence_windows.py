@@ -1,13 +1,19 @@
 """Incidents of a fleet whose feature window is not the contract's default (a 1 Hz fleet's
-one-minute windows): hysteresis counts the fleet's windows, and a site power loss needs the
-compressors stopped for longer than an ordinary thermostat off-cycle."""
+one-minute windows): hysteresis counts the fleet's windows, a site power loss needs the
+compressors stopped for longer than an ordinary thermostat off-cycle, and a per-hour rate is not
+judged on a window far shorter than the hour."""
 
 import pandas as pd
 import pytest
+from incidents.test_causes import window_for
+from support.cause_world import history
 from support.incident_world import T0, diagnoses, feature_window, registry
 
+from refrig_assets.incidents.baselines import build_baselines
 from refrig_assets.incidents.build import build_incidents
+from refrig_assets.incidents.causes import diagnose
 from refrig_assets.incidents.policy import incident_policy
+from refrig_assets.incidents.signatures import load_signatures
 
 MINUTE = pd.Timedelta(minutes=1)
 SITE = {"S1": ["D1", "D2", "D3", "D4", "D5"]}
@@ -80,3 +86,15 @@ def test_without_the_stop_streak_a_window_counts_its_own_length(one_hz_fleet):
     )
 
     assert not result.incidents["scope"].eq("site").any()
+
+
+def test_a_start_in_a_one_minute_window_is_no_short_cycling_but_a_quarter_hours_starts_are():
+    table = load_signatures()
+    quarter = window_for("short_cycling")
+    minute = {**quarter, "window_end": quarter["window_start"] + MINUTE}
+    minute["compressor_starts_per_hour"] = 60.0  # one ordinary start in the minute
+
+    found = diagnose(pd.DataFrame([quarter, minute]), build_baselines(history(), table), table)
+
+    assert found["cause"].tolist()[0] == "short_cycling"
+    assert found["cause"].tolist()[1] != "short_cycling"
