@@ -106,6 +106,29 @@ def context_columns(config: ModelConfig) -> list[str]:
     return [n for n in names if n not in config.feature_columns]
 
 
+def _in_order(frame: pd.DataFrame) -> bool:
+    """Whether rows are sorted by device then window start (no missing key: those sort last)."""
+    devices = frame["device_id"].to_numpy()
+    starts = pd.DatetimeIndex(frame["window_start"])
+    if starts.hasnans:
+        return False
+    ticks = starts.asi8
+    try:
+        later = devices[1:] > devices[:-1]
+        same = devices[1:] == devices[:-1]
+    except TypeError:  # ids of mixed types: let pandas decide
+        return False
+    return bool(np.all(later | (same & (ticks[1:] >= ticks[:-1]))))
+
+
+def sorted_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` sorted by device and window start (stable), with a fresh index. Rows already
+    in that order (a service's requests, the batch path's partitions) are not sorted again."""
+    if len(frame) > 1 and not _in_order(frame):
+        frame = frame.sort_values(["device_id", "window_start"], kind="stable")
+    return frame.reset_index(drop=True)
+
+
 class Detector(ABC):
     """Base class: preparation, calibration, persistence, contributors, confidence, storage."""
 
@@ -208,17 +231,30 @@ class Detector(ABC):
         needed = [*META_COLUMNS, *self.input_columns]
         if share_col and share_col not in needed:
             needed.append(share_col)
-        # One selection of rows and columns: a new frame, never a view of the caller's.
-        frame = features.loc[self.scorable_mask(features), needed]
+        keep = self.scorable_mask(features)
+        rows = None if keep.all() else np.flatnonzero(keep)
+        # Built column by column into a new frame (never a view of the caller's): a small
+        # request's few windows would otherwise pay pandas' per-operation cost several times
+        # per column.
+        columns = {}
+        for col in needed:
+            values = features[col].array
+            columns[col] = values if rows is None else values.take(rows)
         log_units = set(self.config.settings.get("log_scale_units") or [])
         for col in self.input_columns:
             if feature_unit(col) in log_units:
-                frame[col] = np.log(np.clip(frame[col].to_numpy(dtype=float), 1e-6, None))
+                values = np.asarray(columns[col], dtype=float)
+                columns[col] = np.log(np.clip(values, 1e-6, None))
         conditioned = [c for c in self.input_columns if feature_condition(c) == "running"]
         if conditioned and share_col and floor > 0:
-            too_short = ~(frame[share_col].to_numpy(dtype=float) >= floor)
-            frame.loc[too_short, conditioned] = np.nan
-        return frame
+            too_short = ~(np.asarray(columns[share_col], dtype=float) >= floor)
+            if too_short.any():
+                for col in conditioned:
+                    values = np.array(columns[col], dtype=float)
+                    values[too_short] = np.nan
+                    columns[col] = values
+        index = features.index if rows is None else features.index[rows]
+        return pd.DataFrame(columns, index=index, copy=rows is None)
 
     def fit(self, features: pd.DataFrame) -> Detector:
         """Fit on training windows (needs device_id, cohort and the input columns)."""
@@ -278,9 +314,7 @@ class Detector(ABC):
             needed = features["window_start"] >= pd.Timestamp(since) - self.lookback
             if not needed.all():
                 features = features[needed]
-        frame = self.rows(self.prepare(features))
-        frame = frame.sort_values(["device_id", "window_start"], kind="stable")
-        frame = frame.reset_index(drop=True)
+        frame = sorted_rows(self.rows(self.prepare(features)))
         if frame.empty:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in OUTPUT_COLUMNS})
         raw, contrib, templates = self.raw_scores(frame)

@@ -11,9 +11,39 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
+from sklearn.ensemble._iforest import _average_path_length
 
 from refrig_assets.detectors.base import Detector, register_detector
 from refrig_assets.detectors.normalise import CohortScaler, DeviceResiduals
+
+# Larger inputs go through scikit-learn, which scores them in chunks of bounded memory.
+_DIRECT_MAX_ROWS = 4096
+
+
+def forest_anomaly_scores(forest: IsolationForest, x: np.ndarray) -> np.ndarray:
+    """``-forest.score_samples(x)``, computed tree by tree in this thread.
+
+    The same arithmetic in the same order as scikit-learn's (float32 inputs, each tree's leaf
+    depth plus the average path length of its leaf added to the running depths in tree order),
+    so the scores are identical; scikit-learn dispatches every tree through joblib, which costs
+    a request of a few windows more than the trees themselves. A forest without the
+    precomputed path lengths (another scikit-learn version) is scored by scikit-learn."""
+    lengths = getattr(forest, "_decision_path_lengths", None)
+    averages = getattr(forest, "_average_path_length_per_tree", None)
+    if lengths is None or averages is None or len(x) > _DIRECT_MAX_ROWS:
+        return -forest.score_samples(x)
+    values = np.asarray(x, dtype=np.float32)
+    if values.ndim != 2 or values.shape[1] != forest.n_features_in_:
+        return -forest.score_samples(x)
+    subsample = forest._max_features != values.shape[1]
+    depths = np.zeros(len(values), order="F")
+    for k, (tree, features) in enumerate(
+        zip(forest.estimators_, forest.estimators_features_, strict=True)
+    ):
+        leaves = tree.tree_.apply(values[:, features] if subsample else values)
+        depths += lengths[k][leaves] + averages[k][leaves] - 1.0
+    denominator = len(forest.estimators_) * _average_path_length([forest._max_samples])
+    return 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
 
 
 @register_detector
@@ -49,7 +79,7 @@ class IsolationForestDetector(Detector):
 
     def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
         x = self._inputs(frame)
-        raw = -self.forest.score_samples(x)
+        raw = forest_anomaly_scores(self.forest, x)
         unit = "its own baseline" if self.device_relative else "its cohort's typical value"
         template = "{value} robust σ {direction} " + unit
         return raw, x, [template] * len(self.feature_columns)
