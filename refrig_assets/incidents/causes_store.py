@@ -67,11 +67,16 @@ class CauseStore:
         """``features`` with each device's cohort (kept when present; 'unknown' otherwise)."""
         if "cohort" in features:
             return features
-        registry = self.registry()
-        if registry is None:
+        cohorts = self.cohorts()
+        if cohorts is None:
             return features.assign(cohort="unknown")
-        cohort = features["device_id"].map(registry.set_index("device_id")["cohort"])
+        cohort = features["device_id"].map(cohorts)
         return features.assign(cohort=cohort.fillna("unknown").to_numpy())
+
+    def cohorts(self) -> pd.Series | None:
+        """Each registered device's cohort (indexed by device_id), None without a registry."""
+        registry = self.registry()
+        return None if registry is None else registry.set_index("device_id")["cohort"]
 
     # ------------------------------------------------------------------ history
     def _history_stems(self, hour: pd.Timestamp, hours: float) -> list[str]:
@@ -183,20 +188,34 @@ def derive_defrost(features: pd.DataFrame, before: pd.Series) -> tuple[pd.DataFr
     order = np.lexsort((end, devices))
     d, e = devices[order], end[order]
     start = _ns(frame["window_start"])[order]
-    known = pd.Index(before.index).get_indexer(d)
+    # Rows are grouped by device now: each group is one run [first[k], first[k + 1]).
+    first = np.flatnonzero(np.r_[True, d[1:] != d[:-1]]) if len(d) else np.zeros(0, np.int64)
+    sizes = np.diff(np.r_[first, len(d)])
+    known = pd.Index(before.index).get_indexer(d[first])
     before_ns = _ns(before)
     # Devices new to the state: observed from their first window's start.
-    previous = pd.Series(start).groupby(d).transform("min").to_numpy()
+    previous = np.minimum.reduceat(start, first) if len(d) else np.zeros(0, np.int64)
     if len(before_ns):
         previous = np.where(known >= 0, before_ns[np.maximum(known, 0)], previous)
     defrosting = _defrosting(frame).to_numpy()[order]
-    last = np.maximum(previous, np.where(defrosting, e, np.iinfo(np.int64).min))
-    last = pd.Series(last).groupby(d).cummax().to_numpy()
+    last = np.maximum(np.repeat(previous, sizes), np.where(defrosting, e, np.iinfo(np.int64).min))
+    last = _group_cummax(last, sizes)
     since = np.empty(len(frame))
     since[order] = (e - last) / 3.6e12
-    state = pd.DataFrame({"device_id": d, "last": pd.to_datetime(last, utc=True)})
-    state = state.groupby("device_id", as_index=False)["last"].max()
+    tail = first + sizes - 1  # each device's last row holds its running maximum
+    state = pd.DataFrame({"device_id": d[tail], "last": pd.to_datetime(last[tail], utc=True)})
     return frame.assign(hours_since_defrost=since), state
+
+
+def _group_cummax(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Running maximum of int64 ``values`` restarting at every group (consecutive runs of
+    ``sizes`` rows): each value is replaced by its rank among all values, offset by its group
+    so that a later group always ranks higher, and one running maximum serves every group."""
+    if not len(values):
+        return values
+    ranks, rank = np.unique(values, return_inverse=True)
+    offset = np.repeat(np.arange(len(sizes), dtype=np.int64) * len(ranks), sizes)
+    return ranks[np.maximum.accumulate(rank.reshape(-1) + offset) - offset]
 
 
 # A window whose readings a sensor fault spoiled cannot show that no defrost happened.
@@ -207,18 +226,29 @@ def _defrosting(frame: pd.DataFrame) -> pd.Series:
     """Windows with any time in defrost (a defrost running on from the previous window too),
     and windows with a sensor fault: there the defrost cannot be seen, so the count of hours
     without one restarts rather than growing on readings that cannot show it."""
-    seen = pd.to_numeric(frame[bl.DEFROST_MINUTES], errors="coerce").fillna(0) > 0
+    seen = _numbers(frame[bl.DEFROST_MINUTES]) > 0  # missing (NaN) counts as none
     if "quality_mask" in frame:
         from refrig_assets.quality.rules import quality_flag_names
 
         names = quality_flag_names()
         bits = sum(1 << names.index(f) for f in UNREADABLE_FLAGS if f in names)
-        mask = pd.to_numeric(frame["quality_mask"], errors="coerce").fillna(0).astype("int64")
+        mask = np.nan_to_num(_numbers(frame["quality_mask"]), nan=0.0).astype("int64")
         seen |= (mask & bits) != 0
-    return seen
+    return pd.Series(seen, index=frame.index)
+
+
+def _numbers(column: pd.Series) -> np.ndarray:
+    """A column as float64 values, anything that is not a number as NaN."""
+    if column.dtype.kind in "biuf":
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _ns(values) -> np.ndarray:
     """Timestamps (any unit, naive read as UTC) as int64 nanoseconds since the epoch."""
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, pd.DatetimeTZDtype) or (dtype is not None and dtype.kind == "M"):
+        # Already timestamps: their epoch nanoseconds (a naive column is UTC already).
+        return np.array(pd.DatetimeIndex(values).as_unit("ns").asi8, dtype=np.int64)
     stamps = pd.to_datetime(pd.Series(values), utc=True)
     return stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64").to_numpy()

@@ -80,6 +80,9 @@ class _CachedCauseStore(CauseStore):
     def registry(self) -> pd.DataFrame | None:
         return self._cached(("registry",), super().registry)
 
+    def cohorts(self) -> pd.Series | None:
+        return self._cached(("cohorts",), super().cohorts)
+
     def write_state(
         self, partition_key: str, states: list[pd.DataFrame], before: pd.Series
     ) -> None:
