@@ -12,14 +12,16 @@ multiple of ``rows / shards``. Written one after the other, they keep the clean 
 stays one ordered pass, and the feature step reads sorted data. Boundaries depend only on the
 hour's device ids and reading counts: rerunning an hour cuts it the same way.
 
-With more than one shard the hour is first split into one temporary Parquet file per shard in a
-single pass (each shard then reads only its own rows), and removed afterwards.
+Each shard reads its device range straight from the hour's file. Typed readings are written in
+device order, so the Parquet row-group statistics of ``device_id`` let the range's read skip the
+other shards' row groups, and the rows come in the file's own order: a shard in (device_id, ts)
+order needs no sort (see :func:`refrig_assets.quality.rules.clean_hour`). A temporary split of the
+hour into one file per shard would cost a full write of the hour and, written by parallel
+threads, come back out of order, so that every shard would be sorted again.
 """
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from pathlib import Path
 
 import duckdb
@@ -37,9 +39,6 @@ from refrig_assets.quality.rules import (
     file_findings,
     quarantine_frame,
 )
-
-# Temporary shard files live under the data directory (same disk as the partitions).
-WORK_DIR = ".shards"
 
 
 def shard_bounds(con: duckdb.DuckDBPyConnection, source: str, shards: int) -> list[str]:
@@ -63,14 +62,6 @@ def shard_bounds(con: duckdb.DuckDBPyConnection, source: str, shards: int) -> li
         """
     ).fetchall()
     return [r[0] for r in rows if r[0] is not None][1:] if rows else []
-
-
-def _shard_of(bounds: list[str]) -> str:
-    """SQL: the shard index of a row (rows without a device id go to shard 0)."""
-    if not bounds:
-        return "0"
-    cases = " ".join(f"WHEN device_id < {sql_str(b)} THEN {i}" for i, b in enumerate(bounds))
-    return f"CASE WHEN device_id IS NULL THEN 0 {cases} ELSE {len(bounds)} END"
 
 
 def _in_shard(bounds: list[str], k: int) -> str:
@@ -118,50 +109,34 @@ def clean_hour_in_shards(
         path = store.write_from_duckdb(clean_dataset, partition_key, con, clean_sql)
         store.write_from_duckdb(tails_dataset, partition_key, con, result.tails_sql)
         return path, result
-    work = store.root / WORK_DIR / f"{clean_dataset}-{uuid.uuid4().hex}"
-    work.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con.execute(
-            f"COPY (SELECT *, {_shard_of(bounds)} AS shard FROM {whole}) TO {sql_str(str(work))} "
-            "(FORMAT parquet, PARTITION_BY (shard), COMPRESSION lz4_raw)"
-        )
-        findings = file_findings(con, whole, contract)  # once, not once per shard
-        results: list[QualityResult] = []
-        with (
-            store.writer(clean_dataset, partition_key) as clean_out,
-            store.writer(tails_dataset, partition_key) as tails_out,
-        ):
-            for k in range(len(bounds) + 1):
-                files = sorted((work / f"shard={k}").glob("*.parquet"))
-                part = (
-                    f"read_parquet([{', '.join(sql_str(str(f)) for f in files)}])"
-                    if files
-                    else f"(SELECT * FROM {whole} LIMIT 0)"
+    findings = file_findings(con, whole, contract)  # once, not once per shard
+    results: list[QualityResult] = []
+    with (
+        store.writer(clean_dataset, partition_key) as clean_out,
+        store.writer(tails_dataset, partition_key) as tails_out,
+    ):
+        for k in range(len(bounds) + 1):
+            part = f"(SELECT * FROM {whole} WHERE {_in_shard(bounds, k)})"
+            shard_tails = f"(SELECT * FROM {tails} WHERE {_in_shard(bounds, k)})" if tails else None
+            # A connection per shard: its temporary tables and buffers go with it.
+            shard_con = connect()
+            try:
+                hold_to_budget(shard_con, settings, store.root / SPILL_DIR)
+                clean_sql, result = clean_hour(
+                    shard_con,
+                    part,
+                    contract,
+                    registered_devices,
+                    previous_tails=shard_tails,
+                    file_entries_here=k == 0,
+                    findings=findings,
                 )
-                shard_tails = (
-                    f"(SELECT * FROM {tails} WHERE {_in_shard(bounds, k)})" if tails else None
-                )
-                # A connection per shard: its temporary tables and buffers go with it.
-                shard_con = connect()
-                try:
-                    hold_to_budget(shard_con, settings, store.root / SPILL_DIR)
-                    clean_sql, result = clean_hour(
-                        shard_con,
-                        part,
-                        contract,
-                        registered_devices,
-                        previous_tails=shard_tails,
-                        file_entries_here=k == 0,
-                        findings=findings,
-                    )
-                    _stream(shard_con, clean_sql, clean_out)
-                    _stream(shard_con, result.tails_sql, tails_out)
-                finally:
-                    shard_con.close()
-                results.append(result)
-        path = store.path(clean_dataset, partition_key)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+                _stream(shard_con, clean_sql, clean_out)
+                _stream(shard_con, result.tails_sql, tails_out)
+            finally:
+                shard_con.close()
+            results.append(result)
+    path = store.path(clean_dataset, partition_key)
     return path, merge_results(results, len(fleet_sensor_columns(contract)))
 
 
