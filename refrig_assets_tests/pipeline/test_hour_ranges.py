@@ -3,13 +3,14 @@ materialization metadata, its own check results, a failing hour named and blocki
 when ``refrig pipeline run`` runs the range again hour by hour."""
 
 import dagster as dg
+import duckdb
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
 from refrig_assets.cli.runner import alert_runs, chunked, run_hours
-from refrig_assets.defs.shared.ranges import hour_by_hour, in_range, per_range
+from refrig_assets.defs.shared.ranges import hour_by_hour, hour_connection, in_range, per_range
 
 HOURS = dg.HourlyPartitionsDefinition(
     start_date="2026-01-01-00:00", end_date="2026-01-01-06:00", timezone="UTC"
@@ -173,3 +174,58 @@ def test_alert_runs_start_at_each_hour_that_may_alert_and_take_the_quiet_hours_a
     loud = {KEYS[0], KEYS[2], KEYS[3]}
     runs = alert_runs(KEYS, 2, may_alert=lambda k: k in loud)
     assert runs == [[KEYS[0], KEYS[1]], [KEYS[2]], [KEYS[3], KEYS[4]], [KEYS[5]]]
+
+
+def connection_definitions(used: list) -> dg.Definitions:
+    """An hourly asset whose body queries DuckDB through ``hour_connection`` and names its view
+    with CREATE OR REPLACE, as the hourly assets do."""
+
+    @dg.asset(partitions_def=HOURS, backfill_policy=dg.BackfillPolicy.single_run())
+    @hour_by_hour
+    def counted(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        with hour_connection(context) as con:
+            con.execute(
+                "CREATE OR REPLACE VIEW hour AS SELECT "
+                f"TIMESTAMPTZ '{context.partition_time_window.start.isoformat()}' AS t"
+            )
+            [(hour,)] = con.execute("SELECT hour(t) FROM hour").fetchall()
+            used.append(con)
+        return dg.MaterializeResult(metadata={"hour": hour})
+
+    job = dg.define_asset_job("hourly_pipeline", partitions_def=HOURS)
+    return dg.Definitions(assets=[counted], jobs=[job])
+
+
+def closed(con) -> bool:
+    try:
+        con.execute("SELECT 1")
+    except duckdb.ConnectionException:
+        return True
+    return False
+
+
+def test_the_hours_of_a_range_share_one_duckdb_connection_closed_after_the_range():
+    used: list = []
+    with dg.instance_for_test() as instance:
+        result = run_range(connection_definitions(used), instance, KEYS[0], KEYS[-1])
+
+    assert result.success
+    assert len(used) == len(KEYS) and all(con is used[0] for con in used)
+    assert closed(used[0])
+    # each hour saw its own view, not the previous hour's
+    assert {k: m["hour"] for k, m in materialized(result, "counted").items()} == {
+        k: h for h, k in enumerate(KEYS)
+    }
+
+
+def test_a_one_hour_run_gets_its_own_duckdb_connection_closed_with_the_hour():
+    used: list = []
+    with dg.instance_for_test() as instance:
+        defs = connection_definitions(used)
+        for key in KEYS[:2]:
+            defs.resolve_job_def("hourly_pipeline").execute_in_process(
+                instance=instance, partition_key=key
+            )
+
+    assert len(used) == 2 and used[0] is not used[1]
+    assert all(closed(con) for con in used)

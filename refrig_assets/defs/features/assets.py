@@ -12,7 +12,7 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
-from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
+from refrig_assets.defs.shared.ranges import hour_by_hour, per_range, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines import embedded
 
@@ -82,7 +82,7 @@ def device_features(
         )
     else:
         path = embedded.write_features(source, refrig.store, key, cadence_seconds=cadence)
-    floor = scoring_floor(refrig.settings.models_dir)
+    floor = per_range(context, "scoring_floor", lambda: scoring_floor(refrig.settings.models_dir))
     summary = embedded.feature_summary(path, floor if floor is not None else 0.0)
     return dg.MaterializeResult(
         metadata={

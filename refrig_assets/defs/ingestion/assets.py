@@ -5,11 +5,12 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from refrig_assets.core.contracts import load_contract
-from refrig_assets.core.duck import connect, sql_str
+from refrig_assets.core.duck import sql_str
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.ranges import (
     hour_by_hour,
+    hour_connection,
     in_range,
     per_range,
     range_backfill_policy,
@@ -149,8 +150,7 @@ def sensor_readings(
         if in_range(context)
         else None
     )
-    con = connect()
-    try:
+    with hour_connection(context) as con:
         hold_to_budget(con, spill_dir=refrig.store.root / SPILL_DIR)
         hour = hour_readings(
             con,
@@ -175,7 +175,7 @@ def sensor_readings(
         if not in_range(context):
             index.save()
         con.execute(
-            f"CREATE VIEW readings AS SELECT * FROM read_parquet({sql_str(str(path))}) "
+            f"CREATE OR REPLACE VIEW readings AS SELECT * FROM read_parquet({sql_str(str(path))}) "
             "WHERE source_row >= 0"
         )
         rows, late, unreadable = con.execute(
@@ -190,8 +190,6 @@ def sensor_readings(
             range_exempt_sql="TRUE",  # out-of-range values are flagged downstream, not errors
             severity=dg.AssetCheckSeverity.WARN,
         )
-    finally:
-        con.close()
     rejected = hour.rejected
     for r in rejected:
         context.log.warning(f"landing file rejected [{r.rule}]: {r.message}")

@@ -6,10 +6,10 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import load_contract
-from refrig_assets.core.duck import connect, sql_str
+from refrig_assets.core.duck import sql_str
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
-from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
+from refrig_assets.defs.shared.ranges import hour_by_hour, hour_connection, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.shared.schema_checks import (
     contract_version_metadata,
@@ -85,8 +85,7 @@ def clean_readings(context: dg.AssetExecutionContext, refrig: RefrigResource):
     tails = refrig.store.path(
         TAILS, hour_key(context.partition_time_window.start - timedelta(hours=1))
     )
-    con = connect()
-    try:
+    with hour_connection(context) as con:
         previous = tails if tails and tails.exists() else None
         if refrig.engine == "spark":  # the same rules' SQL, run by Spark (engines/spark_hourly.py)
             from refrig_assets.engines.spark_hourly import write_quality_hour
@@ -114,15 +113,15 @@ def clean_readings(context: dg.AssetExecutionContext, refrig: RefrigResource):
                 tails_dataset=TAILS,
             )
         refrig.store.write("quarantined_readings", key, result.quarantine)
-        con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet({sql_str(str(path))})")
+        con.execute(
+            f"CREATE OR REPLACE VIEW clean AS SELECT * FROM read_parquet({sql_str(str(path))})"
+        )
         exempt = f"quality_mask & {flag_bit('OUT_OF_RANGE')} <> 0"
         clean_check = sql_contract_check(
             con, "clean", "clean_readings", clean_contract, range_exempt_sql=exempt
         )
         con.register("quarantine", result.quarantine)
         q_check = sql_contract_check(con, "quarantine", "quarantined_readings", q_contract)
-    finally:
-        con.close()
     summary = summarise(result)
     write_summary(refrig.store, key, summary)
     for r in result.rejected_files:

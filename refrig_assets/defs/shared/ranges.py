@@ -27,11 +27,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 import dagster as dg
+import duckdb
 
 from refrig_assets.core.backfill import hours_per_run
+from refrig_assets.core.duck import connect
 
 T = TypeVar("T")
 RANGE_STATE = "_refrig_range_state"
@@ -105,6 +108,23 @@ def per_range(
         if finish is not None:
             state.setdefault("__finish__", []).append((finish, state[name]))
     return cast(T, state[name])
+
+
+@contextmanager
+def hour_connection(context: dg.AssetExecutionContext) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection (:func:`refrig_assets.core.duck.connect`) for one hour's body.
+
+    In a ranged step the hours share one, closed after the range: opening an in-memory database
+    costs more than a small hour's queries. The body must therefore name its views and tables
+    with ``CREATE OR REPLACE``. A one-hour run gets its own, closed when the hour ends."""
+    if in_range(context):
+        yield per_range(context, "duckdb_connection", connect, lambda con: con.close())
+        return
+    con = connect()
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 def hour_by_hour(body: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
