@@ -135,6 +135,15 @@ def table_from_bytes(body: bytes, content_type: str, dataset: str) -> pa.Table:
 # -- readings → features ------------------------------------------------------------------------
 
 
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    """The rows of a query as Arrow. Run with ``execute``, not ``sql()``: a relation is bound
+    once to learn its columns and then planned again to run, and that second planning of a
+    wide statement costs a small request more than its rows."""
+    table = con.execute(sql).to_arrow_table()
+    assert table is not None  # a query always has a result
+    return table
+
+
 def _hours(con: duckdb.DuckDBPyConnection, typed: str) -> list[Any]:
     """The hours a request's readings fall in (rows without a usable time join the first; a
     request without any has one hour, ``None``)."""
@@ -265,7 +274,7 @@ def readings_features_many(
             con.execute(f"CREATE OR REPLACE TEMP TABLE request_clean AS {clean_sql}")
             windows = feature_sql("request_clean", cadence_seconds=cadence_seconds)
             if len(index) == 1:  # one request: every window is its own
-                found = con.sql(windows).to_arrow_table()
+                found = _arrow(con, windows)
                 found = found.append_column(
                     "_request", pa.array([next(iter(index))] * found.num_rows, pa.string())
                 )
@@ -348,7 +357,7 @@ def small_batch_features(
                 return None
             selects.append(file_select_sql(layout, contract, received_at, late=False))
             rels.append(rel)
-        typed = con.sql(" UNION ALL ".join(selects)).to_arrow_table()
+        typed = _arrow(con, " UNION ALL ".join(selects))
     finally:
         for view in views:
             con.unregister(view)
@@ -360,7 +369,7 @@ def small_batch_features(
         view = _feature_view(
             con, feature_sql("request_clean_rows", cadence_seconds=cadence_seconds)
         )
-        found = con.sql(f"SELECT * FROM {view}").to_arrow_table()
+        found = _arrow(con, f"SELECT * FROM {view}")
     finally:
         con.unregister("request_clean_rows")
     request_of = dict(
