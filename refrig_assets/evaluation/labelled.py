@@ -14,7 +14,7 @@ flagged, FAR) and missed-alarm rate (share of anomalous points missed, MAR).
 ``events.max_gap_minutes`` apart) and predicted episodes (overlapping predictions of a device
 merged). An event is detected when a prediction overlaps ``[start, end + grace]``; its delay is
 from its start to the end of the first such prediction's window (when the prediction was
-available), never negative. Event precision is the share of predicted episodes that touch a
+available; for an incident, the end of its first alert window), never negative. Event precision is the share of predicted episodes that touch a
 labelled event (with the same grace).
 
 Predictions come from alerts (every alert window, suppressed repeats included: they still say
@@ -336,15 +336,16 @@ def eventwise(
     if predictions.empty:
         return out
     ev = events.reset_index(drop=True).assign(_e=np.arange(n))
+    seen = predictions["seen"] if "seen" in predictions else predictions["end"]
     pairs = ev.merge(
-        predictions[["device_id", "start", "end"]].rename(
-            columns={"start": "p_start", "end": "p_end"}
-        ),
+        predictions[["device_id", "start", "end"]]
+        .assign(seen=seen)
+        .rename(columns={"start": "p_start", "end": "p_end"}),
         on="device_id",
     )
     hit = (pairs["p_end"] > pairs["start"]) & (pairs["p_start"] <= pairs["end"] + grace)
     delay = (
-        ((pairs.loc[hit, "p_end"] - pairs.loc[hit, "start"]).dt.total_seconds() / 60)
+        ((pairs.loc[hit, "seen"] - pairs.loc[hit, "start"]).dt.total_seconds() / 60)
         .clip(lower=0)
         .groupby(pairs.loc[hit, "_e"])
         .min()
@@ -405,6 +406,8 @@ def _prepared(frame: pd.DataFrame, devices: set[str]) -> pd.DataFrame:
             "score": frame["score"].astype(float) if "score" in frame else 1.0,
         }
     )
+    if "seen" in frame:
+        out["seen"] = utc_ns(frame["seen"])
     return out[out["device_id"].isin(devices)].reset_index(drop=True)
 
 
@@ -495,6 +498,29 @@ def _read(store, dataset: str, start, end, columns: list[str], time_column: str)
     return frame[(t >= start - pd.Timedelta(hours=1)) & (t <= end + pd.Timedelta(hours=1))]
 
 
+def incidents_seen(incidents: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
+    """``incidents`` (device_id, start, end) with ``seen``: when each was first known, for its
+    detection delay (``end`` is when it last had a signal, not when it opened). That is the end
+    of the first alert window of its device that ends inside it, or, for an incident without
+    one (a standalone cause, a sensor ticket), the end of its first feature window of the
+    fleet (``window_minutes()``)."""
+    from refrig_assets.features.windows import window_minutes
+
+    out = incidents.assign(start=utc_ns(incidents["start"]), end=utc_ns(incidents["end"]))
+    first_window = out["start"] + pd.Timedelta(minutes=window_minutes())
+    out["seen"] = first_window.where(first_window < out["end"], out["end"])
+    if alerts is None or alerts.empty or out.empty:
+        return out
+    a = pd.DataFrame(
+        {"device_id": alerts["device_id"].astype(str), "a_end": utc_ns(alerts["window_end"])}
+    )
+    pairs = out.reset_index().merge(a, on="device_id")
+    inside = pairs[(pairs["a_end"] > pairs["start"]) & (pairs["a_end"] <= pairs["end"])]
+    first_alert = inside.groupby("index")["a_end"].min()
+    out.loc[first_alert.index, "seen"] = first_alert
+    return out
+
+
 def stored_predictions(
     store, model_ids: list[str], start: pd.Timestamp, end: pd.Timestamp
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], pd.DataFrame]:
@@ -547,7 +573,7 @@ def stored_predictions(
             start=("first_window_start", "min"),
             end=("last_window_end", "max"),
         )
-        flagged["incidents"] = inc.reset_index(drop=True)
+        flagged["incidents"] = incidents_seen(inc.reset_index(drop=True), alerts)
     scores: dict[str, pd.DataFrame] = {}
     for model_id in model_ids:
         cols = [*window_cols, "anomaly_score", "anomaly_flag"]

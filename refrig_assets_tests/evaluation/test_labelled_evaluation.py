@@ -13,6 +13,7 @@ from refrig_assets.evaluation.labelled import (
     LabelsError,
     best_thresholds,
     evaluate,
+    incidents_seen,
     parse_labels,
     recall_by_kind,
     threshold_sweep,
@@ -113,6 +114,30 @@ def test_interval_labels_score_every_window_and_the_sweep_finds_the_best_thresho
     best = best_thresholds(sweep).iloc[0]
     assert best["f1"] == pytest.approx(0.8)
     assert 0.2 < best["threshold"] <= 0.6
+
+
+def test_an_incident_is_seen_at_its_first_alert_not_when_it_last_had_a_signal(monkeypatch):
+    monkeypatch.setenv("REFRIG_CADENCE_SECONDS", "1")  # one-minute feature windows
+    monkeypatch.delenv("REFRIG_WINDOW_SECONDS", raising=False)
+    labels = parse_labels(
+        pd.DataFrame(
+            {"device_id": ["d1", "d2"], "start": [minutes(0)] * 2, "end": [minutes(50)] * 2}
+        )
+    )
+    # d1's incident opened with an alert of the window 0-5 and lasted the fault; d2's (a
+    # standalone cause, no alert) opened at minute 3.
+    incidents = pd.DataFrame(
+        {"device_id": ["d1", "d2"], "start": [minutes(0), minutes(3)], "end": [minutes(55)] * 2}
+    )
+    alerts = pd.DataFrame(
+        {"device_id": ["d1"], "window_start": [minutes(0)], "window_end": [minutes(5)]}
+    )
+
+    seen = incidents_seen(incidents, alerts)
+    row = evaluate(labels, {"incidents": seen}, windows_of(["d1", "d2"]), settings=SETTINGS).iloc[0]
+
+    assert seen["seen"].tolist() == [minutes(5), minutes(4)]
+    assert row["event_recall"] == 1.0 and row["median_delay_min"] == pytest.approx(4.5)
 
 
 def test_the_simulators_fault_labels_are_read_as_intervals():
