@@ -112,8 +112,8 @@ def clean_hour_in_shards(
     findings = file_findings(con, whole, contract)  # once, not once per shard
     results: list[QualityResult] = []
     with (
-        store.writer(clean_dataset, partition_key) as clean_out,
-        store.writer(tails_dataset, partition_key) as tails_out,
+        store.writer(clean_dataset, partition_key, dictionary=False) as clean_out,
+        store.writer(tails_dataset, partition_key, dictionary=False) as tails_out,
     ):
         for k in range(len(bounds) + 1):
             part = f"(SELECT * FROM {whole} WHERE {_in_shard(bounds, k)})"

@@ -217,3 +217,61 @@ def test_rows_in_any_order_are_cleaned_as_the_same_rows_in_device_time_order(hou
     assert summary(second) == summary(first)
     # rows already in order are taken as they come; only the shuffled hour is sorted
     assert statements["ordered"] == [] and len(statements["shuffled"]) == 1
+
+
+def test_each_shard_of_an_hour_in_device_order_is_cleaned_without_a_sort(
+    hours, tmp_path, monkeypatch
+):
+    # A shard reads its device range from the hour's file in the file's own order, so an hour
+    # written in (device_id, ts) order (as ingestion writes it) needs no sort in any shard.
+    source, registered = hours
+    import refrig_assets.quality.shards as shards_module
+
+    spies: list[list[str]] = []
+
+    class Recorder:  # records what each shard's connection executes
+        def __init__(self, con):
+            self.con, self.statements = con, []
+            spies.append(self.statements)
+
+        def execute(self, sql, *args):
+            self.statements.append(sql)
+            return self.con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+    def recording_connect():
+        return Recorder(connect())
+
+    typed = pq.read_table(source.path("sensor_readings", KEYS[0])).to_pandas()
+    keyed = ["device_id", "ts", "source_file", "source_row"]
+    ordered = tmp_path / "ordered.parquet"
+    pq.write_table(
+        pa.Table.from_pandas(
+            typed.sort_values(keyed, na_position="first", kind="stable", ignore_index=True),
+            preserve_index=False,
+        ),
+        ordered,
+        row_group_size=100,  # several row groups, so that a range's read can skip some
+    )
+    monkeypatch.setattr(shards_module, "connect", recording_connect)
+    one, _ = clean_two_hours(hours, tmp_path / "one", 1)
+    con = connect()
+    try:
+        clean_hour_in_shards(
+            con,
+            ParquetStore(tmp_path / "three"),
+            KEYS[0],
+            ordered,
+            CONTRACT,
+            registered,
+            shards=3,
+            tails_dataset=TAILS,
+        )
+    finally:
+        con.close()
+    assert len(spies) == 3
+    assert all(not any("ORDER BY device_id, ts" in s for s in spy) for spy in spies)
+    three = ParquetStore(tmp_path / "three").path("clean_readings", KEYS[0])
+    assert rows(three).equals(rows(one.path("clean_readings", KEYS[0])))
