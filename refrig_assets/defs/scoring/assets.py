@@ -19,7 +19,7 @@ from refrig_assets.defs.scoring.partition_writer import write_score_partition
 from refrig_assets.defs.scoring.rollout import rollout_metadata, serve_rollout, serving_rollout
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions, hours_within
-from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
+from refrig_assets.defs.shared.ranges import hour_by_hour, per_range, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines.device_shards import WHOLE_FLEET, hour_shards
 from refrig_assets.quality.freshness import stale_feature_partitions
@@ -92,7 +92,12 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
             return held(asset_name, "; ".join(out_of_date.values()))  # features older than data
         # The pin, else the audited production version, its artifact verified; a corrupt one
         # gives way to the last good version, and no loadable version to the rules fallback.
-        resolution = serving_version(context, refrig, model_id, model_config.pinned_version)
+        # A ranged step resolves (and verifies) the serving version once for all its hours.
+        resolution = per_range(
+            context,
+            f"serving_version:{model_id}",
+            lambda: serving_version(context, refrig, model_id, model_config.pinned_version),
+        )
         if resolution.version is None:
             return unservable(asset_name, resolution)
         version, detector = resolution.version, resolution.detector
