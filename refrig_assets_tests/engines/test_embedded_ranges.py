@@ -1,0 +1,64 @@
+"""The embedded feature step cuts a clean_readings file into device-id ranges computed side by
+side: the windows it writes are those of the whole file, in the same order, in the same file
+schema, whatever the number of ranges."""
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from support.quality_helpers import run_hour
+
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.engines import embedded
+from refrig_assets.simulator import SimulationConfig, simulate_fleet
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+KEY = "2026-01-01-00:00"
+
+
+@pytest.fixture(scope="module")
+def clean_file(tmp_path_factory):
+    """One hour of a simulated 12-device fleet with faults, cleaned, in (device_id, ts) order,
+    in row groups of 100 readings (so devices straddle row groups)."""
+    root = tmp_path_factory.mktemp("fleet")
+    config = SimulationConfig(devices=12, hours=1, start=START, seed=11, fault_fraction=0.5)
+    simulate_fleet(config, root / "landing", root / "registry.csv", root / "labels.parquet")
+    registry = pd.read_csv(root / "registry.csv")
+    clean, _ = run_hour(
+        root / "landing", registered=tuple(registry["device_id"]), key=KEY, start=START
+    )
+    path = root / "clean.parquet"
+    pq.write_table(pa.Table.from_pandas(clean, preserve_index=False), path, row_group_size=100)
+    return path
+
+
+def test_the_cuts_are_first_devices_of_row_groups_in_increasing_order(clean_file):
+    meta = pq.ParquetFile(clean_file).metadata
+    firsts = [meta.row_group(i).column(0).statistics.min for i in range(meta.num_row_groups)]
+    cuts = embedded.device_cuts(clean_file, 4)
+    assert len(cuts) == 3
+    assert cuts == sorted(set(cuts))
+    assert all(c in firsts and c > firsts[0] for c in cuts)
+    assert embedded.device_cuts(clean_file, 1) == []
+
+
+def test_a_file_out_of_device_order_is_not_cut(clean_file, tmp_path):
+    shuffled = tmp_path / "shuffled.parquet"
+    table = pq.read_table(clean_file)
+    rows = pa.array(pd.Series(range(table.num_rows)).sample(frac=1.0, random_state=2))
+    pq.write_table(table.take(rows), shuffled, row_group_size=100)
+    assert embedded.device_cuts(shuffled, 4) == []
+
+
+@pytest.mark.parametrize("ranges", [2, 3, 7])
+def test_windows_cut_into_ranges_are_those_of_the_whole_file(clean_file, tmp_path, ranges):
+    store = ParquetStore(tmp_path)
+    whole = embedded.write_features(clean_file, store, KEY, dataset="whole", ranges=1)
+    cut = embedded.write_features(clean_file, store, KEY, dataset="cut", ranges=ranges)
+    assert len(embedded.device_cuts(clean_file, ranges)) == ranges - 1
+    assert pq.read_schema(cut).equals(pq.read_schema(whole))
+    expected = pd.read_parquet(whole)
+    assert expected["device_id"].nunique() == 12
+    pd.testing.assert_frame_equal(pd.read_parquet(cut), expected, rtol=1e-12)
