@@ -1,11 +1,12 @@
 """Writing a score partition piece by piece: check each piece, append it, rename at the end.
 
 Pieces (runs of hours, see :mod:`refrig_assets.scoring.runs`) are validated against the
-model_scores contract and appended to a temporary file of the partition
-(:meth:`ParquetStore.writer`); only counters and histograms of them are kept
-(:class:`~refrig_assets.scoring.summary.ScoreSummary`). The partition replaces the previous one
-only when every piece passed and the score distribution does not hold the model: bad scores are
-never written, and a crash leaves the last good partition.
+model_scores contract (:func:`~refrig_assets.scoring.conformance.checked_table`) and appended
+to a temporary file of the partition (:meth:`ParquetStore.writer`); only counters and
+histograms of them are kept (:class:`~refrig_assets.scoring.summary.ScoreSummary`). The
+partition replaces the previous one only when every piece passed and the score distribution
+does not hold the model: bad scores are never written, and a crash leaves the last good
+partition.
 """
 
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from refrig_assets.defs.scoring.holds import distribution_hold
 from refrig_assets.defs.shared.contract_checks import contract_failures_result
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.policy import load_policy
+from refrig_assets.scoring.conformance import checked_table
 from refrig_assets.scoring.summary import ScoreSummary
 
 # A piece's keys must come after the previous pieces' (else a key could repeat across pieces,
@@ -83,7 +85,8 @@ def write_score_partition(
             windows_in += int((starts["window_start"] >= since).sum())
             scores.index = pd.RangeIndex(rows, rows + len(scores))
             rows += len(scores)
-            bad = contract.validate(scores)
+            # The conforming piece comes back as the Arrow table written (converted once).
+            table, bad = checked_table(contract, scores)
             if len(scores):
                 early = order.early(scores)
                 if early.any():
@@ -93,8 +96,8 @@ def write_score_partition(
                 failures.append(bad)
                 out.discard()
             elif len(scores) and not failures:
-                out.write(scores)
-            del starts, scores  # not held while the next piece is scored
+                out.write(scores if table is None else table)
+            del starts, scores, table  # not held while the next piece is scored
         if not failures:
             if out.rows == 0:
                 out.write(contract.empty_frame())

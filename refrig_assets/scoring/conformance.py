@@ -1,0 +1,95 @@
+"""Checking a piece of scores against its contract on the Arrow table that gets written.
+
+A daily partition of a large fleet is millions of score rows. Validating them with pandera
+(:meth:`~refrig_assets.core.contracts.Contract.validate`) looks at every string for nulls and
+hashes every key, and writing them converts the same frame to Arrow again. :func:`checked_table`
+converts once and proves conformance on the Arrow table: types, null counts (Arrow counts them
+while converting), each range by its column's minimum and maximum, allowed values by the
+column's distinct values, and a unique primary key by the rows being in strictly increasing key
+order (as a detector returns them). Only when one of these cannot be shown does pandera run, so
+the failure table is always pandera's own, exactly as before.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from refrig_assets.core.contracts import ColumnSpec, Contract
+
+ARROW_TYPES = {
+    "float": (pa.float64(),),
+    "int": (pa.int64(),),
+    "bool": (pa.bool_(),),
+    "string": (pa.string(), pa.large_string()),
+}
+
+
+def checked_table(contract: Contract, frame: pd.DataFrame) -> tuple[pa.Table | None, pd.DataFrame]:
+    """(``frame`` as the Arrow table to write, None when it fails the contract or Arrow cannot
+    convert it; its contract failures in pandera's layout, empty when it conforms)."""
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        table = None
+    if table is not None and conforms(contract, frame, table):
+        return table, contract.validate(frame.iloc[:0])
+    failures = contract.validate(frame)
+    return (table if failures.empty else None), failures
+
+
+def conforms(contract: Contract, frame: pd.DataFrame, table: pa.Table) -> bool:
+    """Whether ``frame`` (and ``table``, the same rows in Arrow) provably follows ``contract``;
+    False means "not shown", not "broken"."""
+    names = list(frame.columns)
+    if len(set(names)) != len(names) or set(names) != set(contract.column_names):
+        return False
+    if not all(
+        _column_conforms(spec, frame[spec.name], table[spec.name]) for spec in contract.columns
+    ):
+        return False
+    return _keys_increase(table, list(contract.primary_key))
+
+
+def _column_conforms(spec: ColumnSpec, series: pd.Series, column: pa.ChunkedArray) -> bool:
+    if not spec.nullable and column.null_count:
+        return False
+    if spec.type == "timestamp":
+        dtype = series.dtype
+        if not (isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC"):
+            return False
+    elif spec.type not in ARROW_TYPES or column.type not in ARROW_TYPES[spec.type]:
+        return False
+    elif spec.type != "string" and str(series.dtype) != spec.pandas_dtype:
+        return False
+    if spec.range is not None and len(column) > column.null_count:
+        if spec.type not in ("float", "int"):
+            return False
+        extremes = pc.min_max(column)
+        low, high = extremes["min"], extremes["max"]
+        if not (spec.range[0] <= low.as_py() and high.as_py() <= spec.range[1]):
+            return False
+    if spec.allowed is not None:
+        present = pc.unique(column.drop_null()).to_pylist()
+        if not set(present) <= set(spec.allowed):
+            return False
+    return True
+
+
+def _keys_increase(table: pa.Table, keys: list[str]) -> bool:
+    """Whether rows are in strictly increasing order of ``keys`` (so no key repeats)."""
+    if not keys or table.num_rows < 2:
+        return True
+    if any(table[key].null_count for key in keys):
+        return False  # comparisons with a null are null, which pc.all would skip
+    n = table.num_rows
+    greater = equal = None
+    for key in keys:
+        later, earlier = table[key].slice(1), table[key].slice(0, n - 1)
+        if greater is None:
+            greater, equal = pc.greater(later, earlier), pc.equal(later, earlier)
+        else:
+            greater = pc.or_(greater, pc.and_(equal, pc.greater(later, earlier)))
+            equal = pc.and_(equal, pc.equal(later, earlier))
+    return bool(pc.all(greater).as_py())
