@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import Contract, load_contract
+from refrig_assets.detectors.base import sorted_rows
 from refrig_assets.features.windows import feature_sql
 from refrig_assets.ingestion.landing.readers import (
     FileLayout,
@@ -299,13 +300,16 @@ def readings_features_many(
     return [r if r is not None else pd.DataFrame() for r in results]
 
 
-def _own_windows(features: pd.DataFrame, rel: str) -> pd.DataFrame:
-    """The windows of request ``rel`` (column ``_request``) in batch files' form: sorted by
-    device and window, window bounds in the contracts' zone."""
+def _own_windows(features: pd.DataFrame, rel: str | None) -> pd.DataFrame:
+    """The windows of request ``rel`` (column ``_request``; ``None``: all of them, a lone
+    request's) in batch files' form: sorted by device and window, window bounds in the
+    contracts' zone."""
     if features.empty:
         return features
-    mine = features[features["_request"] == rel].drop(columns=["_request"])
-    mine = mine.sort_values(["device_id", "window_start"], ignore_index=True)
+    mine = features
+    if rel is not None:
+        mine = features[features["_request"] == rel].drop(columns=["_request"])
+    mine = sorted_rows(mine)
     for column in ("window_start", "window_end"):  # the contracts' zone, as in batch files
         mine[column] = mine[column].dt.tz_convert("UTC")
     return mine
@@ -372,6 +376,8 @@ def small_batch_features(
         found = _arrow(con, f"SELECT * FROM {view}")
     finally:
         con.unregister("request_clean_rows")
+    if len(rels) == 1:  # a lone request: every window is its own
+        return [_own_windows(found.to_pandas(), None)]
     request_of = dict(
         zip(
             clean.column("device_id").to_pylist(),

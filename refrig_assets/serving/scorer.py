@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.core.settings import Settings
+from refrig_assets.detectors.base import sorted_rows
 from refrig_assets.scoring.runs import HOUR_KEY
 from refrig_assets.scoring.score import cohort_of, score_windows
 from refrig_assets.serving.metrics import ServingMetrics
@@ -162,17 +163,17 @@ def score_many(
     device from its own windows only, so each request gets exactly its answer alone (tested);
     the per-model latency is the pass's."""
     scored_at = scored_at or datetime.now(UTC)
-    if len(requests) == 1:
-        features = requests[0]
+    if len(requests) == 1:  # sorted only when it is not already (a new frame either way)
+        features = sorted_rows(requests[0])
         owner = np.zeros(len(features), np.int64)
     else:
         features = pd.concat(requests, ignore_index=True)
         owner = np.repeat(np.arange(len(requests)), [len(f) for f in requests])
-    features = features.assign(_owner=owner).sort_values(
-        ["device_id", "window_start"], kind="stable"
-    )
-    owner = features.pop("_owner").to_numpy()
-    features = features.reset_index(drop=True)
+        features = features.assign(_owner=owner).sort_values(
+            ["device_id", "window_start"], kind="stable"
+        )
+        owner = features.pop("_owner").to_numpy()
+        features = features.reset_index(drop=True)
     features["cohort"] = cohort_of(features["device_id"], registry)
     keys = list(zip(features["device_id"], features["window_start"], strict=True))
     request_of = dict(zip(features["device_id"], owner, strict=True))
@@ -182,7 +183,7 @@ def score_many(
     for model in snapshot.models.values():
         for side, mask in model.split(features["device_id"]):
             label = (model.model_id, side.version, side.deployment)
-            part = features[mask]
+            part = features if mask.all() else features[mask]
             if part.empty:
                 continue
             mine = owner[np.asarray(mask)]
