@@ -18,6 +18,8 @@ import pyarrow.compute as pc
 
 from refrig_assets.core.contracts import ColumnSpec, Contract
 
+# pandera's failure table (Contract.validate), empty for a conforming piece.
+FAILURE_COLUMNS = ["schema_context", "column", "check", "index", "failure_case"]
 ARROW_TYPES = {
     "float": (pa.float64(),),
     "int": (pa.int64(),),
@@ -34,7 +36,7 @@ def checked_table(contract: Contract, frame: pd.DataFrame) -> tuple[pa.Table | N
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         table = None
     if table is not None and conforms(contract, frame, table):
-        return table, contract.validate(frame.iloc[:0])
+        return table, pd.DataFrame(columns=FAILURE_COLUMNS)
     failures = contract.validate(frame)
     return (table if failures.empty else None), failures
 

@@ -22,7 +22,7 @@ from refrig_assets.defs.scoring.holds import distribution_hold
 from refrig_assets.defs.shared.contract_checks import contract_failures_result
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.policy import load_policy
-from refrig_assets.scoring.conformance import checked_table
+from refrig_assets.scoring.conformance import FAILURE_COLUMNS, checked_table
 from refrig_assets.scoring.summary import ScoreSummary
 
 # A piece's keys must come after the previous pieces' (else a key could repeat across pieces,
@@ -30,7 +30,6 @@ from refrig_assets.scoring.summary import ScoreSummary
 # after the earlier pieces') or the next device shard of the same run (every device id after the
 # run's earlier pieces', every window start after the earlier runs').
 ORDER_CHECK = "window_start after the previous runs"
-FAILURE_COLUMNS = ["schema_context", "column", "check", "index", "failure_case"]
 
 
 @dataclass
