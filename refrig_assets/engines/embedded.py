@@ -30,6 +30,12 @@ _ARROW_TYPE_CHECKS = {
 }
 
 
+# A window holds ~75 values: in the readings' row groups (500K rows) a 100K-device hour of
+# windows is one row group, which a reader (the contract check, the score steps) decodes on one
+# thread. DuckDB's default row group size gives it one per thread.
+FEATURE_ROW_GROUP_SIZE = 122_880
+
+
 def _quote(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
@@ -64,12 +70,16 @@ def write_features(
                 sql = _features_in_ranges(con, cuts, cadence_seconds)
             else:
                 sql = feature_sql("clean", cadence_seconds=cadence_seconds, ordered=True)
-            return store.write_from_duckdb(dataset, partition_key, con, sql)
+            return store.write_from_duckdb(
+                dataset, partition_key, con, sql, row_group_size=FEATURE_ROW_GROUP_SIZE
+            )
         except duckdb.Error as exc:
             if ORDER_ERROR not in str(exc):
                 raise
         sql = feature_sql("clean", cadence_seconds=cadence_seconds)
-        return store.write_from_duckdb(dataset, partition_key, con, sql)
+        return store.write_from_duckdb(
+            dataset, partition_key, con, sql, row_group_size=FEATURE_ROW_GROUP_SIZE
+        )
     finally:
         con.close()
 
