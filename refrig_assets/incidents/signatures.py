@@ -39,6 +39,9 @@ class Condition:
     # Windows shorter than this many minutes leave the condition unevaluated (a rate per hour
     # read from a window shorter than a few events at that rate is noise).
     min_window_minutes: float | None = None
+    # A limit in minutes spans at least this many reading intervals of the fleet: a state read
+    # every 5 minutes is seen on in a chance run of readings far more often than every minute.
+    min_readings: float | None = None
 
     @property
     def features(self) -> set[str]:
@@ -53,8 +56,14 @@ class Condition:
         return self.of or self.feature
 
     def limit_for(self, cohort: str) -> float | None:
-        """The limit of ``cohort`` (its own, else ``default``)."""
-        return self.limit.get(cohort, self.limit.get("default"))
+        """The limit of ``cohort`` (its own, else ``default``), at least ``min_readings``
+        reading intervals of the fleet's cadence."""
+        limit = self.limit.get(cohort, self.limit.get("default"))
+        if limit is None or self.min_readings is None:
+            return limit
+        from refrig_assets.features.windows import fleet_cadence_seconds
+
+        return max(limit, self.min_readings * fleet_cadence_seconds() / 60.0)
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,7 @@ def _condition(path: Path, where: str, raw: Any) -> Condition:
         "flags",
         "of",
         "min_window_minutes",
+        "min_readings",
     }
     unknown = set(raw) - known - {"required", "id"}
     if unknown:
@@ -216,6 +226,11 @@ def _condition(path: Path, where: str, raw: Any) -> Condition:
         min_window_minutes=(
             _number(path, f"{where}.min_window_minutes", raw["min_window_minutes"])
             if "min_window_minutes" in raw
+            else None
+        ),
+        min_readings=(
+            _number(path, f"{where}.min_readings", raw["min_readings"])
+            if "min_readings" in raw
             else None
         ),
     )

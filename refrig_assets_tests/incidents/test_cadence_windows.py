@@ -98,3 +98,19 @@ def test_a_start_in_a_one_minute_window_is_no_short_cycling_but_a_quarter_hours_
 
     assert found["cause"].tolist()[0] == "short_cycling"
     assert found["cause"].tolist()[1] != "short_cycling"
+
+
+@pytest.mark.parametrize(
+    ("cadence", "streak", "door_ajar"),
+    [(60, 25.0, True), (300, 25.0, False), (300, 35.0, False), (300, 45.0, True)],
+)
+def test_a_door_read_every_five_minutes_needs_eight_open_readings_to_be_ajar(
+    monkeypatch, cadence, streak, door_ajar
+):
+    monkeypatch.setenv("REFRIG_CADENCE_SECONDS", str(cadence))
+    table = load_signatures()
+    window = {**window_for("door_ajar"), "door_open_longest_minutes": streak}
+
+    found = diagnose(pd.DataFrame([window]), build_baselines(history(), table), table)
+
+    assert (found["cause"].iloc[0] == "door_ajar") == door_ajar
