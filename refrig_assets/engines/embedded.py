@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from refrig_assets.core.contract_sql import sql_violations
 from refrig_assets.core.contracts import Contract
-from refrig_assets.core.duck import sql_str
+from refrig_assets.core.device_ranges import device_cuts, in_range_sql, threads
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget
 from refrig_assets.features.windows import ORDER_ERROR, feature_sql
@@ -52,19 +52,17 @@ def write_features(
     """Compute the feature windows of one clean_readings file and write them atomically.
 
     clean_readings files are in (device_id, ts) order, so the run and streak features follow
-    the rows as read (no sort by device). That pass is a streaming one, which DuckDB runs on
-    one thread, so the file is cut into device-id ranges (:func:`device_cuts`) computed side by
-    side, one per DuckDB thread (or ``ranges``), and written one after the other: every device
-    lies in one range, so the windows are those of the whole file, in the same order. A file
-    out of (device_id, ts) order is computed with the device-partitioned window instead, with
-    the same results."""
+    the rows as read (no sort by device). DuckDB streams that pass on one thread, so the file
+    is cut into device-id ranges (:mod:`refrig_assets.core.device_ranges`), one per DuckDB
+    thread (or ``ranges``), computed side by side and written one after the other: every
+    device lies in one range, so the windows are those of the whole file, in the same order.
+    A file out of (device_id, ts) order is computed with the device-partitioned window
+    instead, with the same results."""
     con = duckdb.connect()
     try:
         hold_to_budget(con, spill_dir=store.root / SPILL_DIR)
         con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet({_quote(source)})")
-        if ranges is None:
-            ranges = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-        cuts = device_cuts(source, ranges)
+        cuts = device_cuts(source, threads(con) if ranges is None else ranges)
         try:
             if cuts:
                 sql = _features_in_ranges(con, cuts, cadence_seconds)
@@ -84,54 +82,15 @@ def write_features(
         con.close()
 
 
-def device_cuts(path: Path, ranges: int) -> list[str]:
-    """Device ids cutting a (device_id, ts)-sorted Parquet file into at most ``ranges``
-    device-id ranges of about equal rows, taken from its row groups' statistics (the first
-    device of a row group), so each range reads its own row groups.
-
-    Empty when the file has a single row group, when ``ranges`` < 2, or when the statistics
-    show the file is not sorted by device (the caller then computes the file whole)."""
-    meta = pq.ParquetFile(path).metadata
-    if ranges < 2 or meta.num_row_groups < 2 or "device_id" not in meta.schema.names:
-        return []
-    column = meta.schema.names.index("device_id")
-    firsts: list[str] = []
-    rows: list[int] = []
-    last: str | None = None
-    for i in range(meta.num_row_groups):
-        group = meta.row_group(i)
-        stats = group.column(column).statistics
-        if stats is None or not stats.has_min_max or not isinstance(stats.min, str):
-            return []
-        if last is not None and stats.min < last:
-            return []
-        firsts.append(stats.min)
-        rows.append(group.num_rows)
-        last = stats.max
-    total, seen = sum(rows), 0
-    cuts: list[str] = []
-    for first, n in zip(firsts, rows, strict=True):
-        if seen * ranges >= total * (len(cuts) + 1) and (not cuts or first > cuts[-1]):
-            cuts.append(first)
-        seen += n
-    return [c for c in cuts if c > firsts[0]][: ranges - 1]
-
-
 def _features_in_ranges(
     con: duckdb.DuckDBPyConnection, cuts: list[str], cadence_seconds: int | None
 ) -> str:
     """SQL of the feature windows of each device-id range between ``cuts``, one after the
     other (UNION ALL): DuckDB computes the ranges side by side and, writing the result in
     order, emits them in range order (each range's windows sorted, as the whole file's)."""
-    bounds = list(zip([None, *cuts], [*cuts, None], strict=True))
     parts = []
-    for i, (lo, hi) in enumerate(bounds):
-        inside = [f"device_id >= {sql_str(lo)}" if lo is not None else None]
-        inside.append(f"device_id < {sql_str(hi)}" if hi is not None else None)
-        where = " AND ".join(c for c in inside if c)
-        if lo is None:  # a NULL device_id (never in a valid file) stays in one range
-            where = f"device_id IS NULL OR {where}"
-        con.execute(f"CREATE VIEW clean_{i} AS SELECT * FROM clean WHERE {where}")
+    for i in range(len(cuts) + 1):
+        con.execute(f"CREATE VIEW clean_{i} AS SELECT * FROM clean WHERE {in_range_sql(cuts, i)}")
         sql = feature_sql(f"clean_{i}", cadence_seconds=cadence_seconds, ordered=True)
         parts.append(f"SELECT * FROM ({sql})")
     return " UNION ALL ".join(parts)

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.quality_helpers import run_hour
 
+from refrig_assets.core.device_ranges import device_cuts
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines import embedded
 from refrig_assets.simulator import SimulationConfig, simulate_fleet
@@ -37,11 +38,11 @@ def clean_file(tmp_path_factory):
 def test_the_cuts_are_first_devices_of_row_groups_in_increasing_order(clean_file):
     meta = pq.ParquetFile(clean_file).metadata
     firsts = [meta.row_group(i).column(0).statistics.min for i in range(meta.num_row_groups)]
-    cuts = embedded.device_cuts(clean_file, 4)
+    cuts = device_cuts(clean_file, 4)
     assert len(cuts) == 3
     assert cuts == sorted(set(cuts))
     assert all(c in firsts and c > firsts[0] for c in cuts)
-    assert embedded.device_cuts(clean_file, 1) == []
+    assert device_cuts(clean_file, 1) == []
 
 
 def test_a_file_out_of_device_order_is_not_cut(clean_file, tmp_path):
@@ -49,7 +50,7 @@ def test_a_file_out_of_device_order_is_not_cut(clean_file, tmp_path):
     table = pq.read_table(clean_file)
     rows = pa.array(pd.Series(range(table.num_rows)).sample(frac=1.0, random_state=2))
     pq.write_table(table.take(rows), shuffled, row_group_size=100)
-    assert embedded.device_cuts(shuffled, 4) == []
+    assert device_cuts(shuffled, 4) == []
 
 
 @pytest.mark.parametrize("ranges", [2, 3, 7])
@@ -57,7 +58,7 @@ def test_windows_cut_into_ranges_are_those_of_the_whole_file(clean_file, tmp_pat
     store = ParquetStore(tmp_path)
     whole = embedded.write_features(clean_file, store, KEY, dataset="whole", ranges=1)
     cut = embedded.write_features(clean_file, store, KEY, dataset="cut", ranges=ranges)
-    assert len(embedded.device_cuts(clean_file, ranges)) == ranges - 1
+    assert len(device_cuts(clean_file, ranges)) == ranges - 1
     assert pq.read_schema(cut).equals(pq.read_schema(whole))
     expected = pd.read_parquet(whole)
     assert expected["device_id"].nunique() == 12
