@@ -235,11 +235,12 @@ class Detector(ABC):
         rows = None if keep.all() else np.flatnonzero(keep)
         # Built column by column into a new frame (never a view of the caller's): a small
         # request's few windows would otherwise pay pandas' per-operation cost several times
-        # per column.
+        # per column. Each column is copied once and the frame is not consolidated, so a large
+        # partition holds one copy of its rows, as a selection of them would.
         columns = {}
         for col in needed:
             values = features[col].array
-            columns[col] = values if rows is None else values.take(rows)
+            columns[col] = values.copy() if rows is None else values.take(rows)
         log_units = set(self.config.settings.get("log_scale_units") or [])
         for col in self.input_columns:
             if feature_unit(col) in log_units:
@@ -254,7 +255,7 @@ class Detector(ABC):
                     values[too_short] = np.nan
                     columns[col] = values
         index = features.index if rows is None else features.index[rows]
-        return pd.DataFrame(columns, index=index, copy=rows is None)
+        return pd.DataFrame(columns, index=index, copy=False)
 
     def fit(self, features: pd.DataFrame) -> Detector:
         """Fit on training windows (needs device_id, cohort and the input columns)."""
@@ -383,21 +384,34 @@ class Detector(ABC):
             k = names.index(sensor)
             per_sensor[:, k] = np.maximum(per_sensor[:, k], magnitude[:, j])
         k = min(top_k, len(names))
-        order = np.argsort(-per_sensor, axis=1, kind="stable")[:, :k]
-        # Few distinct rankings occur: join the names once per ranking, then look them up.
-        code = order @ (len(names) ** np.arange(k))
-        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-        joined = np.array([",".join(names[c] for c in r) for r in order[first]], dtype=object)
+        # The k strongest sensors, ties to the earlier one (a stable descending sort's order),
+        # by k passes of argmax rather than sorting every row.
+        rows = np.arange(n)
+        order = np.empty((n, k), dtype=np.intp)
+        for i in range(k):
+            order[:, i] = np.argmax(per_sensor, axis=1)
+            per_sensor[rows, order[:, i]] = -np.inf
+        # Few distinct rankings occur: join the names once per ranking (its code's digits), then
+        # look them up; codes are grouped by hashing, not sorting.
+        digits = len(names) ** np.arange(k)
+        inverse, rankings = pd.factorize(order @ digits)
+        joined = np.array(
+            [
+                ",".join(names[c // d % len(names)] for d in digits.tolist())
+                for c in rankings.tolist()
+            ],
+            dtype=object,
+        )
         tops = joined[inverse]
         best = np.argmax(magnitude, axis=1)
-        values = np.nan_to_num(contrib[np.arange(n), best])
+        values = np.nan_to_num(contrib[rows, best])
         # The evidence depends only on (feature, size to one decimal, direction): few distinct
         # combinations occur, so each is written once and the rows look theirs up.
-        size_values, size_of_row = np.unique(np.round(np.abs(values), 1), return_inverse=True)
+        size_of_row, size_values = pd.factorize(np.round(np.abs(values), 1))
         sizes = size_values.astype(str)
         width = len(self.feature_columns)
         code = (size_of_row.astype(np.int64) * width + best) * 2 + (values < 0)
-        codes, text_of_row = np.unique(code, return_inverse=True)
+        text_of_row, codes = pd.factorize(code)
         texts = np.empty(len(codes), dtype=object)
         for i, c in enumerate(codes.tolist()):
             (size, j), below = divmod(c // 2, width), c % 2
