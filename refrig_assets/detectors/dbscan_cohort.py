@@ -203,16 +203,17 @@ class DBSCANCohortDetector(Detector):
 
     def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
         x = self._scaled(self._adjusted(frame))
-        devices = frame["device_id"].to_numpy()
-        own = self.device_profile.reindex(devices).to_numpy()
+        # Each row's training device (one lookup for its profile, group and distance).
+        at = self.device_profile.index.get_indexer(frame["device_id"].to_numpy())
+        known = at >= 0
+        own = np.where(known[:, None], self.device_profile.to_numpy()[at], np.nan)
         # A feature missing from a profile is taken as unchanged from the device's own normal.
         x = np.where(np.isnan(x), own, x)
         x = np.nan_to_num(x, nan=0.0)
-        group = self.device_group.reindex(devices).to_numpy()
+        group = np.where(known, self.device_group.to_numpy()[at], -1)
         raw = np.empty(len(frame))
         contrib = np.empty_like(x)
-        known = ~np.isnan(group)
-        usual = self.device_distance.reindex(devices).to_numpy()
+        usual = self.device_distance.to_numpy()[at]
         any_core, groups = self._searchers()
         for g, search in groups.items():
             rows = known & (group == g)
