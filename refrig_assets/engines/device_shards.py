@@ -124,3 +124,17 @@ def _readings(path) -> int:
         return file.metadata.num_rows
     total = pc.sum(pq.read_table(path, columns=["reading_count"])["reading_count"]).as_py()
     return int(total or 0)
+
+
+def stream_query(con, sql: str, out, batch_rows: int) -> None:
+    """Append a DuckDB query's rows to a partition writer (:meth:`ParquetStore.writer`) in
+    record batches of ``batch_rows`` (never whole in memory); a query without rows still
+    fixes the schema."""
+    reader = con.sql(sql).to_arrow_reader(batch_rows)
+    wrote = False
+    for batch in reader:
+        if batch.num_rows:
+            out.write(pa.Table.from_batches([batch]))
+            wrote = True
+    if not wrote and out.schema is None:
+        out.schema = reader.schema

@@ -17,8 +17,10 @@ import pyarrow.parquet as pq
 from refrig_assets.core.contract_sql import sql_violations
 from refrig_assets.core.contracts import Contract
 from refrig_assets.core.device_ranges import device_cuts, in_range_sql, threads
+from refrig_assets.core.duck import connect
 from refrig_assets.core.storage import ParquetStore
-from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget
+from refrig_assets.engines.device_shards import stream_query
+from refrig_assets.engines.memory import SPILL_DIR, MemoryBudget, hold_to_budget, load_memory_budget
 from refrig_assets.features.windows import ORDER_ERROR, feature_sql
 
 _ARROW_TYPE_CHECKS = {
@@ -48,6 +50,7 @@ def write_features(
     cadence_seconds: int | None = None,
     dataset: str = "device_features",
     ranges: int | None = None,
+    shards: int | None = None,
 ) -> Path:
     """Compute the feature windows of one clean_readings file and write them atomically.
 
@@ -57,12 +60,27 @@ def write_features(
     thread (or ``ranges``), computed side by side and written one after the other: every
     device lies in one range, so the windows are those of the whole file, in the same order.
     A file out of (device_id, ts) order is computed with the device-partitioned window
-    instead, with the same results."""
+    instead, with the same results.
+
+    ``shards`` (default: what the memory budget of config/performance.yaml needs for the
+    file's readings) groups the ranges into memory shards computed one after the other, each
+    on its own connection, so memory stays flat however large the fleet."""
+    budget = load_memory_budget()
+    if shards is None:
+        shards = budget.shards_for(pq.ParquetFile(source).metadata.num_rows)
     con = duckdb.connect()
     try:
-        hold_to_budget(con, spill_dir=store.root / SPILL_DIR)
+        hold_to_budget(con, budget, spill_dir=store.root / SPILL_DIR)
         con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet({_quote(source)})")
-        cuts = device_cuts(source, threads(con) if ranges is None else ranges)
+        per_shard = threads(con) if ranges is None else ranges
+        cuts = device_cuts(source, per_shard * max(1, shards))
+        bounds = cuts[per_shard - 1 :: per_shard] if shards > 1 else []
+        if bounds:
+            written = _write_in_shards(
+                source, store, partition_key, dataset, cuts, bounds, cadence_seconds, budget
+            )
+            if written is not None:
+                return written
         try:
             if cuts:
                 sql = _features_in_ranges(con, cuts, cadence_seconds)
@@ -80,6 +98,51 @@ def write_features(
         )
     finally:
         con.close()
+
+
+def _write_in_shards(
+    source: Path,
+    store: ParquetStore,
+    partition_key: str,
+    dataset: str,
+    cuts: list[str],
+    bounds: list[str],
+    cadence_seconds: int | None,
+    budget: MemoryBudget,
+) -> Path | None:
+    """The feature windows of each memory shard (device ids between ``bounds``, its ranges
+    between the ``cuts`` inside it side by side), streamed to the partition one shard after
+    the other; None (nothing written) when a shard's readings are out of (device_id, ts)
+    order, for the caller's device-partitioned window."""
+    with store.writer(dataset, partition_key, dictionary=False) as out:
+        for k in range(len(bounds) + 1):
+            inside = [
+                c
+                for c in cuts
+                if (k == 0 or c > bounds[k - 1]) and (k == len(bounds) or c < bounds[k])
+            ]
+            con = connect()  # its buffers go with it before the next shard (UTC: the
+            # timestamps' zone as DuckDB writes it to Parquet)
+            try:
+                hold_to_budget(con, budget, spill_dir=store.root / SPILL_DIR)
+                con.execute(
+                    f"CREATE VIEW clean AS SELECT * FROM read_parquet({_quote(source)}) "
+                    f"WHERE {in_range_sql(bounds, k)}"
+                )
+                sql = (
+                    _features_in_ranges(con, inside, cadence_seconds)
+                    if inside
+                    else feature_sql("clean", cadence_seconds=cadence_seconds, ordered=True)
+                )
+                stream_query(con, sql, out, FEATURE_ROW_GROUP_SIZE)
+            except duckdb.Error as exc:
+                if ORDER_ERROR not in str(exc):
+                    raise
+                out.discard()
+                return None
+            finally:
+                con.close()
+    return store.path(dataset, partition_key)
 
 
 def _features_in_ranges(

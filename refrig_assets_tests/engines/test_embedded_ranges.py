@@ -63,3 +63,40 @@ def test_windows_cut_into_ranges_are_those_of_the_whole_file(clean_file, tmp_pat
     expected = pd.read_parquet(whole)
     assert expected["device_id"].nunique() == 12
     pd.testing.assert_frame_equal(pd.read_parquet(cut), expected, rtol=1e-12)
+
+
+def nullable(schema: pa.Schema) -> pa.Schema:
+    """A file schema without the writers' not-null markers."""
+    return pa.schema([f.with_nullable(True) for f in schema])
+
+
+@pytest.mark.parametrize("shards", [2, 3, 5])
+def test_windows_in_memory_shards_are_those_of_the_whole_file(clean_file, tmp_path, shards):
+    # Memory shards (device ranges computed one after the other, each on its own connection,
+    # as the memory budget asks for a large fleet) write the whole file's windows, in order.
+    store = ParquetStore(tmp_path)
+    whole = embedded.write_features(clean_file, store, KEY, dataset="whole", ranges=1, shards=1)
+    sharded = embedded.write_features(
+        clean_file, store, KEY, dataset="sharded", ranges=2, shards=shards
+    )
+    assert pq.ParquetFile(sharded).metadata.num_row_groups >= shards  # written shard by shard
+    assert nullable(pq.read_schema(sharded)).equals(nullable(pq.read_schema(whole)))
+    expected = pd.read_parquet(whole)
+    pd.testing.assert_frame_equal(pd.read_parquet(sharded), expected, rtol=1e-12)
+
+
+def test_the_memory_budget_sets_the_feature_shards(clean_file, tmp_path, monkeypatch):
+    # Held to a budget that one shard of these readings exceeds, the step writes in shards.
+    from dataclasses import replace
+
+    budget = embedded.load_memory_budget()
+    rows = pq.ParquetFile(clean_file).metadata.num_rows
+    tight = replace(budget, reading_bytes=budget.memory_budget_mb * 2**20 * 3 // rows + 1)
+    assert tight.shards_for(rows) == 4
+    monkeypatch.setattr(embedded, "load_memory_budget", lambda: tight)
+    path = embedded.write_features(clean_file, ParquetStore(tmp_path), KEY, ranges=1)
+    assert pq.ParquetFile(path).metadata.num_row_groups >= 4
+    whole = embedded.write_features(
+        clean_file, ParquetStore(tmp_path / "whole"), KEY, ranges=1, shards=1
+    )
+    pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(whole), rtol=1e-12)
