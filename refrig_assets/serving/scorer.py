@@ -20,7 +20,7 @@ import pandas as pd
 from refrig_assets.core.settings import Settings
 from refrig_assets.detectors.base import sorted_rows
 from refrig_assets.scoring.runs import HOUR_KEY
-from refrig_assets.scoring.score import cohort_of, score_windows
+from refrig_assets.scoring.score import score_windows
 from refrig_assets.serving.metrics import ServingMetrics
 from refrig_assets.serving.models import ModelSnapshot
 
@@ -39,6 +39,20 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     columns = list(frame.columns)
     values = [frame[c].tolist() for c in columns]
     return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+_COHORT_INDEX: list[tuple[pd.DataFrame, pd.Series]] = []
+
+
+def _cohorts(device_ids: pd.Series, registry: pd.DataFrame) -> np.ndarray:
+    """:func:`~refrig_assets.scoring.score.cohort_of`, with the registry's device index built
+    once per registry frame (a service hands the same frame to every request until the file
+    changes; indexing a large fleet's registry per request cost more than the request)."""
+    memo = _COHORT_INDEX[0] if _COHORT_INDEX else None
+    if memo is None or memo[0] is not registry:
+        memo = (registry, registry.set_index("device_id")["cohort"])
+        _COHORT_INDEX[:] = [memo]
+    return device_ids.map(memo[1]).fillna("unknown").to_numpy()
 
 
 def probable_causes(
@@ -174,7 +188,7 @@ def score_many(
         )
         owner = features.pop("_owner").to_numpy()
         features = features.reset_index(drop=True)
-    features["cohort"] = cohort_of(features["device_id"], registry)
+    features["cohort"] = _cohorts(features["device_id"], registry)
     keys = list(zip(features["device_id"], features["window_start"], strict=True))
     request_of = dict(zip(features["device_id"], owner, strict=True))
     per_window: dict[tuple, list[dict[str, Any]]] = {k: [] for k in keys}
