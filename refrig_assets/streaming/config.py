@@ -20,7 +20,7 @@ NS_PER_MINUTE = 60 * 10**9
 RULE_KINDS: dict[str, tuple[str, ...]] = {
     "above": (),
     "above_moving_average": ("average_hours", "min_history_minutes", "cohort_min_devices"),
-    "drop_within": ("window_minutes",),
+    "drop_within": ("window_minutes", "settle_minutes"),
     "sustained_rise": ("rate_window_minutes", "sustain_minutes"),
     # A state (door_open) on at every reading for longer than the threshold in minutes.
     "state_held": (),
@@ -33,6 +33,9 @@ RULE_KINDS: dict[str, tuple[str, ...]] = {
         "sustain_minutes",
     ),
 }
+# Durations that are no look-back, so not lengthened to a reading interval (a settling time
+# after a change of state is measured from the last reading before the change).
+NOT_LOOKBACKS = ("settle_minutes",)
 # A state_held rule's least held time at the fleet's cadence (min_readings_held intervals).
 HELD_FLOOR = "min_held_minutes"
 # Kinds that keep a moving average per running state, and kinds that carry a streak.
@@ -141,7 +144,8 @@ def load_streaming_settings(
             raise rule.fail("threshold", f"registry column {threshold!r} needs a default")
         params = {p: rule.number(p, minimum=0.0) for p in RULE_KINDS[kind]}
         params = {
-            p: max(v, floor_minutes) if p.endswith("_minutes") else v for p, v in params.items()
+            p: max(v, floor_minutes) if p.endswith("_minutes") and p not in NOT_LOOKBACKS else v
+            for p, v in params.items()
         }
         if kind == "state_held":
             params[HELD_FLOOR] = held_floor

@@ -134,7 +134,8 @@ def above_moving_average(
 
 def drop_within(r: Readings, rule: StreamingRule, fraction: np.ndarray, max_gap_ns: int) -> Hits:
     """Fall by more than ``fraction`` from an earlier reading within the window, comparing only
-    readings of one unbroken stretch of the same running state (no gap above ``max_gap_ns``)."""
+    readings of one unbroken stretch of the same running state (no gap above ``max_gap_ns``),
+    taken at least ``settle_minutes`` after the state changed."""
     n, new = len(r), r.new
     x = r.values[rule.sensor]
     window_ns = int(rule.minutes("window_minutes") * NS_PER_MINUTE)
@@ -143,6 +144,20 @@ def drop_within(r: Readings, rule: StreamingRule, fraction: np.ndarray, max_gap_
     continues &= r.running != UNKNOWN_STATE
     stretch_start = np.maximum.accumulate(np.where(continues, 0, np.arange(n)))
     lo = np.maximum(r.first_within(new, window_ns), stretch_start[new])
+    settle_ns = int(rule.params.get("settle_minutes", 0.0) * NS_PER_MINUTE)
+    if settle_ns and len(new):
+        # Readings within settle_minutes of a change of running state are no reference: the
+        # suction pull-down right after a start, which a 1 Hz fleet samples and a minute-level
+        # one does not. Where the stretch began unseen (a gap, the buffer's start), nothing is
+        # left out.
+        s0 = stretch_start[new]
+        before = np.maximum(s0 - 1, 0)
+        changed = (s0 > 0) & (r.code[before] == r.code[s0])
+        changed &= (r.ts[s0] - r.ts[before] <= max_gap_ns) & (r.running[before] != UNKNOWN_STATE)
+        key = r.search_key()
+        ahead_ms = -((r.ts[s0] - r.ts[before] - settle_ns) // NS_PER_MS)  # ceil, in ms
+        settled = np.searchsorted(key, key[s0] + ahead_ms, side="left")
+        lo = np.where(changed, np.maximum(lo, settled), lo)
     earlier = range_max(np.where(np.isfinite(x), x, -np.inf), lo, new)
     now = x[new]
     with np.errstate(invalid="ignore", divide="ignore"):
