@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from refrig_assets.core.contracts import Contract, quality_flag_names
+from refrig_assets.core.device_ranges import in_range_sql
 from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import ParquetStore
@@ -62,17 +63,6 @@ def shard_bounds(con: duckdb.DuckDBPyConnection, source: str, shards: int) -> li
         """
     ).fetchall()
     return [r[0] for r in rows if r[0] is not None][1:] if rows else []
-
-
-def _in_shard(bounds: list[str], k: int) -> str:
-    """SQL condition: a device id of shard ``k`` (a NULL device id belongs to shard 0)."""
-    parts = []
-    if k > 0:
-        parts.append(f"device_id >= {sql_str(bounds[k - 1])}")
-    if k < len(bounds):
-        parts.append(f"device_id < {sql_str(bounds[k])}")
-    cond = " AND ".join(parts) or "TRUE"
-    return f"(device_id IS NULL OR ({cond}))" if k == 0 else f"({cond})"
 
 
 def clean_hour_in_shards(
@@ -116,8 +106,10 @@ def clean_hour_in_shards(
         store.writer(tails_dataset, partition_key, dictionary=False) as tails_out,
     ):
         for k in range(len(bounds) + 1):
-            part = f"(SELECT * FROM {whole} WHERE {_in_shard(bounds, k)})"
-            shard_tails = f"(SELECT * FROM {tails} WHERE {_in_shard(bounds, k)})" if tails else None
+            part = f"(SELECT * FROM {whole} WHERE {in_range_sql(bounds, k)})"
+            shard_tails = (
+                f"(SELECT * FROM {tails} WHERE {in_range_sql(bounds, k)})" if tails else None
+            )
             # A connection per shard: its temporary tables and buffers go with it.
             shard_con = connect()
             try:
