@@ -81,6 +81,20 @@ def _stuck(
     return stuck
 
 
+_REGISTERED: list[tuple[pa.Table, frozenset]] = []
+
+
+def _registered_ids(registered: pa.Table) -> frozenset:
+    """The registry's device ids as a set, built once per registry table (a service hands
+    every request the same one until the file changes): a membership test against a large
+    fleet's ids per request would hash all of them each time."""
+    memo = _REGISTERED[0] if _REGISTERED else None
+    if memo is None or memo[0] is not registered:
+        memo = (registered, frozenset(registered.column("device_id").to_pylist()))
+        _REGISTERED[:] = [memo]
+    return memo[1]
+
+
 def clean_rows(
     typed: pa.Table, contract: Contract, registered: pa.Table, rules: dict
 ) -> pa.Table | None:
@@ -141,8 +155,8 @@ def clean_rows(
             fits |= (mean >= a) & (mean <= b)
         suspect |= (count >= least) & ~((mean >= lo) & (mean <= hi)) & fits
 
-    known = pc.is_in(rows.column("device_id"), value_set=registered.column("device_id"))
-    unregistered = ~np.asarray(known.to_numpy(zero_copy_only=False), bool)
+    ids = _registered_ids(registered)
+    unregistered = np.fromiter((d not in ids for d in devices), bool, n)
     received = _micros(rows.column("received_at"))
     tolerance_us = float(rules["future_tolerance_minutes"]) * MINUTE_US
     late = np.asarray(rows.column("late_arrival").to_numpy(zero_copy_only=False), bool)
