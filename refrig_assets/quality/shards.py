@@ -33,6 +33,7 @@ from refrig_assets.core.device_ranges import in_range_sql
 from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import ParquetStore
+from refrig_assets.engines.device_shards import stream_query
 from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget, load_memory_budget
 from refrig_assets.quality.rules import (
     QualityResult,
@@ -40,6 +41,9 @@ from refrig_assets.quality.rules import (
     file_findings,
     quarantine_frame,
 )
+
+# Rows a shard hands to the partition writer at a time (one row group of the clean readings).
+STREAM_ROWS = 500_000
 
 
 def shard_bounds(con: duckdb.DuckDBPyConnection, source: str, shards: int) -> list[str]:
@@ -123,26 +127,13 @@ def clean_hour_in_shards(
                     file_entries_here=k == 0,
                     findings=findings,
                 )
-                _stream(shard_con, clean_sql, clean_out)
-                _stream(shard_con, result.tails_sql, tails_out)
+                stream_query(shard_con, clean_sql, clean_out, STREAM_ROWS)
+                stream_query(shard_con, result.tails_sql, tails_out, STREAM_ROWS)
             finally:
                 shard_con.close()
             results.append(result)
     path = store.path(clean_dataset, partition_key)
     return path, merge_results(results, len(fleet_sensor_columns(contract)))
-
-
-def _stream(con: duckdb.DuckDBPyConnection, sql: str, out) -> None:
-    """Append a query's rows to a partition writer in record batches (never whole in memory);
-    a query without rows still fixes the schema."""
-    reader = con.sql(sql).to_arrow_reader(500_000)
-    wrote = False
-    for batch in reader:
-        if batch.num_rows:
-            out.write(pa.Table.from_batches([batch]))
-            wrote = True
-    if not wrote and out.schema is None:
-        out.schema = reader.schema
 
 
 def merge_results(results: list[QualityResult], sensors: int) -> QualityResult:
