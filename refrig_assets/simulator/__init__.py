@@ -3,7 +3,9 @@
 Plain Python (numpy, pandas, pyarrow); no Dagster. The column names, types and ranges come from
 ``contracts/sensor_readings.yaml`` and ``contracts/device_registry.yaml``.
 
-- :class:`SimulationConfig` says what to simulate (devices, hours, seed, fault mix, cadence).
+- :class:`SimulationConfig` says what to simulate (devices, hours, seed, fault mix, cadence,
+  and the sensors the fleet has: only those are written, and only faults they can show are
+  injected, by each fault type's sensor signature, ``faults.FAULT_SIGNATURES``).
 - :class:`FleetSimulator` gives the registry, the fault labels and the readings hour by hour.
 - :func:`simulate_fleet` writes all of it to disk as a device fleet would deliver it.
 
