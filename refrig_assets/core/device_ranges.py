@@ -29,7 +29,8 @@ def device_cuts(path: Path, ranges: int) -> list[str]:
     count of rows crosses a multiple of rows / ranges.
 
     Empty when the file has a single row group, when ``ranges`` < 2, or when the statistics
-    show the file is not sorted by device (the caller then takes the file whole)."""
+    do not show the file sorted by device and without NULL device ids (the caller then takes
+    the file whole)."""
     meta = pq.ParquetFile(path).metadata
     if ranges < 2 or meta.num_row_groups < 2 or "device_id" not in meta.schema.names:
         return []
@@ -41,6 +42,8 @@ def device_cuts(path: Path, ranges: int) -> list[str]:
         group = meta.row_group(i)
         stats = group.column(column).statistics
         if stats is None or not stats.has_min_max or not isinstance(stats.min, str):
+            return []
+        if not stats.has_null_count or stats.null_count:
             return []
         if last is not None and stats.min < last:
             return []
@@ -56,13 +59,15 @@ def device_cuts(path: Path, ranges: int) -> list[str]:
     return [c for c in cuts if c > firsts[0]][: ranges - 1]
 
 
-def in_range_sql(cuts: list[str], k: int) -> str:
-    """SQL condition: a device id of range ``k`` of those ``cuts`` make (a NULL device id,
-    never in a valid file, belongs to range 0, so every row is in exactly one range)."""
+def in_range_sql(cuts: list[str], k: int, *, null_in_first: bool = True) -> str:
+    """SQL condition: a device id of range ``k`` of those ``cuts`` make. A NULL device id
+    (never in a valid file) belongs to range 0, so every row is in exactly one range; with
+    ``null_in_first=False`` to none, for a file :func:`device_cuts` found without any (a
+    range with ``IS NULL`` in its condition would let DuckDB write device_id as nullable)."""
     parts = []
     if k > 0:
         parts.append(f"device_id >= {sql_str(cuts[k - 1])}")
     if k < len(cuts):
         parts.append(f"device_id < {sql_str(cuts[k])}")
     cond = " AND ".join(parts) or "TRUE"
-    return f"(device_id IS NULL OR ({cond}))" if k == 0 else f"({cond})"
+    return f"(device_id IS NULL OR ({cond}))" if k == 0 and null_in_first else f"({cond})"

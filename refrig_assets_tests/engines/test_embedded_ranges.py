@@ -53,6 +53,15 @@ def test_a_file_out_of_device_order_is_not_cut(clean_file, tmp_path):
     assert device_cuts(shuffled, 4) == []
 
 
+def test_a_file_with_a_reading_without_device_is_not_cut(clean_file, tmp_path):
+    # every range then holds whole devices only, and the rows without one stay in no range
+    frame = pq.read_table(clean_file).to_pandas()
+    frame.loc[len(frame) - 1, "device_id"] = None
+    keyless = tmp_path / "keyless.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), keyless, row_group_size=100)
+    assert device_cuts(keyless, 4) == []
+
+
 @pytest.mark.parametrize("ranges", [2, 3, 7])
 def test_windows_cut_into_ranges_are_those_of_the_whole_file(clean_file, tmp_path, ranges):
     store = ParquetStore(tmp_path)
