@@ -94,6 +94,39 @@ def _flags_held(frame: pd.DataFrame, flags: tuple[str, ...]) -> np.ndarray:
     return np.zeros(len(frame), dtype=bool)
 
 
+def _over_trailing_minutes(frame: pd.DataFrame, value: np.ndarray, minutes: float) -> np.ndarray:
+    """``value`` of windows of at least ``minutes``; for a shorter window (a 1 Hz fleet's
+    one-minute windows), the time-weighted mean of ``value`` over its device's windows that end
+    within the ``minutes`` up to its own end (itself included): for a rate such as starts per
+    hour, the events of that span over its length. NaN where those windows cover less than
+    ``minutes`` (the first minutes of an hour, a gap), so the condition is not evaluated."""
+    span = (frame["window_end"] - frame["window_start"]).dt.total_seconds().to_numpy() / 60
+    short = span < minutes
+    if not short.any():
+        return value
+    known = ~np.isnan(value)
+    parts = pd.DataFrame(
+        {
+            "device": frame["device_id"].astype(str).to_numpy(),
+            "end": pd.to_datetime(frame["window_end"], utc=True).reset_index(drop=True),
+            "weighted": np.where(known, value * span, 0.0),
+            "covered": np.where(known, span, 0.0),
+        }
+    ).sort_values(["device", "end"], kind="stable")
+    # The frame is sorted by device, so the groups' rolling sums come back in its row order.
+    sums = (
+        parts.groupby("device", sort=False)
+        .rolling(pd.Timedelta(minutes=minutes), on="end", closed="right")[["weighted", "covered"]]
+        .sum()
+    )
+    weighted, covered = np.empty(len(parts)), np.empty(len(parts))
+    weighted[parts.index.to_numpy()] = sums["weighted"].to_numpy()
+    covered[parts.index.to_numpy()] = sums["covered"].to_numpy()
+    with np.errstate(all="ignore"):
+        trailing = np.where(covered >= minutes - 1e-9, weighted / covered, np.nan)
+    return np.where(short, trailing, value)
+
+
 def _evaluate(
     cond: Condition,
     frame: pd.DataFrame,
@@ -126,8 +159,7 @@ def _evaluate(
         values[cond.feature].to_numpy(dtype=float) if cond.feature in values else np.full(n, np.nan)
     )
     if cond.min_window_minutes is not None and "window_end" in frame:
-        span = (frame["window_end"] - frame["window_start"]).dt.total_seconds().to_numpy() / 60
-        value = np.where(span >= cond.min_window_minutes, value, np.nan)
+        value = _over_trailing_minutes(frame, value, cond.min_window_minutes)
     sign = 1.0 if cond.direction == "up" else -1.0
     if cond.reference == "limit":
         codes, uniques = pd.factorize(pd.Series(cohorts))

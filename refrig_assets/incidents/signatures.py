@@ -36,8 +36,9 @@ class Condition:
     required: bool = False
     id: str | None = None
     any_of: tuple[Condition, ...] = ()
-    # Windows shorter than this many minutes leave the condition unevaluated (a rate per hour
-    # read from a window shorter than a few events at that rate is noise).
+    # A window shorter than this many minutes is judged on its device's windows of the last
+    # this many minutes, time-weighted (a rate per hour read from a window shorter than a few
+    # events at that rate is noise); unevaluated where they cover less.
     min_window_minutes: float | None = None
     # A limit in minutes spans at least this many reading intervals of the fleet: a state read
     # every 5 minutes is seen on in a chance run of readings far more often than every minute.

@@ -100,6 +100,32 @@ def test_a_start_in_a_one_minute_window_is_no_short_cycling_but_a_quarter_hours_
     assert found["cause"].tolist()[1] != "short_cycling"
 
 
+def minutes_of_starts(every: int, minutes: int = 40) -> pd.DataFrame:
+    """One device's one-minute windows with a compressor start every ``every`` minutes (each
+    such window reads 60 starts per hour, the others 0), short runs as short cycling has."""
+    quarter = window_for("short_cycling")
+    rows = []
+    for m in range(minutes):
+        row = dict(quarter)
+        row["window_start"] = quarter["window_start"] + m * MINUTE
+        row["window_end"] = row["window_start"] + MINUTE
+        row["compressor_starts_per_hour"] = 60.0 if m % every == 0 else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("every", "short_cycling"), [(3, True), (10, False)])
+def test_one_minute_windows_judge_starts_per_hour_on_the_last_quarter_hour(every, short_cycling):
+    table = load_signatures()
+    windows = minutes_of_starts(every)
+
+    found = diagnose(windows, build_baselines(history(), table), table)
+
+    cycling = found["cause"].eq("short_cycling").to_numpy()
+    assert not cycling[:14].any()  # less than a quarter hour of windows seen yet
+    assert cycling[14:].any() == short_cycling  # 20 starts an hour is too many; 6 is not
+
+
 @pytest.mark.parametrize(
     ("cadence", "streak", "door_ajar"),
     [(60, 25.0, True), (300, 25.0, False), (300, 35.0, False), (300, 45.0, True)],
