@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import typer
 
-from refrig_assets.core.fleet_sensors import ENV as SENSORS_ENV
 from refrig_assets.core.settings import get_settings
 
 
@@ -43,8 +41,7 @@ def simulate(
     from refrig_assets.simulator import SimulationConfig, simulate_fleet
 
     s = get_settings()
-    named = sensors if sensors is not None else os.environ.get(SENSORS_ENV, "")
-    fleet_sensors = tuple(n.strip() for n in named.split(",") if n.strip()) or None
+    fleet_sensors = _fleet_sensors(sensors)
     begin = datetime.fromisoformat(start)
     begin = begin.replace(tzinfo=UTC) if begin.tzinfo is None else begin.astimezone(UTC)
     config = SimulationConfig(
@@ -68,3 +65,18 @@ def simulate(
     typer.echo(f"labels: {s.labels_path}")
     for key, value in summary.items():
         typer.echo(f"  {key}: {value}")
+
+
+def _fleet_sensors(option: str | None) -> tuple[str, ...] | None:
+    """The measurements named by ``--sensors``, else the fleet's (``REFRIG_SENSORS``, checked
+    against the contract); None when that is every one of them."""
+    from refrig_assets.core.contracts import load_contract
+    from refrig_assets.core.fleet_sensors import fleet_measurements, measurement_columns
+
+    contract = load_contract("sensor_readings")
+    if option is None:
+        named = fleet_measurements(contract)
+    else:
+        named = [n.strip() for n in option.split(",") if n.strip()]
+    every = {c.name for c in measurement_columns(contract)}
+    return None if not named or set(named) == every else tuple(named)

@@ -194,25 +194,44 @@ def _defrost_interval(
     return interval.where(enough).reindex(pd.unique(devices)).astype(float)
 
 
-class BaselineLookup:
-    """Baselines aligned to a set of rows: where each row's device, cohort and the fleet sit in
-    the baselines frame is found once, then every feature is a few array takes."""
+class IndexedBaselines:
+    """A baselines frame split by scope (fleet, cohort, device), each part's keys indexed once:
+    aligning rows to it is then a lookup per scope, not a pass over every baseline. A caller
+    aligning a few rows at a time (a service) keeps one between calls."""
 
-    def __init__(self, baselines: pd.DataFrame, device_ids: np.ndarray, cohorts: np.ndarray):
-        self.n = len(device_ids)
-        self.levels: list[tuple[int, pd.DataFrame, np.ndarray, np.ndarray]] = []
+    def __init__(self, baselines: pd.DataFrame):
+        self.baselines = baselines
+        self.levels: list[tuple[int, str, pd.DataFrame, pd.Index]] = []
         if baselines.empty:
             return
+        for code, scope in ((0, "fleet"), (1, "cohort"), (2, "device")):
+            part = baselines[baselines["scope"] == scope]
+            if not part.empty:
+                self.levels.append((code, scope, part, pd.Index(part["key"].astype(str))))
+
+
+class BaselineLookup:
+    """Baselines aligned to a set of rows: where each row's device, cohort and the fleet sit in
+    the baselines (a frame, or one already :class:`IndexedBaselines`) is found once, then every
+    feature is a few array takes."""
+
+    def __init__(
+        self,
+        baselines: pd.DataFrame | IndexedBaselines,
+        device_ids: np.ndarray,
+        cohorts: np.ndarray,
+    ):
+        if not isinstance(baselines, IndexedBaselines):
+            baselines = IndexedBaselines(baselines)
+        self.n = len(device_ids)
+        self.levels: list[tuple[int, pd.DataFrame, np.ndarray, np.ndarray]] = []
         keys = {
             "fleet": np.full(self.n, FLEET, dtype=object),
             "cohort": cohorts,
             "device": device_ids,
         }
-        for code, scope in ((0, "fleet"), (1, "cohort"), (2, "device")):
-            part = baselines[baselines["scope"] == scope]
-            if part.empty:
-                continue
-            at = pd.Index(part["key"].astype(str)).get_indexer(keys[scope])
+        for code, scope, part, index in baselines.levels:
+            at = index.get_indexer(keys[scope])
             self.levels.append((code, part, np.maximum(at, 0), at >= 0))
 
     def get(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -283,7 +282,7 @@ def diagnose(
     baselines: pd.DataFrame,
     table: SignatureTable | None = None,
     available: set[str] | None = None,
-    lookup: Callable[[np.ndarray, np.ndarray], bl.BaselineLookup] | None = None,
+    indexed: bl.IndexedBaselines | None = None,
 ) -> pd.DataFrame:
     """One row per window of ``features``: probable cause, kind, confidence, base severity,
     standalone and the evidence (JSON list), from the signatures of ``table``.
@@ -293,10 +292,9 @@ def diagnose(
     signatures that ``require`` them skipped). ``baselines``: from
     :func:`~refrig_assets.incidents.baselines.build_baselines`. ``available``: the required
     features the data has (:func:`available_requirements`), when ``features`` is one part of
-    the data (a device shard of the hour); by default, those of ``features``. ``lookup``:
-    ``baselines`` aligned to the windows' (device ids, cohorts), for a caller that keeps them
-    indexed between calls (a service diagnosing a few windows at a time); by default
-    :class:`~refrig_assets.incidents.baselines.BaselineLookup`.
+    the data (a device shard of the hour); by default, those of ``features``. ``indexed``:
+    ``baselines`` already indexed, for a caller that keeps them between calls (a service
+    diagnosing a few windows at a time).
     """
     table = table or load_signatures()
     n = len(features)
@@ -318,7 +316,7 @@ def diagnose(
     evidence = np.full(n, "[]", dtype=object)
     open_rows = np.ones(n, dtype=bool)
     fallback = table.baseline["fallback_between_sigma"]
-    aligned = lookup(devices, cohorts) if lookup else bl.BaselineLookup(baselines, devices, cohorts)
+    aligned = bl.BaselineLookup(indexed or baselines, devices, cohorts)
     for sig in table:
         if not open_rows.any():
             break

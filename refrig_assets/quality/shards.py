@@ -32,7 +32,7 @@ from refrig_assets.core.contracts import Contract, quality_flag_names
 from refrig_assets.core.device_ranges import in_range_sql
 from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
-from refrig_assets.core.storage import ParquetStore
+from refrig_assets.core.storage import DUCKDB_ROW_GROUP_SIZE, ParquetStore
 from refrig_assets.engines.device_shards import stream_query
 from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget, load_memory_budget
 from refrig_assets.quality.rules import (
@@ -41,9 +41,6 @@ from refrig_assets.quality.rules import (
     file_findings,
     quarantine_frame,
 )
-
-# Rows a shard hands to the partition writer at a time (one row group of the clean readings).
-STREAM_ROWS = 500_000
 
 
 def shard_bounds(con: duckdb.DuckDBPyConnection, source: str, shards: int) -> list[str]:
@@ -127,8 +124,8 @@ def clean_hour_in_shards(
                     file_entries_here=k == 0,
                     findings=findings,
                 )
-                stream_query(shard_con, clean_sql, clean_out, STREAM_ROWS)
-                stream_query(shard_con, result.tails_sql, tails_out, STREAM_ROWS)
+                stream_query(shard_con, clean_sql, clean_out, DUCKDB_ROW_GROUP_SIZE)
+                stream_query(shard_con, result.tails_sql, tails_out, DUCKDB_ROW_GROUP_SIZE)
             finally:
                 shard_con.close()
             results.append(result)

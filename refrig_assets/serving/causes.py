@@ -17,7 +17,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from refrig_assets.core.config import config_path
@@ -104,34 +103,6 @@ class _CachedCauseStore(CauseStore):
         )
 
 
-class IndexedBaselines:
-    """A baselines frame split by scope, each part's keys indexed once: aligning a request's
-    few windows to it is then a lookup, not a pass over every device of the fleet. Gives the
-    :class:`~refrig_assets.incidents.baselines.BaselineLookup` the frame itself would give."""
-
-    def __init__(self, baselines: pd.DataFrame):
-        self.baselines = baselines
-        self.levels: list[tuple[int, str, pd.DataFrame, pd.Index]] = []
-        if baselines.empty:
-            return
-        for code, scope in ((0, "fleet"), (1, "cohort"), (2, "device")):
-            part = baselines[baselines["scope"] == scope]
-            if not part.empty:
-                self.levels.append((code, scope, part, pd.Index(part["key"].astype(str))))
-
-    def __call__(self, device_ids: np.ndarray, cohorts: np.ndarray) -> bl.BaselineLookup:
-        aligned = bl.BaselineLookup(self.baselines.iloc[:0], device_ids, cohorts)
-        keys = {
-            "fleet": np.full(len(device_ids), bl.FLEET, dtype=object),
-            "cohort": cohorts,
-            "device": device_ids,
-        }
-        for code, scope, part, index in self.levels:
-            at = index.get_indexer(keys[scope])
-            aligned.levels.append((code, part, np.maximum(at, 0), at >= 0))
-        return aligned
-
-
 class CauseDiagnosis:
     """:func:`~refrig_assets.incidents.causes.diagnose_partition` for a service: same result,
     nothing written, the hour's context loaded once."""
@@ -139,7 +110,7 @@ class CauseDiagnosis:
     def __init__(self, data_dir: Path):
         self.store = _CachedCauseStore(ReadOnlyStore(data_dir))
         self._signatures: tuple[int | None, SignatureTable] | None = None
-        self._indexed: IndexedBaselines | None = None
+        self._indexed: bl.IndexedBaselines | None = None
 
     def _table(self) -> SignatureTable:
         stamp = _stamp(config_path("causes"))
@@ -155,5 +126,5 @@ class CauseDiagnosis:
         frame = self.store.with_derived(partition_key, frame, table)
         indexed = self._indexed
         if indexed is None or indexed.baselines is not baselines:  # the store's memo changed
-            indexed = self._indexed = IndexedBaselines(baselines)
-        return diagnose(frame, baselines, table, lookup=indexed)
+            indexed = self._indexed = bl.IndexedBaselines(baselines)
+        return diagnose(frame, baselines, table, indexed=indexed)

@@ -21,6 +21,7 @@ from refrig_assets.core.settings import Settings
 from refrig_assets.detectors.base import sorted_rows
 from refrig_assets.scoring.runs import HOUR_KEY
 from refrig_assets.scoring.score import score_windows
+from refrig_assets.serving.memo import LastDerived
 from refrig_assets.serving.metrics import ServingMetrics
 from refrig_assets.serving.models import ModelSnapshot
 
@@ -41,18 +42,16 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
-_COHORT_INDEX: list[tuple[pd.DataFrame, pd.Series]] = []
+_COHORT_INDEX: LastDerived[pd.DataFrame, pd.Series] = LastDerived(
+    lambda registry: registry.set_index("device_id")["cohort"]
+)
 
 
 def _cohorts(device_ids: pd.Series, registry: pd.DataFrame) -> np.ndarray:
     """:func:`~refrig_assets.scoring.score.cohort_of`, with the registry's device index built
-    once per registry frame (a service hands the same frame to every request until the file
-    changes; indexing a large fleet's registry per request cost more than the request)."""
-    memo = _COHORT_INDEX[0] if _COHORT_INDEX else None
-    if memo is None or memo[0] is not registry:
-        memo = (registry, registry.set_index("device_id")["cohort"])
-        _COHORT_INDEX[:] = [memo]
-    return device_ids.map(memo[1]).fillna("unknown").to_numpy()
+    once per registry frame (indexing a large fleet's registry per request cost more than the
+    request)."""
+    return device_ids.map(_COHORT_INDEX(registry)).fillna("unknown").to_numpy()
 
 
 def probable_causes(

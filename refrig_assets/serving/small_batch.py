@@ -21,6 +21,7 @@ from refrig_assets.core.contracts import Contract
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.ingestion.landing.readers import landing_rules
 from refrig_assets.quality.rules import _unit_checked, flag_bit
+from refrig_assets.serving.memo import LastDerived
 
 HOUR_US = 3_600_000_000
 MINUTE_US = 60_000_000
@@ -81,18 +82,11 @@ def _stuck(
     return stuck
 
 
-_REGISTERED: list[tuple[pa.Table, frozenset]] = []
-
-
-def _registered_ids(registered: pa.Table) -> frozenset:
-    """The registry's device ids as a set, built once per registry table (a service hands
-    every request the same one until the file changes): a membership test against a large
-    fleet's ids per request would hash all of them each time."""
-    memo = _REGISTERED[0] if _REGISTERED else None
-    if memo is None or memo[0] is not registered:
-        memo = (registered, frozenset(registered.column("device_id").to_pylist()))
-        _REGISTERED[:] = [memo]
-    return memo[1]
+# The registry's device ids as a set, built once per registry table: a membership test against
+# a large fleet's ids per request would hash all of them each time.
+_REGISTERED_IDS: LastDerived[pa.Table, frozenset] = LastDerived(
+    lambda registered: frozenset(registered.column("device_id").to_pylist())
+)
 
 
 def clean_rows(
@@ -155,7 +149,7 @@ def clean_rows(
             fits |= (mean >= a) & (mean <= b)
         suspect |= (count >= least) & ~((mean >= lo) & (mean <= hi)) & fits
 
-    ids = _registered_ids(registered)
+    ids = _REGISTERED_IDS(registered)
     unregistered = np.fromiter((d not in ids for d in devices), bool, n)
     received = _micros(rows.column("received_at"))
     tolerance_us = float(rules["future_tolerance_minutes"]) * MINUTE_US

@@ -8,10 +8,9 @@ import pandas as pd
 import pytest
 from support.cause_world import COHORT, history
 
-from refrig_assets.incidents.baselines import BaselineLookup, build_baselines
+from refrig_assets.incidents.baselines import BaselineLookup, IndexedBaselines, build_baselines
 from refrig_assets.incidents.causes import diagnose
 from refrig_assets.incidents.signatures import load_signatures
-from refrig_assets.serving.causes import IndexedBaselines
 
 TABLE = load_signatures()
 HISTORY = history()
@@ -34,7 +33,7 @@ def recent_windows() -> pd.DataFrame:
 def test_indexed_baselines_align_rows_as_the_lookup_of_the_frame(baselines):
     devices = np.array(["dev-1", "dev-9", "dev-3", "dev-1"], dtype=object)
     cohorts = np.array([COHORT, COHORT, "unknown", COHORT], dtype=object)
-    indexed = IndexedBaselines(baselines)(devices, cohorts)
+    indexed = BaselineLookup(IndexedBaselines(baselines), devices, cohorts)
     plain = BaselineLookup(baselines, devices, cohorts)
     for feature in TABLE.baseline_features():
         for own in (True, False):
@@ -48,5 +47,5 @@ def test_diagnosis_with_indexed_baselines_is_the_diagnosis(baselines):
     windows = recent_windows()
     expected = diagnose(windows, baselines, TABLE)
     assert (expected["cause"] != "unknown").any() or baselines is EMPTY
-    found = diagnose(windows, baselines, TABLE, lookup=IndexedBaselines(baselines))
+    found = diagnose(windows, baselines, TABLE, indexed=IndexedBaselines(baselines))
     pd.testing.assert_frame_equal(found, expected, check_exact=True)
