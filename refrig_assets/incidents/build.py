@@ -32,12 +32,15 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.core.contracts import load_contract, quality_flag_names
+from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.incidents.cause_table import CauseTable, cause_table
 from refrig_assets.incidents.policy import IncidentPolicy, incident_policy
 
 UNKNOWN = "unknown"
 DEVICE_TRACK = "device"
 SENSOR_TRACK = "sensor"
+# The quality flag of a missing sensor value; its ticket names the silent sensor.
+DROPOUT_FLAG = "SENSOR_DROPOUT"
 SITE_TRACK = "site"
 # Columns of incident_evidence rows (the store's table and IncidentBuild.evidence).
 EVIDENCE_COLUMNS = [
@@ -266,6 +269,33 @@ def _silent(quality: pd.DataFrame, policy: IncidentPolicy) -> np.ndarray:
     return silent
 
 
+def _silent_sensors(quality: pd.DataFrame, reporting: np.ndarray) -> pd.Series:
+    """Per device: the fleet's sensors (``REFRIG_SENSORS``; a sensor the fleet never reports is
+    never silent) without a single value in one of its windows of ``quality`` while the device
+    was ``reporting``, joined by ", " in contract order. Read from the windows'
+    ``<sensor>_mean`` columns, where present: a dropout within one window leaves its mean set
+    and is named by the device's fully silent windows, if any."""
+    sensors = [
+        c.name
+        for c in fleet_sensor_columns(load_contract("sensor_readings"))
+        if f"{c.name}_mean" in quality
+    ]
+    if not sensors:
+        return pd.Series(dtype=object)
+    live = np.asarray(reporting, dtype=bool)
+    if "reading_count" in quality:
+        live &= quality["reading_count"].fillna(0).to_numpy() > 0
+    silent = pd.DataFrame(
+        {s: quality[f"{s}_mean"].isna().to_numpy() & live for s in sensors},
+        index=quality["device_id"].astype(str).to_numpy(),
+    )
+    per_device = silent.groupby(level=0).any()
+    if per_device.empty:
+        return pd.Series(dtype=object)
+    names = per_device.apply(lambda row: ", ".join(s for s in sensors if row[s]), axis=1)
+    return names[names.ne("")]
+
+
 def _quality_signals(
     quality: pd.DataFrame | None, devices: pd.DataFrame | None, policy: IncidentPolicy
 ) -> pd.DataFrame:
@@ -276,11 +306,29 @@ def _quality_signals(
     q = quality.reset_index(drop=True)
     bits = _flag_bits(q, tickets.flags)
     bits["SILENT"] = _silent(q, policy)
+    named = pd.Series(dtype=object)
+    if DROPOUT_FLAG in bits:
+        # A device that sent (almost) nothing is one communications ticket, not also a dropout:
+        # neither its silent windows nor the partly silent ones around them, unless one of its
+        # sensors was silent on its own while the device reported.
+        named = _silent_sensors(q, ~bits["SILENT"])
+        devices = q["device_id"].astype(str)
+        went_silent = devices.isin(set(devices[bits["SILENT"]])) & ~devices.isin(named.index)
+        bits[DROPOUT_FLAG] = bits[DROPOUT_FLAG] & ~bits["SILENT"] & ~went_silent.to_numpy()
     parts = []
     for flag, present in bits.items():
         rows = q[present]
         if rows.empty:
             continue
+        detail: Any = flag
+        if flag == DROPOUT_FLAG:
+            detail = (
+                rows["device_id"]
+                .astype(str)
+                .map(named)
+                .map(lambda s: f"{DROPOUT_FLAG}: {s}")
+                .fillna(DROPOUT_FLAG)
+            ).to_numpy()
         site, cohort = _device_places(rows["device_id"], devices, rows)
         cause = tickets.silent_cause if flag == "SILENT" else tickets.cause
         parts.append(
@@ -307,7 +355,7 @@ def _quality_signals(
                     "confidence": 1.0,
                     "cause_evidence": json.dumps([{"quality_flag": flag}]),
                     "base": policy.severity.sensor,
-                    "detail": flag,
+                    "detail": detail,
                     "track": f"{SENSOR_TRACK}:{flag}",
                     "key": rows["device_id"].astype(str).to_numpy(),
                 }

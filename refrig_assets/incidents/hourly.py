@@ -20,10 +20,11 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.contracts import load_contract, quality_flag_names
+from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange
-from refrig_assets.incidents.build import UNKNOWN, build_incidents
+from refrig_assets.incidents.build import DROPOUT_FLAG, UNKNOWN, build_incidents
 from refrig_assets.incidents.policy import IncidentPolicy, incident_policy
 from refrig_assets.incidents.repository import IncidentStore
 
@@ -61,6 +62,35 @@ class HourResult:
 def partition_key_of(hour: pd.Timestamp) -> str:
     """The hourly partition key of ``hour``."""
     return hour.strftime("%Y-%m-%d-%H:%M")
+
+
+def with_dropout_sensors(
+    store: ParquetStore, quality: pd.DataFrame | None, keys: list[str]
+) -> pd.DataFrame | None:
+    """``quality`` with the fleet's ``<sensor>_mean`` columns (from the device_features
+    partitions ``keys``) for the devices with a SENSOR_DROPOUT window, so their ticket names
+    the silent sensor. Read for those devices only: most hours have none."""
+    if quality is None or quality.empty or "quality_mask" not in quality:
+        return quality
+    bit = 1 << quality_flag_names().index(DROPOUT_FLAG)
+    mask = quality["quality_mask"].fillna(0).astype("int64").to_numpy()
+    devices = sorted(set(quality.loc[(mask & bit) != 0, "device_id"].astype(str)))
+    if not devices:
+        return quality
+    known = set(load_contract("device_features").column_names)
+    sensors = fleet_sensor_columns(load_contract("sensor_readings"))
+    means = [f"{c.name}_mean" for c in sensors if f"{c.name}_mean" in known]
+    extra = store.read_many(
+        "device_features",
+        keys,
+        columns=["device_id", "window_start", *means],
+        filters=[("device_id", "in", devices)],
+    )
+    if extra.empty:
+        return quality
+    extra["window_start"] = pd.to_datetime(extra["window_start"], utc=True)
+    out = quality.assign(window_start=pd.to_datetime(quality["window_start"], utc=True))
+    return out.merge(extra, on=["device_id", "window_start"], how="left")
 
 
 def _read(
@@ -131,14 +161,20 @@ def run_hour(
         if len(current):
             quality_frames.append(current)
     quality = pd.concat(quality_frames, ignore_index=True) if quality_frames else None
+    keys = [partition_key_of(start - pd.Timedelta(hours=h)) for h in range(back, -1, -1)]
+    quality = with_dropout_sensors(store, quality, keys)
     alerts = hour_alerts(store, incidents, partition_key, start, end)
     diagnoses, diagnosed = None, 0
     if diagnose is not None and present:
         alerted = set(alerts["device_id"].astype(str))
         kept = []
+        # Only the columns the diagnosis reads (a diagnose without ``columns`` reads them all).
+        wanted = getattr(diagnose, "columns", None)
+        path = store.path("device_features", partition_key)
+        read = wanted(pq.ParquetFile(path).schema_arrow.names) if wanted else None
         for shard in shards or WHOLE_FLEET:
             features = store.read_many(
-                "device_features", [partition_key], filters=shard.read_filters()
+                "device_features", [partition_key], columns=read, filters=shard.read_filters()
             )
             if not len(features):
                 continue

@@ -4,6 +4,7 @@ cadence or with fewer sensors."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,9 +39,11 @@ def simulated_fleet(
     keep: list[str] | None = None,
     fault_fraction: float = 0.3,
     faults: bool = True,
+    tamper: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> Fleet:
-    """Simulate, optionally keep only the measurement columns ``keep`` in the landing files,
-    then quality and feature windows hour by hour at the fleet's cadence."""
+    """Simulate, optionally keep only the measurement columns ``keep`` in the landing files
+    and pass each through ``tamper``, then quality and feature windows hour by hour at the
+    fleet's cadence."""
     landing = root / "landing"
     config = SimulationConfig(
         devices=devices,
@@ -52,10 +55,14 @@ def simulated_fleet(
         faults=faults,
     )
     simulate_fleet(config, landing, root / "registry.csv", root / "labels.parquet")
-    if keep is not None:
+    if keep is not None or tamper is not None:
         for path in sorted(landing.rglob("*.parquet")):
             frame = pd.read_parquet(path)
-            frame[["device_id", "ts", *keep]].to_parquet(path, index=False)
+            if keep is not None:
+                frame = frame[["device_id", "ts", *keep]]
+            if tamper is not None:
+                frame = tamper(frame)
+            frame.to_parquet(path, index=False)
     registry = pd.read_csv(root / "registry.csv")
     frames, results = [], []
     for h in range(hours):

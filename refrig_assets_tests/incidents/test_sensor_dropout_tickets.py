@@ -1,0 +1,95 @@
+"""A sensor that stops reporting while its device's other sensors go on is one sensor ticket
+naming that sensor, at any cadence: not a second incident from the probable-cause table, not
+a silent device, and never for a sensor the fleet does not have."""
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from support.fleet_world import START, simulated_fleet
+
+from refrig_assets.incidents.baselines import build_baselines
+from refrig_assets.incidents.build import build_incidents
+from refrig_assets.incidents.causes import diagnose
+from refrig_assets.incidents.policy import incident_policy
+from refrig_assets.incidents.signatures import load_signatures
+
+HOURS = 3
+DEVICE = "dev-000002"
+SENSOR = "pressure_high_side"
+SILENT_FROM = pd.Timestamp(START) + timedelta(minutes=70)
+SILENT_TO = pd.Timestamp(START) + timedelta(minutes=140)
+
+
+def drop_sensor(frame: pd.DataFrame) -> pd.DataFrame:
+    """DEVICE's SENSOR reports nothing from SILENT_FROM to SILENT_TO; the rest as simulated."""
+    ts = pd.to_datetime(frame["ts"], utc=True)
+    hit = frame["device_id"].eq(DEVICE) & (ts >= SILENT_FROM) & (ts < SILENT_TO)
+    frame.loc[hit, SENSOR] = None
+    return frame
+
+
+def silence_device(frame: pd.DataFrame) -> pd.DataFrame:
+    """DEVICE still sends rows from SILENT_FROM to SILENT_TO, every value of them empty."""
+    ts = pd.to_datetime(frame["ts"], utc=True)
+    hit = frame["device_id"].eq(DEVICE) & (ts >= SILENT_FROM) & (ts < SILENT_TO)
+    values = [c for c in frame.columns if c not in ("device_id", "ts", "door_open")]
+    frame.loc[hit, values] = None
+    return frame
+
+
+def incidents_of(fleet) -> pd.DataFrame:
+    """The incidents of the fleet's hours, as the hourly step builds them: every window's
+    probable cause (baselines from the same hours) and the feature windows as quality."""
+    features = fleet.features
+    table = load_signatures()
+    dx = diagnose(features, build_baselines(features, table), table)
+    return build_incidents(
+        None,
+        dx,
+        quality=features,
+        devices=fleet.registry,
+        as_of=START + timedelta(hours=HOURS),
+    ).incidents
+
+
+def cadence_fleet(monkeypatch, tmp_path, cadence, **kwargs):
+    monkeypatch.setenv("REFRIG_CADENCE_SECONDS", str(cadence))
+    monkeypatch.delenv("REFRIG_WINDOW_SECONDS", raising=False)
+    return simulated_fleet(
+        tmp_path, devices=4, hours=HOURS, cadence_seconds=cadence, faults=False, **kwargs
+    )
+
+
+@pytest.mark.parametrize("cadence", [pytest.param(1, marks=pytest.mark.slow), 60, 300])
+def test_one_silent_sensor_is_one_sensor_ticket_naming_it(tmp_path, monkeypatch, cadence):
+    fleet = cadence_fleet(monkeypatch, tmp_path, cadence, tamper=drop_sensor)
+
+    incidents = incidents_of(fleet)
+
+    assert len(incidents) == 1
+    ticket = incidents.iloc[0]
+    assert ticket["device_id"] == DEVICE
+    assert ticket[["kind", "cause", "severity"]].tolist() == ["sensor", "sensor_fault", "LOW"]
+    assert ticket["detail"] == f"SENSOR_DROPOUT: {SENSOR}"
+    assert SENSOR in ticket["explanation"]
+    window = incident_policy().window
+    assert ticket["first_window_start"] == SILENT_FROM.floor(window)
+    assert ticket["last_window_end"] == SILENT_TO.ceil(window)
+
+
+def test_a_device_sending_empty_readings_is_a_communications_ticket_only(tmp_path, monkeypatch):
+    fleet = cadence_fleet(monkeypatch, tmp_path, 60, tamper=silence_device)
+
+    incidents = incidents_of(fleet)
+
+    assert incidents["cause"].tolist() == ["communications_loss"]
+    assert incidents["device_id"].tolist() == [DEVICE]
+
+
+def test_sensors_a_fleet_does_not_have_are_never_a_dropout(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFRIG_SENSORS", "temperature_evaporator,door_open")
+    fleet = cadence_fleet(monkeypatch, tmp_path, 60, keep=["temperature_evaporator", "door_open"])
+
+    assert not fleet.features["quality_flags"].str.contains("SENSOR_DROPOUT").any()
+    assert incidents_of(fleet).empty
