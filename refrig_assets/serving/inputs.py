@@ -15,6 +15,7 @@ Precomputed windows (``device_features``) are checked column by column against t
 from __future__ import annotations
 
 import io
+import os
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,8 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import Contract, load_contract
+from refrig_assets.core.fleet_sensors import ENV as FLEET_SENSORS_ENV
 from refrig_assets.detectors.base import sorted_rows
-from refrig_assets.features.windows import feature_sql
+from refrig_assets.features.windows import feature_sql, window_minutes
 from refrig_assets.ingestion.landing.readers import (
     FileLayout,
     _check_columns,
@@ -38,6 +40,7 @@ from refrig_assets.ingestion.landing.readers import (
 )
 from refrig_assets.quality.rules import clean_hour, quality_rules
 from refrig_assets.serving.small_batch import clean_rows
+from refrig_assets.serving.window_features import window_features
 
 REQUEST = "request"  # the source_file of a request's readings in messages
 # Quarantine rules that do not make a request invalid: the batch path keeps these rows too
@@ -211,6 +214,7 @@ def readings_features_many(
     cadence_seconds: int | None = None,
     contract: Contract | None = None,
     small: bool = True,
+    in_memory_max_rows: int = 0,
 ) -> list[pd.DataFrame | RequestRejected]:
     """Feature windows of several requests in one pass of the batch path's SQL: per request its
     ``device_features`` rows, or the :class:`RequestRejected` naming its violations.
@@ -223,11 +227,18 @@ def readings_features_many(
 
     ``small`` lets requests the batch path would keep whole (see
     :mod:`refrig_assets.serving.small_batch`) skip ``clean_hour``'s statements: the same rules
-    in memory, then the same feature SQL; ``False`` always runs ``clean_hour``."""
+    in memory, then the same feature SQL (computed in memory up to ``in_memory_max_rows`` clean
+    rows); ``False`` always runs ``clean_hour``."""
     contract = contract or load_contract("sensor_readings")
     if small:
         found = small_batch_features(
-            con, tables, registered, received_at, cadence_seconds=cadence_seconds, contract=contract
+            con,
+            tables,
+            registered,
+            received_at,
+            cadence_seconds=cadence_seconds,
+            contract=contract,
+            in_memory_max_rows=in_memory_max_rows,
         )
         if found is not None:
             return list(found)
@@ -333,6 +344,53 @@ def _feature_view(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     return name
 
 
+_FEATURE_SQL: dict[tuple[int, int, int, int | None, str | None], str] = {}
+
+
+def _clean_feature_sql(contract: Contract, cadence_seconds: int | None) -> str:
+    """``feature_sql`` over ``request_clean_rows``, written once per contracts, window length,
+    cadence and fleet sensors (its text is what a request's statement and schema are keyed
+    on)."""
+    features = load_contract("device_features")
+    key = (
+        id(contract),
+        id(features),
+        window_minutes(None, cadence_seconds),
+        cadence_seconds,
+        os.environ.get(FLEET_SENSORS_ENV),
+    )
+    sql = _FEATURE_SQL.get(key)
+    if sql is None:
+        sql = feature_sql(
+            "request_clean_rows",
+            cadence_seconds=cadence_seconds,
+            readings=contract,
+            features=features,
+        )
+        if len(_FEATURE_SQL) < 64:
+            _FEATURE_SQL[key] = sql
+    return sql
+
+
+_FEATURE_SCHEMAS: dict[tuple[str, pa.Schema], pa.Schema] = {}
+
+
+def _feature_schema(con: duckdb.DuckDBPyConnection, sql: str, clean: pa.Schema) -> pa.Schema:
+    """The Arrow schema the feature SQL ``sql`` gives for clean rows of schema ``clean``
+    (registered as ``request_clean_rows``), learned once from DuckDB over no rows."""
+    key = (sql, clean)
+    schema = _FEATURE_SCHEMAS.get(key)
+    if schema is None:
+        con.register("request_clean_rows", clean.empty_table())
+        try:
+            schema = _arrow(con, f"SELECT * FROM {_feature_view(con, sql)}").schema
+        finally:
+            con.unregister("request_clean_rows")
+        if len(_FEATURE_SCHEMAS) < 256:  # bounded, as _COLUMN_TYPES
+            _FEATURE_SCHEMAS[key] = schema
+    return schema
+
+
 def small_batch_features(
     con: duckdb.DuckDBPyConnection,
     tables: list[pa.Table],
@@ -341,13 +399,16 @@ def small_batch_features(
     *,
     cadence_seconds: int | None = None,
     contract: Contract | None = None,
+    in_memory_max_rows: int = 0,
 ) -> list[pd.DataFrame] | None:
     """Feature windows of requests that the batch path would keep whole, with the quality
     rules in memory (:func:`refrig_assets.serving.small_batch.clean_rows`) between the landing
-    reader's typing SQL and the feature SQL: two statements instead of some thirty. ``None``
-    when any request needs the batch path's judgement (a rejected column or row, a duplicate,
-    more than one hour, a NaN storm); the caller then runs :func:`readings_features_many`'s
-    batch form, which names the violations."""
+    reader's typing SQL and the feature SQL: two statements instead of some thirty. Up to
+    ``in_memory_max_rows`` clean rows the feature SQL's definitions are computed in memory too
+    (:func:`refrig_assets.serving.window_features.window_features`), typed as the SQL types
+    them. ``None`` when any request needs the batch path's judgement (a rejected column or row,
+    a duplicate, more than one hour, a NaN storm); the caller then runs
+    :func:`readings_features_many`'s batch form, which names the violations."""
     contract = contract or load_contract("sensor_readings")
     views: list[str] = []
     selects = []
@@ -368,14 +429,17 @@ def small_batch_features(
     clean = clean_rows(typed, contract, registered, quality_rules())
     if clean is None:
         return None
-    con.register("request_clean_rows", clean)
-    try:
-        view = _feature_view(
-            con, feature_sql("request_clean_rows", cadence_seconds=cadence_seconds)
-        )
-        found = _arrow(con, f"SELECT * FROM {view}")
-    finally:
-        con.unregister("request_clean_rows")
+    sql = _clean_feature_sql(contract, cadence_seconds)
+    if clean.num_rows <= in_memory_max_rows:
+        schema = _feature_schema(con, sql, clean.schema)
+        columns = window_features(clean, cadence_seconds=cadence_seconds, readings=contract)
+        found = pa.table(columns).cast(schema)
+    else:
+        con.register("request_clean_rows", clean)
+        try:
+            found = _arrow(con, f"SELECT * FROM {_feature_view(con, sql)}")
+        finally:
+            con.unregister("request_clean_rows")
     if len(rels) == 1:  # a lone request: every window is its own
         return [_own_windows(found.to_pandas(), None)]
     request_of = dict(

@@ -291,6 +291,7 @@ class ScoringService:
             ids,
             datetime.now(UTC),
             cadence_seconds=self.settings.cadence_seconds,
+            in_memory_max_rows=self.serving.features_in_memory_max_rows,
         )
         valid = [i for i, f in enumerate(found) if not isinstance(f, RequestRejected)]
         frames = [found[i] for i in valid]

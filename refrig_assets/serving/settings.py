@@ -42,6 +42,7 @@ class ServingSettings:
     server_http: str
     server_backlog: int
     server_keep_alive_seconds: float
+    features_in_memory_max_rows: int
 
 
 def load_serving_settings() -> ServingSettings:
@@ -82,4 +83,7 @@ def load_serving_settings() -> ServingSettings:
         server_http=server.choice("http", ("auto", "h11", "httptools")),
         server_backlog=server.number("backlog", minimum=1, integer=True),
         server_keep_alive_seconds=server.number("keep_alive_seconds", minimum=0),
+        features_in_memory_max_rows=cfg.section("features").number(
+            "in_memory_max_rows", minimum=0, integer=True
+        ),
     )
