@@ -221,6 +221,21 @@ def _wanted(table: SignatureTable) -> list[str]:
     )
 
 
+# Columns the diagnosis reads besides the signature table's features: the window keys, the
+# cohort, the duty cycle that conditions running features, the defrost minutes behind the derived
+# defrost features and the quality mask that flag conditions and the defrost state test.
+_FRAME_COLUMNS = ("device_id", "window_start", "window_end", "cohort", "duty_cycle", "quality_mask")
+
+
+def diagnosis_columns(table: SignatureTable, names: list[str]) -> list[str]:
+    """Of a device_features file's column ``names`` (in their order), those
+    :func:`diagnose` and :func:`~refrig_assets.incidents.causes_store.derive_defrost` read for
+    the signatures of ``table``: reading only these diagnoses every window as the whole file
+    does."""
+    used = {*_FRAME_COLUMNS, bl.DEFROST_MINUTES, *(f for sig in table for f in sig.features)}
+    return [c for c in names if c in used]
+
+
 def _number(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
 
@@ -422,6 +437,11 @@ class HourDiagnosis:
         compared = [f for f in _wanted(self.table) if f in required]
         values = bl.usable_values(frame, compared, self.table.baseline["running_min_duty"])
         return available_requirements(frame, values, self.table)
+
+    def columns(self, names: list[str]) -> list[str]:
+        """Of the hour's device_features columns ``names``, those a call reads
+        (:func:`diagnosis_columns`): the shards need not read the others."""
+        return diagnosis_columns(self.table, names)
 
     def __call__(self, features: pd.DataFrame) -> pd.DataFrame:
         """The diagnosis of one shard's windows (device_features rows)."""
