@@ -229,7 +229,19 @@ def _load(name: str, contracts_dir: Path) -> Contract:
 
 def load_contract(name: str, contracts_dir: Path | None = None) -> Contract:
     """Load ``contracts/<name>.yaml`` (cached per directory)."""
-    return _load(name, Path(contracts_dir or CONTRACTS_DIR).resolve())
+    return _load(name, _resolved(Path(contracts_dir or CONTRACTS_DIR)))
+
+
+@cache
+def _resolved_absolute(directory: Path) -> Path:
+    return directory.resolve()
+
+
+def _resolved(directory: Path) -> Path:
+    # Resolving walks the path with a system call per part; an online request loads contracts
+    # dozens of times. A relative directory follows the working directory, so only an absolute
+    # one is remembered.
+    return _resolved_absolute(directory) if directory.is_absolute() else directory.resolve()
 
 
 def all_contracts(contracts_dir: Path | None = None) -> dict[str, Contract]:
