@@ -23,14 +23,15 @@ def threads(con: duckdb.DuckDBPyConnection) -> int:
     return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
 
 
-def device_cuts(path: Path, ranges: int) -> list[str]:
+def device_cuts(path: Path, ranges: int, *, nulls: bool = False) -> list[str]:
     """Device ids cutting a (device_id, ts)-sorted Parquet file into at most ``ranges``
     device-id ranges of about equal rows: the first device of a row group, where the running
     count of rows crosses a multiple of rows / ranges.
 
     Empty when the file has a single row group, when ``ranges`` < 2, or when the statistics
     do not show the file sorted by device and without NULL device ids (the caller then takes
-    the file whole)."""
+    the file whole). With ``nulls`` a file with NULL device ids is cut too (for a caller
+    that leaves those rows out of every range)."""
     meta = pq.ParquetFile(path).metadata
     if ranges < 2 or meta.num_row_groups < 2 or "device_id" not in meta.schema.names:
         return []
@@ -43,7 +44,7 @@ def device_cuts(path: Path, ranges: int) -> list[str]:
         stats = group.column(column).statistics
         if stats is None or not stats.has_min_max or not isinstance(stats.min, str):
             return []
-        if not stats.has_null_count or stats.null_count:
+        if not nulls and (not stats.has_null_count or stats.null_count):
             return []
         if last is not None and stats.min < last:
             return []

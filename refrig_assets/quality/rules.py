@@ -28,6 +28,7 @@ Flags (bit order = ``allowed_flags`` of clean_readings.quality_flags):
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -35,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 
 from refrig_assets.core.contracts import Contract, load_contract, quality_flag_names
+from refrig_assets.core.device_ranges import in_range_sql
 from refrig_assets.core.duck import sql_str
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.ingestion.landing.readers import (
@@ -353,6 +355,43 @@ def _previous_row_sql(rows: str, sensors: list, value_cols: str, *, guard: bool)
         """
 
 
+def _previous_rows_in_ranges(
+    con: duckdb.DuckDBPyConnection, rows: str, cuts: list[str], sensors: list, value_cols: str
+) -> list[str]:
+    """The previous-row pass (:func:`_previous_row_sql` with its order guard) of each device
+    range of ``rows`` that ``cuts`` make, each into its own table, side by side; the tables'
+    names, in range order.
+
+    DuckDB runs a pass that follows the rows in order (``lag() OVER ()``) on one thread, and a
+    ``UNION ALL`` of the ranges into one table runs them one after the other (the insert keeps
+    their order). On a cursor each (a connection of its own to the same database, in a thread
+    of its own: DuckDB releases the GIL) the ranges run at the same time. The tables are not
+    temporary so that every cursor sees the database's. Every range starts at a device's first
+    row, so the previous-row findings are those of the whole pass; ``seq`` counts within a table.
+    Raises the order guard's error when any range is out of order (its tables are dropped).
+    """
+    tables = [f"good_rows_{k}" for k in range(len(cuts) + 1)]
+
+    def one(k: int) -> None:
+        cursor = con.cursor()
+        try:
+            cursor.execute("SET TimeZone = 'UTC'")
+            part = f"SELECT * FROM ({rows}) WHERE {in_range_sql(cuts, k, null_in_first=False)}"
+            sql = _previous_row_sql(part, sensors, value_cols, guard=True)
+            cursor.execute(f"CREATE OR REPLACE TABLE {tables[k]} AS {sql}")
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(max_workers=len(tables)) as pool:
+        failures = [f.exception() for f in [pool.submit(one, k) for k in range(len(tables))]]
+    failed = [e for e in failures if e is not None]
+    if failed:
+        for table in tables:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        raise failed[0]
+    return tables
+
+
 def clean_hour(
     con: duckdb.DuckDBPyConnection,
     source: str,
@@ -365,6 +404,7 @@ def clean_hour(
     file_entries_here: bool = True,
     findings: FileFindings | None = None,
     flags_in_place: bool | None = None,
+    cuts: list[str] | None = None,
 ) -> tuple[str, QualityResult]:
     """Apply the quality rules to the typed readings of one hour (see :func:`landing.hour_readings`).
 
@@ -385,6 +425,10 @@ def clean_hour(
     ``flags_in_place`` (default: on a DuckDB connection) sets the flags found by joins with an
     UPDATE of the few rows they concern, so the clean rows need no sort; otherwise (another
     engine running this SQL) the clean rows' SQL joins them and ends with ``ORDER BY seq``.
+    ``cuts`` (device ids, see :func:`refrig_assets.core.device_ranges.device_cuts`) split the
+    previous-row pass into device ranges computed side by side (see
+    :func:`_previous_rows_in_ranges`); ``source`` must then be a relation other cursors of
+    ``con`` can read (not a temporary view or a registered frame). Needs the flags in place.
     """
     rules = rules or quality_rules()
     sensors = fleet_sensor_columns(contract)
@@ -401,20 +445,37 @@ def clean_hour(
     in_storm = f"source_file IN ({', '.join(sql_str(f) for f in storms)})" if storms else "FALSE"
     keyed = "read_error IS NULL AND device_id IS NOT NULL AND ts IS NOT NULL"
     stuck_minutes = float(rules["stuck_sensor_minutes"])
+
     # The hour in (device_id, ts, source_file, source_row) order; duplicates and repeated
     # values are then comparisons with the previous row (a streaming pass), not a window per
     # device. A landing file written in that order (one file per hour, device by device) needs
     # no sort: the pass runs in the rows' own order and stops at the first row out of it.
-    keyed_rows = (
-        f"SELECT {value_cols}, source_file, source_row, received_at, late_arrival "
-        f"FROM hour_in WHERE {keyed} AND NOT ({in_storm})"
-    )
+    def keyed_rows_of(relation: str) -> str:
+        return (
+            f"SELECT {value_cols}, source_file, source_row, received_at, late_arrival "
+            f"FROM {relation} WHERE {keyed} AND NOT ({in_storm})"
+        )
+
+    keyed_rows = keyed_rows_of("hour_in")
+    if flags_in_place is None:
+        flags_in_place = isinstance(con, duckdb.DuckDBPyConnection)
+    range_tables: list[str] = []
     try:
-        in_order = _previous_row_sql(keyed_rows, sensors, value_cols, guard=True)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE good_rows AS {in_order}")
+        if cuts and flags_in_place:
+            # read from source: hour_in is a temporary view, which other cursors do not see
+            ranged = keyed_rows_of(f"(SELECT * FROM {source} WHERE source_row >= 0)")
+            range_tables = _previous_rows_in_ranges(con, ranged, cuts, sensors, value_cols)
+            con.execute(
+                "CREATE OR REPLACE TEMP VIEW good_rows AS "
+                + " UNION ALL ".join(f"SELECT * FROM {t}" for t in range_tables)
+            )
+        else:
+            in_order = _previous_row_sql(keyed_rows, sensors, value_cols, guard=True)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE good_rows AS {in_order}")
     except duckdb.Error as exc:
         if QUALITY_ORDER_ERROR not in str(exc):
             raise
+        range_tables = []
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE hour_sorted AS {keyed_rows} "
             "ORDER BY device_id, ts, source_file, source_row"
@@ -470,23 +531,22 @@ def clean_hour(
           LEFT JOIN (SELECT DISTINCT device_id FROM unit_suspect) us ON us.device_id = g.device_id
           LEFT JOIN unregistered r ON r.device_id = g.device_id
           LEFT JOIN copied cp ON cp.device_id = g.device_id AND cp.ts = g.ts"""
-    if flags_in_place is None:
-        flags_in_place = isinstance(con, duckdb.DuckDBPyConnection)
     if flags_in_place:
         # The flags found in the small tables (stuck runs, copies, unit suspects, unregistered
         # devices) are set on the few rows they concern, in place: the clean rows then stream
         # out of good_rows in its own order, with no join (which would reorder them) and no sort.
-        con.execute(
-            f"""
-            UPDATE good_rows SET joined_mask = p.mask
-            FROM (
-              SELECT g.seq, CAST({mask_of(joined)} AS BIGINT) AS mask
-              FROM good_rows g {joins}
-              WHERE NOT g.is_dup AND (st.device_id IS NOT NULL OR us.device_id IS NOT NULL
-                                      OR r.device_id IS NOT NULL OR cp.device_id IS NOT NULL)) p
-            WHERE good_rows.seq = p.seq
-            """
-        )
+        for table in range_tables or ["good_rows"]:
+            con.execute(
+                f"""
+                UPDATE {table} SET joined_mask = p.mask
+                FROM (
+                  SELECT g.seq, CAST({mask_of(joined)} AS BIGINT) AS mask
+                  FROM {table} g {joins}
+                  WHERE NOT g.is_dup AND (st.device_id IS NOT NULL OR us.device_id IS NOT NULL
+                                          OR r.device_id IS NOT NULL OR cp.device_id IS NOT NULL)) p
+                WHERE {table}.seq = p.seq
+                """
+            )
         row_mask = mask_of([f for f in conditions if f not in JOINED_FLAGS])
         flagged = f"SELECT g.*, CAST(({row_mask}) | g.joined_mask AS BIGINT) AS quality_mask"
         flagged += " FROM good_rows g WHERE NOT g.is_dup"

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from refrig_assets.core.contracts import Contract, quality_flag_names
-from refrig_assets.core.device_ranges import in_range_sql
+from refrig_assets.core.device_ranges import device_cuts, in_range_sql, threads
 from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import DUCKDB_ROW_GROUP_SIZE, ParquetStore
@@ -78,12 +78,15 @@ def clean_hour_in_shards(
     shards: int | None = None,
     clean_dataset: str = "clean_readings",
     tails_dataset: str = "stuck_sensor_tails",
+    ranges: int | None = None,
 ) -> tuple[Path, QualityResult]:
     """Clean the typed readings in ``source`` (one hour's Parquet file), writing the clean rows
     and the stuck-run tails as partitions of ``store``; returns the clean path and the result.
 
     ``shards`` defaults to what the memory budget needs for the hour's readings. The clean rows,
-    tails, quarantine and counts are the same for any shard count.
+    tails, quarantine and counts are the same for any shard count. Each shard's previous-row
+    pass runs in ``ranges`` device ranges side by side (default: one per DuckDB thread; cut at
+    the file's row groups, so a file of one row group is taken whole), with the same result.
     """
     settings = load_memory_budget()
     hold_to_budget(con, settings, store.root / SPILL_DIR)
@@ -93,12 +96,21 @@ def clean_hour_in_shards(
         rows = con.execute(f"SELECT count(*) FROM {whole}").fetchall()[0][0]
         shards = settings.shards_for(int(rows))
     bounds = shard_bounds(con, whole, shards)
+    # the previous-row pass of each shard in device ranges side by side, one per DuckDB thread
+    # (rows without a device id are in no range: they are quarantined, not passed over)
+    cuts = device_cuts(source, (ranges or threads(con)) * (len(bounds) + 1), nulls=True)
     if not bounds:
-        clean_sql, result = clean_hour(
-            con, whole, contract, registered_devices, previous_tails=tails
-        )
-        path = store.write_from_duckdb(clean_dataset, partition_key, con, clean_sql)
-        store.write_from_duckdb(tails_dataset, partition_key, con, result.tails_sql)
+        # A connection of its own, as a shard's: its tables are not left in the caller's.
+        own = connect()
+        try:
+            hold_to_budget(own, settings, store.root / SPILL_DIR)
+            clean_sql, result = clean_hour(
+                own, whole, contract, registered_devices, previous_tails=tails, cuts=cuts
+            )
+            path = store.write_from_duckdb(clean_dataset, partition_key, own, clean_sql)
+            store.write_from_duckdb(tails_dataset, partition_key, own, result.tails_sql)
+        finally:
+            own.close()
         return path, result
     findings = file_findings(con, whole, contract)  # once, not once per shard
     results: list[QualityResult] = []
@@ -123,6 +135,7 @@ def clean_hour_in_shards(
                     previous_tails=shard_tails,
                     file_entries_here=k == 0,
                     findings=findings,
+                    cuts=_cuts_within(cuts, bounds, k),
                 )
                 stream_query(shard_con, clean_sql, clean_out, DUCKDB_ROW_GROUP_SIZE)
                 stream_query(shard_con, result.tails_sql, tails_out, DUCKDB_ROW_GROUP_SIZE)
@@ -131,6 +144,13 @@ def clean_hour_in_shards(
             results.append(result)
     path = store.path(clean_dataset, partition_key)
     return path, merge_results(results, len(fleet_sensor_columns(contract)))
+
+
+def _cuts_within(cuts: list[str], bounds: list[str], k: int) -> list[str]:
+    """The device cuts that fall inside shard ``k`` of those ``bounds`` make."""
+    low = bounds[k - 1] if k > 0 else None
+    high = bounds[k] if k < len(bounds) else None
+    return [c for c in cuts if (low is None or c > low) and (high is None or c < high)]
 
 
 def merge_results(results: list[QualityResult], sensors: int) -> QualityResult:

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.quality_helpers import CONTRACT, arrived_in_hour, good_rows
 
+from refrig_assets.core.device_ranges import device_cuts
 from refrig_assets.core.duck import connect
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.memory import load_memory_budget
@@ -219,6 +220,16 @@ def test_rows_in_any_order_are_cleaned_as_the_same_rows_in_device_time_order(hou
     assert statements["ordered"] == [] and len(statements["shuffled"]) == 1
 
 
+def in_device_order(source: ParquetStore, path: Path) -> Path:
+    """The first hour's typed readings in (device_id, ts) order, as ingestion writes them, in
+    row groups of 100 rows (so that a range's read can skip some, and ranges can be cut)."""
+    typed = pq.read_table(source.path("sensor_readings", KEYS[0])).to_pandas()
+    keyed = ["device_id", "ts", "source_file", "source_row"]
+    ordered = typed.sort_values(keyed, na_position="first", kind="stable", ignore_index=True)
+    pq.write_table(pa.Table.from_pandas(ordered, preserve_index=False), path, row_group_size=100)
+    return path
+
+
 def test_each_shard_of_an_hour_in_device_order_is_cleaned_without_a_sort(
     hours, tmp_path, monkeypatch
 ):
@@ -244,19 +255,9 @@ def test_each_shard_of_an_hour_in_device_order_is_cleaned_without_a_sort(
     def recording_connect():
         return Recorder(connect())
 
-    typed = pq.read_table(source.path("sensor_readings", KEYS[0])).to_pandas()
-    keyed = ["device_id", "ts", "source_file", "source_row"]
-    ordered = tmp_path / "ordered.parquet"
-    pq.write_table(
-        pa.Table.from_pandas(
-            typed.sort_values(keyed, na_position="first", kind="stable", ignore_index=True),
-            preserve_index=False,
-        ),
-        ordered,
-        row_group_size=100,  # several row groups, so that a range's read can skip some
-    )
-    monkeypatch.setattr(shards_module, "connect", recording_connect)
+    ordered = in_device_order(source, tmp_path / "ordered.parquet")
     one, _ = clean_two_hours(hours, tmp_path / "one", 1)
+    monkeypatch.setattr(shards_module, "connect", recording_connect)
     con = connect()
     try:
         clean_hour_in_shards(
@@ -275,3 +276,42 @@ def test_each_shard_of_an_hour_in_device_order_is_cleaned_without_a_sort(
     assert all(not any("ORDER BY device_id, ts" in s for s in spy) for spy in spies)
     three = ParquetStore(tmp_path / "three").path("clean_readings", KEYS[0])
     assert rows(three).equals(rows(one.path("clean_readings", KEYS[0])))
+
+
+def test_device_ranges_side_by_side_give_the_same_partitions(hours, tmp_path):
+    # The previous-row pass of a shard runs in device ranges cut at the file's row groups, each
+    # on its own cursor: with any number of ranges, in one shard or several, the partitions,
+    # quarantine and counts are those of the whole file in one pass.
+    source, registered = hours
+    ordered = in_device_order(source, tmp_path / "ordered.parquet")
+    outputs = {}
+    for shards, ranges in [(1, 1), (1, 2), (1, 7), (2, 3)]:
+        out = ParquetStore(tmp_path / f"{shards}-{ranges}")
+        con = connect()
+        try:
+            _, result = clean_hour_in_shards(
+                con,
+                out,
+                KEYS[0],
+                ordered,
+                CONTRACT,
+                registered,
+                shards=shards,
+                ranges=ranges,
+                tails_dataset=TAILS,
+            )
+        finally:
+            con.close()
+        outputs[shards, ranges] = (out, result)
+    one, first = outputs[1, 1]
+    assert first.flag_counts["DUPLICATE"] > 0 and first.flag_counts["STUCK_SENSOR"] > 0
+    assert device_cuts(ordered, 7, nulls=True)  # the file really is cut
+    for (shards, ranges), (out, result) in outputs.items():
+        for dataset in ("clean_readings", TAILS):
+            assert rows(out.path(dataset, KEYS[0])).equals(rows(one.path(dataset, KEYS[0]))), (
+                dataset,
+                shards,
+                ranges,
+            )
+        pd.testing.assert_frame_equal(result.quarantine, first.quarantine)
+        assert summary(result) == summary(first)
