@@ -311,7 +311,10 @@ def _quality_signals(
         # A device that sent (almost) nothing is one communications ticket, not also a dropout:
         # neither its silent windows nor the partly silent ones around them, unless one of its
         # sensors was silent on its own while the device reported.
-        named = _silent_sensors(q, ~bits["SILENT"])
+        # Named for the devices with a dropout window only (all their windows): no other
+        # device's name is used, and the naming goes device by device.
+        dropped = q["device_id"].isin(q.loc[bits[DROPOUT_FLAG], "device_id"]).to_numpy()
+        named = _silent_sensors(q[dropped], ~bits["SILENT"][dropped])
         devices = q["device_id"].astype(str)
         went_silent = devices.isin(set(devices[bits["SILENT"]])) & ~devices.isin(named.index)
         bits[DROPOUT_FLAG] = bits[DROPOUT_FLAG] & ~bits["SILENT"] & ~went_silent.to_numpy()
