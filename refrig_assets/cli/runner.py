@@ -20,6 +20,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_EN
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START_TAG
 
 from refrig_assets.core.partition_range import hour_keys
+from refrig_assets.defs.shared.event_log import pipeline_instance
 from refrig_assets.defs.shared.partitions import hourly_partitions
 
 # The console logger prints every Dagster event; the runs are in the instance for the UI anyway,
@@ -245,7 +246,7 @@ def run_pipeline(
 
     if os.environ.get("DAGSTER_HOME"):
         _without_telemetry_banner(Path(os.environ["DAGSTER_HOME"]))
-        instance = dg.DagsterInstance.get()
+        instance = pipeline_instance()
     else:
         instance = _project_instance()
     keys = hour_keys(start, hours)
@@ -308,7 +309,7 @@ def _project_instance() -> dg.DagsterInstance:
     home.mkdir(parents=True, exist_ok=True)
     _without_telemetry_banner(home)
     os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    return pipeline_instance()
 
 
 def _without_telemetry_banner(dagster_home: Path) -> None:

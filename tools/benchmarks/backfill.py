@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     from refrig_assets.core.backfill import hours_per_run
     from refrig_assets.definitions import defs
+    from refrig_assets.defs.shared.event_log import pipeline_instance
 
     per_run = a.hours_per_run or hours_per_run()
 
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         if "FAILED" in line:
             print(line, flush=True)
 
-    instance = dg.DagsterInstance.get()
+    instance = pipeline_instance()  # the runner's instance (batched event log)
     keys = hour_keys(start, a.hours)
     defs.resolve_job_def("refresh_device_registry").execute_in_process(
         instance=instance, run_config=QUIET, tags=run_tags()

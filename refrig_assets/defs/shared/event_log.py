@@ -1,0 +1,178 @@
+"""The Dagster instance of ``refrig pipeline run``: SQLite event log writes in batches.
+
+A ranged backfill records every hour as its own partition: about 36 asset events an hour
+(materializations, planned materializations, check evaluations). Dagster's SQLite event log
+stores each event on its own: a new SQLAlchemy engine and connection per statement, and one
+commit (one fsync) per database and event. For a long history of a small fleet that is most of
+the backfill's time.
+
+:class:`BatchedSqliteEventLogStorage` is Dagster's ``SqliteEventLogStorage`` with two changes:
+
+- one engine per database file, kept (still ``NullPool``: every use opens its own SQLite
+  connection, as before, so other processes reading the same files see every commit);
+- ``store_event_batch`` (what Dagster calls with ``DAGSTER_EVENT_BATCH_SIZE`` set for the
+  materializations of a ranged output and the planned events of a run) writes the batch in one
+  transaction per database: the run's file, then the cross-run index, the same rows in the same
+  order as one ``store_event`` per event. A batch is all or nothing in each file.
+
+The files are the ones Dagster's own storage reads (the UI, the daemon): only the writing is
+different. :func:`pipeline_instance` uses it where the home's instance has the default SQLite
+event log; an instance configured otherwise (PostgreSQL, ...) is used as configured.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+from dagster._core.events import ASSET_EVENTS, BATCH_WRITABLE_EVENTS, DagsterEventType
+from dagster._core.events.log import EventLogEntry
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    SqliteEventLogStorage,
+)
+from dagster._core.storage.sqlalchemy_compat import db_result
+from dagster._serdes import ConfigurableClassData
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
+
+# Events of a batch this storage writes in one transaction; any other batch is stored event by
+# event (still with the kept engines). Check-evaluation planned events update the check table.
+BATCHED = {
+    DagsterEventType.ASSET_MATERIALIZATION,
+    DagsterEventType.ASSET_OBSERVATION,
+    DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+} & BATCH_WRITABLE_EVENTS
+# Engines kept at most (run files are written while their run lasts; the index always).
+KEPT_ENGINES = 16
+# Events Dagster buffers before a batch write (the batch also ends with its output or run).
+EVENT_BATCH_SIZE = "1000"
+
+
+class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
+    """Dagster's SQLite event log, writing a batch of asset events in one transaction per file."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+        self._engines: dict[str, Engine] = {}
+        super().__init__(base_dir, inst_data)
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]
+    ) -> BatchedSqliteEventLogStorage:
+        return cls(inst_data=inst_data, **config_value)
+
+    def _engine(self, shard: str) -> Engine:
+        engine = self._engines.pop(shard, None)
+        if engine is None:
+            engine = create_engine(
+                self.conn_string_for_shard(shard),
+                poolclass=NullPool,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+            )
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+        self._engines[shard] = engine  # most recently used last
+        while len(self._engines) > KEPT_ENGINES:
+            oldest = next(iter(self._engines))
+            self._engines.pop(oldest).dispose()
+        return engine
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        with self._db_lock:
+            with self._engine(shard).connect() as conn:
+                with conn.begin():
+                    yield conn
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Store ``events`` as ``store_event`` would one by one, in one transaction per file."""
+        if not events:
+            return
+        run_ids = {event.run_id for event in events}
+        if len(run_ids) != 1 or not all(
+            event.is_dagster_event and event.dagster_event_type in BATCHED for event in events
+        ):
+            super().store_event_batch(events)
+            return
+        statements = [self.prepare_insert_event(event) for event in events]
+        with self.run_connection(events[0].run_id) as conn:
+            for statement in statements:
+                conn.execute(statement)
+        indexed = [
+            (event, statement)
+            for event, statement in zip(events, statements, strict=True)
+            if event.dagster_event_type in ASSET_EVENTS
+        ]
+        if not indexed:
+            return
+        with self.index_transaction() as conn:
+            ids = []
+            for _, statement in indexed:
+                with db_result(conn, statement) as result:
+                    ids.append(result.inserted_primary_key[0])
+            self._store_asset_event_tags(conn, [event for event, _ in indexed], ids)
+            for (event, _), event_id in zip(indexed, ids, strict=True):
+                self._store_asset_event(conn, event, event_id)
+
+    def dispose(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
+        super().dispose()
+
+
+def pipeline_instance() -> dg.DagsterInstance:
+    """The home's Dagster instance ($DAGSTER_HOME) for in-process backfill runs, its default
+    SQLite event log replaced by :class:`BatchedSqliteEventLogStorage` over the same files, and
+    Dagster's event batching on (``DAGSTER_EVENT_BATCH_SIZE``, unless set)."""
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+    instance = dg.DagsterInstance.get()
+    return batched(instance)
+
+
+def batched(instance: dg.DagsterInstance) -> dg.DagsterInstance:
+    """``instance`` with a batched event log when its event log is Dagster's default SQLite one
+    (the same files); any other instance unchanged."""
+    storage = instance.event_log_storage
+    if type(storage) is not SqliteEventLogStorage or instance.get_ref() is None:
+        return instance
+    ref: InstanceRef = instance.get_ref()
+    storage_data = ConfigurableClassData(
+        "dagster._core.storage.legacy_storage",
+        "CompositeStorage",
+        _composite_yaml(ref, storage._base_dir),
+    )
+    return dg.DagsterInstance.from_ref(ref._replace(storage_data=storage_data))
+
+
+def _composite_yaml(ref: InstanceRef, event_dir: str) -> str:
+    import yaml
+
+    def part(data: ConfigurableClassData | None, fallback: str) -> dict[str, str]:
+        if data is None:
+            raise ValueError(f"the instance has no {fallback}")
+        return {
+            "module_name": data.module_name,
+            "class_name": data.class_name,
+            "config_yaml": data.config_yaml,
+        }
+
+    return yaml.dump(
+        {
+            "run_storage": part(ref.run_storage_data, "run storage"),
+            "event_log_storage": {
+                "module_name": __name__,
+                "class_name": BatchedSqliteEventLogStorage.__name__,
+                "config_yaml": yaml.dump({"base_dir": event_dir}),
+            },
+            "schedule_storage": part(ref.schedule_storage_data, "schedule storage"),
+        },
+        default_flow_style=False,
+    )
