@@ -34,10 +34,27 @@ WINDOW_FIELDS = (
 )
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The rows of ``frame`` as dicts of Python values, as ``to_dict("records")`` gives them,
-    column by column (its cell-by-cell conversion cost a small request milliseconds)."""
-    columns = list(frame.columns)
+# The columns an answer reads from a model's scores and from the diagnosis (the diagnosis
+# frame carries every feature too: converting those per request would be wasted).
+SCORE_FIELDS = (
+    "device_id",
+    "window_start",
+    "model_id",
+    "model_version",
+    "anomaly_score",
+    "anomaly_flag",
+    "top_contributors",
+    "contributor_detail",
+    "confidence",
+)
+CAUSE_FIELDS = ("device_id", "window_start", "cause", "cause_kind", "confidence", "evidence")
+
+
+def _records(frame: pd.DataFrame, fields: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The rows of ``frame`` (its ``fields`` that it has; default all columns) as dicts of
+    Python values, as ``to_dict("records")`` gives them, column by column (its cell-by-cell
+    conversion cost a small request milliseconds)."""
+    columns = list(frame.columns) if fields is None else [c for c in fields if c in frame]
     values = [frame[c].tolist() for c in columns]
     return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
@@ -73,7 +90,7 @@ def probable_causes(
     for hour in hours.unique():
         part = features[hours == hour].drop(columns=["cohort"], errors="ignore")
         found = diagnosis.partition(hour.strftime(HOUR_KEY), part)
-        for row in _records(found):
+        for row in _records(found, CAUSE_FIELDS):
             evidence = row.get("evidence")
             out[(row["device_id"], pd.Timestamp(row["window_start"]))] = {
                 "cause": row.get("cause"),
@@ -240,7 +257,7 @@ def score_many(
                             "latency_ms": round(seconds * 1000.0, 3),
                         }
                     )
-                for row in _records(scores):
+                for row in _records(scores, SCORE_FIELDS):
                     per_window[(row["device_id"], row["window_start"])].append(
                         _score_row(row, side.deployment)
                     )
