@@ -16,6 +16,8 @@ import pandas as pd
 from refrig_assets.core.contracts import load_contract
 
 RISING, STABLE, FALLING, UNKNOWN = "rising", "stable", "falling", "unknown"
+# The model_scores columns the status reads (:func:`window_scores`).
+SCORE_COLUMNS = ["device_id", "window_start", "window_end", "anomaly_score"]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from refrig_assets.alerts.device_status import TrendSettings, device_status
+from refrig_assets.alerts.device_status import SCORE_COLUMNS, TrendSettings, device_status
 from refrig_assets.alerts.generation import generate_alerts
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.storage import ParquetStore
@@ -44,8 +44,15 @@ def alerts_in_shards(
     frames, models = [], set()
     paths = score_paths_for_hour(store, partition_key)
     for shard in shards or WHOLE_FLEET:
-        scores = read_scores_for_hour(store, partition_key, start, end, shard=shard, paths=paths)
-        models.update(scores["model_id"].unique().tolist())
+        present = read_scores_for_hour(
+            store, partition_key, start, end, shard=shard, paths=paths, columns=["model_id"]
+        )
+        models.update(present["model_id"].unique().tolist())
+        del present
+        # Alerts come from flagged windows only: the others are never read into memory.
+        scores = read_scores_for_hour(
+            store, partition_key, start, end, shard=shard, paths=paths, flagged_only=True
+        )
         previous = previous_alerts
         if len(previous):
             previous = previous[shard.mask(previous["device_id"])]
@@ -80,7 +87,13 @@ def status_in_shards(
     for shard in shards or WHOLE_FLEET:
         parts = [
             read_scores_for_hour(
-                store, key, h, h + pd.Timedelta("1h"), shard=shard, paths=paths[key]
+                store,
+                key,
+                h,
+                h + pd.Timedelta("1h"),
+                shard=shard,
+                paths=paths[key],
+                columns=SCORE_COLUMNS,
             )
             for key, h in zip(keys, hours, strict=True)
         ]

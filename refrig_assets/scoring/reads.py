@@ -32,12 +32,15 @@ def read_scores_for_hour(
     shard: DeviceRange | None = None,
     device_ids: Iterable[str] | None = None,
     paths: list | None = None,
+    columns: list[str] | None = None,
+    flagged_only: bool = False,
 ) -> pd.DataFrame:
     """Every detector's scores for the windows of one hour (whatever exists; missing is fine).
 
     ``shard`` keeps one range of device ids, ``device_ids`` only those devices (both filtered
     while reading); ``paths``, the hour's :func:`score_paths_for_hour` when a caller reads the
-    hour shard by shard."""
+    hour shard by shard; ``columns``, only those; ``flagged_only``, only the flagged windows
+    (row groups without any are skipped unread)."""
     frames = []
     for path in score_paths_for_hour(store, partition_key) if paths is None else paths:
         # Filtered while reading: a daily partition holds 24 hours of a fleet's windows.
@@ -46,7 +49,10 @@ def read_scores_for_hour(
             hour += shard.filters()
         if device_ids is not None:
             hour.append(("device_id", "in", sorted(set(device_ids))))
-        frames.append(pq.read_table(path, filters=hour).to_pandas())
+        if flagged_only:
+            hour.append(("anomaly_flag", "==", True))
+        frames.append(pq.read_table(path, columns=columns, filters=hour).to_pandas())
     if not frames:
-        return load_contract("model_scores").empty_frame()
+        empty = load_contract("model_scores").empty_frame()
+        return empty if columns is None else empty[columns]
     return pd.concat(frames, ignore_index=True)
