@@ -45,6 +45,15 @@ def running_features() -> set[str]:
     }
 
 
+def numbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its rows numbered 0..n-1: itself when they already are (no copy of a
+    shard's windows), else ``reset_index(drop=True)``."""
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
+    return frame.reset_index(drop=True)
+
+
 def usable_values(
     frame: pd.DataFrame, features: list[str], running_min_duty: float
 ) -> pd.DataFrame:
@@ -54,7 +63,8 @@ def usable_values(
         {f: pd.to_numeric(frame[f], errors="coerce") if f in frame else np.nan for f in features},
         index=frame.index,
     ).astype(float)
-    running = [f for f in features if f in running_features()]
+    conditioned = running_features()
+    running = [f for f in features if f in conditioned]
     if running and "duty_cycle" in frame:
         short = ~(pd.to_numeric(frame["duty_cycle"], errors="coerce") >= running_min_duty)
         values.loc[short.to_numpy(), running] = np.nan

@@ -313,7 +313,7 @@ def diagnose(
     """
     table = table or load_signatures()
     n = len(features)
-    frame = features.reset_index(drop=True)
+    frame = bl.numbered(features)
     devices = frame["device_id"].astype(str).to_numpy() if n else np.zeros(0, dtype=object)
     cohorts = (
         frame["cohort"].fillna("unknown").astype(str).to_numpy()

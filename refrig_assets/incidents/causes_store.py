@@ -181,7 +181,7 @@ def derive_defrost(features: pd.DataFrame, before: pd.Series) -> tuple[pd.DataFr
     """``features`` (with ``defrost_minutes``) with ``hours_since_defrost``, and the state after
     them (device_id, last) for their devices, continuing from ``before``
     (:meth:`CauseStore.state_before`). Each device's value depends on its own windows only."""
-    frame = features.reset_index(drop=True)
+    frame = bl.numbered(features)
     # Times as int64 ns UTC: engines hand timestamps over in several units.
     end = _ns(frame["window_end"])
     devices = frame["device_id"].astype(str).to_numpy()
