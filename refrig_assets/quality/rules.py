@@ -30,10 +30,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import Contract, load_contract, quality_flag_names
 from refrig_assets.core.device_ranges import in_range_sql
@@ -295,8 +297,58 @@ class FileFindings:
     storms: dict[str, float]  # NaN-storm files and their share of missing sensor values
 
 
-def file_findings(con: duckdb.DuckDBPyConnection, scope: str, contract: Contract) -> FileFindings:
-    """The file-level findings of the hour's typed readings in relation ``scope``."""
+def _missing_by_file(
+    path: Path, sensors: list[str], files: set[str]
+) -> dict[str, tuple[int, int]] | None:
+    """Per landing file: its rows in the hour's Parquet file ``path`` and their missing sensor
+    values, read from the row-group statistics (no scan) when every row group holds read rows
+    (no read error, no file entry) of a single landing file, one of ``files`` (so not a cut
+    min/max); None when they do not show it."""
+    meta = pq.ParquetFile(path).metadata
+    names = meta.schema.names
+    need = ["source_file", "source_row", "read_error", *sensors]
+    if any(n not in names for n in need):
+        return None
+    out: dict[str, tuple[int, int]] = {}
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        stats = {n: group.column(names.index(n)).statistics for n in need}
+        if any(st is None or not st.has_null_count for st in stats.values()):
+            return None
+        file, row = stats["source_file"], stats["source_row"]
+        if not (file.has_min_max and file.min == file.max and file.min in files):
+            return None
+        if file.null_count or (file.has_distinct_count and file.distinct_count != 1):
+            return None
+        if not row.has_min_max or row.null_count or row.min < 0:
+            return None
+        if stats["read_error"].null_count != group.num_rows:
+            return None
+        rows, missing = out.get(file.min, (0, 0))
+        out[file.min] = (rows + group.num_rows, missing + sum(stats[s].null_count for s in sensors))
+    return out
+
+
+def _nan_storm_files_of(path: Path, contract: Contract, files: set[str]) -> dict[str, float] | None:
+    """:func:`_nan_storm_files` of the hour's Parquet file from its statistics (None: scan);
+    ``files``: the landing files whose rows it holds."""
+    rule = landing_rules(contract).get("nan_storm")
+    sensors = [c.name for c in fleet_sensor_columns(contract)]
+    if not rule or not sensors:
+        return {}
+    counts = _missing_by_file(path, sensors, files)
+    if counts is None:
+        return None
+    limit, least = float(rule["max_missing_share"]), int(rule["min_rows"])
+    shares = {f: missing / (rows * len(sensors)) for f, (rows, missing) in counts.items()}
+    return {f: share for f, share in shares.items() if counts[f][0] >= least and share > limit}
+
+
+def file_findings(
+    con: duckdb.DuckDBPyConnection, scope: str, contract: Contract, path: Path | None = None
+) -> FileFindings:
+    """The file-level findings of the hour's typed readings in relation ``scope`` (``path``: the
+    Parquet file it reads, whose statistics may spare the NaN-storm scan)."""
     entries = [
         FileRejection(f, rule, message, column)
         for f, rule, message, column in con.execute(
@@ -310,7 +362,10 @@ def file_findings(con: duckdb.DuckDBPyConnection, scope: str, contract: Contract
             f"SELECT DISTINCT source_file FROM {scope} WHERE source_row >= 0"
         ).fetchall()
     }
-    return FileFindings(entries, read, _nan_storm_files(con, contract, scope))
+    storms = _nan_storm_files_of(path, contract, read) if path is not None else None
+    if storms is None:
+        storms = _nan_storm_files(con, contract, scope)
+    return FileFindings(entries, read, storms)
 
 
 QUALITY_ORDER_ERROR = "readings out of (device_id, ts, source_file, source_row) order"

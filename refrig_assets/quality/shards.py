@@ -99,20 +99,26 @@ def clean_hour_in_shards(
     # the previous-row pass of each shard in device ranges side by side, one per DuckDB thread
     # (rows without a device id are in no range: they are quarantined, not passed over)
     cuts = device_cuts(source, (ranges or threads(con)) * (len(bounds) + 1), nulls=True)
+    findings = file_findings(con, whole, contract, source)  # once, not once per shard
     if not bounds:
         # A connection of its own, as a shard's: its tables are not left in the caller's.
         own = connect()
         try:
             hold_to_budget(own, settings, store.root / SPILL_DIR)
             clean_sql, result = clean_hour(
-                own, whole, contract, registered_devices, previous_tails=tails, cuts=cuts
+                own,
+                whole,
+                contract,
+                registered_devices,
+                previous_tails=tails,
+                findings=findings,
+                cuts=cuts,
             )
             path = store.write_from_duckdb(clean_dataset, partition_key, own, clean_sql)
             store.write_from_duckdb(tails_dataset, partition_key, own, result.tails_sql)
         finally:
             own.close()
         return path, result
-    findings = file_findings(con, whole, contract)  # once, not once per shard
     results: list[QualityResult] = []
     with (
         store.writer(clean_dataset, partition_key, dictionary=False) as clean_out,

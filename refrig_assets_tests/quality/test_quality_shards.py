@@ -17,11 +17,12 @@ from support.quality_helpers import CONTRACT, arrived_in_hour, good_rows
 
 from refrig_assets.core.device_ranges import device_cuts
 from refrig_assets.core.duck import connect
+from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.memory import load_memory_budget
 from refrig_assets.ingestion.landing.hours import hour_readings
 from refrig_assets.ingestion.landing.index import LandingIndex
-from refrig_assets.quality.rules import clean_hour
+from refrig_assets.quality.rules import _nan_storm_files_of, clean_hour, file_findings
 from refrig_assets.quality.shards import clean_hour_in_shards, shard_bounds
 from refrig_assets.simulator import FleetSimulator, SimulationConfig
 from refrig_assets.simulator.writer import readings_path, write_frame
@@ -315,3 +316,33 @@ def test_device_ranges_side_by_side_give_the_same_partitions(hours, tmp_path):
             )
         pd.testing.assert_frame_equal(result.quarantine, first.quarantine)
         assert summary(result) == summary(first)
+
+
+def test_nan_storms_read_from_the_statistics_are_those_a_scan_finds(hours, tmp_path):
+    # An hour whose row groups each hold one landing file's read rows gives its NaN storms from
+    # the Parquet statistics; any other hour is scanned. Both find the same files and shares.
+    source, _ = hours
+    table = pq.read_table(source.path("sensor_readings", KEYS[0]))
+    typed = table.to_pandas()
+    typed = typed[(typed["source_row"] >= 0) & typed["read_error"].isna()]
+    storm = typed["source_file"] == "extra-0.parquet"
+    sensors = [c.name for c in fleet_sensor_columns(CONTRACT)]
+    typed.loc[storm, sensors] = None
+    typed.loc[typed.index[storm][0], sensors[0]] = 1.0  # one value present
+    path = tmp_path / "one-file-per-row-group.parquet"
+    with pq.ParquetWriter(path, table.schema) as out:
+        for _, rows in typed.groupby("source_file", sort=True):
+            out.write_table(pa.Table.from_pandas(rows, table.schema, preserve_index=False))
+    con = connect()
+    try:
+        for hour in (path, source.path("sensor_readings", KEYS[0])):
+            relation = f"read_parquet('{hour}')"
+            scanned = file_findings(con, relation, CONTRACT)
+            assert file_findings(con, relation, CONTRACT, hour) == scanned
+        read = file_findings(con, f"read_parquet('{path}')", CONTRACT).read
+    finally:
+        con.close()
+    share = (storm.sum() * len(sensors) - 1) / (storm.sum() * len(sensors))
+    assert _nan_storm_files_of(path, CONTRACT, read) == {"extra-0.parquet": share}
+    # the fixture's hour mixes files (and read errors) in a row group: scanned
+    assert _nan_storm_files_of(source.path("sensor_readings", KEYS[0]), CONTRACT, read) is None
