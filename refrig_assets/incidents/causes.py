@@ -45,6 +45,8 @@ OUTPUT_COLUMNS = [
     "evidence",
 ]
 LEVELS = {2: "device", 1: "cohort", 0: "fleet", -1: None}
+# Windows per batch when the hour's available required features are looked for.
+REQUIREMENT_BATCH_ROWS = 65_536
 DERIVED_UNITS = {"hours_since_defrost": "h", bl.DEFROST_INTERVAL: "h"}
 
 
@@ -427,16 +429,24 @@ class HourDiagnosis:
         path = self.store.store.path(FEATURES, self.key)
         if not path.exists():
             return set()
-        names = set(pq.ParquetFile(path).schema_arrow.names)
+        file = pq.ParquetFile(path)
+        names = set(file.schema_arrow.names)
         required = {f for sig in self.table for f in sig.requires}
         columns = [c for c in {*required, "duty_cycle", bl.DEFROST_MINUTES} if c in names]
-        frame = pq.read_table(path, columns=sorted(columns)).to_pandas()
-        if bl.DEFROST_MINUTES in frame and len(frame):
-            # The derived feature has a value in every window wherever defrost is measured.
-            frame["hours_since_defrost"] = 0.0
         compared = [f for f in _wanted(self.table) if f in required]
-        values = bl.usable_values(frame, compared, self.table.baseline["running_min_duty"])
-        return available_requirements(frame, values, self.table)
+        found: set[str] = set()
+        # Batch by batch (a feature is available when any window has it): the hour is never
+        # in memory at once, and the reading stops once every required feature is found.
+        for batch in file.iter_batches(REQUIREMENT_BATCH_ROWS, columns=sorted(columns)):
+            frame = batch.to_pandas()
+            if bl.DEFROST_MINUTES in frame and len(frame):
+                # The derived feature has a value in every window wherever defrost is measured.
+                frame["hours_since_defrost"] = 0.0
+            values = bl.usable_values(frame, compared, self.table.baseline["running_min_duty"])
+            found |= available_requirements(frame, values, self.table)
+            if found >= required:
+                break
+        return found
 
     def columns(self, names: list[str]) -> list[str]:
         """Of the hour's device_features columns ``names``, those a call reads

@@ -76,3 +76,24 @@ def test_the_columns_are_those_of_the_signature_table_the_file_has():
         "device_id",
         "window_start",
     ]
+
+
+def test_the_hours_required_features_found_batch_by_batch_are_those_of_the_whole_hour(
+    tmp_path, monkeypatch
+):
+    """A sensor only a few devices in the middle of the hour have still counts for the whole
+    hour, and a requirement no window meets is not found, however the hour is cut into
+    batches."""
+    import refrig_assets.incidents.causes as causes
+
+    store, key = _store(tmp_path)
+    frame = store.read("device_features", key)
+    others = ~frame["device_id"].isin(["dev-000010", "dev-000011"])
+    frame.loc[others, "current_compressor_max"] = np.nan  # only two devices have it
+    frame["door_open_longest_minutes"] = np.nan  # no window has it
+    store.write("device_features", key, frame)
+    whole = HourDiagnosis(store, key).available
+    assert "current_compressor_max" in whole
+    assert "door_open_longest_minutes" not in whole
+    monkeypatch.setattr(causes, "REQUIREMENT_BATCH_ROWS", 7)
+    assert HourDiagnosis(store, key).available == whole
