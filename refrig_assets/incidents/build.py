@@ -269,6 +269,24 @@ def _silent(quality: pd.DataFrame, policy: IncidentPolicy) -> np.ndarray:
     return silent
 
 
+def _join_sensor_tickets(signals: pd.DataFrame, kinds: pd.Series, policy: IncidentPolicy) -> None:
+    """Alerts explained by a sensor-health flag (the ``quality_flags`` value in their cause's
+    evidence) go on that flag's ticket track: the alerts and the flag's own ticket are one
+    incident, not two."""
+    sensor = kinds.eq("sensor").to_numpy()
+    if not sensor.any():
+        return
+    held = (
+        signals["cause_evidence"]
+        .astype(str)
+        .str.extract(r'"feature":\s*"quality_flags",\s*"value":\s*"([^"]*)"', expand=False)
+        .fillna("")
+    )
+    for flag in reversed(policy.sensor_tickets.flags):  # the first flag listed wins
+        hit = sensor & held.str.contains(rf"\b{flag}\b", regex=True).to_numpy()
+        signals.loc[hit, "track"] = f"{SENSOR_TRACK}:{flag}"
+
+
 def _silent_sensors(quality: pd.DataFrame, reporting: np.ndarray) -> pd.Series:
     """Per device: the fleet's sensors (``REFRIG_SENSORS``; a sensor the fleet never reports is
     never silent) without a single value in one of its windows of ``quality`` while the device
@@ -329,7 +347,7 @@ def _quality_signals(
                 rows["device_id"]
                 .astype(str)
                 .map(named)
-                .map(lambda s: f"{DROPOUT_FLAG}: {s}")
+                .map(lambda s: f"{DROPOUT_FLAG}: {s}", na_action="ignore")
                 .fillna(DROPOUT_FLAG)
             ).to_numpy()
         site, cohort = _device_places(rows["device_id"], devices, rows)
@@ -808,6 +826,7 @@ def build_incidents(
     device_signals["key"] = device_signals["device_id"]
     kinds = device_signals["cause"].map(causes.kind)
     device_signals["track"] = np.where(kinds.eq("sensor"), SENSOR_TRACK, DEVICE_TRACK)
+    _join_sensor_tickets(device_signals, kinds, policy)
     _silence_refrigeration(device_signals, quality, policy)
     device_signals["evaporator"] = _evaporator(
         device_signals, quality, policy.severity.evaporator_feature

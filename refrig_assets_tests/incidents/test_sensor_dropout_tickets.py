@@ -2,11 +2,13 @@
 naming that sensor, at any cadence: not a second incident from the probable-cause table, not
 a silent device, and never for a sensor the fleet does not have."""
 
+import json
 from datetime import timedelta
 
 import pandas as pd
 import pytest
 from support.fleet_world import START, simulated_fleet
+from support.incident_world import CAUSES, alert, alerts, diagnoses, diagnosis, feature_window
 
 from refrig_assets.incidents.baselines import build_baselines
 from refrig_assets.incidents.build import build_incidents
@@ -93,3 +95,49 @@ def test_sensors_a_fleet_does_not_have_are_never_a_dropout(tmp_path, monkeypatch
 
     assert not fleet.features["quality_flags"].str.contains("SENSOR_DROPOUT").any()
     assert incidents_of(fleet).empty
+
+
+def flagged_windows(device: str, flag: str, **means) -> list[dict]:
+    """An hour of DEVICE windows carrying ``flag`` with the given ``<sensor>_mean`` values."""
+    return [{**feature_window(device, i, flags=flag), **means} for i in range(4)]
+
+
+def test_a_dropout_ticket_names_no_sensor_when_none_was_silent_for_a_whole_window():
+    quality = pd.DataFrame(
+        flagged_windows("D1", "SENSOR_DROPOUT", pressure_high_side_mean=None)
+        + flagged_windows("D2", "SENSOR_DROPOUT", pressure_high_side_mean=1400.0)
+    )
+
+    incidents = build_incidents(None, diagnoses(()), quality=quality, causes=CAUSES).incidents
+
+    details = dict(zip(incidents["device_id"], incidents["detail"], strict=True))
+    assert details == {"D1": f"SENSOR_DROPOUT: {SENSOR}", "D2": "SENSOR_DROPOUT"}
+
+
+def test_alerts_explained_by_a_stuck_sensor_and_its_ticket_are_one_incident():
+    quality = pd.DataFrame(flagged_windows("D1", "STUCK_SENSOR"))
+    dx = []
+    for i in range(4):
+        row = diagnosis("D1", i, "sensor_fault")
+        row["evidence"] = json.dumps(
+            [
+                {
+                    "feature": "quality_flags",
+                    "value": "STUCK_SENSOR",
+                    "reference": "flags",
+                    "baseline": ["SENSOR_DROPOUT", "STUCK_SENSOR"],
+                }
+            ]
+        )
+        dx.append(row)
+
+    incidents = build_incidents(
+        alerts([alert("D1", i) for i in range(4)]), diagnoses(dx), quality=quality, causes=CAUSES
+    ).incidents
+
+    assert len(incidents) == 1
+    assert incidents.iloc[0][["kind", "cause", "alert_count"]].tolist() == [
+        "sensor",
+        "sensor_fault",
+        4,
+    ]
