@@ -135,7 +135,8 @@ def sensor_readings(
     arrive later are marked late and trigger a refresh of the hour (see the landing sensor).
     A range of hours loads, lists and saves the landing index once for all its hours.
     """
-    refrig.warm_up_scoring()  # while DuckDB reads the hour
+    # The scoring imports (RefrigResource.warm_up_scoring, ~1 CPU-s) start in the quality
+    # step, not here: ingestion is little more than the COPY below, which keeps the cores busy.
     s = refrig.settings
     key = context.partition_key
     window = context.partition_time_window
