@@ -14,6 +14,7 @@ from refrig_assets.cli.runner import prepare_hours, score_hours
 from refrig_assets.core.partition_range import hour_keys
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
+from refrig_assets.defs.shared.event_log import EVENT_BATCH_SIZE, batched
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 PREP = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
@@ -60,7 +61,11 @@ def backfill(source, home, monkeypatch, keys: list[str], per_run: int, train_hou
     monkeypatch.setenv("REFRIG_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     failures: list[str] = []
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as plain:
+        # Runs of several hours as the runner runs them: its batched event log.
+        if per_run > 1:
+            monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+        instance = batched(plain) if per_run > 1 else plain
         defs.resolve_job_def("refresh_device_registry").execute_in_process(instance=instance)
         failures += prepare_hours(defs, instance, keys, per_run, print)
         models = [f"{m}_model" for m in MODELS]
@@ -74,6 +79,8 @@ def backfill(source, home, monkeypatch, keys: list[str], per_run: int, train_hou
         failures += score_hours(defs, instance, keys, per_run, SCORE[:2], print)
         recorded = {a: instance.get_materialized_partitions(dg.AssetKey(a)) for a in PREP + SCORE}
         runs = len(instance.get_run_ids())
+        checks = check_outcomes(instance)
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
     assert failures == []
     assert all(partitions == set(keys) for partitions in recorded.values()), recorded
     store = ParquetStore(get_settings().data_dir)
@@ -81,7 +88,20 @@ def backfill(source, home, monkeypatch, keys: list[str], per_run: int, train_hou
     for dataset in COMPARED:
         frame = store.read_many(dataset, keys)
         frames[dataset] = frame.drop(columns=[c for c in frame if c in PROCESSING_COLUMNS])
+    frames["check evaluations"] = checks
     return frames, runs
+
+
+def check_outcomes(instance) -> pd.DataFrame:
+    """Every check evaluation recorded: asset, check, hour, passed (the UI's per-hour status)."""
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    )
+    outcomes = {
+        (e.asset_key.to_user_string(), e.check_name, e.partition, e.passed)
+        for e in (r.event_log_entry.get_dagster_event().event_specific_data for r in records)
+    }
+    return pd.DataFrame(sorted(outcomes), columns=["asset", "check", "hour", "passed"])
 
 
 def assert_same(one_per_hour: dict, ranged: dict):

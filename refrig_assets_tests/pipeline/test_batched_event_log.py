@@ -7,7 +7,12 @@ import time
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+from dagster._core.events import (
+    AssetCheckEvaluationPlanned,
+    DagsterEvent,
+    DagsterEventType,
+    StepMaterializationData,
+)
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
@@ -22,16 +27,54 @@ RUN = "run-1"
 WRITTEN_AT = {"id", "create_timestamp", "update_timestamp", "cached_status_data"}
 
 
+HOURS = [f"2026-01-01-{h:02d}:00" for h in range(4)]
+PARTITIONS = dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00")
+
+
 def materialization(asset: str, hour: str, rows: int, at: float) -> EventLogEntry:
-    event = DagsterEvent(
-        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
-        job_name="hourly_pipeline",
-        step_key="clean_readings",
-        event_specific_data=StepMaterializationData(
+    return entry(
+        DagsterEventType.ASSET_MATERIALIZATION,
+        StepMaterializationData(
             dg.AssetMaterialization(
                 dg.AssetKey(asset), partition=hour, metadata={"rows": rows, "path": f"/d/{hour}"}
             )
         ),
+        at,
+    )
+
+
+def check_planned(at: float) -> EventLogEntry:
+    return entry(
+        DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+        AssetCheckEvaluationPlanned(
+            asset_key=dg.AssetKey("clean"),
+            check_name="contract",
+            partitions_subset=PARTITIONS.subset_with_partition_keys(HOURS).to_serializable_subset(),
+        ),
+        at,
+    )
+
+
+def check_evaluation(hour: str, passed: bool, at: float) -> EventLogEntry:
+    return entry(
+        DagsterEventType.ASSET_CHECK_EVALUATION,
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey("clean"),
+            check_name="contract",
+            passed=passed,
+            metadata={"violations": 0 if passed else 3},
+            partition=hour,
+        ),
+        at,
+    )
+
+
+def entry(kind: DagsterEventType, data, at: float) -> EventLogEntry:
+    event = DagsterEvent(
+        event_type_value=kind.value,
+        job_name="hourly_pipeline",
+        step_key="clean_readings",
+        event_specific_data=data,
     )
     return EventLogEntry(
         error_info=None,
@@ -47,10 +90,9 @@ def materialization(asset: str, hour: str, rows: int, at: float) -> EventLogEntr
 
 def events() -> list[EventLogEntry]:
     now = time.time()
-    hours = [f"2026-01-01-{h:02d}:00" for h in range(4)]
     return [
         materialization(asset, hour, rows=i, at=now + i)
-        for i, (asset, hour) in enumerate((a, h) for a in ("clean", "features") for h in hours)
+        for i, (asset, hour) in enumerate((a, h) for a in ("clean", "features") for h in HOURS)
     ]
 
 
@@ -83,6 +125,30 @@ def test_a_batch_writes_the_rows_that_storing_each_event_writes(tmp_path):
     # What the UI asks: every hour of both assets materialized, in either store.
     assert batch.get_materialized_partitions(dg.AssetKey("clean")) == {
         f"2026-01-01-{h:02d}:00" for h in range(4)
+    }
+
+
+def test_a_batch_of_check_evaluations_records_each_hour_as_storing_each_event_does(tmp_path):
+    plain = SqliteEventLogStorage(str(tmp_path / "plain"))
+    batch = BatchedSqliteEventLogStorage(str(tmp_path / "batched"))
+    now = time.time()
+    planned = check_planned(now)
+    evaluations = [
+        check_evaluation(h, passed=h != HOURS[2], at=now + i) for i, h in enumerate(HOURS)
+    ]
+    for storage in (plain, batch):
+        storage.store_event(planned)
+    for event in evaluations:
+        plain.store_event(event)
+    batch.store_event_batch(evaluations)
+
+    for shard, table in [(RUN, "event_logs"), ("index", "event_logs")]:
+        assert rows(batch, shard, table) == rows(plain, shard, table), (shard, table)
+    executions = rows(batch, "index", "asset_check_executions")
+    assert executions == rows(plain, "index", "asset_check_executions")
+    # One execution per hour, each with its own outcome (what the UI shows per partition).
+    assert {(r["partition"], r["execution_status"]) for r in executions} == {
+        (h, "FAILED" if h == HOURS[2] else "SUCCEEDED") for h in HOURS
     }
 
 
@@ -124,7 +190,8 @@ def test_a_run_with_batching_records_every_partition_as_a_plain_store_does(tmp_p
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "")  # restored after the test
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE")  # pipeline_instance sets it
     batches: list[list[str]] = []
     store_batch = BatchedSqliteEventLogStorage.store_event_batch
 

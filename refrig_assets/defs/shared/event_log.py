@@ -11,9 +11,11 @@ the backfill's time.
 - one engine per database file, kept (still ``NullPool``: every use opens its own SQLite
   connection, as before, so other processes reading the same files see every commit);
 - ``store_event_batch`` (what Dagster calls with ``DAGSTER_EVENT_BATCH_SIZE`` set for the
-  materializations of a ranged output and the planned events of a run) writes the batch in one
-  transaction per database: the run's file, then the cross-run index, the same rows in the same
-  order as one ``store_event`` per event. A batch is all or nothing in each file.
+  materializations of a ranged output and the planned events of a run, and what
+  :func:`log_check_evaluations` uses for the check results of an hour of a ranged step) writes
+  the batch in one transaction per database: the run's file, then the cross-run index, the same
+  rows in the same order as one ``store_event`` per event. A batch is all or nothing in each
+  file.
 
 The files are the ones Dagster's own storage reads (the UI, the daemon): only the writing is
 different. :func:`pipeline_instance` uses it where the home's instance has the default SQLite
@@ -23,12 +25,21 @@ event log; an instance configured otherwise (PostgreSQL, ...) is used as configu
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
-from dagster._core.events import ASSET_EVENTS, BATCH_WRITABLE_EVENTS, DagsterEventType
+from dagster._core.events import (
+    ASSET_CHECK_EVENTS,
+    ASSET_EVENTS,
+    BATCH_WRITABLE_EVENTS,
+    DagsterEvent,
+    DagsterEventBatchMetadata,
+    DagsterEventType,
+    generate_event_batch_id,
+)
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
@@ -42,12 +53,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 # Events of a batch this storage writes in one transaction; any other batch is stored event by
-# event (still with the kept engines). Check-evaluation planned events update the check table.
-BATCHED = {
-    DagsterEventType.ASSET_MATERIALIZATION,
-    DagsterEventType.ASSET_OBSERVATION,
-    DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
-} & BATCH_WRITABLE_EVENTS
+# event (still with the kept engines).
+BATCHED = BATCH_WRITABLE_EVENTS - {DagsterEventType.ASSET_FAILED_TO_MATERIALIZE} | {
+    DagsterEventType.ASSET_CHECK_EVALUATION
+}
 # Engines kept at most (run files are written while their run lasts; the index always).
 KEPT_ENGINES = 16
 # Events Dagster buffers before a batch write (the batch also ends with its output or run).
@@ -59,6 +68,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: dict[str, Engine] = {}
+        self._open = threading.local()  # the connections this thread has open, by file
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -86,10 +96,20 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
+        # A connection asked for inside another one to the same file (Dagster's check-table
+        # updates inside a batch's index transaction) joins that transaction.
+        opened: dict[str, Connection] = self._open.__dict__.setdefault("by_shard", {})
+        if shard in opened:
+            yield opened[shard]
+            return
         with self._db_lock:
             with self._engine(shard).connect() as conn:
                 with conn.begin():
-                    yield conn
+                    opened[shard] = conn
+                    try:
+                        yield conn
+                    finally:
+                        del opened[shard]
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """Store ``events`` as ``store_event`` would one by one, in one transaction per file."""
@@ -108,24 +128,54 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         indexed = [
             (event, statement)
             for event, statement in zip(events, statements, strict=True)
-            if event.dagster_event_type in ASSET_EVENTS
+            if event.dagster_event_type in ASSET_EVENTS | ASSET_CHECK_EVENTS
         ]
         if not indexed:
             return
         with self.index_transaction() as conn:
-            ids = []
-            for _, statement in indexed:
+            for event, statement in indexed:
                 with db_result(conn, statement) as result:
-                    ids.append(result.inserted_primary_key[0])
-            self._store_asset_event_tags(conn, [event for event, _ in indexed], ids)
-            for (event, _), event_id in zip(indexed, ids, strict=True):
-                self._store_asset_event(conn, event, event_id)
+                    event_id = result.inserted_primary_key[0]
+                if event.dagster_event_type in ASSET_EVENTS:
+                    self._store_asset_event_tags(conn, [event], [event_id])
+                    self._store_asset_event(conn, event, event_id)
+                else:  # the check's execution row, in this transaction (see _connect)
+                    self.store_asset_check_event(event, event_id)
 
     def dispose(self) -> None:
         for engine in self._engines.values():
             engine.dispose()
         self._engines.clear()
         super().dispose()
+
+
+def log_check_evaluations(
+    context: dg.AssetExecutionContext, evaluations: Sequence[dg.AssetCheckEvaluation]
+) -> None:
+    """Log ``evaluations`` from a step as ``context.log_event`` logs each, but as one batch:
+    with ``DAGSTER_EVENT_BATCH_SIZE`` set they reach the event log's ``store_event_batch``
+    together (one transaction per file here); without it, one by one as before."""
+    step = context.get_step_execution_context()
+    batch = generate_event_batch_id()
+    for i, evaluation in enumerate(evaluations):
+        event = DagsterEvent.from_step(
+            DagsterEventType.ASSET_CHECK_EVALUATION,
+            step,
+            evaluation,
+            message=_check_message(evaluation),
+            batch_metadata=DagsterEventBatchMetadata(batch, i == len(evaluations) - 1),
+        )
+        # What log_event also does: the step's result lists the event.
+        context.op_execution_context._events.append(event)  # noqa: SLF001
+
+
+def _check_message(evaluation: dg.AssetCheckEvaluation) -> str:
+    """The message Dagster gives a check evaluation (DagsterEvent.asset_check_evaluation)."""
+    return (
+        f"Asset check '{evaluation.check_name}' on '{evaluation.asset_key.to_user_string()}' "
+        + ("passed." if evaluation.passed else "did not pass.")
+        + ("" if evaluation.description is None else f" Description: '{evaluation.description}'")
+    )
 
 
 def pipeline_instance() -> dg.DagsterInstance:

@@ -12,7 +12,8 @@ What Dagster 1.13 would lose in a ranged step is recorded per hour here:
 - materialization metadata: Dagster gives every partition of a ranged output the same
   metadata, so each hour's is attached to its own partition (``add_asset_metadata``);
 - check results: a check result yielded in a ranged step carries no partition, so each hour's
-  is logged as an ``AssetCheckEvaluation`` of that hour;
+  is logged as an ``AssetCheckEvaluation`` of that hour (the hour's evaluations as one batch,
+  see :func:`refrig_assets.defs.shared.event_log.log_check_evaluations`);
 - blocking checks: a failed blocking check of any hour fails the step after every hour's
   materialization is recorded (the hours downstream are then not run; ``refrig pipeline run``
   runs such a range again hour by hour, so the failing hour blocks only itself);
@@ -35,6 +36,7 @@ import duckdb
 
 from refrig_assets.core.backfill import hours_per_run
 from refrig_assets.core.duck import connect
+from refrig_assets.defs.shared.event_log import log_check_evaluations
 
 T = TypeVar("T")
 RANGE_STATE = "_refrig_range_state"
@@ -160,6 +162,7 @@ def _over_range(body, context: dg.AssetExecutionContext, args, kwargs) -> Iterat
         for key in context.partition_keys:
             hour = cast(dg.AssetExecutionContext, HourContext(context, key, state))
             finished = []
+            evaluations: list[dg.AssetCheckEvaluation] = []
             for result in _results(body(hour, *args, **kwargs)):
                 if not isinstance(result, dg.MaterializeResult):
                     raise TypeError(f"{context.op_def.name}: unexpected result {type(result)}")
@@ -179,7 +182,7 @@ def _over_range(body, context: dg.AssetExecutionContext, args, kwargs) -> Iterat
                     )
                     spec = specs.get((target, check.check_name))
                     blocking = bool(spec and spec.blocking)
-                    context.log_event(
+                    evaluations.append(
                         dg.AssetCheckEvaluation(
                             asset_key=target,
                             check_name=str(check.check_name),
@@ -197,6 +200,7 @@ def _over_range(body, context: dg.AssetExecutionContext, args, kwargs) -> Iterat
                         and check.severity == dg.AssetCheckSeverity.ERROR
                     ):
                         blocked.append(f"{key} {target.to_user_string()}.{check.check_name}")
+            log_check_evaluations(context, evaluations)
             done += finished
     except Exception:
         # The hours before the failing one were written: record them, as their own runs would.
