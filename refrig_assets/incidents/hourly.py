@@ -79,7 +79,14 @@ def with_dropout_sensors(
         return quality
     known = set(load_contract("device_features").column_names)
     sensors = fleet_sensor_columns(load_contract("sensor_readings"))
-    means = [f"{c.name}_mean" for c in sensors if f"{c.name}_mean" in known]
+    # Columns the frame already holds (the current and evaporator means) are not read again.
+    means = [
+        f"{c.name}_mean"
+        for c in sensors
+        if f"{c.name}_mean" in known and f"{c.name}_mean" not in quality
+    ]
+    if not means:
+        return quality
     extra = store.read_many(
         "device_features",
         keys,
@@ -88,9 +95,8 @@ def with_dropout_sensors(
     )
     if extra.empty:
         return quality
-    extra["window_start"] = pd.to_datetime(extra["window_start"], utc=True)
-    out = quality.assign(window_start=pd.to_datetime(quality["window_start"], utc=True))
-    return out.merge(extra, on=["device_id", "window_start"], how="left")
+    extra["window_start"] = extra["window_start"].astype(quality["window_start"].dtype)
+    return quality.merge(extra, on=["device_id", "window_start"], how="left")
 
 
 def _read(

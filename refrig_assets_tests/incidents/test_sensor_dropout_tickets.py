@@ -10,9 +10,13 @@ import pytest
 from support.fleet_world import START, simulated_fleet
 from support.incident_world import CAUSES, alert, alerts, diagnoses, diagnosis, feature_window
 
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.fleet_sensors import fleet_sensor_columns
+from refrig_assets.core.storage import ParquetStore
 from refrig_assets.incidents.baselines import build_baselines
 from refrig_assets.incidents.build import build_incidents
 from refrig_assets.incidents.causes import diagnose
+from refrig_assets.incidents.hourly import quality_columns, with_dropout_sensors
 from refrig_assets.incidents.policy import incident_policy
 from refrig_assets.incidents.signatures import load_signatures
 
@@ -141,3 +145,29 @@ def test_alerts_explained_by_a_stuck_sensor_and_its_ticket_are_one_incident():
         "sensor_fault",
         4,
     ]
+
+
+def test_the_hourly_step_adds_the_silent_sensors_means_and_keeps_its_own_columns(tmp_path):
+    store = ParquetStore(tmp_path)
+    key = "2026-01-01-00:00"
+    # Every sensor's mean, as device_features holds them; D1's pressure_high_side is silent.
+    every_mean = {
+        f"{c.name}_mean": 1.0 for c in fleet_sensor_columns(load_contract("sensor_readings"))
+    }
+    features = pd.DataFrame(
+        flagged_windows(
+            "D1",
+            "SENSOR_DROPOUT",
+            **{**every_mean, "pressure_high_side_mean": None, "temperature_condenser_mean": 30.0},
+        )
+        + [{**every_mean, **feature_window("D2", i)} for i in range(4)]
+    ).assign(compressor_idle_longest_minutes=0.0)
+    store.write("device_features", key, features)
+    quality = store.read("device_features", key, quality_columns(incident_policy()))
+
+    out = with_dropout_sensors(store, quality, [key])
+
+    # The current and evaporator means the site events and severity use stay as they were.
+    pd.testing.assert_frame_equal(out[quality.columns], quality)
+    assert out.loc[out["device_id"].eq("D1"), "pressure_high_side_mean"].isna().all()
+    assert out.loc[out["device_id"].eq("D1"), "temperature_condenser_mean"].eq(30.0).all()
