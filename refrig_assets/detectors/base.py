@@ -48,6 +48,15 @@ OUTPUT_COLUMNS = [
 ]
 
 
+# What the output takes from the scored rows.
+OUTPUT_ROW_COLUMNS = (
+    "device_id",
+    "window_start",
+    "window_end",
+    "quality_mask",
+    "sensor_completeness",
+)
+
 # What every scored row carries besides the model's input columns.
 META_COLUMNS = [
     "device_id",
@@ -121,12 +130,18 @@ def _in_order(frame: pd.DataFrame) -> bool:
     return bool(np.all(later | (same & (ticks[1:] >= ticks[:-1]))))
 
 
-def sorted_rows(frame: pd.DataFrame) -> pd.DataFrame:
+def sorted_rows(frame: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
     """``frame`` sorted by device and window start (stable), with a fresh index. Rows already
-    in that order (a service's requests, the batch path's partitions) are not sorted again."""
+    in that order (a service's requests, the batch path's partitions) are not sorted again.
+    ``copy=False`` (a frame the caller owns): rows already in order keep their arrays, only
+    the index is new; a partition's copy would merge every column into one block first."""
     if len(frame) > 1 and not _in_order(frame):
         frame = frame.sort_values(["device_id", "window_start"], kind="stable")
-    return frame.reset_index(drop=True)
+    if copy:
+        return frame.reset_index(drop=True)
+    frame = frame.copy(deep=False)
+    frame.index = pd.RangeIndex(len(frame))
+    return frame
 
 
 class Detector(ABC):
@@ -315,7 +330,7 @@ class Detector(ABC):
             needed = features["window_start"] >= pd.Timestamp(since) - self.lookback
             if not needed.all():
                 features = features[needed]
-        frame = sorted_rows(self.rows(self.prepare(features)))
+        frame = sorted_rows(self.rows(self.prepare(features)), copy=False)  # rows of its own
         if frame.empty:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in OUTPUT_COLUMNS})
         raw, contrib, templates = self.raw_scores(frame)
@@ -325,7 +340,12 @@ class Detector(ABC):
             if since is None
             else (frame["window_start"] >= pd.Timestamp(since)).to_numpy()
         )
-        frame, score, contrib = frame[keep].reset_index(drop=True), score[keep], contrib[keep]
+        # Only the columns the output carries are kept (a selection of every column would copy
+        # the whole prepared frame, most often to keep all of its rows).
+        frame = frame[[*OUTPUT_ROW_COLUMNS]]
+        if not keep.all():
+            frame, score, contrib = frame[keep], score[keep], contrib[keep]
+        frame = frame.reset_index(drop=True)
         top_k = int(self.config.setting("top_contributors"))
         tops, details = self._contributors(contrib, templates, top_k)
         penalty = float(self.config.setting("confidence_flag_penalty"))

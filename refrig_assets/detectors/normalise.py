@@ -50,6 +50,19 @@ def robust_scale(values: np.ndarray, floor: np.ndarray | float = 1e-6) -> np.nda
     return np.maximum(spread, floor)
 
 
+def _float_columns(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """``np.array(frame[columns], dtype=float)`` (column-major, as pandas builds it), filled
+    column by column: selecting the columns first would copy and merge them once more."""
+    if not frame.columns.is_unique or not all(
+        isinstance(frame[c].dtype, np.dtype) for c in columns
+    ):
+        return np.array(frame[columns], dtype=float)
+    out = np.empty((len(frame), len(columns)), order="F")
+    for j, column in enumerate(columns):
+        out[:, j] = frame[column].to_numpy()
+    return out
+
+
 class CohortScaler:
     """Scale each feature by its cohort's median and robust spread; unknown cohorts use the fleet."""
 
@@ -126,22 +139,30 @@ class DeviceBaseline:
             )
         return self
 
+    def positions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each row's device among those with their own baseline (-1: none)."""
+        return self.device_center.index.get_indexer(frame["device_id"].to_numpy())
+
     def known(self, frame: pd.DataFrame) -> np.ndarray:
         """True for rows whose device has its own baseline."""
-        return self.device_center.index.get_indexer(frame["device_id"].to_numpy()) >= 0
+        return self.positions(frame) >= 0
 
     def transform(
-        self, frame: pd.DataFrame, as_new: bool = False, in_sample: bool = False
+        self,
+        frame: pd.DataFrame,
+        as_new: bool = False,
+        in_sample: bool = False,
+        at: np.ndarray | None = None,
     ) -> np.ndarray:
         """Residuals in units of the cohort's within-device spread (NaN where a value is
         missing). Devices without their own baseline — or every device with ``as_new`` — are
         centred on their cohort. ``in_sample``: the rows are the training rows the baselines
         came from; their residuals are widened to what a new window would show
-        (:func:`out_of_sample_factor`)."""
+        (:func:`out_of_sample_factor`). ``at``: the rows' :meth:`positions`, when known."""
         # One rows x features array, changed in place: on a day of a large fleet each extra
         # temporary of this size costs more than the arithmetic.
-        residual = np.array(frame[self.columns], dtype=float)
-        at = self.device_center.index.get_indexer(frame["device_id"].to_numpy())
+        residual = _float_columns(frame, self.columns)
+        at = self.positions(frame) if at is None else at
         new = np.ones(len(frame), dtype=bool) if as_new else at < 0
         codes, cohorts = pd.factorize(frame["cohort"].to_numpy())
         if len(self.device_center):
@@ -168,6 +189,22 @@ class DeviceBaseline:
         else:
             residual /= scale[codes]
         return np.clip(residual, -CLIP, CLIP, out=residual)
+
+
+def _blocks(groups: np.ndarray, pattern: np.ndarray):
+    """(group, pattern, rows) for every group and pattern of missing values that occurs: the
+    rows' positions in ascending order (each row in exactly one block), by group as
+    ``pd.unique`` orders them, then by pattern. One sort per group instead of a pass over
+    every row per block."""
+    for g in pd.unique(groups):
+        members = np.flatnonzero(groups == g)
+        if not len(members):
+            continue
+        keys = pattern[members]
+        order = np.argsort(keys, kind="stable")  # ties keep their ascending positions
+        bounds = np.flatnonzero(np.diff(keys[order])) + 1
+        for part in np.split(order, bounds):
+            yield g, int(keys[part[0]]), members[part]
 
 
 class ConditionalGaussian:
@@ -230,31 +267,26 @@ class ConditionalGaussian:
         weights = 1 << np.arange(k, dtype=np.int64)
         pattern = observed @ weights
         is_context = np.arange(k) >= n_scored
-        for g in pd.unique(groups):
-            in_group = groups == g
+        for g, key, rows in _blocks(groups, pattern):
             cov = self.cov.get(g, self.fleet_cov)
-            for key in np.unique(pattern[in_group]):
-                rows = in_group & (pattern == key)
-                obs = (int(key) & weights) > 0
-                dof = int((obs & ~is_context).sum())
-                if dof == 0:
-                    continue
-                zo = np.nan_to_num(z[np.ix_(rows, obs)])
-                precision = np.linalg.inv(cov[np.ix_(obs, obs)])
-                w = zo @ precision
-                block = np.zeros((int(rows.sum()), k))
-                block[:, obs] = w / np.sqrt(np.diag(precision))
-                out[rows] = block
-                if not joint:
-                    continue
-                d2 = np.einsum("ij,ij->i", w, zo)
-                ctx = is_context[obs]
-                if ctx.any():
-                    zc = zo[:, ctx]
-                    d2 = d2 - np.einsum(
-                        "ij,ij->i", zc @ np.linalg.inv(cov[np.ix_(obs, obs)][np.ix_(ctx, ctx)]), zc
-                    )
-                surprise[rows] = -chi2.logsf(np.maximum(d2, 0.0), dof) / np.log(10)
+            obs = (key & weights) > 0
+            dof = int((obs & ~is_context).sum())
+            if dof == 0:
+                continue
+            zo = np.nan_to_num(z[np.ix_(rows, obs)])
+            precision = np.linalg.inv(cov[np.ix_(obs, obs)])
+            w = zo @ precision
+            out[np.ix_(rows, obs)] = w / np.sqrt(np.diag(precision))  # the rest stays 0
+            if not joint:
+                continue
+            d2 = np.einsum("ij,ij->i", w, zo)
+            ctx = is_context[obs]
+            if ctx.any():
+                zc = zo[:, ctx]
+                d2 = d2 - np.einsum(
+                    "ij,ij->i", zc @ np.linalg.inv(cov[np.ix_(obs, obs)][np.ix_(ctx, ctx)]), zc
+                )
+            surprise[rows] = -chi2.logsf(np.maximum(d2, 0.0), dof) / np.log(10)
         return np.clip(out, -CLIP, CLIP), surprise
 
     def context_adjusted(self, z: np.ndarray, groups: np.ndarray, n_scored: int) -> np.ndarray:
@@ -268,19 +300,16 @@ class ConditionalGaussian:
         weights = 1 << np.arange(k - n_scored, dtype=np.int64)
         pattern = ctx_obs @ weights
         s = np.arange(n_scored)
-        for g in pd.unique(groups):
-            in_group = groups == g
+        for g, key, rows in _blocks(groups, pattern):
             cov = self.cov.get(g, self.fleet_cov)
-            for key in np.unique(pattern[in_group]):
-                c = n_scored + np.flatnonzero((int(key) & weights) > 0)
-                if not len(c):
-                    continue
-                rows = in_group & (pattern == key)
-                beta = np.linalg.solve(cov[np.ix_(c, c)], cov[np.ix_(c, s)])
-                resid_var = np.diag(cov[np.ix_(s, s)] - cov[np.ix_(s, c)] @ beta)
-                out[rows] = (z[np.ix_(rows, s)] - z[np.ix_(rows, c)] @ beta) / np.sqrt(
-                    np.maximum(resid_var, 1e-6)
-                )
+            c = n_scored + np.flatnonzero((key & weights) > 0)
+            if not len(c):
+                continue
+            beta = np.linalg.solve(cov[np.ix_(c, c)], cov[np.ix_(c, s)])
+            resid_var = np.diag(cov[np.ix_(s, s)] - cov[np.ix_(s, c)] @ beta)
+            out[rows] = (z[np.ix_(rows, s)] - z[np.ix_(rows, c)] @ beta) / np.sqrt(
+                np.maximum(resid_var, 1e-6)
+            )
         return np.clip(out, -CLIP, CLIP)
 
 
@@ -304,9 +333,10 @@ class DeviceResiduals:
         return self
 
     def _parts(self, frame: pd.DataFrame, in_sample: bool):
-        known = self.baseline.known(frame)
+        at = self.baseline.positions(frame)
+        known = at >= 0
         cohorts = frame["cohort"].to_numpy()
-        z = self.baseline.transform(frame, in_sample=in_sample)  # new devices: cohort-centred
+        z = self.baseline.transform(frame, in_sample=in_sample, at=at)  # new: cohort-centred
         if known.all():  # the usual case: no copy of the rows
             yield slice(None), self.own, z, cohorts
             return
