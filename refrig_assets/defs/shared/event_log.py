@@ -9,7 +9,8 @@ the backfill's time.
 :class:`BatchedSqliteEventLogStorage` is Dagster's ``SqliteEventLogStorage`` with two changes:
 
 - one engine per database file, kept (still ``NullPool``: every use opens its own SQLite
-  connection, as before, so other processes reading the same files see every commit);
+  connection, as before, so other processes reading the same files see every commit), and the
+  index's tables and columns remembered once found (Dagster looks them up for every event);
 - ``store_event_batch`` (what Dagster calls with ``DAGSTER_EVENT_BATCH_SIZE`` set for the
   materializations of a ranged output and the planned events of a run, and what
   :func:`log_check_evaluations` uses for the check results of an hour of a ranged step) writes
@@ -68,6 +69,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: dict[str, Engine] = {}
+        self._found: set[tuple[str, str]] = set()  # (table, column or "") seen in the index
         self._open = threading.local()  # the connections this thread has open, by file
         super().__init__(base_dir, inst_data)
 
@@ -110,6 +112,19 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                         yield conn
                     finally:
                         del opened[shard]
+
+    def has_table(self, table_name: str) -> bool:
+        # Only a table found is remembered: a migration may add one, none removes one.
+        if (table_name, "") not in self._found and super().has_table(table_name):
+            self._found.add((table_name, ""))
+        return (table_name, "") in self._found
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        if ("asset_keys", column_name) not in self._found and (
+            super()._has_asset_key_col_on_connection(conn, column_name)
+        ):
+            self._found.add(("asset_keys", column_name))
+        return ("asset_keys", column_name) in self._found
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """Store ``events`` as ``store_event`` would one by one, in one transaction per file."""
