@@ -77,20 +77,27 @@ class PrincipalSubspace:
 
     def statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(T², Q, centred rows, prediction errors) of rows ``x``."""
+        t2, q, centred, errors, _ = self._statistics(x)
+        return t2, q, centred, errors
+
+    def _statistics(
+        self, x: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`statistics` and the rows' coordinates on the components."""
         centred = x - self.mean
         scores = centred @ self.components
         t2 = (scores**2 / self.eigenvalues).sum(axis=1)
         errors = centred - scores @ self.components.T
         q = (errors**2).sum(axis=1) if self.q_limit > 0 else np.zeros(len(x))
-        return t2, q, centred, errors
+        return t2, q, centred, errors, scores
 
     def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw score ``T²/T²_limit + Q/Q_limit`` per row and each feature's signed share of it
         in percent (the sign: above or below the baseline)."""
-        t2, q, centred, errors = self.statistics(x)
+        t2, q, centred, errors, scores = self._statistics(x)
         raw = t2 / self.t2_limit
         # T² splits exactly over the features as centred_j · (P Λ⁻¹ Pᵀ centred)_j.
-        whitened = ((centred @ self.components) / self.eigenvalues) @ self.components.T
+        whitened = (scores / self.eigenvalues) @ self.components.T
         part = centred * whitened / self.t2_limit
         if self.q_limit > 0:
             raw = raw + q / self.q_limit
