@@ -287,6 +287,36 @@ def _join_sensor_tickets(signals: pd.DataFrame, kinds: pd.Series, policy: Incide
         signals.loc[hit, "track"] = f"{SENSOR_TRACK}:{flag}"
 
 
+def _join_flagged_windows(
+    signals: pd.DataFrame, quality: pd.DataFrame | None, policy: IncidentPolicy
+) -> None:
+    """Alerts without a known cause in a window whose device carries a sensor-health flag go
+    on that flag's ticket track (in place): a sensor that cannot be read is the better
+    explanation of what the detectors saw, so it is one maintenance ticket from the start, not
+    a second, unknown-cause incident. Silent windows are a communications ticket, not these."""
+    unknown = signals["cause"].eq(UNKNOWN) & signals["track"].eq(DEVICE_TRACK)
+    if quality is None or quality.empty or not unknown.any():
+        return
+    q = quality[["device_id", "window_start"]].assign(
+        device_id=quality["device_id"].astype(str), window_start=_utc(quality["window_start"])
+    )
+    bits = _flag_bits(quality, policy.sensor_tickets.flags)
+    track = pd.Series(None, index=q.index, dtype=object)
+    for flag in reversed(policy.sensor_tickets.flags):  # the first flag listed wins
+        track = track.where(~bits[flag], f"{SENSOR_TRACK}:{flag}")
+    track = track.where(~_silent(quality, policy))
+    flagged = q.assign(flag_track=track.to_numpy()).dropna(subset=["flag_track"])
+    if flagged.empty:
+        return
+    flagged = flagged.drop_duplicates(["device_id", "window_start"], keep="last")
+    found = (
+        signals.loc[unknown, ["device_id", "window_start"]]
+        .reset_index()
+        .merge(flagged, on=["device_id", "window_start"], how="inner")
+    )
+    signals.loc[found["index"].to_numpy(), "track"] = found["flag_track"].to_numpy()
+
+
 def _silent_sensors(quality: pd.DataFrame, reporting: np.ndarray) -> pd.Series:
     """Per device: the fleet's sensors (``REFRIG_SENSORS``; a sensor the fleet never reports is
     never silent) without a single value in one of its windows of ``quality`` while the device
@@ -827,6 +857,7 @@ def build_incidents(
     kinds = device_signals["cause"].map(causes.kind)
     device_signals["track"] = np.where(kinds.eq("sensor"), SENSOR_TRACK, DEVICE_TRACK)
     _join_sensor_tickets(device_signals, kinds, policy)
+    _join_flagged_windows(device_signals, quality, policy)
     _silence_refrigeration(device_signals, quality, policy)
     device_signals["evaporator"] = _evaporator(
         device_signals, quality, policy.severity.evaporator_feature

@@ -230,7 +230,8 @@ class IncidentStore:
                 existing[row["incident_id"]] = dict(row)
         columns = [*self.contract.column_names, "track"]
         records = _records(inc, columns)
-        counts["evidence_linked"] = self._link(conn, build.evidence, now)
+        moved_to: dict[str, set[str]] = {}
+        counts["evidence_linked"] = self._link(conn, build.evidence, now, moved_to)
         tallies = self._tally(conn, ids)
         for r in records:
             r["evidence_count"], r["alert_count"] = tallies.get(r["incident_id"], (0, 0))
@@ -274,6 +275,8 @@ class IncidentStore:
                     counts["closed"] += 1
                 counts["opened"] += 1
                 continue
+            if r["evidence_count"] == 0:
+                self._superseded(r, old, moved_to.get(r["incident_id"], set()))
             change = self._refresh(r, old, now, ranks, audit, counts)
             if change:
                 updates.append(change)
@@ -291,6 +294,16 @@ class IncidentStore:
             conn.execute(self.transitions.insert(), audit)
         return counts
 
+    @staticmethod
+    def _superseded(r: dict[str, Any], old: dict[str, Any], moved_to: set[str]) -> None:
+        """A stored incident left without evidence (its alerts regrouped into another incident,
+        e.g. the sensor ticket that explains them) is superseded (in place): kept, linked to the
+        incident that took its evidence like an inhibited one, never paged; :meth:`_refresh`
+        closes it if it was live."""
+        r["inhibited"] = True
+        r["parent_incident_id"] = min(moved_to) if moved_to else old["parent_incident_id"]
+        r["superseded"] = True
+
     def _refresh(
         self,
         r: dict[str, Any],
@@ -302,6 +315,7 @@ class IncidentStore:
     ) -> dict[str, Any] | None:
         """Update values of a known incident: build fields, with the lifecycle rules."""
         key = r["incident_id"]
+        superseded = bool(r.pop("superseded", False))
         values = {
             c: r[c] for c in r if c not in ("incident_id", "status", "closed_at", "reopen_count")
         }
@@ -324,7 +338,17 @@ class IncidentStore:
             values["sla_deadline"] = min(old["sla_deadline"], deadline)
         values["reopen_count"] = max(int(old["reopen_count"]), int(r["reopen_count"]))
         status, closed_at = old["status"], old["closed_at"]
-        if old["status"] in _LIVE and old["closed_at"] is None and r["status"] == RESOLVED:
+        if superseded and old["status"] in _LIVE and old["closed_at"] is None:
+            status, closed_at = RESOLVED, r["closed_at"] or r["last_window_end"]
+            values.update(resolved_by=SYSTEM_ACTOR, resolved_at=now)
+            note = f"superseded by {r['parent_incident_id']}: its evidence moved there"
+            audit.append(
+                self._audit(key, "superseded", old["status"], RESOLVED, SYSTEM_ACTOR, now, note)
+            )
+            counts["closed"] += 1
+        elif superseded:
+            pass  # closed already; its evidence is elsewhere, so it is not reopened
+        elif old["status"] in _LIVE and old["closed_at"] is None and r["status"] == RESOLVED:
             status, closed_at = RESOLVED, r["closed_at"]
             values.update(resolved_by=SYSTEM_ACTOR, resolved_at=now)
             audit.append(
@@ -370,8 +394,15 @@ class IncidentStore:
         values.update(incident_id=key, updated_at=now)
         return values
 
-    def _link(self, conn: Connection, evidence: pd.DataFrame, now: datetime) -> int:
-        """Insert new evidence links, move links whose incident changed; returns how many."""
+    def _link(
+        self,
+        conn: Connection,
+        evidence: pd.DataFrame,
+        now: datetime,
+        moved_to: dict[str, set[str]] | None = None,
+    ) -> int:
+        """Insert new evidence links, move links whose incident changed (noting in ``moved_to``
+        which incidents each losing incident's evidence went to); returns how many."""
         if evidence.empty:
             return 0
         e = self.evidence_table
@@ -395,6 +426,11 @@ class IncidentStore:
             if r["evidence_id"] in known
             and known[r["evidence_id"]] != (r["incident_id"], r["repeat"])
         ]
+        if moved_to is not None:
+            for r in moved:
+                old_incident = known[r["_id"]][0]
+                if old_incident != r["incident_id"]:
+                    moved_to.setdefault(old_incident, set()).add(r["incident_id"])
         if new:
             conn.execute(e.insert(), new)
         if moved:
