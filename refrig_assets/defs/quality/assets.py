@@ -76,7 +76,7 @@ def clean_readings(context: dg.AssetExecutionContext, refrig: RefrigResource):
     Data-quality metrics (flag rates overall and per sensor, completeness, quarantine counts)
     are recorded as metadata so the UI plots them across partitions.
     """
-    refrig.warm_up_scoring()  # while DuckDB checks the hour (once per process)
+    refrig.warm_up_scoring(context)  # while DuckDB checks the hour (once per process)
     key = context.partition_key
     contract = load_contract("sensor_readings")
     clean_contract = load_contract("clean_readings")

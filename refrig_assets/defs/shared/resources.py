@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from refrig_assets.alerts.store import AlertStore
+    from refrig_assets.core.model_config import ModelConfig
     from refrig_assets.training.registry import ModelRegistry
 
 _warm_lock = threading.Lock()
@@ -60,13 +61,17 @@ class RefrigResource(dg.ConfigurableResource):
         """``duckdb`` (embedded, default) or ``spark``, from ``REFRIG_ENGINE``."""
         return configured_engine()
 
-    def warm_up_scoring(self) -> None:
+    def warm_up_scoring(self, context: dg.AssetExecutionContext | None = None) -> None:
         """Import what the hourly score assets need (MLflow, the hourly detectors' modules) in a
         background thread, once per process (no store is opened: that stays with its user).
 
-        Ingestion and quality spend their time in DuckDB, which releases the GIL: the imports
-        (about 2 s) run there instead of at the start of scoring. Any failure here is left for
-        the score assets to meet and report."""
+        Quality spends its time in DuckDB, which releases the GIL: the imports (about 1 CPU-s)
+        run there instead of at the start of scoring. Given the step's ``context``, only a run
+        that goes on to an hourly score asset warms up (a run of quality alone, or a backfill
+        of readings, would pay for imports it never uses). Any failure here is left for the
+        score assets to meet and report."""
+        if context is not None and not self._run_scores(context):
+            return
         global _warming
         with _warm_lock:
             if _warming is not None:
@@ -74,16 +79,34 @@ class RefrigResource(dg.ConfigurableResource):
             _warming = threading.Thread(target=self._warm, name="warm-up-scoring", daemon=True)
         _warming.start()
 
-    def _warm(self) -> None:
+    def _hourly_models(self) -> list["ModelConfig"]:
         from refrig_assets.core.model_config import all_model_ids, load_model_config
+
+        configs = [
+            load_model_config(m, self.settings.models_dir)
+            for m in all_model_ids(self.settings.models_dir)
+        ]
+        return [c for c in configs if c.schedule == "hourly"]
+
+    def _run_scores(self, context: dg.AssetExecutionContext) -> bool:
+        """Whether the step's run materializes an hourly score asset (a run without an asset
+        selection runs its whole job, which does)."""
+        selection = context.run.asset_selection
+        if selection is None:
+            return True
+        try:
+            names = {f"{c.model_id}_scores" for c in self._hourly_models()}
+        except Exception:  # noqa: BLE001 - an unreadable models/ file is the score assets' to report
+            return True
+        return any(key.path[-1] in names for key in selection)
+
+    def _warm(self) -> None:
         from refrig_assets.lifecycle.retraining_policy import detector_module_file
 
         try:
-            for model_id in all_model_ids(self.settings.models_dir):
-                config = load_model_config(model_id, self.settings.models_dir)
-                if config.schedule == "hourly":
-                    module = detector_module_file(config).removesuffix(".py").replace("/", ".")
-                    importlib.import_module(f"refrig_assets.{module}")
+            for config in self._hourly_models():
+                module = detector_module_file(config).removesuffix(".py").replace("/", ".")
+                importlib.import_module(f"refrig_assets.{module}")
             importlib.import_module("refrig_assets.training.registry")  # MLflow
         except Exception:  # noqa: BLE001 - scoring imports again and reports the error itself
             pass
