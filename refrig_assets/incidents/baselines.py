@@ -14,7 +14,10 @@ These are the same robust statistics the statistical_baseline detector keeps for
 features (``detectors/normalise.DeviceBaseline``), computed here for the cause features, which
 are not model inputs (starts per hour, door streaks, reading counts, idle current, ...), and
 without waiting for a training run. ``defrost_interval_hours`` is the median time between the
-device's defrosts (with at least ``derived.defrost.min_defrosts`` of them).
+device's defrosts (with at least ``derived.defrost.min_defrosts`` of them); its cohort and fleet
+values are the median gap over all their devices' gaps, the open ones (no defrost yet, or not
+again) counted as at least as long as seen (Kaplan-Meier), not the median over the devices that
+already defrosted often enough, which early in a history are those with the shortest interval.
 
 The result is one wide frame: ``scope`` (device | cohort | fleet), ``key`` (device id, cohort
 name, ``*``), ``windows`` and ``center:<feature>`` / ``scale:<feature>`` per feature.
@@ -100,7 +103,8 @@ def build_baselines(history: pd.DataFrame, table: SignatureTable) -> pd.DataFram
     median = grouped.median()
     enough = grouped.count() >= settings["min_device_windows"]
     median = median.where(enough)
-    median[DEFROST_INTERVAL] = _defrost_interval(history, devices, table).reindex(median.index)
+    own_interval, gaps = _defrost_interval(history, devices, table)
+    median[DEFROST_INTERVAL] = own_interval.reindex(median.index)
     device_cohort = cohort.groupby(devices).first().reindex(median.index)
     residual = values.to_numpy() - median.reindex(devices).to_numpy()
     fleet_scale = _mad(residual)
@@ -118,13 +122,23 @@ def build_baselines(history: pd.DataFrame, table: SignatureTable) -> pd.DataFram
     cohort_center = median.groupby(device_cohort.to_numpy()).median()
     contributors = median.notna().groupby(device_cohort.to_numpy()).sum()
     cohort_center = cohort_center.where(contributors >= settings["min_cohort_devices"])
+    # The usual interval of a cohort counts the devices without enough defrosts yet too.
+    gap_cohort = device_cohort.reindex(gaps["device"]).to_numpy()
+    pooled = {c: _median_gap(gaps[gap_cohort == c]) for c in cohort_center.index}
+    members = device_cohort.value_counts()
+    cohort_center[DEFROST_INTERVAL] = [
+        pooled[c] if members.get(c, 0) >= settings["min_cohort_devices"] else np.nan
+        for c in cohort_center.index
+    ]
+    fleet_center = median.median()
+    fleet_center[DEFROST_INTERVAL] = _median_gap(gaps)
     counts = grouped.size()
 
     # Spread between the devices of a cohort (of the fleet): a device judged against its cohort
     # is judged within it, not within one device's swing.
     offsets = median.to_numpy() - cohort_center.reindex(device_cohort.to_numpy()).to_numpy()
     between = {c: _mad(offsets[(device_cohort == c).to_numpy()]) for c in cohort_center.index}
-    fleet_between = _mad(median.to_numpy() - median.median().to_numpy())
+    fleet_between = _mad(median.to_numpy() - fleet_center.to_numpy())
 
     def block(
         scope: str, keys, centers: np.ndarray, scales: np.ndarray, windows, spread=None
@@ -151,7 +165,7 @@ def build_baselines(history: pd.DataFrame, table: SignatureTable) -> pd.DataFram
         block(
             "fleet",
             [FLEET],
-            median.median().to_numpy()[None, :],
+            fleet_center.to_numpy()[None, :],
             fleet_scale[None, :],
             [len(median)],
             fleet_between[None, :],
@@ -173,16 +187,39 @@ def _mad(residual: np.ndarray) -> np.ndarray:
             return np.nanmedian(np.abs(residual), axis=0) * MAD_TO_SIGMA
 
 
+def _median_gap(gaps: pd.DataFrame) -> float:
+    """The median of defrost gaps (hours) some of which are open (``seen``: False, at least
+    that long): the Kaplan-Meier median, NaN while the gaps seen cannot place it. A device that
+    has not defrosted (again) yet is counted, not left out: leaving it out would make the
+    devices that defrost most often the measure of every device in a short history."""
+    seen = gaps["seen"].to_numpy(dtype=bool)
+    if not seen.any():
+        return float("nan")
+    hours = np.sort(gaps["hours"].to_numpy(dtype=float))
+    times, ended = np.unique(gaps["hours"].to_numpy(dtype=float)[seen], return_counts=True)
+    at_risk = len(hours) - np.searchsorted(hours, times, side="left")
+    survival = np.cumprod(1.0 - ended / at_risk)
+    below = np.flatnonzero(survival <= 0.5)
+    return float(times[below[0]]) if len(below) else float("nan")
+
+
 def _defrost_interval(
     history: pd.DataFrame, devices: np.ndarray, table: SignatureTable
-) -> pd.Series:
+) -> tuple[pd.Series, pd.DataFrame]:
     """Each device's usual defrost interval: the median time between the starts of its
     defrosts (NaN with fewer than ``derived.defrost.min_defrosts``). A defrost is a run of
     windows with defrost minutes; windows of one defrost (or a coil flickering around the
     defrost threshold) count once. The median of the gaps, unlike hours / defrosts, is not
-    biased by a history that is no multiple of the interval, nor by one odd gap."""
+    biased by a history that is no multiple of the interval, nor by one odd gap.
+
+    Also every device's gaps (``device``, ``hours``, ``seen``) for the cohort's interval: the
+    gaps between its defrosts, and the open ones at the ends of its history (from its first
+    window to its first defrost, from its last defrost to its last window; its whole history
+    without a defrost), which are at least as long as seen."""
+    unique = pd.unique(devices)
     if DEFROST_MINUTES not in history:
-        return pd.Series(np.nan, index=pd.unique(devices))
+        empty = pd.DataFrame({"device": [], "hours": [], "seen": []})
+        return pd.Series(np.nan, index=unique), empty.astype({"seen": bool})
     frame = pd.DataFrame(
         {
             "device": devices,
@@ -201,7 +238,20 @@ def _defrost_interval(
     count = events.groupby("device").size()
     interval = gaps.groupby(events["device"]).median()
     enough = count.reindex(interval.index) >= table.derived["defrost"]["min_defrosts"]
-    return interval.where(enough).reindex(pd.unique(devices)).astype(float)
+    span = frame.groupby("device").agg(first=("start", "min"), last=("end", "max"))
+    firsts = events.groupby("device")["start"].agg(["min", "max"]).reindex(span.index)
+    lead = (firsts["min"] - span["first"]).dropna()
+    tail = (span["last"] - firsts["max"]).where(firsts["max"].notna(), span["last"] - span["first"])
+    gaps = pd.concat(
+        [
+            pd.DataFrame({"device": events["device"], "hours": gaps, "seen": True}).dropna(),
+            pd.DataFrame({"device": lead.index, "hours": lead / 3.6e12, "seen": False}),
+            pd.DataFrame({"device": tail.index, "hours": tail / 3.6e12, "seen": False}),
+        ],
+        ignore_index=True,
+    )
+    gaps = gaps[gaps["seen"] | (gaps["hours"] > 0)]
+    return interval.where(enough).reindex(unique).astype(float), gaps
 
 
 class IndexedBaselines:
