@@ -191,6 +191,8 @@ def incident_lines(keys: list[str], store, labels_path) -> list[str]:
     if found.empty:
         return ["incidents: none"]
     inhibited = found["inhibited"].fillna(False).astype(bool)
+    # inhibited without evidence: superseded (its evidence moved to the incident that explains it)
+    superseded = inhibited & found["evidence_count"].fillna(0).eq(0)
     shown = found[~inhibited]
     by_sev = shown["severity"].value_counts()
     order = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]
@@ -199,7 +201,12 @@ def incident_lines(keys: list[str], store, labels_path) -> list[str]:
     lines = [
         f"incidents (as the console lists them): {len(shown)}  ("
         + ", ".join(f"{sev} {int(by_sev.get(sev, 0))}" for sev in order)
-        + f"; {kinds}; {int(inhibited.sum())} more inhibited by a site incident)",
+        + f"; {kinds}; {int((inhibited & ~superseded).sum())} more inhibited by a site incident"
+        + (
+            f", {int(superseded.sum())} superseded by another incident)"
+            if superseded.any()
+            else ")"
+        ),
         f"  probable causes: {causes}",
     ]
     if labels_path.exists():
