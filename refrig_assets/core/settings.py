@@ -44,7 +44,6 @@ def get_settings() -> Settings:
     home = Path(os.environ.get("REFRIG_HOME", PROJECT_ROOT / ".refrig")).resolve()
     landing = Path(os.environ.get("REFRIG_LANDING_DIR", home / "landing")).resolve()
     mlflow_dir = home / "mlflow"
-    cadence = os.environ.get("REFRIG_CADENCE_SECONDS")
     return Settings(
         home=home,
         landing_dir=landing,
@@ -60,9 +59,17 @@ def get_settings() -> Settings:
         mlflow_artifacts_dir=mlflow_dir / "artifacts",
         contracts_dir=Path(os.environ.get("REFRIG_CONTRACTS_DIR", CONTRACTS_DIR)),
         models_dir=Path(os.environ.get("REFRIG_MODELS_DIR", MODELS_DIR)),
-        cadence_seconds=int(cadence) if cadence else None,
+        cadence_seconds=cadence_override(),
         partition_start=os.environ.get("REFRIG_PARTITION_START", "2025-01-01-00:00"),
     )
+
+
+def cadence_override() -> int | None:
+    """``REFRIG_CADENCE_SECONDS`` (the fleet's cadence set by hand), read now; None if unset.
+    :func:`get_settings` carries it too; this reads it without resolving every path (a
+    service request asks for the cadence several times)."""
+    cadence = os.environ.get("REFRIG_CADENCE_SECONDS")
+    return int(cadence) if cadence else None
 
 
 def git_commit() -> str:

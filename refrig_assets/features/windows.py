@@ -39,11 +39,11 @@ HOUR_DIVISORS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)  # window lengths in 
 
 def fleet_cadence_seconds(cadence_seconds: int | None = None) -> int:
     """The fleet's cadence: given, else ``REFRIG_CADENCE_SECONDS``, else the contract's."""
-    from refrig_assets.core.settings import get_settings
+    from refrig_assets.core.settings import cadence_override
 
     return int(
         cadence_seconds
-        or get_settings().cadence_seconds
+        or cadence_override()
         or load_contract("sensor_readings").settings["expected_cadence_seconds"]
     )
 
