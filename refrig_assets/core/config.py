@@ -48,6 +48,16 @@ def config_path(topic: str) -> Path:
     return config_dir() / f"{topic}.yaml"
 
 
+# libyaml's parser where PyYAML was built with it: the same safe constructors (same values and
+# types), parsed ~8x faster — every process reads the contracts and a dozen policy files.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def safe_load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` of ``text``, with the C parser when available."""
+    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """A YAML mapping from ``path`` (errors name the file); a copy the caller may change."""
     try:
@@ -61,7 +71,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 def _parsed(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     """Parsed once per version of the file (policy is read on hot paths, e.g. per alert)."""
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = safe_load_yaml(Path(path).read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
-import yaml
 
+from refrig_assets.core.config import safe_load_yaml
 from refrig_assets.core.settings import CONTRACTS_DIR
 
 PANDAS_DTYPES = {
@@ -200,7 +200,7 @@ def _load(name: str, contracts_dir: Path) -> Contract:
     if not path.exists():
         raise ContractError(f"no contract file {path}")
     text = path.read_text()
-    raw = yaml.safe_load(text)
+    raw = safe_load_yaml(text)
     if raw.get("dataset") != name:
         raise ContractError(f"{path}: dataset is {raw.get('dataset')!r}, expected {name!r}")
     columns: list[ColumnSpec] = []
