@@ -191,12 +191,14 @@ def derive_defrost(features: pd.DataFrame, before: pd.Series) -> tuple[pd.DataFr
     # Rows are grouped by device now: each group is one run [first[k], first[k + 1]).
     first = np.flatnonzero(np.r_[True, d[1:] != d[:-1]]) if len(d) else np.zeros(0, np.int64)
     sizes = np.diff(np.r_[first, len(d)])
-    known = pd.Index(before.index).get_indexer(d[first])
-    before_ns = _ns(before)
+    # The state's own index (its hash table is built once per state, not per call: a service
+    # diagnoses a few devices at a time against the whole fleet's state), and only the times
+    # of the devices at hand.
+    known = before.index.get_indexer(d[first])
     # Devices new to the state: observed from their first window's start.
     previous = np.minimum.reduceat(start, first) if len(d) else np.zeros(0, np.int64)
-    if len(before_ns):
-        previous = np.where(known >= 0, before_ns[np.maximum(known, 0)], previous)
+    if len(before):
+        previous = np.where(known >= 0, _ns(before.iloc[np.maximum(known, 0)]), previous)
     defrosting = _defrosting(frame).to_numpy()[order]
     last = np.maximum(np.repeat(previous, sizes), np.where(defrosting, e, np.iinfo(np.int64).min))
     last = _group_cummax(last, sizes)
