@@ -229,7 +229,9 @@ def _load(name: str, contracts_dir: Path) -> Contract:
 
 def load_contract(name: str, contracts_dir: Path | None = None) -> Contract:
     """Load ``contracts/<name>.yaml`` (cached per directory)."""
-    return _load(name, _resolved(Path(contracts_dir or CONTRACTS_DIR)))
+    directory = contracts_dir or CONTRACTS_DIR
+    # A Path is used as given: building a new one per call parses it again (dozens per request).
+    return _load(name, _resolved(directory if isinstance(directory, Path) else Path(directory)))
 
 
 @cache
