@@ -340,22 +340,26 @@ class Detector(ABC):
             if since is None
             else (frame["window_start"] >= pd.Timestamp(since)).to_numpy()
         )
-        # Only the columns the output carries are kept (a selection of every column would copy
-        # the whole prepared frame, most often to keep all of its rows).
-        frame = frame[[*OUTPUT_ROW_COLUMNS]]
+        # Only the columns the output carries are taken, as arrays (a selection of every column
+        # would copy the whole prepared frame, most often to keep all of its rows; selecting
+        # and re-indexing frames cost a request's few windows more than their arithmetic).
+        rows = None
         if not keep.all():
-            frame, score, contrib = frame[keep], score[keep], contrib[keep]
-        frame = frame.reset_index(drop=True)
+            rows = np.flatnonzero(keep)
+            score, contrib = score[rows], contrib[rows]
+        out = {c: frame[c].array for c in OUTPUT_ROW_COLUMNS}
+        if rows is not None:
+            out = {c: values.take(rows) for c, values in out.items()}
         top_k = int(self.config.setting("top_contributors"))
         tops, details = self._contributors(contrib, templates, top_k)
         penalty = float(self.config.setting("confidence_flag_penalty"))
-        flagged = frame["quality_mask"].to_numpy() != 0
-        confidence = frame["sensor_completeness"].to_numpy() * np.where(flagged, 1 - penalty, 1.0)
+        flagged = out["quality_mask"].to_numpy() != 0
+        confidence = out["sensor_completeness"].to_numpy() * np.where(flagged, 1 - penalty, 1.0)
         return pd.DataFrame(
             {
-                "device_id": frame["device_id"],
-                "window_start": frame["window_start"],
-                "window_end": frame["window_end"],
+                "device_id": out["device_id"],
+                "window_start": out["window_start"],
+                "window_end": out["window_end"],
                 "anomaly_score": score,
                 "anomaly_flag": score >= self.config.flag_threshold,
                 "top_contributors": tops,
