@@ -281,7 +281,7 @@ def score_many(
         except Exception as exc:  # noqa: BLE001 - the scores stand without a diagnosis
             cause_error = f"{type(exc).__name__}: {exc}"
     windows: list[list[dict[str, Any]]] = [[] for _ in requests]
-    for i, record in enumerate(_records(features[list(WINDOW_FIELDS)])):
+    for i, record in enumerate(_records(features, WINDOW_FIELDS)):
         entries = per_window[keys[i]]
         served = [m["model_id"] for m in models_out[owner[i]]]
         window: dict[str, Any] = {
