@@ -173,3 +173,18 @@ def test_only_the_daily_steps_run_on_the_home_of_an_earlier_run(tmp_path):
         run.results[r.name] = r
     assert summary(run)["targets"]["daily_scores_rss_mb"]["met"] is True
     assert "| daily_scores_autoencoder | autoencoder_scores alone" in markdown(run)
+
+
+def test_dagster_runs_are_measured_on_the_instance_refrig_pipeline_run_uses(tmp_path, monkeypatch):
+    """The bench's Dagster runs write their events as ``refrig pipeline run`` does: through the
+    home's instance with the batched SQLite event log, over the same files."""
+    from refrig_assets.defs.shared.event_log import BatchedSqliteEventLogStorage
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "50")
+    instance = steps.pipeline_instance()
+    try:
+        assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+        assert instance.root_directory == str(tmp_path)
+    finally:
+        instance.dispose()

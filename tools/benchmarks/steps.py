@@ -178,6 +178,14 @@ def _definitions():
     return defs, t.wall
 
 
+def pipeline_instance():
+    """The Dagster instance ``refrig pipeline run`` uses: the home's, with its batched SQLite
+    event log (:func:`refrig_assets.defs.shared.event_log.pipeline_instance`)."""
+    from refrig_assets.defs.shared import event_log
+
+    return event_log.pipeline_instance()
+
+
 def _step_durations(result) -> dict[str, float]:
     return {
         e.step_key: round(e.event_specific_data.duration_ms / 1000, 3)
@@ -259,7 +267,7 @@ def dagster_job(a: dict) -> dict:
             missing_ok=True
         )
     defs, import_s = _definitions()
-    instance = dg.DagsterInstance.get()
+    instance = pipeline_instance()
     job = defs.resolve_job_def(a["job"])
     selection = [dg.AssetKey(k) for k in a["assets"]] if a.get("assets") else None
     resources = StepResources(instance)
