@@ -227,7 +227,11 @@ class Detector(ABC):
         for name in self.config.setting("unscored_quality_flags") or []:
             unscored |= flag_bit(name)
         if unscored and "quality_mask" in features.columns:
-            mask = features["quality_mask"].fillna(0).astype("int64").to_numpy()
+            column = features["quality_mask"]
+            if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iu":
+                mask = column.to_numpy().astype("int64")  # no missing value to fill
+            else:
+                mask = column.fillna(0).astype("int64").to_numpy()
             keep &= (mask & unscored) == 0
         return keep
 
