@@ -128,15 +128,23 @@ def chunked(keys: list[str], per_run: int) -> list[list[str]]:
 
 
 def run_hours(
-    defs: dg.Definitions, instance, selection: list[str], runs: list[list[str]], on_hour
+    defs: dg.Definitions,
+    instance,
+    selection: list[str],
+    runs: list[list[str]],
+    on_hour,
+    before=None,
 ) -> list[str]:
     """Run ``selection`` over each list of consecutive hours of ``runs``, one Dagster run each,
     in order. When a run fails, its hours from the first one that not every asset recorded are
     run again one by one, so a bad hour fails alone and is named (hours already recorded are not
     processed twice). ``on_hour(key, success, failed_steps)`` is called for every hour, in order;
-    the failed steps it returns are counted."""
+    the failed steps it returns are counted. ``before(last_hour)``, if given, is called before
+    each run of ``runs``."""
     failures: list[str] = []
     for hours in runs:
+        if before is not None:
+            before(hours[-1])
         success, failed, done = _execute(defs, instance, selection, hours[0], hours[-1])
         if len(hours) == 1 or success:
             for k in hours:
@@ -155,15 +163,13 @@ def may_alert(key: str) -> bool:
     """Whether the alert step could raise or change an alert in this hour: a score of the hour
     flags (alerts come only from flagging windows, see alerts/generation.py), or a streaming or
     fallback alert meets it (reconciled by the batch alerts)."""
-    import pandas as pd
 
     from refrig_assets.alerts.store import AlertStore
     from refrig_assets.core.settings import get_settings
     from refrig_assets.core.storage import ParquetStore
     from refrig_assets.scoring.reads import read_scores_for_hour
 
-    start = pd.Timestamp(datetime.strptime(key, "%Y-%m-%d-%H:%M"), tz="UTC")
-    end = start + pd.Timedelta(hours=1)
+    start, end = _hour_span(key)
     s = get_settings()
     scores = read_scores_for_hour(ParquetStore(s.data_dir), key, start, end)
     if len(scores) and scores["anomaly_flag"].astype(bool).any():
@@ -206,11 +212,18 @@ def prepare_hours(defs: dg.Definitions, instance, keys: list[str], per_run: int,
 
 
 def score_hours(
-    defs: dg.Definitions, instance, keys: list[str], per_run: int, scores: list[str], log
+    defs: dg.Definitions,
+    instance,
+    keys: list[str],
+    per_run: int,
+    scores: list[str],
+    log,
+    stream: "StreamingReplay | None" = None,
 ) -> list[str]:
     """The ``scores`` assets of every hour (runs of ``per_run`` hours), then alerts → incidents
     → status of every hour (:func:`alert_runs`); the failed steps. The alerts run whatever scores
-    exist (what the alerts_despite_failed_scoring sensor does under the daemon)."""
+    exist (what the alerts_despite_failed_scoring sensor does under the daemon). The alerts of
+    ``stream`` enter the store with the hours they meet, before those hours' alert steps."""
     failures: list[str] = []
     score_failures: dict[str, list[str]] = {}
 
@@ -226,7 +239,90 @@ def score_hours(
         log(f"  {k}: scores → incidents {'FAILED ' + ','.join(steps) if steps else 'ok'}")
         return failed
 
-    return failures + run_hours(defs, instance, ALERT_STEPS, alert_runs(keys, per_run), alerted)
+    if stream is None:
+        return failures + run_hours(defs, instance, ALERT_STEPS, alert_runs(keys, per_run), alerted)
+    met = stream.hours_met(keys)
+    runs = alert_runs(keys, per_run, lambda k: k in met or may_alert(k))
+    return failures + run_hours(defs, instance, ALERT_STEPS, runs, alerted, stream.store_through)
+
+
+class StreamingReplay:
+    """The streaming rules over the landing files of a replay, their alerts stored in time order
+    with the hourly steps.
+
+    Under the daemon a streaming alert is stored minutes after its readings, so the batch alerts
+    and incidents of the hours before it never see it. A replay evaluates every landing file at
+    once; storing all its alerts first would fold a 09:47 alert into an incident that the
+    incident steps of 00:00..09:00 already find, and the batch alerts of the same fault from
+    07:30 would open (and page) a second one. So each alert is stored just before the run of the
+    first hour its window meets (:meth:`store_through`), and the rules' state is saved once every
+    alert is stored (:meth:`finish`), as a streaming pass saves it after its alerts."""
+
+    def __init__(self, settings=None, run_id_prefix: str = "cli"):
+        from refrig_assets.alerts.store import AlertStore
+        from refrig_assets.core.settings import get_settings
+        from refrig_assets.streaming.tick import TickReport, evaluate_landed_files
+
+        self.settings = settings or get_settings()
+        self.store = AlertStore(self.settings.alerts_db_url)
+        evaluated = evaluate_landed_files(self.settings, None, self.store, run_id_prefix)
+        self.evaluated = None if isinstance(evaluated, TickReport) else evaluated
+        self.report = evaluated if isinstance(evaluated, TickReport) else evaluated.report
+        alerts = self.evaluated.alerts if self.evaluated is not None else None
+        if alerts is None:
+            import pandas as pd
+
+            alerts = pd.DataFrame({"window_start": [], "window_end": []})
+        self.pending = alerts.sort_values("window_start", kind="stable")
+
+    def hours_met(self, keys: list[str]) -> set[str]:
+        """The hours of ``keys`` that a pending alert's window meets (the alert step reconciles
+        such an alert, as :func:`may_alert` says of a stored one)."""
+        met = set()
+        for k in keys:
+            start, end = _hour_span(k)
+            if (self.pending["window_start"].lt(end) & self.pending["window_end"].ge(start)).any():
+                met.add(k)
+        return met
+
+    def store_through(self, key: str) -> None:
+        """Store (notifications queued) the pending alerts whose window starts before the end of
+        the hour ``key``; one delivery pass of the outbox follows, as after a streaming pass."""
+        due = self.pending["window_start"].lt(_hour_span(key)[1])
+        if self.evaluated is None or not due.any():
+            return
+        self.evaluated.store(self.store, self.pending[due], notify=True)
+        self.pending = self.pending[~due]
+        self._deliver()
+
+    def finish(self):
+        """Store what is left, save the rules' state and close; the pass's report."""
+        try:
+            if self.evaluated is None:
+                return self.report
+            if len(self.pending):
+                self.evaluated.store(self.store, self.pending, notify=True)
+                self.pending = self.pending.iloc[:0]
+                self._deliver()
+            return self.evaluated.finish()
+        finally:
+            self.store.close()
+
+    def _deliver(self) -> None:
+        from refrig_assets.alerts.delivery import deliver_due
+        from refrig_assets.alerts.notify import notifier_from_env
+
+        try:
+            deliver_due(self.store, notifier_from_env())
+        except Exception as exc:  # noqa: BLE001 - queued notifications wait for the next pass
+            logging.getLogger(__name__).warning("notification delivery failed: %s", exc)
+
+
+def _hour_span(key: str):
+    import pandas as pd
+
+    start = pd.Timestamp(datetime.strptime(key, "%Y-%m-%d-%H:%M"), tz="UTC")
+    return start, start + pd.Timedelta(hours=1)
 
 
 def run_pipeline(
@@ -263,12 +359,9 @@ def run_pipeline(
     if not registry.success:
         raise RegistryRefused(registry_problems(registry))
     failures += prepare_hours(defs, instance, keys, per_run, log)
-    # What the streaming_threshold_rules sensor does under the daemon, before the batch alerts
-    # that confirm or soften its alerts.
-    from refrig_assets.streaming.tick import run_once
-
-    stream = run_once()
-    log(f"  streaming rules over {len(stream.files)} landing file(s): {stream.inserted} alert(s)")
+    # What the streaming_threshold_rules sensor does under the daemon: its alerts are stored
+    # with the hours they fall in, before those hours' batch alerts confirm or soften them.
+    stream = StreamingReplay()
     train_keys = keys[: max(1, train_hours)]
     train_job = defs.resolve_job_def("train_detectors")
     training_assets = [k.to_user_string() for k in train_job.asset_layer.executable_asset_keys]
@@ -291,7 +384,11 @@ def run_pipeline(
         f"{'ok' if result.success else 'FAILED'}"
     )
     score = [a.replace("_model", "_scores") for a in hourly_models]
-    failures += score_hours(defs, instance, keys, per_run, score, log)
+    try:
+        failures += score_hours(defs, instance, keys, per_run, score, log, stream)
+    finally:
+        report = stream.finish()
+    log(f"  streaming rules over {len(report.files)} landing file(s): {report.inserted} alert(s)")
     from refrig_assets.cli.evaluation_runner import run_daily_scores_and_backtest
 
     failures += run_daily_scores_and_backtest(defs, instance, keys, log, QUIET)

@@ -190,17 +190,43 @@ def batch_arrays(
     return ids, ts, values
 
 
-def process_landed_files(
+@dataclass
+class EvaluatedPass:
+    """A pass whose firings are evaluated but not yet stored: ``alerts`` (None when nothing
+    fired) still to upsert, then ``state`` to save (:meth:`finish`), in that order."""
+
+    report: TickReport
+    alerts: pd.DataFrame | None
+    state: StreamState
+    rules: StreamingSettings
+    path: Path
+
+    def store(self, store: AlertStore, alerts: pd.DataFrame, notify: bool) -> None:
+        """Upsert ``alerts`` (a part or all of :attr:`alerts`) and count them in the report."""
+        mark = time.monotonic()
+        counts = store.upsert(alerts, notify=notify)
+        self.report.inserted += counts["inserted"]
+        self.report.notifications_queued += counts["queued"]
+        self.report._add("store", mark)
+
+    def finish(self) -> TickReport:
+        """Save the state (once every alert is stored) and return the report."""
+        mark = time.monotonic()
+        save_state(self.state, self.path, self.rules)
+        self.report._add("save_state", mark)
+        return self.report
+
+
+def evaluate_landed_files(
     settings: Settings,
     cursor: str | None,
     store: AlertStore,
-    notify: bool = False,
     run_id_prefix: str = "streaming",
     now_ns: int | None = None,
-) -> TickReport:
-    """Evaluate the streaming rules on every new or changed landing file (oldest first, within
-    the tick budget), store the alerts (with ``notify``, their notifications queued in the same
-    transaction), and return the report with the next cursor."""
+) -> EvaluatedPass | TickReport:
+    """The rules over every new or changed landing file (oldest first, within the tick budget):
+    the alerts they raise, not yet stored, with the state to save after them; or the finished
+    report when no file is pending."""
     started = time.monotonic()
     rules = load_streaming_settings()
     landing = settings.landing_dir
@@ -248,6 +274,7 @@ def process_landed_files(
             run_ids.append(pd.Series(f"{run_id_prefix}:{rel}", index=result.firings.index))
 
     con.close()
+    alerts = None
     if firings:
         frame = pd.concat(firings, ignore_index=True)
         run_id = pd.concat(run_ids, ignore_index=True)
@@ -256,16 +283,32 @@ def process_landed_files(
         previous = store.recent_alerts(frame["device_id"].unique(), since=since)
         alerts = firings_to_alerts(frame, registry, rules, run_id="", previous=previous)
         alerts["run_id"] = run_id.to_numpy()
-        counts = store.upsert(alerts, notify=notify)
         report.alerts = len(alerts)
-        report.inserted = counts["inserted"]
         report.suppressed = int(alerts["suppressed"].sum())
         report.alert_ids = alerts["alert_id"].tolist()
-        report.notifications_queued = counts["queued"]
-        mark = report._add("store", mark)
-    save_state(engine.state, path, rules)
-    report._add("save_state", mark)
     report.cursor = landing_cursor.to_json()
+    report.seconds = time.monotonic() - started
+    return EvaluatedPass(report, alerts, engine.state, rules, path)
+
+
+def process_landed_files(
+    settings: Settings,
+    cursor: str | None,
+    store: AlertStore,
+    notify: bool = False,
+    run_id_prefix: str = "streaming",
+    now_ns: int | None = None,
+) -> TickReport:
+    """Evaluate the streaming rules on every new or changed landing file (oldest first, within
+    the tick budget), store the alerts (with ``notify``, their notifications queued in the same
+    transaction), and return the report with the next cursor."""
+    started = time.monotonic()
+    evaluated = evaluate_landed_files(settings, cursor, store, run_id_prefix, now_ns)
+    if isinstance(evaluated, TickReport):
+        return evaluated
+    if evaluated.alerts is not None:
+        evaluated.store(store, evaluated.alerts, notify)
+    report = evaluated.finish()
     report.seconds = time.monotonic() - started
     return report
 
