@@ -1,8 +1,8 @@
 """Scoring one request: feature windows in, per window every hourly detector's score out.
 
-Each model scores with its detector's ``score`` — what the batch path's
-:func:`refrig_assets.scoring.score.score_windows` calls — with the version (or, during a rollout, the side) the batch path would use for the
-device. A failing model fails only its own part of the answer, as a failing score asset fails
+Each model scores with its detector's ``score`` (what the batch path's
+:func:`refrig_assets.scoring.score.score_windows` calls, :func:`model_scores`) with the version
+(or, during a rollout, the side) the batch path would use for the device. A failing model fails only its own part of the answer, as a failing score asset fails
 only itself. Nothing is written anywhere: the answer is the only output.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -126,18 +125,12 @@ def _iso(ts: Any) -> str:
     return pd.Timestamp(ts).isoformat()
 
 
-def score_windows(
-    detector: Detector,
-    version: str,
-    features: pd.DataFrame,
-    scored_at: datetime,
-    since: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """The columns of :func:`refrig_assets.scoring.score.score_windows` an answer reads: the
-    detector's own scores of ``features``, without the model_scores frame the batch path
-    builds around them (the model id and version are the request's, the scoring time is not
-    answered; building that frame cost a small request a millisecond per model)."""
-    return detector.score(features, since=since)
+def model_scores(detector: Detector, features: pd.DataFrame) -> pd.DataFrame:
+    """One model's scores of ``features`` for an answer: its detector's own ``score`` (what
+    :func:`refrig_assets.scoring.score.score_windows` calls), without the model_scores frame
+    the batch path builds around it (the model id and version are the request's; building that
+    frame cost a small request a millisecond per model)."""
+    return detector.score(features)
 
 
 def _score_row(row: dict[str, Any], model_id: str, version: str, deployment: str) -> dict[str, Any]:
@@ -173,7 +166,6 @@ def score_request(
     snapshot: ModelSnapshot,
     registry: pd.DataFrame,
     metrics: ServingMetrics | None = None,
-    scored_at: datetime | None = None,
     settings: Settings | None = None,
     diagnosis: Any = None,
 ) -> ScoreResult:
@@ -186,7 +178,7 @@ def score_request(
     incidents package provides one (``settings`` locate the baselines it compares with;
     ``diagnosis``, a service's :class:`~refrig_assets.serving.causes.CauseDiagnosis`, keeps them
     loaded between requests)."""
-    [result] = score_many([features], snapshot, registry, metrics, scored_at, settings, diagnosis)
+    [result] = score_many([features], snapshot, registry, metrics, settings, diagnosis)
     return result
 
 
@@ -195,7 +187,6 @@ def score_many(
     snapshot: ModelSnapshot,
     registry: pd.DataFrame,
     metrics: ServingMetrics | None = None,
-    scored_at: datetime | None = None,
     settings: Settings | None = None,
     diagnosis: Any = None,
 ) -> list[ScoreResult]:
@@ -203,7 +194,6 @@ def score_many(
     scores all their windows with one call and the diagnosis runs once. Every detector scores a
     device from its own windows only, so each request gets exactly its answer alone (tested);
     the per-model latency is the pass's."""
-    scored_at = scored_at or datetime.now(UTC)
     if len(requests) == 1:  # sorted only when it is not already (a new frame either way)
         features = sorted_rows(requests[0])
         owner = np.zeros(len(features), np.int64)
@@ -231,9 +221,7 @@ def score_many(
 
             started = time.perf_counter()
             try:
-                passes = [
-                    (np.unique(mine), score_windows(side.detector, side.version, part, scored_at))
-                ]
+                passes = [(np.unique(mine), model_scores(side.detector, part))]
             except Exception as exc:  # noqa: BLE001 - one model failing leaves the others
                 passes = []
                 if len(np.unique(mine)) == 1:
@@ -241,9 +229,7 @@ def score_many(
                 else:  # what one request sent must not fail the model for the others
                     for i in np.unique(mine):
                         try:
-                            found = score_windows(
-                                side.detector, side.version, part[mine == i], scored_at
-                            )
+                            found = model_scores(side.detector, part[mine == i])
                             passes.append((np.array([i]), found))
                         except Exception as alone:  # noqa: BLE001
                             _failed(errors[int(i)], metrics, label, alone)

@@ -163,14 +163,14 @@ def test_a_model_failing_on_one_request_of_a_pass_still_scores_the_others(tmp_pa
     try:
         tables = _one_hour_tables(home)
         bad, good = sorted(tables)[:2]
-        real = scorer.score_windows
+        real = scorer.model_scores
 
-        def refuses_bad(detector, version, features, scored_at, since=None):
+        def refuses_bad(detector, features):
             if detector.config.model_id == "isolation_forest" and bad in set(features["device_id"]):
                 raise ValueError(f"cannot score {bad}")
-            return real(detector, version, features, scored_at, since)
+            return real(detector, features)
 
-        monkeypatch.setattr(scorer, "score_windows", refuses_bad)
+        monkeypatch.setattr(scorer, "model_scores", refuses_bad)
         snapshot = service.models.current()
         (first, _), (second, _) = service._score_pass(
             [tables[bad], tables[good]], (snapshot, False)

@@ -134,15 +134,15 @@ def test_a_new_pin_serves_the_next_request_while_a_running_one_finishes_on_the_o
 ):
     readings = as_json(landed_readings(home, HOURS[2:]))
     inside, release = threading.Event(), threading.Event()
-    real = scorer.score_windows
+    real = scorer.model_scores
 
-    def held_scoring(detector, version, features, scored_at, since=None):
+    def held_scoring(detector, features):
         if not release.is_set():
             inside.set()
             assert release.wait(60)
-        return real(detector, version, features, scored_at, since)
+        return real(detector, features)
 
-    monkeypatch.setattr(scorer, "score_windows", held_scoring)
+    monkeypatch.setattr(scorer, "model_scores", held_scoring)
     answers: dict[str, dict] = {}
     running = threading.Thread(
         target=lambda: answers.update(first=client.post("/v1/score", json=readings).json())
