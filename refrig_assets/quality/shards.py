@@ -22,6 +22,8 @@ threads, come back out of order, so that every shard would be sorted again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -34,7 +36,12 @@ from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import DUCKDB_ROW_GROUP_SIZE, ParquetStore
 from refrig_assets.engines.device_shards import stream_query
-from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget, load_memory_budget
+from refrig_assets.engines.memory import (
+    SPILL_DIR,
+    MemoryBudget,
+    hold_to_budget,
+    load_memory_budget,
+)
 from refrig_assets.quality.rules import (
     QualityResult,
     clean_hour,
@@ -102,9 +109,7 @@ def clean_hour_in_shards(
     findings = file_findings(con, whole, contract, source)  # once, not once per shard
     if not bounds:
         # A connection of its own, as a shard's: its tables are not left in the caller's.
-        own = connect()
-        try:
-            hold_to_budget(own, settings, store.root / SPILL_DIR)
+        with _shard_connection(settings, store) as own:
             clean_sql, result = clean_hour(
                 own,
                 whole,
@@ -116,8 +121,6 @@ def clean_hour_in_shards(
             )
             path = store.write_from_duckdb(clean_dataset, partition_key, own, clean_sql)
             store.write_from_duckdb(tails_dataset, partition_key, own, result.tails_sql)
-        finally:
-            own.close()
         return path, result
     results: list[QualityResult] = []
     with (
@@ -130,9 +133,7 @@ def clean_hour_in_shards(
                 f"(SELECT * FROM {tails} WHERE {in_range_sql(bounds, k)})" if tails else None
             )
             # A connection per shard: its temporary tables and buffers go with it.
-            shard_con = connect()
-            try:
-                hold_to_budget(shard_con, settings, store.root / SPILL_DIR)
+            with _shard_connection(settings, store) as shard_con:
                 clean_sql, result = clean_hour(
                     shard_con,
                     part,
@@ -145,11 +146,23 @@ def clean_hour_in_shards(
                 )
                 stream_query(shard_con, clean_sql, clean_out, DUCKDB_ROW_GROUP_SIZE)
                 stream_query(shard_con, result.tails_sql, tails_out, DUCKDB_ROW_GROUP_SIZE)
-            finally:
-                shard_con.close()
             results.append(result)
     path = store.path(clean_dataset, partition_key)
     return path, merge_results(results, len(fleet_sensor_columns(contract)))
+
+
+@contextmanager
+def _shard_connection(
+    settings: MemoryBudget, store: ParquetStore
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection of its own held to the memory budget (spilling under the store),
+    closed with its temporary tables and buffers when the shard is written."""
+    con = connect()
+    try:
+        hold_to_budget(con, settings, store.root / SPILL_DIR)
+        yield con
+    finally:
+        con.close()
 
 
 def _cuts_within(cuts: list[str], bounds: list[str], k: int) -> list[str]:
