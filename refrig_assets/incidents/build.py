@@ -15,7 +15,8 @@ health flags, a site's power or communications loss):
 * inside an episode a different known cause that holds for ``cause_change_min_signals``
   signals starts a new incident; ``unknown`` is compatible with every cause;
 * a new episode whose cause matches a closed incident closed at most ``reopen_minutes`` earlier
-  reopens that incident instead of opening another one;
+  reopens that incident instead of opening another one (``unknown`` matches a device cause,
+  never a site event: a power cut does not take over a device's earlier unexplained episode);
 * stored incidents (``open_incidents``) take part as the first signal of their own episode, so
   re-running the same input yields the same incidents and ids.
 """
@@ -657,7 +658,7 @@ def _effective_causes(s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy) 
     return eff.fillna(UNKNOWN).to_numpy(dtype=object)
 
 
-def _group(signals: pd.DataFrame, policy: IncidentPolicy) -> pd.DataFrame:
+def _group(signals: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> pd.DataFrame:
     """Assign every signal (and stored incident) its incident: ``incident_id``, ``reopened``."""
     s = signals.sort_values(
         ["key", "track", "window_start", "is_prior", "window_end"],
@@ -697,7 +698,14 @@ def _group(signals: pd.DataFrame, policy: IncidentPolicy) -> pd.DataFrame:
     prev_closing = pd.to_datetime(seg["prior_closed_at"], utc=True).shift()
     prev_closing = prev_closing.where(prev_closing.notna(), seg["end"].shift() + policy.hysteresis)
     prev_cause = seg["cause"].shift()
-    compatible = (prev_cause == seg["cause"]) | prev_cause.eq(UNKNOWN) | seg["cause"].eq(UNKNOWN)
+    # A site event (power cut, site communications) is the site's, not the device's: it neither
+    # takes over a closed unexplained episode of the device nor is continued by a later one.
+    site_event = seg["cause"].map(causes.kind).eq(SITE_TRACK) | prev_cause.map(causes.kind).eq(
+        SITE_TRACK
+    )
+    compatible = (prev_cause == seg["cause"]) | (
+        (prev_cause.eq(UNKNOWN) | seg["cause"].eq(UNKNOWN)) & ~site_event
+    )
     reopen = (
         prev_same
         & seg["opened_by_gap"]
@@ -883,7 +891,7 @@ def build_incidents(
     rows["window_end"] = _utc(rows["window_end"])
     if rows.empty:
         return IncidentBuild(contract.empty_frame(), pd.DataFrame(columns=EVIDENCE_COLUMNS))
-    grouped = _group(rows, policy)
+    grouped = _group(rows, policy, causes)
     evidence = grouped[~grouped["is_prior"]]
     # Sensor-health flags become tickets only once they persist (or when an alert is involved).
     spans = evidence.groupby("incident_id").agg(

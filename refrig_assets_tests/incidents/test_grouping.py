@@ -180,3 +180,44 @@ def test_an_empty_hour_builds_nothing(policy):
     result = build([], [], policy=policy)
 
     assert result.incidents.empty and result.evidence.empty
+
+
+def test_a_site_event_does_not_reopen_an_earlier_unexplained_incident_of_its_device(policy):
+    # A device's short unexplained episode, closed, then the site's power cut an hour later:
+    # the power loss is the site's event, not that episode come back.
+    policy = replace(policy, reopen=timedelta(minutes=120))
+    rows = [
+        alert("D1", 0),
+        alert("D1", 5, source="streaming", rule="power_loss", minutes=5),
+    ]
+
+    result = build(rows, policy=policy)
+
+    by_cause = result.incidents.set_index("cause")
+    assert sorted(by_cause.index) == ["power_loss", "unknown"]
+    assert by_cause.loc["power_loss", "first_window_start"] > T0 + 5 * WINDOW
+    assert by_cause.loc["unknown", "last_window_end"] == T0 + WINDOW
+    assert result.incidents["reopen_count"].tolist() == [0, 0]
+
+
+def test_an_unexplained_episode_after_a_site_event_closed_is_not_that_event_again(policy):
+    policy = replace(policy, reopen=timedelta(minutes=120))
+    rows = [
+        alert("D1", 0, source="streaming", rule="power_loss", minutes=5),
+        alert("D1", 5),
+    ]
+
+    result = build(rows, policy=policy)
+
+    assert sorted(result.incidents["cause"]) == ["power_loss", "unknown"]
+
+
+def test_an_unexplained_episode_returning_as_a_diagnosed_device_fault_still_reopens(policy):
+    # Within the machine, an early unexplained episode of a fault later diagnosed is one incident.
+    policy = replace(policy, reopen=timedelta(minutes=120))
+    dx = [diagnosis("D1", 0, "unknown"), diagnosis("D1", 5, "refrigerant_leak")]
+
+    result = build([alert("D1", 0), alert("D1", 5)], dx, policy=policy)
+
+    assert result.incidents["cause"].tolist() == ["refrigerant_leak"]
+    assert result.incidents["reopen_count"].tolist() == [1]
