@@ -521,6 +521,21 @@ def incidents_seen(incidents: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFram
     return out
 
 
+def _per_device(incidents: pd.DataFrame, store) -> pd.DataFrame:
+    """Device incidents as they are, and a site incident (no device) for every device of its
+    site in the registry: a power cut or a site going silent is one incident the operator sees
+    for the whole event, while each device's own incident under it may be a short one."""
+    own = incidents[incidents["device_id"].notna()]
+    site = incidents[incidents["device_id"].isna() & incidents["site_id"].notna()]
+    if site.empty or not store.partitions("device_registry"):
+        return own
+    registry = store.read_many(
+        "device_registry", store.partitions("device_registry"), columns=["device_id", "site_id"]
+    ).drop_duplicates()
+    site = site.drop(columns="device_id").merge(registry, on="site_id")
+    return pd.concat([own, site[own.columns]], ignore_index=True)
+
+
 def stored_predictions(
     store, model_ids: list[str], start: pd.Timestamp, end: pd.Timestamp
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], pd.DataFrame]:
@@ -549,7 +564,7 @@ def stored_predictions(
         flagged["streaming rules"] = streaming[window_cols].rename(columns=as_interval)
         alerts = pd.concat([alerts, streaming[window_cols]], ignore_index=True)
     flagged["alerts"] = alerts.rename(columns=as_interval)
-    cols = ["incident_id", "device_id", "first_window_start", "last_window_end"]
+    cols = ["incident_id", "device_id", "site_id", "first_window_start", "last_window_end"]
     inc = None
     if (store.root / "device_incidents").exists():
         inc = _read(store, "device_incidents", start, end, cols, "last_window_end")
@@ -567,13 +582,12 @@ def stored_predictions(
             built = None
         inc = built[cols] if built is not None and set(cols) <= set(built.columns) else None
     if inc is not None:
-        inc = inc[inc["device_id"].notna()]
-        inc = inc.groupby("incident_id").agg(
-            device_id=("device_id", "first"),
+        inc = _per_device(inc, store)
+        inc = inc.groupby(["incident_id", "device_id"]).agg(
             start=("first_window_start", "min"),
             end=("last_window_end", "max"),
         )
-        flagged["incidents"] = incidents_seen(inc.reset_index(drop=True), alerts)
+        flagged["incidents"] = incidents_seen(inc.reset_index(), alerts)
     scores: dict[str, pd.DataFrame] = {}
     for model_id in model_ids:
         cols = [*window_cols, "anomaly_score", "anomaly_flag"]

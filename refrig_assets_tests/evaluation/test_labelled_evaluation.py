@@ -173,6 +173,7 @@ def test_refrig_evaluate_reads_alerts_incidents_and_scores_from_the_store(refrig
         {
             "incident_id": ["i1"],
             "device_id": ["d1"],
+            "site_id": ["S1"],
             "first_window_start": [minutes(15)],
             "last_window_end": [minutes(45)],
         }
@@ -219,3 +220,44 @@ def test_refrig_evaluate_reads_alerts_incidents_and_scores_from_the_store(refrig
     sweep = pd.read_csv(out / "sweep.csv")
     assert set(sweep["source"]) == {"statistical_baseline"}
     assert "point-wise" in result.output and "event-wise" in result.output
+
+
+def test_a_site_incident_counts_for_every_device_of_its_site(refrig_home, tmp_path):
+    # A power cut at site S1 (d1, d2; d3 elsewhere): the site incident is what the operator
+    # sees for the whole outage, while each device's own incident may be a short one under it.
+    store = ParquetStore(refrig_home / "data")
+    windows = windows_of(["d1", "d2", "d3"])
+    store.write("device_features", "2026-01-01-00:00", windows)
+    store.write(
+        "device_registry",
+        "all",
+        pd.DataFrame({"device_id": ["d1", "d2", "d3"], "site_id": ["S1", "S1", "S2"]}),
+    )
+    incidents = pd.DataFrame(
+        {
+            "incident_id": ["site", "child"],
+            "scope": ["site", "device"],
+            "site_id": ["S1", "S1"],
+            "device_id": [None, "d1"],
+            "first_window_start": [minutes(15), minutes(15)],
+            "last_window_end": [minutes(45), minutes(30)],
+        }
+    )
+    store.write("device_incidents", "2026-01-01-00:00", incidents)
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame(
+        {
+            "device_id": ["d1", "d2"],
+            "start": ["2026-01-01T00:20:00Z"] * 2,
+            "end": ["2026-01-01T00:40:00Z"] * 2,
+        }
+    ).to_csv(labels, index=False)
+    out = tmp_path / "eval"
+    args = ["evaluate", "--labels", str(labels), "--start", "2026-01-01T00:00"]
+    result = CliRunner().invoke(app, [*args, "--end", "2026-01-01T01:00", "--out", str(out)])
+
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(out / "metrics.csv").set_index("source").loc["incidents"]
+    # Both devices' two outage windows each are covered, and nothing of d3.
+    assert row["recall"] == pytest.approx(1.0) and row["precision"] == pytest.approx(1.0)
+    assert row["event_recall"] == pytest.approx(1.0)
