@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	VENV=$(VENV) scripts/setup.sh
 	touch $@
 
-$(DAGSTER_HOME)/dagster.yaml:
-	mkdir -p $(DAGSTER_HOME) && printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $@
+# Telemetry off and the project's batched SQLite event log (refrig_assets/defs/shared/instance.py)
+$(DAGSTER_HOME)/dagster.yaml: | setup
+	$(PY) -m refrig_assets.defs.shared.instance $(DAGSTER_HOME)
 
 ## run: simulate a small fleet with faults, run the whole graph over it, print a summary
 run: setup $(DAGSTER_HOME)/dagster.yaml
