@@ -40,6 +40,7 @@ from refrig_assets.ingestion.landing.readers import (
 )
 from refrig_assets.quality.rules import clean_hour, quality_rules
 from refrig_assets.serving.small_batch import clean_rows
+from refrig_assets.serving.typed_rows import remember_schema, typed_rows
 from refrig_assets.serving.window_features import window_features
 
 REQUEST = "request"  # the source_file of a request's readings in messages
@@ -158,6 +159,7 @@ def _hours(con: duckdb.DuckDBPyConnection, typed: str) -> list[Any]:
 
 
 _COLUMN_TYPES: dict[pa.Schema, dict[str, str]] = {}
+_ROW = pa.field("_row", pa.int64())  # the 0-based row number a registered request carries
 
 
 def _column_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema, view: str) -> dict[str, str]:
@@ -193,7 +195,7 @@ def _request_layout(
             f"{REQUEST}: {table.num_columns} columns, more than the {max_columns} allowed "
             "(landing.max_columns in contracts/sensor_readings.yaml)",
         )
-    table = table.append_column("_row", pa.array(np.arange(table.num_rows), pa.int64()))
+    table = table.append_column(_ROW, pa.array(np.arange(table.num_rows), pa.int64()))
     con.register(view, table)
     views.append(view)
     layout = FileLayout(Path(rel), rel, "parquet", _column_types(con, table.schema, view), view)
@@ -391,6 +393,29 @@ def _feature_schema(con: duckdb.DuckDBPyConnection, sql: str, clean: pa.Schema) 
     return schema
 
 
+def _typed_by_sql(
+    con: duckdb.DuckDBPyConnection,
+    tables: list[pa.Table],
+    rels: list[str],
+    contract: Contract,
+    received_at: datetime,
+) -> pa.Table | None:
+    """The requests' rows typed by the landing reader's SQL (``None``: a column rejected)."""
+    views: list[str] = []
+    selects = []
+    try:
+        for i, (table, rel) in enumerate(zip(tables, rels, strict=True)):
+            try:
+                layout = _request_layout(con, table, rel, f"request_rows_{i}", contract, views)
+            except RequestRejected:
+                return None
+            selects.append(file_select_sql(layout, contract, received_at, late=False))
+        return _arrow(con, " UNION ALL ".join(selects))
+    finally:
+        for view in views:
+            con.unregister(view)
+
+
 def small_batch_features(
     con: duckdb.DuckDBPyConnection,
     tables: list[pa.Table],
@@ -410,22 +435,16 @@ def small_batch_features(
     a duplicate, more than one hour, a NaN storm); the caller then runs
     :func:`readings_features_many`'s batch form, which names the violations."""
     contract = contract or load_contract("sensor_readings")
-    views: list[str] = []
-    selects = []
-    rels = []
-    try:
-        for i, table in enumerate(tables):
-            rel = REQUEST if len(tables) == 1 else f"{REQUEST}-{i}"
-            try:
-                layout = _request_layout(con, table, rel, f"request_rows_{i}", contract, views)
-            except RequestRejected:
-                return None
-            selects.append(file_select_sql(layout, contract, received_at, late=False))
-            rels.append(rel)
-        typed = _arrow(con, " UNION ALL ".join(selects))
-    finally:
-        for view in views:
-            con.unregister(view)
+    rels = [REQUEST if len(tables) == 1 else f"{REQUEST}-{i}" for i in range(len(tables))]
+    typed = None
+    if sum(t.num_rows for t in tables) <= in_memory_max_rows:
+        known = [_COLUMN_TYPES.get(t.schema.append(_ROW)) for t in tables]
+        typed = typed_rows(con, tables, rels, known, contract, received_at)
+    if typed is None:
+        typed = _typed_by_sql(con, tables, rels, contract, received_at)
+        if typed is None:
+            return None
+        remember_schema(contract, typed.schema)
     clean = clean_rows(typed, contract, registered, quality_rules())
     if clean is None:
         return None

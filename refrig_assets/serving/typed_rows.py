@@ -1,0 +1,291 @@
+"""The landing reader's typing of a small request's readings, in Arrow and numpy.
+
+:func:`refrig_assets.ingestion.landing.readers.file_select_sql` types a file's rows: each
+contract column cast from what the file holds, text parsed, NaN made missing, text limits and
+plausible times checked, the source columns added. For a request of a few devices DuckDB spends
+most of that statement's time planning it. :func:`typed_rows` gives the same rows for the
+requests where every one of those rules has an exact Arrow/numpy form and no row breaks one:
+
+* columns already of a compatible type (numbers, booleans, integer 0/1 booleans, microsecond
+  timestamps) or entirely empty; a text column of numbers or booleans is left to the SQL, whose
+  parsing it does not reproduce;
+* reading times as text in one strict ISO 8601 form (``YYYY-MM-DDTHH:MM:SS[.ffffff]`` with
+  ``Z``, an offset ``±HH:MM`` or nothing, which the service's UTC connection reads as UTC);
+* text values within their column's ``max_length`` and ``pattern`` as DuckDB itself judged them
+  (asked once per value, then remembered);
+* every reading time plausible, no key missing.
+
+Anything else returns ``None`` and the request takes the typing SQL, which names the violations
+(the same 422s). The column checks (missing, wrong type, too many columns) are the landing
+reader's own, on the DuckDB types learned for the request's Arrow schema. Tests hold the two
+equal on valid and malformed requests.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import UTC, datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from refrig_assets.core.contracts import Contract
+from refrig_assets.ingestion.landing.readers import (
+    FileLayout,
+    _breaks_text_limits,
+    _check_columns,
+    _kind,
+    landing_limits,
+    plausible_timestamps,
+    text_limits,
+)
+
+SOURCE = ("source_file", "source_row", "received_at", "late_arrival")
+READ_ERROR = ("read_error", "read_error_column", "read_error_value")
+# The one text form of a reading time typed here; anything else is parsed by DuckDB.
+_ISO = re.compile(
+    r"(\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?)"
+    r"(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?"
+)
+US_PER_MINUTE = 60_000_000
+_MAX_REMEMBERED = 1_000_000
+
+
+class _Memo:
+    """What DuckDB said once: the typed schema per contract and the text values known to be
+    within their column's limits (per contract and column)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.schemas: dict[int, tuple[Contract, pa.Schema]] = {}
+        self.valid_text: dict[tuple[int, str], set[str]] = {}
+
+
+_MEMO = _Memo()
+
+
+def remember_schema(contract: Contract, schema: pa.Schema) -> None:
+    """Note the Arrow schema the typing SQL gave for ``contract`` (every column of it is cast
+    to its contract or source type, so it does not depend on the request)."""
+    with _MEMO.lock:
+        _MEMO.schemas[id(contract)] = (contract, schema)
+
+
+def _schema(contract: Contract) -> pa.Schema | None:
+    found = _MEMO.schemas.get(id(contract))
+    return found[1] if found is not None and found[0] is contract else None
+
+
+def _within_limits(con: duckdb.DuckDBPyConnection, contract: Contract, col, values) -> bool:
+    """Whether every value of text column ``col`` keeps its ``max_length`` and ``pattern``, as
+    the typing SQL's own predicate judges it (values not seen before are asked once)."""
+    key = (id(contract), col.name)
+    with _MEMO.lock:
+        known = _MEMO.valid_text.setdefault(key, set())
+        unknown = sorted(set(values) - known)
+    if not unknown:
+        return True
+    predicate = _breaks_text_limits(col, "v")
+    assert predicate is not None
+    con.register("typed_rows_text", pa.table({"v": pa.array(unknown, pa.string())}))
+    try:
+        [(broken,)] = con.execute(
+            f"SELECT count(*) FROM typed_rows_text WHERE {predicate}"
+        ).fetchall()
+    finally:
+        con.unregister("typed_rows_text")
+    if broken:
+        return False
+    with _MEMO.lock:
+        if len(known) + len(unknown) > _MAX_REMEMBERED:
+            known.clear()
+        known.update(unknown)
+    return True
+
+
+def _micros_of_text(column: pa.ChunkedArray) -> np.ndarray | None:
+    """Epoch microseconds of reading times in the one ISO form above, or ``None``."""
+    values = column.to_pylist()
+    bases, offsets = [], np.zeros(len(values), np.int64)
+    for i, v in enumerate(values):
+        found = _ISO.fullmatch(v) if isinstance(v, str) else None
+        if found is None:
+            return None
+        base, zone = found.groups()
+        bases.append(base)
+        if zone and zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            offsets[i] = sign * (int(zone[1:3]) * 60 + int(zone[4:6])) * US_PER_MINUTE
+    try:
+        local = np.array(bases, dtype="datetime64[us]").astype(np.int64)
+    except ValueError:  # no such day (Feb 30): the SQL's TRY_CAST names it
+        return None
+    return local - offsets
+
+
+def _timestamps(column: pa.ChunkedArray, duck_type: str) -> pa.Array | None:
+    kind = _kind(duck_type)
+    if kind == "text":
+        if column.null_count:
+            return None
+        micros = _micros_of_text(column)
+        return None if micros is None else pa.array(micros, pa.timestamp("us", "UTC"))
+    t = column.type
+    if pa.types.is_timestamp(t) and t.unit == "us":
+        return column.combine_chunks().view(pa.int64()).view(pa.timestamp("us", "UTC"))
+    return None
+
+
+def _floats(column: pa.ChunkedArray, duck_type: str) -> pa.Array | None:
+    t = column.type
+    if not (pa.types.is_floating(t) or pa.types.is_integer(t)) or _kind(duck_type) == "text":
+        return None
+    values = column.combine_chunks().cast(pa.float64(), safe=False)
+    # NaN is a missing value (the typing SQL's CASE WHEN isnan(...) THEN NULL)
+    nan = pc.fill_null(pc.is_nan(values), False)
+    return pc.if_else(nan, pa.scalar(None, pa.float64()), values)
+
+
+def _bools(column: pa.ChunkedArray, duck_type: str) -> pa.Array | None:
+    t = column.type
+    if pa.types.is_boolean(t):
+        return column.combine_chunks()
+    if pa.types.is_integer(t) and _kind(duck_type) == "integer":
+        values = column.combine_chunks()
+        zero_one = pc.is_in(values, pa.array([0, 1], t))
+        if not pc.all(pc.or_(zero_one, pc.is_null(values))).as_py():
+            return None  # not 0 or 1: the SQL names the unparsable value
+        return pc.equal(values, pa.scalar(1, t))
+    return None
+
+
+def _typed_column(
+    con: duckdb.DuckDBPyConnection, contract: Contract, col, column: pa.ChunkedArray, duck: str
+) -> pa.Array | None:
+    """One contract column as the typing SQL types it, or ``None`` where this module does not
+    reproduce the SQL exactly or a row breaks a rule."""
+    if column.null_count == len(column):
+        return pa.nulls(len(column), _ARROW[col.type])
+    if col.type == "string":
+        if _kind(duck) != "text":
+            return None
+        values = column.combine_chunks().cast(pa.string())
+        length, pattern = text_limits(col)
+        if length is not None or pattern is not None:
+            present = [v for v in values.to_pylist() if v is not None]
+            if not _within_limits(con, contract, col, present):
+                return None
+        return values
+    if col.type == "timestamp":
+        return _timestamps(column, duck)
+    if col.type == "float":
+        return _floats(column, duck)
+    if col.type == "bool":
+        return _bools(column, duck)
+    if col.type == "int":
+        t = column.type
+        if pa.types.is_integer(t) and _kind(duck) == "integer" and t != pa.uint64():
+            return column.combine_chunks().cast(pa.int64())
+    return None
+
+
+_ARROW = {
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us", "UTC"),
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+}
+
+
+def _plausible(contract: Contract, micros: np.ndarray, received_at: datetime) -> bool:
+    """Whether every reading time lies in ``landing.plausible_timestamps`` (``False`` also when
+    the rule has a form only the SQL reads)."""
+    earliest, hours = plausible_timestamps(contract)
+    try:
+        first = datetime.fromisoformat(earliest)
+    except ValueError:
+        return False
+    seconds = hours * 3600
+    if not float(seconds).is_integer():
+        return False
+    last = _epoch_micros(received_at) + int(seconds) * 1_000_000
+    return bool(((micros >= _epoch_micros(first)) & (micros <= last)).all())
+
+
+def _epoch_micros(moment: datetime) -> int:
+    """Epoch microseconds of ``moment`` (a naive one read as UTC, as the connection does)."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC if moment.tzinfo is not None else None)
+    delta = moment - epoch
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _one(
+    con: duckdb.DuckDBPyConnection,
+    table: pa.Table,
+    rel: str,
+    types: dict[str, str],
+    contract: Contract,
+    received_at: datetime,
+) -> dict[str, pa.Array] | None:
+    layout = FileLayout(rel, rel, "parquet", types, rel)  # type: ignore[arg-type]
+    checked, rejection = _check_columns(layout, contract)
+    if checked is None or rejection is not None:
+        return None
+    n = table.num_rows
+    out: dict[str, pa.Array] = {}
+    for col in contract.columns:
+        if col.name not in types:
+            out[col.name] = pa.nulls(n, _ARROW[col.type])
+            continue
+        typed = _typed_column(con, contract, col, table.column(col.name), types[col.name])
+        if typed is None:
+            return None
+        out[col.name] = typed
+    for key in contract.primary_key:
+        if out[key].null_count:
+            return None
+    ts = out.get("ts")
+    if ts is None or not _plausible(contract, np.asarray(ts.view(pa.int64())), received_at):
+        return None
+    out["source_file"] = pa.array([rel] * n, pa.string())
+    out["source_row"] = pa.array(np.arange(n, dtype=np.int64))
+    out["received_at"] = pa.array(
+        np.full(n, _epoch_micros(received_at), np.int64), pa.timestamp("us", "UTC")
+    )
+    out["late_arrival"] = pa.array(np.zeros(n, bool))
+    for name in READ_ERROR:
+        out[name] = pa.nulls(n, pa.string())
+    return out
+
+
+def typed_rows(
+    con: duckdb.DuckDBPyConnection,
+    tables: list[pa.Table],
+    rels: list[str],
+    column_types: list[dict[str, str] | None],
+    contract: Contract,
+    received_at: datetime,
+) -> pa.Table | None:
+    """The rows the typing SQL gives for requests ``tables`` (named ``rels``, with DuckDB's
+    ``column_types`` of each), in its schema and row order, or ``None`` when a request needs
+    the SQL (an unknown schema, a form typed only by DuckDB, a row breaking a rule)."""
+    schema = _schema(contract)
+    if schema is None:
+        return None
+    max_columns, _ = landing_limits(contract)
+    parts = []
+    for table, rel, types in zip(tables, rels, column_types, strict=True):
+        if types is None or table.num_columns > max_columns:
+            return None
+        columns = _one(con, table, rel, types, contract, received_at)
+        if columns is None:
+            return None
+        try:
+            parts.append(pa.table({f.name: columns[f.name] for f in schema}).cast(schema))
+        except (KeyError, pa.ArrowInvalid):
+            return None
+    return pa.concat_tables(parts)
