@@ -57,13 +57,21 @@ def numbered(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def _numbers(column: pd.Series) -> pd.Series | np.ndarray:
+    """A feature column as float: numpy numbers as they are (``to_numeric`` would return them
+    unchanged, at a cost that dominates a few windows), anything else through ``to_numeric``."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiu":
+        return column.to_numpy(dtype=float)
+    return pd.to_numeric(column, errors="coerce")
+
+
 def usable_values(
     frame: pd.DataFrame, features: list[str], running_min_duty: float
 ) -> pd.DataFrame:
     """The feature values a baseline or a condition may use: running-conditioned features
     only where the compressor ran for at least ``running_min_duty`` of the window."""
     values = pd.DataFrame(
-        {f: pd.to_numeric(frame[f], errors="coerce") if f in frame else np.nan for f in features},
+        {f: _numbers(frame[f]) if f in frame else np.nan for f in features},
         index=frame.index,
     ).astype(float)
     conditioned = running_features()
