@@ -125,11 +125,12 @@ def feature_sql(
         if running_cols
         else "FALSE"
     )
+    settle, settle_cols, settle_passes = _settled_running(readings, features, running)
     aggs: dict[str, str] = {}
     for col in features.columns_with_role("feature"):
         s, stat = col.extra["sensor"], col.extra["stat"]
         if col.extra.get("condition") == "running":
-            s = f"CASE WHEN {running} THEN {s} END"
+            s = f"CASE WHEN {settle} THEN {s} END"
         aggs[col.name] = {
             "mean": f"avg({s})",
             "std": f"stddev_samp({s})",
@@ -168,11 +169,16 @@ def feature_sql(
         states["defrost"] = f"(NOT ({running}) AND {dc.name} > {dc.extra['defrost_above']})"
     for name in state_cols:
         states[name] = name
+    if running_cols:
+        states["settled"] = settle
     in_order = ordered and dialect == "duckdb"
     derived, window_cols, passes = _derived_features(
         features, states, cadence_seconds, expected, wmin, in_order
     )
     aggs.update(derived)
+    window_cols += settle_cols
+    passes.guarded.update(settle_passes.guarded)
+    passes.carried.update(settle_passes.carried)
 
     select = []
     for col in features.columns:
@@ -212,6 +218,47 @@ def feature_sql(
 
 
 ORDER_ERROR = "clean readings out of (device_id, ts) order"
+# An anchor older than any reading: a device already running (or never in defrost) at its first
+# reading of the partition counts as settled, as a state on at the first reading is no start.
+_LONG_AGO = "CAST(-1e18 AS DOUBLE)"
+
+
+def _settled_running(
+    readings: Contract, features: Contract, running: str
+) -> tuple[str, list[str], _InOrder]:
+    """The condition of the running-state statistics (``condition: running``): the compressor
+    runs and has run for at least ``running_settle.after_start_seconds``, and the last reading in
+    defrost is at least ``running_settle.after_defrost_seconds`` old (device_features contract).
+    The pull-down of a coil warmed by an off-cycle, a defrost or a power cut is not the running
+    state; a fleet read every second sees it window by window. Also the per-reading columns it
+    needs, for the partitioned window and for the in-order form."""
+    spec = features.settings.get("running_settle") or {}
+    start_min = float(spec.get("after_start_seconds", 0) or 0) / 60.0
+    defrost_min = float(spec.get("after_defrost_seconds", 0) or 0) / 60.0
+    passes = _InOrder({}, {}, {}, {})
+    if running == "FALSE":
+        return running, [], passes
+    anchors: dict[str, tuple[str, float]] = {}
+    if start_min > 0:
+        anchors["_st_idle"] = (f"NOT ({running}) OR ({running}) IS NULL", start_min)
+    defrost_cols = [c for c in readings.columns_with_role("sensor") if "defrost_above" in c.extra]
+    if defrost_min > 0 and defrost_cols:
+        dc = defrost_cols[0]
+        anchors["_st_defrost"] = (
+            f"NOT ({running}) AND {dc.name} > {dc.extra['defrost_above']}",
+            defrost_min,
+        )
+    window = []
+    conditions = [f"({running})"]
+    for name, (state, minutes) in anchors.items():
+        # The last reading in the state so far (window form: within the partition's device).
+        window.append(f"max(CASE WHEN {state} THEN t_min END) OVER w AS {name}")
+        passes.guarded[f"{name}_b"] = (
+            f"CASE WHEN {state} THEN t_min WHEN NOT _same THEN {_LONG_AGO} END AS {name}_b"
+        )
+        passes.carried[name] = f"{name}_b"
+        conditions.append(f"({name} IS NULL OR t_min - {name} >= {minutes})")
+    return " AND ".join(conditions), window, passes
 
 
 @dataclass
@@ -287,7 +334,7 @@ def _derived_features(
         if kind == "difference":
             a, b = spec["sensor"], spec["minus"]
             if spec.get("condition") == "running":
-                run = states.get("running", "FALSE")
+                run = states.get("settled", "FALSE")
                 a, b = (f"CASE WHEN {run} THEN {x} END" for x in (a, b))
             aggs[col.name] = f"avg({a}) - avg({b})"
             continue

@@ -163,3 +163,48 @@ def test_without_a_door_column_the_door_streak_is_null():
     out = con.execute(feature_sql("clean", readings=no_door)).df()
     assert out["door_open_longest_minutes"].isna().all()
     assert out["compressor_starts_per_hour"].notna().all()
+
+
+def test_running_statistics_leave_out_the_pull_down_after_a_defrost_and_a_start():
+    # A defrost (idle, coil warm) ends at minute 14; the compressor then pulls the coil down
+    # from +6 °C. The running means keep only readings at least after_defrost_seconds after
+    # the last defrost reading and after_start_seconds after the start.
+    settle = load_contract("device_features").settings["running_settle"]
+    after_defrost = settle["after_defrost_seconds"] / 60
+    assert 1 <= after_defrost < 45  # the hour below holds settled readings
+    running = [m >= 15 for m in range(60)]
+    coil = [6.0 if m < 15 else -20.0 + 26.0 * 0.7 ** (m - 15) for m in range(60)]
+    frame = clean(
+        current_compressor=[8.0 if r else 0.05 for r in running],
+        temperature_evaporator=coil,
+    )
+    out = features(frame)
+    settled = [m for m in range(60) if running[m] and m - 14 >= after_defrost]
+    by_window = {w: [coil[m] for m in settled if m // 15 == w] for w in range(4)}
+    for w, values in by_window.items():
+        got = out.iloc[w]["temperature_evaporator_running_mean"]
+        if values:
+            assert got == pytest.approx(np.mean(values))
+        else:
+            assert np.isnan(got)
+    # The whole-window mean still holds every reading.
+    assert out.iloc[1]["temperature_evaporator_mean"] == pytest.approx(np.mean(coil[15:30]))
+
+
+def test_running_statistics_leave_out_the_first_minute_of_a_run_at_one_second():
+    ts = pd.Timestamp("2026-01-01T00:00Z") + pd.to_timedelta(range(180), unit="s")
+    frame = pd.concat([clean(minutes=1)] * 180, ignore_index=True).assign(ts=ts)
+    start = load_contract("device_features").settings["running_settle"]["after_start_seconds"]
+    assert 0 < start < 120
+    # Idle until second 29, then running; the pressure is off for the start transient only
+    # (until after_start_seconds after the last idle reading).
+    frame["current_compressor"] = [0.05 if s < 30 else 8.0 for s in range(180)]
+    frame["pressure_low_side"] = [300.0 if 30 <= s < 29 + start else 100.0 for s in range(180)]
+    con = duckdb.connect()
+    con.register("clean", frame)
+    sql = feature_sql("clean", ordered=FORM["ordered"], cadence_seconds=1, window_min=1)
+    out = con.execute(sql).df()
+    # Minute 0 runs only within the settle time: no running statistic; the others, settled.
+    assert np.isnan(out["pressure_low_side_running_mean"].iloc[0])
+    assert out["pressure_low_side_running_mean"].iloc[1:].tolist() == pytest.approx([100.0] * 2)
+    assert out["pressure_low_side_mean"].iloc[0] > 100.0  # the window's own mean keeps them
