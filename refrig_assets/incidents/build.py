@@ -34,6 +34,7 @@ import pandas as pd
 
 from refrig_assets.core.contracts import load_contract, quality_flag_names
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
+from refrig_assets.incidents.baselines import numbered
 from refrig_assets.incidents.cause_table import CauseTable, cause_table
 from refrig_assets.incidents.policy import IncidentPolicy, incident_policy
 
@@ -238,11 +239,14 @@ def _device_places(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Site and cohort per device: from ``frame`` when it has them, else from the registry."""
     out = []
+    registry = None  # indexed once for both columns (a fleet's registry has 1M devices)
     for column in ("site_id", "cohort"):
         if column in frame:
             out.append(frame[column].astype(str).to_numpy())
         elif devices is not None and column in devices:
-            lookup = devices.drop_duplicates("device_id").set_index("device_id")[column]
+            if registry is None:
+                registry = devices.drop_duplicates("device_id").set_index("device_id")
+            lookup = registry[column]
             out.append(device_ids.map(lookup).fillna(UNKNOWN).astype(str).to_numpy())
         else:
             out.append(np.full(len(device_ids), UNKNOWN, dtype=object))
@@ -352,7 +356,7 @@ def _quality_signals(
     if quality is None or quality.empty:
         return _empty_signals()
     tickets = policy.sensor_tickets
-    q = quality.reset_index(drop=True)
+    q = numbered(quality)  # no copy of the hour's windows when already numbered
     bits = _flag_bits(q, tickets.flags)
     bits["SILENT"] = _silent(q, policy)
     named = pd.Series(dtype=object)

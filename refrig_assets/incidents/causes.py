@@ -420,6 +420,8 @@ class HourDiagnosis:
         self.available = self._hour_requirements()
         self._before: pd.Series | None = None
         self._states: list[pd.DataFrame] = []
+        # The registry's cohorts, read once for all shards (None: not read yet).
+        self._cohorts: tuple[pd.Series | None] | None = None
 
     def _hour_requirements(self) -> set[str]:
         """The required features the whole hour has (a shard lacking a sensor its neighbours
@@ -455,9 +457,13 @@ class HourDiagnosis:
 
     def __call__(self, features: pd.DataFrame) -> pd.DataFrame:
         """The diagnosis of one shard's windows (device_features rows)."""
-        from refrig_assets.incidents.causes_store import derive_defrost
+        from refrig_assets.incidents.causes_store import derive_defrost, with_cohorts
 
-        frame = self.store.with_cohort(features)
+        frame = features
+        if "cohort" not in frame:
+            if self._cohorts is None:
+                self._cohorts = (self.store.cohorts(),)
+            frame = with_cohorts(frame, self._cohorts[0])
         if bl.DEFROST_MINUTES in frame and not frame.empty:
             if self._before is None:
                 self._before = self.store.state_before(self.key, self.table)

@@ -67,11 +67,7 @@ class CauseStore:
         """``features`` with each device's cohort (kept when present; 'unknown' otherwise)."""
         if "cohort" in features:
             return features
-        cohorts = self.cohorts()
-        if cohorts is None:
-            return features.assign(cohort="unknown")
-        cohort = features["device_id"].map(cohorts)
-        return features.assign(cohort=cohort.fillna("unknown").to_numpy())
+        return with_cohorts(features, self.cohorts())
 
     def cohorts(self) -> pd.Series | None:
         """Each registered device's cohort (indexed by device_id), None without a registry."""
@@ -175,6 +171,18 @@ class CauseStore:
         defrost = end.where(_defrosting(history))
         last = defrost.groupby(devices).max()
         return last.fillna(observed).astype("datetime64[ns, UTC]")
+
+
+def with_cohorts(features: pd.DataFrame, cohorts: pd.Series | None) -> pd.DataFrame:
+    """``features`` with each device's cohort from ``cohorts`` (:meth:`CauseStore.cohorts`;
+    kept when present, 'unknown' otherwise). A caller mapping several groups of windows keeps
+    one ``cohorts``: its index's hash table is built on the first lookup only."""
+    if "cohort" in features:
+        return features
+    if cohorts is None:
+        return features.assign(cohort="unknown")
+    cohort = features["device_id"].map(cohorts)
+    return features.assign(cohort=cohort.fillna("unknown").to_numpy())
 
 
 def derive_defrost(features: pd.DataFrame, before: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -96,7 +97,35 @@ def with_dropout_sensors(
     if extra.empty:
         return quality
     extra["window_start"] = extra["window_start"].astype(quality["window_start"].dtype)
-    return quality.merge(extra, on=["device_id", "window_start"], how="left")
+    return _with_columns_of(quality, extra, devices)
+
+
+def _with_columns_of(
+    quality: pd.DataFrame, extra: pd.DataFrame, devices: list[str]
+) -> pd.DataFrame:
+    """``quality.merge(extra, on=[device_id, window_start], how="left")`` where only the rows
+    of ``devices`` can match: those rows are merged and the others get missing values, without
+    copying the whole hour's frame (a million devices' windows) the way the merge does."""
+    keys = ["device_id", "window_start"]
+    index = quality.index
+    plain = (
+        quality["device_id"].dtype == object
+        and isinstance(index, pd.RangeIndex)
+        and index.start == 0
+        and index.step == 1
+        and not extra.duplicated(keys).any()
+        and all(extra[c].dtype.kind == "f" for c in extra.columns if c not in keys)
+    )
+    if not plain:
+        return quality.merge(extra, on=keys, how="left")
+    rows = np.flatnonzero(quality["device_id"].isin(devices).to_numpy())
+    part = quality[keys].iloc[rows].merge(extra, on=keys, how="left")
+    added = {}
+    for column in (c for c in extra.columns if c not in keys):
+        values = np.full(len(quality), np.nan, dtype=extra[column].dtype)
+        values[rows] = part[column].to_numpy()
+        added[column] = values
+    return pd.concat([quality, pd.DataFrame(added, index=index)], axis=1, copy=False)
 
 
 def _read(
