@@ -521,18 +521,17 @@ def incidents_seen(incidents: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFram
     return out
 
 
-def _per_device(incidents: pd.DataFrame, store) -> pd.DataFrame:
-    """Device incidents as they are, and a site incident (no device) for every device of its
-    site in the registry: a power cut or a site going silent is one incident the operator sees
-    for the whole event, while each device's own incident under it may be a short one."""
+def _per_device(incidents: pd.DataFrame) -> pd.DataFrame:
+    """Device incidents as they are, and a site incident (no device) for every device with an
+    incident under it (``parent_incident_id``): a power cut is one incident the operator sees
+    for the whole outage, while each device's own incident under it may be a short one."""
     own = incidents[incidents["device_id"].notna()]
-    site = incidents[incidents["device_id"].isna() & incidents["site_id"].notna()]
-    if site.empty or not store.partitions("device_registry"):
+    if "parent_incident_id" not in incidents.columns:
         return own
-    registry = store.read_many(
-        "device_registry", store.partitions("device_registry"), columns=["device_id", "site_id"]
-    ).drop_duplicates()
-    site = site.drop(columns="device_id").merge(registry, on="site_id")
+    site = incidents[incidents["device_id"].isna()].drop(columns="device_id")
+    children = own.loc[own["parent_incident_id"].isin(site["incident_id"]), ["device_id"]]
+    children = children.assign(incident_id=own["parent_incident_id"]).drop_duplicates()
+    site = site.merge(children, on="incident_id")
     return pd.concat([own, site[own.columns]], ignore_index=True)
 
 
@@ -564,7 +563,13 @@ def stored_predictions(
         flagged["streaming rules"] = streaming[window_cols].rename(columns=as_interval)
         alerts = pd.concat([alerts, streaming[window_cols]], ignore_index=True)
     flagged["alerts"] = alerts.rename(columns=as_interval)
-    cols = ["incident_id", "device_id", "site_id", "first_window_start", "last_window_end"]
+    cols = [
+        "incident_id",
+        "device_id",
+        "parent_incident_id",
+        "first_window_start",
+        "last_window_end",
+    ]
     inc = None
     if (store.root / "device_incidents").exists():
         inc = _read(store, "device_incidents", start, end, cols, "last_window_end")
@@ -582,7 +587,7 @@ def stored_predictions(
             built = None
         inc = built[cols] if built is not None and set(cols) <= set(built.columns) else None
     if inc is not None:
-        inc = _per_device(inc, store)
+        inc = _per_device(inc)
         inc = inc.groupby(["incident_id", "device_id"]).agg(
             start=("first_window_start", "min"),
             end=("last_window_end", "max"),

@@ -173,7 +173,7 @@ def test_refrig_evaluate_reads_alerts_incidents_and_scores_from_the_store(refrig
         {
             "incident_id": ["i1"],
             "device_id": ["d1"],
-            "site_id": ["S1"],
+            "parent_incident_id": [None],
             "first_window_start": [minutes(15)],
             "last_window_end": [minutes(45)],
         }
@@ -222,25 +222,19 @@ def test_refrig_evaluate_reads_alerts_incidents_and_scores_from_the_store(refrig
     assert "point-wise" in result.output and "event-wise" in result.output
 
 
-def test_a_site_incident_counts_for_every_device_of_its_site(refrig_home, tmp_path):
-    # A power cut at site S1 (d1, d2; d3 elsewhere): the site incident is what the operator
-    # sees for the whole outage, while each device's own incident may be a short one under it.
+def test_a_site_incident_counts_for_every_device_under_it(refrig_home, tmp_path):
+    # A power cut at a site: d1 and d2 have their own (short) incidents under the site's, d3
+    # (same site, another circuit) none. The site incident is what the operator sees for the
+    # whole outage of d1 and d2; it says nothing about d3.
     store = ParquetStore(refrig_home / "data")
-    windows = windows_of(["d1", "d2", "d3"])
-    store.write("device_features", "2026-01-01-00:00", windows)
-    store.write(
-        "device_registry",
-        "all",
-        pd.DataFrame({"device_id": ["d1", "d2", "d3"], "site_id": ["S1", "S1", "S2"]}),
-    )
+    store.write("device_features", "2026-01-01-00:00", windows_of(["d1", "d2", "d3"]))
     incidents = pd.DataFrame(
         {
-            "incident_id": ["site", "child"],
-            "scope": ["site", "device"],
-            "site_id": ["S1", "S1"],
-            "device_id": [None, "d1"],
-            "first_window_start": [minutes(15), minutes(15)],
-            "last_window_end": [minutes(45), minutes(30)],
+            "incident_id": ["site", "child1", "child2"],
+            "device_id": [None, "d1", "d2"],
+            "parent_incident_id": [None, "site", "site"],
+            "first_window_start": [minutes(15), minutes(15), minutes(15)],
+            "last_window_end": [minutes(45), minutes(30), minutes(30)],
         }
     )
     store.write("device_incidents", "2026-01-01-00:00", incidents)
