@@ -196,11 +196,14 @@ def window_features(
         states["defrost"] = running.negate().both(above)
     for name in state_cols:
         states[name] = _bools(clean, name)
+    settled = _settled(features, running, states.get("defrost"), t_min, g)
+    if running_cols:
+        states["settled"] = settled
 
     def sensor(name: str, condition: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         ok = present[name]
         if condition == "running":
-            ok = ok & running.true()
+            ok = ok & settled.true()
         return values[name], ok
 
     stats: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
@@ -257,6 +260,30 @@ def window_features(
     return columns
 
 
+def _settled(
+    features: Contract, running: _Tri, defrost: _Tri | None, t_min: np.ndarray, g: _Groups
+) -> _Tri:
+    """The condition of the running-state statistics (the feature SQL's ``_settled_running``):
+    running, and at least ``running_settle.after_start_seconds`` after the device's last
+    reading not running (or unknown) and ``after_defrost_seconds`` after its last reading in
+    defrost, in its time order across the request's windows (none before: settled)."""
+    spec = features.settings.get("running_settle") or {}
+    start_min = float(spec.get("after_start_seconds", 0) or 0) / 60.0
+    defrost_min = float(spec.get("after_defrost_seconds", 0) or 0) / 60.0
+    anchors: list[tuple[np.ndarray, float]] = []
+    if start_min > 0:
+        anchors.append((~running.true(), start_min))  # NOT running OR running IS NULL
+    if defrost_min > 0 and defrost is not None:
+        anchors.append((defrost.true(), defrost_min))
+    ok = np.ones(len(t_min), bool)
+    rows = np.arange(len(t_min))
+    for state, minutes in anchors:
+        last = np.maximum.accumulate(np.where(state, rows, -1))
+        seen = last >= g.device_start
+        ok &= ~seen | (t_min - t_min[np.maximum(last, 0)] >= minutes)
+    return running.both(_Tri(ok, np.ones(len(t_min), bool)))
+
+
 def _derived(
     features: Contract,
     states: dict[str, _Tri],
@@ -281,7 +308,7 @@ def _derived(
             a, b = spec["sensor"], spec["minus"]
             ok_a, ok_b = present[a], present[b]
             if spec.get("condition") == "running":
-                run = states["running"].true() if "running" in states else np.zeros_like(ok_a)
+                run = states["settled"].true() if "settled" in states else np.zeros_like(ok_a)
                 ok_a, ok_b = ok_a & run, ok_b & run
             out[col.name] = g.mean(values[a], ok_a) - g.mean(values[b], ok_b)
             continue

@@ -162,6 +162,23 @@ def test_random_requests_give_the_feature_sql_windows(seed):
     assert_same_windows(clean, every_kind(FEATURES))
 
 
+@pytest.mark.parametrize(
+    "settle",
+    [
+        {"after_start_seconds": 0, "after_defrost_seconds": 0},
+        {"after_start_seconds": 180, "after_defrost_seconds": 0},
+        {"after_start_seconds": 0, "after_defrost_seconds": 300},
+        {"after_start_seconds": 90, "after_defrost_seconds": 1200},
+    ],
+)
+def test_the_running_settle_times_leave_out_the_same_readings(settle):
+    contract = dataclasses.replace(
+        FEATURES, settings={**FEATURES.settings, "running_settle": settle}
+    )
+    for seed in (7, 8, 9):
+        assert_same_windows(clean_of(random_request(seed), ["dev-0"]), every_kind(contract))
+
+
 def test_a_simulated_fleet_hour_gives_the_feature_sql_windows():
     config = SimulationConfig(devices=8, hours=1, start=START, seed=11)
     [(_, readings)] = list(FleetSimulator(config).hours())
