@@ -13,7 +13,11 @@ import pytest
 import yaml
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
-from refrig_assets.defs.shared.event_log import BatchedSqliteEventLogStorage, pipeline_instance
+from refrig_assets.defs.shared.event_log import (
+    EVENT_BATCH_SIZE,
+    BatchedSqliteEventLogStorage,
+    pipeline_instance,
+)
 from refrig_assets.defs.shared.instance import (
     HomeSqliteEventLogStorage,
     instance_settings,
@@ -58,8 +62,11 @@ def home(tmp_path, monkeypatch):
     return home
 
 
-def test_the_written_settings_give_the_batched_event_log_over_the_default_files(home):
+def test_the_written_settings_give_the_batched_event_log_over_the_default_files(home, monkeypatch):
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "")  # restored after the test
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE")
     instance = dg.DagsterInstance.get()
+    assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == EVENT_BATCH_SIZE  # batches are written
     storage = instance.event_log_storage
     assert type(storage) is HomeSqliteEventLogStorage
     assert isinstance(storage, BatchedSqliteEventLogStorage)
@@ -96,7 +103,9 @@ def test_a_run_in_another_process_records_every_materialization_and_check(home, 
             "--partition",
             HOUR,
         ],
-        env=os.environ | {"PYTHONWARNINGS": "ignore"},
+        # Batching as the settings turn it on, not as this process may have it.
+        env={k: v for k, v in os.environ.items() if k != "DAGSTER_EVENT_BATCH_SIZE"}
+        | {"PYTHONWARNINGS": "ignore"},
         capture_output=True,
         text=True,
         timeout=300,

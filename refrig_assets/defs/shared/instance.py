@@ -4,7 +4,7 @@
 Besides telemetry and the UI's welcome pop-up (off), the settings name the project's event log:
 :class:`HomeSqliteEventLogStorage`, the batched SQLite event log ``refrig pipeline run`` already
 uses (``defs/shared/event_log``), over the files Dagster's default SQLite storage keeps under
-``$DAGSTER_HOME/history/runs``. A run the daemon launches (schedules, sensors, backfills, the
+``$DAGSTER_HOME/history/runs``, with Dagster's event batching on. A run the daemon launches (schedules, sensors, backfills, the
 UI's launch button) builds its instance from these settings, so it writes its events as
 ``refrig pipeline run`` does, into the same files every reader (the UI, the daemon, Dagster's
 own storage) reads. Run and schedule storage keep Dagster's defaults.
@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from dagster._serdes import ConfigurableClassData
 
-from refrig_assets.defs.shared.event_log import BatchedSqliteEventLogStorage
+from refrig_assets.defs.shared.event_log import EVENT_BATCH_SIZE, BatchedSqliteEventLogStorage
 
 
 def home_event_log_dir() -> str:
@@ -46,6 +46,9 @@ class HomeSqliteEventLogStorage(BatchedSqliteEventLogStorage):
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]
     ) -> HomeSqliteEventLogStorage:
+        # Dagster's event batching on in the process that builds the instance (a run worker
+        # the daemon launched, too), as pipeline_instance() does; unless set otherwise.
+        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
         return cls(home_event_log_dir(), inst_data=inst_data)
 
 
