@@ -17,7 +17,7 @@ from refrig_assets.alerts.device_status import SCORE_COLUMNS, TrendSettings, dev
 from refrig_assets.alerts.generation import generate_alerts
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.storage import ParquetStore
-from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange
+from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange, rows_per_range
 from refrig_assets.scoring.reads import read_scores_for_hour, score_paths_for_hour
 
 
@@ -84,7 +84,9 @@ def status_in_shards(
     frames: list[pd.DataFrame] = []
     keys = [h.strftime("%Y-%m-%d-%H:%M") for h in hours]
     paths = {key: score_paths_for_hour(store, key) for key in keys}
-    for shard in shards or WHOLE_FLEET:
+    shards = shards or WHOLE_FLEET
+    registered = rows_per_range(registry["device_id"], shards)
+    for shard, rows in zip(shards, registered, strict=True):
         parts = [
             read_scores_for_hour(
                 store,
@@ -103,7 +105,7 @@ def status_in_shards(
             if parts
             else load_contract("model_scores").empty_frame()
         )
-        devices = registry[shard.mask(registry["device_id"])]
+        devices = registry.iloc[rows]
         status = device_status(devices, scores, open_alerts, as_of, settings)
         del scores
         if len(status) or not frames:

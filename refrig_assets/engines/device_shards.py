@@ -65,6 +65,21 @@ class DeviceRange:
 WHOLE_FLEET = [DeviceRange()]
 
 
+def rows_per_range(device_ids: pd.Series, ranges: list[DeviceRange]) -> list[np.ndarray]:
+    """Per range, the positions of ``device_ids`` in it (in their order), as
+    ``np.flatnonzero(range.mask(device_ids))`` gives them: for ids in sorted order (a stored
+    registry) found by binary search, so splitting a fleet costs one pass, not one per range."""
+    ids = device_ids.astype(str).to_numpy()
+    if len(ranges) <= 1 or not pd.Index(ids).is_monotonic_increasing:
+        return [np.flatnonzero(r.mask(device_ids)) for r in ranges]
+    out = []
+    for r in ranges:
+        lo = 0 if r.low is None else int(np.searchsorted(ids, r.low, side="left"))
+        hi = len(ids) if r.high is None else int(np.searchsorted(ids, r.high, side="left"))
+        out.append(np.arange(lo, max(lo, hi)))
+    return out
+
+
 def device_ranges(device_ids: pa.Array, weights: pa.Array | None, shards: int) -> list[DeviceRange]:
     """``shards`` contiguous device-id ranges holding about equal shares of ``weights`` (one per
     row of ``device_ids``; None counts rows). Fewer ranges when there are fewer devices."""
