@@ -56,12 +56,12 @@ _MAX_REMEMBERED = 1_000_000
 
 class _Memo:
     """What DuckDB said once: the typed schema per contract and the text values known to be
-    within their column's limits (per contract and column)."""
+    within their column's limits (per column and limits)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.schemas: dict[int, tuple[Contract, pa.Schema]] = {}
-        self.valid_text: dict[tuple[int, str], set[str]] = {}
+        self.valid_text: dict[tuple[str, int | None, str | None], set[str]] = {}
 
 
 _MEMO = _Memo()
@@ -79,10 +79,10 @@ def _schema(contract: Contract) -> pa.Schema | None:
     return found[1] if found is not None and found[0] is contract else None
 
 
-def _within_limits(con: duckdb.DuckDBPyConnection, contract: Contract, col, values) -> bool:
+def _within_limits(con: duckdb.DuckDBPyConnection, col, values: list[str]) -> bool:
     """Whether every value of text column ``col`` keeps its ``max_length`` and ``pattern``, as
     the typing SQL's own predicate judges it (values not seen before are asked once)."""
-    key = (id(contract), col.name)
+    key = (col.name, *text_limits(col))  # the limits themselves: a changed contract asks again
     with _MEMO.lock:
         known = _MEMO.valid_text.setdefault(key, set())
         unknown = sorted(set(values) - known)
@@ -163,7 +163,7 @@ def _bools(column: pa.ChunkedArray, duck_type: str) -> pa.Array | None:
 
 
 def _typed_column(
-    con: duckdb.DuckDBPyConnection, contract: Contract, col, column: pa.ChunkedArray, duck: str
+    con: duckdb.DuckDBPyConnection, col, column: pa.ChunkedArray, duck: str
 ) -> pa.Array | None:
     """One contract column as the typing SQL types it, or ``None`` where this module does not
     reproduce the SQL exactly or a row breaks a rule."""
@@ -176,7 +176,7 @@ def _typed_column(
         length, pattern = text_limits(col)
         if length is not None or pattern is not None:
             present = [v for v in values.to_pylist() if v is not None]
-            if not _within_limits(con, contract, col, present):
+            if not _within_limits(con, col, present):
                 return None
         return values
     if col.type == "timestamp":
@@ -241,7 +241,7 @@ def _one(
         if col.name not in types:
             out[col.name] = pa.nulls(n, _ARROW[col.type])
             continue
-        typed = _typed_column(con, contract, col, table.column(col.name), types[col.name])
+        typed = _typed_column(con, col, table.column(col.name), types[col.name])
         if typed is None:
             return None
         out[col.name] = typed
