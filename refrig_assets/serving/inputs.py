@@ -429,7 +429,9 @@ def small_batch_features(
     """Feature windows of requests that the batch path would keep whole, with the quality
     rules in memory (:func:`refrig_assets.serving.small_batch.clean_rows`) between the landing
     reader's typing SQL and the feature SQL: two statements instead of some thirty. Up to
-    ``in_memory_max_rows`` clean rows the feature SQL's definitions are computed in memory too
+    ``in_memory_max_rows`` rows the typing is done in memory where it is exact
+    (:func:`refrig_assets.serving.typed_rows.typed_rows`; else the typing SQL) and the feature
+    SQL's definitions are computed in memory too
     (:func:`refrig_assets.serving.window_features.window_features`), typed as the SQL types
     them. ``None`` when any request needs the batch path's judgement (a rejected column or row,
     a duplicate, more than one hour, a NaN storm); the caller then runs
