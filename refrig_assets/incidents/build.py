@@ -15,8 +15,9 @@ health flags, a site's power or communications loss):
 * inside an episode a different known cause that holds for ``cause_change_min_signals``
   signals starts a new incident; ``unknown`` is compatible with every cause;
 * a new episode whose cause matches a closed incident closed at most ``reopen_minutes`` earlier
-  reopens that incident instead of opening another one (``unknown`` matches a device cause,
-  never a site event: a power cut does not take over a device's earlier unexplained episode);
+  reopens that incident instead of opening another one (``unknown`` matches every cause, but
+  a site event does not reopen an earlier unexplained episode: a power cut does not take over
+  a device's earlier unexplained episode);
 * stored incidents (``open_incidents``) take part as the first signal of their own episode, so
   re-running the same input yields the same incidents and ids.
 """
@@ -702,13 +703,14 @@ def _group(signals: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) ->
     prev_closing = pd.to_datetime(seg["prior_closed_at"], utc=True).shift()
     prev_closing = prev_closing.where(prev_closing.notna(), seg["end"].shift() + policy.hysteresis)
     prev_cause = seg["cause"].shift()
-    # A site event (power cut, site communications) is the site's, not the device's: it neither
-    # takes over a closed unexplained episode of the device nor is continued by a later one.
-    site_event = seg["cause"].map(causes.kind).eq(SITE_TRACK) | prev_cause.map(causes.kind).eq(
-        SITE_TRACK
-    )
-    compatible = (prev_cause == seg["cause"]) | (
-        (prev_cause.eq(UNKNOWN) | seg["cause"].eq(UNKNOWN)) & ~site_event
+    # A site event (power cut, site communications) is the site's, not the device's: it does not
+    # take over a closed unexplained episode of the device from before it. (An unexplained
+    # episode after it, such as the pull-down once the power is back, may still reopen it.)
+    site_event = seg["cause"].map(causes.kind).eq(SITE_TRACK)
+    compatible = (
+        (prev_cause == seg["cause"])
+        | (prev_cause.eq(UNKNOWN) & ~site_event)
+        | seg["cause"].eq(UNKNOWN)
     )
     reopen = (
         prev_same

@@ -200,7 +200,8 @@ def test_a_site_event_does_not_reopen_an_earlier_unexplained_incident_of_its_dev
     assert result.incidents["reopen_count"].tolist() == [0, 0]
 
 
-def test_an_unexplained_episode_after_a_site_event_closed_is_not_that_event_again(policy):
+def test_an_unexplained_episode_soon_after_a_site_event_still_reopens_it(policy):
+    # The pull-down once the power is back is the aftermath of the cut, not a new fault.
     policy = replace(policy, reopen=timedelta(minutes=120))
     rows = [
         alert("D1", 0, source="streaming", rule="power_loss", minutes=5),
@@ -209,7 +210,8 @@ def test_an_unexplained_episode_after_a_site_event_closed_is_not_that_event_agai
 
     result = build(rows, policy=policy)
 
-    assert sorted(result.incidents["cause"]) == ["power_loss", "unknown"]
+    assert result.incidents["cause"].tolist() == ["power_loss"]
+    assert result.incidents["reopen_count"].tolist() == [1]
 
 
 def test_an_unexplained_episode_returning_as_a_diagnosed_device_fault_still_reopens(policy):
