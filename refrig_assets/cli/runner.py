@@ -239,11 +239,81 @@ def score_hours(
         log(f"  {k}: scores → incidents {'FAILED ' + ','.join(steps) if steps else 'ok'}")
         return failed
 
+    if per_run > 1:
+        before = stream.store_through if stream is not None else None
+        return failures + alert_ranges(defs, instance, keys, per_run, alerted, before)
     if stream is None:
         return failures + run_hours(defs, instance, ALERT_STEPS, alert_runs(keys, per_run), alerted)
     met = stream.hours_met(keys)
     runs = alert_runs(keys, per_run, lambda k: k in met or may_alert(k))
     return failures + run_hours(defs, instance, ALERT_STEPS, runs, alerted, stream.store_through)
+
+
+def alert_ranges(
+    defs: dg.Definitions, instance, keys: list[str], per_run: int, on_hour, before=None
+) -> list[str]:
+    """Alerts → incidents → status of every hour in runs of ``per_run`` hours, each run one step
+    that goes hour by hour (:mod:`refrig_assets.defs.alerts.ranged`), so that no hour's incidents
+    see a later hour's alerts. ``before(key)``, if given, is called just before each hour.
+    When a run fails, its hours from the first one that not every asset recorded are run again
+    one by one as the hourly schedule runs them, so a bad hour fails alone and is named.
+    ``on_hour(key, success, failed_steps)`` is called for every hour, in order; the failed
+    steps it returns are counted."""
+    from refrig_assets.defs.alerts.ranged import JOB, alert_range_job
+
+    job = alert_range_job(before)
+    failures: list[str] = []
+    for chunk in chunked(keys, per_run):
+        hours = chunk
+        while hours:
+            result = job.execute_in_process(
+                instance=instance,
+                run_config=QUIET
+                | {"ops": {JOB: {"config": {"first": hours[0], "last": hours[-1]}}}},
+                tags=run_tags() | {RANGE_START_TAG: hours[0], RANGE_END_TAG: hours[-1]},
+                raise_on_error=False,
+            )
+            if result.success:
+                for k in hours:
+                    failures += on_hour(k, True, [])
+                break
+            blocked = _blocked(result)
+            if blocked is not None:  # as a one-hour run: recorded, downstream skipped, go on
+                at = hours.index(blocked[0])
+                for k in hours[:at]:
+                    failures += on_hour(k, True, [])
+                failures += on_hour(blocked[0], False, [blocked[1]])
+                hours = hours[at + 1 :]
+                continue
+            done = {
+                (e.asset_key.to_user_string(), e.partition)
+                for e in result.get_asset_materialization_events()
+                if e.asset_key is not None
+            }
+            complete = [all((a, k) in done for a in ALERT_STEPS) for k in hours]
+            first = complete.index(False) if False in complete else len(hours)
+            for k in hours[:first]:
+                failures += on_hour(k, True, [])
+            for k in hours[first:]:
+                if before is not None:
+                    before(k)
+                failures += on_hour(k, *_execute(defs, instance, ALERT_STEPS, k)[:2])
+            break
+    return failures
+
+
+def _blocked(result) -> tuple[str, str] | None:
+    """(hour, asset) where a blocking check stopped an alert range run, if one did."""
+    from refrig_assets.defs.alerts.ranged import BLOCKED_ASSET, BLOCKED_HOUR
+
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data.user_failure_data
+        metadata = data.metadata if data is not None else {}
+        if BLOCKED_HOUR in metadata:
+            return metadata[BLOCKED_HOUR].value, metadata[BLOCKED_ASSET].value
+    return None
 
 
 class StreamingReplay:

@@ -1,0 +1,154 @@
+"""Alerts → incidents → device status over a range of hours in one step (history backfills).
+
+Alerts are folded into incidents as they are stored, so the incidents of an hour must never see
+a later hour's alerts. A ranged run of the three assets cannot promise that: Dagster runs the
+``device_alerts`` step for every hour of the range before ``device_incidents`` starts. Here one
+op runs, hour by hour in hour order, the one-hour bodies of ``device_alerts``,
+``device_incidents`` and ``device_status`` (the same functions the hourly schedule runs, so the
+same files, alert and incident rows, audit, notifications and defrost state), and records every
+hour of each asset as its own materialization with its own check results.
+
+A failed blocking check stops the range at that hour, as a one-hour run skips the steps
+downstream of it: the hour's materializations and checks so far are recorded and the step fails
+naming the hour and asset (``refrig pipeline run`` goes on with the next hour). An hour that
+raises fails the step after the hours before it are recorded (the runner runs the rest hour by
+hour, so the bad hour fails alone).
+
+The job is built per backfill run (:func:`alert_range_job`, not part of the definitions): it is
+the runner's range mode, and ``before_hour`` lets a replay store its streaming alerts just
+before the hour they meet, as the hourly runs see them.
+"""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dagster as dg
+
+from refrig_assets.defs.alerts.assets import device_alerts
+from refrig_assets.defs.alerts.device_status import device_status_asset
+from refrig_assets.defs.incidents.assets import device_incidents
+from refrig_assets.defs.shared.event_log import log_check_evaluations
+from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.resources import RefrigResource
+
+# The assets in the order a one-hour run materializes them (each depends on the one before).
+STEPS = (device_alerts, device_incidents, device_status_asset)
+ASSETS = [a.key.to_user_string() for a in STEPS]
+JOB = "alerts_incidents_status_range"
+# Metadata of the failure a blocking check raises: the hour and the asset it stopped at.
+BLOCKED_HOUR, BLOCKED_ASSET = "blocked_hour", "blocked_asset"
+
+
+class _Hour:
+    """What the one-hour bodies read of their context: the hour, its window, the run, the log."""
+
+    def __init__(self, context: dg.OpExecutionContext, key: str):
+        self._context = context
+        self.partition_key = key
+        self.has_partition_key = True
+        self.partition_time_window = hourly_partitions.time_window_for_partition_key(key)
+
+    @property
+    def run(self) -> Any:
+        return self._context.run
+
+    @property
+    def log(self) -> Any:
+        return self._context.log
+
+
+def _body(asset: dg.AssetsDefinition) -> Callable[..., Any]:
+    """The asset's compute function (its ``hour_by_hour`` wrapper runs the one-hour body)."""
+    return asset.op.compute_fn.decorated_fn  # type: ignore[union-attr]
+
+
+def _hour_results(
+    asset: dg.AssetsDefinition, hour: _Hour, refrig: RefrigResource
+) -> list[dg.MaterializeResult]:
+    out = _body(asset)(hour, refrig)
+    results = list(out) if isinstance(out, Iterator) else [out]
+    if not all(isinstance(r, dg.MaterializeResult) for r in results):
+        raise TypeError(f"{asset.key.to_user_string()}: unexpected results {results!r}")
+    return results
+
+
+def _evaluations(
+    asset: dg.AssetsDefinition, result: dg.MaterializeResult, key: str
+) -> tuple[list[dg.AssetCheckEvaluation], list[str]]:
+    """The result's check results as evaluations of the hour; the blocking ones that failed."""
+    specs = {s.name: s for s in asset.check_specs}
+    evaluations, blocked = [], []
+    for check in result.check_results or []:
+        spec = specs.get(str(check.check_name))
+        blocking = bool(spec and spec.blocking)
+        target = dg.AssetKey.from_coercible(check.asset_key) if check.asset_key else asset.key
+        evaluations.append(
+            dg.AssetCheckEvaluation(
+                asset_key=target,
+                check_name=str(check.check_name),
+                passed=check.passed,
+                metadata=check.metadata,
+                severity=check.severity,
+                description=check.description,
+                blocking=blocking,
+                partition=key,
+            )
+        )
+        if blocking and not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
+            blocked.append(f"{key} {target.to_user_string()}.{check.check_name}")
+    return evaluations, blocked
+
+
+def alert_range_job(before_hour: Callable[[str], None] | None = None) -> dg.JobDefinition:
+    """A job of one op that runs alerts → incidents → status for the hours ``first``..``last``
+    of its config, hour by hour (``before_hour(key)`` first, if given), recording each hour of
+    each asset as a one-hour run records it."""
+
+    @dg.op(
+        name=JOB,
+        description="Alerts, incidents and device status of a range of hours, hour by hour.",
+        config_schema={"first": str, "last": str},
+        out={},
+    )
+    def alerts_incidents_status(
+        context: dg.OpExecutionContext, refrig: RefrigResource
+    ) -> Iterator[dg.AssetMaterialization]:
+        keys = hourly_partitions.get_partition_keys_in_range(
+            dg.PartitionKeyRange(context.op_config["first"], context.op_config["last"])
+        )
+        for key in keys:
+            if before_hour is not None:
+                before_hour(key)
+            hour = _Hour(context, key)
+            for asset in STEPS:
+                results = _hour_results(asset, hour, refrig)
+                blocked: list[str] = []
+                evaluations: list[dg.AssetCheckEvaluation] = []
+                for result in results:
+                    yield dg.AssetMaterialization(
+                        asset.key, partition=key, metadata=dict(result.metadata or {})
+                    )
+                    found, failed = _evaluations(asset, result, key)
+                    evaluations += found
+                    blocked += failed
+                log_check_evaluations(context, evaluations)  # type: ignore[arg-type]
+                if blocked:
+                    raise dg.Failure(
+                        description="blocking check(s) failed: " + "; ".join(blocked),
+                        metadata={
+                            "failed_checks": dg.MetadataValue.json(blocked),
+                            BLOCKED_HOUR: key,
+                            BLOCKED_ASSET: asset.key.to_user_string(),
+                        },
+                    )
+
+    @dg.job(
+        name=JOB,
+        description="Alerts → incidents → status over a range of hours (history backfills).",
+        resource_defs={"refrig": RefrigResource()},
+        executor_def=dg.in_process_executor,
+    )
+    def alerts_range() -> None:
+        alerts_incidents_status()
+
+    return alerts_range
