@@ -43,7 +43,10 @@ def alerts_in_shards(
     the hour [start, end), read and alerted one device range of ``shards`` at a time."""
     frames, models = [], set()
     paths = score_paths_for_hour(store, partition_key)
-    for shard in shards or WHOLE_FLEET:
+    shards = shards or WHOLE_FLEET
+    # Each shard's alerts look up their devices in that shard's part of the registry only.
+    registered = _registry_parts(registry, shards)
+    for shard, devices in zip(shards, registered, strict=True):
         present = read_scores_for_hour(
             store, partition_key, start, end, shard=shard, paths=paths, columns=["model_id"]
         )
@@ -56,7 +59,7 @@ def alerts_in_shards(
         previous = previous_alerts
         if len(previous):
             previous = previous[shard.mask(previous["device_id"])]
-        alerts = generate_alerts(scores, registry, previous, partition_key, run_id)
+        alerts = generate_alerts(scores, devices, previous, partition_key, run_id)
         del scores
         if len(alerts):
             frames.append(alerts)
@@ -66,6 +69,13 @@ def alerts_in_shards(
         else load_contract("device_alerts").empty_frame()
     )
     return HourAlerts(alerts, sorted(models))
+
+
+def _registry_parts(registry: pd.DataFrame, shards: list[DeviceRange]) -> list[pd.DataFrame]:
+    """The registry's rows of each device range (the registry itself for one range)."""
+    if len(shards) == 1 and shards[0] == DeviceRange():
+        return [registry]
+    return [registry.iloc[rows] for rows in rows_per_range(registry["device_id"], shards)]
 
 
 def status_in_shards(
@@ -85,8 +95,7 @@ def status_in_shards(
     keys = [h.strftime("%Y-%m-%d-%H:%M") for h in hours]
     paths = {key: score_paths_for_hour(store, key) for key in keys}
     shards = shards or WHOLE_FLEET
-    registered = rows_per_range(registry["device_id"], shards)
-    for shard, rows in zip(shards, registered, strict=True):
+    for shard, devices in zip(shards, _registry_parts(registry, shards), strict=True):
         parts = [
             read_scores_for_hour(
                 store,
@@ -105,7 +114,6 @@ def status_in_shards(
             if parts
             else load_contract("model_scores").empty_frame()
         )
-        devices = registry.iloc[rows]
         status = device_status(devices, scores, open_alerts, as_of, settings)
         del scores
         if len(status) or not frames:
