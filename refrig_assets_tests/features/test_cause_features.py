@@ -48,10 +48,10 @@ def sql_form(request):
     FORM["ordered"] = False
 
 
-def features(frame):
+def features(frame, **kwargs):
     con = duckdb.connect()
     con.register("clean", frame)
-    return con.execute(feature_sql("clean", ordered=FORM["ordered"])).df()
+    return con.execute(feature_sql("clean", ordered=FORM["ordered"], **kwargs)).df()
 
 
 def fleet(devices=5, seed=3):
@@ -165,30 +165,42 @@ def test_without_a_door_column_the_door_streak_is_null():
     assert out["compressor_starts_per_hour"].notna().all()
 
 
-def test_running_statistics_leave_out_the_pull_down_after_a_defrost_and_a_start():
-    # A defrost (idle, coil warm) ends at minute 14; the compressor then pulls the coil down
-    # from +6 °C. The running means keep only readings at least after_defrost_seconds after
-    # the last defrost reading and after_start_seconds after the start.
-    settle = load_contract("device_features").settings["running_settle"]
-    after_defrost = settle["after_defrost_seconds"] / 60
-    assert 1 <= after_defrost < 45  # the hour below holds settled readings
+def pull_down_after_defrost():
+    """A defrost (idle, coil warm) until minute 14, then the compressor pulls the coil down."""
     running = [m >= 15 for m in range(60)]
     coil = [6.0 if m < 15 else -20.0 + 26.0 * 0.7 ** (m - 15) for m in range(60)]
     frame = clean(
         current_compressor=[8.0 if r else 0.05 for r in running],
         temperature_evaporator=coil,
     )
-    out = features(frame)
-    settled = [m for m in range(60) if running[m] and m - 14 >= after_defrost]
-    by_window = {w: [coil[m] for m in settled if m // 15 == w] for w in range(4)}
-    for w, values in by_window.items():
+    return frame, running, coil
+
+
+def test_running_statistics_leave_out_the_pull_down_after_a_defrost_in_short_windows():
+    # 5-minute windows: the running means keep only readings at least after_defrost_seconds
+    # after the last defrost reading (the pull-down fills whole windows).
+    after_defrost = load_contract("device_features").settings["running_settle"][
+        "after_defrost_seconds"
+    ]
+    assert 300 <= after_defrost < 45 * 60  # applies to 5-minute windows; the hour has the rest
+    frame, running, coil = pull_down_after_defrost()
+    out = features(frame, window_min=5)
+    settled = [m for m in range(60) if running[m] and (m - 14) * 60 >= after_defrost]
+    for w in range(12):
+        values = [coil[m] for m in settled if m // 5 == w]
         got = out.iloc[w]["temperature_evaporator_running_mean"]
         if values:
             assert got == pytest.approx(np.mean(values))
         else:
             assert np.isnan(got)
     # The whole-window mean still holds every reading.
-    assert out.iloc[1]["temperature_evaporator_mean"] == pytest.approx(np.mean(coil[15:30]))
+    assert out.iloc[3]["temperature_evaporator_mean"] == pytest.approx(np.mean(coil[15:20]))
+
+
+def test_a_window_longer_than_the_settle_time_keeps_every_running_reading():
+    frame, running, coil = pull_down_after_defrost()
+    out = features(frame)  # 15-minute windows at 60 s
+    assert out.iloc[1]["temperature_evaporator_running_mean"] == pytest.approx(np.mean(coil[15:30]))
 
 
 def test_running_statistics_leave_out_the_first_minute_of_a_run_at_one_second():
