@@ -371,10 +371,14 @@ def file_findings(
 QUALITY_ORDER_ERROR = "readings out of (device_id, ts, source_file, source_row) order"
 
 
-def _previous_row_sql(rows: str, sensors: list, value_cols: str, *, guard: bool) -> str:
+def _previous_row_sql(
+    rows: str, sensors: list, value_cols: str, *, guard: bool, row_mask: str = "0"
+) -> str:
     """The rows of ``rows`` (in (device_id, ts, source_file, source_row) order) with what the
     previous row says: ``is_dup``, ``prev_ts`` and ``eq_<sensor>`` (same value as the previous
-    reading of the device), numbered in that order (``seq``).
+    reading of the device), numbered in that order (``seq``), and ``flag_mask``: ``row_mask``
+    (SQL of the flags a row shows on its own, see :func:`_row_mask_sql`), to which the flags
+    found later are added.
 
     With ``guard`` the rows are taken in the order they come and a row not after the previous
     one in that order fails the query with :data:`QUALITY_ORDER_ERROR` (the caller then sorts).
@@ -401,7 +405,7 @@ def _previous_row_sql(rows: str, sensors: list, value_cols: str, *, guard: bool)
         SELECT {value_cols}, source_file, source_row, received_at, late_arrival,
                same_device AND coalesce(ts = lag_ts, FALSE) AS is_dup,
                CASE WHEN same_device THEN lag_ts END AS prev_ts{"".join(", " + r for r in repeats)},
-               row_number() OVER () AS seq, CAST(0 AS BIGINT) AS joined_mask
+               row_number() OVER () AS seq, CAST({row_mask} AS BIGINT) AS flag_mask
         FROM (
           SELECT *, {same_device} AS same_device
           FROM (
@@ -411,7 +415,12 @@ def _previous_row_sql(rows: str, sensors: list, value_cols: str, *, guard: bool)
 
 
 def _previous_rows_in_ranges(
-    con: duckdb.DuckDBPyConnection, rows: str, cuts: list[str], sensors: list, value_cols: str
+    con: duckdb.DuckDBPyConnection,
+    rows: str,
+    cuts: list[str],
+    sensors: list,
+    value_cols: str,
+    row_mask: str = "0",
 ) -> list[str]:
     """The previous-row pass (:func:`_previous_row_sql` with its order guard) of each device
     range of ``rows`` that ``cuts`` make, each into its own table, side by side; the tables'
@@ -432,7 +441,7 @@ def _previous_rows_in_ranges(
         try:
             cursor.execute("SET TimeZone = 'UTC'")
             part = f"SELECT * FROM ({rows}) WHERE {in_range_sql(cuts, k, null_in_first=False)}"
-            sql = _previous_row_sql(part, sensors, value_cols, guard=True)
+            sql = _previous_row_sql(part, sensors, value_cols, guard=True, row_mask=row_mask)
             cursor.execute(f"CREATE OR REPLACE TABLE {tables[k]} AS {sql}")
         finally:
             cursor.close()
@@ -514,18 +523,26 @@ def clean_hour(
     keyed_rows = keyed_rows_of("hour_in")
     if flags_in_place is None:
         flags_in_place = isinstance(con, duckdb.DuckDBPyConnection)
+    tolerance = float(rules["future_tolerance_minutes"])
+    # With the flags in place, the flags a row shows on its own come out of the previous-row
+    # pass, which reads every row anyway: the clean rows and the counts read them off the mask.
+    row_mask = _row_mask_sql(contract, tolerance) if flags_in_place else "0"
     range_tables: list[str] = []
     try:
         if cuts and flags_in_place:
             # read from source: hour_in is a temporary view, which other cursors do not see
             ranged = keyed_rows_of(f"(SELECT * FROM {source} WHERE source_row >= 0)")
-            range_tables = _previous_rows_in_ranges(con, ranged, cuts, sensors, value_cols)
+            range_tables = _previous_rows_in_ranges(
+                con, ranged, cuts, sensors, value_cols, row_mask
+            )
             con.execute(
                 "CREATE OR REPLACE TEMP VIEW good_rows AS "
                 + " UNION ALL ".join(f"SELECT * FROM {t}" for t in range_tables)
             )
         else:
-            in_order = _previous_row_sql(keyed_rows, sensors, value_cols, guard=True)
+            in_order = _previous_row_sql(
+                keyed_rows, sensors, value_cols, guard=True, row_mask=row_mask
+            )
             con.execute(f"CREATE OR REPLACE TEMP TABLE good_rows AS {in_order}")
     except duckdb.Error as exc:
         if QUALITY_ORDER_ERROR not in str(exc):
@@ -536,7 +553,7 @@ def clean_hour(
             "ORDER BY device_id, ts, source_file, source_row"
         )
         sorted_sql = _previous_row_sql(
-            "SELECT * FROM hour_sorted", sensors, value_cols, guard=False
+            "SELECT * FROM hour_sorted", sensors, value_cols, guard=False, row_mask=row_mask
         )
         con.execute(f"CREATE OR REPLACE TEMP TABLE good_rows AS {sorted_sql}")
         con.execute("DROP TABLE hour_sorted")
@@ -571,7 +588,6 @@ def clean_hour(
         "SELECT DISTINCT device_id, ts FROM good_rows WHERE is_dup"
     )
 
-    tolerance = float(rules["future_tolerance_minutes"])
     conditions = _flag_conditions(contract, tolerance)
 
     def mask_of(flags: list[str]) -> str:
@@ -593,18 +609,18 @@ def clean_hour(
         for table in range_tables or ["good_rows"]:
             con.execute(
                 f"""
-                UPDATE {table} SET joined_mask = p.mask
+                UPDATE {table} SET flag_mask = p.mask
                 FROM (
-                  SELECT g.seq, CAST({mask_of(joined)} AS BIGINT) AS mask
+                  SELECT g.seq, g.flag_mask | CAST({mask_of(joined)} AS BIGINT) AS mask
                   FROM {table} g {joins}
                   WHERE NOT g.is_dup AND (st.device_id IS NOT NULL OR us.device_id IS NOT NULL
                                           OR r.device_id IS NOT NULL OR cp.device_id IS NOT NULL)) p
                 WHERE {table}.seq = p.seq
                 """
             )
-        row_mask = mask_of([f for f in conditions if f not in JOINED_FLAGS])
-        flagged = f"SELECT g.*, CAST(({row_mask}) | g.joined_mask AS BIGINT) AS quality_mask"
-        flagged += " FROM good_rows g WHERE NOT g.is_dup"
+        # an expression, as the other path's: the file's column stays optional (DuckDB writes a
+        # column straight from a table whose statistics show no NULL as required)
+        flagged = "SELECT g.*, g.flag_mask | 0 AS quality_mask FROM good_rows g WHERE NOT g.is_dup"
         order = ""
     else:  # one query with the joins, sorted back into seq order
         flagged = f"SELECT g.*, CAST({mask_of(list(conditions))} AS BIGINT) AS quality_mask"
@@ -624,7 +640,9 @@ def clean_hour(
         ).sort_values(["source_file", "row", "rule"], kind="stable", ignore_index=True)
     )
     rows_read = con.execute("SELECT count(*) FROM hour_in").fetchall()[0][0]
-    counts, sensor_counts, present, rows_clean = _flag_counts(con, contract, tolerance)
+    counts, sensor_counts, present, rows_clean = _flag_counts(
+        con, contract, tolerance, from_mask=flags_in_place
+    )
     files = sorted(read)
     result = QualityResult(
         rows_read=int(rows_read),
@@ -730,8 +748,18 @@ def _row_quarantine(
     return quarantine_frame(con.execute(sql).df())
 
 
-# Flags that come from a join with a small table of findings (see clean_hour).
+# Flags that come from a join with a small table of findings (see clean_hour); the others
+# (ROW_FLAGS) each row shows on its own.
 JOINED_FLAGS = ("STUCK_SENSOR", "DUPLICATE", "UNIT_SUSPECT", "UNREGISTERED_DEVICE")
+ROW_FLAGS = ("SENSOR_DROPOUT", "OUT_OF_RANGE", "LATE", "FUTURE_TIMESTAMP")
+
+
+def _row_mask_sql(contract: Contract, tolerance_minutes: float) -> str:
+    """SQL of the bits of the flags (:data:`ROW_FLAGS`) a row of good_rows shows on its own."""
+    conditions = _flag_conditions(contract, tolerance_minutes, g="")
+    return " | ".join(
+        f"(CASE WHEN {conditions[f]} THEN {flag_bit(f)} ELSE 0 END)" for f in ROW_FLAGS
+    )
 
 
 def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g.") -> dict:
@@ -750,19 +778,31 @@ def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g."
     }
 
 
-def _flag_counts(con: duckdb.DuckDBPyConnection, contract: Contract, tolerance: float):
+def _flag_counts(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    tolerance: float,
+    *,
+    from_mask: bool = False,
+):
     """Rows per flag, rows per (sensor flag, sensor), sensor values present and clean rows.
 
-    One scan of the good rows for the per-row flags; the flags found by joins are counted on
-    their small tables.
+    One scan of the good rows for the per-row flags (``from_mask``: read off their bits in
+    ``flag_mask``, a sensor's range tested only on the rows out of range); the flags found by
+    joins are counted on their small tables.
     """
     sensors = fleet_sensor_columns(contract)
     cond = _flag_conditions(contract, tolerance, g="")
-    row_flags = ["SENSOR_DROPOUT", "OUT_OF_RANGE", "LATE", "FUTURE_TIMESTAMP"]
+    broken = {c.name: _out_of_range(c) for c in sensors if c.range}
+    if from_mask:
+        cond = {f: f"flag_mask & {flag_bit(f)} <> 0" for f in ROW_FLAGS}
+        some = cond["OUT_OF_RANGE"]
+        broken = {name: f"{some} AND {test}" for name, test in broken.items()}
+    row_flags = list(ROW_FLAGS)
     # count(*) FILTER is 0 over an empty hour (count_if would be NULL)
     aggs = ["count(*)"] + [f"count(*) FILTER ({cond[f]})" for f in row_flags]
     aggs += [f"count({c.name})" for c in sensors]
-    aggs += [f"count(*) FILTER ({_out_of_range(c)})" if c.range else "0" for c in sensors]
+    aggs += [f"count(*) FILTER ({broken[c.name]})" if c.range else "0" for c in sensors]
     row = con.execute(f"SELECT {', '.join(aggs)} FROM good_rows WHERE NOT is_dup").fetchall()[0]
     n = int(row[0])
     counts = dict(zip(row_flags, map(int, row[1:5]), strict=True))

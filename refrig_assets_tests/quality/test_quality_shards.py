@@ -346,3 +346,37 @@ def test_nan_storms_read_from_the_statistics_are_those_a_scan_finds(hours, tmp_p
     assert _nan_storm_files_of(path, CONTRACT, read) == {"extra-0.parquet": share}
     # the fixture's hour mixes files (and read errors) in a row group: scanned
     assert _nan_storm_files_of(source.path("sensor_readings", KEYS[0]), CONTRACT, read) is None
+
+
+def test_row_flags_read_off_the_pass_mask_are_those_the_joined_query_finds(hours):
+    """On DuckDB the flags a row shows on its own (dropout, out of range, late, future) are
+    computed by the previous-row pass and counted off their bits; the way other engines run the
+    rules evaluates every flag in the clean rows' query. Both give the same rows and counts."""
+    source, registered = hours
+    path = source.path("sensor_readings", KEYS[0])
+    damaged = (
+        "(SELECT * REPLACE ("
+        "CASE WHEN source_row % 7 = 0 THEN 999.0 ELSE temperature_evaporator END"
+        " AS temperature_evaporator,"
+        " CASE WHEN source_row % 11 = 0 THEN -5.0 ELSE pressure_low_side END AS pressure_low_side,"
+        " CASE WHEN source_row % 13 = 0 THEN NULL ELSE vibration_compressor END"
+        " AS vibration_compressor,"
+        f" source_row % 17 = 0 AS late_arrival) FROM read_parquet('{path}'))"
+    )
+    found = {}
+    for in_place in (True, False):
+        con = connect()
+        try:
+            sql, result = clean_hour(con, damaged, CONTRACT, registered, flags_in_place=in_place)
+            clean = con.execute(f"SELECT * FROM ({sql}) ORDER BY device_id, ts").df()
+        finally:
+            con.close()
+        found[in_place] = (clean, summary(result))
+    (in_place, counts), (joined, joined_counts) = found[True], found[False]
+    pd.testing.assert_frame_equal(in_place, joined)
+    assert counts == joined_counts
+    flags = counts["flags"]
+    row_and_joined = ("SENSOR_DROPOUT", "OUT_OF_RANGE", "LATE", "DUPLICATE", "UNREGISTERED_DEVICE")
+    assert min(flags[f] for f in row_and_joined) > 0
+    assert counts["sensor_flags"][("OUT_OF_RANGE", "pressure_low_side")] > 0
+    assert counts["sensor_flags"][("OUT_OF_RANGE", "temperature_condenser")] == 0
