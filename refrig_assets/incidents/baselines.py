@@ -70,10 +70,15 @@ def usable_values(
 ) -> pd.DataFrame:
     """The feature values a baseline or a condition may use: running-conditioned features
     only where the compressor ran for at least ``running_min_duty`` of the window."""
-    values = pd.DataFrame(
-        {f: _numbers(frame[f]) if f in frame else np.nan for f in features},
-        index=frame.index,
-    ).astype(float)
+    names = list(dict.fromkeys(features))
+    # One float block filled feature by feature: no frame of the raw columns to convert and
+    # consolidate first (a device shard holds a few hundred thousand windows).
+    block = np.full((len(names), len(frame)), np.nan)
+    for i, f in enumerate(names):
+        if f in frame:
+            x = _numbers(frame[f])
+            block[i] = x if isinstance(x, np.ndarray) else x.astype(float).to_numpy()
+    values = pd.DataFrame(block.T, index=frame.index, columns=names)
     conditioned = running_features()
     running = [f for f in features if f in conditioned]
     if running and "duty_cycle" in frame:
