@@ -123,6 +123,11 @@ def summary(run: BenchRun) -> dict:
         out["ratios"]["project_over_spark_with_session_start"] = round(
             project.wall_s / with_start, 4
         )
+        # Like for like: the project's SQL and write alone (no contract check and summary,
+        # which the Spark job does not run) against the Spark job.
+        sql_only = project.report.get("compute_write_s")
+        if sql_only:
+            out["ratios"]["project_sql_over_spark"] = round(float(sql_only) / spark.wall_s, 4)
     grown = [(_size(n), r) for n, r in _matching(run, "growth_*") if r.ok]
     growth = {k: r.wall_s for k, r in grown}
     out["growth"] = {str(k): round(v, 3) for k, v in sorted(growth.items())}
