@@ -595,7 +595,6 @@ def clean_hour(
             f"(CASE WHEN {conditions[f]} THEN {flag_bit(f)} ELSE 0 END)" for f in flags
         )
 
-    joined = [f for f in conditions if f in JOINED_FLAGS]
     joins = """
           LEFT JOIN (SELECT DISTINCT device_id, ts FROM stuck) st
                  ON st.device_id = g.device_id AND st.ts = g.ts
@@ -606,18 +605,15 @@ def clean_hour(
         # The flags found in the small tables (stuck runs, copies, unit suspects, unregistered
         # devices) are set on the few rows they concern, in place: the clean rows then stream
         # out of good_rows in its own order, with no join (which would reorder them) and no sort.
+        # Gathered per reading and per device first, so each row is looked up once per kind.
+        marks = _joined_marks(con)
         for table in range_tables or ["good_rows"]:
-            con.execute(
-                f"""
-                UPDATE {table} SET flag_mask = p.mask
-                FROM (
-                  SELECT g.seq, g.flag_mask | CAST({mask_of(joined)} AS BIGINT) AS mask
-                  FROM {table} g {joins}
-                  WHERE NOT g.is_dup AND (st.device_id IS NOT NULL OR us.device_id IS NOT NULL
-                                          OR r.device_id IS NOT NULL OR cp.device_id IS NOT NULL)) p
-                WHERE {table}.seq = p.seq
-                """
-            )
+            for marked, on in marks:
+                keys = " AND ".join(f"{table}.{k} = m.{k}" for k in on)
+                con.execute(
+                    f"UPDATE {table} SET flag_mask = {table}.flag_mask | m.mask FROM {marked} m "
+                    f"WHERE {keys} AND NOT {table}.is_dup"
+                )
         # an expression, as the other path's: the file's column stays optional (DuckDB writes a
         # column straight from a table whose statistics show no NULL as required)
         flagged = "SELECT g.*, g.flag_mask | 0 AS quality_mask FROM good_rows g WHERE NOT g.is_dup"
@@ -752,6 +748,31 @@ def _row_quarantine(
 # (ROW_FLAGS) each row shows on its own.
 JOINED_FLAGS = ("STUCK_SENSOR", "DUPLICATE", "UNIT_SUSPECT", "UNREGISTERED_DEVICE")
 ROW_FLAGS = ("SENSOR_DROPOUT", "OUT_OF_RANGE", "LATE", "FUTURE_TIMESTAMP")
+
+
+def _joined_marks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, tuple[str, ...]]]:
+    """The flags of the small tables (stuck, copied, unit_suspect, unregistered) as bits: per
+    reading in ``reading_marks`` (device_id, ts), per device in ``device_marks``; the tables that
+    hold any, with the columns a row is looked up by."""
+    bit = {f: flag_bit(f) for f in JOINED_FLAGS}
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE reading_marks AS "
+        "SELECT device_id, ts, CAST(bit_or(b) AS BIGINT) AS mask FROM ("
+        f"SELECT device_id, ts, {bit['STUCK_SENSOR']} AS b FROM stuck "
+        f"UNION ALL SELECT device_id, ts, {bit['DUPLICATE']} FROM copied) GROUP BY device_id, ts"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE device_marks AS "
+        "SELECT device_id, CAST(bit_or(b) AS BIGINT) AS mask FROM ("
+        f"SELECT device_id, {bit['UNIT_SUSPECT']} AS b FROM unit_suspect "
+        f"UNION ALL SELECT device_id, {bit['UNREGISTERED_DEVICE']} FROM unregistered) "
+        "GROUP BY device_id"
+    )
+    marks = [("reading_marks", ("device_id", "ts")), ("device_marks", ("device_id",))]
+    held = con.execute(
+        "SELECT (SELECT count(*) FROM reading_marks), (SELECT count(*) FROM device_marks)"
+    ).fetchall()[0]
+    return [m for m, n in zip(marks, held, strict=True) if n]
 
 
 def _row_mask_sql(contract: Contract, tolerance_minutes: float) -> str:
