@@ -1,7 +1,10 @@
 """A history backfilled in runs of several hours gives exactly what one run per hour gives:
 the same clean readings, quarantine, features, scores, alerts, incidents and device status,
-every hour recorded as its own partition, with an empty hour and rejected files inside the
-range. The same landing files (same mtimes) are run in two homes, once per way."""
+the same alert database (alerts, incidents, evidence, audits, notification outbox) and the
+incidents' defrost state and baselines, every hour recorded as its own partition with its own
+check results, with an empty hour and rejected files inside the range and the streaming rules'
+alerts stored with the hours they meet. The same landing files (same mtimes) are run in two
+homes, once per way."""
 
 import shutil
 from datetime import UTC, datetime
@@ -10,7 +13,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from refrig_assets.cli.runner import prepare_hours, score_hours
+from refrig_assets.cli.runner import StreamingReplay, prepare_hours, score_hours
 from refrig_assets.core.partition_range import hour_keys
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
@@ -76,7 +79,12 @@ def backfill(source, home, monkeypatch, keys: list[str], per_run: int, train_hou
             run_config={"ops": {m: {"config": span} for m in models}},
         )
         assert trained.success
-        failures += score_hours(defs, instance, keys, per_run, SCORE[:2], print)
+        # The streaming rules' alerts enter the store with the hours they meet, as in the runner.
+        stream = StreamingReplay()
+        try:
+            failures += score_hours(defs, instance, keys, per_run, SCORE[:2], print, stream)
+        finally:
+            stream.finish()
         recorded = {a: instance.get_materialized_partitions(dg.AssetKey(a)) for a in PREP + SCORE}
         runs = len(instance.get_run_ids())
         checks = check_outcomes(instance)
@@ -89,7 +97,53 @@ def backfill(source, home, monkeypatch, keys: list[str], per_run: int, train_hou
         frame = store.read_many(dataset, keys)
         frames[dataset] = frame.drop(columns=[c for c in frame if c in PROCESSING_COLUMNS])
     frames["check evaluations"] = checks
+    frames |= alert_database(get_settings().alerts_db_url)
+    for derived in ("cause_state", "cause_baselines"):  # the incidents' defrost state, baselines
+        files = sorted((get_settings().data_dir / derived).glob("*.parquet"))
+        frames[derived] = pd.concat(
+            [pd.DataFrame({"file": []})] + [pd.read_parquet(f).assign(file=f.name) for f in files],
+            ignore_index=True,
+        )
     return frames, runs
+
+
+# Columns of the alert database that say when a row was written (wall clock), not what it says.
+WRITTEN_AT = {
+    "first_seen_at",
+    "updated_at",
+    "at",
+    "next_attempt_at",
+    "delivered_at",
+    "linked_at",
+    "resolved_at",
+    "acknowledged_at",
+}
+
+
+# Written by training and model promotion, not by the hourly steps compared here.
+TRAINING_TABLES = {"model_lifecycle_events"}
+
+
+def alert_database(url: str) -> dict[str, pd.DataFrame]:
+    """Every table of the alert database (alerts, incidents, evidence, both audits, the
+    notification outbox, ...) but training's, in row order, without the wall-clock columns."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = sa.inspect(conn).get_table_names()
+            frames = {
+                f"db {t}": pd.read_sql_table(t, conn).drop(
+                    columns=WRITTEN_AT | PROCESSING_COLUMNS, errors="ignore"
+                )
+                for t in tables
+                if t not in TRAINING_TABLES
+            }
+    finally:
+        engine.dispose()
+    assert {"db alerts", "db incidents", "db notification_outbox"} <= set(frames)
+    return frames
 
 
 def check_outcomes(instance) -> pd.DataFrame:
@@ -105,12 +159,18 @@ def check_outcomes(instance) -> pd.DataFrame:
 
 
 def assert_same(one_per_hour: dict, ranged: dict):
+    assert set(ranged) == set(one_per_hour)
+    differences = []
     for dataset, expected in one_per_hour.items():
-        pd.testing.assert_frame_equal(
-            ranged[dataset].reset_index(drop=True),
-            expected.reset_index(drop=True),
-            obj=dataset,
-        )
+        try:
+            pd.testing.assert_frame_equal(
+                ranged[dataset].reset_index(drop=True),
+                expected.reset_index(drop=True),
+                obj=dataset,
+            )
+        except AssertionError as difference:
+            differences.append(str(difference))
+    assert not differences, "\n\n".join(differences)
 
 
 def test_twenty_devices_six_hours_with_rejected_files_in_runs_of_four_hours(tmp_path, monkeypatch):
@@ -130,10 +190,12 @@ def test_twenty_devices_six_hours_with_rejected_files_in_runs_of_four_hours(tmp_
     assert_same(per_hour, ranged)
     assert len(per_hour["quarantined_readings"]) >= 2  # the bad row and the rejected file
     assert len(per_hour["device_alerts"]) > 0
+    assert per_hour["db alerts"]["source"].ne("batch").any()  # streaming alerts in the range
+    assert len(per_hour["db incidents"]) > 0
     # registry, training and one run per hour for readings, scores and alerts; against runs of
-    # four hours for readings and scores, and alert runs that start at each hour that may alert
+    # four hours for readings, scores and alerts → incidents → status
     assert per_hour_runs == 1 + 1 + 3 * 6
-    assert ranged_runs <= 1 + 1 + 2 + 2 + 6
+    assert ranged_runs == 1 + 1 + 2 + 2 + 2
 
 
 @pytest.mark.slow
@@ -147,7 +209,7 @@ def test_one_device_thirty_hours_at_five_minutes_with_an_empty_hour(tmp_path, mo
     ranged, runs = backfill(source, tmp_path / "b", monkeypatch, keys, 12, 12)
 
     assert_same(per_hour, ranged)
-    assert runs <= 1 + 1 + 3 + 3 + 30  # readings and scores: hours 0-11, 12-23, 24-29
+    assert runs == 1 + 1 + 3 + 3 + 3  # readings, scores, alerts: hours 0-11, 12-23, 24-29
     empty = ranged["sensor_readings"]
     assert empty[empty["ts"].dt.hour == 10].empty
     assert len(ranged["clean_readings"]) == 29 * 12
