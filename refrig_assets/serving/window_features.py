@@ -196,7 +196,7 @@ def window_features(
         states["defrost"] = running.negate().both(above)
     for name in state_cols:
         states[name] = _bools(clean, name)
-    settled = _settled(features, running, states.get("defrost"), t_min, g)
+    settled = _settled(features, running, states.get("defrost"), t_min, g, wsec)
     if running_cols:
         states["settled"] = settled
 
@@ -261,15 +261,26 @@ def window_features(
 
 
 def _settled(
-    features: Contract, running: _Tri, defrost: _Tri | None, t_min: np.ndarray, g: _Groups
+    features: Contract,
+    running: _Tri,
+    defrost: _Tri | None,
+    t_min: np.ndarray,
+    g: _Groups,
+    window_seconds: int,
 ) -> _Tri:
     """The condition of the running-state statistics (the feature SQL's ``_settled_running``):
     running, and at least ``running_settle.after_start_seconds`` after the device's last
     reading not running (or unknown) and ``after_defrost_seconds`` after its last reading in
-    defrost, in its time order across the request's windows (none before: settled)."""
+    defrost, in its time order across the request's windows (none before: settled). A settle
+    time shorter than the window does not apply."""
     spec = features.settings.get("running_settle") or {}
-    start_min = float(spec.get("after_start_seconds", 0) or 0) / 60.0
-    defrost_min = float(spec.get("after_defrost_seconds", 0) or 0) / 60.0
+
+    def settle_minutes(key: str) -> float:
+        seconds = float(spec.get(key, 0) or 0)
+        return seconds / 60.0 if seconds >= window_seconds else 0.0
+
+    start_min = settle_minutes("after_start_seconds")
+    defrost_min = settle_minutes("after_defrost_seconds")
     anchors: list[tuple[np.ndarray, float]] = []
     if start_min > 0:
         anchors.append((~running.true(), start_min))  # NOT running OR running IS NULL

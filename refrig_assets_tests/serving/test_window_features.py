@@ -166,9 +166,10 @@ def test_random_requests_give_the_feature_sql_windows(seed):
     "settle",
     [
         {"after_start_seconds": 0, "after_defrost_seconds": 0},
-        {"after_start_seconds": 180, "after_defrost_seconds": 0},
-        {"after_start_seconds": 0, "after_defrost_seconds": 300},
-        {"after_start_seconds": 90, "after_defrost_seconds": 1200},
+        {"after_start_seconds": 900, "after_defrost_seconds": 0},
+        {"after_start_seconds": 0, "after_defrost_seconds": 1200},
+        {"after_start_seconds": 960, "after_defrost_seconds": 1800},
+        {"after_start_seconds": 120, "after_defrost_seconds": 2400},  # the start: < window
     ],
 )
 def test_the_running_settle_times_leave_out_the_same_readings(settle):
