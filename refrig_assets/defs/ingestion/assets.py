@@ -164,6 +164,7 @@ def sensor_readings(
             previous=refrig.store.path("sensor_readings", key),
             authoritative=load_ingestion_settings().authoritative,
             listing=listing,
+            scan_together_files=refrig.engine != "spark",  # Spark translates one file's SQL
         )
         if refrig.engine == "spark":  # the files' rows typed by Spark executors
             from refrig_assets.engines.spark_hourly import write_hour_sql

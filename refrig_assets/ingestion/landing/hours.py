@@ -15,6 +15,7 @@ partition when it is materialized again, and their removal requests no refresh.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,12 +28,17 @@ from refrig_assets.ingestion.landing.discovery import discover_landing
 from refrig_assets.ingestion.landing.hour_keys import hour_key
 from refrig_assets.ingestion.landing.index import FileSpan, LandingIndex, mtime_utc
 from refrig_assets.ingestion.landing.readers import (
+    FILE_INDEX,
     SOURCE_COLUMNS,
+    FileLayout,
     FileRejection,
     extra_column_notices,
     file_select_sql,
+    files_select_sql,
     open_file,
+    per_file_sql,
     plausible_sql,
+    scan_together,
 )
 from refrig_assets.ingestion.settings import load_ingestion_settings
 
@@ -124,13 +130,21 @@ def _drop_duplicate_files(
     by_size: dict[int, list[Path]] = {}
     for p in paths:
         by_size.setdefault(index.entries[str(p.relative_to(landing_dir))].size, []).append(p)
-    dropped: dict[Path, FileRejection] = {}
+    # files of one size whose last bytes (a Parquet footer's statistics) differ cannot be the
+    # same: only those alike there are hashed whole
+    alike: list[list[Path]] = []
     for same_size in by_size.values():
         if len(same_size) < 2:
             continue
+        by_tail: dict[str, list[Path]] = {}
+        for p in same_size:
+            by_tail.setdefault(_tail_digest(p), []).append(p)
+        alike += [group for group in by_tail.values() if len(group) > 1]
+    dropped: dict[Path, FileRejection] = {}
+    for same in alike:
         first_by_hash: dict[str, Path] = {}
         for p in sorted(
-            same_size,
+            same,
             key=lambda q: (index.entries[str(q.relative_to(landing_dir))].mtime_ns, str(q)),
         ):
             digest = index.content_hash(p, landing_dir)
@@ -143,6 +157,16 @@ def _drop_duplicate_files(
                     f"{rel}: same content as {orig} (delivered twice); not read again",
                 )
     return [p for p in paths if p not in dropped], [dropped[p] for p in paths if p in dropped]
+
+
+# Bytes at the end of a file compared before two files of one size are hashed whole.
+TAIL_BYTES = 64 * 1024
+
+
+def _tail_digest(path: Path) -> str:
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - TAIL_BYTES))
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 @dataclass
@@ -169,6 +193,7 @@ def hour_readings(
     previous: Path | None = None,
     authoritative: bool | None = None,
     listing: LandingListing | None = None,
+    scan_together_files: bool = True,
 ) -> HourReadings:
     """SQL (valid on ``con``) of every reading of the hour [start, end) in the typed shape.
 
@@ -180,6 +205,11 @@ def hour_readings(
     ``authoritative`` (default: config/ingestion.yaml), the rows it holds from files no longer
     in the landing zone are kept (a file moved within it, same size and mtime, is read under its
     new name instead). ``listing``: the landing zone listed once for a range of hours.
+
+    An hour of several Parquet files of one layout and nothing else (no rejected file, notice
+    or kept rows) is read in one scan (:func:`files_select_sql`), so writing it streams in the
+    budget's memory however many files it has; otherwise, or with
+    ``scan_together_files=False`` (the SQL Spark translates), one SELECT per file.
     """
     if authoritative is None:
         authoritative = load_ingestion_settings().authoritative
@@ -187,6 +217,7 @@ def hour_readings(
     first_files = index.hour_files(partition_key, "first_files")
     selects, files = [], []
     rejected = list(selection.rejected)
+    opened: list[_OpenedFile] = []
     for i, path in enumerate(selection.paths):
         rel = str(path.relative_to(landing_dir))
         span = index.entries[rel]
@@ -196,19 +227,12 @@ def hour_readings(
                 rejected.append(rejection)
             continue
         late = first_files is not None and first_files.get(rel) != span.fingerprint
-        received = mtime_utc(span.mtime_ns)
-        placed = plausible_sql(contract, "ts", f"TIMESTAMPTZ {sql_str(received.isoformat())}")
-        in_hour = (
-            f"({placed} AND ts >= {sql_str(start.isoformat())} AND ts < {sql_str(end.isoformat())})"
-        )
-        if rel in selection.claimed:
-            in_hour = f"({in_hour} OR NOT {placed})"
-        sql = file_select_sql(layout, contract, received, late)
-        selects.append(f"SELECT * FROM ({sql}) WHERE {in_hour}")
+        opened.append(_OpenedFile(layout, mtime_utc(span.mtime_ns), late, rel in selection.claimed))
         files.append(rel)
+    others = []  # rows after the files' rows: rejected files, notices, removed files' rows
     file_rows = file_rows_sql(contract, rejected + selection.notices)
     if file_rows:
-        selects.append(file_rows)
+        others.append(file_rows)
     considered = dict(selection.considered)
     retained: list[str] = []
     if not authoritative and previous is not None and previous.exists():
@@ -216,12 +240,17 @@ def hour_readings(
         if retained:
             cols = ", ".join([*contract.column_names, *SOURCE_COLUMNS])
             names = ", ".join(sql_str(f) for f in retained)
-            selects.append(
+            others.append(
                 f"SELECT {cols} FROM read_parquet({sql_str(str(previous))}) "
                 f"WHERE source_file IN ({names})"
             )
             recorded = index.hour_files(partition_key) or {}
             considered.update({f: recorded.get(f, "retained") for f in retained})
+    # One scan only as the whole query: DuckDB 2.0's ordered writer can misplace the rows of a
+    # multi-file scan that is one branch of a UNION ALL (seen on small files, 4 runs in 15).
+    together = scan_together_files and not others and len(_runs(opened, together=True)) == 1
+    selects += [_run_sql(run, contract, start, end) for run in _runs(opened, together)]
+    selects += others
     if not selects:
         selects = [empty_readings_sql(contract)]
     return HourReadings(
@@ -232,6 +261,51 @@ def hour_readings(
         selection.notices,
         retained,
     )
+
+
+@dataclass
+class _OpenedFile:
+    layout: FileLayout
+    received: datetime
+    late: bool
+    claimed: bool  # its rows without a plausible timestamp belong to this hour
+
+
+def _runs(opened: list[_OpenedFile], together: bool) -> list[list[_OpenedFile]]:
+    """The files in order, consecutive ones readable in one scan grouped (each alone unless
+    ``together``)."""
+    runs: list[list[_OpenedFile]] = []
+    for f in opened:
+        if together and runs and scan_together([runs[-1][0].layout, f.layout]):
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    return runs
+
+
+def _run_sql(run: list[_OpenedFile], contract: Contract, start: datetime, end: datetime) -> str:
+    """The typed rows of the hour [start, end) from a run of files (see :func:`_runs`)."""
+    if len(run) == 1:
+        (f,) = run
+        sql = file_select_sql(f.layout, contract, f.received, f.late)
+        received = f"TIMESTAMPTZ {sql_str(f.received.isoformat())}"
+        claimed, keep = ("TRUE" if f.claimed else "FALSE"), "*"
+    else:
+        sql = files_select_sql(
+            [f.layout for f in run], contract, [f.received for f in run], [f.late for f in run]
+        )
+        received = per_file_sql([f"TIMESTAMPTZ {sql_str(f.received.isoformat())}" for f in run])
+        claimed = per_file_sql(["TRUE" if f.claimed else "FALSE" for f in run])
+        keep = f"* EXCLUDE ({FILE_INDEX})"
+    placed = plausible_sql(contract, "ts", received)
+    in_hour = (
+        f"({placed} AND ts >= {sql_str(start.isoformat())} AND ts < {sql_str(end.isoformat())})"
+    )
+    if claimed == "TRUE":
+        in_hour = f"({in_hour} OR NOT {placed})"
+    elif claimed != "FALSE":  # some files of the run claim them
+        in_hour = f"({in_hour} OR ({claimed} AND NOT {placed}))"
+    return f"SELECT {keep} FROM ({sql}) WHERE {in_hour}"
 
 
 def _removed_files(

@@ -489,9 +489,91 @@ def file_select_sql(
     over its column's ``max_length`` or not matching its ``pattern`` is ``invalid_<column>``.
     A row breaking several rules carries the first: unparsable, invalid, implausible.
     """
+    received = f"TIMESTAMPTZ {sql_str(received_at.isoformat())}"
+    return _select_sql(layout, contract, received, sql_str(layout.rel), _bool(late))
+
+
+# The column of :func:`files_select_sql` with each row's file (its position in the list).
+FILE_INDEX = "_file"
+
+
+def scan_together(layouts: list[FileLayout]) -> bool:
+    """Whether :func:`files_select_sql` can read these files in one scan: Parquet files with
+    the same columns, in the same order, of the same types."""
+    first = layouts[0]
+    return all(
+        layout.kind == "parquet"
+        and list(layout.types.items()) == list(first.types.items())
+        and not {FILE_INDEX, "_row"} & set(layout.types)
+        for layout in layouts
+    )
+
+
+def per_file_sql(values: list[str]) -> str:
+    """SQL of a value that depends on the row's file in :func:`files_select_sql` (the value
+    itself when every file has the same)."""
+    if len(set(values)) == 1:
+        return values[0]
+    *first, last = values
+    whens = " ".join(f"WHEN {i} THEN {v}" for i, v in enumerate(first))
+    return f"CASE {FILE_INDEX} {whens} ELSE {last} END"
+
+
+def files_select_sql(
+    layouts: list[FileLayout], contract: Contract, received_at: list[datetime], late: list[bool]
+) -> str:
+    """The rows :func:`file_select_sql` gives for each of several Parquet files of one layout
+    (:func:`scan_together`), file after file, from one scan of them all, with the file's
+    position in ``layouts`` as :data:`FILE_INDEX`.
+
+    One scan streams the rows in order into a writer: in a ``UNION ALL`` of the files' SELECTs
+    DuckDB runs the SELECTs interleaved, and a writer keeping the rows in order then holds every
+    later file's rows until the first file is done (memory, then disk, growing with the hour).
+    Use it as a whole query: as one branch of a ``UNION ALL`` DuckDB 2.0's ordered writer can
+    misplace its rows. A scan of several files carries no per-file statistics, so the written columns are
+    nullable (OPTIONAL) where a single file's statistics may show them never null."""
+    first = layouts[0]
+    paths = ", ".join(sql_str(str(layout.path)) for layout in layouts)
+    breaks = None
+    if all(layout.breaks is not None for layout in layouts):
+        # a value breaking a column's max_length or pattern breaks it in any file
+        lists = [layout.breaks or {} for layout in layouts]
+        breaks = {
+            name: sorted({v for b in lists for v in b.get(name, [])})
+            for name in {n for b in lists for n in b}
+        }
+    together = FileLayout(
+        first.path,
+        first.rel,
+        "parquet",
+        dict(first.types),
+        f"(SELECT * EXCLUDE (file_row_number), file_row_number AS _row, "
+        f"CAST(file_index AS INTEGER) AS {FILE_INDEX} "
+        f"FROM read_parquet([{paths}], file_row_number = true))",
+        breaks=breaks,
+    )
+    received = per_file_sql([f"TIMESTAMPTZ {sql_str(r.isoformat())}" for r in received_at])
+    source_file = per_file_sql([sql_str(layout.rel) for layout in layouts])
+    late_sql = per_file_sql([_bool(x) for x in late])
+    return _select_sql(together, contract, received, source_file, late_sql, extra=f", {FILE_INDEX}")
+
+
+def _bool(value: bool) -> str:
+    return "TRUE" if value else "FALSE"
+
+
+def _select_sql(
+    layout: FileLayout,
+    contract: Contract,
+    received: str,
+    source_file: str,
+    late: str,
+    extra: str = "",
+) -> str:
+    """:func:`file_select_sql` with the file's name, arrival time and lateness given as SQL
+    (``extra``: columns of the relation kept after the typed ones)."""
     typed, failures = [], []  # failures: (predicate, rule, column, value); the first one counts
     invalids = []  # a value that parses but breaks its column's max_length or pattern
-    received = f"TIMESTAMPTZ {sql_str(received_at.isoformat())}"
     for c in contract.columns:
         if c.name not in layout.types:  # an optional measurement the file lacks: missing
             typed.append(f"CAST(NULL AS {ARROW_TYPES[c.type]}) AS {c.name}")
@@ -522,14 +604,13 @@ def file_select_sql(
 
     def source(row: str) -> str:
         return (
-            f"{sql_str(layout.rel)} AS source_file, CAST({row} AS BIGINT) AS source_row, "
-            f"TIMESTAMPTZ {sql_str(received_at.isoformat())} AS received_at, "
-            f"{'TRUE' if late else 'FALSE'} AS late_arrival"
+            f"{source_file} AS source_file, CAST({row} AS BIGINT) AS source_row, "
+            f"{received} AS received_at, {late} AS late_arrival"
         )
 
     sql = (
         f"SELECT {', '.join(typed)}, {source('_row')}, {error} AS read_error, "
-        f"{column} AS read_error_column, {value} AS read_error_value FROM {layout.relation}"
+        f"{column} AS read_error_column, {value} AS read_error_value{extra} FROM {layout.relation}"
     )
     if layout.rejects:
         row = f"line - {layout.header_lines + 1}"
