@@ -110,7 +110,7 @@ def write_hour_readings(
     hour's provenance as the embedded engine reports it."""
     con = connect()
     try:
-        readings = hour_readings(con, *hour, **options)
+        readings = hour_readings(con, *hour, scan_together_files=False, **options)
         write_hour_sql(spark, con, readings.sql, target)
     finally:
         con.close()
