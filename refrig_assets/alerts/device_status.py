@@ -43,10 +43,9 @@ def window_scores(scores: pd.DataFrame) -> pd.DataFrame:
     """Highest score of any model per device and window (model_scores rows in)."""
     if scores.empty:
         return pd.DataFrame(columns=["device_id", "window_start", "window_end", "score"])
-    return (
-        scores.groupby(["device_id", "window_start"], as_index=False)
-        .agg(window_end=("window_end", "max"), score=("anomaly_score", "max"))
-        .sort_values(["device_id", "window_start"], ignore_index=True)
+    # The grouping's keys come sorted (device, then window start): no second sort needed.
+    return scores.groupby(["device_id", "window_start"], as_index=False).agg(
+        window_end=("window_end", "max"), score=("anomaly_score", "max")
     )
 
 
