@@ -530,8 +530,8 @@ def files_select_sql(
     DuckDB runs the SELECTs interleaved, and a writer keeping the rows in order then holds every
     later file's rows until the first file is done (memory, then disk, growing with the hour).
     Use it as a whole query: as one branch of a ``UNION ALL`` DuckDB 2.0's ordered writer can
-    misplace its rows. A scan of several files carries no per-file statistics, so the written columns are
-    nullable (OPTIONAL) where a single file's statistics may show them never null."""
+    misplace its rows. A scan of several files carries no per-file statistics, so the written
+    columns are nullable (OPTIONAL) where a single file's statistics may show them never null."""
     first = layouts[0]
     paths = ", ".join(sql_str(str(layout.path)) for layout in layouts)
     breaks = None
