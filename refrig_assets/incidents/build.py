@@ -369,8 +369,8 @@ def _quality_signals(
         # device's name is used, and the naming goes device by device.
         dropped = q["device_id"].isin(q.loc[bits[DROPOUT_FLAG], "device_id"]).to_numpy()
         named = _silent_sensors(q[dropped], ~bits["SILENT"][dropped])
-        devices = q["device_id"].astype(str)
-        went_silent = devices.isin(set(devices[bits["SILENT"]])) & ~devices.isin(named.index)
+        ids = q["device_id"].astype(str)
+        went_silent = ids.isin(set(ids[bits["SILENT"]])) & ~ids.isin(named.index)
         bits[DROPOUT_FLAG] = bits[DROPOUT_FLAG] & ~bits["SILENT"] & ~went_silent.to_numpy()
     parts = []
     for flag, present in bits.items():

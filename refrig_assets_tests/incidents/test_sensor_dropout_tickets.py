@@ -171,3 +171,19 @@ def test_the_hourly_step_adds_the_silent_sensors_means_and_keeps_its_own_columns
     pd.testing.assert_frame_equal(out[quality.columns], quality)
     assert out.loc[out["device_id"].eq("D1"), "pressure_high_side_mean"].isna().all()
     assert out.loc[out["device_id"].eq("D1"), "temperature_condenser_mean"].eq(30.0).all()
+
+
+def test_a_sensor_ticket_carries_its_devices_site_and_cohort_from_the_registry(
+    tmp_path, monkeypatch
+):
+    """A ticket knows where its device stands, so a site-wide incident can explain it."""
+    fleet = cadence_fleet(monkeypatch, tmp_path, 60, tamper=drop_sensor)
+    registered = fleet.registry.set_index("device_id").loc[DEVICE]
+
+    ticket = incidents_of(fleet).iloc[0]
+
+    assert ticket["detail"] == f"SENSOR_DROPOUT: {SENSOR}"
+    assert ticket[["site_id", "cohort"]].tolist() == [
+        str(registered["site_id"]),
+        str(registered["cohort"]),
+    ]
