@@ -6,8 +6,12 @@ allowed values, primary key) on a DuckDB relation and returns one row per failin
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import Contract
 
@@ -58,6 +62,9 @@ def sql_violations(
             allowed = ", ".join("'" + a.replace("'", "''") + "'" for a in c.allowed)
             cond = f"{c.name} IS NOT NULL AND {c.name} NOT IN ({allowed})"
             probes.append((c.name, "isin", cond, c.name))
+    # Probes the file's footer statistics prove to find nothing are left out of the scan.
+    proven = proven_by_statistics(con, relation, contract)
+    probes = [p for p in probes if (p[0], p[1]) not in proven]
     if probes:
         # count_if over every probe in one scan (FILTER aggregates are ~2x slower in DuckDB);
         # examples only for the probes that failed, in a second scan that clean data never needs.
@@ -82,6 +89,116 @@ def sql_violations(
         if dupes:
             rows.append((",".join(key), "unique_key", int(dupes), None))
     return pd.DataFrame(rows, columns=["column", "check", "failures", "example"])
+
+
+def parquet_file_of(con: duckdb.DuckDBPyConnection, relation: str) -> Path | None:
+    """The Parquet file ``relation`` is a plain view of (``SELECT * FROM read_parquet('<file>')``,
+    perhaps with a WHERE clause: every row of the view is a row of the file), else None."""
+    found = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE view_name = ? AND NOT internal", [relation]
+    ).fetchall()
+    if len(found) != 1:
+        return None
+    head, sep, select = found[0][0].partition(" AS ")
+    if not sep or not head.startswith("CREATE VIEW "):
+        return None
+    tree = json.loads(
+        con.execute("SELECT json_serialize_sql(?)", [select.rstrip().rstrip(";")]).fetchall()[0][0]
+    )
+    try:
+        (statement,) = tree["statements"]
+        node = statement["node"]
+        (star,) = node["select_list"]
+        source = node["from_table"]
+        (argument,) = source["function"]["arguments"]
+        literal = argument["expression"]["literal"]
+        plain = (
+            not tree["error"]
+            and node["type"] == "SELECT_NODE"
+            and not node["modifiers"]
+            and not node["cte_map"]["map"]
+            and not node["group_expressions"]
+            and not node["group_sets"]
+            and node["having"] is None
+            and node["qualify"] is None
+            and node["sample"] is None
+            and star["type"] == "STAR"
+            and not star["relation_name"]
+            and not star["columns"]
+            and star["expr"] is None
+            and not star["exclude_list"]
+            and not star["qualified_exclude_list"]
+            and not star["replace_list"]
+            and not star["rename_list"]
+            and source["type"] == "TABLE_FUNCTION"
+            and source["sample"] is None
+            and source["function"]["function_name"] == "read_parquet"
+            and not source["function"]["schema"]
+            and not argument["name"]
+            and argument["expression"]["class"] == "CONSTANT"
+            and literal["kind"] == "STRING"
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    path = literal["text"]
+    # read_parquet takes a glob: a name with glob characters may stand for several files.
+    if not plain or any(ch in path for ch in "*?[{") or not Path(path).is_file():
+        return None
+    return Path(path)
+
+
+def proven_by_statistics(
+    con: duckdb.DuckDBPyConnection, relation: str, contract: Contract
+) -> set[tuple[str, str]]:
+    """(column, check) probes of ``sql_violations`` that cannot fail on ``relation``, proven
+    from the footer statistics of the Parquet file it views (empty when it views none).
+
+    Only exact proofs: ``not_nullable`` when every row group records a null count of 0; a
+    range when every row group records min and max within it, for integers, and for doubles
+    only in a file this DuckDB version wrote. Other writers (pyarrow) leave NaN out of min/max
+    while SQL counts NaN as above every bound; this DuckDB writes no min/max for a chunk with
+    a NaN (a test holds it to that). A row group without the statistic leaves the probe to the
+    scan."""
+    path = parquet_file_of(con, relation)
+    if path is None:
+        return set()
+    meta = pq.read_metadata(path)
+    nan_free = meta.created_by.startswith(f"DuckDB version v{duckdb.__version__} ")
+    stats: dict[str, list[pq.Statistics | None]] = {}
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            stats.setdefault(chunk.path_in_schema, []).append(chunk.statistics)
+    proven: set[tuple[str, str]] = set()
+    for c in contract.columns:
+        chunks = stats.get(c.name)
+        if chunks is None or len(chunks) != meta.num_row_groups:
+            continue
+        if not c.nullable and all(
+            s is not None and s.has_null_count and s.null_count == 0 for s in chunks
+        ):
+            proven.add((c.name, "not_nullable"))
+        if c.range and all(_within(s, c.range, nan_free) for s in chunks):
+            proven.add((c.name, f"in_range({c.range[0]}, {c.range[1]})"))
+    return proven
+
+
+def _within(stats: pq.Statistics | None, bounds: tuple[float, float], nan_free: bool) -> bool:
+    """Whether a row group's statistics prove its values lie within ``bounds``: signed
+    integers, or doubles where min/max are known to be NaN-free (``nan_free``)."""
+    if stats is None or not stats.has_min_max:
+        return False
+    if stats.physical_type == "DOUBLE":
+        if not nan_free:
+            return False
+    elif stats.physical_type in ("INT32", "INT64"):
+        logical = json.loads(stats.logical_type.to_json())
+        if logical.get("Type") not in ("None", "Int") or logical.get("isSigned") is False:
+            return False
+    else:
+        return False
+    return bool(bounds[0] <= stats.min and stats.max <= bounds[1])
 
 
 def repeated_keys(con: duckdb.DuckDBPyConnection, relation: str, key: list[str]) -> int:
