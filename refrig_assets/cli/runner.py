@@ -159,44 +159,6 @@ def run_hours(
     return failures
 
 
-def may_alert(key: str) -> bool:
-    """Whether the alert step could raise or change an alert in this hour: a score of the hour
-    flags (alerts come only from flagging windows, see alerts/generation.py), or a streaming or
-    fallback alert meets it (reconciled by the batch alerts)."""
-
-    from refrig_assets.alerts.store import AlertStore
-    from refrig_assets.core.settings import get_settings
-    from refrig_assets.core.storage import ParquetStore
-    from refrig_assets.scoring.reads import read_scores_for_hour
-
-    start, end = _hour_span(key)
-    s = get_settings()
-    scores = read_scores_for_hour(ParquetStore(s.data_dir), key, start, end)
-    if len(scores) and scores["anomaly_flag"].astype(bool).any():
-        return True
-    store = AlertStore(s.alerts_db_url)
-    try:
-        stored = store.overlapping(start.to_pydatetime(), end.to_pydatetime())
-    finally:
-        store.close()
-    return bool(len(stored) and stored["source"].ne("batch").any())
-
-
-def alert_runs(keys: list[str], per_run: int, may_alert=may_alert) -> list[list[str]]:
-    """Runs of the alert, incident and status steps that give what one run per hour gives.
-
-    Alerts are folded into incidents as they are stored, so the incidents (and the status) of an
-    hour must not see the alerts of a later hour: a run starts at each hour that may alert and
-    takes the quiet hours after it (up to ``per_run``), whose alert step changes nothing."""
-    runs: list[list[str]] = []
-    for k in keys:
-        if runs and len(runs[-1]) < per_run and not may_alert(k):
-            runs[-1].append(k)
-        else:
-            runs.append([k])
-    return runs
-
-
 PREP = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
 ALERT_STEPS = ["device_alerts", "device_incidents", "device_status"]
 
@@ -221,7 +183,8 @@ def score_hours(
     stream: "StreamingReplay | None" = None,
 ) -> list[str]:
     """The ``scores`` assets of every hour (runs of ``per_run`` hours), then alerts → incidents
-    → status of every hour (:func:`alert_runs`); the failed steps. The alerts run whatever scores
+    → status of every hour (:func:`alert_ranges`; one run per hour when ``per_run`` is 1, the
+    hourly schedule's way); the failed steps. The alerts run whatever scores
     exist (what the alerts_despite_failed_scoring sensor does under the daemon). The alerts of
     ``stream`` enter the store with the hours they meet, before those hours' alert steps."""
     failures: list[str] = []
@@ -239,14 +202,10 @@ def score_hours(
         log(f"  {k}: scores → incidents {'FAILED ' + ','.join(steps) if steps else 'ok'}")
         return failed
 
+    before = stream.store_through if stream is not None else None
     if per_run > 1:
-        before = stream.store_through if stream is not None else None
         return failures + alert_ranges(defs, instance, keys, per_run, alerted, before)
-    if stream is None:
-        return failures + run_hours(defs, instance, ALERT_STEPS, alert_runs(keys, per_run), alerted)
-    met = stream.hours_met(keys)
-    runs = alert_runs(keys, per_run, lambda k: k in met or may_alert(k))
-    return failures + run_hours(defs, instance, ALERT_STEPS, runs, alerted, stream.store_through)
+    return failures + run_hours(defs, instance, ALERT_STEPS, chunked(keys, 1), alerted, before)
 
 
 def alert_ranges(
@@ -344,16 +303,6 @@ class StreamingReplay:
 
             alerts = pd.DataFrame({"window_start": [], "window_end": []})
         self.pending = alerts.sort_values("window_start", kind="stable")
-
-    def hours_met(self, keys: list[str]) -> set[str]:
-        """The hours of ``keys`` that a pending alert's window meets (the alert step reconciles
-        such an alert, as :func:`may_alert` says of a stored one)."""
-        met = set()
-        for k in keys:
-            start, end = _hour_span(k)
-            if (self.pending["window_start"].lt(end) & self.pending["window_end"].ge(start)).any():
-                met.add(k)
-        return met
 
     def store_through(self, key: str) -> None:
         """Store (notifications queued) the pending alerts whose window starts before the end of

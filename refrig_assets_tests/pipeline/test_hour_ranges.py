@@ -9,7 +9,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from refrig_assets.cli.runner import alert_runs, chunked, run_hours
+from refrig_assets.cli.runner import chunked, run_hours
 from refrig_assets.defs.shared.ranges import hour_by_hour, hour_connection, in_range, per_range
 
 HOURS = dg.HourlyPartitionsDefinition(
@@ -168,12 +168,6 @@ def test_an_hour_that_raises_fails_the_range_and_the_runner_goes_on_from_that_ho
     assert finished == [KEYS[:4], KEYS[:4]]  # finished also when an hour failed
     # the range up to the crash, then one run per hour from the hour that failed
     assert [k for k, _ in seen] == KEYS[:4] + KEYS[3:]
-
-
-def test_alert_runs_start_at_each_hour_that_may_alert_and_take_the_quiet_hours_after_it():
-    loud = {KEYS[0], KEYS[2], KEYS[3]}
-    runs = alert_runs(KEYS, 2, may_alert=lambda k: k in loud)
-    assert runs == [[KEYS[0], KEYS[1]], [KEYS[2]], [KEYS[3], KEYS[4]], [KEYS[5]]]
 
 
 def connection_definitions(used: list) -> dg.Definitions:
