@@ -21,6 +21,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_
 
 from refrig_assets.core.partition_range import hour_keys
 from refrig_assets.defs.shared.event_log import pipeline_instance
+from refrig_assets.defs.shared.instance import write_instance_settings
 from refrig_assets.defs.shared.partitions import hourly_partitions
 
 # The console logger prints every Dagster event; the runs are in the instance for the UI anyway,
@@ -429,11 +430,12 @@ def _project_instance() -> dg.DagsterInstance:
 
 
 def _without_telemetry_banner(dagster_home: Path) -> None:
-    """An instance without configuration gets telemetry and the UI's welcome pop-up off (as
-    `make` writes it): Dagster otherwise prints its telemetry banner into the run's output."""
-    config = dagster_home / "dagster.yaml"
-    if dagster_home.is_dir() and (not config.exists() or not config.read_text().strip()):
-        config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    """An instance without configuration gets the project's settings, as `make` writes them:
+    telemetry and the UI's welcome pop-up off (Dagster otherwise prints its telemetry banner
+    into the run's output) and the batched event log, which runs the daemon launches in this
+    home later use too."""
+    if dagster_home.is_dir():
+        write_instance_settings(dagster_home)
 
 
 def _is_hourly(training_asset: str) -> bool:

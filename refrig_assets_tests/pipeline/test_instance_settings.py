@@ -88,6 +88,14 @@ def test_a_configured_file_is_left_as_it_is(tmp_path):
     assert (tmp_path / "dagster.yaml").read_text() == "telemetry:\n  enabled: true\n"
 
 
+def test_refrig_pipeline_run_gives_a_fresh_home_the_same_settings_as_make(tmp_path):
+    from refrig_assets.cli.runner import _without_telemetry_banner
+
+    _without_telemetry_banner(tmp_path)
+
+    assert yaml.safe_load((tmp_path / "dagster.yaml").read_text()) == instance_settings()
+
+
 def test_a_run_in_another_process_records_every_materialization_and_check(home, tmp_path):
     code = tmp_path / "location.py"
     code.write_text(DEFINITIONS)
