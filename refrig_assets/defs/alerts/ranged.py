@@ -29,6 +29,7 @@ from refrig_assets.defs.alerts.device_status import device_status_asset
 from refrig_assets.defs.incidents.assets import device_incidents
 from refrig_assets.defs.shared.event_log import log_check_evaluations
 from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.ranges import hour_check_evaluations
 from refrig_assets.defs.shared.resources import RefrigResource
 
 # The assets in the order a one-hour run materializes them (each depends on the one before).
@@ -72,33 +73,6 @@ def _hour_results(
     return results
 
 
-def _evaluations(
-    asset: dg.AssetsDefinition, result: dg.MaterializeResult, key: str
-) -> tuple[list[dg.AssetCheckEvaluation], list[str]]:
-    """The result's check results as evaluations of the hour; the blocking ones that failed."""
-    specs = {s.name: s for s in asset.check_specs}
-    evaluations, blocked = [], []
-    for check in result.check_results or []:
-        spec = specs.get(str(check.check_name))
-        blocking = bool(spec and spec.blocking)
-        target = dg.AssetKey.from_coercible(check.asset_key) if check.asset_key else asset.key
-        evaluations.append(
-            dg.AssetCheckEvaluation(
-                asset_key=target,
-                check_name=str(check.check_name),
-                passed=check.passed,
-                metadata=check.metadata,
-                severity=check.severity,
-                description=check.description,
-                blocking=blocking,
-                partition=key,
-            )
-        )
-        if blocking and not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
-            blocked.append(f"{key} {target.to_user_string()}.{check.check_name}")
-    return evaluations, blocked
-
-
 def alert_range_job(before_hour: Callable[[str], None] | None = None) -> dg.JobDefinition:
     """A job of one op that runs alerts → incidents → status for the hours ``first``..``last``
     of its config, hour by hour (``before_hour(key)`` first, if given), recording each hour of
@@ -121,6 +95,7 @@ def alert_range_job(before_hour: Callable[[str], None] | None = None) -> dg.JobD
                 before_hour(key)
             hour = _Hour(context, key)
             for asset in STEPS:
+                specs = {(s.asset_key, s.name): s for s in asset.check_specs}
                 results = _hour_results(asset, hour, refrig)
                 blocked: list[str] = []
                 evaluations: list[dg.AssetCheckEvaluation] = []
@@ -128,7 +103,7 @@ def alert_range_job(before_hour: Callable[[str], None] | None = None) -> dg.JobD
                     yield dg.AssetMaterialization(
                         asset.key, partition=key, metadata=dict(result.metadata or {})
                     )
-                    found, failed = _evaluations(asset, result, key)
+                    found, failed = hour_check_evaluations(result, asset.key, specs, key)
                     evaluations += found
                     blocked += failed
                 log_check_evaluations(context, evaluations)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
@@ -152,6 +152,36 @@ def _results(out: Any) -> Iterator[Any]:
         yield out
 
 
+def hour_check_evaluations(
+    result: dg.MaterializeResult,
+    asset: dg.AssetKey,
+    specs: Mapping[tuple[dg.AssetKey, str], dg.AssetCheckSpec],
+    key: str,
+) -> tuple[list[dg.AssetCheckEvaluation], list[str]]:
+    """The check results of one hour's ``result`` (of ``asset``) as evaluations of hour ``key``,
+    and the blocking ones that failed (``"<hour> <asset>.<check>"``)."""
+    evaluations, blocked = [], []
+    for check in result.check_results or []:
+        target = dg.AssetKey.from_coercible(check.asset_key) if check.asset_key else asset
+        spec = specs.get((target, str(check.check_name)))
+        blocking = bool(spec and spec.blocking)
+        evaluations.append(
+            dg.AssetCheckEvaluation(
+                asset_key=target,
+                check_name=str(check.check_name),
+                passed=check.passed,
+                metadata=check.metadata,
+                severity=check.severity,
+                description=check.description,
+                blocking=blocking,
+                partition=key,
+            )
+        )
+        if blocking and not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
+            blocked.append(f"{key} {target.to_user_string()}.{check.check_name}")
+    return evaluations, blocked
+
+
 def _over_range(body, context: dg.AssetExecutionContext, args, kwargs) -> Iterator[Any]:
     state: dict[str, Any] = {}
     produced: list[dg.AssetKey] = []
@@ -176,30 +206,9 @@ def _over_range(body, context: dg.AssetExecutionContext, args, kwargs) -> Iterat
                 metadata = dict(result.metadata or {})
                 context.add_asset_metadata(metadata, asset_key=asset, partition_key=key)
                 finished.append((key, asset, metadata))
-                for check in result.check_results or []:
-                    target = (
-                        dg.AssetKey.from_coercible(check.asset_key) if check.asset_key else asset
-                    )
-                    spec = specs.get((target, check.check_name))
-                    blocking = bool(spec and spec.blocking)
-                    evaluations.append(
-                        dg.AssetCheckEvaluation(
-                            asset_key=target,
-                            check_name=str(check.check_name),
-                            passed=check.passed,
-                            metadata=check.metadata,
-                            severity=check.severity,
-                            description=check.description,
-                            blocking=blocking,
-                            partition=key,
-                        )
-                    )
-                    if (
-                        blocking
-                        and not check.passed
-                        and check.severity == dg.AssetCheckSeverity.ERROR
-                    ):
-                        blocked.append(f"{key} {target.to_user_string()}.{check.check_name}")
+                found, failed = hour_check_evaluations(result, asset, specs, key)
+                evaluations += found
+                blocked += failed
             log_check_evaluations(context, evaluations)
             done += finished
     except Exception:
