@@ -162,6 +162,7 @@ def run_hours(
 
 PREP = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
 ALERT_STEPS = ["device_alerts", "device_incidents", "device_status"]
+ALERT_RANGE_JOB = "alerts_incidents_status_range"
 
 
 def prepare_hours(defs: dg.Definitions, instance, keys: list[str], per_run: int, log) -> list:
@@ -213,15 +214,16 @@ def alert_ranges(
     defs: dg.Definitions, instance, keys: list[str], per_run: int, on_hour, before=None
 ) -> list[str]:
     """Alerts → incidents → status of every hour in runs of ``per_run`` hours, each run one step
-    that goes hour by hour (:mod:`refrig_assets.defs.alerts.ranged`), so that no hour's incidents
+    that goes hour by hour (:mod:`refrig_assets.defs.shared.hour_chain`), so that no hour's incidents
     see a later hour's alerts. ``before(key)``, if given, is called just before each hour.
     When a run fails, its hours from the first one that not every asset recorded are run again
     one by one as the hourly schedule runs them, so a bad hour fails alone and is named.
     ``on_hour(key, success, failed_steps)`` is called for every hour, in order; the failed
     steps it returns are counted."""
-    from refrig_assets.defs.alerts.ranged import JOB, alert_range_job
+    from refrig_assets.defs.shared.hour_chain import hour_chain_job
 
-    job = alert_range_job(before)
+    steps = [defs.resolve_assets_def(dg.AssetKey(a)) for a in ALERT_STEPS]
+    job = hour_chain_job(ALERT_RANGE_JOB, steps, before)
     failures: list[str] = []
     for chunk in chunked(keys, per_run):
         hours = chunk
@@ -229,7 +231,7 @@ def alert_ranges(
             result = job.execute_in_process(
                 instance=instance,
                 run_config=QUIET
-                | {"ops": {JOB: {"config": {"first": hours[0], "last": hours[-1]}}}},
+                | {"ops": {ALERT_RANGE_JOB: {"config": {"first": hours[0], "last": hours[-1]}}}},
                 tags=run_tags() | {RANGE_START_TAG: hours[0], RANGE_END_TAG: hours[-1]},
                 raise_on_error=False,
             )
@@ -264,7 +266,7 @@ def alert_ranges(
 
 def _blocked(result) -> tuple[str, str] | None:
     """(hour, asset) where a blocking check stopped an alert range run, if one did."""
-    from refrig_assets.defs.alerts.ranged import BLOCKED_ASSET, BLOCKED_HOUR
+    from refrig_assets.defs.shared.hour_chain import BLOCKED_ASSET, BLOCKED_HOUR
 
     for event in result.all_events:
         if not event.is_step_failure:

@@ -1,10 +1,11 @@
-"""Alerts → incidents → device status over a range of hours in one step (history backfills).
+"""Assets that depend on one another, run over a range of hours in one step, hour by hour.
 
-Alerts are folded into incidents as they are stored, so the incidents of an hour must never see
-a later hour's alerts. A ranged run of the three assets cannot promise that: Dagster runs the
-``device_alerts`` step for every hour of the range before ``device_incidents`` starts. Here one
-op runs, hour by hour in hour order, the one-hour bodies of ``device_alerts``,
-``device_incidents`` and ``device_status`` (the same functions the hourly schedule runs, so the
+Some hourly assets fold each hour into state the next hour reads: alerts are folded into
+incidents as they are stored, so the incidents of an hour must never see a later hour's alerts.
+A ranged run of such assets cannot promise that: Dagster runs the first asset's step for every
+hour of the range before the next asset's step starts. Here one op runs, hour by hour in hour
+order, the one-hour bodies of the given assets (``refrig pipeline run``: ``device_alerts``,
+``device_incidents``, ``device_status``; the same functions the hourly schedule runs, so the
 same files, alert and incident rows, audit, notifications and defrost state), and records every
 hour of each asset as its own materialization with its own check results.
 
@@ -14,28 +15,21 @@ naming the hour and asset (``refrig pipeline run`` goes on with the next hour). 
 raises fails the step after the hours before it are recorded (the runner runs the rest hour by
 hour, so the bad hour fails alone).
 
-The job is built per backfill run (:func:`alert_range_job`, not part of the definitions): it is
+The job is built per backfill run (:func:`hour_chain_job`, not part of the definitions): it is
 the runner's range mode, and ``before_hour`` lets a replay store its streaming alerts just
 before the hour they meet, as the hourly runs see them.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
 
-from refrig_assets.defs.alerts.assets import device_alerts
-from refrig_assets.defs.alerts.device_status import device_status_asset
-from refrig_assets.defs.incidents.assets import device_incidents
 from refrig_assets.defs.shared.event_log import log_check_evaluations
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.ranges import hour_check_evaluations
 from refrig_assets.defs.shared.resources import RefrigResource
 
-# The assets in the order a one-hour run materializes them (each depends on the one before).
-STEPS = (device_alerts, device_incidents, device_status_asset)
-ASSETS = [a.key.to_user_string() for a in STEPS]
-JOB = "alerts_incidents_status_range"
 # Metadata of the failure a blocking check raises: the hour and the asset it stopped at.
 BLOCKED_HOUR, BLOCKED_ASSET = "blocked_hour", "blocked_asset"
 
@@ -73,18 +67,24 @@ def _hour_results(
     return results
 
 
-def alert_range_job(before_hour: Callable[[str], None] | None = None) -> dg.JobDefinition:
-    """A job of one op that runs alerts → incidents → status for the hours ``first``..``last``
-    of its config, hour by hour (``before_hour(key)`` first, if given), recording each hour of
-    each asset as a one-hour run records it."""
+def hour_chain_job(
+    name: str,
+    steps: Sequence[dg.AssetsDefinition],
+    before_hour: Callable[[str], None] | None = None,
+) -> dg.JobDefinition:
+    """A job ``name`` of one op (of the same name) that runs ``steps``, in the order a one-hour
+    run materializes them, for the hours ``first``..``last`` of its config, hour by hour
+    (``before_hour(key)`` first, if given), recording each hour of each asset as a one-hour run
+    records it."""
+    assets = ", ".join(a.key.to_user_string() for a in steps)
 
     @dg.op(
-        name=JOB,
-        description="Alerts, incidents and device status of a range of hours, hour by hour.",
+        name=name,
+        description=f"{assets} over a range of hours, hour by hour.",
         config_schema={"first": str, "last": str},
         out={},
     )
-    def alerts_incidents_status(
+    def hour_chain(
         context: dg.OpExecutionContext, refrig: RefrigResource
     ) -> Iterator[dg.AssetMaterialization]:
         keys = hourly_partitions.get_partition_keys_in_range(
@@ -94,7 +94,7 @@ def alert_range_job(before_hour: Callable[[str], None] | None = None) -> dg.JobD
             if before_hour is not None:
                 before_hour(key)
             hour = _Hour(context, key)
-            for asset in STEPS:
+            for asset in steps:
                 specs = {(s.asset_key, s.name): s for s in asset.check_specs}
                 results = _hour_results(asset, hour, refrig)
                 blocked: list[str] = []
@@ -118,12 +118,12 @@ def alert_range_job(before_hour: Callable[[str], None] | None = None) -> dg.JobD
                     )
 
     @dg.job(
-        name=JOB,
-        description="Alerts → incidents → status over a range of hours (history backfills).",
+        name=name,
+        description=f"{assets} over a range of hours, hour by hour (history backfills).",
         resource_defs={"refrig": RefrigResource()},
         executor_def=dg.in_process_executor,
     )
-    def alerts_range() -> None:
-        alerts_incidents_status()
+    def chain() -> None:
+        hour_chain()
 
-    return alerts_range
+    return chain
