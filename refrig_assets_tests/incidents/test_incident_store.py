@@ -16,6 +16,7 @@ from support.incident_world import (
     diagnoses,
     diagnosis,
 )
+from support.operator_world import Clock
 
 from refrig_assets.alerts.store import AlertStore, InvalidTransition
 from refrig_assets.incidents.build import build_incidents
@@ -23,14 +24,6 @@ from refrig_assets.incidents.policy import incident_policy
 from refrig_assets.incidents.repository import IncidentNotFound, IncidentStore
 
 POSTGRES_URL = os.environ.get("REFRIG_TEST_POSTGRES_URL")
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

@@ -16,20 +16,13 @@ from support.incident_world import (
     diagnosis,
     feature_window,
 )
+from support.operator_world import Clock
 
 from refrig_assets.alerts.store import AlertStore
 from refrig_assets.incidents.build import build_incidents
 from refrig_assets.incidents.repository import IncidentStore
 
 STUCK = "STUCK_SENSOR"
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture
