@@ -264,7 +264,7 @@ class StreamingEngine:
                 "reference": hits.reference[hit],
                 "threshold": limit[r.code[chosen]],
                 "span_minutes": hits.span_ns[hit] / NS_PER_MINUTE,
-                "running": r.running[chosen],
+                "running": r.running[chosen] if hits.state is None else hits.state[hit],
             },
             columns=FIRING_COLUMNS,
         )

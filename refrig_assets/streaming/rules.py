@@ -97,12 +97,16 @@ class Readings:
 
 @dataclass
 class Hits:
-    """Per new reading: fires, observed value, what it was compared with, covered span (ns)."""
+    """Per new reading: fires, observed value, what it was compared with, covered span (ns)
+    and, where it differs from the reading's, the running state of the reference."""
 
     fires: np.ndarray
     observed: np.ndarray
     reference: np.ndarray
     span_ns: np.ndarray
+    # The running state the reference belongs to, where not the reading's own (int8 like
+    # Readings.running); None: the reading's state.
+    state: np.ndarray | None = None
 
 
 def above(r: Readings, rule: StreamingRule, threshold: np.ndarray) -> Hits:
@@ -117,19 +121,25 @@ def above(r: Readings, rule: StreamingRule, threshold: np.ndarray) -> Hits:
 def above_moving_average(
     r: Readings, rule: StreamingRule, multiplier: np.ndarray, baseline: np.ndarray
 ) -> Hits:
-    """Value above multiplier × the device's moving average for its current running state.
+    """Value above multiplier × the device's moving average, taken in whichever running state
+    has the higher one: above what the device does running *and* idle.
 
     ``baseline`` is (devices, 2): the average while idle (column 0) and while running (1); NaN
-    where there is no trustworthy history, so the rule stays silent there.
+    where there is no trustworthy history (with neither, the rule stays silent). The running
+    state comes from another sensor (the compressor current), which can freeze, lag a start or
+    stop, or drop out: a normal running value read in the idle state would be several times the
+    idle average without anything being wrong, so the reading's own state does not lower the
+    bar. Averages are still kept per state, so the idle time does not dilute the running one.
+    ``Hits.state`` names the state whose average was the reference.
     """
     x = r.values[rule.sensor][r.new]
-    code, state = r.code[r.new], r.running[r.new]
-    known = state != UNKNOWN_STATE
-    base = np.full(len(x), np.nan)
-    base[known] = baseline[code[known], state[known]]
+    code = r.code[r.new]
+    idle, running = baseline[code, 0], baseline[code, 1]
+    base = np.fmax(idle, running)
+    state = np.where(np.isnan(idle) | (running >= idle), 1, 0).astype(np.int8)
     with np.errstate(invalid="ignore"):
-        fires = known & (base > 0) & (x > multiplier[code] * base)
-    return Hits(fires, x, base, np.zeros(len(x), dtype=np.int64))
+        fires = (base > 0) & (x > multiplier[code] * base)
+    return Hits(fires, x, base, np.zeros(len(x), dtype=np.int64), state)
 
 
 def drop_within(r: Readings, rule: StreamingRule, fraction: np.ndarray, max_gap_ns: int) -> Hits:

@@ -135,10 +135,8 @@ def test_vibration_needs_the_minimum_history_in_the_same_running_state():
     assert not fire(enough, readings(start=minutes + 1, vibration_compressor=spike)).empty
 
 
-def test_vibration_compares_like_with_like_running_state():
-    """Healthy idle vibration is a fraction of running vibration: a compressor start is not a
-    spike, because running readings are compared with the running average."""
-    eng = engine()
+def idle_then_running_history(eng: StreamingEngine) -> dict[str, float]:
+    """An hour running, then an hour idle: both running states have their moving average."""
     idle = {"current_compressor": IDLE_CURRENT, "vibration_compressor": 0.5}
     fire(
         eng,
@@ -146,12 +144,44 @@ def test_vibration_compares_like_with_like_running_state():
             [history(), history(**idle).assign(ts=lambda f: f["ts"] + pd.Timedelta(minutes=61))]
         ),
     )
+    return idle
+
+
+def test_vibration_compares_like_with_like_running_state():
+    """Healthy idle vibration is a fraction of running vibration: a compressor start is not a
+    spike, because running readings are compared with the running average."""
+    eng = engine()
+    idle_then_running_history(eng)
     start = readings(start=122, vibration_compressor=RUNNING["vibration_compressor"])
     assert fire(eng, start).empty
-    rattling_while_off = readings(
-        start=123, current_compressor=IDLE_CURRENT, vibration_compressor=2.0
-    )
-    assert rules(fire(eng, rattling_while_off)) == ["vibration_spike"]
+
+
+def test_running_vibration_read_with_a_frozen_idle_current_is_not_a_spike():
+    """The current froze at an idle value while the compressor went on cycling: its normal
+    running vibration is several times the idle average, but no more than the device's running
+    average, so nothing fires (a stuck current sensor, not compressor wear)."""
+    eng = engine()
+    idle = idle_then_running_history(eng)
+    frozen = idle["current_compressor"]
+    cycling = [RUNNING["vibration_compressor"], idle["vibration_compressor"]] * 5
+    assert fire(
+        eng, readings(start=122, current_compressor=frozen, vibration_compressor=cycling)
+    ).empty
+
+
+def test_vibration_above_the_multiple_of_both_states_fires_whatever_state_the_current_says():
+    multiple = default("vibration_multiplier")
+    spike = RUNNING["vibration_compressor"] * multiple * 1.05
+    for current in (IDLE_CURRENT, RUNNING["current_compressor"]):
+        eng = engine()
+        idle_then_running_history(eng)
+        firing = fire(
+            eng, readings(start=122, current_compressor=current, vibration_compressor=spike)
+        )
+        assert rules(firing) == ["vibration_spike"]
+        # the reference is the running average, and the alert names it so
+        assert firing["reference"].iloc[0] == pytest.approx(RUNNING["vibration_compressor"])
+        assert firing["running"].iloc[0] == 1
 
 
 def test_a_new_device_uses_its_cohorts_typical_average_once_enough_devices_have_history():
