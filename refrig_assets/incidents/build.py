@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -67,10 +67,15 @@ _OPEN_STATUSES = ("OPEN", "ACKNOWLEDGED")
 
 @dataclass
 class IncidentBuild:
-    """Incidents touched by one build (device_incidents contract) and their evidence links."""
+    """Incidents touched by one build (device_incidents contract) and their evidence links.
+
+    ``absorbed``: stored incidents (id → id of the incident that takes them over) whose whole
+    evidence belongs to another incident of this build: an unexplained episode that was the
+    early part of a sensor ticket. The store moves their evidence; they end up superseded."""
 
     incidents: pd.DataFrame
     evidence: pd.DataFrame
+    absorbed: dict[str, str] = field(default_factory=dict)
 
 
 def incident_id(key: str, track: str, first_window_start: Any) -> str:
@@ -915,7 +920,8 @@ def build_incidents(
     )
     dropped = set(spans.index[short])
     grouped = grouped[~grouped["incident_id"].isin(dropped)]
-    evidence = evidence[~evidence["incident_id"].isin(dropped)]
+    absorbed = _absorb_into_tickets(grouped, policy)
+    evidence = grouped[~grouped["is_prior"]]
     inc = _aggregate(grouped, prior, open_incidents, policy, causes)
     _close(inc, as_of, policy)
     _inhibit(inc, policy)
@@ -923,8 +929,67 @@ def build_incidents(
     inc["explanation"] = _explanation(inc)
     out_evidence = _evidence(evidence)
     return IncidentBuild(
-        inc[contract.column_names + ["track"]].reset_index(drop=True), out_evidence
+        inc[contract.column_names + ["track"]].reset_index(drop=True), out_evidence, absorbed
     )
+
+
+def _absorb_into_tickets(grouped: pd.DataFrame, policy: IncidentPolicy) -> dict[str, str]:
+    """An unexplained device episode that was a failing sensor seen early joins that sensor's
+    ticket (in place); returns the stored incidents so taken over (id → ticket id).
+
+    A sensor-health flag is raised only once the failure shows in the readings for a while (a
+    frozen value counts as STUCK_SENSOR after ``stuck_sensor_minutes``): the detectors may flag
+    the frozen sensor's windows before that. An episode of unknown cause on the device track
+    that begins at most the flag's lead time before the ticket's first window and runs into the
+    ticket without a break (closer than the hysteresis) is that ticket's: its signals of this
+    build move to the ticket, and a stored one is absorbed (its evidence moves; the store closes
+    it as superseded). An episode with a known cause, one that began earlier, one an operator
+    marked a false positive, or a silent device's ticket is left as it is."""
+    leads = policy.sensor_tickets.lead
+    tracks = {f"{SENSOR_TRACK}:{flag}": lead for flag, lead in leads.items()}
+    on_ticket = grouped["track"].isin(tracks).to_numpy()
+    device = grouped["track"].eq(DEVICE_TRACK).to_numpy()
+    if not on_ticket.any() or not device.any():
+        return {}
+    rows = grouped[on_ticket | device]
+    per = rows.groupby("incident_id", sort=True).agg(
+        key=("key", "first"),
+        track=("track", "first"),
+        start=("window_start", "min"),
+        end=("window_end", "max"),
+    )
+    known = rows["cause"].ne(UNKNOWN).groupby(rows["incident_id"]).any()
+    false_positive = rows["status"].eq("FALSE_POSITIVE").groupby(rows["incident_id"]).any()
+    candidates = per[per["track"].eq(DEVICE_TRACK) & ~known & ~false_positive]
+    tickets = per[per["track"].isin(tracks)]
+    pairs = (
+        candidates.reset_index()
+        .merge(tickets.reset_index(), on="key", suffixes=("", "_ticket"))
+        .sort_values(["incident_id", "start_ticket"], kind="mergesort")
+    )
+    if pairs.empty:
+        return {}
+    lead = pd.to_timedelta(pairs["track_ticket"].map(tracks))
+    joins = (
+        (pairs["end"] + policy.hysteresis > pairs["start_ticket"])
+        & (pairs["start"] < pairs["end_ticket"])
+        & (pairs["start"] >= pairs["start_ticket"] - lead)
+    )
+    pairs = pairs[joins].drop_duplicates("incident_id")
+    if pairs.empty:
+        return {}
+    to_ticket = pairs.set_index("incident_id")
+    moving = grouped["incident_id"].isin(to_ticket.index) & ~grouped["is_prior"].astype(bool)
+    target = grouped.loc[moving, "incident_id"]
+    grouped.loc[moving, "track"] = target.map(to_ticket["track_ticket"]).to_numpy()
+    grouped.loc[moving, "incident_id"] = target.map(to_ticket["incident_id_ticket"]).to_numpy()
+    stored = grouped[
+        grouped["is_prior"].astype(bool) & grouped["incident_id"].isin(to_ticket.index)
+    ]
+    return {
+        str(prior_id): str(to_ticket.at[incident, "incident_id_ticket"])
+        for prior_id, incident in zip(stored["prior_id"], stored["incident_id"], strict=True)
+    }
 
 
 def _aggregate(

@@ -11,6 +11,9 @@ from refrig_assets.core.config import Section, config_path, load_config
 from refrig_assets.core.contracts import load_contract
 
 INCIDENTS_CONFIG = "incidents"
+# Quality flags raised only after a sensor has misbehaved for a while, and the setting of
+# contracts/clean_readings.yaml (quality_rules) that says how long.
+_FLAG_LEAD = {"STUCK_SENSOR": "stuck_sensor_minutes"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class SensorTicketPolicy:
     persistence: timedelta
     cause: str
     silent_cause: str
+    # Per flag: how long a sensor may already be failing before its first flagged reading (a
+    # frozen value is STUCK_SENSOR only after the contract's stuck_sensor_minutes; 0 for flags
+    # a single reading shows).
+    lead: dict[str, timedelta]
 
 
 @dataclass(frozen=True)
@@ -140,11 +147,17 @@ def _sensor_tickets(s: Section) -> SensorTicketPolicy:
     unknown = set(flags) - set(quality_flag_names())
     if unknown:
         raise s.fail("flags", f"unknown quality flags {sorted(unknown)}")
+    rules = load_contract("clean_readings").settings["quality_rules"]
+    lead = {
+        flag: timedelta(minutes=float(rules[_FLAG_LEAD[flag]]) if flag in _FLAG_LEAD else 0.0)
+        for flag in flags
+    }
     return SensorTicketPolicy(
         flags=flags,
         persistence=timedelta(minutes=s.number("persistence_minutes", minimum=0.0)),
         cause=s.text("cause"),
         silent_cause=s.text("silent_cause"),
+        lead=lead,
     )
 
 

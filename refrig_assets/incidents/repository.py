@@ -232,6 +232,7 @@ class IncidentStore:
         records = _records(inc, columns)
         moved_to: dict[str, set[str]] = {}
         counts["evidence_linked"] = self._link(conn, build.evidence, now, moved_to)
+        counts["evidence_linked"] += self._absorb(conn, build.absorbed, moved_to)
         tallies = self._tally(conn, ids)
         for r in records:
             r["evidence_count"], r["alert_count"] = tallies.get(r["incident_id"], (0, 0))
@@ -445,6 +446,21 @@ class IncidentStore:
                 moved,
             )
         return len(new) + len(moved)
+
+    def _absorb(
+        self, conn: Connection, absorbed: dict[str, str], moved_to: dict[str, set[str]]
+    ) -> int:
+        """Move every evidence link of each absorbed incident to the incident that took it over
+        (noted in ``moved_to``, so the emptied incident is superseded); returns how many."""
+        e, moved = self.evidence_table, 0
+        for old, new in sorted(absorbed.items()):
+            done = conn.execute(
+                e.update().where(e.c.incident_id == old).values(incident_id=new, repeat=True)
+            ).rowcount
+            if done:
+                moved_to.setdefault(old, set()).add(new)
+                moved += done
+        return moved
 
     def _raised_at(self, r: dict[str, Any], now: datetime) -> datetime:
         """When an incident (or its rise) was raised in data time, as for alerts: the end of its

@@ -122,3 +122,96 @@ def test_the_incident_the_fold_opened_is_superseded_when_its_alerts_join_the_sen
     assert again["status"] == "RESOLVED" and again["inhibited"]
     assert again["parent_incident_id"] == ticket
     assert [h["event"] for h in incidents.history(folded)].count("superseded") == 1
+
+
+# -- an unexplained episode just before a sensor's first flagged window ------------------------
+# A frozen value is STUCK_SENSOR only once it has lasted the contract's stuck_sensor_minutes
+# (30): the detectors can flag the frozen windows before that, so an unknown-cause episode that
+# starts within that lead and runs into the ticket is the same failure seen early.
+
+
+def quiet_windows(device: str, windows: range) -> list[dict]:
+    return [feature_window(device, i) for i in windows]
+
+
+def two_hours(
+    incidents: IncidentStore, first: list[dict], dx_first: list[dict], second: list[dict] = ()
+) -> None:
+    """The first hour (windows 0-3, none flagged) with ``first`` alerts, then the second (4-7,
+    every window STUCK_SENSOR; the first hour's windows read again, as the step does)."""
+    hour1 = build_incidents(
+        alerts(first),
+        diagnoses(dx_first),
+        quality=pd.DataFrame(quiet_windows("D1", range(4))),
+        causes=CAUSES,
+        open_incidents=incidents.open_incidents(),
+        as_of=T0 + timedelta(hours=1),
+    )
+    incidents.apply(hour1)
+    flagged = [feature_window("D1", i, flags=STUCK) for i in range(4, 8)]
+    hour2 = build_incidents(
+        alerts(second) if second else None,
+        diagnoses([diagnosis("D1", r_i, "unknown") for r_i in range(4, 8)]) if second else None,
+        quality=pd.DataFrame(quiet_windows("D1", range(4)) + flagged),
+        causes=CAUSES,
+        open_incidents=incidents.open_incidents(closed_since=T0.to_pydatetime()),
+        as_of=T0 + timedelta(hours=2),
+    )
+    incidents.apply(hour2)
+
+
+def test_an_unknown_episode_running_into_the_stuck_flag_an_hour_later_is_one_ticket(incidents):
+    # window 3 (15 minutes before the flag): the frozen vibration already looks odd
+    before = [alert("D1", 3, models=3)]
+    after = [alert("D1", i, models=3) for i in (4, 5)]
+    two_hours(incidents, before, [diagnosis("D1", 3, "unknown")], after)
+
+    every, _ = incidents.list()
+    live = every[~every["inhibited"].astype(bool)]
+    assert live[["kind", "track", "severity", "alert_count"]].values.tolist() == [
+        ["sensor", f"sensor:{STUCK}", "LOW", 3]
+    ]
+    ticket = live.iloc[0]["incident_id"]
+    (early,) = every.loc[every["kind"].eq("unknown"), "incident_id"]
+    old = incidents.get(early)
+    assert old["status"] == "RESOLVED" and old["evidence_count"] == 0
+    assert old["inhibited"] and old["parent_incident_id"] == ticket
+    assert incidents.incident_for_alert(before[0]["alert_id"]) == ticket
+
+
+def test_an_unknown_episode_that_began_before_the_sensor_could_have_frozen_stays_apart(
+    incidents,
+):
+    # alerts from window 0: an hour before the flag, longer than a frozen value needs to be
+    # flagged; something else was wrong first
+    before = [alert("D1", i, models=3) for i in range(4)]
+    two_hours(incidents, before, [diagnosis("D1", i, "unknown") for i in range(4)])
+
+    every, _ = incidents.list()
+    live = every[~every["inhibited"].astype(bool)]
+    assert sorted(live["kind"]) == ["sensor", "unknown"]
+
+
+def test_a_diagnosed_fault_just_before_the_stuck_flag_stays_a_machine_incident(incidents):
+    two_hours(incidents, [alert("D1", 3)], [diagnosis("D1", 3, "refrigerant_leak")])
+
+    every, _ = incidents.list()
+    live = every[~every["inhibited"].astype(bool)]
+    assert sorted(live["kind"]) == ["refrigeration", "sensor"]
+
+
+def test_within_one_build_the_alert_before_the_first_flagged_window_joins_the_ticket():
+    quality = pd.DataFrame(
+        quiet_windows("D1", range(3)) + [feature_window("D1", i, flags=STUCK) for i in range(3, 7)]
+    )
+    built = build_incidents(
+        alerts([alert("D1", 2, models=3)]),
+        diagnoses([diagnosis("D1", 2, "unknown")]),
+        quality=quality,
+        causes=CAUSES,
+    )
+
+    assert built.incidents[["kind", "alert_count", "first_window_start"]].values.tolist() == [
+        ["sensor", 1, T0 + 2 * pd.Timedelta(minutes=15)]
+    ]
+    assert built.absorbed == {}
