@@ -6,6 +6,8 @@ contract check and the summary run in SQL over the written file, so a 100K-devic
 loaded into pandas here.
 """
 
+import itertools
+
 import dagster as dg
 
 from refrig_assets.core.contracts import load_contract
@@ -15,6 +17,7 @@ from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.ranges import hour_by_hour, per_range, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines import embedded
+from refrig_assets.features.ranged import RangeNotApplicable, write_feature_range
 
 GROUP = "features"
 SAMPLE_ROWS = 10
@@ -29,10 +32,12 @@ def scoring_floor(models_dir) -> float | None:
     return min(floors) if floors else None
 
 
-def contract_check(path) -> dg.AssetCheckResult:
-    """device_features contract (types, nulls, ranges, key) evaluated in SQL over the file."""
+def contract_check(path, violations=None) -> dg.AssetCheckResult:
+    """device_features contract (types, nulls, ranges, key) evaluated in SQL over the file
+    (or the file's ``violations`` as a range body found them)."""
     contract = load_contract("device_features")
-    violations = embedded.file_violations(path, contract)
+    if violations is None:
+        violations = embedded.file_violations(path, contract)
     return dg.AssetCheckResult(
         asset_key="device_features",
         check_name="device_features_contract",
@@ -63,7 +68,7 @@ def contract_check(path) -> dg.AssetCheckResult:
     kinds={"parquet", "duckdb", "spark"},
     backfill_policy=range_backfill_policy(),
 )
-@hour_by_hour
+@hour_by_hour(ranged=lambda context, keys, refrig: features_range(context, keys, refrig))
 def device_features(
     context: dg.AssetExecutionContext, refrig: RefrigResource
 ) -> dg.MaterializeResult:
@@ -84,6 +89,10 @@ def device_features(
         path = embedded.write_features(source, refrig.store, key, cadence_seconds=cadence)
     floor = per_range(context, "scoring_floor", lambda: scoring_floor(refrig.settings.models_dir))
     summary = embedded.feature_summary(path, floor if floor is not None else 0.0)
+    return _result(summary, floor, engine, path, contract_check(path))
+
+
+def _result(summary, floor, engine: str, path, check: dg.AssetCheckResult) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             **summary,
@@ -91,8 +100,41 @@ def device_features(
             "engine": engine,
             "path": str(path),
         },
-        check_results=[contract_check(path)],
+        check_results=[check],
     )
+
+
+def features_range(context: dg.AssetExecutionContext, keys: list[str], refrig: RefrigResource):
+    """The range body of ``device_features``: every hour of ``keys`` in one pass
+    (:mod:`refrig_assets.features.ranged`), yielding each hour's result as the one-hour body
+    gives it; or why the range runs hour by hour."""
+    if refrig.engine != "duckdb":
+        return f"the {refrig.engine} engine computes one hour at a time"
+    sources = {k: refrig.store.path("clean_readings", k) for k in keys}
+    missing = [k for k, p in sources.items() if not p.exists()]
+    if missing:
+        return f"clean_readings not found for {missing[0]}"
+    floor = scoring_floor(refrig.settings.models_dir)
+    hours = write_feature_range(
+        sources,
+        refrig.store,
+        load_contract("device_features"),
+        floor if floor is not None else 0.0,
+        cadence_seconds=refrig.settings.cadence_seconds,
+    )
+    try:  # the first group decides, before anything is written
+        first = next(hours)
+    except StopIteration:
+        return "no hours"
+    except RangeNotApplicable as reason:
+        return str(reason)
+
+    def each():
+        for hour in itertools.chain([first], hours):
+            check = contract_check(hour.path, hour.violations)
+            yield hour.key, [_result(hour.summary, floor, "duckdb", hour.path, check)]
+
+    return each()
 
 
 defs = dg.Definitions(assets=[device_features])

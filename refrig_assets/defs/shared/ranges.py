@@ -20,6 +20,11 @@ What Dagster 1.13 would lose in a ranged step is recorded per hour here:
 - an hour that raises fails the step; the hours before it, written, are recorded as
   materialized, so a rerun hour by hour starts at the failing hour.
 
+An asset may also give a range body (``@hour_by_hour(ranged=...)``) that computes all the hours
+of the step in one pass and still writes and reports each hour as its own partition, exactly as
+the one-hour body would; when it cannot take the range (it says why, in each hour's
+``range_mode`` metadata and the log), the hours run one by one.
+
 A one-hour run goes through the body unchanged.
 """
 
@@ -129,18 +134,34 @@ def hour_connection(context: dg.AssetExecutionContext) -> Iterator[duckdb.DuckDB
         con.close()
 
 
-def hour_by_hour(body: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
+# What a range body gives: per hour of the range, in hour order, that hour's results (yielded
+# once the hour is written, so an hour that fails leaves the hours before it recorded); or, when
+# it cannot take this range, the reason, and the range runs hour by hour.
+HourResults = Iterator[tuple[str, list[dg.MaterializeResult]]]
+RangeBody = Callable[..., "HourResults | str"]
+RANGE_MODE = "range_mode"  # metadata of every hour of a ranged step: how the hour was computed
+
+
+def hour_by_hour(body: Callable[..., Any] | None = None, *, ranged: RangeBody | None = None) -> Any:
     """Decorate an hourly asset's one-hour body so that a ranged run runs it per hour.
 
     Place it under ``@dg.asset``/``@dg.multi_asset`` (with ``backfill_policy=``
-    :func:`range_backfill_policy`); the body's signature is kept for Dagster."""
+    :func:`range_backfill_policy`); the body's signature is kept for Dagster.
+
+    ``ranged`` (``@hour_by_hour(ranged=f)``): a range body, ``f(context, keys, *args)``, that
+    computes all the hours ``keys`` of a ranged step in one pass and yields each hour's results
+    as the one-hour body would give them (each hour still written as its own partition); or
+    returns a reason (text) why it cannot, and the hours run one by one. Each hour's metadata
+    says which way it was computed (``range_mode``)."""
+    if body is None:
+        return functools.partial(hour_by_hour, ranged=ranged)
 
     @functools.wraps(body)
     def run(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator[Any]:
         if context.has_partition_key:
             yield from _results(body(context, *args, **kwargs))
             return
-        yield from _over_range(body, context, args, kwargs)
+        yield from _over_range(body, context, args, kwargs, ranged)
 
     return run
 
@@ -182,18 +203,38 @@ def hour_check_evaluations(
     return evaluations, blocked
 
 
-def _over_range(body, context: dg.AssetExecutionContext, args, kwargs) -> Iterator[Any]:
+def _hours(body, context: dg.AssetExecutionContext, args, kwargs, state, ranged, mode) -> Any:
+    """Each hour of the range with its results: from the range body, else hour by hour."""
+    keys = list(context.partition_keys)
+    if ranged is not None:
+        out = ranged(context, keys, *args, **kwargs)
+        if not isinstance(out, str):
+            mode.append(f"one pass over {len(keys)} hours")
+            yield from out
+            return
+        mode.append(f"hour by hour: {out}")
+        context.log.info(f"{context.op_def.name}: hour by hour: {out}")
+    else:
+        mode.append("hour by hour")
+    for key in keys:
+        hour = cast(dg.AssetExecutionContext, HourContext(context, key, state))
+        yield key, _results(body(hour, *args, **kwargs))
+
+
+def _over_range(
+    body, context: dg.AssetExecutionContext, args, kwargs, ranged=None
+) -> Iterator[Any]:
     state: dict[str, Any] = {}
     produced: list[dg.AssetKey] = []
     blocked: list[str] = []
     specs = {(s.asset_key, s.name): s for s in context.assets_def.check_specs}
     done: list[tuple[str, dg.AssetKey, dict]] = []  # hours finished, for a failure's record
+    mode: list[str] = []
     try:
-        for key in context.partition_keys:
-            hour = cast(dg.AssetExecutionContext, HourContext(context, key, state))
+        for key, results in _hours(body, context, args, kwargs, state, ranged, mode):
             finished = []
             evaluations: list[dg.AssetCheckEvaluation] = []
-            for result in _results(body(hour, *args, **kwargs)):
+            for result in results:
                 if not isinstance(result, dg.MaterializeResult):
                     raise TypeError(f"{context.op_def.name}: unexpected result {type(result)}")
                 asset = (
@@ -204,6 +245,8 @@ def _over_range(body, context: dg.AssetExecutionContext, args, kwargs) -> Iterat
                 if asset not in produced:
                     produced.append(asset)
                 metadata = dict(result.metadata or {})
+                if ranged is not None:
+                    metadata[RANGE_MODE] = mode[0]
                 context.add_asset_metadata(metadata, asset_key=asset, partition_key=key)
                 finished.append((key, asset, metadata))
                 found, failed = hour_check_evaluations(result, asset, specs, key)

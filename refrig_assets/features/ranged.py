@@ -1,0 +1,174 @@
+"""Feature windows of a range of hours in one pass, each hour written as its own partition.
+
+A history backfill computes the features of many hours in one step. Computing them hour by hour
+costs one DuckDB connection, one file scan, one summary and one contract check per hour, which
+for a small fleet is most of the hour's cost. Here the hours' clean readings are scanned in one
+statement (the same feature SQL per hour, one ``UNION ALL``, so every hour's windows, streaks
+and runs are those of its own file, as hour by hour), held in one table, and each hour is then
+written from it with the same atomic replace as :func:`refrig_assets.engines.embedded.
+write_features`. The summary of every hour is one grouped query, and the contract check one
+scan of the whole range: every contract check is a per-row predicate or a key that must be
+unique, so a range without a violation has none in any of its hours; a range with one is
+checked again hour by hour (:func:`refrig_assets.engines.embedded.file_violations`), so every
+hour reports exactly its own.
+
+Hours are taken in groups whose readings fit the memory budget of config/performance.yaml in
+one shard; a range whose clean readings are out of (device_id, ts) order cannot be computed
+this way (:data:`refrig_assets.features.windows.ORDER_ERROR`) and the caller runs it hour by
+hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+
+from refrig_assets.core.contract_sql import sql_violations
+from refrig_assets.core.contracts import Contract
+from refrig_assets.core.duck import sql_str
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.engines.embedded import (
+    FEATURE_ROW_GROUP_SIZE,
+    file_violations,
+    schema_violations,
+)
+from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget, load_memory_budget
+from refrig_assets.features.windows import ORDER_ERROR, feature_sql
+
+HOUR = "_range_hour"  # the hour of a window in the range's table (not written)
+
+
+class RangeNotApplicable(Exception):
+    """The range cannot be computed in one pass (the message says why): run it hour by hour."""
+
+
+@dataclass(frozen=True)
+class FeatureHour:
+    """One hour of a range: its written partition, its summary and its contract violations."""
+
+    key: str
+    path: Path
+    summary: dict[str, float | int]
+    violations: pd.DataFrame
+
+
+def hour_groups(rows: dict[str, int], per_group: int) -> list[list[str]]:
+    """The hours (in order) in consecutive groups of at most ``per_group`` readings (an hour
+    larger than that is a group of its own)."""
+    groups: list[list[str]] = []
+    total = 0
+    for key, n in rows.items():
+        if not groups or total + n > per_group:
+            groups.append([])
+            total = 0
+        groups[-1].append(key)
+        total += n
+    return groups
+
+
+def write_feature_range(
+    sources: dict[str, Path],
+    store: ParquetStore,
+    contract: Contract,
+    min_completeness: float,
+    *,
+    cadence_seconds: int | None = None,
+    dataset: str = "device_features",
+) -> Iterator[FeatureHour]:
+    """Compute the feature windows of every hour of ``sources`` (hour key -> its clean_readings
+    file, in hour order) and write each hour's partition; yields each hour once written.
+
+    Raises :class:`RangeNotApplicable` before writing anything when the first group's readings
+    are out of order; a later group out of order raises it after the earlier hours are yielded
+    (the caller runs the rest hour by hour)."""
+    budget = load_memory_budget()
+    rows = {k: pq.ParquetFile(p).metadata.num_rows for k, p in sources.items()}
+    per_group = max(1, int(budget.memory_budget_mb * 2**20 // budget.reading_bytes))
+    for group in hour_groups(rows, per_group):
+        yield from _write_group(
+            {k: sources[k] for k in group},
+            store,
+            contract,
+            min_completeness,
+            cadence_seconds,
+            dataset,
+        )
+
+
+def _write_group(
+    sources: dict[str, Path],
+    store: ParquetStore,
+    contract: Contract,
+    min_completeness: float,
+    cadence_seconds: int | None,
+    dataset: str,
+) -> Iterator[FeatureHour]:
+    con = duckdb.connect()  # as write_features: the windows' timestamps written the same way
+    try:
+        hold_to_budget(con, load_memory_budget(), spill_dir=store.root / SPILL_DIR)
+        parts = []
+        for i, (key, source) in enumerate(sources.items()):
+            con.execute(
+                f"CREATE VIEW clean_{i} AS SELECT * FROM read_parquet({sql_str(str(source))})"
+            )
+            sql = feature_sql(f"clean_{i}", cadence_seconds=cadence_seconds, ordered=True)
+            parts.append(f"SELECT {sql_str(key)} AS {HOUR}, * FROM ({sql})")
+        try:
+            con.execute(f"CREATE TABLE windows AS {' UNION ALL '.join(parts)}")
+        except duckdb.Error as exc:
+            if ORDER_ERROR in str(exc):
+                raise RangeNotApplicable(ORDER_ERROR) from exc
+            raise
+        con.execute(f"CREATE VIEW range_windows AS SELECT * EXCLUDE ({HOUR}) FROM windows")
+        summaries = _summaries(con, min_completeness)
+        clean_range = sql_violations(con, "range_windows", contract).empty
+        for key in sources:
+            path = store.write_from_duckdb(
+                dataset,
+                key,
+                con,
+                f"SELECT * EXCLUDE ({HOUR}) FROM windows WHERE {HOUR} = {sql_str(key)}",
+                row_group_size=FEATURE_ROW_GROUP_SIZE,
+            )
+            if clean_range:
+                typed = schema_violations(path, contract)
+                found = pd.DataFrame(typed, columns=["column", "check", "failures", "example"])
+            else:  # the range has a violation: which hours, exactly as hour by hour
+                found = file_violations(path, contract)
+            yield FeatureHour(key, path, summaries.get(key, _EMPTY), found)
+    finally:
+        con.close()
+
+
+_EMPTY: dict[str, float | int] = {
+    "windows": 0,
+    "devices": 0,
+    "mean_completeness": 0.0,
+    "windows_below_scoring_floor": 0,
+    "windows_with_flags": 0,
+}
+
+
+def _summaries(con: duckdb.DuckDBPyConnection, floor: float) -> dict[str, dict[str, float | int]]:
+    """Per hour, what :func:`refrig_assets.engines.embedded.feature_summary` reports."""
+    found = con.execute(
+        f"SELECT {HOUR}, count(*), count(DISTINCT device_id), coalesce(avg(sensor_completeness), 0), "
+        "count(*) FILTER (sensor_completeness < ?), count(*) FILTER (quality_mask <> 0) "
+        f"FROM windows GROUP BY {HOUR}",
+        [floor],
+    ).fetchall()
+    return {
+        key: {
+            "windows": int(n),
+            "devices": int(devices),
+            "mean_completeness": float(mean),
+            "windows_below_scoring_floor": int(below),
+            "windows_with_flags": int(flagged),
+        }
+        for key, n, devices, mean, below, flagged in found
+    }

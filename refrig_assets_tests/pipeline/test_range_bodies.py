@@ -1,0 +1,170 @@
+"""Readings → features over a range of hours in one pass gives exactly what one run per hour
+gives: the same typed readings, clean rows, quarantine rows and reasons, stuck-run tails and
+feature windows, every hour recorded as its own partition with the same metadata and check
+results, with a bad row, duplicated readings, readings delivered in a later hour's file and an
+empty hour inside the range. The same landing files (same mtimes) run in two homes."""
+
+import shutil
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from refrig_assets.cli.runner import prepare_hours
+from refrig_assets.core.partition_range import hour_keys
+from refrig_assets.core.settings import get_settings
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.defs.shared.event_log import EVENT_BATCH_SIZE, batched
+from refrig_assets.defs.shared.ranges import RANGE_MODE
+from refrig_assets.features.ranged import RangeNotApplicable, hour_groups, write_feature_range
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+PREP = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
+DATASETS = [*PREP, "stuck_sensor_tails"]
+HOURS = 6
+
+
+def landing_zone(source, monkeypatch):
+    """Three devices, six hours at 5 minutes; hour 2 has a gateway CSV with an untypable row
+    and readings that repeat hour 2's, hour 3's file also carries readings of hour 1 (late),
+    hour 4 has no file (an outage)."""
+    from refrig_assets.simulator import SimulationConfig, simulate_fleet
+
+    monkeypatch.setenv("REFRIG_HOME", str(source))
+    monkeypatch.setenv("REFRIG_CADENCE_SECONDS", "300")
+    s = get_settings()
+    config = SimulationConfig(devices=3, hours=HOURS, start=START, seed=5, cadence_seconds=300)
+    simulate_fleet(config, s.landing_dir, s.registry_path, s.labels_path)
+    day = s.landing_dir / "2026-01-01"
+    two = pd.read_parquet(day / "readings_20260101T02.parquet")
+    gateway = two.head(6).astype(str)
+    gateway.loc[gateway.index[1], "ts"] = "not a time"
+    gateway.to_csv(day / "gateway_b_20260101T02.csv", index=False)
+    one = pd.read_parquet(day / "readings_20260101T01.parquet").tail(2)
+    three = day / "readings_20260101T03.parquet"
+    pd.concat([pd.read_parquet(three), one], ignore_index=True).to_parquet(three)
+    (day / "readings_20260101T04.parquet").unlink()
+
+
+def prepare(source, home, monkeypatch, per_run: int):
+    """Readings → features of the six hours as ``refrig pipeline run`` runs them."""
+    from refrig_assets.definitions import defs
+
+    shutil.copytree(source, home)
+    (home / "dagster").mkdir(exist_ok=True)
+    monkeypatch.setenv("REFRIG_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    keys = hour_keys(START, HOURS)
+    with dg.instance_for_test() as plain:
+        if per_run > 1:
+            monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+        instance = batched(plain) if per_run > 1 else plain
+        defs.resolve_job_def("refresh_device_registry").execute_in_process(instance=instance)
+        failures = prepare_hours(defs, instance, keys, per_run, print)
+        metadata, checks = recorded(instance, home)
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+    assert failures == []
+    store = ParquetStore(get_settings().data_dir)
+    frames = {d: store.read_many(d, keys) for d in DATASETS}
+    return frames, metadata, checks
+
+
+def recorded(instance, home):
+    """Each hour's materialization metadata (asset, hour) -> {key: value}, and every hourly
+    check evaluation (asset, check, hour, passed, metadata; the home's path left out)."""
+    materialized = instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    )
+    metadata = {}
+    for r in materialized:
+        m = r.event_log_entry.get_dagster_event().event_specific_data.materialization
+        if m.partition:
+            metadata[(m.asset_key.to_user_string(), m.partition)] = {
+                k: v.value.replace(str(home), "HOME") if isinstance(v.value, str) else v.value
+                for k, v in m.metadata.items()
+            }
+    evaluated = instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    )
+    checks = sorted(
+        (
+            e.asset_key.to_user_string(),
+            e.check_name,
+            e.partition,
+            e.passed,
+            # a ranged step compares every hour's schema with the materialization before the
+            # range (defs/shared/schema_checks.py), one run per hour with the hour before
+            str({k: v.value for k, v in e.metadata.items() if k != "previous_fingerprint"}).replace(
+                str(home), "HOME"
+            ),
+        )
+        for e in (r.event_log_entry.get_dagster_event().event_specific_data for r in evaluated)
+        if e.partition
+    )
+    return metadata, checks
+
+
+def test_features_of_a_range_in_one_pass_equal_one_run_per_hour(tmp_path, monkeypatch):
+    landing_zone(tmp_path / "source", monkeypatch)
+
+    per_hour, per_hour_meta, per_hour_checks = prepare(
+        tmp_path / "source", tmp_path / "a", monkeypatch, 1
+    )
+    ranged, ranged_meta, ranged_checks = prepare(
+        tmp_path / "source", tmp_path / "b", monkeypatch, HOURS
+    )
+
+    for dataset in DATASETS:
+        pd.testing.assert_frame_equal(ranged[dataset], per_hour[dataset], obj=dataset)
+    assert ranged_checks == per_hour_checks
+    assert set(ranged_meta) == set(per_hour_meta)
+    modes = {}
+    for (asset, hour), meta in ranged_meta.items():
+        if RANGE_MODE in meta:
+            modes[asset, hour] = meta.pop(RANGE_MODE)
+        expected = per_hour_meta[asset, hour]
+        assert meta.keys() == expected.keys(), (asset, hour)
+        for k, v in meta.items():
+            if isinstance(v, float):
+                assert v == pytest.approx(expected[k]), (asset, hour, k)
+            else:
+                assert v == expected[k], (asset, hour, k)
+    assert modes == {
+        ("device_features", k): f"one pass over {HOURS} hours" for k in hour_keys(START, HOURS)
+    }
+    quarantine = per_hour["quarantined_readings"]
+    assert quarantine["rule"].nunique() >= 2  # the untypable row and the duplicated readings
+    features = per_hour["device_features"]
+    assert not features.empty
+    assert features[features["window_start"].dt.hour == 4].empty  # the outage hour
+
+
+def test_hours_are_grouped_to_fit_the_memory_budget_in_order():
+    rows = {"h0": 5, "h1": 5, "h2": 20, "h3": 1, "h4": 0}
+    assert hour_groups(rows, 10) == [["h0", "h1"], ["h2"], ["h3", "h4"]]
+    assert hour_groups({}, 10) == []
+
+
+def test_readings_out_of_order_are_not_computed_in_one_pass(tmp_path):
+    from refrig_assets.core.contracts import load_contract
+
+    store = ParquetStore(tmp_path / "data")
+    clean = tmp_path / "clean.parquet"
+    ts = pd.date_range("2026-01-01", periods=4, freq="5min", tz="UTC")
+    rows = pd.DataFrame({"device_id": ["b", "a", "b", "a"], "ts": ts})
+    # A real clean partition has every contract column; build one from the contract's types.
+    contract = load_contract("clean_readings")
+    for c in contract.columns:
+        if c.name not in rows:
+            rows[c.name] = {"float": 1.0, "int": 0, "bool": False, "string": "x"}.get(c.type)
+    rows.to_parquet(clean)
+
+    hours = write_feature_range(
+        {"2026-01-01-00:00": clean}, store, load_contract("device_features"), 0.0
+    )
+    with pytest.raises(RangeNotApplicable):
+        next(hours)
+    assert not (tmp_path / "data" / "device_features").exists() or not any(
+        (tmp_path / "data" / "device_features").iterdir()
+    )
