@@ -13,9 +13,9 @@ checked again hour by hour (:func:`refrig_assets.engines.embedded.file_violation
 hour reports exactly its own.
 
 Hours are taken in groups whose readings fit the memory budget of config/performance.yaml in
-one shard; a range whose clean readings are out of (device_id, ts) order cannot be computed
-this way (:data:`refrig_assets.features.windows.ORDER_ERROR`) and the caller runs it hour by
-hour.
+one shard. A group whose clean readings are out of (device_id, ts) order cannot be computed
+this way (:data:`refrig_assets.features.windows.ORDER_ERROR`): its hours are computed one by
+one, exactly as the hourly step computes them, and say so (:attr:`FeatureHour.mode`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from refrig_assets.core.duck import sql_str
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.embedded import (
     FEATURE_ROW_GROUP_SIZE,
+    feature_summary,
     file_violations,
     schema_violations,
+    write_features,
 )
 from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget, load_memory_budget
 from refrig_assets.features.windows import ORDER_ERROR, feature_sql
@@ -55,6 +57,7 @@ class FeatureHour:
     path: Path
     summary: dict[str, float | int]
     violations: pd.DataFrame
+    mode: str | None = None  # None: computed in the range's pass; else how and why not
 
 
 def hour_groups(rows: dict[str, int], per_group: int) -> list[list[str]]:
@@ -81,23 +84,32 @@ def write_feature_range(
     dataset: str = "device_features",
 ) -> Iterator[FeatureHour]:
     """Compute the feature windows of every hour of ``sources`` (hour key -> its clean_readings
-    file, in hour order) and write each hour's partition; yields each hour once written.
-
-    Raises :class:`RangeNotApplicable` before writing anything when the first group's readings
-    are out of order; a later group out of order raises it after the earlier hours are yielded
-    (the caller runs the rest hour by hour)."""
+    file, in hour order) and write each hour's partition; yields each hour once written."""
     budget = load_memory_budget()
     rows = {k: pq.ParquetFile(p).metadata.num_rows for k, p in sources.items()}
     per_group = max(1, int(budget.memory_budget_mb * 2**20 // budget.reading_bytes))
     for group in hour_groups(rows, per_group):
-        yield from _write_group(
-            {k: sources[k] for k in group},
-            store,
-            contract,
-            min_completeness,
-            cadence_seconds,
-            dataset,
-        )
+        try:
+            yield from _write_group(
+                {k: sources[k] for k in group},
+                store,
+                contract,
+                min_completeness,
+                cadence_seconds,
+                dataset,
+            )
+        except RangeNotApplicable as reason:  # raised before the group writes anything
+            for key in group:
+                path = write_features(
+                    sources[key], store, key, cadence_seconds=cadence_seconds, dataset=dataset
+                )
+                yield FeatureHour(
+                    key,
+                    path,
+                    feature_summary(path, min_completeness),
+                    file_violations(path, contract),
+                    f"hour by hour: {reason}",
+                )
 
 
 def _write_group(

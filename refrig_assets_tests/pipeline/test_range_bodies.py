@@ -17,7 +17,8 @@ from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.defs.shared.event_log import EVENT_BATCH_SIZE, batched
 from refrig_assets.defs.shared.ranges import RANGE_MODE
-from refrig_assets.features.ranged import RangeNotApplicable, hour_groups, write_feature_range
+from refrig_assets.features.ranged import hour_groups, write_feature_range
+from refrig_assets.features.windows import ORDER_ERROR
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 PREP = ["sensor_readings", "clean_readings", "quarantined_readings", "device_features"]
@@ -146,25 +147,25 @@ def test_hours_are_grouped_to_fit_the_memory_budget_in_order():
     assert hour_groups({}, 10) == []
 
 
-def test_readings_out_of_order_are_not_computed_in_one_pass(tmp_path):
+def test_readings_out_of_order_are_computed_hour_by_hour_as_the_hourly_step_does(tmp_path):
     from refrig_assets.core.contracts import load_contract
+    from refrig_assets.engines.embedded import write_features
 
-    store = ParquetStore(tmp_path / "data")
     clean = tmp_path / "clean.parquet"
     ts = pd.date_range("2026-01-01", periods=4, freq="5min", tz="UTC")
     rows = pd.DataFrame({"device_id": ["b", "a", "b", "a"], "ts": ts})
-    # A real clean partition has every contract column; build one from the contract's types.
-    contract = load_contract("clean_readings")
-    for c in contract.columns:
+    # A clean partition has every contract column; build one from the contract's types.
+    for c in load_contract("clean_readings").columns:
         if c.name not in rows:
             rows[c.name] = {"float": 1.0, "int": 0, "bool": False, "string": "x"}.get(c.type)
     rows.to_parquet(clean)
+    key = "2026-01-01-00:00"
 
-    hours = write_feature_range(
-        {"2026-01-01-00:00": clean}, store, load_contract("device_features"), 0.0
+    [hour] = write_feature_range(
+        {key: clean}, ParquetStore(tmp_path / "range"), load_contract("device_features"), 0.0
     )
-    with pytest.raises(RangeNotApplicable):
-        next(hours)
-    assert not (tmp_path / "data" / "device_features").exists() or not any(
-        (tmp_path / "data" / "device_features").iterdir()
-    )
+    expected = write_features(clean, ParquetStore(tmp_path / "hourly"), key)
+
+    assert hour.mode == f"hour by hour: {ORDER_ERROR}"
+    pd.testing.assert_frame_equal(pd.read_parquet(hour.path), pd.read_parquet(expected))
+    assert len(pd.read_parquet(hour.path)) > 0

@@ -6,7 +6,7 @@ contract check and the summary run in SQL over the written file, so a 100K-devic
 loaded into pandas here.
 """
 
-import itertools
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -14,10 +14,15 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
-from refrig_assets.defs.shared.ranges import hour_by_hour, per_range, range_backfill_policy
+from refrig_assets.defs.shared.ranges import (
+    RANGE_MODE,
+    hour_by_hour,
+    per_range,
+    range_backfill_policy,
+)
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines import embedded
-from refrig_assets.features.ranged import RangeNotApplicable, write_feature_range
+from refrig_assets.features.ranged import write_feature_range
 
 GROUP = "features"
 SAMPLE_ROWS = 10
@@ -92,13 +97,16 @@ def device_features(
     return _result(summary, floor, engine, path, contract_check(path))
 
 
-def _result(summary, floor, engine: str, path, check: dg.AssetCheckResult) -> dg.MaterializeResult:
+def _result(
+    summary, floor, engine: str, path, check: dg.AssetCheckResult, extra=None
+) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             **summary,
             "scoring_completeness_floor": floor if floor is not None else 0.0,
             "engine": engine,
             "path": str(path),
+            **(extra or {}),
         },
         check_results=[check],
     )
@@ -122,19 +130,14 @@ def features_range(context: dg.AssetExecutionContext, keys: list[str], refrig: R
         floor if floor is not None else 0.0,
         cadence_seconds=refrig.settings.cadence_seconds,
     )
-    try:  # the first group decides, before anything is written
-        first = next(hours)
-    except StopIteration:
-        return "no hours"
-    except RangeNotApplicable as reason:
-        return str(reason)
+    return _hour_results(hours, floor)
 
-    def each():
-        for hour in itertools.chain([first], hours):
-            check = contract_check(hour.path, hour.violations)
-            yield hour.key, [_result(hour.summary, floor, "duckdb", hour.path, check)]
 
-    return each()
+def _hour_results(hours, floor) -> Iterator[tuple[str, list[dg.MaterializeResult]]]:
+    for hour in hours:
+        check = contract_check(hour.path, hour.violations)
+        mode = {} if hour.mode is None else {RANGE_MODE: hour.mode}  # its group hour by hour
+        yield hour.key, [_result(hour.summary, floor, "duckdb", hour.path, check, mode)]
 
 
 defs = dg.Definitions(assets=[device_features])

@@ -152,7 +152,8 @@ def hour_by_hour(body: Callable[..., Any] | None = None, *, ranged: RangeBody | 
     computes all the hours ``keys`` of a ranged step in one pass and yields each hour's results
     as the one-hour body would give them (each hour still written as its own partition); or
     returns a reason (text) why it cannot, and the hours run one by one. Each hour's metadata
-    says which way it was computed (``range_mode``)."""
+    says which way it was computed (``range_mode``; a range body may set an hour's own, e.g.
+    for hours it had to compute one by one)."""
     if body is None:
         return functools.partial(hour_by_hour, ranged=ranged)
 
@@ -245,8 +246,8 @@ def _over_range(
                 if asset not in produced:
                     produced.append(asset)
                 metadata = dict(result.metadata or {})
-                if ranged is not None:
-                    metadata[RANGE_MODE] = mode[0]
+                if ranged is not None:  # unless the range body says how this hour went
+                    metadata.setdefault(RANGE_MODE, mode[0])
                 context.add_asset_metadata(metadata, asset_key=asset, partition_key=key)
                 finished.append((key, asset, metadata))
                 found, failed = hour_check_evaluations(result, asset, specs, key)
