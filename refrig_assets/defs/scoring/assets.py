@@ -16,6 +16,7 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import ModelConfig, all_model_ids, load_model_config
 from refrig_assets.defs.scoring.holds import held, scoring_hold, serving_version, unservable
 from refrig_assets.defs.scoring.partition_writer import write_score_partition
+from refrig_assets.defs.scoring.range_scores import range_pieces
 from refrig_assets.defs.scoring.rollout import rollout_metadata, serve_rollout, serving_rollout
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions, hours_within
@@ -107,7 +108,7 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
             if resolution.degraded
             else serving_rollout(context, refrig, model_id, model_config.pinned_version)
         )
-        served = None
+        served = ranged = None
         shards = WHOLE_FLEET
         if not refrig.store.existing_paths("device_features", hours):
             raise FileNotFoundError(f"{model_id}: no device_features for {hours[0]}..{hours[-1]}")
@@ -140,15 +141,21 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
             features, scores = served.starts, served.scores
         else:  # run by run (scoring_chunk_hours), device shard by shard (memory budget)
             shards = hour_shards(refrig.store, hours)
-            pieces = score_runs(
-                refrig.store,
-                refrig.store.read("device_registry"),
-                detector,
-                version,
-                hours,
-                datetime.now(UTC),
-                config=model_config,
-                shards=shards,
+            # A ranged step scores its hours in one pass per run of hours (range_scores).
+            ranged = range_pieces(context, refrig, model_id, detector, version)
+            pieces = (
+                ranged
+                if ranged is not None
+                else score_runs(
+                    refrig.store,
+                    refrig.store.read("device_registry"),
+                    detector,
+                    version,
+                    hours,
+                    datetime.now(UTC),
+                    config=model_config,
+                    shards=shards,
+                )
             )
         # -- end engine switch ---------------------------------------------------------------
         if refrig.engine == "spark" or served is not None:  # the partition as whole frames
@@ -170,6 +177,8 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 ),
                 **written.metadata,
                 "device_shards": len(shards),
+                # scored with the other hours of its ranged step in one pass (range_scores)
+                "range_pass": ranged is not None,
                 **rollout_metadata(served),
             },
             check_results=[written.check],
