@@ -1,0 +1,29 @@
+"""Validating a contract's frames: an empty frame's outcome is decided by its columns and their
+types alone, and stays right however often frames of the same or other shapes are checked."""
+
+import pandas as pd
+
+from refrig_assets.core.contracts import load_contract
+
+
+def test_empty_frames_pass_or_fail_by_their_columns_and_types_every_time():
+    contract = load_contract("device_alerts")
+    good = contract.empty_frame()
+    wrong_type = good.assign(window_start=pd.Series(dtype="datetime64[ns]"))  # not UTC
+    missing = good.drop(columns="severity")
+    for _ in range(2):  # the second round is answered from what the first found
+        assert contract.validate(good).empty
+        assert not contract.validate(wrong_type).empty
+        failures = contract.validate(missing)
+        assert "severity" in set(failures["failure_case"].astype(str))
+
+
+def test_a_frame_with_rows_is_checked_row_by_row_after_an_empty_one_of_its_shape():
+    contract = load_contract("device_status")
+    empty = contract.empty_frame()
+    assert contract.validate(empty).empty
+    row = pd.DataFrame({c: empty[c].reindex([0]) for c in empty.columns})  # nulls everywhere
+    assert not contract.validate(row).empty
+    failures = contract.validate(row)
+    failures["column"] = "changed"  # the caller's copy
+    assert (contract.validate(row)["column"] != "changed").all()
