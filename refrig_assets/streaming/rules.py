@@ -121,25 +121,30 @@ def above(r: Readings, rule: StreamingRule, threshold: np.ndarray) -> Hits:
 def above_moving_average(
     r: Readings, rule: StreamingRule, multiplier: np.ndarray, baseline: np.ndarray
 ) -> Hits:
-    """Value above multiplier × the device's moving average, taken in whichever running state
-    has the higher one: above what the device does running *and* idle.
+    """Value above multiplier × the device's moving average for its running state, and above
+    multiplier × the other state's average too where that one is higher.
 
     ``baseline`` is (devices, 2): the average while idle (column 0) and while running (1); NaN
-    where there is no trustworthy history (with neither, the rule stays silent). The running
-    state comes from another sensor (the compressor current), which can freeze, lag a start or
-    stop, or drop out: a normal running value read in the idle state would be several times the
-    idle average without anything being wrong, so the reading's own state does not lower the
-    bar. Averages are still kept per state, so the idle time does not dilute the running one.
-    ``Hits.state`` names the state whose average was the reference.
+    where there is no trustworthy history. Without the average of the reading's own state the
+    rule stays silent. The running state comes from another sensor (the compressor current),
+    which can freeze, lag a start or stop, or drop out: a normal running value read in the idle
+    state would be several times the idle average without anything being wrong, so a reading
+    must also exceed what the device does in the other state. ``Hits.state`` names the state
+    whose average was the reference.
     """
     x = r.values[rule.sensor][r.new]
-    code = r.code[r.new]
-    idle, running = baseline[code, 0], baseline[code, 1]
-    base = np.fmax(idle, running)
-    state = np.where(np.isnan(idle) | (running >= idle), 1, 0).astype(np.int8)
+    code, state = r.code[r.new], r.running[r.new]
+    known = state != UNKNOWN_STATE
+    own = np.full(len(x), np.nan)
+    other = np.full(len(x), np.nan)
+    own[known] = baseline[code[known], state[known]]
+    other[known] = baseline[code[known], 1 - state[known]]
+    higher = other > own  # False where either is NaN
+    base = np.where(higher, other, own)
+    ref_state = np.where(higher, 1 - state, state).astype(np.int8)
     with np.errstate(invalid="ignore"):
-        fires = (base > 0) & (x > multiplier[code] * base)
-    return Hits(fires, x, base, np.zeros(len(x), dtype=np.int64), state)
+        fires = known & (base > 0) & (x > multiplier[code] * base)
+    return Hits(fires, x, base, np.zeros(len(x), dtype=np.int64), ref_state)
 
 
 def drop_within(r: Readings, rule: StreamingRule, fraction: np.ndarray, max_gap_ns: int) -> Hits:

@@ -420,3 +420,12 @@ def test_rules_hold_at_any_reporting_cadence(cadence_seconds):
     # Pressure passes -30 % at 19 min; the rise covers 3 min by 13 min (one reading later at 5 min).
     assert firing.loc["p", "ts"] <= T0 + pd.Timedelta(minutes=19, seconds=cadence_seconds)
     assert firing.loc["e", "ts"] <= T0 + pd.Timedelta(minutes=13, seconds=cadence_seconds)
+
+
+def test_a_running_reading_without_running_history_stays_silent_even_with_an_idle_average():
+    """Only the idle state has an hour of history: normal running vibration is several times
+    the idle average, but the running state's own average is not known yet, so no spike."""
+    eng = engine()
+    idle = {"current_compressor": IDLE_CURRENT, "vibration_compressor": 0.5}
+    fire(eng, history(**idle))
+    assert fire(eng, readings(start=61, vibration_compressor=RUNNING["vibration_compressor"])).empty
