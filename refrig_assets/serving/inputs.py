@@ -421,11 +421,29 @@ def small_batch_features(
     tables: list[pa.Table],
     registered: pa.Table,
     received_at: datetime,
+    **options: Any,
+) -> list[pd.DataFrame] | None:
+    """Per request its windows of :func:`small_batch_windows` (same arguments; its rows of the
+    pass's frame, fresh index), or ``None`` where that gives ``None``."""
+    found = small_batch_windows(con, tables, registered, received_at, **options)
+    if found is None:
+        return None
+    features, owner = found
+    if len(tables) == 1 or features.empty:
+        return [features] * len(tables)
+    return [features[owner == i].reset_index(drop=True) for i in range(len(tables))]
+
+
+def small_batch_windows(
+    con: duckdb.DuckDBPyConnection,
+    tables: list[pa.Table],
+    registered: pa.Table,
+    received_at: datetime,
     *,
     cadence_seconds: int | None = None,
     contract: Contract | None = None,
     in_memory_max_rows: int = 0,
-) -> list[pd.DataFrame] | None:
+) -> tuple[pd.DataFrame, np.ndarray] | None:
     """Feature windows of requests that the batch path would keep whole, with the quality
     rules in memory (:func:`refrig_assets.serving.small_batch.clean_rows`) between the landing
     reader's typing SQL and the feature SQL: two statements instead of some thirty. Up to
@@ -435,7 +453,12 @@ def small_batch_features(
     (:func:`refrig_assets.serving.window_features.window_features`), typed as the SQL types
     them. ``None`` when any request needs the batch path's judgement (a rejected column or row,
     a duplicate, more than one hour, a NaN storm); the caller then runs
-    :func:`readings_features_many`'s batch form, which names the violations."""
+    :func:`readings_features_many`'s batch form, which names the violations.
+
+    The windows of all the requests come in one frame, in batch files' form (sorted by device
+    and window start, window bounds in the contracts' zone), with the index of the request each
+    row belongs to (the requests share no device): a pass scores them without splitting them
+    per request and putting them together again."""
     contract = contract or load_contract("sensor_readings")
     rels = [REQUEST if len(tables) == 1 else f"{REQUEST}-{i}" for i in range(len(tables))]
     typed = None
@@ -461,8 +484,9 @@ def small_batch_features(
             found = _arrow(con, f"SELECT * FROM {_feature_view(con, sql)}")
         finally:
             con.unregister("request_clean_rows")
-    if len(rels) == 1:  # a lone request: every window is its own
-        return [_own_windows(found.to_pandas(), None)]
+    features = _own_windows(found.to_pandas(), None)
+    if len(rels) == 1 or features.empty:  # a lone request: every window is its own
+        return features, np.zeros(len(features), np.int64)
     request_of = dict(
         zip(
             clean.column("device_id").to_pylist(),
@@ -470,10 +494,9 @@ def small_batch_features(
             strict=True,
         )
     )
-    features = found.to_pandas()
-    if not features.empty:
-        features["_request"] = features["device_id"].map(request_of)
-    return [_own_windows(features, rel) for rel in rels]
+    index = {rel: i for i, rel in enumerate(rels)}
+    owner = np.array([index[request_of[d]] for d in features["device_id"]], np.int64)
+    return features, owner
 
 
 def readings_features(

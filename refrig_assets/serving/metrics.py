@@ -6,7 +6,8 @@ rollout_champion): ``request_count_total``, ``request_errors_total``, ``windows_
 ``error_rate`` and ``empty_prediction_rate`` over the last ``rate_window_seconds``. Per endpoint:
 ``http_requests_total{endpoint,status}`` and ``http_request_latency_ms``. ``models_loaded`` is 1
 for each version serving now; ``data_freshness_seconds`` is the age of the newest reading scored; ``feature_drift_psi``
-the largest feature PSI of each serving version.
+the largest feature PSI of each serving version. ``score_pass_requests`` (histogram): readings
+requests computed together in one scoring pass.
 
 Each service has its own registry, so two apps in one process (tests) never share counters.
 """
@@ -210,6 +211,12 @@ class ServingMetrics:
             registry=r,
         )
         self.reloads = Counter("model_reloads", "Model snapshots loaded", registry=r)
+        self.pass_requests = Histogram(
+            "score_pass_requests",
+            "Readings requests computed together in one scoring pass (batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
         self.freshness = Gauge(
             "data_freshness_seconds",
             "Age of the newest reading (window end) the service scored",

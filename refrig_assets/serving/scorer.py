@@ -205,12 +205,30 @@ def score_many(
         )
         owner = features.pop("_owner").to_numpy()
         features = features.reset_index(drop=True)
+    return score_pass(
+        features, owner, len(requests), snapshot, registry, metrics, settings, diagnosis
+    )
+
+
+def score_pass(
+    features: pd.DataFrame,
+    owner: np.ndarray,
+    count: int,
+    snapshot: ModelSnapshot,
+    registry: pd.DataFrame,
+    metrics: ServingMetrics | None = None,
+    settings: Settings | None = None,
+    diagnosis: Any = None,
+) -> list[ScoreResult]:
+    """:func:`score_many` of ``count`` requests whose windows are already in one frame: rows
+    sorted by device and window start with a fresh index (a frame this call may add a column
+    to), ``owner`` the request of each row (requests share no device)."""
     features["cohort"] = _cohorts(features["device_id"], registry)
     keys = list(zip(features["device_id"], features["window_start"], strict=True))
     request_of = dict(zip(features["device_id"], owner, strict=True))
     per_window: dict[tuple, list[dict[str, Any]]] = {k: [] for k in keys}
-    models_out: list[list[dict[str, Any]]] = [[] for _ in requests]
-    errors: list[list[dict[str, str]]] = [[] for _ in requests]
+    models_out: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+    errors: list[list[dict[str, str]]] = [[] for _ in range(count)]
     for model in snapshot.models.values():
         for side, mask in model.split(features["device_id"]):
             label = (model.model_id, side.version, side.deployment)
@@ -234,11 +252,17 @@ def score_many(
                         except Exception as alone:  # noqa: BLE001
                             _failed(errors[int(i)], metrics, label, alone)
             seconds = time.perf_counter() - started
+            windows_of = np.bincount(mine, minlength=count)
+            devices_of = np.bincount(
+                np.array([request_of[d] for d in part["device_id"].dropna().unique()], np.int64),
+                minlength=count,
+            )
             for owners, scores in passes:
                 scored_by = np.array([request_of[d] for d in scores["device_id"]], np.int64)
+                scored_of = np.bincount(scored_by, minlength=count)
                 for i in owners:
-                    windows_in = int((mine == i).sum())
-                    windows_scored = int((scored_by == i).sum())
+                    windows_in = int(windows_of[i])
+                    windows_scored = int(scored_of[i])
                     if metrics is not None:
                         metrics.model_scored(
                             label, seconds, windows_scored, windows_in - windows_scored
@@ -248,7 +272,7 @@ def score_many(
                             "model_id": model.model_id,
                             "model_version": side.version,
                             "deployment": side.deployment,
-                            "devices": int(part["device_id"][mine == i].nunique()),
+                            "devices": int(devices_of[i]),
                             "windows_in": windows_in,
                             "windows_scored": windows_scored,
                             "latency_ms": round(seconds * 1000.0, 3),
@@ -266,7 +290,7 @@ def score_many(
             causes = probable_causes(settings, features, diagnosis)
         except Exception as exc:  # noqa: BLE001 - the scores stand without a diagnosis
             cause_error = f"{type(exc).__name__}: {exc}"
-    windows: list[list[dict[str, Any]]] = [[] for _ in requests]
+    windows: list[list[dict[str, Any]]] = [[] for _ in range(count)]
     for i, record in enumerate(_records(features, WINDOW_FIELDS)):
         entries = per_window[keys[i]]
         served = [m["model_id"] for m in models_out[owner[i]]]
@@ -291,7 +315,7 @@ def score_many(
             dict(snapshot.unavailable),
             cause_error if models_out[i] else None,
         )
-        for i in range(len(requests))
+        for i in range(count)
     ]
 
 

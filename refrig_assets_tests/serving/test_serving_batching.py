@@ -13,7 +13,8 @@ from support.serving_world import HOURS, landed_readings, serving_world, use_ser
 
 from refrig_assets.core.duck import connect
 from refrig_assets.core.storage import ParquetStore
-from refrig_assets.serving import inputs, scorer
+from refrig_assets.serving import scorer
+from refrig_assets.serving import service as service_module
 from refrig_assets.serving.batching import Batcher
 from refrig_assets.serving.inputs import (
     RequestRejected,
@@ -96,6 +97,62 @@ def test_the_batcher_never_puts_one_device_twice_in_a_pass(readings):
     assert sum(len(p) for p in passes) == len(jobs)
 
 
+def test_requests_that_arrive_during_a_pass_share_the_next_one(readings):
+    passes: list[list[int]] = []
+    started, gate = threading.Event(), threading.Event()
+
+    def compute(tables: list[pa.Table], context: object) -> list[int]:
+        passes.append([t.num_rows for t in tables])
+        started.set()
+        gate.wait(10)
+        return [t.num_rows for t in tables]
+
+    batcher = Batcher(compute, max_requests=10, runners=1)
+    devices = sorted(readings)[:5]
+    jobs = [readings[d].slice(0, 10 + k) for k, d in enumerate(devices)]
+    answers: list[int] = [0] * len(jobs)
+
+    def call(i: int) -> None:
+        answers[i] = batcher.submit(jobs[i])
+
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    assert started.wait(10)  # the first request's pass is running: the others queue behind it
+    rest = [threading.Thread(target=call, args=(i,)) for i in range(1, len(jobs))]
+    for t in rest:
+        t.start()
+    for _ in range(3000):  # until all of them wait (bounded)
+        if len(batcher._pending) == len(rest):
+            break
+        started.wait(0.01)
+    gate.set()
+    for t in [first, *rest]:
+        t.join(30)
+
+    assert answers == [t.num_rows for t in jobs]
+    assert passes[0] == [jobs[0].num_rows]
+    assert sorted(passes[1]) == [t.num_rows for t in jobs[1:]] and len(passes) == 2
+    # the runner slot came back: a later lone request runs its own pass at once
+    assert batcher.submit(jobs[0]) == jobs[0].num_rows
+    assert passes[-1] == [jobs[0].num_rows]
+
+
+def test_a_failing_pass_fails_its_requests_and_frees_its_runner(readings):
+    calls = []
+
+    def compute(tables: list[pa.Table], context: object) -> list[int]:
+        calls.append(len(tables))
+        if len(calls) == 1:
+            raise RuntimeError("model store unavailable")
+        return [t.num_rows for t in tables]
+
+    batcher = Batcher(compute, max_requests=10, runners=1)
+    table = readings[sorted(readings)[0]]
+    with pytest.raises(RuntimeError, match="model store unavailable"):
+        batcher.submit(table)
+    assert batcher.submit(table) == table.num_rows
+
+
 def _without_timings(answer: dict) -> dict:
     return {
         **answer,
@@ -138,17 +195,17 @@ def test_a_one_hour_request_scores_the_same_with_the_rules_in_memory(tmp_path, m
     try:
         table = pa.concat_tables(list(_one_hour_tables(home).values()))
         taken = []
-        real = inputs.small_batch_features
+        real = service_module.small_batch_windows
 
         def spy(*args, **kwargs):
             found = real(*args, **kwargs)
             taken.append(found is not None)
             return found
 
-        monkeypatch.setattr(inputs, "small_batch_features", spy)
+        monkeypatch.setattr(service_module, "small_batch_windows", spy)
         fast = service.score("readings", table).as_dict()
         assert taken == [True]
-        monkeypatch.setattr(inputs, "small_batch_features", lambda *a, **k: None)
+        monkeypatch.setattr(service_module, "small_batch_windows", lambda *a, **k: None)
         batch = service.score("readings", table).as_dict()
         assert _without_timings(fast) == _without_timings(batch)
         assert len(fast["windows"]) > 0

@@ -10,8 +10,13 @@ each phase bounded in requests and seconds:
   request, sequential — end-to-end latency p50 / p99 (targets 20 / 50 ms);
 * ``single_device_windows``: the same device's 4 precomputed windows (``device_features``);
 * ``hundred_devices``: 100 devices per request — p99 (target 200 ms);
-* ``sustained``: single-device requests from several client threads for a fixed time —
-  requests per second (target 200).
+* ``sustained_<n>``: single-device requests on ``n`` concurrent keep-alive connections
+  (``--connections``, default 4 and 64), closed loop, bounded in time (``--seconds``) and count
+  (``--sustained-requests``) — requests per second (target 200), latency under that load, the
+  mean number of requests the server computed in one scoring pass (``requests_per_pass``, its
+  ``score_pass_requests`` metric), and the load generator's own CPU per request: it runs in a
+  separate process (asyncio on raw sockets, bodies serialised before the clock starts), so its
+  CPU is neither hidden in nor charged to the server's.
 
 Latencies are measured by the client (request sent → answer read). The machine's load average
 before and after is reported with the numbers: on a shared machine they move with it. So is
@@ -23,6 +28,7 @@ function (:meth:`ScoringService.score`) called directly, wall and CPU time per c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import socket
@@ -30,8 +36,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -147,34 +153,128 @@ def latencies(
     }
 
 
-def sustained(base_url: str, bodies: list[dict], threads: int, seconds: float) -> dict:
-    """Single-device requests from ``threads`` clients for ``seconds``: requests per second."""
-    done, failed = [0] * threads, [0] * threads
-    stop = time.perf_counter() + seconds
+async def _load(
+    port: int, bodies: list[bytes], connections: int, seconds: float, max_requests: int
+) -> tuple[list[float], int, int, float]:
+    """``connections`` keep-alive HTTP/1.1 connections, each sending the next request when its
+    answer is read (closed loop), until ``seconds`` pass or ``max_requests`` were sent:
+    (latencies ms, failed, not answered, elapsed s)."""
+    import asyncio
 
-    def worker(k: int) -> None:
-        with httpx.Client(base_url=base_url, timeout=30) as client:
-            i = k
-            while time.perf_counter() < stop:
-                response = client.post("/v1/score", json=bodies[i % len(bodies)])
-                done[k] += 1
-                failed[k] += response.status_code != 200
-                i += threads
-
+    heads = [
+        (
+            f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n"
+        ).encode()
+        + b
+        for b in bodies
+    ]
+    took: list[float] = []
+    failed = [0]
+    lost = [0]
+    sent = [0]
     started = time.perf_counter()
-    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    elapsed = time.perf_counter() - started
+    stop = started + seconds
+
+    async def one(k: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = k
+        try:
+            while time.perf_counter() < stop and sent[0] < max_requests:
+                sent[0] += 1
+                t0 = time.perf_counter()
+                writer.write(heads[i % len(heads)])
+                try:
+                    head = await asyncio.wait_for(
+                        reader.readuntil(b"\r\n\r\n"), max(1.0, stop - t0 + 30)
+                    )
+                    length = 0
+                    for line in head.split(b"\r\n")[1:]:
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value)
+                    await reader.readexactly(length)
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    lost[0] += 1
+                    return
+                took.append((time.perf_counter() - t0) * 1000.0)
+                failed[0] += head[9:12] != b"200"
+                i += connections
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one(k) for k in range(connections)))
+    return took, failed[0], lost[0], time.perf_counter() - started
+
+
+def load_client(
+    port: int, bodies: list[bytes], connections: int, seconds: float, max_requests: int
+) -> dict:
+    """The load generator's side of a sustained phase, in its own process (see
+    :func:`sustained_load`): requests per second, latency under load and its own CPU."""
+    import asyncio
+    import resource
+
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    took, failed, lost, elapsed = asyncio.run(
+        _load(port, bodies, connections, seconds, max_requests)
+    )
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    used = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+    took.sort()
+    answered = len(took)
     return {
-        "threads": threads,
+        "connections": connections,
         "seconds": round(elapsed, 1),
-        "requests": sum(done),
-        "failed": sum(failed),
-        "rps": round(sum(done) / elapsed, 1),
+        "requests": answered,
+        "failed": failed,
+        "not_answered": lost,
+        "rps": round(answered / elapsed, 1) if elapsed else 0.0,
+        "p50_ms": round(statistics.median(took), 1) if took else None,
+        "p99_ms": round(took[min(answered - 1, int(0.99 * answered))], 1) if took else None,
+        "client_cpu_ms_per_request": round(used * 1000 / answered, 2) if answered else None,
     }
+
+
+def sustained_load(
+    port: int, bodies: list[dict], connections: int, seconds: float, max_requests: int
+) -> dict:
+    """Single-device requests from ``connections`` concurrent keep-alive connections for at
+    most ``seconds`` and ``max_requests``, driven by a separate process (asyncio on raw
+    sockets, bodies serialised once before the clock starts) so that its CPU is not the
+    server's and is reported on its own."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(bodies, f)
+    try:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tools.benchmarks.serving",
+                "client",
+                str(port),
+                f.name,
+                str(connections),
+                str(seconds),
+                str(max_requests),
+            ],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 120,
+            check=True,
+        )
+    finally:
+        os.unlink(f.name)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _client_main(argv: list[str]) -> int:
+    port, path, connections, seconds, max_requests = argv
+    bodies = [json.dumps(b).encode() for b in json.loads(Path(path).read_text())]
+    result = load_client(int(port), bodies, int(connections), float(seconds), int(max_requests))
+    print(json.dumps(result))
+    return 0
 
 
 def timed(call, count: int) -> dict:
@@ -232,7 +332,25 @@ def in_process(data: dict[str, list[dict]], count: int) -> dict:
         service.close()
 
 
-def run(devices: int, seed: int, requests: int, seconds: float, threads: int) -> dict:
+def pass_sizes(client: httpx.Client) -> tuple[float, float]:
+    """(passes, requests) so far of the server's ``score_pass_requests`` histogram."""
+    count = total = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("score_pass_requests_count"):
+            count = float(line.split()[-1])
+        elif line.startswith("score_pass_requests_sum"):
+            total = float(line.split()[-1])
+    return count, total
+
+
+def run(
+    devices: int,
+    seed: int,
+    requests: int,
+    seconds: float,
+    connections: list[int],
+    sustained_requests: int,
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="refrig-bench-serving-") as tmp:
         home = Path(tmp) / "home"
         (home / "dagster").mkdir(parents=True)
@@ -274,7 +392,7 @@ def run(devices: int, seed: int, requests: int, seconds: float, threads: int) ->
                 for body in single[:5]:
                     client.post("/v1/score", json=body)  # warm-up: first connections, caches
                 load_before = [round(x, 2) for x in os.getloadavg()]
-                phases = {
+                phases: dict[str, Callable[[], dict]] = {
                     "single_device": lambda: latencies(client, single, requests, seconds),
                     "single_device_windows": lambda: latencies(
                         client, single_windows, requests, seconds
@@ -282,12 +400,21 @@ def run(devices: int, seed: int, requests: int, seconds: float, threads: int) ->
                     "hundred_devices": lambda: latencies(
                         client, hundred, max(10, requests // 20), seconds
                     ),
-                    "sustained": lambda: sustained(base, single, threads, seconds),
                 }
+                for n in connections:
+                    phases[f"sustained_{n}"] = functools.partial(
+                        sustained_load, port, single, n, seconds, sustained_requests
+                    )
                 result: dict[str, Any] = {}
                 for name, phase in phases.items():
+                    passes = pass_sizes(client)
                     before = cpu_seconds(server.pid)
                     result[name] = with_server_cpu(server.pid, phase(), before)
+                    after = pass_sizes(client)
+                    if after[0] > passes[0]:
+                        result[name]["requests_per_pass"] = round(
+                            (after[1] - passes[1]) / (after[0] - passes[0]), 1
+                        )
             load_after = [round(x, 2) for x in os.getloadavg()]
         finally:
             server.terminate()
@@ -312,10 +439,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--requests", type=int, default=300, help="most requests per phase")
     parser.add_argument("--seconds", type=float, default=30.0, help="longest time per phase")
-    parser.add_argument("--threads", type=int, default=4, help="clients in the sustained phase")
+    parser.add_argument(
+        "--connections",
+        default="4,64",
+        help="concurrent connections of each sustained phase (comma-separated); the load "
+        "generator runs in its own process",
+    )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench-results")
+    parser.add_argument(
+        "--sustained-requests", type=int, default=6000, help="most requests per sustained phase"
+    )
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["client"]:
+        return _client_main(argv[1:])
     args = parser.parse_args(argv)
-    result = run(args.devices, args.seed, args.requests, args.seconds, args.threads)
+    connections = [int(c) for c in args.connections.split(",") if c.strip()]
+    result = run(
+        args.devices, args.seed, args.requests, args.seconds, connections, args.sustained_requests
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "bench-serving.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
