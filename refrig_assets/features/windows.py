@@ -39,9 +39,9 @@ DIALECTS = {
         "max_by({s}, CASE WHEN {s} IS NOT NULL THEN {t} END)",
     ),
 }
-# Spark reads a literal 1.0 as DECIMAL (its averages would come back as decimals): typed literals
-# keep every engine computing in DOUBLE.
-ONE, ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
+# Spark reads a literal 0.0 as DECIMAL (its results would come back as decimals): a typed literal
+# keeps every engine computing in DOUBLE.
+ZERO = "CAST(0 AS DOUBLE)"
 WINDOW_ENV = "REFRIG_WINDOW_SECONDS"
 HOUR_DIVISORS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)  # window lengths in minutes
 
@@ -156,20 +156,16 @@ def feature_sql(
     aggs["sensor_completeness"] = (
         f"least(1.0, CAST({present} AS DOUBLE) / {expected * len(sensors)})"
     )
+    # Shares of the readings with a known state: the count of those in it over the count of
+    # known ones (the average of a 1/0 per reading, exactly: both are whole numbers), without a
+    # per-reading column; count(current) is the completeness's own aggregate.
     if running_cols:
         rc = running_cols[0]
-        aggs["duty_cycle"] = (
-            f"avg(CASE WHEN {rc.name} IS NULL THEN NULL "
-            f"WHEN {rc.name} > {rc.extra['running_above']} THEN {ONE} ELSE {ZERO} END)"
-        )
+        aggs["duty_cycle"] = _share(f"{rc.name} > {rc.extra['running_above']}", rc.name)
     else:
         aggs["duty_cycle"] = "CAST(NULL AS DOUBLE)"
     door = state_cols[0] if state_cols else None
-    aggs["door_open_fraction"] = (
-        f"avg(CASE WHEN {door} THEN {ONE} WHEN {door} IS NULL THEN NULL ELSE {ZERO} END)"
-        if door
-        else "CAST(NULL AS DOUBLE)"
-    )
+    aggs["door_open_fraction"] = _share(door, door) if door else "CAST(NULL AS DOUBLE)"
     aggs["quality_mask"] = "CAST(bit_or(quality_mask) AS BIGINT)"
     # A fleet without a running_above current cannot tell runs: those features stay NULL.
     states = {"running": running, "idle": f"NOT ({running})"} if running_cols else {}
@@ -225,6 +221,12 @@ def feature_sql(
         f"SELECT {', '.join(select)} FROM ({inner}) v "
         "GROUP BY device_id, bucket ORDER BY device_id, bucket"
     )
+
+
+def _share(condition: str, column: str) -> str:
+    """Share of the window's readings with ``column`` known where ``condition`` holds (NULL
+    when none is known)."""
+    return f"CAST(count_if({condition}) AS DOUBLE) / nullif(count({column}), 0)"
 
 
 ORDER_ERROR = "clean readings out of (device_id, ts) order"
@@ -333,15 +335,22 @@ def _derived_features(
     window: dict[str, str] = {}
     passes = _InOrder({}, {}, {}, {})
 
-    def state_cols(state: str) -> tuple[str, str]:
+    def state_cols(state: str) -> str:
+        """The state's per-reading flag (1, 0 or NULL)."""
         expr = states[state]
         flag = f"CASE WHEN {expr} THEN 1 WHEN ({expr}) IS NULL THEN NULL ELSE 0 END"
         window[f"_s_{state}"] = f"{flag} AS _s_{state}"
-        window[f"_p_{state}"] = f"lag({flag}) OVER w AS _p_{state}"
         passes.flags[state] = f"{flag} AS _s_{state}"
+        return f"_s_{state}"
+
+    def previous(state: str) -> str:
+        """The previous reading's flag of the state (same device), only for the features
+        that compare with it: every per-reading column costs each reading of the hour."""
+        flag = window[f"_s_{state}"].removesuffix(f" AS _s_{state}")
+        window[f"_p_{state}"] = f"lag({flag}) OVER w AS _p_{state}"
         passes.lags[f"_l_{state}"] = f"_s_{state}"
         passes.guarded[state] = f"CASE WHEN _same THEN _l_{state} END AS _p_{state}"
-        return f"_s_{state}", f"_p_{state}"
+        return f"_p_{state}"
 
     for col in features.columns:
         spec = col.extra.get("derived")
@@ -365,18 +374,21 @@ def _derived_features(
         if state not in states:
             aggs[col.name] = "CAST(NULL AS DOUBLE)"
             continue
-        s, p = state_cols(state)
-        starts = f"count_if({s} = 1 AND {p} = 0)"
-        if kind == "starts":
-            aggs[col.name] = f"CAST({starts} AS BIGINT)"
-        elif kind == "starts_per_hour":
-            aggs[col.name] = f"CAST({starts} AS DOUBLE) * {60.0 / wmin}"
+        s = state_cols(state)
+        if kind in ("starts", "starts_per_hour"):
+            starts = f"count_if({s} = 1 AND {previous(state)} = 0)"
+            aggs[col.name] = (
+                f"CAST({starts} AS BIGINT)"
+                if kind == "starts"
+                else f"CAST({starts} AS DOUBLE) * {60.0 / wmin}"
+            )
         elif kind == "minutes":
             aggs[col.name] = f"CAST(count_if({s} = 1) AS DOUBLE) * {step_min}"
         elif kind == "mean_run_minutes":
             window["_pb"] = "lag(bucket) OVER w AS _pb"
             passes.lags["_lb"] = "bucket"
             passes.guarded["_pb"] = "CASE WHEN _same THEN _lb END AS _pb"
+            p = previous(state)
             runs = f"count_if({s} = 1 AND ({p} IS DISTINCT FROM 1 OR _pb <> bucket))"
             aggs[col.name] = (
                 f"CAST(count_if({s} = 1) AS DOUBLE) * {step_min} / "
