@@ -45,10 +45,11 @@ def serve(
     auth = "single-user (no token)" if service.single_user else "API token"
     typer.echo(f"Scoring on http://{host}:{port}/v1/score  (auth: {auth}; /health, /metrics)")
     uvicorn.run(
-        create_app(service),
+        create_app(service, freeze_gc=True),
         host=host,
         port=port,
         log_level="warning",
+        access_log=False,  # its lines are info, below the level logged: not even formatted
         loop=config.server_loop,
         http=config.server_http,
         backlog=config.server_backlog,

@@ -3,6 +3,8 @@ the seed 002 thresholds of config/serving.yaml, and API tokens."""
 
 from __future__ import annotations
 
+import gc
+
 import pandas as pd
 import pytest
 import yaml
@@ -73,6 +75,20 @@ def test_metrics_carry_model_version_and_deployment_after_requests(home):
     statuses = {s.labels["status"]: s.value for s in found if s.name == "http_requests_total"}
     assert statuses == {"200": 1, "422": 1}
     assert any(s.name == "data_freshness_seconds" for s in found)
+    # two readings requests, each computed alone (nothing else was waiting)
+    passes = {s.name: s.value for s in found if s.name.startswith("score_pass_requests_")}
+    assert passes["score_pass_requests_count"] == passes["score_pass_requests_sum"] == 2
+
+
+def test_a_serving_process_leaves_what_it_loaded_at_start_out_of_full_collections(home):
+    app = create_app(ScoringService(single_user=True), freeze_gc=True)
+    try:
+        with TestClient(app) as client:
+            assert gc.get_freeze_count() > 0
+            answer = client.post("/v1/score", json=as_json(landed_readings(home, HOURS[2:])))
+            assert answer.status_code == 200
+    finally:
+        gc.unfreeze()
 
 
 def test_health_reports_versions_and_each_threshold_of_the_config(home, tmp_path):
