@@ -147,18 +147,26 @@ def test_hours_are_grouped_to_fit_the_memory_budget_in_order():
     assert hour_groups({}, 10) == []
 
 
+def clean_file(path, devices: list[str], hour: int = 0):
+    """A clean_readings file of the given devices' rows (5 minutes apart), every contract column
+    filled with a value of its type."""
+    from refrig_assets.core.contracts import load_contract
+
+    ts = pd.date_range(f"2026-01-01 {hour:02d}:00", periods=len(devices), freq="5min", tz="UTC")
+    rows = pd.DataFrame({"device_id": devices, "ts": ts})
+    for c in load_contract("clean_readings").columns:
+        if c.name not in rows:
+            rows[c.name] = {"float": 1.0, "int": 0, "bool": False, "string": "x"}.get(c.type)
+    rows.to_parquet(path)
+    return rows
+
+
 def test_readings_out_of_order_are_computed_hour_by_hour_as_the_hourly_step_does(tmp_path):
     from refrig_assets.core.contracts import load_contract
     from refrig_assets.engines.embedded import write_features
 
     clean = tmp_path / "clean.parquet"
-    ts = pd.date_range("2026-01-01", periods=4, freq="5min", tz="UTC")
-    rows = pd.DataFrame({"device_id": ["b", "a", "b", "a"], "ts": ts})
-    # A clean partition has every contract column; build one from the contract's types.
-    for c in load_contract("clean_readings").columns:
-        if c.name not in rows:
-            rows[c.name] = {"float": 1.0, "int": 0, "bool": False, "string": "x"}.get(c.type)
-    rows.to_parquet(clean)
+    clean_file(clean, ["b", "a", "b", "a"])
     key = "2026-01-01-00:00"
 
     [hour] = write_feature_range(
@@ -169,3 +177,28 @@ def test_readings_out_of_order_are_computed_hour_by_hour_as_the_hourly_step_does
     assert hour.mode == f"hour by hour: {ORDER_ERROR}"
     pd.testing.assert_frame_equal(pd.read_parquet(hour.path), pd.read_parquet(expected))
     assert len(pd.read_parquet(hour.path)) > 0
+
+
+def test_hours_whose_clean_files_differ_in_types_are_computed_hour_by_hour(tmp_path):
+    from refrig_assets.core.contracts import load_contract
+    from refrig_assets.engines.embedded import write_features
+
+    first, second = tmp_path / "h0.parquet", tmp_path / "h1.parquet"
+    clean_file(first, ["a", "a", "b"])
+    rows = clean_file(second, ["a", "b", "b"], hour=1)
+    floats = [c.name for c in load_contract("clean_readings").columns if c.type == "float"]
+    rows.astype({floats[0]: "float32"}).to_parquet(second)  # another writer's float type
+    sources = {"2026-01-01-00:00": first, "2026-01-01-01:00": second}
+
+    hours = list(
+        write_feature_range(
+            sources, ParquetStore(tmp_path / "range"), load_contract("device_features"), 0.0
+        )
+    )
+
+    assert [h.mode for h in hours] == [
+        "hour by hour: the hours' clean readings differ in columns or types"
+    ] * 2
+    for hour in hours:
+        expected = write_features(sources[hour.key], ParquetStore(tmp_path / "hourly"), hour.key)
+        pd.testing.assert_frame_equal(pd.read_parquet(hour.path), pd.read_parquet(expected))
