@@ -25,6 +25,8 @@ name, ``*``), ``windows`` and ``center:<feature>`` / ``scale:<feature>`` per fea
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -65,26 +67,45 @@ def _numbers(column: pd.Series) -> pd.Series | np.ndarray:
     return pd.to_numeric(column, errors="coerce")
 
 
+def as_numbers(column: pd.Series) -> np.ndarray:
+    """A column as a float64 array, anything that is not a number NaN."""
+    x = _numbers(column)
+    return x if isinstance(x, np.ndarray) else x.astype(float).to_numpy()
+
+
+def usable_arrays(
+    numbers: Mapping[str, np.ndarray], n: int, features: list[str], running_min_duty: float
+) -> dict[str, np.ndarray]:
+    """The feature values a baseline or a condition may use, from the columns of ``n`` windows
+    as float arrays (:func:`as_numbers`; ``duty_cycle`` among them where known; a feature
+    without a column is NaN): running-conditioned features only where the compressor ran for
+    at least ``running_min_duty`` of the window. The arrays of ``numbers`` are not changed."""
+    names = list(dict.fromkeys(features))
+    nan = np.full(n, np.nan)
+    out = {f: numbers[f] if f in numbers else nan for f in names}
+    conditioned = running_features()
+    running = [f for f in names if f in conditioned]
+    if running and "duty_cycle" in numbers:
+        short = ~(numbers["duty_cycle"] >= running_min_duty)
+        if short.any():
+            for f in running:
+                out[f] = np.where(short, np.nan, out[f])
+    return out
+
+
 def usable_values(
     frame: pd.DataFrame, features: list[str], running_min_duty: float
 ) -> pd.DataFrame:
-    """The feature values a baseline or a condition may use: running-conditioned features
-    only where the compressor ran for at least ``running_min_duty`` of the window."""
+    """:func:`usable_arrays` of the columns of ``frame``, as a frame of ``features``."""
     names = list(dict.fromkeys(features))
+    numbers = {f: as_numbers(frame[f]) for f in [*names, "duty_cycle"] if f in frame}
+    usable = usable_arrays(numbers, len(frame), names, running_min_duty)
     # One float block filled feature by feature: no frame of the raw columns to convert and
     # consolidate first (a device shard holds a few hundred thousand windows).
-    block = np.full((len(names), len(frame)), np.nan)
+    block = np.empty((len(names), len(frame)))
     for i, f in enumerate(names):
-        if f in frame:
-            x = _numbers(frame[f])
-            block[i] = x if isinstance(x, np.ndarray) else x.astype(float).to_numpy()
-    values = pd.DataFrame(block.T, index=frame.index, columns=names)
-    conditioned = running_features()
-    running = [f for f in features if f in conditioned]
-    if running and "duty_cycle" in frame:
-        short = ~(pd.to_numeric(frame["duty_cycle"], errors="coerce") >= running_min_duty)
-        values.loc[short.to_numpy(), running] = np.nan
-    return values
+        block[i] = usable[f]
+    return pd.DataFrame(block.T, index=frame.index, columns=names)
 
 
 def empty_baselines(features: list[str]) -> pd.DataFrame:
@@ -267,26 +288,83 @@ def _defrost_interval(
     return interval.where(enough).reindex(unique).astype(float), gaps
 
 
+class KeyPositions:
+    """Where keys sit in a fixed index of unique keys (``Index.get_indexer``, -1 for a key it
+    lacks). A few keys at a time (a service's request) are looked up in a dict made once:
+    ``get_indexer`` makes an index of the keys first, which costs a small request more than
+    the lookup."""
+
+    # Above this many keys, get_indexer's hash join is the cheaper way.
+    FEW = 64
+
+    def __init__(self, index: pd.Index):
+        self.index = index
+        self._positions: dict | None = None
+
+    def __call__(self, keys: np.ndarray) -> np.ndarray:
+        if len(keys) > self.FEW:
+            return self.index.get_indexer(keys)
+        positions = self._positions
+        if positions is None:
+            if not self.index.is_unique:  # as get_indexer refuses to
+                return self.index.get_indexer(keys)
+            positions = self._positions = {k: i for i, k in enumerate(self.index.tolist())}
+        return np.array([positions.get(k, -1) for k in keys], dtype=np.intp)
+
+
 class IndexedBaselines:
     """A baselines frame split by scope (fleet, cohort, device), each part's keys indexed once:
     aligning rows to it is then a lookup per scope, not a pass over every baseline. A caller
-    aligning a few rows at a time (a service) keeps one between calls."""
+    aligning a few rows at a time (a service) keeps one between calls: the parts' columns are
+    converted to arrays once too."""
 
     def __init__(self, baselines: pd.DataFrame):
         self.baselines = baselines
-        self.levels: list[tuple[int, str, pd.DataFrame, pd.Index]] = []
+        self.levels: list[tuple[int, str, pd.DataFrame, KeyPositions]] = []
+        self._columns: dict[tuple[int, str], np.ndarray | None] = {}
+        self._blocks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # The features with a centre, in the frame's order.
+        self.features = [c[len("center:") :] for c in baselines.columns if c.startswith("center:")]
         if baselines.empty:
             return
         for code, scope in ((0, "fleet"), (1, "cohort"), (2, "device")):
             part = baselines[baselines["scope"] == scope]
             if not part.empty:
-                self.levels.append((code, scope, part, pd.Index(part["key"].astype(str))))
+                keys = pd.Index(part["key"].astype(str))
+                self.levels.append((code, scope, part, KeyPositions(keys)))
+
+    def column(self, level: int, name: str) -> np.ndarray | None:
+        """Column ``name`` of the ``level``-th part as floats (None: no such column); the
+        spread between devices (``between:``) with NaN as 0, as every lookup takes it."""
+        key = (level, name)
+        if key not in self._columns:
+            part = self.levels[level][2]
+            values = part[name].to_numpy(dtype=float) if name in part else None
+            if values is not None and name.startswith("between:"):
+                values = np.nan_to_num(values)
+            self._columns[key] = values
+        return self._columns[key]
+
+    def block(self, level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centres, spreads and spreads between devices (:meth:`column`) of every feature of
+        :attr:`features` in the ``level``-th part: one row per feature, one column per key."""
+        if level not in self._blocks:
+            rows: list[list[np.ndarray]] = [[], [], []]
+            width = len(self.levels[level][2])
+            for f in self.features:
+                for j, prefix in enumerate(("center", "scale", "between")):
+                    values = self.column(level, f"{prefix}:{f}")
+                    if values is None and prefix == "scale":
+                        raise KeyError(f"scale:{f}")
+                    rows[j].append(np.zeros(width) if values is None else values)
+            self._blocks[level] = (np.vstack(rows[0]), np.vstack(rows[1]), np.vstack(rows[2]))
+        return self._blocks[level]
 
 
 class BaselineLookup:
     """Baselines aligned to a set of rows: where each row's device, cohort and the fleet sit in
     the baselines (a frame, or one already :class:`IndexedBaselines`) is found once, then every
-    feature is a few array takes."""
+    feature is a few array takes (each feature once: conditions share features)."""
 
     def __init__(
         self,
@@ -296,41 +374,83 @@ class BaselineLookup:
     ):
         if not isinstance(baselines, IndexedBaselines):
             baselines = IndexedBaselines(baselines)
+        self.indexed = baselines
         self.n = len(device_ids)
-        self.levels: list[tuple[int, pd.DataFrame, np.ndarray, np.ndarray]] = []
+        # Per level: its position, code, each row's position in it, and which rows it has
+        # (None: every row).
+        self.levels: list[tuple[int, int, np.ndarray, np.ndarray | None]] = []
+        self._found: dict[tuple[str, bool], tuple[np.ndarray, ...]] = {}
         keys = {
             "fleet": np.full(self.n, FLEET, dtype=object),
             "cohort": cohorts,
             "device": device_ids,
         }
-        for code, scope, part, index in baselines.levels:
-            at = index.get_indexer(keys[scope])
-            self.levels.append((code, part, np.maximum(at, 0), at >= 0))
+        for k, (code, scope, _part, positions) in enumerate(baselines.levels):
+            at = positions(keys[scope])
+            found = at >= 0
+            self.levels.append((k, code, np.maximum(at, 0), None if found.all() else found))
 
     def get(
         self, feature: str, *, own: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Centre, spread, level (2 device, 1 cohort, 0 fleet, -1 none) and the spread between
         devices at that level (0 for a device's own baseline) of ``feature`` for each row.
-        ``own=False`` skips the device level."""
-        n = self.n
-        center = np.full(n, np.nan)
-        scale = np.full(n, np.nan)
-        between = np.zeros(n)
-        level = np.full(n, -1, dtype=np.int8)
-        ccol, scol, bcol = f"center:{feature}", f"scale:{feature}", f"between:{feature}"
-        for code, part, take, found in self.levels:
-            if ccol not in part or (code == 2 and not own):
+        ``own=False`` skips the device level. The arrays are shared: do not change them."""
+        key = (feature, own)
+        if key not in self._found:
+            if self.n <= KeyPositions.FEW and self.indexed.features:
+                # A few rows: every feature at once costs about what one feature does.
+                self._found.update(self._get_all(own))
+            if key not in self._found:
+                self._found[key] = self._get(feature, own)
+        center, scale, level, between = self._found[key]
+        return center, scale, level, between
+
+    def _get_all(self, own: bool) -> dict[tuple[str, bool], tuple[np.ndarray, ...]]:
+        """:meth:`_get` of every feature of the baselines in one pass over their blocks."""
+        features = self.indexed.features
+        center, scale, level, between = self._resolve(
+            (len(features), self.n), self.indexed.block, own
+        )
+        return {
+            (f, own): (center[i], scale[i], level[i], between[i]) for i, f in enumerate(features)
+        }
+
+    def _get(self, feature: str, own: bool) -> tuple[np.ndarray, ...]:
+        def columns(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+            centers = self.indexed.column(k, f"center:{feature}")
+            if centers is None:
+                return None
+            scales = self.indexed.column(k, f"scale:{feature}")
+            if scales is None:
+                raise KeyError(f"scale:{feature}")
+            spreads = self.indexed.column(k, f"between:{feature}")
+            return centers, scales, np.zeros(len(centers)) if spreads is None else spreads
+
+        return self._resolve((self.n,), columns, own)
+
+    def _resolve(
+        self,
+        shape: tuple[int, ...],
+        parts: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray] | None],
+        own: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Centre, spread, level and spread between of each row (the last axis of ``shape``)
+        from each level's ``parts`` (centres, spreads, spreads between, by key on the last axis;
+        None: the level lacks them): the most specific level with a centre wins."""
+        center = np.full(shape, np.nan)
+        scale = np.full(shape, np.nan)
+        between = np.zeros(shape)
+        level = np.full(shape, -1, dtype=np.int8)
+        for k, code, take, found in self.levels:
+            got = None if code == 2 and not own else parts(k)
+            if got is None:
                 continue
-            c = np.where(found, part[ccol].to_numpy(dtype=float)[take], np.nan)
-            sc = np.where(found, part[scol].to_numpy(dtype=float)[take], np.nan)
-            b = (
-                np.where(found, part[bcol].to_numpy(dtype=float)[take], 0.0)
-                if bcol in part
-                else np.zeros(n)
-            )
+            c, sc, b = (values[..., take] for values in got)
+            if found is not None:
+                c, sc = np.where(found, c, np.nan), np.where(found, sc, np.nan)
             use = ~np.isnan(c)
-            center[use], level[use], between[use] = c[use], code, np.nan_to_num(b[use])
+            center[use], level[use], between[use] = c[use], code, b[use]
             # A device's spread is its cohort's; keep the cohort's where the device lacks one.
             s_use = ~np.isnan(sc)
             scale[s_use] = sc[s_use]

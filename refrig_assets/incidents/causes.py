@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,7 @@ import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.incidents import baselines as bl
+from refrig_assets.incidents.causes_store import epoch_ns, quality_bits
 from refrig_assets.incidents.signatures import (
     UNKNOWN,
     Condition,
@@ -61,6 +64,83 @@ def feature_unit(feature: str) -> str | None:
         return None
 
 
+class Windows:
+    """The windows a diagnosis reads, as arrays (entry i of each is window i): the device ids
+    and cohorts as text, the times, the numeric columns as floats, the quality mask as flag
+    bits and the other columns it reads as they are. :meth:`from_frame` takes them from a
+    device_features frame once; a service diagnosing a few windows builds no other frame."""
+
+    def __init__(
+        self,
+        device_id: np.ndarray,
+        cohort: np.ndarray,
+        start: Any,
+        end: Any,
+        numbers: dict[str, np.ndarray],
+        other: dict[str, np.ndarray],
+        quality_mask: np.ndarray | None,
+    ):
+        self.device_id = device_id
+        self.cohort = cohort
+        # Window starts and ends as given (None: unknown); read as int64 ns when first needed.
+        self.start = start
+        self.end = end
+        self.numbers = numbers
+        self.other = other
+        self.quality_mask = quality_mask
+        self._ns: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.device_id)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, table: SignatureTable, cohort: bool = True) -> Windows:
+        """The columns of device_features rows ``frame`` that :func:`diagnose_windows` and the
+        defrost derivation read for ``table``; ``cohort=False`` ignores a ``cohort`` column
+        (every window ``unknown`` until the caller sets them)."""
+        n = len(frame)
+        devices = frame["device_id"].astype(str).to_numpy() if n else np.zeros(0, dtype=object)
+        cohorts = (
+            frame["cohort"].fillna("unknown").astype(str).to_numpy()
+            if cohort and "cohort" in frame
+            else np.full(n, "unknown", dtype=object)
+        )
+        plan = _plan(table)
+        numbers = {f: bl.as_numbers(frame[f]) for f in plan.numbers if f in frame}
+        other = {f: frame[f].to_numpy() for f in plan.other if f in frame}
+        mask = quality_bits(frame["quality_mask"]) if "quality_mask" in frame else None
+        return cls(
+            devices,
+            cohorts,
+            frame["window_start"] if "window_start" in frame else None,
+            frame["window_end"] if "window_end" in frame else None,
+            numbers,
+            other,
+            mask,
+        )
+
+    def ns(self, which: str) -> np.ndarray:
+        """Window starts (``which`` ``start``) or ends as int64 ns UTC."""
+        if which not in self._ns:
+            self._ns[which] = epoch_ns(getattr(self, which))
+        return self._ns[which]
+
+    def take(self, rows: np.ndarray) -> Windows:
+        """The windows at positions ``rows`` (their times as int64 ns UTC)."""
+        times = {k: self.ns(k)[rows] for k in ("start", "end") if getattr(self, k) is not None}
+        part = Windows(
+            self.device_id[rows],
+            self.cohort[rows],
+            times.get("start"),
+            times.get("end"),
+            {k: v[rows] for k, v in self.numbers.items()},
+            {k: v[rows] for k, v in self.other.items()},
+            None if self.quality_mask is None else self.quality_mask[rows],
+        )
+        part._ns = times
+        return part
+
+
 class _Evaluated:
     """One condition over all windows: value, reference, deviation, held, strength."""
 
@@ -80,36 +160,36 @@ class _Evaluated:
         self.members: list[_Evaluated] = []
 
 
-def _flags_held(frame: pd.DataFrame, flags: tuple[str, ...]) -> np.ndarray:
-    if "quality_mask" in frame:
+def _flags_held(windows: Windows, flags: tuple[str, ...]) -> np.ndarray:
+    if windows.quality_mask is not None:
         from refrig_assets.quality.rules import quality_flag_names
 
         names = quality_flag_names()
         bits = sum(1 << names.index(f) for f in flags if f in names)
-        mask = pd.to_numeric(frame["quality_mask"], errors="coerce").fillna(0).astype(np.int64)
-        return (mask.to_numpy() & bits) != 0
-    if "quality_flags" in frame:
-        text = frame["quality_flags"].fillna("").astype(str)
+        return (windows.quality_mask & bits) != 0
+    if "quality_flags" in windows.other:
+        text = pd.Series(windows.other["quality_flags"]).fillna("").astype(str)
         pattern = "|".join(rf"(?:^|,){f}(?:,|$)" for f in flags)
         return text.str.contains(pattern, regex=True).to_numpy()
-    return np.zeros(len(frame), dtype=bool)
+    return np.zeros(len(windows), dtype=bool)
 
 
-def _over_trailing_minutes(frame: pd.DataFrame, value: np.ndarray, minutes: float) -> np.ndarray:
+def _over_trailing_minutes(windows: Windows, value: np.ndarray, minutes: float) -> np.ndarray:
     """``value`` of windows of at least ``minutes``; for a shorter window (a 1 Hz fleet's
     one-minute windows), the time-weighted mean of ``value`` over its device's windows that end
     within the ``minutes`` up to its own end (itself included): for a rate such as starts per
     hour, the events of that span over its length. NaN where those windows cover less than
     ``minutes`` (the first minutes of an hour, a gap), so the condition is not evaluated."""
-    span = (frame["window_end"] - frame["window_start"]).dt.total_seconds().to_numpy() / 60
+    end = windows.ns("end")
+    span = (end - windows.ns("start")) / 1e9 / 60
     short = span < minutes
     if not short.any():
         return value
     known = ~np.isnan(value)
     parts = pd.DataFrame(
         {
-            "device": frame["device_id"].astype(str).to_numpy(),
-            "end": pd.to_datetime(frame["window_end"], utc=True).reset_index(drop=True),
+            "device": windows.device_id,
+            "end": pd.to_datetime(end, utc=True),
             "weighted": np.where(known, value * span, 0.0),
             "covered": np.where(known, span, 0.0),
         }
@@ -128,20 +208,26 @@ def _over_trailing_minutes(frame: pd.DataFrame, value: np.ndarray, minutes: floa
     return np.where(short, trailing, value)
 
 
+def _strength(share: np.ndarray) -> np.ndarray:
+    """0.5 + 0.5 × ``share`` clipped to [0, 1] (NaN stays NaN): the values of ``np.clip``,
+    whose wrapper costs a few windows more than the two ufuncs."""
+    return 0.5 + 0.5 * np.minimum(np.maximum(share, 0.0), 1.0)
+
+
 def _evaluate(
     cond: Condition,
-    frame: pd.DataFrame,
-    values: pd.DataFrame,
+    windows: Windows,
+    values: dict[str, np.ndarray],
     baselines: bl.BaselineLookup,
-    devices: np.ndarray,
-    cohorts: np.ndarray,
     fallback_sigma: float,
+    cohorts: tuple[np.ndarray, np.ndarray],
 ) -> _Evaluated:
-    n = len(frame)
+    """``cond`` over ``windows`` (``cohorts``: their cohorts factorized); the caller ignores
+    floating-point warnings (NaN values and baselines leave a condition unevaluated)."""
+    n = len(windows)
     if cond.any_of:
         members = [
-            _evaluate(m, frame, values, baselines, devices, cohorts, fallback_sigma)
-            for m in cond.any_of
+            _evaluate(m, windows, values, baselines, fallback_sigma, cohorts) for m in cond.any_of
         ]
         out = members[0]
         held = np.any([m.held for m in members], axis=0)
@@ -153,22 +239,19 @@ def _evaluate(
         result.members = members
         return result
     if cond.reference == "flags":
-        held = _flags_held(frame, cond.flags)
+        held = _flags_held(windows, cond.flags)
         nan = np.full(n, np.nan)
         return _Evaluated(cond, nan, nan, nan, held, np.ones(n), np.full(n, -1, np.int8), n)
-    value = (
-        values[cond.feature].to_numpy(dtype=float) if cond.feature in values else np.full(n, np.nan)
-    )
-    if cond.min_window_minutes is not None and "window_end" in frame:
-        value = _over_trailing_minutes(frame, value, cond.min_window_minutes)
+    value = values[cond.feature] if cond.feature in values else np.full(n, np.nan)
+    if cond.min_window_minutes is not None and windows.end is not None:
+        value = _over_trailing_minutes(windows, value, cond.min_window_minutes)
     sign = 1.0 if cond.direction == "up" else -1.0
     if cond.reference == "limit":
-        codes, uniques = pd.factorize(pd.Series(cohorts))
+        codes, uniques = cohorts
         per = np.array([cond.limit_for(str(c)) for c in uniques] + [cond.limit_for("")], float)
         reference = per[codes] if len(codes) else np.zeros(0)
         excess = sign * (value - reference)
-        with np.errstate(all="ignore"):
-            strength = 0.5 + 0.5 * np.clip(excess / np.maximum(np.abs(reference), bl.TINY), 0, 1)
+        strength = _strength(excess / np.maximum(np.abs(reference), bl.TINY))
         held = excess >= 0
         return _Evaluated(
             cond, value, reference, excess, held, strength, np.full(n, -1, np.int8), n
@@ -176,37 +259,46 @@ def _evaluate(
     center, scale, level, between = baselines.get(
         cond.baseline_feature, own=cond.reference == "baseline"
     )
-    with np.errstate(all="ignore"):
-        if cond.sigma is not None:
-            # Against a cohort (a device without its own baseline), the spread between the
-            # cohort's devices counts too.
-            deviation = (value - center) / np.maximum(scale, between)
-            excess = sign * deviation - cond.sigma
-            strength = 0.5 + 0.5 * np.clip(excess / cond.sigma, 0, 1)
-            held = excess >= 0
-        else:
-            assert cond.ratio is not None
-            deviation = value / center
-            threshold = cond.ratio * center
-            excess = sign * (value - threshold)
-            strength = 0.5 + 0.5 * np.clip(excess / np.maximum(np.abs(threshold), bl.TINY), 0, 1)
-            # ... and a ratio to a cohort's centre must also leave the spread between devices.
-            outside = sign * (value - center) >= fallback_sigma * between
-            held = (excess >= 0) & outside
+    if cond.sigma is not None:
+        # Against a cohort (a device without its own baseline), the spread between the
+        # cohort's devices counts too.
+        deviation = (value - center) / np.maximum(scale, between)
+        excess = sign * deviation - cond.sigma
+        strength = _strength(excess / cond.sigma)
+        held = excess >= 0
+    else:
+        assert cond.ratio is not None
+        deviation = value / center
+        threshold = cond.ratio * center
+        excess = sign * (value - threshold)
+        strength = _strength(excess / np.maximum(np.abs(threshold), bl.TINY))
+        # ... and a ratio to a cohort's centre must also leave the spread between devices.
+        outside = sign * (value - center) >= fallback_sigma * between
+        held = (excess >= 0) & outside
     return _Evaluated(cond, value, center, deviation, held, strength, level, n)
 
 
+def _any_value(column: Any) -> bool:
+    if isinstance(column, np.ndarray) and column.dtype.kind == "f":
+        return not np.isnan(column).all()
+    return bool(pd.notna(column).any())
+
+
 def available_requirements(
-    frame: pd.DataFrame, values: pd.DataFrame, table: SignatureTable
+    frame: pd.DataFrame | Mapping[str, Any],
+    values: pd.DataFrame | Mapping[str, np.ndarray],
+    table: SignatureTable,
 ) -> set[str]:
-    """The features some signature ``requires`` that the data has: a usable value (or, for
-    features no condition compares, any value) in at least one window of ``frame``."""
+    """The features some signature ``requires`` that the data has: a usable value (in
+    ``values``, :func:`~refrig_assets.incidents.baselines.usable_values`) or, for features no
+    condition compares, any value (in ``frame``: device_features rows, or their columns) in at
+    least one window."""
     out = set()
     for f in {f for sig in table for f in sig.requires}:
         if f in values:
-            if values[f].notna().any():
+            if _any_value(values[f]):
                 out.add(f)
-        elif f in frame and frame[f].notna().any():
+        elif f in frame and _any_value(frame[f]):
             out.add(f)
     return out
 
@@ -221,6 +313,31 @@ def _wanted(table: SignatureTable) -> list[str]:
     return sorted(
         {f for s in table for c in s.conditions if c.reference != "flags" for f in c.features}
     )
+
+
+class _Plan:
+    """What a table's diagnosis reads, worked out once per table: the features compared
+    (:func:`_wanted`), the columns read as numbers and the others read as they are."""
+
+    def __init__(self, table: SignatureTable):
+        self.table = table
+        self.wanted = _wanted(table)
+        self.numbers = list(dict.fromkeys([*self.wanted, "duty_cycle", bl.DEFROST_MINUTES]))
+        read = {"quality_flags", *(f for sig in table for f in sig.requires)}
+        self.other = sorted(read - set(self.wanted))
+
+
+_LAST_PLAN: list[_Plan] = []
+
+
+def _plan(table: SignatureTable) -> _Plan:
+    """The :class:`_Plan` of ``table`` (the last table's is kept: a service or an hour's shards
+    diagnose with one table)."""
+    last = _LAST_PLAN[-1] if _LAST_PLAN else None
+    if last is None or last.table is not table:
+        last = _Plan(table)
+        _LAST_PLAN[:] = [last]
+    return last
 
 
 # Columns the diagnosis reads besides the signature table's features: the window keys, the
@@ -242,14 +359,16 @@ def _number(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
 
 
-def _evidence_json(results: list[_Evaluated], rows: np.ndarray, frame: pd.DataFrame) -> list[str]:
-    out: list[list[dict]] = [[] for _ in rows]
+def _evidence(
+    results: list[_Evaluated], rows: np.ndarray, windows: Windows
+) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = [[] for _ in rows]
     for r in (m for res in results for m in (res.members or [res])):
         cond = r.cond
         if cond.reference == "flags":
             text = (
-                frame["quality_flags"].to_numpy()[rows]
-                if "quality_flags" in frame
+                windows.other["quality_flags"][rows]
+                if "quality_flags" in windows.other
                 else np.full(len(rows), "")
             )
             for k, i in enumerate(rows):
@@ -291,7 +410,104 @@ def _evidence_json(results: list[_Evaluated], rows: np.ndarray, frame: pd.DataFr
                 item["ratio"] = _number(r.deviation[i])
                 item["threshold_ratio"] = cond.ratio
             out[k].append(item)
-    return [json.dumps(items, separators=(",", ":")) for items in out]
+    return out
+
+
+class Diagnosis:
+    """What :func:`diagnose_windows` finds per window: cause, kind, confidence (rounded to
+    3 places), base severity, standalone and the evidence (a list of dicts, one per condition
+    evaluated, kept for the windows a signature matched)."""
+
+    def __init__(self, n: int):
+        self.cause = np.full(n, UNKNOWN, dtype=object)
+        self.kind = np.full(n, UNKNOWN, dtype=object)
+        self.severity = np.full(n, None, dtype=object)
+        self.standalone = np.zeros(n, dtype=bool)
+        self.confidence = np.zeros(n)
+        self.evidence: dict[int, list[dict[str, Any]]] = {}
+
+    def evidence_of(self, row: int) -> list[dict[str, Any]]:
+        """The evidence of window ``row`` (a new empty list where no signature matched)."""
+        return self.evidence.get(row, [])
+
+    def frame(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The :data:`OUTPUT_COLUMNS` frame: the window keys of ``features`` (the rows
+        diagnosed, numbered 0..n-1) and the evidence as JSON."""
+        n = len(features)
+        evidence = np.full(n, "[]", dtype=object)
+        for row, items in self.evidence.items():
+            evidence[row] = json.dumps(items, separators=(",", ":"))
+        out = pd.DataFrame(
+            {
+                "device_id": features["device_id"] if n else pd.Series(dtype=object),
+                "window_start": features["window_start"]
+                if n
+                else pd.Series(dtype="datetime64[ns, UTC]"),
+                "window_end": features["window_end"]
+                if n
+                else pd.Series(dtype="datetime64[ns, UTC]"),
+                "cause": self.cause,
+                "cause_kind": self.kind,
+                "confidence": self.confidence,
+                "base_severity": self.severity,
+                "standalone": self.standalone,
+                "evidence": evidence,
+            }
+        )
+        return out[OUTPUT_COLUMNS]
+
+
+def diagnose_windows(
+    windows: Windows,
+    baselines: pd.DataFrame | bl.IndexedBaselines,
+    table: SignatureTable,
+    available: set[str] | None = None,
+) -> Diagnosis:
+    """:func:`diagnose` of ``windows``: the signatures tried in table order, the first whose
+    conditions hold naming a window's cause (see :func:`diagnose` for ``available``)."""
+    n = len(windows)
+    plan = _plan(table)
+    values = bl.usable_arrays(windows.numbers, n, plan.wanted, table.baseline["running_min_duty"])
+    if available is None:
+        available = available_requirements(windows.other, values, table)
+    found = Diagnosis(n)
+    open_rows = np.ones(n, dtype=bool)
+    fallback = table.baseline["fallback_between_sigma"]
+    aligned = bl.BaselineLookup(baselines, windows.device_id, windows.cohort)
+    cohorts = pd.factorize(windows.cohort)
+    for sig in table:
+        if not open_rows.any():
+            break
+        if _skip(sig, available):
+            continue
+        with np.errstate(all="ignore"):
+            results = [
+                _evaluate(c, windows, values, aligned, fallback, cohorts) for c in sig.conditions
+            ]
+        held = np.vstack([r.held for r in results])
+        required = np.all(
+            [r.held for r, c in zip(results, sig.conditions, strict=True) if c.required]
+            or [np.ones(n, bool)],
+            axis=0,
+        )
+        match = open_rows & required & (held.sum(axis=0) >= sig.min_conditions)
+        if not match.any():
+            continue
+        rows = np.flatnonzero(match)
+        found.cause[rows], found.kind[rows] = sig.name, sig.kind
+        found.standalone[rows] = sig.standalone
+        strength = np.vstack([r.strength for r in results]).sum(axis=0) / len(results)
+        found.confidence[rows] = np.clip(strength[rows], 0.0, 1.0)
+        sev = np.full(len(rows), sig.severity, dtype=object)
+        if sig.escalate_severity:
+            by_id = {c.id: r for c, r in zip(sig.conditions, results, strict=True) if c.id}
+            up = np.all([by_id[i].held[rows] for i in sig.escalate_when], axis=0)
+            sev[up] = sig.escalate_severity
+        found.severity[rows] = sev
+        found.evidence.update(zip(rows.tolist(), _evidence(results, rows, windows), strict=True))
+        open_rows &= ~match
+    found.confidence = found.confidence.round(3)
+    return found
 
 
 def diagnose(
@@ -314,70 +530,9 @@ def diagnose(
     diagnosing a few windows at a time).
     """
     table = table or load_signatures()
-    n = len(features)
     frame = bl.numbered(features)
-    devices = frame["device_id"].astype(str).to_numpy() if n else np.zeros(0, dtype=object)
-    cohorts = (
-        frame["cohort"].fillna("unknown").astype(str).to_numpy()
-        if "cohort" in frame
-        else np.full(n, "unknown", dtype=object)
-    )
-    values = bl.usable_values(frame, _wanted(table), table.baseline["running_min_duty"])
-    if available is None:
-        available = available_requirements(frame, values, table)
-    cause = np.full(n, UNKNOWN, dtype=object)
-    kind = np.full(n, UNKNOWN, dtype=object)
-    severity = np.full(n, None, dtype=object)
-    standalone = np.zeros(n, dtype=bool)
-    confidence = np.zeros(n)
-    evidence = np.full(n, "[]", dtype=object)
-    open_rows = np.ones(n, dtype=bool)
-    fallback = table.baseline["fallback_between_sigma"]
-    aligned = bl.BaselineLookup(indexed or baselines, devices, cohorts)
-    for sig in table:
-        if not open_rows.any():
-            break
-        if _skip(sig, available):
-            continue
-        results = [
-            _evaluate(c, frame, values, aligned, devices, cohorts, fallback) for c in sig.conditions
-        ]
-        held = np.vstack([r.held for r in results])
-        required = np.all(
-            [r.held for r, c in zip(results, sig.conditions, strict=True) if c.required]
-            or [np.ones(n, bool)],
-            axis=0,
-        )
-        match = open_rows & required & (held.sum(axis=0) >= sig.min_conditions)
-        if not match.any():
-            continue
-        rows = np.flatnonzero(match)
-        cause[rows], kind[rows] = sig.name, sig.kind
-        standalone[rows] = sig.standalone
-        strength = np.vstack([r.strength for r in results]).sum(axis=0) / len(results)
-        confidence[rows] = np.clip(strength[rows], 0.0, 1.0)
-        sev = np.full(len(rows), sig.severity, dtype=object)
-        if sig.escalate_severity:
-            by_id = {c.id: r for c, r in zip(sig.conditions, results, strict=True) if c.id}
-            up = np.all([by_id[i].held[rows] for i in sig.escalate_when], axis=0)
-            sev[up] = sig.escalate_severity
-        severity[rows] = sev
-        evidence[rows] = _evidence_json(results, rows, frame)
-        open_rows &= ~match
-    out = pd.DataFrame(
-        {
-            "device_id": frame["device_id"] if n else pd.Series(dtype=object),
-            "window_start": frame["window_start"] if n else pd.Series(dtype="datetime64[ns, UTC]"),
-            "window_end": frame["window_end"] if n else pd.Series(dtype="datetime64[ns, UTC]"),
-            "cause": cause,
-            "cause_kind": kind,
-            "confidence": confidence.round(3),
-            "base_severity": severity,
-            "standalone": standalone,
-            "evidence": evidence,
-        }
-    )
-    return out[OUTPUT_COLUMNS]
+    windows = Windows.from_frame(frame, table)
+    return diagnose_windows(windows, indexed or baselines, table, available).frame(frame)
 
 
 def cause_for_streaming_rule(rule_name: str, table: SignatureTable | None = None) -> str | None:

@@ -142,7 +142,7 @@ class CauseStore:
         known value."""
         state = pd.concat(states, ignore_index=True) if len(states) > 1 else states[0]
         # Devices absent this hour keep their last known value.
-        before_ns = _ns(before)
+        before_ns = epoch_ns(before)
         carried = pd.DataFrame(
             {"device_id": before.index.astype(str), "last": pd.to_datetime(before_ns, utc=True)}
         )
@@ -185,36 +185,71 @@ def with_cohorts(features: pd.DataFrame, cohorts: pd.Series | None) -> pd.DataFr
     return features.assign(cohort=cohort.fillna("unknown").to_numpy())
 
 
-def derive_defrost(features: pd.DataFrame, before: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+class DefrostState:
+    """The defrost state before an hour (:meth:`CauseStore.state_before`) with its device index
+    and its times as int64 ns, made once: a service diagnoses a few devices at a time against
+    the whole fleet's state (the index's hash table is built on its first lookup only)."""
+
+    def __init__(self, before: pd.Series):
+        self.before = before
+        self.positions = bl.KeyPositions(before.index)
+        self.ns = epoch_ns(before) if len(before) else np.zeros(0, np.int64)
+
+
+def derive_defrost(
+    features: pd.DataFrame, before: pd.Series | DefrostState
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``features`` (with ``defrost_minutes``) with ``hours_since_defrost``, and the state after
     them (device_id, last) for their devices, continuing from ``before``
     (:meth:`CauseStore.state_before`). Each device's value depends on its own windows only."""
     frame = bl.numbered(features)
+    state = before if isinstance(before, DefrostState) else DefrostState(before)
+    since, devices, last = defrost_hours(
+        frame["device_id"].astype(str).to_numpy(),
+        epoch_ns(frame["window_start"]),
+        epoch_ns(frame["window_end"]),
+        _defrosting(frame).to_numpy(),
+        state,
+    )
+    after = pd.DataFrame({"device_id": devices, "last": pd.to_datetime(last, utc=True)})
+    return frame.assign(hours_since_defrost=since), after
+
+
+def defrost_hours(
+    devices: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    defrosting: np.ndarray,
+    before: DefrostState,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`derive_defrost` on arrays (one entry per window: device id, start and end as int64
+    ns UTC, :func:`defrosting`): each window's hours since the defrost, and the state after
+    them (each device and its last defrost end, int64 ns)."""
     # Times as int64 ns UTC: engines hand timestamps over in several units.
-    end = _ns(frame["window_end"])
-    devices = frame["device_id"].astype(str).to_numpy()
     order = np.lexsort((end, devices))
     d, e = devices[order], end[order]
-    start = _ns(frame["window_start"])[order]
+    start = start[order]
     # Rows are grouped by device now: each group is one run [first[k], first[k + 1]).
-    first = np.flatnonzero(np.r_[True, d[1:] != d[:-1]]) if len(d) else np.zeros(0, np.int64)
-    sizes = np.diff(np.r_[first, len(d)])
-    # The state's own index (its hash table is built once per state, not per call: a service
-    # diagnoses a few devices at a time against the whole fleet's state), and only the times
-    # of the devices at hand.
-    known = before.index.get_indexer(d[first])
+    first = (
+        np.flatnonzero(np.concatenate([[True], d[1:] != d[:-1]]))
+        if len(d)
+        else np.zeros(0, np.int64)
+    )
+    sizes = np.diff(np.append(first, len(d)))
+    # Only the times of the devices at hand are looked up in the state.
+    known = before.positions(d[first])
     # Devices new to the state: observed from their first window's start.
     previous = np.minimum.reduceat(start, first) if len(d) else np.zeros(0, np.int64)
-    if len(before):
-        previous = np.where(known >= 0, _ns(before.iloc[np.maximum(known, 0)]), previous)
-    defrosting = _defrosting(frame).to_numpy()[order]
-    last = np.maximum(np.repeat(previous, sizes), np.where(defrosting, e, np.iinfo(np.int64).min))
+    if len(before.ns):
+        previous = np.where(known >= 0, before.ns[np.maximum(known, 0)], previous)
+    last = np.maximum(
+        np.repeat(previous, sizes), np.where(defrosting[order], e, np.iinfo(np.int64).min)
+    )
     last = _group_cummax(last, sizes)
-    since = np.empty(len(frame))
+    since = np.empty(len(devices))
     since[order] = (e - last) / 3.6e12
     tail = first + sizes - 1  # each device's last row holds its running maximum
-    state = pd.DataFrame({"device_id": d[tail], "last": pd.to_datetime(last[tail], utc=True)})
-    return frame.assign(hours_since_defrost=since), state
+    return since, d[tail], last[tail]
 
 
 def _group_cummax(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -233,32 +268,38 @@ UNREADABLE_FLAGS = ("STUCK_SENSOR", "SENSOR_DROPOUT", "OUT_OF_RANGE", "UNIT_SUSP
 
 
 def _defrosting(frame: pd.DataFrame) -> pd.Series:
-    """Windows with any time in defrost (a defrost running on from the previous window too),
-    and windows with a sensor fault: there the defrost cannot be seen, so the count of hours
-    without one restarts rather than growing on readings that cannot show it."""
-    seen = _numbers(frame[bl.DEFROST_MINUTES]) > 0  # missing (NaN) counts as none
-    if "quality_mask" in frame:
+    """:func:`defrosting` of the windows of ``frame``."""
+    mask = quality_bits(frame["quality_mask"]) if "quality_mask" in frame else None
+    return pd.Series(defrosting(bl.as_numbers(frame[bl.DEFROST_MINUTES]), mask), index=frame.index)
+
+
+def defrosting(minutes: np.ndarray, quality_mask: np.ndarray | None) -> np.ndarray:
+    """Windows with any time in defrost (``minutes`` > 0: a defrost running on from the previous
+    window too), and windows with a sensor fault (``quality_mask``, :func:`quality_bits`): there
+    the defrost cannot be seen, so the count of hours without one restarts rather than growing
+    on readings that cannot show it."""
+    seen = minutes > 0  # missing (NaN) counts as none
+    if quality_mask is not None:
         from refrig_assets.quality.rules import quality_flag_names
 
         names = quality_flag_names()
         bits = sum(1 << names.index(f) for f in UNREADABLE_FLAGS if f in names)
-        mask = np.nan_to_num(_numbers(frame["quality_mask"]), nan=0.0).astype("int64")
-        seen |= (mask & bits) != 0
-    return pd.Series(seen, index=frame.index)
+        seen |= (quality_mask & bits) != 0
+    return seen
 
 
-def _numbers(column: pd.Series) -> np.ndarray:
-    """A column as float64 values, anything that is not a number as NaN."""
-    if column.dtype.kind in "biuf":
-        return column.to_numpy(dtype=float, na_value=np.nan)
-    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+def quality_bits(column: pd.Series) -> np.ndarray:
+    """A quality_mask column as int64 flag bits (missing or not a number: no flag)."""
+    return np.nan_to_num(bl.as_numbers(column), nan=0.0).astype("int64")
 
 
-def _ns(values) -> np.ndarray:
+def epoch_ns(values) -> np.ndarray:
     """Timestamps (any unit, naive read as UTC) as int64 nanoseconds since the epoch."""
     dtype = getattr(values, "dtype", None)
     if isinstance(dtype, pd.DatetimeTZDtype) or (dtype is not None and dtype.kind == "M"):
         # Already timestamps: their epoch nanoseconds (a naive column is UTC already).
+        if isinstance(values, pd.Series | pd.Index):
+            return np.array(values.array.as_unit("ns").asi8, dtype=np.int64)
         return np.array(pd.DatetimeIndex(values).as_unit("ns").asi8, dtype=np.int64)
     stamps = pd.to_datetime(pd.Series(values), utc=True)
     return stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64").to_numpy()

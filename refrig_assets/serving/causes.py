@@ -17,14 +17,26 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from refrig_assets.core.config import config_path
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.incidents import baselines as bl
-from refrig_assets.incidents.causes import diagnose
-from refrig_assets.incidents.causes_store import BASELINES, FEATURES, STATE, CauseStore
+from refrig_assets.incidents.causes import Diagnosis, Windows, diagnose_windows
+from refrig_assets.incidents.causes_store import (
+    BASELINES,
+    FEATURES,
+    STATE,
+    CauseStore,
+    DefrostState,
+    defrost_hours,
+    defrosting,
+)
 from refrig_assets.incidents.signatures import SignatureTable, load_signatures
+from refrig_assets.scoring.runs import HOUR_KEY
+
+HOUR_NS = 3_600_000_000_000
 
 
 class ReadOnlyStore(ParquetStore):
@@ -51,26 +63,27 @@ class _CachedCauseStore(CauseStore):
         self._lock = threading.Lock()
         self._seen: tuple | None = None
         self._memo: dict[tuple, Any] = {}
-
-    def _files(self) -> tuple:
         root = self.store.root
-        return tuple(
-            _stamp(p)
-            for p in (
-                root / FEATURES,
-                root / BASELINES,
-                root / STATE,
-                self.store.path("device_registry"),
-                config_path("causes"),
-            )
-        )
+        registry = self.store.path("device_registry")
+        self._paths = (root / FEATURES, root / BASELINES, root / STATE, registry)
 
-    def _cached(self, key: tuple, compute):
-        files = self._files()
+    def refresh(self) -> tuple:
+        """Look at the files once (a request does, before it reads anything cached): what was
+        computed from files that changed since is dropped. Their stamps, the signature
+        table's last."""
+        files = tuple(_stamp(p) for p in (*self._paths, config_path("causes")))
         with self._lock:
             if files != self._seen:
                 self._memo, self._seen = {}, files
-            if key in self._memo:
+        return files
+
+    def _cached(self, key: tuple, compute):
+        with self._lock:
+            files = self._seen
+        if files is None:
+            files = self.refresh()
+        with self._lock:
+            if key in self._memo and self._seen == files:
                 return self._memo[key]
         value = compute()
         with self._lock:
@@ -105,26 +118,94 @@ class _CachedCauseStore(CauseStore):
 
 class CauseDiagnosis:
     """:func:`~refrig_assets.incidents.causes.diagnose_partition` for a service: same result,
-    nothing written, the hour's context loaded once."""
+    nothing written, the hour's context loaded once, and a request's windows diagnosed as
+    arrays (:func:`~refrig_assets.incidents.causes.diagnose_windows`: no frame is built for
+    them, and the evidence stays objects)."""
 
     def __init__(self, data_dir: Path):
         self.store = _CachedCauseStore(ReadOnlyStore(data_dir))
         self._signatures: tuple[int | None, SignatureTable] | None = None
         self._indexed: bl.IndexedBaselines | None = None
+        self._defrost: DefrostState | None = None
+        self._registry: tuple[pd.Series, np.ndarray, bl.KeyPositions] | None = None
 
-    def _table(self) -> SignatureTable:
-        stamp = _stamp(config_path("causes"))
+    def _table(self, stamp: int | None) -> SignatureTable:
+        """The signature table (``stamp``: its file's, from :meth:`_CachedCauseStore.refresh`)."""
         if self._signatures is None or self._signatures[0] != stamp:
             self._signatures = (stamp, load_signatures())
         return self._signatures[1]
 
-    def partition(self, partition_key: str, features: pd.DataFrame) -> pd.DataFrame:
-        """The diagnosis of ``features`` (windows of the hour ``partition_key``)."""
-        table = self._table()
-        frame = self.store.with_cohort(features)
-        baselines = self.store.baselines(partition_key, table)
-        frame = self.store.with_derived(partition_key, frame, table)
+    def _cohorts(self, devices: np.ndarray) -> np.ndarray:
+        """Each device's cohort in the stored registry, as ``with_cohort`` gives it."""
+        cohorts = self.store.cohorts()
+        if cohorts is None:
+            return np.full(len(devices), "unknown", dtype=object)
+        memo = self._registry
+        if memo is None or memo[0] is not cohorts:  # the store's memo changed
+            memo = self._registry = (cohorts, cohorts.to_numpy(), bl.KeyPositions(cohorts.index))
+        at = memo[2](devices)
+        known = memo[1][np.maximum(at, 0)] if len(memo[1]) else np.full(len(at), None)
+        missing = (at < 0) | pd.isna(known)
+        return np.array(
+            ["unknown" if m else str(c) for c, m in zip(known, missing, strict=True)],
+            dtype=object,
+        )
+
+    def _indexed_baselines(self, hour_key: str, table: SignatureTable) -> bl.IndexedBaselines:
+        baselines = self.store.baselines(hour_key, table)
         indexed = self._indexed
         if indexed is None or indexed.baselines is not baselines:  # the store's memo changed
             indexed = self._indexed = bl.IndexedBaselines(baselines)
-        return diagnose(frame, baselines, table, indexed=indexed)
+        return indexed
+
+    def _defrost_state(self, hour_key: str, table: SignatureTable) -> DefrostState:
+        before = self.store.state_before(hour_key, table)
+        state = self._defrost
+        if state is None or state.before is not before:  # the store's memo changed
+            state = self._defrost = DefrostState(before)
+        return state
+
+    def diagnose(self, hour_key: str, windows: Windows, table: SignatureTable) -> Diagnosis:
+        """The diagnosis of ``windows`` (of the hour ``hour_key``; their cohorts set) as
+        :func:`~refrig_assets.incidents.causes.diagnose_partition` makes it: the baselines of
+        the hours before and hours since the last defrost (``with_derived``)."""
+        indexed = self._indexed_baselines(hour_key, table)
+        minutes = windows.numbers.get(bl.DEFROST_MINUTES)
+        if minutes is not None and len(windows):
+            since, _, _ = defrost_hours(
+                windows.device_id,
+                windows.ns("start"),
+                windows.ns("end"),
+                defrosting(minutes, windows.quality_mask),
+                self._defrost_state(hour_key, table),
+            )
+            windows.numbers["hours_since_defrost"] = since
+        return diagnose_windows(windows, indexed, table)
+
+    def probable_causes(self, features: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
+        """Probable cause of each window of ``features`` (device_features rows; a ``cohort``
+        column is ignored, the stored registry's counts): ``(device_id, window_start)`` → cause,
+        kind, confidence, evidence (a list of dicts), each window diagnosed with its hour's
+        baselines and defrost state."""
+        out: dict[tuple, dict[str, Any]] = {}
+        if features.empty:
+            return out
+        table = self._table(self.store.refresh()[-1])
+        windows = Windows.from_frame(features, table, cohort=False)
+        windows.cohort = self._cohorts(windows.device_id)
+        hours = windows.ns("start") // HOUR_NS
+        keys = features["device_id"].tolist(), features["window_start"].tolist()
+        for hour in pd.unique(hours):
+            rows = np.flatnonzero(hours == hour)
+            part = windows if len(rows) == len(windows) else windows.take(rows)
+            key = pd.Timestamp(int(hour) * HOUR_NS, tz="UTC").strftime(HOUR_KEY)
+            found = self.diagnose(key, part, table)
+            confidence = found.confidence.tolist()
+            for k, i in enumerate(rows.tolist()):
+                out[(keys[0][i], pd.Timestamp(keys[1][i]))] = {
+                    "cause": found.cause[k],
+                    "kind": found.kind[k],
+                    "confidence": confidence[k],
+                    "evidence": found.evidence_of(k),
+                }
+        return out

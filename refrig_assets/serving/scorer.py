@@ -8,7 +8,6 @@ only itself. Nothing is written anywhere: the answer is the only output.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,6 @@ import pandas as pd
 
 from refrig_assets.core.settings import Settings
 from refrig_assets.detectors.base import Detector, sorted_rows
-from refrig_assets.scoring.runs import HOUR_KEY
 from refrig_assets.serving.memo import LastDerived
 from refrig_assets.serving.metrics import ServingMetrics
 from refrig_assets.serving.models import ModelSnapshot
@@ -32,8 +30,7 @@ WINDOW_FIELDS = (
 )
 
 
-# The columns an answer reads from a model's scores and from the diagnosis (the diagnosis
-# frame carries every feature too: converting those per request would be wasted).
+# The columns an answer reads from a model's scores.
 SCORE_FIELDS = (
     "device_id",
     "window_start",
@@ -43,7 +40,6 @@ SCORE_FIELDS = (
     "contributor_detail",
     "confidence",
 )
-CAUSE_FIELDS = ("device_id", "window_start", "cause", "cause_kind", "confidence", "evidence")
 
 
 def _records(frame: pd.DataFrame, fields: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
@@ -73,28 +69,16 @@ def probable_causes(
     """Probable cause of each window (``(device_id, window_start)`` → cause, kind, confidence,
     evidence) from the incidents package's diagnosis (``diagnose_partition``'s steps, through a
     :class:`refrig_assets.serving.causes.CauseDiagnosis`: nothing written, the hour's baselines
-    and defrost state loaded once) — the diagnosis the batch path's incidents use, with the
-    baselines of the hours before each window's hour. Empty when the package is not installed."""
+    and defrost state loaded once, the windows diagnosed as arrays) — the diagnosis the batch
+    path's incidents use, with the baselines of the hours before each window's hour. Empty when
+    the package is not installed."""
     if diagnosis is None:
         try:
             from refrig_assets.serving.causes import CauseDiagnosis
         except ImportError:
             return {}
         diagnosis = CauseDiagnosis(settings.data_dir)
-    out: dict[tuple, dict[str, Any]] = {}
-    hours = pd.DatetimeIndex(features["window_start"]).floor("h")
-    for hour in hours.unique():
-        part = features[hours == hour].drop(columns=["cohort"], errors="ignore")
-        found = diagnosis.partition(hour.strftime(HOUR_KEY), part)
-        for row in _records(found, CAUSE_FIELDS):
-            evidence = row.get("evidence")
-            out[(row["device_id"], pd.Timestamp(row["window_start"]))] = {
-                "cause": row.get("cause"),
-                "kind": row.get("cause_kind"),
-                "confidence": float(row.get("confidence") or 0.0),
-                "evidence": json.loads(evidence) if isinstance(evidence, str) else evidence,
-            }
-    return out
+    return diagnosis.probable_causes(features)
 
 
 @dataclass
