@@ -797,9 +797,12 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
 
 def _inhibit(inc: pd.DataFrame, policy: IncidentPolicy) -> None:
     """Device incidents and tickets overlapping a site incident of their site are explained by
-    it: inhibited and linked (in place)."""
-    inc["inhibited"] = False
-    inc["parent_incident_id"] = None
+    it: inhibited and linked (in place). A stored incident already explained stays so (with
+    its link) when its explaining incident is not part of this build (the store's fold of a
+    device's new alerts reads that device's incidents only)."""
+    stored = inc["prior_parent"].notna().to_numpy()
+    inc["inhibited"] = stored
+    inc["parent_incident_id"] = inc["prior_parent"].where(stored, None)
     sites = inc[inc["scope"].eq("site")]
     if sites.empty:
         return
@@ -1044,6 +1047,7 @@ def _aggregate(
     inc["closed_at"] = pd.NaT
     inc["reopen_count"] = 0
     inc["prior_severity"] = None
+    inc["prior_parent"] = None
     inc.index.name = "incident_id"
     inc = inc.reset_index()
     if open_incidents is not None and len(open_incidents):
@@ -1055,6 +1059,10 @@ def _aggregate(
         inc.loc[have, "closed_at"] = _utc(s["closed_at"]).to_numpy()
         inc.loc[have, "reopen_count"] = s["reopen_count"].astype(int).to_numpy()
         inc.loc[have, "prior_severity"] = s["severity"].to_numpy()
+        if "parent_incident_id" in s and "inhibited" in s:
+            explained = s["inhibited"].fillna(False).astype(bool).to_numpy()
+            parent = s["parent_incident_id"].to_numpy(dtype=object)
+            inc.loc[have, "prior_parent"] = np.where(explained, parent, None)
         inc.loc[have, "alert_count"] += s["alert_count"].to_numpy()
         inc.loc[have, "evidence_count"] += s["evidence_count"].to_numpy()
         merged = [

@@ -303,3 +303,22 @@ def test_a_site_losing_power_is_paged_once_for_the_site_not_per_device(alert_sto
     assert site["cause"].tolist() == ["power_loss"]
     assert live[live["scope"].eq("device")]["inhibited"].all()
     assert pages(alert_store) == [f"incident:{site.iloc[0]['incident_id']}:CRITICAL"]
+
+
+def test_a_device_incident_a_site_incident_explains_stays_explained_when_it_goes_on_later(
+    alert_store, incidents
+):
+    # the power comes back and the device pulls its temperature down: an unexplained alert
+    # soon after continues the device's power-loss incident; the fold that stores it builds with
+    # that device's incidents only, the site incident is not among them
+    rows = [alert(d, 3, source="streaming", rule="power_loss") for d in ("D1", "D2", "D3")]
+    alert_store.upsert(alerts(rows), notify=True)
+    site = incidents.list()[0].query("scope == 'site'").iloc[0]["incident_id"]
+
+    alert_store.upsert(alerts([alert("D1", 4, models=2)]), notify=True)
+
+    every = incidents.list()[0]
+    d1 = every[every["device_id"].eq("D1")]
+    assert d1[["cause", "alert_count"]].values.tolist() == [["power_loss", 2]]
+    assert d1["inhibited"].all() and d1["parent_incident_id"].tolist() == [site]
+    assert pages(alert_store) == [f"incident:{site}:CRITICAL"]
