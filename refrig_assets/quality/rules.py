@@ -28,6 +28,7 @@ Flags (bit order = ``allowed_flags`` of clean_readings.quality_flags):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,13 +255,19 @@ def _unit_checked(contract: Contract) -> list:
 def _device_hour_sql(contract: Contract) -> str:
     """Per device: clean readings of the hour, first and last reading (time and values), and the
     mean and count of each unit-checked sensor."""
+    aggs = ", ".join(_device_hour_aggs(contract))
+    return f"SELECT device_id, {aggs} FROM good_rows WHERE NOT is_dup GROUP BY device_id"
+
+
+def _device_hour_aggs(contract: Contract) -> list[str]:
+    """The aggregates of :func:`_device_hour_sql`."""
     aggs = ["count(*) AS n_rows", "min(ts) AS first_ts", "max(ts) AS last_ts"]
     for c in contract.columns_with_role("sensor"):
         aggs += [f"arg_min_null({c.name}, ts) AS first_{c.name}"]
         aggs += [f"arg_max_null({c.name}, ts) AS last_{c.name}"]
     for c in _unit_checked(contract):
         aggs += [f"avg({c.name}) AS m_{c.name}", f"count({c.name}) AS n_{c.name}"]
-    return f"SELECT device_id, {', '.join(aggs)} FROM good_rows WHERE NOT is_dup GROUP BY device_id"
+    return aggs
 
 
 def _unit_suspect_sql(contract: Contract, min_readings: int) -> str:
@@ -372,7 +379,13 @@ QUALITY_ORDER_ERROR = "readings out of (device_id, ts, source_file, source_row) 
 
 
 def _previous_row_sql(
-    rows: str, sensors: list, value_cols: str, *, guard: bool, row_mask: str = "0"
+    rows: str,
+    sensors: list,
+    value_cols: str,
+    *,
+    guard: bool,
+    row_mask: str = "0",
+    positions: bool = False,
 ) -> str:
     """The rows of ``rows`` (in (device_id, ts, source_file, source_row) order) with what the
     previous row says: ``is_dup``, ``prev_ts`` and ``eq_<sensor>`` (same value as the previous
@@ -382,6 +395,8 @@ def _previous_row_sql(
 
     With ``guard`` the rows are taken in the order they come and a row not after the previous
     one in that order fails the query with :data:`QUALITY_ORDER_ERROR` (the caller then sorts).
+    With ``positions`` the rows carry their place in the hour's file (``pos``), passed on with
+    the previous reading's (``prev_pos``).
     """
     repeats = []
     for c in sensors:
@@ -391,6 +406,10 @@ def _previous_row_sql(
             f"(same_device AND coalesce({c.name} = lag_{c.name}, FALSE){exempt}) AS eq_{c.name}"
         )
     lags = "".join(f", lag({c.name}) OVER () AS lag_{c.name}" for c in sensors)
+    placed = ""
+    if positions:
+        lags += ", lag(pos) OVER () AS lag_pos"
+        placed = ", pos, CASE WHEN same_device THEN lag_pos END AS prev_pos"
     same_device = "coalesce(device_id = lag_device, FALSE)"
     if guard:
         lags += ", lag(source_file) OVER () AS lag_file, lag(source_row) OVER () AS lag_row"
@@ -405,7 +424,7 @@ def _previous_row_sql(
         SELECT {value_cols}, source_file, source_row, received_at, late_arrival,
                same_device AND coalesce(ts = lag_ts, FALSE) AS is_dup,
                CASE WHEN same_device THEN lag_ts END AS prev_ts{"".join(", " + r for r in repeats)},
-               row_number() OVER () AS seq, CAST({row_mask} AS BIGINT) AS flag_mask
+               row_number() OVER () AS seq, CAST({row_mask} AS BIGINT) AS flag_mask{placed}
         FROM (
           SELECT *, {same_device} AS same_device
           FROM (
@@ -421,10 +440,14 @@ def _previous_rows_in_ranges(
     sensors: list,
     value_cols: str,
     row_mask: str = "0",
+    *,
+    over: Callable[[str], str] | None = None,
+    prefix: str = "good_rows",
 ) -> list[str]:
     """The previous-row pass (:func:`_previous_row_sql` with its order guard) of each device
     range of ``rows`` that ``cuts`` make, each into its own table, side by side; the tables'
-    names, in range order.
+    names, in range order. ``over`` turns a range's pass into the query its table holds
+    (default: the pass itself); the tables are ``<prefix>_<range>``.
 
     DuckDB runs a pass that follows the rows in order (``lag() OVER ()``) on one thread, and a
     ``UNION ALL`` of the ranges into one table runs them one after the other (the insert keeps
@@ -434,15 +457,17 @@ def _previous_rows_in_ranges(
     row, so the previous-row findings are those of the whole pass; ``seq`` counts within a table.
     Raises the order guard's error when any range is out of order (its tables are dropped).
     """
-    tables = [f"good_rows_{k}" for k in range(len(cuts) + 1)]
+    tables = [f"{prefix}_{k}" for k in range(len(cuts) + 1)]
 
     def one(k: int) -> None:
         cursor = con.cursor()
         try:
             cursor.execute("SET TimeZone = 'UTC'")
             part = f"SELECT * FROM ({rows}) WHERE {in_range_sql(cuts, k, null_in_first=False)}"
-            sql = _previous_row_sql(part, sensors, value_cols, guard=True, row_mask=row_mask)
-            cursor.execute(f"CREATE OR REPLACE TABLE {tables[k]} AS {sql}")
+            sql = _previous_row_sql(
+                part, sensors, value_cols, guard=True, row_mask=row_mask, positions=over is not None
+            )
+            cursor.execute(f"CREATE OR REPLACE TABLE {tables[k]} AS {over(sql) if over else sql}")
         finally:
             cursor.close()
 
@@ -454,6 +479,139 @@ def _previous_rows_in_ranges(
             con.execute(f"DROP TABLE IF EXISTS {table}")
         raise failed[0]
     return tables
+
+
+def _device_pass(
+    con: duckdb.DuckDBPyConnection,
+    rows: str,
+    cuts: list[str],
+    sensors: list,
+    value_cols: str,
+    contract: Contract,
+    row_mask: str,
+) -> bool:
+    """The previous-row pass of ``rows`` (which carry ``pos``, their place in the hour's file)
+    grouped per device as it runs, so the hour's rows are never stored: ``device_hour`` (with
+    each device's first and last place and its rows per flag, see :func:`_flag_counts`) and
+    ``good_rows`` holding only the readings the whole-hour rules look at (repeated values and
+    copies). The clean rows are then written straight from the hour's file in its own order
+    (:func:`_clean_rows_sql`), which is the rows' (device_id, ts, source_file, source_row)
+    order: the pass's order guard holds in each device range and the ranges follow one another
+    in the file.
+
+    False (nothing left behind) when the hour has copies of a reading, whose kept copy the
+    clean rows need the stored pass to tell, or when the ranges overlap in the file.
+    """
+    eq = [f"eq_{c.name}" for c in sensors]
+    marked = " OR ".join(["is_dup", *eq])
+    fields = ["ts", "prev_ts", "pos", "prev_pos", "is_dup", "source_file", "source_row", *eq]
+    mark = "{" + ", ".join(f"'{f}': {f}" for f in fields) + "}"
+    ranged = [c for c in sensors if c.range]
+    counts = [f"count(*) FILTER (flag_mask & {flag_bit(f)} <> 0) AS c_{f}" for f in ROW_FLAGS]
+    counts += [f"count({c.name}) AS p_{c.name}" for c in sensors]
+    out_of_range = flag_bit("OUT_OF_RANGE")
+    counts += [
+        f"count(*) FILTER (flag_mask & {out_of_range} <> 0 AND {_out_of_range(c)}) AS o_{c.name}"
+        for c in ranged
+    ]
+    aggs = [
+        *_device_hour_aggs(contract),
+        *counts,
+        "min(pos) AS first_pos",
+        "max(pos) AS last_pos",
+        "count(*) FILTER (is_dup) AS n_dups",
+        f"list({mark}) FILTER (WHERE {marked}) AS marks",
+    ]
+
+    def per_device(pass_sql: str) -> str:
+        return f"SELECT device_id, {', '.join(aggs)} FROM ({pass_sql}) GROUP BY device_id"
+
+    tables = _previous_rows_in_ranges(
+        con, rows, cuts, sensors, value_cols, row_mask, over=per_device, prefix="device_pass"
+    )
+    spans = con.execute(
+        " UNION ALL ".join(
+            f"SELECT {k}, sum(n_dups), min(first_pos), max(last_pos) FROM {t}"
+            for k, t in enumerate(tables)
+        )
+        + " ORDER BY 1"
+    ).fetchall()
+    held = [(lo, hi) for _, _, lo, hi in spans if lo is not None]
+    apart = all(hi < lo for (_, hi), (lo, _) in zip(held, held[1:], strict=False))
+    if any(dups for _, dups, _, _ in spans) or not apart:
+        for table in tables:
+            con.execute(f"DROP TABLE {table}")
+        return False
+    every = " UNION ALL ".join(f"SELECT * EXCLUDE (marks, n_dups) FROM {t}" for t in tables)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE device_hour AS {every}")
+    unnested = " UNION ALL ".join(
+        f"SELECT device_id, unnest(marks, recursive := true) FROM {t}" for t in tables
+    )
+    columns = ", ".join(["device_id", *fields])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE good_rows AS SELECT {columns} FROM ({unnested})")
+    for table in tables:
+        con.execute(f"DROP TABLE {table}")
+    return True
+
+
+def _clean_rows_sql(
+    con: duckdb.DuckDBPyConnection, source: str, where: str, row_mask: str, marks: list
+) -> str:
+    """The clean rows straight from ``source`` (the hour's file with ``file_row_number``, in
+    its own order), after :func:`_device_pass`: each row's own flags (``row_mask``) and those
+    the whole-hour rules found (``marks``: flag and the places in the file it marks, as SQL),
+    looked up by place in a bit string per flag (no join, which would reorder the rows)."""
+    last = con.execute("SELECT max(last_pos) FROM device_hour").fetchall()[0][0]
+    terms = [f"({row_mask})"]
+    for flag, places in marks if last is not None else []:  # none in an hour without rows
+        name = f"quality_{flag.lower()}_places"
+        con.execute(
+            f"SET VARIABLE {name} = (SELECT bitstring_agg(pos, 0, {int(last)}) FROM ({places}))"
+        )
+        if con.execute(f"SELECT getvariable('{name}') IS NULL").fetchall()[0][0]:
+            continue  # nothing marked
+        terms.append(
+            f"(CASE WHEN get_bit(getvariable('{name}'), CAST(file_row_number AS INTEGER)) = 1 "
+            f"THEN {flag_bit(flag)} ELSE 0 END)"
+        )
+    return (
+        f"SELECT *, CAST({' | '.join(terms)} AS BIGINT) AS quality_mask FROM {source} WHERE {where}"
+    )
+
+
+def _marked_places(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """After :func:`_device_pass` and the whole-hour rules: SQL of the places in the file of
+    the readings each joined flag marks (stuck runs by reading; unit suspects and unregistered
+    devices by device, whose rows lie between its first and last place)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE reading_places AS "
+        "SELECT device_id, ts, pos FROM good_rows "
+        "UNION SELECT device_id, prev_ts, prev_pos FROM good_rows WHERE prev_pos IS NOT NULL "
+        "UNION SELECT device_id, first_ts, first_pos FROM device_hour"
+    )
+    stuck = "SELECT DISTINCT device_id, ts FROM stuck"
+    found, placed = con.execute(
+        f"SELECT (SELECT count(*) FROM ({stuck})), (SELECT count(*) FROM ({stuck}) s "
+        "JOIN reading_places p ON p.device_id = s.device_id AND p.ts = s.ts)"
+    ).fetchall()[0]
+    if found != placed:  # every stuck reading is a repeat, the one before it or a first row
+        raise RuntimeError(f"{found - placed} stuck readings without a place in the hour's file")
+
+    def devices(table: str) -> str:
+        return (
+            "SELECT unnest(generate_series(first_pos, last_pos)) AS pos FROM device_hour "
+            f"WHERE device_id IN (SELECT device_id FROM {table})"
+        )
+
+    return [
+        (
+            "STUCK_SENSOR",
+            f"SELECT p.pos FROM ({stuck}) s JOIN reading_places p "
+            "ON p.device_id = s.device_id AND p.ts = s.ts",
+        ),
+        ("UNIT_SUSPECT", devices("unit_suspect")),
+        ("UNREGISTERED_DEVICE", devices("unregistered")),
+    ]
 
 
 def clean_hour(
@@ -469,6 +627,7 @@ def clean_hour(
     findings: FileFindings | None = None,
     flags_in_place: bool | None = None,
     cuts: list[str] | None = None,
+    positions: bool = False,
 ) -> tuple[str, QualityResult]:
     """Apply the quality rules to the typed readings of one hour (see :func:`landing.hour_readings`).
 
@@ -493,6 +652,10 @@ def clean_hour(
     previous-row pass into device ranges computed side by side (see
     :func:`_previous_rows_in_ranges`); ``source`` must then be a relation other cursors of
     ``con`` can read (not a temporary view or a registered frame). Needs the flags in place.
+    ``positions``: the rows of ``source`` carry their place in the hour's Parquet file
+    (``file_row_number``). With the flags in place, an hour in order without copies of a
+    reading is then cleaned without storing its rows (see :func:`_device_pass`): the clean
+    rows stream from the file, the same rows in the same order.
     """
     rules = rules or quality_rules()
     sensors = fleet_sensor_columns(contract)
@@ -514,9 +677,10 @@ def clean_hour(
     # values are then comparisons with the previous row (a streaming pass), not a window per
     # device. A landing file written in that order (one file per hour, device by device) needs
     # no sort: the pass runs in the rows' own order and stops at the first row out of it.
-    def keyed_rows_of(relation: str) -> str:
+    def keyed_rows_of(relation: str, placed: bool = False) -> str:
         return (
-            f"SELECT {value_cols}, source_file, source_row, received_at, late_arrival "
+            f"SELECT {value_cols}, source_file, source_row, received_at, late_arrival"
+            f"{', file_row_number AS pos' if placed else ''} "
             f"FROM {relation} WHERE {keyed} AND NOT ({in_storm})"
         )
 
@@ -528,8 +692,21 @@ def clean_hour(
     # pass, which reads every row anyway: the clean rows and the counts read them off the mask.
     row_mask = _row_mask_sql(contract, tolerance) if flags_in_place else "0"
     range_tables: list[str] = []
+    streamed = False
     try:
-        if cuts and flags_in_place:
+        if positions and flags_in_place:
+            streamed = _device_pass(
+                con,
+                keyed_rows_of(f"(SELECT * FROM {source} WHERE source_row >= 0)", placed=True),
+                cuts or [],
+                sensors,
+                value_cols,
+                contract,
+                row_mask,
+            )
+        if streamed:
+            pass
+        elif cuts and flags_in_place:
             # read from source: hour_in is a temporary view, which other cursors do not see
             ranged = keyed_rows_of(f"(SELECT * FROM {source} WHERE source_row >= 0)")
             range_tables = _previous_rows_in_ranges(
@@ -557,7 +734,8 @@ def clean_hour(
         )
         con.execute(f"CREATE OR REPLACE TEMP TABLE good_rows AS {sorted_sql}")
         con.execute("DROP TABLE hour_sorted")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE device_hour AS {_device_hour_sql(contract)}")
+    if not streamed:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE device_hour AS {_device_hour_sql(contract)}")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE previous_tails AS "
         + (
@@ -601,7 +779,11 @@ def clean_hour(
           LEFT JOIN (SELECT DISTINCT device_id FROM unit_suspect) us ON us.device_id = g.device_id
           LEFT JOIN unregistered r ON r.device_id = g.device_id
           LEFT JOIN copied cp ON cp.device_id = g.device_id AND cp.ts = g.ts"""
-    if flags_in_place:
+    if streamed:
+        where = f"source_row >= 0 AND {keyed} AND NOT ({in_storm})"
+        flagged = _clean_rows_sql(con, source, where, row_mask, _marked_places(con))
+        order = ""
+    elif flags_in_place:
         # The flags found in the small tables (stuck runs, copies, unit suspects, unregistered
         # devices) are set on the few rows they concern, in place: the clean rows then stream
         # out of good_rows in its own order, with no join (which would reorder them) and no sort.
@@ -637,7 +819,7 @@ def clean_hour(
     )
     rows_read = con.execute("SELECT count(*) FROM hour_in").fetchall()[0][0]
     counts, sensor_counts, present, rows_clean = _flag_counts(
-        con, contract, tolerance, from_mask=flags_in_place
+        con, contract, tolerance, from_mask=flags_in_place, per_device=streamed
     )
     files = sorted(read)
     result = QualityResult(
@@ -805,12 +987,14 @@ def _flag_counts(
     tolerance: float,
     *,
     from_mask: bool = False,
+    per_device: bool = False,
 ):
     """Rows per flag, rows per (sensor flag, sensor), sensor values present and clean rows.
 
     One scan of the good rows for the per-row flags (``from_mask``: read off their bits in
-    ``flag_mask``, a sensor's range tested only on the rows out of range); the flags found by
-    joins are counted on their small tables.
+    ``flag_mask``, a sensor's range tested only on the rows out of range; ``per_device``: the
+    sums of what :func:`_device_pass` counted per device); the flags found by joins are
+    counted on their small tables.
     """
     sensors = fleet_sensor_columns(contract)
     cond = _flag_conditions(contract, tolerance, g="")
@@ -824,7 +1008,14 @@ def _flag_counts(
     aggs = ["count(*)"] + [f"count(*) FILTER ({cond[f]})" for f in row_flags]
     aggs += [f"count({c.name})" for c in sensors]
     aggs += [f"count(*) FILTER ({broken[c.name]})" if c.range else "0" for c in sensors]
-    row = con.execute(f"SELECT {', '.join(aggs)} FROM good_rows WHERE NOT is_dup").fetchall()[0]
+    if per_device:
+        aggs = ["sum(n_rows)"] + [f"sum(c_{f})" for f in row_flags]
+        aggs += [f"sum(p_{c.name})" for c in sensors]
+        aggs += [f"sum(o_{c.name})" if c.range else "0" for c in sensors]
+        aggs = [f"coalesce({a}, 0)" for a in aggs]
+        row = con.execute(f"SELECT {', '.join(aggs)} FROM device_hour").fetchall()[0]
+    else:
+        row = con.execute(f"SELECT {', '.join(aggs)} FROM good_rows WHERE NOT is_dup").fetchall()[0]
     n = int(row[0])
     counts = dict(zip(row_flags, map(int, row[1:5]), strict=True))
     small = con.execute(

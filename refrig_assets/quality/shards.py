@@ -98,6 +98,8 @@ def clean_hour_in_shards(
     settings = load_memory_budget()
     hold_to_budget(con, settings, store.root / SPILL_DIR)
     whole = f"read_parquet({sql_str(str(source))})"
+    # the rows with their place in the file: an hour in order is cleaned without storing it
+    placed = f"read_parquet({sql_str(str(source))}, file_row_number = true)"
     tails = f"read_parquet({sql_str(str(previous_tails))})" if previous_tails else None
     if shards is None:
         rows = con.execute(f"SELECT count(*) FROM {whole}").fetchall()[0][0]
@@ -112,12 +114,13 @@ def clean_hour_in_shards(
         with _shard_connection(settings, store) as own:
             clean_sql, result = clean_hour(
                 own,
-                whole,
+                placed,
                 contract,
                 registered_devices,
                 previous_tails=tails,
                 findings=findings,
                 cuts=cuts,
+                positions=True,
             )
             path = store.write_from_duckdb(clean_dataset, partition_key, own, clean_sql)
             store.write_from_duckdb(tails_dataset, partition_key, own, result.tails_sql)
@@ -128,7 +131,7 @@ def clean_hour_in_shards(
         store.writer(tails_dataset, partition_key, dictionary=False) as tails_out,
     ):
         for k in range(len(bounds) + 1):
-            part = f"(SELECT * FROM {whole} WHERE {in_range_sql(bounds, k)})"
+            part = f"(SELECT * FROM {placed} WHERE {in_range_sql(bounds, k)})"
             shard_tails = (
                 f"(SELECT * FROM {tails} WHERE {in_range_sql(bounds, k)})" if tails else None
             )
@@ -143,6 +146,7 @@ def clean_hour_in_shards(
                     file_entries_here=k == 0,
                     findings=findings,
                     cuts=_cuts_within(cuts, bounds, k),
+                    positions=True,
                 )
                 stream_query(shard_con, clean_sql, clean_out, DUCKDB_ROW_GROUP_SIZE)
                 stream_query(shard_con, result.tails_sql, tails_out, DUCKDB_ROW_GROUP_SIZE)

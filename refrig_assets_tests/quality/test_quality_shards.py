@@ -380,3 +380,97 @@ def test_row_flags_read_off_the_pass_mask_are_those_the_joined_query_finds(hours
     assert min(flags[f] for f in row_and_joined) > 0
     assert counts["sensor_flags"][("OUT_OF_RANGE", "pressure_low_side")] > 0
     assert counts["sensor_flags"][("OUT_OF_RANGE", "temperature_condenser")] == 0
+
+
+def test_an_hour_in_order_without_copies_is_cleaned_from_its_file_as_from_stored_rows(
+    hours, tmp_path, monkeypatch
+):
+    """An hour in (device_id, ts) order without copies of a reading (what ingestion writes for
+    one landing file) is cleaned without storing its rows: the clean rows stream from the file,
+    flagged by place. Two hours (a stuck run carried across them, an unregistered device, a
+    device in the wrong unit, values out of range, dropouts, late rows, unreadable rows) give
+    the same partitions, quarantine and counts as the stored rows, in shards and ranges."""
+    import refrig_assets.quality.rules as rules_module
+    import refrig_assets.quality.shards as shards_module
+
+    source, registered = hours
+    keyed = ["device_id", "ts", "source_file", "source_row"]
+    paths = []
+    passes: list[bool] = []
+    device_pass = rules_module._device_pass
+
+    def streamed(*args, **kwargs) -> bool:
+        passes.append(device_pass(*args, **kwargs))
+        return passes[-1]
+
+    for key in KEYS:
+        typed = pq.read_table(source.path("sensor_readings", key)).to_pandas()
+        typed = typed.sort_values(keyed, na_position="first", kind="stable", ignore_index=True)
+        read = typed["read_error"].isna() & typed["device_id"].notna()
+        copies = read & typed.where(read).duplicated(["device_id", "ts"])
+        typed = typed[~copies].reset_index(drop=True)
+        row = typed["source_row"].where(typed["device_id"] != "zz-unregistered", 1)
+        typed.loc[row % 7 == 0, "temperature_evaporator"] = 999.0
+        typed.loc[row % 13 == 0, "vibration_compressor"] = None
+        typed.loc[row % 17 == 0, "late_arrival"] = True
+        in_bar = typed["device_id"] == typed["device_id"].dropna().iloc[-1]
+        typed.loc[in_bar, "pressure_low_side"] *= 0.01
+        path = tmp_path / f"ordered-{key[-5:-3]}.parquet"
+        pq.write_table(pa.Table.from_pandas(typed, preserve_index=False), path, row_group_size=100)
+        paths.append(path)
+    stored_calls: list[bool] = []
+
+    def clean_stored(*args, **kwargs):
+        stored_calls.append(kwargs.pop("positions"))
+        return clean_hour(*args, **kwargs)
+
+    def clean(name: str, shards: int, ranges: int, stored: bool):
+        out = ParquetStore(tmp_path / name)
+        if stored:
+            monkeypatch.setattr(shards_module, "clean_hour", clean_stored)
+        else:
+            monkeypatch.setattr(rules_module, "_device_pass", streamed)
+        results = []
+        for i, (key, path) in enumerate(zip(KEYS, paths, strict=True)):
+            con = connect()
+            try:
+                _, result = clean_hour_in_shards(
+                    con,
+                    out,
+                    key,
+                    path,
+                    CONTRACT,
+                    registered,
+                    previous_tails=out.path(TAILS, KEYS[0]) if i else None,
+                    shards=shards,
+                    ranges=ranges,
+                    tails_dataset=TAILS,
+                )
+            finally:
+                con.close()
+            results.append(result)
+        monkeypatch.undo()
+        return out, results
+
+    stored, expected = clean("stored", 1, 1, stored=True)
+    assert stored_calls and all(stored_calls)  # the shards asked for the streamed way
+    flags = expected[0].flag_counts
+    shown = ("STUCK_SENSOR", "UNREGISTERED_DEVICE", "UNIT_SUSPECT", "OUT_OF_RANGE", "LATE")
+    assert min(flags[f] for f in (*shown, "SENSOR_DROPOUT")) > 0 and flags["DUPLICATE"] == 0
+    assert expected[1].flag_counts["STUCK_SENSOR"] > 0
+    assert "unparsable_value" in set(expected[0].quarantine["rule"])
+    for shards, ranges in [(1, 1), (1, 3), (2, 2)]:
+        passes.clear()
+        out, results = clean(f"streamed-{shards}-{ranges}", shards, ranges, stored=False)
+        assert len(passes) == 2 * shards and all(passes)  # every shard of both hours streamed
+        for key, a, b in zip(KEYS, expected, results, strict=True):
+            for dataset in ("clean_readings", TAILS):
+                assert rows(out.path(dataset, key)).equals(rows(stored.path(dataset, key))), (
+                    dataset,
+                    key,
+                    shards,
+                    ranges,
+                )
+            pd.testing.assert_frame_equal(b.quarantine, a.quarantine)
+            assert summary(b) == summary(a)
+            assert b.balanced
