@@ -796,18 +796,24 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
 
 
 def _inhibit(inc: pd.DataFrame, policy: IncidentPolicy) -> None:
-    """Device incidents and tickets overlapping a site incident of their site are explained by
-    it: inhibited and linked (in place). A stored incident already explained stays so (with
-    its link) when its explaining incident is not part of this build (the store's fold of a
-    device's new alerts reads that device's incidents only)."""
-    stored = inc["prior_parent"].notna().to_numpy()
-    inc["inhibited"] = stored
-    inc["parent_incident_id"] = inc["prior_parent"].where(stored, None)
+    """Device incidents and tickets a site incident of their site explains are inhibited and
+    linked to it (in place): those overlapping it that began no earlier than the site event
+    (within the hysteresis), and, where their cause is a device fault (not a site event, a
+    sensor or unknown), ended by the time the site was quiet again. A fault that was there
+    before the power cut, or that outlasts it, is the device's own and stays in sight.
+
+    A stored incident already explained stays so (with its link) when the incident explaining
+    it is not part of this build (the store's fold of a device's new alerts reads that device's
+    incidents only)."""
+    parent = inc["prior_parent"]
+    keep = (parent.notna() & ~parent.isin(set(inc["incident_id"]))).to_numpy()
+    inc["inhibited"] = keep
+    inc["parent_incident_id"] = parent.where(keep, None)
     sites = inc[inc["scope"].eq("site")]
     if sites.empty:
         return
     devices = inc[inc["scope"].eq("device")].reset_index()
-    pairs = devices[["index", "site_id", "first_window_start", "last_window_end"]].merge(
+    pairs = devices[["index", "site_id", "first_window_start", "last_window_end", "kind"]].merge(
         sites[["site_id", "incident_id", "first_window_start", "quiet_until"]],
         on="site_id",
         suffixes=("", "_site"),
@@ -815,7 +821,12 @@ def _inhibit(inc: pd.DataFrame, policy: IncidentPolicy) -> None:
     overlap = (pairs["first_window_start"] < pairs["quiet_until"]) & (
         pairs["last_window_end"] > pairs["first_window_start_site"]
     )
-    pairs = pairs[overlap].drop_duplicates("index")
+    began_with_it = pairs["first_window_start"] >= pairs["first_window_start_site"] - (
+        policy.hysteresis
+    )
+    device_fault = ~pairs["kind"].isin([SITE_TRACK, SENSOR_TRACK, UNKNOWN])
+    within = pairs["last_window_end"] <= pairs["quiet_until"]
+    pairs = pairs[overlap & began_with_it & (~device_fault | within)].drop_duplicates("index")
     inc.loc[pairs["index"], "inhibited"] = True
     inc.loc[pairs["index"], "parent_incident_id"] = pairs["incident_id"].to_numpy()
 

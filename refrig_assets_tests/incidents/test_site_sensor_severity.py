@@ -239,3 +239,25 @@ def test_a_power_loss_rule_firing_across_a_site_is_one_site_incident_that_inhibi
     devices = inc[inc["scope"].eq("device")].set_index("device_id")
     assert devices.loc[["D1", "D2", "D3"], "inhibited"].all()
     assert not devices.loc["E1", "inhibited"]  # one device without power is its own incident
+
+
+def test_a_device_fault_that_began_before_a_site_event_or_outlasts_it_is_not_explained_by_it(
+    policy,
+):
+    # the site loses power in windows 4-7; D1 had been leaking since window 0, D3's fouling
+    # shows during the cut and goes on for an hour after it, D2 only warms during the cut
+    off = fleet(
+        range(12),
+        lambda d, i: {"duty": 0.0, "current": 0.0} if d[0] == "D" and 4 <= i < 8 else None,
+    )
+    leak = [(alert("D1", i), diagnosis("D1", i, "refrigerant_leak")) for i in range(10)]
+    fouling = [(alert("D3", i), diagnosis("D3", i, "condenser_fouling")) for i in range(6, 12)]
+    warming = [(alert("D2", 5), diagnosis("D2", 5, "total_cooling_loss"))]
+    rows, dx = zip(*(leak + fouling + warming), strict=True)
+
+    inc = build(rows, dx, quality=off, devices=registry(SITE), policy=policy).incidents
+
+    devices = inc[inc["scope"].eq("device")].set_index("device_id")
+    assert devices.loc["D1", ["cause", "inhibited"]].tolist() == ["refrigerant_leak", False]
+    assert devices.loc["D3", ["cause", "inhibited"]].tolist() == ["condenser_fouling", False]
+    assert devices.loc["D2", ["cause", "inhibited"]].tolist() == ["total_cooling_loss", True]
