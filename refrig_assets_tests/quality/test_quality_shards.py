@@ -132,16 +132,21 @@ def test_every_shard_count_gives_the_same_partitions(hours, tmp_path):
     )
     for shards in (2, 3, 50):
         many, results = clean_two_hours(hours, tmp_path, shards)
-        for key, a, b in zip(KEYS, one_results, results, strict=True):
-            for dataset in ("clean_readings", TAILS):
-                assert rows(many.path(dataset, key)).equals(rows(one.path(dataset, key))), (
-                    dataset,
-                    key,
-                    shards,
-                )
-            pd.testing.assert_frame_equal(b.quarantine, a.quarantine)
-            assert summary(b) == summary(a)
-            assert b.balanced
+        assert_same_hours(many, results, one, one_results, shards)
+
+
+def assert_same_hours(out: ParquetStore, results, expected: ParquetStore, wanted, *label) -> None:
+    """Both hours' partitions (clean rows, tails), quarantine and counts are those expected."""
+    for key, a, b in zip(KEYS, wanted, results, strict=True):
+        for dataset in ("clean_readings", TAILS):
+            assert rows(out.path(dataset, key)).equals(rows(expected.path(dataset, key))), (
+                dataset,
+                key,
+                *label,
+            )
+        pd.testing.assert_frame_equal(b.quarantine, a.quarantine)
+        assert summary(b) == summary(a)
+        assert b.balanced
 
 
 def test_shards_cut_the_hour_into_ranges_of_devices(hours):
@@ -463,14 +468,4 @@ def test_an_hour_in_order_without_copies_is_cleaned_from_its_file_as_from_stored
         passes.clear()
         out, results = clean(f"streamed-{shards}-{ranges}", shards, ranges, stored=False)
         assert len(passes) == 2 * shards and all(passes)  # every shard of both hours streamed
-        for key, a, b in zip(KEYS, expected, results, strict=True):
-            for dataset in ("clean_readings", TAILS):
-                assert rows(out.path(dataset, key)).equals(rows(stored.path(dataset, key))), (
-                    dataset,
-                    key,
-                    shards,
-                    ranges,
-                )
-            pd.testing.assert_frame_equal(b.quarantine, a.quarantine)
-            assert summary(b) == summary(a)
-            assert b.balanced
+        assert_same_hours(out, results, stored, expected, shards, ranges)
