@@ -23,20 +23,27 @@ class Dialect:
     epoch_seconds: str  # template with {ts}
     from_epoch_seconds: str  # template with {s}
     last_value: str  # the latest non-null {s} of a window, ordered by the reading's {t}
+    count_if: str  # readings where {c} holds: NULL when {c} is NULL in every reading (DuckDB's)
 
 
 DIALECTS = {
     # DuckDB's max_by skips NULL values itself (it returns the non-NULL value of the latest
     # row that has one), so it needs no per-reading CASE: one projection less per sensor.
     "duckdb": Dialect(
-        "duckdb", "epoch(CAST({ts} AS TIMESTAMPTZ))", "to_timestamp({s})", "max_by({s}, {t})"
+        "duckdb",
+        "epoch(CAST({ts} AS TIMESTAMPTZ))",
+        "to_timestamp({s})",
+        "max_by({s}, {t})",
+        "count_if({c})",
     ),
-    # Spark's max_by returns the latest row's value even when it is NULL.
+    # Spark's max_by returns the latest row's value even when it is NULL, and its count_if
+    # gives 0 where DuckDB's gives NULL (a window whose state no reading tells).
     "spark": Dialect(
         "spark",
         "CAST(unix_micros({ts}) AS DOUBLE) / 1000000",
         "timestamp_seconds({s})",
         "max_by({s}, CASE WHEN {s} IS NOT NULL THEN {t} END)",
+        "CASE WHEN count({c}) > 0 THEN count_if({c}) END",
     ),
 }
 # Spark reads a literal 0.0 as DECIMAL (its results would come back as decimals): a typed literal
@@ -179,7 +186,7 @@ def feature_sql(
         states["settled"] = settle
     in_order = ordered and dialect == "duckdb"
     derived, window_cols, passes = _derived_features(
-        features, states, cadence_seconds, expected, wmin, in_order
+        features, states, cadence_seconds, expected, wmin, in_order, d.count_if
     )
     aggs.update(derived)
     window_cols += settle_cols
@@ -326,6 +333,7 @@ def _derived_features(
     expected: float,
     wmin: int,
     in_order: bool = False,
+    count_if_sql: str = DIALECTS["duckdb"].count_if,
 ) -> tuple[dict[str, str], list[str], _InOrder]:
     """Aggregates of the contract's ``derived`` columns and the per-reading window columns
     they need (for the in-order form, its columns by pass). A state the readings cannot tell
@@ -334,6 +342,9 @@ def _derived_features(
     aggs: dict[str, str] = {}
     window: dict[str, str] = {}
     passes = _InOrder({}, {}, {}, {})
+
+    def count_if(condition: str) -> str:
+        return count_if_sql.format(c=condition)
 
     def state_cols(state: str) -> str:
         """The state's per-reading flag (1, 0 or NULL)."""
@@ -376,22 +387,22 @@ def _derived_features(
             continue
         s = state_cols(state)
         if kind in ("starts", "starts_per_hour"):
-            starts = f"count_if({s} = 1 AND {previous(state)} = 0)"
+            starts = count_if(f"{s} = 1 AND {previous(state)} = 0")
             aggs[col.name] = (
                 f"CAST({starts} AS BIGINT)"
                 if kind == "starts"
                 else f"CAST({starts} AS DOUBLE) * {60.0 / wmin}"
             )
         elif kind == "minutes":
-            aggs[col.name] = f"CAST(count_if({s} = 1) AS DOUBLE) * {step_min}"
+            aggs[col.name] = f"CAST({count_if(f'{s} = 1')} AS DOUBLE) * {step_min}"
         elif kind == "mean_run_minutes":
             window["_pb"] = "lag(bucket) OVER w AS _pb"
             passes.lags["_lb"] = "bucket"
             passes.guarded["_pb"] = "CASE WHEN _same THEN _lb END AS _pb"
             p = previous(state)
-            runs = f"count_if({s} = 1 AND ({p} IS DISTINCT FROM 1 OR _pb <> bucket))"
+            runs = count_if(f"{s} = 1 AND ({p} IS DISTINCT FROM 1 OR _pb <> bucket)")
             aggs[col.name] = (
-                f"CAST(count_if({s} = 1) AS DOUBLE) * {step_min} / "
+                f"CAST({count_if(f'{s} = 1')} AS DOUBLE) * {step_min} / "
                 f"CASE WHEN {runs} > 0 THEN {runs} END"
             )
         elif kind == "longest_streak_minutes":

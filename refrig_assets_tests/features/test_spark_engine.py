@@ -109,6 +109,26 @@ def test_spark_computes_the_same_feature_windows_into_the_same_layout(spark, fle
     assert pq.read_schema(spark_file).types == embedded_types
 
 
+def test_a_window_whose_compressor_state_no_reading_tells_is_the_same_on_both_engines(
+    spark, fleet, tmp_path
+):
+    """Starts, run and defrost counts of a window whose current is missing in every reading:
+    unknown (NULL) on both engines, not 0 on one of them."""
+    source, _ = fleet
+    readings = pd.read_parquet(source.path("clean_readings", HOURS[0]))
+    device = readings["device_id"].iloc[0]
+    first_window = readings["ts"] < readings["ts"].min().floor("h") + pd.Timedelta(minutes=15)
+    readings.loc[(readings["device_id"] == device) & first_window, "current_compressor"] = None
+    store = ParquetStore(tmp_path / "data")
+    store.write("clean_readings", HOURS[0], readings)
+    expected = embedded_features(store, HOURS[0])
+    unknown = expected[expected["device_id"] == device].iloc[0]
+    assert pd.isna(unknown["compressor_starts_per_hour"]) and pd.isna(unknown["duty_cycle"])
+    assert_same_frames(
+        expected, spark_features(spark, store, HOURS[0]), ["device_id", "window_start"]
+    )
+
+
 def test_spark_feature_file_passes_the_device_features_contract(spark, fleet):
     store, _ = fleet
     spark_features(spark, store, HOURS[1])
