@@ -291,7 +291,8 @@ def incident_backtest(
     ``incidents``: device_incidents rows (e.g. ``build_incidents(...).incidents``). Operators
     see the incidents that are not inhibited; those are the ones counted. An incident belongs
     to a labelled fault when it is on the fault's device (or site, for a site-wide fault, where
-    the site incident and the site's device incidents count) and its windows overlap the fault
+    the site incident and the site's device incidents of a site cause count; a device's own
+    fault there is not the site's) and its windows overlap the fault
     (plus :data:`GRACE`). Per fault type: recall, median delay from onset to the end of the
     incident's first window, incidents per caught fault, cause accuracy (the earliest incident
     of each caught fault names one of ``expected_causes[fault_type]``), the causes named and
@@ -321,7 +322,13 @@ def incident_backtest(
         if scope == "device":
             merged = part.merge(inc[inc["scope"] == "device"], left_on="key", right_on="device_id")
         else:
-            merged = part.merge(inc, left_on="key", right_on="_site")
+            # A site fault is caught by the site's incident or by a device incident of a site
+            # cause (a power loss the site quorum did not see); a device's own fault at that
+            # site during the event is an incident of its own, not of the event.
+            site_like = inc["scope"].eq("site")
+            if "kind" in inc:
+                site_like |= inc["kind"].eq("site")
+            merged = part.merge(inc[site_like], left_on="key", right_on="_site")
         pairs.append(merged[["_e", "_i", "onset", "end", "first_window_start", "last_window_end"]])
     pairs_frame = (
         pd.concat(pairs, ignore_index=True)

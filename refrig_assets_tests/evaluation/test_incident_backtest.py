@@ -124,3 +124,32 @@ def test_on_a_fault_free_fleet_every_incident_is_false():
     )
     assert per_type.empty
     assert totals["false_incidents"] == 5
+
+
+def test_a_devices_own_fault_at_a_site_during_its_power_cut_is_not_an_incident_of_the_cut():
+    labels = pd.DataFrame(
+        [
+            label("dev-3", "site_power_loss", "site", 180, 225),
+            label("dev-4", "site_power_loss", "site", 180, 225),
+            label("dev-4", "refrigerant_leak", "gradual", 60, 300),
+        ]
+    )
+    incidents = pd.DataFrame(
+        [
+            incident("site-1", "power_loss", "CRITICAL", 180, 225, scope="site"),
+            # leaking before the cut and after it: not explained by it, so in sight
+            incident("dev-4", "refrigerant_leak", "HIGH", 75, 300, site="site-1"),
+        ]
+    ).assign(kind=["site", "refrigeration"])
+
+    per_type, totals = incident_backtest(
+        incidents, labels, device_hours=60.0, devices=DEVICES, expected_causes=FAULT_CAUSES
+    )
+
+    by_type = per_type.set_index("fault_type")
+    assert by_type.loc["site_power_loss", ["incidents_per_fault", "cause_accuracy"]].tolist() == [
+        1.0,
+        1.0,
+    ]
+    assert by_type.loc["refrigerant_leak", ["caught", "cause_accuracy"]].tolist() == [1, 1.0]
+    assert totals["false_incidents"] == 0
