@@ -23,7 +23,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from functools import cache
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import joblib
 import numpy as np
@@ -115,10 +115,10 @@ def context_columns(config: ModelConfig) -> list[str]:
     return [n for n in names if n not in config.feature_columns]
 
 
-def _in_order(frame: pd.DataFrame) -> bool:
+def _in_order(frame: pd.DataFrame | FewRows) -> bool:
     """Whether rows are sorted by device then window start (no missing key: those sort last)."""
     devices = frame["device_id"].to_numpy()
-    starts = pd.DatetimeIndex(frame["window_start"])
+    starts = pd.DatetimeIndex(frame["window_start"].array)
     if starts.hasnans:
         return False
     ticks = starts.asi8
@@ -142,6 +142,59 @@ def sorted_rows(frame: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
     frame = frame.copy(deep=False)
     frame.index = pd.RangeIndex(len(frame))
     return frame
+
+
+class _Column:
+    """One column of :class:`FewRows`: what scoring reads of a frame's column."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Any):
+        self.values = values
+
+    @property
+    def dtype(self) -> Any:
+        return self.values.dtype
+
+    @property
+    def array(self) -> Any:
+        """What ``Series.array`` gives for these values."""
+        values = self.values
+        return pd.arrays.NumpyExtensionArray(values) if isinstance(values, np.ndarray) else values
+
+    def to_numpy(self) -> np.ndarray:
+        values = self.values
+        return values if isinstance(values, np.ndarray) else values.to_numpy()
+
+
+class FewRows:
+    """Prepared rows as arrays by column, for a request's few windows
+    (:meth:`Detector.answer_columns`): what scoring reads of a prepared frame (``rows[column]``
+    with ``to_numpy()``, ``array`` and ``dtype``; ``len``; ``empty``), without building, copying
+    and indexing a DataFrame, which cost a few windows more than their arithmetic. The values
+    are the arrays :meth:`Detector.prepare` puts in its frame."""
+
+    def __init__(self, columns: dict[str, Any]):
+        self.columns = {
+            name: _Column(v.to_numpy() if isinstance(v, pd.arrays.NumpyExtensionArray) else v)
+            for name, v in columns.items()
+        }
+        self.length = len(next(iter(columns.values()))) if columns else 0
+
+    def __getitem__(self, name: str) -> _Column:
+        return self.columns[name]
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def empty(self) -> bool:
+        return self.length == 0
+
+    def numeric(self, names: list[str]) -> bool:
+        """Whether the columns ``names`` are plain numpy arrays (what a frame's float matrix is
+        built from column by column)."""
+        return all(isinstance(self.columns[n].values, np.ndarray) for n in names)
 
 
 class Detector(ABC):
@@ -222,7 +275,11 @@ class Detector(ABC):
         (``unscored_quality_flags``): a device sending °F in a °C column is a data-quality
         finding on that device, not a refrigeration fault to page about."""
         floor = float(self.config.setting("min_sensor_completeness"))
-        keep = (features["sensor_completeness"] >= floor).to_numpy()
+        completeness = features["sensor_completeness"]
+        if isinstance(completeness.dtype, np.dtype) and completeness.dtype.kind == "f":
+            keep = completeness.to_numpy() >= floor  # numpy's comparison, without a Series
+        else:
+            keep = (completeness >= floor).to_numpy()
         unscored = 0
         for name in self.config.setting("unscored_quality_flags") or []:
             unscored |= flag_bit(name)
@@ -245,6 +302,13 @@ class Detector(ABC):
         * running-conditioned features are blanked where the compressor ran for too small a
           share of the window (``running_share``): a mean over one start-up transient is not a
           measurement of the running state."""
+        columns, rows = self._prepared_columns(features)
+        index = features.index if rows is None else features.index[rows]
+        return pd.DataFrame(columns, index=index, copy=False)
+
+    def _prepared_columns(self, features: pd.DataFrame) -> tuple[dict[str, Any], Any]:
+        """:meth:`prepare`'s columns (arrays) and the positions of the rows kept (``None``:
+        all of them)."""
         spec = self.config.settings.get("running_share") or {}
         share_col, floor = spec.get("column"), float(spec.get("min", 0.0) or 0.0)
         needed = [*META_COLUMNS, *self.input_columns]
@@ -273,8 +337,7 @@ class Detector(ABC):
                     values = np.array(columns[col], dtype=float)
                     values[too_short] = np.nan
                     columns[col] = values
-        index = features.index if rows is None else features.index[rows]
-        return pd.DataFrame(columns, index=index, copy=False)
+        return columns, rows
 
     def fit(self, features: pd.DataFrame) -> Detector:
         """Fit on training windows (needs device_id, cohort and the input columns)."""
@@ -335,10 +398,32 @@ class Detector(ABC):
             if not needed.all():
                 features = features[needed]
         frame = sorted_rows(self.rows(self.prepare(features)), copy=False)  # rows of its own
-        if frame.empty:
+        scored = self._scored(frame, since)
+        if scored is None:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in OUTPUT_COLUMNS})
-        raw, contrib, templates = self.raw_scores(frame)
-        score = self.calibrated(frame, raw)
+        return pd.DataFrame(scored)
+
+    def answer_columns(self, features: pd.DataFrame) -> dict[str, Any] | None:
+        """:meth:`score`'s columns of ``features`` as arrays (``None``: no scorable window), for
+        an online request: rows already in order are scored as :class:`FewRows` (the arrays
+        :meth:`prepare` takes, no frame built around them or the answer); other rows, or a
+        model with rows of its own (:meth:`rows`), go through :meth:`score`'s frames."""
+        if type(self).rows is Detector.rows:
+            columns, _ = self._prepared_columns(features)
+            rows = FewRows(columns)
+            if rows.numeric(self.input_columns) and (len(rows) < 2 or _in_order(rows)):
+                return self._scored(rows, None)
+        return self._scored(sorted_rows(self.rows(self.prepare(features)), copy=False), None)
+
+    def _scored(
+        self, frame: pd.DataFrame | FewRows, since: pd.Timestamp | None
+    ) -> dict[str, Any] | None:
+        """The output columns of prepared rows sorted by device and window start (``None``:
+        no row)."""
+        if frame.empty:
+            return None
+        raw, contrib, templates = self.raw_scores(frame)  # type: ignore[arg-type]
+        score = self.calibrated(frame, raw)  # type: ignore[arg-type]
         keep = (
             np.ones(len(frame), dtype=bool)
             if since is None
@@ -359,18 +444,16 @@ class Detector(ABC):
         penalty = float(self.config.setting("confidence_flag_penalty"))
         flagged = out["quality_mask"].to_numpy() != 0
         confidence = out["sensor_completeness"].to_numpy() * np.where(flagged, 1 - penalty, 1.0)
-        return pd.DataFrame(
-            {
-                "device_id": out["device_id"],
-                "window_start": out["window_start"],
-                "window_end": out["window_end"],
-                "anomaly_score": score,
-                "anomaly_flag": score >= self.config.flag_threshold,
-                "top_contributors": tops,
-                "contributor_detail": details,
-                "confidence": np.clip(confidence, 0.0, 1.0),
-            }
-        )
+        return {
+            "device_id": out["device_id"],
+            "window_start": out["window_start"],
+            "window_end": out["window_end"],
+            "anomaly_score": score,
+            "anomaly_flag": score >= self.config.flag_threshold,
+            "top_contributors": tops,
+            "contributor_detail": details,
+            "confidence": np.clip(confidence, 0.0, 1.0),
+        }
 
     @property
     def persistence(self) -> tuple[int, int]:
@@ -389,8 +472,8 @@ class Detector(ABC):
         if need <= 1:
             return score
         devices = frame["device_id"].to_numpy()
-        start = pd.DatetimeIndex(frame["window_start"]).as_unit("ns").asi8
-        span = (pd.DatetimeIndex(frame["window_end"]).as_unit("ns").asi8 - start) * windows
+        start = pd.DatetimeIndex(frame["window_start"].array).as_unit("ns").asi8
+        span = (pd.DatetimeIndex(frame["window_end"].array).as_unit("ns").asi8 - start) * windows
         earlier = np.full((len(score), windows - 1), -np.inf)
         for lag in range(1, windows):
             same = (devices[lag:] == devices[:-lag]) & (start[lag:] - start[:-lag] < span[lag:])

@@ -9,6 +9,7 @@ residuals occur (normal operating modes of every device type) and isolates the r
 from __future__ import annotations
 
 import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,6 +23,22 @@ from refrig_assets.detectors.normalise import CohortScaler, DeviceResiduals
 # Rows per block of the tree pass: bounds the per-tree temporaries (leaf indices, path
 # lengths) however many rows are scored; a block's rows are scored exactly as alone.
 _BLOCK_ROWS = 65_536
+
+# Per forest, each tree's depth added by a leaf (its path length plus the average path length
+# of its leaf, minus one): what every scoring call would otherwise add up again per row.
+_LEAF_DEPTHS: weakref.WeakKeyDictionary[IsolationForest, list[np.ndarray]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _leaf_depths(forest: IsolationForest, lengths: list, averages: list) -> list[np.ndarray]:
+    found = _LEAF_DEPTHS.get(forest)
+    if found is None:
+        found = _LEAF_DEPTHS[forest] = [
+            np.asarray(length + average - 1.0)
+            for length, average in zip(lengths, averages, strict=True)
+        ]
+    return found
 
 
 def _cores() -> int:
@@ -50,6 +67,7 @@ def forest_anomaly_scores(forest: IsolationForest, x: np.ndarray) -> np.ndarray:
         return -forest.score_samples(x)
     subsample = forest._max_features != values.shape[1]
     depths = np.zeros(len(values), order="F")
+    leaf_depths = _leaf_depths(forest, lengths, averages)
 
     def add_depths(rows: slice) -> None:
         block, out = values[rows], depths[rows]
@@ -57,7 +75,7 @@ def forest_anomaly_scores(forest: IsolationForest, x: np.ndarray) -> np.ndarray:
             zip(forest.estimators_, forest.estimators_features_, strict=True)
         ):
             leaves = tree.tree_.apply(block[:, features] if subsample else block)
-            out += lengths[k][leaves] + averages[k][leaves] - 1.0
+            out += leaf_depths[k][leaves]
 
     blocks = [slice(i, i + _BLOCK_ROWS) for i in range(0, len(values), _BLOCK_ROWS)]
     if len(blocks) > 1 and _cores() > 1:  # tree_.apply releases the GIL

@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import warnings
+import weakref
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,22 @@ MEAN_AD_TO_SIGMA = float(np.sqrt(np.pi / 2))
 CLIP = 50.0
 # Variance of a sample median relative to a sample mean's (normal data): pi / 2.
 MEDIAN_VARIANCE_FACTOR = np.pi / 2
+# Devices looked up in a dict made once per baseline (get_indexer's answer) up to this many rows.
+FEW_ROWS = 64
+
+# What scoring derives from a fitted model's state alone (a covariance block's inverse, the
+# regression on the observed context features, the device positions), made once per model and
+# block pattern instead of once per call: a request's few windows paid more for them than for
+# their own arithmetic. Held beside the model, never saved with it, dropped with it (a reload
+# loads new objects) and when it is fitted again.
+_DERIVED: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def _derived(model: Any) -> dict[Any, Any]:
+    found = _DERIVED.get(model)
+    if found is None:
+        found = _DERIVED[model] = {}
+    return found
 
 
 def out_of_sample_factor(n: np.ndarray) -> np.ndarray:
@@ -52,9 +70,11 @@ def robust_scale(values: np.ndarray, floor: np.ndarray | float = 1e-6) -> np.nda
 
 def _float_columns(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """``np.array(frame[columns], dtype=float)`` (column-major, as pandas builds it), filled
-    column by column: selecting the columns first would copy and merge them once more."""
-    if not frame.columns.is_unique or not all(
-        isinstance(frame[c].dtype, np.dtype) for c in columns
+    column by column: selecting the columns first would copy and merge them once more. A
+    request's :class:`~refrig_assets.detectors.base.FewRows` holds numpy arrays only."""
+    if isinstance(frame, pd.DataFrame) and (
+        not frame.columns.is_unique
+        or not all(isinstance(frame[c].dtype, np.dtype) for c in columns)
     ):
         return np.array(frame[columns], dtype=float)
     out = np.empty((len(frame), len(columns)), order="F")
@@ -110,6 +130,7 @@ class DeviceBaseline:
         self.min_device_windows = min_device_windows
 
     def fit(self, frame: pd.DataFrame, columns: list[str]) -> DeviceBaseline:
+        _DERIVED.pop(self, None)
         self.columns = list(columns)
         values = frame[self.columns].astype(float)
         devices = frame["device_id"].to_numpy()
@@ -141,7 +162,21 @@ class DeviceBaseline:
 
     def positions(self, frame: pd.DataFrame) -> np.ndarray:
         """Each row's device among those with their own baseline (-1: none)."""
-        return self.device_center.index.get_indexer(frame["device_id"].to_numpy())
+        devices = frame["device_id"].to_numpy()
+        if len(devices) <= FEW_ROWS and all(isinstance(d, str) for d in devices):
+            derived = _derived(self)
+            found = derived.get("positions")
+            if found is None:
+                index = self.device_center.index
+                plain = index.is_unique and all(isinstance(d, str) for d in index)
+                found = derived["positions"] = (
+                    plain,
+                    {d: i for i, d in enumerate(index)} if plain else {},
+                )
+            plain, where = found
+            if plain:
+                return np.array([where.get(d, -1) for d in devices], dtype=np.intp)
+        return self.device_center.index.get_indexer(devices)
 
     def known(self, frame: pd.DataFrame) -> np.ndarray:
         """True for rows whose device has its own baseline."""
@@ -241,6 +276,7 @@ class ConditionalGaussian:
         return cov
 
     def fit(self, z: np.ndarray, groups: np.ndarray) -> ConditionalGaussian:
+        _DERIVED.pop(self, None)
         self.fleet_cov = self._covariance(z, self.shrinkage)
         self.cov = {
             g: self._covariance(z[groups == g], self.shrinkage)
@@ -265,6 +301,7 @@ class ConditionalGaussian:
         weights = 1 << np.arange(k, dtype=np.int64)
         pattern = observed @ weights
         is_context = np.arange(k) >= n_scored
+        derived = _derived(self)
         for g, key, rows in _blocks(groups, pattern):
             cov = self.cov.get(g, self.fleet_cov)
             obs = (key & weights) > 0
@@ -275,9 +312,16 @@ class ConditionalGaussian:
             # fill, and with every feature observed (most rows) a plain row selection.
             every = bool(obs.all())
             zo = z[rows] if every else z[np.ix_(rows, obs)]
-            precision = np.linalg.inv(cov[np.ix_(obs, obs)])
+            inverse = derived.get(("precision", g, key))
+            if inverse is None:
+                precision = np.linalg.inv(cov[np.ix_(obs, obs)])
+                inverse = derived[("precision", g, key)] = (
+                    precision,
+                    np.sqrt(np.diag(precision)),
+                )
+            precision, spread = inverse
             w = zo @ precision
-            conditional = w / np.sqrt(np.diag(precision))
+            conditional = w / spread
             if every:
                 out[rows] = conditional
             else:
@@ -309,16 +353,22 @@ class ConditionalGaussian:
         weights = 1 << np.arange(k - n_scored, dtype=np.int64)
         pattern = ctx_obs @ weights
         s = np.arange(n_scored)
+        derived = _derived(self)
         for g, key, rows in _blocks(groups, pattern):
-            cov = self.cov.get(g, self.fleet_cov)
             c = n_scored + np.flatnonzero((key & weights) > 0)
             if not len(c):
                 continue
-            beta = np.linalg.solve(cov[np.ix_(c, c)], cov[np.ix_(c, s)])
-            resid_var = np.diag(cov[np.ix_(s, s)] - cov[np.ix_(s, c)] @ beta)
-            out[rows] = (z[np.ix_(rows, s)] - z[np.ix_(rows, c)] @ beta) / np.sqrt(
-                np.maximum(resid_var, 1e-6)
-            )
+            regression = derived.get(("context", g, key, n_scored))
+            if regression is None:
+                cov = self.cov.get(g, self.fleet_cov)
+                beta = np.linalg.solve(cov[np.ix_(c, c)], cov[np.ix_(c, s)])
+                resid_var = np.diag(cov[np.ix_(s, s)] - cov[np.ix_(s, c)] @ beta)
+                regression = derived[("context", g, key, n_scored)] = (
+                    beta,
+                    np.sqrt(np.maximum(resid_var, 1e-6)),
+                )
+            beta, spread = regression
+            out[rows] = (z[np.ix_(rows, s)] - z[np.ix_(rows, c)] @ beta) / spread
         return np.clip(out, -CLIP, CLIP, out=out)
 
 

@@ -51,16 +51,40 @@ def _records(frame: pd.DataFrame, fields: tuple[str, ...] | None = None) -> list
     return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
-_COHORT_INDEX: LastDerived[pd.DataFrame, pd.Series] = LastDerived(
-    lambda registry: registry.set_index("device_id")["cohort"]
+def _as_list(values: Any) -> list[Any]:
+    """``Series(values).tolist()``: Python scalars, Timestamps for times."""
+    if isinstance(values, pd.arrays.NumpyExtensionArray):
+        values = values.to_numpy()
+    return values.tolist()
+
+
+def _cohort_index(registry: pd.DataFrame) -> tuple[pd.Series, dict[Any, Any] | None]:
+    """The registry's cohort by device, and as a dict where a lookup gives what ``map`` does
+    (unique text ids, text cohorts)."""
+    index = registry.set_index("device_id")["cohort"]
+    plain = (
+        index.index.is_unique
+        and index.dtype == object
+        and all(isinstance(d, str) for d in index.index)
+    )
+    return index, dict(zip(index.index, index, strict=True)) if plain else None
+
+
+_COHORT_INDEX: LastDerived[pd.DataFrame, tuple[pd.Series, dict[Any, Any] | None]] = LastDerived(
+    _cohort_index
 )
 
 
 def _cohorts(device_ids: pd.Series, registry: pd.DataFrame) -> np.ndarray:
     """:func:`~refrig_assets.scoring.score.cohort_of`, with the registry's device index built
     once per registry frame (indexing a large fleet's registry per request cost more than the
-    request)."""
-    return device_ids.map(_COHORT_INDEX(registry)).fillna("unknown").to_numpy()
+    request); a request's text ids are looked up in a dict."""
+    index, lookup = _COHORT_INDEX(registry)
+    ids = device_ids.tolist()
+    if lookup is None or not all(isinstance(d, str) for d in ids):
+        return device_ids.map(index).fillna("unknown").to_numpy()
+    found = [lookup.get(d) for d in ids]
+    return np.array(["unknown" if pd.isna(c) else c for c in found], dtype=object)
 
 
 def probable_causes(
@@ -109,12 +133,13 @@ def _iso(ts: Any) -> str:
     return pd.Timestamp(ts).isoformat()
 
 
-def model_scores(detector: Detector, features: pd.DataFrame) -> pd.DataFrame:
-    """One model's scores of ``features`` for an answer: its detector's own ``score`` (what
-    :func:`refrig_assets.scoring.score.score_windows` calls), without the model_scores frame
-    the batch path builds around it (the model id and version are the request's; building that
-    frame cost a small request a millisecond per model)."""
-    return detector.score(features)
+def model_scores(detector: Detector, features: pd.DataFrame) -> dict[str, Any]:
+    """One model's scores of ``features`` for an answer, as arrays by column (none: no window
+    scored): its detector's own ``score`` (what :func:`refrig_assets.scoring.score.score_windows`
+    calls) through :meth:`~refrig_assets.detectors.base.Detector.answer_columns`, without the
+    frames the batch path builds around it (the model id and version are the request's; those
+    frames cost a small request milliseconds)."""
+    return detector.answer_columns(features) or {}
 
 
 def _score_row(row: dict[str, Any], model_id: str, version: str, deployment: str) -> dict[str, Any]:
@@ -242,7 +267,8 @@ def score_pass(
                 minlength=count,
             )
             for owners, scores in passes:
-                scored_by = np.array([request_of[d] for d in scores["device_id"]], np.int64)
+                scored_ids = _as_list(scores["device_id"]) if scores else []
+                scored_by = np.array([request_of[d] for d in scored_ids], np.int64)
                 scored_of = np.bincount(scored_by, minlength=count)
                 for i in owners:
                     windows_in = int(windows_of[i])
@@ -263,7 +289,11 @@ def score_pass(
                         }
                     )
                 model_id, version = side.detector.config.model_id, str(side.version)
-                for row in _records(scores, SCORE_FIELDS):
+                if not scores:
+                    continue
+                values = [_as_list(scores[c]) for c in SCORE_FIELDS]
+                for fields in zip(*values, strict=True):
+                    row = dict(zip(SCORE_FIELDS, fields, strict=True))
                     per_window[(row["device_id"], row["window_start"])].append(
                         _score_row(row, model_id, version, side.deployment)
                     )

@@ -70,6 +70,8 @@ def _newest_window_ends(
     newest: list[float | None] = [None] * count
     if features.empty:
         return newest
+    if count == 1:  # a lone request: no grouping
+        return [newest_window_end(features)]
     ends = features["window_end"].groupby(owner).max()
     for i, end in ends.items():
         newest[int(i)] = float(pd.Timestamp(end).timestamp())

@@ -136,6 +136,44 @@ def test_context_rows_feed_persistence_but_are_not_returned(trained, frame):
     assert not first_alone["anomaly_flag"].any()
 
 
+def _request_cases(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Few windows, as online requests send them."""
+    late = frame[frame["window_start"] >= FAULT_FROM]
+    one = late[late["device_id"] == FAULTY[0]].reset_index(drop=True)
+    two = late[late["device_id"].isin(["dev-000020", FAULTY[1]])].reset_index(drop=True)
+    gaps = one.copy()
+    gaps.loc[1, ["sensor_completeness"]] = 0.2  # below the floor: not scored
+    gaps.loc[2, SHIFTED] = np.nan
+    gaps.loc[3, "duty_cycle"] = 0.05  # running features blanked
+    return {
+        "one device": one,
+        "two devices": two,
+        "newcomer": one.assign(device_id="dev-new"),
+        "gaps": gaps,
+        "out of order": two.iloc[::-1].reset_index(drop=True),
+        "single window": one.head(1),
+        "nothing scorable": one.head(2).assign(sensor_completeness=0.1),
+    }
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+def test_a_requests_few_windows_are_scored_exactly_as_the_batch_path_scores_them(
+    model_id, trained, frame
+):
+    detector = trained[model_id]
+    for name, rows in _request_cases(frame).items():
+        expected = detector.score(rows)
+        for _ in range(2):  # again: what the first call kept of the model's state is the same
+            found = detector.answer_columns(rows)
+            if expected.empty:
+                assert found is None, name
+            else:
+                assert found is not None, name
+                pd.testing.assert_frame_equal(
+                    pd.DataFrame(found), expected, check_exact=True, obj=name
+                )
+
+
 def test_a_device_without_history_is_judged_against_its_cohort(trained, frame):
     newcomer = frame[frame["device_id"] == "dev-000040"].assign(device_id="dev-new")
     scores = trained["statistical_baseline"].score(newcomer)
