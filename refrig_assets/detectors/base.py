@@ -144,6 +144,21 @@ def sorted_rows(frame: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
     return frame
 
 
+# Up to this many values are told apart by a dict rather than pandas' hash table.
+_FEW_VALUES = 64
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(values)`` of numbers without NaN: each value's code and the distinct
+    values in the order they first occur; a request's few rows by a dict, without pandas'
+    per-call cost."""
+    if len(values) > _FEW_VALUES:
+        return pd.factorize(values)
+    seen: dict[Any, int] = {}
+    codes = np.array([seen.setdefault(v, len(seen)) for v in values.tolist()], dtype=np.intp)
+    return codes, np.array(list(seen), dtype=values.dtype)
+
+
 class _Column:
     """One column of :class:`FewRows`: what scoring reads of a frame's column."""
 
@@ -505,7 +520,7 @@ class Detector(ABC):
         # Few distinct rankings occur: join the names once per ranking (its code's digits), then
         # look them up; codes are grouped by hashing, not sorting.
         digits = len(names) ** np.arange(k)
-        inverse, rankings = pd.factorize(order @ digits)
+        inverse, rankings = _factorize(order @ digits)
         joined = np.array(
             [
                 ",".join(names[c // d % len(names)] for d in digits.tolist())
@@ -518,11 +533,11 @@ class Detector(ABC):
         values = np.nan_to_num(contrib[rows, best])
         # The evidence depends only on (feature, size to one decimal, direction): few distinct
         # combinations occur, so each is written once and the rows look theirs up.
-        size_of_row, size_values = pd.factorize(np.round(np.abs(values), 1))
+        size_of_row, size_values = _factorize(np.round(np.abs(values), 1))
         sizes = size_values.astype(str)
         width = len(self.feature_columns)
         code = (size_of_row.astype(np.int64) * width + best) * 2 + (values < 0)
-        text_of_row, codes = pd.factorize(code)
+        text_of_row, codes = _factorize(code)
         texts = np.empty(len(codes), dtype=object)
         for i, c in enumerate(codes.tolist()):
             (size, j), below = divmod(c // 2, width), c % 2

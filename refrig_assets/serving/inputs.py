@@ -322,7 +322,9 @@ def _own_windows(features: pd.DataFrame, rel: str | None) -> pd.DataFrame:
     mine = features
     if rel is not None:
         mine = features[features["_request"] == rel].drop(columns=["_request"])
-    mine = sorted_rows(mine)
+    # The frame is this call's own (read for it, or selected from the pass's): rows in order
+    # keep their arrays, only the index is new.
+    mine = sorted_rows(mine, copy=False)
     for column in ("window_start", "window_end"):  # the contracts' zone, as in batch files
         mine[column] = mine[column].dt.tz_convert("UTC")
     return mine
