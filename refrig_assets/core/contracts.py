@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -60,6 +61,21 @@ class ColumnSpec:
         if self.type == "bool" and self.nullable:
             return "boolean"
         return PANDAS_DTYPES[self.type]
+
+
+# Per contract object: its pandera schema and the outcome of an empty frame per shape. Kept
+# outside the frozen instance, so a copy of its fields (dataclasses.replace, or a contract built
+# from another's __dict__) is a contract of its own with its own memo.
+_VALIDATION_MEMOS: dict[int, dict[Any, Any]] = {}
+
+
+def _validation_memo(contract: Contract) -> dict[Any, Any]:
+    key = id(contract)
+    memo = _VALIDATION_MEMOS.get(key)
+    if memo is None:
+        memo = _VALIDATION_MEMOS[key] = {}
+        weakref.finalize(contract, _VALIDATION_MEMOS.pop, key, None)
+    return memo
 
 
 @dataclass(frozen=True)
@@ -129,7 +145,7 @@ class Contract:
         # The schema is built once per contract, and an empty frame's outcome, which depends
         # only on its columns and their types, is found once per shape: an hourly step checks
         # frames that are mostly empty (a small fleet's alerts), often.
-        memo = self.__dict__.setdefault("_validation_memo", {})
+        memo = _validation_memo(self)
         shape = tuple((str(c), repr(t)) for c, t in df.dtypes.items()) if df.empty else None
         if shape is not None and shape in memo:
             return memo[shape].copy()

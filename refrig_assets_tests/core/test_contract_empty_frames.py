@@ -27,3 +27,12 @@ def test_a_frame_with_rows_is_checked_row_by_row_after_an_empty_one_of_its_shape
     failures = contract.validate(row)
     failures["column"] = "changed"  # the caller's copy
     assert (contract.validate(row)["column"] != "changed").all()
+
+
+def test_a_contract_built_from_a_checked_ones_fields_checks_its_own_columns():
+    contract = load_contract("device_status")
+    assert contract.validate(contract.empty_frame()).empty  # remembers its schema
+    first, *rest = contract.columns
+    narrower = type(contract)(**{**contract.__dict__, "columns": rest})
+    assert narrower.validate(contract.empty_frame().drop(columns=first.name)).empty
+    assert not contract.validate(contract.empty_frame().drop(columns=first.name)).empty
