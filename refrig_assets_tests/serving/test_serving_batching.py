@@ -4,6 +4,7 @@ alone, and a request that breaks the contract is refused without touching the ot
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -121,10 +122,10 @@ def test_requests_that_arrive_during_a_pass_share_the_next_one(readings):
     rest = [threading.Thread(target=call, args=(i,)) for i in range(1, len(jobs))]
     for t in rest:
         t.start()
-    for _ in range(3000):  # until all of them wait (bounded)
+    for _ in range(3000):  # until all of them wait (bounded: 30 s)
         if len(batcher._pending) == len(rest):
             break
-        started.wait(0.01)
+        time.sleep(0.01)  # (not started.wait: it is set, so it would not wait at all)
     gate.set()
     for t in [first, *rest]:
         t.join(30)
