@@ -79,20 +79,27 @@ def hours(tmp_path_factory) -> tuple[ParquetStore, pa.Table]:
 def clean_two_hours(hours, root: Path, shards: int):
     """Both hours cleaned with ``shards`` shards, the second continuing the first's tails."""
     source, registered = hours
-    out = ParquetStore(root / f"shards-{shards}")
+    paths = [source.path("sensor_readings", key) for key in KEYS]
+    return clean_hours(paths, registered, ParquetStore(root / f"shards-{shards}"), shards)
+
+
+def clean_hours(paths: list[Path], registered, out: ParquetStore, shards: int, ranges=None):
+    """The typed hours at ``paths`` (one per key of KEYS) cleaned into ``out`` with ``shards``
+    shards (and ``ranges`` device ranges), each hour continuing the previous one's tails."""
     results = []
-    for i, key in enumerate(KEYS):
+    for i, (key, path) in enumerate(zip(KEYS, paths, strict=True)):
         con = connect()
         try:
             _, result = clean_hour_in_shards(
                 con,
                 out,
                 key,
-                source.path("sensor_readings", key),
+                path,
                 CONTRACT,
                 registered,
                 previous_tails=out.path(TAILS, KEYS[0]) if i else None,
                 shards=shards,
+                ranges=ranges,
                 tails_dataset=TAILS,
             )
         finally:
@@ -430,30 +437,11 @@ def test_an_hour_in_order_without_copies_is_cleaned_from_its_file_as_from_stored
         return clean_hour(*args, **kwargs)
 
     def clean(name: str, shards: int, ranges: int, stored: bool):
-        out = ParquetStore(tmp_path / name)
         if stored:
             monkeypatch.setattr(shards_module, "clean_hour", clean_stored)
         else:
             monkeypatch.setattr(rules_module, "_device_pass", streamed)
-        results = []
-        for i, (key, path) in enumerate(zip(KEYS, paths, strict=True)):
-            con = connect()
-            try:
-                _, result = clean_hour_in_shards(
-                    con,
-                    out,
-                    key,
-                    path,
-                    CONTRACT,
-                    registered,
-                    previous_tails=out.path(TAILS, KEYS[0]) if i else None,
-                    shards=shards,
-                    ranges=ranges,
-                    tails_dataset=TAILS,
-                )
-            finally:
-                con.close()
-            results.append(result)
+        out, results = clean_hours(paths, registered, ParquetStore(tmp_path / name), shards, ranges)
         monkeypatch.undo()
         return out, results
 
