@@ -926,9 +926,17 @@ def build_incidents(
         track=("track", "first"),
     )
     known = set(prior["prior_id"]) if len(prior) else set()
+    tickets = policy.sensor_tickets
+    # A silent device is blind in every sensor (a communications ticket sooner than the
+    # maintenance ticket of one failing sensor while the others still report).
+    needed = np.where(
+        spans["track"].eq(f"{SENSOR_TRACK}:SILENT"),
+        np.timedelta64(tickets.silent_persistence),
+        np.timedelta64(tickets.persistence),
+    )
     short = (
         spans["track"].str.startswith(SENSOR_TRACK + ":")
-        & (spans["end"] - spans["start"] < policy.sensor_tickets.persistence)
+        & ((spans["end"] - spans["start"]).to_numpy() < needed)
         & (spans["alerts"] == 0)
         & ~spans.index.isin(known)
     )

@@ -182,7 +182,7 @@ def run_hour(
     policy = policy or incident_policy()
     columns = quality_columns(policy)
     quality_frames = []
-    back = math.ceil(policy.sensor_tickets.persistence / pd.Timedelta(hours=1))
+    back = math.ceil(policy.sensor_tickets.look_back / pd.Timedelta(hours=1))
     for h in range(back, 0, -1):
         earlier = _read(
             store, "device_features", partition_key_of(start - pd.Timedelta(hours=h)), columns
@@ -225,7 +225,7 @@ def run_hour(
                 ["device_id", "window_start"], kind="stable", ignore_index=True
             )
     registry = _read(store, "device_registry", None)
-    reach = policy.reopen + policy.hysteresis + policy.sensor_tickets.persistence
+    reach = policy.reopen + policy.hysteresis + policy.sensor_tickets.look_back
     prior = incidents.open_incidents(closed_since=(start - reach).to_pydatetime())
     build = build_incidents(
         alerts,

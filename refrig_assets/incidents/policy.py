@@ -37,12 +37,19 @@ class SensorTicketPolicy:
 
     flags: tuple[str, ...]
     persistence: timedelta
+    # A device that sent (almost) nothing: its whole monitoring is blind, not one sensor.
+    silent_persistence: timedelta
     cause: str
     silent_cause: str
     # Per flag: how long a sensor may already be failing before its first flagged reading (a
     # frozen value is STUCK_SENSOR only after the contract's stuck_sensor_minutes; 0 for flags
     # a single reading shows).
     lead: dict[str, timedelta]
+
+    @property
+    def look_back(self) -> timedelta:
+        """How far back a build must see quality windows to decide any ticket's persistence."""
+        return max(self.persistence, self.silent_persistence)
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,7 @@ def _sensor_tickets(s: Section) -> SensorTicketPolicy:
     return SensorTicketPolicy(
         flags=flags,
         persistence=timedelta(minutes=s.number("persistence_minutes", minimum=0.0)),
+        silent_persistence=timedelta(minutes=s.number("silent_persistence_minutes", minimum=0.0)),
         cause=s.text("cause"),
         silent_cause=s.text("silent_cause"),
         lead=lead,

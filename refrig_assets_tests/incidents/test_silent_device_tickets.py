@@ -1,0 +1,88 @@
+"""A device that stops reporting altogether is blind in every sensor: the operator hears of it
+(one low-severity communications ticket, never paged) after ``silent_persistence_minutes``,
+sooner than of one failing sensor whose device still reports (``persistence_minutes``); a
+shorter gap stays quiet."""
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from support.incident_world import CAUSES, diagnoses, feature_window
+
+from refrig_assets.incidents.build import build_incidents
+from refrig_assets.incidents.policy import incident_policy
+
+
+@pytest.fixture
+def policy():
+    base = incident_policy()
+    return replace(
+        base,
+        sensor_tickets=replace(
+            base.sensor_tickets,
+            persistence=timedelta(minutes=60),
+            silent_persistence=timedelta(minutes=30),
+        ),
+    )
+
+
+def windows(device: str, count: int, quiet: range, **quiet_values) -> list[dict]:
+    """``count`` 15-minute windows of ``device``; those in ``quiet`` take ``quiet_values``."""
+    return [feature_window(device, i, **(quiet_values if i in quiet else {})) for i in range(count)]
+
+
+def silent(device: str, count: int, quiet: range) -> list[dict]:
+    return windows(device, count, quiet, readings=0, completeness=0.0)
+
+
+def tickets(quality: list[dict], policy) -> pd.DataFrame:
+    return build_incidents(
+        None, diagnoses(()), quality=pd.DataFrame(quality), policy=policy, causes=CAUSES
+    ).incidents
+
+
+def test_a_device_silent_for_half_an_hour_is_one_low_communications_ticket(policy):
+    result = tickets(silent("D1", 6, range(2, 4)), policy)
+
+    assert result[["device_id", "kind", "cause", "severity"]].values.tolist() == [
+        ["D1", "sensor", "communications_loss", "LOW"]
+    ]
+    ticket = result.iloc[0]
+    assert ticket["first_window_start"] == feature_window("D1", 2)["window_start"]
+    assert ticket["last_window_end"] == feature_window("D1", 3)["window_end"]
+    assert ticket["severity"] not in incident_policy().notify_severities
+
+
+def test_a_device_silent_for_one_window_raises_nothing(policy):
+    assert tickets(silent("D1", 6, range(2, 3)), policy).empty
+
+
+def test_one_sensor_dropping_out_while_its_device_reports_waits_for_the_longer_persistence(
+    policy,
+):
+    half_hour = windows("D1", 6, range(2, 4), flags="SENSOR_DROPOUT", completeness=0.85)
+    hour = windows("D1", 8, range(2, 6), flags="SENSOR_DROPOUT", completeness=0.85)
+
+    assert tickets(half_hour, policy).empty
+    assert tickets(hour, policy)["cause"].tolist() == ["sensor_fault"]
+
+
+def test_a_long_silence_is_still_one_ticket(policy):
+    result = tickets(silent("D1", 12, range(2, 10)), policy)
+
+    assert len(result) == 1
+    assert result.iloc[0]["cause"] == "communications_loss"
+
+
+def test_only_the_silent_device_gets_a_ticket(policy):
+    quality = silent("D1", 6, range(2, 4)) + silent("D2", 6, range(2, 3))
+
+    assert tickets(quality, policy)["device_id"].tolist() == ["D1"]
+
+
+def test_the_policy_file_tickets_a_silent_device_no_later_than_a_failing_sensor():
+    tickets_policy = incident_policy().sensor_tickets
+
+    assert tickets_policy.silent_persistence <= tickets_policy.persistence
+    assert tickets_policy.look_back == tickets_policy.persistence
