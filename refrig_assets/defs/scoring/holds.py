@@ -4,7 +4,20 @@ that serves (audited, artifact verified; the last good one when the artifact is 
 
 A held partition writes nothing (the last good scores stay) and does not fail, so the other
 detectors and the alert step carry on.
+
+In a ranged step (a history backfill) the hours share what does not depend on the hour: one
+lifecycle store, opened once (:func:`lifecycle_store`; each hour still asks it whether the
+model is paused, so a pause recorded during the range, by this step's distribution hold or by
+an operator, holds the next hours as hour by hour), and the distribution hold's reference
+(:class:`ScoreReference`: the partitions present, listed once and kept up to date with the
+hours the step writes, and the previous partitions' scores, re-read only when their file
+changed).
 """
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -13,11 +26,98 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.storage import partition_file_name
 from refrig_assets.defs.shared.lifecycle import model_lifecycle
 from refrig_assets.defs.shared.partitions import hourly_partitions
+from refrig_assets.defs.shared.ranges import in_range, per_range
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.fallback import histogram_shift, scoring_hold_reason
 from refrig_assets.lifecycle.integrity import ServingResolution, resolve_serving
 from refrig_assets.lifecycle.policy import load_policy
+from refrig_assets.lifecycle.promotion import ModelLifecycle
 from refrig_assets.scoring.summary import ScoreSummary, score_counts
+
+REFERENCE_COLUMNS = ["anomaly_score", "model_version"]
+
+
+@contextmanager
+def lifecycle_store(
+    context: dg.AssetExecutionContext, refrig: RefrigResource
+) -> Iterator[ModelLifecycle]:
+    """The lifecycle store for one hour: a one-hour run opens and closes its own; the hours of a
+    ranged step share one, closed after the range (opening it creates and checks the audit
+    table, which costs more than the hour's queries). Every query still reads the database,
+    so what an hour sees is what it would see alone."""
+    if in_range(context):
+        yield per_range(
+            context, "model_lifecycle", lambda: model_lifecycle(refrig), _close_lifecycle
+        )
+        return
+    lifecycle = model_lifecycle(refrig)
+    try:
+        yield lifecycle
+    finally:
+        _close_lifecycle(lifecycle)
+
+
+def _close_lifecycle(lifecycle: ModelLifecycle) -> None:
+    lifecycle.audit.close()
+
+
+class ScoreReference:
+    """A score asset's earlier partitions, as the distribution hold compares with them.
+
+    The partitions present are listed once, then kept up to date with :meth:`written` (in a
+    ranged step the step itself is the only writer of its asset's partitions); a partition's
+    scores are read once and read again only when its file changes (size or modification
+    time), so each hour reads the hour written just before it, not every reference hour."""
+
+    def __init__(self, root: Path, asset: str, present: list[str]):
+        self.directory = root / asset
+        self.present = set(present)
+        self._frames: dict[str, tuple[tuple[int, int], pd.DataFrame]] = {}
+
+    def earlier(self, current: str, count: int) -> list[str]:
+        """The ``count`` newest partitions before ``current`` (oldest first); the scores kept
+        of any other partition are let go (a range keeps at most ``count`` hours in memory)."""
+        before = sorted(s for s in self.present if s < current)
+        chosen = before[-count:] if count > 0 else []
+        for stem in set(self._frames) - set(chosen):
+            del self._frames[stem]
+        return chosen
+
+    def scores(self, stem: str) -> pd.DataFrame:
+        """The partition's anomaly scores and model versions (a copy the caller may keep)."""
+        path = self.directory / f"{stem}.parquet"
+        stat = os.stat(path)
+        key = (stat.st_size, stat.st_mtime_ns)
+        cached = self._frames.get(stem)
+        if cached is None or cached[0] != key:
+            cached = (key, pd.read_parquet(path, columns=REFERENCE_COLUMNS))
+            self._frames[stem] = cached
+        return cached[1]
+
+    def written(self, stem: str) -> None:
+        """The step replaced (or created) partition ``stem``."""
+        self.present.add(stem)
+        self._frames.pop(stem, None)
+
+
+def score_reference(
+    context: dg.AssetExecutionContext, refrig: RefrigResource, asset: str
+) -> ScoreReference:
+    """The distribution hold's reference of ``asset`` for this hour (one per ranged step)."""
+
+    def make() -> ScoreReference:
+        return ScoreReference(refrig.store.root, asset, refrig.store.partitions(asset))
+
+    return per_range(context, f"score_reference:{asset}", make) if in_range(context) else make()
+
+
+def reference_written(
+    context: dg.AssetExecutionContext, refrig: RefrigResource, asset: str
+) -> None:
+    """This hour's partition of ``asset`` was written: the next hours of a ranged step compare
+    with it (a one-hour run keeps no reference)."""
+    if in_range(context):
+        score_reference(context, refrig, asset).written(partition_file_name(context.partition_key))
 
 
 def held(
@@ -48,11 +148,8 @@ def scoring_hold(
     (present but ending more than their freshness SLA before the partition's end). Checked
     before the model is loaded, so a paused model with a broken artifact does not crash; missing
     features are left to the scoring asset's own error."""
-    lifecycle = model_lifecycle(refrig)
-    try:
+    with lifecycle_store(context, refrig) as lifecycle:
         paused = lifecycle.is_paused(model_id)
-    finally:
-        lifecycle.audit.close()
     ends = refrig.store.read_many("device_features", feature_partitions, columns=["window_end"])
     if not paused and ends.empty:
         return None
@@ -87,15 +184,11 @@ def distribution_hold(
     more than the policy's KL."""
     policy = load_policy(refrig.settings.models_dir)
     pause, canary = policy["pause"], policy["canary"]
-    current = partition_file_name(context.partition_key)
-    earlier = [s for s in refrig.store.partitions(asset) if s < current]
-    earlier = earlier[-int(pause["reference_partitions"]) :]
-    frames = [
-        pd.read_parquet(
-            refrig.store.root / asset / f"{s}.parquet", columns=["anomaly_score", "model_version"]
-        )
-        for s in earlier
-    ]
+    reference_of = score_reference(context, refrig, asset)
+    earlier = reference_of.earlier(
+        partition_file_name(context.partition_key), int(pause["reference_partitions"])
+    )
+    frames = [reference_of.scores(s) for s in earlier]
     reference = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if reference.empty:
         return None
@@ -115,15 +208,12 @@ def distribution_hold(
     )
     if not anomalous:
         return None
-    lifecycle = model_lifecycle(refrig)
-    try:
+    with lifecycle_store(context, refrig) as lifecycle:
         lifecycle.pause(
             model_id,
             f"scoring {context.partition_key}",
             f"{why} (version {version}, partition {context.partition_key})",
         )
-    finally:
-        lifecycle.audit.close()
     context.log.error(f"{model_id}: {why}; scoring paused, nothing written")
     return held(asset, f"paused: {why}")
 
@@ -134,11 +224,8 @@ def serving_version(
     """The version this partition is scored with, loaded: the pin, else the audited production
     version; a corrupt artifact or an alias moved outside the gates is logged as an error and
     the last good version serves (see :mod:`refrig_assets.lifecycle.integrity`)."""
-    lifecycle = model_lifecycle(refrig)
-    try:
+    with lifecycle_store(context, refrig) as lifecycle:
         history = lifecycle.audit.events(model_id)
-    finally:
-        lifecycle.audit.close()
     resolution = resolve_serving(refrig.registry, history, model_id, pinned)
     if resolution.degraded:
         context.log.error(resolution.summary())

@@ -18,7 +18,7 @@ import dagster as dg
 import pandas as pd
 
 from refrig_assets.core.contracts import load_contract
-from refrig_assets.defs.scoring.holds import distribution_hold
+from refrig_assets.defs.scoring.holds import distribution_hold, reference_written
 from refrig_assets.defs.shared.contract_checks import contract_failures_result
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.policy import load_policy
@@ -104,6 +104,8 @@ def write_score_partition(
             if hold is not None:
                 out.discard()  # scores diverged from this version's previous ones: model paused
     written = out.final if not failures and hold is None else None
+    if written is not None:  # the distribution hold of the next hours compares with it
+        reference_written(context, refrig, asset)
     check = contract_failures_result(
         asset,
         contract,

@@ -3,13 +3,15 @@ what its metadata shows (per-version devices, windows, flags, failures and laten
 gate values and decision). The decision itself is taken and audited in
 :mod:`refrig_assets.lifecycle.rollout`."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from refrig_assets.defs.shared.lifecycle import model_lifecycle
+from refrig_assets.defs.scoring.holds import lifecycle_store
+from refrig_assets.defs.shared.ranges import in_range, per_range
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.rollout import (
     Rollout,
@@ -19,15 +21,27 @@ from refrig_assets.lifecycle.rollout import (
 )
 
 
+@contextmanager
+def rollout_manager(
+    context: dg.AssetExecutionContext, refrig: RefrigResource
+) -> Iterator[RolloutManager]:
+    """The rollout manager for one hour, on :func:`lifecycle_store`'s store: the hours of a
+    ranged step share one (its tables are created and checked once); every question still
+    reads the database."""
+    with lifecycle_store(context, refrig) as lifecycle:
+        if in_range(context):
+            yield per_range(context, "rollout_manager", lambda: RolloutManager(lifecycle))
+        else:
+            yield RolloutManager(lifecycle)
+
+
 def serving_rollout(
     context: dg.AssetExecutionContext, refrig: RefrigResource, model_id: str, pinned: str | None
 ) -> Rollout | None:
     """The rollout this partition serves: none without one in progress, while a version is
     pinned, or on the Spark engine (there the champion scores every device and the rollout
     waits)."""
-    lifecycle = model_lifecycle(refrig)
-    try:
-        manager = RolloutManager(lifecycle)
+    with rollout_manager(context, refrig) as manager:
         if refrig.engine == "spark":
             if (rollout := manager.active(model_id)) is not None:
                 context.log.warning(
@@ -36,8 +50,6 @@ def serving_rollout(
                 )
             return None
         return manager.serving(model_id, pinned)
-    finally:
-        lifecycle.audit.close()
 
 
 def serve_rollout(
@@ -49,18 +61,15 @@ def serve_rollout(
 ) -> ServedPartition:
     """Score the partition split by device between candidate and champion, then judge and
     apply the step (audited as ``scoring <partition>``)."""
-    lifecycle = model_lifecycle(refrig)
-    try:
+    with rollout_manager(context, refrig) as manager:
         served = serve_partition(
-            RolloutManager(lifecycle),
+            manager,
             rollout,
             context.partition_key,
             load,
             score_side,
             f"scoring {context.partition_key}",
         )
-    finally:
-        lifecycle.audit.close()
     decision = served.decision
     log = context.log.error if served.fallback else context.log.info
     log(
