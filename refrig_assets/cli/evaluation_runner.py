@@ -55,4 +55,8 @@ def _held(result) -> dict[str, str]:
             mat = event.step_materialization_data.materialization
             if "held" in mat.metadata:
                 out[mat.asset_key.to_user_string()] = str(mat.metadata["held"].value)
+            elif str(getattr(mat.metadata.get("not_trained"), "value", "") or ""):
+                out[mat.asset_key.to_user_string()] = (
+                    f"not trained: {mat.metadata['not_trained'].value}"
+                )
     return out

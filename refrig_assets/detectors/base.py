@@ -68,6 +68,18 @@ META_COLUMNS = [
 ]
 
 
+class NotTrainable(ValueError):
+    """The training data is too small for this detector (a fleet with fewer devices than it
+    groups, too few scorable windows): nothing was fitted. ``setting`` is the dotted models/
+    setting the data fell short of; the message says by how much."""
+
+    def __init__(self, model_id: str, reason: str, setting: str):
+        self.model_id = model_id
+        self.reason = reason
+        self.setting = setting
+        super().__init__(f"{model_id}: not trained: {reason}")
+
+
 def register_detector(cls: type[Detector]) -> type[Detector]:
     """Class decorator: make a detector available under its ``kind``."""
     DETECTORS[cls.kind] = cls
@@ -363,8 +375,14 @@ class Detector(ABC):
         max_rows = int(self.config.settings.get("training", {}).get("max_rows", 0) or 0)
         if max_rows and len(frame) > max_rows:
             fit_frame = frame.sample(n=max_rows, random_state=0).sort_index()
-        if len(fit_frame) < 10:
-            raise ValueError(f"{self.config.model_id}: only {len(frame)} scorable training rows")
+        min_rows = int(self.config.setting("training.min_rows"))
+        if len(fit_frame) < min_rows:
+            raise NotTrainable(
+                self.config.model_id,
+                f"too little data: {len(frame)} scorable training rows < training.min_rows "
+                f"{min_rows}",
+                "training.min_rows",
+            )
         self.fitting = True
         try:
             raw = self.fit_raw(fit_frame.reset_index(drop=True))

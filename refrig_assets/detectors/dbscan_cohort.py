@@ -30,7 +30,7 @@ from scipy.spatial import cKDTree
 from sklearn.cluster import DBSCAN
 from sklearn.neighbors import NearestNeighbors
 
-from refrig_assets.detectors.base import Detector, register_detector
+from refrig_assets.detectors.base import Detector, NotTrainable, register_detector
 from refrig_assets.detectors.normalise import robust_scale
 
 NOISE = -1
@@ -136,9 +136,13 @@ class DBSCANCohortDetector(Detector):
         device_profiles = adjusted.groupby(frame["device_id"].to_numpy(), sort=True).median()
         device_profiles = device_profiles.dropna()
         if len(device_profiles) <= min_samples:
-            raise ValueError(
-                f"{self.config.model_id}: {len(device_profiles)} devices with complete profiles, "
-                f"need more than min_samples={min_samples}"
+            # Groups of min_samples neighbours need more devices than that: a small (pilot)
+            # fleet is recorded as not trained, and trains once it has grown.
+            raise NotTrainable(
+                self.config.model_id,
+                f"fleet too small: {len(device_profiles)} devices with complete profiles "
+                f"<= hyperparameters.min_samples {min_samples}",
+                "hyperparameters.min_samples",
             )
         values = device_profiles.to_numpy()
         self.center = np.median(values, axis=0)

@@ -1,6 +1,7 @@
 """The model lifecycle audit trail: an append-only table in a SQL database.
 
-Every registration of a version (with the sha256 of each artifact file), promotion (gated,
+Every registration of a version (with the sha256 of each artifact file), training that could
+not fit the data it was given (not trained, and why), promotion (gated,
 forced or first version), blocked promotion, pin, unpin, rollback, scoring pause/resume and
 progressive rollout step (started, advanced, completed, rolled back,
 aborted) is one row: who, when, which model, from → to version, why, the gate
@@ -45,8 +46,12 @@ ROLLOUT_ROLLED_BACK = "rollout_rolled_back"
 ROLLOUT_ABORTED = "rollout_aborted"
 # A version registered by training: ``gates`` holds one {"artifact", "sha256"} per file.
 REGISTERED = "registered"
+# A training that fitted nothing (too small a fleet or too little data): ``reason`` says why and
+# ``gates`` holds {"setting": <the models/ setting it fell short of>}.
+NOT_TRAINED = "not_trained"
 EVENTS = (
     REGISTERED,
+    NOT_TRAINED,
     PROMOTED,
     PROMOTED_FORCED,
     PROMOTION_BLOCKED,

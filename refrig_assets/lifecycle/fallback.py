@@ -31,6 +31,8 @@ from refrig_assets.scoring.summary import score_counts
 
 FALLBACK_SOURCE = "fallback"
 FALLBACK_PROVENANCE = "fallback_rules"
+# The serving state of a model whose training fitted nothing (see ModelStatus.not_trained).
+NOT_TRAINED = "NOT_TRAINED"
 
 
 def partition_start(stem: str) -> pd.Timestamp:
@@ -78,6 +80,8 @@ class ModelStatus:
     served: str | None = None
     resolved: bool = False
     unservable: bool = False
+    # Why the model has no version: its training fitted nothing (a small fleet); "" otherwise.
+    not_trained: str = ""
 
     @property
     def serving(self) -> str | None:
@@ -89,6 +93,8 @@ class ModelStatus:
     def state(self) -> str:
         if self.paused:
             return "PAUSED"
+        if self.not_trained:
+            return NOT_TRAINED
         if self.unservable:
             return "UNSERVABLE"
         return str(self.staleness)
@@ -130,13 +136,16 @@ def model_status(
     served: str | None = None,
     resolved: bool = False,
     problem: str = "",
+    not_trained: str = "",
 ) -> ModelStatus:
     """Classify one model: staleness band of its newest scores and what alerting does.
 
     ``resolved`` says ``served`` is the version that really serves (see
     :mod:`refrig_assets.lifecycle.integrity`); resolved with none served, no version loads and
     the model is left to the rules-based fallback, like a paused one. ``problem`` is what
-    serving found wrong (a corrupt artifact, a refused alias)."""
+    serving found wrong (a corrupt artifact, a refused alias). ``not_trained`` is why a model
+    has no version because its training fitted nothing (a small fleet): a known state, shown as
+    such, whose hours are left to the rules-based fallback like an unservable model's."""
     age = None
     if newest_scores_end is not None:
         age = max(timedelta(0), pd.Timestamp(as_of) - pd.Timestamp(newest_scores_end))
@@ -146,6 +155,8 @@ def model_status(
     action = Action.RULES_FALLBACK if paused or unservable else ACTION[staleness]
     if paused:
         message = "scoring paused: rules-based fallback until resumed"
+    elif not_trained:
+        message = f"not trained ({not_trained}): rules-based fallback"
     elif unservable:
         message = "no version of the model loads: rules-based fallback"
     elif staleness is Staleness.NO_SCORES:
@@ -174,6 +185,7 @@ def model_status(
         served=served,
         resolved=resolved,
         unservable=unservable,
+        not_trained=not_trained,
     )
 
 

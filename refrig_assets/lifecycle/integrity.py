@@ -51,6 +51,17 @@ def audited_checksums(history: list[LifecycleEvent], version: str) -> dict[str, 
     return None
 
 
+def not_trained_reason(history: list[LifecycleEvent]) -> str | None:
+    """Why the model's last training fitted nothing, when no version was registered since
+    (None: its last training registered a version, or it was never trained)."""
+    for e in reversed(history):
+        if e.event == events.REGISTERED:
+            return None
+        if e.event == events.NOT_TRAINED:
+            return e.reason
+    return None
+
+
 @dataclass
 class ServingResolution:
     """What serves one model now, and why not what should have."""
@@ -63,6 +74,8 @@ class ServingResolution:
     audited: str | None = None  # the production version of the last audited promotion
     corrupt: dict[str, str] = field(default_factory=dict)  # version → why it cannot serve
     problems: list[str] = field(default_factory=list)
+    # Why nothing serves when the model has no version because its training fitted nothing.
+    not_trained: str | None = None
 
     @property
     def alias_refused(self) -> bool:
@@ -78,6 +91,8 @@ class ServingResolution:
         return self.version != self.wanted
 
     def summary(self) -> str:
+        if self.not_trained:
+            return f"{self.model_id} not trained: {self.not_trained}"
         if not self.problems:
             return f"{self.model_id}@{self.version}: artifact verified"
         outcome = (
@@ -97,6 +112,7 @@ class ServingResolution:
             "corrupt_versions": ", ".join(sorted(self.corrupt)) if self.corrupt else "",
             "production_alias": self.alias or "",
             "audited_production": self.audited or "",
+            "not_trained": self.not_trained or "",
         }
 
 
@@ -113,12 +129,18 @@ def resolve_serving(
 
     ``history`` is the model's audit trail. A pin or alias naming a version the registry does
     not know still raises :class:`RegistryError` (a configuration error, not a corrupt
-    artifact)."""
+    artifact). A model whose last training fitted nothing (and that has no version) resolves
+    to nothing served, with ``not_trained`` saying why."""
     probe = probe or (lambda v: registry.load(model_id, v))
     alias = registry.production_version(model_id)
     audited = audited_production(history)
     production = audited if audited is not None else alias
     wanted = str(pinned) if pinned else production
+    if wanted is None and (reason := not_trained_reason(history)) is not None:
+        # Trained, but nothing could be fitted (a small fleet): a known state, not an error.
+        return ServingResolution(
+            model_id, "", None, alias=alias, audited=audited, not_trained=reason
+        )
     if wanted is None:
         raise RegistryError(
             f"{model_id}: no production version in the registry — train it first "

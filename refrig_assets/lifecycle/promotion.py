@@ -284,6 +284,16 @@ class ModelLifecycle:
             gates=[{"artifact": name, "sha256": sha} for name, sha in sorted(checksums.items())],
         )
 
+    def record_not_trained(
+        self, model_id: str, actor: str, reason: str, setting: str
+    ) -> LifecycleEvent:
+        """Audit a training that fitted nothing (``reason``: why, naming the models/
+        ``setting`` the data fell short of). Nothing is registered; a production version, if
+        the model has one, keeps serving."""
+        return self._record(
+            model_id, events.NOT_TRAINED, actor, reason, gates=[{"setting": setting}]
+        )
+
     # -- promotion --------------------------------------------------------------------------
     def after_training(self, model_id: str, version: str, actor: str) -> LifecycleEvent | None:
         """A newly registered version: the first one of a model becomes production; any later

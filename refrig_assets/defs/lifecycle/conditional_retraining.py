@@ -70,12 +70,20 @@ def build_currency_check(model_id: str) -> dg.AssetChecksDefinition:
     def _check(
         context: dg.AssetCheckExecutionContext, refrig: RefrigResource
     ) -> dg.AssetCheckResult:
-        decision, _ = retraining_decision(context.instance, refrig, model_id)
+        decision, metadata = retraining_decision(context.instance, refrig, model_id)
+        refused = str(metadata.get("not_trained") or "")
         return dg.AssetCheckResult(
             passed=not decision.retrain,
             severity=dg.AssetCheckSeverity.WARN,
-            description=decision.summary,
-            metadata={"stale_because": "; ".join(decision.reasons) or "nothing changed"},
+            # A last training that fitted nothing (a small fleet) is said as such: retraining
+            # on the same inputs would refuse again.
+            description=f"{model_id} not trained ({refused}); " + decision.summary
+            if refused
+            else decision.summary,
+            metadata={
+                "stale_because": "; ".join(decision.reasons) or "nothing changed",
+                "not_trained": refused,
+            },
         )
 
     return _check

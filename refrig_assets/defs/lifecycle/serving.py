@@ -20,6 +20,7 @@ from refrig_assets.defs.shared.lifecycle import GROUP, model_lifecycle
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.fallback import (
+    NOT_TRAINED,
     fleet_action,
     model_status,
     newest_window_end,
@@ -53,13 +54,14 @@ def _fresh_check(model_id: str, row: dict) -> dg.AssetCheckResult:
     intended (corrupt artifact, alias moved outside the gates), warn; anything else errs."""
     action = row["action"]
     problem = row.get("serving_problem") or ""
-    ok = action == Action.NORMAL and not problem
+    # Not trained (a fleet too small for the detector) is a known state, not a failure.
+    ok = (action == Action.NORMAL and not problem) or row["state"] == NOT_TRAINED
     return dg.AssetCheckResult(
         asset_key="model_serving_state",
         check_name=f"{model_id}_scores_usable",
         passed=ok,
         severity=dg.AssetCheckSeverity.WARN
-        if action in (Action.DELAYED, Action.NORMAL)
+        if action in (Action.DELAYED, Action.NORMAL) or row["state"] == NOT_TRAINED
         else dg.AssetCheckSeverity.ERROR,
         metadata={
             "state": row["state"],
@@ -138,6 +140,7 @@ def model_serving_state(
                 served=resolution.version if resolution else None,
                 resolved=resolution is not None,
                 problem=resolution.summary() if resolution and resolution.degraded else "",
+                not_trained=(resolution.not_trained or "") if resolution else "",
             )
             rows.append(status.row())
     finally:

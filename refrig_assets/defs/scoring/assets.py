@@ -22,6 +22,7 @@ from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partitions, hours_within
 from refrig_assets.defs.shared.ranges import hour_by_hour, per_range, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.defs.shared.untrained import not_trained_scores
 from refrig_assets.engines.device_shards import WHOLE_FLEET, hour_shards
 from refrig_assets.quality.freshness import stale_feature_partitions
 from refrig_assets.scoring.runs import earlier_hours, score_runs
@@ -99,6 +100,8 @@ def build_scoring_asset(config: ModelConfig) -> dg.AssetsDefinition:
             f"serving_version:{model_id}",
             lambda: serving_version(context, refrig, model_id, model_config.pinned_version),
         )
+        if resolution.not_trained:  # its training fitted nothing (small fleet): empty scores
+            return not_trained_scores(context, refrig, asset_name, resolution)
         if resolution.version is None:
             return unservable(asset_name, resolution)
         version, detector = resolution.version, resolution.detector

@@ -10,6 +10,7 @@ from refrig_assets.core.model_config import (
 )
 from refrig_assets.defs.shared.lifecycle import model_lifecycle, run_actor
 from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.detectors.base import NotTrainable
 from refrig_assets.lifecycle.promotion import GATE_STATUS_TAG, PENDING
 from refrig_assets.lifecycle.retraining_policy import (
     asset_code_version,
@@ -150,6 +151,45 @@ def reused_result(
     )
 
 
+def not_trained_result(
+    context: dg.AssetExecutionContext,
+    refrig: RefrigResource,
+    refused: NotTrainable,
+    partitions: str,
+    fingerprint,
+) -> dg.MaterializeResult:
+    """The training data is too small for the detector (e.g. a fleet with no more devices than
+    DBSCAN's ``min_samples``): nothing is registered, the refusal is audited, and the asset
+    succeeds with ``trained: False`` and the reason. Scoring then writes empty partitions that
+    say why; a production version from an earlier training, if any, keeps serving. The next
+    training on enough data trains it normally."""
+    model_id = refused.model_id
+    lifecycle = model_lifecycle(refrig)
+    try:
+        lifecycle.record_not_trained(model_id, run_actor(context), refused.reason, refused.setting)
+        serving = lifecycle.state(model_id).serving
+    finally:
+        lifecycle.audit.close()
+    context.log.warning(
+        f"{model_id}: not trained on {partitions}: {refused.reason}"
+        + (f"; version {serving} keeps serving" if serving else "; it is not scored")
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "trained": False,
+            "not_trained": refused.reason,
+            "short_of_setting": refused.setting,
+            "model_version": "",
+            "serving_version": serving or "",
+            "reused_version": False,
+            "promoted_to_production": False,
+            "awaiting_gates": False,
+            "training_partitions": partitions,
+            **fingerprint.as_metadata(),
+        }
+    )
+
+
 def mlflow_version_link(model_id: str, version: str) -> dict[str, dg.MetadataValue]:
     """``mlflow_version``: a link to the version's page in the MLflow UI (config/access.yaml
     links.mlflow_url; none when that is empty)."""
@@ -202,9 +242,12 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
         )
         if reused is not None:
             return reused_result(context, refrig, model_id, reused, partitions, fingerprint)
-        detector, lineage, metrics = train_detector(
-            model_config, features, partitions, context.run.run_id
-        )
+        try:
+            detector, lineage, metrics = train_detector(
+                model_config, features, partitions, context.run.run_id
+            )
+        except NotTrainable as refused:
+            return not_trained_result(context, refrig, refused, partitions, fingerprint)
         version = refrig.registry.register(detector, lineage, metrics, training_features=features)
         tags = refrig.registry.version_tags(model_id, version)
         # The first version of a model becomes production; a later one is a candidate that
