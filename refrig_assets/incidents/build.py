@@ -355,6 +355,44 @@ def _silent_sensors(quality: pd.DataFrame, reporting: np.ndarray) -> pd.Series:
     return names[names.ne("")]
 
 
+def _with_missing_windows(quality: pd.DataFrame) -> pd.DataFrame:
+    """``quality`` plus an empty row (no reading) for each window of the fleet's that a device
+    which reported earlier has no row in: a device that sends nothing has no feature window at
+    all, and is silent there. Windows before a device's first row are not its (it may be new)."""
+    starts = _utc(quality["window_start"])
+    grid = pd.Series(
+        _utc(quality["window_end"]).to_numpy(), index=pd.DatetimeIndex(starts.to_numpy())
+    )
+    grid = grid[~grid.index.duplicated()].sort_index()
+    ids = quality["device_id"].astype(str)
+    rows = pd.DataFrame({"device_id": ids.to_numpy(), "window_start": starts.to_numpy()})
+    rows = rows.drop_duplicates()
+    counts = rows.groupby("device_id")["window_start"].agg(["size", "min"])
+    later = grid.index.to_numpy()[None, :] >= counts["min"].to_numpy()[:, None]
+    short = counts[counts["size"].to_numpy() < later.sum(axis=1)]
+    if short.empty:
+        return quality
+    missing = []
+    have = rows[rows["device_id"].isin(short.index)]
+    for device, first in short["min"].items():
+        seen = set(have.loc[have["device_id"].eq(device), "window_start"])
+        gaps = [t for t in grid.index[grid.index >= first] if t not in seen]
+        missing.append(pd.DataFrame({"device_id": device, "window_start": gaps}))
+    empty = pd.concat(missing, ignore_index=True)
+    empty["window_end"] = grid.reindex(empty["window_start"]).to_numpy()
+    empty["reading_count"] = 0
+    empty["sensor_completeness"] = 0.0
+    empty["quality_flags"] = ""
+    if "quality_mask" in quality:
+        empty["quality_mask"] = 0
+    for column in ("window_start", "window_end"):
+        at = pd.DatetimeIndex(empty[column])
+        dtype = quality[column].dtype
+        naive = not isinstance(dtype, pd.DatetimeTZDtype)
+        empty[column] = at.tz_localize(None) if naive else at.tz_convert(dtype.tz)
+    return pd.concat([quality, empty.reindex(columns=quality.columns)], ignore_index=True)
+
+
 def _quality_signals(
     quality: pd.DataFrame | None, devices: pd.DataFrame | None, policy: IncidentPolicy
 ) -> pd.DataFrame:
@@ -362,7 +400,7 @@ def _quality_signals(
     if quality is None or quality.empty:
         return _empty_signals()
     tickets = policy.sensor_tickets
-    q = numbered(quality)  # no copy of the hour's windows when already numbered
+    q = numbered(_with_missing_windows(quality))  # no copy when already numbered
     bits = _flag_bits(q, tickets.flags)
     bits["SILENT"] = _silent(q, policy)
     named = pd.Series(dtype=object)

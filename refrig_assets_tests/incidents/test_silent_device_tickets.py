@@ -86,3 +86,30 @@ def test_the_policy_file_tickets_a_silent_device_no_later_than_a_failing_sensor(
 
     assert tickets_policy.silent_persistence <= tickets_policy.persistence
     assert tickets_policy.look_back == tickets_policy.persistence
+
+
+def test_a_device_that_sends_nothing_has_no_windows_and_is_silent_all_the_same(policy):
+    """A silent device has no feature row in the windows the rest of the fleet has."""
+    quality = [
+        w
+        for w in windows("D1", 6, range(0))
+        if w["window_start"] not in {feature_window("D1", i)["window_start"] for i in (2, 3)}
+    ] + windows("D2", 6, range(0))
+
+    result = tickets(quality, policy)
+
+    assert result[["device_id", "cause"]].values.tolist() == [["D1", "communications_loss"]]
+    assert result.iloc[0]["first_window_start"] == feature_window("D1", 2)["window_start"]
+
+
+def test_a_device_still_silent_at_the_end_of_the_data_is_silent_there(policy):
+    quality = windows("D1", 4, range(0)) + windows("D2", 6, range(0))
+
+    assert tickets(quality, policy)["device_id"].tolist() == ["D1"]
+
+
+def test_windows_before_a_devices_first_reading_are_not_a_silence(policy):
+    """A device commissioned after the others started has no windows before its first."""
+    quality = windows("D1", 6, range(0)) + windows("D2", 6, range(0))[3:]
+
+    assert tickets(quality, policy).empty
