@@ -14,11 +14,14 @@
 from __future__ import annotations
 
 import gc
+import json
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -33,13 +36,57 @@ from refrig_assets.serving.service import ScoringService, TooLarge
 SCORE = "/v1/score"
 
 
+class NonFiniteAnswer(ValueError):
+    """An answer holding NaN or an infinity, which JSON cannot write (HTTP 500)."""
+
+
+_NULL = b"null"
+_JSON = "application/json"
+
+
+def _finite(value: Any, where: str = "answer") -> None:
+    """Raise :class:`NonFiniteAnswer` naming the first NaN or infinity in ``value``."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NonFiniteAnswer(f"the answer holds {value!r} at {where}: JSON has no such number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _finite(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _finite(item, f"{where}[{i}]")
+
+
+def answer_json(content: Any) -> bytes:
+    """The JSON text of an answer: the values the standard library's encoder writes (what
+    Starlette's JSONResponse sends: UTF-8, NaN refused), written by orjson, which takes a
+    100-device answer in a tenth of the time. orjson writes NaN and the infinities as ``null``:
+    an answer with a ``null`` in it is searched for them, and one found raises
+    :class:`NonFiniteAnswer` (the request fails with 500) instead of reaching the client as a
+    missing value. What orjson cannot write the same way (an integer beyond 64 bits, a key that
+    is not text, a type of its own) is written by the standard library as before."""
+    try:
+        text = orjson.dumps(content)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        try:
+            return json.dumps(
+                content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            ).encode("utf-8")
+        except ValueError:
+            _finite(content)  # names where
+            raise
+    if _NULL in text:
+        _finite(content)
+    return text
+
+
 def _score_body(
     service: ScoringService, body: bytes, content_type: str, kind: str | None, cause: bool
-) -> tuple[ScoreResult, dict[str, Any]]:
-    """Parse and score one request body; the result and its answer."""
+) -> tuple[ScoreResult, bytes]:
+    """Parse and score one request body; the result and its answer's JSON."""
     kind, table = service.parse(body, content_type, kind)
     result = service.score(kind, table, None, cause)
-    return result, result.as_dict()
+    return result, answer_json(result.as_dict())
 
 
 def create_app(
@@ -86,7 +133,7 @@ def create_app(
         """Score readings or windows of one or more devices (see the module docstring);
         ``cause=false`` leaves out the probable cause (its diagnosis reads the baselines)."""
         started = time.perf_counter()
-        status, content = 200, None
+        status, content, rendered = 200, None, None
         received = request.headers
         try:
             if service.single_user:  # nothing to look up
@@ -102,7 +149,7 @@ def create_app(
             body = await request.body()
             # parsing, scoring and the answer in one worker thread: each hand-over between the
             # event loop and a thread costs a small request a measurable share of its time
-            result, content = await run_in_threadpool(
+            result, rendered = await run_in_threadpool(
                 _score_body, service, body, received.get("content-type", ""), input, cause
             )
             if result.all_failed:
@@ -126,7 +173,9 @@ def create_app(
             scored=status not in (401, 403),
         )
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse(content, status_code=status, headers=headers)
+        if rendered is None:
+            rendered = answer_json(content)
+        return Response(rendered, status_code=status, headers=headers, media_type=_JSON)
 
     @app.get("/health")
     def health() -> JSONResponse:

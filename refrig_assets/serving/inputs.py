@@ -15,6 +15,7 @@ Precomputed windows (``device_features``) are checked column by column against t
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import weakref
 from dataclasses import dataclass
@@ -114,9 +115,9 @@ def table_from_records(records: Any, dataset: str) -> pa.Table:
     """A list of JSON objects as an Arrow table (columns: every key seen, in first-seen order)."""
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise reject(dataset, "malformed_body", f"'{dataset}' must be a list of objects")
-    names: dict[str, None] = {}
-    for r in records:
-        names.update(dict.fromkeys(r))
+    # every key seen, in first-seen order: one dict over all the keys (a dict per record cost a
+    # 100-device request milliseconds)
+    names = dict.fromkeys(itertools.chain.from_iterable(records))
     return pa.table({n: _column([r.get(n) for r in records]) for n in names})
 
 
