@@ -133,7 +133,8 @@ def create_app(
         """Score readings or windows of one or more devices (see the module docstring);
         ``cause=false`` leaves out the probable cause (its diagnosis reads the baselines)."""
         started = time.perf_counter()
-        status, content, rendered = 200, None, None
+        status, rendered = 200, None
+        content: dict[str, Any] | None = None
         received = request.headers
         try:
             if service.single_user:  # nothing to look up
