@@ -33,7 +33,7 @@ def serve(
 
     from refrig_assets.serving.app import create_app
     from refrig_assets.serving.service import ScoringService
-    from refrig_assets.serving.settings import load_serving_settings
+    from refrig_assets.serving.settings import load_serving_settings, uvicorn_options
 
     config = load_serving_settings()
     host = host or config.host
@@ -48,10 +48,5 @@ def serve(
         create_app(service, freeze_gc=True),
         host=host,
         port=port,
-        log_level="warning",
-        access_log=False,  # its lines are info, below the level logged: not even formatted
-        loop=config.server_loop,
-        http=config.server_http,
-        backlog=config.server_backlog,
-        timeout_keep_alive=int(config.server_keep_alive_seconds),
+        **uvicorn_options(config),
     )

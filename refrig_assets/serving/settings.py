@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from refrig_assets.core.config import load_config
 
@@ -42,6 +43,7 @@ class ServingSettings:
     server_http: str
     server_backlog: int
     server_keep_alive_seconds: float
+    server_access_log: bool
     features_in_memory_max_rows: int
 
 
@@ -83,7 +85,22 @@ def load_serving_settings() -> ServingSettings:
         server_http=server.choice("http", ("auto", "h11", "httptools")),
         server_backlog=server.number("backlog", minimum=1, integer=True),
         server_keep_alive_seconds=server.number("keep_alive_seconds", minimum=0),
+        server_access_log=server.flag("access_log"),
         features_in_memory_max_rows=cfg.section("features").number(
             "in_memory_max_rows", minimum=0, integer=True
         ),
     )
+
+
+def uvicorn_options(settings: ServingSettings) -> dict[str, Any]:
+    """How ``refrig serve`` runs uvicorn (``server`` in config/serving.yaml). Without the access
+    log only warnings and errors are logged; with it, a line per request (uvicorn writes those
+    at info level, so the level becomes info)."""
+    return {
+        "log_level": "info" if settings.server_access_log else "warning",
+        "access_log": settings.server_access_log,
+        "loop": settings.server_loop,
+        "http": settings.server_http,
+        "backlog": settings.server_backlog,
+        "timeout_keep_alive": int(settings.server_keep_alive_seconds),
+    }

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from refrig_assets.core.config import CONFIG_DIR
-from refrig_assets.serving.settings import load_serving_settings
+from refrig_assets.serving.settings import load_serving_settings, uvicorn_options
 
 
 @pytest.fixture
@@ -35,4 +35,19 @@ def test_the_server_settings_are_read_from_the_config(config_dir):
 def test_an_unknown_event_loop_is_refused_naming_the_key(config_dir):
     set_server(config_dir, loop="trio")
     with pytest.raises(Exception, match="loop"):
+        load_serving_settings()
+
+
+def test_the_access_log_is_off_unless_the_config_asks_for_it(config_dir):
+    quiet = uvicorn_options(load_serving_settings())
+    assert (quiet["access_log"], quiet["log_level"]) == (False, "warning")
+    set_server(config_dir, access_log=True)
+    logged = uvicorn_options(load_serving_settings())
+    # uvicorn writes its access lines at info level: logged only when the level is info
+    assert (logged["access_log"], logged["log_level"]) == (True, "info")
+
+
+def test_an_access_log_that_is_not_true_or_false_is_refused_naming_the_key(config_dir):
+    set_server(config_dir, access_log="sometimes")
+    with pytest.raises(Exception, match="access_log"):
         load_serving_settings()
