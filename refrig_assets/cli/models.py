@@ -88,7 +88,7 @@ def list_models() -> None:
     serving version is the one that really serves: artifacts are verified against their sha256,
     a corrupt version is marked CORRUPT, and an alias moved outside the gates is refused."""
     from refrig_assets.core.model_config import all_model_ids
-    from refrig_assets.lifecycle.integrity import resolve_serving
+    from refrig_assets.lifecycle.integrity import not_trained_reason, resolve_serving
     from refrig_assets.lifecycle.promotion import GATE_STATUS_TAG
     from refrig_assets.training.registry import CorruptArtifactError, RegistryError
 
@@ -118,6 +118,8 @@ def list_models() -> None:
             )
             for problem in problems:
                 typer.echo(f"  ! {problem}")
+            if not versions and (refused := not_trained_reason(lc.audit.events(model_id))):
+                typer.echo(f"  not trained: {refused}")
             for v in versions:
                 if v["version"] not in corrupt:
                     try:

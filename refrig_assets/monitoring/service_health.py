@@ -64,14 +64,24 @@ def alert_db_state(url: str) -> ComponentState:
     return probe("alert_db", check)
 
 
-def registry_state(registry: Any, model_ids: list[str]) -> ComponentState:
-    """The model registry answers, and which version each detector serves."""
+def registry_state(
+    registry: Any, model_ids: list[str], not_trained: dict[str, str] | None = None
+) -> ComponentState:
+    """The model registry answers, and which version each detector serves. ``not_trained``
+    (model → reason) names detectors whose training fitted nothing (a fleet too small for
+    them): shown as not trained, not as missing."""
+    not_trained = not_trained or {}
 
     def check() -> tuple[str, dict[str, Any]]:
         serving = {m: registry.production_version(m) for m in model_ids}
-        missing = sorted(m for m, v in serving.items() if v is None)
+        missing = sorted(m for m, v in serving.items() if v is None and m not in not_trained)
+        untrained = sorted(m for m, v in serving.items() if v is None and m in not_trained)
         detail = "reachable" + (f"; no production version: {', '.join(missing)}" if missing else "")
-        return detail, {"production_versions": serving}
+        detail += "".join(f"; {m} not trained ({not_trained[m]})" for m in untrained)
+        return detail, {
+            "production_versions": serving,
+            "not_trained": {m: not_trained[m] for m in untrained},
+        }
 
     return probe("registry", check)
 

@@ -7,13 +7,17 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
+from typer.testing import CliRunner
 
+from refrig_assets.cli import app
+from refrig_assets.console.health_endpoint import not_trained_models
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import load_model_config
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.lifecycle import audit as ev
 from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
+from refrig_assets.monitoring.service_health import registry_state
 from refrig_assets.simulator import SimulationConfig
 from refrig_assets.training.registry import ModelRegistry
 from tools.demos.lifecycle_demo import simulated_features
@@ -103,6 +107,16 @@ def test_a_fleet_smaller_than_min_samples_leaves_dbscan_visibly_not_trained(home
     (refusal,) = audit_events(MODEL)
     assert refusal.event == ev.NOT_TRAINED and refusal.reason == dbscan["not_trained"]
     assert refusal.gates == [{"setting": "hyperparameters.min_samples"}]
+    # the registry's health and `refrig models list` say it too
+    health = registry_state(
+        registry(), [MODEL, OTHER], not_trained_models([MODEL, OTHER], get_settings().alerts_db_url)
+    )
+    assert health.state == "ok"
+    assert f"{MODEL} not trained ({dbscan['not_trained']})" in health.detail
+    assert "no production version" not in health.detail
+    listed = CliRunner().invoke(app, ["models", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert f"not trained: {dbscan['not_trained']}" in listed.output
     checks = {e.check_name: e for e in trained.get_asset_check_evaluations()}
     if "training_is_current" in checks:  # the check runs with its asset when selected
         assert checks["training_is_current"].passed

@@ -21,7 +21,10 @@ def not_trained_scores(
     asset: str,
     resolution: ServingResolution,
 ) -> dg.MaterializeResult:
-    """Write ``asset``'s partition empty (contract-conformant) and say the model is not trained."""
+    """Write ``asset``'s partition empty (contract-conformant) and say the model is not trained.
+
+    No ``model_version`` in the metadata: no version scored (the health endpoint counts
+    scoring steps by it)."""
     contract = load_contract("model_scores")
     empty = contract.empty_frame()
     path = refrig.store.write(asset, context.partition_key, empty)
@@ -30,7 +33,6 @@ def not_trained_scores(
         metadata={
             **resolution.metadata(),
             "not_trained": resolution.not_trained or "",
-            "model_version": "",
             "windows_scored": 0,
             "written": True,
             "path": str(path),
