@@ -101,6 +101,10 @@ def evaluate_command(
             typer.echo(f"note: {w.message}", err=True)
     if "incidents" not in sources:
         typer.echo("incidents: none (device_incidents not materialized nor buildable)")
+    from refrig_assets.lifecycle.integrity import not_trained_models
+
+    for model_id, reason in not_trained_models(all_model_ids(), s.alerts_db_url).items():
+        typer.echo(f"{model_id}: no scores, not trained ({reason})")
     point_cols = ["source", *POINT_METRICS]
     event_cols = ["source", *EVENT_METRICS]
     typer.echo("\npoint-wise:\n" + metrics[point_cols].to_string(index=False, **fmt))

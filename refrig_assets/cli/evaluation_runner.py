@@ -25,7 +25,7 @@ def run_daily_scores_and_backtest(
         status = "ok" if result.success else "FAILED " + ",".join(failed)
         log(f"  {day}: daily scores {status}")
         for asset, reason in held.items():
-            log(f"    {asset} held: {reason.split(', more than')[0]}")
+            log(f"    {asset} {reason.split(', more than')[0]}")
         failures += failed
     backtest = dg.materialize(
         [defs.resolve_assets_def("detection_backtest")],
@@ -54,7 +54,7 @@ def _held(result) -> dict[str, str]:
         if event.is_step_materialization:
             mat = event.step_materialization_data.materialization
             if "held" in mat.metadata:
-                out[mat.asset_key.to_user_string()] = str(mat.metadata["held"].value)
+                out[mat.asset_key.to_user_string()] = f"held: {mat.metadata['held'].value}"
             elif str(getattr(mat.metadata.get("not_trained"), "value", "") or ""):
                 out[mat.asset_key.to_user_string()] = (
                     f"not trained: {mat.metadata['not_trained'].value}"

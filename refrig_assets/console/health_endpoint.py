@@ -110,22 +110,6 @@ def rollout_observations(model_id: str, versions: dict[str, Any]) -> list[Scorin
     ]
 
 
-def not_trained_models(model_ids: list[str], alerts_db_url: str) -> dict[str, str]:
-    """Detectors whose last training fitted nothing (model → reason), from the lifecycle audit
-    trail; none when the trail cannot be read (the registry probe reports what it can)."""
-    from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
-    from refrig_assets.lifecycle.integrity import not_trained_reason
-
-    trail = AuditTrail(lifecycle_db_url(alerts_db_url))
-    try:
-        reasons = {m: not_trained_reason(trail.events(m)) for m in model_ids}
-    except Exception:  # noqa: BLE001 - health reports; it never fails on one source
-        return {}
-    finally:
-        trail.close()
-    return {m: r for m, r in reasons.items() if r}
-
-
 def build_health(alerts_db_url: str) -> APIRouter:
     """The ``/health`` router over the configured Dagster instance, alert database and registry."""
     router = APIRouter(tags=["health"])
@@ -140,6 +124,8 @@ def build_health(alerts_db_url: str) -> APIRouter:
         model_ids = all_model_ids(settings.models_dir)
         components = [alert_db_state(alerts_db_url)]
         registry = ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir)
+        from refrig_assets.lifecycle.integrity import not_trained_models
+
         components.append(
             registry_state(registry, model_ids, not_trained_models(model_ids, alerts_db_url))
         )

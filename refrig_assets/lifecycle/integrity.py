@@ -62,6 +62,22 @@ def not_trained_reason(history: list[LifecycleEvent]) -> str | None:
     return None
 
 
+def not_trained_models(model_ids: list[str], alerts_db_url: str) -> dict[str, str]:
+    """Detectors whose last training fitted nothing (model → reason), from the lifecycle audit
+    trail (``REFRIG_LIFECYCLE_DB_URL``, else the alert database); none when it cannot be read
+    (a report that lists them never fails on it)."""
+    from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
+
+    trail = AuditTrail(lifecycle_db_url(alerts_db_url))
+    try:
+        reasons = {m: not_trained_reason(trail.events(m)) for m in model_ids}
+    except Exception:  # noqa: BLE001 - a report of what it can read
+        return {}
+    finally:
+        trail.close()
+    return {m: r for m, r in reasons.items() if r}
+
+
 @dataclass
 class ServingResolution:
     """What serves one model now, and why not what should have."""

@@ -10,13 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from refrig_assets.cli import app
-from refrig_assets.console.health_endpoint import not_trained_models
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import load_model_config
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.lifecycle import audit as ev
 from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
+from refrig_assets.lifecycle.integrity import not_trained_models
 from refrig_assets.monitoring.service_health import registry_state
 from refrig_assets.simulator import SimulationConfig
 from refrig_assets.training.registry import ModelRegistry
