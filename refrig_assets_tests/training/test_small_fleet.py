@@ -121,6 +121,15 @@ def test_a_fleet_smaller_than_min_samples_leaves_dbscan_visibly_not_trained(home
     if "training_is_current" in checks:  # the check runs with its asset when selected
         assert checks["training_is_current"].passed
 
+    # the promotion gates have nothing to judge, and say why
+    gated = execute(home, "train_and_promote", [f"{MODEL}_canary", f"{MODEL}_promotion"])
+    assert gated.success
+    canary = metadata(gated, f"{MODEL}_canary")
+    assert canary["candidate"] == "none"
+    assert canary["summary"] == f"not trained ({dbscan['not_trained']}): nothing to promote"
+    assert all(e.passed for e in gated.get_asset_check_evaluations())
+    assert metadata(gated, f"{MODEL}_promotion")["promoted"] is False
+
     daily = execute(home, "daily_scoring", [f"{MODEL}_scores"], partition=DAY)
     assert daily.success
     scores = metadata(daily, f"{MODEL}_scores")

@@ -25,6 +25,7 @@ from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.audit import ROLLOUT_STARTED
 from refrig_assets.lifecycle.canary import CRITERIA, canary_markdown, canary_plot
 from refrig_assets.lifecycle.gates import ABSOLUTE, VS_CHAMPION, GateReport
+from refrig_assets.lifecycle.integrity import not_trained_models
 from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.lifecycle.promotion import (
     GATE_STATUS_TAG,
@@ -143,6 +144,10 @@ def build_canary_asset(config: ModelConfig) -> dg.AssetsDefinition:
         if picked is None:
             path.unlink(missing_ok=True)
             why = "no candidate awaiting promotion"
+            if refrig.registry.latest_version(model_id) is None:
+                refused = not_trained_models([model_id], refrig.settings.alerts_db_url)
+                if model_id in refused:
+                    why = f"not trained ({refused[model_id]}): nothing to promote"
             return dg.MaterializeResult(
                 metadata={"candidate": "none", "summary": why},
                 check_results=[_check(name, c, [], why) for c in check_names],
