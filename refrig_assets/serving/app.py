@@ -44,6 +44,22 @@ _NULL = b"null"
 _JSON = "application/json"
 
 
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` holds a NaN or an infinity anywhere (no path kept: this runs on every
+    answer with a ``null``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
 def _finite(value: Any, where: str = "answer") -> None:
     """Raise :class:`NonFiniteAnswer` naming the first NaN or infinity in ``value``."""
     if isinstance(value, float):
@@ -75,8 +91,8 @@ def answer_json(content: Any) -> bytes:
         except ValueError:
             _finite(content)  # names where
             raise
-    if _NULL in text:
-        _finite(content)
+    if _NULL in text and _non_finite(content):
+        _finite(content)  # raises, naming where
     return text
 
 
