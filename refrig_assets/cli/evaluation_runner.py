@@ -21,7 +21,7 @@ def run_daily_scores_and_backtest(
             raise_on_error=False,
         )
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
-        held = _held(result)
+        held = held_assets(result)
         status = "ok" if result.success else "FAILED " + ",".join(failed)
         log(f"  {day}: daily scores {status}")
         for asset, reason in held.items():
@@ -47,8 +47,8 @@ def run_daily_scores_and_backtest(
     return failures
 
 
-def _held(result) -> dict[str, str]:
-    """Assets of a run that were held (not scored) and why."""
+def held_assets(result) -> dict[str, str]:
+    """Assets of a run that were held (not scored) or are not trained, and why."""
     out = {}
     for event in result.all_events:
         if event.is_step_materialization:

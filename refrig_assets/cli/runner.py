@@ -405,6 +405,10 @@ def run_pipeline(
         f"  trained {', '.join(training_assets)} on {train_keys[0]}..{train_keys[-1]}: "
         f"{'ok' if result.success else 'FAILED'}"
     )
+    from refrig_assets.cli.evaluation_runner import held_assets
+
+    for asset, why in held_assets(result).items():  # a detector the fleet is too small for
+        log(f"    {asset} {why}")
     score = [a.replace("_model", "_scores") for a in hourly_models]
     try:
         failures += score_hours(defs, instance, keys, per_run, score, log, stream)
