@@ -6,6 +6,7 @@ the fleet has grown, the next training trains it normally."""
 from datetime import UTC, datetime
 
 import dagster as dg
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -174,3 +175,39 @@ def test_once_the_fleet_has_grown_the_next_training_trains_it(home):
     scores = metadata(daily, f"{MODEL}_scores")
     assert scores["not_trained"] == "" and scores["model_version"] == version
     assert scores["windows_scored"] > 0
+
+
+def test_a_not_trained_detectors_empty_scores_neither_add_nor_remove_agreement():
+    from refrig_assets.alerts.generation import generate_alerts
+
+    start = pd.Timestamp("2026-01-01T10:00Z")
+    registry = pd.DataFrame({"device_id": ["d1"], "site_id": ["site-1"], "cohort": ["reach_in"]})
+    previous = pd.DataFrame(
+        columns=["device_id", "top_contributors", "alert_created_at", "suppressed"]
+    )
+
+    def flagged(model: str) -> dict:
+        return {
+            "device_id": "d1",
+            "window_start": start,
+            "window_end": start + pd.Timedelta(minutes=15),
+            "model_id": model,
+            "model_version": "1",
+            "granularity": "device",
+            "anomaly_score": 0.9,
+            "anomaly_flag": True,
+            "top_contributors": "current_compressor",
+            "contributor_detail": "current_compressor_max 3.1σ above this device's baseline",
+            "confidence": 1.0,
+            "scored_at": start,
+        }
+
+    scored = pd.DataFrame([flagged("statistical_baseline"), flagged("isolation_forest")])
+    skipped = load_contract("model_scores").empty_frame().assign(model_id=MODEL)
+    alone = generate_alerts(scored, registry, previous, HOURS[10], "run-1")
+    beside = generate_alerts(
+        pd.concat([scored, skipped], ignore_index=True), registry, previous, HOURS[10], "run-1"
+    )
+    columns = ["alert_id", "severity", "models_flagging", "max_score", "model_versions"]
+    pd.testing.assert_frame_equal(alone[columns], beside[columns])
+    assert beside["models_flagging"].tolist() == [2]
