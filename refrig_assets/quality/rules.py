@@ -499,8 +499,11 @@ def _device_pass(
     order: the pass's order guard holds in each device range and the ranges follow one another
     in the file.
 
-    False (nothing left behind) when the hour has copies of a reading, whose kept copy the
-    clean rows need the stored pass to tell, or when the ranges overlap in the file.
+    The copies of a reading (``is_dup``, every one after the first) are among the readings
+    kept; the devices that have any are counted again without them
+    (:func:`_recount_copied_devices`) and their first copies join ``good_rows``, so an hour
+    with copies is cleaned from its file as well, after one pass. False (nothing left behind)
+    when the ranges overlap in the file.
     """
     eq = [f"eq_{c.name}" for c in sensors]
     marked = " OR ".join(["is_dup", *eq])
@@ -514,9 +517,9 @@ def _device_pass(
         f"count(*) FILTER (flag_mask & {out_of_range} <> 0 AND {_out_of_range(c)}) AS o_{c.name}"
         for c in ranged
     ]
+    device_aggs = [*_device_hour_aggs(contract), *counts]
     aggs = [
-        *_device_hour_aggs(contract),
-        *counts,
+        *device_aggs,
         "min(pos) AS first_pos",
         "max(pos) AS last_pos",
         "count(*) FILTER (is_dup) AS n_dups",
@@ -538,20 +541,62 @@ def _device_pass(
     ).fetchall()
     held = [(lo, hi) for _, _, lo, hi in spans if lo is not None]
     apart = all(hi < lo for (_, hi), (lo, _) in zip(held, held[1:], strict=False))
-    if any(dups for _, dups, _, _ in spans) or not apart:
+    if not apart:
         for table in tables:
             con.execute(f"DROP TABLE {table}")
         return False
     every = " UNION ALL ".join(f"SELECT * EXCLUDE (marks, n_dups) FROM {t}" for t in tables)
+    copied = any(dups for _, dups, _, _ in spans)
+    if copied:
+        every = _recount_copied_devices(con, rows, tables, every, device_aggs, row_mask)
     con.execute(f"CREATE OR REPLACE TEMP TABLE device_hour AS {every}")
     unnested = " UNION ALL ".join(
         f"SELECT device_id, unnest(marks, recursive := true) FROM {t}" for t in tables
     )
     columns = ", ".join(["device_id", *fields])
     con.execute(f"CREATE OR REPLACE TEMP TABLE good_rows AS SELECT {columns} FROM ({unnested})")
+    if copied:
+        # the kept copy of each copied reading, for the copies' quarantine entries and places
+        unmarked = ", ".join(f"FALSE AS eq_{c.name}" for c in sensors)
+        con.execute(
+            f"INSERT INTO good_rows BY NAME SELECT device_id, ts, pos, FALSE AS is_dup, "
+            f"source_file, source_row{', ' + unmarked if unmarked else ''} FROM kept_rows k "
+            "WHERE EXISTS (SELECT 1 FROM good_rows d WHERE d.is_dup "
+            "AND d.device_id = k.device_id AND d.ts = k.ts) "
+            "AND NOT EXISTS (SELECT 1 FROM good_rows g WHERE NOT g.is_dup "
+            "AND g.device_id = k.device_id AND g.ts = k.ts)"
+        )
+        con.execute("DROP TABLE kept_rows")
     for table in tables:
         con.execute(f"DROP TABLE {table}")
     return True
+
+
+def _recount_copied_devices(
+    con: duckdb.DuckDBPyConnection,
+    rows: str,
+    tables: list[str],
+    every: str,
+    device_aggs: list[str],
+    row_mask: str,
+) -> str:
+    """SQL of ``device_hour`` from the device pass's ``every`` with the devices that have
+    copies of a reading counted again on their kept readings alone (each reading's first copy
+    in the file, which is the stored pass's kept one: the file is in the pass's order), into
+    ``kept_rows``. Their first and last places stay those of all their rows, copies included.
+    No order is needed here, so the copied devices' rows are found by a join."""
+    copied = " UNION ALL ".join(f"SELECT device_id FROM {t} WHERE n_dups > 0" for t in tables)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE kept_rows AS SELECT *, CAST({row_mask} AS BIGINT) AS "
+        f"flag_mask FROM ({rows}) WHERE device_id IN ({copied}) "
+        "QUALIFY row_number() OVER (PARTITION BY device_id, ts ORDER BY pos) = 1"
+    )
+    recount = f"SELECT device_id, {', '.join(device_aggs)} FROM kept_rows GROUP BY device_id"
+    return (
+        f"SELECT * FROM ({every}) WHERE device_id NOT IN ({copied}) UNION ALL "
+        f"SELECT r.*, d.first_pos, d.last_pos FROM ({recount}) r JOIN ({every}) d "
+        "ON d.device_id = r.device_id"
+    )
 
 
 def _clean_rows_sql(
@@ -560,7 +605,8 @@ def _clean_rows_sql(
     """The clean rows straight from ``source`` (the hour's file with ``file_row_number``, in
     its own order), after :func:`_device_pass`: each row's own flags (``row_mask``) and those
     the whole-hour rules found (``marks``: flag and the places in the file it marks, as SQL),
-    looked up by place in a bit string per flag (no join, which would reorder the rows)."""
+    looked up by place in a bit string per flag (no join, which would reorder the rows). The
+    places marked :data:`DROPPED` (the copies of a reading) are left out."""
     last = con.execute("SELECT max(last_pos) FROM device_hour").fetchall()[0][0]
     terms = [f"({row_mask})"]
     for flag, places in marks if last is not None else []:  # none in an hour without rows
@@ -570,24 +616,31 @@ def _clean_rows_sql(
         )
         if con.execute(f"SELECT getvariable('{name}') IS NULL").fetchall()[0][0]:
             continue  # nothing marked
-        terms.append(
-            f"(CASE WHEN get_bit(getvariable('{name}'), CAST(file_row_number AS INTEGER)) = 1 "
-            f"THEN {flag_bit(flag)} ELSE 0 END)"
-        )
+        placed = f"get_bit(getvariable('{name}'), CAST(file_row_number AS INTEGER)) = 1"
+        if flag == DROPPED:
+            where = f"({where}) AND NOT {placed}"
+        else:
+            terms.append(f"(CASE WHEN {placed} THEN {flag_bit(flag)} ELSE 0 END)")
     return (
         f"SELECT *, CAST({' | '.join(terms)} AS BIGINT) AS quality_mask FROM {source} WHERE {where}"
     )
 
 
+DROPPED = "COPY"  # the places of _marked_places that are not clean rows
+
+
 def _marked_places(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     """After :func:`_device_pass` and the whole-hour rules: SQL of the places in the file of
-    the readings each joined flag marks (stuck runs by reading; unit suspects and unregistered
-    devices by device, whose rows lie between its first and last place)."""
+    the readings each joined flag marks (stuck runs and kept copies by reading; unit suspects
+    and unregistered devices by device, whose rows lie between its first and last place), and
+    of the copies (:data:`DROPPED`). A reading with copies is placed at its first copy, the
+    kept one: the copies come after it in the file."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE reading_places AS "
+        "SELECT device_id, ts, min(pos) AS pos FROM ("
         "SELECT device_id, ts, pos FROM good_rows "
-        "UNION SELECT device_id, prev_ts, prev_pos FROM good_rows WHERE prev_pos IS NOT NULL "
-        "UNION SELECT device_id, first_ts, first_pos FROM device_hour"
+        "UNION ALL SELECT device_id, prev_ts, prev_pos FROM good_rows WHERE prev_pos IS NOT NULL "
+        "UNION ALL SELECT device_id, first_ts, first_pos FROM device_hour) GROUP BY device_id, ts"
     )
     stuck = "SELECT DISTINCT device_id, ts FROM stuck"
     found, placed = con.execute(
@@ -611,6 +664,12 @@ def _marked_places(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
         ),
         ("UNIT_SUSPECT", devices("unit_suspect")),
         ("UNREGISTERED_DEVICE", devices("unregistered")),
+        (
+            "DUPLICATE",
+            "SELECT p.pos FROM copied c JOIN reading_places p "
+            "ON p.device_id = c.device_id AND p.ts = c.ts",
+        ),
+        (DROPPED, "SELECT pos FROM good_rows WHERE is_dup"),
     ]
 
 
@@ -653,8 +712,8 @@ def clean_hour(
     :func:`_previous_rows_in_ranges`); ``source`` must then be a relation other cursors of
     ``con`` can read (not a temporary view or a registered frame). Needs the flags in place.
     ``positions``: the rows of ``source`` carry their place in the hour's Parquet file
-    (``file_row_number``). With the flags in place, an hour in order without copies of a
-    reading is then cleaned without storing its rows (see :func:`_device_pass`): the clean
+    (``file_row_number``). With the flags in place, an hour in order is then cleaned
+    without storing its rows (see :func:`_device_pass`): the clean
     rows stream from the file, the same rows in the same order.
     """
     rules = rules or quality_rules()

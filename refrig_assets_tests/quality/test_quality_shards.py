@@ -394,14 +394,17 @@ def test_row_flags_read_off_the_pass_mask_are_those_the_joined_query_finds(hours
     assert counts["sensor_flags"][("OUT_OF_RANGE", "temperature_condenser")] == 0
 
 
-def test_an_hour_in_order_without_copies_is_cleaned_from_its_file_as_from_stored_rows(
-    hours, tmp_path, monkeypatch
+@pytest.mark.parametrize("copies", [False, True], ids=["without-copies", "with-copies"])
+def test_an_hour_in_order_is_cleaned_from_its_file_as_from_stored_rows(
+    hours, tmp_path, monkeypatch, copies
 ):
-    """An hour in (device_id, ts) order without copies of a reading (what ingestion writes for
-    one landing file) is cleaned without storing its rows: the clean rows stream from the file,
-    flagged by place. Two hours (a stuck run carried across them, an unregistered device, a
-    device in the wrong unit, values out of range, dropouts, late rows, unreadable rows) give
-    the same partitions, quarantine and counts as the stored rows, in shards and ranges."""
+    """An hour in (device_id, ts) order (what ingestion writes for one landing file) is cleaned
+    without storing its rows: the clean rows stream from the file, flagged by place. Two hours
+    (a stuck run carried across them, an unregistered device, a device in the wrong unit,
+    values out of range, dropouts, late rows, unreadable rows; and, with copies, a device
+    delivered twice and copies of stuck readings, of a device's first reading and of the
+    file's last one) give the same partitions, quarantine and counts as the stored rows, in
+    shards and ranges."""
     import refrig_assets.quality.rules as rules_module
     import refrig_assets.quality.shards as shards_module
 
@@ -419,8 +422,16 @@ def test_an_hour_in_order_without_copies_is_cleaned_from_its_file_as_from_stored
         typed = pq.read_table(source.path("sensor_readings", key)).to_pandas()
         typed = typed.sort_values(keyed, na_position="first", kind="stable", ignore_index=True)
         read = typed["read_error"].isna() & typed["device_id"].notna()
-        copies = read & typed.where(read).duplicated(["device_id", "ts"])
-        typed = typed[~copies].reset_index(drop=True)
+        if copies:  # a stuck device's first, middle and last readings delivered again
+            stuck = typed.index[typed["device_id"] == "zz-unregistered"]
+            again = typed.loc[[stuck[0], stuck[len(stuck) // 2], stuck[-1]]].copy()
+            again["source_row"] += 10_000
+            typed = pd.concat([typed, again]).sort_values(
+                keyed, na_position="first", kind="stable", ignore_index=True
+            )
+        else:
+            copied = read & typed.where(read).duplicated(["device_id", "ts"])
+            typed = typed[~copied].reset_index(drop=True)
         row = typed["source_row"].where(typed["device_id"] != "zz-unregistered", 1)
         typed.loc[row % 7 == 0, "temperature_evaporator"] = 999.0
         typed.loc[row % 13 == 0, "vibration_compressor"] = None
@@ -449,7 +460,9 @@ def test_an_hour_in_order_without_copies_is_cleaned_from_its_file_as_from_stored
     assert stored_calls and all(stored_calls)  # the shards asked for the streamed way
     flags = expected[0].flag_counts
     shown = ("STUCK_SENSOR", "UNREGISTERED_DEVICE", "UNIT_SUSPECT", "OUT_OF_RANGE", "LATE")
-    assert min(flags[f] for f in (*shown, "SENSOR_DROPOUT")) > 0 and flags["DUPLICATE"] == 0
+    assert min(flags[f] for f in (*shown, "SENSOR_DROPOUT")) > 0
+    assert (flags["DUPLICATE"] > 0) == copies
+    assert (expected[1].flag_counts["DUPLICATE"] > 0) == copies
     assert expected[1].flag_counts["STUCK_SENSOR"] > 0
     assert "unparsable_value" in set(expected[0].quarantine["rule"])
     for shards, ranges in [(1, 1), (1, 3), (2, 2)]:
