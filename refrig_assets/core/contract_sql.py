@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import Contract
+from refrig_assets.core.device_ranges import device_cuts, in_range_sql, threads
 
 
 def relation_columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
@@ -206,18 +207,29 @@ def repeated_keys(con: duckdb.DuckDBPyConnection, relation: str, key: list[str])
 
     Datasets written sorted by their key (clean readings, features) are checked in one ordered
     pass: rows in key order with no two neighbours equal hold every key once. Anything else —
-    rows out of order, equal neighbours, a NULL in the key — is counted by grouping."""
+    rows out of order, equal neighbours, a NULL in the key — is counted by grouping.
+
+    A key led by ``device_id`` over a Parquet file sorted by device is passed in device-id
+    ranges side by side (one per DuckDB thread, cut at row groups; an ordered pass runs on one
+    thread): the ranges hold different devices, so each in key order without equal neighbours
+    means every key once, as the whole pass would find."""
     prev = [f"lag({k}) OVER () AS _prev_{i}" for i, k in enumerate(key)]
     before = "FALSE"
     for i in reversed(range(len(key))):
         before = f"({key[i]} < _prev_{i} OR ({key[i]} = _prev_{i} AND {before}))"
     same = " AND ".join(f"{k} = _prev_{i}" for i, k in enumerate(key))
     has_null = " OR ".join(f"{k} IS NULL" for k in key)
-    out_of_order, repeats, nulls = con.execute(
-        f"SELECT count_if({before}), count_if({same}), count_if({has_null}) "
-        f"FROM (SELECT {', '.join(key)}, {', '.join(prev)} FROM {relation})"
-    ).fetchall()[0]
-    if not (out_of_order or repeats or nulls):
+    path = parquet_file_of(con, relation) if key[0] == "device_id" else None
+    cuts = device_cuts(path, threads(con), nulls=True) if path is not None else []
+    ranges = [in_range_sql(cuts, k) for k in range(len(cuts) + 1)] if cuts else ["TRUE"]
+    found = con.execute(
+        " UNION ALL ".join(
+            f"SELECT count_if({before}), count_if({same}), count_if({has_null}) "
+            f"FROM (SELECT {', '.join(key)}, {', '.join(prev)} FROM {relation} WHERE {where})"
+            for where in ranges
+        )
+    ).fetchall()
+    if not any(any(counts) for counts in found):
         return 0
     return con.execute(
         f"SELECT count(*) FROM (SELECT 1 FROM {relation} GROUP BY {', '.join(key)} "

@@ -150,3 +150,33 @@ def test_repeated_keys_are_counted_whatever_the_row_order(keys, repeated):
     con = duckdb.connect()
     con.register("rows", pd.DataFrame({"device_id": keys, "n": range(len(keys))}))
     assert repeated_keys(con, "rows", ["device_id"]) == repeated
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [("a", 1), ("a", 2), ("b", 1), ("b", 2), ("c", 1), ("d", 1), ("d", 2), ("e", 1)],
+        [("a", 1), ("a", 2), ("b", 1), ("b", 1), ("c", 1), ("d", 1), ("d", 2), ("e", 1)],
+        [("a", 1), ("a", 2), ("b", 2), ("b", 1), ("c", 1), ("d", 1), ("d", 2), ("d", 2)],
+        [("a", 2), ("a", 1), ("b", 1), ("c", 1), ("c", 3), ("c", 2), ("d", 1), ("e", 1)],
+        [("a", 1), ("a", 2), ("a", 1), ("b", 1), ("c", 1), ("c", 2), ("c", 1), ("e", 1)],
+    ],
+    ids=["sorted", "repeat-next-to-itself", "repeat-at-the-end", "unsorted-unique", "far-apart"],
+)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_repeated_keys_of_a_file_sorted_by_device_are_counted_in_device_ranges(
+    rows, threads, tmp_path
+):
+    """A file sorted by device id in several row groups is checked in device ranges side by
+    side: the count is the same as the whole file's, repeats next to each other or not."""
+    from refrig_assets.core.device_ranges import device_cuts
+
+    frame = pd.DataFrame(rows, columns=["device_id", "ts"])
+    path = tmp_path / "rows.parquet"
+    frame.to_parquet(path, index=False, row_group_size=2)
+    con = duckdb.connect()
+    con.execute(f"SET threads = {threads}")
+    con.execute(f"CREATE VIEW keyed AS SELECT * FROM read_parquet('{path}')")
+    assert bool(device_cuts(path, threads, nulls=True)) == (threads > 1)  # really in ranges
+    repeated = int(frame.duplicated(keep=False).groupby([frame.device_id, frame.ts]).any().sum())
+    assert repeated_keys(con, "keyed", ["device_id", "ts"]) == repeated
