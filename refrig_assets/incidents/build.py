@@ -355,10 +355,11 @@ def _silent_sensors(quality: pd.DataFrame, reporting: np.ndarray) -> pd.Series:
     return names[names.ne("")]
 
 
-def _with_missing_windows(quality: pd.DataFrame) -> pd.DataFrame:
+def _with_missing_windows(quality: pd.DataFrame, still_silent: set[str]) -> pd.DataFrame:
     """``quality`` plus an empty row (no reading) for each window of the fleet's that a device
     which reported earlier has no row in: a device that sends nothing has no feature window at
-    all, and is silent there. Windows before a device's first row are not its (it may be new)."""
+    all, and is silent there. Windows before a device's first row are not its (it may be new),
+    except for ``still_silent`` devices (an open communications ticket), silent since before."""
     starts = _utc(quality["window_start"])
     grid = pd.Series(
         _utc(quality["window_end"]).to_numpy(), index=pd.DatetimeIndex(starts.to_numpy())
@@ -368,6 +369,10 @@ def _with_missing_windows(quality: pd.DataFrame) -> pd.DataFrame:
     rows = pd.DataFrame({"device_id": ids.to_numpy(), "window_start": starts.to_numpy()})
     rows = rows.drop_duplicates()
     counts = rows.groupby("device_id")["window_start"].agg(["size", "min"])
+    if still_silent:
+        counts = counts.reindex(counts.index.union(sorted(still_silent)))
+        counts["size"] = counts["size"].fillna(0)
+        counts.loc[sorted(still_silent), "min"] = grid.index[0]
     later = grid.index.to_numpy()[None, :] >= counts["min"].to_numpy()[:, None]
     short = counts[counts["size"].to_numpy() < later.sum(axis=1)]
     if short.empty:
@@ -393,14 +398,29 @@ def _with_missing_windows(quality: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([quality, empty.reindex(columns=quality.columns)], ignore_index=True)
 
 
+def _still_silent(open_incidents: pd.DataFrame | None) -> set[str]:
+    """Devices whose communications ticket (a silent device's) is still open: silent since
+    before the build's windows, so they may have no row in any of them."""
+    if open_incidents is None or open_incidents.empty or "track" not in open_incidents:
+        return set()
+    hit = open_incidents["track"].eq(f"{SENSOR_TRACK}:SILENT") & open_incidents["status"].isin(
+        _OPEN_STATUSES
+    )
+    return set(open_incidents.loc[hit, "device_id"].dropna().astype(str))
+
+
 def _quality_signals(
-    quality: pd.DataFrame | None, devices: pd.DataFrame | None, policy: IncidentPolicy
+    quality: pd.DataFrame | None,
+    devices: pd.DataFrame | None,
+    policy: IncidentPolicy,
+    still_silent: set[str] | None = None,
 ) -> pd.DataFrame:
-    """One signal per device window and sensor-health flag (its own ticket track)."""
+    """One signal per device window and sensor-health flag (its own ticket track);
+    ``still_silent``: devices whose communications ticket is open."""
     if quality is None or quality.empty:
         return _empty_signals()
     tickets = policy.sensor_tickets
-    q = numbered(_with_missing_windows(quality))  # no copy when already numbered
+    q = numbered(_with_missing_windows(quality, still_silent or set()))  # no copy if numbered
     bits = _flag_bits(q, tickets.flags)
     bits["SILENT"] = _silent(q, policy)
     named = pd.Series(dtype=object)
@@ -935,7 +955,7 @@ def build_incidents(
     )
     frames = [
         device_signals,
-        _quality_signals(quality, devices, policy),
+        _quality_signals(quality, devices, policy, _still_silent(open_incidents)),
         _site_signals(quality, devices, policy),
         _site_alert_signals(device_signals, causes, policy),
     ]

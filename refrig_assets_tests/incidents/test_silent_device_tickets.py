@@ -113,3 +113,55 @@ def test_windows_before_a_devices_first_reading_are_not_a_silence(policy):
     quality = windows("D1", 6, range(0)) + windows("D2", 6, range(0))[3:]
 
     assert tickets(quality, policy).empty
+
+
+def test_a_device_silent_for_longer_than_the_look_back_keeps_its_ticket_open(policy):
+    """Hours later the silent device has no row anywhere in the build's windows: its open
+    communications ticket goes on rather than closing as if the device were back."""
+    first = build_incidents(
+        None,
+        diagnoses(()),
+        quality=pd.DataFrame(windows("D1", 4, range(0)) + windows("D2", 6, range(0))),
+        policy=policy,
+        causes=CAUSES,
+    ).incidents
+    later = [feature_window("D2", i) for i in range(8, 12)]
+    end = feature_window("D2", 11)["window_end"]
+
+    result = build_incidents(
+        None,
+        diagnoses(()),
+        quality=pd.DataFrame(later),
+        policy=policy,
+        open_incidents=first,
+        as_of=end,
+        causes=CAUSES,
+    ).incidents
+
+    ticket = result[result["device_id"].eq("D1")]
+    assert ticket["incident_id"].tolist() == first["incident_id"].tolist()
+    assert ticket[["status", "cause"]].values.tolist() == [["OPEN", "communications_loss"]]
+    assert ticket.iloc[0]["last_window_end"] == end
+
+
+def test_a_device_back_after_its_silence_closes_its_ticket(policy):
+    first = build_incidents(
+        None,
+        diagnoses(()),
+        quality=pd.DataFrame(windows("D1", 4, range(0)) + windows("D2", 6, range(0))),
+        policy=policy,
+        causes=CAUSES,
+    ).incidents
+    back = [feature_window(d, i) for d in ("D1", "D2") for i in range(8, 12)]
+
+    result = build_incidents(
+        None,
+        diagnoses(()),
+        quality=pd.DataFrame(back),
+        policy=policy,
+        open_incidents=first,
+        as_of=feature_window("D2", 11)["window_end"],
+        causes=CAUSES,
+    ).incidents
+
+    assert result.loc[result["device_id"].eq("D1"), "status"].tolist() == ["RESOLVED"]
