@@ -333,9 +333,12 @@ class Detector(ABC):
         index = features.index if rows is None else features.index[rows]
         return pd.DataFrame(columns, index=index, copy=False)
 
-    def _prepared_columns(self, features: pd.DataFrame) -> tuple[dict[str, Any], Any]:
+    def _prepared_columns(
+        self, features: pd.DataFrame, plain: bool = False
+    ) -> tuple[dict[str, Any], Any]:
         """:meth:`prepare`'s columns (arrays) and the positions of the rows kept (``None``:
-        all of them)."""
+        all of them). ``plain``: columns of a numpy dtype as the numpy arrays themselves (what
+        :class:`FewRows` holds) rather than pandas' array around them."""
         spec = self.config.settings.get("running_share") or {}
         share_col, floor = spec.get("column"), float(spec.get("min", 0.0) or 0.0)
         needed = [*META_COLUMNS, *self.input_columns]
@@ -349,7 +352,11 @@ class Detector(ABC):
         # partition holds one copy of its rows, as a selection of them would.
         columns = {}
         for col in needed:
-            values = features[col].array
+            series = features[col]
+            if plain and isinstance(series.dtype, np.dtype):
+                values = series.to_numpy()
+            else:
+                values = series.array
             columns[col] = values.copy() if rows is None else values.take(rows)
         log_units = set(self.config.settings.get("log_scale_units") or [])
         for col in self.input_columns:
@@ -442,7 +449,7 @@ class Detector(ABC):
         :meth:`prepare` takes, no frame built around them or the answer); other rows, or a
         model with rows of its own (:meth:`rows`), go through :meth:`score`'s frames."""
         if type(self).rows is Detector.rows:
-            columns, _ = self._prepared_columns(features)
+            columns, _ = self._prepared_columns(features, plain=True)
             rows = FewRows(columns)
             if rows.numeric(self.input_columns) and (len(rows) < 2 or _in_order(rows)):
                 return self._scored(rows, None)

@@ -42,7 +42,7 @@ from refrig_assets.ingestion.landing.readers import (
 from refrig_assets.quality.rules import clean_hour, quality_rules
 from refrig_assets.serving.small_batch import clean_rows
 from refrig_assets.serving.typed_rows import remember_schema, typed_rows
-from refrig_assets.serving.window_features import window_features
+from refrig_assets.serving.window_features import window_features, window_frame
 
 REQUEST = "request"  # the source_file of a request's readings in messages
 # Quarantine rules that do not make a request invalid: the batch path keeps these rows too
@@ -477,17 +477,22 @@ def small_batch_windows(
     if clean is None:
         return None
     sql = _clean_feature_sql(contract, cadence_seconds)
+    features = None
     if clean.num_rows <= in_memory_max_rows:
         schema = _feature_schema(con, sql, clean.schema)
-        columns = window_features(clean, cadence_seconds=cadence_seconds, readings=contract)
-        found = pa.table(columns).cast(schema)
+        # the frame straight from the numpy windows: the cast table's to_pandas, in order, UTC
+        features = window_frame(clean, schema, cadence_seconds=cadence_seconds, readings=contract)
+        if features is None:
+            columns = window_features(clean, cadence_seconds=cadence_seconds, readings=contract)
+            found = pa.table(columns).cast(schema)
     else:
         con.register("request_clean_rows", clean)
         try:
             found = _arrow(con, f"SELECT * FROM {_feature_view(con, sql)}")
         finally:
             con.unregister("request_clean_rows")
-    features = _own_windows(found.to_pandas(), None)
+    if features is None:
+        features = _own_windows(found.to_pandas(), None)
     if len(rels) == 1 or features.empty:  # a lone request: every window is its own
         return features, np.zeros(len(features), np.int64)
     request_of = dict(

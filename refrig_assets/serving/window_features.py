@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -27,6 +29,7 @@ from refrig_assets.core.contracts import Contract, load_contract
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.features.windows import expected_readings_per_window, window_minutes
 from refrig_assets.quality.rules import quality_flag_names
+from refrig_assets.serving.memo import LastDerived
 
 US = 1_000_000
 
@@ -155,6 +158,104 @@ def window_features(
     (device_id, ts) with one reading per key — :func:`refrig_assets.serving.small_batch.clean_rows`'
     form — as Arrow arrays, one row per (device, window) in that order: what
     ``feature_sql(source, cadence_seconds=...)`` gives for them."""
+    columns: dict[str, pa.Array] = {}
+    for name, data in _window_values(clean, cadence_seconds, readings, features).items():
+        if name in ("window_start", "window_end"):
+            columns[name] = pa.array(data, pa.timestamp("us", tz="UTC"))
+        elif isinstance(data, np.ndarray) and data.dtype.kind in "biuf":
+            columns[name] = pa.array(data, from_pandas=data.dtype.kind == "f")
+        else:
+            columns[name] = pa.array(data, pa.string())
+    return columns
+
+
+# Arrow types the request's frame is built for directly, as the pandas dtype ``to_pandas``
+# gives a column of that type without nulls (an integer column with nulls is float64 there).
+_FRAME_TYPES = {
+    pa.float64(): "float64",
+    pa.int64(): "int64",
+    pa.string(): "object",
+    pa.timestamp("us", tz="UTC"): "time",
+}
+
+
+def _frame_plan(schema: pa.Schema) -> tuple[tuple[str, str], ...] | None:
+    """(column, kind) of each field of ``schema`` (``None``: a type the direct form does not
+    build)."""
+    plan = tuple((f.name, _FRAME_TYPES.get(f.type, "")) for f in schema)
+    return None if any(not kind for _, kind in plan) else plan
+
+
+# The plan of the last schema seen: the service hands every request the same schema object.
+_FRAME_PLAN: LastDerived[pa.Schema, tuple[tuple[str, str], ...] | None] = LastDerived(_frame_plan)
+
+
+def window_frame(
+    clean: pa.Table,
+    schema: pa.Schema,
+    *,
+    cadence_seconds: int | None = None,
+    readings: Contract | None = None,
+    features: Contract | None = None,
+) -> pd.DataFrame | None:
+    """:func:`window_features` cast to ``schema`` (the feature SQL's types) as the pandas frame
+    ``Table.to_pandas`` makes of it, window bounds in UTC — in batch files' form: rows in
+    (device, window start) order, a fresh index — built from the numpy windows without the
+    Arrow table, its cast and its conversion (most of a small request's feature time).
+    ``None`` where a column's type or values are not ones this form reproduces exactly (a type
+    other than double, bigint, text or UTC microseconds; a fraction cast to bigint): the caller
+    then takes the Arrow path, which casts (or refuses) them itself."""
+    plan = _FRAME_PLAN(schema)
+    values = _window_values(clean, cadence_seconds, readings, features)
+    if plan is None or list(values) != [name for name, _ in plan]:
+        return None
+    data: dict[str, Any] = {}
+    for name, kind in plan:
+        found = values[name]
+        if kind == "time":
+            data[name] = pd.DatetimeIndex(
+                np.asarray(found, np.int64).view("M8[us]"), tz="UTC"
+            ).array
+        elif kind == "object":
+            if isinstance(found, np.ndarray) and found.dtype != object:
+                return None
+            column = np.empty(len(found), object)
+            column[:] = list(found)
+            if not all(isinstance(v, str) for v in column):
+                return None
+            data[name] = column
+        elif not isinstance(found, np.ndarray) or found.dtype.kind not in "iuf":
+            return None
+        elif kind == "float64":
+            data[name] = found.astype(np.float64)
+        elif found.dtype.kind in "iu":
+            data[name] = found.astype(np.int64)
+        else:  # a bigint computed as floats (a count that may be NULL): nulls make it float64
+            missing = np.isnan(found)
+            if not np.array_equal(found[~missing], np.trunc(found[~missing])):
+                return None
+            whole = found + 0.0  # a cast through bigint has no -0.0
+            data[name] = whole if missing.any() else whole.astype(np.int64)
+    # Clean rows come sorted by device and time (clean_rows' form), so the windows are in
+    # order. The arrays are already what a frame holds (1-d numpy, a DatetimeArray), so the
+    # frame is made without DataFrame(dict)'s per-column checks, which cost a request's few
+    # windows more than computing them (pandas < 3; tests hold it equal to to_pandas).
+    return pd.DataFrame._from_arrays(
+        list(data.values()),
+        columns=pd.Index(list(data)),
+        index=pd.RangeIndex(len(next(iter(data.values()))) if data else 0),
+        verify_integrity=False,
+    )
+
+
+def _window_values(
+    clean: pa.Table,
+    cadence_seconds: int | None,
+    readings: Contract | None,
+    features: Contract | None,
+) -> dict[str, Any]:
+    """The ``device_features`` columns of :func:`window_features` as numpy arrays (window
+    bounds as epoch microseconds, device ids and flags as text)."""
     readings = readings or load_contract("sensor_readings")
     features = features or load_contract("device_features")
     wmin = window_minutes(None, cadence_seconds)
@@ -242,19 +343,18 @@ def window_features(
     )
 
     first = bucket[g.starts]
-    columns: dict[str, pa.Array] = {}
+    columns: dict[str, Any] = {}
     for col in features.columns:
         name = col.name
         if name == "device_id":
-            columns[name] = pa.array(devices[g.starts], pa.string())
+            columns[name] = devices[g.starts]
         elif name in ("window_start", "window_end"):
             start = first if name == "window_start" else first + wsec
-            columns[name] = pa.array(start * US, pa.timestamp("us", tz="UTC"))
+            columns[name] = start * US
         elif name == "quality_flags":
-            columns[name] = pa.array(_flag_text(masks), pa.string())
+            columns[name] = _flag_text(masks)
         elif name in out:
-            data = np.asarray(out[name])
-            columns[name] = pa.array(data, from_pandas=data.dtype.kind == "f")
+            columns[name] = np.asarray(out[name])
         else:
             raise ValueError(f"device_features column {name!r} has no feature definition")
     return columns

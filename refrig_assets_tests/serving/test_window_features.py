@@ -24,7 +24,7 @@ from refrig_assets.serving.inputs import (
     small_batch_features,
 )
 from refrig_assets.serving.small_batch import clean_rows
-from refrig_assets.serving.window_features import window_features
+from refrig_assets.serving.window_features import window_features, window_frame
 from refrig_assets.simulator import FleetSimulator, SimulationConfig
 
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
@@ -104,12 +104,25 @@ def memory_windows(clean: pa.Table, features: Contract, schema: pa.Schema) -> pd
     return pa.table(columns).cast(schema).to_pandas()
 
 
+def assert_same_frame(clean: pa.Table, features: Contract, schema: pa.Schema) -> None:
+    """The frame built straight from the numpy windows is exactly the cast Arrow table's
+    ``to_pandas`` with the bounds in UTC: same values, dtypes and time units."""
+    expected = memory_windows(clean, features, schema)
+    for column in ("window_start", "window_end"):
+        expected[column] = expected[column].dt.tz_convert("UTC")
+    found = window_frame(clean, schema, cadence_seconds=60, features=features)
+    assert found is not None
+    pd.testing.assert_frame_equal(found, expected, check_exact=True)
+    assert found.dtypes.to_dict() == expected.dtypes.to_dict()
+
+
 def assert_same_windows(clean: pa.Table, features: Contract) -> pd.DataFrame:
     expected = sql_windows(clean, features)
     schema = pa.Table.from_pandas(expected, preserve_index=False).schema
     found = memory_windows(clean, features, schema)
     assert len(found) == len(expected) > 0
     pd.testing.assert_frame_equal(found, expected, **TOLERANCE)
+    assert_same_frame(clean, features, schema)
     return found
 
 
@@ -247,3 +260,28 @@ def test_the_request_path_gives_the_same_windows_below_and_above_the_threshold(s
     )
     for mine, theirs in zip(many, by_sql, strict=True):
         pd.testing.assert_frame_equal(mine, theirs, **TOLERANCE)
+
+
+def test_the_request_frame_has_the_feature_sql_types_without_arrow():
+    """The service's schema (DuckDB's types of the feature SQL: bigint counts that may be NULL,
+    microsecond UTC bounds) gives the frame the Arrow path gives, on windows with and without
+    a NULL count; a type the direct form does not build is left to the Arrow path."""
+    con = connect()
+    con.register("clean", clean_of(random_request(2), ["dev-0"]))
+    schema = (
+        con.execute(f"SELECT * FROM ({feature_sql('clean', cadence_seconds=60)}) LIMIT 0")
+        .to_arrow_table()
+        .schema
+    )
+    assert schema.field("defrost_count").type == pa.int64()
+    unknown = random_request(3)
+    unknown = unknown[unknown["device_id"] == "dev-0"].assign(device_id="dev-z")
+    unknown["current_compressor"] = np.nan  # no state known: NULL counts
+    both = pd.concat([random_request(2), unknown])
+    for frame in (random_request(2), unknown, both):
+        clean = clean_of(frame, ["dev-0"])
+        assert_same_frame(clean, FEATURES, schema)
+    nulls = window_frame(clean_of(unknown, ["dev-0"]), schema, cadence_seconds=60)
+    assert nulls is not None and nulls["defrost_count"].isna().any()
+    odd = schema.set(schema.get_field_index("duty_cycle"), pa.field("duty_cycle", pa.float32()))
+    assert window_frame(clean_of(random_request(2), ["dev-0"]), odd, cadence_seconds=60) is None
