@@ -188,3 +188,27 @@ def test_dagster_runs_are_measured_on_the_instance_refrig_pipeline_run_uses(tmp_
         assert instance.root_directory == str(tmp_path)
     finally:
         instance.dispose()
+
+
+def test_a_step_counts_the_threads_of_its_process_that_want_a_core():
+    """``busy_threads`` counts the process's threads running or waiting for a core, the one
+    that counts not included: none while the others sleep, at least one while a thread hashes
+    outside the GIL."""
+    import hashlib
+    import threading
+
+    assert min(steps.StepResources._runnable() for _ in range(20)) == 0
+    stop = threading.Event()
+    block = bytes(1 << 22)
+
+    def hash_until_stopped() -> None:
+        while not stop.is_set():
+            hashlib.sha256(block).digest()  # releases the GIL for large inputs
+
+    worker = threading.Thread(target=hash_until_stopped)
+    worker.start()
+    try:
+        assert max(steps.StepResources._runnable() for _ in range(200)) >= 1
+    finally:
+        stop.set()
+        worker.join()

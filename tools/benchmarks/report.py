@@ -227,6 +227,9 @@ def _row(name: str, result: StepResult) -> str:
     if r.get("steps") and name == "hourly_total":
         slowest = sorted(r["steps"].items(), key=lambda kv: -kv[1])[:4]
         notes.append(", ".join(f"{k} {v:.1f}" for k, v in slowest))
+    busy = [s.get("busy_threads") for s in (r.get("step_resources") or {}).values()]
+    if len(busy) == 1 and busy[0] is not None:
+        notes.append(f"{busy[0]:.1f} threads busy")
     if not result.ok:
         notes.append(f"FAILED: {(result.error or '').splitlines()[0][:80]}")
     step_cpu = r.get("cpu_s")

@@ -199,7 +199,10 @@ class StepResources:
     """CPU seconds (all threads of this process) and peak resident memory of each Dagster step
     of an in-process run: every event passes through the instance, and the steps of an
     in-process run execute one after the other, so a step's figures are those between its
-    STEP_START and its end. RSS is polled from ``/proc/self/statm``."""
+    STEP_START and its end. RSS is polled from ``/proc/self/statm``; with it, how many of the
+    process's threads are running or waiting for a core (``busy_threads``, the mean over the
+    step, the sampling thread itself not counted): a demand for cores that the machine's load
+    does not change, so a step near 1 on a 2-core machine has a serial part to look at."""
 
     def __init__(self, instance):
         import os
@@ -210,6 +213,7 @@ class StepResources:
         self._current: str | None = None
         self._cpu = 0.0
         self._peak = 0
+        self._busy: list[int] = []
         self._done = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
@@ -225,9 +229,25 @@ class StepResources:
         with open("/proc/self/statm") as fh:
             return int(fh.read().split()[1]) * self.page
 
+    @staticmethod
+    def _runnable() -> int:
+        """Threads of this process in state R (running or runnable), this one excluded."""
+        import os
+
+        busy = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as fh:
+                    busy += fh.read().rsplit(")", 1)[1].split()[0] == "R"
+            except OSError:  # the thread ended
+                continue
+        return busy - 1
+
     def _sample(self) -> None:
         while not self._done.wait(0.1):
             self._peak = max(self._peak, self._rss())
+            if self._current is not None:
+                self._busy.append(self._runnable())
 
     def _on_event(self, event) -> None:
         dagster_event = getattr(event, "dagster_event", None)
@@ -236,12 +256,14 @@ class StepResources:
         kind = dagster_event.event_type_value
         if kind == "STEP_START":
             self._current, self._cpu, self._peak = dagster_event.step_key, time.process_time(), 0
-            self._peak = self._rss()
+            self._peak, self._busy = self._rss(), []
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and self._current == dagster_event.step_key:
             self._peak = max(self._peak, self._rss())
+            busy = list(self._busy)
             self.steps[dagster_event.step_key] = {
                 "cpu_s": round(time.process_time() - self._cpu, 2),
                 "peak_rss_mb": round(self._peak / 2**20),
+                "busy_threads": round(sum(busy) / len(busy), 2) if busy else None,
             }
             self._current = None
 
