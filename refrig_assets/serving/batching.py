@@ -64,7 +64,9 @@ class Batcher:
             if not self._slots.acquire(timeout=0.01):
                 continue
             try:
-                batch = self._take()
+                # answered by another request's pass while waiting for the slot: return now and
+                # leave the next pass to a request still waiting (else this answer waits a pass)
+                batch = [] if job.done.is_set() else self._take()
                 if batch:
                     self._run(batch)
             finally:

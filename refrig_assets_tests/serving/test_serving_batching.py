@@ -154,6 +154,42 @@ def test_a_failing_pass_fails_its_requests_and_frees_its_runner(readings):
     assert batcher.submit(table) == table.num_rows
 
 
+def test_a_request_whose_answer_is_ready_never_computes_another_pass_first(readings):
+    """A waiting request can be answered by another request's pass; it then returns at once,
+    leaving the next pass to a request still waiting (else its answer would wait a pass)."""
+    owner: dict[int, int] = {}  # thread → the request it sent
+    computed: set[int] = set()
+    late: list[int] = []
+
+    def compute(tables: list[pa.Table], context: object) -> list[int]:
+        mine = owner[threading.get_ident()]
+        if mine in computed:
+            late.append(mine)
+        time.sleep(0.002)
+        computed.update(int(t.schema.metadata[b"request"]) for t in tables)
+        return [t.num_rows for t in tables]
+
+    batcher = Batcher(compute, max_requests=10, runners=1)
+    devices = sorted(readings)[:8]
+    answers: dict[int, int] = {}
+
+    def client(k: int) -> None:
+        for n in range(15):
+            request = k * 100 + n
+            owner[threading.get_ident()] = request
+            table = readings[devices[k]].replace_schema_metadata({"request": str(request)})
+            answers[request] = batcher.submit(table)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(len(devices))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert len(answers) == 8 * 15
+    assert late == []
+
+
 def _without_timings(answer: dict) -> dict:
     return {
         **answer,
