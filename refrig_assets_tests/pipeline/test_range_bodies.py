@@ -131,8 +131,18 @@ def test_features_of_a_range_in_one_pass_equal_one_run_per_hour(tmp_path, monkey
                 assert v == pytest.approx(expected[k]), (asset, hour, k)
             else:
                 assert v == expected[k], (asset, hour, k)
+    hours = hour_keys(START, HOURS)
+    checked_at_once = f"hours in order; contract checks over {HOURS} hours at once"
+    # hour 2's repeated readings fail its sensor_readings check (a warning): so do the hours
+    # together, and each hour is checked alone
+    checked_alone = (
+        "hours in order; contract checks hour by hour: the check of the hours together failed"
+    )
     assert modes == {
-        ("device_features", k): f"one pass over {HOURS} hours" for k in hour_keys(START, HOURS)
+        **{("sensor_readings", k): checked_alone for k in hours},
+        **{("device_features", k): f"one pass over {HOURS} hours" for k in hours},
+        **{("clean_readings", k): checked_at_once for k in hours},
+        **{("quarantined_readings", k): checked_at_once for k in hours},
     }
     quarantine = per_hour["quarantined_readings"]
     assert quarantine["rule"].nunique() >= 2  # the untypable row and the duplicated readings
@@ -202,3 +212,126 @@ def test_hours_whose_clean_files_differ_in_types_are_computed_hour_by_hour(tmp_p
     for hour in hours:
         expected = write_features(sources[hour.key], ParquetStore(tmp_path / "hourly"), hour.key)
         pd.testing.assert_frame_equal(pd.read_parquet(hour.path), pd.read_parquet(expected))
+
+
+def checks_of_hours(tmp_path, hours):
+    """range_contract_checks of ``hours`` ((clean file, quarantine rows)) and each hour's
+    hour_contract_checks alone."""
+    from refrig_assets.core.duck import connect
+    from refrig_assets.defs.quality.assets import hour_contract_checks, range_contract_checks
+
+    with connect() as con:
+        together = range_contract_checks(con, hours)
+        alone = [hour_contract_checks(con, path, q) for path, q in hours]
+    return together, alone
+
+
+def quarantined(source_file: str, rows: list[int]):
+    from refrig_assets.quality.rules import quarantine_frame
+
+    return quarantine_frame(
+        [
+            {
+                "source_file": source_file,
+                "row": r,
+                "column": "ts",
+                "rule": "unparsable_value",
+                "value": "x",
+                "message": "not a time",
+                "device_id": "a",
+                "ts": None,
+            }
+            for r in rows
+        ]
+    )
+
+
+def test_contract_checks_of_a_range_equal_each_hour_checked_alone(tmp_path):
+    first, second = tmp_path / "h0.parquet", tmp_path / "h1.parquet"
+    clean_file(first, ["a", "a", "b"])
+    clean_file(second, ["a", "b", "b"], hour=1)
+    hours = [(first, quarantined("f0.csv", [3])), (second, quarantined("f1.csv", [1, 2]))]
+
+    together, alone = checks_of_hours(tmp_path, hours)
+
+    assert [checks for checks, _ in together] == alone
+    assert all(c.passed for checks in alone for c in checks)
+    assert {mode for _, mode in together} == {
+        "hours in order; contract checks over 2 hours at once"
+    }
+
+
+def test_a_key_repeated_in_two_hours_fails_neither_hour_when_each_is_checked_alone(tmp_path):
+    """Each hour's clean key and the quarantine key (file, row, rule) are unique within the
+    hour: the same ones in two hours fail the hours together, so each is checked alone."""
+    first, second = tmp_path / "h0.parquet", tmp_path / "h1.parquet"
+    clean_file(first, ["a", "b"])
+    clean_file(second, ["a", "b"])  # the same (device_id, ts) as the first hour
+    hours = [(first, quarantined("f.csv", [1])), (second, quarantined("f.csv", [1]))]
+
+    together, alone = checks_of_hours(tmp_path, hours)
+
+    assert [checks for checks, _ in together] == alone
+    assert all(c.passed for checks in alone for c in checks)
+    assert {mode for _, mode in together} == {
+        "hours in order; contract checks hour by hour: the check of the hours together failed"
+    }
+
+
+def test_a_failing_hour_of_a_range_fails_alone_with_its_own_findings(tmp_path):
+    from refrig_assets.core.contracts import load_contract
+
+    first, second = tmp_path / "h0.parquet", tmp_path / "h1.parquet"
+    clean_file(first, ["a", "b"])
+    rows = clean_file(second, ["a", "b"], hour=1)
+    required = next(c.name for c in load_contract("clean_readings").columns if not c.nullable)
+    rows.loc[1, required] = None
+    rows.to_parquet(second)
+    hours = [(first, quarantined("f0.csv", [])), (second, quarantined("f1.csv", [4]))]
+
+    together, alone = checks_of_hours(tmp_path, hours)
+
+    assert [checks for checks, _ in together] == alone
+    assert alone[0][0].passed and not alone[1][0].passed
+    assert alone[1][0].metadata["failures"].value == 1
+
+
+def test_a_range_body_records_the_hours_written_before_one_that_raises_then_fails():
+    from refrig_assets.defs.shared.ranges import written_in_groups
+
+    def write(key: str) -> str:
+        if key == "h2":
+            raise OSError("landing zone gone")
+        return key
+
+    given: list[str] = []
+    hours = written_in_groups(
+        ["h0", "h1", "h2", "h3"],
+        write,
+        lambda hour: 1,
+        lambda group: ((hour, []) for hour in group),
+    )
+    with pytest.raises(OSError, match="landing zone gone"):
+        for key, _ in hours:
+            given.append(key)
+
+    assert given == ["h0", "h1"]
+
+
+def test_a_range_body_gives_each_group_of_hours_once_its_rows_fill_the_memory_budget():
+    from refrig_assets.defs.shared import ranges
+    from refrig_assets.engines.memory import load_memory_budget
+
+    budget = load_memory_budget()
+    one_shard = budget.memory_budget_mb * 2**20 // budget.reading_bytes  # readings
+    rows = {"h0": one_shard - 10, "h1": 1000, "h2": 10, "h3": 10}
+    groups: list[list[str]] = []
+
+    def results(group):
+        groups.append(list(group))
+        return ((hour, []) for hour in group)
+
+    given = [k for k, _ in ranges.written_in_groups(list(rows), str, rows.__getitem__, results)]
+
+    assert given == list(rows)
+    assert groups == [["h0", "h1"], ["h2", "h3"]]

@@ -1,19 +1,27 @@
 """Assets reading the outside world: ``sensor_readings`` (landing zone) and ``device_registry``."""
 
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from refrig_assets.core.contracts import load_contract
-from refrig_assets.core.duck import sql_str
+from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.ranges import (
+    RANGE_MODE,
+    checks_at_once,
     hour_by_hour,
     hour_connection,
     in_range,
     per_range,
     range_backfill_policy,
+    written_in_groups,
 )
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.defs.shared.schema_checks import (
@@ -29,7 +37,7 @@ from refrig_assets.ingestion.device_registry import (
     load_registry_policy,
     registry_findings,
 )
-from refrig_assets.ingestion.landing.hours import LandingListing, hour_readings
+from refrig_assets.ingestion.landing.hours import HourReadings, LandingListing, hour_readings
 from refrig_assets.ingestion.landing.index import LandingIndex, landing_index_path
 from refrig_assets.ingestion.settings import load_ingestion_settings
 
@@ -125,7 +133,7 @@ def device_registry(refrig: RefrigResource) -> dg.MaterializeResult:
     kinds={"parquet", "duckdb"},
     backfill_policy=range_backfill_policy(),
 )
-@hour_by_hour
+@hour_by_hour(ranged=lambda context, keys, refrig: readings_range(context, keys, refrig))
 def sensor_readings(
     context: dg.AssetExecutionContext, refrig: RefrigResource
 ) -> dg.MaterializeResult:
@@ -139,7 +147,6 @@ def sensor_readings(
     # step, not here: ingestion is little more than the COPY below, which keeps the cores busy.
     s = refrig.settings
     key = context.partition_key
-    window = context.partition_time_window
     index = per_range(
         context, "landing_index", lambda: LandingIndex(landing_index_path(s)), LandingIndex.save
     )
@@ -153,45 +160,102 @@ def sensor_readings(
     )
     with hour_connection(context) as con:
         hold_to_budget(con, spill_dir=refrig.store.root / SPILL_DIR)
-        hour = hour_readings(
-            con,
-            s.landing_dir,
-            window.start,
-            window.end,
-            key,
-            contract,
-            index,
-            previous=refrig.store.path("sensor_readings", key),
-            authoritative=load_ingestion_settings().authoritative,
-            listing=listing,
-            scan_together_files=refrig.engine != "spark",  # Spark translates one file's SQL
-        )
-        if refrig.engine == "spark":  # the files' rows typed by Spark executors
-            from refrig_assets.engines.spark_hourly import write_hour_sql
-
-            path = refrig.store.path("sensor_readings", key)
-            write_hour_sql(refrig.spark, con, hour.sql, path)
-        else:
-            path = refrig.store.write_from_duckdb("sensor_readings", key, con, hour.sql)
-        index.record_hour(key, hour.considered, datetime.now(UTC))
+        hour = hour_written(refrig, con, key, index, listing)
         if not in_range(context):
             index.save()
-        con.execute(
-            f"CREATE OR REPLACE VIEW readings AS SELECT * FROM read_parquet({sql_str(str(path))}) "
-            "WHERE source_row >= 0"
-        )
-        rows, late, unreadable = con.execute(
-            "SELECT count(*), count(*) FILTER (late_arrival), "
-            "count(*) FILTER (read_error IS NOT NULL) FROM readings"
-        ).fetchall()[0]
-        contract_result = sql_contract_check(
-            con,
-            "readings",
-            "sensor_readings",
-            contract,
-            range_exempt_sql="TRUE",  # out-of-range values are flagged downstream, not errors
-            severity=dg.AssetCheckSeverity.WARN,
-        )
+        contract_result = readings_contract_check(con, [hour.path])
+    return hour_result(
+        context, refrig, hour, contract_result, schema_check(context, "sensor_readings", contract)
+    )
+
+
+@dataclass(frozen=True)
+class ReadHour:
+    """One hour's typed readings as written: the landing selection, the file and its counts."""
+
+    key: str
+    hour: HourReadings
+    path: Path
+    rows: int
+    late: int
+    unreadable: int
+
+
+def hour_written(
+    refrig: RefrigResource,
+    con: duckdb.DuckDBPyConnection,
+    key: str,
+    index: LandingIndex,
+    listing: LandingListing | None,
+) -> ReadHour:
+    """Gather hour ``key``'s readings from the landing zone, write them as its partition and
+    record in ``index`` which file versions it read."""
+    s = refrig.settings
+    window = hourly_partitions.time_window_for_partition_key(key)
+    contract = load_contract("sensor_readings")
+    hour = hour_readings(
+        con,
+        s.landing_dir,
+        window.start,
+        window.end,
+        key,
+        contract,
+        index,
+        previous=refrig.store.path("sensor_readings", key),
+        authoritative=load_ingestion_settings().authoritative,
+        listing=listing,
+        scan_together_files=refrig.engine != "spark",  # Spark translates one file's SQL
+    )
+    if refrig.engine == "spark":  # the files' rows typed by Spark executors
+        from refrig_assets.engines.spark_hourly import write_hour_sql
+
+        path = refrig.store.path("sensor_readings", key)
+        write_hour_sql(refrig.spark, con, hour.sql, path)
+    else:
+        path = refrig.store.write_from_duckdb("sensor_readings", key, con, hour.sql)
+    index.record_hour(key, hour.considered, datetime.now(UTC))
+    rows, late, unreadable = con.execute(
+        f"SELECT count(*), count(*) FILTER (late_arrival), "
+        f"count(*) FILTER (read_error IS NOT NULL) FROM {_readings(path)}"
+    ).fetchall()[0]
+    return ReadHour(key, hour, path, int(rows), int(late), int(unreadable))
+
+
+def _readings(path: Path) -> str:
+    return f"(SELECT * FROM read_parquet({sql_str(str(path))}) WHERE source_row >= 0)"
+
+
+def readings_contract_check(
+    con: duckdb.DuckDBPyConnection, paths: list[Path]
+) -> dg.AssetCheckResult:
+    """``sensor_readings_contract`` of the readings in ``paths`` (file notices left out)."""
+    files = [sql_str(str(p)) for p in paths]
+    source = files[0] if len(files) == 1 else f"[{', '.join(files)}]"
+    con.execute(
+        f"CREATE OR REPLACE VIEW readings AS SELECT * FROM read_parquet({source}) "
+        "WHERE source_row >= 0"
+    )
+    return sql_contract_check(
+        con,
+        "readings",
+        "sensor_readings",
+        load_contract("sensor_readings"),
+        range_exempt_sql="TRUE",  # out-of-range values are flagged downstream, not errors
+        severity=dg.AssetCheckSeverity.WARN,
+    )
+
+
+def hour_result(
+    context: dg.AssetExecutionContext,
+    refrig: RefrigResource,
+    read: ReadHour,
+    contract_result: dg.AssetCheckResult,
+    schema: dg.AssetCheckResult,
+    mode: str | None = None,
+) -> dg.MaterializeResult:
+    """The materialization of one hour's readings with its check results (``mode``: how a
+    ranged step computed the hour)."""
+    key, hour, rows = read.key, read.hour, read.rows
     rejected = hour.rejected
     for r in rejected:
         context.log.warning(f"landing file rejected [{r.rule}]: {r.message}")
@@ -211,15 +275,16 @@ def sensor_readings(
         context.log.warning(readings)
     return dg.MaterializeResult(
         metadata={
-            "rows": int(rows),
+            "rows": rows,
             "files": len(hour.files),
             "retained_files": len(hour.retained),
             "rejected_files": len(rejected),
-            "late_rows": int(late),
-            "rows_with_read_errors": int(unreadable),
-            "landing_dir": str(s.landing_dir),
-            "path": str(path),
-            **contract_version_metadata(contract),
+            "late_rows": read.late,
+            "rows_with_read_errors": read.unreadable,
+            "landing_dir": str(refrig.settings.landing_dir),
+            "path": str(read.path),
+            **contract_version_metadata(load_contract("sensor_readings")),
+            **({} if mode is None else {RANGE_MODE: mode}),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -235,9 +300,55 @@ def sensor_readings(
                 },
             ),
             contract_result,
-            schema_check(context, "sensor_readings", contract),
+            schema,
         ],
     )
+
+
+def readings_range(context: dg.AssetExecutionContext, keys: list[str], refrig: RefrigResource):
+    """The range body of ``sensor_readings``: the hours of ``keys`` gathered in order from one
+    listing of the landing zone (each written as its own partition, as hour by hour), their
+    contract check run once over a group of hours (the readings of the hours together pass
+    only when every hour's do: each probe counts failing rows, and a key repeated in an hour is
+    repeated in the hours together); or why the range runs hour by hour."""
+    if refrig.engine != "duckdb":
+        return f"the {refrig.engine} engine types one hour at a time"
+    return _readings_hours(context, keys, refrig)
+
+
+def _readings_hours(
+    context: dg.AssetExecutionContext, keys: list[str], refrig: RefrigResource
+) -> Iterator[tuple[str, list[dg.MaterializeResult]]]:
+    s = refrig.settings
+    contract = load_contract("sensor_readings")
+    index = LandingIndex(landing_index_path(s))
+    listing = LandingListing.scan(s.landing_dir, contract, index)
+    # every hour of the range compares with the materialization before it
+    schema = schema_check(context, "sensor_readings", contract)
+    with closing(connect()) as con:
+        hold_to_budget(con, spill_dir=refrig.store.root / SPILL_DIR)
+        try:
+            yield from written_in_groups(
+                keys,
+                lambda key: hour_written(refrig, con, key, index, listing),
+                lambda hour: hour.rows,
+                lambda group: _group_results(context, refrig, con, group, schema),
+            )
+        finally:
+            index.save()
+
+
+def _group_results(context, refrig, con, group: list[ReadHour], schema):
+    paths = [hour.path for hour in group]
+    checked = checks_at_once(
+        group,
+        paths,
+        lambda: readings_contract_check(con, paths),
+        lambda hour: readings_contract_check(con, [hour.path]),
+        lambda check: check.passed,
+    )
+    for hour, (check, mode) in zip(group, checked, strict=True):
+        yield hour.key, [hour_result(context, refrig, hour, check, schema, mode)]
 
 
 defs = dg.Definitions(assets=[device_registry, sensor_readings])

@@ -42,9 +42,75 @@ import duckdb
 from refrig_assets.core.backfill import hours_per_run
 from refrig_assets.core.duck import connect
 from refrig_assets.defs.shared.event_log import log_check_evaluations
+from refrig_assets.engines.memory import load_memory_budget
 
 T = TypeVar("T")
 RANGE_STATE = "_refrig_range_state"
+
+
+def parquet_columns(path) -> tuple[tuple[str, str], ...]:
+    """A Parquet file's column names and types, to tell whether a range's files can be read as
+    one relation (nullability left out: DuckDB writes a column without NULLs as required)."""
+    import pyarrow.parquet as pq
+
+    return tuple((f.name, str(f.type)) for f in pq.read_schema(path))
+
+
+def written_in_groups(
+    keys: list[str],
+    write: Callable[[str], T],
+    rows: Callable[[T], int],
+    results: Callable[[list[T]], HourResults],
+) -> HourResults:
+    """A range body's loop: each hour of ``keys`` written in order (``write(key)``), and the
+    results of a group of written hours (``results(group)``) given once the group's rows would
+    need more than one memory shard (config/performance.yaml), after the last hour, and, when
+    an hour raises, for the hours written before it (as their own runs would record them)
+    before the error goes on."""
+    budget = load_memory_budget()
+    group: list[T] = []
+    try:
+        for key in keys:
+            group.append(write(key))
+            if budget.shards_for(sum(rows(hour) for hour in group)) > 1:
+                yield from results(group)
+                group = []
+    except Exception:
+        yield from results(group)
+        raise
+    yield from results(group)
+
+
+def checks_at_once(
+    hours: list[T],
+    files: list[Any],
+    together: Callable[[], Any],
+    alone: Callable[[T], Any],
+    passed: Callable[[Any], bool],
+) -> list[tuple[Any, str]]:
+    """Each of ``hours``' contract check results, as ``alone(hour)`` gives them, with how they
+    were found (the hour's ``range_mode``).
+
+    The check of the hours' ``files`` read as one relation, ``together()``, passes only when
+    every hour's would: each contract probe counts failing rows, and a key repeated within an
+    hour is repeated in the hours together. A passing check's result names no rows, so it is
+    then every hour's result; otherwise (a failure, files of other columns or types) each hour
+    is checked alone."""
+    found, why = None, "one hour"
+    if len(hours) > 1:
+        why = "the hours' files differ in columns or types"
+        if len({parquet_columns(p) for p in files}) == 1:
+            why = "the check of the hours together failed"
+            try:
+                found = together()
+            except duckdb.Error as e:
+                why = f"the hours together could not be checked: {e}"
+    if found is not None and passed(found):
+        return [(found, f"hours in order; contract checks over {len(hours)} hours at once")] * len(
+            hours
+        )
+    mode = f"hours in order; contract checks hour by hour: {why}"
+    return [(alone(hour), mode) for hour in hours]
 
 
 def range_backfill_policy() -> dg.BackfillPolicy:
