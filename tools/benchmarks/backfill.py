@@ -6,7 +6,8 @@ simulates a fleet into a fresh project home and backfills every hour in this pro
 ``--train-hours``, then scores → alerts → incidents → status over all hours, in Dagster runs of
 ``--hours-per-run`` hours (default: config/backfill.yaml; each step loops over the run's hours,
 see refrig_assets/defs/shared/ranges.py; device_features computes a run's hours in one pass,
-refrig_assets/features/ranged.py). It reports the measured wall time and CPU seconds of
+refrig_assets/features/ranged.py; sensor_readings and clean_readings check a run's hours' contracts
+at once). It reports the measured wall time and CPU seconds of
 each phase with the load average, nothing extrapolated.
 
 ``--hours-per-run 1`` is one Dagster run per hour (the hourly schedule's way); then each run's
