@@ -355,46 +355,61 @@ def _silent_sensors(quality: pd.DataFrame, reporting: np.ndarray) -> pd.Series:
     return names[names.ne("")]
 
 
+def _ns(column: pd.Series) -> np.ndarray:
+    """UTC nanoseconds of a timestamp column, without a Timestamp per value."""
+    return _utc(column).values.astype("datetime64[ns]").view("int64")
+
+
 def _with_missing_windows(quality: pd.DataFrame, still_silent: set[str]) -> pd.DataFrame:
     """``quality`` plus an empty row (no reading) for each window of the fleet's that a device
     which reported earlier has no row in: a device that sends nothing has no feature window at
     all, and is silent there. Windows before a device's first row are not its (it may be new),
     except for ``still_silent`` devices (an open communications ticket), silent since before."""
-    starts = _utc(quality["window_start"])
-    grid = pd.Series(
-        _utc(quality["window_end"]).to_numpy(), index=pd.DatetimeIndex(starts.to_numpy())
-    )
-    grid = grid[~grid.index.duplicated()].sort_index()
-    ids = quality["device_id"].astype(str)
-    rows = pd.DataFrame({"device_id": ids.to_numpy(), "window_start": starts.to_numpy()})
-    rows = rows.drop_duplicates()
-    counts = rows.groupby("device_id")["window_start"].agg(["size", "min"])
+    at = _ns(quality["window_start"])
+    grid = np.sort(pd.unique(at))
+    win = np.searchsorted(grid, at)
+    # Device codes without hashing every id twice; the still-silent ones appended after.
+    codes, ids = pd.factorize(quality["device_id"].astype(object), sort=False)
+    names = [str(i) for i in ids]
+    extra = sorted(still_silent - set(names))
+    names += extra
+    n, g = len(names), len(grid)
+    pairs = pd.unique(codes.astype(np.int64) * g + win)  # (device, window) pairs with a row
+    device, window = pairs // g, pairs % g
+    count = np.bincount(device, minlength=n)
+    first = np.full(n, g, dtype=np.int64)
+    np.minimum.at(first, device, window)
     if still_silent:
-        counts = counts.reindex(counts.index.union(sorted(still_silent)))
-        counts["size"] = counts["size"].fillna(0)
-        counts.loc[sorted(still_silent), "min"] = grid.index[0]
-    later = grid.index.to_numpy()[None, :] >= counts["min"].to_numpy()[:, None]
-    short = counts[counts["size"].to_numpy() < later.sum(axis=1)]
-    if short.empty:
+        first[[i for i, name in enumerate(names) if name in still_silent]] = 0
+    short = np.flatnonzero(count < g - np.minimum(first, g))
+    if not len(short):
         return quality
-    missing = []
-    have = rows[rows["device_id"].isin(short.index)]
-    for device, first in short["min"].items():
-        seen = set(have.loc[have["device_id"].eq(device), "window_start"])
-        gaps = [t for t in grid.index[grid.index >= first] if t not in seen]
-        missing.append(pd.DataFrame({"device_id": device, "window_start": gaps}))
-    empty = pd.concat(missing, ignore_index=True)
-    empty["window_end"] = grid.reindex(empty["window_start"]).to_numpy()
+    have = np.zeros((len(short), g), dtype=bool)
+    row_of = np.full(n, -1)
+    row_of[short] = np.arange(len(short))
+    mine = row_of[device] >= 0
+    have[row_of[device[mine]], window[mine]] = True
+    gap = ~have & (np.arange(g)[None, :] >= first[short][:, None])
+    r, c = np.nonzero(gap)
+    ends = np.zeros(g, dtype=np.int64)
+    ends[win] = _ns(quality["window_end"])
+    empty = pd.DataFrame(
+        {
+            "device_id": np.asarray(names, dtype=object)[short[r]],
+            "window_start": pd.to_datetime(grid[c], utc=True),
+            "window_end": pd.to_datetime(ends[c], utc=True),
+        }
+    )
     empty["reading_count"] = 0
     empty["sensor_completeness"] = 0.0
     empty["quality_flags"] = ""
     if "quality_mask" in quality:
         empty["quality_mask"] = 0
     for column in ("window_start", "window_end"):
-        at = pd.DatetimeIndex(empty[column])
+        stamps = pd.DatetimeIndex(empty[column])
         dtype = quality[column].dtype
         naive = not isinstance(dtype, pd.DatetimeTZDtype)
-        empty[column] = at.tz_localize(None) if naive else at.tz_convert(dtype.tz)
+        empty[column] = stamps.tz_localize(None) if naive else stamps.tz_convert(dtype.tz)
     return pd.concat([quality, empty.reindex(columns=quality.columns)], ignore_index=True)
 
 
