@@ -233,8 +233,13 @@ def score_pass(
     sorted by device and window start with a fresh index (a frame this call may add a column
     to), ``owner`` the request of each row (requests share no device)."""
     features["cohort"] = _cohorts(features["device_id"], registry)
-    keys = list(zip(features["device_id"], features["window_start"], strict=True))
-    request_of = dict(zip(features["device_id"], owner, strict=True))
+    ids = features["device_id"].to_numpy()
+    keys = list(zip(ids.tolist(), features["window_start"], strict=True))
+    request_of = dict(zip(ids.tolist(), owner.tolist(), strict=True))
+    # each device's first row (rows are sorted by device; a model's side takes whole devices)
+    first_rows = np.ones(len(ids), bool)
+    first_rows[1:] = ids[1:] != ids[:-1]
+    first_rows &= ~pd.isna(ids)
     per_window: dict[tuple, list[dict[str, Any]]] = {k: [] for k in keys}
     models_out: list[list[dict[str, Any]]] = [[] for _ in range(count)]
     errors: list[list[dict[str, str]]] = [[] for _ in range(count)]
@@ -262,10 +267,7 @@ def score_pass(
                             _failed(errors[int(i)], metrics, label, alone)
             seconds = time.perf_counter() - started
             windows_of = np.bincount(mine, minlength=count)
-            devices_of = np.bincount(
-                np.array([request_of[d] for d in part["device_id"].dropna().unique()], np.int64),
-                minlength=count,
-            )
+            devices_of = np.bincount(owner[np.asarray(mask) & first_rows], minlength=count)
             for owners, scores in passes:
                 scored_ids = _as_list(scores["device_id"]) if scores else []
                 scored_by = np.array([request_of[d] for d in scored_ids], np.int64)
