@@ -21,15 +21,6 @@ from refrig_assets.serving.memo import LastDerived
 from refrig_assets.serving.metrics import ServingMetrics
 from refrig_assets.serving.models import ModelSnapshot
 
-WINDOW_FIELDS = (
-    "device_id",
-    "window_start",
-    "window_end",
-    "sensor_completeness",
-    "quality_flags",
-)
-
-
 # The columns an answer reads from a model's scores.
 SCORE_FIELDS = (
     "device_id",
@@ -42,20 +33,22 @@ SCORE_FIELDS = (
 )
 
 
-def _records(frame: pd.DataFrame, fields: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """The rows of ``frame`` (its ``fields`` that it has; default all columns) as dicts of
-    Python values, as ``to_dict("records")`` gives them, column by column (its cell-by-cell
-    conversion cost a small request milliseconds)."""
-    columns = list(frame.columns) if fields is None else [c for c in fields if c in frame]
-    values = [frame[c].tolist() for c in columns]
-    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
-
-
 def _as_list(values: Any) -> list[Any]:
     """``Series(values).tolist()``: Python scalars, Timestamps for times."""
     if isinstance(values, pd.arrays.NumpyExtensionArray):
         values = values.to_numpy()
     return values.tolist()
+
+
+def _ticks(values: Any) -> list[Any]:
+    """Window times as keys: a datetime array's instants as int64 ns (no Timestamp made per
+    row), other values as :func:`_as_list` gives them."""
+    values = getattr(values, "array", values)
+    if isinstance(getattr(values, "dtype", None), pd.DatetimeTZDtype) or (
+        isinstance(values, np.ndarray) and values.dtype.kind == "M"
+    ):
+        return pd.DatetimeIndex(values).as_unit("ns").asi8.tolist()
+    return _as_list(values)
 
 
 def _cohort_index(registry: pd.DataFrame) -> tuple[pd.Series, dict[Any, Any] | None]:
@@ -234,7 +227,7 @@ def score_pass(
     to), ``owner`` the request of each row (requests share no device)."""
     features["cohort"] = _cohorts(features["device_id"], registry)
     ids = features["device_id"].to_numpy()
-    keys = list(zip(ids.tolist(), features["window_start"], strict=True))
+    keys = list(zip(ids.tolist(), _ticks(features["window_start"].array), strict=True))
     request_of = dict(zip(ids.tolist(), owner.tolist(), strict=True))
     # each device's first row (rows are sorted by device; a model's side takes whole devices)
     first_rows = np.ones(len(ids), bool)
@@ -293,7 +286,10 @@ def score_pass(
                 model_id, version = side.detector.config.model_id, str(side.version)
                 if not scores:
                     continue
-                values = [_as_list(scores[c]) for c in SCORE_FIELDS]
+                values = [
+                    _ticks(scores[c]) if c == "window_start" else _as_list(scores[c])
+                    for c in SCORE_FIELDS
+                ]
                 for fields in zip(*values, strict=True):
                     row = dict(zip(SCORE_FIELDS, fields, strict=True))
                     per_window[(row["device_id"], row["window_start"])].append(
@@ -307,19 +303,32 @@ def score_pass(
         except Exception as exc:  # noqa: BLE001 - the scores stand without a diagnosis
             cause_error = f"{type(exc).__name__}: {exc}"
     windows: list[list[dict[str, Any]]] = [[] for _ in range(count)]
-    for i, record in enumerate(_records(features, WINDOW_FIELDS)):
+    starts = features["window_start"].array
+    ends = features["window_end"].array
+    end_keys = _ticks(ends)
+    # A pass's windows share a few starts and ends: each is made a Timestamp and text once.
+    start_of: dict[Any, tuple[str, pd.Timestamp]] = {}
+    end_of: dict[Any, str] = {}
+    completeness = features["sensor_completeness"].tolist()
+    flags = features["quality_flags"].tolist()
+    for i, (device, start) in enumerate(keys):
         entries = per_window[keys[i]]
         served = [m["model_id"] for m in models_out[owner[i]]]
+        if start not in start_of:
+            start_of[start] = (_iso(starts[i]), pd.Timestamp(starts[i]))
+        if end_keys[i] not in end_of:
+            end_of[end_keys[i]] = _iso(ends[i])
+        start_text, stamp = start_of[start]
         window: dict[str, Any] = {
-            "device_id": record["device_id"],
-            "window_start": _iso(record["window_start"]),
-            "window_end": _iso(record["window_end"]),
-            "sensor_completeness": float(record["sensor_completeness"]),
-            "quality_flags": [f for f in str(record["quality_flags"] or "").split(",") if f],
+            "device_id": device,
+            "window_start": start_text,
+            "window_end": end_of[end_keys[i]],
+            "sensor_completeness": float(completeness[i]),
+            "quality_flags": [f for f in str(flags[i] or "").split(",") if f],
             "scores": entries,
             "not_scored_by": sorted(set(served) - {e["model_id"] for e in entries}),
         }
-        cause = causes.get((record["device_id"], pd.Timestamp(record["window_start"])))
+        cause = causes.get((device, stamp))
         if cause is not None and served:
             window["probable_cause"] = cause
         windows[owner[i]].append(window)
