@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -34,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.core.contracts import load_contract, quality_flag_names
+from refrig_assets.core.fleet_sensors import ENV as SENSORS_ENV
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.incidents.baselines import numbered
 from refrig_assets.incidents.cause_table import CauseTable, cause_table
@@ -76,6 +79,12 @@ class IncidentBuild:
     incidents: pd.DataFrame
     evidence: pd.DataFrame
     absorbed: dict[str, str] = field(default_factory=dict)
+    # Contract sensors no device of the fleet reported in the build's windows (REFRIG_SENSORS
+    # unset): not a dropout of each device (see _never_reported).
+    never_reported: list[str] = field(default_factory=list)
+
+
+_log = logging.getLogger(__name__)
 
 
 def incident_id(key: str, track: str, first_window_start: Any) -> str:
@@ -328,16 +337,18 @@ def _join_flagged_windows(
     signals.loc[found["index"].to_numpy(), "track"] = found["flag_track"].to_numpy()
 
 
-def _silent_sensors(quality: pd.DataFrame, reporting: np.ndarray) -> pd.Series:
+def _silent_sensors(
+    quality: pd.DataFrame, reporting: np.ndarray, never: frozenset[str] = frozenset()
+) -> pd.Series:
     """Per device: the fleet's sensors (``REFRIG_SENSORS``; a sensor the fleet never reports is
-    never silent) without a single value in one of its windows of ``quality`` while the device
-    was ``reporting``, joined by ", " in contract order. Read from the windows'
-    ``<sensor>_mean`` columns, where present: a dropout within one window leaves its mean set
-    and is named by the device's fully silent windows, if any."""
+    never silent, nor one of ``never``) without a single value in one of its windows of
+    ``quality`` while the device was ``reporting``, joined by ", " in contract order. Read from
+    the windows' ``<sensor>_mean`` columns, where present: a dropout within one window leaves
+    its mean set and is named by the device's fully silent windows, if any."""
     sensors = [
         c.name
         for c in fleet_sensor_columns(load_contract("sensor_readings"))
-        if f"{c.name}_mean" in quality
+        if f"{c.name}_mean" in quality and c.name not in never
     ]
     if not sensors:
         return pd.Series(dtype=object)
@@ -353,6 +364,60 @@ def _silent_sensors(quality: pd.DataFrame, reporting: np.ndarray) -> pd.Series:
         return pd.Series(dtype=object)
     names = per_device.apply(lambda row: ", ".join(s for s in sensors if row[s]), axis=1)
     return names[names.ne("")]
+
+
+def _never_reported(quality: pd.DataFrame | None, policy: IncidentPolicy) -> list[str]:
+    """Sensors of the contract that no device reported in any window of ``quality`` while two
+    or more devices reported others, when the fleet did not name its sensors
+    (``REFRIG_SENSORS`` unset): the files lack the column (or never fill it), so it is a
+    sensor the fleet does not have, not a dropout of each device. A window without a dropout
+    flag had every sensor (its ``<sensor>_mean`` may not have been read); a sensor without a
+    ``<sensor>_mean`` column cannot be judged. One device alone cannot tell an absent sensor
+    from a dropout: nothing is returned."""
+    if quality is None or quality.empty or os.environ.get(SENSORS_ENV, "").strip():
+        return []
+    if not {"quality_mask", "quality_flags"} & set(quality.columns):
+        return []
+    sensors = [
+        c.name
+        for c in fleet_sensor_columns(load_contract("sensor_readings"))
+        if f"{c.name}_mean" in quality
+    ]
+    if not sensors or DROPOUT_FLAG not in quality_flag_names():
+        return []
+    whole = ~_flag_bits(quality, (DROPOUT_FLAG,))[DROPOUT_FLAG]
+    if whole.all():
+        return []
+    live = ~_silent(quality, policy)
+    if quality.loc[live, "device_id"].nunique() < 2:
+        return []
+    return [s for s in sensors if not (live & (whole | quality[f"{s}_mean"].notna())).any()]
+
+
+def _without_never_reported(quality: pd.DataFrame, never: list[str]) -> pd.DataFrame:
+    """``quality`` (a copy) without the dropout flag of the windows in which every sensor but
+    the ``never`` reported ones has a value (``<sensor>_mean`` set, where the column exists):
+    a window missing a reported sensor throughout stays a dropout; one that lost it for part
+    of the window cannot be told from the absent sensor's flag and is cleared."""
+    others = [
+        c.name
+        for c in fleet_sensor_columns(load_contract("sensor_readings"))
+        if f"{c.name}_mean" in quality and c.name not in never
+    ]
+    keep = np.zeros(len(quality), dtype=bool)
+    for sensor in others:
+        keep |= quality[f"{sensor}_mean"].isna().to_numpy()
+    clear = _flag_bits(quality, (DROPOUT_FLAG,))[DROPOUT_FLAG] & ~keep
+    out = quality.copy()
+    if "quality_mask" in out:
+        bit = 1 << quality_flag_names().index(DROPOUT_FLAG)
+        mask = out["quality_mask"].fillna(0).astype("int64")
+        out["quality_mask"] = mask.where(~clear, mask & ~bit)
+    if "quality_flags" in out:
+        text = out["quality_flags"].fillna("").astype(str)
+        cleared = text.str.split(",").map(lambda fs: ",".join(f for f in fs if f != DROPOUT_FLAG))
+        out["quality_flags"] = text.where(~clear, cleared)
+    return out
 
 
 def _ns(column: pd.Series) -> np.ndarray:
@@ -429,9 +494,11 @@ def _quality_signals(
     devices: pd.DataFrame | None,
     policy: IncidentPolicy,
     still_silent: set[str] | None = None,
+    never: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """One signal per device window and sensor-health flag (its own ticket track);
-    ``still_silent``: devices whose communications ticket is open."""
+    ``still_silent``: devices whose communications ticket is open; ``never``: sensors no
+    device reported (never named as a device's silent sensor)."""
     if quality is None or quality.empty:
         return _empty_signals()
     tickets = policy.sensor_tickets
@@ -446,7 +513,7 @@ def _quality_signals(
         # Named for the devices with a dropout window only (all their windows): no other
         # device's name is used, and the naming goes device by device.
         dropped = q["device_id"].isin(q.loc[bits[DROPOUT_FLAG], "device_id"]).to_numpy()
-        named = _silent_sensors(q[dropped], ~bits["SILENT"][dropped])
+        named = _silent_sensors(q[dropped], ~bits["SILENT"][dropped], never)
         ids = q["device_id"].astype(str)
         went_silent = ids.isin(set(ids[bits["SILENT"]])) & ~ids.isin(named.index)
         bits[DROPOUT_FLAG] = bits[DROPOUT_FLAG] & ~bits["SILENT"] & ~went_silent.to_numpy()
@@ -952,6 +1019,15 @@ def build_incidents(
     policy = policy or incident_policy()
     causes = causes or cause_table()
     contract = load_contract("device_incidents")
+    never = _never_reported(quality, policy)
+    if never and quality is not None:
+        _log.warning(
+            "No device reported %s in the windows seen: not a sensor dropout of each device. "
+            "Name the fleet's sensors in %s to declare which it has.",
+            ", ".join(never),
+            SENSORS_ENV,
+        )
+        quality = _without_never_reported(quality, never)
     parts = [
         _alert_signals(alerts, diagnoses, causes),
         _diagnosis_signals(diagnoses, alerts, devices),
@@ -970,7 +1046,7 @@ def build_incidents(
     )
     frames = [
         device_signals,
-        _quality_signals(quality, devices, policy, _still_silent(open_incidents)),
+        _quality_signals(quality, devices, policy, _still_silent(open_incidents), frozenset(never)),
         _site_signals(quality, devices, policy),
         _site_alert_signals(device_signals, causes, policy),
     ]
@@ -988,7 +1064,9 @@ def build_incidents(
     rows["window_start"] = _utc(rows["window_start"])
     rows["window_end"] = _utc(rows["window_end"])
     if rows.empty:
-        return IncidentBuild(contract.empty_frame(), pd.DataFrame(columns=EVIDENCE_COLUMNS))
+        return IncidentBuild(
+            contract.empty_frame(), pd.DataFrame(columns=EVIDENCE_COLUMNS), never_reported=never
+        )
     grouped = _group(rows, policy, causes)
     evidence = grouped[~grouped["is_prior"]]
     # Sensor-health flags become tickets only once they persist (or when an alert is involved).
@@ -1024,7 +1102,10 @@ def build_incidents(
     inc["explanation"] = _explanation(inc)
     out_evidence = _evidence(evidence)
     return IncidentBuild(
-        inc[contract.column_names + ["track"]].reset_index(drop=True), out_evidence, absorbed
+        inc[contract.column_names + ["track"]].reset_index(drop=True),
+        out_evidence,
+        absorbed,
+        never,
     )
 
 

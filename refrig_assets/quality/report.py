@@ -97,7 +97,17 @@ def quality_report(store: ParquetStore, partition_key: str, now: datetime | None
         ],
         "freshness": partition_freshness(store, partition_key, now or datetime.now(UTC)),
         "sensors_not_fitted": absent_measurements(load_contract("sensor_readings")),
+        "sensors_never_reported": never_reported(summary),
     }
+
+
+def never_reported(summary: dict) -> list[str]:
+    """Fleet sensors without a value in any clean reading of the partition (a dropout rate of
+    1): most likely sensors the fleet does not have, left out of ``REFRIG_SENSORS``."""
+    if not summary.get("rows_clean"):
+        return []
+    rates = (summary.get("flag_rates_by_sensor") or {}).get("SENSOR_DROPOUT") or {}
+    return [sensor for sensor, rate in rates.items() if rate >= 1.0]
 
 
 def format_report(report: dict) -> str:
@@ -110,6 +120,9 @@ def format_report(report: dict) -> str:
         f"  sensor completeness {report['completeness']:.4f}",
         "  sensors not fitted (REFRIG_SENSORS; no flag, feature, rule or detector uses them): "
         + (", ".join(report.get("sensors_not_fitted") or []) or "none"),
+        "  sensors never reported (no value in any reading; name the fleet's sensors in "
+        "REFRIG_SENSORS if it has no such sensor): "
+        + (", ".join(report.get("sensors_never_reported") or []) or "none"),
         "  quarantined by rule:",
     ]
     lines += [f"    {k:<20} {v:>10,}" for k, v in sorted(report["quarantined_by_rule"].items())]

@@ -187,3 +187,77 @@ def test_a_sensor_ticket_carries_its_devices_site_and_cohort_from_the_registry(
         str(registered["site_id"]),
         str(registered["cohort"]),
     ]
+
+
+MEASUREMENTS = [
+    "temperature_evaporator",
+    "temperature_condenser",
+    "pressure_low_side",
+    "pressure_high_side",
+    "current_compressor",
+    "ambient_temperature",
+    "door_open",
+]  # every measurement but vibration_compressor, which this fleet does not have
+
+
+def test_a_sensor_no_device_of_the_fleet_reports_is_not_a_dropout_of_each_device(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("REFRIG_SENSORS", raising=False)
+    fleet = cadence_fleet(monkeypatch, tmp_path, 60, keep=MEASUREMENTS)
+
+    assert fleet.features["quality_flags"].str.contains("SENSOR_DROPOUT").all()
+    assert incidents_of(fleet).empty
+
+
+def test_a_sensor_one_device_loses_is_still_its_dropout_when_the_fleet_lacks_another(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("REFRIG_SENSORS", raising=False)
+    fleet = cadence_fleet(monkeypatch, tmp_path, 60, keep=MEASUREMENTS, tamper=drop_sensor)
+
+    incidents = incidents_of(fleet)
+
+    assert incidents[["device_id", "cause", "detail"]].values.tolist() == [
+        [DEVICE, "sensor_fault", f"SENSOR_DROPOUT: {SENSOR}"]
+    ]
+
+
+def test_a_one_device_fleet_cannot_tell_an_absent_sensor_from_a_dropout():
+    quality = pd.DataFrame(flagged_windows("D1", "SENSOR_DROPOUT", pressure_high_side_mean=None))
+
+    incidents = build_incidents(None, diagnoses(()), quality=quality, causes=CAUSES).incidents
+
+    assert incidents["detail"].tolist() == [f"SENSOR_DROPOUT: {SENSOR}"]
+
+
+def test_unknown_cause_alerts_are_not_hidden_in_a_ticket_of_a_sensor_the_fleet_never_reports():
+    quality = pd.DataFrame(
+        flagged_windows("D1", "SENSOR_DROPOUT", pressure_high_side_mean=None)
+        + flagged_windows("D2", "SENSOR_DROPOUT", pressure_high_side_mean=None)
+    )
+
+    build = build_incidents(
+        alerts([alert("D1", i) for i in range(4)]),
+        diagnoses(diagnosis("D1", i, "unknown") for i in range(4)),
+        quality=quality,
+        causes=CAUSES,
+    )
+
+    assert build.incidents[["device_id", "kind", "cause", "alert_count"]].values.tolist() == [
+        ["D1", "unknown", "unknown", 4]
+    ]
+    assert build.never_reported == [SENSOR]
+
+
+def test_a_fleet_that_names_its_sensors_keeps_every_dropout(monkeypatch):
+    monkeypatch.setenv("REFRIG_SENSORS", ",".join([*MEASUREMENTS, "vibration_compressor"]))
+    quality = pd.DataFrame(
+        flagged_windows("D1", "SENSOR_DROPOUT", pressure_high_side_mean=None)
+        + flagged_windows("D2", "SENSOR_DROPOUT", pressure_high_side_mean=None)
+    )
+
+    build = build_incidents(None, diagnoses(()), quality=quality, causes=CAUSES)
+
+    assert build.incidents["detail"].tolist() == [f"SENSOR_DROPOUT: {SENSOR}"] * 2
+    assert build.never_reported == []
