@@ -289,6 +289,12 @@ def _silent(quality: pd.DataFrame, policy: IncidentPolicy) -> np.ndarray:
     return silent
 
 
+def _held_flags(evidence: pd.Series) -> pd.Series:
+    """The ``quality_flags`` value held in each cause evidence (JSON), "" where none."""
+    pattern = r'"feature":\s*"quality_flags",\s*"value":\s*"([^"]*)"'
+    return evidence.astype(str).str.extract(pattern, expand=False).fillna("")
+
+
 def _join_sensor_tickets(signals: pd.DataFrame, kinds: pd.Series, policy: IncidentPolicy) -> None:
     """Alerts explained by a sensor-health flag (the ``quality_flags`` value in their cause's
     evidence) go on that flag's ticket track: the alerts and the flag's own ticket are one
@@ -296,12 +302,7 @@ def _join_sensor_tickets(signals: pd.DataFrame, kinds: pd.Series, policy: Incide
     sensor = kinds.eq("sensor").to_numpy()
     if not sensor.any():
         return
-    held = (
-        signals["cause_evidence"]
-        .astype(str)
-        .str.extract(r'"feature":\s*"quality_flags",\s*"value":\s*"([^"]*)"', expand=False)
-        .fillna("")
-    )
+    held = _held_flags(signals["cause_evidence"])
     for flag in reversed(policy.sensor_tickets.flags):  # the first flag listed wins
         hit = sensor & held.str.contains(rf"\b{flag}\b", regex=True).to_numpy()
         signals.loc[hit, "track"] = f"{SENSOR_TRACK}:{flag}"
@@ -417,6 +418,40 @@ def _without_never_reported(quality: pd.DataFrame, never: list[str]) -> pd.DataF
         text = out["quality_flags"].fillna("").astype(str)
         cleared = text.str.split(",").map(lambda fs: ",".join(f for f in fs if f != DROPOUT_FLAG))
         out["quality_flags"] = text.where(~clear, cleared)
+    return out
+
+
+def _undiagnose_never_reported(
+    diagnoses: pd.DataFrame | None, quality: pd.DataFrame, policy: IncidentPolicy
+) -> pd.DataFrame | None:
+    """``diagnoses`` with the sensor-fault windows that only a never reported sensor's dropout
+    explained (``quality`` as :func:`_without_never_reported` left it: no dropout flag there,
+    and no other sensor-health flag in the evidence) set back to unknown, as a window no
+    signature matches: the detectors' alert there is not a sensor fault."""
+    if diagnoses is None or diagnoses.empty:
+        return diagnoses
+    held = _held_flags(diagnoses["evidence"])
+    hit = diagnoses["cause"].eq(policy.sensor_tickets.cause) & held.str.contains(
+        rf"\b{DROPOUT_FLAG}\b", regex=True
+    )
+    for flag in policy.sensor_tickets.flags:
+        if flag != DROPOUT_FLAG:
+            hit &= ~held.str.contains(rf"\b{flag}\b", regex=True)
+    if not hit.any():
+        return diagnoses
+    still = quality.loc[
+        _flag_bits(quality, (DROPOUT_FLAG,))[DROPOUT_FLAG], ["device_id", "window_start"]
+    ]
+    still = set(zip(still["device_id"].astype(str), _ns(still["window_start"]), strict=True))
+    rows = diagnoses.loc[hit]
+    keys = zip(rows["device_id"].astype(str), _ns(rows["window_start"]), strict=True)
+    hit.loc[hit] = [k not in still for k in keys]
+    out = diagnoses.copy()
+    unknown = {"cause": UNKNOWN, "cause_kind": UNKNOWN, "confidence": 0.0, "evidence": "[]"}
+    unknown.update(base_severity=None, standalone=False)
+    for column, value in unknown.items():
+        if column in out:
+            out.loc[hit, column] = value
     return out
 
 
@@ -1028,6 +1063,7 @@ def build_incidents(
             SENSORS_ENV,
         )
         quality = _without_never_reported(quality, never)
+        diagnoses = _undiagnose_never_reported(diagnoses, quality, policy)
     parts = [
         _alert_signals(alerts, diagnoses, causes),
         _diagnosis_signals(diagnoses, alerts, devices),

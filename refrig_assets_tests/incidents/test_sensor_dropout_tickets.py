@@ -261,3 +261,25 @@ def test_a_fleet_that_names_its_sensors_keeps_every_dropout(monkeypatch):
 
     assert build.incidents["detail"].tolist() == [f"SENSOR_DROPOUT: {SENSOR}"] * 2
     assert build.never_reported == []
+
+
+def test_alerts_diagnosed_as_the_never_reported_sensors_dropout_are_of_unknown_cause():
+    quality = pd.DataFrame(
+        flagged_windows("D1", "SENSOR_DROPOUT", pressure_high_side_mean=None)
+        + flagged_windows("D2", "SENSOR_DROPOUT", pressure_high_side_mean=None)
+    )
+    dx = []
+    for i in range(4):
+        row = diagnosis("D1", i, "sensor_fault")
+        row["evidence"] = json.dumps(
+            [{"feature": "quality_flags", "value": "SENSOR_DROPOUT", "reference": "flags"}]
+        )
+        dx.append(row)
+
+    incidents = build_incidents(
+        alerts([alert("D1", i) for i in range(4)]), diagnoses(dx), quality=quality, causes=CAUSES
+    ).incidents
+
+    assert incidents[["device_id", "kind", "cause", "alert_count"]].values.tolist() == [
+        ["D1", "unknown", "unknown", 4]
+    ]
