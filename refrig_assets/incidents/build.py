@@ -390,9 +390,10 @@ def _never_reported(quality: pd.DataFrame | None, policy: IncidentPolicy) -> lis
     if whole.all():
         return []
     live = ~_silent(quality, policy)
-    if quality.loc[live, "device_id"].nunique() < 2:
+    never = [s for s in sensors if not (live & (whole | quality[f"{s}_mean"].notna())).any()]
+    if not never or quality.loc[live, "device_id"].nunique() < 2:
         return []
-    return [s for s in sensors if not (live & (whole | quality[f"{s}_mean"].notna())).any()]
+    return never
 
 
 def _without_never_reported(quality: pd.DataFrame, never: list[str]) -> pd.DataFrame:
