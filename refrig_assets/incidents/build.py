@@ -367,6 +367,14 @@ def _silent_sensors(
     return names[names.ne("")]
 
 
+def never_reported_message(sensors: list[str]) -> str:
+    """What an operator is told about contract sensors no device reported."""
+    return (
+        f"No device reported {', '.join(sensors)} in the windows seen: not a sensor dropout "
+        f"of each device. Name the fleet's sensors in {SENSORS_ENV} to declare which it has."
+    )
+
+
 def _never_reported(quality: pd.DataFrame | None, policy: IncidentPolicy) -> list[str]:
     """Sensors of the contract that no device reported in any window of ``quality`` while two
     or more devices reported others, when the fleet did not name its sensors
@@ -1039,6 +1047,7 @@ def build_incidents(
     open_incidents: pd.DataFrame | None = None,
     as_of: Any = None,
     causes: CauseTable | None = None,
+    warn_never_reported: bool = True,
 ) -> IncidentBuild:
     """Group window-level signals into incidents (see the module docstring).
 
@@ -1050,18 +1059,19 @@ def build_incidents(
     ``devices``: the registry (device_id, site_id, cohort) for site events. ``open_incidents``:
     stored incidents (with their ``track``) still open or closed within ``reopen_minutes``.
     ``as_of``: the data time up to which the fleet has been seen; incidents quiet since then
-    close. Returns the incidents this build touched and their evidence.
+    close. ``warn_never_reported``: False when the caller reports ``never_reported`` itself
+    (the asset, once per run), so the build logs it at debug level only. Returns the incidents
+    this build touched and their evidence.
     """
     policy = policy or incident_policy()
     causes = causes or cause_table()
     contract = load_contract("device_incidents")
     never = _never_reported(quality, policy)
     if never and quality is not None:
-        _log.warning(
-            "No device reported %s in the windows seen: not a sensor dropout of each device. "
-            "Name the fleet's sensors in %s to declare which it has.",
-            ", ".join(never),
-            SENSORS_ENV,
+        _log.log(
+            logging.WARNING if warn_never_reported else logging.DEBUG,
+            "%s",
+            never_reported_message(never),
         )
         quality = _without_never_reported(quality, never)
         diagnoses = _undiagnose_never_reported(diagnoses, quality, policy)

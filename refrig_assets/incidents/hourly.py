@@ -58,6 +58,8 @@ class HourResult:
     alerts_seen: int = 0
     alerts_unlinked: list[str] = field(default_factory=list)
     windows_diagnosed: int = 0
+    # Contract sensors no device reported in the windows seen (see build_incidents).
+    never_reported: list[str] = field(default_factory=list)
 
 
 def partition_key_of(hour: pd.Timestamp) -> str:
@@ -170,6 +172,7 @@ def run_hour(
     now: datetime | None = None,
     policy: IncidentPolicy | None = None,
     shards: list[DeviceRange] | None = None,
+    warn_never_reported: bool = True,
 ) -> HourResult:
     """Build, store and return the incidents of one hour (see the module docstring).
 
@@ -178,7 +181,8 @@ def run_hour(
     after the last shard); None leaves every cause unknown. The hour's features are read and
     diagnosed one device range of ``shards`` at a time: of each shard's diagnoses only what the
     grouping uses is kept (the windows of alerted devices and the standalone causes), so the
-    result is the same for any shard count."""
+    result is the same for any shard count. ``warn_never_reported``: passed to
+    :func:`build_incidents` (False when the caller logs ``never_reported`` itself)."""
     policy = policy or incident_policy()
     columns = quality_columns(policy)
     quality_frames = []
@@ -235,6 +239,7 @@ def run_hour(
         policy=policy,
         open_incidents=prior,
         as_of=end,
+        warn_never_reported=warn_never_reported,
     )
     counts = incidents.apply(build, now=now)
     touched = build.incidents["incident_id"].tolist()
@@ -248,11 +253,13 @@ def run_hour(
         alerts_seen=len(alerts),
         alerts_unlinked=unlinked,
         windows_diagnosed=diagnosed,
+        never_reported=list(build.never_reported),
     )
 
 
 def summary(result: HourResult, policy: IncidentPolicy | None = None) -> dict[str, Any]:
-    """Figures for the asset's metadata: counts by severity, kind and cause, live incidents."""
+    """Figures for the asset's metadata: counts by severity, kind and cause, live incidents,
+    and the contract sensors no device reported (comma separated, empty when none)."""
     policy = policy or incident_policy()
     inc = result.incidents
     live = inc[inc["status"].isin(["OPEN", "ACKNOWLEDGED"]) & inc["closed_at"].isna()]
@@ -271,5 +278,6 @@ def summary(result: HourResult, policy: IncidentPolicy | None = None) -> dict[st
         "alerts_seen": result.alerts_seen,
         "alerts_unlinked": len(result.alerts_unlinked),
         "windows_diagnosed": result.windows_diagnosed,
+        "sensors_never_reported": ", ".join(result.never_reported),
         **{k: int(v) for k, v in result.counts.items()},
     }

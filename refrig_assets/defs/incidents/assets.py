@@ -1,18 +1,22 @@
 """``device_incidents``: one incident per fault episode, site event or sensor ticket, hourly."""
 
+import logging
+
 import dagster as dg
 import pandas as pd
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.defs.shared.contract_checks import contract_check_result, contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
-from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
+from refrig_assets.defs.shared.ranges import hour_by_hour, per_range, range_backfill_policy
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines.device_shards import hour_shards
+from refrig_assets.incidents.build import never_reported_message
 from refrig_assets.incidents.causes import HourDiagnosis
 from refrig_assets.incidents.hourly import run_hour, summary
 from refrig_assets.incidents.repository import IncidentStore
 
+_log = logging.getLogger(__name__)
 GROUP = "alerts"
 EVIDENCE_CHECK = "device_incidents_every_alert_linked"
 # Incidents shown in the materialization's table, most severe live ones first.
@@ -41,6 +45,19 @@ def _table(incidents: pd.DataFrame) -> str:
             f"{'yes' if r.inhibited else ''} |"
         )
     return "\n".join(lines)
+
+
+def _warn_never_reported(context: dg.AssetExecutionContext, sensors: list[str]) -> None:
+    """Log the sensors no device reported once per run (a ranged run's hours share the note):
+    to the run's event log and to Python logging, which ``refrig pipeline run`` prints (it
+    keeps Dagster's console quiet)."""
+    warned: set[str] = per_range(context, "sensors_never_reported", set)
+    new = [s for s in sensors if s not in warned]
+    if not new:
+        return
+    warned.update(new)
+    context.log.warning(never_reported_message(new))
+    _log.warning(never_reported_message(new))
 
 
 @dg.asset(
@@ -87,7 +104,9 @@ def device_incidents(
         end,
         HourDiagnosis(refrig.settings, key),
         shards=shards,
+        warn_never_reported=False,
     )
+    _warn_never_reported(context, result.never_reported)
     path = refrig.store.write("device_incidents", key, result.incidents)
     figures = summary(result)
     contract = load_contract("device_incidents")
@@ -105,6 +124,7 @@ def device_incidents(
             **{k: v for k, v in figures.items() if isinstance(v, int | float)},
             **{k: dg.MetadataValue.json(v) for k, v in figures.items() if isinstance(v, dict)},
             "live_incidents": dg.MetadataValue.md(_table(result.incidents)),
+            "sensors_never_reported": figures["sensors_never_reported"],
             "device_shards": len(shards),
             "path": str(path),
         },
