@@ -20,6 +20,7 @@ from refrig_assets.defs.shared.partitions import daily_partitions, hourly_partit
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.detectors.base import build_detector
 from refrig_assets.features.windows import window_minutes
+from refrig_assets.lifecycle.integrity import not_trained_models
 from refrig_assets.monitoring import pipeline_health as health
 from refrig_assets.monitoring.drift import (
     FLEET,
@@ -59,12 +60,29 @@ def day_hours(context: dg.AssetExecutionContext) -> list[str]:
     return hours_within(window.start, window.end)
 
 
-def _production(refrig: RefrigResource, model_id: str, context) -> str | None:
+def _not_trained(refrig: RefrigResource, model_id: str) -> str | None:
+    """Why the detector's last training fitted nothing (e.g. a fleet too small for it), when
+    no version was registered since; None otherwise."""
+    return not_trained_models([model_id], refrig.settings.alerts_db_url).get(model_id)
+
+
+def _production(
+    refrig: RefrigResource, model_id: str, context, skipped: dict[str, str] | None = None
+) -> str | None:
+    """The model's production version, or None: a detector recorded as not trained is skipped
+    with its reason (an info line and ``skipped[model_id]``), any other model without one with a
+    warning."""
     config = load_model_config(model_id, refrig.settings.models_dir)
     try:
         return refrig.registry.resolve_version(model_id, config.pinned_version)
     except RegistryError as exc:
-        context.log.warning(f"{model_id}: not monitored — {exc}")
+        reason = _not_trained(refrig, model_id)
+        if reason is None:
+            context.log.warning(f"{model_id}: not monitored — {exc}")
+            return None
+        context.log.info(f"{model_id}: not monitored — not trained ({reason})")
+        if skipped is not None:
+            skipped[model_id] = f"not trained ({reason})"
         return None
 
 
@@ -108,7 +126,7 @@ def feature_drift(
     report_inputs: dict[tuple, dict] = {}
     not_compared: dict[str, str] = {}
     for model_id in all_model_ids(s.models_dir):
-        version = _production(refrig, model_id, context)
+        version = _production(refrig, model_id, context, not_compared)
         if version is None:
             continue
         settings = load_monitoring_settings(model_id, s.models_dir).drift
@@ -305,7 +323,11 @@ def score_drift(context: dg.AssetExecutionContext, refrig: RefrigResource) -> dg
     for model_id in all_model_ids(s.models_dir):
         scores, _ = _scores_for_day(refrig, model_id, day, hours)
         if scores.empty:
-            context.log.warning(f"{model_id}: no scores on {day}")
+            reason = _not_trained(refrig, model_id)
+            if reason is None:
+                context.log.warning(f"{model_id}: no scores on {day}")
+            else:
+                context.log.info(f"{model_id}: no scores on {day} — not trained ({reason})")
             continue
         settings = load_monitoring_settings(model_id, s.models_dir).drift
         for version, day_scores in scores.groupby("model_version", sort=True):
