@@ -250,6 +250,7 @@ class PartitionWriter:
         self.dictionary = dictionary
         self.rows = 0
         self.discarded = False
+        self.committed = False
         self._writer: pq.ParquetWriter | None = None
 
     def write(self, data: pd.DataFrame | pa.Table) -> None:
@@ -287,10 +288,34 @@ class PartitionWriter:
         With nothing written the partition becomes an empty file of ``schema``."""
         if self.discarded:
             return None
+        if self.committed:
+            return self.final
+        self._closed_whole()
+        durable_replace(self.tmp, self.final)
+        self.committed = True
+        return self.final
+
+    @contextmanager
+    def committing(self) -> Iterator[Path]:
+        """:meth:`commit` that yields the closed temporary file for the block to read (counts,
+        checks) while it is fsynced in the background, as
+        :meth:`ParquetStore.written_from_duckdb` does.
+
+        The file is renamed into place only after the block ends normally and the fsync
+        succeeded; an error leaves the previous partition (the writer's block then removes the
+        temporary file). The writer's own commit at the end of its block does nothing more."""
+        if self.discarded:
+            raise RuntimeError(f"{self.final}: commit after discard")
+        self._closed_whole()
+        with fsynced_meanwhile(self.tmp):
+            yield self.tmp
+        _replace_durably(self.tmp, self.final)
+        self.committed = True
+
+    def _closed_whole(self) -> None:
+        """Close the file; with nothing written, an empty file of ``schema``."""
         if self._writer is None:
             if self.schema is None:
                 raise ValueError(f"{self.final}: nothing written and no schema to write")
             self._writer = self._open()
         self.close()
-        durable_replace(self.tmp, self.final)
-        return self.final

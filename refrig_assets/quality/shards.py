@@ -22,8 +22,8 @@ threads, come back out of order, so that every shard would be sorted again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
@@ -86,6 +86,7 @@ def clean_hour_in_shards(
     clean_dataset: str = "clean_readings",
     tails_dataset: str = "stuck_sensor_tails",
     ranges: int | None = None,
+    meanwhile: Callable[[Path, QualityResult], object] | None = None,
 ) -> tuple[Path, QualityResult]:
     """Clean the typed readings in ``source`` (one hour's Parquet file), writing the clean rows
     and the stuck-run tails as partitions of ``store``; returns the clean path and the result.
@@ -94,6 +95,10 @@ def clean_hour_in_shards(
     tails, quarantine and counts are the same for any shard count. Each shard's previous-row
     pass runs in ``ranges`` device ranges side by side (default: one per DuckDB thread; cut at
     the file's row groups, so a file of one row group is taken whole), with the same result.
+
+    ``meanwhile(file, result)`` runs on the written clean file before it becomes the partition,
+    while its fsync runs (the contract check; the shards' connections are closed by then). The
+    stuck-run tails partition is in place before the clean one, with or without shards.
     """
     settings = load_memory_budget()
     hold_to_budget(con, settings, store.root / SPILL_DIR)
@@ -109,21 +114,28 @@ def clean_hour_in_shards(
     # (rows without a device id are in no range: they are quarantined, not passed over)
     cuts = device_cuts(source, (ranges or threads(con)) * (len(bounds) + 1), nulls=True)
     findings = file_findings(con, whole, contract, source)  # once, not once per shard
+    path = store.path(clean_dataset, partition_key)
     if not bounds:
-        # A connection of its own, as a shard's: its tables are not left in the caller's.
-        with _shard_connection(settings, store) as own:
-            clean_sql, result = clean_hour(
-                own,
-                placed,
-                contract,
-                registered_devices,
-                previous_tails=tails,
-                findings=findings,
-                cuts=cuts,
-                positions=True,
-            )
-            path = store.write_from_duckdb(clean_dataset, partition_key, own, clean_sql)
-            store.write_from_duckdb(tails_dataset, partition_key, own, result.tails_sql)
+        with ExitStack() as clean_written:
+            # A connection of its own, as a shard's: its tables are not left in the caller's.
+            with _shard_connection(settings, store) as own:
+                clean_sql, result = clean_hour(
+                    own,
+                    placed,
+                    contract,
+                    registered_devices,
+                    previous_tails=tails,
+                    findings=findings,
+                    cuts=cuts,
+                    positions=True,
+                )
+                written = clean_written.enter_context(
+                    store.written_from_duckdb(clean_dataset, partition_key, own, clean_sql)
+                )
+                store.write_from_duckdb(tails_dataset, partition_key, own, result.tails_sql)
+            # read after the connection's tables are gone, while the clean file's fsync runs
+            if meanwhile is not None:
+                meanwhile(written, result)
         return path, result
     results: list[QualityResult] = []
     with (
@@ -151,8 +163,12 @@ def clean_hour_in_shards(
                 stream_query(shard_con, clean_sql, clean_out, DUCKDB_ROW_GROUP_SIZE)
                 stream_query(shard_con, result.tails_sql, tails_out, DUCKDB_ROW_GROUP_SIZE)
             results.append(result)
-    path = store.path(clean_dataset, partition_key)
-    return path, merge_results(results, len(fleet_sensor_columns(contract)))
+        merged = merge_results(results, len(fleet_sensor_columns(contract)))
+        tails_out.commit()
+        with clean_out.committing() as written:
+            if meanwhile is not None:
+                meanwhile(written, merged)
+    return path, merged
 
 
 @contextmanager
