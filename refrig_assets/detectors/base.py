@@ -70,8 +70,9 @@ META_COLUMNS = [
 
 class NotTrainable(ValueError):
     """The training data is too small for this detector (a fleet with fewer devices than it
-    groups, too few scorable windows): nothing was fitted. ``setting`` is the dotted models/
-    setting the data fell short of; the message says by how much."""
+    groups, too few scorable windows, a feature no device has): nothing was fitted. ``setting``
+    is the dotted models/ setting the data fell short of (``REFRIG_SENSORS`` where a sensor the
+    fleet does not report left no row complete); the message says by how much."""
 
     def __init__(self, model_id: str, reason: str, setting: str):
         self.model_id = model_id

@@ -133,8 +133,18 @@ class DBSCANCohortDetector(Detector):
         min_samples = int(self.config.hyperparameter("min_samples"))
         self._fit_context(frame)
         adjusted = pd.DataFrame(self._adjusted(frame), columns=self.feature_columns)
-        device_profiles = adjusted.groupby(frame["device_id"].to_numpy(), sort=True).median()
-        device_profiles = device_profiles.dropna()
+        profiles = adjusted.groupby(frame["device_id"].to_numpy(), sort=True).median()
+        device_profiles = profiles.dropna()
+        unreported = [c for c in profiles.columns if profiles[c].isna().all()]
+        if len(device_profiles) <= min_samples and unreported and len(profiles) > min_samples:
+            # Not a small fleet: a feature no device has (a sensor missing from every file)
+            # leaves no profile complete.
+            raise NotTrainable(
+                self.config.model_id,
+                f"no device has a value of {', '.join(unreported)}: a sensor the fleet does "
+                f"not report (name the fleet's sensors in REFRIG_SENSORS)",
+                "REFRIG_SENSORS",
+            )
         if len(device_profiles) <= min_samples:
             # Groups of min_samples neighbours need more devices than that: a small (pilot)
             # fleet is recorded as not trained, and trains once it has grown.

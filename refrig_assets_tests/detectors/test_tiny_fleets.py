@@ -51,6 +51,22 @@ def test_dbscan_trains_once_the_fleet_has_more_devices_than_min_samples():
     assert detector.training_rows > 0
 
 
+def test_dbscan_on_a_fleet_missing_a_sensor_names_the_feature_not_the_fleet_size():
+    """A large enough fleet whose files lack a sensor (REFRIG_SENSORS unset) has no complete
+    device profile: the reason names the feature no device has, not "fleet too small"."""
+    config = load_model_config("dbscan_cohort")
+    min_samples = int(config.hyperparameter("min_samples"))
+    frame = synthetic_features(devices=min_samples + 3, hours=3, seed=3)
+    detector = build_detector(config)
+    absent = detector.feature_columns[0]
+    frame[absent] = float("nan")
+    with pytest.raises(NotTrainable) as refused:
+        detector.fit(frame)
+    assert refused.value.setting == "REFRIG_SENSORS"
+    assert absent in str(refused.value)
+    assert "fleet too small" not in str(refused.value)
+
+
 def test_too_few_scorable_windows_names_the_training_min_rows_setting():
     config = load_model_config("statistical_baseline")
     frame = first_hours(synthetic_features(devices=1, hours=1, seed=3), 1)
