@@ -11,14 +11,13 @@ model is paused, so a pause recorded during the range, by this step's distributi
 an operator, holds the next hours as hour by hour), and the distribution hold's reference
 (:class:`ScoreReference`: the partitions present, listed once and kept up to date with the
 hours the step writes, and the previous partitions' scores, re-read only when their file
-changed).
+changed). The lifecycle policy needs no sharing: its file is parsed once per version.
 """
 
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
 
 import dagster as dg
 import pandas as pd
@@ -31,7 +30,7 @@ from refrig_assets.defs.shared.ranges import in_range, per_range
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.lifecycle.fallback import histogram_shift, scoring_hold_reason
 from refrig_assets.lifecycle.integrity import ServingResolution, resolve_serving
-from refrig_assets.lifecycle.policy import load_policy, policy_path
+from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.lifecycle.promotion import ModelLifecycle
 from refrig_assets.scoring.summary import ScoreSummary, score_counts
 
@@ -56,21 +55,6 @@ def lifecycle_store(
         yield lifecycle
     finally:
         _close_lifecycle(lifecycle)
-
-
-def lifecycle_policy(context: dg.AssetExecutionContext, refrig: RefrigResource) -> dict[str, Any]:
-    """The lifecycle policy (:func:`~refrig_assets.lifecycle.policy.load_policy`) for one hour.
-    The hours of a ranged step share one copy while the policy file is unchanged (its size and
-    modification time, as the parsed-file cache keys it), so an edit during the range is read
-    by the next hour as hour by hour; a one-hour run loads its own. Callers only read it."""
-    if not in_range(context):
-        return load_policy(refrig.settings.models_dir)
-    held_policy: dict[str, Any] = per_range(context, "lifecycle_policy", dict)
-    stat = os.stat(policy_path(refrig.settings.models_dir))
-    version = (stat.st_size, stat.st_mtime_ns)
-    if held_policy.get("version") != version:
-        held_policy.update(version=version, policy=load_policy(refrig.settings.models_dir))
-    return cast(dict[str, Any], held_policy["policy"])
 
 
 def _close_lifecycle(lifecycle: ModelLifecycle) -> None:
@@ -198,7 +182,7 @@ def distribution_hold(
     """Pause the model (audited) and hold when the new scores (a frame, or the summary of a
     partition written piece by piece) diverge from the same version's previous partitions by
     more than the policy's KL."""
-    policy = lifecycle_policy(context, refrig)
+    policy = load_policy(refrig.settings.models_dir)  # parsed once per version of the file
     pause, canary = policy["pause"], policy["canary"]
     reference_of = score_reference(context, refrig, asset)
     earlier = reference_of.earlier(

@@ -18,13 +18,10 @@ import dagster as dg
 import pandas as pd
 
 from refrig_assets.core.contracts import load_contract
-from refrig_assets.defs.scoring.holds import (
-    distribution_hold,
-    lifecycle_policy,
-    reference_written,
-)
+from refrig_assets.defs.scoring.holds import distribution_hold, reference_written
 from refrig_assets.defs.shared.contract_checks import contract_failures_result
 from refrig_assets.defs.shared.resources import RefrigResource
+from refrig_assets.lifecycle.policy import load_policy
 from refrig_assets.scoring.conformance import FAILURE_COLUMNS, checked_table
 from refrig_assets.scoring.summary import ScoreSummary
 
@@ -76,7 +73,7 @@ def write_score_partition(
     stays); the remaining pieces are still scored and checked, so the check reports every
     failure. Failure row numbers count from the partition's first row."""
     contract = load_contract("model_scores")
-    bins = int(lifecycle_policy(context, refrig)["canary"]["histogram_bins"])
+    bins = int(load_policy(refrig.settings.models_dir)["canary"]["histogram_bins"])
     summary = ScoreSummary(bins)
     failures: list[pd.DataFrame] = []
     windows_in = rows = 0
