@@ -41,7 +41,11 @@ from refrig_assets.ingestion.landing.readers import (
 )
 from refrig_assets.quality.rules import clean_hour, quality_rules
 from refrig_assets.serving.small_batch import clean_rows
-from refrig_assets.serving.typed_rows import remember_schema, typed_rows
+from refrig_assets.serving.typed_rows import (
+    remember_registered_text,
+    remember_schema,
+    typed_rows,
+)
 from refrig_assets.serving.window_features import window_features, window_frame
 
 REQUEST = "request"  # the source_file of a request's readings in messages
@@ -466,6 +470,7 @@ def small_batch_windows(
     rels = [REQUEST if len(tables) == 1 else f"{REQUEST}-{i}" for i in range(len(tables))]
     typed = None
     if sum(t.num_rows for t in tables) <= in_memory_max_rows:
+        remember_registered_text(con, contract, registered)
         known = [_COLUMN_TYPES.get(t.schema.append(_ROW)) for t in tables]
         typed = typed_rows(con, tables, rels, known, contract, received_at)
     if typed is None:

@@ -62,6 +62,7 @@ class _Memo:
         self.lock = threading.Lock()
         self.schemas: dict[int, tuple[Contract, pa.Schema]] = {}
         self.valid_text: dict[tuple[str, int | None, str | None], set[str]] = {}
+        self.registries: list[pa.Table] = []
 
 
 _MEMO = _Memo()
@@ -104,6 +105,39 @@ def _within_limits(con: duckdb.DuckDBPyConnection, col, values: list[str]) -> bo
             known.clear()
         known.update(unknown)
     return True
+
+
+def remember_registered_text(
+    con: duckdb.DuckDBPyConnection, contract: Contract, registered: pa.Table
+) -> None:
+    """Judge the text values of ``registered`` (the device registry's ids) against their
+    contract column's ``max_length`` and ``pattern`` in one statement, and remember those
+    within them: a registered device's first request then asks DuckDB nothing. Runs once per
+    registry table (the same object until its file changes)."""
+    with _MEMO.lock:
+        if any(seen is registered for seen in _MEMO.registries):
+            return
+    for col in contract.columns:
+        if col.type != "string" or col.name not in registered.column_names:
+            continue
+        predicate = _breaks_text_limits(col, "v")
+        if predicate is None:
+            continue
+        con.register("typed_rows_text", pa.table({"v": registered.column(col.name)}))
+        try:
+            valid = con.execute(
+                f"SELECT DISTINCT v FROM typed_rows_text WHERE v IS NOT NULL AND NOT {predicate}"
+            ).fetchall()
+        finally:
+            con.unregister("typed_rows_text")
+        key = (col.name, *text_limits(col))
+        with _MEMO.lock:
+            known = _MEMO.valid_text.setdefault(key, set())
+            if len(known) + len(valid) > _MAX_REMEMBERED:
+                known.clear()
+            known.update(v for (v,) in valid[:_MAX_REMEMBERED])
+    with _MEMO.lock:
+        _MEMO.registries = [registered]  # the newest registry only: an older one is dropped
 
 
 def _micros_of_text(column: pa.ChunkedArray) -> np.ndarray | None:

@@ -16,6 +16,7 @@ import pytest
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.duck import connect
 from refrig_assets.serving import inputs
+from refrig_assets.serving import typed_rows as typed_rows_module
 from refrig_assets.serving.inputs import (
     RequestRejected,
     readings_features_many,
@@ -184,3 +185,32 @@ def test_a_request_path_with_in_memory_typing_gives_the_sql_typings_windows(monk
     for mine, theirs in zip(fast, slow, strict=True):
         assert isinstance(mine, pd.DataFrame) and len(mine) > 0
         pd.testing.assert_frame_equal(mine, theirs, check_exact=True)
+
+
+def test_registered_ids_are_judged_once_by_the_typing_sqls_own_predicate():
+    valid = ["reg-primed-0", "reg-primed.1:a", "R9_primed", "reg primed 2"]
+    broken = ["d" * 65, "dév-primed", "-reg-primed", "reg primed 2"]
+    registered = pa.table({"device_id": pa.array(valid + broken + [None], pa.string())})
+    [device_id] = [c for c in READINGS.columns if c.name == "device_id"]
+    con = connect()
+    alone = {v: typed_rows_module._within_limits(connect(), device_id, [v]) for v in valid + broken}
+    typed_rows_module.remember_registered_text(con, READINGS, registered)
+    for value, within in alone.items():
+        if within:  # remembered: judged without a connection
+            assert typed_rows_module._within_limits(None, device_id, [value])
+        else:  # never remembered: asked again, and refused again
+            assert not typed_rows_module._within_limits(connect(), device_id, [value])
+    assert sorted(v for v, ok in alone.items() if ok) == [
+        "R9_primed",
+        "reg-primed-0",
+        "reg-primed.1:a",
+    ]
+
+
+def test_a_registered_device_with_a_broken_id_is_still_left_to_the_sql():
+    rows = records(9, device="dev primed")  # a space: outside the contract's pattern
+    request = table_from_records(rows, "sensor_readings")
+    typed_rows_module.remember_registered_text(
+        connect(), READINGS, pa.table({"device_id": pa.array(["dev primed"], pa.string())})
+    )
+    assert held_to_sql([request]) is None
