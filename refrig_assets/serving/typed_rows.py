@@ -257,7 +257,7 @@ def _epoch_micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _one(
+def _contract_columns(
     con: duckdb.DuckDBPyConnection,
     table: pa.Table,
     rel: str,
@@ -265,6 +265,9 @@ def _one(
     contract: Contract,
     received_at: datetime,
 ) -> dict[str, pa.Array] | None:
+    """The contract columns of ``table`` typed, or ``None`` where a column or a row needs the
+    SQL. Every rule here is judged column by column or value by value, so requests of one
+    schema typed together give their rows typed one by one."""
     layout = FileLayout(rel, rel, "parquet", types, rel)  # type: ignore[arg-type]
     checked, rejection = _check_columns(layout, contract)
     if checked is None or rejection is not None:
@@ -285,12 +288,28 @@ def _one(
     ts = out.get("ts")
     if ts is None or not _plausible(contract, np.asarray(ts.view(pa.int64())), received_at):
         return None
-    out["source_file"] = pa.array([rel] * n, pa.string())
-    out["source_row"] = pa.array(np.arange(n, dtype=np.int64))
-    out["received_at"] = pa.array(
-        np.full(n, _epoch_micros(received_at), np.int64), pa.timestamp("us", "UTC")
-    )
-    out["late_arrival"] = pa.array(np.zeros(n, bool))
+    return out
+
+
+def _source_columns(
+    rels: list[str], sizes: list[int], received_at: datetime
+) -> dict[str, pa.Array]:
+    """The source columns of the typing SQL for requests ``rels`` of ``sizes`` rows, one after
+    the other: the request's name, its row number, the receipt time, no late arrival and no
+    read error."""
+    n = sum(sizes)
+    out: dict[str, pa.Array] = {
+        "source_file": pa.array(np.repeat(np.array(rels, dtype=object), sizes), pa.string()),
+        "source_row": pa.array(
+            np.concatenate([np.arange(k, dtype=np.int64) for k in sizes])
+            if sizes
+            else np.zeros(0, np.int64)
+        ),
+        "received_at": pa.array(
+            np.full(n, _epoch_micros(received_at), np.int64), pa.timestamp("us", "UTC")
+        ),
+        "late_arrival": pa.array(np.zeros(n, bool)),
+    }
     for name in READ_ERROR:
         out[name] = pa.nulls(n, pa.string())
     return out
@@ -306,20 +325,35 @@ def typed_rows(
 ) -> pa.Table | None:
     """The rows the typing SQL gives for requests ``tables`` (named ``rels``, with DuckDB's
     ``column_types`` of each), in its schema and row order, or ``None`` when a request needs
-    the SQL (an unknown schema, a form typed only by DuckDB, a row breaking a rule)."""
+    the SQL (an unknown schema, a form typed only by DuckDB, a row breaking a rule). Requests
+    of one Arrow schema (a gateway's usual form) are typed as one table."""
     schema = _schema(contract)
-    if schema is None:
+    if schema is None or not tables:
         return None
     max_columns, _ = landing_limits(contract)
-    parts = []
-    for table, rel, types in zip(tables, rels, column_types, strict=True):
+    for table, types in zip(tables, column_types, strict=True):
         if types is None or table.num_columns > max_columns:
             return None
-        columns = _one(con, table, rel, types, contract, received_at)
+    groups: list[tuple[list[pa.Table], list[str], dict[str, str]]] = []
+    first = tables[0].schema
+    if (
+        all(t.schema == first for t in tables[1:])
+        and all(  # one schema, the same types
+            k == column_types[0] for k in column_types[1:]
+        )
+    ):
+        groups.append((tables, rels, column_types[0]))  # type: ignore[arg-type]
+    else:
+        groups.extend(([t], [r], k) for t, r, k in zip(tables, rels, column_types, strict=True))  # type: ignore[misc]
+    parts = []
+    for members, names, types in groups:
+        table = members[0] if len(members) == 1 else pa.concat_tables(members)
+        columns = _contract_columns(con, table, names[0], types, contract, received_at)
         if columns is None:
             return None
+        columns.update(_source_columns(names, [t.num_rows for t in members], received_at))
         try:
             parts.append(pa.table({f.name: columns[f.name] for f in schema}).cast(schema))
         except (KeyError, pa.ArrowInvalid):
             return None
-    return pa.concat_tables(parts)
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)

@@ -214,3 +214,24 @@ def test_a_registered_device_with_a_broken_id_is_still_left_to_the_sql():
         connect(), READINGS, pa.table({"device_id": pa.array(["dev primed"], pa.string())})
     )
     assert held_to_sql([request]) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_requests_of_one_schema_typed_together_give_the_sql_rows(seed):
+    tables = [
+        table_from_records(records(seed, f"dev-{i}"), "sensor_readings") for i in range(2 + seed)
+    ]
+    assert all(t.schema == tables[0].schema for t in tables)  # typed as one table
+    found = held_to_sql(tables)
+    assert found is not None
+    assert found.column("source_file").to_pylist() == [
+        f"request-{i}" for i, t in enumerate(tables) for _ in range(t.num_rows)
+    ]
+
+
+def test_one_broken_request_of_a_shared_schema_leaves_all_to_the_sql():
+    tables = [table_from_records(records(4, f"dev-{i}"), "sensor_readings") for i in range(3)]
+    broken = records(4, "dev 3")  # the same schema, an id outside the contract's pattern
+    tables.append(table_from_records(broken, "sensor_readings"))
+    assert tables[-1].schema == tables[0].schema
+    assert held_to_sql(tables) is None
