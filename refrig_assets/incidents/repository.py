@@ -949,15 +949,19 @@ def fold_alerts(
     hold_historic: bool = True,
 ) -> dict[str, int]:
     """Fold newly stored alerts into incidents inside the alert store's transaction: each joins
-    its device's live incident (or reopens a recently closed one, or opens a new one), with the
-    cause its streaming rule stands for (batch alerts: unknown until the hourly
-    ``device_incidents`` diagnoses them)."""
+    its device's (or, for a site-wide cause, its site's) live incident (or reopens a recently
+    closed one, or opens a new one), with the cause its streaming rule stands for (batch
+    alerts: unknown until the hourly ``device_incidents`` diagnoses them)."""
     incidents = IncidentStore(store)
     policy = incidents.policy
     earliest = pd.to_datetime(alerts["window_start"], utc=True).min()
+    # the alerts' sites too: a site-wide cause in a later batch continues the site's incident
     prior = incidents.open_incidents(
         conn,
         device_ids=alerts["device_id"].astype(str).unique(),
+        site_ids=alerts["site_id"].dropna().astype(str).unique().tolist()
+        if "site_id" in alerts
+        else (),
         closed_since=(earliest - policy.reopen - policy.hysteresis).to_pydatetime(),
     )
     build = build_incidents(alerts, None, policy=policy, open_incidents=prior)

@@ -305,6 +305,23 @@ def test_a_site_losing_power_is_paged_once_for_the_site_not_per_device(alert_sto
     assert pages(alert_store) == [f"incident:{site.iloc[0]['incident_id']}:CRITICAL"]
 
 
+def test_a_site_outage_that_goes_on_in_a_later_batch_stays_one_site_incident_paged_once(
+    alert_store, incidents
+):
+    # the next hour's power-loss alerts of the same site are stored in a later fold: they join
+    # the site's live incident instead of opening a second one (and paging the site again)
+    first = [alert(d, 3, source="streaming", rule="power_loss") for d in ("D1", "D2", "D3")]
+    alert_store.upsert(alerts(first), notify=True)
+    later = [alert(d, 4, source="streaming", rule="power_loss") for d in ("D1", "D2", "D3")]
+
+    alert_store.upsert(alerts(later), notify=True)
+
+    every = incidents.list()[0]
+    site = every[every["scope"].eq("site")]
+    assert site["cause"].tolist() == ["power_loss"]
+    assert pages(alert_store) == [f"incident:{site.iloc[0]['incident_id']}:CRITICAL"]
+
+
 def test_a_device_incident_a_site_incident_explains_stays_explained_when_it_goes_on_later(
     alert_store, incidents
 ):
