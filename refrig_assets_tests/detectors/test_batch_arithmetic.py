@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import IsolationForest
 
-from refrig_assets.detectors import isolation_forest
-from refrig_assets.detectors.isolation_forest import forest_anomaly_scores
+from refrig_assets.detectors import forest_arrays
+from refrig_assets.detectors.forest_arrays import ForestArrays
 from refrig_assets.detectors.normalise import ConditionalGaussian
 
 
@@ -19,9 +19,9 @@ def test_forest_scores_in_row_blocks_equal_scikit_learns(monkeypatch, max_featur
         n_estimators=20, max_samples=128, max_features=max_features, random_state=0, n_jobs=1
     ).fit(rng.normal(size=(2000, 6)))
     rows = rng.normal(scale=1.5, size=(5000, 6))
-    monkeypatch.setattr(isolation_forest, "_BLOCK_ROWS", 700)  # 8 blocks, the last one short
-    monkeypatch.setattr(isolation_forest, "_cores", lambda: 2)
-    blocked = forest_anomaly_scores(forest, rows)
+    monkeypatch.setattr(forest_arrays, "_BLOCK_ROWS", 700)  # 8 blocks, the last one short
+    monkeypatch.setattr(forest_arrays, "_cores", lambda: 2)
+    blocked = ForestArrays.from_forest(forest).anomaly_scores(rows)
     assert np.array_equal(blocked, -forest.score_samples(rows))
 
 
