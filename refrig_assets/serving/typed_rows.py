@@ -50,6 +50,13 @@ _ISO = re.compile(
     r"(\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?)"
     r"(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?"
 )
+# The same form for Arrow's RE2 (ASCII digits only, ``$`` at the very end): a column whose
+# every value matches it is typed by Arrow in one pass; any other goes to the loop over
+# :data:`_ISO`, which gives the result it always gave.
+_ISO_ARROW = (
+    r"^(?P<base>[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(?:\.[0-9]{1,6})?)(?P<zone>Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$"
+)
 US_PER_MINUTE = 60_000_000
 _MAX_REMEMBERED = 1_000_000
 
@@ -160,12 +167,36 @@ def _micros_of_text(column: pa.ChunkedArray) -> np.ndarray | None:
     return local - offsets
 
 
+def _micros_of_text_arrow(column: pa.ChunkedArray) -> np.ndarray | None:
+    """:func:`_micros_of_text` of a column whose every value matches :data:`_ISO_ARROW`,
+    computed by Arrow (a 100-device request's 6000 times without a regex call each); ``None``
+    where a value does not match or Arrow does not read it (no such day), so that the loop
+    judges it."""
+    try:
+        parts = pc.extract_regex(column, _ISO_ARROW)
+        if parts.null_count:
+            return None
+        local = pc.cast(pc.struct_field(parts, "base"), pa.timestamp("us"))
+    except pa.ArrowException:
+        return None
+    zones = pc.dictionary_encode(pc.struct_field(parts, "zone")).combine_chunks()
+    shift = np.zeros(len(zones.dictionary), np.int64)
+    for i, zone in enumerate(zones.dictionary.to_pylist()):
+        if zone and zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            shift[i] = sign * (int(zone[1:3]) * 60 + int(zone[4:6])) * US_PER_MINUTE
+    micros = np.asarray(local.cast(pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+    return micros - shift[np.asarray(zones.indices.to_numpy(zero_copy_only=False), np.int64)]
+
+
 def _timestamps(column: pa.ChunkedArray, duck_type: str) -> pa.Array | None:
     kind = _kind(duck_type)
     if kind == "text":
         if column.null_count:
             return None
-        micros = _micros_of_text(column)
+        micros = _micros_of_text_arrow(column)
+        if micros is None:
+            micros = _micros_of_text(column)
         return None if micros is None else pa.array(micros, pa.timestamp("us", "UTC"))
     t = column.type
     if pa.types.is_timestamp(t) and t.unit == "us":

@@ -235,3 +235,44 @@ def test_one_broken_request_of_a_shared_schema_leaves_all_to_the_sql():
     tables.append(table_from_records(broken, "sensor_readings"))
     assert tables[-1].schema == tables[0].schema
     assert held_to_sql(tables) is None
+
+
+TIME_TEXTS = [
+    "2026-03-02T10:00:00Z",
+    "2026-03-02T10:00:00",
+    "2026-03-02T10:00:00.5+05:30",
+    "2026-03-02T10:00:00.123456-03:00",
+    "2026-03-02T23:59:59.000001+23:59",
+    "2024-02-29T00:00:00-00:00",
+    "0001-01-01T00:00:00Z",
+    "1969-12-31T23:59:59.9Z",
+    "2026-02-30T10:00:00Z",  # no such day
+    "2025-02-29T10:00:00Z",  # not a leap year
+    "2026-03-02T10:00:00\n",
+    "2026-03-02T10:00:00Z\n",
+    " 2026-03-02T10:00:00Z",
+    "2026-03-02T24:00:00Z",
+    "2026-03-02T10:00:60Z",
+    "2026-03-02T10:00:00.1234567Z",
+    "2026-03-02T10:00:00+0100",
+    "2026-03-02T10:00:00+24:00",
+    "2026-03-02 10:00:00Z",
+    "２０２６-03-02T10:00:00Z",  # digits that are not ASCII
+    "2026-03-02T10:00:00z",
+]
+
+
+@pytest.mark.parametrize("text", TIME_TEXTS)
+def test_reading_times_typed_by_arrow_are_the_loops_or_left_to_it(text):
+    rng = np.random.default_rng(len(text))
+    good = [iso(START + timedelta(minutes=int(m)), rng) for m in rng.integers(0, 600, 20)]
+    for values in ([text], [*good, text], good):
+        chunks = [pa.array(values[:3], pa.string()), pa.array(values[3:], pa.string())]
+        column = pa.chunked_array(chunks)
+        by_loop = typed_rows_module._micros_of_text(column)
+        by_arrow = typed_rows_module._micros_of_text_arrow(column)
+        if by_arrow is not None:
+            assert by_loop is not None, values
+            np.testing.assert_array_equal(by_arrow, by_loop)
+        elif values is good:
+            raise AssertionError("the gateway forms are typed by Arrow")
