@@ -176,6 +176,19 @@ def test_a_batch_that_fails_part_way_leaves_none_of_its_events(tmp_path, monkeyp
     assert len(rows(storage, RUN, "event_logs")) == len(before_run) + 8
 
 
+def recorded_batches(monkeypatch) -> list[list[str]]:
+    """The event types of each batch the batched event log stores from now on, in order."""
+    batches: list[list[str]] = []
+    store_batch = BatchedSqliteEventLogStorage.store_event_batch
+
+    def spy(self, events):
+        batches.append([e.dagster_event_type.value for e in events])
+        store_batch(self, events)
+
+    monkeypatch.setattr(BatchedSqliteEventLogStorage, "store_event_batch", spy)
+    return batches
+
+
 def test_a_run_with_batching_records_every_partition_as_a_plain_store_does(tmp_path, monkeypatch):
     @dg.asset(
         partitions_def=dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00"),
@@ -192,14 +205,7 @@ def test_a_run_with_batching_records_every_partition_as_a_plain_store_does(tmp_p
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "")  # restored after the test
     monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE")  # pipeline_instance sets it
-    batches: list[list[str]] = []
-    store_batch = BatchedSqliteEventLogStorage.store_event_batch
-
-    def spy(self, events):
-        batches.append([e.dagster_event_type.value for e in events])
-        store_batch(self, events)
-
-    monkeypatch.setattr(BatchedSqliteEventLogStorage, "store_event_batch", spy)
+    batches = recorded_batches(monkeypatch)
     instance = pipeline_instance()
     assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
     job = dg.Definitions(assets=[hourly]).resolve_implicit_global_asset_job_def()

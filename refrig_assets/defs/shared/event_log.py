@@ -3,14 +3,18 @@
 A ranged backfill records every hour as its own partition: about 36 asset events an hour
 (materializations, planned materializations, check evaluations). Dagster's SQLite event log
 stores each event on its own: a new SQLAlchemy engine and connection per statement, and one
-commit (one fsync) per database and event. For a long history of a small fleet that is most of
-the backfill's time.
+commit (one fsync) per database and event; closing the file's only connection also checkpoints
+its write-ahead log (more fsyncs). For a long history of a small fleet that is most of the
+backfill's time.
 
 :class:`BatchedSqliteEventLogStorage` is Dagster's ``SqliteEventLogStorage`` with two changes:
 
-- one engine per database file, kept (still ``NullPool``: every use opens its own SQLite
-  connection, as before, so other processes reading the same files see every commit), and the
-  index's tables and columns remembered once found (Dagster looks them up for every event);
+- one engine per database file, kept, with its SQLite connection kept open per thread
+  (``SingletonThreadPool``) until the engine is dropped: the files are in WAL mode, so other
+  processes reading them (the UI, the daemon) still see every commit when it is made, and the
+  log is checkpointed as SQLite does on its own (every 1,000 pages) instead of at every
+  statement's close; the index's tables and columns remembered once found (Dagster looks them
+  up for every event);
 - ``store_event_batch`` (what Dagster calls with ``DAGSTER_EVENT_BATCH_SIZE`` set for the
   materializations of a ranged output and the planned events of a run, and what
   :func:`log_check_evaluations` uses for the check results of an hour of a ranged step) writes
@@ -51,7 +55,7 @@ from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import SingletonThreadPool
 
 # Events of a batch this storage writes in one transaction; any other batch is stored event by
 # event (still with the kept engines).
@@ -84,7 +88,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         if engine is None:
             engine = create_engine(
                 self.conn_string_for_shard(shard),
-                poolclass=NullPool,
+                poolclass=SingletonThreadPool,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
             )
             if shard not in self._initialized_dbs:

@@ -12,8 +12,10 @@ What Dagster 1.13 would lose in a ranged step is recorded per hour here:
 - materialization metadata: Dagster gives every partition of a ranged output the same
   metadata, so each hour's is attached to its own partition (``add_asset_metadata``);
 - check results: a check result yielded in a ranged step carries no partition, so each hour's
-  is logged as an ``AssetCheckEvaluation`` of that hour (the hour's evaluations as one batch,
-  see :func:`refrig_assets.defs.shared.event_log.log_check_evaluations`);
+  is logged as an ``AssetCheckEvaluation`` of that hour, right after the step's materializations
+  (every hour's evaluations as one batch, one transaction per event log file, see
+  :func:`refrig_assets.defs.shared.event_log.log_check_evaluations`; the evaluation of a
+  materialization of the same run is that materialization's, whatever their order);
 - blocking checks: a failed blocking check of any hour fails the step after every hour's
   materialization is recorded (the hours downstream are then not run; ``refrig pipeline run``
   runs such a range again hour by hour, so the failing hour blocks only itself);
@@ -38,6 +40,11 @@ from typing import Any, TypeVar, cast
 
 import dagster as dg
 import duckdb
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+from dagster._core.storage.event_log.base import AssetRecordsFilter
+from dagster_shared.record import replace
 
 from refrig_assets.core.backfill import hours_per_run
 from refrig_assets.core.duck import connect
@@ -270,6 +277,36 @@ def hour_check_evaluations(
     return evaluations, blocked
 
 
+def of_this_run(
+    context: dg.AssetExecutionContext, evaluations: list[dg.AssetCheckEvaluation]
+) -> list[dg.AssetCheckEvaluation]:
+    """``evaluations`` (of hours this step has recorded as materialized), each naming its hour's
+    materialization of this run as its target, as a one-hour run's evaluation does: Dagster
+    counts a partition's check result as current only when it targets the partition's latest
+    materialization (one query per asset for all the hours)."""
+    hours: dict[dg.AssetKey, set[str]] = {}
+    for evaluation in evaluations:
+        if evaluation.partition is not None:
+            hours.setdefault(evaluation.asset_key, set()).add(evaluation.partition)
+    targets: dict[tuple[dg.AssetKey, str], AssetCheckEvaluationTargetMaterializationData] = {}
+    for asset, keys in hours.items():
+        latest = context.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset, asset_partitions=sorted(keys)), limit=len(keys)
+        ).records
+        for found in latest:
+            if found.run_id == context.run_id and found.partition_key is not None:
+                targets.setdefault(
+                    (asset, found.partition_key),
+                    AssetCheckEvaluationTargetMaterializationData(
+                        storage_id=found.storage_id, run_id=found.run_id, timestamp=found.timestamp
+                    ),
+                )
+    return [
+        replace(e, target_materialization_data=targets.get((e.asset_key, e.partition or "")))
+        for e in evaluations
+    ]
+
+
 def _hours(body, context: dg.AssetExecutionContext, args, kwargs, state, ranged, mode) -> Any:
     """Each hour of the range with its results: from the range body, else hour by hour."""
     keys = list(context.partition_keys)
@@ -296,11 +333,12 @@ def _over_range(
     blocked: list[str] = []
     specs = {(s.asset_key, s.name): s for s in context.assets_def.check_specs}
     done: list[tuple[str, dg.AssetKey, dict]] = []  # hours finished, for a failure's record
+    evaluations: list[dg.AssetCheckEvaluation] = []  # of the hours finished
     mode: list[str] = []
     try:
         for key, results in _hours(body, context, args, kwargs, state, ranged, mode):
             finished = []
-            evaluations: list[dg.AssetCheckEvaluation] = []
+            found_here: list[dg.AssetCheckEvaluation] = []
             for result in results:
                 if not isinstance(result, dg.MaterializeResult):
                     raise TypeError(f"{context.op_def.name}: unexpected result {type(result)}")
@@ -317,22 +355,24 @@ def _over_range(
                 context.add_asset_metadata(metadata, asset_key=asset, partition_key=key)
                 finished.append((key, asset, metadata))
                 found, failed = hour_check_evaluations(result, asset, specs, key)
-                evaluations += found
+                found_here += found
                 blocked += failed
-            log_check_evaluations(context, evaluations)
             done += finished
+            evaluations += found_here
     except Exception:
         # The hours before the failing one were written: record them, as their own runs would.
         for key, asset, metadata in done:
             yield dg.AssetMaterialization(asset, partition=key, metadata=metadata)
+        log_check_evaluations(context, of_this_run(context, evaluations))
         raise
     finally:
         for finish, obj in state.get("__finish__", []):
             finish(obj)
     for asset in produced:
         yield dg.MaterializeResult(asset_key=asset)
-    # Each hour's evaluations are logged above; the checks' outputs still close the step (and
-    # let the steps downstream run when nothing blocks).
+    # Every hour's evaluations, stored after the materializations they evaluate; the checks'
+    # outputs still close the step (and let the steps downstream run when nothing blocks).
+    log_check_evaluations(context, of_this_run(context, evaluations))
     for check_key in context.selected_asset_check_keys:
         name = context.assets_def.get_output_name_for_asset_check_key(check_key)
         yield dg.Output(None, output_name=name)
