@@ -70,11 +70,7 @@ def _replace_durably(tmp: Path, final: Path, backup: Path | None = None) -> None
         os.link(final, link)
         os.replace(link, backup)
     os.replace(tmp, final)
-    directory = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    _fsync_directory(final.parent)
 
 
 @contextmanager
@@ -102,6 +98,84 @@ def fsynced_meanwhile(path: Path) -> Iterator[None]:
         raise errors[0]
 
 
+def temporary_for(final: Path) -> Path:
+    """A hidden temporary file next to ``final`` (its directory made if missing), to be renamed
+    over it once written and durable."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp"
+
+
+def _fsync_directory(path: Path) -> None:
+    directory = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+# fsyncs of a staged batch run at once: the filesystem's journal commits them together.
+STAGED_FSYNC_THREADS = 8
+
+
+class StagedPartitions:
+    """Partitions written to hidden temporary files (:meth:`ParquetStore.staged`) and made
+    durable together: every file fsynced (at once), then each renamed over its partition and
+    each directory fsynced once. A partition is therefore replaced only by a whole file already
+    on disk, as :func:`durable_replace` does for one, but a range of small hours costs one
+    round of fsyncs instead of one file and one directory fsync per hour."""
+
+    def __init__(self, store: ParquetStore):
+        self._store = store
+        self._staged: dict[Path, Path] = {}  # final path -> its temporary file
+
+    def from_duckdb(
+        self,
+        dataset: str,
+        partition_key: str | None,
+        con,
+        query: str,
+        *,
+        row_group_size: int | None = None,
+    ) -> Path:
+        """Write the result of a DuckDB query (as :meth:`ParquetStore.write_from_duckdb`
+        writes it) to the partition's temporary file, returned for reading until
+        :meth:`commit`; the partition's final path is :meth:`ParquetStore.path`."""
+        final = self._store.path(dataset, partition_key)
+        if final in self._staged:
+            raise ValueError(f"{final}: staged twice")
+        tmp = self._staged[final] = temporary_for(final)
+        con.execute(f"COPY ({query}) TO '{tmp}' ({_duckdb_options(row_group_size)})")
+        return tmp
+
+    def commit(self) -> list[Path]:
+        """Make every staged file durable, then rename each into place (in the order staged)
+        and fsync their directories; the final paths. An fsync that fails renames nothing."""
+        staged = list(self._staged.items())
+        if not staged:
+            return []
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(STAGED_FSYNC_THREADS, len(staged))) as pool:
+            list(pool.map(_fsync_file, [tmp for _, tmp in staged]))
+        for final, tmp in staged:
+            os.replace(tmp, final)
+            del self._staged[final]
+        for directory in dict.fromkeys(final.parent for final, _ in staged):
+            _fsync_directory(directory)
+        return [final for final, _ in staged]
+
+    def discard(self) -> None:
+        """Remove the temporary files not committed (their partitions stay as they were)."""
+        for tmp in self._staged.values():
+            tmp.unlink(missing_ok=True)
+        self._staged.clear()
+
+
+def _duckdb_options(row_group_size: int | None) -> str:
+    rows = int(row_group_size or DUCKDB_ROW_GROUP_SIZE)
+    return f"{DUCKDB_PARQUET_OPTIONS}, ROW_GROUP_SIZE {rows}"
+
+
 class ParquetStore:
     """Reads and writes partitioned Parquet datasets under one root directory."""
 
@@ -121,8 +195,7 @@ class ParquetStore:
         )
         table = without_null_types(table)
         final = self.path(dataset, partition_key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp"
+        tmp = temporary_for(final)
         try:
             pq.write_table(table, tmp, compression="zstd")
             durable_replace(tmp, final)
@@ -148,8 +221,7 @@ class ParquetStore:
         without dictionary pages, as :meth:`write_from_duckdb` does (half the CPU for readings,
         whose values rarely repeat)."""
         final = self.path(dataset, partition_key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp"
+        tmp = temporary_for(final)
         out = PartitionWriter(final, tmp, schema, dictionary=dictionary)
         try:
             yield out
@@ -194,18 +266,27 @@ class ParquetStore:
         an error in the query, the block or the fsync leaves the previous partition (or none)
         and no temporary file. The partition's final path is :meth:`path`."""
         final = self.path(dataset, partition_key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp"
-        rows = int(row_group_size or DUCKDB_ROW_GROUP_SIZE)
-        options = f"{DUCKDB_PARQUET_OPTIONS}, ROW_GROUP_SIZE {rows}"
+        tmp = temporary_for(final)
         try:
-            con.execute(f"COPY ({query}) TO '{tmp}' ({options})")
+            con.execute(f"COPY ({query}) TO '{tmp}' ({_duckdb_options(row_group_size)})")
             with fsynced_meanwhile(tmp):
                 yield tmp
             _replace_durably(tmp, final)
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+    @contextmanager
+    def staged(self) -> Iterator[StagedPartitions]:
+        """Write several partitions and replace them together when the block ends normally
+        (:class:`StagedPartitions`); an exception inside the block (or in the commit) leaves
+        every partition not yet renamed as it was, and no temporary file."""
+        batch = StagedPartitions(self)
+        try:
+            yield batch
+            batch.commit()
+        finally:
+            batch.discard()
 
     def read(self, dataset: str, partition_key: str | None = None, columns=None) -> pd.DataFrame:
         """Read one partition into pandas (FileNotFoundError when it was never written)."""

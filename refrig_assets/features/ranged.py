@@ -5,8 +5,10 @@ costs one DuckDB connection, one file scan, one summary and one contract check p
 for a small fleet is most of the hour's cost. Here the hours' clean readings are scanned in one
 statement (the feature SQL over all of them, each hour's devices kept apart, so every hour's
 windows, streaks and runs are those of its own file, as hour by hour), held in one table, and each hour is then
-written from it with the same atomic replace as :func:`refrig_assets.engines.embedded.
-write_features`. The summary of every hour is one grouped query, and the contract check one
+written from it to its own file; the group's files are made durable together and only then
+renamed over their partitions (:meth:`refrig_assets.core.storage.ParquetStore.staged`), so a
+crash leaves every hour's partition whole, old or new, as
+:func:`refrig_assets.engines.embedded.write_features` does for one hour. The summary of every hour is one grouped query, and the contract check one
 scan of the whole range: every contract check is a per-row predicate or a key that must be
 unique, so a range without a violation has none in any of its hours; a range with one is
 checked again hour by hour (:func:`refrig_assets.engines.embedded.file_violations`), so every
@@ -85,7 +87,8 @@ def write_feature_range(
     dataset: str = "device_features",
 ) -> Iterator[FeatureHour]:
     """Compute the feature windows of every hour of ``sources`` (hour key -> its clean_readings
-    file, in hour order) and write each hour's partition; yields each hour once written."""
+    file, in hour order) and write each hour's partition; yields each hour once its group of
+    hours is written."""
     budget = load_memory_budget()
     rows = {k: pq.ParquetFile(p).metadata.num_rows for k, p in sources.items()}
     per_group = max(1, int(budget.memory_budget_mb * 2**20 // budget.reading_bytes))
@@ -154,20 +157,25 @@ def _write_group(
         con.execute(f"CREATE VIEW range_windows AS SELECT * EXCLUDE ({HOUR}) FROM windows")
         summaries = _summaries(con, min_completeness)
         clean_range = sql_violations(con, "range_windows", contract).empty
-        for i, key in enumerate(keys):
-            path = store.write_from_duckdb(
-                dataset,
-                key,
-                con,
-                f"SELECT * EXCLUDE ({HOUR}) FROM windows WHERE {HOUR} = {i}",
-                row_group_size=FEATURE_ROW_GROUP_SIZE,
-            )
-            if clean_range:
-                typed = schema_violations(path, contract)
-                found = pd.DataFrame(typed, columns=["column", "check", "failures", "example"])
-            else:  # the range has a violation: which hours, exactly as hour by hour
-                found = file_violations(path, contract)
-            yield FeatureHour(key, path, summaries.get(i, _EMPTY), found)
+        hours = []
+        # The group's files are written, checked and then made durable and renamed together.
+        with store.staged() as batch:
+            for i, key in enumerate(keys):
+                written = batch.from_duckdb(
+                    dataset,
+                    key,
+                    con,
+                    f"SELECT * EXCLUDE ({HOUR}) FROM windows WHERE {HOUR} = {i}",
+                    row_group_size=FEATURE_ROW_GROUP_SIZE,
+                )
+                if clean_range:
+                    typed = schema_violations(written, contract)
+                    found = pd.DataFrame(typed, columns=["column", "check", "failures", "example"])
+                else:  # the range has a violation: which hours, exactly as hour by hour
+                    found = file_violations(written, contract)
+                path = store.path(dataset, key)
+                hours.append(FeatureHour(key, path, summaries.get(i, _EMPTY), found))
+        yield from hours
     finally:
         con.close()
 
