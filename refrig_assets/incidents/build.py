@@ -874,7 +874,8 @@ def _group(signals: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) ->
     changed = pd.Series(s["cause"]).ne(pd.Series(s["cause"]).shift()) & ~gap
     segment = (gap | changed).cumsum().to_numpy()
     s["segment"] = segment
-    seg = s.groupby(segment, sort=True).agg(
+    seg = _per_group(
+        s.groupby(segment, sort=True),
         key=("key", "first"),
         track=("track", "first"),
         start=("window_start", "min"),
@@ -1117,7 +1118,8 @@ def build_incidents(
     grouped = _group(rows, policy, causes)
     evidence = grouped[~grouped["is_prior"]]
     # Sensor-health flags become tickets only once they persist (or when an alert is involved).
-    spans = evidence.groupby("incident_id").agg(
+    spans = _per_group(
+        evidence.groupby("incident_id"),
         start=("window_start", "min"),
         end=("window_end", "max"),
         alerts=("alert_id", "count"),
@@ -1226,7 +1228,8 @@ def _aggregate(
     g = grouped.sort_values(["incident_id", "window_start"], kind="mergesort")
     new = g[~g["is_prior"]]
     by = g.groupby("incident_id", sort=True)
-    inc = by.agg(
+    inc = _per_group(
+        by,
         key=("key", "first"),
         track=("track", "first"),
         device_id=("device_id", "first"),
@@ -1238,8 +1241,8 @@ def _aggregate(
         max_models_flagging=("models_flagging", "max"),
         evaporator_peak_c=("evaporator", "max"),
         reopened=("reopened", "any"),
+        evaporator_start_c=("evaporator", "first"),
     )
-    inc["evaporator_start_c"] = by["evaporator"].first()
     known = g[g["cause"].ne(UNKNOWN)]
     inc["cause"] = known.groupby("incident_id")["cause"].last().reindex(inc.index).fillna(UNKNOWN)
     best = known.sort_values("confidence", kind="mergesort").groupby("incident_id").last()
@@ -1318,6 +1321,22 @@ def _aggregate(
     inc["cause_confidence"] = inc["cause_confidence"].astype(float).clip(0.0, 1.0)
     inc["closed_at"] = _utc(inc["closed_at"])
     return inc
+
+
+def _per_group(by: Any, **named: tuple[str, str]) -> pd.DataFrame:
+    """``by.agg(**named)`` (named aggregation: output column = (column, function)), with one
+    grouped call per function over all its columns instead of one per output column: the
+    same values and types, a fraction of pandas' per-column cost on the small frames of an
+    hour's build."""
+    functions = dict.fromkeys(f for _, f in named.values())
+    parts = {}
+    for function in functions:
+        columns = list(dict.fromkeys(c for c, f in named.values() if f == function))
+        parts[function] = getattr(by[columns], function)()
+    return pd.DataFrame(
+        {out: parts[function][column] for out, (column, function) in named.items()},
+        index=next(iter(parts.values())).index,
+    )
 
 
 def _joined(frame: pd.DataFrame, column: str) -> pd.Series:
