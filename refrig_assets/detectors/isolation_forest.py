@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.detectors.base import Detector, register_detector
+from refrig_assets.detectors.blas_threads import one_blas_thread
 from refrig_assets.detectors.forest_arrays import ForestArrays
 from refrig_assets.detectors.normalise import CohortScaler, DeviceResiduals
 
@@ -52,6 +53,7 @@ class IsolationForestDetector(Detector):
         self.forest = ForestArrays.from_forest(forest)
         return -forest.score_samples(x)
 
+    @one_blas_thread
     def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
         x = self._inputs(frame)
         raw = self.forest.anomaly_scores(x)

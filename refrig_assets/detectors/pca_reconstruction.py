@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.detectors.base import Detector, register_detector
+from refrig_assets.detectors.blas_threads import one_blas_thread
 from refrig_assets.detectors.normalise import DeviceResiduals
 
 FLEET = "__fleet__"
@@ -77,34 +78,44 @@ class PrincipalSubspace:
 
     def statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(T², Q, centred rows, prediction errors) of rows ``x``."""
-        t2, q, centred, errors, _ = self._statistics(x)
+        t2, q, centred, errors, _, _ = self._statistics(x)
         return t2, q, centred, errors
 
     def _statistics(
         self, x: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`statistics` and the rows' coordinates on the components."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`statistics`, the rows' coordinates on the components and the squared
+        prediction errors (None without a residual space)."""
         centred = x - self.mean
         scores = centred @ self.components
         t2 = (scores**2 / self.eigenvalues).sum(axis=1)
         errors = centred - scores @ self.components.T
-        q = (errors**2).sum(axis=1) if self.q_limit > 0 else np.zeros(len(x))
-        return t2, q, centred, errors, scores
+        squared = errors**2 if self.q_limit > 0 else None
+        q = squared.sum(axis=1) if squared is not None else np.zeros(len(x))
+        return t2, q, centred, errors, scores, squared
 
     def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw score ``T²/T²_limit + Q/Q_limit`` per row and each feature's signed share of it
         in percent (the sign: above or below the baseline)."""
-        t2, q, centred, errors, scores = self._statistics(x)
+        t2, q, centred, _, scores, squared = self._statistics(x)
         raw = t2 / self.t2_limit
         # T² splits exactly over the features as centred_j · (P Λ⁻¹ Pᵀ centred)_j.
-        whitened = (scores / self.eigenvalues) @ self.components.T
-        part = centred * whitened / self.t2_limit
-        if self.q_limit > 0:
+        # The same operations as written out, in place: the (rows × features) temporaries
+        # cost more than the arithmetic.
+        share = (scores / self.eigenvalues) @ self.components.T
+        share *= centred
+        share /= self.t2_limit
+        if squared is not None:
             raw = raw + q / self.q_limit
-            part = part + errors**2 / self.q_limit
+            squared /= self.q_limit
+            share += squared
+        np.abs(share, out=share)
         with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.where(raw[:, None] > 0, np.abs(part) / raw[:, None] * 100.0, 0.0)
-        return raw, np.sign(centred) * share
+            share /= raw[:, None]
+        share *= 100.0
+        share[~(raw > 0)] = 0.0
+        share *= np.sign(centred)
+        return raw, share
 
 
 @register_detector
@@ -138,13 +149,18 @@ class PcaReconstructionDetector(Detector):
         raw, _, _ = self.raw_scores(frame)
         return raw
 
+    @one_blas_thread
     def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
         x = self._inputs(frame)
-        cohorts = frame["cohort"].to_numpy()
+        # Each cohort's rows in ascending order, found by one stable sort of the cohorts'
+        # codes (a NaN cohort's rows are not scored: code -1, first, skipped).
+        codes, cohorts = pd.factorize(frame["cohort"].to_numpy())
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(cohorts) + 1))
         raw = np.zeros(len(x))
         shares = np.zeros_like(x)
-        for cohort in pd.unique(cohorts):
-            rows = cohorts == cohort
+        for code, cohort in enumerate(cohorts):
+            rows = order[bounds[code] : bounds[code + 1]]
             space = self.subspaces.get(cohort, self.subspaces[FLEET])
             raw[rows], shares[rows] = space.evaluate(x[rows])
         template = "{value}% of the T²+Q surprise, {direction} this device's baseline"

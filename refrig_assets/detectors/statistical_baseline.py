@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.detectors.base import Detector, register_detector
+from refrig_assets.detectors.blas_threads import one_blas_thread
 from refrig_assets.detectors.normalise import DeviceResiduals
 
 
@@ -31,6 +32,7 @@ class StatisticalBaselineDetector(Detector):
         raw, _, _ = self.raw_scores(frame)
         return raw
 
+    @one_blas_thread
     def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
         joint = self.config.hyperparameter("score") == "joint"
         cz, surprise = self.residuals.evaluate(frame, joint, in_sample=self.fitting)
