@@ -86,28 +86,40 @@ def status_in_shards(
     as_of: pd.Timestamp,
     settings: TrendSettings,
     shards: list[DeviceRange] | None = None,
+    read: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """:func:`~refrig_assets.alerts.device_status.device_status` over the scores of ``hours``
     (each hour's windows), read one device range of ``shards`` at a time. A device's status
     depends on its own scores only, and each range's rows come sorted by device, so the ranges
-    in order give the whole fleet's rows."""
+    in order give the whole fleet's rows.
+
+    ``read``: the hours' scores already read, by partition key, kept by a caller that runs
+    consecutive hours (the trend's hours overlap) while the scores do not change; used, and
+    filled with ``hours`` (only those), when the fleet is one device range."""
     frames: list[pd.DataFrame] = []
     keys = [h.strftime("%Y-%m-%d-%H:%M") for h in hours]
-    paths = {key: score_paths_for_hour(store, key) for key in keys}
     shards = shards or WHOLE_FLEET
+    kept = read if read is not None and len(shards) == 1 else {}
+    for key in [k for k in kept if k not in keys]:
+        del kept[key]
+    paths = {key: score_paths_for_hour(store, key) for key in keys if key not in kept}
     for shard, devices in zip(shards, _registry_parts(registry, shards), strict=True):
-        parts = [
-            read_scores_for_hour(
-                store,
-                key,
-                h,
-                h + pd.Timedelta("1h"),
-                shard=shard,
-                paths=paths[key],
-                columns=SCORE_COLUMNS,
-            )
-            for key, h in zip(keys, hours, strict=True)
-        ]
+        parts = []
+        for key, h in zip(keys, hours, strict=True):
+            part = kept.get(key)
+            if part is None:
+                part = read_scores_for_hour(
+                    store,
+                    key,
+                    h,
+                    h + pd.Timedelta("1h"),
+                    shard=shard,
+                    paths=paths[key],
+                    columns=SCORE_COLUMNS,
+                )
+                if read is not None and len(shards) == 1:
+                    kept[key] = part
+            parts.append(part)
         parts = [p for p in parts if len(p)]
         scores = (
             pd.concat(parts, ignore_index=True)

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.incidents import baselines as bl
-from refrig_assets.incidents.causes_store import epoch_ns, quality_bits
+from refrig_assets.incidents.causes_store import CauseStore, epoch_ns, quality_bits
 from refrig_assets.incidents.signatures import (
     UNKNOWN,
     Condition,
@@ -546,8 +546,6 @@ def diagnose_partition(
     """:func:`diagnose` for one hourly partition of device_features, with the cohort from the
     stored device registry, the baselines of the hours before it (cached) and the derived
     features (hours since the last defrost)."""
-    from refrig_assets.incidents.causes_store import CauseStore
-
     store = CauseStore.open(refrig_settings_or_home)
     table = load_signatures()
     frame = store.with_cohort(features)
@@ -565,12 +563,20 @@ class HourDiagnosis:
     disjoint devices, called in device order, give the rows and the stored state of
     :func:`diagnose_partition` over the whole hour."""
 
-    def __init__(self, refrig_settings_or_home, partition_key: str):
-        from refrig_assets.incidents.causes_store import CauseStore
-
+    def __init__(
+        self,
+        refrig_settings_or_home,
+        partition_key: str,
+        *,
+        store: CauseStore | None = None,
+        table: SignatureTable | None = None,
+    ):
+        """``store`` and ``table``: a :class:`CauseStore` of that data folder and the signature
+        table, when the caller keeps them for many hours (a backfill run's); by default opened
+        and loaded for this hour."""
         self.key = partition_key
-        self.store = CauseStore.open(refrig_settings_or_home)
-        self.table = load_signatures()
+        self.store = store or CauseStore.open(refrig_settings_or_home)
+        self.table = table or load_signatures()
         self.baselines = self.store.baselines(partition_key, self.table)
         self.available = self._hour_requirements()
         self._before: pd.Series | None = None
@@ -624,7 +630,8 @@ class HourDiagnosis:
                 self._before = self.store.state_before(self.key, self.table)
             frame, state = derive_defrost(frame, self._before)
             self._states.append(state)
-        return diagnose(frame, self.baselines, self.table, self.available)
+        indexed = self.store.indexed(self.baselines)
+        return diagnose(frame, self.baselines, self.table, self.available, indexed)
 
     def finish(self) -> None:
         """Store the defrost state after the hour (nothing when no shard had windows)."""

@@ -14,7 +14,7 @@ Both are derived data: deleting them costs one rebuild, never a result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +43,20 @@ def stem_of(hour: pd.Timestamp) -> str:
 
 @dataclass
 class CauseStore:
-    """Baselines, derived-feature state and the registry of one data folder."""
+    """Baselines, derived-feature state and the registry of one data folder.
+
+    One store kept for many hours (the hours of a backfill run) reads a stored baseline file
+    once while the hours keep reusing it (unless the file changed), and indexes it once
+    (:meth:`indexed`)."""
 
     store: ParquetStore
+    # The last baseline file read ((stem, mtime ns, size), frame) and the last frame indexed.
+    _read: tuple[tuple[str, int, int], pd.DataFrame] | None = field(
+        default=None, repr=False, compare=False
+    )
+    _indexed: tuple[pd.DataFrame, bl.IndexedBaselines] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @classmethod
     def open(cls, where) -> CauseStore:
@@ -104,7 +115,12 @@ class CauseStore:
                 < pd.Timedelta(hours=settings["refresh_hours"])
             ]
             if fresh:
-                return pd.read_parquet(directory / f"{fresh[-1]}.parquet")
+                path = directory / f"{fresh[-1]}.parquet"
+                stat = path.stat()
+                version = (fresh[-1], stat.st_mtime_ns, stat.st_size)
+                if self._read is None or self._read[0] != version:
+                    self._read = (version, pd.read_parquet(path))
+                return self._read[1]
         stems = self._history_stems(hour, settings["lookback_hours"])
         features = table.baseline_features()
         wanted = ["device_id", "window_start", "window_end", "duty_cycle", bl.DEFROST_MINUTES]
@@ -114,6 +130,13 @@ class CauseStore:
         if len(stems) >= settings["min_history_hours"]:
             self.store.write(BASELINES, stem_of(hour), baselines)
         return baselines
+
+    def indexed(self, baselines: pd.DataFrame) -> bl.IndexedBaselines:
+        """``baselines`` indexed for lookups (:class:`~refrig_assets.incidents.baselines.
+        IndexedBaselines`), once for the same frame given again (a reused baseline file)."""
+        if self._indexed is None or self._indexed[0] is not baselines:
+            self._indexed = (baselines, bl.IndexedBaselines(baselines))
+        return self._indexed[1]
 
     # ------------------------------------------------------------------ derived features
     def with_derived(

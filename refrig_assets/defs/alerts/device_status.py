@@ -10,7 +10,12 @@ from refrig_assets.alerts.hourly import status_in_shards
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.defs.shared.contract_checks import contract_check_result, contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
-from refrig_assets.defs.shared.ranges import hour_by_hour, range_backfill_policy
+from refrig_assets.defs.shared.ranges import (
+    hour_by_hour,
+    in_range,
+    per_range,
+    range_backfill_policy,
+)
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines.device_shards import hour_shards
 
@@ -49,8 +54,10 @@ def device_status_asset(
     open_alerts = refrig.alerts.open_alert_counts(created_before=end.to_pydatetime())
     # Device shard by shard (memory budget): the hours' scores are never in memory at once.
     shards = hour_shards(refrig.store, [context.partition_key])
+    # The hours of a range share their reads of the trend's overlapping score hours.
+    read = per_range(context, "status_scores", dict) if in_range(context) else None
     status = status_in_shards(
-        refrig.store, list(hours), registry, open_alerts, end, settings, shards
+        refrig.store, list(hours), registry, open_alerts, end, settings, shards, read
     )
     path = refrig.store.write("device_status", context.partition_key, status)
     check = contract_check_result("device_status", load_contract("device_status"), status)

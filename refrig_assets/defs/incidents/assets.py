@@ -13,8 +13,10 @@ from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines.device_shards import hour_shards
 from refrig_assets.incidents.build import never_reported_message
 from refrig_assets.incidents.causes import HourDiagnosis
+from refrig_assets.incidents.causes_store import CauseStore
 from refrig_assets.incidents.hourly import run_hour, summary
 from refrig_assets.incidents.repository import IncidentStore
+from refrig_assets.incidents.signatures import load_signatures
 
 _log = logging.getLogger(__name__)
 GROUP = "alerts"
@@ -102,7 +104,14 @@ def device_incidents(
         key,
         start,
         end,
-        HourDiagnosis(refrig.settings, key),
+        HourDiagnosis(
+            refrig.settings,
+            key,
+            # One store and signature table for all the hours of a range (a baseline file is
+            # read and indexed once while the hours reuse it).
+            store=per_range(context, "cause_store", lambda: CauseStore.open(refrig.settings)),
+            table=per_range(context, "signatures", load_signatures),
+        ),
         shards=shards,
         warn_never_reported=False,
     )

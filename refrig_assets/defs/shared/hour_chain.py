@@ -27,29 +27,26 @@ import dagster as dg
 
 from refrig_assets.defs.shared.event_log import log_check_evaluations
 from refrig_assets.defs.shared.partitions import hourly_partitions
-from refrig_assets.defs.shared.ranges import hour_check_evaluations
+from refrig_assets.defs.shared.ranges import HourContext, hour_check_evaluations
 from refrig_assets.defs.shared.resources import RefrigResource
 
 # Metadata of the failure a blocking check raises: the hour and the asset it stopped at.
 BLOCKED_HOUR, BLOCKED_ASSET = "blocked_hour", "blocked_asset"
 
 
-class _Hour:
-    """What the one-hour bodies read of their context: the hour, its window, the run, the log."""
+class _Hour(HourContext):
+    """One hour of the chain as its one-hour bodies see it: the hour, its window, and, for
+    anything else (the run, the log), the op's context. Like an hour of a ranged step
+    (:func:`refrig_assets.defs.shared.ranges.in_range`), the hours and assets of the chain share
+    one :func:`~refrig_assets.defs.shared.ranges.per_range` state, finished after the range."""
 
-    def __init__(self, context: dg.OpExecutionContext, key: str):
-        self._context = context
-        self.partition_key = key
-        self.has_partition_key = True
-        self.partition_time_window = hourly_partitions.time_window_for_partition_key(key)
-
-    @property
-    def run(self) -> Any:
-        return self._context.run
+    def __init__(self, context: dg.OpExecutionContext, key: str, state: dict[str, Any]):
+        super().__init__(context, key, state)  # type: ignore[arg-type]
+        self._window = hourly_partitions.time_window_for_partition_key(key)
 
     @property
-    def log(self) -> Any:
-        return self._context.log
+    def partition_time_window(self) -> Any:
+        return self._window
 
 
 def _body(asset: dg.AssetsDefinition) -> Callable[..., Any]:
@@ -90,10 +87,20 @@ def hour_chain_job(
         keys = hourly_partitions.get_partition_keys_in_range(
             dg.PartitionKeyRange(context.op_config["first"], context.op_config["last"])
         )
+        state: dict[str, Any] = {}
+        try:
+            yield from _chain(context, refrig, keys, state)
+        finally:
+            for finish, obj in state.get("__finish__", []):
+                finish(obj)
+
+    def _chain(
+        context: dg.OpExecutionContext, refrig: RefrigResource, keys: Sequence[str], state: dict
+    ) -> Iterator[dg.AssetMaterialization]:
         for key in keys:
             if before_hour is not None:
                 before_hour(key)
-            hour = _Hour(context, key)
+            hour = _Hour(context, key, state)
             for asset in steps:
                 specs = {(s.asset_key, s.name): s for s in asset.check_specs}
                 results = _hour_results(asset, hour, refrig)
