@@ -234,3 +234,25 @@ def test_only_the_default_sqlite_event_log_is_replaced(tmp_path):
         assert isinstance(batched(instance).event_log_storage, BatchedSqliteEventLogStorage)
     with dg.DagsterInstance.ephemeral() as ephemeral:
         assert batched(ephemeral) is ephemeral
+
+
+def test_threads_writing_and_reading_at_once_share_each_file_s_connection(tmp_path):
+    # The UI and the daemon read from many threads: each file's one kept connection is used by
+    # one thread at a time, and every thread sees what the others committed.
+    from concurrent.futures import ThreadPoolExecutor
+
+    storage = BatchedSqliteEventLogStorage(str(tmp_path / "batched"))
+    written = events()
+
+    def store_and_read(i: int) -> int:
+        event = written[i]
+        storage.store_event_batch([event, written[(i + 1) % len(written)]])
+        return len(storage.get_materialized_partitions(dg.AssetKey("clean")))
+
+    with ThreadPoolExecutor(8) as pool:
+        seen = list(pool.map(store_and_read, range(len(written))))
+
+    assert all(n >= 1 for n in seen)
+    assert storage.get_materialized_partitions(dg.AssetKey("clean")) == set(HOURS)
+    assert len(rows(storage, RUN, "event_logs")) == 2 * len(written)
+    storage.dispose()

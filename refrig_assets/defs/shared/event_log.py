@@ -9,12 +9,12 @@ backfill's time.
 
 :class:`BatchedSqliteEventLogStorage` is Dagster's ``SqliteEventLogStorage`` with two changes:
 
-- one engine per database file, kept, with its SQLite connection kept open per thread
-  (``SingletonThreadPool``) until the engine is dropped: the files are in WAL mode, so other
-  processes reading them (the UI, the daemon) still see every commit when it is made, and the
-  log is checkpointed as SQLite does on its own (every 1,000 pages) instead of at every
-  statement's close; the index's tables and columns remembered once found (Dagster looks them
-  up for every event);
+- one engine per database file, kept, with its one SQLite connection kept open until the
+  engine is dropped (``StaticPool``; every use holds the storage's lock, so one thread at a
+  time uses it): the files are in WAL mode, so other processes reading them (the UI, the
+  daemon) still see every commit when it is made, and the log is checkpointed as SQLite does
+  on its own (every 1,000 pages) instead of at every statement's close; the index's tables and
+  columns remembered once found (Dagster looks them up for every event);
 - ``store_event_batch`` (what Dagster calls with ``DAGSTER_EVENT_BATCH_SIZE`` set for the
   materializations of a ranged output and the planned events of a run, and what
   :func:`log_check_evaluations` uses for the check results of an hour of a ranged step) writes
@@ -55,7 +55,7 @@ from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import SingletonThreadPool
+from sqlalchemy.pool import StaticPool
 
 # Events of a batch this storage writes in one transaction; any other batch is stored event by
 # event (still with the kept engines).
@@ -88,8 +88,9 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         if engine is None:
             engine = create_engine(
                 self.conn_string_for_shard(shard),
-                poolclass=SingletonThreadPool,
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+                poolclass=StaticPool,
+                # used by one thread at a time: only inside _connect, under self._db_lock
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
             )
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
