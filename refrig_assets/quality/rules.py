@@ -186,41 +186,57 @@ def _runs_sql(sensor: str) -> str:
     FROM runs"""
 
 
-def _stuck_sensor(con: duckdb.DuckDBPyConnection, c, minutes: float) -> str:
-    """Materialize the runs of one sensor and how the previous hour's run carries into this one;
-    return the SQL of its stuck readings (sensor, device_id, ts).
+def _stuck_sensors(con: duckdb.DuckDBPyConnection, sensors: list, minutes: float) -> str:
+    """Materialize the runs of every sensor (``sensor_runs``) and how the previous hour's runs
+    carry into this one (``sensor_carry``), rows named by their sensor, each table in one query
+    (a small hour pays for a query per table, not per sensor and table); return the SQL of the
+    stuck readings (sensor, device_id, ts).
 
     A run that opens the hour (from the device's first reading) continues the previous hour's
     last run when the value is the same, so its length counts from where that run began.
     """
-    s = c.name
     long = f"INTERVAL ({float(minutes)} * 60) SECOND"
-    steady = c.extra.get("steady_values") or []
-    not_steady = f" AND d.first_{s} NOT IN ({', '.join(map(str, steady))})" if steady else ""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE runs_{s} AS {_runs_sql(s)}")
     con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE carry_{s} AS
-        SELECT d.device_id, d.first_ts, p.run_start AS carried_start,
+        "CREATE OR REPLACE TEMP TABLE sensor_runs AS "
+        + " UNION ALL ".join(
+            f"SELECT '{c.name}' AS sensor, * FROM ({_runs_sql(c.name)})" for c in sensors
+        )
+    )
+    carries = []
+    for c in sensors:
+        s = c.name
+        steady = c.extra.get("steady_values") or []
+        not_steady = f" AND d.first_{s} NOT IN ({', '.join(map(str, steady))})" if steady else ""
+        carries.append(
+            f"""
+        SELECT '{s}' AS sensor, d.device_id, d.first_ts, p.run_start AS carried_start,
                coalesce(o.run_end, d.first_ts) AS opening_end
         FROM device_hour d
         JOIN previous_tails p ON p.device_id = d.device_id AND p.sensor = '{s}'
                              AND p.value = d.first_{s}{not_steady}
-        LEFT JOIN (SELECT DISTINCT device_id, run_start, run_end FROM runs_{s}) o
-               ON o.device_id = d.device_id AND o.run_start = d.first_ts
-        """
-    )
+        LEFT JOIN {_sensor_runs(s)} o
+               ON o.device_id = d.device_id AND o.run_start = d.first_ts"""
+        )
+    con.execute("CREATE OR REPLACE TEMP TABLE sensor_carry AS " + " UNION ALL ".join(carries))
     return f"""
-    SELECT '{s}' AS sensor, device_id, ts FROM runs_{s} WHERE run_end - run_start >= {long}
+    SELECT sensor, device_id, ts FROM sensor_runs WHERE run_end - run_start >= {long}
     UNION ALL
-    SELECT DISTINCT '{s}', device_id, run_start FROM runs_{s} WHERE run_end - run_start >= {long}
+    SELECT DISTINCT sensor, device_id, run_start FROM sensor_runs WHERE run_end - run_start >= {long}
     UNION ALL
-    SELECT '{s}', c.device_id, c.first_ts FROM carry_{s} c
-    WHERE c.opening_end - c.carried_start >= {long}
+    SELECT sensor, device_id, first_ts FROM sensor_carry WHERE opening_end - carried_start >= {long}
     UNION ALL
-    SELECT '{s}', r.device_id, r.ts FROM runs_{s} r
-    JOIN carry_{s} c ON c.device_id = r.device_id AND r.run_start = c.first_ts
+    SELECT r.sensor, r.device_id, r.ts FROM sensor_runs r
+    JOIN sensor_carry c
+      ON c.sensor = r.sensor AND c.device_id = r.device_id AND r.run_start = c.first_ts
     WHERE c.opening_end - c.carried_start >= {long}"""
+
+
+def _sensor_runs(sensor: str) -> str:
+    """One sensor's runs in ``sensor_runs``, once per run (device_id, run_start, run_end)."""
+    return (
+        "(SELECT DISTINCT device_id, run_start, run_end FROM sensor_runs "
+        f"WHERE sensor = '{sensor}')"
+    )
 
 
 def _tails_sql(sensors: list) -> str:
@@ -233,9 +249,9 @@ def _tails_sql(sensors: list) -> str:
                          AND k.carried_start IS NOT NULL THEN k.carried_start
                     ELSE coalesce(t.run_start, d.last_ts) END AS run_start
         FROM device_hour d
-        LEFT JOIN (SELECT DISTINCT device_id, run_start, run_end FROM runs_{c.name}) t
+        LEFT JOIN {_sensor_runs(c.name)} t
                ON t.device_id = d.device_id AND t.run_end = d.last_ts
-        LEFT JOIN carry_{c.name} k ON k.device_id = d.device_id
+        LEFT JOIN sensor_carry k ON k.device_id = d.device_id AND k.sensor = '{c.name}'
         WHERE d.last_{c.name} IS NOT NULL"""
         for c in sensors
     ]
@@ -803,12 +819,11 @@ def clean_hour(
             else EMPTY_TAILS
         )
     )
-    stuck_parts = [_stuck_sensor(con, c, stuck_minutes) for c in sensors]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE stuck AS "
         + (
-            " UNION ALL ".join(stuck_parts)
-            if stuck_parts
+            _stuck_sensors(con, sensors, stuck_minutes)
+            if sensors
             else "SELECT '' AS sensor, '' AS device_id, NULL::TIMESTAMPTZ AS ts LIMIT 0"
         )
     )

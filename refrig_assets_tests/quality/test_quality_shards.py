@@ -83,12 +83,15 @@ def clean_two_hours(hours, root: Path, shards: int):
     return clean_hours(paths, registered, ParquetStore(root / f"shards-{shards}"), shards)
 
 
-def clean_hours(paths: list[Path], registered, out: ParquetStore, shards: int, ranges=None):
+def clean_hours(
+    paths: list[Path], registered, out: ParquetStore, shards: int, ranges=None, shared=None
+):
     """The typed hours at ``paths`` (one per key of KEYS) cleaned into ``out`` with ``shards``
-    shards (and ``ranges`` device ranges), each hour continuing the previous one's tails."""
+    shards (and ``ranges`` device ranges), each hour continuing the previous one's tails, each
+    on a connection of its own (or all on the ``shared`` one, left open)."""
     results = []
     for i, (key, path) in enumerate(zip(KEYS, paths, strict=True)):
-        con = connect()
+        con = shared or connect()
         try:
             _, result = clean_hour_in_shards(
                 con,
@@ -103,7 +106,8 @@ def clean_hours(paths: list[Path], registered, out: ParquetStore, shards: int, r
                 tails_dataset=TAILS,
             )
         finally:
-            con.close()
+            if shared is None:
+                con.close()
         results.append(result)
     return out, results
 
@@ -470,3 +474,34 @@ def test_an_hour_in_order_is_cleaned_from_its_file_as_from_stored_rows(
         out, results = clean(f"streamed-{shards}-{ranges}", shards, ranges, stored=False)
         assert len(passes) == 2 * shards and all(passes)  # every shard of both hours streamed
         assert_same_hours(out, results, stored, expected, shards, ranges)
+
+
+def catalog(con) -> set[tuple[str, str]]:
+    """The tables, views (registered frames included) and variables a connection holds."""
+    return set(
+        con.execute(
+            "SELECT 'table', table_name FROM duckdb_tables() UNION ALL "
+            "SELECT 'view', view_name FROM duckdb_views() WHERE NOT internal UNION ALL "
+            "SELECT 'variable', name FROM duckdb_variables()"
+        ).fetchall()
+    )
+
+
+def test_hours_on_one_connection_give_the_partitions_of_a_connection_each(hours, tmp_path):
+    """A one-shard hour is cleaned on the caller's connection (a ranged step's hours share one)
+    and drops what it made there: both hours on one connection give the partitions, quarantine
+    and counts of a connection per hour, and leave the connection as it was."""
+    source, registered = hours
+    paths = [source.path("sensor_readings", key) for key in KEYS]
+    expected, wanted = clean_hours(paths, registered, ParquetStore(tmp_path / "each"), 1)
+    con = connect()
+    try:
+        con.execute("CREATE TEMP VIEW callers AS SELECT 1 AS x")
+        con.execute("SET VARIABLE callers_variable = 1")
+        before = catalog(con)
+        out, results = clean_hours(paths, registered, ParquetStore(tmp_path / "one"), 1, shared=con)
+        assert catalog(con) == before
+    finally:
+        con.close()
+    assert wanted[1].flag_counts["STUCK_SENSOR"] > 0  # the second hour carries a stuck run
+    assert_same_hours(out, results, expected, wanted)
