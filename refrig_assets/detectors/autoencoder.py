@@ -67,7 +67,8 @@ class AutoencoderDetector(Detector):
     def _inputs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Residuals with missing values at 0, and the observed mask."""
         r = self.residuals.residuals(frame, self.fitting)
-        return np.nan_to_num(r, nan=0.0), np.isfinite(r)
+        observed = np.isfinite(r)
+        return np.nan_to_num(r, nan=0.0, copy=False), observed  # r is a new array: no copy
 
     def _train(self, x: np.ndarray, mask: np.ndarray, seed: int) -> nn.Sequential:
         net = build_network(x.shape[1], [int(h) for h in self.config.hyperparameter("hidden")])

@@ -19,7 +19,8 @@ TRAIN_HOURS = 3
 def reference_raw_scores(detector: AutoencoderDetector, frame: pd.DataFrame):
     """The raw scores and contributions as the detector computed them before: each cohort's
     rows reconstructed in one pass, errors in a new array."""
-    x, mask = detector._inputs(frame)
+    r = detector.residuals.residuals(frame, detector.fitting)
+    x, mask = np.nan_to_num(r, nan=0.0), np.isfinite(r)
     cohorts = frame["cohort"].to_numpy()
     errors = np.zeros_like(x)
     with deterministic_torch(int(detector.config.hyperparameter("random_state"))):
