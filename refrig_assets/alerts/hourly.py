@@ -117,7 +117,7 @@ def status_in_shards(
                     paths=paths[key],
                     columns=SCORE_COLUMNS,
                 )
-                if read is not None and len(shards) == 1:
+                if kept is read:  # kept for the next hours (one device range only)
                     kept[key] = part
             parts.append(part)
         parts = [p for p in parts if len(p)]

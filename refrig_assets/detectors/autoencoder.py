@@ -132,9 +132,9 @@ class AutoencoderDetector(Detector):
         # rows × features costs more than the arithmetic on it.
         errors = x
         with deterministic_torch(int(self.config.hyperparameter("random_state"))):
+            whole = len(cohorts) == 1 and bool((codes == 0).all())  # one cohort, every row
             for code, cohort in enumerate(cohorts):
                 name = cohort if cohort in self.networks else FLEET
-                whole = len(cohorts) == 1 and (codes == 0).all()
                 rows = None if whole else np.flatnonzero(codes == code)
                 part = x if rows is None else x[rows]
                 part -= self._reconstruct(self.networks[name], part)

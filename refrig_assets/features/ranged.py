@@ -4,12 +4,13 @@ A history backfill computes the features of many hours in one step. Computing th
 costs one DuckDB connection, one file scan, one summary and one contract check per hour, which
 for a small fleet is most of the hour's cost. Here the hours' clean readings are scanned in one
 statement (the feature SQL over all of them, each hour's devices kept apart, so every hour's
-windows, streaks and runs are those of its own file, as hour by hour), held in one table, and each hour is then
-written from it to its own file; the group's files are made durable together and only then
-renamed over their partitions (:meth:`refrig_assets.core.storage.ParquetStore.staged`), so a
-crash leaves every hour's partition whole, old or new, as
-:func:`refrig_assets.engines.embedded.write_features` does for one hour. The summary of every hour is one grouped query, and the contract check one
-scan of the whole range: every contract check is a per-row predicate or a key that must be
+windows, streaks and runs are those of its own file, as hour by hour), held in one table, and
+each hour is then written from it to its own file; the group's files are made durable together
+and only then renamed over their partitions
+(:meth:`refrig_assets.core.storage.ParquetStore.staged`), so a crash leaves every hour's
+partition whole, old or new, as :func:`refrig_assets.engines.embedded.write_features` does for
+one hour. The summary of every hour is one grouped query, and the contract check one scan of
+the whole range: every contract check is a per-row predicate or a key that must be
 unique, so a range without a violation has none in any of its hours; a range with one is
 checked again hour by hour (:func:`refrig_assets.engines.embedded.file_violations`), so every
 hour reports exactly its own.

@@ -575,8 +575,8 @@ class HourDiagnosis:
         table, when the caller keeps them for many hours (a backfill run's); by default opened
         and loaded for this hour."""
         self.key = partition_key
-        self.store = store or CauseStore.open(refrig_settings_or_home)
-        self.table = table or load_signatures()
+        self.store = CauseStore.open(refrig_settings_or_home) if store is None else store
+        self.table = load_signatures() if table is None else table
         self.baselines = self.store.baselines(partition_key, self.table)
         self.available = self._hour_requirements()
         self._before: pd.Series | None = None

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import threading
 from datetime import UTC, datetime
+from typing import cast
 
 import duckdb
 import numpy as np
@@ -69,7 +70,7 @@ class _Memo:
         self.lock = threading.Lock()
         self.schemas: dict[int, tuple[Contract, pa.Schema]] = {}
         self.valid_text: dict[tuple[str, int | None, str | None], set[str]] = {}
-        self.registries: list[pa.Table] = []
+        self.registry: pa.Table | None = None  # the registry whose ids were judged last
 
 
 _MEMO = _Memo()
@@ -122,7 +123,7 @@ def remember_registered_text(
     within them: a registered device's first request then asks DuckDB nothing. Runs once per
     registry table (the same object until its file changes)."""
     with _MEMO.lock:
-        if any(seen is registered for seen in _MEMO.registries):
+        if _MEMO.registry is registered:
             return
     for col in contract.columns:
         if col.type != "string" or col.name not in registered.column_names:
@@ -144,7 +145,7 @@ def remember_registered_text(
                 known.clear()
             known.update(v for (v,) in valid[:_MAX_REMEMBERED])
     with _MEMO.lock:
-        _MEMO.registries = [registered]  # the newest registry only: an older one is dropped
+        _MEMO.registry = registered  # the newest registry only: an older one is dropped
 
 
 def _micros_of_text(column: pa.ChunkedArray) -> np.ndarray | None:
@@ -365,17 +366,15 @@ def typed_rows(
     for table, types in zip(tables, column_types, strict=True):
         if types is None or table.num_columns > max_columns:
             return None
-    groups: list[tuple[list[pa.Table], list[str], dict[str, str]]] = []
-    first = tables[0].schema
-    if (
-        all(t.schema == first for t in tables[1:])
-        and all(  # one schema, the same types
-            k == column_types[0] for k in column_types[1:]
-        )
-    ):
-        groups.append((tables, rels, column_types[0]))  # type: ignore[arg-type]
-    else:
-        groups.extend(([t], [r], k) for t, r, k in zip(tables, rels, column_types, strict=True))  # type: ignore[misc]
+    types_of = cast(list[dict[str, str]], column_types)  # none is None (returned above)
+    one_schema = all(t.schema == tables[0].schema for t in tables) and all(
+        k == types_of[0] for k in types_of
+    )
+    groups = (
+        [(tables, rels, types_of[0])]
+        if one_schema
+        else [([t], [r], k) for t, r, k in zip(tables, rels, types_of, strict=True)]
+    )
     parts = []
     for members, names, types in groups:
         table = members[0] if len(members) == 1 else pa.concat_tables(members)

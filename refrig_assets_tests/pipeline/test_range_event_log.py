@@ -6,8 +6,17 @@ import dagster as dg
 import pytest
 
 from refrig_assets.defs.shared.event_log import pipeline_instance
+from refrig_assets.defs.shared.hour_chain import hour_chain_job
+from refrig_assets.defs.shared.ranges import hour_by_hour
+from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets_tests.pipeline.test_batched_event_log import recorded_batches
-from refrig_assets_tests.pipeline.test_hour_ranges import BAD_HOUR, KEYS, run_range, toy_definitions
+from refrig_assets_tests.pipeline.test_hour_ranges import (
+    BAD_HOUR,
+    HOURS,
+    KEYS,
+    run_range,
+    toy_definitions,
+)
 
 CHECK = dg.AssetCheckKey(dg.AssetKey("toy"), "hour_ok")
 
@@ -87,3 +96,44 @@ def test_the_hours_before_one_that_raises_are_recorded_with_current_checks(home)
     written = KEYS[: KEYS.index(BAD_HOUR)]
     assert sorted(k for k, h in hours.items() if "metadata" in h) == written
     assert all(hours[k]["check"][0] == "SUCCEEDED" and hours[k]["current"] for k in written)
+
+
+def chain_toy(bad_hour: str | None = None) -> dg.AssetsDefinition:
+    """``toy`` as the hour chain runs it: a one-hour body taking the resource, with its check."""
+
+    @dg.asset(
+        partitions_def=HOURS,
+        check_specs=[
+            dg.AssetCheckSpec("hour_ok", asset="toy", blocking=True, partitions_def=HOURS)
+        ],
+    )
+    @hour_by_hour
+    def toy(context: dg.AssetExecutionContext, refrig: RefrigResource) -> dg.MaterializeResult:
+        return dg.MaterializeResult(
+            metadata={"hour": context.partition_key},
+            check_results=[
+                dg.AssetCheckResult(check_name="hour_ok", passed=context.partition_key != bad_hour)
+            ],
+        )
+
+    return toy
+
+
+def test_the_hour_chain_records_every_hours_check_as_current(home, tmp_path, monkeypatch):
+    # `refrig pipeline run` runs alerts -> incidents -> status of a range in one op, hour by hour
+    monkeypatch.setenv("REFRIG_HOME", str(tmp_path / "refrig"))
+    instance = home("chain")
+    job = hour_chain_job("toy_chain", [chain_toy(bad_hour=BAD_HOUR)])
+
+    result = job.execute_in_process(
+        instance=instance,
+        run_config={"ops": {"toy_chain": {"config": {"first": KEYS[0], "last": KEYS[-1]}}}},
+        raise_on_error=False,
+    )
+
+    assert not result.success  # stopped at the bad hour's blocking check
+    hours = recorded(instance)
+    done = KEYS[: KEYS.index(BAD_HOUR) + 1]
+    assert sorted(hours) == done
+    assert all(hours[k]["current"] for k in done)
+    assert [hours[k]["check"][0] for k in done] == ["SUCCEEDED"] * (len(done) - 1) + ["FAILED"]

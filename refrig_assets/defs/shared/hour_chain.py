@@ -27,7 +27,12 @@ import dagster as dg
 
 from refrig_assets.defs.shared.event_log import log_check_evaluations
 from refrig_assets.defs.shared.partitions import hourly_partitions
-from refrig_assets.defs.shared.ranges import HourContext, hour_check_evaluations
+from refrig_assets.defs.shared.ranges import (
+    HourContext,
+    finish_range,
+    hour_check_evaluations,
+    of_this_run,
+)
 from refrig_assets.defs.shared.resources import RefrigResource
 
 # Metadata of the failure a blocking check raises: the hour and the asset it stopped at.
@@ -88,14 +93,21 @@ def hour_chain_job(
             dg.PartitionKeyRange(context.op_config["first"], context.op_config["last"])
         )
         state: dict[str, Any] = {}
+        evaluations: list[dg.AssetCheckEvaluation] = []
         try:
-            yield from _chain(context, refrig, keys, state)
+            yield from _chain(context, refrig, keys, state, evaluations)
         finally:
-            for finish, obj in state.get("__finish__", []):
-                finish(obj)
+            # Every hour's check results, after the materializations they evaluate and naming
+            # them (as a ranged step stores them), in one batch.
+            log_check_evaluations(context, of_this_run(context, evaluations))  # type: ignore[arg-type]
+            finish_range(state)
 
     def _chain(
-        context: dg.OpExecutionContext, refrig: RefrigResource, keys: Sequence[str], state: dict
+        context: dg.OpExecutionContext,
+        refrig: RefrigResource,
+        keys: Sequence[str],
+        state: dict,
+        evaluations: list[dg.AssetCheckEvaluation],
     ) -> Iterator[dg.AssetMaterialization]:
         for key in keys:
             if before_hour is not None:
@@ -105,7 +117,6 @@ def hour_chain_job(
                 specs = {(s.asset_key, s.name): s for s in asset.check_specs}
                 results = _hour_results(asset, hour, refrig)
                 blocked: list[str] = []
-                evaluations: list[dg.AssetCheckEvaluation] = []
                 for result in results:
                     yield dg.AssetMaterialization(
                         asset.key, partition=key, metadata=dict(result.metadata or {})
@@ -113,7 +124,6 @@ def hour_chain_job(
                     found, failed = hour_check_evaluations(result, asset.key, specs, key)
                     evaluations += found
                     blocked += failed
-                log_check_evaluations(context, evaluations)  # type: ignore[arg-type]
                 if blocked:
                     raise dg.Failure(
                         description="blocking check(s) failed: " + "; ".join(blocked),

@@ -53,6 +53,7 @@ from refrig_assets.engines.memory import load_memory_budget
 
 T = TypeVar("T")
 RANGE_STATE = "_refrig_range_state"
+_FINISH = "__finish__"  # the range state's (finish, object) pairs
 
 
 def parquet_columns(path) -> tuple[tuple[str, str], ...]:
@@ -166,6 +167,13 @@ class HourContext:
         return getattr(self._context, name)
 
 
+def finish_range(state: dict[str, Any]) -> None:
+    """Finish the objects a range's hours shared (:func:`per_range`'s ``finish``), once, after
+    the last hour (also when an hour failed)."""
+    for finish, obj in state.get(_FINISH, []):
+        finish(obj)
+
+
 def in_range(context: dg.AssetExecutionContext) -> bool:
     """True when this hour is one of several of a ranged step (see :func:`per_range`)."""
     return isinstance(context, HourContext)
@@ -186,7 +194,7 @@ def per_range(
     if name not in state:
         state[name] = make()
         if finish is not None:
-            state.setdefault("__finish__", []).append((finish, state[name]))
+            state.setdefault(_FINISH, []).append((finish, state[name]))
     return cast(T, state[name])
 
 
@@ -366,8 +374,7 @@ def _over_range(
         log_check_evaluations(context, of_this_run(context, evaluations))
         raise
     finally:
-        for finish, obj in state.get("__finish__", []):
-            finish(obj)
+        finish_range(state)
     for asset in produced:
         yield dg.MaterializeResult(asset_key=asset)
     # Every hour's evaluations, stored after the materializations they evaluate; the checks'
