@@ -885,11 +885,13 @@ def clean_hour(
         {order}
         """
     row_q = _row_quarantine(con, contract, storms, keyed, in_storm)
+    entries = rejected_files + notices if file_entries_here else []
+    # (most hours have no file entries: no frame of none is built and concatenated)
+    both = (
+        pd.concat([file_quarantine_rows(entries), row_q], ignore_index=True) if entries else row_q
+    )
     quarantine = quarantine_frame(
-        pd.concat(
-            [file_quarantine_rows(rejected_files + notices if file_entries_here else []), row_q],
-            ignore_index=True,
-        ).sort_values(["source_file", "row", "rule"], kind="stable", ignore_index=True)
+        both.sort_values(["source_file", "row", "rule"], kind="stable", ignore_index=True)
     )
     rows_read = con.execute("SELECT count(*) FROM hour_in").fetchall()[0][0]
     counts, sensor_counts, present, rows_clean = _flag_counts(

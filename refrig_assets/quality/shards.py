@@ -87,6 +87,7 @@ def clean_hour_in_shards(
     tails_dataset: str = "stuck_sensor_tails",
     ranges: int | None = None,
     meanwhile: Callable[[Path, QualityResult], object] | None = None,
+    budget_held: bool = False,
 ) -> tuple[Path, QualityResult]:
     """Clean the typed readings in ``source`` (one hour's Parquet file), writing the clean rows
     and the stuck-run tails as partitions of ``store``; returns the clean path and the result.
@@ -99,9 +100,13 @@ def clean_hour_in_shards(
     ``meanwhile(file, result)`` runs on the written clean file before it becomes the partition,
     while its fsync runs (the contract check; the shards' connections are closed by then). The
     stuck-run tails partition is in place before the clean one, with or without shards.
+
+    ``budget_held``: ``con`` is already held to the memory budget, spilling under the store
+    (a range's connection, held once for all its hours).
     """
     settings = load_memory_budget()
-    hold_to_budget(con, settings, store.root / SPILL_DIR)
+    if not budget_held:
+        hold_to_budget(con, settings, store.root / SPILL_DIR)
     whole = f"read_parquet({sql_str(str(source))})"
     # the rows with their place in the file: an hour in order is cleaned without storing it
     placed = f"read_parquet({sql_str(str(source))}, file_row_number = true)"

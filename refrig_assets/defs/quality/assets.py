@@ -30,6 +30,7 @@ from refrig_assets.defs.shared.schema_checks import (
     schema_check_spec,
     sql_contract_check,
 )
+from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget, load_memory_budget
 from refrig_assets.ingestion.landing.hour_keys import hour_key
 from refrig_assets.quality.report import summarise, write_summary
 from refrig_assets.quality.rules import SENSOR_FLAGS, QualityResult, flag_bit
@@ -119,9 +120,11 @@ def clean_hour_written(
     key: str,
     registry: pa.Table,
     meanwhile: Callable[[Path, QualityResult], object] | None = None,
+    budget_held: bool = False,
 ) -> tuple[Path, QualityResult]:
     """Clean hour ``key`` after the previous hour's stuck-run tails, writing its clean rows,
     tails and quarantine partitions; returns the clean path and the result.
+    ``budget_held``: ``con`` is already held to the memory budget (a range's connection).
 
     ``meanwhile(clean_file, result)`` (the contract checks) runs on DuckDB on the clean file
     before it becomes the partition, while it is made durable (so before the quarantine
@@ -155,6 +158,7 @@ def clean_hour_written(
             previous_tails=previous,
             tails_dataset=TAILS,
             meanwhile=meanwhile,
+            budget_held=budget_held,
         )
     refrig.store.write("quarantined_readings", key, result.quarantine)
     if meanwhile is not None and refrig.engine == "spark":
@@ -278,9 +282,11 @@ def _quality_hours(
         schema_check(context, "quarantined_readings", load_contract("quarantined_readings")),
     )
     with closing(connect()) as con:
+        # held once for all the hours, as clean_hour_in_shards holds a one-hour run's
+        hold_to_budget(con, load_memory_budget(), refrig.store.root / SPILL_DIR)
 
         def write(key: str) -> tuple[str, Path, QualityResult]:
-            return (key, *clean_hour_written(refrig, con, key, registry))
+            return (key, *clean_hour_written(refrig, con, key, registry, budget_held=True))
 
         yield from written_in_groups(
             keys,
