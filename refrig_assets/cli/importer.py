@@ -25,6 +25,21 @@ def source_files(source: Path) -> list[Path]:
     return [source]
 
 
+def source_names(source: Path, files: list[Path]) -> list[str | None]:
+    """The import identity of each file of a folder: its path below the folder without suffixes
+    (``valve1/0.csv`` -> ``valve1_0``), so that files of the same name in different folders do
+    not replace each other's landing and quarantine files. A single file keeps its own name."""
+    from refrig_assets.ingestion.mapping import import_name
+
+    if not source.is_dir():
+        return [None for _ in files]
+    names: list[str | None] = []
+    for path in files:
+        rel = path.relative_to(source)
+        names.append(import_name(Path("_".join([*rel.parent.parts, rel.name]))))
+    return names
+
+
 def import_command(
     source: str = typer.Argument(..., help="A CSV/Parquet file (.gz/.zst too) or a folder."),
     mapping: str = typer.Option(..., "--mapping", help="Mapping YAML (see examples/mappings)."),
@@ -36,6 +51,9 @@ def import_command(
 
     Rows that cannot be readings go to ``$REFRIG_DATA_DIR/import_quarantine/<name>.parquet``
     with their rule. Importing the same source again replaces its files."""
+    import pandas as pd
+
+    from refrig_assets.ingestion.landing.readers import plausible_timestamps
     from refrig_assets.ingestion.mapping import MappingError, import_file, load_mapping
 
     s = get_settings()
@@ -61,16 +79,26 @@ def import_command(
             f"REFRIG_SENSORS={','.join(parsed.targets)} so the missing ones are not dropouts",
             err=True,
         )
+    earliest = pd.Timestamp(plausible_timestamps(load_contract("sensor_readings"))[0])
     failed = 0
-    for path in files:
+    names = [name] if name is not None else source_names(Path(source), files)
+    for path, one_name in zip(files, names, strict=True):
         try:
             result = import_file(
-                path, parsed, s.landing_dir, s.data_dir / "import_quarantine", name=name
+                path, parsed, s.landing_dir, s.data_dir / "import_quarantine", name=one_name
             )
         except MappingError as exc:
             typer.echo(f"{path}: not imported: {exc}", err=True)
             failed += 1
             continue
         typer.echo(json.dumps(result.summary()))
+        if result.first_ts is not None and result.first_ts < earliest:
+            typer.echo(
+                f"{path}: readings from {result.first_ts:%Y-%m-%d %H:%M} UTC are before "
+                f"landing.plausible_timestamps.earliest ({earliest:%Y-%m-%d}) of "
+                "contracts/sensor_readings.yaml: the pipeline quarantines them as "
+                "implausible_timestamp unless earliest is set before them",
+                err=True,
+            )
     if failed:
         raise typer.Exit(1)

@@ -6,7 +6,9 @@ Real exports never use the contract's names or units. A mapping (YAML, see
 * ``layout: wide`` (one row per device and time, one column per sensor) or ``layout: long``
   (one row per device, time and sensor, with ``long: {sensor_column, value_column}``);
 * ``device_id``: ``{column: <name>}``, ``{value: <id>}`` (a single-device file) or
-  ``{file_name: true}`` (the file's name without suffixes), with an optional ``prefix``;
+  ``{file_name: true}`` (the file's name without suffixes; ``folders: N`` puts the names of
+  its N enclosing folders before it, ``valve1/0.csv`` -> ``valve1-0``, for exports that
+  reuse file names in several folders), with an optional ``prefix``;
 * ``timestamp``: ``{column, format, timezone}``: ``format`` is ``iso`` (default), one of the
   epoch units of ``config/units.yaml`` (``epoch_s``, ``epoch_ms``, ``epoch_us``, ``epoch_ns``)
   or a ``strftime`` pattern; text without an offset is local time in ``timezone`` (default
@@ -147,6 +149,7 @@ class Mapping:
     device_value: str | None = None
     device_from_file_name: bool = False
     device_prefix: str = ""
+    device_folders: int = 0
     sensor_column: str | None = None
     value_column: str | None = None
     csv_delimiter: str | None = None
@@ -259,6 +262,9 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
         device_value=str(device.value("value")) if device.has("value") else None,
         device_from_file_name=device.flag("file_name") if device.has("file_name") else False,
         device_prefix=str(device.value("prefix")) if device.has("prefix") else "",
+        device_folders=(
+            int(device.number("folders", minimum=0, integer=True)) if device.has("folders") else 0
+        ),
         sensor_column=long_cols[0],
         value_column=long_cols[1],
         csv_delimiter=csv.text("delimiter") if csv is not None and csv.has("delimiter") else None,
@@ -390,8 +396,16 @@ def _device_ids(frame: pd.DataFrame, mapping: Mapping, file_name: str) -> pd.Ser
     elif mapping.device_value is not None:
         raw = pd.Series(mapping.device_value, index=frame.index, dtype="string")
     else:
-        raw = pd.Series(file_stem(file_name), index=frame.index, dtype="string")
+        ident = file_device_id(file_name, mapping.device_folders)
+        raw = pd.Series(ident, index=frame.index, dtype="string")
     return (mapping.device_prefix + raw).astype("string")
+
+
+def file_device_id(name: str, folders: int = 0) -> str:
+    """A file's stem preceded by the names of its ``folders`` enclosing folders, joined by ``-``
+    (``data/valve1/0.csv``, 1 -> ``valve1-0``)."""
+    parents = [p.name for p in Path(name).parents if p.name][:folders]
+    return "-".join([*reversed(parents), file_stem(name)])
 
 
 def file_stem(name: str) -> str:
