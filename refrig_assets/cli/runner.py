@@ -310,8 +310,10 @@ class StreamingReplay:
     def store_through(self, key: str) -> None:
         """Store (notifications queued) the pending alerts whose window starts before the end of
         the hour ``key``; one delivery pass of the outbox follows, as after a streaming pass."""
+        if self.evaluated is None or self.pending.empty:
+            return
         due = self.pending["window_start"].lt(_hour_span(key)[1])
-        if self.evaluated is None or not due.any():
+        if not due.any():
             return
         self.evaluated.store(self.store, self.pending[due], notify=True)
         self.pending = self.pending[~due]
