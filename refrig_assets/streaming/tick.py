@@ -257,7 +257,9 @@ def evaluate_landed_files(
         report.files.append(rel)
         if rejection is not None:
             # The batch path quarantines the file with its reason; streaming just skips it.
-            log.warning("streaming rules skip %s: %s", rel, rejection)
+            # The landing rules' reasons name the file already.
+            reason = rejection if rejection.startswith(rel) else f"{rel}: {rejection}"
+            log.warning("streaming rules skip %s", reason)
             report.rejected.append(rel)
             mark = report._add("read", mark)
             continue
