@@ -56,7 +56,7 @@ def test_a_folder_of_experiments_with_the_same_file_names_imports_one_device_per
     # Moscow local time (UTC+3) to UTC; gauge bar to absolute kPa, below-zero gauge kept positive.
     first = readings[readings["device_id"] == "rig-valve1-0"].sort_values("ts")
     assert first["ts"].iloc[0] == pd.Timestamp("2020-03-09 07:14:33", tz="UTC")
-    assert first["pressure_high_side"].round(3).tolist() == [106.325, 74.325, 139.325]
+    assert first["pressure_low_side"].round(3).tolist() == [106.325, 74.325, 139.325]
     quarantine = refrig_home / "data" / "import_quarantine"
     assert sorted(p.name for p in quarantine.iterdir()) == ["valve1_0.parquet", "valve2_0.parquet"]
     notes = pd.read_parquet(quarantine / "valve1_0.parquet")
