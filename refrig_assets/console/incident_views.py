@@ -23,6 +23,19 @@ from refrig_assets.console.silences import SilenceStore, silence_for
 from refrig_assets.incidents.repository import IncidentNotFound, IncidentStore
 
 LIVE = [OPEN, ACKNOWLEDGED]
+# A status filter of ``all`` (any case) asks for every status, in the API as on the pages.
+ALL = "ALL"
+
+
+def asked_statuses(status: list[str] | None) -> list[str] | None:
+    """The statuses a filter asks for, upper-cased: ``all`` stands for every status; None or
+    empty when it asks for none (the caller's default)."""
+    if not status:
+        return None
+    upper = [s.upper() for s in status]
+    return list(STATUSES) if ALL in upper else upper
+
+
 # Sortable columns of the incident list; ``severity`` ranks most severe first.
 INCIDENT_SORT_KEYS = (
     "severity",
@@ -109,7 +122,7 @@ class IncidentViews:
         """A page of incidents (default: OPEN and ACKNOWLEDGED), most severe first, newest
         first; ``next_cursor`` for the next page and ``truncated`` when more incidents
         matched the store's filters than ``pagination.max_limit``."""
-        statuses = [s.upper() for s in status or []] or LIVE
+        statuses = asked_statuses(status) or LIVE
         unknown = [s for s in statuses if s not in STATUSES]
         if unknown:
             raise self.filter_error(f"status must be one of {', '.join(STATUSES)}; got {unknown}")

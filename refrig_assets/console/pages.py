@@ -17,14 +17,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from refrig_assets.access.identity import OPERATOR, Identity, Unauthenticated
-from refrig_assets.alerts.store import STATUSES
 from refrig_assets.console.auth import ConsoleAuth
+from refrig_assets.console.incident_views import asked_statuses
 from refrig_assets.console.service import SORT_KEYS, ConsoleService, parse_since
 from refrig_assets.operations.feedback import PROPOSED
 from refrig_assets.operations.settings import OperationsSettings
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-ALL_STATUSES = "ALL"
 
 
 def when(value: Any) -> str:
@@ -161,7 +160,7 @@ def build_pages(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
         page: Annotated[int, Query(ge=1)] = 1,
     ):
         service = _service(request)
-        statuses = list(STATUSES) if status == ALL_STATUSES else ([status] if status else None)
+        statuses = asked_statuses([status] if status else None)
         size = settings.console.page_size
         listing = service.list_alerts(
             site=site,
@@ -228,7 +227,7 @@ def build_pages(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
     ):
         """The main list: incidents (one per fault episode), alerts one click away."""
         service = _service(request)
-        statuses = list(STATUSES) if status == ALL_STATUSES else ([status] if status else None)
+        statuses = asked_statuses([status] if status else None)
         listing = service.incidents.listing(
             status=statuses,
             severity=severity,

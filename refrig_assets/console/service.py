@@ -35,7 +35,7 @@ from refrig_assets.console.history import (
     newest_window_end,
     oldest_partition_start,
 )
-from refrig_assets.console.incident_views import IncidentViews
+from refrig_assets.console.incident_views import IncidentViews, asked_statuses
 from refrig_assets.console.paging import decode_cursor, encode_cursor
 from refrig_assets.console.silences import SilenceStore, silence_for
 from refrig_assets.core.contracts import load_contract
@@ -58,6 +58,7 @@ from refrig_assets.operations.workorders import (
     WorkOrderDeliveryError,
     WorkOrderExporter,
 )
+from refrig_assets.streaming.alerts import SOURCE as STREAMING_SOURCE
 
 ACTIVE_STATUSES = (OPEN, ACKNOWLEDGED)
 # Sortable columns of the alert list (``sort=``); severity sorts by rank, most severe first.
@@ -254,7 +255,8 @@ class ConsoleService:
             offset = decode_cursor(cursor)
         severity = self._check_choice("severity", severity, list(self.store.severities))
         model = self._check_choice("model", model, all_model_ids())
-        statuses = [self._check_choice("status", s, list(STATUSES)) for s in status or []]
+        asked = asked_statuses(status) or []
+        statuses = [self._check_choice("status", s, list(STATUSES)) for s in asked]
         statuses = [s for s in statuses if s] or list(ACTIVE_STATUSES)
         limit = self.settings.console.page_size if limit is None else limit
         if limit < 1 or offset < 0:
@@ -604,9 +606,11 @@ class ConsoleService:
     # -- sites and links --------------------------------------------------------------------
 
     def links(self, alert: dict[str, Any]) -> dict[str, Any]:
-        """Where an alert came from: its Dagster run and the MLflow model versions."""
+        """Where an alert came from: its Dagster run and the MLflow model versions. A
+        streaming alert was raised by a streaming pass over a landing file (its ``run_id``
+        names the file), not by a Dagster run: it links to no run."""
         dagster, mlflow = self.access.dagster_url, self.access.mlflow_url
-        run = alert.get("run_id")
+        run = alert.get("run_id") if alert.get("source") != STREAMING_SOURCE else None
         models = []
         for entry in str(alert.get("model_versions") or "").split(","):
             model_id, _, version = entry.partition("@")
@@ -620,18 +624,26 @@ class ConsoleService:
 
     def links_for_incident(self, detail: dict[str, Any]) -> dict[str, Any]:
         """The Dagster runs and MLflow model versions behind an incident's alerts."""
-        runs: dict[str, str | None] = {}
+        runs: dict[str, dict[str, Any]] = {}
         models: dict[str, dict[str, Any]] = {}
         for item in detail["timeline"]:
             alert = self.store.get(item["alert_id"]) if item.get("alert_id") else None
             if alert is None:
                 continue
             links = self.links(alert)
-            runs.setdefault(alert["run_id"], links["dagster_run"])
+            if alert["run_id"]:
+                runs.setdefault(
+                    alert["run_id"],
+                    {
+                        "run_id": alert["run_id"],
+                        "url": links["dagster_run"],
+                        "streaming": alert.get("source") == STREAMING_SOURCE,
+                    },
+                )
             for model in links["models"]:
                 models.setdefault(f"{model['model_id']}@{model['version']}", model)
         return {
-            "runs": [{"run_id": r, "url": u} for r, u in runs.items() if r],
+            "runs": list(runs.values()),
             "models": list(models.values()),
         }
 
