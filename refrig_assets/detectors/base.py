@@ -485,6 +485,11 @@ class Detector(ABC):
         penalty = float(self.config.setting("confidence_flag_penalty"))
         flagged = out["quality_mask"].to_numpy() != 0
         confidence = out["sensor_completeness"].to_numpy() * np.where(flagged, 1 - penalty, 1.0)
+        unlearned = self.unlearned_context(frame)
+        if unlearned is not None and unlearned.any():
+            if rows is not None:
+                unlearned = unlearned[rows]
+            confidence, details = self._context_caveat(unlearned, confidence, details)
         return {
             "device_id": out["device_id"],
             "window_start": out["window_start"],
@@ -495,6 +500,33 @@ class Detector(ABC):
             "contributor_detail": details,
             "confidence": np.clip(confidence, 0.0, 1.0),
         }
+
+    def unlearned_context(self, frame: pd.DataFrame | FewRows) -> np.ndarray | None:
+        """Per row and context column: the context lies outside the range training saw and
+        the model learned no coupling to it (None: the model keeps no such record)."""
+        residuals = getattr(self, "residuals", None)
+        check = getattr(residuals, "unlearned_context", None)
+        return None if check is None else check(frame)
+
+    def _context_caveat(
+        self, unlearned: np.ndarray, confidence: np.ndarray, details: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows judged without a context adjustment they needed: confidence lowered by
+        ``confidence_context_penalty`` and the evidence saying which context was untrained."""
+        penalty = float(self.config.setting("confidence_context_penalty"))
+        outside = unlearned.any(axis=1)
+        confidence = np.where(outside, confidence * (1 - penalty), confidence)
+        details = details.copy()
+        digits = 1 << np.arange(unlearned.shape[1], dtype=np.int64)
+        codes = unlearned @ digits
+        for code in np.unique(codes[outside]).tolist():
+            names = [
+                c for c, d in zip(self.context_columns, digits.tolist(), strict=True) if code & d
+            ]
+            note = f" ({', '.join(names)} outside its training range, effect not learned)"
+            rows = np.flatnonzero(codes == code)
+            details[rows] = [f"{d or ''}{note}" for d in details[rows].tolist()]
+        return confidence, details
 
     @property
     def persistence(self) -> tuple[int, int]:

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from refrig_assets.detectors.context import ContextCoupling
 
 MAD_TO_SIGMA = 1.4826
 # Mean absolute deviation to standard deviation (normal data): sqrt(pi / 2).
@@ -133,9 +136,16 @@ class DeviceBaseline:
     def __init__(self, min_device_windows: int = 4):
         self.min_device_windows = min_device_windows
 
-    def fit(self, frame: pd.DataFrame, columns: list[str]) -> DeviceBaseline:
+    def fit(
+        self, frame: pd.DataFrame, columns: list[str], n_scored: int | None = None
+    ) -> DeviceBaseline:
+        """Baselines of ``columns``. With ``n_scored`` (fewer than the columns), the columns
+        from ``n_scored`` on are context: the scored features' coupling to them
+        (:class:`~refrig_assets.detectors.context.ContextCoupling`) is learned and removed from
+        the residuals, so a move of the context is not a move away from the baseline."""
         _DERIVED.pop(self, None)
         self.columns = list(columns)
+        self.coupling: ContextCoupling | None = None
         values = frame[self.columns].astype(float)
         devices = frame["device_id"].to_numpy()
         grouped = values.groupby(devices)
@@ -150,8 +160,22 @@ class DeviceBaseline:
         self.device_center = med.where(enough)[own]
         self.device_count = grouped.count()[own]
         residual = values.to_numpy() - self.device_center.reindex(devices).to_numpy()
-        residual *= out_of_sample_factor(self.device_count.reindex(devices).to_numpy())
         cohorts = frame["cohort"].to_numpy()
+        if n_scored is not None and n_scored < len(self.columns):
+            from refrig_assets.detectors.context import ContextCoupling
+
+            medians = med.where(enough).to_numpy()
+            self.coupling = ContextCoupling().fit(
+                residual[:, :n_scored],
+                residual[:, n_scored:],
+                cohorts,
+                medians[:, :n_scored],
+                medians[:, n_scored:],
+                cohort_of.to_numpy(),
+                values.to_numpy()[:, n_scored:],
+            )
+            self._decouple(residual, *pd.factorize(cohorts))
+        residual *= out_of_sample_factor(self.device_count.reindex(devices).to_numpy())
         fleet_scale = robust_scale(residual)
         # A feature that never varies inside a device still needs a unit: a tenth of the
         # spread between devices keeps constant features from dividing by zero.
@@ -163,6 +187,23 @@ class DeviceBaseline:
                 robust_scale(residual[cohorts == cohort]), 0.25 * self.fleet_scale
             )
         return self
+
+    def _decouple(self, residual: np.ndarray, codes: np.ndarray, cohorts: Any) -> None:
+        """Remove from the scored columns of ``residual`` (values minus their centres, in
+        place) what the context columns' departure from the device's usual context predicts
+        for them (a missing context predicts nothing)."""
+        coupling = getattr(self, "coupling", None)  # None in baselines saved before it
+        if coupling is None:
+            return
+        slopes = coupling.slopes_of(cohorts)  # cohorts x contexts x scored features
+        k = slopes.shape[2]
+        shift = np.nan_to_num(residual[:, k:], nan=0.0)
+        if len(slopes) == 1 and (codes == 0).all():
+            residual[:, :k] -= shift @ slopes[0]
+            return
+        for code in range(len(slopes)):
+            rows = codes == code
+            residual[rows, :k] -= shift[rows] @ slopes[code]
 
     def positions(self, frame: pd.DataFrame) -> np.ndarray:
         """Each row's device among those with their own baseline (-1: none)."""
@@ -233,6 +274,7 @@ class DeviceBaseline:
             center[new] = self._cohort_centers(cohorts)[codes[new]]
         residual -= center
         del center
+        self._decouple(residual, codes, cohorts)
         if in_sample and not as_new:
             counts = (
                 self.device_count.to_numpy(dtype=float)[np.maximum(at, 0)]
@@ -365,6 +407,16 @@ class ConditionalGaussian:
             surprise[rows] = -chi2.logsf(np.maximum(d2, 0.0), dof) / np.log(10)
         return np.clip(out, -CLIP, CLIP, out=out), surprise
 
+    def standardised(self, z: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """Residuals in units of their group's spread (NaN stays NaN)."""
+        out = np.empty_like(z)
+        codes, names = pd.factorize(groups)
+        for code, g in enumerate(names):
+            rows = codes == code
+            out[rows] = z[rows] / np.sqrt(np.diag(self.cov.get(g, self.fleet_cov)))
+        out[codes < 0] = z[codes < 0] / np.sqrt(np.diag(self.fleet_cov))
+        return np.clip(out, -CLIP, CLIP, out=out)
+
     def context_adjusted(self, z: np.ndarray, groups: np.ndarray, n_scored: int) -> np.ndarray:
         """Scored residuals minus what the observed context features predict for them, in
         units of their spread given the context (NaN stays NaN)."""
@@ -405,20 +457,36 @@ class DeviceResiduals:
         self.shrinkage = shrinkage
 
     def fit(self, frame: pd.DataFrame, columns: list[str], n_scored: int) -> DeviceResiduals:
+        """Baselines and covariances of ``columns``; those from ``n_scored`` on are context:
+        their coupling to the scored features is removed from the residuals by the baseline,
+        and the covariances are of the scored residuals alone (a context far beyond the
+        training range would otherwise weigh in through whatever correlation is left)."""
         self.n_scored = n_scored
-        self.baseline.fit(frame, columns)
+        self.baseline.fit(frame, columns, n_scored)
+        self.context_in_covariance = False
         cohorts = frame["cohort"].to_numpy()
-        own = self.baseline.transform(frame, in_sample=True)
+        own = self.baseline.transform(frame, in_sample=True)[:, :n_scored]
         self.own = ConditionalGaussian(self.shrinkage).fit(own, cohorts)
-        as_new = self.baseline.transform(frame, as_new=True)
+        as_new = self.baseline.transform(frame, as_new=True)[:, :n_scored]
         self.new = ConditionalGaussian(self.shrinkage).fit(as_new, cohorts)
         return self
+
+    def unlearned_context(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """Per row and context column: outside the range training saw, with no coupling
+        learned to adjust for it (None: no context, or residuals saved before the coupling)."""
+        coupling = getattr(self.baseline, "coupling", None)
+        if coupling is None:
+            return None
+        context = _float_columns(frame, self.baseline.columns[self.n_scored :])
+        return coupling.unlearned_outside(context, frame["cohort"].to_numpy())
 
     def _parts(self, frame: pd.DataFrame, in_sample: bool):
         at = self.baseline.positions(frame)
         known = at >= 0
         cohorts = frame["cohort"].to_numpy()
         z = self.baseline.transform(frame, in_sample=in_sample, at=at)  # new: cohort-centred
+        if not getattr(self, "context_in_covariance", True):  # saved before: context in Σ
+            z = z[:, : self.n_scored]
         if known.all():  # the usual case: no copy of the rows
             yield slice(None), self.own, z, cohorts
             return
@@ -441,6 +509,10 @@ class DeviceResiduals:
     def residuals(self, frame: pd.DataFrame, in_sample: bool = False) -> np.ndarray:
         """Context-adjusted residuals of the scored features (NaN where missing)."""
         out = np.full((len(frame), self.n_scored), np.nan)
+        decoupled = not getattr(self, "context_in_covariance", True)
         for rows, model, z, groups in self._parts(frame, in_sample):
-            out[rows] = model.context_adjusted(z, groups, self.n_scored)
+            if decoupled:  # the baseline removed the context: only the group's units remain
+                out[rows] = model.standardised(z, groups)
+            else:
+                out[rows] = model.context_adjusted(z, groups, self.n_scored)
         return out
