@@ -274,7 +274,7 @@ def outbox(
     limit: int | None = typer.Option(50, "--limit", min=1, help="At most this many, newest first."),
     retry: bool = typer.Option(False, "--retry-dead", help="Give every dead letter new attempts."),
 ) -> None:
-    """List queued notifications (``--status dead``: the dead letters, with their last error)."""
+    """List queued notifications (--status dead: the dead letters, with their last error)."""
     from refrig_assets.alerts.store.schema import OUTBOX_STATUSES
 
     wanted = None if status is None else status.lower()
