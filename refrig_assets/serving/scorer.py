@@ -17,6 +17,7 @@ import pandas as pd
 
 from refrig_assets.core.settings import Settings
 from refrig_assets.detectors.base import Detector, sorted_rows
+from refrig_assets.serving.finite import all_finite, non_finite
 from refrig_assets.serving.memo import LastDerived
 from refrig_assets.serving.metrics import ServingMetrics
 from refrig_assets.serving.models import ModelSnapshot
@@ -107,6 +108,9 @@ class ScoreResult:
     errors: list[dict[str, str]] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     cause_error: str | None = None
+    # every number of the answer was found finite where it was made (its JSON needs no search
+    # for NaN and infinities); False: not known
+    finite: bool = False
 
     @property
     def all_failed(self) -> bool:
@@ -234,6 +238,8 @@ def score_pass(
     first_rows[1:] = ids[1:] != ids[:-1]
     first_rows &= ~pd.isna(ids)
     per_window: dict[tuple, list[dict[str, Any]]] = {k: [] for k in keys}
+    # the answer's numbers are checked here, where they are made (see ScoreResult.finite)
+    finite = not non_finite(ids.tolist())
     models_out: list[list[dict[str, Any]]] = [[] for _ in range(count)]
     errors: list[list[dict[str, str]]] = [[] for _ in range(count)]
     for model in snapshot.models.values():
@@ -295,6 +301,12 @@ def score_pass(
                     per_window[(row["device_id"], row["window_start"])].append(
                         _score_row(row, model_id, version, side.deployment)
                     )
+                finite = (
+                    finite
+                    and all_finite(values[SCORE_FIELDS.index("anomaly_score")])
+                    and all_finite(values[SCORE_FIELDS.index("confidence")])
+                    and not non_finite(values[SCORE_FIELDS.index("contributor_detail")])
+                )
     causes: dict[tuple, dict[str, Any]] = {}
     cause_error = None
     if settings is not None and any(models_out):
@@ -310,7 +322,9 @@ def score_pass(
     start_of: dict[Any, tuple[str, pd.Timestamp]] = {}
     end_of: dict[Any, str] = {}
     completeness = features["sensor_completeness"].tolist()
+    finite = finite and all_finite(completeness)
     flags = features["quality_flags"].tolist()
+    attached: list[dict[str, Any]] = []
     for i, (device, start) in enumerate(keys):
         entries = per_window[keys[i]]
         served = [m["model_id"] for m in models_out[owner[i]]]
@@ -331,7 +345,9 @@ def score_pass(
         cause = causes.get((device, stamp))
         if cause is not None and served:
             window["probable_cause"] = cause
+            attached.append(cause)
         windows[owner[i]].append(window)
+    finite = finite and not non_finite(attached)
     return [
         ScoreResult(
             windows[i],
@@ -339,6 +355,7 @@ def score_pass(
             errors[i],
             dict(snapshot.unavailable),
             cause_error if models_out[i] else None,
+            finite,
         )
         for i in range(count)
     ]
