@@ -70,6 +70,7 @@ def _replace_durably(tmp: Path, final: Path, backup: Path | None = None) -> None
         os.link(final, link)
         os.replace(link, backup)
     os.replace(tmp, final)
+    _KEPT.forget(final)
     _fsync_directory(final.parent)
 
 
@@ -159,6 +160,7 @@ class StagedPartitions:
             list(pool.map(_fsync_file, [tmp for _, tmp in staged]))
         for final, tmp in staged:
             os.replace(tmp, final)
+            _KEPT.forget(final)
             del self._staged[final]
         for directory in dict.fromkeys(final.parent for final, _ in staged):
             _fsync_directory(directory)
@@ -169,6 +171,93 @@ class StagedPartitions:
         for tmp in self._staged.values():
             tmp.unlink(missing_ok=True)
         self._staged.clear()
+
+
+# Reads kept while a range of hours runs (:func:`reads_kept`): files up to this size, and at
+# most this many tables of at most this many bytes in all, the least recently read dropped.
+KEPT_FILE_BYTES = 4 * 2**20
+KEPT_TABLES = 512
+KEPT_BYTES = 256 * 2**20
+
+
+class _KeptReads:
+    """Arrow tables of small Parquet files as read, for the hours of a range that read the same
+    partitions again (the look-back hours of features, scores and baselines). A table is
+    returned only while its file is the one read (same inode, size, mtime and ctime: every
+    write renames a new file into place), so a read gives what reading the file gives; Arrow
+    tables are immutable, so every caller can be given the same one."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holders = 0
+        self.tables: dict[tuple, tuple[tuple, pa.Table]] = {}
+        self.bytes = 0
+
+    def read(self, path: Path, columns=None, filters=None) -> pa.Table:
+        if not self.holders:
+            return pq.read_table(path, columns=columns, filters=filters)
+        st = os.stat(path)
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        key = (str(path), None if columns is None else tuple(columns), repr(filters))
+        with self.lock:
+            found = self.tables.pop(key, None)
+            if found is not None:
+                self.tables[key] = found  # the most recently read last
+                if found[0] == stamp:
+                    return found[1]
+                self._drop(key)
+        table = pq.read_table(path, columns=columns, filters=filters)
+        if st.st_size <= KEPT_FILE_BYTES:
+            with self.lock:
+                if self.holders and key not in self.tables:
+                    self.tables[key] = (stamp, table)
+                    self.bytes += table.nbytes
+                    while self.tables and (
+                        len(self.tables) > KEPT_TABLES or self.bytes > KEPT_BYTES
+                    ):
+                        self._drop(next(iter(self.tables)))
+        return table
+
+    def forget(self, path: Path) -> None:
+        """Drop what was kept of ``path`` (a write of this process renamed a file over it:
+        a file's stamp could repeat when a small file is rewritten within a clock tick)."""
+        if not self.tables:
+            return
+        name = str(path)
+        with self.lock:
+            for key in [k for k in self.tables if k[0] == name]:
+                self._drop(key)
+
+    def _drop(self, key: tuple) -> None:
+        _, table = self.tables.pop(key)
+        self.bytes -= table.nbytes
+
+
+_KEPT = _KeptReads()
+
+
+@contextmanager
+def reads_kept() -> Iterator[None]:
+    """Within the block (a range of hours), :func:`read_parquet_table`, :meth:`ParquetStore.read`
+    and :meth:`ParquetStore.read_many` keep the tables of small files they read and give them
+    again while the file has not changed; everything kept is dropped when the last such block
+    ends. Outside any block every read reads the file."""
+    with _KEPT.lock:
+        _KEPT.holders += 1
+    try:
+        yield
+    finally:
+        with _KEPT.lock:
+            _KEPT.holders -= 1
+            if not _KEPT.holders:
+                _KEPT.tables.clear()
+                _KEPT.bytes = 0
+
+
+def read_parquet_table(path: Path, columns=None, filters=None) -> pa.Table:
+    """``pyarrow.parquet.read_table(path, columns=, filters=)``, kept within
+    :func:`reads_kept`."""
+    return _KEPT.read(path, columns, filters)
 
 
 def _duckdb_options(row_group_size: int | None) -> str:
@@ -293,7 +382,7 @@ class ParquetStore:
         path = self.path(dataset, partition_key)
         if not path.exists():
             raise FileNotFoundError(f"{dataset} partition {partition_key!r} not found at {path}")
-        return pq.read_table(path, columns=columns).to_pandas()
+        return read_parquet_table(path, columns=columns).to_pandas()
 
     def read_many(
         self, dataset: str, partition_keys: Iterable[str], columns=None, filters=None
@@ -305,7 +394,7 @@ class ParquetStore:
         if not paths:
             return pd.DataFrame()
         return pa.concat_tables(
-            [pq.read_table(p, columns=columns, filters=filters) for p in paths],
+            [read_parquet_table(p, columns=columns, filters=filters) for p in paths],
             # Partitions written by pandas (ns) and DuckDB (us) differ only in timestamp unit.
             promote_options="permissive",
         ).to_pandas()

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from refrig_assets.core.storage import ParquetStore, partition_file_name
+from refrig_assets.core.storage import ParquetStore, partition_file_name, read_parquet_table
 from refrig_assets.incidents import baselines as bl
 from refrig_assets.incidents.signatures import SignatureTable
 
@@ -96,7 +96,7 @@ class CauseStore:
             path = self.store.root / FEATURES / f"{stem}.parquet"
             names = set(pq.ParquetFile(path).schema_arrow.names)
             cols = [c for c in wanted if c in names]
-            frames.append(pq.read_table(path, columns=cols).to_pandas())
+            frames.append(read_parquet_table(path, columns=cols).to_pandas())
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=wanted)
 
     # ------------------------------------------------------------------ baselines

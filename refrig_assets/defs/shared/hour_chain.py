@@ -25,6 +25,7 @@ from typing import Any
 
 import dagster as dg
 
+from refrig_assets.core.storage import reads_kept
 from refrig_assets.defs.shared.event_log import log_check_evaluations
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.ranges import (
@@ -95,7 +96,9 @@ def hour_chain_job(
         state: dict[str, Any] = {}
         evaluations: list[dg.AssetCheckEvaluation] = []
         try:
-            yield from _chain(context, refrig, keys, state, evaluations)
+            # the hours read the partitions of the hours before them again (look-backs)
+            with reads_kept():
+                yield from _chain(context, refrig, keys, state, evaluations)
         finally:
             # Every hour's check results, after the materializations they evaluate and naming
             # them (as a ranged step stores them), in one batch.

@@ -48,6 +48,7 @@ from dagster_shared.record import replace
 
 from refrig_assets.core.backfill import hours_per_run
 from refrig_assets.core.duck import connect
+from refrig_assets.core.storage import reads_kept
 from refrig_assets.defs.shared.event_log import log_check_evaluations
 from refrig_assets.engines.memory import load_memory_budget
 
@@ -336,6 +337,12 @@ def _hours(body, context: dg.AssetExecutionContext, args, kwargs, state, ranged,
 def _over_range(
     body, context: dg.AssetExecutionContext, args, kwargs, ranged=None
 ) -> Iterator[Any]:
+    # the hours read the partitions of the hours before them again (look-backs, baselines)
+    with reads_kept():
+        yield from _over_hours(body, context, args, kwargs, ranged)
+
+
+def _over_hours(body, context: dg.AssetExecutionContext, args, kwargs, ranged) -> Iterator[Any]:
     state: dict[str, Any] = {}
     produced: list[dg.AssetKey] = []
     blocked: list[str] = []
