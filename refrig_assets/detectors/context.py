@@ -90,6 +90,8 @@ class ContextCoupling:
         per window; ``device_median``/``device_context``/``device_cohorts``: one row per device
         with enough history; ``context``: the windows' context values (the range trained)."""
         self.slopes: dict[object, np.ndarray] = {}
+        # Per group: each feature's covariance of its slopes (features x contexts x contexts).
+        self.slope_covariance: dict[object, np.ndarray] = {}
         self.learned: dict[object, np.ndarray] = {}
         self.low: dict[object, np.ndarray] = {}
         self.high: dict[object, np.ndarray] = {}
@@ -118,6 +120,7 @@ class ContextCoupling:
             # A context the cohort never varied in takes the fleet's slope, if the fleet has one.
             borrowed = ~self.learned[cohort] & self.learned[FLEET]
             self.slopes[cohort][borrowed] = self.slopes[FLEET][borrowed]
+            self.slope_covariance[cohort][:, borrowed] = self.slope_covariance[FLEET][:, borrowed]
             self.learned[cohort] = self.learned[cohort] | borrowed
         return self
 
@@ -141,12 +144,18 @@ class ContextCoupling:
                 if len(finite) > 2 and np.std(finite) > _spread_tolerance(context[:, i]):
                     learned[i] = True
         slopes = np.zeros((m, k))
+        covariance = np.zeros((k, m, m))
         if learned.any():
+            both = np.ix_(learned, learned)
             for j in range(k):
                 within = _huber_slopes(context_deviation[:, learned], deviation[:, j])
                 between = _huber_slopes(device_context[:, learned], device_median[:, j])
                 slopes[learned, j] = _combined(within, between)
+                information = within[1] + between[1]
+                if np.isfinite(information).all():
+                    covariance[j][both] = np.linalg.pinv(information)
         self.slopes[group] = slopes
+        self.slope_covariance[group] = covariance
         self.learned[group] = learned
 
     def slopes_of(self, cohorts: np.ndarray) -> np.ndarray:
@@ -154,6 +163,19 @@ class ContextCoupling:
         cohort training did not see."""
         fleet = self.slopes[FLEET]
         return np.stack([self.slopes.get(c, fleet) for c in cohorts])
+
+    def extrapolation_variance(self, shift: np.ndarray, cohorts: np.ndarray) -> np.ndarray:
+        """Variance (rows x features, in the features' units²) of the adjustment of rows whose
+        context moved by ``shift`` (rows x contexts) from the device's usual one: the slopes'
+        own uncertainty, which grows with how far the context moved. Adjusting a window far
+        beyond the training range by a slope known only roughly is judged by that much less."""
+        fleet = self.slope_covariance[FLEET]
+        out = np.zeros((len(shift), fleet.shape[0]))
+        for cohort in _unique(cohorts):
+            rows = cohorts == cohort
+            covariance = self.slope_covariance.get(cohort, fleet)
+            out[rows] = np.einsum("rm,kmn,rn->rk", shift[rows], covariance, shift[rows])
+        return out
 
     def unlearned_outside(self, context: np.ndarray, cohorts: np.ndarray) -> np.ndarray:
         """Per row and context: the value lies outside the range its cohort's training saw and

@@ -188,22 +188,28 @@ class DeviceBaseline:
             )
         return self
 
-    def _decouple(self, residual: np.ndarray, codes: np.ndarray, cohorts: Any) -> None:
+    def _decouple(self, residual: np.ndarray, codes: np.ndarray, cohorts: Any) -> np.ndarray | None:
         """Remove from the scored columns of ``residual`` (values minus their centres, in
         place) what the context columns' departure from the device's usual context predicts
-        for them (a missing context predicts nothing)."""
+        for them (a missing context predicts nothing). Returns the variance of that
+        adjustment per row and scored column (None without a coupling, or one saved without
+        the slopes' uncertainty)."""
         coupling = getattr(self, "coupling", None)  # None in baselines saved before it
         if coupling is None:
-            return
+            return None
         slopes = coupling.slopes_of(cohorts)  # cohorts x contexts x scored features
         k = slopes.shape[2]
         shift = np.nan_to_num(residual[:, k:], nan=0.0)
         if len(slopes) == 1 and (codes == 0).all():
             residual[:, :k] -= shift @ slopes[0]
-            return
-        for code in range(len(slopes)):
-            rows = codes == code
-            residual[rows, :k] -= shift[rows] @ slopes[code]
+        else:
+            for code in range(len(slopes)):
+                rows = codes == code
+                residual[rows, :k] -= shift[rows] @ slopes[code]
+        if not hasattr(coupling, "slope_covariance"):
+            return None
+        names = np.asarray(cohorts, dtype=object)
+        return coupling.extrapolation_variance(shift, np.where(codes >= 0, names[codes], None))
 
     def positions(self, frame: pd.DataFrame) -> np.ndarray:
         """Each row's device among those with their own baseline (-1: none)."""
@@ -274,7 +280,7 @@ class DeviceBaseline:
             center[new] = self._cohort_centers(cohorts)[codes[new]]
         residual -= center
         del center
-        self._decouple(residual, codes, cohorts)
+        uncertain = self._decouple(residual, codes, cohorts)
         if in_sample and not as_new:
             counts = (
                 self.device_count.to_numpy(dtype=float)[np.maximum(at, 0)]
@@ -288,6 +294,11 @@ class DeviceBaseline:
             residual /= scale[0]
         else:
             residual /= scale[codes]
+        if uncertain is not None:
+            # A residual's spread grows by the adjustment's own: sqrt(1 + var / unit²).
+            k = uncertain.shape[1]
+            unit = scale[0, :k] if len(scale) == 1 else scale[codes, :k]
+            residual[:, :k] /= np.sqrt(1.0 + uncertain / unit**2)
         return np.clip(residual, -CLIP, CLIP, out=residual)
 
 
