@@ -17,7 +17,7 @@ were taken from, falls in exactly one range.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -187,10 +187,12 @@ def _readings(file: FileVersion) -> int:
     return int(total or 0)
 
 
-def stream_query(con, sql: str, out, batch_rows: int) -> None:
+def stream_query(con, sql: str, out, batch_rows: int, required: Collection[str] = ()) -> None:
     """Append a DuckDB query's rows to a partition writer (:meth:`ParquetStore.writer`) in
     record batches of ``batch_rows`` (never whole in memory); a query without rows still
-    fixes the schema.
+    fixes the schema. The first query to write fixes the schema with the ``required`` columns
+    not nullable: columns the query never leaves NULL, which DuckDB writing the whole file
+    marks so but its Arrow batches do not (a NULL in one fails the write).
 
     Each batch is encoded and written on a second thread while DuckDB computes the next one:
     DuckDB stops computing once its small result buffer is full, so written on the reading
@@ -198,6 +200,8 @@ def stream_query(con, sql: str, out, batch_rows: int) -> None:
     running side by side. At most two batches are held: the one being written and the one
     read; they are written in the query's order."""
     reader = con.sql(sql).to_arrow_reader(batch_rows)
+    if out.schema is None and required:
+        out.schema = pa.schema([f.with_nullable(f.name not in required) for f in reader.schema])
     wrote = False
     # Leaving the block waits for a write in flight, also when the query fails.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer:

@@ -134,7 +134,9 @@ def _write_in_shards(
                     if inside
                     else feature_sql("clean", cadence_seconds=cadence_seconds, ordered=True)
                 )
-                stream_query(con, sql, out, FEATURE_ROW_GROUP_SIZE)
+                # device_cuts found no NULL device id (else no shards): DuckDB marks the
+                # whole file's device_id not null, and so do the shards
+                stream_query(con, sql, out, FEATURE_ROW_GROUP_SIZE, required=["device_id"])
             except duckdb.Error as exc:
                 if ORDER_ERROR not in str(exc):
                     raise

@@ -154,3 +154,17 @@ def test_ranges_of_rows_in_device_order_are_those_of_any_order(shards, weighted)
     assert device_shards.device_ranges(pa.array([None, None], pa.string()), None, 3) == [
         DeviceRange()
     ]
+
+
+def test_required_columns_are_written_not_null_and_a_null_in_one_fails(tmp_path):
+    store = ParquetStore(tmp_path)
+    with store.writer("marked", "k", dictionary=False) as out:
+        stream_query(duckdb.connect(), QUERY, out, 4096, required=["device_id", "n"])
+        stream_query(duckdb.connect(), QUERY.replace("10000", "20"), out, 4096)
+    schema = pq.read_schema(store.path("marked", "k"))
+    assert [f.nullable for f in schema] == [False, False, True]
+    assert pq.read_table(store.path("marked", "k")).num_rows == 10020
+
+    with pytest.raises(ValueError, match="null"), store.writer("broken", "k") as out:
+        stream_query(duckdb.connect(), QUERY, out, 4096, required=["value"])  # has NULLs
+    assert not store.path("broken", "k").exists()
