@@ -43,11 +43,13 @@ def evaluate_command(
     ),
 ) -> None:
     """Point-wise F1, false-alarm and missed-alarm rates; event-wise recall, precision and
-    detection delay, for alerts, incidents and each detector's flags, plus a threshold sweep of
+    detection delay, for alerts, fault incidents, sensor and communications (data-loss)
+    tickets and each detector's flags, plus a threshold sweep of
     each detector's score (table and plot)."""
     from refrig_assets.core.model_config import all_model_ids
     from refrig_assets.core.storage import ParquetStore
     from refrig_assets.evaluation.labelled import (
+        DATA_LOSS_SOURCE,
         EVENT_METRICS,
         POINT_METRICS,
         LabelsError,
@@ -75,7 +77,7 @@ def evaluate_command(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            metrics, sweep, sources, by_kind = evaluate_store(
+            metrics, sweep, sources, by_kind, lost_only = evaluate_store(
                 store,
                 parsed,
                 all_model_ids(),
@@ -109,6 +111,12 @@ def evaluate_command(
     event_cols = ["source", *EVENT_METRICS]
     typer.echo("\npoint-wise:\n" + metrics[point_cols].to_string(index=False, **fmt))
     typer.echo("\nevent-wise:\n" + metrics[event_cols].to_string(index=False, **fmt))
+    if DATA_LOSS_SOURCE in sources:
+        events = int(metrics["events"].iloc[0]) if len(metrics) else 0
+        typer.echo(
+            f"\nlabelled events a {DATA_LOSS_SOURCE.removesuffix('s')} touched and no fault "
+            f"incident did: {lost_only} of {events} (not counted as detected by incidents)"
+        )
     if len(by_kind):
         by_kind.to_csv(folder / "recall_by_kind.csv", index=False)
         table = by_kind.pivot(index="kind", columns="source", values="event_recall")

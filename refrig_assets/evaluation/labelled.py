@@ -18,7 +18,9 @@ available; for an incident, the end of its first alert window), never negative. 
 labelled event (with the same grace).
 
 Predictions come from alerts (every alert window, suppressed repeats included: they still say
-the device was alerting), incidents (``first_window_start`` to ``last_window_end``) and each
+the device was alerting), incidents (``first_window_start`` to ``last_window_end``: the fault
+incidents; sensor and communications tickets, which say the data was lost rather than that the
+machine failed, are their own source, :data:`DATA_LOSS_SOURCE`) and each
 detector's score rows: its own ``anomaly_flag`` and, for the threshold sweep, its calibrated
 ``anomaly_score`` at the thresholds of ``config/evaluation.yaml``.
 """
@@ -58,6 +60,9 @@ METRIC_COLUMNS = ["source", *POINT_METRICS, *EVENT_METRICS]
 
 
 COUNT_COLUMNS = ["points", "anomalous_points", "events", "events_detected", "predicted_events"]
+# Incidents that say the data was lost (a sensor ticket, a silent device, a site's
+# communications loss), scored apart from the fault incidents.
+DATA_LOSS_SOURCE = "data-loss tickets"
 
 
 class LabelsError(ValueError):
@@ -319,6 +324,33 @@ def merge_episodes(predictions: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _event_hits(
+    events: pd.DataFrame, predictions: pd.DataFrame, grace: pd.Timedelta
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Every (event ``_e``, prediction of its device) pair, and whether the prediction overlaps
+    the event extended by ``grace``."""
+    ev = events.reset_index(drop=True).assign(_e=np.arange(len(events)))
+    seen = predictions["seen"] if "seen" in predictions else predictions["end"]
+    pairs = ev.merge(
+        predictions[["device_id", "start", "end"]]
+        .assign(seen=seen)
+        .rename(columns={"start": "p_start", "end": "p_end"}),
+        on="device_id",
+    )
+    hit = (pairs["p_end"] > pairs["start"]) & (pairs["p_start"] <= pairs["end"] + grace)
+    return pairs, hit
+
+
+def detected(events: pd.DataFrame, predictions: pd.DataFrame, grace: pd.Timedelta) -> np.ndarray:
+    """Per event (device_id, start, end): does a prediction of its device overlap it (with the
+    grace)?"""
+    out = np.zeros(len(events), dtype=bool)
+    if len(events) and len(predictions):
+        pairs, hit = _event_hits(events, predictions, grace)
+        out[pairs.loc[hit, "_e"].to_numpy()] = True
+    return out
+
+
 def eventwise(
     events: pd.DataFrame, predictions: pd.DataFrame, grace: pd.Timedelta
 ) -> dict[str, float]:
@@ -335,15 +367,7 @@ def eventwise(
     }
     if predictions.empty:
         return out
-    ev = events.reset_index(drop=True).assign(_e=np.arange(n))
-    seen = predictions["seen"] if "seen" in predictions else predictions["end"]
-    pairs = ev.merge(
-        predictions[["device_id", "start", "end"]]
-        .assign(seen=seen)
-        .rename(columns={"start": "p_start", "end": "p_end"}),
-        on="device_id",
-    )
-    hit = (pairs["p_end"] > pairs["start"]) & (pairs["p_start"] <= pairs["end"] + grace)
+    pairs, hit = _event_hits(events, predictions, grace)
     delay = (
         ((pairs.loc[hit, "seen"] - pairs.loc[hit, "start"]).dt.total_seconds() / 60)
         .clip(lower=0)
@@ -535,13 +559,48 @@ def _per_device(incidents: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([own, site[own.columns]], ignore_index=True)
 
 
+def data_loss(incidents: pd.DataFrame) -> np.ndarray:
+    """Which incidents (``kind``, ``cause``) say the data was lost rather than that the machine
+    failed: kind ``sensor`` (a sensor ticket, a silent device's ticket) or a cause the incident
+    policy names for lost data (the sensor tickets' causes, the site communications loss, also
+    when a device's own diagnosis names it). A site power loss stays a fault: the machines
+    stopped cooling."""
+    from refrig_assets.incidents.build import SENSOR_TRACK
+    from refrig_assets.incidents.policy import incident_policy
+
+    policy = incident_policy()
+    causes = {
+        policy.sensor_tickets.cause,
+        policy.sensor_tickets.silent_cause,
+        policy.site_events.communications_loss_cause,
+    }
+    return (incidents["kind"].eq(SENSOR_TRACK) | incidents["cause"].isin(causes)).to_numpy()
+
+
+def _incident_sources(inc: pd.DataFrame, alerts: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per-device incident intervals (with ``seen``) split into ``incidents`` (faults) and
+    :data:`DATA_LOSS_SOURCE`; a site incident is credited to the devices of its own incidents
+    under it and classed by its own cause."""
+    inc = _per_device(inc)
+    lost = data_loss(inc)
+    out = {}
+    for source, part in (("incidents", inc[~lost]), (DATA_LOSS_SOURCE, inc[lost])):
+        part = part.groupby(["incident_id", "device_id"]).agg(
+            start=("first_window_start", "min"),
+            end=("last_window_end", "max"),
+        )
+        out[source] = incidents_seen(part.reset_index(), alerts)
+    return out
+
+
 def stored_predictions(
     store, model_ids: list[str], start: pd.Timestamp, end: pd.Timestamp
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], pd.DataFrame]:
     """From a :class:`~refrig_assets.core.storage.ParquetStore`, for the windows between
     ``start`` and ``end``: the flagged intervals per source (``alerts``: batch and streaming,
-    ``streaming rules`` alone when they fired, ``incidents`` from the
-    ``device_incidents`` dataset or, when it is not materialized, as
+    ``streaming rules`` alone when they fired, ``incidents`` and
+    :data:`DATA_LOSS_SOURCE` (:func:`data_loss`) from the ``device_incidents`` dataset or,
+    when it is not materialized, as
     :func:`~refrig_assets.evaluation.backtest.pipeline_incidents` builds them of the stored
     alerts, ``<model> flags`` per detector), the score rows per
     detector for the sweep (device_id, start, end, score) and the feature windows."""
@@ -567,6 +626,8 @@ def stored_predictions(
         "incident_id",
         "device_id",
         "parent_incident_id",
+        "kind",
+        "cause",
         "first_window_start",
         "last_window_end",
     ]
@@ -587,12 +648,7 @@ def stored_predictions(
             built = None
         inc = built[cols] if built is not None and set(cols) <= set(built.columns) else None
     if inc is not None:
-        inc = _per_device(inc)
-        inc = inc.groupby(["incident_id", "device_id"]).agg(
-            start=("first_window_start", "min"),
-            end=("last_window_end", "max"),
-        )
-        flagged["incidents"] = incidents_seen(inc.reset_index(), alerts)
+        flagged.update(_incident_sources(inc, alerts))
     scores: dict[str, pd.DataFrame] = {}
     for model_id in model_ids:
         cols = [*window_cols, "anomaly_score", "anomaly_flag"]
@@ -614,9 +670,10 @@ def evaluate_store(
     end: pd.Timestamp,
     labelled_devices_only: bool = False,
     settings: EvaluationSettings | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, list[str], pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str], pd.DataFrame, int]:
     """:func:`evaluate` and :func:`threshold_sweep` of what a store holds between ``start`` and
-    ``end``; also the prediction sources found and :func:`recall_by_kind`. Interval labels are scored on the feature
+    ``end``; also the prediction sources found, :func:`recall_by_kind` and
+    :func:`data_loss_only`. Interval labels are scored on the feature
     windows of that range: of every device, or with ``labelled_devices_only`` of the labelled
     ones (unlabelled devices otherwise count as normal)."""
     settings = settings or evaluation_settings()
@@ -638,7 +695,34 @@ def evaluate_store(
     sweep = threshold_sweep(labels, scores, windows, settings)
     devices = set(windows["device_id"].astype(str)) if labels.kind == "intervals" else None
     by_kind = recall_by_kind(labels, flagged, devices, settings)
-    return metrics, sweep, list(flagged), by_kind
+    return (
+        metrics,
+        sweep,
+        list(flagged),
+        by_kind,
+        data_loss_only(labels, flagged, windows, settings),
+    )
+
+
+def data_loss_only(
+    labels: Labels,
+    predictions: dict[str, pd.DataFrame],
+    windows: pd.DataFrame | None = None,
+    settings: EvaluationSettings | None = None,
+) -> int:
+    """How many labelled events of the evaluated devices a data-loss ticket touched and no
+    fault incident did (what the ``incidents`` source would have counted as detected had it
+    included the tickets)."""
+    if DATA_LOSS_SOURCE not in predictions:
+        return 0
+    settings = settings or evaluation_settings()
+    devices = set(evaluation_points(labels, windows)["device_id"])
+    events = label_events(labels, settings.max_gap)
+    events = events[events["device_id"].isin(devices)].reset_index(drop=True)
+    lost = detected(events, _prepared(predictions[DATA_LOSS_SOURCE], devices), settings.grace)
+    fault = predictions.get("incidents", pd.DataFrame())
+    found = detected(events, _prepared(fault, devices), settings.grace)
+    return int((lost & ~found).sum())
 
 
 def recall_by_kind(

@@ -174,6 +174,8 @@ def test_refrig_evaluate_reads_alerts_incidents_and_scores_from_the_store(refrig
             "incident_id": ["i1"],
             "device_id": ["d1"],
             "parent_incident_id": [None],
+            "kind": ["refrigeration"],
+            "cause": ["refrigerant_leak"],
             "first_window_start": [minutes(15)],
             "last_window_end": [minutes(45)],
         }
@@ -208,7 +210,13 @@ def test_refrig_evaluate_reads_alerts_incidents_and_scores_from_the_store(refrig
     )
     assert result.exit_code == 0, result.output
     metrics = pd.read_csv(out / "metrics.csv").set_index("source")
-    assert set(metrics.index) == {"alerts", "incidents", "statistical_baseline flags"}
+    assert set(metrics.index) == {
+        "alerts",
+        "incidents",
+        "data-loss tickets",
+        "statistical_baseline flags",
+    }
+    assert metrics.loc["data-loss tickets", "predicted_events"] == 0
     # Alerts: d1 15-30 (true), d2 30-45 (false); d1 30-45 missed.
     assert metrics.loc["alerts", "precision"] == pytest.approx(0.5)
     assert metrics.loc["alerts", "recall"] == pytest.approx(0.5)
@@ -233,6 +241,8 @@ def test_a_site_incident_counts_for_every_device_under_it(refrig_home, tmp_path)
             "incident_id": ["site", "child1", "child2"],
             "device_id": [None, "d1", "d2"],
             "parent_incident_id": [None, "site", "site"],
+            "kind": ["site", "site", "site"],
+            "cause": ["power_loss", "power_loss", "power_loss"],
             "first_window_start": [minutes(15), minutes(15), minutes(15)],
             "last_window_end": [minutes(45), minutes(30), minutes(30)],
         }

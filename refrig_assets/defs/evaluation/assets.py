@@ -111,7 +111,7 @@ def labelled_tables(
 
     start = pd.Timestamp(stems[0][:13] + ":00", tz="UTC")
     end = pd.Timestamp(stems[-1][:13] + ":00", tz="UTC") + pd.Timedelta(hours=1)
-    metrics, sweep, _sources, _by_kind = evaluate_store(
+    metrics, sweep, _sources, _by_kind, _data_loss_only = evaluate_store(
         store, parse_labels(labels), model_ids, start, end
     )
     return metrics, best_thresholds(sweep)
