@@ -84,6 +84,14 @@ def rows_per_range(device_ids: pd.Series, ranges: list[DeviceRange]) -> list[np.
     return out
 
 
+def registry_parts(registry: pd.DataFrame, ranges: list[DeviceRange]) -> list[pd.DataFrame]:
+    """The registry's rows of each device range (the registry itself for the whole fleet), so
+    a shard's devices are looked up among its own registry rows, not the whole fleet's."""
+    if len(ranges) == 1 and ranges[0] == DeviceRange():
+        return [registry]
+    return [registry.iloc[rows] for rows in rows_per_range(registry["device_id"], ranges)]
+
+
 def device_ranges(device_ids: pa.Array, weights: pa.Array | None, shards: int) -> list[DeviceRange]:
     """``shards`` contiguous device-id ranges holding about equal shares of ``weights`` (one per
     row of ``device_ids``; None counts rows). Fewer ranges when there are fewer devices."""

@@ -17,7 +17,7 @@ import pandas as pd
 from refrig_assets.core.model_config import ModelConfig
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.detectors.base import Detector
-from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange
+from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange, registry_parts
 from refrig_assets.scoring.score import cohort_of, lookback_hours, score_windows
 
 HOUR_KEY = "%Y-%m-%d-%H:%M"
@@ -60,10 +60,12 @@ def score_runs(
     columns = detector.required_columns
     size = chunk_hours(config or detector.config)
     lookback = lookback_hours(detector)
+    ranges = shards or WHOLE_FLEET
+    parts = registry_parts(registry, ranges)
     for i in range(0, len(hours), size):
         run = hours[i : i + size]
         since = pd.Timestamp(datetime.strptime(run[0], HOUR_KEY).replace(tzinfo=UTC))
-        for shard in shards or WHOLE_FLEET:
+        for shard, shard_registry in zip(ranges, parts, strict=True):
             # Of the earlier hours, only the windows persistence looks at are read.
             features = store.read_many(
                 "device_features",
@@ -75,7 +77,9 @@ def score_runs(
                 features = features[devices(features["device_id"])].reset_index(drop=True)
             if features.empty:
                 continue
-            features["cohort"] = cohort_of(features["device_id"], registry)  # no copy of the run
+            features["cohort"] = cohort_of(
+                features["device_id"], shard_registry
+            )  # no copy of the run
             starts = features.loc[features["window_start"] >= since, ["window_start"]]
             scores = score_windows(detector, version, features, scored_at, since=since)
             del features

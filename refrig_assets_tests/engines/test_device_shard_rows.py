@@ -5,7 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange, rows_per_range
+from refrig_assets.engines.device_shards import (
+    WHOLE_FLEET,
+    DeviceRange,
+    registry_parts,
+    rows_per_range,
+)
 
 RANGES = [DeviceRange(None, "d-03"), DeviceRange("d-03", "d-07x"), DeviceRange("d-07x", None)]
 
@@ -28,3 +33,15 @@ def test_a_range_without_devices_and_the_whole_fleet():
     ids = pd.Series(["a", "b", "c"])
     assert rows_per_range(ids, [DeviceRange(None, "a"), DeviceRange("a", None)])[0].size == 0
     np.testing.assert_array_equal(rows_per_range(ids, WHOLE_FLEET)[0], [0, 1, 2])
+
+
+def test_each_shard_gets_its_own_registry_rows_and_the_whole_fleet_the_registry_itself():
+    registry = pd.DataFrame(
+        {"device_id": ["d-00", "d-02", "d-03", "d-06", "d-09"], "cohort": list("abcde")}
+    )
+
+    parts = registry_parts(registry, RANGES)
+
+    for r, part in zip(RANGES, parts, strict=True):
+        pd.testing.assert_frame_equal(part, registry[r.mask(registry["device_id"])])
+    assert registry_parts(registry, WHOLE_FLEET)[0] is registry
