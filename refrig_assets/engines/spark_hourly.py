@@ -43,7 +43,7 @@ from refrig_assets.engines.spark import (
 )
 from refrig_assets.engines.spark_sql import SparkConnection, TranslationError
 from refrig_assets.ingestion.landing.hours import HourReadings, hour_readings
-from refrig_assets.quality.rules import QualityResult, clean_hour
+from refrig_assets.quality.rules import ARRIVAL_ORDER, QualityResult, clean_hour
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 # The quality pass reads the hour sorted by device and time and compares each reading with the
 # one before (DuckDB: ``lag() OVER ()`` over the sorted rows). Spark tables have no order: the
 # same comparisons within each device, in the same order, give the same rows.
-QUALITY_WINDOW = "PARTITION BY device_id ORDER BY ts, source_file, source_row"
+QUALITY_WINDOW = f"PARTITION BY device_id ORDER BY ts, {ARRIVAL_ORDER}"
 _CLEAN_ORDER = re.compile(r"\s*ORDER BY seq\s*$", re.I)
 
 

@@ -16,8 +16,10 @@ Flags (bit order = ``allowed_flags`` of clean_readings.quality_flags):
   exempt). A run that opens the hour continues the previous hour's last run of the same value
   (kept per device and sensor as the hour's "tails"), so runs across hours are measured whole;
   the earlier hour's part is flagged only once the run is long enough within that hour.
-- ``DUPLICATE``: the reading was delivered more than once; this copy is kept, the others are
-  quarantined as ``duplicate_reading``.
+- ``DUPLICATE``: the reading was delivered more than once; this copy, the first to land, is
+  kept and the others are quarantined as ``duplicate_reading``. Copies are taken in the order
+  their files landed (``received_at``, the file's mtime), then by file name and row, so a later
+  resend never replaces a reading already kept, whatever its file is called.
 - ``LATE``: its file was not there when the hour was first materialized.
 - ``FUTURE_TIMESTAMP``: stamped later than its file's arrival (mtime) plus a tolerance.
 - ``UNIT_SUSPECT``: over the device-hour, a sensor's mean lies outside its ``operating_range``
@@ -391,7 +393,10 @@ def file_findings(
     return FileFindings(entries, read, storms)
 
 
-QUALITY_ORDER_ERROR = "readings out of (device_id, ts, source_file, source_row) order"
+# The order of the copies of one reading (device_id, ts): the first to land first, so it is the
+# one kept (files that landed at the same instant by name, then rows in file order).
+ARRIVAL_ORDER = "received_at, source_file, source_row"
+QUALITY_ORDER_ERROR = f"readings out of (device_id, ts, {ARRIVAL_ORDER}) order"
 
 
 def _previous_row_sql(
@@ -403,7 +408,7 @@ def _previous_row_sql(
     row_mask: str = "0",
     positions: bool = False,
 ) -> str:
-    """The rows of ``rows`` (in (device_id, ts, source_file, source_row) order) with what the
+    """The rows of ``rows`` (in (device_id, ts, :data:`ARRIVAL_ORDER`) order) with what the
     previous row says: ``is_dup``, ``prev_ts`` and ``eq_<sensor>`` (same value as the previous
     reading of the device), numbered in that order (``seq``), and ``flag_mask``: ``row_mask``
     (SQL of the flags a row shows on its own, see :func:`_row_mask_sql`), to which the flags
@@ -428,11 +433,15 @@ def _previous_row_sql(
         placed = ", pos, CASE WHEN same_device THEN lag_pos END AS prev_pos"
     same_device = "coalesce(device_id = lag_device, FALSE)"
     if guard:
-        lags += ", lag(source_file) OVER () AS lag_file, lag(source_row) OVER () AS lag_row"
+        lags += (
+            ", lag(received_at) OVER () AS lag_received, lag(source_file) OVER () AS lag_file, "
+            "lag(source_row) OVER () AS lag_row"
+        )
         # device_id and ts are never NULL here (keyed rows); only the first row has no previous
         same_device = (
             "CASE WHEN device_id = lag_device AND (ts > lag_ts OR (ts = lag_ts AND "
-            "(source_file > lag_file OR (source_file = lag_file AND source_row > lag_row)))) "
+            "(received_at > lag_received OR (received_at = lag_received AND "
+            "(source_file > lag_file OR (source_file = lag_file AND source_row > lag_row)))))) "
             "THEN TRUE WHEN lag_device IS NULL OR device_id > lag_device THEN FALSE "
             f"ELSE error('{QUALITY_ORDER_ERROR}') END"
         )
@@ -511,7 +520,7 @@ def _device_pass(
     each device's first and last place and its rows per flag, see :func:`_flag_counts`) and
     ``good_rows`` holding only the readings the whole-hour rules look at (repeated values and
     copies). The clean rows are then written straight from the hour's file in its own order
-    (:func:`_clean_rows_sql`), which is the rows' (device_id, ts, source_file, source_row)
+    (:func:`_clean_rows_sql`), which is the rows' (device_id, ts, :data:`ARRIVAL_ORDER`)
     order: the pass's order guard holds in each device range and the ranges follow one another
     in the file.
 
@@ -748,7 +757,7 @@ def clean_hour(
     keyed = "read_error IS NULL AND device_id IS NOT NULL AND ts IS NOT NULL"
     stuck_minutes = float(rules["stuck_sensor_minutes"])
 
-    # The hour in (device_id, ts, source_file, source_row) order; duplicates and repeated
+    # The hour in (device_id, ts, ARRIVAL_ORDER) order; duplicates and repeated
     # values are then comparisons with the previous row (a streaming pass), not a window per
     # device. A landing file written in that order (one file per hour, device by device) needs
     # no sort: the pass runs in the rows' own order and stops at the first row out of it.
@@ -802,7 +811,7 @@ def clean_hour(
         range_tables = []
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE hour_sorted AS {keyed_rows} "
-            "ORDER BY device_id, ts, source_file, source_row"
+            f"ORDER BY device_id, ts, {ARRIVAL_ORDER}"
         )
         sorted_sql = _previous_row_sql(
             "SELECT * FROM hour_sorted", sensors, value_cols, guard=False, row_mask=row_mask

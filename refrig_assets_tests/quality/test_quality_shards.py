@@ -205,7 +205,7 @@ class Statements:
 def test_rows_in_any_order_are_cleaned_as_the_same_rows_in_device_time_order(hours, tmp_path):
     source, registered = hours
     typed = pq.read_table(source.path("sensor_readings", KEYS[0])).to_pandas()
-    keyed = ["device_id", "ts", "source_file", "source_row"]
+    keyed = ["device_id", "ts", "received_at", "source_file", "source_row"]
     ordered = typed.sort_values(keyed, na_position="first", kind="stable", ignore_index=True)
     shuffled = typed.sample(frac=1.0, random_state=3).reset_index(drop=True)
     outputs, statements = {}, {}
@@ -241,7 +241,7 @@ def in_device_order(source: ParquetStore, path: Path) -> Path:
     """The first hour's typed readings in (device_id, ts) order, as ingestion writes them, in
     row groups of 100 rows (so that a range's read can skip some, and ranges can be cut)."""
     typed = pq.read_table(source.path("sensor_readings", KEYS[0])).to_pandas()
-    keyed = ["device_id", "ts", "source_file", "source_row"]
+    keyed = ["device_id", "ts", "received_at", "source_file", "source_row"]
     ordered = typed.sort_values(keyed, na_position="first", kind="stable", ignore_index=True)
     pq.write_table(pa.Table.from_pandas(ordered, preserve_index=False), path, row_group_size=100)
     return path
@@ -413,7 +413,7 @@ def test_an_hour_in_order_is_cleaned_from_its_file_as_from_stored_rows(
     import refrig_assets.quality.shards as shards_module
 
     source, registered = hours
-    keyed = ["device_id", "ts", "source_file", "source_row"]
+    keyed = ["device_id", "ts", "received_at", "source_file", "source_row"]
     paths = []
     passes: list[bool] = []
     device_pass = rules_module._device_pass
