@@ -16,9 +16,22 @@ import pandas as pd
 from refrig_assets.alerts.device_status import SCORE_COLUMNS, TrendSettings, device_status
 from refrig_assets.alerts.generation import generate_alerts
 from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange, rows_per_range
-from refrig_assets.scoring.reads import read_scores_for_hour, score_paths_for_hour
+from refrig_assets.scoring.reads import read_scores_for_hour
+
+
+def hourly_score_paths(store: ParquetStore, partition_key: str) -> list:
+    """The stored score partitions an hourly step (alerts, streaming reconciliation, device
+    status) reads for one hour: the hourly detectors' (those that exist).
+
+    A daily detector's day is scored after that day's hours have alerted (``daily_scoring`` runs
+    at 03:00 for the day before, ``refrig pipeline run`` after its hour chain), so an hour that
+    read it would alert on it only when the hour runs again: a rerun would differ from the first
+    run. Daily scores reach the backtest and monitoring, not the hourly alerts."""
+    hourly = [m for m in all_model_ids() if load_model_config(m).schedule == "hourly"]
+    return [p for m in hourly if (p := store.path(f"{m}_scores", partition_key)).exists()]
 
 
 @dataclass
@@ -39,10 +52,11 @@ def alerts_in_shards(
     run_id: str,
     shards: list[DeviceRange] | None = None,
 ) -> HourAlerts:
-    """:func:`~refrig_assets.alerts.generation.generate_alerts` over every detector's scores of
-    the hour [start, end), read and alerted one device range of ``shards`` at a time."""
+    """:func:`~refrig_assets.alerts.generation.generate_alerts` over the hourly detectors' scores
+    of the hour [start, end) (:func:`hourly_score_paths`), read and alerted one device range of
+    ``shards`` at a time."""
     frames, models = [], set()
-    paths = score_paths_for_hour(store, partition_key)
+    paths = hourly_score_paths(store, partition_key)
     shards = shards or WHOLE_FLEET
     # Each shard's alerts look up their devices in that shard's part of the registry only.
     registered = _registry_parts(registry, shards)
@@ -88,10 +102,10 @@ def status_in_shards(
     shards: list[DeviceRange] | None = None,
     read: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """:func:`~refrig_assets.alerts.device_status.device_status` over the scores of ``hours``
-    (each hour's windows), read one device range of ``shards`` at a time. A device's status
-    depends on its own scores only, and each range's rows come sorted by device, so the ranges
-    in order give the whole fleet's rows.
+    """:func:`~refrig_assets.alerts.device_status.device_status` over the hourly detectors' scores
+    of ``hours`` (each hour's windows, :func:`hourly_score_paths`), read one device range of
+    ``shards`` at a time. A device's status depends on its own scores only, and each range's rows
+    come sorted by device, so the ranges in order give the whole fleet's rows.
 
     ``read``: the hours' scores already read, by partition key, kept by a caller that runs
     consecutive hours (the trend's hours overlap) while the scores do not change; used, and
@@ -102,7 +116,7 @@ def status_in_shards(
     kept = read if read is not None and len(shards) == 1 else {}
     for key in [k for k in kept if k not in keys]:
         del kept[key]
-    paths = {key: score_paths_for_hour(store, key) for key in keys if key not in kept}
+    paths = {key: hourly_score_paths(store, key) for key in keys if key not in kept}
     for shard, devices in zip(shards, _registry_parts(registry, shards), strict=True):
         parts = []
         for key, h in zip(keys, hours, strict=True):

@@ -35,7 +35,8 @@ GROUP = "alerts"
 def device_alerts(
     context: dg.AssetExecutionContext, refrig: RefrigResource
 ) -> dg.MaterializeResult:
-    """Read whatever scores exist for the hour (any detector may be missing) and alert."""
+    """Read whatever scores of the hourly detectors exist for the hour (any may be missing; daily
+    detectors score the day after its hours alerted, see docs/alerts.md) and alert."""
     window = context.partition_time_window
     start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
     registry = refrig.store.read("device_registry")

@@ -3,6 +3,7 @@ partition's scores can decide, gather their batch windows, record each decision.
 
 import pandas as pd
 
+from refrig_assets.alerts.hourly import hourly_score_paths
 from refrig_assets.alerts.reconciliation import (
     DETECTED,
     ReconciliationPolicy,
@@ -17,9 +18,9 @@ def reconcile_streaming_alerts(
 ) -> dict[str, int]:
     """Confirm or soften the streaming alerts whose matching windows reach into [start, end).
 
-    Only the scores of the alerted devices are read: of the hour, and of earlier hours when an
-    alert's window began before ``start``. Returns how many alerts became ANOMALY_SUSTAINED and
-    ANOMALY_RESOLVED.
+    Only the alerted devices' scores of the hourly detectors (those the hour's alerts read) are
+    read: of the hour, and of earlier hours when an alert's window began before ``start``.
+    Returns how many alerts became ANOMALY_SUSTAINED and ANOMALY_RESOLVED.
     """
     policy = ReconciliationPolicy.from_contract()
     candidates = refrig.alerts.overlapping(
@@ -31,14 +32,26 @@ def reconcile_streaming_alerts(
     if candidates.empty:
         return {}
     devices = set(candidates["device_id"].astype(str))
-    hour_scores = read_scores_for_hour(refrig.store, partition_key, start, end, device_ids=devices)
+    hour_scores = read_scores_for_hour(
+        refrig.store,
+        partition_key,
+        start,
+        end,
+        device_ids=devices,
+        paths=hourly_score_paths(refrig.store, partition_key),
+    )
     frames = [hour_scores]
     for hour in pd.date_range(candidates["window_start"].min().floor("h"), start, freq="h"):
         if hour < start:
             key = hour.strftime("%Y-%m-%d-%H:%M")
             frames.append(
                 read_scores_for_hour(
-                    refrig.store, key, hour, hour + pd.Timedelta("1h"), device_ids=devices
+                    refrig.store,
+                    key,
+                    hour,
+                    hour + pd.Timedelta("1h"),
+                    device_ids=devices,
+                    paths=hourly_score_paths(refrig.store, key),
                 )
             )
     frames = [f for f in frames if len(f)]
