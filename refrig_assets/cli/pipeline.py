@@ -12,6 +12,8 @@ from refrig_assets.core.settings import get_settings
 app = typer.Typer(
     help="Run the asset graph over a range of hours (recorded in the Dagster instance)."
 )
+# The hints name plain `refrig`, as the README does once .venv is activated.
+COMMANDS_HINT = "(refrig commands: after `source .venv/bin/activate`, or as .venv/bin/refrig)"
 
 
 def _parse_hour(value: str) -> datetime:
@@ -37,8 +39,9 @@ def run(
     """Readings → features for every hour, train on the first hours, then scores and alerts.
 
     A long range (a history backfill) runs many hours per Dagster run, each hour still its own
-    partition with its own checks and metadata. One run per home at a time (it runs in this process, outside Dagster's run queue): a second
-    one refuses, naming the first, or waits with ``--wait``."""
+    partition with its own checks and metadata. One run per home at a time (it runs in this
+    process, outside Dagster's run queue): a second one refuses, naming the first, or waits
+    with --wait."""
     from refrig_assets.core.partition_range import hour_keys, record_run_range
 
     begin = _parse_hour(start)
@@ -109,7 +112,7 @@ def summarise(keys: list[str]) -> str:
         )
     alerts = store.read_many("device_alerts", keys)
     if alerts.empty:
-        lines.append("batch alerts: none")
+        lines += ["batch alerts: none", COMMANDS_HINT]
         return "\n".join(lines)
     active = alerts[~alerts["suppressed"]]
     by_sev = active["severity"].value_counts()
@@ -139,6 +142,7 @@ def summarise(keys: list[str]) -> str:
         lines.append(detector_quality(store, labels, keys, devices * len(keys)))
     database = masked_url(s.alerts_db_url)
     lines.append(f"list them: refrig alerts list --severity HIGH   (database: {database})")
+    lines.append(COMMANDS_HINT)
     return "\n".join(lines)
 
 
@@ -170,7 +174,8 @@ def alert_database_line(keys: list[str]) -> str:
 
 
 def incident_lines(keys: list[str], store, labels_path) -> list[str]:
-    """The incidents the console lists for these hours (severity, kind, causes) and, on a
+    """The incidents of these hours (severity, kind, causes), how many of them the console and
+    ``refrig incidents list`` show by default (those still open or acknowledged) and, on a
     simulated fleet with labels, the incident-level backtest: per fault type recall, delay,
     incidents per fault and whether the probable cause was right."""
     from refrig_assets.evaluation.backtest import incident_backtest
@@ -182,6 +187,7 @@ def incident_lines(keys: list[str], store, labels_path) -> list[str]:
     incidents_db = IncidentStore(get_settings().alerts_db_url)
     try:
         found, _ = incidents_db.list()
+        live, _ = incidents_db.list(live_only=True)
     finally:
         incidents_db.close()
     if len(found):
@@ -190,6 +196,7 @@ def incident_lines(keys: list[str], store, labels_path) -> list[str]:
         found = found[(first < end) & (last > start)]
     if found.empty:
         return ["incidents: none"]
+    listed = int(found["incident_id"].isin(live["incident_id"]).sum())
     inhibited = found["inhibited"].fillna(False).astype(bool)
     # inhibited without evidence: superseded (its evidence moved to the incident that explains it)
     superseded = inhibited & found["evidence_count"].fillna(0).eq(0)
@@ -199,7 +206,7 @@ def incident_lines(keys: list[str], store, labels_path) -> list[str]:
     kinds = ", ".join(f"{k} {n}" for k, n in shown["kind"].value_counts().items())
     causes = ", ".join(f"{c} {n}" for c, n in shown["cause"].value_counts().head(6).items())
     lines = [
-        f"incidents (as the console lists them): {len(shown)}  ("
+        f"incidents: {len(found)}  ("
         + ", ".join(f"{sev} {int(by_sev.get(sev, 0))}" for sev in order)
         + f"; {kinds}; {int((inhibited & ~superseded).sum())} more inhibited by a site incident"
         + (
@@ -208,6 +215,8 @@ def incident_lines(keys: list[str], store, labels_path) -> list[str]:
             else ")"
         ),
         f"  probable causes: {causes}",
+        f"  the console lists the {listed} still open or acknowledged: refrig incidents list"
+        f"  (--status ALL for all {len(found)})",
     ]
     if labels_path.exists():
         labels = pd.read_parquet(labels_path)
@@ -225,7 +234,6 @@ def incident_lines(keys: list[str], store, labels_path) -> list[str]:
         columns = ["fault_type", "faults", "caught", "recall", "median_delay_min"]
         columns += ["incidents_per_fault", "cause_accuracy"]
         lines.append(per_type[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    lines.append("list them: refrig incidents list")
     return lines
 
 
