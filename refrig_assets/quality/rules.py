@@ -44,10 +44,12 @@ from refrig_assets.core.contracts import Contract, load_contract, quality_flag_n
 from refrig_assets.core.device_ranges import in_range_sql
 from refrig_assets.core.duck import sql_str
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
+from refrig_assets.core.partition_range import ENV_START
 from refrig_assets.ingestion.landing.readers import (
     CONTRACT_FILE,
     FileRejection,
     landing_rules,
+    lowered_earliest,
     plausible_timestamps,
     text_limits,
 )
@@ -935,6 +937,8 @@ def _row_quarantine(
     """Every row of the hour that is not clean, with its rule and message (one SQL query)."""
     where = "source_file || ' row ' || CAST(source_row AS VARCHAR)"
     earliest, hours = plausible_timestamps(contract)
+    # the earliest comes from the partitions' declared start when that lies before the contract's
+    rule_source = f"{ENV_START}, {CONTRACT_FILE}" if lowered_earliest(contract) else CONTRACT_FILE
     type_of = (
         "CASE read_error_column "
         + " ".join(f"WHEN '{c.name}' THEN '{c.type}'" for c in contract.columns)
@@ -948,7 +952,7 @@ def _row_quarantine(
         "not_utf8": f"{where} || ': line is not valid UTF-8: ' || read_error_value",
         "implausible_timestamp": f"{where} || ': column ''ts'' value ''' || read_error_value || "
         f"''' is not a plausible reading time (not before {earliest}, at most {hours:g} h after "
-        f"the file arrived at ' || CAST(received_at AS VARCHAR) || '; {CONTRACT_FILE})'",
+        f"the file arrived at ' || CAST(received_at AS VARCHAR) || '; {rule_source})'",
     }
     for c in contract.columns:  # invalid_<column>: a text value over its max_length or pattern
         length, pattern = text_limits(c)

@@ -26,6 +26,7 @@ from refrig_assets.ingestion.landing.readers import (
     NAMES_SHOWN,
     FileRejection,
     file_select_sql,
+    lowered_earliest,
     open_file,
     plausible_sql,
 )
@@ -63,6 +64,10 @@ class FileSpan:
     # The first few columns beyond the contract (NAMES_SHOWN) and how many there are in all.
     extra_columns: list[str] = field(default_factory=list)
     extra_column_count: int = 0
+    # The earliest plausible reading time the file was scanned with when the partitions'
+    # declared start set it (an older history, see readers.plausible_timestamps); None: the
+    # contract's. A file scanned under another earliest is scanned again.
+    plausible_from: str | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -161,15 +166,23 @@ class LandingIndex:
         ]
 
     def span(self, path: Path, landing_dir: Path, contract: Contract) -> FileSpan:
-        """The span of the file's current version (scanned once per size + mtime)."""
+        """The span of the file's current version (scanned once per size + mtime, and again
+        when the earliest plausible reading time changed: see :attr:`FileSpan.plausible_from`)."""
         rel = str(path.relative_to(landing_dir))
         st = path.stat()
         cached = self.entries.get(rel)
-        if cached and cached.size == st.st_size and cached.mtime_ns == st.st_mtime_ns:
+        earliest = lowered_earliest(contract)
+        if (
+            cached
+            and cached.size == st.st_size
+            and cached.mtime_ns == st.st_mtime_ns
+            and cached.plausible_from == earliest
+        ):
             return cached
         if self._scans is None:  # one in-memory database for all the files this index scans
             self._scans = connect()
         span = scan_file(path, landing_dir, contract, st, self._scans)
+        span = dataclasses.replace(span, plausible_from=earliest)
         self.put(rel, span)
         return span
 

@@ -13,14 +13,16 @@ than ``landing.max_file_bytes`` is rejected before its rows are read.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
 from refrig_assets.core.contracts import ARROW_TYPES, Contract, ContractError
 from refrig_assets.core.duck import sql_str
+from refrig_assets.core.partition_range import ENV_START, KEY_FORMAT, partition_range
 from refrig_assets.ingestion.landing.discovery import READING_SUFFIXES, file_kind, is_compressed
 
 PARQUET_MAGIC = b"PAR1"
@@ -117,7 +119,22 @@ def text_limits(col) -> tuple[int | None, str | None]:
 
 def plausible_timestamps(contract: Contract) -> tuple[str, float]:
     """(earliest reading time, hours a reading may lie after its file arrived) from
-    ``landing.plausible_timestamps`` of the contract; a reading outside is implausible."""
+    ``landing.plausible_timestamps`` of the contract; a reading outside is implausible.
+
+    When the partitions are declared to start earlier (``REFRIG_PARTITION_START``, an older
+    history), that start is the earliest instead: a reading inside the declared partitions is
+    plausible (see :func:`lowered_earliest`)."""
+    earliest, hours = _plausible_rule(contract)
+    return declared_earliest(earliest) or earliest, hours
+
+
+def lowered_earliest(contract: Contract) -> str | None:
+    """The partitions' declared start when it, not the contract, sets the earliest plausible
+    reading time (see :func:`plausible_timestamps`); None when the contract's value holds."""
+    return declared_earliest(_plausible_rule(contract)[0])
+
+
+def _plausible_rule(contract: Contract) -> tuple[str, float]:
     rule = landing_rules(contract).get("plausible_timestamps")
     if not isinstance(rule, dict) or not {"earliest", "max_hours_after_arrival"} <= set(rule):
         raise ContractError(
@@ -125,6 +142,17 @@ def plausible_timestamps(contract: Contract) -> tuple[str, float]:
             "max_hours_after_arrival"
         )
     return str(rule["earliest"]), float(rule["max_hours_after_arrival"])
+
+
+def declared_earliest(contract_earliest: str) -> str | None:
+    """The partitions' declared start (``REFRIG_PARTITION_START``, as the partition range
+    reads it) when it lies before ``contract_earliest``, as an ISO time; None otherwise (not
+    declared, or not earlier)."""
+    if not os.environ.get(ENV_START):  # not declared: the recorded range is not read (~0.6 ms)
+        return None
+    declared = partition_range()
+    start = datetime.strptime(declared.start, KEY_FORMAT).replace(tzinfo=UTC)
+    return start.isoformat() if start < datetime.fromisoformat(contract_earliest) else None
 
 
 def plausible_sql(contract: Contract, ts: str, received_at: str) -> str:
