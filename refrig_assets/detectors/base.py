@@ -33,6 +33,7 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.fleet_sensors import usable_features
 from refrig_assets.core.model_config import ModelConfig
 from refrig_assets.detectors.calibration import TailCalibrator
+from refrig_assets.detectors.uninformative import uninformative_columns, uninformative_reason
 from refrig_assets.quality.rules import flag_bit
 
 DETECTORS: dict[str, type[Detector]] = {}
@@ -70,9 +71,11 @@ META_COLUMNS = [
 
 class NotTrainable(ValueError):
     """The training data is too small for this detector (a fleet with fewer devices than it
-    groups, too few scorable windows, a feature no device has): nothing was fitted. ``setting``
-    is the dotted models/ setting the data fell short of (``REFRIG_SENSORS`` where a sensor the
-    fleet does not report left no row complete); the message says by how much."""
+    groups, too few scorable windows, a feature no device has) or carries no information (every
+    scored feature missing or constant): nothing was fitted. ``setting`` is the dotted models/
+    setting the data fell short of (``REFRIG_SENSORS`` where a sensor the fleet does not report
+    left no row complete; ``<sensor>.running_above``, the sensor_readings contract's running
+    threshold, where no window was in the running state); the message says by how much."""
 
     def __init__(self, model_id: str, reason: str, setting: str):
         self.model_id = model_id
@@ -390,6 +393,15 @@ class Detector(ABC):
                 f"too little data: {len(frame)} scorable training rows < training.min_rows "
                 f"{min_rows}",
                 "training.min_rows",
+            )
+        missing, constant = uninformative_columns(fit_frame, self.feature_columns)
+        if missing or constant:
+            # Every window would score the same: a version that looks trained and never flags.
+            raise NotTrainable(
+                self.config.model_id,
+                *uninformative_reason(
+                    self.config, self.scorable(features), missing, constant, len(frame)
+                ),
             )
         self.fitting = True
         try:

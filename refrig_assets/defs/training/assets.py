@@ -159,7 +159,8 @@ def not_trained_result(
     fingerprint,
 ) -> dg.MaterializeResult:
     """The training data is too small for the detector (e.g. a fleet with no more devices than
-    DBSCAN's ``min_samples``): nothing is registered, the refusal is audited, and the asset
+    DBSCAN's ``min_samples``) or carries no information (every scored feature missing or
+    constant, e.g. no window in the running state): nothing is registered, the refusal is audited, and the asset
     succeeds with ``trained: False`` and the reason. Scoring then writes empty partitions that
     say why; a production version from an earlier training, if any, keeps serving. The next
     training on enough data trains it normally."""
