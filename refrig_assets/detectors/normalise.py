@@ -491,8 +491,8 @@ class DeviceResiduals:
         context = _float_columns(frame, self.baseline.columns[self.n_scored :])
         return coupling.unlearned_outside(context, frame["cohort"].to_numpy())
 
-    def _parts(self, frame: pd.DataFrame, in_sample: bool):
-        at = self.baseline.positions(frame)
+    def _parts(self, frame: pd.DataFrame, in_sample: bool, at: np.ndarray | None = None):
+        at = self.baseline.positions(frame) if at is None else at
         known = at >= 0
         cohorts = frame["cohort"].to_numpy()
         z = self.baseline.transform(frame, in_sample=in_sample, at=at)  # new: cohort-centred
@@ -517,11 +517,27 @@ class DeviceResiduals:
             cz[rows] = full[:, : self.n_scored]
         return cz, surprise
 
-    def residuals(self, frame: pd.DataFrame, in_sample: bool = False) -> np.ndarray:
-        """Context-adjusted residuals of the scored features (NaN where missing)."""
+    def residuals(
+        self,
+        frame: pd.DataFrame,
+        in_sample: bool = False,
+        as_new: bool = False,
+        at: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Context-adjusted residuals of the scored features (NaN where missing). ``as_new``:
+        every row as if its device had no baseline of its own (centred on its cohort, in
+        between-device units), as a device without one is scored. ``at``: the rows'
+        :meth:`DeviceBaseline.positions`, when known."""
         out = np.full((len(frame), self.n_scored), np.nan)
         decoupled = not getattr(self, "context_in_covariance", True)
-        for rows, model, z, groups in self._parts(frame, in_sample):
+        parts: Any
+        if as_new:
+            z = self.baseline.transform(frame, as_new=True, at=at)
+            z = z[:, : self.n_scored] if decoupled else z
+            parts = [(slice(None), self.new, z, frame["cohort"].to_numpy())]
+        else:
+            parts = self._parts(frame, in_sample, at)
+        for rows, model, z, groups in parts:
             if decoupled:  # the baseline removed the context: only the group's units remain
                 out[rows] = model.standardised(z, groups)
             else:

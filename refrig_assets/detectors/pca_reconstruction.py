@@ -5,7 +5,10 @@ Inputs are device-relative residuals adjusted for the context features
 baseline, devices without one against their cohort's). Per cohort (and once for the fleet, for
 cohorts with too few training windows or unknown ones) a principal component analysis of those
 residuals learns the few directions in which healthy devices move their sensors together (the
-weather, the load, a defrost). A window is then judged twice:
+weather, the load, a defrost). A device without a baseline of its own sits where its cohort's
+devices differ from one another, which is not how one device moves in time: its windows are
+judged by a second set of subspaces, fitted on every training window centred on its cohort
+(in the spread between devices). A window is then judged twice:
 
 * **T²** — how far it lies *along* those directions, each in units of its own spread: a large,
   familiar kind of change (everything shifted as in a hot afternoon, only much further);
@@ -124,9 +127,10 @@ class PcaReconstructionDetector(Detector):
 
     kind = "pca_reconstruction"
 
-    def _inputs(self, frame: pd.DataFrame) -> np.ndarray:
-        """Context-adjusted residuals; a missing value is read as the baseline itself (0)."""
-        return np.nan_to_num(self.residuals.residuals(frame, self.fitting), nan=0.0)
+    def _inputs(self, frame: pd.DataFrame, at: np.ndarray | None = None) -> np.ndarray:
+        """Context-adjusted residuals; a missing value is read as the baseline itself (0).
+        ``at``: the rows' device positions among those with a baseline, when known."""
+        return np.nan_to_num(self.residuals.residuals(frame, self.fitting, at=at), nan=0.0)
 
     def fit_raw(self, frame: pd.DataFrame) -> np.ndarray:
         self.residuals = DeviceResiduals(
@@ -141,17 +145,35 @@ class PcaReconstructionDetector(Detector):
             float(self.config.hyperparameter("input_clip")),
         )
         min_rows = int(self.config.hyperparameter("min_cohort_rows"))
-        self.subspaces = {FLEET: PrincipalSubspace.fit(x, *settings)}
-        for cohort in sorted(pd.unique(cohorts)):
-            rows = cohorts == cohort
-            if rows.sum() >= min_rows:
-                self.subspaces[cohort] = PrincipalSubspace.fit(x[rows], *settings)
+        self.subspaces = self._fit_subspaces(x, cohorts, settings, min_rows)
+        # Devices without a baseline of their own sit where their cohort's devices differ from
+        # one another, not where one device moves in time: the directions and limits they are
+        # judged by are learned from every training row taken that way.
+        as_new = np.nan_to_num(self.residuals.residuals(frame, as_new=True), nan=0.0)
+        self.new_subspaces = self._fit_subspaces(as_new, cohorts, settings, min_rows)
         raw, _, _ = self.raw_scores(frame)
         return raw
 
+    @staticmethod
+    def _fit_subspaces(
+        x: np.ndarray, cohorts: np.ndarray, settings: tuple[float, float, float], min_rows: int
+    ) -> dict[str, PrincipalSubspace]:
+        """The fleet's subspace and one per cohort with at least ``min_rows`` training rows."""
+        subspaces = {FLEET: PrincipalSubspace.fit(x, *settings)}
+        for cohort in sorted(pd.unique(cohorts)):
+            rows = cohorts == cohort
+            if rows.sum() >= min_rows:
+                subspaces[cohort] = PrincipalSubspace.fit(x[rows], *settings)
+        return subspaces
+
     @one_blas_thread
     def raw_scores(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        x = self._inputs(frame)
+        at = self.residuals.baseline.positions(frame)
+        x = self._inputs(frame, at)  # rows of devices without a baseline: as in fitting's as_new
+        # Those rows are judged by their own subspaces where the model has them (models saved
+        # before them judge every row by one).
+        new_subspaces = getattr(self, "new_subspaces", None)
+        new = at < 0 if new_subspaces is not None else None
         # Each cohort's rows in ascending order, found by one stable sort of the cohorts'
         # codes (a NaN cohort's rows are not scored: code -1, first, skipped).
         codes, cohorts = pd.factorize(frame["cohort"].to_numpy())
@@ -161,8 +183,12 @@ class PcaReconstructionDetector(Detector):
         shares = np.zeros_like(x)
         for code, cohort in enumerate(cohorts):
             rows = order[bounds[code] : bounds[code + 1]]
-            space = self.subspaces.get(cohort, self.subspaces[FLEET])
-            raw[rows], shares[rows] = space.evaluate(x[rows])
+            groups = [(rows, self.subspaces)]
+            if new is not None and new_subspaces is not None and new[rows].any():
+                groups = [(rows[~new[rows]], self.subspaces), (rows[new[rows]], new_subspaces)]
+            for part, subspaces in groups:
+                space = subspaces.get(cohort, subspaces[FLEET])
+                raw[part], shares[part] = space.evaluate(x[part])
         template = "{value}% of the T²+Q surprise, {direction} this device's baseline"
         return raw, shares, [template] * len(self.feature_columns)
 
