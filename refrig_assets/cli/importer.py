@@ -49,7 +49,7 @@ def import_command(
 ) -> None:
     """Rename columns, convert units and times to UTC and write one landing file per hour.
 
-    Rows that cannot be readings go to ``$REFRIG_DATA_DIR/import_quarantine/<name>.parquet``
+    Rows that cannot be readings go to $REFRIG_DATA_DIR/import_quarantine/<name>.parquet
     with their rule. Importing the same source again replaces its files."""
     import pandas as pd
 

@@ -26,7 +26,7 @@ def serve(
 ) -> None:
     """Score devices on demand with the batch path's features and detectors.
 
-    Requests need an API token (``refrig tokens create``; ``Authorization: Bearer <token>``)
+    Requests need an API token (refrig tokens create; header Authorization: Bearer <token>)
     unless the service runs in single-user mode on loopback.
     """
     import uvicorn
