@@ -97,7 +97,8 @@ def import_command(
                 f"{path}: readings from {result.first_ts:%Y-%m-%d %H:%M} UTC are before "
                 f"landing.plausible_timestamps.earliest ({earliest:%Y-%m-%d}) of "
                 "contracts/sensor_readings.yaml: the pipeline quarantines them as "
-                "implausible_timestamp unless earliest is set before them",
+                "implausible_timestamp unless REFRIG_PARTITION_START is set to their first hour "
+                f"(e.g. {result.first_ts:%Y-%m-%d-%H}:00)",
                 err=True,
             )
     if failed:

@@ -53,6 +53,7 @@ from refrig_assets.ingestion.landing.readers import (
     plausible_timestamps,
     text_limits,
 )
+from refrig_assets.quality.nan_storm import storm_files
 
 QUARANTINE_COLUMNS = ["source_file", "row", "column", "rule", "value", "message", "device_id", "ts"]
 # Flags that belong to one sensor (the others belong to the whole reading).
@@ -156,13 +157,12 @@ def _nan_storm_files(
     sensors = [c.name for c in fleet_sensor_columns(contract)]
     if not rule or not sensors:
         return {}
-    missing = " + ".join(f"count(*) - count({s})" for s in sensors)
+    missing = ", ".join(f"count(*) - count({s})" for s in sensors)
     rows = con.execute(
-        f"SELECT source_file, CAST({missing} AS DOUBLE) / (count(*) * {len(sensors)}) AS share "
-        f"FROM {relation} WHERE read_error IS NULL AND source_row >= 0 GROUP BY source_file "
-        f"HAVING count(*) >= {int(rule['min_rows'])} AND share > {float(rule['max_missing_share'])}"
+        f"SELECT source_file, count(*), {missing} FROM {relation} "
+        "WHERE read_error IS NULL AND source_row >= 0 GROUP BY source_file"
     ).fetchall()
-    return {f: float(share) for f, share in rows}
+    return storm_files({r[0]: (int(r[1]), [int(m) for m in r[2:]]) for r in rows}, sensors, rule)
 
 
 EMPTY_TAILS = (
@@ -326,9 +326,9 @@ class FileFindings:
 
 def _missing_by_file(
     path: Path, sensors: list[str], files: set[str]
-) -> dict[str, tuple[int, int]] | None:
-    """Per landing file: its rows in the hour's Parquet file ``path`` and their missing sensor
-    values, read from the row-group statistics (no scan) when every row group holds read rows
+) -> dict[str, tuple[int, list[int]]] | None:
+    """Per landing file: its rows in the hour's Parquet file ``path`` and their missing values
+    of each sensor, read from the row-group statistics (no scan) when every row group holds read rows
     (no read error, no file entry) of a single landing file, one of ``files`` (so not a cut
     min/max); None when they do not show it."""
     meta = pq.ParquetFile(path).metadata
@@ -336,7 +336,7 @@ def _missing_by_file(
     need = ["source_file", "source_row", "read_error", *sensors]
     if any(n not in names for n in need):
         return None
-    out: dict[str, tuple[int, int]] = {}
+    out: dict[str, tuple[int, list[int]]] = {}
     for i in range(meta.num_row_groups):
         group = meta.row_group(i)
         stats = {n: group.column(names.index(n)).statistics for n in need}
@@ -351,8 +351,9 @@ def _missing_by_file(
             return None
         if stats["read_error"].null_count != group.num_rows:
             return None
-        rows, missing = out.get(file.min, (0, 0))
-        out[file.min] = (rows + group.num_rows, missing + sum(stats[s].null_count for s in sensors))
+        rows, missing = out.get(file.min, (0, [0] * len(sensors)))
+        nulls = [m + stats[s].null_count for m, s in zip(missing, sensors, strict=True)]
+        out[file.min] = (rows + group.num_rows, nulls)
     return out
 
 
@@ -364,11 +365,7 @@ def _nan_storm_files_of(path: Path, contract: Contract, files: set[str]) -> dict
     if not rule or not sensors:
         return {}
     counts = _missing_by_file(path, sensors, files)
-    if counts is None:
-        return None
-    limit, least = float(rule["max_missing_share"]), int(rule["min_rows"])
-    shares = {f: missing / (rows * len(sensors)) for f, (rows, missing) in counts.items()}
-    return {f: share for f, share in shares.items() if counts[f][0] >= least and share > limit}
+    return None if counts is None else storm_files(counts, sensors, rule)
 
 
 def file_findings(

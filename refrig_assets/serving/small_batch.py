@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from refrig_assets.core.contracts import Contract
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.ingestion.landing.readers import landing_rules
+from refrig_assets.quality.nan_storm import storm_files
 from refrig_assets.quality.rules import _unit_checked, flag_bit
 from refrig_assets.serving.memo import LastDerived
 
@@ -48,6 +49,13 @@ def _nan_storm(typed: pa.Table, contract: Contract) -> bool:
     sensors = [c.name for c in fleet_sensor_columns(contract)]
     if not rule or not sensors:
         return False
+    files = typed.column("source_file").to_numpy(zero_copy_only=False)
+    absent = [~_present(typed, s) for s in sensors]
+    counts = {}
+    for f in np.unique(files):
+        mine = files == f
+        counts[f] = (int(mine.sum()), [int(a[mine].sum()) for a in absent])
+    return bool(storm_files(counts, sensors, rule))
     files = typed.column("source_file").to_numpy(zero_copy_only=False)
     missing = np.zeros(typed.num_rows, np.int64)
     for s in sensors:

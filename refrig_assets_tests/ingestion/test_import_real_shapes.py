@@ -47,7 +47,7 @@ def test_a_folder_of_experiments_with_the_same_file_names_imports_one_device_per
     result = CliRunner().invoke(app, ["import", str(data), "--mapping", str(mapping)])
     assert result.exit_code == 0, result.output
     # 2020 is before the contract's earliest plausible reading: the import says so.
-    assert result.output.count("implausible_timestamp unless earliest is set") == 2
+    assert result.output.count("implausible_timestamp unless REFRIG_PARTITION_START is set") == 2
     imports = refrig_home / "landing" / "imports"
     assert sorted(p.name for p in imports.iterdir()) == ["valve1_0", "valve2_0"]
     frames = [pd.read_parquet(f) for f in sorted(imports.rglob("*.parquet"))]

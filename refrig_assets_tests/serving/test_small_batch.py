@@ -149,7 +149,7 @@ def rejected_variants() -> dict[str, pd.DataFrame]:
     missing_key.loc[6, "device_id"] = None
     out["missing_value"] = missing_key
     storm = base.copy()
-    storm[SENSORS[:-1]] = np.nan
+    storm.loc[1:, SENSORS] = np.nan  # every sensor reports, then only NaN
     out["nan_storm"] = storm
     out["missing_column"] = base.drop(columns=["ts"])
     return out
