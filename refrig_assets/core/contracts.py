@@ -103,6 +103,10 @@ class Contract:
     def columns_with_role(self, role: str) -> list[ColumnSpec]:
         return [c for c in self.columns if c.role == role]
 
+    def running_sensors(self) -> list[ColumnSpec]:
+        """Sensor columns declaring ``running_above`` (above it the machine runs), in order."""
+        return [c for c in self.columns_with_role("sensor") if "running_above" in c.extra]
+
     @property
     def sensor_columns(self) -> list[str]:
         """Numeric sensor columns (role: sensor), in contract order."""

@@ -74,7 +74,7 @@ def usable_features(
     absent = set(absent_measurements(readings))
     if not absent:
         return list(names)
-    running = [c.name for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
+    running = [c.name for c in readings.running_sensors()]
     no_running = bool(running) and running[0] in absent
     out: list[str] = []
     for name in names:

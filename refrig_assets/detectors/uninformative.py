@@ -84,7 +84,7 @@ def _running_cause(config: ModelConfig, features: pd.DataFrame) -> tuple[str, st
     """Why the running-state features are missing: the compressor never ran by the contract's
     threshold, or never ran for long enough of a window (``running_share``)."""
     readings = load_contract("sensor_readings")
-    declared = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
+    declared = readings.running_sensors()
     spec = config.settings.get("running_share") or {}
     share_column, floor = spec.get("column"), float(spec.get("min", 0.0) or 0.0)
     share = (

@@ -135,7 +135,7 @@ def feature_sql(
             valid.append(c.name)
     state_cols = [c.name for c in readings.columns_with_role("state")]
 
-    running_cols = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
+    running_cols = readings.running_sensors()
     running = (
         f"{running_cols[0].name} > {running_cols[0].extra['running_above']}"
         if running_cols
@@ -158,7 +158,7 @@ def feature_sql(
         }[stat]
     sensors = [c.name for c in fleet_sensor_columns(readings)]  # a fleet may lack some
     present = " + ".join(f"count({s})" for s in sensors)
-    running_cols = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
+    running_cols = readings.running_sensors()
     aggs["reading_count"] = "count(*)"
     aggs["sensor_completeness"] = (
         f"least(1.0, CAST({present} AS DOUBLE) / {expected * len(sensors)})"

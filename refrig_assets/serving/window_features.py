@@ -281,7 +281,7 @@ def _window_values(
         values[c.name], present[c.name] = v, ok
     state_cols = [c.name for c in readings.columns_with_role("state")]
 
-    running_cols = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
+    running_cols = readings.running_sensors()
     if running_cols:
         rc = running_cols[0]
         running = _Tri(values[rc.name] > float(rc.extra["running_above"]), present[rc.name])

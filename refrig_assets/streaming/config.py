@@ -150,7 +150,7 @@ def load_streaming_settings(
         if kind == "state_held":
             params[HELD_FLOOR] = held_floor
         rules.append(StreamingRule(name, kind, sensor, threshold, params))
-    running = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
+    running = readings.running_sensors()
     if not running:
         raise ConfigError("sensor_readings contract: no sensor declares running_above")
     return StreamingSettings(
