@@ -256,11 +256,11 @@ def hour_alerts_on_spark(
     previous_alerts: pd.DataFrame,
     run_id: str,
 ) -> HourAlerts:
-    """Spark counterpart of :func:`refrig_assets.alerts.hourly.alerts_in_shards`: every
-    detector's scores of the hour [start, end) that exist, alerted on groups of whole devices."""
-    from refrig_assets.scoring.reads import score_paths_for_hour
+    """Spark counterpart of :func:`refrig_assets.alerts.hourly.alerts_in_shards`: the hourly
+    detectors' scores of the hour [start, end) that exist, alerted on groups of whole devices."""
+    from refrig_assets.alerts.hourly import hourly_score_paths
 
-    paths = score_paths_for_hour(store, partition_key)
+    paths = hourly_score_paths(store, partition_key)
     if not paths:
         return HourAlerts(load_contract("device_alerts").empty_frame(), [])
     scores = read_contract_parquet(spark, paths, load_contract("model_scores"))

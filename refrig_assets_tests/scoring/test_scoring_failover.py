@@ -126,7 +126,7 @@ def test_without_labels_the_backtest_says_so(refrig_home):
     assert "No labels file" in mat.metadata["note"].value
 
 
-def test_the_alert_step_reads_one_hour_of_a_daily_detectors_day_of_scores(tmp_path):
+def test_reading_an_hour_takes_one_hour_of_a_daily_detectors_day(tmp_path):
     import pandas as pd
 
     from refrig_assets.core.model_config import all_model_ids, load_model_config
