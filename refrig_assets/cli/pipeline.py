@@ -77,12 +77,23 @@ def run(
         lock.release()
     typer.echo("")
     typer.echo(summarise(hour_keys(begin, hours)))
+    if outcome.get("not_trained"):
+        typer.echo(not_trained_line(outcome["not_trained"]))
     from refrig_assets.monitoring.summary import pipeline_run_summary
 
     typer.echo(pipeline_run_summary(hour_keys(begin, hours)))
     if outcome["failed_steps"]:
         typer.echo(f"failed steps: {outcome['failed_steps']}", err=True)
         raise typer.Exit(1)
+
+
+def not_trained_line(assets: list[str]) -> str:
+    """The summary's line naming the detectors training refused (their reasons are printed under
+    the training step), so "batch alerts: none" is not read as a healthy fleet."""
+    return (
+        f"detectors not trained ({len(assets)}): {', '.join(assets)}; they scored nothing: "
+        "see why under the training step above"
+    )
 
 
 def summarise(keys: list[str]) -> str:

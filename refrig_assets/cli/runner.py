@@ -409,7 +409,8 @@ def run_pipeline(
     )
     from refrig_assets.cli.evaluation_runner import held_assets
 
-    for asset, why in held_assets(result).items():  # a detector the fleet is too small for
+    held = held_assets(result)
+    for asset, why in held.items():  # a detector the fleet is too small for
         log(f"    {asset} {why}")
     score = [a.replace("_model", "_scores") for a in hourly_models]
     try:
@@ -423,7 +424,8 @@ def run_pipeline(
     from refrig_assets.cli.monitoring_runner import run_monitoring
 
     failures += run_monitoring(defs, instance, keys, log, QUIET)
-    return {"hours": keys, "failed_steps": failures}
+    not_trained = [a for a, why in held.items() if why.startswith("not trained")]
+    return {"hours": keys, "failed_steps": failures, "not_trained": not_trained}
 
 
 def _project_instance() -> dg.DagsterInstance:

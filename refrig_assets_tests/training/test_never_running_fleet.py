@@ -1,11 +1,12 @@
 """A fleet whose compressors never pass the contract's running threshold, through the training
 job ``refrig pipeline run`` runs: no detector registers a version that scores every window the
 same; each is recorded as not trained, and the run's summary lines say why, naming the
-threshold to change."""
+threshold to change, and name the detectors that scored nothing."""
 
 import numpy as np
 
 from refrig_assets.cli.evaluation_runner import held_assets
+from refrig_assets.cli.pipeline import not_trained_line
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
@@ -61,3 +62,6 @@ def test_a_fleet_that_never_runs_is_not_trained_and_the_run_says_why(home):  # n
         assert refusal.event == ev.NOT_TRAINED and refusal.reason == meta["not_trained"]
         # what `refrig pipeline run` prints under its training line
         assert summary[f"{model_id}_model"] == f"not trained: {meta['not_trained']}"
+    # and the run's summary, after "batch alerts: none", names them
+    line = not_trained_line([f"{m}_model" for m in MODELS])
+    assert line.startswith(f"detectors not trained ({len(MODELS)}): statistical_baseline_model, ")
