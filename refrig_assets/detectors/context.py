@@ -12,9 +12,11 @@ feature on each context feature, in the features' prepared units) is learned fro
 
 Both are robust (Huber) regressions; they are combined by their information (inverse variance),
 as a random-effects estimator combines its within and between estimators, so whichever the
-training data can tell more precisely dominates. A context with no spread at all in a cohort
-(nor in the fleet) is not learned: its slopes are 0 and :meth:`ContextCoupling.unlearned_outside`
-reports the windows whose context lies outside the range training saw.
+training data can tell more precisely dominates. Where the two disagree beyond their variances
+(devices' offsets that happen to follow their ambients: a few devices at one site), the between
+estimate is trusted that much less. A context with no spread at all in a cohort (nor in the
+fleet) is not learned: its slopes are 0 and :meth:`ContextCoupling.unlearned_outside` reports
+the windows whose context lies outside the range training saw.
 """
 
 from __future__ import annotations
@@ -63,13 +65,35 @@ def _huber_slopes(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _combined(
     within: tuple[np.ndarray, np.ndarray], between: tuple[np.ndarray, np.ndarray]
-) -> np.ndarray:
-    """The information-weighted combination of two slope estimates."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The information-weighted combination of two slope estimates, and its information.
+
+    The between-device estimate is consistent only while what sets devices apart (their
+    installation, their load) is unrelated to their context; a few devices at one site can line
+    their offsets up with their ambients by chance. Where both estimates are informative, their
+    disagreement measured against their own variances (a Hausman statistic ``q`` on the
+    contexts' degrees of freedom) inflates the between estimate's variance by ``q / contexts``
+    when above 1 (a Birge ratio), so a confounded between slope no longer outweighs a precise
+    within slope; estimates that agree are combined as before."""
     (b_w, info_w), (b_b, info_b) = within, between
     for b, info in ((b_w, info_w), (b_b, info_b)):
         if np.isinf(info).any():
-            return b
-    return np.linalg.pinv(info_w + info_b) @ (info_w @ b_w + info_b @ b_b)
+            return b, info
+    info_b = info_b / _heterogeneity(b_w - b_b, info_w, info_b)
+    information = info_w + info_b
+    return np.linalg.pinv(information) @ (info_w @ b_w + info_b @ b_b), information
+
+
+def _heterogeneity(difference: np.ndarray, info_w: np.ndarray, info_b: np.ndarray) -> float:
+    """How much more the two estimates differ than their variances allow (at least 1; 1 when
+    either estimate carries no information of its own)."""
+    m = len(difference)
+    for info in (info_w, info_b):
+        if not np.isfinite(info).all() or np.linalg.matrix_rank(info) < m:
+            return 1.0
+    variance = np.linalg.inv(info_w) + np.linalg.inv(info_b)
+    q = float(difference @ np.linalg.solve(variance, difference))
+    return max(1.0, q / m) if np.isfinite(q) else 1.0
 
 
 class ContextCoupling:
@@ -150,8 +174,7 @@ class ContextCoupling:
             for j in range(k):
                 within = _huber_slopes(context_deviation[:, learned], deviation[:, j])
                 between = _huber_slopes(device_context[:, learned], device_median[:, j])
-                slopes[learned, j] = _combined(within, between)
-                information = within[1] + between[1]
+                slopes[learned, j], information = _combined(within, between)
                 if np.isfinite(information).all():
                     covariance[j][both] = np.linalg.pinv(information)
         self.slopes[group] = slopes
