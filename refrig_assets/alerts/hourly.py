@@ -18,7 +18,7 @@ from refrig_assets.alerts.generation import generate_alerts
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.core.storage import ParquetStore
-from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange, rows_per_range
+from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange, registry_parts
 from refrig_assets.scoring.reads import read_scores_for_hour
 
 
@@ -59,7 +59,7 @@ def alerts_in_shards(
     paths = hourly_score_paths(store, partition_key)
     shards = shards or WHOLE_FLEET
     # Each shard's alerts look up their devices in that shard's part of the registry only.
-    registered = _registry_parts(registry, shards)
+    registered = registry_parts(registry, shards)
     for shard, devices in zip(shards, registered, strict=True):
         present = read_scores_for_hour(
             store, partition_key, start, end, shard=shard, paths=paths, columns=["model_id"]
@@ -83,13 +83,6 @@ def alerts_in_shards(
         else load_contract("device_alerts").empty_frame()
     )
     return HourAlerts(alerts, sorted(models))
-
-
-def _registry_parts(registry: pd.DataFrame, shards: list[DeviceRange]) -> list[pd.DataFrame]:
-    """The registry's rows of each device range (the registry itself for one range)."""
-    if len(shards) == 1 and shards[0] == DeviceRange():
-        return [registry]
-    return [registry.iloc[rows] for rows in rows_per_range(registry["device_id"], shards)]
 
 
 def status_in_shards(
@@ -117,7 +110,7 @@ def status_in_shards(
     for key in [k for k in kept if k not in keys]:
         del kept[key]
     paths = {key: hourly_score_paths(store, key) for key in keys if key not in kept}
-    for shard, devices in zip(shards, _registry_parts(registry, shards), strict=True):
+    for shard, devices in zip(shards, registry_parts(registry, shards), strict=True):
         parts = []
         for key, h in zip(keys, hours, strict=True):
             part = kept.get(key)
