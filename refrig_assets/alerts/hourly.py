@@ -16,10 +16,9 @@ import pandas as pd
 from refrig_assets.alerts.device_status import SCORE_COLUMNS, TrendSettings, device_status
 from refrig_assets.alerts.generation import generate_alerts
 from refrig_assets.core.contracts import load_contract
-from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange, registry_parts
-from refrig_assets.scoring.reads import read_scores_for_hour
+from refrig_assets.scoring.reads import read_scores_for_hour, score_paths_for_hour
 
 
 def hourly_score_paths(store: ParquetStore, partition_key: str) -> list:
@@ -30,8 +29,7 @@ def hourly_score_paths(store: ParquetStore, partition_key: str) -> list:
     at 03:00 for the day before, ``refrig pipeline run`` after its hour chain), so an hour that
     read it would alert on it only when the hour runs again: a rerun would differ from the first
     run. Daily scores reach the backtest and monitoring, not the hourly alerts."""
-    hourly = [m for m in all_model_ids() if load_model_config(m).schedule == "hourly"]
-    return [p for m in hourly if (p := store.path(f"{m}_scores", partition_key)).exists()]
+    return score_paths_for_hour(store, partition_key, schedule="hourly")
 
 
 @dataclass

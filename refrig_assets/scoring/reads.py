@@ -12,12 +12,16 @@ from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.engines.device_shards import DeviceRange
 
 
-def score_paths_for_hour(store, partition_key: str) -> list:
+def score_paths_for_hour(store, partition_key: str, schedule: str | None = None) -> list:
     """The stored score partitions that hold windows of one hour: each detector's hourly
-    partition, or its daily one for a daily detector (those that exist)."""
+    partition, or its daily one for a daily detector (those that exist); ``schedule``: only
+    the detectors of that schedule."""
     paths = []
     for model_id in all_model_ids():
-        daily = load_model_config(model_id).schedule != "hourly"
+        own = load_model_config(model_id).schedule
+        if schedule is not None and own != schedule:
+            continue
+        daily = own != "hourly"
         path = store.path(f"{model_id}_scores", partition_key[:10] if daily else partition_key)
         if path.exists():
             paths.append(path)
