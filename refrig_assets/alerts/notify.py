@@ -20,6 +20,8 @@ import json
 import logging
 import os
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -74,6 +76,24 @@ class DeliveryFailed(RuntimeError):
     """The receiver did not take the event; the message holds no secret of its URL."""
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Answers a redirect with an error: following a POST's 301/302/303 sends a bodiless GET,
+    and a page answering that GET with 200 would count as a delivery nobody received."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: PLR0913
+        raise urllib.error.HTTPError(
+            req.full_url,
+            code,
+            f"{msg} (redirect not followed: point the webhook URL at the receiver itself)",
+            headers,
+            fp,
+        )
+
+
+# No redirect is followed; proxies from the environment still apply.
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 class WebhookNotifier:
     """POSTs ``{"event": ..., "payload": ...}`` as JSON to ``url`` within ``timeout`` seconds.
 
@@ -125,7 +145,7 @@ class WebhookNotifier:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 response.read()
         except Exception as exc:  # the HTTP layer raises far more than URLError/OSError
             raise DeliveryFailed(self.mask(f"POST {self.url}: {describe(exc)}")) from None
@@ -150,19 +170,36 @@ def notifier_from_env() -> Notifier:
     url = os.environ.get("REFRIG_WEBHOOK_URL", "").strip()
     if not url:
         return LogNotifier()
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"REFRIG_WEBHOOK_URL must be an http:// or https:// URL with a host, got "
+            f"{masked_url(url)!r}"
+        )
     policy = alert_policy().notifications
     override = os.environ.get("REFRIG_WEBHOOK_TIMEOUT", "").strip()
-    timeout = float(override) if override else policy.timeout_seconds
+    timeout = _positive_seconds("REFRIG_WEBHOOK_TIMEOUT", override) if override else None
 
     def secret(env: str | None) -> str | None:
         return (os.environ.get(env, "").strip() or None) if env else None
 
     return WebhookNotifier(
         url,
-        timeout=timeout,
+        timeout=timeout or policy.timeout_seconds,
         auth_header=secret(policy.auth_header_env),
         signing_secret=secret(policy.signing_secret_env),
     )
+
+
+def _positive_seconds(name: str, text: str) -> float:
+    """``text`` as a number of seconds above zero, or a ValueError naming ``name``."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{name} must be a number of seconds above 0, got {text!r}")
+    return seconds
 
 
 # -- what a notification says ---------------------------------------------------------------
