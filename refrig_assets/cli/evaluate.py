@@ -65,6 +65,9 @@ def evaluate_command(
     except LabelsError as exc:
         typer.echo(f"labels refused: {exc}", err=True)
         raise typer.Exit(2) from None
+    except (OSError, ValueError) as exc:  # a directory, unreadable, not CSV/Parquet at all
+        typer.echo(f"labels refused: {labels}: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(2) from None
     first, last = parsed.span
     store = ParquetStore(s.data_dir)
     if parsed.kind == "intervals":  # every stored window counts, not only those of the labels

@@ -7,14 +7,14 @@ line on stderr and exit with status 1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from refrig_assets.alerts.store import AlertStore
+from refrig_assets.cli.records import fail, opened_store
 from refrig_assets.cli.users import actor
 from refrig_assets.core.settings import get_settings
 from refrig_assets.operations.maintenance import DEVICE, SITE, MaintenanceError, WindowNotFound
@@ -27,20 +27,12 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-@contextmanager
-def _store() -> Iterator[AlertStore]:
-    store = AlertStore(get_settings().alerts_db_url)
-    try:
-        yield store
-    except (MaintenanceError, WindowNotFound, OperationsConfigError) as exc:
-        _fail(str(exc))
-    finally:
-        store.close()
+def _store() -> AbstractContextManager[AlertStore]:
+    """The alert database; refusals and any other failure are one line on stderr, exit 1."""
+    return opened_store(
+        lambda: AlertStore(get_settings().alerts_db_url),
+        (MaintenanceError, WindowNotFound, OperationsConfigError),
+    )
 
 
 def _print(window: dict) -> None:
@@ -68,7 +60,7 @@ def add(
     from refrig_assets.operations.suppression import suppress_stored_alerts
 
     if (device is None) == (site is None):
-        _fail("give exactly one of --device or --site")
+        fail("give exactly one of --device or --site")
     scope, target = (DEVICE, device) if device else (SITE, site)
     with _store() as store:
         window = MaintenanceCalendar(store).add(scope, target, start, end, reason, actor(by))
