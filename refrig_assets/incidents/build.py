@@ -1224,12 +1224,14 @@ def _aggregate(
     policy: IncidentPolicy,
     causes: CauseTable,
 ) -> pd.DataFrame:
-    """One row per incident from its signals and, for a stored incident, its stored fields."""
+    """One row per incident from its signals and, for a stored incident, its stored fields.
+
+    Past the grouped minima, maxima and firsts, each figure is picked from the arrays of the
+    signals sorted by incident (:func:`_last_of`, :func:`_last_valid`), not by a pandas grouping
+    and a ``.loc`` assignment per figure: their fixed cost was most of an hour's small build."""
     g = grouped.sort_values(["incident_id", "window_start"], kind="mergesort")
-    new = g[~g["is_prior"]]
-    by = g.groupby("incident_id", sort=True)
     inc = _per_group(
-        by,
+        g.groupby("incident_id", sort=True),
         key=("key", "first"),
         track=("track", "first"),
         device_id=("device_id", "first"),
@@ -1243,84 +1245,153 @@ def _aggregate(
         reopened=("reopened", "any"),
         evaporator_start_c=("evaporator", "first"),
     )
-    known = g[g["cause"].ne(UNKNOWN)]
-    inc["cause"] = known.groupby("incident_id")["cause"].last().reindex(inc.index).fillna(UNKNOWN)
-    best = known.sort_values("confidence", kind="mergesort").groupby("incident_id").last()
-    same = best["cause"].reindex(inc.index).eq(inc["cause"])
-    inc["cause_confidence"] = best["confidence"].reindex(inc.index).where(same, 0.0).fillna(0.0)
-    inc["cause_evidence"] = best["cause_evidence"].reindex(inc.index).where(same, "[]").fillna("[]")
+    size = len(inc)
+    ids = g["incident_id"].to_numpy(dtype=object)
+    group = np.cumsum(np.r_[False, ids[1:] != ids[:-1]])  # g is sorted by incident
+    signal_cause = g["cause"].to_numpy(dtype=object)
+    known = np.flatnonzero(signal_cause != UNKNOWN)
+    # The cause: the last known one. Its confidence and evidence: of the most confident
+    # signal of that cause (the last of equals; missing confidences sort last).
+    cause = np.full(size, UNKNOWN, dtype=object)
+    last = _last_of(group[known], known, size)
+    cause[last >= 0] = signal_cause[last[last >= 0]]
+    confidence = g["confidence"].to_numpy(dtype=float)
+    by_confidence = known[np.argsort(confidence[known], kind="stable")]
+    ranked = group[by_confidence]
+    best_cause = _last_valid(signal_cause[by_confidence], ranked, size)
+    same = pd.Series(best_cause).eq(pd.Series(cause)).to_numpy()
+    best_confidence = _last_valid(confidence[by_confidence], ranked, size).astype(float)
+    cause_confidence = np.where(same & ~np.isnan(best_confidence), best_confidence, 0.0)
+    evidence = g["cause_evidence"].to_numpy(dtype=object)
+    best_evidence = _last_valid(evidence[by_confidence], ranked, size)
+    cause_evidence = np.where(same & ~pd.isna(best_evidence), best_evidence, "[]").astype(object)
+    # The strongest base severity among the signals of the incident's cause.
     ranks = {name: i for i, name in enumerate(policy.severities)}
-    based = known[known["base"].isin(ranks)]
-    based = based[
-        based["cause"].to_numpy() == inc["cause"].reindex(based["incident_id"]).to_numpy()
-    ]
-    strongest = based.assign(rank=based["base"].map(ranks)).groupby("incident_id")["rank"].min()
-    names = pd.Series(policy.severities)
-    inc["signal_base"] = strongest.map(names).reindex(inc.index)
-    details = new[new["detail"].astype(str).ne("")].groupby("incident_id")["detail"].first()
-    inc["detail"] = details.reindex(inc.index).fillna("")
-    inc["alert_count"] = new.groupby("incident_id")["alert_id"].count().reindex(inc.index).fillna(0)
-    inc["evidence_count"] = new.groupby("incident_id").size().reindex(inc.index).fillna(0)
-    inc["sources"] = _joined(new, "source").reindex(inc.index).fillna("")
-    inc["scope"] = np.where(inc["track"].str.startswith(SITE_TRACK), "site", "device")
-    inc["device_id"] = inc["device_id"].where(inc["scope"].eq("device"), None)
-    inc["cohort"] = inc["cohort"].where(inc["scope"].eq("device"), None)
-    inc["kind"] = _kind(inc["cause"], inc["track"], causes).to_numpy()
-    inc["status"] = "OPEN"
-    inc["closed_at"] = pd.NaT
-    inc["reopen_count"] = 0
-    inc["prior_severity"] = None
-    inc["prior_parent"] = None
-    inc.index.name = "incident_id"
-    inc = inc.reset_index()
+    bases = g["base"].to_numpy(dtype=object)[known]
+    rank = np.array([ranks.get(b, -1) if isinstance(b, str) else -1 for b in bases], dtype=int)
+    own = (rank >= 0) & (signal_cause[known] == cause[group[known]])
+    strongest = np.full(size, len(ranks), dtype=np.int64)
+    np.minimum.at(strongest, group[known][own], rank[own])
+    signal_base = np.array([*policy.severities, np.nan], dtype=object)[strongest]
+    # This build's own signals: the first detail given, the alerts, the evidence, the sources.
+    new = np.flatnonzero(~g["is_prior"].to_numpy(dtype=bool))
+    details = g["detail"].to_numpy(dtype=object)
+    told = new[~pd.isna(details[new]) & (details[new].astype(str) != "")]
+    first = _first_of(group[told], told, size)
+    detail = np.full(size, "", dtype=object)
+    detail[first >= 0] = details[first[first >= 0]]
+    alerted = new[g["alert_id"].notna().to_numpy()[new]]
+    alert_count = np.bincount(group[alerted], minlength=size).astype(float)
+    evidence_count = np.bincount(group[new], minlength=size).astype(float)
+    named: list[set[str]] = [set() for _ in range(size)]
+    for at, source in zip(group[new], g["source"].to_numpy(dtype=object)[new], strict=True):
+        if not pd.isna(source):
+            named[at].add(str(source))
+    sources = np.array([",".join(sorted(s)) for s in named], dtype=object)
+    track = inc["track"].to_numpy(dtype=object)
+    device = np.array([not str(t).startswith(SITE_TRACK) for t in track], dtype=bool)
+    status = np.full(size, "OPEN", dtype=object)
+    closed_at = np.full(size, np.datetime64("NaT"), dtype="datetime64[ns]")
+    reopen_count = np.zeros(size, dtype=float)
+    prior_severity = np.full(size, None, dtype=object)
+    prior_parent = np.full(size, None, dtype=object)
+    start_c = inc["evaporator_start_c"].to_numpy(dtype=float)
+    peak_c = inc["evaporator_peak_c"].to_numpy(dtype=float)
+    incident_ids = inc.index.to_numpy(dtype=object)
     if open_incidents is not None and len(open_incidents):
         stored = open_incidents.set_index("incident_id")
-        ids = inc["incident_id"]
-        have = ids.isin(stored.index)
-        s = stored.reindex(ids[have])
-        inc.loc[have, "status"] = s["status"].to_numpy()
-        inc.loc[have, "closed_at"] = _utc(s["closed_at"]).to_numpy()
-        inc.loc[have, "reopen_count"] = s["reopen_count"].astype(int).to_numpy()
-        inc.loc[have, "prior_severity"] = s["severity"].to_numpy()
+        have = pd.Index(incident_ids).isin(stored.index)
+        s = stored.reindex(incident_ids[have])
+        status[have] = s["status"].to_numpy()
+        closed_at[have] = _utc(s["closed_at"]).dt.tz_localize(None).to_numpy()
+        reopen_count[have] = s["reopen_count"].astype(int).to_numpy()
+        prior_severity[have] = s["severity"].to_numpy()
         if "parent_incident_id" in s and "inhibited" in s:
             explained = s["inhibited"].fillna(False).astype(bool).to_numpy()
             parent = s["parent_incident_id"].to_numpy(dtype=object)
-            inc.loc[have, "prior_parent"] = np.where(explained, parent, None)
-        inc.loc[have, "alert_count"] += s["alert_count"].to_numpy()
-        inc.loc[have, "evidence_count"] += s["evidence_count"].to_numpy()
-        merged = [
+            prior_parent[have] = np.where(explained, parent, None)
+        alert_count[have] += s["alert_count"].to_numpy()
+        evidence_count[have] += s["evidence_count"].to_numpy()
+        sources[have] = [
             ",".join(sorted({*a.split(","), *b.split(",")} - {""}))
-            for a, b in zip(inc.loc[have, "sources"], s["sources"].astype(str), strict=True)
+            for a, b in zip(sources[have], s["sources"].astype(str), strict=True)
         ]
-        inc.loc[have, "sources"] = merged
         stored_start = pd.to_numeric(s["evaporator_start_c"], errors="coerce").to_numpy()
-        inc.loc[have, "evaporator_start_c"] = np.where(
-            np.isnan(stored_start), inc.loc[have, "evaporator_start_c"], stored_start
-        )
-        detail = inc.loc[have, "detail"].to_numpy(dtype=object)
-        inc.loc[have, "detail"] = np.where(detail == "", s["detail"].fillna("").to_numpy(), detail)
+        start_c[have] = np.where(np.isnan(stored_start), start_c[have], stored_start)
+        detail[have] = np.where(detail[have] == "", s["detail"].fillna("").to_numpy(), detail[have])
         stored_peak = pd.to_numeric(s["evaporator_peak_c"], errors="coerce").to_numpy()
-        inc.loc[have, "evaporator_peak_c"] = np.fmax(
-            inc.loc[have, "evaporator_peak_c"].to_numpy(dtype=float), stored_peak
-        )
+        peak_c[have] = np.fmax(peak_c[have], stored_peak)
     # A reopened incident is live again: its closing is undone, the reopening counted.
-    again = inc["reopened"] & inc["closed_at"].notna()
-    inc.loc[again, "reopen_count"] += 1
-    inc.loc[again, "closed_at"] = pd.NaT
-    inc.loc[again & inc["status"].eq("RESOLVED"), "status"] = "OPEN"
-    fresh_reopen = inc["reopened"] & ~again & inc["prior_severity"].isna()
-    inc.loc[fresh_reopen, "reopen_count"] = (
-        _reopens_in_build(grouped).reindex(inc.loc[fresh_reopen, "incident_id"]).to_numpy()
+    reopened = inc["reopened"].to_numpy(dtype=bool)
+    again = reopened & ~np.isnat(closed_at)
+    reopen_count[again] += 1
+    closed_at[again] = np.datetime64("NaT")
+    status[again & (status == "RESOLVED")] = "OPEN"
+    fresh_reopen = reopened & ~again & pd.isna(prior_severity)
+    if fresh_reopen.any():
+        counted = _reopens_in_build(grouped).reindex(incident_ids[fresh_reopen])
+        reopen_count[fresh_reopen] = counted.to_numpy()
+    cause_series = pd.Series(cause, dtype=object)
+    out = pd.DataFrame(
+        {
+            "incident_id": incident_ids,
+            "key": inc["key"].to_numpy(),
+            "track": track,
+            "device_id": np.where(device, inc["device_id"].to_numpy(dtype=object), None),
+            "site_id": inc["site_id"].to_numpy(),
+            "cohort": np.where(device, inc["cohort"].to_numpy(dtype=object), None),
+            "first_window_start": inc["first_window_start"].array,
+            "last_window_end": inc["last_window_end"].array,
+            "max_score": inc["max_score"].to_numpy(),
+            "max_models_flagging": inc["max_models_flagging"].to_numpy(),
+            "evaporator_peak_c": peak_c,
+            "reopened": reopened,
+            "evaporator_start_c": start_c,
+            "cause": cause,
+            "cause_confidence": np.clip(cause_confidence.astype(float), 0.0, 1.0),
+            "cause_evidence": cause_evidence,
+            "signal_base": signal_base,
+            "detail": detail,
+            "alert_count": alert_count.astype("int64"),
+            "evidence_count": evidence_count.astype("int64"),
+            "sources": sources,
+            "scope": np.where(device, "device", "site").astype(object),
+            "kind": _kind(cause_series, pd.Series(track, dtype=object), causes).to_numpy(),
+            "status": status,
+            "closed_at": pd.to_datetime(closed_at, utc=True),
+            "reopen_count": reopen_count.astype("int64"),
+            "prior_severity": prior_severity,
+            "prior_parent": prior_parent,
+        }
     )
-    inc["quiet_until"] = inc["last_window_end"] + policy.hysteresis
-    inc["alert_count"] = inc["alert_count"].astype("int64")
-    inc["evidence_count"] = inc["evidence_count"].astype("int64")
-    inc["reopen_count"] = inc["reopen_count"].astype("int64")
-    inc["max_models_flagging"] = inc["max_models_flagging"].fillna(0).astype("int64")
-    inc["max_score"] = inc["max_score"].fillna(0.0).clip(0.0, 1.0).astype(float)
-    inc["cause_confidence"] = inc["cause_confidence"].astype(float).clip(0.0, 1.0)
-    inc["closed_at"] = _utc(inc["closed_at"])
-    return inc
+    out["quiet_until"] = out["last_window_end"] + policy.hysteresis
+    out["max_models_flagging"] = out["max_models_flagging"].fillna(0).astype("int64")
+    out["max_score"] = out["max_score"].fillna(0.0).clip(0.0, 1.0).astype(float)
+    return out
+
+
+def _last_of(groups: np.ndarray, positions: np.ndarray, size: int) -> np.ndarray:
+    """Per group (0..size-1), the largest of ``positions`` given for it, -1 where none."""
+    out = np.full(size, -1, dtype=np.int64)
+    np.maximum.at(out, groups, positions)
+    return out
+
+
+def _first_of(groups: np.ndarray, positions: np.ndarray, size: int) -> np.ndarray:
+    """Per group (0..size-1), the smallest of ``positions`` given for it, -1 where none."""
+    out = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(out, groups, positions)
+    return np.where(out == np.iinfo(np.int64).max, -1, out)
+
+
+def _last_valid(values: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
+    """Per group, the last of ``values`` (in their order) that is not missing, as pandas'
+    grouped ``last()`` picks it; None where the group has none."""
+    valid = np.flatnonzero(~pd.isna(values))
+    last = _last_of(groups[valid], valid, size)
+    out = np.full(size, None, dtype=object)
+    out[last >= 0] = values[last[last >= 0]]
+    return out
 
 
 def _per_group(by: Any, **named: tuple[str, str]) -> pd.DataFrame:
@@ -1337,16 +1408,6 @@ def _per_group(by: Any, **named: tuple[str, str]) -> pd.DataFrame:
         {out: parts[function][column] for out, (column, function) in named.items()},
         index=next(iter(parts.values())).index,
     )
-
-
-def _joined(frame: pd.DataFrame, column: str) -> pd.Series:
-    """Per incident, the distinct values of ``column`` joined by commas (sorted)."""
-    pairs = frame[["incident_id", column]].dropna().drop_duplicates()
-    pairs = pairs.sort_values(["incident_id", column], kind="mergesort")
-    out: dict[str, list[str]] = {}
-    for key, value in zip(pairs["incident_id"], pairs[column].astype(str), strict=True):
-        out.setdefault(key, []).append(value)
-    return pd.Series({k: ",".join(v) for k, v in out.items()}, dtype=object)
 
 
 def _reopens_in_build(grouped: pd.DataFrame) -> pd.Series:
