@@ -51,6 +51,7 @@ def import_command(
 
     Rows that cannot be readings go to $REFRIG_DATA_DIR/import_quarantine/<name>.parquet
     with their rule. Importing the same source again replaces its files."""
+    import duckdb
     import pandas as pd
 
     from refrig_assets.ingestion.landing.readers import plausible_timestamps
@@ -61,6 +62,9 @@ def import_command(
         parsed = load_mapping(Path(mapping))
     except MappingError as exc:
         typer.echo(f"mapping refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, unreadable, not text
+        typer.echo(f"mapping refused: {mapping}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None
     files = source_files(Path(source))
     if not files or not files[0].exists():
@@ -89,6 +93,11 @@ def import_command(
             )
         except MappingError as exc:
             typer.echo(f"{path}: not imported: {exc}", err=True)
+            failed += 1
+            continue
+        except (duckdb.Error, OSError, ValueError) as exc:  # corrupt, truncated, not a table
+            first = (str(exc).strip().splitlines() or [""])[0]
+            typer.echo(f"{path}: not imported: {type(exc).__name__}: {first}", err=True)
             failed += 1
             continue
         typer.echo(json.dumps(result.summary()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import typer
 
@@ -41,25 +42,30 @@ def simulate(
     from refrig_assets.simulator import SimulationConfig, simulate_fleet
 
     s = get_settings()
-    fleet_sensors = _fleet_sensors(sensors)
-    begin = datetime.fromisoformat(start)
+    try:
+        begin = datetime.fromisoformat(start)
+    except ValueError as exc:
+        _refuse(f"--start is not an ISO 8601 time ({exc}): {start!r}")
     begin = begin.replace(tzinfo=UTC) if begin.tzinfo is None else begin.astimezone(UTC)
-    config = SimulationConfig(
-        devices=devices,
-        hours=hours,
-        start=begin,
-        seed=seed,
-        faults=faults,
-        heat_wave=heat_wave,
-        sensors=fleet_sensors,
-    )
-    if cadence_seconds:
-        config = replace(config, cadence_seconds=cadence_seconds)
-    if fault_fraction is not None:
-        config = replace(config, fault_fraction=fault_fraction)
-    summary = simulate_fleet(
-        config, s.landing_dir, s.registry_path, s.labels_path, file_format=file_format
-    )
+    try:
+        config = SimulationConfig(
+            devices=devices,
+            hours=hours,
+            start=begin,
+            seed=seed,
+            faults=faults,
+            heat_wave=heat_wave,
+            sensors=_fleet_sensors(sensors),
+        )
+        if cadence_seconds:
+            config = replace(config, cadence_seconds=cadence_seconds)
+        if fault_fraction is not None:
+            config = replace(config, fault_fraction=fault_fraction)
+        summary = simulate_fleet(
+            config, s.landing_dir, s.registry_path, s.labels_path, file_format=file_format
+        )
+    except (ValueError, OverflowError) as exc:  # the simulator's checks of its settings
+        _refuse(str(exc))
     typer.echo(f"landing files: {s.landing_dir}")
     typer.echo(f"device registry: {s.registry_path}")
     typer.echo(f"labels: {s.labels_path}")
@@ -80,3 +86,9 @@ def _fleet_sensors(option: str | None) -> tuple[str, ...] | None:
         named = [n.strip() for n in option.split(",") if n.strip()]
     every = {c.name for c in measurement_columns(contract)}
     return None if not named or set(named) == every else tuple(named)
+
+
+def _refuse(message: str) -> NoReturn:
+    """Print ``error: message`` on stderr and exit 2 (a wrong argument)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)

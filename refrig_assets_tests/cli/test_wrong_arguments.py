@@ -45,3 +45,37 @@ def test_evaluate_names_a_labels_file_it_cannot_read(refrig_home, tmp_path, cont
 def test_evaluate_refuses_a_directory_given_as_labels(refrig_home, tmp_path):
     said = refused_cleanly(run("evaluate", "--labels", str(tmp_path)), 2)
     assert "labels refused" in said
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--start", "2026-02-30T25:00"], "--start is not an ISO 8601 time"),
+        (["--devices", "-3"], "devices must be at least 1"),
+        (["--hours", "0"], "hours must be at least 1"),
+        (["--devices", "99999999999999999999"], "error: "),
+        (["--format", "xlsx"], "file_format must be one of"),
+        (["--cadence-seconds", "7"], "cadence_seconds must divide 3600"),
+        (["--sensors", "humidity"], "are not measurements of sensor_readings"),
+        (["--fault-fraction", "2"], "fault_fraction must be within"),
+    ],
+)
+def test_simulate_refuses_wrong_settings_naming_them(refrig_home, args, said):
+    output = refused_cleanly(run("simulate", "--devices", "2", "--hours", "1", *args), 2)
+    assert output.startswith("error: ") and said in output
+
+
+def test_import_refuses_an_unreadable_mapping_and_skips_corrupt_sources(refrig_home, tmp_path):
+    mapping = "examples/mappings/1hz_test_rig.yaml"
+    assert "mapping refused" in refused_cleanly(
+        run("import", str(tmp_path), "--mapping", str(tmp_path)), 2
+    )
+    sources = tmp_path / "exports"
+    sources.mkdir()
+    (sources / "cut.parquet").write_bytes(b"PAR1 cut short")
+    (sources / "binary.csv").write_bytes(b"\x00\x01\xff\xfe")
+
+    said = refused_cleanly(run("import", str(sources), "--mapping", mapping), 1)
+
+    for name in ("cut.parquet", "binary.csv"):
+        assert f"{sources / name}: not imported: " in said
