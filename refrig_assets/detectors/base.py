@@ -33,6 +33,7 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.fleet_sensors import usable_features
 from refrig_assets.core.model_config import ModelConfig
 from refrig_assets.detectors.calibration import TailCalibrator
+from refrig_assets.detectors.running_state import choose_running_columns
 from refrig_assets.detectors.uninformative import uninformative_columns, uninformative_reason
 from refrig_assets.quality.rules import flag_bit
 
@@ -248,6 +249,9 @@ class Detector(ABC):
             if c not in self.feature_columns
         ]
         self.training_rows = 0
+        # What training learned about the data that the model's description should say (e.g.
+        # plain statistics in place of running-conditioned ones): see choose_columns().
+        self.notes: tuple[str, ...] = ()
         # True while fit() runs: the rows being scored are the training rows themselves.
         self.fitting = False
 
@@ -377,8 +381,26 @@ class Detector(ABC):
                     columns[col] = values
         return columns, rows
 
+    def choose_columns(self, features: pd.DataFrame) -> Detector:
+        """Settle the input columns on the training windows: where no scorable window has the
+        compressor in the running state, the running-conditioned features are replaced by the
+        plain statistics (:mod:`~refrig_assets.detectors.running_state`), kept with the model
+        so scoring reads the same columns; :attr:`notes` says so. Otherwise nothing changes."""
+        choice = choose_running_columns(
+            features,
+            self.scorable_mask(features),
+            self.feature_columns,
+            self.context_columns,
+            self.config.settings.get("running_share") or {},
+        )
+        self.feature_columns = choice.feature_columns
+        self.context_columns = choice.context_columns
+        self.notes = choice.notes
+        return self
+
     def fit(self, features: pd.DataFrame) -> Detector:
         """Fit on training windows (needs device_id, cohort and the input columns)."""
+        self.choose_columns(features)
         frame = self.rows(self.prepare(features))
         frame = frame.sort_values(["device_id", "window_start"], kind="stable")
         frame = frame.reset_index(drop=True)
@@ -397,12 +419,10 @@ class Detector(ABC):
         missing, constant = uninformative_columns(fit_frame, self.feature_columns)
         if missing or constant:
             # Every window would score the same: a version that looks trained and never flags.
-            raise NotTrainable(
-                self.config.model_id,
-                *uninformative_reason(
-                    self.config, self.scorable(features), missing, constant, len(frame)
-                ),
+            reason, setting = uninformative_reason(
+                self.config, self.scorable(features), missing, constant, len(frame)
             )
+            raise NotTrainable(self.config.model_id, "; ".join([*self.notes, reason]), setting)
         self.fitting = True
         try:
             raw = self.fit_raw(fit_frame.reset_index(drop=True))

@@ -28,7 +28,8 @@ def training_fingerprint(config: ModelConfig, features: pd.DataFrame) -> dict[st
     """What identifies a training before fitting: code version, config hash, training-data hash
     and feature schema (the registry's ``FINGERPRINT_TAGS``). Equal fingerprints train the same
     model, so a registered version with it is reused instead of registering a copy."""
-    columns = build_detector(config).input_columns
+    # The columns the fit will read: plain statistics where the data never ran (choose_columns).
+    columns = build_detector(config).choose_columns(features).input_columns
     return {
         "code_version": code_version(),
         "config_hash": config.config_hash,
