@@ -1,18 +1,30 @@
 """Which of the contract's measurements a fleet has.
 
-Every measurement of ``contracts/sensor_readings.yaml`` is optional (``optional: true``); a fleet
-names the ones it has in ``REFRIG_SENSORS`` (comma-separated column names; unset: all of them).
-Quality flags, features' completeness, streaming rules and detector inputs use only these, so
-a temperature-and-door fleet is not reported as a permanent dropout of six sensors.
+Every measurement of ``contracts/sensor_readings.yaml`` is optional (``optional: true``). A fleet
+may name the ones it has in ``REFRIG_SENSORS`` (comma-separated column names); unset, they are
+the ones its landed data has reported so far (:mod:`refrig_assets.core.reported_measurements`,
+recorded by ingestion hour by hour), and every one of them while nothing is recorded. Quality
+flags, features' completeness, streaming rules, detector inputs and incidents use only these,
+so a temperature-and-door fleet is not reported as a permanent dropout of six sensors.
 """
 
 from __future__ import annotations
 
 import os
+from functools import lru_cache
+from pathlib import Path
 
 from refrig_assets.core.contracts import ColumnSpec, Contract, ContractError
+from refrig_assets.core.reported_measurements import (
+    record_reported,
+    recorded_measurements,
+    reported_in_file,
+)
+from refrig_assets.core.settings import get_settings
 
 ENV = "REFRIG_SENSORS"
+# Where the fleet's measurements came from (see :func:`measurements_source`).
+FROM_SETTING, FROM_DATA, FROM_CONTRACT = ENV, "data", "contract"
 
 
 def measurement_columns(contract: Contract) -> list[ColumnSpec]:
@@ -20,23 +32,79 @@ def measurement_columns(contract: Contract) -> list[ColumnSpec]:
     return [c for c in contract.columns if c.role in ("sensor", "state")]
 
 
-def fleet_measurements(contract: Contract) -> list[str]:
-    """Measurement columns the fleet has (``REFRIG_SENSORS``, checked against the contract)."""
+def named_measurements(contract: Contract) -> list[str] | None:
+    """The measurements ``REFRIG_SENSORS`` names (checked against the contract), in contract
+    order; None when it is unset."""
     every = [c.name for c in measurement_columns(contract)]
     raw = os.environ.get(ENV, "").strip()
     if not raw:
-        return every
+        return None
     named = [n.strip() for n in raw.split(",") if n.strip()]
     unknown = [n for n in named if n not in every]
     if unknown:
         raise ContractError(
             f"{ENV}: {', '.join(unknown)} not measurements of sensor_readings ({', '.join(every)})"
         )
-    optional = {c.name for c in measurement_columns(contract) if c.extra.get("optional")}
-    left_out = [n for n in every if n not in named and n not in optional]
+    left_out = [n for n in _required(contract) if n not in named]
     if left_out:
         raise ContractError(f"{ENV}: {', '.join(left_out)} are required by sensor_readings")
     return [n for n in every if n in named]
+
+
+def reported_measurements(contract: Contract) -> list[str] | None:
+    """The measurements the fleet's landed data has reported (recorded in the home's store),
+    with the contract's required ones, in contract order; None while nothing is recorded."""
+    recorded = recorded_measurements(_data_dir(*_home_env()))
+    if recorded is None:
+        return None
+    required = set(_required(contract))
+    return [
+        c.name for c in measurement_columns(contract) if c.name in recorded or c.name in required
+    ]
+
+
+def fleet_measurements(contract: Contract) -> list[str]:
+    """Measurement columns the fleet has: ``REFRIG_SENSORS`` when set, else the ones its data
+    has reported, else (nothing recorded yet) every one of the contract."""
+    named = named_measurements(contract)
+    if named is not None:
+        return named
+    reported = reported_measurements(contract)
+    if reported is not None:
+        return reported
+    return [c.name for c in measurement_columns(contract)]
+
+
+def measurements_source(contract: Contract) -> str:
+    """Where :func:`fleet_measurements` takes them from: ``REFRIG_SENSORS``, ``data`` (what the
+    ingested hours reported) or ``contract`` (nothing recorded yet: all of them)."""
+    if named_measurements(contract) is not None:
+        return FROM_SETTING
+    return FROM_CONTRACT if reported_measurements(contract) is None else FROM_DATA
+
+
+def record_hour_measurements(
+    data_dir: Path, readings: Path, partition_key: str, contract: Contract
+) -> list[str]:
+    """Record in ``data_dir`` the measurements hour ``partition_key``'s typed readings file
+    ``readings`` reports (from its Parquet footer); returns them."""
+    names = reported_in_file(readings, [c.name for c in measurement_columns(contract)])
+    record_reported(data_dir, names, partition_key)
+    return names
+
+
+def _required(contract: Contract) -> list[str]:
+    return [c.name for c in measurement_columns(contract) if not c.extra.get("optional")]
+
+
+def _home_env() -> tuple[str | None, str | None]:
+    return os.environ.get("REFRIG_HOME"), os.environ.get("REFRIG_DATA_DIR")
+
+
+@lru_cache(maxsize=8)
+def _data_dir(home: str | None, data_dir: str | None) -> Path:
+    """The store's directory for these environment values (resolved once per process)."""
+    return get_settings().data_dir
 
 
 def fleet_sensor_columns(contract: Contract, role: str = "sensor") -> list[ColumnSpec]:

@@ -15,7 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from refrig_assets.core.contracts import load_contract
-from refrig_assets.core.fleet_sensors import absent_measurements
+from refrig_assets.core.fleet_sensors import (
+    FROM_CONTRACT,
+    FROM_DATA,
+    absent_measurements,
+    fleet_measurements,
+    measurements_source,
+)
 from refrig_assets.core.storage import ParquetStore, partition_file_name
 from refrig_assets.quality.freshness import partition_freshness
 from refrig_assets.quality.rules import SENSOR_FLAGS, QualityResult
@@ -96,32 +102,55 @@ def quality_report(store: ParquetStore, partition_key: str, now: datetime | None
             for r in by_file.itertuples()
         ],
         "freshness": partition_freshness(store, partition_key, now or datetime.now(UTC)),
-        "sensors_not_fitted": absent_measurements(load_contract("sensor_readings")),
+        **fleet_sensors(),
         "sensors_never_reported": never_reported(summary),
+    }
+
+
+def fleet_sensors() -> dict:
+    """The measurements the fleet has (``fleet_sensors``), where they come from
+    (``fleet_sensors_source``: ``data`` — what its ingested hours reported —, ``REFRIG_SENSORS``
+    or ``contract`` — nothing recorded yet: all) and the contract's others
+    (``sensors_not_fitted``)."""
+    readings = load_contract("sensor_readings")
+    return {
+        "fleet_sensors": fleet_measurements(readings),
+        "fleet_sensors_source": measurements_source(readings),
+        "sensors_not_fitted": absent_measurements(readings),
     }
 
 
 def never_reported(summary: dict) -> list[str]:
     """Fleet sensors without a value in any clean reading of the partition (a dropout rate of
-    1): most likely sensors the fleet does not have, left out of ``REFRIG_SENSORS``."""
+    1): a sensor the whole fleet reported before and lost in this hour, or one named in
+    ``REFRIG_SENSORS`` that the fleet does not have."""
     if not summary.get("rows_clean"):
         return []
     rates = (summary.get("flag_rates_by_sensor") or {}).get("SENSOR_DROPOUT") or {}
     return [sensor for sensor, rate in rates.items() if rate >= 1.0]
 
 
+_SOURCES = {
+    FROM_DATA: "what the ingested hours reported",
+    FROM_CONTRACT: "every measurement of the contract: no hour ingested yet",
+}
+
+
 def format_report(report: dict) -> str:
     """The report as text for a terminal."""
+    source = report.get("fleet_sensors_source", "")
     lines = [
         f"Quality of partition {report['partition']}",
         f"  rows read {report['rows_read']:,}   clean {report['rows_clean']:,}   "
         f"quarantined {report['rows_quarantined']:,}   "
         f"(read = clean + quarantined: {report['rows_read'] == report['rows_clean'] + report['rows_quarantined']})",
         f"  sensor completeness {report['completeness']:.4f}",
-        "  sensors not fitted (REFRIG_SENSORS; no flag, feature, rule or detector uses them): "
+        f"  fleet sensors ({_SOURCES.get(source, source)}): "
+        + (", ".join(report.get("fleet_sensors") or []) or "none"),
+        "  sensors not fitted (no flag, feature, rule or detector uses them): "
         + (", ".join(report.get("sensors_not_fitted") or []) or "none"),
-        "  sensors never reported (no value in any reading; name the fleet's sensors in "
-        "REFRIG_SENSORS if it has no such sensor): "
+        "  fleet sensors never reported in the partition (no value in any reading: lost by "
+        "the whole fleet, or named in REFRIG_SENSORS and not delivered): "
         + (", ".join(report.get("sensors_never_reported") or []) or "none"),
         "  quarantined by rule:",
     ]

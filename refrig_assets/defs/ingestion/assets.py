@@ -11,6 +11,7 @@ import duckdb
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.duck import connect, sql_str
+from refrig_assets.core.fleet_sensors import record_hour_measurements
 from refrig_assets.defs.shared.contract_checks import contract_check_spec
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.ranges import (
@@ -197,8 +198,9 @@ def hour_written(
     listing: LandingListing | None,
     meanwhile: Callable[[Path], object] | None = None,
 ) -> ReadHour:
-    """Gather hour ``key``'s readings from the landing zone, write them as its partition and
-    record in ``index`` which file versions it read. ``meanwhile(file)`` runs on the written
+    """Gather hour ``key``'s readings from the landing zone, write them as its partition, add
+    the measurements they report to the fleet's record and record in ``index`` which file
+    versions it read. ``meanwhile(file)`` runs on the written
     file before it becomes the partition, while it is made durable (the contract check)."""
     s = refrig.settings
     window = hourly_partitions.time_window_for_partition_key(key)
@@ -227,6 +229,8 @@ def hour_written(
         # The counts and the check read the file while its fsync runs (0.2 s at 100K devices).
         with refrig.store.written_from_duckdb("sensor_readings", key, con, hour.sql) as written:
             rows, late, unreadable = _counted(con, written, meanwhile)
+    # Before the hour's quality step: its flags and features follow the sensors reported so far.
+    record_hour_measurements(refrig.store.root, path, key, contract)
     index.record_hour(key, hour.considered, datetime.now(UTC))
     return ReadHour(key, hour, path, rows, late, unreadable)
 
