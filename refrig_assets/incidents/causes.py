@@ -159,6 +159,14 @@ class _Evaluated:
         self.level = level
         self.members: list[_Evaluated] = []
 
+    def without_scale(self, unscaled: np.ndarray) -> _Evaluated:
+        """The windows ``unscaled`` (a σ condition whose spread is zero) left unevaluated."""
+        self.evaluated = self.evaluated & ~unscaled
+        self.held = self.held & self.evaluated
+        self.strength = np.where(self.held, self.strength, 0.0)
+        self.deviation = np.where(unscaled, np.nan, self.deviation)
+        return self
+
 
 def _flags_held(windows: Windows, flags: tuple[str, ...]) -> np.ndarray:
     if windows.quality_mask is not None:
@@ -262,10 +270,17 @@ def _evaluate(
     if cond.sigma is not None:
         # Against a cohort (a device without its own baseline), the spread between the
         # cohort's devices counts too.
-        deviation = (value - center) / np.maximum(scale, between)
+        spread = np.maximum(scale, between)
+        deviation = (value - center) / spread
         excess = sign * deviation - cond.sigma
         strength = _strength(excess / cond.sigma)
         held = excess >= 0
+        # A spread of zero is no scale to count σ in: more than half of the windows sat on
+        # their device's median (a quantised feature, such as the duty cycle of windows a few
+        # readings long: every window fully on or off), so any step off it would read as
+        # 1e9σ. Such a condition is not evaluated, as one without a baseline.
+        evaluated = _Evaluated(cond, value, center, deviation, held, strength, level, n)
+        return evaluated.without_scale(spread <= bl.TINY)
     else:
         assert cond.ratio is not None
         deviation = value / center

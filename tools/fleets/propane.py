@@ -314,12 +314,15 @@ def write_fleet(home: Path, devices: int, hours: int, train_hours: float, cadenc
 def score(home: Path) -> tuple[pd.DataFrame, dict[str, float]]:
     """Incidents of a pipeline run over ``home`` against its labels: per fault type recall,
     incidents per fault and cause accuracy (:data:`EXPECTED_CAUSES`), and the totals."""
+    from refrig_assets.core.contracts import load_contract
     from refrig_assets.core.storage import ParquetStore
     from refrig_assets.evaluation.backtest import incident_backtest
 
     store = ParquetStore(home / "data")
     keys = store.partitions("device_incidents")
     incidents = store.read_many("device_incidents", keys)
+    if incidents.empty:  # a run without incidents: every fault missed, nothing false
+        incidents = load_contract("device_incidents").empty_frame()
     labels = pd.read_parquet(home / "reference" / "labels.parquet")
     registry = pd.read_csv(home / "reference" / "device_registry.csv")
     hours = len(store.partitions("device_features"))
