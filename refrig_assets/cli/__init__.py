@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
+from datetime import UTC, datetime
 
 import typer
 
@@ -54,6 +56,28 @@ app.command("serve")(serve.serve)
 app.add_typer(metrics.app, name="metrics")
 
 
+def report_crash(exc: BaseException) -> None:
+    """Say what failed in one line on stderr (secrets masked) and keep the traceback in
+    ``$REFRIG_HOME/logs/refrig-errors.log`` for whoever diagnoses it."""
+    from refrig_assets.core.secrets import mask_secrets
+
+    first = (str(exc).strip().splitlines() or [""])[0]
+    typer.echo(mask_secrets(f"error: {type(exc).__name__}: {first}"), err=True)
+    try:
+        from refrig_assets.core.settings import get_settings
+
+        path = get_settings().home / "logs" / "refrig-errors.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trace = "".join(traceback.format_exception(exc))
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        command = " ".join(["refrig", *sys.argv[1:]])
+        with path.open("a") as log:
+            log.write(mask_secrets(f"--- {stamp} {command}\n{trace}"))
+        typer.echo(f"(traceback in {path})", err=True)
+    except Exception:  # noqa: BLE001 - the one line above is what matters
+        pass
+
+
 def main() -> None:  # pragma: no cover (process exit)
     """Console entry point: run the command, then exit without interpreter teardown.
 
@@ -65,6 +89,9 @@ def main() -> None:  # pragma: no cover (process exit)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:  # noqa: BLE001 - an operator reads one line, not a traceback
+        report_crash(exc)
+        code = 1
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -68,8 +68,16 @@ def cadence_override() -> int | None:
     """``REFRIG_CADENCE_SECONDS`` (the fleet's cadence set by hand), read now; None if unset.
     :func:`get_settings` carries it too; this reads it without resolving every path (a
     service request asks for the cadence several times)."""
-    cadence = os.environ.get("REFRIG_CADENCE_SECONDS")
-    return int(cadence) if cadence else None
+    cadence = os.environ.get("REFRIG_CADENCE_SECONDS", "").strip()
+    if not cadence:
+        return None
+    try:
+        seconds = int(cadence)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise ValueError(f"REFRIG_CADENCE_SECONDS must be whole seconds above 0, got {cadence!r}")
+    return seconds
 
 
 def git_commit() -> str:
