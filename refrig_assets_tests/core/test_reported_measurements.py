@@ -179,3 +179,19 @@ def test_an_hour_without_readings_reports_nothing(data_dir, tmp_path):
     assert record_hour_measurements(data_dir, empty, HOUR, READINGS) == []
     assert recorded_measurements(data_dir) is None
     assert fleet_measurements(READINGS) == EVERY
+
+
+def test_the_quality_report_says_which_sensors_the_fleet_has_and_whence(data_dir, monkeypatch):
+    from refrig_assets.quality.report import fleet_sensors
+
+    assert fleet_sensors()["fleet_sensors_source"] == "contract"
+    record_reported(data_dir, TEMPERATURE_AND_DOOR, HOUR)
+    reported = fleet_sensors()
+    monkeypatch.setenv("REFRIG_SENSORS", "temperature_evaporator")
+    named = fleet_sensors()
+
+    assert reported["fleet_sensors"] == TEMPERATURE_AND_DOOR
+    assert reported["fleet_sensors_source"] == "data"
+    assert len(reported["sensors_not_fitted"]) == len(EVERY) - 2
+    assert named["fleet_sensors"] == ["temperature_evaporator"]
+    assert named["fleet_sensors_source"] == "REFRIG_SENSORS"
