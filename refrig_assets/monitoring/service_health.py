@@ -14,6 +14,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from refrig_assets.core.database import installed_driver_url
+from refrig_assets.core.secrets import mask_secrets
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
 
@@ -44,7 +45,7 @@ def probe(name: str, check: Callable[[], str | tuple[str, dict[str, Any]]]) -> C
     try:
         result = check()
     except Exception as exc:  # a probe reports every failure as the component's state
-        return ComponentState(name, DOWN, f"{type(exc).__name__}: {exc}")
+        return ComponentState(name, DOWN, mask_secrets(f"{type(exc).__name__}: {exc}"))
     detail, info = result if isinstance(result, tuple) else (result, None)
     return ComponentState(name, OK, detail, info)
 
