@@ -320,7 +320,10 @@ def score(home: Path) -> tuple[pd.DataFrame, dict[str, float]]:
 
     store = ParquetStore(home / "data")
     keys = store.partitions("device_incidents")
+    # Every hour's partition holds the incidents it touched: the latest state of each counts.
     incidents = store.read_many("device_incidents", keys)
+    if len(incidents):
+        incidents = incidents.drop_duplicates("incident_id", keep="last")
     if incidents.empty:  # a run without incidents: every fault missed, nothing false
         incidents = load_contract("device_incidents").empty_frame()
     labels = pd.read_parquet(home / "reference" / "labels.parquet")
@@ -351,6 +354,8 @@ def main(argv: list[str] | None = None) -> None:
         per_type, totals = score(a.home)
         pd.set_option("display.width", 200)
         print(per_type.drop(columns=["category"]).to_string(index=False))
+        right = (per_type["cause_accuracy"] * per_type["caught"]).sum()
+        totals["cause_accuracy"] = right / per_type["caught"].sum()
         print({k: round(v, 3) for k, v in totals.items()})
         return
     plan = write_fleet(a.home, a.devices, a.hours, a.train_hours, a.cadence, a.seed, a.per_site)
