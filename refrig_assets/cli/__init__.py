@@ -55,6 +55,12 @@ app.add_typer(tokens.app, name="tokens")
 app.command("serve")(serve.serve)
 app.add_typer(metrics.app, name="metrics")
 
+# Help as plain text reflowed to the terminal: Rich's panels keep every line break of a
+# docstring, cutting sentences into one-word lines.
+for _typer in (app, *(group.typer_instance for group in app.registered_groups)):
+    if _typer is not None:
+        _typer.rich_markup_mode = None
+
 
 def report_crash(exc: BaseException) -> None:
     """Say what failed in one line on stderr (secrets masked) and keep the traceback in
