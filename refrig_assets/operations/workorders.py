@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from refrig_assets.alerts.operator_tables import OperatorTables, as_utc
 from refrig_assets.alerts.store import ACKNOWLEDGED, AlertNotFound, UTCDateTime
 from refrig_assets.core.grants import DELETES_ROWS
+from refrig_assets.core.secrets import mask_secrets, masked_url, url_secrets
 from refrig_assets.core.settings import get_settings
 from refrig_assets.operations.settings import OperationsSettings, load_operations_settings
 
@@ -125,8 +126,10 @@ class WorkOrderExporter(OperatorTables):
 
     @property
     def destination(self) -> str:
-        """The webhook URL, or the directory work orders are written to."""
-        return self.settings.work_orders.url or str(get_settings().home / "work_orders")
+        """The webhook URL (its secrets masked: it is stored and shown), or the directory work
+        orders are written to."""
+        url = self.settings.work_orders.url
+        return masked_url(url) if url else str(get_settings().home / "work_orders")
 
     def get(self, alert_id: str) -> dict[str, Any] | None:
         """The recorded delivery of an alert's work order, with its payload, if any."""
@@ -211,13 +214,14 @@ class WorkOrderExporter(OperatorTables):
     def _post(self, payload: dict[str, Any]) -> tuple[int | None, str, int]:
         """POST with retries; returns (last status code, error or "", attempts made)."""
         work = self.settings.work_orders
+        url = work.url or ""  # only called when a URL is configured
         client = self._client or httpx.Client(timeout=work.timeout_seconds)
         code, error = None, ""
         try:
             for attempt in range(1, work.attempts + 1):
                 try:
                     response = client.post(
-                        work.url,
+                        url,
                         json=payload,
                         headers={"Idempotency-Key": payload["work_order_id"]},
                         timeout=work.timeout_seconds,
@@ -225,12 +229,13 @@ class WorkOrderExporter(OperatorTables):
                     code = response.status_code
                     if response.is_success:
                         return code, "", attempt
-                    error = f"HTTP {code} from {work.url}: {response.text[:200]}"
+                    error = f"HTTP {code} from {url}: {response.text[:200]}"
                     if 400 <= code < 500 and code not in (408, 429):
-                        return code, error, attempt  # the receiver refuses it: retrying won't help
+                        # the receiver refuses it: retrying won't help
+                        return code, mask_secrets(error, url_secrets(url)), attempt
                 except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__} posting to {work.url}: {exc}"
-            return code, error, work.attempts
+                    error = f"{type(exc).__name__} posting to {url}: {exc}"
+            return code, mask_secrets(error, url_secrets(url)), work.attempts
         finally:
             if self._client is None:
                 client.close()
