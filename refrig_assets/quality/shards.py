@@ -29,6 +29,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import Contract, quality_flag_names
 from refrig_assets.core.device_ranges import device_cuts, in_range_sql, threads
@@ -73,6 +74,21 @@ def shard_bounds(con: duckdb.DuckDBPyConnection, source: str, shards: int) -> li
     return [r[0] for r in rows if r[0] is not None][1:] if rows else []
 
 
+def hour_shard_bounds(
+    con: duckdb.DuckDBPyConnection, source: Path, relation: str, shards: int
+) -> list[str]:
+    """The shard bounds of the hour's file ``source`` (viewed as ``relation``): cut at its row
+    groups from the footer statistics of ``device_id`` when the file is in device order and
+    has enough row groups for ``shards`` (no pass over the hour), else :func:`shard_bounds`.
+
+    Any bounds give the same result; these only move each cut to the start of a row group,
+    so a shard holds at most one row group more than rows / shards."""
+    if shards <= 1:
+        return []
+    cuts = device_cuts(source, shards, nulls=True)
+    return cuts if len(cuts) == shards - 1 else shard_bounds(con, relation, shards)
+
+
 def clean_hour_in_shards(
     con: duckdb.DuckDBPyConnection,
     store: ParquetStore,
@@ -112,9 +128,8 @@ def clean_hour_in_shards(
     placed = f"read_parquet({sql_str(str(source))}, file_row_number = true)"
     tails = f"read_parquet({sql_str(str(previous_tails))})" if previous_tails else None
     if shards is None:
-        rows = con.execute(f"SELECT count(*) FROM {whole}").fetchall()[0][0]
-        shards = settings.shards_for(int(rows))
-    bounds = shard_bounds(con, whole, shards)
+        shards = settings.shards_for(pq.ParquetFile(source).metadata.num_rows)
+    bounds = hour_shard_bounds(con, source, whole, shards)
     # the previous-row pass of each shard in device ranges side by side, one per DuckDB thread
     # (rows without a device id are in no range: they are quarantined, not passed over)
     cuts = device_cuts(source, (ranges or threads(con)) * (len(bounds) + 1), nulls=True)

@@ -1,0 +1,93 @@
+"""The quality step's shard bounds come from the hour file's row-group statistics when it is in
+device order (no pass over the hour), and the partitions are those of the counted bounds.
+
+Before, every sharded hour grouped all its readings by device to place the bounds: a whole
+extra pass over the hour (about 3 CPU-s at 1M devices). Any bounds between devices give the
+same result; this holds the statistics' bounds to it and to the pass where they cannot be used.
+"""
+
+import pandas as pd
+import pytest
+
+import refrig_assets.quality.shards as shards_module
+from refrig_assets.core.device_ranges import device_cuts
+from refrig_assets.core.duck import connect, sql_str
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.quality.shards import clean_hour_in_shards, hour_shard_bounds, shard_bounds
+from refrig_assets_tests.quality.test_quality_shards import (
+    CONTRACT,
+    KEYS,
+    TAILS,
+    Statements,
+    hours,  # noqa: F401  (the module's fixture)
+    in_device_order,
+    rows,
+    summary,
+)
+
+
+def _clean(path, registered, out: ParquetStore, shards: int):
+    con = connect()
+    try:
+        _, result = clean_hour_in_shards(
+            con, out, KEYS[0], path, CONTRACT, registered, shards=shards, tails_dataset=TAILS
+        )
+    finally:
+        con.close()
+    return result
+
+
+def test_bounds_of_an_hour_in_device_order_come_from_its_statistics(hours, tmp_path):  # noqa: F811
+    source, _ = hours
+    ordered = in_device_order(source, tmp_path / "ordered.parquet")
+    spy = Statements(connect())
+    try:
+        bounds = hour_shard_bounds(spy, ordered, f"read_parquet({sql_str(str(ordered))})", 3)
+    finally:
+        spy.close()
+    assert bounds == device_cuts(ordered, 3, nulls=True) and len(bounds) == 2
+    assert spy.sql == []  # no pass over the hour
+
+
+def test_an_hour_of_one_row_group_is_cut_by_the_counting_pass(hours):  # noqa: F811
+    source, _ = hours
+    path = source.path("sensor_readings", KEYS[0])
+    relation = f"read_parquet({sql_str(str(path))})"
+    con = connect()
+    try:
+        assert hour_shard_bounds(con, path, relation, 3) == shard_bounds(con, relation, 3)
+        assert len(hour_shard_bounds(con, path, relation, 3)) == 2
+        assert hour_shard_bounds(con, path, relation, 1) == []
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("shards", [2, 3, 5])
+def test_statistics_bounds_give_the_partitions_of_the_counted_bounds(
+    hours,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    shards,
+):
+    source, registered = hours
+    ordered = in_device_order(source, tmp_path / "ordered.parquet")
+    assert len(device_cuts(ordered, shards, nulls=True)) == shards - 1  # really cut by them
+    new = ParquetStore(tmp_path / "statistics")
+    got = _clean(ordered, registered, new, shards)
+    with monkeypatch.context() as m:  # the bounds as the counting pass places them
+        m.setattr(
+            shards_module,
+            "hour_shard_bounds",
+            lambda con, _source, relation, n: shard_bounds(con, relation, n),
+        )
+        old = ParquetStore(tmp_path / "counted")
+        wanted = _clean(ordered, registered, old, shards)
+    whole = ParquetStore(tmp_path / "whole")
+    one = _clean(ordered, registered, whole, 1)
+    assert wanted.flag_counts["DUPLICATE"] > 0 and wanted.flag_counts["STUCK_SENSOR"] > 0
+    for dataset in ("clean_readings", TAILS):
+        assert rows(new.path(dataset, KEYS[0])).equals(rows(old.path(dataset, KEYS[0])))
+        assert rows(new.path(dataset, KEYS[0])).equals(rows(whole.path(dataset, KEYS[0])))
+    for expected in (wanted, one):
+        pd.testing.assert_frame_equal(got.quarantine, expected.quarantine)
+        assert summary(got) == summary(expected)
