@@ -243,12 +243,15 @@ def run_hour(
     )
     counts = incidents.apply(build, now=now)
     touched = build.incidents["incident_id"].tolist()
-    stored = incidents.by_ids(touched)
-    linked = incidents.linked_alerts(alerts["alert_id"].tolist())
+    # Nothing touched or alerted: no read of the store (most hours of a small fleet).
+    stored = incidents.by_ids(touched) if touched else None
+    linked = incidents.linked_alerts(alerts["alert_id"].tolist()) if len(alerts) else set()
     unlinked = sorted(set(alerts["alert_id"]) - linked)
     contract = load_contract("device_incidents")
     return HourResult(
-        incidents=stored[contract.column_names] if len(stored) else contract.empty_frame(),
+        incidents=stored[contract.column_names]
+        if stored is not None and len(stored)
+        else contract.empty_frame(),
         counts=counts,
         alerts_seen=len(alerts),
         alerts_unlinked=unlinked,

@@ -202,12 +202,6 @@ class IncidentStore:
         With ``hold_historic`` an incident whose latest window ended before the historic
         cut-off (a backfill) is not paged; streaming alerts are live by nature and pass False.
         """
-        if conn is None:
-            with self.alerts._begin() as c:
-                return self.apply(
-                    build, conn=c, now=now, notify=notify, hold_historic=hold_historic
-                )
-        now = as_utc(now or self.alerts._now())
         counts = {
             "opened": 0,
             "updated": 0,
@@ -218,8 +212,14 @@ class IncidentStore:
             "pages_queued": 0,
         }
         inc = build.incidents
-        if inc.empty:
+        if inc.empty:  # nothing to write: no transaction either (most hours of a small fleet)
             return counts
+        if conn is None:
+            with self.alerts._begin() as c:
+                return self.apply(
+                    build, conn=c, now=now, notify=notify, hold_historic=hold_historic
+                )
+        now = as_utc(now or self.alerts._now())
         t = self.table
         ids = inc["incident_id"].tolist()
         existing: dict[str, dict[str, Any]] = {}
