@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from refrig_assets.cli.runner import run_tags
+from refrig_assets.cli.runner import run_tags, stop_if_interrupted
 
 
 def run_daily_scores_and_backtest(
@@ -20,6 +20,7 @@ def run_daily_scores_and_backtest(
             tags=run_tags(),
             raise_on_error=False,
         )
+        stop_if_interrupted(result)
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
         held = held_assets(result)
         status = "ok" if result.success else "FAILED " + ",".join(failed)
@@ -41,6 +42,7 @@ def run_daily_scores_and_backtest(
         },
         raise_on_error=False,
     )
+    stop_if_interrupted(backtest)
     if not backtest.success:
         failures.append("detection_backtest")
     log(f"  detection backtest: {'ok' if backtest.success else 'FAILED'}")

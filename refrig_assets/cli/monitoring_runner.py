@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from refrig_assets.cli.runner import run_tags
+from refrig_assets.cli.runner import run_tags, stop_if_interrupted
 
 
 def run_monitoring(defs: dg.Definitions, instance, hour_keys: list[str], log, run_config) -> list:
@@ -18,6 +18,7 @@ def run_monitoring(defs: dg.Definitions, instance, hour_keys: list[str], log, ru
             tags=run_tags(),
             raise_on_error=False,
         )
+        stop_if_interrupted(result)
         steps = [e.step_key for e in result.all_events if e.is_step_failure]
         log(f"  {day}: drift and health {'ok' if result.success else 'FAILED ' + ','.join(steps)}")
         failed += steps

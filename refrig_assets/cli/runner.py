@@ -16,6 +16,7 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import dagster as dg
+import typer
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END_TAG
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START_TAG
 
@@ -63,6 +64,30 @@ def registry_problems(result) -> str:
 def run_tags() -> dict[str, str]:
     """Tags of every run this process executes in process (who ran it, which pid)."""
     return {LAUNCHER_TAG: LAUNCHER, PID_TAG: str(os.getpid())}
+
+
+# What Dagster turns a SIGINT/SIGTERM into inside a step (the run then just "fails").
+_INTERRUPTS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+
+
+def stop_if_interrupted(result) -> None:
+    """Raise KeyboardInterrupt when ``result``'s run failed because the process was interrupted
+    (Ctrl-C, SIGTERM): in process, Dagster records that as a failed step and returns, and a
+    command going on with its next runs would ignore the operator's stop."""
+    for event in result.all_events:
+        if not (event.is_step_failure or event.is_run_failure):
+            continue
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None and error.cls_name not in _INTERRUPTS:
+            error = error.cause
+        if error is not None or (event.is_run_failure and "interrupted" in (event.message or "")):
+            where = event.step_key or "the run"
+            typer.echo(
+                f"interrupted during {where} of Dagster run {result.run_id}: stopped (hours "
+                "already written are kept; run the same command again to finish)",
+                err=True,
+            )
+            raise KeyboardInterrupt(f"interrupted during {where}")
 
 
 def _alive(pid: int) -> bool:
@@ -114,6 +139,7 @@ def _execute(
         tags=run_tags() | range_tags,
         raise_on_error=False,
     )
+    stop_if_interrupted(result)
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
     done = {
         (e.asset_key.to_user_string(), e.partition)
@@ -235,6 +261,7 @@ def alert_ranges(
                 tags=run_tags() | {RANGE_START_TAG: hours[0], RANGE_END_TAG: hours[-1]},
                 raise_on_error=False,
             )
+            stop_if_interrupted(result)
             if result.success:
                 for k in hours:
                     failures += on_hour(k, True, [])
@@ -380,6 +407,7 @@ def run_pipeline(
     registry = defs.resolve_job_def("refresh_device_registry").execute_in_process(
         instance=instance, run_config=QUIET, tags=run_tags(), raise_on_error=False
     )
+    stop_if_interrupted(registry)
     if not registry.success:
         raise RegistryRefused(registry_problems(registry))
     failures += prepare_hours(defs, instance, keys, per_run, log)
@@ -403,6 +431,7 @@ def run_pipeline(
         tags=run_tags(),
         raise_on_error=False,
     )
+    stop_if_interrupted(result)
     log(
         f"  trained {', '.join(training_assets)} on {train_keys[0]}..{train_keys[-1]}: "
         f"{'ok' if result.success else 'FAILED'}"
