@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -28,6 +29,15 @@ def _partition_key(value: str) -> str:
     v = value.strip().replace("T", "-")
     if len(v) == 13:
         v += ":00"
+    try:
+        hour = datetime.strptime(v, "%Y-%m-%d-%H:%M")
+    except ValueError:
+        hour = None
+    if hour is None or hour.minute:
+        typer.echo(
+            f"error: --partition {value!r} is not an hour: give e.g. 2026-01-01-05:00", err=True
+        )
+        raise typer.Exit(2)
     return v
 
 

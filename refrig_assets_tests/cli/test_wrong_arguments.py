@@ -79,3 +79,14 @@ def test_import_refuses_an_unreadable_mapping_and_skips_corrupt_sources(refrig_h
 
     for name in ("cut.parquet", "binary.csv"):
         assert f"{sources / name}: not imported: " in said
+
+
+@pytest.mark.parametrize("partition", ["2026-13-01-05:00", "2026-01-01-05:30", "yesterday"])
+def test_quality_report_refuses_a_partition_that_is_not_an_hour(refrig_home, partition):
+    said = refused_cleanly(run("quality", "report", "--partition", partition), 2)
+    assert said.startswith(f"error: --partition {partition!r} is not an hour")
+
+
+def test_quality_report_accepts_the_short_forms_of_an_hour(refrig_home):
+    said = refused_cleanly(run("quality", "report", "--partition", "2026-01-01T05"), 1)
+    assert "no quality summary for partition 2026-01-01-05:00" in said
