@@ -7,13 +7,19 @@ same result; this holds the statistics' bounds to it and to the pass where they 
 """
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import refrig_assets.quality.shards as shards_module
 from refrig_assets.core.device_ranges import device_cuts
 from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.core.storage import ParquetStore
-from refrig_assets.quality.shards import clean_hour_in_shards, hour_shard_bounds, shard_bounds
+from refrig_assets.quality.shards import (
+    clean_hour_in_shards,
+    hour_shard_bounds,
+    registry_in_shard,
+    shard_bounds,
+)
 from refrig_assets_tests.quality.test_quality_shards import (
     CONTRACT,
     KEYS,
@@ -91,3 +97,45 @@ def test_statistics_bounds_give_the_partitions_of_the_counted_bounds(
     for expected in (wanted, one):
         pd.testing.assert_frame_equal(got.quarantine, expected.quarantine)
         assert summary(got) == summary(expected)
+
+
+def test_each_shard_looks_its_devices_up_in_its_own_part_of_the_registry(hours, tmp_path):  # noqa: F811
+    source, registered = hours
+    ordered = in_device_order(source, tmp_path / "ordered.parquet")
+    bounds = device_cuts(ordered, 3, nulls=True)
+    with_null = pa.concat_tables(
+        [registered, pa.table({"device_id": pa.array([None], pa.string())})]
+    )
+    parts = [registry_in_shard(with_null, bounds, k) for k in range(len(bounds) + 1)]
+    ids = [p.column("device_id").to_pylist() for p in parts]
+    assert all(None in part for part in ids)  # a NULL id decides NOT IN in every shard
+    assert sorted(i for part in ids for i in part if i is not None) == sorted(
+        registered.column("device_id").to_pylist()
+    )
+    assert all(len(part) < len(with_null) for part in ids)
+    for k, part in enumerate(ids):
+        assert all(i is None or (k == 0 or i >= bounds[k - 1]) for i in part)
+        assert all(i is None or (k == len(bounds) or i < bounds[k]) for i in part)
+
+
+@pytest.mark.parametrize("null_id", [False, True], ids=["registry", "registry with a NULL id"])
+def test_unregistered_devices_are_those_of_the_whole_registry(
+    hours,  # noqa: F811
+    tmp_path,
+    null_id,
+):
+    source, registered = hours
+    if null_id:
+        registered = pa.concat_tables(
+            [registered, pa.table({"device_id": pa.array([None], pa.string())})]
+        )
+    ordered = in_device_order(source, tmp_path / "ordered.parquet")
+    one = _clean(ordered, registered, ParquetStore(tmp_path / "one"), 1)
+    three = _clean(ordered, registered, ParquetStore(tmp_path / "three"), 3)
+    assert (one.flag_counts["UNREGISTERED_DEVICE"] > 0) != null_id
+    assert summary(three) == summary(one)
+    pd.testing.assert_frame_equal(three.quarantine, one.quarantine)
+    for dataset in ("clean_readings", TAILS):
+        assert rows(ParquetStore(tmp_path / "three").path(dataset, KEYS[0])).equals(
+            rows(ParquetStore(tmp_path / "one").path(dataset, KEYS[0]))
+        )
