@@ -853,82 +853,133 @@ def _effective_causes(s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy) 
 
 
 def _group(signals: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> pd.DataFrame:
-    """Assign every signal (and stored incident) its incident: ``incident_id``, ``reopened``."""
+    """Assign every signal (and stored incident) its incident: ``incident_id``, ``reopened``.
+
+    Tracks, episodes, segments and reopening chains are runs of the sorted rows, found on their
+    arrays (comparisons with the previous row, cumulative sums), not by pandas groupings: the
+    fixed cost per grouping was most of an hour's small build."""
     s = signals.sort_values(
         ["key", "track", "window_start", "is_prior", "window_end"],
         ascending=[True, True, True, False, True],
         kind="mergesort",
         ignore_index=True,
     )
-    same_track = (s["key"].eq(s["key"].shift())) & (s["track"].eq(s["track"].shift()))
-    track_id = (~same_track).cumsum().to_numpy()
-    end_max = s.groupby(track_id)["window_end"].cummax()
-    prev_end = end_max.groupby(track_id).shift()
-    gap = (~same_track) | (s["window_start"] - prev_end >= policy.hysteresis).fillna(True)
+    hysteresis = pd.Timedelta(policy.hysteresis).value
+    key, track = s["key"].to_numpy(dtype=object), s["track"].to_numpy(dtype=object)
+    same_track = np.r_[False, _same_as_previous(key) & _same_as_previous(track)]
+    track_id = np.cumsum(~same_track)
+    starts, ends = _ns(s["window_start"]), _ns(s["window_end"])
+    is_prior = s["is_prior"].to_numpy(dtype=bool)
+    # A new track, or a signal the hysteresis (or more) after the latest end of its track so
+    # far, opens an episode.
+    since, known = _since(starts, np.r_[NAT, _running_max(ends, track_id)[:-1]])
+    gap = ~same_track | (known & (since >= hysteresis))
     # A stored incident continues whatever precedes it within the hysteresis; only a second
     # stored incident of the same track stays apart (they were split by a cause change).
-    priors_before = s["is_prior"].astype(int).groupby(track_id).cumsum() - s["is_prior"].astype(int)
-    gap = gap | (s["is_prior"] & (priors_before > 0))
-    run = gap.cumsum().to_numpy()
-    s["cause"] = _effective_causes(s, run, policy)
-    changed = pd.Series(s["cause"]).ne(pd.Series(s["cause"]).shift()) & ~gap
-    segment = (gap | changed).cumsum().to_numpy()
+    before = np.cumsum(is_prior) - is_prior
+    priors_before = before - before[np.flatnonzero(~same_track)][track_id - 1]
+    gap |= is_prior & (priors_before > 0)
+    run = np.cumsum(gap)
+    cause = _effective_causes(s, run, policy)
+    s["cause"] = cause
+    opens = gap | np.r_[False, ~_same_as_previous(cause)]
+    segment = np.cumsum(opens)
     s["segment"] = segment
-    seg = _per_group(
-        s.groupby(segment, sort=True),
-        key=("key", "first"),
-        track=("track", "first"),
-        start=("window_start", "min"),
-        end=("window_end", "max"),
-        cause=("cause", "first"),
-        prior_id=("prior_id", "first"),
-        prior_status=("status", "first"),
-    )
-    first_rows = s.drop_duplicates("segment")
-    seg["opened_by_gap"] = gap[first_rows.index].to_numpy()
-    seg["prior_closed_at"] = first_rows["closed_at"].to_numpy()
+    # Per segment (in order): its first row, extent, cause and stored incident.
+    first = np.flatnonzero(opens)
+    of, size = segment - 1, len(first)
+    seg_key = _first_valid(key, of, size)
+    seg_track = _first_valid(track, of, size)
+    seg_cause = _first_valid(cause, of, size)
+    seg_start = np.full(size, NAT, dtype=np.int64)
+    earliest = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(earliest, of[starts != NAT], starts[starts != NAT])
+    seg_start[earliest != np.iinfo(np.int64).max] = earliest[earliest != np.iinfo(np.int64).max]
+    seg_end = np.full(size, NAT, dtype=np.int64)
+    np.maximum.at(seg_end, of, ends)
+    prior_id = _first_valid(s["prior_id"].to_numpy(dtype=object), of, size)
+    prior_status = _first_valid(s["status"].to_numpy(dtype=object), of, size)
+    closed = _ns(s["closed_at"])[first]
     # A new episode reopens the previous incident of its track when the cause is compatible
     # and it returns within reopen_minutes of that incident's closing.
-    prev_same = seg["key"].eq(seg["key"].shift()) & seg["track"].eq(seg["track"].shift())
-    prev_closing = pd.to_datetime(seg["prior_closed_at"], utc=True).shift()
-    prev_closing = prev_closing.where(prev_closing.notna(), seg["end"].shift() + policy.hysteresis)
-    prev_cause = seg["cause"].shift()
-    # A site event (power cut, site communications) is the site's, not the device's: it does not
-    # take over a closed unexplained episode of the device from before it. (An unexplained
+    prev_same = np.r_[False, _same_as_previous(seg_key) & _same_as_previous(seg_track)]
+    quiet = np.where(seg_end != NAT, seg_end + hysteresis, NAT)
+    prev_closing = np.r_[NAT, np.where(closed != NAT, closed, quiet)[:-1]]
+    prev_cause = np.empty(size, dtype=object)
+    prev_cause[1:] = seg_cause[:-1]
+    # A site event (power cut, site communications) is the site's, not the device's: it does
+    # not take over a closed unexplained episode of the device from before it. (An unexplained
     # episode after it, such as the pull-down once the power is back, may still reopen it.)
-    site_event = seg["cause"].map(causes.kind).eq(SITE_TRACK)
+    site_event = np.array([causes.kind(c) == SITE_TRACK for c in seg_cause], dtype=bool)
     compatible = (
-        (prev_cause == seg["cause"])
-        | (prev_cause.eq(UNKNOWN) & ~site_event)
-        | seg["cause"].eq(UNKNOWN)
+        (prev_cause == seg_cause) | ((prev_cause == UNKNOWN) & ~site_event) | (seg_cause == UNKNOWN)
     )
+    reopen_ns = pd.Timedelta(policy.reopen).value
+    since, known = _since(seg_start, prev_closing)
     reopen = (
         prev_same
-        & seg["opened_by_gap"]
-        & seg["prior_id"].isna()
+        & gap[first]
+        & pd.isna(prior_id)
         & compatible
-        & (seg["start"] - prev_closing <= policy.reopen)
-        & (policy.reopen > pd.Timedelta(0))
-        & ~seg["prior_status"].shift().eq("FALSE_POSITIVE")
+        & known
+        & (since <= reopen_ns)
+        & (reopen_ns > 0)
+        & ~np.r_[False, prior_status[:-1] == "FALSE_POSITIVE"]
     )
-    chain = (~reopen).cumsum()
-    root = seg.groupby(chain.to_numpy())
-    seg["incident_id"] = root["prior_id"].transform("first").to_numpy()
-    fresh = seg["incident_id"].isna()
-    first_start = root["start"].transform("first")
-    seg.loc[fresh, "incident_id"] = [
-        incident_id(k, t, st)
-        for k, t, st in zip(
-            seg.loc[fresh, "key"],
-            seg.loc[fresh, "track"],
-            first_start[fresh],
-            strict=True,
-        )
+    chain = np.cumsum(~reopen) - 1
+    chains = int(chain[-1]) + 1
+    ids = _first_valid(prior_id, chain, chains)[chain]
+    known_start = seg_start.astype(object)
+    known_start[seg_start == NAT] = None
+    root_start = _first_valid(known_start, chain, chains)[chain]
+    fresh = np.flatnonzero(pd.isna(ids))
+    ids[fresh] = [
+        incident_id(k, t, pd.Timestamp(int(st), tz="UTC") if st is not None else pd.NaT)
+        for k, t, st in zip(seg_key[fresh], seg_track[fresh], root_start[fresh], strict=True)
     ]
-    seg["reopened"] = reopen.to_numpy()
-    s["incident_id"] = s["segment"].map(seg["incident_id"])
-    s["reopened"] = s["segment"].map(seg["reopened"])
+    s["incident_id"] = ids[of]
+    s["reopened"] = reopen[of]
     return s
+
+
+NAT = np.iinfo(np.int64).min  # NaT in UTC nanoseconds (_ns)
+
+
+def _same_as_previous(values: np.ndarray) -> np.ndarray:
+    """Per value after the first, whether it equals the one before (a missing value equals
+    nothing, as in pandas' ``eq``)."""
+    missing = pd.isna(values)
+    return (values[1:] == values[:-1]) & ~missing[1:] & ~missing[:-1]
+
+
+def _since(later: np.ndarray, earlier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``later - earlier`` of UTC nanoseconds, and where both are known (not NaT)."""
+    known = (later != NAT) & (earlier != NAT)
+    return np.where(known, later, 0) - np.where(known, earlier, 0), known
+
+
+def _running_max(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """The running maximum of UTC nanoseconds within each run of equal, ascending ``groups``;
+    NaT is skipped (and stays NaT at its own place), as in pandas' grouped ``cummax``."""
+    order = np.argsort(values, kind="stable")
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[order] = np.arange(len(values))
+    offset = groups.astype(np.int64) * len(values)
+    out = values[order[np.maximum.accumulate(rank + offset) - offset]]
+    out[values == NAT] = NAT
+    return out
+
+
+def _first_valid(values: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
+    """Per group (0..size-1), the first of ``values`` that is not missing, as pandas' grouped
+    ``first()`` picks it; None where the group has none."""
+    valid = np.flatnonzero(~pd.isna(values))
+    none = np.iinfo(np.int64).max
+    first = np.full(size, none, dtype=np.int64)
+    np.minimum.at(first, groups[valid], valid)
+    out = np.full(size, None, dtype=object)
+    out[first != none] = values[first[first != none]]
+    return out
 
 
 # -- incidents ----------------------------------------------------------------------------

@@ -5,8 +5,9 @@ import json
 from dataclasses import replace
 from datetime import timedelta
 
+import pandas as pd
 import pytest
-from support.incident_world import CAUSES, alert, alerts, diagnoses, diagnosis
+from support.incident_world import CAUSES, T0, WINDOW, alert, alerts, diagnoses, diagnosis
 
 from refrig_assets.incidents.build import build_incidents
 from refrig_assets.incidents.policy import incident_policy
@@ -63,3 +64,35 @@ def test_a_stored_incident_continued_adds_its_counts_and_sources_to_the_new_sign
     assert incident.sources == "batch,streaming"
     assert incident.first_window_start == first.incidents["first_window_start"].iloc[0]
     assert incident.status == "OPEN" and incident.reopen_count == 0
+
+
+def test_episodes_returning_within_the_reopen_time_chain_into_one_reopened_incident(policy):
+    policy = replace(policy, reopen=timedelta(minutes=30))
+    rows = [alert("D1", 0), alert("D1", 4), alert("D1", 8), alert("D2", 0)]
+
+    result = build_incidents(alerts(rows), None, policy=policy, causes=CAUSES)
+
+    d1, d2 = result.incidents.sort_values("device_id").itertuples()
+    assert (d1.reopen_count, d1.alert_count, d1.status) == (2, 3, "OPEN")
+    assert (d2.reopen_count, d2.alert_count) == (0, 1)
+    assert result.evidence.groupby("incident_id").size().to_dict() == {
+        d1.incident_id: 3,
+        d2.incident_id: 1,
+    }
+
+
+def test_a_stored_incident_closed_recently_is_reopened_under_its_own_id(policy):
+    policy = replace(policy, reopen=timedelta(minutes=30))
+    first = build_incidents(
+        alerts([alert("D1", 0)]), None, policy=policy, causes=CAUSES, as_of=T0 + 4 * WINDOW
+    )
+    assert first.incidents["status"].tolist() == ["RESOLVED"]
+
+    result = build_incidents(
+        alerts([alert("D1", 4)]), None, policy=policy, causes=CAUSES, open_incidents=first.incidents
+    )
+
+    (incident,) = result.incidents.itertuples()
+    assert incident.incident_id == first.incidents["incident_id"].iloc[0]
+    assert (incident.status, incident.reopen_count, incident.alert_count) == ("OPEN", 1, 2)
+    assert pd.isna(incident.closed_at)
