@@ -22,7 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from refrig_assets.access.identity import ADMIN, OPERATOR, VIEWER, Identity
 from refrig_assets.console.auth import ConsoleAuth
 from refrig_assets.console.incident_views import INCIDENT_SORT_KEYS
-from refrig_assets.console.paging import decode_cursor, encode_cursor, page, page_limit
+from refrig_assets.console.paging import (
+    MAX_POSITION,
+    decode_cursor,
+    encode_cursor,
+    page,
+    page_limit,
+)
 from refrig_assets.console.service import (
     BULK_ACTIONS,
     SORT_KEYS,
@@ -347,7 +353,7 @@ def build_api(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
         sort: Annotated[str | None, Query(description=", ".join(SORT_KEYS))] = None,
         order: Annotated[Literal["asc", "desc"] | None, Query()] = None,
         limit: Limit = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
         cursor: Cursor = None,
     ):
         """Alerts, most severe first, then by SLA deadline (time left; breached marked)."""

@@ -12,6 +12,10 @@ from typing import Any
 
 from refrig_assets.access.policy import AccessPolicy
 
+# The largest position a database can skip to (a signed 64-bit integer): beyond it SQLite and
+# PostgreSQL refuse the query itself, which would be a server error instead of a refusal.
+MAX_POSITION = 2**63 - 1
+
 
 class CursorError(ValueError):
     """A cursor this console did not hand out."""
@@ -32,7 +36,7 @@ def decode_cursor(cursor: str | None) -> int:
         position = int(value)
     except (ValueError, UnicodeDecodeError):
         raise CursorError(f"cursor {cursor!r} is not one this console handed out") from None
-    if kind != "o" or position < 0:
+    if kind != "o" or not 0 <= position <= MAX_POSITION:
         raise CursorError(f"cursor {cursor!r} is not one this console handed out")
     return position
 
