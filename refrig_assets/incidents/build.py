@@ -550,7 +550,7 @@ def _quality_signals(
     bits = _flag_bits(q, tickets.flags)
     bits["SILENT"] = _silent(q, policy)
     named = pd.Series(dtype=object)
-    if DROPOUT_FLAG in bits:
+    if DROPOUT_FLAG in bits and bits[DROPOUT_FLAG].any():  # most hours have no dropout
         # A device that sent (almost) nothing is one communications ticket, not also a dropout:
         # neither its silent windows nor the partly silent ones around them, unless one of its
         # sensors was silent on its own while the device reported.
