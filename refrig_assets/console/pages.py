@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from refrig_assets.access.identity import OPERATOR, Identity, Unauthenticated
 from refrig_assets.console.auth import ConsoleAuth
 from refrig_assets.console.incident_views import asked_statuses
+from refrig_assets.console.paging import MAX_POSITION
 from refrig_assets.console.service import SORT_KEYS, ConsoleService, parse_since
 from refrig_assets.operations.feedback import PROPOSED
 from refrig_assets.operations.settings import OperationsSettings
@@ -174,7 +175,7 @@ def build_pages(settings: OperationsSettings, auth: ConsoleAuth) -> APIRouter:
             sort=sort,
             order=order,
             limit=size,
-            offset=(page - 1) * size,
+            offset=min((page - 1) * size, MAX_POSITION),  # past the end: an empty page
         )
         filters = {
             "site": site or "",

@@ -77,11 +77,14 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
     if not value:
         return None
     text = value.strip().lower()
-    if text[-1:] in _SPAN_UNITS and text[:-1].replace(".", "", 1).isdigit():
-        return now - timedelta(**{_SPAN_UNITS[text[-1]]: float(text[:-1])})
     try:
-        return _utc(value).to_pydatetime()
-    except ValueError:
+        if text[-1:] in _SPAN_UNITS and text[:-1].replace(".", "", 1).isdigit():
+            return now - timedelta(**{_SPAN_UNITS[text[-1]]: float(text[:-1])})
+        at = _utc(value)
+        if pd.isna(at):  # "nan", "NaT": no time at all
+            raise ValueError(value)
+        return at.to_pydatetime()
+    except (ValueError, OverflowError):  # not a time, or a span reaching before year 1
         raise FilterError(
             f"since must be a span like 30m, 24h, 7d or 2w, or an ISO time; got {value!r}"
         ) from None

@@ -1,4 +1,5 @@
-"""A page position beyond what a database can skip to is a 422 refusal, not a server error."""
+"""A page position beyond what a database can skip to, or a `since` that is no time, is refused
+or an empty page, not a server error."""
 
 from __future__ import annotations
 
@@ -36,3 +37,14 @@ def test_a_cursor_beyond_a_64_bit_integer_is_not_one_the_console_handed_out():
     with pytest.raises(CursorError):
         decode_cursor(forged)
     assert decode_cursor(base64.urlsafe_b64encode(b"o:40").decode().rstrip("=")) == 40
+
+
+def test_a_page_number_past_any_position_is_an_empty_page(client):
+    answer = client.get("/alerts", params={"page": str(2**64)})
+    assert answer.status_code == 200
+
+
+@pytest.mark.parametrize("since", ["nan", "NaT", "99999999999d"])
+def test_a_since_that_is_no_time_is_refused(client, since):
+    assert client.get("/api/alerts", params={"since": since}).status_code == 422
+    assert client.get("/alerts", params={"since": since}).status_code < 500
