@@ -33,7 +33,10 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.fleet_sensors import usable_features
 from refrig_assets.core.model_config import ModelConfig
 from refrig_assets.detectors.calibration import TailCalibrator
-from refrig_assets.detectors.running_state import choose_running_columns
+from refrig_assets.detectors.running_state import (
+    choose_running_columns,
+    running_state_features,
+)
 from refrig_assets.detectors.uninformative import uninformative_columns, uninformative_reason
 from refrig_assets.quality.rules import flag_bit
 
@@ -252,6 +255,10 @@ class Detector(ABC):
         # What training learned about the data that the model's description should say (e.g.
         # plain statistics in place of running-conditioned ones): see choose_columns().
         self.notes: tuple[str, ...] = ()
+        # Cohorts that never ran beside ones that did, and (running column, plain column) pairs
+        # their windows read instead: see choose_columns().
+        self.plain_cohorts: frozenset = frozenset()
+        self.plain_of: tuple[tuple[str, str], ...] = ()
         # True while fit() runs: the rows being scored are the training rows themselves.
         self.fitting = False
 
@@ -279,7 +286,13 @@ class Detector(ABC):
         cols = [c for c in META_COLUMNS if c != "cohort"] + self.input_columns
         if spec.get("column") and spec["column"] not in cols:
             cols.append(spec["column"])
+        cols += [p for _, p in self._plain_pairs() if p not in cols]
         return cols
+
+    def _plain_pairs(self) -> tuple[tuple[str, str], ...]:
+        """(running column, plain column) pairs read in the windows of ``plain_cohorts`` (none
+        for a model saved before they existed)."""
+        return getattr(self, "plain_of", ())
 
     def row_minutes(self) -> int:
         """Length of one scored row in minutes (default: the feature window)."""
@@ -352,6 +365,8 @@ class Detector(ABC):
         needed = [*META_COLUMNS, *self.input_columns]
         if share_col and share_col not in needed:
             needed.append(share_col)
+        pairs = self._plain_pairs()
+        needed += [p for _, p in pairs if p not in needed]
         keep = self.scorable_mask(features)
         rows = None if keep.all() else np.flatnonzero(keep)
         # Built column by column into a new frame (never a view of the caller's): a small
@@ -366,6 +381,7 @@ class Detector(ABC):
             else:
                 values = series.array
             columns[col] = values.copy() if rows is None else values.take(rows)
+        idle = self._read_plain(columns) if pairs else None
         log_units = set(self.config.settings.get("log_scale_units") or [])
         for col in self.input_columns:
             if feature_unit(col) in log_units:
@@ -374,6 +390,8 @@ class Detector(ABC):
         conditioned = [c for c in self.input_columns if feature_condition(c) == "running"]
         if conditioned and share_col and floor > 0:
             too_short = ~(np.asarray(columns[share_col], dtype=float) >= floor)
+            if idle is not None:
+                too_short &= ~idle
             if too_short.any():
                 for col in conditioned:
                     values = np.array(columns[col], dtype=float)
@@ -382,10 +400,11 @@ class Detector(ABC):
         return columns, rows
 
     def choose_columns(self, features: pd.DataFrame) -> Detector:
-        """Settle the input columns on the training windows: where no scorable window has the
-        compressor in the running state, the running-conditioned features are replaced by the
-        plain statistics (:mod:`~refrig_assets.detectors.running_state`), kept with the model
-        so scoring reads the same columns; :attr:`notes` says so. Otherwise nothing changes."""
+        """Settle the input columns on the training windows: where the cohorts' compressors
+        never ran (:mod:`~refrig_assets.detectors.running_state`), the running-conditioned
+        features are replaced by the plain statistics, or read from them in the windows of the
+        cohorts that never ran (:attr:`plain_cohorts`). Kept with the model, so scoring reads
+        the same columns; :attr:`notes` says so. A fleet whose cohorts run: nothing changes."""
         choice = choose_running_columns(
             features,
             self.scorable_mask(features),
@@ -396,7 +415,30 @@ class Detector(ABC):
         self.feature_columns = choice.feature_columns
         self.context_columns = choice.context_columns
         self.notes = choice.notes
+        self.plain_cohorts = choice.plain_cohorts
+        self.plain_of = choice.plain_of
         return self
+
+    def _read_plain(self, columns: dict[str, Any]) -> np.ndarray | None:
+        """In the windows of ``plain_cohorts`` (cohorts that never ran in training beside ones
+        that did) each running-conditioned column takes its plain statistic's values and the
+        running-state features (a duty cycle of 0 there) are missing: they carry no
+        information, as they are left out where no cohort ran. Returns those windows
+        (``None``: none)."""
+        idle = np.isin(np.asarray(columns["cohort"], dtype=object), list(self.plain_cohorts))
+        if not idle.any():
+            return None
+        pairs = dict(self._plain_pairs())
+        for running, plain in pairs.items():
+            values = np.array(columns[running], dtype=float)
+            values[idle] = np.asarray(columns[plain], dtype=float)[idle]
+            columns[running] = values
+        for col in running_state_features(self.input_columns, load_contract("device_features")):
+            if col not in pairs:
+                values = np.array(columns[col], dtype=float)
+                values[idle] = np.nan
+                columns[col] = values
+        return idle
 
     def fit(self, features: pd.DataFrame) -> Detector:
         """Fit on training windows (needs device_id, cohort and the input columns)."""

@@ -7,13 +7,14 @@ in windows where the compressor ran for at least ``running_share.min`` of the wi
 whose motors draw less than the threshold while they run (a small pump on a 1 A motor) has no
 such window: every running-conditioned feature is missing in every training window.
 
-When that holds for a detector's whole training data, the detector trains on the plain
-statistics instead (``<sensor>_running_mean`` -> ``<sensor>_mean``, running-state features left
-out): the mapping :func:`~refrig_assets.core.fleet_sensors.usable_features` applies to a fleet
-without the running-state sensor. The choice and why are kept with the model, so scoring reads
-the same columns. A fleet with any usable running window trains as before; a cohort that never
-ran while others did is named in the model's notes (its windows are judged without the
-running-conditioned features).
+When that holds for most devices of every cohort in a detector's training data, the detector
+trains on the plain statistics instead (``<sensor>_running_mean`` -> ``<sensor>_mean``,
+running-state features left out): the mapping
+:func:`~refrig_assets.core.fleet_sensors.usable_features` applies to a fleet without the
+running-state sensor. The choice and why are kept with the model, so scoring reads the same
+columns. A cohort that never ran while others did keeps the configured columns, but its windows
+read the plain statistic in each running-conditioned column, and the model's notes name it. A
+fleet whose cohorts run trains as before.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class RunningChoice:
     context_columns: list[str]
     plain: bool
     notes: tuple[str, ...] = ()
+    # Cohorts that never ran beside cohorts that did: in their windows each running-conditioned
+    # column holds its plain statistic (``plain_of``); running-state features are missing.
+    plain_cohorts: frozenset = frozenset()
+    plain_of: tuple[tuple[str, str], ...] = ()
 
 
 def is_running_conditioned(feature: str, features: Contract) -> bool:
@@ -100,10 +105,14 @@ def choose_running_columns(
 ) -> RunningChoice:
     """The columns a detector trains on, given its scorable training windows (``keep``).
 
-    Plain statistics replace the running-conditioned ones when no scorable training window has
-    a usable running-conditioned value (the compressor never ran above its threshold for
-    ``running_share.min`` of a window) and the plain columns are in the data; otherwise the
-    configured columns, with a note naming any cohort that never ran."""
+    A cohort *never runs* when most of its devices (more than half) have no scorable training
+    window with a usable running-conditioned value (the compressor above its threshold for
+    ``running_share.min`` of the window): one device whose fault drove the current over the
+    threshold does not make a cohort of small motors a running one. When every cohort never
+    runs, plain statistics replace the running-conditioned columns; when only some do, the
+    model keeps the configured columns and those cohorts' windows read their plain statistics
+    in them (``plain_cohorts``, ``plain_of``). Either needs the plain columns in the data;
+    otherwise (and when every cohort runs) the configured columns as they are."""
     contract = load_contract("device_features")
     inputs = feature_columns + context_columns
     conditioned = [c for c in inputs if is_running_conditioned(c, contract)]
@@ -112,33 +121,69 @@ def choose_running_columns(
         return unchanged
     usable = running_usable(features, keep, conditioned, share)
     cohorts = _cohorts(features, keep)
-    if usable.any():
-        idle = sorted(set(cohorts.tolist()) - set(cohorts[usable].tolist()), key=str)
-        if not idle:
-            return unchanged
+    devices = features["device_id"].to_numpy()[keep]
+    ran = pd.Series(usable).groupby([cohorts, devices]).any()
+    devices_ran = ran.groupby(level=0).agg(["sum", "size"])
+    idle = sorted(
+        (c for c, (k, n) in devices_ran.iterrows() if k * 2 < n),
+        key=str,
+    )
+    if not idle:
+        return unchanged
+    in_idle = keep.copy()
+    in_idle[keep] = np.isin(cohorts, idle)
+    ran_in_idle = int(devices_ran.loc[idle, "sum"].sum())
+    of_devices = int(devices_ran.loc[idle, "size"].sum())
+    why = f"{_named(idle)}: {_never_ran(features, in_idle, share, ran_in_idle, of_devices)}"
+    pairs = _plain_pairs(conditioned, contract)
+    state = [c for c in running_state_features(inputs, contract) if c not in conditioned]
+    if len(idle) < len(devices_ran):
+        if not pairs or any(p not in features.columns for _, p in pairs):
+            note = f"{why}; its windows are judged without the running-conditioned features"
+            return RunningChoice(list(feature_columns), list(context_columns), False, (note,))
         note = (
-            f"{_named(idle)}: {_never_ran(features, keep, share)}; its windows are judged "
-            "without the running-conditioned features"
+            f"{why}; in its windows running-conditioned features read the plain statistics"
+            f" ({', '.join(_mapping(conditioned, contract))})"
+            + (f", {', '.join(state)} missing" if state else "")
         )
-        return RunningChoice(list(feature_columns), list(context_columns), False, (note,))
+        return RunningChoice(
+            list(feature_columns),
+            list(context_columns),
+            False,
+            (note,),
+            plain_cohorts=frozenset(idle),
+            plain_of=tuple(pairs),
+        )
     plain_features = plain_statistics(feature_columns, contract)
     plain_context = [
         c for c in plain_statistics(context_columns, contract) if c not in plain_features
     ]
     if not plain_features or any(c not in features.columns for c in plain_features):
         return unchanged  # nothing to fall back on: training refuses and says why
-    dropped = [
-        c
-        for c in inputs
-        if c not in conditioned and c not in plain_features and c not in plain_context
-    ]
     note = (
-        f"{_named(sorted(set(cohorts.tolist()), key=str))}: {_never_ran(features, keep, share)}; "
-        "running-conditioned features replaced by plain statistics"
+        f"{why}; running-conditioned features replaced by plain statistics"
         f" ({', '.join(_mapping(conditioned, contract))})"
-        + (f", {', '.join(dropped)} left out" if dropped else "")
+        + (f", {', '.join(state)} left out" if state else "")
     )
     return RunningChoice(plain_features, plain_context, plain=True, notes=(note,))
+
+
+def running_state_features(names: list[str], contract: Contract) -> list[str]:
+    """The features of ``names`` that only the running state gives (``duty_cycle``, starts and
+    runs; running-conditioned statistics among them): what :func:`plain_statistics` leaves out
+    or replaces."""
+    kept = set(plain_statistics(names, contract))
+    return [n for n in names if n not in kept]
+
+
+def _plain_pairs(conditioned: list[str], contract: Contract) -> list[tuple[str, str]]:
+    """(running-conditioned column, its plain statistic) where there is one."""
+    pairs = []
+    for column in conditioned:
+        plain = plain_statistics([column], contract)
+        if plain:
+            pairs.append((column, plain[0]))
+    return pairs
 
 
 def _mapping(conditioned: list[str], contract: Contract) -> list[str]:
@@ -160,8 +205,11 @@ def _named(cohorts: list[Any]) -> str:
     return ", ".join(str(c) for c in cohorts)
 
 
-def _never_ran(features: pd.DataFrame, keep: np.ndarray, share: dict[str, Any]) -> str:
-    """Why no running window: the sensor never above its threshold, or never for long enough."""
+def _never_ran(
+    features: pd.DataFrame, keep: np.ndarray, share: dict[str, Any], ran: int, devices: int
+) -> str:
+    """Why no running window (in ``keep``): the sensor never above its threshold, never for
+    long enough, or only on ``ran`` of the ``devices``."""
     readings = load_contract("sensor_readings")
     declared = readings.running_sensors()
     where = f"{CONTRACTS_DIR.name}/{readings.dataset}.yaml"
@@ -171,6 +219,11 @@ def _never_ran(features: pd.DataFrame, keep: np.ndarray, share: dict[str, Any]) 
     unit = f" {sensor.unit}" if sensor.unit else ""
     threshold = f"running_above {sensor.extra['running_above']}{unit} ({where})"
     share_column, floor = share.get("column"), float(share.get("min", 0.0) or 0.0)
+    if ran:
+        return (
+            f"{sensor.name} above {threshold} for running_share.min {floor} of a window on "
+            f"only {ran} of {devices} devices in training"
+        )
     most = (
         float(np.nanmax(np.asarray(features[share_column], dtype=float)[keep], initial=0.0))
         if share_column and share_column in features.columns

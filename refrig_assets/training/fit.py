@@ -24,12 +24,18 @@ def data_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
+def read_columns(detector: Detector) -> list[str]:
+    """The feature columns a fit reads (after :meth:`Detector.choose_columns`: plain statistics
+    where the data never ran), hashed as its training data."""
+    plain = [p for _, p in getattr(detector, "plain_of", ())]
+    return list(dict.fromkeys([*detector.input_columns, *plain]))
+
+
 def training_fingerprint(config: ModelConfig, features: pd.DataFrame) -> dict[str, str]:
     """What identifies a training before fitting: code version, config hash, training-data hash
     and feature schema (the registry's ``FINGERPRINT_TAGS``). Equal fingerprints train the same
     model, so a registered version with it is reused instead of registering a copy."""
-    # The columns the fit will read: plain statistics where the data never ran (choose_columns).
-    columns = build_detector(config).choose_columns(features).input_columns
+    columns = read_columns(build_detector(config).choose_columns(features))
     return {
         "code_version": code_version(),
         "config_hash": config.config_hash,
@@ -57,7 +63,7 @@ def train_detector(
     lineage = Lineage(
         training_partitions=partitions,
         training_data_hash=data_hash(
-            features[["device_id", "window_start", "cohort", *detector.input_columns]]
+            features[["device_id", "window_start", "cohort", *read_columns(detector)]]
         ),
         config_hash=config.config_hash,
         feature_schema=load_contract("device_features").schema_fingerprint,

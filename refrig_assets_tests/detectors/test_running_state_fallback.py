@@ -116,13 +116,53 @@ def test_the_fingerprint_of_a_fleet_that_never_ran_covers_the_plain_statistics()
     assert training_fingerprint(config, running) == training_fingerprint(config, changed)
 
 
-def test_a_cohort_that_never_ran_beside_ones_that_did_is_named_and_nothing_is_replaced():
-    config = load_model_config("pca_reconstruction")
+@pytest.mark.parametrize("model_id", HOURLY)
+def test_a_cohort_that_never_ran_beside_ones_that_did_reads_its_plain_statistics(model_id):
+    """The model keeps the configured columns; in the idle cohort's windows they hold the plain
+    statistics, so a cooling fault there is still flagged and the notes name the cohort."""
+    config = load_model_config(model_id)
     frame = fleet()
     idle = frame["cohort"].eq("cohort_b")
-    frame = never_running(frame, idle)
-    detector = build_detector(config).fit(frame)
+    train = never_running(frame, idle)
+    detector = build_detector(config).fit(train)
     assert detector.input_columns == build_detector(config).input_columns
+    assert detector.plain_cohorts == {"cohort_b"}
+    (note,) = detector.notes
+    assert note.startswith("cohort_b: ") and "never above running_above" in note
+    assert "read the plain statistics" in note and "duty_cycle missing" in note
+    prepared = detector.prepare(train)
+    rows = idle.to_numpy()
+    running = np.log(np.clip(train.loc[rows, "current_compressor_mean"].to_numpy(), 1e-6, None))
+    np.testing.assert_allclose(prepared.loc[rows, "current_compressor_running_mean"], running)
+    assert prepared.loc[rows, "duty_cycle"].isna().all()  # no information where it never ran
+    # the running cohorts read their running statistics as before
+    others = prepared.loc[~rows, "temperature_evaporator_running_mean"]
+    np.testing.assert_array_equal(others, train.loc[~rows, "temperature_evaporator_running_mean"])
+    later = synthetic_features(devices=12, hours=4, seed=3, first_hour=4)
+    later_idle = later["cohort"].eq("cohort_b")
+    later = never_running(later, later_idle)
+    device = later.loc[later_idle, "device_id"].iloc[0]
+    faulty = later["device_id"].eq(device)
+    later.loc[faulty, "temperature_evaporator_mean"] += (
+        12 * train["temperature_evaporator_mean"].std()
+    )
+    scores = detector.score(later)
+    flagged = scores[scores["anomaly_flag"]]
+    assert device in set(flagged["device_id"])
+    assert (flagged["device_id"] == device).mean() > 0.9
+    # a request's rows (the serving path's arrays) read the same columns
+    answer = detector.answer_columns(later)
+    np.testing.assert_allclose(answer["anomaly_score"], scores["anomaly_score"])
+
+
+def test_a_cohort_that_never_ran_without_plain_statistics_is_named_and_nothing_is_read():
+    config = load_model_config("pca_reconstruction")
+    frame = fleet()
+    frame = never_running(frame, frame["cohort"].eq("cohort_b"))
+    detector = build_detector(config)
+    plain = plain_statistics(detector.feature_columns, load_contract("device_features"))
+    detector.fit(frame.drop(columns=plain))
+    assert detector.plain_cohorts == frozenset()
     (note,) = detector.notes
     assert note.startswith("cohort_b: ") and "judged without the running-conditioned" in note
 
@@ -160,3 +200,34 @@ def test_without_the_plain_statistics_the_running_threshold_refusal_stays():
     with pytest.raises(NotTrainable) as refused:
         detector.fit(frame.drop(columns=plain))
     assert refused.value.setting == f"{running_sensor().name}.running_above"
+
+
+def test_one_device_whose_fault_crossed_the_threshold_does_not_make_a_cohort_run():
+    """A small-motor fleet where an overload drove one device over running_above for a while:
+    the cohorts still never ran (most of their devices did not), in every model kind."""
+    config = load_model_config("statistical_baseline")
+    frame = fleet()
+    overloaded = frame["device_id"].eq(frame["device_id"].iloc[0])
+    frame = never_running(frame, ~overloaded)
+    detector = build_detector(config).fit(frame)
+    assert detector.feature_columns == plain_statistics(
+        build_detector(config).feature_columns, load_contract("device_features")
+    )
+    (note,) = detector.notes
+    devices = frame["device_id"].nunique()
+    assert f"on only 1 of {devices} devices in training" in note
+
+
+def test_one_running_device_in_an_idle_cohort_reads_the_plain_statistics_too():
+    config = load_model_config("pca_reconstruction")
+    frame = synthetic_features(devices=24, hours=4, seed=3)  # 7 devices in cohort_b
+    idle = frame["cohort"].eq("cohort_b")
+    overloaded = frame["device_id"].eq(frame.loc[idle, "device_id"].iloc[0])
+    frame = never_running(frame, idle & ~overloaded)
+    detector = build_detector(config).fit(frame)
+    assert detector.plain_cohorts == {"cohort_b"}
+    prepared = detector.prepare(frame)
+    np.testing.assert_allclose(
+        prepared.loc[overloaded.to_numpy(), "temperature_evaporator_running_mean"],
+        frame.loc[overloaded, "temperature_evaporator_mean"],
+    )
