@@ -21,7 +21,15 @@ RULE_KINDS: dict[str, tuple[str, ...]] = {
     "above": (),
     "above_moving_average": ("average_hours", "min_history_minutes", "cohort_min_devices"),
     "drop_within": ("window_minutes", "settle_minutes"),
-    "sustained_rise": ("rate_window_minutes", "sustain_minutes"),
+    # With the device idle, the rise must also outpace the device's own defrost warm-up (the
+    # fastest rise into the contract's defrost state it has shown, once it has seen
+    # min_defrosts defrosts; else its cohort's median).
+    "sustained_rise": (
+        "rate_window_minutes",
+        "sustain_minutes",
+        "min_defrosts",
+        "cohort_min_devices",
+    ),
     # A state (door_open) on at every reading for longer than the threshold in minutes.
     "state_held": (),
     # Below threshold × the device's moving average with the compressor idle at every reading
@@ -38,8 +46,12 @@ RULE_KINDS: dict[str, tuple[str, ...]] = {
 NOT_LOOKBACKS = ("settle_minutes",)
 # A state_held rule's least held time at the fleet's cadence (min_readings_held intervals).
 HELD_FLOOR = "min_held_minutes"
-# Kinds that keep a moving average per running state, and kinds that carry a streak.
-MOVING_AVERAGE_KINDS = ("above_moving_average", "below_moving_average_held")
+# A sustained_rise rule on a sensor with a contract ``defrost_above``: the level above which the
+# idle coil is defrosting (absent: the rule learns no defrost warm-up).
+DEFROST_ABOVE = "defrost_above"
+# Kinds that keep a moving average per running state (sustained_rise: its devices' defrost
+# warm-ups in the same record), and kinds that carry a streak.
+MOVING_AVERAGE_KINDS = ("above_moving_average", "below_moving_average_held", "sustained_rise")
 STREAK_KINDS = ("sustained_rise", "state_held", "below_moving_average_held")
 
 
@@ -56,6 +68,14 @@ class StreamingRule:
     def minutes(self, name: str) -> float:
         """A duration parameter in minutes."""
         return float(self.params[name])
+
+    @property
+    def history_needed(self) -> float:
+        """How much of its own history a device needs before its moving average is trusted:
+        minutes of readings, or (sustained_rise) defrosts seen."""
+        if self.kind == "sustained_rise":
+            return float(self.params["min_defrosts"])
+        return self.minutes("min_history_minutes")
 
     @property
     def span_ns(self) -> int:
@@ -149,6 +169,9 @@ def load_streaming_settings(
         }
         if kind == "state_held":
             params[HELD_FLOOR] = held_floor
+        defrost_above = readings.column(sensor).extra.get(DEFROST_ABOVE)
+        if kind == "sustained_rise" and defrost_above is not None:
+            params[DEFROST_ABOVE] = float(defrost_above)
         rules.append(StreamingRule(name, kind, sensor, threshold, params))
     running = readings.running_sensors()
     if not running:

@@ -118,17 +118,19 @@ class StreamingEngine:
 
         readings = self._merge_with_buffer(code, ts, values)
         thresholds, cohorts, _ = self.thresholds.for_devices(state.devices)
-        firings, counts = [], {}
+        firings, counts, samples = [], {}, {}
         for rule in s.rules:
             hits = self._evaluate(rule, readings, thresholds, cohorts)
             counts[rule.name] = int(hits.fires.sum())
             opened = self._open_episodes(rule, readings, hits, thresholds[rule.threshold])
             if len(opened):
                 firings.append(opened)
+            if hits.sample is not None:
+                samples[rule.name] = hits.sample
         last = _last_of_device(readings.code[readings.new])
         newest = np.full(len(state), NO_TIME)
         newest[readings.code[readings.new][last]] = readings.ts[readings.new][last]
-        self._update_averages(readings, newest)
+        self._update_averages(readings, newest, samples, thresholds)
         self._advance(readings, newest)
         frame = (
             pd.concat(firings, ignore_index=True)
@@ -187,10 +189,13 @@ class StreamingEngine:
             return kinds.above(r, rule, limit)
         if rule.kind == "drop_within":
             return kinds.drop_within(r, rule, limit, gap)
-        if rule.kind == "sustained_rise":
-            return kinds.sustained_rise(r, rule, limit, gap, self.state.streaks[rule.name])
         if rule.kind == "state_held":
             return kinds.state_held(r, rule, limit, gap, self.state.streaks[rule.name])
+        if rule.kind == "sustained_rise":
+            own_rise = self._defrost_warm_up(rule, cohorts)
+            return kinds.sustained_rise(
+                r, rule, limit, gap, self.state.streaks[rule.name], own_rise
+            )
         baseline = self._baseline(rule, cohorts, r.code[r.new])
         if rule.kind == "below_moving_average_held":
             return kinds.below_moving_average_held(
@@ -200,10 +205,11 @@ class StreamingEngine:
 
     def _baseline(self, rule: StreamingRule, cohorts: np.ndarray, needed: np.ndarray) -> np.ndarray:
         """(devices, 2) moving average per running state: the device's own once it has
-        ``min_history_minutes`` in that state, else its cohort's median over devices that have
+        ``min_history_minutes`` in that state (sustained_rise: ``min_defrosts`` defrosts), else
+        its cohort's median over devices that have
         (when at least ``cohort_min_devices`` do), else NaN. ``needed``: devices to evaluate."""
         avg = self.state.averages[rule.name]
-        trusted = avg.minutes >= rule.minutes("min_history_minutes")
+        trusted = avg.minutes >= rule.history_needed
         own = np.where(trusted, avg.mean(), np.nan)
         if trusted[needed].all():
             return own
@@ -211,6 +217,22 @@ class StreamingEngine:
         fill = np.flatnonzero(~trusted.all(axis=1))
         own[fill] = np.where(trusted[fill], own[fill], typical[cohorts[fill]])
         return own
+
+    def _defrost_warm_up(self, rule: StreamingRule, cohorts: np.ndarray) -> np.ndarray:
+        """Per device, the warm-up an idle rise must outpace (sustained_rise): the faster of
+        its own (the fastest of its defrosts' warm-ups, :meth:`_learn_warm_ups`, 0 where it
+        has seen ``min_defrosts`` defrosts but none faster than the limit) and its cohort's
+        median of those (from ``cohort_min_devices`` devices that have). How fast a heater
+        warms the coil depends on how cold the coil was when it started (right after the
+        compressor stopped, or late in an off-cycle), so a device's first few defrosts need
+        not show its fastest; its cohort's do. NaN: nothing known, the limit alone."""
+        avg = self.state.averages[rule.name]
+        seen = avg.minutes[:, 1] >= rule.history_needed
+        fast = np.where(avg.minutes[:, 0] > 0, avg.mean()[:, 0], 0.0)
+        own = np.where(seen, fast, np.nan)
+        trusted = np.stack([seen, np.zeros(len(seen), dtype=bool)], axis=1)
+        typical = self._cohort_typical(rule, cohorts, trusted, np.stack([own, own], axis=1))
+        return np.fmax(own, typical[cohorts, 0]) if len(typical) else own
 
     def _cohort_typical(
         self, rule: StreamingRule, cohorts: np.ndarray, trusted: np.ndarray, own: np.ndarray
@@ -269,9 +291,16 @@ class StreamingEngine:
             columns=FIRING_COLUMNS,
         )
 
-    def _update_averages(self, r: Readings, newest: np.ndarray) -> None:
+    def _update_averages(
+        self,
+        r: Readings,
+        newest: np.ndarray,
+        samples: dict[str, np.ndarray],
+        limits: dict[str, np.ndarray],
+    ) -> None:
         """Fold the new readings into each moving average (exponential weights with the mean age
-        of a plain ``average_hours`` window: time constant half of it)."""
+        of a plain ``average_hours`` window: time constant half of it). A sustained_rise rule
+        learns its devices' defrost warm-ups instead (:meth:`_learn_warm_ups`)."""
         n = len(self.state)
         if not len(r.new):
             return
@@ -283,6 +312,13 @@ class StreamingEngine:
         step_minutes = np.minimum(gap, self.settings.max_gap_ns) / NS_PER_MINUTE
         code, ts, state_col = r.code[new], r.ts[new], r.running[new].astype(np.int64)
         for rule in self.settings.rules:
+            if rule.kind == "sustained_rise":
+                if rule.name in samples:
+                    limit = limits[rule.threshold][code]
+                    self._learn_warm_ups(
+                        self.state.averages[rule.name], code, samples[rule.name], limit
+                    )
+                continue
             if rule.kind not in MOVING_AVERAGE_KINDS:
                 continue
             avg: MovingAverage = self.state.averages[rule.name]
@@ -303,6 +339,33 @@ class StreamingEngine:
             ):
                 part += np.bincount(slot, weights=weights, minlength=2 * n).reshape(n, 2)
             avg.updated[touched] = t_new
+
+    @staticmethod
+    def _learn_warm_ups(
+        avg: MovingAverage, code: np.ndarray, sample: np.ndarray, limit: np.ndarray
+    ) -> None:
+        """Per device, the fastest defrost warm-up seen (column 0: ``total`` / ``weight``, the
+        count of those faster than the limit in ``minutes``) and the count of defrosts seen
+        (column 1's ``minutes``). Every defrost counts, whether or not the rule fired on it: a
+        rise that carried the idle coil into the defrost state is a defrost by the contract.
+        A warm-up no faster than the limit adds nothing to the fastest (an idle coil that
+        settles at about defrost_above crosses it slowly, back and forth)."""
+        n = len(avg.updated)
+        seen = np.isfinite(sample)
+        avg.minutes[:, 1] += np.bincount(code[seen], minlength=n)
+        faster = seen & (sample > limit)
+        if not faster.any():
+            return
+        fastest = np.full(n, -np.inf)
+        np.maximum.at(fastest, code[faster], sample[faster])
+        hit = np.isfinite(fastest)
+        known = avg.weight[hit, 0] > 0
+        before = np.where(
+            known, avg.total[hit, 0] / np.where(known, avg.weight[hit, 0], 1.0), -np.inf
+        )
+        avg.total[hit, 0] = np.maximum(before, fastest[hit])
+        avg.weight[hit, 0] = 1.0
+        avg.minutes[:, 0] += np.bincount(code[faster], minlength=n)
 
     def _advance(self, r: Readings, newest: np.ndarray) -> None:
         """Move watermarks to the newest readings and keep only what later windows need: the

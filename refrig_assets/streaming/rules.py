@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refrig_assets.streaming.config import HELD_FLOOR, NS_PER_MINUTE, StreamingRule
+from refrig_assets.streaming.config import DEFROST_ABOVE, HELD_FLOOR, NS_PER_MINUTE, StreamingRule
 
 UNKNOWN_STATE = -1
 NO_TIME = np.iinfo(np.int64).min
@@ -107,6 +107,9 @@ class Hits:
     # The running state the reference belongs to, where not the reading's own (int8 like
     # Readings.running); None: the reading's state.
     state: np.ndarray | None = None
+    # Per new reading, what to fold into the rule's moving average (NaN: nothing), where the
+    # average is not of the sensor's values (sustained_rise: defrost warm-up rates).
+    sample: np.ndarray | None = None
 
 
 def above(r: Readings, rule: StreamingRule, threshold: np.ndarray) -> Hits:
@@ -187,28 +190,41 @@ def sustained_rise(
     rate_limit: np.ndarray,
     max_gap_ns: int,
     streak_from: np.ndarray,
+    own_rise: np.ndarray,
 ) -> Hits:
-    """Rate of rise above ``rate_limit`` per minute at every reading for ``sustain_minutes``.
+    """Rate of rise above the limit per minute at every reading for ``sustain_minutes``.
 
     The rate at a reading is measured against the last reading at least ``rate_window_minutes``
     earlier (and at most ``max_gap_ns`` earlier). The streak of consecutive readings whose rate
     exceeds the limit must cover the sustain time, counted from the first rate's reference.
     ``streak_from`` (per device) carries the streak of the device's last evaluated reading
     across batches (NO_TIME: that reading was not rising); it is updated in place.
+
+    The limit is ``rate_limit`` with the compressor running (a running compressor over a warming
+    coil is no cooling) or its state unknown. With it idle, the coil also warms when the device
+    defrosts, as fast as its heater or hot gas drives it; so an idle reading must also outpace
+    ``own_rise`` (per device, NaN: unknown), the fastest defrost warm-up of the device and its
+    cohort: a rise as fast as the device's defrosts is no lost compressor.
+
+    ``Hits.sample`` holds, at each new reading that enters the defrost state (idle, above the
+    rule's ``defrost_above``; the reading before it was not), the fastest rate over the
+    rule's span before it: the warm-up of that defrost, which the engine folds into
+    ``own_rise``.
     """
     new = r.new
     x = r.values[rule.sensor]
     window_ns = int(rule.minutes("rate_window_minutes") * NS_PER_MINUTE)
     sustain_ns = int(rule.minutes("sustain_minutes") * NS_PER_MINUTE)
-    ref = r.last_at_or_before(new, window_ns)
-    has_ref = ref >= 0
-    ref = np.maximum(ref, 0)
+    learns = DEFROST_ABOVE in rule.params
+    rows = np.arange(len(r)) if learns else new
+    rate_at, ref_at = _rates(r, x, rows, window_ns, max_gap_ns)
+    rate = rate_at[new] if learns else rate_at
+    ref = ref_at[new] if learns else ref_at
     ts, code = r.ts[new], r.code[new]
-    has_ref &= ts - r.ts[ref] <= max_gap_ns
-    minutes = np.where(has_ref, (ts - r.ts[ref]) / NS_PER_MINUTE, 1.0)
+    idle = r.running[new] == 0
+    limit = np.where(idle, np.fmax(rate_limit[code], own_rise[code]), rate_limit[code])
     with np.errstate(invalid="ignore"):
-        rate = np.where(has_ref, (x[new] - x[ref]) / minutes, np.nan)
-        rising = rate > rate_limit[code]
+        rising = rate > limit
     # The reading before each new one: a new one of the same batch, or the device's last
     # evaluated reading (the end of the buffer), whose streak the state remembers.
     before = np.maximum(new - 1, 0)
@@ -222,13 +238,39 @@ def sustained_rise(
     within = continues & previous_new  # goes on from a reading of this batch
     first = np.maximum.accumulate(np.where(within, 0, np.arange(len(new))))
     carried = continues[first]  # the run's first reading goes on from the last batch
-    start = np.where(carried, streak_from[code[first]], r.ts[ref[first]])
+    start = np.where(carried, streak_from[code[first]], r.ts[np.maximum(ref[first], 0)])
     covered = ts - start
     fires = rising & (covered >= sustain_ns)
     last = np.ones(len(new), dtype=bool)
     last[:-1] = code[1:] != code[:-1]
     streak_from[code[last]] = np.where(rising[last], start[last], NO_TIME)
-    return Hits(fires, rate, rate_limit[code], covered)
+    sample = None
+    if learns:
+        with np.errstate(invalid="ignore"):
+            defrosting = (r.running == 0) & (x > rule.params[DEFROST_ABOVE])
+        enters = defrosting[new] & linked & ~defrosting[before]
+        sample = np.full(len(new), np.nan)
+        if enters.any():
+            at = new[enters]
+            lo = r.first_within(at, rule.span_ns)
+            fastest = range_max(np.where(np.isfinite(rate_at), rate_at, -np.inf), lo, at + 1)
+            sample[enters] = np.where(np.isfinite(fastest), fastest, np.nan)
+    return Hits(fires, rate, limit, covered, sample=sample)
+
+
+def _rates(
+    r: Readings, x: np.ndarray, rows: np.ndarray, window_ns: int, max_gap_ns: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the rate of change per minute since the last reading at least ``window_ns``
+    earlier (NaN without one within ``max_gap_ns``), and that reading (-1: none)."""
+    ref = r.last_at_or_before(rows, window_ns)
+    has_ref = ref >= 0
+    safe = np.maximum(ref, 0)
+    has_ref &= r.ts[rows] - r.ts[safe] <= max_gap_ns
+    minutes = np.where(has_ref, (r.ts[rows] - r.ts[safe]) / NS_PER_MINUTE, 1.0)
+    with np.errstate(invalid="ignore"):
+        rate = np.where(has_ref, (x[rows] - x[safe]) / minutes, np.nan)
+    return rate, np.where(has_ref, ref, -1)
 
 
 def _held(
