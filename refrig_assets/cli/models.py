@@ -161,8 +161,10 @@ def promote(
         evaluate_candidate,
         read_labels,
         recent_features,
+        unreadable_champion_report,
     )
     from refrig_assets.lifecycle.rollout import RolloutManager
+    from refrig_assets.training.registry import CorruptArtifactError
 
     _model(model_id)
     s = get_settings()
@@ -182,23 +184,28 @@ def promote(
             f"Evaluating {model_id} v{version} against production v{champion} on "
             f"{stems[0]}..{stems[-1]} ({len(features):,} windows) ..."
         )
-        evaluation = evaluate_candidate(
-            lc.registry,
-            model_id,
-            version,
-            champion,
-            features,
-            store.read("device_registry"),
-            read_labels(s.labels_path),
-            policy,
-        )
-        for g in evaluation.report.gates:
+        try:
+            report = evaluate_candidate(
+                lc.registry,
+                model_id,
+                version,
+                champion,
+                features,
+                store.read("device_registry"),
+                read_labels(s.labels_path),
+                policy,
+            ).report
+        except CorruptArtifactError as exc:
+            if exc.version != champion:
+                raise  # the candidate itself: refused as before
+            report = unreadable_champion_report(model_id, version, champion, exc)
+        for g in report.gates:
             typer.echo(f"  [{'pass' if g.passed else 'FAIL'}] {g.detail}")
         rollout = RolloutManager(lc)
-        if evaluation.passed and not now and rollout.policy(model_id).enabled:
-            event = rollout.start(evaluation.report, _actor(by), reason=reason)
+        if report.passed and not now and rollout.policy(model_id).enabled:
+            event = rollout.start(report, _actor(by), reason=reason)
         else:
-            event = lc.apply(evaluation.report, _actor(by), force=force, reason=reason)
+            event = lc.apply(report, _actor(by), force=force, reason=reason)
         typer.echo(_event_line(event))
     if event.event == "promotion_blocked":
         raise typer.Exit(1)

@@ -29,7 +29,12 @@ from refrig_assets.evaluation.backtest import backtest
 from refrig_assets.lifecycle import audit as events
 from refrig_assets.lifecycle.audit import AuditTrail, LifecycleEvent
 from refrig_assets.lifecycle.canary import CanaryResult, compare_scores
-from refrig_assets.lifecycle.gates import GateReport, absolute_gates, champion_gates
+from refrig_assets.lifecycle.gates import (
+    GateReport,
+    GateResult,
+    absolute_gates,
+    champion_gates,
+)
 from refrig_assets.lifecycle.pinning import model_file, write_pin
 from refrig_assets.scoring.score import score_windows, with_cohort
 from refrig_assets.training.registry import ModelRegistry
@@ -176,6 +181,30 @@ def evaluate_candidate(
         else ""
     )
     return Evaluation(model_id, candidate, champion, report, canary, backtests, span, now)
+
+
+def unreadable_champion_report(
+    model_id: str, candidate: str, champion: str, problem: Exception
+) -> GateReport:
+    """The gate report of a candidate whose champion cannot be loaded (corrupt, missing): one
+    failed gate saying so, so the promotion is recorded as blocked, or as forced with a reason
+    (the way to replace a corrupt production version), never silently passed."""
+    report = GateReport(model_id, candidate, champion)
+    report.gates.append(
+        GateResult(
+            name="champion_loads",
+            kind="vs_champion",
+            passed=False,
+            value=None,
+            rule="loads",
+            margin=None,
+            detail=(
+                f"production v{champion} cannot be compared ({problem}); replace it with "
+                "--force and a --reason, or pin a version"
+            ),
+        )
+    )
+    return report
 
 
 # -- decisions ----------------------------------------------------------------------------------
