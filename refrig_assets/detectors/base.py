@@ -556,6 +556,8 @@ class Detector(ABC):
             out = {c: values.take(rows) for c, values in out.items()}
         top_k = int(self.config.setting("top_contributors"))
         tops, details = self._contributors(contrib, templates, top_k)
+        if self._plain_pairs():
+            details = self._plain_evidence(frame, details, rows)
         penalty = float(self.config.setting("confidence_flag_penalty"))
         flagged = out["quality_mask"].to_numpy() != 0
         confidence = out["sensor_completeness"].to_numpy() * np.where(flagged, 1 - penalty, 1.0)
@@ -574,6 +576,23 @@ class Detector(ABC):
             "contributor_detail": details,
             "confidence": np.clip(confidence, 0.0, 1.0),
         }
+
+    def _plain_evidence(
+        self, frame: pd.DataFrame | FewRows, details: np.ndarray, rows: np.ndarray | None
+    ) -> np.ndarray:
+        """Evidence of windows of ``plain_cohorts`` named by the column they read: the plain
+        statistic (``temperature_evaporator_mean ...``), not the running-conditioned one."""
+        cohorts = np.asarray(frame["cohort"].to_numpy(), dtype=object)
+        idle = np.isin(cohorts if rows is None else cohorts[rows], list(self.plain_cohorts))
+        if not idle.any():
+            return details
+        names = dict(self._plain_pairs())
+        details = details.copy()
+        for i in np.flatnonzero(idle).tolist():
+            head, sep, tail = str(details[i] or "").partition(" ")
+            if head in names:
+                details[i] = names[head] + sep + tail
+        return details
 
     def unlearned_context(self, frame: pd.DataFrame | FewRows) -> np.ndarray | None:
         """Per row and context column: the context lies outside the range training saw and

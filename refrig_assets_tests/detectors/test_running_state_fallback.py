@@ -150,9 +150,16 @@ def test_a_cohort_that_never_ran_beside_ones_that_did_reads_its_plain_statistics
     flagged = scores[scores["anomaly_flag"]]
     assert device in set(flagged["device_id"])
     assert (flagged["device_id"] == device).mean() > 0.9
+    # its evidence names the column it read
+    evidence = flagged.loc[flagged["device_id"] == device, "contributor_detail"]
+    assert evidence.str.startswith("temperature_evaporator_mean ").all()
+    others = scores.loc[~scores["device_id"].isin(later.loc[later_idle, "device_id"])]
+    plain = tuple(f"{p} " for _, p in detector.plain_of)
+    assert not others["contributor_detail"].str.startswith(plain).any()
     # a request's rows (the serving path's arrays) read the same columns
     answer = detector.answer_columns(later)
     np.testing.assert_allclose(answer["anomaly_score"], scores["anomaly_score"])
+    np.testing.assert_array_equal(answer["contributor_detail"], scores["contributor_detail"])
 
 
 def test_a_cohort_that_never_ran_without_plain_statistics_is_named_and_nothing_is_read():
