@@ -432,6 +432,10 @@ def run_pipeline(
         raise_on_error=False,
     )
     stop_if_interrupted(result)
+    if not result.success:  # a crashed training: the hours are scored by older versions, or none
+        failures += [e.step_key for e in result.all_events if e.is_step_failure] or [
+            "train_detectors"
+        ]
     log(
         f"  trained {', '.join(training_assets)} on {train_keys[0]}..{train_keys[-1]}: "
         f"{'ok' if result.success else 'FAILED'}"
