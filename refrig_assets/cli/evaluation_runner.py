@@ -50,7 +50,8 @@ def run_daily_scores_and_backtest(
 
 
 def held_assets(result) -> dict[str, str]:
-    """Assets of a run that were held (not scored) or are not trained, and why."""
+    """Assets of a run that were held (not scored), are not trained, or trained with a note
+    (e.g. plain statistics in place of running-conditioned ones), and why."""
     out = {}
     for event in result.all_events:
         if event.is_step_materialization:
@@ -60,5 +61,9 @@ def held_assets(result) -> dict[str, str]:
             elif str(getattr(mat.metadata.get("not_trained"), "value", "") or ""):
                 out[mat.asset_key.to_user_string()] = (
                     f"not trained: {mat.metadata['not_trained'].value}"
+                )
+            elif str(getattr(mat.metadata.get("training_notes"), "value", "") or ""):
+                out[mat.asset_key.to_user_string()] = (
+                    f"trained, note: {mat.metadata['training_notes'].value}"
                 )
     return out

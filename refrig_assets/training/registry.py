@@ -149,11 +149,12 @@ def _version_description(
     """What the version page says first: what was trained on what, and how it flagged it."""
     rate = metrics.get("training_flag_rate")
     flagged = f"; flagged {rate:.1%} of its training windows" if rate is not None else ""
+    notes = "".join(f" Note: {n}." for n in getattr(detector, "notes", ()))
     return (
         f"{detector.config.model_id} {semver} ({detector.config.detector}): trained on feature "
         f"hours {lineage.training_partitions}, {lineage.training_rows:,} windows{flagged}. "
         f"Code {lineage.code_version}, config {lineage.config_hash[:12]}. Canary and backtest "
-        "metrics are added when it is evaluated against production."
+        f"metrics are added when it is evaluated against production.{notes}"
     )
 
 

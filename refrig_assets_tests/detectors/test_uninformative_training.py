@@ -1,7 +1,9 @@
 """A detector whose training rows carry no information is not trained: a fleet whose motors
 draw less than the contract's running threshold has no running window, so every running mean
-is missing and the duty cycle is 0 everywhere. A model fitted on that scores every window the
-same; it must refuse and say why. A constant or missing column among varying ones trains."""
+is missing and the duty cycle is 0 everywhere. Such a fleet trains on the plain statistics
+(test_running_state_fallback.py); where those are not in the data either, a model fitted on it
+scores every window the same: it must refuse and say why. A constant or missing column among
+varying ones trains."""
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,7 @@ import pytest
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import all_model_ids, load_model_config
 from refrig_assets.detectors.base import NotTrainable, build_detector
+from refrig_assets.detectors.running_state import plain_statistics
 from tools.benchmarks.scoring import synthetic_features
 
 HOURLY = ["statistical_baseline", "isolation_forest", "pca_reconstruction"]
@@ -31,6 +34,12 @@ def never_running(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def without_plain_statistics(frame: pd.DataFrame, detector) -> pd.DataFrame:
+    """``frame`` without the plain statistics a never-running fleet would fall back on."""
+    plain = plain_statistics(detector.feature_columns, load_contract("device_features"))
+    return frame.drop(columns=[c for c in plain if c in frame.columns])
+
+
 def running_sensor():
     readings = load_contract("sensor_readings")
     (column,) = [c for c in readings.columns_with_role("sensor") if "running_above" in c.extra]
@@ -43,7 +52,7 @@ def test_a_fleet_that_never_ran_is_not_trained_and_the_reason_names_columns_and_
 ):
     detector = build_detector(load_model_config(model_id))
     with pytest.raises(NotTrainable) as refused:
-        detector.fit(never_running(fleet()))
+        detector.fit(without_plain_statistics(never_running(fleet()), detector))
     reason = refused.value.reason
     missing = [c for c in detector.feature_columns if feature_is_running(c)]
     assert missing
@@ -67,8 +76,9 @@ def test_a_compressor_that_ran_too_briefly_names_the_running_share_setting():
     share = float(config.setting("running_share.min"))
     frame = fleet()
     frame["duty_cycle"] = share / 2
+    detector = build_detector(config)
     with pytest.raises(NotTrainable) as refused:
-        build_detector(config).fit(frame)
+        detector.fit(without_plain_statistics(frame, detector))
     assert refused.value.setting == "running_share.min"
     assert f"running_share.min {share}" in refused.value.reason
 

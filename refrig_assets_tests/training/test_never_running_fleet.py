@@ -1,12 +1,12 @@
 """A fleet whose compressors never pass the contract's running threshold, through the training
-job ``refrig pipeline run`` runs: no detector registers a version that scores every window the
-same; each is recorded as not trained, and the run's summary lines say why, naming the
-threshold to change, and name the detectors that scored nothing."""
+job ``refrig pipeline run`` runs: each detector trains on the plain statistics instead of the
+running-conditioned ones (every one of those is missing), registers a version that scores its
+windows apart, and the asset metadata, the run's summary lines and the version page say so,
+naming the threshold."""
 
 import numpy as np
 
 from refrig_assets.cli.evaluation_runner import held_assets
-from refrig_assets.cli.pipeline import not_trained_line
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
@@ -40,28 +40,23 @@ def write_never_running_fleet(devices: int) -> None:
         store.write("device_features", key, frame)
 
 
-def test_a_fleet_that_never_runs_is_not_trained_and_the_run_says_why(home):  # noqa: F811
+def test_a_fleet_that_never_runs_trains_on_plain_statistics_and_the_run_says_so(home):  # noqa: F811
     write_never_running_fleet(8)
     trained = train(home, MODELS)
     assert trained.success
-    (sensor,) = [
-        c
-        for c in load_contract("sensor_readings").columns_with_role("sensor")
-        if "running_above" in c.extra
-    ]
-    threshold = f"{sensor.name} above {sensor.extra['running_above']} {sensor.unit}"
+    (sensor,) = load_contract("sensor_readings").running_sensors()
+    threshold = f"{sensor.name} never above running_above {sensor.extra['running_above']}"
     summary = held_assets(trained)
     for model_id in MODELS:
         meta = metadata(trained, f"{model_id}_model")
-        assert meta["trained"] is False
-        assert threshold in meta["not_trained"]
-        assert "current_compressor_running_mean" in meta["not_trained"]
-        assert meta["short_of_setting"] == f"{sensor.name}.running_above"
-        assert registry().latest_version(model_id) is None
-        (refusal,) = audit_events(model_id)
-        assert refusal.event == ev.NOT_TRAINED and refusal.reason == meta["not_trained"]
+        assert meta.get("trained", True) is not False and meta["model_version"]
+        notes = meta["training_notes"]
+        assert threshold in notes and "replaced by plain statistics" in notes
+        assert "current_compressor_running_mean -> current_compressor_mean" in notes
         # what `refrig pipeline run` prints under its training line
-        assert summary[f"{model_id}_model"] == f"not trained: {meta['not_trained']}"
-    # and the run's summary, after "batch alerts: none", names them
-    line = not_trained_line([f"{m}_model" for m in MODELS])
-    assert line.startswith(f"detectors not trained ({len(MODELS)}): statistical_baseline_model, ")
+        assert summary[f"{model_id}_model"] == f"trained, note: {notes}"
+        version = registry().latest_version(model_id)
+        assert version is not None
+        page = registry().client.get_model_version(model_id, version).description
+        assert notes in page
+        assert not any(e.event == ev.NOT_TRAINED for e in audit_events(model_id))

@@ -267,6 +267,8 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
         finally:
             lifecycle.audit.close()
         context.log.info(f"registered {model_id} version {version} ({tags.get('semver')})")
+        for note in detector.notes:
+            context.log.warning(f"{model_id}: {note}")
         return dg.MaterializeResult(
             metadata={
                 "model_version": version,
@@ -277,6 +279,7 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 "awaiting_gates": not promoted,
                 "training_partitions": partitions,
                 "training_windows": lineage.training_rows,
+                "training_notes": "; ".join(detector.notes),
                 "training_data_hash": lineage.training_data_hash,
                 "config_hash": lineage.config_hash,
                 "code_version": lineage.code_version,
