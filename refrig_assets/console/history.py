@@ -6,6 +6,7 @@ device filter into the Parquet scan, so a device page stays quick on fleet-sized
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import pandas as pd
 from refrig_assets.core.storage import UNPARTITIONED, ParquetStore
 
 FEATURES = "device_features"
+log = logging.getLogger(__name__)
 
 
 def partition_span(stem: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
@@ -79,23 +81,49 @@ def read_device_rows(
 ) -> pd.DataFrame:
     """Rows of one device whose ``window_start`` lies in ``[start, end)``, oldest first."""
     paths = partition_paths(store, dataset, start, end)
+    try:
+        frame = _device_rows(paths, device_id, start, end, columns)
+    except duckdb.Error:
+        # A damaged partition file must not take the device page down: leave it out (a gap in
+        # the charts) and name it in the log.
+        frames = []
+        for path in paths:
+            try:
+                frames.append(_device_rows([path], device_id, start, end, columns))
+            except duckdb.Error as exc:
+                first = str(exc).splitlines()[0]
+                log.warning(
+                    "device page of %s leaves out unreadable %s: %s", device_id, path, first
+                )
+        frame = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+        if len(frame):
+            frame = frame.sort_values("window_start", kind="stable", ignore_index=True)
+    for column in ("window_start", "window_end", "scored_at"):
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def _device_rows(
+    paths: list[Path],
+    device_id: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    columns: list[str] | None,
+) -> pd.DataFrame:
     if not paths:
         return pd.DataFrame(columns=columns or [])
     select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
     files = ", ".join(_sql_text(p) for p in paths)
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        frame = con.execute(
+        return con.execute(
             f"SELECT {select} FROM read_parquet([{files}], union_by_name = true) "
             "WHERE device_id = ? AND CAST(window_start AS TIMESTAMPTZ) >= ? "
             "AND CAST(window_start AS TIMESTAMPTZ) < ? "
             "ORDER BY window_start",
             [device_id, start.to_pydatetime(), end.to_pydatetime()],
         ).df()
-    for column in ("window_start", "window_end", "scored_at"):
-        if column in frame:
-            frame[column] = pd.to_datetime(frame[column], utc=True)
-    return frame
 
 
 @dataclass(frozen=True)
