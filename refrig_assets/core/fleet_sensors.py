@@ -130,20 +130,26 @@ def _strings(value: object) -> set[str]:
 
 
 def usable_features(
-    names: list[str], features: Contract, readings: Contract | None = None
+    names: list[str],
+    features: Contract,
+    readings: Contract | None = None,
+    *,
+    running_state: bool = True,
 ) -> list[str]:
     """The feature columns of ``names`` a fleet can compute, in order: a feature of an absent
     measurement is left out, and without the running-state sensor (the one with
     ``running_above``) a running-conditioned statistic becomes the plain one
-    (``<sensor>_running_mean`` -> ``<sensor>_mean``) and running-state features are left out."""
+    (``<sensor>_running_mean`` -> ``<sensor>_mean``) and running-state features are left out.
+    ``running_state=False``: the data has no running state (its running-state sensor never
+    crossed ``running_above``), mapped as if that sensor were absent."""
     from refrig_assets.core.contracts import load_contract
 
     readings = readings or load_contract("sensor_readings")
     absent = set(absent_measurements(readings))
-    if not absent:
+    if not absent and running_state:
         return list(names)
     running = [c.name for c in readings.running_sensors()]
-    no_running = bool(running) and running[0] in absent
+    no_running = bool(running) and (running[0] in absent or not running_state)
     out: list[str] = []
     for name in names:
         try:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.core.contracts import Contract, load_contract
+from refrig_assets.core.fleet_sensors import usable_features
 from refrig_assets.core.settings import CONTRACTS_DIR
 
 
@@ -56,29 +57,9 @@ def is_running_conditioned(feature: str, features: Contract) -> bool:
 def plain_statistics(names: list[str], features: Contract) -> list[str]:
     """``names`` for a fleet with no running state: each running-conditioned statistic becomes
     the plain one (``<sensor>_running_mean`` -> ``<sensor>_mean``) and features of the running
-    state (the duty cycle, starts and runs, defrost) are left out, in order, without repeats."""
-    out: list[str] = []
-    for name in names:
-        try:
-            col = features.column(name)
-        except KeyError:
-            out.append(name)
-            continue
-        extra = col.extra
-        derived = extra.get("derived") or {}
-        if extra.get("condition") == "running":
-            plain = f"{extra.get('sensor')}_{extra.get('stat')}"
-            if plain not in features.column_names:
-                continue
-            name, derived = plain, features.column(plain).extra.get("derived") or {}
-        needs_running = (
-            name == "duty_cycle"
-            or "running" in name
-            or (isinstance(derived, dict) and derived.get("state") in ("running", "defrost"))
-        )
-        if not needs_running and name not in out:
-            out.append(name)
-    return out
+    state (the duty cycle, starts and runs, defrost) are left out, in order, without repeats
+    (:func:`~refrig_assets.core.fleet_sensors.usable_features`' mapping)."""
+    return usable_features(names, features, running_state=False)
 
 
 def running_usable(
