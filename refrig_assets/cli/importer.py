@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import typer
@@ -23,6 +24,9 @@ def source_files(source: Path) -> list[Path]:
             and not p.name.startswith(".")
         )
     return [source]
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def source_names(source: Path, files: list[Path]) -> list[str | None]:
@@ -72,6 +76,14 @@ def import_command(
         raise typer.Exit(2)
     if name is not None and len(files) > 1:
         typer.echo("--name needs a single source file", err=True)
+        raise typer.Exit(2)
+    if name is not None and not SAFE_NAME.fullmatch(name):
+        # It names a folder under landing/imports/: "..", "../x" or "a/b" would write (and
+        # replace) landing files outside it, the gateway's own readings included.
+        typer.echo(
+            f"--name {name!r} must be letters, digits, '.', '_' or '-' (not starting with '.')",
+            err=True,
+        )
         raise typer.Exit(2)
     from refrig_assets.core.contracts import load_contract
     from refrig_assets.core.fleet_sensors import fleet_measurements

@@ -90,3 +90,23 @@ def test_quality_report_refuses_a_partition_that_is_not_an_hour(refrig_home, par
 def test_quality_report_accepts_the_short_forms_of_an_hour(refrig_home):
     said = refused_cleanly(run("quality", "report", "--partition", "2026-01-01T05"), 1)
     assert "no quality summary for partition 2026-01-01-05:00" in said
+
+
+@pytest.mark.parametrize("name", ["..", "../../x", "site/a", ".hidden", ""])
+def test_import_refuses_a_name_that_would_leave_its_folder(refrig_home, tmp_path, name):
+    from refrig_assets.core.settings import get_settings
+
+    landing = get_settings().landing_dir
+    gateway_file = landing / "2026-01-01" / "readings_20260101T00.parquet"
+    gateway_file.parent.mkdir(parents=True)
+    gateway_file.write_bytes(b"the gateway's own readings")
+    source = tmp_path / "series.csv"
+    rows = [f"2026-01-01T00:{m:02d}:00Z,{70 + m / 10:.1f}" for m in range(0, 60, 5)]
+    source.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    mapping = "examples/mappings/single_sensor_series.yaml"
+
+    said = refused_cleanly(run("import", str(source), "--mapping", mapping, "--name", name), 2)
+
+    assert f"--name {name!r} must be" in said
+    assert gateway_file.read_bytes() == b"the gateway's own readings"
+    assert not list(landing.rglob("*.parquet"))[1:]
