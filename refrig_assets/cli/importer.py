@@ -86,13 +86,19 @@ def import_command(
         )
         raise typer.Exit(2)
     from refrig_assets.core.contracts import load_contract
-    from refrig_assets.core.fleet_sensors import fleet_measurements
+    from refrig_assets.core.fleet_sensors import named_measurements
 
-    have = [m for m in fleet_measurements(load_contract("sensor_readings")) if m in parsed.targets]
-    if len(have) < len(fleet_measurements(load_contract("sensor_readings"))):
+    # Unset, the fleet's sensors are those its data reports; named, each one the mapping
+    # does not deliver will read as a dropout of every device.
+    undelivered = [
+        m
+        for m in named_measurements(load_contract("sensor_readings")) or []
+        if m not in parsed.targets
+    ]
+    if undelivered:
         typer.echo(
-            f"the mapping delivers {', '.join(parsed.targets)}; run the pipeline with "
-            f"REFRIG_SENSORS={','.join(parsed.targets)} so the missing ones are not dropouts",
+            f"REFRIG_SENSORS names {', '.join(undelivered)}, which the mapping does not deliver: "
+            "they will be dropouts",
             err=True,
         )
     earliest = pd.Timestamp(plausible_timestamps(load_contract("sensor_readings"))[0])

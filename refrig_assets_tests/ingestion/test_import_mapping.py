@@ -212,3 +212,36 @@ def test_import_of_a_parquet_long_file_with_a_bad_mapping_column_says_which(refr
     result = CliRunner().invoke(app, ["import", str(source), "--mapping", str(mapping)])
     assert result.exit_code == 1
     assert "'ts'" in result.output
+
+
+def _temperature_door_export(tmp_path):
+    source = tmp_path / "freezer_7.csv"
+    t0 = 1767225600
+    lines = ["epoch,temp_c,door_contact"]
+    lines += [f"{t0 + 300 * i},{-18 + 0.1 * i:.1f},0" for i in range(12)]
+    source.write_text("\n".join(lines) + "\n")
+    return source, EXAMPLES / "single_device_temperature_door.yaml"
+
+
+def test_an_import_short_of_the_sensors_refrig_sensors_names_says_they_will_be_dropouts(
+    refrig_home, tmp_path, monkeypatch
+):
+    source, mapping = _temperature_door_export(tmp_path)
+    monkeypatch.setenv("REFRIG_SENSORS", "temperature_evaporator,door_open,current_compressor")
+
+    result = CliRunner().invoke(app, ["import", str(source), "--mapping", str(mapping)])
+
+    assert result.exit_code == 0, result.output
+    assert "REFRIG_SENSORS names current_compressor" in result.output
+
+
+def test_an_import_without_refrig_sensors_leaves_the_fleet_sensors_to_its_data(
+    refrig_home, tmp_path, monkeypatch
+):
+    source, mapping = _temperature_door_export(tmp_path)
+    monkeypatch.delenv("REFRIG_SENSORS", raising=False)
+
+    result = CliRunner().invoke(app, ["import", str(source), "--mapping", str(mapping)])
+
+    assert result.exit_code == 0, result.output
+    assert "REFRIG_SENSORS" not in result.output
