@@ -40,7 +40,7 @@ from refrig_assets.core.fleet_sensors import ENV as SENSORS_ENV
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.incidents.baselines import numbered
 from refrig_assets.incidents.cause_table import CauseTable, cause_table
-from refrig_assets.incidents.policy import IncidentPolicy, incident_policy
+from refrig_assets.incidents.policy import IncidentPolicy, SiteEventPolicy, incident_policy
 
 UNKNOWN = "unknown"
 DEVICE_TRACK = "device"
@@ -618,7 +618,10 @@ def _quality_signals(
 def _site_signals(
     quality: pd.DataFrame | None, devices: pd.DataFrame | None, policy: IncidentPolicy
 ) -> pd.DataFrame:
-    """Windows in which most registered devices of a site switched off or went silent together."""
+    """Windows in which most registered devices of a site switched off or went silent together.
+
+    Off: no compressor run, no current, stopped for ``min_off_minutes`` and, where the device
+    draws an idle current, that draw gone (an idle compressor whose fans still run is powered)."""
     if quality is None or quality.empty or devices is None or devices.empty:
         return _empty_signals()
     rules = policy.site_events
@@ -647,6 +650,8 @@ def _site_signals(
         streak = q[rules.off_streak_feature].to_numpy(dtype=float)
         stopped = np.where(np.isnan(streak), stopped, streak)
     off &= stopped >= rules.min_off_minutes
+    if rules.idle_draw_feature in q:
+        off &= ~_still_drawing(q, rules)
     counts = (
         pd.DataFrame(
             {
@@ -710,6 +715,18 @@ def _site_signals(
     out["window_start"] = _utc(out["window_start"])
     out["window_end"] = _utc(out["window_end"])
     return out
+
+
+def _still_drawing(q: pd.DataFrame, rules: SiteEventPolicy) -> np.ndarray:
+    """Per window: the device still draws its usual idle current (controller, fans), so it has
+    supply. Usual: the device's median ``idle_draw_feature`` over the windows of ``q``, judged
+    only from ``idle_draw_min_amps`` up; a window draws it above ``idle_draw_ratio`` of that.
+    False where either is unknown."""
+    draw = pd.to_numeric(q[rules.idle_draw_feature], errors="coerce").astype(float)
+    usual = draw.groupby(q["device_id"].to_numpy()).transform("median").to_numpy(dtype=float)
+    now = draw.to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        return (usual >= rules.idle_draw_min_amps) & (now > rules.idle_draw_ratio * usual)
 
 
 def _site_alert_signals(

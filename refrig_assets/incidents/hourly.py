@@ -43,6 +43,7 @@ def quality_columns(policy: IncidentPolicy) -> list[str]:
         "quality_mask",
         f"{policy.site_events.current_sensor}_mean",
         policy.site_events.off_streak_feature,
+        policy.site_events.idle_draw_feature,
         policy.severity.evaporator_feature,
     ]
     known = set(load_contract("device_features").column_names)

@@ -29,6 +29,9 @@ class SiteEventPolicy:
     communications_loss_cause: str
     min_off_minutes: float
     off_streak_feature: str
+    idle_draw_feature: str
+    idle_draw_ratio: float
+    idle_draw_min_amps: float
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,9 @@ def _site_events(s: Section) -> SiteEventPolicy:
         communications_loss_cause=s.text("communications_loss_cause"),
         min_off_minutes=s.number("min_off_minutes", minimum=0.0),
         off_streak_feature=s.text("off_streak_feature"),
+        idle_draw_feature=s.text("idle_draw_feature"),
+        idle_draw_ratio=s.number("idle_draw_ratio", minimum=0.0, maximum=1.0),
+        idle_draw_min_amps=s.number("idle_draw_min_amps", minimum=0.0),
     )
 
 

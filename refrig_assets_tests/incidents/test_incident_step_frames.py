@@ -35,7 +35,11 @@ def test_dropout_means_equal_a_left_join_on_the_whole_hour(tmp_path):
         rows.append({**means(3.0), **feature_window("D2", i)})
         rows.append({**means(10.0 + i), **feature_window("D3", i, flags="SENSOR_DROPOUT")})
     store.write(
-        "device_features", KEY, pd.DataFrame(rows).assign(compressor_idle_longest_minutes=0.0)
+        "device_features",
+        KEY,
+        pd.DataFrame(rows).assign(
+            compressor_idle_longest_minutes=0.0, current_compressor_idle_max=0.0
+        ),
     )
     quality = store.read("device_features", KEY, quality_columns(incident_policy()))
     quality = quality.sample(frac=1.0, random_state=3).reset_index(drop=True)

@@ -113,6 +113,57 @@ def test_a_few_devices_of_a_site_stopping_is_no_site_event(policy):
     assert not result.incidents["scope"].eq("site").any()
 
 
+def idle_site(windows, draw):
+    """Every S1 device idle (no run, stopped all window) with the compressor current at the
+    idle draw ``draw(i)`` of its controller and fans; S2 running."""
+    rows = fleet(
+        windows,
+        lambda d, i: {"duty": 0.0, "current": draw(i)} if d[0] == "D" else None,
+    )
+    rows["current_compressor_idle_max"] = [
+        draw(i) if d[0] == "D" else 0.4
+        for d, i in zip(rows["device_id"], windows_of(rows), strict=True)
+    ]
+    return rows
+
+
+def windows_of(rows):
+    starts = sorted(rows["window_start"].unique())
+    return rows["window_start"].map({s: i for i, s in enumerate(starts)}).tolist()
+
+
+def test_a_site_idling_together_with_its_fans_still_drawing_is_no_power_loss(policy):
+    # Synchronised defrost or long off-cycles: compressors stopped, 0.4 A of fans and
+    # controller still drawn (below current_off_amps, so current alone reads "no power").
+    idle = idle_site(range(6), lambda i: 0.4)
+
+    result = build(quality=idle, devices=registry(SITE), policy=policy)
+
+    assert not result.incidents["scope"].eq("site").any()
+
+
+def test_a_site_whose_idle_draw_falls_to_nothing_is_a_power_loss(policy):
+    cut = idle_site(range(8), lambda i: 0.0 if i >= 5 else 0.4)
+
+    result = build(quality=cut, devices=registry(SITE), policy=policy)
+
+    site = result.incidents[result.incidents["scope"].eq("site")]
+    assert site[["site_id", "cause"]].values.tolist() == [["S1", "power_loss"]]
+    first = sorted(cut["window_start"].unique())[5]
+    assert site.iloc[0]["first_window_start"] == first
+
+
+def test_an_idle_draw_no_clamp_tells_from_zero_leaves_the_current_rules_alone(policy):
+    # A clamp on the compressor alone reads a few hundredths idle and 0 without supply: too
+    # little to judge, so the stopped site is a power loss as the current rules say.
+    off = idle_site(range(4), lambda i: 0.04)
+
+    result = build(quality=off, devices=registry(SITE), policy=policy)
+
+    site = result.incidents[result.incidents["scope"].eq("site")]
+    assert site[["site_id", "cause"]].values.tolist() == [["S1", "power_loss"]]
+
+
 def test_a_heat_wave_across_the_fleet_is_context_not_an_incident(policy):
     hot = fleet(range(4), lambda d, i: {"evaporator": -12.0 + i, "duty": 0.95, "current": 12.0})
 
