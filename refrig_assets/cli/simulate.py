@@ -77,11 +77,11 @@ def _fleet_sensors(option: str | None) -> tuple[str, ...] | None:
     """The measurements named by ``--sensors``, else the fleet's (``REFRIG_SENSORS``, checked
     against the contract); None when that is every one of them."""
     from refrig_assets.core.contracts import load_contract
-    from refrig_assets.core.fleet_sensors import fleet_measurements, measurement_columns
+    from refrig_assets.core.fleet_sensors import measurement_columns, named_measurements
 
     contract = load_contract("sensor_readings")
-    if option is None:
-        named = fleet_measurements(contract)
+    if option is None:  # not the sensors a home's data reported: those of this simulation
+        named = named_measurements(contract) or []
     else:
         named = [n.strip() for n in option.split(",") if n.strip()]
     every = {c.name for c in measurement_columns(contract)}

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -37,7 +36,11 @@ import pandas as pd
 
 from refrig_assets.core.contracts import load_contract, quality_flag_names
 from refrig_assets.core.fleet_sensors import ENV as SENSORS_ENV
-from refrig_assets.core.fleet_sensors import fleet_sensor_columns
+from refrig_assets.core.fleet_sensors import (
+    FROM_CONTRACT,
+    fleet_sensor_columns,
+    measurements_source,
+)
 from refrig_assets.incidents.baselines import numbered
 from refrig_assets.incidents.cause_table import CauseTable, cause_table
 from refrig_assets.incidents.policy import IncidentPolicy, SiteEventPolicy, incident_policy
@@ -377,14 +380,16 @@ def never_reported_message(sensors: list[str]) -> str:
 
 def _never_reported(quality: pd.DataFrame | None, policy: IncidentPolicy) -> list[str]:
     """Sensors of the contract that no device reported in any window of ``quality`` while two
-    or more devices reported others, when the fleet did not name its sensors
-    (``REFRIG_SENSORS`` unset): the files lack the column (or never fill it), so it is a
+    or more devices reported others, while nothing names the fleet's sensors (no
+    ``REFRIG_SENSORS``, no hour's reported sensors recorded yet): the files lack the column (or never fill it), so it is a
     sensor the fleet does not have, not a dropout of each device. A window without a dropout
     flag had every sensor (its ``<sensor>_mean`` may not have been read); a sensor without a
     ``<sensor>_mean`` column cannot be judged. One device alone cannot tell an absent sensor
     from a dropout: nothing is returned."""
-    if quality is None or quality.empty or os.environ.get(SENSORS_ENV, "").strip():
+    if quality is None or quality.empty:
         return []
+    if measurements_source(load_contract("sensor_readings")) != FROM_CONTRACT:
+        return []  # named in REFRIG_SENSORS, or learnt from the data: a sensor of the fleet
     if not {"quality_mask", "quality_flags"} & set(quality.columns):
         return []
     sensors = [

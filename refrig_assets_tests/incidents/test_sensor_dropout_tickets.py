@@ -278,3 +278,24 @@ def test_alerts_diagnosed_as_the_never_reported_sensors_dropout_are_of_unknown_c
     assert incidents[["device_id", "kind", "cause", "alert_count"]].values.tolist() == [
         ["D1", "unknown", "unknown", 4]
     ]
+
+
+def test_a_sensor_the_fleet_reported_then_lost_everywhere_keeps_its_tickets(
+    refrig_home, monkeypatch
+):
+    # Recorded as reported by the fleet's data: losing it on every device is a dropout of each.
+    from refrig_assets.core.reported_measurements import record_reported
+    from refrig_assets.core.settings import get_settings
+
+    monkeypatch.delenv("REFRIG_SENSORS", raising=False)
+    every = [c.name for c in measurement_columns(load_contract("sensor_readings"))]
+    record_reported(get_settings().data_dir, every, "2026-01-01-00:00")
+    quality = pd.DataFrame(
+        flagged_windows("D1", "SENSOR_DROPOUT", pressure_high_side_mean=None)
+        + flagged_windows("D2", "SENSOR_DROPOUT", pressure_high_side_mean=None)
+    )
+
+    build = build_incidents(None, diagnoses(()), quality=quality, causes=CAUSES)
+
+    assert build.never_reported == []
+    assert build.incidents["detail"].tolist() == [f"SENSOR_DROPOUT: {SENSOR}"] * 2

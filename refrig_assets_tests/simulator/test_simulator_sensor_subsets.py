@@ -88,3 +88,25 @@ def test_refrig_simulate_writes_the_fleet_of_refrig_sensors(tmp_path, monkeypatc
     assert pd.read_parquet(files[0]).columns.tolist() == ["device_id", "ts", *TEMPERATURE_AND_DOOR]
     labels = pd.read_parquet(tmp_path / "reference" / "labels.parquet")
     assert set(labels["fault_type"]) == {"total_cooling_loss", "door_left_open"}
+
+
+def test_refrig_simulate_writes_every_sensor_into_a_home_that_recorded_fewer(tmp_path, monkeypatch):
+    # The sensors a home's earlier data reported are that fleet's, not the next simulation's.
+    from refrig_assets.core.reported_measurements import record_reported
+
+    monkeypatch.setenv("REFRIG_HOME", str(tmp_path))
+    monkeypatch.delenv("REFRIG_SENSORS", raising=False)
+    for name in (
+        "REFRIG_LANDING_DIR",
+        "REFRIG_DEVICE_REGISTRY",
+        "REFRIG_LABELS",
+        "REFRIG_DATA_DIR",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    record_reported(tmp_path / "data", TEMPERATURE_AND_DOOR, "2026-01-01-00:00")
+
+    result = CliRunner().invoke(app, ["simulate", "--devices", "4", "--hours", "1"])
+
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "landing").rglob("*.parquet"))
+    assert set(MEASUREMENTS) <= set(pd.read_parquet(files[0]).columns)
