@@ -289,6 +289,29 @@ def _exists(spark: SparkSession, location: str) -> bool:
     return bool(path.getFileSystem(conf).exists(path))
 
 
+def _record_reported(
+    spark: SparkSession, readings: str, partition_key: str, contract: Contract
+) -> None:
+    """Record the measurements the hour's typed readings report (a value in some row) in the
+    driver's store, as the embedded ingestion does, so this process's quality and features use
+    the fleet's sensors (:mod:`refrig_assets.core.fleet_sensors`)."""
+    from pyspark.sql import functions as F
+
+    from refrig_assets.core.fleet_sensors import measurement_columns
+    from refrig_assets.core.reported_measurements import record_reported
+    from refrig_assets.core.settings import get_settings
+
+    names = [c.name for c in measurement_columns(contract)]
+    frame = spark.read.parquet(readings)
+    present = [n for n in names if n in frame.columns]
+    if not present:
+        return
+    counts = frame.select([F.count(n).alias(n) for n in present]).first()
+    if counts is None:
+        return
+    record_reported(get_settings().data_dir, [n for n in present if counts[n]], partition_key)
+
+
 def run_hour(
     spark: SparkSession,
     landing_dir: Path,
@@ -326,6 +349,7 @@ def run_hour(
     )
     index.record_hour(partition_key, hour.considered, datetime.now(UTC))
     index.save()
+    _record_reported(spark, readings, partition_key, contract)
     registry = spark.read.parquet(partition_location(data, "device_registry", None))
     previous = partition_location(data, "stuck_sensor_tails", hour_key(start - timedelta(hours=1)))
     clean = partition_location(data, "clean_readings", partition_key)

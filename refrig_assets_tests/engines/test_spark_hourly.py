@@ -20,6 +20,7 @@ import pyarrow as pa
 import pytest
 from support.quality_helpers import CONTRACT, arrived_in_hour, good_rows
 
+from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.duck import connect
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.ingestion.landing.hours import hour_readings
@@ -321,6 +322,29 @@ def test_run_hour_writes_the_hour_under_a_data_uri_as_spark_submit_runs_it(
         _same(embedded_run[0].read(dataset, KEYS[0]), data.read(dataset, KEYS[0]))
     written = data.read("quarantined_readings", KEYS[0])
     _same(expected.quarantine, written, ["source_file", "row", "rule"])
+
+
+def test_a_spark_submitted_hour_records_the_sensors_its_readings_report(
+    world, spark, tmp_path, monkeypatch
+):
+    # The driver's quality reads the fleet's sensors from its store: the hour records them.
+    from refrig_assets.core.fleet_sensors import measurement_columns
+    from refrig_assets.core.reported_measurements import recorded_measurements
+    from refrig_assets.engines.spark_hourly import run_hour
+
+    root, landing, registry = world
+    monkeypatch.setenv("REFRIG_DATA_DIR", str(tmp_path / "driver"))
+    monkeypatch.delenv("REFRIG_SENSORS", raising=False)
+    data = ParquetStore(root / "submitted-record")
+    data.write("device_registry", None, registry)
+
+    run_hour(spark, landing, root / "record-index.json", data.root.as_uri(), KEYS[0])
+
+    readings = data.read("sensor_readings", KEYS[0])
+    names = [c.name for c in measurement_columns(load_contract("sensor_readings"))]
+    reported = {n for n in names if n in readings and readings[n].notna().any()}
+    assert reported
+    assert set(recorded_measurements(tmp_path / "driver") or {}) == reported
 
 
 def test_the_ingestion_and_quality_assets_run_on_spark_when_configured(
