@@ -198,6 +198,12 @@ class StreamingEngine:
             )
         baseline = self._baseline(rule, cohorts, r.code[r.new])
         if rule.kind == "below_moving_average_held":
+            # A device with an idle history and not a minute above the running threshold
+            # (a motor smaller than running_above) has no idle draw of its own: its "idle"
+            # average mixes runs and stops, and an ordinary stop would read as lost supply.
+            avg = self.state.averages[rule.name]
+            never_ran = (avg.minutes[:, 0] >= rule.history_needed) & (avg.minutes[:, 1] <= 0)
+            baseline = np.where(never_ran[:, None], np.nan, baseline)
             return kinds.below_moving_average_held(
                 r, rule, limit, baseline, gap, self.state.streaks[rule.name]
             )

@@ -77,6 +77,13 @@ def test_a_sensor_that_reads_zero_when_idle_cannot_tell_and_stays_silent():
     assert fired(zero_idle, "power_loss").empty
 
 
+def test_a_motor_that_never_reaches_the_running_threshold_has_no_idle_draw_to_lose():
+    # A 1.5 A motor under the contract's running_above (2 A): every reading counts as idle,
+    # so its "idle average" mixes runs and stops; an ordinary stop is not a lost supply.
+    small = readings(300, current_compressor=lambda m: 1.5 if (m // 10) % 2 else 0.01)
+    assert fired(small, "power_loss").empty
+
+
 def test_a_fleet_without_a_door_switch_gets_no_door_alerts():
     frame = readings(120).drop(columns=["door_open"])
     frame.loc[frame.index[30:90], "temperature_evaporator"] = 5.0
