@@ -3,8 +3,10 @@ record in the home's store that ingestion grows hour by hour, that concurrent ru
 every process reads (noticing a newer one), and that REFRIG_SENSORS overrides."""
 
 import json
-import multiprocessing
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -158,16 +160,29 @@ def test_a_home_of_its_own_has_a_record_of_its_own(data_dir, tmp_path, monkeypat
     assert fleet_measurements(READINGS) == EVERY
 
 
-def _record(args) -> None:
-    data_dir, name = args
-    record_reported(data_dir, [name], HOUR)
+RECORD_ONE = (
+    "import sys; from pathlib import Path; "
+    "from refrig_assets.core.reported_measurements import record_reported; "
+    "record_reported(Path(sys.argv[1]), [sys.argv[2]], sys.argv[3])"
+)
 
 
 def test_concurrent_writers_each_add_their_measurements(data_dir):
+    # One process per measurement, all started before any finishes: each one's addition kept.
     data_dir.mkdir(parents=True, exist_ok=True)
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        pool.map(_record, [(data_dir, name) for name in EVERY])
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RECORD_ONE, str(data_dir), name, HOUR], cwd=root, env=env
+        )
+        for name in EVERY
+    ]
 
+    assert [w.wait(timeout=120) for w in writers] == [0] * len(EVERY)
     assert set(recorded_measurements(data_dir)) == set(EVERY)
     assert not [p for p in data_dir.iterdir() if p.name.endswith(".tmp")]
 
