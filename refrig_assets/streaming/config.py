@@ -53,6 +53,9 @@ DEFROST_ABOVE = "defrost_above"
 # warm-ups in the same record), and kinds that carry a streak.
 MOVING_AVERAGE_KINDS = ("above_moving_average", "below_moving_average_held", "sustained_rise")
 STREAK_KINDS = ("sustained_rise", "state_held", "below_moving_average_held")
+# Kinds that read the compressor's running state (stretches of one state, idle levels,
+# per-state averages): silent for a device that never showed the running state.
+RUNNING_STATE_KINDS = ("drop_within", "below_moving_average_held", "above_moving_average")
 
 
 @dataclass(frozen=True)

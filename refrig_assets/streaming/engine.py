@@ -9,7 +9,7 @@ no Python loop over devices or readings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ from refrig_assets.streaming import rules as kinds
 from refrig_assets.streaming.config import (
     MOVING_AVERAGE_KINDS,
     NS_PER_MINUTE,
+    RUNNING_STATE_KINDS,
     StreamingRule,
     StreamingSettings,
 )
@@ -119,8 +120,11 @@ class StreamingEngine:
         readings = self._merge_with_buffer(code, ts, values)
         thresholds, cohorts, _ = self.thresholds.for_devices(state.devices)
         firings, counts, samples = [], {}, {}
+        never_ran = self._never_ran(readings)
         for rule in s.rules:
             hits = self._evaluate(rule, readings, thresholds, cohorts)
+            if rule.kind in RUNNING_STATE_KINDS and never_ran.any():
+                hits = replace(hits, fires=hits.fires & ~never_ran)
             counts[rule.name] = int(hits.fires.sum())
             opened = self._open_episodes(rule, readings, hits, thresholds[rule.threshold])
             if len(opened):
@@ -198,16 +202,32 @@ class StreamingEngine:
             )
         baseline = self._baseline(rule, cohorts, r.code[r.new])
         if rule.kind == "below_moving_average_held":
-            # A device with an idle history and not a minute above the running threshold
-            # (a motor smaller than running_above) has no idle draw of its own: its "idle"
-            # average mixes runs and stops, and an ordinary stop would read as lost supply.
-            avg = self.state.averages[rule.name]
-            never_ran = (avg.minutes[:, 0] >= rule.history_needed) & (avg.minutes[:, 1] <= 0)
-            baseline = np.where(never_ran[:, None], np.nan, baseline)
-            return kinds.below_moving_average_held(
+            hits = kinds.below_moving_average_held(
                 r, rule, limit, baseline, gap, self.state.streaks[rule.name]
             )
-        return kinds.above_moving_average(r, rule, limit, baseline)
+        else:
+            hits = kinds.above_moving_average(r, rule, limit, baseline)
+        return hits
+
+    def _never_ran(self, r: Readings) -> np.ndarray:
+        """Per new reading: its device has not shown the running state, neither in the history
+        the moving-average rules keep nor among the readings at hand. Such a device (a motor
+        smaller than the contract's ``running_above``) has no visible starts, runs or idle
+        level: every reading counts as idle, runs and stops alike. The rules that read them
+        (RUNNING_STATE_KINDS) stay silent for it until it first runs. False for every device
+        without a moving-average rule (no history to tell)."""
+        code = r.code[r.new]
+        n = len(self.state)
+        ran = np.zeros(n, dtype=bool)
+        kept = False
+        for rule in self.settings.rules:
+            if rule.kind in MOVING_AVERAGE_KINDS and rule.kind != "sustained_rise":
+                ran |= self.state.averages[rule.name].minutes[:n, 1] > 0
+                kept = True
+        if not kept:
+            return np.zeros(len(code), dtype=bool)
+        ran |= np.bincount(r.code[r.running == 1], minlength=n)[:n] > 0
+        return ~ran[code]
 
     def _baseline(self, rule: StreamingRule, cohorts: np.ndarray, needed: np.ndarray) -> np.ndarray:
         """(devices, 2) moving average per running state: the device's own once it has

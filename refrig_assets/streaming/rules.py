@@ -325,8 +325,8 @@ def below_moving_average_held(
 ) -> Hits:
     """Below ``fraction`` × the device's moving average with the compressor idle, at every
     reading for ``sustain_minutes``: not even the idle draw (the supply is gone). A device
-    whose idle average is 0 (its sensor reads 0 when idle) or unknown (NaN: no history, or a
-    device that never ran above the running threshold) cannot tell and stays silent."""
+    whose idle average is 0 (its sensor reads 0 when idle) or unknown cannot tell and stays
+    silent."""
     x = r.values[rule.sensor][r.new]
     code = r.code[r.new]
     idle = baseline[code, 0]

@@ -77,11 +77,34 @@ def test_a_sensor_that_reads_zero_when_idle_cannot_tell_and_stays_silent():
     assert fired(zero_idle, "power_loss").empty
 
 
+def small_motor(minutes, **columns):
+    """A 1.5 A motor under the contract's running_above (2 A): every reading counts as idle,
+    runs and stops alike; its suction pulls down by a third at each start."""
+    return readings(
+        minutes,
+        current_compressor=lambda m: 1.5 if (m // 10) % 2 else 0.01,
+        pressure_low_side=lambda m: 180.0 if (m // 10) % 2 else 270.0,
+        vibration_compressor=lambda m: 4.0 if (m // 10) % 2 else 0.6,
+        **columns,
+    )
+
+
 def test_a_motor_that_never_reaches_the_running_threshold_has_no_idle_draw_to_lose():
-    # A 1.5 A motor under the contract's running_above (2 A): every reading counts as idle,
-    # so its "idle average" mixes runs and stops; an ordinary stop is not a lost supply.
-    small = readings(300, current_compressor=lambda m: 1.5 if (m // 10) % 2 else 0.01)
-    assert fired(small, "power_loss").empty
+    # Its "idle average" mixes runs and stops; an ordinary stop is not a lost supply.
+    assert fired(small_motor(300), "power_loss").empty
+
+
+def test_a_motor_that_never_reaches_the_running_threshold_has_no_starts_to_tell_from_a_leak():
+    # Its starts are invisible, so each start's pull-down would read as a pressure loss, and
+    # each run's vibration as a spike over the "idle" level.
+    assert fired(small_motor(300), "acute_pressure_loss").empty
+    assert fired(small_motor(300), "vibration_spike").empty
+
+
+def test_a_device_that_runs_keeps_its_running_state_rules():
+    # The suction falls by 44 % within a run (running from minute 270).
+    leak = readings(300, pressure_low_side=lambda m: 150.0 if 273 <= m < 280 else 270.0)
+    assert not fired(leak, "acute_pressure_loss").empty
 
 
 def test_a_fleet_without_a_door_switch_gets_no_door_alerts():
