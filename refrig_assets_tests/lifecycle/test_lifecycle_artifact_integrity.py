@@ -16,27 +16,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from support.lifecycle_world import HOURS, MODEL, evaluate, use_world
+from support.lifecycle_world import HOURS, MODEL, evaluate
 from typer.testing import CliRunner
 
 from refrig_assets.cli import app
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
-from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
-from refrig_assets.lifecycle.promotion import ModelLifecycle
-from refrig_assets.training.registry import ModelRegistry
 
 pytestmark = pytest.mark.fault_injection
-
-
-@pytest.fixture
-def lc(tmp_path, monkeypatch):
-    use_world(tmp_path, monkeypatch)
-    s = get_settings()
-    registry = ModelRegistry(s.mlflow_tracking_uri, s.mlflow_artifacts_dir)
-    service = ModelLifecycle(registry, AuditTrail(lifecycle_db_url(s.alerts_db_url)), s.models_dir)
-    yield service
-    service.audit.close()
 
 
 @pytest.fixture
