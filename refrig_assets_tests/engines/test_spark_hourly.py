@@ -304,11 +304,12 @@ def test_a_spark_write_to_a_uri_replaces_the_partition_in_one_file(spark, tmp_pa
 
 
 def test_run_hour_writes_the_hour_under_a_data_uri_as_spark_submit_runs_it(
-    world, embedded_run, spark
+    world, embedded_run, spark, tmp_path, monkeypatch
 ):
     from refrig_assets.engines.spark_hourly import partition_location, run_hour
 
     root, landing, registry = world
+    monkeypatch.setenv("REFRIG_DATA_DIR", str(tmp_path / "driver"))  # the driver's own store
     data = ParquetStore(root / "submitted")
     data.write("device_registry", None, registry)
     counts = run_hour(spark, landing, root / "submitted-index.json", data.root.as_uri(), KEYS[0])

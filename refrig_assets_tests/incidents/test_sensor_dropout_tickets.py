@@ -59,6 +59,13 @@ def incidents_of(fleet) -> pd.DataFrame:
     ).incidents
 
 
+@pytest.fixture(autouse=True)
+def _own_home(refrig_home):
+    """Each test in a home of its own: which sensors a fleet has is what its own data reported
+    (nothing, here), never what another run recorded in a shared home."""
+    return refrig_home
+
+
 def cadence_fleet(monkeypatch, tmp_path, cadence, **kwargs):
     monkeypatch.setenv("REFRIG_CADENCE_SECONDS", str(cadence))
     monkeypatch.delenv("REFRIG_WINDOW_SECONDS", raising=False)
