@@ -4,30 +4,24 @@ scripted scenario end to end."""
 import pandas as pd
 import pytest
 import yaml
-from support.lifecycle_world import MODEL, evaluate, use_world
+from support.lifecycle_world import MODEL, evaluate
 
 from refrig_assets.core.model_config import load_model_config
-from refrig_assets.core.settings import MODELS_DIR, get_settings
+from refrig_assets.core.settings import MODELS_DIR
 from refrig_assets.lifecycle import audit as ev
-from refrig_assets.lifecycle.audit import AuditTrail, lifecycle_db_url
 from refrig_assets.lifecycle.pinning import file_pin, write_pin
 from refrig_assets.lifecycle.promotion import (
     GATE_STATUS_TAG,
     LifecycleError,
-    ModelLifecycle,
 )
 from refrig_assets.training.registry import ModelRegistry
 from tools.demos.lifecycle_demo import run_scenario
 
 
 @pytest.fixture
-def lifecycle(tmp_path, monkeypatch):
-    use_world(tmp_path, monkeypatch)
-    s = get_settings()
-    registry = ModelRegistry(s.mlflow_tracking_uri, s.mlflow_artifacts_dir)
-    lc = ModelLifecycle(registry, AuditTrail(lifecycle_db_url(s.alerts_db_url)), s.models_dir)
-    yield lc
-    lc.audit.close()
+def lifecycle(lc):
+    """The lifecycle service of the folder's conftest."""
+    return lc
 
 
 def test_the_first_version_becomes_production_and_later_ones_wait_for_the_gates(lifecycle):
