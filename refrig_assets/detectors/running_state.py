@@ -169,11 +169,8 @@ def _plain_pairs(conditioned: list[str], contract: Contract) -> list[tuple[str, 
 
 def _mapping(conditioned: list[str], contract: Contract) -> list[str]:
     """``<running column> -> <plain column>`` for each running-conditioned column."""
-    out = []
-    for column in conditioned:
-        plain = plain_statistics([column], contract)
-        out.append(f"{column} -> {plain[0]}" if plain else f"{column} left out")
-    return out
+    plain = dict(_plain_pairs(conditioned, contract))
+    return [f"{c} -> {plain[c]}" if c in plain else f"{c} left out" for c in conditioned]
 
 
 def _cohorts(features: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
