@@ -24,7 +24,7 @@ one, exactly as the hourly step computes them, and say so (:attr:`FeatureHour.mo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -43,7 +43,7 @@ from refrig_assets.engines.embedded import (
     write_features,
 )
 from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget, load_memory_budget
-from refrig_assets.features.windows import ORDER_ERROR, feature_sql
+from refrig_assets.features.windows import ORDER_ERROR, feature_sql, settle_carry_sql
 
 HOUR = "_range_hour"  # the hour (its place in the range) of a window in the range's table
 SEP = "chr(31)"  # between an hour's place and a device id (SQL)
@@ -86,25 +86,29 @@ def write_feature_range(
     *,
     cadence_seconds: int | None = None,
     dataset: str = "device_features",
+    previous: Path | None = None,
 ) -> Iterator[FeatureHour]:
     """Compute the feature windows of every hour of ``sources`` (hour key -> its clean_readings
     file, in hour order) and write each hour's partition; yields each hour once its group of
-    hours is written."""
+    hours is written. ``previous``: the clean readings of the hour before the first, if any
+    (where the running state's settle applies, it carries from there)."""
     budget = load_memory_budget()
     rows = {k: pq.ParquetFile(p).metadata.num_rows for k, p in sources.items()}
     per_group = max(1, int(budget.memory_budget_mb * 2**20 // budget.reading_bytes))
+    keys = list(sources)
+    before = {k: (sources[keys[i - 1]] if i else previous) for i, k in enumerate(keys)}
+    carries = settle_carry_sql("prev", cadence_seconds=cadence_seconds) is not None
     for group in hour_groups(rows, per_group):
+        args = (store, contract, min_completeness, cadence_seconds, dataset)
         try:
-            yield from _write_group(
-                {k: sources[k] for k in group},
-                store,
-                contract,
-                min_completeness,
-                cadence_seconds,
-                dataset,
-            )
+            yield from _write_group({k: sources[k] for k in group}, before[group[0]], *args)
         except RangeNotApplicable as reason:  # raised before the group writes anything
             for key in group:
+                mode = f"hour by hour: {reason}"
+                if carries:  # the hour alone, in the partitioned form, with its carry
+                    [one] = _write_group({key: sources[key]}, before[key], *args, ordered=False)
+                    yield replace(one, mode=mode)
+                    continue
                 path = write_features(
                     sources[key], store, key, cadence_seconds=cadence_seconds, dataset=dataset
                 )
@@ -113,17 +117,51 @@ def write_feature_range(
                     path,
                     feature_summary(path, min_completeness),
                     file_violations(path, contract),
-                    f"hour by hour: {reason}",
+                    mode,
                 )
+
+
+def write_features_after(
+    source: Path,
+    previous: Path | None,
+    store: ParquetStore,
+    key: str,
+    contract: Contract,
+    min_completeness: float,
+    *,
+    cadence_seconds: int | None = None,
+    dataset: str = "device_features",
+) -> FeatureHour:
+    """The feature windows of one hour whose running state settles after the starts and
+    defrosts at the end of ``previous`` (the hour before's clean readings): what a range of
+    hours gives for that hour."""
+    [hour] = write_feature_range(
+        {key: source},
+        store,
+        contract,
+        min_completeness,
+        cadence_seconds=cadence_seconds,
+        dataset=dataset,
+        previous=previous,
+    )
+    return hour
+
+
+def carry_applies(cadence_seconds: int | None) -> bool:
+    """Whether the running state's settle times apply at the fleet's window length (then an
+    hour's features depend on the end of the hour before)."""
+    return settle_carry_sql("prev", cadence_seconds=cadence_seconds) is not None
 
 
 def _write_group(
     sources: dict[str, Path],
+    previous: Path | None,
     store: ParquetStore,
     contract: Contract,
     min_completeness: float,
     cadence_seconds: int | None,
     dataset: str,
+    ordered: bool = True,
 ) -> Iterator[FeatureHour]:
     con = duckdb.connect()  # as write_features: the windows' timestamps written the same way
     try:
@@ -144,7 +182,10 @@ def _write_group(
             for i, source in enumerate(sources.values())
         ]
         con.execute(f"CREATE VIEW range_clean AS {' UNION ALL '.join(scans)}")
-        sql = feature_sql("range_clean", cadence_seconds=cadence_seconds, ordered=True)
+        carry = _carry(con, [previous, *list(sources.values())[:-1]], width, cadence_seconds)
+        sql = feature_sql(
+            "range_clean", cadence_seconds=cadence_seconds, ordered=ordered, carry=carry
+        )
         cut = f"strpos(device_id, {SEP})"
         try:
             con.execute(
@@ -179,6 +220,32 @@ def _write_group(
         yield from hours
     finally:
         con.close()
+
+
+def _carry(
+    con: duckdb.DuckDBPyConnection,
+    before: list[Path | None],
+    width: int,
+    cadence_seconds: int | None,
+) -> str | None:
+    """The table ``range_carry`` of each hour's carry (hour i's from ``before[i]``, its devices
+    named as in the range) and its name; None when nothing is carried."""
+    parts = []
+    for i, path in enumerate(before):
+        if path is None or not path.exists():
+            continue
+        named = (
+            f"(SELECT * REPLACE ({sql_str(str(i).zfill(width))} || {SEP} || device_id AS "
+            f"device_id) FROM read_parquet({sql_str(str(path))}))"
+        )
+        part = settle_carry_sql(named, cadence_seconds=cadence_seconds)
+        if part is None:
+            return None
+        parts.append(part)
+    if not parts:
+        return None
+    con.execute(f"CREATE TABLE range_carry AS {' UNION ALL '.join(parts)}")
+    return "range_carry"
 
 
 _EMPTY: dict[str, float | int] = {

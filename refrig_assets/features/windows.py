@@ -103,6 +103,7 @@ def feature_sql(
     readings: Contract | None = None,
     features: Contract | None = None,
     ordered: bool = False,
+    carry: str | None = None,
 ) -> str:
     """SQL computing device_features from a clean_readings relation named ``source``.
 
@@ -116,6 +117,11 @@ def feature_sql(
     partitioned and re-sorted by device; a row out of that order fails the query with
     :data:`ORDER_ERROR` in its message. Spark keeps the partitioned window (it promises no row
     order). The results are the same either way.
+
+    ``carry`` names a relation of :func:`settle_carry_sql` over the readings just before
+    ``source`` (the previous hour's): a device's running state then settles after a start or
+    defrost of that hour as after one of its own, instead of counting as settled at its first
+    reading.
     """
     d = DIALECTS[dialect]
     readings = readings or load_contract("sensor_readings")
@@ -126,22 +132,14 @@ def feature_sql(
     epoch = d.epoch_seconds.format(ts="ts")
     bucket = f"CAST(floor({epoch} / {wsec}) * {wsec} AS BIGINT)"
 
-    valid = []
-    for c in readings.columns_with_role("sensor"):
-        if c.range:
-            lo, hi = c.range
-            valid.append(f"CASE WHEN {c.name} BETWEEN {lo} AND {hi} THEN {c.name} END AS {c.name}")
-        else:
-            valid.append(c.name)
+    valid = _valid_sensors(readings)
     state_cols = [c.name for c in readings.columns_with_role("state")]
 
-    running_cols = readings.running_sensors()
-    running = (
-        f"{running_cols[0].name} > {running_cols[0].extra['running_above']}"
-        if running_cols
-        else "FALSE"
-    )
+    running = _running(readings)
     settle, settle_cols, settle_passes = _settled_running(readings, features, running, wsec)
+    carried = _settle_anchors(readings, features, running, wsec) if carry else {}
+    for name, (_, minutes) in carried.items():
+        settle += f" AND (_cy{name} IS NULL OR t_min - _cy{name} >= {minutes})"
     aggs: dict[str, str] = {}
     for col in features.columns_with_role("feature"):
         s, stat = col.extra["sensor"], col.extra["stat"]
@@ -224,6 +222,12 @@ def feature_sql(
             # running max and first value need; Spark refuses an explicit frame on lag.
             "WINDOW w AS (PARTITION BY device_id ORDER BY t_min)"
         )
+    if carried:
+        # Joined after the passes that follow the rows' order (a join need not keep it).
+        cols = ", ".join(f"k.{name} AS _cy{name}" for name in carried)
+        inner = (
+            f"SELECT p.*, {cols} FROM ({inner}) p LEFT JOIN {carry} k ON p.device_id = k.device_id"
+        )
     return (
         f"SELECT {', '.join(select)} FROM ({inner}) v "
         "GROUP BY device_id, bucket ORDER BY device_id, bucket"
@@ -242,6 +246,54 @@ ORDER_ERROR = "clean readings out of (device_id, ts) order"
 _LONG_AGO = "CAST(-1e18 AS DOUBLE)"
 
 
+def _running(readings: Contract) -> str:
+    """The compressor-running condition (its current above ``running_above``); FALSE for a
+    fleet without such a sensor."""
+    cols = readings.running_sensors()
+    return f"{cols[0].name} > {cols[0].extra['running_above']}" if cols else "FALSE"
+
+
+def _valid_sensors(readings: Contract) -> list[str]:
+    """The sensor columns with values outside the contract's physical range set to NULL."""
+    valid = []
+    for c in readings.columns_with_role("sensor"):
+        if c.range:
+            lo, hi = c.range
+            valid.append(f"CASE WHEN {c.name} BETWEEN {lo} AND {hi} THEN {c.name} END AS {c.name}")
+        else:
+            valid.append(c.name)
+    return valid
+
+
+def _settle_anchors(
+    readings: Contract, features: Contract, running: str, window_seconds: int
+) -> dict[str, tuple[str, float]]:
+    """The states the running state settles after (column name -> (condition, settle
+    minutes)): an idle compressor (``running_settle.after_start_seconds``) and a defrost
+    (``after_defrost_seconds``). A settle time shorter than the window is not applied."""
+    spec = features.settings.get("running_settle") or {}
+
+    def settle_minutes(key: str) -> float:
+        seconds = float(spec.get(key, 0) or 0)
+        return seconds / 60.0 if seconds >= window_seconds else 0.0
+
+    start_min = settle_minutes("after_start_seconds")
+    defrost_min = settle_minutes("after_defrost_seconds")
+    if running == "FALSE":
+        return {}
+    anchors: dict[str, tuple[str, float]] = {}
+    if start_min > 0:
+        anchors["_st_idle"] = (f"NOT ({running}) OR ({running}) IS NULL", start_min)
+    defrost_cols = [c for c in readings.columns_with_role("sensor") if "defrost_above" in c.extra]
+    if defrost_min > 0 and defrost_cols:
+        dc = defrost_cols[0]
+        anchors["_st_defrost"] = (
+            f"NOT ({running}) AND {dc.name} > {dc.extra['defrost_above']}",
+            defrost_min,
+        )
+    return anchors
+
+
 def _settled_running(
     readings: Contract, features: Contract, running: str, window_seconds: int
 ) -> tuple[str, list[str], _InOrder]:
@@ -253,30 +305,12 @@ def _settled_running(
     window is not applied: such a window holds the transient as a minority of its readings, as
     the windows the detectors trained on did. Also the per-reading columns the condition needs,
     for the partitioned window and for the in-order form."""
-    spec = features.settings.get("running_settle") or {}
-
-    def settle_minutes(key: str) -> float:
-        seconds = float(spec.get(key, 0) or 0)
-        return seconds / 60.0 if seconds >= window_seconds else 0.0
-
-    start_min = settle_minutes("after_start_seconds")
-    defrost_min = settle_minutes("after_defrost_seconds")
     passes = _InOrder({}, {}, {}, {})
-    if running == "FALSE":
-        return running, [], passes
-    anchors: dict[str, tuple[str, float]] = {}
-    if start_min > 0:
-        anchors["_st_idle"] = (f"NOT ({running}) OR ({running}) IS NULL", start_min)
-    defrost_cols = [c for c in readings.columns_with_role("sensor") if "defrost_above" in c.extra]
-    if defrost_min > 0 and defrost_cols:
-        dc = defrost_cols[0]
-        anchors["_st_defrost"] = (
-            f"NOT ({running}) AND {dc.name} > {dc.extra['defrost_above']}",
-            defrost_min,
-        )
     window = []
     conditions = [f"({running})"]
-    for name, (state, minutes) in anchors.items():
+    for name, (state, minutes) in _settle_anchors(
+        readings, features, running, window_seconds
+    ).items():
         # The last reading in the state so far (window form: within the partition's device).
         window.append(f"max(CASE WHEN {state} THEN t_min END) OVER w AS {name}")
         passes.guarded[f"{name}_b"] = (
@@ -285,6 +319,37 @@ def _settled_running(
         passes.carried[name] = f"{name}_b"
         conditions.append(f"({name} IS NULL OR t_min - {name} >= {minutes})")
     return " AND ".join(conditions), window, passes
+
+
+def settle_carry_sql(
+    source: str,
+    *,
+    window_min: int | None = None,
+    cadence_seconds: int | None = None,
+    dialect: str = "duckdb",
+    readings: Contract | None = None,
+    features: Contract | None = None,
+) -> str | None:
+    """SQL of the ``carry`` of :func:`feature_sql` from the clean readings ``source`` that come
+    just before its own (the previous hour's): per device, the time (minutes since the epoch,
+    as ``t_min``) of its last reading in each state the running state settles after. None when
+    no settle time applies at the fleet's window length (nothing to carry)."""
+    d = DIALECTS[dialect]
+    readings = readings or load_contract("sensor_readings")
+    features = features or load_contract("device_features")
+    running = _running(readings)
+    wsec = window_minutes(window_min, cadence_seconds) * 60
+    anchors = _settle_anchors(readings, features, running, wsec)
+    if not anchors:
+        return None
+    cols = ", ".join(
+        f"max(CASE WHEN {state} THEN t_min END) AS {n}" for n, (state, _) in anchors.items()
+    )
+    inner = (
+        f"SELECT device_id, ({d.epoch_seconds.format(ts='ts')}) / 60.0 AS t_min, "
+        f"{', '.join(_valid_sensors(readings))} FROM {source}"
+    )
+    return f"SELECT device_id, {cols} FROM ({inner}) r GROUP BY device_id"
 
 
 @dataclass

@@ -7,6 +7,7 @@ loaded into pandas here.
 """
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import dagster as dg
 
@@ -22,7 +23,8 @@ from refrig_assets.defs.shared.ranges import (
 )
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines import embedded
-from refrig_assets.features.ranged import write_feature_range
+from refrig_assets.features.ranged import carry_applies, write_feature_range, write_features_after
+from refrig_assets.ingestion.landing.hour_keys import hour_key
 
 GROUP = "features"
 SAMPLE_ROWS = 10
@@ -90,11 +92,30 @@ def device_features(
         path = spark.write_features(
             refrig.spark, source, refrig.store, key, cadence_seconds=cadence
         )
+    elif carry_applies(cadence):  # the running state settles after the previous hour's end
+        floor = scoring_floor(refrig.settings.models_dir)
+        hour = write_features_after(
+            source,
+            previous_clean(refrig, key),
+            refrig.store,
+            key,
+            load_contract("device_features"),
+            floor if floor is not None else 0.0,
+            cadence_seconds=cadence,
+        )
+        return _result(hour.summary, floor, engine, hour.path, contract_check(hour.path))
     else:
         path = embedded.write_features(source, refrig.store, key, cadence_seconds=cadence)
     floor = per_range(context, "scoring_floor", lambda: scoring_floor(refrig.settings.models_dir))
     summary = embedded.feature_summary(path, floor if floor is not None else 0.0)
     return _result(summary, floor, engine, path, contract_check(path))
+
+
+def previous_clean(refrig: RefrigResource, key: str):
+    """The clean readings of the hour before ``key`` (None where there are none)."""
+    start = hourly_partitions.time_window_for_partition_key(key).start
+    path = refrig.store.path("clean_readings", hour_key(start - timedelta(hours=1)))
+    return path if path.exists() else None
 
 
 def _result(
@@ -129,6 +150,7 @@ def features_range(context: dg.AssetExecutionContext, keys: list[str], refrig: R
         load_contract("device_features"),
         floor if floor is not None else 0.0,
         cadence_seconds=refrig.settings.cadence_seconds,
+        previous=previous_clean(refrig, keys[0]),
     )
     return _hour_results(hours, floor)
 
