@@ -16,9 +16,12 @@ from pathlib import Path
 
 from refrig_assets.core.contracts import ColumnSpec, Contract, ContractError
 from refrig_assets.core.reported_measurements import (
+    record_device_kits,
     record_reported,
+    recorded_device_kits,
     recorded_measurements,
     reported_in_file,
+    reported_per_device,
 )
 from refrig_assets.core.settings import get_settings
 
@@ -87,10 +90,39 @@ def record_hour_measurements(
     data_dir: Path, readings: Path, partition_key: str, contract: Contract
 ) -> list[str]:
     """Record in ``data_dir`` the measurements hour ``partition_key``'s typed readings file
-    ``readings`` reports (from its Parquet footer); returns them."""
-    names = reported_in_file(readings, [c.name for c in measurement_columns(contract)])
+    ``readings`` reports (from its Parquet footer), and each device's kit where some device
+    lacks one (see :func:`devices_lacking`); returns the hour's measurements."""
+    every = [c.name for c in measurement_columns(contract)]
+    names = reported_in_file(readings, every)
     record_reported(data_dir, names, partition_key)
+    per_device = reported_per_device(readings, every)
+    if per_device is not None or recorded_device_kits(data_dir):
+        if per_device is None:  # no gap in the hour: each device reported all the file's columns
+            per_device = _every_device_reported(readings, names)
+        record_device_kits(data_dir, per_device)
     return names
+
+
+def _every_device_reported(readings: Path, names: list[str]) -> dict[str, set[str]]:
+    import pyarrow.parquet as pq
+
+    devices = pq.read_table(readings, columns=["device_id"]).column(0).unique().to_pylist()
+    return {str(d): set(names) for d in devices if d is not None}
+
+
+def devices_lacking(contract: Contract) -> dict[str, list[str]]:
+    """Fleet sensor -> the devices that have never reported it while the fleet has (their kit
+    lacks it: a missing value there is no dropout), from the home's record; a sensor every
+    device has reported is left out."""
+    kits = recorded_device_kits(_data_dir(*_home_env()))
+    if not kits:
+        return {}
+    out: dict[str, list[str]] = {}
+    for name in fleet_measurements(contract):
+        lacking = sorted(d for d, kit in kits.items() if name not in kit)
+        if lacking:
+            out[name] = lacking
+    return out
 
 
 def _required(contract: Contract) -> list[str]:

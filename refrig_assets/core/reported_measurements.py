@@ -7,6 +7,11 @@ it. The record only grows (a sensor the whole fleet stops reporting stays a sens
 so its loss is still flagged); it is changed under a lock and replaced atomically, so concurrent
 runs merge what they saw. Every process (hourly, daily, training, serving) reads it from the
 store; the copy a process keeps is dropped when the file is replaced.
+
+Sensor kits also differ per device (a cohort without pressure transmitters, a few devices with a
+vibration sensor). The record keeps, under ``by_device``, each device that has lacked a
+measurement the fleet reports: the measurements it has reported so far. A device it does not
+name has every measurement of the fleet; one it names lacks the others until it reports them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -26,8 +32,8 @@ from refrig_assets.core.storage import durable_replace, temporary_for
 RECORD = "reported_measurements.json"
 LOCK = ".reported_measurements.lock"
 
-# The record last read, by path: (inode, size, mtime_ns) and the measurements it names.
-_read: dict[Path, tuple[tuple[int, int, int], dict[str, str]]] = {}
+# The record last read, by path: (inode, size, mtime_ns) and what it holds.
+_read: dict[Path, tuple[tuple[int, int, int], dict]] = {}
 
 
 def record_path(data_dir: Path) -> Path:
@@ -35,8 +41,8 @@ def record_path(data_dir: Path) -> Path:
     return Path(data_dir) / RECORD
 
 
-def recorded_measurements(data_dir: Path) -> dict[str, str] | None:
-    """Measurement -> the hour that first reported it; None while nothing is recorded."""
+def _record(data_dir: Path) -> dict | None:
+    """The record's content (kept per process until the file is replaced); None without one."""
     path = record_path(data_dir)
     try:
         st = os.stat(path)
@@ -46,9 +52,57 @@ def recorded_measurements(data_dir: Path) -> dict[str, str] | None:
     kept = _read.get(path)
     if kept is not None and kept[0] == signature:
         return kept[1]
-    first = dict(json.loads(path.read_text())["first_reported"])
-    _read[path] = (signature, first)
-    return first
+    content = json.loads(path.read_text())
+    content = {
+        "first_reported": dict(content["first_reported"]),
+        "by_device": {d: sorted(m) for d, m in (content.get("by_device") or {}).items()},
+    }
+    _read[path] = (signature, content)
+    return content
+
+
+def recorded_measurements(data_dir: Path) -> dict[str, str] | None:
+    """Measurement -> the hour that first reported it; None while nothing is recorded."""
+    content = _record(data_dir)
+    return None if content is None else content["first_reported"]
+
+
+def recorded_device_kits(data_dir: Path) -> dict[str, list[str]]:
+    """Device -> the measurements it has reported, for the devices that have lacked one the
+    fleet reports (every other device has them all); empty while nothing is recorded."""
+    content = _record(data_dir)
+    return {} if content is None else content["by_device"]
+
+
+def reported_per_device(path: Path, names: Iterable[str]) -> dict[str, set[str]] | None:
+    """Device -> the columns of ``names`` it has a value for in the Parquet file ``path``;
+    None when no column of ``names`` in the file has a null (every device reports them all),
+    which the footer tells without reading the rows."""
+    parquet = pq.ParquetFile(path)
+    meta = parquet.metadata
+    index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    present = [n for n in names if n in index]
+    holed = False
+    for name in present:
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(index[name]).statistics
+            if stats is None or not stats.has_null_count or stats.null_count > 0:
+                holed = True
+                break
+        if holed:
+            break
+    if not holed or "device_id" not in index:
+        return None
+    table = parquet.read(columns=["device_id", *present])
+    table = table.set_column(0, "device_id", pc.cast(table.column("device_id"), pa.string()))
+    counts = table.group_by("device_id").aggregate([(n, "count") for n in present]).to_pydict()
+    devices = counts.pop("device_id")
+    out: dict[str, set[str]] = {d: set() for d in devices if d is not None}
+    for name in present:
+        for device, n in zip(devices, counts[f"{name}_count"], strict=True):
+            if device is not None and n:
+                out[device].add(name)
+    return out
 
 
 def reported_in_file(path: Path, names: Iterable[str]) -> list[str]:
@@ -88,23 +142,66 @@ def record_reported(data_dir: Path, names: Iterable[str], partition_key: str) ->
     known = recorded_measurements(data_dir) or {}
     if all(n in known for n in names):
         return known
+
+    def merge(content: dict) -> bool:
+        new = [n for n in names if n not in content["first_reported"]]
+        content["first_reported"].update({n: partition_key for n in new})
+        return bool(new)
+
+    return _update(data_dir, merge)["first_reported"]
+
+
+def record_device_kits(data_dir: Path, per_device: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Add what each device of ``per_device`` reported (see :func:`reported_per_device`) to the
+    record's device kits: a device already named gains what it reported, one that lacks a
+    measurement the fleet reports (the record's, after this hour's) joins them. Returns the
+    kits; written under the lock only when they change."""
+
+    def changes(content: dict) -> dict[str, list[str]]:
+        fleet = set(content["first_reported"])
+        kits = content["by_device"]
+        out = {}
+        for device, names in per_device.items():
+            kit = kits.get(device)
+            if kit is not None:
+                if not names <= set(kit):
+                    out[device] = sorted(set(kit) | names)
+            elif fleet - names:
+                out[device] = sorted(names)
+        return out
+
+    if not changes(_record(data_dir) or {"first_reported": {}, "by_device": {}}):
+        return recorded_device_kits(data_dir)
+
+    def merge(content: dict) -> bool:
+        found = changes(content)
+        content["by_device"].update(found)
+        return bool(found)
+
+    return _update(data_dir, merge)["by_device"]
+
+
+def _update(data_dir: Path, merge) -> dict:
+    """Apply ``merge`` (which changes the record's content in place and says whether it did) to
+    the record under an exclusive lock, and replace the file when it did; returns the content."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        current = recorded_measurements(data_dir) or {}
-        new = [n for n in names if n not in current]
-        if not new:
+        current = _record(data_dir) or {"first_reported": {}, "by_device": {}}
+        content = {
+            "first_reported": dict(current["first_reported"]),
+            "by_device": dict(current["by_device"]),
+        }
+        if not merge(content):
             return current
-        merged = {**current, **{n: partition_key for n in new}}
+        body = {"first_reported": content["first_reported"]}
+        if content["by_device"]:
+            body["by_device"] = content["by_device"]
         final = record_path(data_dir)
         tmp = temporary_for(final)
         tmp.write_text(
-            json.dumps(
-                {"first_reported": merged, "updated": datetime.now(UTC).isoformat()},
-                indent=1,
-                sort_keys=True,
-            )
+            json.dumps({**body, "updated": datetime.now(UTC).isoformat()}, indent=1, sort_keys=True)
         )
         durable_replace(tmp, final)
-    return recorded_measurements(data_dir) or merged
+    return _record(data_dir) or content

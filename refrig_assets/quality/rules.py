@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from refrig_assets.core.contracts import Contract, load_contract, quality_flag_names
 from refrig_assets.core.device_ranges import in_range_sql
 from refrig_assets.core.duck import sql_str
-from refrig_assets.core.fleet_sensors import fleet_sensor_columns
+from refrig_assets.core.fleet_sensors import devices_lacking, fleet_sensor_columns
 from refrig_assets.core.partition_range import ENV_START
 from refrig_assets.ingestion.landing.readers import (
     CONTRACT_FILE,
@@ -1053,10 +1053,12 @@ def _row_mask_sql(contract: Contract, tolerance_minutes: float) -> str:
 
 def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g.") -> dict:
     """SQL condition of each flag on a good_rows row aliased ``g`` (joined tables: see clean_hour).
-    Sensors the fleet does not have (``REFRIG_SENSORS``) are never a dropout."""
+    Sensors the fleet does not have (``REFRIG_SENSORS``) are never a dropout, nor a sensor a
+    device's kit lacks (it has never reported it while others have)."""
     sensors = fleet_sensor_columns(contract)
     return {
-        "SENSOR_DROPOUT": " OR ".join(f"{g}{c.name} IS NULL" for c in sensors) or "FALSE",
+        "SENSOR_DROPOUT": " OR ".join(_dropout_sql(c.name, g, contract) for c in sensors)
+        or "FALSE",
         "OUT_OF_RANGE": " OR ".join(_out_of_range(c, g) for c in sensors if c.range) or "FALSE",
         "STUCK_SENSOR": "st.device_id IS NOT NULL",
         "DUPLICATE": "cp.device_id IS NOT NULL",
@@ -1065,6 +1067,14 @@ def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g."
         "UNIT_SUSPECT": "us.device_id IS NOT NULL",
         "UNREGISTERED_DEVICE": "r.device_id IS NOT NULL",
     }
+
+
+def _dropout_sql(sensor: str, g: str, contract: Contract) -> str:
+    """SQL: the row's ``sensor`` is missing on a device whose kit has it."""
+    lacking = devices_lacking(contract).get(sensor)
+    if not lacking:
+        return f"{g}{sensor} IS NULL"
+    return f"({g}{sensor} IS NULL AND {g}device_id NOT IN ({', '.join(map(sql_str, lacking))}))"
 
 
 def _flag_counts(

@@ -1,0 +1,99 @@
+"""Sensor kits differ per device: a device that has never reported a sensor the rest of the fleet
+reports (a cohort without pressure transmitters) has no dropout of it, hour after hour, while a
+device that has reported it and loses it is still flagged."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.fleet_sensors import (
+    devices_lacking,
+    measurement_columns,
+    record_hour_measurements,
+)
+from refrig_assets.core.reported_measurements import (
+    record_path,
+    record_reported,
+    recorded_device_kits,
+    reported_per_device,
+)
+from refrig_assets.core.settings import get_settings
+
+READINGS = load_contract("sensor_readings")
+EVERY = [c.name for c in measurement_columns(READINGS)]
+PRESSURE = "pressure_low_side"
+HOUR, LATER = "2026-01-01-00:00", "2026-01-01-01:00"
+
+
+@pytest.fixture
+def data_dir(refrig_home, monkeypatch):
+    monkeypatch.delenv("REFRIG_SENSORS", raising=False)
+    return get_settings().data_dir
+
+
+def typed_hour(path, kits: dict[str, set[str]]):
+    """A typed readings file with two rows per device: each measurement of its kit set."""
+    devices = [d for d in kits for _ in range(2)]
+    columns = {"device_id": pa.array(devices, pa.string())}
+    for name in EVERY:
+        kind = pa.bool_() if name == "door_open" else pa.float64()
+        value = False if name == "door_open" else 1.0
+        columns[name] = pa.array([value if name in kits[d] else None for d in devices], kind)
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def test_a_file_without_gaps_needs_no_per_device_scan(tmp_path):
+    full = typed_hour(tmp_path / "full.parquet", {"a": set(EVERY), "b": set(EVERY)})
+    assert reported_per_device(full, EVERY) is None
+    holed = typed_hour(tmp_path / "holed.parquet", {"a": set(EVERY), "b": set(EVERY) - {PRESSURE}})
+    assert reported_per_device(holed, EVERY) == {"a": set(EVERY), "b": set(EVERY) - {PRESSURE}}
+
+
+def test_kits_name_only_the_devices_that_lack_a_fleet_sensor_until_they_report_it(
+    data_dir, tmp_path
+):
+    lacking = set(EVERY) - {PRESSURE}
+    first = typed_hour(tmp_path / "h0.parquet", {"a": set(EVERY), "b": lacking})
+    record_hour_measurements(data_dir, first, HOUR, READINGS)
+    assert recorded_device_kits(data_dir) == {"b": sorted(lacking)}
+    assert devices_lacking(READINGS) == {PRESSURE: ["b"]}
+    # The fleet-level record is kept alongside (and record_reported keeps the kits).
+    record_reported(data_dir, EVERY, LATER)
+    assert json.loads(record_path(data_dir).read_text())["by_device"] == {"b": sorted(lacking)}
+    # b reports its pressure in a later hour (a file without gaps): it has it from then on.
+    later = typed_hour(tmp_path / "h1.parquet", {"a": set(EVERY), "b": set(EVERY)})
+    record_hour_measurements(data_dir, later, LATER, READINGS)
+    assert recorded_device_kits(data_dir) == {"b": sorted(EVERY)}
+    assert devices_lacking(READINGS) == {}
+
+
+def test_a_sensor_a_device_never_had_is_no_dropout_and_a_lost_one_still_is(data_dir, tmp_path):
+    from support.quality_helpers import KEY, arrived_in_hour, good_rows, run_hour
+
+    # Hour before: dev-1 and dev-3 report the pressure, dev-2 has no transmitter.
+    kits = {"dev-1": set(EVERY), "dev-2": set(EVERY) - {PRESSURE}, "dev-3": set(EVERY)}
+    record_hour_measurements(data_dir, typed_hour(tmp_path / "h0.parquet", kits), HOUR, READINGS)
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    one = good_rows(5, device="dev-1")
+    one.loc[2, PRESSURE] = None  # a dropout of one reading
+    two = good_rows(5, device="dev-2").assign(**{PRESSURE: None})  # never had it
+    three = good_rows(5, device="dev-3").assign(**{PRESSURE: None})  # lost it for the hour
+    path = landing / "hour.parquet"
+    pd.concat([one, two, three], ignore_index=True).to_parquet(path, index=False)
+    arrived_in_hour(path)
+
+    clean, result = run_hour(landing, registered=("dev-1", "dev-2", "dev-3"), key=KEY)
+
+    dropout = clean["quality_flags"].fillna("").str.contains("SENSOR_DROPOUT")
+    per_device = dropout.groupby(clean["device_id"]).sum().to_dict()
+    assert per_device == {"dev-1": 1, "dev-2": 0, "dev-3": 5}
+    assert result.flag_counts["SENSOR_DROPOUT"] == 6
