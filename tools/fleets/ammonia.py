@@ -52,8 +52,10 @@ EXPECTED_CAUSES: dict[str, tuple[str, ...]] = {
     "refrigerant_leak": ("refrigerant_leak",),
     "door_left_open": ("door_ajar",),
     "stuck_sensor": ("sensor_fault",),
+    # The decommissioned device: one communications ticket when it goes silent is right.
+    "device_went_silent": ("communications_loss",),
 }
-DEVICE_FAULTS = tuple(EXPECTED_CAUSES)
+DEVICE_FAULTS = tuple(EXPECTED_CAUSES)[:-1]
 READING_COLUMNS = [
     "device_id", "ts", "temperature_evaporator", "temperature_condenser", "pressure_low_side",
     "pressure_high_side", "current_compressor", "vibration_compressor", "ambient_temperature",
@@ -149,6 +151,7 @@ def make_plan(devices: int, hours: float, train_hours: float, per_site: int, rng
             rows.append((dev, kind, "gradual", t0, min(hours, t0 + 3.0), None))
         else:
             rows.append((dev, kind, "gradual", onset(3.0), hours, None))
+    rows.append((leaver, "device_went_silent", "sensor", last_hour[leaver], hours, None))
     labels = pd.DataFrame(
         rows, columns=["device_id", "fault_type", "category", "onset", "end", "sensor"]
     )
@@ -196,7 +199,10 @@ def simulate(plan: Plan, hours: float, cadence_s: float, rng) -> pd.DataFrame:
         ramp_h = {"refrigerant_leak": 4.0, "iced_evaporator": 3.0,
                   "compressor_valve_failure": 1.0, "hunting_expansion_valve": 0.2}.get(
             row.fault_type, 1e-9)  # fmt: skip
-        eff[row.fault_type][:, col[row.device_id]] = _ramp(t_h, row.onset, row.end + 1e-9, ramp_h)
+        if row.fault_type in eff:
+            eff[row.fault_type][:, col[row.device_id]] = _ramp(
+                t_h, row.onset, row.end + 1e-9, ramp_h
+            )
     charge = 1.0 - 0.5 * eff["refrigerant_leak"]
     ice = eff["iced_evaporator"]  # airflow through the coil blocked by ice
     pumping = 1.0 - 0.6 * eff["compressor_valve_failure"]  # leaking valves: gas recirculates
