@@ -1104,10 +1104,25 @@ def _flag_counts(
     aggs = ["count(*)"] + [f"count(*) FILTER ({cond[f]})" for f in row_flags]
     aggs += [f"count({c.name})" for c in sensors]
     aggs += [f"count(*) FILTER ({broken[c.name]})" if c.range else "0" for c in sensors]
+    # rows of the devices whose kit lacks a sensor: its missing values there are no dropout
+    kits = devices_lacking(contract)
+    lacking = {c.name: ", ".join(map(sql_str, kits[c.name])) for c in sensors if c.name in kits}
+    aggs += [
+        f"count(*) FILTER ({c.name} IS NULL AND device_id IN ({lacking[c.name]}))"
+        if c.name in lacking
+        else "0"
+        for c in sensors
+    ]
     if per_device:
         aggs = ["sum(n_rows)"] + [f"sum(c_{f})" for f in row_flags]
         aggs += [f"sum(p_{c.name})" for c in sensors]
         aggs += [f"sum(o_{c.name})" if c.range else "0" for c in sensors]
+        aggs += [
+            f"sum(n_rows - p_{c.name}) FILTER (device_id IN ({lacking[c.name]}))"
+            if c.name in lacking
+            else "0"
+            for c in sensors
+        ]
         aggs = [f"coalesce({a}, 0)" for a in aggs]
         row = con.execute(f"SELECT {', '.join(aggs)} FROM device_hour").fetchall()[0]
     else:
@@ -1128,11 +1143,13 @@ def _flag_counts(
         )
     )
     counts = {f: counts.get(f, 0) for f in quality_flag_names()}
-    present = row[5 : 5 + len(sensors)]
-    out_of_range = row[5 + len(sensors) :]
+    k = len(sensors)
+    present = row[5 : 5 + k]
+    out_of_range = row[5 + k : 5 + 2 * k]
+    not_fitted = row[5 + 2 * k :]
     per_sensor: dict[tuple[str, str], int] = {}
-    for c, p, o in zip(sensors, present, out_of_range, strict=True):
-        per_sensor[("SENSOR_DROPOUT", c.name)] = n - int(p)
+    for c, p, o, x in zip(sensors, present, out_of_range, not_fitted, strict=True):
+        per_sensor[("SENSOR_DROPOUT", c.name)] = n - int(p) - int(x)
         per_sensor[("OUT_OF_RANGE", c.name)] = int(o)
         per_sensor[("STUCK_SENSOR", c.name)] = 0
         per_sensor[("UNIT_SUSPECT", c.name)] = 0

@@ -10,8 +10,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support.quality_helpers import HOUR as START
+from support.quality_helpers import KEY, arrived_in_hour, good_rows, run_hour
 
 from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.duck import connect
 from refrig_assets.core.fleet_sensors import (
     devices_lacking,
     measurement_columns,
@@ -24,6 +27,10 @@ from refrig_assets.core.reported_measurements import (
     reported_per_device,
 )
 from refrig_assets.core.settings import get_settings
+from refrig_assets.core.storage import ParquetStore
+from refrig_assets.ingestion.landing.hours import hour_readings
+from refrig_assets.ingestion.landing.index import LandingIndex
+from refrig_assets.quality.shards import clean_hour_in_shards
 
 READINGS = load_contract("sensor_readings")
 EVERY = [c.name for c in measurement_columns(READINGS)]
@@ -74,26 +81,63 @@ def test_kits_name_only_the_devices_that_lack_a_fleet_sensor_until_they_report_i
     assert devices_lacking(READINGS) == {}
 
 
-def test_a_sensor_a_device_never_had_is_no_dropout_and_a_lost_one_still_is(data_dir, tmp_path):
-    from support.quality_helpers import KEY, arrived_in_hour, good_rows, run_hour
-
-    # Hour before: dev-1 and dev-3 report the pressure, dev-2 has no transmitter.
+def kit_hour(data_dir, tmp_path):
+    """The landing of one hour after an hour that recorded the kits: dev-1 and dev-3 have the
+    pressure, dev-2 has no transmitter. This hour dev-1 misses one reading's pressure, dev-2
+    (never had it) and dev-3 (lost it) every one."""
     kits = {"dev-1": set(EVERY), "dev-2": set(EVERY) - {PRESSURE}, "dev-3": set(EVERY)}
     record_hour_measurements(data_dir, typed_hour(tmp_path / "h0.parquet", kits), HOUR, READINGS)
-
     landing = tmp_path / "landing"
     landing.mkdir()
     one = good_rows(5, device="dev-1")
-    one.loc[2, PRESSURE] = None  # a dropout of one reading
-    two = good_rows(5, device="dev-2").assign(**{PRESSURE: None})  # never had it
-    three = good_rows(5, device="dev-3").assign(**{PRESSURE: None})  # lost it for the hour
+    one.loc[2, PRESSURE] = None
+    two = good_rows(5, device="dev-2").assign(**{PRESSURE: None})
+    three = good_rows(5, device="dev-3").assign(**{PRESSURE: None})
     path = landing / "hour.parquet"
     pd.concat([one, two, three], ignore_index=True).to_parquet(path, index=False)
     arrived_in_hour(path)
+    return landing
 
-    clean, result = run_hour(landing, registered=("dev-1", "dev-2", "dev-3"), key=KEY)
 
+EXPECTED = {"dev-1": 1, "dev-2": 0, "dev-3": 5}
+DEVICES = ("dev-1", "dev-2", "dev-3")
+
+
+def dropouts_per_device(clean: pd.DataFrame) -> dict[str, int]:
     dropout = clean["quality_flags"].fillna("").str.contains("SENSOR_DROPOUT")
-    per_device = dropout.groupby(clean["device_id"]).sum().to_dict()
-    assert per_device == {"dev-1": 1, "dev-2": 0, "dev-3": 5}
+    return dropout.groupby(clean["device_id"]).sum().to_dict()
+
+
+def test_a_sensor_a_device_never_had_is_no_dropout_and_a_lost_one_still_is(data_dir, tmp_path):
+    clean, result = run_hour(kit_hour(data_dir, tmp_path), registered=DEVICES, key=KEY)
+
+    assert dropouts_per_device(clean) == EXPECTED
     assert result.flag_counts["SENSOR_DROPOUT"] == 6
+    # The quality report's per-sensor dropout counts only the devices that have the sensor.
+    assert result.sensor_flag_counts[("SENSOR_DROPOUT", PRESSURE)] == 6
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_the_hour_cleaned_from_its_file_in_shards_skips_the_same_devices(
+    data_dir, tmp_path, shards
+):
+    landing = kit_hour(data_dir, tmp_path)
+    store = ParquetStore(tmp_path / "data")
+    con = connect()
+    try:
+        hour = hour_readings(
+            con, landing, START, START + pd.Timedelta(hours=1), KEY, READINGS,
+            LandingIndex(tmp_path / "index.json"),
+        )  # fmt: skip
+        store.write_from_duckdb("sensor_readings", KEY, con, hour.sql)
+        registered = pa.table({"device_id": pa.array(DEVICES, pa.string())})
+        path, result = clean_hour_in_shards(
+            con, store, KEY, store.path("sensor_readings", KEY), READINGS, registered,
+            shards=shards,
+        )  # fmt: skip
+    finally:
+        con.close()
+
+    assert dropouts_per_device(pd.read_parquet(path)) == EXPECTED
+    assert result.flag_counts["SENSOR_DROPOUT"] == 6
+    assert result.sensor_flag_counts[("SENSOR_DROPOUT", PRESSURE)] == 6
