@@ -76,6 +76,16 @@ def reference_for(
     return ModelReference(model_id, model_version, tag, stems)
 
 
+def model_inputs(registry, model_id: str, model_version: str) -> list[str]:
+    """The features a registered model version scores (``registry``: a
+    :class:`~refrig_assets.training.registry.ModelRegistry`): the columns it was trained on,
+    which follow the fleet's sensors (:func:`~refrig_assets.core.fleet_sensors.usable_features`:
+    no feature of a sensor the fleet lacks, the plain statistic where the fleet has no running
+    state), not every column its model config lists. Drift is measured on these: a feature the
+    fleet never had has nothing to drift, and the one the model reads in its place does."""
+    return list(registry.load(model_id, model_version).feature_columns)
+
+
 def training_end(reference: ModelReference) -> pd.Timestamp:
     """End of the last training partition: later windows are out of sample for the version."""
     window = partition_window(reference.stems[-1])

@@ -32,6 +32,7 @@ from refrig_assets.monitoring.drift import (
 from refrig_assets.monitoring.evidently_report import ReportHeader, write_drift_report
 from refrig_assets.monitoring.reference import (
     ReferenceUnavailable,
+    model_inputs,
     partition_window,
     read_features,
     reference_for,
@@ -145,7 +146,7 @@ def feature_drift(
                     f"the day's feature hours are all its training hours ({ref.training_partitions})"
                 )
                 continue
-        features = list(load_model_config(model_id, s.models_dir).feature_columns)
+        features = model_inputs(refrig.registry, model_id, version)
         seed = settings.sample_seed
         reference = read_features(
             store, ref.stems, features, registry, settings.reference_max_rows, seed
