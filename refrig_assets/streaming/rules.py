@@ -225,6 +225,9 @@ def sustained_rise(
     limit = np.where(idle, np.fmax(rate_limit[code], own_rise[code]), rate_limit[code])
     with np.errstate(invalid="ignore"):
         rising = rate > limit
+    # Nothing learnt yet (a fleet's first hours): an idle rise may be a defrost as well as a
+    # lost compressor, so it is held and judged when it ends (:func:`_unlike_a_defrost`).
+    held = learns & idle & np.isnan(own_rise[code])
     # The reading before each new one: a new one of the same batch, or the device's last
     # evaluated reading (the end of the buffer), whose streak the state remembers.
     before = np.maximum(new - 1, 0)
@@ -240,7 +243,27 @@ def sustained_rise(
     carried = continues[first]  # the run's first reading goes on from the last batch
     start = np.where(carried, streak_from[code[first]], r.ts[np.maximum(ref[first], 0)])
     covered = ts - start
-    fires = rising & (covered >= sustain_ns)
+    fires = rising & (covered >= sustain_ns) & ~held
+    observed = rate
+    if learns and held.any():
+        ended = _unlike_a_defrost(
+            r,
+            x,
+            rule.params[DEFROST_ABOVE],
+            held,
+            rising,
+            linked,
+            previous_new,
+            start,
+            streak_from,
+            sustain_ns,
+        )
+        if ended is not None:
+            at, streak_start = ended
+            fires[at] = True
+            covered[at] = r.ts[new[at] - 1] - streak_start
+            observed = rate.copy()
+            observed[at] = rate_at[new[at] - 1]
     last = np.ones(len(new), dtype=bool)
     last[:-1] = code[1:] != code[:-1]
     streak_from[code[last]] = np.where(rising[last], start[last], NO_TIME)
@@ -255,7 +278,46 @@ def sustained_rise(
             lo = r.first_within(at, rule.span_ns)
             fastest = range_max(np.where(np.isfinite(rate_at), rate_at, -np.inf), lo, at + 1)
             sample[enters] = np.where(np.isfinite(fastest), fastest, np.nan)
-    return Hits(fires, rate, limit, covered, sample=sample)
+    return Hits(fires, observed, limit, covered, sample=sample)
+
+
+def _unlike_a_defrost(
+    r: Readings,
+    x: np.ndarray,
+    defrost_above: float,
+    held: np.ndarray,
+    rising: np.ndarray,
+    linked: np.ndarray,
+    previous_new: np.ndarray,
+    start: np.ndarray,
+    streak_from: np.ndarray,
+    sustain_ns: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The held idle rises that ended unlike a defrost: positions in ``r.new`` and the start of
+    each one's streak (None: none ended so).
+
+    With no defrost warm-up learnt for a device or its cohort, an idle rise is judged by its
+    shape. A defrost's heater carries the coil into the contract's defrost state (idle, above
+    ``defrost_above``) and the compressor restarts when it ends; a lost compressor lets the
+    coil drift towards the cabinet air, so its fast rise ends with the compressor still idle
+    and the coil short of the defrost state. The alert comes at the first reading that no
+    longer rises, once the held rise before it had covered the sustain time. ``streak_from``
+    still holds the streak of each device's last reading of the previous batch."""
+    new = r.new
+    code = r.code[new]
+    before = np.maximum(new - 1, 0)
+    carried = streak_from[code]
+    earlier_start = np.where(previous_new, np.r_[NO_TIME, start[:-1]], carried)
+    earlier_held = np.where(previous_new, np.r_[False, held[:-1]], r.running[before] == 0)
+    earlier_rising = np.where(previous_new, np.r_[False, rising[:-1]], carried != NO_TIME)
+    with np.errstate(invalid="ignore"):
+        short_of_defrost = (x[before] <= defrost_above) & (x[new] <= defrost_above)
+    ended = held & ~rising & linked & earlier_rising & earlier_held & short_of_defrost
+    ended &= r.ts[before] - earlier_start >= sustain_ns
+    if not ended.any():
+        return None
+    at = np.flatnonzero(ended)
+    return at, earlier_start[at]
 
 
 def _rates(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.streaming.config import load_streaming_settings
@@ -143,8 +144,79 @@ def test_a_running_compressor_over_a_warming_coil_fires_whatever_its_defrosts():
 
 def test_a_device_without_defrost_history_keeps_the_limit():
     """Nothing learnt yet (a fleet's first hours): the registry's limit alone applies."""
-    t = np.arange(0, 10 * 60, STEP_S) / 60.0
-    idle_rise = (COIL_RUNNING + (LIMIT + 1.0) * t, np.full(len(t), IDLE_AMPS))
-    firing = cooling_losses(engine(), frame("f1", 0, running(20), idle_rise))
+    firing = cooling_losses(engine(), frame("f1", 0, running(20), lost_compressor()))
     assert len(firing) == 1
     assert firing["reference"].iloc[0] == LIMIT
+
+
+# -- a fleet's first hours: nothing learnt, an idle rise is judged by its shape --------------
+
+LOSS_RISE_MINUTES = 8
+
+
+def lost_compressor(minutes: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """A lost compressor (idle from a running coil): the coil warms faster than the limit for
+    LOSS_RISE_MINUTES, then drifts slowly with the cabinet air, short of the defrost state."""
+    t = np.arange(0, minutes * 60, STEP_S) / 60.0
+    rate = LIMIT + 1.0
+    coil = COIL_RUNNING + rate * np.minimum(t, LOSS_RISE_MINUTES)
+    coil += 0.2 * np.maximum(t - LOSS_RISE_MINUTES, 0)
+    assert coil.max() < DEFROST_ABOVE
+    return coil, np.full(len(t), IDLE_AMPS)
+
+
+def test_a_fast_defrost_in_a_fleets_first_hours_is_no_cooling_loss():
+    """No device of the fleet has shown a defrost yet: the heater's warm-up is faster than the
+    limit for longer than the sustain time, and it carries the coil into the defrost state."""
+    assert cooling_losses(engine(), frame("f1", 0, running(20), defrost(), running(30))).empty
+
+
+def test_a_first_hours_defrost_arriving_one_reading_per_file_is_no_cooling_loss():
+    eng = engine()
+    readings = frame("f1", 0, running(20), defrost(), running(30))
+    assert all(cooling_losses(eng, readings.iloc[[i]]).empty for i in range(len(readings)))
+
+
+def test_an_idle_rise_that_ends_with_the_compressor_restarting_is_no_cooling_loss():
+    """Short of the defrost state, the compressor starts again: cooling is back."""
+    coil, amps = lost_compressor()
+    restart = (coil[: LOSS_RISE_MINUTES * 60 // STEP_S], amps[: LOSS_RISE_MINUTES * 60 // STEP_S])
+    assert cooling_losses(engine(), frame("f1", 0, running(20), restart, running(30))).empty
+
+
+def test_a_lost_compressor_in_a_fleets_first_hours_fires_when_its_fast_rise_ends():
+    firing = cooling_losses(engine(), frame("f1", 0, running(20), lost_compressor()))
+    assert len(firing) == 1
+    # The rise is seen from its second reading (the rate's look-back) until LOSS_RISE_MINUTES;
+    # the first reading that no longer rises fast fires, carrying the rise's span and rate.
+    fired = (firing["ts"].iloc[0] - T0).total_seconds() / 60.0
+    assert 20 + LOSS_RISE_MINUTES <= fired <= 20 + LOSS_RISE_MINUTES + 1.0
+    assert firing["span_minutes"].iloc[0] >= SETTINGS.rule(RULE).minutes("sustain_minutes")
+    assert firing["observed"].iloc[0] > LIMIT
+
+
+def test_a_first_hours_lost_compressor_arriving_one_reading_per_file_fires_once():
+    eng = engine()
+    readings = frame("f1", 0, running(20), lost_compressor())
+    fired = [i for i in range(len(readings)) if not cooling_losses(eng, readings.iloc[[i]]).empty]
+    batch = cooling_losses(engine(), readings)
+    assert len(fired) == 1
+    assert readings["ts"].iloc[fired[0]] == batch["ts"].iloc[0]
+
+
+def test_a_lost_compressor_once_defrosts_are_known_fires_at_the_sustain_time_as_before():
+    """Once the cohort's defrosts are known the rule judges the rate as it always did: the
+    alert comes when the rise has lasted the sustain time, not when it ends."""
+    devices = [f"f{i}" for i in range(int(SETTINGS.rule(RULE).params["cohort_min_devices"]) + 1)]
+    eng = engine({d: "freezer" for d in devices})
+    cooling_losses(eng, *(frame(d, 0, running(20), defrost(), running(30)) for d in devices[1:]))
+    coil, amps = lost_compressor()
+    t = np.arange(len(coil)) * STEP_S / 60.0
+    faster = COIL_RUNNING + 2 * (DEFROST_TARGET - COIL_RUNNING) / HEATER_TAU_MIN * t
+    firing = cooling_losses(eng, frame(devices[0], 120, running(20), (faster, amps)))
+    assert len(firing) == 1
+    assert firing["reference"].iloc[0] > LIMIT  # judged against the cohort's warm-up
+    sustain = SETTINGS.rule(RULE).minutes("sustain_minutes")
+    fired = (firing["ts"].iloc[0] - T0).total_seconds() / 60.0 - 140
+    # The streak counts from its first rate's look-back: the last running reading.
+    assert fired == pytest.approx(sustain - STEP_S / 60.0)
