@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from refrig_assets.core.contracts import ColumnSpec, Contract, ContractError
+from refrig_assets.core.duck import sql_str
 from refrig_assets.core.reported_measurements import (
     record_device_kits,
     record_reported,
@@ -123,6 +124,22 @@ def devices_lacking(contract: Contract) -> dict[str, list[str]]:
         if lacking:
             out[name] = lacking
     return out
+
+
+def kit_size_sql(sensors: list[str], contract: Contract, device: str = "device_id") -> str:
+    """SQL of how many of ``sensors`` the row's device (column ``device``) has in its kit: all
+    of them, less each one it lacks (:func:`devices_lacking`); the plain count when no device
+    lacks one. What a device's completeness is measured against."""
+    lacking = devices_lacking(contract)
+    terms = [
+        f"(CASE WHEN {device} IN ({', '.join(map(sql_str, lacking[s]))}) THEN 1 ELSE 0 END)"
+        for s in sensors
+        if s in lacking
+    ]
+    if not terms:
+        return str(len(sensors))
+    # a device lacking every sensor counts one, so no window divides by zero
+    return f"greatest(1, {len(sensors)} - {' - '.join(terms)})"
 
 
 def _required(contract: Contract) -> list[str]:

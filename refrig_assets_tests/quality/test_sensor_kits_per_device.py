@@ -141,3 +141,21 @@ def test_the_hour_cleaned_from_its_file_in_shards_skips_the_same_devices(
     assert dropouts_per_device(pd.read_parquet(path)) == EXPECTED
     assert result.flag_counts["SENSOR_DROPOUT"] == 6
     assert result.sensor_flag_counts[("SENSOR_DROPOUT", PRESSURE)] == 6
+
+
+def test_a_device_s_completeness_is_measured_against_its_own_kit(data_dir, tmp_path):
+    from refrig_assets.core.fleet_sensors import kit_size_sql
+
+    sensors = [c.name for c in READINGS.columns_with_role("sensor")]
+    assert kit_size_sql(sensors, READINGS) == str(len(sensors))  # nothing recorded: all
+    kits = {"full": set(EVERY), "few": {"temperature_evaporator", "door_open"}}
+    record_hour_measurements(data_dir, typed_hour(tmp_path / "h0.parquet", kits), HOUR, READINGS)
+    con = connect()
+    try:
+        size = kit_size_sql(sensors, READINGS, device="d")
+        got = con.execute(
+            f"SELECT d, {size} FROM (VALUES ('full'), ('few'), ('new')) t(d) ORDER BY d"
+        ).fetchall()
+    finally:
+        con.close()
+    assert dict(got) == {"few": 1, "full": len(sensors), "new": len(sensors)}

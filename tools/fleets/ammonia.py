@@ -12,12 +12,14 @@ Why: the pipeline is judged on fleets it never sees. This generator follows the 
   grid) and one device whose clock runs 40 s ahead.
 * **Sensor kits per device, not per fleet**: chiller rooms have no pressure transmitters (the
   columns are null on their rows), blast freezers have no door switch, about half the cold stores
-  have a vibration sensor and the rest do not, and one device has no ambient probe.
+  have a vibration sensor and the rest do not, one device has no ambient probe and one (a data
+  logger) reports only its coil temperature and door.
 * **Lifecycle**: one device is commissioned hours after the others (its first reading comes
   after training), one is decommissioned part-way (its readings stop for good).
 * **Landing files**: an hour delivered twice (the same readings under another name), an hour
-  split in two time halves, an hour written per site (one gateway each), an hour delivered late
-  under a name of another layout, and a few readings repeated inside their file.
+  split in two time halves, an hour written per site (one gateway each, sending only the
+  columns its devices fill), an hour delivered late under a name of another layout, and a few
+  readings repeated inside their file.
 * **Faults** (after the training hours; labels in the shape ``refrig evaluate --labels`` reads):
   faults the project does not name (an iced evaporator, a hunting expansion valve, a failing
   compressor valve: weak pumping, low current, warm discharge, the room warming) and some it
@@ -124,6 +126,8 @@ def make_plan(devices: int, hours: float, train_hours: float, per_site: int, rng
             "vibration_compressor": [rng.random() < s.vibration_share for s in spec],
             "door_open": [s.door_switch for s in spec],
             "ambient_temperature": True,
+            "temperature_condenser": True,
+            "current_compressor": True,
         },
         index=ids,
     )
@@ -138,6 +142,9 @@ def make_plan(devices: int, hours: float, train_hours: float, per_site: int, rng
 
     rows = []
     faulty = order[: int(round(0.4 * len(order)))]
+    # A data-logger kit: the first faulty device reports its coil temperature and door only.
+    kit.loc[faulty[0]] = False
+    kit.loc[faulty[0], "door_open"] = True
     for k, dev in enumerate(faulty):
         kind = DEVICE_FAULTS[k % len(DEVICE_FAULTS)]
         if kind == "door_left_open":
@@ -342,7 +349,8 @@ def write_fleet(home: Path, devices: int, hours: int, train_hours: float, cadenc
             _write(part[part["ts"] >= middle], land / f"{name}_b.parquet")
         elif k == per_gateway:
             for site, rows in part.groupby(part["device_id"].map(site_of)):
-                _write(rows, land / f"{name}_{site}.parquet")
+                # a site's gateway sends only the columns its devices fill
+                _write(rows.dropna(axis=1, how="all"), land / f"{name}_{site}.parquet")
         elif k == late:
             path = land / "late" / f"upload-{seed}-{h:%H%M}.parquet"
             _write(part, path)
