@@ -21,7 +21,12 @@ from refrig_assets.core.duck import connect
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.device_shards import stream_query
 from refrig_assets.engines.memory import SPILL_DIR, MemoryBudget, hold_to_budget, load_memory_budget
-from refrig_assets.features.windows import ORDER_ERROR, feature_sql
+from refrig_assets.features.windows import (
+    ORDER_ERROR,
+    expected_readings_per_window,
+    feature_sql,
+    window_minutes,
+)
 
 _ARROW_TYPE_CHECKS = {
     "string": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
@@ -63,11 +68,16 @@ def write_features(
     instead, with the same results.
 
     ``shards`` (default: what the memory budget of config/performance.yaml needs for the
-    file's readings) groups the ranges into memory shards computed one after the other, each
-    on its own connection, so memory stays flat however large the fleet."""
+    file's readings and the windows they make at the fleet's cadence) groups the ranges into
+    memory shards computed one after the other, each on its own connection, so memory stays
+    flat however large the fleet."""
     budget = load_memory_budget()
     if shards is None:
-        shards = budget.shards_for(pq.ParquetFile(source).metadata.num_rows)
+        readings = pq.ParquetFile(source).metadata.num_rows
+        per_window = expected_readings_per_window(
+            window_minutes(cadence_seconds=cadence_seconds), cadence_seconds
+        )
+        shards = budget.feature_shards_for(readings, readings / per_window)
     con = duckdb.connect()
     try:
         hold_to_budget(con, budget, spill_dir=store.root / SPILL_DIR)

@@ -2,7 +2,9 @@
 
 Steps hold DuckDB to the budget (beyond it, sorts, joins and windows spill to disk) and the
 quality step sizes its device shards with it (:mod:`refrig_assets.quality.shards`), so memory
-stays flat however large the fleet.
+stays flat however large the fleet. The feature step also sizes its shards by its windows
+(:meth:`MemoryBudget.feature_shards_for`), so that DuckDB's limit stays a safety net that its
+aggregation never reaches.
 """
 
 from __future__ import annotations
@@ -27,11 +29,22 @@ class MemoryBudget:
     path: Path
     memory_budget_mb: int
     reading_bytes: int
+    window_bytes: int
 
     def shards_for(self, readings: int) -> int:
         """Shards needed so one shard's working memory fits the budget (at least one)."""
         need = readings * self.reading_bytes
         return max(1, math.ceil(need / (self.memory_budget_mb * 2**20)))
+
+    def feature_shards_for(self, readings: int, windows: float) -> int:
+        """Shards the feature step needs for an hour of ``readings`` that make about
+        ``windows`` feature windows: as many as the readings need (:meth:`shards_for`), and
+        enough that one shard's windows aggregate in memory under the budget (a hash
+        aggregate held to a limit it would cross goes to its partitioned, out-of-core form,
+        which costs CPU even where the memory is there)."""
+        need = windows * self.window_bytes
+        by_windows = math.ceil(need / (self.memory_budget_mb * 2**20))
+        return max(self.shards_for(readings), by_windows)
 
 
 def load_memory_budget() -> MemoryBudget:
@@ -42,6 +55,7 @@ def load_memory_budget() -> MemoryBudget:
         path=config.path,
         memory_budget_mb=hourly.number("memory_budget_mb", minimum=256, integer=True),
         reading_bytes=hourly.number("reading_bytes", minimum=1, integer=True),
+        window_bytes=hourly.number("window_bytes", minimum=1, integer=True),
     )
 
 
