@@ -23,6 +23,15 @@ no code, constant or habit with ``refrig_assets/simulator``:
   pressure up, label ``condenser_fouling``), an evaporator fan failure (not a fault the simulator
   names), a stuck evaporator sensor and a drifting discharge pressure transmitter. The other
   devices stay healthy.
+* **Site-wide events** (``--site-events``; without it the fleet is the one above, file for
+  file): a gateway outage at the second site (every device silent for 30-60 min, then back:
+  label ``site_communications_loss``, category ``site``), a heat wave at the third (the room
+  +6-10 K for 2-3 h: compressors run longer, cabinets warm a little; not a fault, so not a
+  label), a second power loss at the fourth at another time and in another rhythm (two cuts of
+  15-25 min with 15-25 min of supply between them: one label spanning both) and a door left
+  open at the heat wave's site while the heat wave lasts (a device fault of its own). Every
+  site event is also listed in ``<home>/reference/site_events.parquet`` (site_id, event,
+  onset, end), and ``--score`` prints the incidents each one raised. Needs four sites or more.
 
 Usage::
 
@@ -53,6 +62,7 @@ EXPECTED_CAUSES: dict[str, tuple[str, ...]] = {
     "evaporator_fan_failure": ("evaporator_airflow", "unknown"),
     "stuck_sensor": ("sensor_fault",),
     "sensor_drift": ("sensor_fault", "unknown"),
+    "site_communications_loss": ("communications_loss",),
 }
 DEVICE_FAULTS = (
     "door_left_open",
@@ -109,6 +119,11 @@ class Plan:
     labels: pd.DataFrame
     hvac_site: str | None
     hvac_window: tuple[float, float]  # hours
+    # Site-wide events (--site-events): site_id, event, onset, end (hours), and per event the
+    # spans (hours) its effect is on: a gateway's silence, a power cut, a room's extra warmth.
+    site_events: pd.DataFrame | None = None
+    event_spans: list[list[tuple[float, float]]] | None = None
+    heat_kelvin: float = 0.0
 
 
 def make_plan(devices: int, hours: float, train_hours: float, per_site: int, rng) -> Plan:
@@ -151,6 +166,55 @@ def make_plan(devices: int, hours: float, train_hours: float, per_site: int, rng
     return Plan(registry, labels, hvac_site, (hvac_t0, hvac_t0 + 4.0))
 
 
+def add_site_events(plan: Plan, hours: float, train_hours: float, rng) -> Plan:
+    """``plan`` with the site-wide events of ``--site-events`` (module docstring), drawn from
+    ``rng`` alone, so the rest of the fleet is the one without them."""
+    site_ids = sorted(set(plan.registry["site_id"]))
+    if len(site_ids) < 4:
+        raise ValueError(f"site events need at least 4 sites, not {len(site_ids)}")
+
+    def onset(length_h: float) -> float:
+        return float(rng.uniform(train_hours + 0.5, max(train_hours + 0.6, hours - length_h)))
+
+    events, spans, rows = [], [], []
+    t0 = onset(1.5)
+    comms = (t0, t0 + rng.uniform(0.5, 1.0))
+    events.append((site_ids[1], "site_communications_loss", *comms))
+    spans.append([comms])
+    t0 = onset(3.5)
+    heat = (t0, t0 + rng.uniform(2.0, 3.0))
+    events.append((site_ids[2], "heat_wave", *heat))
+    spans.append([heat])
+    t0 = onset(1.5)
+    cut1 = (t0, t0 + rng.uniform(0.25, 0.42))
+    back = cut1[1] + rng.uniform(0.25, 0.42)
+    cut2 = (back, back + rng.uniform(0.25, 0.42))
+    events.append((site_ids[3], "site_power_loss", cut1[0], cut2[1]))
+    spans.append([cut1, cut2])
+    reg = plan.registry
+    for site, fault, start, end in events:
+        if fault == "heat_wave":
+            continue
+        for dev in reg.loc[reg["site_id"] == site, "device_id"]:
+            rows.append((dev, fault, "site", start, end, None))
+    # A device fault while the heat wave lasts, on a device of that site without a fault.
+    taken = set(plan.labels["device_id"])
+    free = [d for d in reg.loc[reg["site_id"] == site_ids[2], "device_id"] if d not in taken]
+    if free:
+        t0 = float(rng.uniform(heat[0] + 0.25, heat[0] + 1.0))
+        rows.append((free[0], "door_left_open", "acute", t0, t0 + rng.uniform(1.0, 1.5), None))
+    extra = pd.DataFrame(rows, columns=plan.labels.columns)
+    return Plan(
+        plan.registry,
+        pd.concat([plan.labels, extra], ignore_index=True),
+        plan.hvac_site,
+        plan.hvac_window,
+        pd.DataFrame(events, columns=["site_id", "event", "onset", "end"]),
+        spans,
+        float(rng.uniform(6.0, 10.0)),
+    )
+
+
 def _ramp(t_h: np.ndarray, t0: float, t1: float, ramp_h: float) -> np.ndarray:
     """0 before ``t0``, rising linearly to 1 over ``ramp_h`` hours, back to 0 at ``t1``."""
     out = np.clip((t_h - t0) / ramp_h, 0.0, 1.0)
@@ -189,16 +253,33 @@ def simulate(plan: Plan, hours: float, cadence_s: float, rng) -> pd.DataFrame:
     if plan.hvac_site is not None:
         at_site = (reg["site_id"] == plan.hvac_site).to_numpy()
         ambient[:, at_site] += 7.0 * _ramp(t_h, *plan.hvac_window, 1.0)[:, None]
+    silent = np.zeros((steps, n), dtype=bool)  # a site gateway's outage: nothing arrives
+    cut = np.zeros((steps, n), dtype=bool)  # site power cuts drawn as spans, not labels
+    if plan.site_events is not None and plan.event_spans is not None:
+        for event, spans in zip(plan.site_events.itertuples(), plan.event_spans, strict=True):
+            at_site = (reg["site_id"] == event.site_id).to_numpy()
+            for t0, t1 in spans:
+                inside = ((t_h >= t0) & (t_h < t1))[:, None] & at_site[None, :]
+                if event.event == "heat_wave":
+                    ambient[:, at_site] += plan.heat_kelvin * _ramp(t_h, t0, t1, 0.5)[:, None]
+                elif event.event == "site_communications_loss":
+                    silent |= inside
+                else:
+                    cut |= inside
 
     # Fault effects per step and device (0 = healthy).
     eff = {k: np.zeros((steps, n)) for k in (*DEVICE_FAULTS, "site_power_loss")}
     col = {d: i for i, d in enumerate(reg["device_id"])}
+    event_sites = set() if plan.site_events is None else set(plan.site_events["site_id"])
+    site_of = dict(zip(reg["device_id"], reg["site_id"], strict=True))
     for row in plan.labels.itertuples():
+        if row.category == "site" and site_of[row.device_id] in event_sites:
+            continue  # a site event of --site-events: drawn from its spans above
         j = col[row.device_id]
         ramp_h = {"refrigerant_leak": 4.0, "condenser_fouling": 0.5,
                   "evaporator_fan_failure": 0.3, "sensor_drift": 3.0}.get(row.fault_type, 1e-9)  # fmt: skip
         eff[row.fault_type][:, j] = _ramp(t_h, row.onset, row.end + 1e-9, ramp_h)
-    powered = eff["site_power_loss"] == 0
+    powered = (eff["site_power_loss"] == 0) & ~cut
     charge = 1.0 - 0.5 * eff["refrigerant_leak"]  # share of the charge left
     airflow = 1.0 - 0.7 * eff["evaporator_fan_failure"]
     cond_extra = 18.0 * eff["condenser_fouling"]
@@ -283,17 +364,21 @@ def simulate(plan: Plan, hours: float, cadence_s: float, rng) -> pd.DataFrame:
         }
     )
     # 0.2 % of the readings lost on the way (radio), as real gateways do.
-    frame = frame[rng.random(len(frame)) >= 0.002]
+    kept = rng.random(len(frame)) >= 0.002
+    frame = frame[kept & ~silent.ravel()] if silent.any() else frame[kept]
     return frame.sort_values(["device_id", "ts"]).reset_index(drop=True)[READING_COLUMNS]
 
 
 def write_fleet(home: Path, devices: int, hours: int, train_hours: float, cadence_s: float,
-                seed: int, per_site: int = 6) -> Plan:  # fmt: skip
+                seed: int, per_site: int = 6, site_events: bool = False) -> Plan:  # fmt: skip
     """Landing files (``<home>/landing/<day>/readings_<hour>.parquet``), the registry
     (``<home>/reference/device_registry.csv``) and the labels
-    (``<home>/reference/labels.parquet``) of one fleet."""
+    (``<home>/reference/labels.parquet``) of one fleet; with ``site_events`` the site-wide
+    events too (and ``<home>/reference/site_events.parquet``)."""
     rng = np.random.default_rng(seed)
     plan = make_plan(devices, hours, train_hours, per_site, rng)
+    if site_events:  # a generator of its own: the fleet without them stays the same
+        plan = add_site_events(plan, hours, train_hours, np.random.default_rng([seed, 1]))
     readings = simulate(plan, hours, cadence_s, rng)
     ref = home / "reference"
     ref.mkdir(parents=True, exist_ok=True)
@@ -303,6 +388,13 @@ def write_fleet(home: Path, devices: int, hours: int, train_hours: float, cadenc
         end=START + pd.to_timedelta(plan.labels["end"], unit="h"),
     )
     labels.to_parquet(ref / "labels.parquet", index=False)
+    if plan.site_events is not None:
+        hour = pd.Timedelta(hours=1)
+        events = plan.site_events.assign(
+            onset=START + plan.site_events["onset"] * hour,
+            end=START + plan.site_events["end"] * hour,
+        )
+        events.to_parquet(ref / "site_events.parquet", index=False)
     hour = readings["ts"].dt.floor("h")
     for h, part in readings.groupby(hour):
         path = home / "landing" / f"{h:%Y-%m-%d}" / f"readings_{h:%Y%m%dT%H}.parquet"
@@ -338,6 +430,52 @@ def score(home: Path) -> tuple[pd.DataFrame, dict[str, float]]:
     )
 
 
+def site_event_incidents(home: Path, events: pd.DataFrame) -> pd.DataFrame:
+    """Per site event (``site_events.parquet``): the incidents an operator sees (not inhibited)
+    at its site that overlap it (to one hour after its end), the site's own and its devices',
+    by scope, cause and severity, and the devices' own faults labelled there meanwhile."""
+    from refrig_assets.core.storage import ParquetStore
+
+    store = ParquetStore(home / "data")
+    keys = store.partitions("device_incidents")
+    inc = store.read_many("device_incidents", keys) if keys else pd.DataFrame()
+    registry = pd.read_csv(home / "reference" / "device_registry.csv")
+    labels = pd.read_parquet(home / "reference" / "labels.parquet")
+    own = labels[labels["category"] != "site"].merge(registry, on="device_id")
+    rows = []
+    for e in events.itertuples():
+        near = pd.DataFrame()
+        if len(inc):
+            inc = inc.drop_duplicates("incident_id", keep="last")
+            seen = inc[~inc["inhibited"].fillna(False).astype(bool)]
+            start = pd.to_datetime(seen["first_window_start"], utc=True)
+            end = pd.to_datetime(seen["last_window_end"], utc=True)
+            near = seen[
+                seen["site_id"].eq(e.site_id)
+                & (start <= e.end + pd.Timedelta(hours=1))
+                & (end >= e.onset)
+            ]
+        faults = own[
+            (own["site_id"] == e.site_id) & (own["onset"] < e.end) & (own["end"] > e.onset)
+        ]
+        rows.append(
+            {
+                "site_id": e.site_id,
+                "event": e.event,
+                "onset": f"{e.onset:%H:%M}",
+                "end": f"{e.end:%H:%M}",
+                "site_incidents": int(near["scope"].eq("site").sum()) if len(near) else 0,
+                "device_incidents": int(near["scope"].eq("device").sum()) if len(near) else 0,
+                "incidents": ", ".join(
+                    f"{r.scope}:{r.cause}:{r.severity}" + ("" if r.scope == "site" else f"@{r.device_id}")
+                    for r in near.itertuples()
+                ) if len(near) else "",
+                "device_faults": ", ".join(f"{r.fault_type}@{r.device_id}" for r in faults.itertuples()),
+            }
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Write a fleet, or with ``--score`` print a pipeline run's incidents against it."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -348,6 +486,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cadence", type=float, default=30, help="seconds between readings")
     p.add_argument("--per-site", type=int, default=6)
     p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--site-events", action="store_true", help="add the site-wide events")
     p.add_argument("--score", action="store_true")
     a = p.parse_args(argv)
     if a.score:
@@ -357,10 +496,17 @@ def main(argv: list[str] | None = None) -> None:
         right = (per_type["cause_accuracy"] * per_type["caught"]).sum()
         totals["cause_accuracy"] = right / per_type["caught"].sum()
         print({k: round(v, 3) for k, v in totals.items()})
+        events = a.home / "reference" / "site_events.parquet"
+        if events.exists():
+            print(site_event_incidents(a.home, pd.read_parquet(events)).to_string(index=False))
         return
-    plan = write_fleet(a.home, a.devices, a.hours, a.train_hours, a.cadence, a.seed, a.per_site)
+    plan = write_fleet(
+        a.home, a.devices, a.hours, a.train_hours, a.cadence, a.seed, a.per_site, a.site_events
+    )
     print(plan.labels.to_string(index=False))
     print(f"HVAC failure at {plan.hvac_site}: hours {plan.hvac_window}")
+    if plan.site_events is not None:
+        print(plan.site_events.to_string(index=False))
 
 
 if __name__ == "__main__":
