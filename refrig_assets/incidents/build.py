@@ -626,7 +626,9 @@ def _site_signals(
     """Windows in which most registered devices of a site switched off or went silent together.
 
     Off: no compressor run, no current, stopped for ``min_off_minutes`` and, where the device
-    draws an idle current, that draw gone (an idle compressor whose fans still run is powered)."""
+    draws an idle current, that draw gone (an idle compressor whose fans still run is powered);
+    or, for such a device, idling in the window without its draw. Most: ``quorum_share`` of the
+    site's devices that reported in the windows of ``quality``."""
     if quality is None or quality.empty or devices is None or devices.empty:
         return _empty_signals()
     rules = policy.site_events
@@ -656,7 +658,11 @@ def _site_signals(
         stopped = np.where(np.isnan(streak), stopped, streak)
     off &= stopped >= rules.min_off_minutes
     if rules.idle_draw_feature in q:
-        off &= ~_still_drawing(q, rules)
+        drawing, lost = _idle_draw(q, rules)
+        # An idle compressor whose fans still run is powered; one whose idle draw vanished lost
+        # its supply for part of the window at least (a cut shorter than two windows, or not
+        # aligned to them, leaves no window off throughout).
+        off = (off & ~drawing) | (reporting & lost)
     counts = (
         pd.DataFrame(
             {
@@ -675,7 +681,16 @@ def _site_signals(
         [per_site.index, windows.index], names=["site_id", "window_start"]
     )
     counts = counts.reindex(grid, fill_value=0).reset_index()
-    n = counts["site_id"].map(per_site).to_numpy(dtype=float)
+    # The quorum counts a site's devices that reported in the build's windows: a device gone
+    # for days (dead, removed, never installed) would otherwise hold its site below the quorum
+    # for ever. A site with fewer such devices than min_site_devices (all of it silent, say)
+    # counts every registered device.
+    ids = q["device_id"].to_numpy()[reporting]
+    active = pd.Series(ids).groupby(sites.to_numpy()[reporting]).nunique()
+    active = active[active >= rules.min_site_devices]
+    base = per_site.copy()
+    base.loc[base.index.intersection(active.index)] = active
+    n = counts["site_id"].map(base).to_numpy(dtype=float)
     need = rules.quorum_share * n
     power = counts["off"].to_numpy() >= need
     comms = ~power & ((n - counts["rep"].to_numpy()) >= need)
@@ -709,7 +724,7 @@ def _site_signals(
                         }
                     ]
                 )
-                for s, k in zip(hit["share"], hit["site_id"].map(per_site), strict=True)
+                for s, k in zip(hit["share"], hit["site_id"].map(base), strict=True)
             ],
             "base": None,
             "detail": hit["cause"].to_numpy(),
@@ -722,16 +737,23 @@ def _site_signals(
     return out
 
 
-def _still_drawing(q: pd.DataFrame, rules: SiteEventPolicy) -> np.ndarray:
-    """Per window: the device still draws its usual idle current (controller, fans), so it has
-    supply. Usual: the device's median ``idle_draw_feature`` over the windows of ``q``, judged
-    only from ``idle_draw_min_amps`` up; a window draws it above ``idle_draw_ratio`` of that.
-    False where either is unknown."""
+def _idle_draw(q: pd.DataFrame, rules: SiteEventPolicy) -> tuple[np.ndarray, np.ndarray]:
+    """Per window, of devices that usually draw an idle current (controller, fans): whether it
+    still draws it (it has supply) and whether it idled without it (no supply while it idled).
+    Usual: the device's median ``idle_draw_feature`` over the windows of ``q`` in which it drew
+    at least ``idle_draw_min_amps`` (a cut over most of them leaves the usual draw as it was;
+    a device that never drew that much is not judged); a window draws it above
+    ``idle_draw_ratio`` of that. Both False where the device did not idle or either draw is
+    unknown."""
     draw = pd.to_numeric(q[rules.idle_draw_feature], errors="coerce").astype(float)
-    usual = draw.groupby(q["device_id"].to_numpy()).transform("median").to_numpy(dtype=float)
+    powered = draw.where(draw >= rules.idle_draw_min_amps)
+    usual = powered.groupby(q["device_id"].to_numpy()).transform("median").to_numpy(dtype=float)
     now = draw.to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
-        return (usual >= rules.idle_draw_min_amps) & (now > rules.idle_draw_ratio * usual)
+        judged = usual >= rules.idle_draw_min_amps
+        return judged & (now > rules.idle_draw_ratio * usual), judged & (
+            now <= rules.idle_draw_ratio * usual
+        )
 
 
 def _site_alert_signals(
@@ -1021,7 +1043,12 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
     ranks = {s: i for i, s in enumerate(policy.severities)}
     base = inc["signal_base"].where(inc["signal_base"].notna(), inc["cause"].map(causes.severity))
     base = base.where(inc["cause"].ne(UNKNOWN), sev.unknown_cause).fillna(sev.unknown_cause)
-    base = base.where(inc["kind"].ne("sensor"), sev.sensor)
+    # A ticket of lost data (a sensor's, a silent device's, a whole site's readings stopping)
+    # says nothing about the machines: the sensor severity, never raised, never paged.
+    data_loss = (
+        inc["kind"].eq("sensor") | inc["cause"].eq(policy.site_events.communications_loss_cause)
+    ).to_numpy()
+    base = base.where(~data_loss, sev.sensor)
     base_rank = base.map(ranks).to_numpy()
     excursion = (inc["evaporator_peak_c"] - inc["evaporator_start_c"]).fillna(0.0).to_numpy()
     duration = (inc["last_window_end"] - inc["first_window_start"]).to_numpy()
@@ -1036,7 +1063,7 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
     rank = np.minimum(base_rank, np.maximum(base_rank - count, cap))
     critical = excursion >= sev.critical_excursion_celsius
     rank = np.where(critical, 0, rank)
-    sensor = inc["kind"].eq("sensor").to_numpy()
+    sensor = data_loss
     rank = np.where(sensor, ranks[sev.sensor], rank)
     prior = inc["prior_severity"].map(ranks).to_numpy(dtype=float)
     rank = np.where(np.isnan(prior), rank, np.minimum(rank, np.nan_to_num(prior, nan=99)))

@@ -134,8 +134,14 @@ def _with_columns_of(
 def _read(
     store: ParquetStore, dataset: str, key: str | None, columns: list[str] | None = None
 ) -> pd.DataFrame | None:
-    if not store.path(dataset, key).exists():
+    """A partition, or None where it is not stored; of ``columns`` those the file holds (a
+    partition written before a column joined the contract lacks it)."""
+    path = store.path(dataset, key)
+    if not path.exists():
         return None
+    if columns is not None:
+        names = set(pq.ParquetFile(path).schema.names)
+        columns = [c for c in columns if c in names]
     return store.read(dataset, key, columns=columns)
 
 
@@ -194,12 +200,10 @@ def run_hour(
         )
         if earlier is not None and len(earlier):
             quality_frames.append(earlier)
-    present = store.path("device_features", partition_key).exists()
-    if present:
-        names = set(pq.ParquetFile(store.path("device_features", partition_key)).schema.names)
-        current = store.read("device_features", partition_key, [c for c in columns if c in names])
-        if len(current):
-            quality_frames.append(current)
+    current = _read(store, "device_features", partition_key, columns)
+    present = current is not None
+    if current is not None and len(current):
+        quality_frames.append(current)
     quality = pd.concat(quality_frames, ignore_index=True) if quality_frames else None
     keys = [partition_key_of(start - pd.Timedelta(hours=h)) for h in range(back, -1, -1)]
     quality = with_dropout_sensors(store, quality, keys)

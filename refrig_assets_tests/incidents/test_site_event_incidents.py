@@ -1,0 +1,108 @@
+"""Site-wide events as an operator lives with them: one incident per site event, of a severity
+that says what is at stake, and the devices' own faults meanwhile still in sight."""
+
+from dataclasses import replace
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from support.incident_world import registry
+
+from refrig_assets.incidents.policy import incident_policy
+from refrig_assets_tests.incidents.test_site_sensor_severity import SITE, build, fleet
+
+
+@pytest.fixture
+def policy():
+    base = incident_policy()
+    return replace(base, hysteresis_windows=2, reopen=timedelta(minutes=120))
+
+
+def test_a_site_gateway_outage_is_one_low_ticket_of_lost_data_never_paged(policy):
+    # Every device of S2 silent for 3 hours: long enough for every raise of a fault's severity.
+    silent = fleet(
+        range(16),
+        lambda d, i: {"readings": 0, "completeness": 0.0} if d[0] == "E" and i >= 2 else None,
+    )
+
+    inc = build(quality=silent, devices=registry(SITE), policy=policy).incidents
+
+    seen = inc[~inc["inhibited"]]
+    assert seen[["scope", "site_id", "cause"]].values.tolist() == [
+        ["site", "S2", "communications_loss"]
+    ]
+    assert seen["severity"].tolist() == [policy.severity.sensor]
+    assert policy.severity.sensor not in policy.notify_severities
+    # each device's own communications ticket is explained by the site's
+    assert set(inc.loc[inc["inhibited"], "device_id"]) == set(SITE["S2"])
+
+
+def test_a_power_cut_shorter_than_two_windows_and_across_them_is_a_site_power_loss(policy):
+    # A 20-minute cut from the middle of window 3 to the middle of window 4: each window ran
+    # part of the time, none was off throughout; while idle, no device drew its fans' current.
+    def cut(d, i):
+        return {"duty": 0.4, "current": 2.0} if d[0] == "D" and i in (3, 4) else None
+
+    quality = fleet(range(8), cut)
+    lost = quality["device_id"].str.startswith("D") & quality["window_start"].isin(
+        sorted(quality["window_start"].unique())[3:5]
+    )
+    quality["current_compressor_idle_max"] = np.where(lost, 0.0, 0.4)
+    quality["compressor_idle_longest_minutes"] = 8.0
+
+    inc = build(quality=quality, devices=registry(SITE), policy=policy).incidents
+
+    site = inc[inc["scope"].eq("site")]
+    assert site[["site_id", "cause"]].values.tolist() == [["S1", "power_loss"]]
+    starts = sorted(quality["window_start"].unique())
+    assert site.iloc[0]["first_window_start"] == starts[3]
+    # the same windows with the fans drawing while idle: thermostat stops, no cut
+    calm = quality.assign(current_compressor_idle_max=0.4)
+    assert build(quality=calm, devices=registry(SITE), policy=policy).incidents.empty
+
+
+def test_a_site_quorum_counts_the_devices_that_report_not_those_gone_for_days(policy):
+    # Two of S1's five registered devices have sent nothing for days; the three left all stop
+    # (3 of 5 registered is under the quorum, 3 of 3 reporting is all of them).
+    def off(d, i):
+        return {"duty": 0.0, "current": 0.0} if d in ("D1", "D2", "D3") and i >= 2 else None
+
+    quality = fleet(range(6), off)
+    quality = quality[~quality["device_id"].isin(["D4", "D5"])]
+
+    inc = build(quality=quality, devices=registry(SITE), policy=policy).incidents
+
+    site = inc[inc["scope"].eq("site")]
+    assert site[["site_id", "cause"]].values.tolist() == [["S1", "power_loss"]]
+    # with the two reporting and running, three stopped devices are no site event
+    reported = fleet(range(6), off)
+    assert (
+        not build(quality=reported, devices=registry(SITE), policy=policy)
+        .incidents["scope"]
+        .eq("site")
+        .any()
+    )
+
+
+def test_a_site_power_loss_begins_with_the_window_its_cut_began_in(policy):
+    # The cut begins inside window 1 (the compressors ran before it, then idled without
+    # supply) and holds through window 5: most of the windows seen draw nothing, which says
+    # nothing of what the devices draw when they have supply.
+    def cut(d, i):
+        if d[0] != "D":
+            return None
+        return {1: {"duty": 0.4, "current": 2.0}}.get(
+            i, {"duty": 0.0, "current": 0.0} if 2 <= i <= 5 else None
+        )
+
+    quality = fleet(range(8), cut)
+    starts = sorted(quality["window_start"].unique())
+    index = quality["window_start"].map({s: i for i, s in enumerate(starts)})
+    without = quality["device_id"].str.startswith("D") & index.between(1, 5)
+    quality["current_compressor_idle_max"] = np.where(without, 0.0, 0.4)
+
+    inc = build(quality=quality, devices=registry(SITE), policy=policy).incidents
+
+    site = inc[inc["scope"].eq("site")]
+    assert site[["site_id", "cause"]].values.tolist() == [["S1", "power_loss"]]
+    assert site.iloc[0]["first_window_start"] == starts[1]
