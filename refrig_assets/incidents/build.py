@@ -43,7 +43,12 @@ from refrig_assets.core.fleet_sensors import (
 )
 from refrig_assets.incidents.baselines import numbered
 from refrig_assets.incidents.cause_table import CauseTable, cause_table
-from refrig_assets.incidents.policy import IncidentPolicy, SiteEventPolicy, incident_policy
+from refrig_assets.incidents.policy import (
+    IncidentPolicy,
+    SeverityPolicy,
+    SiteEventPolicy,
+    incident_policy,
+)
 
 UNKNOWN = "unknown"
 DEVICE_TRACK = "device"
@@ -788,16 +793,25 @@ def _site_alert_signals(
     return out.drop_duplicates("evidence_id").reset_index(drop=True)
 
 
-def _evaporator(signals: pd.DataFrame, quality: pd.DataFrame | None, feature: str) -> np.ndarray:
-    """The evaporator temperature of each signal's window, where the window was measured."""
+def _evaporator(
+    signals: pd.DataFrame, quality: pd.DataFrame | None, severity: SeverityPolicy
+) -> np.ndarray:
+    """The evaporator temperature of each signal's window, where the window was measured and
+    held no defrost (``severity.defrost_feature`` above 0): a defrost heats the coil on purpose,
+    it is no excursion of the cabinet."""
+    feature = severity.evaporator_feature
     if quality is None or quality.empty or feature not in quality or signals.empty:
         return np.full(len(signals), np.nan)
-    q = quality.loc[
-        quality["device_id"].isin(set(signals["device_id"].dropna())),
-        ["device_id", "window_start", feature],
-    ].copy()
+    defrost = severity.defrost_feature
+    columns = ["device_id", "window_start", feature]
+    if defrost in quality:
+        columns.append(defrost)
+    q = quality.loc[quality["device_id"].isin(set(signals["device_id"].dropna())), columns].copy()
     q["window_start"] = _utc(q["window_start"])
     q = q.drop_duplicates(["device_id", "window_start"])
+    if defrost in q:
+        heated = pd.to_numeric(q[defrost], errors="coerce").fillna(0.0).to_numpy() > 0
+        q[feature] = q[feature].astype(float).where(~heated)
     merged = signals[["device_id", "window_start"]].merge(
         q, on=["device_id", "window_start"], how="left"
     )
@@ -1189,9 +1203,7 @@ def build_incidents(
     _join_sensor_tickets(device_signals, kinds, policy)
     _join_flagged_windows(device_signals, quality, policy)
     _silence_refrigeration(device_signals, quality, policy)
-    device_signals["evaporator"] = _evaporator(
-        device_signals, quality, policy.severity.evaporator_feature
-    )
+    device_signals["evaporator"] = _evaporator(device_signals, quality, policy.severity)
     frames = [
         device_signals,
         _quality_signals(quality, devices, policy, _still_silent(open_incidents), frozenset(never)),

@@ -45,6 +45,7 @@ def quality_columns(policy: IncidentPolicy) -> list[str]:
         policy.site_events.off_streak_feature,
         policy.site_events.idle_draw_feature,
         policy.severity.evaporator_feature,
+        policy.severity.defrost_feature,
     ]
     known = set(load_contract("device_features").column_names)
     return [c for c in wanted if c in known]

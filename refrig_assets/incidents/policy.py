@@ -67,6 +67,7 @@ class SeverityPolicy:
     raise_cap: str
     critical_excursion_celsius: float
     evaporator_feature: str
+    defrost_feature: str
 
 
 @dataclass(frozen=True)
@@ -185,4 +186,5 @@ def _severity(s: Section, severities: tuple[str, ...]) -> SeverityPolicy:
         raise_cap=s.choice("raise_cap", severities),
         critical_excursion_celsius=s.number("critical_excursion_celsius", minimum=0.0),
         evaporator_feature=s.text("evaporator_feature"),
+        defrost_feature=s.text("defrost_feature"),
     )

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from support.incident_world import registry
+from support.incident_world import CAUSES, alert, diagnosis, registry
 
 from refrig_assets.incidents.policy import incident_policy
 from refrig_assets_tests.incidents.test_site_sensor_severity import SITE, build, fleet
@@ -35,6 +35,31 @@ def test_a_site_gateway_outage_is_one_low_ticket_of_lost_data_never_paged(policy
     assert policy.severity.sensor not in policy.notify_severities
     # each device's own communications ticket is explained by the site's
     assert set(inc.loc[inc["inhibited"], "device_id"]) == set(SITE["S2"])
+
+
+def test_a_defrost_under_an_incident_is_no_evaporator_excursion(policy):
+    # A heat wave's long compressor runs flagged for an hour; a defrost (coil heated to +10 °C)
+    # falls in it. The heater warming the coil says nothing of the cabinet.
+    rows = [alert("D1", i, models=1) for i in range(4)]
+    dx = [diagnosis("D1", i, "refrigerant_leak") for i in range(4)]
+    quality = fleet(
+        range(4), lambda d, i: {"evaporator": 10.0} if (d, i) == ("D1", 2) else None
+    ).assign(defrost_minutes=0.0)
+    heated = quality["device_id"].eq("D1") & quality["window_start"].eq(
+        quality["window_start"].sort_values().unique()[2]
+    )
+    quality.loc[heated, "defrost_minutes"] = 15.0
+
+    inc = build(rows, dx, quality=quality, devices=registry(SITE), policy=policy).incidents
+
+    (row,) = inc[inc["device_id"].eq("D1")].itertuples()
+    assert row.severity == CAUSES.severity("refrigerant_leak")
+    assert "evaporator" not in row.severity_reasons
+    # the same window without its defrost is the excursion it looks like
+    cold = build(
+        rows, dx, quality=quality.assign(defrost_minutes=0.0), devices=registry(SITE), policy=policy
+    ).incidents
+    assert cold.loc[cold["device_id"].eq("D1"), "severity"].tolist() == ["CRITICAL"]
 
 
 def test_a_power_cut_shorter_than_two_windows_and_across_them_is_a_site_power_loss(policy):
