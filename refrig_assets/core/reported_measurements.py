@@ -77,28 +77,30 @@ def recorded_device_kits(data_dir: Path) -> dict[str, list[str]]:
 def reported_per_device(path: Path, names: Iterable[str]) -> dict[str, set[str]] | None:
     """Device -> the columns of ``names`` it has a value for in the Parquet file ``path``;
     None when no column of ``names`` in the file has a null (every device reports them all),
-    which the footer tells without reading the rows."""
+    which the footer tells without reading the rows. Only the columns with a null are read:
+    every device of the file has the others."""
     parquet = pq.ParquetFile(path)
     meta = parquet.metadata
     index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
     present = [n for n in names if n in index]
-    holed = False
-    for name in present:
+
+    def holed(name: str) -> bool:
         for g in range(meta.num_row_groups):
             stats = meta.row_group(g).column(index[name]).statistics
             if stats is None or not stats.has_null_count or stats.null_count > 0:
-                holed = True
-                break
-        if holed:
-            break
-    if not holed or "device_id" not in index:
+                return True
+        return False
+
+    gaps = [n for n in present if holed(n)]
+    if not gaps or "device_id" not in index:
         return None
-    table = parquet.read(columns=["device_id", *present])
+    full = set(present) - set(gaps)
+    table = parquet.read(columns=["device_id", *gaps])
     table = table.set_column(0, "device_id", pc.cast(table.column("device_id"), pa.string()))
-    counts = table.group_by("device_id").aggregate([(n, "count") for n in present]).to_pydict()
+    counts = table.group_by("device_id").aggregate([(n, "count") for n in gaps]).to_pydict()
     devices = counts.pop("device_id")
-    out: dict[str, set[str]] = {d: set() for d in devices if d is not None}
-    for name in present:
+    out: dict[str, set[str]] = {d: set(full) for d in devices if d is not None}
+    for name in gaps:
         for device, n in zip(devices, counts[f"{name}_count"], strict=True):
             if device is not None and n:
                 out[device].add(name)
