@@ -38,7 +38,9 @@ def test_dropout_means_equal_a_left_join_on_the_whole_hour(tmp_path):
         "device_features",
         KEY,
         pd.DataFrame(rows).assign(
-            compressor_idle_longest_minutes=0.0, current_compressor_idle_max=0.0
+            compressor_idle_longest_minutes=0.0,
+            current_compressor_idle_max=0.0,
+            defrost_minutes=0.0,
         ),
     )
     quality = store.read("device_features", KEY, quality_columns(incident_policy()))

@@ -168,7 +168,9 @@ def test_the_hourly_step_adds_the_silent_sensors_means_and_keeps_its_own_columns
             **{**every_mean, "pressure_high_side_mean": None, "temperature_condenser_mean": 30.0},
         )
         + [{**every_mean, **feature_window("D2", i)} for i in range(4)]
-    ).assign(compressor_idle_longest_minutes=0.0, current_compressor_idle_max=0.0)
+    ).assign(
+        compressor_idle_longest_minutes=0.0, current_compressor_idle_max=0.0, defrost_minutes=0.0
+    )
     store.write("device_features", key, features)
     quality = store.read("device_features", key, quality_columns(incident_policy()))
 
