@@ -20,7 +20,14 @@ NS_PER_MINUTE = 60 * 10**9
 RULE_KINDS: dict[str, tuple[str, ...]] = {
     "above": (),
     "above_moving_average": ("average_hours", "min_history_minutes", "cohort_min_devices"),
-    "drop_within": ("window_minutes", "settle_minutes"),
+    # After a defrost, a reference is no higher than the device's running average (below).
+    "drop_within": (
+        "window_minutes",
+        "settle_minutes",
+        "average_hours",
+        "min_history_minutes",
+        "cohort_min_devices",
+    ),
     # With the device idle, the rise must also outpace the device's own defrost warm-up (the
     # fastest rise into the contract's defrost state it has shown, once it has seen
     # min_defrosts defrosts; else its cohort's median).
@@ -47,12 +54,19 @@ NOT_LOOKBACKS = ("settle_minutes",)
 # A state_held rule's least held time at the fleet's cadence (min_readings_held intervals).
 HELD_FLOOR = "min_held_minutes"
 # A sustained_rise rule on a sensor with a contract ``defrost_above``: the level above which the
-# idle coil is defrosting (absent: the rule learns no defrost warm-up).
+# idle coil is defrosting (absent: the rule learns no defrost warm-up). A drop_within rule reads
+# the contract's sensor that has one as its ``coil`` (absent: it tells no defrost).
 DEFROST_ABOVE = "defrost_above"
 # Kinds that keep a moving average per running state (sustained_rise: its devices' defrost
 # warm-ups in the same record), and kinds that carry a streak.
-MOVING_AVERAGE_KINDS = ("above_moving_average", "below_moving_average_held", "sustained_rise")
-STREAK_KINDS = ("sustained_rise", "state_held", "below_moving_average_held")
+MOVING_AVERAGE_KINDS = (
+    "above_moving_average",
+    "below_moving_average_held",
+    "sustained_rise",
+    "drop_within",
+)
+# (drop_within: whether the device's running stretch began with a restart after a defrost.)
+STREAK_KINDS = ("sustained_rise", "state_held", "below_moving_average_held", "drop_within")
 # Kinds that read the compressor's running state (stretches of one state, idle levels,
 # per-state averages): silent for a device that never showed the running state.
 RUNNING_STATE_KINDS = ("drop_within", "below_moving_average_held", "above_moving_average")
@@ -67,6 +81,8 @@ class StreamingRule:
     sensor: str
     threshold: str
     params: dict[str, float] = field(default_factory=dict)
+    # drop_within: the coil sensor whose idle readings above ``defrost_above`` are a defrost.
+    coil: str | None = None
 
     def minutes(self, name: str) -> float:
         """A duration parameter in minutes."""
@@ -110,7 +126,8 @@ class StreamingSettings:
     @property
     def sensors(self) -> list[str]:
         """Reading columns the rules need (rule sensors and the running-state sensor)."""
-        return list(dict.fromkeys([*(r.sensor for r in self.rules), self.running_sensor]))
+        coils = [r.coil for r in self.rules if r.coil is not None]
+        return list(dict.fromkeys([*(r.sensor for r in self.rules), *coils, self.running_sensor]))
 
     @property
     def buffer_ns(self) -> int:
@@ -175,7 +192,17 @@ def load_streaming_settings(
         defrost_above = readings.column(sensor).extra.get(DEFROST_ABOVE)
         if kind == "sustained_rise" and defrost_above is not None:
             params[DEFROST_ABOVE] = float(defrost_above)
-        rules.append(StreamingRule(name, kind, sensor, threshold, params))
+        coil = None
+        if kind == "drop_within":
+            coils = [
+                c
+                for c in measurement_columns(readings)
+                if DEFROST_ABOVE in c.extra and c.name in fitted
+            ]
+            if coils:
+                coil = coils[0].name
+                params[DEFROST_ABOVE] = float(coils[0].extra[DEFROST_ABOVE])
+        rules.append(StreamingRule(name, kind, sensor, threshold, params, coil))
     running = readings.running_sensors()
     if not running:
         raise ConfigError("sensor_readings contract: no sensor declares running_above")

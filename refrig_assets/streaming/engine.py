@@ -192,7 +192,10 @@ class StreamingEngine:
         if rule.kind == "above":
             return kinds.above(r, rule, limit)
         if rule.kind == "drop_within":
-            return kinds.drop_within(r, rule, limit, gap)
+            running_average = self._baseline(rule, cohorts, r.code[r.new])[:, 1]
+            return kinds.drop_within(
+                r, rule, limit, gap, running_average, self.state.streaks[rule.name]
+            )
         if rule.kind == "state_held":
             return kinds.state_held(r, rule, limit, gap, self.state.streaks[rule.name])
         if rule.kind == "sustained_rise":

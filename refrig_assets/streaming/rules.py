@@ -150,10 +150,26 @@ def above_moving_average(
     return Hits(fires, x, base, np.zeros(len(x), dtype=np.int64), ref_state)
 
 
-def drop_within(r: Readings, rule: StreamingRule, fraction: np.ndarray, max_gap_ns: int) -> Hits:
+def drop_within(
+    r: Readings,
+    rule: StreamingRule,
+    fraction: np.ndarray,
+    max_gap_ns: int,
+    running_average: np.ndarray,
+    restarted_at: np.ndarray,
+) -> Hits:
     """Fall by more than ``fraction`` from an earlier reading within the window, comparing only
     readings of one unbroken stretch of the same running state (no gap above ``max_gap_ns``),
-    taken at least ``settle_minutes`` after the state changed."""
+    taken at least ``settle_minutes`` after the state changed.
+
+    A running stretch that follows a defrost (the rule's ``coil`` idle above ``defrost_above``
+    before the restart) starts from the pressure of a warm coil and pulls down for minutes to
+    the device's usual running level: there a reference counts no higher than
+    ``running_average`` (per device, the moving average of the sensor while running; NaN:
+    unknown, the reference as it is), so only a fall below the usual level is a loss.
+    ``restarted_at`` (per device) carries, across batches, when the running stretch of the
+    device's last evaluated reading began after a defrost (NO_TIME: it did not); it is updated
+    in place."""
     n, new = len(r), r.new
     x = r.values[rule.sensor]
     window_ns = int(rule.minutes("window_minutes") * NS_PER_MINUTE)
@@ -162,26 +178,73 @@ def drop_within(r: Readings, rule: StreamingRule, fraction: np.ndarray, max_gap_
     continues &= r.running != UNKNOWN_STATE
     stretch_start = np.maximum.accumulate(np.where(continues, 0, np.arange(n)))
     lo = np.maximum(r.first_within(new, window_ns), stretch_start[new])
+    # Where the stretch began after a change of running state seen in the readings (not after a
+    # gap or at the buffer's start): the reading just before it.
+    s0 = stretch_start[new]
+    before = np.maximum(s0 - 1, 0)
+    changed = (s0 > 0) & (r.code[before] == r.code[s0])
+    changed &= (r.ts[s0] - r.ts[before] <= max_gap_ns) & (r.running[before] != UNKNOWN_STATE)
     settle_ns = int(rule.params.get("settle_minutes", 0.0) * NS_PER_MINUTE)
     if settle_ns and len(new):
         # Readings within settle_minutes of a change of running state are no reference: the
         # suction pull-down right after a start, which a 1 Hz fleet samples and a minute-level
         # one does not. Where the stretch began unseen (a gap, the buffer's start), nothing is
         # left out.
-        s0 = stretch_start[new]
-        before = np.maximum(s0 - 1, 0)
-        changed = (s0 > 0) & (r.code[before] == r.code[s0])
-        changed &= (r.ts[s0] - r.ts[before] <= max_gap_ns) & (r.running[before] != UNKNOWN_STATE)
         key = r.search_key()
         ahead_ms = -((r.ts[s0] - r.ts[before] - settle_ns) // NS_PER_MS)  # ceil, in ms
         settled = np.searchsorted(key, key[s0] + ahead_ms, side="left")
         lo = np.where(changed, np.maximum(lo, settled), lo)
     earlier = range_max(np.where(np.isfinite(x), x, -np.inf), lo, new)
+    if rule.coil is not None and len(new):
+        coil = r.values[rule.coil]
+        after_defrost = _after_defrost(
+            r, coil, rule.params[DEFROST_ABOVE], stretch_start, before, changed, restarted_at
+        )
+        cap = running_average[r.code[new]]
+        earlier = np.where(after_defrost & (cap < earlier), cap, earlier)
     now = x[new]
     with np.errstate(invalid="ignore", divide="ignore"):
         drop = (earlier - now) / earlier
         fires = (r.running[new] != UNKNOWN_STATE) & (earlier > 0) & (drop > fraction[r.code[new]])
     return Hits(fires, now, earlier, np.full(len(new), window_ns, dtype=np.int64))
+
+
+def _after_defrost(
+    r: Readings,
+    coil: np.ndarray,
+    defrost_above: float,
+    stretch_start: np.ndarray,
+    before: np.ndarray,
+    changed: np.ndarray,
+    restarted_at: np.ndarray,
+) -> np.ndarray:
+    """Per new reading: it is running, in a stretch that began when the compressor restarted
+    after an idle stretch in which the coil was above ``defrost_above``, the contract's defrost
+    state (as far back as the readings at hand go). A stretch that began before the readings at
+    hand and goes on from the device's last evaluated reading takes that reading's flag from
+    ``restarted_at``, which then moves to each device's last new reading."""
+    new = r.new
+    code = r.code[new]
+    running = r.running[new] == 1
+    out = np.zeros(len(new), dtype=bool)
+    restarted = changed & running & (r.running[before] == 0)
+    if restarted.any():
+        ends = before[restarted]
+        warm = np.where(np.isfinite(coil), coil, -np.inf)
+        out[restarted] = range_max(warm, stretch_start[ends], ends + 1) > defrost_above
+    # The device's last evaluated reading: the one before its first new reading of the batch.
+    first_new = np.ones(len(new), dtype=bool)
+    first_new[1:] = code[1:] != code[:-1]
+    last_old = new[np.maximum.accumulate(np.where(first_new, np.arange(len(new)), 0))] - 1
+    goes_on = ~changed & running & (last_old >= 0)
+    goes_on &= r.code[np.maximum(last_old, 0)] == code
+    goes_on &= stretch_start[new] <= last_old
+    out |= goes_on & (restarted_at[code] != NO_TIME)
+    since = np.where(restarted, r.ts[stretch_start[new]], restarted_at[code])
+    last = np.ones(len(new), dtype=bool)
+    last[:-1] = code[1:] != code[:-1]
+    restarted_at[code[last]] = np.where(out[last], since[last], NO_TIME)
+    return out
 
 
 def sustained_rise(

@@ -1,4 +1,5 @@
-"""Defrosts that warm the coil fast (electric heaters, hot gas) are no total cooling loss.
+"""Defrosts that warm the coil fast (electric heaters, hot gas) are no total cooling loss, and
+the suction pull-down after them is no acute pressure loss.
 
 A device is built reading every 30 s: compressor cycles with the coil driven towards its running
 level, and defrosts in which the idle coil is heated towards +12 °C with a 3-minute time
@@ -220,3 +221,130 @@ def test_a_lost_compressor_once_defrosts_are_known_fires_at_the_sustain_time_as_
     fired = (firing["ts"].iloc[0] - T0).total_seconds() / 60.0 - 140
     # The streak counts from its first rate's look-back: the last running reading.
     assert fired == pytest.approx(sustain - STEP_S / 60.0)
+
+
+# -- acute_pressure_loss after a defrost ----------------------------------------------------
+# The compressor restarts on a coil the heater warmed above the defrost state, so the suction
+# starts at that warm coil's pressure and pulls down for minutes to the device's usual running
+# level (by more than the loss fraction within the window). That pull-down is no loss; a fall
+# below the usual running level is, at a restart after a defrost as at any other time. The
+# device runs long enough at its usual suction for the rule to learn its running average.
+
+PRESSURE_RULE = "acute_pressure_loss"
+FRACTION = float(load_contract("device_registry").column("pressure_drop_fraction").default)
+SUCTION = 300.0  # the usual running suction, kPa
+WARM_SUCTION = 650.0  # a +12 °C coil's pressure at the restart
+HISTORY_MIN = SETTINGS.rule(PRESSURE_RULE).minutes("min_history_minutes") + 10
+PULL_DOWN_TAU_MIN = 1.5
+
+
+def _minutes(length: float) -> np.ndarray:
+    return np.arange(0, length * 60, STEP_S) / 60.0
+
+
+def suction_run(length: float) -> dict[str, np.ndarray]:
+    t = _minutes(length)
+    return {
+        "pressure_low_side": np.full(len(t), SUCTION),
+        "temperature_evaporator": np.full(len(t), COIL_RUNNING),
+        "current_compressor": np.full(len(t), RUNNING_AMPS),
+    }
+
+
+def suction_defrost(length: float = 20) -> dict[str, np.ndarray]:
+    t = _minutes(length)
+    return {
+        "pressure_low_side": np.full(len(t), WARM_SUCTION),
+        "temperature_evaporator": _relax(COIL_RUNNING, DEFROST_TARGET, HEATER_TAU_MIN, t),
+        "current_compressor": np.full(len(t), IDLE_AMPS),
+    }
+
+
+def suction_restart(length: float = 15, settles_at: float = SUCTION) -> dict[str, np.ndarray]:
+    """The restart after the defrost: suction and coil pull down from the warm coil's level to
+    ``settles_at`` (the usual running suction, or below it for a loss)."""
+    t = _minutes(length)
+    pull = np.exp(-t / PULL_DOWN_TAU_MIN)
+    return {
+        "pressure_low_side": settles_at + (WARM_SUCTION - settles_at) * pull,
+        "temperature_evaporator": COIL_RUNNING + (DEFROST_TARGET - COIL_RUNNING) * pull,
+        "current_compressor": np.full(len(t), RUNNING_AMPS),
+    }
+
+
+def suction_frame(device: str, *parts: dict[str, np.ndarray]) -> pd.DataFrame:
+    columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    n = len(columns["pressure_low_side"])
+    return pd.DataFrame(
+        {
+            "device_id": device,
+            "ts": T0 + pd.to_timedelta(STEP_S * np.arange(n), unit="s"),
+            "vibration_compressor": np.where(columns["current_compressor"] > 1, 2.0, 0.0),
+            "door_open": 0.0,
+            **columns,
+        }
+    )
+
+
+def pressure_losses(
+    readings: pd.DataFrame, per_file: int | None = None, history_file: bool = True
+) -> pd.DataFrame:
+    """The rule's episode-opening firings over ``readings``: the first HISTORY_MIN minutes in
+    one file (the running history the rule learns its average from) unless ``history_file`` is
+    False, the rest ``per_file`` readings a file (default: one file)."""
+    eng = engine()
+    first = int(HISTORY_MIN * 60 / STEP_S) if history_file else 0
+    step = per_file or len(readings)
+    files = [readings.iloc[:first]] if first else []
+    files += [readings.iloc[i : i + step] for i in range(first, len(readings), step)]
+    firings = [eng.process(*frame_arrays(f, SETTINGS.sensors)).firings for f in files]
+    out = pd.concat(firings, ignore_index=True)
+    return out[out["rule"] == PRESSURE_RULE]
+
+
+def test_the_pull_down_after_a_defrost_falls_by_more_than_the_fraction_within_the_window():
+    pull = suction_restart()["pressure_low_side"]
+    window = int(SETTINGS.rule(PRESSURE_RULE).minutes("window_minutes") * 60 / STEP_S)
+    settled = int(SETTINGS.rule(PRESSURE_RULE).minutes("settle_minutes") * 60 / STEP_S)
+    assert (pull[settled] - pull[window]) / pull[settled] > FRACTION
+    assert suction_defrost()["temperature_evaporator"].max() > DEFROST_ABOVE
+
+
+def test_the_suction_pull_down_after_a_defrost_is_no_pressure_loss():
+    assert pressure_losses(
+        suction_frame(
+            "f1", suction_run(HISTORY_MIN), suction_defrost(), suction_restart(), suction_run(10)
+        )
+    ).empty
+
+
+def test_the_pull_down_after_a_defrost_read_one_reading_per_file_is_no_pressure_loss():
+    readings = suction_frame(
+        "f1", suction_run(HISTORY_MIN), suction_defrost(), suction_restart(), suction_run(10)
+    )
+    assert pressure_losses(readings, per_file=1).empty
+
+
+def test_a_loss_at_the_restart_after_a_defrost_still_fires():
+    """The suction falls to 60 % of its usual running level as the compressor restarts."""
+    loss = suction_restart(settles_at=(1 - FRACTION) * SUCTION * 0.85)
+    fired = pressure_losses(suction_frame("f1", suction_run(HISTORY_MIN), suction_defrost(), loss))
+    assert len(fired) == 1
+    assert fired["reference"].iloc[0] == pytest.approx(SUCTION)  # the usual running level
+
+
+def test_a_loss_at_the_restart_after_a_defrost_fires_one_reading_per_file():
+    loss = suction_restart(settles_at=(1 - FRACTION) * SUCTION * 0.85)
+    readings = suction_frame("f1", suction_run(HISTORY_MIN), suction_defrost(), loss)
+    assert len(pressure_losses(readings, per_file=1)) == 1
+
+
+def test_without_a_running_history_the_rule_compares_readings_as_before():
+    """No running average yet (the device's first hour, no cohort): nothing to judge the
+    restart's level against, so the warm coil's pressure is the reference as it always was."""
+    readings = suction_frame(
+        "f1", suction_run(10), suction_defrost(), suction_restart(), suction_run(10)
+    )
+    fired = pressure_losses(readings, history_file=False)
+    assert len(fired) == 1
+    assert fired["reference"].iloc[0] > SUCTION
