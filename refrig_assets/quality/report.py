@@ -19,6 +19,7 @@ from refrig_assets.core.fleet_sensors import (
     FROM_CONTRACT,
     FROM_DATA,
     absent_measurements,
+    devices_lacking,
     fleet_measurements,
     measurements_source,
 )
@@ -110,13 +111,15 @@ def quality_report(store: ParquetStore, partition_key: str, now: datetime | None
 def fleet_sensors() -> dict:
     """The measurements the fleet has (``fleet_sensors``), where they come from
     (``fleet_sensors_source``: ``data`` — what its ingested hours reported —, ``REFRIG_SENSORS``
-    or ``contract`` — nothing recorded yet: all) and the contract's others
-    (``sensors_not_fitted``)."""
+    or ``contract`` — nothing recorded yet: all), the contract's others
+    (``sensors_not_fitted``) and, per fleet sensor, how many devices' kits lack it
+    (``devices_without_sensor``: never reported by them, so never a dropout there)."""
     readings = load_contract("sensor_readings")
     return {
         "fleet_sensors": fleet_measurements(readings),
         "fleet_sensors_source": measurements_source(readings),
         "sensors_not_fitted": absent_measurements(readings),
+        "devices_without_sensor": {s: len(d) for s, d in devices_lacking(readings).items()},
     }
 
 
@@ -149,6 +152,11 @@ def format_report(report: dict) -> str:
         + (", ".join(report.get("fleet_sensors") or []) or "none"),
         "  sensors not fitted (no flag, feature, rule or detector uses them): "
         + (", ".join(report.get("sensors_not_fitted") or []) or "none"),
+        "  devices whose kit lacks a fleet sensor (never reported it: no dropout there): "
+        + (
+            ", ".join(f"{s} {n}" for s, n in (report.get("devices_without_sensor") or {}).items())
+            or "none"
+        ),
         "  fleet sensors never reported in the partition (no value in any reading: lost by "
         "the whole fleet, or named in REFRIG_SENSORS and not delivered): "
         + (", ".join(report.get("sensors_never_reported") or []) or "none"),

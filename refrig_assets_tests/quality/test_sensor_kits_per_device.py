@@ -159,3 +159,20 @@ def test_a_device_s_completeness_is_measured_against_its_own_kit(data_dir, tmp_p
     finally:
         con.close()
     assert dict(got) == {"few": 1, "full": len(sensors), "new": len(sensors)}
+
+
+def test_the_quality_report_counts_the_devices_without_each_fleet_sensor(data_dir, tmp_path):
+    from refrig_assets.quality.report import fleet_sensors, format_report
+
+    assert fleet_sensors()["devices_without_sensor"] == {}
+    kits = {"a": set(EVERY), "b": set(EVERY) - {PRESSURE}, "c": {"temperature_evaporator"}}
+    record_hour_measurements(data_dir, typed_hour(tmp_path / "h0.parquet", kits), HOUR, READINGS)
+    without = fleet_sensors()["devices_without_sensor"]
+    assert without[PRESSURE] == 2 and without["door_open"] == 1
+    assert "temperature_evaporator" not in without
+    report = {
+        "partition": HOUR, "rows_read": 0, "rows_clean": 0, "rows_quarantined": 0,
+        "completeness": 1.0, "quarantined_by_rule": {}, "quarantined_by_file": [],
+        "flag_rates": {}, "flag_rates_by_sensor": {}, "freshness": {}, **fleet_sensors(),
+    }  # fmt: skip
+    assert f"{PRESSURE} 2" in format_report(report)
