@@ -231,7 +231,12 @@ def simulate(plan: Plan, hours: float, cadence_s: float, rng) -> pd.DataFrame:
         amb = ambient[i]
         in_defrost = ((t_h[i] - defrost_phase) % defrost_every) < defrost_len
         opened = rng.random(n) < door_rate
-        door_left = np.where(opened, rng.uniform(30, 180, n), np.maximum(door_left - cadence_s, 0))
+        # an opening at a random moment of the step, open at the reading if it lasts past it
+        since = rng.uniform(0, cadence_s, n)
+        lasting = rng.uniform(30, 180, n) - since
+        door_left = np.where(
+            opened, np.maximum(lasting, door_left - cadence_s), door_left - cadence_s
+        )
         door = (door_left > 0) | door_stuck[i]
         want_on = np.where(on, air > sp - band, air > sp + band)
         start = want_on & ~on & (off_since >= 4.0)
