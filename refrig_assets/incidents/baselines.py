@@ -259,15 +259,17 @@ def _defrost_interval(
             "device": devices,
             "start": _ns(history["window_start"]),
             "end": _ns(history["window_end"]),
-            "on": pd.to_numeric(history[DEFROST_MINUTES], errors="coerce").fillna(0).to_numpy() > 0,
+            "minutes": pd.to_numeric(history[DEFROST_MINUTES], errors="coerce")
+            .fillna(0)
+            .to_numpy(),
         }
     ).sort_values(["device", "start"], kind="stable")
-    on = frame[frame["on"]]
+    on = frame[frame["minutes"] > 0]
     same = on["device"].eq(on["device"].shift())
     gap_before = on["start"] - on["end"].shift()
     # A defrost window right after another defrost window (within one window) continues it.
     joined = same & (gap_before <= (on["end"] - on["start"]))
-    events = on[~joined]
+    events = _defrosts(on, joined, table.derived["defrost"]["min_share_of_longest"])
     gaps = events.groupby("device")["start"].diff() / 3.6e12
     count = events.groupby("device").size()
     interval = gaps.groupby(events["device"]).median()
@@ -286,6 +288,23 @@ def _defrost_interval(
     )
     gaps = gaps[gaps["seen"] | (gaps["hours"] > 0)]
     return interval.where(enough).reindex(unique).astype(float), gaps
+
+
+def _defrosts(on: pd.DataFrame, joined: pd.Series, share: float) -> pd.DataFrame:
+    """The first window of each defrost among the runs of defrost windows ``on`` (``joined``:
+    the window continues the run before it): the runs that last at least ``share``
+    (``derived.defrost.min_share_of_longest``) of the device's longest. A medium-temperature case's idle
+    coil drifts up to its cabinet's air and crosses the defrost threshold for a reading or two
+    in many off-cycles; those blips are no defrost, and counting them made its usual interval
+    the off-cycle's (an hour), so every ordinary gap between its real defrosts (and any fault
+    that stopped the blips: a dead evaporator fan, a leak) read as a defrost overdue. A
+    device's defrosts are all about as long (its controller ends them by time or by coil
+    temperature); a device whose runs are all blips keeps them all."""
+    run = (~joined).cumsum()
+    minutes = on["minutes"].groupby(run.to_numpy()).transform("sum")
+    longest = minutes.groupby(on["device"].to_numpy()).transform("max")
+    starts = on[~joined]
+    return starts[(minutes >= share * longest)[~joined]]
 
 
 class KeyPositions:

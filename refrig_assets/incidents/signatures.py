@@ -19,6 +19,7 @@ SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 REFERENCES = ("baseline", "cohort", "limit", "flags")
 DIRECTIONS = ("up", "down")
 UNKNOWN = "unknown"
+DEFROST_KEYS = {"lookback_hours", "min_defrosts", "min_share_of_longest"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class Condition:
     # A limit in minutes spans at least this many reading intervals of the fleet: a state read
     # every 5 minutes is seen on in a chance run of readings far more often than every minute.
     min_readings: float | None = None
+    # A sigma condition also holds where the device's last ``persistent_samples`` stretches of
+    # ``persistent_minutes`` (see causes._persistent) all lie beyond the deviation that many
+    # independent stretches pass together as rarely as one window passes ``sigma``.
+    persistent_samples: int | None = None
+    persistent_minutes: float | None = None
 
     @property
     def features(self) -> set[str]:
@@ -175,6 +181,7 @@ def _condition(path: Path, where: str, raw: Any) -> Condition:
         "of",
         "min_window_minutes",
         "min_readings",
+        "persistent",
     }
     unknown = set(raw) - known - {"required", "id"}
     if unknown:
@@ -213,6 +220,7 @@ def _condition(path: Path, where: str, raw: Any) -> Condition:
         if not isinstance(raw_flags, list) or not raw_flags:
             raise _fail(path, f"{where}.flags", "must be a non-empty list of quality flags")
         flags = tuple(str(f) for f in raw_flags)
+    samples, minutes = _persistent(path, where, raw.get("persistent"), sigma)
     return Condition(
         feature=raw["feature"],
         reference=reference,
@@ -234,7 +242,25 @@ def _condition(path: Path, where: str, raw: Any) -> Condition:
             if "min_readings" in raw
             else None
         ),
+        persistent_samples=samples,
+        persistent_minutes=minutes,
     )
+
+
+def _persistent(
+    path: Path, where: str, raw: Any, sigma: float | None
+) -> tuple[int | None, float | None]:
+    """``persistent: {samples, minutes}`` of a sigma condition (None, None without it)."""
+    if raw is None:
+        return None, None
+    if sigma is None:
+        raise _fail(path, f"{where}.persistent", "applies to a sigma condition only")
+    if not isinstance(raw, dict) or set(raw) != {"samples", "minutes"}:
+        raise _fail(path, f"{where}.persistent", "takes samples and minutes")
+    samples = raw["samples"]
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+        raise _fail(path, f"{where}.persistent.samples", "must be a whole number of at least 2")
+    return samples, _number(path, f"{where}.persistent.minutes", raw["minutes"])
 
 
 def _signature(path: Path, i: int, raw: Any) -> Signature:
@@ -314,8 +340,8 @@ def load_signatures(path: Path | str | None = None) -> SignatureTable:
         settings[key] = _number(file, f"baseline.{key}", baseline[key], positive=False)
     derived = raw.get("derived") or {}
     defrost = derived.get("defrost") if isinstance(derived, dict) else None
-    if not isinstance(defrost, dict) or {"lookback_hours", "min_defrosts"} - set(defrost):
-        raise _fail(file, "derived.defrost", "needs lookback_hours and min_defrosts")
+    if not isinstance(defrost, dict) or DEFROST_KEYS - set(defrost):
+        raise _fail(file, "derived.defrost", f"needs {', '.join(sorted(DEFROST_KEYS))}")
     return SignatureTable(
         signatures=signatures,
         baseline=settings,
