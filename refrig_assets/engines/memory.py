@@ -29,7 +29,9 @@ class MemoryBudget:
     path: Path
     memory_budget_mb: int
     reading_bytes: int
-    window_bytes: int
+    # What a feature window costs the feature step (bytes); None: its shards follow the
+    # readings alone. load_memory_budget always reads it from the file.
+    window_bytes: int | None = None
 
     def shards_for(self, readings: int) -> int:
         """Shards needed so one shard's working memory fits the budget (at least one)."""
@@ -42,9 +44,11 @@ class MemoryBudget:
         enough that one shard's windows aggregate in memory under the budget (a hash
         aggregate held to a limit it would cross goes to its partitioned, out-of-core form,
         which costs CPU even where the memory is there)."""
+        by_readings = self.shards_for(readings)
+        if self.window_bytes is None:
+            return by_readings
         need = windows * self.window_bytes
-        by_windows = math.ceil(need / (self.memory_budget_mb * 2**20))
-        return max(self.shards_for(readings), by_windows)
+        return max(by_readings, math.ceil(need / (self.memory_budget_mb * 2**20)))
 
 
 def load_memory_budget() -> MemoryBudget:

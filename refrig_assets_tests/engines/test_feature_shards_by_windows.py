@@ -32,6 +32,10 @@ def test_the_shards_are_the_most_that_readings_or_windows_need():
     assert budget.feature_shards_for(5 * per_shard_readings, per_shard_windows) == 5
     # the quality step's rule is unchanged
     assert budget.shards_for(5 * per_shard_readings) == 5
+    # a budget built without a window cost: the readings alone
+    readings_only = MemoryBudget(budget.path, 256, 64)
+    assert readings_only.feature_shards_for(per_shard_readings, 3 * per_shard_windows) == 1
+    assert load_memory_budget().window_bytes is not None  # the file always gives one
 
 
 def test_the_windows_expected_are_about_those_written(clean_file, tmp_path, monkeypatch):  # noqa: F811
