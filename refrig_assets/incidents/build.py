@@ -657,7 +657,8 @@ def _site_signals(
     if "duty_cycle" not in q and current not in q:
         off[:] = False
     starts, ends = _utc(q["window_start"]), _utc(q["window_end"])
-    stopped = ((ends - starts).dt.total_seconds() / 60).to_numpy(dtype=float)
+    length = ((ends - starts).dt.total_seconds() / 60).to_numpy(dtype=float)
+    stopped = length
     if rules.off_streak_feature in q:
         streak = q[rules.off_streak_feature].to_numpy(dtype=float)
         stopped = np.where(np.isnan(streak), stopped, streak)
@@ -666,8 +667,10 @@ def _site_signals(
         drawing, lost = _idle_draw(q, rules)
         # An idle compressor whose fans still run is powered; one whose idle draw vanished lost
         # its supply for part of the window at least (a cut shorter than two windows, or not
-        # aligned to them, leaves no window off throughout).
-        off = (off & ~drawing) | (reporting & lost)
+        # aligned to them, leaves no window off throughout). Only in windows of min_off_minutes
+        # or more: in shorter ones (1-minute windows at 1 s) a blip of a minute or two would be
+        # a site power loss, where the stop's own length (above) decides.
+        off = (off & ~drawing) | (reporting & lost & (length >= rules.min_off_minutes))
     counts = (
         pd.DataFrame(
             {

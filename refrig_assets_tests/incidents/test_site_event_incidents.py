@@ -5,6 +5,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 from support.incident_world import CAUSES, alert, diagnosis, registry
 
@@ -131,3 +132,22 @@ def test_a_site_power_loss_begins_with_the_window_its_cut_began_in(policy):
     site = inc[inc["scope"].eq("site")]
     assert site[["site_id", "cause"]].values.tolist() == [["S1", "power_loss"]]
     assert site.iloc[0]["first_window_start"] == starts[1]
+
+
+def test_a_supply_blip_of_a_minute_or_two_at_one_minute_windows_is_no_site_event(policy):
+    # 1-minute windows (a 1 s fleet): every S1 device idles without its fans' draw for two of
+    # them; a stop shorter than min_off_minutes, and no window long enough to say more.
+    def blip(d, i):
+        return {"duty": 0.0, "current": 0.0} if d[0] == "D" and i in (3, 4) else None
+
+    quality = fleet(range(8), blip)
+    quality["window_end"] = quality["window_start"] + pd.Timedelta(minutes=1)
+    starts = sorted(quality["window_start"].unique())
+    index = quality["window_start"].map({s: i for i, s in enumerate(starts)})
+    cut = quality["device_id"].str.startswith("D") & index.isin([3, 4])
+    quality["current_compressor_idle_max"] = np.where(cut, 0.0, 0.4)
+    quality["compressor_idle_longest_minutes"] = np.where(cut, index.sub(2).clip(0), 0.0)
+
+    inc = build(quality=quality, devices=registry(SITE), policy=policy).incidents
+
+    assert not inc["scope"].eq("site").any()
