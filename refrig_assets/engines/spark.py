@@ -27,7 +27,7 @@ import pandas as pd
 from refrig_assets.core.contracts import Contract, load_contract
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines import spark_master
-from refrig_assets.features.windows import feature_sql
+from refrig_assets.features.windows import feature_sql, settle_carry_sql
 
 if TYPE_CHECKING:  # pyspark is imported only when the Spark engine is used
     from pyspark.sql import DataFrame, SparkSession
@@ -107,12 +107,41 @@ def _view_name(prefix: str) -> str:
 
 
 def compute_features(
-    spark: SparkSession, sources: Sequence[Path | str], *, cadence_seconds: int | None = None
+    spark: SparkSession,
+    sources: Sequence[Path | str],
+    *,
+    cadence_seconds: int | None = None,
+    previous: Path | str | None = None,
 ) -> DataFrame:
-    """Feature windows of clean_readings files, as a Spark DataFrame (the shared feature SQL)."""
+    """Feature windows of clean_readings files, as a Spark DataFrame (the shared feature SQL).
+
+    ``previous``: the clean readings of the hour before (a path or URI), if any; where a settle
+    time applies at the fleet's window, the running state settles after that hour's last starts
+    and defrosts (:func:`~refrig_assets.features.windows.settle_carry_sql`), as on the embedded
+    engine.
+    """
     view = _view_name("clean_readings")
     spark.read.parquet(*[str(s) for s in sources]).createOrReplaceTempView(view)
-    return spark.sql(feature_sql(view, cadence_seconds=cadence_seconds, dialect="spark"))
+    carry = _settle_carry(spark, previous, cadence_seconds)
+    return spark.sql(
+        feature_sql(view, cadence_seconds=cadence_seconds, dialect="spark", carry=carry)
+    )
+
+
+def _settle_carry(
+    spark: SparkSession, previous: Path | str | None, cadence_seconds: int | None
+) -> str | None:
+    """The view of the settle carry from ``previous`` (None where there is nothing to carry)."""
+    if previous is None:
+        return None
+    before = _view_name("previous_clean")
+    sql = settle_carry_sql(before, cadence_seconds=cadence_seconds, dialect="spark")
+    if sql is None:
+        return None
+    spark.read.parquet(str(previous)).createOrReplaceTempView(before)
+    carry = _view_name("settle_carry")
+    spark.sql(sql).createOrReplaceTempView(carry)
+    return carry
 
 
 def is_uri(location: Path | str) -> bool:
@@ -179,9 +208,12 @@ def write_features(
     *,
     cadence_seconds: int | None = None,
     dataset: str = "device_features",
+    previous: Path | None = None,
 ) -> Path:
-    """Spark counterpart of :func:`refrig_assets.engines.embedded.write_features`."""
-    features = compute_features(spark, [source], cadence_seconds=cadence_seconds)
+    """Spark counterpart of :func:`refrig_assets.engines.embedded.write_features`;
+    ``previous`` is the hour before's clean readings, whose last starts and defrosts the hour's
+    running state settles after (as :func:`refrig_assets.features.ranged.write_features_after`)."""
+    features = compute_features(spark, [source], cadence_seconds=cadence_seconds, previous=previous)
     final = store.path(dataset, partition_key)
     write_parquet_file(features, final)
     return final

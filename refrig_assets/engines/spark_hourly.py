@@ -324,8 +324,9 @@ def run_hour(
     """Landing → typed readings → clean rows and quarantine → feature windows for one hour on
     Spark, written under ``data`` (path or URI) in the project's layout; returns the counts.
 
-    The device registry is ``<data>/device_registry``; the previous hour's stuck-run tails are
-    used when they are there (hours run in order).
+    The device registry is ``<data>/device_registry``; the previous hour's stuck-run tails and
+    clean readings (the running state's settle after its last starts and defrosts) are used when
+    they are there (hours run in order).
     """
     from datetime import timedelta
 
@@ -363,7 +364,13 @@ def run_hour(
         quarantine_target=partition_location(data, "quarantined_readings", partition_key),
         previous_tails=previous if _exists(spark, previous) else None,
     )
-    features = compute_features(spark, [clean], cadence_seconds=cadence_seconds)
+    before = partition_location(data, "clean_readings", hour_key(start - timedelta(hours=1)))
+    features = compute_features(
+        spark,
+        [clean],
+        cadence_seconds=cadence_seconds,
+        previous=before if _exists(spark, before) else None,
+    )
     write_parquet_file(features, partition_location(data, "device_features", partition_key))
     return {
         "files": len(hour.files),
