@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from refrig_assets.core.contracts import Contract, load_contract, quality_flag_names
 from refrig_assets.core.device_ranges import in_range_sql
 from refrig_assets.core.duck import sql_str
-from refrig_assets.core.fleet_sensors import devices_lacking, fleet_sensor_columns
+from refrig_assets.core.fleet_sensors import device_in_sql, devices_lacking, fleet_sensor_columns
 from refrig_assets.core.partition_range import ENV_START
 from refrig_assets.ingestion.landing.readers import (
     CONTRACT_FILE,
@@ -1074,7 +1074,7 @@ def _dropout_sql(sensor: str, g: str, contract: Contract) -> str:
     lacking = devices_lacking(contract).get(sensor)
     if not lacking:
         return f"{g}{sensor} IS NULL"
-    return f"({g}{sensor} IS NULL AND {g}device_id NOT IN ({', '.join(map(sql_str, lacking))}))"
+    return f"({g}{sensor} IS NULL AND NOT ({device_in_sql(f'{g}device_id', lacking)}))"
 
 
 def _flag_counts(
@@ -1106,11 +1106,9 @@ def _flag_counts(
     aggs += [f"count(*) FILTER ({broken[c.name]})" if c.range else "0" for c in sensors]
     # rows of the devices whose kit lacks a sensor: its missing values there are no dropout
     kits = devices_lacking(contract)
-    lacking = {c.name: ", ".join(map(sql_str, kits[c.name])) for c in sensors if c.name in kits}
+    lacking = {c.name: device_in_sql("device_id", kits[c.name]) for c in sensors if c.name in kits}
     aggs += [
-        f"count(*) FILTER ({c.name} IS NULL AND device_id IN ({lacking[c.name]}))"
-        if c.name in lacking
-        else "0"
+        f"count(*) FILTER ({c.name} IS NULL AND {lacking[c.name]})" if c.name in lacking else "0"
         for c in sensors
     ]
     if per_device:
@@ -1118,9 +1116,7 @@ def _flag_counts(
         aggs += [f"sum(p_{c.name})" for c in sensors]
         aggs += [f"sum(o_{c.name})" if c.range else "0" for c in sensors]
         aggs += [
-            f"sum(n_rows - p_{c.name}) FILTER (device_id IN ({lacking[c.name]}))"
-            if c.name in lacking
-            else "0"
+            f"sum(n_rows - p_{c.name}) FILTER ({lacking[c.name]})" if c.name in lacking else "0"
             for c in sensors
         ]
         aggs = [f"coalesce({a}, 0)" for a in aggs]
