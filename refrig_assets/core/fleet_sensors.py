@@ -14,6 +14,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from refrig_assets.core.contracts import ColumnSpec, Contract, ContractError
 from refrig_assets.core.duck import sql_str
 from refrig_assets.core.reported_measurements import (
@@ -105,8 +107,7 @@ def record_hour_measurements(
 
 
 def _every_device_reported(readings: Path, names: list[str]) -> dict[str, set[str]]:
-    import pyarrow.parquet as pq
-
+    """Each device of the typed readings file ``readings`` with all of ``names``."""
     devices = pq.read_table(readings, columns=["device_id"]).column(0).unique().to_pylist()
     return {str(d): set(names) for d in devices if d is not None}
 

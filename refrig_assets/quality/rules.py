@@ -1056,9 +1056,9 @@ def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g."
     Sensors the fleet does not have (``REFRIG_SENSORS``) are never a dropout, nor a sensor a
     device's kit lacks (it has never reported it while others have)."""
     sensors = fleet_sensor_columns(contract)
+    kits = devices_lacking(contract)
     return {
-        "SENSOR_DROPOUT": " OR ".join(_dropout_sql(c.name, g, contract) for c in sensors)
-        or "FALSE",
+        "SENSOR_DROPOUT": " OR ".join(_dropout_sql(c.name, g, kits) for c in sensors) or "FALSE",
         "OUT_OF_RANGE": " OR ".join(_out_of_range(c, g) for c in sensors if c.range) or "FALSE",
         "STUCK_SENSOR": "st.device_id IS NOT NULL",
         "DUPLICATE": "cp.device_id IS NOT NULL",
@@ -1069,9 +1069,10 @@ def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g."
     }
 
 
-def _dropout_sql(sensor: str, g: str, contract: Contract) -> str:
-    """SQL: the row's ``sensor`` is missing on a device whose kit has it."""
-    lacking = devices_lacking(contract).get(sensor)
+def _dropout_sql(sensor: str, g: str, kits: dict[str, list[str]]) -> str:
+    """SQL: the row's ``sensor`` is missing on a device whose kit has it (``kits``: the devices
+    lacking each sensor, see :func:`devices_lacking`)."""
+    lacking = kits.get(sensor)
     if not lacking:
         return f"{g}{sensor} IS NULL"
     return f"({g}{sensor} IS NULL AND NOT ({device_in_sql(f'{g}device_id', lacking)}))"
