@@ -90,6 +90,10 @@ class Windows:
         self.other = other
         self.quality_mask = quality_mask
         self._ns: dict[str, np.ndarray] = {}
+        # The devices' windows of the hour before, for persistence tests only (never
+        # diagnosed), and their usable feature values (set by diagnose_windows).
+        self.earlier: Windows | None = None
+        self.usable: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.device_id)
@@ -260,22 +264,66 @@ def _persistent(
     leaves the test unevaluated (not held)."""
     assert cond.persistent_samples is not None and cond.persistent_minutes is not None
     samples, minutes = cond.persistent_samples, cond.persistent_minutes
-    value = values[cond.feature] if cond.feature in values else np.full(len(windows), np.nan)
-    pooled = _over_trailing_minutes(windows, value, minutes)
-    deviation = sign * (pooled - center) / spread
-    end = windows.ns("end")
-    step = np.maximum(end - windows.ns("start"), int(minutes * 60e9))
-    keys = pd.MultiIndex.from_arrays([windows.device_id, end])
+    n = len(windows)
+    value = values[cond.feature] if cond.feature in values else np.full(n, np.nan)
+    span = _with_earlier(windows, cond.feature, value, center, spread)
+    pooled = _over_trailing_minutes(span.windows, span.value, minutes)
+    deviation = sign * (pooled - span.center) / span.spread
+    end = span.windows.ns("end")
+    step = np.maximum(end - span.windows.ns("start"), int(minutes * 60e9))
+    keys = pd.MultiIndex.from_arrays([span.windows.device_id, end])
     first = np.flatnonzero(~keys.duplicated())
     keys = keys[first]
-    least = deviation.copy()
+    own = slice(len(span.windows) - n, None)  # the windows diagnosed come last
+    least = deviation[own].copy()
     for lag in range(1, samples):
-        at = keys.get_indexer(pd.MultiIndex.from_arrays([windows.device_id, end - lag * step]))
-        earlier = np.where(at >= 0, deviation[first[np.maximum(at, 0)]], np.nan)
-        least = np.minimum(least, earlier)  # NaN (a stretch missing) leaves it unevaluated
+        lagged = pd.MultiIndex.from_arrays([windows.device_id, end[own] - lag * step[own]])
+        at = keys.get_indexer(lagged)
+        before = np.where(at >= 0, deviation[first[np.maximum(at, 0)]], np.nan)
+        least = np.minimum(least, before)  # NaN (a stretch missing) leaves it unevaluated
     threshold = persistent_threshold(float(cond.sigma or 0.0), samples)
     held = least >= threshold
     return _Persistence(held, threshold, least)
+
+
+class _Span:
+    """The windows a persistence test reads: the hour's earlier windows (``Windows.earlier``)
+    followed by the windows diagnosed, with the feature's value and each window's baseline."""
+
+    def __init__(self, windows: Windows, value, center, spread):
+        self.windows, self.value, self.center, self.spread = windows, value, center, spread
+
+
+def _with_earlier(
+    windows: Windows, feature: str, value: np.ndarray, center: np.ndarray, spread: np.ndarray
+) -> _Span:
+    """``windows`` preceded by their devices' earlier windows (the hour before, where the
+    caller gave them), each judged against its device's baseline in ``windows``."""
+    earlier = windows.earlier
+    if earlier is None or not len(earlier) or earlier.end is None or earlier.start is None:
+        return _Span(windows, value, center, spread)
+    devices, first = np.unique(windows.device_id, return_index=True)
+    at = pd.Index(devices).get_indexer(earlier.device_id)
+    row = np.where(at >= 0, first[np.maximum(at, 0)], 0)
+    known = at >= 0
+    before = earlier.usable.get(feature, np.full(len(earlier), np.nan))
+    times = {k: np.concatenate([earlier.ns(k), windows.ns(k)]) for k in ("start", "end")}
+    both = Windows(
+        np.concatenate([earlier.device_id, windows.device_id]),
+        np.concatenate([earlier.cohort, windows.cohort]),
+        times["start"],
+        times["end"],
+        {},
+        {},
+        None,
+    )
+    both._ns = times
+    return _Span(
+        both,
+        np.concatenate([np.where(known, before, np.nan), value]),
+        np.concatenate([np.where(known, center[row], np.nan), center]),
+        np.concatenate([np.where(known, spread[row], np.nan), spread]),
+    )
 
 
 def _strength(share: np.ndarray) -> np.ndarray:
@@ -562,6 +610,11 @@ def diagnose_windows(
     values = bl.usable_arrays(windows.numbers, n, plan.wanted, table.baseline["running_min_duty"])
     if available is None:
         available = available_requirements(windows.other, values, table)
+    if windows.earlier is not None:
+        before = windows.earlier
+        before.usable = bl.usable_arrays(
+            before.numbers, len(before), plan.wanted, table.baseline["running_min_duty"]
+        )
     found = Diagnosis(n)
     open_rows = np.ones(n, dtype=bool)
     fallback = table.baseline["fallback_between_sigma"]
@@ -608,6 +661,7 @@ def diagnose(
     table: SignatureTable | None = None,
     available: set[str] | None = None,
     indexed: bl.IndexedBaselines | None = None,
+    earlier: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per window of ``features``: probable cause, kind, confidence, base severity,
     standalone and the evidence (JSON list), from the signatures of ``table``.
@@ -619,17 +673,52 @@ def diagnose(
     features the data has (:func:`available_requirements`), when ``features`` is one part of
     the data (a device shard of the hour); by default, those of ``features``. ``indexed``:
     ``baselines`` already indexed, for a caller that keeps them between calls (a service
-    diagnosing a few windows at a time).
+    diagnosing a few windows at a time). ``earlier``: device_features rows of the same devices
+    before ``features`` (:func:`earlier_windows`), which persistence tests look back at and
+    which are not diagnosed.
     """
     table = table or load_signatures()
     frame = bl.numbered(features)
     windows = Windows.from_frame(frame, table)
+    if earlier is not None and len(earlier):
+        windows.earlier = Windows.from_frame(bl.numbered(earlier), table, cohort=False)
     return diagnose_windows(windows, indexed or baselines, table, available).frame(frame)
 
 
 def cause_for_streaming_rule(rule_name: str, table: SignatureTable | None = None) -> str | None:
     """The cause a streaming rule's alerts mean (the signature listing it), or None."""
     return (table or load_signatures()).cause_for_streaming_rule(rule_name)
+
+
+def persistent_features(table: SignatureTable) -> list[str]:
+    """The features of the table's conditions with a persistence test."""
+    return sorted(
+        {
+            m.feature
+            for sig in table
+            for c in sig.conditions
+            for m in (c.any_of or (c,))
+            if m.persistent_samples is not None
+        }
+    )
+
+
+def earlier_windows(
+    store: CauseStore, partition_key: str, table: SignatureTable
+) -> pd.DataFrame | None:
+    """The device_features windows of the hour before ``partition_key`` that persistence tests
+    look back at (keys, duty cycle and the persistent conditions' features); None where no
+    condition tests persistence or that hour is not stored."""
+    from refrig_assets.core.storage import read_parquet_table
+    from refrig_assets.incidents.causes_store import FEATURES, HOUR, hour_of, stem_of
+
+    features = persistent_features(table)
+    path = store.store.root / FEATURES / f"{stem_of(hour_of(partition_key) - HOUR)}.parquet"
+    if not features or not path.exists():
+        return None
+    names = set(pq.ParquetFile(path).schema_arrow.names)
+    wanted = ["device_id", "window_start", "window_end", "duty_cycle", *features]
+    return read_parquet_table(path, columns=[c for c in wanted if c in names]).to_pandas()
 
 
 def diagnose_partition(
@@ -643,7 +732,8 @@ def diagnose_partition(
     frame = store.with_cohort(features)
     baselines = store.baselines(partition_key, table)
     frame = store.with_derived(partition_key, frame, table)
-    return diagnose(frame, baselines, table)
+    earlier = earlier_windows(store, partition_key, table)
+    return diagnose(frame, baselines, table, earlier=earlier)
 
 
 class HourDiagnosis:
@@ -675,6 +765,8 @@ class HourDiagnosis:
         self._states: list[pd.DataFrame] = []
         # The registry's cohorts, read once for all shards (None: not read yet).
         self._cohorts: tuple[pd.Series | None] | None = None
+        # The hour before's windows persistence tests look back at, read once for all shards.
+        self._earlier: tuple[pd.DataFrame | None] | None = None
 
     def _hour_requirements(self) -> set[str]:
         """The required features the whole hour has (a shard lacking a sensor its neighbours
@@ -723,7 +815,12 @@ class HourDiagnosis:
             frame, state = derive_defrost(frame, self._before)
             self._states.append(state)
         indexed = self.store.indexed(self.baselines)
-        return diagnose(frame, self.baselines, self.table, self.available, indexed)
+        if self._earlier is None:
+            self._earlier = (earlier_windows(self.store, self.key, self.table),)
+        earlier = self._earlier[0]
+        if earlier is not None:
+            earlier = earlier[earlier["device_id"].isin(frame["device_id"].unique())]
+        return diagnose(frame, self.baselines, self.table, self.available, indexed, earlier=earlier)
 
     def finish(self) -> None:
         """Store the defrost state after the hour (nothing when no shard had windows)."""

@@ -86,3 +86,16 @@ def test_one_minute_windows_are_pooled_into_stretches():
     # ... twenty minutes of a deeper one (3σ each minute: below the one-window 5σ) are not.
     out = diagnosed([CENTER] * 40 + [0.75 * CENTER] * 20, 1)
     assert (out["cause"] == "unknown").all()
+
+
+def test_the_stretches_reach_into_the_hour_before():
+    table = suction_table()
+    baselines = build_baselines(history(15), table)
+    before = windows([0.8 * CENTER] * 4, 15, T0 - pd.Timedelta(hours=1))
+    hour = windows([0.8 * CENTER] * 4, 15, T0)
+    out = diagnose(hour, baselines, table, earlier=before)
+    assert (out["cause"] == "refrigerant_leak").all()
+    # The hour before only looked back at: without a drop there, the hour's first three
+    # windows have too few stretches of it.
+    out = diagnose(hour, baselines, table, earlier=before.assign(**{FEATURE: CENTER}))
+    assert list(out["cause"]) == ["unknown"] * 3 + ["refrigerant_leak"]
