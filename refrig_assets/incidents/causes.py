@@ -260,8 +260,8 @@ def _persistent(
     window's scatter (the pull-down after each start in a 15-minute window of a fleet read
     every 30 s or more spreads a suction mean by 8 %, so a 20 % leak stays at 2.6σ); a run of
     stretches each beyond a lower threshold is as unlikely by chance and holds for it. A
-    stretch without a value (the compressor barely ran) or outside the windows diagnosed
-    leaves the test unevaluated (not held)."""
+    stretch without a value (the compressor barely ran) or outside the windows diagnosed and
+    their ``earlier`` windows (the hour before) leaves the test unevaluated (not held)."""
     assert cond.persistent_samples is not None and cond.persistent_minutes is not None
     samples, minutes = cond.persistent_samples, cond.persistent_minutes
     n = len(windows)
