@@ -201,7 +201,7 @@ class StreamingEngine:
         if rule.kind == "sustained_rise":
             own_rise = self._defrost_warm_up(rule, cohorts)
             return kinds.sustained_rise(
-                r, rule, limit, gap, self.state.streaks[rule.name], own_rise
+                r, rule, limit, gap, self.state.streaks[rule.name], own_rise, self._cycled(r)
             )
         baseline = self._baseline(rule, cohorts, r.code[r.new])
         if rule.kind == "below_moving_average_held":
@@ -221,16 +221,36 @@ class StreamingEngine:
         without a moving-average rule (no history to tell)."""
         code = r.code[r.new]
         n = len(self.state)
-        ran = np.zeros(n, dtype=bool)
-        kept = False
-        for rule in self.settings.rules:
-            if rule.kind in MOVING_AVERAGE_KINDS and rule.kind != "sustained_rise":
-                ran |= self.state.averages[rule.name].minutes[:n, 1] > 0
-                kept = True
-        if not kept:
+        ran = self._seen_in_history(1)
+        if ran is None:
             return np.zeros(len(code), dtype=bool)
         ran |= np.bincount(r.code[r.running == 1], minlength=n)[:n] > 0
         return ~ran[code]
+
+    def _seen_in_history(self, state: int) -> np.ndarray | None:
+        """Per device: the history the moving-average rules keep holds minutes in this running
+        state (0 idle, 1 running). None: no moving-average rule keeps one."""
+        n = len(self.state)
+        seen = np.zeros(n, dtype=bool)
+        kept = False
+        for rule in self.settings.rules:
+            if rule.kind in MOVING_AVERAGE_KINDS and rule.kind != "sustained_rise":
+                seen |= self.state.averages[rule.name].minutes[:n, state] > 0
+                kept = True
+        return seen if kept else None
+
+    def _cycled(self, r: Readings) -> np.ndarray:
+        """Per reading of ``r``: its device has been seen idle by then, in the history the
+        moving-average rules keep or among the readings at hand up to this one. A compressor
+        that stops can stop and restart between two readings; one never seen stopping gives
+        no reason to think so. False for every device without a moving-average rule."""
+        idle = self._seen_in_history(0)
+        if idle is None:
+            return np.zeros(len(r), dtype=bool)
+        at = np.arange(len(r))
+        device_first = np.maximum.accumulate(np.where(r.same_device_as_previous(), 0, at))
+        last_idle = np.maximum.accumulate(np.where(r.running == 0, at, -1))
+        return idle[r.code] | (last_idle >= device_first)
 
     def _baseline(self, rule: StreamingRule, cohorts: np.ndarray, needed: np.ndarray) -> np.ndarray:
         """(devices, 2) moving average per running state: the device's own once it has

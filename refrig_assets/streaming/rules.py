@@ -254,6 +254,7 @@ def sustained_rise(
     max_gap_ns: int,
     streak_from: np.ndarray,
     own_rise: np.ndarray,
+    cycled: np.ndarray,
 ) -> Hits:
     """Rate of rise above the limit per minute at every reading for ``sustain_minutes``.
 
@@ -268,6 +269,11 @@ def sustained_rise(
     defrosts, as fast as its heater or hot gas drives it; so an idle reading must also outpace
     ``own_rise`` (per device, NaN: unknown), the fastest defrost warm-up of the device and its
     cohort: a rise as fast as the device's defrosts is no lost compressor.
+
+    A running rise that rests on one reading interval covering the sustain time, on a device
+    seen idle by then (``cycled``, per reading of ``r``), may be an off-cycle hidden between
+    two readings: it fires at the next reading if that one confirms it
+    (:func:`_confirmed_running_rise`).
 
     ``Hits.sample`` holds, at each new reading that enters the defrost state (idle, above the
     rule's ``defrost_above``; the reading before it was not), the fastest rate over the
@@ -306,8 +312,33 @@ def sustained_rise(
     carried = continues[first]  # the run's first reading goes on from the last batch
     start = np.where(carried, streak_from[code[first]], r.ts[np.maximum(ref[first], 0)])
     covered = ts - start
-    fires = rising & (covered >= sustain_ns) & ~held
+    # A running rise whose one reading interval covers the sustain time by itself (a slow
+    # cadence) may hide an off-cycle: the compressor stopped and restarted between two readings
+    # and the restart reading still carries the warm coil. It fires only once the next reading
+    # confirms it (:func:`_confirmed_running_rise`).
+    unconfirmed = (r.running[new] == 1) & cycled[new] & (ref >= 0)
+    unconfirmed &= start >= r.ts[np.maximum(ref, 0)]
+    fires = rising & (covered >= sustain_ns) & ~held & ~unconfirmed
     observed = rate
+    confirmed = _confirmed_running_rise(
+        r,
+        x,
+        rising,
+        linked,
+        previous_new,
+        start,
+        streak_from,
+        cycled,
+        window_ns,
+        max_gap_ns,
+        sustain_ns,
+    )
+    if confirmed is not None:
+        at, streak_start, rise_rate = confirmed
+        fires[at] = True
+        covered[at] = ts[at] - streak_start
+        observed = rate.copy()
+        observed[at] = rise_rate
     if learns and held.any():
         ended = _unlike_a_defrost(
             r,
@@ -325,7 +356,7 @@ def sustained_rise(
             at, streak_start = ended
             fires[at] = True
             covered[at] = r.ts[new[at] - 1] - streak_start
-            observed = rate.copy()
+            observed = observed.copy()
             observed[at] = rate_at[new[at] - 1]
     last = np.ones(len(new), dtype=bool)
     last[:-1] = code[1:] != code[:-1]
@@ -381,6 +412,49 @@ def _unlike_a_defrost(
         return None
     at = np.flatnonzero(ended)
     return at, earlier_start[at]
+
+
+def _confirmed_running_rise(
+    r: Readings,
+    x: np.ndarray,
+    rising: np.ndarray,
+    linked: np.ndarray,
+    previous_new: np.ndarray,
+    start: np.ndarray,
+    streak_from: np.ndarray,
+    cycled: np.ndarray,
+    window_ns: int,
+    max_gap_ns: int,
+    sustain_ns: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The readings that confirm a running rise left unconfirmed at the reading before them:
+    positions in ``r.new``, the start of the rise's streak and its rate (None: none).
+
+    That reading was running on a device seen idle by then, rising faster than the limit, and
+    its own reading interval alone covered the sustain time. A hidden off-cycle ends in a running compressor that pulls the
+    coil down by the next reading; a running compressor that does not cool leaves it as warm
+    or warmer. So the next reading, not idle, whose coil is no colder confirms the loss (still
+    rising faster than the limit it fires through the streak as any rise). ``streak_from``
+    still holds the streak of each device's last reading of the previous batch."""
+    new = r.new
+    code = r.code[new]
+    before = np.maximum(new - 1, 0)
+    earlier_start = np.where(previous_new, np.r_[NO_TIME, start[:-1]], streak_from[code])
+    earlier_rising = np.where(previous_new, np.r_[False, rising[:-1]], earlier_start != NO_TIME)
+    with np.errstate(invalid="ignore"):
+        no_colder = x[new] >= x[before]
+    candidate = ~rising & linked & earlier_rising & no_colder
+    candidate &= (r.running[before] == 1) & cycled[before] & (r.running[new] != 0)
+    candidate &= r.ts[before] - earlier_start >= sustain_ns
+    if not candidate.any():
+        return None
+    at = np.flatnonzero(candidate)
+    rate, ref = _rates(r, x, before[at], window_ns, max_gap_ns)
+    # The rise rested on the earlier reading's own interval: its streak began at its reference.
+    alone = (ref >= 0) & (earlier_start[at] >= r.ts[np.maximum(ref, 0)])
+    if not alone.any():
+        return None
+    return at[alone], earlier_start[at[alone]], rate[alone]
 
 
 def _rates(
