@@ -25,6 +25,7 @@ from refrig_assets.features.windows import (
     ORDER_ERROR,
     expected_readings_per_window,
     feature_sql,
+    settle_carry_sql,
     window_minutes,
 )
 
@@ -56,6 +57,7 @@ def write_features(
     dataset: str = "device_features",
     ranges: int | None = None,
     shards: int | None = None,
+    previous: Path | None = None,
 ) -> Path:
     """Compute the feature windows of one clean_readings file and write them atomically.
 
@@ -70,7 +72,10 @@ def write_features(
     ``shards`` (default: what the memory budget of config/performance.yaml needs for the
     file's readings and the windows they make at the fleet's cadence) groups the ranges into
     memory shards computed one after the other, each on its own connection, so memory stays
-    flat however large the fleet."""
+    flat however large the fleet.
+
+    ``previous``: the clean readings of the hour before, if any: where the running state's
+    settle applies, it carries from there (:func:`refrig_assets.features.windows.settle_carry_sql`)."""
     budget = load_memory_budget()
     if shards is None:
         readings = pq.ParquetFile(source).metadata.num_rows
@@ -82,27 +87,38 @@ def write_features(
     try:
         hold_to_budget(con, budget, spill_dir=store.root / SPILL_DIR)
         con.execute(f"CREATE VIEW clean AS SELECT * FROM read_parquet({_quote(source)})")
+        carry = _carry(con, previous, cadence_seconds)
         per_shard = threads(con) if ranges is None else ranges
         cuts = device_cuts(source, per_shard * max(1, shards))
         bounds = cuts[per_shard - 1 :: per_shard] if shards > 1 else []
         if bounds:
             written = _write_in_shards(
-                source, store, partition_key, dataset, cuts, bounds, cadence_seconds, budget
+                source,
+                store,
+                partition_key,
+                dataset,
+                cuts,
+                bounds,
+                cadence_seconds,
+                budget,
+                previous,
             )
             if written is not None:
                 return written
         try:
             if cuts:
-                sql = _features_in_ranges(con, cuts, cadence_seconds)
+                sql = _features_in_ranges(con, cuts, cadence_seconds, carry)
             else:
-                sql = feature_sql("clean", cadence_seconds=cadence_seconds, ordered=True)
+                sql = feature_sql(
+                    "clean", cadence_seconds=cadence_seconds, ordered=True, carry=carry
+                )
             return store.write_from_duckdb(
                 dataset, partition_key, con, sql, row_group_size=FEATURE_ROW_GROUP_SIZE
             )
         except duckdb.Error as exc:
             if ORDER_ERROR not in str(exc):
                 raise
-        sql = feature_sql("clean", cadence_seconds=cadence_seconds)
+        sql = feature_sql("clean", cadence_seconds=cadence_seconds, carry=carry)
         return store.write_from_duckdb(
             dataset, partition_key, con, sql, row_group_size=FEATURE_ROW_GROUP_SIZE
         )
@@ -119,6 +135,7 @@ def _write_in_shards(
     bounds: list[str],
     cadence_seconds: int | None,
     budget: MemoryBudget,
+    previous: Path | None = None,
 ) -> Path | None:
     """The feature windows of each memory shard (device ids between ``bounds``, its ranges
     between the ``cuts`` inside it side by side), streamed to the partition one shard after
@@ -139,10 +156,13 @@ def _write_in_shards(
                     f"CREATE VIEW clean AS SELECT * FROM read_parquet({_quote(source)}) "
                     f"WHERE {in_range_sql(bounds, k)}"
                 )
+                carry = _carry(con, previous, cadence_seconds)
                 sql = (
-                    _features_in_ranges(con, inside, cadence_seconds)
+                    _features_in_ranges(con, inside, cadence_seconds, carry)
                     if inside
-                    else feature_sql("clean", cadence_seconds=cadence_seconds, ordered=True)
+                    else feature_sql(
+                        "clean", cadence_seconds=cadence_seconds, ordered=True, carry=carry
+                    )
                 )
                 # device_cuts found no NULL device id (else no shards): DuckDB marks the
                 # whole file's device_id not null, and so do the shards
@@ -157,8 +177,25 @@ def _write_in_shards(
     return store.path(dataset, partition_key)
 
 
+def _carry(
+    con: duckdb.DuckDBPyConnection, previous: Path | None, cadence_seconds: int | None
+) -> str | None:
+    """The table ``settle_carry`` of the running state's settle from ``previous`` (the hour
+    before's clean readings) and its name; None when there is none or no settle applies."""
+    if previous is None or not previous.exists():
+        return None
+    sql = settle_carry_sql(f"read_parquet({_quote(previous)})", cadence_seconds=cadence_seconds)
+    if sql is None:
+        return None
+    con.execute(f"CREATE TABLE settle_carry AS {sql}")
+    return "settle_carry"
+
+
 def _features_in_ranges(
-    con: duckdb.DuckDBPyConnection, cuts: list[str], cadence_seconds: int | None
+    con: duckdb.DuckDBPyConnection,
+    cuts: list[str],
+    cadence_seconds: int | None,
+    carry: str | None = None,
 ) -> str:
     """SQL of the feature windows of each device-id range between ``cuts``, one after the
     other (UNION ALL): DuckDB computes the ranges side by side and, writing the result in
@@ -169,7 +206,7 @@ def _features_in_ranges(
     for i in range(len(cuts) + 1):
         inside = in_range_sql(cuts, i, null_in_first=False)
         con.execute(f"CREATE VIEW clean_{i} AS SELECT * FROM clean WHERE {inside}")
-        sql = feature_sql(f"clean_{i}", cadence_seconds=cadence_seconds, ordered=True)
+        sql = feature_sql(f"clean_{i}", cadence_seconds=cadence_seconds, ordered=True, carry=carry)
         parts.append(f"SELECT * FROM ({sql})")
     return " UNION ALL ".join(parts)
 

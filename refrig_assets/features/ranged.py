@@ -147,12 +147,6 @@ def write_features_after(
     return hour
 
 
-def carry_applies(cadence_seconds: int | None) -> bool:
-    """Whether the running state's settle times apply at the fleet's window length (then an
-    hour's features depend on the end of the hour before)."""
-    return settle_carry_sql("prev", cadence_seconds=cadence_seconds) is not None
-
-
 def _write_group(
     sources: dict[str, Path],
     previous: Path | None,

@@ -23,7 +23,7 @@ from refrig_assets.defs.shared.ranges import (
 )
 from refrig_assets.defs.shared.resources import RefrigResource
 from refrig_assets.engines import embedded
-from refrig_assets.features.ranged import carry_applies, write_feature_range, write_features_after
+from refrig_assets.features.ranged import write_feature_range
 from refrig_assets.ingestion.landing.hour_keys import hour_key
 
 GROUP = "features"
@@ -92,20 +92,10 @@ def device_features(
         path = spark.write_features(
             refrig.spark, source, refrig.store, key, cadence_seconds=cadence
         )
-    elif carry_applies(cadence):  # the running state settles after the previous hour's end
-        floor = scoring_floor(refrig.settings.models_dir)
-        hour = write_features_after(
-            source,
-            previous_clean(refrig, key),
-            refrig.store,
-            key,
-            load_contract("device_features"),
-            floor if floor is not None else 0.0,
-            cadence_seconds=cadence,
+    else:  # the running state settles after the previous hour's end where that applies
+        path = embedded.write_features(
+            source, refrig.store, key, cadence_seconds=cadence, previous=previous_clean(refrig, key)
         )
-        return _result(hour.summary, floor, engine, hour.path, contract_check(hour.path))
-    else:
-        path = embedded.write_features(source, refrig.store, key, cadence_seconds=cadence)
     floor = per_range(context, "scoring_floor", lambda: scoring_floor(refrig.settings.models_dir))
     summary = embedded.feature_summary(path, floor if floor is not None else 0.0)
     return _result(summary, floor, engine, path, contract_check(path))
