@@ -212,7 +212,7 @@ def write_features(
 ) -> Path:
     """Spark counterpart of :func:`refrig_assets.engines.embedded.write_features`;
     ``previous`` is the hour before's clean readings, whose last starts and defrosts the hour's
-    running state settles after (as :func:`refrig_assets.features.ranged.write_features_after`)."""
+    running state settles after, as there."""
     features = compute_features(spark, [source], cadence_seconds=cadence_seconds, previous=previous)
     final = store.path(dataset, partition_key)
     write_parquet_file(features, final)

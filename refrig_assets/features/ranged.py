@@ -121,32 +121,6 @@ def write_feature_range(
                 )
 
 
-def write_features_after(
-    source: Path,
-    previous: Path | None,
-    store: ParquetStore,
-    key: str,
-    contract: Contract,
-    min_completeness: float,
-    *,
-    cadence_seconds: int | None = None,
-    dataset: str = "device_features",
-) -> FeatureHour:
-    """The feature windows of one hour whose running state settles after the starts and
-    defrosts at the end of ``previous`` (the hour before's clean readings): what a range of
-    hours gives for that hour."""
-    [hour] = write_feature_range(
-        {key: source},
-        store,
-        contract,
-        min_completeness,
-        cadence_seconds=cadence_seconds,
-        dataset=dataset,
-        previous=previous,
-    )
-    return hour
-
-
 def _write_group(
     sources: dict[str, Path],
     previous: Path | None,

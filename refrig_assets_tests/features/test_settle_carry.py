@@ -10,7 +10,8 @@ import pytest
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.storage import ParquetStore
-from refrig_assets.features.ranged import write_feature_range, write_features_after
+from refrig_assets.engines import embedded
+from refrig_assets.features.ranged import write_feature_range
 from refrig_assets.features.windows import feature_sql, settle_carry_sql
 
 READINGS = load_contract("sensor_readings")
@@ -108,28 +109,17 @@ def test_the_range_of_hours_equals_the_hourly_step_with_the_carry(tmp_path):
         )
     )
     hourly = [
-        write_features_after(
-            sources[keys[0]],
-            None,
+        embedded.write_features(
+            sources[key],
             ParquetStore(tmp_path / "hourly"),
-            keys[0],
-            contract,
-            0.0,
+            key,
             cadence_seconds=5,
-        ),
-        write_features_after(
-            sources[keys[1]],
-            sources[keys[0]],
-            ParquetStore(tmp_path / "hourly"),
-            keys[1],
-            contract,
-            0.0,
-            cadence_seconds=5,
-        ),
+            previous=sources[keys[0]] if key == keys[1] else None,
+        )
+        for key in keys
     ]
     for r, h in zip(ranged, hourly, strict=True):
-        pd.testing.assert_frame_equal(pd.read_parquet(r.path), pd.read_parquet(h.path))
-        assert r.summary == h.summary
+        pd.testing.assert_frame_equal(pd.read_parquet(r.path), pd.read_parquet(h))
     second = pd.read_parquet(ranged[1].path)
     first_minute = (second["device_id"] == "dev-1") & (second["window_start"].dt.minute == 0)
     assert second.loc[first_minute, "temperature_evaporator_running_mean"].isna().all()

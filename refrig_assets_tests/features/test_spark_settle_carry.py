@@ -14,7 +14,6 @@ import pytest
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines import embedded
-from refrig_assets.features.ranged import write_features_after
 from refrig_assets.features.windows import settle_carry_sql
 
 READINGS = load_contract("sensor_readings")
@@ -128,9 +127,7 @@ def test_spark_settles_the_hour_after_a_defrost_or_start_before_it_as_the_embedd
     store = clean_store(tmp_path, cadence)
     first, second = (store.path("clean_readings", k) for k in KEYS)
     expected = pd.read_parquet(
-        write_features_after(
-            second, first, store, KEYS[1], FEATURES, 0.0, cadence_seconds=cadence
-        ).path
+        embedded.write_features(second, store, KEYS[1], cadence_seconds=cadence, previous=first)
     )
     actual = spark_hour(spark, store, KEYS[1], cadence, previous=first)
     same(expected, actual)
@@ -158,8 +155,8 @@ def test_spark_settles_the_hour_after_a_defrost_or_start_before_it_as_the_embedd
 def test_the_first_hour_without_a_previous_one_is_the_same_on_both_engines(spark, tmp_path):
     store = clean_store(tmp_path, 5)
     source = store.path("clean_readings", KEYS[0])
-    expected = write_features_after(source, None, store, KEYS[0], FEATURES, 0.0, cadence_seconds=5)
-    same(pd.read_parquet(expected.path), spark_hour(spark, store, KEYS[0], 5, previous=None))
+    expected = embedded.write_features(source, store, KEYS[0], cadence_seconds=5)
+    same(pd.read_parquet(expected), spark_hour(spark, store, KEYS[0], 5, previous=None))
 
 
 def test_nothing_is_carried_at_a_cadence_whose_windows_hold_the_settle(spark, tmp_path):
@@ -196,17 +193,39 @@ def test_a_spark_submitted_hour_settles_after_the_hour_before(spark, tmp_path, m
         )
 
     first, second = (data.path("clean_readings", k) for k in KEYS)
-    expected = write_features_after(
-        second,
-        first,
-        ParquetStore(tmp_path / "embedded"),
-        KEYS[1],
-        FEATURES,
-        0.0,
-        cadence_seconds=5,
+    expected = embedded.write_features(
+        second, ParquetStore(tmp_path / "embedded"), KEYS[1], cadence_seconds=5, previous=first
     )
     actual = data.read("device_features", KEYS[1])
-    same(pd.read_parquet(expected.path), actual)
+    same(pd.read_parquet(expected), actual)
+    opening = (actual["device_id"] == "defrost") & (
+        actual["window_start"] == START + pd.Timedelta(hours=1)
+    )
+    assert actual.loc[opening, RUNNING_MEAN].isna().all() and opening.sum() == 1
+
+
+def test_the_spark_asset_settles_after_the_hour_before(spark, refrig_home, tmp_path, monkeypatch):
+    # The device_features asset on Spark passes the previous hour's clean readings.
+    import dagster as dg
+
+    from refrig_assets.core.settings import get_settings
+    from refrig_assets.defs.features.assets import device_features
+    from refrig_assets.defs.shared.resources import RefrigResource
+
+    monkeypatch.setenv("REFRIG_ENGINE", "spark")
+    monkeypatch.setenv("REFRIG_CADENCE_SECONDS", "5")
+    source = clean_store(tmp_path, 5)
+    home = ParquetStore(get_settings().data_dir)
+    for key in KEYS:
+        home.write("clean_readings", key, source.read("clean_readings", key))
+    result = dg.materialize(
+        [device_features], partition_key=KEYS[1], resources={"refrig": RefrigResource()}
+    )
+    assert result.success
+    first, second = (source.path("clean_readings", k) for k in KEYS)
+    expected = embedded.write_features(second, source, KEYS[1], cadence_seconds=5, previous=first)
+    actual = home.read("device_features", KEYS[1])
+    same(pd.read_parquet(expected), actual)
     opening = (actual["device_id"] == "defrost") & (
         actual["window_start"] == START + pd.Timedelta(hours=1)
     )

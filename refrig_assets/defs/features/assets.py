@@ -90,7 +90,12 @@ def device_features(
         from refrig_assets.engines import spark
 
         path = spark.write_features(
-            refrig.spark, source, refrig.store, key, cadence_seconds=cadence
+            refrig.spark,
+            source,
+            refrig.store,
+            key,
+            cadence_seconds=cadence,
+            previous=previous_clean(refrig, key),
         )
     else:  # the running state settles after the previous hour's end where that applies
         path = embedded.write_features(
