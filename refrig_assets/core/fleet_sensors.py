@@ -90,18 +90,35 @@ def measurements_source(contract: Contract) -> str:
 
 
 def record_hour_measurements(
-    data_dir: Path, readings: Path, partition_key: str, contract: Contract
+    data_dir: Path,
+    readings: Path,
+    partition_key: str,
+    contract: Contract,
+    previous: Path | None = None,
 ) -> list[str]:
     """Record in ``data_dir`` the measurements hour ``partition_key``'s typed readings file
     ``readings`` reports (from its Parquet footer), and each device's kit where some device
-    lacks one (see :func:`devices_lacking`); returns the hour's measurements."""
+    lacks one (see :func:`devices_lacking`); returns the hour's measurements.
+
+    ``previous``, the typed readings of the hour before (if any), vouches for the devices this
+    hour first finds lacking a measurement: one that reported it there lost it (a dropout),
+    its kit has it."""
     every = [c.name for c in measurement_columns(contract)]
     names = reported_in_file(readings, every)
     record_reported(data_dir, names, partition_key)
     per_device = reported_per_device(readings, every)
-    if per_device is not None or recorded_device_kits(data_dir):
+    kits = recorded_device_kits(data_dir)
+    if per_device is not None or kits:
         if per_device is None:  # no gap in the hour: each device reported all the file's columns
             per_device = _every_device_reported(readings, names)
+        fleet = set(recorded_measurements(data_dir) or {})
+        new = [d for d, has in per_device.items() if d not in kits and fleet - has]
+        if new and previous is not None and previous.exists():
+            before = reported_per_device(previous, every)
+            if before is None:
+                before = _every_device_reported(previous, reported_in_file(previous, every))
+            for device in new:
+                per_device[device] = per_device[device] | before.get(device, set())
         record_device_kits(data_dir, per_device)
     return names
 

@@ -81,6 +81,20 @@ def test_kits_name_only_the_devices_that_lack_a_fleet_sensor_until_they_report_i
     assert devices_lacking(READINGS) == {}
 
 
+def test_a_device_that_reported_a_sensor_the_hour_before_has_lost_it_not_lacked_it(
+    data_dir, tmp_path
+):
+    # Hour 0 has no gap, so no kit is recorded; in hour 1 b's pressure is gone all hour (a
+    # dropout beginning at the end of hour 0) and c, new this hour, has no transmitter.
+    every = {"a": set(EVERY), "b": set(EVERY)}
+    first = typed_hour(tmp_path / "h0.parquet", every)
+    record_hour_measurements(data_dir, first, HOUR, READINGS)
+    lacking = set(EVERY) - {PRESSURE}
+    later = typed_hour(tmp_path / "h1.parquet", {**every, "b": lacking, "c": lacking})
+    record_hour_measurements(data_dir, later, LATER, READINGS, previous=first)
+    assert devices_lacking(READINGS) == {PRESSURE: ["c"]}
+
+
 def kit_hour(data_dir, tmp_path):
     """The landing of one hour after an hour that recorded the kits: dev-1 and dev-3 have the
     pressure, dev-2 has no transmitter. This hour dev-1 misses one reading's pressure, dev-2

@@ -3,7 +3,7 @@
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -38,6 +38,7 @@ from refrig_assets.ingestion.device_registry import (
     load_registry_policy,
     registry_findings,
 )
+from refrig_assets.ingestion.landing.hour_keys import hour_key
 from refrig_assets.ingestion.landing.hours import HourReadings, LandingListing, hour_readings
 from refrig_assets.ingestion.landing.index import LandingIndex, landing_index_path
 from refrig_assets.ingestion.settings import load_ingestion_settings
@@ -230,7 +231,16 @@ def hour_written(
         with refrig.store.written_from_duckdb("sensor_readings", key, con, hour.sql) as written:
             rows, late, unreadable = _counted(con, written, meanwhile)
     # Before the hour's quality step: its flags and features follow the sensors reported so far.
-    record_hour_measurements(refrig.store.root, path, key, contract)
+    before = hour_key(
+        hourly_partitions.time_window_for_partition_key(key).start - timedelta(hours=1)
+    )
+    record_hour_measurements(
+        refrig.store.root,
+        path,
+        key,
+        contract,
+        previous=refrig.store.path("sensor_readings", before),
+    )
     index.record_hour(key, hour.considered, datetime.now(UTC))
     return ReadHour(key, hour, path, rows, late, unreadable)
 
