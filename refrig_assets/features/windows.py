@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from refrig_assets.core.contracts import Contract, load_contract
-from refrig_assets.core.fleet_sensors import fleet_sensor_columns
+from refrig_assets.core.fleet_sensors import fleet_sensor_columns, kit_size_sql
 from refrig_assets.quality.rules import flags_from_mask_sql
 
 
@@ -158,9 +158,10 @@ def feature_sql(
     present = " + ".join(f"count({s})" for s in sensors)
     running_cols = readings.running_sensors()
     aggs["reading_count"] = "count(*)"
-    aggs["sensor_completeness"] = (
-        f"least(1.0, CAST({present} AS DOUBLE) / {expected * len(sensors)})"
-    )
+    # over the sensors of the device's own kit (a cohort without pressure transmitters); the
+    # id after a unit separator: a range of hours names its devices "<hour>\x1f<id>"
+    kit = kit_size_sql(sensors, readings, device="substr(device_id, instr(device_id, chr(31)) + 1)")
+    aggs["sensor_completeness"] = f"least(1.0, CAST({present} AS DOUBLE) / ({expected} * {kit}))"
     # Shares of the readings with a known state: the count of those in it over the count of
     # known ones (the average of a 1/0 per reading, exactly: both are whole numbers), without a
     # per-reading column; count(current) is the completeness's own aggregate.

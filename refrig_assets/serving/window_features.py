@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refrig_assets.core.contracts import Contract, load_contract
-from refrig_assets.core.fleet_sensors import fleet_sensor_columns
+from refrig_assets.core.fleet_sensors import devices_lacking, fleet_sensor_columns
 from refrig_assets.features.windows import expected_readings_per_window, window_minutes
 from refrig_assets.quality.rules import quality_flag_names
 from refrig_assets.serving.memo import LastDerived
@@ -327,7 +327,8 @@ def _window_values(
     out["reading_count"] = g.size.astype(np.int64)
     found = sum((g.count(present[s]) for s in sensors), np.zeros(groups, np.int64))
     out["sensor_completeness"] = np.minimum(
-        1.0, found.astype(np.float64) / (expected * len(sensors))
+        1.0,
+        found.astype(np.float64) / (expected * _kit_sizes(devices[g.starts], sensors, readings)),
     )
     out["duty_cycle"] = (
         g.mean(running.value.astype(np.float64), running.known) if running_cols else nulls
@@ -467,3 +468,13 @@ def _derived(
         else:
             raise ValueError(f"device_features column {col.name!r}: unknown derived kind {kind!r}")
     return out
+
+
+def _kit_sizes(devices: np.ndarray, sensors: list[str], readings: Contract) -> np.ndarray:
+    """How many of ``sensors`` each of ``devices`` has in its kit (at least one), as
+    :func:`refrig_assets.core.fleet_sensors.kit_size_sql` counts it."""
+    size = np.full(len(devices), len(sensors), np.int64)
+    for name, ids in devices_lacking(readings).items():
+        if name in sensors:
+            size -= np.isin(devices, ids)
+    return np.maximum(size, 1)

@@ -34,7 +34,7 @@ CAUSES = CauseTable(
         "door_ajar": "MEDIUM",
         "sensor_fault": "LOW",
         "power_loss": "CRITICAL",
-        "communications_loss": "HIGH",
+        "communications_loss": "LOW",
     },
     rules={
         "compressor_overload": "compressor_overload",
