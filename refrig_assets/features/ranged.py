@@ -43,7 +43,13 @@ from refrig_assets.engines.embedded import (
     write_features,
 )
 from refrig_assets.engines.memory import SPILL_DIR, hold_to_budget, load_memory_budget
-from refrig_assets.features.windows import ORDER_ERROR, feature_sql, settle_carry_sql
+from refrig_assets.features.windows import (
+    ORDER_ERROR,
+    expected_readings_per_window,
+    feature_sql,
+    settle_carry_sql,
+    window_minutes,
+)
 
 HOUR = "_range_hour"  # the hour (its place in the range) of a window in the range's table
 SEP = "chr(31)"  # between an hour's place and a device id (SQL)
@@ -94,7 +100,13 @@ def write_feature_range(
     (where the running state's settle applies, it carries from there)."""
     budget = load_memory_budget()
     rows = {k: pq.ParquetFile(p).metadata.num_rows for k, p in sources.items()}
-    per_group = max(1, int(budget.memory_budget_mb * 2**20 // budget.reading_bytes))
+    # as the hourly step sizes its shards: by readings, and by the windows they make (an
+    # aggregate that comes near DuckDB's limit goes out of core and costs more than it saves)
+    per_window = expected_readings_per_window(
+        window_minutes(None, cadence_seconds), cadence_seconds
+    )
+    per_reading = max(budget.reading_bytes, (budget.window_bytes or 0) / per_window)
+    per_group = max(1, int(budget.memory_budget_mb * 2**20 // per_reading))
     keys = list(sources)
     before = {k: (sources[keys[i - 1]] if i else previous) for i, k in enumerate(keys)}
     carries = settle_carry_sql("prev", cadence_seconds=cadence_seconds) is not None
