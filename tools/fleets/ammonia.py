@@ -45,6 +45,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tools.fleets.common import ramp, score
+
 START = pd.Timestamp("2026-01-01T00:00:00Z")
 # Which incident causes name each labelled fault right (the unnamed faults accept "unknown").
 EXPECTED_CAUSES: dict[str, tuple[str, ...]] = {
@@ -165,12 +167,6 @@ def make_plan(devices: int, hours: float, train_hours: float, per_site: int, rng
     return Plan(registry, labels, kit, first_hour, last_hour)
 
 
-def _ramp(t_h: np.ndarray, t0: float, t1: float, ramp_h: float) -> np.ndarray:
-    """0 before ``t0``, rising linearly to 1 over ``ramp_h`` hours, back to 0 at ``t1``."""
-    out = np.clip((t_h - t0) / ramp_h, 0.0, 1.0)
-    return np.where(t_h < t1, out, 0.0)
-
-
 def simulate(plan: Plan, hours: float, cadence_s: float, rng) -> pd.DataFrame:
     """Readings of every device while it is in service, one row per cadence (jittered)."""
     reg = plan.registry
@@ -207,7 +203,7 @@ def simulate(plan: Plan, hours: float, cadence_s: float, rng) -> pd.DataFrame:
                   "compressor_valve_failure": 1.0, "hunting_expansion_valve": 0.2}.get(
             row.fault_type, 1e-9)  # fmt: skip
         if row.fault_type in eff:
-            eff[row.fault_type][:, col[row.device_id]] = _ramp(
+            eff[row.fault_type][:, col[row.device_id]] = ramp(
                 t_h, row.onset, row.end + 1e-9, ramp_h
             )
     charge = 1.0 - 0.5 * eff["refrigerant_leak"]
@@ -370,31 +366,6 @@ def write_fleet(home: Path, devices: int, hours: int, train_hours: float, cadenc
     return plan
 
 
-def score(home: Path) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Incidents of a pipeline run over ``home`` against its labels: per fault type recall,
-    incidents per fault and cause accuracy (:data:`EXPECTED_CAUSES`), and the totals."""
-    from refrig_assets.core.contracts import load_contract
-    from refrig_assets.core.storage import ParquetStore
-    from refrig_assets.evaluation.backtest import incident_backtest
-
-    store = ParquetStore(home / "data")
-    incidents = store.read_many("device_incidents", store.partitions("device_incidents"))
-    if len(incidents):
-        incidents = incidents.drop_duplicates("incident_id", keep="last")
-    if incidents.empty:
-        incidents = load_contract("device_incidents").empty_frame()
-    labels = pd.read_parquet(home / "reference" / "labels.parquet")
-    registry = pd.read_csv(home / "reference" / "device_registry.csv")
-    hours = len(store.partitions("device_features"))
-    return incident_backtest(
-        incidents,
-        labels,
-        len(registry) * hours,
-        devices=registry,
-        expected_causes=EXPECTED_CAUSES,
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     """Write a fleet, or with ``--score`` print a pipeline run's incidents against it."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -408,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--score", action="store_true")
     a = p.parse_args(argv)
     if a.score:
-        per_type, totals = score(a.home)
+        per_type, totals = score(a.home, EXPECTED_CAUSES)
         pd.set_option("display.width", 200)
         print(per_type.drop(columns=["category"]).to_string(index=False))
         right = (per_type["cause_accuracy"] * per_type["caught"]).sum()

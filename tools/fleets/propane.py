@@ -52,6 +52,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tools.fleets.common import ramp, score
+
 START = pd.Timestamp("2026-01-01T00:00:00Z")
 # Which incident causes name each labelled fault right (the unnamed faults accept "unknown").
 EXPECTED_CAUSES: dict[str, tuple[str, ...]] = {
@@ -215,12 +217,6 @@ def add_site_events(plan: Plan, hours: float, train_hours: float, rng) -> Plan:
     )
 
 
-def _ramp(t_h: np.ndarray, t0: float, t1: float, ramp_h: float) -> np.ndarray:
-    """0 before ``t0``, rising linearly to 1 over ``ramp_h`` hours, back to 0 at ``t1``."""
-    out = np.clip((t_h - t0) / ramp_h, 0.0, 1.0)
-    return np.where(t_h < t1, out, 0.0)
-
-
 def simulate(plan: Plan, hours: float, cadence_s: float, rng) -> pd.DataFrame:
     """Readings of every device (the contract's columns less vibration), one row per cadence."""
     reg = plan.registry
@@ -252,7 +248,7 @@ def simulate(plan: Plan, hours: float, cadence_s: float, rng) -> pd.DataFrame:
     ambient = (site_level + site_amp * daily)[:, site_index] + room
     if plan.hvac_site is not None:
         at_site = (reg["site_id"] == plan.hvac_site).to_numpy()
-        ambient[:, at_site] += 7.0 * _ramp(t_h, *plan.hvac_window, 1.0)[:, None]
+        ambient[:, at_site] += 7.0 * ramp(t_h, *plan.hvac_window, 1.0)[:, None]
     silent = np.zeros((steps, n), dtype=bool)  # a site gateway's outage: nothing arrives
     cut = np.zeros((steps, n), dtype=bool)  # site power cuts drawn as spans, not labels
     if plan.site_events is not None and plan.event_spans is not None:
@@ -261,7 +257,7 @@ def simulate(plan: Plan, hours: float, cadence_s: float, rng) -> pd.DataFrame:
             for t0, t1 in spans:
                 inside = ((t_h >= t0) & (t_h < t1))[:, None] & at_site[None, :]
                 if event.event == "heat_wave":
-                    ambient[:, at_site] += plan.heat_kelvin * _ramp(t_h, t0, t1, 0.5)[:, None]
+                    ambient[:, at_site] += plan.heat_kelvin * ramp(t_h, t0, t1, 0.5)[:, None]
                 elif event.event == "site_communications_loss":
                     silent |= inside
                 else:
@@ -278,7 +274,7 @@ def simulate(plan: Plan, hours: float, cadence_s: float, rng) -> pd.DataFrame:
         j = col[row.device_id]
         ramp_h = {"refrigerant_leak": 4.0, "condenser_fouling": 0.5,
                   "evaporator_fan_failure": 0.3, "sensor_drift": 3.0}.get(row.fault_type, 1e-9)  # fmt: skip
-        eff[row.fault_type][:, j] = _ramp(t_h, row.onset, row.end + 1e-9, ramp_h)
+        eff[row.fault_type][:, j] = ramp(t_h, row.onset, row.end + 1e-9, ramp_h)
     powered = (eff["site_power_loss"] == 0) & ~cut
     charge = 1.0 - 0.5 * eff["refrigerant_leak"]  # share of the charge left
     airflow = 1.0 - 0.7 * eff["evaporator_fan_failure"]
@@ -403,33 +399,6 @@ def write_fleet(home: Path, devices: int, hours: int, train_hours: float, cadenc
     return plan
 
 
-def score(home: Path) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Incidents of a pipeline run over ``home`` against its labels: per fault type recall,
-    incidents per fault and cause accuracy (:data:`EXPECTED_CAUSES`), and the totals."""
-    from refrig_assets.core.contracts import load_contract
-    from refrig_assets.core.storage import ParquetStore
-    from refrig_assets.evaluation.backtest import incident_backtest
-
-    store = ParquetStore(home / "data")
-    keys = store.partitions("device_incidents")
-    # Every hour's partition holds the incidents it touched: the latest state of each counts.
-    incidents = store.read_many("device_incidents", keys)
-    if len(incidents):
-        incidents = incidents.drop_duplicates("incident_id", keep="last")
-    if incidents.empty:  # a run without incidents: every fault missed, nothing false
-        incidents = load_contract("device_incidents").empty_frame()
-    labels = pd.read_parquet(home / "reference" / "labels.parquet")
-    registry = pd.read_csv(home / "reference" / "device_registry.csv")
-    hours = len(store.partitions("device_features"))
-    return incident_backtest(
-        incidents,
-        labels,
-        len(registry) * hours,
-        devices=registry,
-        expected_causes=EXPECTED_CAUSES,
-    )
-
-
 def site_event_incidents(home: Path, events: pd.DataFrame) -> pd.DataFrame:
     """Per site event (``site_events.parquet``): the incidents an operator sees (not inhibited)
     at its site that overlap it (to one hour after its end), the site's own and its devices',
@@ -490,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--score", action="store_true")
     a = p.parse_args(argv)
     if a.score:
-        per_type, totals = score(a.home)
+        per_type, totals = score(a.home, EXPECTED_CAUSES)
         pd.set_option("display.width", 200)
         print(per_type.drop(columns=["category"]).to_string(index=False))
         right = (per_type["cause_accuracy"] * per_type["caught"]).sum()
