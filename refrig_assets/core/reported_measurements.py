@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -74,15 +73,12 @@ def recorded_device_kits(data_dir: Path) -> dict[str, list[str]]:
     return {} if content is None else content["by_device"]
 
 
-def reported_per_device(path: Path, names: Iterable[str]) -> dict[str, set[str]] | None:
-    """Device -> the columns of ``names`` it has a value for in the Parquet file ``path``;
-    None when no column of ``names`` in the file has a null (every device reports them all),
-    which the footer tells without reading the rows. Only the columns with a null are read:
-    every device of the file has the others."""
-    parquet = pq.ParquetFile(path)
-    meta = parquet.metadata
+def columns_with_nulls(path: Path, names: Iterable[str]) -> list[str]:
+    """The columns of ``names`` in the Parquet file ``path`` with a null in some row (or no
+    null count in its footer): where some device of the file may lack a value. From the
+    footer, without reading the rows."""
+    meta = pq.ParquetFile(path).metadata
     index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
-    present = [n for n in names if n in index]
 
     def holed(name: str) -> bool:
         for g in range(meta.num_row_groups):
@@ -91,20 +87,7 @@ def reported_per_device(path: Path, names: Iterable[str]) -> dict[str, set[str]]
                 return True
         return False
 
-    gaps = [n for n in present if holed(n)]
-    if not gaps or "device_id" not in index:
-        return None
-    full = set(present) - set(gaps)
-    table = parquet.read(columns=["device_id", *gaps])
-    table = table.set_column(0, "device_id", pc.cast(table.column("device_id"), pa.string()))
-    counts = table.group_by("device_id").aggregate([(n, "count") for n in gaps]).to_pydict()
-    devices = counts.pop("device_id")
-    out: dict[str, set[str]] = {d: set(full) for d in devices if d is not None}
-    for name in gaps:
-        for device, n in zip(devices, counts[f"{name}_count"], strict=True):
-            if device is not None and n:
-                out[device].add(name)
-    return out
+    return [n for n in names if n in index and holed(n)]
 
 
 def reported_in_file(path: Path, names: Iterable[str]) -> list[str]:
@@ -154,7 +137,8 @@ def record_reported(data_dir: Path, names: Iterable[str], partition_key: str) ->
 
 
 def record_device_kits(data_dir: Path, per_device: dict[str, set[str]]) -> dict[str, list[str]]:
-    """Add what each device of ``per_device`` reported (see :func:`reported_per_device`) to the
+    """Add what each device of ``per_device`` reported (see
+    :func:`refrig_assets.core.fleet_sensors.record_hour_measurements`) to the
     record's device kits: a device already named gains what it reported, one that lacks a
     measurement the fleet reports (the record's, after this hour's) joins them. Returns the
     kits; written under the lock only when they change."""

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import Contract, load_contract
 from refrig_assets.core.fleet_sensors import ENV as FLEET_SENSORS_ENV
+from refrig_assets.core.fleet_sensors import record_stamp
 from refrig_assets.detectors.base import sorted_rows
 from refrig_assets.features.windows import feature_sql, window_minutes
 from refrig_assets.ingestion.landing.readers import (
@@ -353,7 +354,7 @@ def _feature_view(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     return name
 
 
-_FEATURE_SQL: dict[tuple[int, int, int, int | None, str | None], str] = {}
+_FEATURE_SQL: dict[tuple[int, int, int, int | None, str | None, tuple[int, int] | None], str] = {}
 
 
 def _clean_feature_sql(contract: Contract, cadence_seconds: int | None) -> str:
@@ -367,6 +368,7 @@ def _clean_feature_sql(contract: Contract, cadence_seconds: int | None) -> str:
         window_minutes(None, cadence_seconds),
         cadence_seconds,
         os.environ.get(FLEET_SENSORS_ENV),
+        record_stamp(),  # the sensors the fleet reported and each device's kit
     )
     sql = _FEATURE_SQL.get(key)
     if sql is None:

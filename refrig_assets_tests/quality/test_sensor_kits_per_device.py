@@ -21,10 +21,10 @@ from refrig_assets.core.fleet_sensors import (
     record_hour_measurements,
 )
 from refrig_assets.core.reported_measurements import (
+    columns_with_nulls,
     record_path,
     record_reported,
     recorded_device_kits,
-    reported_per_device,
 )
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
@@ -56,11 +56,13 @@ def typed_hour(path, kits: dict[str, set[str]]):
     return path
 
 
-def test_a_file_without_gaps_needs_no_per_device_scan(tmp_path):
+def test_a_file_without_gaps_needs_no_per_device_scan(data_dir, tmp_path):
     full = typed_hour(tmp_path / "full.parquet", {"a": set(EVERY), "b": set(EVERY)})
-    assert reported_per_device(full, EVERY) is None
+    assert columns_with_nulls(full, EVERY) == []
+    record_hour_measurements(data_dir, full, HOUR, READINGS)
+    assert recorded_device_kits(data_dir) == {}
     holed = typed_hour(tmp_path / "holed.parquet", {"a": set(EVERY), "b": set(EVERY) - {PRESSURE}})
-    assert reported_per_device(holed, EVERY) == {"a": set(EVERY), "b": set(EVERY) - {PRESSURE}}
+    assert columns_with_nulls(holed, EVERY) == [PRESSURE]
 
 
 def test_kits_name_only_the_devices_that_lack_a_fleet_sensor_until_they_report_it(

@@ -199,3 +199,25 @@ def test_precomputed_windows_as_numbers_or_as_text_give_the_same_checked_frame()
 
     pd.testing.assert_frame_equal(windows_frame(numbers, []), windows_frame(text, []))
     assert len(numeric) > 10
+
+
+def test_a_sensor_a_device_s_kit_lacks_is_no_dropout_in_a_request_as_in_the_batch_path(
+    refrig_home, monkeypatch
+):
+    from refrig_assets.core.fleet_sensors import measurement_columns
+    from refrig_assets.core.reported_measurements import record_device_kits, record_reported
+    from refrig_assets.core.settings import get_settings
+
+    monkeypatch.delenv("REFRIG_SENSORS", raising=False)
+    every = {c.name for c in measurement_columns(load_contract("sensor_readings"))}
+    data_dir = get_settings().data_dir
+    record_reported(data_dir, sorted(every), "2026-03-02-09:00")
+    record_device_kits(data_dir, {"dev-b": every - {"pressure_low_side"}})
+    full = device_hour("dev-a", 5)
+    without = device_hour("dev-b", 6).assign(pressure_low_side=None)
+    ids = registered("dev-a", "dev-b")
+    small = assert_same([pd.concat([full, without])], ids)[0]
+    assert "SENSOR_DROPOUT" not in flags(small)
+    lost = device_hour("dev-a", 7)
+    lost.loc[40:, "pressure_low_side"] = None  # dev-a's kit has it: its loss is a dropout
+    assert "SENSOR_DROPOUT" in flags(assert_same([pd.concat([lost, without])], ids)[0])
