@@ -1080,8 +1080,7 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
     rank = np.minimum(base_rank, np.maximum(base_rank - count, cap))
     critical = excursion >= sev.critical_excursion_celsius
     rank = np.where(critical, 0, rank)
-    sensor = data_loss
-    rank = np.where(sensor, ranks[sev.sensor], rank)
+    rank = np.where(data_loss, ranks[sev.sensor], rank)
     prior = inc["prior_severity"].map(ranks).to_numpy(dtype=float)
     rank = np.where(np.isnan(prior), rank, np.minimum(rank, np.nan_to_num(prior, nan=99)))
     names = np.array(policy.severities, dtype=object)
@@ -1090,8 +1089,8 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
     reasons = []
     for i in range(len(inc)):
         why = [f"{inc['cause'].iat[i]}: {base.iat[i]}"]
-        why += [name for name, hit in raises.items() if hit[i] and not sensor[i]]
-        if critical[i] and not sensor[i]:
+        why += [name for name, hit in raises.items() if hit[i] and not data_loss[i]]
+        if critical[i] and not data_loss[i]:
             why.append(f"evaporator +{excursion[i]:.1f} °C: CRITICAL")
         reasons.append("; ".join(why))
     inc["severity_reasons"] = reasons
