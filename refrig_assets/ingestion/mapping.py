@@ -415,10 +415,16 @@ def file_stem(name: str) -> str:
 
 
 def convert_frame(
-    frame: pd.DataFrame, mapping: Mapping, source_file: str, contract: Contract | None = None
+    frame: pd.DataFrame,
+    mapping: Mapping,
+    source_file: str,
+    contract: Contract | None = None,
+    rows: np.ndarray | None = None,
 ) -> Converted:
-    """Rename, convert and check one source frame (its rows in file order, row = 0-based data
-    row). Rows that cannot be readings go to the quarantine with the rule: ``missing_value``
+    """Rename, convert and check one source frame (its rows in file order; ``rows``: each one's
+    0-based data row in the file, default 0, 1, 2, ...: a reader that left out malformed lines
+    passes the numbers of the rows it kept). Rows that cannot be readings go to the quarantine
+    with the rule: ``missing_value``
     (no device or time), ``invalid_device_id``, ``unparsable_value`` (a value or a time that
     does not parse, a local time that does not exist in the zone), ``duplicate_reading`` (long
     layout: the same device, time and sensor twice; the first is kept), ``extra_column``
@@ -438,7 +444,11 @@ def convert_frame(
             f"{mapping.path} are not in the file (it has {', '.join(map(repr, frame.columns))})"
         )
     frame = frame.reset_index(drop=True)
-    rows = np.arange(len(frame), dtype="int64")
+    rows = (
+        np.arange(len(frame), dtype="int64")
+        if rows is None
+        else np.asarray(rows, dtype="int64").reshape(len(frame))
+    )
     notes: list[pd.DataFrame] = []
     device = _device_ids(frame, mapping, source_file)
     ts = parse_timestamps(frame[mapping.ts_column], mapping)
@@ -638,21 +648,65 @@ def _long_to_wide(
 # --- reading a source, writing landing files ----------------------------------------------------
 
 
-def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
+@dataclass
+class Source:
+    """A source file as read: its rows in file order, each one's 0-based data row, and the
+    lines that are no rows (wrong number of fields, cut short, not UTF-8) as quarantine rows."""
+
+    frame: pd.DataFrame
+    rows: np.ndarray
+    rejected: pd.DataFrame
+
+
+def read_source(path: Path, mapping: Mapping) -> Source:
     """A source file's rows in file order: Parquet with its own types, CSV (plain, ``.gz``,
-    ``.zst``) as text so that every raw value can be quoted in the quarantine."""
+    ``.zst``) as text so that every raw value can be quoted in the quarantine. A CSV line that
+    cannot be a row is quarantined (``malformed_row``, ``not_utf8``) with its line number and
+    text, as the landing reader does, instead of failing the whole file."""
     name = path.name.lower()
     con = connect()
     try:
         p = sql_str(str(path))
         if name.endswith(".parquet"):
-            return con.execute(f"SELECT * FROM read_parquet({p})").df()
-        options = "all_varchar = true, header = true"
+            frame = con.execute(f"SELECT * FROM read_parquet({p})").df()
+            return Source(frame, np.arange(len(frame), dtype="int64"), _no_rows())
+        options = (
+            "all_varchar = true, header = true, ignore_errors = true, store_rejects = true, "
+            "rejects_table = 'source_rejects', rejects_scan = 'source_scan'"
+        )
         if mapping.csv_delimiter:
             options += f", delim = {sql_str(mapping.csv_delimiter)}"
-        return con.execute(f"SELECT * FROM read_csv({p}, {options})").df()
+        frame = con.execute(f"SELECT * FROM read_csv({p}, {options})").df()
+        lines = con.execute(
+            "SELECT line, arg_min(error_type, column_idx), any_value(csv_line), "
+            "arg_min(error_message, column_idx) FROM source_rejects GROUP BY line ORDER BY line"
+        ).fetchall()
     finally:
         con.close()
+    # DuckDB numbers lines from 1 with the header as line 1: data row = line - 2.
+    bad = np.array([line - 2 for line, *_ in lines], dtype="int64")
+    rows = np.setdiff1d(np.arange(len(frame) + len(bad), dtype="int64"), bad)
+    rejected = [
+        _quarantine(
+            str(path),
+            np.array([line - 2]),
+            None,
+            "not_utf8" if kind == "INVALID ENCODING" else "malformed_row",
+            [str(text).strip("\r\n")],
+            f"line {line}: "
+            + (
+                "not valid UTF-8"
+                if kind == "INVALID ENCODING"
+                else f"malformed line (wrong number of fields: {message})"
+            ),
+        )
+        for line, kind, text, message in lines
+    ]
+    return Source(frame, rows, pd.concat(rejected, ignore_index=True) if rejected else _no_rows())
+
+
+def _no_rows() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS})
 
 
 @dataclass
@@ -707,7 +761,13 @@ def import_file(
     contract = contract or load_contract("sensor_readings")
     source = Path(source)
     name = name or import_name(source)
-    converted = convert_frame(read_source(source, mapping), mapping, str(source), contract)
+    raw = read_source(source, mapping)
+    converted = convert_frame(raw.frame, mapping, str(source), contract, rows=raw.rows)
+    if len(raw.rejected):
+        converted.quarantine = pd.concat(
+            [raw.rejected, converted.quarantine], ignore_index=True
+        ).sort_values("row", kind="stable", ignore_index=True)
+        converted.source_rows += len(raw.rejected)
     readings = converted.readings.sort_values(["ts", "device_id"], kind="stable")
     files: list[str] = []
     base = Path(landing_dir) / "imports" / name
