@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import os
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -90,8 +93,61 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
         )
 
 
-# No redirect is followed; proxies from the environment still apply.
-_OPENER = urllib.request.build_opener(_RefuseRedirects)
+class _Deadline:
+    """Shuts the connections of one POST when its time is up. A socket timeout bounds each
+    read, not the answer: an endpoint sending its answer a byte at a time would otherwise hold
+    the delivery pass (and every notification after it) for as long as it likes."""
+
+    def __init__(self) -> None:
+        self.connections: list[http.client.HTTPConnection] = []
+        self.expired = False
+
+    def connection_class(self, cls: Any) -> Any:
+        """``cls`` (an HTTP(S) connection class) with each connection it makes remembered."""
+
+        def make(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
+            conn = cls(*args, **kwargs)
+            self.connections.append(conn)
+            return conn
+
+        return make
+
+    def expire(self) -> None:
+        """End the POST: its blocked read returns and the request fails."""
+        self.expired = True
+        for conn in self.connections:
+            if conn.sock is not None:
+                try:
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed
+
+
+class _OpensWithDeadline:
+    """An HTTP(S) handler whose connections ``deadline`` can shut."""
+
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def do_open(self, http_class, req, **kwargs):  # type: ignore[no-untyped-def]
+        opened = super().do_open  # type: ignore[misc]
+        return opened(self.deadline.connection_class(http_class), req, **kwargs)
+
+
+class _DeadlineHTTPHandler(_OpensWithDeadline, urllib.request.HTTPHandler):
+    pass
+
+
+class _DeadlineHTTPSHandler(_OpensWithDeadline, urllib.request.HTTPSHandler):
+    pass
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """No redirect is followed; proxies from the environment still apply."""
+    return urllib.request.build_opener(
+        _RefuseRedirects, _DeadlineHTTPHandler(deadline), _DeadlineHTTPSHandler(deadline)
+    )
 
 
 class WebhookNotifier:
@@ -135,8 +191,9 @@ class WebhookNotifier:
         return headers
 
     def post(self, event: str, payload: dict[str, Any], key: str) -> None:
-        """Deliver one event; any failure (refused, timed out, an error status, an answer that
-        is not HTTP) raises :class:`DeliveryFailed` with a masked message."""
+        """Deliver one event within ``timeout`` seconds, answer included; any failure (refused,
+        timed out, an error status, an answer that is not HTTP or not complete in time) raises
+        :class:`DeliveryFailed` with a masked message."""
         body = json.dumps({"event": event, "payload": payload}, default=str).encode()
         request = urllib.request.Request(
             self.url,
@@ -144,11 +201,22 @@ class WebhookNotifier:
             headers=self.headers(body, key),
             method="POST",
         )
+        deadline = _Deadline()
+        timer = threading.Timer(self.timeout, deadline.expire)
+        timer.daemon = True
+        timer.start()
         try:
-            with _OPENER.open(request, timeout=self.timeout) as response:
+            with _opener(deadline).open(request, timeout=self.timeout) as response:
                 response.read()
         except Exception as exc:  # the HTTP layer raises far more than URLError/OSError
-            raise DeliveryFailed(self.mask(f"POST {self.url}: {describe(exc)}")) from None
+            what = (
+                f"timed out: no complete answer within {self.timeout:g} s"
+                if deadline.expired
+                else describe(exc)
+            )
+            raise DeliveryFailed(self.mask(f"POST {self.url}: {what}")) from None
+        finally:
+            timer.cancel()
 
     def mask(self, text: str) -> str:
         """``text`` with this webhook's URL and each of its secrets masked."""
