@@ -8,7 +8,7 @@ names swapped, so the engines cannot drift apart.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from refrig_assets.core.contracts import Contract, load_contract
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns, kit_size_sql
@@ -245,6 +245,8 @@ ORDER_ERROR = "clean readings out of (device_id, ts) order"
 # An anchor older than any reading: a device already running (or never in defrost) at its first
 # reading of the partition counts as settled, as a state on at the first reading is no start.
 _LONG_AGO = "CAST(-1e18 AS DOUBLE)"
+# A state's end not known in the partition (the in-order form's marker; the window form's NULL).
+_NO_END = "CAST(1e18 AS DOUBLE)"
 
 
 def _running(readings: Contract) -> str:
@@ -356,23 +358,25 @@ def settle_carry_sql(
 @dataclass
 class _InOrder:
     """Per-reading columns of the in-order form, by pass: the state flags, the previous row's
-    values (``lag() OVER ()``, no partition, so no sort), what they give once guarded by
-    ``_same`` (same device as the previous row), and the streak anchors carried forward."""
+    values (``lag() OVER ()``, no partition, so no sort) and the next row's (``leads``), what
+    they give once guarded by ``_same`` (same device as the previous row), the streak anchors
+    carried forward and the states' ends looked up ahead (``ahead``)."""
 
     flags: dict[str, str]
     lags: dict[str, str]
     guarded: dict[str, str]
     carried: dict[str, str]
+    leads: dict[str, str] = field(default_factory=dict)
+    ahead: dict[str, str] = field(default_factory=dict)
 
 
 def _in_order_passes(inner: str, cols: _InOrder) -> str:
     """Wrap ``inner`` (rows in (device_id, ts) order) in the passes of the in-order form."""
     lags = {"_ld": "device_id", "_lts": "ts", **cols.lags}
+    shifted = [f"lag({e}) OVER () AS {n}" for n, e in lags.items()]
+    shifted += [f"lead({e}) OVER () AS {n}" for n, e in cols.leads.items()]
     out = f"SELECT *, {', '.join(cols.flags.values())} FROM ({inner}) r0"
-    out = (
-        f"SELECT *, {', '.join(f'lag({e}) OVER () AS {n}' for n, e in lags.items())} "
-        f"FROM ({out}) r1"
-    )
+    out = f"SELECT *, {', '.join(shifted)} FROM ({out}) r1"
     # A row that does not follow its predecessor in (device_id, ts) order stops the query:
     # every comparison with the previous row below depends on that order.
     same = (
@@ -382,13 +386,18 @@ def _in_order_passes(inner: str, cols: _InOrder) -> str:
     )
     out = f"SELECT *, {same} FROM ({out}) r2"
     out = f"SELECT *, {', '.join(cols.guarded.values())} FROM ({out}) r3"
-    if cols.carried:
-        carried = ", ".join(
+    if cols.carried or cols.ahead:
+        carried = [
             f"last_value({e} IGNORE NULLS) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
             f" AS {n}"
             for n, e in cols.carried.items()
-        )
-        out = f"SELECT *, {carried} FROM ({out}) r4"
+        ]
+        carried += [
+            f"first_value({e} IGNORE NULLS) OVER (ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)"
+            f" AS {n}"
+            for n, e in cols.ahead.items()
+        ]
+        out = f"SELECT *, {', '.join(carried)} FROM ({out}) r4"
     return out
 
 
@@ -429,6 +438,24 @@ def _derived_features(
         passes.guarded[state] = f"CASE WHEN _same THEN _l_{state} END AS _p_{state}"
         return f"_p_{state}"
 
+    def state_end(state: str) -> str:
+        """The time of the device's next reading out of the state (this one's when it is out),
+        NULL when none follows in the partition: the end of the state's stretch."""
+        expr = states[state]
+        window[f"_e_{state}"] = (
+            f"min(CASE WHEN NOT ({expr}) THEN t_min END) OVER (PARTITION BY device_id "
+            f"ORDER BY t_min ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS _e_{state}"
+        )
+        # In row order: the next row out of the state, or the device's last row's NULL marker
+        # (its end is not known), looked up ahead, never across devices.
+        passes.leads["_nd"] = "device_id"
+        passes.guarded[f"_f_{state}"] = (
+            f"CASE WHEN _s_{state} = 0 THEN t_min "
+            f"WHEN _nd IS DISTINCT FROM device_id THEN {_NO_END} END AS _f_{state}"
+        )
+        passes.ahead[f"_e_{state}"] = f"_f_{state}"
+        return f"_e_{state}"
+
     for col in features.columns:
         spec = col.extra.get("derived")
         if not spec:
@@ -453,7 +480,16 @@ def _derived_features(
             continue
         s = state_cols(state)
         if kind in ("starts", "starts_per_hour"):
-            starts = count_if(f"{s} = 1 AND {previous(state)} = 0")
+            start = f"{s} = 1 AND {previous(state)} = 0"
+            if spec.get("min_seconds"):
+                # A stretch ending sooner is noise (an idle current blip over running_above):
+                # no start. Measured to the next reading out of the state; one that has not
+                # ended in the partition counts. A millisecond's slack keeps the engines'
+                # floating-point times from splitting a stretch of exactly min_seconds.
+                end = state_end(state)
+                least = (float(spec["min_seconds"]) - 0.001) / 60.0
+                start += f" AND ({end} IS NULL OR {end} - t_min >= {least})"
+            starts = count_if(start)
             aggs[col.name] = (
                 f"CAST({starts} AS BIGINT)"
                 if kind == "starts"

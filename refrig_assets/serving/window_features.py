@@ -110,6 +110,16 @@ class _Groups:
         hits = np.add.reduceat(condition.true().astype(np.int64), self.starts)
         return np.where(self.count(condition.known) > 0, hits, np.nan)
 
+    def next_out(self, state: _Tri, t: np.ndarray) -> np.ndarray:
+        """The time of the device's next reading out of ``state`` from each reading on (known
+        and false), ``inf`` when none follows: the end of the state's stretch."""
+        n = len(t)
+        rows = np.where(state.known & ~state.value, np.arange(n), n)
+        following = np.minimum.accumulate(rows[::-1])[::-1]
+        device_end = np.append(np.flatnonzero(self.new_device)[1:], n)
+        ends = device_end[np.cumsum(self.new_device) - 1]
+        return np.where(following < ends, np.append(t, np.inf)[np.minimum(following, n)], np.inf)
+
     def previous(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The previous reading's value in the device's time order (``lag``) and where there
         is one."""
@@ -440,7 +450,11 @@ def _derived(
         prev_value, has_prev = g.previous(s.value)
         prev_known = g.previous(s.known)[0] & has_prev
         prev_on = prev_value & prev_known
-        starts = g.count_if(s.both(_Tri(~prev_value, prev_known)))
+        start = s.both(_Tri(~prev_value, prev_known))
+        if spec.get("min_seconds"):
+            least = (float(spec["min_seconds"]) - 0.001) / 60.0
+            start = start.both(_Tri(g.next_out(s, t_min) - t_min >= least, np.ones_like(on)))
+        starts = g.count_if(start)
         if kind == "starts":
             out[col.name] = starts
         elif kind == "starts_per_hour":
