@@ -391,11 +391,7 @@ def run_pipeline(
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
 
-    if os.environ.get("DAGSTER_HOME"):
-        _without_telemetry_banner(Path(os.environ["DAGSTER_HOME"]))
-        instance = pipeline_instance()
-    else:
-        instance = _project_instance()
+    instance = _project_instance()
     keys = hour_keys(start, hours)
     if any(not hourly_partitions.has_partition_key(k) for k in keys):
         from refrig_assets.defs.shared.partitions import partition_range_in_force
@@ -462,9 +458,12 @@ def run_pipeline(
 
 
 def _project_instance() -> dg.DagsterInstance:
-    """The instance under $REFRIG_HOME/dagster (what `make dev` shows) when DAGSTER_HOME is unset."""
+    """The instance of $DAGSTER_HOME, else the one under $REFRIG_HOME/dagster (what `make dev`
+    shows); a home that does not exist yet is created with the project's settings."""
     from refrig_assets.core.settings import get_settings
 
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ.pop("DAGSTER_HOME", None)  # set but empty reads as unset
     home = get_settings().dagster_home
     home.mkdir(parents=True, exist_ok=True)
     _without_telemetry_banner(home)
