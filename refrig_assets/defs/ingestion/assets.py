@@ -240,6 +240,7 @@ def hour_written(
         key,
         contract,
         previous=refrig.store.path("sensor_readings", before),
+        con=con,
     )
     index.record_hour(key, hour.considered, datetime.now(UTC))
     return ReadHour(key, hour, path, rows, late, unreadable)
