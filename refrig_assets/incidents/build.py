@@ -6,9 +6,9 @@ group-wise cumulative maxima and shifts); nothing loops over windows in Python.
 
 A *signal* is one window that says something is wrong with a device: an alert (batch, streaming
 or fallback), a standalone probable cause without an alert (door ajar, short cycling …), a
-persisting sensor-health quality flag, or a window in which most devices of a site switched off
-or went silent together. Signals are grouped per *track* (a device's faults, each of its sensor
-health flags, a site's power or communications loss):
+persisting sensor-health quality flag, or a window in which most devices of a site switched off,
+went silent or had their rooms warm together. Signals are grouped per *track* (a device's
+faults, each of its sensor health flags, a site's power or communications loss or warm rooms):
 
 * a signal that starts fewer than ``hysteresis_windows`` normal windows after the track's last
   signal continues the episode; after that the episode is closed;
@@ -705,6 +705,16 @@ def _site_signals(
     counts["cause"] = np.where(power, rules.power_loss_cause, rules.communications_loss_cause)
     counts["share"] = np.where(power, counts["off"] / n, (n - counts["rep"]) / n)
     hit = counts[power | comms]
+    evidence = [
+        [{"devices_changed_share": round(float(s), 3), "site_devices": int(k)}]
+        for s, k in zip(hit["share"], hit["site_id"].map(base), strict=True)
+    ]
+    return _site_rows(hit, hit["window_start"].map(windows), evidence)
+
+
+def _site_rows(hit: pd.DataFrame, ends: pd.Series, evidence: list[Any]) -> pd.DataFrame:
+    """Site signals, one per row of ``hit`` (site_id, window_start, cause, share), ending at
+    ``ends``, each with its ``evidence`` (JSON-ready)."""
     if hit.empty:
         return _empty_signals()
     out = pd.DataFrame(
@@ -713,7 +723,7 @@ def _site_signals(
             "site_id": hit["site_id"].astype(str).to_numpy(),
             "cohort": None,
             "window_start": hit["window_start"].values,
-            "window_end": hit["window_start"].map(windows).values,
+            "window_end": ends.values,
             "evidence_id": _hashes("s-", hit["site_id"], hit["window_start"], hit["cause"]),
             "evidence_type": "site",
             "alert_id": None,
@@ -723,17 +733,7 @@ def _site_signals(
             "models_flagging": np.int64(0),
             "cause": hit["cause"].to_numpy(),
             "confidence": hit["share"].astype(float).to_numpy(),
-            "cause_evidence": [
-                json.dumps(
-                    [
-                        {
-                            "devices_changed_share": round(float(s), 3),
-                            "site_devices": int(k),
-                        }
-                    ]
-                )
-                for s, k in zip(hit["share"], hit["site_id"].map(base), strict=True)
-            ],
+            "cause_evidence": [json.dumps(e) for e in evidence],
             "base": None,
             "detail": hit["cause"].to_numpy(),
         }
@@ -743,6 +743,58 @@ def _site_signals(
     out["window_start"] = _utc(out["window_start"])
     out["window_end"] = _utc(out["window_end"])
     return out
+
+
+def _ambient_signals(
+    diagnoses: pd.DataFrame | None,
+    quality: pd.DataFrame | None,
+    devices: pd.DataFrame | None,
+    alerted_sites: set[str],
+    policy: IncidentPolicy,
+) -> pd.DataFrame:
+    """Windows in which a site's rooms were warmer than usual together: at least
+    ``site_ambient.quorum_share`` of the site's reporting devices (``min_site_devices`` or more)
+    have the window diagnosed with the warm-room cause, at the ``alerted_sites`` only (the
+    context of their devices' alerts; a warm site without any is nobody's incident)."""
+    rules = policy.site_ambient
+    if (
+        diagnoses is None
+        or diagnoses.empty
+        or quality is None
+        or quality.empty
+        or devices is None
+        or devices.empty
+        or not alerted_sites
+    ):
+        return _empty_signals()
+    warm = diagnoses.loc[diagnoses["cause"].eq(rules.cause), ["device_id", "window_start"]]
+    if warm.empty:
+        return _empty_signals()
+    sites = devices.drop_duplicates("device_id").set_index("device_id")["site_id"].astype(str)
+    q = quality.loc[~_silent(quality, policy), ["device_id", "window_start", "window_end"]]
+    q = q.assign(site_id=q["device_id"].map(sites), window_start=_utc(q["window_start"]))
+    q = q[q["site_id"].isin(alerted_sites)].drop_duplicates(["device_id", "window_start"])
+    if q.empty:
+        return _empty_signals()
+    hot = pd.MultiIndex.from_arrays(
+        [warm["device_id"].astype(str), _utc(warm["window_start"])]
+    ).drop_duplicates()
+    q["warm"] = pd.MultiIndex.from_arrays([q["device_id"].astype(str), q["window_start"]]).isin(hot)
+    counts = q.groupby(["site_id", "window_start"]).agg(
+        n=("warm", "size"), warm=("warm", "sum"), window_end=("window_end", "max")
+    )
+    counts = counts.reset_index()
+    counts["share"] = counts["warm"] / counts["n"]
+    hit = counts[
+        (counts["n"] >= policy.site_events.min_site_devices)
+        & (counts["warm"] > 0)
+        & (counts["share"] >= rules.quorum_share)
+    ].assign(cause=rules.cause)
+    evidence = [
+        [{"devices_warm_share": round(float(s), 3), "site_devices": int(k)}]
+        for s, k in zip(hit["share"], hit["n"], strict=True)
+    ]
+    return _site_rows(hit, _utc(hit["window_end"]), evidence)
 
 
 def _idle_draw(q: pd.DataFrame, rules: SiteEventPolicy) -> tuple[np.ndarray, np.ndarray]:
@@ -885,9 +937,12 @@ def _prior_rows(open_incidents: pd.DataFrame | None) -> pd.DataFrame:
 def _effective_causes(s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy) -> np.ndarray:
     """Per signal, the cause of the incident it belongs to: unknown signals take their
     neighbours' known cause; a known cause holding for fewer than ``cause_change_min_signals``
-    signals (after the first cause of the run) is a flicker and takes the preceding cause."""
+    signals (after the first cause of the run) is a flicker and takes the preceding cause.
+    A warm room (``site_ambient.cause``) is no fault: like unknown it takes a fault named in
+    the same episode, and names the episode only where none is."""
     cause = s["cause"].to_numpy(dtype=object)
-    known = cause != UNKNOWN
+    warm = cause == policy.site_ambient.cause
+    known = (cause != UNKNOWN) & ~warm
     eff = pd.Series(np.where(known, cause, None), dtype=object)
     if known.any():
         k = pd.DataFrame(
@@ -910,6 +965,9 @@ def _effective_causes(s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy) 
     by_run = pd.Series(run)
     eff = eff.groupby(by_run.to_numpy()).ffill()
     eff = eff.groupby(by_run.to_numpy()).bfill()
+    if warm.any():
+        warm_run = pd.Series(warm).groupby(by_run.to_numpy()).transform("any").to_numpy()
+        eff = eff.where(eff.notna() | ~warm_run, policy.site_ambient.cause)
     return eff.fillna(UNKNOWN).to_numpy(dtype=object)
 
 
@@ -1066,6 +1124,8 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
         inc["kind"].eq("sensor") | inc["cause"].eq(policy.site_events.communications_loss_cause)
     ).to_numpy()
     base = base.where(~data_loss, sev.sensor)
+    # A warm room is the context of faults, not one: its base severity, never raised.
+    held = data_loss | inc["cause"].eq(policy.site_ambient.cause).to_numpy()
     base_rank = base.map(ranks).to_numpy()
     excursion = (inc["evaporator_peak_c"] - inc["evaporator_start_c"]).fillna(0.0).to_numpy()
     duration = (inc["last_window_end"] - inc["first_window_start"]).to_numpy()
@@ -1078,6 +1138,7 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
     count = np.sum(list(raises.values()), axis=0) if len(inc) else np.zeros(0, dtype=int)
     cap = ranks[sev.raise_cap]
     rank = np.minimum(base_rank, np.maximum(base_rank - count, cap))
+    rank = np.where(held, base_rank, rank)
     critical = excursion >= sev.critical_excursion_celsius
     rank = np.where(critical, 0, rank)
     rank = np.where(data_loss, ranks[sev.sensor], rank)
@@ -1089,7 +1150,7 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
     reasons = []
     for i in range(len(inc)):
         why = [f"{inc['cause'].iat[i]}: {base.iat[i]}"]
-        why += [name for name, hit in raises.items() if hit[i] and not data_loss[i]]
+        why += [name for name, hit in raises.items() if hit[i] and not held[i]]
         if critical[i] and not data_loss[i]:
             why.append(f"evaporator +{excursion[i]:.1f} °C: CRITICAL")
         reasons.append("; ".join(why))
@@ -1101,7 +1162,9 @@ def _inhibit(inc: pd.DataFrame, policy: IncidentPolicy) -> None:
     linked to it (in place): those overlapping it that began no earlier than the site event
     (within the hysteresis), and, where their cause is a device fault (not a site event, a
     sensor or unknown), ended by the time the site was quiet again. A fault that was there
-    before the power cut, or that outlasts it, is the device's own and stays in sight.
+    before the power cut, or that outlasts it, is the device's own and stays in sight. A site
+    whose rooms are warm (``site_ambient``) explains only its devices' unexplained incidents and
+    those named after the warm room.
 
     A stored incident already explained stays so (with its link) when the incident explaining
     it is not part of this build (the store's fold of a device's new alerts reads that device's
@@ -1115,7 +1178,7 @@ def _inhibit(inc: pd.DataFrame, policy: IncidentPolicy) -> None:
         return
     devices = inc[inc["scope"].eq("device")].reset_index()
     pairs = devices[["index", "site_id", "first_window_start", "last_window_end", "kind"]].merge(
-        sites[["site_id", "incident_id", "first_window_start", "quiet_until"]],
+        sites[["site_id", "incident_id", "first_window_start", "quiet_until", "cause"]],
         on="site_id",
         suffixes=("", "_site"),
     )
@@ -1127,7 +1190,12 @@ def _inhibit(inc: pd.DataFrame, policy: IncidentPolicy) -> None:
     )
     device_fault = ~pairs["kind"].isin([SITE_TRACK, SENSOR_TRACK, UNKNOWN])
     within = pairs["last_window_end"] <= pairs["quiet_until"]
-    pairs = pairs[overlap & began_with_it & (~device_fault | within)].drop_duplicates("index")
+    explained = ~device_fault | within
+    # A warm room explains what it alone can cause: alerts no fault signature names. A device
+    # fault or a failing sensor in it is the device's own, however short.
+    warm = pairs["cause"].eq(policy.site_ambient.cause)
+    explained &= ~warm | pairs["kind"].isin([SITE_TRACK, UNKNOWN])
+    pairs = pairs[overlap & began_with_it & explained].drop_duplicates("index")
     inc.loc[pairs["index"], "inhibited"] = True
     inc.loc[pairs["index"], "parent_incident_id"] = pairs["incident_id"].to_numpy()
 
@@ -1211,6 +1279,9 @@ def build_incidents(
         _quality_signals(quality, devices, policy, _still_silent(open_incidents), frozenset(never)),
         _site_signals(quality, devices, policy),
         _site_alert_signals(device_signals, causes, policy),
+        _ambient_signals(
+            diagnoses, quality, devices, set(device_signals["site_id"].dropna()) - {UNKNOWN}, policy
+        ),
     ]
     signals = pd.concat([f for f in frames if len(f)] or [_empty_signals()], ignore_index=True)
     # Every signal column, whichever kinds of signal this build has.

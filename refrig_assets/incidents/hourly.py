@@ -146,11 +146,16 @@ def _read(
     return store.read(dataset, key, columns=columns)
 
 
-def used_diagnoses(diagnoses: pd.DataFrame, alerted: set[str]) -> pd.DataFrame:
+def used_diagnoses(
+    diagnoses: pd.DataFrame, alerted: set[str], warm_cause: str | None = None
+) -> pd.DataFrame:
     """The diagnoses :func:`build_incidents` uses: every window of an alerted device (an
-    alert's probable cause) and the standalone causes (incidents without an alert)."""
+    alert's probable cause), the standalone causes (incidents without an alert) and the
+    windows named ``warm_cause`` (a warm room: the site's share of them is its context)."""
     keep = diagnoses["device_id"].astype(str).isin(alerted).to_numpy()
     keep |= (diagnoses["standalone"].astype(bool) & diagnoses["cause"].ne(UNKNOWN)).to_numpy()
+    if warm_cause is not None:
+        keep |= diagnoses["cause"].eq(warm_cause).to_numpy()
     return diagnoses[keep]
 
 
@@ -226,7 +231,7 @@ def run_hour(
             found = diagnose(features)
             del features
             diagnosed += len(found)
-            kept.append(used_diagnoses(found, alerted))
+            kept.append(used_diagnoses(found, alerted, policy.site_ambient.cause))
         finish = getattr(diagnose, "finish", None)
         if finish is not None:
             finish()

@@ -35,6 +35,14 @@ class SiteEventPolicy:
 
 
 @dataclass(frozen=True)
+class SiteAmbientPolicy:
+    """When a site's rooms are warmer than usual together (``site_ambient``)."""
+
+    cause: str
+    quorum_share: float
+
+
+@dataclass(frozen=True)
 class SensorTicketPolicy:
     """Which quality flags become maintenance tickets, and after how long (``sensor_tickets``)."""
 
@@ -80,6 +88,7 @@ class IncidentPolicy:
     cause_change_min_signals: int
     silent_completeness_below: float
     site_events: SiteEventPolicy
+    site_ambient: SiteAmbientPolicy
     sensor_tickets: SensorTicketPolicy
     severity: SeverityPolicy
     notify_severities: tuple[str, ...]
@@ -130,6 +139,7 @@ def _incident_policy(version: tuple[str, int, int], window_minutes: int) -> Inci
             "silent_completeness_below", minimum=0.0, maximum=1.0
         ),
         site_events=_site_events(section.section("site_events")),
+        site_ambient=_site_ambient(section.section("site_ambient")),
         sensor_tickets=_sensor_tickets(section.section("sensor_tickets")),
         severity=_severity(section.section("severity"), severities),
         notify_severities=notify,
@@ -151,6 +161,13 @@ def _site_events(s: Section) -> SiteEventPolicy:
         idle_draw_feature=s.text("idle_draw_feature"),
         idle_draw_ratio=s.number("idle_draw_ratio", minimum=0.0, maximum=1.0),
         idle_draw_min_amps=s.number("idle_draw_min_amps", minimum=0.0),
+    )
+
+
+def _site_ambient(s: Section) -> SiteAmbientPolicy:
+    return SiteAmbientPolicy(
+        cause=s.text("cause"),
+        quorum_share=s.number("quorum_share", minimum=0.0, maximum=1.0),
     )
 
 
