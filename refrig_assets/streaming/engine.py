@@ -201,7 +201,14 @@ class StreamingEngine:
         if rule.kind == "sustained_rise":
             own_rise = self._defrost_warm_up(rule, cohorts)
             return kinds.sustained_rise(
-                r, rule, limit, gap, self.state.streaks[rule.name], own_rise, self._cycled(r)
+                r,
+                rule,
+                limit,
+                gap,
+                self.state.streaks[rule.name],
+                own_rise,
+                self._cycled(r),
+                self.state.defrost_stays.get(rule.name),
             )
         baseline = self._baseline(rule, cohorts, r.code[r.new])
         if rule.kind == "below_moving_average_held":

@@ -255,6 +255,7 @@ def sustained_rise(
     streak_from: np.ndarray,
     own_rise: np.ndarray,
     cycled: np.ndarray,
+    stays: DefrostStays | None = None,
 ) -> Hits:
     """Rate of rise above the limit per minute at every reading for ``sustain_minutes``.
 
@@ -275,10 +276,12 @@ def sustained_rise(
     two readings: it fires at the next reading if that one confirms it
     (:func:`_confirmed_running_rise`).
 
-    ``Hits.sample`` holds, at each new reading that enters the defrost state (idle, above the
-    rule's ``defrost_above``; the reading before it was not), the fastest rate over the
-    rule's span before it: the warm-up of that defrost, which the engine folds into
-    ``own_rise``.
+    ``Hits.sample`` holds the warm-up of each defrost (:func:`_defrost_warm_ups`), which the
+    engine folds into ``own_rise``, at the reading that shows the coil has stayed in the
+    defrost state (idle, above the rule's ``defrost_above``) for the sustain time; ``stays``
+    carries each device's stay across batches. At a slow cadence, a rise resting on its own
+    reading interval into the defrost state of a device whose defrosts are known to outpace
+    the limit is that defrost (:func:`_enters`).
     """
     new = r.new
     x = r.values[rule.sensor]
@@ -319,6 +322,12 @@ def sustained_rise(
     unconfirmed = (r.running[new] == 1) & cycled[new] & (ref >= 0)
     unconfirmed &= start >= r.ts[np.maximum(ref, 0)]
     fires = rising & (covered >= sustain_ns) & ~held & ~unconfirmed
+    defrosting = np.zeros(len(r), dtype=bool)
+    if learns:
+        with np.errstate(invalid="ignore"):
+            defrosting = (r.running == 0) & (x > rule.params[DEFROST_ABOVE])
+        alone = (ref >= 0) & (start >= r.ts[np.maximum(ref, 0)])
+        fires &= ~(alone & _enters(defrosting, new, before, linked) & (own_rise[code] > 0))
     observed = rate
     confirmed = _confirmed_running_rise(
         r,
@@ -363,16 +372,89 @@ def sustained_rise(
     streak_from[code[last]] = np.where(rising[last], start[last], NO_TIME)
     sample = None
     if learns:
-        with np.errstate(invalid="ignore"):
-            defrosting = (r.running == 0) & (x > rule.params[DEFROST_ABOVE])
-        enters = defrosting[new] & linked & ~defrosting[before]
-        sample = np.full(len(new), np.nan)
-        if enters.any():
-            at = new[enters]
-            lo = r.first_within(at, rule.span_ns)
-            fastest = range_max(np.where(np.isfinite(rate_at), rate_at, -np.inf), lo, at + 1)
-            sample[enters] = np.where(np.isfinite(fastest), fastest, np.nan)
+        sample = _defrost_warm_ups(
+            r, rule, rate_at, defrosting, linked, previous_new, sustain_ns, stays
+        )
     return Hits(fires, observed, limit, covered, sample=sample)
+
+
+@dataclass
+class DefrostStays:
+    """Per device, the stay in the defrost state of its last evaluated reading that has not
+    yet lasted the sustain time: when it began (NO_TIME: none pending) and the warm-up that
+    carried the coil there (NaN: unknown). Updated in place."""
+
+    since: np.ndarray
+    warm_up: np.ndarray
+
+
+def _enters(
+    defrosting: np.ndarray, new: np.ndarray, before: np.ndarray, linked: np.ndarray
+) -> np.ndarray:
+    """Per new reading: it enters the defrost state (``defrosting``, per reading) from the
+    reading before it.
+
+    Where the rise into it rests on one reading interval (a slow cadence: the interval alone
+    covers the sustain time), the interval holds the end of a run, the stop and part of the
+    heating: its mean rate depends on when in it the heater started and says nothing of the
+    heater's pace. On a device whose defrosts are known to warm the coil faster than the limit
+    such a rise is read as the defrost it ends in; where its defrosts are known to be slower,
+    a rise faster than the limit is still no defrost of its, and fires."""
+    return defrosting[new] & linked & ~defrosting[before]
+
+
+def _defrost_warm_ups(
+    r: Readings,
+    rule: StreamingRule,
+    rate_at: np.ndarray,
+    defrosting: np.ndarray,
+    linked: np.ndarray,
+    previous_new: np.ndarray,
+    sustain_ns: int,
+    stays: DefrostStays | None,
+) -> np.ndarray:
+    """Per new reading, the warm-up of a defrost to learn there (NaN: none).
+
+    A defrost's warm-up is the fastest rate in the rule's span before the reading that enters
+    the defrost state. It is learnt once the coil has stayed in the state (every reading idle
+    and above ``defrost_above``, no gap) for the sustain time: a heater holds the coil there
+    for its whole defrost, while the idle coil of a case whose thermostat cuts in at about
+    ``defrost_above`` crosses it for a reading or two in ordinary off-cycles, which are no
+    defrosts (counted as ones, they taught such a case that its defrosts warm slower than the
+    limit). ``stays`` (None: a stay is learnt only within one batch) carries a stay that has
+    not yet lasted the sustain time across batches."""
+    new = r.new
+    ts, code = r.ts[new], r.code[new]
+    before = np.maximum(new - 1, 0)
+    inside = defrosting[new]
+    enters = _enters(defrosting, new, before, linked)
+    warm_up = np.full(len(new), np.nan)
+    if enters.any():
+        at = new[enters]
+        lo = r.first_within(at, rule.span_ns)
+        fastest = range_max(np.where(np.isfinite(rate_at), rate_at, -np.inf), lo, at + 1)
+        warm_up[enters] = np.where(np.isfinite(fastest), fastest, np.nan)
+    goes_on = inside & linked & defrosting[before]
+    first = np.maximum.accumulate(np.where(goes_on & previous_new, 0, np.arange(len(new))))
+    carried = goes_on[first]  # the stay began before this batch
+    since = np.where(inside, ts[first], NO_TIME)
+    stay_warm_up = warm_up[first]
+    if stays is not None:
+        since = np.where(carried, stays.since[code[first]], since)
+        stay_warm_up = np.where(carried, stays.warm_up[code[first]], stay_warm_up)
+    elif carried.any():
+        since = np.where(carried, NO_TIME, since)
+    pending = inside & (since != NO_TIME)
+    lasted = pending & (ts - since >= sustain_ns)
+    was_short = ~goes_on | (r.ts[before] - since < sustain_ns)
+    sample = np.where(lasted & was_short, stay_warm_up, np.nan)
+    if stays is not None:
+        last = np.ones(len(new), dtype=bool)
+        last[:-1] = code[1:] != code[:-1]
+        waiting = pending & ~lasted
+        stays.since[code[last]] = np.where(waiting[last], since[last], NO_TIME)
+        stays.warm_up[code[last]] = np.where(waiting[last], stay_warm_up[last], np.nan)
+    return sample
 
 
 def _unlike_a_defrost(

@@ -7,7 +7,8 @@
   of history behind each;
 * per rule, when it last fired on the device (a firing within the episode gap continues the
   episode);
-* per sustained-rise rule, since when the device's readings have been rising;
+* per sustained-rise rule, since when the device's readings have been rising, and the stay in
+  the defrost state not yet long enough to count as a defrost (when it began, its warm-up);
 * a buffer of the last minutes of readings, so a window can span two files.
 
 Stored as one file of ``.npy`` records written to a temporary name and renamed (atomic); device
@@ -25,8 +26,13 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.core.storage import durable_replace
-from refrig_assets.streaming.config import MOVING_AVERAGE_KINDS, STREAK_KINDS, StreamingSettings
-from refrig_assets.streaming.rules import NO_TIME
+from refrig_assets.streaming.config import (
+    DEFROST_ABOVE,
+    MOVING_AVERAGE_KINDS,
+    STREAK_KINDS,
+    StreamingSettings,
+)
+from refrig_assets.streaming.rules import NO_TIME, DefrostStays
 
 FORMAT_VERSION = 1
 
@@ -76,6 +82,9 @@ class StreamState:
     buffer_code: np.ndarray
     buffer_ts: np.ndarray
     buffer_values: dict[str, np.ndarray]
+    # Per sustained_rise rule that learns defrosts: a stay in the defrost state still too short
+    # to count as one.
+    defrost_stays: dict[str, DefrostStays] = field(default_factory=dict)
     # Derived in memory, never saved: per rule (data time, devices, cohort typical values).
     cohort_cache: dict[str, tuple[int, int, np.ndarray]] = field(default_factory=dict)
 
@@ -98,6 +107,11 @@ class StreamState:
             buffer_code=np.zeros(0, dtype=np.int64),
             buffer_ts=np.zeros(0, dtype=np.int64),
             buffer_values={s: np.zeros(0) for s in settings.sensors},
+            defrost_stays={
+                r.name: DefrostStays(np.zeros(0, dtype=np.int64), np.zeros(0))
+                for r in settings.rules
+                if r.kind == "sustained_rise" and DEFROST_ABOVE in r.params
+            },
         )
 
     def __len__(self) -> int:
@@ -122,6 +136,10 @@ class StreamState:
             for per_rule in (self.last_fired, self.streaks):
                 for name, times in per_rule.items():
                     per_rule[name] = np.concatenate([times, np.full(n - len(times), NO_TIME)])
+            for stays in self.defrost_stays.values():
+                extra = n - len(stays.since)
+                stays.since = np.concatenate([stays.since, np.full(extra, NO_TIME)])
+                stays.warm_up = np.concatenate([stays.warm_up, np.full(extra, np.nan)])
             codes[unseen] = self.devices.get_indexer(device_ids[unseen])
         return codes.astype(np.int64)
 
@@ -165,6 +183,9 @@ class StreamState:
             arrays[f"last_fired/{name}"] = times
         for name, times in self.streaks.items():
             arrays[f"streak/{name}"] = times
+        for name, stays in self.defrost_stays.items():
+            arrays[f"defrost_stay/{name}/since"] = stays.since
+            arrays[f"defrost_stay/{name}/warm_up"] = stays.warm_up
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -223,4 +244,9 @@ class StreamState:
             state.last_fired[name] = data.get(f"last_fired/{name}", np.full(n, NO_TIME))
         for name in state.streaks:
             state.streaks[name] = data.get(f"streak/{name}", np.full(n, NO_TIME))
+        for name in state.defrost_stays:
+            state.defrost_stays[name] = DefrostStays(
+                data.get(f"defrost_stay/{name}/since", np.full(n, NO_TIME)),
+                data.get(f"defrost_stay/{name}/warm_up", np.full(n, np.nan)),
+            )
         return state
