@@ -481,11 +481,13 @@ def _derived_features(
         s = state_cols(state)
         if kind in ("starts", "starts_per_hour"):
             start = f"{s} = 1 AND {previous(state)} = 0"
-            if spec.get("min_seconds"):
+            if float(spec.get("min_seconds") or 0) > step_min * 60:
                 # A stretch ending sooner is noise (an idle current blip over running_above):
                 # no start. Measured to the next reading out of the state; one that has not
                 # ended in the partition counts. A millisecond's slack keeps the engines'
-                # floating-point times from splitting a stretch of exactly min_seconds.
+                # floating-point times from splitting a stretch of exactly min_seconds. At a
+                # cadence of min_seconds or slower a stretch seen at all spans a reading
+                # interval: every start counts, without the look-ahead's pass.
                 end = state_end(state)
                 least = (float(spec["min_seconds"]) - 0.001) / 60.0
                 start += f" AND ({end} IS NULL OR {end} - t_min >= {least})"

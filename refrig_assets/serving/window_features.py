@@ -451,7 +451,7 @@ def _derived(
         prev_known = g.previous(s.known)[0] & has_prev
         prev_on = prev_value & prev_known
         start = s.both(_Tri(~prev_value, prev_known))
-        if spec.get("min_seconds"):
+        if float(spec.get("min_seconds") or 0) > step_min * 60:  # as the feature SQL
             least = (float(spec["min_seconds"]) - 0.001) / 60.0
             start = start.both(_Tri(g.next_out(s, t_min) - t_min >= least, np.ones_like(on)))
         starts = g.count_if(start)

@@ -114,6 +114,16 @@ def test_a_run_of_exactly_min_seconds_is_a_start_on_jittered_times(ordered):
     assert out["compressor_starts_per_hour"].sum() == 4.0
 
 
+@pytest.mark.parametrize("ordered", [False, True], ids=["partitioned", "in_order"])
+def test_at_a_cadence_of_min_seconds_one_reading_is_a_start(ordered):
+    cadence = int(MIN_SECONDS)
+    current = np.full(3600 // cadence, RUNNING_ABOVE / 2)
+    current[5] = 20.0  # one reading: the run spans at least a reading interval
+    jitter = np.r_[np.zeros(6), np.full(len(current) - 6, -1.0)]  # its next reading 1 s early
+    out = sql(readings(current, cadence, jitter=jitter), ordered=ordered, cadence_seconds=cadence)
+    assert out["compressor_starts_per_hour"].tolist() == [4.0, 0.0, 0.0, 0.0]
+
+
 def minute_fleet():
     from refrig_assets.simulator import FleetSimulator, SimulationConfig
 
