@@ -119,6 +119,17 @@ def import_command(
             failed += 1
             continue
         typer.echo(json.dumps(result.summary()))
+        for target, n in result.out_of_range.items():
+            col = load_contract("sensor_readings").column(target)
+            spec = next(s for s in parsed.sensors if s.target == target)
+            typer.echo(
+                f"{path}: {n['outside']:,} of {n['values']:,} {target} values (from "
+                f"{spec.source!r} in "
+                f"{spec.unit}) are outside its range {list(col.range or ())} {col.unit} in "
+                "contracts/sensor_readings.yaml: the pipeline flags each one OUT_OF_RANGE; "
+                "if most are, check the mapping's unit",
+                err=True,
+            )
         if result.first_ts is not None and result.first_ts < earliest:
             typer.echo(
                 f"{path}: readings from {result.first_ts:%Y-%m-%d %H:%M} UTC are before "

@@ -133,6 +133,7 @@ class SensorMapping:
     frequency_hz: float | None = None
     true_values: tuple[str, ...] = DEFAULT_TRUE
     false_values: tuple[str, ...] = DEFAULT_FALSE
+    unit: str | None = None  # the source's unit as the mapping names it (None: not numeric)
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
                 freq,
                 words.get("true_values", DEFAULT_TRUE),
                 words.get("false_values", DEFAULT_FALSE),
+                unit if conversion is not None else None,
             )
         )
     targets = [s.target for s in sensors]
@@ -723,6 +725,8 @@ class ImportResult:
     first_ts: pd.Timestamp | None
     last_ts: pd.Timestamp | None
     devices: int
+    # Per contract column with values outside its `range`: {"outside": n, "values": n}.
+    out_of_range: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -737,6 +741,7 @@ class ImportResult:
             "last_ts": None if self.last_ts is None else self.last_ts.isoformat(),
             "quarantined": self.quarantined,
             "quarantine_path": self.quarantine_path,
+            "out_of_range": self.out_of_range,
         }
 
 
@@ -815,4 +820,19 @@ def import_file(
         first_ts=readings["ts"].min() if len(readings) else None,
         last_ts=readings["ts"].max() if len(readings) else None,
         devices=int(readings["device_id"].nunique()),
+        out_of_range=out_of_range(readings, contract),
     )
+
+
+def out_of_range(readings: pd.DataFrame, contract: Contract) -> dict[str, dict[str, int]]:
+    """Per measurement with values outside its contract ``range``: how many, of how many values
+    (the pipeline flags each one ``OUT_OF_RANGE``; most of a column there is a wrong ``unit``)."""
+    counts = {}
+    for col in contract.columns:
+        if col.range is None or col.name not in readings:
+            continue
+        values = pd.to_numeric(readings[col.name], errors="coerce")
+        n = int(((values < col.range[0]) | (values > col.range[1])).sum())
+        if n:
+            counts[col.name] = {"outside": n, "values": int(values.notna().sum())}
+    return counts
