@@ -771,11 +771,15 @@ def _ambient_signals(
     if warm.empty:
         return _empty_signals()
     sites = devices.drop_duplicates("device_id").set_index("device_id")["site_id"].astype(str)
-    q = quality.loc[~_silent(quality, policy), ["device_id", "window_start", "window_end"]]
-    q = q.assign(site_id=q["device_id"].map(sites), window_start=_utc(q["window_start"]))
-    q = q[q["site_id"].isin(alerted_sites)].drop_duplicates(["device_id", "window_start"])
+    # Only the sites both warm somewhere and alerting are judged: their devices' windows alone
+    # are read (an hour of a large fleet has millions).
+    judged = set(sites.reindex(warm["device_id"].astype(str).unique()).dropna()) & alerted_sites
+    q = quality[quality["device_id"].isin(sites.index[sites.isin(judged)]).to_numpy()]
+    q = q.loc[~_silent(q, policy), ["device_id", "window_start", "window_end"]]
     if q.empty:
         return _empty_signals()
+    q = q.assign(site_id=q["device_id"].map(sites).to_numpy(), window_start=_utc(q["window_start"]))
+    q = q.drop_duplicates(["device_id", "window_start"])
     hot = pd.MultiIndex.from_arrays(
         [warm["device_id"].astype(str), _utc(warm["window_start"])]
     ).drop_duplicates()
@@ -1124,8 +1128,10 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
         inc["kind"].eq("sensor") | inc["cause"].eq(policy.site_events.communications_loss_cause)
     ).to_numpy()
     base = base.where(~data_loss, sev.sensor)
-    # A warm room is the context of faults, not one: its base severity, never raised.
-    held = data_loss | inc["cause"].eq(policy.site_ambient.cause).to_numpy()
+    # A warm room is the context of faults, not one: its base severity, never raised; a site's
+    # (its signals are its devices' windows) has no evaporator of its own to warm either.
+    warm = inc["cause"].eq(policy.site_ambient.cause).to_numpy()
+    held = data_loss | warm
     base_rank = base.map(ranks).to_numpy()
     excursion = (inc["evaporator_peak_c"] - inc["evaporator_start_c"]).fillna(0.0).to_numpy()
     duration = (inc["last_window_end"] - inc["first_window_start"]).to_numpy()
@@ -1139,7 +1145,7 @@ def _severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) -> 
     cap = ranks[sev.raise_cap]
     rank = np.minimum(base_rank, np.maximum(base_rank - count, cap))
     rank = np.where(held, base_rank, rank)
-    critical = excursion >= sev.critical_excursion_celsius
+    critical = (excursion >= sev.critical_excursion_celsius) & ~(warm & inc["scope"].eq("site"))
     rank = np.where(critical, 0, rank)
     rank = np.where(data_loss, ranks[sev.sensor], rank)
     prior = inc["prior_severity"].map(ranks).to_numpy(dtype=float)
@@ -1163,8 +1169,8 @@ def _inhibit(inc: pd.DataFrame, policy: IncidentPolicy) -> None:
     (within the hysteresis), and, where their cause is a device fault (not a site event, a
     sensor or unknown), ended by the time the site was quiet again. A fault that was there
     before the power cut, or that outlasts it, is the device's own and stays in sight. A site
-    whose rooms are warm (``site_ambient``) explains only its devices' unexplained incidents and
-    those named after the warm room.
+    whose rooms are warm (``site_ambient``) explains only its devices' incidents named after
+    the warm room.
 
     A stored incident already explained stays so (with its link) when the incident explaining
     it is not part of this build (the store's fold of a device's new alerts reads that device's
@@ -1177,7 +1183,8 @@ def _inhibit(inc: pd.DataFrame, policy: IncidentPolicy) -> None:
     if sites.empty:
         return
     devices = inc[inc["scope"].eq("device")].reset_index()
-    pairs = devices[["index", "site_id", "first_window_start", "last_window_end", "kind"]].merge(
+    columns = ["index", "site_id", "first_window_start", "last_window_end", "kind", "cause"]
+    pairs = devices[columns].merge(
         sites[["site_id", "incident_id", "first_window_start", "quiet_until", "cause"]],
         on="site_id",
         suffixes=("", "_site"),
@@ -1191,10 +1198,11 @@ def _inhibit(inc: pd.DataFrame, policy: IncidentPolicy) -> None:
     device_fault = ~pairs["kind"].isin([SITE_TRACK, SENSOR_TRACK, UNKNOWN])
     within = pairs["last_window_end"] <= pairs["quiet_until"]
     explained = ~device_fault | within
-    # A warm room explains what it alone can cause: alerts no fault signature names. A device
-    # fault or a failing sensor in it is the device's own, however short.
-    warm = pairs["cause"].eq(policy.site_ambient.cause)
-    explained &= ~warm | pairs["kind"].isin([SITE_TRACK, UNKNOWN])
+    # A warm room explains the incidents named after it (alerts no fault signature names, in
+    # windows it shows in). A device fault, a failing sensor or an unexplained episode in it is
+    # the device's own, however short: an unnamed fault may begin on a hot day.
+    warm = pairs["cause_site"].eq(policy.site_ambient.cause)
+    explained &= ~warm | pairs["cause"].eq(policy.site_ambient.cause)
     pairs = pairs[overlap & began_with_it & explained].drop_duplicates("index")
     inc.loc[pairs["index"], "inhibited"] = True
     inc.loc[pairs["index"], "parent_incident_id"] = pairs["incident_id"].to_numpy()

@@ -53,8 +53,8 @@ def paged(inc, policy):
 def test_a_heat_wave_is_one_medium_site_incident_with_the_devices_it_explains_as_children(
     policy,
 ):
-    # D1's and D2's detectors flag the warm room for hours (models agree, long enough to raise
-    # a fault's severity twice); D1's windows are named the warm room, D2's nothing.
+    # D1's and D2's detectors flag for hours (models agree, long enough to raise a fault's
+    # severity twice); D1's windows are named the warm room, D2's nothing.
     rows = [alert(d, i, models=3) for d in ("D1", "D2") for i in range(3, 11)]
     dx = heat_wave() + [diagnosis("D2", i, "unknown") for i in range(3, 11)]
 
@@ -66,9 +66,27 @@ def test_a_heat_wave_is_one_medium_site_incident_with_the_devices_it_explains_as
     ]
     assert "lasting" not in site.iloc[0]["severity_reasons"]
     children = inc[inc["inhibited"]]
-    assert sorted(children["device_id"]) == ["D1", "D2"]
+    assert children["device_id"].tolist() == ["D1"]
     assert set(children["parent_incident_id"]) == {site.iloc[0]["incident_id"]}
-    assert paged(inc, policy).empty
+    # D2's alerts in windows that show no warm room are not assumed to be the weather: an
+    # unexplained episode of its own (paged when it lasts), not a child
+    (own,) = inc[inc["device_id"].eq("D2")].itertuples()
+    assert (own.cause, own.inhibited) == ("unknown", False)
+    assert paged(inc, policy)["device_id"].tolist() == ["D2"]
+
+
+def test_a_heat_wave_seen_in_the_alerts_of_three_devices_is_still_medium(policy):
+    # Three devices' alerts named the warm room make the site incident on their own (the
+    # streaming path's rule for site-class causes); D1's cabinet warms 14 °C meanwhile. The
+    # site incident gathers its devices' windows: no evaporator of its own, nothing CRITICAL.
+    rows = [alert(d, i) for d in ("D1", "D3", "D4") for i in range(3, 11)]
+    quality = fleet(HOURS_3, lambda d, i: {"evaporator": -18.0 + 2 * i} if d == "D1" else None)
+
+    inc = build(rows, heat_wave(), policy, quality=quality)
+
+    site = inc[inc["scope"].eq("site")]
+    assert site[["cause", "severity"]].values.tolist() == [[WARM, "MEDIUM"]]
+    assert sorted(inc.loc[inc["inhibited"], "device_id"]) == ["D1", "D3", "D4"]
 
 
 def test_a_door_left_open_in_the_heat_wave_stays_its_own_incident(policy):
