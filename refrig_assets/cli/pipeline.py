@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import typer
 
 from refrig_assets.core.settings import get_settings
+
+if TYPE_CHECKING:
+    from refrig_assets.ingestion.landing.index import LandingIndex
 
 app = typer.Typer(
     help="Run the asset graph over a range of hours (recorded in the Dagster instance)."
@@ -96,6 +100,43 @@ def not_trained_line(assets: list[str]) -> str:
     )
 
 
+# Files named one by one in the summary; the rest are counted.
+FILES_NAMED = 5
+
+
+def files_waiting_lines(index: LandingIndex, keys: list[str]) -> list[str]:
+    """Landing files without a usable reading time (rejected whole, or no timestamp that
+    parses) belong to the hour their name carries, else the hour they arrived in; where that
+    hour is outside ``keys`` and never ran, the run's quarantine does not show them: say so."""
+    run = set(keys)
+    waiting = [
+        (path, span)
+        for path, span in sorted(index.entries.items())
+        if (span.rejection is not None or span.min_ts is None)
+        and span.hours
+        and not run & set(span.hours)
+        and not any(h in index.hours for h in span.hours)
+    ]
+    if not waiting:
+        return []
+    lines = [
+        f"landing files without a reading time in these hours: {len(waiting)}, quarantined "
+        "when the hour they are placed in (their name's, else their arrival's) runs"
+    ]
+    for path, span in waiting[:FILES_NAMED]:
+        hours = ", ".join(span.hours)
+        if span.rejection:
+            lines.append(f"  {span.rejection['message']} [{span.rejection['rule']}; {hours}]")
+        else:
+            lines.append(
+                f"  {path}: {span.rows:,} rows, none with a usable reading time (unparsable "
+                f"or implausible) [{hours}]"
+            )
+    if len(waiting) > FILES_NAMED:
+        lines.append(f"  ... and {len(waiting) - FILES_NAMED} more")
+    return lines
+
+
 def summarise(keys: list[str]) -> str:
     """Quality counts, alerts by severity and the backtest for the given hours."""
     from refrig_assets.core.secrets import masked_url
@@ -111,6 +152,9 @@ def summarise(keys: list[str]) -> str:
     if len(quarantine):
         for rule, n in quarantine["rule"].value_counts().items():
             lines.append(f"  quarantined [{rule}]: {n}")
+    from refrig_assets.ingestion.landing.index import LandingIndex, landing_index_path
+
+    lines.extend(files_waiting_lines(LandingIndex(landing_index_path(s)), keys))
     import sqlalchemy as sa
 
     try:
