@@ -113,6 +113,27 @@ class QualityResult:
 
 def quarantine_frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     """Quarantine rows in the quarantined_readings column order."""
+    if len(rows):
+        return _shaped(rows)
+    # most hours quarantine nothing: their frame is shaped once per kind of empty input
+    shape = _shape_of(rows)
+    if shape not in _NO_QUARANTINE:
+        _NO_QUARANTINE[shape] = _shaped(rows)
+    return _NO_QUARANTINE[shape].copy()
+
+
+# The shaped frame of no rows, by the shape of the empty input it came from (see _shape_of).
+_NO_QUARANTINE: dict[tuple, pd.DataFrame] = {}
+
+
+def _shape_of(rows: list[dict] | pd.DataFrame) -> tuple:
+    """What the shaped frame of an empty input depends on: its index, columns and their types."""
+    if isinstance(rows, list):
+        return ()
+    return (repr(rows.index), *((str(c), str(t)) for c, t in rows.dtypes.items()))
+
+
+def _shaped(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     df = (
         pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
         if isinstance(rows, list)
@@ -633,13 +654,17 @@ def _clean_rows_sql(
     places marked :data:`DROPPED` (the copies of a reading) are left out."""
     last = con.execute("SELECT max(last_pos) FROM device_hour").fetchall()[0][0]
     terms = [f"({row_mask})"]
-    for flag, places in marks if last is not None else []:  # none in an hour without rows
-        name = f"quality_{flag.lower()}_places"
+    marks = marks if last is not None else []  # none in an hour without rows
+    names = [f"quality_{flag.lower()}_places" for flag, _ in marks]
+    for name, (_, places) in zip(names, marks, strict=True):
         con.execute(
             f"SET VARIABLE {name} = (SELECT bitstring_agg(pos, 0, {int(last)}) FROM ({places}))"
         )
-        if con.execute(f"SELECT getvariable('{name}') IS NULL").fetchall()[0][0]:
-            continue  # nothing marked
+    empty = [f"getvariable('{name}') IS NULL" for name in names]
+    unmarked = con.execute(f"SELECT {', '.join(empty)}").fetchall()[0] if names else ()
+    for name, (flag, _), nothing in zip(names, marks, unmarked, strict=True):
+        if nothing:
+            continue
         placed = f"get_bit(getvariable('{name}'), CAST(file_row_number AS INTEGER)) = 1"
         if flag == DROPPED:
             where = f"({where}) AND NOT {placed}"
@@ -894,13 +919,14 @@ def clean_hour(
         """
     row_q = _row_quarantine(con, contract, storms, keyed, in_storm)
     entries = rejected_files + notices if file_entries_here else []
-    # (most hours have no file entries: no frame of none is built and concatenated)
-    both = (
-        pd.concat([file_quarantine_rows(entries), row_q], ignore_index=True) if entries else row_q
-    )
-    quarantine = quarantine_frame(
-        both.sort_values(["source_file", "row", "rule"], kind="stable", ignore_index=True)
-    )
+    by = ["source_file", "row", "rule"]
+    if entries:
+        both = pd.concat([file_quarantine_rows(entries), row_q], ignore_index=True)
+        quarantine = quarantine_frame(both.sort_values(by, kind="stable", ignore_index=True))
+    else:  # (most hours) the row entries alone, shaped already
+        quarantine = (
+            row_q.sort_values(by, kind="stable", ignore_index=True) if len(row_q) else row_q
+        )
     rows_read = con.execute("SELECT count(*) FROM hour_in").fetchall()[0][0]
     counts, sensor_counts, present, rows_clean = _flag_counts(
         con, contract, tolerance, from_mask=flags_in_place, per_device=streamed
