@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
+from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, generate_event_batch_id
 
 from refrig_assets.core.storage import reads_kept
 from refrig_assets.defs.shared.event_log import log_check_evaluations
@@ -70,6 +71,24 @@ def _hour_results(
     return results
 
 
+def hour_materializations(
+    context: dg.OpExecutionContext, materializations: Sequence[dg.AssetMaterialization]
+) -> Iterator[DagsterEvent]:
+    """The step's events of ``materializations`` (one hour's), logged as one batch: with
+    ``DAGSTER_EVENT_BATCH_SIZE`` set (``refrig pipeline run``) the event log stores them in one
+    transaction per file instead of one per event; without it, one by one as yielded
+    materializations are. Yielded so that the step's result lists them, as it lists yielded
+    materializations."""
+    step = context.get_step_execution_context()
+    batch = generate_event_batch_id()
+    for i, materialization in enumerate(materializations):
+        yield DagsterEvent.asset_materialization(
+            step,
+            materialization,
+            DagsterEventBatchMetadata(batch, i == len(materializations) - 1),
+        )
+
+
 def hour_chain_job(
     name: str,
     steps: Sequence[dg.AssetsDefinition],
@@ -89,7 +108,7 @@ def hour_chain_job(
     )
     def hour_chain(
         context: dg.OpExecutionContext, refrig: RefrigResource
-    ) -> Iterator[dg.AssetMaterialization]:
+    ) -> Iterator[DagsterEvent]:
         keys = hourly_partitions.get_partition_keys_in_range(
             dg.PartitionKeyRange(context.op_config["first"], context.op_config["last"])
         )
@@ -111,31 +130,43 @@ def hour_chain_job(
         keys: Sequence[str],
         state: dict,
         evaluations: list[dg.AssetCheckEvaluation],
-    ) -> Iterator[dg.AssetMaterialization]:
+    ) -> Iterator[DagsterEvent]:
+        specs = {
+            asset.key: {(s.asset_key, s.name): s for s in asset.check_specs} for asset in steps
+        }
         for key in keys:
             if before_hour is not None:
                 before_hour(key)
             hour = _Hour(context, key, state)
-            for asset in steps:
-                specs = {(s.asset_key, s.name): s for s in asset.check_specs}
-                results = _hour_results(asset, hour, refrig)
-                blocked: list[str] = []
-                for result in results:
-                    yield dg.AssetMaterialization(
-                        asset.key, partition=key, metadata=dict(result.metadata or {})
-                    )
-                    found, failed = hour_check_evaluations(result, asset.key, specs, key)
-                    evaluations += found
-                    blocked += failed
-                if blocked:
-                    raise dg.Failure(
-                        description="blocking check(s) failed: " + "; ".join(blocked),
-                        metadata={
-                            "failed_checks": dg.MetadataValue.json(blocked),
-                            BLOCKED_HOUR: key,
-                            BLOCKED_ASSET: asset.key.to_user_string(),
-                        },
-                    )
+            done: list[dg.AssetMaterialization] = []
+            try:
+                for asset in steps:
+                    results = _hour_results(asset, hour, refrig)
+                    blocked: list[str] = []
+                    for result in results:
+                        metadata = dict(result.metadata or {})
+                        done.append(
+                            dg.AssetMaterialization(asset.key, partition=key, metadata=metadata)
+                        )
+                        found, failed = hour_check_evaluations(
+                            result, asset.key, specs[asset.key], key
+                        )
+                        evaluations += found
+                        blocked += failed
+                    if blocked:
+                        raise dg.Failure(
+                            description="blocking check(s) failed: " + "; ".join(blocked),
+                            metadata={
+                                "failed_checks": dg.MetadataValue.json(blocked),
+                                BLOCKED_HOUR: key,
+                                BLOCKED_ASSET: asset.key.to_user_string(),
+                            },
+                        )
+            except Exception:
+                # The hour's materializations so far are recorded before the step fails.
+                yield from hour_materializations(context, done)
+                raise
+            yield from hour_materializations(context, done)
 
     @dg.job(
         name=name,
