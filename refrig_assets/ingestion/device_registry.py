@@ -100,8 +100,10 @@ def read_table_file(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def load_device_registry(path: Path) -> pd.DataFrame:
-    """The registry in contract shape. Missing optional columns get the contract default."""
+def load_device_registry(path: Path, fill_defaults: bool = True) -> pd.DataFrame:
+    """The registry in contract shape. Missing optional columns get the contract default
+    (``fill_defaults=False``: they stay empty, so a reader can tell a value the file gives from
+    one it leaves to the contract)."""
     contract = load_contract("device_registry")
     if not path.exists():
         raise FileNotFoundError(
@@ -110,25 +112,29 @@ def load_device_registry(path: Path) -> pd.DataFrame:
             "there, or set REFRIG_DEVICE_REGISTRY"
         )
     raw = read_table_file(path)
-    return conform_registry(raw, contract_source=str(path))
+    return conform_registry(raw, contract_source=str(path), fill_defaults=fill_defaults)
 
 
-def conform_registry(raw: pd.DataFrame, contract_source: str = "registry") -> pd.DataFrame:
-    """Contract columns in order, defaults filled, ``registered`` True for listed devices."""
+def conform_registry(
+    raw: pd.DataFrame, contract_source: str = "registry", fill_defaults: bool = True
+) -> pd.DataFrame:
+    """Contract columns in order, defaults filled (unless ``fill_defaults`` is False),
+    ``registered`` True for listed devices."""
     contract = load_contract("device_registry")
     out = pd.DataFrame(index=raw.index)
     for col in contract.columns:
+        fill = fill_defaults and col.default is not None
         if col.name in raw.columns:
             out[col.name] = raw[col.name]
         elif col.name == "registered":
             out[col.name] = True
-        elif col.default is not None:
+        elif fill:
             out[col.name] = col.default
         elif not col.nullable:
             raise ValueError(f"{contract_source}: required registry column {col.name!r} is missing")
         else:
             out[col.name] = None
-        if col.default is not None:
+        if fill:
             out[col.name] = out[col.name].fillna(col.default)
         if col.type == "float":
             out[col.name] = out[col.name].astype(float)

@@ -48,6 +48,15 @@ RULE_KINDS: dict[str, tuple[str, ...]] = {
         "sustain_minutes",
     ),
 }
+# An ``above`` rule may also judge devices whose registry row leaves its threshold empty: above
+# ``running_multiplier`` × the device's moving average of the sensor while running (its cohort's
+# typical before it has one; neither known: the contract default). All four or none.
+OWN_DRAW_PARAMS = (
+    "running_multiplier",
+    "average_hours",
+    "min_history_minutes",
+    "cohort_min_devices",
+)
 # Durations that are no look-back, so not lengthened to a reading interval (a settling time
 # after a change of state is measured from the last reading before the change).
 NOT_LOOKBACKS = ("settle_minutes",)
@@ -87,6 +96,18 @@ class StreamingRule:
     def minutes(self, name: str) -> float:
         """A duration parameter in minutes."""
         return float(self.params[name])
+
+    @property
+    def keeps_average(self) -> bool:
+        """Whether the rule keeps a moving average of its sensor per running state (its kind's,
+        or an ``above`` rule judging devices without a registry threshold by their own draw)."""
+        return self.kind in MOVING_AVERAGE_KINDS or self.judges_own_draw
+
+    @property
+    def judges_own_draw(self) -> bool:
+        """An ``above`` rule that judges a device without a registry threshold against
+        ``running_multiplier`` × its running average."""
+        return self.kind == "above" and "running_multiplier" in self.params
 
     @property
     def history_needed(self) -> float:
@@ -183,6 +204,8 @@ def load_streaming_settings(
         if column.default is None:
             raise rule.fail("threshold", f"registry column {threshold!r} needs a default")
         params = {p: rule.number(p, minimum=0.0) for p in RULE_KINDS[kind]}
+        if kind == "above" and any(rule.has(p) for p in OWN_DRAW_PARAMS):
+            params |= {p: rule.number(p, minimum=0.0) for p in OWN_DRAW_PARAMS}
         params = {
             p: max(v, floor_minutes) if p.endswith("_minutes") and p not in NOT_LOOKBACKS else v
             for p, v in params.items()

@@ -16,7 +16,6 @@ import pandas as pd
 
 from refrig_assets.streaming import rules as kinds
 from refrig_assets.streaming.config import (
-    MOVING_AVERAGE_KINDS,
     NS_PER_MINUTE,
     RUNNING_STATE_KINDS,
     StreamingRule,
@@ -42,13 +41,24 @@ FIRING_COLUMNS = [
 
 
 class DeviceThresholds:
-    """Per-device thresholds and cohorts from the device registry; contract defaults elsewhere."""
+    """Per-device thresholds and cohorts from the device registry; contract defaults elsewhere.
 
-    def __init__(self, registry: pd.DataFrame | None, settings: StreamingSettings):
+    ``given``: the registry as its file gives it, defaults not filled in
+    (``load_device_registry(path, fill_defaults=False)``), where ``registry`` has them filled
+    (the materialised asset); None: ``registry`` itself tells (an empty value or a missing
+    column is a threshold not given)."""
+
+    def __init__(
+        self,
+        registry: pd.DataFrame | None,
+        settings: StreamingSettings,
+        given: pd.DataFrame | None = None,
+    ):
         self.settings = settings
-        frame = registry if registry is not None else pd.DataFrame(columns=["device_id"])
-        self._registry = frame.drop_duplicates("device_id", keep="last").set_index("device_id")
+        self._registry = _by_device(registry)
+        self._given = self._registry if given is None else _by_device(given)
         self._cache: tuple[int, dict[str, np.ndarray], np.ndarray, list[str]] | None = None
+        self._unset: dict[str, np.ndarray] = {}
 
     def for_devices(self, devices: pd.Index) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
         """Threshold arrays by registry column, cohort code per device and cohort names."""
@@ -63,12 +73,30 @@ class DeviceThresholds:
                 given = self._registry[column].to_numpy(dtype=float, na_value=np.nan)[rows[found]]
                 out[found] = np.where(np.isfinite(given), given, default)
             values[column] = out
+            self._unset[column] = ~np.isfinite(_column(self._given, column, devices))
         cohort = np.full(len(devices), "unknown", dtype=object)
         if "cohort" in self._registry.columns:
             cohort[found] = self._registry["cohort"].to_numpy(dtype=object)[rows[found]]
         codes, names = pd.factorize(pd.Series(cohort).fillna("unknown"))
         self._cache = (len(devices), values, codes.astype(np.int64), list(names))
         return values, codes.astype(np.int64), list(names)
+
+    def unset(self, column: str) -> np.ndarray:
+        """Per device of the last :meth:`for_devices`: the registry gives no value of
+        ``column`` (the device is not listed, or its row leaves the value empty)."""
+        return self._unset[column]
+
+
+def _by_device(frame: pd.DataFrame | None) -> pd.DataFrame:
+    frame = frame if frame is not None else pd.DataFrame(columns=["device_id"])
+    return frame.drop_duplicates("device_id", keep="last").set_index("device_id")
+
+
+def _column(frame: pd.DataFrame, column: str, devices: pd.Index) -> np.ndarray:
+    """``column`` of ``frame`` per device (NaN: not listed, empty, or no such column)."""
+    if column not in frame.columns:
+        return np.full(len(devices), np.nan)
+    return frame[column].reindex(devices).to_numpy(dtype=float, na_value=np.nan)
 
 
 @dataclass
@@ -190,7 +218,11 @@ class StreamingEngine:
         limit = thresholds[rule.threshold]
         gap = self.settings.max_gap_ns
         if rule.kind == "above":
-            return kinds.above(r, rule, limit)
+            if not rule.judges_own_draw:
+                return kinds.above(r, rule, limit)
+            running_average = self._baseline(rule, cohorts, r.code[r.new])[:, 1]
+            unset = self.thresholds.unset(rule.threshold)
+            return kinds.above(r, rule, limit, running_average, unset, gap)
         if rule.kind == "drop_within":
             running_average = self._baseline(rule, cohorts, r.code[r.new])[:, 1]
             return kinds.drop_within(
@@ -241,7 +273,7 @@ class StreamingEngine:
         seen = np.zeros(n, dtype=bool)
         kept = False
         for rule in self.settings.rules:
-            if rule.kind in MOVING_AVERAGE_KINDS and rule.kind != "sustained_rise":
+            if rule.keeps_average and rule.kind != "sustained_rise":
                 seen |= self.state.averages[rule.name].minutes[:n, state] > 0
                 kept = True
         return seen if kept else None
@@ -375,7 +407,7 @@ class StreamingEngine:
                         self.state.averages[rule.name], code, samples[rule.name], limit
                     )
                 continue
-            if rule.kind not in MOVING_AVERAGE_KINDS:
+            if not rule.keeps_average:
                 continue
             avg: MovingAverage = self.state.averages[rule.name]
             tau_ns = rule.minutes("average_hours") * 60 * NS_PER_MINUTE / 2.0

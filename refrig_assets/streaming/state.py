@@ -2,7 +2,7 @@
 
 * ``watermark``: the newest reading time evaluated (older readings arriving later are the batch
   path's business, so re-reading a file never fires twice);
-* moving averages per ``above_moving_average`` rule and running state (exponentially weighted,
+* moving averages per rule that keeps one (``keeps_average``) and running state (exponentially weighted,
   bias-corrected, so a short history is a plain mean rather than a skewed one), with the minutes
   of history behind each;
 * per rule, when it last fired on the device (a firing within the episode gap continues the
@@ -28,7 +28,6 @@ import pandas as pd
 from refrig_assets.core.storage import durable_replace
 from refrig_assets.streaming.config import (
     DEFROST_ABOVE,
-    MOVING_AVERAGE_KINDS,
     STREAK_KINDS,
     StreamingSettings,
 )
@@ -93,11 +92,7 @@ class StreamState:
         return cls(
             devices=pd.Index([], dtype=object),
             watermark=np.zeros(0, dtype=np.int64),
-            averages={
-                r.name: MovingAverage.empty(0)
-                for r in settings.rules
-                if r.kind in MOVING_AVERAGE_KINDS
-            },
+            averages={r.name: MovingAverage.empty(0) for r in settings.rules if r.keeps_average},
             last_fired={r.name: np.zeros(0, dtype=np.int64) for r in settings.rules},
             streaks={
                 r.name: np.zeros(0, dtype=np.int64)

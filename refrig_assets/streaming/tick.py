@@ -116,25 +116,29 @@ def save_state(state: StreamState, path: Path, rules: StreamingSettings) -> None
     _state_cache[str(path)] = (_stamp(path, rules), state)
 
 
-_registry_cache: dict[str, tuple[tuple[int, int], pd.DataFrame, DeviceThresholds]] = {}
+_registry_cache: dict[str, tuple[tuple[int, ...], pd.DataFrame, DeviceThresholds]] = {}
 
 
 def device_registry_for(
     settings: Settings, rules: StreamingSettings
 ) -> tuple[pd.DataFrame | None, DeviceThresholds]:
     """The materialised ``device_registry`` asset if there is one, else the registry file, else
-    nothing (every device gets the contract defaults). Cached while the file is unchanged."""
+    nothing (every device gets the contract defaults). Which thresholds a device's row leaves
+    empty (both fill in the contract's defaults) is read from the registry file. Cached while
+    the files are unchanged."""
     path = ParquetStore(settings.data_dir).path("device_registry")
     source = path if path.exists() else settings.registry_path
     if not source.exists():
         return None, DeviceThresholds(None, rules)
-    st = source.stat()
-    stamp = (st.st_mtime_ns, st.st_size)
+    file = settings.registry_path
+    stamps = [(f.stat().st_mtime_ns, f.stat().st_size) for f in (source, file) if f.exists()]
+    stamp = tuple(v for s in stamps for v in s)
     cached = _registry_cache.get(str(source))
     if cached and cached[0] == stamp and cached[2].settings == rules:
         return cached[1], cached[2]
     registry = pd.read_parquet(source) if source == path else load_device_registry(source)
-    thresholds = DeviceThresholds(registry, rules)
+    given = load_device_registry(file, fill_defaults=False) if file.exists() else registry
+    thresholds = DeviceThresholds(registry, rules, given)
     _registry_cache[str(source)] = (stamp, registry, thresholds)
     return registry, thresholds
 
