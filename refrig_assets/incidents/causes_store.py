@@ -14,6 +14,7 @@ Both are derived data: deleting them costs one rebuild, never a result.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from refrig_assets.core.storage import ParquetStore, partition_file_name, read_parquet_table
+from refrig_assets.core.storage import (
+    KEPT_BYTES,
+    KEPT_FILE_BYTES,
+    ParquetStore,
+    partition_file_name,
+    read_parquet_table,
+)
 from refrig_assets.incidents import baselines as bl
 from refrig_assets.incidents.signatures import SignatureTable
 
@@ -46,8 +53,9 @@ class CauseStore:
     """Baselines, derived-feature state and the registry of one data folder.
 
     One store kept for many hours (the hours of a backfill run) reads a stored baseline file
-    once while the hours keep reusing it (unless the file changed), and indexes it once
-    (:meth:`indexed`)."""
+    once while the hours keep reusing it (unless the file changed), indexes it once
+    (:meth:`indexed`), and reads each hour of feature history once for the baselines it
+    rebuilds (small files, while unchanged)."""
 
     store: ParquetStore
     # The last baseline file read ((stem, mtime ns, size), frame) and the last frame indexed.
@@ -57,6 +65,12 @@ class CauseStore:
     _indexed: tuple[pd.DataFrame, bl.IndexedBaselines] | None = field(
         default=None, repr=False, compare=False
     )
+    # Feature history frames kept for the next hours' baselines: (stem, columns) -> (file
+    # stamp, frame), oldest first, and their bytes (bounded as the kept reads of a range are).
+    _frames: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], pd.DataFrame]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _frame_bytes: int = field(default=0, repr=False, compare=False)
 
     @classmethod
     def open(cls, where) -> CauseStore:
@@ -91,13 +105,39 @@ class CauseStore:
         return [s for s in self.store.partitions(FEATURES) if lo <= s < hi]
 
     def _read_features(self, stems: list[str], wanted: list[str]) -> pd.DataFrame:
-        frames = []
-        for stem in stems:
-            path = self.store.root / FEATURES / f"{stem}.parquet"
-            names = set(pq.ParquetFile(path).schema_arrow.names)
-            cols = [c for c in wanted if c in names]
-            frames.append(read_parquet_table(path, columns=cols).to_pandas())
+        frames = [self._feature_frame(stem, wanted) for stem in stems]
+        # Of the frames kept for the next hours, those of partitions this history no longer has.
+        for key in [k for k in self._frames if k[0] not in stems and k[1] == tuple(wanted)]:
+            self._forget(key)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=wanted)
+
+    def _feature_frame(self, stem: str, wanted: list[str]) -> pd.DataFrame:
+        """The ``wanted`` columns (those it has) of one device_features partition; kept for the
+        next hours while the file is unchanged (same inode, size, mtime and ctime) when it is a
+        small file: a store kept for many hours reads each history hour once, not once per
+        baseline build. A kept frame is only ever concatenated (copied), never changed."""
+        path = self.store.root / FEATURES / f"{stem}.parquet"
+        st = os.stat(path)
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        key = (stem, tuple(wanted))
+        found = self._frames.get(key)
+        if found is not None and found[0] == stamp:
+            return found[1]
+        names = set(pq.ParquetFile(path).schema_arrow.names)
+        cols = [c for c in wanted if c in names]
+        frame = read_parquet_table(path, columns=cols).to_pandas()
+        if found is not None:
+            self._forget(key)
+        if st.st_size <= KEPT_FILE_BYTES:
+            self._frames[key] = (stamp, frame)
+            self._frame_bytes += int(frame.memory_usage(index=False).sum())
+            while self._frame_bytes > KEPT_BYTES and self._frames:
+                self._forget(next(iter(self._frames)))
+        return frame
+
+    def _forget(self, key: tuple[str, tuple[str, ...]]) -> None:
+        _, frame = self._frames.pop(key)
+        self._frame_bytes -= int(frame.memory_usage(index=False).sum())
 
     # ------------------------------------------------------------------ baselines
     def baselines(self, partition_key: str, table: SignatureTable) -> pd.DataFrame:
