@@ -50,6 +50,15 @@ DEFAULT_TRUE = ("1", "true", "yes", "on", "open", "opened")
 DEFAULT_FALSE = ("0", "false", "no", "off", "closed", "close", "shut")
 # Longest raw value quoted in a quarantine row.
 VALUE_SHOWN = 200
+# The keys of a mapping file, per section ("": the top level, "sensor": each entry of sensors).
+MAPPING_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("layout", "device_id", "timestamp", "long", "sensors", "csv"),
+    "device_id": ("column", "value", "file_name", "folders", "prefix"),
+    "timestamp": ("column", "format", "timezone"),
+    "long": ("sensor_column", "value_column"),
+    "csv": ("delimiter",),
+    "sensor": ("to", "unit", "frequency_hz", "true_values", "false_values"),
+}
 
 
 class MappingError(ValueError):
@@ -174,6 +183,7 @@ def load_mapping(path: Path | str, contract: Contract | None = None) -> Mapping:
         raise MappingError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
         raise MappingError(f"{path}: expected a mapping at the top level")
+    _refuse_unknown_keys(path, raw)
     contract = contract or load_contract("sensor_readings")
     units = load_units()
     top = Section(path, raw)
@@ -183,6 +193,27 @@ def load_mapping(path: Path | str, contract: Contract | None = None) -> Mapping:
         raise MappingError(f"{path}: {exc}") from None
     except ValueError as exc:
         raise MappingError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
+
+
+def _refuse_unknown_keys(path: Path, raw: dict[str, Any]) -> None:
+    """A key the mapping format does not have (``time_zone:`` for ``timezone:``) would be
+    ignored without a word, and its default used: Berlin times read as UTC, an hour off."""
+    sections: list[tuple[str, Any, tuple[str, ...]]] = [("", raw, MAPPING_KEYS[""])]
+    sections += [
+        (f"{k}.", raw.get(k), MAPPING_KEYS[k]) for k in MAPPING_KEYS if k and k != "sensor"
+    ]
+    sensors = raw.get("sensors")
+    if isinstance(sensors, dict):
+        sections += [(f"sensors.{k}.", v, MAPPING_KEYS["sensor"]) for k, v in sensors.items()]
+    unknown = [
+        f"{where}{key} (known: {', '.join(known)})"
+        for where, section, known in sections
+        if isinstance(section, dict)
+        for key in section
+        if key not in known
+    ]
+    if unknown:
+        raise MappingError(f"{path}: unknown key(s): {'; '.join(unknown)}")
 
 
 def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Mapping:
