@@ -28,6 +28,7 @@ from refrig_assets.defs.shared.partitions import hourly_partitions
 # The console logger prints every Dagster event; the runs are in the instance for the UI anyway,
 # and the steps' warnings (held scoring, ...) are summarised by the runner's own lines.
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 LAUNCHER_TAG = "refrig/launcher"
 PID_TAG = "refrig/pid"
 LAUNCHER = "pipeline-cli"
@@ -57,8 +58,17 @@ def registry_problems(result) -> str:
         lines.append(f"{check.check_name} failed" + (f":\n{text}" if text else ""))
     failure = next((e for e in result.all_events if e.is_step_failure), None)
     if not lines and failure is not None:
-        lines.append(str(failure.message))
+        lines.append(_step_error(failure))
     return "device registry refused, nothing was run on it\n" + "\n".join(lines)
+
+
+def _step_error(failure) -> str:
+    """The exception a failed step raised (``ValueError: <file>: required registry column
+    'site_id' is missing``), not Dagster's "Execution of step ... failed" around it."""
+    error = getattr(failure.event_specific_data, "error", None)
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error is not None else str(failure.message)
 
 
 def run_tags() -> dict[str, str]:
@@ -400,8 +410,10 @@ def run_pipeline(
     for run_id in fail_abandoned_runs(instance):
         log(f"  run {run_id} was left unfinished by a process that is gone: marked failed")
     failures: list[str] = []
+    # A refused registry is said in one line (RegistryRefused), not a stack trace; the run's
+    # error stays in the Dagster instance.
     registry = defs.resolve_job_def("refresh_device_registry").execute_in_process(
-        instance=instance, run_config=QUIET, tags=run_tags(), raise_on_error=False
+        instance=instance, run_config=SILENT, tags=run_tags(), raise_on_error=False
     )
     stop_if_interrupted(registry)
     if not registry.success:
