@@ -745,6 +745,12 @@ def _site_rows(hit: pd.DataFrame, ends: pd.Series, evidence: list[Any]) -> pd.Da
     return out
 
 
+def _warm_sites(signals: pd.DataFrame, policy: IncidentPolicy) -> set[str]:
+    """Sites with a device signal named after the warm room (``site_ambient.cause``)."""
+    warm = signals.loc[signals["cause"].eq(policy.site_ambient.cause), "site_id"]
+    return set(warm.dropna().astype(str)) - {UNKNOWN}
+
+
 def _ambient_signals(
     diagnoses: pd.DataFrame | None,
     quality: pd.DataFrame | None,
@@ -754,8 +760,9 @@ def _ambient_signals(
 ) -> pd.DataFrame:
     """Windows in which a site's rooms were warmer than usual together: at least
     ``site_ambient.quorum_share`` of the site's reporting devices (``min_site_devices`` or more)
-    have the window diagnosed with the warm-room cause, at the ``alerted_sites`` only (the
-    context of their devices' alerts; a warm site without any is nobody's incident)."""
+    have the window diagnosed with the warm-room cause, at the ``alerted_sites`` only (those
+    with an alert named after the warm room: the context explains something there; a warm site
+    whose alerts are all faults', or without any, is nobody's incident)."""
     rules = policy.site_ambient
     if (
         diagnoses is None
@@ -1287,9 +1294,7 @@ def build_incidents(
         _quality_signals(quality, devices, policy, _still_silent(open_incidents), frozenset(never)),
         _site_signals(quality, devices, policy),
         _site_alert_signals(device_signals, causes, policy),
-        _ambient_signals(
-            diagnoses, quality, devices, set(device_signals["site_id"].dropna()) - {UNKNOWN}, policy
-        ),
+        _ambient_signals(diagnoses, quality, devices, _warm_sites(device_signals, policy), policy),
     ]
     signals = pd.concat([f for f in frames if len(f)] or [_empty_signals()], ignore_index=True)
     # Every signal column, whichever kinds of signal this build has.

@@ -118,8 +118,14 @@ def test_one_warm_device_is_no_site_event(policy):
     assert row.severity == "MEDIUM"
 
 
-def test_a_warm_site_without_any_alert_is_nobody_s_incident(policy):
+def test_a_warm_site_without_an_alert_the_warm_room_explains_is_nobody_s_incident(policy):
     assert build([], heat_wave(), policy).empty
+    # D3's door alerts in the heat wave are the door's: no site context to open for them
+    rows = [alert("D3", i) for i in range(4, 8)]
+    dx = [r for r in heat_wave() if r["device_id"] != "D3"]
+    dx += [diagnosis("D3", i, "door_ajar") for i in range(4, 8)]
+    inc = build(rows, dx, policy)
+    assert inc[["device_id", "cause"]].values.tolist() == [["D3", "door_ajar"]]
 
 
 def test_a_fault_named_in_the_same_episode_names_it_over_the_warm_room(policy):
