@@ -68,15 +68,30 @@ def evaluate_command(
     except (OSError, ValueError) as exc:  # a directory, unreadable, not CSV/Parquet at all
         typer.echo(f"labels refused: {labels}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None
+    if parsed.kind == "points" and parsed.frame.empty:
+        typer.echo(f"labels refused: {labels}: no labelled points", err=True)
+        raise typer.Exit(2)
     first, last = parsed.span
     store = ParquetStore(s.data_dir)
     if parsed.kind == "intervals":  # every stored window counts, not only those of the labels
         stems = store.partitions("device_features")
         if stems:
             hour = pd.Timedelta(hours=1)
-            first = min(first, pd.Timestamp(stems[0][:13] + ":00", tz="UTC"))
-            last = max(last, pd.Timestamp(stems[-1][:13] + ":00", tz="UTC") + hour)
+            stored = (
+                pd.Timestamp(stems[0][:13] + ":00", tz="UTC"),
+                pd.Timestamp(stems[-1][:13] + ":00", tz="UTC") + hour,
+            )
+            # No intervals (a period without faults) leaves the stored hours' span alone.
+            first = stored[0] if pd.isna(first) else min(first, stored[0])
+            last = stored[1] if pd.isna(last) else max(last, stored[1])
     begin, finish = _time(start) or first, _time(end) or last
+    if pd.isna(begin) or pd.isna(finish):
+        typer.echo(
+            f"labels refused: {labels}: no labelled interval and no stored feature windows: "
+            "nothing to evaluate",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
