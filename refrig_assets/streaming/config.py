@@ -20,7 +20,7 @@ NS_PER_MINUTE = 60 * 10**9
 RULE_KINDS: dict[str, tuple[str, ...]] = {
     "above": (),
     "above_moving_average": ("average_hours", "min_history_minutes", "cohort_min_devices"),
-    # After a defrost, a reference is no higher than the device's running average (below).
+    # After a start, a reference is no higher than the device's running average (below).
     "drop_within": (
         "window_minutes",
         "settle_minutes",
@@ -63,8 +63,7 @@ NOT_LOOKBACKS = ("settle_minutes",)
 # A state_held rule's least held time at the fleet's cadence (min_readings_held intervals).
 HELD_FLOOR = "min_held_minutes"
 # A sustained_rise rule on a sensor with a contract ``defrost_above``: the level above which the
-# idle coil is defrosting (absent: the rule learns no defrost warm-up). A drop_within rule reads
-# the contract's sensor that has one as its ``coil`` (absent: it tells no defrost).
+# idle coil is defrosting (absent: the rule learns no defrost warm-up).
 DEFROST_ABOVE = "defrost_above"
 # Kinds that keep a moving average per running state (sustained_rise: its devices' defrost
 # warm-ups in the same record), and kinds that carry a streak.
@@ -74,7 +73,7 @@ MOVING_AVERAGE_KINDS = (
     "sustained_rise",
     "drop_within",
 )
-# (drop_within: whether the device's running stretch began with a restart after a defrost.)
+# (drop_within: whether the device's running stretch began with a start seen in the readings.)
 STREAK_KINDS = ("sustained_rise", "state_held", "below_moving_average_held", "drop_within")
 # Kinds that read the compressor's running state (stretches of one state, idle levels,
 # per-state averages): silent for a device that never showed the running state.
@@ -90,8 +89,6 @@ class StreamingRule:
     sensor: str
     threshold: str
     params: dict[str, float] = field(default_factory=dict)
-    # drop_within: the coil sensor whose idle readings above ``defrost_above`` are a defrost.
-    coil: str | None = None
 
     def minutes(self, name: str) -> float:
         """A duration parameter in minutes."""
@@ -147,8 +144,7 @@ class StreamingSettings:
     @property
     def sensors(self) -> list[str]:
         """Reading columns the rules need (rule sensors and the running-state sensor)."""
-        coils = [r.coil for r in self.rules if r.coil is not None]
-        return list(dict.fromkeys([*(r.sensor for r in self.rules), *coils, self.running_sensor]))
+        return list(dict.fromkeys([*(r.sensor for r in self.rules), self.running_sensor]))
 
     @property
     def buffer_ns(self) -> int:
@@ -215,17 +211,7 @@ def load_streaming_settings(
         defrost_above = readings.column(sensor).extra.get(DEFROST_ABOVE)
         if kind == "sustained_rise" and defrost_above is not None:
             params[DEFROST_ABOVE] = float(defrost_above)
-        coil = None
-        if kind == "drop_within":
-            coils = [
-                c
-                for c in measurement_columns(readings)
-                if DEFROST_ABOVE in c.extra and c.name in fitted
-            ]
-            if coils:
-                coil = coils[0].name
-                params[DEFROST_ABOVE] = float(coils[0].extra[DEFROST_ABOVE])
-        rules.append(StreamingRule(name, kind, sensor, threshold, params, coil))
+        rules.append(StreamingRule(name, kind, sensor, threshold, params))
     running = readings.running_sensors()
     if not running:
         raise ConfigError("sensor_readings contract: no sensor declares running_above")

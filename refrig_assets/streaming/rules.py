@@ -187,14 +187,15 @@ def drop_within(
     readings of one unbroken stretch of the same running state (no gap above ``max_gap_ns``),
     taken at least ``settle_minutes`` after the state changed.
 
-    A running stretch that follows a defrost (the rule's ``coil`` idle above ``defrost_above``
-    before the restart) starts from the pressure of a warm coil and pulls down for minutes to
-    the device's usual running level: there a reference counts no higher than
-    ``running_average`` (per device, the moving average of the sensor while running; NaN:
-    unknown, the reference as it is), so only a fall below the usual level is a loss.
-    ``restarted_at`` (per device) carries, across batches, when the running stretch of the
-    device's last evaluated reading began after a defrost (NO_TIME: it did not); it is updated
-    in place."""
+    A running stretch that began with a start seen in the readings pulls the suction down
+    from the idle (equalised) pressure to the device's running level, for minutes on a large
+    plant (a 10 s R717 fleet: 5 minutes, by more than the fraction) and from a warm coil's
+    pressure after a defrost: there a reference counts no higher than ``running_average``
+    (per device, the moving average of the sensor while running, the cohort's before it has
+    one; NaN: unknown, the reference as it is), so only a fall below the usual running level
+    is a loss. ``restarted_at`` (per device) carries, across batches, when the running stretch
+    of the device's last evaluated reading began with a seen start (NO_TIME: it did not); it
+    is updated in place."""
     n, new = len(r), r.new
     x = r.values[rule.sensor]
     window_ns = int(rule.minutes("window_minutes") * NS_PER_MINUTE)
@@ -220,13 +221,10 @@ def drop_within(
         settled = np.searchsorted(key, key[s0] + ahead_ms, side="left")
         lo = np.where(changed, np.maximum(lo, settled), lo)
     earlier = range_max(np.where(np.isfinite(x), x, -np.inf), lo, new)
-    if rule.coil is not None and len(new):
-        coil = r.values[rule.coil]
-        after_defrost = _after_defrost(
-            r, coil, rule.params[DEFROST_ABOVE], stretch_start, before, changed, restarted_at
-        )
+    if len(new):
+        after_start = _after_start(r, stretch_start, before, changed, restarted_at)
         cap = running_average[r.code[new]]
-        earlier = np.where(after_defrost & (cap < earlier), cap, earlier)
+        earlier = np.where(after_start & (cap < earlier), cap, earlier)
     now = x[new]
     with np.errstate(invalid="ignore", divide="ignore"):
         drop = (earlier - now) / earlier
@@ -234,29 +232,22 @@ def drop_within(
     return Hits(fires, now, earlier, np.full(len(new), window_ns, dtype=np.int64))
 
 
-def _after_defrost(
+def _after_start(
     r: Readings,
-    coil: np.ndarray,
-    defrost_above: float,
     stretch_start: np.ndarray,
     before: np.ndarray,
     changed: np.ndarray,
     restarted_at: np.ndarray,
 ) -> np.ndarray:
-    """Per new reading: it is running, in a stretch that began when the compressor restarted
-    after an idle stretch in which the coil was above ``defrost_above``, the contract's defrost
-    state (as far back as the readings at hand go). A stretch that began before the readings at
+    """Per new reading: it is running, in a stretch that began when the compressor started
+    after an idle stretch seen in the readings. A stretch that began before the readings at
     hand and goes on from the device's last evaluated reading takes that reading's flag from
     ``restarted_at``, which then moves to each device's last new reading."""
     new = r.new
     code = r.code[new]
     running = r.running[new] == 1
-    out = np.zeros(len(new), dtype=bool)
     restarted = changed & running & (r.running[before] == 0)
-    if restarted.any():
-        ends = before[restarted]
-        warm = np.where(np.isfinite(coil), coil, -np.inf)
-        out[restarted] = range_max(warm, stretch_start[ends], ends + 1) > defrost_above
+    out = restarted.copy()
     # The device's last evaluated reading: the one before its first new reading of the batch.
     first_new = np.ones(len(new), dtype=bool)
     first_new[1:] = code[1:] != code[:-1]
