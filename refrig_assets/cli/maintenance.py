@@ -69,6 +69,27 @@ def add(
         f"Declared maintenance window #{window['id']}; {len(suppressed)} alert(s) suppressed."
     )
     _print(window)
+    unknown = not_in_registry(scope, str(target))
+    if unknown:
+        typer.echo(unknown, err=True)
+
+
+def not_in_registry(scope: str, target: str) -> str | None:
+    """A warning when the last registry the pipeline read has no such device or site (a typo
+    suppresses nothing of the machine meant); None when it has, or when none was read yet."""
+    from refrig_assets.core.storage import ParquetStore
+
+    store = ParquetStore(get_settings().data_dir)
+    if not store.exists("device_registry"):
+        return None
+    column = "device_id" if scope == DEVICE else "site_id"
+    known = set(store.read("device_registry")[column].astype(str))
+    if target in known:
+        return None
+    return (
+        f"warning: {column} {target!r} is not in the device registry: the window suppresses "
+        "nothing until such a device reports (check the name)"
+    )
 
 
 @app.command("import")
