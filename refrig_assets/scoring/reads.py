@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.model_config import all_model_ids, load_model_config
+from refrig_assets.core.storage import KEPT_FILE_BYTES, read_parquet_table
 from refrig_assets.engines.device_shards import DeviceRange
 
 
@@ -26,6 +29,17 @@ def score_paths_for_hour(store, partition_key: str, schedule: str | None = None)
         if path.exists():
             paths.append(path)
     return paths
+
+
+def _read_filtered(path, columns: list[str] | None, filters: list) -> pa.Table:
+    """``pq.read_table(path, columns=columns, filters=filters)``: a small file is read whole
+    (kept within :func:`~refrig_assets.core.storage.reads_kept`, so the steps and hours of a
+    range that read the same score partition share one read) and filtered in memory with the
+    same expression; a larger one is filtered while it is read."""
+    if os.stat(path).st_size > KEPT_FILE_BYTES:
+        return pq.read_table(path, columns=columns, filters=filters)
+    table = read_parquet_table(path).filter(pq.filters_to_expression(filters))
+    return table if columns is None else table.select(columns)
 
 
 def read_scores_for_hour(
@@ -55,7 +69,7 @@ def read_scores_for_hour(
             hour.append(("device_id", "in", sorted(set(device_ids))))
         if flagged_only:
             hour.append(("anomaly_flag", "==", True))
-        frames.append(pq.read_table(path, columns=columns, filters=hour).to_pandas())
+        frames.append(_read_filtered(path, columns, hour).to_pandas())
     if not frames:
         empty = load_contract("model_scores").empty_frame()
         return empty if columns is None else empty[columns]
