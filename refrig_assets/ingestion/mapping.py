@@ -697,6 +697,8 @@ def read_source(path: Path, mapping: Mapping) -> Source:
     cannot be a row is quarantined (``malformed_row``, ``not_utf8``) with its line number and
     text, as the landing reader does, instead of failing the whole file."""
     name = path.name.lower()
+    if path.stat().st_size == 0:
+        raise MappingError(f"{path}: file is empty (0 bytes)")
     con = connect()
     try:
         p = sql_str(str(path))

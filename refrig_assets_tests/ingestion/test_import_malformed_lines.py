@@ -58,3 +58,12 @@ def test_malformed_lines_of_an_export_are_quarantined_and_the_rest_imported(refr
     ]
     assert q["message"].iloc[0].startswith("line 7: malformed line")
     assert '"source_rows": 28' in output
+
+
+def test_an_empty_export_is_named_empty(refrig_home, tmp_path):
+    """Not "columns ... are not in the file (it has 'column0')"."""
+    empty = tmp_path / "freezer_8.csv"
+    empty.write_bytes(b"")
+    code, output = _import(empty)
+    assert code == 1
+    assert f"{empty}: not imported: {empty}: file is empty (0 bytes)" in output
