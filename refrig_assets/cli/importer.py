@@ -26,6 +26,19 @@ def source_files(source: Path) -> list[Path]:
     return [source]
 
 
+def skipped_files(source: Path) -> list[Path]:
+    """The files below a folder that are not sources (an .xlsx, a .txt), hidden ones aside."""
+    if not source.is_dir():
+        return []
+    return sorted(
+        p
+        for p in source.rglob("*")
+        if p.is_file()
+        and not p.name.lower().endswith(SOURCE_SUFFIXES)
+        and not p.name.startswith(".")
+    )
+
+
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
@@ -71,6 +84,15 @@ def import_command(
         typer.echo(f"mapping refused: {mapping}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None
     files = source_files(Path(source))
+    skipped = skipped_files(Path(source))
+    if skipped:
+        shown = ", ".join(str(p.relative_to(source)) for p in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        typer.echo(
+            f"{source}: {len(skipped)} file(s) are not CSV or Parquet ({', '.join(SOURCE_SUFFIXES)}) "
+            f"and are not imported: {shown}{more}",
+            err=True,
+        )
     if not files or not files[0].exists():
         typer.echo(f"no source files at {source}", err=True)
         raise typer.Exit(2)
