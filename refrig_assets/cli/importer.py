@@ -83,8 +83,13 @@ def import_command(
     except (OSError, UnicodeDecodeError) as exc:  # a directory, unreadable, not text
         typer.echo(f"mapping refused: {mapping}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None
-    files = source_files(Path(source))
-    skipped = skipped_files(Path(source))
+    # A folder holding the home (`refrig import .` in the project) would import the landing
+    # zone's own files, earlier imports included, into itself.
+    home = s.home.resolve()
+    files, skipped = source_files(Path(source)), skipped_files(Path(source))
+    if Path(source).is_dir():
+        files = [p for p in files if not p.resolve().is_relative_to(home)]
+        skipped = [p for p in skipped if not p.resolve().is_relative_to(home)]
     if skipped:
         shown = ", ".join(str(p.relative_to(source)) for p in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""

@@ -24,3 +24,19 @@ def test_files_of_a_folder_that_are_not_sources_are_named(refrig_home, tmp_path)
     assert "1 file(s) are not CSV or Parquet" in result.output
     assert "not imported: week2/freezer_2.xlsx" in result.output
     assert ".swp" not in result.output
+
+
+def test_a_folder_holding_the_home_does_not_import_the_landing_zone_into_itself(
+    refrig_home, tmp_path
+):
+    """`refrig import .` where the home (.refrig) lies below: the landing files, earlier imports
+    included, are not sources."""
+    folder = refrig_home.parent
+    (folder / "freezer_1.csv").write_text("epoch,temp_c,door_contact\n1767225600,-18.0,0\n")
+    first = CliRunner().invoke(app, ["import", str(folder), "--mapping", str(MAPPING)])
+    again = CliRunner().invoke(app, ["import", str(folder), "--mapping", str(MAPPING)])
+
+    assert first.exit_code == 0, first.output
+    assert again.exit_code == 0, again.output
+    assert again.output == first.output
+    assert again.output.count('"source"') == 1
