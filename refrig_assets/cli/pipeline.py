@@ -181,7 +181,7 @@ def summarise(keys: list[str]) -> str:
         devices = store.read("device_registry")["device_id"].nunique()
         per_type, totals = backtest(alerts, labels, device_hours=devices * len(keys))
         lines.append(
-            f"injected machine faults caught: {int(per_type['caught'].sum())}/{int(per_type['incidents'].sum())}"
+            f"injected machine faults caught by batch alerts alone: {int(per_type['caught'].sum())}/{int(per_type['incidents'].sum())}"
             f"  (recall {totals['recall']:.2f}, alert precision {totals['precision']:.2f}, "
             f"{totals['false_alerts_per_1000_device_days']:.1f} false alerts per 1,000 device-days)"
         )
