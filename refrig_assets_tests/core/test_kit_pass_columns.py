@@ -81,3 +81,16 @@ def test_the_pass_over_the_holed_columns_finds_what_every_column_gives(
         assert _reported_by(path, EVERY, lacking, names, holed) == expected
         with connect() as con:  # on a cursor of the caller's connection: the same
             assert _reported_by(path, EVERY, lacking, names, holed, con) == expected
+
+
+def test_a_fleet_of_many_kits_is_passed_within_the_memory_budget(tmp_path):
+    """The devices already named in the record (a cohort of 30K devices without pressure
+    transmitters) are matched by a join: a membership test of 30K literal ids ran out of a
+    256 MB limit on an hour of 200 readings."""
+    path = hour_file(tmp_path / "h.parquet", 1, set())
+    named = [f"dev-{i:06d}" for i in range(30_000)] + ["dev-003", "dev-017"]
+    with connect() as con:
+        con.execute("SET memory_limit = '256MB'")
+        got = _reported_by(path, EVERY, set(EVERY), named, columns_with_nulls(path, EVERY), con)
+    assert got == every_column_pass(path, set(EVERY), named)
+    assert {"dev-003", "dev-017"} <= set(got)
