@@ -32,6 +32,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from refrig_assets.detectors.base import Detector, NotTrainable, register_detector
 from refrig_assets.detectors.normalise import robust_scale
+from refrig_assets.detectors.uninformative import unreported_cause
 
 NOISE = -1
 # Scoring queries are split across the CPUs in parts of at least this many points.
@@ -139,11 +140,11 @@ class DBSCANCohortDetector(Detector):
         if len(device_profiles) <= min_samples and unreported and len(profiles) > min_samples:
             # Not a small fleet: a feature no device has (a sensor missing from every file)
             # leaves no profile complete.
+            cause, setting = unreported_cause(unreported)
             raise NotTrainable(
                 self.config.model_id,
-                f"no device has a value of {', '.join(unreported)}: a sensor the fleet does "
-                f"not report (name the fleet's sensors in REFRIG_SENSORS)",
-                "REFRIG_SENSORS",
+                f"no device has a value of {', '.join(unreported)}: {cause}",
+                setting,
             )
         if len(device_profiles) <= min_samples:
             # Groups of min_samples neighbours need more devices than that: a small (pilot)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from refrig_assets.core.contracts import load_contract
+from refrig_assets.core.fleet_sensors import measurement_columns, reported_measurements
 from refrig_assets.core.model_config import ModelConfig
 from refrig_assets.core.settings import CONTRACTS_DIR
 
@@ -66,11 +67,7 @@ def uninformative_reason(
     if any(_is_running_feature(c) for c in missing):
         cause, setting = _running_cause(config, features)
     elif missing:
-        cause = (
-            "no training window has a reading of these sensors (name the fleet's sensors in "
-            "REFRIG_SENSORS)"
-        )
-        setting = "REFRIG_SENSORS"
+        cause, setting = unreported_cause(missing)
     else:
         cause = (
             "every training window reads the same value, so any window would score the same "
@@ -78,6 +75,34 @@ def uninformative_reason(
         )
         setting = "features.sensors"
     return f"{facts}: {cause}", setting
+
+
+def unreported_cause(columns: list[str]) -> tuple[str, str]:
+    """(cause, setting) for feature ``columns`` no training row has a value of: the fleet does
+    not report their sensors, or its data reports them and the quality rules kept none of their
+    readings (every one out of the contract's range: a wrong unit in an import mapping)."""
+    readings = load_contract("sensor_readings")
+    sensors = [
+        c.name
+        for c in measurement_columns(readings)
+        if any(col == c.name or col.startswith(f"{c.name}_") for col in columns)
+    ]
+    reported = set(reported_measurements(readings) or [])
+    flagged = [s for s in sensors if s in reported]
+    if flagged:
+        where = f"{CONTRACTS_DIR.name}/{readings.dataset}.yaml"
+        return (
+            f"the fleet's data reports {', '.join(flagged)} but no training window kept a value "
+            "of it: the quality rules flagged its readings (`refrig quality` names the rule; "
+            f"every reading outside the range in {where} usually means the wrong unit in an "
+            "import mapping)",
+            f"{flagged[0]}.range",
+        )
+    return (
+        "no training window has a reading of these sensors: a sensor the fleet does not report "
+        "(name the fleet's sensors in REFRIG_SENSORS)",
+        "REFRIG_SENSORS",
+    )
 
 
 def _running_cause(config: ModelConfig, features: pd.DataFrame) -> tuple[str, str]:

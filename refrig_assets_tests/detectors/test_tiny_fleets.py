@@ -51,7 +51,7 @@ def test_dbscan_trains_once_the_fleet_has_more_devices_than_min_samples():
     assert detector.training_rows > 0
 
 
-def test_dbscan_on_a_fleet_missing_a_sensor_names_the_feature_not_the_fleet_size():
+def test_dbscan_on_a_fleet_missing_a_sensor_names_the_feature_not_the_fleet_size(refrig_home):
     """A large enough fleet whose files lack a sensor (REFRIG_SENSORS unset) has no complete
     device profile: the reason names the feature no device has, not "fleet too small"."""
     config = load_model_config("dbscan_cohort")
@@ -74,3 +74,24 @@ def test_too_few_scorable_windows_names_the_training_min_rows_setting():
     with pytest.raises(NotTrainable) as refused:
         build_detector(config).fit(frame)
     assert refused.value.setting == "training.min_rows"
+
+
+def test_a_sensor_the_data_reports_but_quality_flagged_throughout_names_its_range(refrig_home):
+    """A fleet whose files do report the sensor, every reading of it flagged (a pressure in kPa
+    imported as psi is out of the contract's range): the reason says the data reports it and
+    points at its range, not at REFRIG_SENSORS."""
+    from refrig_assets.core.reported_measurements import record_reported
+    from refrig_assets.core.settings import get_settings
+
+    config = load_model_config("dbscan_cohort")
+    min_samples = int(config.hyperparameter("min_samples"))
+    frame = synthetic_features(devices=min_samples + 3, hours=3, seed=3)
+    detector = build_detector(config)
+    absent = next(c for c in detector.feature_columns if c.startswith("pressure_high_side"))
+    frame[absent] = float("nan")
+    record_reported(get_settings().data_dir, ["pressure_high_side"], "2026-01-01-00:00")
+    with pytest.raises(NotTrainable) as refused:
+        detector.fit(frame)
+    assert refused.value.setting == "pressure_high_side.range"
+    assert "reports pressure_high_side" in str(refused.value)
+    assert "REFRIG_SENSORS" not in str(refused.value)
