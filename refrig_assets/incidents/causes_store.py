@@ -146,14 +146,16 @@ class CauseStore:
         settings = table.baseline
         directory = self.store.root / BASELINES
         if directory.exists():
-            built = sorted(p.stem for p in directory.glob("*.parquet"))
-            fresh = [
-                s
-                for s in built
-                if s <= stem_of(hour)
-                and hour - pd.Timestamp(s).tz_localize("UTC")
-                < pd.Timedelta(hours=settings["refresh_hours"])
-            ]
+            # Built less than refresh_hours before the hour: stems are whole hours in time order,
+            # so compared as text (a long history's hours each look at hundreds of files).
+            stale = stem_of(hour - pd.Timedelta(hours=settings["refresh_hours"]))
+            fresh = sorted(
+                stem
+                for stem in (
+                    n[: -len(".parquet")] for n in os.listdir(directory) if n.endswith(".parquet")
+                )
+                if stale < stem <= stem_of(hour)
+            )
             if fresh:
                 path = directory / f"{fresh[-1]}.parquet"
                 stat = path.stat()

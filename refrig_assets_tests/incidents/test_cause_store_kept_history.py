@@ -62,3 +62,17 @@ def test_a_rewritten_history_hour_is_read_again(tmp_path, monkeypatch):
     added = (START + pd.Timedelta(hours=6)).strftime("%Y-%m-%dT%H")
     assert sorted(reads) == [stem, added]  # the rewritten hour and the hour new to the history
     pd.testing.assert_frame_equal(again, CauseStore(store).baselines(_key(7), table))
+
+
+def test_a_baseline_is_reused_for_less_than_refresh_hours(tmp_path):
+    store = _store_with_history(tmp_path, hours=30)
+    table = load_signatures()
+    for refresh, kept in [(6, [12, 18, 24]), (1.5, [12, 14, 16, 18, 20, 22, 24, 26])]:
+        for path in (store.root / BASELINES).glob("*.parquet"):
+            path.unlink()
+        table.baseline["refresh_hours"] = refresh
+        cause_store = CauseStore(store)
+        for h in range(12, 28):
+            cause_store.baselines(_key(h), table)
+        built = sorted(p.stem for p in (store.root / BASELINES).glob("*.parquet"))
+        assert built == [(START + pd.Timedelta(hours=h)).strftime("%Y-%m-%dT%H") for h in kept]
