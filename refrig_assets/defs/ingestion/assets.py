@@ -301,6 +301,11 @@ def hour_result(
             f"kept the readings of {len(hour.retained)} file(s) no longer in the landing zone "
             f"(landing.authoritative: false in config/ingestion.yaml): {', '.join(hour.retained)}"
         )
+    for name, n in hour.kept.items():
+        context.log.warning(
+            f"kept {n} reading(s) of {name} that its new version no longer has "
+            "(landing.authoritative: false in config/ingestion.yaml)"
+        )
     readings = (
         f"{rows} readings from {len(hour.files)} file(s)"
         if rows
@@ -315,6 +320,7 @@ def hour_result(
             "rows": rows,
             "files": len(hour.files),
             "retained_files": len(hour.retained),
+            "kept_rows_of_changed_files": sum(hour.kept.values()),
             "rejected_files": len(rejected),
             "late_rows": read.late,
             "rows_with_read_errors": read.unreadable,

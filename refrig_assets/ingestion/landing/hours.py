@@ -179,6 +179,8 @@ class HourReadings:
     rejected: list[FileRejection]
     notices: list[FileRejection]
     retained: list[str] = field(default_factory=list)  # removed files whose rows were kept
+    # changed files -> how many readings of their earlier versions were kept
+    kept: dict[str, int] = field(default_factory=dict)
 
 
 def hour_readings(
@@ -204,7 +206,9 @@ def hour_readings(
     ``previous`` is the hour's partition as last written. Unless the landing zone is
     ``authoritative`` (default: config/ingestion.yaml), the rows it holds from files no longer
     in the landing zone are kept (a file moved within it, same size and mtime, is read under its
-    new name instead). ``listing``: the landing zone listed once for a range of hours.
+    new name instead), and so are its readings of a file of the hour delivered again that the
+    hour no longer has (see :func:`_kept_rows_sql`). ``listing``: the landing zone listed once
+    for a range of hours.
 
     An hour of several Parquet files of one layout and nothing else (no rejected file, notice
     or kept rows) is read in one scan (:func:`files_select_sql`), so writing it streams in the
@@ -235,17 +239,27 @@ def hour_readings(
         others.append(file_rows)
     considered = dict(selection.considered)
     retained: list[str] = []
+    kept: dict[str, int] = {}
     if not authoritative and previous is not None and previous.exists():
-        retained = _removed_files(con, previous, selection, index.hour_files(partition_key) or {})
+        recorded = index.hour_files(partition_key) or {}
+        versions = _previous_versions(con, previous)
+        retained = _removed_files(versions, selection, recorded)
+        cols = ", ".join([*contract.column_names, *SOURCE_COLUMNS])
         if retained:
-            cols = ", ".join([*contract.column_names, *SOURCE_COLUMNS])
             names = ", ".join(sql_str(f) for f in retained)
             others.append(
                 f"SELECT {cols} FROM read_parquet({sql_str(str(previous))}) "
                 f"WHERE source_file IN ({names})"
             )
-            recorded = index.hour_files(partition_key) or {}
             considered.update({f: recorded.get(f, "retained") for f in retained})
+        changed = _changed_files(versions, selection, recorded, index)
+        if changed:
+            new_rows = [_run_sql(run, contract, start, end) for run in _runs(opened, False)]
+            sql = _kept_rows_sql(previous, changed, new_rows, cols)
+            counts = con.execute(f"SELECT source_file, count(*) FROM ({sql}) GROUP BY 1 ORDER BY 1")
+            kept = {f: int(n) for f, n in counts.fetchall()}
+            if kept:
+                others.append(sql)
     # One scan only as the whole query: DuckDB 2.0's ordered writer can misplace the rows of a
     # multi-file scan that is one branch of a UNION ALL (seen on small files, 4 runs in 15).
     together = scan_together_files and not others and len(_runs(opened, together=True)) == 1
@@ -260,6 +274,7 @@ def hour_readings(
         rejected,
         selection.notices,
         retained,
+        kept,
     )
 
 
@@ -308,11 +323,19 @@ def _run_sql(run: list[_OpenedFile], contract: Contract, start: datetime, end: d
     return f"SELECT {keep} FROM ({sql}) WHERE {in_hour}"
 
 
+def _previous_versions(con: duckdb.DuckDBPyConnection, previous: Path) -> dict[str, set]:
+    """Every file the hour's last partition holds rows of -> the first and last ``received_at``
+    (the file's mtime when read) of its rows: one time unless readings of an earlier version of
+    the file were kept (a rejected file's row has none)."""
+    rows = con.execute(
+        "SELECT source_file, min(received_at), max(received_at) "
+        f"FROM read_parquet({sql_str(str(previous))}) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    return {f: {t for t in (first, last) if t is not None} for f, first, last in rows}
+
+
 def _removed_files(
-    con: duckdb.DuckDBPyConnection,
-    previous: Path,
-    selection: HourSelection,
-    recorded: dict[str, str],
+    versions: dict[str, set], selection: HourSelection, recorded: dict[str, str]
 ) -> list[str]:
     """Files the hour's last partition holds rows of that are no longer in the landing zone.
 
@@ -320,12 +343,50 @@ def _removed_files(
     has the fingerprint the hour recorded for a missing one, the missing one is not kept.
     """
     moved_to = set(selection.considered.values())
-    before = con.execute(
-        f"SELECT DISTINCT source_file FROM read_parquet({sql_str(str(previous))}) ORDER BY 1"
-    ).fetchall()
     return [
-        f for (f,) in before if f not in selection.present and recorded.get(f, "") not in moved_to
+        f for f in versions if f not in selection.present and recorded.get(f, "") not in moved_to
     ]
+
+
+def _changed_files(
+    versions: dict[str, set],
+    selection: HourSelection,
+    recorded: dict[str, str],
+    index: LandingIndex,
+) -> list[str]:
+    """Files of the hour whose partition rows may come from an earlier version of them: the
+    fingerprint the hour recorded differs from the file's now, or readings kept from an earlier
+    version were received at another mtime than the file's now (they stay kept when the hour
+    is materialized again). Cheap: no file is read."""
+    changed = []
+    for f, fingerprint in selection.considered.items():
+        if f not in versions:
+            continue
+        now = mtime_utc(index.entries[f].mtime_ns)
+        if recorded.get(f, fingerprint) != fingerprint or versions[f] - {now}:
+            changed.append(f)
+    return changed
+
+
+def _kept_rows_sql(previous: Path, changed: list[str], new_rows: list[str], cols: str) -> str:
+    """The readings of the hour's last partition from ``changed`` files that the hour's rows
+    now (``new_rows``, one SELECT per file) no longer have.
+
+    A reading is its (device_id, ts): one the new rows have takes their values (a correction
+    corrects), and a row without a device or a time, or with a read error, is never kept (a bad
+    row the new version fixed must not come back). The hour's rows of every file count, not only
+    of the changed ones: readings a re-delivery moved to another file are not kept twice.
+    """
+    names = ", ".join(sql_str(f) for f in changed)
+    new_keys = " UNION ALL ".join(f"SELECT device_id, ts FROM ({sql})" for sql in new_rows)
+    if not new_keys:
+        new_keys = "SELECT NULL AS device_id, NULL AS ts LIMIT 0"
+    return (
+        f"SELECT {cols} FROM read_parquet({sql_str(str(previous))}) AS p "
+        f"WHERE source_file IN ({names}) AND read_error IS NULL AND device_id IS NOT NULL "
+        f"AND ts IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ({new_keys}) AS n "
+        "WHERE n.device_id = p.device_id AND n.ts = p.ts)"
+    )
 
 
 def file_rows_sql(contract: Contract, entries: list[FileRejection]) -> str | None:
