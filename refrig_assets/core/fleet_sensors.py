@@ -180,16 +180,48 @@ def devices_lacking(contract: Contract) -> dict[str, list[str]]:
     """Fleet sensor -> the devices that have never reported it while the fleet has (their kit
     lacks it: a missing value there is no dropout), from the home's record; a sensor every
     device has reported is left out."""
+    # Worked out once per version of the record (a fleet with 30K devices lacking two sensors:
+    # ~28 ms each time, asked several times an hour); a copy each call.
+    return {name: list(ids) for name, ids in _lacking(_record_key(contract), contract).items()}
+
+
+def lacks_column(sensor: str) -> str:
+    """The column of :func:`kit_table` that says a device's kit lacks ``sensor``."""
+    return f"lacks_{sensor}"
+
+
+def kit_table(contract: Contract) -> pa.Table:
+    """:func:`devices_lacking` as a table to join with (no rows when no device lacks one):
+    ``device_id`` of each device lacking some fleet sensor and, per sensor some device lacks,
+    a boolean :func:`lacks_column`. SQL joins it on the device instead of testing each row's
+    device against literal ids, so its cost follows the rows, not the devices named."""
+    key = _record_key(contract)
+    if key not in _KIT_TABLES:
+        lacking = _lacking(key, contract)
+        devices = sorted(set().union(*lacking.values())) if lacking else []
+        columns = {"device_id": pa.array(devices, pa.string())}
+        for name, ids in lacking.items():
+            held = set(ids)
+            columns[lacks_column(name)] = pa.array([d in held for d in devices], pa.bool_())
+        if len(_KIT_TABLES) >= 8:
+            _KIT_TABLES.pop(next(iter(_KIT_TABLES)))
+        _KIT_TABLES[key] = pa.table(columns)
+    return _KIT_TABLES[key]
+
+
+# kit_table's answers for the record's last versions (keyed as devices_lacking's).
+_KIT_TABLES: dict[tuple, pa.Table] = {}
+
+
+def _record_key(contract: Contract) -> tuple:
+    """What the kits depend on: the home, the record's version, the setting and the contract."""
     data_dir = _data_dir(*_home_env())
-    key = (
+    return (
         str(data_dir),
         _signature(record_path(data_dir)),
         os.environ.get(ENV, ""),
         tuple((c.name, c.role, bool(c.extra.get("optional"))) for c in contract.columns),
     )
-    # Worked out once per version of the record (a fleet with 30K devices lacking two sensors:
-    # ~28 ms each time, asked several times an hour); a copy each call.
-    return {name: list(ids) for name, ids in _lacking(key, contract).items()}
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:

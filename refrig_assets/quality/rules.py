@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from refrig_assets.core.contracts import Contract, load_contract, quality_flag_names
 from refrig_assets.core.device_ranges import in_range_sql
 from refrig_assets.core.duck import sql_str
-from refrig_assets.core.fleet_sensors import device_in_sql, devices_lacking, fleet_sensor_columns
+from refrig_assets.core.fleet_sensors import fleet_sensor_columns, kit_table, lacks_column
 from refrig_assets.core.partition_range import ENV_START
 from refrig_assets.ingestion.landing.readers import (
     CONTRACT_FILE,
@@ -534,6 +534,7 @@ def _device_pass(
     value_cols: str,
     contract: Contract,
     row_mask: str,
+    kits: list[str],
 ) -> bool:
     """The previous-row pass of ``rows`` (which carry ``pos``, their place in the hour's file)
     grouped per device as it runs, so the hour's rows are never stored: ``device_hour`` (with
@@ -549,6 +550,9 @@ def _device_pass(
     (:func:`_recount_copied_devices`) and their first copies join ``good_rows``, so an hour
     with copies is cleaned from its file as well, after one pass. False (nothing left behind)
     when the ranges overlap in the file.
+
+    ``row_mask`` flags every missing value a dropout; with ``kits`` (the sensors some device's
+    kit lacks) the rows of those devices are then looked at again (:func:`_kit_dropouts_cleared`).
     """
     eq = [f"eq_{c.name}" for c in sensors]
     marked = " OR ".join(["is_dup", *eq])
@@ -595,6 +599,8 @@ def _device_pass(
     if copied:
         every = _recount_copied_devices(con, rows, tables, every, device_aggs, row_mask)
     con.execute(f"CREATE OR REPLACE TEMP TABLE device_hour AS {every}")
+    if kits:
+        _kit_dropouts_cleared(con, rows, sensors, kits, copied)
     unnested = " UNION ALL ".join(
         f"SELECT device_id, unnest(marks, recursive := true) FROM {t}" for t in tables
     )
@@ -615,6 +621,38 @@ def _device_pass(
     for table in tables:
         con.execute(f"DROP TABLE {table}")
     return True
+
+
+def _kit_dropouts_cleared(
+    con: duckdb.DuckDBPyConnection, rows: str, sensors: list, kits: list[str], copied: bool
+) -> None:
+    """After the device pass, which flags every missing value a dropout: ``kit_cleared``, the
+    places (``pos``) of the rows of ``rows`` whose missing values are all of sensors their
+    device's kit lacks (no dropout, see :func:`_dropout_sql`), and ``device_hour``'s dropout
+    counts less those rows among each device's kept readings (the first copy of each).
+
+    The rows of the devices with a kit (:data:`KITS`) are found by a join, as no order is
+    needed here: the cost follows those devices' rows, whatever the number of devices named
+    (a membership test of their literal ids in the pass ran out of 2 GB at 10,000 devices)."""
+    present = con.execute(
+        f"SELECT count(*) FROM device_hour WHERE device_id IN (SELECT device_id FROM {KITS})"
+    ).fetchall()[0][0]
+    if not present:
+        con.execute("CREATE OR REPLACE TEMP TABLE kit_cleared (pos BIGINT)")
+        return
+    kept = "r.pos = min(r.pos) OVER (PARTITION BY r.device_id, r.ts)" if copied else "TRUE"
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE kit_cleared AS SELECT pos, device_id, kept FROM ("
+        f"SELECT r.pos, r.device_id, {_cleared_sql(sensors, kits, 'r.')} AS cleared, "
+        f"{kept} AS kept FROM ({rows}) r JOIN {KITS} k ON k.device_id = r.device_id) "
+        "WHERE cleared"
+    )
+    dropout = "c_SENSOR_DROPOUT"
+    con.execute(
+        f"UPDATE device_hour SET {dropout} = {dropout} - x.n FROM ("
+        "SELECT device_id, count(*) AS n FROM kit_cleared WHERE kept GROUP BY device_id) x "
+        "WHERE device_hour.device_id = x.device_id"
+    )
 
 
 def _recount_copied_devices(
@@ -651,7 +689,8 @@ def _clean_rows_sql(
     its own order), after :func:`_device_pass`: each row's own flags (``row_mask``) and those
     the whole-hour rules found (``marks``: flag and the places in the file it marks, as SQL),
     looked up by place in a bit string per flag (no join, which would reorder the rows). The
-    places marked :data:`DROPPED` (the copies of a reading) are left out."""
+    places marked :data:`DROPPED` (the copies of a reading) are left out, those marked
+    :data:`KIT_FITTED` lose the dropout bit of ``row_mask``."""
     last = con.execute("SELECT max(last_pos) FROM device_hour").fetchall()[0][0]
     terms = [f"({row_mask})"]
     marks = marks if last is not None else []  # none in an hour without rows
@@ -668,6 +707,9 @@ def _clean_rows_sql(
         placed = f"get_bit(getvariable('{name}'), CAST(file_row_number AS INTEGER)) = 1"
         if flag == DROPPED:
             where = f"({where}) AND NOT {placed}"
+        elif flag == KIT_FITTED:
+            dropout = flag_bit("SENSOR_DROPOUT")
+            terms[0] = f"(({row_mask}) & ~(CASE WHEN {placed} THEN {dropout} ELSE 0 END))"
         else:
             terms.append(f"(CASE WHEN {placed} THEN {flag_bit(flag)} ELSE 0 END)")
     return (
@@ -676,13 +718,16 @@ def _clean_rows_sql(
 
 
 DROPPED = "COPY"  # the places of _marked_places that are not clean rows
+# the places of _marked_places whose missing values are all of sensors their kit lacks
+KIT_FITTED = "KIT"
 
 
-def _marked_places(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+def _marked_places(con: duckdb.DuckDBPyConnection, kits: bool = False) -> list[tuple[str, str]]:
     """After :func:`_device_pass` and the whole-hour rules: SQL of the places in the file of
     the readings each joined flag marks (stuck runs and kept copies by reading; unit suspects
-    and unregistered devices by device, whose rows lie between its first and last place), and
-    of the copies (:data:`DROPPED`). A reading with copies is placed at its first copy, the
+    and unregistered devices by device, whose rows lie between its first and last place), of
+    the copies (:data:`DROPPED`) and, with ``kits``, of the rows no dropout for their device's
+    kit (:data:`KIT_FITTED`, see :func:`_kit_dropouts_cleared`). A reading with copies is placed at its first copy, the
     kept one: the copies come after it in the file."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE reading_places AS "
@@ -719,7 +764,7 @@ def _marked_places(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
             "ON p.device_id = c.device_id AND p.ts = c.ts",
         ),
         (DROPPED, "SELECT pos FROM good_rows WHERE is_dup"),
-    ]
+    ] + ([(KIT_FITTED, "SELECT pos FROM kit_cleared")] if kits else [])
 
 
 def clean_hour(
@@ -772,6 +817,7 @@ def clean_hour(
         f"CREATE OR REPLACE TEMP VIEW hour_in AS SELECT * FROM {source} WHERE source_row >= 0"
     )
     con.register("registered_devices", registered_devices)
+    kits = _register_kits(con, contract)
     found = findings or file_findings(con, file_scope or source, contract)
     read, storms = found.read, found.storms
     # an entry for a file whose rows were read is a note (e.g. an extra column), not a rejection
@@ -811,6 +857,7 @@ def clean_hour(
                 value_cols,
                 contract,
                 row_mask,
+                kits,
             )
         if streamed:
             pass
@@ -873,7 +920,7 @@ def clean_hour(
         "SELECT DISTINCT device_id, ts FROM good_rows WHERE is_dup"
     )
 
-    conditions = _flag_conditions(contract, tolerance)
+    conditions = _flag_conditions(contract, tolerance, kits=kits)
 
     def mask_of(flags: list[str]) -> str:
         return " | ".join(
@@ -886,9 +933,11 @@ def clean_hour(
           LEFT JOIN (SELECT DISTINCT device_id FROM unit_suspect) us ON us.device_id = g.device_id
           LEFT JOIN unregistered r ON r.device_id = g.device_id
           LEFT JOIN copied cp ON cp.device_id = g.device_id AND cp.ts = g.ts"""
+    if kits:
+        joins += f"\n          LEFT JOIN {KITS} k ON k.device_id = g.device_id"
     if streamed:
         where = f"source_row >= 0 AND {keyed} AND NOT ({in_storm})"
-        flagged = _clean_rows_sql(con, source, where, row_mask, _marked_places(con))
+        flagged = _clean_rows_sql(con, source, where, row_mask, _marked_places(con, bool(kits)))
         order = ""
     elif flags_in_place:
         # The flags found in the small tables (stuck runs, copies, unit suspects, unregistered
@@ -897,6 +946,13 @@ def clean_hour(
         # Gathered per reading and per device first, so each row is looked up once per kind.
         marks = _joined_marks(con)
         for table in range_tables or ["good_rows"]:
+            if kits:  # the pass flagged every missing value: not one of a sensor the kit lacks
+                bit = flag_bit("SENSOR_DROPOUT")
+                con.execute(
+                    f"UPDATE {table} SET flag_mask = {table}.flag_mask & ~{bit} FROM {KITS} k "
+                    f"WHERE {table}.device_id = k.device_id AND {table}.flag_mask & {bit} <> 0 "
+                    f"AND NOT ({_dropout_sql(sensors, f'{table}.', kits)})"
+                )
             for marked, on in marks:
                 keys = " AND ".join(f"{table}.{k} = m.{k}" for k in on)
                 con.execute(
@@ -929,7 +985,7 @@ def clean_hour(
         )
     rows_read = con.execute("SELECT count(*) FROM hour_in").fetchall()[0][0]
     counts, sensor_counts, present, rows_clean = _flag_counts(
-        con, contract, tolerance, from_mask=flags_in_place, per_device=streamed
+        con, contract, tolerance, kits, from_mask=flags_in_place, per_device=streamed
     )
     files = sorted(read)
     result = QualityResult(
@@ -1070,21 +1126,23 @@ def _joined_marks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, tuple[str, 
 
 
 def _row_mask_sql(contract: Contract, tolerance_minutes: float) -> str:
-    """SQL of the bits of the flags (:data:`ROW_FLAGS`) a row of good_rows shows on its own."""
+    """SQL of the bits of the flags (:data:`ROW_FLAGS`) a row of good_rows shows on its own;
+    every missing value a dropout (the devices with a kit are corrected after the pass)."""
     conditions = _flag_conditions(contract, tolerance_minutes, g="")
     return " | ".join(
         f"(CASE WHEN {conditions[f]} THEN {flag_bit(f)} ELSE 0 END)" for f in ROW_FLAGS
     )
 
 
-def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g.") -> dict:
+def _flag_conditions(
+    contract: Contract, tolerance_minutes: float, g: str = "g.", kits: list[str] | None = None
+) -> dict:
     """SQL condition of each flag on a good_rows row aliased ``g`` (joined tables: see clean_hour).
-    Sensors the fleet does not have (``REFRIG_SENSORS``) are never a dropout, nor a sensor a
-    device's kit lacks (it has never reported it while others have)."""
+    Sensors the fleet does not have (``REFRIG_SENSORS``) are never a dropout, nor, with
+    ``kits``, a sensor a device's kit lacks (see :func:`_dropout_sql`)."""
     sensors = fleet_sensor_columns(contract)
-    kits = devices_lacking(contract)
     return {
-        "SENSOR_DROPOUT": " OR ".join(_dropout_sql(c.name, g, kits) for c in sensors) or "FALSE",
+        "SENSOR_DROPOUT": _dropout_sql(sensors, g, kits),
         "OUT_OF_RANGE": " OR ".join(_out_of_range(c, g) for c in sensors if c.range) or "FALSE",
         "STUCK_SENSOR": "st.device_id IS NOT NULL",
         "DUPLICATE": "cp.device_id IS NOT NULL",
@@ -1095,19 +1153,47 @@ def _flag_conditions(contract: Contract, tolerance_minutes: float, g: str = "g."
     }
 
 
-def _dropout_sql(sensor: str, g: str, kits: dict[str, list[str]]) -> str:
-    """SQL: the row's ``sensor`` is missing on a device whose kit has it (``kits``: the devices
-    lacking each sensor, see :func:`devices_lacking`)."""
-    lacking = kits.get(sensor)
-    if not lacking:
-        return f"{g}{sensor} IS NULL"
-    return f"({g}{sensor} IS NULL AND NOT ({device_in_sql(f'{g}device_id', lacking)}))"
+# The devices whose kit lacks a fleet sensor (see kit_table), as a relation of clean_hour's
+# connection; joined as ``k``.
+KITS = "quality_kits"
+
+
+def _register_kits(con: duckdb.DuckDBPyConnection, contract: Contract) -> list[str]:
+    """Register the devices whose kit lacks a fleet sensor on ``con`` as :data:`KITS` (see
+    :func:`kit_table`); returns the fleet sensors some device lacks (none: nothing
+    registered)."""
+    table = kit_table(contract)
+    have = table.column_names
+    kits = [c.name for c in fleet_sensor_columns(contract) if lacks_column(c.name) in have]
+    if kits:
+        con.register(KITS, table)
+    return kits
+
+
+def _dropout_sql(sensors: list, g: str, kits: list[str] | None = None) -> str:
+    """SQL: a sensor value of the row aliased ``g`` is missing. With ``kits`` (the sensors some
+    device's kit lacks) not one of a sensor the row's device lacks, by its :data:`KITS` row
+    joined as ``k`` (a device it does not name lacks none)."""
+    terms = []
+    for c in sensors:
+        missing = f"{g}{c.name} IS NULL"
+        if kits and c.name in kits:
+            missing = f"({missing} AND NOT coalesce(k.{lacks_column(c.name)}, FALSE))"
+        terms.append(missing)
+    return " OR ".join(terms) or "FALSE"
+
+
+def _cleared_sql(sensors: list, kits: list[str], g: str) -> str:
+    """SQL: the row aliased ``g`` (joined with its device's :data:`KITS` row as ``k``) has a
+    missing value and none of a sensor its kit has: a dropout only when the kits are ignored."""
+    return f"({_dropout_sql(sensors, g)}) AND NOT ({_dropout_sql(sensors, g, kits)})"
 
 
 def _flag_counts(
     con: duckdb.DuckDBPyConnection,
     contract: Contract,
     tolerance: float,
+    kits: list[str],
     *,
     from_mask: bool = False,
     per_device: bool = False,
@@ -1117,10 +1203,11 @@ def _flag_counts(
     One scan of the good rows for the per-row flags (``from_mask``: read off their bits in
     ``flag_mask``, a sensor's range tested only on the rows out of range; ``per_device``: the
     sums of what :func:`_device_pass` counted per device); the flags found by joins are
-    counted on their small tables.
+    counted on their small tables. ``kits``: the sensors some device's kit lacks, looked up in
+    :data:`KITS` by a join.
     """
     sensors = fleet_sensor_columns(contract)
-    cond = _flag_conditions(contract, tolerance, g="")
+    cond = _flag_conditions(contract, tolerance, g="", kits=kits)
     broken = {c.name: _out_of_range(c) for c in sensors if c.range}
     if from_mask:
         cond = {f: f"flag_mask & {flag_bit(f)} <> 0" for f in ROW_FLAGS}
@@ -1132,8 +1219,8 @@ def _flag_counts(
     aggs += [f"count({c.name})" for c in sensors]
     aggs += [f"count(*) FILTER ({broken[c.name]})" if c.range else "0" for c in sensors]
     # rows of the devices whose kit lacks a sensor: its missing values there are no dropout
-    kits = devices_lacking(contract)
-    lacking = {c.name: device_in_sql("device_id", kits[c.name]) for c in sensors if c.name in kits}
+    lacking = {c.name: f"coalesce(k.{lacks_column(c.name)}, FALSE)" for c in sensors}
+    lacking = {name: test for name, test in lacking.items() if name in kits}
     aggs += [
         f"count(*) FILTER ({c.name} IS NULL AND {lacking[c.name]})" if c.name in lacking else "0"
         for c in sensors
@@ -1147,9 +1234,11 @@ def _flag_counts(
             for c in sensors
         ]
         aggs = [f"coalesce({a}, 0)" for a in aggs]
-        row = con.execute(f"SELECT {', '.join(aggs)} FROM device_hour").fetchall()[0]
-    else:
-        row = con.execute(f"SELECT {', '.join(aggs)} FROM good_rows WHERE NOT is_dup").fetchall()[0]
+    source = "device_hour" if per_device else "good_rows"
+    if kits:
+        source += f" LEFT JOIN {KITS} k ON k.device_id = {source}.device_id"
+    kept = "" if per_device else " WHERE NOT is_dup"
+    row = con.execute(f"SELECT {', '.join(aggs)} FROM {source}{kept}").fetchall()[0]
     n = int(row[0])
     counts = dict(zip(row_flags, map(int, row[1:5]), strict=True))
     small = con.execute(
