@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from refrig_assets.core.contracts import Contract, load_contract
-from refrig_assets.core.fleet_sensors import fleet_sensor_columns, kit_size_sql
+from refrig_assets.core.fleet_sensors import SPLIT_ROWS, fleet_sensor_columns, kit_sizes_sql
 from refrig_assets.quality.rules import flags_from_mask_sql
 
 
@@ -24,6 +24,7 @@ class Dialect:
     from_epoch_seconds: str  # template with {s}
     last_value: str  # the latest non-null {s} of a window, ordered by the reading's {t}
     count_if: str  # readings where {c} holds: NULL when {c} is NULL in every reading (DuckDB's)
+    split_rows: str  # one row per item of the string {s} split at the string {sep}
 
 
 DIALECTS = {
@@ -35,6 +36,7 @@ DIALECTS = {
         "to_timestamp({s})",
         "max_by({s}, {t})",
         "count_if({c})",
+        SPLIT_ROWS,
     ),
     # Spark's max_by returns the latest row's value even when it is NULL, and its count_if
     # gives 0 where DuckDB's gives NULL (a window whose state no reading tells).
@@ -44,6 +46,7 @@ DIALECTS = {
         "timestamp_seconds({s})",
         "max_by({s}, CASE WHEN {s} IS NOT NULL THEN {t} END)",
         "CASE WHEN count({c}) > 0 THEN count_if({c}) END",
+        "explode(split({s}, {sep}))",
     ),
 }
 # Spark reads a literal 0.0 as DECIMAL (its results would come back as decimals): a typed literal
@@ -158,9 +161,10 @@ def feature_sql(
     present = " + ".join(f"count({s})" for s in sensors)
     running_cols = readings.running_sensors()
     aggs["reading_count"] = "count(*)"
-    # over the sensors of the device's own kit (a cohort without pressure transmitters); the
-    # id after a unit separator: a range of hours names its devices "<hour>\x1f<id>"
-    kit = kit_size_sql(sensors, readings, device="substr(device_id, instr(device_id, chr(31)) + 1)")
+    # over the sensors of the device's own kit (a cohort without pressure transmitters), joined
+    # with the readings below (every one of a device has the same); a device not named has all
+    kit_sizes = kit_sizes_sql(sensors, readings, d.split_rows)
+    kit = f"coalesce(min(_kit_size), {len(sensors)})" if kit_sizes else str(len(sensors))
     aggs["sensor_completeness"] = f"least(1.0, CAST({present} AS DOUBLE) / ({expected} * {kit}))"
     # Shares of the readings with a known state: the count of those in it over the count of
     # known ones (the average of a 1/0 per reading, exactly: both are whole numbers), without a
@@ -228,6 +232,13 @@ def feature_sql(
         cols = ", ".join(f"k.{name} AS _cy{name}" for name in carried)
         inner = (
             f"SELECT p.*, {cols} FROM ({inner}) p LEFT JOIN {carry} k ON p.device_id = k.device_id"
+        )
+    if kit_sizes:
+        # the id after a unit separator: a range of hours names its devices "<hour>\x1f<id>"
+        device = "substr(p.device_id, instr(p.device_id, chr(31)) + 1)"
+        inner = (
+            f"SELECT p.*, s.kit_size AS _kit_size FROM ({inner}) p "
+            f"LEFT JOIN ({kit_sizes}) s ON s.kit_device = {device}"
         )
     return (
         f"SELECT {', '.join(select)} FROM ({inner}) v "

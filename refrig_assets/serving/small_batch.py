@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refrig_assets.core.contracts import Contract
-from refrig_assets.core.fleet_sensors import devices_lacking, fleet_sensor_columns
+from refrig_assets.core.fleet_sensors import fleet_sensor_columns, lacking_among
 from refrig_assets.ingestion.landing.readers import landing_rules
 from refrig_assets.quality.nan_storm import storm_files
 from refrig_assets.quality.rules import _unit_checked, flag_bit
@@ -133,11 +133,11 @@ def clean_rows(
     out_of_range = np.zeros(n, bool)
     stuck = np.zeros(n, bool)
     long_us = float(rules["stuck_sensor_minutes"]) * MINUTE_US
-    kits = devices_lacking(contract)  # a sensor a device's kit lacks is no dropout there
+    lacks = lacking_among(devices, contract)  # a sensor a device's kit lacks: no dropout there
     for c in sensors:
         v, ok = values[c.name], present[c.name]
-        lacking = kits.get(c.name)
-        dropout |= ~ok if lacking is None else ~ok & ~np.isin(devices, lacking)
+        lacking = lacks.get(c.name)
+        dropout |= ~ok if lacking is None else ~ok & ~lacking
         if c.range:
             out_of_range |= ok & ((v < c.range[0]) | (v > c.range[1]))
         steady = c.extra.get("steady_values") or []

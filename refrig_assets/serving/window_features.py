@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refrig_assets.core.contracts import Contract, load_contract
-from refrig_assets.core.fleet_sensors import devices_lacking, fleet_sensor_columns
+from refrig_assets.core.fleet_sensors import fleet_sensor_columns, lacking_among
 from refrig_assets.features.windows import expected_readings_per_window, window_minutes
 from refrig_assets.quality.rules import quality_flag_names
 from refrig_assets.serving.memo import LastDerived
@@ -488,7 +488,7 @@ def _kit_sizes(devices: np.ndarray, sensors: list[str], readings: Contract) -> n
     """How many of ``sensors`` each of ``devices`` has in its kit (at least one), as
     :func:`refrig_assets.core.fleet_sensors.kit_size_sql` counts it."""
     size = np.full(len(devices), len(sensors), np.int64)
-    for name, ids in devices_lacking(readings).items():
+    for name, lacking in lacking_among(devices, readings).items():
         if name in sensors:
-            size -= np.isin(devices, ids)
+            size -= lacking
     return np.maximum(size, 1)
