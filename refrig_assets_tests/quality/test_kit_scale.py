@@ -189,3 +189,32 @@ def test_ten_thousand_devices_without_pressures_are_cleaned_within_a_small_memor
         )
     assert dropouts(pd.read_parquet(path)) == flagged
     assert result.flag_counts["SENSOR_DROPOUT"] == count
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from refrig_assets.engines.spark import spark_session
+
+    session = spark_session("local[1]")
+    yield session
+    session.stop()
+
+
+def test_spark_flags_the_dropouts_of_each_device_s_own_kit(data_dir, tmp_path, spark):
+    from refrig_assets.engines.spark_hourly import clean_hour_on_spark
+
+    record_kits(data_dir, others=300)
+    _, typed = typed_hour(data_dir, tmp_path)
+    flagged, count, per_sensor = expected(typed)
+    registered = pa.table({"device_id": pa.array(DEVICES, pa.string())})
+    quality = clean_hour_on_spark(spark, typed, READINGS, registered)
+    try:
+        clean = quality.clean.toPandas()
+        result = quality.result
+    finally:
+        quality.close()
+    clean["ts"] = pd.to_datetime(clean["ts"], utc=True)
+    assert dropouts(clean) == flagged
+    assert result.flag_counts["SENSOR_DROPOUT"] == count
+    for sensor, n in per_sensor.items():
+        assert result.sensor_flag_counts[("SENSOR_DROPOUT", sensor)] == n, sensor
