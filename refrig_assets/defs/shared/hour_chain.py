@@ -7,7 +7,9 @@ hour of the range before the next asset's step starts. Here one op runs, hour by
 order, the one-hour bodies of the given assets (``refrig pipeline run``: ``device_alerts``,
 ``device_incidents``, ``device_status``; the same functions the hourly schedule runs, so the
 same files, alert and incident rows, audit, notifications and defrost state), and records every
-hour of each asset as its own materialization with its own check results.
+hour of each asset as its own materialization with its own check results (an hour's
+materializations are stored as one event batch once the hour's assets have run: one transaction
+per event log file, not one per event).
 
 A failed blocking check stops the range at that hour, as a one-hour run skips the steps
 downstream of it: the hour's materializations and checks so far are recorded and the step fails
