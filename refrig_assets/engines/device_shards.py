@@ -156,7 +156,7 @@ def hour_shards(
         return list(WHOLE_FLEET)
     if shards is None:
         budget = budget or load_memory_budget()
-        readings = max(_readings(_version(p)) for p in paths)
+        readings = max(feature_file_readings(p) for p in paths)
         shards = budget.shards_for(readings)
     if shards <= 1:
         return list(WHOLE_FLEET)
@@ -182,6 +182,12 @@ def _file_ranges(file: FileVersion, shards: int) -> tuple[DeviceRange, ...]:
     first = pq.read_table(path, columns=columns)
     weights = first["reading_count"] if "reading_count" in names else None
     return tuple(device_ranges(first["device_id"], weights, shards))
+
+
+def feature_file_readings(path: Path) -> int:
+    """Readings behind one feature hour's file (its windows when it has no reading_count),
+    read once per version of the file and process."""
+    return _readings(_version(path))
 
 
 @lru_cache(maxsize=64)

@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END_TAG
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START_TAG
 
@@ -31,6 +29,7 @@ from refrig_assets.core.storage import ParquetStore
 from refrig_assets.defs.shared.partitions import hourly_partitions
 from refrig_assets.defs.shared.ranges import in_range, per_range
 from refrig_assets.detectors.base import Detector
+from refrig_assets.engines.device_shards import feature_file_readings
 from refrig_assets.engines.memory import MemoryBudget, load_memory_budget
 from refrig_assets.scoring.runs import HOUR_KEY, earlier_hours
 from refrig_assets.scoring.score import cohort_of, lookback_hours, score_windows
@@ -91,7 +90,7 @@ class RangeScores:
         readings = 0
         for k in self.keys[self.keys.index(key) :]:
             path = self.store.path(FEATURES, k)
-            readings += _readings(path) if path.exists() else 0
+            readings += feature_file_readings(path) if path.exists() else 0
             if run and self.budget.shards_for(readings) > 1:
                 break
             run.append(k)
@@ -138,16 +137,8 @@ class RangeScores:
             self._ready[k] = [(features.loc[hour, ["window_start"]], part)]
 
 
-def _readings(path) -> int:
-    """Readings behind one feature hour (its windows when it has no reading_count)."""
-    file = pq.ParquetFile(path)
-    if "reading_count" not in file.schema_arrow.names:
-        return file.metadata.num_rows
-    return int(pc.sum(pq.read_table(path, columns=["reading_count"])["reading_count"]).as_py() or 0)
-
-
 def _run_readings(store: ParquetStore, keys: list[str]) -> int:
-    return sum(_readings(p) for p in store.existing_paths(FEATURES, keys))
+    return sum(feature_file_readings(p) for p in store.existing_paths(FEATURES, keys))
 
 
 def range_pieces(
