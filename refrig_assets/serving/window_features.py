@@ -486,7 +486,7 @@ def _derived(
 
 def _kit_sizes(devices: np.ndarray, sensors: list[str], readings: Contract) -> np.ndarray:
     """How many of ``sensors`` each of ``devices`` has in its kit (at least one), as
-    :func:`refrig_assets.core.fleet_sensors.kit_size_sql` counts it."""
+    :func:`refrig_assets.core.fleet_sensors.kit_sizes_sql` counts it."""
     size = np.full(len(devices), len(sensors), np.int64)
     for name, lacking in lacking_among(devices, readings).items():
         if name in sensors:
