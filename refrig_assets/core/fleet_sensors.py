@@ -275,35 +275,6 @@ def _lacking(key: tuple, contract: Contract) -> dict[str, list[str]]:
     return _LACKING[key]
 
 
-# Ids a membership test compares one by one; a longer (sorted) list is first halved by range.
-_MEMBERSHIP_LEAF = 64
-
-
-def device_in_sql(device: str, ids: list[str]) -> str:
-    """SQL: the value of ``device`` is one of ``ids``. A long list is a search tree of range
-    tests over the sorted ids with short ``IN`` lists at its leaves: a flat ``IN`` of thousands
-    of ids compares every id with every row (5,000 ids over 2M rows: 9 s CPU, the tree 0.9 s)."""
-    return _membership(device, tuple(ids))
-
-
-@lru_cache(maxsize=32)
-def _membership(device: str, ids: tuple[str, ...]) -> str:
-    """:func:`device_in_sql`, kept for id lists asked for again (the kits' lists of 30K ids
-    take ~17 ms each to lay out, several times an hour)."""
-    ordered = sorted(set(ids))
-
-    def tree(part: list[str]) -> str:
-        if len(part) <= _MEMBERSHIP_LEAF:
-            return f"{device} IN ({', '.join(map(sql_str, part))})"
-        mid = len(part) // 2
-        return (
-            f"CASE WHEN {device} < {sql_str(part[mid])} THEN {tree(part[:mid])} "
-            f"ELSE {tree(part[mid:])} END"
-        )
-
-    return tree(ordered) if ordered else "FALSE"
-
-
 # What separates the ids of a list of devices in one SQL string (a range of hours names its
 # devices "<hour>" + chr(31) + "<id>": no id holds it).
 ID_SEPARATOR = 31

@@ -8,7 +8,6 @@ import pytest
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.core.fleet_sensors import (
-    device_in_sql,
     devices_lacking,
     fleet_measurements,
     measurement_columns,
@@ -58,13 +57,3 @@ def test_each_version_of_the_record_is_read(data_dir, monkeypatch):
     assert "dev-007" not in again["pressure_low_side"] and again["door_open"] == ["dev-999"]
     monkeypatch.setenv("REFRIG_SENSORS", ",".join(n for n in EVERY if n != "door_open"))
     assert devices_lacking(READINGS) == from_the_record() and "door_open" not in from_the_record()
-
-
-@pytest.mark.parametrize("size", [0, 1, 64, 65, 1000])
-def test_a_membership_asked_again_is_the_same(size):
-    ids = [f"dev-{(i * 7919) % 100_000:06d}" for i in range(size)]
-    first = device_in_sql("device_id", ids)
-    assert device_in_sql("device_id", list(ids)) == first
-    assert device_in_sql("g.device_id", ids) == first.replace("device_id", "g.device_id")
-    if size:
-        assert device_in_sql("device_id", ids[1:]) != first

@@ -192,18 +192,3 @@ def test_the_quality_report_counts_the_devices_without_each_fleet_sensor(data_di
         "flag_rates": {}, "flag_rates_by_sensor": {}, "freshness": {}, **fleet_sensors(),
     }  # fmt: skip
     assert f"{PRESSURE} 2" in format_report(report)
-
-
-@pytest.mark.parametrize("size", [0, 1, 64, 65, 1000])
-def test_membership_of_a_long_id_list_is_exact(size):
-    from refrig_assets.core.fleet_sensors import device_in_sql
-
-    ids = [f"dev-{i:05d}" for i in range(0, 2 * size, 2)]  # the even ones
-    probes = [f"dev-{i:05d}" for i in range(-1, 2 * size + 2)] + ["", "zzz", "dev-"]
-    con = connect()
-    try:
-        con.execute("CREATE TABLE p AS SELECT unnest(?) AS device_id", [probes])
-        got = con.execute(f"SELECT device_id FROM p WHERE {device_in_sql('device_id', ids)}")
-        assert sorted(r[0] for r in got.fetchall()) == ids
-    finally:
-        con.close()
