@@ -11,6 +11,7 @@ so a temperature-and-door fleet is not reported as a permanent dropout of six se
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import closing
 from functools import lru_cache
 from pathlib import Path
@@ -114,19 +115,49 @@ def record_hour_measurements(
     every = [c.name for c in measurement_columns(contract)]
     names = reported_in_file(readings, every)
     record_reported(data_dir, names, partition_key)
-    kits = recorded_device_kits(data_dir)
     holed = columns_with_nulls(readings, every)
+    before = previous if previous is not None and previous.exists() else None
+    record_kits(
+        data_dir,
+        holed,
+        lambda lacking, named: _reported_by(readings, every, lacking, named, holed, con),
+        None
+        if before is None
+        else lambda new: _reported_by(
+            before, every, set(), new, columns_with_nulls(before, every), con
+        ),
+    )
+    return names
+
+
+# (measurements some device lacks, devices named) -> device -> the measurements it has
+ReportedBy = Callable[[set[str], list[str]], dict[str, set[str]]]
+
+
+def record_kits(
+    data_dir: Path,
+    holed: list[str],
+    reported_by: ReportedBy,
+    reported_before: Callable[[list[str]], dict[str, set[str]]] | None = None,
+) -> None:
+    """Record in ``data_dir`` each device's kit where some device lacks a measurement the fleet
+    reports, whatever engine read the hour: ``holed``, the hour's measurements with a missing
+    value in some row (none: every device of the hour reported every one); ``reported_by``, the
+    hour's devices without a value of some measurement it is given and the devices it is
+    named, with the measurements each has; ``reported_before``, the same of the hour before for
+    the devices named, which vouches for a device first found lacking one (it reported it
+    there: it lost it, a dropout; its kit has it)."""
+    kits = recorded_device_kits(data_dir)
     if not kits and not holed:
-        return names  # every device of the hour reported every measurement of the file
+        return
     fleet = set(recorded_measurements(data_dir) or {})
-    per_device = _reported_by(readings, every, fleet, list(kits), holed, con)
+    per_device = reported_by(fleet, list(kits))
     new = [d for d, has in per_device.items() if d not in kits and fleet - has]
-    if new and previous is not None and previous.exists():
-        before = _reported_by(previous, every, set(), new, columns_with_nulls(previous, every), con)
+    if new and reported_before is not None:
+        before = reported_before(new)
         for device in new:
             per_device[device] |= before.get(device, set())
     record_device_kits(data_dir, per_device)
-    return names
 
 
 def _reported_by(

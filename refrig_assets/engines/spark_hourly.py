@@ -290,26 +290,82 @@ def _exists(spark: SparkSession, location: str) -> bool:
 
 
 def _record_reported(
-    spark: SparkSession, readings: str, partition_key: str, contract: Contract
+    spark: SparkSession,
+    readings: str,
+    partition_key: str,
+    contract: Contract,
+    previous: str | None = None,
 ) -> None:
-    """Record the measurements the hour's typed readings report (a value in some row) in the
-    driver's store, as the embedded ingestion does, so this process's quality and features use
-    the fleet's sensors (:mod:`refrig_assets.core.fleet_sensors`)."""
+    """Record the measurements the hour's typed readings report (a value in some row), and
+    each device's sensor kit where some device lacks one, in the driver's store, as the
+    embedded ingestion does (:func:`refrig_assets.core.fleet_sensors.record_kits`), so this
+    process's quality and features use the fleet's sensors and each device's own.
+    ``previous``: the hour before's typed readings, when written."""
     from pyspark.sql import functions as F
 
-    from refrig_assets.core.fleet_sensors import measurement_columns
+    from refrig_assets.core.fleet_sensors import measurement_columns, record_kits
     from refrig_assets.core.reported_measurements import record_reported
     from refrig_assets.core.settings import get_settings
 
-    names = [c.name for c in measurement_columns(contract)]
+    every = [c.name for c in measurement_columns(contract)]
     frame = spark.read.parquet(readings)
-    present = [n for n in names if n in frame.columns]
+    present = [n for n in every if n in frame.columns]
     if not present:
         return
-    counts = frame.select([F.count(n).alias(n) for n in present]).first()
+    counts = frame.select(
+        [F.count(n).alias(n) for n in present] + [F.count(F.lit(1)).alias("_rows")]
+    ).first()
     if counts is None:
         return
-    record_reported(get_settings().data_dir, [n for n in present if counts[n]], partition_key)
+    data_dir = get_settings().data_dir
+    record_reported(data_dir, [n for n in present if counts[n]], partition_key)
+    holed = [n for n in present if counts[n] < counts["_rows"]]
+    record_kits(
+        data_dir,
+        holed,
+        lambda lacking, named: _reported_by(frame, every, lacking, named, holed),
+        None
+        if previous is None
+        else lambda new: _reported_by(spark.read.parquet(previous), every, set(), new, None),
+    )
+
+
+def _reported_by(
+    frame: DataFrame,
+    every: list[str],
+    lacking: set[str],
+    named: list[str],
+    holed: list[str] | None,
+) -> dict[str, set[str]]:
+    """Spark's :func:`refrig_assets.core.fleet_sensors._reported_by`: device -> the
+    measurements of ``every`` it has a value for, for the devices without a value of some
+    measurement of ``lacking`` and those ``named``, in one grouped pass whose (few) devices
+    come back to the driver. ``holed``: the measurements with a missing value in some row
+    (None: unknown, all are read); every device has a value of the others."""
+    from pyspark.sql import functions as F
+
+    present = [n for n in every if n in frame.columns]
+    if "device_id" not in frame.columns:
+        return {}
+    read = present if holed is None else [n for n in present if n in holed]
+    wanted = [~F.col(n) for n in read if n in lacking]
+    if lacking - set(present):  # a measurement the file has no column for: every device lacks it
+        wanted = [F.lit(True)]
+    if named:
+        wanted.append(F.col("device_id").isin(named))
+    if not wanted:
+        return {}
+    condition = wanted[0]
+    for more in wanted[1:]:
+        condition = condition | more
+    grouped = (
+        frame.where(F.col("device_id").isNotNull())
+        .groupBy(F.col("device_id").cast("string").alias("device_id"))
+        .agg(*[(F.count(n) > 0).alias(n) for n in read])
+        .where(condition)
+    )
+    whole = {n for n in present if n not in read}
+    return {row["device_id"]: whole | {n for n in read if row[n]} for row in grouped.collect()}
 
 
 def run_hour(
@@ -350,7 +406,16 @@ def run_hour(
     )
     index.record_hour(partition_key, hour.considered, datetime.now(UTC))
     index.save()
-    _record_reported(spark, readings, partition_key, contract)
+    before_readings = partition_location(
+        data, "sensor_readings", hour_key(start - timedelta(hours=1))
+    )
+    _record_reported(
+        spark,
+        readings,
+        partition_key,
+        contract,
+        previous=before_readings if _exists(spark, before_readings) else None,
+    )
     registry = spark.read.parquet(partition_location(data, "device_registry", None))
     previous = partition_location(data, "stuck_sensor_tails", hour_key(start - timedelta(hours=1)))
     clean = partition_location(data, "clean_readings", partition_key)

@@ -348,6 +348,39 @@ def test_a_spark_submitted_hour_records_the_sensors_its_readings_report(
     assert set(recorded_measurements(tmp_path / "driver") or {}) == reported
 
 
+def test_a_spark_submitted_hour_records_each_device_s_sensor_kit_as_ingestion_does(
+    world, spark, tmp_path, monkeypatch
+):
+    # A data logger without a discharge transmitter among the fleet: its kit lacks the sensor
+    # (no SENSOR_DROPOUT of it in quality), recorded from Spark's pass as from DuckDB's.
+    import shutil
+
+    from refrig_assets.core.fleet_sensors import record_hour_measurements
+    from refrig_assets.core.reported_measurements import recorded_device_kits
+    from refrig_assets.engines.spark_hourly import run_hour
+
+    root, landing, registry = world
+    kit_landing = tmp_path / "landing"
+    shutil.copytree(landing, kit_landing)
+    logger = good_rows(n=30, device="kit-logger", start_minute=0)
+    logger["pressure_high_side"] = np.nan
+    logger.to_parquet(kit_landing / "logger-0.parquet", index=False)
+    monkeypatch.setenv("REFRIG_DATA_DIR", str(tmp_path / "driver"))
+    monkeypatch.delenv("REFRIG_SENSORS", raising=False)
+    data = ParquetStore(tmp_path / "submitted")
+    data.write("device_registry", None, registry)
+
+    run_hour(spark, kit_landing, tmp_path / "index.json", data.root.as_uri(), KEYS[0])
+
+    kits = recorded_device_kits(tmp_path / "driver")
+    assert "pressure_high_side" not in kits["kit-logger"]
+    embedded = tmp_path / "embedded"
+    record_hour_measurements(
+        embedded, data.path("sensor_readings", KEYS[0]), KEYS[0], load_contract("sensor_readings")
+    )
+    assert kits == recorded_device_kits(embedded)
+
+
 def test_the_ingestion_and_quality_assets_run_on_spark_when_configured(
     world, spark, refrig_home, monkeypatch
 ):
