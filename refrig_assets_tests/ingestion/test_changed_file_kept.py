@@ -4,17 +4,14 @@ has take its values (a correction corrects). ``landing.authoritative: true`` in
 ``config/ingestion.yaml`` makes the new version replace the old one whole."""
 
 import os
-import shutil
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
 import pytest
-import yaml
-from support.landing_world import H0, LandingWorld, metadata
+from support.landing_world import H0, LandingWorld, authoritative_landing, metadata
 from support.quality_helpers import CONTRACT, good_rows
 
-from refrig_assets.core.config import CONFIG_DIR
 from refrig_assets.core.duck import connect
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.ingestion.landing.hours import hour_readings
@@ -118,12 +115,7 @@ def test_a_re_upload_with_every_reading_keeps_nothing_extra(first):
 
 def test_an_authoritative_landing_zone_takes_the_new_version(first, tmp_path, monkeypatch):
     world, instance, six = first
-    config = tmp_path / "config"
-    shutil.copytree(CONFIG_DIR, config)
-    body = yaml.safe_load((config / "ingestion.yaml").read_text())
-    body["landing"]["authoritative"] = True
-    (config / "ingestion.yaml").write_text(yaml.safe_dump(body))
-    monkeypatch.setenv("REFRIG_CONFIG_DIR", str(config))
+    authoritative_landing(tmp_path, monkeypatch)
     deliver(world, six.iloc[:3], version=1)
     result = world.run_hour(instance, H0, READINGS)
     assert len(readings(world)) == 3

@@ -6,11 +6,8 @@ import shutil
 
 import dagster as dg
 import pytest
-import yaml
-from support.landing_world import H0, H1, HOURLY, LandingWorld
+from support.landing_world import H0, H1, HOURLY, LandingWorld, authoritative_landing
 from support.quality_helpers import good_rows
-
-from refrig_assets.core.config import CONFIG_DIR
 
 pytestmark = pytest.mark.fault_injection
 
@@ -79,12 +76,7 @@ def test_a_late_file_after_archiving_adds_to_what_was_ingested(ingested):
 
 def test_an_authoritative_landing_zone_removes_what_was_removed(ingested, tmp_path, monkeypatch):
     world, instance = ingested
-    config = tmp_path / "config"
-    shutil.copytree(CONFIG_DIR, config)
-    body = yaml.safe_load((config / "ingestion.yaml").read_text())
-    body["landing"]["authoritative"] = True
-    (config / "ingestion.yaml").write_text(yaml.safe_dump(body))
-    monkeypatch.setenv("REFRIG_CONFIG_DIR", str(config))
+    authoritative_landing(tmp_path, monkeypatch)
     (world.landing / "readings_20260101T00_dev-1.parquet").unlink()
     [request] = world.sensor(instance).run_requests
     assert request.partition_key == H0

@@ -4,12 +4,15 @@ The registry partition is written directly (only its ``device_id`` is read by th
 so a test needs no simulated fleet: a few files in ``<home>/landing`` are enough.
 """
 
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import yaml
 
+from refrig_assets.core.config import CONFIG_DIR
 from refrig_assets.core.settings import get_settings
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.defs.features.assets import device_features
@@ -95,3 +98,14 @@ def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 def hour_start(key: str):
     """The start of an hourly partition key of 2026-01-01."""
     return HOUR + timedelta(hours=int(key[11:13]))
+
+
+def authoritative_landing(tmp_path: Path, monkeypatch) -> None:
+    """Point the test at a copy of the configuration whose landing zone is authoritative
+    (``landing.authoritative: true``: what it no longer holds leaves the partitions)."""
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    body = yaml.safe_load((config / "ingestion.yaml").read_text())
+    body["landing"]["authoritative"] = True
+    (config / "ingestion.yaml").write_text(yaml.safe_dump(body))
+    monkeypatch.setenv("REFRIG_CONFIG_DIR", str(config))
