@@ -39,6 +39,19 @@ def run(
         min=1,
         help="Hours per Dagster run (default: config/backfill.yaml); 1: one run per hour.",
     ),
+    baseline_first_hours: float | None = typer.Option(
+        None,
+        "--baseline-first-hours",
+        min=0.0,
+        help="Per-device baselines: each device trains on its own first H hours of clean "
+        "windows within the training hours (a device without them yet uses its cohort's).",
+    ),
+    normal_periods: str | None = typer.Option(
+        None,
+        "--normal-periods",
+        help="Per-device baselines from a CSV/Parquet file of device_id, start, end periods "
+        "marked normal (with --baseline-first-hours: the file's devices use its periods).",
+    ),
 ) -> None:
     """Readings → features for every hour, train on the first hours, then scores and alerts.
 
@@ -48,6 +61,13 @@ def run(
     with --wait."""
     from refrig_assets.core.partition_range import hour_keys, record_run_range
 
+    if normal_periods is not None:
+        from pathlib import Path
+
+        if not Path(normal_periods).is_file():
+            typer.echo(f"--normal-periods: {normal_periods}: no such file", err=True)
+            raise typer.Exit(1)
+        normal_periods = str(Path(normal_periods).resolve())  # the training op reads it
     begin = _parse_hour(start)
     # Before the definitions load: their partitions are the hours recorded here (make dev too).
     in_force = record_run_range(begin, hours)
@@ -73,7 +93,15 @@ def run(
     progress = PipelineProgress(pipeline_steps(hours, len({k[:10] for k in asked})))
     try:
         typer.echo(f"Running {hours} hour(s) from {begin:%Y-%m-%d %H:%M} UTC")
-        outcome = run_pipeline(begin, hours, train_hours, log=progress, hours_per_run=hours_per_run)
+        outcome = run_pipeline(
+            begin,
+            hours,
+            train_hours,
+            log=progress,
+            hours_per_run=hours_per_run,
+            baseline_first_hours=baseline_first_hours,
+            normal_periods_file=normal_periods,
+        )
     except (RegistryRefused, OutsidePartitions) as refused:
         typer.echo(str(refused), err=True)
         raise typer.Exit(1) from None

@@ -386,14 +386,38 @@ def _hour_span(key: str):
     return start, start + pd.Timedelta(hours=1)
 
 
+def training_op_config(
+    train_keys: list[str],
+    baseline_first_hours: float | None = None,
+    normal_periods_file: str | None = None,
+) -> dict[str, object]:
+    """One training op's config (``TrainingConfig`` in defs/training): the hours to train on
+    and, when given, per-device baselines (each device's own first hours, and/or the normal
+    periods of a file)."""
+    config: dict[str, object] = {"start_partition": train_keys[0], "end_partition": train_keys[-1]}
+    if baseline_first_hours:
+        config["baseline_first_hours"] = float(baseline_first_hours)
+    if normal_periods_file:
+        config["normal_periods_file"] = str(normal_periods_file)
+    return config
+
+
 def run_pipeline(
-    start: datetime, hours: int, train_hours: int, log=print, hours_per_run: int | None = None
+    start: datetime,
+    hours: int,
+    train_hours: int,
+    log=print,
+    hours_per_run: int | None = None,
+    baseline_first_hours: float | None = None,
+    normal_periods_file: str | None = None,
 ) -> dict[str, object]:
     """Registry → readings..features for every hour → train on the first ``train_hours`` →
     scores and alerts for every hour. Returns a summary of run outcomes.
 
     The hourly steps run ``hours_per_run`` hours per Dagster run (default:
-    config/backfill.yaml), every hour still its own partition with its own checks."""
+    config/backfill.yaml), every hour still its own partition with its own checks. With
+    ``baseline_first_hours`` and/or ``normal_periods_file`` each detector trains on per-device
+    baselines taken from the training hours (see :func:`training_op_config`)."""
     from refrig_assets.core.backfill import hours_per_run as configured_hours_per_run
     from refrig_assets.definitions import defs
 
@@ -432,7 +456,11 @@ def run_pipeline(
         run_config=QUIET
         | {
             "ops": {
-                a: {"config": {"start_partition": train_keys[0], "end_partition": train_keys[-1]}}
+                a: {
+                    "config": training_op_config(
+                        train_keys, baseline_first_hours, normal_periods_file
+                    )
+                }
                 for a in training_assets
             }
         },
