@@ -945,15 +945,44 @@ def _prior_rows(open_incidents: pd.DataFrame | None) -> pd.DataFrame:
     )
 
 
+def _yielding_rule_causes(
+    s: pd.DataFrame, run: np.ndarray, known: np.ndarray, policy: IncidentPolicy
+) -> np.ndarray:
+    """Per signal, whether its cause was named by a streaming rule alone and yields to the
+    diagnosis of its episode: a rule reads one sensor, the signature several features, so where
+    the episode's windows are diagnosed with another cause for at least
+    ``cause_change_min_signals`` signals in a row, the rule's name is taken as unknown (the
+    incident is renamed, not split in two, and its stored severity kept). A stored incident
+    counts as rule-named where its cause carries no diagnosis evidence. Device faults only: a
+    site's or a sensor's track keeps its causes."""
+    source = s["source"].to_numpy(dtype=object)
+    bare = s["cause_evidence"].to_numpy(dtype=object) == "[]"
+    device = s["track"].to_numpy(dtype=object) == DEVICE_TRACK
+    rule = known & device & ((source == "streaming") | (s["is_prior"].to_numpy(dtype=bool) & bare))
+    diagnosed = known & ~rule
+    if not rule.any() or not diagnosed.any():
+        return np.zeros(len(s), dtype=bool)
+    d = pd.DataFrame({"run": run[diagnosed], "cause": s["cause"].to_numpy(dtype=object)[diagnosed]})
+    prev = d.groupby("run")["cause"].shift()
+    block = (prev.isna() | (d["cause"] != prev)).cumsum()
+    held = d.groupby(block)["cause"].transform("size").to_numpy() >= policy.cause_change_min_signals
+    confirmed = pd.MultiIndex.from_arrays([d["run"][held], d["cause"][held]]).unique()
+    runs = pd.Index(confirmed.get_level_values(0)).unique()
+    same = pd.MultiIndex.from_arrays([run, s["cause"].to_numpy(dtype=object)]).isin(confirmed)
+    return rule & pd.Index(run).isin(runs) & ~same
+
+
 def _effective_causes(s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy) -> np.ndarray:
     """Per signal, the cause of the incident it belongs to: unknown signals take their
     neighbours' known cause; a known cause holding for fewer than ``cause_change_min_signals``
     signals (after the first cause of the run) is a flicker and takes the preceding cause.
     A warm room (``site_ambient.cause``) is no fault: like unknown it takes a fault named in
-    the same episode, and names the episode only where none is."""
+    the same episode, and names the episode only where none is. A streaming rule's cause that
+    the episode's diagnosis contradicts (:func:`_yielding_rule_causes`) counts as unknown."""
     cause = s["cause"].to_numpy(dtype=object)
     warm = cause == policy.site_ambient.cause
     known = (cause != UNKNOWN) & ~warm
+    known &= ~_yielding_rule_causes(s, run, known, policy)
     eff = pd.Series(np.where(known, cause, None), dtype=object)
     if known.any():
         k = pd.DataFrame(

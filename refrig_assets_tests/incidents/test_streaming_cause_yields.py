@@ -1,0 +1,105 @@
+"""A cause named by a streaming rule alone yields to the diagnosis of the same episode: the
+incident is renamed, never split in two and never paged twice."""
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from support.incident_world import CAUSES, T0, WINDOW, alert, alerts, diagnoses, diagnosis
+
+from refrig_assets.incidents.build import build_incidents
+from refrig_assets.incidents.policy import incident_policy
+
+
+@pytest.fixture
+def policy():
+    return replace(
+        incident_policy(), hysteresis_windows=2, reopen=timedelta(0), cause_change_min_signals=2
+    )
+
+
+def leak_rule(i):
+    """A streaming acute_pressure_loss (named refrigerant_leak) ending in window ``i``."""
+    return alert("D1", i, source="streaming", rule="acute_pressure_loss")
+
+
+def build(rows, dx=(), policy=None, open_incidents=None):
+    return build_incidents(
+        alerts(rows), diagnoses(dx), policy=policy, causes=CAUSES, open_incidents=open_incidents
+    )
+
+
+def test_a_held_diagnosis_renames_the_rule_named_incident_instead_of_opening_a_second(policy):
+    rows = [leak_rule(0), *(alert("D1", i) for i in range(4))]
+    dx = [
+        diagnosis("D1", 0, "unknown"),
+        *(diagnosis("D1", i, "condenser_fouling") for i in (1, 2, 3)),
+    ]
+
+    result = build(rows, dx, policy)
+
+    (incident,) = result.incidents.itertuples()
+    assert incident.cause == "condenser_fouling"
+    assert incident.sources == "batch,streaming"
+    assert (incident.first_window_start, incident.alert_count) == (T0, 5)
+
+
+def test_the_rule_named_incident_stored_last_hour_is_renamed_in_place(policy):
+    first = build([leak_rule(0), alert("D1", 0)], [diagnosis("D1", 0, "unknown")], policy)
+    (stored,) = first.incidents.itertuples()
+    assert stored.cause == "refrigerant_leak"
+
+    later = [alert("D1", i) for i in (1, 2)]
+    result = build(
+        later,
+        [diagnosis("D1", i, "condenser_fouling") for i in (1, 2)],
+        policy,
+        open_incidents=first.incidents,
+    )
+
+    (incident,) = result.incidents.itertuples()
+    assert incident.incident_id == stored.incident_id
+    assert incident.cause == "condenser_fouling"
+    # never paged again for a rename: the stored severity is kept (HIGH of the leak)
+    assert incident.severity == stored.severity == "HIGH"
+
+
+def test_a_one_window_diagnosis_keeps_the_rule_named_cause(policy):
+    rows = [leak_rule(0), *(alert("D1", i) for i in range(3))]
+    dx = [diagnosis("D1", 0, "unknown"), diagnosis("D1", 1, "condenser_fouling"),
+          diagnosis("D1", 2, "unknown")]  # fmt: skip
+
+    result = build(rows, dx, policy)
+
+    assert result.incidents["cause"].tolist() == ["refrigerant_leak"]
+
+
+def test_a_diagnosis_agreeing_with_the_rule_changes_nothing(policy):
+    rows = [leak_rule(0), *(alert("D1", i) for i in range(3))]
+    dx = [diagnosis("D1", i, "refrigerant_leak") for i in range(3)]
+
+    result = build(rows, dx, policy)
+
+    assert result.incidents["cause"].tolist() == ["refrigerant_leak"]
+
+
+def test_a_diagnosed_cause_still_splits_on_another_held_diagnosis(policy):
+    rows = [alert("D1", i) for i in range(4)]
+    causes = ["refrigerant_leak"] * 2 + ["condenser_fouling"] * 2
+    dx = [diagnosis("D1", i, c) for i, c in enumerate(causes)]
+
+    result = build(rows, dx, policy)
+
+    assert sorted(result.incidents["cause"]) == ["condenser_fouling", "refrigerant_leak"]
+
+
+def test_a_later_episode_of_the_device_is_not_renamed(policy):
+    gap = 4  # more than the hysteresis after the rule-named episode
+    rows = [leak_rule(0), *(alert("D1", i) for i in (gap, gap + 1))]
+    dx = [diagnosis("D1", i, "condenser_fouling") for i in (gap, gap + 1)]
+
+    result = build(rows, dx, policy)
+
+    by_start = result.incidents.sort_values("first_window_start")
+    assert by_start["cause"].tolist() == ["refrigerant_leak", "condenser_fouling"]
+    assert by_start["first_window_start"].iloc[1] == T0 + gap * WINDOW
