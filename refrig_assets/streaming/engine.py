@@ -224,9 +224,13 @@ class StreamingEngine:
             unset = self.thresholds.unset(rule.threshold)
             return kinds.above(r, rule, limit, running_average, unset, gap)
         if rule.kind == "drop_within":
-            running_average = self._baseline(rule, cohorts, r.code[r.new])[:, 1]
             return kinds.drop_within(
-                r, rule, limit, gap, running_average, self.state.streaks[rule.name]
+                r,
+                rule,
+                limit,
+                gap,
+                self._running_level(rule, cohorts, r.code[r.new]),
+                self.state.streaks[rule.name],
             )
         if rule.kind == "state_held":
             return kinds.state_held(r, rule, limit, gap, self.state.streaks[rule.name])
@@ -305,6 +309,17 @@ class StreamingEngine:
         fill = np.flatnonzero(~trusted.all(axis=1))
         own[fill] = np.where(trusted[fill], own[fill], typical[cohorts[fill]])
         return own
+
+    def _running_level(
+        self, rule: StreamingRule, cohorts: np.ndarray, needed: np.ndarray
+    ) -> np.ndarray:
+        """Per device, the level a running stretch after a start pulls the sensor down to
+        (drop_within): the running-state moving average as :meth:`_baseline` gives it, else the
+        device's own over whatever running minutes it has shown. Pull-downs lie above the
+        running level, so an average of few minutes, which holds some of them, is if anything
+        higher than the level it stands for. NaN: the device has not yet been seen running."""
+        level = self._baseline(rule, cohorts, needed)[:, 1]
+        return np.where(np.isnan(level), self.state.averages[rule.name].mean()[:, 1], level)
 
     def _defrost_warm_up(self, rule: StreamingRule, cohorts: np.ndarray) -> np.ndarray:
         """Per device, the warm-up an idle rise must outpace (sustained_rise): the faster of

@@ -192,10 +192,12 @@ def drop_within(
     plant (a 10 s R717 fleet: 5 minutes, by more than the fraction) and from a warm coil's
     pressure after a defrost: there a reference counts no higher than ``running_average``
     (per device, the moving average of the sensor while running, the cohort's before it has
-    one; NaN: unknown, the reference as it is), so only a fall below the usual running level
-    is a loss. ``restarted_at`` (per device) carries, across batches, when the running stretch
-    of the device's last evaluated reading began with a seen start (NO_TIME: it did not); it
-    is updated in place."""
+    one, else its own over the running minutes it has shown), so only a fall below the usual
+    running level is a loss. Where none is known (NaN: a device not yet seen running, in a
+    cohort too small to lend a level) such a stretch is not judged: its pull-down cannot be
+    told from a loss. ``restarted_at`` (per device) carries, across batches, when the running
+    stretch of the device's last evaluated reading began with a seen start (NO_TIME: it did
+    not); it is updated in place."""
     n, new = len(r), r.new
     x = r.values[rule.sensor]
     window_ns = int(rule.minutes("window_minutes") * NS_PER_MINUTE)
@@ -224,7 +226,10 @@ def drop_within(
     if len(new):
         after_start = _after_start(r, stretch_start, before, changed, restarted_at)
         cap = running_average[r.code[new]]
-        earlier = np.where(after_start & (cap < earlier), cap, earlier)
+        # No running level known (a device's first run, in a cohort too small to lend one):
+        # a pull-down cannot be told from a loss, so the stretch has no reference.
+        capped = np.where(np.isnan(cap), np.nan, np.minimum(cap, earlier))
+        earlier = np.where(after_start, capped, earlier)
     now = x[new]
     with np.errstate(invalid="ignore", divide="ignore"):
         drop = (earlier - now) / earlier

@@ -339,12 +339,26 @@ def test_a_loss_at_the_restart_after_a_defrost_fires_one_reading_per_file():
     assert len(pressure_losses(readings, per_file=1)) == 1
 
 
-def test_without_a_running_history_the_rule_compares_readings_as_before():
-    """No running average yet (the device's first hour, no cohort): nothing to judge the
-    restart's level against, so the warm coil's pressure is the reference as it always was."""
+def test_without_a_running_history_the_restart_after_a_defrost_is_not_judged():
+    """No running average yet (the device's first hour, no cohort): nothing tells the
+    restart's pull-down from the warm coil's pressure from a loss, so the stretch after the
+    restart is not judged (R290 and R717 fleets paged such pull-downs as leaks in their first
+    hours)."""
     readings = suction_frame(
         "f1", suction_run(10), suction_defrost(), suction_restart(), suction_run(10)
     )
-    fired = pressure_losses(readings, history_file=False)
+    assert pressure_losses(readings, history_file=False).empty
+
+
+def test_without_a_running_history_a_stretch_with_no_start_seen_is_judged_as_before():
+    """The first readings of a device that is already running: no start seen, nothing capped,
+    a fall by more than the fraction fires against the level it fell from."""
+    t = np.arange(0, 10 * 60, STEP_S) / 60.0
+    fall = {
+        "pressure_low_side": np.where(t < 5, SUCTION, SUCTION * (1 - FRACTION) * 0.9),
+        "temperature_evaporator": np.full(len(t), COIL_RUNNING),
+        "current_compressor": np.full(len(t), RUNNING_AMPS),
+    }
+    fired = pressure_losses(suction_frame("f1", fall), history_file=False)
     assert len(fired) == 1
-    assert fired["reference"].iloc[0] > SUCTION
+    assert fired["reference"].iloc[0] == pytest.approx(SUCTION)

@@ -235,14 +235,19 @@ def test_pressure_swing_of_a_compressor_start_is_not_a_loss():
 
 def test_pressure_loss_right_after_a_compressor_start_fires_once_running_readings_show_it():
     """The fault forces the compressor on and drains the low side: compared among the running
-    readings alone the fall is still more than the fraction."""
+    readings alone the fall is still more than the fraction. The device has shown its running
+    level (300 kPa) before; a start before any is known is not judged
+    (test_streaming_start_pull_down)."""
+    eng = engine()
+    assert fire(eng, readings(pressure_low_side=[300.0] * 10)).empty
     forced_on = readings(
+        start=10,
         current_compressor=[IDLE_CURRENT, 10.0, 10.0, 10.0],
         pressure_low_side=[330.0, 160.0, 110.0, 100.0],
     )
-    firing = fire(engine(), forced_on)
+    firing = fire(eng, forced_on)
     assert rules(firing) == ["acute_pressure_loss"]
-    assert firing["ts"].iloc[0] == T0 + pd.Timedelta(minutes=2)  # 160 → 110 kPa: 31 %
+    assert firing["ts"].iloc[0] == T0 + pd.Timedelta(minutes=12)  # 160 → 110 kPa: 31 %
 
 
 def test_pressure_window_spans_two_files():

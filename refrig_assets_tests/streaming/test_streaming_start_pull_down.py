@@ -10,8 +10,10 @@ usual suction for the rule to learn its running average, then cycles.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from refrig_assets.streaming.replay import frame_arrays
 from refrig_assets_tests.streaming.test_streaming_defrost import (
     COIL_RUNNING,
     FRACTION,
@@ -22,6 +24,7 @@ from refrig_assets_tests.streaming.test_streaming_defrost import (
     SETTINGS,
     STEP_S,
     SUCTION,
+    engine,
     pressure_losses,
     suction_frame,
     suction_run,
@@ -71,6 +74,14 @@ def test_the_pull_down_after_a_start_read_one_reading_per_file_is_no_pressure_lo
 
 
 @pytest.mark.parametrize("per_file", [None, 1])
+def test_a_start_before_any_running_level_is_known_is_no_pressure_loss(per_file):
+    """A device's first start in the readings (a fleet's first minutes, a cohort too small
+    to lend a level): its pull-down cannot be told from a loss, so it is not judged."""
+    readings = suction_frame("c1", off_cycle(), start(), off_cycle(), start())
+    assert pressure_losses(readings, per_file=per_file, history_file=False).empty
+
+
+@pytest.mark.parametrize("per_file", [None, 1])
 def test_a_loss_at_an_ordinary_start_still_fires(per_file):
     """The suction falls to about 60 % of its usual running level as the compressor starts:
     one firing, judged from that level, in one file or one reading per file (there the
@@ -94,3 +105,25 @@ def test_a_loss_while_running_steadily_is_judged_as_before():
     fired = pressure_losses(suction_frame("c1", suction_run(HISTORY_MIN), fall))
     assert len(fired) == 1
     assert fired["reference"].iloc[0] == pytest.approx(high)
+
+
+FEW_MINUTES = 10.0  # of running, fewer than the rule's min_history_minutes
+
+
+def losses_after_a_few_running_minutes(*parts: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Firings over a file of FEW_MINUTES running at the usual suction, then ``parts`` in a
+    second file: the device has shown its running level, too briefly for a trusted average."""
+    readings = suction_frame("c1", suction_run(FEW_MINUTES), *parts)
+    first = int(FEW_MINUTES * 60 / STEP_S)
+    eng = engine()
+    files = [readings.iloc[:first], readings.iloc[first:]]
+    out = pd.concat([eng.process(*frame_arrays(f, SETTINGS.sensors)).firings for f in files])
+    return out[out["rule"] == PRESSURE_RULE]
+
+
+def test_few_running_minutes_are_enough_to_tell_a_start_from_a_loss():
+    assert FEW_MINUTES < SETTINGS.rule(PRESSURE_RULE).minutes("min_history_minutes")
+    assert losses_after_a_few_running_minutes(off_cycle(), start(), off_cycle()).empty
+    loss = start(settles_at=(1 - FRACTION) * SUCTION * 0.85)
+    fired = losses_after_a_few_running_minutes(off_cycle(), loss)
+    assert fired["reference"].tolist() == [pytest.approx(SUCTION)]
