@@ -945,6 +945,67 @@ def _prior_rows(open_incidents: pd.DataFrame | None) -> pd.DataFrame:
     )
 
 
+def _rule_named(s: pd.DataFrame) -> np.ndarray:
+    """Per signal, whether its cause is a streaming rule's alone: a streaming alert, or a stored
+    device incident, whose cause carries no diagnosis evidence."""
+    source = s["source"].to_numpy(dtype=object)
+    bare = s["cause_evidence"].to_numpy(dtype=object) == "[]"
+    device = s["track"].to_numpy(dtype=object) == DEVICE_TRACK
+    return device & bare & ((source == "streaming") | s["is_prior"].to_numpy(dtype=bool))
+
+
+def _diagnose_rule_named(
+    rows: pd.DataFrame, diagnoses: pd.DataFrame | None, policy: IncidentPolicy, causes: CauseTable
+) -> None:
+    """A streaming rule's cause (in place) takes the diagnosis of its device's windows where
+    these name another device fault for at least ``cause_change_min_signals`` windows in a
+    row, from the rule's first window to the hysteresis after its last: the episode the rule
+    opened, read by the multi-feature signatures (alerted or not: a rule firing is often the
+    episode's only alert). Its confidence, evidence and base severity come with it."""
+    if diagnoses is None or diagnoses.empty or rows.empty:
+        return
+    cause = rows["cause"].to_numpy(dtype=object)
+    rule = _rule_named(rows) & (cause != UNKNOWN)
+    if not rule.any():
+        return
+    d = diagnoses[["device_id", "window_start", "window_end", "cause", "confidence", "evidence"]]
+    d = d[d["device_id"].astype(str).isin(set(rows.loc[rule, "device_id"].astype(str)))]
+    fault = d["cause"].map(causes.kind).isin(["refrigeration", "operational"])
+    d = d[fault & d["cause"].ne(policy.site_ambient.cause)]
+    if d.empty:
+        return
+    d = d.assign(
+        device_id=d["device_id"].astype(str),
+        window_start=_utc(d["window_start"]),
+        window_end=_utc(d["window_end"]),
+        base=d["cause"].map(causes.severity),
+    ).drop_duplicates(["device_id", "window_start"], keep="last")
+    r = rows.loc[rule, ["device_id", "window_start", "window_end", "cause"]]
+    r = r.assign(row=np.flatnonzero(rule), device_id=r["device_id"].astype(str))
+    m = r.merge(d, on="device_id", suffixes=("", "_dx"))
+    reach = m["window_end"] + policy.hysteresis
+    m = m[(m["window_end_dx"] > m["window_start"]) & (m["window_start_dx"] < reach)]
+    m = m[m["cause_dx"].ne(m["cause"])].sort_values(["row", "window_start_dx"], kind="stable")
+    if m.empty:
+        return
+    # Runs of adjacent windows of one cause, per rule signal.
+    prev_end = m.groupby("row")["window_end_dx"].shift()
+    prev_cause = m.groupby("row")["cause_dx"].shift()
+    new_run = prev_end.ne(m["window_start_dx"]) | prev_cause.ne(m["cause_dx"])
+    run = new_run.cumsum()
+    held = m.groupby(run)["cause_dx"].transform("size") >= policy.cause_change_min_signals
+    m = m[held.to_numpy()]
+    if m.empty:
+        return
+    first_run = run[m.index].eq(run[m.index].groupby(m["row"]).transform("first"))
+    best = m[first_run.to_numpy()].sort_values("confidence", kind="stable").groupby("row").last()
+    at = best.index.to_numpy()
+    rows.loc[rows.index[at], "cause"] = best["cause_dx"].to_numpy()
+    rows.loc[rows.index[at], "confidence"] = best["confidence"].astype(float).to_numpy()
+    rows.loc[rows.index[at], "cause_evidence"] = best["evidence"].astype(str).to_numpy()
+    rows.loc[rows.index[at], "base"] = best["base"].to_numpy()
+
+
 def _yielding_rule_causes(
     s: pd.DataFrame, run: np.ndarray, known: np.ndarray, policy: IncidentPolicy
 ) -> np.ndarray:
@@ -955,17 +1016,23 @@ def _yielding_rule_causes(
     incident is renamed, not split in two, and its stored severity kept). A stored incident
     counts as rule-named where its cause carries no diagnosis evidence. Device faults only: a
     site's or a sensor's track keeps its causes."""
-    source = s["source"].to_numpy(dtype=object)
-    bare = s["cause_evidence"].to_numpy(dtype=object) == "[]"
-    device = s["track"].to_numpy(dtype=object) == DEVICE_TRACK
-    rule = known & device & ((source == "streaming") | (s["is_prior"].to_numpy(dtype=bool) & bare))
+    rule = known & _rule_named(s)
     diagnosed = known & ~rule
     if not rule.any() or not diagnosed.any():
         return np.zeros(len(s), dtype=bool)
-    d = pd.DataFrame({"run": run[diagnosed], "cause": s["cause"].to_numpy(dtype=object)[diagnosed]})
+    d = pd.DataFrame(
+        {
+            "run": run[diagnosed],
+            "cause": s["cause"].to_numpy(dtype=object)[diagnosed],
+            "prior": s["is_prior"].to_numpy(dtype=bool)[diagnosed],
+        }
+    )
     prev = d.groupby("run")["cause"].shift()
     block = (prev.isna() | (d["cause"] != prev)).cumsum()
-    held = d.groupby(block)["cause"].transform("size").to_numpy() >= policy.cause_change_min_signals
+    # A stored incident's diagnosed cause held when it was named.
+    held = (
+        d.groupby(block)["cause"].transform("size").to_numpy() >= policy.cause_change_min_signals
+    ) | d.groupby(block)["prior"].transform("any").to_numpy()
     confirmed = pd.MultiIndex.from_arrays([d["run"][held], d["cause"][held]]).unique()
     runs = pd.Index(confirmed.get_level_values(0)).unique()
     same = pd.MultiIndex.from_arrays([run, s["cause"].to_numpy(dtype=object)]).isin(confirmed)
@@ -1342,6 +1409,7 @@ def build_incidents(
         return IncidentBuild(
             contract.empty_frame(), pd.DataFrame(columns=EVIDENCE_COLUMNS), never_reported=never
         )
+    _diagnose_rule_named(rows, diagnoses, policy, causes)
     grouped = _group(rows, policy, causes)
     evidence = grouped[~grouped["is_prior"]]
     # Sensor-health flags become tickets only once they persist (or when an alert is involved).

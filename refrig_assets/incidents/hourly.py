@@ -25,7 +25,7 @@ from refrig_assets.core.contracts import load_contract, quality_flag_names
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange
-from refrig_assets.incidents.build import DROPOUT_FLAG, UNKNOWN, build_incidents
+from refrig_assets.incidents.build import DEVICE_TRACK, DROPOUT_FLAG, UNKNOWN, build_incidents
 from refrig_assets.incidents.policy import IncidentPolicy, incident_policy
 from refrig_assets.incidents.repository import IncidentStore
 
@@ -159,6 +159,19 @@ def used_diagnoses(
     return diagnoses[keep]
 
 
+def rule_named_devices(incidents: pd.DataFrame | None) -> set[str]:
+    """Devices of stored device incidents whose cause a streaming rule alone named (a known
+    cause without diagnosis evidence)."""
+    if incidents is None or incidents.empty or "track" not in incidents:
+        return set()
+    named = (
+        incidents["track"].eq(DEVICE_TRACK)
+        & incidents["cause"].ne(UNKNOWN)
+        & incidents["cause_evidence"].astype(str).eq("[]")
+    )
+    return set(incidents.loc[named, "device_id"].dropna().astype(str))
+
+
 def hour_alerts(
     store: ParquetStore, incidents: IncidentStore, key: str, start, end
 ) -> pd.DataFrame:
@@ -214,9 +227,12 @@ def run_hour(
     keys = [partition_key_of(start - pd.Timedelta(hours=h)) for h in range(back, -1, -1)]
     quality = with_dropout_sensors(store, quality, keys)
     alerts = hour_alerts(store, incidents, partition_key, start, end)
+    reach = policy.reopen + policy.hysteresis + policy.sensor_tickets.look_back
+    prior = incidents.open_incidents(closed_since=(start - reach).to_pydatetime())
     diagnoses, diagnosed = None, 0
     if diagnose is not None and present:
-        alerted = set(alerts["device_id"].astype(str))
+        # A streaming rule's incident takes its device's diagnosis (build._diagnose_rule_named).
+        alerted = set(alerts["device_id"].astype(str)) | rule_named_devices(prior)
         kept = []
         # Only the columns the diagnosis reads (a diagnose without ``columns`` reads them all).
         wanted = getattr(diagnose, "columns", None)
@@ -240,8 +256,6 @@ def run_hour(
                 ["device_id", "window_start"], kind="stable", ignore_index=True
             )
     registry = _read(store, "device_registry", None)
-    reach = policy.reopen + policy.hysteresis + policy.sensor_tickets.look_back
-    prior = incidents.open_incidents(closed_since=(start - reach).to_pydatetime())
     build = build_incidents(
         alerts,
         diagnoses,

@@ -8,6 +8,7 @@ import pytest
 from support.incident_world import CAUSES, T0, WINDOW, alert, alerts, diagnoses, diagnosis
 
 from refrig_assets.incidents.build import build_incidents
+from refrig_assets.incidents.hourly import rule_named_devices
 from refrig_assets.incidents.policy import incident_policy
 
 
@@ -103,3 +104,48 @@ def test_a_later_episode_of_the_device_is_not_renamed(policy):
     by_start = result.incidents.sort_values("first_window_start")
     assert by_start["cause"].tolist() == ["refrigerant_leak", "condenser_fouling"]
     assert by_start["first_window_start"].iloc[1] == T0 + gap * WINDOW
+
+
+def test_the_rule_named_episode_takes_the_diagnosis_of_its_unalerted_windows(policy):
+    # The rule's firing is the episode's only alert; the device's windows from it on are
+    # diagnosed with another fault (no batch alert: not evidence of their own).
+    dx = [diagnosis("D1", i, "condenser_fouling", confidence=0.4 + 0.1 * i) for i in (0, 1, 2)]
+
+    result = build([leak_rule(0)], dx, policy)
+
+    (incident,) = result.incidents.itertuples()
+    assert incident.cause == "condenser_fouling"
+    assert incident.cause_confidence == pytest.approx(0.6)  # the most confident window
+    assert (incident.alert_count, incident.evidence_count) == (1, 1)
+    assert incident.last_window_end == T0 + WINDOW  # the diagnosis adds no window of its own
+
+
+def test_the_stored_rule_named_incident_takes_the_next_hours_diagnosis(policy):
+    first = build([leak_rule(3)], [], policy)
+    (stored,) = first.incidents.itertuples()
+    assert stored.cause == "refrigerant_leak"
+
+    dx = [diagnosis("D1", i, "condenser_fouling") for i in (4, 5)]  # the next hour, no alert
+    result = build([], dx, policy, open_incidents=first.incidents)
+
+    (incident,) = result.incidents.itertuples()
+    assert (incident.incident_id, incident.cause) == (stored.incident_id, "condenser_fouling")
+    assert incident.severity == "HIGH"
+
+
+def test_unalerted_windows_beyond_the_episode_or_flickering_keep_the_rule_cause(policy):
+    gap = 4  # the hysteresis (2 windows) after the firing has passed
+    far = [diagnosis("D1", i, "condenser_fouling") for i in (gap, gap + 1)]
+    flicker = [diagnosis("D1", i, c) for i, c in enumerate(["condenser_fouling", "unknown"])]
+    sensor = [diagnosis("D1", i, "sensor_fault") for i in (0, 1)]
+
+    for dx in (far, flicker, sensor):
+        result = build([leak_rule(0)], dx, policy)
+        assert result.incidents["cause"].tolist() == ["refrigerant_leak"]
+
+
+def test_the_hour_reads_the_diagnosis_of_devices_whose_incident_a_rule_named(policy):
+    named = build([leak_rule(0)], [], policy).incidents
+    diagnosed = build([alert("D2", 0)], [diagnosis("D2", 0, "condenser_fouling")], policy).incidents
+    assert rule_named_devices(named) == {"D1"}
+    assert rule_named_devices(diagnosed) == set()
