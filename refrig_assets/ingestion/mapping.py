@@ -352,6 +352,12 @@ def _blank(series: pd.Series) -> pd.Series:
     return series.isna() | (text == "").fillna(True)
 
 
+# A time of day ending in a UTC offset: Z, or +hh, +hhmm, +hh:mm (ISO 8601 allows the hour
+# alone). A time pandas reads with an offset must be taken out of the local times: among them
+# it would give its offset to all of them, or leave them unparsed.
+OFFSET_AT_END = r"(?i)(?:\d\d:\d\d(?::\d\d)?|T\d{4,6})(?:[.,]\d+)?\s*(?:Z|[+-]\d\d(?::?\d\d)?)$"
+
+
 def parse_timestamps(raw: pd.Series, mapping: Mapping) -> pd.Series:
     """Reading times in UTC (NaT where a value does not parse or a local time does not exist or
     is ambiguous in the mapping's zone)."""
@@ -365,7 +371,7 @@ def parse_timestamps(raw: pd.Series, mapping: Mapping) -> pd.Series:
     else:
         fmt = "ISO8601" if mapping.ts_format == "iso" else mapping.ts_format
         text = raw.astype("string").str.strip()
-        aware = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
+        aware = text.str.contains(OFFSET_AT_END, regex=True, na=False)
         parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
         if aware.any():
             parsed[aware] = pd.to_datetime(text[aware], format=fmt, utc=True, errors="coerce")
@@ -382,13 +388,21 @@ def _localize(naive: pd.Series, zone: str) -> pd.Series:
     return naive.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
 
 
+NAN_TEXTS = ("nan", "+nan", "-nan")
+
+
 def _numeric(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """(float values, parse failed) for one column of raw values."""
     if pd.api.types.is_bool_dtype(raw):
         return raw.astype("float64"), pd.Series(False, index=raw.index)
-    text = raw if pd.api.types.is_numeric_dtype(raw) else raw.astype("string").str.strip()
+    if pd.api.types.is_numeric_dtype(raw):
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+        return values, pd.Series(False, index=raw.index)
+    text = raw.astype("string").str.strip()
     values = pd.to_numeric(text, errors="coerce").astype("float64")
-    return values, values.isna() & ~_blank(raw)
+    # "NaN" is a missing value, as the landing reader casts it (pandas leaves it unparsed).
+    not_a_number = text.str.lower().isin(NAN_TEXTS).fillna(False)
+    return values, values.isna() & ~_blank(raw) & ~not_a_number
 
 
 def _boolean(raw: pd.Series, spec: SensorMapping) -> tuple[pd.Series, pd.Series]:
@@ -407,8 +421,9 @@ def convert_values(raw: pd.Series, spec: SensorMapping) -> tuple[pd.Series, pd.S
     """(values in the contract's unit and type, parse failed) for one mapped column."""
     if spec.conversion is None:
         return _boolean(raw, spec)
+    # An infinite value is kept, as in a landing file: outside every range, it is named by
+    # the import (out_of_range) and flagged OUT_OF_RANGE by the pipeline.
     values, failed = _numeric(raw)
-    values = values.where(np.isfinite(values))
     return spec.conversion.apply(values, spec.frequency_hz), failed
 
 
