@@ -14,6 +14,7 @@ URL (passwords, tokens in the path or the query): see :func:`mask_secrets`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import http.client
@@ -153,7 +154,9 @@ def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
 class WebhookNotifier:
     """POSTs ``{"event": ..., "payload": ...}`` as JSON to ``url`` within ``timeout`` seconds.
 
-    ``auth_header`` is sent as the ``Authorization`` header. With ``signing_secret`` each POST
+    ``auth_header`` is sent as the ``Authorization`` header; without it, a user and password in
+    ``url`` (``https://user:pass@host/x``) are sent as HTTP Basic authentication (urllib would
+    take them for part of the host name). With ``signing_secret`` each POST
     carries ``X-Refrig-Timestamp`` (Unix seconds) and ``X-Refrig-Signature: sha256=<hex>``, the
     HMAC-SHA256 of ``b"<timestamp>." + body``: a receiver recomputes it and refuses old
     timestamps (replays). Neither value appears in any error text.
@@ -170,7 +173,8 @@ class WebhookNotifier:
         self.url = url
         self.timeout = timeout
         self.safe_url = masked_url(url)
-        self._auth_header = auth_header or None
+        self._target, basic = _without_credentials(url)
+        self._auth_header = auth_header or basic
         self._signing_secret = signing_secret or None
 
     def __repr__(self) -> str:
@@ -196,7 +200,7 @@ class WebhookNotifier:
         :class:`DeliveryFailed` with a masked message."""
         body = json.dumps({"event": event, "payload": payload}, default=str).encode()
         request = urllib.request.Request(
-            self.url,
+            self._target,
             data=body,
             headers=self.headers(body, key),
             method="POST",
@@ -225,6 +229,19 @@ class WebhookNotifier:
             secrets.append(self._auth_header.split(" ", 1)[1])
         found = sorted({s for s in secrets if s}, key=len, reverse=True)
         return mask_secrets(text, secrets=found)
+
+
+def _without_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@`` part, and that part as a Basic ``Authorization``
+    value (None when the URL names no user)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, None
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), basic
 
 
 def notifier_from_env() -> Notifier:
