@@ -9,6 +9,7 @@ the windows, are kept. The result is the same for any shard count.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -46,14 +47,17 @@ def alerts_in_shards(
     start: pd.Timestamp,
     end: pd.Timestamp,
     registry: pd.DataFrame,
-    previous_alerts: pd.DataFrame,
+    previous_alerts: pd.DataFrame | Callable[[], pd.DataFrame],
     run_id: str,
     shards: list[DeviceRange] | None = None,
 ) -> HourAlerts:
     """:func:`~refrig_assets.alerts.generation.generate_alerts` over the hourly detectors' scores
     of the hour [start, end) (:func:`hourly_score_paths`), read and alerted one device range of
-    ``shards`` at a time."""
+    ``shards`` at a time. ``previous_alerts``: the earlier alerts the dedup looks at, or a
+    function giving them, called once and only when some window is flagged (most hours of a
+    history have none, and need not query the alert store)."""
     frames, models = [], set()
+    earlier: list[pd.DataFrame] = []
     paths = hourly_score_paths(store, partition_key)
     shards = shards or WHOLE_FLEET
     # Each shard's alerts look up their devices in that shard's part of the registry only.
@@ -68,7 +72,11 @@ def alerts_in_shards(
         scores = read_scores_for_hour(
             store, partition_key, start, end, shard=shard, paths=paths, flagged_only=True
         )
-        previous = previous_alerts
+        if scores.empty:  # no flagged window in the shard: no alert (most hours)
+            continue
+        if not earlier:
+            earlier.append(previous_alerts() if callable(previous_alerts) else previous_alerts)
+        previous = earlier[0]
         if len(previous):
             previous = previous[shard.mask(previous["device_id"])]
         alerts = generate_alerts(scores, devices, previous, partition_key, run_id)

@@ -113,6 +113,7 @@ class AlertStore:
         # What the last upsert's fold into incidents did (see _fold_into_incidents).
         self.last_fold: dict[str, int] = {}
         self._ready = False
+        self._empty_frames: dict[tuple[str, ...], pd.DataFrame] = {}
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -735,6 +736,17 @@ class AlertStore:
         return frame.sort_values(["device_id", "alert_created_at"], ignore_index=True)
 
     def _frame(self, rows: Records, columns: Sequence[str]) -> pd.DataFrame:
+        """``rows`` as a frame of ``columns`` typed as the table's columns. Most hours find no
+        alert in a read (an hour without streaming alerts to reconcile): the empty frame of the
+        same columns is typed once per store and copied."""
+        if rows:
+            return self._typed(rows, columns)
+        key = tuple(columns)
+        if key not in self._empty_frames:
+            self._empty_frames[key] = self._typed([], columns)
+        return self._empty_frames[key].copy()
+
+    def _typed(self, rows: Records, columns: Sequence[str]) -> pd.DataFrame:
         frame = pd.DataFrame(rows, columns=columns)
         for name in columns:
             column = self.alerts.c[name]

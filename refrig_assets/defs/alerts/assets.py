@@ -40,10 +40,13 @@ def device_alerts(
     window = context.partition_time_window
     start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
     registry = refrig.store.read("device_registry")
-    dedup = alert_policy().dedup_window
-    previous = refrig.alerts.recent_alerts(since=(start - dedup).to_pydatetime())
-    if len(previous):
-        previous = previous[previous["window_start"] < start]
+
+    def previous() -> pd.DataFrame:
+        """The alerts before the hour within the dedup window (repeats are suppressed)."""
+        dedup = alert_policy().dedup_window
+        earlier = refrig.alerts.recent_alerts(since=(start - dedup).to_pydatetime())
+        return earlier[earlier["window_start"] < start] if len(earlier) else earlier
+
     # Device shard by shard (memory budget): the hour's scores are never in memory at once.
     shards = hour_shards(refrig.store, [context.partition_key])
     if refrig.engine == "spark":  # the same generation on groups of whole devices
@@ -56,7 +59,7 @@ def device_alerts(
             start,
             end,
             registry,
-            previous,
+            previous(),
             context.run.run_id,
         )
     else:
