@@ -190,7 +190,9 @@ def feature_file_readings(path: Path) -> int:
     return _readings(_version(path))
 
 
-@lru_cache(maxsize=64)
+# A history backfill scores every hour before the hour chain alerts them (in one process):
+# each hour's count, a few hundred bytes, is kept until the chain asks for it again.
+@lru_cache(maxsize=8192)
 def _readings(file: FileVersion) -> int:
     """Readings behind one feature hour (its windows when it has no reading_count)."""
     path = file[0]
