@@ -7,6 +7,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from refrig_assets.core.config import ConfigError, Section, deprecated_location, load_config
 from refrig_assets.core.contracts import Contract, load_contract
 from refrig_assets.core.fleet_sensors import fleet_measurements, measurement_columns
@@ -15,6 +17,8 @@ from refrig_assets.features.windows import fleet_cadence_seconds
 STREAMING_CONFIG = "streaming"
 
 NS_PER_MINUTE = 60 * 10**9
+# A timestamp that is none (int64 ns): no streak, no stay, not known.
+NO_TIME = np.iinfo(np.int64).min
 
 # Parameters each rule kind needs (minutes unless named otherwise).
 RULE_KINDS: dict[str, tuple[str, ...]] = {

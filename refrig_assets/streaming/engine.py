@@ -245,6 +245,7 @@ class StreamingEngine:
                 own_rise,
                 self._cycled(r),
                 self.state.defrost_stays.get(rule.name),
+                self.state.off_cycles.get(rule.name),
             )
         baseline = self._baseline(rule, cohorts, r.code[r.new])
         if rule.kind == "below_moving_average_held":

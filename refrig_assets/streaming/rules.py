@@ -12,10 +12,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refrig_assets.streaming.config import DEFROST_ABOVE, HELD_FLOOR, NS_PER_MINUTE, StreamingRule
+from refrig_assets.streaming.config import (
+    DEFROST_ABOVE,
+    HELD_FLOOR,
+    NO_TIME,
+    NS_PER_MINUTE,
+    StreamingRule,
+)
+from refrig_assets.streaming.off_cycles import OffCycles, outlasting
 
 UNKNOWN_STATE = -1
-NO_TIME = np.iinfo(np.int64).min
 NS_PER_MS = 10**6
 # Look-backs spanning at most this many readings use a loop over lags; longer ones (fleets that
 # report every few seconds) a sparse table.
@@ -277,6 +283,7 @@ def sustained_rise(
     own_rise: np.ndarray,
     cycled: np.ndarray,
     stays: DefrostStays | None = None,
+    cycles: OffCycles | None = None,
 ) -> Hits:
     """Rate of rise above the limit per minute at every reading for ``sustain_minutes``.
 
@@ -319,7 +326,9 @@ def sustained_rise(
     with np.errstate(invalid="ignore"):
         rising = rate > limit
     # Nothing learnt yet (a fleet's first hours): an idle rise may be a defrost as well as a
-    # lost compressor, so it is held and judged when it ends (:func:`_unlike_a_defrost`).
+    # lost compressor, so it is held and judged when it ends (:func:`_unlike_a_defrost`), and
+    # pages once the stop has outlasted the device's ordinary off-cycles (``cycles``,
+    # :func:`off_cycles.outlasting`; None: at once).
     held = learns & idle & np.isnan(own_rise[code])
     # The reading before each new one: a new one of the same batch, or the device's last
     # evaluated reading (the end of the buffer), whose streak the state remembers.
@@ -369,6 +378,7 @@ def sustained_rise(
         covered[at] = ts[at] - streak_start
         observed = rate.copy()
         observed[at] = rise_rate
+    lost: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     if learns and held.any():
         ended = _unlike_a_defrost(
             r,
@@ -384,10 +394,19 @@ def sustained_rise(
         )
         if ended is not None:
             at, streak_start = ended
-            fires[at] = True
-            covered[at] = r.ts[new[at] - 1] - streak_start
-            observed = observed.copy()
-            observed[at] = rate_at[new[at] - 1]
+            lost = at, streak_start, rate_at[new[at] - 1], np.ones(len(at), dtype=bool)
+    if cycles is not None and learns:
+        # A rise that ended unlike a defrost pages once the compressor has stayed off longer
+        # than in any ordinary off-cycle of the device: an off-cycle's coil rises as fast and
+        # slows the same way, and only the restart tells it.
+        lost = outlasting(r, defrosting, linked, previous_new, lost, cycles)
+    if lost is not None and len(lost[0]):
+        at, streak_start, rise_rate, at_its_end = lost
+        fires[at] = True
+        # At the reading that ended the rise: the rise's span, as it was; later: to the page.
+        covered[at] = np.where(at_its_end, r.ts[new[at] - 1], ts[at]) - streak_start
+        observed = observed.copy()
+        observed[at] = rise_rate
     last = np.ones(len(new), dtype=bool)
     last[:-1] = code[1:] != code[:-1]
     streak_from[code[last]] = np.where(rising[last], start[last], NO_TIME)

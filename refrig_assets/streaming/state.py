@@ -31,6 +31,7 @@ from refrig_assets.streaming.config import (
     STREAK_KINDS,
     StreamingSettings,
 )
+from refrig_assets.streaming.off_cycles import OFF_CYCLE_PARTS, OffCycles
 from refrig_assets.streaming.rules import NO_TIME, DefrostStays
 
 FORMAT_VERSION = 1
@@ -84,6 +85,8 @@ class StreamState:
     # Per sustained_rise rule that learns defrosts: a stay in the defrost state still too short
     # to count as one.
     defrost_stays: dict[str, DefrostStays] = field(default_factory=dict)
+    # Per sustained_rise rule that learns defrosts: each device's ordinary off-cycles.
+    off_cycles: dict[str, OffCycles] = field(default_factory=dict)
     # Derived in memory, never saved: per rule (data time, devices, cohort typical values).
     cohort_cache: dict[str, tuple[int, int, np.ndarray]] = field(default_factory=dict)
 
@@ -104,6 +107,11 @@ class StreamState:
             buffer_values={s: np.zeros(0) for s in settings.sensors},
             defrost_stays={
                 r.name: DefrostStays(np.zeros(0, dtype=np.int64), np.zeros(0))
+                for r in settings.rules
+                if r.kind == "sustained_rise" and DEFROST_ABOVE in r.params
+            },
+            off_cycles={
+                r.name: OffCycles.empty(0)
                 for r in settings.rules
                 if r.kind == "sustained_rise" and DEFROST_ABOVE in r.params
             },
@@ -135,6 +143,8 @@ class StreamState:
                 extra = n - len(stays.since)
                 stays.since = np.concatenate([stays.since, np.full(extra, NO_TIME)])
                 stays.warm_up = np.concatenate([stays.warm_up, np.full(extra, np.nan)])
+            for cycles in self.off_cycles.values():
+                cycles.grow(n)
             codes[unseen] = self.devices.get_indexer(device_ids[unseen])
         return codes.astype(np.int64)
 
@@ -181,6 +191,9 @@ class StreamState:
         for name, stays in self.defrost_stays.items():
             arrays[f"defrost_stay/{name}/since"] = stays.since
             arrays[f"defrost_stay/{name}/warm_up"] = stays.warm_up
+        for name, cycles in self.off_cycles.items():
+            for part in OFF_CYCLE_PARTS:
+                arrays[f"off_cycle/{name}/{part}"] = getattr(cycles, part)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -244,4 +257,11 @@ class StreamState:
                 data.get(f"defrost_stay/{name}/since", np.full(n, NO_TIME)),
                 data.get(f"defrost_stay/{name}/warm_up", np.full(n, np.nan)),
             )
+        for name in state.off_cycles:
+            cycles = OffCycles.empty(n)  # a file written before off-cycles were kept: none
+            for part in OFF_CYCLE_PARTS:
+                key = f"off_cycle/{name}/{part}"
+                if key in data:
+                    setattr(cycles, part, data[key])
+            state.off_cycles[name] = cycles
         return state
