@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import closing
-from functools import lru_cache
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import duckdb
@@ -212,9 +213,7 @@ def devices_lacking(contract: Contract) -> dict[str, list[str]]:
     """Fleet sensor -> the devices that have never reported it while the fleet has (their kit
     lacks it: a missing value there is no dropout), from the home's record; a sensor every
     device has reported is left out."""
-    # Worked out once per version of the record (a fleet with 30K devices lacking two sensors:
-    # ~28 ms each time, asked several times an hour); a copy each call.
-    return {name: list(ids) for name, ids in _lacking(_record_key(contract), contract).items()}
+    return {name: list(ids) for name, ids in _kits(contract).lacking.items()}  # a copy each call
 
 
 def lacking_among(devices: np.ndarray, contract: Contract) -> dict[str, np.ndarray]:
@@ -222,12 +221,7 @@ def lacking_among(devices: np.ndarray, contract: Contract) -> dict[str, np.ndarr
     for the sensors some device lacks: a set lookup per distinct id of ``devices``, where
     ``np.isin`` against the lacking ids sorted them all each time (30,000 ids: ~78 ms a call,
     once per sensor of a serving request)."""
-    key = _record_key(contract)
-    if key not in _LACKING_SETS:
-        if len(_LACKING_SETS) >= 8:
-            _LACKING_SETS.pop(next(iter(_LACKING_SETS)))
-        _LACKING_SETS[key] = {name: frozenset(ids) for name, ids in _lacking(key, contract).items()}
-    sets = _LACKING_SETS[key]
+    sets = _kits(contract).sets
     if not sets:
         return {}
     distinct, inverse = np.unique(np.asarray(devices, dtype=object), return_inverse=True)
@@ -235,10 +229,6 @@ def lacking_among(devices: np.ndarray, contract: Contract) -> dict[str, np.ndarr
         name: np.fromiter((d in ids for d in distinct), bool, len(distinct))[inverse.reshape(-1)]
         for name, ids in sets.items()
     }
-
-
-# lacking_among's sets for the record's last versions (keyed as devices_lacking's).
-_LACKING_SETS: dict[tuple, dict[str, frozenset[str]]] = {}
 
 
 def lacks_column(sensor: str) -> str:
@@ -251,22 +241,76 @@ def kit_table(contract: Contract) -> pa.Table:
     ``device_id`` of each device lacking some fleet sensor and, per sensor some device lacks,
     a boolean :func:`lacks_column`. SQL joins it on the device instead of testing each row's
     device against literal ids, so its cost follows the rows, not the devices named."""
-    key = _record_key(contract)
-    if key not in _KIT_TABLES:
-        lacking = _lacking(key, contract)
-        devices = sorted(set().union(*lacking.values())) if lacking else []
+    return _kits(contract).table
+
+
+# What separates the ids of a list of devices in one SQL string (a range of hours names its
+# devices "<hour>" + chr(31) + "<id>": no id holds it).
+ID_SEPARATOR = 31
+# SQL of one row per item of the string {s} split at {sep} (DuckDB's; Spark's is explode(split())).
+SPLIT_ROWS = "unnest(string_split({s}, {sep}))"
+
+
+def kit_sizes_sql(
+    sensors: list[str], contract: Contract, split_rows: str = SPLIT_ROWS
+) -> str | None:
+    """SQL of a relation (``kit_device``, ``kit_size``): each device whose kit lacks some of
+    ``sensors`` (:func:`devices_lacking`) with how many of them it has (at least one, so no
+    completeness divides by zero); None when every device has them all. A device it does not
+    name has all of them.
+
+    The ids of each kit size are one string literal split into rows (``split_rows``, the
+    engine's SQL for it): a query joins it at the cost of a small hash table, where a
+    membership test of the literal ids cost each row (10,000 ids ran out of 2 GB)."""
+    kits = _kits(contract)
+    key = (tuple(sensors), split_rows)
+    if key not in kits.sizes:  # laid out once per version of the record (30K ids: ~13 ms)
+        kits.sizes[key] = _kit_sizes(kits.lacking, sensors, split_rows)
+    return kits.sizes[key]
+
+
+@dataclass
+class _Kits:
+    """The devices whose kit lacks a fleet sensor, in the forms callers ask for, worked out
+    once per version of the record (a fleet with 30K devices lacking two sensors: ~28 ms for
+    the lists, asked several times an hour): each form is made on first use."""
+
+    lacking: dict[str, list[str]]  # fleet sensor -> the devices lacking it, sorted
+    sizes: dict[tuple, str | None] = field(default_factory=dict)  # kit_sizes_sql's answers
+
+    @cached_property
+    def sets(self) -> dict[str, frozenset[str]]:
+        """:attr:`lacking` as sets, to look devices up in."""
+        return {name: frozenset(ids) for name, ids in self.lacking.items()}
+
+    @cached_property
+    def table(self) -> pa.Table:
+        """:attr:`lacking` as :func:`kit_table`'s table."""
+        devices = sorted(set().union(*self.lacking.values())) if self.lacking else []
         columns = {"device_id": pa.array(devices, pa.string())}
-        for name, ids in lacking.items():
-            held = set(ids)
+        for name, held in self.sets.items():
             columns[lacks_column(name)] = pa.array([d in held for d in devices], pa.bool_())
-        if len(_KIT_TABLES) >= 8:
-            _KIT_TABLES.pop(next(iter(_KIT_TABLES)))
-        _KIT_TABLES[key] = pa.table(columns)
-    return _KIT_TABLES[key]
+        return pa.table(columns)
 
 
-# kit_table's answers for the record's last versions (keyed as devices_lacking's).
-_KIT_TABLES: dict[tuple, pa.Table] = {}
+# The record's last versions worked out (keyed by :func:`_record_key`), the oldest dropped first.
+_KITS: dict[tuple, _Kits] = {}
+_KITS_KEPT = 8
+
+
+def _kits(contract: Contract) -> _Kits:
+    key = _record_key(contract)
+    if key not in _KITS:
+        kits = recorded_device_kits(_data_dir(*_home_env()))
+        lacking: dict[str, list[str]] = {}
+        for name in fleet_measurements(contract) if kits else []:
+            ids = sorted(d for d, kit in kits.items() if name not in kit)
+            if ids:
+                lacking[name] = ids
+        if len(_KITS) >= _KITS_KEPT:
+            _KITS.pop(next(iter(_KITS)))
+        _KITS[key] = _Kits(lacking)
+    return _KITS[key]
 
 
 def _record_key(contract: Contract) -> tuple:
@@ -288,56 +332,7 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-# devices_lacking's answers for the record's last versions (per home, setting and contract).
-_LACKING: dict[tuple, dict[str, list[str]]] = {}
-
-
-def _lacking(key: tuple, contract: Contract) -> dict[str, list[str]]:
-    if key not in _LACKING:
-        kits = recorded_device_kits(_data_dir(*_home_env()))
-        out: dict[str, list[str]] = {}
-        for name in fleet_measurements(contract) if kits else []:
-            lacking = sorted(d for d, kit in kits.items() if name not in kit)
-            if lacking:
-                out[name] = lacking
-        if len(_LACKING) >= 8:
-            _LACKING.pop(next(iter(_LACKING)))
-        _LACKING[key] = out
-    return _LACKING[key]
-
-
-# What separates the ids of a list of devices in one SQL string (a range of hours names its
-# devices "<hour>" + chr(31) + "<id>": no id holds it).
-ID_SEPARATOR = 31
-# SQL of one row per item of the string {s} split at {sep} (DuckDB's; Spark's is explode(split())).
-SPLIT_ROWS = "unnest(string_split({s}, {sep}))"
-
-
-def kit_sizes_sql(
-    sensors: list[str], contract: Contract, split_rows: str = SPLIT_ROWS
-) -> str | None:
-    """SQL of a relation (``kit_device``, ``kit_size``): each device whose kit lacks some of
-    ``sensors`` (:func:`devices_lacking`) with how many of them it has (at least one, so no
-    completeness divides by zero); None when every device has them all. A device it does not
-    name has all of them.
-
-    The ids of each kit size are one string literal split into rows (``split_rows``, the
-    engine's SQL for it): a query joins it at the cost of a small hash table, where a
-    membership test of the literal ids cost each row (10,000 ids ran out of 2 GB)."""
-    key = (_record_key(contract), tuple(sensors), split_rows)
-    if key not in _KIT_SIZES:  # laid out once per version of the record (30K ids: ~13 ms)
-        if len(_KIT_SIZES) >= 8:
-            _KIT_SIZES.pop(next(iter(_KIT_SIZES)))
-        _KIT_SIZES[key] = _kit_sizes(sensors, contract, split_rows)
-    return _KIT_SIZES[key]
-
-
-# kit_sizes_sql's answers for the record's last versions (per sensors and engine).
-_KIT_SIZES: dict[tuple, str | None] = {}
-
-
-def _kit_sizes(sensors: list[str], contract: Contract, split_rows: str) -> str | None:
-    lacking = _lacking(_record_key(contract), contract)
+def _kit_sizes(lacking: dict[str, list[str]], sensors: list[str], split_rows: str) -> str | None:
     lacked: dict[str, int] = {}
     for name in sensors:
         for device in lacking.get(name, []):
