@@ -51,6 +51,9 @@ from refrig_assets.incidents.policy import (
 )
 
 UNKNOWN = "unknown"
+# Cause kinds (config/causes.yaml) that are a device's own fault: a streaming rule's name of
+# one yields to the episode's diagnosis of another.
+DEVICE_FAULT_KINDS = ("refrigeration", "operational")
 DEVICE_TRACK = "device"
 SENSOR_TRACK = "sensor"
 # The quality flag of a missing sensor value; its ticket names the silent sensor.
@@ -945,13 +948,20 @@ def _prior_rows(open_incidents: pd.DataFrame | None) -> pd.DataFrame:
     )
 
 
-def _rule_named(s: pd.DataFrame) -> np.ndarray:
-    """Per signal, whether its cause is a streaming rule's alone: a streaming alert, or a stored
-    device incident, whose cause carries no diagnosis evidence."""
+def _device_fault(cause: pd.Series, causes: CauseTable) -> np.ndarray:
+    """Per cause, whether it is a device's own fault (not a sensor's, not a site's)."""
+    return cause.map(causes.kind).isin(DEVICE_FAULT_KINDS).to_numpy()
+
+
+def _rule_named(s: pd.DataFrame, causes: CauseTable) -> np.ndarray:
+    """Per signal, whether its cause is a device fault a streaming rule named alone: a streaming
+    alert, or a stored device incident, whose cause carries no diagnosis evidence (a site's
+    power cut stays the site's)."""
     source = s["source"].to_numpy(dtype=object)
     bare = s["cause_evidence"].to_numpy(dtype=object) == "[]"
     device = s["track"].to_numpy(dtype=object) == DEVICE_TRACK
-    return device & bare & ((source == "streaming") | s["is_prior"].to_numpy(dtype=bool))
+    named = device & bare & ((source == "streaming") | s["is_prior"].to_numpy(dtype=bool))
+    return named & _device_fault(s["cause"], causes)
 
 
 def _diagnose_rule_named(
@@ -965,13 +975,12 @@ def _diagnose_rule_named(
     if diagnoses is None or diagnoses.empty or rows.empty:
         return
     cause = rows["cause"].to_numpy(dtype=object)
-    rule = _rule_named(rows) & (cause != UNKNOWN)
+    rule = _rule_named(rows, causes) & (cause != UNKNOWN)
     if not rule.any():
         return
     d = diagnoses[["device_id", "window_start", "window_end", "cause", "confidence", "evidence"]]
     d = d[d["device_id"].astype(str).isin(set(rows.loc[rule, "device_id"].astype(str)))]
-    fault = d["cause"].map(causes.kind).isin(["refrigeration", "operational"])
-    d = d[fault & d["cause"].ne(policy.site_ambient.cause)]
+    d = d[_device_fault(d["cause"], causes)]
     if d.empty:
         return
     d = d.assign(
@@ -1007,7 +1016,7 @@ def _diagnose_rule_named(
 
 
 def _yielding_rule_causes(
-    s: pd.DataFrame, run: np.ndarray, known: np.ndarray, policy: IncidentPolicy
+    s: pd.DataFrame, run: np.ndarray, known: np.ndarray, policy: IncidentPolicy, causes: CauseTable
 ) -> np.ndarray:
     """Per signal, whether its cause was named by a streaming rule alone and yields to the
     diagnosis of its episode: a rule reads one sensor, the signature several features, so where
@@ -1016,7 +1025,7 @@ def _yielding_rule_causes(
     incident is renamed, not split in two, and its stored severity kept). A stored incident
     counts as rule-named where its cause carries no diagnosis evidence. Device faults only: a
     site's or a sensor's track keeps its causes."""
-    rule = known & _rule_named(s)
+    rule = known & _rule_named(s, causes)
     diagnosed = known & ~rule
     if not rule.any() or not diagnosed.any():
         return np.zeros(len(s), dtype=bool)
@@ -1039,7 +1048,9 @@ def _yielding_rule_causes(
     return rule & pd.Index(run).isin(runs) & ~same
 
 
-def _effective_causes(s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy) -> np.ndarray:
+def _effective_causes(
+    s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy, causes: CauseTable
+) -> np.ndarray:
     """Per signal, the cause of the incident it belongs to: unknown signals take their
     neighbours' known cause; a known cause holding for fewer than ``cause_change_min_signals``
     signals (after the first cause of the run) is a flicker and takes the preceding cause.
@@ -1049,7 +1060,7 @@ def _effective_causes(s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy) 
     cause = s["cause"].to_numpy(dtype=object)
     warm = cause == policy.site_ambient.cause
     known = (cause != UNKNOWN) & ~warm
-    known &= ~_yielding_rule_causes(s, run, known, policy)
+    known &= ~_yielding_rule_causes(s, run, known, policy, causes)
     eff = pd.Series(np.where(known, cause, None), dtype=object)
     if known.any():
         k = pd.DataFrame(
@@ -1106,7 +1117,7 @@ def _group(signals: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable) ->
     priors_before = before - before[np.flatnonzero(~same_track)][track_id - 1]
     gap |= is_prior & (priors_before > 0)
     run = np.cumsum(gap)
-    cause = _effective_causes(s, run, policy)
+    cause = _effective_causes(s, run, policy, causes)
     s["cause"] = cause
     opens = gap | np.r_[False, ~_same_as_previous(cause)]
     segment = np.cumsum(opens)

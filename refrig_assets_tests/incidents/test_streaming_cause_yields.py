@@ -149,3 +149,12 @@ def test_the_hour_reads_the_diagnosis_of_devices_whose_incident_a_rule_named(pol
     diagnosed = build([alert("D2", 0)], [diagnosis("D2", 0, "condenser_fouling")], policy).incidents
     assert rule_named_devices(named) == {"D1"}
     assert rule_named_devices(diagnosed) == set()
+
+
+def test_a_power_cut_named_by_its_rule_stays_the_sites_whatever_the_windows_after_it(policy):
+    cut = alert("D1", 0, source="streaming", rule="power_loss")
+    dx = [diagnosis("D1", i, "condenser_fouling") for i in (0, 1, 2)]
+
+    result = build([cut, alert("D1", 1), alert("D1", 2)], dx, policy)
+
+    assert result.incidents.sort_values("first_window_start")["cause"].iloc[0] == "power_loss"
