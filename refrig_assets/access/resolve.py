@@ -13,6 +13,8 @@ from refrig_assets.access.identity import VIA_PROXY, Identity, Unauthenticated
 from refrig_assets.access.policy import AccessPolicy
 from refrig_assets.access.store import AccessStore, AccessStoreError, check_name
 
+UNKNOWN_TOKEN = "the bearer token is unknown, revoked or expired, or its user is disabled"
+
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, or None."""
@@ -51,10 +53,14 @@ def request_identity(
     when it carries neither. ``headers`` keys are lower-case."""
     token = bearer_token(headers)
     if token is not None:
-        identity = store.authenticate(token)
-        if identity is None:
-            raise Unauthenticated(
-                "the bearer token is unknown, revoked or expired, or its user is disabled"
-            )
-        return identity
+        return token_identity(store, token)
     return proxy_identity(store, policy, peer, headers)
+
+
+def token_identity(store: AccessStore, token: str) -> Identity:
+    """The identity of a bearer token; one that does not authenticate is refused
+    (:class:`Unauthenticated` saying so), never taken for an absent one."""
+    identity = store.authenticate(token)
+    if identity is None:
+        raise Unauthenticated(UNKNOWN_TOKEN)
+    return identity

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from refrig_assets.access import VIEWER, Identity, Unauthenticated, require_role
 from refrig_assets.access.identity import VIA_LOCAL
+from refrig_assets.access.resolve import token_identity
 from refrig_assets.access.store import AccessStore
 from refrig_assets.core.duck import connect
 from refrig_assets.core.settings import Settings, get_settings
@@ -244,8 +245,12 @@ class ScoringService:
         if self.single_user:
             return Identity("local", VIEWER, VIA_LOCAL)
         assert self.access is not None
-        identity = self.access.authenticate(token) if token else None
-        return require_role(identity, VIEWER, "scoring")
+        if not token:
+            raise Unauthenticated(
+                "scoring needs an API token: send 'Authorization: Bearer <token>' "
+                "(refrig tokens create <user>)"
+            )
+        return require_role(token_identity(self.access, token), VIEWER, "scoring")
 
     # -- scoring ------------------------------------------------------------------------------
     def _connection(self) -> duckdb.DuckDBPyConnection:
