@@ -224,7 +224,8 @@ def _stuck_sensors(con: duckdb.DuckDBPyConnection, sensors: list, minutes: float
     con.execute(
         "CREATE OR REPLACE TEMP TABLE sensor_runs AS "
         + " UNION ALL ".join(
-            f"SELECT '{c.name}' AS sensor, * FROM ({_runs_sql(c.name)})" for c in sensors
+            f"SELECT '{c.name}' AS sensor, * FROM ({_runs_sql(c.name)})"
+            for c in _repeating(con, sensors)
         )
     )
     carries = []
@@ -254,6 +255,19 @@ def _stuck_sensors(con: duckdb.DuckDBPyConnection, sensors: list, minutes: float
     JOIN sensor_carry c
       ON c.sensor = r.sensor AND c.device_id = r.device_id AND r.run_start = c.first_ts
     WHERE c.opening_end - c.carried_start >= {long}"""
+
+
+def _repeating(con: duckdb.DuckDBPyConnection, sensors: list) -> list:
+    """The sensors of ``sensors`` (not empty) with a repeated value in ``good_rows``, the
+    only ones with a run: the others' parts of ``sensor_runs`` are left out (a small hour
+    pays for planning each part more than for its rows). The first sensor is kept whatever it
+    holds, so the table has its columns when no sensor repeats."""
+    repeated = con.execute(
+        "SELECT "
+        + ", ".join(f"count_if(eq_{c.name} AND NOT is_dup) > 0" for c in sensors)
+        + " FROM good_rows"
+    ).fetchall()[0]
+    return [c for i, (c, found) in enumerate(zip(sensors, repeated, strict=True)) if found or not i]
 
 
 def _sensor_runs(sensor: str) -> str:
@@ -343,6 +357,25 @@ class FileFindings:
     entries: list[FileRejection]  # rejected files and file notices (rows with source_row < 0)
     read: set[str]  # files whose rows were read
     storms: dict[str, float]  # NaN-storm files and their share of missing sensor values
+    # the hour's Parquet footer shows every row read (source_row >= 0), each with a device, a
+    # time and no read error: no row of it is quarantined for what it holds on its own
+    all_keyed: bool = False
+
+
+def _all_keyed(path: Path) -> bool:
+    """Whether the footer of the hour's typed readings file ``path`` shows every row with a
+    ``device_id``, a ``ts`` and no ``read_error`` (False where a statistic is missing)."""
+    meta = pq.ParquetFile(path).metadata
+    names = meta.schema.names
+    if any(n not in names for n in ("device_id", "ts", "read_error")):
+        return False
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for name, nulls in (("device_id", 0), ("ts", 0), ("read_error", group.num_rows)):
+            stats = group.column(names.index(name)).statistics
+            if stats is None or not stats.has_null_count or stats.null_count != nulls:
+                return False
+    return True
 
 
 def _missing_by_file(
@@ -410,7 +443,9 @@ def file_findings(
     storms = _nan_storm_files_of(path, contract, read) if path is not None else None
     if storms is None:
         storms = _nan_storm_files(con, contract, scope)
-    return FileFindings(entries, read, storms)
+    # (a rejected file or notice is a row without a device: only an hour without any qualifies)
+    keyed = path is not None and not entries and _all_keyed(path)
+    return FileFindings(entries, read, storms, keyed)
 
 
 # The order of the copies of one reading (device_id, ts): the first to land first, so it is the
@@ -973,7 +1008,7 @@ def clean_hour(
         FROM ({flagged})
         {order}
         """
-    row_q = _row_quarantine(con, contract, storms, keyed, in_storm)
+    row_q = _row_quarantine(con, contract, storms, keyed, in_storm, found.all_keyed)
     entries = rejected_files + notices if file_entries_here else []
     by = ["source_file", "row", "rule"]
     if entries:
@@ -1012,8 +1047,14 @@ def _row_quarantine(
     storms: dict[str, float],
     keyed: str,
     in_storm: str,
+    all_keyed: bool = False,
 ) -> pd.DataFrame:
-    """Every row of the hour that is not clean, with its rule and message (one SQL query)."""
+    """Every row of the hour that is not clean, with its rule and message (one SQL query).
+
+    ``all_keyed``: the hour's file shows no row with a read error or without a device or a
+    time (:attr:`FileFindings.all_keyed`), so the parts of the query that find them are left
+    out, as is the NaN-storm part without a storm (a small hour's query costs its planning
+    more than its rows)."""
     where = "source_file || ' row ' || CAST(source_row AS VARCHAR)"
     earliest, hours = plausible_timestamps(contract)
     # the earliest comes from the partitions' declared start when that lies before the contract's
@@ -1065,22 +1106,29 @@ def _row_quarantine(
         if storms
         else "NULL"
     )
-    sql = f"""
+    parts = (
+        []
+        if all_keyed
+        else [
+            f"""
     SELECT source_file, source_row AS row, read_error_column AS "column", read_error AS rule,
            read_error_value AS value, {read_message} AS message, device_id, ts
-    FROM hour_in WHERE read_error IS NOT NULL
-    UNION ALL
+    FROM hour_in WHERE read_error IS NOT NULL""",
+            f"""
     SELECT source_file, source_row, {missing_col}, 'missing_value', NULL,
            {where} || ': required column ''' || {missing_col} || ''' is empty', device_id, ts
-    FROM hour_in WHERE read_error IS NULL AND NOT ({keyed})
-    UNION ALL
+    FROM hour_in WHERE read_error IS NULL AND NOT ({keyed})""",
+        ]
+    )
+    if storms:
+        parts.append(f"""
     SELECT source_file, source_row, NULL, 'nan_storm', NULL,
            {where} || ': NaN storm, ' || printf('%.1f', 100 * {storm_share}) ||
            '% of the file''s sensor values in this hour are missing (limit ' ||
            printf('%.0f', {100 * limit}) || '% in {CONTRACT_FILE}); all its rows are quarantined',
            device_id, ts
-    FROM hour_in WHERE {keyed} AND {in_storm}
-    UNION ALL
+    FROM hour_in WHERE {keyed} AND {in_storm}""")
+    parts.append("""
     SELECT d.source_file, d.source_row, NULL, 'duplicate_reading', CAST(d.ts AS VARCHAR),
            d.source_file || ' row ' || CAST(d.source_row AS VARCHAR) || ': duplicate reading for device '
            || d.device_id || ' at ' || strftime(d.ts, '%Y-%m-%dT%H:%M:%SZ') || ' (kept: '
@@ -1088,9 +1136,16 @@ def _row_quarantine(
            d.device_id, d.ts
     FROM (SELECT * FROM good_rows WHERE is_dup) d
     JOIN (SELECT device_id, ts, source_file, source_row FROM good_rows WHERE NOT is_dup) k
-      ON k.device_id = d.device_id AND k.ts = d.ts
-    ORDER BY 1, 2
-    """
+      ON k.device_id = d.device_id AND k.ts = d.ts""")
+    # named and typed as the query of every part names and types them, whichever parts it has
+    sql = (
+        'SELECT CAST(source_file AS VARCHAR) AS source_file, CAST("row" AS BIGINT) AS "row", '
+        'CAST("column" AS VARCHAR) AS "column", CAST(rule AS VARCHAR) AS rule, '
+        "CAST(value AS VARCHAR) AS value, CAST(message AS VARCHAR) AS message, "
+        "CAST(device_id AS VARCHAR) AS device_id, CAST(ts AS TIMESTAMPTZ) AS ts "
+        f"FROM ({' UNION ALL '.join(parts)}) "
+        'AS q(source_file, "row", "column", rule, value, message, device_id, ts) ORDER BY 1, 2'
+    )
     return quarantine_frame(con.execute(sql).df())
 
 
