@@ -10,7 +10,7 @@ import typer
 
 from refrig_assets.core.settings import get_settings
 
-SOURCE_SUFFIXES = (".csv", ".csv.gz", ".csv.zst", ".parquet")
+SOURCE_SUFFIXES = (".csv", ".csv.gz", ".csv.zst", ".csv.bz2", ".csv.xz", ".parquet")
 
 
 def source_files(source: Path) -> list[Path]:

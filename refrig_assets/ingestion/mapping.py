@@ -19,20 +19,25 @@ Real exports never use the contract's names or units. A mapping (YAML, see
 
 :func:`convert_frame` does the work on a frame of raw values and returns the readings and the
 quarantine (``quarantined_readings`` shape: ``source_file``, ``row``, ``column``, ``rule``,
-``value``, ``message``, ``device_id``, ``ts``); :func:`import_file` reads a CSV (plain, gzip or
-zstd) or Parquet source, writes one landing Parquet file per hour under
+``value``, ``message``, ``device_id``, ``ts``); :func:`import_file` reads a CSV (plain, gzip,
+zstd, bzip2 or xz) or Parquet source, writes one landing Parquet file per hour under
 ``<landing>/imports/<name>/`` (re-importing the same source replaces the same files) and checks
 each one with the landing reader before it is moved into place.
 """
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import math
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -706,18 +711,41 @@ class Source:
     rejected: pd.DataFrame
 
 
+# Compressions DuckDB does not read: decompressed to a temporary file first.
+DECOMPRESSORS: dict[str, Callable[[Path], IO[bytes]]] = {
+    ".bz2": lambda p: bz2.open(p, "rb"),
+    ".xz": lambda p: lzma.open(p, "rb"),
+}
+
+
 def read_source(path: Path, mapping: Mapping) -> Source:
     """A source file's rows in file order: Parquet with its own types, CSV (plain, ``.gz``,
-    ``.zst``) as text so that every raw value can be quoted in the quarantine. A CSV line that
-    cannot be a row is quarantined (``malformed_row``, ``not_utf8``) with its line number and
-    text, as the landing reader does, instead of failing the whole file."""
+    ``.zst``, ``.bz2``, ``.xz``) as text so that every raw value can be quoted in the
+    quarantine. A CSV line that cannot be a row is quarantined (``malformed_row``,
+    ``not_utf8``) with its line number and text, as the landing reader does, instead of
+    failing the whole file."""
     name = path.name.lower()
     if path.stat().st_size == 0:
         raise MappingError(f"{path}: file is empty (0 bytes)")
+    opener = next((o for suffix, o in DECOMPRESSORS.items() if name.endswith(suffix)), None)
+    if opener is None:
+        return _read_source_as(path, path, mapping)
+    with tempfile.TemporaryDirectory(prefix="refrig-import-") as tmp:
+        plain = Path(tmp) / "source.csv"
+        try:
+            with opener(path) as packed, plain.open("wb") as out:
+                shutil.copyfileobj(packed, out)
+        except (OSError, EOFError, lzma.LZMAError) as exc:
+            raise MappingError(f"{path}: cannot be decompressed: {exc}") from None
+        return _read_source_as(plain, path, mapping)
+
+
+def _read_source_as(read: Path, path: Path, mapping: Mapping) -> Source:
+    """:func:`read_source` of the file at ``read``, named ``path`` in the quarantine."""
     con = connect()
     try:
-        p = sql_str(str(path))
-        if name.endswith(".parquet"):
+        p = sql_str(str(read))
+        if path.name.lower().endswith(".parquet"):
             frame = con.execute(f"SELECT * FROM read_parquet({p})").df()
             return Source(frame, np.arange(len(frame), dtype="int64"), _no_rows())
         options = (
