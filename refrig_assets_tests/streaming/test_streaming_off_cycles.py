@@ -138,3 +138,19 @@ def test_a_firing_waiting_for_the_stretch_to_outlast_survives_a_saved_state(monk
     resumed = engine_from(settings, StreamState.load(tmp_path / "state", settings))
     fired = cooling_losses(resumed, frame(settings, STEP_S, coil[cut:], states[cut:], start=cut))
     assert fired["ts"].tolist() == [first_idle_after(states, SEEN_OFF_CYCLE_MIN)]
+
+
+def test_devices_in_one_batch_keep_their_own_off_cycles(monkeypatch):
+    """One batch of two devices: the one that has shown a 10-minute off-cycle waits, the one
+    that has not fires where the rise ends; neither borrows the other's."""
+    settings = settings_at(STEP_S, monkeypatch)
+    coil_a, states_a = device(*FIRST_HOUR, (fast_then_slow(40), IDLE))
+    coil_b, states_b = device((RUNNING_10, RUN), (fast_then_slow(40), IDLE))
+    a = frame(settings, STEP_S, coil_a, states_a).assign(device_id="a")
+    b = frame(settings, STEP_S, coil_b, states_b).assign(device_id="b")
+    fired = cooling_losses(engine(settings), pd.concat([a, b], ignore_index=True))
+    ended_b = T0 + pd.Timedelta(seconds=STEP_S * (len(RUNNING_10) + 4 * PER_MINUTE))
+    assert dict(zip(fired["device_id"], fired["ts"], strict=True)) == {
+        "a": first_idle_after(states_a, SEEN_OFF_CYCLE_MIN),
+        "b": ended_b,
+    }
