@@ -13,18 +13,13 @@ The base class owns what every model shares, all driven by the ``models/`` setti
 * calibration of raw scores to tail probabilities (``calibration``);
 * persistence (``persistence``): a row keeps its evidence only as far as at least
   ``min_windows - 1`` of the device's previous ``windows - 1`` rows reached it too, so one odd
-  window does not raise an alert while a lasting change does;
-* sustained evidence (``sustained``): window evidence summed over the device's latest run of
-  windows less a drift allowance, the run's strongest window left out
-  (:mod:`refrig_assets.detectors.sustained`), so a lasting moderate change adds up. The larger
-  of it and the persistent evidence is calibrated again on whole training sequences, so a
-  threshold keeps its meaning;
+  window does not raise an alert while a lasting change does. The persistent evidence is
+  calibrated again on whole training sequences, so a threshold keeps its meaning;
 * contributors, confidence and persistence on disk.
 """
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from functools import cache
 from pathlib import Path
@@ -42,7 +37,6 @@ from refrig_assets.detectors.running_state import (
     choose_running_columns,
     running_state_features,
 )
-from refrig_assets.detectors.sustained import run_sums
 from refrig_assets.detectors.uninformative import uninformative_columns, uninformative_reason
 from refrig_assets.quality.rules import flag_bit
 
@@ -139,44 +133,6 @@ def context_columns(config: ModelConfig) -> list[str]:
     for name in names:
         contract.column(name)  # KeyError names a column the contract does not have
     return [n for n in names if n not in config.feature_columns]
-
-
-def context_ranges(frame: pd.DataFrame, columns: list[str]) -> dict[Any, np.ndarray]:
-    """Per cohort (and ``None`` for the fleet): the (2 × columns) low and high values of the
-    context ``columns`` in training rows ``frame``; NaN where a column was never seen."""
-    if not columns or frame.empty:
-        return {}
-    values = frame[columns].to_numpy(dtype=float)
-    cohorts = frame["cohort"].to_numpy() if "cohort" in frame.columns else None
-    groups: list[tuple[Any, np.ndarray]] = [(None, np.ones(len(frame), dtype=bool))]
-    if cohorts is not None:
-        groups += [(c, cohorts == c) for c in pd.unique(cohorts) if c == c]
-    ranges = {}
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a column all NaN in a cohort
-        for cohort, rows in groups:
-            ranges[cohort] = np.vstack(
-                [np.nanmin(values[rows], axis=0), np.nanmax(values[rows], axis=0)]
-            )
-    return ranges
-
-
-def outside_ranges(
-    frame: pd.DataFrame | FewRows, columns: list[str], ranges: dict[Any, np.ndarray]
-) -> np.ndarray | None:
-    """Per row: a value of the context ``columns`` lies outside the range training saw in its
-    cohort (the fleet's for a cohort training did not see); None without ranges."""
-    if not ranges or not columns:
-        return None
-    values = np.column_stack([np.asarray(frame[c].to_numpy(), dtype=float) for c in columns])
-    cohorts = np.asarray(frame["cohort"].to_numpy(), dtype=object)
-    out = np.zeros(len(cohorts), dtype=bool)
-    for cohort in pd.unique(cohorts):
-        rows = cohorts == cohort
-        low, high = ranges.get(cohort, ranges[None])
-        with np.errstate(invalid="ignore"):
-            out[rows] = ((values[rows] < low) | (values[rows] > high)).any(axis=1)
-    return out
 
 
 def _in_order(frame: pd.DataFrame | FewRows) -> bool:
@@ -347,8 +303,7 @@ class Detector(ABC):
     @property
     def lookback(self) -> pd.Timedelta:
         """How much earlier data scoring needs before the rows it reports (persistence)."""
-        rows = self.persistence[0] - 1 + self.evidence_run[0] - 1
-        return pd.Timedelta(minutes=self.row_minutes() * rows)
+        return pd.Timedelta(minutes=self.row_minutes() * (self.persistence[0] - 1))
 
     def rows(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The rows this model scores, from prepared feature windows (default: the windows).
@@ -510,13 +465,12 @@ class Detector(ABC):
                 self.config, self.scorable(features), missing, constant, len(frame)
             )
             raise NotTrainable(self.config.model_id, "; ".join([*self.notes, reason]), setting)
-        self.context_ranges = context_ranges(fit_frame, self.context_columns)
         self.fitting = True
         try:
             raw = self.fit_raw(fit_frame.reset_index(drop=True))
             self.calibrator.fit(raw)
             self.persistence_calibrator = None
-            if self.persistence[1] > 1 or self.evidence_run[0] > 1:
+            if self.persistence[1] > 1:
                 sequences = self._device_sample(frame)
                 evidence = self.evidence(self.raw_scores(sequences)[0])
                 self.persistence_calibrator = TailCalibrator(
@@ -673,35 +627,7 @@ class Detector(ABC):
         windows = max(1, int(self.config.setting("persistence.windows")))
         return windows, min(windows, max(1, int(self.config.setting("persistence.min_windows"))))
 
-    @property
-    def evidence_run(self) -> tuple[int, float]:
-        """(windows, allowance) of sustained evidence (``sustained`` in the settings); (1, 0.0)
-        for a model trained before it existed, which keeps the evidence of its window."""
-        spec = self.config.settings.get("sustained")
-        if not spec:
-            return 1, 0.0
-        return max(1, int(spec["windows"])), float(spec["allowance"])
-
     def sustained(self, frame: pd.DataFrame, score: np.ndarray) -> np.ndarray:
-        """Evidence that lasts: the larger of each row's persistent evidence
-        (:meth:`persistent`) and its window evidence summed over the device's latest run of
-        rows less a drift allowance per row, the run's strongest window left out
-        (:func:`~refrig_assets.detectors.sustained.run_sums`, ``sustained`` in the settings):
-        a lasting moderate change adds up to what one extreme window says, one odd window
-        still counts for nothing. ``frame`` is sorted by device and time."""
-        persistent = self.persistent(frame, score)
-        windows, allowance = self.evidence_run
-        if windows <= 1:
-            return persistent
-        run = run_sums(frame, score, windows, allowance)
-        # Beyond the conditions training saw the model extrapolates: a lasting moderate residual
-        # there (the afternoon after a night's training) is its own error as much as the device.
-        beyond = outside_ranges(frame, self.context_columns, getattr(self, "context_ranges", {}))
-        if beyond is not None:
-            run = np.where(beyond, 0.0, run)
-        return np.maximum(persistent, run)
-
-    def persistent(self, frame: pd.DataFrame, score: np.ndarray) -> np.ndarray:
         """Persistence: a row keeps its score only as far as at least ``min_windows - 1`` of
         the device's previous ``windows - 1`` rows reached it too, i.e. the row's score is
         ``min(score, (min_windows-1)-th highest earlier score)``. ``frame`` is sorted by device
