@@ -716,25 +716,36 @@ DECOMPRESSORS: dict[str, Callable[[Path], IO[bytes]]] = {
     ".bz2": lambda p: bz2.open(p, "rb"),
     ".xz": lambda p: lzma.open(p, "rb"),
 }
+# Byte order marks of UTF-16 text (spreadsheet "Unicode text" exports): re-encoded as UTF-8.
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def read_source(path: Path, mapping: Mapping) -> Source:
     """A source file's rows in file order: Parquet with its own types, CSV (plain, ``.gz``,
-    ``.zst``, ``.bz2``, ``.xz``) as text so that every raw value can be quoted in the
-    quarantine. A CSV line that cannot be a row is quarantined (``malformed_row``,
-    ``not_utf8``) with its line number and text, as the landing reader does, instead of
-    failing the whole file."""
+    ``.zst``, ``.bz2``, ``.xz``; UTF-8, or UTF-16 with its byte order mark) as text so that
+    every raw value can be quoted in the quarantine. A CSV line that cannot be a row is
+    quarantined (``malformed_row``, ``not_utf8``) with its line number and text, as the
+    landing reader does, instead of failing the whole file."""
     name = path.name.lower()
     if path.stat().st_size == 0:
         raise MappingError(f"{path}: file is empty (0 bytes)")
     opener = next((o for suffix, o in DECOMPRESSORS.items() if name.endswith(suffix)), None)
-    if opener is None:
+    with path.open("rb") as head:
+        utf16 = not name.endswith(".parquet") and head.read(2) in UTF16_MARKS
+    if opener is None and not utf16:
         return _read_source_as(path, path, mapping)
     with tempfile.TemporaryDirectory(prefix="refrig-import-") as tmp:
         plain = Path(tmp) / "source.csv"
         try:
-            with opener(path) as packed, plain.open("wb") as out:
-                shutil.copyfileobj(packed, out)
+            if utf16:
+                with path.open(encoding="utf-16") as text, plain.open("w") as out:
+                    shutil.copyfileobj(text, out)
+            else:
+                assert opener is not None
+                with opener(path) as packed, plain.open("wb") as out:
+                    shutil.copyfileobj(packed, out)
+        except UnicodeError as exc:
+            raise MappingError(f"{path}: starts as UTF-16 but cannot be decoded: {exc}") from None
         except (OSError, EOFError, lzma.LZMAError) as exc:
             raise MappingError(f"{path}: cannot be decompressed: {exc}") from None
         return _read_source_as(plain, path, mapping)
