@@ -144,6 +144,8 @@ class StreamingSettings:
     version: str
     units: dict[str, str]
     threshold_defaults: dict[str, float]
+    # A running stretch shorter than this between idle readings reads as idle (0: none does).
+    least_run_ns: int = 0
 
     @property
     def sensors(self) -> list[str]:
@@ -187,7 +189,8 @@ def load_streaming_settings(
     rules_section = config.section("rules")
     rules = []
     fitted = set(fleet_measurements(readings))
-    cadence_minutes = fleet_cadence_seconds() / 60.0
+    cadence_seconds = fleet_cadence_seconds()
+    cadence_minutes = cadence_seconds / 60.0
     floor_minutes = config.number("min_readings_per_lookback", minimum=0.0) * cadence_minutes
     held_floor = config.number("min_readings_held", minimum=0.0) * cadence_minutes
     for name in rules_section.raw:
@@ -237,7 +240,22 @@ def load_streaming_settings(
         threshold_defaults={
             r.threshold: float(registry.column(r.threshold).default) for r in rules
         },
+        least_run_ns=_least_run_ns(cadence_seconds),
     )
+
+
+def _least_run_ns(cadence_seconds: float) -> int:
+    """The least run of the compressor that is a start, in ns: the ``min_seconds`` of the
+    device_features contract's running-state start count. As in the feature SQL, only a fleet
+    reading faster than that applies it (slower, a run seen at all spans a reading interval).
+    0: no such setting, or a cadence of min_seconds or slower."""
+    for column in load_contract("device_features").columns:
+        spec = column.extra.get("derived") or {}
+        if spec.get("state") != "running" or spec.get("kind") not in ("starts", "starts_per_hour"):
+            continue
+        seconds = float(spec.get("min_seconds") or 0.0)
+        return int(seconds * 10**9) if seconds > cadence_seconds else 0
+    return 0
 
 
 def _version(registry: Contract, config: Section) -> str:

@@ -200,13 +200,10 @@ class StreamingEngine:
         running = np.where(
             np.isnan(current), UNKNOWN_STATE, current > self.settings.running_above
         ).astype(np.int8)
-        return Readings(
-            merge(st.buffer_code, code, np.int64),
-            merge(st.buffer_ts, ts, np.int64),
-            merged,
-            new,
-            running,
-        )
+        all_code = merge(st.buffer_code, code, np.int64)
+        all_ts = merge(st.buffer_ts, ts, np.int64)
+        _blips_as_idle(all_code, all_ts, running, self.settings.least_run_ns)
+        return Readings(all_code, all_ts, merged, new, running)
 
     def _evaluate(
         self,
@@ -484,6 +481,34 @@ class StreamingEngine:
         st.buffer_code = r.code[keep]
         st.buffer_ts = r.ts[keep]
         st.buffer_values = {k: v[keep] for k, v in r.values.items()}
+
+
+def _blips_as_idle(code: np.ndarray, ts: np.ndarray, running: np.ndarray, least_ns: int) -> None:
+    """Read as idle, in place, each running stretch that lies between idle readings of its
+    device and lasts less than ``least_ns`` from its first reading to the idle reading after
+    it: a noisy idle current crossing running_above for a reading or two, no start (as the
+    start count of the features). A stretch still running at the last reading, or next to a
+    reading of unknown state, stays running. ``code``/``ts``: device-then-time order."""
+    n = len(running)
+    if least_ns <= 0 or n < 3:
+        return
+    first = np.flatnonzero(np.r_[True, (running[1:] != running[:-1]) | (code[1:] != code[:-1])])
+    after = np.r_[first[1:], n]  # the reading after each stretch
+    inner = (first > 0) & (after < n)
+    first, after = first[inner], after[inner]
+    blip = (
+        (running[first] == 1)
+        & (code[first - 1] == code[first])
+        & (running[first - 1] == 0)
+        & (code[after] == code[first])
+        & (running[after] == 0)
+        & (ts[after] - ts[first] < least_ns)
+    )
+    if blip.any():
+        stretch = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(stretch, first[blip], 1)
+        np.add.at(stretch, after[blip], -1)
+        running[np.cumsum(stretch[:n]) > 0] = 0
 
 
 def _last_of_device(code: np.ndarray) -> np.ndarray:
