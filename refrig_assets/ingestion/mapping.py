@@ -718,6 +718,8 @@ DECOMPRESSORS: dict[str, Callable[[Path], IO[bytes]]] = {
 }
 # Byte order marks of UTF-16 text (spreadsheet "Unicode text" exports): re-encoded as UTF-8.
 UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+# The first bytes of a ZIP archive, an .xlsx workbook included.
+ZIP_MARK = b"PK\x03\x04"
 
 
 def read_source(path: Path, mapping: Mapping) -> Source:
@@ -731,7 +733,13 @@ def read_source(path: Path, mapping: Mapping) -> Source:
         raise MappingError(f"{path}: file is empty (0 bytes)")
     opener = next((o for suffix, o in DECOMPRESSORS.items() if name.endswith(suffix)), None)
     with path.open("rb") as head:
-        utf16 = not name.endswith(".parquet") and head.read(2) in UTF16_MARKS
+        start = head.read(4)
+    if start == ZIP_MARK:
+        raise MappingError(
+            f"{path}: is a ZIP archive (an Excel workbook is one), not CSV or Parquet: "
+            "export the sheet as CSV, or unpack the archive"
+        )
+    utf16 = not name.endswith(".parquet") and start[:2] in UTF16_MARKS
     if opener is None and not utf16:
         return _read_source_as(path, path, mapping)
     with tempfile.TemporaryDirectory(prefix="refrig-import-") as tmp:

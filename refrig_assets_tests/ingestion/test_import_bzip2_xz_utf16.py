@@ -1,12 +1,14 @@
 """`refrig import` of a CSV export compressed with bzip2 or xz (what many loggers and archive
 scripts write), or in UTF-16 with its byte order mark (a spreadsheet's "Unicode text" export),
-imports the same readings as the plain UTF-8 file. Was: "column(s) ... named in the mapping are
-not in the file (it has 'column0')" (or "it has ''"), false: DuckDB reads none of them."""
+imports the same readings as the plain UTF-8 file; an Excel workbook is named as one. Was:
+"column(s) ... named in the mapping are not in the file (it has 'column0')" (or "it has ''",
+"it has 'PK...'"), false: DuckDB reads none of them."""
 
 from __future__ import annotations
 
 import bz2
 import lzma
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,13 @@ def test_a_file_that_only_starts_like_utf16_is_named(tmp_path: Path):
 
     with pytest.raises(MappingError, match="broken.csv: starts as UTF-16 but cannot be decoded"):
         read_source(broken, _mapping(tmp_path))
+
+
+def test_an_excel_workbook_is_named_as_such(tmp_path: Path):
+    # Was: "columns ... are not in the file (it has 'PK\x03\x04...')".
+    workbook = tmp_path / "fleet.xlsx"
+    with zipfile.ZipFile(workbook, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+
+    with pytest.raises(MappingError, match="fleet.xlsx: is a ZIP archive .*export the sheet"):
+        read_source(workbook, _mapping(tmp_path))
