@@ -47,7 +47,7 @@ from refrig_assets.core.config import Section, load_config
 from refrig_assets.core.contracts import Contract, load_contract
 from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.core.storage import durable_replace
-from refrig_assets.ingestion.landing.readers import open_file, text_limits
+from refrig_assets.ingestion.landing.readers import UTF16_MARKS, open_file, text_limits
 
 LAYOUTS = ("wide", "long")
 QUARANTINE_COLUMNS = ["source_file", "row", "column", "rule", "value", "message", "device_id", "ts"]
@@ -716,8 +716,6 @@ DECOMPRESSORS: dict[str, Callable[[Path], IO[bytes]]] = {
     ".bz2": lambda p: bz2.open(p, "rb"),
     ".xz": lambda p: lzma.open(p, "rb"),
 }
-# Byte order marks of UTF-16 text (spreadsheet "Unicode text" exports): re-encoded as UTF-8.
-UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
 # The first bytes of a ZIP archive, an .xlsx workbook included.
 ZIP_MARK = b"PK\x03\x04"
 
@@ -739,6 +737,7 @@ def read_source(path: Path, mapping: Mapping) -> Source:
             f"{path}: is a ZIP archive (an Excel workbook is one), not CSV or Parquet: "
             "export the sheet as CSV, or unpack the archive"
         )
+    # UTF-16 text (spreadsheet "Unicode text" exports) is re-encoded as UTF-8.
     utf16 = not name.endswith(".parquet") and start[:2] in UTF16_MARKS
     if opener is None and not utf16:
         return _read_source_as(path, path, mapping)

@@ -116,6 +116,18 @@ def test_lines_of_a_non_utf8_csv_that_cannot_be_decoded_are_quarantined(tmp_path
     assert result.rows_read == result.rows_clean + result.rows_quarantined == 3
 
 
+def test_a_utf16_csv_is_quarantined_naming_its_encoding(tmp_path):
+    landing = landing_with_good_file(tmp_path)
+    (landing / "export.csv").write_bytes(csv_text(good_rows(2)).encode("utf-16"))
+    arrived_in_hour(landing / "export.csv")
+    clean, result = run_hour(landing)
+    assert len(clean) == 3
+    assert quarantine_rows(result) == [["export.csv", -1, None, "not_utf8", None]]
+    [message] = result.quarantine["message"].tolist()
+    assert message.startswith("export.csv: is UTF-16 text (byte order mark FF FE)")
+    assert "refrig import" in message
+
+
 def test_a_csv_with_another_delimiter_is_quarantined_as_wrong_delimiter(tmp_path):
     landing = landing_with_good_file(tmp_path)
     good_rows(2, device="dev-2").to_csv(landing / "semicolons.csv", sep=";", index=False)

@@ -57,6 +57,11 @@ NAMES_SHOWN = 5
 VALUE_SHOWN = 200
 
 
+# Byte order marks of UTF-16 text (spreadsheet "Unicode text" exports): `refrig import` reads
+# such files; the landing zone reads UTF-8 only and names the encoding when it meets one.
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
 @dataclass(frozen=True)
 class FileRejection:
     """A whole landing file (or one of its columns) that could not be used, with the rule."""
@@ -254,9 +259,7 @@ def open_file(
         desc = con.execute(f"DESCRIBE SELECT * EXCLUDE (_k) FROM {table}").fetchall()
         types = {d[0]: d[1] for d in desc}
         if any(ch < " " and ch != "\t" for name in types for ch in name):
-            return None, FileRejection(
-                rel, "unreadable_file", f"{rel}: cannot be read as CSV (binary data in the header)"
-            )
+            return None, _binary_header(path, rel)
         if len(types) == 1:
             only = next(iter(types))
             other = [d for d in OTHER_DELIMITERS if d != delim and d in only]
@@ -680,4 +683,22 @@ def _rejected_lines_sql(layout: FileLayout, contract: Contract, source: str) -> 
         f"csv_line AS read_error_value "
         f"FROM (SELECT line, arg_min(error_type, column_idx) AS error_type, "
         f"any_value(csv_line) AS csv_line FROM {layout.rejects} GROUP BY line)"
+    )
+
+
+def _binary_header(path: Path, rel: str) -> FileRejection:
+    """The rejection of a CSV whose header holds control bytes: UTF-16 text named as such (an
+    export saved as "Unicode text"), anything else unreadable."""
+    if not is_compressed(path):
+        with open(path, "rb") as fh:
+            mark = fh.read(2)
+        if mark in UTF16_MARKS:
+            return FileRejection(
+                rel,
+                "not_utf8",
+                f"{rel}: is UTF-16 text (byte order mark {mark.hex(' ').upper()}); the landing "
+                "zone reads UTF-8: save it as UTF-8, or bring it in with `refrig import`",
+            )
+    return FileRejection(
+        rel, "unreadable_file", f"{rel}: cannot be read as CSV (binary data in the header)"
     )
