@@ -158,3 +158,19 @@ def test_a_power_cut_named_by_its_rule_stays_the_sites_whatever_the_windows_afte
     result = build([cut, alert("D1", 1), alert("D1", 2)], dx, policy)
 
     assert result.incidents.sort_values("first_window_start")["cause"].iloc[0] == "power_loss"
+
+
+def test_the_rule_firing_again_joins_the_renamed_incident(policy):
+    first = build(
+        [leak_rule(0), alert("D1", 1), alert("D1", 2)],
+        [diagnosis("D1", i, "condenser_fouling") for i in (1, 2)],
+        policy,
+    )
+    (renamed,) = first.incidents.itertuples()
+    assert renamed.cause == "condenser_fouling"
+
+    # the store folds two more firings of the rule (no diagnosis there)
+    result = build([leak_rule(3), leak_rule(4)], [], policy, open_incidents=first.incidents)
+
+    (incident,) = result.incidents.itertuples()
+    assert (incident.incident_id, incident.cause) == (renamed.incident_id, "condenser_fouling")
