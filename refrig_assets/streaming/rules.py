@@ -297,7 +297,10 @@ def sustained_rise(
     coil is no cooling) or its state unknown. With it idle, the coil also warms when the device
     defrosts, as fast as its heater or hot gas drives it; so an idle reading must also outpace
     ``own_rise`` (per device, NaN: unknown), the fastest defrost warm-up of the device and its
-    cohort: a rise as fast as the device's defrosts is no lost compressor.
+    cohort: a rise as fast as the device's defrosts is no lost compressor. A reading of unknown
+    state (no current: a device without a current sensor) may be such a defrost too: where
+    ``own_rise`` is known, its rise fires at the sustain time only at a reading that outpaces
+    it, and is otherwise judged by its shape as below (where none is known, the limit alone).
 
     A running rise that rests on one reading interval covering the sustain time, on a device
     seen idle by then (``cycled``, per reading of ``r``), may be an off-cycle hidden between
@@ -329,7 +332,12 @@ def sustained_rise(
     # lost compressor, so it is held and judged when it ends (:func:`_unlike_a_defrost`), and
     # pages once the stop has outlasted the device's ordinary off-cycles (``cycles``,
     # :func:`off_cycles.outlasting`; None: at once).
-    held = learns & idle & np.isnan(own_rise[code])
+    # A reading of unknown state (no current reading: a cold store without a current sensor)
+    # may be idle in a defrost as well as running. Where defrosts faster than the limit are
+    # known (its cohort's), its rise is judged by its shape too; where none is known, by the
+    # limit alone.
+    unknown = r.running[new] == UNKNOWN_STATE
+    held = learns & np.where(unknown, ~np.isnan(own_rise[code]), idle & np.isnan(own_rise[code]))
     # The reading before each new one: a new one of the same batch, or the device's last
     # evaluated reading (the end of the buffer), whose streak the state remembers.
     before = np.maximum(new - 1, 0)
@@ -352,6 +360,9 @@ def sustained_rise(
     unconfirmed = (r.running[new] == 1) & cycled[new] & (ref >= 0)
     unconfirmed &= start >= r.ts[np.maximum(ref, 0)]
     fires = rising & (covered >= sustain_ns) & ~held & ~unconfirmed
+    # Held with its state unknown, a rise that also outpaces the defrosts pages at once.
+    with np.errstate(invalid="ignore"):
+        fires |= rising & (covered >= sustain_ns) & held & unknown & (rate > own_rise[code])
     defrosting = np.zeros(len(r), dtype=bool)
     if learns:
         with np.errstate(invalid="ignore"):
@@ -398,8 +409,15 @@ def sustained_rise(
     if cycles is not None and learns:
         # A rise that ended unlike a defrost pages once the compressor has stayed off longer
         # than in any ordinary off-cycle of the device: an off-cycle's coil rises as fast and
-        # slows the same way, and only the restart tells it.
+        # slows the same way, and only the restart tells it. With the state unknown no
+        # off-cycle is seen: it pages at once.
+        at_once = None
+        if lost is not None:
+            blind = unknown[lost[0]]
+            lost, at_once = _pick(lost, ~blind), _pick(lost, blind)
         lost = outlasting(r, defrosting, linked, previous_new, lost, cycles)
+        if at_once is not None:
+            lost = _joined(lost, at_once)
     if lost is not None and len(lost[0]):
         at, streak_start, rise_rate, at_its_end = lost
         fires[at] = True
@@ -416,6 +434,19 @@ def sustained_rise(
             r, rule, rate_at, defrosting, linked, previous_new, sustain_ns, stays
         )
     return Hits(fires, observed, limit, covered, sample=sample)
+
+
+_Lost = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _pick(lost: _Lost, mask: np.ndarray) -> _Lost:
+    """The lost-compressor firings (positions, rise start, rate, at the rise's end) in mask."""
+    return lost[0][mask], lost[1][mask], lost[2][mask], lost[3][mask]
+
+
+def _joined(a: _Lost, b: _Lost) -> _Lost:
+    """Two sets of lost-compressor firings as one."""
+    return np.r_[a[0], b[0]], np.r_[a[1], b[1]], np.r_[a[2], b[2]], np.r_[a[3], b[3]]
 
 
 @dataclass
@@ -524,7 +555,7 @@ def _unlike_a_defrost(
     before = np.maximum(new - 1, 0)
     carried = streak_from[code]
     earlier_start = np.where(previous_new, np.r_[NO_TIME, start[:-1]], carried)
-    earlier_held = np.where(previous_new, np.r_[False, held[:-1]], r.running[before] == 0)
+    earlier_held = np.where(previous_new, np.r_[False, held[:-1]], r.running[before] != 1)
     earlier_rising = np.where(previous_new, np.r_[False, rising[:-1]], carried != NO_TIME)
     with np.errstate(invalid="ignore"):
         short_of_defrost = (x[before] <= defrost_above) & (x[new] <= defrost_above)
