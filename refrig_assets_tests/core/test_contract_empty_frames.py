@@ -36,3 +36,16 @@ def test_a_contract_built_from_a_checked_ones_fields_checks_its_own_columns():
     narrower = type(contract)(**{**contract.__dict__, "columns": rest})
     assert narrower.validate(contract.empty_frame().drop(columns=first.name)).empty
     assert not contract.validate(contract.empty_frame().drop(columns=first.name)).empty
+
+
+def test_every_caller_gets_its_own_empty_frame_typed_as_the_contract_says():
+    contract = load_contract("device_alerts")
+    first = contract.empty_frame()
+    first["extra"] = pd.Series(dtype="float64")
+    first["severity"] = first["severity"].astype("float64")
+    second = contract.empty_frame()
+    assert list(second.columns) == contract.column_names
+    assert {name: str(dtype) for name, dtype in second.dtypes.items()} == {
+        c.name: str(pd.Series(dtype=c.pandas_dtype).dtype) for c in contract.columns
+    }
+    assert second is not contract.empty_frame()
