@@ -243,6 +243,7 @@ class StreamingEngine:
                 self._cycled(r),
                 self.state.defrost_stays.get(rule.name),
                 self.state.off_cycles.get(rule.name),
+                self._cohort_off_cycle(rule, cohorts),
             )
         baseline = self._baseline(rule, cohorts, r.code[r.new])
         if rule.kind == "below_moving_average_held":
@@ -335,14 +336,40 @@ class StreamingEngine:
         typical = self._cohort_typical(rule, cohorts, trusted, np.stack([own, own], axis=1))
         return np.fmax(own, typical[cohorts, 0]) if len(typical) else own
 
+    def _cohort_off_cycle(self, rule: StreamingRule, cohorts: np.ndarray) -> np.ndarray | None:
+        """Per device, its cohort's median of the longest ordinary off-cycle each device has
+        shown (ns; 0 with fewer than ``cohort_min_devices`` that have shown one): what a device
+        that has shown none yet must outlast before an idle rise unlike a defrost pages. None:
+        the rule keeps no off-cycles."""
+        cycles = self.state.off_cycles.get(rule.name)
+        if cycles is None or not len(cohorts):
+            return None
+        seen = cycles.longest > 0
+        longest = cycles.longest.astype(float)
+        typical = self._cohort_typical(
+            rule,
+            cohorts,
+            np.stack([seen, np.zeros(len(seen), dtype=bool)], axis=1),
+            np.stack([longest, longest], axis=1),
+            key=f"{rule.name}/off_cycle",
+        )[cohorts, 0]
+        return np.where(np.isnan(typical), 0, typical).astype(np.int64)
+
     def _cohort_typical(
-        self, rule: StreamingRule, cohorts: np.ndarray, trusted: np.ndarray, own: np.ndarray
+        self,
+        rule: StreamingRule,
+        cohorts: np.ndarray,
+        trusted: np.ndarray,
+        own: np.ndarray,
+        key: str | None = None,
     ) -> np.ndarray:
         """(cohorts, 2) median of the trusted device averages per cohort and running state (NaN
         with fewer than ``cohort_min_devices``). A fleet's typical value moves slowly: it is kept
-        in memory and recomputed once the data has moved on by COHORT_REFRESH_NS."""
+        in memory (under ``key``, the rule's name by default) and recomputed once the data has
+        moved on by COHORT_REFRESH_NS."""
+        key = key or rule.name
         now = int(self.state.watermark.max()) if len(self.state) else 0
-        cached = self.state.cohort_cache.get(rule.name)
+        cached = self.state.cohort_cache.get(key)
         if cached is not None:
             at, devices, typical = cached
             if devices == len(self.state) and now - at < COHORT_REFRESH_NS:
@@ -355,7 +382,7 @@ class StreamingEngine:
             stats = frame.groupby("cohort")["mean"].agg(["median", "count"])
             stats = stats[stats["count"] >= need]
             typical[stats.index.to_numpy(dtype=np.int64), state_col] = stats["median"].to_numpy()
-        self.state.cohort_cache[rule.name] = (now, len(self.state), typical)
+        self.state.cohort_cache[key] = (now, len(self.state), typical)
         return typical
 
     def _open_episodes(

@@ -65,15 +65,18 @@ def outlasting(
     previous_new: np.ndarray,
     ended: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
     cycles: OffCycles,
+    cohort_longest: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The lost-compressor firings due among the new readings: positions in ``r.new``, the
     start of each one's rise, its rate, and whether the firing is at the reading that ended
     the rise.
 
     ``ended`` holds the idle rises that ended unlike a defrost (positions in ``r.new``, rise
-    start, rate; the fourth array is ignored). Each fires at the first reading of its idle stretch that has been idle
-    longer than the device's longest ordinary off-cycle seen before it (at once where none has
-    been seen, or where the stretch's start is not known), unless the compressor restarts or
+    start, rate; the fourth array is ignored). Each fires at the first reading of its idle
+    stretch that has been idle longer than the device's longest ordinary off-cycle seen before
+    it; where the device has shown none, than its cohort's median of those (``cohort_longest``
+    per device, ns; 0 or None: none known, at once); at once where the stretch's start is not
+    known; unless the compressor restarts or
     the coil enters the defrost state (``defrosting``, per reading of ``r``) first. ``linked``
     and ``previous_new`` are per new reading as :func:`rules.sustained_rise` has them.
     ``cycles`` is updated to the last new reading of each device."""
@@ -103,6 +106,10 @@ def outlasting(
     offset = code.astype(np.int64) * _SECONDS_STRIDE
     longest_seen = (np.maximum.accumulate(offset + seconds) - offset) * NS_PER_SECOND
     longest = np.maximum(cycles.longest[code], longest_seen)
+    # A device that has shown no off-cycle yet waits as long as its cohort's typically do.
+    bound = (
+        longest if cohort_longest is None else np.where(longest > 0, longest, cohort_longest[code])
+    )
 
     # Firings waiting in each idle stretch: an ended rise in it so far, or one carried over.
     event = np.zeros(m, dtype=bool)
@@ -122,7 +129,7 @@ def outlasting(
         in_stretch, rise_rate[np.maximum(last_event, 0)], cycles.waiting_rate[code[first]]
     )
     known = since != NO_TIME
-    due = waiting & ~defrosted & (~known | (ts - since > longest))
+    due = waiting & ~defrosted & (~known | (ts - since > bound))
     was_due = np.r_[False, due[:-1]] & goes_on & previous_new
     fire = due & ~was_due
 

@@ -284,6 +284,7 @@ def sustained_rise(
     cycled: np.ndarray,
     stays: DefrostStays | None = None,
     cycles: OffCycles | None = None,
+    cohort_off_cycle: np.ndarray | None = None,
 ) -> Hits:
     """Rate of rise above the limit per minute at every reading for ``sustain_minutes``.
 
@@ -415,7 +416,7 @@ def sustained_rise(
         if lost is not None:
             blind = unknown[lost[0]]
             lost, at_once = _pick(lost, ~blind), _pick(lost, blind)
-        lost = outlasting(r, defrosting, linked, previous_new, lost, cycles)
+        lost = outlasting(r, defrosting, linked, previous_new, lost, cycles, cohort_off_cycle)
         if at_once is not None:
             lost = _joined(lost, at_once)
     if lost is not None and len(lost[0]):
