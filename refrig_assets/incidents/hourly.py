@@ -270,6 +270,10 @@ def run_hour(
     touched = build.incidents["incident_id"].tolist()
     # Nothing touched or alerted: no read of the store (most hours of a small fleet).
     stored = incidents.by_ids(touched) if touched else None
+    if stored is not None:
+        # A rerun of an old hour sees incidents that began after it among the live ones it may
+        # extend; they are not the hour's (its first run could not list them).
+        stored = stored[stored["first_window_start"] < end]
     linked = incidents.linked_alerts(alerts["alert_id"].tolist()) if len(alerts) else set()
     unlinked = sorted(set(alerts["alert_id"]) - linked)
     contract = load_contract("device_incidents")

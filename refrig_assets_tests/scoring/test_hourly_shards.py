@@ -31,6 +31,7 @@ HOURS = 8  # six hours of training, the hour before, the hour scored
 HOURLY_MODELS = ["statistical_baseline", "isolation_forest"]
 SCORED_AT = datetime(2026, 1, 2, tzinfo=UTC)
 FAULTY = ["dev-000003", "dev-000011", "dev-000012", "dev-000026"]
+FAULTY_IN_LAST_HOUR = ["dev-000017"]
 DOOR_AJAR = ["dev-000005", "dev-000020"]
 NO_CURRENT_SENSOR = [f"dev-{i:06d}" for i in range(10)]  # a cohort without the current sensor
 
@@ -46,12 +47,16 @@ def hour_start(hour: int) -> pd.Timestamp:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A store with eight feature hours of 30 devices on 4 sites that cut across any device
-    range, faults in the last two hours, trained hourly detectors."""
+    range, faults in the last two hours (one device's in the last hour only), trained hourly
+    detectors."""
     root = tmp_path_factory.mktemp("shards")
     store = ParquetStore(root / "data")
     features = synthetic_features(DEVICES, HOURS, seed=3)
     late = features["window_start"] >= hour_start(HOURS - 2)
-    faulty = late & features["device_id"].isin(FAULTY)
+    last = features["window_start"] >= hour_start(HOURS - 1)
+    faulty = (late & features["device_id"].isin(FAULTY)) | (
+        last & features["device_id"].isin(FAULTY_IN_LAST_HOUR)
+    )
     for col in ("temperature_evaporator_mean", "pressure_low_side_running_mean"):
         if col in features:
             features.loc[faulty, col] *= 1.6
@@ -200,3 +205,25 @@ def test_the_diagnoses_kept_of_each_shard_build_the_incidents_all_diagnoses_buil
     ]
     pd.testing.assert_frame_equal(built[1].incidents, built[0].incidents)
     pd.testing.assert_frame_equal(built[1].evidence, built[0].evidence)
+
+
+def test_an_hour_run_again_lists_the_incidents_its_first_run_listed(world, tmp_path):
+    """A rerun of an old hour (a range run again, a late file) sees incidents that began after
+    the hour among the live ones it may extend; its partition still lists only the hour's."""
+    root, registry, detectors = world
+    first = run_hourly(root, registry, detectors, None, tmp_path / "run")
+    hour = HOURS - 2
+    start, end = hour_start(hour), hour_start(hour + 1)
+    store = ParquetStore(tmp_path / "run" / "data")
+    incidents = IncidentStore(AlertStore(f"sqlite:///{tmp_path / 'run' / 'alerts.db'}"))
+    every = incidents.open_incidents(closed_since=datetime(2000, 1, 1, tzinfo=UTC))
+    assert (every["first_window_start"] >= end).any()  # one began after the hour
+    again = run_hour(store, incidents, key_of(hour), start, end, HourDiagnosis(store, key_of(hour)))
+    # The same incidents (their rows as stored now: later hours may have updated them).
+    assert sorted(again.incidents["incident_id"]) == sorted(first["incidents"][0]["incident_id"])
+    after = incidents.open_incidents(closed_since=datetime(2000, 1, 1, tzinfo=UTC))
+    kept = ["incident_id", "device_id", "cause", "first_window_start", "status"]
+    pd.testing.assert_frame_equal(  # no incident opened again, none lost
+        after[kept].sort_values("incident_id", ignore_index=True),
+        every[kept].sort_values("incident_id", ignore_index=True),
+    )
