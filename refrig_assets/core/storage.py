@@ -4,12 +4,14 @@ Layout: ``<data_dir>/<dataset>/<partition>.parquet`` where ``<partition>`` is a 
 Hadoop-safe form of the Dagster partition key (``2026-01-01-05:00`` → ``2026-01-01T05``). The same
 layout is read by DuckDB, pandas and Spark. A write goes to a hidden temporary file in the same
 directory and is renamed into place, so a killed run leaves either the old partition or the new
-one, never half of one.
+one, never half of one. Its temporary file names its writer (process id and host): the next
+write into that directory removes the leftovers of writers that are gone.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -99,11 +101,46 @@ def fsynced_meanwhile(path: Path) -> Iterator[None]:
         raise errors[0]
 
 
+_WRITER = f"{os.getpid()}@{socket.gethostname()}"
+# Directories this process has swept of dead writers' temporary files (once each).
+_SWEPT: set[Path] = set()
+
+
 def temporary_for(final: Path) -> Path:
     """A hidden temporary file next to ``final`` (its directory made if missing), to be renamed
-    over it once written and durable."""
+    over it once written and durable. Its name ends with the writer (``<pid>@<host>``); the
+    first call for a directory in a process removes the temporary files of writers that are
+    gone (a run killed mid-write)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp"
+    if final.parent not in _SWEPT:
+        _SWEPT.add(final.parent)
+        _remove_dead_writers_files(final.parent)
+    return final.parent / f".{final.stem}.{uuid.uuid4().hex}.{_WRITER}.tmp"
+
+
+def _remove_dead_writers_files(directory: Path) -> None:
+    with os.scandir(directory) as entries:
+        names = [e.name for e in entries if e.name.startswith(".") and e.name.endswith(".tmp")]
+    for name in names:
+        if _writer_gone(name):
+            (directory / name).unlink(missing_ok=True)
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether the temporary file ``name`` was written by a process of this host that no longer
+    runs (a file of another host, or of an unknown writer, is never taken for gone)."""
+    base = name[: -len(".tmp")]
+    at = base.rfind("@")
+    pid, host = base[:at].rsplit(".", 1)[-1], base[at + 1 :]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
 
 
 def _fsync_directory(path: Path) -> None:
