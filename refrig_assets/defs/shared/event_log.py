@@ -29,13 +29,21 @@ event log; an instance configured otherwise (PostgreSQL, ...) is used as configu
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import re
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
+import sqlalchemy.exc as db_exc
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from dagster._core.events import (
     ASSET_CHECK_EVENTS,
     ASSET_EVENTS,
@@ -47,13 +55,16 @@ from dagster._core.events import (
 )
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
+from dagster._core.storage.event_log.sqlite import sqlite_event_log
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
 )
+from dagster._core.storage.sql import get_alembic_config, safe_commit
 from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._serdes import ConfigurableClassData
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
@@ -118,6 +129,32 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                     finally:
                         del opened[shard]
 
+    def _initdb(self, engine: Engine, for_index_shard: bool = False) -> None:
+        """Create a file's tables when it has none, as Dagster's storage does; a run's file (one
+        per run) is stamped at the migration head without reading the migration scripts again:
+        they are read once per process (:func:`_migration_scripts`)."""
+        if for_index_shard:
+            super()._initdb(engine, for_index_shard=True)
+            return
+        retries = 10
+        while True:
+            try:
+                with engine.connect() as connection:
+                    migrations = MigrationContext.configure(connection)
+                    if migrations.get_current_revision() is None:
+                        SqlEventLogStorageMetadata.create_all(engine)
+                        connection.execute(text("PRAGMA journal_mode=WAL;"))
+                        migrations.stamp(_migration_scripts(), "head")
+                        safe_commit(connection)
+                return
+            except (db_exc.DatabaseError, sqlite3.DatabaseError, sqlite3.OperationalError) as exc:
+                # Another process creating the same file at once (Dagster's storage retries so).
+                if retries == 0 or not _concurrent_init(str(exc)):
+                    raise
+                logging.info("a run's event log file was being created elsewhere: %s", exc)
+                time.sleep(0.2)
+                retries -= 1
+
     def has_table(self, table_name: str) -> bool:
         # Only a table found is remembered: a migration may add one, none removes one.
         if (table_name, "") not in self._found and super().has_table(table_name):
@@ -167,6 +204,23 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             engine.dispose()
         self._engines.clear()
         super().dispose()
+
+
+@functools.cache
+def _migration_scripts() -> ScriptDirectory:
+    """Dagster's migration scripts for its SQLite event log, read once (reading them is most of
+    the cost of creating a run's file: ~90 scripts imported)."""
+    return ScriptDirectory.from_config(get_alembic_config(sqlite_event_log.__file__))
+
+
+def _concurrent_init(message: str) -> bool:
+    """Whether ``message`` is one of the errors Dagster's storage reads as another process
+    creating the same file at that moment."""
+    return bool(
+        re.search(r"table [A-Za-z_]* already exists", message)
+        or "database is locked" in message
+        or "UNIQUE constraint failed: alembic_version.version_num" in message
+    )
 
 
 def log_check_evaluations(
