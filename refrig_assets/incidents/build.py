@@ -19,7 +19,9 @@ faults, each of its sensor health flags, a site's power or communications loss o
   a site event does not reopen an earlier unexplained episode: a power cut does not take over
   a device's earlier unexplained episode);
 * stored incidents (``open_incidents``) take part as the first signal of their own episode, so
-  re-running the same input yields the same incidents and ids.
+  re-running the same input yields the same incidents and ids;
+* a stored communications ticket whose windows the build sees again, none of them silent any
+  more (the readings arrived late and the hour is built again), closes.
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ class IncidentBuild:
     # Contract sensors no device of the fleet reported in the build's windows (REFRIG_SENSORS
     # unset): not a dropout of each device (see _never_reported).
     never_reported: list[str] = field(default_factory=list)
+    # Stored communications tickets this build closed because none of their windows is silent
+    # any more: the device's readings for them arrived late (see _arrived_late).
+    arrived_late: list[str] = field(default_factory=list)
 
 
 _log = logging.getLogger(__name__)
@@ -1407,6 +1412,7 @@ def build_incidents(
     # Every signal column, whichever kinds of signal this build has.
     columns = [*_empty_signals().columns, "key", "track"]
     signals = signals.reindex(columns=list(dict.fromkeys([*columns, *signals.columns])))
+    arrived_late = _arrived_late(open_incidents, signals, quality, policy)
     signals["is_prior"] = False
     signals["prior_id"] = None
     signals["status"] = None
@@ -1452,6 +1458,7 @@ def build_incidents(
     evidence = grouped[~grouped["is_prior"]]
     inc = _aggregate(grouped, prior, open_incidents, policy, causes)
     _close(inc, as_of, policy)
+    _close_arrived_late(inc, arrived_late)
     _inhibit(inc, policy)
     _severity(inc, policy, causes)
     inc["explanation"] = _explanation(inc)
@@ -1461,7 +1468,72 @@ def build_incidents(
         out_evidence,
         absorbed,
         never,
+        arrived_late,
     )
+
+
+def _arrived_late(
+    open_incidents: pd.DataFrame | None,
+    signals: pd.DataFrame,
+    quality: pd.DataFrame | None,
+    policy: IncidentPolicy,
+) -> list[str]:
+    """Live communications tickets (a silent device's) whose every window the build's quality
+    shows the device reporting in, and which no silent window of the device continues (within
+    the hysteresis): the readings of those windows arrived after they were first built (a late
+    file, its hour built again). A ticket with a window the build does not see (it began before
+    the hours read back), or one a silent window still touches, may be a real silence and stays."""
+    if open_incidents is None or open_incidents.empty or quality is None or quality.empty:
+        return []
+    if "track" not in open_incidents:
+        return []
+    silent_track = f"{SENSOR_TRACK}:SILENT"
+    live = open_incidents[
+        open_incidents["track"].eq(silent_track)
+        & open_incidents["status"].isin(_OPEN_STATUSES)
+        & open_incidents["closed_at"].isna()
+    ]
+    if live.empty:
+        return []
+    t = pd.DataFrame(
+        {
+            "incident_id": live["incident_id"].astype(str).to_numpy(),
+            "key": live["device_id"].astype(str).to_numpy(),
+            "first": _utc(live["first_window_start"]).to_numpy(),
+            "last": _utc(live["last_window_end"]).to_numpy(),
+        }
+    )
+    q = quality[quality["device_id"].astype(str).isin(set(t["key"]))]
+    q = q[~_silent(q, policy)]
+    reported = pd.DataFrame(
+        {
+            "key": q["device_id"].astype(str).to_numpy(),
+            "window_start": _utc(q["window_start"]).to_numpy(),
+            "window_end": _utc(q["window_end"]).to_numpy(),
+        }
+    ).drop_duplicates(["key", "window_start"])
+    rows = t.merge(reported, on="key")
+    inside = (rows["window_start"] >= rows["first"]) & (rows["window_end"] <= rows["last"])
+    rows = rows[inside]
+    covered = (rows["window_end"] - rows["window_start"]).groupby(rows["incident_id"]).sum()
+    span = (t["last"] - t["first"]).set_axis(t["incident_id"])
+    whole = set(covered.index[covered.eq(span.reindex(covered.index))])
+    silent = signals.loc[signals["track"].eq(silent_track), ["key", "window_start", "window_end"]]
+    pairs = t.merge(silent.astype({"key": str}), on="key")
+    touching = (pairs["window_start"] < pairs["last"] + policy.hysteresis) & (
+        pairs["window_end"] + policy.hysteresis > pairs["first"]
+    )
+    return sorted(whole - set(pairs.loc[touching, "incident_id"]))
+
+
+def _close_arrived_late(inc: pd.DataFrame, arrived_late: list[str]) -> None:
+    """The tickets whose readings arrived late (:func:`_arrived_late`) close (in place):
+    RESOLVED by the system at the end of their windows, all of which the device reported in."""
+    if not arrived_late:
+        return
+    late = inc["incident_id"].isin(arrived_late) & inc["closed_at"].isna()
+    inc.loc[late, "closed_at"] = inc.loc[late, "last_window_end"]
+    inc.loc[late, "status"] = "RESOLVED"
 
 
 def _absorb_into_tickets(grouped: pd.DataFrame, policy: IncidentPolicy) -> dict[str, str]:

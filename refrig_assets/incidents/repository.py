@@ -240,6 +240,7 @@ class IncidentStore:
         ranks = {s: i for i, s in enumerate(policy.severities)}
         sla = {s: self.alerts.sla_period(s) for s in policy.severities}
         inserts, updates, audit = [], [], []
+        late = set(build.arrived_late)
         for r in records:
             old = existing.get(r["incident_id"])
             if old is None:
@@ -278,6 +279,7 @@ class IncidentStore:
                 continue
             if r["evidence_count"] == 0:
                 self._superseded(r, old, moved_to.get(r["incident_id"], set()))
+            r["arrived_late"] = r["incident_id"] in late
             change = self._refresh(r, old, now, ranks, audit, counts)
             if change:
                 updates.append(change)
@@ -317,6 +319,7 @@ class IncidentStore:
         """Update values of a known incident: build fields, with the lifecycle rules."""
         key = r["incident_id"]
         superseded = bool(r.pop("superseded", False))
+        arrived_late = bool(r.pop("arrived_late", False))
         values = {
             c: r[c] for c in r if c not in ("incident_id", "status", "closed_at", "reopen_count")
         }
@@ -352,16 +355,13 @@ class IncidentStore:
         elif old["status"] in _LIVE and old["closed_at"] is None and r["status"] == RESOLVED:
             status, closed_at = RESOLVED, r["closed_at"]
             values.update(resolved_by=SYSTEM_ACTOR, resolved_at=now)
+            note = (
+                "withdrawn: the readings of its windows arrived late, none is silent any more"
+                if arrived_late
+                else f"back to normal since {r['last_window_end']}"
+            )
             audit.append(
-                self._audit(
-                    key,
-                    "closed",
-                    old["status"],
-                    RESOLVED,
-                    SYSTEM_ACTOR,
-                    now,
-                    f"back to normal since {r['last_window_end']}",
-                )
+                self._audit(key, "closed", old["status"], RESOLVED, SYSTEM_ACTOR, now, note)
             )
             counts["closed"] += 1
         elif (
