@@ -3,11 +3,13 @@ without reading Dagster's migration scripts again, and the file is the one Dagst
 creates (same tables, indexes and migration stamp), so every reader sees the same runs."""
 
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import dagster as dg
 from alembic import util as alembic_util
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 
 from refrig_assets.defs.shared.event_log import BatchedSqliteEventLogStorage, pipeline_instance
 from refrig_assets.defs.shared.instance import write_instance_settings
@@ -72,3 +74,24 @@ def test_runs_read_the_migration_scripts_once_and_stay_readable(tmp_path, monkey
         assert dg.DagsterEventType.RUN_SUCCESS in kinds
     records = fresh.fetch_materializations(dg.AssetKey("hourly"), limit=10).records
     assert {r.asset_materialization.metadata["key"].value for r in records} == {"a", "b", "c"}
+
+
+def test_in_process_runs_start_no_processes_and_the_home_keeps_its_capture(tmp_path, monkeypatch):
+    home = tmp_path / "dagster"
+    write_instance_settings(home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    started: list[object] = []
+    popen = subprocess.Popen.__init__
+
+    def counted(self, args, *rest, **kwargs):
+        started.append(args)
+        popen(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", counted)
+    instance = pipeline_instance()
+    result = JOB.execute_in_process(instance=instance, partition_key="a", run_config=QUIET)
+    assert result.success
+    assert started == [], "a run started processes to capture its output"
+    instance.dispose()
+    # The home's own instance (the daemon's, the UI's) still captures its runs' output.
+    assert isinstance(dg.DagsterInstance.get().compute_log_manager, LocalComputeLogManager)

@@ -61,6 +61,8 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
 )
+from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
+from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 from dagster._core.storage.sql import get_alembic_config, safe_commit
 from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._serdes import ConfigurableClassData
@@ -254,26 +256,40 @@ def _check_message(evaluation: dg.AssetCheckEvaluation) -> str:
 
 def pipeline_instance() -> dg.DagsterInstance:
     """The home's Dagster instance ($DAGSTER_HOME) for in-process backfill runs, its default
-    SQLite event log replaced by :class:`BatchedSqliteEventLogStorage` over the same files, and
-    Dagster's event batching on (``DAGSTER_EVENT_BATCH_SIZE``, unless set)."""
+    SQLite event log replaced by :class:`BatchedSqliteEventLogStorage` over the same files,
+    Dagster's event batching on (``DAGSTER_EVENT_BATCH_SIZE``, unless set), and its runs' output
+    left on the terminal instead of captured (see :func:`batched`)."""
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
     instance = dg.DagsterInstance.get()
-    return batched(instance)
+    return batched(instance, capture_output=False)
 
 
-def batched(instance: dg.DagsterInstance) -> dg.DagsterInstance:
+def batched(instance: dg.DagsterInstance, capture_output: bool = True) -> dg.DagsterInstance:
     """``instance`` with a batched event log when its event log is Dagster's default SQLite one
-    (the same files); any other instance unchanged."""
-    storage = instance.event_log_storage
-    if type(storage) is not SqliteEventLogStorage or instance.get_ref() is None:
+    (the same files); any other instance unchanged.
+
+    Without ``capture_output``, Dagster's default local capture of a run's stdout and stderr is
+    off too: it starts four processes a run (``tail`` and a watcher, for each stream) to copy the
+    output into files and back to the terminal, where an in-process run's output goes anyway.
+    The runs, events and materializations stored are the same; runs launched by the daemon or
+    the UI build their own instance and keep their captured output."""
+    if instance.is_ephemeral:
         return instance
-    ref: InstanceRef = instance.get_ref()
-    storage_data = ConfigurableClassData(
-        "dagster._core.storage.legacy_storage",
-        "CompositeStorage",
-        _composite_yaml(ref, storage._base_dir),
-    )
-    return dg.DagsterInstance.from_ref(ref._replace(storage_data=storage_data))
+    ref = instance.get_ref()
+    changes: dict[str, Any] = {}
+    if type(instance.event_log_storage) is SqliteEventLogStorage:
+        changes["storage_data"] = ConfigurableClassData(
+            "dagster._core.storage.legacy_storage",
+            "CompositeStorage",
+            _composite_yaml(ref, instance.event_log_storage._base_dir),
+        )
+    if not capture_output and type(instance.compute_log_manager) is LocalComputeLogManager:
+        changes["compute_logs_data"] = ConfigurableClassData(
+            NoOpComputeLogManager.__module__, NoOpComputeLogManager.__name__, "{}\n"
+        )
+    if not changes:
+        return instance
+    return dg.DagsterInstance.from_ref(ref._replace(**changes))
 
 
 def _composite_yaml(ref: InstanceRef, event_dir: str) -> str:
