@@ -21,7 +21,8 @@ faults, each of its sensor health flags, a site's power or communications loss o
 * stored incidents (``open_incidents``) take part as the first signal of their own episode, so
   re-running the same input yields the same incidents and ids;
 * a stored communications ticket whose windows the build sees again, none of them silent any
-  more (the readings arrived late and the hour is built again), closes.
+  more (the readings arrived late and the hour is built again), closes; one whose last windows
+  only are no longer silent ends where they begin.
 """
 
 from __future__ import annotations
@@ -1412,12 +1413,16 @@ def build_incidents(
     # Every signal column, whichever kinds of signal this build has.
     columns = [*_empty_signals().columns, "key", "track"]
     signals = signals.reindex(columns=list(dict.fromkeys([*columns, *signals.columns])))
-    arrived_late = _arrived_late(open_incidents, signals, quality, policy)
+    arrived_late, silence_ended = _arrived_late(open_incidents, signals, quality, policy)
     signals["is_prior"] = False
     signals["prior_id"] = None
     signals["status"] = None
     signals["closed_at"] = pd.NaT
     prior = _prior_rows(open_incidents)
+    if silence_ended:
+        # Its windows since then are no longer silent: the ticket now ends where they begin.
+        ends = prior["prior_id"].map(silence_ended)
+        prior["window_end"] = _utc(ends.where(ends.notna(), prior["window_end"]))
     rows = pd.concat([f for f in (signals, prior) if len(f)] or [signals], ignore_index=True)
     rows["closed_at"] = _utc(rows["closed_at"])
     rows["window_start"] = _utc(rows["window_start"])
@@ -1477,16 +1482,19 @@ def _arrived_late(
     signals: pd.DataFrame,
     quality: pd.DataFrame | None,
     policy: IncidentPolicy,
-) -> list[str]:
-    """Live communications tickets (a silent device's) whose every window the build's quality
-    shows the device reporting in, and which no silent window of the device continues (within
-    the hysteresis): the readings of those windows arrived after they were first built (a late
-    file, its hour built again). A ticket with a window the build does not see (it began before
-    the hours read back), or one a silent window still touches, may be a real silence and stays."""
+) -> tuple[list[str], dict[str, pd.Timestamp]]:
+    """Live communications tickets (a silent device's) whose last windows the build's quality
+    shows the device reporting in: the readings of those windows arrived after they were first
+    built (a late file, its hour built again). Returns the tickets the device reported in every
+    window of, which no silent window of the device continues (within the hysteresis): they are
+    withdrawn; and, for the others, where the device's reporting without a break up to the
+    ticket's end began: their silence ended there. A ticket whose last window is still silent,
+    or that the build's windows do not reach, is left as it is."""
+    none: tuple[list[str], dict[str, pd.Timestamp]] = ([], {})
     if open_incidents is None or open_incidents.empty or quality is None or quality.empty:
-        return []
+        return none
     if "track" not in open_incidents:
-        return []
+        return none
     silent_track = f"{SENSOR_TRACK}:SILENT"
     live = open_incidents[
         open_incidents["track"].eq(silent_track)
@@ -1494,7 +1502,7 @@ def _arrived_late(
         & open_incidents["closed_at"].isna()
     ]
     if live.empty:
-        return []
+        return none
     t = pd.DataFrame(
         {
             "incident_id": live["incident_id"].astype(str).to_numpy(),
@@ -1513,17 +1521,23 @@ def _arrived_late(
         }
     ).drop_duplicates(["key", "window_start"])
     rows = t.merge(reported, on="key")
-    inside = (rows["window_start"] >= rows["first"]) & (rows["window_end"] <= rows["last"])
-    rows = rows[inside]
-    covered = (rows["window_end"] - rows["window_start"]).groupby(rows["incident_id"]).sum()
-    span = (t["last"] - t["first"]).set_axis(t["incident_id"])
-    whole = set(covered.index[covered.eq(span.reindex(covered.index))])
+    rows = rows[(rows["window_start"] >= rows["first"]) & (rows["window_end"] <= rows["last"])]
+    # Per ticket, its reported windows from the last back, as long as each ends where the
+    # later one starts (the first of them ending at the ticket's end).
+    rows = rows.sort_values(["incident_id", "window_start"], ascending=[True, False])
+    later_start = rows.groupby("incident_id")["window_start"].shift().fillna(rows["last"])
+    unbroken = rows["window_end"].eq(later_start).groupby(rows["incident_id"]).cummin()
+    tail = rows[unbroken.to_numpy()].groupby("incident_id")["window_start"].min()
+    first = t.set_index("incident_id")["first"].reindex(tail.index)
     silent = signals.loc[signals["track"].eq(silent_track), ["key", "window_start", "window_end"]]
     pairs = t.merge(silent.astype({"key": str}), on="key")
     touching = (pairs["window_start"] < pairs["last"] + policy.hysteresis) & (
         pairs["window_end"] + policy.hysteresis > pairs["first"]
     )
-    return sorted(whole - set(pairs.loc[touching, "incident_id"]))
+    whole = set(tail.index[tail.eq(first)])
+    withdrawn = sorted(whole - set(pairs.loc[touching, "incident_id"]))
+    ended = tail[tail.gt(first)]
+    return withdrawn, {str(k): pd.Timestamp(v) for k, v in ended.items()}
 
 
 def _close_arrived_late(inc: pd.DataFrame, arrived_late: list[str]) -> None:

@@ -1,6 +1,7 @@
 """A device's hour of readings that arrives after the hour was processed (a late file): the
 communications ticket its silence opened is closed when the hour is built again with the
-readings, the note saying the data arrived late; a device still silent keeps its ticket."""
+readings, the note saying the data arrived late; late readings of a silence's last windows
+only end the ticket where they begin; a device still silent keeps its ticket."""
 
 from datetime import timedelta
 
@@ -97,8 +98,9 @@ def test_late_readings_for_part_of_a_silence_leave_the_ticket_open(incidents):
     assert tickets(incidents) == {"D1": "OPEN", "D3": "OPEN"}
 
 
-def test_a_ticket_with_windows_the_rebuilt_hours_do_not_hold_stays_open(incidents):
-    # the rebuilt hour holds the ticket's last half-hour only (no window of the fleet before)
+def test_a_ticket_with_windows_the_rebuilt_hours_do_not_hold_is_not_withdrawn(incidents):
+    # the rebuilt hour holds the ticket's last half-hour only (no window of the fleet before):
+    # the silence is known to end there, not to have been none
     run_second_hour(incidents, ["D2"])
     last_half = [w for w in hour(["D1", "D2"], 1) if w["window_start"] >= T0 + 1.5 * HOUR]
     build = build_incidents(
@@ -111,4 +113,31 @@ def test_a_ticket_with_windows_the_rebuilt_hours_do_not_hold_stays_open(incident
     )
     incidents.apply(build)
 
-    assert tickets(incidents)["D1"] == "OPEN"
+    (ticket,) = incidents.list()[0].query("device_id == 'D1'").itertuples()
+    assert pd.to_datetime(ticket.last_window_end, utc=True) == T0 + 1.5 * HOUR
+    assert "arrived late" not in incidents.history(ticket.incident_id)[-1]["note"]
+
+
+def test_late_readings_for_the_end_of_a_real_silence_end_its_ticket_there(incidents):
+    # D1 was silent from the first hour's second half on; its second hour arrives late
+    first_hour = [w for w in hour(["D1"], 0) if w["window_start"] < T0 + 0.5 * HOUR]
+    earlier = pd.DataFrame(first_hour + hour(["D2", "D3"], 0))
+    for quality in (
+        pd.concat([earlier, pd.DataFrame(hour(["D2", "D3"], 1))]),
+        pd.concat([earlier, pd.DataFrame(hour(["D1", "D2", "D3"], 1))]),
+    ):
+        build = build_incidents(
+            None,
+            diagnoses(()),
+            quality=quality,
+            causes=CAUSES,
+            open_incidents=incidents.open_incidents(closed_since=(T0 - HOUR).to_pydatetime()),
+            as_of=T0 + 2 * HOUR,
+        )
+        incidents.apply(build)
+
+    (ticket,) = incidents.list()[0].query("device_id == 'D1'").itertuples()
+    assert ticket.status == "RESOLVED"
+    assert pd.to_datetime(ticket.first_window_start, utc=True) == T0 + 0.5 * HOUR
+    assert pd.to_datetime(ticket.last_window_end, utc=True) == T0 + HOUR
+    assert "back to normal" in incidents.history(ticket.incident_id)[-1]["note"]
