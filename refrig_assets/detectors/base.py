@@ -519,15 +519,23 @@ class Detector(ABC):
         """Score scorable rows: the model_scores columns a detector is responsible for.
 
         Rows before ``since`` are context only: they feed persistence and are not returned."""
+        scored = self.score_columns(features, since)
+        if scored is None:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in OUTPUT_COLUMNS})
+        return pd.DataFrame(scored)
+
+    def score_columns(
+        self, features: pd.DataFrame, since: pd.Timestamp | None = None
+    ) -> dict[str, Any] | None:
+        """:meth:`score`'s columns as arrays (``None``: no scorable row), for a caller that
+        builds its own frame of them (a frame of a partition's windows costs a copy of each
+        column)."""
         if since is not None:  # only as much earlier data as persistence looks at
             needed = features["window_start"] >= pd.Timestamp(since) - self.lookback
             if not needed.all():
                 features = features[needed]
         frame = sorted_rows(self.rows(self.prepare(features)), copy=False)  # rows of its own
-        scored = self._scored(frame, since)
-        if scored is None:
-            return pd.DataFrame({c: pd.Series(dtype=object) for c in OUTPUT_COLUMNS})
-        return pd.DataFrame(scored)
+        return self._scored(frame, since)
 
     def answer_columns(self, features: pd.DataFrame) -> dict[str, Any] | None:
         """:meth:`score`'s columns of ``features`` as arrays (``None``: no scorable window), for

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from refrig_assets.detectors.value_runs import factorize_runs, per_run
+
 if TYPE_CHECKING:
     from refrig_assets.detectors.context import ContextCoupling
 
@@ -227,7 +229,7 @@ class DeviceBaseline:
             plain, where = found
             if plain:
                 return np.array([where.get(d, -1) for d in devices], dtype=np.intp)
-        return self.device_center.index.get_indexer(devices)
+        return per_run(devices, self.device_center.index.get_indexer)
 
     def known(self, frame: pd.DataFrame) -> np.ndarray:
         """True for rows whose device has its own baseline."""
@@ -271,7 +273,7 @@ class DeviceBaseline:
         residual = _float_columns(frame, self.columns)
         at = self.positions(frame) if at is None else at
         new = np.ones(len(frame), dtype=bool) if as_new else at < 0
-        codes, cohorts = pd.factorize(frame["cohort"].to_numpy())
+        codes, cohorts = factorize_runs(frame["cohort"].to_numpy())
         if len(self.device_center):
             center = self.device_center.to_numpy()[np.maximum(at, 0)]
         else:  # no device has a baseline of its own yet: every row is centred on its cohort
@@ -308,7 +310,7 @@ def _blocks(groups: np.ndarray, pattern: np.ndarray):
     ``pd.unique`` orders them, then by pattern. One sort per group instead of a pass over
     every row per block. Groups are compared by their codes: comparing every row's name
     with each group's cost more than the blocks' arithmetic."""
-    codes, names = pd.factorize(groups)  # pd.unique's order; a NaN group holds no row
+    codes, names = factorize_runs(groups)  # pd.unique's order; a NaN group holds no row
     for code, g in enumerate(names):
         members = np.flatnonzero(codes == code)
         keys = pattern[members]
@@ -421,7 +423,7 @@ class ConditionalGaussian:
     def standardised(self, z: np.ndarray, groups: np.ndarray) -> np.ndarray:
         """Residuals in units of their group's spread (NaN stays NaN)."""
         out = np.empty_like(z)
-        codes, names = pd.factorize(groups)
+        codes, names = factorize_runs(groups)
         for code, g in enumerate(names):
             rows = codes == code
             out[rows] = z[rows] / np.sqrt(np.diag(self.cov.get(g, self.fleet_cov)))

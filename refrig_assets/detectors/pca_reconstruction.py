@@ -32,6 +32,7 @@ import pandas as pd
 from refrig_assets.detectors.base import Detector, register_detector
 from refrig_assets.detectors.blas_threads import one_blas_thread
 from refrig_assets.detectors.normalise import DeviceResiduals
+from refrig_assets.detectors.value_runs import factorize_runs
 
 FLEET = "__fleet__"
 # A component with less variance than this (in residual units²) carries no direction to score.
@@ -176,7 +177,7 @@ class PcaReconstructionDetector(Detector):
         new = at < 0 if new_subspaces is not None else None
         # Each cohort's rows in ascending order, found by one stable sort of the cohorts'
         # codes (a NaN cohort's rows are not scored: code -1, first, skipped).
-        codes, cohorts = pd.factorize(frame["cohort"].to_numpy())
+        codes, cohorts = factorize_runs(frame["cohort"].to_numpy())
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(cohorts) + 1))
         raw = np.zeros(len(x))

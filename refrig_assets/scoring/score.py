@@ -10,6 +10,7 @@ import pandas as pd
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.detectors.base import Detector
+from refrig_assets.detectors.value_runs import per_run
 
 
 def with_cohort(features: pd.DataFrame, registry: pd.DataFrame) -> pd.DataFrame:
@@ -22,13 +23,11 @@ def cohort_of(device_ids: pd.Series, registry: pd.DataFrame) -> np.ndarray:
 
     Each run of equal ids (a device's windows, in a partition's device order) is looked up
     once and repeated: hashing every window's id cost several times the lookup itself."""
-    ids = device_ids.to_numpy()
-    edge = np.ones(len(ids), dtype=bool)
-    np.not_equal(ids[1:], ids[:-1], out=edge[1:])
-    starts = np.flatnonzero(edge)
-    firsts = pd.Series(ids[starts])
-    cohorts = firsts.map(registry.set_index("device_id")["cohort"]).fillna("unknown").to_numpy()
-    return np.repeat(cohorts, np.diff(np.append(starts, len(ids))))
+    cohort = registry.set_index("device_id")["cohort"]
+    return per_run(
+        device_ids.to_numpy(),
+        lambda ids: pd.Series(ids).map(cohort).fillna("unknown").to_numpy(),
+    )
 
 
 def lookback_hours(detector: Detector) -> int:
@@ -48,17 +47,20 @@ def score_windows(
     Windows before ``since`` only give context (persistence looks back at them); they are not
     returned."""
     contract = load_contract("model_scores")
-    out = detector.score(features, since=since)
-    if out.empty:
+    out = detector.score_columns(features, since=since)
+    rows = 0 if out is None else len(out["anomaly_score"])
+    if out is None or rows == 0:
         return contract.empty_frame()
-    # One frame built at once: adding columns one by one cost a few windows milliseconds.
+    # One frame built at once, from the detector's arrays (not a frame of them first): adding
+    # columns one by one cost a few windows milliseconds, a frame in between a copy of each.
     extra = {
         "model_id": detector.config.model_id,
         "model_version": str(version),
         "granularity": detector.config.granularity,
         "scored_at": pd.Timestamp(scored_at),
-        "anomaly_flag": out["anomaly_flag"].astype(bool),
+        "anomaly_flag": np.asarray(out["anomaly_flag"], dtype=bool),
     }
     return pd.DataFrame(
-        {c: extra[c] if c in extra else out[c] for c in contract.column_names}, index=out.index
+        {c: extra[c] if c in extra else out[c] for c in contract.column_names},
+        index=pd.RangeIndex(rows),
     )
