@@ -62,8 +62,8 @@ def test_runs_read_the_migration_scripts_once_and_stay_readable(tmp_path, monkey
     for key in ("b", "c"):
         JOB.execute_in_process(instance=instance, partition_key=key, run_config=QUIET)
     assert len(loaded) == first, "each further run read Dagster's migration scripts again"
-    instance.dispose()
 
+    # Read while the runs' instance still holds its connections: every commit is visible.
     fresh = dg.DagsterInstance.get()
     runs = fresh.get_runs()
     assert len(runs) == 3 and all(r.is_success for r in runs)
@@ -74,6 +74,27 @@ def test_runs_read_the_migration_scripts_once_and_stay_readable(tmp_path, monkey
         assert dg.DagsterEventType.RUN_SUCCESS in kinds
     records = fresh.fetch_materializations(dg.AssetKey("hourly"), limit=10).records
     assert {r.asset_materialization.metadata["key"].value for r in records} == {"a", "b", "c"}
+    instance.dispose()
+
+
+def test_runs_keep_one_connection_to_the_run_storage(tmp_path, monkeypatch):
+    home = tmp_path / "dagster"
+    write_instance_settings(home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance = pipeline_instance()
+    opened: list[str] = []
+    connect = sqlite3.dbapi2.connect
+
+    def counted(database, *args, **kwargs):
+        opened.append(str(database))
+        return connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3.dbapi2, "connect", counted)
+    for key in ("a", "b", "c"):
+        JOB.execute_in_process(instance=instance, partition_key=key, run_config=QUIET)
+    assert len([db for db in opened if db.endswith("runs.db")]) <= 1
+    instance.dispose()
+    assert {r.status for r in dg.DagsterInstance.get().get_runs()} == {dg.DagsterRunStatus.SUCCESS}
 
 
 def test_in_process_runs_start_no_processes_and_the_home_keeps_its_capture(tmp_path, monkeypatch):

@@ -42,6 +42,7 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy.exc as db_exc
+import yaml
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from dagster._core.events import (
@@ -54,7 +55,6 @@ from dagster._core.events import (
     generate_event_batch_id,
 )
 from dagster._core.events.log import EventLogEntry
-from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
 from dagster._core.storage.event_log.sqlite import sqlite_event_log
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
@@ -63,12 +63,15 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 )
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.sql import get_alembic_config, safe_commit
 from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
+
+from refrig_assets.defs.shared.run_storage import KeptSqliteRunStorage
 
 # Events of a batch this storage writes in one transaction; any other batch is stored event by
 # event (still with the kept engines).
@@ -257,62 +260,68 @@ def _check_message(evaluation: dg.AssetCheckEvaluation) -> str:
 def pipeline_instance() -> dg.DagsterInstance:
     """The home's Dagster instance ($DAGSTER_HOME) for in-process backfill runs, its default
     SQLite event log replaced by :class:`BatchedSqliteEventLogStorage` over the same files,
-    Dagster's event batching on (``DAGSTER_EVENT_BATCH_SIZE``, unless set), and its runs' output
-    left on the terminal instead of captured (see :func:`batched`)."""
+    Dagster's event batching on (``DAGSTER_EVENT_BATCH_SIZE``, unless set), and its per-run
+    fixed costs cut (see :func:`batched`)."""
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
     instance = dg.DagsterInstance.get()
-    return batched(instance, capture_output=False)
+    return batched(instance, in_process=True)
 
 
-def batched(instance: dg.DagsterInstance, capture_output: bool = True) -> dg.DagsterInstance:
+def batched(instance: dg.DagsterInstance, in_process: bool = False) -> dg.DagsterInstance:
     """``instance`` with a batched event log when its event log is Dagster's default SQLite one
     (the same files); any other instance unchanged.
 
-    Without ``capture_output``, Dagster's default local capture of a run's stdout and stderr is
-    off too: it starts four processes a run (``tail`` and a watcher, for each stream) to copy the
-    output into files and back to the terminal, where an in-process run's output goes anyway.
-    The runs, events and materializations stored are the same; runs launched by the daemon or
-    the UI build their own instance and keep their captured output."""
+    ``in_process``: for runs executed in this process, two fixed costs of each run go too.
+    Dagster's default SQLite run storage keeps its connection
+    (:class:`~refrig_assets.defs.shared.run_storage.KeptSqliteRunStorage`, the same file), and
+    Dagster's default local capture of a run's stdout and stderr is off: it starts four processes
+    a run (``tail`` and a watcher, for each stream) to copy the output into files and back to
+    the terminal, where an in-process run's output goes anyway. The runs, events and
+    materializations stored are the same; runs launched by the daemon or the UI build their own
+    instance from the home's settings and keep their captured output."""
     if instance.is_ephemeral:
         return instance
     ref = instance.get_ref()
+    parts = {
+        "run_storage": _part(ref.run_storage_data, "run storage"),
+        "event_log_storage": _part(ref.event_storage_data, "event log"),
+        "schedule_storage": _part(ref.schedule_storage_data, "schedule storage"),
+    }
     changes: dict[str, Any] = {}
     if type(instance.event_log_storage) is SqliteEventLogStorage:
-        changes["storage_data"] = ConfigurableClassData(
-            "dagster._core.storage.legacy_storage",
-            "CompositeStorage",
-            _composite_yaml(ref, instance.event_log_storage._base_dir),
-        )
-    if not capture_output and type(instance.compute_log_manager) is LocalComputeLogManager:
+        parts["event_log_storage"] = {
+            "module_name": __name__,
+            "class_name": BatchedSqliteEventLogStorage.__name__,
+            "config_yaml": yaml.dump({"base_dir": instance.event_log_storage._base_dir}),
+        }
+        changes["storage_data"] = None
+    if in_process and type(instance.run_storage) is SqliteRunStorage:
+        parts["run_storage"] |= {
+            "module_name": KeptSqliteRunStorage.__module__,
+            "class_name": KeptSqliteRunStorage.__name__,
+        }
+        changes["storage_data"] = None
+    if in_process and type(instance.compute_log_manager) is LocalComputeLogManager:
         changes["compute_logs_data"] = ConfigurableClassData(
             NoOpComputeLogManager.__module__, NoOpComputeLogManager.__name__, "{}\n"
         )
     if not changes:
         return instance
+    if "storage_data" in changes:
+        changes["storage_data"] = ConfigurableClassData(
+            "dagster._core.storage.legacy_storage",
+            "CompositeStorage",
+            yaml.dump(parts, default_flow_style=False),
+        )
     return dg.DagsterInstance.from_ref(ref._replace(**changes))
 
 
-def _composite_yaml(ref: InstanceRef, event_dir: str) -> str:
-    import yaml
-
-    def part(data: ConfigurableClassData | None, fallback: str) -> dict[str, str]:
-        if data is None:
-            raise ValueError(f"the instance has no {fallback}")
-        return {
-            "module_name": data.module_name,
-            "class_name": data.class_name,
-            "config_yaml": data.config_yaml,
-        }
-
-    return yaml.dump(
-        {
-            "run_storage": part(ref.run_storage_data, "run storage"),
-            "event_log_storage": {
-                "module_name": __name__,
-                "class_name": BatchedSqliteEventLogStorage.__name__,
-                "config_yaml": yaml.dump({"base_dir": event_dir}),
-            },
-            "schedule_storage": part(ref.schedule_storage_data, "schedule storage"),
-        },
-        default_flow_style=False,
-    )
+def _part(data: ConfigurableClassData | None, name: str) -> dict[str, str]:
+    """One storage of a composite storage's settings, as ``data`` configures it."""
+    if data is None:
+        raise ValueError(f"the instance has no {name}")
+    return {
+        "module_name": data.module_name,
+        "class_name": data.class_name,
+        "config_yaml": data.config_yaml,
+    }
