@@ -288,31 +288,32 @@ def batched(instance: dg.DagsterInstance, in_process: bool = False) -> dg.Dagste
         "schedule_storage": _part(ref.schedule_storage_data, "schedule storage"),
     }
     changes: dict[str, Any] = {}
+    storage_changed = False
     if type(instance.event_log_storage) is SqliteEventLogStorage:
         parts["event_log_storage"] = {
             "module_name": __name__,
             "class_name": BatchedSqliteEventLogStorage.__name__,
             "config_yaml": yaml.dump({"base_dir": instance.event_log_storage._base_dir}),
         }
-        changes["storage_data"] = None
+        storage_changed = True
     if in_process and type(instance.run_storage) is SqliteRunStorage:
         parts["run_storage"] |= {
             "module_name": KeptSqliteRunStorage.__module__,
             "class_name": KeptSqliteRunStorage.__name__,
         }
-        changes["storage_data"] = None
+        storage_changed = True
     if in_process and type(instance.compute_log_manager) is LocalComputeLogManager:
         changes["compute_logs_data"] = ConfigurableClassData(
             NoOpComputeLogManager.__module__, NoOpComputeLogManager.__name__, "{}\n"
         )
-    if not changes:
-        return instance
-    if "storage_data" in changes:
+    if storage_changed:
         changes["storage_data"] = ConfigurableClassData(
             "dagster._core.storage.legacy_storage",
             "CompositeStorage",
             yaml.dump(parts, default_flow_style=False),
         )
+    if not changes:
+        return instance
     return dg.DagsterInstance.from_ref(ref._replace(**changes))
 
 
