@@ -373,9 +373,13 @@ def _csv_relation(
 
 
 def _kind(duck_type: str) -> str:
-    t = duck_type.upper()
+    t = duck_type.upper().strip('"')
     if t.startswith("VARCHAR"):
         return "text"
+    if t == "NULL":
+        # Arrow's null type: a column with no value in any row (pandas writes an all-None
+        # column so). It holds a missing value of every type.
+        return "null"
     if t in INTEGER_TYPES:
         return "integer"
     if t in ("FLOAT", "DOUBLE", "REAL") or t.startswith("DECIMAL"):
@@ -432,7 +436,7 @@ def _check_columns(
         if c.name not in layout.types:  # an optional measurement the file does not deliver
             continue
         kind = _kind(layout.types[c.name])
-        if kind != "text" and kind not in COMPATIBLE[c.type]:
+        if kind not in ("text", "null") and kind not in COMPATIBLE[c.type]:
             return None, FileRejection(
                 rel,
                 "wrong_type",
