@@ -9,10 +9,14 @@ Real exports never use the contract's names or units. A mapping (YAML, see
   ``{file_name: true}`` (the file's name without suffixes; ``folders: N`` puts the names of
   its N enclosing folders before it, ``valve1/0.csv`` -> ``valve1-0``, for exports that
   reuse file names in several folders), with an optional ``prefix``;
-* ``timestamp``: ``{column, format, timezone}``: ``format`` is ``iso`` (default), one of the
-  epoch units of ``config/units.yaml`` (``epoch_s``, ``epoch_ms``, ``epoch_us``, ``epoch_ns``)
-  or a ``strftime`` pattern; text without an offset is local time in ``timezone`` (default
-  ``UTC``) and converted to UTC;
+* ``timestamp``: ``{column, format, timezone}``: ``column`` is one column or a list of them
+  (a date and a time column), joined by a space; ``format`` is ``iso`` (default), one of the
+  epoch units of ``config/units.yaml`` (``epoch_s``, ``epoch_ms``, ``epoch_us``, ``epoch_ns``),
+  ``excel`` (a spreadsheet's serial date: days since 1899-12-30, local time) or a ``strftime``
+  pattern; text without an offset is local time in ``timezone`` (default ``UTC``) and
+  converted to UTC;
+* ``csv``: ``{delimiter, decimal}``: ``decimal: ","`` reads ``-18,5`` as -18.5 (exports in
+  a European locale, mostly with ``delimiter: ";"``);
 * ``sensors``: source column (wide) or sensor name (long) -> ``{to: <contract column>, unit,
   frequency_hz, true_values, false_values}``. Units are converted with the table of
   ``config/units.yaml`` into the contract's unit of the column.
@@ -53,6 +57,10 @@ LAYOUTS = ("wide", "long")
 QUARANTINE_COLUMNS = ["source_file", "row", "column", "rule", "value", "message", "device_id", "ts"]
 DEFAULT_TRUE = ("1", "true", "yes", "on", "open", "opened")
 DEFAULT_FALSE = ("0", "false", "no", "off", "closed", "close", "shut")
+DECIMAL_MARKS = (".", ",")
+# timestamp.format of a spreadsheet's serial date: days (with their fraction) since this day.
+EXCEL_FORMAT = "excel"
+EXCEL_ORIGIN = "1899-12-30"
 # Longest raw value quoted in a quarantine row.
 VALUE_SHOWN = 200
 # The keys of a mapping file, per section ("": the top level, "sensor": each entry of sensors).
@@ -61,7 +69,7 @@ MAPPING_KEYS: dict[str, tuple[str, ...]] = {
     "device_id": ("column", "value", "file_name", "folders", "prefix"),
     "timestamp": ("column", "format", "timezone"),
     "long": ("sensor_column", "value_column"),
-    "csv": ("delimiter",),
+    "csv": ("delimiter", "decimal"),
     "sensor": ("to", "unit", "frequency_hz", "true_values", "false_values"),
 }
 
@@ -157,7 +165,7 @@ class Mapping:
     path: Path
     layout: str
     sensors: tuple[SensorMapping, ...]
-    ts_column: str
+    ts_columns: tuple[str, ...]
     ts_format: str
     timezone: str
     device_column: str | None = None
@@ -168,6 +176,7 @@ class Mapping:
     sensor_column: str | None = None
     value_column: str | None = None
     csv_delimiter: str | None = None
+    csv_decimal: str = "."
     epoch_unit: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -230,6 +239,10 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
     stamp = top.section("timestamp")
     ts_format = stamp.text("format") if stamp.has("format") else "iso"
     epoch_unit = units.epoch_units.get(ts_format)
+    columns = stamp.value("column")
+    ts_columns = tuple(str(c) for c in columns) if isinstance(columns, list) else (str(columns),)
+    if not ts_columns or any(not c.strip() for c in ts_columns):
+        raise MappingError(f"{path}: timestamp.column needs a column name or a list of them")
     if ts_format.startswith("epoch") and epoch_unit is None:
         raise MappingError(
             f"{path}: timestamp.format {ts_format!r} is not one of "
@@ -293,7 +306,7 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
         path=path,
         layout=layout,
         sensors=tuple(sensors),
-        ts_column=stamp.text("column"),
+        ts_columns=ts_columns,
         ts_format=ts_format,
         timezone=timezone,
         device_column=device.text("column") if device.has("column") else None,
@@ -306,8 +319,20 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
         sensor_column=long_cols[0],
         value_column=long_cols[1],
         csv_delimiter=csv.text("delimiter") if csv is not None and csv.has("delimiter") else None,
+        csv_decimal=_decimal(path, csv),
         epoch_unit=epoch_unit,
     )
+
+
+def _decimal(path: Path, csv: Section | None) -> str:
+    if csv is None or not csv.has("decimal"):
+        return "."
+    mark = csv.text("decimal")
+    if mark not in DECIMAL_MARKS:
+        raise MappingError(f"{path}: csv.decimal {mark!r} is not one of {', '.join(DECIMAL_MARKS)}")
+    if mark == csv.optional_text("delimiter"):
+        raise MappingError(f"{path}: csv.decimal and csv.delimiter are both {mark!r}")
+    return mark
 
 
 # --- converting a frame ------------------------------------------------------------------------
@@ -369,6 +394,11 @@ def parse_timestamps(raw: pd.Series, mapping: Mapping) -> pd.Series:
     if mapping.epoch_unit is not None:
         numbers = pd.to_numeric(raw, errors="coerce")
         return pd.to_datetime(numbers, unit=mapping.epoch_unit, utc=True, errors="coerce")
+    if mapping.ts_format == EXCEL_FORMAT:
+        days = pd.to_numeric(_decimal_points(raw, mapping.csv_decimal), errors="coerce")
+        # Rounded to the millisecond: a serial's binary fraction is never a whole second.
+        local = pd.to_datetime(days, unit="D", origin=EXCEL_ORIGIN, errors="coerce").dt.round("ms")
+        return _localize(local, mapping.timezone)
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         return raw.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_any_dtype(raw):
@@ -387,6 +417,39 @@ def parse_timestamps(raw: pd.Series, mapping: Mapping) -> pd.Series:
         parsed[~aware] = _localize(naive, mapping.timezone)
         return parsed
     return _localize(parsed, mapping.timezone)
+
+
+def _time_text(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    """The reading time's raw values: the one time column, or the text of several (a date and
+    a time column) joined by a space; missing where any of them is blank."""
+    if len(columns) == 1:
+        return frame[columns[0]]
+    parts = [frame[c].astype("string").str.strip() for c in columns]
+    blank = pd.concat([_blank(frame[c]) for c in columns], axis=1).any(axis=1)
+    joined = parts[0].str.cat(parts[1:], sep=" ")
+    return joined.where(~blank, pd.NA)
+
+
+def _decimal_points(raw: pd.Series, decimal: str) -> pd.Series:
+    """Text values with a decimal comma (``-18,5``) written with a point; other values as
+    they are."""
+    if decimal == "." or not (raw.dtype == object or pd.api.types.is_string_dtype(raw)):
+        return raw
+    return raw.astype("string").str.replace(decimal, ".", regex=False)
+
+
+# A number written with a decimal comma (-18,5), as a European locale exports it.
+DECIMAL_COMMA = r"^\s*[+-]?\d*,\d+\s*$"
+
+
+def _decimal_hint(failed: pd.Series, mapping: Mapping) -> str:
+    """A pointer to ``csv.decimal`` when values that failed to parse have a decimal comma."""
+    if mapping.csv_decimal != "." or not len(failed):
+        return ""
+    text = failed.astype("string")
+    if not text.str.contains(DECIMAL_COMMA, regex=True, na=False).any():
+        return ""
+    return " (a decimal comma: set csv: {decimal: ','} in the mapping)"
 
 
 def _localize(naive: pd.Series, zone: str) -> pd.Series:
@@ -483,7 +546,8 @@ def convert_frame(
     layout: the same device, time and sensor twice; the first is kept), ``extra_column``
     (one note per source column or sensor name the mapping does not name, row -1)."""
     contract = contract or load_contract("sensor_readings")
-    needed = [mapping.ts_column] + ([mapping.device_column] if mapping.device_column else [])
+    known_sources = [s.source for s in mapping.sensors]
+    needed = [*mapping.ts_columns] + ([mapping.device_column] if mapping.device_column else [])
     if mapping.layout == "long":
         needed += [str(mapping.sensor_column), str(mapping.value_column)]
     else:
@@ -497,6 +561,10 @@ def convert_frame(
             f"{mapping.path} are not in the file (it has {', '.join(map(repr, frame.columns))})"
         )
     frame = frame.reset_index(drop=True)
+    values_in = [str(mapping.value_column)] if mapping.layout == "long" else list(known_sources)
+    for column in values_in:
+        if column in frame.columns:
+            frame[column] = _decimal_points(frame[column], mapping.csv_decimal)
     rows = (
         np.arange(len(frame), dtype="int64")
         if rows is None
@@ -504,8 +572,8 @@ def convert_frame(
     )
     notes: list[pd.DataFrame] = []
     device = _device_ids(frame, mapping, source_file)
-    ts = parse_timestamps(frame[mapping.ts_column], mapping)
-    raw_ts = frame[mapping.ts_column]
+    raw_ts = _time_text(frame, mapping.ts_columns)
+    ts = parse_timestamps(raw_ts, mapping)
     bad = pd.Series(False, index=frame.index)
 
     def reject(mask: pd.Series, column: str, rule: str, values, message) -> None:
@@ -566,7 +634,8 @@ def convert_frame(
                 spec.target,
                 "unparsable_value",
                 frame[spec.source],
-                f"{spec.source!r} does not parse as a {contract.column(spec.target).type}",
+                f"{spec.source!r} does not parse as a {contract.column(spec.target).type}"
+                + _decimal_hint(frame[spec.source][failed], mapping),
             )
             out[spec.target] = values
         used = set(needed) | set(known)
@@ -647,7 +716,7 @@ def _long_to_wide(
                     "unparsable_value",
                     raw_value[idx],
                     f"value of sensor {spec.source!r} does not parse as a "
-                    f"{contract.column(spec.target).type}",
+                    f"{contract.column(spec.target).type}" + _decimal_hint(raw_value[idx], mapping),
                     device[idx].astype(object),
                     ts[idx],
                 )
@@ -892,6 +961,7 @@ def import_file(
             files.append(str(final))
     finally:
         con.close()
+    _remove_stale(base, files)
     quarantine_path = None
     counts: dict[str, int] = {}
     if len(converted.quarantine):
@@ -903,6 +973,9 @@ def import_file(
         q.to_parquet(tmp, index=False)
         durable_replace(tmp, out)
         quarantine_path = str(out)
+    else:
+        # An earlier import of the same name quarantined rows this one reads.
+        (Path(quarantine_dir) / f"{name}.parquet").unlink(missing_ok=True)
     return ImportResult(
         source=str(source),
         name=name,
@@ -916,6 +989,18 @@ def import_file(
         devices=int(readings["device_id"].nunique()),
         out_of_range=out_of_range(readings, contract),
     )
+
+
+def _remove_stale(base: Path, files: list[str]) -> None:
+    """Remove the hour files an earlier import of the same name wrote and this one did not (a
+    mapping corrected from the wrong time zone moves every hour): left in place they would be
+    read as a second copy of the readings, hours away from the true one."""
+    written = set(files)
+    for old in base.glob("*/readings_*.parquet"):
+        if str(old) not in written:
+            old.unlink()
+            if not any(old.parent.iterdir()):
+                old.parent.rmdir()
 
 
 def out_of_range(readings: pd.DataFrame, contract: Contract) -> dict[str, dict[str, int]]:

@@ -1,0 +1,150 @@
+"""Import of the shapes spreadsheet and historian exports in other locales come in: a semicolon
+separator with a decimal comma, a date and a time in two columns, a spreadsheet's serial dates;
+and a re-import with a corrected mapping leaves none of the earlier import's hours behind."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from refrig_assets.ingestion.mapping import MappingError, import_file, load_mapping
+
+WIDE = (
+    "layout: wide\n"
+    "device_id: {column: device}\n"
+    "timestamp: {column: ts}\n"
+    "sensors:\n"
+    "  temp: {to: temperature_evaporator}\n"
+    "  door: {to: door_open}\n"
+)
+
+
+def _mapping(tmp_path: Path, text: str, name: str = "mapping.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return load_mapping(path)
+
+
+def _import(tmp_path: Path, source: Path, mapping, name: str = "src"):
+    result = import_file(source, mapping, tmp_path / "landing", tmp_path / "quarantine", name=name)
+    files = sorted((tmp_path / "landing" / "imports" / name).rglob("*.parquet"))
+    readings = (
+        pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        if files
+        else pd.DataFrame()
+    )
+    return result, files, readings
+
+
+def test_a_decimal_comma_reads_as_the_same_numbers_as_points(tmp_path):
+    (tmp_path / "points.csv").write_text(
+        "device,ts,temp,door\nd1,2026-01-01T00:00:00Z,-18.5,0\nd1,2026-01-01T00:01:00Z,-18.25,1\n"
+    )
+    (tmp_path / "commas.csv").write_text(
+        "device;ts;temp;door\nd1;2026-01-01T00:00:00Z;-18,5;0\nd1;2026-01-01T00:01:00Z;-18,25;1\n"
+    )
+    points = _mapping(tmp_path, WIDE, "points.yaml")
+    commas = _mapping(tmp_path, WIDE + "csv: {delimiter: ';', decimal: ','}\n", "commas.yaml")
+    _r, _f, expected = _import(tmp_path, tmp_path / "points.csv", points, "points")
+    result, _f, got = _import(tmp_path, tmp_path / "commas.csv", commas, "commas")
+    assert result.quarantined == {}
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["temperature_evaporator"].tolist() == [-18.5, -18.25]
+
+
+def test_a_decimal_comma_without_the_setting_is_quarantined_with_a_pointer_to_it(tmp_path):
+    (tmp_path / "commas.csv").write_text("device;ts;temp\nd1;2026-01-01T00:00:00Z;-18,5\n")
+    mapping = _mapping(tmp_path, WIDE + "csv: {delimiter: ';'}\n")
+    result, _f, _r = _import(tmp_path, tmp_path / "commas.csv", mapping)
+    assert result.quarantined == {"unparsable_value": 1}
+    q = pd.read_parquet(result.quarantine_path)
+    assert "set csv: {decimal: ','}" in q["message"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("csv", "refusal"),
+    [("{decimal: x}", "csv.decimal 'x'"), ("{delimiter: ',', decimal: ','}", "both ','")],
+)
+def test_a_decimal_mark_that_cannot_work_is_refused(tmp_path, csv, refusal):
+    with pytest.raises(MappingError, match=refusal):
+        _mapping(tmp_path, WIDE + f"csv: {csv}\n")
+
+
+def test_a_date_and_a_time_column_make_the_reading_time(tmp_path):
+    (tmp_path / "dt.csv").write_text(
+        "device;date;time;temp\n"
+        "d1;29.03.2026;01:59:30;-18,5\n"  # Berlin winter time (UTC+1)
+        "d1;29.03.2026;02:30:00;-18,4\n"  # in the clock change's gap: quarantined
+        "d1;29.03.2026;03:00:30;-18,3\n"  # summer time (UTC+2)
+        "d1;;03:01:30;-18,2\n"
+    )
+    mapping = _mapping(
+        tmp_path,
+        WIDE.replace(
+            "timestamp: {column: ts}",
+            "timestamp: {column: [date, time], format: '%d.%m.%Y %H:%M:%S', "
+            "timezone: Europe/Berlin}",
+        )
+        + "csv: {delimiter: ';', decimal: ','}\n",
+    )
+    result, _f, got = _import(tmp_path, tmp_path / "dt.csv", mapping)
+    assert got["ts"].tolist() == [
+        pd.Timestamp("2026-03-29 00:59:30", tz="UTC"),
+        pd.Timestamp("2026-03-29 01:00:30", tz="UTC"),
+    ]
+    assert got["temperature_evaporator"].tolist() == [-18.5, -18.3]
+    q = pd.read_parquet(result.quarantine_path).sort_values("row", ignore_index=True)
+    assert q[["row", "column", "rule"]].values.tolist() == [
+        [1, "ts", "unparsable_value"],
+        [3, "ts", "missing_value"],
+    ]
+    assert q["value"].iloc[0] == "29.03.2026 02:30:00"
+
+
+def test_a_missing_time_column_of_a_pair_is_named(tmp_path):
+    (tmp_path / "dt.csv").write_text("device,date,temp\nd1,2026-01-01,-18\n")
+    mapping = _mapping(tmp_path, WIDE.replace("column: ts", "column: [date, time]"))
+    with pytest.raises(MappingError, match="'time'"):
+        _import(tmp_path, tmp_path / "dt.csv", mapping)
+
+
+def test_spreadsheet_serial_dates_are_local_times_in_the_mappings_zone(tmp_path):
+    # 46023 is 2026-01-01 in a spreadsheet; .5 is noon, 1/1440 a minute.
+    (tmp_path / "serial.csv").write_text(
+        "device,ts,temp\nd1,46023.5,-18\nd1,46023.50069444444,-17\nd1,soon,-16\n"
+    )
+    mapping = _mapping(
+        tmp_path,
+        WIDE.replace(
+            "timestamp: {column: ts}",
+            "timestamp: {column: ts, format: excel, timezone: America/New_York}",
+        ),
+    )
+    result, _f, got = _import(tmp_path, tmp_path / "serial.csv", mapping)
+    assert got["ts"].tolist() == [
+        pd.Timestamp("2026-01-01 17:00:00", tz="UTC"),
+        pd.Timestamp("2026-01-01 17:01:00", tz="UTC"),
+    ]
+    assert result.quarantined == {"unparsable_value": 1}
+
+
+def test_a_reimport_with_a_corrected_zone_leaves_no_hour_of_the_earlier_one(tmp_path):
+    (tmp_path / "berlin.csv").write_text(
+        "device,ts,temp\nd1,2026-01-01 00:10:00,-18\nd1,2026-01-01 00:20:00,bad\n"
+    )
+    wrong = _mapping(tmp_path, WIDE, "wrong.yaml")
+    first, files, _r = _import(tmp_path, tmp_path / "berlin.csv", wrong)
+    assert [f.name for f in files] == ["readings_20260101T00.parquet"]
+    assert first.quarantined == {"unparsable_value": 1}
+    (tmp_path / "berlin.csv").write_text("device,ts,temp\nd1,2026-01-01 00:10:00,-18\n")
+    right = _mapping(
+        tmp_path,
+        WIDE.replace("column: ts}", "column: ts, timezone: Europe/Berlin}"),
+        "right.yaml",
+    )
+    second, files, got = _import(tmp_path, tmp_path / "berlin.csv", right)
+    # Left in place, the first import's hour 00 held the same reading an hour off.
+    assert [f.name for f in files] == ["readings_20251231T23.parquet"]
+    assert got["ts"].tolist() == [pd.Timestamp("2025-12-31 23:10:00", tz="UTC")]
+    assert second.quarantine_path is None
+    assert not (tmp_path / "quarantine" / "src.parquet").exists()
