@@ -55,6 +55,31 @@ app.add_typer(tokens.app, name="tokens")
 app.command("serve")(serve.serve)
 app.add_typer(metrics.app, name="metrics")
 
+# Command groups that read what runs stored under the home. On a home that does not exist
+# (a mistyped REFRIG_HOME) they would create it empty and answer "No alerts match."; the
+# alert and incident groups read the operational database, which may live elsewhere.
+READ_THE_HOME = ("alerts", "incidents", "quality", "models", "monitor", "evaluate")
+READ_THE_DATABASE = ("alerts", "incidents")
+
+
+def missing_home(args: list[str]) -> str | None:
+    """Why ``refrig <args>`` should not run: a reading command on a home that does not exist
+    (None when it may run). Help is always shown."""
+    if not args or args[0] not in READ_THE_HOME or "--help" in args:
+        return None
+    from refrig_assets.core.settings import get_settings
+
+    home = get_settings().home
+    if home.exists():
+        return None
+    if args[0] in READ_THE_DATABASE and os.environ.get("REFRIG_ALERTS_DB_URL"):
+        return None
+    return (
+        f"the home {home} does not exist (REFRIG_HOME, default .refrig in the project): "
+        "nothing has run there. Check the path, or run `refrig pipeline run` first."
+    )
+
+
 # Help as plain text reflowed to the terminal: Rich's panels keep every line break of a
 # docstring, cutting sentences into one-word lines.
 for _typer in (app, *(group.typer_instance for group in app.registered_groups)):
@@ -90,6 +115,10 @@ def main() -> None:  # pragma: no cover (process exit)
     DuckDB's bindings print pages of reference-leak diagnostics when the interpreter shuts
     down; everything the command wrote is committed and flushed before this point.
     """
+    refusal = missing_home(sys.argv[1:])
+    if refusal is not None:
+        typer.echo(refusal, err=True)
+        os._exit(2)
     try:
         app()
         code = 0
