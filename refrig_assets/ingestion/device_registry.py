@@ -3,11 +3,15 @@
 Problems a registry file can hide are found, not papered over: a ``device_id`` listed twice is
 reported with its rows (the key must be unique), and a cohort too small to be real (usually a
 typo) is flagged, moved to the ``unknown`` cohort or refused, as ``config/registry.yaml`` says.
+Text is read without surrounding blanks (``"dev-1 "`` is ``dev-1``, as readings name it); a
+row without a ``device_id`` is left out and named; a device without a ``site_id`` is at the
+``unknown`` site, which no site-wide event spans (a blank cell read as one site ``nan`` joined
+every such device into one site); a threshold that is not a number is refused with its row.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +20,8 @@ from refrig_assets.core.config import load_config
 from refrig_assets.core.contracts import load_contract
 
 UNKNOWN_COHORT = "unknown"
+# The site of a device whose site is not known: site-wide events leave it out.
+UNKNOWN_SITE = "unknown"
 COHORT_ACTIONS = ("flag", "default", "fail")
 
 
@@ -43,10 +49,13 @@ def load_registry_policy() -> RegistryPolicy:
 
 @dataclass(frozen=True)
 class RegistryFindings:
-    """What is wrong with a registry: duplicated keys and devices of unknown cohorts."""
+    """What is wrong with a registry: duplicated keys, devices of unknown cohorts, rows
+    without a device (1-based data rows, left out) and devices without a site."""
 
     duplicates: dict[str, list[int]]
     unknown_cohorts: dict[str, list[str]]
+    without_device: list[int] = field(default_factory=list)
+    without_site: list[str] = field(default_factory=list)
 
     def messages(self, source: str) -> list[str]:
         """One line per problem, naming the file, the rows or devices, and the rule."""
@@ -61,12 +70,29 @@ class RegistryFindings:
             "cohort (config/registry.yaml)"
             for cohort, devices in self.unknown_cohorts.items()
         ]
+        if self.without_device:
+            rows = self.without_device
+            lines.append(
+                f"{source}: row(s) {', '.join(map(str, rows[:10]))}{' …' if len(rows) > 10 else ''}"
+                " have no device_id and are left out"
+            )
+        if self.without_site:
+            devices = self.without_site
+            lines.append(
+                f"{source}: {', '.join(devices[:5])}{' …' if len(devices) > 5 else ''} "
+                f"({len(devices)} device(s)) have no site_id: each is at the {UNKNOWN_SITE!r} "
+                "site, which no site-wide event spans"
+            )
         return lines
 
 
 def registry_findings(registry: pd.DataFrame, policy: RegistryPolicy) -> RegistryFindings:
-    """Duplicated ``device_id`` (with 1-based data rows) and devices of unknown cohorts."""
-    rows = pd.Series(registry.index + 1, index=registry["device_id"].to_numpy())
+    """Duplicated ``device_id`` (with 1-based data rows), devices of unknown cohorts, rows left
+    out for want of a device and devices without a site (see :func:`conform_registry`)."""
+    numbers = registry.attrs.get("rows") or []
+    if len(numbers) != len(registry):  # a frame not read by conform_registry
+        numbers = list(registry.index + 1)
+    rows = pd.Series(numbers, index=registry["device_id"].to_numpy())
     repeated = rows[rows.index.duplicated(keep=False)]
     duplicates = {str(d): sorted(int(r) for r in g) for d, g in repeated.groupby(level=0)}
     listed = registry[registry["cohort"] != UNKNOWN_COHORT]
@@ -79,7 +105,12 @@ def registry_findings(registry: pd.DataFrame, policy: RegistryPolicy) -> Registr
         str(c): sorted(listed.loc[listed["cohort"] == c, "device_id"].astype(str).unique())
         for c in unknown
     }
-    return RegistryFindings(duplicates, cohorts)
+    return RegistryFindings(
+        duplicates,
+        cohorts,
+        list(registry.attrs.get("without_device", [])),
+        list(registry.attrs.get("without_site", [])),
+    )
 
 
 def apply_cohort_policy(
@@ -96,7 +127,10 @@ def apply_cohort_policy(
 def read_table_file(path: Path) -> pd.DataFrame:
     """Read a CSV or Parquet file by its suffix."""
     if path.suffix.lower() == ".csv":
-        return pd.read_csv(path, dtype={"device_id": str, "site_id": str, "cohort": str})
+        try:
+            return pd.read_csv(path, dtype={"device_id": str, "site_id": str, "cohort": str})
+        except pd.errors.ParserError as exc:  # a ragged line: pandas names no file
+            raise ValueError(f"{path}: {str(exc).strip()}") from None
     return pd.read_parquet(path)
 
 
@@ -119,8 +153,26 @@ def conform_registry(
     raw: pd.DataFrame, contract_source: str = "registry", fill_defaults: bool = True
 ) -> pd.DataFrame:
     """Contract columns in order, defaults filled (unless ``fill_defaults`` is False),
-    ``registered`` True for listed devices."""
+    ``registered`` True for listed devices. Text without surrounding blanks; rows without a
+    ``device_id`` left out and a blank ``site_id`` read as :data:`UNKNOWN_SITE`, both named in
+    ``attrs`` (``without_device``: 1-based data rows, ``without_site``: devices)."""
     contract = load_contract("device_registry")
+    raw = raw.reset_index(drop=True)
+    text = {c.name for c in contract.columns if c.type == "string"}
+    raw = raw.assign(**{c: _stripped(raw[c]) for c in raw.columns if c in text})
+    without_device: list[int] = []
+    if "device_id" in raw.columns:
+        blank = raw["device_id"].isna()
+        without_device = [int(i) + 1 for i in raw.index[blank]]
+        raw = raw[~blank]
+    rows = [int(i) + 1 for i in raw.index]
+    raw = raw.reset_index(drop=True)
+    without_site: list[str] = []
+    if "site_id" in raw.columns:
+        blank = raw["site_id"].isna()
+        if "device_id" in raw.columns:
+            without_site = raw.loc[blank, "device_id"].astype(str).tolist()
+        raw = raw.assign(site_id=raw["site_id"].where(~blank, UNKNOWN_SITE))
     out = pd.DataFrame(index=raw.index)
     for col in contract.columns:
         fill = fill_defaults and col.default is not None
@@ -131,18 +183,51 @@ def conform_registry(
         elif fill:
             out[col.name] = col.default
         elif not col.nullable:
-            raise ValueError(f"{contract_source}: required registry column {col.name!r} is missing")
+            raise ValueError(
+                f"{contract_source}: required registry column {col.name!r} is missing"
+                + _one_column_hint(raw)
+            )
         else:
             out[col.name] = None
         if fill:
             out[col.name] = out[col.name].fillna(col.default)
         if col.type == "float":
-            out[col.name] = out[col.name].astype(float)
+            out[col.name] = _numbers(out[col.name], col.name, contract_source)
         elif col.type == "string":
             out[col.name] = out[col.name].astype(str)
         elif col.type == "bool":
             out[col.name] = out[col.name].astype(bool)
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs.update(rows=rows, without_device=without_device, without_site=without_site)
+    return out
+
+
+def _one_column_hint(raw: pd.DataFrame) -> str:
+    """A file read as one column was written with another separator (``;``, a tab)."""
+    if len(raw.columns) != 1:
+        return ""
+    return f" (the file has one column, {str(raw.columns[0])!r}: the registry is comma-separated)"
+
+
+def _stripped(values: pd.Series) -> pd.Series:
+    """Text without surrounding blanks; blank text is missing."""
+    if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+        return values
+    text = values.map(lambda v: v.strip() if isinstance(v, str) else v)
+    return text.where(text.map(lambda v: not (isinstance(v, str) and v == "")), None)
+
+
+def _numbers(values: pd.Series, column: str, source: str) -> pd.Series:
+    """A threshold column as floats; a value that is not a number is refused with its row."""
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    bad = numbers.isna() & values.notna()
+    if bad.any():
+        row = int(values.index[bad][0]) + 1
+        raise ValueError(
+            f"{source}: column {column!r} row {row}: {values[bad].iloc[0]!r} is not a number "
+            f"({int(bad.sum())} such value(s))"
+        )
+    return numbers
 
 
 def with_unregistered(registry: pd.DataFrame, device_ids: pd.Series) -> pd.DataFrame:
@@ -152,7 +237,7 @@ def with_unregistered(registry: pd.DataFrame, device_ids: pd.Series) -> pd.DataF
     if missing.empty:
         return registry
     extra = pd.DataFrame(
-        {"device_id": missing.astype(str), "site_id": "unknown", "cohort": "unknown"}
+        {"device_id": missing.astype(str), "site_id": UNKNOWN_SITE, "cohort": UNKNOWN_COHORT}
     )
     extra = conform_registry(extra)
     extra["registered"] = False
