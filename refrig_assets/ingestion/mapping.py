@@ -388,9 +388,12 @@ def _blank(series: pd.Series) -> pd.Series:
 OFFSET_AT_END = r"(?i)(?:\d\d:\d\d(?::\d\d)?|T\d{4,6})(?:[.,]\d+)?\s*(?:Z|[+-]\d\d(?::?\d\d)?)$"
 
 
-def parse_timestamps(raw: pd.Series, mapping: Mapping) -> pd.Series:
-    """Reading times in UTC (NaT where a value does not parse or a local time does not exist or
-    is ambiguous in the mapping's zone)."""
+def parse_timestamps(
+    raw: pd.Series, mapping: Mapping, device: pd.Series | None = None
+) -> pd.Series:
+    """Reading times in UTC (NaT where a value does not parse or a local time does not exist in
+    the mapping's zone, or is ambiguous and cannot be told by ``device``'s rows: see
+    :func:`_localize`)."""
     if mapping.epoch_unit is not None:
         numbers = pd.to_numeric(raw, errors="coerce")
         return pd.to_datetime(numbers, unit=mapping.epoch_unit, utc=True, errors="coerce")
@@ -398,7 +401,7 @@ def parse_timestamps(raw: pd.Series, mapping: Mapping) -> pd.Series:
         days = pd.to_numeric(_decimal_points(raw, mapping.csv_decimal), errors="coerce")
         # Rounded to the millisecond: a serial's binary fraction is never a whole second.
         local = pd.to_datetime(days, unit="D", origin=EXCEL_ORIGIN, errors="coerce").dt.round("ms")
-        return _localize(local, mapping.timezone)
+        return _localize(local, mapping.timezone, device)
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         return raw.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_any_dtype(raw):
@@ -414,9 +417,11 @@ def parse_timestamps(raw: pd.Series, mapping: Mapping) -> pd.Series:
         if isinstance(naive.dtype, pd.DatetimeTZDtype):  # a pattern with %z
             parsed[~aware] = naive.dt.tz_convert("UTC")
             return parsed
-        parsed[~aware] = _localize(naive, mapping.timezone)
+        parsed[~aware] = _localize(
+            naive, mapping.timezone, None if device is None else device[~aware]
+        )
         return parsed
-    return _localize(parsed, mapping.timezone)
+    return _localize(parsed, mapping.timezone, device)
 
 
 def _time_text(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
@@ -452,8 +457,27 @@ def _decimal_hint(failed: pd.Series, mapping: Mapping) -> str:
     return " (a decimal comma: set csv: {decimal: ','} in the mapping)"
 
 
-def _localize(naive: pd.Series, zone: str) -> pd.Series:
-    return naive.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+def _localize(naive: pd.Series, zone: str, device: pd.Series | None = None) -> pd.Series:
+    """Local wall-clock times in ``zone`` as UTC. A time that does not exist (the spring gap) is
+    NaT. A time of the hour the autumn change repeats is told by its device's rows in file
+    order: before that device's wall clock goes back (or repeats a time: hourly readings), the
+    first (summer) pass, after it the second; where the device's times in that hour do not go
+    back exactly once (one pass only, or the rows out of order) it cannot be told and is NaT."""
+    n = len(naive)
+    first = naive.dt.tz_localize(zone, ambiguous=np.ones(n, dtype=bool), nonexistent="NaT")
+    second = naive.dt.tz_localize(zone, ambiguous=np.zeros(n, dtype=bool), nonexistent="NaT")
+    ambiguous = (first != second) & first.notna()
+    out = first.where(~ambiguous)
+    if device is not None and ambiguous.any():
+        wall = naive[ambiguous]
+        who = device[ambiguous].fillna("").to_numpy()
+        back = wall.groupby(who, sort=False).diff().le(pd.Timedelta(0))
+        told = back.groupby(who, sort=False).transform("sum").eq(1)
+        after = back.groupby(who, sort=False).cumsum().gt(0)
+        idx = wall.index
+        out.loc[idx[told & ~after]] = first.loc[idx[told & ~after]]
+        out.loc[idx[told & after]] = second.loc[idx[told & after]]
+    return out.dt.tz_convert("UTC")
 
 
 NAN_TEXTS = ("nan", "+nan", "-nan")
@@ -573,7 +597,7 @@ def convert_frame(
     notes: list[pd.DataFrame] = []
     device = _device_ids(frame, mapping, source_file)
     raw_ts = _time_text(frame, mapping.ts_columns)
-    ts = parse_timestamps(raw_ts, mapping)
+    ts = parse_timestamps(raw_ts, mapping, device)
     bad = pd.Series(False, index=frame.index)
 
     def reject(mask: pd.Series, column: str, rule: str, values, message) -> None:

@@ -128,6 +128,41 @@ def test_spreadsheet_serial_dates_are_local_times_in_the_mappings_zone(tmp_path)
     assert result.quarantined == {"unparsable_value": 1}
 
 
+def test_the_hour_the_autumn_change_repeats_is_told_by_each_devices_file_order(tmp_path):
+    # Berlin, 2026-10-25: 02:00-02:59 happens twice (UTC+2, then UTC+1). Both passes of a
+    # device were quarantined, two hours of every device's readings a year.
+    (tmp_path / "fall.csv").write_text(
+        "device,ts,temp\n"
+        "d1,2026-10-25 01:30:00,1\n"
+        "d2,2026-10-25 02:00:00,9\n"  # d2 has one pass only: cannot be told
+        "d1,2026-10-25 02:00:00,2\n"
+        "d1,2026-10-25 02:30:00,3\n"
+        "h1,2026-10-25 02:00:00,7\n"  # hourly: the repeat is the same wall time
+        "d1,2026-10-25 02:00:00,4\n"
+        "d1,2026-10-25 02:30:00,5\n"
+        "h1,2026-10-25 02:00:00,8\n"
+        "d1,2026-10-25 03:00:00,6\n"
+    )
+    mapping = _mapping(
+        tmp_path, WIDE.replace("column: ts}", "column: ts, timezone: Europe/Berlin}")
+    )
+    result, _f, got = _import(tmp_path, tmp_path / "fall.csv", mapping)
+    utc = got.set_index(["device_id", "ts"])["temperature_evaporator"].sort_index()
+    expected = {
+        ("d1", "2026-10-24 23:30"): 1.0,
+        ("d1", "2026-10-25 00:00"): 2.0,
+        ("d1", "2026-10-25 00:30"): 3.0,
+        ("d1", "2026-10-25 01:00"): 4.0,
+        ("d1", "2026-10-25 01:30"): 5.0,
+        ("d1", "2026-10-25 02:00"): 6.0,
+        ("h1", "2026-10-25 00:00"): 7.0,
+        ("h1", "2026-10-25 01:00"): 8.0,
+    }
+    assert {(d, f"{t:%Y-%m-%d %H:%M}"): v for (d, t), v in utc.items()} == expected
+    q = pd.read_parquet(result.quarantine_path)
+    assert q[["row", "device_id", "rule"]].values.tolist() == [[1, "d2", "unparsable_value"]]
+
+
 def test_a_reimport_with_a_corrected_zone_leaves_no_hour_of_the_earlier_one(tmp_path):
     (tmp_path / "berlin.csv").write_text(
         "device,ts,temp\nd1,2026-01-01 00:10:00,-18\nd1,2026-01-01 00:20:00,bad\n"
