@@ -128,7 +128,8 @@ def import_command(
             "they will be dropouts",
             err=True,
         )
-    earliest = pd.Timestamp(plausible_timestamps(load_contract("sensor_readings"))[0])
+    first, ahead = plausible_timestamps(load_contract("sensor_readings"))
+    earliest = pd.Timestamp(first)
     failed = 0
     names = [name] if name is not None else source_names(Path(source), files)
     for path, one_name in zip(files, names, strict=True):
@@ -155,6 +156,21 @@ def import_command(
                 f"{spec.unit}) are outside its range {list(col.range or ())} {col.unit} in "
                 "contracts/sensor_readings.yaml: the pipeline flags each one OUT_OF_RANGE; "
                 "if most are, check the mapping's unit",
+                err=True,
+            )
+        for spellings in result.case_variants:
+            typer.echo(
+                f"{path}: device ids {', '.join(spellings)} differ only in case: the pipeline "
+                "takes them for different devices (ids are compared exactly, as in the registry)",
+                err=True,
+            )
+        latest = pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=ahead)
+        if result.last_ts is not None and result.last_ts > latest:
+            typer.echo(
+                f"{path}: readings up to {result.last_ts:%Y-%m-%d %H:%M} UTC are more than "
+                f"{ahead:g} h ahead of now (landing.plausible_timestamps.max_hours_after_arrival "
+                "of contracts/sensor_readings.yaml): the pipeline quarantines them as "
+                "implausible_timestamp; check the time column's format and zone",
                 err=True,
             )
         if result.first_ts is not None and result.first_ts < earliest:

@@ -914,6 +914,8 @@ class ImportResult:
     devices: int
     # Per contract column with values outside its `range`: {"outside": n, "values": n}.
     out_of_range: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Device ids that differ only in case (`Dev-1`, `dev-1`): different devices to the pipeline.
+    case_variants: list[list[str]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -1012,6 +1014,7 @@ def import_file(
         last_ts=readings["ts"].max() if len(readings) else None,
         devices=int(readings["device_id"].nunique()),
         out_of_range=out_of_range(readings, contract),
+        case_variants=case_variants(readings["device_id"]),
     )
 
 
@@ -1025,6 +1028,15 @@ def _remove_stale(base: Path, files: list[str]) -> None:
             old.unlink()
             if not any(old.parent.iterdir()):
                 old.parent.rmdir()
+
+
+def case_variants(device_ids: pd.Series) -> list[list[str]]:
+    """Groups of device ids that are the same but for case, each sorted (ids are compared
+    exactly everywhere, so ``Dev-1`` and ``dev-1`` are two devices)."""
+    ids = pd.Series(device_ids.dropna().astype(str).unique())
+    folded = ids.str.casefold()
+    twice = folded.duplicated(keep=False)
+    return sorted(sorted(g) for _k, g in ids[twice].groupby(folded[twice]))
 
 
 def out_of_range(readings: pd.DataFrame, contract: Contract) -> dict[str, dict[str, int]]:
