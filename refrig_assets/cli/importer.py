@@ -63,6 +63,12 @@ def import_command(
     name: str | None = typer.Option(
         None, help="Identity of the import (one file only; default: the file's name)."
     ),
+    merge: bool = typer.Option(
+        False,
+        "--merge",
+        help="Add the file's measurements to the readings the import --name holds (per-sensor "
+        "files: one file per sensor of the same devices).",
+    ),
 ) -> None:
     """Rename columns, convert units and times to UTC and write one landing file per hour.
 
@@ -101,6 +107,9 @@ def import_command(
     if not files or not files[0].exists():
         typer.echo(f"no source files at {source}", err=True)
         raise typer.Exit(2)
+    if merge and (name is None or len(files) > 1):
+        typer.echo("--merge needs --name (the import to add to) and a single source file", err=True)
+        raise typer.Exit(2)
     if name is not None and len(files) > 1:
         typer.echo("--name needs a single source file", err=True)
         raise typer.Exit(2)
@@ -135,7 +144,12 @@ def import_command(
     for path, one_name in zip(files, names, strict=True):
         try:
             result = import_file(
-                path, parsed, s.landing_dir, s.data_dir / "import_quarantine", name=one_name
+                path,
+                parsed,
+                s.landing_dir,
+                s.data_dir / "import_quarantine",
+                name=one_name,
+                merge=merge,
             )
         except MappingError as exc:
             typer.echo(f"{path}: not imported: {exc}", err=True)

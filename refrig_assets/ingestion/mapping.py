@@ -946,15 +946,23 @@ def import_file(
     quarantine_dir: Path,
     name: str | None = None,
     contract: Contract | None = None,
+    merge: bool = False,
 ) -> ImportResult:
     """Import one source file: one landing Parquet file per hour of its readings under
     ``<landing_dir>/imports/<name>/<YYYY-MM-DD>/readings_<YYYYMMDDTHH>.parquet`` and, when rows
     were rejected, ``<quarantine_dir>/<name>.parquet`` (both replaced by a re-import of the
     same name). Each file is written under a hidden name, opened with the landing reader (a file
-    it would reject stops the import) and then moved into place."""
+    it would reject stops the import) and then moved into place.
+
+    ``merge``: the source adds its measurements to the readings the import ``name`` already
+    holds (per-sensor files: one file per sensor of the same devices). A reading of the same
+    device and time gets the source's values where it has none; as separate landing files the
+    pipeline would keep one copy of each device and time and quarantine the other
+    (``duplicate_reading``). Its quarantine is ``<name>+<source name>.parquet``."""
     contract = contract or load_contract("sensor_readings")
     source = Path(source)
     name = name or import_name(source)
+    rows_name = f"{name}+{import_name(source)}" if merge else name
     raw = read_source(source, mapping)
     converted = convert_frame(raw.frame, mapping, str(source), contract, rows=raw.rows)
     if len(raw.rejected):
@@ -965,12 +973,15 @@ def import_file(
     readings = converted.readings.sort_values(["ts", "device_id"], kind="stable")
     files: list[str] = []
     base = Path(landing_dir) / "imports" / name
+    clashes: dict[str, int] = {}
     con = connect()
     try:
         hours = readings["ts"].dt.floor("h")
         for i, (hour, part) in enumerate(readings.groupby(hours, sort=True)):
             final = base / f"{hour:%Y-%m-%d}" / f"readings_{hour:%Y%m%dT%H}.parquet"
             final.parent.mkdir(parents=True, exist_ok=True)
+            if merge and final.exists():
+                part = merge_readings(pd.read_parquet(final), part, contract, clashes)
             tmp = final.with_name(
                 f".{final.stem}.{os.getpid()}.tmp.parquet"
             )  # hidden: never discovered
@@ -987,13 +998,17 @@ def import_file(
             files.append(str(final))
     finally:
         con.close()
-    _remove_stale(base, files)
+    if not merge:
+        _remove_stale(base, files)
+    converted.quarantine = pd.concat(
+        [converted.quarantine, *_clash_notes(str(source), name, clashes)], ignore_index=True
+    )
     quarantine_path = None
     counts: dict[str, int] = {}
     if len(converted.quarantine):
         q = converted.quarantine
         counts = {str(k): int(v) for k, v in q["rule"].value_counts().items()}
-        out = Path(quarantine_dir) / f"{name}.parquet"
+        out = Path(quarantine_dir) / f"{rows_name}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         q.to_parquet(tmp, index=False)
@@ -1001,7 +1016,7 @@ def import_file(
         quarantine_path = str(out)
     else:
         # An earlier import of the same name quarantined rows this one reads.
-        (Path(quarantine_dir) / f"{name}.parquet").unlink(missing_ok=True)
+        (Path(quarantine_dir) / f"{rows_name}.parquet").unlink(missing_ok=True)
     return ImportResult(
         source=str(source),
         name=name,
@@ -1016,6 +1031,46 @@ def import_file(
         out_of_range=out_of_range(readings, contract),
         case_variants=case_variants(readings["device_id"]),
     )
+
+
+def merge_readings(
+    held: pd.DataFrame, added: pd.DataFrame, contract: Contract, clashes: dict[str, int]
+) -> pd.DataFrame:
+    """One hour's readings already imported (``held``) with a source's (``added``): one row per
+    device and time, each measurement from ``held`` where it has one, else from ``added``. A
+    value of ``added`` that differs from the one ``held`` has is counted in ``clashes`` (per
+    contract column) and dropped: the first import's value is kept."""
+    key = ["device_id", "ts"]
+    old = held.set_index(key)
+    new = added.set_index(key)
+    both = old.index.intersection(new.index)
+    for column in old.columns.intersection(new.columns):
+        a, b = old.loc[both, column], new.loc[both, column]
+        differ = a.notna() & b.notna() & (a.astype(object) != b.astype(object))
+        if differ.any():
+            clashes[column] = clashes.get(column, 0) + int(differ.sum())
+    merged = old.combine_first(new).reset_index()
+    columns = [c.name for c in contract.columns if c.name in merged]
+    for c in contract.columns:
+        if c.name in merged and c.name not in key:
+            merged[c.name] = merged[c.name].astype("boolean" if c.type == "bool" else "float64")
+    merged["device_id"] = merged["device_id"].astype(object)
+    return merged[columns].sort_values(["ts", "device_id"], kind="stable", ignore_index=True)
+
+
+def _clash_notes(source: str, name: str, clashes: dict[str, int]) -> list[pd.DataFrame]:
+    return [
+        _quarantine(
+            source,
+            np.array([-1]),
+            column,
+            "duplicate_reading",
+            None,
+            f"{source}: {n} value(s) of {column} for a device and time the import {name!r} "
+            "already holds with another value; the value held is kept",
+        )
+        for column, n in clashes.items()
+    ]
 
 
 def _remove_stale(base: Path, files: list[str]) -> None:
