@@ -244,6 +244,7 @@ class StreamingEngine:
                 self.state.defrost_stays.get(rule.name),
                 self.state.off_cycles.get(rule.name),
                 self._cohort_off_cycle(rule, cohorts),
+                self._cohort_fast_defrosts(rule, cohorts),
             )
         baseline = self._baseline(rule, cohorts, r.code[r.new])
         if rule.kind == "below_moving_average_held":
@@ -335,6 +336,21 @@ class StreamingEngine:
         trusted = np.stack([seen, np.zeros(len(seen), dtype=bool)], axis=1)
         typical = self._cohort_typical(rule, cohorts, trusted, np.stack([own, own], axis=1))
         return np.fmax(own, typical[cohorts, 0]) if len(typical) else own
+
+    def _cohort_fast_defrosts(self, rule: StreamingRule, cohorts: np.ndarray) -> np.ndarray:
+        """Per device that has not yet seen ``min_defrosts`` defrosts of its own: a device of its
+        cohort has shown a defrost that warmed the coil faster than the limit, and the rule has
+        never paged that device. Its cohort's defrosts can then outpace the limit even where
+        the typical device's have not (:meth:`_defrost_warm_up` is 0). A device the rule has
+        paged is no witness: a lost compressor's coil also stays in the defrost state, so its
+        rise is learnt as a defrost's warm-up."""
+        n = len(self.state)
+        avg = self.state.averages[rule.name]
+        witness = (avg.minutes[:n, 0] > 0) & (self.state.last_fired[rule.name][:n] == NO_TIME)
+        if not witness.any() or not len(cohorts):
+            return np.zeros(n, dtype=bool)
+        shown = np.bincount(cohorts[witness], minlength=int(cohorts.max()) + 1) > 0
+        return (avg.minutes[:n, 1] < rule.history_needed) & shown[cohorts]
 
     def _cohort_off_cycle(self, rule: StreamingRule, cohorts: np.ndarray) -> np.ndarray | None:
         """Per device, its cohort's median of the longest ordinary off-cycle each device has

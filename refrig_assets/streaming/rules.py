@@ -285,6 +285,7 @@ def sustained_rise(
     stays: DefrostStays | None = None,
     cycles: OffCycles | None = None,
     cohort_off_cycle: np.ndarray | None = None,
+    cohort_fast: np.ndarray | None = None,
 ) -> Hits:
     """Rate of rise above the limit per minute at every reading for ``sustain_minutes``.
 
@@ -313,7 +314,9 @@ def sustained_rise(
     defrost state (idle, above the rule's ``defrost_above``) for the sustain time; ``stays``
     carries each device's stay across batches. At a slow cadence, a rise resting on its own
     reading interval into the defrost state of a device whose defrosts are known to outpace
-    the limit is that defrost (:func:`_enters`).
+    the limit is that defrost (:func:`_enters`), and so is one of a device that has seen no
+    defrost of its own where ``cohort_fast`` (per device; None: never) says a device of its
+    cohort has shown such a defrost without the rule paging it.
     """
     new = r.new
     x = r.values[rule.sensor]
@@ -369,7 +372,10 @@ def sustained_rise(
         with np.errstate(invalid="ignore"):
             defrosting = (r.running == 0) & (x > rule.params[DEFROST_ABOVE])
         alone = (ref >= 0) & (start >= r.ts[np.maximum(ref, 0)])
-        fires &= ~(alone & _enters(defrosting, new, before, linked) & (own_rise[code] > 0))
+        outpaced = own_rise[code] > 0
+        if cohort_fast is not None:
+            outpaced |= cohort_fast[code]
+        fires &= ~(alone & _enters(defrosting, new, before, linked) & outpaced)
     observed = rate
     confirmed = _confirmed_running_rise(
         r,
