@@ -137,7 +137,7 @@ class StreamingEngine:
             values = {k: v[usable] for k, v in values.items()}
         code = state.codes_for(device_id)
 
-        fresh = ts > state.watermark[code]
+        fresh = ts > np.maximum(state.watermark[code], self._held_until()[code])
         late = int((~fresh).sum()) + (total - len(ts))
         if not fresh.all():
             code, ts = code[fresh], ts[fresh]
@@ -145,10 +145,10 @@ class StreamingEngine:
         code, ts, values = _sorted_unique(code, ts, values)
         duplicates = int(fresh.sum()) - len(ts)
 
-        readings = self._merge_with_buffer(code, ts, values)
+        readings, held = self._merge_with_buffer(code, ts, values)
         thresholds, cohorts, _ = self.thresholds.for_devices(state.devices)
         firings, counts, samples = [], {}, {}
-        never_ran = self._never_ran(readings)
+        never_ran = self._never_ran(readings, held)
         for rule in s.rules:
             hits = self._evaluate(rule, readings, thresholds, cohorts)
             if rule.kind in RUNNING_STATE_KINDS and never_ran.any():
@@ -173,11 +173,24 @@ class StreamingEngine:
 
     # -- steps ------------------------------------------------------------------------------
 
+    def _held_until(self) -> np.ndarray:
+        """Per device, its newest buffered reading held back unevaluated (NO_TIME: none): a
+        later file's readings of the device begin after it."""
+        st = self.state
+        out = np.full(len(st), NO_TIME)
+        held = st.buffer_ts > st.watermark[st.buffer_code]
+        if held.any():
+            np.maximum.at(out, st.buffer_code[held], st.buffer_ts[held])
+        return out
+
     def _merge_with_buffer(
         self, code: np.ndarray, ts: np.ndarray, values: dict[str, np.ndarray]
-    ) -> Readings:
-        """Buffered and new readings in one device-then-time order. New readings are later than
-        every buffered reading of their device, so each goes right after its device's buffer."""
+    ) -> tuple[Readings, np.ndarray]:
+        """Buffered and new readings in one device-then-time order, and the mask of those held
+        back unevaluated (:func:`_unsettled_starts`). New readings are later than every
+        buffered reading of their device, so each goes right after its device's buffer. The
+        readings to evaluate are the new ones and the buffered ones held back last time (later
+        than their device's watermark), less those held back again."""
         st = self.state
         n = len(st.buffer_ts) + len(ts)
         new = np.searchsorted(st.buffer_code, code, side="right") + np.arange(len(ts))
@@ -203,7 +216,13 @@ class StreamingEngine:
         all_code = merge(st.buffer_code, code, np.int64)
         all_ts = merge(st.buffer_ts, ts, np.int64)
         _blips_as_idle(all_code, all_ts, running, self.settings.least_run_ns)
-        return Readings(all_code, all_ts, merged, new, running)
+        was_held = st.buffer_ts > st.watermark[st.buffer_code]
+        if was_held.any():
+            new = np.union1d(new, np.flatnonzero(old)[was_held])
+        held = _unsettled_starts(all_code, all_ts, running, self.settings.least_run_ns)
+        if held.any():
+            new = new[~held[new]]
+        return Readings(all_code, all_ts, merged, new, running), held
 
     def _evaluate(
         self,
@@ -255,19 +274,20 @@ class StreamingEngine:
             hits = kinds.above_moving_average(r, rule, limit, baseline)
         return hits
 
-    def _never_ran(self, r: Readings) -> np.ndarray:
+    def _never_ran(self, r: Readings, held: np.ndarray) -> np.ndarray:
         """Per new reading: its device has not shown the running state, neither in the history
         the moving-average rules keep nor among the readings at hand. Such a device (a motor
         smaller than the contract's ``running_above``) has no visible starts, runs or idle
         level: every reading counts as idle, runs and stops alike. The rules that read them
         (RUNNING_STATE_KINDS) stay silent for it until it first runs. False for every device
-        without a moving-average rule (no history to tell)."""
+        without a moving-average rule (no history to tell). Readings ``held`` back unevaluated
+        (a start that may yet prove a blip) show nothing."""
         code = r.code[r.new]
         n = len(self.state)
         ran = self._seen_in_history(1)
         if ran is None:
             return np.zeros(len(code), dtype=bool)
-        ran |= np.bincount(r.code[r.running == 1], minlength=n)[:n] > 0
+        ran |= np.bincount(r.code[(r.running == 1) & ~held], minlength=n)[:n] > 0
         return ~ran[code]
 
     def _seen_in_history(self, state: int) -> np.ndarray | None:
@@ -512,8 +532,9 @@ class StreamingEngine:
         avg.minutes[:, 0] += np.bincount(code[faster], minlength=n)
 
     def _advance(self, r: Readings, newest: np.ndarray) -> None:
-        """Move watermarks to the newest readings and keep only what later windows need: the
-        readings within the longest rule span of the watermark, plus the one just before."""
+        """Move watermarks to the newest readings evaluated and keep only what later windows
+        need: the readings within the longest rule span of the watermark, plus the one just
+        before, and those held back unevaluated (later than the watermark)."""
         st = self.state
         touched = newest != NO_TIME
         st.watermark[touched] = newest[touched]
@@ -530,8 +551,9 @@ def _blips_as_idle(code: np.ndarray, ts: np.ndarray, running: np.ndarray, least_
     """Read as idle, in place, each running stretch that lies between idle readings of its
     device and lasts less than ``least_ns`` from its first reading to the idle reading after
     it: a noisy idle current crossing running_above for a reading or two, no start (as the
-    start count of the features). A stretch still running at the last reading, or next to a
-    reading of unknown state, stays running. ``code``/``ts``: device-then-time order."""
+    start count of the features). A stretch next to a reading of unknown state stays running;
+    one still running at the device's last reading is told later (:func:`_unsettled_starts`).
+    ``code``/``ts``: device-then-time order."""
     n = len(running)
     if least_ns <= 0 or n < 3:
         return
@@ -548,10 +570,41 @@ def _blips_as_idle(code: np.ndarray, ts: np.ndarray, running: np.ndarray, least_
         & (ts[after] - ts[first] < least_ns)
     )
     if blip.any():
-        stretch = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(stretch, first[blip], 1)
-        np.add.at(stretch, after[blip], -1)
-        running[np.cumsum(stretch[:n]) > 0] = 0
+        running[_spans(n, first[blip], after[blip])] = 0
+
+
+def _unsettled_starts(
+    code: np.ndarray, ts: np.ndarray, running: np.ndarray, least_ns: int
+) -> np.ndarray:
+    """Mask of the readings of each device's last stretch where it may yet prove a blip
+    (:func:`_blips_as_idle`): running, right after an idle reading, and shorter than
+    ``least_ns`` so far. Whether it was a start or a noisy idle current crossing
+    running_above is told by the readings after it, in a later file; until then they are
+    held back unevaluated. ``code``/``ts``: device-then-time order."""
+    n = len(running)
+    out = np.zeros(n, dtype=bool)
+    if least_ns <= 0 or n < 2:
+        return out
+    first = np.flatnonzero(np.r_[True, (running[1:] != running[:-1]) | (code[1:] != code[:-1])])
+    ends = np.flatnonzero(_last_of_device(code))
+    begins = first[np.searchsorted(first, ends, side="right") - 1]
+    before = np.maximum(begins - 1, 0)
+    open_start = (
+        (running[ends] == 1)
+        & (begins > 0)
+        & (code[before] == code[ends])
+        & (running[before] == 0)
+        & (ts[ends] - ts[begins] < least_ns)
+    )
+    return _spans(n, begins[open_start], ends[open_start] + 1) if open_start.any() else out
+
+
+def _spans(n: int, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Mask of ``n`` positions: each ``starts[i]`` up to, not including, ``stops[i]``."""
+    mark = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(mark, starts, 1)
+    np.add.at(mark, stops, -1)
+    return np.cumsum(mark[:n]) > 0
 
 
 def _last_of_device(code: np.ndarray) -> np.ndarray:
