@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from refrig_assets.core.settings import PROJECT_ROOT
 from refrig_assets.ingestion.mapping import MappingError, import_file, load_mapping
 
 WIDE = (
@@ -183,3 +184,21 @@ def test_a_reimport_with_a_corrected_zone_leaves_no_hour_of_the_earlier_one(tmp_
     assert got["ts"].tolist() == [pd.Timestamp("2025-12-31 23:10:00", tz="UTC")]
     assert second.quarantine_path is None
     assert not (tmp_path / "quarantine" / "src.parquet").exists()
+
+
+def test_the_european_example_mapping_reads_its_export(tmp_path):
+    (tmp_path / "export.csv").write_text(
+        "Geraet;Datum;Uhrzeit;Verdampfer (°C);Tür\n"
+        "kühl-1;01.07.2026;12:00:00;-18,5;zu\n"
+        "kühl-1;01.07.2026;12:01:00;-17,25;offen\n"
+        "KR-2;01.07.2026;12:00:00;-20;auf\n",
+        encoding="utf-8",
+    )
+    mapping = load_mapping(PROJECT_ROOT / "examples" / "mappings" / "european_spreadsheet.yaml")
+    result, _f, got = _import(tmp_path, tmp_path / "export.csv", mapping)
+    # "kühl-1" is no valid device id (contract pattern): quarantined, named.
+    assert result.quarantined == {"invalid_device_id": 2}
+    assert got[["device_id", "temperature_evaporator", "door_open"]].values.tolist() == [
+        ["KR-2", -20.0, True]
+    ]
+    assert got["ts"].tolist() == [pd.Timestamp("2026-07-01 10:00:00", tz="UTC")]
