@@ -46,7 +46,6 @@ from refrig_assets.incidents.alert_signals import (
     diagnosis_signals,
     evaporator_temperatures,
 )
-from refrig_assets.incidents.cause_choice import diagnose_rule_named
 from refrig_assets.incidents.cause_table import CauseTable, cause_table
 from refrig_assets.incidents.closing import close_arrived_late, close_quiet
 from refrig_assets.incidents.grouping import group_signals, prior_rows
@@ -220,8 +219,7 @@ def build_incidents(
         return IncidentBuild(
             contract.empty_frame(), pd.DataFrame(columns=EVIDENCE_COLUMNS), never_reported=never
         )
-    diagnose_rule_named(rows, diagnoses, policy, causes)
-    grouped = group_signals(rows, policy, causes)
+    grouped = group_signals(rows, diagnoses, policy, causes)
     evidence = grouped[~grouped["is_prior"]]
     # Sensor-health flags become tickets only once they persist (or when an alert is involved).
     spans = per_group(

@@ -28,103 +28,125 @@ def _rule_named(s: pd.DataFrame, causes: CauseTable) -> np.ndarray:
     return named & _device_fault(s["cause"], causes)
 
 
-def diagnose_rule_named(
-    rows: pd.DataFrame, diagnoses: pd.DataFrame | None, policy: IncidentPolicy, causes: CauseTable
+def yield_rule_causes(
+    s: pd.DataFrame,
+    run: np.ndarray,
+    diagnoses: pd.DataFrame | None,
+    policy: IncidentPolicy,
+    causes: CauseTable,
 ) -> None:
-    """A streaming rule's cause (in place) takes the diagnosis of its device's windows where
-    these name another device fault for at least ``cause_change_min_signals`` windows in a
-    row, from the rule's first window to the hysteresis after its last: the episode the rule
-    opened, read by the multi-feature signatures (alerted or not: a rule firing is often the
-    episode's only alert). Its confidence, evidence and base severity come with it."""
-    if diagnoses is None or diagnoses.empty or rows.empty:
-        return
-    cause = rows["cause"].to_numpy(dtype=object)
-    rule = _rule_named(rows, causes) & (cause != UNKNOWN)
+    """A device fault a streaming rule named alone takes the diagnosis of its episode (in
+    place: cause, confidence, evidence) where the episode holds another device fault
+    (:func:`_held_diagnoses`) and not the rule's own: a rule reads one sensor, the signatures
+    several features, so the incident is renamed, not split in two. What the rule measured
+    still counts: its signal keeps its base severity (a total cooling loss firing in a leak's
+    episode raises the leak to CRITICAL), and a stored incident keeps its severity. Of several
+    held faults, the one held nearest before the rule's window, else the first after it.
+    ``s``: the signals sorted by track and time; ``run``: their episode."""
+    cause = s["cause"].to_numpy(dtype=object)
+    rule = _rule_named(s, causes) & (cause != UNKNOWN)
     if not rule.any():
         return
-    d = diagnoses[["device_id", "window_start", "window_end", "cause", "confidence", "evidence"]]
-    d = d[d["device_id"].astype(str).isin(set(rows.loc[rule, "device_id"].astype(str)))]
-    d = d[_device_fault(d["cause"], causes)]
-    if d.empty:
+    held = _held_diagnoses(s, run, rule, diagnoses, policy, causes)
+    if held.empty:
         return
-    d = d.assign(
-        device_id=d["device_id"].astype(str),
-        window_start=utc(d["window_start"]),
-        window_end=utc(d["window_end"]),
-        base=d["cause"].map(causes.severity),
-    ).drop_duplicates(["device_id", "window_start"], keep="last")
-    r = rows.loc[rule, ["device_id", "window_start", "window_end", "cause"]]
-    r = r.assign(row=np.flatnonzero(rule), device_id=r["device_id"].astype(str))
-    m = r.merge(d, on="device_id", suffixes=("", "_dx"))
-    reach = m["window_end"] + policy.hysteresis
-    m = m[(m["window_end_dx"] > m["window_start"]) & (m["window_start_dx"] < reach)]
-    m = m[m["cause_dx"].ne(m["cause"])].sort_values(["row", "window_start_dx"], kind="stable")
-    if m.empty:
+    r = pd.DataFrame(
+        {"row": np.flatnonzero(rule), "run": run[rule], "start": s["window_start"][rule].array}
+    ).assign(cause=cause[rule])
+    m = r.merge(held, on="run", suffixes=("", "_dx"))
+    agrees = m["cause_dx"].eq(m["cause"]).groupby(m["row"]).transform("any")
+    m = m[~agrees.to_numpy()].sort_values(["row", "start_dx"], kind="stable")
+    before = (m["start_dx"] <= m["start"]).to_numpy()
+    best = pd.concat(
+        [m[before].drop_duplicates("row", keep="last"), m[~before].drop_duplicates("row")]
+    ).drop_duplicates("row")
+    if best.empty:
         return
-    # Runs of adjacent windows of one cause, per rule signal.
-    prev_end = m.groupby("row")["window_end_dx"].shift()
-    prev_cause = m.groupby("row")["cause_dx"].shift()
-    new_run = prev_end.ne(m["window_start_dx"]) | prev_cause.ne(m["cause_dx"])
-    run = new_run.cumsum()
-    held = m.groupby(run)["cause_dx"].transform("size") >= policy.cause_change_min_signals
-    m = m[held.to_numpy()]
-    if m.empty:
-        return
-    first_run = run[m.index].eq(run[m.index].groupby(m["row"]).transform("first"))
-    best = m[first_run.to_numpy()].sort_values("confidence", kind="stable").groupby("row").last()
-    at = best.index.to_numpy()
-    rows.loc[rows.index[at], "cause"] = best["cause_dx"].to_numpy()
-    rows.loc[rows.index[at], "confidence"] = best["confidence"].astype(float).to_numpy()
-    rows.loc[rows.index[at], "cause_evidence"] = best["evidence"].astype(str).to_numpy()
-    rows.loc[rows.index[at], "base"] = best["base"].to_numpy()
+    at = s.index[best["row"].to_numpy()]
+    s.loc[at, "cause"] = best["cause_dx"].to_numpy()
+    s.loc[at, "confidence"] = best["confidence"].astype(float).to_numpy()
+    s.loc[at, "cause_evidence"] = best["evidence"].astype(str).to_numpy()
 
 
-def _yielding_rule_causes(
-    s: pd.DataFrame, run: np.ndarray, known: np.ndarray, policy: IncidentPolicy, causes: CauseTable
-) -> np.ndarray:
-    """Per signal, whether its cause was named by a streaming rule alone and yields to the
-    diagnosis of its episode: a rule reads one sensor, the signature several features, so where
-    the episode's windows are diagnosed with another cause for at least
-    ``cause_change_min_signals`` signals in a row, the rule's name is taken as unknown (the
-    incident is renamed, not split in two, and its stored severity kept). A stored incident
-    counts as rule-named where its cause carries no diagnosis evidence. Device faults only: a
-    site's or a sensor's track keeps its causes."""
-    rule = known & _rule_named(s, causes)
-    diagnosed = known & ~rule
-    if not rule.any() or not diagnosed.any():
-        return np.zeros(len(s), dtype=bool)
-    d = pd.DataFrame(
-        {
-            "run": run[diagnosed],
-            "cause": s["cause"].to_numpy(dtype=object)[diagnosed],
-            "prior": s["is_prior"].to_numpy(dtype=bool)[diagnosed],
-        }
-    )
-    prev = d.groupby("run")["cause"].shift()
-    block = (prev.isna() | (d["cause"] != prev)).cumsum()
-    # A stored incident's diagnosed cause held when it was named.
-    held = (
-        d.groupby(block)["cause"].transform("size").to_numpy() >= policy.cause_change_min_signals
-    ) | d.groupby(block)["prior"].transform("any").to_numpy()
-    confirmed = pd.MultiIndex.from_arrays([d["run"][held], d["cause"][held]]).unique()
-    runs = pd.Index(confirmed.get_level_values(0)).unique()
-    same = pd.MultiIndex.from_arrays([run, s["cause"].to_numpy(dtype=object)]).isin(confirmed)
-    return rule & pd.Index(run).isin(runs) & ~same
+def _held_diagnoses(
+    s: pd.DataFrame,
+    run: np.ndarray,
+    rule: np.ndarray,
+    diagnoses: pd.DataFrame | None,
+    policy: IncidentPolicy,
+    causes: CauseTable,
+) -> pd.DataFrame:
+    """The device faults a diagnosis holds in each episode with a rule-named signal (columns
+    run, start, cause, confidence, evidence): every ``cause_change_min_signals`` or more
+    adjacent windows of the device diagnosed with one fault, alerted or not (a rule's firing is
+    often the episode's only alert), from the episode's first window to the hysteresis after
+    its last, with its most confident window's figures; and every stored incident of the
+    episode that a diagnosis named (held when it was named)."""
+    runs = np.unique(run[rule])
+    mine = np.isin(run, runs)
+    prior = mine & s["is_prior"].to_numpy(dtype=bool) & ~_rule_named(s, causes)
+    prior &= (s["cause"].to_numpy(dtype=object) != UNKNOWN) & _device_fault(s["cause"], causes)
+    parts = [
+        pd.DataFrame(
+            {
+                "run": run[prior],
+                "start": s["window_start"][prior].array,
+                "cause": s["cause"][prior].to_numpy(),
+                "confidence": s["confidence"][prior].to_numpy(),
+                "evidence": s["cause_evidence"][prior].to_numpy(),
+            }
+        )
+    ]
+    if diagnoses is not None and len(diagnoses):
+        span = (
+            pd.DataFrame(
+                {
+                    "run": run[mine],
+                    "device_id": s["key"][mine].astype(str).to_numpy(),
+                    "first": s["window_start"][mine].array,
+                    "last": s["window_end"][mine].array,
+                }
+            )
+            .groupby("run")
+            .agg(device_id=("device_id", "first"), first=("first", "min"), last=("last", "max"))
+            .reset_index()
+        )
+        d = diagnoses[
+            ["device_id", "window_start", "window_end", "cause", "confidence", "evidence"]
+        ]
+        d = d[d["device_id"].astype(str).isin(set(span["device_id"]))]
+        d = d[_device_fault(d["cause"], causes)]
+        d = d.assign(
+            device_id=d["device_id"].astype(str),
+            window_start=utc(d["window_start"]),
+            window_end=utc(d["window_end"]),
+        ).drop_duplicates(["device_id", "window_start"], keep="last")
+        w = span.merge(d, on="device_id")
+        w = w[(w["window_end"] > w["first"]) & (w["window_start"] < w["last"] + policy.hysteresis)]
+        w = w.sort_values(["run", "window_start"], kind="stable")
+        # Blocks of adjacent windows of one cause, per episode.
+        new = (
+            w["run"].ne(w["run"].shift())
+            | w["window_start"].ne(w["window_end"].shift())
+            | w["cause"].ne(w["cause"].shift())
+        )
+        block = new.cumsum()
+        w = w.assign(block=block, start=w.groupby(block)["window_start"].transform("first"))
+        w = w[w.groupby("block")["cause"].transform("size") >= policy.cause_change_min_signals]
+        best = w.sort_values("confidence", kind="stable").drop_duplicates("block", keep="last")
+        parts.append(best[["run", "start", "cause", "confidence", "evidence"]])
+    return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
 
 
-def effective_causes(
-    s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy, causes: CauseTable
-) -> np.ndarray:
+def effective_causes(s: pd.DataFrame, run: np.ndarray, policy: IncidentPolicy) -> np.ndarray:
     """Per signal, the cause of the incident it belongs to: unknown signals take their
     neighbours' known cause; a known cause holding for fewer than ``cause_change_min_signals``
     signals (after the first cause of the run) is a flicker and takes the preceding cause.
     A warm room (``site_ambient.cause``) is no fault: like unknown it takes a fault named in
-    the same episode, and names the episode only where none is. A streaming rule's cause that
-    the episode's diagnosis contradicts (:func:`_yielding_rule_causes`) counts as unknown."""
+    the same episode, and names the episode only where none is."""
     cause = s["cause"].to_numpy(dtype=object)
     warm = cause == policy.site_ambient.cause
     known = (cause != UNKNOWN) & ~warm
-    known &= ~_yielding_rule_causes(s, run, known, policy, causes)
     eff = pd.Series(np.where(known, cause, None), dtype=object)
     if known.any():
         k = pd.DataFrame(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from refrig_assets.incidents.cause_choice import effective_causes
+from refrig_assets.incidents.cause_choice import effective_causes, yield_rule_causes
 from refrig_assets.incidents.cause_table import CauseTable
 from refrig_assets.incidents.policy import IncidentPolicy
 from refrig_assets.incidents.signal_frame import (
@@ -65,9 +65,14 @@ def prior_rows(open_incidents: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def group_signals(
-    signals: pd.DataFrame, policy: IncidentPolicy, causes: CauseTable
+    signals: pd.DataFrame,
+    diagnoses: pd.DataFrame | None,
+    policy: IncidentPolicy,
+    causes: CauseTable,
 ) -> pd.DataFrame:
-    """Assign every signal (and stored incident) its incident: ``incident_id``, ``reopened``.
+    """Assign every signal (and stored incident) its incident: ``incident_id``, ``reopened``;
+    ``diagnoses``: the device windows' probable causes, which a streaming rule's cause yields
+    to (:func:`~refrig_assets.incidents.cause_choice.yield_rule_causes`).
 
     Tracks, episodes, segments and reopening chains are runs of the sorted rows, found on their
     arrays (comparisons with the previous row, cumulative sums), not by pandas groupings: the
@@ -94,7 +99,8 @@ def group_signals(
     priors_before = before - before[np.flatnonzero(~same_track)][track_id - 1]
     gap |= is_prior & (priors_before > 0)
     run = np.cumsum(gap)
-    cause = effective_causes(s, run, policy, causes)
+    yield_rule_causes(s, run, diagnoses, policy, causes)
+    cause = effective_causes(s, run, policy)
     s["cause"] = cause
     opens = gap | np.r_[False, ~_same_as_previous(cause)]
     segment = np.cumsum(opens)

@@ -174,3 +174,51 @@ def test_the_rule_firing_again_joins_the_renamed_incident(policy):
 
     (incident,) = result.incidents.itertuples()
     assert (incident.incident_id, incident.cause) == (renamed.incident_id, "condenser_fouling")
+
+
+def test_the_rule_firing_again_keeps_the_renamed_incident_a_diagnosed_one(policy):
+    first = build(
+        [leak_rule(0), alert("D1", 1), alert("D1", 2)],
+        [diagnosis("D1", i, "condenser_fouling", confidence=0.7) for i in (1, 2)],
+        policy,
+    )
+    (renamed,) = first.incidents.itertuples()
+    assert renamed.cause == "condenser_fouling"
+
+    result = build([leak_rule(3), leak_rule(4)], [], policy, open_incidents=first.incidents)
+
+    (incident,) = result.incidents.itertuples()
+    assert (incident.incident_id, incident.cause) == (renamed.incident_id, "condenser_fouling")
+    # The firings carry the stored diagnosis, not the rule's bare name: the next hour does not
+    # read the incident as rule-named (and a later held diagnosis splits it, as any diagnosed one).
+    assert incident.cause_evidence == renamed.cause_evidence != "[]"
+    assert incident.cause_confidence == pytest.approx(0.7)
+    assert rule_named_devices(result.incidents) == set()
+
+
+def test_a_rule_firing_late_in_a_diagnosed_episode_takes_its_diagnosis(policy):
+    # Alerted windows 0-1 diagnosed condenser_fouling, the unalerted window 2 too, then the rule
+    # fires in window 3: one episode, one incident named by the diagnosis.
+    rows = [alert("D1", 0), alert("D1", 1), leak_rule(3)]
+    dx = [diagnosis("D1", i, "condenser_fouling") for i in (0, 1, 2)]
+
+    result = build(rows, dx, policy)
+
+    (incident,) = result.incidents.itertuples()
+    assert incident.cause == "condenser_fouling"
+    assert incident.cause_evidence != "[]"
+
+
+def test_a_diagnosis_holding_the_rules_own_cause_keeps_it(policy):
+    # The episode's windows hold the leak (agreeing with the rule) before another fault: the
+    # rule's name is confirmed; the later fault is a cause change of its own.
+    rows = [leak_rule(0), *(alert("D1", i) for i in range(1, 5))]
+    dx = [
+        *(diagnosis("D1", i, "refrigerant_leak") for i in (0, 1)),
+        *(diagnosis("D1", i, "condenser_fouling") for i in (2, 3, 4)),
+    ]
+
+    result = build(rows, dx, policy)
+
+    by_start = result.incidents.sort_values("first_window_start")
+    assert by_start["cause"].tolist() == ["refrigerant_leak", "condenser_fouling"]
