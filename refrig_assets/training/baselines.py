@@ -13,6 +13,9 @@ A device without a baseline yet (it appeared too late, or has no period) trains 
 own: the detectors score it against its cohort, as for any device with too little history, and
 it gets its own baseline at a later training once it has the hours.
 
+Whichever windows are chosen, a device's **start-up** never trains: the first minutes of its
+recorded history (``training.start_up_minutes`` in ``models/``; :func:`start_up_ends`).
+
 The periods used are kept in a ledger (``device_baselines.parquet``: device_id, start, end,
 source): a retraining keeps each device's recorded period unless ``reset`` asks to choose again,
 so a device's baseline does not drift into a fault that started after it was commissioned.
@@ -21,6 +24,7 @@ so a device's baseline does not drift into a fault that started after it was com
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
@@ -132,6 +136,38 @@ def baseline_windows(features: pd.DataFrame, periods: pd.DataFrame) -> pd.DataFr
     if "quality_mask" in keep:
         keep = keep[keep["quality_mask"].fillna(0).astype("int64") == 0]
     return keep.reset_index(drop=True)
+
+
+def start_up_ends(
+    features: pd.DataFrame, minutes: float, running_before: Collection[str] = ()
+) -> pd.Series:
+    """When each device's start-up ends (``minutes`` after its first window in ``features``),
+    for the devices whose recorded history begins in ``features``: not those in
+    ``running_before`` (recorded before these windows). Indexed by device_id; empty when
+    ``minutes`` is 0.
+
+    A device's data begins when it, or its logger, is switched on: a cabinet still pulling
+    down, a condenser still at room temperature, a first run from rest. Those windows are not
+    the device's normal, and as they come first they also lie at one end of the context it was
+    trained over (a night's falling ambient): left in, they bend the slopes the detectors learn
+    on the context towards nothing."""
+    if not minutes or features.empty:
+        return pd.Series(dtype="datetime64[ns, UTC]")
+    first = _utc(features["window_start"]).groupby(features["device_id"].to_numpy()).min()
+    first = first[~first.index.isin(list(running_before))]
+    return first + pd.Timedelta(minutes=minutes)
+
+
+def without_start_up(features: pd.DataFrame, ends: pd.Series) -> pd.DataFrame:
+    """``features`` less the windows that begin before their device's start-up ends
+    (:func:`start_up_ends`; devices not in ``ends`` keep every window)."""
+    if features.empty or ends.empty:
+        return features
+    end = features["device_id"].map(ends)
+    start_up = (_utc(features["window_start"]) < end).to_numpy()
+    if not start_up.any():
+        return features
+    return features[~start_up].reset_index(drop=True)
 
 
 def read_ledger(path: Path) -> pd.DataFrame | None:

@@ -23,6 +23,8 @@ from refrig_assets.training.baselines import (
     choose_periods,
     read_ledger,
     read_normal_periods,
+    start_up_ends,
+    without_start_up,
     write_ledger,
 )
 from refrig_assets.training.fit import (
@@ -87,6 +89,17 @@ def load_training_features(refrig: RefrigResource, stems: list[str]) -> pd.DataF
     return exclude_maintenance(
         with_cohort(frame, registry), refrig.settings.alerts_db_url, registry
     )
+
+
+def running_before(refrig: RefrigResource, stems: list[str], features: pd.DataFrame) -> set[str]:
+    """Devices whose recorded history began before the training windows: when earlier hours are
+    stored, those already reporting in the first training hour (their start-up lies earlier)."""
+    stored = refrig.store.partitions("device_features")
+    if not stored or not len(features) or stems[0] <= stored[0]:
+        return set()
+    starts = pd.to_datetime(features["window_start"], utc=True)
+    first_hour = starts < starts.min().floor("h") + pd.Timedelta(hours=1)
+    return set(features.loc[first_hour.to_numpy(), "device_id"].astype(str))
 
 
 def reusable_version(
@@ -229,8 +242,14 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
         stems = training_partitions(refrig.store, config.start_partition, config.end_partition)
         if not stems:
             raise ValueError(f"{model_id}: no device_features partitions to train on")
-        features = per_device_baselines(
-            context, refrig, config, load_training_features(refrig, stems)
+        loaded = load_training_features(refrig, stems)
+        features = without_start_up(
+            per_device_baselines(context, refrig, config, loaded),
+            start_up_ends(
+                loaded,
+                float(model_config.setting("training.start_up_minutes")),
+                running_before(refrig, stems, loaded),
+            ),
         )
         partitions = f"{stems[0]}..{stems[-1]}"
         fingerprint = current_fingerprint(
