@@ -18,6 +18,7 @@ from refrig_assets.core.model_config import ModelConfig
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.detectors.base import Detector
 from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange, registry_parts
+from refrig_assets.scoring.feature_reads import read_feature_hours
 from refrig_assets.scoring.score import cohort_of, lookback_hours, score_windows
 
 HOUR_KEY = "%Y-%m-%d-%H:%M"
@@ -67,11 +68,12 @@ def score_runs(
         since = pd.Timestamp(datetime.strptime(run[0], HOUR_KEY).replace(tzinfo=UTC))
         for shard, shard_registry in zip(ranges, parts, strict=True):
             # Of the earlier hours, only the windows persistence looks at are read.
-            features = store.read_many(
-                "device_features",
+            # The columns another detector's step read from these files are not read again.
+            features = read_feature_hours(
+                store,
                 [*earlier_hours(run[0], lookback), *run],
-                columns=columns,
-                filters=[("window_start", ">=", since - detector.lookback), *shard.filters()],
+                columns,
+                [("window_start", ">=", since - detector.lookback), *shard.filters()],
             )
             if devices is not None and not features.empty:
                 features = features[devices(features["device_id"])].reset_index(drop=True)
