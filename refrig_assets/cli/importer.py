@@ -172,6 +172,14 @@ def import_command(
                 "if most are, check the mapping's unit",
                 err=True,
             )
+        if result.removed_hours:
+            earlier = f" (of {result.replaced_source})" if result.replaced_source else ""
+            typer.echo(
+                f"{path}: removed {result.removed_hours} hour file(s) of the earlier import "
+                f"{result.name!r}{earlier} that this file does not cover; a different file under "
+                "the same --name replaces it (add per-sensor files with --merge)",
+                err=True,
+            )
         for spellings in result.case_variants:
             typer.echo(
                 f"{path}: device ids {', '.join(spellings)} differ only in case: the pipeline "

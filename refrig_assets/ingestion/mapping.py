@@ -916,6 +916,10 @@ class ImportResult:
     out_of_range: dict[str, dict[str, int]] = field(default_factory=dict)
     # Device ids that differ only in case (`Dev-1`, `dev-1`): different devices to the pipeline.
     case_variants: list[list[str]] = field(default_factory=list)
+    # Hour files of the earlier import of this name that this one did not write (removed), and
+    # that import's source when it was another file.
+    removed_hours: int = 0
+    replaced_source: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -931,6 +935,7 @@ class ImportResult:
             "quarantined": self.quarantined,
             "quarantine_path": self.quarantine_path,
             "out_of_range": self.out_of_range,
+            "removed_hours": self.removed_hours,
         }
 
 
@@ -998,8 +1003,10 @@ def import_file(
             files.append(str(final))
     finally:
         con.close()
+    removed, replaced = 0, None
     if not merge:
-        _remove_stale(base, files)
+        removed = _remove_stale(base, files)
+        replaced = _record_source(base, source)
     converted.quarantine = pd.concat(
         [converted.quarantine, *_clash_notes(str(source), name, clashes)], ignore_index=True
     )
@@ -1030,6 +1037,8 @@ def import_file(
         devices=int(readings["device_id"].nunique()),
         out_of_range=out_of_range(readings, contract),
         case_variants=case_variants(readings["device_id"]),
+        removed_hours=removed,
+        replaced_source=replaced,
     )
 
 
@@ -1073,16 +1082,36 @@ def _clash_notes(source: str, name: str, clashes: dict[str, int]) -> list[pd.Dat
     ]
 
 
-def _remove_stale(base: Path, files: list[str]) -> None:
+def _remove_stale(base: Path, files: list[str]) -> int:
     """Remove the hour files an earlier import of the same name wrote and this one did not (a
     mapping corrected from the wrong time zone moves every hour): left in place they would be
-    read as a second copy of the readings, hours away from the true one."""
+    read as a second copy of the readings, hours away from the true one. How many."""
     written = set(files)
+    removed = 0
     for old in base.glob("*/readings_*.parquet"):
         if str(old) not in written:
             old.unlink()
+            removed += 1
             if not any(old.parent.iterdir()):
                 old.parent.rmdir()
+    return removed
+
+
+# Hidden (never read by the landing reader): the source an import of this name last read.
+SOURCE_RECORD = ".source"
+
+
+def _record_source(base: Path, source: Path) -> str | None:
+    """Record ``source`` as what the import at ``base`` holds; the source it held before when
+    that was another file (None otherwise)."""
+    record = base / SOURCE_RECORD
+    before = record.read_text().strip() if record.exists() else None
+    now = str(source.resolve())
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / f"{SOURCE_RECORD}.{os.getpid()}.tmp"
+    tmp.write_text(now + "\n")
+    durable_replace(tmp, record)
+    return before if before and before != now else None
 
 
 def case_variants(device_ids: pd.Series) -> list[list[str]]:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from refrig_assets.cli import app
 from refrig_assets.core.settings import PROJECT_ROOT
 from refrig_assets.ingestion.mapping import MappingError, import_file, load_mapping
 
@@ -184,6 +186,26 @@ def test_a_reimport_with_a_corrected_zone_leaves_no_hour_of_the_earlier_one(tmp_
     assert got["ts"].tolist() == [pd.Timestamp("2025-12-31 23:10:00", tz="UTC")]
     assert second.quarantine_path is None
     assert not (tmp_path / "quarantine" / "src.parquet").exists()
+    assert (second.removed_hours, second.replaced_source) == (1, None)
+
+
+def test_another_file_under_the_same_name_says_what_it_replaced(refrig_home, tmp_path):
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(WIDE)
+    (tmp_path / "a.csv").write_text("device,ts,temp\nd1,2026-01-01T00:10:00Z,-18\n")
+    (tmp_path / "b.csv").write_text("device,ts,temp\nd2,2026-01-02T00:10:00Z,-18\n")
+    for source in ("a.csv", "b.csv"):
+        done = CliRunner().invoke(
+            app,
+            ["import", str(tmp_path / source), "--mapping", str(mapping), "--name", "site1"],
+        )
+        assert done.exit_code == 0, done.output
+    assert (
+        f"removed 1 hour file(s) of the earlier import 'site1' (of {tmp_path / 'a.csv'})"
+        in done.output
+    )
+    imported = refrig_home / "landing" / "imports" / "site1"
+    assert [p.name for p in imported.rglob("*.parquet")] == ["readings_20260102T00.parquet"]
 
 
 def test_the_european_example_mapping_reads_its_export(tmp_path):
