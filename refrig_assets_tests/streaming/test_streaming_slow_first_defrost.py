@@ -152,3 +152,19 @@ def test_the_device_s_own_slower_defrosts_keep_it_paging(monkeypatch):
     assert taught.empty and cooling_losses(eng, own).empty
     fired = first_defrost(eng, settings)
     assert fired["ts"].tolist() == [T0 + pd.Timedelta(seconds=STEP_S * (TAUGHT + len(RUNNING)))]
+
+
+def test_the_witness_is_kept_in_the_saved_state_and_read_one_reading_per_file(
+    monkeypatch, tmp_path
+):
+    settings = settings_at(STEP_S, monkeypatch)
+    eng = cohort_engine(settings, slow=enough(settings) - 2, fast_ones=2)
+    assert teach(eng, settings, slow=enough(settings) - 2, fast_ones=2).empty
+    path = tmp_path / "state"
+    eng.state.save(path)
+    coil, states = case(fast())
+    for i, (c, s) in enumerate(zip(coil, states, strict=True)):
+        loaded = StreamingEngine(settings, StreamState.load(path, settings), eng.thresholds)
+        batch = frame(settings, STEP_S, [c], [s], start=TAUGHT + i).assign(device_id="new")
+        assert cooling_losses(loaded, batch).empty
+        loaded.state.save(path)
