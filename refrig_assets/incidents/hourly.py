@@ -11,6 +11,7 @@ partition's ``device_incidents`` rows.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,9 +26,22 @@ from refrig_assets.core.contracts import load_contract, quality_flag_names
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.device_shards import WHOLE_FLEET, DeviceRange
-from refrig_assets.incidents.build import DEVICE_TRACK, DROPOUT_FLAG, UNKNOWN, build_incidents
+from refrig_assets.incidents.build import (
+    DEVICE_TRACK,
+    DROPOUT_FLAG,
+    EVIDENCE_COLUMNS,
+    UNKNOWN,
+    IncidentBuild,
+    build_incidents,
+    never_reported_message,
+)
+from refrig_assets.incidents.never_reported import never_reported_sensors, without_never_reported
 from refrig_assets.incidents.policy import IncidentPolicy, incident_policy
+from refrig_assets.incidents.quality_signals import quality_signals
 from refrig_assets.incidents.repository import IncidentStore
+from refrig_assets.incidents.site_signals import site_signals
+
+_log = logging.getLogger(__name__)
 
 
 # device_features columns the incident step reads besides the keys (any may be missing).
@@ -187,6 +201,39 @@ def hour_alerts(
     return out.drop_duplicates("alert_id", keep="first").reset_index(drop=True)
 
 
+def quiet_hour(
+    alerts: pd.DataFrame,
+    diagnoses: pd.DataFrame | None,
+    quality: pd.DataFrame | None,
+    devices: pd.DataFrame | None,
+    prior: pd.DataFrame | None,
+    policy: IncidentPolicy,
+) -> list[str] | None:
+    """The contract sensors no device reported in ``quality`` (the build's ``never_reported``)
+    when the hour gives :func:`build_incidents` nothing to group, else None.
+
+    Nothing to group: no alert of the hour, no stored incident open or closed within the
+    build's reach (``prior``), no diagnosis the build uses (with neither of those,
+    :func:`used_diagnoses` keeps only standalone and warm-room causes), and no sensor-health or
+    site signal in the quality windows. The build would then return no incident, and storing it
+    would write nothing, so the caller skips both (most hours of a history backfill). The
+    signals are those the build computes, by the same functions, from the same frames; the
+    cheap conditions are tested first, so an hour with an alert pays nothing."""
+    if len(alerts) or (prior is not None and len(prior)):
+        return None
+    if diagnoses is not None and len(diagnoses):
+        return None
+    never = never_reported_sensors(quality, policy)
+    if never and quality is not None:
+        quality = without_never_reported(quality, never)
+    # No incident is open, so no device is silent since before these windows.
+    if len(quality_signals(quality, devices, policy, set(), frozenset(never))):
+        return None
+    if len(site_signals(quality, devices, policy)):
+        return None
+    return never
+
+
 def run_hour(
     store: ParquetStore,
     incidents: IncidentStore,
@@ -256,16 +303,31 @@ def run_hour(
                 ["device_id", "window_start"], kind="stable", ignore_index=True
             )
     registry = _read(store, "device_registry", None)
-    build = build_incidents(
-        alerts,
-        diagnoses,
-        quality=quality,
-        devices=registry,
-        policy=policy,
-        open_incidents=prior,
-        as_of=end,
-        warn_never_reported=warn_never_reported,
-    )
+    never = quiet_hour(alerts, diagnoses, quality, registry, prior, policy)
+    if never is not None:
+        if never:
+            _log.log(
+                logging.WARNING if warn_never_reported else logging.DEBUG,
+                "%s",
+                never_reported_message(never),
+            )
+        # What the build returns when it has nothing to group.
+        build = IncidentBuild(
+            load_contract("device_incidents").empty_frame(),
+            pd.DataFrame(columns=EVIDENCE_COLUMNS),
+            never_reported=never,
+        )
+    else:
+        build = build_incidents(
+            alerts,
+            diagnoses,
+            quality=quality,
+            devices=registry,
+            policy=policy,
+            open_incidents=prior,
+            as_of=end,
+            warn_never_reported=warn_never_reported,
+        )
     counts = incidents.apply(build, now=now)
     touched = build.incidents["incident_id"].tolist()
     # Nothing touched or alerted: no read of the store (most hours of a small fleet).

@@ -121,6 +121,10 @@ def _payload(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Empty incident frames by table layout (column names, types, nullability): see _frame.
+_EMPTY_FRAMES: dict[tuple, pd.DataFrame] = {}
+
+
 class IncidentStore:
     """Incidents of the alert database (``alerts``: an :class:`AlertStore` or its URL)."""
 
@@ -904,6 +908,17 @@ class IncidentStore:
         return self._frame(rows), next_cursor
 
     def _frame(self, rows: Records) -> pd.DataFrame:
+        """``rows`` as a frame of the incidents table's columns, typed as they are. Most hours
+        of a history find no incident open: the empty frame is typed once per table layout and
+        copied (a store is opened per hour)."""
+        if rows:
+            return self._typed(rows)
+        layout = tuple((c.name, type(c.type), c.nullable) for c in self.table.columns)
+        if layout not in _EMPTY_FRAMES:
+            _EMPTY_FRAMES[layout] = self._typed([])
+        return _EMPTY_FRAMES[layout].copy()
+
+    def _typed(self, rows: Records) -> pd.DataFrame:
         columns = [c.name for c in self.table.columns]
         frame = pd.DataFrame(rows, columns=columns)
         for c in self.table.columns:
