@@ -150,6 +150,7 @@ def import_command(
                 s.data_dir / "import_quarantine",
                 name=one_name,
                 merge=merge,
+                labels_dir=s.data_dir / "import_labels",
             )
         except MappingError as exc:
             typer.echo(f"{path}: not imported: {exc}", err=True)

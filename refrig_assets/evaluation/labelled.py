@@ -165,12 +165,27 @@ def parse_labels(frame: pd.DataFrame) -> Labels:
 
 
 def read_labels(path: Path | str) -> Labels:
-    """A labels file: CSV (plain or compressed) or Parquet."""
+    """A labels file: CSV (plain or compressed) or Parquet; or a folder of them (the labels
+    ``refrig import`` writes, one file per source under ``import_labels/``), read as one."""
     path = Path(path)
     if not path.exists():
         raise LabelsError(f"{path}: labels file not found")
-    frame = pd.read_parquet(path) if path.name.lower().endswith(".parquet") else pd.read_csv(path)
-    return parse_labels(frame)
+    if not path.is_dir():
+        return parse_labels(_read_table(path))
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and not p.name.startswith(".")
+        and (".csv" in p.name.lower() or p.name.lower().endswith(".parquet"))
+    )
+    if not files:
+        raise LabelsError(f"{path}: no CSV or Parquet labels file in this folder")
+    return parse_labels(pd.concat([_read_table(p) for p in files], ignore_index=True))
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.name.lower().endswith(".parquet") else pd.read_csv(path)
 
 
 # --- evaluation points and predictions ----------------------------------------------------------

@@ -15,6 +15,9 @@ Real exports never use the contract's names or units. A mapping (YAML, see
   ``excel`` (a spreadsheet's serial date: days since 1899-12-30, local time) or a ``strftime``
   pattern; text without an offset is local time in ``timezone`` (default ``UTC``) and
   converted to UTC;
+* ``labels``: ``{column, true_values, false_values}``: a column marking each row anomalous
+  (1/0, or the words given) is written as point labels (``device_id, ts, anomaly``) of the
+  imported readings, for ``refrig evaluate --labels``;
 * ``csv``: ``{delimiter, decimal}``: ``decimal: ","`` reads ``-18,5`` as -18.5 (exports in
   a European locale, mostly with ``delimiter: ";"``);
 * ``sensors``: source column (wide) or sensor name (long) -> ``{to: <contract column>, unit,
@@ -65,11 +68,12 @@ EXCEL_ORIGIN = "1899-12-30"
 VALUE_SHOWN = 200
 # The keys of a mapping file, per section ("": the top level, "sensor": each entry of sensors).
 MAPPING_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("layout", "device_id", "timestamp", "long", "sensors", "csv"),
+    "": ("layout", "device_id", "timestamp", "long", "sensors", "csv", "labels"),
     "device_id": ("column", "value", "file_name", "folders", "prefix"),
     "timestamp": ("column", "format", "timezone"),
     "long": ("sensor_column", "value_column"),
     "csv": ("delimiter", "decimal"),
+    "labels": ("column", "true_values", "false_values"),
     "sensor": ("to", "unit", "frequency_hz", "true_values", "false_values"),
 }
 
@@ -177,6 +181,7 @@ class Mapping:
     value_column: str | None = None
     csv_delimiter: str | None = None
     csv_decimal: str = "."
+    label: SensorMapping | None = None  # the labels column, read as a bool
     epoch_unit: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -302,6 +307,21 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
     if twice:
         raise MappingError(f"{path}: several sources map to {', '.join(twice)}")
     csv = top.section("csv") if top.has("csv") else None
+    label = None
+    if top.has("labels"):
+        spec = top.section("labels")
+        words = {
+            k: tuple(str(v).strip().lower() for v in spec.items(k))
+            for k in ("true_values", "false_values")
+            if spec.has(k)
+        }
+        label = SensorMapping(
+            spec.text("column"),
+            "anomaly",
+            None,
+            true_values=words.get("true_values", DEFAULT_TRUE),
+            false_values=words.get("false_values", DEFAULT_FALSE),
+        )
     return Mapping(
         path=path,
         layout=layout,
@@ -320,6 +340,7 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
         value_column=long_cols[1],
         csv_delimiter=csv.text("delimiter") if csv is not None and csv.has("delimiter") else None,
         csv_decimal=_decimal(path, csv),
+        label=label,
         epoch_unit=epoch_unit,
     )
 
@@ -527,6 +548,8 @@ class Converted:
     readings: pd.DataFrame
     quarantine: pd.DataFrame
     source_rows: int
+    # Point labels (device_id, ts, anomaly) when the mapping names a labels column.
+    labels: pd.DataFrame | None = None
 
 
 def _device_ids(frame: pd.DataFrame, mapping: Mapping, file_name: str) -> pd.Series:
@@ -572,6 +595,7 @@ def convert_frame(
     contract = contract or load_contract("sensor_readings")
     known_sources = [s.source for s in mapping.sensors]
     needed = [*mapping.ts_columns] + ([mapping.device_column] if mapping.device_column else [])
+    needed += [mapping.label.source] if mapping.label is not None else []
     if mapping.layout == "long":
         needed += [str(mapping.sensor_column), str(mapping.value_column)]
     else:
@@ -692,7 +716,44 @@ def convert_frame(
         if notes
         else pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS})
     )
-    return Converted(readings, quarantine, len(frame))
+    labels = None
+    if mapping.label is not None:
+        labels, failed = _labels(frame, mapping.label, device, ts, bad)
+        if failed.any():
+            idx = failed.to_numpy()
+            quarantine = pd.concat(
+                [
+                    quarantine,
+                    _quarantine(
+                        source_file,
+                        rows[idx],
+                        "anomaly",
+                        "unparsable_value",
+                        frame[mapping.label.source][failed],
+                        f"label {mapping.label.source!r} is not 1/0 or one of its true_values/"
+                        "false_values; the reading is kept without a label",
+                        device[failed].astype(object),
+                        ts[failed],
+                    ),
+                ],
+                ignore_index=True,
+            )
+    return Converted(readings, quarantine, len(frame), labels)
+
+
+def _labels(
+    frame: pd.DataFrame, spec: SensorMapping, device: pd.Series, ts: pd.Series, bad: pd.Series
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Point labels of the rows that are readings (one per device and time: anomalous when any
+    of its rows is) and the rows whose label does not parse."""
+    flags, failed = _boolean(frame[spec.source], spec)
+    failed = failed & ~bad
+    keep = ~bad & flags.notna()
+    points = pd.DataFrame(
+        {"device_id": device[keep].astype(object), "ts": ts[keep], "anomaly": flags[keep]}
+    )
+    points = points.groupby(["device_id", "ts"], as_index=False, sort=True)["anomaly"].max()
+    return points.astype({"anomaly": bool}), failed
 
 
 def _long_to_wide(
@@ -920,6 +981,7 @@ class ImportResult:
     # that import's source when it was another file.
     removed_hours: int = 0
     replaced_source: str | None = None
+    labels_path: Path | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -936,6 +998,7 @@ class ImportResult:
             "quarantine_path": self.quarantine_path,
             "out_of_range": self.out_of_range,
             "removed_hours": self.removed_hours,
+            "labels_path": None if self.labels_path is None else str(self.labels_path),
         }
 
 
@@ -952,6 +1015,7 @@ def import_file(
     name: str | None = None,
     contract: Contract | None = None,
     merge: bool = False,
+    labels_dir: Path | None = None,
 ) -> ImportResult:
     """Import one source file: one landing Parquet file per hour of its readings under
     ``<landing_dir>/imports/<name>/<YYYY-MM-DD>/readings_<YYYYMMDDTHH>.parquet`` and, when rows
@@ -963,7 +1027,10 @@ def import_file(
     holds (per-sensor files: one file per sensor of the same devices). A reading of the same
     device and time gets the source's values where it has none; as separate landing files the
     pipeline would keep one copy of each device and time and quarantine the other
-    (``duplicate_reading``). Its quarantine is ``<name>+<source name>.parquet``."""
+    (``duplicate_reading``). Its quarantine is ``<name>+<source name>.parquet``.
+
+    A mapping with ``labels`` writes the point labels to ``<labels_dir>/<name>.parquet`` (the
+    same name as the quarantine's)."""
     contract = contract or load_contract("sensor_readings")
     source = Path(source)
     name = name or import_name(source)
@@ -1003,6 +1070,13 @@ def import_file(
             files.append(str(final))
     finally:
         con.close()
+    labels_path = None
+    if converted.labels is not None and labels_dir is not None:
+        labels_path = Path(labels_dir) / f"{rows_name}.parquet"
+        labels_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = labels_path.with_name(f".{labels_path.name}.{os.getpid()}.tmp")
+        converted.labels.to_parquet(tmp, index=False)
+        durable_replace(tmp, labels_path)
     removed, replaced = 0, None
     if not merge:
         removed = _remove_stale(base, files)
@@ -1039,6 +1113,7 @@ def import_file(
         case_variants=case_variants(readings["device_id"]),
         removed_hours=removed,
         replaced_source=replaced,
+        labels_path=labels_path,
     )
 
 
