@@ -286,11 +286,7 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
                     f"{path}: sensors.{source}: unit {unit!r} needs frequency_hz to become "
                     f"{col.unit}"
                 )
-        words = {
-            k: tuple(str(v).strip().lower() for v in spec.items(k))
-            for k in ("true_values", "false_values")
-            if spec.has(k)
-        }
+        words = _bool_words(spec)
         sensors.append(
             SensorMapping(
                 str(source),
@@ -310,11 +306,7 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
     label = None
     if top.has("labels"):
         spec = top.section("labels")
-        words = {
-            k: tuple(str(v).strip().lower() for v in spec.items(k))
-            for k in ("true_values", "false_values")
-            if spec.has(k)
-        }
+        words = _bool_words(spec)
         label = SensorMapping(
             spec.text("column"),
             "anomaly",
@@ -343,6 +335,15 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
         label=label,
         epoch_unit=epoch_unit,
     )
+
+
+def _bool_words(spec: Section) -> dict[str, tuple[str, ...]]:
+    """The ``true_values`` / ``false_values`` a section gives, lower-cased."""
+    return {
+        k: tuple(str(v).strip().lower() for v in spec.items(k))
+        for k in ("true_values", "false_values")
+        if spec.has(k)
+    }
 
 
 def _decimal(path: Path, csv: Section | None) -> str:
