@@ -37,7 +37,7 @@ from refrig_assets.incidents.build import (
 )
 from refrig_assets.incidents.never_reported import never_reported_sensors, without_never_reported
 from refrig_assets.incidents.policy import IncidentPolicy, incident_policy
-from refrig_assets.incidents.quality_signals import quality_signals
+from refrig_assets.incidents.quality_signals import flag_bits, quality_signals, silent_windows
 from refrig_assets.incidents.repository import IncidentStore
 from refrig_assets.incidents.site_signals import site_signals
 
@@ -226,6 +226,12 @@ def quiet_hour(
     never = never_reported_sensors(quality, policy)
     if never and quality is not None:
         quality = without_never_reported(quality, never)
+    if quality is not None and len(quality):
+        # A flagged or silent window is a signal (mostly): said without building the signals.
+        if silent_windows(quality, policy).any():
+            return None
+        if any(bits.any() for bits in flag_bits(quality, policy.sensor_tickets.flags).values()):
+            return None
     # No incident is open, so no device is silent since before these windows.
     if len(quality_signals(quality, devices, policy, set(), frozenset(never))):
         return None

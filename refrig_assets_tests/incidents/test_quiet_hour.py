@@ -115,6 +115,19 @@ def test_a_persisting_sensor_flag_is_not_quiet(policy):
     assert len(build.incidents) and never is None
 
 
+def test_a_device_gone_from_the_later_windows_is_not_quiet(policy):
+    # No row at all for D1 in windows 2 and 3 (a device that stopped sending has no window):
+    # silent there, which only the signals' missing windows say.
+    quality = fleet(range(4))
+    starts = sorted(quality["window_start"].unique())
+    gone = quality["device_id"].eq("D1") & quality["window_start"].isin(starts[2:])
+
+    never, build = both(policy, quality[~gone].reset_index(drop=True))
+
+    assert never is None
+    assert both(policy, quality)[0] is not None
+
+
 def test_an_hour_with_an_alert_a_standalone_cause_or_a_prior_incident_is_not_quiet(policy):
     quality = fleet(range(4))
     standalone = [diagnosis("D1", 1, "door_ajar", standalone=True)]
