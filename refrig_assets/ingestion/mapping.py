@@ -8,7 +8,9 @@ Real exports never use the contract's names or units. A mapping (YAML, see
 * ``device_id``: ``{column: <name>}``, ``{value: <id>}`` (a single-device file) or
   ``{file_name: true}`` (the file's name without suffixes; ``folders: N`` puts the names of
   its N enclosing folders before it, ``valve1/0.csv`` -> ``valve1-0``, for exports that
-  reuse file names in several folders), with an optional ``prefix``;
+  reuse file names in several folders), with an optional ``prefix``; ``normalize: true``
+  rewrites an id the contract refuses (``Kühlzelle 3``, ``Freezer #2``) as letters, digits and
+  dashes (``Kuhlzelle-3``, ``Freezer-2``), unless two ids would become one;
 * ``timestamp``: ``{column, format, timezone}``: ``column`` is one column or a list of them
   (a date and a time column), joined by a space; ``format`` is ``iso`` (default), one of the
   epoch units of ``config/units.yaml`` (``epoch_s``, ``epoch_ms``, ``epoch_us``, ``epoch_ns``),
@@ -41,6 +43,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +72,7 @@ VALUE_SHOWN = 200
 # The keys of a mapping file, per section ("": the top level, "sensor": each entry of sensors).
 MAPPING_KEYS: dict[str, tuple[str, ...]] = {
     "": ("layout", "device_id", "timestamp", "long", "sensors", "csv", "labels"),
-    "device_id": ("column", "value", "file_name", "folders", "prefix"),
+    "device_id": ("column", "value", "file_name", "folders", "prefix", "normalize"),
     "timestamp": ("column", "format", "timezone"),
     "long": ("sensor_column", "value_column"),
     "csv": ("delimiter", "decimal"),
@@ -177,6 +180,7 @@ class Mapping:
     device_from_file_name: bool = False
     device_prefix: str = ""
     device_folders: int = 0
+    device_normalize: bool = False
     sensor_column: str | None = None
     value_column: str | None = None
     csv_delimiter: str | None = None
@@ -328,6 +332,7 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
         device_folders=(
             int(device.number("folders", minimum=0, integer=True)) if device.has("folders") else 0
         ),
+        device_normalize=device.flag("normalize") if device.has("normalize") else False,
         sensor_column=long_cols[0],
         value_column=long_cols[1],
         csv_delimiter=csv.text("delimiter") if csv is not None and csv.has("delimiter") else None,
@@ -565,6 +570,35 @@ def _device_ids(frame: pd.DataFrame, mapping: Mapping, file_name: str) -> pd.Ser
     return (mapping.device_prefix + raw).astype("string")
 
 
+def normalized_ids(device: pd.Series, length: int | None, pattern: str | None) -> pd.Series:
+    """Ids that break the contract's ``max_length`` or ``pattern`` rewritten as letters, digits
+    and dashes (accents dropped: ``Kühlzelle 3`` -> ``Kuhlzelle-3``); an id the contract takes is
+    kept as it is, and one whose rewrite another id of the frame already has (or gets) is left
+    as it was, to be quarantined."""
+    ids = pd.Series(device.dropna().unique(), dtype="string")
+
+    def fits(text: pd.Series) -> pd.Series:
+        ok = text.str.len().gt(0)
+        if length is not None:
+            ok &= text.str.len() <= length
+        if pattern is not None:
+            ok &= text.str.fullmatch(pattern).fillna(False)
+        return ok.fillna(False)
+
+    bad = ids[~fits(ids)]
+    if bad.empty:
+        return device
+    ascii_ = bad.map(
+        lambda v: unicodedata.normalize("NFKD", v).encode("ascii", "ignore").decode("ascii")
+    )
+    rewritten = ascii_.str.replace(r"[^A-Za-z0-9]+", "-", regex=True).str.strip("-")
+    taken = pd.concat([ids[fits(ids)], rewritten])
+    unique = ~taken.duplicated(keep=False).iloc[len(ids) - len(bad) :].to_numpy()
+    usable = fits(rewritten).to_numpy() & unique
+    table = dict(zip(bad[usable], rewritten[usable], strict=True))
+    return device.map(lambda v: table.get(v, v), na_action="ignore").astype("string")
+
+
 def file_device_id(name: str, folders: int = 0) -> str:
     """A file's stem preceded by the names of its ``folders`` enclosing folders, joined by ``-``
     (``data/valve1/0.csv``, 1 -> ``valve1-0``)."""
@@ -621,6 +655,9 @@ def convert_frame(
     )
     notes: list[pd.DataFrame] = []
     device = _device_ids(frame, mapping, source_file)
+    length, pattern = text_limits(contract.column("device_id"))
+    if mapping.device_normalize:
+        device = normalized_ids(device, length, pattern)
     raw_ts = _time_text(frame, mapping.ts_columns)
     ts = parse_timestamps(raw_ts, mapping, device)
     bad = pd.Series(False, index=frame.index)
@@ -647,7 +684,6 @@ def convert_frame(
 
     no_device = device.isna()
     reject(no_device, "device_id", "missing_value", device, "no device_id")
-    length, pattern = text_limits(contract.column("device_id"))
     invalid = pd.Series(False, index=frame.index)
     if length is not None:
         invalid |= (device.str.len() > length).fillna(False)
