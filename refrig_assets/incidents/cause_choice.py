@@ -35,14 +35,17 @@ def yield_rule_causes(
     policy: IncidentPolicy,
     causes: CauseTable,
 ) -> None:
-    """A device fault a streaming rule named alone takes the diagnosis of its episode (in
-    place: cause, confidence, evidence) where the episode holds another device fault
-    (:func:`_held_diagnoses`) and not the rule's own: a rule reads one sensor, the signatures
-    several features, so the incident is renamed, not split in two. What the rule measured
-    still counts: its signal keeps its base severity (a total cooling loss firing in a leak's
-    episode raises the leak to CRITICAL), and a stored incident keeps its severity. Of several
-    held faults, the one held nearest before the rule's window, else the first after it.
-    ``s``: the signals sorted by track and time; ``run``: their episode."""
+    """A device fault a streaming rule named alone meets the diagnosis of its episode (in
+    place), where the episode holds a device fault (:func:`_held_diagnoses`). Where one held
+    fault is the rule's own, the rule is confirmed: its signal carries that diagnosis's
+    evidence (the incident is a diagnosed one, split as any other by a later held fault).
+    Otherwise it yields: a rule reads one sensor, the signatures several features, so its
+    signal takes the held fault's cause, confidence and evidence and the incident is renamed,
+    not split in two. What the rule measured still counts: its signal keeps its base severity
+    (a total cooling loss firing in a leak's episode raises the leak to CRITICAL), and a stored
+    incident keeps its severity. Of several held faults, the one held nearest before the rule's
+    window, else the first after it. ``s``: the signals sorted by track and time; ``run``:
+    their episode."""
     cause = s["cause"].to_numpy(dtype=object)
     rule = _rule_named(s, causes) & (cause != UNKNOWN)
     if not rule.any():
@@ -54,18 +57,26 @@ def yield_rule_causes(
         {"row": np.flatnonzero(rule), "run": run[rule], "start": s["window_start"][rule].array}
     ).assign(cause=cause[rule])
     m = r.merge(held, on="run", suffixes=("", "_dx"))
-    agrees = m["cause_dx"].eq(m["cause"]).groupby(m["row"]).transform("any")
-    m = m[~agrees.to_numpy()].sort_values(["row", "start_dx"], kind="stable")
+    same = m["cause_dx"].eq(m["cause"])
+    confirmed = same.groupby(m["row"]).transform("any").to_numpy()
+    confirming = _nearest(m[same.to_numpy()])
+    s.loc[s.index[confirming["row"].to_numpy()], "cause_evidence"] = (
+        confirming["evidence"].astype(str).to_numpy()
+    )
+    renaming = _nearest(m[~confirmed])
+    at = s.index[renaming["row"].to_numpy()]
+    s.loc[at, "cause"] = renaming["cause_dx"].to_numpy()
+    s.loc[at, "confidence"] = renaming["confidence"].astype(float).to_numpy()
+    s.loc[at, "cause_evidence"] = renaming["evidence"].astype(str).to_numpy()
+
+
+def _nearest(m: pd.DataFrame) -> pd.DataFrame:
+    """Per rule signal (``row``) of ``m``, the held fault starting nearest before its window
+    (``start_dx`` at or before ``start``), else the first after it."""
+    m = m.sort_values(["row", "start_dx"], kind="stable")
     before = (m["start_dx"] <= m["start"]).to_numpy()
-    best = pd.concat(
-        [m[before].drop_duplicates("row", keep="last"), m[~before].drop_duplicates("row")]
-    ).drop_duplicates("row")
-    if best.empty:
-        return
-    at = s.index[best["row"].to_numpy()]
-    s.loc[at, "cause"] = best["cause_dx"].to_numpy()
-    s.loc[at, "confidence"] = best["confidence"].astype(float).to_numpy()
-    s.loc[at, "cause_evidence"] = best["evidence"].astype(str).to_numpy()
+    nearest = [m[before].drop_duplicates("row", keep="last"), m[~before].drop_duplicates("row")]
+    return pd.concat(nearest).drop_duplicates("row")
 
 
 def _held_diagnoses(

@@ -222,3 +222,25 @@ def test_a_diagnosis_holding_the_rules_own_cause_keeps_it(policy):
 
     by_start = result.incidents.sort_values("first_window_start")
     assert by_start["cause"].tolist() == ["refrigerant_leak", "condenser_fouling"]
+
+
+def test_a_rule_cause_the_diagnosis_confirmed_still_splits_on_another_held_diagnosis(policy):
+    # The rule and the windows both name the leak: a diagnosed incident, stored with the
+    # diagnosis's evidence. Next hour the windows hold another fault: a second incident (a
+    # cause change), not a rename of the confirmed leak.
+    first = build(
+        [leak_rule(0), alert("D1", 0), alert("D1", 1)],
+        [diagnosis("D1", i, "refrigerant_leak") for i in (0, 1)],
+        policy,
+    )
+    (leak,) = first.incidents.itertuples()
+    assert (leak.cause, leak.cause_confidence) == ("refrigerant_leak", 1.0)
+    assert leak.cause_evidence != "[]"
+
+    rows = [alert("D1", i) for i in (2, 3, 4)]
+    dx = [diagnosis("D1", i, "condenser_fouling") for i in (2, 3, 4)]
+    result = build(rows, dx, policy, open_incidents=first.incidents)
+
+    by_start = result.incidents.sort_values("first_window_start")
+    assert by_start["cause"].tolist() == ["refrigerant_leak", "condenser_fouling"]
+    assert by_start["incident_id"].iloc[0] == leak.incident_id
