@@ -1,7 +1,8 @@
 """The score steps of one process share their reads of a feature hour: each detector's scores
-are the same as when it reads the hour alone (``ParquetStore.read_many``), whichever detector
-reads first, with the look-back hour, in device shards and after a partition is rewritten; and
-the columns an earlier detector read are not decoded again."""
+are the same as when it reads the hour alone (``ParquetStore.read_many``, hour after hour),
+whichever detector reads first, with the look-back hour (stored out of device order), in device
+shards and after a partition is rewritten; the rows are those of ``read_many`` in device and
+window-start order; and the columns an earlier detector read are not decoded again."""
 
 from datetime import UTC, datetime
 
@@ -51,6 +52,8 @@ def world(tmp_path_factory):
     for h in range(HOURS):
         part = features[features["window_start"].dt.floor("h") == hour_start(h)]
         part = part.drop(columns="cohort").reset_index(drop=True)
+        if h == HOURS - 2:  # rows out of device order: the look-back hour is sorted on reading
+            part = part.sample(frac=1.0, random_state=0).reset_index(drop=True)
         if h == HOURS - 1:
             con = duckdb.connect()
             con.register("part", part)
@@ -75,6 +78,16 @@ def scores_of(store, registry, detector, shards=None) -> pd.DataFrame:
 def read_alone(store, keys, columns, filters=None, dataset="device_features"):
     """The read before the reads were shared."""
     return store.read_many(dataset, keys, columns=columns, filters=filters)
+
+
+def read_sorted(store, keys, columns, filters=None):
+    """``read_many``'s rows, those of several partitions in device and window-start order (a
+    stable sort of the hours one after the other)."""
+    order = ["device_id", "window_start"]
+    frame = read_alone(store, keys, [*columns, *(k for k in order if k not in columns)], filters)
+    if len(store.existing_paths("device_features", keys)) > 1:
+        frame = frame.sort_values(order, kind="stable", ignore_index=True)
+    return frame[columns]
 
 
 @pytest.fixture
@@ -131,7 +144,7 @@ def test_a_rewritten_partition_is_read_again(world, tmp_path):
     changed = frame.assign(sensor_completeness=frame["sensor_completeness"] * 0.5)
     copy.write("device_features", key, changed)
     after = read_feature_hours(copy, [key], columns, filters)
-    pd.testing.assert_frame_equal(after, read_alone(copy, [key], columns, filters))
+    pd.testing.assert_frame_equal(after, read_sorted(copy, [key], columns, filters))
     assert not after["sensor_completeness"].equals(before["sensor_completeness"])
     forget_feature_reads()
 
@@ -152,9 +165,11 @@ def test_reads_of_column_sets_in_turn_are_those_of_read_many(world, filters):
     forget_feature_reads()
     for columns in sets:
         got = read_feature_hours(store, keys, columns, filters)
-        pd.testing.assert_frame_equal(got, read_alone(store, keys, columns, filters))
+        pd.testing.assert_frame_equal(got, read_sorted(store, keys, columns, filters))
     assert read_feature_hours(store, ["2099-01-01-00:00"], all_columns[:3]).empty
     other = [("device_id", "in", ["dev-000001", "dev-000002"])]
     got = read_feature_hours(store, keys, all_columns[:6], other)
-    pd.testing.assert_frame_equal(got, read_alone(store, keys, all_columns[:6], other))
+    pd.testing.assert_frame_equal(got, read_sorted(store, keys, all_columns[:6], other))
+    one = read_feature_hours(store, [key_of(HOURS - 2)], all_columns[:6])  # one file: as stored
+    pd.testing.assert_frame_equal(one, read_alone(store, [key_of(HOURS - 2)], all_columns[:6]))
     forget_feature_reads()
