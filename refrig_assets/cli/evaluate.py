@@ -11,10 +11,18 @@ import typer
 from refrig_assets.core.settings import get_settings
 
 
-def _time(value: str | None) -> pd.Timestamp | None:
+def _time(value: str | None, option: str) -> pd.Timestamp | None:
+    """``--start``/``--end`` in UTC (a time without an offset is UTC); refused by name when it
+    is no time."""
     if value is None:
         return None
-    ts = pd.Timestamp(value)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        ts = pd.NaT
+    if pd.isna(ts):
+        typer.echo(f"{option} {value!r} is not a time: give e.g. 2026-01-01T05:00", err=True)
+        raise typer.Exit(2)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
@@ -84,7 +92,7 @@ def evaluate_command(
             # No intervals (a period without faults) leaves the stored hours' span alone.
             first = stored[0] if pd.isna(first) else min(first, stored[0])
             last = stored[1] if pd.isna(last) else max(last, stored[1])
-    begin, finish = _time(start) or first, _time(end) or last
+    begin, finish = _time(start, "--start") or first, _time(end, "--end") or last
     if pd.isna(begin) or pd.isna(finish):
         typer.echo(
             f"labels refused: {labels}: no labelled interval and no stored feature windows: "
