@@ -158,15 +158,21 @@ def start_up_ends(
     return first + pd.Timedelta(minutes=minutes)
 
 
-def without_start_up(features: pd.DataFrame, ends: pd.Series) -> pd.DataFrame:
+def without_start_up(features: pd.DataFrame, ends: pd.Series, min_windows: int = 1) -> pd.DataFrame:
     """``features`` less the windows that begin before their device's start-up ends
-    (:func:`start_up_ends`; devices not in ``ends`` keep every window)."""
+    (:func:`start_up_ends`; devices not in ``ends`` keep every window). A device that would
+    keep fewer than ``min_windows`` windows keeps them all: a baseline of its own, start-up and
+    all, judges it better than its cohort's (a training range of an hour, a baseline of the
+    first minutes)."""
     if features.empty or ends.empty:
         return features
     end = features["device_id"].map(ends)
     start_up = (_utc(features["window_start"]) < end).to_numpy()
     if not start_up.any():
         return features
+    devices = features["device_id"].to_numpy()
+    kept = pd.Series(~start_up).groupby(devices).transform("sum").to_numpy()
+    start_up &= kept >= min_windows
     return features[~start_up].reset_index(drop=True)
 
 

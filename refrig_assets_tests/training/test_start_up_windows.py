@@ -114,6 +114,14 @@ def test_only_the_start_up_minutes_of_each_device_are_left_out():
     assert without_start_up(features, start_up_ends(features, 0)).equals(features)
 
 
+def test_a_device_keeps_its_start_up_rather_than_lose_its_own_baseline():
+    """Four windows of an hour's training: without the first, three are fewer than the four a
+    baseline of its own needs, so it keeps them all; a longer history loses its start-up."""
+    features = pd.concat([windows("short", 0, 4), windows("long", 0, 8)], ignore_index=True)
+    kept = without_start_up(features, start_up_ends(features, 15), min_windows=4)
+    assert kept.groupby("device_id").size().to_dict() == {"long": 7, "short": 4}
+
+
 def test_devices_already_reporting_when_training_starts_later_ran_before():
     features = pd.concat([windows("a", 0, 8), windows("b", 4, 8)], ignore_index=True)
     store = SimpleNamespace(partitions=lambda _: ["2025-12-31T23", "2026-01-01T00"])

@@ -250,6 +250,7 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
                 float(model_config.setting("training.start_up_minutes")),
                 running_before(refrig, stems, loaded),
             ),
+            int(model_config.hyperparameters.get("min_device_windows", 1)),
         )
         partitions = f"{stems[0]}..{stems[-1]}"
         fingerprint = current_fingerprint(
