@@ -57,7 +57,9 @@ def simulate(
             heat_wave=heat_wave,
             sensors=_fleet_sensors(sensors),
         )
-        if cadence_seconds:
+        if cadence_seconds is not None:
+            if cadence_seconds < 1:  # 0 used to mean "the default" without a word
+                _refuse(f"--cadence-seconds must be at least 1, got {cadence_seconds}")
             config = replace(config, cadence_seconds=cadence_seconds)
         if fault_fraction is not None:
             config = replace(config, fault_fraction=fault_fraction)
