@@ -139,15 +139,18 @@ def feature_sql(
     state_cols = [c.name for c in readings.columns_with_role("state")]
 
     running = _running(readings)
-    settle, settle_cols, settle_passes = _settled_running(readings, features, running, wsec)
+    settle, settle_cols, settle_passes = _settled_running(
+        readings, features, running, wsec, carried=carry is not None
+    )
     carried = _settle_anchors(readings, features, running, wsec) if carry else {}
-    for name, (_, minutes) in carried.items():
-        settle += f" AND (_cy{name} IS NULL OR t_min - _cy{name} >= {minutes})"
+    # Where a settle applies, its condition is computed once per reading (``_settled``), not
+    # in every running statistic's aggregate.
+    settled = "_settled" if settle_cols else settle
     aggs: dict[str, str] = {}
     for col in features.columns_with_role("feature"):
         s, stat = col.extra["sensor"], col.extra["stat"]
         if col.extra.get("condition") == "running":
-            s = f"CASE WHEN {settle} THEN {s} END"
+            s = f"CASE WHEN {settled} THEN {s} END"
         aggs[col.name] = {
             "mean": f"avg({s})",
             "std": f"stddev_samp({s})",
@@ -193,6 +196,7 @@ def feature_sql(
     )
     aggs.update(derived)
     window_cols += settle_cols
+    passes.lags.update(settle_passes.lags)
     passes.guarded.update(settle_passes.guarded)
     passes.carried.update(settle_passes.carried)
 
@@ -219,6 +223,14 @@ def feature_sql(
     if window_cols and in_order:
         inner = _in_order_passes(inner, passes)
     elif window_cols:
+        if settle_passes.lags:
+            # The previous reading's running state, for the stops the settle ends at (a
+            # window column cannot take another's lag in the same pass).
+            lags = ", ".join(f"lag({e}) OVER w AS {n}" for n, e in settle_passes.lags.items())
+            inner = (
+                f"SELECT *, {lags} FROM ({inner}) r0 "
+                "WINDOW w AS (PARTITION BY device_id ORDER BY t_min)"
+            )
         # One window pass over each device's readings in time order serves every run, start
         # and streak feature (they share the window, so the engine sorts once).
         inner = (
@@ -233,6 +245,8 @@ def feature_sql(
         inner = (
             f"SELECT p.*, {cols} FROM ({inner}) p LEFT JOIN {carry} k ON p.device_id = k.device_id"
         )
+    if settle_cols:
+        inner = f"SELECT *, ({settle}) AS _settled FROM ({inner}) q"
     if kit_sizes:
         # the id after a unit separator: a range of hours names its devices "<hour>\x1f<id>"
         device = "substr(p.device_id, instr(p.device_id, chr(31)) + 1)"
@@ -279,60 +293,130 @@ def _valid_sensors(readings: Contract) -> list[str]:
     return valid
 
 
-def _settle_anchors(
-    readings: Contract, features: Contract, running: str, window_seconds: int
-) -> dict[str, tuple[str, float]]:
-    """The states the running state settles after (column name -> (condition, settle
-    minutes)): an idle compressor (``running_settle.after_start_seconds``) and a defrost
-    (``after_defrost_seconds``). A settle time shorter than the window is not applied."""
+@dataclass(frozen=True)
+class SettleMinutes:
+    """The running state's settle times (``running_settle`` of the device_features contract) at
+    a window length, in minutes; 0 where one does not apply. ``after_defrost`` is the least
+    settle after a defrost and ``defrost_at_most`` its cap (0: the settle ends at
+    ``after_defrost``, without waiting for the pull-down's end)."""
+
+    after_start: float
+    after_defrost: float
+    defrost_at_most: float
+
+
+def settle_minutes(features: Contract, window_seconds: int) -> SettleMinutes:
+    """The contract's settle times at a window of ``window_seconds``: a settle time shorter
+    than the window does not apply (a cap is only read where ``after_defrost_seconds``
+    applies, and is never below it)."""
     spec = features.settings.get("running_settle") or {}
 
-    def settle_minutes(key: str) -> float:
-        seconds = float(spec.get(key, 0) or 0)
-        return seconds / 60.0 if seconds >= window_seconds else 0.0
+    def minutes(key: str) -> float:
+        return float(spec.get(key, 0) or 0) / 60.0
 
-    start_min = settle_minutes("after_start_seconds")
-    defrost_min = settle_minutes("after_defrost_seconds")
+    start = minutes("after_start_seconds")
+    defrost = minutes("after_defrost_seconds")
+    start = start if start * 60 >= window_seconds else 0.0
+    defrost = defrost if defrost * 60 >= window_seconds else 0.0
+    at_most = minutes("after_defrost_max_seconds") if defrost else 0.0
+    return SettleMinutes(start, defrost, at_most if at_most > defrost else 0.0)
+
+
+def _settle_anchors(
+    readings: Contract, features: Contract, running: str, window_seconds: int
+) -> dict[str, str]:
+    """The readings the running state settles after (column name -> SQL condition, ``_st_stop``
+    on the previous reading's running flag ``_st_prun``): an idle compressor (its next run
+    settles ``running_settle.after_start_seconds`` after), a defrost (``after_defrost_seconds``)
+    and, where the settle after a defrost lasts until the pull-down ends, a stop (the first
+    reading not running after a running one: the thermostat satisfied). Empty where no settle
+    time applies at the window."""
     if running == "FALSE":
         return {}
-    anchors: dict[str, tuple[str, float]] = {}
-    if start_min > 0:
-        anchors["_st_idle"] = (f"NOT ({running}) OR ({running}) IS NULL", start_min)
+    times = settle_minutes(features, window_seconds)
+    anchors: dict[str, str] = {}
+    if times.after_start > 0:
+        anchors["_st_idle"] = f"NOT ({running}) OR ({running}) IS NULL"
     defrost_cols = [c for c in readings.columns_with_role("sensor") if "defrost_above" in c.extra]
-    if defrost_min > 0 and defrost_cols:
+    if times.after_defrost > 0 and defrost_cols:
         dc = defrost_cols[0]
-        anchors["_st_defrost"] = (
-            f"NOT ({running}) AND {dc.name} > {dc.extra['defrost_above']}",
-            defrost_min,
-        )
+        anchors["_st_defrost"] = f"NOT ({running}) AND {dc.name} > {dc.extra['defrost_above']}"
+        if times.defrost_at_most > 0:
+            anchors["_st_stop"] = f"{_PREV_RUNNING} = 1 AND NOT ({running})"
     return anchors
 
 
+# The previous reading's running flag (1, else 0; NULL at a device's first reading).
+_PREV_RUNNING = "_st_prun"
+
+
+def _running_flag(running: str) -> str:
+    return f"CASE WHEN {running} THEN 1 ELSE 0 END"
+
+
+def _latest(a: str, b: str) -> str:
+    """The later of two anchor times, either of which may be NULL."""
+    return f"CASE WHEN {b} IS NULL OR {a} >= {b} THEN {a} ELSE {b} END"
+
+
+def _settle_condition(running: str, times: SettleMinutes, at: dict[str, str]) -> str:
+    """The settled running state from the anchors' last times ``at`` (column name -> SQL)."""
+    conditions = [f"({running})"]
+    if "_st_idle" in at:
+        idle = at["_st_idle"]
+        conditions.append(f"({idle} IS NULL OR t_min - {idle} >= {times.after_start})")
+    if "_st_defrost" in at:
+        d = at["_st_defrost"]
+        after = f"t_min - {d} >= {times.after_defrost}"
+        if "_st_stop" in at:
+            # The pull-down ends at the compressor's first stop after the defrost (its own
+            # restart then settles as any start), or at the cap for a device that never stops.
+            stop = at["_st_stop"]
+            after += (
+                f" AND (({stop} IS NOT NULL AND {stop} > {d}) "
+                f"OR t_min - {d} >= {times.defrost_at_most})"
+            )
+        conditions.append(f"({d} IS NULL OR ({after}))")
+    return " AND ".join(conditions)
+
+
 def _settled_running(
-    readings: Contract, features: Contract, running: str, window_seconds: int
+    readings: Contract,
+    features: Contract,
+    running: str,
+    window_seconds: int,
+    carried: bool = False,
 ) -> tuple[str, list[str], _InOrder]:
     """The condition of the running-state statistics (``condition: running``): the compressor
     runs and has run for at least ``running_settle.after_start_seconds``, and the last reading in
-    defrost is at least ``running_settle.after_defrost_seconds`` old (device_features contract).
-    The pull-down of a coil warmed by an off-cycle, a defrost or a power cut is not the running
-    state; a fleet read every second sees it window by window. A settle time shorter than the
-    window is not applied: such a window holds the transient as a minority of its readings, as
-    the windows the detectors trained on did. Also the per-reading columns the condition needs,
-    for the partitioned window and for the in-order form."""
+    defrost is at least ``running_settle.after_defrost_seconds`` old and, where
+    ``after_defrost_max_seconds`` is set, the compressor has stopped once since (the pull-down
+    is over) or that cap has passed (device_features contract). The pull-down of a coil warmed
+    by an off-cycle, a defrost or a power cut is not the running state; a fleet read every
+    second sees it window by window. A settle time shorter than the window is not applied: such
+    a window holds the transient as a minority of its readings, as the windows the detectors
+    trained on did. ``carried``: the anchors of the readings before (``_cy<name>`` columns of
+    :func:`settle_carry_sql`) count as the device's own. Also the per-reading columns the
+    condition needs, for the partitioned window and for the in-order form (``lags``: the
+    previous reading's, a pass of their own in the window form)."""
     passes = _InOrder({}, {}, {}, {})
     window = []
-    conditions = [f"({running})"]
-    for name, (state, minutes) in _settle_anchors(
-        readings, features, running, window_seconds
-    ).items():
+    anchors = _settle_anchors(readings, features, running, window_seconds)
+    for name, state in anchors.items():
+        if name == "_st_stop":
+            passes.lags[_PREV_RUNNING] = _running_flag(running)
+            guarded = state.replace(_PREV_RUNNING, f"CASE WHEN _same THEN {_PREV_RUNNING} END")
+        else:
+            guarded = state
         # The last reading in the state so far (window form: within the partition's device).
         window.append(f"max(CASE WHEN {state} THEN t_min END) OVER w AS {name}")
         passes.guarded[f"{name}_b"] = (
-            f"CASE WHEN {state} THEN t_min WHEN NOT _same THEN {_LONG_AGO} END AS {name}_b"
+            f"CASE WHEN {guarded} THEN t_min WHEN NOT _same THEN {_LONG_AGO} END AS {name}_b"
         )
         passes.carried[name] = f"{name}_b"
-        conditions.append(f"({name} IS NULL OR t_min - {name} >= {minutes})")
-    return " AND ".join(conditions), window, passes
+    at = {n: (_latest(n, f"_cy{n}") if carried else n) for n in anchors}
+    times = settle_minutes(features, window_seconds)
+    return _settle_condition(running, times, at), window, passes
 
 
 def settle_carry_sql(
@@ -357,12 +441,17 @@ def settle_carry_sql(
     if not anchors:
         return None
     cols = ", ".join(
-        f"max(CASE WHEN {state} THEN t_min END) AS {n}" for n, (state, _) in anchors.items()
+        f"max(CASE WHEN {state} THEN t_min END) AS {n}" for n, state in anchors.items()
     )
     inner = (
         f"SELECT device_id, ({d.epoch_seconds.format(ts='ts')}) / 60.0 AS t_min, "
         f"{', '.join(_valid_sensors(readings))} FROM {source}"
     )
+    if "_st_stop" in anchors:
+        inner = (
+            f"SELECT *, lag({_running_flag(running)}) OVER (PARTITION BY device_id ORDER BY t_min)"
+            f" AS {_PREV_RUNNING} FROM ({inner}) r0"
+        )
     return f"SELECT device_id, {cols} FROM ({inner}) r GROUP BY device_id"
 
 

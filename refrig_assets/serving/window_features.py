@@ -27,7 +27,11 @@ import pyarrow.compute as pc
 
 from refrig_assets.core.contracts import Contract, load_contract
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns, lacking_among
-from refrig_assets.features.windows import expected_readings_per_window, window_minutes
+from refrig_assets.features.windows import (
+    expected_readings_per_window,
+    settle_minutes,
+    window_minutes,
+)
 from refrig_assets.quality.rules import quality_flag_names
 from refrig_assets.serving.memo import LastDerived
 
@@ -382,28 +386,37 @@ def _settled(
     """The condition of the running-state statistics (the feature SQL's ``_settled_running``):
     running, and at least ``running_settle.after_start_seconds`` after the device's last
     reading not running (or unknown) and ``after_defrost_seconds`` after its last reading in
-    defrost, in its time order across the request's windows (none before: settled). A settle
-    time shorter than the window does not apply."""
-    spec = features.settings.get("running_settle") or {}
+    defrost and, where ``after_defrost_max_seconds`` applies, after its first stop since that
+    defrost or that cap, in its time order across the request's windows (none before:
+    settled). A settle time shorter than the window does not apply."""
+    times = settle_minutes(features, window_seconds)
+    n = len(t_min)
+    rows = np.arange(n)
 
-    def settle_minutes(key: str) -> float:
-        seconds = float(spec.get(key, 0) or 0)
-        return seconds / 60.0 if seconds >= window_seconds else 0.0
+    def last(state: np.ndarray) -> np.ndarray:
+        """Each reading's device's last reading in ``state`` so far (-1: none)."""
+        at = np.maximum.accumulate(np.where(state, rows, -1))
+        return np.where(at >= g.device_start, at, -1)
 
-    start_min = settle_minutes("after_start_seconds")
-    defrost_min = settle_minutes("after_defrost_seconds")
-    anchors: list[tuple[np.ndarray, float]] = []
-    if start_min > 0:
-        anchors.append((~running.true(), start_min))  # NOT running OR running IS NULL
-    if defrost_min > 0 and defrost is not None:
-        anchors.append((defrost.true(), defrost_min))
-    ok = np.ones(len(t_min), bool)
-    rows = np.arange(len(t_min))
-    for state, minutes in anchors:
-        last = np.maximum.accumulate(np.where(state, rows, -1))
-        seen = last >= g.device_start
-        ok &= ~seen | (t_min - t_min[np.maximum(last, 0)] >= minutes)
-    return running.both(_Tri(ok, np.ones(len(t_min), bool)))
+    def since(at: np.ndarray) -> np.ndarray:
+        return t_min - t_min[np.maximum(at, 0)]
+
+    ok = np.ones(n, bool)
+    if times.after_start > 0:
+        idle = last(~running.true())  # NOT running OR running IS NULL
+        ok &= (idle < 0) | (since(idle) >= times.after_start)
+    if times.after_defrost > 0 and defrost is not None:
+        d = last(defrost.true())
+        after = since(d) >= times.after_defrost
+        if times.defrost_at_most > 0:
+            # a stop: not running (known) after a running reading of the same device
+            stop = running.known & ~running.value
+            stop[1:] &= running.true()[:-1]
+            stop &= ~g.new_device
+            s = last(stop)
+            after &= ((s >= 0) & (s > d)) | (since(d) >= times.defrost_at_most)
+        ok &= (d < 0) | after
+    return running.both(_Tri(ok, np.ones(n, bool)))
 
 
 def _derived(
