@@ -57,6 +57,15 @@ def source_names(source: Path, files: list[Path]) -> list[str | None]:
     return names
 
 
+def same_names(files: list[Path], names: list[str | None]) -> dict[str, list[Path]]:
+    """Import names that more than one file of a folder would get, with those files."""
+    by_name: dict[str, list[Path]] = {}
+    for path, one in zip(files, names, strict=True):
+        if one is not None:
+            by_name.setdefault(one, []).append(path)
+    return {n: ps for n, ps in by_name.items() if len(ps) > 1}
+
+
 def import_command(
     source: str = typer.Argument(..., help="A CSV/Parquet file (.gz/.zst too) or a folder."),
     mapping: str = typer.Option(..., "--mapping", help="Mapping YAML (see examples/mappings)."),
@@ -140,7 +149,17 @@ def import_command(
     first, ahead = plausible_timestamps(load_contract("sensor_readings"))
     earliest = pd.Timestamp(first)
     failed = 0
-    names = [name] if name is not None else source_names(Path(source), files)
+    names: list[str | None] = [name] if name is not None else source_names(Path(source), files)
+    clashing = same_names(files, names)
+    if clashing:
+        # Each would replace the other's landing files (a.csv and a.csv.gz are both "a").
+        typer.echo(
+            f"{source}: files that would be one import each replace the other's: "
+            + "; ".join(f"{n!r}: {', '.join(str(p) for p in ps)}" for n, ps in clashing.items())
+            + ". Rename one, or import them one by one with --name",
+            err=True,
+        )
+        raise typer.Exit(2)
     for path, one_name in zip(files, names, strict=True):
         try:
             result = import_file(
