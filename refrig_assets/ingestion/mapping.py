@@ -20,8 +20,9 @@ Real exports never use the contract's names or units. A mapping (YAML, see
 * ``labels``: ``{column, true_values, false_values}``: a column marking each row anomalous
   (1/0, or the words given) is written as point labels (``device_id, ts, anomaly``) of the
   imported readings, for ``refrig evaluate --labels``;
-* ``csv``: ``{delimiter, decimal}``: ``decimal: ","`` reads ``-18,5`` as -18.5 (exports in
-  a European locale, mostly with ``delimiter: ";"``);
+* ``csv``: ``{delimiter, decimal, skip_lines}``: ``decimal: ","`` reads ``-18,5`` as -18.5
+  (exports in a European locale, mostly with ``delimiter: ";"``); ``skip_lines: N`` skips the
+  N lines before the header (a data logger's preamble: model, serial number);
 * ``sensors``: source column (wide) or sensor name (long) -> ``{to: <contract column>, unit,
   frequency_hz, true_values, false_values}``. Units are converted with the table of
   ``config/units.yaml`` into the contract's unit of the column.
@@ -75,7 +76,7 @@ MAPPING_KEYS: dict[str, tuple[str, ...]] = {
     "device_id": ("column", "value", "file_name", "folders", "prefix", "normalize"),
     "timestamp": ("column", "format", "timezone"),
     "long": ("sensor_column", "value_column"),
-    "csv": ("delimiter", "decimal"),
+    "csv": ("delimiter", "decimal", "skip_lines"),
     "labels": ("column", "true_values", "false_values"),
     "sensor": ("to", "unit", "frequency_hz", "true_values", "false_values"),
 }
@@ -185,6 +186,7 @@ class Mapping:
     value_column: str | None = None
     csv_delimiter: str | None = None
     csv_decimal: str = "."
+    csv_skip_lines: int = 0
     label: SensorMapping | None = None  # the labels column, read as a bool
     epoch_unit: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -337,6 +339,11 @@ def _parse(top: Section, path: Path, contract: Contract, units: UnitTable) -> Ma
         value_column=long_cols[1],
         csv_delimiter=csv.text("delimiter") if csv is not None and csv.has("delimiter") else None,
         csv_decimal=_decimal(path, csv),
+        csv_skip_lines=(
+            int(csv.number("skip_lines", minimum=0, integer=True))
+            if csv is not None and csv.has("skip_lines")
+            else 0
+        ),
         label=label,
         epoch_unit=epoch_unit,
     )
@@ -963,6 +970,8 @@ def _read_source_as(read: Path, path: Path, mapping: Mapping) -> Source:
         )
         if mapping.csv_delimiter:
             options += f", delim = {sql_str(mapping.csv_delimiter)}"
+        if mapping.csv_skip_lines:
+            options += f", skip = {mapping.csv_skip_lines}"
         frame = con.execute(f"SELECT * FROM read_csv({p}, {options})").df()
         lines = con.execute(
             "SELECT line, arg_min(error_type, column_idx), any_value(csv_line), "
@@ -970,13 +979,14 @@ def _read_source_as(read: Path, path: Path, mapping: Mapping) -> Source:
         ).fetchall()
     finally:
         con.close()
-    # DuckDB numbers lines from 1 with the header as line 1: data row = line - 2.
-    bad = np.array([line - 2 for line, *_ in lines], dtype="int64")
+    # DuckDB numbers the file's lines from 1, the skipped ones and the header included.
+    first = mapping.csv_skip_lines + 2
+    bad = np.array([line - first for line, *_ in lines], dtype="int64")
     rows = np.setdiff1d(np.arange(len(frame) + len(bad), dtype="int64"), bad)
     rejected = [
         _quarantine(
             str(path),
-            np.array([line - 2]),
+            np.array([line - first]),
             None,
             "not_utf8" if kind == "INVALID ENCODING" else "malformed_row",
             [str(text).strip("\r\n")],

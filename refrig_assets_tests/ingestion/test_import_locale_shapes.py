@@ -226,3 +226,24 @@ def test_the_european_example_mapping_reads_its_export(tmp_path):
         ["kuhl-1", -17.25, True],
     ]
     assert got["ts"].iloc[0] == pd.Timestamp("2026-07-01 10:00:00", tz="UTC")
+
+
+def test_a_loggers_preamble_is_skipped_and_rows_keep_their_numbers(tmp_path):
+    # A data logger's export: model and serial number before the header. Without skip_lines
+    # the first preamble line was taken for the header: "not in the file (it has 'Logger: ...')".
+    (tmp_path / "logger.csv").write_text(
+        "Logger: MX1101\n"
+        "Serial Number: 20512345\n"
+        "\n"
+        "device,ts,temp\n"
+        "d1,2026-01-01T00:00:00Z,-18\n"
+        "d1,2026-01-01T00:01:00Z,-18,extra\n"
+        "d1,2026-01-01T00:02:00Z,bad\n"
+        "d1,2026-01-01T00:03:00Z,-17\n"
+    )
+    mapping = _mapping(tmp_path, WIDE + "csv: {skip_lines: 3}\n")
+    result, _f, got = _import(tmp_path, tmp_path / "logger.csv", mapping)
+    assert got["temperature_evaporator"].tolist() == [-18.0, -17.0]
+    q = pd.read_parquet(result.quarantine_path).sort_values("row", ignore_index=True)
+    assert q[["row", "rule"]].values.tolist() == [[1, "malformed_row"], [2, "unparsable_value"]]
+    assert q["message"].iloc[0].startswith("line 6:")
