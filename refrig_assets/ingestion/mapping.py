@@ -635,7 +635,6 @@ def convert_frame(
     layout: the same device, time and sensor twice; the first is kept), ``extra_column``
     (one note per source column or sensor name the mapping does not name, row -1)."""
     contract = contract or load_contract("sensor_readings")
-    known_sources = [s.source for s in mapping.sensors]
     needed = [*mapping.ts_columns] + ([mapping.device_column] if mapping.device_column else [])
     needed += [mapping.label.source] if mapping.label is not None else []
     if mapping.layout == "long":
@@ -651,10 +650,6 @@ def convert_frame(
             f"{mapping.path} are not in the file (it has {', '.join(map(repr, frame.columns))})"
         )
     frame = frame.reset_index(drop=True)
-    values_in = [str(mapping.value_column)] if mapping.layout == "long" else list(known_sources)
-    for column in values_in:
-        if column in frame.columns:
-            frame[column] = _decimal_points(frame[column], mapping.csv_decimal)
     rows = (
         np.arange(len(frame), dtype="int64")
         if rows is None
@@ -720,7 +715,9 @@ def convert_frame(
         for spec in mapping.sensors:
             if spec.source not in frame.columns:
                 continue  # a mapping may name columns only some files have
-            values, failed = convert_values(frame[spec.source], spec)
+            values, failed = convert_values(
+                _decimal_points(frame[spec.source], mapping.csv_decimal), spec
+            )
             reject(
                 failed,
                 spec.target,
@@ -834,7 +831,7 @@ def _long_to_wide(
         mask = keep & (sensor == spec.source).fillna(False)
         if not mask.any():
             continue
-        values, failed = convert_values(raw_value[mask], spec)
+        values, failed = convert_values(_decimal_points(raw_value[mask], mapping.csv_decimal), spec)
         if failed.any():
             idx = failed[failed].index
             notes.append(

@@ -247,3 +247,14 @@ def test_a_loggers_preamble_is_skipped_and_rows_keep_their_numbers(tmp_path):
     q = pd.read_parquet(result.quarantine_path).sort_values("row", ignore_index=True)
     assert q[["row", "rule"]].values.tolist() == [[1, "malformed_row"], [2, "unparsable_value"]]
     assert q["message"].iloc[0].startswith("line 6:")
+
+
+def test_a_value_that_fails_with_a_decimal_comma_is_quoted_as_the_file_has_it(tmp_path):
+    (tmp_path / "commas.csv").write_text(
+        "device;ts;temp\nd1;2026-01-01T00:00:00Z;1.234,5\nd1;2026-01-01T00:01:00Z;-18,5\n"
+    )
+    mapping = _mapping(tmp_path, WIDE + "csv: {delimiter: ';', decimal: ','}\n")
+    result, _f, got = _import(tmp_path, tmp_path / "commas.csv", mapping)
+    assert got["temperature_evaporator"].tolist() == [-18.5]
+    q = pd.read_parquet(result.quarantine_path)
+    assert q[["row", "rule", "value"]].values.tolist() == [[0, "unparsable_value", "1.234,5"]]
