@@ -1121,6 +1121,8 @@ def import_file(
         tmp = labels_path.with_name(f".{labels_path.name}.{os.getpid()}.tmp")
         converted.labels.to_parquet(tmp, index=False)
         durable_replace(tmp, labels_path)
+    elif labels_dir is not None:  # an earlier import of the name had labels, this one none
+        (Path(labels_dir) / f"{rows_name}.parquet").unlink(missing_ok=True)
     removed, replaced = 0, None
     if not merge:
         removed = _remove_stale(base, files)

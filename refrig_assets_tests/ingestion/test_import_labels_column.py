@@ -54,6 +54,13 @@ def test_a_labels_column_becomes_point_labels_of_the_imported_readings(refrig_ho
         pd.read_parquet(p) for p in (refrig_home / "landing" / "imports").rglob("*.parquet")
     )
     assert len(readings) == 5
+    # Imported again without labels, the folder holds no labels of the earlier import.
+    (tmp_path / "plain.yaml").write_text(rig)
+    again = CliRunner().invoke(
+        app, ["import", str(data), "--mapping", str(tmp_path / "plain.yaml")]
+    )
+    assert again.exit_code == 0, again.output
+    assert list(folder.iterdir()) == []
 
 
 def test_labels_of_a_long_file_are_one_per_device_and_time(tmp_path):
