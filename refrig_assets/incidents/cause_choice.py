@@ -36,16 +36,15 @@ def yield_rule_causes(
     causes: CauseTable,
 ) -> None:
     """A device fault a streaming rule named alone meets the diagnosis of its episode (in
-    place), where the episode holds a device fault (:func:`_held_diagnoses`). Where one held
-    fault is the rule's own, the rule is confirmed: its signal carries that diagnosis's
-    evidence (the incident is a diagnosed one, split as any other by a later held fault).
-    Otherwise it yields: a rule reads one sensor, the signatures several features, so its
-    signal takes the held fault's cause, confidence and evidence and the incident is renamed,
-    not split in two. What the rule measured still counts: its signal keeps its base severity
-    (a total cooling loss firing in a leak's episode raises the leak to CRITICAL), and a stored
-    incident keeps its severity. Of several held faults, the one held nearest before the rule's
-    window, else the first after it. ``s``: the signals sorted by track and time; ``run``:
-    their episode."""
+    place): of the device faults the episode holds (:func:`_held_diagnoses`), the one held
+    nearest before the rule's window, else the first after it. Where that is the rule's own
+    cause, the rule is confirmed: its signal carries the diagnosis's evidence (the incident is
+    a diagnosed one, split as any other by a later held fault). Otherwise it yields: a rule
+    reads one sensor, the signatures several features, so its signal takes the held fault's
+    cause, confidence and evidence and the incident is renamed, not split in two. What the
+    rule measured still counts: its signal keeps its base severity (a total cooling loss
+    firing in a leak's episode raises the leak to CRITICAL), and a stored incident keeps its
+    severity. ``s``: the signals sorted by track and time; ``run``: their episode."""
     cause = s["cause"].to_numpy(dtype=object)
     rule = _rule_named(s, causes) & (cause != UNKNOWN)
     if not rule.any():
@@ -56,18 +55,12 @@ def yield_rule_causes(
     r = pd.DataFrame(
         {"row": np.flatnonzero(rule), "run": run[rule], "start": s["window_start"][rule].array}
     ).assign(cause=cause[rule])
-    m = r.merge(held, on="run", suffixes=("", "_dx"))
-    same = m["cause_dx"].eq(m["cause"])
-    confirmed = same.groupby(m["row"]).transform("any").to_numpy()
-    confirming = _nearest(m[same.to_numpy()])
-    s.loc[s.index[confirming["row"].to_numpy()], "cause_evidence"] = (
-        confirming["evidence"].astype(str).to_numpy()
-    )
-    renaming = _nearest(m[~confirmed])
-    at = s.index[renaming["row"].to_numpy()]
-    s.loc[at, "cause"] = renaming["cause_dx"].to_numpy()
-    s.loc[at, "confidence"] = renaming["confidence"].astype(float).to_numpy()
-    s.loc[at, "cause_evidence"] = renaming["evidence"].astype(str).to_numpy()
+    nearest = _nearest(r.merge(held, on="run", suffixes=("", "_dx")))
+    at = s.index[nearest["row"].to_numpy()]
+    s.loc[at, "cause_evidence"] = nearest["evidence"].astype(str).to_numpy()
+    renamed = nearest["cause_dx"].ne(nearest["cause"]).to_numpy()
+    s.loc[at[renamed], "cause"] = nearest.loc[renamed, "cause_dx"].to_numpy()
+    s.loc[at[renamed], "confidence"] = nearest.loc[renamed, "confidence"].astype(float).to_numpy()
 
 
 def _nearest(m: pd.DataFrame) -> pd.DataFrame:

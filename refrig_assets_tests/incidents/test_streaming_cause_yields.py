@@ -244,3 +244,20 @@ def test_a_rule_cause_the_diagnosis_confirmed_still_splits_on_another_held_diagn
     by_start = result.incidents.sort_values("first_window_start")
     assert by_start["cause"].tolist() == ["refrigerant_leak", "condenser_fouling"]
     assert by_start["incident_id"].iloc[0] == leak.incident_id
+
+
+def test_the_held_diagnosis_nearest_the_firing_decides(policy):
+    # Right after the firing the windows hold condenser_fouling; the leak the rule named is
+    # held only an hour later in the same episode: the firing is renamed, not confirmed.
+    rows = [leak_rule(0), *(alert("D1", i) for i in range(1, 7))]
+    dx = [
+        *(diagnosis("D1", i, "condenser_fouling") for i in (1, 2)),
+        *(diagnosis("D1", i, "unknown") for i in (3, 4)),
+        *(diagnosis("D1", i, "refrigerant_leak") for i in (5, 6)),
+    ]
+
+    result = build(rows, dx, policy)
+
+    by_start = result.incidents.sort_values("first_window_start")
+    assert by_start["cause"].tolist() == ["condenser_fouling", "refrigerant_leak"]
+    assert by_start["first_window_start"].iloc[0] == T0 + timedelta(minutes=12)
