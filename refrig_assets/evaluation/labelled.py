@@ -181,7 +181,16 @@ def read_labels(path: Path | str) -> Labels:
     )
     if not files:
         raise LabelsError(f"{path}: no CSV or Parquet labels file in this folder")
-    return parse_labels(pd.concat([_read_table(p) for p in files], ignore_index=True))
+    parsed = [(p, parse_labels(_read_table(p))) for p in files]
+    kinds = {one.kind for _p, one in parsed}
+    if len(kinds) > 1:
+        shapes = "; ".join(f"{p.relative_to(path)}: {one.kind}" for p, one in parsed)
+        raise LabelsError(
+            f"{path}: a folder of labels holds one shape, points or intervals ({shapes})"
+        )
+    frame = pd.concat([one.frame for _p, one in parsed], ignore_index=True)
+    order = ["device_id", "ts"] if kinds == {"points"} else ["device_id", "start"]
+    return Labels(kinds.pop(), frame.sort_values(order).reset_index(drop=True))
 
 
 def _read_table(path: Path) -> pd.DataFrame:
