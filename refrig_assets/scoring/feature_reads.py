@@ -45,9 +45,12 @@ class _KeptFeatures:
         self.order: pa.Array | None = None  # the rows of the files, one after the other, sorted
         self.table: pa.Table | None = None
 
-    def read(self, paths: list[Path], columns: list[str], filters: list | None) -> pa.Table:
+    def read(
+        self, paths: list[Path], columns: list[str], filters: list | None, keep: bool
+    ) -> pa.Table:
         """The rows of ``paths`` (one after the other) that meet ``filters``, with ``columns``
-        in that order; rows of several files sorted by device and window start."""
+        in that order; rows of several files sorted by device and window start. ``keep``: held
+        for the next read (else dropped once given)."""
         stamps = []
         for path in paths:
             st = os.stat(path)
@@ -62,7 +65,10 @@ class _KeptFeatures:
                 self._add(paths, columns, filters)
             self.key = key
             assert self.table is not None
-            return self.table.select(columns)
+            table = self.table.select(columns)
+            if not keep:
+                self.clear_kept()
+            return table
 
     def _add(self, paths: list[Path], columns: list[str], filters: list | None) -> bool:
         """Read ``columns`` of every file and add them; False when a file's rows are not the
@@ -114,15 +120,17 @@ def read_feature_hours(
     columns: list[str],
     filters: list | None = None,
     dataset: str = "device_features",
+    keep: bool = True,
 ) -> pd.DataFrame:
     """The rows of :meth:`ParquetStore.read_many` of ``dataset`` (the partitions that exist,
     ``columns``, rows meeting ``filters``), those of several partitions in device and
     window-start order; the columns an earlier read of the same files and filters took are
-    given from memory (see the module's description)."""
+    given from memory (see the module's description). ``keep=False``: not held for the next
+    read (a read too large to hold beside its reader's own frame of it)."""
     paths = store.existing_paths(dataset, partition_keys)
     if not paths:
         return pd.DataFrame()
-    return _KEPT.read(paths, list(columns), filters).to_pandas()
+    return _KEPT.read(paths, list(columns), filters, keep).to_pandas()
 
 
 def forget_feature_reads() -> None:

@@ -68,12 +68,15 @@ def score_runs(
         since = pd.Timestamp(datetime.strptime(run[0], HOUR_KEY).replace(tzinfo=UTC))
         for shard, shard_registry in zip(ranges, parts, strict=True):
             # Of the earlier hours, only the windows persistence looks at are read.
-            # The columns another detector's step read from these files are not read again.
+            # The columns another detector's step read from these files are not read again. One
+            # hour's read is kept for the next hourly detector; a run of several hours (a daily
+            # partition's) is not held beside the detector's own frame of it.
             features = read_feature_hours(
                 store,
                 [*earlier_hours(run[0], lookback), *run],
                 columns,
                 [("window_start", ">=", since - detector.lookback), *shard.filters()],
+                keep=len(run) == 1,
             )
             if devices is not None and not features.empty:
                 features = features[devices(features["device_id"])].reset_index(drop=True)

@@ -75,7 +75,7 @@ def scores_of(store, registry, detector, shards=None) -> pd.DataFrame:
     return pd.concat([s for _, s in pieces], ignore_index=True)
 
 
-def read_alone(store, keys, columns, filters=None, dataset="device_features"):
+def read_alone(store, keys, columns, filters=None, dataset="device_features", keep=True):
     """The read before the reads were shared."""
     return store.read_many(dataset, keys, columns=columns, filters=filters)
 
@@ -172,4 +172,19 @@ def test_reads_of_column_sets_in_turn_are_those_of_read_many(world, filters):
     pd.testing.assert_frame_equal(got, read_sorted(store, keys, all_columns[:6], other))
     one = read_feature_hours(store, [key_of(HOURS - 2)], all_columns[:6])  # one file: as stored
     pd.testing.assert_frame_equal(one, read_alone(store, [key_of(HOURS - 2)], all_columns[:6]))
+    forget_feature_reads()
+
+
+def test_a_read_not_kept_is_read_again(world, decoded):
+    store, _, detectors = world
+    keys = [key_of(HOURS - 2), key_of(HOURS - 1)]
+    columns = detectors["statistical_baseline"].required_columns
+    forget_feature_reads()
+    first = read_feature_hours(store, keys, columns, keep=False)
+    again = read_feature_hours(store, keys, columns)
+    kept = read_feature_hours(store, keys, columns)
+    assert len(decoded) == 2 * len(keys)  # the first two reads decode each file, the third none
+    pd.testing.assert_frame_equal(first, read_sorted(store, keys, columns))
+    pd.testing.assert_frame_equal(again, first)
+    pd.testing.assert_frame_equal(kept, first)
     forget_feature_reads()
