@@ -913,6 +913,8 @@ DECOMPRESSORS: dict[str, Callable[[Path], IO[bytes]]] = {
 }
 # The first bytes of a ZIP archive, an .xlsx workbook included.
 ZIP_MARK = b"PK\x03\x04"
+# The first bytes of an OLE2 compound document: an Excel 97-2003 workbook (.xls).
+OLE2_MARK = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
 def read_source(path: Path, mapping: Mapping) -> Source:
@@ -926,8 +928,13 @@ def read_source(path: Path, mapping: Mapping) -> Source:
         raise MappingError(f"{path}: file is empty (0 bytes)")
     opener = next((o for suffix, o in DECOMPRESSORS.items() if name.endswith(suffix)), None)
     with path.open("rb") as head:
-        start = head.read(4)
-    if start == ZIP_MARK:
+        start = head.read(len(OLE2_MARK))
+    if start == OLE2_MARK:
+        raise MappingError(
+            f"{path}: is an Excel 97-2003 workbook (.xls) or another OLE2 document, not CSV or "
+            "Parquet: export the sheet as CSV"
+        )
+    if start[:4] == ZIP_MARK:
         raise MappingError(
             f"{path}: is a ZIP archive (an Excel workbook is one), not CSV or Parquet: "
             "export the sheet as CSV, or unpack the archive"
