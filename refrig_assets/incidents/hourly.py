@@ -11,10 +11,11 @@ partition's ``device_incidents`` rows.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -240,6 +241,15 @@ def quiet_hour(
     return never
 
 
+@functools.cache
+def _nothing_built() -> IncidentBuild:
+    """What the build returns when it has nothing to group, typed once: a quiet hour only
+    reads it (the store writes nothing for it)."""
+    return IncidentBuild(
+        load_contract("device_incidents").empty_frame(), pd.DataFrame(columns=EVIDENCE_COLUMNS)
+    )
+
+
 def run_hour(
     store: ParquetStore,
     incidents: IncidentStore,
@@ -317,12 +327,7 @@ def run_hour(
                 "%s",
                 never_reported_message(never),
             )
-        # What the build returns when it has nothing to group.
-        build = IncidentBuild(
-            load_contract("device_incidents").empty_frame(),
-            pd.DataFrame(columns=EVIDENCE_COLUMNS),
-            never_reported=never,
-        )
+        build = replace(_nothing_built(), never_reported=never)
     else:
         build = build_incidents(
             alerts,
