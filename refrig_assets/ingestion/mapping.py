@@ -429,7 +429,7 @@ def parse_timestamps(
     the mapping's zone, or is ambiguous and cannot be told by ``device``'s rows: see
     :func:`_localize`)."""
     if mapping.epoch_unit is not None:
-        numbers = pd.to_numeric(raw, errors="coerce")
+        numbers = pd.to_numeric(_decimal_points(raw, mapping.csv_decimal), errors="coerce")
         return pd.to_datetime(numbers, unit=mapping.epoch_unit, utc=True, errors="coerce")
     if mapping.ts_format == EXCEL_FORMAT:
         days = pd.to_numeric(_decimal_points(raw, mapping.csv_decimal), errors="coerce")

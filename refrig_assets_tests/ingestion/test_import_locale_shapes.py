@@ -258,3 +258,15 @@ def test_a_value_that_fails_with_a_decimal_comma_is_quoted_as_the_file_has_it(tm
     assert got["temperature_evaporator"].tolist() == [-18.5]
     q = pd.read_parquet(result.quarantine_path)
     assert q[["row", "rule", "value"]].values.tolist() == [[0, "unparsable_value", "1.234,5"]]
+
+
+def test_epoch_seconds_with_a_decimal_comma(tmp_path):
+    (tmp_path / "epoch.csv").write_text("device;ts;temp\nd1;1767225600,5;-18,5\n")
+    mapping = _mapping(
+        tmp_path,
+        WIDE.replace("column: ts}", "column: ts, format: epoch_s}")
+        + "csv: {delimiter: ';', decimal: ','}\n",
+    )
+    result, _f, got = _import(tmp_path, tmp_path / "epoch.csv", mapping)
+    assert result.quarantined == {}
+    assert got["ts"].tolist() == [pd.Timestamp("2026-01-01 00:00:00.5", tz="UTC")]
