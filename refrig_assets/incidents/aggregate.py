@@ -117,8 +117,13 @@ def aggregate_incidents(
         detail[have] = np.where(detail[have] == "", s["detail"].fillna("").to_numpy(), detail[have])
         stored_peak = pd.to_numeric(s["evaporator_peak_c"], errors="coerce").to_numpy()
         peak_c[have] = np.fmax(peak_c[have], stored_peak)
-    # A reopened incident is live again: its closing is undone, the reopening counted.
-    reopened = inc["reopened"].to_numpy(dtype=bool)
+    # A reopened incident is live again: its closing is undone, the reopening counted. So is a
+    # closed one whose episode this build's signals carry on past its closing: a communications
+    # ticket withdrawn (its readings arrived late) closes at its last window, not a hysteresis
+    # later, so a true silence right after it continues its episode.
+    last_end = utc(inc["last_window_end"]).dt.tz_localize(None).to_numpy()
+    carried_on = ~np.isnat(closed_at) & (last_end > closed_at)
+    reopened = inc["reopened"].to_numpy(dtype=bool) | carried_on
     again = reopened & ~np.isnat(closed_at)
     reopen_count[again] += 1
     closed_at[again] = np.datetime64("NaT")

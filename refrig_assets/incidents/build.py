@@ -94,8 +94,6 @@ __all__ = [
     "cause_table",
     "never_reported_message",
 ]
-# Earlier name of aggregate.per_group, still imported by a test.
-_per_group = per_group
 
 # Columns of incident_evidence rows (the store's table and IncidentBuild.evidence).
 EVIDENCE_COLUMNS = [

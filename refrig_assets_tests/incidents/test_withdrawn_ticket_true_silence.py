@@ -83,10 +83,6 @@ def assert_one_live_ticket(incidents: IncidentStore, ticket: str, silent_until) 
     assert [h["to_status"] for h in incidents.history(ticket)] == ["OPEN", "RESOLVED", "OPEN"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the true silence joins the withdrawn ticket's episode and the ticket stays closed",
-)
 def test_a_true_silence_right_after_a_withdrawn_ticket_is_one_live_ticket(incidents, clock):
     ticket = withdrawn(incidents, clock)
     build_hour(incidents, clock, 2, ["D2"])  # D1 silent again, from the withdrawn end on

@@ -14,7 +14,7 @@ from refrig_assets.alerts.hourly import status_in_shards
 from refrig_assets.alerts.store import AlertStore
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.engines.device_shards import DeviceRange
-from refrig_assets.incidents.build import _per_group
+from refrig_assets.incidents.aggregate import per_group
 from refrig_assets.incidents.causes import HourDiagnosis
 from refrig_assets.incidents.causes_store import BASELINES, CauseStore, stem_of
 from refrig_assets.incidents.hourly import run_hour
@@ -168,4 +168,4 @@ def test_per_group_figures_equal_pandas_named_aggregation():
     }
     for frame_ in (frame, frame.iloc[:0], frame[frame["g"].eq("c")]):
         by = frame_.groupby("g", sort=True)
-        pd.testing.assert_frame_equal(_per_group(by, **named), by.agg(**named))
+        pd.testing.assert_frame_equal(per_group(by, **named), by.agg(**named))
