@@ -166,8 +166,9 @@ def test_without_a_door_column_the_door_streak_is_null():
 
 
 def pull_down_after_defrost():
-    """A defrost (idle, coil warm) until minute 14, then the compressor pulls the coil down."""
-    running = [m >= 15 for m in range(60)]
+    """A defrost (idle, coil warm) until minute 14, then the compressor pulls the coil down
+    until its first stop (minutes 40-42: the thermostat satisfied) and runs again."""
+    running = [m >= 15 and not 40 <= m < 43 for m in range(60)]
     coil = [6.0 if m < 15 else -20.0 + 26.0 * 0.7 ** (m - 15) for m in range(60)]
     frame = clean(
         current_compressor=[8.0 if r else 0.05 for r in running],
@@ -178,14 +179,15 @@ def pull_down_after_defrost():
 
 def test_running_statistics_leave_out_the_pull_down_after_a_defrost_in_short_windows():
     # 5-minute windows: the running means keep only readings at least after_defrost_seconds
-    # after the last defrost reading (the pull-down fills whole windows).
+    # after the last defrost reading and after the compressor's first stop since (the
+    # pull-down fills whole windows).
     after_defrost = load_contract("device_features").settings["running_settle"][
         "after_defrost_seconds"
     ]
     assert 300 <= after_defrost < 45 * 60  # applies to 5-minute windows; the hour has the rest
     frame, running, coil = pull_down_after_defrost()
     out = features(frame, window_min=5)
-    settled = [m for m in range(60) if running[m] and (m - 14) * 60 >= after_defrost]
+    settled = [m for m in range(60) if running[m] and (m - 14) * 60 >= after_defrost and m > 42]
     for w in range(12):
         values = [coil[m] for m in settled if m // 5 == w]
         got = out.iloc[w]["temperature_evaporator_running_mean"]

@@ -26,7 +26,7 @@ DEFROST_ABOVE = READINGS.column("temperature_evaporator").extra["defrost_above"]
 
 def landing_zone(source, monkeypatch):
     """Two devices at 5 s for two hours; the first one's defrost ends at 00:57 and its
-    compressor then pulls the coil down."""
+    compressor then pulls the coil down until its first stop (01:15-01:20)."""
     from refrig_assets.simulator import SimulationConfig, simulate_fleet
 
     monkeypatch.setenv("REFRIG_HOME", str(source))
@@ -45,14 +45,14 @@ def landing_zone(source, monkeypatch):
         t = (
             pd.to_datetime(rows.loc[mine, "ts"], utc=True) - pd.Timestamp(START)
         ).dt.total_seconds()
-        running = t >= 3420
+        running = (t >= 3420) & ((t < 4500) | (t >= 4800))  # the first stop: 01:15-01:20
         since = np.clip((t - 3420) / 60.0, 0, None)
         noise = np.random.default_rng(len(rows)).normal(0.0, 0.05, (2, int(mine.sum())))
         rows.loc[mine, "current_compressor"] = (
             np.where(running, RUNNING_ABOVE + 5.0, RUNNING_ABOVE / 4) + noise[0]
         )
         rows.loc[mine, "temperature_evaporator"] = (
-            np.where(running, -20.0 + 26.0 * 0.7**since, DEFROST_ABOVE + 1.0) + noise[1]
+            np.where(t >= 3420, -20.0 + 26.0 * 0.7**since, DEFROST_ABOVE + 1.0) + noise[1]
         )
         rows.to_parquet(path)
     return first
