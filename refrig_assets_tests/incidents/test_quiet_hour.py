@@ -15,6 +15,7 @@ from refrig_assets.core.contracts import load_contract
 from refrig_assets.incidents.build import build_incidents
 from refrig_assets.incidents.hourly import quiet_hour, used_diagnoses
 from refrig_assets.incidents.policy import incident_policy
+from refrig_assets.incidents.signal_frame import DROPOUT_FLAG
 from refrig_assets_tests.incidents.test_site_sensor_severity import SITE, fleet, idle_site
 
 
@@ -63,13 +64,18 @@ def test_an_hour_without_any_signal_is_quiet_and_names_what_the_build_names(poli
     assert never == build.never_reported
 
 
-def test_a_sensor_no_device_reported_is_named_as_the_build_names_it(policy):
-    quality = fleet(range(4)).assign(temperature_evaporator_mean=np.nan)
+def test_a_sensor_no_device_reported_is_named_as_the_build_names_it(policy, tmp_path, monkeypatch):
+    # A fleet without evaporator probes: every window flagged for it, none reported it.
+    monkeypatch.setenv("REFRIG_HOME", str(tmp_path))  # nothing says which sensors it has
+    monkeypatch.delenv("REFRIG_SENSORS", raising=False)
+    quality = fleet(range(4), lambda d, i: {"flags": DROPOUT_FLAG}).assign(
+        temperature_evaporator_mean=np.nan
+    )
 
     never, build = both(policy, quality)
 
     assert build.incidents.empty
-    assert never == build.never_reported
+    assert never == build.never_reported == ["temperature_evaporator"]
 
 
 def test_a_silent_sites_hour_is_not_quiet(policy):
