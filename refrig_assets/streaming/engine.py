@@ -238,7 +238,8 @@ class StreamingEngine:
                 return kinds.above(r, rule, limit)
             running_average = self._baseline(rule, cohorts, r.code[r.new])[:, 1]
             unset = self.thresholds.unset(rule.threshold)
-            return kinds.above(r, rule, limit, running_average, unset, gap)
+            shown = self._running_draw_shown(rule, r)
+            return kinds.above(r, rule, limit, running_average, unset, gap, shown)
         if rule.kind == "drop_within":
             return kinds.drop_within(
                 r,
@@ -329,6 +330,29 @@ class StreamingEngine:
         fill = np.flatnonzero(~trusted.all(axis=1))
         own[fill] = np.where(trusted[fill], own[fill], typical[cohorts[fill]])
         return own
+
+    def _running_draw_shown(self, rule: StreamingRule, r: Readings) -> np.ndarray:
+        """Per new reading, the mean of the rule's sensor over the device's running readings
+        before it: those already folded into its moving average (however few) and the earlier
+        new ones of this batch. NaN: the device has not yet been seen running."""
+        avg = self.state.averages[rule.name]
+        code = r.code[r.new]
+        x = r.values[rule.sensor][r.new]
+        use = (r.running[r.new] == 1) & np.isfinite(x)
+        value = np.where(use, x, 0.0)
+        count = use.astype(float)
+        # Sums over the earlier new readings of the same device (new is sorted by device).
+        before_sum = np.cumsum(value) - value
+        before_count = np.cumsum(count) - count
+        first = np.ones(len(code), dtype=bool)
+        first[1:] = code[1:] != code[:-1]
+        group = np.cumsum(first) - 1
+        before_sum -= before_sum[first][group]
+        before_count -= before_count[first][group]
+        total = avg.total[code, 1] + before_sum
+        weight = avg.weight[code, 1] + before_count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(weight > 0, total / weight, np.nan)
 
     def _running_level(
         self, rule: StreamingRule, cohorts: np.ndarray, needed: np.ndarray

@@ -125,28 +125,38 @@ def above(
     running_average: np.ndarray | None = None,
     unset: np.ndarray | None = None,
     max_gap_ns: int = 0,
+    shown: np.ndarray | None = None,
 ) -> Hits:
     """Value above the device's threshold.
 
     A device whose registry leaves the threshold empty (``unset``, per device) is judged
     against its own draw where that is known: above ``running_multiplier`` ×
     ``running_average`` (per device, the moving average of the sensor while running, its
-    cohort's typical before it has one; NaN: unknown, the threshold as given by the contract's
-    default). A large compressor's healthy draw can be above any one fleet-wide default. Its
-    first reading after an idle one is not judged so: a start can be read during the motor's
-    locked-rotor inrush (several times its running draw for under a second)."""
+    cohort's typical before it has one). A large compressor's healthy draw can be above any one
+    fleet-wide default. Before either is known (a fleet's first hour) the contract's default
+    applies, raised to ``running_multiplier`` × ``shown`` (per new reading, the mean of the
+    device's running readings before it; NaN: none yet) where that is higher: a first run
+    climbing to its own level above the default is no overload, while a draw well above what
+    the device has shown still is. Its first reading after an idle one is not judged: a start
+    can be read during the motor's locked-rotor inrush (several times its running draw for
+    under a second)."""
     new = r.new
     x = r.values[rule.sensor][new]
     code = r.code[new]
     limit = threshold[code]
     starting = np.zeros(len(new), dtype=bool)
     if running_average is not None and unset is not None:
-        own = rule.params["running_multiplier"] * running_average[code]
-        judged = unset[code] & np.isfinite(own)
+        multiplier = rule.params["running_multiplier"]
+        own = multiplier * running_average[code]
+        own_draw = unset[code]
+        judged = own_draw & np.isfinite(own)
         limit = np.where(judged, own, limit)
+        if shown is not None:
+            early = own_draw & ~judged & np.isfinite(shown)
+            limit = np.where(early, np.fmax(limit, multiplier * shown), limit)
         before = np.maximum(new - 1, 0)
         linked = (new > 0) & (r.code[before] == code) & (r.ts[new] - r.ts[before] <= max_gap_ns)
-        starting = judged & linked & (r.running[before] == 0)
+        starting = own_draw & linked & (r.running[before] == 0)
     with np.errstate(invalid="ignore"):
         fires = (x > limit) & ~starting
     return Hits(fires, x, limit, np.zeros(len(x), dtype=np.int64))
