@@ -49,10 +49,11 @@ def test_the_rule_reads_its_own_draw_settings():
 
 
 def test_a_large_compressor_without_a_registry_threshold_is_no_overload():
-    """Before it has a running history (nor its cohort) the default applies; from then on its
-    healthy draw above the default fires no more."""
+    """Before it has a running history (nor its cohort) the default applies to its first
+    reading (read mid-run: no start seen), then the multiple of the draw it has shown so far;
+    once it has a history, its healthy draw above the default fires no more either."""
     eng = engine(registry())  # no current_threshold column
-    assert firing_readings(eng, readings(current_compressor=[LARGE] * HISTORY)) == HISTORY
+    assert firing_readings(eng, readings(current_compressor=[LARGE] * HISTORY)) == 1
     later = readings(start=HISTORY, current_compressor=[LARGE + 3.0] * 10)
     assert firing_readings(eng, later) == 0
 

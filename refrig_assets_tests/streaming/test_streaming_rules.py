@@ -75,8 +75,9 @@ def registry(**columns) -> pd.DataFrame:
 
 def test_current_at_the_threshold_does_not_fire_and_just_above_does():
     limit = default("current_threshold")
-    assert fire(engine(), readings(current_compressor=[limit, limit])).empty
-    firing = fire(engine(), readings(current_compressor=[limit, limit + 0.1]))
+    given = registry(current_threshold=limit)
+    assert fire(engine(given), readings(current_compressor=[limit, limit])).empty
+    firing = fire(engine(given), readings(current_compressor=[limit, limit + 0.1]))
     assert rules(firing) == ["compressor_overload"]
     assert firing["ts"].iloc[0] == T0 + pd.Timedelta(minutes=1)
     assert firing["observed"].iloc[0] == pytest.approx(limit + 0.1)
@@ -325,7 +326,7 @@ def test_a_pause_in_the_rise_restarts_the_sustain_time():
 def test_a_lasting_firing_is_one_episode_and_a_firing_after_the_gap_a_new_one():
     gap = int(SETTINGS.episode_gap_ns // 60e9)
     over = default("current_threshold") + 5
-    eng = engine()
+    eng = engine(registry(current_threshold=default("current_threshold")))
     assert len(fire(eng, readings(current_compressor=[over] * 30))) == 1
     assert fire(eng, readings(start=29 + gap, current_compressor=[over])).empty  # gap minutes
     firing = fire(eng, readings(start=29 + 2 * gap + 1, current_compressor=[over]))
