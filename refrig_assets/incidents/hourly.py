@@ -219,7 +219,8 @@ def quiet_hour(
     site signal in the quality windows. The build would then return no incident, and storing it
     would write nothing, so the caller skips both (most hours of a history backfill). The
     signals are those the build computes, by the same functions, from the same frames; the
-    cheap conditions are tested first, so an hour with an alert pays nothing."""
+    cheap conditions are tested first, so an hour with an alert pays nothing. A new kind of
+    signal in the build must be a condition here too (test_quiet_hour pairs the two)."""
     if len(alerts) or (prior is not None and len(prior)):
         return None
     if diagnoses is not None and len(diagnoses):
