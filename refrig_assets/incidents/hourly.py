@@ -295,7 +295,7 @@ def run_hour(
     prior = incidents.open_incidents(closed_since=(start - reach).to_pydatetime())
     diagnoses, diagnosed = None, 0
     if diagnose is not None and present:
-        # A streaming rule's incident takes its device's diagnosis (build._diagnose_rule_named).
+        # A streaming rule's incident takes its device's diagnosis (cause_choice.yield_rule_causes).
         alerted = set(alerts["device_id"].astype(str)) | rule_named_devices(prior)
         kept = []
         # Only the columns the diagnosis reads (a diagnose without ``columns`` reads them all).
