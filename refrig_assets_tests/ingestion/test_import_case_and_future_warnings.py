@@ -8,14 +8,7 @@ from typer.testing import CliRunner
 
 from refrig_assets.cli import app
 from refrig_assets.ingestion.mapping import case_variants
-
-MAPPING = (
-    "layout: wide\n"
-    "device_id: {column: device}\n"
-    "timestamp: {column: ts}\n"
-    "sensors:\n"
-    "  temp: {to: temperature_evaporator}\n"
-)
+from refrig_assets_tests.support.import_mappings import TEMPERATURE_MAPPING
 
 
 def test_case_variants_groups_ids_equal_but_for_case():
@@ -25,7 +18,7 @@ def test_case_variants_groups_ids_equal_but_for_case():
 
 
 def test_the_import_names_case_variants_and_readings_far_ahead(refrig_home, tmp_path):
-    (tmp_path / "m.yaml").write_text(MAPPING)
+    (tmp_path / "m.yaml").write_text(TEMPERATURE_MAPPING)
     (tmp_path / "x.csv").write_text(
         "device,ts,temp\n"
         "Dev-1,2026-01-01T00:00:00Z,-18\n"
@@ -41,7 +34,7 @@ def test_the_import_names_case_variants_and_readings_far_ahead(refrig_home, tmp_
 
 
 def test_an_ordinary_import_warns_of_neither(refrig_home, tmp_path):
-    (tmp_path / "m.yaml").write_text(MAPPING)
+    (tmp_path / "m.yaml").write_text(TEMPERATURE_MAPPING)
     (tmp_path / "x.csv").write_text(
         "device,ts,temp\ndev-1,2026-01-01T00:00:00Z,-18\ndev-2,2026-01-01T00:01:00Z,-18\n"
     )

@@ -7,14 +7,7 @@ import gzip
 from typer.testing import CliRunner
 
 from refrig_assets.cli import app
-
-MAPPING = (
-    "layout: wide\n"
-    "device_id: {column: device}\n"
-    "timestamp: {column: ts}\n"
-    "sensors:\n"
-    "  temp: {to: temperature_evaporator}\n"
-)
+from refrig_assets_tests.support.import_mappings import TEMPERATURE_MAPPING
 
 
 def test_two_files_that_would_be_one_import_are_refused(refrig_home, tmp_path):
@@ -26,7 +19,7 @@ def test_two_files_that_would_be_one_import_are_refused(refrig_home, tmp_path):
     (data / "x_b.csv").write_text("device,ts,temp\nd4,2026-01-01T00:00:00Z,-18\n")
     (data / "c.csv").write_text("device,ts,temp\nd5,2026-01-01T00:00:00Z,-18\n")
     mapping = tmp_path / "m.yaml"
-    mapping.write_text(MAPPING)
+    mapping.write_text(TEMPERATURE_MAPPING)
     result = CliRunner().invoke(app, ["import", str(data), "--mapping", str(mapping)])
     assert result.exit_code == 2, result.output
     assert f"'a': {data / 'a.csv'}, {data / 'a.csv.gz'}" in result.output
@@ -40,7 +33,7 @@ def test_a_folder_of_distinct_names_still_imports(refrig_home, tmp_path):
     (data / "a.csv").write_text("device,ts,temp\nd1,2026-01-01T00:00:00Z,-18\n")
     (data / "b.csv").write_text("device,ts,temp\nd2,2026-01-01T00:00:00Z,-18\n")
     mapping = tmp_path / "m.yaml"
-    mapping.write_text(MAPPING)
+    mapping.write_text(TEMPERATURE_MAPPING)
     result = CliRunner().invoke(app, ["import", str(data), "--mapping", str(mapping)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (refrig_home / "landing" / "imports").iterdir()) == ["a", "b"]
