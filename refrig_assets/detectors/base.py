@@ -272,6 +272,16 @@ class Detector(ABC):
         self.plain_of: tuple[tuple[str, str], ...] = ()
         # True while fit() runs: the rows being scored are the training rows themselves.
         self.fitting = False
+        # When each device's start-up ends (device_id -> UTC time), for the devices whose
+        # start-up windows training left out: see set_start_ups().
+        self.start_up_ends: pd.Series | None = None
+
+    def set_start_ups(self, ends: pd.Series) -> None:
+        """Record the start-ups training left out (device_id -> end, UTC): those windows are
+        still scored but never flagged. The model never learnt a device's first minutes, so
+        their scores say only that a start-up is not its normal, which no operator needs paged.
+        """
+        self.start_up_ends = ends if len(ends) else None
 
     @property
     def input_columns(self) -> list[str]:
@@ -590,11 +600,21 @@ class Detector(ABC):
             "window_start": out["window_start"],
             "window_end": out["window_end"],
             "anomaly_score": score,
-            "anomaly_flag": score >= self.config.flag_threshold,
+            "anomaly_flag": self._flags(score, out["device_id"], out["window_start"]),
             "top_contributors": tops,
             "contributor_detail": details,
             "confidence": np.clip(confidence, 0.0, 1.0),
         }
+
+    def _flags(self, score: np.ndarray, devices: Any, starts: Any) -> np.ndarray:
+        """Scores at the flag threshold, less the windows of a start-up training left out."""
+        flags = score >= self.config.flag_threshold
+        ends = getattr(self, "start_up_ends", None)  # models pickled before have none
+        if ends is None or not flags.any():
+            return flags
+        end = pd.Series(np.asarray(devices, dtype=object)).map(ends)
+        start = pd.to_datetime(pd.Series(np.asarray(starts)), utc=True)
+        return flags & ~(start < pd.to_datetime(end, utc=True)).to_numpy(dtype=bool)
 
     def _plain_evidence(
         self, frame: pd.DataFrame | FewRows, details: np.ndarray, rows: np.ndarray | None

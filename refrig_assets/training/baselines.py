@@ -176,6 +176,16 @@ def without_start_up(features: pd.DataFrame, ends: pd.Series, min_windows: int =
     return features[~start_up].reset_index(drop=True)
 
 
+def start_ups_left_out(before: pd.DataFrame, after: pd.DataFrame, ends: pd.Series) -> pd.Series:
+    """The start-up ends (:func:`start_up_ends`) of the devices whose start-up windows
+    :func:`without_start_up` took from ``before`` to leave ``after``."""
+    if ends.empty or before.empty:
+        return ends.iloc[:0]
+    had = before["device_id"].value_counts()
+    kept = after["device_id"].value_counts().reindex(had.index, fill_value=0)
+    return ends[ends.index.isin(had.index[(had > kept).to_numpy()])]
+
+
 def read_ledger(path: Path) -> pd.DataFrame | None:
     """The recorded baseline periods (None before the first per-device training)."""
     return pd.read_parquet(path) if path.exists() else None

@@ -17,7 +17,7 @@ import pytest
 from refrig_assets.core.model_config import load_model_config
 from refrig_assets.defs.training.assets import running_before
 from refrig_assets.detectors.base import build_detector
-from refrig_assets.training.baselines import start_up_ends, without_start_up
+from refrig_assets.training.baselines import start_up_ends, start_ups_left_out, without_start_up
 
 START = pd.Timestamp("2026-01-01T00:00Z")
 WINDOW = pd.Timedelta(minutes=15)
@@ -130,3 +130,37 @@ def test_devices_already_reporting_when_training_starts_later_ran_before():
     assert running_before(refrig, ["2026-01-01T00"], features) == {"a"}
     # Training from the first stored hour: every device's history begins in it.
     assert running_before(refrig, ["2025-12-31T23"], features) == set()
+
+
+def test_the_start_ups_left_out_are_those_of_devices_that_lost_windows():
+    features = pd.concat([windows("short", 0, 4), windows("long", 0, 8)], ignore_index=True)
+    ends = start_up_ends(features, 15)
+    kept = without_start_up(features, ends, min_windows=4)
+    assert start_ups_left_out(features, kept, ends).to_dict() == {"long": START + WINDOW}
+
+
+def test_a_start_up_left_out_of_training_is_scored_but_never_flagged():
+    """The model never learnt a device's first minutes: an odd start-up is scored as odd, but
+    not paged; the same oddity later in the device's life is."""
+    frame = fleet()
+    night = frame[frame["window_start"] < START + pd.Timedelta(hours=TRAIN_HOURS)]
+    ends = start_up_ends(night, 30)  # each device's first two windows
+    detector = build_detector(load_model_config("statistical_baseline")).fit(
+        without_start_up(night, ends)
+    )
+    odd = frame.copy()
+    hot = odd["window_start"].isin(
+        [START, START + WINDOW, START + 20 * WINDOW, START + 21 * WINDOW]
+    )
+    odd.loc[hot & (odd["device_id"] == "dev-000"), "temperature_condenser_running_mean"] += 25.0
+
+    def flagged(scores: pd.DataFrame) -> list:
+        mine = scores[(scores["device_id"] == "dev-000") & scores["anomaly_flag"]]
+        return sorted(pd.to_datetime(mine["window_start"], utc=True))
+
+    assert START + WINDOW in flagged(detector.score(odd))  # the failure without the rule
+    detector.set_start_ups(ends)
+    scores = detector.score(odd)
+    assert flagged(scores) == [START + 21 * WINDOW]
+    start_up = (scores["device_id"] == "dev-000") & (scores["window_start"] == START + WINDOW)
+    assert scores.loc[start_up, "anomaly_score"].item() >= detector.config.flag_threshold

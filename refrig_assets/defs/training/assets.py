@@ -24,6 +24,7 @@ from refrig_assets.training.baselines import (
     read_ledger,
     read_normal_periods,
     start_up_ends,
+    start_ups_left_out,
     without_start_up,
     write_ledger,
 )
@@ -243,14 +244,14 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
         if not stems:
             raise ValueError(f"{model_id}: no device_features partitions to train on")
         loaded = load_training_features(refrig, stems)
+        baseline = per_device_baselines(context, refrig, config, loaded)
+        start_ups = start_up_ends(
+            loaded,
+            float(model_config.setting("training.start_up_minutes")),
+            running_before(refrig, stems, loaded),
+        )
         features = without_start_up(
-            per_device_baselines(context, refrig, config, loaded),
-            start_up_ends(
-                loaded,
-                float(model_config.setting("training.start_up_minutes")),
-                running_before(refrig, stems, loaded),
-            ),
-            int(model_config.hyperparameters.get("min_device_windows", 1)),
+            baseline, start_ups, int(model_config.hyperparameters.get("min_device_windows", 1))
         )
         partitions = f"{stems[0]}..{stems[-1]}"
         fingerprint = current_fingerprint(
@@ -269,6 +270,7 @@ def build_training_asset(config: ModelConfig) -> dg.AssetsDefinition:
             )
         except NotTrainable as refused:
             return not_trained_result(context, refrig, refused, partitions, fingerprint)
+        detector.set_start_ups(start_ups_left_out(baseline, features, start_ups))
         version = refrig.registry.register(detector, lineage, metrics, training_features=features)
         tags = refrig.registry.version_tags(model_id, version)
         # The first version of a model becomes production; a later one is a candidate that
