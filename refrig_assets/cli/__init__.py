@@ -115,11 +115,11 @@ def main() -> None:  # pragma: no cover (process exit)
     DuckDB's bindings print pages of reference-leak diagnostics when the interpreter shuts
     down; everything the command wrote is committed and flushed before this point.
     """
-    refusal = missing_home(sys.argv[1:])
-    if refusal is not None:
-        typer.echo(refusal, err=True)
-        os._exit(2)
     try:
+        refusal = missing_home(sys.argv[1:])  # reads the settings: may fail like any command
+        if refusal is not None:
+            typer.echo(refusal, err=True)
+            os._exit(2)
         app()
         code = 0
     except SystemExit as exc:
