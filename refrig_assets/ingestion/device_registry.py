@@ -89,9 +89,9 @@ class RegistryFindings:
 def registry_findings(registry: pd.DataFrame, policy: RegistryPolicy) -> RegistryFindings:
     """Duplicated ``device_id`` (with 1-based data rows), devices of unknown cohorts, rows left
     out for want of a device and devices without a site (see :func:`conform_registry`)."""
-    numbers = registry.attrs.get("rows") or []
-    if len(numbers) != len(registry):  # a frame not read by conform_registry
-        numbers = list(registry.index + 1)
+    numbers = registry.attrs.get("rows")
+    if numbers is None or len(numbers) != len(registry):  # a frame not read by conform_registry
+        numbers = registry.index.to_numpy() + 1
     rows = pd.Series(numbers, index=registry["device_id"].to_numpy())
     repeated = rows[rows.index.duplicated(keep=False)]
     duplicates = {str(d): sorted(int(r) for r in g) for d, g in repeated.groupby(level=0)}
@@ -165,7 +165,9 @@ def conform_registry(
         blank = raw["device_id"].isna()
         without_device = [int(i) + 1 for i in raw.index[blank]]
         raw = raw[~blank]
-    rows = [int(i) + 1 for i in raw.index]
+    # The file's data rows, kept only when rows were left out (else they are the index + 1):
+    # pandas copies a frame's attrs into every frame derived from it.
+    rows = [int(i) + 1 for i in raw.index] if without_device else None
     raw = raw.reset_index(drop=True)
     without_site: list[str] = []
     if "site_id" in raw.columns:
@@ -198,7 +200,9 @@ def conform_registry(
         elif col.type == "bool":
             out[col.name] = out[col.name].astype(bool)
     out = out.reset_index(drop=True)
-    out.attrs.update(rows=rows, without_device=without_device, without_site=without_site)
+    out.attrs.update(without_device=without_device, without_site=without_site)
+    if rows is not None:
+        out.attrs["rows"] = rows
     return out
 
 
@@ -213,6 +217,9 @@ def _stripped(values: pd.Series) -> pd.Series:
     """Text without surrounding blanks; blank text is missing."""
     if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
         return values
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        text = values.str.strip()  # text and missing values only: no value is lost
+        return text.where(text.ne("") & text.notna(), None)
     text = values.map(lambda v: v.strip() if isinstance(v, str) else v)
     return text.where(text.map(lambda v: not (isinstance(v, str) and v == "")), None)
 
