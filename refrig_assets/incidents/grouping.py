@@ -93,6 +93,7 @@ def group_signals(
     # far, opens an episode.
     since, known = _since(starts, np.r_[NAT, _running_max(ends, track_id)[:-1]])
     gap = ~same_track | (known & (since >= hysteresis))
+    episode = np.cumsum(gap)
     # A stored incident continues whatever precedes it within the hysteresis; only a second
     # stored incident of the same track stays apart (they were split by a cause change).
     before = np.cumsum(is_prior) - is_prior
@@ -157,9 +158,42 @@ def group_signals(
         incident_id(k, t, pd.Timestamp(int(st), tz="UTC") if st is not None else pd.NaT)
         for k, t, st in zip(seg_key[fresh], seg_track[fresh], root_start[fresh], strict=True)
     ]
+    ids = _returning_causes_continue(ids, chain, chains, episode[first], seg_cause, prior_id)
     s["incident_id"] = ids[of]
     s["reopened"] = reopen[of]
     return s
+
+
+def _returning_causes_continue(
+    ids: np.ndarray,
+    chain: np.ndarray,
+    chains: int,
+    episode: np.ndarray,
+    cause: np.ndarray,
+    prior_id: np.ndarray,
+) -> np.ndarray:
+    """Per segment, its incident id once a cause that returns within its episode continues the
+    incident it had there: one fault that shows two causes in turn (a door left open on an
+    overloaded compressor) is one incident per cause, not a new one at every change back.
+
+    ``episode`` and ``cause`` per segment; a segment holding a stored incident keeps it. The
+    segment's whole reopening chain follows it."""
+    seg = pd.DataFrame({"episode": episode, "cause": cause})
+    owner = (
+        seg.index.to_series().groupby([seg["episode"], seg["cause"]], sort=False).transform("first")
+    )
+    owner = owner.to_numpy(dtype=np.int64)
+    returns = (owner < np.arange(len(owner))) & pd.isna(prior_id)
+    if not returns.any():
+        return ids
+    first_of_chain = np.r_[True, chain[1:] != chain[:-1]]
+    target = np.arange(chains)
+    for i in np.flatnonzero(returns & first_of_chain):
+        # Chains ascend with the segments and an owner comes first: its target is final.
+        target[chain[i]] = target[chain[owner[i]]]
+    chain_ids = np.empty(chains, dtype=object)
+    chain_ids[chain] = ids
+    return chain_ids[target[chain]]
 
 
 def _same_as_previous(values: np.ndarray) -> np.ndarray:
