@@ -6,8 +6,11 @@ hashes every key, and writing them converts the same frame to Arrow again. :func
 converts once and proves conformance on the Arrow table: types, null counts (Arrow counts them
 while converting), each range by its column's minimum and maximum, allowed values by the
 column's distinct values, and a unique primary key by the rows being in strictly increasing key
-order (as a detector returns them). Only when one of these cannot be shown does pandera run, so
-the failure table is always pandera's own, exactly as before.
+order (as a detector returns them), else by no key repeating. Only when one of these cannot be
+shown does pandera run, so the failure table is always pandera's own, exactly as before.
+
+:func:`contract_failures` is the same proof for any contract's frame (the hourly steps' contract
+checks): pandera's failure table, pandera run only when conformance is not shown.
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ def checked_table(contract: Contract, frame: pd.DataFrame) -> tuple[pa.Table | N
     return (table if failures.empty else None), failures
 
 
+def contract_failures(contract: Contract, frame: pd.DataFrame) -> pd.DataFrame:
+    """``contract.validate(frame)``: the same failure table, found without pandera when ``frame``
+    has rows and provably conforms (an empty frame's outcome is remembered per shape)."""
+    if frame.empty:
+        return contract.validate(frame)
+    return checked_table(contract, frame)[1]
+
+
 def conforms(contract: Contract, frame: pd.DataFrame, table: pa.Table) -> bool:
     """Whether ``frame`` (and ``table``, the same rows in Arrow) provably follows ``contract``;
     False means "not shown", not "broken"."""
@@ -51,12 +62,15 @@ def conforms(contract: Contract, frame: pd.DataFrame, table: pa.Table) -> bool:
         _column_conforms(spec, frame[spec.name], table[spec.name]) for spec in contract.columns
     ):
         return False
-    return _keys_increase(table, list(contract.primary_key))
+    keys = list(contract.primary_key)
+    return _keys_increase(table, keys) or _keys_unique(frame, table, keys)
 
 
 def _column_conforms(spec: ColumnSpec, series: pd.Series, column: pa.ChunkedArray) -> bool:
     if not spec.nullable and column.null_count:
         return False
+    if spec.type == "string" and column.type == pa.null():
+        return spec.nullable  # no value at all (pandera checks no type for text)
     if spec.type == "timestamp":
         dtype = series.dtype
         if not (isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC"):
@@ -77,6 +91,13 @@ def _column_conforms(spec: ColumnSpec, series: pd.Series, column: pa.ChunkedArra
         if not set(present) <= set(spec.allowed):
             return False
     return True
+
+
+def _keys_unique(frame: pd.DataFrame, table: pa.Table, keys: list[str]) -> bool:
+    """Whether no two rows share a key (rows in any order; a null key is not shown unique)."""
+    if any(table[key].null_count for key in keys):
+        return False
+    return not frame.duplicated(subset=keys).any()
 
 
 def _keys_increase(table: pa.Table, keys: list[str]) -> bool:
