@@ -57,7 +57,17 @@ def summarise(result: QualityResult) -> dict:
             str(k): int(v) for k, v in rows_q["source_file"].value_counts().items()
         },
         "nan_storm_files": result.nan_storm_files,
+        "unregistered_case_variants": by_registered_id(result.case_variants),
     }
+
+
+def by_registered_id(case_variants: dict[str, str]) -> dict[str, list[str]]:
+    """{registered id: the spellings of it seen} from {spelling seen: registered id} (see
+    :func:`refrig_assets.quality.rules.case_variants`)."""
+    out: dict[str, list[str]] = {}
+    for seen, known in sorted(case_variants.items()):
+        out.setdefault(known, []).append(seen)
+    return out
 
 
 def summary_path(store: ParquetStore, partition_key: str) -> Path:

@@ -12,14 +12,17 @@ Flags (bit order = ``allowed_flags`` of clean_readings.quality_flags):
 - ``SENSOR_DROPOUT``: a sensor value is missing (null or NaN).
 - ``OUT_OF_RANGE``: a sensor value is outside its physical range (kept as delivered).
 - ``STUCK_SENSOR``: a sensor repeats exactly the same value for ``stuck_sensor_minutes`` or more
-  (values listed as ``steady_values`` of a column, e.g. 0 A while the compressor is off, are
-  exempt). A run that opens the hour continues the previous hour's last run of the same value
-  (kept per device and sensor as the hour's "tails"), so runs across hours are measured whole;
-  the earlier hour's part is flagged only once the run is long enough within that hour.
+  (steady values are exempt: those listed as ``steady_values`` of a column, and an idle value
+  at or below its ``running_above``, see :mod:`refrig_assets.quality.steady`). A run that
+  opens the hour continues the previous hour's last run of the same value (kept per device and
+  sensor as the hour's "tails"), so runs across hours are measured whole; the earlier hour's
+  part is flagged only once the run is long enough within that hour.
 - ``DUPLICATE``: the reading was delivered more than once; this copy, the first to land, is
   kept and the others are quarantined as ``duplicate_reading``. Copies are taken in the order
   their files landed (``received_at``, the file's mtime), then by file name and row, so a later
-  resend never replaces a reading already kept, whatever its file is called.
+  resend never replaces a reading already kept, whatever its file is called. Copies that each
+  hold part of the reading's values, none conflicting, are one reading (``merged_reading``,
+  see :mod:`refrig_assets.quality.folding`).
 - ``LATE``: its file was not there when the hour was first materialized.
 - ``FUTURE_TIMESTAMP``: stamped later than its file's arrival (mtime) plus a tolerance.
 - ``UNIT_SUSPECT``: over the device-hour, a sensor's mean lies outside its ``operating_range``
@@ -53,7 +56,15 @@ from refrig_assets.ingestion.landing.readers import (
     plausible_timestamps,
     text_limits,
 )
+from refrig_assets.quality.folding import (
+    FOLDED_HOUR,
+    create_folded_hour,
+    fold_copies,
+    merged_quarantine_sql,
+    source_columns,
+)
 from refrig_assets.quality.nan_storm import storm_files
+from refrig_assets.quality.steady import steady_sql
 
 QUARANTINE_COLUMNS = ["source_file", "row", "column", "rule", "value", "message", "device_id", "ts"]
 # Flags that belong to one sensor (the others belong to the whole reading).
@@ -102,6 +113,8 @@ class QualityResult:
     # sensor values present in the clean rows (completeness = present / (rows_clean * sensors))
     sensor_values_present: int = 0
     nan_storm_files: dict[str, float] = field(default_factory=dict)
+    # unregistered device ids that equal a registered id but for case: {seen: registered}
+    case_variants: dict[str, str] = field(default_factory=dict)
     # SQL (on the same connection) of each device's last value and run start per sensor, for
     # the next hour's stuck-sensor check
     tails_sql: str = ""
@@ -231,8 +244,8 @@ def _stuck_sensors(con: duckdb.DuckDBPyConnection, sensors: list, minutes: float
     carries = []
     for c in sensors:
         s = c.name
-        steady = c.extra.get("steady_values") or []
-        not_steady = f" AND d.first_{s} NOT IN ({', '.join(map(str, steady))})" if steady else ""
+        steady = steady_sql(c, f"d.first_{s}")
+        not_steady = f" AND NOT ({steady})" if steady else ""
         carries.append(
             f"""
         SELECT '{s}' AS sensor, d.device_id, d.first_ts, p.run_start AS carried_start,
@@ -476,8 +489,8 @@ def _previous_row_sql(
     """
     repeats = []
     for c in sensors:
-        steady = c.extra.get("steady_values") or []
-        exempt = f" AND {c.name} NOT IN ({', '.join(map(str, steady))})" if steady else ""
+        steady = steady_sql(c, c.name)
+        exempt = f" AND NOT ({steady})" if steady else ""
         repeats.append(
             f"(same_device AND coalesce({c.name} = lag_{c.name}, FALSE){exempt}) AS eq_{c.name}"
         )
@@ -816,6 +829,7 @@ def clean_hour(
     flags_in_place: bool | None = None,
     cuts: list[str] | None = None,
     positions: bool = False,
+    fold: bool = True,
 ) -> tuple[str, QualityResult]:
     """Apply the quality rules to the typed readings of one hour (see :func:`landing.hour_readings`).
 
@@ -844,6 +858,9 @@ def clean_hour(
     (``file_row_number``). With the flags in place, an hour in order is then cleaned
     without storing its rows (see :func:`_device_pass`): the clean
     rows stream from the file, the same rows in the same order.
+    ``fold``: the copies of a reading that each hold some of its measurements are folded into
+    one (see :mod:`refrig_assets.quality.folding`); the hour is then cleaned again without the
+    merged copies, on the path that sorts it (False: ``source`` is that folded hour).
     """
     rules = rules or quality_rules()
     sensors = fleet_sensor_columns(contract)
@@ -924,6 +941,38 @@ def clean_hour(
         )
         con.execute(f"CREATE OR REPLACE TEMP TABLE good_rows AS {sorted_sql}")
         con.execute("DROP TABLE hour_sorted")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE copied AS "
+        "SELECT DISTINCT device_id, ts FROM good_rows WHERE is_dup"
+    )
+    measured = [n for n in contract.column_names if n not in contract.primary_key]
+    if fold and con.execute("SELECT count(*) FROM copied").fetchall()[0][0]:
+        merged = fold_copies(con, keyed_rows, "copied", measured, ARRIVAL_ORDER)
+        if merged:
+            if range_tables:
+                con.execute("DROP VIEW good_rows")
+                for table in range_tables:
+                    con.execute(f"DROP TABLE {table}")
+            create_folded_hour(
+                con,
+                f"SELECT * FROM {source} WHERE source_row >= 0",
+                source_columns(con, source),
+                measured,
+            )
+            merged_entries = quarantine_frame(con.execute(merged_quarantine_sql()).df())
+            clean_sql, result = clean_hour(
+                con,
+                FOLDED_HOUR,
+                contract,
+                registered_devices,
+                rules,
+                previous_tails,
+                file_entries_here=file_entries_here,
+                findings=found,
+                flags_in_place=flags_in_place,
+                fold=False,
+            )
+            return clean_sql, _with_merged(result, merged_entries)
     if not streamed:
         con.execute(f"CREATE OR REPLACE TEMP TABLE device_hour AS {_device_hour_sql(contract)}")
     con.execute(
@@ -949,10 +998,6 @@ def clean_hour(
     con.execute(
         "CREATE OR REPLACE TEMP TABLE unregistered AS SELECT device_id, n_rows FROM device_hour "
         "WHERE device_id NOT IN (SELECT device_id FROM registered_devices)"
-    )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE copied AS "
-        "SELECT DISTINCT device_id, ts FROM good_rows WHERE is_dup"
     )
 
     conditions = _flag_conditions(contract, tolerance, kits=kits)
@@ -1023,6 +1068,11 @@ def clean_hour(
         con, contract, tolerance, kits, from_mask=flags_in_place, per_device=streamed
     )
     files = sorted(read)
+    variants = (
+        case_variants(con, "unregistered", "registered_devices")
+        if counts["UNREGISTERED_DEVICE"]
+        else {}
+    )
     result = QualityResult(
         rows_read=int(rows_read),
         rows_clean=int(rows_clean),
@@ -1036,9 +1086,36 @@ def clean_hour(
         completeness=present / (rows_clean * len(sensors)) if rows_clean and sensors else 0.0,
         sensor_values_present=present,
         nan_storm_files=storms,
+        case_variants=variants,
         tails_sql=_tails_sql(sensors),
     )
     return clean_sql, result
+
+
+def case_variants(
+    con: duckdb.DuckDBPyConnection, unregistered: str, registered: str
+) -> dict[str, str]:
+    """Of the device ids in relation ``unregistered`` (not in the registry), those that equal
+    an id of relation ``registered`` but for case (``DEV-1`` readings, ``dev-1`` registered):
+    {id seen: id registered}. Ids stay exact (two devices to the pipeline); this names why a
+    registered device looks silent."""
+    rows = con.execute(
+        f"SELECT u.device_id, min(r.device_id) FROM (SELECT DISTINCT device_id FROM {unregistered}) u "
+        f"JOIN {registered} r ON lower(r.device_id) = lower(u.device_id) "
+        "GROUP BY u.device_id ORDER BY 1"
+    ).fetchall()
+    return {str(seen): str(known) for seen, known in rows}
+
+
+def _with_merged(result: QualityResult, merged: pd.DataFrame) -> QualityResult:
+    """``result`` of the folded hour with the merged copies' quarantine entries added: each
+    was a row read and is a row quarantined."""
+    both = pd.concat([result.quarantine, merged], ignore_index=True)
+    by = ["source_file", "row", "rule"]
+    result.quarantine = quarantine_frame(both.sort_values(by, kind="stable", ignore_index=True))
+    result.rows_read += len(merged)
+    result.rows_quarantined += len(merged)
+    return result
 
 
 def _row_quarantine(

@@ -46,6 +46,7 @@ from refrig_assets.engines.memory import (
 )
 from refrig_assets.quality.rules import (
     QualityResult,
+    case_variants,
     clean_hour,
     file_findings,
     quarantine_frame,
@@ -186,6 +187,9 @@ def clean_hour_in_shards(
                 stream_query(shard_con, result.tails_sql, tails_out, DUCKDB_ROW_GROUP_SIZE)
             results.append(result)
         merged = merge_results(results, len(fleet_sensor_columns(contract)))
+        if merged.flag_counts.get("UNREGISTERED_DEVICE"):
+            # a shard looks its devices up among its own: a variant may sort into another
+            merged.case_variants = hour_case_variants(con, whole, registered_devices)
         tails_out.commit()
         with clean_out.committing() as written:
             if meanwhile is not None:
@@ -205,6 +209,20 @@ def _shard_connection(
         yield con
     finally:
         con.close()
+
+
+def hour_case_variants(
+    con: duckdb.DuckDBPyConnection, hour: str, registered_devices: pa.Table
+) -> dict[str, str]:
+    """:func:`~refrig_assets.quality.rules.case_variants` of the devices of relation ``hour``
+    (the hour's typed readings) against the whole registry."""
+    with closing(utc_cursor(con)) as cursor:
+        cursor.register("hour_registry", registered_devices)
+        unregistered = (
+            f"(SELECT device_id FROM {hour} WHERE source_row >= 0 AND device_id IS NOT NULL "
+            "AND device_id NOT IN (SELECT device_id FROM hour_registry))"
+        )
+        return case_variants(cursor, unregistered, "hour_registry")
 
 
 def registry_in_shard(registry: pa.Table, bounds: list[str], k: int) -> pa.Table:

@@ -68,6 +68,9 @@ def typed_hour(data_dir, tmp_path) -> tuple[ParquetStore, object]:
     first.loc[40, "current_compressor"] = None  # dev-4
     copies = first.iloc[[14, 15, 16, 30]].copy()  # dev-2's 3rd to 5th readings, one of dev-3
     copies["pressure_low_side"] = 3.0
+    # another condenser value: the copies conflict with the readings kept, so they stay
+    # duplicates (copies that only add values are folded, see test_per_sensor_copies_folded)
+    copies["temperature_condenser"] += 1.0
     copies.loc[copies.index[0], "temperature_evaporator"] = None
     landing = tmp_path / "landing"
     landing.mkdir()

@@ -208,6 +208,18 @@ def hour_results(
         context.log.warning(f"quarantined file [{r.rule}]: {r.message}")
     for f, share in result.nan_storm_files.items():
         context.log.warning(f"NaN storm: {f} misses {share:.1%} of its sensor values; quarantined")
+    variants = summary["unregistered_case_variants"]
+    if variants:
+        named = "; ".join(f"{known}: {', '.join(seen)}" for known, seen in variants.items())
+        context.log.warning(
+            f"{len(result.case_variants)} unregistered device id(s) differ from a registered id "
+            f"only in case (registered: seen) {named}. Ids are exact: these readings score "
+            "under cohort 'unknown' and the registered devices look silent; correct the ids "
+            "at the source or in the registry"
+        )
+    case_metadata = (
+        {"unregistered_case_variants": dg.MetadataValue.json(variants)} if variants else {}
+    )
     per_sensor = {
         f"{flag.lower()}_rate__{sensor}": float(rate)
         for flag in SENSOR_FLAGS
@@ -226,6 +238,7 @@ def hour_results(
                 **per_sensor,
                 "flag_rates_by_sensor": dg.MetadataValue.json(summary["flag_rates_by_sensor"]),
                 "path": str(path),
+                **case_metadata,
                 **contract_version_metadata(clean_contract),
                 **how,
             },
