@@ -10,6 +10,9 @@ import typer
 
 from refrig_assets.core.settings import get_settings
 
+# Features listed on the console, best separating first (all of them in separability.csv).
+SHOWN_FEATURES = 8
+
 
 def _time(value: str | None, option: str) -> pd.Timestamp | None:
     """``--start``/``--end`` in UTC (a time without an offset is UTC); refused by name when it
@@ -66,6 +69,7 @@ def evaluate_command(
         read_labels,
         sweep_plot,
     )
+    from refrig_assets.evaluation.separability import stored_separability
 
     s = get_settings()
     try:
@@ -155,7 +159,17 @@ def evaluate_command(
                 ["source", "threshold", "precision", "recall", "f1", "false_alarm_rate"]
             ].to_string(index=False, **fmt)
         )
+    separable = stored_separability(store, parsed, begin, finish, labelled_devices_only)
+    separable.to_csv(folder / "separability.csv", index=False)
+    if len(separable):
+        typer.echo(
+            "\nfeatures that tell labelled-anomalous windows from normal ones (ROC AUC of the "
+            "distance from the device's normal median: 0.5 none, 1.0 all; the detectors read "
+            "the features their models/ files name; all in separability.csv):\n"
+            + separable.head(SHOWN_FEATURES).to_string(index=False, **fmt)
+        )
     typer.echo(
         f"\nwritten: {folder / 'metrics.csv'}, {folder / 'sweep.csv'}, "
+        f"{folder / 'separability.csv'}, "
         + (str(plot) if plot else "no sweep plot (matplotlib not installed or no scores)")
     )

@@ -214,7 +214,7 @@ def evaluation_points(labels: Labels, windows: pd.DataFrame | None) -> pd.DataFr
         window_start=utc_ns(w["window_start"]),
         window_end=utc_ns(w["window_end"]),
     ).reset_index(drop=True)
-    anomalous = _overlapping(
+    anomalous = overlapping(
         w.rename(columns={"window_start": "start", "window_end": "end"}),
         labels.frame,
         pd.Timedelta(0),
@@ -223,7 +223,7 @@ def evaluation_points(labels: Labels, windows: pd.DataFrame | None) -> pd.DataFr
     return pd.DataFrame({"device_id": w["device_id"], "t": mid, "anomaly": anomalous})
 
 
-def _overlapping(rows: pd.DataFrame, intervals: pd.DataFrame, slack: pd.Timedelta) -> np.ndarray:
+def overlapping(rows: pd.DataFrame, intervals: pd.DataFrame, slack: pd.Timedelta) -> np.ndarray:
     """For each row (device_id, start, end): does an interval of its device overlap
     ``[start, end]``, the interval extended by ``slack`` at its end?"""
     out = np.zeros(len(rows), dtype=bool)
@@ -399,7 +399,7 @@ def eventwise(
         .min()
     )
     episodes = merge_episodes(predictions)
-    true_episode = _overlapping(episodes, events, grace)
+    true_episode = overlapping(episodes, events, grace)
     out.update(
         events_detected=float(len(delay)),
         event_recall=len(delay) / n if n else float("nan"),
@@ -537,7 +537,11 @@ def _stems_between(store, dataset: str, start: pd.Timestamp, end: pd.Timestamp) 
     return [s for s in store.partitions(dataset) if first <= s[:10] <= last]
 
 
-def _read(store, dataset: str, start, end, columns: list[str], time_column: str) -> pd.DataFrame:
+def read_between(
+    store, dataset: str, start, end, columns: list[str] | None, time_column: str
+) -> pd.DataFrame:
+    """Rows of ``dataset`` whose ``time_column`` lies within an hour of [start, end] (``columns``
+    None: every column)."""
     stems = _stems_between(store, dataset, start, end)
     frame = store.read_many(dataset, stems, columns=columns)
     if frame.empty:
@@ -631,7 +635,7 @@ def stored_predictions(
     window_cols = ["device_id", "window_start", "window_end"]
     as_interval = {"window_start": "start", "window_end": "end"}
     flagged: dict[str, pd.DataFrame] = {}
-    alerts = _read(store, "device_alerts", start, end, window_cols, "window_start")
+    alerts = read_between(store, "device_alerts", start, end, window_cols, "window_start")
     # Streaming alerts live in the alert store, not in the hourly partitions: replayed on the
     # stored clean readings of the hours, as the backtest does.
     from refrig_assets.evaluation.backtest import replayed_streaming_alerts
@@ -657,7 +661,7 @@ def stored_predictions(
     ]
     inc = None
     if (store.root / "device_incidents").exists():
-        inc = _read(store, "device_incidents", start, end, cols, "last_window_end")
+        inc = read_between(store, "device_incidents", start, end, cols, "last_window_end")
     elif store.partitions("device_features"):
         # Not materialized: the incidents the pipeline builds of these hours' alerts.
         from refrig_assets.evaluation.backtest import pipeline_incidents
@@ -676,13 +680,13 @@ def stored_predictions(
     scores: dict[str, pd.DataFrame] = {}
     for model_id in model_ids:
         cols = [*window_cols, "anomaly_score", "anomaly_flag"]
-        rows = _read(store, f"{model_id}_scores", start, end, cols, "window_start")
+        rows = read_between(store, f"{model_id}_scores", start, end, cols, "window_start")
         if rows.empty:
             continue
         rows = rows.rename(columns={**as_interval, "anomaly_score": "score"})
         scores[model_id] = rows[["device_id", "start", "end", "score"]]
         flagged[f"{model_id} flags"] = rows[rows["anomaly_flag"].astype(bool)]
-    windows = _read(store, "device_features", start, end, window_cols, "window_start")
+    windows = read_between(store, "device_features", start, end, window_cols, "window_start")
     return flagged, scores, windows
 
 
