@@ -20,7 +20,13 @@ backfill's time.
   :func:`log_check_evaluations` uses for the check results of an hour of a ranged step) writes
   the batch in one transaction per database: the run's file, then the cross-run index, the same
   rows in the same order as one ``store_event`` per event. A batch is all or nothing in each
-  file.
+  file;
+- the rows are written with statements built once and given each event's values (SQLAlchemy
+  compiles each once), each event serialized once: an asset's row in the index is updated, and
+  inserted only when it is not there yet (Dagster tries the insert first and updates when it
+  fails), and a check's execution row is updated, or inserted when no planned row is there, as
+  Dagster does. Building a statement per row cost more than the rows' writing: about 1.2 ms
+  CPU an event, ~28 events an hour of a backfill.
 
 The files are the ones Dagster's own storage reads (the UI, the daemon): only the writing is
 different. :func:`pipeline_instance` uses it where the home's instance has the default SQLite
@@ -45,6 +51,7 @@ import sqlalchemy.exc as db_exc
 import yaml
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.events import (
     ASSET_CHECK_EVENTS,
     ASSET_EVENTS,
@@ -55,7 +62,13 @@ from dagster._core.events import (
     generate_event_batch_id,
 )
 from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    AssetKeyTable,
+    SqlEventLogStorageMetadata,
+    SqlEventLogStorageTable,
+)
 from dagster._core.storage.event_log.sqlite import sqlite_event_log
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
@@ -65,9 +78,9 @@ from dagster._core.storage.local_compute_log_manager import LocalComputeLogManag
 from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.sql import get_alembic_config, safe_commit
-from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._serdes import ConfigurableClassData
-from sqlalchemy import create_engine, text
+from dagster_shared.serdes import serialize_value
+from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
@@ -82,6 +95,27 @@ BATCHED = BATCH_WRITABLE_EVENTS - {DagsterEventType.ASSET_FAILED_TO_MATERIALIZE}
 KEPT_ENGINES = 16
 # Events Dagster buffers before a batch write (the batch also ends with its output or run).
 EVENT_BATCH_SIZE = "1000"
+
+# Statements built once; each execution gives the row's values (the WHERE's as "where_<column>").
+_INSERT_EVENT = SqlEventLogStorageTable.insert()
+_INSERT_ASSET_KEY = AssetKeyTable.insert()
+_UPDATE_ASSET_KEY = AssetKeyTable.update().where(
+    AssetKeyTable.c.asset_key == bindparam("where_asset_key")
+)
+_INSERT_CHECK = AssetCheckExecutionsTable.insert()
+_CHECK = AssetCheckExecutionsTable.c
+_CHECK_ROW = (
+    (_CHECK.asset_key == bindparam("where_asset_key"))
+    & (_CHECK.check_name == bindparam("where_check_name"))
+    & (_CHECK.run_id == bindparam("where_run_id"))
+)
+# The planned row of a check of one partition, or of an unpartitioned check (partition NULL).
+_UPDATE_CHECK = {
+    True: AssetCheckExecutionsTable.update().where(
+        _CHECK_ROW & (_CHECK.partition == bindparam("where_partition"))
+    ),
+    False: AssetCheckExecutionsTable.update().where(_CHECK_ROW & _CHECK.partition.is_(None)),
+}
 
 
 class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
@@ -183,26 +217,97 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         ):
             super().store_event_batch(events)
             return
-        statements = [self.prepare_insert_event(event) for event in events]
+        rows = [self._event_to_row(event) for event in events]  # each serialized once
         with self.run_connection(events[0].run_id) as conn:
-            for statement in statements:
-                conn.execute(statement)
+            conn.execute(_INSERT_EVENT, rows)
         indexed = [
-            (event, statement)
-            for event, statement in zip(events, statements, strict=True)
+            (event, row)
+            for event, row in zip(events, rows, strict=True)
             if event.dagster_event_type in ASSET_EVENTS | ASSET_CHECK_EVENTS
         ]
         if not indexed:
             return
         with self.index_transaction() as conn:
-            for event, statement in indexed:
-                with db_result(conn, statement) as result:
-                    event_id = result.inserted_primary_key[0]
+            for event, row in indexed:
+                inserted = conn.execute(_INSERT_EVENT, row).inserted_primary_key
+                assert inserted is not None  # an insert into a table with a primary key
+                event_id = inserted[0]
                 if event.dagster_event_type in ASSET_EVENTS:
                     self._store_asset_event_tags(conn, [event], [event_id])
                     self._store_asset_event(conn, event, event_id)
+                elif (
+                    event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION
+                    and event.run_id
+                ):
+                    self._store_check_evaluation(conn, event, event_id, row["event"])
                 else:  # the check's execution row, in this transaction (see _connect)
                     self.store_asset_check_event(event, event_id)
+
+    def _store_asset_event(self, conn: Connection, event: EventLogEntry, event_id: int) -> None:
+        """The asset's row of the index (its last materialization, run and time), as Dagster's
+        storage writes it: the same values (Dagster's own), updated, or inserted when the
+        asset has no row yet."""
+        dagster_event = event.dagster_event
+        if dagster_event is None or dagster_event.asset_key is None:
+            return
+        values = self._get_asset_entry_values(
+            event, event_id, self._has_asset_key_index_cols_on_connection(conn)
+        )
+        if not values:
+            return
+        key = dagster_event.asset_key.to_string()
+        if conn.execute(_UPDATE_ASSET_KEY, {"where_asset_key": key, **values}).rowcount == 0:
+            conn.execute(_INSERT_ASSET_KEY, {"asset_key": key, **values})
+
+    def _update_asset_check_evaluation(self, event: EventLogEntry, event_id: int | None) -> None:
+        with self.index_connection() as conn:
+            self._store_check_evaluation(conn, event, event_id, serialize_value(event))
+
+    def _store_check_evaluation(
+        self, conn: Connection, event: EventLogEntry, event_id: int | None, serialized: str
+    ) -> None:
+        """A check evaluation of a run (``serialized``: the event as stored) on its execution
+        row, as Dagster's storage writes it: the row its planned event made, updated, or a new
+        one when there is none (a step that planned nothing)."""
+        evaluation = event.get_dagster_event().event_specific_data
+        assert isinstance(evaluation, dg.AssetCheckEvaluation)
+        target = evaluation.target_materialization_data
+        values = {
+            "execution_status": (
+                AssetCheckExecutionRecordStatus.SUCCEEDED.value
+                if evaluation.passed
+                else AssetCheckExecutionRecordStatus.FAILED.value
+            ),
+            "evaluation_event": serialized,
+            "evaluation_event_timestamp": self._event_insert_timestamp(event),
+            "evaluation_event_storage_id": event_id,
+            "materialization_event_storage_id": target.storage_id if target else None,
+            "partition": evaluation.partition,
+        }
+        where: dict[str, Any] = {
+            "where_asset_key": evaluation.asset_key.to_string(),
+            "where_check_name": evaluation.check_name,
+            "where_run_id": event.run_id,
+        }
+        partitioned = evaluation.partition is not None
+        if partitioned:
+            where["where_partition"] = evaluation.partition
+        updated = conn.execute(_UPDATE_CHECK[partitioned], {**where, **values}).rowcount
+        if updated == 0:
+            conn.execute(
+                _INSERT_CHECK,
+                {
+                    "asset_key": where["where_asset_key"],
+                    "check_name": evaluation.check_name,
+                    "run_id": event.run_id,
+                    **values,
+                },
+            )
+        elif updated > 1:
+            raise DagsterInvariantViolationError(
+                f"Updated {updated} rows for asset check evaluation "
+                f"{evaluation.asset_check_key} as a result of duplicate AssetCheckPlanned events."
+            )
 
     def dispose(self) -> None:
         for engine in self._engines.values():
