@@ -18,6 +18,7 @@ from refrig_assets.core.contracts import load_contract
 RISING, STABLE, FALLING, UNKNOWN = "rising", "stable", "falling", "unknown"
 # The model_scores columns the status reads (:func:`window_scores`).
 SCORE_COLUMNS = ["device_id", "window_start", "window_end", "anomaly_score"]
+NAT = np.iinfo(np.int64).min  # NaT as an integer stamp
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,43 @@ class TrendSettings:
 
 
 def window_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """Highest score of any model per device and window (model_scores rows in)."""
+    """Highest score of any model per device and window (model_scores rows in), in device and
+    window-start order; rows without a device or a window start are left out."""
     if scores.empty:
         return pd.DataFrame(columns=["device_id", "window_start", "window_end", "score"])
-    # The grouping's keys come sorted (device, then window start): no second sort needed.
-    return scores.groupby(["device_id", "window_start"], as_index=False).agg(
-        window_end=("window_end", "max"), score=("anomaly_score", "max")
+    # Sorted codes of the keys and one sort, not a pandas grouping on the ids (hashing a
+    # million id strings per grouping was most of the status step at 100K devices).
+    device, ids = pd.factorize(scores["device_id"], sort=True)
+    start, end = scores["window_start"], scores["window_end"]
+    start_ns, end_ns = _stamps(start), _stamps(end)
+    rows = np.flatnonzero((device >= 0) & (start_ns != NAT))
+    if not len(rows):
+        return pd.DataFrame(columns=["device_id", "window_start", "window_end", "score"])
+    # Last in each window: its latest end (NaT sorts first, so a known end wins, as max skips it).
+    rows = rows[np.lexsort((end_ns[rows], start_ns[rows], device[rows]))]
+    device, start_ns = device[rows], start_ns[rows]
+    opens = np.r_[True, (device[1:] != device[:-1]) | (start_ns[1:] != start_ns[:-1])]
+    first = np.flatnonzero(opens)
+    last = np.r_[first[1:], len(rows)] - 1
+    score = np.fmax.reduceat(scores["anomaly_score"].to_numpy(dtype=float)[rows], first)
+    return pd.DataFrame(
+        {
+            "device_id": ids.to_numpy()[device[first]],
+            "window_start": start.iloc[rows[first]].reset_index(drop=True),
+            "window_end": end.iloc[rows[last]].reset_index(drop=True),
+            "score": score,
+        }
     )
 
 
+def _stamps(column: pd.Series) -> np.ndarray:
+    """Integer stamps of a timestamp column, in its own unit (NaT: the smallest integer)."""
+    return pd.DatetimeIndex(column).asi8
+
+
 def score_trends(windows: pd.DataFrame, settings: TrendSettings) -> pd.DataFrame:
-    """Per device: latest window end and score, slope per hour and trend of the last windows."""
+    """Per device: latest window end and score, slope per hour and trend of the last windows
+    (``windows``: :func:`window_scores` rows, each device's in window order)."""
     columns = [
         "device_id",
         "latest_window_end",
@@ -61,30 +88,33 @@ def score_trends(windows: pd.DataFrame, settings: TrendSettings) -> pd.DataFrame
     ]
     if windows.empty:
         return pd.DataFrame(columns=columns)
-    recent = windows.groupby("device_id", sort=False).tail(settings.windows)
+    # Groupings on integer codes of the ids, in the order the devices come (as sort=False).
+    code, ids = pd.factorize(windows["device_id"], sort=False)
+    from_end = pd.Series(code).groupby(code, sort=False).cumcount(ascending=False).to_numpy()
+    recent = windows[from_end < settings.windows]
+    code = code[from_end < settings.windows]
     end = pd.to_datetime(recent["window_end"], utc=True)
-    latest_end = end.groupby(recent["device_id"]).transform("max")
+    latest_end = end.groupby(code).transform("max")
     x = ((end - latest_end).dt.total_seconds() / 3600.0).to_numpy()
     y = recent["score"].to_numpy(dtype=float)
     sums = (
-        pd.DataFrame(
-            {
-                "device_id": recent["device_id"].to_numpy(),
-                "n": 1.0,
-                "x": x,
-                "y": y,
-                "xx": x * x,
-                "xy": x * y,
-            }
-        )
-        .groupby("device_id", sort=False)
+        pd.DataFrame({"device": code, "n": 1.0, "x": x, "y": y, "xx": x * x, "xy": x * y})
+        .groupby("device", sort=False)
         .sum()
     )
+    sums.index = pd.Index(ids.to_numpy()[sums.index.to_numpy()], name="device_id")
+    last = windows[from_end == 0].set_index("device_id")
+    return trends_of(sums, last, settings)[columns]
+
+
+def trends_of(sums: pd.DataFrame, last: pd.DataFrame, settings: TrendSettings) -> pd.DataFrame:
+    """The trend rows from each device's sums over its recent windows (``sums``: n, x, y, xx,
+    xy per device id, x in hours before its latest end) and its last window (``last``, by
+    device id: window_end and score); the ids in the order of ``sums``."""
     denominator = sums["n"] * sums["xx"] - sums["x"] ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = (sums["n"] * sums["xy"] - sums["x"] * sums["y"]) / denominator
     slope = slope.where(denominator > 0)
-    last = recent.groupby("device_id", sort=False).tail(1).set_index("device_id")
     out = pd.DataFrame(
         {
             "latest_window_end": pd.to_datetime(last["window_end"], utc=True),
@@ -104,7 +134,7 @@ def score_trends(windows: pd.DataFrame, settings: TrendSettings) -> pd.DataFrame
         STABLE,
     )
     out.loc[~enough, "trend_slope_per_hour"] = np.nan
-    return out.rename_axis("device_id").reset_index()[columns]
+    return out.rename_axis("device_id").reset_index()
 
 
 def device_status(
