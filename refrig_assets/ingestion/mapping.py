@@ -45,20 +45,26 @@ import re
 import shutil
 import tempfile
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from refrig_assets.core.config import Section, load_config
 from refrig_assets.core.contracts import Contract, load_contract
 from refrig_assets.core.duck import connect, sql_str
 from refrig_assets.core.storage import durable_replace
+from refrig_assets.engines.memory import hold_to_budget, load_memory_budget
 from refrig_assets.ingestion.landing.readers import UTF16_MARKS, open_file, text_limits
+from refrig_assets.ingestion.settings import load_ingestion_settings
 
 LAYOUTS = ("wide", "long")
 QUARANTINE_COLUMNS = ["source_file", "row", "column", "rule", "value", "message", "device_id", "ts"]
@@ -923,6 +929,93 @@ def read_source(path: Path, mapping: Mapping) -> Source:
     every raw value can be quoted in the quarantine. A CSV line that cannot be a row is
     quarantined (``malformed_row``, ``not_utf8``) with its line number and text, as the
     landing reader does, instead of failing the whole file."""
+    (whole,) = read_source_chunks(path, mapping, None)
+    return whole
+
+
+def read_source_chunks(path: Path, mapping: Mapping, chunk_rows: int | None) -> Iterator[Source]:
+    """:func:`read_source` in parts of about ``chunk_rows`` rows (None: one part), so that a
+    large export is never held whole as Python objects: the file is read into a DuckDB
+    database on disk (held to the memory budget of config/performance.yaml), and each part holds every row of its devices (a device's rows are
+    never split: its repeated autumn hour and its copies are told from all of them), in file
+    order, with the lines that are no rows in the first part. A source without a device column
+    (one device per file), in the long layout (a part would not know every sensor of the file)
+    or with ``normalize`` (a rewrite must not collide with any id of the file) is one part."""
+    with _readable(path) as read, tempfile.TemporaryDirectory(prefix="refrig-import-") as tmp:
+        con = duckdb.connect(str(Path(tmp) / "source.duckdb"))
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            hold_to_budget(con, load_memory_budget(), Path(tmp) / "spill")
+            rows, rejected = _load_source(con, read, path, mapping)
+            device = mapping.device_column
+            columns = [r[0] for r in con.execute("DESCRIBE source_rows").fetchall()]
+            if (
+                device is None
+                or chunk_rows is None
+                or len(rows) <= chunk_rows
+                or mapping.layout != "wide"
+                or mapping.device_normalize
+                or device not in columns
+            ):
+                frame = con.execute("SELECT * FROM source_rows ORDER BY rowid").df()
+                yield Source(frame, rows, rejected)
+                return
+            yield from _device_parts(con, rows, rejected, device, chunk_rows)
+        finally:
+            con.close()
+
+
+def _device_parts(
+    con: duckdb.DuckDBPyConnection,
+    rows: np.ndarray,
+    rejected: pd.DataFrame,
+    device: str,
+    chunk_rows: int,
+) -> Iterator[Source]:
+    """The parts of table ``source_rows`` (see :func:`read_source_chunks`): whole devices of
+    column ``device``, cut where the running count of rows crosses a multiple of
+    ``chunk_rows``, each in file order."""
+
+    def key(alias: str) -> str:  # the device id as convert_frame strips it
+        return f"trim(CAST({alias}{_ident(device)} AS VARCHAR), {sql_str(_STRIPPED)})"
+
+    cut = (
+        "CAST(floor((sum(n) OVER (ORDER BY key ROWS UNBOUNDED PRECEDING) - n) / "
+        f"{int(chunk_rows)}) AS BIGINT)"
+    )
+    con.execute(
+        "CREATE TABLE source_chunks AS SELECT key, dense_rank() OVER (ORDER BY cut) - 1 "
+        f"AS chunk FROM (SELECT key, {cut} AS cut FROM "
+        f"(SELECT {key('')} AS key, count(*) AS n FROM source_rows GROUP BY 1))"
+    )
+    # the rows in part order, so that a part's read skips the others' row groups
+    con.execute(
+        "CREATE TABLE source_parts AS SELECT c.chunk AS __part, s.rowid AS __place, s.* "
+        f"FROM source_rows s JOIN source_chunks c ON c.key IS NOT DISTINCT FROM {key('s.')} "
+        "ORDER BY __part, __place"
+    )
+    con.execute("DROP TABLE source_rows")
+    (parts,) = con.execute("SELECT max(chunk) + 1 FROM source_chunks").fetchall()[0]
+    for k in range(int(parts)):
+        frame = con.execute(
+            f"SELECT * EXCLUDE (__part) FROM source_parts WHERE __part = {k} ORDER BY __place"
+        ).df()
+        places = frame.pop("__place").to_numpy(dtype="int64")
+        yield Source(frame, rows[places], rejected if k == 0 else _no_rows())
+
+
+# The characters Python's str.strip() takes off a device id, as DuckDB's trim() is told them.
+_STRIPPED = " \t\n\r\x0b\x0c"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[Path]:
+    """The file DuckDB reads for the source ``path``: itself, or its text decompressed (or
+    re-encoded from UTF-16) into a temporary file for as long as the context lasts."""
     name = path.name.lower()
     if path.stat().st_size == 0:
         raise MappingError(f"{path}: file is empty (0 bytes)")
@@ -942,7 +1035,8 @@ def read_source(path: Path, mapping: Mapping) -> Source:
     # UTF-16 text (spreadsheet "Unicode text" exports) is re-encoded as UTF-8.
     utf16 = not name.endswith(".parquet") and start[:2] in UTF16_MARKS
     if opener is None and not utf16:
-        return _read_source_as(path, path, mapping)
+        yield path
+        return
     with tempfile.TemporaryDirectory(prefix="refrig-import-") as tmp:
         plain = Path(tmp) / "source.csv"
         try:
@@ -957,36 +1051,38 @@ def read_source(path: Path, mapping: Mapping) -> Source:
             raise MappingError(f"{path}: starts as UTF-16 but cannot be decoded: {exc}") from None
         except (OSError, EOFError, lzma.LZMAError) as exc:
             raise MappingError(f"{path}: cannot be decompressed: {exc}") from None
-        return _read_source_as(plain, path, mapping)
+        yield plain
 
 
-def _read_source_as(read: Path, path: Path, mapping: Mapping) -> Source:
-    """:func:`read_source` of the file at ``read``, named ``path`` in the quarantine."""
-    con = connect()
-    try:
-        p = sql_str(str(read))
-        if path.name.lower().endswith(".parquet"):
-            frame = con.execute(f"SELECT * FROM read_parquet({p})").df()
-            return Source(frame, np.arange(len(frame), dtype="int64"), _no_rows())
-        options = (
-            "all_varchar = true, header = true, ignore_errors = true, store_rejects = true, "
-            "rejects_table = 'source_rejects', rejects_scan = 'source_scan'"
-        )
-        if mapping.csv_delimiter:
-            options += f", delim = {sql_str(mapping.csv_delimiter)}"
-        if mapping.csv_skip_lines:
-            options += f", skip = {mapping.csv_skip_lines}"
-        frame = con.execute(f"SELECT * FROM read_csv({p}, {options})").df()
-        lines = con.execute(
-            "SELECT line, arg_min(error_type, column_idx), any_value(csv_line), "
-            "arg_min(error_message, column_idx) FROM source_rejects GROUP BY line ORDER BY line"
-        ).fetchall()
-    finally:
-        con.close()
+def _load_source(
+    con: duckdb.DuckDBPyConnection, read: Path, path: Path, mapping: Mapping
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """The rows of the file at ``read`` (named ``path`` in the quarantine) as table
+    ``source_rows`` of ``con``, in file order (``rowid``); each one's 0-based data row, and
+    the lines that are no rows as quarantine rows."""
+    p = sql_str(str(read))
+    if path.name.lower().endswith(".parquet"):
+        con.execute(f"CREATE TABLE source_rows AS SELECT * FROM read_parquet({p})")
+        (n,) = con.execute("SELECT count(*) FROM source_rows").fetchall()[0]
+        return np.arange(n, dtype="int64"), _no_rows()
+    options = (
+        "all_varchar = true, header = true, ignore_errors = true, store_rejects = true, "
+        "rejects_table = 'source_rejects', rejects_scan = 'source_scan'"
+    )
+    if mapping.csv_delimiter:
+        options += f", delim = {sql_str(mapping.csv_delimiter)}"
+    if mapping.csv_skip_lines:
+        options += f", skip = {mapping.csv_skip_lines}"
+    con.execute(f"CREATE TABLE source_rows AS SELECT * FROM read_csv({p}, {options})")
+    (n,) = con.execute("SELECT count(*) FROM source_rows").fetchall()[0]
+    lines = con.execute(
+        "SELECT line, arg_min(error_type, column_idx), any_value(csv_line), "
+        "arg_min(error_message, column_idx) FROM source_rejects GROUP BY line ORDER BY line"
+    ).fetchall()
     # DuckDB numbers the file's lines from 1, the skipped ones and the header included.
     first = mapping.csv_skip_lines + 2
     bad = np.array([line - first for line, *_ in lines], dtype="int64")
-    rows = np.setdiff1d(np.arange(len(frame) + len(bad), dtype="int64"), bad)
+    rows = np.setdiff1d(np.arange(n + len(bad), dtype="int64"), bad)
     rejected = [
         _quarantine(
             str(path),
@@ -1003,7 +1099,7 @@ def _read_source_as(read: Path, path: Path, mapping: Mapping) -> Source:
         )
         for line, kind, text, message in lines
     ]
-    return Source(frame, rows, pd.concat(rejected, ignore_index=True) if rejected else _no_rows())
+    return rows, pd.concat(rejected, ignore_index=True) if rejected else _no_rows()
 
 
 def _no_rows() -> pd.DataFrame:
@@ -1086,21 +1182,22 @@ def import_file(
     source = Path(source)
     name = name or import_name(source)
     rows_name = f"{name}+{import_name(source)}" if merge else name
-    raw = read_source(source, mapping)
-    converted = convert_frame(raw.frame, mapping, str(source), contract, rows=raw.rows)
-    if len(raw.rejected):
-        converted.quarantine = pd.concat(
-            [raw.rejected, converted.quarantine], ignore_index=True
-        ).sort_values("row", kind="stable", ignore_index=True)
-        converted.source_rows += len(raw.rejected)
-    readings = converted.readings.sort_values(["ts", "device_id"], kind="stable")
     files: list[str] = []
     base = Path(landing_dir) / "imports" / name
     clashes: dict[str, int] = {}
     con = connect()
+    spooled = _Spool()
     try:
-        hours = readings["ts"].dt.floor("h")
-        for i, (hour, part) in enumerate(readings.groupby(hours, sort=True)):
+        for raw in read_source_chunks(source, mapping, load_ingestion_settings().import_chunk_rows):
+            part_of = convert_frame(raw.frame, mapping, str(source), contract, rows=raw.rows)
+            if len(raw.rejected):
+                part_of.quarantine = pd.concat(
+                    [raw.rejected, part_of.quarantine], ignore_index=True
+                ).sort_values("row", kind="stable", ignore_index=True)
+                part_of.source_rows += len(raw.rejected)
+            spooled.add(part_of, contract)
+        converted = spooled.converted()
+        for i, (hour, part) in enumerate(spooled.hours()):
             final = base / f"{hour:%Y-%m-%d}" / f"readings_{hour:%Y%m%dT%H}.parquet"
             final.parent.mkdir(parents=True, exist_ok=True)
             if merge and final.exists():
@@ -1121,6 +1218,7 @@ def import_file(
             files.append(str(final))
     finally:
         con.close()
+        spooled.close()
     labels_path = None
     if converted.labels is not None and labels_dir is not None:
         labels_path = Path(labels_dir) / f"{rows_name}.parquet"
@@ -1155,19 +1253,101 @@ def import_file(
         source=str(source),
         name=name,
         source_rows=converted.source_rows,
-        readings=len(readings),
+        readings=spooled.readings,
         files=files,
         quarantined=counts,
         quarantine_path=quarantine_path,
-        first_ts=readings["ts"].min() if len(readings) else None,
-        last_ts=readings["ts"].max() if len(readings) else None,
-        devices=int(readings["device_id"].nunique()),
-        out_of_range=out_of_range(readings, contract),
-        case_variants=case_variants(readings["device_id"]),
+        first_ts=spooled.first_ts,
+        last_ts=spooled.last_ts,
+        devices=len(spooled.devices),
+        out_of_range=spooled.out_of_range,
+        case_variants=case_variants(pd.Series(sorted(spooled.devices), dtype=object)),
         removed_hours=removed,
         replaced_source=replaced,
         labels_path=labels_path,
     )
+
+
+class _Spool:
+    """The converted parts of one source (:func:`read_source_chunks`): their readings spooled
+    to a temporary file per part, one row group per hour, and what the import reports of them.
+    A source read in one part gives what converting it whole gives; parts hold whole devices,
+    so an hour's readings put together and sorted by time and device are in the order the
+    whole source gives them."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="refrig-import-spool-")
+        self._groups: dict[pd.Timestamp, list[tuple[Path, int]]] = {}
+        self._converted: list[Converted] = []
+        self.readings = 0
+        self.first_ts: pd.Timestamp | None = None
+        self.last_ts: pd.Timestamp | None = None
+        self.devices: set[str] = set()
+        self.out_of_range: dict[str, dict[str, int]] = {}
+
+    def add(self, part: Converted, contract: Contract) -> None:
+        """Spool one part's readings per hour; keep its quarantine, labels and counts."""
+        readings = part.readings
+        path = Path(self._dir.name) / f"part-{len(self._converted)}.parquet"
+        writer: pq.ParquetWriter | None = None
+        try:
+            for group, (hour, rows) in enumerate(
+                readings.groupby(readings["ts"].dt.floor("h"), sort=True)
+            ):
+                table = pa.Table.from_pandas(rows, preserve_index=False)
+                writer = writer or pq.ParquetWriter(path, table.schema)
+                writer.write_table(table, row_group_size=max(len(rows), 1))
+                self._groups.setdefault(hour, []).append((path, group))
+        finally:
+            if writer is not None:
+                writer.close()
+        if len(readings):
+            first, last = readings["ts"].min(), readings["ts"].max()
+            self.first_ts = first if self.first_ts is None else min(self.first_ts, first)
+            self.last_ts = last if self.last_ts is None else max(self.last_ts, last)
+        self.readings += len(readings)
+        self.devices.update(readings["device_id"].dropna().astype(str).unique())
+        for column, n in out_of_range(readings, contract).items():
+            held = self.out_of_range.setdefault(column, {"outside": 0, "values": 0})
+            held["outside"] += n["outside"]
+            held["values"] += n["values"]
+        self._converted.append(
+            Converted(readings.iloc[:0], part.quarantine, part.source_rows, part.labels)
+        )
+
+    def converted(self) -> Converted:
+        """The parts' quarantine (a file note once), source rows and labels as one source's."""
+        parts = self._converted
+        if len(parts) == 1:
+            return parts[0]
+        quarantine = pd.concat([p.quarantine for p in parts], ignore_index=True)
+        notes = quarantine["row"].eq(-1)
+        again = notes & quarantine.astype(str).duplicated(keep="first")
+        quarantine = quarantine[~again].sort_values("row", kind="stable", ignore_index=True)
+        labels = [p.labels for p in parts if p.labels is not None]
+        joined = (
+            pd.concat(labels, ignore_index=True).sort_values(["device_id", "ts"], ignore_index=True)
+            if labels
+            else None
+        )
+        rows = sum(p.source_rows for p in parts)
+        return Converted(parts[0].readings, quarantine, rows, joined)
+
+    def hours(self) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
+        """Each hour's readings, in hour order, sorted by time and device (copies of a
+        reading in file order)."""
+        files: dict[Path, pq.ParquetFile] = {}
+        for hour in sorted(self._groups):
+            tables = []
+            for path, group in self._groups[hour]:
+                if path not in files:
+                    files[path] = pq.ParquetFile(path)
+                tables.append(files[path].read_row_group(group))
+            rows = pa.concat_tables(tables).to_pandas()
+            yield hour, rows.sort_values(["ts", "device_id"], kind="stable")
+
+    def close(self) -> None:
+        self._dir.cleanup()
 
 
 def merge_readings(

@@ -17,10 +17,13 @@ class IngestionSettings:
     authoritative: bool
     # Name endings of uploads in progress, skipped until renamed.
     in_progress_suffixes: tuple[str, ...]
+    # `refrig import`: the rows of a source converted at a time (whole devices per part).
+    import_chunk_rows: int
 
 
 def load_ingestion_settings() -> IngestionSettings:
-    """The ``landing:`` policy of config/ingestion.yaml; errors name the file and the key."""
+    """The ``landing:`` and ``import:`` policy of config/ingestion.yaml; errors name the file
+    and the key."""
     config = load_config("ingestion")
     landing = config.section("landing")
     suffixes = landing.value("in_progress_suffixes")
@@ -30,4 +33,7 @@ def load_ingestion_settings() -> IngestionSettings:
         path=config.path,
         authoritative=landing.flag("authoritative"),
         in_progress_suffixes=tuple(s.lower() for s in suffixes),
+        import_chunk_rows=int(
+            config.section("import").number("chunk_rows", minimum=1, integer=True)
+        ),
     )
