@@ -36,10 +36,11 @@ def from_signatures(table: SignatureTable) -> CauseTable:
     rules: dict[str, str] = {}
     for s in table:
         for rule in s.streaming_rules:
-            rules.setdefault(rule, s.name)
+            rules.setdefault(rule, s.cause)
+    # A signature naming another's cause has its kind and severity (load_signatures checks).
     return CauseTable(
-        kinds={s.name: s.kind for s in table},
-        severities={s.name: s.severity for s in table},
+        kinds={s.cause: s.kind for s in table},
+        severities={s.cause: s.severity for s in table},
         rules=rules,
     )
 

@@ -28,7 +28,14 @@ import pyarrow.parquet as pq
 
 from refrig_assets.core.contracts import load_contract
 from refrig_assets.incidents import baselines as bl
-from refrig_assets.incidents.causes_store import CauseStore, epoch_ns, quality_bits
+from refrig_assets.incidents import stops
+from refrig_assets.incidents.causes_store import (
+    STOP_COLUMNS,
+    CauseStore,
+    epoch_ns,
+    quality_bits,
+    uses_stops,
+)
 from refrig_assets.incidents.signatures import (
     UNKNOWN,
     Condition,
@@ -51,7 +58,7 @@ OUTPUT_COLUMNS = [
 LEVELS = {2: "device", 1: "cohort", 0: "fleet", -1: None}
 # Windows per batch when the hour's available required features are looked for.
 REQUIREMENT_BATCH_ROWS = 65_536
-DERIVED_UNITS = {"hours_since_defrost": "h", bl.DEFROST_INTERVAL: "h"}
+DERIVED_UNITS = {"hours_since_defrost": "h", bl.DEFROST_INTERVAL: "h", stops.STOPPED: "min"}
 
 
 @cache
@@ -354,6 +361,9 @@ def _evaluate(
         result = _Evaluated(cond, nan, nan, nan, held, strength, out.level, n)
         result.evaluated = np.any([m.evaluated for m in members], axis=0)
         result.held = held
+        # Its strength is its strongest member's (the NaN value of the group itself would
+        # leave it 0).
+        result.strength = np.where(held, strength, 0.0)
         result.members = members
         return result
     if cond.reference == "flags":
@@ -484,6 +494,8 @@ def diagnosis_columns(table: SignatureTable, names: list[str]) -> list[str]:
     the signatures of ``table``: reading only these diagnoses every window as the whole file
     does."""
     used = {*_FRAME_COLUMNS, bl.DEFROST_MINUTES, *(f for sig in table for f in sig.features)}
+    if uses_stops(table):
+        used |= set(STOP_COLUMNS)
     return [c for c in names if c in used]
 
 
@@ -639,7 +651,7 @@ def diagnose_windows(
         if not match.any():
             continue
         rows = np.flatnonzero(match)
-        found.cause[rows], found.kind[rows] = sig.name, sig.kind
+        found.cause[rows], found.kind[rows] = sig.cause, sig.kind
         found.standalone[rows] = sig.standalone
         strength = np.vstack([r.strength for r in results]).sum(axis=0) / len(results)
         found.confidence[rows] = np.clip(strength[rows], 0.0, 1.0)
@@ -763,6 +775,9 @@ class HourDiagnosis:
         self.available = self._hour_requirements()
         self._before: pd.Series | None = None
         self._states: list[pd.DataFrame] = []
+        # The compressor stop state of the hour before and each shard's after it.
+        self._stops_before: pd.DataFrame | None = None
+        self._stop_states: list[pd.DataFrame] = []
         # The registry's cohorts, read once for all shards (None: not read yet).
         self._cohorts: tuple[pd.Series | None] | None = None
         # The hour before's windows persistence tests look back at, read once for all shards.
@@ -802,7 +817,7 @@ class HourDiagnosis:
 
     def __call__(self, features: pd.DataFrame) -> pd.DataFrame:
         """The diagnosis of one shard's windows (device_features rows)."""
-        from refrig_assets.incidents.causes_store import derive_defrost, with_cohorts
+        from refrig_assets.incidents.causes_store import derive_defrost, with_cohorts, with_stops
 
         frame = features
         if "cohort" not in frame:
@@ -814,6 +829,11 @@ class HourDiagnosis:
                 self._before = self.store.state_before(self.key, self.table)
             frame, state = derive_defrost(frame, self._before)
             self._states.append(state)
+        if uses_stops(self.table) and stops.DUTY in frame and not frame.empty:
+            if self._stops_before is None:
+                self._stops_before = self.store.stops_before(self.key, self.table)
+            frame, after = with_stops(frame, self._stops_before, self.table)
+            self._stop_states.append(after)
         indexed = self.store.indexed(self.baselines)
         if self._earlier is None:
             self._earlier = (earlier_windows(self.store, self.key, self.table),)
@@ -823,6 +843,9 @@ class HourDiagnosis:
         return diagnose(frame, self.baselines, self.table, self.available, indexed, earlier=earlier)
 
     def finish(self) -> None:
-        """Store the defrost state after the hour (nothing when no shard had windows)."""
+        """Store the defrost and stop states after the hour (nothing when no shard had
+        windows)."""
         if self._states and self._before is not None:
             self.store.write_state(self.key, self._states, self._before)
+        if self._stop_states and self._stops_before is not None:
+            self.store.write_stops(self.key, self._stop_states, self._stops_before)

@@ -8,6 +8,9 @@
 * ``cause_state/<hour>.parquet``: per device, the end of the last window with a defrost (or
   when observation began) after that hour; the next hour continues from it instead of
   re-reading a day of features.
+* ``cause_stops/<hour>.parquet``: per device, the compressor stop running at the end of that
+  hour and the longest stop ended before it (:mod:`refrig_assets.incidents.stops`), where the
+  signature table reads the stop features.
 
 Both are derived data: deleting them costs one rebuild, never a result.
 """
@@ -30,10 +33,12 @@ from refrig_assets.core.storage import (
     read_parquet_table,
 )
 from refrig_assets.incidents import baselines as bl
+from refrig_assets.incidents import stops
 from refrig_assets.incidents.signatures import SignatureTable
 
 BASELINES = "cause_baselines"
 STATE = "cause_state"
+STOPS = "cause_stops"
 FEATURES = "device_features"
 HOUR = pd.Timedelta(hours=1)
 
@@ -186,13 +191,38 @@ class CauseStore:
     ) -> pd.DataFrame:
         """``features`` with ``hours_since_defrost``: hours from the end of the device's last
         window with any defrost (defrost_minutes > 0) (or from when observation began, at most
-        ``derived.defrost.lookback_hours`` back) to the end of each window."""
-        if bl.DEFROST_MINUTES not in features or features.empty:
-            return features
-        before = self.state_before(partition_key, table)
-        frame, state = derive_defrost(features, before)
-        self.write_state(partition_key, [state], before)
+        ``derived.defrost.lookback_hours`` back) to the end of each window; and, where the
+        table reads them, the compressor stop features (:func:`with_stops`)."""
+        frame = features
+        if bl.DEFROST_MINUTES in frame and not frame.empty:
+            before = self.state_before(partition_key, table)
+            frame, state = derive_defrost(frame, before)
+            self.write_state(partition_key, [state], before)
+        if uses_stops(table) and stops.DUTY in frame and not frame.empty:
+            previous = self.stops_before(partition_key, table)
+            frame, after = with_stops(frame, previous, table)
+            self.write_stops(partition_key, [after], previous)
         return frame
+
+    def stops_before(self, partition_key: str, table: SignatureTable) -> pd.DataFrame:
+        """The stop state after the hour before (:mod:`refrig_assets.incidents.stops`): the
+        stored one, else followed from ``derived.stops.lookback_hours`` of feature history."""
+        hour = hour_of(partition_key)
+        prev = self.store.root / STOPS / f"{stem_of(hour - HOUR)}.parquet"
+        if prev.exists():
+            return pd.read_parquet(prev)
+        stems = self._history_stems(hour, table.derived["stops"]["lookback_hours"])
+        history = self._read_features(stems, list(STOP_COLUMNS))
+        if history.empty or stops.DUTY not in history:
+            return stops.empty_state()
+        return with_stops(history, stops.empty_state(), table)[1]
+
+    def write_stops(
+        self, partition_key: str, states: list[pd.DataFrame], before: pd.DataFrame
+    ) -> None:
+        """Store the stop state after the hour: ``states`` (of :func:`with_stops`, disjoint
+        devices) and, for devices absent this hour, their state before it."""
+        self.store.write(STOPS, stem_of(hour_of(partition_key)), stops.merge_states(states, before))
 
     def state_before(self, partition_key: str, table: SignatureTable) -> pd.Series:
         """Per device, the last defrost end (or observation start) before the hour."""
@@ -248,6 +278,56 @@ def with_cohorts(features: pd.DataFrame, cohorts: pd.Series | None) -> pd.DataFr
         return features.assign(cohort="unknown")
     cohort = features["device_id"].map(cohorts)
     return features.assign(cohort=cohort.fillna("unknown").to_numpy())
+
+
+# The device_features columns the stop features follow.
+STOP_COLUMNS = (
+    "device_id",
+    "window_start",
+    "window_end",
+    stops.DUTY,
+    stops.IDLE_STREAK,
+    bl.DEFROST_MINUTES,
+    "reading_count",
+    "sensor_completeness",
+)
+
+
+def uses_stops(table: SignatureTable) -> bool:
+    """Whether the table's conditions read the compressor stop features (and it has their
+    ``derived.stops`` settings)."""
+    features = {f for sig in table for f in sig.features}
+    return "stops" in table.derived and bool({stops.STOPPED, stops.OVER_LONGEST} & features)
+
+
+def with_stops(
+    features: pd.DataFrame, before: pd.DataFrame, table: SignatureTable
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``features`` (with ``duty_cycle``) with the compressor stop features
+    (:func:`~refrig_assets.incidents.stops.derive_stops`), and the stop state after them for
+    their devices, continuing from ``before``."""
+    frame = bl.numbered(features)
+    n = len(frame)
+
+    def numbers(name: str) -> np.ndarray:
+        return bl.as_numbers(frame[name]) if name in frame else np.full(n, np.nan)
+
+    from refrig_assets.incidents.policy import incident_policy
+    from refrig_assets.incidents.quality_signals import silent_windows
+
+    # A window its device (almost) did not report in shows no stop: it ends the count.
+    duty = np.where(silent_windows(frame, incident_policy()), np.nan, numbers(stops.DUTY))
+    stopped, over, after = stops.derive_stops(
+        frame["device_id"].astype(str).to_numpy(),
+        epoch_ns(frame["window_start"]),
+        epoch_ns(frame["window_end"]),
+        duty,
+        numbers(stops.IDLE_STREAK),
+        numbers(bl.DEFROST_MINUTES) > 0,
+        stops.StopState(before),
+        table.derived["stops"]["min_observed_hours"],
+    )
+    return frame.assign(**{stops.STOPPED: stopped, stops.OVER_LONGEST: over}), after
 
 
 class DefrostState:

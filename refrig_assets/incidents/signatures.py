@@ -20,6 +20,7 @@ REFERENCES = ("baseline", "cohort", "limit", "flags")
 DIRECTIONS = ("up", "down")
 UNKNOWN = "unknown"
 DEFROST_KEYS = {"lookback_hours", "min_defrosts", "min_share_of_longest"}
+STOP_KEYS = {"lookback_hours", "min_observed_hours"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,14 @@ class Signature:
     hint: str = ""
     escalate_severity: str | None = None
     escalate_when: tuple[str, ...] = ()
+    # The cause a window it matches is named after, where that is another signature's (a
+    # second way of telling the same fault); None: its own name.
+    names_cause: str | None = None
+
+    @property
+    def cause(self) -> str:
+        """The cause its windows are named after."""
+        return self.names_cause or self.name
 
     @property
     def features(self) -> set[str]:
@@ -131,7 +140,7 @@ class SignatureTable:
         """The cause whose ``streaming_rules`` list ``rule_name`` (None: no cause claims it)."""
         for s in self.signatures:
             if rule_name in s.streaming_rules:
-                return s.name
+                return s.cause
         return None
 
 
@@ -287,6 +296,9 @@ def _signature(path: Path, i: int, raw: Any) -> Signature:
         escalate.get("severity") not in SEVERITIES or not set(when) <= ids or not when
     ):
         raise _fail(path, f"{where}.escalate", "needs a severity and `when`: ids of its conditions")
+    cause = raw.get("cause")
+    if cause is not None and not isinstance(cause, str):
+        raise _fail(path, f"{where}.cause", "must be the name of another signature")
     return Signature(
         name=raw["name"],
         kind=raw["kind"],
@@ -300,6 +312,7 @@ def _signature(path: Path, i: int, raw: Any) -> Signature:
         hint=" ".join(str(raw.get("hint", "")).split()),
         escalate_severity=escalate.get("severity"),
         escalate_when=when,
+        names_cause=cause,
     )
 
 
@@ -318,6 +331,16 @@ def load_signatures(path: Path | str | None = None) -> SignatureTable:
     names = [s.name for s in signatures]
     if len(set(names)) != len(names) or UNKNOWN in names:
         raise _fail(file, "signatures", f"names must be unique and not {UNKNOWN!r}: {names}")
+    for s in signatures:
+        if s.names_cause is None:
+            continue
+        named = [o for o in signatures if o.name == s.names_cause and o.names_cause is None]
+        if not named or (named[0].kind, named[0].severity) != (s.kind, s.severity):
+            raise _fail(
+                file,
+                f"signatures.{s.name}.cause",
+                "must name another signature (not itself another's) of the same kind and severity",
+            )
     rules = [r for s in signatures for r in s.streaming_rules]
     if len(set(rules)) != len(rules):
         raise _fail(file, "streaming_rules", "each streaming rule may mean one cause only")
@@ -342,11 +365,21 @@ def load_signatures(path: Path | str | None = None) -> SignatureTable:
     defrost = derived.get("defrost") if isinstance(derived, dict) else None
     if not isinstance(defrost, dict) or DEFROST_KEYS - set(defrost):
         raise _fail(file, "derived.defrost", f"needs {', '.join(sorted(DEFROST_KEYS))}")
+    derived_settings = {
+        "defrost": {k: _number(file, f"derived.defrost.{k}", v) for k, v in defrost.items()}
+    }
+    # The compressor stop features (refrig_assets/incidents/stops.py); without their settings
+    # they are not derived and conditions on them stay unevaluated.
+    stop = derived.get("stops")
+    if stop is not None:
+        if not isinstance(stop, dict) or set(stop) != STOP_KEYS:
+            raise _fail(file, "derived.stops", f"needs {', '.join(sorted(STOP_KEYS))}")
+        derived_settings["stops"] = {
+            k: _number(file, f"derived.stops.{k}", v) for k, v in stop.items()
+        }
     return SignatureTable(
         signatures=signatures,
         baseline=settings,
-        derived={
-            "defrost": {k: _number(file, f"derived.defrost.{k}", v) for k, v in defrost.items()}
-        },
+        derived=derived_settings,
         path=file,
     )
