@@ -87,7 +87,10 @@ def device_places(
             out.append(frame[column].astype(str).to_numpy())
         elif devices is not None and column in devices:
             if registry is None:
-                registry = devices.drop_duplicates("device_id").set_index("device_id")
+                # Only the entries of these devices: a few signals' lookup does not index the
+                # whole registry (most calls name a few thousand of its devices).
+                named = devices[devices["device_id"].isin(device_ids).to_numpy()]
+                registry = named.drop_duplicates("device_id").set_index("device_id")
             lookup = registry[column]
             out.append(device_ids.map(lookup).fillna(UNKNOWN).astype(str).to_numpy())
         else:
