@@ -211,5 +211,10 @@ def _silent_sensors(
     per_device = silent.groupby(level=0).any()
     if per_device.empty:
         return pd.Series(dtype=object)
-    names = per_device.apply(lambda row: ", ".join(s for s in sensors if row[s]), axis=1)
+    silent_of = per_device[sensors].to_numpy(dtype=bool)
+    names = pd.Series(
+        [", ".join(s for s, off in zip(sensors, row, strict=True) if off) for row in silent_of],
+        index=per_device.index,
+        dtype=object,
+    )
     return names[names.ne("")]

@@ -48,11 +48,17 @@ def assign_severity(inc: pd.DataFrame, policy: IncidentPolicy, causes: CauseTabl
     names = np.array(policy.severities, dtype=object)
     inc["base_severity"] = base.to_numpy()
     inc["severity"] = names[rank.astype(int)]
+    # Per incident from plain arrays (a pandas lookup per value was most of the build's
+    # severity step at 100K devices).
+    cause = inc["cause"].to_numpy(dtype=object)
+    base_name = base.to_numpy(dtype=object)
+    raised = [(name, hit & ~held) for name, hit in raises.items()]
+    told = np.asarray(critical, dtype=bool) & ~data_loss
     reasons = []
     for i in range(len(inc)):
-        why = [f"{inc['cause'].iat[i]}: {base.iat[i]}"]
-        why += [name for name, hit in raises.items() if hit[i] and not held[i]]
-        if critical[i] and not data_loss[i]:
+        why = [f"{cause[i]}: {base_name[i]}"]
+        why += [name for name, hit in raised if hit[i]]
+        if told[i]:
             why.append(f"evaporator +{excursion[i]:.1f} °C: CRITICAL")
         reasons.append("; ".join(why))
     inc["severity_reasons"] = reasons
