@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from support.quality_helpers import CONTRACT, HOUR, KEY, good_rows, quarantine_rows, run_hour
 
@@ -147,4 +148,27 @@ def test_quality_on_spark_folds_the_same_copies(tmp_path):
     finally:
         spark.stop()
     clean["ts"] = clean["ts"].map(lambda t: t if t.tzinfo else t.replace(tzinfo=UTC))
+    _assert_folded(clean, result)
+
+
+@pytest.mark.parametrize("options", ["cuts", "joined", "sorted"])
+def test_every_other_way_of_cleaning_the_hour_folds_the_same_copies(tmp_path, options):
+    from refrig_assets.core.device_ranges import device_cuts
+    from refrig_assets.core.duck import sql_str
+    from refrig_assets.quality.rules import clean_hour
+
+    _, readings = _readings_partition(_landing(tmp_path), tmp_path)
+    kwargs = {
+        "cuts": {"cuts": device_cuts(readings, 2) or ["dev-2"]},
+        "joined": {"flags_in_place": False},
+        "sorted": {},
+    }[options]
+    if options == "sorted":  # the rows in reverse: the pass sorts them first
+        table = pq.read_table(readings)
+        readings = tmp_path / "reversed.parquet"
+        pq.write_table(table.take(list(range(table.num_rows))[::-1]), readings)
+    with connect() as con:
+        source = f"read_parquet({sql_str(str(readings))})"
+        clean_sql, result = clean_hour(con, source, CONTRACT, REGISTERED, **kwargs)
+        clean = con.execute(clean_sql).df()
     _assert_folded(clean, result)
