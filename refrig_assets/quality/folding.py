@@ -44,7 +44,9 @@ def fold_copies(con: Any, keyed_rows: str, copied: str, measured: list[str], ord
         f"FROM ({keyed_rows}) r JOIN (SELECT DISTINCT device_id, ts FROM {copied}) c "
         "ON c.device_id = r.device_id AND c.ts = r.ts"
     )
-    agree = " AND ".join(f"count(DISTINCT {m}) <= 1" for m in measured) or "FALSE"
+    # at most one distinct value among the copies: the least and the greatest are the same
+    # (a count of distinct values holds a set per reading and column)
+    agree = " AND ".join(f"coalesce(min({m}) = max({m}), TRUE)" for m in measured) or "FALSE"
     fills = " OR ".join(
         f"(count({m}) > 0 AND count(CASE WHEN copy_no = 1 THEN {m} END) = 0)" for m in measured
     )
