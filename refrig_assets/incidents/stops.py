@@ -15,8 +15,9 @@ per window:
   in order: its longest ended off-cycle plus its longest ended stop that held a defrost (a
   defrost may begin at any point of an off-cycle, so one defrost stop is as long as the two;
   at least one window long). NaN until the device has shown what its stops look like: a stop
-  that held a defrost ended, or ``min_observed_hours`` of windows seen (a device without
-  defrosts).
+  that held a defrost ended, or ``min_observed_hours`` of windows seen with a stop ended (a
+  device without defrosts; one never seen to end a stop, say a current below the contract's
+  running level, is never judged).
 
 A stop is unbroken only over adjoining windows of the device with a duty cycle of 0: a window
 missing (no readings) or without a duty cycle ends the count, so a silence never lengthens a
@@ -216,7 +217,10 @@ def derive_stops(
 
     observed = np.repeat(state["observed_since"], sizes)
     observed = np.where(observed == NO_TIME, np.repeat(s[first], sizes), observed)
-    known = (longest_defrost > 0) | ((e - observed) / 3.6e12 >= min_observed_hours)
+    # A device never seen to end a stop (a current below the contract's running level reads
+    # as a compressor that never runs) shows nothing of its stops.
+    seen_long = (e - observed) / 3.6e12 >= min_observed_hours
+    known = (longest_defrost > 0) | (seen_long & (longest_off > 0))
     # The longest a device stops in order: its longest off-cycle running into its longest
     # defrost stop (a defrost may begin at any point of an off-cycle).
     longest = longest_off + longest_defrost

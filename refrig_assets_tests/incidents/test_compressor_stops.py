@@ -175,3 +175,14 @@ def test_the_state_rebuilt_from_history_is_the_state_followed_hour_by_hour(tmp_p
         rebuilt.sort_values(key).reset_index(drop=True),
         check_dtype=False,
     )
+
+
+def test_a_compressor_never_seen_to_run_is_never_judged():
+    """A current below the contract's running level reads as a compressor idle for ever: two
+    days of it, with defrost-warm windows, say nothing of how long the device stops."""
+    n = 2 * 24 * 4
+    heat = list(np.arange(n) % 28 < 2)
+    _, over, _ = derive_stops(
+        *_windows([0.0] * n, [15.0] * n, heat), StopState(empty_state()), min_observed_hours=24
+    )
+    assert np.isnan(over).all()
