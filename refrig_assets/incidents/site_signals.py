@@ -33,10 +33,15 @@ def site_signals(
     if per_site.empty:
         return empty_signals()
     q = quality
-    sites = q["device_id"].map(reg.set_index("device_id")["site_id"])
-    known = sites.notna().to_numpy()
+    # Integer codes of the windows' devices and of their sites, for every grouping below: the
+    # registry is looked up once per device, and no grouping hashes the id strings again.
+    device, ids = pd.factorize(q["device_id"], use_na_sentinel=False)
+    site_of = pd.Index(ids).map(reg.set_index("device_id")["site_id"])
+    site_code, site_ids = pd.factorize(site_of.to_numpy(dtype=object))
+    site = site_code[device]
+    known = site >= 0
     if not known.all():
-        q, sites = q[known], sites[known]
+        q, device, site = q[known], device[known], site[known]
     reporting = ~silent_windows(q, policy)
     current = f"{rules.current_sensor}_mean"
     off = reporting.copy()
@@ -54,7 +59,7 @@ def site_signals(
         stopped = np.where(np.isnan(streak), stopped, streak)
     off &= stopped >= rules.min_off_minutes
     if rules.idle_draw_feature in q:
-        drawing, lost = _idle_draw(q, rules)
+        drawing, lost = _idle_draw(q, device, rules)
         # An idle compressor whose fans still run is powered; one whose idle draw vanished lost
         # its supply for part of the window at least (a cut shorter than two windows, or not
         # aligned to them, leaves no window off throughout). Only in windows of min_off_minutes
@@ -62,16 +67,13 @@ def site_signals(
         # a site power loss, where the stop's own length (above) decides.
         off = (off & ~drawing) | (reporting & lost & (length >= rules.min_off_minutes))
     counts = (
-        pd.DataFrame(
-            {
-                "site_id": sites.to_numpy(),
-                "window_start": starts.values,
-                "rep": reporting,
-                "off": off,
-            }
-        )
-        .groupby(["site_id", "window_start"])[["rep", "off"]]
+        pd.DataFrame({"site": site, "window_start": starts.values, "rep": reporting, "off": off})
+        .groupby(["site", "window_start"])[["rep", "off"]]
         .sum()
+    )
+    counts.index = pd.MultiIndex.from_arrays(
+        [site_ids[counts.index.get_level_values(0).to_numpy()], counts.index.get_level_values(1)],
+        names=["site_id", "window_start"],
     )
     first = ~starts.duplicated().to_numpy()
     windows = pd.Series(ends.values[first], index=pd.DatetimeIndex(starts.values[first]))
@@ -83,8 +85,9 @@ def site_signals(
     # for days (dead, removed, never installed) would otherwise hold its site below the quorum
     # for ever. A site with fewer such devices than min_site_devices (all of it silent, say)
     # counts every registered device.
-    ids = q["device_id"].to_numpy()[reporting]
-    active = pd.Series(ids).groupby(sites.to_numpy()[reporting]).nunique()
+    named = ~pd.isna(ids.to_numpy())[device] & reporting  # a device without an id is no device
+    active = pd.Series(device[named]).groupby(site[named]).nunique()
+    active.index = site_ids[active.index.to_numpy()]
     active = active[active >= rules.min_site_devices]
     base = per_site.copy()
     base.loc[base.index.intersection(active.index)] = active
@@ -135,17 +138,19 @@ def _site_rows(hit: pd.DataFrame, ends: pd.Series, evidence: list[Any]) -> pd.Da
     return out
 
 
-def _idle_draw(q: pd.DataFrame, rules: SiteEventPolicy) -> tuple[np.ndarray, np.ndarray]:
+def _idle_draw(
+    q: pd.DataFrame, device: np.ndarray, rules: SiteEventPolicy
+) -> tuple[np.ndarray, np.ndarray]:
     """Per window, of devices that usually draw an idle current (controller, fans): whether it
     still draws it (it has supply) and whether it idled without it (no supply while it idled).
     Usual: the device's median ``idle_draw_feature`` over the windows of ``q`` in which it drew
     at least ``idle_draw_min_amps`` (a cut over most of them leaves the usual draw as it was;
     a device that never drew that much is not judged); a window draws it above
     ``idle_draw_ratio`` of that. Both False where the device did not idle or either draw is
-    unknown."""
+    unknown. ``device``: a code per row of ``q``, one per device."""
     draw = pd.to_numeric(q[rules.idle_draw_feature], errors="coerce").astype(float)
     powered = draw.where(draw >= rules.idle_draw_min_amps)
-    usual = powered.groupby(q["device_id"].to_numpy()).transform("median").to_numpy(dtype=float)
+    usual = powered.groupby(device).transform("median").to_numpy(dtype=float)
     now = draw.to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
         judged = usual >= rules.idle_draw_min_amps
