@@ -569,6 +569,8 @@ class Converted:
     source_rows: int
     # Point labels (device_id, ts, anomaly) when the mapping names a labels column.
     labels: pd.DataFrame | None = None
+    # Long layout: rows per sensor name the mapping does not name (each one extra_column note).
+    unknown_sensors: dict[str, int] = field(default_factory=dict)
 
 
 def _device_ids(frame: pd.DataFrame, mapping: Mapping, file_name: str) -> pd.Series:
@@ -662,6 +664,7 @@ def convert_frame(
         else np.asarray(rows, dtype="int64").reshape(len(frame))
     )
     notes: list[pd.DataFrame] = []
+    unknown_sensors: dict[str, int] = {}
     device = _device_ids(frame, mapping, source_file)
     length, pattern = text_limits(contract.column("device_id"))
     if mapping.device_normalize:
@@ -749,7 +752,9 @@ def convert_frame(
         ]
         out = out[~bad.to_numpy()]
     else:
-        out = _long_to_wide(frame, mapping, source_file, device, ts, bad, rows, notes, contract)
+        out = _long_to_wide(
+            frame, mapping, source_file, device, ts, bad, rows, notes, contract, unknown_sensors
+        )
     # Only the measurements the mapping delivers are written: the landing reader reads the
     # others as missing, and REFRIG_SENSORS tells the pipeline which ones the fleet has.
     columns = [c.name for c in contract.columns if c.name in out or not c.extra.get("optional")]
@@ -785,7 +790,7 @@ def convert_frame(
                 ],
                 ignore_index=True,
             )
-    return Converted(readings, quarantine, len(frame), labels)
+    return Converted(readings, quarantine, len(frame), labels, unknown_sensors)
 
 
 def _labels(
@@ -803,6 +808,26 @@ def _labels(
     return points.astype({"anomaly": bool}), failed
 
 
+def unknown_sensor_notes(
+    source_file: str, mapping: Mapping, counts: dict[str, int]
+) -> list[pd.DataFrame]:
+    """One ``extra_column`` note per sensor name of a long source the mapping does not name,
+    with its rows (``counts``, most first)."""
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    return [
+        _quarantine(
+            source_file,
+            np.array([-1]),
+            str(mapping.sensor_column),
+            "extra_column",
+            [name],
+            f"{source_file}: sensor {name!r} ({count} rows) is not in {mapping.path.name}; "
+            "its values are ignored",
+        )
+        for name, count in ranked
+    ]
+
+
 def _long_to_wide(
     frame: pd.DataFrame,
     mapping: Mapping,
@@ -813,24 +838,17 @@ def _long_to_wide(
     rows: np.ndarray,
     notes: list[pd.DataFrame],
     contract: Contract,
+    unknown_sensors: dict[str, int],
 ) -> pd.DataFrame:
-    """Long rows (device, time, sensor, value) -> one wide row per device and time."""
+    """Long rows (device, time, sensor, value) -> one wide row per device and time; the rows
+    of each sensor name the mapping does not name are counted in ``unknown_sensors``."""
     sensor = frame[str(mapping.sensor_column)].astype("string").str.strip()
     raw_value = frame[str(mapping.value_column)]
     known = {s.source: s for s in mapping.sensors}
     unknown = ~sensor.isin(list(known)).fillna(False) & ~bad
-    for name, count in sensor[unknown].fillna("<blank>").value_counts().items():
-        notes.append(
-            _quarantine(
-                source_file,
-                np.array([-1]),
-                str(mapping.sensor_column),
-                "extra_column",
-                [name],
-                f"{source_file}: sensor {name!r} ({count} rows) is not in {mapping.path.name}; "
-                "its values are ignored",
-            )
-        )
+    counts = sensor[unknown].fillna("<blank>").value_counts()
+    unknown_sensors.update({str(k): int(v) for k, v in counts.items()})
+    notes += unknown_sensor_notes(source_file, mapping, unknown_sensors)
     keep = ~bad & ~unknown
     parts = []
     for spec in mapping.sensors:
@@ -939,8 +957,8 @@ def read_source_chunks(path: Path, mapping: Mapping, chunk_rows: int | None) -> 
     database on disk (held to the memory budget of config/performance.yaml), and each part holds every row of its devices (a device's rows are
     never split: its repeated autumn hour and its copies are told from all of them), in file
     order, with the lines that are no rows in the first part. A source without a device column
-    (one device per file), in the long layout (a part would not know every sensor of the file)
-    or with ``normalize`` (a rewrite must not collide with any id of the file) is one part."""
+    (one device per file) or with ``normalize`` (a rewrite must not collide with any id of the
+    file) is one part."""
     with _readable(path) as read, tempfile.TemporaryDirectory(prefix="refrig-import-") as tmp:
         con = duckdb.connect(str(Path(tmp) / "source.duckdb"))
         try:
@@ -953,7 +971,6 @@ def read_source_chunks(path: Path, mapping: Mapping, chunk_rows: int | None) -> 
                 device is None
                 or chunk_rows is None
                 or len(rows) <= chunk_rows
-                or mapping.layout != "wide"
                 or mapping.device_normalize
                 or device not in columns
             ):
@@ -1186,7 +1203,7 @@ def import_file(
     base = Path(landing_dir) / "imports" / name
     clashes: dict[str, int] = {}
     con = connect()
-    spooled = _Spool()
+    spooled = _Spool(mapping, contract, str(source))
     try:
         for raw in read_source_chunks(source, mapping, load_ingestion_settings().import_chunk_rows):
             part_of = convert_frame(raw.frame, mapping, str(source), contract, rows=raw.rows)
@@ -1195,7 +1212,7 @@ def import_file(
                     [raw.rejected, part_of.quarantine], ignore_index=True
                 ).sort_values("row", kind="stable", ignore_index=True)
                 part_of.source_rows += len(raw.rejected)
-            spooled.add(part_of, contract)
+            spooled.add(part_of)
         converted = spooled.converted()
         for i, (hour, part) in enumerate(spooled.hours()):
             final = base / f"{hour:%Y-%m-%d}" / f"readings_{hour:%Y%m%dT%H}.parquet"
@@ -1275,7 +1292,9 @@ class _Spool:
     so an hour's readings put together and sorted by time and device are in the order the
     whole source gives them."""
 
-    def __init__(self) -> None:
+    def __init__(self, mapping: Mapping, contract: Contract, source_file: str) -> None:
+        self._mapping, self._contract, self._source = mapping, contract, source_file
+        self._columns: set[str] = set()
         self._dir = tempfile.TemporaryDirectory(prefix="refrig-import-spool-")
         self._groups: dict[pd.Timestamp, list[tuple[Path, int]]] = {}
         self._converted: list[Converted] = []
@@ -1285,9 +1304,10 @@ class _Spool:
         self.devices: set[str] = set()
         self.out_of_range: dict[str, dict[str, int]] = {}
 
-    def add(self, part: Converted, contract: Contract) -> None:
+    def add(self, part: Converted) -> None:
         """Spool one part's readings per hour; keep its quarantine, labels and counts."""
         readings = part.readings
+        self._columns.update(readings.columns)
         path = Path(self._dir.name) / f"part-{len(self._converted)}.parquet"
         writer: pq.ParquetWriter | None = None
         try:
@@ -1307,12 +1327,18 @@ class _Spool:
             self.last_ts = last if self.last_ts is None else max(self.last_ts, last)
         self.readings += len(readings)
         self.devices.update(readings["device_id"].dropna().astype(str).unique())
-        for column, n in out_of_range(readings, contract).items():
+        for column, n in out_of_range(readings, self._contract).items():
             held = self.out_of_range.setdefault(column, {"outside": 0, "values": 0})
             held["outside"] += n["outside"]
             held["values"] += n["values"]
         self._converted.append(
-            Converted(readings.iloc[:0], part.quarantine, part.source_rows, part.labels)
+            Converted(
+                readings.iloc[:0],
+                part.quarantine,
+                part.source_rows,
+                part.labels,
+                part.unknown_sensors,
+            )
         )
 
     def converted(self) -> Converted:
@@ -1323,7 +1349,20 @@ class _Spool:
         quarantine = pd.concat([p.quarantine for p in parts], ignore_index=True)
         notes = quarantine["row"].eq(-1)
         again = notes & quarantine.astype(str).duplicated(keep="first")
-        quarantine = quarantine[~again].sort_values("row", kind="stable", ignore_index=True)
+        # a long source's unknown sensor names: one note each, with the rows of every part
+        unknown: dict[str, int] = {}
+        for p in parts:
+            for name, rows in p.unknown_sensors.items():
+                unknown[name] = unknown.get(name, 0) + rows
+        if unknown:
+            sensor_notes = quarantine["rule"].eq("extra_column") & quarantine["column"].eq(
+                str(self._mapping.sensor_column)
+            )
+            again |= notes & sensor_notes
+        quarantine = pd.concat(
+            [quarantine[~again], *unknown_sensor_notes(self._source, self._mapping, unknown)],
+            ignore_index=True,
+        ).sort_values("row", kind="stable", ignore_index=True)
         labels = [p.labels for p in parts if p.labels is not None]
         joined = (
             pd.concat(labels, ignore_index=True).sort_values(["device_id", "ts"], ignore_index=True)
@@ -1331,7 +1370,7 @@ class _Spool:
             else None
         )
         rows = sum(p.source_rows for p in parts)
-        return Converted(parts[0].readings, quarantine, rows, joined)
+        return Converted(parts[0].readings, quarantine, rows, joined, unknown)
 
     def hours(self) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
         """Each hour's readings, in hour order, sorted by time and device (copies of a
@@ -1343,8 +1382,26 @@ class _Spool:
                 if path not in files:
                     files[path] = pq.ParquetFile(path)
                 tables.append(files[path].read_row_group(group))
-            rows = pa.concat_tables(tables).to_pandas()
+            rows = self._every_column(pa.concat_tables(tables, promote_options="default"))
             yield hour, rows.sort_values(["ts", "device_id"], kind="stable")
+
+    def _every_column(self, table: pa.Table) -> pd.DataFrame:
+        """An hour's readings with every column some part has (a long source's part may lack a
+        sensor another part has), in contract order, typed as a whole conversion types it."""
+        rows = table.to_pandas()
+        kinds = {
+            s.target: "boolean" if s.conversion is None else "float64"
+            for s in self._mapping.sensors
+        }
+        columns = [c.name for c in self._contract.columns if c.name in self._columns]
+        for name in columns:
+            kind = kinds.get(name)
+            if name not in rows:
+                empty = pd.NA if kind == "boolean" else np.nan
+                rows[name] = pd.Series(empty, index=rows.index, dtype=kind or "float64")
+            elif kind is not None:
+                rows[name] = rows[name].astype(kind)
+        return rows[columns]
 
     def close(self) -> None:
         self._dir.cleanup()
