@@ -500,7 +500,7 @@ def _decimal_hint(failed: pd.Series, mapping: Mapping) -> str:
 def _localize(naive: pd.Series, zone: str, device: pd.Series | None = None) -> pd.Series:
     """Local wall-clock times in ``zone`` as UTC. A time that does not exist (the spring gap) is
     NaT. A time of the hour the autumn change repeats is told by its device's rows in file
-    order: before that device's wall clock goes back (or repeats a time: hourly readings), the
+    order (``device``: the series each row belongs to; a long source's device and sensor): before that device's wall clock goes back (or repeats a time: hourly readings), the
     first (summer) pass, after it the second; where the device's times in that hour do not go
     back exactly once (one pass only, or the rows out of order) it cannot be told and is NaT."""
     n = len(naive)
@@ -670,7 +670,13 @@ def convert_frame(
     if mapping.device_normalize:
         device = normalized_ids(device, length, pattern)
     raw_ts = _time_text(frame, mapping.ts_columns)
-    ts = parse_timestamps(raw_ts, mapping, device)
+    # The autumn's repeated hour is told per series in file order: a device's, or in the long
+    # layout a device's sensor's (its rows at one time, one per sensor, are no repeat).
+    series = device
+    if mapping.layout == "long":
+        sensor_names = frame[str(mapping.sensor_column)].astype("string").str.strip()
+        series = device + "\x1f" + sensor_names
+    ts = parse_timestamps(raw_ts, mapping, series)
     bad = pd.Series(False, index=frame.index)
 
     def reject(mask: pd.Series, column: str, rule: str, values, message) -> None:

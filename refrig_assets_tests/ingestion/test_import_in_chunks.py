@@ -160,9 +160,7 @@ def test_a_long_source_in_parts_writes_the_landing_files_of_the_whole_import(
     rules = {"extra_column", "duplicate_reading", "unparsable_value"}
     assert set(quarantine["rule"]) == rules
     fan = quarantine[quarantine["rule"].eq("extra_column")]["message"].tolist()
-    # one note, with the rows of d1 and d2 (in two parts) at 01:30 (the repeated hour's rows
-    # of a long source repeat a time within a pass: they cannot be told, and are quarantined)
-    assert len(fan) == 1 and "'fan' (2 rows)" in fan[0]
+    assert len(fan) == 1 and "'fan' (6 rows)" in fan[0]  # one note: d1's and d2's rows
     paths = ("quarantine_path", "labels_path")
     summary = {k: v for k, v in whole.summary().items() if k not in paths}
     assert {k: v for k, v in parted.summary().items() if k not in paths} == summary
