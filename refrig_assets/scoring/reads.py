@@ -87,7 +87,7 @@ def read_scores_for_hour(
     while reading); ``paths``, the hour's :func:`score_paths_for_hour` when a caller reads the
     hour shard by shard; ``columns``, only those; ``flagged_only``, only the flagged windows
     (row groups without any are skipped unread)."""
-    frames = []
+    tables = []
     for path in score_paths_for_hour(store, partition_key) if paths is None else paths:
         # Filtered while reading: a daily partition holds 24 hours of a fleet's windows.
         hour = [("window_start", ">=", window_start), ("window_start", "<", window_end)]
@@ -97,8 +97,18 @@ def read_scores_for_hour(
             hour.append(("device_id", "in", sorted(set(device_ids))))
         if flagged_only:
             hour.append(("anomaly_flag", "==", True))
-        frames.append(_read_filtered(path, columns, hour).to_pandas())
-    if not frames:
+        tables.append(_read_filtered(path, columns, hour))
+    if not tables:
         empty = load_contract("model_scores").empty_frame()
         return empty if columns is None else empty[columns]
-    return pd.concat(frames, ignore_index=True)
+    return _as_one_frame(tables)
+
+
+def _as_one_frame(tables: list[pa.Table]) -> pd.DataFrame:
+    """The tables' rows as one frame, as converting each and concatenating the frames gives it:
+    tables of one schema (their pandas metadata too, as the detectors' files have it) are
+    joined in Arrow and converted once (a conversion costs more than a small hour's rows);
+    others are converted one by one (pandas then unifies their types)."""
+    if all(t.schema.equals(tables[0].schema, check_metadata=True) for t in tables[1:]):
+        return pa.concat_tables(tables).to_pandas()
+    return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
