@@ -51,8 +51,9 @@ from refrig_assets.serving.window_features import window_features, window_frame
 
 REQUEST = "request"  # the source_file of a request's readings in messages
 # Quarantine rules that do not make a request invalid: the batch path keeps these rows too
-# (one copy of a duplicate, flagged; the rows of a file with extra columns).
-KEPT_RULES = frozenset({"duplicate_reading", "extra_column"})
+# (one copy of a duplicate, flagged; per-sensor copies folded into one; the rows of a file with
+# extra columns).
+KEPT_RULES = frozenset({"duplicate_reading", "extra_column", "merged_reading"})
 PARQUET_MAGIC = b"PAR1"
 
 

@@ -17,11 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refrig_assets.core.contracts import Contract
+from refrig_assets.core.contracts import ColumnSpec, Contract
 from refrig_assets.core.fleet_sensors import fleet_sensor_columns, lacking_among
 from refrig_assets.ingestion.landing.readers import landing_rules
 from refrig_assets.quality.nan_storm import storm_files
 from refrig_assets.quality.rules import _unit_checked, flag_bit
+from refrig_assets.quality.steady import steady_mask
 from refrig_assets.serving.memo import LastDerived
 
 HOUR_US = 3_600_000_000
@@ -70,7 +71,12 @@ def _nan_storm(typed: pa.Table, contract: Contract) -> bool:
 
 
 def _stuck(
-    values: np.ndarray, present: np.ndarray, same: np.ndarray, ts: np.ndarray, steady, long_us
+    values: np.ndarray,
+    present: np.ndarray,
+    same: np.ndarray,
+    ts: np.ndarray,
+    column: ColumnSpec,
+    long_us,
 ) -> np.ndarray:
     """Rows of a stuck run of one sensor (rows sorted by device and time, one hour, no
     carried runs): a reading equal to the previous one of the device (steady values exempt)
@@ -78,8 +84,7 @@ def _stuck(
     it spans ``long_us`` or more."""
     eq = np.zeros(len(values), bool)
     eq[1:] = same[1:] & present[1:] & present[:-1] & (values[1:] == values[:-1])
-    for v in steady:
-        eq &= values != float(v)
+    eq &= ~steady_mask(column, values)
     stuck = np.zeros(len(values), bool)
     edges = np.diff(np.concatenate(([0], eq.astype(np.int8), [0])))
     for first, last in zip(
@@ -140,8 +145,7 @@ def clean_rows(
         dropout |= ~ok if lacking is None else ~ok & ~lacking
         if c.range:
             out_of_range |= ok & ((v < c.range[0]) | (v > c.range[1]))
-        steady = c.extra.get("steady_values") or []
-        stuck |= _stuck(v, ok, same, ts, steady, long_us)
+        stuck |= _stuck(v, ok, same, ts, c, long_us)
 
     suspect = np.zeros(len(starts), bool)
     least = int(rules["unit_suspect_min_readings"])

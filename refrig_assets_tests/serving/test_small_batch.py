@@ -125,6 +125,28 @@ def test_a_request_lacking_optional_sensors_and_a_partial_hour_match_the_batch_p
     assert_same([frame], registered("dev-a"))
 
 
+def test_a_flat_idle_current_is_no_stuck_sensor_in_a_request_as_in_the_batch_path():
+    # A stopped compressor draws the same small current (its controller) for as long as it
+    # stays stopped: below the contract's running level that is no stuck sensor.
+    frame = device_hour("dev-a", 11)
+    frame.loc[0:45, "current_compressor"] = 0.08
+    small = assert_same([frame], registered("dev-a"))[0]
+    assert "STUCK_SENSOR" not in flags(small)
+
+
+def test_a_request_of_per_sensor_copies_is_folded_and_scored_not_refused():
+    whole = device_hour("dev-a", 12)
+    temperature = whole[["device_id", "ts", "temperature_evaporator"]]
+    rest = whole.drop(columns=["temperature_evaporator"])
+    ids = registered("dev-a")
+    [result] = readings_features_many(
+        connect(), [table(pd.concat([temperature, rest]))], ids, RECEIVED
+    )
+    [expected] = readings_features_many(connect(), [table(whole)], ids, RECEIVED)
+    assert not isinstance(result, RequestRejected), result
+    pd.testing.assert_frame_equal(result, expected)
+
+
 def test_requests_together_each_get_the_batch_windows_of_their_own_devices():
     frames = [device_hour("dev-a", 5), device_hour("dev-b", 6), device_hour("dev-c", 7)]
     frames[1].loc[0:40, "temperature_evaporator"] = -18.0
