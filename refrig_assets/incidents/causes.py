@@ -31,6 +31,7 @@ from refrig_assets.incidents import baselines as bl
 from refrig_assets.incidents import stops
 from refrig_assets.incidents.causes_store import (
     STOP_COLUMNS,
+    STOP_NUMBERS,
     CauseStore,
     epoch_ns,
     quality_bits,
@@ -465,6 +466,8 @@ class _Plan:
         self.table = table
         self.wanted = _wanted(table)
         self.numbers = list(dict.fromkeys([*self.wanted, "duty_cycle", bl.DEFROST_MINUTES]))
+        if uses_stops(table):  # what a service derives the stop features from
+            self.numbers += [c for c in STOP_NUMBERS if c not in self.numbers]
         read = {"quality_flags", *(f for sig in table for f in sig.requires)}
         self.other = sorted(read - set(self.wanted))
 

@@ -291,6 +291,10 @@ STOP_COLUMNS = (
     "reading_count",
     "sensor_completeness",
 )
+# Of those, the numbers of a window (a service derives the stop features from them).
+STOP_NUMBERS = tuple(
+    c for c in STOP_COLUMNS if c not in ("device_id", "window_start", "window_end")
+)
 
 
 def uses_stops(table: SignatureTable) -> bool:

@@ -23,6 +23,7 @@ import pandas as pd
 from refrig_assets.core.config import config_path
 from refrig_assets.core.storage import ParquetStore
 from refrig_assets.incidents import baselines as bl
+from refrig_assets.incidents import stops
 from refrig_assets.incidents.causes import Diagnosis, Windows, diagnose_windows
 from refrig_assets.incidents.causes_store import (
     BASELINES,
@@ -32,7 +33,10 @@ from refrig_assets.incidents.causes_store import (
     DefrostState,
     defrost_hours,
     defrosting,
+    uses_stops,
 )
+from refrig_assets.incidents.policy import incident_policy
+from refrig_assets.incidents.quality_signals import silent_windows
 from refrig_assets.incidents.signatures import SignatureTable, load_signatures
 from refrig_assets.scoring.runs import HOUR_KEY
 
@@ -109,6 +113,17 @@ class _CachedCauseStore(CauseStore):
             lambda: super(_CachedCauseStore, self).baselines(partition_key, table),
         )
 
+    def write_stops(
+        self, partition_key: str, states: list[pd.DataFrame], before: pd.DataFrame
+    ) -> None:
+        """Nothing: the stop state after an hour is the batch step's to keep."""
+
+    def stops_before(self, partition_key: str, table: SignatureTable) -> pd.DataFrame:
+        return self._cached(
+            ("stops", partition_key),
+            lambda: super(_CachedCauseStore, self).stops_before(partition_key, table),
+        )
+
     def _state_before(self, hour: pd.Timestamp, lookback: float) -> pd.Series:
         return self._cached(
             ("state", hour, lookback),
@@ -127,6 +142,7 @@ class CauseDiagnosis:
         self._signatures: tuple[int | None, SignatureTable] | None = None
         self._indexed: bl.IndexedBaselines | None = None
         self._defrost: DefrostState | None = None
+        self._stops: stops.StopState | None = None
         self._registry: tuple[pd.Series, np.ndarray, bl.KeyPositions] | None = None
 
     def _table(self, stamp: int | None) -> SignatureTable:
@@ -165,10 +181,45 @@ class CauseDiagnosis:
             state = self._defrost = DefrostState(before)
         return state
 
+    def _stop_state(self, hour_key: str, table: SignatureTable) -> stops.StopState:
+        before = self.store.stops_before(hour_key, table)
+        state = self._stops
+        if state is None or state.frame is not before:  # the store's memo changed
+            state = self._stops = stops.StopState(before)
+        return state
+
+    def _derive_stops(self, hour_key: str, windows: Windows, table: SignatureTable) -> None:
+        """The compressor stop features of ``windows`` from the stop state before the hour, as
+        :func:`~refrig_assets.incidents.causes_store.with_stops` derives them in the batch."""
+        n = len(windows)
+        numbers = windows.numbers
+
+        def number(name: str) -> np.ndarray:
+            return numbers[name] if name in numbers else np.full(n, np.nan)
+
+        # A window its device (almost) did not report in shows no stop: it ends the count.
+        quality = pd.DataFrame(
+            {c: number(c) for c in ("reading_count", "sensor_completeness") if c in numbers}
+        )
+        silent = silent_windows(quality, incident_policy()) if len(quality.columns) else False
+        stopped, over, _ = stops.derive_stops(
+            windows.device_id.astype(str),
+            windows.ns("start"),
+            windows.ns("end"),
+            np.where(silent, np.nan, number(stops.DUTY)),
+            number(stops.IDLE_STREAK),
+            number(bl.DEFROST_MINUTES) > 0,
+            self._stop_state(hour_key, table),
+            table.derived["stops"]["min_observed_hours"],
+        )
+        numbers[stops.STOPPED] = stopped
+        numbers[stops.OVER_LONGEST] = over
+
     def diagnose(self, hour_key: str, windows: Windows, table: SignatureTable) -> Diagnosis:
         """The diagnosis of ``windows`` (of the hour ``hour_key``; their cohorts set) as
         :func:`~refrig_assets.incidents.causes.diagnose_partition` makes it: the baselines of
-        the hours before and hours since the last defrost (``with_derived``)."""
+        the hours before, hours since the last defrost and the compressor stop features
+        (``with_derived``)."""
         indexed = self._indexed_baselines(hour_key, table)
         minutes = windows.numbers.get(bl.DEFROST_MINUTES)
         if minutes is not None and len(windows):
@@ -180,6 +231,8 @@ class CauseDiagnosis:
                 self._defrost_state(hour_key, table),
             )
             windows.numbers["hours_since_defrost"] = since
+        if uses_stops(table) and stops.DUTY in windows.numbers and len(windows):
+            self._derive_stops(hour_key, windows, table)
         return diagnose_windows(windows, indexed, table)
 
     def probable_causes(self, features: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
