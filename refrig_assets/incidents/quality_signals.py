@@ -55,16 +55,17 @@ def quality_signals(
     quality: pd.DataFrame | None,
     devices: pd.DataFrame | None,
     policy: IncidentPolicy,
-    still_silent: set[str] | None = None,
+    still_silent: dict[str, pd.Timestamp] | None = None,
     never: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """One signal per device window and sensor-health flag (its own ticket track);
-    ``still_silent``: devices whose communications ticket is open; ``never``: sensors no
+    ``still_silent``: devices whose communications ticket is open, with where it began;
+    ``never``: sensors no
     device reported (never named as a device's silent sensor)."""
     if quality is None or quality.empty:
         return empty_signals()
     tickets = policy.sensor_tickets
-    q = numbered(_with_missing_windows(quality, still_silent or set()))  # no copy if numbered
+    q = numbered(_with_missing_windows(quality, still_silent or {}))  # no copy if numbered
     bits = flag_bits(q, tickets.flags)
     bits["SILENT"] = silent_windows(q, policy)
     named = pd.Series(dtype=object)
@@ -133,18 +134,21 @@ def quality_signals(
     return out
 
 
-def _with_missing_windows(quality: pd.DataFrame, still_silent: set[str]) -> pd.DataFrame:
+def _with_missing_windows(
+    quality: pd.DataFrame, still_silent: dict[str, pd.Timestamp]
+) -> pd.DataFrame:
     """``quality`` plus an empty row (no reading) for each window of the fleet's that a device
     which reported earlier has no row in: a device that sends nothing has no feature window at
     all, and is silent there. Windows before a device's first row are not its (it may be new),
-    except for ``still_silent`` devices (an open communications ticket), silent since before."""
+    except for ``still_silent`` devices (an open communications ticket), silent since before:
+    from where that ticket began, never earlier."""
     at = utc_ns(quality["window_start"])
     grid = np.sort(pd.unique(at))
     win = np.searchsorted(grid, at)
     # Device codes without hashing every id twice; the still-silent ones appended after.
     codes, ids = pd.factorize(quality["device_id"].astype(object), sort=False)
     names = [str(i) for i in ids]
-    extra = sorted(still_silent - set(names))
+    extra = sorted(set(still_silent) - set(names))
     names += extra
     n, g = len(names), len(grid)
     pairs = pd.unique(codes.astype(np.int64) * g + win)  # (device, window) pairs with a row
@@ -153,7 +157,9 @@ def _with_missing_windows(quality: pd.DataFrame, still_silent: set[str]) -> pd.D
     first = np.full(n, g, dtype=np.int64)
     np.minimum.at(first, device, window)
     if still_silent:
-        first[[i for i, name in enumerate(names) if name in still_silent]] = 0
+        held = [i for i, name in enumerate(names) if name in still_silent]
+        since = utc_ns(pd.Series([still_silent[names[i]] for i in held]))
+        first[held] = np.minimum(first[held], np.searchsorted(grid, since))
     short = np.flatnonzero(count < g - np.minimum(first, g))
     if not len(short):
         return quality

@@ -79,15 +79,18 @@ def silence_refrigeration(
         signals.loc[hit, "base"] = policy.severity.sensor
 
 
-def still_silent_devices(open_incidents: pd.DataFrame | None) -> set[str]:
-    """Devices whose communications ticket (a silent device's) is still open: silent since
-    before the build's windows, so they may have no row in any of them."""
+def still_silent_devices(open_incidents: pd.DataFrame | None) -> dict[str, pd.Timestamp]:
+    """Devices whose communications ticket (a silent device's) is still open, with where the
+    earliest began: silent since then, so they may have no row in any of the build's windows,
+    but not before (a device is not silent before it ever reported)."""
     if open_incidents is None or open_incidents.empty or "track" not in open_incidents:
-        return set()
+        return {}
     hit = open_incidents["track"].eq(f"{SENSOR_TRACK}:SILENT") & open_incidents["status"].isin(
         OPEN_STATUSES
     )
-    return set(open_incidents.loc[hit, "device_id"].dropna().astype(str))
+    live = open_incidents.loc[hit & open_incidents["device_id"].notna()]
+    since = utc(live["first_window_start"]).groupby(live["device_id"].astype(str)).min()
+    return {str(d): t for d, t in since.items()}
 
 
 def arrived_late_tickets(
