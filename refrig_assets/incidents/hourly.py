@@ -235,7 +235,7 @@ def quiet_hour(
         if any(bits.any() for bits in flag_bits(quality, policy.sensor_tickets.flags).values()):
             return None
     # No incident is open, so no device is silent since before these windows.
-    if len(quality_signals(quality, devices, policy, set(), frozenset(never))):
+    if len(quality_signals(quality, devices, policy, {}, frozenset(never))):
         return None
     if len(site_signals(quality, devices, policy)):
         return None
