@@ -18,6 +18,7 @@ Both are derived data: deleting them costs one rebuild, never a result.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -308,30 +309,58 @@ def with_stops(
     features: pd.DataFrame, before: pd.DataFrame, table: SignatureTable
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``features`` (with ``duty_cycle``) with the compressor stop features
-    (:func:`~refrig_assets.incidents.stops.derive_stops`), and the stop state after them for
-    their devices, continuing from ``before``."""
+    (:func:`stop_features`), and the stop state after them for their devices, continuing from
+    ``before``."""
     frame = bl.numbered(features)
-    n = len(frame)
-
-    def numbers(name: str) -> np.ndarray:
-        return bl.as_numbers(frame[name]) if name in frame else np.full(n, np.nan)
-
-    from refrig_assets.incidents.policy import incident_policy
-    from refrig_assets.incidents.quality_signals import silent_windows
-
-    # A window its device (almost) did not report in shows no stop: it ends the count.
-    duty = np.where(silent_windows(frame, incident_policy()), np.nan, numbers(stops.DUTY))
-    stopped, over, after = stops.derive_stops(
+    numbers = {c: bl.as_numbers(frame[c]) for c in STOP_NUMBERS if c in frame}
+    stopped, over, after = stop_features(
         frame["device_id"].astype(str).to_numpy(),
         epoch_ns(frame["window_start"]),
         epoch_ns(frame["window_end"]),
-        duty,
-        numbers(stops.IDLE_STREAK),
-        numbers(bl.DEFROST_MINUTES) > 0,
+        numbers,
         stops.StopState(before),
-        table.derived["stops"]["min_observed_hours"],
+        table,
     )
     return frame.assign(**{stops.STOPPED: stopped, stops.OVER_LONGEST: over}), after
+
+
+def stop_features(
+    devices: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    numbers: Mapping[str, np.ndarray],
+    before: stops.StopState,
+    table: SignatureTable,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Per window (device ids, starts and ends as int64 ns; ``numbers``: those of
+    :data:`STOP_NUMBERS` the windows have), ``compressor_stopped_minutes`` and
+    ``compressor_stop_over_longest`` (:func:`~refrig_assets.incidents.stops.derive_stops`), and
+    the stop state after the windows, continuing from ``before``: the batch's and a service's
+    one derivation."""
+    from refrig_assets.incidents.policy import incident_policy
+    from refrig_assets.incidents.quality_signals import silent_windows
+
+    n = len(devices)
+
+    def number(name: str) -> np.ndarray:
+        return numbers[name] if name in numbers else np.full(n, np.nan)
+
+    # A window its device (almost) did not report in shows no stop: it ends the count.
+    quality = pd.DataFrame(
+        {c: numbers[c] for c in ("reading_count", "sensor_completeness") if c in numbers},
+        index=pd.RangeIndex(n),
+    )
+    duty = np.where(silent_windows(quality, incident_policy()), np.nan, number(stops.DUTY))
+    return stops.derive_stops(
+        devices,
+        start,
+        end,
+        duty,
+        number(stops.IDLE_STREAK),
+        number(bl.DEFROST_MINUTES) > 0,
+        before,
+        table.derived["stops"]["min_observed_hours"],
+    )
 
 
 class DefrostState:

@@ -104,7 +104,9 @@ def merged_quarantine_sql() -> str:
 
 
 def source_columns(con: Any, relation: str) -> list[str]:
-    """The column names of ``relation`` (no row read)."""
+    """The column names of ``relation`` (no row read), on a DuckDB connection or the Spark
+    engine's stand-in for one, which has no cursor description (so not
+    :func:`~refrig_assets.core.contract_sql.relation_columns`)."""
     frame: pd.DataFrame = con.execute(f"SELECT * FROM {relation} LIMIT 0").df()
     return [str(c) for c in frame.columns]
 

@@ -33,10 +33,9 @@ from refrig_assets.incidents.causes_store import (
     DefrostState,
     defrost_hours,
     defrosting,
+    stop_features,
     uses_stops,
 )
-from refrig_assets.incidents.policy import incident_policy
-from refrig_assets.incidents.quality_signals import silent_windows
 from refrig_assets.incidents.signatures import SignatureTable, load_signatures
 from refrig_assets.scoring.runs import HOUR_KEY
 
@@ -191,29 +190,16 @@ class CauseDiagnosis:
     def _derive_stops(self, hour_key: str, windows: Windows, table: SignatureTable) -> None:
         """The compressor stop features of ``windows`` from the stop state before the hour, as
         :func:`~refrig_assets.incidents.causes_store.with_stops` derives them in the batch."""
-        n = len(windows)
-        numbers = windows.numbers
-
-        def number(name: str) -> np.ndarray:
-            return numbers[name] if name in numbers else np.full(n, np.nan)
-
-        # A window its device (almost) did not report in shows no stop: it ends the count.
-        quality = pd.DataFrame(
-            {c: number(c) for c in ("reading_count", "sensor_completeness") if c in numbers}
-        )
-        silent = silent_windows(quality, incident_policy()) if len(quality.columns) else False
-        stopped, over, _ = stops.derive_stops(
+        stopped, over, _ = stop_features(
             windows.device_id.astype(str),
             windows.ns("start"),
             windows.ns("end"),
-            np.where(silent, np.nan, number(stops.DUTY)),
-            number(stops.IDLE_STREAK),
-            number(bl.DEFROST_MINUTES) > 0,
+            windows.numbers,
             self._stop_state(hour_key, table),
-            table.derived["stops"]["min_observed_hours"],
+            table,
         )
-        numbers[stops.STOPPED] = stopped
-        numbers[stops.OVER_LONGEST] = over
+        windows.numbers[stops.STOPPED] = stopped
+        windows.numbers[stops.OVER_LONGEST] = over
 
     def diagnose(self, hour_key: str, windows: Windows, table: SignatureTable) -> Diagnosis:
         """The diagnosis of ``windows`` (of the hour ``hour_key``; their cohorts set) as
